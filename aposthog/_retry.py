@@ -1,0 +1,337 @@
+"""Retry policy: which failed requests may be repeated, and how long to wait first.
+
+This module only *decides*. It does no I/O, never sleeps and knows nothing about
+asyncio; the client's request loop asks :func:`retry_delay` after each failed
+attempt and either sleeps for the returned number of seconds or raises the
+failure when it gets ``None``. Keeping the policy pure makes every rule below
+testable without a network or an event loop.
+
+Why these rules:
+
+* **A request that may have started work must not be repeated.** Repeating a
+  ``POST`` (or ``PATCH``) that the server already acted on can create a second
+  batch export, send a second message to a PostHog AI conversation, and so on.
+  So a non-idempotent request is retried only when we know the server did not
+  act on it: when the connection failed before the request could reach the
+  server (refused, DNS failure, connect timeout), or when the server said so
+  with its status. A request that may have been sent and got no answer (reset,
+  read timeout, disconnect) is retried only for idempotent methods, where
+  doing it twice has the same effect as doing it once.
+* **429 and 503 mean the server refused the request**: it was throttled or the
+  service was unavailable before any work started, so they are safe to retry
+  for every method. 502 and 504 come from a gateway that may already have
+  forwarded the request to a backend that is still working on it, so they are
+  retried only for idempotent methods. A 500 may mean the work started and then
+  failed halfway; it is never retried, and neither is any other 4xx: asking
+  again will not fix a bad request.
+* **PostHog's 429s carry no ``Retry-After`` header.** PostHog throttles with
+  Django REST framework, which puts the wait only in the JSON ``detail`` text
+  ("... Expected available in 12 seconds."); :func:`parse_throttle_detail`
+  reads it, :func:`parse_retry_after` reads the standard header for servers and
+  proxies that do send one. A wait the server asked for is honoured (capped by
+  :attr:`RetryPolicy.max_retry_after`) rather than replaced by our own guess,
+  since retrying sooner would only be throttled again.
+* **Full jitter.** Without a server hint the wait is drawn uniformly from
+  ``[0, min(max_backoff, initial_backoff * 2**(n-1))]``. Many worker tasks that
+  fail together (a thundering herd hitting the same rate limit) then spread
+  their retries out instead of all coming back at the same instant.
+* **Budgets.** :attr:`RetryPolicy.max_retries` bounds the number of retries and
+  :attr:`RetryPolicy.deadline` bounds the time from the first attempt's start
+  to the last attempt's start, so a caller is never stuck retrying forever.
+"""
+
+from __future__ import annotations
+
+import datetime
+import email.utils
+import math
+import random
+import re
+from typing import TypeAlias
+
+import attrs
+
+__all__ = [
+    "IDEMPOTENT_METHODS",
+    "ConnectionOutcome",
+    "Outcome",
+    "RetryPolicy",
+    "StatusOutcome",
+    "backoff",
+    "is_retryable",
+    "parse_retry_after",
+    "parse_throttle_detail",
+    "retry_delay",
+]
+
+IDEMPOTENT_METHODS: frozenset[str] = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
+"""HTTP methods whose repetition has the same effect as a single request (RFC 9110 §9.2.2).
+
+``POST`` and ``PATCH`` are deliberately absent: repeating them may do the work twice.
+"""
+
+_ALWAYS_RETRYABLE_STATUSES: frozenset[int] = frozenset({429, 503})
+"""Statuses by which the server refused the request before doing any work."""
+
+_IDEMPOTENT_RETRYABLE_STATUSES: frozenset[int] = frozenset({502, 504})
+"""Gateway statuses: the request may have been forwarded, so only idempotent methods repeat."""
+
+_RNG = random.Random()
+"""The jitter source used when :func:`retry_delay` is not given one."""
+
+
+def _check_seconds(name: str, value: object, *, allow_none: bool = False) -> None:
+    """Raise TypeError/ValueError unless ``value`` is a finite, non-negative number of seconds."""
+    if value is None and allow_none:
+        return
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        expected = "a number of seconds or None" if allow_none else "a number of seconds"
+        raise TypeError(f"{name} must be {expected}, got {type(value).__name__}: {value!r}")
+    if not math.isfinite(value) or value < 0:
+        raise ValueError(f"{name} must be a finite number of seconds >= 0, got {value!r}")
+
+
+@attrs.frozen(kw_only=True)
+class RetryPolicy:
+    """Which failures are retried and how long to wait.
+
+    All durations are in seconds and must be finite and non-negative.
+    """
+
+    max_retries: int = 3
+    """Retries after the first attempt; 0 turns retrying off."""
+
+    initial_backoff: float = 0.5
+    """Backoff ceiling of the first retry; the ceiling doubles with each further retry."""
+
+    max_backoff: float = 8.0
+    """Cap for the computed (jittered) backoff."""
+
+    max_retry_after: float = 60.0
+    """Cap on a wait the server asked for (Retry-After header or PostHog's detail text)."""
+
+    deadline: float | None = 120.0
+    """Seconds from the first attempt's start to the last attempt's start; None for no limit."""
+
+    def __attrs_post_init__(self) -> None:
+        """Reject arguments that would make the policy meaningless."""
+        if isinstance(self.max_retries, bool) or not isinstance(self.max_retries, int):
+            raise TypeError(
+                f"max_retries must be an int, got {type(self.max_retries).__name__}: "
+                f"{self.max_retries!r}"
+            )
+        if self.max_retries < 0:
+            raise ValueError(f"max_retries must be >= 0, got {self.max_retries!r}")
+        _check_seconds("initial_backoff", self.initial_backoff)
+        _check_seconds("max_backoff", self.max_backoff)
+        _check_seconds("max_retry_after", self.max_retry_after)
+        _check_seconds("deadline", self.deadline, allow_none=True)
+
+
+@attrs.frozen
+class StatusOutcome:
+    """An attempt the server answered with an HTTP status."""
+
+    status: int
+    """The HTTP status code of the response."""
+
+    retry_after: float | None = None
+    """The server's requested wait in seconds, already parsed, or None when it gave none."""
+
+    def __attrs_post_init__(self) -> None:
+        """Reject a non-integer status or a negative/NaN wait."""
+        if isinstance(self.status, bool) or not isinstance(self.status, int):
+            raise TypeError(
+                f"status must be an int, got {type(self.status).__name__}: {self.status!r}"
+            )
+        if self.retry_after is not None:
+            if isinstance(self.retry_after, bool) or not isinstance(self.retry_after, (int, float)):
+                raise TypeError(
+                    "retry_after must be a number of seconds or None, got "
+                    f"{type(self.retry_after).__name__}: {self.retry_after!r}"
+                )
+            if math.isnan(self.retry_after) or self.retry_after < 0:
+                raise ValueError(f"retry_after must be >= 0 seconds, got {self.retry_after!r}")
+
+
+@attrs.frozen
+class ConnectionOutcome:
+    """An attempt that received no HTTP response at all."""
+
+    reached_server: bool
+    """Whether the request may have reached the server.
+
+    False: it certainly did not (connection refused, DNS failure, connect timeout),
+    so repeating it is safe for every method. True: it may have been sent (reset after
+    sending, read timeout, server disconnected), so only idempotent methods repeat.
+    """
+
+    def __attrs_post_init__(self) -> None:
+        """Reject anything but a bool, so a truthy object cannot pick the wrong rule."""
+        if not isinstance(self.reached_server, bool):
+            raise TypeError(
+                "reached_server must be a bool, got "
+                f"{type(self.reached_server).__name__}: {self.reached_server!r}"
+            )
+
+
+Outcome: TypeAlias = StatusOutcome | ConnectionOutcome
+"""How an attempt failed: with a status from the server, or without any response."""
+
+
+def is_retryable(method: str, outcome: Outcome) -> bool:
+    """Whether a failed attempt may be repeated at all, ignoring every budget.
+
+    429 and 503 are retryable for every method, 502 and 504 for idempotent methods
+    only; a connection failure is retryable for every method if the request never
+    reached the server, otherwise for idempotent methods only. Everything else,
+    including 500, is not. ``method`` is compared case-insensitively.
+    """
+    idempotent = method.upper() in IDEMPOTENT_METHODS
+    if isinstance(outcome, ConnectionOutcome):
+        return idempotent or not outcome.reached_server
+    if outcome.status in _ALWAYS_RETRYABLE_STATUSES:
+        return True
+    return idempotent and outcome.status in _IDEMPOTENT_RETRYABLE_STATUSES
+
+
+def _backoff_ceiling(policy: RetryPolicy, retry_number: int) -> float:
+    """``min(max_backoff, initial_backoff * 2**(retry_number-1))`` without overflowing."""
+    try:
+        raw = math.ldexp(policy.initial_backoff, retry_number - 1)
+    except OverflowError:
+        # Past the float range: certainly above any finite max_backoff.
+        return float(policy.max_backoff)
+    return float(min(policy.max_backoff, raw))
+
+
+def backoff(policy: RetryPolicy, retry_number: int, rng: random.Random) -> float:
+    """A full-jitter wait in seconds before retry number ``retry_number`` (1-based).
+
+    Uniform in ``[0, min(max_backoff, initial_backoff * 2**(retry_number-1))]``; any
+    ``retry_number`` works, however large, without overflowing.
+    """
+    if isinstance(retry_number, bool) or not isinstance(retry_number, int):
+        raise TypeError(
+            f"retry_number must be an int, got {type(retry_number).__name__}: {retry_number!r}"
+        )
+    if retry_number < 1:
+        raise ValueError(f"retry_number is 1-based and must be >= 1, got {retry_number!r}")
+    ceiling = _backoff_ceiling(policy, retry_number)
+    # rng.uniform(0, c) is 0 + c * random() with random() < 1, so it stays within [0, c].
+    return rng.uniform(0.0, ceiling)
+
+
+def retry_delay(
+    policy: RetryPolicy,
+    *,
+    method: str,
+    outcome: Outcome,
+    retries_done: int,
+    elapsed: float,
+    rng: random.Random | None = None,
+) -> float | None:
+    """Seconds to wait before the next attempt, or None when the failure must be raised.
+
+    ``retries_done`` is how many retries already happened (0 after the first attempt
+    failed); ``elapsed`` is the seconds since the first attempt started. The wait is the
+    server's hint capped at ``policy.max_retry_after`` when the outcome carries one, else
+    the jittered :func:`backoff`. None when the outcome is not retryable, when
+    ``policy.max_retries`` retries were already done, or when waiting would start the
+    next attempt after ``policy.deadline``. ``rng`` defaults to a module-level
+    :class:`random.Random`.
+    """
+    if isinstance(retries_done, bool) or not isinstance(retries_done, int):
+        raise TypeError(
+            f"retries_done must be an int, got {type(retries_done).__name__}: {retries_done!r}"
+        )
+    if retries_done < 0:
+        raise ValueError(f"retries_done must be >= 0, got {retries_done!r}")
+    if math.isnan(elapsed) or elapsed < 0:
+        raise ValueError(f"elapsed must be >= 0 seconds, got {elapsed!r}")
+    if not is_retryable(method, outcome):
+        return None
+    if retries_done >= policy.max_retries:
+        return None
+    if isinstance(outcome, StatusOutcome) and outcome.retry_after is not None:
+        delay = float(min(outcome.retry_after, policy.max_retry_after))
+    else:
+        delay = backoff(policy, retries_done + 1, _RNG if rng is None else rng)
+    if policy.deadline is not None and elapsed + delay > policy.deadline:
+        return None
+    return delay
+
+
+_DELTA_SECONDS = re.compile(r"[0-9]+(?:\.[0-9]+)?")
+"""A Retry-After delta-seconds value: digits, optionally with a decimal part."""
+
+
+def _finite_non_negative(text: str) -> float | None:
+    """``float(text)`` if finite and non-negative (a huge digit string becomes inf), else None."""
+    value = float(text)
+    if not math.isfinite(value) or value < 0:
+        return None
+    return value
+
+
+def parse_retry_after(value: str | None, *, now: datetime.datetime | None = None) -> float | None:
+    """Seconds to wait from an HTTP ``Retry-After`` header value, or None if unusable.
+
+    Accepts delta-seconds (a non-negative integer, or a decimal such as ``"1.5"``) or
+    an HTTP-date, which becomes the seconds from ``now`` (default: the current UTC
+    time; a naive ``now`` or date is taken as UTC), clamped at 0 for a date in the past.
+    Returns None for None, empty, negative, non-finite or unparseable values; it never
+    raises on any string.
+    """
+    if value is None:
+        return None
+    text = value.strip()
+    if not text:
+        return None
+    if _DELTA_SECONDS.fullmatch(text):
+        return _finite_non_negative(text)
+    try:
+        when = email.utils.parsedate_to_datetime(text)
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=datetime.timezone.utc)
+    if now is None:
+        now = datetime.datetime.now(datetime.timezone.utc)
+    elif now.tzinfo is None:
+        now = now.replace(tzinfo=datetime.timezone.utc)
+    try:
+        seconds = (when - now).total_seconds()
+    except OverflowError:
+        return None
+    if not math.isfinite(seconds):
+        return None
+    return max(0.0, seconds)
+
+
+_NUMBER = r"([0-9]+(?:\.[0-9]+)?)"
+"""A captured integer or decimal number of seconds."""
+
+_EXPECTED_AVAILABLE = re.compile(rf"expected available in {_NUMBER} seconds?\b", re.IGNORECASE)
+"""Django REST framework's throttle suffix: "Expected available in N second(s)."."""
+
+_TRY_AGAIN = re.compile(rf"try again in {_NUMBER} seconds?\b", re.IGNORECASE)
+"""The fallback phrase of PostHog AI's throttle text: "Please try again in N seconds."."""
+
+
+def parse_throttle_detail(detail: str | None) -> float | None:
+    """Seconds to wait from the ``detail`` text of a PostHog 429 response, or None.
+
+    PostHog sends its 429s without a Retry-After header; Django REST framework ends
+    the detail with "Expected available in N seconds." (or "... in 1 second."). That
+    number is preferred (the last one, since DRF appends it); if only PostHog AI's
+    "try again in N seconds" phrase is present, that number is used. N may be an
+    integer or a decimal. None when there is no such number.
+    """
+    if not detail:
+        return None
+    for pattern in (_EXPECTED_AVAILABLE, _TRY_AGAIN):
+        matches = pattern.findall(detail)
+        if matches:
+            return _finite_non_negative(matches[-1])
+    return None
