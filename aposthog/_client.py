@@ -1,0 +1,526 @@
+"""
+`Client`: configuration, the session's lifetime, the concurrency limiter, timeouts and
+the retry loop. Everything PostHog-specific it needs is decided by the pure modules
+(`_http`, `_errors`, `_retry`, `_pagination`, `_converter`); this module only awaits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+import weakref
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Final, TypeVar
+
+import anyio
+import attrs
+
+from . import _config
+from ._config import ClientConfig, resolve_config
+from ._converter import structure
+from ._errors import (
+    APIConnectionError,
+    APIStatusError,
+    APITimeoutError,
+    ClientStateError,
+    RateLimitError,
+    ResponseDecodeError,
+    error_from_response,
+)
+from ._http import Query, Request, encode_json, join_path, query_items, same_origin_url, user_agent
+from ._pagination import AsyncPaginator, Page, parse_page
+from ._retry import ConnectionOutcome, RetryPolicy, StatusOutcome, parse_retry_after, retry_delay
+from ._transport import AIOHTTP_VERSION, ClientSession, Response, StreamResponse, Transport
+
+if TYPE_CHECKING:
+    from .resources.batch_exports import BatchExports
+    from .resources.conversations import Conversations
+    from .resources.customer_profile_configs import CustomerProfileConfigs
+
+__all__ = ["NOT_GIVEN", "Client", "NotGiven"]
+
+T = TypeVar("T")
+logger = logging.getLogger("aposthog")
+
+
+class NotGiven:
+    """The type of `NOT_GIVEN`: "use the client's setting", as opposed to an explicit None."""
+
+    _instance: NotGiven | None = None
+
+    def __new__(cls) -> NotGiven:
+        if cls._instance is None:
+            cls._instance = super().__new__(cls)
+        return cls._instance
+
+    def __repr__(self) -> str:
+        return "NOT_GIVEN"
+
+    def __bool__(self) -> bool:
+        return False
+
+
+NOT_GIVEN: Final = NotGiven()
+_USER_AGENT: Final = user_agent(f"aiohttp/{AIOHTTP_VERSION}")
+
+
+class _Shared:
+    """State shared by a client and every `with_options()` view of it."""
+
+    def __init__(self, transport: Transport, max_concurrency: int) -> None:
+        self.transport = transport
+        self.max_concurrency = max_concurrency
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.limiter: anyio.CapacityLimiter | None = None
+        self.closed = False
+        self.streams: weakref.WeakSet[Any] = weakref.WeakSet()
+
+
+class Client:
+    """
+    An async client for PostHog's environment-scoped API.
+
+    Create one, share it between every task, close it once (`async with` or `aclose()`).
+
+    Args:
+        api_key: a personal API key; else `POSTHOG_PERSONAL_API_KEY`.
+        host: `"us"`, `"eu"` or a URL; else `POSTHOG_HOST`; default `https://us.posthog.com`.
+        project_id: the environment's id; else `POSTHOG_PROJECT_ID`; default `"@current"`.
+        max_concurrency: requests in flight at once across every task using this client.
+        timeout: seconds for a whole JSON call (None: no limit). Per call: `timeout=`.
+        connect_timeout: seconds to open a connection.
+        stream_idle_timeout: seconds a conversation stream may go without a byte
+            (PostHog sends a keepalive every 15 s of silence).
+        max_retries: retries after the first attempt (0 turns retrying off).
+        retry: a full `RetryPolicy` (its `max_retries` is overridden by `max_retries`).
+        session: an `aiohttp.ClientSession` to borrow; the client never closes it.
+
+    Example:
+        ```python
+        async with aposthog.Client(host="eu", project_id=12345) as ph:
+            async for config in ph.customer_profile_configs.list():
+                print(config.scope, config.id)
+        ```
+    """
+
+    def __init__(
+        self,
+        *,
+        api_key: str | None = None,
+        host: str | None = None,
+        project_id: str | int | None = None,
+        max_concurrency: int | None = None,
+        timeout: float | None = _config.DEFAULT_TIMEOUT,
+        connect_timeout: float | None = _config.DEFAULT_CONNECT_TIMEOUT,
+        stream_idle_timeout: float | None = _config.DEFAULT_STREAM_IDLE_TIMEOUT,
+        max_retries: int | None = None,
+        retry: RetryPolicy | None = None,
+        session: ClientSession | None = None,
+    ) -> None:
+        policy = retry if retry is not None else RetryPolicy()
+        if max_retries is not None:
+            policy = _with_max_retries(policy, max_retries)
+        self._config = resolve_config(
+            api_key=api_key,
+            host=host,
+            project_id=project_id,
+            max_concurrency=max_concurrency,
+            timeout=timeout,
+            connect_timeout=connect_timeout,
+            stream_idle_timeout=stream_idle_timeout,
+            retry=policy,
+        )
+        transport = Transport(session=session, connect_timeout=self._config.connect_timeout)
+        self._shared = _Shared(transport, self._config.max_concurrency)
+        self._init_resources()
+
+    def _init_resources(self) -> None:
+        from .resources.batch_exports import BatchExports
+        from .resources.conversations import Conversations
+        from .resources.customer_profile_configs import CustomerProfileConfigs
+
+        self.batch_exports: BatchExports = BatchExports(self)
+        self.conversations: Conversations = Conversations(self)
+        self.customer_profile_configs: CustomerProfileConfigs = CustomerProfileConfigs(self)
+
+    # ----------------------------------------------------------------- configuration
+
+    @property
+    def config(self) -> ClientConfig:
+        """The resolved configuration (its repr never shows the key)."""
+        return self._config
+
+    @property
+    def base_url(self) -> str:
+        """The PostHog host this client talks to."""
+        return self._config.base_url
+
+    @property
+    def project_id(self) -> str:
+        """The environment (project) id, or `@current`."""
+        return self._config.project_id
+
+    def with_options(
+        self,
+        *,
+        timeout: float | NotGiven | None = NOT_GIVEN,
+        stream_idle_timeout: float | NotGiven | None = NOT_GIVEN,
+        max_retries: int | NotGiven = NOT_GIVEN,
+        retry: RetryPolicy | NotGiven = NOT_GIVEN,
+    ) -> Client:
+        """
+        A view of this client with other timeouts or retries, sharing its session and limiter.
+
+        Example:
+            ```python
+            fast = ph.with_options(timeout=2, max_retries=0)
+            export = await fast.batch_exports.get(export_id)
+            ```
+        """
+        changes: dict[str, Any] = {}
+        if not isinstance(timeout, NotGiven):
+            changes["timeout"] = _config._positive("timeout", timeout)
+        if not isinstance(stream_idle_timeout, NotGiven):
+            changes["stream_idle_timeout"] = _config._positive(
+                "stream_idle_timeout", stream_idle_timeout
+            )
+        policy = self._config.retry if isinstance(retry, NotGiven) else retry
+        if not isinstance(max_retries, NotGiven):
+            policy = _with_max_retries(policy, max_retries)
+        changes["retry"] = policy
+        view = object.__new__(Client)
+        view._config = _evolve(self._config, **changes)
+        view._shared = self._shared
+        view._init_resources()
+        return view
+
+    def __repr__(self) -> str:
+        state = "closed" if self._shared.closed else "open"
+        return (
+            f"<aposthog.Client {state} base_url={self._config.base_url!r} "
+            f"project_id={self._config.project_id!r}>"
+        )
+
+    # ----------------------------------------------------------------- lifetime
+
+    async def __aenter__(self) -> Client:
+        self._check_usable()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """
+        Close every open stream and the session (if the client created it). Idempotent.
+
+        Shared views from `with_options()` close together with their client.
+        """
+        shared = self._shared
+        if shared.closed:
+            return
+        shared.closed = True
+        with anyio.CancelScope(shield=True):
+            for stream in list(shared.streams):
+                await stream.aclose()
+            await shared.transport.aclose()
+
+    @property
+    def closed(self) -> bool:
+        """Whether `aclose()` was called."""
+        return self._shared.closed
+
+    def _check_usable(self) -> None:
+        shared = self._shared
+        if shared.closed:
+            raise ClientStateError("this aposthog.Client is closed; create a new one")
+        loop = asyncio.get_running_loop()
+        if shared.loop is None:
+            shared.loop = loop
+            shared.limiter = anyio.CapacityLimiter(shared.max_concurrency)
+        elif shared.loop is not loop:
+            raise ClientStateError(
+                "this aposthog.Client belongs to another event loop; "
+                "create one client per event loop (aiohttp sessions cannot cross loops)"
+            )
+
+    @asynccontextmanager
+    async def _slot(self) -> AsyncIterator[None]:
+        self._check_usable()
+        limiter = self._shared.limiter
+        assert limiter is not None
+        # A fresh borrower per request: one task may legitimately hold several slots
+        # (a paginator inside a stream's consumer, say).
+        token = object()
+        await limiter.acquire_on_behalf_of(token)
+        try:
+            yield
+        finally:
+            limiter.release_on_behalf_of(token)
+
+    # ----------------------------------------------------------------- requests
+
+    def _headers(self, request: Request, *, accept: str = "application/json") -> dict[str, str]:
+        headers = {
+            "Authorization": f"Bearer {self._config.api_key}",
+            "User-Agent": _USER_AGENT,
+            "Accept": accept,
+        }
+        if request.body is not None:
+            headers["Content-Type"] = "application/json"
+        headers.update(request.headers)
+        return headers
+
+    def _url(self, *parts: str) -> str:
+        return self._config.base_url + join_path(self._config.api_prefix, *parts)
+
+    def build_request(
+        self,
+        method: str,
+        *parts: str,
+        params: Query | None = None,
+        json: Any = None,
+        url: str | None = None,
+    ) -> Request:
+        """Build a request to `/api/environments/<project>/<parts>/` (parts already encoded)."""
+        return Request(
+            method=method,
+            url=url if url is not None else self._url(*parts),
+            params=query_items(params),
+            body=None if json is None else encode_json(json),
+        )
+
+    def _timeout(self, timeout: float | NotGiven | None) -> float | None:
+        if isinstance(timeout, NotGiven):
+            return self._config.timeout
+        return _config._positive("timeout", timeout)
+
+    async def send(
+        self, request: Request, *, timeout: float | NotGiven | None = NOT_GIVEN
+    ) -> Response:
+        """
+        Send a request with the client's limiter, timeout and retry policy.
+
+        Returns the successful (< 400) response; raises the typed error otherwise.
+        """
+        call_timeout = self._timeout(timeout)
+        policy = self._config.retry
+        started = time.monotonic()
+        retries = 0
+        headers = self._headers(request)
+        while True:
+            error: APIStatusError | APIConnectionError
+            try:
+                async with self._slot():
+                    begin = time.monotonic()
+                    with anyio.fail_after(call_timeout):
+                        response = await self._shared.transport.send(request, headers)
+            except APIConnectionError as exc:
+                error = exc
+                outcome: StatusOutcome | ConnectionOutcome = ConnectionOutcome(
+                    reached_server=exc.reached_server
+                )
+            except TimeoutError:
+                error = APITimeoutError(
+                    f"no complete answer within {call_timeout:g} s",
+                    method=request.method,
+                    path=request.path,
+                )
+                outcome = ConnectionOutcome(reached_server=True)
+            else:
+                elapsed_ms = (time.monotonic() - begin) * 1000
+                logger.debug(
+                    "%s %s -> %d (%.0f ms)",
+                    request.method,
+                    request.path,
+                    response.status,
+                    elapsed_ms,
+                )
+                if response.status < 400:
+                    return response
+                error = error_from_response(
+                    response.status,
+                    response.headers,
+                    response.body,
+                    method=request.method,
+                    path=request.path,
+                )
+                outcome = StatusOutcome(response.status, _retry_hint(error, response.headers))
+            delay = retry_delay(
+                policy,
+                method=request.method,
+                outcome=outcome,
+                retries_done=retries,
+                elapsed=time.monotonic() - started,
+            )
+            if delay is None:
+                raise error
+            retries += 1
+            logger.info(
+                "retrying %s %s in %.2f s (retry %d of %d) after: %s",
+                request.method,
+                request.path,
+                delay,
+                retries,
+                policy.max_retries,
+                error,
+            )
+            await anyio.sleep(delay)
+
+    async def request_json(
+        self,
+        method: str,
+        *parts: str,
+        params: Query | None = None,
+        json: Any = None,
+        timeout: float | NotGiven | None = NOT_GIVEN,
+    ) -> Any:
+        """Send a request and decode its JSON body (None for an empty body, as after a 204)."""
+        request = self.build_request(method, *parts, params=params, json=json)
+        response = await self.send(request, timeout=timeout)
+        return _decode_json(response, request)
+
+    async def fetch(
+        self,
+        cl: type[T] | Any,
+        method: str,
+        *parts: str,
+        params: Query | None = None,
+        json: Any = None,
+        timeout: float | NotGiven | None = NOT_GIVEN,
+    ) -> T:
+        """Send a request and structure its JSON body into `cl`."""
+        request = self.build_request(method, *parts, params=params, json=json)
+        response = await self.send(request, timeout=timeout)
+        result: T = structure(_decode_json(response, request), cl, request_path=request.path)
+        return result
+
+    def paginate(
+        self,
+        item_type: type[T] | Any,
+        *parts: str,
+        params: Query | None = None,
+        timeout: float | NotGiven | None = NOT_GIVEN,
+    ) -> AsyncPaginator[T]:
+        """A paginator over a list endpoint (nothing is sent until it is awaited or iterated)."""
+
+        async def fetch_request(request: Request) -> Page[T]:
+            response = await self.send(request, timeout=timeout)
+            body = _decode_json(response, request)
+            results, count, next_url, previous = parse_page(
+                body, item_type, request_path=request.path
+            )
+            return Page(results, count=count, next=next_url, previous=previous, fetch=fetch_url)
+
+        async def fetch_url(url: str) -> Page[T]:
+            target = same_origin_url(self._config.base_url, url)
+            return await fetch_request(self.build_request("GET", url=target))
+
+        async def fetch_first() -> Page[T]:
+            return await fetch_request(self.build_request("GET", *parts, params=params))
+
+        return AsyncPaginator(fetch_first, fetch_url)
+
+    async def open_stream(self, request: Request) -> StreamResponse:
+        """
+        Open a streamed (text/event-stream) response, retrying only refused attempts.
+
+        The limiter slot is held until the headers arrive, not for the stream's life:
+        an answer can stream for half an hour, and a held slot would starve (or, with
+        `stream.cancel()` inside the stream, deadlock) every other call.
+        """
+        policy = self._config.retry
+        started = time.monotonic()
+        retries = 0
+        headers = self._headers(request, accept="text/event-stream")
+        transport = self._shared.transport
+        while True:
+            error: APIStatusError | APIConnectionError
+            try:
+                async with self._slot():
+                    with anyio.fail_after(self._config.timeout):
+                        stream = await transport.open_stream(
+                            request, headers, idle_timeout=self._config.stream_idle_timeout
+                        )
+                    if stream.status < 400:
+                        return stream
+                    try:
+                        with anyio.fail_after(self._config.timeout):
+                            body = await stream.read()
+                    finally:
+                        stream.close()
+            except APIConnectionError as exc:
+                error = exc
+                outcome: StatusOutcome | ConnectionOutcome = ConnectionOutcome(
+                    reached_server=exc.reached_server
+                )
+            except TimeoutError:
+                error = APITimeoutError(
+                    "PostHog did not start answering in time",
+                    method=request.method,
+                    path=request.path,
+                )
+                outcome = ConnectionOutcome(reached_server=True)
+            else:
+                error = error_from_response(
+                    stream.status, stream.headers, body, method=request.method, path=request.path
+                )
+                outcome = StatusOutcome(stream.status, _retry_hint(error, stream.headers))
+            delay = retry_delay(
+                policy,
+                method=request.method,
+                outcome=outcome,
+                retries_done=retries,
+                elapsed=time.monotonic() - started,
+            )
+            if delay is None:
+                raise error
+            retries += 1
+            logger.info(
+                "retrying %s %s in %.2f s after: %s", request.method, request.path, delay, error
+            )
+            await anyio.sleep(delay)
+
+    def _register_stream(self, stream: Any) -> None:
+        self._shared.streams.add(stream)
+
+    def _unregister_stream(self, stream: Any) -> None:
+        self._shared.streams.discard(stream)
+
+
+def _retry_hint(error: APIStatusError, headers: Mapping[str, str]) -> float | None:
+    if isinstance(error, RateLimitError):
+        return error.retry_after
+    if error.status == 503:
+        return parse_retry_after(headers.get("Retry-After"))
+    return None
+
+
+def _decode_json(response: Response, request: Request) -> Any:
+    if not response.body or response.status == 204:
+        return None
+    try:
+        return json.loads(response.body)
+    except ValueError:
+        raise ResponseDecodeError(
+            f"PostHog answered {request.method} {request.path} with a body that is not JSON",
+            body=response.body[:500].decode("utf-8", errors="replace"),
+            path=request.path,
+        ) from None
+
+
+def _with_max_retries(policy: RetryPolicy, max_retries: int) -> RetryPolicy:
+    return attrs.evolve(policy, max_retries=max_retries)
+
+
+def _evolve(config: ClientConfig, **changes: Any) -> ClientConfig:
+    return attrs.evolve(config, **changes)

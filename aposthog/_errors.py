@@ -1,0 +1,342 @@
+"""
+The exception tree, and the pure function that turns an HTTP error response into one.
+
+```
+PostHogError
+├── ConfigurationError            bad or missing configuration (also a ValueError)
+├── ClientStateError              used after close, or from another event loop (also a RuntimeError)
+├── APIConnectionError            network failure, also mid-stream
+│   └── APITimeoutError           (also a builtin TimeoutError)
+├── APIStatusError                .status .type .code .detail .attr .body
+│   ├── BadRequestError           400
+│   ├── AuthenticationError       401
+│   ├── QuotaLimitError           402
+│   ├── PermissionDeniedError     403
+│   ├── NotFoundError             404
+│   ├── ConflictError             409
+│   ├── UnprocessableEntityError  422
+│   ├── RateLimitError            429 (.retry_after)
+│   └── InternalServerError       5xx
+└── ResponseDecodeError           the body is not what the record expects
+```
+
+PostHog answers errors in three shapes, and all of them end up in the same attributes:
+the drf-exceptions-hog envelope `{"type", "code", "detail", "attr"}`, the bare
+`{"error": "…"}` bodies of some conversation endpoints, and empty bodies (the
+destination-test endpoint answers 400 and 404 with nothing at all).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from http import HTTPStatus
+from typing import Any
+
+from ._retry import parse_retry_after, parse_throttle_detail
+
+__all__ = [
+    "APIConnectionError",
+    "APIStatusError",
+    "APITimeoutError",
+    "AuthenticationError",
+    "BadRequestError",
+    "ClientStateError",
+    "ConfigurationError",
+    "ConflictError",
+    "InternalServerError",
+    "NotFoundError",
+    "PermissionDeniedError",
+    "PostHogError",
+    "QuotaLimitError",
+    "RateLimitError",
+    "ResponseDecodeError",
+    "UnprocessableEntityError",
+    "error_from_response",
+]
+
+
+class PostHogError(Exception):
+    """
+    The base of every exception aposthog raises.
+
+    Example:
+        ```python
+        try:
+            await ph.batch_exports.get(export_id)
+        except aposthog.NotFoundError:
+            ...
+        except aposthog.PostHogError as err:
+            log.warning("PostHog call failed: %s", err)
+        ```
+    """
+
+
+class ConfigurationError(PostHogError, ValueError):
+    """The client was given (or found in the environment) a configuration it cannot use."""
+
+
+class ClientStateError(PostHogError, RuntimeError):
+    """The client was used after `aclose()`, or from an event loop other than its own."""
+
+
+class APIConnectionError(PostHogError):
+    """
+    No usable HTTP response: the connection failed, was reset, or dropped mid-stream.
+
+    Attributes:
+        method: the HTTP method of the request.
+        path: the request's path (no host, no query, never the key).
+        reached_server: False when the request certainly never reached PostHog (the
+            connection could not be made); True when it may have.
+    """
+
+    def __init__(
+        self, message: str, *, method: str = "", path: str = "", reached_server: bool = True
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.method = method
+        self.path = path
+        self.reached_server = reached_server
+
+    def __str__(self) -> str:
+        where = f" ({self.method} {self.path})" if self.method else ""
+        return f"{self.message}{where}"
+
+
+class APITimeoutError(APIConnectionError, TimeoutError):
+    """A connect, call or stream-idle timeout expired."""
+
+
+class APIStatusError(PostHogError):
+    """
+    PostHog answered with an error status.
+
+    Attributes:
+        status: the HTTP status code.
+        type: PostHog's error type (`validation_error`, `authentication_error`, …) or None.
+        code: PostHog's error code (`invalid_choice`, `not_found`, …) or None.
+        detail: the human-readable explanation, or None.
+        attr: the request field the error is about (nested fields joined by `__`), or None.
+        body: the decoded JSON body, the raw text, or None when the body was empty.
+        method, path: the request that failed (the path carries no query and no key).
+    """
+
+    def __init__(
+        self,
+        *,
+        status: int,
+        type: str | None = None,
+        code: str | None = None,
+        detail: str | None = None,
+        attr: str | None = None,
+        body: Any = None,
+        method: str = "",
+        path: str = "",
+    ) -> None:
+        self.status = status
+        self.type = type
+        self.code = code
+        self.detail = detail
+        self.attr = attr
+        self.body = body
+        self.method = method
+        self.path = path
+        super().__init__(str(self))
+
+    def __str__(self) -> str:
+        try:
+            phrase = HTTPStatus(self.status).phrase
+        except ValueError:
+            phrase = "Error"
+        parts = [f"{self.status} {phrase}"]
+        if self.code:
+            parts.append(f"[{self.code}]")
+        if self.method:
+            parts.append(f"on {self.method} {self.path}")
+        line = " ".join(parts)
+        detail = self.detail or "(no detail in the response body)"
+        if self.attr:
+            detail = f"{detail} (field: {self.attr})"
+        # One line, whatever the server put in the detail.
+        return f"{line}: {detail}".replace("\r", " ").replace("\n", " ")
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}(status={self.status!r}, type={self.type!r}, "
+            f"code={self.code!r}, detail={self.detail!r}, attr={self.attr!r})"
+        )
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Keyword-only constructors do not survive pickling by default; worker pools pickle.
+        return (_rebuild_status_error, (type(self), self.__dict__.copy()))
+
+
+def _rebuild_status_error(cls: type[APIStatusError], state: dict[str, Any]) -> APIStatusError:
+    return cls(**state)
+
+
+class BadRequestError(APIStatusError):
+    """400: the request was invalid (a `validation_error`, or an `{"error": …}` body)."""
+
+
+class AuthenticationError(APIStatusError):
+    """401: no key was sent, or the key is invalid."""
+
+
+class QuotaLimitError(APIStatusError):
+    """402: the organisation reached a usage quota (AI credits, for example)."""
+
+
+class PermissionDeniedError(APIStatusError):
+    """403: the key lacks a scope, cannot reach the project, or the action refuses scoped keys."""
+
+
+class NotFoundError(APIStatusError):
+    """404: no such object (or not visible to this key)."""
+
+
+class ConflictError(APIStatusError):
+    """409: the object is busy, e.g. a conversation that is still generating."""
+
+
+class UnprocessableEntityError(APIStatusError):
+    """422: PostHog understood the request but could not carry it out."""
+
+
+class RateLimitError(APIStatusError):
+    """
+    429: throttled.
+
+    Attributes:
+        retry_after: seconds PostHog asked to wait, from a `Retry-After` header or from
+            the "Expected available in N seconds." text of the detail; None if it said neither.
+    """
+
+    def __init__(self, *, retry_after: float | None = None, **kwargs: Any) -> None:
+        self.retry_after = retry_after
+        super().__init__(**kwargs)
+
+
+class InternalServerError(APIStatusError):
+    """5xx: PostHog (or a gateway in front of it) failed."""
+
+
+class ResponseDecodeError(PostHogError):
+    """
+    A successful response whose body does not fit the record it should become.
+
+    The message names the path of every bad field, e.g. `$.results[3].created_at`.
+
+    Attributes:
+        paths: the JSON paths of the fields that did not fit.
+        body: the decoded JSON body (or the raw text when it was not JSON).
+    """
+
+    def __init__(
+        self, message: str, *, paths: tuple[str, ...] = (), body: Any = None, path: str = ""
+    ) -> None:
+        super().__init__(message)
+        self.paths = paths
+        self.body = body
+        self.path = path
+
+
+_BY_STATUS: Mapping[int, type[APIStatusError]] = {
+    400: BadRequestError,
+    401: AuthenticationError,
+    402: QuotaLimitError,
+    403: PermissionDeniedError,
+    404: NotFoundError,
+    409: ConflictError,
+    422: UnprocessableEntityError,
+    429: RateLimitError,
+}
+
+
+def _text(value: Any) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return value
+    # DRF sometimes nests lists of messages; keep them readable on one line.
+    return json.dumps(value, ensure_ascii=False)
+
+
+def error_from_response(
+    status: int,
+    headers: Mapping[str, str],
+    body: bytes,
+    *,
+    method: str = "",
+    path: str = "",
+) -> APIStatusError:
+    """
+    Build the exception for an error response (pure: no I/O).
+
+    Args:
+        status: the HTTP status (>= 400).
+        headers: the response headers (case-insensitive lookups for `Retry-After` are done here).
+        body: the raw body, possibly empty or not JSON.
+        method, path: the request, for the message.
+    """
+    decoded: Any = None
+    text = body.decode("utf-8", errors="replace").strip() if body else ""
+    if text:
+        try:
+            decoded = json.loads(text)
+        except ValueError:
+            decoded = text
+
+    err_type = code = detail = attr = None
+    if isinstance(decoded, dict):
+        err_type = _text(decoded.get("type"))
+        code = _text(decoded.get("code"))
+        detail = _text(decoded.get("detail"))
+        attr = _text(decoded.get("attr"))
+        if detail is None and "error" in decoded:
+            # Conversation endpoints answer {"error": "…"}.
+            detail = _text(decoded["error"])
+        if detail is None and decoded and not {"type", "code", "attr"} & decoded.keys():
+            # A plain DRF serializer error map such as {"name": ["This field is required."]}.
+            field, messages = next(iter(decoded.items()))
+            attr = attr or str(field)
+            detail = _text(messages[0] if isinstance(messages, list) and messages else messages)
+    elif isinstance(decoded, list) and decoded:
+        detail = _text(decoded[0])
+    elif isinstance(decoded, str):
+        detail = decoded[:500]
+
+    if status >= 500:
+        cls: type[APIStatusError] = InternalServerError
+    else:
+        cls = _BY_STATUS.get(status, APIStatusError)
+
+    kwargs: dict[str, Any] = {
+        "status": status,
+        "type": err_type,
+        "code": code,
+        "detail": detail,
+        "attr": attr,
+        "body": decoded,
+        "method": method,
+        "path": path,
+    }
+    if cls is RateLimitError:
+        retry_after = _header(headers, "retry-after")
+        wait = parse_retry_after(retry_after)
+        if wait is None:
+            wait = parse_throttle_detail(detail)
+        return RateLimitError(retry_after=wait, **kwargs)
+    return cls(**kwargs)
+
+
+def _header(headers: Mapping[str, str], name: str) -> str | None:
+    value = headers.get(name)
+    if value is not None:
+        return value
+    for key, candidate in headers.items():
+        if key.lower() == name:
+            return candidate
+    return None

@@ -1,0 +1,132 @@
+"""
+Building requests: URLs, headers, bodies. Pure: no I/O, no event loop.
+
+Every path parameter goes through `segment()`, which percent-encodes everything that
+is not unreserved, including `/`, `?`, `#` and `%`, and spells a segment of dots with
+`%2E` so that no URL normaliser can collapse it: an id such as `../x` stays one
+segment and can never climb out of the resource it names.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import urllib.parse
+import uuid
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import attrs
+
+from ._version import __version__
+
+__all__ = [
+    "Request",
+    "encode_json",
+    "join_path",
+    "query_items",
+    "same_origin_url",
+    "segment",
+    "user_agent",
+]
+
+QueryValue = str | int | float | bool | None
+Query = Mapping[str, QueryValue | Iterable[str | int]]
+
+
+def segment(value: object, *, name: str = "id") -> str:
+    """
+    Percent-encode one path parameter so it stays inside its segment.
+
+    Example:
+        >>> segment("../x")
+        '..%2Fx'
+        >>> segment("..")
+        '%2E%2E'
+    """
+    if isinstance(value, bool) or not isinstance(value, (str, int, uuid.UUID)):
+        raise TypeError(f"{name} must be a string, an int or a UUID, got {type(value).__name__}")
+    text = str(value)
+    if not text:
+        raise ValueError(f"{name} must not be empty")
+    encoded = urllib.parse.quote(text, safe="")
+    if encoded.strip(".") == "":
+        # "." and ".." are dot-segments (RFC 3986 §5.2.4): a client or proxy would remove them.
+        encoded = "%2E" * len(encoded)
+    return encoded
+
+
+def join_path(prefix: str, *parts: str) -> str:
+    """Join already-encoded parts under `prefix`, with PostHog's trailing slash."""
+    return "/".join((prefix.rstrip("/"), *parts)) + "/"
+
+
+def query_items(params: Query | None) -> tuple[tuple[str, str], ...]:
+    """Flatten query parameters: None is left out, bools are `true`/`false`, lists repeat."""
+    if not params:
+        return ()
+    items: list[tuple[str, str]] = []
+    for key, value in params.items():
+        if value is None:
+            continue
+        if isinstance(value, bool):
+            items.append((key, "true" if value else "false"))
+        elif isinstance(value, (str, int, float)):
+            items.append((key, str(value)))
+        else:
+            items.extend((key, str(v)) for v in value)
+    return tuple(items)
+
+
+def encode_json(body: Any) -> bytes:
+    """Compact UTF-8 JSON, as PostHog's parsers take it."""
+    return json.dumps(body, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
+
+
+def user_agent(extra: str | None = None) -> str:
+    """`aposthog/<version> Python/<version>` plus what the transport adds."""
+    ua = f"aposthog/{__version__} Python/{platform.python_version()}"
+    return f"{ua} {extra}" if extra else ua
+
+
+def same_origin_url(base_url: str, url: str) -> str:
+    """
+    The URL to request for a `next` link: its path and query on the configured base.
+
+    PostHog builds `next` from the request it saw, which behind a proxy can carry another
+    scheme or host. Only the path and query are taken from it, so the key is only ever
+    sent to the host the client was configured with.
+    """
+    parts = urllib.parse.urlsplit(url)
+    base = urllib.parse.urlsplit(base_url)
+    path = parts.path or "/"
+    if base.path and not path.startswith(base.path + "/"):
+        path = base.path + path
+    return urllib.parse.urlunsplit((base.scheme, base.netloc, path, parts.query, ""))
+
+
+@attrs.frozen(kw_only=True)
+class Request:
+    """
+    One HTTP request, ready for the transport.
+
+    `url` is absolute and already percent-encoded. The `Authorization` header is added by
+    the transport at send time from the client's key, so a `Request` (and its repr, and
+    any log line made from it) never holds the key.
+    """
+
+    method: str
+    url: str
+    params: tuple[tuple[str, str], ...] = ()
+    body: bytes | None = None
+    headers: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def path(self) -> str:
+        """The path alone: what messages and logs show."""
+        return urllib.parse.urlsplit(self.url).path
+
+    @property
+    def idempotent(self) -> bool:
+        """Whether repeating the request cannot do more than doing it once."""
+        return self.method in ("GET", "HEAD", "OPTIONS", "PUT", "DELETE")

@@ -1,0 +1,209 @@
+"""
+Pages and paginators.
+
+PostHog pages two ways: limit/offset (`{"count", "next", "previous", "results"}`) for
+most lists, and cursor pages without `count` for batch-export runs and backfills. Both
+carry an absolute `next` URL, so one paginator follows either: it never computes an
+offset or a cursor itself, which keeps it correct for both and for any future style.
+
+A `next` URL is also the resume point: a paginator that failed (say, a 429 that outlived
+its retries) can continue from `paginator.next_url` with `resume_from()`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncGenerator, Awaitable, Callable, Generator, Iterator
+from typing import Any, Generic, TypeVar
+
+from ._converter import structure
+from ._errors import ResponseDecodeError
+
+__all__ = ["AsyncPaginator", "Page", "parse_page"]
+
+T = TypeVar("T")
+
+
+def parse_page(
+    body: Any, item_type: Any, *, request_path: str = ""
+) -> tuple[list[Any], int | None, str | None, str | None]:
+    """Split a page body into (results, count, next, previous), structuring the results."""
+    if not isinstance(body, dict) or not isinstance(body.get("results"), list):
+        raise ResponseDecodeError(
+            f"expected a page with a 'results' list from {request_path or 'PostHog'}",
+            paths=("$.results",),
+            body=body,
+            path=request_path,
+        )
+    count = body.get("count")
+    next_url = body.get("next")
+    previous = body.get("previous")
+    if count is not None and (isinstance(count, bool) or not isinstance(count, int)):
+        raise ResponseDecodeError(
+            f"'count' is not an integer in the page from {request_path}", paths=("$.count",)
+        )
+    for key, value in (("next", next_url), ("previous", previous)):
+        if value is not None and not isinstance(value, str):
+            raise ResponseDecodeError(
+                f"'{key}' is not a URL in the page from {request_path}", paths=(f"$.{key}",)
+            )
+    results: list[Any] = structure(
+        body["results"], list[item_type], path="$.results", request_path=request_path
+    )
+    return results, count, next_url or None, previous or None
+
+
+class Page(Generic[T]):
+    """
+    One page of a list.
+
+    Attributes:
+        results: the records on this page.
+        count: the total number of records (None for cursor pages, which do not say).
+        next: the absolute URL of the next page, or None on the last page.
+        previous: the absolute URL of the previous page, or None.
+
+    Example:
+        ```python
+        page = await ph.batch_exports.list(limit=50)
+        while True:
+            for export in page.results:
+                print(export.name)
+            if not page.has_next_page():
+                break
+            page = await page.next_page()
+        ```
+    """
+
+    __slots__ = ("_fetch", "count", "next", "previous", "results")
+
+    def __init__(
+        self,
+        results: list[T],
+        *,
+        count: int | None,
+        next: str | None,
+        previous: str | None,
+        fetch: Callable[[str], Awaitable[Page[T]]],
+    ) -> None:
+        self.results = results
+        self.count = count
+        self.next = next
+        self.previous = previous
+        self._fetch = fetch
+
+    def has_next_page(self) -> bool:
+        """Whether there is a page after this one."""
+        return self.next is not None
+
+    async def next_page(self) -> Page[T]:
+        """
+        Fetch the next page.
+
+        Raises:
+            LookupError: this is the last page (check `has_next_page()` first).
+        """
+        if self.next is None:
+            raise LookupError("this is the last page: check page.has_next_page() first")
+        return await self._fetch(self.next)
+
+    def __iter__(self) -> Iterator[T]:
+        return iter(self.results)
+
+    def __len__(self) -> int:
+        return len(self.results)
+
+    def __repr__(self) -> str:
+        return (
+            f"Page(results=<{len(self.results)} records>, count={self.count!r}, next={self.next!r})"
+        )
+
+
+class AsyncPaginator(Generic[T]):
+    """
+    A lazy list: await it for the first page, iterate it for every record.
+
+    Nothing is requested until it is awaited or iterated, and every iteration starts
+    afresh from the first page (or from the URL given to `resume_from()`).
+
+    Example:
+        ```python
+        async for export in ph.batch_exports.list():       # every record, page after page
+            ...
+        page = await ph.batch_exports.list(limit=50)       # the first page
+        async for page in ph.batch_exports.list().pages(): # page by page
+            ...
+        ```
+    """
+
+    __slots__ = ("_fetch_first", "_fetch_url", "_start_url", "next_url")
+
+    def __init__(
+        self,
+        fetch_first: Callable[[], Awaitable[Page[T]]],
+        fetch_url: Callable[[str], Awaitable[Page[T]]],
+        *,
+        start_url: str | None = None,
+    ) -> None:
+        self._fetch_first = fetch_first
+        self._fetch_url = fetch_url
+        self._start_url = start_url
+        #: The `next` URL of the last page this paginator fetched: where to resume.
+        self.next_url: str | None = None
+
+    async def _first(self) -> Page[T]:
+        if self._start_url is not None:
+            return await self._fetch_url(self._start_url)
+        return await self._fetch_first()
+
+    def __await__(self) -> Generator[Any, None, Page[T]]:
+        return self._first().__await__()
+
+    async def pages(self) -> AsyncGenerator[Page[T], None]:
+        """Every page, in order."""
+        page = await self._first()
+        while True:
+            self.next_url = page.next
+            yield page
+            if page.next is None:
+                return
+            page = await self._fetch_url(page.next)
+
+    async def __aiter__(self) -> AsyncGenerator[T, None]:
+        async for page in self.pages():
+            for item in page.results:
+                yield item
+
+    def resume_from(self, next_url: str) -> AsyncPaginator[T]:
+        """
+        A paginator of the same list that starts at a saved `next` URL.
+
+        Example:
+            ```python
+            paginator = ph.batch_exports.logs(export_id)
+            try:
+                async for entry in paginator:
+                    handle(entry)
+            except aposthog.RateLimitError:
+                saved = paginator.next_url   # store it, come back later
+            ...
+            async for entry in ph.batch_exports.logs(export_id).resume_from(saved):
+                handle(entry)
+            ```
+        """
+        return AsyncPaginator(self._fetch_first, self._fetch_url, start_url=next_url)
+
+    async def to_list(self, *, limit: int | None = None) -> list[T]:
+        """Collect the records into a list (at most `limit` of them)."""
+        items: list[T] = []
+        if limit is not None and limit <= 0:
+            return items
+        async with contextlib.aclosing(self.__aiter__()) as records:
+            async for item in records:
+                items.append(item)
+                if limit is not None and len(items) >= limit:
+                    break
+        return items
+
+    def __repr__(self) -> str:
+        return f"<AsyncPaginator next_url={self.next_url!r}>"

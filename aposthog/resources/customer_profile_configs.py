@@ -1,0 +1,125 @@
+"""`ph.customer_profile_configs`: plain CRUD under `customer_profile_configs/`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .._client import NOT_GIVEN, NotGiven
+from .._http import segment
+from .._pagination import AsyncPaginator
+from ..models.customer_profile_configs import CustomerProfileConfig, ProfileScope
+from ._base import Resource, check_json_container, check_paging, check_str
+
+__all__ = ["CustomerProfileConfigs"]
+
+_PATH = "customer_profile_configs"
+Timeout = float | None | NotGiven
+JSONArg = dict[str, Any] | list[Any] | None
+
+
+def _body(
+    *,
+    scope: ProfileScope | str | NotGiven,
+    content: Any,
+    sidebar: Any,
+) -> dict[str, Any]:
+    body: dict[str, Any] = {}
+    if not isinstance(scope, NotGiven):
+        check_str("scope", scope)
+        body["scope"] = str(scope.value if isinstance(scope, ProfileScope) else scope)
+    for name, value in (("content", content), ("sidebar", sidebar)):
+        if not isinstance(value, NotGiven):
+            check_json_container(name, value)
+            body[name] = value
+    return body
+
+
+class CustomerProfileConfigs(Resource):
+    """
+    Customer profile configs (`/api/environments/<project>/customer_profile_configs/`).
+
+    Example:
+        ```python
+        config = await ph.customer_profile_configs.create(
+            scope="person", content={"properties": ["email", "plan"]}
+        )
+        config = await ph.customer_profile_configs.update(config.id, sidebar={"pinned": ["plan"]})
+        await ph.customer_profile_configs.delete(config.id)
+        ```
+    """
+
+    __slots__ = ()
+
+    def list(
+        self, *, limit: int | None = None, offset: int | None = None, timeout: Timeout = NOT_GIVEN
+    ) -> AsyncPaginator[CustomerProfileConfig]:
+        """
+        Every config of the environment, page after page (PostHog's pages hold 100).
+
+        Example:
+            ```python
+            async for config in ph.customer_profile_configs.list():
+                print(config.scope, config.content)
+            ```
+        """
+        check_paging(limit, offset)
+        return self._client.paginate(
+            CustomerProfileConfig,
+            _PATH,
+            params={"limit": limit, "offset": offset},
+            timeout=timeout,
+        )
+
+    async def create(
+        self,
+        *,
+        scope: ProfileScope | str,
+        content: JSONArg = None,
+        sidebar: JSONArg = None,
+        timeout: Timeout = NOT_GIVEN,
+    ) -> CustomerProfileConfig:
+        """Create a config (`content`/`sidebar` left out or None are stored as `{}`)."""
+        body = _body(scope=scope, content=content, sidebar=sidebar)
+        return await self._client.fetch(
+            CustomerProfileConfig, "POST", _PATH, json=body, timeout=timeout
+        )
+
+    async def get(self, id: str, *, timeout: Timeout = NOT_GIVEN) -> CustomerProfileConfig:
+        """Fetch one config (`NotFoundError` if it does not exist in this environment)."""
+        return await self._client.fetch(
+            CustomerProfileConfig, "GET", _PATH, segment(id), timeout=timeout
+        )
+
+    async def update(
+        self,
+        id: str,
+        *,
+        scope: ProfileScope | str | NotGiven = NOT_GIVEN,
+        content: JSONArg | NotGiven = NOT_GIVEN,
+        sidebar: JSONArg | NotGiven = NOT_GIVEN,
+        timeout: Timeout = NOT_GIVEN,
+    ) -> CustomerProfileConfig:
+        """Change the given fields only (PATCH); the others keep their values."""
+        body = _body(scope=scope, content=content, sidebar=sidebar)
+        return await self._client.fetch(
+            CustomerProfileConfig, "PATCH", _PATH, segment(id), json=body, timeout=timeout
+        )
+
+    async def replace(
+        self,
+        id: str,
+        *,
+        scope: ProfileScope | str,
+        content: JSONArg = None,
+        sidebar: JSONArg = None,
+        timeout: Timeout = NOT_GIVEN,
+    ) -> CustomerProfileConfig:
+        """Replace the whole config (PUT): fields left out become `{}`."""
+        body = _body(scope=scope, content=content, sidebar=sidebar)
+        return await self._client.fetch(
+            CustomerProfileConfig, "PUT", _PATH, segment(id), json=body, timeout=timeout
+        )
+
+    async def delete(self, id: str, *, timeout: Timeout = NOT_GIVEN) -> None:
+        """Delete a config for good (PostHog answers 204)."""
+        await self._client.request_json("DELETE", _PATH, segment(id), timeout=timeout)

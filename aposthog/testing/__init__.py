@@ -1,0 +1,20 @@
+"""
+Test helpers: `FakePostHog`, a real HTTP server on 127.0.0.1 that behaves like PostHog.
+
+Use it in your own tests instead of mocking aposthog (or aiohttp):
+
+```python
+from aposthog.testing import FakePostHog
+
+async def test_profile_page():
+    async with FakePostHog() as fake, fake.client() as ph:
+        await ph.customer_profile_configs.create(scope="person")
+        assert len(fake.customer_profile_configs) == 1
+```
+
+`python -m aposthog.testing` serves one standalone and prints its URL and key.
+"""
+
+from ._fake import FakePostHog, RecordedRequest
+
+__all__ = ["FakePostHog", "RecordedRequest"]

@@ -1,0 +1,338 @@
+"""
+`FakePostHog`: a real HTTP server on 127.0.0.1 that behaves like PostHog's
+environment-scoped API, with in-memory state and knobs for tests.
+
+The order of checks follows Django and DRF: the URL must resolve (404), then the key
+must be valid (401, with `WWW-Authenticate`), then the key's scopes must allow the
+action (403), then throttles apply (429), and only then does the view run. Faults a
+test injects with `fail_next()` and `drop_next()` act before all of that, like a load
+balancer would.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+import urllib.parse
+from collections.abc import Sequence
+from typing import Any
+
+import anyio
+import attrs
+
+from .._transport import LoopbackServer, ServerReply, ServerRequest
+from . import _profile_configs
+from ._wire import FakeRequest, HTTPError, Route, error, json_reply
+
+__all__ = ["FakePostHog", "RecordedRequest"]
+
+_BEARER = re.compile(r"^Bearer\s+(\S.+)$")
+_READ_ACTIONS = frozenset({"GET", "HEAD", "OPTIONS"})
+_WWW_AUTHENTICATE = 'Bearer resource_metadata="{base}/.well-known/oauth-protected-resource"'
+
+
+@attrs.frozen
+class RecordedRequest:
+    """A request the fake received, for assertions."""
+
+    method: str
+    path: str  # raw, percent-encoded, as sent
+    query: tuple[tuple[str, str], ...]
+    headers: dict[str, str]
+    body: bytes
+
+    def json(self) -> Any:
+        """The body decoded as JSON (None when empty)."""
+        import json
+
+        return json.loads(self.body) if self.body else None
+
+
+@attrs.define
+class _Fault:
+    kind: str  # "throttle" | "fail" | "drop"
+    remaining: int
+    status: int = 500
+    wait: int = 1
+    body: Any = None
+    method: str | None = None
+    path: str | None = None
+
+    def matches(self, raw: ServerRequest) -> bool:
+        if self.method is not None and raw.method != self.method.upper():
+            return False
+        return self.path is None or self.path in urllib.parse.unquote(raw.raw_path)
+
+
+@attrs.define
+class _Key:
+    scopes: tuple[str, ...] | None
+    user: str
+
+
+class FakePostHog:
+    """
+    A fake PostHog on 127.0.0.1 (an ephemeral port) for tests and demos.
+
+    Example:
+        ```python
+        async with FakePostHog() as fake, fake.client() as ph:
+            config = await ph.customer_profile_configs.create(scope="person")
+            fake.throttle_next(2)            # the next two requests get PostHog's 429
+            assert (await ph.customer_profile_configs.get(config.id)).id == config.id
+        ```
+
+    Attributes:
+        url: the base URL, once started.
+        api_key: a legacy, unscoped personal API key (may do anything).
+        project_id: the environment id it serves (`@current` works too).
+        requests: every request received, in order.
+        max_in_flight: the most requests it has been handling at once.
+        latency: seconds every request waits before it is handled.
+    """
+
+    def __init__(
+        self,
+        *,
+        api_key: str | None = None,
+        project_id: int = 1,
+        port: int = 0,
+        page_size: int = 100,
+        latency: float = 0.0,
+    ) -> None:
+        self.api_key = api_key or f"phx_fake_{secrets.token_hex(16)}"
+        self.project_id = str(project_id)
+        self.page_size = page_size
+        self.latency = latency
+        self.requests: list[RecordedRequest] = []
+        self.in_flight = 0
+        self.max_in_flight = 0
+        self._keys: dict[str, _Key] = {self.api_key: _Key(scopes=None, user="user-1")}
+        self._faults: list[_Fault] = []
+        self._server = LoopbackServer(self._handle, port=port)
+        self.url = ""
+        self._routes: list[Route] = []
+        self.customer_profile_configs: dict[str, dict[str, Any]] = {}
+        self._routes.extend(_profile_configs.ROUTES)
+
+    # ------------------------------------------------------------------ lifetime
+
+    async def start(self) -> FakePostHog:
+        """Start serving; `url` is set when this returns."""
+        self.url = await self._server.start()
+        return self
+
+    async def aclose(self) -> None:
+        """Stop serving and drop every connection."""
+        await self._server.stop()
+
+    async def __aenter__(self) -> FakePostHog:
+        return await self.start()
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    def client(self, **kwargs: Any) -> Any:
+        """An `aposthog.Client` configured for this fake (keyword arguments pass through)."""
+        from .._client import Client
+
+        kwargs.setdefault("api_key", self.api_key)
+        kwargs.setdefault("project_id", self.project_id)
+        return Client(host=self.url, **kwargs)
+
+    def __repr__(self) -> str:
+        return f"<FakePostHog {self.url or '(not started)'} project_id={self.project_id}>"
+
+    # ------------------------------------------------------------------ keys and knobs
+
+    def add_key(self, *, scopes: Sequence[str] | None = None, user: str = "user-1") -> str:
+        """
+        Make another personal API key.
+
+        Args:
+            scopes: e.g. `["batch_export:read"]` or `["*"]`; None or empty: a legacy
+                unscoped key, which may do anything.
+            user: whose key it is (conversations are private to their user).
+        """
+        key = f"phx_fake_{secrets.token_hex(16)}"
+        self._keys[key] = _Key(scopes=tuple(scopes) if scopes else None, user=user)
+        return key
+
+    def throttle_next(
+        self, n: int = 1, *, wait: int = 1, method: str | None = None, path: str | None = None
+    ) -> None:
+        """Answer the next `n` matching requests with PostHog's 429 (no Retry-After header)."""
+        self._faults.append(_Fault("throttle", n, wait=wait, method=method, path=path))
+
+    def fail_next(
+        self,
+        n: int = 1,
+        *,
+        status: int = 500,
+        body: Any = None,
+        method: str | None = None,
+        path: str | None = None,
+    ) -> None:
+        """Answer the next `n` matching requests with `status` (and `body`, JSON, if given)."""
+        self._faults.append(_Fault("fail", n, status=status, body=body, method=method, path=path))
+
+    def drop_next(self, n: int = 1, *, method: str | None = None, path: str | None = None) -> None:
+        """Close the connection of the next `n` matching requests without answering."""
+        self._faults.append(_Fault("drop", n, method=method, path=path))
+
+    def reset_stats(self) -> None:
+        """Forget recorded requests and the in-flight high-water mark."""
+        self.requests.clear()
+        self.max_in_flight = self.in_flight
+
+    def _take_fault(self, raw: ServerRequest, kinds: tuple[str, ...]) -> _Fault | None:
+        for fault in self._faults:
+            if fault.kind in kinds and fault.remaining > 0 and fault.matches(raw):
+                fault.remaining -= 1
+                if fault.remaining == 0:
+                    self._faults.remove(fault)
+                return fault
+        return None
+
+    # ------------------------------------------------------------------ dispatch
+
+    async def _handle(self, raw: ServerRequest) -> ServerReply:
+        self.in_flight += 1
+        self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        try:
+            self.requests.append(
+                RecordedRequest(raw.method, raw.raw_path, raw.query, dict(raw.headers), raw.body)
+            )
+            if self.latency:
+                await anyio.sleep(self.latency)
+            try:
+                return await self._dispatch(raw)
+            except HTTPError as exc:
+                return exc.reply
+        finally:
+            self.in_flight -= 1
+
+    def _resolve(self, raw: ServerRequest) -> tuple[list[Route], tuple[str, ...]]:
+        parts = [urllib.parse.unquote(p) for p in raw.raw_path.split("/")]
+        if parts and parts[-1] == "":
+            parts.pop()  # PostHog's trailing slash is optional
+        if (
+            len(parts) < 4
+            or parts[:2] != ["", "api"]
+            or parts[2] not in ("environments", "projects")
+        ):
+            raise HTTPError(error(404, "invalid_request", "not_found", "Not found."))
+        if parts[3] not in (self.project_id, "@current"):
+            raise HTTPError(
+                error(
+                    403,
+                    "authentication_error",
+                    "permission_denied",
+                    "You don't have access to the project.",
+                )
+            )
+        segments = tuple(parts[4:])
+        matching = [r for r in self._routes if _match(r.pattern, segments) is not None]
+        if matching:
+            # Like DRF's router, a literal segment (`test`) wins over a parameter (`{id}`).
+            best = min(matching, key=lambda r: sum(p.startswith("{") for p in r.pattern)).pattern
+            matching = [r for r in matching if r.pattern == best]
+        return matching, segments
+
+    async def _dispatch(self, raw: ServerRequest) -> ServerReply:
+        fault = self._take_fault(raw, ("drop", "fail"))
+        if fault is not None and fault.kind == "drop":
+            return ServerReply(drop=True)
+        if fault is not None:
+            if fault.body is None:
+                return ServerReply(status=fault.status, body=b"")
+            return json_reply(fault.status, fault.body)
+
+        routes, segments = self._resolve(raw)
+        if not routes:
+            raise HTTPError(error(404, "invalid_request", "not_found", "Not found."))
+        route = next((r for r in routes if r.method == raw.method), None)
+        key = self._authenticate(raw)
+        if route is None:
+            raise HTTPError(
+                error(
+                    405,
+                    "invalid_request",
+                    "method_not_allowed",
+                    f'Method "{raw.method}" not allowed.',
+                )
+            )
+        self._authorize(key, route, raw.method)
+        throttle = self._take_fault(raw, ("throttle",))
+        if throttle is not None:
+            unit = "second" if throttle.wait == 1 else "seconds"
+            raise HTTPError(
+                error(
+                    429,
+                    "throttled_error",
+                    "throttled",
+                    f"Request was throttled. Expected available in {throttle.wait} {unit}.",
+                )
+            )
+        params = _match(route.pattern, segments) or {}
+        request = FakeRequest(raw=raw, method=raw.method, segments=segments, params=params)
+        request.user_key = self._keys[key].user
+        return await route.handler(self, request)
+
+    def _authenticate(self, raw: ServerRequest) -> str:
+        header = raw.headers.get("authorization", "")
+        www = {"WWW-Authenticate": _WWW_AUTHENTICATE.format(base=raw.base_url)}
+        match = _BEARER.match(header)
+        if match is None:
+            raise HTTPError(
+                error(
+                    401,
+                    "authentication_error",
+                    "not_authenticated",
+                    "Authentication credentials were not provided.",
+                    headers=www,
+                )
+            )
+        key = match.group(1).strip()
+        if key not in self._keys:
+            raise HTTPError(
+                error(
+                    401,
+                    "authentication_error",
+                    "authentication_failed",
+                    "Personal API key found in request Authorization header is invalid.",
+                    headers=www,
+                )
+            )
+        return key
+
+    def _authorize(self, key: str, route: Route, method: str) -> None:
+        scopes = self._keys[key].scopes
+        if scopes is None:
+            return  # a legacy key with no scopes may do anything
+        if route.scope is None:
+            raise _forbidden("This action does not support Personal API Key access")
+        level = "read" if method in _READ_ACTIONS else "write"
+        needed = f"{route.scope}:{level}"
+        allowed = set(scopes)
+        if "*" in allowed or needed in allowed or f"{route.scope}:write" in allowed:
+            return
+        raise _forbidden(f"API key missing required scope '{needed}'")
+
+
+def _forbidden(detail: str) -> HTTPError:
+    return HTTPError(error(403, "authentication_error", "permission_denied", detail))
+
+
+def _match(pattern: tuple[str, ...], segments: tuple[str, ...]) -> dict[str, str] | None:
+    if len(pattern) != len(segments):
+        return None
+    params: dict[str, str] = {}
+    for expected, actual in zip(pattern, segments, strict=True):
+        if expected.startswith("{"):
+            if not actual:
+                return None
+            params[expected[1:-1]] = actual
+        elif expected != actual:
+            return None
+    return params

@@ -1,0 +1,259 @@
+"""
+FakePostHog's request and reply vocabulary, modelled on what PostHog's Django REST
+framework stack really sends: the drf-exceptions-hog error envelope, compact JSON,
+limit/offset pages with absolute `next` URLs, and opaque cursor pages without `count`.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import json
+import urllib.parse
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+import attrs
+
+from .._transport import ServerReply, ServerRequest
+
+if TYPE_CHECKING:
+    from ._fake import FakePostHog
+
+__all__ = [
+    "FakeRequest",
+    "HTTPError",
+    "Route",
+    "cursor_page",
+    "empty",
+    "error",
+    "iso",
+    "json_reply",
+    "now",
+    "offset_page",
+    "validation_error",
+]
+
+
+def now() -> dt.datetime:
+    """The current UTC time."""
+    return dt.datetime.now(dt.timezone.utc)
+
+
+def iso(value: dt.datetime | None) -> str | None:
+    """Render a datetime the way DRF does (`…Z` for UTC)."""
+    if value is None:
+        return None
+    text = value.astimezone(dt.timezone.utc).isoformat()
+    return text[:-6] + "Z" if text.endswith("+00:00") else text
+
+
+def _dumps(body: Any) -> bytes:
+    # DRF's JSONRenderer: compact separators, UTF-8 kept as is.
+    return json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def json_reply(status: int, body: Any, headers: Mapping[str, str] | None = None) -> ServerReply:
+    """A JSON reply."""
+    return ServerReply(
+        status=status,
+        body=_dumps(body),
+        headers={"Content-Type": "application/json", **(headers or {})},
+    )
+
+
+def empty(status: int = 204) -> ServerReply:
+    """A reply with no body (204 after a delete, or PostHog's bare 400/404s)."""
+    return ServerReply(status=status, body=b"")
+
+
+def error(
+    status: int,
+    type: str,
+    code: str,
+    detail: str,
+    attr: str | None = None,
+    headers: Mapping[str, str] | None = None,
+) -> ServerReply:
+    """An error in the drf-exceptions-hog envelope."""
+    return json_reply(
+        status, {"type": type, "code": code, "detail": detail, "attr": attr}, headers=headers
+    )
+
+
+class HTTPError(Exception):
+    """Raised by a handler to answer with `reply` at once."""
+
+    def __init__(self, reply: ServerReply) -> None:
+        super().__init__(reply.status)
+        self.reply = reply
+
+
+def validation_error(
+    detail: str, *, attr: str | None = None, code: str = "invalid_input"
+) -> HTTPError:
+    """A 400 validation error, ready to raise."""
+    return HTTPError(error(400, "validation_error", code, detail, attr))
+
+
+def not_found() -> HTTPError:
+    """PostHog's 404, ready to raise."""
+    return HTTPError(error(404, "invalid_request", "not_found", "Not found."))
+
+
+_MISSING = object()
+
+
+@attrs.define
+class FakeRequest:
+    """A parsed API request: path parameters decoded, JSON body parsed."""
+
+    raw: ServerRequest
+    method: str
+    segments: tuple[str, ...]  # decoded segments after /api/environments/<project>/
+    params: dict[str, str] = attrs.field(factory=dict)  # path parameters by name
+    user_key: str = ""
+    _json: Any = _MISSING
+
+    @property
+    def query(self) -> Sequence[tuple[str, str]]:
+        """The query items, in order."""
+        return self.raw.query
+
+    def arg(self, name: str, default: str | None = None) -> str | None:
+        """The last value of a query parameter (as Django's QueryDict.get does)."""
+        value = default
+        for key, item in self.raw.query:
+            if key == name:
+                value = item
+        return value
+
+    def args(self, name: str) -> list[str]:
+        """Every value of a repeated query parameter."""
+        return [item for key, item in self.raw.query if key == name]
+
+    def json(self) -> Any:
+        """The JSON body ({} when empty); a bad body raises PostHog's 400 parse error."""
+        if self._json is _MISSING:
+            if not self.raw.body.strip():
+                self._json = {}
+            else:
+                try:
+                    self._json = json.loads(self.raw.body)
+                except ValueError as exc:
+                    raise HTTPError(
+                        error(400, "invalid_request", "parse_error", f"JSON parse error - {exc}")
+                    ) from None
+        return self._json
+
+    def body(self) -> dict[str, Any]:
+        """The JSON body, which must be an object."""
+        data = self.json()
+        if not isinstance(data, dict):
+            raise validation_error(
+                f"Invalid data. Expected a dictionary, but got {type(data).__name__}.",
+                attr="non_field_errors",
+                code="invalid",
+            )
+        return data
+
+    def url_with(self, **changes: str | None) -> str:
+        """The absolute URL of this request with query parameters replaced (None removes)."""
+        items = [(k, v) for k, v in self.raw.query if k not in changes]
+        items.extend((k, v) for k, v in changes.items() if v is not None)
+        query = urllib.parse.urlencode(items)
+        return f"{self.raw.base_url}{self.raw.raw_path}" + (f"?{query}" if query else "")
+
+
+def _positive_int(value: str | None, default: int, *, cutoff: int | None = None) -> int:
+    # DRF's _positive_int(strict=True): anything unparsable or < 1 means "use the default".
+    try:
+        number = int(value) if value is not None else default
+    except ValueError:
+        return default
+    if number <= 0:
+        return default
+    return min(number, cutoff) if cutoff else number
+
+
+def offset_page(
+    request: FakeRequest,
+    items: Sequence[Any],
+    *,
+    page_size: int = 100,
+    max_limit: int | None = None,
+) -> ServerReply:
+    """DRF's LimitOffsetPagination: `{"count", "next", "previous", "results"}`."""
+    limit = _positive_int(request.arg("limit"), page_size, cutoff=max_limit)
+    try:
+        offset = max(0, int(request.arg("offset") or 0))
+    except ValueError:
+        offset = 0
+    count = len(items)
+    results = list(items[offset : offset + limit])
+    next_url = (
+        request.url_with(limit=str(limit), offset=str(offset + limit))
+        if offset + limit < count
+        else None
+    )
+    if offset <= 0:
+        previous = None
+    elif offset - limit <= 0:
+        previous = request.url_with(limit=str(limit), offset=None)
+    else:
+        previous = request.url_with(limit=str(limit), offset=str(offset - limit))
+    return json_reply(
+        200, {"count": count, "next": next_url, "previous": previous, "results": results}
+    )
+
+
+def _encode_cursor(position: int) -> str:
+    return base64.urlsafe_b64encode(f"p={position}".encode()).decode()
+
+
+def cursor_page(request: FakeRequest, items: Sequence[Any], *, page_size: int) -> ServerReply:
+    """DRF's CursorPagination: `{"next", "previous", "results"}`, no count, opaque cursors."""
+    cursor = request.arg("cursor")
+    position = 0
+    if cursor:
+        try:
+            decoded = base64.urlsafe_b64decode(cursor.encode()).decode()
+            position = int(decoded.removeprefix("p="))
+        except ValueError:
+            raise HTTPError(error(404, "invalid_request", "not_found", "Invalid cursor")) from None
+    results = list(items[position : position + page_size])
+    next_url = (
+        request.url_with(cursor=_encode_cursor(position + page_size))
+        if position + page_size < len(items)
+        else None
+    )
+    previous = (
+        request.url_with(cursor=_encode_cursor(max(0, position - page_size))) if position else None
+    )
+    return json_reply(200, {"next": next_url, "previous": previous, "results": results})
+
+
+def first_error(errors: Iterable[tuple[str, str, str]]) -> HTTPError | None:
+    """drf-exceptions-hog reports the first field error only: (attr, code, detail)."""
+    for attr, code, detail in errors:
+        return validation_error(detail, attr=attr, code=code)
+    return None
+
+
+Handler = Callable[["FakePostHog", FakeRequest], Awaitable[ServerReply]]
+
+
+@attrs.frozen
+class Route:
+    """
+    One endpoint of the fake.
+
+    `scope` is the scope object (`batch_export`, …): read for GET, write otherwise. None
+    models a custom action without `required_scopes`, which PostHog refuses to scoped
+    personal API keys (legacy unscoped keys may use it).
+    """
+
+    method: str
+    pattern: tuple[str, ...]
+    handler: Handler
+    scope: str | None
