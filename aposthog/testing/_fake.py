@@ -21,7 +21,7 @@ import anyio
 import attrs
 
 from .._transport import LoopbackServer, ServerReply, ServerRequest
-from . import _profile_configs
+from . import _batch_exports, _conversations, _profile_configs
 from ._wire import FakeRequest, HTTPError, Route, error, json_reply
 
 __all__ = ["FakePostHog", "RecordedRequest"]
@@ -70,7 +70,7 @@ class _Key:
     user: str
 
 
-class FakePostHog:
+class FakePostHog(_batch_exports.BatchExportsFake, _conversations.ConversationsFake):
     """
     A fake PostHog on 127.0.0.1 (an ephemeral port) for tests and demos.
 
@@ -114,6 +114,10 @@ class FakePostHog:
         self._routes: list[Route] = []
         self.customer_profile_configs: dict[str, dict[str, Any]] = {}
         self._routes.extend(_profile_configs.ROUTES)
+        self._routes.extend(_batch_exports.ROUTES)
+        self._routes.extend(_conversations.ROUTES)
+        self._init_batch_exports()
+        self._init_conversations()
 
     # ------------------------------------------------------------------ lifetime
 

@@ -1,0 +1,38 @@
+"""Shared fixtures: the asyncio backend for anyio's pytest plugin, a FakePostHog and a client."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator
+
+import pytest
+from hypothesis import HealthCheck, settings
+
+import aposthog
+from aposthog.testing import FakePostHog
+
+settings.register_profile("default", deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.register_profile("fast", parent=settings.get_profile("default"), max_examples=20)
+settings.register_profile("ci", parent=settings.get_profile("default"), derandomize=True)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    """aiohttp runs on asyncio only."""
+    return "asyncio"
+
+
+@pytest.fixture
+async def fake() -> AsyncIterator[FakePostHog]:
+    """A FakePostHog serving on 127.0.0.1."""
+    async with FakePostHog() as server:
+        yield server
+
+
+@pytest.fixture
+async def ph(fake: FakePostHog) -> AsyncIterator[aposthog.Client]:
+    """A client for `fake`, with retries that do not sleep long."""
+    policy = aposthog.RetryPolicy(initial_backoff=0.001, max_backoff=0.01, max_retry_after=0.01)
+    async with fake.client(retry=policy) as client:
+        yield client
