@@ -1,0 +1,331 @@
+"""The client's lifecycle, limiter, timeouts, retries and error mapping, against FakePostHog."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import logging
+import threading
+
+import aiohttp
+import anyio
+import anyio.abc
+import pytest
+
+import aposthog
+from aposthog.testing import FakePostHog
+
+pytestmark = pytest.mark.anyio
+
+FAST = aposthog.RetryPolicy(initial_backoff=0.001, max_backoff=0.01, max_retry_after=0.01)
+
+
+async def test_headers_carry_bearer_key_user_agent_and_json(
+    fake: FakePostHog, ph: aposthog.Client
+) -> None:
+    """Every request carries the key as a Bearer token, aposthog's User-Agent and JSON."""
+    await ph.customer_profile_configs.create(scope="person", content={"a": 1})
+
+    sent = fake.requests[-1]
+    assert f"Bearer {fake.api_key}" == sent.headers["authorization"]
+    assert sent.headers["user-agent"].startswith(f"aposthog/{aposthog.__version__} ")
+    assert "application/json" == sent.headers["content-type"]
+    assert {"scope": "person", "content": {"a": 1}} == sent.json()
+
+
+async def test_project_id_is_in_the_path(fake: FakePostHog) -> None:
+    """The configured project id is the environment segment of every path."""
+    async with fake.client(project_id="@current") as ph:
+        await ph.customer_profile_configs.list()
+    assert fake.requests[-1].path.startswith("/api/environments/@current/")
+
+
+async def test_max_concurrency_bounds_in_flight_requests_across_tasks(fake: FakePostHog) -> None:
+    """500 concurrent calls through a client limited to 8: the server never sees more than 8."""
+    fake.latency = 0.002
+    async with fake.client(max_concurrency=8) as ph:
+        config = await ph.customer_profile_configs.create(scope="person")
+        fake.reset_stats()
+        results: list[str] = []
+
+        async def one() -> None:
+            results.append((await ph.customer_profile_configs.get(config.id)).id)
+
+        async with anyio.create_task_group() as tg:
+            for _ in range(500):
+                tg.start_soon(one)
+
+    assert 500 == len(results)
+    assert 500 == len(fake.requests)
+    assert 8 == fake.max_in_flight
+
+
+async def test_with_options_shares_the_limiter(fake: FakePostHog) -> None:
+    """A with_options() view counts against the same max_concurrency as its client."""
+    fake.latency = 0.005
+    async with fake.client(max_concurrency=3) as ph:
+        fast = ph.with_options(timeout=5, max_retries=0)
+        async with anyio.create_task_group() as tg:
+            for client in [ph, fast] * 10:
+                tg.start_soon(_list_once, client)
+    assert 3 == fake.max_in_flight
+
+
+async def _list_once(client: aposthog.Client) -> None:
+    await client.customer_profile_configs.list()
+
+
+async def test_a_call_timeout_raises_api_timeout_error(fake: FakePostHog) -> None:
+    """A call slower than `timeout` raises APITimeoutError, which is also a TimeoutError."""
+    fake.latency = 0.5
+    async with fake.client(timeout=0.05, max_retries=0) as ph:
+        with pytest.raises(aposthog.APITimeoutError) as info:
+            await ph.customer_profile_configs.list()
+    assert isinstance(info.value, TimeoutError)
+    assert "GET /api/environments/1/customer_profile_configs/" in str(info.value)
+
+
+async def test_per_call_timeout_overrides_the_client(fake: FakePostHog) -> None:
+    """`timeout=` on a method applies to that call only."""
+    fake.latency = 0.2
+    async with fake.client(timeout=5, max_retries=0) as ph:
+        with pytest.raises(aposthog.APITimeoutError):
+            await ph.customer_profile_configs.list(timeout=0.02)
+        page = await ph.customer_profile_configs.list()
+    assert [] == page.results
+
+
+async def test_a_timed_out_get_is_retried_but_not_a_post(fake: FakePostHog) -> None:
+    """A GET that timed out may be repeated; a POST that may have reached the server may not."""
+    fake.latency = 0.3
+    async with fake.client(
+        timeout=0.05, retry=aposthog.RetryPolicy(max_retries=2, initial_backoff=0.001)
+    ) as ph:
+        with pytest.raises(aposthog.APITimeoutError):
+            await ph.customer_profile_configs.list()
+        gets = len(fake.requests)
+        with pytest.raises(aposthog.APITimeoutError):
+            await ph.customer_profile_configs.create(scope="person")
+        await anyio.sleep(0.4)
+    assert 3 == gets
+    assert 4 == len(fake.requests)
+
+
+async def test_connect_timeout_raises_api_timeout_error() -> None:
+    """A server that never completes the TLS handshake trips connect_timeout, not the call's."""
+    held: list[anyio.abc.SocketStream] = []
+
+    async def hold(stream: anyio.abc.SocketStream) -> None:
+        held.append(stream)  # accept TCP, never answer the ClientHello
+        await anyio.sleep_forever()
+
+    listener = await anyio.create_tcp_listener(local_host="127.0.0.1")
+    port = listener.extra(anyio.abc.SocketAttribute.local_port)
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(listener.serve, hold)
+        async with aposthog.Client(
+            api_key="k",
+            host=f"https://127.0.0.1:{port}",
+            connect_timeout=0.1,
+            timeout=30,
+            max_retries=0,
+        ) as ph:
+            with anyio.fail_after(5), pytest.raises(aposthog.APITimeoutError) as info:
+                await ph.customer_profile_configs.list()
+        tg.cancel_scope.cancel()
+    await listener.aclose()
+    for stream in held:
+        await stream.aclose()
+    assert not info.value.reached_server
+    assert "connecting" in str(info.value)
+
+
+async def test_connection_refused_is_retried_then_raised() -> None:
+    """A refused connection never reached the server: retried for any method, then raised."""
+    listener = await anyio.create_tcp_listener(local_host="127.0.0.1")
+    port = listener.extra(anyio.abc.SocketAttribute.local_port)
+    await listener.aclose()  # nothing listens there any more
+    async with aposthog.Client(api_key="k", host=f"http://127.0.0.1:{port}", retry=FAST) as ph:
+        with pytest.raises(aposthog.APIConnectionError) as info:
+            await ph.customer_profile_configs.create(scope="person")
+    assert not info.value.reached_server
+    assert "cannot connect" in str(info.value)
+
+
+async def test_throttled_page_is_retried_without_restarting(fake: FakePostHog) -> None:
+    """A 429 on page 2 is retried; the iteration continues where it was."""
+    for i in range(5):
+        fake.customer_profile_configs[str(i)] = {
+            "id": str(i),
+            "scope": "person",
+            "content": {},
+            "sidebar": {},
+            "created_at": "2024-01-01T00:00:00Z",
+            "updated_at": None,
+        }
+    async with fake.client(retry=FAST) as ph:
+        seen = []
+        async for config in ph.customer_profile_configs.list(limit=2):
+            seen.append(config.id)
+            if len(seen) == 2:
+                fake.throttle_next(2)
+    assert ["0", "1", "2", "3", "4"] == seen
+    offsets = [dict(r.query).get("offset") for r in fake.requests]
+    assert [None, "2", "2", "2", "4"] == offsets
+
+
+async def test_retry_after_comes_from_the_detail_text(fake: FakePostHog) -> None:
+    """PostHog's 429 has no Retry-After header: the wait is read from the detail text."""
+    async with fake.client(max_retries=0) as ph:
+        fake.throttle_next(1, wait=7)
+        with pytest.raises(aposthog.RateLimitError) as info:
+            await ph.customer_profile_configs.list()
+    assert 7.0 == info.value.retry_after
+    assert "throttled" == info.value.code
+
+
+async def test_post_that_got_a_500_is_not_retried(fake: FakePostHog, ph: aposthog.Client) -> None:
+    """A POST answered 500 may have started work: raised at once."""
+    fake.fail_next(1, status=500)
+    with pytest.raises(aposthog.InternalServerError):
+        await ph.customer_profile_configs.create(scope="person")
+    assert 1 == len(fake.requests)
+    assert {} == fake.customer_profile_configs
+
+
+async def test_post_that_got_a_503_or_429_is_retried(
+    fake: FakePostHog, ph: aposthog.Client
+) -> None:
+    """429 and 503 mean the server refused: retried for POST too, and it succeeds once."""
+    fake.fail_next(1, status=503)
+    fake.throttle_next(1)
+    config = await ph.customer_profile_configs.create(scope="person")
+    assert [config.id] == list(fake.customer_profile_configs)
+    assert 3 == len(fake.requests)
+
+
+async def test_dropped_post_is_not_retried_but_dropped_get_is(
+    fake: FakePostHog, ph: aposthog.Client
+) -> None:
+    """A POST that reached the server and got no answer is raised; a GET is repeated."""
+    fake.drop_next(1)
+    with pytest.raises(aposthog.APIConnectionError) as info:
+        await ph.customer_profile_configs.create(scope="person")
+    assert info.value.reached_server
+    assert 1 == len(fake.requests)
+
+    fake.drop_next(1)
+    page = await ph.customer_profile_configs.list()
+    assert [] == page.results
+    assert 3 == len(fake.requests)
+
+
+async def test_max_retries_zero_turns_retrying_off(fake: FakePostHog) -> None:
+    """With max_retries=0 a 429 is raised at once."""
+    async with fake.client(max_retries=0) as ph:
+        fake.throttle_next(1)
+        with pytest.raises(aposthog.RateLimitError):
+            await ph.customer_profile_configs.list()
+    assert 1 == len(fake.requests)
+
+
+async def test_retries_give_up_after_max_retries(fake: FakePostHog) -> None:
+    """A server that keeps refusing is asked max_retries + 1 times, then the error is raised."""
+    policy = aposthog.RetryPolicy(max_retries=3, initial_backoff=0.001, max_retry_after=0.001)
+    async with fake.client(retry=policy) as ph:
+        fake.fail_next(10, status=502)
+        with pytest.raises(aposthog.InternalServerError) as info:
+            await ph.customer_profile_configs.list()
+    assert 502 == info.value.status
+    assert 4 == len(fake.requests)
+
+
+async def test_client_owns_and_closes_its_session(fake: FakePostHog) -> None:
+    """The owned session is created lazily and closed by aclose(); use after close is an error."""
+    ph = fake.client()
+    assert "closed" not in repr(ph)
+    await ph.customer_profile_configs.list()
+    await ph.aclose()
+    await ph.aclose()  # idempotent
+    assert ph.closed
+    with pytest.raises(aposthog.ClientStateError, match="closed"):
+        await ph.customer_profile_configs.list()
+
+
+async def test_borrowed_session_is_never_closed(fake: FakePostHog) -> None:
+    """A session passed in is used and left open."""
+    async with aiohttp.ClientSession() as session:
+        async with fake.client(session=session) as ph:
+            await ph.customer_profile_configs.list()
+        assert not session.closed
+        async with session.get(f"{fake.url}/api/environments/1/customer_profile_configs/") as r:
+            assert 401 == r.status
+
+
+async def test_a_client_refuses_another_event_loop(fake: FakePostHog) -> None:
+    """A client first used in one loop gives a clear error in another."""
+    ph = fake.client()
+    await ph.customer_profile_configs.list()
+    errors: list[BaseException] = []
+
+    def other_loop() -> None:
+        async def use() -> None:
+            await ph.customer_profile_configs.list()
+
+        try:
+            asyncio.run(use())
+        except BaseException as exc:  # noqa: BLE001 - the assertion is on the type
+            errors.append(exc)
+
+    thread = threading.Thread(target=other_loop)
+    thread.start()
+    thread.join()
+    await ph.aclose()
+    assert 1 == len(errors)
+    assert isinstance(errors[0], aposthog.ClientStateError)
+    assert "another event loop" in str(errors[0])
+
+
+async def test_proxies_from_the_environment_are_honoured(
+    fake: FakePostHog, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """HTTP_PROXY is used: the request goes to the proxy (here: the fake itself)."""
+    monkeypatch.setenv("HTTP_PROXY", fake.url)
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    async with aposthog.Client(
+        api_key=fake.api_key, host="http://posthog.invalid", retry=FAST
+    ) as ph:
+        with pytest.raises(aposthog.NotFoundError):
+            await ph.customer_profile_configs.list()
+    # A proxy receives the absolute URL in the request line.
+    assert fake.requests[-1].path.startswith("http://posthog.invalid/")
+
+
+async def test_key_never_appears_in_errors_reprs_or_logs(
+    fake: FakePostHog, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The API key is absent from the client's repr, its config, errors and log lines."""
+    caplog.set_level(logging.DEBUG, logger="aposthog")
+    async with fake.client(retry=FAST) as ph:
+        fake.throttle_next(1)
+        await ph.customer_profile_configs.list()
+        fake.fail_next(
+            1,
+            status=400,
+            body={"type": "validation_error", "code": "x", "detail": "bad", "attr": None},
+        )
+        with pytest.raises(aposthog.BadRequestError) as info:
+            await ph.customer_profile_configs.list()
+        texts = [repr(ph), repr(ph.config), str(info.value), repr(info.value), caplog.text]
+    assert caplog.records  # the retry was logged
+    for text in texts:
+        assert fake.api_key not in text
+
+
+async def test_no_unclosed_session_warning_after_many_clients(fake: FakePostHog) -> None:
+    """Clients closed with `async with` leave nothing for the garbage collector to warn about."""
+    for _ in range(20):
+        async with fake.client() as ph:
+            await ph.customer_profile_configs.list()
+    gc.collect()

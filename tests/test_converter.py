@@ -1,0 +1,100 @@
+"""The converter: aware datetimes, open enums, unknown fields kept, errors with JSON paths."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from typing import Any
+
+import pytest
+from hypothesis import given
+
+import aposthog
+from aposthog._converter import converter, parse_datetime, structure, unstructure
+from aposthog.models import CustomerProfileConfig, ProfileScope
+
+from .strategies import records
+
+CONFIG = {
+    "id": "7b0c",
+    "scope": "person",
+    "content": {"a": 1},
+    "sidebar": [],
+    "created_at": "2024-05-01T12:00:00.123456Z",
+    "updated_at": None,
+}
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("2024-05-01T12:00:00Z", dt.datetime(2024, 5, 1, 12, tzinfo=dt.timezone.utc)),
+        ("2024-05-01T12:00:00.5+00:00", dt.datetime(2024, 5, 1, 12, 0, 0, 500000, dt.timezone.utc)),
+        (
+            "2024-05-01 12:00:00.123456789",
+            dt.datetime(2024, 5, 1, 12, 0, 0, 123456, dt.timezone.utc),
+        ),
+        ("2024-05-01T14:00:00+0200", dt.datetime(2024, 5, 1, 12, tzinfo=dt.timezone.utc)),
+        ("2024-05-01", dt.datetime(2024, 5, 1, tzinfo=dt.timezone.utc)),
+    ],
+)
+def test_timestamps_become_aware_datetimes(text: str, expected: dt.datetime) -> None:
+    """Every timestamp shape PostHog sends becomes a timezone-aware datetime."""
+    parsed = parse_datetime(text)
+    assert parsed.tzinfo is not None
+    assert expected == parsed
+
+
+def test_unknown_fields_and_enum_values_survive() -> None:
+    """A newer PostHog's extra field and scope decode, and stay reachable."""
+    body = {**CONFIG, "scope": "group_9", "pinned_properties": ["email"]}
+    config = structure(body, CustomerProfileConfig)
+    assert "group_9" == config.scope
+    assert {"pinned_properties": ["email"]} == config.extra_fields
+    assert body == unstructure(config) | {"created_at": body["created_at"]}
+
+
+def test_known_enum_values_are_members() -> None:
+    """A known value is the enum member, which still equals its string."""
+    config = structure(CONFIG, CustomerProfileConfig)
+    assert ProfileScope.PERSON is config.scope
+    assert "person" == config.scope
+
+
+def test_bad_body_names_the_path_of_the_bad_field() -> None:
+    """A field that does not fit raises ResponseDecodeError naming $.results[i].field."""
+    results: list[dict[str, Any]] = [dict(CONFIG) for _ in range(5)]
+    results[3]["created_at"] = "yesterday"
+    with pytest.raises(aposthog.ResponseDecodeError) as info:
+        structure(results, list[CustomerProfileConfig], path="$.results", request_path="/p/")
+    assert ("$.results[3].created_at",) == info.value.paths
+    assert "$.results[3].created_at" in str(info.value)
+    assert "/p/" in str(info.value)
+
+
+def test_missing_required_field_is_a_decode_error() -> None:
+    """A missing required field is reported with its path, never as a KeyError."""
+    body = {k: v for k, v in CONFIG.items() if k != "scope"}
+    with pytest.raises(aposthog.ResponseDecodeError) as info:
+        structure(body, CustomerProfileConfig)
+    assert ("$.scope",) == info.value.paths
+
+
+def test_scalar_content_is_a_decode_error() -> None:
+    """content must be a JSON object or array."""
+    with pytest.raises(aposthog.ResponseDecodeError):
+        structure({**CONFIG, "content": 3}, CustomerProfileConfig)
+
+
+def test_package_converter_is_not_the_global_one() -> None:
+    """aposthog configures its own converter and leaves cattrs' global one alone."""
+    import cattrs
+
+    assert converter is not cattrs.global_converter
+
+
+@given(records(CustomerProfileConfig))
+def test_customer_profile_config_round_trips(config: CustomerProfileConfig) -> None:
+    """unstructure → JSON → structure gives the same record back."""
+    wire = json.loads(json.dumps(unstructure(config)))
+    assert config == structure(wire, CustomerProfileConfig)

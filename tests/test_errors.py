@@ -1,0 +1,127 @@
+"""error_from_response: PostHog's three error shapes become the right exception (no I/O)."""
+
+from __future__ import annotations
+
+import json
+import pickle
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+import aposthog
+from aposthog._errors import error_from_response
+
+
+def _envelope(type_: str, code: str, detail: str, attr: str | None = None) -> bytes:
+    return json.dumps({"type": type_, "code": code, "detail": detail, "attr": attr}).encode()
+
+
+@pytest.mark.parametrize(
+    ("status", "cls"),
+    [
+        (400, aposthog.BadRequestError),
+        (401, aposthog.AuthenticationError),
+        (402, aposthog.QuotaLimitError),
+        (403, aposthog.PermissionDeniedError),
+        (404, aposthog.NotFoundError),
+        (409, aposthog.ConflictError),
+        (422, aposthog.UnprocessableEntityError),
+        (429, aposthog.RateLimitError),
+        (500, aposthog.InternalServerError),
+        (502, aposthog.InternalServerError),
+        (503, aposthog.InternalServerError),
+        (418, aposthog.APIStatusError),
+    ],
+)
+def test_status_picks_the_class(status: int, cls: type[aposthog.APIStatusError]) -> None:
+    """Each status maps to its class in the tree, and all are APIStatusErrors."""
+    err = error_from_response(status, {}, b"")
+    assert cls is type(err)
+    assert isinstance(err, aposthog.PostHogError)
+    assert status == err.status
+
+
+def test_envelope_fields_and_one_line_message() -> None:
+    """The drf-exceptions-hog envelope fills type/code/detail/attr; str() is one line."""
+    body = _envelope(
+        "validation_error", "invalid_choice", '"quick" is not a valid choice.', "scope"
+    )
+    err = error_from_response(400, {}, body, method="POST", path="/api/environments/1/x/")
+
+    assert ("validation_error", "invalid_choice", "scope") == (err.type, err.code, err.attr)
+    assert '"quick" is not a valid choice.' == err.detail
+    assert (
+        "400 Bad Request [invalid_choice] on POST /api/environments/1/x/: "
+        '"quick" is not a valid choice. (field: scope)'
+    ) == str(err)
+
+
+def test_error_bodies_of_conversation_endpoints() -> None:
+    """The non-standard {"error": "…"} bodies become the detail."""
+    body = b'{"error": "Cannot access other users\' conversations"}'
+    err = error_from_response(400, {}, body)
+    assert isinstance(err, aposthog.BadRequestError)
+    assert "Cannot access other users' conversations" == err.detail
+    assert err.code is None
+
+
+def test_empty_body_says_so() -> None:
+    """An empty body (PostHog's bare 400/404) still gives a readable message."""
+    err = error_from_response(404, {}, b"", method="GET", path="/p/")
+    assert "404 Not Found on GET /p/: (no detail in the response body)" == str(err)
+    assert err.body is None
+
+
+def test_non_json_body_is_kept_as_text() -> None:
+    """An HTML error page from a proxy is kept, shortened, as the detail."""
+    err = error_from_response(502, {}, b"<html>Bad gateway</html>")
+    assert "<html>Bad gateway</html>" == err.detail
+    assert "<html>Bad gateway</html>" == err.body
+
+
+def test_plain_serializer_error_map() -> None:
+    """A bare DRF field-error map names its first field."""
+    err = error_from_response(400, {}, b'{"name": ["This field is required."]}')
+    assert ("name", "This field is required.") == (err.attr, err.detail)
+
+
+def test_rate_limit_wait_from_header_then_detail() -> None:
+    """Retry-After wins when present; otherwise the detail text gives the wait."""
+    detail = _envelope("throttled_error", "throttled", "Expected available in 12 seconds.")
+    from_text = error_from_response(429, {}, detail)
+    from_header = error_from_response(429, {"Retry-After": "3"}, detail)
+    neither = error_from_response(429, {}, _envelope("throttled_error", "throttled", "Slow down."))
+    assert isinstance(from_text, aposthog.RateLimitError)
+    assert isinstance(from_header, aposthog.RateLimitError)
+    assert isinstance(neither, aposthog.RateLimitError)
+    assert (12.0, 3.0, None) == (
+        from_text.retry_after,
+        from_header.retry_after,
+        neither.retry_after,
+    )
+
+
+def test_errors_pickle() -> None:
+    """Errors survive pickling (process pools send them between processes)."""
+    err = error_from_response(429, {}, _envelope("throttled_error", "throttled", "x"))
+    copy = pickle.loads(pickle.dumps(err))
+    assert type(err) is type(copy)
+    assert str(err) == str(copy)
+
+
+def test_timeout_error_is_a_builtin_timeout_and_a_connection_error() -> None:
+    """APITimeoutError is caught by `except TimeoutError` and `except APIConnectionError`."""
+    err = aposthog.APITimeoutError("slow", method="GET", path="/x/")
+    assert isinstance(err, TimeoutError)
+    assert isinstance(err, aposthog.APIConnectionError)
+    assert "slow (GET /x/)" == str(err)
+
+
+@given(status=st.integers(400, 599), body=st.binary(max_size=200))
+def test_any_body_gives_a_one_line_message(status: int, body: bytes) -> None:
+    """Whatever the server sends, the error builds and its message is a single line."""
+    err = error_from_response(status, {}, body)
+    assert "\n" not in str(err)
+    assert "\r" not in str(err)
+    assert str(status) in str(err)

@@ -1,0 +1,106 @@
+"""Request building: percent-encoded segments, queries, JSON, next URLs (no I/O)."""
+
+from __future__ import annotations
+
+import urllib.parse
+import uuid
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from aposthog._http import Request, encode_json, join_path, query_items, same_origin_url, segment
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("abc", "abc"),
+        ("../x", "..%2Fx"),
+        ("..", "%2E%2E"),
+        (".", "%2E"),
+        ("a?b#c", "a%3Fb%23c"),
+        ("100%", "100%25"),
+        ("é", "%C3%A9"),
+        (12, "12"),
+        (uuid.UUID(int=1), "00000000-0000-0000-0000-000000000001"),
+    ],
+)
+def test_segment_encoding(value: object, expected: str) -> None:
+    """Path parameters are percent-encoded so they stay inside their segment."""
+    assert expected == segment(value)
+
+
+@given(st.text(min_size=1))
+def test_any_segment_round_trips_and_has_no_slash(text: str) -> None:
+    """Whatever the id, the segment has no '/', is no dot-segment, and decodes back."""
+    encoded = segment(text)
+    assert "/" not in encoded
+    assert encoded not in (".", "..")
+    assert text == urllib.parse.unquote(encoded)
+
+
+@pytest.mark.parametrize("value", ["", None, True, 1.5, b"x"])
+def test_bad_segments(value: object) -> None:
+    """Empty or non-id values are refused before any request."""
+    with pytest.raises((TypeError, ValueError)):
+        segment(value)
+
+
+def test_join_path_adds_posthogs_trailing_slash() -> None:
+    """Paths end with a slash, as PostHog's router prefers."""
+    assert "/api/environments/1/batch_exports/x/logs/" == join_path(
+        "/api/environments/1", "batch_exports", "x", "logs"
+    )
+
+
+def test_query_items() -> None:
+    """None is dropped, bools are lower-case words, sequences repeat the key."""
+    items = query_items({"a": None, "b": True, "c": 3, "d": ["x", "y"], "e": "z"})
+    assert (("b", "true"), ("c", "3"), ("d", "x"), ("d", "y"), ("e", "z")) == items
+
+
+def test_encode_json_is_compact_utf8() -> None:
+    """Bodies are compact and keep non-ASCII text as UTF-8."""
+    assert '{"a":"é","b":[1,2]}'.encode() == encode_json({"a": "é", "b": [1, 2]})
+    with pytest.raises(ValueError):
+        encode_json({"x": float("nan")})
+
+
+@pytest.mark.parametrize(
+    ("base", "url", "expected"),
+    [
+        (
+            "https://us.posthog.com",
+            "https://us.posthog.com/api/x/?limit=2&offset=2",
+            "https://us.posthog.com/api/x/?limit=2&offset=2",
+        ),
+        (
+            "https://us.posthog.com",
+            "http://internal:8000/api/x/?cursor=abc",
+            "https://us.posthog.com/api/x/?cursor=abc",
+        ),
+        (
+            "https://x.example/posthog",
+            "https://x.example/api/x/?o=1",
+            "https://x.example/posthog/api/x/?o=1",
+        ),
+        (
+            "https://x.example/posthog",
+            "https://x.example/posthog/api/x/",
+            "https://x.example/posthog/api/x/",
+        ),
+    ],
+)
+def test_next_urls_stay_on_the_configured_host(base: str, url: str, expected: str) -> None:
+    """A `next` link is followed on the configured origin, so the key never goes elsewhere."""
+    assert expected == same_origin_url(base, url)
+
+
+def test_request_repr_has_no_headers_secret() -> None:
+    """A Request never holds the Authorization header: the transport adds it when sending."""
+    request = Request(method="GET", url="https://us.posthog.com/api/x/")
+    assert "authorization" not in repr(request).lower()
+    assert "/api/x/" == request.path
+    assert request.idempotent
+    assert not Request(method="POST", url="https://h/").idempotent
