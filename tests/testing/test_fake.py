@@ -1,0 +1,146 @@
+"""FakePostHog's shared behaviour: routing, auth, scopes, errors and the test knobs."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+
+import aiohttp
+import pytest
+
+import aposthog
+from aposthog.testing import FakePostHog
+
+pytestmark = pytest.mark.anyio
+
+
+async def _raw(
+    fake: FakePostHog, method: str, path: str, **kwargs: object
+) -> tuple[int, dict[str, str], bytes]:
+    async with aiohttp.ClientSession() as session:
+        async with session.request(method, fake.url + path, **kwargs) as resp:  # type: ignore[arg-type]
+            return resp.status, dict(resp.headers), await resp.read()
+
+
+async def test_no_credentials_is_401_with_www_authenticate(fake: FakePostHog) -> None:
+    """A request without a key gets PostHog's 401 envelope and WWW-Authenticate header."""
+    status, headers, body = await _raw(fake, "GET", "/api/environments/1/customer_profile_configs/")
+    assert 401 == status
+    assert headers["WWW-Authenticate"].startswith('Bearer resource_metadata="')
+    assert (
+        b'{"type":"authentication_error","code":"not_authenticated",'
+        b'"detail":"Authentication credentials were not provided.","attr":null}'
+    ) == body
+
+
+async def test_invalid_key_is_authentication_failed(fake: FakePostHog) -> None:
+    """An unknown key is 401 authentication_failed, raised as AuthenticationError."""
+    async with fake.client(api_key="phx_wrong") as ph:
+        with pytest.raises(aposthog.AuthenticationError) as info:
+            await ph.customer_profile_configs.list()
+    assert "authentication_failed" == info.value.code
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/api/environments/1/customer_profile_configs",
+        "/api/environments/@current/customer_profile_configs/",
+        "/api/projects/1/customer_profile_configs/",
+    ],
+)
+async def test_paths_posthog_accepts(fake: FakePostHog, path: str) -> None:
+    """Optional trailing slash, @current, and the /api/projects mirror all resolve."""
+    status, _, _ = await _raw(
+        fake, "GET", path, headers={"Authorization": f"Bearer {fake.api_key}"}
+    )
+    assert 200 == status
+
+
+async def test_unknown_route_and_method(fake: FakePostHog) -> None:
+    """Unknown paths are 404; a known path with another method is 405."""
+    auth = {"Authorization": f"Bearer {fake.api_key}"}
+    assert 404 == (await _raw(fake, "GET", "/api/environments/1/nope/", headers=auth))[0]
+    status, _, body = await _raw(
+        fake, "PUT", "/api/environments/1/customer_profile_configs/", headers=auth
+    )
+    assert 405 == status
+    assert b"method_not_allowed" in body
+
+
+async def test_other_project_is_forbidden(fake: FakePostHog) -> None:
+    """Another environment id is refused with 403."""
+    async with fake.client(project_id=99) as ph:
+        with pytest.raises(aposthog.PermissionDeniedError):
+            await ph.customer_profile_configs.list()
+
+
+async def test_bad_json_is_a_parse_error(fake: FakePostHog) -> None:
+    """A body that is not JSON gets DRF's parse_error 400."""
+    status, _, body = await _raw(
+        fake,
+        "POST",
+        "/api/environments/1/customer_profile_configs/",
+        data=b"{",
+        headers={"Authorization": f"Bearer {fake.api_key}", "Content-Type": "application/json"},
+    )
+    assert 400 == status
+    assert b'"code":"parse_error"' in body
+
+
+async def test_star_scope_and_legacy_keys(fake: FakePostHog) -> None:
+    """A `*` key may write; a key with another object's scope may not read."""
+    star = fake.add_key(scopes=["*"])
+    other = fake.add_key(scopes=["batch_export:write"])
+    async with fake.client(api_key=star) as ph:
+        await ph.customer_profile_configs.create(scope="person")
+    async with fake.client(api_key=other) as ph:
+        with pytest.raises(aposthog.PermissionDeniedError, match="customer_profile_config:read"):
+            await ph.customer_profile_configs.list()
+
+
+async def test_fail_next_with_body_and_path_filter(fake: FakePostHog, ph: aposthog.Client) -> None:
+    """fail_next() can target a method and send a JSON body."""
+    fake.fail_next(1, status=422, body={"error": "Nope"}, method="POST")
+    await ph.customer_profile_configs.list()  # not a POST: untouched
+    with pytest.raises(aposthog.UnprocessableEntityError) as info:
+        await ph.customer_profile_configs.create(scope="person")
+    assert "Nope" == info.value.detail
+
+
+async def test_throttle_text_matches_drf(fake: FakePostHog) -> None:
+    """The 429 carries DRF's detail text and no Retry-After header."""
+    fake.throttle_next(1, wait=1)
+    status, headers, body = await _raw(
+        fake,
+        "GET",
+        "/api/environments/1/customer_profile_configs/",
+        headers={"Authorization": f"Bearer {fake.api_key}"},
+    )
+    assert 429 == status
+    assert "Retry-After" not in headers
+    assert b"Request was throttled. Expected available in 1 second." in body
+
+
+def test_standalone_server_prints_its_url_and_key() -> None:
+    """`python -m aposthog.testing` serves on 127.0.0.1 and prints how to connect."""
+    with subprocess.Popen(
+        [sys.executable, "-m", "aposthog.testing"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        env={**os.environ, "PYTHONWARNINGS": "error"},
+    ) as proc:
+        try:
+            assert proc.stdout is not None
+            lines = [proc.stdout.readline().strip() for _ in range(3)]
+        finally:
+            proc.send_signal(signal.SIGINT)
+            code = proc.wait(timeout=10)
+    values = dict(line.split("=", 1) for line in lines)
+    assert values["POSTHOG_HOST"].startswith("http://127.0.0.1:")
+    assert values["POSTHOG_PERSONAL_API_KEY"].startswith("phx_fake_")
+    assert "1" == values["POSTHOG_PROJECT_ID"]
+    assert 0 == code
