@@ -79,7 +79,11 @@ class CustomerProfileConfigs(Resource):
         timeout: Timeout = NOT_GIVEN,
     ) -> CustomerProfileConfig:
         """Create a config (`content`/`sidebar` left out or None are stored as `{}`)."""
-        body = _body(scope=scope, content=content, sidebar=sidebar)
+        body = _body(
+            scope=scope,
+            content=NOT_GIVEN if content is None else content,
+            sidebar=NOT_GIVEN if sidebar is None else sidebar,
+        )
         return await self._client.fetch(
             CustomerProfileConfig, "POST", _PATH, json=body, timeout=timeout
         )
