@@ -38,7 +38,24 @@ from ._errors import (
 from ._pagination import AsyncPaginator, Page
 from ._retry import RetryPolicy
 from ._version import __version__
-from .models import CustomerProfileConfig, ProfileScope
+from .models import (
+    BatchExport,
+    BatchExportBackfill,
+    BatchExportBackfillProgress,
+    BatchExportDestination,
+    BatchExportDestinationType,
+    BatchExportInterval,
+    BatchExportLogEntry,
+    BatchExportLogLevel,
+    BatchExportModel,
+    BatchExportRun,
+    BatchExportRunStatus,
+    BatchExportTestStep,
+    BatchExportTestStepResult,
+    BatchExportTestStepStatus,
+    CustomerProfileConfig,
+    ProfileScope,
+)
 
 __all__ = [
     "NOT_GIVEN",
@@ -48,6 +65,20 @@ __all__ = [
     "AsyncPaginator",
     "AuthenticationError",
     "BadRequestError",
+    "BatchExport",
+    "BatchExportBackfill",
+    "BatchExportBackfillProgress",
+    "BatchExportDestination",
+    "BatchExportDestinationType",
+    "BatchExportInterval",
+    "BatchExportLogEntry",
+    "BatchExportLogLevel",
+    "BatchExportModel",
+    "BatchExportRun",
+    "BatchExportRunStatus",
+    "BatchExportTestStep",
+    "BatchExportTestStepResult",
+    "BatchExportTestStepStatus",
     "Client",
     "ClientConfig",
     "ClientStateError",

@@ -1,13 +1,382 @@
-"""`ph.batch_exports`: batch exports, their logs, runs and backfills."""
+"""`ph.batch_exports`: batch exports, their logs, destination tests, runs and backfills."""
 
 from __future__ import annotations
 
-from ._base import Resource
+import builtins
+import datetime as dt
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from .._client import NOT_GIVEN, NotGiven
+from .._converter import structure
+from .._errors import BadRequestError, NotFoundError, ResponseDecodeError
+from .._http import segment
+from .._pagination import AsyncPaginator
+from ..models.batch_exports import (
+    BatchExport,
+    BatchExportDestinationType,
+    BatchExportInterval,
+    BatchExportLogEntry,
+    BatchExportLogLevel,
+    BatchExportModel,
+    BatchExportTestStep,
+)
+from ._base import check_paging, check_str
+from ._batch_export_args import (
+    DestinationArg,
+    body,
+    check_step,
+    enum_value,
+    log_levels,
+    timestamp,
+)
+from ._batch_export_runs import BatchExportRunsAndBackfills
 
 __all__ = ["BatchExports"]
 
+_PATH = "batch_exports"
+_RUN_ORDERINGS = ("created_at", "-created_at", "data_interval_start", "-data_interval_start")
+_BACKFILL_ORDERINGS = ("created_at", "-created_at", "start_at", "-start_at")
+Timeout = float | None | NotGiven
+Timestamp = dt.datetime | str
+#: `ph.batch_exports.list` shadows the builtin inside the class body.
+Filters = list[dict[str, Any]]
 
-class BatchExports(Resource):
-    """Batch exports (`/api/environments/<project>/batch_exports/`)."""
+
+class BatchExports(BatchExportRunsAndBackfills):
+    """
+    Batch exports (`/api/environments/<project>/batch_exports/`).
+
+    Example:
+        ```python
+        export = await ph.batch_exports.create(
+            name="Events to S3",
+            destination=BatchExportDestination(type="S3", config={
+                "bucket_name": "my-bucket", "region": "eu-west-1", "prefix": "posthog/",
+                "aws_access_key_id": key_id, "aws_secret_access_key": secret,
+            }),
+            interval=BatchExportInterval.HOUR,
+        )
+        await ph.batch_exports.pause(export.id)
+        async for entry in ph.batch_exports.logs(export.id, level="ERROR"):
+            print(entry.timestamp, entry.message)
+        ```
+    """
 
     __slots__ = ()
+
+    # ------------------------------------------------------------------ CRUD
+
+    def list(
+        self, *, limit: int | None = None, offset: int | None = None, timeout: Timeout = NOT_GIVEN
+    ) -> AsyncPaginator[BatchExport]:
+        """
+        Every batch export of the environment, newest first (deleted ones are left out).
+
+        Example:
+            ```python
+            async for export in ph.batch_exports.list():
+                print(export.name, export.interval, export.paused)
+            ```
+        """
+        check_paging(limit, offset)
+        return self._client.paginate(
+            BatchExport, _PATH, params={"limit": limit, "offset": offset}, timeout=timeout
+        )
+
+    async def get(self, id: str, *, timeout: Timeout = NOT_GIVEN) -> BatchExport:
+        """Fetch one batch export (`NotFoundError` if it does not exist or was deleted)."""
+        return await self._client.fetch(BatchExport, "GET", _PATH, segment(id), timeout=timeout)
+
+    async def create(
+        self,
+        *,
+        name: str,
+        destination: DestinationArg,
+        interval: BatchExportInterval | str,
+        model: BatchExportModel | str | NotGiven = NOT_GIVEN,
+        paused: bool | NotGiven = NOT_GIVEN,
+        start_at: Timestamp | NotGiven | None = NOT_GIVEN,
+        end_at: Timestamp | NotGiven | None = NOT_GIVEN,
+        hogql_query: str | NotGiven = NOT_GIVEN,
+        filters: Filters | NotGiven | None = NOT_GIVEN,
+        timezone: str | NotGiven | None = NOT_GIVEN,
+        offset_day: int | NotGiven | None = NOT_GIVEN,
+        offset_hour: int | NotGiven | None = NOT_GIVEN,
+        timeout: Timeout = NOT_GIVEN,
+    ) -> BatchExport:
+        """
+        Create a batch export (PostHog answers 201 with the new export).
+
+        Args:
+            name: its name.
+            destination: a `BatchExportDestination`, or a mapping with `type` and `config`.
+            interval: how often it runs.
+            model: which data it exports (PostHog's default: events).
+            paused: create it paused.
+            start_at, end_at: bounds of the exported data (timezone-aware datetimes or ISO
+                8601 strings).
+            hogql_query: a HogQL SELECT defining a custom schema.
+            filters: property filters restricting the exported events.
+            timezone: the IANA timezone of daily and weekly boundaries (None: UTC).
+            offset_day: for weekly exports, the weekday to run on (0 = Sunday … 6).
+            offset_hour: for daily and weekly exports, the hour to run at (0-23).
+
+        Raises:
+            TypeError, ValueError: a plainly wrong argument, before anything is sent.
+            BadRequestError: PostHog rejected the configuration (unknown or missing
+                config fields, an offset that does not suit the interval, …).
+        """
+        payload = body(
+            name=name,
+            destination=destination,
+            interval=interval,
+            model=model,
+            paused=paused,
+            start_at=start_at,
+            end_at=end_at,
+            hogql_query=hogql_query,
+            filters=filters,
+            timezone=timezone,
+            offset_day=offset_day,
+            offset_hour=offset_hour,
+        )
+        return await self._client.fetch(BatchExport, "POST", _PATH, json=payload, timeout=timeout)
+
+    async def update(
+        self,
+        id: str,
+        *,
+        name: str | NotGiven = NOT_GIVEN,
+        destination: DestinationArg | NotGiven = NOT_GIVEN,
+        interval: BatchExportInterval | str | NotGiven = NOT_GIVEN,
+        model: BatchExportModel | str | NotGiven = NOT_GIVEN,
+        paused: bool | NotGiven = NOT_GIVEN,
+        start_at: Timestamp | NotGiven | None = NOT_GIVEN,
+        end_at: Timestamp | NotGiven | None = NOT_GIVEN,
+        hogql_query: str | NotGiven = NOT_GIVEN,
+        filters: Filters | NotGiven | None = NOT_GIVEN,
+        timezone: str | NotGiven | None = NOT_GIVEN,
+        offset_day: int | NotGiven | None = NOT_GIVEN,
+        offset_hour: int | NotGiven | None = NOT_GIVEN,
+        timeout: Timeout = NOT_GIVEN,
+    ) -> BatchExport:
+        """
+        Change the given fields only (PATCH).
+
+        PostHog merges `destination.config` into the stored config key by key (nested
+        objects too), so send only the keys that change. The destination's `type` must
+        be sent and cannot change.
+
+        Example:
+            ```python
+            export = await ph.batch_exports.update(
+                export.id, destination={"type": "S3", "config": {"prefix": "v2/"}}
+            )
+            ```
+        """
+        payload = body(
+            name=name,
+            destination=destination,
+            interval=interval,
+            model=model,
+            paused=paused,
+            start_at=start_at,
+            end_at=end_at,
+            hogql_query=hogql_query,
+            filters=filters,
+            timezone=timezone,
+            offset_day=offset_day,
+            offset_hour=offset_hour,
+        )
+        return await self._client.fetch(
+            BatchExport, "PATCH", _PATH, segment(id), json=payload, timeout=timeout
+        )
+
+    async def delete(self, id: str, *, timeout: Timeout = NOT_GIVEN) -> None:
+        """Delete a batch export (PostHog answers 204; later reads answer 404)."""
+        await self._client.request_json("DELETE", _PATH, segment(id), timeout=timeout)
+
+    # ------------------------------------------------------------------ actions
+
+    async def pause(self, id: str, *, timeout: Timeout = NOT_GIVEN) -> None:
+        """
+        Pause a batch export. Pausing a paused export changes nothing (and succeeds),
+        so a retried call is harmless.
+        """
+        await self._client.request_json("POST", _PATH, segment(id), "pause", timeout=timeout)
+
+    async def unpause(
+        self, id: str, *, backfill: bool = False, timeout: Timeout = NOT_GIVEN
+    ) -> None:
+        """
+        Unpause a batch export; harmless if it is not paused.
+
+        Args:
+            backfill: also backfill the intervals missed while it was paused (PostHog
+                does so only when the export was paused).
+        """
+        if not isinstance(backfill, bool):
+            raise TypeError(f"backfill must be a bool, got {type(backfill).__name__}")
+        await self._client.request_json(
+            "POST", _PATH, segment(id), "unpause", json={"backfill": backfill}, timeout=timeout
+        )
+
+    def logs(
+        self,
+        id: str,
+        *,
+        level: str | Iterable[BatchExportLogLevel | str] | None = None,
+        search: str | None = None,
+        after: Timestamp | None = None,
+        before: Timestamp | None = None,
+        instance_id: str | None = None,
+        limit: int | None = None,
+        timeout: Timeout = NOT_GIVEN,
+    ) -> AsyncPaginator[BatchExportLogEntry]:
+        """
+        The export's log, newest first.
+
+        PostHog fetches at most `limit` entries (1-500, default 50) per request and
+        serves them as one page; to read further back, call again with
+        `before=<the oldest timestamp seen>`. Personal API keys with scopes get
+        `PermissionDeniedError` here: PostHog lets only unscoped keys read logs.
+
+        Args:
+            level: levels to keep, as a list (`["INFO", "ERROR"]`) or a comma-separated
+                string (`"info,error"`); sent upper-cased as one parameter.
+            search: keep entries whose message contains this (case-insensitive).
+            after, before: keep entries strictly after / before this moment.
+            instance_id: keep entries of this run.
+            limit: how many entries to fetch (1-500).
+
+        Example:
+            ```python
+            errors = await ph.batch_exports.logs(export.id, level="ERROR", limit=100)
+            for entry in errors.results:
+                print(entry.timestamp, entry.message)
+            ```
+        """
+        check_paging(limit, max_limit=500)
+        check_str("search", search, allow_none=True)
+        check_str("instance_id", instance_id, allow_none=True)
+        params = {
+            "level": log_levels(level),
+            "search": search,
+            "after": timestamp("after", after),
+            "before": timestamp("before", before),
+            "instance_id": instance_id,
+            "limit": limit,
+        }
+        return self._client.paginate(
+            BatchExportLogEntry, _PATH, segment(id), "logs", params=params, timeout=timeout
+        )
+
+    # ------------------------------------------------------------------ destination tests
+
+    async def test(
+        self, *, destination: BatchExportDestinationType | str, timeout: Timeout = NOT_GIVEN
+    ) -> builtins.list[BatchExportTestStep]:
+        """
+        The test steps PostHog runs for a destination type (each `result` is None).
+
+        Raises:
+            NotFoundError: PostHog has no test for this type (Postgres, HTTP, …).
+            BadRequestError: `destination` was empty.
+        """
+        check_str("destination", destination)
+        value = enum_value(destination)
+        try:
+            data = await self._client.request_json(
+                "GET", _PATH, "test", params={"destination": value}, timeout=timeout
+            )
+        except (BadRequestError, NotFoundError) as exc:
+            # PostHog answers both with an empty body: say what was wrong.
+            if exc.detail is not None:
+                raise
+            detail = (
+                "PostHog needs a destination type to list its test steps"
+                if isinstance(exc, BadRequestError)
+                else f"PostHog cannot test destination {value!r}"
+            )
+            raise type(exc)(
+                status=exc.status, detail=detail, body=exc.body, method=exc.method, path=exc.path
+            ) from None
+        if not isinstance(data, dict) or not isinstance(data.get("steps"), list):
+            raise ResponseDecodeError(
+                "expected {'steps': [...]} from PostHog's destination test endpoint",
+                paths=("$.steps",),
+                body=data,
+            )
+        steps: builtins.list[BatchExportTestStep] = structure(
+            data["steps"], builtins.list[BatchExportTestStep], path="$.steps"
+        )
+        return steps
+
+    async def run_test_step(
+        self,
+        id: str,
+        *,
+        step: int,
+        config: Mapping[str, Any] | None = None,
+        timeout: Timeout = NOT_GIVEN,
+    ) -> BatchExportTestStep:
+        """
+        Run one test step against an export's stored destination.
+
+        PostHog wants the export's name, interval and destination type in the request,
+        so this fetches the export first. `config` overrides stored config keys for
+        this test only (e.g. a new secret, which PostHog never returns); nothing is saved.
+
+        Returns:
+            The step, with its `result`: a failed step is `result.status == "Failed"`,
+            not an exception.
+        """
+        check_step(step)
+        if config is not None and not isinstance(config, Mapping):
+            raise TypeError(f"config must be a mapping or None, got {type(config).__name__}")
+        export = await self.get(id, timeout=timeout)
+        destination: dict[str, Any] = {
+            "type": enum_value(export.destination.type),
+            "config": dict(config or {}),
+        }
+        if export.destination.integration is not None:
+            destination["integration"] = export.destination.integration
+        payload = {
+            "step": step,
+            "name": export.name,
+            "interval": enum_value(export.interval),
+            "destination": destination,
+        }
+        return await self._client.fetch(
+            BatchExportTestStep,
+            "POST",
+            _PATH,
+            segment(id),
+            "run_test_step",
+            json=payload,
+            timeout=timeout,
+        )
+
+    async def run_test_step_new(
+        self,
+        *,
+        step: int,
+        destination: DestinationArg,
+        name: str = "Destination test",
+        interval: BatchExportInterval | str = BatchExportInterval.HOUR,
+        model: BatchExportModel | str | NotGiven = NOT_GIVEN,
+        timeout: Timeout = NOT_GIVEN,
+    ) -> BatchExportTestStep:
+        """
+        Run one test step against a destination that is not saved yet.
+
+        PostHog validates the request as a full batch export, hence `name` and
+        `interval` (their defaults suit a test). A failed step is data.
+        """
+        check_step(step)
+        payload = body(name=name, destination=destination, interval=interval, model=model)
+        payload["step"] = step
+        return await self._client.fetch(
+            BatchExportTestStep, "POST", _PATH, "run_test_step_new", json=payload, timeout=timeout
+        )

@@ -1,17 +1,350 @@
-"""FakePostHog's batch exports."""
+"""
+FakePostHog's batch exports, as `BatchExportViewSet` behaves: CRUD with soft delete,
+pause and unpause, and the destination tests. Runs, backfills and logs are in
+`_batch_export_runs`; the serializer's checks in `_batch_export_validation`.
+"""
 
 from __future__ import annotations
 
-from ._wire import Route
+import datetime as dt
+import uuid
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING, Any, cast
+
+from .._transport import ServerReply
+from . import _batch_export_logs, _batch_export_runs, _destination_tests
+from ._batch_export_destinations import (
+    DESTINATIONS,
+    deep_merge,
+    strip_secrets,
+)
+from ._batch_export_runs import interval_delta, live_export, new_backfill, present_run
+from ._batch_export_validation import validate_export
+from ._wire import FakeRequest, Route, empty, iso, json_reply, now, offset_page
+
+if TYPE_CHECKING:
+    from ._fake import FakePostHog
 
 __all__ = ["ROUTES", "BatchExportsFake"]
 
 
 class BatchExportsFake:
-    """The batch-export state and knobs of FakePostHog."""
+    """
+    The batch-export state and knobs of FakePostHog.
+
+    State (plain dicts, as PostHog stores them: datetimes are `datetime`s, secrets kept):
+
+    * `batch_exports`: id → export, deleted ones too (`"deleted": True`);
+    * `batch_export_runs`, `batch_export_backfills`: id → run / backfill;
+    * `batch_export_logs`: every log entry;
+    * `batch_export_flags`: the team's feature flags, e.g. `"high-frequency-batch-exports"`,
+      `"hogql-batch-exports"`, `"batch-export-earliest-backfill"` (none by default);
+    * `max_concurrent_backfills`: running backfills allowed before a 429 (None: no limit).
+
+    Destination types the fake knows: S3 (legacy, with inline credentials), AwsS3,
+    S3Compatible, Postgres, BigQuery, Snowflake, HTTP and NoOp. Integrations are stored
+    but never required.
+    """
 
     def _init_batch_exports(self) -> None:
         """Set up the in-memory state."""
+        self.batch_exports: dict[str, dict[str, Any]] = {}
+        self.batch_export_runs: dict[str, dict[str, Any]] = {}
+        self.batch_export_backfills: dict[str, dict[str, Any]] = {}
+        self.batch_export_logs: list[dict[str, Any]] = []
+        self.batch_export_flags: set[str] = set()
+        self.max_concurrent_backfills: int | None = None
+        self._batch_export_test_results: dict[tuple[str, int], dict[str, Any]] = {}
+        self._batch_export_clock = now() - dt.timedelta(seconds=1)
+
+    def _batch_export_now(self) -> dt.datetime:
+        # Strictly increasing, so "newest first" never depends on the clock's resolution.
+        self._batch_export_clock = max(
+            now(), self._batch_export_clock + dt.timedelta(microseconds=1)
+        )
+        return self._batch_export_clock
+
+    def _stored_export(self, export_id: str) -> dict[str, Any]:
+        export = self.batch_exports.get(export_id)
+        if export is None:
+            raise KeyError(f"FakePostHog has no batch export {export_id!r}")
+        return export
+
+    def add_batch_export_run(
+        self,
+        export_id: str,
+        *,
+        status: str = "Completed",
+        created_at: dt.datetime | None = None,
+        data_interval_end: dt.datetime | None = None,
+        **fields: Any,
+    ) -> dict[str, Any]:
+        """
+        Add a run to an export, as its schedule would, and return it.
+
+        `created_at` defaults to now; PostHog lists only the last 7 days' runs unless
+        asked otherwise. The data interval defaults to the interval ending at the start
+        of `created_at`'s hour. Other fields (`records_completed`, `latest_error`,
+        `backfill`, …) are set as given.
+        """
+        export = self._stored_export(export_id)
+        created = created_at or self._batch_export_now()
+        end = data_interval_end or created.replace(minute=0, second=0, microsecond=0)
+        run: dict[str, Any] = {
+            "id": str(uuid.uuid4()),
+            "status": status,
+            "records_completed": None,
+            "records_failed": None,
+            "latest_error": None,
+            "data_interval_start": end - interval_delta(export["interval"]),
+            "data_interval_end": end,
+            "cursor": None,
+            "created_at": created,
+            "finished_at": None if status in ("Running", "Starting") else created,
+            "last_updated_at": created,
+            "records_total_count": None,
+            "bytes_exported": None,
+            "batch_export": export_id,
+            "backfill": None,
+        }
+        run.update(fields)
+        self.batch_export_runs[run["id"]] = run
+        return run
+
+    def add_batch_export_backfill(
+        self,
+        export_id: str,
+        *,
+        start_at: dt.datetime | None = None,
+        end_at: dt.datetime | None = None,
+        status: str = "Completed",
+        **fields: Any,
+    ) -> dict[str, Any]:
+        """Add a backfill to an export (no checks, unlike the API) and return it."""
+        export = self._stored_export(export_id)
+        return new_backfill(
+            cast("FakePostHog", self), export, start_at, end_at, status=status, **fields
+        )
+
+    def add_batch_export_log(
+        self,
+        export_id: str,
+        message: str,
+        *,
+        level: str = "INFO",
+        instance_id: str = "",
+        timestamp: dt.datetime | None = None,
+    ) -> dict[str, Any]:
+        """Add a log entry (`timestamp` defaults to now, later than every earlier default)."""
+        self._stored_export(export_id)
+        entry = {
+            "log_source_id": export_id,
+            "instance_id": instance_id,
+            "timestamp": timestamp or self._batch_export_now(),
+            "level": level,
+            "message": message,
+        }
+        self.batch_export_logs.append(entry)
+        return entry
+
+    def add_batch_export_logs(
+        self, export_id: str, entries: Iterable[str | Mapping[str, Any]]
+    ) -> list[dict[str, Any]]:
+        """Add several log entries: messages, or mappings of `add_batch_export_log` arguments."""
+        added = []
+        for entry in entries:
+            if isinstance(entry, str):
+                added.append(self.add_batch_export_log(export_id, entry))
+            else:
+                added.append(self.add_batch_export_log(export_id, **entry))
+        return added
+
+    def set_batch_export_test_result(
+        self, destination_type: str, step: int, *, status: str, message: str | None = None
+    ) -> None:
+        """
+        Script the result of test step `step` of a destination type.
+
+        Unscripted steps fail with PostHog's "not configured" message when config keys
+        they need are missing, skip where PostHog skips by default (role and service
+        account impersonation steps), and pass otherwise.
+        """
+        self._batch_export_test_results[(destination_type, step)] = {
+            "status": status,
+            "message": message,
+        }
 
 
-ROUTES: list[Route] = []
+# ---------------------------------------------------------------------------------- helpers
+
+
+def _offsets(export: Mapping[str, Any]) -> tuple[int | None, int | None]:
+    """(offset_day, offset_hour) from the stored interval_offset, as the model computes them."""
+    offset, interval = export["interval_offset"], export["interval"]
+    day = (offset or 0) // 86400 if interval == "week" else None
+    hour = ((offset or 0) // 3600) % 24 if interval in ("day", "week") else None
+    return day, hour
+
+
+def present_export(fake: FakePostHog, export: Mapping[str, Any]) -> dict[str, Any]:
+    """An export as `BatchExportSerializer` renders it: secrets gone, latest runs in."""
+    destination = export["destination"]
+    spec = DESTINATIONS.get(destination["type"])
+    runs = [r for r in fake.batch_export_runs.values() if r["batch_export"] == export["id"]]
+    runs.sort(key=lambda r: r["created_at"], reverse=True)
+    offset_day, offset_hour = _offsets(export)
+    return {
+        "id": export["id"],
+        "team_id": export["team_id"],
+        "name": export["name"],
+        "model": export["model"],
+        "destination": {
+            "type": destination["type"],
+            "config": strip_secrets(
+                destination["config"], spec.secrets if spec is not None else frozenset()
+            ),
+            "integration": destination["integration"],
+        },
+        "interval": export["interval"],
+        "paused": export["paused"],
+        "created_at": iso(export["created_at"]),
+        "last_updated_at": iso(export["last_updated_at"]),
+        "last_paused_at": iso(export["last_paused_at"]),
+        "start_at": iso(export["start_at"]),
+        "end_at": iso(export["end_at"]),
+        "latest_runs": [present_run(r) for r in runs[:10]],
+        "schema": export["schema"],
+        "filters": export["filters"],
+        "timezone": export["timezone"],
+        "offset_day": offset_day,
+        "offset_hour": offset_hour,
+    }
+
+
+def _team_id(fake: FakePostHog) -> int:
+    return int(fake.project_id) if fake.project_id.isdigit() else 1
+
+
+# ---------------------------------------------------------------------------------- CRUD
+
+
+async def _list(fake: FakePostHog, request: FakeRequest) -> ServerReply:
+    exports = [
+        e
+        for e in fake.batch_exports.values()
+        if not e["deleted"] and e["destination"]["type"] != "Workflows"
+    ]
+    exports.sort(key=lambda e: e["created_at"], reverse=True)
+    return offset_page(
+        request, [present_export(fake, e) for e in exports], page_size=fake.page_size
+    )
+
+
+async def _create(fake: FakePostHog, request: FakeRequest) -> ServerReply:
+    clean = validate_export(
+        request.body(),
+        instance=None,
+        partial=False,
+        check_required_config=True,
+        flags=fake.batch_export_flags,
+    )
+    stamp = fake._batch_export_now()
+    destination = clean["destination"]
+    export: dict[str, Any] = {
+        "id": str(uuid.uuid4()),
+        "team_id": _team_id(fake),
+        "name": clean["name"],
+        "model": clean.get("model", "events"),
+        "destination": {
+            "type": destination["type"],
+            "config": destination["config"],
+            "integration": destination.get("integration"),
+        },
+        "interval": clean["interval"],
+        "paused": clean.get("paused", False),
+        "deleted": False,
+        "created_at": stamp,
+        "last_updated_at": stamp,
+        "last_paused_at": None,
+        "start_at": clean.get("start_at"),
+        "end_at": clean.get("end_at"),
+        "schema": clean.get("schema"),
+        "filters": clean.get("filters"),
+        "timezone": clean.get("timezone", "UTC"),
+        "interval_offset": clean.get("interval_offset"),
+    }
+    fake.batch_exports[export["id"]] = export
+    return json_reply(201, present_export(fake, export))
+
+
+async def _retrieve(fake: FakePostHog, request: FakeRequest) -> ServerReply:
+    return json_reply(200, present_export(fake, live_export(fake, request.params["id"])))
+
+
+async def _update(fake: FakePostHog, request: FakeRequest) -> ServerReply:
+    export = live_export(fake, request.params["id"])
+    partial = request.method == "PATCH"
+    clean = validate_export(
+        request.body(),
+        instance=export,
+        partial=partial,
+        check_required_config=not partial,
+        flags=fake.batch_export_flags,
+    )
+    destination = clean.pop("destination", None)
+    if destination is not None:
+        stored = export["destination"]
+        stored["config"] = deep_merge(stored["config"], destination["config"])
+        if "integration" in destination:
+            stored["integration"] = destination["integration"]
+    export.update(clean)
+    export["last_updated_at"] = fake._batch_export_now()
+    return json_reply(200, present_export(fake, export))
+
+
+async def _destroy(fake: FakePostHog, request: FakeRequest) -> ServerReply:
+    export = live_export(fake, request.params["id"])
+    # delete_batch_export() pauses the schedule first, then marks the export deleted.
+    export.update(deleted=True, paused=True, last_updated_at=fake._batch_export_now())
+    return empty(204)
+
+
+async def _pause(fake: FakePostHog, request: FakeRequest) -> ServerReply:
+    export = live_export(fake, request.params["id"])
+    if not export["paused"]:  # already paused: PostHog returns early, and still says so
+        stamp = fake._batch_export_now()
+        export.update(paused=True, last_paused_at=stamp, last_updated_at=stamp)
+    return json_reply(200, {"paused": True})
+
+
+async def _unpause(fake: FakePostHog, request: FakeRequest) -> ServerReply:
+    export = live_export(fake, request.params["id"])
+    backfill = request.body().get("backfill", False)
+    if export["paused"]:  # not paused: PostHog returns early, with no backfill either
+        stamp = fake._batch_export_now()
+        export.update(paused=False, last_updated_at=stamp)
+        if backfill:
+            new_backfill(fake, export, export["last_paused_at"], stamp)
+    return json_reply(200, {"paused": False})
+
+
+def _routes() -> list[Route]:
+    base = ("batch_exports",)
+    item = (*base, "{id}")
+    scope = "batch_export"
+    return [
+        Route("GET", base, _list, scope),
+        Route("POST", base, _create, scope),
+        Route("GET", item, _retrieve, scope),
+        Route("PUT", item, _update, scope),
+        Route("PATCH", item, _update, scope),
+        Route("DELETE", item, _destroy, scope),
+        Route("POST", (*item, "pause"), _pause, scope),
+        Route("POST", (*item, "unpause"), _unpause, scope),
+        *_destination_tests.ROUTES,
+        *_batch_export_runs.ROUTES,
+        *_batch_export_logs.ROUTES,
+    ]
+
+
+ROUTES: list[Route] = _routes()

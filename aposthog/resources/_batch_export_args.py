@@ -1,0 +1,238 @@
+"""
+Checking and encoding the arguments of `ph.batch_exports` methods (pure, no I/O).
+
+Every check here rejects something PostHog would reject too, but before a request is
+made, with a message that names the argument.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+import re
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from .._client import NotGiven
+from ..models.batch_exports import BatchExportDestination
+from ._base import check_str
+
+__all__ = [
+    "DestinationArg",
+    "backfill_bound",
+    "body",
+    "check_ordering",
+    "check_step",
+    "destination_body",
+    "enum_value",
+    "log_levels",
+    "timestamp",
+]
+
+DestinationArg = BatchExportDestination | Mapping[str, Any]
+#: The ISO 8601 shapes PostHog parses: a date, or a date and time with an optional offset.
+_ISO_8601 = re.compile(
+    r"(?P<date>\d{4}-\d{2}-\d{2})"
+    r"(?:[T ](?P<time>\d{2}:\d{2}(?::\d{2}(?:[.,]\d+)?)?)(?P<tz>Z|z|[+-]\d{2}(?::?\d{2})?)?)?"
+)
+
+
+def enum_value(value: Any) -> Any:
+    """The wire value of an open-enum argument: a member's value, or the string as given."""
+    return value.value if isinstance(value, enum.Enum) else value
+
+
+def _iso(name: str, value: dt.datetime) -> str:
+    if value.tzinfo is None or value.utcoffset() is None:
+        # PostHog would read a naive time in its own timezone (or refuse it, for
+        # backfills): guessing for the caller hides bugs.
+        raise ValueError(
+            f"{name} must be timezone-aware, e.g. datetime(..., tzinfo=datetime.timezone.utc)"
+        )
+    return value.isoformat().replace("+00:00", "Z")
+
+
+def timestamp(name: str, value: dt.datetime | str | None, *, relative: bool = False) -> str | None:
+    """
+    A datetime argument as ISO 8601: aware datetimes, or strings PostHog can parse.
+
+    With `relative`, strings pass as given: PostHog's run filters also take `-7d`.
+    """
+    if value is None:
+        return None
+    if isinstance(value, dt.datetime):
+        return _iso(name, value)
+    if not isinstance(value, str):
+        raise TypeError(
+            f"{name} must be a datetime or an ISO 8601 string, got {type(value).__name__}"
+        )
+    if not value.strip():
+        raise ValueError(f"{name} must not be empty")
+    if not relative and _ISO_8601.fullmatch(value.strip()) is None:
+        raise ValueError(f"{name} must be an ISO 8601 timestamp, got {value!r}")
+    return value
+
+
+def backfill_bound(name: str, value: dt.date | str | None) -> str | None:
+    """A backfill's start or end: a date, an aware datetime, or the same as a string."""
+    if value is None:
+        return None
+    if isinstance(value, dt.datetime):
+        return _iso(name, value)
+    if isinstance(value, dt.date):
+        return value.isoformat()
+    if not isinstance(value, str):
+        raise TypeError(
+            f"{name} must be a date, a datetime or an ISO 8601 string, got {type(value).__name__}"
+        )
+    match = _ISO_8601.fullmatch(value.strip())
+    if match is None:
+        raise ValueError(f"{name} must be an ISO 8601 date or timestamp, got {value!r}")
+    if match["time"] is not None and match["tz"] is None:
+        raise ValueError(
+            f"{name} has a time but no UTC offset ({value!r}): PostHog refuses naive times; "
+            "send a date for daily and weekly exports, an offset otherwise"
+        )
+    return value
+
+
+def log_levels(level: str | Iterable[Any] | None) -> str | None:
+    """`level` of `logs()`: a list or a comma-separated string, sent as one upper-cased value."""
+    if level is None:
+        return None
+    if isinstance(level, str):
+        items: list[Any] = level.split(",")
+    elif isinstance(level, Iterable):
+        items = list(level)
+    else:
+        raise TypeError(f"level must be a str or a list of str, got {type(level).__name__}")
+    levels: list[str] = []
+    for item in items:
+        check_str("level", item)
+        text = str(enum_value(item)).strip().upper()
+        if "," in text:
+            raise ValueError(f"a level in a list must not contain a comma: {item!r}")
+        if text:
+            levels.append(text)
+    if not levels:
+        raise ValueError("level must name at least one level, e.g. 'ERROR'")
+    return ",".join(levels)
+
+
+def check_step(step: Any) -> None:
+    """A destination test step is the index of one of the destination's steps."""
+    if isinstance(step, bool) or not isinstance(step, int):
+        raise TypeError(f"step must be an int, got {type(step).__name__}")
+    if step < 0:
+        raise ValueError(f"step must be >= 0, got {step}")
+
+
+def check_ordering(value: str | None, allowed: tuple[str, ...]) -> str | None:
+    """PostHog silently ignores an unknown ordering; refuse it instead."""
+    if value is None:
+        return None
+    check_str("ordering", value)
+    if value not in allowed:
+        raise ValueError(f"ordering must be one of {', '.join(allowed)}; got {value!r}")
+    return value
+
+
+def destination_body(value: Any) -> dict[str, Any]:
+    """A destination argument as PostHog takes it: `type`, `config` and the integration."""
+    if isinstance(value, BatchExportDestination):
+        out: dict[str, Any] = {"type": enum_value(value.type), "config": dict(value.config)}
+        if value.integration is not None:
+            # An explicit null would remove the export's integration; leave it out instead.
+            out["integration"] = value.integration
+        return out
+    if not isinstance(value, Mapping):
+        raise TypeError(
+            "destination must be a BatchExportDestination or a mapping with 'type' and "
+            f"'config', got {type(value).__name__}"
+        )
+    if "type" not in value:
+        # PostHog needs the type even when only config changes, and fails with a 500.
+        raise ValueError("destination must include its 'type' (it cannot change on update)")
+    check_str("destination['type']", value["type"])
+    out = dict(value)
+    out["type"] = enum_value(value["type"])
+    config = value.get("config", {})
+    if not isinstance(config, Mapping):
+        raise TypeError(f"destination['config'] must be a mapping, got {type(config).__name__}")
+    # Always sent: PostHog's destination validation fails with a 500 without it.
+    out["config"] = dict(config)
+    return out
+
+
+def _offset(name: str, value: Any, high: int) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an int or None, got {type(value).__name__}")
+    if not 0 <= value <= high:
+        raise ValueError(f"{name} must be between 0 and {high}, got {value}")
+    return value
+
+
+def body(**fields: Any) -> dict[str, Any]:
+    """A create, update or test request body from keyword arguments (NOT_GIVEN: left out)."""
+    out: dict[str, Any] = {}
+    for name, value in fields.items():
+        if isinstance(value, NotGiven):
+            continue
+        out[name] = _FIELDS[name](name, value)
+    return out
+
+
+def _name(name: str, value: Any) -> str:
+    check_str(name, value)
+    if not value.strip():
+        raise ValueError(f"{name} must not be blank")
+    return str(value)
+
+
+def _open_enum(name: str, value: Any) -> Any:
+    check_str(name, value)
+    if not value:
+        raise ValueError(f"{name} must not be empty")
+    return enum_value(value)
+
+
+def _paused(name: str, value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise TypeError(f"{name} must be a bool, got {type(value).__name__}")
+    return value
+
+
+def _str(name: str, value: Any) -> str:
+    check_str(name, value)
+    return str(value)
+
+
+def _optional_str(name: str, value: Any) -> str | None:
+    check_str(name, value, allow_none=True)
+    return None if value is None else str(value)
+
+
+def _filters(name: str, value: Any) -> list[dict[str, Any]] | None:
+    if value is None:
+        return None
+    if not isinstance(value, list) or not all(isinstance(f, Mapping) for f in value):
+        raise TypeError(f"{name} must be a list of filter dicts or None")
+    return [dict(f) for f in value]
+
+
+_FIELDS: dict[str, Any] = {
+    "name": _name,
+    "destination": lambda _, value: destination_body(value),
+    "interval": _open_enum,
+    "model": _open_enum,
+    "paused": _paused,
+    "start_at": timestamp,
+    "end_at": timestamp,
+    "hogql_query": _str,
+    "filters": _filters,
+    "timezone": _optional_str,
+    "offset_day": lambda name, value: _offset(name, value, 6),
+    "offset_hour": lambda name, value: _offset(name, value, 23),
+}

@@ -1,0 +1,217 @@
+"""The runs and backfills half of `ph.batch_exports` (a base class of `BatchExports`)."""
+
+from __future__ import annotations
+
+import builtins
+import datetime as dt
+from collections.abc import Iterable
+from typing import Any
+
+from .._client import NOT_GIVEN, NotGiven
+from .._errors import ResponseDecodeError
+from .._http import segment
+from .._pagination import AsyncPaginator
+from ..models.batch_exports import BatchExportBackfill, BatchExportRun, BatchExportRunStatus
+from ._base import Resource, check_str
+from ._batch_export_args import backfill_bound, check_ordering, enum_value, timestamp
+
+__all__ = ["BatchExportRunsAndBackfills"]
+
+_PATH = "batch_exports"
+_RUN_ORDERINGS = ("created_at", "-created_at", "data_interval_start", "-data_interval_start")
+_BACKFILL_ORDERINGS = ("created_at", "-created_at", "start_at", "-start_at")
+Timeout = float | None | NotGiven
+Timestamp = dt.datetime | str
+
+
+class BatchExportRunsAndBackfills(Resource):
+    """Runs (`batch_exports/<id>/runs/`) and backfills (`batch_exports/<id>/backfills/`)."""
+
+    __slots__ = ()
+
+    # ------------------------------------------------------------------ runs
+
+    def list_runs(
+        self,
+        id: str,
+        *,
+        status: BatchExportRunStatus | str | Iterable[BatchExportRunStatus | str] | None = None,
+        after: Timestamp | None = None,
+        before: Timestamp | None = None,
+        start: Timestamp | None = None,
+        end: Timestamp | None = None,
+        ordering: str | None = None,
+        timeout: Timeout = NOT_GIVEN,
+    ) -> AsyncPaginator[BatchExportRun]:
+        """
+        The export's runs, 100 to a cursor page (no count), newest first by default.
+
+        Args:
+            status: keep runs in this status, or in any of these statuses.
+            after, before: keep runs created in this range (PostHog's default: the last
+                7 days). Also relative strings such as `"-30d"`.
+            start, end: with `ordering="data_interval_start"`, keep runs whose data
+                interval lies in this range instead.
+            ordering: `created_at`, `data_interval_start`, or either with a leading `-`.
+        """
+        statuses: builtins.list[str] | None = None
+        if status is not None:
+            items = [status] if isinstance(status, str) else list(status)
+            for item in items:
+                check_str("status", item)
+            statuses = [enum_value(item) for item in items]
+        params = {
+            "status": statuses,
+            "after": timestamp("after", after, relative=True),
+            "before": timestamp("before", before, relative=True),
+            "start": timestamp("start", start, relative=True),
+            "end": timestamp("end", end, relative=True),
+            "ordering": check_ordering(ordering, _RUN_ORDERINGS),
+        }
+        return self._client.paginate(
+            BatchExportRun, _PATH, segment(id), "runs", params=params, timeout=timeout
+        )
+
+    async def get_run(
+        self, id: str, run_id: str, *, timeout: Timeout = NOT_GIVEN
+    ) -> BatchExportRun:
+        """Fetch one run of an export."""
+        return await self._client.fetch(
+            BatchExportRun,
+            "GET",
+            _PATH,
+            segment(id),
+            "runs",
+            segment(run_id, name="run_id"),
+            timeout=timeout,
+        )
+
+    async def retry_run(self, id: str, run_id: str, *, timeout: Timeout = NOT_GIVEN) -> str:
+        """
+        Run a run's data interval again. PostHog does it as a one-run backfill.
+
+        Returns:
+            The id of that backfill (see `get_backfill`).
+        """
+        data = await self._client.request_json(
+            "POST",
+            _PATH,
+            segment(id),
+            "runs",
+            segment(run_id, name="run_id"),
+            "retry",
+            timeout=timeout,
+        )
+        return _backfill_id(data)
+
+    async def cancel_run(self, id: str, run_id: str, *, timeout: Timeout = NOT_GIVEN) -> None:
+        """
+        Cancel a run.
+
+        Raises:
+            BadRequestError: the run is not `Running` or `Starting`.
+        """
+        await self._client.request_json(
+            "POST",
+            _PATH,
+            segment(id),
+            "runs",
+            segment(run_id, name="run_id"),
+            "cancel",
+            timeout=timeout,
+        )
+
+    # ------------------------------------------------------------------ backfills
+
+    def list_backfills(
+        self, id: str, *, ordering: str | None = None, timeout: Timeout = NOT_GIVEN
+    ) -> AsyncPaginator[BatchExportBackfill]:
+        """
+        The export's backfills, 50 to a cursor page (no count), newest first by default.
+
+        Args:
+            ordering: `created_at`, `start_at`, or either with a leading `-`.
+        """
+        params = {"ordering": check_ordering(ordering, _BACKFILL_ORDERINGS)}
+        return self._client.paginate(
+            BatchExportBackfill, _PATH, segment(id), "backfills", params=params, timeout=timeout
+        )
+
+    async def create_backfill(
+        self,
+        id: str,
+        *,
+        start_at: dt.date | str | None,
+        end_at: dt.date | str | None,
+        timeout: Timeout = NOT_GIVEN,
+    ) -> str:
+        """
+        Re-export a past range.
+
+        Hourly and sub-hourly exports take timezone-aware datetimes (or ISO 8601
+        strings with an offset); daily and weekly exports take dates (`datetime.date`
+        or `"YYYY-MM-DD"`), which PostHog places in the export's timezone and hour, and
+        for weekly exports the date must fall on the export's weekday.
+
+        Args:
+            start_at: the start of the range; None means from the beginning of the data
+                (a PostHog feature flag: otherwise `BadRequestError`).
+            end_at: the end of the range (not in the future); None means up to now.
+
+        Returns:
+            The new backfill's id (see `get_backfill`).
+
+        Raises:
+            BadRequestError: `start_at` is not before `end_at`, `end_at` is in the
+                future, or the input does not suit the export's interval.
+            RateLimitError: too many backfills are running for this team.
+        """
+        payload = {
+            "start_at": backfill_bound("start_at", start_at),
+            "end_at": backfill_bound("end_at", end_at),
+        }
+        data = await self._client.request_json(
+            "POST", _PATH, segment(id), "backfills", json=payload, timeout=timeout
+        )
+        return _backfill_id(data)
+
+    async def get_backfill(
+        self, id: str, backfill_id: str, *, timeout: Timeout = NOT_GIVEN
+    ) -> BatchExportBackfill:
+        """Fetch one backfill of an export, with its progress."""
+        return await self._client.fetch(
+            BatchExportBackfill,
+            "GET",
+            _PATH,
+            segment(id),
+            "backfills",
+            segment(backfill_id, name="backfill_id"),
+            timeout=timeout,
+        )
+
+    async def cancel_backfill(
+        self, id: str, backfill_id: str, *, timeout: Timeout = NOT_GIVEN
+    ) -> None:
+        """
+        Cancel a backfill and its running runs.
+
+        Raises:
+            BadRequestError: the backfill is not `Running` or `Starting`.
+        """
+        await self._client.request_json(
+            "POST",
+            _PATH,
+            segment(id),
+            "backfills",
+            segment(backfill_id, name="backfill_id"),
+            "cancel",
+            timeout=timeout,
+        )
+
+
+def _backfill_id(data: Any) -> str:
+    if not isinstance(data, dict) or not isinstance(data.get("backfill_id"), str):
+        raise ResponseDecodeError(
+            "expected {'backfill_id': <id>} from PostHog", paths=("$.backfill_id",), body=data
+        )
+    return str(data["backfill_id"])

@@ -1,0 +1,257 @@
+"""
+The destination types FakePostHog knows: their config fields (declared type, required),
+their secret fields (never returned) and their test steps, after PostHog's
+`DESTINATION_WORKFLOWS` input dataclasses, `BatchExportDestination.secret_fields` and
+`destination_tests/`. Also the config merge and secret stripping PostHog applies.
+
+The set is small and realistic: S3 (the legacy type, with inline credentials, as PostHog
+served it before the AwsS3/S3Compatible split), AwsS3, S3Compatible, Postgres, BigQuery,
+Snowflake, HTTP and NoOp. PostHog has tests for the S3 family, BigQuery and Snowflake
+(and Databricks and AzureBlob, which the fake does not model).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any
+
+import attrs
+
+from ._wire import HTTPError, error
+
+__all__ = [
+    "BASE_CONFIG_FIELDS",
+    "DESTINATIONS",
+    "HTTP_URLS",
+    "INTERVALS",
+    "ISO_8601",
+    "MODELS",
+    "NOT_CONFIGURED",
+    "DestinationSpec",
+    "TestStepSpec",
+    "deep_merge",
+    "server_error",
+    "strip_secrets",
+]
+
+#: The ISO 8601 shapes PostHog parses: a date, or a date and time with an optional offset.
+ISO_8601 = re.compile(
+    r"(?P<date>\d{4}-\d{2}-\d{2})"
+    r"(?:[T ](?P<time>\d{2}:\d{2}(?::\d{2}(?:[.,]\d+)?)?)(?P<tz>Z|z|[+-]\d{2}(?::?\d{2})?)?)?"
+)
+INTERVALS = ("hour", "day", "week", "every 5 minutes", "every 15 minutes")
+MODELS = ("events", "persons", "sessions", "hogql")
+HTTP_URLS = ("https://us.i.posthog.com/batch/", "https://eu.i.posthog.com/batch/")
+NOT_CONFIGURED = "The test step cannot run as it's not configured."
+#: `BaseBatchExportInputs` fields: a destination config may carry them without being "unknown".
+BASE_CONFIG_FIELDS = frozenset(
+    {
+        "batch_export_id",
+        "team_id",
+        "interval",
+        "timezone",
+        "data_interval_end",
+        "exclude_events",
+        "include_events",
+        "is_backfill",
+        "is_earliest_backfill",
+        "backfill_details",
+        "batch_export_model",
+        "batch_export_schema",
+        "integration_id",
+    }
+)
+
+
+@attrs.frozen
+class TestStepSpec:
+    """A destination test step: its texts, the config keys it needs, a default skip."""
+
+    name: str
+    description: str
+    needs: tuple[str, ...] = ()
+    skipped: str | None = None  # the message when the step skips itself by default
+
+
+@attrs.frozen
+class DestinationSpec:
+    """
+    A destination type as the fake knows it.
+
+    `fields` maps each config field to (declared type or None, required); None means
+    PostHog's dataclass field is Optional, which its validation does not type-check.
+    """
+
+    fields: Mapping[str, tuple[type | None, bool]]
+    secrets: frozenset[str]
+    steps: tuple[TestStepSpec, ...] | None = None  # None: PostHog has no test (404)
+
+
+_AWS_SECRETS = frozenset({"aws_access_key_id", "aws_secret_access_key"})
+_S3_FIELDS: dict[str, tuple[type | None, bool]] = {
+    "bucket_name": (str, True),
+    "region": (str, True),
+    "prefix": (str, True),
+    "aws_access_key_id": (None, False),
+    "aws_secret_access_key": (None, False),
+    "compression": (None, False),
+    "file_format": (str, False),
+    "max_file_size_mb": (None, False),
+    "encryption": (None, False),
+    "kms_key_id": (None, False),
+}
+_BUCKET_STEP = TestStepSpec(
+    "Check S3 bucket exists",
+    "Ensure the configured S3 bucket exists and that we have the required permissions "
+    "to access it.",
+    needs=("bucket_name", "aws_access_key_id", "aws_secret_access_key"),
+)
+_ROLE_STEP = TestStepSpec(
+    "Ensure we can assume provided AWS role",
+    "Ensure the configured AWS role ARN exists and that we have the required trust "
+    "relationship to assume it.",
+    skipped="No configured AWS role ARN, skipping test",
+)
+_BIGQUERY_CREDENTIALS = ("private_key", "private_key_id", "token_uri", "client_email")
+_SNOWFLAKE_LOGIN = ("account", "user")
+
+
+def _bigquery_step(name: str, what: str, needs: tuple[str, ...]) -> TestStepSpec:
+    return TestStepSpec(
+        f"Verify BigQuery {name}",
+        f"Ensure the configured BigQuery {what} exists and that we have the required "
+        "permissions to access it.",
+        needs=needs,
+    )
+
+
+def _snowflake_step(what: str, needs: tuple[str, ...]) -> TestStepSpec:
+    return TestStepSpec(
+        f"Verify Snowflake {what}",
+        f"Verify the configured Snowflake {what} exists and we have the necessary "
+        "permissions to use it.",
+        needs=_SNOWFLAKE_LOGIN + needs,
+    )
+
+
+DESTINATIONS: dict[str, DestinationSpec] = {
+    # The legacy type, with inline credentials, as PostHog served it before the split.
+    "S3": DestinationSpec(
+        {**_S3_FIELDS, "endpoint_url": (None, False)}, _AWS_SECRETS, (_BUCKET_STEP,)
+    ),
+    "AwsS3": DestinationSpec(_S3_FIELDS, _AWS_SECRETS, (_ROLE_STEP, _BUCKET_STEP)),
+    "S3Compatible": DestinationSpec(
+        {
+            **_S3_FIELDS,
+            "endpoint_url": (None, False),
+            "use_virtual_style_addressing": (bool, False),
+        },
+        _AWS_SECRETS,
+        (_BUCKET_STEP,),
+    ),
+    "Postgres": DestinationSpec(
+        {
+            "user": (str, True),
+            "password": (str, True),
+            "host": (str, True),
+            "database": (str, True),
+            "schema": (str, False),
+            "table_name": (str, False),
+            "port": (int, False),
+            "has_self_signed_cert": (bool, False),
+        },
+        frozenset({"user", "password"}),
+    ),
+    "BigQuery": DestinationSpec(
+        {
+            "project_id": (str, True),
+            "dataset_id": (str, True),
+            "private_key": (str, True),
+            "private_key_id": (str, True),
+            "token_uri": (str, True),
+            "client_email": (str, True),
+            "table_id": (str, False),
+            "use_json_type": (bool, False),
+        },
+        frozenset(_BIGQUERY_CREDENTIALS),
+        (
+            TestStepSpec(
+                "Impersonate BigQuery service account",
+                "Confirm we can impersonate a BigQuery service account.",
+                needs=("project_id",),
+                skipped="Using credentials without impersonation, skipping test",
+            ),
+            TestStepSpec(
+                "Verify BigQuery service account ownership",
+                "Confirm that the current PostHog organization owns a BigQuery service account "
+                "by ensuring its organization ID is set as part of the service account "
+                "description.",
+                needs=("project_id",),
+                skipped="Using credentials without impersonation, ownership is assumed",
+            ),
+            _bigquery_step("project", "project", ("project_id", *_BIGQUERY_CREDENTIALS)),
+            _bigquery_step(
+                "dataset", "dataset", ("project_id", "dataset_id", *_BIGQUERY_CREDENTIALS)
+            ),
+            _bigquery_step(
+                "table", "table", ("project_id", "dataset_id", "table_id", *_BIGQUERY_CREDENTIALS)
+            ),
+        ),
+    ),
+    "Snowflake": DestinationSpec(
+        {
+            "account": (str, True),
+            "database": (str, True),
+            "warehouse": (str, True),
+            "schema": (str, True),
+            "user": (str, True),
+            "table_name": (str, False),
+            "role": (None, False),
+            "password": (None, False),
+            "private_key": (None, False),
+            "private_key_passphrase": (None, False),
+            "authentication_type": (str, False),
+        },
+        frozenset({"user", "password", "private_key", "private_key_passphrase"}),
+        (
+            TestStepSpec(
+                "Establish connection to Snowflake",
+                "Attempt to establish a Snowflake connection with the provided configuration "
+                "values.",
+                needs=_SNOWFLAKE_LOGIN,
+            ),
+            _snowflake_step("warehouse", ("warehouse",)),
+            _snowflake_step("database", ("warehouse", "database")),
+            _snowflake_step("schema", ("warehouse", "database", "schema")),
+        ),
+    ),
+    "HTTP": DestinationSpec({"url": (str, True), "token": (str, True)}, frozenset({"token"})),
+    "NoOp": DestinationSpec({"arg": (str, False)}, frozenset()),
+}
+
+
+def server_error() -> HTTPError:
+    """What drf-exceptions-hog answers for an uncaught exception in a view."""
+    return HTTPError(error(500, "server_error", "error", "A server error occurred."))
+
+
+def deep_merge(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, Any]:
+    """PostHog's `recursive_dict_merge`: nested objects merge only when both sides are objects."""
+    merged = {**old, **new}
+    for key, value in merged.items():
+        if isinstance(value, dict):
+            before, after = old.get(key), new.get(key)
+            merged[key] = deep_merge(
+                before if isinstance(before, dict) else {}, after if isinstance(after, dict) else {}
+            )
+    return merged
+
+
+def strip_secrets(config: Mapping[str, Any], secrets: frozenset[str]) -> dict[str, Any]:
+    """The config as PostHog returns it: secret keys removed at every depth."""
+    return {
+        key: strip_secrets(value, secrets) if isinstance(value, dict) else value
+        for key, value in config.items()
+        if key not in secrets
+    }

@@ -1,0 +1,384 @@
+"""
+FakePostHog's batch-export runs, backfills and logs, as `BatchExportRunViewSet`,
+`BatchExportBackfillViewSet` and `LogEntryMixin.logs` behave.
+
+Runs and backfills are paged by cursor (100 and 50 to a page, no `count`); logs are
+one limit/offset page of at most `limit` (1-500) entries, newest first.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+import re
+import uuid
+import zoneinfo
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from .._converter import parse_datetime
+from .._transport import ServerReply
+from ._batch_export_destinations import ISO_8601
+from ._wire import (
+    FakeRequest,
+    HTTPError,
+    Route,
+    cursor_page,
+    error,
+    iso,
+    json_reply,
+    not_found,
+    validation_error,
+)
+
+if TYPE_CHECKING:
+    from ._fake import FakePostHog
+
+__all__ = [
+    "ROUTES",
+    "RUN_STATUSES",
+    "interval_delta",
+    "live_export",
+    "new_backfill",
+    "present_backfill",
+    "present_run",
+]
+
+RUN_STATUSES = (
+    "Cancelled",
+    "Completed",
+    "ContinuedAsNew",
+    "Failed",
+    "FailedRetryable",
+    "FailedBilling",
+    "Terminated",
+    "TimedOut",
+    "Running",
+    "Starting",
+)
+_CANCELLABLE = ("Running", "Starting")
+_RELATIVE = re.compile(r"^-?(\d+)([hdwmqyM])$")
+_RELATIVE_UNITS = {
+    "M": dt.timedelta(minutes=1),
+    "h": dt.timedelta(hours=1),
+    "d": dt.timedelta(days=1),
+    "w": dt.timedelta(weeks=1),
+    "m": dt.timedelta(days=30),
+    "q": dt.timedelta(days=91),
+    "y": dt.timedelta(days=365),
+}
+
+
+def interval_delta(interval: str) -> dt.timedelta:
+    """The length of one run of an export with this interval."""
+    if interval.startswith("every "):
+        _, value, unit = interval.split(" ")
+        return dt.timedelta(**{unit: int(value)})
+    return {"hour": dt.timedelta(hours=1), "day": dt.timedelta(days=1)}.get(
+        interval, dt.timedelta(weeks=1)
+    )
+
+
+def live_export(fake: FakePostHog, export_id: str) -> dict[str, Any]:
+    """An export that exists and is not deleted, else PostHog's 404."""
+    export = fake.batch_exports.get(export_id)
+    if export is None or export["deleted"]:
+        raise not_found()
+    return export
+
+
+def present_run(run: Mapping[str, Any]) -> dict[str, Any]:
+    """A run as `BatchExportRunSerializer` renders it."""
+    return {
+        key: iso(value) if isinstance(value, dt.datetime) else value for key, value in run.items()
+    }
+
+
+def present_backfill(fake: FakePostHog, backfill: Mapping[str, Any]) -> dict[str, Any]:
+    """A backfill as `BatchExportBackfillSerializer` renders it, with its progress."""
+    out = {"id": backfill["id"], "progress": _progress(fake, backfill)}
+    out.update(
+        (key, iso(value) if isinstance(value, dt.datetime) else value)
+        for key, value in backfill.items()
+        if key != "id"
+    )
+    return out
+
+
+def _expected_runs(fake: FakePostHog, backfill: Mapping[str, Any]) -> int | None:
+    start = backfill["adjusted_start_at"] or backfill["start_at"]
+    if start is None:
+        return 1  # one run exports everything from the beginning
+    if backfill["total_records_count"] == 0:
+        return 0
+    end = backfill["end_at"]
+    if end is None and backfill["finished_at"] is not None:
+        end = backfill["finished_at"]
+    elif end is None and backfill["status"] == "Running":
+        end = fake._batch_export_now()
+    elif end is None:
+        return None
+    interval = fake.batch_exports[backfill["batch_export"]]["interval"]
+    runs: int = math.ceil((end - start) / interval_delta(interval))
+    return runs
+
+
+def _progress(fake: FakePostHog, backfill: Mapping[str, Any]) -> dict[str, Any] | None:
+    status = backfill["status"]
+    total = _expected_runs(fake, backfill)
+    if status == "Completed":
+        return {"total_runs": total, "finished_runs": total, "progress": 1.0}
+    if status not in _CANCELLABLE or not total:
+        return None
+    if backfill["start_at"] is None and backfill["adjusted_start_at"] is None:
+        return None
+    finished = sum(
+        1
+        for run in fake.batch_export_runs.values()
+        if run["backfill"] == backfill["id"] and run["status"] in ("Completed", "Failed")
+    )
+    total = max(total, finished)
+    return {"total_runs": total, "finished_runs": finished, "progress": round(finished / total, 1)}
+
+
+def new_backfill(
+    fake: FakePostHog,
+    export: Mapping[str, Any],
+    start_at: dt.datetime | None,
+    end_at: dt.datetime | None,
+    **fields: Any,
+) -> dict[str, Any]:
+    """Store a backfill (PostHog's workflow creates the row; the fake does it at once)."""
+    stamp = fake._batch_export_now()
+    backfill: dict[str, Any] = {
+        "id": str(uuid.uuid4()),
+        "start_at": start_at,
+        "end_at": end_at,
+        "status": "Running",
+        "created_at": stamp,
+        "finished_at": None,
+        "last_updated_at": stamp,
+        "total_records_count": None,
+        "adjusted_start_at": None,
+        "team": export["team_id"],
+        "batch_export": export["id"],
+    }
+    backfill.update(fields)
+    fake.batch_export_backfills[backfill["id"]] = backfill
+    return backfill
+
+
+# ---------------------------------------------------------------------------------- runs
+
+
+def _relative_date(fake: FakePostHog, request: FakeRequest, name: str, default: str | None) -> Any:
+    raw = request.arg(name) or default
+    if raw is None:
+        return fake._batch_export_now()
+    match = _RELATIVE.fullmatch(raw.strip())
+    if match is not None:
+        return fake._batch_export_now() - int(match[1]) * _RELATIVE_UNITS[match[2]]
+    if ISO_8601.fullmatch(raw.strip()) is None:
+        raise validation_error(f"Invalid date: {raw}", attr=name)
+    return parse_datetime(raw)
+
+
+def _orderings(request: FakeRequest, allowed: tuple[str, ...], default: str) -> list[str]:
+    # DRF's OrderingFilter drops terms it does not know, and falls back to the default.
+    terms = [
+        term.strip()
+        for term in (request.arg("ordering") or "").split(",")
+        if term.strip().lstrip("-") in allowed
+    ]
+    return terms or [default]
+
+
+def _ordered(items: list[dict[str, Any]], terms: list[str]) -> list[dict[str, Any]]:
+    for term in reversed(terms):
+        key = term.lstrip("-")
+        far = dt.datetime.max.replace(tzinfo=dt.timezone.utc)
+        items.sort(key=lambda item: item[key] or far, reverse=term.startswith("-"))
+    return items
+
+
+async def _list_runs(fake: FakePostHog, request: FakeRequest) -> ServerReply:
+    statuses = request.args("status")
+    for status in statuses:
+        if status not in RUN_STATUSES:
+            raise validation_error(
+                f'"{status}" is not a valid choice.', attr="status", code="invalid_choice"
+            )
+    runs = [r for r in fake.batch_export_runs.values() if r["batch_export"] == request.params["id"]]
+    if statuses:
+        runs = [r for r in runs if r["status"] in statuses]
+    if request.arg("ordering") in ("data_interval_start", "-data_interval_start"):
+        start = _relative_date(fake, request, "start", "-7d")
+        end = _relative_date(fake, request, "end", None)
+        runs = [
+            r
+            for r in runs
+            if r["data_interval_start"] is not None
+            and r["data_interval_start"] >= start
+            and r["data_interval_end"] <= end
+        ]
+    else:
+        after = _relative_date(fake, request, "after", "-7d")
+        before = _relative_date(fake, request, "before", None)
+        runs = [r for r in runs if after <= r["created_at"] <= before]
+    terms = _orderings(request, ("created_at", "data_interval_start"), "-created_at")
+    return cursor_page(request, [present_run(r) for r in _ordered(runs, terms)], page_size=100)
+
+
+def _run(fake: FakePostHog, request: FakeRequest) -> dict[str, Any]:
+    run = fake.batch_export_runs.get(request.params["run_id"])
+    if run is None or run["batch_export"] != request.params["id"]:
+        raise not_found()
+    return run
+
+
+async def _retrieve_run(fake: FakePostHog, request: FakeRequest) -> ServerReply:
+    return json_reply(200, present_run(_run(fake, request)))
+
+
+async def _retry_run(fake: FakePostHog, request: FakeRequest) -> ServerReply:
+    run = _run(fake, request)
+    export = fake.batch_exports[run["batch_export"]]
+    backfill = new_backfill(fake, export, run["data_interval_start"], run["data_interval_end"])
+    return json_reply(201, {"backfill_id": backfill["id"]})
+
+
+async def _cancel_run(fake: FakePostHog, request: FakeRequest) -> ServerReply:
+    run = _run(fake, request)
+    if run["status"] not in _CANCELLABLE:
+        raise validation_error(f"Cannot cancel a run that is in '{run['status']}' status")
+    run.update(status="Cancelled", last_updated_at=fake._batch_export_now())
+    return json_reply(200, {"cancelled": True})
+
+
+# ---------------------------------------------------------------------------------- backfills
+
+
+def _timezone(name: str | None) -> dt.tzinfo:
+    try:
+        return zoneinfo.ZoneInfo(name or "UTC")
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        return dt.timezone.utc  # no tz database here: UTC is the fake's only safe answer
+
+
+def _backfill_input(value: Any, export: Mapping[str, Any]) -> dt.datetime:
+    """PostHog's validate_date_input: dates for daily and weekly exports, aware times else."""
+    text = value if isinstance(value, str) else str(value)
+    if export["interval"] in ("day", "week"):
+        try:
+            day = dt.date.fromisoformat(text)
+        except ValueError:
+            if isinstance(value, str) and ISO_8601.fullmatch(text) is not None:
+                raise validation_error(
+                    f"Input '{text}' is not a valid ISO formatted date. Daily or weekly batch "
+                    "export backfills expect only the date component, but a time was included."
+                ) from None
+            raise validation_error(f"Input '{text}' is not a valid ISO formatted date.") from None
+        offset = export["interval_offset"] or 0
+        if export["interval"] == "week" and day.isoweekday() % 7 != offset // 86400:
+            names = ("Sunday", "Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday")
+            raise validation_error(
+                f"Input {text} is not on the correct day of the week for this batch export. "
+                f"{text} is a {day.strftime('%A')} but this batch export is configured to run "
+                f"weekly on {names[offset // 86400]}."
+            )
+        hour = (offset // 3600) % 24
+        return dt.datetime.combine(day, dt.time(hour), tzinfo=_timezone(export["timezone"]))
+    match = ISO_8601.fullmatch(text) if isinstance(value, str) else None
+    if match is None:
+        raise validation_error(f"Input {text} is not a valid ISO formatted datetime.")
+    if match["tz"] is None:
+        raise validation_error(f"Input {text} is naive.")
+    return parse_datetime(text)
+
+
+async def _list_backfills(fake: FakePostHog, request: FakeRequest) -> ServerReply:
+    backfills = [
+        b for b in fake.batch_export_backfills.values() if b["batch_export"] == request.params["id"]
+    ]
+    terms = _orderings(request, ("created_at", "start_at"), "-created_at")
+    pages = [present_backfill(fake, b) for b in _ordered(backfills, terms)]
+    return cursor_page(request, pages, page_size=50)
+
+
+async def _create_backfill(fake: FakePostHog, request: FakeRequest) -> ServerReply:
+    # PostHog looks the export up without excluding deleted ones.
+    export = fake.batch_exports.get(request.params["id"])
+    if export is None:
+        raise HTTPError(error(404, "invalid_request", "not_found", "BatchExport not found."))
+    data = request.body()
+    start_input, end_input = data.get("start_at"), data.get("end_at")
+    if start_input is None and "batch-export-earliest-backfill" not in fake.batch_export_flags:
+        raise validation_error(
+            "Backfilling from the beginning of time is not enabled for this team."
+        )
+    limit = fake.max_concurrent_backfills
+    active = sum(1 for b in fake.batch_export_backfills.values() if b["status"] in _CANCELLABLE)
+    if limit is not None and active >= limit:
+        raise HTTPError(
+            error(
+                429,
+                "server_error",
+                "too_many_concurrent_backfills",
+                f"This team already has {limit} batch export backfills running. Wait for some "
+                "to finish or cancel them before creating more.",
+            )
+        )
+    start = None if start_input is None else _backfill_input(start_input, export)
+    end = None if end_input is None else _backfill_input(end_input, export)
+    if start is not None and end is not None:
+        if start >= end:
+            raise validation_error(
+                "The initial backfill datetime 'start_at' must be before 'end_at'"
+            )
+        if end > fake._batch_export_now():
+            raise validation_error(f"The provided 'end_at' ({end.isoformat()}) is in the future")
+    backfill = new_backfill(fake, export, start, end)
+    return json_reply(201, {"backfill_id": backfill["id"]})
+
+
+def _backfill(fake: FakePostHog, request: FakeRequest) -> dict[str, Any]:
+    backfill = fake.batch_export_backfills.get(request.params["backfill_id"])
+    if backfill is None or backfill["batch_export"] != request.params["id"]:
+        raise not_found()
+    return backfill
+
+
+async def _retrieve_backfill(fake: FakePostHog, request: FakeRequest) -> ServerReply:
+    return json_reply(200, present_backfill(fake, _backfill(fake, request)))
+
+
+async def _cancel_backfill(fake: FakePostHog, request: FakeRequest) -> ServerReply:
+    backfill = _backfill(fake, request)
+    if backfill["status"] not in _CANCELLABLE:
+        raise validation_error(f"Cannot cancel a backfill that is in '{backfill['status']}' status")
+    stamp = fake._batch_export_now()
+    backfill.update(status="Cancelled", last_updated_at=stamp)
+    for run in fake.batch_export_runs.values():
+        if run["backfill"] == backfill["id"] and run["status"] in _CANCELLABLE:
+            run.update(status="Cancelled", last_updated_at=stamp)
+    return json_reply(200, {"cancelled": True})
+
+
+def _routes() -> list[Route]:
+    item = ("batch_exports", "{id}")
+    runs, run = (*item, "runs"), (*item, "runs", "{run_id}")
+    backfills, backfill = (*item, "backfills"), (*item, "backfills", "{backfill_id}")
+    scope = "batch_export"
+    return [
+        Route("GET", runs, _list_runs, scope),
+        Route("GET", run, _retrieve_run, scope),
+        Route("POST", (*run, "retry"), _retry_run, scope),
+        Route("POST", (*run, "cancel"), _cancel_run, scope),
+        Route("GET", backfills, _list_backfills, scope),
+        Route("POST", backfills, _create_backfill, scope),
+        Route("GET", backfill, _retrieve_backfill, scope),
+        Route("POST", (*backfill, "cancel"), _cancel_backfill, scope),
+    ]
+
+
+ROUTES = _routes()

@@ -1,0 +1,292 @@
+"""
+FakePostHog's batch-export serializer: the checks `BatchExportSerializer` and
+`BatchExportDestinationSerializer` make, in DRF's order, with PostHog's messages.
+
+DRF validates field by field in declaration order and drf-exceptions-hog reports the
+first error only; a `PermissionDenied` raised by a field validator (a feature flag the
+team lacks) escapes at once, as a 403. Then the object-level `validate()` runs.
+Integrations are accepted and stored but never required.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping
+from typing import Any
+
+from .._converter import parse_datetime
+from ._batch_export_destinations import (
+    BASE_CONFIG_FIELDS,
+    DESTINATIONS,
+    HTTP_URLS,
+    INTERVALS,
+    ISO_8601,
+    MODELS,
+    DestinationSpec,
+    deep_merge,
+    server_error,
+)
+from ._wire import HTTPError, error, validation_error
+
+__all__ = ["parse_datetime_field", "validate_export"]
+
+_DATETIME_FORMAT_ERROR = (
+    "Datetime has wrong format. Use one of these formats instead: "
+    "YYYY-MM-DDThh:mm[:ss[.uuuuuu]][+HH:MM|-HH:MM|Z]."
+)
+
+
+def parse_datetime_field(value: Any) -> dt.datetime:
+    """DRF's DateTimeField: ISO 8601, naive meaning UTC (PostHog's TIME_ZONE)."""
+    if not isinstance(value, str) or ISO_8601.fullmatch(value.strip()) is None:
+        raise ValueError(_DATETIME_FORMAT_ERROR)
+    return parse_datetime(value)
+
+
+class _Errors:
+    """The first field error, as drf-exceptions-hog reports it."""
+
+    def __init__(self) -> None:
+        self.first: HTTPError | None = None
+
+    def add(self, attr: str, detail: str, code: str = "invalid_input") -> None:
+        if self.first is None:
+            self.first = validation_error(detail, attr=attr, code=code)
+
+    def raise_first(self) -> None:
+        if self.first is not None:
+            raise self.first
+
+
+def _forbidden(detail: str) -> HTTPError:
+    return HTTPError(error(403, "authentication_error", "permission_denied", detail))
+
+
+def _choice(errors: _Errors, attr: str, value: Any, choices: tuple[str, ...]) -> bool:
+    if value is None:
+        errors.add(attr, "This field may not be null.", "null")
+        return False
+    if not isinstance(value, str) or value not in choices:
+        errors.add(attr, f'"{value}" is not a valid choice.', "invalid_choice")
+        return False
+    return True
+
+
+def _integer(errors: _Errors, attr: str, value: Any, high: int) -> int | None:
+    if value is None:
+        return None
+    try:
+        number = int(value) if not isinstance(value, (bool, float)) else int(str(value))
+    except (TypeError, ValueError):
+        errors.add(attr, "A valid integer is required.")
+        return None
+    if number < 0:
+        errors.add(attr, "Ensure this value is greater than or equal to 0.", "min_value")
+    elif number > high:
+        errors.add(attr, f"Ensure this value is less than or equal to {high}.", "max_value")
+    return number
+
+
+def _config_type_error(errors: _Errors, config: dict[str, Any], spec: DestinationSpec) -> None:
+    for name, (declared, _) in spec.fields.items():
+        if declared is None or name not in config or isinstance(config[name], declared):
+            continue
+        value = config[name]
+        # PostHog's try_convert_to_type: only str -> bool and str -> int are tried.
+        if isinstance(value, str) and declared is bool and value.lower() in ("true", "false"):
+            config[name] = value.lower() == "true"
+        elif isinstance(value, str) and declared is int and value.strip().lstrip("-").isdigit():
+            config[name] = int(value)
+        else:
+            errors.add(
+                "destination__non_field_errors",
+                f"Configuration has invalid type: got '{type(value).__name__}', "
+                f"expected '{declared.__name__}'",
+            )
+
+
+def _destination(
+    errors: _Errors, value: Any, *, instance: Mapping[str, Any] | None, check_required: bool
+) -> dict[str, Any] | None:
+    if not isinstance(value, dict):
+        errors.add(
+            "destination__non_field_errors",
+            f"Invalid data. Expected a dictionary, but got {type(value).__name__}.",
+        )
+        return None
+    kind = value.get("type")
+    if "type" not in value:
+        errors.add("destination__type", "This field is required.", "required")
+        return None
+    if not _choice(errors, "destination__type", kind, tuple(DESTINATIONS)):
+        return None
+    if "config" not in value or not isinstance(value["config"], dict):
+        raise server_error()  # PostHog reads attrs["config"].keys(): a KeyError, a 500
+    spec = DESTINATIONS[str(kind)]
+    config = dict(value["config"])
+    unknown = sorted(config.keys() - spec.fields.keys() - BASE_CONFIG_FIELDS)
+    if unknown:
+        listed = ", ".join(f"'{name}'" for name in unknown)
+        errors.add("destination__non_field_errors", f"Configuration has unknown field/s: {listed}")
+        return None
+    if check_required:
+        for name, (_, required) in spec.fields.items():
+            if required and name not in config:
+                errors.add(
+                    "destination__non_field_errors",
+                    f"Configuration missing required field: '{name}'",
+                )
+                return None
+    _config_type_error(errors, config, spec)
+    clean: dict[str, Any] = {"type": kind, "config": config}
+    for key in ("integration", "integration_id"):
+        if key in value:
+            integration = value[key]
+            if integration is not None and (
+                isinstance(integration, bool) or not isinstance(integration, int)
+            ):
+                errors.add(
+                    f"destination__{key}",
+                    f"Incorrect type. Expected pk value, received {type(integration).__name__}.",
+                    "incorrect_type",
+                )
+            clean["integration"] = integration
+    # validate_destination, on the parent serializer.
+    if instance is not None and kind != instance["destination"]["type"]:
+        errors.add(
+            "destination",
+            f"Cannot change destination type from '{instance['destination']['type']}' to "
+            f"'{kind}'. Delete this batch export and create a new one with the new destination "
+            "type.",
+        )
+        return None
+    existing = instance["destination"]["config"] if instance is not None else {}
+    merged = deep_merge(existing, config)
+    if kind == "HTTP" and merged.get("url") and merged["url"] not in HTTP_URLS:
+        errors.add("destination", f"Invalid destination URL: {merged['url']}")
+        return None
+    return clean
+
+
+def _filters(errors: _Errors, value: Any) -> None:
+    if value is None:
+        return
+    if not isinstance(value, list):
+        errors.add("filters", "'filters' should be an array of filters")
+    elif not all(isinstance(item, dict) for item in value):
+        errors.add("filters", "Each filter must be an object")
+    elif any("data_interval_start" in f or "data_interval_end" in f for f in value):
+        errors.add(
+            "filters",
+            "'data_interval_start' and 'data_interval_end' are run attributes and not "
+            "'filters'. Trigger a backfill if you wish to manually control which periods to "
+            "batch export.",
+        )
+
+
+def validate_export(
+    data: dict[str, Any],
+    *,
+    instance: Mapping[str, Any] | None,
+    partial: bool,
+    check_required_config: bool,
+    flags: frozenset[str] | set[str],
+) -> dict[str, Any]:
+    """
+    Validate a create, update or test body; returns the clean fields that were sent.
+
+    `interval_offset` is in the result whenever PostHog would set it.
+    """
+    errors = _Errors()
+    clean: dict[str, Any] = {}
+    if not partial:
+        for name in ("name", "destination", "interval"):
+            if name not in data:
+                errors.add(name, "This field is required.", "required")
+    if "name" in data:
+        name = data["name"]
+        if name is None:
+            errors.add("name", "This field may not be null.", "null")
+        elif isinstance(name, (dict, list, bool)):
+            errors.add("name", "Not a valid string.")
+        elif not str(name).strip():
+            errors.add("name", "This field may not be blank.", "blank")
+        else:
+            clean["name"] = str(name).strip()
+    if "model" in data:
+        model = data["model"]
+        if model is None or model == "" or _choice(errors, "model", model, MODELS):
+            if model == "hogql" and "hogql-batch-exports" not in flags:
+                raise _forbidden("HogQL batch exports are not enabled for this team.")
+            clean["model"] = model
+    if "destination" in data:
+        destination = _destination(
+            errors, data["destination"], instance=instance, check_required=check_required_config
+        )
+        if destination is not None:
+            clean["destination"] = destination
+    if "interval" in data and _choice(errors, "interval", data["interval"], INTERVALS):
+        if data["interval"] not in ("hour", "day", "week") and (
+            "high-frequency-batch-exports" not in flags
+        ):
+            raise _forbidden("Higher frequency batch exports are not enabled for this team.")
+        clean["interval"] = data["interval"]
+    if "paused" in data:
+        paused = data["paused"]
+        if paused in (True, False, "true", "false", "True", "False", 1, 0):
+            clean["paused"] = paused in (True, "true", "True", 1)
+        else:
+            errors.add("paused", "Must be a valid boolean.")
+    for name in ("start_at", "end_at"):
+        if name in data:
+            try:
+                clean[name] = None if data[name] is None else parse_datetime_field(data[name])
+            except ValueError as exc:
+                errors.add(name, str(exc))
+    if "hogql_query" in data:
+        query = data["hogql_query"]
+        if not isinstance(query, str) or "select" not in query.lower():
+            errors.add("hogql_query", "Failed to parse query")
+        else:
+            clean["schema"] = {"fields": [], "values": {}, "hogql_query": query}
+    if "filters" in data:
+        _filters(errors, data["filters"])
+        clean["filters"] = data["filters"]
+    if "timezone" in data:
+        timezone = data["timezone"]
+        if timezone is not None and not isinstance(timezone, str):
+            errors.add("timezone", f'"{timezone}" is not a valid choice.', "invalid_choice")
+        clean["timezone"] = timezone or "UTC"
+    interval = data.get("interval") or (instance["interval"] if instance is not None else None)
+    offsets: dict[str, int | None] = {}
+    for name, high, allowed, message in (
+        ("offset_day", 6, ("week",), "offset_day is not applicable for non-weekly intervals"),
+        (
+            "offset_hour",
+            23,
+            ("day", "week"),
+            "offset_hour is not applicable for non-daily/weekly intervals",
+        ),
+    ):
+        if name in data:
+            value = _integer(errors, name, data[name], high)
+            if value is not None and interval not in allowed:
+                errors.add(name, message)
+            offsets[name] = value
+    errors.raise_first()
+
+    kind = clean.get("destination", {}).get("type")
+    if kind == "HTTP" and clean.get("model") not in (None, "events"):
+        raise validation_error(
+            "HTTP batch exports only support the events model", attr="non_field_errors"
+        )
+    if "interval" in clean or offsets:
+        day, hour = offsets.get("offset_day"), offsets.get("offset_hour")
+        if interval == "day" and ("offset_hour" in offsets or not partial):
+            clean["interval_offset"] = None if hour is None else hour * 3600
+        elif interval == "week" and offsets:
+            # PostHog resets a weekday left out to Sunday (0).
+            clean["interval_offset"] = (day or 0) * 86400 + (hour or 0) * 3600
+        elif (interval == "week" and not partial) or interval not in ("day", "week"):
+            clean["interval_offset"] = None
+    return clean

@@ -1,0 +1,529 @@
+"""ph.batch_exports against FakePostHog: CRUD, pause, logs and destination tests."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import pytest
+
+import aposthog
+from aposthog.models import (
+    BatchExport,
+    BatchExportDestination,
+    BatchExportDestinationType,
+    BatchExportInterval,
+    BatchExportLogLevel,
+    BatchExportModel,
+    BatchExportTestStepStatus,
+)
+from aposthog.testing import FakePostHog
+
+pytestmark = pytest.mark.anyio
+
+UTC = dt.timezone.utc
+S3_CONFIG = {
+    "bucket_name": "events",
+    "region": "eu-west-1",
+    "prefix": "posthog/",
+    "aws_access_key_id": "AKIA-key-id",
+    "aws_secret_access_key": "very-secret",
+}
+
+
+def s3(**config: Any) -> BatchExportDestination:
+    return BatchExportDestination(type="S3", config={**S3_CONFIG, **config})
+
+
+async def make(ph: aposthog.Client, **kwargs: Any) -> BatchExport:
+    kwargs.setdefault("name", "Events to S3")
+    kwargs.setdefault("destination", s3())
+    kwargs.setdefault("interval", "hour")
+    return await ph.batch_exports.create(**kwargs)
+
+
+# ---------------------------------------------------------------------------------- create
+
+
+async def test_create_sends_the_documented_body_and_returns_the_export(
+    fake: FakePostHog, ph: aposthog.Client
+) -> None:
+    """create() POSTs every given field in PostHog's names; the 201 body becomes a record."""
+    export = await ph.batch_exports.create(
+        name="Weekly",
+        destination=s3(),
+        interval=BatchExportInterval.WEEK,
+        model=BatchExportModel.PERSONS,
+        paused=True,
+        start_at=dt.datetime(2024, 1, 1, tzinfo=UTC),
+        end_at="2030-01-01T00:00:00+02:00",
+        filters=[{"key": "$browser", "operator": "exact", "type": "event", "value": ["Firefox"]}],
+        timezone="Europe/Berlin",
+        offset_day=2,
+        offset_hour=6,
+    )
+
+    sent = fake.requests[-1]
+    assert (sent.method, sent.path) == ("POST", "/api/environments/1/batch_exports/")
+    assert sent.json() == {
+        "name": "Weekly",
+        "destination": {"type": "S3", "config": S3_CONFIG},
+        "interval": "week",
+        "model": "persons",
+        "paused": True,
+        "start_at": "2024-01-01T00:00:00Z",
+        "end_at": "2030-01-01T00:00:00+02:00",
+        "filters": [
+            {"key": "$browser", "operator": "exact", "type": "event", "value": ["Firefox"]}
+        ],
+        "timezone": "Europe/Berlin",
+        "offset_day": 2,
+        "offset_hour": 6,
+    }
+    assert isinstance(export, BatchExport)
+    assert export.interval is BatchExportInterval.WEEK
+    assert export.model is BatchExportModel.PERSONS
+    assert export.destination.type is BatchExportDestinationType.S3
+    assert (export.paused, export.offset_day, export.offset_hour) == (True, 2, 6)
+    assert export.end_at == dt.datetime(2029, 12, 31, 22, tzinfo=UTC)
+    assert export.created_at is not None
+    assert export.created_at.tzinfo is not None
+
+
+async def test_secret_config_fields_are_sent_but_never_returned(
+    fake: FakePostHog, ph: aposthog.Client
+) -> None:
+    """PostHog keeps the AWS keys and strips them from every response."""
+    export = await make(ph)
+
+    assert "aws_secret_access_key" in fake.requests[-1].json()["destination"]["config"]
+    assert export.destination.config == {
+        "bucket_name": "events",
+        "region": "eu-west-1",
+        "prefix": "posthog/",
+    }
+    stored = fake.batch_exports[export.id]["destination"]["config"]
+    assert stored["aws_secret_access_key"] == "very-secret"
+    fetched = await ph.batch_exports.get(export.id)
+    assert "aws_access_key_id" not in fetched.destination.config
+
+
+async def test_create_takes_a_plain_mapping_destination(
+    fake: FakePostHog, ph: aposthog.Client
+) -> None:
+    """A dict destination works too; a missing config is sent as {} (PostHog 500s without)."""
+    export = await ph.batch_exports.create(
+        name="noop", destination={"type": BatchExportDestinationType.NOOP}, interval="day"
+    )
+    assert fake.requests[-1].json()["destination"] == {"type": "NoOp", "config": {}}
+    assert export.destination.type is BatchExportDestinationType.NOOP
+    assert export.offset_hour == 0  # a daily export starts at midnight unless told otherwise
+
+
+async def test_create_validation_errors_are_bad_requests(ph: aposthog.Client) -> None:
+    """PostHog's messages for an unknown or a missing config field come through intact."""
+    with pytest.raises(aposthog.BadRequestError) as info:
+        await make(ph, destination=s3(bucket="typo"))
+    assert info.value.detail == "Configuration has unknown field/s: 'bucket'"
+    assert info.value.attr == "destination__non_field_errors"
+
+    config = {k: v for k, v in S3_CONFIG.items() if k != "bucket_name"}
+    with pytest.raises(aposthog.BadRequestError) as info:
+        await make(ph, destination={"type": "S3", "config": config})
+    assert info.value.detail == "Configuration missing required field: 'bucket_name'"
+
+
+@pytest.mark.parametrize(
+    ("interval", "field", "detail"),
+    [
+        ("day", "offset_day", "offset_day is not applicable for non-weekly intervals"),
+        ("hour", "offset_day", "offset_day is not applicable for non-weekly intervals"),
+        ("hour", "offset_hour", "offset_hour is not applicable for non-daily/weekly intervals"),
+    ],
+)
+async def test_offsets_that_do_not_suit_the_interval_are_rejected(
+    ph: aposthog.Client, interval: str, field: str, detail: str
+) -> None:
+    """offset_day needs a weekly export, offset_hour a daily or weekly one (400)."""
+    with pytest.raises(aposthog.BadRequestError) as info:
+        await make(ph, interval=interval, **{field: 1})
+    assert (info.value.attr, info.value.detail) == (field, detail)
+
+
+async def test_high_frequency_intervals_need_the_flag(
+    fake: FakePostHog, ph: aposthog.Client
+) -> None:
+    """'every 5 minutes' is a 403 until the team has PostHog's feature flag."""
+    with pytest.raises(aposthog.PermissionDeniedError) as info:
+        await make(ph, interval=BatchExportInterval.EVERY_5_MINUTES)
+    assert info.value.detail == "Higher frequency batch exports are not enabled for this team."
+
+    fake.batch_export_flags.add("high-frequency-batch-exports")
+    export = await make(ph, interval=BatchExportInterval.EVERY_5_MINUTES)
+    assert export.interval is BatchExportInterval.EVERY_5_MINUTES
+
+
+# ---------------------------------------------------------------------------------- read
+
+
+async def test_list_is_newest_first_and_leaves_out_deleted(
+    fake: FakePostHog, ph: aposthog.Client
+) -> None:
+    """list() pages by limit/offset, newest first, without deleted exports."""
+    ids = [(await make(ph, name=f"e{i}")).id for i in range(5)]
+    await ph.batch_exports.delete(ids[2])
+
+    page = await ph.batch_exports.list(limit=2)
+    assert [e.name for e in page.results] == ["e4", "e3"]
+    assert page.count == 4
+    assert dict(fake.requests[-1].query) == {"limit": "2"}
+    every = await ph.batch_exports.list(limit=2).to_list()
+    assert [e.id for e in every] == [ids[4], ids[3], ids[1], ids[0]]
+
+
+async def test_get_and_delete(fake: FakePostHog, ph: aposthog.Client) -> None:
+    """get() fetches by id; delete() is a 204 soft delete, after which get() is a 404."""
+    export = await make(ph)
+    assert (await ph.batch_exports.get(export.id)).id == export.id
+    assert fake.requests[-1].path == f"/api/environments/1/batch_exports/{export.id}/"
+
+    assert await ph.batch_exports.delete(export.id) is None
+    assert fake.requests[-1].method == "DELETE"
+    assert fake.batch_exports[export.id]["deleted"] is True
+    with pytest.raises(aposthog.NotFoundError):
+        await ph.batch_exports.get(export.id)
+    with pytest.raises(aposthog.NotFoundError):
+        await ph.batch_exports.delete(export.id)
+
+
+async def test_ids_are_percent_encoded(fake: FakePostHog, ph: aposthog.Client) -> None:
+    """An id can never leave its path segment."""
+    with pytest.raises(aposthog.NotFoundError):
+        await ph.batch_exports.get("../customer_profile_configs")
+    assert (
+        fake.requests[-1].path == "/api/environments/1/batch_exports/..%2Fcustomer_profile_configs/"
+    )
+
+
+# ---------------------------------------------------------------------------------- update
+
+
+async def test_update_patches_only_what_is_given_and_deep_merges_config(
+    fake: FakePostHog, ph: aposthog.Client
+) -> None:
+    """PATCH sends the given fields; PostHog merges destination.config key by key."""
+    export = await make(ph)
+
+    updated = await ph.batch_exports.update(
+        export.id, name="renamed", destination={"type": "S3", "config": {"prefix": "v2/"}}
+    )
+
+    assert fake.requests[-1].method == "PATCH"
+    assert fake.requests[-1].json() == {
+        "name": "renamed",
+        "destination": {"type": "S3", "config": {"prefix": "v2/"}},
+    }
+    assert updated.name == "renamed"
+    assert updated.destination.config == {
+        "bucket_name": "events",
+        "region": "eu-west-1",
+        "prefix": "v2/",
+    }
+    # The secrets sent at creation survive a PATCH that does not mention them.
+    assert fake.batch_exports[export.id]["destination"]["config"]["aws_access_key_id"] == (
+        "AKIA-key-id"
+    )
+
+
+async def test_update_can_clear_nullable_fields(fake: FakePostHog, ph: aposthog.Client) -> None:
+    """None is sent as null (NOT_GIVEN is what leaves a field out)."""
+    export = await make(ph, end_at=dt.datetime(2030, 1, 1, tzinfo=UTC))
+    updated = await ph.batch_exports.update(export.id, end_at=None, filters=None)
+    assert fake.requests[-1].json() == {"end_at": None, "filters": None}
+    assert updated.end_at is None
+
+
+async def test_update_cannot_change_the_destination_type(ph: aposthog.Client) -> None:
+    """Changing the destination's type is PostHog's 400."""
+    export = await make(ph)
+    with pytest.raises(aposthog.BadRequestError) as info:
+        await ph.batch_exports.update(export.id, destination={"type": "NoOp", "config": {}})
+    assert info.value.attr == "destination"
+    assert info.value.detail is not None
+    assert info.value.detail.startswith("Cannot change destination type from 'S3' to 'NoOp'.")
+
+
+async def test_update_interval_and_offsets(ph: aposthog.Client) -> None:
+    """Moving to a weekly schedule with offsets; offset_day on a daily export is a 400."""
+    export = await make(ph, interval="day", offset_hour=3)
+    assert (export.offset_day, export.offset_hour) == (None, 3)
+
+    weekly = await ph.batch_exports.update(export.id, interval="week", offset_day=6)
+    assert (weekly.interval, weekly.offset_day, weekly.offset_hour) == ("week", 6, 0)
+
+    daily = await make(ph, interval="day")
+    with pytest.raises(aposthog.BadRequestError):
+        await ph.batch_exports.update(daily.id, offset_day=1)
+
+
+async def test_update_missing_export_is_not_found(ph: aposthog.Client) -> None:
+    """PATCH on an unknown id is a 404."""
+    with pytest.raises(aposthog.NotFoundError):
+        await ph.batch_exports.update("nope", name="x")
+
+
+# ---------------------------------------------------------------------------------- pause
+
+
+async def test_pause_and_unpause_are_idempotent(fake: FakePostHog, ph: aposthog.Client) -> None:
+    """Pausing twice and unpausing twice succeed; last_paused_at is set by the first pause."""
+    export = await make(ph)
+
+    assert await ph.batch_exports.pause(export.id) is None
+    assert (fake.requests[-1].method, fake.requests[-1].path) == (
+        "POST",
+        f"/api/environments/1/batch_exports/{export.id}/pause/",
+    )
+    first = await ph.batch_exports.get(export.id)
+    assert first.paused is True
+    assert first.last_paused_at is not None
+
+    await ph.batch_exports.pause(export.id)
+    assert (await ph.batch_exports.get(export.id)).last_paused_at == first.last_paused_at
+
+    assert await ph.batch_exports.unpause(export.id) is None
+    assert fake.requests[-1].json() == {"backfill": False}
+    await ph.batch_exports.unpause(export.id)
+    assert (await ph.batch_exports.get(export.id)).paused is False
+    assert fake.batch_export_backfills == {}
+
+
+async def test_unpause_with_backfill_backfills_the_paused_time(
+    fake: FakePostHog, ph: aposthog.Client
+) -> None:
+    """unpause(backfill=True) starts a backfill from last_paused_at."""
+    export = await make(ph)
+    await ph.batch_exports.pause(export.id)
+    paused_at = (await ph.batch_exports.get(export.id)).last_paused_at
+
+    await ph.batch_exports.unpause(export.id, backfill=True)
+
+    assert fake.requests[-1].json() == {"backfill": True}
+    [backfill] = await ph.batch_exports.list_backfills(export.id).to_list()
+    assert backfill.start_at == paused_at
+
+
+async def test_pause_unknown_export_is_not_found(ph: aposthog.Client) -> None:
+    """pause() on an unknown id is a 404."""
+    with pytest.raises(aposthog.NotFoundError):
+        await ph.batch_exports.pause("missing")
+    with pytest.raises(aposthog.NotFoundError):
+        await ph.batch_exports.unpause("missing")
+
+
+# ---------------------------------------------------------------------------------- logs
+
+
+async def test_logs_newest_first_with_every_filter_on_the_wire(
+    fake: FakePostHog, ph: aposthog.Client
+) -> None:
+    """logs() sends level as one upper-cased, comma-separated parameter, and the filters."""
+    export = await make(ph)
+    base = dt.datetime(2024, 5, 1, tzinfo=UTC)
+    for minute, level, message, run in [
+        (1, "INFO", "Export started", "r1"),
+        (2, "ERROR", "Export failed: access denied", "r1"),
+        (3, "WARNING", "Retrying", "r2"),
+        (4, "ERROR", "Export failed again", "r2"),
+        (5, "DEBUG", "noise", "r2"),
+    ]:
+        fake.add_batch_export_log(
+            export.id,
+            message,
+            level=level,
+            instance_id=run,
+            timestamp=base + dt.timedelta(minutes=minute),
+        )
+
+    entries = await ph.batch_exports.logs(export.id).to_list()
+    assert [e.message for e in entries][:2] == ["noise", "Export failed again"]
+
+    page = await ph.batch_exports.logs(
+        export.id,
+        level=["error", BatchExportLogLevel.WARNING],
+        search="FAILED",
+        after=base,
+        before="2024-05-01T00:10:00Z",
+        instance_id="r2",
+        limit=10,
+    )
+    assert [e.message for e in page.results] == ["Export failed again"]
+    assert page.results[0].level is BatchExportLogLevel.ERROR
+    assert page.results[0].timestamp == base + dt.timedelta(minutes=4)
+    assert dict(fake.requests[-1].query) == {
+        "level": "ERROR,WARNING",
+        "search": "FAILED",
+        "after": "2024-05-01T00:00:00Z",
+        "before": "2024-05-01T00:10:00Z",
+        "instance_id": "r2",
+        "limit": "10",
+    }
+    assert fake.requests[-1].path == f"/api/environments/1/batch_exports/{export.id}/logs/"
+
+
+async def test_logs_level_as_a_comma_separated_string(
+    fake: FakePostHog, ph: aposthog.Client
+) -> None:
+    """'info, error' is normalised to INFO,ERROR; the limit bounds what comes back."""
+    export = await make(ph)
+    for i in range(4):
+        fake.add_batch_export_log(export.id, f"m{i}", level="info" if i % 2 else "ERROR")
+
+    entries = await ph.batch_exports.logs(export.id, level="info, error", limit=3).to_list()
+    assert dict(fake.requests[-1].query)["level"] == "INFO,ERROR"
+    assert [e.message for e in entries] == ["m3", "m2", "m1"]
+
+
+@pytest.mark.parametrize("limit", [0, 501, -1])
+async def test_logs_limit_outside_1_to_500_fails_before_sending(
+    fake: FakePostHog, ph: aposthog.Client, limit: int
+) -> None:
+    """PostHog allows 1-500: the client refuses anything else without a request."""
+    sent = len(fake.requests)
+    with pytest.raises(ValueError, match="limit"):
+        ph.batch_exports.logs("e", limit=limit)
+    assert len(fake.requests) == sent
+
+
+async def test_logs_are_refused_to_scoped_keys(fake: FakePostHog) -> None:
+    """logs declares no required scopes: a scoped key gets 403, even with '*'."""
+    export_id = None
+    async with fake.client(max_retries=0) as ph:
+        export_id = (await make(ph)).id
+    key = fake.add_key(scopes=["*"])
+    async with fake.client(api_key=key, max_retries=0) as scoped:
+        assert (await scoped.batch_exports.get(export_id)).id == export_id
+        with pytest.raises(aposthog.PermissionDeniedError) as info:
+            await scoped.batch_exports.logs(export_id)
+    assert info.value.detail == "This action does not support Personal API Key access"
+
+
+async def test_logs_of_unknown_export_are_not_found(ph: aposthog.Client) -> None:
+    """logs() of an unknown export is a 404."""
+    with pytest.raises(aposthog.NotFoundError):
+        await ph.batch_exports.logs("missing")
+
+
+# ---------------------------------------------------------------------------------- tests
+
+
+async def test_test_lists_the_destination_steps(fake: FakePostHog, ph: aposthog.Client) -> None:
+    """test() returns PostHog's steps for the type, results empty."""
+    steps = await ph.batch_exports.test(destination=BatchExportDestinationType.AWS_S3)
+
+    assert dict(fake.requests[-1].query) == {"destination": "AwsS3"}
+    assert [s.name for s in steps] == [
+        "Ensure we can assume provided AWS role",
+        "Check S3 bucket exists",
+    ]
+    assert all(s.result is None and s.description for s in steps)
+
+
+async def test_test_turns_empty_400_and_404_into_useful_errors(ph: aposthog.Client) -> None:
+    """PostHog's bare 400 and 404 become errors that say what was wrong."""
+    with pytest.raises(aposthog.NotFoundError) as missing:
+        await ph.batch_exports.test(destination="Postgres")
+    assert missing.value.detail == "PostHog cannot test destination 'Postgres'"
+    assert "Postgres" in str(missing.value)
+    assert missing.value.status == 404
+
+    with pytest.raises(aposthog.BadRequestError) as empty:
+        await ph.batch_exports.test(destination="")
+    assert empty.value.detail == "PostHog needs a destination type to list its test steps"
+    assert "no detail" not in str(empty.value)
+
+
+async def test_test_keeps_other_errors(fake: FakePostHog, ph: aposthog.Client) -> None:
+    """An error that has a detail is not rewritten."""
+    fake.fail_next(status=404, body={"type": "invalid_request", "code": "x", "detail": "gone"})
+    with pytest.raises(aposthog.NotFoundError) as info:
+        await ph.batch_exports.test(destination="S3")
+    assert info.value.detail == "gone"
+
+
+async def test_run_test_step_against_the_stored_export(
+    fake: FakePostHog, ph: aposthog.Client
+) -> None:
+    """run_test_step() posts name, interval, type and the override config; returns the step."""
+    export = await make(ph)
+
+    step = await ph.batch_exports.run_test_step(export.id, step=0, config={"region": "us-east-1"})
+
+    sent = fake.requests[-1]
+    assert sent.path == f"/api/environments/1/batch_exports/{export.id}/run_test_step/"
+    assert sent.json() == {
+        "step": 0,
+        "name": "Events to S3",
+        "interval": "hour",
+        "destination": {"type": "S3", "config": {"region": "us-east-1"}},
+    }
+    assert step.name == "Check S3 bucket exists"
+    assert step.result is not None
+    assert step.result.status is BatchExportTestStepStatus.PASSED
+
+
+async def test_a_failed_step_is_data_not_an_exception(
+    fake: FakePostHog, ph: aposthog.Client
+) -> None:
+    """A Failed result arrives in a 200: no exception, the message is kept."""
+    export = await make(ph)
+    fake.set_batch_export_test_result(
+        "S3", 0, status="Failed", message="Bucket 'events' does not exist"
+    )
+
+    step = await ph.batch_exports.run_test_step(export.id, step=0)
+
+    assert step.result is not None
+    assert step.result.status == "Failed"
+    assert step.result.message == "Bucket 'events' does not exist"
+
+
+async def test_run_test_step_new_validates_like_create(
+    fake: FakePostHog, ph: aposthog.Client
+) -> None:
+    """run_test_step_new() sends a full create body plus the step; bad configs are 400s."""
+    step = await ph.batch_exports.run_test_step_new(
+        step=1, destination={"type": "AwsS3", "config": dict(S3_CONFIG)}
+    )
+    assert fake.requests[-1].json() == {
+        "name": "Destination test",
+        "destination": {"type": "AwsS3", "config": S3_CONFIG},
+        "interval": "hour",
+        "step": 1,
+    }
+    assert step.name == "Check S3 bucket exists"
+    assert step.result is not None
+    assert step.result.status is BatchExportTestStepStatus.PASSED
+
+    role = await ph.batch_exports.run_test_step_new(
+        step=0, destination={"type": "AwsS3", "config": dict(S3_CONFIG)}
+    )
+    assert role.result is not None
+    assert role.result.status is BatchExportTestStepStatus.SKIPPED
+
+    with pytest.raises(aposthog.BadRequestError):
+        await ph.batch_exports.run_test_step_new(step=0, destination=s3(nope=1))
+
+
+async def test_run_test_step_on_an_untestable_destination_is_a_server_error(
+    ph: aposthog.Client,
+) -> None:
+    """PostHog has no test for NoOp: its uncaught error is a 500, not a hang or a 200."""
+    with pytest.raises(aposthog.InternalServerError):
+        await ph.batch_exports.run_test_step_new(step=0, destination={"type": "NoOp", "config": {}})
+
+
+async def test_run_test_step_of_unknown_export_is_not_found(ph: aposthog.Client) -> None:
+    """The export is fetched first: an unknown id is a 404."""
+    with pytest.raises(aposthog.NotFoundError):
+        await ph.batch_exports.run_test_step("missing", step=0)
