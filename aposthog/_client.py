@@ -11,8 +11,7 @@ import json
 import logging
 import time
 import weakref
-from collections.abc import AsyncIterator, Mapping
-from contextlib import asynccontextmanager
+from collections.abc import Mapping
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Final, TypeVar
 
@@ -80,6 +79,32 @@ class _Shared:
         self.streams: weakref.WeakSet[Any] = weakref.WeakSet()
 
 
+class _Slot:
+    """
+    Holds one of the limiter's tokens for the duration of an `async with`.
+
+    A fresh borrower per request: one task may legitimately hold several slots (a
+    paginator inside a stream's consumer, say). A class rather than a generator-based
+    context manager: this runs on every request.
+    """
+
+    __slots__ = ("_limiter", "_token")
+
+    def __init__(self, limiter: anyio.CapacityLimiter) -> None:
+        self._limiter = limiter
+        self._token = object()
+
+    async def __aenter__(self) -> None:
+        try:
+            # The common case, a free slot, costs no trip through the event loop.
+            self._limiter.acquire_on_behalf_of_nowait(self._token)
+        except anyio.WouldBlock:
+            await self._limiter.acquire_on_behalf_of(self._token)
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        self._limiter.release_on_behalf_of(self._token)
+
+
 class Client:
     """
     An async client for PostHog's environment-scoped API.
@@ -136,6 +161,7 @@ class Client:
         )
         transport = Transport(session=session, connect_timeout=self._config.connect_timeout)
         self._shared = _Shared(transport, self._config.max_concurrency)
+        self._header_cache: dict[tuple[str, bool], dict[str, str]] = {}
         self._init_resources()
 
     def _init_resources(self) -> None:
@@ -195,6 +221,7 @@ class Client:
         view = object.__new__(Client)
         view._config = _evolve(self._config, **changes)
         view._shared = self._shared
+        view._header_cache = self._header_cache
         view._init_resources()
         return view
 
@@ -253,31 +280,31 @@ class Client:
                 "create one client per event loop (aiohttp sessions cannot cross loops)"
             )
 
-    @asynccontextmanager
-    async def _slot(self) -> AsyncIterator[None]:
+    def _slot(self) -> _Slot:
         self._check_usable()
         limiter = self._shared.limiter
         assert limiter is not None
-        # A fresh borrower per request: one task may legitimately hold several slots
-        # (a paginator inside a stream's consumer, say).
-        token = object()
-        await limiter.acquire_on_behalf_of(token)
-        try:
-            yield
-        finally:
-            limiter.release_on_behalf_of(token)
+        return _Slot(limiter)
 
     # ----------------------------------------------------------------- requests
 
     def _headers(self, request: Request, *, accept: str = "application/json") -> dict[str, str]:
-        headers = {
-            "Authorization": f"Bearer {self._config.api_key}",
-            "User-Agent": _USER_AGENT,
-            "Accept": accept,
-        }
-        if request.body is not None:
-            headers["Content-Type"] = "application/json"
-        headers.update(request.headers)
+        # Built once per client and shared (aiohttp copies headers into its own
+        # multidict), so a request only pays for a dict when it adds its own headers.
+        cache = self._header_cache
+        key = (accept, request.body is not None)
+        headers = cache.get(key)
+        if headers is None:
+            headers = {
+                "Authorization": f"Bearer {self._config.api_key}",
+                "User-Agent": _USER_AGENT,
+                "Accept": accept,
+            }
+            if request.body is not None:
+                headers["Content-Type"] = "application/json"
+            cache[key] = headers
+        if request.headers:
+            return {**headers, **dict(request.headers)}
         return headers
 
     def _url(self, *parts: str) -> str:
@@ -322,29 +349,26 @@ class Client:
             try:
                 async with self._slot():
                     begin = time.monotonic()
-                    with anyio.fail_after(call_timeout):
-                        response = await self._shared.transport.send(request, headers)
+                    # The transport applies call_timeout as aiohttp's total timeout: it
+                    # covers connecting, sending and reading the whole body.
+                    response = await self._shared.transport.send(
+                        request, headers, timeout=call_timeout
+                    )
             except APIConnectionError as exc:
                 error = exc
                 outcome: StatusOutcome | ConnectionOutcome = ConnectionOutcome(
                     reached_server=exc.reached_server
                 )
-            except TimeoutError:
-                error = APITimeoutError(
-                    f"no complete answer within {call_timeout:g} s",
-                    method=request.method,
-                    path=request.path,
-                )
-                outcome = ConnectionOutcome(reached_server=True)
             else:
-                elapsed_ms = (time.monotonic() - begin) * 1000
-                logger.debug(
-                    "%s %s -> %d (%.0f ms)",
-                    request.method,
-                    request.path,
-                    response.status,
-                    elapsed_ms,
-                )
+                if logger.isEnabledFor(logging.DEBUG):
+                    elapsed_ms = (time.monotonic() - begin) * 1000
+                    logger.debug(
+                        "%s %s -> %d (%.0f ms)",
+                        request.method,
+                        request.path,
+                        response.status,
+                        elapsed_ms,
+                    )
                 if response.status < 400:
                     return response
                 error = error_from_response(
@@ -413,11 +437,13 @@ class Client:
     ) -> AsyncPaginator[T]:
         """A paginator over a list endpoint (nothing is sent until it is awaited or iterated)."""
 
+        list_type = list[item_type]  # type: ignore[valid-type]
+
         async def fetch_request(request: Request) -> Page[T]:
             response = await self.send(request, timeout=timeout)
             body = _decode_json(response, request)
             results, count, next_url, previous = parse_page(
-                body, item_type, request_path=request.path
+                body, list_type, request_path=request.path
             )
             return Page(results, count=count, next=next_url, previous=previous, fetch=fetch_url)
 

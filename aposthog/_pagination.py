@@ -25,9 +25,14 @@ T = TypeVar("T")
 
 
 def parse_page(
-    body: Any, item_type: Any, *, request_path: str = ""
+    body: Any, list_type: Any, *, request_path: str = ""
 ) -> tuple[list[Any], int | None, str | None, str | None]:
-    """Split a page body into (results, count, next, previous), structuring the results."""
+    """
+    Split a page body into (results, count, next, previous), structuring the results.
+
+    `list_type` is the type of the results, e.g. `list[BatchExport]` (made once per
+    paginator rather than once per page: cattrs looks hooks up by it).
+    """
     if not isinstance(body, dict) or not isinstance(body.get("results"), list):
         raise ResponseDecodeError(
             f"expected a page with a 'results' list from {request_path or 'PostHog'}",
@@ -48,7 +53,7 @@ def parse_page(
                 f"'{key}' is not a URL in the page from {request_path}", paths=(f"$.{key}",)
             )
     results: list[Any] = structure(
-        body["results"], list[item_type], path="$.results", request_path=request_path
+        body["results"], list_type, path="$.results", request_path=request_path
     )
     return results, count, next_url or None, previous or None
 

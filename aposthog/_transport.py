@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import urllib.parse
+import urllib.request
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 
 import aiohttp
@@ -64,7 +66,7 @@ def _connection_error(exc: BaseException, request: Request) -> APIConnectionErro
             "timed out connecting to PostHog", method=method, path=path, reached_server=False
         )
     if isinstance(exc, (aiohttp.ServerTimeoutError, asyncio.TimeoutError)):
-        return APITimeoutError("timed out waiting for PostHog", method=method, path=path)
+        return APITimeoutError("no complete answer from PostHog in time", method=method, path=path)
     if isinstance(exc, aiohttp.ClientConnectorError):
         # DNS failure, refused, unreachable, TLS handshake: nothing was sent.
         return APIConnectionError(
@@ -81,6 +83,9 @@ def _connection_error(exc: BaseException, request: Request) -> APIConnectionErro
         message = f"connection to PostHog failed: {type(exc).__name__}: {exc}"
     return APIConnectionError(message, method=method, path=path)
 
+
+# NO_PROXY matching, from the standard library (not in its type stubs).
+_proxy_bypass: Callable[[str, Mapping[str, str]], bool] = urllib.request.proxy_bypass_environment  # type: ignore[attr-defined]
 
 _CLIENT_FAILURES = (aiohttp.ClientError, asyncio.TimeoutError, OSError)
 
@@ -141,6 +146,10 @@ class Transport:
         self._session = session
         self._owns_session = session is None
         self._connect_timeout = connect_timeout
+        # Read once: the environment a client is created in decides its proxies.
+        self._env_proxies = urllib.request.getproxies_environment()
+        self._proxies: dict[tuple[str, str], str | None] = {}
+        self._call_timeouts: dict[float | None, aiohttp.ClientTimeout] = {}
 
     @property
     def owns_session(self) -> bool:
@@ -151,13 +160,26 @@ class Transport:
         if self._session is None:
             # limit=0: concurrency is bounded by the client's limiter, not the pool; a pool
             # limit would make long-lived streams starve ordinary calls.
-            connector = aiohttp.TCPConnector(limit=0, enable_cleanup_closed=False)
-            self._session = aiohttp.ClientSession(
-                connector=connector, trust_env=True, auto_decompress=True
-            )
+            connector = aiohttp.TCPConnector(limit=0)
+            # Proxies come from the environment (see _proxy_for), read once per host here
+            # rather than by aiohttp's trust_env, which hops to a thread on every request.
+            self._session = aiohttp.ClientSession(connector=connector, trust_env=False)
         elif self._session.closed:
             raise APIConnectionError("the aiohttp session given to the client is closed")
         return self._session
+
+    def _proxy_for(self, url: str) -> str | None:
+        """The proxy the environment (HTTP(S)_PROXY, NO_PROXY) names for `url`, if any."""
+        if not self._env_proxies or not self._owns_session:
+            return None  # none configured; a borrowed session brings its own settings
+        parts = urllib.parse.urlsplit(url)
+        key = (parts.scheme, parts.netloc)
+        if key not in self._proxies:
+            proxy = self._env_proxies.get(parts.scheme)
+            if proxy and _proxy_bypass(parts.hostname or "", self._env_proxies):
+                proxy = None
+            self._proxies[key] = proxy
+        return self._proxies[key]
 
     def _timeout(self, *, idle: float | None) -> aiohttp.ClientTimeout:
         return aiohttp.ClientTimeout(
@@ -167,8 +189,19 @@ class Transport:
             sock_read=idle,
         )
 
-    async def send(self, request: Request, headers: Mapping[str, str]) -> Response:
-        """Send a request and read the whole response."""
+    def _call_timeout(self, total: float | None) -> aiohttp.ClientTimeout:
+        timeout = self._call_timeouts.get(total)
+        if timeout is None:
+            timeout = aiohttp.ClientTimeout(
+                total=total, connect=self._connect_timeout, sock_connect=self._connect_timeout
+            )
+            self._call_timeouts[total] = timeout
+        return timeout
+
+    async def send(
+        self, request: Request, headers: Mapping[str, str], *, timeout: float | None = None
+    ) -> Response:
+        """Send a request and read the whole response within `timeout` seconds."""
         session = self._ensure_session()
         try:
             async with session.request(
@@ -177,8 +210,9 @@ class Transport:
                 params=request.params or None,
                 data=request.body,
                 headers=headers,
-                timeout=self._timeout(idle=None),
+                timeout=self._call_timeout(timeout),
                 allow_redirects=False,
+                proxy=self._proxy_for(request.url),
             ) as resp:
                 body = await resp.read()
                 return Response(resp.status, resp.headers, body)
@@ -199,6 +233,7 @@ class Transport:
                 headers=headers,
                 timeout=self._timeout(idle=idle_timeout),
                 allow_redirects=False,
+                proxy=self._proxy_for(request.url),
             )
         except _CLIENT_FAILURES as exc:
             raise _connection_error(exc, request) from None

@@ -274,7 +274,7 @@ async def test_a_client_refuses_another_event_loop(fake: FakePostHog) -> None:
 
         try:
             asyncio.run(use())
-        except BaseException as exc:  # noqa: BLE001 - the assertion is on the type
+        except BaseException as exc:  # the assertion is on the type
             errors.append(exc)
 
     thread = threading.Thread(target=other_loop)

@@ -63,7 +63,7 @@ def test_query_items() -> None:
 def test_encode_json_is_compact_utf8() -> None:
     """Bodies are compact and keep non-ASCII text as UTF-8."""
     assert '{"a":"é","b":[1,2]}'.encode() == encode_json({"a": "é", "b": [1, 2]})
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="JSON compliant"):
         encode_json({"x": float("nan")})
 
 

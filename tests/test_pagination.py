@@ -40,9 +40,11 @@ def test_parse_offset_and_cursor_pages() -> None:
     }
     cursor = {"next": None, "previous": "https://h/a/?cursor=x", "results": []}
 
-    results, count, next_url, previous = parse_page(offset, CustomerProfileConfig)
+    results, count, next_url, previous = parse_page(offset, list[CustomerProfileConfig])
     assert (1, 3, "https://h/a/?offset=1", None) == (len(results), count, next_url, previous)
-    assert ([], None, None, "https://h/a/?cursor=x") == parse_page(cursor, CustomerProfileConfig)
+    assert ([], None, None, "https://h/a/?cursor=x") == parse_page(
+        cursor, list[CustomerProfileConfig]
+    )
 
 
 @pytest.mark.parametrize(
@@ -52,7 +54,7 @@ def test_parse_offset_and_cursor_pages() -> None:
 def test_bad_pages_are_decode_errors(body: Any) -> None:
     """A body that is not a page raises ResponseDecodeError."""
     with pytest.raises(aposthog.ResponseDecodeError):
-        parse_page(body, CustomerProfileConfig)
+        parse_page(body, list[CustomerProfileConfig])
 
 
 async def test_iterating_follows_next_across_pages(fake: FakePostHog, ph: aposthog.Client) -> None:

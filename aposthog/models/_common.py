@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, TypeAlias
 
-from .._converter import converter, extra_fields_field
+from .._converter import extra_fields_field, register_structure_hook
 
 __all__ = ["JSONContainer", "extra_fields_field"]
 
@@ -18,4 +18,4 @@ def _structure_json_container(value: Any, _: Any) -> dict[str, Any] | list[Any]:
     raise TypeError(f"expected a JSON object or array, got {type(value).__name__}")
 
 
-converter.register_structure_hook(JSONContainer, _structure_json_container)
+register_structure_hook(JSONContainer, _structure_json_container)

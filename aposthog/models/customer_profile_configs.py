@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
+from collections.abc import Mapping
 from typing import Any
 
 import attrs
@@ -52,4 +53,4 @@ class CustomerProfileConfig:
     sidebar: JSONContainer = attrs.field(factory=dict)
     created_at: dt.datetime
     updated_at: dt.datetime | None = None
-    extra_fields: dict[str, Any] = extra_fields_field()
+    extra_fields: Mapping[str, Any] = extra_fields_field()

@@ -19,9 +19,11 @@ pytestmark = pytest.mark.anyio
 async def _raw(
     fake: FakePostHog, method: str, path: str, **kwargs: object
 ) -> tuple[int, dict[str, str], bytes]:
-    async with aiohttp.ClientSession() as session:
-        async with session.request(method, fake.url + path, **kwargs) as resp:  # type: ignore[arg-type]
-            return resp.status, dict(resp.headers), await resp.read()
+    async with (
+        aiohttp.ClientSession() as session,
+        session.request(method, fake.url + path, **kwargs) as resp,  # type: ignore[arg-type]
+    ):
+        return resp.status, dict(resp.headers), await resp.read()
 
 
 async def test_no_credentials_is_401_with_www_authenticate(fake: FakePostHog) -> None:

@@ -1,0 +1,72 @@
+"""Terminal output for the command line: aligned tables and JSON lines."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterable, Sequence
+from typing import Any, TextIO
+
+from .._converter import unstructure
+
+__all__ = ["Styler", "cell", "format_table", "json_line"]
+
+
+def cell(value: Any) -> str:
+    """A value rendered for a human: enums by value, times in ISO, JSON shortened."""
+    if value is None:
+        return "-"
+    if hasattr(value, "value") and isinstance(value.value, str):  # an enum member
+        return str(value.value)
+    if hasattr(value, "isoformat"):
+        return str(value.isoformat(timespec="seconds")).replace("+00:00", "Z")
+    if isinstance(value, (dict, list)):
+        text = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+        return text if len(text) <= 40 else text[:39] + "…"
+    return str(value)
+
+
+def format_table(rows: Iterable[Sequence[Any]], headers: Sequence[str]) -> list[str]:
+    """Lines of a left-aligned table (values rendered for humans)."""
+    cells = [[cell(v) for v in row] for row in rows]
+    widths = [len(h) for h in headers]
+    for row in cells:
+        widths = [max(w, len(c)) for w, c in zip(widths, row, strict=True)]
+    lines = ["  ".join(h.upper().ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip()]
+    lines += [
+        "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in cells
+    ]
+    return lines
+
+
+def json_line(record: Any) -> str:
+    """One record as one line of JSON (the wire format, unknown fields included)."""
+    data = record if isinstance(record, (dict, list)) else unstructure(record)
+    return json.dumps(data, ensure_ascii=False, separators=(",", ":"))
+
+
+class Styler:
+    """ANSI emphasis when writing to a terminal, plain text otherwise."""
+
+    def __init__(self, stream: TextIO | None = None) -> None:
+        out = stream if stream is not None else sys.stdout
+        self.enabled = out.isatty()
+
+    def _wrap(self, code: str, text: str) -> str:
+        return f"\033[{code}m{text}\033[0m" if self.enabled else text
+
+    def bold(self, text: str) -> str:
+        """Bold."""
+        return self._wrap("1", text)
+
+    def dim(self, text: str) -> str:
+        """Faint."""
+        return self._wrap("2", text)
+
+    def green(self, text: str) -> str:
+        """Green."""
+        return self._wrap("32", text)
+
+    def red(self, text: str) -> str:
+        """Red."""
+        return self._wrap("31", text)
