@@ -166,7 +166,8 @@ class BatchExports(BatchExportRunsAndBackfills):
 
         PostHog merges `destination.config` into the stored config key by key (nested
         objects too), so send only the keys that change. The destination's `type` must
-        be sent and cannot change.
+        be sent and cannot change. `offset_day` and `offset_hour` need `interval` beside
+        them (PostHog fails with a 500 otherwise); an offset left out then goes back to 0.
 
         Example:
             ```python
@@ -175,6 +176,10 @@ class BatchExports(BatchExportRunsAndBackfills):
             )
             ```
         """
+        if isinstance(interval, NotGiven) and not (
+            isinstance(offset_day, NotGiven) and isinstance(offset_hour, NotGiven)
+        ):
+            raise ValueError("offset_day and offset_hour need interval in the same update")
         payload = body(
             name=name,
             destination=destination,

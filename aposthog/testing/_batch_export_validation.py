@@ -280,7 +280,11 @@ def validate_export(
         raise validation_error(
             "HTTP batch exports only support the events model", attr="non_field_errors"
         )
-    if "interval" in clean or offsets:
+    if offsets and "interval" not in data:
+        # validate() converts offsets only alongside an interval; otherwise DRF sets the
+        # model's read-only offset properties and the view fails: PostHog's 500.
+        raise server_error()
+    if "interval" in clean:
         day, hour = offsets.get("offset_day"), offsets.get("offset_hour")
         if interval == "day" and ("offset_hour" in offsets or not partial):
             clean["interval_offset"] = None if hour is None else hour * 3600

@@ -263,7 +263,7 @@ async def test_update_interval_and_offsets(ph: aposthog.Client) -> None:
 
     daily = await make(ph, interval="day")
     with pytest.raises(aposthog.BadRequestError):
-        await ph.batch_exports.update(daily.id, offset_day=1)
+        await ph.batch_exports.update(daily.id, interval="day", offset_day=1)
 
 
 async def test_update_missing_export_is_not_found(ph: aposthog.Client) -> None:

@@ -1,0 +1,276 @@
+"""Argument checks of ph.batch_exports: plainly wrong arguments fail before any request."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+import pytest
+
+import aposthog
+from aposthog.models import BatchExportDestination, BatchExportLogLevel
+from aposthog.resources._batch_export_args import (
+    backfill_bound,
+    body,
+    destination_body,
+    log_levels,
+    timestamp,
+)
+from aposthog.testing import FakePostHog
+
+UTC = dt.timezone.utc
+NOOP = {"type": "NoOp", "config": {}}
+
+
+# ---------------------------------------------------------------------------------- pure
+
+
+@pytest.mark.parametrize(
+    ("level", "expected"),
+    [
+        ("error", "ERROR"),
+        ("info, Error ,", "INFO,ERROR"),
+        (["warning", BatchExportLogLevel.DEBUG], "WARNING,DEBUG"),
+        (("INFO",), "INFO"),
+        (None, None),
+    ],
+)
+def test_log_levels_become_one_upper_cased_parameter(level: Any, expected: str | None) -> None:
+    """A list or a comma-separated string: one comma-separated, upper-cased value."""
+    assert log_levels(level) == expected
+
+
+@pytest.mark.parametrize(
+    ("level", "error"),
+    [("", ValueError), (" , ", ValueError), ([], ValueError), ([1], TypeError), (3, TypeError)],
+)
+def test_bad_log_levels(level: Any, error: type[Exception]) -> None:
+    """Empty or non-string levels are refused."""
+    with pytest.raises(error):
+        log_levels(level)
+
+
+def test_a_level_with_a_comma_inside_a_list_is_refused() -> None:
+    """In a list, 'INFO,ERROR' as one item would silently become two levels."""
+    with pytest.raises(ValueError, match="comma"):
+        log_levels(["INFO,ERROR"])
+
+
+def test_timestamps() -> None:
+    """Aware datetimes become ISO 8601 (UTC as Z); ISO strings pass; naive ones are refused."""
+    offset = dt.timezone(dt.timedelta(hours=5, minutes=30))
+    assert timestamp("t", dt.datetime(2024, 1, 2, 3, 4, 5, 6, tzinfo=UTC)) == (
+        "2024-01-02T03:04:05.000006Z"
+    )
+    assert timestamp("t", dt.datetime(2024, 1, 2, tzinfo=offset)) == "2024-01-02T00:00:00+05:30"
+    assert timestamp("t", "2024-01-02T03:04:05Z") == "2024-01-02T03:04:05Z"
+    assert timestamp("t", "-7d", relative=True) == "-7d"
+    with pytest.raises(ValueError, match="timezone-aware"):
+        timestamp("after", dt.datetime(2024, 1, 2))
+    with pytest.raises(ValueError, match="ISO 8601"):
+        timestamp("after", "yesterday")
+    with pytest.raises(ValueError, match="empty"):
+        timestamp("after", " ")
+    with pytest.raises(TypeError, match="after"):
+        timestamp("after", 1700000000)  # type: ignore[arg-type]
+
+
+def test_backfill_bounds() -> None:
+    """Dates, aware datetimes and either as strings; a naive time is refused."""
+    assert backfill_bound("start_at", dt.date(2024, 3, 1)) == "2024-03-01"
+    assert backfill_bound("start_at", dt.datetime(2024, 3, 1, tzinfo=UTC)) == (
+        "2024-03-01T00:00:00Z"
+    )
+    assert backfill_bound("start_at", "2024-03-01") == "2024-03-01"
+    assert backfill_bound("start_at", "2024-03-01T10:00+01:00") == "2024-03-01T10:00+01:00"
+    assert backfill_bound("start_at", None) is None
+    with pytest.raises(ValueError, match="no UTC offset"):
+        backfill_bound("start_at", "2024-03-01T10:00:00")
+    with pytest.raises(ValueError, match="timezone-aware"):
+        backfill_bound("end_at", dt.datetime(2024, 3, 1))
+    with pytest.raises(ValueError, match="ISO 8601"):
+        backfill_bound("end_at", "March 1st")
+    with pytest.raises(TypeError):
+        backfill_bound("end_at", 20240301)  # type: ignore[arg-type]
+
+
+def test_destination_bodies() -> None:
+    """Records and mappings become {type, config[, integration]}; integration None is left out."""
+    record = BatchExportDestination(type="S3", config={"a": 1}, integration=None)
+    assert destination_body(record) == {"type": "S3", "config": {"a": 1}}
+    assert destination_body(BatchExportDestination(type="BigQuery", integration=4)) == {
+        "type": "BigQuery",
+        "config": {},
+        "integration": 4,
+    }
+    assert destination_body({"type": "NoOp", "integration_id": 3}) == {
+        "type": "NoOp",
+        "integration_id": 3,
+        "config": {},
+    }
+    with pytest.raises(ValueError, match="type"):
+        destination_body({"config": {"prefix": "x"}})
+    with pytest.raises(TypeError, match="config"):
+        destination_body({"type": "S3", "config": [1]})
+    with pytest.raises(TypeError, match="type"):
+        destination_body({"type": 3, "config": {}})
+    with pytest.raises(TypeError, match="destination"):
+        destination_body("S3")
+
+
+def test_body_leaves_out_not_given_and_keeps_none() -> None:
+    """NOT_GIVEN means 'not sent'; None is sent as null."""
+    assert body(name="x", end_at=aposthog.NOT_GIVEN, timezone=None) == {
+        "name": "x",
+        "timezone": None,
+    }
+
+
+@pytest.mark.parametrize(
+    ("fields", "error"),
+    [
+        ({"name": ""}, ValueError),
+        ({"name": 5}, TypeError),
+        ({"interval": ""}, ValueError),
+        ({"interval": 60}, TypeError),
+        ({"model": None}, TypeError),
+        ({"paused": "yes"}, TypeError),
+        ({"offset_day": 7}, ValueError),
+        ({"offset_day": -1}, ValueError),
+        ({"offset_day": True}, TypeError),
+        ({"offset_hour": 24}, ValueError),
+        ({"offset_hour": "5"}, TypeError),
+        ({"filters": {"key": "x"}}, TypeError),
+        ({"filters": ["x"]}, TypeError),
+        ({"hogql_query": None}, TypeError),
+        ({"timezone": 1}, TypeError),
+        ({"start_at": dt.datetime(2024, 1, 1)}, ValueError),
+        ({"end_at": "tomorrow"}, ValueError),
+    ],
+)
+def test_plainly_wrong_fields(fields: dict[str, Any], error: type[Exception]) -> None:
+    """Each plainly wrong field is a TypeError or ValueError naming it."""
+    with pytest.raises(error, match=next(iter(fields))):
+        body(**fields)
+
+
+def test_offsets_at_the_bounds_are_fine() -> None:
+    """0-6 and 0-23 are accepted, and None clears."""
+    assert body(offset_day=0, offset_hour=23) == {"offset_day": 0, "offset_hour": 23}
+    assert body(offset_day=6, offset_hour=None) == {"offset_day": 6, "offset_hour": None}
+
+
+# ---------------------------------------------------------------------------------- methods
+
+Call = Callable[[aposthog.Client], Coroutine[Any, Any, Any]]
+
+WRONG_CALLS: list[tuple[str, Call, type[Exception]]] = [
+    (
+        "create naive start_at",
+        lambda ph: ph.batch_exports.create(
+            name="x", destination=NOOP, interval="hour", start_at=dt.datetime(2024, 1, 1)
+        ),
+        ValueError,
+    ),
+    (
+        "create offset_day 7",
+        lambda ph: ph.batch_exports.create(
+            name="x", destination=NOOP, interval="week", offset_day=7
+        ),
+        ValueError,
+    ),
+    (
+        "update destination without type",
+        lambda ph: ph.batch_exports.update("e", destination={"config": {"prefix": "x"}}),
+        ValueError,
+    ),
+    (
+        "update offsets without interval",
+        lambda ph: ph.batch_exports.update("e", offset_hour=3),
+        ValueError,
+    ),
+    ("update id None", lambda ph: ph.batch_exports.update(None, name="x"), TypeError),  # type: ignore[arg-type]
+    ("get empty id", lambda ph: ph.batch_exports.get(""), ValueError),
+    ("unpause backfill str", lambda ph: ph.batch_exports.unpause("e", backfill="yes"), TypeError),  # type: ignore[arg-type]
+    ("run_test_step step -1", lambda ph: ph.batch_exports.run_test_step("e", step=-1), ValueError),
+    (
+        "run_test_step step str",
+        lambda ph: ph.batch_exports.run_test_step("e", step="0"),  # type: ignore[arg-type]
+        TypeError,
+    ),
+    (
+        "run_test_step config list",
+        lambda ph: ph.batch_exports.run_test_step("e", step=0, config=[1]),  # type: ignore[arg-type]
+        TypeError,
+    ),
+    (
+        "run_test_step_new step bool",
+        lambda ph: ph.batch_exports.run_test_step_new(step=True, destination=NOOP),
+        TypeError,
+    ),
+    ("test destination None", lambda ph: ph.batch_exports.test(destination=None), TypeError),  # type: ignore[arg-type]
+    (
+        "create_backfill naive",
+        lambda ph: ph.batch_exports.create_backfill(
+            "e", start_at="2024-01-01T00:00:00", end_at=None
+        ),
+        ValueError,
+    ),
+    (
+        "get_run empty run id",
+        lambda ph: ph.batch_exports.get_run("e", ""),
+        ValueError,
+    ),
+    (
+        "cancel_backfill int-like id",
+        lambda ph: ph.batch_exports.cancel_backfill("e", 1.5),  # type: ignore[arg-type]
+        TypeError,
+    ),
+]
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(("label", "call", "error"), WRONG_CALLS, ids=[c[0] for c in WRONG_CALLS])
+async def test_wrong_arguments_fail_before_sending(
+    fake: FakePostHog, ph: aposthog.Client, label: str, call: Call, error: type[Exception]
+) -> None:
+    """The error is raised and no request reaches PostHog."""
+    with pytest.raises(error):
+        await call(ph)
+    assert fake.requests == []
+
+
+WRONG_PAGINATORS: list[tuple[str, Callable[[aposthog.Client], Any], type[Exception]]] = [
+    ("logs limit 0", lambda ph: ph.batch_exports.logs("e", limit=0), ValueError),
+    ("logs limit 501", lambda ph: ph.batch_exports.logs("e", limit=501), ValueError),
+    ("logs limit str", lambda ph: ph.batch_exports.logs("e", limit="5"), TypeError),
+    ("logs level int", lambda ph: ph.batch_exports.logs("e", level=5), TypeError),
+    (
+        "logs naive after",
+        lambda ph: ph.batch_exports.logs("e", after=dt.datetime(2024, 1, 1)),
+        ValueError,
+    ),
+    ("logs search int", lambda ph: ph.batch_exports.logs("e", search=3), TypeError),
+    ("list offset -1", lambda ph: ph.batch_exports.list(offset=-1), ValueError),
+    ("runs ordering", lambda ph: ph.batch_exports.list_runs("e", ordering="status"), ValueError),
+    ("runs status int", lambda ph: ph.batch_exports.list_runs("e", status=[1]), TypeError),
+    (
+        "backfills ordering",
+        lambda ph: ph.batch_exports.list_backfills("e", ordering="-end_at"),
+        ValueError,
+    ),
+]
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(
+    ("label", "call", "error"), WRONG_PAGINATORS, ids=[c[0] for c in WRONG_PAGINATORS]
+)
+async def test_wrong_list_arguments_fail_when_called(
+    fake: FakePostHog, ph: aposthog.Client, label: str, call: Any, error: type[Exception]
+) -> None:
+    """List methods check their arguments at once, before there is a paginator to await."""
+    with pytest.raises(error):
+        call(ph)
+    assert fake.requests == []

@@ -1,0 +1,337 @@
+"""ph.batch_exports runs and backfills against FakePostHog: cursor pages, actions, errors."""
+
+from __future__ import annotations
+
+import datetime as dt
+import urllib.parse
+from typing import Any
+
+import pytest
+
+import aposthog
+from aposthog.models import BatchExport, BatchExportRunStatus
+from aposthog.testing import FakePostHog
+
+pytestmark = pytest.mark.anyio
+
+UTC = dt.timezone.utc
+NOW = dt.datetime.now(UTC)
+
+
+async def make(ph: aposthog.Client, **kwargs: Any) -> BatchExport:
+    kwargs.setdefault("name", "noop")
+    kwargs.setdefault("destination", {"type": "NoOp", "config": {}})
+    kwargs.setdefault("interval", "hour")
+    return await ph.batch_exports.create(**kwargs)
+
+
+def hours_ago(n: float) -> dt.datetime:
+    return NOW - dt.timedelta(hours=n)
+
+
+# ---------------------------------------------------------------------------------- runs
+
+
+async def test_list_runs_is_a_cursor_paginated_newest_first_list(
+    fake: FakePostHog, ph: aposthog.Client
+) -> None:
+    """Runs come 100 to a page without a count, newest first, from the last 7 days."""
+    export = await make(ph)
+    runs = [fake.add_batch_export_run(export.id, created_at=hours_ago(i)) for i in range(150)]
+    fake.add_batch_export_run(export.id, created_at=NOW - dt.timedelta(days=8))
+
+    first = await ph.batch_exports.list_runs(export.id)
+    assert (len(first.results), first.count) == (100, None)
+    assert first.next is not None
+    assert "cursor" in urllib.parse.parse_qs(urllib.parse.urlsplit(first.next).query)
+    assert fake.requests[-1].path == f"/api/environments/1/batch_exports/{export.id}/runs/"
+
+    every = await ph.batch_exports.list_runs(export.id).to_list()
+    assert [r.id for r in every] == [r["id"] for r in runs]
+    assert every[0].status is BatchExportRunStatus.COMPLETED
+    assert every[0].batch_export == export.id
+
+
+async def test_list_runs_filters_go_on_the_wire(fake: FakePostHog, ph: aposthog.Client) -> None:
+    """status repeats; after/before are ISO 8601 or relative; ordering is passed through."""
+    export = await make(ph)
+    failed = fake.add_batch_export_run(export.id, status="Failed", created_at=hours_ago(1))
+    fake.add_batch_export_run(export.id, status="Completed", created_at=hours_ago(2))
+    old = fake.add_batch_export_run(export.id, status="Running", created_at=hours_ago(24 * 20))
+
+    found = await ph.batch_exports.list_runs(
+        export.id, status=[BatchExportRunStatus.FAILED, "Running"], after="-30d"
+    ).to_list()
+    assert [r.id for r in found] == [failed["id"], old["id"]]
+    assert fake.requests[-1].query == (
+        ("status", "Failed"),
+        ("status", "Running"),
+        ("after", "-30d"),
+    )
+
+    window = await ph.batch_exports.list_runs(
+        export.id,
+        status="Failed",
+        after=hours_ago(1.5),
+        before=NOW,
+        ordering="-created_at",
+    ).to_list()
+    assert [r.id for r in window] == [failed["id"]]
+    query = dict(fake.requests[-1].query)
+    assert query["after"] == hours_ago(1.5).isoformat().replace("+00:00", "Z")
+    assert query["ordering"] == "-created_at"
+
+
+async def test_list_runs_by_data_interval(fake: FakePostHog, ph: aposthog.Client) -> None:
+    """Ordering by data_interval_start filters on start/end instead of created_at."""
+    export = await make(ph)
+    hour = NOW.replace(minute=0, second=0, microsecond=0)
+    early = fake.add_batch_export_run(export.id, data_interval_end=hour - dt.timedelta(hours=5))
+    late = fake.add_batch_export_run(export.id, data_interval_end=hour - dt.timedelta(hours=1))
+
+    runs = await ph.batch_exports.list_runs(
+        export.id,
+        ordering="data_interval_start",
+        start=hour - dt.timedelta(hours=6),
+        end=hour - dt.timedelta(hours=2),
+    ).to_list()
+    assert [r.id for r in runs] == [early["id"]]
+
+    both = await ph.batch_exports.list_runs(export.id, ordering="-data_interval_start").to_list()
+    assert [r.id for r in both] == [late["id"], early["id"]]
+
+
+async def test_list_runs_rejects_unknown_statuses_server_side(ph: aposthog.Client) -> None:
+    """A status PostHog does not know is its 400 (the client passes new statuses through)."""
+    export = await make(ph)
+    with pytest.raises(aposthog.BadRequestError) as info:
+        await ph.batch_exports.list_runs(export.id, status="Exploded")
+    assert (info.value.attr, info.value.code) == ("status", "invalid_choice")
+
+
+async def test_get_run(fake: FakePostHog, ph: aposthog.Client) -> None:
+    """get_run() fetches a run of the export; a run of another export is a 404."""
+    export, other = await make(ph), await make(ph)
+    stored = fake.add_batch_export_run(
+        export.id, status="Failed", latest_error="AccessDenied", records_completed=3
+    )
+
+    run = await ph.batch_exports.get_run(export.id, stored["id"])
+    assert fake.requests[-1].path == (
+        f"/api/environments/1/batch_exports/{export.id}/runs/{stored['id']}/"
+    )
+    assert (run.status, run.latest_error, run.records_completed) == ("Failed", "AccessDenied", 3)
+    assert run.data_interval_end == stored["data_interval_end"]
+
+    with pytest.raises(aposthog.NotFoundError):
+        await ph.batch_exports.get_run(other.id, stored["id"])
+
+
+async def test_retry_run_returns_the_backfill_id(fake: FakePostHog, ph: aposthog.Client) -> None:
+    """retry_run() is a 201 with a one-run backfill over the run's data interval."""
+    export = await make(ph)
+    stored = fake.add_batch_export_run(export.id, status="Failed")
+
+    backfill_id = await ph.batch_exports.retry_run(export.id, stored["id"])
+
+    assert fake.requests[-1].path.endswith(f"/runs/{stored['id']}/retry/")
+    backfill = await ph.batch_exports.get_backfill(export.id, backfill_id)
+    assert (backfill.start_at, backfill.end_at) == (
+        stored["data_interval_start"],
+        stored["data_interval_end"],
+    )
+    with pytest.raises(aposthog.NotFoundError):
+        await ph.batch_exports.retry_run(export.id, "missing")
+
+
+async def test_cancel_run(fake: FakePostHog, ph: aposthog.Client) -> None:
+    """A running run is cancelled; any other status is PostHog's 400."""
+    export = await make(ph)
+    running = fake.add_batch_export_run(export.id, status="Running")
+
+    assert await ph.batch_exports.cancel_run(export.id, running["id"]) is None
+    assert fake.requests[-1].method == "POST"
+    assert fake.requests[-1].path.endswith(f"/runs/{running['id']}/cancel/")
+    assert (await ph.batch_exports.get_run(export.id, running["id"])).status == "Cancelled"
+
+    with pytest.raises(aposthog.BadRequestError) as info:
+        await ph.batch_exports.cancel_run(export.id, running["id"])
+    assert info.value.detail == "Cannot cancel a run that is in 'Cancelled' status"
+
+
+# ---------------------------------------------------------------------------------- backfills
+
+
+async def test_create_backfill_of_an_hourly_export(fake: FakePostHog, ph: aposthog.Client) -> None:
+    """Aware datetimes go out as ISO 8601; the 201 carries the new backfill's id."""
+    export = await make(ph)
+    start, end = dt.datetime(2024, 1, 1, tzinfo=UTC), dt.datetime(2024, 1, 2, tzinfo=UTC)
+
+    backfill_id = await ph.batch_exports.create_backfill(export.id, start_at=start, end_at=end)
+
+    sent = fake.requests[-1]
+    assert (sent.method, sent.path) == (
+        "POST",
+        f"/api/environments/1/batch_exports/{export.id}/backfills/",
+    )
+    assert sent.json() == {"start_at": "2024-01-01T00:00:00Z", "end_at": "2024-01-02T00:00:00Z"}
+    backfill = await ph.batch_exports.get_backfill(export.id, backfill_id)
+    assert (backfill.id, backfill.start_at, backfill.end_at) == (backfill_id, start, end)
+    assert backfill.status is BatchExportRunStatus.RUNNING
+    assert backfill.progress is not None
+    assert (backfill.progress.total_runs, backfill.progress.finished_runs) == (24, 0)
+
+
+@pytest.mark.parametrize(
+    ("start_at", "end_at", "detail"),
+    [
+        (
+            "2024-01-02T00:00:00Z",
+            "2024-01-01T00:00:00Z",
+            "The initial backfill datetime 'start_at' must be before 'end_at'",
+        ),
+        (
+            "2024-01-01T00:00:00Z",
+            "2999-01-01T00:00:00Z",
+            "The provided 'end_at' (2999-01-01T00:00:00+00:00) is in the future",
+        ),
+        (None, "2024-01-01T00:00:00Z", None),
+    ],
+)
+async def test_create_backfill_errors(
+    ph: aposthog.Client, start_at: str | None, end_at: str, detail: str | None
+) -> None:
+    """PostHog's 400s for a reversed range, a future end and a missing start."""
+    export = await make(ph)
+    with pytest.raises(aposthog.BadRequestError) as info:
+        await ph.batch_exports.create_backfill(export.id, start_at=start_at, end_at=end_at)
+    expected = detail or "Backfilling from the beginning of time is not enabled for this team."
+    assert info.value.detail == expected
+
+
+async def test_create_backfill_from_the_beginning_with_the_flag(
+    fake: FakePostHog, ph: aposthog.Client
+) -> None:
+    """start_at=None is sent as null and works once the team has the flag."""
+    export = await make(ph)
+    fake.batch_export_flags.add("batch-export-earliest-backfill")
+    backfill_id = await ph.batch_exports.create_backfill(export.id, start_at=None, end_at=None)
+    assert fake.requests[-1].json() == {"start_at": None, "end_at": None}
+    assert (await ph.batch_exports.get_backfill(export.id, backfill_id)).start_at is None
+
+
+async def test_daily_and_weekly_backfills_take_dates(
+    fake: FakePostHog, ph: aposthog.Client
+) -> None:
+    """Dates are sent as YYYY-MM-DD; a time or the wrong weekday is PostHog's 400."""
+    daily = await make(ph, interval="day", offset_hour=5)
+    backfill_id = await ph.batch_exports.create_backfill(
+        daily.id, start_at=dt.date(2024, 3, 1), end_at="2024-03-03"
+    )
+    assert fake.requests[-1].json() == {"start_at": "2024-03-01", "end_at": "2024-03-03"}
+    backfill = await ph.batch_exports.get_backfill(daily.id, backfill_id)
+    assert backfill.start_at == dt.datetime(2024, 3, 1, 5, tzinfo=UTC)
+
+    with pytest.raises(aposthog.BadRequestError) as info:
+        await ph.batch_exports.create_backfill(
+            daily.id, start_at="2024-03-01T00:00:00Z", end_at="2024-03-03"
+        )
+    assert info.value.detail is not None
+    assert "expect only the date component" in info.value.detail
+
+    weekly = await make(ph, interval="week", offset_day=1)  # Mondays
+    with pytest.raises(aposthog.BadRequestError) as info:
+        await ph.batch_exports.create_backfill(
+            weekly.id, start_at=dt.date(2024, 3, 5), end_at=dt.date(2024, 3, 11)
+        )
+    assert info.value.detail is not None
+    assert (
+        "2024-03-05 is a Tuesday but this batch export is configured to run weekly on Monday"
+        in (info.value.detail)
+    )
+    assert await ph.batch_exports.create_backfill(
+        weekly.id, start_at=dt.date(2024, 3, 4), end_at=dt.date(2024, 3, 11)
+    )
+
+
+async def test_too_many_running_backfills_is_a_rate_limit(
+    fake: FakePostHog, ph: aposthog.Client
+) -> None:
+    """PostHog's 429 too_many_concurrent_backfills arrives as RateLimitError."""
+    export = await make(ph)
+    fake.max_concurrent_backfills = 1
+    fake.add_batch_export_backfill(export.id, status="Running")
+    with pytest.raises(aposthog.RateLimitError) as info:
+        await ph.batch_exports.create_backfill(
+            export.id, start_at="2024-01-01T00:00:00Z", end_at="2024-01-02T00:00:00Z"
+        )
+    assert info.value.code == "too_many_concurrent_backfills"
+
+
+async def test_create_backfill_of_unknown_export(ph: aposthog.Client) -> None:
+    """An unknown export is PostHog's 404 with its own detail."""
+    with pytest.raises(aposthog.NotFoundError) as info:
+        await ph.batch_exports.create_backfill(
+            "missing", start_at="2024-01-01T00:00:00Z", end_at="2024-01-02T00:00:00Z"
+        )
+    assert info.value.detail == "BatchExport not found."
+
+
+async def test_list_backfills_is_a_cursor_list_of_50(
+    fake: FakePostHog, ph: aposthog.Client
+) -> None:
+    """Backfills come 50 to a page, newest first, or by start_at when asked."""
+    export = await make(ph)
+    days = [
+        dt.datetime(2024, 1, 1, tzinfo=UTC) + dt.timedelta(days=(i * 7) % 60) for i in range(60)
+    ]
+    added = [fake.add_batch_export_backfill(export.id, start_at=day) for day in days]
+
+    first = await ph.batch_exports.list_backfills(export.id)
+    assert (len(first.results), first.count, first.has_next_page()) == (50, None, True)
+    every = await ph.batch_exports.list_backfills(export.id).to_list()
+    assert [b.id for b in every] == [b["id"] for b in reversed(added)]
+
+    by_start = await ph.batch_exports.list_backfills(export.id, ordering="start_at").to_list()
+    assert [b.start_at for b in by_start] == sorted(days)
+    assert dict(fake.requests[-1].query)["ordering"] == "start_at"
+
+
+async def test_backfill_progress(fake: FakePostHog, ph: aposthog.Client) -> None:
+    """Completed backfills report 1.0; running ones count their finished runs."""
+    export = await make(ph)
+    start = dt.datetime(2024, 1, 1, tzinfo=UTC)
+    done = fake.add_batch_export_backfill(
+        export.id, start_at=start, end_at=start + dt.timedelta(hours=4)
+    )
+    running = fake.add_batch_export_backfill(
+        export.id, status="Running", start_at=start, end_at=start + dt.timedelta(hours=4)
+    )
+    for status in ("Completed", "Failed", "Running"):
+        fake.add_batch_export_run(export.id, status=status, backfill=running["id"])
+
+    finished = await ph.batch_exports.get_backfill(export.id, done["id"])
+    assert finished.progress is not None
+    assert (finished.progress.total_runs, finished.progress.progress) == (4, 1.0)
+    partial = await ph.batch_exports.get_backfill(export.id, running["id"])
+    assert partial.progress is not None
+    assert (partial.progress.finished_runs, partial.progress.progress) == (2, 0.5)
+
+    with pytest.raises(aposthog.NotFoundError):
+        await ph.batch_exports.get_backfill(export.id, "missing")
+
+
+async def test_cancel_backfill(fake: FakePostHog, ph: aposthog.Client) -> None:
+    """Cancelling a running backfill cancels its running runs; a finished one is a 400."""
+    export = await make(ph)
+    running = fake.add_batch_export_backfill(export.id, status="Running")
+    run = fake.add_batch_export_run(export.id, status="Running", backfill=running["id"])
+
+    assert await ph.batch_exports.cancel_backfill(export.id, running["id"]) is None
+    assert fake.requests[-1].path.endswith(f"/backfills/{running['id']}/cancel/")
+    assert (await ph.batch_exports.get_backfill(export.id, running["id"])).status == "Cancelled"
+    assert (await ph.batch_exports.get_run(export.id, run["id"])).status == "Cancelled"
+
+    with pytest.raises(aposthog.BadRequestError) as info:
+        await ph.batch_exports.cancel_backfill(export.id, running["id"])
+    assert info.value.detail == "Cannot cancel a backfill that is in 'Cancelled' status"
