@@ -1,0 +1,254 @@
+"""
+The conversation-state accumulator: typed events in, what to deliver out. Pure and
+synchronous; `ConversationStream` feeds it and only awaits I/O.
+
+PostHog's stream (reference §3.5 to §3.6) has three traits this module exists for:
+
+* An in-progress `ai` message has no `id` and carries the whole text so far (a
+  cumulative snapshot). Text deltas are computed here, against the text already given
+  out, so a delta never repeats or contradicts earlier ones.
+* A final message has an `id`, and replaces the snapshots. Its text usually extends
+  what was streamed; only the missing tail is given out then.
+* A re-attach replays the whole run from its start. Replayed events must not be
+  delivered twice, yet they carry no sequence number. They are recognised by content:
+  a final message by its id; a snapshot by its position (snapshots that precede the
+  n-th final assistant message belong to it, so once that message is known they are
+  replays) or, for the message still in progress, by being a prefix of the last
+  snapshot delivered; any other event by being identical to one already delivered.
+
+The deltas rule, exactly: a snapshot's text is given out up to its last non-space
+character (trailing whitespace is held back, since a final message may trim it), and
+only when it extends the text already given out for that message; a final message
+gives out the rest of its text when it extends that text. Text of separate assistant
+messages is joined by a blank line. So `"".join(deltas)` equals
+`ConversationResult.text` whenever PostHog streams by extension, which is how it
+merges chunks. When the server rewrites streamed text (never seen), no delta
+contradicts the earlier ones: the stream just stops adding text for that message, and
+`ConversationResult.streamed_text` differs from `.text`, so a caller can tell.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import attrs
+
+from .models.conversations import ConversationResult, ConversationSummary
+from .models.events import ConversationEvent, MessageEvent, StatusEvent, StreamEvent
+from .models.messages import AssistantMessage, FailureMessage, HumanMessage, Message
+
+__all__ = ["SEPARATOR", "ConversationState", "Delivery"]
+
+SEPARATOR = "\n\n"
+"""What `text_deltas()` puts between two assistant messages of one run."""
+
+
+@attrs.frozen
+class Delivery:
+    """One event to give the caller, and the text it adds to the answer ("" if none)."""
+
+    event: StreamEvent
+    text: str = ""
+
+
+class ConversationState:
+    """
+    Accumulates one run of a conversation across connections.
+
+    Example:
+        >>> from aposthog.models.events import decode_event
+        >>> state = ConversationState()
+        >>> state.feed(decode_event("message", '{"type":"ai","content":"Hel"}')).text
+        'Hel'
+        >>> state.feed(decode_event("message", '{"type":"ai","content":"Hello"}')).text
+        'lo'
+        >>> state.feed(decode_event("message", '{"type":"ai","content":"Hello!","id":"m1"}')).text
+        '!'
+        >>> state.begin_attempt()  # reconnected: PostHog replays the run
+        >>> state.feed(decode_event("message", '{"type":"ai","content":"Hel"}')) is None
+        True
+    """
+
+    def __init__(self) -> None:
+        self._messages: list[Message] = []
+        self._index: dict[str, int] = {}  # final message id -> position in _messages
+        self._assistant_ids: dict[str, int] = {}  # top-level final `ai` id -> its ordinal
+        self._cursor = 0  # ordinal of the message this connection's next snapshot belongs to
+        self._replaying = False
+        self._snapshot: AssistantMessage | None = None  # last top-level snapshot delivered
+        self._nested: dict[str, AssistantMessage] = {}  # subagent snapshots, by parent call
+        self._emitted = ""  # the current assistant message's text given out so far
+        self._streamed: list[str] = []
+        self._seen: set[tuple[str, str]] = set()
+        self.human_id: str | None = None
+        self.conversation: ConversationSummary | None = None
+        self.failure: FailureMessage | None = None
+        self.generation_error = False
+
+    # ------------------------------------------------------------------ inputs
+
+    def begin_attempt(self) -> None:
+        """A new connection is starting: expect the run to be replayed from its start."""
+        self._cursor = 0
+        self._replaying = True
+
+    def feed(self, event: StreamEvent, *, raw: str | None = None) -> Delivery | None:
+        """
+        Take one event; return what to deliver, or None for a replayed duplicate.
+
+        Args:
+            raw: the event's wire form (name and data), the identity used to recognise a
+                replayed non-message event; without it the event's repr is used.
+        """
+        if isinstance(event, MessageEvent):
+            return self._message(event)
+        key = ("raw", raw) if raw is not None else ("repr", repr(event))
+        if key in self._seen:
+            return None
+        self._seen.add(key)
+        self._replaying = False
+        if isinstance(event, ConversationEvent):
+            self.conversation = event.conversation
+        elif isinstance(event, StatusEvent) and event.is_error:
+            self.generation_error = True
+        return Delivery(event)
+
+    def catch_up(self, messages: Sequence[Message]) -> list[Delivery] | None:
+        """
+        Deliver the final messages of a conversation fetched after the run ended unseen.
+
+        Only messages after this run's human message count (the conversation also holds
+        earlier runs). None when that message is not there: nothing can be matched.
+        """
+        if self.human_id is None:
+            return None
+        ids = [m.id for m in messages]
+        if self.human_id not in ids:
+            return None
+        out: list[Delivery] = []
+        for message in messages[ids.index(self.human_id) + 1 :]:
+            if message.id is None or message.id in self._index:
+                continue
+            delivery = self._message(MessageEvent(message))
+            if delivery is not None:
+                out.append(delivery)
+        return out
+
+    # ------------------------------------------------------------------ outputs
+
+    @property
+    def messages(self) -> tuple[Message, ...]:
+        """The final messages so far, in order, each once."""
+        return tuple(self._messages)
+
+    @property
+    def streamed_text(self) -> str:
+        """Every delta given out so far, joined."""
+        return "".join(self._streamed)
+
+    @property
+    def in_progress(self) -> AssistantMessage | None:
+        """The top-level snapshot not yet replaced by its final message, if any."""
+        return self._snapshot
+
+    def result(
+        self, conversation_id: str, *, complete: bool, cancelled: bool
+    ) -> ConversationResult:
+        """The `ConversationResult` of what was accumulated."""
+        return ConversationResult(
+            conversation_id=conversation_id,
+            messages=self.messages,
+            conversation=self.conversation,
+            failure=self.failure,
+            generation_error=self.generation_error,
+            in_progress=self._snapshot,
+            streamed_text=self.streamed_text,
+            complete=complete,
+            cancelled=cancelled,
+        )
+
+    # ------------------------------------------------------------------ messages
+
+    def _message(self, event: MessageEvent) -> Delivery | None:
+        message = event.message
+        if isinstance(message, AssistantMessage) and message.in_progress:
+            if message.parent_tool_call_id is not None:
+                return self._nested_snapshot(event, message)
+            return self._top_snapshot(event, message)
+        if message.id is None:
+            return self._idless_final(event, message)
+        position = self._index.get(message.id)
+        if position is not None:
+            ordinal = self._assistant_ids.get(message.id)
+            if ordinal is not None:
+                # Snapshots that follow this (replayed) message belong to the next one.
+                self._cursor = ordinal + 1
+            if self._messages[position] == message:
+                return None
+            self._messages[position] = message  # same id, new content: the newer wins
+            return Delivery(event)
+        self._replaying = False
+        self._index[message.id] = len(self._messages)
+        self._messages.append(message)
+        self._note(message)
+        text = ""
+        if isinstance(message, AssistantMessage) and message.parent_tool_call_id is None:
+            self._assistant_ids[message.id] = len(self._assistant_ids)
+            self._cursor = len(self._assistant_ids)
+            text = self._advance(message.content)
+            self._snapshot = None
+            self._emitted = ""
+        elif isinstance(message, AssistantMessage) and message.parent_tool_call_id:
+            self._nested.pop(message.parent_tool_call_id, None)
+        return Delivery(event, text)
+
+    def _top_snapshot(self, event: MessageEvent, message: AssistantMessage) -> Delivery | None:
+        if self._cursor < len(self._assistant_ids):
+            return None  # a replayed snapshot of a message that is already final
+        last = self._snapshot
+        if last is not None:
+            if message == last:
+                # Where the previous connection left off: what follows is new.
+                self._replaying = False
+                return None
+            if self._replaying and last.content.startswith(message.content):
+                return None
+        self._replaying = False
+        self._snapshot = message
+        return Delivery(event, self._advance(message.content.rstrip()))
+
+    def _nested_snapshot(self, event: MessageEvent, message: AssistantMessage) -> Delivery | None:
+        # A subagent's text is not the reply: no deltas, and no way to place its replayed
+        # snapshots, so they are only passed on live (their final message always is).
+        parent = message.parent_tool_call_id
+        assert parent is not None
+        if self._replaying or self._nested.get(parent) == message:
+            return None
+        self._nested[parent] = message
+        return Delivery(event)
+
+    def _idless_final(self, event: MessageEvent, message: Message) -> Delivery | None:
+        # PostHog's bare failure is `{"type":"ai/failure"}`: no id to match a replay by.
+        if message in self._messages:
+            return None
+        self._replaying = False
+        self._messages.append(message)
+        self._note(message)
+        return Delivery(event)
+
+    def _note(self, message: Message) -> None:
+        if isinstance(message, HumanMessage) and self.human_id is None:
+            self.human_id = message.id
+        elif isinstance(message, FailureMessage):
+            self.failure = message
+
+    def _advance(self, target: str) -> str:
+        emitted = self._emitted
+        if len(target) <= len(emitted) or not target.startswith(emitted):
+            return ""
+        text = target[len(emitted) :]
+        if not emitted and self._streamed:
+            text = SEPARATOR + text
+        self._emitted = target
+        self._streamed.append(text)
+        return text

@@ -1,0 +1,232 @@
+"""
+PostHog AI conversations: the list record, the full record and their parts.
+
+PostHog's list serializer (`ConversationMinimal`) has grown from six fields to a dozen;
+the newer ones default here, so an older server's records decode too. Older servers
+also put `messages` in list records: that key lands in `extra_fields`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+from typing import Any
+
+import attrs
+
+from ._common import extra_fields_field
+from .messages import AssistantMessage, FailureMessage, Message
+
+__all__ = [
+    "AgentMode",
+    "Conversation",
+    "ConversationResult",
+    "ConversationStatus",
+    "ConversationSummary",
+    "ConversationType",
+    "PendingApproval",
+    "UserBasic",
+]
+
+
+class _StrEnum(str, enum.Enum):
+    def __str__(self) -> str:
+        return str(self.value)
+
+
+class ConversationStatus(_StrEnum):
+    """Whether the conversation is generating. Members are strs: compare with plain strings."""
+
+    IDLE = "idle"
+    IN_PROGRESS = "in_progress"
+    CANCELING = "canceling"
+
+
+class ConversationType(_StrEnum):
+    """Which kind of conversation it is (a newer kind arrives as its plain string)."""
+
+    ASSISTANT = "assistant"
+    TOOL_CALL = "tool_call"
+    DEEP_RESEARCH = "deep_research"
+    SLACK = "slack"
+
+
+class AgentMode(_StrEnum):
+    """
+    The agent modes known to this version. PostHog adds modes (and drops some) often, so
+    `create(agent_mode=...)` takes any string, and a record keeps an unknown mode as its string.
+    """
+
+    PRODUCT_ANALYTICS = "product_analytics"
+    SQL = "sql"
+    SESSION_REPLAY = "session_replay"
+    ERROR_TRACKING = "error_tracking"
+    PLAN = "plan"
+    EXECUTION = "execution"
+    SURVEY = "survey"
+    ONBOARDING = "onboarding"
+    RESEARCH = "research"
+    FLAGS = "flags"
+    LLM_ANALYTICS = "llm_analytics"
+    USER_INTERVIEW = "user_interview"
+    CUSTOMER_ANALYTICS = "customer_analytics"
+    SANDBOX = "sandbox"
+
+
+@attrs.frozen(kw_only=True)
+class UserBasic:
+    """
+    The user a conversation belongs to (PostHog's `UserBasic`).
+
+    Attributes:
+        id: the user's numeric id.
+        uuid: the user's UUID.
+        email: the user's email address.
+    """
+
+    id: int | None = None
+    uuid: str | None = None
+    distinct_id: str | None = None
+    first_name: str = ""
+    last_name: str = ""
+    email: str = ""
+    is_email_verified: bool | None = None
+    hedgehog_config: dict[str, Any] | None = None
+    role_at_organization: str | None = None
+    extra_fields: dict[str, Any] = extra_fields_field()
+
+
+@attrs.frozen(kw_only=True)
+class ConversationSummary:
+    """
+    A conversation as listed (PostHog's `ConversationMinimal`), and as the stream's
+    `conversation` event carries it.
+
+    Attributes:
+        id: the conversation's UUID.
+        status: `ConversationStatus` (or a newer status's string).
+        title: the generated title; None until PostHog has made one (the conversation
+            cannot be fetched or listed before that).
+        user: who started it.
+        created_at, updated_at: timestamps (timezone-aware), when sent.
+        type: `ConversationType` (or a newer type's string), when sent.
+        extra_fields: fields this version does not know (and `messages` from older servers).
+    """
+
+    id: str
+    status: ConversationStatus | str = ConversationStatus.IDLE
+    title: str | None = None
+    user: UserBasic | None = None
+    created_at: dt.datetime | None = None
+    updated_at: dt.datetime | None = None
+    topic: str | None = None
+    type: ConversationType | str | None = None
+    is_internal: bool | None = None
+    slack_thread_key: str | None = None
+    slack_workspace_domain: str | None = None
+    task: dict[str, Any] | None = None
+    extra_fields: dict[str, Any] = extra_fields_field()
+
+
+@attrs.frozen(kw_only=True)
+class PendingApproval:
+    """
+    A tool call waiting for the user's approval (resume it with `create(resume_payload=…)`).
+
+    Attributes:
+        proposal_id: what `resume_payload["proposal_id"]` names.
+        decision_status: `pending`, `approved`, `rejected` or `auto_rejected`.
+        tool_name: the tool that asks.
+        preview: what the UI shows the user.
+        payload: the proposed arguments.
+    """
+
+    proposal_id: str
+    decision_status: str = "pending"
+    tool_name: str = ""
+    preview: Any = None
+    payload: Any = None
+    original_tool_call_id: str | None = None
+    message_id: str | None = None
+    extra_fields: dict[str, Any] = extra_fields_field()
+
+
+@attrs.frozen(kw_only=True)
+class Conversation(ConversationSummary):
+    """
+    A conversation with its messages (`GET conversations/{id}/`).
+
+    Attributes:
+        messages: every message, oldest first (`Message` union; unknown types are
+            `UnknownMessage`).
+        pending_approvals: tool calls waiting for approval.
+        agent_mode: `AgentMode` (or a newer mode's string), or None.
+        agent_runtime: `langgraph` or `sandbox`, when sent.
+    """
+
+    messages: list[Message] = attrs.field(factory=list)
+    pending_approvals: list[PendingApproval] = attrs.field(factory=list)
+    has_unsupported_content: bool = False
+    agent_mode: AgentMode | str | None = None
+    agent_runtime: str | None = None
+    is_sandbox: bool = False
+
+
+@attrs.frozen(kw_only=True)
+class ConversationResult:
+    """
+    What one streamed run produced: `await stream.until_done()` returns it.
+
+    Example:
+        ```python
+        result = await ph.conversations.create("Signups last week?").until_done()
+        if result.failed:
+            print("PostHog AI failed:", result.failure.content if result.failure else "")
+        else:
+            print(result.text)
+        ```
+
+    Attributes:
+        conversation_id: the conversation's UUID.
+        messages: this run's final messages, oldest first (the echo of your message
+            first), each once: replayed events are de-duplicated by id, and in-progress
+            snapshots are not included (their final messages are).
+        conversation: the latest `conversation` event, or None (PostHog sends it only for
+            a new conversation).
+        failure: the in-band `ai/failure` message, or None.
+        generation_error: whether PostHog sent `status: generation_error`.
+        in_progress: the last in-progress snapshot, when the stream ended before its final
+            message (after a cancel, say); else None.
+        streamed_text: exactly the text `text_deltas()` gave out (`"".join(deltas)`).
+        complete: whether the stream reached its end (PostHog closes it when the run is
+            over); False after `aclose()`, `cancel()` or an error.
+        cancelled: whether `stream.cancel()` was called.
+    """
+
+    conversation_id: str
+    messages: tuple[Message, ...] = ()
+    conversation: ConversationSummary | None = None
+    failure: FailureMessage | None = None
+    generation_error: bool = False
+    in_progress: AssistantMessage | None = None
+    streamed_text: str = ""
+    complete: bool = False
+    cancelled: bool = False
+
+    @property
+    def failed(self) -> bool:
+        """Whether PostHog reported a failure in the stream (`ai/failure` or `generation_error`)."""
+        return self.failure is not None or self.generation_error
+
+    @property
+    def text(self) -> str:
+        """
+        The assistant's answer: the text of this run's final assistant messages, joined
+        by a blank line. Equals `streamed_text` unless PostHog rewrote text it had
+        already streamed, or the run failed after streaming part of an answer.
+        """
+        return "\n\n".join(
+            m.content
+            for m in self.messages
+            if isinstance(m, AssistantMessage) and m.content and m.parent_tool_call_id is None
+        )

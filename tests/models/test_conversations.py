@@ -1,0 +1,353 @@
+"""Conversation records, the message union and stream events: PostHog's bodies, newer servers."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import attrs
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from aposthog._converter import converter, structure, unstructure
+from aposthog._errors import ResponseDecodeError
+from aposthog.models.conversations import (
+    AgentMode,
+    Conversation,
+    ConversationResult,
+    ConversationStatus,
+    ConversationSummary,
+    ConversationType,
+    PendingApproval,
+)
+from aposthog.models.events import (
+    ConversationEvent,
+    MessageEvent,
+    StatusEvent,
+    UnknownEvent,
+    UpdateEvent,
+    decode_event,
+)
+from aposthog.models.messages import (
+    ArtifactMessage,
+    AssistantMessage,
+    ContextMessage,
+    FailureMessage,
+    HumanMessage,
+    Message,
+    MultiVisualizationMessage,
+    NotebookUpdateMessage,
+    PlanningMessage,
+    ReasoningMessage,
+    TaskExecutionMessage,
+    ToolCall,
+    ToolCallMessage,
+    UnknownMessage,
+    VisualizationMessage,
+    message_from_dict,
+    message_to_dict,
+)
+from tests.strategies import records
+
+KNOWN_MESSAGES = (
+    HumanMessage,
+    AssistantMessage,
+    FailureMessage,
+    ToolCallMessage,
+    ArtifactMessage,
+    NotebookUpdateMessage,
+    VisualizationMessage,
+    MultiVisualizationMessage,
+    ReasoningMessage,
+    PlanningMessage,
+    TaskExecutionMessage,
+    ContextMessage,
+)
+
+# A conversation as `GET conversations/{id}/` returns it: messages are `model_dump()`ed,
+# so their null fields are written out (the stream leaves them out).
+RETRIEVED: dict[str, Any] = {
+    "id": "0f0b2d4c-9f5e-4a57-9d7e-3d5f3c1c2b11",
+    "status": "idle",
+    "title": "Weekly signups",
+    "topic": None,
+    "user": {
+        "id": 7,
+        "uuid": "0186f2a4-3c8e-0000-e2e3-4a2b1c9d8e7f",
+        "distinct_id": "abc",
+        "first_name": "Ada",
+        "last_name": "L",
+        "email": "ada@example.com",
+        "is_email_verified": True,
+        "hedgehog_config": None,
+        "role_at_organization": "engineering",
+    },
+    "created_at": "2025-03-01T10:00:00.123456Z",
+    "updated_at": "2025-03-01T10:01:00Z",
+    "type": "assistant",
+    "is_internal": False,
+    "slack_thread_key": None,
+    "slack_workspace_domain": None,
+    "task": None,
+    "messages": [
+        {
+            "content": "How many signups?",
+            "id": "h1",
+            "parent_tool_call_id": None,
+            "trace_id": "t",
+            "type": "human",
+            "ui_context": None,
+        },
+        {
+            "content": "",
+            "id": "a1",
+            "meta": None,
+            "parent_tool_call_id": None,
+            "tool_calls": [
+                {"args": {"q": 1}, "id": "call_1", "name": "create_insight", "type": "tool_call"}
+            ],
+            "type": "ai",
+        },
+        {"content": "ok", "id": "t1", "tool_call_id": "call_1", "type": "tool", "ui_payload": None},
+        {"type": "ai/hologram", "id": "x1", "beam": 3},
+        {"content": "1,234 signups.", "id": "a2", "meta": None, "tool_calls": None, "type": "ai"},
+    ],
+    "has_unsupported_content": False,
+    "agent_mode": "product_analytics",
+    "agent_runtime": "langgraph",
+    "is_sandbox": False,
+    "pending_approvals": [
+        {
+            "proposal_id": "p1",
+            "decision_status": "pending",
+            "tool_name": "create_feature_flag",
+            "preview": "Create flag beta",
+            "payload": {"key": "beta"},
+            "original_tool_call_id": "call_9",
+            "message_id": "a2",
+        }
+    ],
+}
+
+
+def test_a_retrieved_conversation_decodes_with_every_message_typed() -> None:
+    conversation = structure(RETRIEVED, Conversation)
+    assert conversation.status is ConversationStatus.IDLE
+    assert conversation.type is ConversationType.ASSISTANT
+    assert conversation.agent_mode is AgentMode.PRODUCT_ANALYTICS
+    assert conversation.user is not None
+    assert conversation.user.email == "ada@example.com"
+    assert conversation.created_at is not None
+    assert conversation.created_at.tzinfo is not None
+    kinds = [type(m) for m in conversation.messages]
+    assert kinds == [
+        HumanMessage,
+        AssistantMessage,
+        ToolCallMessage,
+        UnknownMessage,
+        AssistantMessage,
+    ]
+    ai = conversation.messages[1]
+    assert isinstance(ai, AssistantMessage)
+    assert ai.tool_calls == [ToolCall(id="call_1", name="create_insight", args={"q": 1})]
+    unknown = conversation.messages[3]
+    assert unknown == UnknownMessage(type="ai/hologram", id="x1", data=RETRIEVED["messages"][3])
+    assert conversation.pending_approvals == [
+        PendingApproval(
+            proposal_id="p1",
+            tool_name="create_feature_flag",
+            preview="Create flag beta",
+            payload={"key": "beta"},
+            original_tool_call_id="call_9",
+            message_id="a2",
+        )
+    ]
+
+
+def test_a_newer_server_adds_fields_modes_and_statuses_without_failing() -> None:
+    body = {**RETRIEVED, "status": "paused", "agent_mode": "warp", "colour": "teal"}
+    conversation = structure(body, Conversation)
+    assert conversation.status == "paused"
+    assert conversation.agent_mode == "warp"
+    assert conversation.extra_fields == {"colour": "teal"}
+
+
+def test_an_older_server_sends_six_fields_and_lists_messages() -> None:
+    old = {
+        "id": "c",
+        "user": {"id": 1, "first_name": "A", "email": "a@example.com"},
+        "status": "in_progress",
+        "title": "T",
+        "created_at": "2024-01-01T00:00:00Z",
+        "updated_at": None,
+        "messages": [{"type": "human", "content": "hi"}],
+    }
+    summary = structure(old, ConversationSummary)
+    assert summary.status is ConversationStatus.IN_PROGRESS
+    assert summary.type is None
+    assert summary.extra_fields == {"messages": [{"type": "human", "content": "hi"}]}
+
+
+def test_a_record_that_does_not_fit_is_a_decode_error() -> None:
+    with pytest.raises(ResponseDecodeError):
+        structure({"status": "idle"}, ConversationSummary)  # no id
+
+
+@pytest.mark.parametrize(
+    ("data", "expected"),
+    [
+        ({"type": "human", "content": "q", "id": "h"}, HumanMessage(id="h", content="q")),
+        ({"type": "ai/failure"}, FailureMessage()),
+        (
+            {"type": "ai/failure", "content": "Oops", "id": "f"},
+            FailureMessage(id="f", content="Oops"),
+        ),
+        (
+            {"type": "ai/artifact", "artifact_id": "a", "source": "insight", "content": {}},
+            ArtifactMessage(artifact_id="a", source="insight"),
+        ),
+        (
+            {"type": "ai/notebook", "notebook_id": "n", "content": {"type": "doc"}},
+            NotebookUpdateMessage(notebook_id="n", content={"type": "doc"}),
+        ),
+        (
+            {"type": "tool", "content": "r", "tool_call_id": "c", "ui_payload": {"x": 1}},
+            ToolCallMessage(content="r", tool_call_id="c", ui_payload={"x": 1}),
+        ),
+    ],
+)
+def test_messages_decode_by_type(data: dict[str, Any], expected: Message) -> None:
+    assert message_from_dict(data) == expected
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        {"type": "ai/hologram", "id": "m"},  # a type this version does not know
+        {"content": "no type"},
+        {"type": 3},
+        {"type": "ai", "content": None},  # a null where the text goes must not become "None"
+        {"type": "ai", "content": 5},
+        {"type": "tool", "content": "x"},  # tool_call_id missing
+        {"type": "ai", "content": "x", "tool_calls": [{"name": "no id"}]},
+    ],
+)
+def test_messages_that_do_not_fit_are_kept_whole(data: dict[str, Any]) -> None:
+    message = message_from_dict(data)
+    assert isinstance(message, UnknownMessage)
+    assert message.data == data
+    assert message.id == (data["id"] if isinstance(data.get("id"), str) else None)
+
+
+def test_a_message_is_never_anything_but_a_dict() -> None:
+    with pytest.raises(TypeError):
+        message_from_dict(["human"])
+
+
+def test_in_progress_is_no_id_or_a_temp_id() -> None:
+    assert AssistantMessage(content="x").in_progress
+    assert AssistantMessage(content="x", id="temp-3").in_progress
+    assert not AssistantMessage(content="x", id="a1").in_progress
+
+
+def test_message_to_dict_writes_the_type_and_leaves_nulls_out() -> None:
+    message = AssistantMessage(id="a", content="Hi", tool_calls=[ToolCall(id="c", name="n")])
+    assert message_to_dict(message) == {
+        "id": "a",
+        "content": "Hi",
+        "tool_calls": [{"id": "c", "name": "n", "args": {}, "type": "tool_call"}],
+        "type": "ai",
+    }
+    raw = {"type": "ai/hologram", "beam": None}
+    assert message_to_dict(UnknownMessage(type="ai/hologram", data=raw)) == {"type": "ai/hologram"}
+
+
+known_messages = (
+    st.sampled_from(KNOWN_MESSAGES)
+    .flatmap(records)
+    .filter(lambda m: "type" not in m.extra_fields)  # `type` is the union's key
+)
+
+
+def _conversation(summary: ConversationSummary, messages: Any, approvals: Any) -> Conversation:
+    fields = {a.name: getattr(summary, a.name) for a in attrs.fields(ConversationSummary)}
+    return Conversation(**fields, messages=messages, pending_approvals=approvals)
+
+
+conversations = st.builds(
+    _conversation,
+    records(ConversationSummary),
+    st.lists(known_messages, max_size=3),
+    st.lists(records(PendingApproval), max_size=2),
+)
+
+
+@given(known_messages)
+def test_known_messages_round_trip_through_json(message: Any) -> None:
+    data = json.loads(json.dumps(unstructure(message)))
+    assert data["type"] == type(message).type
+    assert structure(data, Message) == message
+
+
+@given(conversations)
+def test_conversations_round_trip(conversation: Conversation) -> None:
+    data = json.loads(json.dumps(converter.unstructure(conversation)))
+    assert structure(data, Conversation) == conversation
+
+
+# ---------------------------------------------------------------------- events
+
+
+def test_the_four_event_names_decode_to_typed_events() -> None:
+    conversation = decode_event(
+        "conversation", '{"id": "c", "status": "in_progress", "title": null, "user": null}'
+    )
+    assert isinstance(conversation, ConversationEvent)
+    assert conversation.conversation.title is None
+    assert decode_event("message", '{"content":"test response","type":"ai"}') == MessageEvent(
+        AssistantMessage(content="test response")
+    )
+    status = decode_event("status", '{"type":"generation_error"}')
+    assert status == StatusEvent("generation_error")
+    assert isinstance(status, StatusEvent)
+    assert status.is_error
+    assert not StatusEvent("ack").is_error
+    assert decode_event("update", '{"id":"a","tool_call_id":"c","content":"Searching"}') == (
+        UpdateEvent("a", "c", "Searching")
+    )
+    subagent = decode_event("update", '{"id":"a","tool_call_id":"c","content":{"id":"x"}}')
+    assert subagent == UpdateEvent("a", "c", {"id": "x"})
+
+
+@pytest.mark.parametrize(
+    ("name", "data"),
+    [
+        ("approval", '{"proposal_id":"p"}'),  # PostHog produces it, but does not send it yet
+        ("notebook", "{}"),
+        ("message", "not json"),
+        ("message", "[1, 2]"),
+        ("status", '{"kind":"x"}'),
+        ("update", '{"id":"a","content":5}'),
+        ("conversation", '{"status":"idle"}'),  # no id
+    ],
+)
+def test_unknown_or_unreadable_events_pass_through_raw(name: str, data: str) -> None:
+    assert decode_event(name, data) == UnknownEvent(name, data)
+
+
+def test_result_text_joins_the_top_level_assistant_answers() -> None:
+    result = ConversationResult(
+        conversation_id="c",
+        messages=(
+            HumanMessage(id="h", content="q"),
+            AssistantMessage(id="a1", content="Let me look."),
+            AssistantMessage(id="s", content="subagent text", parent_tool_call_id="t"),
+            AssistantMessage(id="a2", content=""),
+            AssistantMessage(id="a3", content="Found it."),
+        ),
+    )
+    assert result.text == "Let me look.\n\nFound it."
+    assert not result.failed
+    assert ConversationResult(conversation_id="c", generation_error=True).failed
+    assert ConversationResult(conversation_id="c", failure=FailureMessage()).failed

@@ -1,0 +1,381 @@
+"""The pure accumulator: snapshots to deltas, final messages, replays. No event loop."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from aposthog._conversation_state import SEPARATOR, ConversationState, Delivery
+from aposthog.models.conversations import ConversationResult
+from aposthog.models.events import (
+    ConversationEvent,
+    MessageEvent,
+    StatusEvent,
+    StreamEvent,
+    UpdateEvent,
+    decode_event,
+)
+from aposthog.models.messages import AssistantMessage, FailureMessage, HumanMessage, ToolCall
+
+Wire = tuple[str, str]  # (event name, data), as on the wire
+
+
+def msg(**fields: Any) -> Wire:
+    return ("message", json.dumps({k: v for k, v in fields.items() if v is not None}))
+
+
+def conv(title: str | None) -> Wire:
+    return ("conversation", json.dumps({"id": "c1", "status": "in_progress", "title": title}))
+
+
+def feed_all(state: ConversationState, wire: list[Wire]) -> list[Delivery]:
+    out = []
+    for name, data in wire:
+        delivery = state.feed(decode_event(name, data), raw=f"{name}\n{data}")
+        if delivery is not None:
+            out.append(delivery)
+    return out
+
+
+def texts(deliveries: list[Delivery]) -> str:
+    return "".join(d.text for d in deliveries)
+
+
+def result(state: ConversationState) -> ConversationResult:
+    return state.result("c1", complete=True, cancelled=False)
+
+
+def snapshots(text: str, cuts: list[int]) -> list[Wire]:
+    return [msg(type="ai", content=text[:c]) for c in sorted(set(cuts)) if c <= len(text)]
+
+
+SIMPLE_RUN: list[Wire] = [
+    conv(None),
+    msg(type="human", content="Hi?", id="h1"),
+    msg(type="ai", content="Hel"),
+    msg(type="ai", content="Hello wo"),
+    conv("Greeting"),
+    msg(type="ai", content="Hello world"),
+    msg(type="ai", content="Hello world!", id="a1"),
+]
+
+
+def test_snapshots_become_deltas_and_the_final_adds_the_tail() -> None:
+    state = ConversationState()
+    deliveries = feed_all(state, SIMPLE_RUN)
+    assert [d.text for d in deliveries] == ["", "", "Hel", "lo wo", "", "rld", "!"]
+    assert texts(deliveries) == "Hello world!" == result(state).text
+    assert state.human_id == "h1"
+    assert [m.id for m in state.messages] == ["h1", "a1"]
+    assert state.in_progress is None
+    assert state.conversation is not None
+    assert state.conversation.title == "Greeting"
+
+
+def test_a_full_replay_delivers_nothing() -> None:
+    state = ConversationState()
+    feed_all(state, SIMPLE_RUN)
+    state.begin_attempt()
+    assert feed_all(state, SIMPLE_RUN) == []
+    assert [m.id for m in state.messages] == ["h1", "a1"]
+    assert state.streamed_text == "Hello world!"
+
+
+def test_a_replay_after_a_drop_mid_answer_continues_where_it_left_off() -> None:
+    state = ConversationState()
+    first = feed_all(state, SIMPLE_RUN[:4])  # dropped after "Hello wo"
+    state.begin_attempt()
+    second = feed_all(state, SIMPLE_RUN)
+    assert texts(first) == "Hello wo"
+    assert [d.text for d in second] == ["", "rld", "!"]
+    assert isinstance(second[0].event, ConversationEvent)  # the titled one is new
+    assert texts(first + second) == "Hello world!"
+
+
+def test_trailing_whitespace_is_held_back_until_the_final_message() -> None:
+    state = ConversationState()
+    got = feed_all(
+        state,
+        [
+            msg(type="ai", content="One "),
+            msg(type="ai", content="One two\n\n"),
+            msg(type="ai", content="One two", id="a1"),  # the final trims it
+        ],
+    )
+    assert [d.text for d in got] == ["One", " two", ""]
+    assert texts(got) == "One two" == result(state).text
+
+
+def test_messages_of_one_run_are_joined_by_a_blank_line() -> None:
+    state = ConversationState()
+    call = {"id": "t1", "name": "search", "args": {}, "type": "tool_call"}
+    got = feed_all(
+        state,
+        [
+            msg(type="human", content="q", id="h1"),
+            msg(type="ai", content="Let me"),
+            msg(type="ai", content="Let me look.", id="a1", tool_calls=[call]),
+            ("update", json.dumps({"id": "a1", "tool_call_id": "t1", "content": "Searching"})),
+            msg(type="tool", content="found", tool_call_id="t1", id="t-msg"),
+            msg(type="ai", content="Found"),
+            msg(type="ai", content="Found it.", id="a2"),
+        ],
+    )
+    assert texts(got) == f"Let me look.{SEPARATOR}Found it." == result(state).text
+    first = state.messages[1]
+    assert isinstance(first, AssistantMessage)
+    assert first.tool_calls == [ToolCall(id="t1", name="search")]
+    assert isinstance(got[3].event, UpdateEvent)
+
+
+def test_a_tool_only_message_adds_no_separator() -> None:
+    state = ConversationState()
+    got = feed_all(
+        state,
+        [
+            msg(type="ai", content="", id="a1"),
+            msg(type="ai", content="Answer"),
+            msg(type="ai", content="Answer.", id="a2"),
+        ],
+    )
+    assert texts(got) == "Answer." == result(state).text
+
+
+def test_a_rewritten_final_adds_nothing_and_the_result_shows_it() -> None:
+    state = ConversationState()
+    got = feed_all(
+        state,
+        [msg(type="ai", content="Hello wor"), msg(type="ai", content="Hi, world", id="a1")],
+    )
+    assert texts(got) == "Hello wor"
+    final = result(state)
+    assert final.streamed_text == "Hello wor"
+    assert final.text == "Hi, world"
+
+
+def test_a_diverging_snapshot_pauses_deltas_until_text_extends_again() -> None:
+    state = ConversationState()
+    got = feed_all(
+        state,
+        [
+            msg(type="ai", content="Hello"),
+            msg(type="ai", content="Help"),  # not an extension: delivered, no text
+            msg(type="ai", content="Hello there", id="a1"),
+        ],
+    )
+    assert [d.text for d in got] == ["Hello", "", " there"]
+
+
+def test_in_band_failures_are_reported_not_raised() -> None:
+    state = ConversationState()
+    got = feed_all(
+        state,
+        [
+            msg(type="human", content="q", id="h1"),
+            msg(type="ai", content="Partial"),
+            ("status", '{"type":"generation_error"}'),
+            msg(type="ai/failure", content="Oops! Something went wrong.", id="f1"),
+        ],
+    )
+    final = result(state)
+    assert final.failed
+    assert final.generation_error
+    assert final.failure == FailureMessage(id="f1", content="Oops! Something went wrong.")
+    assert final.in_progress == AssistantMessage(content="Partial")
+    assert final.text == ""
+    assert final.streamed_text == "Partial"
+    assert isinstance(got[2].event, StatusEvent)
+
+
+def test_a_bare_failure_without_id_is_kept_once_across_replays() -> None:
+    state = ConversationState()
+    run = [msg(type="human", content="q", id="h1"), ("message", '{"type":"ai/failure"}')]
+    assert len(feed_all(state, run)) == 2
+    state.begin_attempt()
+    assert feed_all(state, run) == []
+    assert state.failure == FailureMessage()
+    assert len(state.messages) == 2
+
+
+def test_a_final_message_with_a_known_id_and_new_content_replaces_the_old_one() -> None:
+    state = ConversationState()
+    feed_all(state, [msg(type="tool", content="v1", tool_call_id="t", id="x")])
+    got = feed_all(state, [msg(type="tool", content="v2", tool_call_id="t", id="x")])
+    assert len(got) == 1
+    assert len(state.messages) == 1
+    assert getattr(state.messages[0], "content", None) == "v2"
+
+
+def test_temp_ids_are_in_progress() -> None:
+    state = ConversationState()
+    got = feed_all(
+        state,
+        [msg(type="ai", content="Hi", id="temp-1"), msg(type="ai", content="Hi!", id="a1")],
+    )
+    assert texts(got) == "Hi!"
+    assert [m.id for m in state.messages] == ["a1"]
+
+
+def test_subagent_messages_are_events_but_not_reply_text() -> None:
+    state = ConversationState()
+    run = [
+        msg(type="ai", content="Sub", parent_tool_call_id="t1"),
+        msg(type="ai", content="Sub done", parent_tool_call_id="t1", id="s1"),
+        msg(type="ai", content="Main", id="a1"),
+    ]
+    got = feed_all(state, run)
+    assert len(got) == 3
+    assert texts(got) == "Main" == result(state).text
+    state.begin_attempt()
+    assert feed_all(state, run) == []
+
+
+def test_a_replay_that_starts_mid_run_still_finds_its_place() -> None:
+    # PostHog trims its Redis stream to about 1000 entries: a replay may lack the start.
+    state = ConversationState()
+    run = [
+        msg(type="ai", content="A"),
+        msg(type="ai", content="A.", id="a1"),
+        msg(type="ai", content="B"),
+        msg(type="ai", content="B.", id="a2"),
+        msg(type="ai", content="C"),
+    ]
+    feed_all(state, run)
+    state.begin_attempt()
+    tail = [*run[2:], msg(type="ai", content="C!"), msg(type="ai", content="C!!", id="a3")]
+    got = feed_all(state, tail)
+    assert [d.text for d in got] == ["!", "!"]
+    assert state.streamed_text == result(state).text == f"A.{SEPARATOR}B.{SEPARATOR}C!!"
+
+
+def test_catch_up_delivers_only_this_runs_unseen_messages() -> None:
+    state = ConversationState()
+    feed_all(state, [msg(type="human", content="q2", id="h2"), msg(type="ai", content="An")])
+    fetched = [
+        HumanMessage(id="h1", content="q1"),
+        AssistantMessage(id="old", content="Earlier answer"),
+        HumanMessage(id="h2", content="q2"),
+        AssistantMessage(id="a2", content="Answer"),
+    ]
+    got = state.catch_up(fetched)
+    assert got is not None
+    assert [d.text for d in got] == ["swer"]
+    assert [m.id for m in state.messages] == ["h2", "a2"]
+    assert state.catch_up(fetched) == []
+
+
+def test_catch_up_without_the_human_message_matches_nothing() -> None:
+    state = ConversationState()
+    assert state.catch_up([AssistantMessage(id="a", content="x")]) is None
+    feed_all(state, [msg(type="human", content="q", id="h9")])
+    assert state.catch_up([AssistantMessage(id="a", content="x")]) is None
+
+
+def test_events_without_raw_form_are_deduplicated_by_value() -> None:
+    state = ConversationState()
+    update = UpdateEvent("a1", "t1", "Searching")
+    assert state.feed(update) == Delivery(update)
+    assert state.feed(update) is None
+    assert state.feed(MessageEvent(HumanMessage(id="h", content="x"))) is not None
+
+
+# ---------------------------------------------------------------------- properties
+
+_TEXT = st.text(
+    alphabet=st.characters(codec="utf-8", exclude_categories=["Cs"]), min_size=0, max_size=40
+)
+
+
+@st.composite
+def growing_run(draw: st.DrawFn) -> tuple[list[Wire], list[str]]:
+    """A run like PostHog streams it: each assistant message as growing snapshots, then final."""
+    wire: list[Wire] = [conv(None), msg(type="human", content="question", id="h1")]
+    finals: list[str] = []
+    for n in range(draw(st.integers(1, 3))):
+        text = draw(_TEXT)
+        cuts = draw(st.lists(st.integers(0, len(text)), max_size=8))
+        wire.extend(snapshots(text, cuts))
+        if cuts and draw(st.booleans()):
+            wire.append(wire[-1])  # the same snapshot twice (a chunk with no text)
+        wire.append(msg(type="ai", content=text, id=f"a{n}"))
+        if draw(st.booleans()):
+            update = {"id": f"a{n}", "tool_call_id": f"t{n}", "content": draw(_TEXT)}
+            wire.append(("update", json.dumps(update)))
+            wire.append(msg(type="tool", content="ok", tool_call_id=f"t{n}", id=f"tool{n}"))
+        if n == 0 and draw(st.booleans()):
+            wire.append(conv("Title"))
+        finals.append(text)
+    return wire, finals
+
+
+def answer(finals: list[str]) -> str:
+    return SEPARATOR.join(t for t in finals if t)
+
+
+@given(growing_run())
+def test_deltas_join_to_the_final_answer(run: tuple[list[Wire], list[str]]) -> None:
+    wire, finals = run
+    state = ConversationState()
+    got = feed_all(state, wire)
+    assert texts(got) == answer(finals) == result(state).text == state.streamed_text
+    assert len({m.id for m in state.messages}) == len(state.messages)
+
+
+@given(growing_run())
+def test_replaying_the_whole_run_yields_nothing_new(run: tuple[list[Wire], list[str]]) -> None:
+    wire, _ = run
+    state = ConversationState()
+    feed_all(state, wire)
+    before = state.messages
+    state.begin_attempt()
+    assert feed_all(state, wire) == []
+    assert state.messages == before
+
+
+@given(growing_run(), st.lists(st.integers(0, 200), max_size=3))
+def test_drops_and_replays_deliver_exactly_what_one_connection_would(
+    run: tuple[list[Wire], list[str]], cuts: list[int]
+) -> None:
+    wire, finals = run
+    once = ConversationState()
+    expected = feed_all(once, wire)
+
+    state = ConversationState()
+    got: list[Delivery] = []
+    reached = 0
+    for cut in sorted(c % (len(wire) + 1) for c in cuts):
+        # Each connection replays from the start, and may get further than the last one.
+        state.begin_attempt()
+        reached = max(reached, cut)
+        got.extend(feed_all(state, wire[:reached]))
+    state.begin_attempt()
+    got.extend(feed_all(state, wire))
+
+    assert got == expected
+    assert texts(got) == answer(finals)
+    assert state.messages == once.messages
+
+
+@given(_TEXT, st.lists(st.integers(0, 60), max_size=10))
+def test_any_growing_snapshots_then_the_final_join_to_it(text: str, cuts: list[int]) -> None:
+    state = ConversationState()
+    got = feed_all(state, [*snapshots(text, cuts), msg(type="ai", content=text, id="a1")])
+    assert texts(got) == text
+
+
+@pytest.mark.parametrize(
+    "event",
+    [
+        StatusEvent("ack"),
+        UpdateEvent(None, None, {"id": "x", "name": "y", "args": {}}),
+    ],
+)
+def test_other_events_pass_through_once(event: StreamEvent) -> None:
+    state = ConversationState()
+    assert state.feed(event) == Delivery(event)
+    state.begin_attempt()
+    assert state.feed(event) is None
