@@ -1,52 +1,159 @@
 """
 The `aposthog` command (also `python -m aposthog`). Standard library only.
 
-Exit status: 0 on success, 1 for an API or network error, 2 for a usage error,
-130 when interrupted.
+Exit status: 0 on success, 1 for an API or network error, 2 for a usage or
+configuration error, 130 when interrupted. Errors are one line on stderr; the API key
+is never printed.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, TextIO
 
+from .._errors import ConfigurationError, PostHogError
 from .._version import __version__
+from ._commands import COMMANDS, Output, _UsageError, add_resource_commands
 
 __all__ = ["main"]
 
+_CONNECTION_HELP = """\
+connection (also from the environment):
+  --api-key KEY       personal API key (POSTHOG_PERSONAL_API_KEY)
+  --host HOST         us, eu or a URL (POSTHOG_HOST; default us)
+  --project-id ID     environment id (POSTHOG_PROJECT_ID; default @current)
+"""
 
-def _parser() -> argparse.ArgumentParser:
+
+def _common() -> argparse.ArgumentParser:
+    # SUPPRESS: an option given before the command is not reset by the subcommand's parser.
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--api-key", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+    common.add_argument("--host", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+    common.add_argument("--project-id", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+    common.add_argument(
+        "--json",
+        action="store_true",
+        default=argparse.SUPPRESS,
+        help="print records as JSON (one object per line for lists)",
+    )
+    return common
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The whole command line."""
+    common = _common()
     parser = argparse.ArgumentParser(
         prog="aposthog",
-        description="An async client for PostHog's API, from the command line.",
+        description="PostHog's API from the command line: batch exports, PostHog AI "
+        "conversations and customer profile configs.",
+        epilog=_CONNECTION_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        parents=[common],
     )
     parser.add_argument("--version", action="version", version=f"aposthog {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     commands.add_parser(
-        "demo", help="run the main job against an embedded fake PostHog (no credentials)"
+        "demo", help="the main job against an embedded fake PostHog (no credentials needed)"
     )
     serve = commands.add_parser("serve-fake", help="serve a fake PostHog on 127.0.0.1")
-    serve.add_argument("--port", type=int, default=0)
-    serve.add_argument("--api-key", default=None)
-    serve.add_argument("--project-id", type=int, default=1)
+    serve.add_argument("--port", type=int, default=0, help="port (default: any free port)")
+    serve.add_argument(
+        "--api-key", dest="fake_api_key", default=None, help="the key to accept (default: random)"
+    )
+    serve.add_argument(
+        "--project-id", dest="fake_project_id", type=int, default=1, help="environment id"
+    )
+
+    from ._chat import add_chat_commands
+
+    add_chat_commands(commands, common)
+    add_resource_commands(commands, common)
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None, *, out: TextIO | None = None) -> int:
     """Run the command line; returns the exit status."""
-    args = _parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    stdout = out if out is not None else sys.stdout
     try:
         if args.command == "demo":
             from ._demo import run_demo
 
-            return asyncio.run(run_demo(sys.stdout))
+            return _run(lambda: run_demo(stdout))
         if args.command == "serve-fake":
             from ..testing.__main__ import serve
 
-            asyncio.run(serve(args.port, args.api_key, args.project_id))
-            return 0
-    except KeyboardInterrupt:
+            return _run(lambda: _served(serve(args.port, args.fake_api_key, args.fake_project_id)))
+        return _run(
+            lambda: _api_command(args, Output(stdout, as_json=getattr(args, "json", False)))
+        )
+    except _UsageError as exc:
+        parser.exit(2, f"aposthog: error: {exc}\n")
+    except ConfigurationError as exc:
+        message = str(exc).replace("pass api_key=...", "use --api-key")
+        parser.exit(2, f"aposthog: error: {message}\n")
+    except PostHogError as exc:
+        parser.exit(1, f"aposthog: error: {_one_line(exc)}\n")
+    except (BrokenPipeError, KeyboardInterrupt):
         return 130
-    raise AssertionError(f"unhandled command {args.command!r}")  # argparse requires one
+
+
+async def _served(serving: Awaitable[None]) -> int:
+    await serving
+    return 0
+
+
+async def _api_command(args: argparse.Namespace, out: Output) -> int:
+    from .._client import Client
+
+    options: dict[str, Any] = {
+        "api_key": getattr(args, "api_key", None),
+        "host": getattr(args, "host", None),
+        "project_id": getattr(args, "project_id", None),
+    }
+    async with Client(**options) as ph:
+        if args.command == "chat":
+            from ._chat import chat
+
+            return await chat(ph, args, out)
+        handler = COMMANDS[(args.command, args.action)]
+        await handler(ph, args, out)
+    return 0
+
+
+def _run(make: Callable[[], Awaitable[int]]) -> int:
+    """Run a coroutine with Ctrl-C (and SIGTERM) cancelling it, so cleanup code runs."""
+
+    async def runner() -> int:
+        loop = asyncio.get_running_loop()
+        task = asyncio.current_task()
+        assert task is not None
+        interrupted = False
+
+        def interrupt() -> None:
+            nonlocal interrupted
+            interrupted = True
+            task.cancel()
+
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.add_signal_handler(sig, interrupt)
+        try:
+            return await make()
+        except asyncio.CancelledError:
+            if interrupted:
+                return 130
+            raise
+
+    return asyncio.run(runner())
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split()) or type(exc).__name__

@@ -14,6 +14,7 @@ from typing import TextIO
 import attrs
 
 from .._client import Client
+from ..models.batch_exports import BatchExportDestination
 from ..testing import FakePostHog
 from ._output import Styler, cell, format_table
 
@@ -99,7 +100,78 @@ async def _profile_configs_tour(
     )
 
 
-TOURS: list[Tour] = [_profile_configs_tour]
+async def _batch_exports_tour(
+    ph: Client, fake: FakePostHog, say: _Printer, summary: _Summary
+) -> None:
+    say.heading("Batch exports")
+    export = await ph.batch_exports.create(
+        name="Events to S3",
+        destination=BatchExportDestination(
+            type="S3",
+            config={
+                "bucket_name": "analytics-archive",
+                "region": "eu-west-1",
+                "prefix": "posthog/events/",
+                "aws_access_key_id": "AKIA-DEMO",
+                "aws_secret_access_key": "demo-secret",
+            },
+        ),
+        interval="hour",
+    )
+    say.step(
+        f"created {export.name!r} ({cell(export.destination.type)}, every {cell(export.interval)})"
+    )
+    hidden = sorted({"aws_access_key_id", "aws_secret_access_key"} - set(export.destination.config))
+    say(f"    PostHog never sends secrets back: {', '.join(hidden)} left out of the response")
+
+    await ph.batch_exports.pause(export.id)
+    paused = await ph.batch_exports.get(export.id)
+    say.step(f"paused it: paused={paused.paused}, last paused at {cell(paused.last_paused_at)}")
+    await ph.batch_exports.unpause(export.id)
+    say.step(f"unpaused it: paused={(await ph.batch_exports.get(export.id)).paused}")
+
+    # The fake stands in for PostHog's scheduler: a few runs and their log lines.
+    failed = fake.add_batch_export_run(
+        export.id, status="Failed", latest_error="NoSuchBucket: analytics-archive"
+    )
+    fake.add_batch_export_run(export.id, status="Completed", records_completed=1520)
+    fake.add_batch_export_logs(
+        export.id,
+        [
+            {"message": "Batch export run started", "instance_id": failed["id"]},
+            {
+                "message": "NoSuchBucket: analytics-archive",
+                "level": "ERROR",
+                "instance_id": failed["id"],
+            },
+            "Batch export run started",
+            "Exported 1520 records",
+        ],
+    )
+    errors = await ph.batch_exports.logs(export.id, level=["ERROR", "WARNING"]).to_list()
+    say.step(f"its log, errors and warnings only ({len(errors)} of 4 lines):")
+    say.table(
+        [[e.timestamp, e.level, e.message] for e in errors], ["timestamp", "level", "message"]
+    )
+
+    step = await ph.batch_exports.run_test_step(export.id, step=0)
+    say.step(f"destination test step 0, {step.name!r}: {cell(step.result.status)}")
+
+    runs = await ph.batch_exports.list_runs(export.id).to_list()
+    say.step(f"its runs (cursor pages, newest first): {len(runs)}")
+    say.table(
+        [[r.id[:8], r.status, r.records_completed, r.latest_error] for r in runs],
+        ["run", "status", "records", "error"],
+    )
+    await ph.batch_exports.delete(export.id)
+    say.step("deleted it")
+    summary.lines.append(
+        "batch exports: created, paused, unpaused, logs filtered, a test step run, "
+        f"{len(runs)} runs listed, deleted"
+    )
+
+
+TOURS: list[Tour] = [_profile_configs_tour, _batch_exports_tour]
 
 
 async def run_demo(out: TextIO) -> int:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
+from collections.abc import Mapping
 from typing import Any
 
 import attrs
@@ -147,7 +148,7 @@ class BatchExportDestination:
     type: BatchExportDestinationType | str
     config: dict[str, Any] = attrs.field(factory=dict)
     integration: int | None = None
-    extra_fields: dict[str, Any] = extra_fields_field()
+    extra_fields: Mapping[str, Any] = extra_fields_field()
 
 
 @attrs.frozen(kw_only=True)
@@ -189,7 +190,7 @@ class BatchExportRun:
     bytes_exported: int | None = None
     batch_export: str | None = None
     backfill: str | None = None
-    extra_fields: dict[str, Any] = extra_fields_field()
+    extra_fields: Mapping[str, Any] = extra_fields_field()
 
 
 @attrs.frozen(kw_only=True)
@@ -239,7 +240,7 @@ class BatchExport:
     timezone: str | None = None
     offset_day: int | None = None
     offset_hour: int | None = None
-    extra_fields: dict[str, Any] = extra_fields_field()
+    extra_fields: Mapping[str, Any] = extra_fields_field()
 
 
 @attrs.frozen(kw_only=True)
@@ -257,7 +258,7 @@ class BatchExportBackfillProgress:
     total_runs: int | None = None
     finished_runs: int | None = None
     progress: float | None = None
-    extra_fields: dict[str, Any] = extra_fields_field()
+    extra_fields: Mapping[str, Any] = extra_fields_field()
 
 
 @attrs.frozen(kw_only=True)
@@ -293,7 +294,7 @@ class BatchExportBackfill:
     batch_export: str | None = None
     total_records_count: int | None = None
     adjusted_start_at: dt.datetime | None = None
-    extra_fields: dict[str, Any] = extra_fields_field()
+    extra_fields: Mapping[str, Any] = extra_fields_field()
 
 
 @attrs.frozen(kw_only=True)
@@ -315,7 +316,7 @@ class BatchExportLogEntry:
     timestamp: dt.datetime
     level: BatchExportLogLevel | str
     message: str
-    extra_fields: dict[str, Any] = extra_fields_field()
+    extra_fields: Mapping[str, Any] = extra_fields_field()
 
 
 @attrs.frozen(kw_only=True)
@@ -331,7 +332,7 @@ class BatchExportTestStepResult:
 
     status: BatchExportTestStepStatus | str
     message: str | None = None
-    extra_fields: dict[str, Any] = extra_fields_field()
+    extra_fields: Mapping[str, Any] = extra_fields_field()
 
 
 @attrs.frozen(kw_only=True)
@@ -356,4 +357,4 @@ class BatchExportTestStep:
     name: str
     description: str = ""
     result: BatchExportTestStepResult | None = None
-    extra_fields: dict[str, Any] = extra_fields_field()
+    extra_fields: Mapping[str, Any] = extra_fields_field()

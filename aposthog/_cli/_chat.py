@@ -1,0 +1,137 @@
+"""`aposthog chat` and `aposthog conversations …`: PostHog AI from the terminal."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import sys
+from typing import Any
+
+import anyio
+
+from .._client import Client
+from .._errors import PostHogError
+from ._commands import COMMANDS, Output, _done
+from ._output import cell, json_line
+
+__all__ = ["add_chat_commands", "chat"]
+
+_CONVERSATION_COLUMNS = [
+    ("id", "id"),
+    ("title", "title"),
+    ("status", "status"),
+    ("type", "type"),
+    ("updated", "updated_at"),
+]
+_CONVERSATION_FIELDS = [*_CONVERSATION_COLUMNS, ("created", "created_at")]
+
+
+async def chat(ph: Client, args: argparse.Namespace, out: Output) -> int:
+    """
+    Stream PostHog AI's answer to `args.question` as it arrives.
+
+    Ctrl-C cancels the generation on the server (PATCH …/cancel/) before exiting, so
+    nothing is left running there.
+    """
+    stream = ph.conversations.create(
+        args.question, conversation=args.conversation, agent_mode=args.agent_mode
+    )
+    wrote_text = False
+    try:
+        async with stream:
+            if out.as_json:
+                async for event in stream:
+                    out.line(json_line(event))
+            else:
+                async for delta in stream.text_deltas():
+                    out.out.write(delta)
+                    out.out.flush()
+                    wrote_text = wrote_text or bool(delta)
+            result = await stream.until_done()
+    except BaseException as exc:
+        # Interrupted (Ctrl-C cancels this task) or failed: stop the server's work too.
+        with anyio.move_on_after(10, shield=True), contextlib.suppress(PostHogError):
+            await stream.cancel()
+        if wrote_text:
+            out.out.write("\n")
+            out.out.flush()
+        if isinstance(exc, anyio.get_cancelled_exc_class()):
+            print(f"aposthog: cancelled conversation {stream.conversation_id}", file=sys.stderr)
+        raise
+    if wrote_text:
+        out.out.write("\n")
+        out.out.flush()
+    if not out.as_json:
+        print(f"conversation: {stream.conversation_id}", file=sys.stderr)
+    if result.failed:
+        failure = result.failure.content if result.failure and result.failure.content else ""
+        print(
+            f"aposthog: PostHog AI could not answer: {failure or 'generation error'}",
+            file=sys.stderr,
+        )
+        return 1
+    return 0
+
+
+async def _list(ph: Client, args: argparse.Namespace, out: Output) -> None:
+    await out.records(aiter(ph.conversations.list()), _CONVERSATION_COLUMNS, limit=args.limit)
+
+
+async def _get(ph: Client, args: argparse.Namespace, out: Output) -> None:
+    conversation = await ph.conversations.get(args.id)
+    if out.as_json:
+        out.line(json_line(conversation))
+        return
+    out.record(conversation, _CONVERSATION_FIELDS)
+    for message in conversation.messages:
+        text = _message_text(message)
+        out.line(f"  [{cell(getattr(message, 'type', '?'))}] {text}")
+
+
+def _message_text(message: Any) -> str:
+    content = getattr(message, "content", None)
+    if isinstance(content, str):
+        return " ".join(content.split())
+    return "(no text)"
+
+
+async def _cancel(ph: Client, args: argparse.Namespace, out: Output) -> None:
+    await ph.conversations.cancel(args.id)
+    _done(out, {"cancelled": args.id})
+
+
+async def _delete(ph: Client, args: argparse.Namespace, out: Output) -> None:
+    await ph.conversations.delete(args.id)
+    _done(out, {"deleted": args.id})
+
+
+COMMANDS[("conversations", "list")] = _list
+COMMANDS[("conversations", "get")] = _get
+COMMANDS[("conversations", "cancel")] = _cancel
+COMMANDS[("conversations", "delete")] = _delete
+
+
+def add_chat_commands(
+    commands: argparse._SubParsersAction[argparse.ArgumentParser],
+    common: argparse.ArgumentParser,
+) -> None:
+    """Add `chat` and the `conversations` group."""
+    chat_parser = commands.add_parser(
+        "chat", help="ask PostHog AI; the answer streams as it arrives", parents=[common]
+    )
+    chat_parser.add_argument("question", help="what to ask")
+    chat_parser.add_argument(
+        "--conversation", default=None, help="continue this conversation (its id)"
+    )
+    chat_parser.add_argument("--agent-mode", default=None, help="e.g. product_analytics, sql")
+
+    group = commands.add_parser("conversations", help="PostHog AI conversations", parents=[common])
+    actions = group.add_subparsers(dest="action", metavar="ACTION", required=True)
+    listing = actions.add_parser("list", help="your conversations, newest first", parents=[common])
+    listing.add_argument("--limit", type=int, default=None, help="print at most N")
+    for name, help in (
+        ("get", "show a conversation and its messages"),
+        ("cancel", "stop a running generation"),
+        ("delete", "delete a conversation"),
+    ):
+        actions.add_parser(name, help=help, parents=[common]).add_argument("id")

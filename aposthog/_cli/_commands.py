@@ -1,0 +1,346 @@
+"""The resource commands: `profile-configs`, `batch-exports` and `conversations`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import AsyncIterator, Callable, Sequence
+from typing import Any, TextIO
+
+from .._client import Client
+from .._pagination import AsyncPaginator
+from ._output import cell, format_table, json_line
+
+__all__ = ["COMMANDS", "Output", "add_resource_commands"]
+
+Handler = Callable[[Client, argparse.Namespace, "Output"], Any]
+COMMANDS: dict[tuple[str, str], Handler] = {}
+
+
+class Output:
+    """Where command results go: JSON lines with `--json`, aligned tables otherwise."""
+
+    def __init__(self, out: TextIO, *, as_json: bool) -> None:
+        self.out = out
+        self.as_json = as_json
+
+    def line(self, text: str) -> None:
+        """Write one line and flush (output may be piped into something waiting for it)."""
+        self.out.write(text + "\n")
+        self.out.flush()
+
+    def record(self, record: Any, fields: Sequence[tuple[str, str]]) -> None:
+        """One record: a JSON object, or `label  value` lines."""
+        if self.as_json:
+            self.line(json_line(record))
+            return
+        width = max(len(label) for label, _ in fields)
+        for label, attribute in fields:
+            self.line(f"{label.ljust(width)}  {cell(_get(record, attribute))}")
+
+    async def records(
+        self,
+        items: AsyncIterator[Any],
+        columns: Sequence[tuple[str, str]],
+        *,
+        limit: int | None = None,
+        page_rows: int = 50,
+    ) -> int:
+        """
+        Many records, printed as they arrive: JSON lines, or a table in chunks.
+
+        The table's column widths come from its first chunk; a longer value later is
+        cut with "…" so that a long list never has to be held in memory to be aligned.
+        """
+        count = 0
+        widths: list[int] | None = None
+        chunk: list[list[str]] = []
+        headers = [label for label, _ in columns]
+
+        def flush() -> None:
+            nonlocal widths
+            if not chunk:
+                return
+            if widths is None:
+                lines = format_table(chunk, headers)
+                widths = [
+                    max(len(h), *(len(row[i]) for row in chunk)) for i, h in enumerate(headers)
+                ]
+                for text in lines:
+                    self.line(text)
+            else:
+                for row in chunk:
+                    cells = [_fit(value, w) for value, w in zip(row, widths, strict=True)]
+                    self.line("  ".join(cells).rstrip())
+            chunk.clear()
+
+        async for item in items:
+            if limit is not None and count >= limit:
+                break
+            count += 1
+            if self.as_json:
+                self.line(json_line(item))
+                continue
+            chunk.append([cell(_get(item, attribute)) for _, attribute in columns])
+            if len(chunk) >= page_rows:
+                flush()
+        flush()
+        if not self.as_json and count == 0:
+            self.line("(none)")
+        return count
+
+
+def _fit(value: str, width: int) -> str:
+    return value.ljust(width) if len(value) <= width else value[: width - 1] + "…"
+
+
+def _get(record: Any, attribute: str) -> Any:
+    value = record
+    for part in attribute.split("."):
+        value = None if value is None else getattr(value, part, None)
+    return value
+
+
+def _command(resource: str, action: str) -> Callable[[Handler], Handler]:
+    def register(handler: Handler) -> Handler:
+        COMMANDS[(resource, action)] = handler
+        return handler
+
+    return register
+
+
+def _json_arg(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"not valid JSON: {exc}") from None
+
+
+async def _listing(
+    paginator: AsyncPaginator[Any],
+    out: Output,
+    columns: Sequence[tuple[str, str]],
+    limit: int | None,
+) -> None:
+    await out.records(aiter(paginator), columns, limit=limit)
+
+
+# ----------------------------------------------------------------------- profile configs
+
+_CONFIG_FIELDS = [
+    ("id", "id"),
+    ("scope", "scope"),
+    ("content", "content"),
+    ("sidebar", "sidebar"),
+    ("created", "created_at"),
+    ("updated", "updated_at"),
+]
+
+
+@_command("profile-configs", "list")
+async def _configs_list(ph: Client, args: argparse.Namespace, out: Output) -> None:
+    await _listing(ph.customer_profile_configs.list(), out, _CONFIG_FIELDS[:5], args.limit)
+
+
+@_command("profile-configs", "get")
+async def _configs_get(ph: Client, args: argparse.Namespace, out: Output) -> None:
+    out.record(await ph.customer_profile_configs.get(args.id), _CONFIG_FIELDS)
+
+
+@_command("profile-configs", "create")
+async def _configs_create(ph: Client, args: argparse.Namespace, out: Output) -> None:
+    config = await ph.customer_profile_configs.create(
+        scope=args.scope, content=args.content, sidebar=args.sidebar
+    )
+    out.record(config, _CONFIG_FIELDS)
+
+
+@_command("profile-configs", "update")
+async def _configs_update(ph: Client, args: argparse.Namespace, out: Output) -> None:
+    changes = {
+        name: getattr(args, name)
+        for name in ("scope", "content", "sidebar")
+        if getattr(args, name) is not None
+    }
+    if not changes:
+        raise _UsageError(
+            "profile-configs update: give at least one of --scope, --content, --sidebar"
+        )
+    out.record(await ph.customer_profile_configs.update(args.id, **changes), _CONFIG_FIELDS)
+
+
+@_command("profile-configs", "delete")
+async def _configs_delete(ph: Client, args: argparse.Namespace, out: Output) -> None:
+    await ph.customer_profile_configs.delete(args.id)
+    _done(out, {"deleted": args.id})
+
+
+# ----------------------------------------------------------------------- batch exports
+
+_EXPORT_COLUMNS = [
+    ("id", "id"),
+    ("name", "name"),
+    ("destination", "destination.type"),
+    ("interval", "interval"),
+    ("model", "model"),
+    ("paused", "paused"),
+    ("created", "created_at"),
+]
+_EXPORT_FIELDS = [
+    *_EXPORT_COLUMNS,
+    ("config", "destination.config"),
+    ("timezone", "timezone"),
+    ("last paused", "last_paused_at"),
+    ("start at", "start_at"),
+    ("end at", "end_at"),
+    ("updated", "last_updated_at"),
+]
+_LOG_COLUMNS = [
+    ("timestamp", "timestamp"),
+    ("level", "level"),
+    ("run", "instance_id"),
+    ("message", "message"),
+]
+_RUN_COLUMNS = [
+    ("id", "id"),
+    ("status", "status"),
+    ("interval start", "data_interval_start"),
+    ("interval end", "data_interval_end"),
+    ("records", "records_completed"),
+    ("created", "created_at"),
+    ("error", "latest_error"),
+]
+
+
+@_command("batch-exports", "list")
+async def _exports_list(ph: Client, args: argparse.Namespace, out: Output) -> None:
+    await _listing(ph.batch_exports.list(), out, _EXPORT_COLUMNS, args.limit)
+
+
+@_command("batch-exports", "get")
+async def _exports_get(ph: Client, args: argparse.Namespace, out: Output) -> None:
+    out.record(await ph.batch_exports.get(args.id), _EXPORT_FIELDS)
+
+
+@_command("batch-exports", "pause")
+async def _exports_pause(ph: Client, args: argparse.Namespace, out: Output) -> None:
+    await ph.batch_exports.pause(args.id)
+    _done(out, {"id": args.id, "paused": True})
+
+
+@_command("batch-exports", "unpause")
+async def _exports_unpause(ph: Client, args: argparse.Namespace, out: Output) -> None:
+    await ph.batch_exports.unpause(args.id, backfill=args.backfill)
+    _done(out, {"id": args.id, "paused": False})
+
+
+@_command("batch-exports", "logs")
+async def _exports_logs(ph: Client, args: argparse.Namespace, out: Output) -> None:
+    paginator = ph.batch_exports.logs(
+        args.id,
+        level=args.level,
+        search=args.search,
+        instance_id=args.run,
+        limit=args.fetch,
+    )
+    await _listing(paginator, out, _LOG_COLUMNS, args.limit)
+
+
+@_command("batch-exports", "test-step")
+async def _exports_test_step(ph: Client, args: argparse.Namespace, out: Output) -> None:
+    step = await ph.batch_exports.run_test_step(args.id, step=args.step)
+    out.record(
+        step,
+        [
+            ("step", "name"),
+            ("description", "description"),
+            ("status", "result.status"),
+            ("message", "result.message"),
+        ],
+    )
+
+
+@_command("batch-exports", "runs")
+async def _exports_runs(ph: Client, args: argparse.Namespace, out: Output) -> None:
+    paginator = ph.batch_exports.list_runs(args.id, status=args.status or None)
+    await _listing(paginator, out, _RUN_COLUMNS, args.limit)
+
+
+class _UsageError(Exception):
+    """A command line the parser accepted but that cannot be run (exit status 2)."""
+
+
+def _done(out: Output, result: dict[str, Any]) -> None:
+    if out.as_json:
+        out.line(json.dumps(result))
+    else:
+        out.line(", ".join(f"{k}: {cell(v)}" for k, v in result.items()))
+
+
+def add_resource_commands(
+    commands: argparse._SubParsersAction[argparse.ArgumentParser],
+    common: argparse.ArgumentParser,
+) -> None:
+    """Add the resource command groups to the top-level parser."""
+
+    def group(name: str, help: str) -> argparse._SubParsersAction[argparse.ArgumentParser]:
+        parser = commands.add_parser(name, help=help, parents=[common])
+        return parser.add_subparsers(dest="action", metavar="ACTION", required=True)
+
+    def action(
+        actions: argparse._SubParsersAction[argparse.ArgumentParser],
+        name: str,
+        help: str,
+        *,
+        with_id: bool = True,
+        listing: bool = False,
+    ) -> argparse.ArgumentParser:
+        parser = actions.add_parser(name, help=help, parents=[common])
+        if with_id:
+            parser.add_argument("id", help="the object's id")
+        if listing:
+            parser.add_argument(
+                "--limit", type=_positive, default=None, help="print at most N records"
+            )
+        return parser
+
+    configs = group("profile-configs", "customer profile configs")
+    action(configs, "list", "list every config", with_id=False, listing=True)
+    action(configs, "get", "show one config")
+    create = action(configs, "create", "create a config", with_id=False)
+    create.add_argument("--scope", required=True, help="person, group_0 … group_4")
+    create.add_argument("--content", type=_json_arg, default=None, help="JSON object or array")
+    create.add_argument("--sidebar", type=_json_arg, default=None, help="JSON object or array")
+    update = action(configs, "update", "change some fields of a config")
+    update.add_argument("--scope", default=None)
+    update.add_argument("--content", type=_json_arg, default=None, help="JSON object or array")
+    update.add_argument("--sidebar", type=_json_arg, default=None, help="JSON object or array")
+    action(configs, "delete", "delete a config")
+
+    exports = group("batch-exports", "batch exports")
+    action(exports, "list", "list batch exports, newest first", with_id=False, listing=True)
+    action(exports, "get", "show one batch export")
+    action(exports, "pause", "pause a batch export")
+    unpause = action(exports, "unpause", "unpause a batch export")
+    unpause.add_argument("--backfill", action="store_true", help="backfill what was missed")
+    logs = action(exports, "logs", "read a batch export's log, newest first", listing=True)
+    logs.add_argument("--level", default=None, help="e.g. ERROR or INFO,WARNING")
+    logs.add_argument("--search", default=None, help="only messages containing this")
+    logs.add_argument("--run", default=None, help="only this run's entries")
+    logs.add_argument(
+        "--fetch", type=_positive, default=None, help="entries PostHog fetches (1-500)"
+    )
+    step = action(exports, "test-step", "run one destination test step")
+    step.add_argument("--step", type=int, default=0, help="the step's index (default 0)")
+    runs = action(exports, "runs", "list a batch export's runs", listing=True)
+    runs.add_argument("--status", action="append", help="only runs with this status")
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value

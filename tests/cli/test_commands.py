@@ -1,0 +1,221 @@
+"""The resource commands, run as subprocesses against FakePostHog."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+import aposthog
+from aposthog.testing import FakePostHog
+
+from .conftest import RunCli
+
+pytestmark = pytest.mark.anyio
+
+
+async def test_profile_configs_round_trip(fake: FakePostHog, run_cli: RunCli) -> None:
+    """create, list, get, update and delete, with --json output parsed back."""
+    created = await run_cli(
+        "profile-configs",
+        "create",
+        "--scope",
+        "person",
+        "--json",
+        "--content",
+        '{"properties": ["email"]}',
+    )
+    assert 0 == created.returncode, created.stderr
+    config = json.loads(created.stdout)
+    assert ("person", {"properties": ["email"]}) == (config["scope"], config["content"])
+
+    listed = await run_cli("profile-configs", "list", "--json")
+    assert [config["id"]] == [json.loads(line)["id"] for line in listed.stdout.splitlines()]
+
+    updated = await run_cli(
+        "--json", "profile-configs", "update", config["id"], "--sidebar", '["plan"]'
+    )
+    assert ["plan"] == json.loads(updated.stdout)["sidebar"]
+
+    shown = await run_cli("profile-configs", "get", config["id"])
+    assert f"id       {config['id']}" in shown.stdout.splitlines()
+    assert "scope    person" in shown.stdout.splitlines()
+
+    deleted = await run_cli("profile-configs", "delete", config["id"])
+    assert (0, f"deleted: {config['id']}\n") == (deleted.returncode, deleted.stdout)
+    assert {} == fake.customer_profile_configs
+
+
+async def test_human_list_is_an_aligned_table(fake: FakePostHog, run_cli: RunCli) -> None:
+    """The human output is a table whose columns line up."""
+    async with fake.client() as ph:
+        for scope in ("person", "group_0", "group_4"):
+            await ph.customer_profile_configs.create(scope=scope)
+    listed = await run_cli("profile-configs", "list")
+    lines = listed.stdout.splitlines()
+    assert 4 == len(lines)
+    assert lines[0].startswith("ID ")
+    scope_column = lines[0].index("SCOPE")
+    assert ["person", "group_0", "group_4"] == [
+        line[scope_column:].split()[0] for line in lines[1:]
+    ]
+
+
+async def test_list_limit_pages_lazily(fake: FakePostHog, run_cli: RunCli) -> None:
+    """--limit stops reading pages once it has printed enough."""
+    fake.page_size = 2
+    async with fake.client() as ph:
+        for _ in range(7):
+            await ph.customer_profile_configs.create(scope="person")
+    fake.reset_stats()
+    listed = await run_cli("profile-configs", "list", "--json", "--limit", "3")
+    assert 3 == len(listed.stdout.splitlines())
+    assert 2 == len(fake.requests)  # two pages of 2, not four
+
+
+async def test_api_error_is_one_line_and_exit_1(run_cli: RunCli) -> None:
+    """A 404 prints one line on stderr and exits 1."""
+    result = await run_cli("profile-configs", "get", "missing")
+    assert 1 == result.returncode
+    assert "" == result.stdout
+    assert 1 == len(result.stderr.splitlines())
+    assert result.stderr.startswith("aposthog: error: 404 Not Found")
+
+
+async def test_validation_error_exit_1(run_cli: RunCli) -> None:
+    """PostHog's validation error is reported with its detail."""
+    result = await run_cli("profile-configs", "create", "--scope", "quick")
+    assert 1 == result.returncode
+    assert '"quick" is not a valid choice.' in result.stderr
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        (),
+        ("nope",),
+        ("profile-configs",),
+        ("profile-configs", "create"),
+        ("profile-configs", "update", "x"),
+        ("profile-configs", "create", "--scope", "person", "--content", "{bad json"),
+        ("profile-configs", "list", "--limit", "0"),
+    ],
+)
+async def test_usage_errors_exit_2(run_cli: RunCli, args: tuple[str, ...]) -> None:
+    """A command line that cannot run exits 2 with a message on stderr."""
+    result = await run_cli(*args)
+    assert 2 == result.returncode
+    assert result.stderr.strip()
+
+
+async def test_missing_key_is_a_usage_error_naming_the_variable(run_cli: RunCli) -> None:
+    """No key anywhere: exit 2, and the message says how to give one."""
+    result = await run_cli("profile-configs", "list", env={"POSTHOG_PERSONAL_API_KEY": ""})
+    assert 2 == result.returncode
+    assert "POSTHOG_PERSONAL_API_KEY" in result.stderr
+    assert "--api-key" in result.stderr
+
+
+async def test_flags_override_the_environment_and_the_key_is_never_printed(
+    fake: FakePostHog, run_cli: RunCli
+) -> None:
+    """--api-key beats the environment; a rejected key is not echoed."""
+    bad_key = "phx_this_key_is_wrong_0123456789"
+    result = await run_cli("--api-key", bad_key, "profile-configs", "list")
+    assert 1 == result.returncode
+    assert "401 Unauthorized" in result.stderr
+    assert bad_key not in result.stdout + result.stderr
+    assert fake.api_key not in result.stdout + result.stderr
+
+
+async def test_serve_fake_is_listed_in_help(run_cli: RunCli) -> None:
+    """`aposthog --help` names every command."""
+    result = await run_cli("--help")
+    for command in (
+        "demo",
+        "serve-fake",
+        "chat",
+        "conversations",
+        "batch-exports",
+        "profile-configs",
+    ):
+        assert command in result.stdout
+
+
+def test_version() -> None:
+    """The version flag prints the package version."""
+    import subprocess
+    import sys
+
+    result = subprocess.run(
+        [sys.executable, "-m", "aposthog", "--version"], capture_output=True, text=True, check=True
+    )
+    assert f"aposthog {aposthog.__version__}\n" == result.stdout
+
+
+async def _export(fake: FakePostHog) -> str:
+    async with fake.client() as ph:
+        export = await ph.batch_exports.create(
+            name="Nightly",
+            destination={
+                "type": "S3",
+                "config": {"bucket_name": "b", "region": "eu-west-1", "prefix": "p/"},
+            },
+            interval="day",
+        )
+    return export.id
+
+
+async def test_batch_exports_list_get_pause_unpause(fake: FakePostHog, run_cli: RunCli) -> None:
+    """list and get print the export; pause and unpause change it on the server."""
+    export_id = await _export(fake)
+
+    listed = await run_cli("batch-exports", "list", "--json")
+    assert [export_id] == [json.loads(line)["id"] for line in listed.stdout.splitlines()]
+    table = await run_cli("batch-exports", "list")
+    assert "Nightly" in table.stdout.splitlines()[1]
+
+    paused = await run_cli("batch-exports", "pause", export_id, "--json")
+    assert {"id": export_id, "paused": True} == json.loads(paused.stdout)
+    assert fake.batch_exports[export_id]["paused"] is True
+    shown = await run_cli("batch-exports", "get", export_id, "--json")
+    assert json.loads(shown.stdout)["paused"] is True
+
+    unpaused = await run_cli("batch-exports", "unpause", export_id, "--backfill")
+    assert 0 == unpaused.returncode
+    assert fake.batch_exports[export_id]["paused"] is False
+    assert {"backfill": True} == fake.requests[-1].json()
+
+
+async def test_batch_exports_logs_test_step_and_runs(fake: FakePostHog, run_cli: RunCli) -> None:
+    """logs filters by level, test-step prints the step's result, runs lists runs."""
+    export_id = await _export(fake)
+    fake.add_batch_export_logs(
+        export_id, ["started", {"message": "boom", "level": "ERROR"}, "finished"]
+    )
+    fake.add_batch_export_run(export_id, status="Failed", latest_error="boom")
+
+    logs = await run_cli("batch-exports", "logs", export_id, "--level", "error", "--json")
+    assert ["boom"] == [json.loads(line)["message"] for line in logs.stdout.splitlines()]
+    assert ("level", "ERROR") in fake.requests[-1].query
+
+    fake.set_batch_export_test_result("S3", 0, status="Failed", message="Access denied")
+    step = await run_cli("batch-exports", "test-step", export_id, "--step", "0")
+    assert 0 == step.returncode  # a failed step is a result, not an error
+    assert "status       Failed" in step.stdout.splitlines()
+    assert "message      Access denied" in step.stdout.splitlines()
+
+    runs = await run_cli("batch-exports", "runs", export_id, "--json")
+    (run,) = [json.loads(line) for line in runs.stdout.splitlines()]
+    assert ("Failed", "boom") == (run["status"], run["latest_error"])
+
+
+async def test_batch_export_logs_with_a_scoped_key_exit_1(
+    fake: FakePostHog, run_cli: RunCli
+) -> None:
+    """PostHog refuses logs to scoped keys: the 403 is reported, exit 1."""
+    export_id = await _export(fake)
+    key = fake.add_key(scopes=["batch_export:read"])
+    result = await run_cli("batch-exports", "logs", export_id, "--api-key", key)
+    assert 1 == result.returncode
+    assert "This action does not support Personal API Key access" in result.stderr
