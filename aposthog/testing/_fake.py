@@ -11,6 +11,7 @@ balancer would.
 
 from __future__ import annotations
 
+import collections
 import re
 import secrets
 import urllib.parse
@@ -87,6 +88,7 @@ class FakePostHog(_batch_exports.BatchExportsFake, _conversations.ConversationsF
         api_key: a legacy, unscoped personal API key (may do anything).
         project_id: the environment id it serves (`@current` works too).
         requests: every request received, in order.
+        status_counts: how many answers had each status (0: connection dropped).
         max_in_flight: the most requests it has been handling at once.
         latency: seconds every request waits before it is handled.
     """
@@ -105,6 +107,7 @@ class FakePostHog(_batch_exports.BatchExportsFake, _conversations.ConversationsF
         self.page_size = page_size
         self.latency = latency
         self.requests: list[RecordedRequest] = []
+        self.status_counts: collections.Counter[int] = collections.Counter()
         self.in_flight = 0
         self.max_in_flight = 0
         self._keys: dict[str, _Key] = {self.api_key: _Key(scopes=None, user="user-1")}
@@ -185,8 +188,9 @@ class FakePostHog(_batch_exports.BatchExportsFake, _conversations.ConversationsF
         self._faults.append(_Fault("drop", n, method=method, path=path))
 
     def reset_stats(self) -> None:
-        """Forget recorded requests and the in-flight high-water mark."""
+        """Forget recorded requests, status counts and the in-flight high-water mark."""
         self.requests.clear()
+        self.status_counts.clear()
         self.max_in_flight = self.in_flight
 
     def _take_fault(self, raw: ServerRequest, kinds: tuple[str, ...]) -> _Fault | None:
@@ -210,9 +214,12 @@ class FakePostHog(_batch_exports.BatchExportsFake, _conversations.ConversationsF
             if self.latency:
                 await anyio.sleep(self.latency)
             try:
-                return await self._dispatch(raw)
+                reply = await self._dispatch(raw)
             except HTTPError as exc:
-                return exc.reply
+                reply = exc.reply
+            # 0 counts connections dropped without an answer.
+            self.status_counts[0 if reply.drop else reply.status] += 1
+            return reply
         finally:
             self.in_flight -= 1
 
