@@ -155,7 +155,8 @@ async def _batch_exports_tour(
     )
 
     step = await ph.batch_exports.run_test_step(export.id, step=0)
-    say.step(f"destination test step 0, {step.name!r}: {cell(step.result.status)}")
+    status = step.result.status if step.result is not None else "not run"
+    say.step(f"destination test step 0, {step.name!r}: {cell(status)}")
 
     runs = await ph.batch_exports.list_runs(export.id).to_list()
     say.step(f"its runs (cursor pages, newest first): {len(runs)}")
