@@ -18,7 +18,7 @@ from typing import Any, ClassVar, Union
 import attrs
 from cattrs.errors import ClassValidationError, IterableValidationError
 
-from .._converter import converter, unstructure
+from .._converter import converter, register_structure_hook, register_unstructure_hook, unstructure
 from ._common import extra_fields_field
 
 __all__ = [
@@ -346,10 +346,10 @@ def _register_unstructure(cls: Any) -> None:
         out["type"] = kind  # a class attribute, which attrs does not see
         return out
 
-    converter.register_unstructure_hook(cls, unstructure_message)
+    register_unstructure_hook(cls, unstructure_message)
 
 
-converter.register_structure_hook_func(lambda tp: tp == Message, _structure_message)
+register_structure_hook(Message, _structure_message)
 for _cls in _KNOWN:
     _register_unstructure(_cls)
-converter.register_unstructure_hook(UnknownMessage, lambda message: dict(message.data))
+register_unstructure_hook(UnknownMessage, lambda message: dict(message.data))

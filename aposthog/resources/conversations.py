@@ -2,12 +2,242 @@
 
 from __future__ import annotations
 
-from ._base import Resource
+import uuid
+from collections.abc import Mapping
+from typing import Any
 
-__all__ = ["Conversations"]
+from .._client import NOT_GIVEN, NotGiven
+from .._errors import ResponseDecodeError
+from .._http import segment
+from .._pagination import AsyncPaginator
+from .._streaming import DEFAULT_MAX_REATTACH_ATTEMPTS, ConversationStream
+from ..models.conversations import AgentMode, Conversation, ConversationSummary
+from ._base import Resource, check_paging, check_str
+
+__all__ = ["MAX_APPEND_LENGTH", "MAX_CONTENT_LENGTH", "Conversations"]
+
+_PATH = "conversations"
+MAX_CONTENT_LENGTH = 40000
+"""The longest message `create()` sends (PostHog's limit: roughly 10k tokens)."""
+MAX_APPEND_LENGTH = 10000
+"""The longest message `append_message()` sends."""
+Timeout = float | None | NotGiven
+ConversationId = str | uuid.UUID
+
+
+def _content(content: Any, *, limit: int) -> str:
+    check_str("content", content)
+    # PostHog trims whitespace before checking, so "   " is blank and is measured trimmed.
+    trimmed = content.strip()
+    if not trimmed:
+        raise ValueError("content must not be empty or only whitespace")
+    if len(trimmed) > limit:
+        raise ValueError(f"content is {len(trimmed)} characters long; PostHog accepts {limit}")
+    return str(content)
+
+
+def _uuid(name: str, value: ConversationId | None) -> str:
+    """A client-minted id must be a UUID: PostHog rejects anything else with a 400."""
+    if value is None:
+        return str(uuid.uuid4())
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    check_str(name, value)
+    try:
+        return str(uuid.UUID(value))
+    except ValueError:
+        raise ValueError(f"{name} must be a UUID, got {value!r}") from None
+
+
+def _reattaches(value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(f"max_reattach_attempts must be an int >= 0, got {value!r}")
+    return value
 
 
 class Conversations(Resource):
-    """PostHog AI conversations (`/api/environments/<project>/conversations/`)."""
+    """
+    PostHog AI conversations (`/api/environments/<project>/conversations/`).
+
+    Example:
+        ```python
+        stream = ph.conversations.create("Which pages had the most views yesterday?")
+        async with stream:
+            async for text in stream.text_deltas():
+                print(text, end="", flush=True)
+        again = ph.conversations.create("And before?", conversation=stream.conversation_id)
+        ```
+    """
 
     __slots__ = ()
+
+    def list(
+        self, *, limit: int | None = None, offset: int | None = None, timeout: Timeout = NOT_GIVEN
+    ) -> AsyncPaginator[ConversationSummary]:
+        """
+        Your titled conversations, most recently updated first (without their messages).
+
+        Example:
+            ```python
+            async for conversation in ph.conversations.list():
+                print(conversation.title, conversation.status)
+            ```
+        """
+        check_paging(limit, offset)
+        return self._client.paginate(
+            ConversationSummary, _PATH, params={"limit": limit, "offset": offset}, timeout=timeout
+        )
+
+    async def get(self, id: ConversationId, *, timeout: Timeout = NOT_GIVEN) -> Conversation:
+        """
+        A conversation with its messages and pending approvals.
+
+        `NotFoundError` until PostHog has generated its title (a few seconds after the
+        first answer starts), and for deleted conversations.
+        """
+        return await self._client.fetch(
+            Conversation, "GET", _PATH, segment(str(id)), timeout=timeout
+        )
+
+    def create(
+        self,
+        content: str | None,
+        *,
+        conversation: ConversationId | None = None,
+        agent_mode: AgentMode | str | None = None,
+        contextual_tools: Mapping[str, Any] | None = None,
+        ui_context: Any = None,
+        billing_context: Any = None,
+        trace_id: ConversationId | None = None,
+        session_id: str | None = None,
+        deep_research_mode: bool = False,
+        resume_payload: Mapping[str, Any] | None = None,
+        max_reattach_attempts: int = DEFAULT_MAX_REATTACH_ATTEMPTS,
+    ) -> ConversationStream:
+        """
+        Send a message and stream PostHog AI's answer. Returns at once; the request goes
+        out when the stream is iterated or entered (`async with`), and errors PostHog
+        gives before streaming (400, 402, 409 while it is still answering, 429) raise there.
+
+        Args:
+            content: your message (at most 40000 characters, not blank). None continues
+                a conversation without a new message: with `resume_payload`, or see `stream()`.
+            conversation: the id of a conversation to continue; None starts a new one (its
+                UUID is minted here: `stream.conversation_id`).
+            agent_mode: an `AgentMode` or any mode string PostHog knows.
+            contextual_tools, ui_context, billing_context: passed to PostHog as they are.
+            trace_id: the request's trace id (a UUID); minted when None.
+            session_id: a PostHog session id, sent as the `X-POSTHOG-SESSION-ID` header.
+            deep_research_mode: the research flag of older PostHog versions; newer ones
+                use `agent_mode="research"`.
+            resume_payload: an approval decision, e.g. `{"action": "approve",
+                "proposal_id": ...}` (see `Conversation.pending_approvals`).
+            max_reattach_attempts: how many times in a row a dropped connection is
+                re-attached before the `APIConnectionError` is raised (0: never).
+
+        Example:
+            ```python
+            stream = ph.conversations.create("What is our weekly retention?", agent_mode="sql")
+            result = await stream.until_done()
+            print(result.text)
+            ```
+        """
+        if content is None:
+            if conversation is None:
+                raise ValueError("content=None continues a conversation: pass conversation=")
+        else:
+            content = _content(content, limit=MAX_CONTENT_LENGTH)
+        conversation_id = _uuid("conversation", conversation)
+        body: dict[str, Any] = {"content": content, "conversation": conversation_id}
+        if agent_mode is not None:
+            check_str("agent_mode", agent_mode)
+            body["agent_mode"] = str(agent_mode)
+        if contextual_tools is not None:
+            if not isinstance(contextual_tools, Mapping):
+                raise TypeError("contextual_tools must be a mapping")
+            body["contextual_tools"] = dict(contextual_tools)
+        if ui_context is not None:
+            body["ui_context"] = ui_context
+        if billing_context is not None:
+            body["billing_context"] = billing_context
+        if session_id is not None:
+            check_str("session_id", session_id)
+            body["session_id"] = session_id
+        if deep_research_mode:
+            body["deep_research_mode"] = True
+        if resume_payload is not None:
+            body["resume_payload"] = dict(resume_payload)
+        return ConversationStream(
+            self._client,
+            conversation_id=conversation_id,
+            body=body,
+            trace_id=_uuid("trace_id", trace_id),
+            session_id=session_id,
+            max_reattach_attempts=_reattaches(max_reattach_attempts),
+        )
+
+    def stream(
+        self,
+        id: ConversationId,
+        *,
+        session_id: str | None = None,
+        max_reattach_attempts: int = DEFAULT_MAX_REATTACH_ATTEMPTS,
+    ) -> ConversationStream:
+        """
+        Re-attach to the answer PostHog is generating now (`content: null`).
+
+        PostHog replays the run from its start, then streams it live; the stream
+        de-duplicates as usual. `BadRequestError` (on iteration) if the conversation is
+        idle: use `get()` for a finished one.
+
+        Example:
+            ```python
+            conversation = await ph.conversations.get(conversation_id)
+            if conversation.status == "in_progress":
+                async for text in ph.conversations.stream(conversation_id).text_deltas():
+                    print(text, end="")
+            ```
+        """
+        conversation_id = _uuid("id", id)
+        if session_id is not None:
+            check_str("session_id", session_id)
+        return ConversationStream(
+            self._client,
+            conversation_id=conversation_id,
+            body={"content": None, "conversation": conversation_id},
+            trace_id=str(uuid.uuid4()),
+            session_id=session_id,
+            max_reattach_attempts=_reattaches(max_reattach_attempts),
+        )
+
+    async def append_message(
+        self, id: ConversationId, content: str, *, timeout: Timeout = NOT_GIVEN
+    ) -> str:
+        """
+        Add an assistant message to a conversation without running the AI; returns its id.
+
+        `content` may be at most 10000 characters (checked before sending).
+        """
+        text = _content(content, limit=MAX_APPEND_LENGTH)
+        body = await self._client.request_json(
+            "POST",
+            _PATH,
+            segment(str(id)),
+            "append_message",
+            json={"content": text},
+            timeout=timeout,
+        )
+        new_id = body.get("id") if isinstance(body, dict) else None
+        if not isinstance(new_id, str):
+            raise ResponseDecodeError(
+                "append_message answered without a message id", body=body, path=_PATH
+            )
+        return new_id
+
+    async def cancel(self, id: ConversationId, *, timeout: Timeout = NOT_GIVEN) -> None:
+        """Stop the conversation's running generation. Idempotent: an idle one stays idle."""
+        await self._client.request_json("PATCH", _PATH, segment(str(id)), "cancel", timeout=timeout)
+
+    async def delete(self, id: ConversationId, *, timeout: Timeout = NOT_GIVEN) -> None:
+        """Delete a conversation (PostHog keeps it, flagged deleted: it is gone from the API)."""
+        await self._client.request_json("DELETE", _PATH, segment(str(id)), timeout=timeout)

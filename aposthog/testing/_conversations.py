@@ -1,17 +1,504 @@
-"""FakePostHog's PostHog AI conversations."""
+"""
+FakePostHog's PostHog AI conversations, as `ConversationViewSet` behaves (reference §3).
+
+The streamed answers themselves (scripts, timelines, keepalives, replays) live in
+`_ai_runs`; this module holds the conversations, the checks `POST conversations/` makes
+before it streams, and the other routes.
+"""
 
 from __future__ import annotations
 
-from ._wire import Route
+import collections
+import datetime as dt
+import math
+import time
+import uuid
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING, Any
 
-__all__ = ["ROUTES", "ConversationsFake"]
+import anyio
+import attrs
+
+from .._transport import ServerReply
+from ._ai_runs import AIScript, Run, StreamStats, build_run
+from ._wire import (
+    FakeRequest,
+    HTTPError,
+    Route,
+    empty,
+    error,
+    iso,
+    json_reply,
+    not_found,
+    now,
+    offset_page,
+    validation_error,
+)
+
+if TYPE_CHECKING:
+    from ._fake import FakePostHog
+
+__all__ = ["ROUTES", "AIScript", "ConversationsFake", "FakeConversation"]
+
+AGENT_MODES = frozenset(
+    {
+        "product_analytics", "sql", "session_replay", "error_tracking", "plan", "execution",
+        "survey", "onboarding", "research", "flags", "llm_analytics", "user_interview",
+        "customer_analytics", "sandbox",
+    }
+)  # fmt: skip
+_LISTED_TYPES = frozenset({"assistant", "deep_research", "slack"})
+_QUOTA_DETAIL = (
+    "Your organization reached its AI credit usage limit. Increase the limits in Billing "
+    "settings, or ask an org admin to do so."
+)
+_AI_LIMIT = "You've reached PostHog AI's usage limit for the moment. Please try again {}."
+_RESEARCH_LIMIT = (
+    "You've reached the usage limit for Research mode, which is currently in beta with limited "
+    "capacity. Please try again {}, or switch to a regular conversation for continued access."
+)
+# Fields `model_dump()` writes as null when unset: GET shows them, the stream leaves them out.
+_NULL_FIELDS: Mapping[str, tuple[str, ...]] = {
+    "human": ("ui_context", "trace_id"),
+    "ai": ("tool_calls", "meta"),
+    "tool": ("ui_payload",),
+    "ai/failure": ("content",),
+}
+
+
+@attrs.define(eq=False)
+class FakeConversation:
+    """One conversation in the fake's memory (`fake.conversations[id]`)."""
+
+    id: str
+    user: str
+    title: str | None = None
+    type: str = "assistant"
+    created_at: dt.datetime = attrs.field(factory=now)
+    updated_at: dt.datetime = attrs.field(factory=now)
+    deleted: bool = False
+    is_internal: bool = False
+    agent_mode: str | None = None
+    messages: list[dict[str, Any]] = attrs.field(factory=list)
+    pending_approvals: list[dict[str, Any]] = attrs.field(factory=list)
+    run: Run | None = None
+    _applied: int = 0  # events of `run` already applied to the state above
+
+    @property
+    def status(self) -> str:
+        """`in_progress` while a run generates, else `idle` (a cancel is instantaneous)."""
+        return "in_progress" if self.run is not None and self.run.active() else "idle"
+
+    def refresh(self) -> None:
+        """Apply what the current run has produced by now: final messages and the title."""
+        if self.run is None:
+            return
+        due = self.run.due()
+        for event in due[self._applied :]:
+            if event.final is not None:
+                self.messages.append(event.final)
+            if event.title is not None:
+                self.title = event.title
+            self.updated_at = now()
+        self._applied = len(due)
+
+    def start(self, run: Run) -> None:
+        """Make `run` the current generation."""
+        self.refresh()
+        self.run = run
+        self._applied = 0
+
+    def minimal(
+        self, user: dict[str, Any], *, title: Any = ..., status: str | None = None
+    ) -> dict[str, Any]:
+        """`ConversationMinimalSerializer(...).data`."""
+        return {
+            "id": self.id,
+            "status": status or self.status,
+            "title": self.title if title is ... else title,
+            "topic": None,
+            "user": user,
+            "created_at": iso(self.created_at),
+            "updated_at": iso(self.updated_at),
+            "type": self.type,
+            "is_internal": self.is_internal,
+            "slack_thread_key": None,
+            "slack_workspace_domain": None,
+            "task": None,
+        }
+
+    def full(self, user: dict[str, Any]) -> dict[str, Any]:
+        """`ConversationSerializer(...).data`: messages written with their null fields."""
+        messages = []
+        for message in self.messages:
+            nulls = _NULL_FIELDS.get(message.get("type", ""), ())
+            messages.append({"parent_tool_call_id": None, **dict.fromkeys(nulls), **message})
+        return {
+            **self.minimal(user),
+            "messages": messages,
+            "has_unsupported_content": False,
+            "agent_mode": self.agent_mode,
+            "agent_runtime": "langgraph",
+            "is_sandbox": False,
+            "pending_approvals": list(self.pending_approvals),
+        }
 
 
 class ConversationsFake:
-    """The conversation state and knobs of FakePostHog."""
+    """
+    The conversation state and knobs of FakePostHog.
+
+    Attributes:
+        conversations: every conversation by id (deleted ones stay, flagged).
+        ai_scripts: the queued answers (`script_answer`); a default answer when empty.
+        keepalive_interval: seconds of silence before a `: keepalive` comment (None: never).
+        ai_burst_limit, ai_daily_limit: PostHog AI's per-user throttles (10 a minute,
+            100 a day); `ai_research_burst_limit`, `ai_research_daily_limit` for research
+            mode (3, 10). None turns one off.
+        ai_quota_exceeded: answer `POST conversations/` with 402.
+        conversations_list_includes_messages: list like older PostHog versions did.
+        ai_streams: what the fake saw of its event streams (opened, open, completed,
+            disconnected by the client, dropped by a script).
+    """
 
     def _init_conversations(self) -> None:
         """Set up the in-memory state."""
+        self.conversations: dict[str, FakeConversation] = {}
+        self.ai_scripts: collections.deque[AIScript] = collections.deque()
+        self.keepalive_interval: float | None = 15.0
+        self.ai_burst_limit: int | None = 10
+        self.ai_daily_limit: int | None = 100
+        self.ai_research_burst_limit: int | None = 3
+        self.ai_research_daily_limit: int | None = 10
+        self.ai_quota_exceeded = False
+        self.conversations_list_includes_messages = False
+        self.ai_streams = StreamStats()
+        self._ai_history: dict[tuple[str, str], collections.deque[float]] = {}
+        self._users: dict[str, dict[str, Any]] = {}
+
+    def script_answer(self, text: str = AIScript.text, **options: Any) -> AIScript:
+        """
+        Queue how PostHog AI answers the next message (see `AIScript` for the options).
+
+        Example:
+            ```python
+            fake.script_answer("Hello! 👋", chunk_size=3, delay=0.01, tool="search")
+            fake.script_answer("never finished", fail="Oops! Something went wrong.")
+            ```
+        """
+        script = AIScript(text=text, **options)
+        self.ai_scripts.append(script)
+        return script
+
+    def seed_conversation(
+        self,
+        *,
+        title: str | None = "A seeded conversation",
+        user: str = "user-1",
+        messages: Iterable[Mapping[str, Any]] = (),
+        pending_approvals: Iterable[Mapping[str, Any]] = (),
+        type: str = "assistant",
+        is_internal: bool = False,
+        id: str | None = None,
+    ) -> FakeConversation:
+        """Add an idle conversation with these messages (dicts with `type`; ids are added)."""
+        conversation = FakeConversation(
+            id=id or str(uuid.uuid4()),
+            user=user,
+            title=title,
+            type=type,
+            is_internal=is_internal,
+            messages=[{"id": str(uuid.uuid4()), **m} for m in messages],
+            pending_approvals=[dict(p) for p in pending_approvals],
+        )
+        self.conversations[conversation.id] = conversation
+        return conversation
+
+    async def wait_for_streams_closed(self, timeout: float = 2.0) -> None:
+        """Wait until the fake has no event stream open (it saw every client leave)."""
+        with anyio.fail_after(timeout):
+            # Polling keeps StreamStats a plain record, creatable outside an event loop.
+            while self.ai_streams.open:  # noqa: ASYNC110
+                await anyio.sleep(0.005)
+
+    def _user_basic(self, user: str) -> dict[str, Any]:
+        if user not in self._users:
+            number = len(self._users) + 1
+            self._users[user] = {
+                "id": number,
+                "uuid": str(uuid.uuid5(uuid.NAMESPACE_URL, f"fake-posthog-user:{user}")),
+                "distinct_id": f"distinct-{user}",
+                "first_name": user,
+                "last_name": "",
+                "email": f"{user}@example.com",
+                "is_email_verified": True,
+                "hedgehog_config": None,
+                "role_at_organization": None,
+            }
+        return self._users[user]
+
+    def _check_ai_throttle(self, user: str, body: dict[str, Any]) -> None:
+        existing = self.conversations.get(str(body.get("conversation")))
+        research = body.get("agent_mode") == "research" or (
+            existing is not None and not existing.deleted and existing.type == "deep_research"
+        )
+        if research:
+            limits = [("research_burst", self.ai_research_burst_limit, 60.0)]
+            limits.append(("research_day", self.ai_research_daily_limit, 86400.0))
+        else:
+            limits = [("burst", self.ai_burst_limit, 60.0), ("day", self.ai_daily_limit, 86400.0)]
+        moment = time.monotonic()
+        for name, limit, duration in limits:
+            if limit is None:
+                continue
+            history = self._ai_history.setdefault((user, name), collections.deque())
+            while history and history[0] <= moment - duration:
+                history.popleft()
+            if len(history) < limit:
+                history.append(moment)  # DRF records each throttle that lets it pass
+                continue
+            wait = duration - (moment - history[0]) if history else duration
+            if wait < 60:
+                when = f"in {int(wait)} seconds"
+            elif wait < 3600:
+                when = f"in {int(wait / 60)} minutes"
+            else:
+                when = "later today"
+            detail = (_RESEARCH_LIMIT if research else _AI_LIMIT).format(when)
+            seconds = math.ceil(wait)
+            unit = "second" if seconds == 1 else "seconds"
+            detail = f"{detail} Expected available in {seconds} {unit}."
+            raise HTTPError(error(429, "throttled_error", "throttled", detail))
 
 
-ROUTES: list[Route] = []
+# ---------------------------------------------------------------------- validation
+
+
+@attrs.frozen
+class _Message:
+    content: str | None
+    conversation: str
+    trace_id: str
+    agent_mode: str | None
+    is_sandbox: bool
+    resume_payload: Any
+
+
+def _uuid(body: dict[str, Any], name: str) -> str:
+    if name not in body:
+        raise validation_error("This field is required.", attr=name, code="required")
+    value = body[name]
+    if value is None:
+        raise validation_error("This field may not be null.", attr=name, code="null")
+    try:
+        return str(uuid.UUID(str(value)))
+    except ValueError:
+        raise validation_error("Must be a valid UUID.", attr=name) from None
+
+
+def _text(body: dict[str, Any], name: str, *, max_length: int, allow_null: bool) -> str | None:
+    if name not in body:
+        raise validation_error("This field is required.", attr=name, code="required")
+    value = body[name]
+    if value is None:
+        if allow_null:
+            return None
+        raise validation_error("This field may not be null.", attr=name, code="null")
+    if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+        raise validation_error("Not a valid string.", attr=name)
+    text = str(value).strip()  # DRF's CharField trims before it checks
+    if not text:
+        raise validation_error("This field may not be blank.", attr=name, code="blank")
+    if len(text) > max_length:
+        raise validation_error(
+            f"Ensure this field has no more than {max_length} characters.",
+            attr=name,
+            code="max_length",
+        )
+    return text
+
+
+def _validate_message(body: dict[str, Any]) -> _Message:
+    # MessageSerializer's fields in declaration order: drf-exceptions-hog reports the first.
+    content = _text(body, "content", max_length=40000, allow_null=True)
+    conversation = _uuid(body, "conversation")
+    tools = body.get("contextual_tools")
+    if "contextual_tools" in body and not isinstance(tools, dict):
+        kind = type(tools).__name__
+        raise validation_error(
+            f'Expected a dictionary of items but got type "{kind}".',
+            attr="contextual_tools",
+            code="not_a_dict",
+        )
+    trace_id = _uuid(body, "trace_id")
+    mode = body.get("agent_mode")
+    if mode is not None and mode not in AGENT_MODES:
+        raise validation_error(
+            f'"{mode}" is not a valid choice.', attr="agent_mode", code="invalid_choice"
+        )
+    return _Message(
+        content=content,
+        conversation=conversation,
+        trace_id=trace_id,
+        agent_mode=mode,
+        is_sandbox=body.get("is_sandbox") is True,
+        resume_payload=body.get("resume_payload"),
+    )
+
+
+# ---------------------------------------------------------------------- handlers
+
+
+def _own(fake: FakePostHog, request: FakeRequest) -> FakeConversation:
+    # Every action but `retrieve` is filtered to the caller's own conversations.
+    conversation = fake.conversations.get(request.params["conversation"])
+    if conversation is None or conversation.deleted or conversation.user != request.user_key:
+        raise not_found()
+    conversation.refresh()
+    return conversation
+
+
+async def _create(fake: FakePostHog, request: FakeRequest) -> ServerReply:
+    body = request.body()
+    user = request.user_key
+    fake._check_ai_throttle(user, body)
+    if fake.ai_quota_exceeded:
+        raise HTTPError(error(402, "server_error", "quota_limit_exceeded", _QUOTA_DETAIL))
+    message = _validate_message(body)
+    conversation = fake.conversations.get(message.conversation)
+    is_new = False
+    if conversation is not None:
+        if conversation.user != user:
+            return json_reply(400, {"error": "Cannot access other users' conversations"})
+        if conversation.deleted:
+            return json_reply(404, {"error": "Conversation does not exist"})
+        conversation.refresh()
+    else:
+        if message.content is None:
+            return json_reply(400, {"error": "Cannot stream from non-existent conversation"})
+        kind = "deep_research" if message.agent_mode == "research" else "assistant"
+        conversation = FakeConversation(id=message.conversation, user=user, type=kind)
+        fake.conversations[conversation.id] = conversation
+        is_new = True
+    if message.is_sandbox or message.agent_mode == "sandbox":
+        raise validation_error("Sandbox conversations must be opened via the open endpoint.")
+    idle = conversation.status == "idle"
+    if message.content is not None and not idle:
+        detail = "Cannot resume streaming with a new message"
+        raise HTTPError(error(409, "server_error", "conflict", detail))
+    if message.content is None and idle and message.resume_payload is None:
+        raise validation_error("Cannot continue streaming from an idle conversation")
+    if idle:
+        _start_run(fake, conversation, message, is_new, request)
+    run = conversation.run
+    assert run is not None
+    return ServerReply(
+        status=200,
+        headers={"Content-Type": "text/event-stream"},
+        stream=run.stream(fake.ai_streams, lambda: fake.keepalive_interval),
+    )
+
+
+def _start_run(
+    fake: FakePostHog,
+    conversation: FakeConversation,
+    message: _Message,
+    is_new: bool,
+    request: FakeRequest,
+) -> None:
+    script = fake.ai_scripts.popleft() if fake.ai_scripts else AIScript()
+    if message.agent_mode is not None:
+        conversation.agent_mode = message.agent_mode
+    user = fake._user_basic(conversation.user)
+
+    def render(title: str | None) -> dict[str, Any]:
+        return conversation.minimal(user, title=title, status="in_progress")
+
+    run = build_run(
+        script,
+        content=message.content,
+        human_id=str(uuid.uuid4()),
+        trace_id=message.trace_id,
+        conversation=render if is_new else None,
+    )
+    run.session_id = request.raw.headers.get("x-posthog-session-id")
+    conversation.start(run)
+
+
+async def _list(fake: FakePostHog, request: FakeRequest) -> ServerReply:
+    visible = []
+    for conversation in fake.conversations.values():
+        conversation.refresh()
+        if (
+            conversation.user == request.user_key
+            and not conversation.deleted
+            and conversation.title is not None
+            and conversation.type in _LISTED_TYPES
+            and not conversation.is_internal
+        ):
+            visible.append(conversation)
+    visible.sort(key=lambda c: c.updated_at, reverse=True)
+    items = []
+    for conversation in visible:
+        user = fake._user_basic(conversation.user)
+        if fake.conversations_list_includes_messages:
+            items.append(conversation.full(user))
+        else:
+            items.append(conversation.minimal(user))
+    return offset_page(request, items, page_size=fake.page_size)
+
+
+async def _retrieve(fake: FakePostHog, request: FakeRequest) -> ServerReply:
+    # Any user's conversation of the team, once it has a title.
+    conversation = fake.conversations.get(request.params["conversation"])
+    if conversation is not None:
+        conversation.refresh()
+    if (
+        conversation is None
+        or conversation.deleted
+        or conversation.title is None
+        or conversation.type not in _LISTED_TYPES
+    ):
+        raise not_found()
+    return json_reply(200, conversation.full(fake._user_basic(conversation.user)))
+
+
+async def _destroy(fake: FakePostHog, request: FakeRequest) -> ServerReply:
+    conversation = _own(fake, request)
+    conversation.deleted = True  # a soft delete
+    return empty(204)
+
+
+async def _cancel(fake: FakePostHog, request: FakeRequest) -> ServerReply:
+    conversation = _own(fake, request)
+    if conversation.run is not None:
+        conversation.run.cancel()
+        conversation.refresh()
+    return empty(204)
+
+
+async def _append_message(fake: FakePostHog, request: FakeRequest) -> ServerReply:
+    conversation = _own(fake, request)
+    content = _text(request.body(), "content", max_length=10000, allow_null=False)
+    message = {"type": "ai", "content": content, "id": str(uuid.uuid4())}
+    conversation.messages.append(message)
+    conversation.updated_at = now()
+    return json_reply(201, {"id": message["id"]})
+
+
+def _routes() -> list[Route]:
+    base = ("conversations",)
+    item = (*base, "{conversation}")
+    scope = "conversation"
+    return [
+        Route("GET", base, _list, scope),
+        Route("POST", base, _create, scope),
+        Route("GET", item, _retrieve, scope),
+        Route("DELETE", item, _destroy, scope),
+        # Custom actions without required_scopes: scoped personal API keys get 403.
+        Route("PATCH", (*item, "cancel"), _cancel, None),
+        Route("POST", (*item, "append_message"), _append_message, None),
+    ]
+
+
+ROUTES = _routes()

@@ -1,0 +1,286 @@
+"""
+FakePostHog's PostHog AI runs: scripted answers, their timeline, and the event stream.
+
+A run is generated "server-side" without a background task: its events are laid out on
+a timeline when the run starts (event i is due `i * delay` seconds later), and every
+connection reads that timeline. So the generation goes on when a client disconnects, a
+re-attach replays the run from its start (as PostHog's Redis stream does) and then
+follows live, and a cancel simply ends the timeline. Nothing outlives the fake.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable, Sequence
+from typing import Any
+
+import anyio
+import attrs
+
+from .._transport import DropConnection
+
+__all__ = ["AIScript", "Run", "StreamStats", "sse_event"]
+
+KEEPALIVE = b": keepalive\n\n"
+
+
+def sse_event(name: str, data: str) -> bytes:
+    """One event exactly as PostHog frames it."""
+    return f"event: {name}\ndata: {data}\n\n".encode()
+
+
+def message_json(message: dict[str, Any]) -> str:
+    """A message as pydantic's `model_dump_json(exclude_none=True)` writes it."""
+    return json.dumps(
+        {k: v for k, v in message.items() if v is not None},
+        separators=(",", ":"),
+        ensure_ascii=False,
+        sort_keys=True,
+    )
+
+
+def conversation_json(conversation: dict[str, Any]) -> str:
+    """A conversation as `json.dumps(serializer.data)` writes it: spaces, nulls, ASCII."""
+    return json.dumps(conversation)
+
+
+@attrs.frozen(kw_only=True)
+class AIScript:
+    """
+    How the fake PostHog AI answers one message (queue them with `fake.script_answer`).
+
+    Attributes:
+        text: the final answer.
+        token_size: characters each in-progress snapshot adds.
+        delay: seconds between events.
+        chunk_size: bytes per network write (None: one write per event); small values
+            split multi-byte characters across writes.
+        chunk_delay: seconds between the writes of one event.
+        title: the title PostHog generates for a new conversation ("" derives one from
+            the question; None never sets one, so the conversation stays unfetchable).
+        tool: the name of a tool the assistant calls before answering, or None.
+        updates: progress texts of that tool call (`update` events).
+        fail: end with an in-band `ai/failure` instead of the final answer: its text, or
+            True for PostHog's bare failure (no content, no id).
+        fail_after: snapshots streamed before the failure (default: half of them).
+        generation_error: send `status: generation_error` after the partial answer and end.
+        drop_after: cut the connection after this many events (the run goes on
+            server-side); a sequence cuts the first connections one after another.
+        raw_events: `(name, data)` events sent as they are after the echo of the
+            question, to play a newer (or broken) server.
+    """
+
+    text: str = "This is the fake PostHog AI's answer."
+    token_size: int = 4
+    delay: float = 0.0
+    chunk_size: int | None = None
+    chunk_delay: float = 0.0
+    title: str | None = ""
+    tool: str | None = None
+    updates: Sequence[str] = ()
+    fail: str | bool | None = None
+    fail_after: int | None = None
+    generation_error: bool = False
+    drop_after: int | Sequence[int] | None = None
+    raw_events: Sequence[tuple[str, str]] = ()
+
+    def drop_point(self, connection: int) -> int | None:
+        """After how many events connection number `connection` (0-based) is cut."""
+        if self.drop_after is None:
+            return None
+        if isinstance(self.drop_after, int):
+            return self.drop_after if connection == 0 else None
+        points = list(self.drop_after)
+        return points[connection] if connection < len(points) else None
+
+
+@attrs.define
+class TimedEvent:
+    """One event of a run: due `at` seconds after the run starts."""
+
+    at: float
+    data: bytes
+    final: dict[str, Any] | None = None  # a message to store in the conversation
+    title: str | None = None  # the title set at this moment
+
+
+@attrs.define
+class StreamStats:
+    """What FakePostHog saw of its event streams (for tests to assert on)."""
+
+    opened: int = 0
+    open: int = 0
+    completed: int = 0
+    disconnected: int = 0  # the client went away (closed, cancelled, timed out)
+    dropped: int = 0  # cut by a script's `drop_after`
+
+
+@attrs.define(eq=False)
+class Run:
+    """One generation: its timeline, and whether it was cancelled."""
+
+    script: AIScript
+    events: list[TimedEvent]
+    start: float = attrs.field(factory=time.monotonic)
+    cancelled_at: float | None = None
+    connections: int = 0
+    session_id: str | None = None
+    changed: anyio.Event = attrs.field(factory=anyio.Event)
+
+    @property
+    def end(self) -> float:
+        """When the last event is due (or when it was cancelled)."""
+        last = self.start + (self.events[-1].at if self.events else 0.0)
+        return last if self.cancelled_at is None else min(last, self.cancelled_at)
+
+    def active(self, now: float | None = None) -> bool:
+        """Whether it is still generating."""
+        return (time.monotonic() if now is None else now) < self.end
+
+    def due(self, now: float | None = None) -> list[TimedEvent]:
+        """The events produced by now."""
+        moment = time.monotonic() if now is None else now
+        limit = min(moment, self.end)
+        return [e for e in self.events if self.start + e.at <= limit]
+
+    def cancel(self) -> None:
+        """Stop generating now; open streams end."""
+        if self.active():
+            self.cancelled_at = time.monotonic()
+        self.changed.set()
+
+    def stream(
+        self, stats: StreamStats, keepalive: Callable[[], float | None]
+    ) -> AsyncIterator[bytes]:
+        """The bytes of one connection: the whole run from its start, then live."""
+        drop = self.script.drop_point(self.connections)
+        self.connections += 1
+        return _stream(self, stats, keepalive, drop)
+
+
+async def _sleep_until(run: Run, moment: float) -> None:
+    delay = moment - time.monotonic()
+    if delay > 0:
+        with anyio.move_on_after(delay):
+            await run.changed.wait()
+
+
+async def _stream(
+    run: Run, stats: StreamStats, keepalive: Callable[[], float | None], drop: int | None
+) -> AsyncIterator[bytes]:
+    stats.opened += 1
+    stats.open += 1
+    outcome = "disconnected"
+    written = 0
+    last_write = time.monotonic()
+    try:
+        for event in run.events:
+            due = run.start + event.at
+            while True:
+                now = time.monotonic()
+                if run.cancelled_at is not None and due > run.cancelled_at:
+                    outcome = "completed"
+                    return
+                if now >= due:
+                    break
+                interval = keepalive()
+                if interval is not None and now - last_write >= interval:
+                    yield KEEPALIVE
+                    last_write = time.monotonic()
+                    continue
+                wake = due if interval is None else min(due, last_write + interval)
+                await _sleep_until(run, wake)
+            if drop is not None and written >= drop:
+                outcome = "dropped"
+                raise DropConnection
+            size = run.script.chunk_size or len(event.data)
+            for i in range(0, len(event.data), size):
+                if i and run.script.chunk_delay:
+                    await anyio.sleep(run.script.chunk_delay)
+                yield event.data[i : i + size]
+            written += 1
+            last_write = time.monotonic()
+        outcome = "completed"
+    finally:
+        stats.open -= 1
+        setattr(stats, outcome, getattr(stats, outcome) + 1)
+
+
+def build_run(
+    script: AIScript,
+    *,
+    content: str | None,
+    human_id: str | None,
+    trace_id: str,
+    conversation: Callable[[str | None], dict[str, Any]] | None,
+) -> Run:
+    """
+    Lay out a run the way PostHog streams one (reference §3.5).
+
+    `conversation(title)` renders the conversation for the `conversation` events; None
+    when the conversation is not new (PostHog sends the event only for new ones).
+    """
+    events: list[TimedEvent] = []
+    clock = [0.0]
+
+    def add(name: str, data: str, *, advance: bool = True, **extra: Any) -> None:
+        events.append(TimedEvent(clock[0], sse_event(name, data), **extra))
+        if advance:
+            clock[0] += script.delay
+
+    title = script.title
+    if title == "" and content:
+        title = content.strip().splitlines()[0][:60]
+    if conversation is not None:
+        # Sent with the echo at once: PostHog has created and stored both before it streams.
+        add("conversation", conversation_json(conversation(None)), advance=False)
+    if content is not None and human_id is not None:
+        human = {"type": "human", "content": content, "id": human_id, "trace_id": trace_id}
+        add("message", message_json(human), final=human)
+    for name, data in script.raw_events:
+        add(name, data)
+    titled = conversation is None or not title
+
+    def maybe_title() -> None:
+        nonlocal titled
+        if not titled and conversation is not None and title:
+            add("conversation", conversation_json(conversation(title)), title=title)
+            titled = True
+
+    if script.tool:
+        call_id = f"call_{uuid.uuid4().hex[:12]}"
+        calls = [{"id": call_id, "name": script.tool, "args": {}, "type": "tool_call"}]
+        ai = {"type": "ai", "content": "", "id": str(uuid.uuid4()), "tool_calls": calls}
+        add("message", message_json(ai), final=ai)
+        maybe_title()
+        for text in script.updates:
+            update = {"id": ai["id"], "tool_call_id": call_id, "content": text}
+            add("update", message_json(update))
+        tool = {"type": "tool", "content": "done", "tool_call_id": call_id, "id": str(uuid.uuid4())}
+        add("message", message_json(tool), final=tool)
+
+    text = script.text
+    size = max(1, script.token_size)
+    cuts = list(range(size, len(text), size)) + ([len(text)] if text else [])
+    failing = script.fail is not None or script.generation_error
+    if failing:
+        keep = script.fail_after if script.fail_after is not None else len(cuts) // 2
+        cuts = cuts[:keep]
+    for n, cut in enumerate(cuts):
+        add("message", message_json({"type": "ai", "content": text[:cut]}))
+        if n == 0:
+            maybe_title()
+    maybe_title()
+    if script.generation_error:
+        add("status", message_json({"type": "generation_error"}))
+    if script.fail is not None:
+        failure: dict[str, Any] = {"type": "ai/failure"}
+        if isinstance(script.fail, str):
+            failure.update(content=script.fail, id=str(uuid.uuid4()))
+        add("message", message_json(failure), final=failure)
+    elif not script.generation_error:
+        ai = {"type": "ai", "content": text, "id": str(uuid.uuid4())}
+        add("message", message_json(ai), final=ai)
+    return Run(script, events)

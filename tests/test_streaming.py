@@ -1,0 +1,611 @@
+"""ConversationStream against FakePostHog: events, deltas, timeouts, cancellation, re-attach."""
+
+from __future__ import annotations
+
+import gc
+import json
+import socket
+from typing import Any
+
+import anyio
+import pytest
+
+import aposthog
+from aposthog import _streaming
+from aposthog._streaming import ConversationStream
+from aposthog.models.conversations import ConversationSummary
+from aposthog.models.events import (
+    ConversationEvent,
+    MessageEvent,
+    StatusEvent,
+    StreamEvent,
+    UnknownEvent,
+    UpdateEvent,
+)
+from aposthog.models.messages import AssistantMessage, FailureMessage, HumanMessage
+from aposthog.sse import ServerSentEvent, SSEDecoder
+from aposthog.testing import FakePostHog
+
+pytestmark = pytest.mark.anyio
+
+FAST = aposthog.RetryPolicy(initial_backoff=0.001, max_backoff=0.01, max_retry_after=0.01)
+ANSWER = "PostHog AI says: grüße 👋 — 1,234 signups last week."
+
+
+def posts(fake: FakePostHog) -> list[dict[str, Any]]:
+    """The bodies of every `POST conversations/` the fake received."""
+    return [
+        r.json()
+        for r in fake.requests
+        if r.method == "POST" and r.path.rstrip("/").endswith("conversations")
+    ]
+
+
+async def collect(stream: ConversationStream) -> list[str]:
+    return [text async for text in stream.text_deltas()]
+
+
+# ---------------------------------------------------------------------- events and text
+
+
+async def test_typed_events_in_posthog_order(fake: FakePostHog, ph: aposthog.Client) -> None:
+    fake.script_answer("Hello world", token_size=5, title="Greetings")
+    stream = ph.conversations.create("Hi?")
+    conversation_id = stream.conversation_id
+    assert posts(fake) == []  # known before anything is sent
+    events: list[StreamEvent] = [event async for event in stream]
+    kinds = [type(e).__name__ for e in events]
+    assert kinds == [
+        "ConversationEvent",
+        "MessageEvent",
+        "MessageEvent",
+        "ConversationEvent",
+        "MessageEvent",
+        "MessageEvent",
+        "MessageEvent",
+    ]
+    first, titled = events[0], events[3]
+    assert isinstance(first, ConversationEvent)
+    assert isinstance(titled, ConversationEvent)
+    assert first.conversation.id == conversation_id
+    assert (first.conversation.title, titled.conversation.title) == (None, "Greetings")
+    human = events[1]
+    assert isinstance(human, MessageEvent)
+    assert isinstance(human.message, HumanMessage)
+    assert human.message.id is not None
+    contents = [e.message.content for e in events[2:] if isinstance(e, MessageEvent)]
+    assert contents == ["Hello", "Hello worl", "Hello world", "Hello world"]
+    final = events[-1]
+    assert isinstance(final, MessageEvent)
+    assert isinstance(final.message, AssistantMessage)
+    assert not final.message.in_progress
+    assert stream.conversation == ConversationSummary(**{
+        **{a: getattr(titled.conversation, a) for a in ("id", "status", "title", "user")},
+        "created_at": titled.conversation.created_at,
+        "updated_at": titled.conversation.updated_at,
+        "type": titled.conversation.type,
+        "is_internal": False,
+    })  # fmt: skip
+
+
+async def test_three_lines_stream_an_answer_as_it_arrives(
+    fake: FakePostHog, ph: aposthog.Client
+) -> None:
+    fake.script_answer(ANSWER, token_size=3)
+    printed = []
+    async with ph.conversations.create("How many signups?") as stream:
+        async for text in stream.text_deltas():
+            printed.append(text)  # noqa: PERF401 (the loop a terminal app writes)
+    assert "".join(printed) == ANSWER
+    assert len(printed) > 5
+    result = await stream.until_done()
+    assert result.complete
+    assert result.text == result.streamed_text == ANSWER
+
+
+async def test_multibyte_characters_split_across_network_chunks(
+    fake: FakePostHog, ph: aposthog.Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    chunks: list[bytes] = []
+
+    class Recording(SSEDecoder):
+        def feed(self, chunk: bytes) -> list[ServerSentEvent]:
+            chunks.append(chunk)
+            return super().feed(chunk)
+
+    monkeypatch.setattr(_streaming, "SSEDecoder", Recording)
+    text = "é👋✓日本語🇫🇷"
+    fake.script_answer(text, token_size=1, chunk_size=2, chunk_delay=0.0002)
+    existing = fake.seed_conversation()  # no long `conversation` event to dribble out
+    stream = ph.conversations.create("q", conversation=existing.id)
+    assert "".join(await collect(stream)) == text
+
+    def splits_a_character(chunk: bytes) -> bool:
+        try:
+            chunk.decode()
+        except UnicodeDecodeError:
+            return True
+        return False
+
+    assert any(splits_a_character(c) for c in chunks)  # the network really split them
+
+
+async def test_a_run_with_a_tool_call(fake: FakePostHog, ph: aposthog.Client) -> None:
+    fake.script_answer("Found it.", tool="search", updates=["Searching", "Reading"])
+    stream = ph.conversations.create("q")
+    events = [e async for e in stream]
+    updates = [e for e in events if isinstance(e, UpdateEvent)]
+    assert [u.content for u in updates] == ["Searching", "Reading"]
+    result = stream.result()
+    assert [m.type for m in result.messages] == ["human", "ai", "tool", "ai"]
+    assert result.text == "Found it."
+
+
+async def test_keepalives_are_invisible(fake: FakePostHog, ph: aposthog.Client) -> None:
+    fake.keepalive_interval = 0.005
+    fake.script_answer("ab", token_size=1, delay=0.03)
+    events = [e async for e in ph.conversations.create("q")]
+    assert not any(isinstance(e, UnknownEvent) for e in events)
+    assert len(events) == 6  # conversation, human, two snapshots, title, final
+
+
+async def test_a_newer_server_does_not_break_the_stream(
+    fake: FakePostHog, ph: aposthog.Client
+) -> None:
+    fake.script_answer(
+        "ok",
+        raw_events=[
+            ("approval", '{"proposal_id":"p"}'),
+            ("message", '{"type":"ai/hologram","id":"m9","beam":1}'),
+            ("message", "{broken"),
+        ],
+    )
+    stream = ph.conversations.create("q")
+    events = [e async for e in stream]
+    assert UnknownEvent("approval", '{"proposal_id":"p"}') in events
+    assert UnknownEvent("message", "{broken") in events
+    assert [m.type for m in stream.result().messages] == ["human", "ai/hologram", "ai"]
+    assert stream.result().text == "ok"
+
+
+@pytest.mark.parametrize(
+    ("options", "failure", "generation_error"),
+    [
+        ({"fail": "Oops! Something went wrong."}, "Oops! Something went wrong.", False),
+        ({"fail": True}, None, False),
+        ({"generation_error": True}, None, True),
+    ],
+)
+async def test_in_band_failures_are_results_not_exceptions(
+    fake: FakePostHog,
+    ph: aposthog.Client,
+    options: dict[str, Any],
+    failure: str | None,
+    generation_error: bool,
+) -> None:
+    fake.script_answer("partial answer", token_size=4, **options)
+    result = await ph.conversations.create("q").until_done()
+    assert result.failed
+    assert result.complete
+    assert result.generation_error is generation_error
+    if "fail" in options:
+        assert isinstance(result.failure, FailureMessage)
+        assert result.failure.content == failure
+    # What streamed before the failure (the trailing space waited for more text).
+    assert result.streamed_text == "partial"
+    assert result.text == ""
+    assert result.in_progress == AssistantMessage(content="partial ")
+
+
+async def test_status_events_are_delivered(fake: FakePostHog, ph: aposthog.Client) -> None:
+    fake.script_answer("x", generation_error=True)
+    events = [e async for e in ph.conversations.create("q")]
+    assert StatusEvent("generation_error") in events
+
+
+# ---------------------------------------------------------------------- requests
+
+
+async def test_the_request_carries_what_posthog_needs(
+    fake: FakePostHog, ph: aposthog.Client
+) -> None:
+    stream = ph.conversations.create(
+        "q",
+        agent_mode=aposthog.AgentMode.SQL,
+        contextual_tools={"tool": {"a": 1}},
+        ui_context={"dashboards": []},
+        session_id="sess-1",
+    )
+    await stream.until_done()
+    (body,) = posts(fake)
+    assert body == {
+        "content": "q",
+        "conversation": stream.conversation_id,
+        "trace_id": stream.trace_id,
+        "agent_mode": "sql",
+        "contextual_tools": {"tool": {"a": 1}},
+        "ui_context": {"dashboards": []},
+        "session_id": "sess-1",
+    }
+    request = next(r for r in fake.requests if r.method == "POST")
+    assert request.headers["x-posthog-session-id"] == "sess-1"
+    assert request.headers["accept"] == "text/event-stream"
+
+
+async def test_a_stream_never_iterated_opens_no_connection(
+    fake: FakePostHog, ph: aposthog.Client
+) -> None:
+    stream = ph.conversations.create("q")
+    del stream
+    gc.collect()
+    await anyio.sleep(0.01)
+    assert fake.requests == []
+    assert fake.ai_streams.opened == 0
+
+
+async def test_pre_stream_errors_raise_on_entry(fake: FakePostHog, ph: aposthog.Client) -> None:
+    fake.script_answer("slow", delay=0.05)
+    async with ph.conversations.create("q") as first:
+        with pytest.raises(aposthog.ConflictError) as info:
+            async with ph.conversations.create("again", conversation=first.conversation_id):
+                pass
+        assert info.value.detail == "Cannot resume streaming with a new message"
+    other = fake.seed_conversation(user="user-2")
+    with pytest.raises(aposthog.BadRequestError) as bad:
+        await ph.conversations.create("x", conversation=other.id).until_done()
+    assert bad.value.detail == "Cannot access other users' conversations"
+    fake.ai_quota_exceeded = True
+    with pytest.raises(aposthog.QuotaLimitError):
+        await anext(ph.conversations.create("q"))
+
+
+async def test_a_throttled_create_is_retried_then_sent_once(
+    fake: FakePostHog, ph: aposthog.Client
+) -> None:
+    fake.throttle_next(1, method="POST")
+    result = await ph.conversations.create("q").until_done()
+    assert result.complete
+    assert len(posts(fake)) == 2  # refused, then accepted
+
+
+async def test_the_ai_throttle_raises_rate_limit_error(fake: FakePostHog) -> None:
+    fake.ai_burst_limit = 0
+    async with fake.client(max_retries=0) as ph:
+        with pytest.raises(aposthog.RateLimitError) as info:
+            await ph.conversations.create("q").until_done()
+    assert info.value.retry_after is not None
+
+
+async def test_a_message_that_reached_the_server_is_never_sent_twice(
+    fake: FakePostHog, ph: aposthog.Client
+) -> None:
+    fake.drop_next(1, method="POST")  # the connection dies before any answer
+    with pytest.raises(aposthog.APIConnectionError):
+        await ph.conversations.create("q").until_done()
+    sent = posts(fake)
+    assert [b["content"] for b in sent] == ["q", None]  # re-attach only, never the message
+
+
+async def test_a_200_that_is_not_an_event_stream_is_an_error(
+    fake: FakePostHog, ph: aposthog.Client
+) -> None:
+    fake.fail_next(1, status=200, body={"ok": True}, method="POST")
+    with pytest.raises(aposthog.ResponseDecodeError) as info:
+        await ph.conversations.create("q").until_done()
+    assert "text/event-stream" in str(info.value)
+    assert info.value.body == '{"ok":true}'
+
+
+async def test_connection_refused_is_a_connection_error() -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    client = aposthog.Client(api_key="phx_x", host=f"http://127.0.0.1:{port}", max_retries=1)
+    async with client as ph:
+        with pytest.raises(aposthog.APIConnectionError) as info:
+            await ph.conversations.create("q").until_done()
+    assert not info.value.reached_server
+
+
+# ---------------------------------------------------------------------- timeouts
+
+
+async def test_an_idle_stream_times_out(fake: FakePostHog) -> None:
+    fake.keepalive_interval = None
+    fake.script_answer("slow", token_size=1, delay=0.5)
+    async with fake.client(stream_idle_timeout=0.05, retry=FAST) as ph:
+        stream = ph.conversations.create("q")
+        with pytest.raises(aposthog.APITimeoutError) as info:
+            await stream.until_done()
+    assert isinstance(info.value, TimeoutError)
+    assert "stream_idle_timeout" in str(info.value)
+    await fake.wait_for_streams_closed()
+    assert fake.ai_streams.disconnected == 1
+
+
+async def test_keepalives_keep_a_slow_answer_alive_past_every_timeout(fake: FakePostHog) -> None:
+    fake.keepalive_interval = 0.01
+    fake.script_answer("abc", token_size=1, delay=0.1)  # silent 0.1 s between events
+    async with fake.client(stream_idle_timeout=0.05, timeout=0.05, retry=FAST) as ph:
+        result = await ph.conversations.create("q").until_done()
+    assert result.complete
+    assert result.text == "abc"
+
+
+# ---------------------------------------------------------------------- closing
+
+
+async def test_break_closes_the_response_at_once(fake: FakePostHog, ph: aposthog.Client) -> None:
+    fake.script_answer("slow answer", delay=0.05)
+    stream = ph.conversations.create("q")
+    async for _ in stream:
+        break
+    await fake.wait_for_streams_closed(timeout=0.5)
+    assert fake.ai_streams.disconnected == 1
+    assert stream.closed
+    assert [e async for e in stream] == []
+
+
+async def test_break_out_of_text_deltas_closes_too(fake: FakePostHog, ph: aposthog.Client) -> None:
+    fake.script_answer("slow answer", token_size=1, delay=0.02)
+    async for _ in ph.conversations.create("q").text_deltas():
+        break
+    await fake.wait_for_streams_closed(timeout=0.5)
+    assert fake.ai_streams.disconnected == 1
+
+
+async def test_leaving_async_with_closes_the_response(
+    fake: FakePostHog, ph: aposthog.Client
+) -> None:
+    fake.script_answer("slow answer", delay=0.05)
+    async with ph.conversations.create("q") as stream:
+        event = await anext(stream)
+        assert isinstance(event, ConversationEvent)
+        assert fake.ai_streams.open == 1
+        assert stream in ph._shared.streams
+    await fake.wait_for_streams_closed(timeout=0.5)
+    assert fake.ai_streams.disconnected == 1
+    assert stream not in ph._shared.streams
+
+
+async def test_an_exception_in_the_consumer_closes_the_response(
+    fake: FakePostHog, ph: aposthog.Client
+) -> None:
+    fake.script_answer("slow answer", delay=0.05)
+
+    async def consume() -> None:
+        async for _ in ph.conversations.create("q"):
+            raise ValueError("the consumer failed")
+
+    with pytest.raises(ValueError, match="the consumer failed"):
+        await consume()
+    await fake.wait_for_streams_closed(timeout=0.5)
+    assert fake.ai_streams.disconnected == 1
+
+
+async def test_cancelling_the_consumer_closes_and_is_not_swallowed(
+    fake: FakePostHog, ph: aposthog.Client
+) -> None:
+    fake.script_answer("slow answer", token_size=1, delay=0.05)
+    seen: list[str] = []
+    cancelled = anyio.Event()
+
+    async def consume() -> None:
+        try:
+            seen.extend([text async for text in ph.conversations.create("q").text_deltas()])
+        except anyio.get_cancelled_exc_class():
+            cancelled.set()
+            raise
+        seen.append("the loop ended as if the answer were complete")
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(consume)
+        await anyio.sleep(0.08)
+        tg.cancel_scope.cancel()
+    assert cancelled.is_set()
+    assert "the loop ended as if the answer were complete" not in seen
+    await fake.wait_for_streams_closed(timeout=0.5)
+    assert fake.ai_streams.disconnected == 1
+
+
+async def test_a_timeout_around_the_loop_still_fires(
+    fake: FakePostHog, ph: aposthog.Client
+) -> None:
+    fake.script_answer("slow answer", token_size=1, delay=0.05)
+    stream = ph.conversations.create("q")
+    with anyio.move_on_after(0.08) as scope:
+        await stream.until_done()
+    assert scope.cancelled_caught
+    assert stream.closed
+    assert not stream.result().complete
+    await fake.wait_for_streams_closed(timeout=0.5)
+
+
+async def test_aclose_from_another_task_ends_the_loop(
+    fake: FakePostHog, ph: aposthog.Client
+) -> None:
+    fake.script_answer("slow answer", delay=0.2)
+    stream = ph.conversations.create("q")
+    events: list[StreamEvent] = []
+
+    async def consume() -> None:
+        events.extend([event async for event in stream])
+
+    with anyio.fail_after(1):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(consume)
+            await anyio.sleep(0.05)
+            await stream.aclose()
+    assert len(events) == 2  # the conversation and the echo; then the loop just ended
+    await fake.wait_for_streams_closed(timeout=0.5)
+
+
+async def test_closing_the_client_closes_its_streams(fake: FakePostHog) -> None:
+    fake.script_answer("slow answer", delay=0.2)
+    async with fake.client(retry=FAST) as ph:
+        stream = ph.conversations.create("q")
+        await anext(stream)
+    assert stream.closed
+    await fake.wait_for_streams_closed(timeout=0.5)
+    assert fake.ai_streams.disconnected == 1
+
+
+async def test_two_hundred_cancelled_streams_leave_no_connection_open(
+    fake: FakePostHog, ph: aposthog.Client
+) -> None:
+    fake.ai_burst_limit = fake.ai_daily_limit = None
+    for n in range(200):
+        fake.script_answer("never finished", token_size=1, delay=0.01)
+        stream = ph.conversations.create(f"question {n}")
+        if n % 4 == 0:
+            async for _ in stream:
+                break
+        elif n % 4 == 1:
+            async with stream:
+                await anext(stream)
+        elif n % 4 == 2:
+            await anext(stream)
+            with anyio.move_on_after(0.005):
+                await stream.until_done()
+        else:
+
+            async def consume(stream: ConversationStream = stream) -> None:
+                async for _ in stream.text_deltas():
+                    pass
+
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(consume)
+                await anyio.sleep(0.015)
+                tg.cancel_scope.cancel()
+    await fake.wait_for_streams_closed(timeout=2)
+    assert fake.ai_streams.opened == 200
+    assert fake.ai_streams.disconnected == 200
+    assert len(ph._shared.streams) == 0
+    session = ph._shared.transport._session
+    assert session is not None
+    assert not getattr(session.connector, "_acquired", set())
+
+
+# ---------------------------------------------------------------------- cancel()
+
+
+async def test_cancel_stops_the_generation_then_closes(
+    fake: FakePostHog, ph: aposthog.Client
+) -> None:
+    fake.script_answer("a long answer", token_size=1, delay=0.02)
+    stream = ph.conversations.create("q")
+    async for event in stream.text_deltas():
+        assert event == "a"
+        await stream.cancel()
+    result = await stream.until_done()
+    assert result.cancelled
+    assert not result.complete
+    assert result.streamed_text == "a"
+    patches = [r for r in fake.requests if r.method == "PATCH"]
+    assert [r.path for r in patches] == [
+        f"/api/environments/1/conversations/{stream.conversation_id}/cancel/"
+    ]
+    conversation = fake.conversations[stream.conversation_id]
+    assert conversation.status == "idle"
+    assert [m["type"] for m in conversation.messages] == ["human"]
+    await fake.wait_for_streams_closed(timeout=0.5)
+
+
+async def test_cancel_before_starting_sends_nothing(fake: FakePostHog, ph: aposthog.Client) -> None:
+    stream = ph.conversations.create("q")
+    await stream.cancel()
+    assert fake.requests == []
+    assert stream.closed
+
+
+# ---------------------------------------------------------------------- re-attach
+
+
+async def test_a_dropped_connection_is_reattached_without_repeating_text(
+    fake: FakePostHog, ph: aposthog.Client
+) -> None:
+    fake.script_answer(ANSWER, token_size=3, delay=0.003, drop_after=6)
+    stream = ph.conversations.create("q")
+    deltas = await collect(stream)
+    assert "".join(deltas) == ANSWER
+    result = await stream.until_done()
+    assert [m.type for m in result.messages] == ["human", "ai"]
+    assert fake.ai_streams.dropped == 1
+    first, again = posts(fake)
+    assert again["content"] is None
+    assert again["conversation"] == first["conversation"]
+    assert again["trace_id"] != first["trace_id"]
+    assert set(again) == {"content", "conversation", "trace_id"}
+
+
+async def test_replayed_events_are_delivered_once(fake: FakePostHog, ph: aposthog.Client) -> None:
+    fake.script_answer("one two three", token_size=2, delay=0.003, drop_after=(4, 7, 9))
+    events = [e async for e in ph.conversations.create("q")]
+    assert fake.ai_streams.dropped == 3
+    conversations = [e for e in events if isinstance(e, ConversationEvent)]
+    assert [c.conversation.title for c in conversations] == [None, "q"]
+    ids = [e.message.id for e in events if isinstance(e, MessageEvent) and e.message.id]
+    assert len(ids) == len(set(ids)) == 2
+    snapshots = [
+        e.message.content
+        for e in events
+        if isinstance(e, MessageEvent) and isinstance(e.message, AssistantMessage)
+    ]
+    assert snapshots == sorted(snapshots, key=len)  # never goes back to a shorter text
+    assert len(posts(fake)) == 4
+
+
+async def test_a_run_that_finished_while_away_is_caught_up(
+    fake: FakePostHog, ph: aposthog.Client
+) -> None:
+    # delay=0: the whole run is done at once, so the re-attach finds the conversation idle.
+    fake.script_answer(ANSWER, token_size=3, drop_after=5)
+    stream = ph.conversations.create("q")
+    assert "".join(await collect(stream)) == ANSWER
+    result = stream.result()
+    assert result.complete
+    assert [m.type for m in result.messages] == ["human", "ai"]
+    assert [r.method for r in fake.requests] == ["POST", "POST", "GET"]
+
+
+async def test_reattaching_gives_up_after_the_attempts_without_progress(
+    fake: FakePostHog, ph: aposthog.Client
+) -> None:
+    fake.script_answer("slow", delay=0.05, drop_after=(2, 2, 2, 2, 2))
+    stream = ph.conversations.create("q", max_reattach_attempts=2)
+    with pytest.raises(aposthog.APIConnectionError):
+        await stream.until_done()
+    assert len(posts(fake)) == 3
+    assert stream.closed
+
+
+async def test_stream_reattaches_on_purpose(fake: FakePostHog, ph: aposthog.Client) -> None:
+    fake.script_answer(ANSWER, token_size=4, delay=0.003)
+    first = ph.conversations.create("q")
+    async with first:
+        await anext(first)
+        await anext(first)
+        again = ph.conversations.stream(first.conversation_id)
+        assert "".join(await collect(again)) == ANSWER
+        assert (await again.until_done()).text == ANSWER
+    assert posts(fake)[1]["content"] is None
+
+
+async def test_stream_on_an_idle_conversation_is_a_bad_request(
+    fake: FakePostHog, ph: aposthog.Client
+) -> None:
+    conversation = fake.seed_conversation()
+    with pytest.raises(aposthog.BadRequestError) as info:
+        await ph.conversations.stream(conversation.id).until_done()
+    assert info.value.detail == "Cannot continue streaming from an idle conversation"
+
+
+async def test_repr_and_properties(fake: FakePostHog, ph: aposthog.Client) -> None:
+    stream = ph.conversations.create("q")
+    assert "not started" in repr(stream)
+    await stream.until_done()
+    assert "finished" in repr(stream)
+    assert stream.messages[0].type == "human"
+    await stream.aclose()
+    assert "closed" in repr(stream)
+    assert json.loads(json.dumps(stream.conversation_id))

@@ -1,0 +1,432 @@
+"""FakePostHog's PostHog AI: PostHog's exact stream bytes, pre-stream checks, runs, replays."""
+
+from __future__ import annotations
+
+import json
+import re
+import uuid
+from typing import Any
+
+import aiohttp
+import anyio
+import pytest
+
+import aposthog
+from aposthog.testing import FakePostHog
+
+pytestmark = pytest.mark.anyio
+
+PATH = "/api/environments/1/conversations/"
+
+
+def _auth(fake: FakePostHog, key: str | None = None) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key or fake.api_key}"}
+
+
+def _body(content: str | None, conversation: str | None = None, **extra: Any) -> dict[str, Any]:
+    return {
+        "content": content,
+        "conversation": conversation or str(uuid.uuid4()),
+        "trace_id": str(uuid.uuid4()),
+        **extra,
+    }
+
+
+async def _post(
+    fake: FakePostHog, body: Any, *, key: str | None = None, headers: dict[str, str] | None = None
+) -> tuple[int, dict[str, str], bytes]:
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(
+            fake.url + PATH, json=body, headers={**_auth(fake, key), **(headers or {})}
+        ) as resp,
+    ):
+        return resp.status, dict(resp.headers), await resp.read()
+
+
+async def _request(
+    fake: FakePostHog, method: str, path: str, *, key: str | None = None, json_body: Any = None
+) -> tuple[int, bytes]:
+    async with (
+        aiohttp.ClientSession() as session,
+        session.request(
+            method, fake.url + PATH + path, json=json_body, headers=_auth(fake, key)
+        ) as resp,
+    ):
+        return resp.status, await resp.read()
+
+
+def _events(body: bytes) -> list[tuple[str, str]]:
+    """(name, data) pairs of a PostHog stream: one `event:` and one `data:` line each."""
+    text = body.decode()
+    return re.findall(r"event: (\w+)\ndata: (.*)\n\n", text)
+
+
+async def test_a_new_conversation_streams_like_posthog(fake: FakePostHog) -> None:
+    fake.script_answer("Hello world", token_size=5, title="Greetings")
+    body = _body("Hi there?")
+    status, headers, raw = await _post(fake, body)
+    assert status == 200
+    assert headers["Content-Type"] == "text/event-stream"
+    events = _events(raw)
+    assert b"".join(f"event: {n}\ndata: {d}\n\n".encode() for n, d in events) == raw
+    names = [name for name, _ in events]
+    assert names == ["conversation", "message", "message", "conversation", *["message"] * 3]
+
+    first = json.loads(events[0][1])
+    assert first["id"] == body["conversation"]
+    assert first["title"] is None
+    assert first["status"] == "in_progress"
+    # json.dumps with its default separators and nulls: what PostHog's serializer writes.
+    assert events[0][1] == json.dumps(first)
+    assert '"topic": null' in events[0][1]
+
+    human = json.loads(events[1][1])
+    assert human["type"] == "human"
+    assert human["content"] == "Hi there?"
+    uuid.UUID(human["id"])  # the server's id
+    assert events[2][1] == '{"content":"Hello","type":"ai"}'  # compact, nulls left out
+    assert json.loads(events[3][1])["title"] == "Greetings"
+    assert events[4][1] == '{"content":"Hello worl","type":"ai"}'
+    assert events[5][1] == '{"content":"Hello world","type":"ai"}'
+    final = json.loads(events[6][1])
+    assert final["content"] == "Hello world"
+    assert final["type"] == "ai"
+    assert "id" in final
+
+
+async def test_only_new_conversations_get_conversation_events(fake: FakePostHog) -> None:
+    body = _body("first")
+    await _post(fake, body)
+    fake.script_answer("second answer")
+    _, _, raw = await _post(fake, _body("second", body["conversation"]))
+    assert [n for n, _ in _events(raw)] == ["message"] * 6  # human, 4 snapshots, final
+
+
+async def test_text_is_utf8_in_messages_and_escaped_in_conversations(fake: FakePostHog) -> None:
+    fake.script_answer("Grüße 👋", token_size=100, title="Grüße")
+    _, _, raw = await _post(fake, _body("Grüße?"))
+    assert "Grüße 👋".encode() in raw
+    assert b'"title": "Gr\\u00fc\\u00dfe"' in raw
+
+
+async def test_tool_calls_updates_and_tool_results(fake: FakePostHog) -> None:
+    fake.script_answer("Done.", tool="create_insight", updates=["Searching", "Building"])
+    _, _, raw = await _post(fake, _body("chart please"))
+    events = _events(raw)
+    ai = json.loads(events[2][1])
+    call = ai["tool_calls"][0]
+    assert call["name"] == "create_insight"
+    assert call["type"] == "tool_call"
+    updates = [json.loads(d) for n, d in events if n == "update"]
+    assert updates == [
+        {"content": "Searching", "id": ai["id"], "tool_call_id": call["id"]},
+        {"content": "Building", "id": ai["id"], "tool_call_id": call["id"]},
+    ]
+    tools = [json.loads(d) for n, d in events if n == "message" and '"tool"' in d]
+    assert tools[0]["tool_call_id"] == call["id"]
+
+
+@pytest.mark.parametrize(
+    ("options", "tail"),
+    [
+        ({"fail": "Oops! Something went wrong."}, '"content":"Oops! Something went wrong."'),
+        ({"fail": True}, '{"type":"ai/failure"}'),
+        ({"generation_error": True}, '{"type":"generation_error"}'),
+    ],
+)
+async def test_in_band_failures_arrive_inside_a_200(
+    fake: FakePostHog, options: dict[str, Any], tail: str
+) -> None:
+    fake.script_answer("a b c d e f g h", token_size=2, **options)
+    status, _, raw = await _post(fake, _body("q"))
+    assert status == 200
+    events = _events(raw)
+    assert tail in events[-1][1]
+    final_answers = [d for n, d in events if '"ai"' in d and '"id"' in d]
+    assert final_answers == []  # no final answer after a failure
+    snapshots = [d for n, d in events if d.startswith('{"content"') and '"ai"' in d]
+    assert len(snapshots) == 4  # half of the eight snapshots
+
+
+async def test_keepalive_comments_fill_silences(fake: FakePostHog) -> None:
+    fake.keepalive_interval = 0.01
+    fake.script_answer("slow", token_size=2, delay=0.05)
+    _, _, raw = await _post(fake, _body("q"))
+    assert b": keepalive\n\n" in raw
+    assert "".join(d for _, d in _events(raw)).count("slow") >= 2
+
+
+async def test_chunked_writes_split_characters_but_keep_the_bytes(fake: FakePostHog) -> None:
+    fake.script_answer("é👋", token_size=1, chunk_size=1, chunk_delay=0.0002)
+    existing = fake.seed_conversation()
+    reads = []
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(fake.url + PATH, json=_body("q", existing.id), headers=_auth(fake)) as resp,
+    ):
+        reads.extend([piece async for piece in resp.content.iter_any()])
+    raw = b"".join(reads)
+    assert len(reads) > 10
+    assert '{"content":"é👋","type":"ai"}'.encode() in raw
+
+
+async def test_a_new_message_while_generating_is_409(fake: FakePostHog) -> None:
+    fake.script_answer("slow answer", delay=0.05)
+    body = _body("q")
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(fake.url + PATH, json=body, headers=_auth(fake)) as resp,
+    ):
+        await resp.content.readany()
+        status, _, raw = await _post(fake, _body("again", body["conversation"]))
+    assert status == 409
+    assert json.loads(raw) == {
+        "type": "server_error",
+        "code": "conflict",
+        "detail": "Cannot resume streaming with a new message",
+        "attr": None,
+    }
+
+
+async def test_reattaching_replays_the_run_from_its_start(fake: FakePostHog) -> None:
+    fake.script_answer("one two three four", token_size=4, delay=0.02)
+    body = _body("q")
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(fake.url + PATH, json=body, headers=_auth(fake)) as first,
+    ):
+        await anyio.sleep(0.05)
+        resume = _body(None, body["conversation"])
+        status, _, replay = await _post(fake, resume)
+        original = await first.read()
+    assert status == 200
+    assert _events(replay) == _events(original)
+    assert fake.conversations[body["conversation"]].run is not None
+
+
+async def test_content_null_on_an_idle_conversation_is_400(fake: FakePostHog) -> None:
+    body = _body("q")
+    await _post(fake, body)
+    status, _, raw = await _post(fake, _body(None, body["conversation"]))
+    assert status == 400
+    assert json.loads(raw)["detail"] == "Cannot continue streaming from an idle conversation"
+
+
+@pytest.mark.parametrize(
+    ("setup", "status", "expected"),
+    [
+        ("unknown", 400, {"error": "Cannot stream from non-existent conversation"}),
+        ("other_user", 400, {"error": "Cannot access other users' conversations"}),
+        ("deleted", 404, {"error": "Conversation does not exist"}),
+    ],
+)
+async def test_non_standard_error_bodies(
+    fake: FakePostHog, setup: str, status: int, expected: dict[str, str]
+) -> None:
+    conversation = fake.seed_conversation(
+        user="someone-else" if setup == "other_user" else "user-1"
+    )
+    conversation.deleted = setup == "deleted"
+    target = str(uuid.uuid4()) if setup == "unknown" else conversation.id
+    got, _, raw = await _post(fake, _body(None if setup == "unknown" else "hi", target))
+    assert (got, json.loads(raw)) == (status, expected)
+
+
+@pytest.mark.parametrize(
+    ("change", "attr", "code"),
+    [
+        ({"content": ""}, "content", "blank"),
+        ({"content": "   "}, "content", "blank"),
+        ({"content": "x" * 40001}, "content", "max_length"),
+        ({"trace_id": "nope"}, "trace_id", "invalid_input"),
+        ({"conversation": None}, "conversation", "null"),
+        ({"agent_mode": "warp"}, "agent_mode", "invalid_choice"),
+        ({"contextual_tools": []}, "contextual_tools", "not_a_dict"),
+    ],
+)
+async def test_validation_errors(
+    fake: FakePostHog, change: dict[str, Any], attr: str, code: str
+) -> None:
+    status, _, raw = await _post(fake, {**_body("q"), **change})
+    error = json.loads(raw)
+    assert status == 400
+    assert (error["type"], error["attr"], error["code"]) == ("validation_error", attr, code)
+
+
+async def test_missing_fields_and_sandboxes(fake: FakePostHog) -> None:
+    body = _body("q")
+    del body["trace_id"]
+    status, _, raw = await _post(fake, body)
+    assert (status, json.loads(raw)["code"]) == (400, "required")
+    status, _, raw = await _post(fake, _body("q", is_sandbox=True))
+    assert status == 400
+    assert "open endpoint" in json.loads(raw)["detail"]
+
+
+async def test_the_ai_throttle_is_per_user_and_sends_no_retry_after(fake: FakePostHog) -> None:
+    fake.ai_burst_limit = 2
+    for _ in range(2):
+        assert (await _post(fake, _body("q")))[0] == 200
+    status, headers, raw = await _post(fake, _body("q"))
+    assert status == 429
+    assert "Retry-After" not in headers
+    detail = json.loads(raw)["detail"]
+    assert detail.startswith("You've reached PostHog AI's usage limit for the moment.")
+    assert re.search(
+        r"Please try again in \d+ seconds\. Expected available in \d+ seconds?\.$", detail
+    )
+    other = fake.add_key(user="user-2")
+    assert (await _post(fake, _body("q"), key=other))[0] == 200
+
+
+async def test_research_has_its_own_throttle(fake: FakePostHog) -> None:
+    fake.ai_research_burst_limit = 1
+    assert (await _post(fake, _body("q", agent_mode="research")))[0] == 200
+    status, _, raw = await _post(fake, _body("q", agent_mode="research"))
+    assert status == 429
+    assert "Research mode" in json.loads(raw)["detail"]
+    assert (await _post(fake, _body("q")))[0] == 200
+
+
+async def test_the_ai_quota(fake: FakePostHog) -> None:
+    fake.ai_quota_exceeded = True
+    status, _, raw = await _post(fake, _body("q"))
+    assert (status, json.loads(raw)["code"]) == (402, "quota_limit_exceeded")
+
+
+async def test_cancel_stops_the_generation_and_is_idempotent(fake: FakePostHog) -> None:
+    fake.script_answer("a long answer that will not finish", token_size=1, delay=0.02)
+    body = _body("q")
+    conversation_id = body["conversation"]
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(fake.url + PATH, json=body, headers=_auth(fake)) as resp,
+    ):
+        await resp.content.readany()
+        assert fake.conversations[conversation_id].status == "in_progress"
+        assert (await _request(fake, "PATCH", f"{conversation_id}/cancel/"))[0] == 204
+        raw = await resp.read()  # the stream ends
+    assert "a long answer that will not finish" not in raw.decode()
+    conversation = fake.conversations[conversation_id]
+    assert conversation.status == "idle"
+    assert [m["type"] for m in conversation.messages] == ["human"]
+    assert (await _request(fake, "PATCH", f"{conversation_id}/cancel/"))[0] == 204
+    assert fake.ai_streams.open == 0
+
+
+async def test_cancel_and_append_need_an_unscoped_key_and_the_owner(fake: FakePostHog) -> None:
+    conversation = fake.seed_conversation()
+    scoped = fake.add_key(scopes=["conversation:write"])
+    assert (await _request(fake, "PATCH", f"{conversation.id}/cancel/", key=scoped))[0] == 403
+    other = fake.add_key(user="user-2")
+    assert (await _request(fake, "PATCH", f"{conversation.id}/cancel/", key=other))[0] == 404
+    path = f"{conversation.id}/append_message/"
+    assert (await _request(fake, "POST", path, key=other, json_body={"content": "x"}))[0] == 404
+
+
+async def test_append_message(fake: FakePostHog) -> None:
+    conversation = fake.seed_conversation()
+    path = f"{conversation.id}/append_message/"
+    status, raw = await _request(fake, "POST", path, json_body={"content": "Saved."})
+    assert status == 201
+    new_id = json.loads(raw)["id"]
+    assert conversation.messages[-1] == {"type": "ai", "content": "Saved.", "id": new_id}
+    status, raw = await _request(fake, "POST", path, json_body={"content": "x" * 10001})
+    assert (status, json.loads(raw)["code"]) == (400, "max_length")
+
+
+async def test_get_is_404_until_titled_then_shows_messages_with_nulls(fake: FakePostHog) -> None:
+    fake.script_answer("answer", title=None)
+    untitled = _body("q")
+    await _post(fake, untitled)
+    assert (await _request(fake, "GET", f"{untitled['conversation']}/"))[0] == 404
+    titled = _body("Where are my users?")
+    await _post(fake, titled)
+    status, raw = await _request(fake, "GET", f"{titled['conversation']}/")
+    assert status == 200
+    conversation = json.loads(raw)
+    assert conversation["title"] == "Where are my users?"
+    assert conversation["status"] == "idle"
+    assert [m["type"] for m in conversation["messages"]] == ["human", "ai"]
+    assert conversation["messages"][1]["tool_calls"] is None  # model_dump keeps nulls
+    assert conversation["pending_approvals"] == []
+
+
+async def test_other_users_conversations_can_be_read_but_not_listed(fake: FakePostHog) -> None:
+    theirs = fake.seed_conversation(user="user-2", title="Theirs")
+    mine = fake.seed_conversation(title="Mine")
+    fake.seed_conversation(title=None)
+    fake.seed_conversation(title="Internal", is_internal=True)
+    async with fake.client() as ph:
+        assert (await ph.conversations.get(theirs.id)).title == "Theirs"
+        assert [c.id async for c in ph.conversations.list()] == [mine.id]
+
+
+async def test_delete_is_soft_and_hides_the_conversation(fake: FakePostHog) -> None:
+    conversation = fake.seed_conversation()
+    assert (await _request(fake, "DELETE", f"{conversation.id}/"))[0] == 204
+    assert conversation.deleted
+    assert (await _request(fake, "GET", f"{conversation.id}/"))[0] == 404
+    assert (await _request(fake, "DELETE", f"{conversation.id}/"))[0] == 404
+
+
+async def test_older_servers_listed_messages(fake: FakePostHog) -> None:
+    fake.seed_conversation(messages=[{"type": "human", "content": "hi"}])
+    fake.conversations_list_includes_messages = True
+    status, raw = await _request(fake, "GET", "")
+    assert status == 200
+    assert json.loads(raw)["results"][0]["messages"][0]["content"] == "hi"
+
+
+async def test_a_dropped_connection_does_not_stop_the_generation(fake: FakePostHog) -> None:
+    fake.script_answer("abcdefgh", token_size=2, delay=0.005, drop_after=3)
+    body = _body("q")
+    with pytest.raises(aiohttp.ClientPayloadError):
+        await _post(fake, body)
+    assert fake.ai_streams.dropped == 1
+    await anyio.sleep(0.1)
+    conversation = fake.conversations[body["conversation"]]
+    conversation.refresh()
+    assert conversation.status == "idle"
+    assert conversation.messages[-1]["content"] == "abcdefgh"
+
+
+async def test_the_fake_sees_clients_leave(fake: FakePostHog) -> None:
+    fake.script_answer("slow", delay=0.05)
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(fake.url + PATH, json=_body("q"), headers=_auth(fake)) as resp,
+    ):
+        await resp.content.readany()
+        assert fake.ai_streams.open == 1
+    await fake.wait_for_streams_closed()
+    assert fake.ai_streams.disconnected == 1
+    assert fake.ai_streams.completed == 0
+
+
+async def test_the_session_header_is_what_posthog_reads(fake: FakePostHog) -> None:
+    body = _body("q")
+    await _post(fake, body, headers={"X-POSTHOG-SESSION-ID": "sess-1"})
+    run = fake.conversations[body["conversation"]].run
+    assert run is not None
+    assert run.session_id == "sess-1"
+
+
+async def test_a_resume_payload_starts_a_new_run_on_an_idle_conversation(
+    fake: FakePostHog,
+) -> None:
+    conversation = fake.seed_conversation()
+    fake.script_answer("Approved and done.")
+    payload = {"action": "approve", "proposal_id": "p1"}
+    status, _, raw = await _post(fake, _body(None, conversation.id, resume_payload=payload))
+    assert status == 200
+    assert "Approved and done." in raw.decode()
+    assert "human" not in raw.decode()
+
+
+async def test_default_answers_when_nothing_is_scripted() -> None:
+    async with FakePostHog() as fake, fake.client() as ph:
+        result = await ph.conversations.create("anything?").until_done()
+    assert result.text
+    assert isinstance(result.messages[0], aposthog.models.messages.HumanMessage)
