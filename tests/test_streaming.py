@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import json
 import socket
+import sys
 from typing import Any
 
 import anyio
 import pytest
 
 import aposthog
-from aposthog import _streaming
+from aposthog import _stream_engine
 from aposthog._streaming import ConversationStream
 from aposthog.models.conversations import ConversationSummary
 from aposthog.models.events import (
@@ -113,7 +115,7 @@ async def test_multibyte_characters_split_across_network_chunks(
             chunks.append(chunk)
             return super().feed(chunk)
 
-    monkeypatch.setattr(_streaming, "SSEDecoder", Recording)
+    monkeypatch.setattr(_stream_engine, "SSEDecoder", Recording)
     text = "é👋✓日本語🇫🇷"
     fake.script_answer(text, token_size=1, chunk_size=2, chunk_delay=0.0002)
     existing = fake.seed_conversation()  # no long `conversation` event to dribble out
@@ -300,7 +302,7 @@ async def test_connection_refused_is_a_connection_error() -> None:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    client = aposthog.Client(api_key="phx_x", host=f"http://127.0.0.1:{port}", max_retries=1)
+    client = aposthog.Client(api_key="phx_x", host=f"http://127.0.0.1:{port}", retry=FAST)
     async with client as ph:
         with pytest.raises(aposthog.APIConnectionError) as info:
             await ph.conversations.create("q").until_done()
@@ -308,6 +310,31 @@ async def test_connection_refused_is_a_connection_error() -> None:
 
 
 # ---------------------------------------------------------------------- timeouts
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="relies on Linux dropping SYNs")
+async def test_a_connect_timeout_is_an_api_timeout_error() -> None:
+    # A listening socket whose accept queue is full: Linux drops further SYNs, so the
+    # next connection attempt hangs until the client's connect timeout.
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen(0)
+        port = server.getsockname()[1]
+        fillers = [socket.socket() for _ in range(3)]
+        try:
+            for filler in fillers:
+                filler.setblocking(False)
+                with contextlib.suppress(BlockingIOError):
+                    filler.connect(("127.0.0.1", port))
+            host = f"http://127.0.0.1:{port}"
+            client = aposthog.Client(api_key="phx_x", host=host, connect_timeout=0.1)
+            async with client.with_options(max_retries=0) as ph:
+                with anyio.fail_after(2), pytest.raises(aposthog.APITimeoutError) as info:
+                    await ph.conversations.create("q").until_done()
+        finally:
+            for filler in fillers:
+                filler.close()
+    assert not info.value.reached_server
 
 
 async def test_an_idle_stream_times_out(fake: FakePostHog) -> None:
@@ -438,6 +465,20 @@ async def test_aclose_from_another_task_ends_the_loop(
             await stream.aclose()
     assert len(events) == 2  # the conversation and the echo; then the loop just ended
     await fake.wait_for_streams_closed(timeout=0.5)
+
+
+async def test_one_stream_is_read_by_one_task_at_a_time(
+    fake: FakePostHog, ph: aposthog.Client
+) -> None:
+    fake.script_answer("slow answer", delay=0.2)
+    stream = ph.conversations.create("q")
+    async with stream, anyio.create_task_group() as tg:
+        tg.start_soon(stream.until_done)
+        await anyio.sleep(0.05)
+        with pytest.raises(aposthog.ClientStateError):
+            await anext(stream)
+        assert not stream.closed  # the reader keeps its stream
+        tg.cancel_scope.cancel()
 
 
 async def test_closing_the_client_closes_its_streams(fake: FakePostHog) -> None:

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import collections
 import datetime as dt
-import math
-import time
 import uuid
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
@@ -21,6 +19,13 @@ import attrs
 
 from .._transport import ServerReply
 from ._ai_runs import AIScript, Run, StreamStats, build_run
+from ._conversation_checks import (
+    QUOTA_DETAIL,
+    MessageBody,
+    check_ai_throttle,
+    validate_message,
+    validate_text,
+)
 from ._wire import (
     FakeRequest,
     HTTPError,
@@ -40,23 +45,7 @@ if TYPE_CHECKING:
 
 __all__ = ["ROUTES", "AIScript", "ConversationsFake", "FakeConversation"]
 
-AGENT_MODES = frozenset(
-    {
-        "product_analytics", "sql", "session_replay", "error_tracking", "plan", "execution",
-        "survey", "onboarding", "research", "flags", "llm_analytics", "user_interview",
-        "customer_analytics", "sandbox",
-    }
-)  # fmt: skip
 _LISTED_TYPES = frozenset({"assistant", "deep_research", "slack"})
-_QUOTA_DETAIL = (
-    "Your organization reached its AI credit usage limit. Increase the limits in Billing "
-    "settings, or ask an org admin to do so."
-)
-_AI_LIMIT = "You've reached PostHog AI's usage limit for the moment. Please try again {}."
-_RESEARCH_LIMIT = (
-    "You've reached the usage limit for Research mode, which is currently in beta with limited "
-    "capacity. Please try again {}, or switch to a regular conversation for continued access."
-)
 # Fields `model_dump()` writes as null when unset: GET shows them, the stream leaves them out.
 _NULL_FIELDS: Mapping[str, tuple[str, ...]] = {
     "human": ("ui_context", "trace_id"),
@@ -243,107 +232,13 @@ class ConversationsFake:
             existing is not None and not existing.deleted and existing.type == "deep_research"
         )
         if research:
-            limits = [("research_burst", self.ai_research_burst_limit, 60.0)]
-            limits.append(("research_day", self.ai_research_daily_limit, 86400.0))
+            limits = [
+                ("research_burst", self.ai_research_burst_limit, 60.0),
+                ("research_day", self.ai_research_daily_limit, 86400.0),
+            ]
         else:
             limits = [("burst", self.ai_burst_limit, 60.0), ("day", self.ai_daily_limit, 86400.0)]
-        moment = time.monotonic()
-        for name, limit, duration in limits:
-            if limit is None:
-                continue
-            history = self._ai_history.setdefault((user, name), collections.deque())
-            while history and history[0] <= moment - duration:
-                history.popleft()
-            if len(history) < limit:
-                history.append(moment)  # DRF records each throttle that lets it pass
-                continue
-            wait = duration - (moment - history[0]) if history else duration
-            if wait < 60:
-                when = f"in {int(wait)} seconds"
-            elif wait < 3600:
-                when = f"in {int(wait / 60)} minutes"
-            else:
-                when = "later today"
-            detail = (_RESEARCH_LIMIT if research else _AI_LIMIT).format(when)
-            seconds = math.ceil(wait)
-            unit = "second" if seconds == 1 else "seconds"
-            detail = f"{detail} Expected available in {seconds} {unit}."
-            raise HTTPError(error(429, "throttled_error", "throttled", detail))
-
-
-# ---------------------------------------------------------------------- validation
-
-
-@attrs.frozen
-class _Message:
-    content: str | None
-    conversation: str
-    trace_id: str
-    agent_mode: str | None
-    is_sandbox: bool
-    resume_payload: Any
-
-
-def _uuid(body: dict[str, Any], name: str) -> str:
-    if name not in body:
-        raise validation_error("This field is required.", attr=name, code="required")
-    value = body[name]
-    if value is None:
-        raise validation_error("This field may not be null.", attr=name, code="null")
-    try:
-        return str(uuid.UUID(str(value)))
-    except ValueError:
-        raise validation_error("Must be a valid UUID.", attr=name) from None
-
-
-def _text(body: dict[str, Any], name: str, *, max_length: int, allow_null: bool) -> str | None:
-    if name not in body:
-        raise validation_error("This field is required.", attr=name, code="required")
-    value = body[name]
-    if value is None:
-        if allow_null:
-            return None
-        raise validation_error("This field may not be null.", attr=name, code="null")
-    if isinstance(value, bool) or not isinstance(value, (str, int, float)):
-        raise validation_error("Not a valid string.", attr=name)
-    text = str(value).strip()  # DRF's CharField trims before it checks
-    if not text:
-        raise validation_error("This field may not be blank.", attr=name, code="blank")
-    if len(text) > max_length:
-        raise validation_error(
-            f"Ensure this field has no more than {max_length} characters.",
-            attr=name,
-            code="max_length",
-        )
-    return text
-
-
-def _validate_message(body: dict[str, Any]) -> _Message:
-    # MessageSerializer's fields in declaration order: drf-exceptions-hog reports the first.
-    content = _text(body, "content", max_length=40000, allow_null=True)
-    conversation = _uuid(body, "conversation")
-    tools = body.get("contextual_tools")
-    if "contextual_tools" in body and not isinstance(tools, dict):
-        kind = type(tools).__name__
-        raise validation_error(
-            f'Expected a dictionary of items but got type "{kind}".',
-            attr="contextual_tools",
-            code="not_a_dict",
-        )
-    trace_id = _uuid(body, "trace_id")
-    mode = body.get("agent_mode")
-    if mode is not None and mode not in AGENT_MODES:
-        raise validation_error(
-            f'"{mode}" is not a valid choice.', attr="agent_mode", code="invalid_choice"
-        )
-    return _Message(
-        content=content,
-        conversation=conversation,
-        trace_id=trace_id,
-        agent_mode=mode,
-        is_sandbox=body.get("is_sandbox") is True,
-        resume_payload=body.get("resume_payload"),
-    )
+        check_ai_throttle(self._ai_history, user=user, research=research, limits=limits)
 
 
 # ---------------------------------------------------------------------- handlers
@@ -363,8 +258,8 @@ async def _create(fake: FakePostHog, request: FakeRequest) -> ServerReply:
     user = request.user_key
     fake._check_ai_throttle(user, body)
     if fake.ai_quota_exceeded:
-        raise HTTPError(error(402, "server_error", "quota_limit_exceeded", _QUOTA_DETAIL))
-    message = _validate_message(body)
+        raise HTTPError(error(402, "server_error", "quota_limit_exceeded", QUOTA_DETAIL))
+    message = validate_message(body)
     conversation = fake.conversations.get(message.conversation)
     is_new = False
     if conversation is not None:
@@ -402,7 +297,7 @@ async def _create(fake: FakePostHog, request: FakeRequest) -> ServerReply:
 def _start_run(
     fake: FakePostHog,
     conversation: FakeConversation,
-    message: _Message,
+    message: MessageBody,
     is_new: bool,
     request: FakeRequest,
 ) -> None:
@@ -479,7 +374,7 @@ async def _cancel(fake: FakePostHog, request: FakeRequest) -> ServerReply:
 
 async def _append_message(fake: FakePostHog, request: FakeRequest) -> ServerReply:
     conversation = _own(fake, request)
-    content = _text(request.body(), "content", max_length=10000, allow_null=False)
+    content = validate_text(request.body(), "content", max_length=10000, allow_null=False)
     message = {"type": "ai", "content": content, "id": str(uuid.uuid4())}
     conversation.messages.append(message)
     conversation.updated_at = now()
