@@ -217,7 +217,8 @@ class StreamEngine:
             # PostHog reads the session from this header, not from the body field.
             request = attrs.evolve(request, headers=(("X-POSTHOG-SESSION-ID", self._session_id),))
         self._client._register_stream(self)
-        self._state.begin_attempt()
+        if not first:
+            self._state.begin_attempt()  # PostHog replays the run from its start
         self._decoder = SSEDecoder()
         response = await self._client.open_stream(request)
         if self._closed:  # closed by another task just as the headers arrived

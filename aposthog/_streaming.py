@@ -167,7 +167,8 @@ class ConversationStream(StreamEngine):
         Stop the generation on the server (`PATCH conversations/{id}/cancel/`), then close.
 
         Without this, closing the stream only disconnects: PostHog keeps generating.
-        A stream that never started sends nothing.
+        A stream that never started sends nothing. PostHog's cancel action refuses scoped
+        personal API keys (`PermissionDeniedError`); the stream is closed all the same.
         """
         self._cancelled = True
         try:

@@ -579,6 +579,28 @@ async def test_a_dropped_connection_is_reattached_without_repeating_text(
     assert set(again) == {"content", "conversation", "trace_id"}
 
 
+@pytest.mark.parametrize("cut", range(1, 10))
+async def test_a_drop_after_any_event_loses_and_repeats_nothing(
+    fake: FakePostHog, ph: aposthog.Client, cut: int
+) -> None:
+    fake.script_answer("alpha beta gamma", token_size=3, delay=0.01, drop_after=cut)
+    once = [e async for e in ph.conversations.create("q")]
+    fake.script_answer("alpha beta gamma", token_size=3, delay=0.01)
+    unbroken = [e async for e in ph.conversations.create("q")]
+    assert fake.ai_streams.dropped == 1
+
+    def shape(events: list[StreamEvent]) -> list[tuple[str, str, bool]]:
+        # Ids and timestamps differ between the two runs; kinds, texts and finality do not.
+        return [
+            (e.message.type, getattr(e.message, "content", ""), e.message.id is None)
+            if isinstance(e, MessageEvent)
+            else (type(e).__name__, "", False)
+            for e in events
+        ]
+
+    assert shape(once) == shape(unbroken)
+
+
 async def test_replayed_events_are_delivered_once(fake: FakePostHog, ph: aposthog.Client) -> None:
     fake.script_answer("one two three", token_size=2, delay=0.003, drop_after=(4, 7, 9))
     events = [e async for e in ph.conversations.create("q")]

@@ -216,7 +216,8 @@ class Conversations(Resource):
         """
         Add an assistant message to a conversation without running the AI; returns its id.
 
-        `content` may be at most 10000 characters (checked before sending).
+        `content` may be at most 10000 characters (checked before sending). PostHog
+        refuses this action to scoped personal API keys (`PermissionDeniedError`).
         """
         text = _content(content, limit=MAX_APPEND_LENGTH)
         body = await self._client.request_json(
@@ -235,7 +236,11 @@ class Conversations(Resource):
         return new_id
 
     async def cancel(self, id: ConversationId, *, timeout: Timeout = NOT_GIVEN) -> None:
-        """Stop the conversation's running generation. Idempotent: an idle one stays idle."""
+        """
+        Stop the conversation's running generation. Idempotent: an idle one stays idle.
+
+        PostHog refuses this action to scoped personal API keys (`PermissionDeniedError`).
+        """
         await self._client.request_json("PATCH", _PATH, segment(str(id)), "cancel", timeout=timeout)
 
     async def delete(self, id: ConversationId, *, timeout: Timeout = NOT_GIVEN) -> None:
