@@ -1,0 +1,319 @@
+"""The stream engine against FakePostHog: requests, pre-stream errors, timeouts, re-attach."""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import sys
+from typing import Any
+
+import anyio
+import pytest
+
+import aposthog
+from aposthog import _stream_engine
+from aposthog._streaming import ConversationStream
+from aposthog.models.events import (
+    ConversationEvent,
+    MessageEvent,
+    StreamEvent,
+)
+from aposthog.models.messages import AssistantMessage
+from aposthog.sse import ServerSentEvent, SSEDecoder
+from aposthog.testing import FakePostHog
+
+pytestmark = pytest.mark.anyio
+
+
+FAST = aposthog.RetryPolicy(initial_backoff=0.001, max_backoff=0.01, max_retry_after=0.01)
+ANSWER = "PostHog AI says: grüße 👋 — 1,234 signups last week."
+
+
+def posts(fake: FakePostHog) -> list[dict[str, Any]]:
+    """The bodies of every `POST conversations/` the fake received."""
+    return [
+        r.json()
+        for r in fake.requests
+        if r.method == "POST" and r.path.rstrip("/").endswith("conversations")
+    ]
+
+
+async def collect(stream: ConversationStream) -> list[str]:
+    return [text async for text in stream.text_deltas()]
+
+
+# ---------------------------------------------------------------------- reading
+
+
+async def test_multibyte_characters_split_across_network_chunks(
+    fake: FakePostHog, ph: aposthog.Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    chunks: list[bytes] = []
+
+    class Recording(SSEDecoder):
+        def feed(self, chunk: bytes) -> list[ServerSentEvent]:
+            chunks.append(chunk)
+            return super().feed(chunk)
+
+    monkeypatch.setattr(_stream_engine, "SSEDecoder", Recording)
+    text = "é👋✓日本語🇫🇷"
+    fake.script_answer(text, token_size=1, chunk_size=2, chunk_delay=0.0002)
+    existing = fake.seed_conversation()  # no long `conversation` event to dribble out
+    stream = ph.conversations.create("q", conversation=existing.id)
+    assert "".join(await collect(stream)) == text
+
+    def splits_a_character(chunk: bytes) -> bool:
+        try:
+            chunk.decode()
+        except UnicodeDecodeError:
+            return True
+        return False
+
+    assert any(splits_a_character(c) for c in chunks)  # the network really split them
+
+
+# ---------------------------------------------------------------------- requests
+
+
+async def test_the_request_carries_what_posthog_needs(
+    fake: FakePostHog, ph: aposthog.Client
+) -> None:
+    stream = ph.conversations.create(
+        "q",
+        agent_mode=aposthog.AgentMode.SQL,
+        contextual_tools={"tool": {"a": 1}},
+        ui_context={"dashboards": []},
+        session_id="sess-1",
+    )
+    await stream.until_done()
+    (body,) = posts(fake)
+    assert body == {
+        "content": "q",
+        "conversation": stream.conversation_id,
+        "trace_id": stream.trace_id,
+        "agent_mode": "sql",
+        "contextual_tools": {"tool": {"a": 1}},
+        "ui_context": {"dashboards": []},
+        "session_id": "sess-1",
+    }
+    request = next(r for r in fake.requests if r.method == "POST")
+    assert request.headers["x-posthog-session-id"] == "sess-1"
+    assert request.headers["accept"] == "text/event-stream"
+
+
+async def test_pre_stream_errors_raise_on_entry(fake: FakePostHog, ph: aposthog.Client) -> None:
+    fake.script_answer("slow", delay=0.05)
+    async with ph.conversations.create("q") as first:
+        with pytest.raises(aposthog.ConflictError) as info:
+            async with ph.conversations.create("again", conversation=first.conversation_id):
+                pass
+        assert info.value.detail == "Cannot resume streaming with a new message"
+    other = fake.seed_conversation(user="user-2")
+    with pytest.raises(aposthog.BadRequestError) as bad:
+        await ph.conversations.create("x", conversation=other.id).until_done()
+    assert bad.value.detail == "Cannot access other users' conversations"
+    fake.ai_quota_exceeded = True
+    with pytest.raises(aposthog.QuotaLimitError):
+        await anext(ph.conversations.create("q"))
+
+
+async def test_a_throttled_create_is_retried_then_sent_once(
+    fake: FakePostHog, ph: aposthog.Client
+) -> None:
+    fake.throttle_next(1, method="POST")
+    result = await ph.conversations.create("q").until_done()
+    assert result.complete
+    assert len(posts(fake)) == 2  # refused, then accepted
+
+
+async def test_the_ai_throttle_raises_rate_limit_error(fake: FakePostHog) -> None:
+    fake.ai_burst_limit = 0
+    async with fake.client(max_retries=0) as ph:
+        with pytest.raises(aposthog.RateLimitError) as info:
+            await ph.conversations.create("q").until_done()
+    assert info.value.retry_after is not None
+
+
+async def test_a_message_that_reached_the_server_is_never_sent_twice(
+    fake: FakePostHog, ph: aposthog.Client
+) -> None:
+    fake.drop_next(1, method="POST")  # the connection dies before any answer
+    with pytest.raises(aposthog.APIConnectionError):
+        await ph.conversations.create("q").until_done()
+    sent = posts(fake)
+    assert [b["content"] for b in sent] == ["q", None]  # re-attach only, never the message
+
+
+async def test_a_200_that_is_not_an_event_stream_is_an_error(
+    fake: FakePostHog, ph: aposthog.Client
+) -> None:
+    fake.fail_next(1, status=200, body={"ok": True}, method="POST")
+    with pytest.raises(aposthog.ResponseDecodeError) as info:
+        await ph.conversations.create("q").until_done()
+    assert "text/event-stream" in str(info.value)
+    assert info.value.body == '{"ok":true}'
+
+
+async def test_connection_refused_is_a_connection_error() -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    client = aposthog.Client(api_key="phx_x", host=f"http://127.0.0.1:{port}", retry=FAST)
+    async with client as ph:
+        with pytest.raises(aposthog.APIConnectionError) as info:
+            await ph.conversations.create("q").until_done()
+    assert not info.value.reached_server
+
+
+# ---------------------------------------------------------------------- timeouts
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="relies on Linux dropping SYNs")
+async def test_a_connect_timeout_is_an_api_timeout_error() -> None:
+    # A listening socket whose accept queue is full: Linux drops further SYNs, so the
+    # next connection attempt hangs until the client's connect timeout.
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen(0)
+        port = server.getsockname()[1]
+        fillers = [socket.socket() for _ in range(3)]
+        try:
+            for filler in fillers:
+                filler.setblocking(False)
+                with contextlib.suppress(BlockingIOError):
+                    filler.connect(("127.0.0.1", port))
+            host = f"http://127.0.0.1:{port}"
+            client = aposthog.Client(api_key="phx_x", host=host, connect_timeout=0.1)
+            async with client.with_options(max_retries=0) as ph:
+                with anyio.fail_after(2), pytest.raises(aposthog.APITimeoutError) as info:
+                    await ph.conversations.create("q").until_done()
+        finally:
+            for filler in fillers:
+                filler.close()
+    assert not info.value.reached_server
+
+
+async def test_an_idle_stream_times_out(fake: FakePostHog) -> None:
+    fake.keepalive_interval = None
+    fake.script_answer("slow", token_size=1, delay=0.5)
+    async with fake.client(stream_idle_timeout=0.05, retry=FAST) as ph:
+        stream = ph.conversations.create("q")
+        with pytest.raises(aposthog.APITimeoutError) as info:
+            await stream.until_done()
+    assert isinstance(info.value, TimeoutError)
+    assert "stream_idle_timeout" in str(info.value)
+    await fake.wait_for_streams_closed()
+    assert fake.ai_streams.disconnected == 1
+
+
+async def test_keepalives_keep_a_slow_answer_alive_past_every_timeout(fake: FakePostHog) -> None:
+    fake.keepalive_interval = 0.01
+    fake.script_answer("abc", token_size=1, delay=0.1)  # silent 0.1 s between events
+    async with fake.client(stream_idle_timeout=0.05, timeout=0.05, retry=FAST) as ph:
+        result = await ph.conversations.create("q").until_done()
+    assert result.complete
+    assert result.text == "abc"
+
+
+# ---------------------------------------------------------------------- re-attach
+
+
+async def test_a_dropped_connection_is_reattached_without_repeating_text(
+    fake: FakePostHog, ph: aposthog.Client
+) -> None:
+    fake.script_answer(ANSWER, token_size=3, delay=0.003, drop_after=6)
+    stream = ph.conversations.create("q")
+    deltas = await collect(stream)
+    assert "".join(deltas) == ANSWER
+    result = await stream.until_done()
+    assert [m.type for m in result.messages] == ["human", "ai"]
+    assert fake.ai_streams.dropped == 1
+    first, again = posts(fake)
+    assert again["content"] is None
+    assert again["conversation"] == first["conversation"]
+    assert again["trace_id"] != first["trace_id"]
+    assert set(again) == {"content", "conversation", "trace_id"}
+
+
+@pytest.mark.parametrize("cut", range(1, 10))
+async def test_a_drop_after_any_event_loses_and_repeats_nothing(
+    fake: FakePostHog, ph: aposthog.Client, cut: int
+) -> None:
+    fake.script_answer("alpha beta gamma", token_size=3, delay=0.01, drop_after=cut)
+    once = [e async for e in ph.conversations.create("q")]
+    fake.script_answer("alpha beta gamma", token_size=3, delay=0.01)
+    unbroken = [e async for e in ph.conversations.create("q")]
+    assert fake.ai_streams.dropped == 1
+
+    def shape(events: list[StreamEvent]) -> list[tuple[str, str, bool]]:
+        # Ids and timestamps differ between the two runs; kinds, texts and finality do not.
+        return [
+            (e.message.type, getattr(e.message, "content", ""), e.message.id is None)
+            if isinstance(e, MessageEvent)
+            else (type(e).__name__, "", False)
+            for e in events
+        ]
+
+    assert shape(once) == shape(unbroken)
+
+
+async def test_replayed_events_are_delivered_once(fake: FakePostHog, ph: aposthog.Client) -> None:
+    fake.script_answer("one two three", token_size=2, delay=0.003, drop_after=(4, 7, 9))
+    events = [e async for e in ph.conversations.create("q")]
+    assert fake.ai_streams.dropped == 3
+    conversations = [e for e in events if isinstance(e, ConversationEvent)]
+    assert [c.conversation.title for c in conversations] == [None, "q"]
+    ids = [e.message.id for e in events if isinstance(e, MessageEvent) and e.message.id]
+    assert len(ids) == len(set(ids)) == 2
+    snapshots = [
+        e.message.content
+        for e in events
+        if isinstance(e, MessageEvent) and isinstance(e.message, AssistantMessage)
+    ]
+    assert snapshots == sorted(snapshots, key=len)  # never goes back to a shorter text
+    assert len(posts(fake)) == 4
+
+
+async def test_a_run_that_finished_while_away_is_caught_up(
+    fake: FakePostHog, ph: aposthog.Client
+) -> None:
+    # delay=0: the whole run is done at once, so the re-attach finds the conversation idle.
+    fake.script_answer(ANSWER, token_size=3, drop_after=5)
+    stream = ph.conversations.create("q")
+    assert "".join(await collect(stream)) == ANSWER
+    result = stream.result()
+    assert result.complete
+    assert [m.type for m in result.messages] == ["human", "ai"]
+    assert [r.method for r in fake.requests] == ["POST", "POST", "GET"]
+
+
+async def test_reattaching_gives_up_after_the_attempts_without_progress(
+    fake: FakePostHog, ph: aposthog.Client
+) -> None:
+    fake.script_answer("slow", delay=0.05, drop_after=(2, 2, 2, 2, 2))
+    stream = ph.conversations.create("q", max_reattach_attempts=2)
+    with pytest.raises(aposthog.APIConnectionError):
+        await stream.until_done()
+    assert len(posts(fake)) == 3
+    assert stream.closed
+
+
+async def test_stream_reattaches_on_purpose(fake: FakePostHog, ph: aposthog.Client) -> None:
+    fake.script_answer(ANSWER, token_size=4, delay=0.003)
+    first = ph.conversations.create("q")
+    async with first:
+        await anext(first)
+        await anext(first)
+        again = ph.conversations.stream(first.conversation_id)
+        assert "".join(await collect(again)) == ANSWER
+        assert (await again.until_done()).text == ANSWER
+    assert posts(fake)[1]["content"] is None
+
+
+async def test_stream_on_an_idle_conversation_is_a_bad_request(
+    fake: FakePostHog, ph: aposthog.Client
+) -> None:
+    conversation = fake.seed_conversation()
+    with pytest.raises(aposthog.BadRequestError) as info:
+        await ph.conversations.stream(conversation.id).until_done()
+    assert info.value.detail == "Cannot continue streaming from an idle conversation"

@@ -1,0 +1,116 @@
+"""FakePostHog's checks before a PostHog AI answer streams: validation, throttles, quota."""
+
+from __future__ import annotations
+
+import json
+import re
+import uuid
+from typing import Any
+
+import aiohttp
+import pytest
+
+from aposthog.testing import FakePostHog
+
+pytestmark = pytest.mark.anyio
+
+PATH = "/api/environments/1/conversations/"
+
+
+def _auth(fake: FakePostHog, key: str | None = None) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key or fake.api_key}"}
+
+
+def _body(content: str | None, conversation: str | None = None, **extra: Any) -> dict[str, Any]:
+    return {
+        "content": content,
+        "conversation": conversation or str(uuid.uuid4()),
+        "trace_id": str(uuid.uuid4()),
+        **extra,
+    }
+
+
+async def _post(
+    fake: FakePostHog, body: Any, *, key: str | None = None, headers: dict[str, str] | None = None
+) -> tuple[int, dict[str, str], bytes]:
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(
+            fake.url + PATH, json=body, headers={**_auth(fake, key), **(headers or {})}
+        ) as resp,
+    ):
+        return resp.status, dict(resp.headers), await resp.read()
+
+
+async def _request(
+    fake: FakePostHog, method: str, path: str, *, key: str | None = None, json_body: Any = None
+) -> tuple[int, bytes]:
+    async with (
+        aiohttp.ClientSession() as session,
+        session.request(
+            method, fake.url + PATH + path, json=json_body, headers=_auth(fake, key)
+        ) as resp,
+    ):
+        return resp.status, await resp.read()
+
+
+@pytest.mark.parametrize(
+    ("change", "attr", "code"),
+    [
+        ({"content": ""}, "content", "blank"),
+        ({"content": "   "}, "content", "blank"),
+        ({"content": "x" * 40001}, "content", "max_length"),
+        ({"trace_id": "nope"}, "trace_id", "invalid_input"),
+        ({"conversation": None}, "conversation", "null"),
+        ({"agent_mode": "warp"}, "agent_mode", "invalid_choice"),
+        ({"contextual_tools": []}, "contextual_tools", "not_a_dict"),
+    ],
+)
+async def test_validation_errors(
+    fake: FakePostHog, change: dict[str, Any], attr: str, code: str
+) -> None:
+    status, _, raw = await _post(fake, {**_body("q"), **change})
+    error = json.loads(raw)
+    assert status == 400
+    assert (error["type"], error["attr"], error["code"]) == ("validation_error", attr, code)
+
+
+async def test_missing_fields_and_sandboxes(fake: FakePostHog) -> None:
+    body = _body("q")
+    del body["trace_id"]
+    status, _, raw = await _post(fake, body)
+    assert (status, json.loads(raw)["code"]) == (400, "required")
+    status, _, raw = await _post(fake, _body("q", is_sandbox=True))
+    assert status == 400
+    assert "open endpoint" in json.loads(raw)["detail"]
+
+
+async def test_the_ai_throttle_is_per_user_and_sends_no_retry_after(fake: FakePostHog) -> None:
+    fake.ai_burst_limit = 2
+    for _ in range(2):
+        assert (await _post(fake, _body("q")))[0] == 200
+    status, headers, raw = await _post(fake, _body("q"))
+    assert status == 429
+    assert "Retry-After" not in headers
+    detail = json.loads(raw)["detail"]
+    assert detail.startswith("You've reached PostHog AI's usage limit for the moment.")
+    assert re.search(
+        r"Please try again in \d+ seconds\. Expected available in \d+ seconds?\.$", detail
+    )
+    other = fake.add_key(user="user-2")
+    assert (await _post(fake, _body("q"), key=other))[0] == 200
+
+
+async def test_research_has_its_own_throttle(fake: FakePostHog) -> None:
+    fake.ai_research_burst_limit = 1
+    assert (await _post(fake, _body("q", agent_mode="research")))[0] == 200
+    status, _, raw = await _post(fake, _body("q", agent_mode="research"))
+    assert status == 429
+    assert "Research mode" in json.loads(raw)["detail"]
+    assert (await _post(fake, _body("q")))[0] == 200
+
+
+async def test_the_ai_quota(fake: FakePostHog) -> None:
+    fake.ai_quota_exceeded = True
+    status, _, raw = await _post(fake, _body("q"))
+    assert (status, json.loads(raw)["code"]) == (402, "quota_limit_exceeded")
