@@ -96,6 +96,22 @@ def _structure_datetime(value: Any, _: type) -> dt.datetime:
     raise TypeError(f"expected an ISO 8601 string, got {type(value).__name__}")
 
 
+def _strict(kind: type) -> Callable[[Any, Any], Any]:
+    def structure_strictly(value: Any, _: Any) -> Any:
+        # type() rather than isinstance(): a bool is not an int here.
+        if type(value) is kind:
+            return value
+        raise TypeError(f"expected {kind.__name__}, got {type(value).__name__} {value!r:.40}")
+
+    return structure_strictly
+
+
+def _structure_float(value: Any, _: Any) -> float:
+    if type(value) is float or type(value) is int:
+        return float(value)
+    raise TypeError(f"expected a number, got {type(value).__name__} {value!r:.40}")
+
+
 def _structure_optional_datetime(value: Any, _: type) -> dt.datetime | None:
     return None if value is None else _structure_datetime(value, dt.datetime)
 
@@ -224,6 +240,11 @@ def make_converter(*, detailed_validation: bool = False) -> cattrs.Converter:
     the paths of the bad fields.
     """
     conv = cattrs.Converter(detailed_validation=detailed_validation, forbid_extra_keys=False)
+    # Strict scalars: cattrs' defaults call str()/int()/bool(), which would turn a null
+    # into "None", "3.7" into an error but 3.7 into 3, and "false" into True.
+    for scalar in (str, int, bool):
+        conv.register_structure_hook(scalar, _strict(scalar))
+    conv.register_structure_hook(float, _structure_float)
     conv.register_structure_hook(dt.datetime, _structure_datetime)
     # Registered directly so that generated code calls it, instead of cattrs' generic
     # Optional dispatch (a measurable cost on every page of every list).

@@ -98,3 +98,23 @@ def test_customer_profile_config_round_trips(config: CustomerProfileConfig) -> N
     """unstructure → JSON → structure gives the same record back."""
     wire = json.loads(json.dumps(unstructure(config)))
     assert config == structure(wire, CustomerProfileConfig)
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("id", None), ("id", 5), ("scope", None), ("created_at", 1714564800)],
+)
+def test_scalars_are_not_coerced(field: str, value: Any) -> None:
+    """A null or a number where PostHog sends a string is an error, never the text "None"."""
+    with pytest.raises(aposthog.ResponseDecodeError) as info:
+        structure({**CONFIG, field: value}, CustomerProfileConfig)
+    assert (f"$.{field}",) == info.value.paths
+
+
+def test_strict_int_and_bool_hooks() -> None:
+    """bool("false") is True and int(3.7) is 3: the converter refuses both."""
+    for value, kind in [("false", bool), (1, bool), (3.7, int), (True, int), ("3", int)]:
+        with pytest.raises(aposthog.ResponseDecodeError):
+            structure(value, kind)
+    assert 2.0 == structure(2, float)
+    assert structure(False, bool) is False

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
+from collections.abc import Mapping
 from typing import Any
 
 import attrs
@@ -93,7 +94,7 @@ class UserBasic:
     is_email_verified: bool | None = None
     hedgehog_config: dict[str, Any] | None = None
     role_at_organization: str | None = None
-    extra_fields: dict[str, Any] = extra_fields_field()
+    extra_fields: Mapping[str, Any] = extra_fields_field()
 
 
 @attrs.frozen(kw_only=True)
@@ -125,7 +126,7 @@ class ConversationSummary:
     slack_thread_key: str | None = None
     slack_workspace_domain: str | None = None
     task: dict[str, Any] | None = None
-    extra_fields: dict[str, Any] = extra_fields_field()
+    extra_fields: Mapping[str, Any] = extra_fields_field()
 
 
 @attrs.frozen(kw_only=True)
@@ -148,7 +149,7 @@ class PendingApproval:
     payload: Any = None
     original_tool_call_id: str | None = None
     message_id: str | None = None
-    extra_fields: dict[str, Any] = extra_fields_field()
+    extra_fields: Mapping[str, Any] = extra_fields_field()
 
 
 @attrs.frozen(kw_only=True)

@@ -13,6 +13,7 @@ version does not know, or a known type whose fields no longer fit, becomes an
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from typing import Any, ClassVar, Union
 
 import attrs
@@ -61,7 +62,7 @@ class ToolCall:
     name: str
     args: dict[str, Any] = attrs.field(factory=dict)
     type: str = "tool_call"
-    extra_fields: dict[str, Any] = extra_fields_field()
+    extra_fields: Mapping[str, Any] = extra_fields_field()
 
 
 @attrs.frozen(kw_only=True)
@@ -70,7 +71,7 @@ class _BaseMessage:
 
     id: str | None = None
     parent_tool_call_id: str | None = None
-    extra_fields: dict[str, Any] = extra_fields_field()
+    extra_fields: Mapping[str, Any] = extra_fields_field()
 
 
 @attrs.frozen(kw_only=True)
