@@ -21,6 +21,11 @@ def test_demo_runs_every_tour_without_credentials() -> None:
     )
     assert 0 == result.returncode, result.stderr
     assert "" == result.stderr
-    for heading in ("== Customer profile configs ==", "== Batch exports ==", "== Summary =="):
+    for heading in (
+        "== Customer profile configs ==",
+        "== Batch exports ==",
+        "== PostHog AI conversations ==",
+        "== Summary ==",
+    ):
         assert heading in result.stdout
     assert "no credentials used" in result.stdout
