@@ -15,6 +15,8 @@ async def test_profile_page():
 `python -m aposthog.testing` serves one standalone and prints its URL and key.
 """
 
+from ._ai_runs import AIScript, StreamStats
+from ._conversations import FakeConversation
 from ._fake import FakePostHog, RecordedRequest
 
-__all__ = ["FakePostHog", "RecordedRequest"]
+__all__ = ["AIScript", "FakeConversation", "FakePostHog", "RecordedRequest", "StreamStats"]

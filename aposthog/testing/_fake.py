@@ -188,9 +188,15 @@ class FakePostHog(_batch_exports.BatchExportsFake, _conversations.ConversationsF
         self._faults.append(_Fault("drop", n, method=method, path=path))
 
     def reset_stats(self) -> None:
-        """Forget recorded requests, status counts and the in-flight high-water mark."""
+        """
+        Forget recorded requests, status counts, the in-flight high-water mark and the
+        event-stream counters (streams still open stay counted in `ai_streams.open`).
+        """
         self.requests.clear()
         self.status_counts.clear()
+        stats = self.ai_streams
+        stats.opened = stats.open
+        stats.completed = stats.disconnected = stats.dropped = 0
         self.max_in_flight = self.in_flight
 
     def _take_fault(self, raw: ServerRequest, kinds: tuple[str, ...]) -> _Fault | None:

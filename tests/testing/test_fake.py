@@ -146,3 +146,22 @@ def test_standalone_server_prints_its_url_and_key() -> None:
     assert values["POSTHOG_PERSONAL_API_KEY"].startswith("phx_fake_")
     assert "1" == values["POSTHOG_PROJECT_ID"]
     assert 0 == code
+
+
+async def test_reset_stats_forgets_requests_and_counters(
+    fake: FakePostHog, ph: aposthog.Client
+) -> None:
+    """reset_stats() clears what was recorded, so a test can count from a known point."""
+    fake.throttle_next(1)
+    await ph.customer_profile_configs.list()
+    fake.script_answer("hi")
+    await ph.conversations.create("hello").until_done()
+    assert (2, 1) == (fake.status_counts[200], fake.status_counts[429])
+    assert 1 == fake.ai_streams.completed
+    fake.reset_stats()
+    assert ([], {}, 0, 0) == (
+        fake.requests,
+        dict(fake.status_counts),
+        fake.ai_streams.opened,
+        fake.ai_streams.completed,
+    )
