@@ -1,0 +1,240 @@
+"""
+An aiohttp.web app that relays PostHog AI's answers to browsers as its own
+server-sent-event stream, with one `aposthog.Client` shared by every request.
+
+    python examples/web_relay.py [--port N]       # against an embedded FakePostHog
+    POSTHOG_PERSONAL_API_KEY=… POSTHOG_PROJECT_ID=… python examples/web_relay.py
+
+It serves on 127.0.0.1 and prints its URL; open it in a browser, or:
+
+    curl -N 'http://127.0.0.1:8080/ask?q=Top+pages+yesterday%3F'
+
+`GET /ask?q=…[&conversation=…]` answers `text/event-stream`:
+
+    event: delta   data: {"text": "…"}            the answer's new text, as it arrives
+    event: done    data: {"conversation": "…"}    pass it back as `conversation=` to continue
+    event: error   data: {"message": "…", "conversation": "…"}   a polite apology
+
+A browser that goes away mid-answer cancels the generation on PostHog (PATCH
+…/cancel/): the server runs with `handler_cancellation=True`, so aiohttp cancels the
+handler the moment the connection drops, and the cancel is sent in a shielded cleanup.
+With no POSTHOG_* variables (or with `--scripted`) it embeds a FakePostHog whose
+answers stream slowly enough to watch (`--delay` seconds between tokens). Ctrl-C stops it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import itertools
+import json
+import logging
+import os
+import signal
+import sys
+from collections.abc import AsyncIterator, Callable
+
+import anyio
+from aiohttp import web
+
+import aposthog
+from aposthog.testing import FakePostHog
+
+logger = logging.getLogger("web_relay")
+
+CLIENT = web.AppKey("client", aposthog.Client)
+"""The one client, created at startup and closed at cleanup."""
+RELAYS = web.AppKey("relays", set)
+"""The streams being relayed now (what is left open, for tests and for shutdown)."""
+CANCEL_TIMEOUT = 10.0
+"""How long the shielded cleanup may spend telling PostHog to stop generating."""
+SSE_HEADERS = {
+    "Content-Type": "text/event-stream",
+    "Cache-Control": "no-cache",
+    "X-Accel-Buffering": "no",  # tell nginx-like proxies not to buffer the stream
+}
+FAILED = "Sorry, PostHog AI couldn't answer that just now — please try again."
+
+ClientFactory = Callable[[], aposthog.Client]
+
+
+def sse(event: str, data: dict[str, str]) -> bytes:
+    """One server-sent event (JSON data is a single line, so one `data:` field)."""
+    return f"event: {event}\ndata: {json.dumps(data)}\n\n".encode()
+
+
+def polite(error: aposthog.PostHogError) -> str:
+    """What to tell the user when PostHog refused or failed (details go to the log)."""
+    if isinstance(error, aposthog.RateLimitError):
+        wait = f" in {error.retry_after:.0f} seconds" if error.retry_after else " in a moment"
+        return f"PostHog AI is busy right now — please try again{wait}."
+    if isinstance(error, aposthog.QuotaLimitError):
+        return "PostHog AI has reached its usage limit for now — please try again later."
+    if isinstance(error, aposthog.ConflictError):
+        return "PostHog AI is still answering in this conversation — please wait a moment."
+    return FAILED
+
+
+async def ask(request: web.Request) -> web.StreamResponse:
+    """`GET /ask?q=…[&conversation=…]`: relay one answer as server-sent events."""
+    question = request.query.get("q", "")
+    try:
+        stream = request.app[CLIENT].conversations.create(
+            question, conversation=request.query.get("conversation") or None
+        )
+    except ValueError as err:  # a blank question, a conversation id that is not a UUID
+        raise web.HTTPBadRequest(text=f"{err}\n") from None
+    relays = request.app[RELAYS]
+    response = web.StreamResponse(headers=SSE_HEADERS)
+    await response.prepare(request)
+    relays.add(stream)
+    try:
+        try:
+            async with stream, contextlib.aclosing(stream.text_deltas()) as deltas:
+                async for text in deltas:
+                    await response.write(sse("delta", {"text": text}))
+        except aposthog.PostHogError as err:
+            # Refused before the stream (429, 402, 409…) or failed mid-stream.
+            logger.warning("conversation %s: %s", stream.conversation_id, err)
+            end = sse("error", {"message": polite(err), "conversation": stream.conversation_id})
+        else:
+            result = stream.result()
+            if result.failed:  # an in-band ai/failure or generation_error: a result, not raised
+                logger.warning("conversation %s: PostHog AI failed", stream.conversation_id)
+                end = sse("error", {"message": FAILED, "conversation": stream.conversation_id})
+            else:
+                end = sse("done", {"conversation": stream.conversation_id})
+        await response.write(end)
+        await response.write_eof()
+    except BaseException:
+        # The browser went away: aiohttp cancelled this handler, or a write found the
+        # connection reset. Stop the generation on PostHog too. Shielded, so it runs even
+        # though this task is being cancelled; bounded, so shutdown never hangs on it; and
+        # the exception is re-raised, never swallowed.
+        with anyio.move_on_after(CANCEL_TIMEOUT, shield=True):
+            try:
+                await stream.cancel()
+            except aposthog.PostHogError as err:
+                logger.warning("could not cancel %s: %s", stream.conversation_id, err)
+        raise
+    finally:
+        relays.discard(stream)
+    return response
+
+
+async def index(request: web.Request) -> web.Response:
+    """A page that asks and shows the answer as it streams (EventSource)."""
+    return web.Response(text=PAGE, content_type="text/html")
+
+
+def make_app(client_factory: ClientFactory = aposthog.Client) -> web.Application:
+    """
+    The app. `client_factory()` makes the one client at startup (the default reads
+    POSTHOG_PERSONAL_API_KEY, POSTHOG_HOST and POSTHOG_PROJECT_ID); it is closed at cleanup.
+    """
+
+    async def one_client(app: web.Application) -> AsyncIterator[None]:
+        async with client_factory() as ph:
+            app[CLIENT] = ph
+            yield
+
+    app = web.Application()
+    app[RELAYS] = set()
+    app.cleanup_ctx.append(one_client)
+    app.router.add_get("/", index)
+    app.router.add_get("/ask", ask)
+    return app
+
+
+@contextlib.asynccontextmanager
+async def serve(app: web.Application, port: int = 0) -> AsyncIterator[str]:
+    """Serve `app` on 127.0.0.1 (port 0: any free port); yields its URL."""
+    # handler_cancellation: a dropped connection cancels its handler at once (aiohttp
+    # 3.7+ leaves it off by default and would only notice on the next write).
+    runner = web.AppRunner(app, handler_cancellation=True, shutdown_timeout=2.0)
+    await runner.setup()
+    try:
+        await web.TCPSite(runner, "127.0.0.1", port).start()
+        host, bound = runner.addresses[0][:2]
+        yield f"http://{host}:{bound}/"
+    finally:
+        with anyio.CancelScope(shield=True):
+            await runner.cleanup()
+
+
+@contextlib.asynccontextmanager
+async def posthog(scripted: bool, delay: float) -> AsyncIterator[tuple[ClientFactory, str]]:
+    """The real PostHog of the environment, or an embedded FakePostHog with slow answers."""
+    if not scripted:
+        yield aposthog.Client, "PostHog (from POSTHOG_* variables)"
+        return
+    async with FakePostHog() as fake:
+        fake.ai_burst_limit = None  # a human clicking around is no abuse
+        answers = itertools.cycle(DEMO_ANSWERS)
+        for _ in range(100):
+            fake.script_answer(next(answers), delay=delay, token_size=3)
+        yield fake.client, f"an embedded FakePostHog at {fake.url}"
+
+
+async def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.strip().splitlines()[0])
+    parser.add_argument("--port", type=int, default=8080, help="0 picks a free port")
+    parser.add_argument("--scripted", action="store_true", help="use a FakePostHog anyway")
+    parser.add_argument("--delay", type=float, default=0.05, help="FakePostHog's token delay")
+    args = parser.parse_args(argv)
+    scripted = args.scripted or not os.environ.get("POSTHOG_PERSONAL_API_KEY")
+    logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
+    async with (
+        posthog(scripted, args.delay) as (factory, where),
+        serve(make_app(factory), args.port) as url,
+    ):
+        print(f"web_relay: serving {url} against {where}; Ctrl-C stops", flush=True)
+        try:
+            with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+                async for _ in signals:
+                    break
+        except NotImplementedError:  # no signal handlers (Windows): Ctrl-C interrupts
+            await anyio.sleep_forever()
+    print("web_relay: stopped", flush=True)
+    return 0
+
+
+DEMO_ANSWERS = (
+    "Yesterday your most viewed page was /pricing (1,204 views), then /docs (980) "
+    "and the home page (871). Pricing views are up 12% on last week.",
+    "Signups came mostly from organic search (41%), then direct visits (27%) and "
+    "the newsletter (15%).",
+)
+
+PAGE = """<!doctype html>
+<meta charset="utf-8"><title>PostHog AI relay</title>
+<form id="f"><input id="q" size="60" placeholder="Ask PostHog AI…" autofocus>
+<button>Ask</button></form><pre id="out" style="white-space:pre-wrap"></pre>
+<script>
+let conversation = "";
+document.getElementById("f").onsubmit = (e) => {
+  e.preventDefault();
+  const out = document.getElementById("out"), q = document.getElementById("q");
+  out.textContent += "\\n> " + q.value + "\\n";
+  const params = new URLSearchParams({q: q.value});
+  if (conversation) params.set("conversation", conversation);
+  const source = new EventSource("/ask?" + params);
+  source.addEventListener("delta", (m) => { out.textContent += JSON.parse(m.data).text; });
+  source.addEventListener("done", (m) => {
+    conversation = JSON.parse(m.data).conversation; source.close(); out.textContent += "\\n";
+  });
+  source.addEventListener("error", (m) => {  // ours (with data), or the connection's
+    out.textContent += "\\n" + (m.data ? JSON.parse(m.data).message : "(disconnected)") + "\\n";
+    source.close();  // else EventSource reconnects, which would ask again
+  });
+  q.value = "";
+};
+</script>
+"""
+
+if __name__ == "__main__":
+    try:
+        sys.exit(asyncio.run(main()))
+    except KeyboardInterrupt:
+        sys.exit(0)
