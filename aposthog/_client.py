@@ -340,7 +340,6 @@ class Client:
         Returns the successful (< 400) response; raises the typed error otherwise.
         """
         call_timeout = self._timeout(timeout)
-        policy = self._config.retry
         started = time.monotonic()
         retries = 0
         headers = self._headers(request)
@@ -379,25 +378,8 @@ class Client:
                     path=request.path,
                 )
                 outcome = StatusOutcome(response.status, _retry_hint(error, response.headers))
-            delay = retry_delay(
-                policy,
-                method=request.method,
-                outcome=outcome,
-                retries_done=retries,
-                elapsed=time.monotonic() - started,
-            )
-            if delay is None:
-                raise error
             retries += 1
-            logger.info(
-                "retrying %s %s in %.2f s (retry %d of %d) after: %s",
-                request.method,
-                request.path,
-                delay,
-                retries,
-                policy.max_retries,
-                error,
-            )
+            delay = self._retry_delay(request, error, outcome, retries, started)
             await anyio.sleep(delay)
 
     async def request_json(
@@ -464,7 +446,6 @@ class Client:
         an answer can stream for half an hour, and a held slot would starve (or, with
         `stream.cancel()` inside the stream, deadlock) every other call.
         """
-        policy = self._config.retry
         started = time.monotonic()
         retries = 0
         headers = self._headers(request, accept="text/event-stream")
@@ -501,20 +482,38 @@ class Client:
                     stream.status, stream.headers, body, method=request.method, path=request.path
                 )
                 outcome = StatusOutcome(stream.status, _retry_hint(error, stream.headers))
-            delay = retry_delay(
-                policy,
-                method=request.method,
-                outcome=outcome,
-                retries_done=retries,
-                elapsed=time.monotonic() - started,
-            )
-            if delay is None:
-                raise error
             retries += 1
-            logger.info(
-                "retrying %s %s in %.2f s after: %s", request.method, request.path, delay, error
-            )
-            await anyio.sleep(delay)
+            await anyio.sleep(self._retry_delay(request, error, outcome, retries, started))
+
+    def _retry_delay(
+        self,
+        request: Request,
+        error: APIStatusError | APIConnectionError,
+        outcome: StatusOutcome | ConnectionOutcome,
+        retry: int,
+        started: float,
+    ) -> float:
+        """How long to wait before retry number `retry`; raises `error` when it must not be."""
+        policy = self._config.retry
+        delay = retry_delay(
+            policy,
+            method=request.method,
+            outcome=outcome,
+            retries_done=retry - 1,
+            elapsed=time.monotonic() - started,
+        )
+        if delay is None:
+            raise error
+        logger.info(
+            "retrying %s %s in %.2f s (retry %d of %d) after: %s",
+            request.method,
+            request.path,
+            delay,
+            retry,
+            policy.max_retries,
+            error,
+        )
+        return delay
 
     def _register_stream(self, stream: Any) -> None:
         self._shared.streams.add(stream)

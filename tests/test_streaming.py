@@ -23,24 +23,9 @@ from aposthog.models.events import (
 from aposthog.models.messages import AssistantMessage, FailureMessage, HumanMessage
 from aposthog.testing import FakePostHog
 
+from .stream_helpers import ANSWER, FAST, posts
+
 pytestmark = pytest.mark.anyio
-
-
-FAST = aposthog.RetryPolicy(initial_backoff=0.001, max_backoff=0.01, max_retry_after=0.01)
-ANSWER = "PostHog AI says: grüße 👋 — 1,234 signups last week."
-
-
-def posts(fake: FakePostHog) -> list[dict[str, Any]]:
-    """The bodies of every `POST conversations/` the fake received."""
-    return [
-        r.json()
-        for r in fake.requests
-        if r.method == "POST" and r.path.rstrip("/").endswith("conversations")
-    ]
-
-
-async def collect(stream: ConversationStream) -> list[str]:
-    return [text async for text in stream.text_deltas()]
 
 
 # ---------------------------------------------------------------------- events and text

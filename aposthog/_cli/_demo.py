@@ -172,7 +172,60 @@ async def _batch_exports_tour(
     )
 
 
-TOURS: list[Tour] = [_profile_configs_tour, _batch_exports_tour]
+async def _conversations_tour(
+    ph: Client, fake: FakePostHog, say: _Printer, summary: _Summary
+) -> None:
+    say.heading("PostHog AI conversations")
+    question = "Which pages had the most views yesterday?"
+    fake.script_answer(
+        "Yesterday your top pages were /pricing (1,204 views), /docs (987) and /blog (612). "
+        "/pricing grew 18% on the day before — the new plan page is pulling its weight. 📈",
+        delay=0.02,
+        tool="query_insights",
+        updates=("Running a trends query…",),
+        title="Top pages yesterday",
+    )
+    say.step(f"you: {question}")
+    say("    PostHog AI: ", end="")
+    stream = ph.conversations.create(question)
+    async with stream:
+        async for text in stream.text_deltas():  # cumulative snapshots → only the new text
+            say(text, end="")
+    say()
+    result = await stream.until_done()
+    say.step(
+        f"{len(result.messages)} final messages in conversation {stream.conversation_id[:8]}; "
+        f"the streamed text equals the final answer: {result.streamed_text == result.text}"
+    )
+
+    fake.script_answer("The day before, /docs was first with 1,101 views.", delay=0.01)
+    follow_up = ph.conversations.create("And the day before?", conversation=stream.conversation_id)
+    answer = await follow_up.until_done()
+    say.step(f"a follow-up in the same conversation: {answer.text}")
+
+    fake.script_answer("Let me look at every event since 2019", delay=0.05)
+    long_one = ph.conversations.create("Analyse every event since 2019")
+    async with long_one:
+        async for _ in long_one.text_deltas():
+            await long_one.cancel()  # the user changed their mind: stop PostHog's work too
+            break
+    await fake.wait_for_streams_closed()
+    status = fake.conversations[long_one.conversation_id].status
+    say.step(f"a third question, cancelled mid-answer: the conversation is {status} on PostHog")
+
+    fake.script_answer("Half an ans", fail="Oops! Something went wrong. Please try again.")
+    failed = await ph.conversations.create("Break, please").until_done()
+    reason = failed.failure.content if failed.failure is not None else "generation error"
+    say.step(f"an in-band failure is a result, not an exception: failed={failed.failed} ({reason})")
+
+    listed = await ph.conversations.list().to_list()
+    say.step(f"your conversations: {', '.join(repr(c.title) for c in listed)}")
+    summary.lines.append(
+        "PostHog AI: an answer streamed live, a follow-up, a cancel, an in-band failure"
+    )
+
+
+TOURS: list[Tour] = [_profile_configs_tour, _batch_exports_tour, _conversations_tour]
 
 
 async def run_demo(out: TextIO) -> int:

@@ -4,54 +4,16 @@ from __future__ import annotations
 
 import json
 import re
-import uuid
 from typing import Any
 
-import aiohttp
 import pytest
 
 from aposthog.testing import FakePostHog
 
+from .conversation_http import body as _body
+from .conversation_http import post as _post
+
 pytestmark = pytest.mark.anyio
-
-PATH = "/api/environments/1/conversations/"
-
-
-def _auth(fake: FakePostHog, key: str | None = None) -> dict[str, str]:
-    return {"Authorization": f"Bearer {key or fake.api_key}"}
-
-
-def _body(content: str | None, conversation: str | None = None, **extra: Any) -> dict[str, Any]:
-    return {
-        "content": content,
-        "conversation": conversation or str(uuid.uuid4()),
-        "trace_id": str(uuid.uuid4()),
-        **extra,
-    }
-
-
-async def _post(
-    fake: FakePostHog, body: Any, *, key: str | None = None, headers: dict[str, str] | None = None
-) -> tuple[int, dict[str, str], bytes]:
-    async with (
-        aiohttp.ClientSession() as session,
-        session.post(
-            fake.url + PATH, json=body, headers={**_auth(fake, key), **(headers or {})}
-        ) as resp,
-    ):
-        return resp.status, dict(resp.headers), await resp.read()
-
-
-async def _request(
-    fake: FakePostHog, method: str, path: str, *, key: str | None = None, json_body: Any = None
-) -> tuple[int, bytes]:
-    async with (
-        aiohttp.ClientSession() as session,
-        session.request(
-            method, fake.url + PATH + path, json=json_body, headers=_auth(fake, key)
-        ) as resp,
-    ):
-        return resp.status, await resp.read()
 
 
 @pytest.mark.parametrize(

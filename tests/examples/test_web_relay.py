@@ -1,0 +1,220 @@
+"""examples/web_relay.py: one shared client, answers relayed as SSE, disconnects cancel."""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import urllib.parse
+import urllib.request
+from collections.abc import AsyncIterator
+from types import ModuleType
+from typing import Any
+
+import aiohttp
+import anyio
+import pytest
+from aiohttp import web
+
+import aposthog
+from aposthog.sse import ServerSentEvent, SSEDecoder
+from aposthog.testing import FakePostHog
+
+from .conftest import EXAMPLES
+
+pytestmark = pytest.mark.anyio
+
+
+def _load() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("web_relay", EXAMPLES / "web_relay.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+web_relay = _load()
+
+
+@contextlib.asynccontextmanager
+async def relay(fake: FakePostHog) -> AsyncIterator[tuple[str, web.Application, list[Any]]]:
+    """The example app served on 127.0.0.1, against `fake`; also the clients it made."""
+    made: list[aposthog.Client] = []
+
+    def factory() -> aposthog.Client:
+        client = fake.client()
+        made.append(client)
+        return client
+
+    app = web_relay.make_app(factory)
+    async with web_relay.serve(app) as url:
+        yield url, app, made
+    assert all(client.closed for client in made)  # closed at the app's cleanup
+
+
+async def events(response: aiohttp.ClientResponse) -> AsyncIterator[ServerSentEvent]:
+    decoder = SSEDecoder()
+    async for chunk in response.content.iter_any():
+        for event in decoder.feed(chunk):
+            yield event
+    for event in decoder.close():
+        yield event
+
+
+async def ask(url: str, question: str, **params: str) -> list[tuple[str, Any]]:
+    """One browser: the relayed events as (name, data) pairs."""
+    async with (
+        aiohttp.ClientSession() as browser,
+        browser.get(url + "ask", params={"q": question, **params}) as response,
+    ):
+        assert 200 == response.status
+        assert "text/event-stream" == response.content_type
+        return [(e.event, json.loads(e.data)) async for e in events(response)]
+
+
+def _text(relayed: list[tuple[str, Any]]) -> str:
+    return "".join(data["text"] for name, data in relayed if name == "delta")
+
+
+def _cancels(fake: FakePostHog) -> list[str]:
+    return [r.path for r in fake.requests if r.method == "PATCH" and r.path.endswith("/cancel/")]
+
+
+async def test_relays_the_whole_answer_then_done_with_the_conversation_id(
+    fake: FakePostHog,
+) -> None:
+    answer = "Your top page was /pricing — 1,204 views 👋"
+    fake.script_answer(answer, delay=0.001, chunk_size=3)
+    fake.script_answer("And the day before: /docs.")
+    async with relay(fake) as (url, _, made):
+        relayed = await ask(url, "Top page yesterday?")
+        assert len([name for name, _ in relayed if name == "delta"]) > 5  # streamed, in pieces
+        assert answer == _text(relayed)
+        assert ("done", {"conversation": fake.requests[0].json()["conversation"]}) == relayed[-1]
+        again = await ask(url, "And before?", conversation=relayed[-1][1]["conversation"])
+        assert "And the day before: /docs." == _text(again)
+        assert relayed[-1] == again[-1]  # the same conversation, continued
+        assert 1 == len(made)
+    assert [] == _cancels(fake)
+    assert 2 == fake.ai_streams.completed
+
+
+async def test_two_browsers_at_once_share_the_one_client(fake: FakePostHog) -> None:
+    answers = {"The first answer, streamed slowly.", "The second answer, streamed slowly."}
+    for answer in sorted(answers):
+        fake.script_answer(answer, delay=0.03)
+    async with relay(fake) as (url, app, made), aiohttp.ClientSession() as a:
+        async with aiohttp.ClientSession() as b:
+            one = await a.get(url + "ask", params={"q": "one?"})
+            two = await b.get(url + "ask", params={"q": "two?"})
+            relayed: list[list[tuple[str, Any]]] = [[], []]
+            for n, response in enumerate((one, two)):  # both started, neither finished
+                async with contextlib.aclosing(events(response)) as stream:
+                    async for event in stream:
+                        relayed[n].append((event.event, json.loads(event.data)))
+                        break
+            assert 2 == fake.ai_streams.open
+            assert 2 == len(app[web_relay.RELAYS])
+            for n, response in enumerate((one, two)):
+                async with response:
+                    relayed[n] += [(e.event, json.loads(e.data)) async for e in events(response)]
+        assert [app[web_relay.CLIENT]] == made  # one client, made once, used by both
+    assert answers == {_text(relayed[0]), _text(relayed[1])}
+    assert "done" == relayed[0][-1][0] == relayed[1][-1][0]
+    assert relayed[0][-1] != relayed[1][-1]  # two conversations
+    assert 2 == fake.ai_streams.completed
+
+
+async def test_a_browser_that_leaves_mid_answer_cancels_the_generation(fake: FakePostHog) -> None:
+    delay = 0.3
+    fake.script_answer("A long answer that nobody will read to the end. " * 3, delay=delay)
+    async with relay(fake) as (url, app, _), aiohttp.ClientSession() as browser:
+        response = await browser.get(url + "ask", params={"q": "A long analysis?"})
+        async with contextlib.aclosing(events(response)) as stream:
+            first = await anext(stream)
+        assert "delta" == first.event
+        response.close()  # the browser tab is closed
+        conversation = fake.requests[0].json()["conversation"]
+        with anyio.fail_after(2):
+            while not _cancels(fake) or app[web_relay.RELAYS]:  # noqa: ASYNC110
+                await anyio.sleep(0.005)
+        await fake.wait_for_streams_closed()
+        assert [f"/api/environments/1/conversations/{conversation}/cancel/"] == _cancels(fake)
+        run = fake.conversations[conversation].run
+        assert run is not None and run.cancelled_at is not None
+        # Cancelled at once (handler_cancellation), not at the next delta's write.
+        assert run.cancelled_at - run.start < 2 * delay
+        assert "idle" == fake.conversations[conversation].status
+        assert 0 == fake.ai_streams.completed
+        assert 1 == fake.ai_streams.opened
+        assert [] == [r for r in fake.requests if r.method == "POST"][1:]  # never re-attached
+
+
+async def test_an_in_band_failure_becomes_a_polite_error_event(fake: FakePostHog) -> None:
+    fake.script_answer("Let me look that up for", fail="Oops! Something went wrong.", delay=0.001)
+    async with relay(fake) as (url, _, _):
+        relayed = await ask(url, "Signups by source?")
+    conversation = fake.requests[0].json()["conversation"]
+    assert "Let me" in _text(relayed)  # what streamed before the failure
+    assert ("error", {"message": web_relay.FAILED, "conversation": conversation}) == relayed[-1]
+    assert "Sorry" in web_relay.FAILED
+    assert "done" not in [name for name, _ in relayed]
+    assert [] == _cancels(fake)  # a failure is not a disconnect
+
+
+async def test_a_refusal_before_the_stream_becomes_a_polite_error_event(
+    fake: FakePostHog,
+) -> None:
+    fake.ai_quota_exceeded = True
+    async with relay(fake) as (url, _, _):
+        relayed = await ask(url, "Anything?")
+    assert [("error", relayed[0][1])] == relayed
+    assert "usage limit" in relayed[0][1]["message"]
+    assert [402] == list(fake.status_counts)
+
+
+async def test_a_blank_question_or_a_bad_conversation_id_is_a_400(fake: FakePostHog) -> None:
+    async with relay(fake) as (url, _, _), aiohttp.ClientSession() as browser:
+        for params in ({"q": "  "}, {"q": "Hi", "conversation": "not-a-uuid"}):
+            async with browser.get(url + "ask", params=params) as response:
+                assert 400 == response.status
+        async with browser.get(url) as response:
+            assert "EventSource" in await response.text()
+    assert [] == fake.requests
+
+
+def test_the_script_serves_an_answer_and_stops_on_sigint() -> None:
+    """`python examples/web_relay.py --port 0`, as a user runs it, then Ctrl-C."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("POSTHOG_")}
+    env["PYTHONWARNINGS"] = "error"
+    command = [sys.executable, str(EXAMPLES / "web_relay.py"), "--port", "0", "--delay", "0"]
+    with subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
+    ) as process:
+        watchdog = threading.Timer(30, process.kill)
+        watchdog.start()
+        try:
+            banner = process.stdout.readline() if process.stdout else ""
+            match = re.search(r"http://127\.0\.0\.1:\d+/", banner)
+            assert match, banner + (process.stderr.read() if process.stderr else "")
+            query = urllib.parse.urlencode({"q": "Top pages?"})
+            with urllib.request.urlopen(f"{match.group()}ask?{query}", timeout=10) as response:
+                body = response.read()
+            process.send_signal(signal.SIGINT)
+            stdout, stderr = process.communicate(timeout=10)
+        finally:
+            watchdog.cancel()
+    relayed = SSEDecoder().feed(body)
+    assert "Yesterday your most viewed page" in "".join(
+        json.loads(e.data)["text"] for e in relayed if e.event == "delta"
+    )
+    assert "done" == relayed[-1].event
+    assert 0 == process.returncode, stderr
+    assert "web_relay: stopped" in stdout
+    assert "Traceback" not in stderr and "Warning" not in stderr, stderr
