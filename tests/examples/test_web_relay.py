@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import importlib.util
 import json
@@ -16,11 +17,13 @@ import urllib.request
 from collections.abc import AsyncIterator
 from types import ModuleType
 from typing import Any
+from unittest import mock
 
 import aiohttp
 import anyio
 import pytest
 from aiohttp import web
+from aiohttp.test_utils import make_mocked_request
 
 import aposthog
 from aposthog.sse import ServerSentEvent, SSEDecoder
@@ -33,7 +36,8 @@ pytestmark = pytest.mark.anyio
 
 def _load() -> ModuleType:
     spec = importlib.util.spec_from_file_location("web_relay", EXAMPLES / "web_relay.py")
-    assert spec is not None and spec.loader is not None
+    assert spec is not None
+    assert spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -147,13 +151,48 @@ async def test_a_browser_that_leaves_mid_answer_cancels_the_generation(fake: Fak
         await fake.wait_for_streams_closed()
         assert [f"/api/environments/1/conversations/{conversation}/cancel/"] == _cancels(fake)
         run = fake.conversations[conversation].run
-        assert run is not None and run.cancelled_at is not None
+        assert run is not None
+        assert run.cancelled_at is not None
         # Cancelled at once (handler_cancellation), not at the next delta's write.
         assert run.cancelled_at - run.start < 2 * delay
         assert "idle" == fake.conversations[conversation].status
         assert 0 == fake.ai_streams.completed
         assert 1 == fake.ai_streams.opened
         assert [] == [r for r in fake.requests if r.method == "POST"][1:]  # never re-attached
+
+
+@pytest.mark.parametrize("how", ["anyio cancel scope", "asyncio task.cancel()"])
+async def test_a_cancelled_handler_cancels_posthog_shielded_and_re_raises(
+    fake: FakePostHog, ph: aposthog.Client, how: str
+) -> None:
+    """The handler alone, cancelled while relaying: the cleanup's PATCH still goes out."""
+    fake.script_answer("A long answer. " * 10, delay=0.05)
+    app = web_relay.make_app(lambda: ph)
+    app[web_relay.CLIENT] = ph
+    first_delta = anyio.Event()
+    scope = anyio.CancelScope()
+
+    async def write(data: bytes) -> None:
+        if data.startswith(b"event: delta"):
+            first_delta.set()
+            scope.cancel()  # no effect outside the scope
+
+    writer = mock.Mock(write=write, write_headers=mock.AsyncMock(), write_eof=mock.AsyncMock())
+    request = make_mocked_request("GET", "/ask?q=Long%3F", app=app, writer=writer)
+    if how == "anyio cancel scope":  # level-triggered: an unshielded cleanup is cancelled too
+        with scope:
+            await web_relay.ask(request)
+            pytest.fail("the handler's cancellation was swallowed")
+    else:  # edge-triggered, what aiohttp's handler_cancellation does
+        task = asyncio.ensure_future(web_relay.ask(request))
+        await first_delta.wait()
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+    conversation = fake.requests[0].json()["conversation"]
+    assert [f"/api/environments/1/conversations/{conversation}/cancel/"] == _cancels(fake)
+    await fake.wait_for_streams_closed()
+    assert set() == app[web_relay.RELAYS]
 
 
 async def test_an_in_band_failure_becomes_a_polite_error_event(fake: FakePostHog) -> None:
@@ -217,4 +256,5 @@ def test_the_script_serves_an_answer_and_stops_on_sigint() -> None:
     assert "done" == relayed[-1].event
     assert 0 == process.returncode, stderr
     assert "web_relay: stopped" in stdout
-    assert "Traceback" not in stderr and "Warning" not in stderr, stderr
+    assert "Traceback" not in stderr, stderr
+    assert "Warning" not in stderr, stderr
