@@ -1,0 +1,199 @@
+"""
+A chat-bot backend: every message a user sends continues ONE PostHog AI conversation,
+the answer is relayed as it streams, and a failure becomes a polite reply, never a crash.
+
+    printf 'Top pages yesterday?\\nAnd signups?\\nAnd the day before?\\n' \\
+        | python examples/chat_bot.py                  # against an embedded FakePostHog
+    python examples/chat_bot.py                        # type messages; Ctrl-D ends
+    POSTHOG_PERSONAL_API_KEY=… POSTHOG_PROJECT_ID=… python examples/chat_bot.py
+
+Messages arrive one per line on stdin, as a chat platform's webhook would deliver them;
+replies go to stdout as they stream ("bot> …"). `chat_bot(ph, messages, send)` is the
+part a real platform adapter plugs into: an async iterator of the user's messages in,
+a `send` callback out. With no POSTHOG_* variables (or with `--scripted`) it embeds a
+FakePostHog whose answers are scripted, the second one failing; at EOF it prints the
+conversation id on stderr. Ctrl-C cancels the answer being generated and exits 130.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import os
+import sys
+import threading
+from collections.abc import AsyncIterable, AsyncIterator
+from typing import Protocol
+
+import anyio
+
+import aposthog
+from aposthog.testing import FakePostHog
+
+logger = logging.getLogger("chat_bot")
+
+SORRY = "Sorry, I couldn't answer that just now — please try again."
+CANCEL_TIMEOUT = 10.0
+"""How long the shielded cleanup may spend telling PostHog to stop generating."""
+
+
+class Send(Protocol):
+    """
+    How replies reach the user: `text` is the next piece of the current reply (as it
+    streams); `end=True` says the reply is complete (a platform would post or finalize it).
+    """
+
+    async def __call__(self, text: str, *, end: bool = False) -> None: ...
+
+
+def polite(error: aposthog.PostHogError) -> str:
+    """What to tell the user when PostHog refused or failed (details go to the log)."""
+    if isinstance(error, aposthog.RateLimitError):
+        wait = f" in {error.retry_after:.0f} seconds" if error.retry_after else " in a moment"
+        return f"I'm getting a lot of questions right now — please try again{wait}."
+    if isinstance(error, aposthog.QuotaLimitError):
+        return "I've reached my usage limit for now — please try again later."
+    if isinstance(error, aposthog.ConflictError):
+        return "I'm still answering your previous message — please wait a moment and try again."
+    return SORRY
+
+
+async def chat_bot(ph: aposthog.Client, messages: AsyncIterable[str], send: Send) -> str | None:
+    """
+    Answer each message in one conversation; return its id (None if nothing was asked).
+
+    Example:
+        ```python
+        async def send(text: str, *, end: bool = False) -> None:
+            print(text, end="\\n" if end else "", flush=True)
+
+        conversation = await chat_bot(ph, platform.messages(), send)
+        ```
+    """
+    conversation: str | None = None
+    async for message in messages:
+        if not message.strip():
+            continue
+        try:
+            # The first message starts the conversation (the client mints its id, and
+            # PostHog creates it on first use); every later one continues it.
+            stream = ph.conversations.create(message, conversation=conversation)
+        except ValueError:  # too long for PostHog (blank ones were skipped above)
+            await send("That message is too long for me — could you shorten it?", end=True)
+            continue
+        conversation = stream.conversation_id
+        await reply(stream, send)
+    return conversation
+
+
+async def reply(stream: aposthog.ConversationStream, send: Send) -> None:
+    """Relay one answer as it streams; an apology instead when PostHog fails or refuses."""
+    streamed = False
+    try:
+        try:
+            async with stream, contextlib.aclosing(stream.text_deltas()) as deltas:
+                async for text in deltas:
+                    await send(text)
+                    streamed = True
+        except aposthog.PostHogError as err:  # refused (429, 402, 409…) or failed mid-stream
+            logger.warning("conversation %s: %s", stream.conversation_id, err)
+            apology = polite(err)
+        else:
+            # An in-band `ai/failure` or `generation_error` is a result, not an exception.
+            apology = SORRY if stream.result().failed else ""
+        if apology:
+            await send(f"\n{apology}" if streamed else apology)
+        await send("", end=True)
+    except BaseException:
+        # Cancelled (the platform shuts down, Ctrl-C) or `send` failed: stop the generation
+        # on PostHog too. Shielded so it runs in a cancelled task, bounded, and re-raised.
+        with anyio.move_on_after(CANCEL_TIMEOUT, shield=True):
+            try:
+                await stream.cancel()
+            except aposthog.PostHogError as err:
+                logger.warning("could not cancel %s: %s", stream.conversation_id, err)
+        raise
+
+
+# ---------------------------------------------------------------------- the terminal adapter
+
+
+async def stdin_lines() -> AsyncIterator[str]:
+    """Lines of stdin, read by a daemon thread (a blocked read never holds up exit)."""
+    loop = asyncio.get_running_loop()
+    queue: asyncio.Queue[str | None] = asyncio.Queue()
+
+    def read() -> None:
+        try:
+            for line in sys.stdin:
+                loop.call_soon_threadsafe(queue.put_nowait, line)
+            loop.call_soon_threadsafe(queue.put_nowait, None)
+        except RuntimeError:  # the loop closed first: nobody is listening any more
+            pass
+
+    threading.Thread(target=read, name="stdin", daemon=True).start()
+    while (line := await queue.get()) is not None:
+        yield line.rstrip("\r\n")
+
+
+class Terminal:
+    """`send` for a terminal: each reply on its own "bot> " line, flushed as it streams."""
+
+    def __init__(self) -> None:
+        self.started = False
+
+    async def __call__(self, text: str, *, end: bool = False) -> None:
+        if not self.started:
+            sys.stdout.write("bot> ")
+            self.started = True
+        sys.stdout.write(text.replace("\n", "\n     "))
+        if end:
+            sys.stdout.write("\n")
+            self.started = False
+        sys.stdout.flush()
+
+
+@contextlib.asynccontextmanager
+async def posthog(
+    scripted: bool, delay: float
+) -> AsyncIterator[tuple[aposthog.Client, FakePostHog | None]]:
+    """A client of the real PostHog (from the environment), or of a scripted FakePostHog."""
+    if not scripted:
+        async with aposthog.Client() as ph:
+            yield ph, None
+        return
+    async with FakePostHog() as fake, fake.client() as ph:
+        fake.script_answer(
+            "Yesterday your most viewed page was /pricing (1,204 views).", delay=delay
+        )
+        # The second answer fails half-way, as PostHog AI sometimes does.
+        fake.script_answer("Signups by source: organic", fail="Oops! Something…", delay=delay)
+        fake.script_answer("The day before, /docs led with 980 views.", delay=delay)
+        yield ph, fake
+
+
+async def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.strip().splitlines()[0])
+    parser.add_argument("--scripted", action="store_true", help="use a FakePostHog anyway")
+    parser.add_argument("--delay", type=float, default=0.03, help="FakePostHog's token delay")
+    args = parser.parse_args(argv)
+    scripted = args.scripted or not os.environ.get("POSTHOG_PERSONAL_API_KEY")
+    logging.basicConfig(level=logging.WARNING, format="%(name)s: %(message)s")
+    async with posthog(scripted, args.delay) as (ph, fake):
+        conversation = await chat_bot(ph, stdin_lines(), Terminal())
+        if fake is not None:
+            asked = [r.json()["conversation"] for r in fake.requests if r.method == "POST"]
+            summary = f"{len(asked)} messages in {len(set(asked))} conversation(s)"
+            print(f"FakePostHog: {summary}", file=sys.stderr)
+    if conversation is not None:
+        print(f"conversation: {conversation}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(asyncio.run(main()))
+    except KeyboardInterrupt:
+        sys.exit(130)

@@ -1,0 +1,175 @@
+"""examples/chat_bot.py: one conversation per user, answers relayed, failures polite."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib.util
+import re
+from collections.abc import AsyncIterator, Callable
+from types import ModuleType
+
+import anyio
+import pytest
+
+import aposthog
+from aposthog.testing import FakePostHog
+
+from .conftest import EXAMPLES, run_example
+
+pytestmark = pytest.mark.anyio
+
+
+def _load() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("chat_bot", EXAMPLES / "chat_bot.py")
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+chat_bot = _load()
+
+
+class Chat:
+    """A fake chat platform: the user's messages in, the bot's replies (as sent) out."""
+
+    def __init__(self) -> None:
+        self.pieces: list[list[str]] = [[]]  # per reply, the pieces as they were sent
+        self.on_send: Callable[[], None] = lambda: None
+
+    async def send(self, text: str, *, end: bool = False) -> None:
+        self.pieces[-1].append(text)
+        self.on_send()
+        if end:
+            self.pieces.append([])
+
+    @property
+    def replies(self) -> list[str]:
+        return ["".join(pieces) for pieces in self.pieces[:-1]]
+
+
+def _asked(fake: FakePostHog) -> list[str]:
+    """The conversation id of every message PostHog was asked to answer."""
+    return [
+        r.json()["conversation"]
+        for r in fake.requests
+        if r.method == "POST" and r.path.endswith("/conversations/")
+    ]
+
+
+def test_the_script_answers_three_lines_in_one_conversation() -> None:
+    stdin = "Top pages yesterday?\nAnd signups?\nAnd the day before?\n"
+    result = run_example("chat_bot.py", "--delay", "0.001", input=stdin)
+    assert 0 == result.returncode, result.stderr
+    replies = [line for line in result.stdout.splitlines() if line.startswith("bot> ")]
+    assert 3 == len(replies), result.stdout
+    assert "bot> Yesterday your most viewed page was /pricing (1,204 views)." == replies[0]
+    assert "bot> The day before, /docs led with 980 views." == replies[2]
+    assert f"     {chat_bot.SORRY}" in result.stdout.splitlines()  # after the partial answer
+    assert "FakePostHog: 3 messages in 1 conversation(s)" in result.stderr
+    assert re.search(r"^conversation: [0-9a-f-]{36}$", result.stderr, re.MULTILINE)
+    assert "Traceback" not in result.stderr
+
+
+async def test_every_message_continues_the_first_conversation(
+    fake: FakePostHog, ph: aposthog.Client
+) -> None:
+    fake.script_answer("First answer 👋, streamed.", chunk_size=2, delay=0.001)
+    fake.script_answer("Half an answer that", fail="Oops! Something went wrong.", delay=0.001)
+    fake.script_answer("Third answer.", generation_error=True)
+    fake.script_answer("Fourth answer.")
+    chat = Chat()
+
+    async def messages() -> AsyncIterator[str]:
+        for text in ("one?", "two?", "   ", "three?", "four?"):
+            yield text
+
+    conversation = await chat_bot.chat_bot(ph, messages(), chat.send)
+    assert 4 == len(_asked(fake))  # the blank message was not sent
+    assert [conversation] * 4 == _asked(fake)
+    assert fake.requests[0].json()["conversation"] == conversation
+    assert 1 == len(fake.conversations)
+    assert len(chat.pieces[0]) > 5  # relayed in pieces, as it streamed
+    assert "First answer 👋, streamed." == chat.replies[0]
+    assert chat.replies[1].startswith("Half")
+    assert chat.replies[1].endswith(f"\n{chat_bot.SORRY}")
+    assert chat.replies[2].endswith(chat_bot.SORRY)  # generation_error
+    assert "Fourth answer." == chat.replies[3]
+    assert 4 == len(chat.replies)
+
+
+async def test_refusals_become_polite_replies(fake: FakePostHog, ph: aposthog.Client) -> None:
+    ph = ph.with_options(max_retries=0)  # a 429 reaches the bot at once
+    chat = Chat()
+    async with contextlib.AsyncExitStack() as stack:
+
+        async def messages() -> AsyncIterator[str]:
+            yield "Hello?"
+            fake.ai_quota_exceeded = True
+            yield "Quota?"
+            fake.ai_quota_exceeded = False
+            fake.throttle_next(1, wait=30, path="/conversations")
+            yield "Throttled?"
+            # The same user asks on another device: PostHog is busy with the conversation.
+            fake.script_answer("Another device's long answer.", delay=0.2)
+            busy = ph.conversations.create("Elsewhere", conversation=_asked(fake)[0])
+            await stack.enter_async_context(busy)
+            stack.push_async_callback(busy.cancel)
+            yield "Still there?"
+
+        await chat_bot.chat_bot(ph, messages(), chat.send)
+    assert "This is the fake PostHog AI's answer." == chat.replies[0]
+    assert "I've reached my usage limit for now — please try again later." == chat.replies[1]
+    assert "please try again in 30 seconds." in chat.replies[2]
+    assert "I'm still answering your previous message" in chat.replies[3]
+    assert 4 == len(chat.replies)
+    assert {200: 2, 402: 1, 429: 1, 409: 1, 204: 1} == fake.status_counts  # 204: the cancel
+    assert 1 == len(set(_asked(fake)))
+
+
+@pytest.mark.parametrize("how", ["anyio cancel scope", "asyncio task.cancel()"])
+async def test_a_cancelled_bot_cancels_the_generation_and_re_raises(
+    fake: FakePostHog, ph: aposthog.Client, how: str
+) -> None:
+    fake.script_answer("A long answer that the platform will not wait for. " * 3, delay=0.05)
+    chat = Chat()
+
+    async def messages() -> AsyncIterator[str]:
+        yield "A long analysis?"
+        yield "Never asked."
+
+    if how == "anyio cancel scope":  # level-triggered: an unshielded cleanup is cancelled too
+        with anyio.CancelScope() as scope:
+            chat.on_send = scope.cancel
+            await chat_bot.chat_bot(ph, messages(), chat.send)
+            pytest.fail("the bot's cancellation was swallowed")
+    else:  # edge-triggered: a bot that swallowed it would go on to the next message
+        sent = asyncio.Event()
+        chat.on_send = sent.set
+        task = asyncio.ensure_future(chat_bot.chat_bot(ph, messages(), chat.send))
+        await sent.wait()
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+    conversation = _asked(fake)[0]
+    cancels = [r.path for r in fake.requests if r.method == "PATCH"]
+    assert [f"/api/environments/1/conversations/{conversation}/cancel/"] == cancels
+    await fake.wait_for_streams_closed()
+    assert 1 == len(_asked(fake))
+    assert [] == chat.replies  # no reply was finished
+    assert "idle" == fake.conversations[conversation].status
+
+
+async def test_a_too_long_message_gets_a_polite_reply_and_is_not_sent(
+    fake: FakePostHog, ph: aposthog.Client
+) -> None:
+    chat = Chat()
+
+    async def messages() -> AsyncIterator[str]:
+        yield "x" * 40001
+
+    assert await chat_bot.chat_bot(ph, messages(), chat.send) is None
+    assert ["That message is too long for me — could you shorten it?"] == chat.replies
+    assert [] == fake.requests
