@@ -92,20 +92,15 @@ async def reply(stream: aposthog.ConversationStream, send: Send) -> None:
     """Relay one answer as it streams; an apology instead when PostHog fails or refuses."""
     streamed = False
     try:
-        try:
-            async with stream, contextlib.aclosing(stream.text_deltas()) as deltas:
-                async for text in deltas:
-                    await send(text)
-                    streamed = True
-        except aposthog.PostHogError as err:  # refused (429, 402, 409…) or failed mid-stream
-            logger.warning("conversation %s: %s", stream.conversation_id, err)
-            apology = polite(err)
-        else:
-            # An in-band `ai/failure` or `generation_error` is a result, not an exception.
-            apology = SORRY if stream.result().failed else ""
-        if apology:
-            await send(f"\n{apology}" if streamed else apology)
-        await send("", end=True)
+        async with stream, contextlib.aclosing(stream.text_deltas()) as deltas:
+            async for text in deltas:
+                await send(text)
+                streamed = True
+    except aposthog.PostHogError as err:
+        # Refused (429, 402, 409…) or failed mid-stream. Not cancelled: after a 409 the
+        # generation running is the user's other device's, not ours to stop.
+        logger.warning("conversation %s: %s", stream.conversation_id, err)
+        apology = polite(err)
     except BaseException:
         # Cancelled (the platform shuts down, Ctrl-C) or `send` failed: stop the generation
         # on PostHog too. Shielded so it runs in a cancelled task, bounded, and re-raised.
@@ -115,6 +110,12 @@ async def reply(stream: aposthog.ConversationStream, send: Send) -> None:
             except aposthog.PostHogError as err:
                 logger.warning("could not cancel %s: %s", stream.conversation_id, err)
         raise
+    else:
+        # An in-band `ai/failure` or `generation_error` is a result, not an exception.
+        apology = SORRY if stream.result().failed else ""
+    if apology:
+        await send(f"\n{apology}" if streamed else apology)
+    await send("", end=True)
 
 
 # ---------------------------------------------------------------------- the terminal adapter

@@ -90,23 +90,14 @@ async def ask(request: web.Request) -> web.StreamResponse:
     await response.prepare(request)
     relays.add(stream)
     try:
-        try:
-            async with stream, contextlib.aclosing(stream.text_deltas()) as deltas:
-                async for text in deltas:
-                    await response.write(sse("delta", {"text": text}))
-        except aposthog.PostHogError as err:
-            # Refused before the stream (429, 402, 409…) or failed mid-stream.
-            logger.warning("conversation %s: %s", stream.conversation_id, err)
-            end = sse("error", {"message": polite(err), "conversation": stream.conversation_id})
-        else:
-            result = stream.result()
-            if result.failed:  # an in-band ai/failure or generation_error: a result, not raised
-                logger.warning("conversation %s: PostHog AI failed", stream.conversation_id)
-                end = sse("error", {"message": FAILED, "conversation": stream.conversation_id})
-            else:
-                end = sse("done", {"conversation": stream.conversation_id})
-        await response.write(end)
-        await response.write_eof()
+        async with stream, contextlib.aclosing(stream.text_deltas()) as deltas:
+            async for text in deltas:
+                await response.write(sse("delta", {"text": text}))
+    except aposthog.PostHogError as err:
+        # Refused before the stream (429, 402, 409…) or failed mid-stream. Not cancelled:
+        # after a 409 the generation running is another request's, not ours to stop.
+        logger.warning("conversation %s: %s", stream.conversation_id, err)
+        end = sse("error", {"message": polite(err), "conversation": stream.conversation_id})
     except BaseException:
         # The browser went away: aiohttp cancelled this handler, or a write found the
         # connection reset. Stop the generation on PostHog too. Shielded, so it runs even
@@ -118,8 +109,17 @@ async def ask(request: web.Request) -> web.StreamResponse:
             except aposthog.PostHogError as err:
                 logger.warning("could not cancel %s: %s", stream.conversation_id, err)
         raise
+    else:
+        if stream.result().failed:  # an in-band ai/failure or generation_error: not raised
+            logger.warning("conversation %s: PostHog AI failed", stream.conversation_id)
+            end = sse("error", {"message": FAILED, "conversation": stream.conversation_id})
+        else:
+            end = sse("done", {"conversation": stream.conversation_id})
     finally:
         relays.discard(stream)
+    # The answer is over: if the browser left just now, nothing is left running.
+    await response.write(end)
+    await response.write_eof()
     return response
 
 

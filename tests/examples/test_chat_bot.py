@@ -129,6 +129,32 @@ async def test_refusals_become_polite_replies(fake: FakePostHog, ph: aposthog.Cl
     assert 1 == len(set(_asked(fake)))
 
 
+async def test_a_refused_message_never_cancels_the_other_devices_answer(
+    fake: FakePostHog, ph: aposthog.Client
+) -> None:
+    """Even when sending the apology fails, the 409's generation is not the bot's to stop."""
+    chat = Chat()
+    async with contextlib.AsyncExitStack() as stack:
+
+        async def messages() -> AsyncIterator[str]:
+            yield "Hello?"
+            fake.script_answer("Another device's long answer.", delay=0.2)
+            busy = ph.conversations.create("Elsewhere", conversation=_asked(fake)[0])
+            await stack.enter_async_context(busy)
+            yield "Still there?"
+
+        async def send(text: str, *, end: bool = False) -> None:
+            if "still answering" in text:
+                raise ConnectionError("the chat platform is down")
+            await chat.send(text, end=end)
+
+        with pytest.raises(ConnectionError):
+            await chat_bot.chat_bot(ph, messages(), send)
+        assert "in_progress" == fake.conversations[_asked(fake)[0]].status
+        assert [] == [r for r in fake.requests if r.method == "PATCH"]
+    assert 1 == len(chat.replies)
+
+
 @pytest.mark.parametrize("how", ["anyio cancel scope", "asyncio task.cancel()"])
 async def test_a_cancelled_bot_cancels_the_generation_and_re_raises(
     fake: FakePostHog, ph: aposthog.Client, how: str

@@ -195,6 +195,27 @@ async def test_a_cancelled_handler_cancels_posthog_shielded_and_re_raises(
     assert set() == app[web_relay.RELAYS]
 
 
+async def test_a_second_browser_in_a_busy_conversation_is_refused_politely(
+    fake: FakePostHog,
+) -> None:
+    fake.script_answer("The first browser's answer, which must not be cut.", delay=0.02)
+    async with (
+        relay(fake) as (url, _, _),
+        aiohttp.ClientSession() as first,
+        first.get(url + "ask", params={"q": "Long?"}) as response,
+        contextlib.aclosing(events(response)) as stream,
+    ):
+        assert "delta" == (await anext(stream)).event
+        conversation = fake.requests[0].json()["conversation"]
+        refused = await ask(url, "Me too?", conversation=conversation)
+        rest = [(e.event, json.loads(e.data)) async for e in stream]
+    assert [("error", refused[0][1])] == refused
+    assert "still answering" in refused[0][1]["message"]
+    assert ("done", {"conversation": conversation}) == rest[-1]  # the first was not cancelled
+    assert [] == _cancels(fake)
+    assert 409 in fake.status_counts
+
+
 async def test_an_in_band_failure_becomes_a_polite_error_event(fake: FakePostHog) -> None:
     fake.script_answer("Let me look that up for", fail="Oops! Something went wrong.", delay=0.001)
     async with relay(fake) as (url, _, _):
