@@ -13,7 +13,7 @@ import time
 import weakref
 from collections.abc import Mapping
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Final, TypeVar
+from typing import TYPE_CHECKING, Any, Final, Generic, TypeVar
 
 import anyio
 import attrs
@@ -418,25 +418,8 @@ class Client:
         timeout: float | NotGiven | None = NOT_GIVEN,
     ) -> AsyncPaginator[T]:
         """A paginator over a list endpoint (nothing is sent until it is awaited or iterated)."""
-
-        list_type = list[item_type]  # type: ignore[valid-type]
-
-        async def fetch_request(request: Request) -> Page[T]:
-            response = await self.send(request, timeout=timeout)
-            body = _decode_json(response, request)
-            results, count, next_url, previous = parse_page(
-                body, list_type, request_path=request.path
-            )
-            return Page(results, count=count, next=next_url, previous=previous, fetch=fetch_url)
-
-        async def fetch_url(url: str) -> Page[T]:
-            target = same_origin_url(self._config.base_url, url)
-            return await fetch_request(self.build_request("GET", url=target))
-
-        async def fetch_first() -> Page[T]:
-            return await fetch_request(self.build_request("GET", *parts, params=params))
-
-        return AsyncPaginator(fetch_first, fetch_url)
+        source: _PageSource[T] = _PageSource(self, item_type, parts, params, timeout)
+        return AsyncPaginator(source.first, source.fetch)
 
     async def open_stream(self, request: Request) -> StreamResponse:
         """
@@ -520,6 +503,51 @@ class Client:
 
     def _unregister_stream(self, stream: Any) -> None:
         self._shared.streams.discard(stream)
+
+
+class _PageSource(Generic[T]):
+    """
+    Fetches the pages of one list endpoint.
+
+    A class rather than closures: closures that call each other form a reference
+    cycle, and every page holding one would wait for the cyclic garbage collector
+    instead of being freed as soon as the caller drops it.
+    """
+
+    __slots__ = ("_client", "_list_type", "_params", "_parts", "_timeout")
+
+    def __init__(
+        self,
+        client: Client,
+        item_type: Any,
+        parts: tuple[str, ...],
+        params: Query | None,
+        timeout: float | NotGiven | None,
+    ) -> None:
+        self._client = client
+        self._list_type = list[item_type]
+        self._parts = parts
+        self._params = params
+        self._timeout = timeout
+
+    async def first(self) -> Page[T]:
+        """The first page."""
+        client = self._client
+        return await self._page(client.build_request("GET", *self._parts, params=self._params))
+
+    async def fetch(self, url: str) -> Page[T]:
+        """The page at a `next` (or saved) URL, requested on the configured host."""
+        client = self._client
+        target = same_origin_url(client.base_url, url)
+        return await self._page(client.build_request("GET", url=target))
+
+    async def _page(self, request: Request) -> Page[T]:
+        response = await self._client.send(request, timeout=self._timeout)
+        body = _decode_json(response, request)
+        results, count, next_url, previous = parse_page(
+            body, self._list_type, request_path=request.path
+        )
+        return Page(results, count=count, next=next_url, previous=previous, fetch=self.fetch)
 
 
 def _retry_hint(error: APIStatusError, headers: Mapping[str, str]) -> float | None:

@@ -12,7 +12,7 @@ Each trial sends the same number of requests at the same concurrency (32). The m
 is shared and noisy: trials alternate between the two, each pair gives a ratio, and the
 median ratio is the result.
 
-    python benchmarks/bench_list.py [--requests 300] [--rounds 30] [--concurrency 32]
+    python benchmarks/bench_list.py [--requests 2000] [--rounds 15] [--concurrency 32]
 """
 
 from __future__ import annotations
@@ -99,8 +99,8 @@ async def bench(url: str, key: str, requests: int, rounds: int, concurrency: int
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[1])
-    parser.add_argument("--requests", type=int, default=300, help="requests per trial")
-    parser.add_argument("--rounds", type=int, default=30, help="paired trials")
+    parser.add_argument("--requests", type=int, default=2000, help="requests per trial")
+    parser.add_argument("--rounds", type=int, default=15, help="paired trials")
     parser.add_argument("--concurrency", type=int, default=32)
     args = parser.parse_args()
     with subprocess.Popen(
