@@ -18,6 +18,7 @@ It serves on 127.0.0.1 and prints its URL; open it in a browser, or:
 A browser that goes away mid-answer cancels the generation on PostHog (PATCH
 …/cancel/): the server runs with `handler_cancellation=True`, so aiohttp cancels the
 handler the moment the connection drops, and the cancel is sent in a shielded cleanup.
+Shutting down cancels every answer still being relayed, and tells its browser so.
 With no POSTHOG_* variables (or with `--scripted`) it embeds a FakePostHog whose
 answers stream slowly enough to watch (`--delay` seconds between tokens). Ctrl-C stops it.
 """
@@ -45,7 +46,7 @@ logger = logging.getLogger("web_relay")
 
 CLIENT = web.AppKey("client", aposthog.Client)
 """The one client, created at startup and closed at cleanup."""
-RELAYS = web.AppKey("relays", set)
+RELAYS = web.AppKey("relays", set[aposthog.ConversationStream])
 """The streams being relayed now (what is left open, for tests and for shutdown)."""
 CANCEL_TIMEOUT = 10.0
 """How long the shielded cleanup may spend telling PostHog to stop generating."""
@@ -55,6 +56,7 @@ SSE_HEADERS = {
     "X-Accel-Buffering": "no",  # tell nginx-like proxies not to buffer the stream
 }
 FAILED = "Sorry, PostHog AI couldn't answer that just now — please try again."
+STOPPING = "Sorry, this server is restarting — please ask again in a moment."
 
 ClientFactory = Callable[[], aposthog.Client]
 
@@ -110,7 +112,10 @@ async def ask(request: web.Request) -> web.StreamResponse:
                 logger.warning("could not cancel %s: %s", stream.conversation_id, err)
         raise
     else:
-        if stream.result().failed:  # an in-band ai/failure or generation_error: not raised
+        result = stream.result()
+        if result.cancelled:  # by stop_relays(): the server is shutting down
+            end = sse("error", {"message": STOPPING, "conversation": stream.conversation_id})
+        elif result.failed:  # an in-band ai/failure or generation_error: not raised
             logger.warning("conversation %s: PostHog AI failed", stream.conversation_id)
             end = sse("error", {"message": FAILED, "conversation": stream.conversation_id})
         else:
@@ -121,6 +126,25 @@ async def ask(request: web.Request) -> web.StreamResponse:
     await response.write(end)
     await response.write_eof()
     return response
+
+
+async def stop_relays(app: web.Application) -> None:
+    """
+    At shutdown, before aiohttp waits for handlers: stop every answer being relayed, on
+    PostHog too. Each handler then ends its browser's stream with an apology, promptly.
+    """
+
+    async def stop(stream: aposthog.ConversationStream) -> None:
+        try:
+            await stream.cancel()
+        except aposthog.PostHogError as err:
+            logger.warning("could not cancel %s: %s", stream.conversation_id, err)
+
+    relays = app[RELAYS]
+    with anyio.move_on_after(CANCEL_TIMEOUT):
+        async with anyio.create_task_group() as tg:
+            for stream in list(relays):  # a copy: handlers remove theirs as they end
+                tg.start_soon(stop, stream)
 
 
 async def index(request: web.Request) -> web.Response:
@@ -142,6 +166,7 @@ def make_app(client_factory: ClientFactory = aposthog.Client) -> web.Application
     app = web.Application()
     app[RELAYS] = set()
     app.cleanup_ctx.append(one_client)
+    app.on_shutdown.append(stop_relays)
     app.router.add_get("/", index)
     app.router.add_get("/ask", ask)
     return app
@@ -189,12 +214,14 @@ async def main(argv: list[str] | None = None) -> int:
         posthog(scripted, args.delay) as (factory, where),
         serve(make_app(factory), args.port) as url,
     ):
-        print(f"web_relay: serving {url} against {where}; Ctrl-C stops", flush=True)
+        banner = f"web_relay: serving {url} against {where}; Ctrl-C stops"
         try:
             with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+                print(banner, flush=True)  # once Ctrl-C is handled: it always stops cleanly
                 async for _ in signals:
                     break
         except NotImplementedError:  # no signal handlers (Windows): Ctrl-C interrupts
+            print(banner, flush=True)
             await anyio.sleep_forever()
     print("web_relay: stopped", flush=True)
     return 0

@@ -216,6 +216,25 @@ async def test_a_second_browser_in_a_busy_conversation_is_refused_politely(
     assert 409 in fake.status_counts
 
 
+async def test_shutting_down_stops_every_relay_politely_and_at_once(fake: FakePostHog) -> None:
+    fake.script_answer("An answer the server will not finish. " * 5, delay=0.1)
+    app = web_relay.make_app(fake.client)
+    async with aiohttp.ClientSession() as browser, contextlib.AsyncExitStack() as stack:
+        async with web_relay.serve(app) as url:
+            response = await stack.enter_async_context(browser.get(url + "ask", params={"q": "?"}))
+            stream = await stack.enter_async_context(contextlib.aclosing(events(response)))
+            assert "delta" == (await anext(stream)).event
+            stopping = anyio.current_time()
+        seconds = anyio.current_time() - stopping  # serve() is over: the app shut down
+        rest = [(e.event, json.loads(e.data)) async for e in stream]
+    conversation = fake.requests[0].json()["conversation"]
+    assert ("error", {"message": web_relay.STOPPING, "conversation": conversation}) == rest[-1]
+    assert seconds < 1  # not aiohttp's graceful wait (2 s) for the handler to end by itself
+    assert [f"/api/environments/1/conversations/{conversation}/cancel/"] == _cancels(fake)
+    await fake.wait_for_streams_closed()
+    assert set() == app[web_relay.RELAYS]
+
+
 async def test_an_in_band_failure_becomes_a_polite_error_event(fake: FakePostHog) -> None:
     fake.script_answer("Let me look that up for", fail="Oops! Something went wrong.", delay=0.001)
     async with relay(fake) as (url, _, _):
