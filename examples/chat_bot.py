@@ -11,8 +11,9 @@ Messages arrive one per line on stdin, as a chat platform's webhook would delive
 replies go to stdout as they stream ("bot> …"). `chat_bot(ph, messages, send)` is the
 part a real platform adapter plugs into: an async iterator of the user's messages in,
 a `send` callback out. With no POSTHOG_* variables (or with `--scripted`) it embeds a
-FakePostHog whose answers are scripted, the second one failing; at EOF it prints the
-conversation id on stderr. Ctrl-C cancels the answer being generated and exits 130.
+FakePostHog whose answers are scripted, the second one failing (`--delay` seconds
+between tokens); at EOF it prints the conversation id on stderr, to continue it with
+`aposthog chat --conversation ID`. Ctrl-C cancels the answer being generated, exits 130.
 """
 
 from __future__ import annotations
@@ -166,6 +167,7 @@ async def posthog(
             yield ph, None
         return
     async with FakePostHog() as fake, fake.client() as ph:
+        fake.ai_burst_limit = None  # a quick typist is no abuse
         fake.script_answer(
             "Yesterday your most viewed page was /pricing (1,204 views).", delay=delay
         )
@@ -196,5 +198,6 @@ async def main(argv: list[str] | None = None) -> int:
 if __name__ == "__main__":
     try:
         sys.exit(asyncio.run(main()))
-    except KeyboardInterrupt:
+    except KeyboardInterrupt:  # the answer being generated was cancelled on the way out
+        print("\nchat_bot: interrupted", file=sys.stderr)
         sys.exit(130)

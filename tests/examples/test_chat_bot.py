@@ -5,7 +5,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import importlib.util
+import os
 import re
+import signal
+import subprocess
+import sys
+import threading
 from collections.abc import AsyncIterator, Callable
 from types import ModuleType
 
@@ -71,6 +76,31 @@ def test_the_script_answers_three_lines_in_one_conversation() -> None:
     assert "FakePostHog: 3 messages in 1 conversation(s)" in result.stderr
     assert re.search(r"^conversation: [0-9a-f-]{36}$", result.stderr, re.MULTILINE)
     assert "Traceback" not in result.stderr
+
+
+def test_the_script_exits_130_on_ctrl_c_mid_answer() -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("POSTHOG_")}
+    env["PYTHONWARNINGS"] = "error"
+    command = [sys.executable, str(EXAMPLES / "chat_bot.py"), "--delay", "0.2"]
+    pipes = {"stdin": subprocess.PIPE, "stdout": subprocess.PIPE, "stderr": subprocess.PIPE}
+    with subprocess.Popen(command, text=True, env=env, **pipes) as process:
+        watchdog = threading.Timer(30, process.kill)
+        watchdog.start()
+        try:
+            assert process.stdin is not None
+            assert process.stdout is not None
+            process.stdin.write("A long one?\n")
+            process.stdin.flush()
+            assert "bot> " == process.stdout.read(5)  # the answer has started
+            process.send_signal(signal.SIGINT)
+            stdout, stderr = process.communicate(timeout=10)
+        finally:
+            watchdog.cancel()
+    assert 130 == process.returncode, stderr
+    assert "chat_bot: interrupted" in stderr
+    assert "Traceback" not in stderr
+    assert "conversation:" not in stderr  # it did not carry on to EOF
+    assert "bot> " not in stdout  # nor start another reply
 
 
 async def test_every_message_continues_the_first_conversation(
