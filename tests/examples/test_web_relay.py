@@ -104,6 +104,8 @@ async def test_relays_the_whole_answer_then_done_with_the_conversation_id(
         again = await ask(url, "And before?", conversation=relayed[-1][1]["conversation"])
         assert "And the day before: /docs." == _text(again)
         assert relayed[-1] == again[-1]  # the same conversation, continued
+        asked = [r.json()["conversation"] for r in fake.requests if r.method == "POST"]
+        assert [relayed[-1][1]["conversation"]] * 2 == asked
         assert 1 == len(made)
     assert [] == _cancels(fake)
     assert 2 == fake.ai_streams.completed
