@@ -31,6 +31,7 @@ import attrs
 from ._conversation_state import ConversationState, Delivery
 from ._errors import (
     APIConnectionError,
+    APIStatusError,
     APITimeoutError,
     BadRequestError,
     ClientStateError,
@@ -82,6 +83,7 @@ class StreamEngine:
         self._io_scope: anyio.CancelScope | None = None
         self._busy = False  # a task is inside _pump (reading, connecting or backing off)
         self._started = False
+        self._refused = False
         self._finished = False
         self._complete = False
         self._closed = False
@@ -149,6 +151,11 @@ class StreamEngine:
             self._started = True
             try:
                 await self._connect(first=True)
+            except APIStatusError as exc:
+                # Refused before any run began (a 409 means someone else's run is going):
+                # a cancel() now must not stop a generation this stream never started.
+                self._refused = exc.status < 500
+                raise
             except APIConnectionError as exc:
                 if not exc.reached_server:
                     raise

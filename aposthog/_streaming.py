@@ -167,12 +167,13 @@ class ConversationStream(StreamEngine):
         Stop the generation on the server (`PATCH conversations/{id}/cancel/`), then close.
 
         Without this, closing the stream only disconnects: PostHog keeps generating.
-        A stream that never started sends nothing. PostHog's cancel action refuses scoped
+        A stream that never started, or whose request PostHog refused (a 409 while another
+        generation runs, say), sends nothing. PostHog's cancel action refuses scoped
         personal API keys (`PermissionDeniedError`); the stream is closed all the same.
         """
         self._cancelled = True
         try:
-            if self._started and not self._complete:
+            if self._started and not self._complete and not self._refused:
                 await self._client.request_json(
                     "PATCH", "conversations", segment(self._conversation_id), "cancel"
                 )

@@ -379,3 +379,19 @@ async def test_repr_and_properties(fake: FakePostHog, ph: aposthog.Client) -> No
     await stream.aclose()
     assert "closed" in repr(stream)
     assert json.loads(json.dumps(stream.conversation_id))
+
+
+async def test_cancel_after_a_refused_request_stops_nothing(
+    fake: FakePostHog, ph: aposthog.Client
+) -> None:
+    """A 409 means another run is going: cancel() on the refused stream must not stop it."""
+    fake.script_answer("a long answer " * 10, delay=0.05)
+    first = ph.conversations.create("first")
+    async with first:
+        second = ph.conversations.create("second", conversation=first.conversation_id)
+        with pytest.raises(aposthog.ConflictError):
+            await second.__aenter__()
+        await second.cancel()
+        assert not [r for r in fake.requests if r.method == "PATCH"]
+        assert "in_progress" == fake.conversations[first.conversation_id].status
+        assert second.closed
