@@ -118,3 +118,24 @@ def test_strict_int_and_bool_hooks() -> None:
             structure(value, kind)
     assert 2.0 == structure(2, float)
     assert structure(False, bool) is False
+
+
+def test_structured_records_are_frozen_and_equal_to_constructed_ones() -> None:
+    """The generated hook builds the same frozen record as the class's own __init__."""
+    import attrs
+
+    config = structure(CONFIG, CustomerProfileConfig)
+    built = CustomerProfileConfig(
+        id="7b0c",
+        scope=ProfileScope.PERSON,
+        content={"a": 1},
+        sidebar=[],
+        created_at=parse_datetime("2024-05-01T12:00:00.123456Z"),
+        updated_at=None,
+    )
+    assert built == config
+    assert {} == dict(config.extra_fields)
+    with pytest.raises(attrs.exceptions.FrozenInstanceError):
+        config.scope = "group_0"  # type: ignore[misc]
+    with pytest.raises(TypeError):
+        config.extra_fields["x"] = 1  # type: ignore[index]
