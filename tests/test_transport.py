@@ -1,0 +1,111 @@
+"""The aiohttp transport and the loopback server adapter, on 127.0.0.1."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import aiohttp
+import anyio
+import anyio.abc
+import pytest
+
+import aposthog
+from aposthog._http import Request
+from aposthog._transport import (
+    DropConnection,
+    LoopbackServer,
+    ServerReply,
+    ServerRequest,
+    Transport,
+)
+
+pytestmark = pytest.mark.anyio
+
+
+async def _chunks() -> AsyncIterator[bytes]:
+    yield b"one "
+    await anyio.sleep(0.01)
+    yield b"two "
+    raise DropConnection
+
+
+async def _handler(request: ServerRequest) -> ServerReply:
+    if request.raw_path == "/drop/":
+        return ServerReply(drop=True)
+    if request.raw_path == "/stream/":
+        return ServerReply(stream=_chunks(), headers={"Content-Type": "text/event-stream"})
+    return ServerReply(status=201, body=request.method.encode() + b" " + request.body)
+
+
+@pytest.fixture
+async def server() -> AsyncIterator[LoopbackServer]:
+    """A loopback server with a handler that echoes, drops, or streams then drops."""
+    loopback = LoopbackServer(_handler)
+    await loopback.start()
+    yield loopback
+    await loopback.stop()
+
+
+async def test_send_returns_status_headers_and_body(server: LoopbackServer) -> None:
+    """A whole response comes back as status, headers and body."""
+    transport = Transport()
+    request = Request(method="POST", url=f"{server.url}/echo/", body=b'{"a":1}')
+    response = await transport.send(request, {"Content-Type": "application/json"}, timeout=5)
+    await transport.aclose()
+    assert (201, b'POST {"a":1}') == (response.status, response.body)
+
+
+async def test_a_dropped_answer_may_have_reached_the_server(server: LoopbackServer) -> None:
+    """A connection closed without an answer is an APIConnectionError with reached_server."""
+    transport = Transport()
+    with pytest.raises(aposthog.APIConnectionError) as info:
+        await transport.send(Request(method="POST", url=f"{server.url}/drop/"), {}, timeout=5)
+    await transport.aclose()
+    assert info.value.reached_server
+    assert "POST /drop/" in str(info.value)
+
+
+async def test_a_refused_connection_never_reached_it() -> None:
+    """Nothing listening: reached_server is False, so any method may be retried."""
+    listener = await anyio.create_tcp_listener(local_host="127.0.0.1")
+    port = listener.extra(anyio.abc.SocketAttribute.local_port)
+    await listener.aclose()
+    transport = Transport()
+    with pytest.raises(aposthog.APIConnectionError) as info:
+        await transport.send(Request(method="POST", url=f"http://127.0.0.1:{port}/"), {})
+    await transport.aclose()
+    assert not info.value.reached_server
+
+
+async def test_stream_chunks_then_a_mid_stream_drop(server: LoopbackServer) -> None:
+    """Chunks arrive as written; a cut mid-stream is an APIConnectionError, not aiohttp's."""
+    transport = Transport()
+    stream = await transport.open_stream(
+        Request(method="GET", url=f"{server.url}/stream/"), {}, idle_timeout=5
+    )
+    received = b""
+    with pytest.raises(aposthog.APIConnectionError):
+        async for chunk in stream.chunks():
+            received += chunk
+    stream.close()
+    await transport.aclose()
+    assert (200, "text/event-stream", b"one two ") == (stream.status, stream.content_type, received)
+
+
+async def test_a_closed_borrowed_session_is_a_clear_error(server: LoopbackServer) -> None:
+    """Borrowing a session that was closed meanwhile is reported, not an aiohttp error."""
+    session = aiohttp.ClientSession()
+    await session.close()
+    transport = Transport(session=session)
+    with pytest.raises(aposthog.APIConnectionError, match="session given to the client is closed"):
+        await transport.send(Request(method="GET", url=f"{server.url}/x/"), {})
+
+
+def test_proxies_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """HTTPS_PROXY is used for https URLs, and NO_PROXY exempts hosts."""
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.internal:3128")
+    monkeypatch.setenv("NO_PROXY", "eu.posthog.com")
+    transport = Transport()
+    assert "http://proxy.internal:3128" == transport._proxy_for("https://us.posthog.com/api/x/")
+    assert transport._proxy_for("https://eu.posthog.com/api/x/") is None
+    assert transport._proxy_for("http://127.0.0.1:8000/api/x/") is None  # no HTTP_PROXY
