@@ -23,6 +23,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import signal
 import sys
 import threading
 from collections.abc import AsyncIterable, AsyncIterator
@@ -195,9 +196,22 @@ async def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-if __name__ == "__main__":
+async def run() -> int:
+    """`main()`, with Ctrl-C (and SIGTERM) cancelling it so that its cleanup runs."""
+    task = asyncio.current_task()
+    assert task is not None
+    loop = asyncio.get_running_loop()
+    # Installed explicitly: a process started with SIGINT ignored (a background job, a
+    # service manager) would otherwise never see Ctrl-C at all.
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError):  # not on Windows
+            loop.add_signal_handler(sig, task.cancel)
     try:
-        sys.exit(asyncio.run(main()))
-    except KeyboardInterrupt:  # the answer being generated was cancelled on the way out
+        return await main()
+    except asyncio.CancelledError:  # the answer being generated was cancelled on the way out
         print("\nchat_bot: interrupted", file=sys.stderr)
-        sys.exit(130)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(asyncio.run(run()))
