@@ -113,20 +113,32 @@ class ConversationState:
             self.generation_error = True
         return Delivery(event)
 
-    def catch_up(self, messages: Sequence[Message]) -> list[Delivery] | None:
+    def catch_up(
+        self, messages: Sequence[Message], *, sent: str | None = None
+    ) -> list[Delivery] | None:
         """
         Deliver the final messages of a conversation fetched after the run ended unseen.
 
         Only messages after this run's human message count (the conversation also holds
-        earlier runs). None when that message is not there: nothing can be matched.
+        earlier runs). When the stream broke before PostHog echoed that message, it is
+        recognised by its text, `sent` (the last human message with that text); the
+        echo itself is then delivered too. None when it cannot be found.
         """
-        if self.human_id is None:
-            return None
-        ids = [m.id for m in messages]
-        if self.human_id not in ids:
+        start: int | None = None
+        if self.human_id is not None:
+            ids = [m.id for m in messages]
+            if self.human_id in ids:
+                start = ids.index(self.human_id) + 1
+        elif sent is not None:
+            for index in range(len(messages) - 1, -1, -1):
+                message = messages[index]
+                if isinstance(message, HumanMessage) and message.content == sent:
+                    start = index
+                    break
+        if start is None:
             return None
         out: list[Delivery] = []
-        for message in messages[ids.index(self.human_id) + 1 :]:
+        for message in messages[start:]:
             if message.id is None or message.id in self._index:
                 continue
             delivery = self._message(MessageEvent(message))

@@ -272,7 +272,8 @@ class StreamEngine:
                 return
 
     async def _catch_up(self) -> bool:
-        if self._state.human_id is None:
+        sent = self._body.get("content")
+        if self._state.human_id is None and not isinstance(sent, str):
             return False  # nothing seen of this run: its messages cannot be told apart
         try:
             conversation: Conversation = await self._client.fetch(
@@ -280,7 +281,9 @@ class StreamEngine:
             )
         except NotFoundError:
             return False  # not titled yet: PostHog will not show it
-        deliveries = self._state.catch_up(conversation.messages)
+        deliveries = self._state.catch_up(
+            conversation.messages, sent=sent if isinstance(sent, str) else None
+        )
         if deliveries is None:
             return False
         self._pending.extend(deliveries)

@@ -379,3 +379,22 @@ def test_other_events_pass_through_once(event: StreamEvent) -> None:
     assert state.feed(event) == Delivery(event)
     state.begin_attempt()
     assert state.feed(event) is None
+
+
+def test_catch_up_finds_the_run_by_its_text_when_the_echo_was_never_seen() -> None:
+    """A run seen only up to its conversation event is found by the text that was sent."""
+    from aposthog._conversation_state import ConversationState
+    from aposthog.models.messages import AssistantMessage, HumanMessage
+
+    history = [
+        HumanMessage(content="earlier", id="h0"),
+        AssistantMessage(content="old answer", id="a0"),
+        HumanMessage(content="q", id="h1"),
+        AssistantMessage(content="new answer", id="a1"),
+    ]
+    state = ConversationState()
+    deliveries = state.catch_up(history, sent="q")
+    assert deliveries is not None
+    assert ["h1", "a1"] == [m.id for m in state.messages]
+    assert ConversationState().catch_up(history, sent="never sent") is None
+    assert ConversationState().catch_up(history) is None

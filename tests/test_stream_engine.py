@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import random
 import socket
 import sys
 
@@ -222,9 +223,12 @@ async def test_a_dropped_connection_is_reattached_without_repeating_text(
 async def test_a_drop_after_any_event_loses_and_repeats_nothing(
     fake: FakePostHog, ph: aposthog.Client, cut: int
 ) -> None:
-    fake.script_answer("alpha beta gamma", token_size=3, delay=0.01, drop_after=cut)
+    # Slow enough that the run is still going when the client re-attaches, even on a
+    # loaded machine (if it ended meanwhile, its snapshots are gone: see below).
+    fake.script_answer("alpha beta gamma", token_size=3, delay=0.03, drop_after=cut)
     once = [e async for e in ph.conversations.create("q")]
-    fake.script_answer("alpha beta gamma", token_size=3, delay=0.01)
+    reattach_found_it_running = fake.status_counts[400] == 0
+    fake.script_answer("alpha beta gamma", token_size=3, delay=0.03)
     unbroken = [e async for e in ph.conversations.create("q")]
     assert fake.ai_streams.dropped == 1
 
@@ -237,7 +241,40 @@ async def test_a_drop_after_any_event_loses_and_repeats_nothing(
             for e in events
         ]
 
-    assert shape(once) == shape(unbroken)
+    if reattach_found_it_running:
+        assert shape(once) == shape(unbroken)
+    else:
+        # The run finished while the client was away: PostHog answers the re-attach with
+        # 400, and the stream catches up from the conversation: every final message once.
+        assert _final_messages(shape(once)) == _final_messages(shape(unbroken))
+
+
+def _final_messages(shape: list[tuple[str, str, bool]]) -> list[tuple[str, str, bool]]:
+    return [item for item in shape if not item[2] and item[0] != "ConversationEvent"]
+
+
+class _LongestWait(random.Random):
+    def uniform(self, a: float, b: float) -> float:
+        return b  # full jitter's longest wait, every time
+
+
+@pytest.mark.parametrize("cut", [1, 2, 4, 7])
+async def test_a_run_that_ends_while_away_is_caught_up(
+    fake: FakePostHog, cut: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Re-attached only after the run ended (400): the final messages come from the
+    conversation, each once, also when the drop came before PostHog echoed the message."""
+    monkeypatch.setattr("aposthog._stream_engine._RNG", _LongestWait())
+    slow = aposthog.RetryPolicy(initial_backoff=0.3, max_backoff=0.3)
+    async with fake.client(retry=slow) as ph:
+        fake.script_answer("alpha beta gamma", token_size=3, delay=0.01, drop_after=cut)
+        stream = ph.conversations.create("q")
+        deltas = await collect(stream)
+        result = await stream.until_done()
+    assert 1 == fake.status_counts[400]  # the re-attach found the conversation idle
+    assert ["human", "ai"] == [m.type for m in result.messages]
+    assert "alpha beta gamma" == result.text
+    assert "".join(deltas) == result.text
 
 
 async def test_replayed_events_are_delivered_once(fake: FakePostHog, ph: aposthog.Client) -> None:
