@@ -162,7 +162,9 @@ class AsyncPaginator(Generic[T]):
         return await self._fetch_first()
 
     def __await__(self) -> Generator[Any, None, Page[T]]:
-        return self._first().__await__()
+        if self._start_url is not None:
+            return self._fetch_url(self._start_url).__await__()
+        return self._fetch_first().__await__()
 
     async def pages(self) -> AsyncGenerator[Page[T], None]:
         """Every page, in order."""

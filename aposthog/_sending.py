@@ -110,6 +110,7 @@ class Sender:
     _config: ClientConfig
     _shared: _Shared
     _header_cache: dict[tuple[str, bool], dict[str, str]]
+    _url_prefix: str | None = None
 
     def _check_usable(self) -> None:
         shared = self._shared
@@ -153,7 +154,11 @@ class Sender:
         return headers
 
     def _url(self, *parts: str) -> str:
-        return self._config.base_url + join_path(self._config.api_prefix, *parts)
+        prefix = self._url_prefix
+        if prefix is None:
+            # Percent-encoding the project id once, not on every request.
+            prefix = self._url_prefix = self._config.base_url + self._config.api_prefix
+        return join_path(prefix, *parts)
 
     def build_request(
         self,
