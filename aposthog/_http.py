@@ -120,11 +120,10 @@ class Request:
     params: tuple[tuple[str, str], ...] = ()
     body: bytes | None = None
     headers: tuple[tuple[str, str], ...] = ()
-
-    @property
-    def path(self) -> str:
-        """The path alone: what messages and logs show."""
-        return urllib.parse.urlsplit(self.url).path
+    #: The path alone: what messages and logs show (derived from `url` when not given).
+    path: str = attrs.field(
+        default=attrs.Factory(lambda self: urllib.parse.urlsplit(self.url).path, takes_self=True)
+    )
 
     @property
     def idempotent(self) -> bool:

@@ -11,6 +11,7 @@ import asyncio
 import json
 import logging
 import time
+import urllib.parse
 import weakref
 from collections.abc import Mapping
 from typing import Any, Final, Generic, TypeVar
@@ -110,7 +111,7 @@ class Sender:
     _config: ClientConfig
     _shared: _Shared
     _header_cache: dict[tuple[str, bool], dict[str, str]]
-    _url_prefix: str | None = None
+    _url_cache: tuple[str, str] | None = None
 
     def _check_usable(self) -> None:
         shared = self._shared
@@ -153,12 +154,16 @@ class Sender:
             return {**headers, **dict(request.headers)}
         return headers
 
-    def _url(self, *parts: str) -> str:
-        prefix = self._url_prefix
-        if prefix is None:
-            # Percent-encoding the project id once, not on every request.
-            prefix = self._url_prefix = self._config.base_url + self._config.api_prefix
-        return join_path(prefix, *parts)
+    def _url_parts(self) -> tuple[str, str]:
+        # The origin and the path prefix, worked out (and percent-encoded) once.
+        parts = self._url_cache
+        if parts is None:
+            base = urllib.parse.urlsplit(self._config.base_url)
+            parts = self._url_cache = (
+                f"{base.scheme}://{base.netloc}",
+                base.path + self._config.api_prefix,
+            )
+        return parts
 
     def build_request(
         self,
@@ -169,11 +174,13 @@ class Sender:
         url: str | None = None,
     ) -> Request:
         """Build a request to `/api/environments/<project>/<parts>/` (parts already encoded)."""
+        body = None if json is None else encode_json(json)
+        if url is not None:
+            return Request(method=method, url=url, params=query_items(params), body=body)
+        origin, prefix = self._url_parts()
+        path = join_path(prefix, *parts)
         return Request(
-            method=method,
-            url=url if url is not None else self._url(*parts),
-            params=query_items(params),
-            body=None if json is None else encode_json(json),
+            method=method, url=origin + path, params=query_items(params), body=body, path=path
         )
 
     def _timeout(self, timeout: float | NotGiven | None) -> float | None:
@@ -197,7 +204,6 @@ class Sender:
             error: APIStatusError | APIConnectionError
             try:
                 async with self._slot():
-                    begin = time.monotonic()
                     # The transport applies call_timeout as aiohttp's total timeout: it
                     # covers connecting, sending and reading the whole body.
                     response = await self._shared.transport.send(
@@ -210,13 +216,12 @@ class Sender:
                 )
             else:
                 if logger.isEnabledFor(logging.DEBUG):
-                    elapsed_ms = (time.monotonic() - begin) * 1000
                     logger.debug(
-                        "%s %s -> %d (%.0f ms)",
+                        "%s %s -> %d (%.0f ms since the first attempt)",
                         request.method,
                         request.path,
                         response.status,
-                        elapsed_ms,
+                        (time.monotonic() - started) * 1000,
                     )
                 if response.status < 400:
                     return response

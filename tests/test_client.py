@@ -329,3 +329,11 @@ async def test_no_unclosed_session_warning_after_many_clients(fake: FakePostHog)
         async with fake.client() as ph:
             await ph.customer_profile_configs.list()
     gc.collect()
+
+
+def test_a_host_with_a_path_prefix_keeps_it() -> None:
+    """A self-hosted PostHog under /posthog: every path keeps the prefix."""
+    client = aposthog.Client(api_key="k", host="https://example.com/posthog/", project_id=7)
+    request = client.build_request("GET", "batch_exports")
+    assert "https://example.com/posthog/api/environments/7/batch_exports/" == request.url
+    assert "/posthog/api/environments/7/batch_exports/" == request.path
