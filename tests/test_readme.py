@@ -55,3 +55,50 @@ async def test_readme_block_runs(code: str, line: int, fake: FakePostHog) -> Non
         for name, value in defined.items():
             if name.startswith("test_") and callable(value):
                 await value()
+
+
+def _console_commands() -> list[str]:
+    text = README.read_text(encoding="utf-8")
+    commands = []
+    for block in re.findall(r"^```console\n(.*?)^```", text, re.MULTILINE | re.DOTALL):
+        commands += [line[2:] for line in block.splitlines() if line.startswith("$ ")]
+    return commands
+
+
+async def test_readme_console_commands_run(fake: FakePostHog) -> None:
+    """Every `$ aposthog …` line of the README runs against a FakePostHog and exits 0."""
+    import os
+    import shlex
+    import sys
+
+    import anyio
+
+    commands = _console_commands()
+    assert len(commands) >= 5
+    env = {
+        **os.environ,
+        "POSTHOG_HOST": fake.url,
+        "POSTHOG_PERSONAL_API_KEY": fake.api_key,
+        "POSTHOG_PROJECT_ID": fake.project_id,
+    }
+    for command in commands:
+        argv = shlex.split(command)
+        assert "aposthog" == argv[0]
+        with anyio.fail_after(60):
+            result = await anyio.run_process(
+                [sys.executable, "-m", "aposthog", *argv[1:]], env=env, check=False
+            )
+        assert 0 == result.returncode, f"{command}: {result.stderr.decode()}"
+
+
+def test_quick_start_commands_are_the_ci_commands() -> None:
+    """The README's two commands are the nox sessions, and CI runs the same test command."""
+    text = README.read_text(encoding="utf-8")
+    quick_start = text[text.index("## Quick start") : text.index("## Installation")]
+    assert "python3 -m pip install nox && python3 -m nox -s demo" in quick_start
+    assert "python3 -m pip install nox && python3 -m nox -s tests" in quick_start
+    root = README.parent
+    noxfile = (root / "noxfile.py").read_text(encoding="utf-8")
+    assert "def tests(" in noxfile
+    assert "def demo(" in noxfile
+    assert '"$PYTHON" -m nox -s tests' in (root / ".ci" / "run").read_text(encoding="utf-8")

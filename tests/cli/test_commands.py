@@ -219,3 +219,34 @@ async def test_batch_export_logs_with_a_scoped_key_exit_1(
     result = await run_cli("batch-exports", "logs", export_id, "--api-key", key)
     assert 1 == result.returncode
     assert "This action does not support Personal API Key access" in result.stderr
+
+
+def test_serve_fake_serves_until_interrupted() -> None:
+    """`aposthog serve-fake --api-key K` prints where it serves, with that key; SIGINT stops it."""
+    import signal
+    import subprocess
+    import sys
+    import urllib.request
+
+    with subprocess.Popen(
+        [sys.executable, "-m", "aposthog", "serve-fake", "--api-key", "phx_cli_key"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    ) as proc:
+        try:
+            assert proc.stdout is not None
+            values = dict(proc.stdout.readline().strip().split("=", 1) for _ in range(3))
+            request = urllib.request.Request(
+                values["POSTHOG_HOST"] + "/api/environments/1/customer_profile_configs/",
+                headers={"Authorization": "Bearer phx_cli_key"},
+            )
+            with urllib.request.urlopen(request, timeout=10) as response:  # 127.0.0.1 only
+                body = json.loads(response.read())
+        finally:
+            proc.send_signal(signal.SIGINT)
+            code = proc.wait(timeout=10)
+    assert "phx_cli_key" == values["POSTHOG_PERSONAL_API_KEY"]
+    assert values["POSTHOG_HOST"].startswith("http://127.0.0.1:")
+    assert 0 == body["count"]
+    assert 0 == code
