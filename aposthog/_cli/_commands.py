@@ -9,7 +9,7 @@ from typing import Any, TextIO
 
 from .._client import Client
 from .._pagination import AsyncPaginator
-from ._output import cell, format_table, json_line
+from ._output import cell, column_widths, format_row, json_line
 
 __all__ = ["COMMANDS", "Output", "add_resource_commands"]
 
@@ -62,16 +62,10 @@ class Output:
             if not chunk:
                 return
             if widths is None:
-                lines = format_table(chunk, headers)
-                widths = [
-                    max(len(h), *(len(row[i]) for row in chunk)) for i, h in enumerate(headers)
-                ]
-                for text in lines:
-                    self.line(text)
-            else:
-                for row in chunk:
-                    cells = [_fit(value, w) for value, w in zip(row, widths, strict=True)]
-                    self.line("  ".join(cells).rstrip())
+                widths = column_widths(chunk, headers)
+                self.line(format_row([h.upper() for h in headers], widths))
+            for row in chunk:
+                self.line(format_row(row, widths))
             chunk.clear()
 
         async for item in items:
@@ -88,10 +82,6 @@ class Output:
         if not self.as_json and count == 0:
             self.line("(none)")
         return count
-
-
-def _fit(value: str, width: int) -> str:
-    return value.ljust(width) if len(value) <= width else value[: width - 1] + "…"
 
 
 def _get(record: Any, attribute: str) -> Any:

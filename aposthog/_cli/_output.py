@@ -9,7 +9,7 @@ from typing import Any, TextIO
 
 from .._converter import unstructure
 
-__all__ = ["Styler", "cell", "format_table", "json_line"]
+__all__ = ["Styler", "cell", "column_widths", "format_row", "format_table", "json_line"]
 
 
 def cell(value: Any) -> str:
@@ -26,17 +26,26 @@ def cell(value: Any) -> str:
     return str(value)
 
 
+def column_widths(rows: Sequence[Sequence[str]], headers: Sequence[str]) -> list[int]:
+    """The width of each column: its widest cell, or its header."""
+    return [max([len(h), *(len(row[i]) for row in rows)]) for i, h in enumerate(headers)]
+
+
+def format_row(cells: Sequence[str], widths: Sequence[int]) -> str:
+    """One table line: each cell padded to its column, or cut with "…" if longer."""
+    fitted = (
+        c.ljust(w) if len(c) <= w else c[: w - 1] + "…" for c, w in zip(cells, widths, strict=True)
+    )
+    return "  ".join(fitted).rstrip()
+
+
 def format_table(rows: Iterable[Sequence[Any]], headers: Sequence[str]) -> list[str]:
     """Lines of a left-aligned table (values rendered for humans)."""
     cells = [[cell(v) for v in row] for row in rows]
-    widths = [len(h) for h in headers]
-    for row in cells:
-        widths = [max(w, len(c)) for w, c in zip(widths, row, strict=True)]
-    lines = ["  ".join(h.upper().ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip()]
-    lines += [
-        "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in cells
+    widths = column_widths(cells, headers)
+    return [format_row([h.upper() for h in headers], widths)] + [
+        format_row(row, widths) for row in cells
     ]
-    return lines
 
 
 def json_line(record: Any) -> str:
