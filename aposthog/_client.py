@@ -68,7 +68,7 @@ class Client(Sender):
     ) -> None:
         policy = retry if retry is not None else RetryPolicy()
         if max_retries is not None:
-            policy = _with_max_retries(policy, max_retries)
+            policy = attrs.evolve(policy, max_retries=max_retries)
         self._config = resolve_config(
             api_key=api_key,
             host=host,
@@ -136,10 +136,10 @@ class Client(Sender):
             )
         policy = self._config.retry if isinstance(retry, NotGiven) else retry
         if not isinstance(max_retries, NotGiven):
-            policy = _with_max_retries(policy, max_retries)
+            policy = attrs.evolve(policy, max_retries=max_retries)
         changes["retry"] = policy
         view = object.__new__(Client)
-        view._config = _evolve(self._config, **changes)
+        view._config = attrs.evolve(self._config, **changes)
         view._shared = self._shared
         view._header_cache = self._header_cache
         view._init_resources()
@@ -185,11 +185,3 @@ class Client(Sender):
     def closed(self) -> bool:
         """Whether `aclose()` was called."""
         return self._shared.closed
-
-
-def _with_max_retries(policy: RetryPolicy, max_retries: int) -> RetryPolicy:
-    return attrs.evolve(policy, max_retries=max_retries)
-
-
-def _evolve(config: ClientConfig, **changes: Any) -> ClientConfig:
-    return attrs.evolve(config, **changes)

@@ -124,8 +124,3 @@ class Request:
     path: str = attrs.field(
         default=attrs.Factory(lambda self: urllib.parse.urlsplit(self.url).path, takes_self=True)
     )
-
-    @property
-    def idempotent(self) -> bool:
-        """Whether repeating the request cannot do more than doing it once."""
-        return self.method in ("GET", "HEAD", "OPTIONS", "PUT", "DELETE")

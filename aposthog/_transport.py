@@ -123,11 +123,6 @@ class StreamResponse:
         """Close the connection at once (the server sees the disconnect). Idempotent."""
         self._response.close()
 
-    @property
-    def closed(self) -> bool:
-        """Whether the connection is closed."""
-        return self._response.closed and self._response.connection is None
-
 
 class Transport:
     """
@@ -150,11 +145,6 @@ class Transport:
         self._env_proxies = urllib.request.getproxies_environment()
         self._proxies: dict[tuple[str, str], str | None] = {}
         self._call_timeouts: dict[float | None, aiohttp.ClientTimeout] = {}
-
-    @property
-    def owns_session(self) -> bool:
-        """Whether `aclose()` closes the session."""
-        return self._owns_session
 
     def _ensure_session(self) -> aiohttp.ClientSession:
         if self._session is None:

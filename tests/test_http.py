@@ -102,5 +102,3 @@ def test_request_repr_has_no_headers_secret() -> None:
     request = Request(method="GET", url="https://us.posthog.com/api/x/")
     assert "authorization" not in repr(request).lower()
     assert "/api/x/" == request.path
-    assert request.idempotent
-    assert not Request(method="POST", url="https://h/").idempotent

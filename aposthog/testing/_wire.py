@@ -10,7 +10,7 @@ import base64
 import datetime as dt
 import json
 import urllib.parse
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import attrs
@@ -231,13 +231,6 @@ def cursor_page(request: FakeRequest, items: Sequence[Any], *, page_size: int) -
         request.url_with(cursor=_encode_cursor(max(0, position - page_size))) if position else None
     )
     return json_reply(200, {"next": next_url, "previous": previous, "results": results})
-
-
-def first_error(errors: Iterable[tuple[str, str, str]]) -> HTTPError | None:
-    """drf-exceptions-hog reports the first field error only: (attr, code, detail)."""
-    for attr, code, detail in errors:
-        return validation_error(detail, attr=attr, code=code)
-    return None
 
 
 Handler = Callable[["FakePostHog", FakeRequest], Awaitable[ServerReply]]
