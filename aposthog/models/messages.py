@@ -287,12 +287,6 @@ _KNOWN: tuple[Any, ...] = (
     ContextMessage,
 )
 _BY_TYPE: dict[str, Any] = {cls.type: cls for cls in _KNOWN}
-# The shared converter turns anything into a str with str(); a null or a number where a
-# message has text must not become the text "None" or "5" in an answer.
-_TEXT_FIELDS: dict[Any, frozenset[str]] = {
-    cls: frozenset(a.name for a in attrs.fields(attrs.resolve_types(cls)) if a.type is str)
-    for cls in _KNOWN
-}
 
 
 _NOT_FITTING = (ClassValidationError, IterableValidationError, LookupError, TypeError, ValueError)
@@ -314,13 +308,12 @@ def message_from_dict(data: Any) -> Message:
     cls = _BY_TYPE.get(kind) if isinstance(kind, str) else None
     if cls is not None:
         fields = {k: v for k, v in data.items() if k != "type"}
-        if all(isinstance(fields.get(name, ""), str) for name in _TEXT_FIELDS[cls]):
-            try:
-                message: Message = converter.structure(fields, cls)
-                return message
-            except _NOT_FITTING as exc:
-                # A known type reshaped by a newer PostHog: keep it whole rather than fail.
-                logger.debug("message of type %r does not fit %s: %s", kind, cls.__name__, exc)
+        try:
+            message: Message = converter.structure(fields, cls)
+            return message
+        except _NOT_FITTING as exc:
+            # A known type reshaped by a newer PostHog: keep it whole rather than fail.
+            logger.debug("message of type %r does not fit %s: %s", kind, cls.__name__, exc)
     ident = data.get("id")
     return UnknownMessage(
         type=kind if isinstance(kind, str) else "",
