@@ -33,6 +33,7 @@ from collections.abc import Mapping
 from http import HTTPStatus
 from typing import Any
 
+from . import _json
 from ._retry import parse_retry_after, parse_throttle_detail
 
 __all__ = [
@@ -285,7 +286,7 @@ def error_from_response(
     text = body.decode("utf-8", errors="replace").strip() if body else ""
     if text:
         try:
-            decoded = json.loads(text)
+            decoded = _json.loads(text)
         except ValueError:
             decoded = text
 

@@ -8,7 +8,6 @@ awaits.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
 import urllib.parse
@@ -18,7 +17,7 @@ from typing import Any, Final, Generic, TypeVar
 
 import anyio
 
-from . import _config
+from . import _config, _json
 from ._config import ClientConfig
 from ._converter import structure
 from ._errors import (
@@ -417,7 +416,7 @@ def _decode_json(response: Response, request: Request) -> Any:
     if not response.body or response.status == 204:
         return None
     try:
-        return json.loads(response.body)
+        return _json.loads(response.body)
     except ValueError:
         raise ResponseDecodeError(
             f"PostHog answered {request.method} {request.path} with a body that is not JSON",

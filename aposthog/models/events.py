@@ -8,12 +8,12 @@ this version does not know, or a known one whose data cannot be read, becomes an
 
 from __future__ import annotations
 
-import json
 import logging
 from typing import Any, Union
 
 import attrs
 
+from .. import _json
 from .._converter import structure
 from .._errors import ResponseDecodeError
 from .conversations import ConversationSummary
@@ -132,7 +132,7 @@ def decode_event(event: str, data: str) -> StreamEvent:
     if event not in ("message", "conversation", "status", "update"):
         return UnknownEvent(event, data)
     try:
-        decoded = _decode(event, json.loads(data))
+        decoded = _decode(event, _json.loads(data))
     except (ValueError, ResponseDecodeError) as exc:
         decoded = None
         logger.warning("cannot read a %r event from PostHog (%s); passing it on raw", event, exc)
