@@ -24,9 +24,10 @@ pytest_plugins = ["pytester"]
 
 def pytest_configure(config: pytest.Config) -> None:
     """Run from a checkout that is not installed, the `fake_posthog` plugin is loaded here."""
-    if not config.pluginmanager.has_plugin("aposthog"):
+    manager = config.pluginmanager
+    if not manager.has_plugin("aposthog") and not manager.is_blocked("aposthog"):
         # The entry point's name: an installed aposthog registers the same module under it.
-        config.pluginmanager.register(importlib.import_module(PLUGIN), "aposthog")
+        manager.register(importlib.import_module(PLUGIN), "aposthog")
 
 
 @pytest.fixture

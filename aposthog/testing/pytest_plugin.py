@@ -27,8 +27,17 @@ if TYPE_CHECKING:
 __all__ = ["fake_posthog"]
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """Register the `fake_posthog` marker (so that `--strict-markers` accepts it)."""
+    config.addinivalue_line(
+        "markers",
+        "fake_posthog(**options): how the fake_posthog fixture's FakePostHog is made "
+        "(api_key, project_id, page_size, latency)",
+    )
+
+
 @pytest.fixture
-def fake_posthog() -> Iterator[FakePostHog]:
+def fake_posthog(request: pytest.FixtureRequest) -> Iterator[FakePostHog]:
     """
     A started `FakePostHog`, stopped after the test; `fake_posthog.client()` gives a
     client for it (keyword arguments pass through to `aposthog.Client`).
@@ -36,8 +45,11 @@ def fake_posthog() -> Iterator[FakePostHog]:
     Create the client inside the test (it belongs to the test's event loop) and close
     it there (`async with`). Knobs may be set at any time; read recorded state
     (`requests`, `customer_profile_configs`, …) after the calls it records have returned.
+    `@pytest.mark.fake_posthog(page_size=2, project_id=7)` passes options to the fake.
     """
     from ._in_thread import serve_in_thread
 
-    with serve_in_thread() as fake:
+    marker = request.node.get_closest_marker("fake_posthog")
+    options = dict(marker.kwargs) if marker is not None else {}
+    with serve_in_thread(**options) as fake:
         yield fake

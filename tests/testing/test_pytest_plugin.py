@@ -49,6 +49,20 @@ async def test_fixture_in_an_anyio_test(fake_posthog: FakePostHog) -> None:
     assert fake_posthog.requests[-1].path.endswith("/conversations/")
 
 
+@pytest.mark.fake_posthog(project_id=42, page_size=1, api_key="phx_fake_marked")
+@pytest.mark.anyio
+async def test_marker_options_make_the_fake(fake_posthog: FakePostHog) -> None:
+    """The `fake_posthog` marker's keyword arguments are the FakePostHog's."""
+    assert ("42", "phx_fake_marked") == (fake_posthog.project_id, fake_posthog.api_key)
+    async with fake_posthog.client() as ph:
+        for _ in range(2):
+            await ph.customer_profile_configs.create(scope="person")
+        page = await ph.customer_profile_configs.list()
+    assert 1 == len(page.results)
+    assert page.has_next_page()
+    assert fake_posthog.requests[-1].path.startswith("/api/environments/42/")
+
+
 @pytest.mark.anyio
 async def test_fixture_errors_reach_the_test(fake_posthog: FakePostHog) -> None:
     """Faults injected from the test's thread produce the typed error on the test's loop."""
