@@ -11,7 +11,6 @@ import uuid
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any, cast
 
-from .._transport import ServerReply
 from . import _batch_export_logs, _batch_export_runs, _destination_tests
 from ._batch_export_destinations import (
     DESTINATIONS,
@@ -20,6 +19,7 @@ from ._batch_export_destinations import (
 )
 from ._batch_export_runs import interval_delta, live_export, new_backfill, present_run
 from ._batch_export_validation import validate_export
+from ._loopback import ServerReply
 from ._wire import FakeRequest, Route, empty, iso, json_reply, now, offset_page
 
 if TYPE_CHECKING:

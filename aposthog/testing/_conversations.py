@@ -17,7 +17,6 @@ from typing import TYPE_CHECKING, Any
 import anyio
 import attrs
 
-from .._transport import ServerReply
 from ._ai_runs import AIScript, Run, StreamStats, build_run
 from ._conversation_checks import (
     QUOTA_DETAIL,
@@ -26,6 +25,7 @@ from ._conversation_checks import (
     validate_message,
     validate_text,
 )
+from ._loopback import ServerReply
 from ._wire import (
     FakeRequest,
     HTTPError,

@@ -21,8 +21,8 @@ from typing import Any
 import anyio
 import attrs
 
-from .._transport import LoopbackServer, ServerReply, ServerRequest
 from . import _batch_exports, _conversations, _profile_configs
+from ._loopback import LoopbackServer, ServerReply, ServerRequest
 from ._wire import FakeRequest, HTTPError, Route, error, json_reply
 
 __all__ = ["FakePostHog", "RecordedRequest"]
