@@ -21,12 +21,17 @@ from ._ai_runs import AIScript, StreamStats
 from ._conversations import FakeConversation
 from ._fake import FakePostHog, RecordedRequest
 from ._in_thread import serve_in_thread
+from ._loopback import DropConnection, LoopbackServer, ServerReply, ServerRequest
 
 __all__ = [
     "AIScript",
+    "DropConnection",
     "FakeConversation",
     "FakePostHog",
+    "LoopbackServer",
     "RecordedRequest",
+    "ServerReply",
+    "ServerRequest",
     "StreamStats",
     "serve_in_thread",
 ]
