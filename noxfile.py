@@ -51,6 +51,8 @@ PYTHONS = {v: p for v in SUPPORTED if (p := _find(v)) is not None}
 if not PYTHONS:  # nothing found: test with the Python running nox
     PYTHONS = {f"{sys.version_info[0]}.{sys.version_info[1]}": sys.executable}
 TEST_DEPS = ["pytest>=8", "hypothesis>=6.100"]
+# The OpenTelemetry tests need the extra and an SDK to read spans back.
+OTEL_TEST_DEPS = ["opentelemetry-sdk>=1.20"]
 DOCS_DEPS = ["mkdocs>=1.6", "mkdocstrings[python]>=0.27"]
 
 
@@ -58,7 +60,7 @@ DOCS_DEPS = ["mkdocs>=1.6", "mkdocstrings[python]>=0.27"]
 @nox.parametrize("python", list(PYTHONS.values()), ids=list(PYTHONS))
 def tests(session: nox.Session) -> None:
     """Run the test suite (on every supported Python that is installed)."""
-    session.install(".", *TEST_DEPS)
+    session.install(".[otel]", *TEST_DEPS, *OTEL_TEST_DEPS)
     session.run("pytest", "-q", *session.posargs)
 
 
@@ -73,7 +75,7 @@ def lint(session: nox.Session) -> None:
 @nox.session
 def typecheck(session: nox.Session) -> None:
     """mypy --strict on the package."""
-    session.install(".", "mypy>=1.11", *TEST_DEPS)
+    session.install(".[otel]", "mypy>=1.11", *TEST_DEPS)
     session.run("mypy", "--strict", "aposthog")
 
 

@@ -18,6 +18,7 @@ from ._config import ClientConfig, resolve_config
 from ._observe import WaitCallback, wait_hook
 from ._pipeline import Pipeline
 from ._retry import RetryPolicy
+from ._tracing import default_observer
 from ._transport import ClientSession, Transport
 
 if TYPE_CHECKING:
@@ -97,7 +98,8 @@ class Client:
             api_prefix=config.api_prefix,
             max_concurrency=config.max_concurrency,
         )
-        self._bind(Api(pipeline, config, wait_hook(on_wait, None)))
+        # OpenTelemetry spans when `aposthog[otel]` is installed; else no observer at all.
+        self._bind(Api(pipeline, config, wait_hook(on_wait, default_observer())))
 
     @classmethod
     def _view(cls, api: Api) -> Client:
@@ -166,7 +168,11 @@ class Client:
         if not isinstance(max_retries, NotGiven):
             policy = attrs.evolve(policy, max_retries=max_retries)
         changes["retry"] = policy
-        observer = api.observer if isinstance(on_wait, NotGiven) else wait_hook(on_wait, None)
+        observer = (
+            api.observer
+            if isinstance(on_wait, NotGiven)
+            else wait_hook(on_wait, default_observer())
+        )
         return Client._view(Api(api.pipeline, attrs.evolve(api.config, **changes), observer))
 
     def __repr__(self) -> str:
