@@ -204,10 +204,10 @@ class _StreamSpan(_CallSpan):
             span.set_attribute(STATUS_CODE, self._status)
         if outcome == "cancelled":
             span.set_attribute(ERROR_TYPE, "cancelled")
-        elif outcome != "done":
+        elif outcome == "failed":
             error = self._error
             usable = error is not None and not isinstance(error, asyncio.CancelledError)
-            kind = error_type(error) if usable and error is not None else outcome
+            kind = error_type(error) if usable and error is not None else "failed"
             span.set_attribute(ERROR_TYPE, kind)
             span.set_status(Status(StatusCode.ERROR, kind))
         self._finish()

@@ -204,7 +204,7 @@ def test_a_stream_span_ends_with_its_outcome(
     [
         ("failed", None, StatusCode.ERROR, "failed"),
         (
-            "incomplete",
+            "failed",
             aposthog.APITimeoutError("idle"),
             StatusCode.ERROR,
             "aposthog.APITimeoutError",
@@ -220,7 +220,7 @@ def test_stream_outcomes_and_span_status(
     status: StatusCode,
     kind: str,
 ) -> None:
-    """A failed or incomplete answer is an error (typed by what broke it); cancelled is not."""
+    """A failed answer is an error (typed by what broke it); a cancelled one is not."""
     stream = observer.stream("0b8a2c38-8c5e-4b0e-9d62-3f7b9a0d1e21", "https://us.posthog.com")
     stream.attempt(1)
     stream.end(200 if error is None else None, error, 1)
@@ -229,6 +229,20 @@ def test_stream_outcomes_and_span_status(
     assert outcome == (span.attributes or {})["aposthog.stream.outcome"]
     assert kind == (span.attributes or {})["error.type"]
     assert status == span.status.status_code
+
+
+def test_an_answer_left_unread_is_incomplete_not_an_error(
+    observer: TracingObserver, exporter: InMemorySpanExporter
+) -> None:
+    """The caller stopped reading (break, aclose): the outcome says so, without an error."""
+    stream = observer.stream("0b8a2c38-8c5e-4b0e-9d62-3f7b9a0d1e21", "https://us.posthog.com")
+    stream.attempt(1)
+    stream.end(200, None, 1)
+    stream.outcome("incomplete")
+    span = _only(exporter)
+    assert "incomplete" == (span.attributes or {})["aposthog.stream.outcome"]
+    assert "error.type" not in (span.attributes or {})
+    assert StatusCode.UNSET == span.status.status_code
 
 
 def test_a_span_nobody_records_costs_one_shared_observer() -> None:

@@ -246,6 +246,54 @@ async def test_a_cancelled_stream(fake: FakePostHog, spans: InMemorySpanExporter
     assert ["aposthog.first_token"] == [e.name for e in span.events]
 
 
+async def test_a_stream_left_early_is_incomplete(
+    fake: FakePostHog, spans: InMemorySpanExporter
+) -> None:
+    """`break` after the first delta: outcome `incomplete`, not an error."""
+    fake.script_answer("A long answer that will not be read to its end.", delay=0.05)
+    async with fake.client() as ph, ph.conversations.create("Hi") as stream:
+        async for _ in stream.text_deltas():
+            break
+    (span,) = _named(spans, STREAM)
+    assert "incomplete" == _attrs(span)["aposthog.stream.outcome"]
+    assert "error.type" not in _attrs(span)
+    assert StatusCode.UNSET == span.status.status_code
+
+
+async def test_a_refused_stream_is_an_error_with_its_status(
+    fake: FakePostHog, spans: InMemorySpanExporter
+) -> None:
+    """PostHog refuses before streaming (402): the status code and `error.type` say so."""
+    fake.ai_quota_exceeded = True
+    async with fake.client() as ph:
+        with pytest.raises(aposthog.QuotaLimitError):
+            await ph.conversations.create("Hi").until_done()
+    (span,) = _named(spans, STREAM)
+    attributes = _attrs(span)
+    assert ("failed", 402, "402") == (
+        attributes["aposthog.stream.outcome"],
+        attributes["http.response.status_code"],
+        attributes["error.type"],
+    )
+    assert StatusCode.ERROR == span.status.status_code
+
+
+async def test_a_stream_lost_for_good_is_an_error_of_its_class(
+    fake: FakePostHog, spans: InMemorySpanExporter, fast: aposthog.RetryPolicy
+) -> None:
+    """Every re-attach cut too: `failed`, typed by the connection error, re-attaches counted."""
+    fake.script_answer("A long answer, cut again and again.", drop_after=[1] * 5, delay=0.05)
+    async with fake.client(retry=fast) as ph:
+        with pytest.raises(aposthog.APIConnectionError):
+            await ph.conversations.create("Hi", max_reattach_attempts=2).until_done()
+    (span,) = _named(spans, STREAM)
+    attributes = _attrs(span)
+    assert "failed" == attributes["aposthog.stream.outcome"]
+    assert "aposthog.APIConnectionError" == attributes["error.type"]
+    assert 2 <= attributes["aposthog.stream.reattaches"]
+    assert StatusCode.ERROR == span.status.status_code
+
+
 async def test_a_failed_answer_is_an_error_stream_span(
     fake: FakePostHog, spans: InMemorySpanExporter
 ) -> None:
