@@ -35,6 +35,7 @@ def serve_in_thread(**options: Any) -> Iterator[FakePostHog]:
     Its recorded state (`requests`, `status_counts`, `customer_profile_configs`,
     `conversations`, …) is written by the fake's thread as it answers: read it once the
     calls you are checking have returned, not while requests are still in flight.
+    `await fake.wait_for_streams_closed()` works from the caller's own event loop.
 
     Example:
         ```python

@@ -47,6 +47,9 @@ async def test_fixture_in_an_anyio_test(fake_posthog: FakePostHog) -> None:
     assert "Streamed across threads" == "".join(deltas)
     assert len(deltas) > 1
     assert fake_posthog.requests[-1].path.endswith("/conversations/")
+    # Awaited on the test's loop, it watches the fake's thread until the stream is gone.
+    await fake_posthog.wait_for_streams_closed()
+    assert (1, 0) == (fake_posthog.ai_streams.opened, fake_posthog.ai_streams.open)
 
 
 @pytest.mark.fake_posthog(project_id=42, page_size=1, api_key="phx_fake_marked")
