@@ -11,7 +11,9 @@ one client share its connection pool and limiter and differ only in their observ
 
 Each round sends the same number of `customer_profile_configs.get(id)` calls through each
 view, in rotating order; per round the throughputs give two ratios against untraced, and
-the medians are the result. Needs `aposthog[otel]` and opentelemetry-sdk.
+the medians are the result. Whole calls are noisy on a shared machine, so the observer's
+own work per call is also timed alone and set against an untraced call. Needs
+`aposthog[otel]` and opentelemetry-sdk.
 
     python benchmarks/bench_tracing.py [--requests 1500] [--rounds 11] [--concurrency 16]
 """
@@ -24,6 +26,7 @@ import statistics
 import subprocess
 import sys
 import time
+import timeit
 from collections.abc import Awaitable, Callable
 
 from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
@@ -78,6 +81,11 @@ async def bench(url: str, key: str, requests: int, rounds: int, concurrency: int
             order = names[trial % 3 :] + names[: trial % 3]
             for name in order:
                 results[name].append(await _drive(requests, concurrency, calls[name]))
+    observers = {
+        "API only": TracingObserver(NoOpTracerProvider()),
+        "SDK": TracingObserver(recording),
+    }
+    costs = {name: _observer_cost(observer, url) for name, observer in observers.items()}
     base = results["untraced"]
     print(f"{rounds} rounds of {requests} get() calls per view at concurrency {concurrency}")
     for name, rates in results.items():
@@ -88,6 +96,24 @@ async def bench(url: str, key: str, requests: int, rounds: int, concurrency: int
             f"ratio {name}/untraced = {statistics.median(ratios):.2f}x "
             f"(min {ratios[0]:.2f}, max {ratios[-1]:.2f})"
         )
+    # Whole calls are noisy on a shared machine; the observer's own work is not.
+    call_us = 1e6 / statistics.median(base)
+    for name, cost in costs.items():
+        print(
+            f"observer work, {name}: {cost:.1f} us per call "
+            f"= {cost / call_us:.1%} of an untraced call ({call_us:.0f} us)"
+        )
+
+
+def _observer_cost(observer: TracingObserver, url: str, n: int = 20000) -> float:
+    """Microseconds of observer work for one call: start, one attempt, end (best of 5)."""
+
+    def one() -> None:
+        call = observer.call("GET", "customer_profile_configs/{id}", url)
+        call.attempt(1)
+        call.end(200, None, 1)
+
+    return min(timeit.repeat(one, number=n, repeat=5)) / n * 1e6
 
 
 def main() -> int:
