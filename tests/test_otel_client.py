@@ -210,7 +210,7 @@ async def test_a_stream_with_a_reattach(
 ) -> None:
     """A dropped answer: one stream span, a re-attach event, the first token, `done`."""
     # Slow enough that the run is still going when the stream re-attaches.
-    fake.script_answer("An answer cut once and re-attached.", drop_after=4, delay=0.02)
+    fake.script_answer("An answer cut once and re-attached.", drop_after=4, delay=0.05)
     async with fake.client(retry=fast) as ph:
         stream = ph.conversations.create(SENTINEL_TEXT)
         text = "".join([delta async for delta in stream.text_deltas()])
@@ -282,7 +282,11 @@ async def test_a_stream_lost_for_good_is_an_error_of_its_class(
     fake: FakePostHog, spans: InMemorySpanExporter, fast: aposthog.RetryPolicy
 ) -> None:
     """Every re-attach cut too: `failed`, typed by the connection error, re-attaches counted."""
-    fake.script_answer("A long answer, cut again and again.", drop_after=[1] * 5, delay=0.05)
+    fake.script_answer(
+        "A long answer, cut again and again, and never heard to its very end by anyone.",
+        drop_after=[1] * 5,
+        delay=0.05,
+    )
     async with fake.client(retry=fast) as ph:
         with pytest.raises(aposthog.APIConnectionError):
             await ph.conversations.create("Hi", max_reattach_attempts=2).until_done()
