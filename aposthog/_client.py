@@ -54,6 +54,10 @@ class Client:
         on_wait: a function called with an `aposthog.Wait` before every wait this client
             takes (retry backoffs, PostHog's 429 waits, the rate limiter's waits), the
             waits of conversation streams included: to tell a user "waiting 3 s".
+        max_response_size: bytes a response body may have once decoded (default 32 MiB);
+            a larger one (a gzip bomb, say) raises `ResponseTooLargeError` after reading
+            about that much. A conversation stream is not bounded as a whole (an answer
+            streams for as long as it runs), but each of its events is (16 MiB).
 
     Example:
         ```python
@@ -77,6 +81,7 @@ class Client:
         retry: RetryPolicy | None = None,
         session: ClientSession | None = None,
         on_wait: WaitCallback | None = None,
+        max_response_size: int = _config.DEFAULT_MAX_RESPONSE_SIZE,
     ) -> None:
         policy = retry if retry is not None else RetryPolicy()
         if max_retries is not None:
@@ -90,9 +95,15 @@ class Client:
             connect_timeout=connect_timeout,
             stream_idle_timeout=stream_idle_timeout,
             retry=policy,
+            max_response_size=max_response_size,
+        )
+        transport = Transport(
+            session=session,
+            connect_timeout=config.connect_timeout,
+            max_response_size=config.max_response_size,
         )
         pipeline = Pipeline(
-            Transport(session=session, connect_timeout=config.connect_timeout),
+            transport,
             api_key=config.api_key,
             base_url=config.base_url,
             api_prefix=config.api_prefix,

@@ -22,6 +22,7 @@ __all__ = [
     "DEFAULT_CONNECT_TIMEOUT",
     "DEFAULT_HOST",
     "DEFAULT_MAX_CONCURRENCY",
+    "DEFAULT_MAX_RESPONSE_SIZE",
     "DEFAULT_PROJECT_ID",
     "DEFAULT_STREAM_IDLE_TIMEOUT",
     "DEFAULT_TIMEOUT",
@@ -49,6 +50,8 @@ DEFAULT_CONNECT_TIMEOUT = 10.0
 # PostHog writes a keepalive comment after 15 s of silence; three missed ones is a dead stream.
 DEFAULT_STREAM_IDLE_TIMEOUT = 60.0
 DEFAULT_MAX_CONCURRENCY = 16
+# No PostHog answer comes near this; a gzip bomb or a runaway body stops here.
+DEFAULT_MAX_RESPONSE_SIZE = 32 * 1024 * 1024
 
 
 def resolve_host(host: str) -> str:
@@ -106,6 +109,7 @@ class ClientConfig:
         connect_timeout: seconds to open a connection.
         stream_idle_timeout: seconds a conversation stream may stay silent (keepalives count).
         retry: the retry policy.
+        max_response_size: bytes of a decoded response body before `ResponseTooLargeError`.
     """
 
     api_key: str = attrs.field(repr=False)
@@ -116,6 +120,7 @@ class ClientConfig:
     connect_timeout: float | None = DEFAULT_CONNECT_TIMEOUT
     stream_idle_timeout: float | None = DEFAULT_STREAM_IDLE_TIMEOUT
     retry: RetryPolicy = attrs.field(factory=RetryPolicy)
+    max_response_size: int = DEFAULT_MAX_RESPONSE_SIZE
 
     @property
     def api_prefix(self) -> str:
@@ -134,6 +139,7 @@ def resolve_config(
     connect_timeout: float | None = DEFAULT_CONNECT_TIMEOUT,
     stream_idle_timeout: float | None = DEFAULT_STREAM_IDLE_TIMEOUT,
     retry: RetryPolicy | None = None,
+    max_response_size: int = DEFAULT_MAX_RESPONSE_SIZE,
     environ: Mapping[str, str] | None = None,
 ) -> ClientConfig:
     """Resolve arguments, then environment variables, then defaults, into a `ClientConfig`."""
@@ -175,4 +181,11 @@ def resolve_config(
         connect_timeout=_positive("connect_timeout", connect_timeout),
         stream_idle_timeout=_positive("stream_idle_timeout", stream_idle_timeout),
         retry=RetryPolicy() if retry is None else retry,
+        max_response_size=_byte_count("max_response_size", max_response_size),
     )
+
+
+def _byte_count(name: str, value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigurationError(f"{name} must be a number of bytes >= 1, got {value!r}")
+    return value

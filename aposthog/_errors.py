@@ -6,7 +6,8 @@ PostHogError
 ├── ConfigurationError            bad or missing configuration (also a ValueError)
 ├── ClientStateError              used after close, or from another event loop (also a RuntimeError)
 ├── APIConnectionError            network failure, also mid-stream
-│   └── APITimeoutError           (also a builtin TimeoutError)
+│   ├── APITimeoutError           (also a builtin TimeoutError)
+│   └── IncompleteStreamError     a stream ended before its run did, re-attaches spent
 ├── APIStatusError                .status .type .code .detail .attr .body
 │   ├── BadRequestError           400
 │   ├── AuthenticationError       401
@@ -18,6 +19,7 @@ PostHogError
 │   ├── RateLimitError            429 (.retry_after)
 │   └── InternalServerError       5xx
 └── ResponseDecodeError           the body is not what the record expects
+    └── ResponseTooLargeError     the decoded body passed max_response_size
 ```
 
 PostHog answers errors in three shapes, and all of them end up in the same attributes:
@@ -45,6 +47,7 @@ __all__ = [
     "ClientStateError",
     "ConfigurationError",
     "ConflictError",
+    "IncompleteStreamError",
     "InternalServerError",
     "NotFoundError",
     "PermissionDeniedError",
@@ -52,6 +55,7 @@ __all__ = [
     "QuotaLimitError",
     "RateLimitError",
     "ResponseDecodeError",
+    "ResponseTooLargeError",
     "UnprocessableEntityError",
     "error_from_response",
 ]
@@ -108,6 +112,15 @@ class APIConnectionError(PostHogError):
 
 class APITimeoutError(APIConnectionError, TimeoutError):
     """A connect, call or stream-idle timeout expired."""
+
+
+class IncompleteStreamError(APIConnectionError):
+    """
+    A conversation stream ended without its run's end — no final message and no in-band
+    failure — and re-attaching did not bring the rest. What did arrive stays readable on
+    the stream (`stream.result()`, with `complete=False`); it is never reported as a
+    finished answer.
+    """
 
 
 class APIStatusError(PostHogError):
@@ -242,6 +255,20 @@ class ResponseDecodeError(PostHogError):
         self.paths = paths
         self.body = body
         self.path = path
+
+
+class ResponseTooLargeError(ResponseDecodeError):
+    """
+    A response body grew past the client's `max_response_size` once decoded (a gzip bomb,
+    or an answer no PostHog endpoint gives). Reading stopped there; nothing is retried.
+
+    Attributes:
+        limit: the `max_response_size` in bytes.
+    """
+
+    def __init__(self, message: str, *, limit: int, path: str = "") -> None:
+        super().__init__(message, path=path)
+        self.limit = limit
 
 
 _BY_STATUS: Mapping[int, type[APIStatusError]] = {

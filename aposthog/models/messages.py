@@ -289,7 +289,16 @@ _KNOWN: tuple[Any, ...] = (
 _BY_TYPE: dict[str, Any] = {cls.type: cls for cls in _KNOWN}
 
 
-_NOT_FITTING = (ClassValidationError, IterableValidationError, LookupError, TypeError, ValueError)
+# AttributeError: a list where a mapping belongs; RecursionError: nesting too deep to walk.
+_NOT_FITTING = (
+    ClassValidationError,
+    IterableValidationError,
+    LookupError,
+    TypeError,
+    ValueError,
+    AttributeError,
+    RecursionError,
+)
 
 
 def message_from_dict(data: Any) -> Message:
