@@ -43,6 +43,8 @@ class Client(Sender):
         max_retries: retries after the first attempt (0 turns retrying off).
         retry: a full `RetryPolicy` (its `max_retries` is overridden by `max_retries`).
         session: an `aiohttp.ClientSession` to borrow; the client never closes it.
+        allow_insecure_http: allow an `http://` host that is not loopback (the key then
+            travels in cleartext: for a self-hosted PostHog on a private network only).
 
     Example:
         ```python
@@ -65,10 +67,8 @@ class Client(Sender):
         max_retries: int | None = None,
         retry: RetryPolicy | None = None,
         session: ClientSession | None = None,
+        allow_insecure_http: bool = False,
     ) -> None:
-        policy = retry if retry is not None else RetryPolicy()
-        if max_retries is not None:
-            policy = attrs.evolve(policy, max_retries=max_retries)
         self._config = resolve_config(
             api_key=api_key,
             host=host,
@@ -77,7 +77,9 @@ class Client(Sender):
             timeout=timeout,
             connect_timeout=connect_timeout,
             stream_idle_timeout=stream_idle_timeout,
-            retry=policy,
+            retry=retry,
+            max_retries=max_retries,
+            allow_insecure_http=allow_insecure_http,
         )
         transport = Transport(session=session, connect_timeout=self._config.connect_timeout)
         self._shared = _Shared(transport, self._config.max_concurrency)
@@ -134,10 +136,10 @@ class Client(Sender):
             changes["stream_idle_timeout"] = _config._positive(
                 "stream_idle_timeout", stream_idle_timeout
             )
-        policy = self._config.retry if isinstance(retry, NotGiven) else retry
-        if not isinstance(max_retries, NotGiven):
-            policy = attrs.evolve(policy, max_retries=max_retries)
-        changes["retry"] = policy
+        changes["retry"] = _config.retry_policy(
+            self._config.retry if isinstance(retry, NotGiven) else retry,
+            None if isinstance(max_retries, NotGiven) else max_retries,
+        )
         view = object.__new__(Client)
         view._config = attrs.evolve(self._config, **changes)
         view._shared = self._shared
