@@ -12,8 +12,9 @@ from .._errors import ResponseDecodeError
 from .._http import segment
 from .._pagination import AsyncPaginator
 from ..models.batch_exports import BatchExportBackfill, BatchExportRun, BatchExportRunStatus
-from ._base import Resource, check_str
-from ._batch_export_args import backfill_bound, check_ordering, enum_value, timestamp
+from ._base import Resource
+from ._batch_export_args import backfill_bound, check_ordering, timestamp
+from ._checks import choice, uuid_id
 
 __all__ = ["BatchExportRunsAndBackfills"]
 
@@ -22,6 +23,7 @@ _RUN_ORDERINGS = ("created_at", "-created_at", "data_interval_start", "-data_int
 _BACKFILL_ORDERINGS = ("created_at", "-created_at", "start_at", "-start_at")
 Timeout = float | None | NotGiven
 Timestamp = dt.datetime | str
+_RUN_STATUSES = tuple(item.value for item in BatchExportRunStatus)
 
 
 class BatchExportRunsAndBackfills(Resource):
@@ -56,10 +58,14 @@ class BatchExportRunsAndBackfills(Resource):
         """
         statuses: builtins.list[str] | None = None
         if status is not None:
-            items = [status] if isinstance(status, str) else list(status)
-            for item in items:
-                check_str("status", item)
-            statuses = [enum_value(item) for item in items]
+            if not isinstance(status, (str, Iterable)):
+                raise TypeError(
+                    f"status must be a str or a list of str, got {type(status).__name__}"
+                )
+            items = [status] if isinstance(status, str) else builtins.list(status)
+            # PostHog matches statuses case-sensitively and adds new ones over time:
+            # known ones are sent in its spelling, unknown ones as given.
+            statuses = [choice("status", item, _RUN_STATUSES, open_enum=True) for item in items]
         params = {
             "status": statuses,
             "after": timestamp("after", after, relative=True),
@@ -69,7 +75,12 @@ class BatchExportRunsAndBackfills(Resource):
             "ordering": check_ordering(ordering, _RUN_ORDERINGS),
         }
         return self._client.paginate(
-            BatchExportRun, _PATH, segment(id), "runs", params=params, timeout=timeout
+            BatchExportRun,
+            _PATH,
+            segment(uuid_id("id", id)),
+            "runs",
+            params=params,
+            timeout=timeout,
         )
 
     async def get_run(
@@ -80,9 +91,9 @@ class BatchExportRunsAndBackfills(Resource):
             BatchExportRun,
             "GET",
             _PATH,
-            segment(id),
+            segment(uuid_id("id", id)),
             "runs",
-            segment(run_id, name="run_id"),
+            segment(uuid_id("run_id", run_id)),
             timeout=timeout,
         )
 
@@ -96,9 +107,9 @@ class BatchExportRunsAndBackfills(Resource):
         data = await self._client.request_json(
             "POST",
             _PATH,
-            segment(id),
+            segment(uuid_id("id", id)),
             "runs",
-            segment(run_id, name="run_id"),
+            segment(uuid_id("run_id", run_id)),
             "retry",
             timeout=timeout,
         )
@@ -114,9 +125,9 @@ class BatchExportRunsAndBackfills(Resource):
         await self._client.request_json(
             "POST",
             _PATH,
-            segment(id),
+            segment(uuid_id("id", id)),
             "runs",
-            segment(run_id, name="run_id"),
+            segment(uuid_id("run_id", run_id)),
             "cancel",
             timeout=timeout,
         )
@@ -134,7 +145,12 @@ class BatchExportRunsAndBackfills(Resource):
         """
         params = {"ordering": check_ordering(ordering, _BACKFILL_ORDERINGS)}
         return self._client.paginate(
-            BatchExportBackfill, _PATH, segment(id), "backfills", params=params, timeout=timeout
+            BatchExportBackfill,
+            _PATH,
+            segment(uuid_id("id", id)),
+            "backfills",
+            params=params,
+            timeout=timeout,
         )
 
     async def create_backfill(
@@ -171,7 +187,7 @@ class BatchExportRunsAndBackfills(Resource):
             "end_at": backfill_bound("end_at", end_at),
         }
         data = await self._client.request_json(
-            "POST", _PATH, segment(id), "backfills", json=payload, timeout=timeout
+            "POST", _PATH, segment(uuid_id("id", id)), "backfills", json=payload, timeout=timeout
         )
         return _backfill_id(data)
 
@@ -183,9 +199,9 @@ class BatchExportRunsAndBackfills(Resource):
             BatchExportBackfill,
             "GET",
             _PATH,
-            segment(id),
+            segment(uuid_id("id", id)),
             "backfills",
-            segment(backfill_id, name="backfill_id"),
+            segment(uuid_id("backfill_id", backfill_id)),
             timeout=timeout,
         )
 
@@ -201,9 +217,9 @@ class BatchExportRunsAndBackfills(Resource):
         await self._client.request_json(
             "POST",
             _PATH,
-            segment(id),
+            segment(uuid_id("id", id)),
             "backfills",
-            segment(backfill_id, name="backfill_id"),
+            segment(uuid_id("backfill_id", backfill_id)),
             "cancel",
             timeout=timeout,
         )

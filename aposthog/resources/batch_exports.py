@@ -31,6 +31,7 @@ from ._batch_export_args import (
     timestamp,
 )
 from ._batch_export_runs import BatchExportRunsAndBackfills
+from ._checks import check_bool, check_json, choice, uuid_id
 
 __all__ = ["BatchExports"]
 
@@ -41,6 +42,7 @@ Timeout = float | None | NotGiven
 Timestamp = dt.datetime | str
 #: `ph.batch_exports.list` shadows the builtin inside the class body.
 Filters = list[dict[str, Any]]
+_DESTINATIONS = tuple(item.value for item in BatchExportDestinationType)
 
 
 class BatchExports(BatchExportRunsAndBackfills):
@@ -86,7 +88,9 @@ class BatchExports(BatchExportRunsAndBackfills):
 
     async def get(self, id: str, *, timeout: Timeout = NOT_GIVEN) -> BatchExport:
         """Fetch one batch export (`NotFoundError` if it does not exist or was deleted)."""
-        return await self._client.fetch(BatchExport, "GET", _PATH, segment(id), timeout=timeout)
+        return await self._client.fetch(
+            BatchExport, "GET", _PATH, segment(uuid_id("id", id)), timeout=timeout
+        )
 
     async def create(
         self,
@@ -195,12 +199,14 @@ class BatchExports(BatchExportRunsAndBackfills):
             offset_hour=offset_hour,
         )
         return await self._client.fetch(
-            BatchExport, "PATCH", _PATH, segment(id), json=payload, timeout=timeout
+            BatchExport, "PATCH", _PATH, segment(uuid_id("id", id)), json=payload, timeout=timeout
         )
 
     async def delete(self, id: str, *, timeout: Timeout = NOT_GIVEN) -> None:
         """Delete a batch export (PostHog answers 204; later reads answer 404)."""
-        await self._client.request_json("DELETE", _PATH, segment(id), timeout=timeout)
+        await self._client.request_json(
+            "DELETE", _PATH, segment(uuid_id("id", id)), timeout=timeout
+        )
 
     # ------------------------------------------------------------------ actions
 
@@ -209,7 +215,9 @@ class BatchExports(BatchExportRunsAndBackfills):
         Pause a batch export. Pausing a paused export changes nothing (and succeeds),
         so a retried call is harmless.
         """
-        await self._client.request_json("POST", _PATH, segment(id), "pause", timeout=timeout)
+        await self._client.request_json(
+            "POST", _PATH, segment(uuid_id("id", id)), "pause", timeout=timeout
+        )
 
     async def unpause(
         self, id: str, *, backfill: bool = False, timeout: Timeout = NOT_GIVEN
@@ -221,10 +229,14 @@ class BatchExports(BatchExportRunsAndBackfills):
             backfill: also backfill the intervals missed while it was paused (PostHog
                 does so only when the export was paused).
         """
-        if not isinstance(backfill, bool):
-            raise TypeError(f"backfill must be a bool, got {type(backfill).__name__}")
+        check_bool("backfill", backfill)
         await self._client.request_json(
-            "POST", _PATH, segment(id), "unpause", json={"backfill": backfill}, timeout=timeout
+            "POST",
+            _PATH,
+            segment(uuid_id("id", id)),
+            "unpause",
+            json={"backfill": backfill},
+            timeout=timeout,
         )
 
     def logs(
@@ -274,7 +286,12 @@ class BatchExports(BatchExportRunsAndBackfills):
             "limit": limit,
         }
         return self._client.paginate(
-            BatchExportLogEntry, _PATH, segment(id), "logs", params=params, timeout=timeout
+            BatchExportLogEntry,
+            _PATH,
+            segment(uuid_id("id", id)),
+            "logs",
+            params=params,
+            timeout=timeout,
         )
 
     # ------------------------------------------------------------------ destination tests
@@ -289,8 +306,7 @@ class BatchExports(BatchExportRunsAndBackfills):
             NotFoundError: PostHog has no test for this type (Postgres, HTTP, …).
             BadRequestError: `destination` was empty.
         """
-        check_str("destination", destination)
-        value = enum_value(destination)
+        value = choice("destination", destination, _DESTINATIONS, open_enum=True)
         try:
             data = await self._client.request_json(
                 "GET", _PATH, "test", params={"destination": value}, timeout=timeout
@@ -340,6 +356,8 @@ class BatchExports(BatchExportRunsAndBackfills):
         check_step(step)
         if config is not None and not isinstance(config, Mapping):
             raise TypeError(f"config must be a mapping or None, got {type(config).__name__}")
+        check_json("config", config)
+        uuid_id("id", id)
         export = await self.get(id, timeout=timeout)
         destination: dict[str, Any] = {
             "type": enum_value(export.destination.type),
@@ -357,7 +375,7 @@ class BatchExports(BatchExportRunsAndBackfills):
             BatchExportTestStep,
             "POST",
             _PATH,
-            segment(id),
+            segment(uuid_id("id", id)),
             "run_test_step",
             json=payload,
             timeout=timeout,

@@ -13,6 +13,7 @@ from .._pagination import AsyncPaginator
 from .._streaming import DEFAULT_MAX_REATTACH_ATTEMPTS, ConversationStream
 from ..models.conversations import AgentMode, Conversation, ConversationSummary
 from ._base import Resource, check_paging, check_str
+from ._checks import check_bool, check_json, choice, header_value, int_in_range, uuid_id
 
 __all__ = ["MAX_APPEND_LENGTH", "MAX_CONTENT_LENGTH", "Conversations"]
 
@@ -23,6 +24,7 @@ MAX_APPEND_LENGTH = 10000
 """The longest message `append_message()` sends."""
 Timeout = float | None | NotGiven
 ConversationId = str | uuid.UUID
+_AGENT_MODES = tuple(mode.value for mode in AgentMode)
 
 
 def _content(content: Any, *, limit: int) -> str:
@@ -40,19 +42,18 @@ def _uuid(name: str, value: ConversationId | None) -> str:
     """A client-minted id must be a UUID: PostHog rejects anything else with a 400."""
     if value is None:
         return str(uuid.uuid4())
-    if isinstance(value, uuid.UUID):
-        return str(value)
-    check_str(name, value)
-    try:
-        return str(uuid.UUID(value))
-    except ValueError:
-        raise ValueError(f"{name} must be a UUID, got {value!r}") from None
+    return uuid_id(name, value)
+
+
+def _json_object(name: str, value: Any) -> dict[str, Any]:
+    if not isinstance(value, Mapping):
+        raise TypeError(f"{name} must be a mapping, got {type(value).__name__}")
+    check_json(name, value)
+    return dict(value)
 
 
 def _reattaches(value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise ValueError(f"max_reattach_attempts must be an int >= 0, got {value!r}")
-    return value
+    return int_in_range("max_reattach_attempts", value, 0)
 
 
 class Conversations(Resource):
@@ -96,7 +97,7 @@ class Conversations(Resource):
         first answer starts), and for deleted conversations.
         """
         return await self._client.fetch(
-            Conversation, "GET", _PATH, segment(str(id)), timeout=timeout
+            Conversation, "GET", _PATH, segment(uuid_id("id", id)), timeout=timeout
         )
 
     def create(
@@ -150,23 +151,21 @@ class Conversations(Resource):
         conversation_id = _uuid("conversation", conversation)
         body: dict[str, Any] = {"content": content, "conversation": conversation_id}
         if agent_mode is not None:
-            check_str("agent_mode", agent_mode)
-            body["agent_mode"] = str(agent_mode)
+            body["agent_mode"] = choice("agent_mode", agent_mode, _AGENT_MODES, open_enum=True)
         if contextual_tools is not None:
-            if not isinstance(contextual_tools, Mapping):
-                raise TypeError("contextual_tools must be a mapping")
-            body["contextual_tools"] = dict(contextual_tools)
+            body["contextual_tools"] = _json_object("contextual_tools", contextual_tools)
         if ui_context is not None:
+            check_json("ui_context", ui_context)
             body["ui_context"] = ui_context
         if billing_context is not None:
+            check_json("billing_context", billing_context)
             body["billing_context"] = billing_context
         if session_id is not None:
-            check_str("session_id", session_id)
-            body["session_id"] = session_id
-        if deep_research_mode:
+            body["session_id"] = header_value("session_id", session_id)
+        if check_bool("deep_research_mode", deep_research_mode):
             body["deep_research_mode"] = True
         if resume_payload is not None:
-            body["resume_payload"] = dict(resume_payload)
+            body["resume_payload"] = _json_object("resume_payload", resume_payload)
         return ConversationStream(
             self._client,
             conversation_id=conversation_id,
@@ -198,9 +197,9 @@ class Conversations(Resource):
                     print(text, end="")
             ```
         """
-        conversation_id = _uuid("id", id)
+        conversation_id = uuid_id("id", id)
         if session_id is not None:
-            check_str("session_id", session_id)
+            header_value("session_id", session_id)
         return ConversationStream(
             self._client,
             conversation_id=conversation_id,
@@ -219,11 +218,12 @@ class Conversations(Resource):
         `content` may be at most 10000 characters (checked before sending). PostHog
         refuses this action to scoped personal API keys (`PermissionDeniedError`).
         """
+        conversation_id = uuid_id("id", id)
         text = _content(content, limit=MAX_APPEND_LENGTH)
         body = await self._client.request_json(
             "POST",
             _PATH,
-            segment(str(id)),
+            segment(conversation_id),
             "append_message",
             json={"content": text},
             timeout=timeout,
@@ -241,8 +241,12 @@ class Conversations(Resource):
 
         PostHog refuses this action to scoped personal API keys (`PermissionDeniedError`).
         """
-        await self._client.request_json("PATCH", _PATH, segment(str(id)), "cancel", timeout=timeout)
+        await self._client.request_json(
+            "PATCH", _PATH, segment(uuid_id("id", id)), "cancel", timeout=timeout
+        )
 
     async def delete(self, id: ConversationId, *, timeout: Timeout = NOT_GIVEN) -> None:
         """Delete a conversation (PostHog keeps it, flagged deleted: it is gone from the API)."""
-        await self._client.request_json("DELETE", _PATH, segment(str(id)), timeout=timeout)
+        await self._client.request_json(
+            "DELETE", _PATH, segment(uuid_id("id", id)), timeout=timeout
+        )

@@ -8,13 +8,20 @@ from .._client import NOT_GIVEN, NotGiven
 from .._http import segment
 from .._pagination import AsyncPaginator
 from ..models.customer_profile_configs import CustomerProfileConfig, ProfileScope
-from ._base import Resource, check_json_container, check_paging, check_str
+from ._base import Resource, check_json_container, check_paging
+from ._checks import choice, uuid_id
 
 __all__ = ["CustomerProfileConfigs"]
 
 _PATH = "customer_profile_configs"
 Timeout = float | None | NotGiven
 JSONArg = dict[str, Any] | list[Any] | None
+_SCOPES = tuple(scope.value for scope in ProfileScope)
+
+
+def _segment(id: Any) -> str:
+    # Config ids are UUIDs: anything else could only be a 404, or leave its segment.
+    return segment(uuid_id("id", id))
 
 
 def _body(
@@ -25,8 +32,8 @@ def _body(
 ) -> dict[str, Any]:
     body: dict[str, Any] = {}
     if not isinstance(scope, NotGiven):
-        check_str("scope", scope)
-        body["scope"] = str(scope.value if isinstance(scope, ProfileScope) else scope)
+        # A closed set on PostHog's side: anything else is a 400 there.
+        body["scope"] = choice("scope", scope, _SCOPES)
     for name, value in (("content", content), ("sidebar", sidebar)):
         if not isinstance(value, NotGiven):
             check_json_container(name, value)
@@ -91,7 +98,7 @@ class CustomerProfileConfigs(Resource):
     async def get(self, id: str, *, timeout: Timeout = NOT_GIVEN) -> CustomerProfileConfig:
         """Fetch one config (`NotFoundError` if it does not exist in this environment)."""
         return await self._client.fetch(
-            CustomerProfileConfig, "GET", _PATH, segment(id), timeout=timeout
+            CustomerProfileConfig, "GET", _PATH, _segment(id), timeout=timeout
         )
 
     async def update(
@@ -106,7 +113,12 @@ class CustomerProfileConfigs(Resource):
         """Change the given fields only (PATCH); the others keep their values."""
         body = _body(scope=scope, content=content, sidebar=sidebar)
         return await self._client.fetch(
-            CustomerProfileConfig, "PATCH", _PATH, segment(id), json=body, timeout=timeout
+            CustomerProfileConfig,
+            "PATCH",
+            _PATH,
+            _segment(id),
+            json=body,
+            timeout=timeout,
         )
 
     async def replace(
@@ -121,9 +133,14 @@ class CustomerProfileConfigs(Resource):
         """Replace the whole config (PUT): fields left out become `{}`."""
         body = _body(scope=scope, content=content, sidebar=sidebar)
         return await self._client.fetch(
-            CustomerProfileConfig, "PUT", _PATH, segment(id), json=body, timeout=timeout
+            CustomerProfileConfig,
+            "PUT",
+            _PATH,
+            _segment(id),
+            json=body,
+            timeout=timeout,
         )
 
     async def delete(self, id: str, *, timeout: Timeout = NOT_GIVEN) -> None:
         """Delete a config for good (PostHog answers 204)."""
-        await self._client.request_json("DELETE", _PATH, segment(id), timeout=timeout)
+        await self._client.request_json("DELETE", _PATH, _segment(id), timeout=timeout)
