@@ -36,8 +36,6 @@ from ._checks import check_bool, check_json, choice, uuid_id
 __all__ = ["BatchExports"]
 
 _PATH = "batch_exports"
-_RUN_ORDERINGS = ("created_at", "-created_at", "data_interval_start", "-data_interval_start")
-_BACKFILL_ORDERINGS = ("created_at", "-created_at", "start_at", "-start_at")
 Timeout = float | None | NotGiven
 Timestamp = dt.datetime | str
 #: `ph.batch_exports.list` shadows the builtin inside the class body.

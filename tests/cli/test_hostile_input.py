@@ -197,3 +197,20 @@ async def test_ctrl_c_at_any_moment_prints_no_traceback(delay: float) -> None:
     assert b"Traceback" not in rest, shown
     assert b"KeyboardInterrupt" not in rest, shown
     assert process.returncode in (130, 0), shown
+
+
+async def test_python_m_aposthog_testing_on_a_port_in_use_is_one_line() -> None:
+    """`python -m aposthog.testing --port <in use>` says so in one line too."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with anyio.fail_after(30):
+            result = await anyio.run_process(
+                [sys.executable, "-m", "aposthog.testing", "--port", str(port)], check=False
+            )
+    stderr = result.stderr.decode()
+    assert 1 == result.returncode, stderr
+    assert "Traceback" not in stderr
+    assert 1 == len(stderr.strip().splitlines())
+    assert f"127.0.0.1:{port}" in stderr
