@@ -1,4 +1,4 @@
-"""The runs and backfills half of `ph.batch_exports` (a base class of `BatchExports`)."""
+"""The runs and backfills of a batch export, reached as `ph.batch_exports.list_runs(...)` etc."""
 
 from __future__ import annotations
 
@@ -7,18 +7,17 @@ import datetime as dt
 from collections.abc import Iterable
 from typing import Any
 
+from .. import _routes as routes
 from .._client import NOT_GIVEN, NotGiven
 from .._errors import ResponseDecodeError
-from .._http import segment
 from .._pagination import AsyncPaginator
 from ..models.batch_exports import BatchExportBackfill, BatchExportRun, BatchExportRunStatus
 from ._base import Resource
 from ._batch_export_args import backfill_bound, check_ordering, timestamp
-from ._checks import choice, uuid_id
+from ._checks import choice, uuid_segment
 
-__all__ = ["BatchExportRunsAndBackfills"]
+__all__ = ["BatchExportRuns"]
 
-_PATH = "batch_exports"
 _RUN_ORDERINGS = ("created_at", "-created_at", "data_interval_start", "-data_interval_start")
 _BACKFILL_ORDERINGS = ("created_at", "-created_at", "start_at", "-start_at")
 Timeout = float | None | NotGiven
@@ -26,7 +25,7 @@ Timestamp = dt.datetime | str
 _RUN_STATUSES = tuple(item.value for item in BatchExportRunStatus)
 
 
-class BatchExportRunsAndBackfills(Resource):
+class BatchExportRuns(Resource):
     """Runs (`batch_exports/<id>/runs/`) and backfills (`batch_exports/<id>/backfills/`)."""
 
     __slots__ = ()
@@ -74,26 +73,19 @@ class BatchExportRunsAndBackfills(Resource):
             "end": timestamp("end", end, relative=True),
             "ordering": check_ordering(ordering, _RUN_ORDERINGS),
         }
-        return self._client.paginate(
-            BatchExportRun,
-            _PATH,
-            segment(uuid_id("id", id)),
-            "runs",
-            params=params,
-            timeout=timeout,
+        return self._api.paginate(
+            BatchExportRun, routes.RUNS, uuid_segment("id", id), params=params, timeout=timeout
         )
 
     async def get_run(
         self, id: str, run_id: str, *, timeout: Timeout = NOT_GIVEN
     ) -> BatchExportRun:
         """Fetch one run of an export."""
-        return await self._client.fetch(
+        return await self._api.fetch(
             BatchExportRun,
-            "GET",
-            _PATH,
-            segment(uuid_id("id", id)),
-            "runs",
-            segment(uuid_id("run_id", run_id)),
+            routes.RUN_GET,
+            uuid_segment("id", id),
+            uuid_segment("run_id", run_id),
             timeout=timeout,
         )
 
@@ -104,13 +96,10 @@ class BatchExportRunsAndBackfills(Resource):
         Returns:
             The id of that backfill (see `get_backfill`).
         """
-        data = await self._client.request_json(
-            "POST",
-            _PATH,
-            segment(uuid_id("id", id)),
-            "runs",
-            segment(uuid_id("run_id", run_id)),
-            "retry",
+        data = await self._api.request_json(
+            routes.RUN_RETRY,
+            uuid_segment("id", id),
+            uuid_segment("run_id", run_id),
             timeout=timeout,
         )
         return _backfill_id(data)
@@ -122,13 +111,10 @@ class BatchExportRunsAndBackfills(Resource):
         Raises:
             BadRequestError: the run is not `Running` or `Starting`.
         """
-        await self._client.request_json(
-            "POST",
-            _PATH,
-            segment(uuid_id("id", id)),
-            "runs",
-            segment(uuid_id("run_id", run_id)),
-            "cancel",
+        await self._api.request_json(
+            routes.RUN_CANCEL,
+            uuid_segment("id", id),
+            uuid_segment("run_id", run_id),
             timeout=timeout,
         )
 
@@ -144,11 +130,10 @@ class BatchExportRunsAndBackfills(Resource):
             ordering: `created_at`, `start_at`, or either with a leading `-`.
         """
         params = {"ordering": check_ordering(ordering, _BACKFILL_ORDERINGS)}
-        return self._client.paginate(
+        return self._api.paginate(
             BatchExportBackfill,
-            _PATH,
-            segment(uuid_id("id", id)),
-            "backfills",
+            routes.BACKFILLS,
+            uuid_segment("id", id),
             params=params,
             timeout=timeout,
         )
@@ -186,8 +171,8 @@ class BatchExportRunsAndBackfills(Resource):
             "start_at": backfill_bound("start_at", start_at),
             "end_at": backfill_bound("end_at", end_at),
         }
-        data = await self._client.request_json(
-            "POST", _PATH, segment(uuid_id("id", id)), "backfills", json=payload, timeout=timeout
+        data = await self._api.request_json(
+            routes.BACKFILL_CREATE, uuid_segment("id", id), json=payload, timeout=timeout
         )
         return _backfill_id(data)
 
@@ -195,13 +180,11 @@ class BatchExportRunsAndBackfills(Resource):
         self, id: str, backfill_id: str, *, timeout: Timeout = NOT_GIVEN
     ) -> BatchExportBackfill:
         """Fetch one backfill of an export, with its progress."""
-        return await self._client.fetch(
+        return await self._api.fetch(
             BatchExportBackfill,
-            "GET",
-            _PATH,
-            segment(uuid_id("id", id)),
-            "backfills",
-            segment(uuid_id("backfill_id", backfill_id)),
+            routes.BACKFILL_GET,
+            uuid_segment("id", id),
+            uuid_segment("backfill_id", backfill_id),
             timeout=timeout,
         )
 
@@ -214,13 +197,10 @@ class BatchExportRunsAndBackfills(Resource):
         Raises:
             BadRequestError: the backfill is not `Running` or `Starting`.
         """
-        await self._client.request_json(
-            "POST",
-            _PATH,
-            segment(uuid_id("id", id)),
-            "backfills",
-            segment(uuid_id("backfill_id", backfill_id)),
-            "cancel",
+        await self._api.request_json(
+            routes.BACKFILL_CANCEL,
+            uuid_segment("id", id),
+            uuid_segment("backfill_id", backfill_id),
             timeout=timeout,
         )
 

@@ -19,6 +19,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from .._errors import clip
+from .._http import segment
 
 __all__ = [
     "MAX_JSON_DEPTH",
@@ -31,6 +32,7 @@ __all__ = [
     "header_value",
     "int_in_range",
     "uuid_id",
+    "uuid_segment",
 ]
 
 #: Deeper arguments are refused: PostHog's own parser gives up long before this.
@@ -99,6 +101,11 @@ def uuid_id(name: str, value: Any) -> str:
         except ValueError:
             pass
     raise ValueError(f"{name} must be a UUID such as 0190a1b2-c3d4-…, got {_shown(value)}")
+
+
+def uuid_segment(name: str, value: Any) -> str:
+    """A UUID id as its path segment; anything else is refused before it is sent."""
+    return segment(uuid_id(name, value), name=name)
 
 
 def header_value(name: str, value: Any) -> str:

@@ -6,14 +6,22 @@ import uuid
 from collections.abc import Mapping
 from typing import Any
 
+from .. import _routes as routes
 from .._client import NOT_GIVEN, NotGiven
 from .._errors import ResponseDecodeError
-from .._http import segment
 from .._pagination import AsyncPaginator
-from .._streaming import DEFAULT_MAX_REATTACH_ATTEMPTS, ConversationStream
+from .._streaming import ConversationStream
 from ..models.conversations import AgentMode, Conversation, ConversationSummary
 from ._base import Resource, check_paging, check_str
-from ._checks import check_bool, check_json, choice, header_value, int_in_range, uuid_id
+from ._checks import (
+    check_bool,
+    check_json,
+    choice,
+    header_value,
+    int_in_range,
+    uuid_id,
+    uuid_segment,
+)
 
 __all__ = ["MAX_APPEND_LENGTH", "MAX_CONTENT_LENGTH", "Conversations"]
 
@@ -52,7 +60,9 @@ def _json_object(name: str, value: Any) -> dict[str, Any]:
     return dict(value)
 
 
-def _reattaches(value: object) -> int:
+def _reattaches(value: object) -> int | None:
+    if value is None:
+        return None  # the client's RetryPolicy.max_reattaches
     return int_in_range("max_reattach_attempts", value, 0)
 
 
@@ -85,8 +95,11 @@ class Conversations(Resource):
             ```
         """
         check_paging(limit, offset)
-        return self._client.paginate(
-            ConversationSummary, _PATH, params={"limit": limit, "offset": offset}, timeout=timeout
+        return self._api.paginate(
+            ConversationSummary,
+            routes.CONVERSATIONS,
+            params={"limit": limit, "offset": offset},
+            timeout=timeout,
         )
 
     async def get(self, id: ConversationId, *, timeout: Timeout = NOT_GIVEN) -> Conversation:
@@ -96,8 +109,8 @@ class Conversations(Resource):
         `NotFoundError` until PostHog has generated its title (a few seconds after the
         first answer starts), and for deleted conversations.
         """
-        return await self._client.fetch(
-            Conversation, "GET", _PATH, segment(uuid_id("id", id)), timeout=timeout
+        return await self._api.fetch(
+            Conversation, routes.CONVERSATION_GET, uuid_segment("id", id), timeout=timeout
         )
 
     def create(
@@ -113,7 +126,7 @@ class Conversations(Resource):
         session_id: str | None = None,
         deep_research_mode: bool = False,
         resume_payload: Mapping[str, Any] | None = None,
-        max_reattach_attempts: int = DEFAULT_MAX_REATTACH_ATTEMPTS,
+        max_reattach_attempts: int | None = None,
     ) -> ConversationStream:
         """
         Send a message and stream PostHog AI's answer. Returns at once; the request goes
@@ -133,8 +146,9 @@ class Conversations(Resource):
                 use `agent_mode="research"`.
             resume_payload: an approval decision, e.g. `{"action": "approve",
                 "proposal_id": ...}` (see `Conversation.pending_approvals`).
-            max_reattach_attempts: how many times in a row a dropped connection is
-                re-attached before the `APIConnectionError` is raised (0: never).
+            max_reattach_attempts: how many times in a row a dropped (or silent)
+                connection is re-attached before the error is raised (0: never; None:
+                the client's `RetryPolicy.max_reattaches`).
 
         Example:
             ```python
@@ -166,13 +180,16 @@ class Conversations(Resource):
             body["deep_research_mode"] = True
         if resume_payload is not None:
             body["resume_payload"] = _json_object("resume_payload", resume_payload)
+        # PostHog AI counts research runs in windows of their own (reference §1.6).
+        research = body.get("agent_mode") == "research" or deep_research_mode
         return ConversationStream(
-            self._client,
+            self._api,
             conversation_id=conversation_id,
             body=body,
             trace_id=_uuid("trace_id", trace_id),
             session_id=session_id,
             max_reattach_attempts=_reattaches(max_reattach_attempts),
+            bucket="ai_research" if research else "ai",
         )
 
     def stream(
@@ -180,7 +197,7 @@ class Conversations(Resource):
         id: ConversationId,
         *,
         session_id: str | None = None,
-        max_reattach_attempts: int = DEFAULT_MAX_REATTACH_ATTEMPTS,
+        max_reattach_attempts: int | None = None,
     ) -> ConversationStream:
         """
         Re-attach to the answer PostHog is generating now (`content: null`).
@@ -201,7 +218,7 @@ class Conversations(Resource):
         if session_id is not None:
             header_value("session_id", session_id)
         return ConversationStream(
-            self._client,
+            self._api,
             conversation_id=conversation_id,
             body={"content": None, "conversation": conversation_id},
             trace_id=str(uuid.uuid4()),
@@ -218,13 +235,10 @@ class Conversations(Resource):
         `content` may be at most 10000 characters (checked before sending). PostHog
         refuses this action to scoped personal API keys (`PermissionDeniedError`).
         """
-        conversation_id = uuid_id("id", id)
         text = _content(content, limit=MAX_APPEND_LENGTH)
-        body = await self._client.request_json(
-            "POST",
-            _PATH,
-            segment(conversation_id),
-            "append_message",
+        body = await self._api.request_json(
+            routes.CONVERSATION_APPEND,
+            uuid_segment("id", id),
             json={"content": text},
             timeout=timeout,
         )
@@ -241,12 +255,12 @@ class Conversations(Resource):
 
         PostHog refuses this action to scoped personal API keys (`PermissionDeniedError`).
         """
-        await self._client.request_json(
-            "PATCH", _PATH, segment(uuid_id("id", id)), "cancel", timeout=timeout
+        await self._api.request_json(
+            routes.CONVERSATION_CANCEL, uuid_segment("id", id), timeout=timeout
         )
 
     async def delete(self, id: ConversationId, *, timeout: Timeout = NOT_GIVEN) -> None:
         """Delete a conversation (PostHog keeps it, flagged deleted: it is gone from the API)."""
-        await self._client.request_json(
-            "DELETE", _PATH, segment(uuid_id("id", id)), timeout=timeout
+        await self._api.request_json(
+            routes.CONVERSATION_DELETE, uuid_segment("id", id), timeout=timeout
         )

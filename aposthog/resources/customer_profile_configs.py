@@ -4,24 +4,18 @@ from __future__ import annotations
 
 from typing import Any
 
+from .. import _routes as routes
 from .._client import NOT_GIVEN, NotGiven
-from .._http import segment
 from .._pagination import AsyncPaginator
 from ..models.customer_profile_configs import CustomerProfileConfig, ProfileScope
 from ._base import Resource, check_json_container, check_paging
-from ._checks import choice, uuid_id
+from ._checks import choice, uuid_segment
 
 __all__ = ["CustomerProfileConfigs"]
 
-_PATH = "customer_profile_configs"
 Timeout = float | None | NotGiven
 JSONArg = dict[str, Any] | list[Any] | None
 _SCOPES = tuple(scope.value for scope in ProfileScope)
-
-
-def _segment(id: Any) -> str:
-    # Config ids are UUIDs: anything else could only be a 404, or leave its segment.
-    return segment(uuid_id("id", id))
 
 
 def _body(
@@ -70,9 +64,9 @@ class CustomerProfileConfigs(Resource):
             ```
         """
         check_paging(limit, offset)
-        return self._client.paginate(
+        return self._api.paginate(
             CustomerProfileConfig,
-            _PATH,
+            routes.PROFILE_CONFIGS,
             params={"limit": limit, "offset": offset},
             timeout=timeout,
         )
@@ -91,14 +85,17 @@ class CustomerProfileConfigs(Resource):
             content=NOT_GIVEN if content is None else content,
             sidebar=NOT_GIVEN if sidebar is None else sidebar,
         )
-        return await self._client.fetch(
-            CustomerProfileConfig, "POST", _PATH, json=body, timeout=timeout
+        return await self._api.fetch(
+            CustomerProfileConfig, routes.PROFILE_CONFIG_CREATE, json=body, timeout=timeout
         )
 
     async def get(self, id: str, *, timeout: Timeout = NOT_GIVEN) -> CustomerProfileConfig:
         """Fetch one config (`NotFoundError` if it does not exist in this environment)."""
-        return await self._client.fetch(
-            CustomerProfileConfig, "GET", _PATH, _segment(id), timeout=timeout
+        return await self._api.fetch(
+            CustomerProfileConfig,
+            routes.PROFILE_CONFIG_GET,
+            uuid_segment("id", id),
+            timeout=timeout,
         )
 
     async def update(
@@ -112,11 +109,10 @@ class CustomerProfileConfigs(Resource):
     ) -> CustomerProfileConfig:
         """Change the given fields only (PATCH); the others keep their values."""
         body = _body(scope=scope, content=content, sidebar=sidebar)
-        return await self._client.fetch(
+        return await self._api.fetch(
             CustomerProfileConfig,
-            "PATCH",
-            _PATH,
-            _segment(id),
+            routes.PROFILE_CONFIG_UPDATE,
+            uuid_segment("id", id),
             json=body,
             timeout=timeout,
         )
@@ -132,15 +128,16 @@ class CustomerProfileConfigs(Resource):
     ) -> CustomerProfileConfig:
         """Replace the whole config (PUT): fields left out become `{}`."""
         body = _body(scope=scope, content=content, sidebar=sidebar)
-        return await self._client.fetch(
+        return await self._api.fetch(
             CustomerProfileConfig,
-            "PUT",
-            _PATH,
-            _segment(id),
+            routes.PROFILE_CONFIG_REPLACE,
+            uuid_segment("id", id),
             json=body,
             timeout=timeout,
         )
 
     async def delete(self, id: str, *, timeout: Timeout = NOT_GIVEN) -> None:
         """Delete a config for good (PostHog answers 204)."""
-        await self._client.request_json("DELETE", _PATH, _segment(id), timeout=timeout)
+        await self._api.request_json(
+            routes.PROFILE_CONFIG_DELETE, uuid_segment("id", id), timeout=timeout
+        )

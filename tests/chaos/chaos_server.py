@@ -20,6 +20,7 @@ import collections
 import hashlib
 import json
 import random
+import re
 import socket
 import struct
 from typing import Any
@@ -52,6 +53,23 @@ FAULTS = (
     "hostile_stream",
 )
 _STREAM_FAULTS = ("cut_stream", "hostile_stream")
+#: POSTs that start work on PostHog (reference: creating anything, a message, a test
+#: step, a run's retry or cancel, a backfill or its cancel, unpausing with a backfill).
+#: PATCH updates, pausing, plain unpausing and cancelling a conversation are idempotent.
+_STARTS_WORK = tuple(
+    re.compile(pattern)
+    for pattern in (
+        r"/batch_exports/$",
+        r"/batch_exports/[^/]+/unpause/$",
+        r"/run_test_step(_new)?/$",
+        r"/runs/[^/]+/(retry|cancel)/$",
+        r"/backfills/$",
+        r"/backfills/[^/]+/cancel/$",
+        r"/conversations/$",
+        r"/append_message/$",
+        r"/customer_profile_configs/$",
+    )
+)
 _REFUSALS = frozenset({"429_hint", "429_header", "429_bare", "503"})
 _DEEP = b"[" * 5000 + b"]" * 5000
 _HOP_HEADERS = frozenset({"content-length", "transfer-encoding", "connection", "keep-alive"})
@@ -129,18 +147,29 @@ class ChaosProxy:
     # ------------------------------------------------------------------ evidence
 
     def _marker(self, request: web.Request, body: bytes) -> str | None:
-        """The per-call marker of a request that must not be repeated once acted on."""
-        if request.method not in ("POST", "PATCH"):
+        """
+        The per-call marker of a request that starts work on PostHog, so must not be
+        repeated once it may have been acted on; None for one that may be repeated.
+
+        Which requests start work is stated here from PostHog's behaviour, not taken
+        from the client's route table: the run checks the client against it.
+        """
+        path = request.path
+        if request.method != "POST" or not any(p.search(path) for p in _STARTS_WORK):
             return None
-        if request.path.rstrip("/").endswith("/conversations"):
-            try:
-                payload = json.loads(body)
-            except ValueError:
-                return None
+        try:
+            payload = json.loads(body) if body else None
+        except ValueError:
+            payload = None
+        if path.endswith("/unpause/") and not (
+            isinstance(payload, dict) and payload.get("backfill")
+        ):
+            return None  # unpausing an unpaused export does nothing
+        if path.rstrip("/").endswith("/conversations"):
             if not isinstance(payload, dict) or payload.get("content") is None:
-                return None  # a re-attach (content: null) may be repeated
+                return None  # a re-attach (content: null) starts nothing
             return f"conversation {payload.get('conversation')}"
-        return f"{request.method} {request.path} {body.decode('utf-8', 'replace')}"
+        return f"{request.method} {path} {body.decode('utf-8', 'replace')}"
 
     def _record(self, marker: str | None, outcome: str) -> None:
         if marker is None:

@@ -131,6 +131,9 @@ def plan(world: World, n: int, rng: random.Random) -> list[tuple[str, Call]]:
         "exports.unpause": lambda i: _bind(
             unique("exports"), lambda e, ph: ph.batch_exports.unpause(e)
         ),
+        "exports.unpause_backfill": lambda i: _bind(
+            unique("exports"), lambda e, ph: ph.batch_exports.unpause(e, backfill=True)
+        ),
         "exports.logs": lambda i: _bind(
             any_("exports"), lambda e, ph: ph.batch_exports.logs(e, level="info", limit=20)
         ),

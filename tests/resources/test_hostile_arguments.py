@@ -337,8 +337,9 @@ _ALSO: dict[tuple[str, str], dict[str, Any]] = {
 def _public_methods(client: aposthog.Client) -> set[str]:
     found = set()
     for resource in ("batch_exports", "conversations", "customer_profile_configs"):
-        for name, _ in inspect.getmembers(type(getattr(client, resource)), inspect.isfunction):
-            if not name.startswith("_"):
+        # Methods of the class and methods reached through it (runs, backfills).
+        for name, member in inspect.getmembers(getattr(client, resource)):
+            if not name.startswith("_") and inspect.ismethod(member):
                 found.add(f"{resource}.{name}")
     return found
 
