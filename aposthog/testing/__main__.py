@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import os
 import signal
 import sys
 
@@ -21,26 +20,13 @@ async def serve(port: int = 0, api_key: str | None = None, project_id: int = 1) 
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError):  # not on Windows
             loop.add_signal_handler(sig, stop.set)
-    fake = FakePostHog(port=port, api_key=api_key, project_id=project_id)
-    try:
-        await fake.start()
-    except OSError as exc:
-        # A port in use is a usage problem: one line, not a traceback.
-        reason = os.strerror(exc.errno) if exc.errno else str(exc)
-        await fake.aclose()
-        raise SystemExit(
-            f"FakePostHog cannot listen on 127.0.0.1:{port} ({reason}); "
-            "leave out --port to take any free port"
-        ) from None
-    try:
+    async with FakePostHog(port=port, api_key=api_key, project_id=project_id) as fake:
         # Machine-readable first lines: tests and scripts read them to connect.
         print(f"POSTHOG_HOST={fake.url}", flush=True)
         print(f"POSTHOG_PERSONAL_API_KEY={fake.api_key}", flush=True)
         print(f"POSTHOG_PROJECT_ID={fake.project_id}", flush=True)
         print("FakePostHog is serving; Ctrl-C stops it.", file=sys.stderr, flush=True)
         await stop.wait()
-    finally:
-        await fake.aclose()
 
 
 def main(argv: list[str] | None = None) -> int:

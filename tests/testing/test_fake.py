@@ -165,32 +165,3 @@ async def test_reset_stats_forgets_requests_and_counters(
         fake.ai_streams.opened,
         fake.ai_streams.completed,
     )
-
-
-@pytest.mark.parametrize(
-    "argv",
-    [["-m", "aposthog.testing"], ["-m", "aposthog", "serve-fake"]],
-    ids=["python -m aposthog.testing", "aposthog serve-fake"],
-)
-def test_standalone_server_on_a_port_in_use_says_so_in_one_line(argv: list[str]) -> None:
-    """A port already taken is one line on stderr and exit status 1, not a traceback."""
-    import socket
-
-    with socket.socket() as taken:
-        taken.bind(("127.0.0.1", 0))
-        taken.listen()
-        port = taken.getsockname()[1]
-        result = subprocess.run(
-            [sys.executable, *argv, "--port", str(port)],
-            capture_output=True,
-            text=True,
-            timeout=60,
-            env={**os.environ, "PYTHONWARNINGS": "error"},
-            check=False,
-        )
-    assert 1 == result.returncode
-    assert "" == result.stdout
-    assert [
-        f"FakePostHog cannot listen on 127.0.0.1:{port} (Address already in use); "
-        "leave out --port to take any free port"
-    ] == result.stderr.splitlines()

@@ -72,7 +72,7 @@ async def test_fixture_errors_reach_the_test(fake_posthog: FakePostHog) -> None:
     fake_posthog.fail_next(status=403, body={"detail": "You do not have access."})
     async with fake_posthog.client() as ph:
         with pytest.raises(aposthog.PermissionDeniedError):
-            await ph.customer_profile_configs.get("x")
+            await ph.customer_profile_configs.get("0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b")
 
 
 def test_fixture_is_torn_down_after_each_test(pytester: pytest.Pytester) -> None:
