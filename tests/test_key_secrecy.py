@@ -107,7 +107,7 @@ async def _failure(answer: Answer | None, *, stream: bool) -> BaseException:
                 if stream:
                     await ph.conversations.create("q", max_reattach_attempts=0).until_done()
                 else:
-                    await ph.customer_profile_configs.get("x")
+                    await ph.customer_profile_configs.get("0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b")
         return info.value
     finally:
         if server is not None:
