@@ -15,6 +15,9 @@ Example:
     ```
 """
 
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from ._client import NOT_GIVEN, Client, NotGiven
 from ._config import ClientConfig
 from ._errors import (
@@ -37,12 +40,8 @@ from ._errors import (
 )
 from ._pagination import AsyncPaginator, Page
 from ._retry import RetryPolicy
-from ._streaming import ConversationStream
 from ._version import __version__
 from .models import (
-    AgentMode,
-    ArtifactMessage,
-    AssistantMessage,
     BatchExport,
     BatchExportBackfill,
     BatchExportBackfillProgress,
@@ -57,35 +56,79 @@ from .models import (
     BatchExportTestStep,
     BatchExportTestStepResult,
     BatchExportTestStepStatus,
-    ContextMessage,
-    Conversation,
-    ConversationEvent,
-    ConversationResult,
-    ConversationStatus,
-    ConversationSummary,
-    ConversationType,
     CustomerProfileConfig,
-    FailureMessage,
-    HumanMessage,
-    Message,
-    MessageEvent,
-    MultiVisualizationMessage,
-    NotebookUpdateMessage,
-    PendingApproval,
-    PlanningMessage,
     ProfileScope,
-    ReasoningMessage,
-    StatusEvent,
-    StreamEvent,
-    TaskExecutionMessage,
-    ToolCall,
-    ToolCallMessage,
-    UnknownEvent,
-    UnknownMessage,
-    UpdateEvent,
-    UserBasic,
-    VisualizationMessage,
 )
+
+if TYPE_CHECKING:
+    from ._streaming import ConversationStream
+    from .models import (
+        AgentMode,
+        ArtifactMessage,
+        AssistantMessage,
+        ContextMessage,
+        Conversation,
+        ConversationEvent,
+        ConversationResult,
+        ConversationStatus,
+        ConversationSummary,
+        ConversationType,
+        FailureMessage,
+        HumanMessage,
+        Message,
+        MessageEvent,
+        MultiVisualizationMessage,
+        NotebookUpdateMessage,
+        PendingApproval,
+        PlanningMessage,
+        ReasoningMessage,
+        StatusEvent,
+        StreamEvent,
+        TaskExecutionMessage,
+        ToolCall,
+        ToolCallMessage,
+        UnknownEvent,
+        UnknownMessage,
+        UpdateEvent,
+        UserBasic,
+        VisualizationMessage,
+    )
+
+# Loaded on first use: conversations (their records, the stream machinery) cost a
+# program that never talks to PostHog AI a sixth of its start-up. The testing kit
+# (`aposthog.testing`) and the command line are separate modules, never loaded here.
+_LAZY: dict[str, str] = {
+    "ConversationStream": "._streaming",
+    "AgentMode": ".models",
+    "ArtifactMessage": ".models",
+    "AssistantMessage": ".models",
+    "ContextMessage": ".models",
+    "Conversation": ".models",
+    "ConversationEvent": ".models",
+    "ConversationResult": ".models",
+    "ConversationStatus": ".models",
+    "ConversationSummary": ".models",
+    "ConversationType": ".models",
+    "FailureMessage": ".models",
+    "HumanMessage": ".models",
+    "Message": ".models",
+    "MessageEvent": ".models",
+    "MultiVisualizationMessage": ".models",
+    "NotebookUpdateMessage": ".models",
+    "PendingApproval": ".models",
+    "PlanningMessage": ".models",
+    "ReasoningMessage": ".models",
+    "StatusEvent": ".models",
+    "StreamEvent": ".models",
+    "TaskExecutionMessage": ".models",
+    "ToolCall": ".models",
+    "ToolCallMessage": ".models",
+    "UnknownEvent": ".models",
+    "UnknownMessage": ".models",
+    "UpdateEvent": ".models",
+    "UserBasic": ".models",
+    "VisualizationMessage": ".models",
+}
 
 __all__ = [
     "NOT_GIVEN",
@@ -159,3 +202,16 @@ __all__ = [
     "VisualizationMessage",
     "__version__",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

@@ -35,9 +35,11 @@ __all__ = [
     "converter",
     "extra_fields_field",
     "parse_datetime",
+    "record_unstructure_hook",
     "register_structure_hook",
     "register_structure_hook_factory",
     "register_unstructure_hook",
+    "register_unstructure_hook_factory",
     "structure",
     "unstructure",
 ]
@@ -116,6 +118,39 @@ def _structure_optional_datetime(value: Any, _: type) -> dt.datetime | None:
     return None if value is None else _structure_datetime(value, dt.datetime)
 
 
+def _strict_optional(kind: type) -> Callable[[Any, Any], Any]:
+    strict = _strict(kind)
+
+    def structure_optional_strictly(value: Any, _: Any) -> Any:
+        return value if value is None or type(value) is kind else strict(value, None)
+
+    return structure_optional_strictly
+
+
+def _json_as_is(kind: type, nullable: bool) -> Callable[[Any, Any], Any]:
+    """
+    A JSON object or array field, kept as the parser made it: nobody else holds it, so
+    a copy (cattrs' default for `dict[str, Any]` and `list[Any]`) would buy nothing.
+    """
+    name = "a JSON object" if kind is dict else "a JSON array"
+
+    def structure_json(value: Any, _: Any) -> Any:
+        if value.__class__ is kind or (nullable and value is None):
+            return value
+        raise TypeError(f"expected {name}, got {type(value).__name__} {value!r:.40}")
+
+    return structure_json
+
+
+#: `dict[str, Any]` and friends: hooks keyed by equality (they are not classes).
+_JSON_HOOKS: Final[dict[Any, Callable[[Any, Any], Any]]] = {
+    dict[str, Any]: _json_as_is(dict, False),
+    dict[str, Any] | None: _json_as_is(dict, True),
+    list[Any]: _json_as_is(list, False),
+    list[Any] | None: _json_as_is(list, True),
+}
+
+
 def _unstructure_datetime(value: dt.datetime) -> str:
     return value.isoformat().replace("+00:00", "Z")
 
@@ -154,6 +189,17 @@ def _make_open_enum_hook(tp: Any) -> Callable[[Any, Any], Any]:
         return members.get(value, value)
 
     return structure_open_enum
+
+
+def _is_json_value(tp: Any) -> bool:
+    try:
+        return tp in _JSON_HOOKS
+    except TypeError:  # an unhashable annotation
+        return False
+
+
+def _json_hook(tp: Any) -> Callable[[Any, Any], Any]:
+    return _JSON_HOOKS[tp]
 
 
 def _is_record(cls: Any) -> bool:
@@ -231,14 +277,14 @@ def _compile_record_structure(cls: type, conv: cattrs.Converter) -> Callable[[An
         if field.name == EXTRA_FIELDS or not field.init:
             continue
         key = repr(field.name)
-        convert = _inline(i, hints[field.name], key, namespace)
-        if convert is None:
-            namespace[f"h{i}"] = conv.get_structure_hook(hints[field.name])
-            namespace[f"t{i}"] = hints[field.name]
-            convert = f"h{i}(v{i}, t{i})"
+        hint = hints[field.name]
+        block = _datetime_block(i, hint, namespace)
+        convert = "" if block else _inline(i, hint, namespace, conv) or f"h{i}(v{i}, t{i})"
         if field.default is attrs.NOTHING:
             lines.append(f"v{i} = o[{key}]")
-            lines.append(f"v{i} = {convert}")
+        elif field.default is None and (block or convert.startswith(f"(None if v{i} is None")):
+            # The conversion keeps None as None: a missing key reads as the default.
+            lines.append(f"v{i} = o.get({key})")
         else:
             if isinstance(field.default, attrs.Factory):  # type: ignore[arg-type]
                 if field.default.takes_self:
@@ -249,7 +295,16 @@ def _compile_record_structure(cls: type, conv: cattrs.Converter) -> Callable[[An
                 namespace[f"d{i}"] = field.default
                 fallback = f"d{i}"
             lines.append(f"v{i} = o.get({key}, _MISSING)")
-            lines.append(f"v{i} = {fallback} if v{i} is _MISSING else {convert}")
+            if block:
+                lines.append(f"if v{i} is _MISSING: v{i} = {fallback}")
+                lines.append("else:")
+                block = ["    " + line for line in block]
+            else:
+                convert = f"{fallback} if v{i} is _MISSING else {convert}"
+        if block:
+            lines += block
+        else:
+            lines.append(f"v{i} = {convert}")
         if direct:
             namespace[f"s{i}"] = slots[field.name].__set__
             arguments.append(f"s{i}(i, v{i})")
@@ -272,42 +327,97 @@ def _compile_record_structure(cls: type, conv: cattrs.Converter) -> Callable[[An
 _MISSING: Final = object()
 
 
-def _bad_value(key: str, expected: str, value: Any) -> Any:
-    raise TypeError(f"{key}: expected {expected}, got {type(value).__name__} {value!r:.40}")
-
-
-def _inline(i: int, hint: Any, key: str, namespace: dict[str, Any]) -> str | None:
+def _datetime_block(i: int, hint: Any, namespace: dict[str, Any]) -> list[str]:
     """
-    An expression converting `v<i>` for the common field types, the same checks as the
-    registered hooks but without a call each; None for anything else (the hook is used).
+    Statements converting `v<i>` for a timestamp field: `parse_datetime`'s fast path
+    inline (a call less per timestamp, and a page has over a thousand), its slow path
+    for anything else. Empty when `hint` is not a timestamp or Python is older than
+    3.11 (whose `fromisoformat` does not read a `Z`).
+    """
+    if not _Z_OK or hint not in (dt.datetime, dt.datetime | None):
+        return []
+    namespace.update(_fromiso=_fromisoformat, _parse_dt=parse_datetime, _dt=_structure_datetime)
+    namespace["_utc"] = dt.timezone.utc
+    v = f"v{i}"
+    block = [
+        f"if {v}.__class__ is str:",
+        "    try:",
+        f"        {v} = _fromiso({v})",
+        "    except ValueError:",
+        f"        {v} = _parse_dt({v})",
+        "    else:",
+        f"        if {v}.tzinfo is None: {v} = {v}.replace(tzinfo=_utc)",
+        "else:",
+        f"    {v} = _dt({v}, None)",
+    ]
+    if hint is dt.datetime:
+        return block
+    return [f"if {v} is not None:", *("    " + line for line in block)]
+
+
+def _inline(i: int, hint: Any, namespace: dict[str, Any], conv: cattrs.Converter) -> str | None:
+    """
+    An expression converting `v<i>` for the common field types: the same checks as the
+    registered hooks without a call each, or None for anything else (the hook is called).
+    A value the inline check does not take goes to the registered hook, which raises
+    the error (or accepts what the check is too narrow for).
     """
     v = f"v{i}"
-    namespace.setdefault("_bad", _bad_value)
     namespace.setdefault("_parse_dt", parse_datetime)
     namespace.setdefault("_dt", _structure_datetime)
+    namespace[f"h{i}"] = conv.get_structure_hook(hint)
+    namespace[f"t{i}"] = hint
+    fallback = f"h{i}({v}, t{i})"
     if hint is Any:
         return v
+    nullable = False
+    args = _union_args(hint)
+    if args is not None and len(args) == 2 and type(None) in args:
+        # `X | None`: the same expression as for X, behind a None check.
+        nullable = True
+        inner = args[0] if args[1] is type(None) else args[1]
+    else:
+        inner = hint
+    expression = _inline_value(i, inner, v, fallback, namespace, conv)
+    if expression is None:
+        return None
+    return f"(None if {v} is None else {expression})" if nullable else expression
+
+
+def _inline_value(
+    i: int, hint: Any, v: str, fallback: str, namespace: dict[str, Any], conv: cattrs.Converter
+) -> str | None:
     if hint in (str, int, bool):
         # Strict, as the registered hooks: the exact type (a bool is not an int here).
-        return f"({v} if {v}.__class__ is {hint.__name__} else _bad({key}, {hint.__name__!r}, {v}))"
+        return f"({v} if {v}.__class__ is {hint.__name__} else {fallback})"
     if hint is dt.datetime:
         return f"(_parse_dt({v}) if {v}.__class__ is str else _dt({v}, None))"
-    if hint == dt.datetime | None:
-        return (
-            f"(None if {v} is None else _parse_dt({v}) if {v}.__class__ is str else _dt({v}, None))"
-        )
+    if hint == dict[str, Any]:
+        return f"({v} if {v}.__class__ is dict else {fallback})"
+    if hint == list[Any]:
+        return f"({v} if {v}.__class__ is list else {fallback})"
     if hint == dict[str, Any] | list[Any]:
         check = f"{v}.__class__ is dict or {v}.__class__ is list"
-        return f"({v} if {check} else _bad({key}, 'a JSON object or array', {v}))"
+        return f"({v} if {check} else {fallback})"
+    if _is_record(hint):
+        # A nested record: its own generated hook, called directly.
+        namespace[f"r{i}"] = conv.get_structure_hook(hint)
+        namespace[f"c{i}"] = hint
+        return f"r{i}({v}, c{i})"
+    if typing.get_origin(hint) is list and _is_record(typing.get_args(hint)[0]):
+        # A list of records (`latest_runs`): one comprehension, no generic list hook.
+        item = typing.get_args(hint)[0]
+        namespace[f"r{i}"] = conv.get_structure_hook(item)
+        namespace[f"c{i}"] = item
+        return f"([r{i}(x, c{i}) for x in {v}] if {v}.__class__ is list else {fallback})"
     parts = _open_enum_parts(hint)
     if parts is None:
         return None
-    enum_cls, nullable = parts
-    namespace[f"m{i}"] = {m.value: m for m in enum_cls}
+    namespace[f"m{i}"] = {m.value: m for m in parts[0]}
     # An unknown value (a newer PostHog's) stays its string.
     # isinstance: a member of the enum itself (a str too) is accepted as its value.
-    convert = f"(m{i}.get({v}, {v}) if isinstance({v}, str) else _bad({key}, 'a string', {v}))"
-    return f"(None if {v} is None else {convert})" if nullable else convert
+    convert = f"(m{i}.get({v}, {v}) if isinstance({v}, str) else {fallback})"
+    return f"(None if {v} is None else {convert})" if parts[1] else convert
 
 
 def _record_unstructure(cls: type, conv: cattrs.Converter) -> Callable[[Any], Any]:
@@ -342,6 +452,10 @@ def make_converter(*, detailed_validation: bool = False) -> cattrs.Converter:
     # Optional dispatch (a measurable cost on every page of every list).
     for optional_datetime in (dt.datetime | None, typing.Optional[dt.datetime]):  # noqa: UP045
         conv.register_structure_hook(optional_datetime, _structure_optional_datetime)
+    for scalar in (str, int, bool):
+        for optional in (scalar | None, typing.Optional[scalar]):  # noqa: UP045
+            conv.register_structure_hook(optional, _strict_optional(scalar))
+    conv.register_structure_hook_factory(_is_json_value, _json_hook)
     conv.register_unstructure_hook(dt.datetime, _unstructure_datetime)
     conv.register_structure_hook_factory(
         lambda tp: _open_enum_parts(tp) is not None, _make_open_enum_hook
@@ -368,6 +482,19 @@ def register_structure_hook_factory(
     """Register a structure hook factory on aposthog's converter (and its detailed twin)."""
     converter.register_structure_hook_factory(predicate, factory)
     _detailed.register_structure_hook_factory(predicate, factory)
+
+
+def register_unstructure_hook_factory(
+    predicate: Callable[[Any], bool], factory: Callable[[Any], Callable[[Any], Any]]
+) -> None:
+    """Register an unstructure hook factory on aposthog's converter (and its detailed twin)."""
+    converter.register_unstructure_hook_factory(predicate, factory)
+    _detailed.register_unstructure_hook_factory(predicate, factory)
+
+
+def record_unstructure_hook(cls: type) -> Callable[[Any], dict[str, Any]]:
+    """A record's own unstructure function (`extra_fields` folded in), for wrapping hooks."""
+    return _record_unstructure(cls, converter)
 
 
 def register_unstructure_hook(tp: Any, hook: Callable[[Any], Any]) -> None:

@@ -13,13 +13,20 @@ version does not know, or a known type whose fields no longer fit, becomes an
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, ClassVar, Union
 
 import attrs
 from cattrs.errors import ClassValidationError, IterableValidationError
 
-from .._converter import converter, register_structure_hook, register_unstructure_hook, unstructure
+from .._converter import (
+    converter,
+    record_unstructure_hook,
+    register_structure_hook,
+    register_unstructure_hook,
+    register_unstructure_hook_factory,
+    unstructure,
+)
 from ._common import extra_fields_field
 
 __all__ = [
@@ -287,6 +294,7 @@ _KNOWN: tuple[Any, ...] = (
     ContextMessage,
 )
 _BY_TYPE: dict[str, Any] = {cls.type: cls for cls in _KNOWN}
+_KNOWN_SET: frozenset[Any] = frozenset(_KNOWN)
 
 
 _NOT_FITTING = (ClassValidationError, IterableValidationError, LookupError, TypeError, ValueError)
@@ -331,8 +339,12 @@ def _structure_message(data: Any, _: Any) -> Message:
     return message_from_dict(data)
 
 
-def _register_unstructure(cls: Any) -> None:
-    record = converter.get_unstructure_hook(cls)
+def _unstructure_message_hook(cls: Any) -> Callable[[Any], dict[str, Any]]:
+    """
+    The unstructure hook of a known message class, made on first use (generating all
+    twelve at import time would cost every `import aposthog` several milliseconds).
+    """
+    record = record_unstructure_hook(cls)
     kind = cls.type
 
     def unstructure_message(message: Any) -> dict[str, Any]:
@@ -340,10 +352,9 @@ def _register_unstructure(cls: Any) -> None:
         out["type"] = kind  # a class attribute, which attrs does not see
         return out
 
-    register_unstructure_hook(cls, unstructure_message)
+    return unstructure_message
 
 
 register_structure_hook(Message, _structure_message)
-for _cls in _KNOWN:
-    _register_unstructure(_cls)
+register_unstructure_hook_factory(_KNOWN_SET.__contains__, _unstructure_message_hook)
 register_unstructure_hook(UnknownMessage, lambda message: dict(message.data))

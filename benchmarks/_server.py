@@ -1,0 +1,133 @@
+"""
+A plain aiohttp.web server for the benchmarks, run in its own process.
+
+It serves pre-encoded PostHog-shaped pages (no record is built per request) so that the
+server's own cost stays small and equal for both sides of every comparison:
+
+* `GET /api/environments/{latency_ms}/batch_exports/?limit=&offset=`: limit/offset pages
+  of real-shaped batch exports (destination config, up to 10 `latest_runs`, timestamps);
+* `GET /api/environments/{latency_ms}/customer_profile_configs/?limit=&offset=`: pages of
+  small customer profile configs;
+* `GET /api/environments/{latency_ms}/batch_exports/{id}/runs/?cursor=`: cursor pages.
+
+The project id is the server's latency in milliseconds for that request (0 for none), so
+one server serves every benchmark. The list sizes come from the command line.
+
+    python benchmarks/_server.py --exports 1000 --configs 10
+prints `URL=http://127.0.0.1:PORT` once it listens.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import socket
+import sys
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _fixtures import batch_export, batch_export_run, profile_config
+
+
+def _page(
+    request: web.Request, records: list[dict[str, Any]], cache: dict[Any, bytes], default: int
+) -> bytes:
+    query = request.rel_url.query
+    limit = int(query.get("limit", default))
+    offset = int(query.get("offset", 0))
+    key = (request.rel_url.path, limit, offset)
+    body = cache.get(key)
+    if body is None:
+        base = f"{request.scheme}://{request.host}{request.rel_url.path}"
+        end = offset + limit
+        page = {
+            "count": len(records),
+            "next": f"{base}?limit={limit}&offset={end}" if end < len(records) else None,
+            "previous": f"{base}?limit={limit}&offset={max(offset - limit, 0)}" if offset else None,
+            "results": records[offset:end],
+        }
+        body = cache[key] = json.dumps(page).encode()
+    return body
+
+
+def _no_delay(request: web.Request) -> None:
+    # Without TCP_NODELAY, Nagle's algorithm holds a response's last segment until the
+    # client acknowledges the one before, which it delays by up to 40 ms: both sides of
+    # every comparison would measure that wait instead of their own work.
+    transport = request.transport
+    sock = transport.get_extra_info("socket") if transport is not None else None
+    if sock is not None:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+
+def make_app(exports: int, configs: int, runs: int) -> web.Application:
+    export_records = [batch_export(i) for i in range(exports)]
+    config_records = [profile_config(i) for i in range(configs)]
+    run_records = [batch_export_run(i) for i in range(runs)]
+    cache: dict[Any, bytes] = {}
+
+    async def delay(request: web.Request) -> None:
+        _no_delay(request)
+        latency = int(request.match_info["project"])
+        if latency:
+            await asyncio.sleep(latency / 1000)
+
+    async def list_exports(request: web.Request) -> web.Response:
+        await delay(request)
+        body = _page(request, export_records, cache, 100)
+        return web.Response(body=body, content_type="application/json")
+
+    async def list_configs(request: web.Request) -> web.Response:
+        await delay(request)
+        body = _page(request, config_records, cache, 100)
+        return web.Response(body=body, content_type="application/json")
+
+    async def list_runs(request: web.Request) -> web.Response:
+        await delay(request)
+        cursor = int(request.rel_url.query.get("cursor", 0))
+        key = ("runs", request.match_info["project"], cursor)
+        body = cache.get(key)
+        if body is None:
+            base = f"{request.scheme}://{request.host}{request.rel_url.path}"
+            end = cursor + 100
+            page = {
+                "next": f"{base}?cursor={end}" if end < len(run_records) else None,
+                "previous": None,
+                "results": run_records[cursor:end],
+            }
+            body = cache[key] = json.dumps(page).encode()
+        return web.Response(body=body, content_type="application/json")
+
+    app = web.Application()
+    app.router.add_get("/api/environments/{project}/batch_exports/", list_exports)
+    app.router.add_get("/api/environments/{project}/customer_profile_configs/", list_configs)
+    app.router.add_get("/api/environments/{project}/batch_exports/{id}/runs/", list_runs)
+    return app
+
+
+async def serve(exports: int, configs: int, runs: int) -> None:
+    runner = web.AppRunner(make_app(exports, configs, runs), access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    print(f"URL=http://127.0.0.1:{port}", flush=True)
+    await asyncio.Event().wait()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--exports", type=int, default=1000)
+    parser.add_argument("--configs", type=int, default=10)
+    parser.add_argument("--runs", type=int, default=0)
+    args = parser.parse_args()
+    asyncio.run(serve(args.exports, args.configs, args.runs))
+
+
+if __name__ == "__main__":
+    main()
