@@ -8,6 +8,7 @@ same bytes.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import uuid
 from typing import Any
 
@@ -106,3 +107,57 @@ def profile_config(i: int) -> dict[str, Any]:
         "created_at": _ts(i),
         "updated_at": _ts(i + 60) if i % 2 else None,
     }
+
+
+_TOKENS = ["The", " pageview", " trend", " rose", " 12%", " week", " over", " week,", " and"]
+_TOKENS += [" the", " funnel", " from", " signup", " to", " activation", " held", " at"]
+_TOKENS += [" 41%.", " Café", " naïve", " 數據", " 📈", "\n\n-", " Retention", " is", " flat."]
+
+
+def _event(name: str, data: dict[str, Any], *, compact: bool = True) -> bytes:
+    separators = (",", ":") if compact else (", ", ": ")
+    text = json.dumps(data, ensure_ascii=False, separators=separators)
+    return f"event: {name}\ndata: {text}\n\n".encode()
+
+
+def human_echo() -> bytes:
+    return _event("message", {"type": "human", "content": "How is my funnel?", "id": "h-1"})
+
+
+def snapshot_event(text: str) -> bytes:
+    """An in-progress assistant message: the whole text so far, no id."""
+    return _event("message", {"type": "ai", "content": text})
+
+
+def answer_stream(messages: int, snapshots: int) -> bytes:
+    """
+    A PostHog AI answer as PostHog streams it (posthog-api.md §3.5): the `conversation`
+    event, the human echo, then `messages` assistant messages, each as `snapshots`
+    cumulative snapshots (one token more each) and its final message with an id, an
+    `update` event between messages, and a keepalive comment now and then.
+    """
+    conversation = {
+        "id": "c-1",
+        "status": "in_progress",
+        "title": None,
+        "created_at": "2025-03-01T00:00:00Z",
+        "updated_at": "2025-03-01T00:00:00Z",
+        "type": "assistant",
+    }
+    parts = [_event("conversation", conversation, compact=False), human_echo()]
+    for m in range(messages):
+        text = ""
+        for s in range(snapshots):
+            text += _TOKENS[(m + s) % len(_TOKENS)]
+            parts.append(snapshot_event(text))
+            if s % 50 == 49:
+                parts.append(b": keepalive\n\n")
+        parts.append(_event("message", {"type": "ai", "content": text, "id": f"a-{m}"}))
+        update = {"id": f"a-{m}", "tool_call_id": f"call-{m}", "content": "Querying events"}
+        parts.append(_event("update", update))
+    return b"".join(parts)
+
+
+def answer_events(messages: int, snapshots: int) -> int:
+    """The events `answer_stream(messages, snapshots)` holds (comments not counted)."""
+    return 2 + messages * (snapshots + 2)

@@ -8,7 +8,11 @@ server's own cost stays small and equal for both sides of every comparison:
   of real-shaped batch exports (destination config, up to 10 `latest_runs`, timestamps);
 * `GET /api/environments/{latency_ms}/customer_profile_configs/?limit=&offset=`: pages of
   small customer profile configs;
-* `GET /api/environments/{latency_ms}/batch_exports/{id}/runs/?cursor=`: cursor pages.
+* `GET /api/environments/{latency_ms}/batch_exports/{id}/runs/?cursor=`: cursor pages;
+* `POST /api/environments/{latency_ms}/conversations/`: a PostHog AI event stream, chosen
+  by the message's content: `burst <messages> <snapshots>` sends a whole answer at once
+  (see `_fixtures.answer_stream`), `tick <seconds>` one snapshot a second whose text
+  carries the `time.monotonic()` at which it was written (a latency probe).
 
 The project id is the server's latency in milliseconds for that request (0 for none), so
 one server serves every benchmark. The list sizes come from the command line.
@@ -22,7 +26,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import random
 import socket
+import time
 import sys
 from pathlib import Path
 from typing import Any
@@ -31,7 +37,14 @@ from aiohttp import web
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _fixtures import batch_export, batch_export_run, profile_config
+from _fixtures import (
+    answer_stream,
+    batch_export,
+    batch_export_run,
+    human_echo,
+    profile_config,
+    snapshot_event,
+)
 
 
 def _page(
@@ -103,11 +116,43 @@ def make_app(exports: int, configs: int, runs: int) -> web.Application:
             body = cache[key] = json.dumps(page).encode()
         return web.Response(body=body, content_type="application/json")
 
+    bursts: dict[str, bytes] = {}
+
+    async def conversation(request: web.Request) -> web.StreamResponse:
+        await delay(request)
+        body = json.loads(await request.read())
+        words = str(body.get("content", "")).split()
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await response.prepare(request)
+        if words[0] == "burst":
+            key = " ".join(words)
+            if key not in bursts:
+                bursts[key] = answer_stream(int(words[1]), int(words[2]))
+            await response.write(bursts[key])
+        else:
+            await _ticks(response, float(words[1]))
+        await response.write_eof()
+        return response
+
     app = web.Application()
+    app.router.add_post("/api/environments/{project}/conversations/", conversation)
     app.router.add_get("/api/environments/{project}/batch_exports/", list_exports)
     app.router.add_get("/api/environments/{project}/customer_profile_configs/", list_configs)
     app.router.add_get("/api/environments/{project}/batch_exports/{id}/runs/", list_runs)
     return app
+
+
+async def _ticks(response: web.StreamResponse, seconds: float) -> None:
+    """One cumulative snapshot a second, each ending in the time it was written."""
+    loop = asyncio.get_running_loop()
+    # Streams start spread over the first second, as a thousand users' would.
+    start = loop.time() + random.random()
+    text = ""
+    await response.write(human_echo())
+    for tick in range(int(seconds)):
+        await asyncio.sleep(max(0.0, start + tick - loop.time()))
+        text += f" t={time.monotonic():.6f}"
+        await response.write(snapshot_event(text))
 
 
 async def serve(exports: int, configs: int, runs: int) -> None:
