@@ -30,8 +30,7 @@ contradicts the earlier ones: the stream just stops adding text for that message
 from __future__ import annotations
 
 from collections.abc import Sequence
-
-import attrs
+from typing import NamedTuple
 
 from .models.conversations import ConversationResult, ConversationSummary
 from .models.events import ConversationEvent, MessageEvent, StatusEvent, StreamEvent
@@ -43,10 +42,10 @@ SEPARATOR = "\n\n"
 """What `text_deltas()` puts between two assistant messages of one run."""
 
 
-@attrs.frozen
-class Delivery:
+class Delivery(NamedTuple):
     """One event to give the caller, and the text it adds to the answer ("" if none)."""
 
+    # A tuple: one is made per event, and a frozen attrs instance costs twice as much.
     event: StreamEvent
     text: str = ""
 
@@ -219,7 +218,8 @@ class ConversationState:
             return None  # a replayed snapshot of a message that is already final
         last = self._snapshot
         if last is not None:
-            if message == last:
+            # The texts first: they almost always differ (by length, at once).
+            if message.content == last.content and message == last:
                 # Where the previous connection left off: what follows is new.
                 self._replaying = False
                 return None

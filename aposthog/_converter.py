@@ -34,6 +34,7 @@ __all__ = [
     "EXTRA_FIELDS",
     "converter",
     "extra_fields_field",
+    "known_keys",
     "parse_datetime",
     "record_unstructure_hook",
     "register_structure_hook",
@@ -222,7 +223,7 @@ def _record_structure(cls: type, conv: cattrs.Converter) -> Callable[[Any, Any],
     base: Callable[[Any, Any], Any] = cattrs.gen.make_dict_structure_fn(
         cls, conv, extra_fields=cattrs.override(omit=True)
     )
-    known = frozenset(a.name for a in attrs.fields(cls) if a.name != EXTRA_FIELDS)
+    known = known_keys(cls)
 
     def structure_record(data: Any, _: Any) -> Any:
         if not isinstance(data, dict):
@@ -234,6 +235,20 @@ def _record_structure(cls: type, conv: cattrs.Converter) -> Callable[[Any, Any],
         return instance
 
     return structure_record
+
+
+def known_keys(cls: type) -> frozenset[str]:
+    """
+    The keys a record reads: its fields, and the names of its class constants (a
+    message's `type: ClassVar[str]` is the key its class was chosen by, not an extra).
+    """
+    fields = {a.name for a in attrs.fields(cls) if a.name != EXTRA_FIELDS}
+    constants = {
+        name
+        for name, hint in typing.get_type_hints(cls).items()
+        if typing.get_origin(hint) is typing.ClassVar
+    }
+    return frozenset(fields | constants)
 
 
 def _extra_fields(data: dict[str, Any], known: frozenset[str]) -> Mapping[str, Any]:

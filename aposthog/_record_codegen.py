@@ -38,6 +38,7 @@ from ._converter import (
     _open_enum_parts,
     _structure_datetime,
     _union_args,
+    known_keys,
     parse_datetime,
 )
 
@@ -60,7 +61,7 @@ def compile_record_structure(cls: type, conv: cattrs.Converter) -> Callable[[Any
     """
     hints = typing.get_type_hints(cls)
     fields = attrs.fields(cls)
-    known = frozenset(a.name for a in fields if a.name != EXTRA_FIELDS)
+    known = known_keys(cls)
     namespace: dict[str, Any] = {
         "__cl": cls,
         "__new": object.__new__,

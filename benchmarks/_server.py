@@ -28,8 +28,8 @@ import asyncio
 import json
 import random
 import socket
-import time
 import sys
+import time
 from pathlib import Path
 from typing import Any
 

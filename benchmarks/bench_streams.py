@@ -88,7 +88,9 @@ async def _one_stream_ours(ph: aposthog.Client, shape: tuple[int, int]) -> float
     return answer_events(*shape) / (time.perf_counter() - started)
 
 
-async def _one_stream_raw(session: aiohttp.ClientSession, url: str, shape: tuple[int, int]) -> float:
+async def _one_stream_raw(
+    session: aiohttp.ClientSession, url: str, shape: tuple[int, int]
+) -> float:
     started = time.perf_counter()
     events = 0
     decoder = SSEDecoder()
@@ -221,8 +223,10 @@ async def _run(
 def many_streams(url: str, streams: int, seconds: int) -> None:
     procs = {
         role: subprocess.Popen(
-            [sys.executable, __file__, "--role", role, "--url", url]
-            + ["--streams", str(streams), "--seconds", str(seconds)],
+            [
+                *(sys.executable, __file__, "--role", role, "--url", url),
+                *("--streams", str(streams), "--seconds", str(seconds)),
+            ],
             stdout=subprocess.PIPE,
             text=True,
         )

@@ -295,6 +295,7 @@ _KNOWN: tuple[Any, ...] = (
 )
 _BY_TYPE: dict[str, Any] = {cls.type: cls for cls in _KNOWN}
 _KNOWN_SET: frozenset[Any] = frozenset(_KNOWN)
+_HOOKS: dict[Any, Callable[[Any, Any], Any]] = {}  # each known class's structure hook
 
 
 _NOT_FITTING = (ClassValidationError, IterableValidationError, LookupError, TypeError, ValueError)
@@ -315,9 +316,12 @@ def message_from_dict(data: Any) -> Message:
     kind = data.get("type")
     cls = _BY_TYPE.get(kind) if isinstance(kind, str) else None
     if cls is not None:
-        fields = {k: v for k, v in data.items() if k != "type"}
+        hook = _HOOKS.get(cls)
+        if hook is None:
+            hook = _HOOKS[cls] = converter.get_structure_hook(cls)
         try:
-            message: Message = converter.structure(fields, cls)
+            # `type` is the key the class was chosen by: its hook reads past it.
+            message: Message = hook(data, cls)
             return message
         except _NOT_FITTING as exc:
             # A known type reshaped by a newer PostHog: keep it whole rather than fail.
