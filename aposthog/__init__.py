@@ -38,6 +38,7 @@ from ._errors import (
     ResponseDecodeError,
     UnprocessableEntityError,
 )
+from ._observe import Wait
 from ._pagination import AsyncPaginator, Page
 from ._retry import RetryPolicy
 from ._version import __version__
@@ -200,6 +201,7 @@ __all__ = [
     "UpdateEvent",
     "UserBasic",
     "VisualizationMessage",
+    "Wait",
     "__version__",
 ]
 
