@@ -190,7 +190,7 @@ async def test_leaving_the_loop_early_cancels_what_is_in_flight(fake: FakePostHo
             break
         # Well before those 5 s: nothing of the client is left running or holding on.
         await _until(lambda: _settled_tasks() <= before, timeout=1)
-        session = ph._shared.transport._session
+        session = ph._api.pipeline.transport._session
         assert session is not None
         await _until(lambda: not getattr(session.connector, "_acquired", set()), timeout=1)
         assert 5 == len(fake.requests)  # and nothing was requested after the break
