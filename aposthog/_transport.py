@@ -127,6 +127,16 @@ class StreamResponse:
         except _CLIENT_FAILURES as exc:
             raise _connection_error(exc, self._request) from None
 
+    async def read_chunk(self) -> bytes:
+        """
+        The next body chunk as it arrives, `b""` at the end; failures become
+        `APIConnectionError`. `close()` from another task wakes a read that is waiting.
+        """
+        try:
+            return await self._response.content.readany()
+        except _CLIENT_FAILURES as exc:
+            raise _connection_error(exc, self._request) from None
+
     async def chunks(self) -> AsyncIterator[bytes]:
         """Yield body chunks as they arrive; failures become `APIConnectionError`."""
         content = self._response.content
