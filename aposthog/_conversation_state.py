@@ -99,7 +99,7 @@ class ConversationState:
             raw: the event's wire form (name and data), the identity used to recognise a
                 replayed non-message event; without it the event's repr is used.
         """
-        if isinstance(event, MessageEvent):
+        if event.__class__ is MessageEvent:
             return self._message(event)
         key = ("raw", raw) if raw is not None else ("repr", repr(event))
         if key in self._seen:

@@ -117,6 +117,17 @@ class StreamEngine:
             raise StopAsyncIteration
         return delivery
 
+    def take(self) -> Delivery | None:
+        """
+        A delivery already decoded, without awaiting (None: await `next_or_none()`).
+        One chunk holds many events: readers take them here before awaiting the next.
+        """
+        if self._busy:
+            raise ClientStateError("this ConversationStream is being read by another task")
+        if self.closed or not self._pending:
+            return None
+        return self._pending.popleft()
+
     async def next_or_none(self) -> Delivery | None:
         """The next delivery, or None at the end."""
         if self._busy:

@@ -139,8 +139,9 @@ class ConversationStream:
         return (await self._engine.next()).event
 
     async def _events(self) -> AsyncGenerator[StreamEvent, None]:
+        engine = self._engine
         try:
-            while (delivery := await self._engine.next_or_none()) is not None:
+            while (delivery := engine.take() or await engine.next_or_none()) is not None:
                 yield delivery.event
         finally:
             await self.aclose()
@@ -162,8 +163,9 @@ class ConversationStream:
                 print(text, end="", flush=True)
             ```
         """
+        engine = self._engine
         try:
-            while (delivery := await self._engine.next_or_none()) is not None:
+            while (delivery := engine.take() or await engine.next_or_none()) is not None:
                 if delivery.text:
                     yield delivery.text
         finally:
@@ -182,7 +184,8 @@ class ConversationStream:
             print(result.text if not result.failed else "PostHog AI failed")
             ```
         """
-        while await self._engine.next_or_none() is not None:
+        engine = self._engine
+        while engine.take() or await engine.next_or_none() is not None:
             pass
         return self.result()
 
