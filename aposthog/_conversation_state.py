@@ -50,6 +50,9 @@ class Delivery(NamedTuple):
     text: str = ""
 
 
+_new_delivery = tuple.__new__
+
+
 class ConversationState:
     """
     Accumulates one run of a conversation across connections.
@@ -67,6 +70,24 @@ class ConversationState:
         >>> state.feed(decode_event("message", '{"type":"ai","content":"Hel"}')) is None
         True
     """
+
+    # Slots: a thousand open streams hold a thousand of these.
+    __slots__ = (
+        "_assistant_ids",
+        "_cursor",
+        "_emitted",
+        "_index",
+        "_messages",
+        "_nested",
+        "_replaying",
+        "_seen",
+        "_snapshot",
+        "_streamed",
+        "conversation",
+        "failure",
+        "generation_error",
+        "human_id",
+    )
 
     def __init__(self) -> None:
         self._messages: list[Message] = []
@@ -182,7 +203,7 @@ class ConversationState:
 
     def _message(self, event: MessageEvent) -> Delivery | None:
         message = event.message
-        if isinstance(message, AssistantMessage) and message.in_progress:
+        if message.__class__ is AssistantMessage and message.in_progress:
             if message.parent_tool_call_id is not None:
                 return self._nested_snapshot(event, message)
             return self._top_snapshot(event, message)
@@ -227,7 +248,9 @@ class ConversationState:
                 return None
         self._replaying = False
         self._snapshot = message
-        return Delivery(event, self._advance(message.content.rstrip()))
+        # The hot path (one per streamed token): the tuple made without NamedTuple's
+        # keyword-handling constructor.
+        return _new_delivery(Delivery, (event, self._advance(message.content.rstrip())))
 
     def _nested_snapshot(self, event: MessageEvent, message: AssistantMessage) -> Delivery | None:
         # A subagent's text is not the reply: no deltas, and no way to place its replayed

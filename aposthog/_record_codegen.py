@@ -79,7 +79,13 @@ def compile_record_structure(cls: type, conv: cattrs.Converter) -> Callable[[Any
             f.validator is None and (f.converter is None or f.name == EXTRA_FIELDS) for f in fields
         )
     )
-    lines = ["if o.__class__ is not dict: _not_object(__cl, o)"]
+    # Reads first: PostHog sends every field, so each is read by subscript inside a
+    # `try` (free until it raises); only a body missing a key is read again with
+    # defaults. A complete body has no unknown key exactly when it has no more keys
+    # than the record has fields: one length test instead of a set comparison.
+    fast_reads: list[str] = []
+    slow_reads: list[str] = []
+    conversions: list[str] = []
     arguments = []
     for i, field in enumerate(fields):
         if field.name == EXTRA_FIELDS or not field.init:
@@ -88,11 +94,12 @@ def compile_record_structure(cls: type, conv: cattrs.Converter) -> Callable[[Any
         hint = hints[field.name]
         block = _datetime_block(i, hint, namespace)
         convert = "" if block else _inline(i, hint, namespace, conv) or f"h{i}(v{i}, t{i})"
+        fast_reads.append(f"v{i} = o[{key}]")
         if field.default is attrs.NOTHING:
-            lines.append(f"v{i} = o[{key}]")
+            slow_reads.append(f"v{i} = o[{key}]")
         elif field.default is None and (block or convert.startswith(f"(None if v{i} is None")):
             # The conversion keeps None as None: a missing key reads as the default.
-            lines.append(f"v{i} = o.get({key})")
+            slow_reads.append(f"v{i} = o.get({key})")
         else:
             if isinstance(field.default, attrs.Factory):  # type: ignore[arg-type]
                 if field.default.takes_self:
@@ -102,23 +109,31 @@ def compile_record_structure(cls: type, conv: cattrs.Converter) -> Callable[[Any
             else:
                 namespace[f"d{i}"] = field.default
                 fallback = f"d{i}"
-            lines.append(f"v{i} = o.get({key}, _MISSING)")
+            slow_reads.append(f"v{i} = o.get({key}, _MISSING)")
             if block:
-                lines.append(f"if v{i} is _MISSING: v{i} = {fallback}")
-                lines.append("else:")
+                conversions.append(f"if v{i} is _MISSING: v{i} = {fallback}")
+                conversions.append("else:")
                 block = ["    " + line for line in block]
             else:
                 convert = f"{fallback} if v{i} is _MISSING else {convert}"
         if block:
-            lines += block
+            conversions += block
         else:
-            lines.append(f"v{i} = {convert}")
+            conversions.append(f"v{i} = {convert}")
         if direct:
             namespace[f"s{i}"] = slots[field.name].__set__
             arguments.append(f"s{i}(i, v{i})")
         else:
             arguments.append(f"{field.alias}=v{i}")
-    extra = "_NO_EXTRA if _known.issuperset(o) else _extra(o, _known)"
+    lines = ["if o.__class__ is not dict: _not_object(__cl, o)"]
+    if fast_reads:
+        lines += ["try:", *("    " + r for r in fast_reads), "    n = len(o)", "except KeyError:"]
+        lines += [*("    " + r for r in slow_reads), "    n = -1"]
+    else:
+        lines.append("n = -1")
+    lines += conversions
+    namespace["_n_fields"] = len(fast_reads)
+    extra = "_NO_EXTRA if n == _n_fields or _known.issuperset(o) else _extra(o, _known)"
     namespace["_NO_EXTRA"] = _NO_EXTRA_FIELDS
     if direct:
         namespace["s_extra"] = slots[EXTRA_FIELDS].__set__
