@@ -29,6 +29,7 @@ from ._errors import (
     ClientStateError,
     ConfigurationError,
     ConflictError,
+    IncompleteStreamError,
     InternalServerError,
     NotFoundError,
     PermissionDeniedError,
@@ -36,6 +37,7 @@ from ._errors import (
     QuotaLimitError,
     RateLimitError,
     ResponseDecodeError,
+    ResponseTooLargeError,
     UnprocessableEntityError,
 )
 from ._observe import Wait
@@ -172,6 +174,7 @@ __all__ = [
     "CustomerProfileConfig",
     "FailureMessage",
     "HumanMessage",
+    "IncompleteStreamError",
     "InternalServerError",
     "Message",
     "MessageEvent",
@@ -189,6 +192,7 @@ __all__ = [
     "RateLimitError",
     "ReasoningMessage",
     "ResponseDecodeError",
+    "ResponseTooLargeError",
     "RetryPolicy",
     "StatusEvent",
     "StreamEvent",

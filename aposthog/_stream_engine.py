@@ -38,6 +38,7 @@ from ._errors import (
     APITimeoutError,
     BadRequestError,
     ClientStateError,
+    IncompleteStreamError,
     NotFoundError,
     ResponseDecodeError,
 )
@@ -90,6 +91,7 @@ class StreamEngine:
         self._observer: StreamObserver | None = None
         self._first_token = False
         self._failure: BaseException | None = None
+        self._path = ""  # the request's path, for messages
         self.started = False
         self.refused = False
         self.finished = False
@@ -161,7 +163,10 @@ class StreamEngine:
                     self._decode(chunk)
                 else:
                     self._decode(None)
-                    self._finish()
+                    if self.state.run_ended:
+                        self._finish()
+                    else:
+                        await self.pump(self._cut_short())
         except BaseException as exc:
             # An error, or the consuming task was cancelled: the response must not outlive
             # it. The exception is always re-raised.
@@ -169,6 +174,16 @@ class StreamEngine:
             self._end(exc)
             await self.aclose()
             raise
+
+    def _cut_short(self) -> Failure:
+        # The body ended cleanly, but short of the run's end (a proxy or PostHog cut it,
+        # or it was garbage): an incomplete answer is never a finished one.
+        short = IncompleteStreamError(
+            "PostHog ended the stream before the run's final message",
+            method="POST",
+            path=self._path,
+        )
+        return Failure.connection(short)
 
     def _closed_meanwhile(self) -> bool:
         # A call, not the attribute: type checkers keep `self.closed` narrowed across awaits.
@@ -233,6 +248,7 @@ class StreamEngine:
         body["trace_id"] = self.trace_id
         route = routes.CONVERSATION_CREATE
         request = self.api.pipeline.request(route, route.fill(), json=body)
+        self._path = request.path
         if self._session_id is not None:
             # PostHog reads the session from this header, not from the body field.
             request = attrs.evolve(request, headers=(("X-POSTHOG-SESSION-ID", self._session_id),))
@@ -356,6 +372,8 @@ class StreamEngine:
         if deliveries is None:
             return False
         self._pending.extend(deliveries)
+        if not self.state.run_ended:
+            return False  # the conversation holds no end of this run either
         self._finish()
         return True
 

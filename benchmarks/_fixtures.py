@@ -129,6 +129,11 @@ def snapshot_event(text: str) -> bytes:
     return _event("message", {"type": "ai", "content": text})
 
 
+def final_event(text: str, ident: str = "a-final") -> bytes:
+    """A final assistant message: it replaces the snapshots and ends the run."""
+    return _event("message", {"type": "ai", "content": text, "id": ident})
+
+
 def answer_stream(messages: int, snapshots: int) -> bytes:
     """
     A PostHog AI answer as PostHog streams it (posthog-api.md §3.5): the `conversation`

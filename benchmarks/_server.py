@@ -41,6 +41,7 @@ from _fixtures import (
     answer_stream,
     batch_export,
     batch_export_run,
+    final_event,
     human_echo,
     profile_config,
     snapshot_event,
@@ -121,7 +122,11 @@ def make_app(exports: int, configs: int, runs: int) -> web.Application:
     async def conversation(request: web.Request) -> web.StreamResponse:
         await delay(request)
         body = json.loads(await request.read())
-        words = str(body.get("content", "")).split()
+        words = str(body.get("content") or "").split()
+        if not words:  # a re-attach: every run here ends before one could come
+            error = {"type": "validation_error", "code": "invalid_input"}
+            error["detail"] = "Cannot continue streaming from an idle conversation"
+            return web.json_response(error, status=400)
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
         await response.prepare(request)
         if words[0] == "burst":
@@ -153,6 +158,8 @@ async def _ticks(response: web.StreamResponse, seconds: float) -> None:
         await asyncio.sleep(max(0.0, start + tick - loop.time()))
         text += f" t={time.monotonic():.6f}"
         await response.write(snapshot_event(text))
+    # The final message: the end of the run (without it the body was cut short).
+    await response.write(final_event(text + "."))
 
 
 async def serve(exports: int, configs: int, runs: int) -> None:

@@ -27,6 +27,7 @@ from .._converter import (
     register_unstructure_hook_factory,
     unstructure,
 )
+from .._errors import clip
 from ._common import extra_fields_field
 
 __all__ = [
@@ -298,7 +299,16 @@ _KNOWN_SET: frozenset[Any] = frozenset(_KNOWN)
 _HOOKS: dict[Any, Callable[[Any, Any], Any]] = {}  # each known class's structure hook
 
 
-_NOT_FITTING = (ClassValidationError, IterableValidationError, LookupError, TypeError, ValueError)
+# AttributeError: a list where a mapping belongs; RecursionError: nesting too deep to walk.
+_NOT_FITTING = (
+    ClassValidationError,
+    IterableValidationError,
+    LookupError,
+    TypeError,
+    ValueError,
+    AttributeError,
+    RecursionError,
+)
 
 
 def message_from_dict(data: Any) -> Message:
@@ -325,7 +335,12 @@ def message_from_dict(data: Any) -> Message:
             return message
         except _NOT_FITTING as exc:
             # A known type reshaped by a newer PostHog: keep it whole rather than fail.
-            logger.debug("message of type %r does not fit %s: %s", kind, cls.__name__, exc)
+            logger.debug(
+                "message of type %s does not fit %s: %s",
+                clip(repr(kind), 100),
+                cls.__name__,
+                clip(str(exc)),
+            )
     ident = data.get("id")
     return UnknownMessage(
         type=kind if isinstance(kind, str) else "",
