@@ -13,6 +13,8 @@ import pytest
 import aposthog
 from aposthog.testing import LoopbackServer, ServerReply, ServerRequest
 
+SOME_ID = "0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b"  # well-formed; the server decides its fate
+
 pytestmark = pytest.mark.anyio
 
 MiB = 1024 * 1024
@@ -60,7 +62,7 @@ async def test_a_gzip_bomb_stops_at_max_response_size_with_bounded_memory() -> N
             tracemalloc.start()
             try:
                 with pytest.raises(aposthog.ResponseTooLargeError) as info:
-                    await ph.customer_profile_configs.get("x")
+                    await ph.customer_profile_configs.get(SOME_ID)
                 _, peak = tracemalloc.get_traced_memory()
             finally:
                 tracemalloc.stop()
@@ -86,7 +88,7 @@ async def test_a_plain_body_over_the_limit_is_refused(chunked: bool) -> None:
     try:
         async with _client(server.url, max_response_size=MiB) as ph:
             with pytest.raises(aposthog.ResponseTooLargeError):
-                await ph.customer_profile_configs.get("x")
+                await ph.customer_profile_configs.get(SOME_ID)
     finally:
         await server.stop()
 
@@ -96,7 +98,7 @@ async def test_an_error_body_over_the_limit_is_refused_too() -> None:
     try:
         async with _client(server.url, max_response_size=MiB) as ph:
             with pytest.raises(aposthog.ResponseTooLargeError):
-                await ph.customer_profile_configs.get("x")
+                await ph.customer_profile_configs.get(SOME_ID)
             with pytest.raises(aposthog.ResponseTooLargeError):
                 await ph.conversations.create("q").until_done()
     finally:
@@ -120,7 +122,7 @@ async def test_deep_json_in_a_success_body_is_a_decode_error() -> None:
     try:
         async with _client(server.url) as ph:
             with pytest.raises(aposthog.ResponseDecodeError, match="not JSON"):
-                await ph.customer_profile_configs.get("x")
+                await ph.customer_profile_configs.get(SOME_ID)
     finally:
         await server.stop()
 
@@ -130,7 +132,7 @@ async def test_deep_json_in_an_error_body_is_the_status_error() -> None:
     try:
         async with _client(server.url) as ph:
             with pytest.raises(aposthog.BadRequestError) as info:
-                await ph.customer_profile_configs.get("x")
+                await ph.customer_profile_configs.get(SOME_ID)
     finally:
         await server.stop()
     assert 400 == info.value.status

@@ -12,6 +12,8 @@ import pytest
 
 import aposthog
 
+SOME_ID = "0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b"  # well-formed; the server decides its fate
+
 pytestmark = pytest.mark.anyio
 
 SENTINEL = "phx_SENTINEL_key_7f3a9c"
@@ -107,7 +109,7 @@ async def _failure(answer: Answer | None, *, stream: bool) -> BaseException:
                 if stream:
                     await ph.conversations.create("q", max_reattach_attempts=0).until_done()
                 else:
-                    await ph.customer_profile_configs.get("x")
+                    await ph.customer_profile_configs.get(SOME_ID)
         return info.value
     finally:
         if server is not None:
