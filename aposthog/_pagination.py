@@ -16,7 +16,6 @@ import contextlib
 from collections.abc import Awaitable, Callable, Generator, Iterator
 from typing import Any, Generic, TypeVar
 
-from ._converter import structure
 from ._errors import ResponseDecodeError
 from ._prefetch import PageReader, RecordReader
 
@@ -57,6 +56,10 @@ def parse_page(
             raise ResponseDecodeError(
                 f"'{key}' is not a URL in the page from {request_path}", paths=(f"$.{key}",)
             )
+    # Imported on first use: cattrs and the record hooks load with the first page, not
+    # with `import aposthog`.
+    from ._converter import structure
+
     results: list[Any] = structure(
         body["results"], list_type, path="$.results", request_path=request_path
     )

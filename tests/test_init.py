@@ -1,6 +1,7 @@
 """
 The package's front door: every public name importable, and a plain `import aposthog`
-loading neither the testing kit, the command line nor the conversation machinery.
+loading neither the testing kit, the command line, the records, the converter nor the
+conversation machinery (each loads when first used).
 """
 
 from __future__ import annotations
@@ -42,10 +43,34 @@ def test_import_loads_only_what_a_plain_client_needs() -> None:
         "aposthog.models.messages",
         "aposthog.models.conversations",
         "aposthog.models.events",
+        "aposthog.models.batch_exports",
+        "aposthog.models.customer_profile_configs",
+        "aposthog._converter",
+        "cattrs",
         "aiohttp.web",
     ):
         assert lazy not in loaded, lazy
-    assert "aposthog.models.batch_exports" in loaded
+    assert "aiohttp" in loaded  # what a Client cannot do without
+
+
+def test_a_first_list_loads_the_records_and_the_converter(
+    tmp_path: Path,
+) -> None:
+    script = tmp_path / "first_list.py"
+    script.write_text(
+        "import asyncio, sys\n"
+        "import aposthog\n"
+        "from aposthog.testing import FakePostHog\n"
+        "async def main():\n"
+        "    async with FakePostHog() as fake, fake.client() as ph:\n"
+        "        fake.customer_profile_configs['c1'] = {'id': 'c1', 'scope': 'person',\n"
+        "            'content': {}, 'sidebar': {}, 'created_at': '2024-01-01T00:00:00Z'}\n"
+        "        page = await ph.customer_profile_configs.list()\n"
+        "        print(type(page.results[0]).__name__, page.results[0].scope)\n"
+        "asyncio.run(main())\n"
+    )
+    out = _fresh(f"import runpy; runpy.run_path({str(script)!r}, run_name='__main__')")
+    assert "CustomerProfileConfig person" == out.strip()
 
 
 @pytest.mark.parametrize("module", [aposthog, aposthog.models], ids=["aposthog", "models"])

@@ -1,8 +1,9 @@
 """
 Every record aposthog returns: frozen attrs classes, structured by aposthog's converter.
 
-The records of conversations (messages, stream events) load on first use: a program
-that never talks to PostHog AI does not pay for them at start-up.
+Each module of records loads on first use (`aposthog.models.BatchExport`, or a
+resource that returns one): `import aposthog` creates no record class, and a program
+that never talks to PostHog AI never loads the conversation records.
 """
 
 from __future__ import annotations
@@ -10,25 +11,23 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from .batch_exports import (
-    BatchExport,
-    BatchExportBackfill,
-    BatchExportBackfillProgress,
-    BatchExportDestination,
-    BatchExportDestinationType,
-    BatchExportInterval,
-    BatchExportLogEntry,
-    BatchExportLogLevel,
-    BatchExportModel,
-    BatchExportRun,
-    BatchExportRunStatus,
-    BatchExportTestStep,
-    BatchExportTestStepResult,
-    BatchExportTestStepStatus,
-)
-from .customer_profile_configs import CustomerProfileConfig, ProfileScope
-
 if TYPE_CHECKING:
+    from .batch_exports import (
+        BatchExport,
+        BatchExportBackfill,
+        BatchExportBackfillProgress,
+        BatchExportDestination,
+        BatchExportDestinationType,
+        BatchExportInterval,
+        BatchExportLogEntry,
+        BatchExportLogLevel,
+        BatchExportModel,
+        BatchExportRun,
+        BatchExportRunStatus,
+        BatchExportTestStep,
+        BatchExportTestStepResult,
+        BatchExportTestStepStatus,
+    )
     from .conversations import (
         AgentMode,
         Conversation,
@@ -39,6 +38,7 @@ if TYPE_CHECKING:
         PendingApproval,
         UserBasic,
     )
+    from .customer_profile_configs import CustomerProfileConfig, ProfileScope
     from .events import (
         ConversationEvent,
         MessageEvent,
@@ -66,6 +66,22 @@ if TYPE_CHECKING:
     )
 
 _LAZY: dict[str, str] = {
+    "BatchExport": "batch_exports",
+    "BatchExportBackfill": "batch_exports",
+    "BatchExportBackfillProgress": "batch_exports",
+    "BatchExportDestination": "batch_exports",
+    "BatchExportDestinationType": "batch_exports",
+    "BatchExportInterval": "batch_exports",
+    "BatchExportLogEntry": "batch_exports",
+    "BatchExportLogLevel": "batch_exports",
+    "BatchExportModel": "batch_exports",
+    "BatchExportRun": "batch_exports",
+    "BatchExportRunStatus": "batch_exports",
+    "BatchExportTestStep": "batch_exports",
+    "BatchExportTestStepResult": "batch_exports",
+    "BatchExportTestStepStatus": "batch_exports",
+    "CustomerProfileConfig": "customer_profile_configs",
+    "ProfileScope": "customer_profile_configs",
     "AgentMode": "conversations",
     "Conversation": "conversations",
     "ConversationResult": "conversations",
