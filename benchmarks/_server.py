@@ -4,18 +4,19 @@ A plain aiohttp.web server for the benchmarks, run in its own process.
 It serves pre-encoded PostHog-shaped pages (no record is built per request) so that the
 server's own cost stays small and equal for both sides of every comparison:
 
-* `GET /api/environments/{latency_ms}/batch_exports/?limit=&offset=`: limit/offset pages
+* `GET /api/environments/{project}/batch_exports/?limit=&offset=`: limit/offset pages
   of real-shaped batch exports (destination config, up to 10 `latest_runs`, timestamps);
-* `GET /api/environments/{latency_ms}/customer_profile_configs/?limit=&offset=`: pages of
+* `GET /api/environments/{project}/customer_profile_configs/?limit=&offset=`: pages of
   small customer profile configs;
-* `GET /api/environments/{latency_ms}/batch_exports/{id}/runs/?cursor=`: cursor pages;
-* `POST /api/environments/{latency_ms}/conversations/`: a PostHog AI event stream, chosen
+* `GET /api/environments/{project}/batch_exports/{id}/runs/?cursor=`: cursor pages;
+* `POST /api/environments/{project}/conversations/`: a PostHog AI event stream, chosen
   by the message's content: `burst <messages> <snapshots>` sends a whole answer at once
   (see `_fixtures.answer_stream`), `tick <seconds>` one snapshot a second whose text
   carries the `time.monotonic()` at which it was written (a latency probe).
 
-The project id is the server's latency in milliseconds for that request (0 for none), so
-one server serves every benchmark. The list sizes come from the command line.
+The project id sets the server's latency for that request: project `n` answers after
+`n - 1` milliseconds (project 1 at once), so one server serves every benchmark. The
+list sizes come from the command line.
 
     python benchmarks/_server.py --exports 1000 --configs 10
 prints `URL=http://127.0.0.1:PORT` once it listens.
@@ -87,7 +88,7 @@ def make_app(exports: int, configs: int, runs: int) -> web.Application:
 
     async def delay(request: web.Request) -> None:
         _no_delay(request)
-        latency = int(request.match_info["project"])
+        latency = int(request.match_info["project"]) - 1
         if latency:
             await asyncio.sleep(latency / 1000)
 

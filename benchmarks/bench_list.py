@@ -148,10 +148,10 @@ async def bench(url: str, rounds: int, quick: bool) -> None:
     # for plain aiohttp too).
     iterations = CONCURRENCY
     async with (
-        aposthog.Client(api_key=key, host=url, project_id=0, max_concurrency=CONCURRENCY) as ph,
+        aposthog.Client(api_key=key, host=url, project_id=1, max_concurrency=CONCURRENCY) as ph,
         aiohttp.ClientSession(headers=headers) as session,
     ):
-        first = f"{url}/api/environments/0/batch_exports/?limit={PAGE}"
+        first = f"{url}/api/environments/1/batch_exports/?limit={PAGE}"
 
         async def iterate_ours() -> int:
             pages = 0
@@ -170,7 +170,7 @@ async def bench(url: str, rounds: int, quick: bool) -> None:
                 next_url = body["next"]
             return pages
 
-        configs = f"{url}/api/environments/0/customer_profile_configs/"
+        configs = f"{url}/api/environments/1/customer_profile_configs/"
 
         async def configs_ours() -> int:
             page = await ph.customer_profile_configs.list()

@@ -51,7 +51,7 @@ async def bench(url: str, rounds: int) -> None:
     key = "phx_benchmark"
     total = PAGES * PAGE
     async with (
-        aposthog.Client(api_key=key, host=url, project_id=LATENCY_MS) as ph,
+        aposthog.Client(api_key=key, host=url, project_id=LATENCY_MS + 1) as ph,
         aiohttp.ClientSession(headers={"Authorization": f"Bearer {key}"}) as session,
     ):
         listing = ph.customer_profile_configs.list
@@ -76,7 +76,7 @@ async def bench(url: str, rounds: int) -> None:
         async def to_list() -> int:
             return len(await listing(limit=PAGE).to_list())
 
-        base = f"{url}/api/environments/{LATENCY_MS}/customer_profile_configs/"
+        base = f"{url}/api/environments/{LATENCY_MS + 1}/customer_profile_configs/"
         gate = asyncio.Semaphore(16)
 
         async def aiohttp_page(offset: int) -> list[object]:

@@ -116,9 +116,9 @@ async def _one_stream_raw(session: aiohttp.ClientSession, url: str, shape: tuple
 
 
 async def one_stream(url: str, rounds: int) -> None:
-    stream_url = f"{url}/api/environments/0/conversations/"
+    stream_url = f"{url}/api/environments/1/conversations/"
     async with (
-        aposthog.Client(api_key=KEY, host=url, project_id=0) as ph,
+        aposthog.Client(api_key=KEY, host=url, project_id=1) as ph,
         aiohttp.ClientSession(headers={"Authorization": f"Bearer {KEY}"}) as session,
     ):
         print("\none stream: events per second (medians of", rounds, "rounds)")
@@ -174,7 +174,7 @@ async def _many(role: str, url: str, streams: int, seconds: float) -> dict[str, 
                 opened.set()
 
     if role == "ours":
-        client: Any = aposthog.Client(api_key=KEY, host=url, project_id=0)
+        client: Any = aposthog.Client(api_key=KEY, host=url, project_id=1)
 
         async def read(index: int) -> None:
             async with client.conversations.create(content) as stream:
@@ -185,7 +185,7 @@ async def _many(role: str, url: str, streams: int, seconds: float) -> dict[str, 
         async with client:
             await client.customer_profile_configs.list()  # open the session
             return await _run(read, streams, opened, received, latencies, gc_clock)
-    stream_url = f"{url}/api/environments/0/conversations/"
+    stream_url = f"{url}/api/environments/1/conversations/"
     connector = aiohttp.TCPConnector(limit=0)
     async with aiohttp.ClientSession(
         headers={"Authorization": f"Bearer {KEY}"}, connector=connector
@@ -200,7 +200,7 @@ async def _many(role: str, url: str, streams: int, seconds: float) -> dict[str, 
                         if message.get("type") == "ai" and "id" not in message:
                             got(index, message["content"])
 
-        await session.get(f"{url}/api/environments/0/customer_profile_configs/")
+        await session.get(f"{url}/api/environments/1/customer_profile_configs/")
         return await _run(read_raw, streams, opened, received, latencies, gc_clock)
 
 
