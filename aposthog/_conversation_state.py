@@ -296,9 +296,10 @@ class ConversationState:
 
     def _advance(self, target: str) -> str:
         emitted = self._emitted
-        if len(target) <= len(emitted) or not target.startswith(emitted):
+        done = len(emitted)
+        if len(target) <= done or not target.startswith(emitted):
             return ""
-        text = target[len(emitted) :]
+        text = target[done:]
         if not emitted and self._streamed:
             text = SEPARATOR + text
         self._emitted = target

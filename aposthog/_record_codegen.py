@@ -79,9 +79,9 @@ def compile_record_structure(cls: type, conv: cattrs.Converter) -> Callable[[Any
             f.validator is None and (f.converter is None or f.name == EXTRA_FIELDS) for f in fields
         )
     )
-    # Reads first: PostHog sends every field, so each is read by subscript inside a
-    # `try` (free until it raises); only a body missing a key is read again with
-    # defaults. A complete body has no unknown key exactly when it has no more keys
+    # Reads first: PostHog sends every field of most records, so each is read by
+    # subscript inside a `try` (free until it raises); a body missing a key is read
+    # with defaults. A complete body has no unknown key exactly when it has no more keys
     # than the record has fields: one length test instead of a set comparison.
     fast_reads: list[str] = []
     slow_reads: list[str] = []
@@ -127,7 +127,11 @@ def compile_record_structure(cls: type, conv: cattrs.Converter) -> Callable[[Any
             arguments.append(f"{field.alias}=v{i}")
     lines = ["if o.__class__ is not dict: _not_object(__cl, o)"]
     if fast_reads:
-        lines += ["try:", *("    " + r for r in fast_reads), "    n = len(o)", "except KeyError:"]
+        # Fewer keys than fields: some field is missing for sure (a message PostHog
+        # serialises without its null fields), so no subscript is tried and none raises.
+        lines += ["n = len(o)", "if n >= _n_fields:", "    try:"]
+        lines += [*("        " + r for r in fast_reads), "    except KeyError:"]
+        lines += [*("        " + r for r in slow_reads), "        n = -1", "else:"]
         lines += [*("    " + r for r in slow_reads), "    n = -1"]
     else:
         lines.append("n = -1")

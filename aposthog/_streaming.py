@@ -166,9 +166,9 @@ class ConversationStream:
                 print(text, end="", flush=True)
             ```
         """
-        engine = self._engine
+        take, wait = self._engine.take, self._engine.next_or_none
         try:
-            while (delivery := engine.take() or await engine.next_or_none()) is not None:
+            while (delivery := take() or await wait()) is not None:
                 if delivery.text:
                     yield delivery.text
         finally:
