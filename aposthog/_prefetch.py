@@ -25,6 +25,8 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Iterator
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
+import anyio
+
 if TYPE_CHECKING:
     from ._pagination import Page
 
@@ -98,6 +100,7 @@ class PageReader(Generic[T]):
         "_plan_ahead",
         "_seen_first",
         "_started",
+        "_stopping",
         "_tasks",
         "_wanted",
     )
@@ -119,6 +122,7 @@ class PageReader(Generic[T]):
         self._plan_ahead = ahead if plan_ahead is None else plan_ahead
         self._wanted = wanted
         self._tasks: deque[asyncio.Task[Page[T] | None]] = deque()
+        self._stopping: list[asyncio.Task[Page[T] | None]] = []
         self._plan: deque[str] | None = None
         self._chain_from: str | None = None  # the next URL of the last page handed out
         self._started = False
@@ -171,7 +175,13 @@ class PageReader(Generic[T]):
         self._fill()
         if not self._tasks:
             return None
-        return await self._tasks.popleft()
+        task = self._tasks.popleft()
+        try:
+            return await task
+        except BaseException:
+            if not task.done():  # the reader was cancelled: so is the fetch it awaited
+                self._stopping.append(task)
+            raise
 
     def _fill(self) -> None:
         if self._done or not self._seen_first:
@@ -193,19 +203,24 @@ class PageReader(Generic[T]):
         task.add_done_callback(_retrieve)
         self._tasks.append(task)
 
-    def _close(self) -> list[asyncio.Task[Page[T] | None]]:
+    def _close(self) -> None:
         self._done = True
-        tasks = list(self._tasks)
-        self._tasks.clear()
-        for task in tasks:
+        for task in self._tasks:
             task.cancel()
-        return tasks
+        # Kept until aclose() has waited for them (an error may close before it runs).
+        self._stopping.extend(self._tasks)
+        self._tasks.clear()
 
     async def aclose(self) -> None:
         """Stop: cancel every fetch in flight and wait until each has finished."""
-        tasks = [task for task in self._close() if not task.done()]
+        self._close()
+        tasks = [task for task in self._stopping if not task.done()]
+        self._stopping.clear()
         if tasks:
-            await asyncio.wait(tasks)
+            # Shielded: when the caller is being cancelled (the usual reason to stop
+            # early), the cancelled fetches still finish before this returns.
+            with anyio.CancelScope(shield=True):
+                await asyncio.wait(tasks)
 
     def __del__(self) -> None:
         # Dropped without aclose() (a `break` out of `async for`): cancel what is in flight.

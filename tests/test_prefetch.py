@@ -283,3 +283,16 @@ async def test_to_list_follows_next_when_the_list_grew(fake: FakePostHog) -> Non
         got = await paginator.to_list()
     assert more == [c.id for c in got]
     assert ids == more[:12]
+
+
+async def test_to_list_cancelled_mid_way_leaves_nothing_behind(fake: FakePostHog) -> None:
+    """A to_list() whose caller is cancelled cancels its fetches and waits for them."""
+    _seed(fake, 60)
+    async with fake.client() as ph:
+        before = _settled_tasks()
+        fake.latency = 0.1  # page 1 at 0.1 s, then pages 2-12 at once, due at 0.2 s
+        with anyio.move_on_after(0.15):
+            await ph.customer_profile_configs.list(limit=5).to_list()
+        # Right after the cancellation: no fetch of the client is left running.
+        assert _settled_tasks() <= before
+        fake.latency = 0
