@@ -224,8 +224,12 @@ class PageReader(Generic[T]):
 
     def __del__(self) -> None:
         # Dropped without aclose() (a `break` out of `async for`): cancel what is in flight.
-        for task in getattr(self, "_tasks", ()):
-            task.cancel()
+        tasks = getattr(self, "_tasks", ())
+        try:
+            for task in tasks:
+                task.cancel()
+        except RuntimeError:  # their event loop is already closed: nothing runs anyway
+            pass
 
 
 class RecordReader(Generic[T]):
