@@ -1,5 +1,5 @@
 """
-Every check aposthog runs: `nox` (tests on each installed Python, lint, typecheck),
+Every check aposthog runs: `nox` (tests on each installed Python, lint, typecheck, docs),
 plus `nox -s demo` and `nox -s bench`.
 
 Interpreters are found on PATH or in pyenv's versions folder, and each one is run once
@@ -17,7 +17,7 @@ import sys
 
 import nox
 
-nox.options.sessions = ["tests", "speedups", "lint", "typecheck"]
+nox.options.sessions = ["tests", "speedups", "lint", "typecheck", "docs"]
 nox.options.reuse_existing_virtualenvs = True
 nox.options.error_on_missing_interpreters = False
 
@@ -51,13 +51,16 @@ PYTHONS = {v: p for v in SUPPORTED if (p := _find(v)) is not None}
 if not PYTHONS:  # nothing found: test with the Python running nox
     PYTHONS = {f"{sys.version_info[0]}.{sys.version_info[1]}": sys.executable}
 TEST_DEPS = ["pytest>=8", "hypothesis>=6.100"]
+# The OpenTelemetry tests need the extra and an SDK to read spans back.
+OTEL_TEST_DEPS = ["opentelemetry-sdk>=1.20"]
+DOCS_DEPS = ["mkdocs>=1.6", "mkdocstrings[python]>=0.27"]
 
 
 @nox.session
 @nox.parametrize("python", list(PYTHONS.values()), ids=list(PYTHONS))
 def tests(session: nox.Session) -> None:
     """Run the test suite (on every supported Python that is installed)."""
-    session.install(".", *TEST_DEPS)
+    session.install(".[otel]", *TEST_DEPS, *OTEL_TEST_DEPS)
     session.run("pytest", "-q", *session.posargs)
 
 
@@ -79,8 +82,16 @@ def lint(session: nox.Session) -> None:
 @nox.session
 def typecheck(session: nox.Session) -> None:
     """mypy --strict on the package."""
-    session.install(".", "mypy>=1.11", *TEST_DEPS)
+    session.install(".[otel]", "mypy>=1.11", *TEST_DEPS)
     session.run("mypy", "--strict", "aposthog")
+
+
+@nox.session
+def docs(session: nox.Session) -> None:
+    """The API reference, built from the docstrings into site/ (warnings are errors)."""
+    session.install(".", *DOCS_DEPS, *TEST_DEPS)
+    session.run("pytest", "-q", "tests/test_docs.py")  # every public name has a page
+    session.run("mkdocs", "build", "--strict", *session.posargs)
 
 
 @nox.session
@@ -93,6 +104,6 @@ def demo(session: nox.Session) -> None:
 @nox.session
 def bench(session: nox.Session) -> None:
     """The benchmarks, each side by side with its alternative; they print ratios."""
-    session.install(".", "httpx-sse>=0.4", "httpx>=0.27", "orjson>=3.9")
+    session.install(".[otel]", "httpx-sse>=0.4", "httpx>=0.27", "orjson>=3.9", *OTEL_TEST_DEPS)
     for script in sorted(glob.glob("benchmarks/bench_*.py")):
         session.run("python", script, *session.posargs)

@@ -18,6 +18,7 @@ from ._config import ClientConfig, resolve_config
 from ._observe import WaitCallback, wait_hook
 from ._pipeline import Pipeline
 from ._retry import RetryPolicy
+from ._tracing import default_observer
 from ._transport import ClientSession, Transport
 
 if TYPE_CHECKING:
@@ -110,7 +111,8 @@ class Client:
             api_prefix=config.api_prefix,
             max_concurrency=config.max_concurrency,
         )
-        self._bind(Api(pipeline, config, wait_hook(on_wait, None)))
+        # OpenTelemetry spans when `aposthog[otel]` is installed; else no observer at all.
+        self._bind(Api(pipeline, config, wait_hook(on_wait, default_observer())))
 
     @classmethod
     def _view(cls, api: Api) -> Client:
@@ -177,7 +179,11 @@ class Client:
             api.config.retry if isinstance(retry, NotGiven) else retry,
             None if isinstance(max_retries, NotGiven) else max_retries,
         )
-        observer = api.observer if isinstance(on_wait, NotGiven) else wait_hook(on_wait, None)
+        observer = (
+            api.observer
+            if isinstance(on_wait, NotGiven)
+            else wait_hook(on_wait, default_observer())
+        )
         return Client._view(Api(api.pipeline, attrs.evolve(api.config, **changes), observer))
 
     def __repr__(self) -> str:
