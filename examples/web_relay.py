@@ -73,10 +73,14 @@ def sse(event: str, data: dict[str, object]) -> bytes:
 
 def in_words(seconds: float) -> str:
     """`in 45 seconds`, `in 3 minutes`, `in about 2 hours`: when to try again."""
+    if seconds <= 1:
+        return "in a second"
     if seconds < 90:
         return f"in {math.ceil(seconds)} seconds"
     if seconds < 90 * 60:
         return f"in {math.ceil(seconds / 60)} minutes"
+    if seconds < 2 * 3600:
+        return "in about an hour"
     return f"in about {round(seconds / 3600)} hours"
 
 

@@ -266,8 +266,29 @@ async def test_a_blank_question_or_a_bad_conversation_id_is_a_400(fake: FakePost
             async with browser.get(url + "ask", params=params) as response:
                 assert 400 == response.status
         async with browser.get(url) as response:
+            assert "text/html" == response.content_type
             assert "EventSource" in await response.text()
     assert [] == fake.requests
+
+
+@pytest.mark.parametrize(
+    ("seconds", "words"),
+    [
+        (0.2, "in a second"),
+        (1.0, "in a second"),
+        (1.2, "in 2 seconds"),
+        (59, "in 59 seconds"),
+        (89.5, "in 90 seconds"),
+        (90, "in 2 minutes"),
+        (3599, "in 60 minutes"),
+        (5399, "in 90 minutes"),
+        (5400, "in about an hour"),
+        (7200, "in about 2 hours"),
+        (86399, "in about 24 hours"),
+    ],
+)
+def test_when_to_try_again_in_words(seconds: float, words: str) -> None:
+    assert words == web_relay.in_words(seconds)
 
 
 def test_the_script_serves_an_answer_and_stops_on_sigint() -> None:
