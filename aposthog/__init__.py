@@ -35,6 +35,7 @@ from ._errors import (
     ResponseDecodeError,
     UnprocessableEntityError,
 )
+from ._observe import Wait
 from ._pagination import AsyncPaginator, Page
 from ._retry import RetryPolicy
 from ._streaming import ConversationStream
@@ -157,5 +158,6 @@ __all__ = [
     "UpdateEvent",
     "UserBasic",
     "VisualizationMessage",
+    "Wait",
     "__version__",
 ]

@@ -18,5 +18,16 @@ async def test_profile_page():
 from ._ai_runs import AIScript, StreamStats
 from ._conversations import FakeConversation
 from ._fake import FakePostHog, RecordedRequest
+from ._loopback import DropConnection, LoopbackServer, ServerReply, ServerRequest
 
-__all__ = ["AIScript", "FakeConversation", "FakePostHog", "RecordedRequest", "StreamStats"]
+__all__ = [
+    "AIScript",
+    "DropConnection",
+    "FakeConversation",
+    "FakePostHog",
+    "LoopbackServer",
+    "RecordedRequest",
+    "ServerReply",
+    "ServerRequest",
+    "StreamStats",
+]
