@@ -5,20 +5,29 @@ server-sent-event stream, with one `aposthog.Client` shared by every request.
     python examples/web_relay.py [--port N]       # against an embedded FakePostHog
     POSTHOG_PERSONAL_API_KEY=… POSTHOG_PROJECT_ID=… python examples/web_relay.py
 
-It serves on 127.0.0.1 and prints its URL; open it in a browser, or:
+It serves on 127.0.0.1 and prints its URL; open it in a browser (the chat page is
+web_relay.html, beside this file), or:
 
     curl -N 'http://127.0.0.1:8080/ask?q=Top+pages+yesterday%3F'
 
 `GET /ask?q=…[&conversation=…]` answers `text/event-stream`:
 
     event: delta   data: {"text": "…"}            the answer's new text, as it arrives
+    event: wait    data: {"reason": "rate_limit", "seconds": 12.0, "attempt": 2}
+                   the client waits before trying again ("rate_limit" or "retry")
     event: done    data: {"conversation": "…"}    pass it back as `conversation=` to continue
     event: error   data: {"message": "…", "conversation": "…"}   a polite apology
 
 A browser that goes away mid-answer cancels the generation on PostHog (PATCH
 …/cancel/): the server runs with `handler_cancellation=True`, so aiohttp cancels the
 handler the moment the connection drops, and the cancel is sent in a shielded cleanup.
-Shutting down cancels every answer still being relayed, and tells its browser so.
+(The page closes its EventSource on `pagehide` and `offline`: a page kept in the
+back/forward cache would otherwise keep the connection, and the generation, going.)
+While the client waits for a rate limit or before a retry, `Client.with_options(on_wait=)`
+tells the relay, and the browser hears how long (a `wait` event); a wait longer than the
+client's `RetryPolicy.max_retry_after` (60 s) is not waited: the browser is told at once
+when to try again. Shutting down cancels every answer still being relayed, and tells its
+browser so.
 With no POSTHOG_* variables (or with `--scripted`) it embeds a FakePostHog whose
 answers stream slowly enough to watch (`--delay` seconds between tokens). Ctrl-C stops it.
 """
@@ -86,9 +95,13 @@ def in_words(seconds: float) -> str:
 
 def polite(error: aposthog.PostHogError) -> str:
     """What to tell the user when PostHog refused or failed (details go to the log)."""
-    if isinstance(error, aposthog.RateLimitError):
-        wait = in_words(error.retry_after) if error.retry_after else "in a moment"
-        return f"PostHog AI is busy right now — please try again {wait}."
+    if isinstance(error, aposthog.RateLimitError):  # longer than the client would wait
+        if error.retry_after is None:
+            return "PostHog AI is busy right now — please try again in a moment."
+        when = in_words(error.retry_after)
+        if error.retry_after < 5 * 60:
+            return f"PostHog AI is busy right now — please try again {when}."
+        return f"You have reached PostHog AI's usage limit for now — please try again {when}."
     if isinstance(error, aposthog.QuotaLimitError):
         return "PostHog AI has reached its usage limit for now — please try again later."
     if isinstance(error, aposthog.ConflictError):
@@ -98,21 +111,30 @@ def polite(error: aposthog.PostHogError) -> str:
 
 async def ask(request: web.Request) -> web.StreamResponse:
     """`GET /ask?q=…[&conversation=…]`: relay one answer as server-sent events."""
-    client = request.app[CLIENT]
-    try:
-        stream = client.conversations.create(
-            request.query.get("q", ""), conversation=request.query.get("conversation") or None
-        )
-    except ValueError as err:  # a blank question, a conversation id that is not a UUID
-        raise web.HTTPBadRequest(text=f"{err}\n") from None
-    response = web.StreamResponse(headers=SSE_HEADERS)
-    await response.prepare(request)
-    # If the browser goes away, aiohttp cancels this handler (or a write fails): the task
-    # group then cancels relay(), whose cleanup stops the generation on PostHog.
     # Every event for the browser goes through one channel, in order, written by this
     # task alone. Unbounded: an answer is a few kilobytes.
     events, outbox = anyio.create_memory_object_stream[bytes](math.inf)
+
+    def waiting(wait: aposthog.Wait) -> None:
+        # The client calls this (synchronously) before it sleeps: for a rate limit or
+        # before a retry, when opening the stream or re-attaching to it.
+        logger.info("waiting %.1f s (%s, attempt %d)", wait.seconds, wait.reason, wait.attempt)
+        notice = {"reason": wait.reason, "seconds": round(wait.seconds, 1), "attempt": wait.attempt}
+        events.send_nowait(sse("wait", notice))
+
+    # A view of the shared client, for this request alone: same session, same limits.
+    client = request.app[CLIENT].with_options(on_wait=waiting)
     with events, outbox:
+        try:
+            stream = client.conversations.create(
+                request.query.get("q", ""), conversation=request.query.get("conversation") or None
+            )
+        except ValueError as err:  # a blank question, a conversation id that is not a UUID
+            raise web.HTTPBadRequest(text=f"{err}\n") from None
+        response = web.StreamResponse(headers=SSE_HEADERS)
+        await response.prepare(request)
+        # If the browser goes away, aiohttp cancels this handler (or a write fails): the
+        # task group then cancels relay(), whose cleanup stops the generation on PostHog.
         async with anyio.create_task_group() as tg:
             tg.start_soon(relay, request.app[RELAYS], stream, events)
             async for event in outbox:

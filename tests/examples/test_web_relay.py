@@ -271,6 +271,73 @@ async def test_a_blank_question_or_a_bad_conversation_id_is_a_400(fake: FakePost
     assert [] == fake.requests
 
 
+async def test_a_rate_limit_wait_is_told_to_the_browser_before_the_wait(
+    fake: FakePostHog,
+) -> None:
+    fake.script_answer("The answer, after the wait.")
+    fake.throttle_next(1, wait=2, method="POST", path="/conversations/")
+    async with (
+        relay(fake) as (url, _, _),
+        aiohttp.ClientSession() as browser,
+        browser.get(url + "ask", params={"q": "Top pages?"}) as response,
+        contextlib.aclosing(events(response)) as stream,
+    ):
+        first = await anext(stream)
+        tried = len(fake.requests)  # before the client's wait is over: just the one
+        rest = [(e.event, json.loads(e.data)) async for e in stream]
+    assert "wait" == first.event
+    wait = json.loads(first.data)
+    assert {"reason": "rate_limit", "attempt": 2} == {k: wait[k] for k in ("reason", "attempt")}
+    assert 2 <= wait["seconds"] <= 2.5  # what PostHog named, spread by the client's jitter
+    assert 1 == tried
+    assert "The answer, after the wait." == _text(rest)
+    assert "done" == rest[-1][0]
+    assert 1 == fake.status_counts[429]
+    assert 1 == fake.status_counts[200]
+
+
+async def test_a_retry_wait_is_told_to_the_browser(fake: FakePostHog) -> None:
+    fake.script_answer("The answer, after a retry.")
+    fake.fail_next(1, status=503, method="POST", path="/conversations/")
+    async with relay(fake) as (url, _, _):
+        relayed = await ask(url, "Top pages?")
+    name, wait = relayed[0]
+    assert ("wait", "retry", 2) == (name, wait["reason"], wait["attempt"])
+    assert wait["seconds"] >= 0
+    assert "The answer, after a retry." == _text(relayed)
+    assert "done" == relayed[-1][0]
+
+
+@pytest.mark.parametrize(
+    ("limit", "message"),
+    [
+        (
+            "throttle_next(wait=120)",
+            "PostHog AI is busy right now — please try again in 2 minutes.",
+        ),
+        (
+            "ai_daily_limit = 0",
+            "You have reached PostHog AI's usage limit for now — "
+            "please try again in about 24 hours.",
+        ),
+    ],
+)
+async def test_a_wait_longer_than_the_policy_allows_is_an_apology_at_once(
+    fake: FakePostHog, limit: str, message: str
+) -> None:
+    """PostHog names a wait beyond RetryPolicy.max_retry_after (60 s): no wait, no retry."""
+    if limit == "ai_daily_limit = 0":
+        fake.ai_daily_limit = 0
+    else:
+        fake.throttle_next(1, wait=120, method="POST", path="/conversations/")
+    async with relay(fake) as (url, _, _):
+        with anyio.fail_after(10):  # not a minute later
+            relayed = await ask(url, "Top pages?")
+    conversation = fake.requests[0].json()["conversation"]
+    assert [("error", {"message": message, "conversation": conversation})] == relayed
+    assert 1 == len(fake.requests)
+
+
 @pytest.mark.parametrize(
     ("seconds", "words"),
     [

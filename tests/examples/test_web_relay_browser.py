@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
 import tempfile
 import time
@@ -28,6 +29,7 @@ from .test_web_relay import web_relay
 
 try:
     from selenium import webdriver
+    from selenium.common.exceptions import TimeoutException
     from selenium.webdriver.chrome.service import Service
     from selenium.webdriver.common.by import By
     from selenium.webdriver.common.keys import Keys
@@ -116,6 +118,7 @@ class Site:
             portal.wrap_async_context_manager(FakePostHog())
         )
         self.app = web_relay.make_app(self.fake.client)
+        self.relay_stopped = False
         self._relay = portal.wrap_async_context_manager(web_relay.serve(self.app))
         self.url: str = self._relay.__enter__()
         stack.callback(self.stop_relay)
@@ -124,7 +127,6 @@ class Site:
         self.elsewhere: str = stack.enter_context(
             portal.wrap_async_context_manager(web_relay.serve(elsewhere))
         )
-        self.relay_stopped = False
 
     @staticmethod
     async def _elsewhere(request: web.Request) -> web.Response:
@@ -181,9 +183,14 @@ def site() -> Iterator[Site]:
 
 def wait_until(driver: Any, condition: Callable[[], Any], what: str) -> Any:
     """Poll `condition` until it is truthy (returns it), or fail saying `what`."""
-    return WebDriverWait(driver, TIMEOUT, poll_frequency=0.02).until(
-        lambda _: condition(), message=f"timed out waiting for: {what}"
-    )
+    try:
+        return WebDriverWait(driver, TIMEOUT, poll_frequency=0.02).until(lambda _: condition())
+    except TimeoutException:
+        pass
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    path = ARTIFACTS / f"timed-out-{time.time():.0f}.png"
+    driver.save_screenshot(str(path))  # what the page showed instead
+    pytest.fail(f"timed out after {TIMEOUT} s waiting for {what}; see {path}")
 
 
 def shot(driver: Any, request: pytest.FixtureRequest, step: str) -> Path:
@@ -425,6 +432,7 @@ def test_accessible_and_no_sideways_scrolling_at_380_px(
     browser: Any, site: Site, request: pytest.FixtureRequest
 ) -> None:
     site.script(LONG_ANSWER + "See https://example.com/" + "a" * 200, delay=0.001)
+    site.script("In short: pageviews.")
     open_page(browser, site)
     assert "en" == the(browser, "html").get_attribute("lang")
     viewport = the(browser, "meta[name=viewport]").get_attribute("content")
@@ -446,7 +454,69 @@ def test_accessible_and_no_sideways_scrolling_at_380_px(
     )
     assert 380 == sizes[2]
     assert sizes[0] <= sizes[1], sizes  # nothing wider than the screen
-    # Keyboard alone: Tab from the input reaches Ask; Enter asked; focus came back.
+    # Keyboard alone: Enter asked and focus came back; Tab reaches Ask, Enter on it asks.
     assert "question" == focused(browser)
-    the(browser, "#question").send_keys(Keys.TAB)
+    the(browser, "#question").send_keys("And in short?", Keys.TAB)
     assert "send" == focused(browser)
+    browser.switch_to.active_element.send_keys(Keys.ENTER)
+    wait_until(browser, lambda: len(turns(browser)) == 2, "the second question")
+    assert "question" == focused(browser)  # not left on the disabled button
+    assert "In short: pageviews." == answered(browser)["answer"]
+
+
+def _shown(driver: Any) -> list[tuple[float, str]]:
+    """Every text the status line showed, with its time (ms, the page's clock)."""
+    return [(at, text) for at, text in js(driver, "return window.__said")]
+
+
+def test_a_rate_limit_wait_is_shown_at_once_with_a_countdown(
+    browser: Any, site: Site, request: pytest.FixtureRequest
+) -> None:
+    site.script("The answer, after the wait.", delay=0.01)
+    site.call(lambda: site.fake.throttle_next(1, wait=3, method="POST", path="/conversations/"))
+    open_page(browser, site)
+    ask(browser, "Top pages?")
+    wait_until(browser, lambda: "Trying again in" in status(browser), "the countdown")
+    shot(browser, request, "rate-limit")
+    assert busy(browser)
+    assert not the(browser, "#send").is_enabled()
+    assert "The answer, after the wait." == answered(browser)["answer"]
+    shown = _shown(browser)
+    asked = next(at for at, text in shown if "answering" in text)
+    told = next(at for at, text in shown if "rate limit" in text)
+    assert told - asked < 1000  # ms: the page said so within a second
+    left = [int(n) for _, text in shown for n in re.findall(r"again in (\d+) s…", text)]
+    assert 3 <= left[0] <= 4  # PostHog named 3 s; the client spreads it by up to 20 %
+    assert left == sorted(left, reverse=True)
+    assert 2 <= len(set(left))  # it counted down
+    assert 2 == len(site.posts())  # the refused request, then the one answered
+
+
+def test_a_retry_is_shown_then_the_answer(browser: Any, site: Site) -> None:
+    site.script("The answer, after a retry.", delay=0.01)
+    site.call(lambda: site.fake.fail_next(1, status=503, method="POST", path="/conversations/"))
+    open_page(browser, site)
+    ask(browser, "Top pages?")
+    assert "The answer, after a retry." == answered(browser)["answer"]
+    assert any("couldn't be reached. Trying again" in text for _, text in _shown(browser))
+    assert "" == turns(browser)[-1]["note"]
+
+
+def test_a_wait_longer_than_the_client_accepts_is_an_answer_at_once(
+    browser: Any, site: Site, request: pytest.FixtureRequest
+) -> None:
+    site.script("Today's first and only answer.", delay=0.01)
+    site.call(lambda: setattr(site.fake, "ai_daily_limit", 1))
+    open_page(browser, site)
+    ask(browser, "Top pages?")
+    answering(browser, site)
+    answered(browser)
+    ask(browser, "And signups?")
+    # Told at once: TIMEOUT is shorter than RetryPolicy.max_retry_after (60 s), the
+    # longest a client waits before it gives up.
+    wait_until(browser, lambda: turns(browser)[-1]["note"], "the apology")
+    shot(browser, request, "daily-limit")
+    assert "please try again in about 24 hours" in turns(browser)[-1]["note"]
+    assert not any("Trying again" in text for _, text in _shown(browser))
+    assert the(browser, "#send").is_enabled()
+    assert 2 == len(site.posts())  # the refused one was not tried again
