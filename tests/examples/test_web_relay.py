@@ -296,6 +296,23 @@ async def test_a_rate_limit_wait_is_told_to_the_browser_before_the_wait(
     assert 1 == fake.status_counts[200]
 
 
+async def test_a_browser_that_leaves_during_a_wait_stops_the_retry(fake: FakePostHog) -> None:
+    fake.throttle_next(1, wait=1, method="POST", path="/conversations/")
+    async with relay(fake) as (url, app, _), aiohttp.ClientSession() as browser:
+        response = await browser.get(url + "ask", params={"q": "Top pages?"})
+        async with contextlib.aclosing(events(response)) as stream:
+            assert "wait" == (await anext(stream)).event
+        response.close()  # the browser leaves while the client waits
+        with anyio.fail_after(2):
+            while app[web_relay.RELAYS]:  # noqa: ASYNC110
+                await anyio.sleep(0.005)
+        await anyio.sleep(1.5)  # past the wait PostHog named (1 s, spread by up to 20 %)
+    posts = [r for r in fake.requests if r.method == "POST"]
+    assert 1 == len(posts)  # the retry never went out
+    assert 1 == fake.status_counts[429]
+    assert 0 == fake.ai_streams.opened  # nothing ran on PostHog
+
+
 async def test_a_retry_wait_is_told_to_the_browser(fake: FakePostHog) -> None:
     fake.script_answer("The answer, after a retry.")
     fake.fail_next(1, status=503, method="POST", path="/conversations/")
