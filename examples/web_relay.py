@@ -120,7 +120,9 @@ async def ask(request: web.Request) -> web.StreamResponse:
         # before a retry, when opening the stream or re-attaching to it.
         logger.info("waiting %.1f s (%s, attempt %d)", wait.seconds, wait.reason, wait.attempt)
         notice = {"reason": wait.reason, "seconds": round(wait.seconds, 1), "attempt": wait.attempt}
-        events.send_nowait(sse("wait", notice))
+        # Once the answer is over (a cancel being retried at shutdown), nobody is listening.
+        with contextlib.suppress(anyio.ClosedResourceError, anyio.BrokenResourceError):
+            events.send_nowait(sse("wait", notice))
 
     # A view of the shared client, for this request alone: same session, same limits.
     client = request.app[CLIENT].with_options(on_wait=waiting)
