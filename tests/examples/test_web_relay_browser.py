@@ -51,7 +51,7 @@ TIMEOUT = 30.0
 CANCEL_WITHIN = 1.0
 """Seconds from leaving the page to PostHog's cancel (the issue's requirement)."""
 SLOW = {"delay": 0.25, "token_size": 3}
-"""An answer that streams for a minute: leaving always finds it running."""
+"""An answer that streams for minutes: leaving always finds it running."""
 LONG_ANSWER = "Pageviews by day, then by referrer, then by country. " * 80
 ELSEWHERE = "<!doctype html><html lang=en><title>Elsewhere</title><p>Another site."
 
