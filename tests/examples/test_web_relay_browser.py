@@ -520,3 +520,30 @@ def test_a_wait_longer_than_the_client_accepts_is_an_answer_at_once(
     assert not any("Trying again" in text for _, text in _shown(browser))
     assert the(browser, "#send").is_enabled()
     assert 2 == len(site.posts())  # the refused one was not tried again
+
+
+def test_two_tabs_each_get_their_own_answer_and_conversation(
+    browser: Any, site: Site, request: pytest.FixtureRequest
+) -> None:
+    site.script("The first tab's long analysis. " * 100, **SLOW)
+    site.script("The second tab's answer.", delay=0.05)
+    first = browser.current_window_handle
+    open_page(browser, site)
+    ask(browser, "First tab?")
+    answering(browser, site)
+    browser.switch_to.new_window("tab")
+    open_page(browser, site)
+    ask(browser, "Second tab?")
+    answering(browser, site)
+    assert "The second tab's answer." == answered(browser)["answer"]
+    browser.switch_to.window(first)
+    assert busy(browser)  # still answering, untouched by the other tab
+    whole = "The first tab's long analysis. The first tab's"
+    wait_until(browser, lambda: whole in turns(browser)[-1]["answer"], "the first tab's text")
+    shot(browser, request, "first-tab")
+    the(browser, "#stop").click()
+    one, two = site.posts()
+    assert one["conversation"] != two["conversation"]
+    wait_until(browser, lambda: site.cancels(), "the cancel")
+    assert [f"/api/environments/1/conversations/{one['conversation']}/cancel/"] == site.cancels()
+    assert "Stopped." == turns(browser)[-1]["note"]
