@@ -26,6 +26,7 @@ from ._errors import (
     ClientStateError,
     ConfigurationError,
     ConflictError,
+    IncompleteStreamError,
     InternalServerError,
     NotFoundError,
     PermissionDeniedError,
@@ -33,6 +34,7 @@ from ._errors import (
     QuotaLimitError,
     RateLimitError,
     ResponseDecodeError,
+    ResponseTooLargeError,
     UnprocessableEntityError,
 )
 from ._observe import Wait
@@ -129,6 +131,7 @@ __all__ = [
     "CustomerProfileConfig",
     "FailureMessage",
     "HumanMessage",
+    "IncompleteStreamError",
     "InternalServerError",
     "Message",
     "MessageEvent",
@@ -146,6 +149,7 @@ __all__ = [
     "RateLimitError",
     "ReasoningMessage",
     "ResponseDecodeError",
+    "ResponseTooLargeError",
     "RetryPolicy",
     "StatusEvent",
     "StreamEvent",
