@@ -1,6 +1,6 @@
 """
 Every check aposthog runs: `nox` (tests on each installed Python, lint, typecheck, docs),
-plus `nox -s demo` and `nox -s bench`.
+plus `nox -s demo`, `nox -s bench` and `nox -s browser`.
 
 Interpreters are found on PATH or in pyenv's versions folder, and each one is run once
 before it is offered to nox: a pyenv shim for a version that is not selected exists on
@@ -99,6 +99,29 @@ def demo(session: nox.Session) -> None:
     """The main job, on an embedded FakePostHog, no credentials."""
     session.install(".")
     session.run("aposthog", "demo")
+
+
+@nox.session
+def browser(session: nox.Session) -> None:
+    """
+    The web relay example's page in a real browser: Debian's Chromium, headless, driven by
+    selenium through chromium-driver (`apt-get install chromium chromium-driver`).
+    Screenshots go to artifacts/browser/. Without Chromium the tests skip, saying how to
+    install it; with CI=true they fail instead.
+    """
+    if not (shutil.which("chromium") and shutil.which("chromedriver")):
+        session.warn("no Chromium: `sudo apt-get install chromium chromium-driver`")
+    session.install(".", *TEST_DEPS, "selenium>=4.20")
+    # SE_OFFLINE: the tests name the browser and its driver; nothing is ever downloaded.
+    session.run(
+        "pytest",
+        "-q",
+        "-m",
+        "browser",
+        "tests/examples",
+        *session.posargs,
+        env={"SE_OFFLINE": "true"},
+    )
 
 
 @nox.session
