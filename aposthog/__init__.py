@@ -35,7 +35,10 @@ from ._errors import (
     ResponseDecodeError,
     UnprocessableEntityError,
 )
+from ._limiter import InProcessRateLimitStore, RateLimitStore, RateLimitStoreError
 from ._pagination import AsyncPaginator, Page
+from ._ratelimit import Rate, RateLimits
+from ._redis_store import RedisRateLimitStore
 from ._retry import RetryPolicy
 from ._streaming import ConversationStream
 from ._version import __version__
@@ -128,6 +131,7 @@ __all__ = [
     "CustomerProfileConfig",
     "FailureMessage",
     "HumanMessage",
+    "InProcessRateLimitStore",
     "InternalServerError",
     "Message",
     "MessageEvent",
@@ -142,8 +146,13 @@ __all__ = [
     "PostHogError",
     "ProfileScope",
     "QuotaLimitError",
+    "Rate",
     "RateLimitError",
+    "RateLimitStore",
+    "RateLimitStoreError",
+    "RateLimits",
     "ReasoningMessage",
+    "RedisRateLimitStore",
     "ResponseDecodeError",
     "RetryPolicy",
     "StatusEvent",

@@ -11,6 +11,8 @@ from hypothesis import HealthCheck, settings
 import aposthog
 from aposthog.testing import FakePostHog
 
+from .redis_server import redis_url  # noqa: F401  (the Redis tests' fixture)
+
 settings.register_profile("default", deadline=None, suppress_health_check=[HealthCheck.too_slow])
 settings.register_profile("fast", parent=settings.get_profile("default"), max_examples=20)
 settings.register_profile("ci", parent=settings.get_profile("default"), derandomize=True)
