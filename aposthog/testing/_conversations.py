@@ -22,10 +22,10 @@ from ._ai_runs import AIScript, Run, StreamStats, build_run
 from ._conversation_checks import (
     QUOTA_DETAIL,
     MessageBody,
-    check_ai_throttle,
     validate_message,
     validate_text,
 )
+from ._throttle import FakeThrottles
 from ._wire import (
     FakeRequest,
     HTTPError,
@@ -133,6 +133,22 @@ class FakeConversation:
         }
 
 
+def _limit_property(name: str) -> Any:
+    """An attribute for the request count of one AI throttle of `fake.throttles`."""
+    default_window = {"ai_burst": 60.0, "ai_research_burst": 60.0}.get(name, 86400.0)
+
+    def get(fake: ConversationsFake) -> int | None:
+        rate = getattr(fake.throttles, name)
+        return None if rate is None else int(rate[0])
+
+    def set(fake: ConversationsFake, limit: int | None) -> None:
+        rate = getattr(fake.throttles, name)
+        window = default_window if rate is None else rate[1]
+        setattr(fake.throttles, name, None if limit is None else (limit, window))
+
+    return property(get, set)
+
+
 class ConversationsFake:
     """
     The conversation state and knobs of FakePostHog.
@@ -141,28 +157,27 @@ class ConversationsFake:
         conversations: every conversation by id (deleted ones stay, flagged).
         ai_scripts: the queued answers (`script_answer`); a default answer when empty.
         keepalive_interval: seconds of silence before a `: keepalive` comment (None: never).
-        ai_burst_limit, ai_daily_limit: PostHog AI's per-user throttles (10 a minute,
-            100 a day); `ai_research_burst_limit`, `ai_research_daily_limit` for research
-            mode (3, 10). None turns one off.
+        ai_burst_limit, ai_daily_limit: the request counts of PostHog AI's per-user
+            throttles (10 a minute, 100 a day); `ai_research_burst_limit`,
+            `ai_research_daily_limit` for research mode (3, 10). None turns one off.
+            Shorthands for `throttles.ai_burst` and the others (`FakeThrottles`), which
+            also set the windows' lengths.
         ai_quota_exceeded: answer `POST conversations/` with 402.
         conversations_list_includes_messages: list like older PostHog versions did.
         ai_streams: what the fake saw of its event streams (opened, open, completed,
             disconnected by the client, dropped by a script).
     """
 
+    throttles: FakeThrottles
+
     def _init_conversations(self) -> None:
         """Set up the in-memory state."""
         self.conversations: dict[str, FakeConversation] = {}
         self.ai_scripts: collections.deque[AIScript] = collections.deque()
         self.keepalive_interval: float | None = 15.0
-        self.ai_burst_limit: int | None = 10
-        self.ai_daily_limit: int | None = 100
-        self.ai_research_burst_limit: int | None = 3
-        self.ai_research_daily_limit: int | None = 10
         self.ai_quota_exceeded = False
         self.conversations_list_includes_messages = False
         self.ai_streams = StreamStats()
-        self._ai_history: dict[tuple[str, str], collections.deque[float]] = {}
         self._users: dict[str, dict[str, Any]] = {}
 
     def script_answer(self, text: str = AIScript.text, **options: Any) -> AIScript:
@@ -231,14 +246,13 @@ class ConversationsFake:
         research = body.get("agent_mode") == "research" or (
             existing is not None and not existing.deleted and existing.type == "deep_research"
         )
-        if research:
-            limits = [
-                ("research_burst", self.ai_research_burst_limit, 60.0),
-                ("research_day", self.ai_research_daily_limit, 86400.0),
-            ]
-        else:
-            limits = [("burst", self.ai_burst_limit, 60.0), ("day", self.ai_daily_limit, 86400.0)]
-        check_ai_throttle(self._ai_history, user=user, research=research, limits=limits)
+        self.throttles.check_ai(user, research=research)
+
+    # The request counts of the AI throttles, as attributes (their windows stay as set).
+    ai_burst_limit = _limit_property("ai_burst")
+    ai_daily_limit = _limit_property("ai_sustained")
+    ai_research_burst_limit = _limit_property("ai_research_burst")
+    ai_research_daily_limit = _limit_property("ai_research_sustained")
 
 
 # ---------------------------------------------------------------------- handlers
@@ -387,7 +401,7 @@ def _routes() -> list[Route]:
     scope = "conversation"
     return [
         Route("GET", base, _list, scope),
-        Route("POST", base, _create, scope),
+        Route("POST", base, _create, scope, key_throttled=False),
         Route("GET", item, _retrieve, scope),
         Route("DELETE", item, _destroy, scope),
         # Custom actions without required_scopes: scoped personal API keys get 403.

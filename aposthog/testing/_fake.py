@@ -23,6 +23,7 @@ import attrs
 
 from .._transport import LoopbackServer, ServerReply, ServerRequest
 from . import _batch_exports, _conversations, _profile_configs
+from ._throttle import FakeThrottles
 from ._wire import FakeRequest, HTTPError, Route, error, json_reply
 
 __all__ = ["FakePostHog", "RecordedRequest"]
@@ -112,6 +113,7 @@ class FakePostHog(_batch_exports.BatchExportsFake, _conversations.ConversationsF
         self.max_in_flight = 0
         self._keys: dict[str, _Key] = {self.api_key: _Key(scopes=None, user="user-1")}
         self._faults: list[_Fault] = []
+        self.throttles = FakeThrottles()  # PostHog's throttles; per-key ones start off
         self._server = LoopbackServer(self._handle, port=port)
         self.url = ""
         self._routes: list[Route] = []
@@ -291,6 +293,8 @@ class FakePostHog(_batch_exports.BatchExportsFake, _conversations.ConversationsF
                     f"Request was throttled. Expected available in {throttle.wait} {unit}.",
                 )
             )
+        if route.key_throttled:
+            self.throttles.check_api(key)
         params = _match(route.pattern, segments) or {}
         request = FakeRequest(raw=raw, method=raw.method, segments=segments, params=params)
         request.user_key = self._keys[key].user
