@@ -14,6 +14,7 @@ redis-py (`pip install 'aposthog[redis]'`) is imported only when a store is made
 
 from __future__ import annotations
 
+import asyncio
 import importlib
 import itertools
 import math
@@ -79,6 +80,8 @@ class AsyncRedis(Protocol):
     def connection_pool(self) -> Any: ...
 
     def register_script(self, script: str) -> Any: ...
+
+    async def zrem(self, name: str, *values: str) -> Any: ...
 
 
 def _redis_module() -> Any:
@@ -158,6 +161,7 @@ class RedisRateLimitStore(RateLimitStore):
         self._member_prefix = secrets.token_hex(6)
         self._counter = itertools.count()
         self._users = 0
+        self._forgetting: set[asyncio.Task[None]] = set()
 
     def __repr__(self) -> str:
         return f"<RedisRateLimitStore {self._location} prefix={self._prefix!r}>"
@@ -169,7 +173,8 @@ class RedisRateLimitStore(RateLimitStore):
         self, scope: str, bucket: str, windows: tuple[Rate, ...], margin: float
     ) -> float:
         keys = [self._key(scope, bucket, "pause")]
-        args: list[str | int] = [f"{self._member_prefix}:{next(self._counter)}"]
+        member = f"{self._member_prefix}:{next(self._counter)}"
+        args: list[str | int] = [member]
         for rate in windows:
             keys.append(self._key(scope, bucket, f"{round(rate.per * 1000)}ms"))
             args += [rate.limit, math.ceil((rate.per + margin) * 1_000_000)]
@@ -177,7 +182,22 @@ class RedisRateLimitStore(RateLimitStore):
             wait = await self._acquire(keys=keys, args=args)
         except self._errors as exc:
             raise self._failure(exc) from exc
+        except BaseException:
+            # Cancelled while the script ran: it may have counted a request that will
+            # never be sent. Take it back, in the background (this task is cancelled).
+            if len(keys) > 1:
+                task = asyncio.get_running_loop().create_task(self._forget(keys[1:], member))
+                self._forgetting.add(task)
+                task.add_done_callback(self._forgetting.discard)
+            raise
         return int(wait) / 1_000_000
+
+    async def _forget(self, keys: list[str], member: str) -> None:
+        try:
+            for key in keys:
+                await self._redis.zrem(key, member)
+        except self._errors:
+            pass  # the place frees when the window passes
 
     async def penalize(self, scope: str, bucket: str, seconds: float) -> None:
         try:
@@ -203,5 +223,7 @@ class RedisRateLimitStore(RateLimitStore):
 
     async def aclose(self) -> None:
         """Close the connections of a store made from a URL (it reconnects if used again)."""
+        if self._forgetting:
+            await asyncio.wait(list(self._forgetting), timeout=5)
         if self._owned:
             await self._redis.connection_pool.disconnect()

@@ -131,6 +131,27 @@ async def test_tasks_on_several_stores_never_exceed_a_window(
         assert sum(1 for s in moments if t - rate.per < s <= t) <= rate.limit
 
 
+async def test_a_request_cancelled_mid_script_is_not_counted(
+    store: RedisRateLimitStore, redis_url: str
+) -> None:
+    import redis.asyncio
+
+    admin = redis.asyncio.Redis.from_url(redis_url)
+    windows = (Rate(5, per=30),)
+    try:
+        await admin.execute_command("CLIENT", "PAUSE", "300", "WRITE")  # the script waits
+        with anyio.move_on_after(0.1) as scope:
+            await store.try_acquire("s", "api", windows, 0.0)
+        assert scope.cancelled_caught
+        await anyio.sleep(0.4)
+        await store.aclose()  # waits for the background clean-up
+        counts = [await admin.zcard(key) for key in await admin.keys(f"{store._prefix}:*")]
+        assert 0 == sum(counts)
+        assert [0.0] * 5 == [await store.try_acquire("s", "api", windows, 0.0) for _ in range(5)]
+    finally:
+        await admin.aclose()
+
+
 async def test_an_unreachable_redis_is_a_typed_error() -> None:
     require_redis_py()
     port = _free_port()  # nothing listens there
