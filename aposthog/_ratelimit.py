@@ -16,17 +16,22 @@ from __future__ import annotations
 
 import collections
 import math
+import urllib.parse
 from collections.abc import Iterable, Sequence
 
 import attrs
 
+from ._errors import ConfigurationError
+
 __all__ = [
     "BUCKETS",
     "DEFAULT_MARGIN",
+    "POSTHOG_CLOUD_HOSTS",
     "BucketLog",
     "Rate",
     "RateLimits",
     "WindowLog",
+    "resolve_rate_limits",
 ]
 
 #: The throttle buckets of PostHog's API: every endpoint but conversation create
@@ -38,6 +43,9 @@ BUCKETS = ("api", "ai", "ai_research")
 #: for a connection slot and the trip across the network, and by more for some requests
 #: than for others. Counting each request a little longer covers that spread.
 DEFAULT_MARGIN = 0.5
+
+#: The hosts whose throttles `RateLimits.posthog_cloud()` describes.
+POSTHOG_CLOUD_HOSTS = frozenset({"us.posthog.com", "eu.posthog.com", "app.posthog.com"})
 
 
 def _limit(_: object, attribute: attrs.Attribute[int], value: int) -> None:
@@ -145,6 +153,29 @@ class RateLimits:
         if bucket == "ai_research":
             return self.ai_research
         raise ValueError(f"unknown rate-limit bucket {bucket!r}: expected one of {BUCKETS}")
+
+
+def resolve_rate_limits(
+    rate_limits: RateLimits | str | None, base_url: str, *, store_given: bool = False
+) -> RateLimits | None:
+    """
+    What `Client(rate_limits=...)` means for `base_url`: `RateLimits`, or None (no limiter).
+
+    `"auto"` is `RateLimits.posthog_cloud()` on PostHog Cloud (US or EU). Elsewhere a
+    self-hosted instance usually runs with throttling off, so there are no windows; but
+    with a store given explicitly the client still joins it with no windows, so that a
+    429 one process meets pauses the bucket for every process sharing the store.
+    """
+    value: object = rate_limits  # typed for callers, checked as anything
+    if value is None or isinstance(value, RateLimits):
+        return value
+    if value == "auto":
+        if urllib.parse.urlsplit(base_url).hostname in POSTHOG_CLOUD_HOSTS:
+            return RateLimits.posthog_cloud()
+        return RateLimits() if store_given else None
+    raise ConfigurationError(
+        f"rate_limits must be 'auto', None or an aposthog.RateLimits, got {value!r}"
+    )
 
 
 class WindowLog:

@@ -8,7 +8,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from aposthog._ratelimit import BucketLog, Rate, RateLimits, WindowLog
+import aposthog
+from aposthog._ratelimit import BucketLog, Rate, RateLimits, WindowLog, resolve_rate_limits
 
 
 class DRFThrottle:
@@ -97,6 +98,34 @@ def test_rate_limits_refuse_bad_arguments(kwargs: dict[str, object], error: type
 def test_an_unknown_bucket_is_a_value_error() -> None:
     with pytest.raises(ValueError, match="bucket 'query'"):
         RateLimits().windows("query")
+
+
+@pytest.mark.parametrize(
+    "host", ["https://us.posthog.com", "https://eu.posthog.com", "https://app.posthog.com/"]
+)
+def test_auto_is_posthog_clouds_throttles_on_posthog_cloud(host: str) -> None:
+    assert RateLimits.posthog_cloud() == resolve_rate_limits("auto", host)
+
+
+@pytest.mark.parametrize(
+    "host", ["https://posthog.example.com", "http://127.0.0.1:8000", "https://us.i.posthog.com"]
+)
+def test_auto_is_no_limiter_elsewhere(host: str) -> None:
+    assert resolve_rate_limits("auto", host) is None
+    # ...unless a store is given: then 429 pauses are still shared through it.
+    assert RateLimits() == resolve_rate_limits("auto", host, store_given=True)
+
+
+def test_none_and_explicit_limits_are_taken_as_given() -> None:
+    limits = RateLimits(api=Rate(1, per=1))
+    assert limits is resolve_rate_limits(limits, "https://posthog.example.com")
+    assert resolve_rate_limits(None, "https://us.posthog.com", store_given=True) is None
+
+
+@pytest.mark.parametrize("bad", ["on", "posthog_cloud", 480, Rate(1, per=1)])
+def test_other_rate_limits_are_a_configuration_error(bad: object) -> None:
+    with pytest.raises(aposthog.ConfigurationError, match="rate_limits"):
+        resolve_rate_limits(bad, "https://us.posthog.com")  # type: ignore[arg-type]
 
 
 # ---------------------------------------------------------------------- WindowLog = DRF
