@@ -13,6 +13,8 @@ import attrs
 
 from . import _config
 from ._config import ClientConfig, resolve_config
+from ._limiter import RateLimiter, RateLimitStore, make_rate_limiter
+from ._ratelimit import RateLimits
 from ._retry import RetryPolicy
 from ._sending import NOT_GIVEN, NotGiven, Sender, _Shared
 from ._transport import ClientSession, Transport
@@ -43,6 +45,13 @@ class Client(Sender):
         max_retries: retries after the first attempt (0 turns retrying off).
         retry: a full `RetryPolicy` (its `max_retries` is overridden by `max_retries`).
         session: an `aiohttp.ClientSession` to borrow; the client never closes it.
+        rate_limits: `"auto"` (PostHog Cloud's published throttles on the `us`/`eu`
+            hosts, none elsewhere), None (off) or an `aposthog.RateLimits`. Before each
+            request the client waits for room in its windows, holding no connection
+            and no concurrency slot; a 429 holds back its bucket as long as PostHog asks.
+        rate_limit_store: where the windows are counted: this process (default), or an
+            `aposthog.RedisRateLimitStore` shared by every process and machine using
+            the key.
 
     Example:
         ```python
@@ -65,6 +74,8 @@ class Client(Sender):
         max_retries: int | None = None,
         retry: RetryPolicy | None = None,
         session: ClientSession | None = None,
+        rate_limits: RateLimits | str | None = "auto",
+        rate_limit_store: RateLimitStore | None = None,
     ) -> None:
         policy = retry if retry is not None else RetryPolicy()
         if max_retries is not None:
@@ -79,8 +90,14 @@ class Client(Sender):
             stream_idle_timeout=stream_idle_timeout,
             retry=policy,
         )
+        throttle = make_rate_limiter(
+            rate_limits,
+            rate_limit_store,
+            base_url=self._config.base_url,
+            api_key=self._config.api_key,
+        )
         transport = Transport(session=session, connect_timeout=self._config.connect_timeout)
-        self._shared = _Shared(transport, self._config.max_concurrency)
+        self._shared = _Shared(transport, self._config.max_concurrency, throttle)
         self._header_cache: dict[tuple[str, bool], dict[str, str]] = {}
         self._init_resources()
 
@@ -99,6 +116,11 @@ class Client(Sender):
     def config(self) -> ClientConfig:
         """The resolved configuration (its repr never shows the key)."""
         return self._config
+
+    @property
+    def rate_limiter(self) -> RateLimiter | None:
+        """The rate limiter every task and `with_options()` view shares (None: off)."""
+        return self._shared.throttle
 
     @property
     def base_url(self) -> str:
@@ -180,6 +202,8 @@ class Client(Sender):
             for stream in list(shared.streams):
                 await stream.aclose()
             await shared.transport.aclose()
+            if shared.throttle is not None:
+                await shared.throttle.aclose()
 
     @property
     def closed(self) -> bool:

@@ -21,14 +21,15 @@ from collections.abc import Callable
 
 import anyio
 
-from ._errors import APIConnectionError
-from ._ratelimit import BucketLog, Rate, RateLimits
+from ._errors import APIConnectionError, ConfigurationError
+from ._ratelimit import BucketLog, Rate, RateLimits, resolve_rate_limits
 
 __all__ = [
     "InProcessRateLimitStore",
     "RateLimitStore",
     "RateLimitStoreError",
     "RateLimiter",
+    "make_rate_limiter",
     "rate_limit_scope",
 ]
 
@@ -146,6 +147,8 @@ class RateLimiter:
         self.store = store
         self._scope = scope
         self._lines: dict[str, _Line] = {}
+        self._closed = False
+        store._attach()
 
     def __repr__(self) -> str:
         return f"<RateLimiter {self.limits!r} store={self.store!r}>"
@@ -200,9 +203,37 @@ class RateLimiter:
             return
         await self.store.penalize(self._scope, bucket, float(seconds))
 
+    async def aclose(self) -> None:
+        """The client closed: release the store (a Redis store made from a URL disconnects)."""
+        if not self._closed:
+            self._closed = True
+            await self.store._detach()
+
     @staticmethod
     def _pass_turn(line: _Line) -> None:
         if line.queue:
             line.queue.popleft().set()  # `busy` stays True: the turn goes to the next
         else:
             line.busy = False
+
+
+def make_rate_limiter(
+    rate_limits: RateLimits | str | None,
+    store: RateLimitStore | None,
+    *,
+    base_url: str,
+    api_key: str,
+) -> RateLimiter | None:
+    """The limiter of a new client (`Client(rate_limits=..., rate_limit_store=...)`), or None."""
+    given: object = store  # typed for callers, checked as anything
+    if given is not None and not isinstance(given, RateLimitStore):
+        raise ConfigurationError(
+            "rate_limit_store must be None, an aposthog.InProcessRateLimitStore or an "
+            f"aposthog.RedisRateLimitStore, got {type(given).__name__}"
+        )
+    limits = resolve_rate_limits(rate_limits, base_url, store_given=store is not None)
+    if limits is None:
+        return None
+    return RateLimiter(
+        limits, store or InProcessRateLimitStore(), rate_limit_scope(base_url, api_key)
+    )

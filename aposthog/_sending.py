@@ -30,6 +30,7 @@ from ._errors import (
     error_from_response,
 )
 from ._http import Query, Request, encode_json, join_path, query_items, same_origin_url, user_agent
+from ._limiter import RateLimiter
 from ._pagination import AsyncPaginator, Page, parse_page
 from ._retry import ConnectionOutcome, StatusOutcome, parse_retry_after, retry_delay
 from ._transport import AIOHTTP_VERSION, Response, StreamResponse, Transport
@@ -64,8 +65,11 @@ _USER_AGENT: Final = user_agent(f"aiohttp/{AIOHTTP_VERSION}")
 class _Shared:
     """State shared by a client and every `with_options()` view of it."""
 
-    def __init__(self, transport: Transport, max_concurrency: int) -> None:
+    def __init__(
+        self, transport: Transport, max_concurrency: int, throttle: RateLimiter | None = None
+    ) -> None:
         self.transport = transport
+        self.throttle = throttle
         self.max_concurrency = max_concurrency
         self.loop: asyncio.AbstractEventLoop | None = None
         self.limiter: anyio.CapacityLimiter | None = None
@@ -199,8 +203,11 @@ class Sender:
         started = time.monotonic()
         retries = 0
         headers = self._headers(request)
+        throttle = self._shared.throttle
         while True:
             error: APIStatusError | APIConnectionError
+            if throttle is not None:
+                await throttle.acquire("api")
             try:
                 async with self._slot():
                     # The transport applies call_timeout as aiohttp's total timeout: it
@@ -232,6 +239,8 @@ class Sender:
                     path=request.path,
                 )
                 outcome = StatusOutcome(response.status, _retry_hint(error, response.headers))
+                if throttle is not None and isinstance(error, RateLimitError):
+                    await throttle.penalize("api", error.retry_after)
             retries += 1
             delay = self._retry_delay(request, error, outcome, retries, started)
             await anyio.sleep(delay)
@@ -287,8 +296,12 @@ class Sender:
         retries = 0
         headers = self._headers(request, accept="text/event-stream")
         transport = self._shared.transport
+        throttle = self._shared.throttle
+        bucket = "ai_research" if b'"agent_mode":"research"' in (request.body or b"") else "ai"
         while True:
             error: APIStatusError | APIConnectionError
+            if throttle is not None:
+                await throttle.acquire(bucket)
             try:
                 async with self._slot():
                     with anyio.fail_after(self._config.timeout):
@@ -319,6 +332,8 @@ class Sender:
                     stream.status, stream.headers, body, method=request.method, path=request.path
                 )
                 outcome = StatusOutcome(stream.status, _retry_hint(error, stream.headers))
+                if throttle is not None and isinstance(error, RateLimitError):
+                    await throttle.penalize(bucket, error.retry_after)
             retries += 1
             await anyio.sleep(self._retry_delay(request, error, outcome, retries, started))
 
