@@ -87,6 +87,6 @@ def demo(session: nox.Session) -> None:
 @nox.session
 def bench(session: nox.Session) -> None:
     """The benchmarks, each side by side with its alternative; they print ratios."""
-    session.install(".", "httpx-sse>=0.4", "httpx>=0.27")
+    session.install(".[redis]", "httpx-sse>=0.4", "httpx>=0.27")
     for script in sorted(glob.glob("benchmarks/bench_*.py")):
         session.run("python", script, *session.posargs)

@@ -18,5 +18,13 @@ async def test_profile_page():
 from ._ai_runs import AIScript, StreamStats
 from ._conversations import FakeConversation
 from ._fake import FakePostHog, RecordedRequest
+from ._throttle import FakeThrottles
 
-__all__ = ["AIScript", "FakeConversation", "FakePostHog", "RecordedRequest", "StreamStats"]
+__all__ = [
+    "AIScript",
+    "FakeConversation",
+    "FakePostHog",
+    "FakeThrottles",
+    "RecordedRequest",
+    "StreamStats",
+]
