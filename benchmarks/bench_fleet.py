@@ -21,8 +21,8 @@ spent), the requests completed, and the achieved rate as a share of the budget
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import asyncio
+import importlib.util
 import json
 import os
 import shutil

@@ -20,8 +20,8 @@ Trials alternate (the machine is shared and noisy); each pair gives a ratio agai
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import asyncio
+import importlib.util
 import shutil
 import socket
 import statistics
