@@ -15,7 +15,7 @@ spent), the requests completed, and the achieved rate as a share of the budget
 (completed / (limit * seconds / per)).
 
     python benchmarks/bench_fleet.py [--processes 4] [--tasks 8] [--seconds 12]
-                                     [--limit 40] [--per 4] [--margin 0.25]
+                                     [--limit 40] [--per 4] [--margin 0.4]
 """
 
 from __future__ import annotations
@@ -145,7 +145,7 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=12.0)
     parser.add_argument("--limit", type=int, default=40)
     parser.add_argument("--per", type=float, default=4.0)
-    parser.add_argument("--margin", type=float, default=0.25)
+    parser.add_argument("--margin", type=float, default=0.4)
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     for name in ("mode", "url", "key", "redis"):
         parser.add_argument(f"--{name}", default="", help=argparse.SUPPRESS)

@@ -192,13 +192,19 @@ async def test_a_429_pauses_every_process_sharing_the_store(
 async def test_four_processes_share_one_budget_through_redis(
     fake: FakePostHog, redis_url: str
 ) -> None:
-    """40 requests per 4 s, 4 processes x 8 tasks, 16 s: no 429, at least 90% used."""
+    """
+    40 requests per 4 s, 4 processes x 8 tasks, 16 s: no 429, at least 90% used.
+
+    The margin (each request counted 0.4 s beyond its window) covers the spread between
+    Redis's clock at the count and the fake's at arrival on a loaded machine; it still
+    leaves 4 / 4.4 = 91% of the budget in a long run.
+    """
     rate = Rate(40, per=4)
     fake.throttles.rate_limit_enabled = True
     fake.throttles.burst = rate
     fake.throttles.sustained = None
     totals = await run_fleet(
-        fake.url, fake.api_key, "redis", redis_url=redis_url, rate=rate, margin=0.25, duration=16
+        fake.url, fake.api_key, "redis", redis_url=redis_url, rate=rate, margin=0.4, duration=16
     )
     assert 0 == fake.status_counts[429]
     assert 0 == totals["rate_limit_errors"]
