@@ -35,7 +35,7 @@ from ._errors import (
     ResponseDecodeError,
     UnprocessableEntityError,
 )
-from ._limiter import InProcessRateLimitStore, RateLimitStore, RateLimitStoreError
+from ._limiter import InProcessRateLimitStore, RateLimiter, RateLimitStore, RateLimitStoreError
 from ._pagination import AsyncPaginator, Page
 from ._ratelimit import Rate, RateLimits
 from ._redis_store import RedisRateLimitStore
@@ -150,6 +150,7 @@ __all__ = [
     "RateLimitError",
     "RateLimitStore",
     "RateLimitStoreError",
+    "RateLimiter",
     "RateLimits",
     "ReasoningMessage",
     "RedisRateLimitStore",
