@@ -36,6 +36,7 @@ from ._errors import (
     UnprocessableEntityError,
 )
 from ._limiter import InProcessRateLimitStore, RateLimiter, RateLimitStore, RateLimitStoreError
+from ._observe import Wait
 from ._pagination import AsyncPaginator, Page
 from ._ratelimit import Rate, RateLimits
 from ._redis_store import RedisRateLimitStore
@@ -167,5 +168,6 @@ __all__ = [
     "UpdateEvent",
     "UserBasic",
     "VisualizationMessage",
+    "Wait",
     "__version__",
 ]

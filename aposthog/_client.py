@@ -1,6 +1,7 @@
 """
 `Client`: configuration, the session's lifetime and the resources. How requests are
-sent (limiter, timeouts, retries) is in `_sending`.
+sent (throttle, limiter, timeouts, retries) is in `_pipeline`; the client has one,
+shared with its `with_options()` views, and hands each resource the view's `Api`.
 """
 
 from __future__ import annotations
@@ -12,11 +13,13 @@ import anyio
 import attrs
 
 from . import _config
+from ._api import NOT_GIVEN, Api, NotGiven
 from ._config import ClientConfig, resolve_config
 from ._limiter import RateLimiter, RateLimitStore, make_rate_limiter
+from ._observe import WaitCallback, wait_hook
+from ._pipeline import Pipeline
 from ._ratelimit import RateLimits
 from ._retry import RetryPolicy
-from ._sending import NOT_GIVEN, NotGiven, Sender, _Shared
 from ._transport import ClientSession, Transport
 
 if TYPE_CHECKING:
@@ -27,7 +30,7 @@ if TYPE_CHECKING:
 __all__ = ["NOT_GIVEN", "Client", "NotGiven"]
 
 
-class Client(Sender):
+class Client:
     """
     An async client for PostHog's environment-scoped API.
 
@@ -38,13 +41,20 @@ class Client(Sender):
         host: `"us"`, `"eu"` or a URL; else `POSTHOG_HOST`; default `https://us.posthog.com`.
         project_id: the environment's id; else `POSTHOG_PROJECT_ID`; default `"@current"`.
         max_concurrency: requests in flight at once across every task using this client.
-        timeout: seconds for a whole JSON call (None: no limit). Per call: `timeout=`.
+        timeout: seconds for one attempt of a call: connecting, sending, and reading the
+            whole answer (for a stream: until PostHog starts answering). None: no limit.
+            Per call: `timeout=`. Retries add attempts: `RetryPolicy.deadline` bounds
+            when the last one may start, so a call takes at most about
+            `deadline + timeout`.
         connect_timeout: seconds to open a connection.
         stream_idle_timeout: seconds a conversation stream may go without a byte
             (PostHog sends a keepalive every 15 s of silence).
         max_retries: retries after the first attempt (0 turns retrying off).
         retry: a full `RetryPolicy` (its `max_retries` is overridden by `max_retries`).
         session: an `aiohttp.ClientSession` to borrow; the client never closes it.
+        on_wait: a function called with an `aposthog.Wait` before every wait this client
+            takes (retry backoffs, PostHog's 429 waits, the rate limiter's waits), the
+            waits of conversation streams included: to tell a user "waiting 3 s".
         rate_limits: `"auto"` (PostHog Cloud's published throttles on the `us`/`eu`
             hosts, none elsewhere), None (off) or an `aposthog.RateLimits`. Before each
             request the client waits for room in its windows, holding no connection
@@ -74,13 +84,14 @@ class Client(Sender):
         max_retries: int | None = None,
         retry: RetryPolicy | None = None,
         session: ClientSession | None = None,
+        on_wait: WaitCallback | None = None,
         rate_limits: RateLimits | str | None = "auto",
         rate_limit_store: RateLimitStore | None = None,
     ) -> None:
         policy = retry if retry is not None else RetryPolicy()
         if max_retries is not None:
             policy = attrs.evolve(policy, max_retries=max_retries)
-        self._config = resolve_config(
+        config = resolve_config(
             api_key=api_key,
             host=host,
             project_id=project_id,
@@ -91,46 +102,57 @@ class Client(Sender):
             retry=policy,
         )
         throttle = make_rate_limiter(
-            rate_limits,
-            rate_limit_store,
-            base_url=self._config.base_url,
-            api_key=self._config.api_key,
+            rate_limits, rate_limit_store, base_url=config.base_url, api_key=config.api_key
         )
-        transport = Transport(session=session, connect_timeout=self._config.connect_timeout)
-        self._shared = _Shared(transport, self._config.max_concurrency, throttle)
-        self._header_cache: dict[tuple[str, bool], dict[str, str]] = {}
-        self._init_resources()
+        pipeline = Pipeline(
+            Transport(session=session, connect_timeout=config.connect_timeout),
+            api_key=config.api_key,
+            base_url=config.base_url,
+            api_prefix=config.api_prefix,
+            max_concurrency=config.max_concurrency,
+            throttle=throttle,
+        )
+        self._bind(Api(pipeline, config, wait_hook(on_wait, None)))
 
-    def _init_resources(self) -> None:
+    @classmethod
+    def _view(cls, api: Api) -> Client:
+        """A client over an existing pipeline: what `with_options()` returns."""
+        view = cls.__new__(cls)
+        view._bind(api)
+        return view
+
+    def _bind(self, api: Api) -> None:
         from .resources.batch_exports import BatchExports
         from .resources.conversations import Conversations
         from .resources.customer_profile_configs import CustomerProfileConfigs
 
-        self.batch_exports: BatchExports = BatchExports(self)
-        self.conversations: Conversations = Conversations(self)
-        self.customer_profile_configs: CustomerProfileConfigs = CustomerProfileConfigs(self)
+        self._api = api
+        self.batch_exports: BatchExports = BatchExports(api)
+        self.conversations: Conversations = Conversations(api)
+        self.customer_profile_configs: CustomerProfileConfigs = CustomerProfileConfigs(api)
 
     # ----------------------------------------------------------------- configuration
 
     @property
     def config(self) -> ClientConfig:
         """The resolved configuration (its repr never shows the key)."""
-        return self._config
+        return self._api.config
 
     @property
     def rate_limiter(self) -> RateLimiter | None:
         """The rate limiter every task and `with_options()` view shares (None: off)."""
-        return self._shared.throttle
+        throttle = self._api.pipeline.throttle
+        return throttle if isinstance(throttle, RateLimiter) else None
 
     @property
     def base_url(self) -> str:
         """The PostHog host this client talks to."""
-        return self._config.base_url
+        return self._api.config.base_url
 
     @property
     def project_id(self) -> str:
         """The environment (project) id, or `@current`."""
-        return self._config.project_id
+        return self._api.config.project_id
 
     def with_options(
         self,
@@ -139,9 +161,11 @@ class Client(Sender):
         stream_idle_timeout: float | NotGiven | None = NOT_GIVEN,
         max_retries: int | NotGiven = NOT_GIVEN,
         retry: RetryPolicy | NotGiven = NOT_GIVEN,
+        on_wait: WaitCallback | NotGiven | None = NOT_GIVEN,
     ) -> Client:
         """
-        A view of this client with other timeouts or retries, sharing its session and limiter.
+        A view of this client with other timeouts, retries or `on_wait`, sharing its
+        session, limiter and rate limiter (closing either closes both).
 
         Example:
             ```python
@@ -156,28 +180,28 @@ class Client(Sender):
             changes["stream_idle_timeout"] = _config._positive(
                 "stream_idle_timeout", stream_idle_timeout
             )
-        policy = self._config.retry if isinstance(retry, NotGiven) else retry
+        api = self._api
+        policy = api.config.retry if isinstance(retry, NotGiven) else retry
+        if not isinstance(policy, RetryPolicy):
+            raise TypeError(f"retry must be a RetryPolicy, got {type(policy).__name__}")
         if not isinstance(max_retries, NotGiven):
             policy = attrs.evolve(policy, max_retries=max_retries)
         changes["retry"] = policy
-        view = object.__new__(Client)
-        view._config = attrs.evolve(self._config, **changes)
-        view._shared = self._shared
-        view._header_cache = self._header_cache
-        view._init_resources()
-        return view
+        observer = api.observer if isinstance(on_wait, NotGiven) else wait_hook(on_wait, None)
+        return Client._view(Api(api.pipeline, attrs.evolve(api.config, **changes), observer))
 
     def __repr__(self) -> str:
-        state = "closed" if self._shared.closed else "open"
+        state = "closed" if self._api.pipeline.closed else "open"
+        config = self._api.config
         return (
-            f"<aposthog.Client {state} base_url={self._config.base_url!r} "
-            f"project_id={self._config.project_id!r}>"
+            f"<aposthog.Client {state} base_url={config.base_url!r} "
+            f"project_id={config.project_id!r}>"
         )
 
     # ----------------------------------------------------------------- lifetime
 
     async def __aenter__(self) -> Client:
-        self._check_usable()
+        self._api.pipeline.check_usable()
         return self
 
     async def __aexit__(
@@ -194,18 +218,18 @@ class Client(Sender):
 
         Shared views from `with_options()` close together with their client.
         """
-        shared = self._shared
-        if shared.closed:
+        pipeline = self._api.pipeline
+        if pipeline.closed:
             return
-        shared.closed = True
+        pipeline.closed = True
         with anyio.CancelScope(shield=True):
-            for stream in list(shared.streams):
+            for stream in list(pipeline.streams):
                 await stream.aclose()
-            await shared.transport.aclose()
-            if shared.throttle is not None:
-                await shared.throttle.aclose()
+            await pipeline.transport.aclose()
+            if isinstance(pipeline.throttle, RateLimiter):
+                await pipeline.throttle.aclose()
 
     @property
     def closed(self) -> bool:
         """Whether `aclose()` was called."""
-        return self._shared.closed
+        return self._api.pipeline.closed

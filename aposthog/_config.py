@@ -102,7 +102,7 @@ class ClientConfig:
         base_url: scheme and host (and a path prefix, for self-hosted installs behind one).
         project_id: the environment (project) id, or `@current`.
         max_concurrency: in-flight requests across every task sharing the client.
-        timeout: seconds for one JSON call (sending and reading the whole answer); None = none.
+        timeout: seconds for one attempt (connecting, sending, reading the answer); None = none.
         connect_timeout: seconds to open a connection.
         stream_idle_timeout: seconds a conversation stream may stay silent (keepalives count).
         retry: the retry policy.

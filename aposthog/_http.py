@@ -22,6 +22,7 @@ from ._version import __version__
 
 __all__ = [
     "Request",
+    "Route",
     "encode_json",
     "join_path",
     "query_items",
@@ -124,3 +125,45 @@ class Request:
     path: str = attrs.field(
         default=attrs.Factory(lambda self: urllib.parse.urlsplit(self.url).path, takes_self=True)
     )
+
+
+@attrs.frozen
+class Route:
+    """
+    One PostHog endpoint, as the pipeline needs to know it.
+
+    Each resource module lists its routes at the top, so the rule that keeps a request
+    safe to retry sits next to the path it is about.
+
+    Attributes:
+        method: the HTTP method.
+        path: the path under `/api/environments/<project>/`, with `{name}` for each
+            parameter (filled in order by `fill()`, already percent-encoded).
+        repeatable: whether the request may be sent again after it may have reached
+            PostHog (a reset, a timeout, a 502/504): true when doing it twice has the
+            effect of doing it once (reads, deletes, pausing, cancelling a conversation),
+            false when it starts work (creating, backfilling, sending a message). A
+            request PostHog certainly did not act on (refused connection, 429, 503) is
+            retried either way.
+        bucket: the rate-limit bucket PostHog counts it in: `"api"` (the personal API
+            key's windows) for everything but conversation create, which is `"ai"` (or
+            `"ai_research"` in research mode, chosen per request).
+    """
+
+    method: str
+    path: str
+    repeatable: bool
+    bucket: str = "api"
+    _parts: tuple[str, ...] = attrs.field(init=False, repr=False, eq=False)
+
+    def __attrs_post_init__(self) -> None:
+        object.__setattr__(self, "_parts", tuple(self.path.strip("/").split("/")))
+
+    def fill(self, *values: str) -> tuple[str, ...]:
+        """The path's segments with each `{name}` replaced by the next of `values`."""
+        if not values and "{" not in self.path:
+            return self._parts
+        if len(values) != self.path.count("{"):
+            raise TypeError(f"{self.path} takes {self.path.count('{')} path values")
+        it = iter(values)
+        return tuple(next(it) if p.startswith("{") else p for p in self._parts)

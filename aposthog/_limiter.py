@@ -22,6 +22,7 @@ from collections.abc import Callable
 import anyio
 
 from ._errors import APIConnectionError, ConfigurationError
+from ._pipeline import announce_wait
 from ._ratelimit import BucketLog, Rate, RateLimits, resolve_rate_limits
 
 __all__ = [
@@ -187,6 +188,7 @@ class RateLimiter:
                     break
                 if started is None:
                     started = time.monotonic()
+                announce_wait(wait)  # Client(on_wait=...) hears of it first
                 await anyio.sleep(wait)
         finally:
             self._pass_turn(line)

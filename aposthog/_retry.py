@@ -30,14 +30,26 @@ Why these rules:
   reads it, :func:`parse_retry_after` reads the standard header for servers and
   proxies that do send one. A wait the server asked for is honoured (capped by
   :attr:`RetryPolicy.max_retry_after`) rather than replaced by our own guess,
-  since retrying sooner would only be throttled again.
+  since retrying sooner would only be throttled again. A wait longer than
+  ``max_retry_after`` is not shortened: the failure is raised at once, since an
+  early retry would only meet another 429.
+* **A server-named wait is spread.** :attr:`RetryPolicy.retry_after_jitter` (a
+  fraction, 0.2 by default) adds a uniform ``[0, 0.2 * wait]`` on top, so a
+  hundred workers throttled in the same second come back over a fifth of the wait
+  (a 1-second wait over 0.2 s) instead of in the same millisecond.
 * **Full jitter.** Without a server hint the wait is drawn uniformly from
   ``[0, min(max_backoff, initial_backoff * 2**(n-1))]``. Many worker tasks that
   fail together (a thundering herd hitting the same rate limit) then spread
   their retries out instead of all coming back at the same instant.
 * **Budgets.** :attr:`RetryPolicy.max_retries` bounds the number of retries and
   :attr:`RetryPolicy.deadline` bounds the time from the first attempt's start
-  to the last attempt's start, so a caller is never stuck retrying forever.
+  to the last attempt's start, so a caller is never stuck retrying forever. A
+  conversation stream that drops mid-answer is re-attached up to
+  :attr:`RetryPolicy.max_reattaches` times in a row (the count and the deadline start
+  again whenever an event arrives).
+* **Per route, not per method.** Whether a request that may have reached the server
+  can be repeated is a property of its route (``repeatable``); the HTTP method's
+  idempotency is only the default for callers that name no route.
 """
 
 from __future__ import annotations
@@ -111,7 +123,17 @@ class RetryPolicy:
     """Cap on a wait the server asked for (Retry-After header or PostHog's detail text)."""
 
     deadline: float | None = 120.0
-    """Seconds from the first attempt's start to the last attempt's start; None for no limit."""
+    """Seconds from the first attempt's start to the last attempt's start; None for no limit.
+
+    No attempt starts later than this, and no wait is begun that would end after it;
+    the last attempt then has its own `timeout`. So a call takes at most about
+    `deadline + timeout`."""
+
+    retry_after_jitter: float = 0.2
+    """Spread added to a wait the server named: uniform in `[0, retry_after_jitter * wait]`."""
+
+    max_reattaches: int = 5
+    """Re-attaches in a row of a conversation stream that dropped (0: never re-attach)."""
 
     def __attrs_post_init__(self) -> None:
         """Reject arguments that would make the policy meaningless."""
@@ -122,6 +144,10 @@ class RetryPolicy:
             )
         if self.max_retries < 0:
             raise ValueError(f"max_retries must be >= 0, got {self.max_retries!r}")
+        reattaches: object = self.max_reattaches  # checked as anything: configs pass raw values
+        if isinstance(reattaches, bool) or not isinstance(reattaches, int) or reattaches < 0:
+            raise ValueError(f"max_reattaches must be an int >= 0, got {reattaches!r}")
+        _check_seconds("retry_after_jitter", self.retry_after_jitter)
         _check_seconds("initial_backoff", self.initial_backoff)
         _check_seconds("max_backoff", self.max_backoff)
         _check_seconds("max_retry_after", self.max_retry_after)
@@ -179,15 +205,16 @@ Outcome: TypeAlias = StatusOutcome | ConnectionOutcome
 """How an attempt failed: with a status from the server, or without any response."""
 
 
-def is_retryable(method: str, outcome: Outcome) -> bool:
+def is_retryable(method: str, outcome: Outcome, *, repeatable: bool | None = None) -> bool:
     """Whether a failed attempt may be repeated at all, ignoring every budget.
 
-    429 and 503 are retryable for every method, 502 and 504 for idempotent methods
-    only; a connection failure is retryable for every method if the request never
-    reached the server, otherwise for idempotent methods only. Everything else,
-    including 500, is not. ``method`` is compared case-insensitively.
+    429 and 503 are retryable for every request, 502 and 504 for repeatable ones
+    only; a connection failure is retryable for every request if it never reached
+    the server, otherwise for repeatable ones only. Everything else, including 500,
+    is not. ``repeatable`` is the route's rule; when None, the method decides
+    (compared case-insensitively against :data:`IDEMPOTENT_METHODS`).
     """
-    idempotent = method.upper() in IDEMPOTENT_METHODS
+    idempotent = method.upper() in IDEMPOTENT_METHODS if repeatable is None else repeatable
     if isinstance(outcome, ConnectionOutcome):
         return idempotent or not outcome.reached_server
     if outcome.status in _ALWAYS_RETRYABLE_STATUSES:
@@ -230,6 +257,8 @@ def retry_delay(
     retries_done: int,
     elapsed: float,
     rng: random.Random | None = None,
+    repeatable: bool | None = None,
+    max_retries: int | None = None,
 ) -> float | None:
     """Seconds to wait before the next attempt, or None when the failure must be raised.
 
@@ -237,9 +266,12 @@ def retry_delay(
     failed); ``elapsed`` is the seconds since the first attempt started. The wait is the
     server's hint capped at ``policy.max_retry_after`` when the outcome carries one, else
     the jittered :func:`backoff`. None when the outcome is not retryable, when
-    ``policy.max_retries`` retries were already done, or when waiting would start the
-    next attempt after ``policy.deadline``. ``rng`` defaults to a module-level
-    :class:`random.Random`.
+    ``policy.max_retries`` retries were already done, when the server asked for
+    longer than ``policy.max_retry_after``, or when waiting would start the next
+    attempt after ``policy.deadline``. ``rng`` defaults to a module-level
+    :class:`random.Random`; ``repeatable`` is the route's rule (see
+    :func:`is_retryable`); ``max_retries`` replaces the policy's (a stream's re-attaches
+    are counted against ``policy.max_reattaches``).
     """
     if isinstance(retries_done, bool) or not isinstance(retries_done, int):
         raise TypeError(
@@ -249,14 +281,18 @@ def retry_delay(
         raise ValueError(f"retries_done must be >= 0, got {retries_done!r}")
     if math.isnan(elapsed) or elapsed < 0:
         raise ValueError(f"elapsed must be >= 0 seconds, got {elapsed!r}")
-    if not is_retryable(method, outcome):
+    if not is_retryable(method, outcome, repeatable=repeatable):
         return None
-    if retries_done >= policy.max_retries:
+    if retries_done >= (policy.max_retries if max_retries is None else max_retries):
         return None
+    source = _RNG if rng is None else rng
     if isinstance(outcome, StatusOutcome) and outcome.retry_after is not None:
-        delay = float(min(outcome.retry_after, policy.max_retry_after))
+        if outcome.retry_after > policy.max_retry_after:
+            return None
+        wait = float(outcome.retry_after)
+        delay = wait + source.uniform(0.0, wait * policy.retry_after_jitter)
     else:
-        delay = backoff(policy, retries_done + 1, _RNG if rng is None else rng)
+        delay = backoff(policy, retries_done + 1, source)
     if policy.deadline is not None and elapsed + delay > policy.deadline:
         return None
     return delay

@@ -1,26 +1,24 @@
 """
-The engine under `ConversationStream`: one HTTP response at a time, read chunk by chunk
-into the SSE decoder and the `ConversationState` accumulator, re-attached when it drops.
+`StreamEngine`, what a `ConversationStream` has underneath: one HTTP response at a time,
+read chunk by chunk into the SSE decoder and the `ConversationState` accumulator, and
+re-attached when it drops.
+
+Opening the stream and every re-attach are attempts of one `Call` (see `_pipeline`):
+the same policy decides whether to try again and after how long. A connection that
+drops mid-answer, or goes silent for longer than `stream_idle_timeout`, is re-attached
+(`content: null`, a fresh trace id) up to `RetryPolicy.max_reattaches` times in a row
+(an event arriving starts the count over). PostHog then replays the run from its
+start; `ConversationState` recognises the replayed events, so callers see each once.
 
 Every await that touches the network runs inside `_io_scope`, so `aclose()` from another
 task (or `Client.aclose()`) can wake a reader blocked on a silent stream at once. Every
-error and every cancellation that escapes `_next()` closes the response first, in a
+error and every cancellation that escapes `next()` closes the response first, in a
 shielded scope, and is then re-raised: cancellation is never swallowed.
-
-Timeouts suit a 30-minute answer: no total timeout; the client's `stream_idle_timeout`
-(aiohttp's socket-read timeout, which PostHog's 15-second keepalive comments reset)
-raises `APITimeoutError`; opening the connection is bounded by `connect_timeout`.
-
-A connection that drops mid-answer is re-attached (`content: null`, a fresh trace id,
-bounded attempts with jittered backoff). PostHog then replays the run from its start;
-`ConversationState` recognises the replayed events, so callers see each one once.
 """
 
 from __future__ import annotations
 
 import collections
-import logging
-import random
 import uuid
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
@@ -28,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 import anyio
 import attrs
 
+from . import _routes as routes
 from ._conversation_state import ConversationState, Delivery
 from ._errors import (
     APIConnectionError,
@@ -38,64 +37,69 @@ from ._errors import (
     NotFoundError,
     ResponseDecodeError,
 )
-from ._http import segment
-from ._retry import backoff
+from ._http import Request, segment
+from ._observe import StreamObserver
+from ._pipeline import Call, Failure
 from ._transport import StreamResponse
 from .models.conversations import Conversation
 from .models.events import decode_event
 from .sse import SSEDecoder, SSEError
 
 if TYPE_CHECKING:
-    from ._client import Client
+    from ._api import Api
 
-__all__ = ["DEFAULT_MAX_REATTACH_ATTEMPTS", "StreamEngine"]
+__all__ = ["StreamEngine"]
 
-logger = logging.getLogger("aposthog")
-DEFAULT_MAX_REATTACH_ATTEMPTS = 5
-_RNG = random.Random()
 _EVENT_STREAM = "text/event-stream"
 
 
 class StreamEngine:
-    """The connection, reading and re-attach machinery of `ConversationStream`."""
+    """The connection, reading and re-attach machinery of one `ConversationStream`."""
 
     def __init__(
         self,
-        client: Client,
+        api: Api,
         *,
         conversation_id: str,
         body: dict[str, Any],
         trace_id: str,
         session_id: str | None = None,
-        max_reattach_attempts: int = DEFAULT_MAX_REATTACH_ATTEMPTS,
+        max_reattach: int | None = None,
+        bucket: str = "ai",
     ) -> None:
-        self._client = client
-        self._conversation_id = conversation_id
-        self._body = body
-        self._trace_id = trace_id
+        self.api = api
+        self.conversation_id = conversation_id
+        self.body = body
+        self.trace_id = trace_id
         self._session_id = session_id
-        self._max_reattach = max_reattach_attempts
-        self._state = ConversationState()
+        self._max_reattach = (
+            api.config.retry.max_reattaches if max_reattach is None else max_reattach
+        )
+        self._bucket = bucket
+        self.state = ConversationState()
         self._pending: collections.deque[Delivery] = collections.deque()
         self._response: StreamResponse | None = None
         self._chunks: AsyncIterator[bytes] | None = None
         self._decoder = SSEDecoder()
         self._io_scope: anyio.CancelScope | None = None
-        self._busy = False  # a task is inside _pump (reading, connecting or backing off)
-        self._started = False
-        self._refused = False
-        self._finished = False
-        self._complete = False
-        self._closed = False
-        self._cancelled = False
-        self._failed_reattaches = 0
+        self._busy = False  # a task is inside pump (reading, connecting or backing off)
+        self._call: Call | None = None
+        self._observer: StreamObserver | None = None
+        self._first_token = False
+        self._failure: BaseException | None = None
+        self.started = False
+        self.refused = False
+        self.finished = False
+        self.complete = False
+        self.closed = False
+        self.cancelled = False
 
-    async def _close(self) -> None:
-        # Idempotent; safe from any task, and from a generator being finalized.
-        if self._closed:
+    async def aclose(self) -> None:
+        """Close the response now. Idempotent; safe from any task and from a finalizer."""
+        if self.closed:
             return
-        self._closed = True
-        self._finished = True
+        self.closed = True
+        self.finished = True
         if self._io_scope is not None:
             # Another task is reading: cancelling its scope wakes it, and it stops.
             self._io_scope.cancel()
@@ -105,41 +109,46 @@ class StreamEngine:
             if aclose is not None:
                 with anyio.CancelScope(shield=True):
                     await aclose()
+        self._report_outcome()
 
-    async def _next_or_none(self) -> Delivery | None:
+    async def next_or_none(self) -> Delivery | None:
+        """The next delivery, or None at the end."""
         try:
-            return await self._next()
+            return await self.next()
         except StopAsyncIteration:
             return None
 
-    async def _next(self) -> Delivery:
+    async def next(self) -> Delivery:
+        """The next delivery; `StopAsyncIteration` at the end."""
         if self._busy:
             # Outside the try: the stream belongs to the task already reading it.
             raise ClientStateError("this ConversationStream is being read by another task")
         try:
             while True:
-                if self._closed:
+                if self.closed:
                     raise StopAsyncIteration
                 if self._pending:
                     return self._pending.popleft()
-                if self._finished:
+                if self.finished:
                     raise StopAsyncIteration
-                await self._pump()
+                await self.pump()
         except StopAsyncIteration:
             raise
-        except BaseException:
+        except BaseException as exc:
             # An error, or the consuming task was cancelled: the response must not outlive
-            # it. _close() shields its own await; the exception is always re-raised.
-            await self._close()
+            # it. aclose() shields its own await; the exception is always re-raised.
+            self._failure = exc
+            self._end(exc)
+            await self.aclose()
             raise
 
-    async def _pump(self) -> None:
+    async def pump(self) -> None:
         """Make progress: connect, or read one chunk, or re-attach."""
         self._busy = True
         try:
             with anyio.CancelScope() as scope:
                 self._io_scope = scope
-                if self._closed:
+                if self.closed:
                     scope.cancel()
                 await self._step()
         finally:
@@ -147,21 +156,9 @@ class StreamEngine:
             self._busy = False
 
     async def _step(self) -> None:
-        if not self._started:
-            self._started = True
-            try:
-                await self._connect(first=True)
-            except APIStatusError as exc:
-                # Refused before any run began (a 409 means someone else's run is going):
-                # a cancel() now must not stop a generation this stream never started.
-                self._refused = exc.status < 500
-                raise
-            except APIConnectionError as exc:
-                if not exc.reached_server:
-                    raise
-                # The POST may have started the run: re-attaching (never re-sending the
-                # message) finds out, and streams it if so.
-                await self._reattach(exc)
+        if not self.started:
+            self.started = True
+            await self._start()
             return
         chunks = self._chunks
         assert chunks is not None
@@ -172,16 +169,110 @@ class StreamEngine:
             self._finish()
             return
         except APITimeoutError as exc:
-            idle = self._client.config.stream_idle_timeout
-            raise APITimeoutError(
+            # Silence past stream_idle_timeout: PostHog may still be generating (its
+            # keepalives were lost, or a proxy holds the bytes). Treated as a drop.
+            idle = self.api.config.stream_idle_timeout
+            silent = APITimeoutError(
                 f"PostHog sent nothing for {idle} s (stream_idle_timeout)",
                 method="POST",
                 path=exc.path,
-            ) from exc
+            )
+            await self._reattach(Failure.connection(silent))
+            return
         except APIConnectionError as exc:
-            await self._reattach(exc)
+            await self._reattach(Failure.connection(exc))
             return
         self._decode(chunk)
+
+    async def _start(self) -> None:
+        api = self.api
+        if api.observer is not None:
+            self._observer = api.observer.stream(self.conversation_id, api.config.base_url)
+        # Sending a message (or a resume decision) starts work: never sent twice. A bare
+        # attach (`stream(id)`) only listens, and may be repeated.
+        starts_work = self.body.get("content") is not None or "resume_payload" in self.body
+        route = routes.CONVERSATION_CREATE if starts_work else routes.CONVERSATION_REATTACH
+        call = self._call = api.call(route, bucket=self._bucket, observer=self._observer)
+        try:
+            response = await call.run(self._first_attempt, repeatable=route.repeatable)
+        except APIStatusError as exc:
+            # Refused before any run began (a 409 means someone else's run is going):
+            # a cancel() now must not stop a generation this stream never started.
+            self.refused = exc.status < 500
+            raise
+        except APIConnectionError as exc:
+            if not exc.reached_server:
+                raise
+            # The POST may have started the run: re-attaching (never re-sending the
+            # message) finds out, and streams it if so.
+            await self._reattach(Failure.connection(exc))
+            return
+        self._adopt(response)
+
+    async def _first_attempt(self) -> StreamResponse | Failure:
+        return await self._attempt(self._request(dict(self.body)))
+
+    async def _reattach_attempt(self) -> StreamResponse | Failure:
+        # Only what a re-attach needs: a resume_payload sent again on a conversation
+        # that finished meanwhile would start a second run.
+        self.trace_id = str(uuid.uuid4())
+        if self._observer is not None:
+            self._observer.reattach(self._reattaches)
+        return await self._attempt(
+            self._request({"content": None, "conversation": self.conversation_id})
+        )
+
+    def _request(self, body: dict[str, Any]) -> Request:
+        body["trace_id"] = self.trace_id
+        route = routes.CONVERSATION_CREATE
+        request = self.api.pipeline.request(route, route.fill(), json=body)
+        if self._session_id is not None:
+            # PostHog reads the session from this header, not from the body field.
+            request = attrs.evolve(request, headers=(("X-POSTHOG-SESSION-ID", self._session_id),))
+        return request
+
+    async def _attempt(self, request: Request) -> StreamResponse | Failure:
+        self.api.pipeline.streams.add(self)
+        result = await self.api.open_attempt(request)
+        if isinstance(result, Failure):
+            return result
+        if result.content_type != _EVENT_STREAM:
+            snippet = await _snippet(result)
+            raise ResponseDecodeError(
+                f"PostHog answered POST {request.path} with {result.status} "
+                f"{result.content_type or 'no content type'}, not {_EVENT_STREAM}",
+                body=snippet,
+                path=request.path,
+            )
+        return result
+
+    def _adopt(self, response: StreamResponse) -> None:
+        if self.closed:  # closed by another task just as the headers arrived
+            response.close()
+            return
+        self._decoder = SSEDecoder()
+        self._response = response
+        self._chunks = response.chunks()
+
+    @property
+    def _reattaches(self) -> int:
+        return 0 if self._call is None else self._call.retries
+
+    async def _reattach(self, failure: Failure) -> None:
+        self._drop_connection()
+        call = self._call
+        assert call is not None
+        call.dropped(limit=self._max_reattach)
+        try:
+            response = await call.run(self._reattach_attempt, repeatable=True, after=failure)
+        except BadRequestError as exc:
+            # "Cannot continue streaming from an idle conversation": the run ended
+            # while we were away. Its final messages are in the conversation.
+            if not await self._catch_up():
+                raise failure.error from exc
+            return
+        self.state.begin_attempt()  # PostHog replays the run from its start
+        self._adopt(response)
 
     def _decode(self, chunk: bytes | None) -> None:
         """Feed a chunk (None: the end of the body) to the decoder and the accumulator."""
@@ -189,99 +280,70 @@ class StreamEngine:
             events = self._decoder.close() if chunk is None else self._decoder.feed(chunk)
         except SSEError as exc:
             raise ResponseDecodeError(f"unreadable event stream from PostHog: {exc}") from exc
+        delivered = False
         for sse in events:
             event = decode_event(sse.event, sse.data)
-            delivery = self._state.feed(event, raw=f"{sse.event}\n{sse.data}")
+            delivery = self.state.feed(event, raw=f"{sse.event}\n{sse.data}")
             if delivery is not None:
                 self._pending.append(delivery)
-                self._failed_reattaches = 0  # progress: a later drop gets fresh attempts
+                delivered = True
+                if not self._first_token and delivery.text:
+                    self._first_token = True
+                    if self._observer is not None:
+                        self._observer.first_token()
+        if delivered and self._call is not None:
+            # Progress: a later drop gets the whole re-attach budget again.
+            self._call.progress()
+        if self._observer is not None and chunk is not None:
+            self._observer.received(len(events), len(chunk))
 
     def _finish(self) -> None:
         # PostHog has no end event: the end of the body is the end of the run.
-        self._finished = True
-        self._complete = True
+        self.finished = True
+        self.complete = True
         self._drop_connection()
+        self._end(None)
+        self._report_outcome()
 
     def _drop_connection(self) -> AsyncIterator[bytes] | None:
         response, chunks = self._response, self._chunks
         self._response = self._chunks = None
-        self._client._unregister_stream(self)
+        self.api.pipeline.streams.discard(self)
         if response is not None:
             response.close()
         return chunks
 
-    async def _connect(self, *, first: bool) -> None:
-        if first:
-            body = dict(self._body)
-        else:
-            # Only what a re-attach needs: a resume_payload sent again on a conversation
-            # that finished meanwhile would start a second run.
-            body = {"content": None, "conversation": self._conversation_id}
-            self._trace_id = str(uuid.uuid4())
-        body["trace_id"] = self._trace_id
-        request = self._client.build_request("POST", "conversations", json=body)
-        if self._session_id is not None:
-            # PostHog reads the session from this header, not from the body field.
-            request = attrs.evolve(request, headers=(("X-POSTHOG-SESSION-ID", self._session_id),))
-        self._client._register_stream(self)
-        if not first:
-            self._state.begin_attempt()  # PostHog replays the run from its start
-        self._decoder = SSEDecoder()
-        response = await self._client.open_stream(request)
-        if self._closed:  # closed by another task just as the headers arrived
-            response.close()
-            return
-        if response.content_type != _EVENT_STREAM:
-            snippet = await _snippet(response)
-            raise ResponseDecodeError(
-                f"PostHog answered POST {request.path} with {response.status} "
-                f"{response.content_type or 'no content type'}, not {_EVENT_STREAM}",
-                body=snippet,
-                path=request.path,
-            )
-        self._response = response
-        self._chunks = response.chunks()
+    def _end(self, error: BaseException | None) -> None:
+        if self._call is not None and self._call.observed:
+            status = error.status if isinstance(error, APIStatusError) else None
+            self._call.end(200 if error is None else status, error)
 
-    async def _reattach(self, error: APIConnectionError) -> None:
-        self._drop_connection()
-        policy = self._client.config.retry
-        while True:
-            self._failed_reattaches += 1
-            if self._failed_reattaches > self._max_reattach:
-                raise error
-            delay = backoff(policy, self._failed_reattaches, _RNG)
-            logger.info(
-                "re-attaching to conversation %s in %.2f s (attempt %d of %d) after: %s",
-                self._conversation_id,
-                delay,
-                self._failed_reattaches,
-                self._max_reattach,
-                error,
-            )
-            await anyio.sleep(delay)
-            try:
-                await self._connect(first=False)
-                return
-            except APIConnectionError as exc:
-                error = exc
-            except BadRequestError as exc:
-                # "Cannot continue streaming from an idle conversation": the run ended
-                # while we were away. Its final messages are in the conversation.
-                if not await self._catch_up():
-                    raise error from exc
-                return
+    def _report_outcome(self) -> None:
+        observer, self._observer = self._observer, None
+        if observer is None:
+            return
+        if self.cancelled or isinstance(self._failure, anyio.get_cancelled_exc_class()):
+            observer.outcome("cancelled")
+        elif self._failure is not None:
+            observer.outcome("failed")
+        elif not self.complete:
+            observer.outcome("incomplete")
+        elif self.state.result(self.conversation_id, complete=True, cancelled=False).failed:
+            observer.outcome("failed")
+        else:
+            observer.outcome("done")
 
     async def _catch_up(self) -> bool:
-        sent = self._body.get("content")
-        if self._state.human_id is None and not isinstance(sent, str):
+        sent = self.body.get("content")
+        if self.state.human_id is None and not isinstance(sent, str):
             return False  # nothing seen of this run: its messages cannot be told apart
         try:
-            conversation: Conversation = await self._client.fetch(
-                Conversation, "GET", "conversations", segment(self._conversation_id)
+            conversation: Conversation = await self.api.fetch(
+                Conversation, routes.CONVERSATION_GET, segment(self.conversation_id)
             )
         except NotFoundError:
             return False  # not titled yet: PostHog will not show it
-        deliveries = self._state.catch_up(
+        deliveries = self.state.catch_up(
             conversation.messages, sent=sent if isinstance(sent, str) else None
         )
         if deliveries is None:

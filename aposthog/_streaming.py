@@ -5,24 +5,29 @@ The stream owns one HTTP response at a time and guarantees it never outlives its
 `break`, leaving `async with`, an exception in the consumer and cancelling the consuming
 task all close it at once, in a shielded cleanup, and cancellation is re-raised, never
 swallowed. A stream that is never iterated never connects. The machinery (connecting,
-reading, timeouts, re-attaching) is in `_stream_engine`.
+reading, timeouts, re-attaching) is its `StreamEngine` (`_stream_engine`).
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncGenerator, AsyncIterator
 from types import TracebackType
+from typing import TYPE_CHECKING, Any
 
+from . import _routes as routes
 from ._http import segment
-from ._stream_engine import DEFAULT_MAX_REATTACH_ATTEMPTS, StreamEngine
+from ._stream_engine import StreamEngine
 from .models.conversations import ConversationResult, ConversationSummary
 from .models.events import StreamEvent
 from .models.messages import Message
 
-__all__ = ["DEFAULT_MAX_REATTACH_ATTEMPTS", "ConversationStream"]
+if TYPE_CHECKING:
+    from ._api import Api
+
+__all__ = ["ConversationStream"]
 
 
-class ConversationStream(StreamEngine):
+class ConversationStream:
     """
     One streamed PostHog AI answer. Created by `ph.conversations.create(...)` or
     `ph.conversations.stream(id)`, with no I/O: the request goes out on the first
@@ -41,51 +46,76 @@ class ConversationStream(StreamEngine):
         ```
     """
 
+    __slots__ = ("__weakref__", "_engine")
+
+    def __init__(
+        self,
+        api: Api,
+        *,
+        conversation_id: str,
+        body: dict[str, Any],
+        trace_id: str,
+        session_id: str | None = None,
+        max_reattach_attempts: int | None = None,
+        bucket: str = "ai",
+    ) -> None:
+        self._engine = StreamEngine(
+            api,
+            conversation_id=conversation_id,
+            body=body,
+            trace_id=trace_id,
+            session_id=session_id,
+            max_reattach=max_reattach_attempts,
+            bucket=bucket,
+        )
+
     # ------------------------------------------------------------------ information
 
     @property
     def conversation_id(self) -> str:
         """The conversation's UUID, known before anything is sent."""
-        return self._conversation_id
+        return self._engine.conversation_id
 
     @property
     def trace_id(self) -> str:
         """The trace id of the latest request (each re-attach gets a fresh one)."""
-        return self._trace_id
+        return self._engine.trace_id
 
     @property
     def conversation(self) -> ConversationSummary | None:
         """The latest `conversation` event's record (PostHog sends it for new ones only)."""
-        return self._state.conversation
+        return self._engine.state.conversation
 
     @property
     def messages(self) -> tuple[Message, ...]:
         """The final messages received so far, each once."""
-        return self._state.messages
+        return self._engine.state.messages
 
     @property
     def closed(self) -> bool:
         """Whether the stream is over: ended, closed, cancelled or failed."""
-        return self._closed or self._finished
+        engine = self._engine
+        return engine.closed or engine.finished
 
     def __repr__(self) -> str:
-        if self._closed:
+        engine = self._engine
+        if engine.closed:
             state = "closed"
-        elif self._finished:
+        elif engine.finished:
             state = "finished"
-        elif self._started:
+        elif engine.started:
             state = "open"
         else:
             state = "not started"
-        return f"<ConversationStream {state} conversation_id={self._conversation_id!r}>"
+        return f"<ConversationStream {state} conversation_id={engine.conversation_id!r}>"
 
     # ------------------------------------------------------------------ protocols
 
     async def __aenter__(self) -> ConversationStream:
         """Send the request; pre-stream errors (400, 402, 409, 429, …) raise here."""
-        if not self._started and not self.closed:
+        if not self._engine.started and not self.closed:
             try:
-                await self._pump()
+                await self._engine.pump()
             except BaseException:
                 await self.aclose()
                 raise
@@ -106,11 +136,11 @@ class ConversationStream(StreamEngine):
 
     async def __anext__(self) -> StreamEvent:
         """The next event (`anext(stream)` pulls one without ending the stream)."""
-        return (await self._next()).event
+        return (await self._engine.next()).event
 
     async def _events(self) -> AsyncGenerator[StreamEvent, None]:
         try:
-            while (delivery := await self._next_or_none()) is not None:
+            while (delivery := await self._engine.next_or_none()) is not None:
                 yield delivery.event
         finally:
             await self.aclose()
@@ -133,7 +163,7 @@ class ConversationStream(StreamEngine):
             ```
         """
         try:
-            while (delivery := await self._next_or_none()) is not None:
+            while (delivery := await self._engine.next_or_none()) is not None:
                 if delivery.text:
                     yield delivery.text
         finally:
@@ -152,14 +182,15 @@ class ConversationStream(StreamEngine):
             print(result.text if not result.failed else "PostHog AI failed")
             ```
         """
-        while await self._next_or_none() is not None:
+        while await self._engine.next_or_none() is not None:
             pass
         return self.result()
 
     def result(self) -> ConversationResult:
         """What the stream has accumulated so far (`until_done()` waits for the end first)."""
-        return self._state.result(
-            self._conversation_id, complete=self._complete, cancelled=self._cancelled
+        engine = self._engine
+        return engine.state.result(
+            engine.conversation_id, complete=engine.complete, cancelled=engine.cancelled
         )
 
     async def cancel(self) -> None:
@@ -171,15 +202,16 @@ class ConversationStream(StreamEngine):
         generation runs, say), sends nothing. PostHog's cancel action refuses scoped
         personal API keys (`PermissionDeniedError`); the stream is closed all the same.
         """
-        self._cancelled = True
+        engine = self._engine
+        engine.cancelled = True
         try:
-            if self._started and not self._complete and not self._refused:
-                await self._client.request_json(
-                    "PATCH", "conversations", segment(self._conversation_id), "cancel"
+            if engine.started and not engine.complete and not engine.refused:
+                await engine.api.request_json(
+                    routes.CONVERSATION_CANCEL, segment(engine.conversation_id)
                 )
         finally:
             await self.aclose()
 
     async def aclose(self) -> None:
         """Close the HTTP response now (the server sees the disconnect). Idempotent."""
-        await self._close()
+        await self._engine.aclose()

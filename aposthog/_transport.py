@@ -1,6 +1,6 @@
 """
-The only module that imports aiohttp: the client transport, and the loopback server
-adapter the testing kit serves FakePostHog with.
+The only module of the client that imports aiohttp: the transport. (The testing kit's
+loopback server, `aposthog.testing`, imports `aiohttp.web`; the client never does.)
 
 The client side turns every aiohttp and asyncio failure into an aposthog error and
 says whether the request may have reached the server (`APIConnectionError.reached_server`),
@@ -15,24 +15,19 @@ import asyncio
 import logging
 import urllib.parse
 import urllib.request
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 
 import aiohttp
 import attrs
-from aiohttp import web
 from yarl import URL
 
-from ._errors import APIConnectionError, APITimeoutError
+from ._errors import APIConnectionError, APITimeoutError, ClientStateError
 from ._http import Request
 
 __all__ = [
     "AIOHTTP_VERSION",
     "ClientSession",
-    "DropConnection",
-    "LoopbackServer",
     "Response",
-    "ServerReply",
-    "ServerRequest",
     "StreamResponse",
     "Transport",
 ]
@@ -90,6 +85,31 @@ _proxy_bypass: Callable[[str, Mapping[str, str]], bool] = urllib.request.proxy_b
 _CLIENT_FAILURES = (aiohttp.ClientError, asyncio.TimeoutError, OSError)
 
 
+class _AttemptFailed(Exception):
+    """
+    Carries a failure out of aiohttp's request loop untouched.
+
+    aiohttp sends an idempotent request a second time, silently, when the connection it
+    used turns out closed (`ServerDisconnectedError`, `ClientOSError`). That second
+    request is an attempt the retry policy never decided on: with `max_retries=0` a GET
+    would reach the server twice. Raised from inside the request (a client middleware),
+    an exception that is neither a `ClientError` nor an `OSError` is not retried there.
+    """
+
+    def __init__(self, failure: BaseException) -> None:
+        super().__init__(type(failure).__name__)
+        self.failure = failure
+
+
+async def _one_attempt(
+    request: aiohttp.ClientRequest, handler: aiohttp.ClientHandlerType
+) -> aiohttp.ClientResponse:
+    try:
+        return await handler(request)
+    except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError) as exc:
+        raise _AttemptFailed(exc) from None
+
+
 class StreamResponse:
     """An open response whose body is read chunk by chunk (server-sent events)."""
 
@@ -145,6 +165,12 @@ class Transport:
         self._env_proxies = urllib.request.getproxies_environment()
         self._proxies: dict[tuple[str, str], str | None] = {}
         self._call_timeouts: dict[float | None, aiohttp.ClientTimeout] = {}
+        # Per-request middlewares replace a session's own, so a borrowed session's are
+        # kept in front of ours (aiohttp has no public getter for them).
+        own: tuple[aiohttp.ClientMiddlewareType, ...] = tuple(
+            getattr(session, "_middlewares", ()) or ()
+        )
+        self._middlewares = (*own, _one_attempt)
 
     def _ensure_session(self) -> aiohttp.ClientSession:
         if self._session is None:
@@ -155,7 +181,8 @@ class Transport:
             # rather than by aiohttp's trust_env, which hops to a thread on every request.
             self._session = aiohttp.ClientSession(connector=connector, trust_env=False)
         elif self._session.closed:
-            raise APIConnectionError("the aiohttp session given to the client is closed")
+            # Not a network failure, and retrying cannot help: raised once, at once.
+            raise ClientStateError("the aiohttp session given to the aposthog.Client is closed")
         return self._session
 
     def _proxy_for(self, url: str) -> str | None:
@@ -203,9 +230,12 @@ class Transport:
                 timeout=self._call_timeout(timeout),
                 allow_redirects=False,
                 proxy=self._proxy_for(request.url),
+                middlewares=self._middlewares,
             ) as resp:
                 body = await resp.read()
                 return Response(resp.status, resp.headers, body)
+        except _AttemptFailed as exc:
+            raise _connection_error(exc.failure, request) from None
         except _CLIENT_FAILURES as exc:
             raise _connection_error(exc, request) from None
 
@@ -224,7 +254,10 @@ class Transport:
                 timeout=self._timeout(idle=idle_timeout),
                 allow_redirects=False,
                 proxy=self._proxy_for(request.url),
+                middlewares=self._middlewares,
             )
+        except _AttemptFailed as exc:
+            raise _connection_error(exc.failure, request) from None
         except _CLIENT_FAILURES as exc:
             raise _connection_error(exc, request) from None
         return StreamResponse(resp, request)
@@ -233,115 +266,3 @@ class Transport:
         """Close the session if this transport created it."""
         if self._owns_session and self._session is not None and not self._session.closed:
             await self._session.close()
-
-
-# --------------------------------------------------------------------------------------
-# The loopback server adapter (used by aposthog.testing.FakePostHog)
-
-
-@attrs.frozen
-class ServerRequest:
-    """A request as the fake server sees it."""
-
-    method: str
-    raw_path: str  # percent-encoded, exactly as sent, without the query
-    query: tuple[tuple[str, str], ...]
-    headers: Mapping[str, str]  # lower-case names
-    body: bytes
-    base_url: str  # scheme://host:port the request was addressed to
-
-
-class DropConnection(Exception):
-    """Raised by a streamed reply's iterator to cut the connection mid-answer."""
-
-
-@attrs.frozen
-class ServerReply:
-    """What the fake server answers: a body, a stream of chunks, or a dropped connection."""
-
-    status: int = 200
-    body: bytes = b""
-    headers: Mapping[str, str] = attrs.field(factory=dict)
-    stream: AsyncIterator[bytes] | None = None
-    drop: bool = False
-
-
-Handler = Callable[[ServerRequest], Awaitable[ServerReply]]
-
-
-class LoopbackServer:
-    """Serves a handler on 127.0.0.1 with aiohttp.web. Loopback only, by construction."""
-
-    def __init__(self, handler: Handler, *, port: int = 0) -> None:
-        self._handler = handler
-        self._port = port
-        self._runner: web.AppRunner | None = None
-        self.url = ""
-
-    async def start(self) -> str:
-        """Start listening; returns the base URL (`http://127.0.0.1:<port>`)."""
-        app = web.Application(client_max_size=64 * 1024 * 1024)
-        app.router.add_route("*", "/{tail:.*}", self._handle)
-        # handler_cancellation: a client that disconnects cancels its handler at once,
-        # so a streaming answer notices the disconnect the way PostHog does.
-        self._runner = web.AppRunner(
-            app, handler_cancellation=True, access_log=None, shutdown_timeout=0.5
-        )
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", self._port)
-        await site.start()
-        server = site._server
-        assert isinstance(server, asyncio.base_events.Server)
-        port = server.sockets[0].getsockname()[1]
-        self.url = f"http://127.0.0.1:{port}"
-        return self.url
-
-    async def stop(self) -> None:
-        """Stop listening and close every connection."""
-        if self._runner is not None:
-            runner, self._runner = self._runner, None
-            await runner.cleanup()
-
-    async def _handle(self, request: web.Request) -> web.StreamResponse:
-        body = await request.read()
-        raw_path = request.raw_path.split("?", 1)[0]
-        server_request = ServerRequest(
-            method=request.method,
-            raw_path=raw_path,
-            query=tuple(request.url.query.items()),
-            headers={k.lower(): v for k, v in request.headers.items()},
-            body=body,
-            base_url=f"{request.scheme}://{request.host}",
-        )
-        reply = await self._handler(server_request)
-        if reply.drop:
-            return self._drop(request)
-        if reply.stream is None:
-            return web.Response(status=reply.status, body=reply.body, headers=dict(reply.headers))
-        response = web.StreamResponse(status=reply.status, headers=dict(reply.headers))
-        stream = reply.stream
-        try:
-            await response.prepare(request)
-            async for chunk in stream:
-                await response.write(chunk)
-        except DropConnection:
-            return self._drop(request)
-        except (ConnectionError, aiohttp.ClientConnectionResetError):
-            # The client went away; the handler's generator is closed below.
-            return response
-        finally:
-            aclose = getattr(stream, "aclose", None)
-            if aclose is not None:
-                await asyncio.shield(aclose())
-        await response.write_eof()
-        return response
-
-    @staticmethod
-    def _drop(request: web.Request) -> web.StreamResponse:
-        transport = request.transport
-        if transport is not None:
-            transport.abort()
-        # Nothing will be written: the connection is gone. aiohttp wants a response object.
-        response = web.Response(status=500)
-        response.force_close()
-        return response

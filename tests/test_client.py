@@ -13,6 +13,7 @@ import anyio.abc
 import pytest
 
 import aposthog
+from aposthog import _routes
 from aposthog.testing import FakePostHog
 
 pytestmark = pytest.mark.anyio
@@ -168,7 +169,7 @@ async def test_throttled_page_is_retried_without_restarting(fake: FakePostHog) -
         async for config in ph.customer_profile_configs.list(limit=2):
             seen.append(config.id)
             if len(seen) == 2:
-                fake.throttle_next(2)
+                fake.throttle_next(2, wait=0)
     assert ["0", "1", "2", "3", "4"] == seen
     offsets = [dict(r.query).get("offset") for r in fake.requests]
     assert [None, "2", "2", "2", "4"] == offsets
@@ -198,7 +199,7 @@ async def test_post_that_got_a_503_or_429_is_retried(
 ) -> None:
     """429 and 503 mean the server refused: retried for POST too, and it succeeds once."""
     fake.fail_next(1, status=503)
-    fake.throttle_next(1)
+    fake.throttle_next(1, wait=0)
     config = await ph.customer_profile_configs.create(scope="person")
     assert [config.id] == list(fake.customer_profile_configs)
     assert 3 == len(fake.requests)
@@ -308,7 +309,7 @@ async def test_key_never_appears_in_errors_reprs_or_logs(
     """The API key is absent from the client's repr, its config, errors and log lines."""
     caplog.set_level(logging.DEBUG, logger="aposthog")
     async with fake.client(retry=FAST) as ph:
-        fake.throttle_next(1)
+        fake.throttle_next(1, wait=0)
         await ph.customer_profile_configs.list()
         fake.fail_next(
             1,
@@ -334,6 +335,7 @@ async def test_no_unclosed_session_warning_after_many_clients(fake: FakePostHog)
 def test_a_host_with_a_path_prefix_keeps_it() -> None:
     """A self-hosted PostHog under /posthog: every path keeps the prefix."""
     client = aposthog.Client(api_key="k", host="https://example.com/posthog/", project_id=7)
-    request = client.build_request("GET", "batch_exports")
+    route = _routes.EXPORTS
+    request = client._api.pipeline.request(route, route.fill())
     assert "https://example.com/posthog/api/environments/7/batch_exports/" == request.url
     assert "/posthog/api/environments/7/batch_exports/" == request.path

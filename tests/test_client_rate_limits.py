@@ -151,6 +151,19 @@ async def test_with_options_views_share_the_budget(fake: FakePostHog) -> None:
     assert 3 == len(fake.requests)
 
 
+async def test_on_wait_hears_of_the_limiters_waits(fake: FakePostHog) -> None:
+    waits: list[aposthog.Wait] = []
+    limits = RateLimits(api=Rate(1, per=0.3), margin=0)
+    async with fake.client(rate_limits=limits, on_wait=waits.append) as ph:
+        await ph.customer_profile_configs.list()
+        assert [] == waits
+        await ph.customer_profile_configs.list()
+    assert 1 == len(waits)
+    assert "rate_limit" == waits[0].reason
+    assert 0 < waits[0].seconds <= 0.3
+    assert waits[0].error is None
+
+
 # ---------------------------------------------------------------------- Redis
 
 

@@ -192,7 +192,7 @@ def test_max_retries_counts_retries_after_the_first_attempt() -> None:
 
 def test_deadline_stops_a_wait_that_would_end_past_it() -> None:
     """A wait ending after the deadline gives None; one ending exactly on it is allowed."""
-    policy = RetryPolicy(deadline=10.0)
+    policy = RetryPolicy(deadline=10.0, retry_after_jitter=0)
     outcome = StatusOutcome(429, retry_after=2.0)
     assert _delay(policy, "POST", outcome, elapsed=8.0) == 2.0
     assert _delay(policy, "POST", outcome, elapsed=8.5) is None
@@ -214,27 +214,119 @@ def test_no_deadline_means_elapsed_time_is_ignored() -> None:
     assert _delay(policy, "GET", StatusOutcome(503), elapsed=1e9) is not None
 
 
-def test_server_hint_is_used_as_is_under_the_cap() -> None:
-    """A server-requested wait below max_retry_after is returned unchanged, without jitter."""
-    policy = RetryPolicy(max_retry_after=60.0)
+def test_server_hint_is_used_as_is_without_spread() -> None:
+    """With retry_after_jitter=0 a server-requested wait under the cap is returned unchanged."""
+    policy = RetryPolicy(max_retry_after=60.0, retry_after_jitter=0)
     assert _delay(policy, "POST", StatusOutcome(429, retry_after=5.0)) == 5.0
     assert _delay(policy, "POST", StatusOutcome(503, retry_after=0.0)) == 0.0
     assert _delay(policy, "GET", StatusOutcome(429, retry_after=30.5), retries_done=2) == 30.5
 
 
-def test_server_hint_is_capped() -> None:
-    """A server-requested wait above max_retry_after is cut down to it."""
+class _Extreme(random.Random):
+    def __init__(self, longest: bool) -> None:
+        super().__init__(0)
+        self.longest = longest
+
+    def uniform(self, a: float, b: float) -> float:
+        return b if self.longest else a
+
+
+def test_server_hint_gets_a_spread_proportional_to_it() -> None:
+    """The default spread is up to a fifth of the wait on top: 1 s becomes 1 to 1.2 s."""
+    policy = RetryPolicy()
+    for wait in (1.0, 10.0, 50.0):
+        outcome = StatusOutcome(429, retry_after=wait)
+        low = retry_delay(
+            policy, method="GET", outcome=outcome, retries_done=0, elapsed=0, rng=_Extreme(False)
+        )
+        high = retry_delay(
+            policy, method="GET", outcome=outcome, retries_done=0, elapsed=0, rng=_Extreme(True)
+        )
+        assert (wait, wait * 1.2) == (low, high)
+    rng = random.Random(1)
+    waits = [_delay_with(policy, rng, 1.0) for _ in range(200)]
+    assert all(1.0 <= w <= 1.2 for w in waits)
+    assert max(waits) - min(waits) > 0.1  # a herd comes back over a tenth of a second or more
+
+
+def _delay_with(policy: RetryPolicy, rng: random.Random, wait: float) -> float:
+    delay = retry_delay(
+        policy,
+        method="GET",
+        outcome=StatusOutcome(429, retry_after=wait),
+        retries_done=0,
+        elapsed=0,
+        rng=rng,
+    )
+    assert delay is not None
+    return delay
+
+
+def test_a_hint_above_max_retry_after_is_raised_at_once() -> None:
+    """A wait longer than max_retry_after is not shortened: retrying early meets another 429."""
     policy = RetryPolicy(max_retry_after=60.0, deadline=None)
-    assert _delay(policy, "POST", StatusOutcome(429, retry_after=3600.0)) == 60.0
-    assert _delay(policy, "POST", StatusOutcome(429, retry_after=math.inf)) == 60.0
+    assert _delay(policy, "POST", StatusOutcome(429, retry_after=3600.0)) is None
+    assert _delay(policy, "POST", StatusOutcome(429, retry_after=math.inf)) is None
+    assert _delay(policy, "GET", StatusOutcome(503, retry_after=60.5)) is None
+    assert _delay(policy, "GET", StatusOutcome(429, retry_after=60.0)) is not None
 
 
-def test_capped_server_hint_still_respects_the_deadline() -> None:
-    """The capped hint counts against the deadline like any other wait."""
-    policy = RetryPolicy(max_retry_after=60.0, deadline=120.0)
-    outcome = StatusOutcome(429, retry_after=3600.0)
+def test_server_hint_still_respects_the_deadline() -> None:
+    """A server-named wait counts against the deadline like any other wait."""
+    policy = RetryPolicy(max_retry_after=60.0, deadline=120.0, retry_after_jitter=0)
+    outcome = StatusOutcome(429, retry_after=60.0)
     assert _delay(policy, "POST", outcome, elapsed=60.0) == 60.0
     assert _delay(policy, "POST", outcome, elapsed=61.0) is None
+
+
+def test_the_route_decides_not_the_method() -> None:
+    """repeatable=True lets a dropped POST be retried; repeatable=False stops a dropped GET."""
+    dropped = ConnectionOutcome(reached_server=True)
+    policy = RetryPolicy()
+    assert (
+        retry_delay(
+            policy, method="PATCH", outcome=dropped, retries_done=0, elapsed=0, repeatable=True
+        )
+        is not None
+    )
+    assert (
+        retry_delay(
+            policy, method="GET", outcome=dropped, retries_done=0, elapsed=0, repeatable=False
+        )
+        is None
+    )
+    assert (
+        retry_delay(
+            policy,
+            method="GET",
+            outcome=StatusOutcome(504),
+            retries_done=0,
+            elapsed=0,
+            repeatable=False,
+        )
+        is None
+    )
+    refused = ConnectionOutcome(reached_server=False)
+    assert (
+        retry_delay(
+            policy, method="POST", outcome=refused, retries_done=0, elapsed=0, repeatable=False
+        )
+        is not None
+    )
+
+
+def test_max_retries_can_be_replaced_per_call() -> None:
+    """A stream's re-attach budget replaces the policy's max_retries for that call."""
+    policy = RetryPolicy(max_retries=0)
+    outcome = ConnectionOutcome(reached_server=True)
+    assert (
+        retry_delay(policy, method="GET", outcome=outcome, retries_done=1, elapsed=0, max_retries=2)
+        is not None
+    )
+    assert (
+        retry_delay(policy, method="GET", outcome=outcome, retries_done=2, elapsed=0, max_retries=2)
+        is None
+    )
 
 
 def test_server_hint_does_not_make_a_non_retryable_status_retryable() -> None:
@@ -588,12 +680,15 @@ def test_retry_delay_is_never_negative_nor_above_the_caps(
     elapsed: float,
     rng: random.Random,
 ) -> None:
-    """Any wait retry_delay gives is in [0, max(max_backoff, max_retry_after)]."""
+    """Any wait is in [0, max(max_backoff, max_retry_after * (1 + retry_after_jitter))]."""
     delay = retry_delay(
         policy, method=method, outcome=outcome, retries_done=retries_done, elapsed=elapsed, rng=rng
     )
     if delay is not None:
-        assert 0.0 <= delay <= max(policy.max_backoff, policy.max_retry_after)
+        ceiling = policy.max_retry_after * (1 + policy.retry_after_jitter)
+        assert 0.0 <= delay <= max(policy.max_backoff, ceiling)
+        if isinstance(outcome, StatusOutcome) and outcome.retry_after is not None:
+            assert outcome.retry_after <= policy.max_retry_after
         assert is_retryable(method, outcome)
         assert retries_done < policy.max_retries
 

@@ -8,6 +8,7 @@ import socket
 import sys
 
 import anyio
+import attrs
 import pytest
 
 import aposthog
@@ -104,7 +105,7 @@ async def test_pre_stream_errors_raise_on_entry(fake: FakePostHog, ph: aposthog.
 async def test_a_throttled_create_is_retried_then_sent_once(
     fake: FakePostHog, ph: aposthog.Client
 ) -> None:
-    fake.throttle_next(1, method="POST")
+    fake.throttle_next(1, method="POST", wait=0)
     result = await ph.conversations.create("q").until_done()
     assert result.complete
     assert len(posts(fake)) == 2  # refused, then accepted
@@ -177,17 +178,46 @@ async def test_a_connect_timeout_is_an_api_timeout_error() -> None:
     assert not info.value.reached_server
 
 
-async def test_an_idle_stream_times_out(fake: FakePostHog) -> None:
+async def test_an_idle_stream_times_out_when_it_may_not_reattach(fake: FakePostHog) -> None:
     fake.keepalive_interval = None
     fake.script_answer("slow", token_size=1, delay=0.5)
     async with fake.client(stream_idle_timeout=0.05, retry=FAST) as ph:
-        stream = ph.conversations.create("q")
+        stream = ph.conversations.create("q", max_reattach_attempts=0)
         with pytest.raises(aposthog.APITimeoutError) as info:
             await stream.until_done()
     assert isinstance(info.value, TimeoutError)
     assert "stream_idle_timeout" in str(info.value)
     await fake.wait_for_streams_closed()
     assert fake.ai_streams.disconnected == 1
+
+
+async def test_an_idle_stream_is_reattached_until_the_budget_is_spent(fake: FakePostHog) -> None:
+    """Silence past stream_idle_timeout is a drop: re-attached, raised only when spent."""
+    fake.keepalive_interval = None
+    fake.script_answer("slow", token_size=1, delay=5)
+    policy = attrs.evolve(FAST, max_reattaches=2)
+    async with fake.client(stream_idle_timeout=0.05, retry=policy) as ph:
+        stream = ph.conversations.create("q")
+        with anyio.fail_after(5), pytest.raises(aposthog.APITimeoutError) as info:
+            await stream.until_done()
+    assert "stream_idle_timeout" in str(info.value)
+    assert [b["content"] for b in posts(fake)] == ["q", None, None]
+    await fake.wait_for_streams_closed()
+    assert fake.ai_streams.disconnected == 3
+
+
+async def test_a_stream_silent_for_a_while_is_reattached_and_completes(
+    fake: FakePostHog,
+) -> None:
+    """PostHog still generating behind a silent connection: the re-attach gets the answer."""
+    fake.keepalive_interval = None
+    fake.script_answer("abc", token_size=1, delay=0.15)  # silent 0.15 s between events
+    async with fake.client(stream_idle_timeout=0.1, retry=FAST) as ph:
+        with anyio.fail_after(5):
+            result = await ph.conversations.create("q").until_done()
+    assert result.complete
+    assert result.text == "abc"
+    assert [b["content"] for b in posts(fake)][:2] == ["q", None]
 
 
 async def test_keepalives_keep_a_slow_answer_alive_past_every_timeout(fake: FakePostHog) -> None:
@@ -264,7 +294,7 @@ async def test_a_run_that_ends_while_away_is_caught_up(
 ) -> None:
     """Re-attached only after the run ended (400): the final messages come from the
     conversation, each once, also when the drop came before PostHog echoed the message."""
-    monkeypatch.setattr("aposthog._stream_engine._RNG", _LongestWait())
+    monkeypatch.setattr("aposthog._retry._RNG", _LongestWait())
     slow = aposthog.RetryPolicy(initial_backoff=0.3, max_backoff=0.3)
     async with fake.client(retry=slow) as ph:
         fake.script_answer("alpha beta gamma", token_size=3, delay=0.01, drop_after=cut)

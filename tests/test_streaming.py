@@ -200,10 +200,10 @@ async def test_leaving_async_with_closes_the_response(
         event = await anext(stream)
         assert isinstance(event, ConversationEvent)
         assert fake.ai_streams.open == 1
-        assert stream in ph._shared.streams
+        assert stream._engine in ph._api.pipeline.streams
     await fake.wait_for_streams_closed(timeout=0.5)
     assert fake.ai_streams.disconnected == 1
-    assert stream not in ph._shared.streams
+    assert stream._engine not in ph._api.pipeline.streams
 
 
 async def test_an_exception_in_the_consumer_closes_the_response(
@@ -332,8 +332,8 @@ async def test_two_hundred_cancelled_streams_leave_no_connection_open(
     await fake.wait_for_streams_closed(timeout=2)
     assert fake.ai_streams.opened == 200
     assert fake.ai_streams.disconnected == 200
-    assert len(ph._shared.streams) == 0
-    session = ph._shared.transport._session
+    assert len(ph._api.pipeline.streams) == 0
+    session = ph._api.pipeline.transport._session
     assert session is not None
     assert not getattr(session.connector, "_acquired", set())
 

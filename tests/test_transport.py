@@ -1,4 +1,4 @@
-"""The aiohttp transport and the loopback server adapter, on 127.0.0.1."""
+"""The aiohttp transport, against the testing kit's loopback server on 127.0.0.1."""
 
 from __future__ import annotations
 
@@ -11,13 +11,8 @@ import pytest
 
 import aposthog
 from aposthog._http import Request
-from aposthog._transport import (
-    DropConnection,
-    LoopbackServer,
-    ServerReply,
-    ServerRequest,
-    Transport,
-)
+from aposthog._transport import Transport
+from aposthog.testing import DropConnection, LoopbackServer, ServerReply, ServerRequest
 
 pytestmark = pytest.mark.anyio
 
@@ -93,11 +88,11 @@ async def test_stream_chunks_then_a_mid_stream_drop(server: LoopbackServer) -> N
 
 
 async def test_a_closed_borrowed_session_is_a_clear_error(server: LoopbackServer) -> None:
-    """Borrowing a session that was closed meanwhile is reported, not an aiohttp error."""
+    """Borrowing a session that was closed meanwhile is a ClientStateError, not aiohttp's."""
     session = aiohttp.ClientSession()
     await session.close()
     transport = Transport(session=session)
-    with pytest.raises(aposthog.APIConnectionError, match="session given to the client is closed"):
+    with pytest.raises(aposthog.ClientStateError, match="session given to the"):
         await transport.send(Request(method="GET", url=f"{server.url}/x/"), {})
 
 

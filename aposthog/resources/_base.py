@@ -1,11 +1,11 @@
-"""What every resource shares: a reference to the client, and argument checks."""
+"""What every resource shares: the client view's `Api`, and argument checks."""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from .._client import Client
+    from .._api import Api
 
 __all__ = ["Resource", "check_json_container", "check_paging", "check_str"]
 
@@ -13,13 +13,13 @@ __all__ = ["Resource", "check_json_container", "check_paging", "check_str"]
 class Resource:
     """A group of endpoints under one path segment; holds no HTTP details."""
 
-    __slots__ = ("_client",)
+    __slots__ = ("_api",)
 
-    def __init__(self, client: Client) -> None:
-        self._client = client
+    def __init__(self, api: Api) -> None:
+        self._api = api
 
     def __repr__(self) -> str:
-        return f"<{type(self).__name__} of {self._client!r}>"
+        return f"<{type(self).__name__} of {self._api.config.base_url}>"
 
 
 def check_str(name: str, value: Any, *, allow_none: bool = False) -> None:

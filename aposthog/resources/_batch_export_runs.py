@@ -1,4 +1,4 @@
-"""The runs and backfills half of `ph.batch_exports` (a base class of `BatchExports`)."""
+"""The runs and backfills of a batch export, reached as `ph.batch_exports.list_runs(...)` etc."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import datetime as dt
 from collections.abc import Iterable
 from typing import Any
 
+from .. import _routes as routes
 from .._client import NOT_GIVEN, NotGiven
 from .._errors import ResponseDecodeError
 from .._http import segment
@@ -15,16 +16,15 @@ from ..models.batch_exports import BatchExportBackfill, BatchExportRun, BatchExp
 from ._base import Resource, check_str
 from ._batch_export_args import backfill_bound, check_ordering, enum_value, timestamp
 
-__all__ = ["BatchExportRunsAndBackfills"]
+__all__ = ["BatchExportRuns"]
 
-_PATH = "batch_exports"
 _RUN_ORDERINGS = ("created_at", "-created_at", "data_interval_start", "-data_interval_start")
 _BACKFILL_ORDERINGS = ("created_at", "-created_at", "start_at", "-start_at")
 Timeout = float | None | NotGiven
 Timestamp = dt.datetime | str
 
 
-class BatchExportRunsAndBackfills(Resource):
+class BatchExportRuns(Resource):
     """Runs (`batch_exports/<id>/runs/`) and backfills (`batch_exports/<id>/backfills/`)."""
 
     __slots__ = ()
@@ -68,20 +68,18 @@ class BatchExportRunsAndBackfills(Resource):
             "end": timestamp("end", end, relative=True),
             "ordering": check_ordering(ordering, _RUN_ORDERINGS),
         }
-        return self._client.paginate(
-            BatchExportRun, _PATH, segment(id), "runs", params=params, timeout=timeout
+        return self._api.paginate(
+            BatchExportRun, routes.RUNS, segment(id), params=params, timeout=timeout
         )
 
     async def get_run(
         self, id: str, run_id: str, *, timeout: Timeout = NOT_GIVEN
     ) -> BatchExportRun:
         """Fetch one run of an export."""
-        return await self._client.fetch(
+        return await self._api.fetch(
             BatchExportRun,
-            "GET",
-            _PATH,
+            routes.RUN_GET,
             segment(id),
-            "runs",
             segment(run_id, name="run_id"),
             timeout=timeout,
         )
@@ -93,13 +91,10 @@ class BatchExportRunsAndBackfills(Resource):
         Returns:
             The id of that backfill (see `get_backfill`).
         """
-        data = await self._client.request_json(
-            "POST",
-            _PATH,
+        data = await self._api.request_json(
+            routes.RUN_RETRY,
             segment(id),
-            "runs",
             segment(run_id, name="run_id"),
-            "retry",
             timeout=timeout,
         )
         return _backfill_id(data)
@@ -111,13 +106,10 @@ class BatchExportRunsAndBackfills(Resource):
         Raises:
             BadRequestError: the run is not `Running` or `Starting`.
         """
-        await self._client.request_json(
-            "POST",
-            _PATH,
+        await self._api.request_json(
+            routes.RUN_CANCEL,
             segment(id),
-            "runs",
             segment(run_id, name="run_id"),
-            "cancel",
             timeout=timeout,
         )
 
@@ -133,8 +125,8 @@ class BatchExportRunsAndBackfills(Resource):
             ordering: `created_at`, `start_at`, or either with a leading `-`.
         """
         params = {"ordering": check_ordering(ordering, _BACKFILL_ORDERINGS)}
-        return self._client.paginate(
-            BatchExportBackfill, _PATH, segment(id), "backfills", params=params, timeout=timeout
+        return self._api.paginate(
+            BatchExportBackfill, routes.BACKFILLS, segment(id), params=params, timeout=timeout
         )
 
     async def create_backfill(
@@ -170,8 +162,8 @@ class BatchExportRunsAndBackfills(Resource):
             "start_at": backfill_bound("start_at", start_at),
             "end_at": backfill_bound("end_at", end_at),
         }
-        data = await self._client.request_json(
-            "POST", _PATH, segment(id), "backfills", json=payload, timeout=timeout
+        data = await self._api.request_json(
+            routes.BACKFILL_CREATE, segment(id), json=payload, timeout=timeout
         )
         return _backfill_id(data)
 
@@ -179,12 +171,10 @@ class BatchExportRunsAndBackfills(Resource):
         self, id: str, backfill_id: str, *, timeout: Timeout = NOT_GIVEN
     ) -> BatchExportBackfill:
         """Fetch one backfill of an export, with its progress."""
-        return await self._client.fetch(
+        return await self._api.fetch(
             BatchExportBackfill,
-            "GET",
-            _PATH,
+            routes.BACKFILL_GET,
             segment(id),
-            "backfills",
             segment(backfill_id, name="backfill_id"),
             timeout=timeout,
         )
@@ -198,13 +188,10 @@ class BatchExportRunsAndBackfills(Resource):
         Raises:
             BadRequestError: the backfill is not `Running` or `Starting`.
         """
-        await self._client.request_json(
-            "POST",
-            _PATH,
+        await self._api.request_json(
+            routes.BACKFILL_CANCEL,
             segment(id),
-            "backfills",
             segment(backfill_id, name="backfill_id"),
-            "cancel",
             timeout=timeout,
         )
 

@@ -7,6 +7,8 @@ import datetime as dt
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from .. import _routes as routes
+from .._api import Api
 from .._client import NOT_GIVEN, NotGiven
 from .._converter import structure
 from .._errors import BadRequestError, NotFoundError, ResponseDecodeError
@@ -21,7 +23,7 @@ from ..models.batch_exports import (
     BatchExportModel,
     BatchExportTestStep,
 )
-from ._base import check_paging, check_str
+from ._base import Resource, check_paging, check_str
 from ._batch_export_args import (
     DestinationArg,
     body,
@@ -30,11 +32,10 @@ from ._batch_export_args import (
     log_levels,
     timestamp,
 )
-from ._batch_export_runs import BatchExportRunsAndBackfills
+from ._batch_export_runs import BatchExportRuns
 
 __all__ = ["BatchExports"]
 
-_PATH = "batch_exports"
 _RUN_ORDERINGS = ("created_at", "-created_at", "data_interval_start", "-data_interval_start")
 _BACKFILL_ORDERINGS = ("created_at", "-created_at", "start_at", "-start_at")
 Timeout = float | None | NotGiven
@@ -43,7 +44,7 @@ Timestamp = dt.datetime | str
 Filters = list[dict[str, Any]]
 
 
-class BatchExports(BatchExportRunsAndBackfills):
+class BatchExports(Resource):
     """
     Batch exports (`/api/environments/<project>/batch_exports/`).
 
@@ -63,7 +64,30 @@ class BatchExports(BatchExportRunsAndBackfills):
         ```
     """
 
-    __slots__ = ()
+    __slots__ = (
+        "cancel_backfill",
+        "cancel_run",
+        "create_backfill",
+        "get_backfill",
+        "get_run",
+        "list_backfills",
+        "list_runs",
+        "retry_run",
+    )
+
+    def __init__(self, api: Api) -> None:
+        super().__init__(api)
+        # Runs and backfills are written in their own module and reached here, nested
+        # under the export as PostHog nests them.
+        runs = BatchExportRuns(api)
+        self.list_runs = runs.list_runs
+        self.get_run = runs.get_run
+        self.retry_run = runs.retry_run
+        self.cancel_run = runs.cancel_run
+        self.list_backfills = runs.list_backfills
+        self.create_backfill = runs.create_backfill
+        self.get_backfill = runs.get_backfill
+        self.cancel_backfill = runs.cancel_backfill
 
     # ------------------------------------------------------------------ CRUD
 
@@ -80,13 +104,13 @@ class BatchExports(BatchExportRunsAndBackfills):
             ```
         """
         check_paging(limit, offset)
-        return self._client.paginate(
-            BatchExport, _PATH, params={"limit": limit, "offset": offset}, timeout=timeout
+        return self._api.paginate(
+            BatchExport, routes.EXPORTS, params={"limit": limit, "offset": offset}, timeout=timeout
         )
 
     async def get(self, id: str, *, timeout: Timeout = NOT_GIVEN) -> BatchExport:
         """Fetch one batch export (`NotFoundError` if it does not exist or was deleted)."""
-        return await self._client.fetch(BatchExport, "GET", _PATH, segment(id), timeout=timeout)
+        return await self._api.fetch(BatchExport, routes.EXPORT_GET, segment(id), timeout=timeout)
 
     async def create(
         self,
@@ -141,7 +165,9 @@ class BatchExports(BatchExportRunsAndBackfills):
             offset_day=offset_day,
             offset_hour=offset_hour,
         )
-        return await self._client.fetch(BatchExport, "POST", _PATH, json=payload, timeout=timeout)
+        return await self._api.fetch(
+            BatchExport, routes.EXPORT_CREATE, json=payload, timeout=timeout
+        )
 
     async def update(
         self,
@@ -194,13 +220,13 @@ class BatchExports(BatchExportRunsAndBackfills):
             offset_day=offset_day,
             offset_hour=offset_hour,
         )
-        return await self._client.fetch(
-            BatchExport, "PATCH", _PATH, segment(id), json=payload, timeout=timeout
+        return await self._api.fetch(
+            BatchExport, routes.EXPORT_UPDATE, segment(id), json=payload, timeout=timeout
         )
 
     async def delete(self, id: str, *, timeout: Timeout = NOT_GIVEN) -> None:
         """Delete a batch export (PostHog answers 204; later reads answer 404)."""
-        await self._client.request_json("DELETE", _PATH, segment(id), timeout=timeout)
+        await self._api.request_json(routes.EXPORT_DELETE, segment(id), timeout=timeout)
 
     # ------------------------------------------------------------------ actions
 
@@ -209,7 +235,7 @@ class BatchExports(BatchExportRunsAndBackfills):
         Pause a batch export. Pausing a paused export changes nothing (and succeeds),
         so a retried call is harmless.
         """
-        await self._client.request_json("POST", _PATH, segment(id), "pause", timeout=timeout)
+        await self._api.request_json(routes.EXPORT_PAUSE, segment(id), timeout=timeout)
 
     async def unpause(
         self, id: str, *, backfill: bool = False, timeout: Timeout = NOT_GIVEN
@@ -223,8 +249,9 @@ class BatchExports(BatchExportRunsAndBackfills):
         """
         if not isinstance(backfill, bool):
             raise TypeError(f"backfill must be a bool, got {type(backfill).__name__}")
-        await self._client.request_json(
-            "POST", _PATH, segment(id), "unpause", json={"backfill": backfill}, timeout=timeout
+        route = routes.EXPORT_UNPAUSE_BACKFILL if backfill else routes.EXPORT_UNPAUSE
+        await self._api.request_json(
+            route, segment(id), json={"backfill": backfill}, timeout=timeout
         )
 
     def logs(
@@ -273,8 +300,8 @@ class BatchExports(BatchExportRunsAndBackfills):
             "instance_id": instance_id,
             "limit": limit,
         }
-        return self._client.paginate(
-            BatchExportLogEntry, _PATH, segment(id), "logs", params=params, timeout=timeout
+        return self._api.paginate(
+            BatchExportLogEntry, routes.EXPORT_LOGS, segment(id), params=params, timeout=timeout
         )
 
     # ------------------------------------------------------------------ destination tests
@@ -292,8 +319,8 @@ class BatchExports(BatchExportRunsAndBackfills):
         check_str("destination", destination)
         value = enum_value(destination)
         try:
-            data = await self._client.request_json(
-                "GET", _PATH, "test", params={"destination": value}, timeout=timeout
+            data = await self._api.request_json(
+                routes.EXPORT_TEST, params={"destination": value}, timeout=timeout
             )
         except (BadRequestError, NotFoundError) as exc:
             # PostHog answers both with an empty body: say what was wrong.
@@ -353,12 +380,10 @@ class BatchExports(BatchExportRunsAndBackfills):
             "interval": enum_value(export.interval),
             "destination": destination,
         }
-        return await self._client.fetch(
+        return await self._api.fetch(
             BatchExportTestStep,
-            "POST",
-            _PATH,
+            routes.EXPORT_TEST_STEP,
             segment(id),
-            "run_test_step",
             json=payload,
             timeout=timeout,
         )
@@ -382,6 +407,6 @@ class BatchExports(BatchExportRunsAndBackfills):
         check_step(step)
         payload = body(name=name, destination=destination, interval=interval, model=model)
         payload["step"] = step
-        return await self._client.fetch(
-            BatchExportTestStep, "POST", _PATH, "run_test_step_new", json=payload, timeout=timeout
+        return await self._api.fetch(
+            BatchExportTestStep, routes.EXPORT_TEST_STEP_NEW, json=payload, timeout=timeout
         )

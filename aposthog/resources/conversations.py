@@ -6,11 +6,12 @@ import uuid
 from collections.abc import Mapping
 from typing import Any
 
+from .. import _routes as routes
 from .._client import NOT_GIVEN, NotGiven
 from .._errors import ResponseDecodeError
 from .._http import segment
 from .._pagination import AsyncPaginator
-from .._streaming import DEFAULT_MAX_REATTACH_ATTEMPTS, ConversationStream
+from .._streaming import ConversationStream
 from ..models.conversations import AgentMode, Conversation, ConversationSummary
 from ._base import Resource, check_paging, check_str
 
@@ -49,7 +50,9 @@ def _uuid(name: str, value: ConversationId | None) -> str:
         raise ValueError(f"{name} must be a UUID, got {value!r}") from None
 
 
-def _reattaches(value: object) -> int:
+def _reattaches(value: object) -> int | None:
+    if value is None:
+        return None  # the client's RetryPolicy.max_reattaches
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
         raise ValueError(f"max_reattach_attempts must be an int >= 0, got {value!r}")
     return value
@@ -84,8 +87,11 @@ class Conversations(Resource):
             ```
         """
         check_paging(limit, offset)
-        return self._client.paginate(
-            ConversationSummary, _PATH, params={"limit": limit, "offset": offset}, timeout=timeout
+        return self._api.paginate(
+            ConversationSummary,
+            routes.CONVERSATIONS,
+            params={"limit": limit, "offset": offset},
+            timeout=timeout,
         )
 
     async def get(self, id: ConversationId, *, timeout: Timeout = NOT_GIVEN) -> Conversation:
@@ -95,8 +101,8 @@ class Conversations(Resource):
         `NotFoundError` until PostHog has generated its title (a few seconds after the
         first answer starts), and for deleted conversations.
         """
-        return await self._client.fetch(
-            Conversation, "GET", _PATH, segment(str(id)), timeout=timeout
+        return await self._api.fetch(
+            Conversation, routes.CONVERSATION_GET, segment(str(id)), timeout=timeout
         )
 
     def create(
@@ -112,7 +118,7 @@ class Conversations(Resource):
         session_id: str | None = None,
         deep_research_mode: bool = False,
         resume_payload: Mapping[str, Any] | None = None,
-        max_reattach_attempts: int = DEFAULT_MAX_REATTACH_ATTEMPTS,
+        max_reattach_attempts: int | None = None,
     ) -> ConversationStream:
         """
         Send a message and stream PostHog AI's answer. Returns at once; the request goes
@@ -132,8 +138,9 @@ class Conversations(Resource):
                 use `agent_mode="research"`.
             resume_payload: an approval decision, e.g. `{"action": "approve",
                 "proposal_id": ...}` (see `Conversation.pending_approvals`).
-            max_reattach_attempts: how many times in a row a dropped connection is
-                re-attached before the `APIConnectionError` is raised (0: never).
+            max_reattach_attempts: how many times in a row a dropped (or silent)
+                connection is re-attached before the error is raised (0: never; None:
+                the client's `RetryPolicy.max_reattaches`).
 
         Example:
             ```python
@@ -167,13 +174,16 @@ class Conversations(Resource):
             body["deep_research_mode"] = True
         if resume_payload is not None:
             body["resume_payload"] = dict(resume_payload)
+        # PostHog AI counts research runs in windows of their own (reference §1.6).
+        research = body.get("agent_mode") == "research" or deep_research_mode
         return ConversationStream(
-            self._client,
+            self._api,
             conversation_id=conversation_id,
             body=body,
             trace_id=_uuid("trace_id", trace_id),
             session_id=session_id,
             max_reattach_attempts=_reattaches(max_reattach_attempts),
+            bucket="ai_research" if research else "ai",
         )
 
     def stream(
@@ -181,7 +191,7 @@ class Conversations(Resource):
         id: ConversationId,
         *,
         session_id: str | None = None,
-        max_reattach_attempts: int = DEFAULT_MAX_REATTACH_ATTEMPTS,
+        max_reattach_attempts: int | None = None,
     ) -> ConversationStream:
         """
         Re-attach to the answer PostHog is generating now (`content: null`).
@@ -202,7 +212,7 @@ class Conversations(Resource):
         if session_id is not None:
             check_str("session_id", session_id)
         return ConversationStream(
-            self._client,
+            self._api,
             conversation_id=conversation_id,
             body={"content": None, "conversation": conversation_id},
             trace_id=str(uuid.uuid4()),
@@ -220,11 +230,9 @@ class Conversations(Resource):
         refuses this action to scoped personal API keys (`PermissionDeniedError`).
         """
         text = _content(content, limit=MAX_APPEND_LENGTH)
-        body = await self._client.request_json(
-            "POST",
-            _PATH,
+        body = await self._api.request_json(
+            routes.CONVERSATION_APPEND,
             segment(str(id)),
-            "append_message",
             json={"content": text},
             timeout=timeout,
         )
@@ -241,8 +249,8 @@ class Conversations(Resource):
 
         PostHog refuses this action to scoped personal API keys (`PermissionDeniedError`).
         """
-        await self._client.request_json("PATCH", _PATH, segment(str(id)), "cancel", timeout=timeout)
+        await self._api.request_json(routes.CONVERSATION_CANCEL, segment(str(id)), timeout=timeout)
 
     async def delete(self, id: ConversationId, *, timeout: Timeout = NOT_GIVEN) -> None:
         """Delete a conversation (PostHog keeps it, flagged deleted: it is gone from the API)."""
-        await self._client.request_json("DELETE", _PATH, segment(str(id)), timeout=timeout)
+        await self._api.request_json(routes.CONVERSATION_DELETE, segment(str(id)), timeout=timeout)

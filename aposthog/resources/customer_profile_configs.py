@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from .. import _routes as routes
 from .._client import NOT_GIVEN, NotGiven
 from .._http import segment
 from .._pagination import AsyncPaginator
@@ -12,7 +13,6 @@ from ._base import Resource, check_json_container, check_paging, check_str
 
 __all__ = ["CustomerProfileConfigs"]
 
-_PATH = "customer_profile_configs"
 Timeout = float | None | NotGiven
 JSONArg = dict[str, Any] | list[Any] | None
 
@@ -63,9 +63,9 @@ class CustomerProfileConfigs(Resource):
             ```
         """
         check_paging(limit, offset)
-        return self._client.paginate(
+        return self._api.paginate(
             CustomerProfileConfig,
-            _PATH,
+            routes.PROFILE_CONFIGS,
             params={"limit": limit, "offset": offset},
             timeout=timeout,
         )
@@ -84,14 +84,14 @@ class CustomerProfileConfigs(Resource):
             content=NOT_GIVEN if content is None else content,
             sidebar=NOT_GIVEN if sidebar is None else sidebar,
         )
-        return await self._client.fetch(
-            CustomerProfileConfig, "POST", _PATH, json=body, timeout=timeout
+        return await self._api.fetch(
+            CustomerProfileConfig, routes.PROFILE_CONFIG_CREATE, json=body, timeout=timeout
         )
 
     async def get(self, id: str, *, timeout: Timeout = NOT_GIVEN) -> CustomerProfileConfig:
         """Fetch one config (`NotFoundError` if it does not exist in this environment)."""
-        return await self._client.fetch(
-            CustomerProfileConfig, "GET", _PATH, segment(id), timeout=timeout
+        return await self._api.fetch(
+            CustomerProfileConfig, routes.PROFILE_CONFIG_GET, segment(id), timeout=timeout
         )
 
     async def update(
@@ -105,8 +105,12 @@ class CustomerProfileConfigs(Resource):
     ) -> CustomerProfileConfig:
         """Change the given fields only (PATCH); the others keep their values."""
         body = _body(scope=scope, content=content, sidebar=sidebar)
-        return await self._client.fetch(
-            CustomerProfileConfig, "PATCH", _PATH, segment(id), json=body, timeout=timeout
+        return await self._api.fetch(
+            CustomerProfileConfig,
+            routes.PROFILE_CONFIG_UPDATE,
+            segment(id),
+            json=body,
+            timeout=timeout,
         )
 
     async def replace(
@@ -120,10 +124,14 @@ class CustomerProfileConfigs(Resource):
     ) -> CustomerProfileConfig:
         """Replace the whole config (PUT): fields left out become `{}`."""
         body = _body(scope=scope, content=content, sidebar=sidebar)
-        return await self._client.fetch(
-            CustomerProfileConfig, "PUT", _PATH, segment(id), json=body, timeout=timeout
+        return await self._api.fetch(
+            CustomerProfileConfig,
+            routes.PROFILE_CONFIG_REPLACE,
+            segment(id),
+            json=body,
+            timeout=timeout,
         )
 
     async def delete(self, id: str, *, timeout: Timeout = NOT_GIVEN) -> None:
         """Delete a config for good (PostHog answers 204)."""
-        await self._client.request_json("DELETE", _PATH, segment(id), timeout=timeout)
+        await self._api.request_json(routes.PROFILE_CONFIG_DELETE, segment(id), timeout=timeout)

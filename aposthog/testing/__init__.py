@@ -18,13 +18,18 @@ async def test_profile_page():
 from ._ai_runs import AIScript, StreamStats
 from ._conversations import FakeConversation
 from ._fake import FakePostHog, RecordedRequest
+from ._loopback import DropConnection, LoopbackServer, ServerReply, ServerRequest
 from ._throttle import FakeThrottles
 
 __all__ = [
     "AIScript",
+    "DropConnection",
     "FakeConversation",
     "FakePostHog",
     "FakeThrottles",
+    "LoopbackServer",
     "RecordedRequest",
+    "ServerReply",
+    "ServerRequest",
     "StreamStats",
 ]

@@ -19,7 +19,7 @@ from typing import Any
 import anyio
 import attrs
 
-from .._transport import DropConnection
+from ._loopback import DropConnection
 
 __all__ = ["AIScript", "Run", "StreamStats", "sse_event"]
 

@@ -10,9 +10,9 @@ from __future__ import annotations
 import datetime as dt
 from typing import TYPE_CHECKING
 
-from .._transport import ServerReply
 from ._batch_export_runs import live_export
 from ._batch_export_validation import parse_datetime_field
+from ._loopback import ServerReply
 from ._wire import FakeRequest, Route, iso, offset_page, validation_error
 
 if TYPE_CHECKING:

@@ -17,8 +17,8 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from .._converter import parse_datetime
-from .._transport import ServerReply
 from ._batch_export_destinations import ISO_8601
+from ._loopback import ServerReply
 from ._wire import (
     FakeRequest,
     HTTPError,

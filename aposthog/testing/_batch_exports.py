@@ -9,9 +9,8 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 from collections.abc import Iterable, Mapping
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
-from .._transport import ServerReply
 from . import _batch_export_logs, _batch_export_runs, _destination_tests
 from ._batch_export_destinations import (
     DESTINATIONS,
@@ -20,17 +19,19 @@ from ._batch_export_destinations import (
 )
 from ._batch_export_runs import interval_delta, live_export, new_backfill, present_run
 from ._batch_export_validation import validate_export
+from ._loopback import ServerReply
 from ._wire import FakeRequest, Route, empty, iso, json_reply, now, offset_page
 
 if TYPE_CHECKING:
     from ._fake import FakePostHog
 
-__all__ = ["ROUTES", "BatchExportsFake"]
+__all__ = ["ROUTES", "BatchExportsKnobs"]
 
 
-class BatchExportsFake:
+class BatchExportsKnobs:
     """
-    The batch-export state and knobs of FakePostHog.
+    The batch-export state and knobs of a FakePostHog, which exposes them as its own
+    attributes and methods (`fake.batch_exports`, `fake.add_batch_export_run(...)`).
 
     State (plain dicts, as PostHog stores them: datetimes are `datetime`s, secrets kept):
 
@@ -46,23 +47,21 @@ class BatchExportsFake:
     but never required.
     """
 
-    def _init_batch_exports(self) -> None:
-        """Set up the in-memory state."""
+    def __init__(self, fake: FakePostHog) -> None:
+        self._fake = fake
         self.batch_exports: dict[str, dict[str, Any]] = {}
         self.batch_export_runs: dict[str, dict[str, Any]] = {}
         self.batch_export_backfills: dict[str, dict[str, Any]] = {}
         self.batch_export_logs: list[dict[str, Any]] = []
         self.batch_export_flags: set[str] = set()
-        self.max_concurrent_backfills: int | None = None
-        self._batch_export_test_results: dict[tuple[str, int], dict[str, Any]] = {}
-        self._batch_export_clock = now() - dt.timedelta(seconds=1)
+        self.test_results: dict[tuple[str, int], dict[str, Any]] = {}
+        self._clock = now() - dt.timedelta(seconds=1)
 
-    def _batch_export_now(self) -> dt.datetime:
+    def now(self) -> dt.datetime:
+        """The fake's clock for batch exports."""
         # Strictly increasing, so "newest first" never depends on the clock's resolution.
-        self._batch_export_clock = max(
-            now(), self._batch_export_clock + dt.timedelta(microseconds=1)
-        )
-        return self._batch_export_clock
+        self._clock = max(now(), self._clock + dt.timedelta(microseconds=1))
+        return self._clock
 
     def _stored_export(self, export_id: str) -> dict[str, Any]:
         export = self.batch_exports.get(export_id)
@@ -88,7 +87,7 @@ class BatchExportsFake:
         `backfill`, …) are set as given.
         """
         export = self._stored_export(export_id)
-        created = created_at or self._batch_export_now()
+        created = created_at or self.now()
         end = data_interval_end or created.replace(minute=0, second=0, microsecond=0)
         run: dict[str, Any] = {
             "id": str(uuid.uuid4()),
@@ -122,9 +121,7 @@ class BatchExportsFake:
     ) -> dict[str, Any]:
         """Add a backfill to an export (no checks, unlike the API) and return it."""
         export = self._stored_export(export_id)
-        return new_backfill(
-            cast("FakePostHog", self), export, start_at, end_at, status=status, **fields
-        )
+        return new_backfill(self._fake, export, start_at, end_at, status=status, **fields)
 
     def add_batch_export_log(
         self,
@@ -140,7 +137,7 @@ class BatchExportsFake:
         entry = {
             "log_source_id": export_id,
             "instance_id": instance_id,
-            "timestamp": timestamp or self._batch_export_now(),
+            "timestamp": timestamp or self.now(),
             "level": level,
             "message": message,
         }
@@ -169,7 +166,7 @@ class BatchExportsFake:
         they need are missing, skip where PostHog skips by default (role and service
         account impersonation steps), and pass otherwise.
         """
-        self._batch_export_test_results[(destination_type, step)] = {
+        self.test_results[(destination_type, step)] = {
             "status": status,
             "message": message,
         }

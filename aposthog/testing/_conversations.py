@@ -17,7 +17,6 @@ from typing import TYPE_CHECKING, Any
 import anyio
 import attrs
 
-from .._transport import ServerReply
 from ._ai_runs import AIScript, Run, StreamStats, build_run
 from ._conversation_checks import (
     QUOTA_DETAIL,
@@ -25,7 +24,7 @@ from ._conversation_checks import (
     validate_message,
     validate_text,
 )
-from ._throttle import FakeThrottles
+from ._loopback import ServerReply
 from ._wire import (
     FakeRequest,
     HTTPError,
@@ -43,7 +42,7 @@ from ._wire import (
 if TYPE_CHECKING:
     from ._fake import FakePostHog
 
-__all__ = ["ROUTES", "AIScript", "ConversationsFake", "FakeConversation"]
+__all__ = ["ROUTES", "AIScript", "ConversationsKnobs", "FakeConversation"]
 
 _LISTED_TYPES = frozenset({"assistant", "deep_research", "slack"})
 # Fields `model_dump()` writes as null when unset: GET shows them, the stream leaves them out.
@@ -133,50 +132,22 @@ class FakeConversation:
         }
 
 
-def _limit_property(name: str) -> Any:
-    """An attribute for the request count of one AI throttle of `fake.throttles`."""
-    default_window = {"ai_burst": 60.0, "ai_research_burst": 60.0}.get(name, 86400.0)
-
-    def get(fake: ConversationsFake) -> int | None:
-        rate = getattr(fake.throttles, name)
-        return None if rate is None else int(rate[0])
-
-    def set(fake: ConversationsFake, limit: int | None) -> None:
-        rate = getattr(fake.throttles, name)
-        window = default_window if rate is None else rate[1]
-        setattr(fake.throttles, name, None if limit is None else (limit, window))
-
-    return property(get, set)
-
-
-class ConversationsFake:
+class ConversationsKnobs:
     """
-    The conversation state and knobs of FakePostHog.
+    The conversation state of a FakePostHog, which exposes it as its own attributes and
+    methods (`fake.conversations`, `fake.script_answer(...)`); the scalar knobs
+    (`keepalive_interval`, `ai_burst_limit`, …) are plain attributes of the fake.
 
     Attributes:
         conversations: every conversation by id (deleted ones stay, flagged).
         ai_scripts: the queued answers (`script_answer`); a default answer when empty.
-        keepalive_interval: seconds of silence before a `: keepalive` comment (None: never).
-        ai_burst_limit, ai_daily_limit: the request counts of PostHog AI's per-user
-            throttles (10 a minute, 100 a day); `ai_research_burst_limit`,
-            `ai_research_daily_limit` for research mode (3, 10). None turns one off.
-            Shorthands for `throttles.ai_burst` and the others (`FakeThrottles`), which
-            also set the windows' lengths.
-        ai_quota_exceeded: answer `POST conversations/` with 402.
-        conversations_list_includes_messages: list like older PostHog versions did.
         ai_streams: what the fake saw of its event streams (opened, open, completed,
             disconnected by the client, dropped by a script).
     """
 
-    throttles: FakeThrottles
-
-    def _init_conversations(self) -> None:
-        """Set up the in-memory state."""
+    def __init__(self) -> None:
         self.conversations: dict[str, FakeConversation] = {}
         self.ai_scripts: collections.deque[AIScript] = collections.deque()
-        self.keepalive_interval: float | None = 15.0
-        self.ai_quota_exceeded = False
-        self.conversations_list_includes_messages = False
         self.ai_streams = StreamStats()
         self._users: dict[str, dict[str, Any]] = {}
 
@@ -225,7 +196,8 @@ class ConversationsFake:
             while self.ai_streams.open:  # noqa: ASYNC110
                 await anyio.sleep(0.005)
 
-    def _user_basic(self, user: str) -> dict[str, Any]:
+    def user_basic(self, user: str) -> dict[str, Any]:
+        """The `UserBasic` record of a user of the fake (made up on first use)."""
         if user not in self._users:
             number = len(self._users) + 1
             self._users[user] = {
@@ -241,21 +213,16 @@ class ConversationsFake:
             }
         return self._users[user]
 
-    def _check_ai_throttle(self, user: str, body: dict[str, Any]) -> None:
-        existing = self.conversations.get(str(body.get("conversation")))
-        research = body.get("agent_mode") == "research" or (
-            existing is not None and not existing.deleted and existing.type == "deep_research"
-        )
-        self.throttles.check_ai(user, research=research)
-
-    # The request counts of the AI throttles, as attributes (their windows stay as set).
-    ai_burst_limit = _limit_property("ai_burst")
-    ai_daily_limit = _limit_property("ai_sustained")
-    ai_research_burst_limit = _limit_property("ai_research_burst")
-    ai_research_daily_limit = _limit_property("ai_research_sustained")
-
 
 # ---------------------------------------------------------------------- handlers
+
+
+def _check_ai_throttle(fake: FakePostHog, user: str, body: dict[str, Any]) -> None:
+    existing = fake.conversations.get(str(body.get("conversation")))
+    research = body.get("agent_mode") == "research" or (
+        existing is not None and not existing.deleted and existing.type == "deep_research"
+    )
+    fake.throttles.check_ai(user, research=research)
 
 
 def _own(fake: FakePostHog, request: FakeRequest) -> FakeConversation:
@@ -270,7 +237,7 @@ def _own(fake: FakePostHog, request: FakeRequest) -> FakeConversation:
 async def _create(fake: FakePostHog, request: FakeRequest) -> ServerReply:
     body = request.body()
     user = request.user_key
-    fake._check_ai_throttle(user, body)
+    _check_ai_throttle(fake, user, body)
     if fake.ai_quota_exceeded:
         raise HTTPError(error(402, "server_error", "quota_limit_exceeded", QUOTA_DETAIL))
     message = validate_message(body)

@@ -12,7 +12,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from .._transport import ServerReply
 from ._batch_export_destinations import (
     BASE_CONFIG_FIELDS,
     DESTINATIONS,
@@ -21,6 +20,7 @@ from ._batch_export_destinations import (
 )
 from ._batch_export_runs import live_export
 from ._batch_export_validation import validate_export
+from ._loopback import ServerReply
 from ._wire import FakeRequest, Route, empty, json_reply
 
 if TYPE_CHECKING:

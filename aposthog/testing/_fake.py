@@ -21,9 +21,9 @@ from typing import Any
 import anyio
 import attrs
 
-from .._transport import LoopbackServer, ServerReply, ServerRequest
 from . import _batch_exports, _conversations, _profile_configs
-from ._throttle import FakeThrottles
+from ._loopback import LoopbackServer, ServerReply, ServerRequest
+from ._throttle import FakeThrottles, limit_property
 from ._wire import FakeRequest, HTTPError, Route, error, json_reply
 
 __all__ = ["FakePostHog", "RecordedRequest"]
@@ -72,7 +72,7 @@ class _Key:
     user: str
 
 
-class FakePostHog(_batch_exports.BatchExportsFake, _conversations.ConversationsFake):
+class FakePostHog:
     """
     A fake PostHog on 127.0.0.1 (an ephemeral port) for tests and demos.
 
@@ -92,6 +92,19 @@ class FakePostHog(_batch_exports.BatchExportsFake, _conversations.ConversationsF
         status_counts: how many answers had each status (0: connection dropped).
         max_in_flight: the most requests it has been handling at once.
         latency: seconds every request waits before it is handled.
+
+    Batch exports: `batch_exports`, `batch_export_runs`, `batch_export_backfills`,
+    `batch_export_logs`, `batch_export_flags`, `add_batch_export_run()` and its siblings
+    (see `BatchExportsKnobs`), and `max_concurrent_backfills` (running backfills allowed
+    before a 429; None: no limit). Conversations: `conversations`, `ai_scripts`,
+    `ai_streams`, `script_answer()`, `seed_conversation()`, `wait_for_streams_closed()`
+    (see `ConversationsKnobs`), and the knobs `keepalive_interval` (seconds of silence
+    before a `: keepalive` comment; None: never), `ai_burst_limit`, `ai_daily_limit` (10
+    a minute, 100 a day), `ai_research_burst_limit`, `ai_research_daily_limit` (3, 10;
+    None turns one off; shorthands for `throttles`), `ai_quota_exceeded` (answer create
+    with 402) and `conversations_list_includes_messages` (list like older PostHog
+    versions did). Throttles: `throttles` (`FakeThrottles`), PostHog's per-user AI
+    throttles and its per-key throttles (off until `throttles.rate_limit_enabled`).
     """
 
     def __init__(
@@ -116,13 +129,46 @@ class FakePostHog(_batch_exports.BatchExportsFake, _conversations.ConversationsF
         self.throttles = FakeThrottles()  # PostHog's throttles; per-key ones start off
         self._server = LoopbackServer(self._handle, port=port)
         self.url = ""
-        self._routes: list[Route] = []
+        # Each resource module brings its routes and its state; the fake dispatches.
+        self._routes: list[Route] = [
+            *_profile_configs.ROUTES,
+            *_batch_exports.ROUTES,
+            *_conversations.ROUTES,
+        ]
         self.customer_profile_configs: dict[str, dict[str, Any]] = {}
-        self._routes.extend(_profile_configs.ROUTES)
-        self._routes.extend(_batch_exports.ROUTES)
-        self._routes.extend(_conversations.ROUTES)
-        self._init_batch_exports()
-        self._init_conversations()
+
+        exports = _batch_exports.BatchExportsKnobs(self)
+        self.batch_exports = exports.batch_exports
+        self.batch_export_runs = exports.batch_export_runs
+        self.batch_export_backfills = exports.batch_export_backfills
+        self.batch_export_logs = exports.batch_export_logs
+        self.batch_export_flags = exports.batch_export_flags
+        self.max_concurrent_backfills: int | None = None
+        self.add_batch_export_run = exports.add_batch_export_run
+        self.add_batch_export_backfill = exports.add_batch_export_backfill
+        self.add_batch_export_log = exports.add_batch_export_log
+        self.add_batch_export_logs = exports.add_batch_export_logs
+        self.set_batch_export_test_result = exports.set_batch_export_test_result
+        self._batch_export_test_results = exports.test_results
+        self._batch_export_now = exports.now
+
+        conversations = _conversations.ConversationsKnobs()
+        self.conversations = conversations.conversations
+        self.ai_scripts = conversations.ai_scripts
+        self.ai_streams = conversations.ai_streams
+        self.script_answer = conversations.script_answer
+        self.seed_conversation = conversations.seed_conversation
+        self.wait_for_streams_closed = conversations.wait_for_streams_closed
+        self._user_basic = conversations.user_basic
+        self.keepalive_interval: float | None = 15.0
+        self.ai_quota_exceeded = False
+        self.conversations_list_includes_messages = False
+
+    # Request counts of the AI throttles in `throttles` (their windows stay as set).
+    ai_burst_limit = limit_property("ai_burst")
+    ai_daily_limit = limit_property("ai_sustained")
+    ai_research_burst_limit = limit_property("ai_research_burst")
+    ai_research_daily_limit = limit_property("ai_research_sustained")
 
     # ------------------------------------------------------------------ lifetime
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from typing import TYPE_CHECKING, Any
 
-from .._transport import ServerReply
+from ._loopback import ServerReply
 from ._wire import (
     FakeRequest,
     Route,

@@ -38,6 +38,7 @@ __all__ = [
     "FakeThrottles",
     "ThrottleRate",
     "ai_detail",
+    "limit_property",
     "throttled",
 ]
 
@@ -213,3 +214,22 @@ class FakeThrottles:
                 continue
             if not self._allow(scope, user, rate, now):
                 raise throttled(self._wait, ai_detail(self._wait, research=research))
+
+
+def limit_property(name: str) -> Any:
+    """
+    A FakePostHog attribute for the request count of one throttle of `fake.throttles`
+    (`fake.ai_burst_limit = 2`); None turns the throttle off, a number keeps its window.
+    """
+    default_window = {"ai_burst": 60.0, "ai_research_burst": 60.0}.get(name, 86400.0)
+
+    def get(fake: Any) -> int | None:
+        rate = getattr(fake.throttles, name)
+        return None if rate is None else int(rate[0])
+
+    def set(fake: Any, limit: int | None) -> None:
+        rate = getattr(fake.throttles, name)
+        window = default_window if rate is None else rate[1]
+        setattr(fake.throttles, name, None if limit is None else (limit, window))
+
+    return property(get, set)

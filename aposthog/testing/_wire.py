@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from .._transport import ServerReply, ServerRequest
+from ._loopback import ServerReply, ServerRequest
 
 if TYPE_CHECKING:
     from ._fake import FakePostHog

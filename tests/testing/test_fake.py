@@ -152,7 +152,7 @@ async def test_reset_stats_forgets_requests_and_counters(
     fake: FakePostHog, ph: aposthog.Client
 ) -> None:
     """reset_stats() clears what was recorded, so a test can count from a known point."""
-    fake.throttle_next(1)
+    fake.throttle_next(1, wait=0)
     await ph.customer_profile_configs.list()
     fake.script_answer("hi")
     await ph.conversations.create("hello").until_done()

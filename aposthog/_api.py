@@ -1,0 +1,294 @@
+"""
+`Api`: what resources and streams send with — one client view's settings (timeouts,
+retry policy, observer) over the pipeline the views share. Every method builds a
+`Request` from a `Route`, runs it as one `Call` (see `_pipeline`), and decodes the
+answer. Nothing here decides about retries; `Call` does.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Final, Generic, TypeVar
+
+import anyio
+
+from . import _config, _json
+from ._config import ClientConfig
+from ._converter import structure
+from ._errors import (
+    APIConnectionError,
+    APIStatusError,
+    APITimeoutError,
+    RateLimitError,
+    ResponseDecodeError,
+    error_from_response,
+)
+from ._http import Query, Request, Route, same_origin_url
+from ._observe import CallObserver, Observer
+from ._pagination import AsyncPaginator, Page, parse_page
+from ._pipeline import Call, Failure, Pipeline
+from ._retry import StatusOutcome, parse_retry_after
+from ._transport import Response, StreamResponse
+
+__all__ = ["NOT_GIVEN", "Api", "NotGiven", "decode_json"]
+
+T = TypeVar("T")
+
+
+class NotGiven:
+    """The type of `NOT_GIVEN`: "use the client's setting", as opposed to an explicit None."""
+
+    _instance: NotGiven | None = None
+
+    def __new__(cls) -> NotGiven:
+        if cls._instance is None:
+            cls._instance = super().__new__(cls)
+        return cls._instance
+
+    def __repr__(self) -> str:
+        return "NOT_GIVEN"
+
+    def __bool__(self) -> bool:
+        return False
+
+
+NOT_GIVEN: Final = NotGiven()
+_LOCATION_SHOWN = 300  # characters of a redirect's Location kept in the message
+
+
+class Api:
+    """One client view's way of sending: its configuration over the shared pipeline."""
+
+    __slots__ = ("config", "observer", "pipeline")
+
+    def __init__(
+        self, pipeline: Pipeline, config: ClientConfig, observer: Observer | None = None
+    ) -> None:
+        self.pipeline = pipeline
+        self.config = config
+        self.observer = observer
+
+    def timeout(self, timeout: float | NotGiven | None) -> float | None:
+        """A per-call `timeout=` argument, or the view's."""
+        if isinstance(timeout, NotGiven):
+            return self.config.timeout
+        return _config._positive("timeout", timeout)
+
+    def call(
+        self, route: Route, *, bucket: str | None = None, observer: CallObserver | None = None
+    ) -> Call:
+        """A new logical call of `route`, under this view's policy."""
+        if observer is None and self.observer is not None:
+            observer = self.observer.call(route.method, route.path, self.config.base_url)
+        return Call(
+            self.pipeline,
+            self.config.retry,
+            method=route.method,
+            path=route.path,
+            bucket=route.bucket if bucket is None else bucket,
+            observer=observer,
+        )
+
+    # ------------------------------------------------------------------ JSON calls
+
+    async def send(
+        self, route: Route, request: Request, *, timeout: float | NotGiven | None = NOT_GIVEN
+    ) -> Response:
+        """
+        Send `request` (an instance of `route`) until it succeeds or fails for good.
+
+        `timeout` bounds each attempt: connecting, sending and reading the whole body.
+        Returns the 2xx response; raises the typed error otherwise (a 3xx included:
+        redirects are never followed, so the key never travels elsewhere).
+        """
+        attempt_timeout = self.timeout(timeout)
+        headers = self.pipeline.headers(request)
+        transport = self.pipeline.transport
+        call = self.call(route)
+
+        async def exchange() -> Response | Failure:
+            response = await transport.send(request, headers, timeout=attempt_timeout)
+            if response.status < 300:
+                return response
+            return status_failure(response.status, response.headers, response.body, request)
+
+        if call.observed:
+            return await _observed(call, call.run(exchange, repeatable=route.repeatable))
+        return await call.run(exchange, repeatable=route.repeatable)
+
+    async def request_json(
+        self,
+        route: Route,
+        *values: str,
+        params: Query | None = None,
+        json: Any = None,
+        timeout: float | NotGiven | None = NOT_GIVEN,
+    ) -> Any:
+        """Call `route` and decode its JSON body (None for an empty body, as after a 204)."""
+        request = self.pipeline.request(route, route.fill(*values), params=params, json=json)
+        return decode_json(await self.send(route, request, timeout=timeout), request)
+
+    async def fetch(
+        self,
+        cl: type[T] | Any,
+        route: Route,
+        *values: str,
+        params: Query | None = None,
+        json: Any = None,
+        timeout: float | NotGiven | None = NOT_GIVEN,
+    ) -> T:
+        """Call `route` and structure its JSON body into `cl`."""
+        request = self.pipeline.request(route, route.fill(*values), params=params, json=json)
+        body = decode_json(await self.send(route, request, timeout=timeout), request)
+        result: T = structure(body, cl, request_path=request.path)
+        return result
+
+    def paginate(
+        self,
+        item_type: type[T] | Any,
+        route: Route,
+        *values: str,
+        params: Query | None = None,
+        timeout: float | NotGiven | None = NOT_GIVEN,
+    ) -> AsyncPaginator[T]:
+        """A paginator over a list route (nothing is sent until it is awaited or iterated)."""
+        source: _PageSource[T] = _PageSource(self, item_type, route, values, params, timeout)
+        return AsyncPaginator(source.first, source.fetch)
+
+    # ------------------------------------------------------------------ streams
+
+    async def open_attempt(self, request: Request) -> StreamResponse | Failure:
+        """
+        One attempt at opening an event stream: the response once its headers are in.
+
+        `timeout` bounds this attempt (until the headers, or an error body, arrive); the
+        stream itself then has only the idle timeout.
+        """
+        pipeline = self.pipeline
+        headers = pipeline.headers(request, accept="text/event-stream")
+        timeout = self.config.timeout
+        try:
+            with anyio.fail_after(timeout):
+                stream = await pipeline.transport.open_stream(
+                    request, headers, idle_timeout=self.config.stream_idle_timeout
+                )
+        except APIConnectionError as exc:  # before TimeoutError: APITimeoutError is one
+            return Failure.connection(exc)
+        except TimeoutError:
+            error = APITimeoutError(
+                "PostHog did not start answering in time (timeout)",
+                method=request.method,
+                path=request.path,
+            )
+            return Failure.connection(error)
+        if stream.status < 300:
+            return stream
+        try:
+            with anyio.fail_after(timeout):
+                body = await stream.read()
+        except TimeoutError:
+            body = b""
+        finally:
+            stream.close()
+        return status_failure(stream.status, stream.headers, body, request)
+
+
+async def _observed(call: Call, running: Any) -> Response:
+    try:
+        response: Response = await running
+    except APIStatusError as exc:
+        call.end(exc.status, exc)
+        raise
+    except BaseException as exc:
+        call.end(None, exc)
+        raise
+    call.end(response.status, None)
+    return response
+
+
+def status_failure(
+    status: int, headers: Mapping[str, str], body: bytes, request: Request
+) -> Failure:
+    """The failure for a non-2xx answer, with the wait the server named (if any)."""
+    if status < 400:
+        location = headers.get("Location") or "(no Location header)"
+        if len(location) > _LOCATION_SHOWN:
+            location = location[:_LOCATION_SHOWN] + "…"
+        error = APIStatusError(
+            status=status,
+            detail=(
+                f"PostHog redirected to {location}; aposthog does not follow redirects "
+                "(the key must only go to the configured host): check `host`"
+            ),
+            method=request.method,
+            path=request.path,
+        )
+        return Failure(error, StatusOutcome(status))
+    error = error_from_response(status, headers, body, method=request.method, path=request.path)
+    hint = None
+    if isinstance(error, RateLimitError):
+        hint = error.retry_after
+    elif status == 503:
+        hint = parse_retry_after(headers.get("Retry-After"))
+    return Failure(error, StatusOutcome(status, hint))
+
+
+def decode_json(response: Response, request: Request) -> Any:
+    """The response's JSON body (None when empty); `ResponseDecodeError` when it is not JSON."""
+    if not response.body or response.status == 204:
+        return None
+    try:
+        return _json.loads(response.body)
+    except ValueError:
+        raise ResponseDecodeError(
+            f"PostHog answered {request.method} {request.path} with a body that is not JSON",
+            body=response.body[:500].decode("utf-8", errors="replace"),
+            path=request.path,
+        ) from None
+
+
+class _PageSource(Generic[T]):
+    """
+    Fetches the pages of one list route.
+
+    A class rather than closures: closures that call each other form a reference
+    cycle, and every page holding one would wait for the cyclic garbage collector
+    instead of being freed as soon as the caller drops it.
+    """
+
+    __slots__ = ("_api", "_list_type", "_params", "_parts", "_route", "_timeout")
+
+    def __init__(
+        self,
+        api: Api,
+        item_type: Any,
+        route: Route,
+        values: tuple[str, ...],
+        params: Query | None,
+        timeout: float | NotGiven | None,
+    ) -> None:
+        self._api = api
+        self._list_type = list[item_type]
+        self._route = route
+        self._parts = route.fill(*values)
+        self._params = params
+        self._timeout = timeout
+
+    async def first(self) -> Page[T]:
+        """The first page."""
+        api = self._api
+        return await self._page(api.pipeline.request(self._route, self._parts, params=self._params))
+
+    async def fetch(self, url: str) -> Page[T]:
+        """The page at a `next` (or saved) URL, requested on the configured host."""
+        api = self._api
+        target = same_origin_url(api.config.base_url, url)
+        return await self._page(api.pipeline.request(self._route, (), url=target))
+
+    async def _page(self, request: Request) -> Page[T]:
+        response = await self._api.send(self._route, request, timeout=self._timeout)
+        body = decode_json(response, request)
+        results, count, next_url, previous = parse_page(
+            body, self._list_type, request_path=request.path
+        )
+        return Page(results, count=count, next=next_url, previous=previous, fetch=self.fetch)

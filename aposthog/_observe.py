@@ -1,0 +1,178 @@
+"""
+Watching calls and streams from outside: the `Observer` seam and the public `on_wait` hook.
+
+The request pipeline reports what happens to each logical call (its attempts, its waits,
+how it ended) and to each conversation stream (first token, re-attaches, how much
+arrived, how it ended) to an observer. There is none by default, and then the pipeline
+pays one `is None` test per call: no objects are made, no clocks are read. Tracing
+(OpenTelemetry spans, metrics) plugs in here; so does `Client(on_wait=...)`, which is
+the one piece of it that is public.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Literal, Protocol
+
+import attrs
+
+if TYPE_CHECKING:
+    from ._errors import PostHogError
+
+__all__ = [
+    "CallObserver",
+    "Observer",
+    "StreamObserver",
+    "StreamOutcome",
+    "Wait",
+    "WaitCallback",
+    "WaitReason",
+    "wait_hook",
+]
+
+WaitReason = Literal["retry", "rate_limit"]
+StreamOutcome = Literal["done", "failed", "cancelled", "incomplete"]
+
+
+@attrs.frozen
+class Wait:
+    """
+    A pause the client is about to take before sending (given to `Client(on_wait=...)`).
+
+    Attributes:
+        reason: `"retry"` — backing off after a failed attempt (a dropped connection, a
+            502/503/504); `"rate_limit"` — PostHog answered 429 and named the wait, or
+            the client's own rate limiter holds the request until its window has room.
+        seconds: how long the wait will be (for a rate limiter, its estimate).
+        attempt: the number of the attempt that comes after the wait (2 for the first
+            retry); for a rate limiter's wait, the attempt it holds back.
+        error: the failure that caused a retry, or None for a rate limiter's wait.
+    """
+
+    reason: WaitReason
+    seconds: float
+    attempt: int
+    error: PostHogError | None = None
+
+
+WaitCallback = Callable[[Wait], object]
+"""`on_wait`: a plain (sync) function; it runs on the event loop, so it must not block."""
+
+
+class CallObserver(Protocol):
+    """What one logical call (every attempt of one request) reports."""
+
+    def attempt(self, number: int) -> None:
+        """Attempt `number` (1-based) is about to be sent."""
+
+    def wait(
+        self, reason: WaitReason, seconds: float, attempt: int, error: PostHogError | None
+    ) -> None:
+        """The call will wait `seconds` before attempt `attempt`."""
+
+    def end(self, status: int | None, error: BaseException | None, attempts: int) -> None:
+        """The call ended: with a status (success or the raised error's) or an error."""
+
+
+class StreamObserver(CallObserver, Protocol):
+    """What a conversation stream reports, beyond the attempts of opening it."""
+
+    def first_token(self) -> None:
+        """The first event of the answer arrived."""
+
+    def reattach(self, number: int) -> None:
+        """Re-attach number `number` (1-based, since the last progress) is starting."""
+
+    def received(self, events: int, size: int) -> None:
+        """`events` events in `size` bytes arrived."""
+
+    def outcome(self, outcome: StreamOutcome) -> None:
+        """How the stream ended, from the caller's point of view."""
+
+
+class Observer(Protocol):
+    """Makes an observer for each logical call and each stream."""
+
+    def call(self, method: str, route: str, server: str) -> CallObserver:
+        """A call of `method` on `route` (a path template such as `batch_exports/{id}`)."""
+
+    def stream(self, conversation_id: str, server: str) -> StreamObserver:
+        """A conversation stream (opened with `POST conversations/`)."""
+
+
+class _CallWaitHook:
+    """Calls `on_wait` before every wait of a call, and passes everything on."""
+
+    __slots__ = ("_callback", "_inner")
+
+    def __init__(self, callback: WaitCallback, inner: CallObserver | None) -> None:
+        self._callback = callback
+        self._inner = inner
+
+    def attempt(self, number: int) -> None:
+        if self._inner is not None:
+            self._inner.attempt(number)
+
+    def wait(
+        self, reason: WaitReason, seconds: float, attempt: int, error: PostHogError | None
+    ) -> None:
+        if self._inner is not None:
+            self._inner.wait(reason, seconds, attempt, error)
+        self._callback(Wait(reason=reason, seconds=seconds, attempt=attempt, error=error))
+
+    def end(self, status: int | None, error: BaseException | None, attempts: int) -> None:
+        if self._inner is not None:
+            self._inner.end(status, error, attempts)
+
+
+class _StreamWaitHook(_CallWaitHook):
+    """The same for a stream: its stream-only reports go to the inner observer alone."""
+
+    __slots__ = ("_stream",)
+
+    def __init__(self, callback: WaitCallback, inner: StreamObserver | None) -> None:
+        super().__init__(callback, inner)
+        self._stream = inner
+
+    def first_token(self) -> None:
+        if self._stream is not None:
+            self._stream.first_token()
+
+    def reattach(self, number: int) -> None:
+        if self._stream is not None:
+            self._stream.reattach(number)
+
+    def received(self, events: int, size: int) -> None:
+        if self._stream is not None:
+            self._stream.received(events, size)
+
+    def outcome(self, outcome: StreamOutcome) -> None:
+        if self._stream is not None:
+            self._stream.outcome(outcome)
+
+
+class _WaitHookObserver:
+    """An `Observer` that adds `on_wait` to every call and stream of another (or none)."""
+
+    __slots__ = ("_callback", "_inner")
+
+    def __init__(self, callback: WaitCallback, inner: Observer | None) -> None:
+        self._callback = callback
+        self._inner = inner
+
+    def call(self, method: str, route: str, server: str) -> CallObserver:
+        inner = None if self._inner is None else self._inner.call(method, route, server)
+        return _CallWaitHook(self._callback, inner)
+
+    def stream(self, conversation_id: str, server: str) -> StreamObserver:
+        inner = None if self._inner is None else self._inner.stream(conversation_id, server)
+        return _StreamWaitHook(self._callback, inner)
+
+
+def wait_hook(callback: WaitCallback | None, inner: Observer | None) -> Observer | None:
+    """The observer a client view uses: `inner`, plus `callback` before every wait."""
+    if callback is None:
+        return inner
+    if not callable(callback):
+        raise TypeError(f"on_wait must be a function, got {type(callback).__name__}")
+    return _WaitHookObserver(callback, inner)

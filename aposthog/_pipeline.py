@@ -1,0 +1,352 @@
+"""
+The request pipeline: the one place that decides every attempt of every request.
+
+A request travels, from a resource method to the wire and back:
+
+    resource method  ──►  Api.fetch / request_json / paginate / open_stream   (_api.py)
+                            │ builds a Request from a Route (_http.py)
+                            ▼
+                          Call.run(attempt)             one logical request (this module)
+                            ├─ throttle.acquire(bucket)    optional: waits for room, holding
+                            │                              no slot and no connection
+                            ├─ limiter slot                max_concurrency, per client
+                            ├─ attempt()                   one HTTP exchange (_transport.py)
+                            └─ failed?  retry_delay()      (_retry.py) says how long to wait,
+                                        or raise           or that the failure is final
+
+JSON calls, opening a conversation stream and re-attaching a dropped one all go
+through `Call.run`, under the view's `RetryPolicy`: a stream's re-attach is another
+attempt of the same `Call`, counted against `RetryPolicy.max_reattaches`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import logging
+import time
+import urllib.parse
+import weakref
+from collections.abc import Awaitable, Callable
+from typing import Any, Final, Protocol, TypeVar
+
+import anyio
+
+from ._errors import APIConnectionError, APIStatusError, ClientStateError, RateLimitError
+from ._http import Query, Request, Route, encode_json, join_path, query_items, user_agent
+from ._observe import CallObserver, WaitReason
+from ._retry import ConnectionOutcome, Outcome, RetryPolicy, retry_delay
+from ._transport import AIOHTTP_VERSION, Transport
+
+__all__ = ["Call", "Failure", "Pipeline", "Throttle", "announce_wait"]
+
+T = TypeVar("T")
+logger = logging.getLogger("aposthog")
+_USER_AGENT: Final = user_agent(f"aiohttp/{AIOHTTP_VERSION}")
+
+
+class Throttle(Protocol):
+    """
+    A client-side rate limiter the pipeline asks before every attempt.
+
+    `acquire` is awaited before the attempt takes its concurrency slot (so a request
+    that waits for room holds no slot and no connection), for JSON calls, stream opens
+    and re-attaches alike. It may be cancelled. Before it sleeps it should call
+    `announce_wait(seconds)`, so that `Client(on_wait=...)` hears of the wait first.
+    `penalize` is awaited after every 429 with the wait PostHog named (None: none named).
+    """
+
+    async def acquire(self, bucket: str) -> float:
+        """Wait for room in `bucket`'s windows; return the seconds waited."""
+
+    async def penalize(self, bucket: str, seconds: float | None) -> None:
+        """PostHog answered 429 for `bucket`: block it for `seconds` (if named)."""
+
+
+_WAIT_LISTENER: contextvars.ContextVar[Callable[[float], None] | None] = contextvars.ContextVar(
+    "aposthog_wait_listener", default=None
+)
+
+
+def announce_wait(seconds: float) -> None:
+    """Called by a `Throttle` about to wait inside `acquire`: tells the call's observers."""
+    listener = _WAIT_LISTENER.get()
+    if listener is not None:
+        listener(seconds)
+
+
+class _Slot:
+    """
+    Holds one of the limiter's tokens for the duration of an `async with`.
+
+    A fresh borrower per attempt: one task may legitimately hold several slots (a
+    paginator inside a stream's consumer, say). A class rather than a generator-based
+    context manager: this runs on every request.
+    """
+
+    __slots__ = ("_limiter", "_token")
+
+    def __init__(self, limiter: anyio.CapacityLimiter) -> None:
+        self._limiter = limiter
+        self._token = object()
+
+    async def __aenter__(self) -> None:
+        try:
+            # The common case, a free slot, costs no trip through the event loop.
+            self._limiter.acquire_on_behalf_of_nowait(self._token)
+        except anyio.WouldBlock:
+            await self._limiter.acquire_on_behalf_of(self._token)
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        self._limiter.release_on_behalf_of(self._token)
+
+
+class Pipeline:
+    """
+    What a client and all its `with_options()` views share: the transport, the limiter,
+    the throttle, the open streams, and the request-building caches.
+    """
+
+    def __init__(
+        self,
+        transport: Transport,
+        *,
+        api_key: str,
+        base_url: str,
+        api_prefix: str,
+        max_concurrency: int,
+        throttle: Throttle | None = None,
+    ) -> None:
+        self.transport = transport
+        self.throttle = throttle
+        self.closed = False
+        self.streams: weakref.WeakSet[Any] = weakref.WeakSet()
+        self._api_key = api_key
+        self._max_concurrency = max_concurrency
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._limiter: anyio.CapacityLimiter | None = None
+        base = urllib.parse.urlsplit(base_url)
+        # The origin and the path prefix, worked out (and percent-encoded) once.
+        self._origin = f"{base.scheme}://{base.netloc}"
+        self._prefix = base.path + api_prefix
+        self._headers: dict[tuple[str, bool], dict[str, str]] = {}
+
+    def check_usable(self) -> None:
+        """Raise `ClientStateError` if closed or used from another event loop."""
+        if self.closed:
+            raise ClientStateError("this aposthog.Client is closed; create a new one")
+        loop = asyncio.get_running_loop()
+        if self._loop is None:
+            self._loop = loop
+            self._limiter = anyio.CapacityLimiter(self._max_concurrency)
+        elif self._loop is not loop:
+            raise ClientStateError(
+                "this aposthog.Client belongs to another event loop; "
+                "create one client per event loop (aiohttp sessions cannot cross loops)"
+            )
+
+    def slot(self) -> _Slot:
+        """A concurrency slot, taken by `async with`."""
+        self.check_usable()
+        assert self._limiter is not None
+        return _Slot(self._limiter)
+
+    def request(
+        self,
+        route: Route,
+        parts: tuple[str, ...],
+        *,
+        params: Query | None = None,
+        json: Any = None,
+        url: str | None = None,
+    ) -> Request:
+        """The request for `route` (parts already filled and encoded), or for a full `url`."""
+        body = None if json is None else encode_json(json)
+        if url is not None:
+            return Request(method=route.method, url=url, params=query_items(params), body=body)
+        path = join_path(self._prefix, *parts)
+        return Request(
+            method=route.method,
+            url=self._origin + path,
+            params=query_items(params),
+            body=body,
+            path=path,
+        )
+
+    def headers(self, request: Request, *, accept: str = "application/json") -> dict[str, str]:
+        """The request's headers, with the key (never stored on the `Request`)."""
+        # Built once per client and shared (aiohttp copies headers into its own
+        # multidict), so a request only pays for a dict when it adds its own headers.
+        key = (accept, request.body is not None)
+        headers = self._headers.get(key)
+        if headers is None:
+            headers = {
+                "Authorization": f"Bearer {self._api_key}",
+                "User-Agent": _USER_AGENT,
+                "Accept": accept,
+            }
+            if request.body is not None:
+                headers["Content-Type"] = "application/json"
+            self._headers[key] = headers
+        if request.headers:
+            return {**headers, **dict(request.headers)}
+        return headers
+
+
+class Failure:
+    """A failed attempt: the error to raise if it is final, and what the policy needs."""
+
+    __slots__ = ("error", "outcome")
+
+    def __init__(self, error: APIStatusError | APIConnectionError, outcome: Outcome) -> None:
+        self.error = error
+        self.outcome = outcome
+
+    @classmethod
+    def connection(cls, error: APIConnectionError) -> Failure:
+        """A failure without a response."""
+        return cls(error, ConnectionOutcome(reached_server=error.reached_server))
+
+
+Attempt = Callable[[], Awaitable[T | Failure]]
+
+
+class Call:
+    """
+    Every attempt of one logical request, and the one decision after each failure.
+
+    `run(attempt)` takes a throttle turn and a slot, makes the attempt, and on a
+    `Failure` asks the policy whether (and after how long) to try again. A stream calls
+    `run` again with `after=` when its connection drops: the same budget decides.
+    """
+
+    __slots__ = (
+        "_bucket",
+        "_limit",
+        "_method",
+        "_observer",
+        "_path",
+        "_pipeline",
+        "_policy",
+        "_retries",
+        "_started",
+        "attempts",
+    )
+
+    def __init__(
+        self,
+        pipeline: Pipeline,
+        policy: RetryPolicy,
+        *,
+        method: str,
+        path: str,
+        bucket: str,
+        observer: CallObserver | None = None,
+    ) -> None:
+        self._pipeline = pipeline
+        self._policy = policy
+        self._method = method
+        self._path = path
+        self._bucket = bucket
+        self._observer = observer
+        self._limit: int | None = None
+        self._retries = 0
+        self._started = time.monotonic()
+        self.attempts = 0
+
+    @property
+    def observed(self) -> bool:
+        """Whether anyone watches this call (else nothing is reported, at no cost)."""
+        return self._observer is not None
+
+    @property
+    def retries(self) -> int:
+        """Retries made since the start (or the last progress)."""
+        return self._retries
+
+    def dropped(self, *, limit: int) -> None:
+        """
+        A stream that was open dropped: from now on `limit` retries are allowed (the
+        re-attach budget), and the deadline counts from now, not from the first attempt
+        (an answer can stream for half an hour before it drops).
+        """
+        self._limit = limit
+        self._started = time.monotonic()
+
+    def progress(self) -> None:
+        """The request made progress (a stream delivered an event): the count starts over."""
+        self._retries = 0
+
+    async def run(
+        self, attempt: Attempt[T], *, repeatable: bool, after: Failure | None = None
+    ) -> T:
+        """Attempt until success (returned), or a failure that is final (raised)."""
+        failure = after
+        while True:
+            if failure is not None:
+                await self._wait_or_raise(failure, repeatable)
+            if self._pipeline.throttle is not None:
+                await self._acquire(self._pipeline.throttle)
+            self.attempts += 1
+            if self._observer is not None:
+                self._observer.attempt(self.attempts)
+            async with self._pipeline.slot():
+                try:
+                    result = await attempt()
+                except APIConnectionError as exc:
+                    result = Failure.connection(exc)
+            if not isinstance(result, Failure):
+                return result
+            failure = result
+            throttle = self._pipeline.throttle
+            if throttle is not None and isinstance(failure.error, RateLimitError):
+                await throttle.penalize(self._bucket, failure.error.retry_after)
+
+    async def _acquire(self, throttle: Throttle) -> None:
+        if self._observer is None:
+            await throttle.acquire(self._bucket)
+            return
+        token = _WAIT_LISTENER.set(self._announce)
+        try:
+            await throttle.acquire(self._bucket)
+        finally:
+            _WAIT_LISTENER.reset(token)
+
+    def _announce(self, seconds: float) -> None:
+        assert self._observer is not None
+        self._observer.wait("rate_limit", seconds, self.attempts + 1, None)
+
+    async def _wait_or_raise(self, failure: Failure, repeatable: bool) -> None:
+        policy = self._policy
+        limit = policy.max_retries if self._limit is None else self._limit
+        delay = retry_delay(
+            policy,
+            method=self._method,
+            outcome=failure.outcome,
+            retries_done=self._retries,
+            elapsed=time.monotonic() - self._started,
+            repeatable=repeatable,
+            max_retries=limit,
+        )
+        if delay is None:
+            raise failure.error
+        self._retries += 1
+        error = failure.error
+        logger.info(
+            "retrying %s %s in %.2f s (retry %d of %d) after: %s",
+            self._method,
+            self._path,
+            delay,
+            self._retries,
+            limit,
+            error,
+        )
+        if self._observer is not None:
+            reason: WaitReason = "rate_limit" if isinstance(error, RateLimitError) else "retry"
+            self._observer.wait(reason, delay, self.attempts + 1, error)
+        await anyio.sleep(delay)
+
+    def end(self, status: int | None, error: BaseException | None) -> None:
+        """Report how the call ended (to the observer, if any)."""
+        if self._observer is not None:
+            self._observer.end(status, error, self.attempts)

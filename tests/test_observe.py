@@ -1,0 +1,214 @@
+"""The pipeline's seams: a throttle before every attempt, observers, and `on_wait`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import anyio
+import pytest
+
+import aposthog
+from aposthog._errors import PostHogError
+from aposthog._observe import StreamOutcome, WaitReason
+from aposthog._pipeline import announce_wait
+from aposthog.testing import FakePostHog
+
+pytestmark = pytest.mark.anyio
+
+FAST = aposthog.RetryPolicy(initial_backoff=0.001, max_backoff=0.01)
+
+
+class GateThrottle:
+    """A throttle written for the test: records buckets, holds one bucket until released."""
+
+    def __init__(self, hold: str | None = None) -> None:
+        self.acquired: list[str] = []
+        self.penalized: list[tuple[str, float | None]] = []
+        self.hold = hold
+        self.released = anyio.Event()
+        self.waiting = anyio.Event()
+
+    async def acquire(self, bucket: str) -> float:
+        self.acquired.append(bucket)
+        if bucket != self.hold or self.released.is_set():
+            return 0.0
+        announce_wait(0.5)
+        self.waiting.set()
+        await self.released.wait()
+        return 0.5
+
+    async def penalize(self, bucket: str, seconds: float | None) -> None:
+        self.penalized.append((bucket, seconds))
+
+
+async def test_a_request_waiting_for_the_throttle_holds_no_slot(fake: FakePostHog) -> None:
+    throttle = GateThrottle(hold="ai")
+    waits: list[aposthog.Wait] = []
+    async with fake.client(max_concurrency=1, on_wait=waits.append) as ph:
+        ph._api.pipeline.throttle = throttle
+        result: list[Any] = []
+
+        async def chat() -> None:
+            result.append(await ph.conversations.create("hi").until_done())
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(chat)
+            await throttle.waiting.wait()
+            # The only slot is free: the held conversation is not sitting on it.
+            with anyio.fail_after(2):
+                await ph.customer_profile_configs.list()
+            assert [] == result
+            throttle.released.set()
+    assert result[0].complete
+    assert ["ai", "api"] == throttle.acquired
+    assert [aposthog.Wait(reason="rate_limit", seconds=0.5, attempt=1)] == waits
+
+
+async def test_every_429_penalizes_its_bucket(fake: FakePostHog) -> None:
+    throttle = GateThrottle()
+    async with fake.client(retry=FAST) as ph:
+        ph._api.pipeline.throttle = throttle
+        fake.throttle_next(1, wait=0)
+        await ph.customer_profile_configs.list()
+    assert [("api", 0.0)] == throttle.penalized
+    assert ["api", "api"] == throttle.acquired
+
+
+async def test_stream_opens_and_reattaches_take_a_turn_in_their_bucket(fake: FakePostHog) -> None:
+    throttle = GateThrottle()
+    async with fake.client(retry=FAST) as ph:
+        ph._api.pipeline.throttle = throttle
+        fake.script_answer("one two three", token_size=2, delay=0.003, drop_after=3)
+        await ph.conversations.create("q", agent_mode="research").until_done()
+        fake.script_answer("ok")
+        await ph.conversations.create("q2").until_done()
+    assert ["ai_research", "ai_research", "ai"] == throttle.acquired
+
+
+# ---------------------------------------------------------------------- on_wait
+
+
+async def test_on_wait_hears_every_wait_before_it_is_taken(fake: FakePostHog) -> None:
+    waits: list[aposthog.Wait] = []
+    other: list[aposthog.Wait] = []
+    async with fake.client(retry=FAST, on_wait=waits.append) as ph:
+        fake.fail_next(1, status=503)
+        fake.throttle_next(1, wait=0)
+        await ph.customer_profile_configs.list()
+        quiet = ph.with_options(on_wait=other.append)
+        fake.fail_next(1, status=503)
+        await quiet.customer_profile_configs.list()
+        silent = ph.with_options(on_wait=None)
+        fake.fail_next(1, status=503)
+        await silent.customer_profile_configs.list()
+    assert [("retry", 2), ("rate_limit", 3)] == [(w.reason, w.attempt) for w in waits]
+    assert isinstance(waits[0].error, aposthog.InternalServerError)
+    assert isinstance(waits[1].error, aposthog.RateLimitError)
+    assert all(0 <= w.seconds <= 0.01 for w in waits)
+    assert [("retry", 2)] == [(w.reason, w.attempt) for w in other]
+
+
+async def test_on_wait_hears_a_streams_open_and_reattach_waits(fake: FakePostHog) -> None:
+    waits: list[aposthog.Wait] = []
+    async with fake.client(retry=FAST, on_wait=waits.append) as ph:
+        fake.throttle_next(1, method="POST", wait=0)
+        fake.script_answer("one two three", token_size=2, delay=0.003, drop_after=3)
+        result = await ph.conversations.create("q").until_done()
+    assert result.complete
+    assert ["rate_limit", "retry"] == [w.reason for w in waits]
+    assert isinstance(waits[1].error, aposthog.APIConnectionError)
+
+
+def test_on_wait_must_be_callable() -> None:
+    with pytest.raises(TypeError, match="on_wait"):
+        aposthog.Client(api_key="k", on_wait=42)  # type: ignore[arg-type]
+
+
+# ---------------------------------------------------------------------- observers
+
+
+class Recorder:
+    """An observer that writes down everything, for calls and streams alike."""
+
+    def __init__(self) -> None:
+        self.log: list[tuple[Any, ...]] = []
+
+    def call(self, method: str, route: str, server: str) -> Recorder:
+        self.log.append(("call", method, route, server.startswith("http://127.0.0.1:")))
+        return self
+
+    def stream(self, conversation_id: str, server: str) -> Recorder:
+        self.log.append(("stream",))
+        return self
+
+    def attempt(self, number: int) -> None:
+        self.log.append(("attempt", number))
+
+    def wait(
+        self, reason: WaitReason, seconds: float, attempt: int, error: PostHogError | None
+    ) -> None:
+        self.log.append(("wait", reason, attempt))
+
+    def end(self, status: int | None, error: BaseException | None, attempts: int) -> None:
+        self.log.append(("end", status, type(error).__name__ if error else None, attempts))
+
+    def first_token(self) -> None:
+        self.log.append(("first_token",))
+
+    def reattach(self, number: int) -> None:
+        self.log.append(("reattach", number))
+
+    def received(self, events: int, size: int) -> None:
+        if not any(entry[0] == "received" for entry in self.log):
+            self.log.append(("received",))
+
+    def outcome(self, outcome: StreamOutcome) -> None:
+        self.log.append(("outcome", outcome))
+
+
+async def test_an_observer_sees_each_attempt_wait_and_the_end_of_a_call(fake: FakePostHog) -> None:
+    recorder = Recorder()
+    async with fake.client(retry=FAST) as ph:
+        ph._api.observer = recorder
+        fake.fail_next(1, status=503)
+        await ph.customer_profile_configs.list()
+        fake.fail_next(1, status=404)
+        with pytest.raises(aposthog.NotFoundError):
+            await ph.customer_profile_configs.get("x")
+    assert [
+        ("call", "GET", "customer_profile_configs", True),
+        ("attempt", 1),
+        ("wait", "retry", 2),
+        ("attempt", 2),
+        ("end", 200, None, 2),
+        ("call", "GET", "customer_profile_configs/{id}", True),
+        ("attempt", 1),
+        ("end", 404, "NotFoundError", 1),
+    ] == recorder.log
+
+
+async def test_an_observer_sees_a_stream_from_open_to_outcome(fake: FakePostHog) -> None:
+    recorder = Recorder()
+    async with fake.client(retry=FAST) as ph:
+        ph._api.observer = recorder
+        fake.script_answer("one two three", token_size=2, delay=0.003, drop_after=3)
+        await ph.conversations.create("q").until_done()
+        done = list(recorder.log)
+        recorder.log.clear()
+        fake.script_answer("a long answer", delay=0.05)
+        stream = ph.conversations.create("q2")
+        await anext(stream)
+        await stream.cancel()
+        cancelled = list(recorder.log)
+        recorder.log.clear()
+        fake.script_answer("another long answer", delay=0.05)
+        async with ph.conversations.create("q3") as stream:
+            await anext(stream)
+        left = list(recorder.log)
+    assert done[:3] == [("stream",), ("attempt", 1), ("received",)]
+    assert ("first_token",) in done
+    assert ("reattach", 1) in done
+    assert ("attempt", 2) in done
+    assert done[-2:] == [("end", 200, None, 2), ("outcome", "done")]
+    assert cancelled[-1] == ("outcome", "cancelled")
+    assert left[-1] == ("outcome", "incomplete")

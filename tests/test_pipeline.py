@@ -1,0 +1,309 @@
+"""The request pipeline's rules, each against a real server on 127.0.0.1."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+import time
+from collections.abc import Awaitable, Callable
+
+import aiohttp
+import pytest
+
+import aposthog
+from aposthog.testing import FakePostHog, LoopbackServer, ServerReply, ServerRequest
+
+pytestmark = pytest.mark.anyio
+
+FAST = aposthog.RetryPolicy(initial_backoff=0.001, max_backoff=0.01)
+
+
+class RawServer:
+    """
+    A bare TCP server on 127.0.0.1 that counts the requests it receives and then, per
+    `mode`, closes the connection without answering ("drop") or never answers ("stall").
+    """
+
+    def __init__(self, mode: str) -> None:
+        self.mode = mode
+        self.requests: list[bytes] = []
+        self._server: asyncio.Server | None = None
+        self._writers: list[asyncio.StreamWriter] = []
+        self.url = ""
+
+    async def __aenter__(self) -> RawServer:
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        port = self._server.sockets[0].getsockname()[1]
+        self.url = f"http://127.0.0.1:{port}"
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        assert self._server is not None
+        for writer in self._writers:
+            writer.close()
+        self._server.close()
+        await self._server.wait_closed()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self._writers.append(writer)
+        try:
+            head = await reader.readuntil(b"\r\n\r\n")
+        except (asyncio.IncompleteReadError, ConnectionError):
+            writer.close()
+            return
+        self.requests.append(head.split(b"\r\n", 1)[0])
+        if self.mode == "drop":
+            writer.close()
+        else:
+            await asyncio.sleep(3600)
+
+
+def _client(url: str, **kwargs: object) -> aposthog.Client:
+    return aposthog.Client(api_key="phx_sentinel", host=url, project_id=1, **kwargs)  # type: ignore[arg-type]
+
+
+# ---------------------------------------------------------------------- redirects
+
+
+async def test_a_redirect_is_an_error_naming_status_and_location_and_is_not_followed() -> None:
+    elsewhere: list[ServerRequest] = []
+
+    async def other(request: ServerRequest) -> ServerReply:
+        elsewhere.append(request)
+        return ServerReply(status=200, body=b"{}")
+
+    target = LoopbackServer(other)
+    await target.start()
+
+    async def redirecting(request: ServerRequest) -> ServerReply:
+        return ServerReply(status=302, headers={"Location": f"{target.url}/steal/"})
+
+    server = LoopbackServer(redirecting)
+    await server.start()
+    try:
+        async with _client(server.url, retry=FAST) as ph:
+            with pytest.raises(aposthog.APIStatusError) as info:
+                await ph.customer_profile_configs.get("x")
+            with pytest.raises(aposthog.APIStatusError):
+                await ph.conversations.create("hi").until_done()
+    finally:
+        await server.stop()
+        await target.stop()
+    assert 302 == info.value.status
+    assert f"{target.url}/steal/" in str(info.value)
+    assert "302" in str(info.value)
+    assert [] == elsewhere
+
+
+# ---------------------------------------------------------------------- 429 waits
+
+_CONFIG = (
+    b'{"id":"x","scope":"person","content":{},"sidebar":{},'
+    b'"created_at":"2024-01-01T00:00:00Z","updated_at":null}'
+)
+
+
+def _throttling(
+    retry_after: str, seen: list[float]
+) -> Callable[[ServerRequest], Awaitable[ServerReply]]:
+    async def handler(request: ServerRequest) -> ServerReply:
+        seen.append(time.monotonic())
+        if len(seen) == 1:
+            return ServerReply(
+                status=429,
+                body=b'{"type":"throttled_error","code":"throttled","detail":"slow down"}',
+                headers={"Retry-After": retry_after, "Content-Type": "application/json"},
+            )
+        return ServerReply(status=200, body=_CONFIG)
+
+    return handler
+
+
+async def test_a_wait_longer_than_max_retry_after_raises_rate_limit_error_at_once() -> None:
+    seen: list[float] = []
+    server = LoopbackServer(_throttling("120", seen))
+    await server.start()
+    waits: list[aposthog.Wait] = []
+    try:
+        policy = aposthog.RetryPolicy(max_retry_after=60)
+        async with _client(server.url, retry=policy, on_wait=waits.append) as ph:
+            started = time.monotonic()
+            with pytest.raises(aposthog.RateLimitError) as info:
+                await ph.customer_profile_configs.get("x")
+            elapsed = time.monotonic() - started
+    finally:
+        await server.stop()
+    assert 120.0 == info.value.retry_after
+    assert 1 == len(seen)
+    assert [] == waits
+    assert elapsed < 1.0
+
+
+async def test_a_named_wait_is_honoured_with_a_spread_on_top() -> None:
+    seen: list[float] = []
+    server = LoopbackServer(_throttling("0.2", seen))
+    await server.start()
+    waits: list[aposthog.Wait] = []
+    try:
+        async with _client(server.url, on_wait=waits.append) as ph:
+            await ph.customer_profile_configs.get("x")
+    finally:
+        await server.stop()
+    assert 2 == len(seen)
+    [wait] = waits
+    assert ("rate_limit", 2) == (wait.reason, wait.attempt)
+    assert isinstance(wait.error, aposthog.RateLimitError)
+    assert 0.2 <= wait.seconds <= 0.2 * 1.2  # RetryPolicy.retry_after_jitter = 0.2
+    assert seen[1] - seen[0] >= 0.2
+
+
+# ---------------------------------------------------------------------- attempts
+
+
+async def _silent_retry_control(url: str) -> None:
+    """Plain aiohttp repeats a GET on a dropped connection: the hazard is real."""
+    async with aiohttp.ClientSession() as session:
+        with pytest.raises(aiohttp.ServerDisconnectedError):
+            await session.get(f"{url}/control/")
+
+
+@pytest.mark.parametrize("max_retries", [0, 3])
+@pytest.mark.parametrize("method", ["GET", "POST"])
+async def test_aiohttp_never_adds_attempts_of_its_own(method: str, max_retries: int) -> None:
+    async with RawServer("drop") as control:
+        await _silent_retry_control(control.url)
+        assert 2 == len(control.requests)  # aiohttp alone sent the GET twice
+    async with RawServer("drop") as server:
+        async with _client(server.url, retry=FAST, max_retries=max_retries) as ph:
+            with pytest.raises(aposthog.APIConnectionError):
+                if method == "GET":
+                    await ph.customer_profile_configs.get("x")
+                else:
+                    await ph.customer_profile_configs.create(scope="person")
+        received = len(server.requests)
+    # A GET that may have reached the server is repeated up to max_retries times; a
+    # create is never repeated once it may have reached it.
+    expected = 1 + max_retries if method == "GET" else 1
+    assert expected == received
+
+
+async def test_a_closed_borrowed_session_raises_client_state_error_once() -> None:
+    async with RawServer("drop") as server:
+        session = aiohttp.ClientSession()
+        await session.close()
+        waits: list[aposthog.Wait] = []
+        async with _client(server.url, session=session, max_retries=3, on_wait=waits.append) as ph:
+            with pytest.raises(aposthog.ClientStateError, match="session"):
+                await ph.customer_profile_configs.get("x")
+        assert [] == server.requests
+        assert [] == waits
+
+
+# ---------------------------------------------------------------------- timeout
+
+
+async def test_timeout_bounds_each_attempt_against_a_stalling_server() -> None:
+    """`timeout` is per attempt: one attempt alone takes it; retries add attempts."""
+    async with RawServer("stall") as server:
+        async with _client(server.url, timeout=0.3, max_retries=0) as ph:
+            started = time.monotonic()
+            with pytest.raises(aposthog.APITimeoutError):
+                await ph.customer_profile_configs.get("x")
+            one = time.monotonic() - started
+        assert 1 == len(server.requests)
+    async with RawServer("stall") as server:
+        async with _client(server.url, timeout=0.3, retry=FAST, max_retries=2) as ph:
+            started = time.monotonic()
+            with pytest.raises(aposthog.APITimeoutError):
+                await ph.customer_profile_configs.get("x")
+            three = time.monotonic() - started
+        assert 3 == len(server.requests)
+    assert 0.3 <= one < 1.0
+    assert 0.9 <= three < 2.0
+
+
+async def test_the_deadline_bounds_the_whole_call() -> None:
+    """No attempt starts after RetryPolicy.deadline: a call lasts at most deadline + timeout."""
+    policy = aposthog.RetryPolicy(
+        max_retries=50, initial_backoff=0.01, max_backoff=0.01, deadline=0.5
+    )
+    async with RawServer("stall") as server:
+        async with _client(server.url, timeout=0.3, retry=policy) as ph:
+            started = time.monotonic()
+            with pytest.raises(aposthog.APITimeoutError):
+                await ph.customer_profile_configs.get("x")
+            elapsed = time.monotonic() - started
+        attempts = len(server.requests)
+    assert 2 == attempts
+    assert elapsed < 0.5 + 0.3 + 0.3
+
+
+# ---------------------------------------------------------------------- routes
+
+
+async def test_cancel_is_retried_after_a_dropped_connection(
+    fake: FakePostHog, ph: aposthog.Client
+) -> None:
+    conversation = fake.seed_conversation()
+    fake.drop_next(1, method="PATCH")
+    await ph.conversations.cancel(conversation.id)
+    assert 2 == sum(r.method == "PATCH" for r in fake.requests)
+
+
+async def test_unpause_with_backfill_is_not_retried_but_plain_unpause_is(
+    fake: FakePostHog, ph: aposthog.Client
+) -> None:
+    export = await ph.batch_exports.create(
+        name="n",
+        destination=aposthog.BatchExportDestination(type="NoOp", config={}),
+        interval="hour",
+    )
+    fake.drop_next(1, path="/unpause")
+    await ph.batch_exports.unpause(export.id)
+    fake.drop_next(1, path="/unpause")
+    with pytest.raises(aposthog.APIConnectionError):
+        await ph.batch_exports.unpause(export.id, backfill=True)
+    unpauses = [r for r in fake.requests if r.path.endswith("/unpause/")]
+    assert 3 == len(unpauses)
+
+
+# ---------------------------------------------------------------------- shape
+
+
+def test_import_aposthog_loads_no_aiohttp_web() -> None:
+    code = (
+        "import sys, aposthog\n"
+        "web = sorted(m for m in sys.modules if m.startswith('aiohttp.web'))\n"
+        "print(web)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    ).stdout
+    assert "[]" == out.strip()
+
+
+def test_dir_client_shows_configuration_lifetime_and_resources() -> None:
+    public = {name for name in dir(aposthog.Client) if not name.startswith("_")}
+    assert {
+        "config",
+        "base_url",
+        "project_id",
+        "rate_limiter",
+        "with_options",
+        "aclose",
+        "closed",
+    } == public
+    client = aposthog.Client(api_key="k", host="https://eu.posthog.com")
+    instance = {name for name in dir(client) if not name.startswith("_")}
+    assert public | {"batch_exports", "conversations", "customer_profile_configs"} == instance
+
+
+async def test_with_options_views_share_one_pipeline(fake: FakePostHog) -> None:
+    async with fake.client(max_concurrency=1) as ph:
+        view = ph.with_options(timeout=5, max_retries=0)
+        assert view.config.timeout == 5
+        assert view.config.retry.max_retries == 0
+        assert ph.config.retry.max_retries == 3
+        await view.customer_profile_configs.list()
+    assert view.closed
