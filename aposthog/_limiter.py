@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import collections
 import hashlib
+import logging
 import time
 from collections.abc import Callable
 
@@ -33,6 +34,8 @@ __all__ = [
     "make_rate_limiter",
     "rate_limit_scope",
 ]
+
+logger = logging.getLogger("aposthog")
 
 
 class RateLimitStoreError(APIConnectionError):
@@ -189,6 +192,7 @@ class RateLimiter:
                 if started is None:
                     started = time.monotonic()
                 announce_wait(wait)  # Client(on_wait=...) hears of it first
+                logger.debug("rate limits: %s request waits %.3f s for its window", bucket, wait)
                 await anyio.sleep(wait)
         finally:
             self._pass_turn(line)
@@ -203,6 +207,7 @@ class RateLimiter:
         self.limits.windows(bucket)  # an unknown bucket is a bug: say so
         if seconds is None or seconds <= 0:
             return
+        logger.info("rate limits: PostHog answered 429; %s requests wait %.1f s", bucket, seconds)
         await self.store.penalize(self._scope, bucket, float(seconds))
 
     async def aclose(self) -> None:
