@@ -23,7 +23,7 @@ import attrs
 
 from . import _batch_exports, _conversations, _profile_configs
 from ._loopback import LoopbackServer, ServerReply, ServerRequest
-from ._throttle import FakeThrottles, limit_property
+from ._throttle import FakeThrottles, limit_property, throttled
 from ._wire import FakeRequest, HTTPError, Route, error, json_reply
 
 __all__ = ["FakePostHog", "RecordedRequest"]
@@ -330,15 +330,7 @@ class FakePostHog:
         self._authorize(key, route, raw.method)
         throttle = self._take_fault(raw, ("throttle",))
         if throttle is not None:
-            unit = "second" if throttle.wait == 1 else "seconds"
-            raise HTTPError(
-                error(
-                    429,
-                    "throttled_error",
-                    "throttled",
-                    f"Request was throttled. Expected available in {throttle.wait} {unit}.",
-                )
-            )
+            raise throttled(throttle.wait)  # DRF's Throttled, as `throttle_next` promises
         if route.key_throttled:
             self.throttles.check_api(key)
         params = _match(route.pattern, segments) or {}
