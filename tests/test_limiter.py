@@ -6,6 +6,8 @@ import time
 
 import anyio
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from aposthog._limiter import InProcessRateLimitStore, RateLimiter, rate_limit_scope
 from aposthog._ratelimit import Rate, RateLimits
@@ -187,3 +189,40 @@ async def test_a_store_shared_by_two_limiters_is_one_budget() -> None:
     with anyio.move_on_after(0.05) as scope:
         await first.acquire("api")
     assert scope.cancelled_caught
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    plan=st.lists(
+        st.tuples(st.integers(0, 3), st.one_of(st.none(), st.integers(0, 30))),
+        min_size=1,
+        max_size=10,
+    )
+)
+def test_random_arrivals_and_cancellations_keep_order_and_count(
+    plan: list[tuple[int, int | None]],
+) -> None:
+    """Whatever arrives and whoever gives up: the rest go in arrival order, and only
+    they are counted."""
+
+    async def scenario() -> None:
+        store = CountingStore()
+        limiter = RateLimiter(RateLimits(api=Rate(2, per=0.02), margin=0), store, "s")
+        done: list[int] = []
+
+        async def request(n: int, give_up_ms: int | None) -> None:
+            with anyio.CancelScope() as scope:
+                if give_up_ms is not None:
+                    scope.deadline = anyio.current_time() + give_up_ms / 1000
+                await limiter.acquire("api")
+                done.append(n)
+
+        async with anyio.create_task_group() as tg:
+            for n, (gap_ms, give_up_ms) in enumerate(plan):
+                tg.start_soon(request, n, give_up_ms)
+                await anyio.sleep(gap_ms / 1000)
+        assert sorted(done) == done
+        assert len(done) == store.counted
+        assert all(n in done for n, (_, give_up) in enumerate(plan) if give_up is None)
+
+    anyio.run(scenario)
