@@ -26,6 +26,7 @@ from ._errors import (
     ClientStateError,
     ConfigurationError,
     ConflictError,
+    IncompleteStreamError,
     InternalServerError,
     NotFoundError,
     PermissionDeniedError,
@@ -33,6 +34,7 @@ from ._errors import (
     QuotaLimitError,
     RateLimitError,
     ResponseDecodeError,
+    ResponseTooLargeError,
     UnprocessableEntityError,
 )
 from ._limiter import InProcessRateLimitStore, RateLimiter, RateLimitStore, RateLimitStoreError
@@ -133,6 +135,7 @@ __all__ = [
     "FailureMessage",
     "HumanMessage",
     "InProcessRateLimitStore",
+    "IncompleteStreamError",
     "InternalServerError",
     "Message",
     "MessageEvent",
@@ -156,6 +159,7 @@ __all__ = [
     "ReasoningMessage",
     "RedisRateLimitStore",
     "ResponseDecodeError",
+    "ResponseTooLargeError",
     "RetryPolicy",
     "StatusEvent",
     "StreamEvent",

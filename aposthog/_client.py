@@ -52,6 +52,8 @@ class Client:
         max_retries: retries after the first attempt (0 turns retrying off).
         retry: a full `RetryPolicy` (its `max_retries` is overridden by `max_retries`).
         session: an `aiohttp.ClientSession` to borrow; the client never closes it.
+        allow_insecure_http: allow an `http://` host that is not loopback (the key then
+            travels in cleartext: for a self-hosted PostHog on a private network only).
         on_wait: a function called with an `aposthog.Wait` before every wait this client
             takes (retry backoffs, PostHog's 429 waits, the rate limiter's waits), the
             waits of conversation streams included: to tell a user "waiting 3 s".
@@ -62,6 +64,10 @@ class Client:
         rate_limit_store: where the windows are counted: this process (default), or an
             `aposthog.RedisRateLimitStore` shared by every process and machine using
             the key.
+        max_response_size: bytes a response body may have once decoded (default 32 MiB);
+            a larger one (a gzip bomb, say) raises `ResponseTooLargeError` after reading
+            about that much. A conversation stream is not bounded as a whole (an answer
+            streams for as long as it runs), but each of its events is (16 MiB).
 
     Example:
         ```python
@@ -87,10 +93,9 @@ class Client:
         on_wait: WaitCallback | None = None,
         rate_limits: RateLimits | str | None = "auto",
         rate_limit_store: RateLimitStore | None = None,
+        max_response_size: int = _config.DEFAULT_MAX_RESPONSE_SIZE,
+        allow_insecure_http: bool = False,
     ) -> None:
-        policy = retry if retry is not None else RetryPolicy()
-        if max_retries is not None:
-            policy = attrs.evolve(policy, max_retries=max_retries)
         config = resolve_config(
             api_key=api_key,
             host=host,
@@ -99,13 +104,21 @@ class Client:
             timeout=timeout,
             connect_timeout=connect_timeout,
             stream_idle_timeout=stream_idle_timeout,
-            retry=policy,
+            retry=retry,
+            max_retries=max_retries,
+            max_response_size=max_response_size,
+            allow_insecure_http=allow_insecure_http,
         )
         throttle = make_rate_limiter(
             rate_limits, rate_limit_store, base_url=config.base_url, api_key=config.api_key
         )
+        transport = Transport(
+            session=session,
+            connect_timeout=config.connect_timeout,
+            max_response_size=config.max_response_size,
+        )
         pipeline = Pipeline(
-            Transport(session=session, connect_timeout=config.connect_timeout),
+            transport,
             api_key=config.api_key,
             base_url=config.base_url,
             api_prefix=config.api_prefix,
@@ -181,12 +194,10 @@ class Client:
                 "stream_idle_timeout", stream_idle_timeout
             )
         api = self._api
-        policy = api.config.retry if isinstance(retry, NotGiven) else retry
-        if not isinstance(policy, RetryPolicy):
-            raise TypeError(f"retry must be a RetryPolicy, got {type(policy).__name__}")
-        if not isinstance(max_retries, NotGiven):
-            policy = attrs.evolve(policy, max_retries=max_retries)
-        changes["retry"] = policy
+        changes["retry"] = _config.retry_policy(
+            api.config.retry if isinstance(retry, NotGiven) else retry,
+            None if isinstance(max_retries, NotGiven) else max_retries,
+        )
         observer = api.observer if isinstance(on_wait, NotGiven) else wait_hook(on_wait, None)
         return Client._view(Api(api.pipeline, attrs.evolve(api.config, **changes), observer))
 

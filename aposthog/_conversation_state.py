@@ -159,6 +159,23 @@ class ConversationState:
         return "".join(self._streamed)
 
     @property
+    def run_ended(self) -> bool:
+        """
+        Whether what arrived is a whole run, as PostHog ends one: an in-band failure
+        (`ai/failure`, `generation_error`), or a final message (one with an `id`) after
+        the run's human message with no answer still in progress. PostHog sends no end
+        event, so a body that ends short of this was cut, however cleanly it ended.
+        """
+        if self.failure is not None or self.generation_error:
+            return True
+        if self._snapshot is not None:
+            return False
+        start = 0
+        if self.human_id is not None and self.human_id in self._index:
+            start = self._index[self.human_id] + 1
+        return any(not isinstance(m, HumanMessage) for m in self._messages[start:])
+
+    @property
     def in_progress(self) -> AssistantMessage | None:
         """The top-level snapshot not yet replaced by its final message, if any."""
         return self._snapshot

@@ -34,6 +34,7 @@ from ._errors import (
     APITimeoutError,
     BadRequestError,
     ClientStateError,
+    IncompleteStreamError,
     NotFoundError,
     ResponseDecodeError,
 )
@@ -87,6 +88,7 @@ class StreamEngine:
         self._observer: StreamObserver | None = None
         self._first_token = False
         self._failure: BaseException | None = None
+        self._path = ""  # the request's path, for messages
         self.started = False
         self.refused = False
         self.finished = False
@@ -166,7 +168,17 @@ class StreamEngine:
             chunk = await chunks.__anext__()
         except StopAsyncIteration:
             self._decode(None)
-            self._finish()
+            if self.state.run_ended:
+                self._finish()
+                return
+            # The body ended cleanly, but short of the run's end (a proxy or PostHog cut
+            # it, or it was garbage): an incomplete answer is never a finished one.
+            short = IncompleteStreamError(
+                "PostHog ended the stream before the run's final message",
+                method="POST",
+                path=self._path,
+            )
+            await self._reattach(Failure.connection(short))
             return
         except APITimeoutError as exc:
             # Silence past stream_idle_timeout: PostHog may still be generating (its
@@ -226,6 +238,7 @@ class StreamEngine:
         body["trace_id"] = self.trace_id
         route = routes.CONVERSATION_CREATE
         request = self.api.pipeline.request(route, route.fill(), json=body)
+        self._path = request.path
         if self._session_id is not None:
             # PostHog reads the session from this header, not from the body field.
             request = attrs.evolve(request, headers=(("X-POSTHOG-SESSION-ID", self._session_id),))
@@ -349,6 +362,8 @@ class StreamEngine:
         if deliveries is None:
             return False
         self._pending.extend(deliveries)
+        if not self.state.run_ended:
+            return False  # the conversation holds no end of this run either
         self._finish()
         return True
 

@@ -151,10 +151,13 @@ class ConversationStream:
         """
         Only the new text of the assistant's answer, as it arrives.
 
-        `"".join(deltas)` is `until_done().text`: the final text of this run's assistant
-        messages, joined by a blank line. Snapshots PostHog replays after a re-attach, and
-        final messages that replace snapshots, never repeat text. Leaving the loop early
-        closes the stream.
+        When the loop ends without an exception the run is complete, and `"".join(deltas)`
+        is `result().text` (the final text of this run's assistant messages, joined by a
+        blank line) — unless PostHog rewrote text it had already streamed, which then shows
+        as `result().streamed_text != result().text`. A stream that ends before its run's
+        final message raises `IncompleteStreamError` once re-attaching cannot complete it.
+        Snapshots PostHog replays after a re-attach, and final messages that replace
+        snapshots, never repeat text. Leaving the loop early closes the stream.
 
         Example:
             ```python
@@ -174,7 +177,9 @@ class ConversationStream:
         Consume the rest of the stream; return the run's final messages and outcome.
 
         An in-band failure (`ai/failure`, `status: generation_error`) is reported in the
-        result (`.failed`, `.failure`), not raised; transport errors raise.
+        result (`.failed`, `.failure`), not raised; transport errors raise, and so does a
+        stream that ended before its run did (`IncompleteStreamError`): an incomplete
+        answer is never returned as a finished one.
 
         Example:
             ```python

@@ -13,16 +13,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import urllib.parse
-import urllib.request
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Mapping
 
 import aiohttp
 import attrs
 from yarl import URL
 
-from ._errors import APIConnectionError, APITimeoutError, ClientStateError
+from ._errors import APIConnectionError, APITimeoutError, ClientStateError, ResponseTooLargeError
 from ._http import Request
+from ._proxy import Proxies, redact
 
 __all__ = [
     "AIOHTTP_VERSION",
@@ -47,25 +46,30 @@ class Response:
     body: bytes
 
 
-def _connection_error(exc: BaseException, request: Request) -> APIConnectionError:
+def _connection_error(
+    exc: BaseException, request: Request, proxy: str | None = None
+) -> APIConnectionError:
     """
     Map an aiohttp/asyncio/OS failure to an aposthog error (most specific first).
 
     Only a failure to connect proves the request never reached PostHog; anything later
     (a reset, a disconnect before the status line, a read timeout) may follow a request
-    the server already acted on.
+    the server already acted on. The aiohttp exception itself is not kept: it holds the
+    request's headers, the key among them. Callers raise the result outside their
+    `except` block, so that it is not even the `__context__`.
     """
     method, path = request.method, request.path
+    via = f" through the proxy {redact(proxy)}" if proxy else ""
     if isinstance(exc, aiohttp.ConnectionTimeoutError):
         return APITimeoutError(
-            "timed out connecting to PostHog", method=method, path=path, reached_server=False
+            f"timed out connecting to PostHog{via}", method=method, path=path, reached_server=False
         )
     if isinstance(exc, (aiohttp.ServerTimeoutError, asyncio.TimeoutError)):
         return APITimeoutError("no complete answer from PostHog in time", method=method, path=path)
     if isinstance(exc, aiohttp.ClientConnectorError):
         # DNS failure, refused, unreachable, TLS handshake: nothing was sent.
         return APIConnectionError(
-            f"cannot connect to PostHog: {exc.os_error}",
+            f"cannot connect to PostHog{via}: {exc.os_error}",
             method=method,
             path=path,
             reached_server=False,
@@ -74,13 +78,14 @@ def _connection_error(exc: BaseException, request: Request) -> APIConnectionErro
         message = "PostHog closed the connection without answering"
     elif isinstance(exc, aiohttp.ClientPayloadError):
         message = "the response from PostHog was cut off"
+    elif isinstance(exc, aiohttp.ClientResponseError):
+        # A malformed answer (bad status line, headers too large): aiohttp's text can
+        # quote the bytes received, so only the kind of failure is named.
+        message = f"PostHog's answer could not be read: {type(exc).__name__} {exc.status}"
     else:
-        message = f"connection to PostHog failed: {type(exc).__name__}: {exc}"
+        message = f"connection to PostHog failed{via}: {type(exc).__name__}"
     return APIConnectionError(message, method=method, path=path)
 
-
-# NO_PROXY matching, from the standard library (not in its type stubs).
-_proxy_bypass: Callable[[str, Mapping[str, str]], bool] = urllib.request.proxy_bypass_environment  # type: ignore[attr-defined]
 
 _CLIENT_FAILURES = (aiohttp.ClientError, asyncio.TimeoutError, OSError)
 
@@ -107,34 +112,76 @@ async def _one_attempt(
     try:
         return await handler(request)
     except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError) as exc:
-        raise _AttemptFailed(exc) from None
+        failure: BaseException = exc
+    raise _AttemptFailed(failure)
+
+
+def _too_large(request: Request, limit: int) -> ResponseTooLargeError:
+    return ResponseTooLargeError(
+        f"PostHog's answer to {request.method} {request.path} is larger than "
+        f"max_response_size ({limit} bytes) once decoded; reading stopped there",
+        limit=limit,
+        path=request.path,
+    )
+
+
+async def _read_body(response: aiohttp.ClientResponse, request: Request, limit: int) -> bytes:
+    """
+    The decoded body, or `ResponseTooLargeError` once it passes `limit` bytes.
+
+    Read chunk by chunk (aiohttp inflates a compressed body in bounded pieces), so a
+    gzip bomb costs about `limit` bytes of memory, not what it would inflate to.
+    """
+    length = response.content_length
+    if length is not None and response.headers.get("Content-Encoding", "identity") == "identity":
+        if length > limit:
+            response.close()
+            raise _too_large(request, limit)
+        return await response.read()  # the common case: one read of a known length
+    parts: list[bytes] = []
+    size = 0
+    async for chunk in response.content.iter_any():
+        size += len(chunk)
+        if size > limit:
+            parts.clear()
+            response.close()
+            raise _too_large(request, limit)
+        parts.append(chunk)
+    return b"".join(parts)
 
 
 class StreamResponse:
     """An open response whose body is read chunk by chunk (server-sent events)."""
 
-    def __init__(self, response: aiohttp.ClientResponse, request: Request) -> None:
+    def __init__(
+        self, response: aiohttp.ClientResponse, request: Request, max_error_size: int
+    ) -> None:
         self._response = response
         self._request = request
+        self._max_error_size = max_error_size
         self.status = response.status
         self.headers: Mapping[str, str] = response.headers
         self.content_type = response.content_type
 
     async def read(self) -> bytes:
-        """Read the whole (error) body."""
+        """Read the whole (error) body, up to `max_response_size`."""
         try:
-            return await self._response.read()
+            return await _read_body(self._response, self._request, self._max_error_size)
         except _CLIENT_FAILURES as exc:
-            raise _connection_error(exc, self._request) from None
+            failure: BaseException = exc
+        raise _connection_error(failure, self._request)
 
     async def chunks(self) -> AsyncIterator[bytes]:
         """Yield body chunks as they arrive; failures become `APIConnectionError`."""
         content = self._response.content
         while True:
+            failure: BaseException | None = None
             try:
                 chunk = await content.readany()
             except _CLIENT_FAILURES as exc:
-                raise _connection_error(exc, self._request) from None
+                failure = exc
+            if failure is not None:
+                raise _connection_error(failure, self._request)
             if not chunk:
                 return
             yield chunk
@@ -157,13 +204,14 @@ class Transport:
         *,
         session: aiohttp.ClientSession | None = None,
         connect_timeout: float | None = None,
+        max_response_size: int = 32 * 1024 * 1024,
     ) -> None:
         self._session = session
         self._owns_session = session is None
         self._connect_timeout = connect_timeout
+        self._max_response_size = max_response_size
         # Read once: the environment a client is created in decides its proxies.
-        self._env_proxies = urllib.request.getproxies_environment()
-        self._proxies: dict[tuple[str, str], str | None] = {}
+        self._proxies = Proxies()
         self._call_timeouts: dict[float | None, aiohttp.ClientTimeout] = {}
         # Per-request middlewares replace a session's own, so a borrowed session's are
         # kept in front of ours (aiohttp has no public getter for them).
@@ -186,17 +234,10 @@ class Transport:
         return self._session
 
     def _proxy_for(self, url: str) -> str | None:
-        """The proxy the environment (HTTP(S)_PROXY, NO_PROXY) names for `url`, if any."""
-        if not self._env_proxies or not self._owns_session:
-            return None  # none configured; a borrowed session brings its own settings
-        parts = urllib.parse.urlsplit(url)
-        key = (parts.scheme, parts.netloc)
-        if key not in self._proxies:
-            proxy = self._env_proxies.get(parts.scheme)
-            if proxy and _proxy_bypass(parts.hostname or "", self._env_proxies):
-                proxy = None
-            self._proxies[key] = proxy
-        return self._proxies[key]
+        """The proxy the environment names for `url` (never for loopback), if any."""
+        if not self._owns_session:
+            return None  # a borrowed session brings its own settings
+        return self._proxies.for_url(url)
 
     def _timeout(self, *, idle: float | None) -> aiohttp.ClientTimeout:
         return aiohttp.ClientTimeout(
@@ -220,6 +261,7 @@ class Transport:
     ) -> Response:
         """Send a request and read the whole response within `timeout` seconds."""
         session = self._ensure_session()
+        proxy = self._proxy_for(request.url)
         try:
             async with session.request(
                 request.method,
@@ -229,21 +271,24 @@ class Transport:
                 headers=headers,
                 timeout=self._call_timeout(timeout),
                 allow_redirects=False,
-                proxy=self._proxy_for(request.url),
+                proxy=proxy,
                 middlewares=self._middlewares,
             ) as resp:
-                body = await resp.read()
+                body = await _read_body(resp, request, self._max_response_size)
                 return Response(resp.status, resp.headers, body)
         except _AttemptFailed as exc:
-            raise _connection_error(exc.failure, request) from None
+            failure = exc.failure
         except _CLIENT_FAILURES as exc:
-            raise _connection_error(exc, request) from None
+            failure = exc
+        raise _connection_error(failure, request, proxy)
 
     async def open_stream(
         self, request: Request, headers: Mapping[str, str], *, idle_timeout: float | None
     ) -> StreamResponse:
         """Send a request and return once the status and headers have arrived."""
         session = self._ensure_session()
+        proxy = self._proxy_for(request.url)
+        failure: BaseException
         try:
             resp = await session.request(
                 request.method,
@@ -253,14 +298,16 @@ class Transport:
                 headers=headers,
                 timeout=self._timeout(idle=idle_timeout),
                 allow_redirects=False,
-                proxy=self._proxy_for(request.url),
+                proxy=proxy,
                 middlewares=self._middlewares,
             )
         except _AttemptFailed as exc:
-            raise _connection_error(exc.failure, request) from None
+            failure = exc.failure
         except _CLIENT_FAILURES as exc:
-            raise _connection_error(exc, request) from None
-        return StreamResponse(resp, request)
+            failure = exc
+        else:
+            return StreamResponse(resp, request, self._max_response_size)
+        raise _connection_error(failure, request, proxy)
 
     async def aclose(self) -> None:
         """Close the session if this transport created it."""

@@ -320,14 +320,15 @@ async def test_two_hundred_cancelled_streams_leave_no_connection_open(
             with anyio.move_on_after(0.005):
                 await stream.until_done()
         else:
+            reading = anyio.Event()
 
-            async def consume(stream: ConversationStream = stream) -> None:
+            async def consume(stream: ConversationStream = stream, reading=reading) -> None:
                 async for _ in stream.text_deltas():
-                    pass
+                    reading.set()
 
             async with anyio.create_task_group() as tg:
                 tg.start_soon(consume)
-                await anyio.sleep(0.015)
+                await reading.wait()  # cancelled mid-answer, however slow the machine
                 tg.cancel_scope.cancel()
     await fake.wait_for_streams_closed(timeout=2)
     assert fake.ai_streams.opened == 200

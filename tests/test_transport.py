@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from collections.abc import AsyncIterator
 
 import aiohttp
@@ -12,7 +13,13 @@ import pytest
 import aposthog
 from aposthog._http import Request
 from aposthog._transport import Transport
-from aposthog.testing import DropConnection, LoopbackServer, ServerReply, ServerRequest
+from aposthog.testing import (
+    DropConnection,
+    FakePostHog,
+    LoopbackServer,
+    ServerReply,
+    ServerRequest,
+)
 
 pytestmark = pytest.mark.anyio
 
@@ -104,3 +111,58 @@ def test_proxies_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> N
     assert "http://proxy.internal:3128" == transport._proxy_for("https://us.posthog.com/api/x/")
     assert transport._proxy_for("https://eu.posthog.com/api/x/") is None
     assert transport._proxy_for("http://127.0.0.1:8000/api/x/") is None  # no HTTP_PROXY
+
+
+def test_loopback_hosts_never_go_through_a_proxy(monkeypatch: pytest.MonkeyPatch) -> None:
+    """127.0.0.0/8, ::1 and localhost connect directly whatever HTTP(S)_PROXY says."""
+    monkeypatch.setenv("HTTP_PROXY", "http://proxy.internal:3128")
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.internal:3128")
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    transport = Transport()
+    for url in (
+        "http://127.0.0.1:8000/x/",
+        "http://127.5.6.7/x/",
+        "http://[::1]:8000/x/",
+        "https://localhost/x/",
+        "http://api.localhost/x/",
+    ):
+        assert transport._proxy_for(url) is None, url
+    assert "http://proxy.internal:3128" == transport._proxy_for("http://posthog.internal/x/")
+
+
+async def test_a_dead_proxy_does_not_break_a_loopback_fake(monkeypatch: pytest.MonkeyPatch) -> None:
+    """With HTTP(S)_PROXY on a dead port, a FakePostHog on 127.0.0.1 still answers."""
+    dead = _dead_port()
+    monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{dead}")
+    monkeypatch.setenv("HTTPS_PROXY", f"http://127.0.0.1:{dead}")
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    async with FakePostHog() as fake, fake.client() as ph:
+        await ph.customer_profile_configs.create(scope="person")
+        assert 1 == len((await ph.customer_profile_configs.list()).results)
+
+
+async def test_a_failure_through_a_proxy_names_it_without_credentials(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    dead = _dead_port()
+    monkeypatch.setenv("HTTPS_PROXY", f"http://scott:tiger-secret@127.0.0.1:{dead}")
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    async with aposthog.Client(
+        api_key="phx_x", host="https://posthog.invalid", max_retries=0
+    ) as ph:
+        with pytest.raises(aposthog.APIConnectionError) as info:
+            await ph.customer_profile_configs.list()
+    message = str(info.value)
+    assert f"through the proxy http://127.0.0.1:{dead}" in message
+    assert "tiger-secret" not in message
+    assert "scott" not in message
+    assert not info.value.reached_server
+
+
+def _dead_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])

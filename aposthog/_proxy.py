@@ -1,0 +1,71 @@
+"""
+Which proxy a request goes through: the environment's `HTTP_PROXY`, `HTTPS_PROXY` and
+`NO_PROXY`, except that a loopback host (127.0.0.0/8, ::1, `localhost`) never goes
+through one — a proxy cannot reach the caller's own machine, and a dead proxy setting
+must not break an embedded FakePostHog. Pure: no I/O.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import urllib.parse
+import urllib.request
+from collections.abc import Callable, Mapping
+
+__all__ = ["Proxies", "is_loopback", "redact"]
+
+# NO_PROXY matching, from the standard library (not in its type stubs).
+_proxy_bypass: Callable[[str, Mapping[str, str]], bool] = urllib.request.proxy_bypass_environment  # type: ignore[attr-defined]
+
+
+def is_loopback(host: str) -> bool:
+    """Whether `host` (a name or an address, IPv6 with or without brackets) is this machine."""
+    name = host.strip("[]").lower().rstrip(".")
+    if name == "localhost" or name.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
+
+
+def redact(proxy: str) -> str:
+    """The proxy URL without its user name and password, for messages."""
+    parts = urllib.parse.urlsplit(proxy)
+    if parts.username is None and parts.password is None:
+        return proxy
+    netloc = parts.hostname or ""
+    if ":" in netloc:
+        netloc = f"[{netloc}]"
+    if parts.port is not None:
+        netloc = f"{netloc}:{parts.port}"
+    return urllib.parse.urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+
+
+class Proxies:
+    """The proxy for each origin, read from the environment once (at construction)."""
+
+    def __init__(self, environ: Mapping[str, str] | None = None) -> None:
+        if environ is None:
+            self._env = urllib.request.getproxies_environment()
+        else:
+            self._env = {
+                k.lower()[: -len("_proxy")]: v
+                for k, v in environ.items()
+                if k.lower().endswith("_proxy") and v
+            }
+        self._cache: dict[tuple[str, str], str | None] = {}
+
+    def for_url(self, url: str) -> str | None:
+        """The proxy URL for `url`, or None to connect directly."""
+        if not self._env:
+            return None
+        parts = urllib.parse.urlsplit(url)
+        key = (parts.scheme, parts.netloc)
+        if key not in self._cache:
+            host = parts.hostname or ""
+            proxy = self._env.get(parts.scheme)
+            if proxy and (is_loopback(host) or _proxy_bypass(host, self._env)):
+                proxy = None
+            self._cache[key] = proxy
+        return self._cache[key]

@@ -1,0 +1,167 @@
+"""Hostile answers end in typed errors: huge or inflating bodies, deep JSON, broken HTTP."""
+
+from __future__ import annotations
+
+import gc
+import tracemalloc
+import zlib
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+
+import aposthog
+from aposthog.testing import LoopbackServer, ServerReply, ServerRequest
+
+SOME_ID = "0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b"  # well-formed; the server decides its fate
+
+pytestmark = pytest.mark.anyio
+
+MiB = 1024 * 1024
+SENTINEL = "phx_SENTINEL_never_leaks_4242"
+
+
+def _gzip_bomb(inflated: int) -> bytes:
+    """`inflated` bytes of JSON-ish zeros, gzip-compressed, built without holding them."""
+    packer = zlib.compressobj(9, zlib.DEFLATED, 31)
+    block = b"0" * MiB
+    parts = [packer.compress(b"[")]
+    parts.extend(packer.compress(block) for _ in range(inflated // MiB))
+    parts.append(packer.compress(b"]") + packer.flush())
+    return b"".join(parts)
+
+
+async def _serve(reply: ServerReply) -> LoopbackServer:
+    async def handler(request: ServerRequest) -> ServerReply:
+        return reply
+
+    server = LoopbackServer(handler)
+    await server.start()
+    return server
+
+
+def _client(url: str, **kwargs: Any) -> aposthog.Client:
+    kwargs.setdefault("max_retries", 0)
+    return aposthog.Client(api_key=SENTINEL, host=url, project_id=1, **kwargs)
+
+
+# ---------------------------------------------------------------------- size
+
+
+async def test_a_gzip_bomb_stops_at_max_response_size_with_bounded_memory() -> None:
+    bomb = _gzip_bomb(256 * MiB)  # a quarter of a megabyte on the wire
+    assert len(bomb) < MiB
+    server = await _serve(
+        ServerReply(
+            body=bomb, headers={"Content-Encoding": "gzip", "Content-Type": "application/json"}
+        )
+    )
+    try:
+        async with _client(server.url, max_response_size=2 * MiB) as ph:
+            gc.collect()
+            tracemalloc.start()
+            try:
+                with pytest.raises(aposthog.ResponseTooLargeError) as info:
+                    await ph.customer_profile_configs.get(SOME_ID)
+                _, peak = tracemalloc.get_traced_memory()
+            finally:
+                tracemalloc.stop()
+    finally:
+        await server.stop()
+    assert isinstance(info.value, aposthog.ResponseDecodeError)
+    assert 2 * MiB == info.value.limit
+    assert "max_response_size" in str(info.value)
+    # A small multiple of the limit, not the 256 MiB the bomb inflates to.
+    assert peak < 4 * 2 * MiB, f"peak {peak / MiB:.1f} MiB"
+
+
+@pytest.mark.parametrize("chunked", [False, True])
+async def test_a_plain_body_over_the_limit_is_refused(chunked: bool) -> None:
+    body = b'"' + b"x" * (3 * MiB) + b'"'
+
+    async def pieces() -> AsyncIterator[bytes]:
+        for start in range(0, len(body), MiB):
+            yield body[start : start + MiB]
+
+    reply = ServerReply(stream=pieces()) if chunked else ServerReply(body=body)
+    server = await _serve(reply)
+    try:
+        async with _client(server.url, max_response_size=MiB) as ph:
+            with pytest.raises(aposthog.ResponseTooLargeError):
+                await ph.customer_profile_configs.get(SOME_ID)
+    finally:
+        await server.stop()
+
+
+async def test_an_error_body_over_the_limit_is_refused_too() -> None:
+    server = await _serve(ServerReply(status=500, body=b"e" * (2 * MiB)))
+    try:
+        async with _client(server.url, max_response_size=MiB) as ph:
+            with pytest.raises(aposthog.ResponseTooLargeError):
+                await ph.customer_profile_configs.get(SOME_ID)
+            with pytest.raises(aposthog.ResponseTooLargeError):
+                await ph.conversations.create("q").until_done()
+    finally:
+        await server.stop()
+
+
+def test_max_response_size_is_checked_at_construction() -> None:
+    for bad in (0, -1, 1.5, "1", True):
+        with pytest.raises(aposthog.ConfigurationError, match="max_response_size"):
+            aposthog.Client(api_key="k", max_response_size=bad)
+    assert 32 * MiB == aposthog.Client(api_key="k").config.max_response_size
+
+
+# ---------------------------------------------------------------------- deep JSON
+
+DEEP = b"[" * 100_000 + b"]" * 100_000
+
+
+async def test_deep_json_in_a_success_body_is_a_decode_error() -> None:
+    server = await _serve(ServerReply(body=DEEP, headers={"Content-Type": "application/json"}))
+    try:
+        async with _client(server.url) as ph:
+            with pytest.raises(aposthog.ResponseDecodeError, match="not JSON"):
+                await ph.customer_profile_configs.get(SOME_ID)
+    finally:
+        await server.stop()
+
+
+async def test_deep_json_in_an_error_body_is_the_status_error() -> None:
+    server = await _serve(ServerReply(status=400, body=b'{"detail":' + DEEP + b"}"))
+    try:
+        async with _client(server.url) as ph:
+            with pytest.raises(aposthog.BadRequestError) as info:
+                await ph.customer_profile_configs.get(SOME_ID)
+    finally:
+        await server.stop()
+    assert 400 == info.value.status
+
+
+async def test_deep_json_in_a_stream_event_ends_typed() -> None:
+    deep_event = b"event: message\ndata: " + DEEP + b"\n\n"
+    nested_content = (
+        b'event: message\ndata: {"type":"ai","content":"x","id":"a1","meta":'
+        + b"[" * 900
+        + b"]" * 900
+        + b"}\n\n"
+    )
+    human = b'event: message\ndata: {"type":"human","content":"q","id":"h1"}\n\n'
+
+    async def events() -> AsyncIterator[bytes]:
+        yield human + deep_event + nested_content
+
+    server = await _serve(
+        ServerReply(stream=events(), headers={"Content-Type": "text/event-stream"})
+    )
+    try:
+        async with _client(server.url) as ph:
+            stream = ph.conversations.create("q")
+            seen = [event async for event in stream]
+    finally:
+        await server.stop()
+    # The unparseable event is passed on raw; the reshaped message is kept whole.
+    assert isinstance(seen[1], aposthog.UnknownEvent)
+    assert isinstance(seen[2], aposthog.MessageEvent)
+    assert isinstance(seen[2].message, aposthog.UnknownMessage)
+    assert stream.result().complete

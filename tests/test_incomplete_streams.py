@@ -1,0 +1,107 @@
+"""An incomplete stream is never a complete answer: re-attached, then IncompleteStreamError."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+
+import anyio
+import pytest
+
+import aposthog
+from aposthog.testing import LoopbackServer, ServerReply, ServerRequest
+
+pytestmark = pytest.mark.anyio
+
+FAST = aposthog.RetryPolicy(initial_backoff=0.001, max_backoff=0.01)
+HUMAN = b'event: message\ndata: {"type":"human","content":"q","id":"h1"}\n\n'
+FINAL = b'event: message\ndata: {"type":"ai","content":"Hello there","id":"a1"}\n\n'
+SNAPSHOT = b'event: message\ndata: {"type":"ai","content":"Hello"}\n\n'
+
+
+class ScriptedPostHog:
+    """Answers each `POST conversations/` with the next body of `bodies` (the last repeats)."""
+
+    def __init__(self, *bodies: bytes) -> None:
+        self.bodies = bodies
+        self.posts: list[dict[str, object]] = []
+        self.server = LoopbackServer(self.handle)
+
+    async def handle(self, request: ServerRequest) -> ServerReply:
+        if request.method == "GET":  # the catch-up read of the conversation
+            return ServerReply(status=404, body=b'{"detail":"Not found."}')
+        self.posts.append(json.loads(request.body))
+        body = self.bodies[min(len(self.posts), len(self.bodies)) - 1]
+
+        async def chunks() -> AsyncIterator[bytes]:
+            yield body
+
+        return ServerReply(stream=chunks(), headers={"Content-Type": "text/event-stream"})
+
+    async def __aenter__(self) -> ScriptedPostHog:
+        await self.server.start()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.server.stop()
+
+
+def _client(posthog: ScriptedPostHog) -> aposthog.Client:
+    return aposthog.Client(api_key="phx_x", host=posthog.server.url, retry=FAST)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        pytest.param(HUMAN + b'event: message\ndata: {"type":"ai","content":"Hel', id="mid-event"),
+        pytest.param(b"garbage\n\n\xff\xfe nonsense\n\n", id="garbage"),
+        pytest.param(HUMAN + SNAPSHOT, id="snapshot-only"),
+        pytest.param(HUMAN, id="echo-only"),
+        pytest.param(b"", id="empty"),
+    ],
+)
+async def test_a_stream_cut_short_is_reattached_then_reported_incomplete(body: bytes) -> None:
+    async with ScriptedPostHog(body) as posthog:
+        policy = aposthog.RetryPolicy(initial_backoff=0.001, max_backoff=0.01, max_reattaches=2)
+        client = aposthog.Client(api_key="phx_x", host=posthog.server.url, retry=policy)
+        async with client as ph:
+            stream = ph.conversations.create("q")
+            with anyio.fail_after(5), pytest.raises(aposthog.IncompleteStreamError) as info:
+                await stream.until_done()
+            result = stream.result()
+    assert isinstance(info.value, aposthog.APIConnectionError)
+    assert "before the run's final message" in str(info.value)
+    assert not result.complete
+    assert ["q", None, None] == [p["content"] for p in posthog.posts]
+
+
+async def test_a_reattach_that_brings_the_rest_completes_the_answer() -> None:
+    cut = HUMAN + SNAPSHOT
+    whole = HUMAN + SNAPSHOT + FINAL
+    async with ScriptedPostHog(cut, whole) as posthog, _client(posthog) as ph:
+        stream = ph.conversations.create("q")
+        deltas = [text async for text in stream.text_deltas()]
+        result = stream.result()
+    assert result.complete
+    assert "Hello there" == result.text == "".join(deltas)
+    assert ["q", None] == [p["content"] for p in posthog.posts]
+
+
+async def test_an_in_band_failure_is_a_complete_run() -> None:
+    failure = HUMAN + b'event: message\ndata: {"type":"ai/failure","content":"Oops","id":"f1"}\n\n'
+    async with ScriptedPostHog(failure) as posthog, _client(posthog) as ph:
+        result = await ph.conversations.create("q").until_done()
+    assert result.complete
+    assert result.failed
+    assert 1 == len(posthog.posts)
+
+
+async def test_without_reattaches_an_incomplete_stream_raises_at_once() -> None:
+    async with ScriptedPostHog(HUMAN + SNAPSHOT) as posthog, _client(posthog) as ph:
+        stream = ph.conversations.create("q", max_reattach_attempts=0)
+        deltas: list[str] = []
+        with pytest.raises(aposthog.IncompleteStreamError):
+            async for text in stream.text_deltas():
+                deltas.append(text)  # noqa: PERF401 (the list must survive the raise)
+    assert ["Hello"] == deltas  # what arrived was given out, and is not called the answer
+    assert 1 == len(posthog.posts)

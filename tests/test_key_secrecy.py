@@ -1,0 +1,141 @@
+"""The key is unreachable from every transport failure's whole exception graph."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import struct
+from collections.abc import Awaitable, Callable, Iterator
+from typing import Any
+
+import pytest
+
+import aposthog
+
+SOME_ID = "0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b"  # well-formed; the server decides its fate
+
+pytestmark = pytest.mark.anyio
+
+SENTINEL = "phx_SENTINEL_key_7f3a9c"
+
+Answer = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
+
+
+async def _bad_status_line(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    writer.write(b"HTTP/1.1 two hundred OK\r\nContent-Length: 0\r\n\r\n")
+    await writer.drain()
+
+
+async def _oversized_headers(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    writer.write(b"HTTP/1.1 200 OK\r\nX-Huge: " + b"a" * 200_000 + b"\r\n\r\n")
+    await writer.drain()
+
+
+async def _reset(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    sock = writer.get_extra_info("socket")
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+
+
+async def _stall(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    await asyncio.sleep(3600)
+
+
+ANSWERS: dict[str, Answer] = {
+    "bad status line": _bad_status_line,
+    "oversized headers": _oversized_headers,
+    "reset": _reset,
+    "timeout": _stall,
+}
+
+
+def _graph(root: BaseException) -> Iterator[Any]:
+    """Every object reachable from the error: chain, attributes, args (bounded walk)."""
+    seen: set[int] = set()
+    todo: list[tuple[Any, int]] = [(root, 0)]
+    while todo:
+        item, depth = todo.pop()
+        if id(item) in seen or depth > 8:
+            continue
+        seen.add(id(item))
+        yield item
+        children: list[Any] = []
+        if isinstance(item, BaseException):
+            children += [item.__cause__, item.__context__, *item.args]
+        if isinstance(item, dict):
+            children += [*item.keys(), *item.values()]
+        elif isinstance(item, (list, tuple, set, frozenset)):
+            children += list(item)
+        elif hasattr(item, "__dict__") and not isinstance(item, type):
+            children += list(vars(item).values())
+        for name in getattr(type(item), "__slots__", ()):
+            children.append(getattr(item, name, None))
+        if hasattr(item, "items") and callable(item.items) and not isinstance(item, dict):
+            try:
+                children += [value for pair in item.items() for value in pair]
+            except Exception:
+                pass
+        todo.extend((child, depth + 1) for child in children if child is not None)
+
+
+def _assert_no_key(error: BaseException) -> None:
+    for item in _graph(error):
+        for text in (repr(item), str(item)):
+            assert SENTINEL not in text, f"the key is reachable via {type(item).__name__}"
+
+
+async def _failure(answer: Answer | None, *, stream: bool) -> BaseException:
+    if answer is None:  # refused: a port nothing listens on
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+        server = None
+    else:
+        handlers: list[asyncio.StreamWriter] = []
+
+        async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            handlers.append(writer)
+            await reader.readuntil(b"\r\n\r\n")
+            await answer(reader, writer)
+            writer.close()
+
+        server = await asyncio.start_server(serve, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+    try:
+        client = aposthog.Client(
+            api_key=SENTINEL, host=f"http://127.0.0.1:{port}", max_retries=0, timeout=0.3
+        )
+        async with client as ph:
+            with pytest.raises(aposthog.APIConnectionError) as info:
+                if stream:
+                    await ph.conversations.create("q", max_reattach_attempts=0).until_done()
+                else:
+                    await ph.customer_profile_configs.get(SOME_ID)
+        return info.value
+    finally:
+        if server is not None:
+            server.close()
+            for writer in handlers:
+                writer.close()
+            await server.wait_closed()
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["call", "stream"])
+@pytest.mark.parametrize("kind", [*ANSWERS, "refused"])
+async def test_no_failure_kind_leaves_the_key_reachable(kind: str, stream: bool) -> None:
+    error = await _failure(ANSWERS.get(kind), stream=stream)
+    _assert_no_key(error)
+    assert error.__cause__ is None
+    assert error.__context__ is None
+
+
+def test_the_walk_finds_a_key_where_one_is() -> None:
+    """The graph walk itself works: a key in a nested attribute is found."""
+
+    class Holder:
+        def __init__(self) -> None:
+            self.request_info = {"headers": {"Authorization": f"Bearer {SENTINEL}"}}
+
+    error = RuntimeError("outer")
+    error.__context__ = ValueError(Holder())
+    with pytest.raises(AssertionError, match="reachable"):
+        _assert_no_key(error)
