@@ -153,7 +153,12 @@ class RedisRateLimitStore(RateLimitStore):
                 f"redis must be a URL or a redis.asyncio.Redis client, got {type(redis).__name__}"
             )
         self._redis: AsyncRedis = client
-        self._errors: tuple[type[BaseException], ...] = (module.RedisError, OSError)
+        # asyncio.TimeoutError is not an OSError before Python 3.11.
+        self._errors: tuple[type[BaseException], ...] = (
+            module.RedisError,
+            OSError,
+            asyncio.TimeoutError,
+        )
         self._prefix = prefix
         self._acquire = client.register_script(_ACQUIRE)
         self._penalize = client.register_script(_PENALIZE)
