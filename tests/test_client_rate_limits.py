@@ -108,6 +108,21 @@ async def test_a_client_alone_on_its_key_never_meets_a_429(fake: FakePostHog) ->
     assert counts["ai"] >= 5
 
 
+async def test_research_mode_counts_in_its_own_windows(fake: FakePostHog) -> None:
+    fake.throttles.ai_research_burst = Rate(1, per=0.5)
+    fake.throttles.ai_burst = Rate(1, per=30)
+    limits = fake.throttles.rate_limits(margin=0.05)
+    async with fake.client(rate_limits=limits, max_retries=0) as ph:
+        started = time.monotonic()
+        for _ in range(3):
+            fake.script_answer("deep")
+            await ph.conversations.create("dig", agent_mode="research").until_done()
+        assert time.monotonic() - started >= 1.0  # waited for the research window twice
+        fake.script_answer("quick")
+        await ph.conversations.create("hi").until_done()  # the normal window is untouched
+    assert 0 == fake.status_counts[429]
+
+
 async def test_a_429_from_another_program_teaches_the_limiter(fake: FakePostHog) -> None:
     fake.throttles.rate_limit_enabled = True
     fake.throttles.burst = Rate(10, per=2)
