@@ -17,7 +17,7 @@ import sys
 
 import nox
 
-nox.options.sessions = ["tests", "speedups", "lint", "typecheck", "docs"]
+nox.options.sessions = ["tests", "lint", "typecheck", "docs"]
 nox.options.reuse_existing_virtualenvs = True
 nox.options.error_on_missing_interpreters = False
 
@@ -60,15 +60,10 @@ DOCS_DEPS = ["mkdocs>=1.6", "mkdocstrings[python]>=0.27"]
 @nox.parametrize("python", list(PYTHONS.values()), ids=list(PYTHONS))
 def tests(session: nox.Session) -> None:
     """Run the test suite (on every supported Python that is installed)."""
-    session.install(".[otel]", *TEST_DEPS, *OTEL_TEST_DEPS)
+    # Every extra: the Redis rate-limit tests run against a real redis-server, the tracing
+    # tests record spans, and the JSON tests compare orjson with the standard library.
+    session.install(".[otel,redis,speedups]", *TEST_DEPS, *OTEL_TEST_DEPS)
     session.run("pytest", "-q", *session.posargs)
-
-
-@nox.session
-def speedups(session: nox.Session) -> None:
-    """The tests that compare the speedups extra's JSON parser with the standard library's."""
-    session.install(".[speedups]", *TEST_DEPS)
-    session.run("pytest", "-q", "tests/test_json.py", "tests/test_converter.py", *session.posargs)
 
 
 @nox.session
@@ -82,7 +77,7 @@ def lint(session: nox.Session) -> None:
 @nox.session
 def typecheck(session: nox.Session) -> None:
     """mypy --strict on the package."""
-    session.install(".[otel]", "mypy>=1.11", *TEST_DEPS)
+    session.install(".[otel,redis]", "mypy>=1.11", *TEST_DEPS)
     session.run("mypy", "--strict", "aposthog")
 
 
@@ -127,6 +122,8 @@ def browser(session: nox.Session) -> None:
 @nox.session
 def bench(session: nox.Session) -> None:
     """The benchmarks, each side by side with its alternative; they print ratios."""
-    session.install(".[otel]", "httpx-sse>=0.4", "httpx>=0.27", "orjson>=3.9", *OTEL_TEST_DEPS)
+    session.install(
+        ".[otel,redis]", "httpx-sse>=0.4", "httpx>=0.27", "orjson>=3.9", *OTEL_TEST_DEPS
+    )
     for script in sorted(glob.glob("benchmarks/bench_*.py")):
         session.run("python", script, *session.posargs)

@@ -12,6 +12,8 @@ from hypothesis import HealthCheck, settings
 import aposthog
 from aposthog.testing import FakePostHog
 
+from .redis_server import redis_url  # noqa: F401  (the Redis tests' fixture)
+
 PLUGIN = "aposthog.testing.pytest_plugin"
 
 settings.register_profile("default", deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -22,12 +22,14 @@ from ._conversations import FakeConversation
 from ._fake import FakePostHog, RecordedRequest
 from ._in_thread import serve_in_thread
 from ._loopback import DropConnection, LoopbackServer, ServerReply, ServerRequest
+from ._throttle import FakeThrottles
 
 __all__ = [
     "AIScript",
     "DropConnection",
     "FakeConversation",
     "FakePostHog",
+    "FakeThrottles",
     "LoopbackServer",
     "RecordedRequest",
     "ServerReply",
