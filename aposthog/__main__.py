@@ -1,4 +1,4 @@
-"""`python -m aposthog`: the command line."""
+"""`python -m aposthog`: the command line (the `aposthog` script is `_aposthog_cli`)."""
 
 import sys
 

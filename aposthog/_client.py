@@ -50,6 +50,8 @@ class Client:
         max_retries: retries after the first attempt (0 turns retrying off).
         retry: a full `RetryPolicy` (its `max_retries` is overridden by `max_retries`).
         session: an `aiohttp.ClientSession` to borrow; the client never closes it.
+        allow_insecure_http: allow an `http://` host that is not loopback (the key then
+            travels in cleartext: for a self-hosted PostHog on a private network only).
         on_wait: a function called with an `aposthog.Wait` before every wait this client
             takes (retry backoffs, PostHog's 429 waits, the rate limiter's waits), the
             waits of conversation streams included: to tell a user "waiting 3 s".
@@ -81,10 +83,8 @@ class Client:
         session: ClientSession | None = None,
         on_wait: WaitCallback | None = None,
         max_response_size: int = _config.DEFAULT_MAX_RESPONSE_SIZE,
+        allow_insecure_http: bool = False,
     ) -> None:
-        policy = retry if retry is not None else RetryPolicy()
-        if max_retries is not None:
-            policy = attrs.evolve(policy, max_retries=max_retries)
         config = resolve_config(
             api_key=api_key,
             host=host,
@@ -93,8 +93,10 @@ class Client:
             timeout=timeout,
             connect_timeout=connect_timeout,
             stream_idle_timeout=stream_idle_timeout,
-            retry=policy,
+            retry=retry,
+            max_retries=max_retries,
             max_response_size=max_response_size,
+            allow_insecure_http=allow_insecure_http,
         )
         transport = Transport(
             session=session,
@@ -171,12 +173,10 @@ class Client:
                 "stream_idle_timeout", stream_idle_timeout
             )
         api = self._api
-        policy = api.config.retry if isinstance(retry, NotGiven) else retry
-        if not isinstance(policy, RetryPolicy):
-            raise TypeError(f"retry must be a RetryPolicy, got {type(policy).__name__}")
-        if not isinstance(max_retries, NotGiven):
-            policy = attrs.evolve(policy, max_retries=max_retries)
-        changes["retry"] = policy
+        changes["retry"] = _config.retry_policy(
+            api.config.retry if isinstance(retry, NotGiven) else retry,
+            None if isinstance(max_retries, NotGiven) else max_retries,
+        )
         observer = api.observer if isinstance(on_wait, NotGiven) else wait_hook(on_wait, None)
         return Client._view(Api(api.pipeline, attrs.evolve(api.config, **changes), observer))
 

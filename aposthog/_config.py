@@ -8,6 +8,7 @@ request handler.
 
 from __future__ import annotations
 
+import ipaddress
 import math
 import os
 import urllib.parse
@@ -19,6 +20,7 @@ from ._errors import ConfigurationError
 from ._retry import RetryPolicy
 
 __all__ = [
+    "ACCEPTED_HOSTS",
     "DEFAULT_CONNECT_TIMEOUT",
     "DEFAULT_HOST",
     "DEFAULT_MAX_CONCURRENCY",
@@ -31,8 +33,10 @@ __all__ = [
     "ENV_PROJECT_ID",
     "HOST_ALIASES",
     "ClientConfig",
+    "is_loopback",
     "resolve_config",
     "resolve_host",
+    "retry_policy",
 ]
 
 ENV_API_KEY = "POSTHOG_PERSONAL_API_KEY"
@@ -50,49 +54,166 @@ DEFAULT_CONNECT_TIMEOUT = 10.0
 # PostHog writes a keepalive comment after 15 s of silence; three missed ones is a dead stream.
 DEFAULT_STREAM_IDLE_TIMEOUT = 60.0
 DEFAULT_MAX_CONCURRENCY = 16
-# No PostHog answer comes near this; a gzip bomb or a runaway body stops here.
+#: No PostHog answer these endpoints give comes near this; a bigger body is hostile.
 DEFAULT_MAX_RESPONSE_SIZE = 32 * 1024 * 1024
+ACCEPTED_HOSTS = 'use "us", "eu" or an http(s) URL such as "https://posthog.example.com"'
+_NO_KEY = f"pass api_key=... or set the {ENV_API_KEY} environment variable to a personal API key"
 
 
-def resolve_host(host: str) -> str:
+def resolve_host(host: object, *, allow_insecure_http: bool = False, source: str = "host") -> str:
     """
-    Turn `"us"`, `"eu"` or a URL into a base URL without a trailing slash.
+    Turn `"us"`, `"eu"` or an http(s) URL into a base URL without a trailing slash.
+
+    Anything else is a `ConfigurationError` that lists the accepted forms: a bare word
+    such as `"uk"` is refused rather than guessed into `https://uk`, which would fail
+    later with a name-resolution error that hides the mistake. An `http://` URL whose
+    host is not loopback is refused unless `allow_insecure_http` is true, because every
+    request carries the API key.
 
     Example:
         >>> resolve_host("eu")
         'https://eu.posthog.com'
-        >>> resolve_host("posthog.example.com/")
+        >>> resolve_host("https://posthog.example.com/")
         'https://posthog.example.com'
+        >>> resolve_host("http://127.0.0.1:8000")
+        'http://127.0.0.1:8000'
     """
+    if not isinstance(host, str):
+        raise ConfigurationError(f"{source} must be a str, got {type(host).__name__}")
     value = host.strip()
     if not value:
-        raise ConfigurationError("host must not be empty: use 'us', 'eu' or a URL")
+        raise ConfigurationError(f"{source} must not be empty: {ACCEPTED_HOSTS}")
+    if not value.isprintable() or any(ch.isspace() for ch in value):
+        # A CR/LF would split a request line or header; never pass it on.
+        raise ConfigurationError(f"{source} contains whitespace or control characters")
     alias = HOST_ALIASES.get(value.lower())
     if alias is not None:
         return alias
+    shown = _shown(value)
     if "://" not in value:
-        value = f"https://{value}"
-    parts = urllib.parse.urlsplit(value)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ConfigurationError(f"host {host!r} is not 'us', 'eu' or an http(s) URL")
-    if parts.username or parts.password:
-        raise ConfigurationError("host must not carry credentials: pass api_key instead")
+        raise ConfigurationError(f"{source} {shown} is not accepted: {ACCEPTED_HOSTS}")
+    try:
+        parts = urllib.parse.urlsplit(value)
+        port = parts.port
+        hostname = parts.hostname
+    except ValueError as exc:
+        raise ConfigurationError(f"{source} {shown} is not a valid URL: {exc}") from None
+    if parts.scheme.lower() not in ("http", "https") or not hostname:
+        raise ConfigurationError(f"{source} {shown} is not accepted: {ACCEPTED_HOSTS}")
+    if port == 0:
+        raise ConfigurationError(f"{source} {shown} has port 0: use a port from 1 to 65535")
+    if parts.username is not None or parts.password is not None:
+        raise ConfigurationError(f"{source} must not carry credentials: pass api_key instead")
     if parts.query or parts.fragment:
-        raise ConfigurationError(f"host {host!r} must not have a query or fragment")
+        raise ConfigurationError(f"{source} {shown} must not have a query or fragment")
+    scheme = parts.scheme.lower()
+    if scheme == "http" and not allow_insecure_http and not is_loopback(hostname):
+        raise ConfigurationError(
+            f"{source} {shown} is plain http to a host that is not loopback: every request "
+            "would send the API key in cleartext. Use https, or pass "
+            "allow_insecure_http=True for a self-hosted PostHog on a private network"
+        )
     path = parts.path.rstrip("/")
-    return urllib.parse.urlunsplit((parts.scheme, parts.netloc, path, "", ""))
+    return urllib.parse.urlunsplit((scheme, parts.netloc, path, "", ""))
 
 
-def _positive(name: str, value: float | None, *, allow_none: bool = True) -> float | None:
+def is_loopback(hostname: str) -> bool:
+    """True for `localhost`, 127.0.0.0/8 and ::1: traffic that never leaves the machine."""
+    name = hostname.lower().rstrip(".")
+    if name == "localhost" or name.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
+
+
+def _shown(value: str) -> str:
+    # Enough to recognise the value in a message, never a whole pasted document.
+    return repr(value if len(value) <= 200 else value[:200] + "…")
+
+
+def _seconds(name: str, value: object, *, allow_none: bool = True) -> float | None:
+    """
+    A timeout in seconds: positive; None or `math.inf` mean no limit.
+
+    NaN, zero, negatives, booleans and non-numbers are refused.
+    """
     if value is None:
         if allow_none:
             return None
         raise ConfigurationError(f"{name} must be a number of seconds, not None")
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ConfigurationError(f"{name} must be a number of seconds, got {value!r}")
+        raise ConfigurationError(
+            f"{name} must be a number of seconds or None, got {type(value).__name__}"
+        )
     if math.isnan(value) or value <= 0:
-        raise ConfigurationError(f"{name} must be positive, got {value!r}")
+        raise ConfigurationError(f"{name} must be a positive number of seconds, got {value!r}")
+    if math.isinf(value):
+        if allow_none:
+            return None
+        raise ConfigurationError(f"{name} must be a finite number of seconds, got {value!r}")
     return float(value)
+
+
+# Kept for callers of the earlier name.
+_positive = _seconds
+
+
+def _count(name: str, value: object, *, low: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ConfigurationError(f"{name} must be an int, got {type(value).__name__}")
+    if value < low:
+        raise ConfigurationError(f"{name} must be >= {low}, got {value!r}")
+    return value
+
+
+def retry_policy(retry: object = None, max_retries: object = None) -> RetryPolicy:
+    """A `RetryPolicy` from `retry` (None: the default one) with `max_retries` applied."""
+    if retry is None:
+        policy = RetryPolicy()
+    elif isinstance(retry, RetryPolicy):
+        policy = retry
+    else:
+        raise ConfigurationError(
+            f"retry must be an aposthog.RetryPolicy or None, got {type(retry).__name__}"
+        )
+    if max_retries is None:
+        return policy
+    return attrs.evolve(policy, max_retries=_count("max_retries", max_retries, low=0))
+
+
+def _api_key(value: object, source: str) -> str:
+    # Never echo the value: it is (or was meant to be) the secret.
+    if not isinstance(value, str):
+        raise ConfigurationError(f"{source} must be a str, got {type(value).__name__}")
+    key = value.strip()
+    if not key:
+        raise ConfigurationError(f"{source} is empty: {_NO_KEY}")
+    if not key.isascii() or not key.isprintable() or any(ch.isspace() for ch in key):
+        # A header-injection attempt or a pasted line break.
+        raise ConfigurationError(
+            f"the PostHog API key ({source}) contains whitespace, control or non-ASCII characters"
+        )
+    return key
+
+
+def _project_id(value: object, source: str) -> str:
+    if isinstance(value, bool) or not isinstance(value, (str, int)):
+        raise ConfigurationError(
+            f"{source} must be an int, a string of digits or '@current', got {type(value).__name__}"
+        )
+    if isinstance(value, int):
+        if value < 1:
+            raise ConfigurationError(f"{source} must be a positive int, got {value!r}")
+        return str(value)
+    text = value.strip()
+    if text == DEFAULT_PROJECT_ID or (text.isascii() and text.isdigit() and int(text) > 0):
+        return text
+    # "." or ".." would climb out of /api/environments/ once a proxy normalises the path.
+    raise ConfigurationError(
+        f"{source} must be a positive int, a string of digits or '@current', got {_shown(text)}"
+    )
 
 
 @attrs.frozen(kw_only=True)
@@ -103,13 +224,14 @@ class ClientConfig:
     Attributes:
         api_key: the personal API key (sent as `Authorization: Bearer …`).
         base_url: scheme and host (and a path prefix, for self-hosted installs behind one).
-        project_id: the environment (project) id, or `@current`.
+        project_id: the environment (project) id (digits), or `@current`.
         max_concurrency: in-flight requests across every task sharing the client.
         timeout: seconds for one attempt (connecting, sending, reading the answer); None = none.
         connect_timeout: seconds to open a connection.
         stream_idle_timeout: seconds a conversation stream may stay silent (keepalives count).
         retry: the retry policy.
-        max_response_size: bytes of a decoded response body before `ResponseTooLargeError`.
+        max_response_size: bytes of a decoded response body before a typed error.
+        allow_insecure_http: whether an http:// host that is not loopback was allowed.
     """
 
     api_key: str = attrs.field(repr=False)
@@ -121,6 +243,7 @@ class ClientConfig:
     stream_idle_timeout: float | None = DEFAULT_STREAM_IDLE_TIMEOUT
     retry: RetryPolicy = attrs.field(factory=RetryPolicy)
     max_response_size: int = DEFAULT_MAX_RESPONSE_SIZE
+    allow_insecure_http: bool = False
 
     @property
     def api_prefix(self) -> str:
@@ -139,53 +262,71 @@ def resolve_config(
     connect_timeout: float | None = DEFAULT_CONNECT_TIMEOUT,
     stream_idle_timeout: float | None = DEFAULT_STREAM_IDLE_TIMEOUT,
     retry: RetryPolicy | None = None,
-    max_response_size: int = DEFAULT_MAX_RESPONSE_SIZE,
+    max_retries: int | None = None,
+    max_response_size: int | None = None,
+    allow_insecure_http: bool = False,
     environ: Mapping[str, str] | None = None,
 ) -> ClientConfig:
-    """Resolve arguments, then environment variables, then defaults, into a `ClientConfig`."""
+    """
+    Resolve arguments, then environment variables, then defaults, into a `ClientConfig`.
+
+    Every value is checked here, so a bad one fails where the client is built: the
+    `ConfigurationError` names the argument (and the environment variable, when the
+    value came from one) and never repeats the key. A timeout of None or `math.inf`
+    means no limit.
+    """
     env = os.environ if environ is None else environ
 
-    key = api_key if api_key is not None else env.get(ENV_API_KEY)
-    if key is None or not key.strip():
+    # Typed narrowly, checked as anything: callers pass values straight from config files.
+    if api_key is not None:
+        key = _api_key(api_key, "api_key")
+    elif env.get(ENV_API_KEY) is not None:
+        key = _api_key(env[ENV_API_KEY], f"the {ENV_API_KEY} environment variable")
+    else:
+        raise ConfigurationError(f"no PostHog personal API key: {_NO_KEY}")
+
+    if not isinstance(allow_insecure_http, bool):
         raise ConfigurationError(
-            "no PostHog personal API key: pass api_key=... or set the "
-            f"{ENV_API_KEY} environment variable"
+            f"allow_insecure_http must be a bool, got {type(allow_insecure_http).__name__}"
         )
-    key = key.strip()
-    if any(ch in key for ch in "\r\n\t ") or not key.isprintable():
-        # A header-injection attempt or a pasted line break; never echo the key itself.
-        raise ConfigurationError("the PostHog API key contains whitespace or control characters")
+    if host is not None:
+        base_url = resolve_host(host, allow_insecure_http=allow_insecure_http)
+    elif env.get(ENV_HOST):
+        base_url = resolve_host(
+            env[ENV_HOST],
+            allow_insecure_http=allow_insecure_http,
+            source=f"host (from {ENV_HOST})",
+        )
+    else:
+        base_url = DEFAULT_HOST
 
-    base_url = resolve_host(host if host is not None else env.get(ENV_HOST) or DEFAULT_HOST)
+    if project_id is not None:
+        project = _project_id(project_id, "project_id")
+    elif env.get(ENV_PROJECT_ID):
+        project = _project_id(env[ENV_PROJECT_ID], f"project_id (from {ENV_PROJECT_ID})")
+    else:
+        project = DEFAULT_PROJECT_ID
 
-    project: str | int | None = project_id
-    if project is None:
-        project = env.get(ENV_PROJECT_ID) or DEFAULT_PROJECT_ID
-    if isinstance(project, bool) or not isinstance(project, (str, int)):
-        raise ConfigurationError(f"project_id must be a string or an int, got {project!r}")
-    project = str(project).strip()
-    if not project:
-        raise ConfigurationError("project_id must not be empty")
-
-    # Typed as int, checked as anything: callers pass values straight from config files.
-    concurrency: object = DEFAULT_MAX_CONCURRENCY if max_concurrency is None else max_concurrency
-    if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
-        raise ConfigurationError(f"max_concurrency must be an int >= 1, got {concurrency!r}")
+    concurrency = _count(
+        "max_concurrency",
+        DEFAULT_MAX_CONCURRENCY if max_concurrency is None else max_concurrency,
+        low=1,
+    )
+    response_size = _count(
+        "max_response_size",
+        DEFAULT_MAX_RESPONSE_SIZE if max_response_size is None else max_response_size,
+        low=1,
+    )
 
     return ClientConfig(
         api_key=key,
         base_url=base_url,
         project_id=project,
         max_concurrency=concurrency,
-        timeout=_positive("timeout", timeout),
-        connect_timeout=_positive("connect_timeout", connect_timeout),
-        stream_idle_timeout=_positive("stream_idle_timeout", stream_idle_timeout),
-        retry=RetryPolicy() if retry is None else retry,
-        max_response_size=_byte_count("max_response_size", max_response_size),
+        timeout=_seconds("timeout", timeout),
+        connect_timeout=_seconds("connect_timeout", connect_timeout),
+        stream_idle_timeout=_seconds("stream_idle_timeout", stream_idle_timeout),
+        retry=retry_policy(retry, max_retries),
+        max_response_size=response_size,
+        allow_insecure_http=allow_insecure_http,
     )
-
-
-def _byte_count(name: str, value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ConfigurationError(f"{name} must be a number of bytes >= 1, got {value!r}")
-    return value

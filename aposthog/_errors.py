@@ -57,8 +57,32 @@ __all__ = [
     "ResponseDecodeError",
     "ResponseTooLargeError",
     "UnprocessableEntityError",
+    "clip",
     "error_from_response",
 ]
+
+#: The most characters of server-sent text a message, a repr or a log line shows.
+MAX_SHOWN = 2000
+
+
+def clip(text: str, limit: int = MAX_SHOWN) -> str:
+    """
+    `text` cut to `limit` characters, with a marker saying how much was left out.
+
+    Whatever a server sends ends up in messages and log lines; a 20 MB `detail` must
+    not become a 20 MB log line on every retry.
+
+    Example:
+        >>> clip("x" * 2010, limit=10)
+        'xxxxxxxxxx… [2,000 more characters]'
+    """
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}… [{len(text) - limit:,} more characters]"
+
+
+def _clip_repr(value: Any) -> str:
+    return clip(repr(value))
 
 
 class PostHogError(Exception):
@@ -99,6 +123,7 @@ class APIConnectionError(PostHogError):
     def __init__(
         self, message: str, *, method: str = "", path: str = "", reached_server: bool = True
     ) -> None:
+        message = clip(message)
         super().__init__(message)
         self.message = message
         self.method = method
@@ -169,17 +194,19 @@ class APIStatusError(PostHogError):
             parts.append(f"[{self.code}]")
         if self.method:
             parts.append(f"on {self.method} {self.path}")
-        line = " ".join(parts)
-        detail = self.detail or "(no detail in the response body)"
+        line = clip(" ".join(parts), 500)
+        detail = clip(self.detail) if self.detail else "(no detail in the response body)"
         if self.attr:
-            detail = f"{detail} (field: {self.attr})"
-        # One line, whatever the server put in the detail.
+            detail = f"{detail} (field: {clip(self.attr, 200)})"
+        # One line of a few KiB at most, whatever the server put in the detail; the
+        # whole of it stays in `.detail` and `.body`.
         return f"{line}: {detail}".replace("\r", " ").replace("\n", " ")
 
     def __repr__(self) -> str:
         return (
-            f"{type(self).__name__}(status={self.status!r}, type={self.type!r}, "
-            f"code={self.code!r}, detail={self.detail!r}, attr={self.attr!r})"
+            f"{type(self).__name__}(status={self.status!r}, type={_clip_repr(self.type)}, "
+            f"code={_clip_repr(self.code)}, detail={_clip_repr(self.detail)}, "
+            f"attr={_clip_repr(self.attr)})"
         )
 
     def __reduce__(self) -> tuple[Any, ...]:
@@ -251,7 +278,8 @@ class ResponseDecodeError(PostHogError):
     def __init__(
         self, message: str, *, paths: tuple[str, ...] = (), body: Any = None, path: str = ""
     ) -> None:
-        super().__init__(message)
+        # The message quotes what did not fit; the whole body stays in `.body`.
+        super().__init__(clip(message))
         self.paths = paths
         self.body = body
         self.path = path

@@ -295,7 +295,10 @@ async def test_proxies_from_the_environment_are_honoured(
     monkeypatch.delenv("NO_PROXY", raising=False)
     monkeypatch.delenv("no_proxy", raising=False)
     async with aposthog.Client(
-        api_key=fake.api_key, host="http://posthog.invalid", retry=FAST
+        api_key=fake.api_key,
+        host="http://posthog.invalid",
+        retry=FAST,
+        allow_insecure_http=True,
     ) as ph:
         with pytest.raises(aposthog.NotFoundError):
             await ph.customer_profile_configs.list()

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 import aposthog
-from aposthog._config import resolve_config, resolve_host
+from aposthog._config import DEFAULT_MAX_RESPONSE_SIZE, resolve_config, resolve_host
 
 
 def test_defaults_when_only_the_key_is_given() -> None:
@@ -55,8 +57,11 @@ def test_missing_key_names_the_variable(monkeypatch: pytest.MonkeyPatch) -> None
         ("us", "https://us.posthog.com"),
         ("EU", "https://eu.posthog.com"),
         ("https://posthog.example.com/", "https://posthog.example.com"),
-        ("posthog.example.com", "https://posthog.example.com"),
+        ("HTTPS://posthog.example.com", "https://posthog.example.com"),
         ("http://127.0.0.1:8000", "http://127.0.0.1:8000"),
+        ("http://127.8.9.10", "http://127.8.9.10"),
+        ("http://[::1]:8000/", "http://[::1]:8000"),
+        ("http://localhost:8000", "http://localhost:8000"),
         ("https://example.com/posthog/", "https://example.com/posthog"),
     ],
 )
@@ -100,7 +105,287 @@ def test_bad_settings_are_rejected(kwargs: dict[str, object]) -> None:
         resolve_config(api_key="k", environ={}, **kwargs)  # type: ignore[arg-type]
 
 
-def test_project_id_is_percent_encoded_in_the_prefix() -> None:
-    """A project id is one path segment whatever it contains."""
-    config = resolve_config(api_key="k", project_id="a/b", environ={})
-    assert "/api/environments/a%2Fb" == config.api_prefix
+def assert_names(exc: Exception, name: str) -> None:
+    """The message of a refusal names the argument."""
+    assert name in str(exc)
+
+
+# ------------------------------------------------------------------ hosts
+
+
+@pytest.mark.parametrize(
+    "host",
+    [
+        "javascript:alert(1)",
+        "http://h:99999",
+        "http://h:abc",
+        "http://h:0",
+        "https://posthog.example.com\r\nX-Injected: 1",
+        "https://post hog.example.com",
+        "http://[::1",
+        "uk",
+        "posthog.example.com",
+        "file:///etc/passwd",
+        "https://",
+        "https://:8000",
+        "https://x\x00y",
+    ],
+)
+def test_hostile_hosts_are_refused_at_construction(host: str) -> None:
+    """Each of these once built a client that failed with a raw exception later."""
+    with pytest.raises(aposthog.ConfigurationError, match=r"^host"):
+        aposthog.Client(api_key="phx_k", host=host)
+
+
+@pytest.mark.parametrize("host", ["uk", "posthog.example.com", "javascript:alert(1)"])
+def test_a_host_without_a_scheme_lists_the_accepted_forms(host: str) -> None:
+    """A bare word is not guessed into https://uk: the error says what is accepted."""
+    with pytest.raises(aposthog.ConfigurationError) as info:
+        resolve_host(host)
+    message = str(info.value)
+    assert '"us"' in message
+    assert '"eu"' in message
+    assert "http(s) URL" in message
+    assert repr(host) in message
+
+
+@pytest.mark.parametrize("host", [None, 42, b"https://x", ["us"], 1.5])
+def test_a_host_that_is_not_a_string_is_refused(host: object) -> None:
+    """No AttributeError or TypeError from inside the URL parser."""
+    with pytest.raises(aposthog.ConfigurationError, match="host must be a str"):
+        resolve_host(host)
+    if host is not None:  # None means "not given"
+        with pytest.raises(aposthog.ConfigurationError, match="host must be a str"):
+            aposthog.Client(api_key="phx_k", host=host)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    "host", ["http://192.0.2.2", "http://posthog.internal:8000", "http://[2001:db8::1]/"]
+)
+def test_plain_http_to_a_remote_host_needs_the_opt_in(host: str) -> None:
+    """The key would travel in cleartext: refused, saying why and naming the opt-in."""
+    with pytest.raises(aposthog.ConfigurationError) as info:
+        aposthog.Client(api_key="phx_k", host=host)
+    message = str(info.value)
+    assert "allow_insecure_http=True" in message
+    assert "cleartext" in message
+    client = aposthog.Client(api_key="phx_k", host=host, allow_insecure_http=True)
+    assert client.base_url == host.rstrip("/")
+    assert client.config.allow_insecure_http is True
+
+
+def test_allow_insecure_http_must_be_a_bool() -> None:
+    with pytest.raises(aposthog.ConfigurationError, match="allow_insecure_http"):
+        resolve_config(api_key="k", allow_insecure_http="yes", environ={})  # type: ignore[arg-type]
+
+
+def test_a_bad_host_from_the_environment_names_the_variable() -> None:
+    with pytest.raises(aposthog.ConfigurationError, match="POSTHOG_HOST"):
+        resolve_config(api_key="k", environ={"POSTHOG_HOST": "uk"})
+    with pytest.raises(aposthog.ConfigurationError, match="POSTHOG_HOST"):
+        resolve_config(api_key="k", environ={"POSTHOG_HOST": "http://10.0.0.1"})
+
+
+@given(st.text(max_size=60))
+def test_any_host_text_is_a_base_url_or_a_configuration_error(text: str) -> None:
+    """Whatever the text, the outcome is an http(s) base URL or a ConfigurationError."""
+    try:
+        base = resolve_host(text, allow_insecure_http=True)
+    except aposthog.ConfigurationError:
+        return
+    assert base.startswith(("https://", "http://"))
+    assert base.isprintable()
+    assert not any(ch.isspace() for ch in base)
+
+
+@given(
+    st.builds(
+        "{}://{}{}".format,
+        st.sampled_from(["http", "https", "HTTP", "ftp", "javascript", ""]),
+        st.text(st.characters(codec="utf-8"), max_size=30),
+        st.sampled_from(["", "/", ":8000", ":99999", ":abc", "/p/", "?q=1", "#f", "]"]),
+    )
+)
+def test_any_url_like_host_is_a_base_url_or_a_configuration_error(text: str) -> None:
+    try:
+        base = resolve_host(text, allow_insecure_http=True)
+    except aposthog.ConfigurationError:
+        return
+    assert base.startswith(("https://", "http://"))
+
+
+# ------------------------------------------------------------------ the key
+
+SENTINEL = "phx_SENTINEL_never_shown"
+
+
+@pytest.mark.parametrize(
+    "key",
+    [
+        "",
+        "   ",
+        f"{SENTINEL}\r\nX-Injected: 1",
+        f"{SENTINEL} extra",
+        f"{SENTINEL}\x00",
+        f"{SENTINEL}é",
+    ],
+)
+def test_bad_keys_are_refused_without_being_echoed(key: str) -> None:
+    with pytest.raises(aposthog.ConfigurationError, match="api_key") as info:
+        resolve_config(api_key=key, environ={})
+    assert SENTINEL not in str(info.value)
+    assert SENTINEL not in repr(info.value)
+
+
+@pytest.mark.parametrize("key", [42, b"phx_SENTINEL_never_shown", ["phx"], 1.5, True])
+def test_a_key_that_is_not_a_string_is_refused(key: object) -> None:
+    with pytest.raises(aposthog.ConfigurationError, match="api_key must be a str") as info:
+        aposthog.Client(api_key=key)  # type: ignore[arg-type]
+    assert SENTINEL not in str(info.value)
+
+
+def test_a_bad_key_from_the_environment_names_the_variable() -> None:
+    env = {"POSTHOG_PERSONAL_API_KEY": f"{SENTINEL}\nX: 1"}
+    with pytest.raises(aposthog.ConfigurationError, match="POSTHOG_PERSONAL_API_KEY") as info:
+        resolve_config(environ=env)
+    assert SENTINEL not in str(info.value)
+    with pytest.raises(aposthog.ConfigurationError, match="POSTHOG_PERSONAL_API_KEY"):
+        resolve_config(environ={"POSTHOG_PERSONAL_API_KEY": ""})
+
+
+@given(st.text(max_size=40))
+def test_no_key_is_ever_echoed(text: str) -> None:
+    """A key is accepted as given (trimmed) or refused without its text in the message."""
+    key = f"phx_{text}_SECRET"
+    try:
+        config = resolve_config(api_key=key, environ={})
+    except aposthog.ConfigurationError as exc:
+        message = str(exc)
+    else:
+        message = ""
+        assert config.api_key == key.strip()
+        assert "_SECRET" not in repr(config)
+    assert "_SECRET" not in message
+
+
+# ------------------------------------------------------------------ project id
+
+
+@pytest.mark.parametrize(
+    ("project_id", "expected"),
+    [(7, "7"), ("12345", "12345"), (" 42 ", "42"), ("@current", "@current")],
+)
+def test_good_project_ids(project_id: object, expected: str) -> None:
+    config = resolve_config(api_key="k", project_id=project_id, environ={})  # type: ignore[arg-type]
+    assert expected == config.project_id
+    assert f"/api/environments/{expected}" == config.api_prefix
+
+
+@pytest.mark.parametrize(
+    "project_id",
+    [
+        ".",
+        "..",
+        "../customer_profile_configs",
+        "a/b",
+        "abc",
+        "-1",
+        "0",
+        0,
+        -5,
+        "1.5",
+        "\uff11\uff12",  # fullwidth digits
+        "@Current",
+    ],
+)
+def test_bad_project_ids_are_refused(project_id: object) -> None:
+    """'.' and '..' once climbed out of /api/environments/; now only ids are accepted."""
+    with pytest.raises(aposthog.ConfigurationError, match="project_id"):
+        resolve_config(api_key="k", project_id=project_id, environ={})  # type: ignore[arg-type]
+
+
+def test_a_bad_project_id_from_the_environment_names_the_variable() -> None:
+    with pytest.raises(aposthog.ConfigurationError, match="POSTHOG_PROJECT_ID"):
+        resolve_config(api_key="k", environ={"POSTHOG_PROJECT_ID": ".."})
+
+
+@given(st.one_of(st.text(max_size=12), st.integers(), st.floats(), st.none(), st.binary()))
+def test_a_project_id_is_digits_or_current(value: object) -> None:
+    try:
+        config = resolve_config(api_key="k", project_id=value, environ={})  # type: ignore[arg-type]
+    except aposthog.ConfigurationError as exc:
+        assert_names(exc, "project_id")
+        return
+    assert config.project_id == "@current" or (
+        config.project_id.isascii() and config.project_id.isdigit()
+    )
+
+
+# ------------------------------------------------------------------ numbers
+
+
+@pytest.mark.parametrize("name", ["timeout", "connect_timeout", "stream_idle_timeout"])
+def test_an_infinite_timeout_means_no_limit(name: str) -> None:
+    """inf is the same as None: no limit (never an OverflowError on the first call)."""
+    config = resolve_config(api_key="k", environ={}, **{name: float("inf")})  # type: ignore[arg-type]
+    assert getattr(config, name) is None
+
+
+@pytest.mark.parametrize("name", ["timeout", "connect_timeout", "stream_idle_timeout"])
+@pytest.mark.parametrize("value", [float("nan"), 0, -1, -float("inf"), "5", True, [1]])
+def test_bad_timeouts_are_refused(name: str, value: object) -> None:
+    with pytest.raises(aposthog.ConfigurationError, match=rf"^{name} "):
+        aposthog.Client(api_key="k", **{name: value})  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("value", [-1, 1.5, "3", True, None])
+def test_bad_max_retries_are_refused(value: object) -> None:
+    if value is None:
+        assert resolve_config(api_key="k", max_retries=None, environ={}).retry.max_retries == 3
+        return
+    with pytest.raises(aposthog.ConfigurationError, match=r"^max_retries"):
+        aposthog.Client(api_key="k", max_retries=value)  # type: ignore[arg-type]
+
+
+def test_max_retries_overrides_the_policy() -> None:
+    policy = aposthog.RetryPolicy(max_retries=5, initial_backoff=0.01)
+    config = resolve_config(api_key="k", retry=policy, max_retries=0, environ={})
+    assert (0, 0.01) == (config.retry.max_retries, config.retry.initial_backoff)
+    with pytest.raises(aposthog.ConfigurationError, match=r"^retry must be"):
+        resolve_config(api_key="k", retry={"max_retries": 1}, environ={})  # type: ignore[arg-type]
+
+
+@pytest.mark.anyio
+async def test_with_options_checks_the_same_way() -> None:
+    async with aposthog.Client(api_key="k") as ph:
+        with pytest.raises(aposthog.ConfigurationError, match=r"^max_retries"):
+            ph.with_options(max_retries=-1)
+        with pytest.raises(aposthog.ConfigurationError, match=r"^timeout"):
+            ph.with_options(timeout=float("nan"))
+        assert ph.with_options(timeout=float("inf")).config.timeout is None
+
+
+def test_max_response_size() -> None:
+    """32 MiB unless set; a positive int of bytes."""
+    assert 32 * 1024 * 1024 == DEFAULT_MAX_RESPONSE_SIZE
+    assert DEFAULT_MAX_RESPONSE_SIZE == resolve_config(api_key="k", environ={}).max_response_size
+    config = resolve_config(api_key="k", max_response_size=1024, environ={})
+    assert 1024 == config.max_response_size
+    for bad in (0, -1, 1.5, "1024", True):
+        with pytest.raises(aposthog.ConfigurationError, match=r"^max_response_size"):
+            resolve_config(api_key="k", max_response_size=bad, environ={})  # type: ignore[arg-type]
+
+
+@given(
+    st.one_of(
+        st.integers(-3, 3), st.floats(allow_nan=True), st.text(max_size=3), st.none(), st.booleans()
+    )
+)
+def test_max_concurrency_is_an_int_of_at_least_one(value: object) -> None:
+    try:
+        config = resolve_config(api_key="k", max_concurrency=value, environ={})  # type: ignore[arg-type]
+    except aposthog.ConfigurationError as exc:
+        assert_names(exc, "max_concurrency")
+        return
+    assert config.max_concurrency >= 1
+    assert isinstance(value, int) or value is None

@@ -174,7 +174,7 @@ async def test_an_observer_sees_each_attempt_wait_and_the_end_of_a_call(fake: Fa
         await ph.customer_profile_configs.list()
         fake.fail_next(1, status=404)
         with pytest.raises(aposthog.NotFoundError):
-            await ph.customer_profile_configs.get("x")
+            await ph.customer_profile_configs.get("0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b")
     assert [
         ("call", "GET", "customer_profile_configs", True),
         ("attempt", 1),

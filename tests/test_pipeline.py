@@ -84,7 +84,7 @@ async def test_a_redirect_is_an_error_naming_status_and_location_and_is_not_foll
     try:
         async with _client(server.url, retry=FAST) as ph:
             with pytest.raises(aposthog.APIStatusError) as info:
-                await ph.customer_profile_configs.get("x")
+                await ph.customer_profile_configs.get("0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b")
             with pytest.raises(aposthog.APIStatusError):
                 await ph.conversations.create("hi").until_done()
     finally:
@@ -130,7 +130,7 @@ async def test_a_wait_longer_than_max_retry_after_raises_rate_limit_error_at_onc
         async with _client(server.url, retry=policy, on_wait=waits.append) as ph:
             started = time.monotonic()
             with pytest.raises(aposthog.RateLimitError) as info:
-                await ph.customer_profile_configs.get("x")
+                await ph.customer_profile_configs.get("0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b")
             elapsed = time.monotonic() - started
     finally:
         await server.stop()
@@ -147,7 +147,7 @@ async def test_a_named_wait_is_honoured_with_a_spread_on_top() -> None:
     waits: list[aposthog.Wait] = []
     try:
         async with _client(server.url, on_wait=waits.append) as ph:
-            await ph.customer_profile_configs.get("x")
+            await ph.customer_profile_configs.get("0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b")
     finally:
         await server.stop()
     assert 2 == len(seen)
@@ -178,7 +178,7 @@ async def test_aiohttp_never_adds_attempts_of_its_own(method: str, max_retries: 
         async with _client(server.url, retry=FAST, max_retries=max_retries) as ph:
             with pytest.raises(aposthog.APIConnectionError):
                 if method == "GET":
-                    await ph.customer_profile_configs.get("x")
+                    await ph.customer_profile_configs.get("0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b")
                 else:
                     await ph.customer_profile_configs.create(scope="person")
         received = len(server.requests)
@@ -195,7 +195,7 @@ async def test_a_closed_borrowed_session_raises_client_state_error_once() -> Non
         waits: list[aposthog.Wait] = []
         async with _client(server.url, session=session, max_retries=3, on_wait=waits.append) as ph:
             with pytest.raises(aposthog.ClientStateError, match="session"):
-                await ph.customer_profile_configs.get("x")
+                await ph.customer_profile_configs.get("0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b")
         assert [] == server.requests
         assert [] == waits
 
@@ -209,14 +209,14 @@ async def test_timeout_bounds_each_attempt_against_a_stalling_server() -> None:
         async with _client(server.url, timeout=0.3, max_retries=0) as ph:
             started = time.monotonic()
             with pytest.raises(aposthog.APITimeoutError):
-                await ph.customer_profile_configs.get("x")
+                await ph.customer_profile_configs.get("0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b")
             one = time.monotonic() - started
         assert 1 == len(server.requests)
     async with RawServer("stall") as server:
         async with _client(server.url, timeout=0.3, retry=FAST, max_retries=2) as ph:
             started = time.monotonic()
             with pytest.raises(aposthog.APITimeoutError):
-                await ph.customer_profile_configs.get("x")
+                await ph.customer_profile_configs.get("0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b")
             three = time.monotonic() - started
         assert 3 == len(server.requests)
     assert 0.3 <= one < 1.0
@@ -232,7 +232,7 @@ async def test_the_deadline_bounds_the_whole_call() -> None:
         async with _client(server.url, timeout=0.3, retry=policy) as ph:
             started = time.monotonic()
             with pytest.raises(aposthog.APITimeoutError):
-                await ph.customer_profile_configs.get("x")
+                await ph.customer_profile_configs.get("0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b")
             elapsed = time.monotonic() - started
         attempts = len(server.requests)
     assert 2 == attempts

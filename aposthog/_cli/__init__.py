@@ -2,8 +2,9 @@
 The `aposthog` command (also `python -m aposthog`). Standard library only.
 
 Exit status: 0 on success, 1 for an API or network error, 2 for a usage or
-configuration error, 130 when interrupted. Errors are one line on stderr; the API key
-is never printed.
+configuration error, 130 when interrupted (Ctrl-C), 141 when the reader of its output
+went away (a closed pipe, as in `aposthog batch-exports list | head -1`). Errors are one
+line on stderr, never a traceback; the API key is never printed.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import os
 import signal
 import sys
 from collections.abc import Awaitable, Callable, Sequence
@@ -18,6 +20,7 @@ from typing import Any, TextIO
 
 from .._errors import ConfigurationError, PostHogError
 from .._version import __version__
+from . import _args
 from ._commands import COMMANDS, Output, _UsageError, add_resource_commands
 
 __all__ = ["main"]
@@ -27,6 +30,8 @@ connection (also from the environment):
   --api-key KEY       personal API key (POSTHOG_PERSONAL_API_KEY)
   --host HOST         us, eu or a URL (POSTHOG_HOST; default us)
   --project-id ID     environment id (POSTHOG_PROJECT_ID; default @current)
+  --allow-insecure-http
+                      allow a plain http:// host that is not this machine
 """
 
 
@@ -36,6 +41,12 @@ def _common() -> argparse.ArgumentParser:
     common.add_argument("--api-key", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     common.add_argument("--host", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     common.add_argument("--project-id", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+    common.add_argument(
+        "--allow-insecure-http",
+        action="store_true",
+        default=argparse.SUPPRESS,
+        help=argparse.SUPPRESS,
+    )
     common.add_argument(
         "--json",
         action="store_true",
@@ -62,7 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
         "demo", help="the main job against an embedded fake PostHog (no credentials needed)"
     )
     serve = commands.add_parser("serve-fake", help="serve a fake PostHog on 127.0.0.1")
-    serve.add_argument("--port", type=int, default=0, help="port (default: any free port)")
+    serve.add_argument("--port", type=_args.port, default=0, help="port (default: any free port)")
     serve.add_argument(
         "--api-key", dest="fake_api_key", default=None, help="the key to accept (default: random)"
     )
@@ -78,7 +89,19 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None, *, out: TextIO | None = None) -> int:
-    """Run the command line; returns the exit status."""
+    """Run the command line; returns the exit status (or raises SystemExit with it)."""
+    try:
+        return _main(argv, out)
+    except KeyboardInterrupt:
+        # Ctrl-C outside the event loop (while parsing, say): quiet, like inside it.
+        return 130
+    except BrokenPipeError:
+        if out is None:
+            _discard_stdout()
+        return 141
+
+
+def _main(argv: Sequence[str] | None, out: TextIO | None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     stdout = out if out is not None else sys.stdout
@@ -88,21 +111,43 @@ def main(argv: Sequence[str] | None = None, *, out: TextIO | None = None) -> int
 
             return _run(lambda: run_demo(stdout))
         if args.command == "serve-fake":
-            from ..testing.__main__ import serve
-
-            return _run(lambda: _served(serve(args.port, args.fake_api_key, args.fake_project_id)))
+            return _serve_fake(parser, args)
         return _run(
             lambda: _api_command(args, Output(stdout, as_json=getattr(args, "json", False)))
         )
     except _UsageError as exc:
         parser.exit(2, f"aposthog: error: {exc}\n")
     except ConfigurationError as exc:
-        message = str(exc).replace("pass api_key=...", "use --api-key")
-        parser.exit(2, f"aposthog: error: {message}\n")
+        message = (
+            str(exc)
+            .replace("pass api_key=...", "use --api-key")
+            .replace("pass allow_insecure_http=True", "use --allow-insecure-http")
+        )
+        parser.exit(2, f"aposthog: error: {_one_line(message)}\n")
     except PostHogError as exc:
         parser.exit(1, f"aposthog: error: {_one_line(exc)}\n")
-    except (BrokenPipeError, KeyboardInterrupt):
-        return 130
+    except (TypeError, ValueError) as exc:
+        # A value the parser let through but a resource refused before sending anything.
+        parser.exit(2, f"aposthog: error: {_one_line(exc)}\n")
+
+
+def _serve_fake(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+    from ..testing.__main__ import serve
+
+    try:
+        return _run(lambda: _served(serve(args.port, args.fake_api_key, args.fake_project_id)))
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        parser.exit(1, f"aposthog: error: cannot serve on 127.0.0.1:{args.port}: {reason}\n")
+
+
+def _discard_stdout() -> None:
+    # Nobody reads stdout any more: point it at /dev/null so that the interpreter's
+    # last flush does not fail again and print "Exception ignored … BrokenPipeError".
+    with contextlib.suppress(OSError, ValueError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
 
 
 async def _served(serving: Awaitable[None]) -> int:
@@ -117,6 +162,7 @@ async def _api_command(args: argparse.Namespace, out: Output) -> int:
         "api_key": getattr(args, "api_key", None),
         "host": getattr(args, "host", None),
         "project_id": getattr(args, "project_id", None),
+        "allow_insecure_http": getattr(args, "allow_insecure_http", False),
     }
     async with Client(**options) as ph:
         if args.command == "chat":
@@ -155,5 +201,5 @@ def _run(make: Callable[[], Awaitable[int]]) -> int:
     return asyncio.run(runner())
 
 
-def _one_line(exc: BaseException) -> str:
+def _one_line(exc: BaseException | str) -> str:
     return " ".join(str(exc).split()) or type(exc).__name__

@@ -11,6 +11,9 @@ import anyio
 
 from .._client import Client
 from .._errors import PostHogError
+from ..models.conversations import AgentMode
+from ..resources.conversations import MAX_CONTENT_LENGTH
+from . import _args
 from ._commands import COMMANDS, Output, _done
 from ._output import cell, json_line
 
@@ -23,6 +26,7 @@ _CONVERSATION_COLUMNS = [
     ("type", "type"),
     ("updated", "updated_at"),
 ]
+_AGENT_MODES = tuple(mode.value for mode in AgentMode)
 _CONVERSATION_FIELDS = [*_CONVERSATION_COLUMNS, ("created", "created_at")]
 
 
@@ -119,19 +123,29 @@ def add_chat_commands(
     chat_parser = commands.add_parser(
         "chat", help="ask PostHog AI; the answer streams as it arrives", parents=[common]
     )
-    chat_parser.add_argument("question", help="what to ask")
+    chat_parser.add_argument("question", type=_args.content(MAX_CONTENT_LENGTH), help="what to ask")
     chat_parser.add_argument(
-        "--conversation", default=None, help="continue this conversation (its id)"
+        "--conversation",
+        type=_args.uuid("--conversation"),
+        default=None,
+        help="continue this conversation (its id)",
     )
-    chat_parser.add_argument("--agent-mode", default=None, help="e.g. product_analytics, sql")
+    chat_parser.add_argument(
+        "--agent-mode",
+        type=_args.open_choice("--agent-mode", _AGENT_MODES),
+        default=None,
+        help="e.g. product_analytics, sql",
+    )
 
     group = commands.add_parser("conversations", help="PostHog AI conversations", parents=[common])
     actions = group.add_subparsers(dest="action", metavar="ACTION", required=True)
     listing = actions.add_parser("list", help="your conversations, newest first", parents=[common])
-    listing.add_argument("--limit", type=int, default=None, help="print at most N")
+    listing.add_argument("--limit", type=_args.positive(), default=None, help="print at most N")
     for name, help in (
         ("get", "show a conversation and its messages"),
         ("cancel", "stop a running generation"),
         ("delete", "delete a conversation"),
     ):
-        actions.add_parser(name, help=help, parents=[common]).add_argument("id")
+        actions.add_parser(name, help=help, parents=[common]).add_argument(
+            "id", type=_args.uuid("id"), help="the conversation's id (a UUID)"
+        )

@@ -9,6 +9,7 @@ from typing import Any, TextIO
 
 from .._client import Client
 from .._pagination import AsyncPaginator
+from . import _args
 from ._output import cell, column_widths, format_row, json_line
 
 __all__ = ["COMMANDS", "Output", "add_resource_commands"]
@@ -97,13 +98,6 @@ def _command(resource: str, action: str) -> Callable[[Handler], Handler]:
         return handler
 
     return register
-
-
-def _json_arg(text: str) -> Any:
-    try:
-        return json.loads(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(f"not valid JSON: {exc}") from None
 
 
 async def _listing(
@@ -287,10 +281,10 @@ def add_resource_commands(
     ) -> argparse.ArgumentParser:
         parser = actions.add_parser(name, help=help, parents=[common])
         if with_id:
-            parser.add_argument("id", help="the object's id")
+            parser.add_argument("id", type=_args.uuid("id"), help="the object's id (a UUID)")
         if listing:
             parser.add_argument(
-                "--limit", type=_positive, default=None, help="print at most N records"
+                "--limit", type=_args.positive(), default=None, help="print at most N records"
             )
         return parser
 
@@ -298,13 +292,15 @@ def add_resource_commands(
     action(configs, "list", "list every config", with_id=False, listing=True)
     action(configs, "get", "show one config")
     create = action(configs, "create", "create a config", with_id=False)
-    create.add_argument("--scope", required=True, help="person, group_0 … group_4")
-    create.add_argument("--content", type=_json_arg, default=None, help="JSON object or array")
-    create.add_argument("--sidebar", type=_json_arg, default=None, help="JSON object or array")
+    scope = _args.closed_choice("scope", _args.SCOPES)
+    json_value = _args.json_container
+    create.add_argument("--scope", required=True, type=scope, help="person, group_0 … group_4")
+    create.add_argument("--content", type=json_value, default=None, help="JSON object or array")
+    create.add_argument("--sidebar", type=json_value, default=None, help="JSON object or array")
     update = action(configs, "update", "change some fields of a config")
-    update.add_argument("--scope", default=None)
-    update.add_argument("--content", type=_json_arg, default=None, help="JSON object or array")
-    update.add_argument("--sidebar", type=_json_arg, default=None, help="JSON object or array")
+    update.add_argument("--scope", type=scope, default=None, help="person, group_0 … group_4")
+    update.add_argument("--content", type=json_value, default=None, help="JSON object or array")
+    update.add_argument("--sidebar", type=json_value, default=None, help="JSON object or array")
     action(configs, "delete", "delete a config")
 
     exports = group("batch-exports", "batch exports")
@@ -314,23 +310,25 @@ def add_resource_commands(
     unpause = action(exports, "unpause", "unpause a batch export")
     unpause.add_argument("--backfill", action="store_true", help="backfill what was missed")
     logs = action(exports, "logs", "read a batch export's log, newest first", listing=True)
-    logs.add_argument("--level", default=None, help="e.g. ERROR or INFO,WARNING")
-    logs.add_argument("--search", default=None, help="only messages containing this")
-    logs.add_argument("--run", default=None, help="only this run's entries")
     logs.add_argument(
-        "--fetch", type=_positive, default=None, help="entries PostHog fetches (1-500)"
+        "--level",
+        type=_args.log_levels,
+        default=None,
+        help=f"e.g. error or info,warning (any of {', '.join(_args.LOG_LEVELS)})",
+    )
+    logs.add_argument("--search", default=None, help="only messages containing this")
+    logs.add_argument("--run", type=_args.uuid("--run"), default=None, help="only this run's")
+    logs.add_argument(
+        "--fetch", type=_args.positive(500), default=None, help="entries PostHog fetches (1-500)"
     )
     step = action(exports, "test-step", "run one destination test step")
-    step.add_argument("--step", type=int, default=0, help="the step's index (default 0)")
+    step.add_argument(
+        "--step", type=_args.non_negative, default=0, help="the step's index (default 0)"
+    )
     runs = action(exports, "runs", "list a batch export's runs", listing=True)
-    runs.add_argument("--status", action="append", help="only runs with this status")
-
-
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
+    runs.add_argument(
+        "--status",
+        action="append",
+        type=_args.closed_choice("status", _args.RUN_STATUSES),
+        help=f"only runs with this status (any of {', '.join(_args.RUN_STATUSES)}; any case)",
+    )

@@ -15,7 +15,7 @@ import attrs
 
 from .. import _json
 from .._converter import structure
-from .._errors import ResponseDecodeError
+from .._errors import ResponseDecodeError, clip
 from .conversations import ConversationSummary
 from .messages import Message, message_from_dict
 
@@ -135,5 +135,9 @@ def decode_event(event: str, data: str) -> StreamEvent:
         decoded = _decode(event, _json.loads(data))
     except (ValueError, ResponseDecodeError) as exc:
         decoded = None
-        logger.warning("cannot read a %r event from PostHog (%s); passing it on raw", event, exc)
+        logger.warning(
+            "cannot read a %s event from PostHog (%s); passing it on raw",
+            clip(repr(event), 100),
+            clip(str(exc)),
+        )
     return decoded if decoded is not None else UnknownEvent(event, data)

@@ -20,6 +20,7 @@ import attrs
 from cattrs.errors import ClassValidationError, IterableValidationError
 
 from .._converter import converter, register_structure_hook, register_unstructure_hook, unstructure
+from .._errors import clip
 from ._common import extra_fields_field
 
 __all__ = [
@@ -322,7 +323,12 @@ def message_from_dict(data: Any) -> Message:
             return message
         except _NOT_FITTING as exc:
             # A known type reshaped by a newer PostHog: keep it whole rather than fail.
-            logger.debug("message of type %r does not fit %s: %s", kind, cls.__name__, exc)
+            logger.debug(
+                "message of type %s does not fit %s: %s",
+                clip(repr(kind), 100),
+                cls.__name__,
+                clip(str(exc)),
+            )
     ident = data.get("id")
     return UnknownMessage(
         type=kind if isinstance(kind, str) else "",

@@ -14,8 +14,14 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from .._client import NotGiven
-from ..models.batch_exports import BatchExportDestination
-from ._base import check_str
+from ..models.batch_exports import (
+    BatchExportDestination,
+    BatchExportDestinationType,
+    BatchExportInterval,
+    BatchExportLogLevel,
+    BatchExportModel,
+)
+from ._checks import check_bool, check_json, check_str, choice, int_in_range
 
 __all__ = [
     "DestinationArg",
@@ -30,6 +36,11 @@ __all__ = [
 ]
 
 DestinationArg = BatchExportDestination | Mapping[str, Any]
+# Open enums (PostHog adds values): known ones are matched whatever their case.
+_INTERVALS = tuple(item.value for item in BatchExportInterval)
+_MODELS = tuple(item.value for item in BatchExportModel)
+_DESTINATIONS = tuple(item.value for item in BatchExportDestinationType)
+_LOG_LEVELS = tuple(item.value for item in BatchExportLogLevel)
 #: The ISO 8601 shapes PostHog parses: a date, or a date and time with an optional offset.
 _ISO_8601 = re.compile(
     r"(?P<date>\d{4}-\d{2}-\d{2})"
@@ -109,11 +120,10 @@ def log_levels(level: str | Iterable[Any] | None) -> str | None:
     levels: list[str] = []
     for item in items:
         check_str("level", item)
-        text = str(enum_value(item)).strip().upper()
-        if "," in text:
-            raise ValueError(f"a level in a list must not contain a comma: {item!r}")
+        text = str(enum_value(item)).strip()
         if text:
-            levels.append(text)
+            # PostHog compares levels upper-cased; an unknown one would silently match nothing.
+            levels.append(choice("level", text, _LOG_LEVELS))
     if not levels:
         raise ValueError("level must name at least one level, e.g. 'ERROR'")
     return ",".join(levels)
@@ -121,26 +131,24 @@ def log_levels(level: str | Iterable[Any] | None) -> str | None:
 
 def check_step(step: Any) -> None:
     """A destination test step is the index of one of the destination's steps."""
-    if isinstance(step, bool) or not isinstance(step, int):
-        raise TypeError(f"step must be an int, got {type(step).__name__}")
-    if step < 0:
-        raise ValueError(f"step must be >= 0, got {step}")
+    int_in_range("step", step, 0)
 
 
 def check_ordering(value: str | None, allowed: tuple[str, ...]) -> str | None:
     """PostHog silently ignores an unknown ordering; refuse it instead."""
     if value is None:
         return None
-    check_str("ordering", value)
-    if value not in allowed:
-        raise ValueError(f"ordering must be one of {', '.join(allowed)}; got {value!r}")
-    return value
+    return choice("ordering", value, allowed)
 
 
 def destination_body(value: Any) -> dict[str, Any]:
     """A destination argument as PostHog takes it: `type`, `config` and the integration."""
     if isinstance(value, BatchExportDestination):
-        out: dict[str, Any] = {"type": enum_value(value.type), "config": dict(value.config)}
+        out: dict[str, Any] = {
+            "type": choice("destination.type", value.type, _DESTINATIONS, open_enum=True),
+            "config": dict(value.config),
+        }
+        check_json("destination.config", out["config"])
         if value.integration is not None:
             # An explicit null would remove the export's integration; leave it out instead.
             out["integration"] = value.integration
@@ -153,25 +161,19 @@ def destination_body(value: Any) -> dict[str, Any]:
     if "type" not in value:
         # PostHog needs the type even when only config changes, and fails with a 500.
         raise ValueError("destination must include its 'type' (it cannot change on update)")
-    check_str("destination['type']", value["type"])
     out = dict(value)
-    out["type"] = enum_value(value["type"])
+    out["type"] = choice("destination['type']", value["type"], _DESTINATIONS, open_enum=True)
     config = value.get("config", {})
     if not isinstance(config, Mapping):
         raise TypeError(f"destination['config'] must be a mapping, got {type(config).__name__}")
+    check_json("destination", out | {"config": config})
     # Always sent: PostHog's destination validation fails with a 500 without it.
     out["config"] = dict(config)
     return out
 
 
 def _offset(name: str, value: Any, high: int) -> int | None:
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an int or None, got {type(value).__name__}")
-    if not 0 <= value <= high:
-        raise ValueError(f"{name} must be between 0 and {high}, got {value}")
-    return value
+    return None if value is None else int_in_range(name, value, 0, high)
 
 
 def body(**fields: Any) -> dict[str, Any]:
@@ -191,17 +193,12 @@ def _name(name: str, value: Any) -> str:
     return str(value)
 
 
-def _open_enum(name: str, value: Any) -> Any:
-    check_str(name, value)
-    if not value:
-        raise ValueError(f"{name} must not be empty")
-    return enum_value(value)
+def _interval(name: str, value: Any) -> str:
+    return choice(name, value, _INTERVALS, open_enum=True)
 
 
-def _paused(name: str, value: Any) -> bool:
-    if not isinstance(value, bool):
-        raise TypeError(f"{name} must be a bool, got {type(value).__name__}")
-    return value
+def _model(name: str, value: Any) -> str:
+    return choice(name, value, _MODELS, open_enum=True)
 
 
 def _str(name: str, value: Any) -> str:
@@ -219,15 +216,16 @@ def _filters(name: str, value: Any) -> list[dict[str, Any]] | None:
         return None
     if not isinstance(value, list) or not all(isinstance(f, Mapping) for f in value):
         raise TypeError(f"{name} must be a list of filter dicts or None")
+    check_json(name, value)
     return [dict(f) for f in value]
 
 
 _FIELDS: dict[str, Any] = {
     "name": _name,
     "destination": lambda _, value: destination_body(value),
-    "interval": _open_enum,
-    "model": _open_enum,
-    "paused": _paused,
+    "interval": _interval,
+    "model": _model,
+    "paused": check_bool,
     "start_at": timestamp,
     "end_at": timestamp,
     "hogql_query": _str,

@@ -10,11 +10,11 @@ from typing import Any
 from .. import _routes as routes
 from .._client import NOT_GIVEN, NotGiven
 from .._errors import ResponseDecodeError
-from .._http import segment
 from .._pagination import AsyncPaginator
 from ..models.batch_exports import BatchExportBackfill, BatchExportRun, BatchExportRunStatus
-from ._base import Resource, check_str
-from ._batch_export_args import backfill_bound, check_ordering, enum_value, timestamp
+from ._base import Resource
+from ._batch_export_args import backfill_bound, check_ordering, timestamp
+from ._checks import choice, uuid_segment
 
 __all__ = ["BatchExportRuns"]
 
@@ -22,6 +22,7 @@ _RUN_ORDERINGS = ("created_at", "-created_at", "data_interval_start", "-data_int
 _BACKFILL_ORDERINGS = ("created_at", "-created_at", "start_at", "-start_at")
 Timeout = float | None | NotGiven
 Timestamp = dt.datetime | str
+_RUN_STATUSES = tuple(item.value for item in BatchExportRunStatus)
 
 
 class BatchExportRuns(Resource):
@@ -56,10 +57,14 @@ class BatchExportRuns(Resource):
         """
         statuses: builtins.list[str] | None = None
         if status is not None:
-            items = [status] if isinstance(status, str) else list(status)
-            for item in items:
-                check_str("status", item)
-            statuses = [enum_value(item) for item in items]
+            if not isinstance(status, (str, Iterable)):
+                raise TypeError(
+                    f"status must be a str or a list of str, got {type(status).__name__}"
+                )
+            items = [status] if isinstance(status, str) else builtins.list(status)
+            # PostHog matches statuses case-sensitively and adds new ones over time:
+            # known ones are sent in its spelling, unknown ones as given.
+            statuses = [choice("status", item, _RUN_STATUSES, open_enum=True) for item in items]
         params = {
             "status": statuses,
             "after": timestamp("after", after, relative=True),
@@ -69,7 +74,7 @@ class BatchExportRuns(Resource):
             "ordering": check_ordering(ordering, _RUN_ORDERINGS),
         }
         return self._api.paginate(
-            BatchExportRun, routes.RUNS, segment(id), params=params, timeout=timeout
+            BatchExportRun, routes.RUNS, uuid_segment("id", id), params=params, timeout=timeout
         )
 
     async def get_run(
@@ -79,8 +84,8 @@ class BatchExportRuns(Resource):
         return await self._api.fetch(
             BatchExportRun,
             routes.RUN_GET,
-            segment(id),
-            segment(run_id, name="run_id"),
+            uuid_segment("id", id),
+            uuid_segment("run_id", run_id),
             timeout=timeout,
         )
 
@@ -93,8 +98,8 @@ class BatchExportRuns(Resource):
         """
         data = await self._api.request_json(
             routes.RUN_RETRY,
-            segment(id),
-            segment(run_id, name="run_id"),
+            uuid_segment("id", id),
+            uuid_segment("run_id", run_id),
             timeout=timeout,
         )
         return _backfill_id(data)
@@ -108,8 +113,8 @@ class BatchExportRuns(Resource):
         """
         await self._api.request_json(
             routes.RUN_CANCEL,
-            segment(id),
-            segment(run_id, name="run_id"),
+            uuid_segment("id", id),
+            uuid_segment("run_id", run_id),
             timeout=timeout,
         )
 
@@ -126,7 +131,11 @@ class BatchExportRuns(Resource):
         """
         params = {"ordering": check_ordering(ordering, _BACKFILL_ORDERINGS)}
         return self._api.paginate(
-            BatchExportBackfill, routes.BACKFILLS, segment(id), params=params, timeout=timeout
+            BatchExportBackfill,
+            routes.BACKFILLS,
+            uuid_segment("id", id),
+            params=params,
+            timeout=timeout,
         )
 
     async def create_backfill(
@@ -163,7 +172,7 @@ class BatchExportRuns(Resource):
             "end_at": backfill_bound("end_at", end_at),
         }
         data = await self._api.request_json(
-            routes.BACKFILL_CREATE, segment(id), json=payload, timeout=timeout
+            routes.BACKFILL_CREATE, uuid_segment("id", id), json=payload, timeout=timeout
         )
         return _backfill_id(data)
 
@@ -174,8 +183,8 @@ class BatchExportRuns(Resource):
         return await self._api.fetch(
             BatchExportBackfill,
             routes.BACKFILL_GET,
-            segment(id),
-            segment(backfill_id, name="backfill_id"),
+            uuid_segment("id", id),
+            uuid_segment("backfill_id", backfill_id),
             timeout=timeout,
         )
 
@@ -190,8 +199,8 @@ class BatchExportRuns(Resource):
         """
         await self._api.request_json(
             routes.BACKFILL_CANCEL,
-            segment(id),
-            segment(backfill_id, name="backfill_id"),
+            uuid_segment("id", id),
+            uuid_segment("backfill_id", backfill_id),
             timeout=timeout,
         )
 

@@ -12,7 +12,6 @@ from .._api import Api
 from .._client import NOT_GIVEN, NotGiven
 from .._converter import structure
 from .._errors import BadRequestError, NotFoundError, ResponseDecodeError
-from .._http import segment
 from .._pagination import AsyncPaginator
 from ..models.batch_exports import (
     BatchExport,
@@ -33,15 +32,15 @@ from ._batch_export_args import (
     timestamp,
 )
 from ._batch_export_runs import BatchExportRuns
+from ._checks import check_bool, check_json, choice, uuid_id, uuid_segment
 
 __all__ = ["BatchExports"]
 
-_RUN_ORDERINGS = ("created_at", "-created_at", "data_interval_start", "-data_interval_start")
-_BACKFILL_ORDERINGS = ("created_at", "-created_at", "start_at", "-start_at")
 Timeout = float | None | NotGiven
 Timestamp = dt.datetime | str
 #: `ph.batch_exports.list` shadows the builtin inside the class body.
 Filters = list[dict[str, Any]]
+_DESTINATIONS = tuple(item.value for item in BatchExportDestinationType)
 
 
 class BatchExports(Resource):
@@ -110,7 +109,9 @@ class BatchExports(Resource):
 
     async def get(self, id: str, *, timeout: Timeout = NOT_GIVEN) -> BatchExport:
         """Fetch one batch export (`NotFoundError` if it does not exist or was deleted)."""
-        return await self._api.fetch(BatchExport, routes.EXPORT_GET, segment(id), timeout=timeout)
+        return await self._api.fetch(
+            BatchExport, routes.EXPORT_GET, uuid_segment("id", id), timeout=timeout
+        )
 
     async def create(
         self,
@@ -221,12 +222,12 @@ class BatchExports(Resource):
             offset_hour=offset_hour,
         )
         return await self._api.fetch(
-            BatchExport, routes.EXPORT_UPDATE, segment(id), json=payload, timeout=timeout
+            BatchExport, routes.EXPORT_UPDATE, uuid_segment("id", id), json=payload, timeout=timeout
         )
 
     async def delete(self, id: str, *, timeout: Timeout = NOT_GIVEN) -> None:
         """Delete a batch export (PostHog answers 204; later reads answer 404)."""
-        await self._api.request_json(routes.EXPORT_DELETE, segment(id), timeout=timeout)
+        await self._api.request_json(routes.EXPORT_DELETE, uuid_segment("id", id), timeout=timeout)
 
     # ------------------------------------------------------------------ actions
 
@@ -235,7 +236,7 @@ class BatchExports(Resource):
         Pause a batch export. Pausing a paused export changes nothing (and succeeds),
         so a retried call is harmless.
         """
-        await self._api.request_json(routes.EXPORT_PAUSE, segment(id), timeout=timeout)
+        await self._api.request_json(routes.EXPORT_PAUSE, uuid_segment("id", id), timeout=timeout)
 
     async def unpause(
         self, id: str, *, backfill: bool = False, timeout: Timeout = NOT_GIVEN
@@ -247,11 +248,10 @@ class BatchExports(Resource):
             backfill: also backfill the intervals missed while it was paused (PostHog
                 does so only when the export was paused).
         """
-        if not isinstance(backfill, bool):
-            raise TypeError(f"backfill must be a bool, got {type(backfill).__name__}")
+        check_bool("backfill", backfill)
         route = routes.EXPORT_UNPAUSE_BACKFILL if backfill else routes.EXPORT_UNPAUSE
         await self._api.request_json(
-            route, segment(id), json={"backfill": backfill}, timeout=timeout
+            route, uuid_segment("id", id), json={"backfill": backfill}, timeout=timeout
         )
 
     def logs(
@@ -301,7 +301,11 @@ class BatchExports(Resource):
             "limit": limit,
         }
         return self._api.paginate(
-            BatchExportLogEntry, routes.EXPORT_LOGS, segment(id), params=params, timeout=timeout
+            BatchExportLogEntry,
+            routes.EXPORT_LOGS,
+            uuid_segment("id", id),
+            params=params,
+            timeout=timeout,
         )
 
     # ------------------------------------------------------------------ destination tests
@@ -316,8 +320,7 @@ class BatchExports(Resource):
             NotFoundError: PostHog has no test for this type (Postgres, HTTP, …).
             BadRequestError: `destination` was empty.
         """
-        check_str("destination", destination)
-        value = enum_value(destination)
+        value = choice("destination", destination, _DESTINATIONS, open_enum=True)
         try:
             data = await self._api.request_json(
                 routes.EXPORT_TEST, params={"destination": value}, timeout=timeout
@@ -367,6 +370,8 @@ class BatchExports(Resource):
         check_step(step)
         if config is not None and not isinstance(config, Mapping):
             raise TypeError(f"config must be a mapping or None, got {type(config).__name__}")
+        check_json("config", config)
+        uuid_id("id", id)
         export = await self.get(id, timeout=timeout)
         destination: dict[str, Any] = {
             "type": enum_value(export.destination.type),
@@ -383,7 +388,7 @@ class BatchExports(Resource):
         return await self._api.fetch(
             BatchExportTestStep,
             routes.EXPORT_TEST_STEP,
-            segment(id),
+            uuid_segment("id", id),
             json=payload,
             timeout=timeout,
         )

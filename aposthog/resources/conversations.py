@@ -9,11 +9,19 @@ from typing import Any
 from .. import _routes as routes
 from .._client import NOT_GIVEN, NotGiven
 from .._errors import ResponseDecodeError
-from .._http import segment
 from .._pagination import AsyncPaginator
 from .._streaming import ConversationStream
 from ..models.conversations import AgentMode, Conversation, ConversationSummary
 from ._base import Resource, check_paging, check_str
+from ._checks import (
+    check_bool,
+    check_json,
+    choice,
+    header_value,
+    int_in_range,
+    uuid_id,
+    uuid_segment,
+)
 
 __all__ = ["MAX_APPEND_LENGTH", "MAX_CONTENT_LENGTH", "Conversations"]
 
@@ -24,6 +32,7 @@ MAX_APPEND_LENGTH = 10000
 """The longest message `append_message()` sends."""
 Timeout = float | None | NotGiven
 ConversationId = str | uuid.UUID
+_AGENT_MODES = tuple(mode.value for mode in AgentMode)
 
 
 def _content(content: Any, *, limit: int) -> str:
@@ -41,21 +50,20 @@ def _uuid(name: str, value: ConversationId | None) -> str:
     """A client-minted id must be a UUID: PostHog rejects anything else with a 400."""
     if value is None:
         return str(uuid.uuid4())
-    if isinstance(value, uuid.UUID):
-        return str(value)
-    check_str(name, value)
-    try:
-        return str(uuid.UUID(value))
-    except ValueError:
-        raise ValueError(f"{name} must be a UUID, got {value!r}") from None
+    return uuid_id(name, value)
+
+
+def _json_object(name: str, value: Any) -> dict[str, Any]:
+    if not isinstance(value, Mapping):
+        raise TypeError(f"{name} must be a mapping, got {type(value).__name__}")
+    check_json(name, value)
+    return dict(value)
 
 
 def _reattaches(value: object) -> int | None:
     if value is None:
         return None  # the client's RetryPolicy.max_reattaches
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise ValueError(f"max_reattach_attempts must be an int >= 0, got {value!r}")
-    return value
+    return int_in_range("max_reattach_attempts", value, 0)
 
 
 class Conversations(Resource):
@@ -102,7 +110,7 @@ class Conversations(Resource):
         first answer starts), and for deleted conversations.
         """
         return await self._api.fetch(
-            Conversation, routes.CONVERSATION_GET, segment(str(id)), timeout=timeout
+            Conversation, routes.CONVERSATION_GET, uuid_segment("id", id), timeout=timeout
         )
 
     def create(
@@ -157,23 +165,21 @@ class Conversations(Resource):
         conversation_id = _uuid("conversation", conversation)
         body: dict[str, Any] = {"content": content, "conversation": conversation_id}
         if agent_mode is not None:
-            check_str("agent_mode", agent_mode)
-            body["agent_mode"] = str(agent_mode)
+            body["agent_mode"] = choice("agent_mode", agent_mode, _AGENT_MODES, open_enum=True)
         if contextual_tools is not None:
-            if not isinstance(contextual_tools, Mapping):
-                raise TypeError("contextual_tools must be a mapping")
-            body["contextual_tools"] = dict(contextual_tools)
+            body["contextual_tools"] = _json_object("contextual_tools", contextual_tools)
         if ui_context is not None:
+            check_json("ui_context", ui_context)
             body["ui_context"] = ui_context
         if billing_context is not None:
+            check_json("billing_context", billing_context)
             body["billing_context"] = billing_context
         if session_id is not None:
-            check_str("session_id", session_id)
-            body["session_id"] = session_id
-        if deep_research_mode:
+            body["session_id"] = header_value("session_id", session_id)
+        if check_bool("deep_research_mode", deep_research_mode):
             body["deep_research_mode"] = True
         if resume_payload is not None:
-            body["resume_payload"] = dict(resume_payload)
+            body["resume_payload"] = _json_object("resume_payload", resume_payload)
         # PostHog AI counts research runs in windows of their own (reference §1.6).
         research = body.get("agent_mode") == "research" or deep_research_mode
         return ConversationStream(
@@ -208,9 +214,9 @@ class Conversations(Resource):
                     print(text, end="")
             ```
         """
-        conversation_id = _uuid("id", id)
+        conversation_id = uuid_id("id", id)
         if session_id is not None:
-            check_str("session_id", session_id)
+            header_value("session_id", session_id)
         return ConversationStream(
             self._api,
             conversation_id=conversation_id,
@@ -232,7 +238,7 @@ class Conversations(Resource):
         text = _content(content, limit=MAX_APPEND_LENGTH)
         body = await self._api.request_json(
             routes.CONVERSATION_APPEND,
-            segment(str(id)),
+            uuid_segment("id", id),
             json={"content": text},
             timeout=timeout,
         )
@@ -249,8 +255,12 @@ class Conversations(Resource):
 
         PostHog refuses this action to scoped personal API keys (`PermissionDeniedError`).
         """
-        await self._api.request_json(routes.CONVERSATION_CANCEL, segment(str(id)), timeout=timeout)
+        await self._api.request_json(
+            routes.CONVERSATION_CANCEL, uuid_segment("id", id), timeout=timeout
+        )
 
     async def delete(self, id: ConversationId, *, timeout: Timeout = NOT_GIVEN) -> None:
         """Delete a conversation (PostHog keeps it, flagged deleted: it is gone from the API)."""
-        await self._api.request_json(routes.CONVERSATION_DELETE, segment(str(id)), timeout=timeout)
+        await self._api.request_json(
+            routes.CONVERSATION_DELETE, uuid_segment("id", id), timeout=timeout
+        )

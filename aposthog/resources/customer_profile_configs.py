@@ -6,15 +6,16 @@ from typing import Any
 
 from .. import _routes as routes
 from .._client import NOT_GIVEN, NotGiven
-from .._http import segment
 from .._pagination import AsyncPaginator
 from ..models.customer_profile_configs import CustomerProfileConfig, ProfileScope
-from ._base import Resource, check_json_container, check_paging, check_str
+from ._base import Resource, check_json_container, check_paging
+from ._checks import choice, uuid_segment
 
 __all__ = ["CustomerProfileConfigs"]
 
 Timeout = float | None | NotGiven
 JSONArg = dict[str, Any] | list[Any] | None
+_SCOPES = tuple(scope.value for scope in ProfileScope)
 
 
 def _body(
@@ -25,8 +26,8 @@ def _body(
 ) -> dict[str, Any]:
     body: dict[str, Any] = {}
     if not isinstance(scope, NotGiven):
-        check_str("scope", scope)
-        body["scope"] = str(scope.value if isinstance(scope, ProfileScope) else scope)
+        # A closed set on PostHog's side: anything else is a 400 there.
+        body["scope"] = choice("scope", scope, _SCOPES)
     for name, value in (("content", content), ("sidebar", sidebar)):
         if not isinstance(value, NotGiven):
             check_json_container(name, value)
@@ -91,7 +92,10 @@ class CustomerProfileConfigs(Resource):
     async def get(self, id: str, *, timeout: Timeout = NOT_GIVEN) -> CustomerProfileConfig:
         """Fetch one config (`NotFoundError` if it does not exist in this environment)."""
         return await self._api.fetch(
-            CustomerProfileConfig, routes.PROFILE_CONFIG_GET, segment(id), timeout=timeout
+            CustomerProfileConfig,
+            routes.PROFILE_CONFIG_GET,
+            uuid_segment("id", id),
+            timeout=timeout,
         )
 
     async def update(
@@ -108,7 +112,7 @@ class CustomerProfileConfigs(Resource):
         return await self._api.fetch(
             CustomerProfileConfig,
             routes.PROFILE_CONFIG_UPDATE,
-            segment(id),
+            uuid_segment("id", id),
             json=body,
             timeout=timeout,
         )
@@ -127,11 +131,13 @@ class CustomerProfileConfigs(Resource):
         return await self._api.fetch(
             CustomerProfileConfig,
             routes.PROFILE_CONFIG_REPLACE,
-            segment(id),
+            uuid_segment("id", id),
             json=body,
             timeout=timeout,
         )
 
     async def delete(self, id: str, *, timeout: Timeout = NOT_GIVEN) -> None:
         """Delete a config for good (PostHog answers 204)."""
-        await self._api.request_json(routes.PROFILE_CONFIG_DELETE, segment(id), timeout=timeout)
+        await self._api.request_json(
+            routes.PROFILE_CONFIG_DELETE, uuid_segment("id", id), timeout=timeout
+        )

@@ -39,7 +39,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--api-key", default=None, help="the key to accept (default: random)")
     parser.add_argument("--project-id", type=int, default=1, help="environment id (default: 1)")
     args = parser.parse_args(argv)
-    asyncio.run(serve(args.port, args.api_key, args.project_id))
+    if not 0 <= args.port <= 65535:
+        parser.error(f"argument --port: must be between 0 and 65535, got {args.port}")
+    try:
+        asyncio.run(serve(args.port, args.api_key, args.project_id))
+    except OSError as exc:
+        # A port in use (or not ours to take): one line, not a traceback.
+        reason = exc.strerror or str(exc)
+        parser.exit(1, f"{parser.prog}: error: cannot serve on 127.0.0.1:{args.port}: {reason}\n")
+    except KeyboardInterrupt:
+        return 130
     return 0
 
 

@@ -75,18 +75,21 @@ async def test_list_limit_pages_lazily(fake: FakePostHog, run_cli: RunCli) -> No
 
 async def test_api_error_is_one_line_and_exit_1(run_cli: RunCli) -> None:
     """A 404 prints one line on stderr and exits 1."""
-    result = await run_cli("profile-configs", "get", "missing")
+    result = await run_cli("profile-configs", "get", "0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b")
     assert 1 == result.returncode
     assert "" == result.stdout
     assert 1 == len(result.stderr.splitlines())
     assert result.stderr.startswith("aposthog: error: 404 Not Found")
 
 
-async def test_validation_error_exit_1(run_cli: RunCli) -> None:
-    """PostHog's validation error is reported with its detail."""
-    result = await run_cli("profile-configs", "create", "--scope", "quick")
+async def test_an_action_on_a_missing_object_exits_1(run_cli: RunCli) -> None:
+    """PostHog's error for an action is reported on one line with its status."""
+    result = await run_cli(
+        "batch-exports", "test-step", "0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b", "--step", "0"
+    )
     assert 1 == result.returncode
-    assert '"quick" is not a valid choice.' in result.stderr
+    assert 1 == len(result.stderr.splitlines())
+    assert result.stderr.startswith("aposthog: error: 404 Not Found")
 
 
 @pytest.mark.parametrize(
@@ -96,7 +99,7 @@ async def test_validation_error_exit_1(run_cli: RunCli) -> None:
         ("nope",),
         ("profile-configs",),
         ("profile-configs", "create"),
-        ("profile-configs", "update", "x"),
+        ("profile-configs", "update", "0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b"),
         ("profile-configs", "create", "--scope", "person", "--content", "{bad json"),
         ("profile-configs", "list", "--limit", "0"),
     ],

@@ -22,6 +22,9 @@ from aposthog.testing import FakePostHog
 UTC = dt.timezone.utc
 NOOP = {"type": "NoOp", "config": {}}
 
+#: A well-formed id nothing is stored under.
+E = "0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b"
+
 
 # ---------------------------------------------------------------------------------- pure
 
@@ -53,7 +56,7 @@ def test_bad_log_levels(level: Any, error: type[Exception]) -> None:
 
 def test_a_level_with_a_comma_inside_a_list_is_refused() -> None:
     """In a list, 'INFO,ERROR' as one item would silently become two levels."""
-    with pytest.raises(ValueError, match="comma"):
+    with pytest.raises(ValueError, match="level must be one of"):
         log_levels(["INFO,ERROR"])
 
 
@@ -182,26 +185,26 @@ WRONG_CALLS: list[tuple[str, Call, type[Exception]]] = [
     ),
     (
         "update destination without type",
-        lambda ph: ph.batch_exports.update("e", destination={"config": {"prefix": "x"}}),
+        lambda ph: ph.batch_exports.update(E, destination={"config": {"prefix": "x"}}),
         ValueError,
     ),
     (
         "update offsets without interval",
-        lambda ph: ph.batch_exports.update("e", offset_hour=3),
+        lambda ph: ph.batch_exports.update(E, offset_hour=3),
         ValueError,
     ),
     ("update id None", lambda ph: ph.batch_exports.update(None, name="x"), TypeError),  # type: ignore[arg-type]
     ("get empty id", lambda ph: ph.batch_exports.get(""), ValueError),
-    ("unpause backfill str", lambda ph: ph.batch_exports.unpause("e", backfill="yes"), TypeError),  # type: ignore[arg-type]
-    ("run_test_step step -1", lambda ph: ph.batch_exports.run_test_step("e", step=-1), ValueError),
+    ("unpause backfill str", lambda ph: ph.batch_exports.unpause(E, backfill="yes"), TypeError),  # type: ignore[arg-type]
+    ("run_test_step step -1", lambda ph: ph.batch_exports.run_test_step(E, step=-1), ValueError),
     (
         "run_test_step step str",
-        lambda ph: ph.batch_exports.run_test_step("e", step="0"),  # type: ignore[arg-type]
+        lambda ph: ph.batch_exports.run_test_step(E, step="0"),  # type: ignore[arg-type]
         TypeError,
     ),
     (
         "run_test_step config list",
-        lambda ph: ph.batch_exports.run_test_step("e", step=0, config=[1]),  # type: ignore[arg-type]
+        lambda ph: ph.batch_exports.run_test_step(E, step=0, config=[1]),  # type: ignore[arg-type]
         TypeError,
     ),
     (
@@ -212,19 +215,22 @@ WRONG_CALLS: list[tuple[str, Call, type[Exception]]] = [
     ("test destination None", lambda ph: ph.batch_exports.test(destination=None), TypeError),  # type: ignore[arg-type]
     (
         "create_backfill naive",
-        lambda ph: ph.batch_exports.create_backfill(
-            "e", start_at="2024-01-01T00:00:00", end_at=None
-        ),
+        lambda ph: ph.batch_exports.create_backfill(E, start_at="2024-01-01T00:00:00", end_at=None),
         ValueError,
     ),
     (
         "get_run empty run id",
-        lambda ph: ph.batch_exports.get_run("e", ""),
+        lambda ph: ph.batch_exports.get_run(E, ""),
+        ValueError,
+    ),
+    (
+        "get_run malformed run id",
+        lambda ph: ph.batch_exports.get_run(E, "../runs"),
         ValueError,
     ),
     (
         "cancel_backfill int-like id",
-        lambda ph: ph.batch_exports.cancel_backfill("e", 1.5),  # type: ignore[arg-type]
+        lambda ph: ph.batch_exports.cancel_backfill(E, 1.5),  # type: ignore[arg-type]
         TypeError,
     ),
 ]
@@ -242,22 +248,22 @@ async def test_wrong_arguments_fail_before_sending(
 
 
 WRONG_PAGINATORS: list[tuple[str, Callable[[aposthog.Client], Any], type[Exception]]] = [
-    ("logs limit 0", lambda ph: ph.batch_exports.logs("e", limit=0), ValueError),
-    ("logs limit 501", lambda ph: ph.batch_exports.logs("e", limit=501), ValueError),
-    ("logs limit str", lambda ph: ph.batch_exports.logs("e", limit="5"), TypeError),
-    ("logs level int", lambda ph: ph.batch_exports.logs("e", level=5), TypeError),
+    ("logs limit 0", lambda ph: ph.batch_exports.logs(E, limit=0), ValueError),
+    ("logs limit 501", lambda ph: ph.batch_exports.logs(E, limit=501), ValueError),
+    ("logs limit str", lambda ph: ph.batch_exports.logs(E, limit="5"), TypeError),
+    ("logs level int", lambda ph: ph.batch_exports.logs(E, level=5), TypeError),
     (
         "logs naive after",
-        lambda ph: ph.batch_exports.logs("e", after=dt.datetime(2024, 1, 1)),
+        lambda ph: ph.batch_exports.logs(E, after=dt.datetime(2024, 1, 1)),
         ValueError,
     ),
-    ("logs search int", lambda ph: ph.batch_exports.logs("e", search=3), TypeError),
+    ("logs search int", lambda ph: ph.batch_exports.logs(E, search=3), TypeError),
     ("list offset -1", lambda ph: ph.batch_exports.list(offset=-1), ValueError),
-    ("runs ordering", lambda ph: ph.batch_exports.list_runs("e", ordering="status"), ValueError),
-    ("runs status int", lambda ph: ph.batch_exports.list_runs("e", status=[1]), TypeError),
+    ("runs ordering", lambda ph: ph.batch_exports.list_runs(E, ordering="status"), ValueError),
+    ("runs status int", lambda ph: ph.batch_exports.list_runs(E, status=[1]), TypeError),
     (
         "backfills ordering",
-        lambda ph: ph.batch_exports.list_backfills("e", ordering="-end_at"),
+        lambda ph: ph.batch_exports.list_backfills(E, ordering="-end_at"),
         ValueError,
     ),
 ]

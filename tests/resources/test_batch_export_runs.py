@@ -17,6 +17,9 @@ pytestmark = pytest.mark.anyio
 UTC = dt.timezone.utc
 NOW = dt.datetime.now(UTC)
 
+#: A well-formed id nothing is stored under.
+MISSING = "0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b"
+
 
 async def make(ph: aposthog.Client, **kwargs: Any) -> BatchExport:
     kwargs.setdefault("name", "noop")
@@ -101,6 +104,15 @@ async def test_list_runs_by_data_interval(fake: FakePostHog, ph: aposthog.Client
     assert [r.id for r in both] == [late["id"], early["id"]]
 
 
+async def test_list_runs_sends_known_statuses_in_posthogs_spelling(
+    fake: FakePostHog, ph: aposthog.Client
+) -> None:
+    """PostHog matches statuses case-sensitively: "failed" is sent as "Failed"."""
+    export = await make(ph)
+    await ph.batch_exports.list_runs(export.id, status=["failed", "RUNNING"])
+    assert [v for k, v in fake.requests[-1].query if k == "status"] == ["Failed", "Running"]
+
+
 async def test_list_runs_rejects_unknown_statuses_server_side(ph: aposthog.Client) -> None:
     """A status PostHog does not know is its 400 (the client passes new statuses through)."""
     export = await make(ph)
@@ -141,7 +153,7 @@ async def test_retry_run_returns_the_backfill_id(fake: FakePostHog, ph: aposthog
         stored["data_interval_end"],
     )
     with pytest.raises(aposthog.NotFoundError):
-        await ph.batch_exports.retry_run(export.id, "missing")
+        await ph.batch_exports.retry_run(export.id, MISSING)
 
 
 async def test_cancel_run(fake: FakePostHog, ph: aposthog.Client) -> None:
@@ -272,7 +284,7 @@ async def test_create_backfill_of_unknown_export(ph: aposthog.Client) -> None:
     """An unknown export is PostHog's 404 with its own detail."""
     with pytest.raises(aposthog.NotFoundError) as info:
         await ph.batch_exports.create_backfill(
-            "missing", start_at="2024-01-01T00:00:00Z", end_at="2024-01-02T00:00:00Z"
+            MISSING, start_at="2024-01-01T00:00:00Z", end_at="2024-01-02T00:00:00Z"
         )
     assert info.value.detail == "BatchExport not found."
 
@@ -318,7 +330,7 @@ async def test_backfill_progress(fake: FakePostHog, ph: aposthog.Client) -> None
     assert (partial.progress.finished_runs, partial.progress.progress) == (2, 0.5)
 
     with pytest.raises(aposthog.NotFoundError):
-        await ph.batch_exports.get_backfill(export.id, "missing")
+        await ph.batch_exports.get_backfill(export.id, MISSING)
 
 
 async def test_cancel_backfill(fake: FakePostHog, ph: aposthog.Client) -> None:

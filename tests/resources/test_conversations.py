@@ -66,7 +66,7 @@ async def test_the_longest_message_is_accepted(fake: FakePostHog, ph: aposthog.C
         ({"content": "q", "contextual_tools": [1]}, TypeError),
         ({"content": "q", "session_id": 5}, TypeError),
         ({"content": "q", "max_reattach_attempts": -1}, ValueError),
-        ({"content": "q", "max_reattach_attempts": True}, ValueError),
+        ({"content": "q", "max_reattach_attempts": True}, TypeError),
     ],
 )
 async def test_create_rejects_bad_arguments(
@@ -204,8 +204,10 @@ async def test_get_is_not_found_until_titled(fake: FakePostHog, ph: aposthog.Cli
     result = await ph.conversations.create("q").until_done()
     with pytest.raises(aposthog.NotFoundError):
         await ph.conversations.get(result.conversation_id)
-    with pytest.raises(aposthog.NotFoundError):
-        await ph.conversations.get("../../batch_exports")  # one percent-encoded segment
+    sent = len(fake.requests)
+    with pytest.raises(ValueError, match="id must be a UUID"):
+        await ph.conversations.get("../../batch_exports")
+    assert sent == len(fake.requests)
 
 
 async def test_append_message_returns_the_new_id(fake: FakePostHog, ph: aposthog.Client) -> None:

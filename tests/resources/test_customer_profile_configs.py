@@ -10,6 +10,9 @@ from aposthog.testing import FakePostHog
 
 pytestmark = pytest.mark.anyio
 
+#: A well-formed id nothing is stored under.
+MISSING = "0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b"
+
 
 async def test_create_returns_201_record_with_defaults(
     fake: FakePostHog, ph: aposthog.Client
@@ -62,17 +65,17 @@ async def test_null_content_comes_back_as_empty_object(ph: aposthog.Client) -> N
     assert {} == updated.content
 
 
-async def test_validation_errors_are_bad_requests(ph: aposthog.Client) -> None:
-    """PostHog's validation errors arrive as BadRequestError with code, detail and attr."""
-    with pytest.raises(aposthog.BadRequestError) as info:
+async def test_scopes_are_checked_before_sending(fake: FakePostHog, ph: aposthog.Client) -> None:
+    """PostHog's scopes are a closed set: another is refused with the valid ones listed."""
+    with pytest.raises(ValueError, match="scope must be one of person, group_0") as info:
         await ph.customer_profile_configs.create(scope="quick")
-    assert ("invalid_choice", "scope") == (info.value.code, info.value.attr)
-    assert '"quick" is not a valid choice.' == info.value.detail
-
-    config = await ph.customer_profile_configs.create(scope="person")
-    with pytest.raises(aposthog.BadRequestError) as info:
-        await ph.customer_profile_configs.replace(config.id, scope="")
-    assert "invalid_choice" == info.value.code
+    assert "'quick'" in str(info.value)
+    with pytest.raises(ValueError, match="scope must be one of"):
+        await ph.customer_profile_configs.update(MISSING, scope="")
+    assert fake.requests == []
+    config = await ph.customer_profile_configs.create(scope="Group_1")
+    assert "group_1" == config.scope
+    assert "group_1" == fake.requests[-1].json()["scope"]
 
 
 async def test_wrong_argument_types_fail_before_sending(
@@ -88,11 +91,11 @@ async def test_wrong_argument_types_fail_before_sending(
     assert [] == fake.requests
 
 
-async def test_ids_are_percent_encoded(fake: FakePostHog, ph: aposthog.Client) -> None:
-    """An id like ../x stays inside its segment: it cannot reach another route."""
-    with pytest.raises(aposthog.NotFoundError):
+async def test_ids_must_be_uuids(fake: FakePostHog, ph: aposthog.Client) -> None:
+    """An id like ../x is refused before sending: config ids are UUIDs."""
+    with pytest.raises(ValueError, match="id must be a UUID"):
         await ph.customer_profile_configs.delete("../x")
-    assert "/api/environments/1/customer_profile_configs/..%2Fx/" == fake.requests[-1].path
+    assert fake.requests == []
 
 
 async def test_list_pages_with_limit_and_offset(fake: FakePostHog, ph: aposthog.Client) -> None:

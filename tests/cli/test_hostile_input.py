@@ -1,0 +1,216 @@
+"""Careless input to the command line: one-line errors, consistent checks, quiet exits."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import anyio
+import pytest
+
+from aposthog.testing import FakePostHog
+
+from .conftest import RunCli
+
+pytestmark = pytest.mark.anyio
+
+ID = "0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b"
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def assert_one_line_error(result: subprocess.CompletedProcess[str], status: int) -> str:
+    assert status == result.returncode, result.stderr
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert lines, "no message"
+    assert lines[-1].startswith("aposthog") or lines[-1].startswith("usage"), lines
+    assert lines[-1].count("error") >= 1
+    return lines[-1]
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (("profile-configs", "create", "--scope", "person", "--content", '"x"'), "object or array"),
+        (("profile-configs", "create", "--scope", "person", "--content", "42"), "object or array"),
+        (
+            ("profile-configs", "create", "--scope", "person", "--content", "true"),
+            "object or array",
+        ),
+        (("profile-configs", "create", "--scope", "person", "--sidebar", "5"), "object or array"),
+        (("profile-configs", "create", "--scope", "quick"), "group_4"),
+        (("profile-configs", "update", ID, "--scope", "nobody"), "person, group_0"),
+        (("profile-configs", "get", "not-a-uuid"), "UUID"),
+        (("profile-configs", "delete", "../x"), "UUID"),
+        (("batch-exports", "logs", ID, "--fetch", "501"), "between 1 and 500"),
+        (("batch-exports", "logs", ID, "--fetch", "0"), "between 1 and 500"),
+        (("batch-exports", "logs", ID, "--level", "bogus"), "DEBUG, LOG, INFO, WARNING, ERROR"),
+        (("batch-exports", "logs", ID, "--level", ","), "at least one level"),
+        (("batch-exports", "logs", ID, "--run", "x"), "UUID"),
+        (("batch-exports", "test-step", ID, "--step", "-1"), ">= 0"),
+        (("batch-exports", "test-step", ID, "--step", "one"), "whole number"),
+        (("batch-exports", "runs", ID, "--status", "bogus"), "Failed"),
+        (("batch-exports", "get", "None"), "UUID"),
+        (("chat", ""), "empty"),
+        (("chat", "   "), "empty"),
+        (("chat", "--conversation", "not-a-uuid", "hi"), "UUID"),
+        (("chat", "--agent-mode", "", "hi"), "agent-mode"),
+        (("conversations", "get", "None"), "UUID"),
+        (("conversations", "cancel", "1.5"), "UUID"),
+        (("serve-fake", "--port", "99999"), "65535"),
+        (("serve-fake", "--port", "http"), "whole number"),
+    ],
+)
+async def test_bad_input_is_a_one_line_usage_error(
+    fake: FakePostHog, run_cli: RunCli, args: tuple[str, ...], says: str
+) -> None:
+    """Each of these once printed a traceback (or asked PostHog); now: exit 2, one line."""
+    result = await run_cli(*args)
+    line = assert_one_line_error(result, 2)
+    assert says in line
+    assert fake.requests == []
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ("conversations", "list"),
+        ("profile-configs", "list"),
+        ("batch-exports", "list"),
+        ("batch-exports", "logs", ID),
+        ("batch-exports", "runs", ID),
+    ],
+)
+@pytest.mark.parametrize("limit", ["0", "-3", "x"])
+async def test_every_limit_is_checked_the_same_way(
+    fake: FakePostHog, run_cli: RunCli, command: tuple[str, ...], limit: str
+) -> None:
+    """`conversations list --limit 0` once printed "(none)" where the others refused 0."""
+    result = await run_cli(*command, "--limit", limit)
+    line = assert_one_line_error(result, 2)
+    assert "--limit" in line
+    assert fake.requests == []
+
+
+async def test_enum_values_ignore_case_everywhere(fake: FakePostHog, run_cli: RunCli) -> None:
+    """`--level error` and `--status failed` both work; PostHog gets its own spelling."""
+    async with fake.client() as ph:
+        export = await ph.batch_exports.create(
+            name="e", destination={"type": "NoOp", "config": {}}, interval="hour"
+        )
+    logs = await run_cli("batch-exports", "logs", export.id, "--level", "error,Warning")
+    assert 0 == logs.returncode, logs.stderr
+    assert ("level", "ERROR,WARNING") in fake.requests[-1].query
+    runs = await run_cli("batch-exports", "runs", export.id, "--status", "failed")
+    assert 0 == runs.returncode, runs.stderr
+    assert ("status", "Failed") in fake.requests[-1].query
+    scoped = await run_cli("--json", "profile-configs", "create", "--scope", "GROUP_1")
+    assert 0 == scoped.returncode, scoped.stderr
+    assert "group_1" == json.loads(scoped.stdout)["scope"]
+
+
+async def test_hosts_are_checked_with_the_accepted_forms(run_cli: RunCli) -> None:
+    bare = await run_cli("profile-configs", "list", env={"POSTHOG_HOST": "uk"})
+    line = assert_one_line_error(bare, 2)
+    assert '"us", "eu" or an http(s) URL' in line
+    assert "POSTHOG_HOST" in line
+    cleartext = await run_cli("--host", "http://192.0.2.2", "profile-configs", "list")
+    line = assert_one_line_error(cleartext, 2)
+    assert "--allow-insecure-http" in line
+    assert "allow_insecure_http" not in line
+
+
+async def test_serve_fake_on_a_port_in_use_is_one_line(run_cli: RunCli) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = await run_cli("serve-fake", "--port", str(port))
+    line = assert_one_line_error(result, 1)
+    assert f"127.0.0.1:{port}" in line
+
+
+async def test_a_closed_pipe_exits_quietly_with_141(fake: FakePostHog) -> None:
+    """`aposthog profile-configs list | head -0`: no traceback, status 141 like other tools."""
+    async with fake.client() as ph:
+        for _ in range(30):
+            await ph.customer_profile_configs.create(scope="person")
+    env = {
+        **os.environ,
+        "POSTHOG_HOST": fake.url,
+        "POSTHOG_PERSONAL_API_KEY": fake.api_key,
+        "POSTHOG_PROJECT_ID": fake.project_id,
+        "PYTHONWARNINGS": "error",
+    }
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # the reader is gone before the first line
+    try:
+        process = await anyio.open_process(
+            [sys.executable, "-m", "aposthog", "profile-configs", "list"],
+            stdout=write_end,
+            env=env,
+        )
+    finally:
+        os.close(write_end)
+    assert process.stderr is not None
+    async with process:
+        with anyio.fail_after(30):
+            stderr = b""
+            async for chunk in process.stderr:
+                stderr += chunk
+            await process.wait()
+    assert 141 == process.returncode, stderr
+    assert b"" == stderr
+
+
+_ENTRY = (
+    "import sys; sys.stderr.write('started\\n'); sys.stderr.flush(); "
+    "from _aposthog_cli import main; sys.exit(main())"
+)
+
+
+@pytest.mark.parametrize("delay", [0.02, 0.1, 0.2, 0.3, 0.5, 0.8, 1.5])
+async def test_ctrl_c_at_any_moment_prints_no_traceback(delay: float) -> None:
+    """SIGINT while the package is still being imported, or later: exit 130, quietly."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONWARNINGS": "error"}
+    # The console script's own code: import the entry module, call main().
+    process = await anyio.open_process(
+        [sys.executable, "-c", _ENTRY, "demo"], env=env, cwd=str(ROOT)
+    )
+    assert process.stderr is not None
+    async with process:
+        with anyio.fail_after(30):
+            started = await process.stderr.receive()
+            assert started.startswith(b"started")
+            await anyio.sleep(delay)
+            process.send_signal(signal.SIGINT)
+            await process.wait()
+            rest = b""
+            async for chunk in process.stderr:
+                rest += chunk
+    shown = f"status {process.returncode}, stderr: {rest.decode()}"
+    assert b"Traceback" not in rest, shown
+    assert b"KeyboardInterrupt" not in rest, shown
+    assert process.returncode in (130, 0), shown
+
+
+async def test_python_m_aposthog_testing_on_a_port_in_use_is_one_line() -> None:
+    """`python -m aposthog.testing --port <in use>` says so in one line too."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with anyio.fail_after(30):
+            result = await anyio.run_process(
+                [sys.executable, "-m", "aposthog.testing", "--port", str(port)], check=False
+            )
+    stderr = result.stderr.decode()
+    assert 1 == result.returncode, stderr
+    assert "Traceback" not in stderr
+    assert 1 == len(stderr.strip().splitlines())
+    assert f"127.0.0.1:{port}" in stderr
