@@ -15,6 +15,8 @@ from aposthog.testing import LoopbackServer, ServerReply, ServerRequest
 
 pytestmark = pytest.mark.anyio
 
+ANY_ID = "0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b"  # ids are checked as UUIDs before sending
+
 MiB = 1024 * 1024
 SENTINEL = "phx_SENTINEL_never_leaks_4242"
 
@@ -60,7 +62,7 @@ async def test_a_gzip_bomb_stops_at_max_response_size_with_bounded_memory() -> N
             tracemalloc.start()
             try:
                 with pytest.raises(aposthog.ResponseTooLargeError) as info:
-                    await ph.customer_profile_configs.get("x")
+                    await ph.customer_profile_configs.get(ANY_ID)
                 _, peak = tracemalloc.get_traced_memory()
             finally:
                 tracemalloc.stop()
@@ -86,7 +88,7 @@ async def test_a_plain_body_over_the_limit_is_refused(chunked: bool) -> None:
     try:
         async with _client(server.url, max_response_size=MiB) as ph:
             with pytest.raises(aposthog.ResponseTooLargeError):
-                await ph.customer_profile_configs.get("x")
+                await ph.customer_profile_configs.get(ANY_ID)
     finally:
         await server.stop()
 
@@ -96,7 +98,7 @@ async def test_an_error_body_over_the_limit_is_refused_too() -> None:
     try:
         async with _client(server.url, max_response_size=MiB) as ph:
             with pytest.raises(aposthog.ResponseTooLargeError):
-                await ph.customer_profile_configs.get("x")
+                await ph.customer_profile_configs.get(ANY_ID)
             with pytest.raises(aposthog.ResponseTooLargeError):
                 await ph.conversations.create("q").until_done()
     finally:
@@ -120,7 +122,7 @@ async def test_deep_json_in_a_success_body_is_a_decode_error() -> None:
     try:
         async with _client(server.url) as ph:
             with pytest.raises(aposthog.ResponseDecodeError, match="not JSON"):
-                await ph.customer_profile_configs.get("x")
+                await ph.customer_profile_configs.get(ANY_ID)
     finally:
         await server.stop()
 
@@ -130,7 +132,7 @@ async def test_deep_json_in_an_error_body_is_the_status_error() -> None:
     try:
         async with _client(server.url) as ph:
             with pytest.raises(aposthog.BadRequestError) as info:
-                await ph.customer_profile_configs.get("x")
+                await ph.customer_profile_configs.get(ANY_ID)
     finally:
         await server.stop()
     assert 400 == info.value.status

@@ -14,6 +14,8 @@ import aposthog
 
 pytestmark = pytest.mark.anyio
 
+ANY_ID = "0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b"  # ids are checked as UUIDs before sending
+
 SENTINEL = "phx_SENTINEL_key_7f3a9c"
 
 Answer = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
@@ -107,7 +109,7 @@ async def _failure(answer: Answer | None, *, stream: bool) -> BaseException:
                 if stream:
                     await ph.conversations.create("q", max_reattach_attempts=0).until_done()
                 else:
-                    await ph.customer_profile_configs.get("x")
+                    await ph.customer_profile_configs.get(ANY_ID)
         return info.value
     finally:
         if server is not None:
