@@ -34,6 +34,7 @@ import anyio
 
 from ._errors import APIConnectionError, APIStatusError, ClientStateError, RateLimitError
 from ._http import Query, Request, Route, encode_json, join_path, query_items, user_agent
+from ._inflate import ACCEPT_ENCODING
 from ._observe import CallObserver, WaitReason
 from ._retry import ConnectionOutcome, Outcome, RetryPolicy, retry_delay
 from ._transport import AIOHTTP_VERSION, Transport
@@ -184,6 +185,8 @@ class Pipeline:
                 "Authorization": f"Bearer {self._api_key}",
                 "User-Agent": _USER_AGENT,
                 "Accept": accept,
+                # Only what the transport inflates itself, within max_response_size.
+                "Accept-Encoding": ACCEPT_ENCODING,
             }
             if request.body is not None:
                 headers["Content-Type"] = "application/json"
@@ -285,6 +288,7 @@ class Call:
         while True:
             if failure is not None:
                 await self._wait_or_raise(failure, repeatable)
+            self._pipeline.check_usable()  # a closed client waits for no throttle
             if self._pipeline.throttle is not None:
                 await self._acquire(self._pipeline.throttle)
             self.attempts += 1

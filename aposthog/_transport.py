@@ -19,8 +19,15 @@ import aiohttp
 import attrs
 from yarl import URL
 
-from ._errors import APIConnectionError, APITimeoutError, ClientStateError, ResponseTooLargeError
+from ._errors import (
+    APIConnectionError,
+    APITimeoutError,
+    ClientStateError,
+    ResponseDecodeError,
+    ResponseTooLargeError,
+)
 from ._http import Request
+from ._inflate import BodyTooLarge, Inflater, UnreadableBody
 from ._proxy import Proxies, redact
 
 __all__ = [
@@ -129,25 +136,35 @@ async def _read_body(response: aiohttp.ClientResponse, request: Request, limit: 
     """
     The decoded body, or `ResponseTooLargeError` once it passes `limit` bytes.
 
-    Read chunk by chunk (aiohttp inflates a compressed body in bounded pieces), so a
+    A compressed body is inflated here, a bounded piece at a time (see `_inflate`), so a
     gzip bomb costs about `limit` bytes of memory, not what it would inflate to.
     """
+    encoding = response.headers.get("Content-Encoding", "identity")
     length = response.content_length
-    if length is not None and response.headers.get("Content-Encoding", "identity") == "identity":
+    if length is not None and encoding == "identity":
         if length > limit:
             response.close()
             raise _too_large(request, limit)
         return await response.read()  # the common case: one read of a known length
     parts: list[bytes] = []
-    size = 0
-    async for chunk in response.content.iter_any():
-        size += len(chunk)
-        if size > limit:
-            parts.clear()
-            response.close()
-            raise _too_large(request, limit)
-        parts.append(chunk)
-    return b"".join(parts)
+    problem: Exception | None = None
+    try:
+        inflater = Inflater(encoding, limit=limit)
+        async for chunk in response.content.iter_any():
+            parts.extend(inflater.feed(chunk))
+        parts.extend(inflater.finish())
+    except (BodyTooLarge, UnreadableBody) as exc:
+        problem = exc
+    if problem is None:
+        return b"".join(parts)
+    parts.clear()
+    response.close()
+    if isinstance(problem, BodyTooLarge):
+        raise _too_large(request, limit)
+    raise ResponseDecodeError(
+        f"PostHog answered {request.method} {request.path} with an unreadable body: {problem}",
+        path=request.path,
+    )
 
 
 class StreamResponse:
@@ -172,8 +189,9 @@ class StreamResponse:
         raise _connection_error(failure, self._request)
 
     async def chunks(self) -> AsyncIterator[bytes]:
-        """Yield body chunks as they arrive; failures become `APIConnectionError`."""
+        """Yield the decoded body as it arrives; failures become aposthog errors."""
         content = self._response.content
+        inflater = self._inflater()
         while True:
             failure: BaseException | None = None
             try:
@@ -182,9 +200,28 @@ class StreamResponse:
                 failure = exc
             if failure is not None:
                 raise _connection_error(failure, self._request)
+            for piece in self._decoded(inflater, chunk):
+                yield piece
             if not chunk:
                 return
-            yield chunk
+
+    def _inflater(self) -> Inflater:
+        # A stream is bounded per event (by the SSE decoder), not as a whole.
+        encoding = self.headers.get("Content-Encoding", "identity")
+        try:
+            return Inflater(encoding, limit=None)
+        except UnreadableBody as exc:
+            problem = str(exc)
+        raise ResponseDecodeError(problem, path=self._request.path)
+
+    def _decoded(self, inflater: Inflater, chunk: bytes) -> list[bytes]:
+        try:
+            return list(inflater.feed(chunk) if chunk else inflater.finish())
+        except UnreadableBody as exc:
+            problem = str(exc)
+        raise ResponseDecodeError(
+            f"unreadable event stream from PostHog: {problem}", path=self._request.path
+        )
 
     def close(self) -> None:
         """Close the connection at once (the server sees the disconnect). Idempotent."""
@@ -273,6 +310,7 @@ class Transport:
                 allow_redirects=False,
                 proxy=proxy,
                 middlewares=self._middlewares,
+                auto_decompress=False,  # inflated here, within max_response_size
             ) as resp:
                 body = await _read_body(resp, request, self._max_response_size)
                 return Response(resp.status, resp.headers, body)
@@ -300,6 +338,7 @@ class Transport:
                 allow_redirects=False,
                 proxy=proxy,
                 middlewares=self._middlewares,
+                auto_decompress=False,  # inflated here, within max_response_size
             )
         except _AttemptFailed as exc:
             failure = exc.failure

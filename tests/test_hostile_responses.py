@@ -165,3 +165,54 @@ async def test_deep_json_in_a_stream_event_ends_typed() -> None:
     assert isinstance(seen[2], aposthog.MessageEvent)
     assert isinstance(seen[2].message, aposthog.UnknownMessage)
     assert stream.result().complete
+
+
+async def test_compressed_answers_are_inflated_and_only_gzip_deflate_asked_for() -> None:
+    import gzip
+
+    body = gzip.compress(
+        b'{"id":"0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b","scope":"person","content":{},'
+        b'"sidebar":{},"created_at":"2024-01-01T00:00:00Z","updated_at":null}'
+    )
+    seen: list[ServerRequest] = []
+
+    async def handler(request: ServerRequest) -> ServerReply:
+        seen.append(request)
+        if request.method == "GET":
+            return ServerReply(body=body, headers={"Content-Encoding": "gzip"})
+        events = (
+            b'event: message\ndata: {"type":"human","content":"q","id":"h1"}\n\n'
+            b'event: message\ndata: {"type":"ai","content":"Hi!","id":"a1"}\n\n'
+        )
+        packed = gzip.compress(events)
+
+        async def chunks() -> AsyncIterator[bytes]:
+            for start in range(0, len(packed), 7):
+                yield packed[start : start + 7]
+
+        return ServerReply(
+            stream=chunks(),
+            headers={"Content-Type": "text/event-stream", "Content-Encoding": "gzip"},
+        )
+
+    server = LoopbackServer(handler)
+    await server.start()
+    try:
+        async with _client(server.url) as ph:
+            config = await ph.customer_profile_configs.get(ANY_ID)
+            result = await ph.conversations.create("q").until_done()
+    finally:
+        await server.stop()
+    assert ANY_ID == config.id
+    assert "Hi!" == result.text
+    assert all(r.headers["accept-encoding"] == "gzip, deflate" for r in seen)
+
+
+async def test_a_corrupt_compressed_body_is_a_decode_error() -> None:
+    server = await _serve(ServerReply(body=b"not gzip", headers={"Content-Encoding": "gzip"}))
+    try:
+        async with _client(server.url) as ph:
+            with pytest.raises(aposthog.ResponseDecodeError, match="unreadable"):
+                await ph.customer_profile_configs.get(ANY_ID)
+    finally:
+        await server.stop()
