@@ -147,8 +147,7 @@ class Pipeline:
             )
 
     def slot(self) -> _Slot:
-        """A concurrency slot, taken by `async with`."""
-        self.check_usable()
+        """A concurrency slot, taken by `async with` (after `check_usable()`)."""
         assert self._limiter is not None
         return _Slot(self._limiter)
 
@@ -288,13 +287,15 @@ class Call:
         while True:
             if failure is not None:
                 await self._wait_or_raise(failure, repeatable)
-            self._pipeline.check_usable()  # a closed client waits for no throttle
-            if self._pipeline.throttle is not None:
-                await self._acquire(self._pipeline.throttle)
+            pipeline = self._pipeline
+            pipeline.check_usable()  # closed, or another loop: before waiting for anything
+            if pipeline.throttle is not None:
+                await self._acquire(pipeline.throttle)
+                pipeline.check_usable()  # closed while it waited
             self.attempts += 1
             if self._observer is not None:
                 self._observer.attempt(self.attempts)
-            async with self._pipeline.slot():
+            async with pipeline.slot():
                 try:
                     result = await attempt()
                 except APIConnectionError as exc:
