@@ -6,18 +6,23 @@ package (aiohttp and everything else) takes a noticeable moment, and a Ctrl-C in
 moment must end the command with status 130, not print a traceback.
 """
 
-import signal
+# The C module, built in: `import signal` itself takes a while (it imports enum).
+import _signal  # type: ignore[import-not-found]
+import os
 import sys
 
 
 def _interrupted(signum: int, frame: object) -> None:
-    raise SystemExit(130)
+    # Exit at once. Raising here could land in an import lock's callback or a __del__,
+    # where Python prints the exception and carries on; and nothing has been started
+    # yet (or is left, after main()) that would need cleaning up.
+    os._exit(130)
 
 
 def _guard() -> None:
     # Leave an ignored SIGINT (a command started in the background) ignored.
-    if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
-        signal.signal(signal.SIGINT, _interrupted)
+    if _signal.getsignal(_signal.SIGINT) is _signal.default_int_handler:
+        _signal.signal(_signal.SIGINT, _interrupted)
 
 
 _guard()

@@ -8,7 +8,6 @@ request handler.
 
 from __future__ import annotations
 
-import ipaddress
 import math
 import os
 import urllib.parse
@@ -17,6 +16,7 @@ from collections.abc import Mapping
 import attrs
 
 from ._errors import ConfigurationError
+from ._proxy import is_loopback
 from ._retry import RetryPolicy
 
 __all__ = [
@@ -115,17 +115,6 @@ def resolve_host(host: object, *, allow_insecure_http: bool = False, source: str
         )
     path = parts.path.rstrip("/")
     return urllib.parse.urlunsplit((scheme, parts.netloc, path, "", ""))
-
-
-def is_loopback(hostname: str) -> bool:
-    """True for `localhost`, 127.0.0.0/8 and ::1: traffic that never leaves the machine."""
-    name = hostname.lower().rstrip(".")
-    if name == "localhost" or name.endswith(".localhost"):
-        return True
-    try:
-        return ipaddress.ip_address(name).is_loopback
-    except ValueError:
-        return False
 
 
 def _shown(value: str) -> str:

@@ -19,9 +19,14 @@ _proxy_bypass: Callable[[str, Mapping[str, str]], bool] = urllib.request.proxy_b
 
 
 def is_loopback(host: str) -> bool:
-    """Whether `host` (a name or an address, IPv6 with or without brackets) is this machine."""
+    """
+    Whether `host` (a name or an address, IPv6 with or without brackets) is this machine.
+
+    Only `localhost` itself counts among names: a name under `.localhost` is resolved
+    like any other by most systems' resolvers, so it may lead off the machine.
+    """
     name = host.strip("[]").lower().rstrip(".")
-    if name == "localhost" or name.endswith(".localhost"):
+    if name == "localhost":
         return True
     try:
         return ipaddress.ip_address(name).is_loopback

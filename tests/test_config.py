@@ -374,6 +374,9 @@ def test_max_response_size() -> None:
     for bad in (0, -1, 1.5, "1024", True):
         with pytest.raises(aposthog.ConfigurationError, match=r"^max_response_size"):
             resolve_config(api_key="k", max_response_size=bad, environ={})  # type: ignore[arg-type]
+        with pytest.raises(aposthog.ConfigurationError, match=r"^max_response_size"):
+            aposthog.Client(api_key="k", max_response_size=bad)  # type: ignore[arg-type]
+    assert 2048 == aposthog.Client(api_key="k", max_response_size=2048).config.max_response_size
 
 
 @given(

@@ -4,7 +4,8 @@ A fault-injecting loopback proxy in front of a FakePostHog (plain aiohttp.web).
 Each request is either passed to the FakePostHog behind it and answered faithfully, or
 faulted: closed before answering, reset in the middle of the headers or of the body,
 stalled, answered slowly, answered 429 (with and without a hint), 5xx, invalid or
-hostile JSON (thousands deep, the wrong shape, not UTF-8), or, for a conversation
+hostile JSON (thousands deep, the wrong shape, not UTF-8), a body over the client's
+size limit (plain, or a gzip bomb), or, for a conversation
 stream, cut in the middle of an event or filled with hostile events.
 
 The proxy also keeps the evidence the chaos run checks: for every non-idempotent
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import gzip
 import hashlib
 import json
 import random
@@ -49,6 +51,8 @@ FAULTS = (
     "deep_error_json",
     "wrong_shape",
     "not_utf8",
+    "oversized",
+    "gzip_bomb",
     "cut_stream",
     "hostile_stream",
 )
@@ -72,6 +76,10 @@ _STARTS_WORK = tuple(
 )
 _REFUSALS = frozenset({"429_hint", "429_header", "429_bare", "503"})
 _DEEP = b"[" * 5000 + b"]" * 5000
+#: Bodies over the client's max_response_size in the chaos run (1 MiB there), plain
+#: and as a gzip bomb (small on the wire, 4 MiB once inflated).
+_OVERSIZED = b'{"detail": "' + b"x" * (2 * 1024 * 1024) + b'"}'
+_BOMB = gzip.compress(b"[" + b"0," * (2 * 1024 * 1024) + b"0]", compresslevel=9)
 _HOP_HEADERS = frozenset({"content-length", "transfer-encoding", "connection", "keep-alive"})
 
 
@@ -227,6 +235,14 @@ class ChaosProxy:
         if fault in ("500", "502", "503", "504"):
             text = rng.choice([b"", b"<html>Bad gateway</html>", b'{"detail": "upstream failed"}'])
             return web.Response(status=int(fault), body=text)
+        if fault == "oversized":
+            return web.Response(status=200, body=_OVERSIZED, content_type="application/json")
+        if fault == "gzip_bomb":
+            return web.Response(
+                status=200,
+                body=_BOMB,
+                headers={"Content-Type": "application/json", "Content-Encoding": "gzip"},
+            )
         if fault == "deep_error_json":
             return web.Response(
                 status=400, body=b'{"detail": ' + _DEEP + b"}", content_type="application/json"

@@ -38,6 +38,8 @@ CONCURRENCY = 100
 FAULT_RATE = 0.2
 #: No call may take longer, whatever the faults: a hang is a failure, not a slow test.
 CALL_BOUND = 45.0
+#: Small, so that the proxy's oversized bodies and gzip bombs cross it.
+MAX_RESPONSE_SIZE = 1024 * 1024
 POLICY = aposthog.RetryPolicy(
     max_retries=3, initial_backoff=0.005, max_backoff=0.02, max_retry_after=0.02
 )
@@ -153,6 +155,7 @@ async def test_chaos_run(seed: int, served: tuple[Any, FakePostHog, ChaosProxy])
         connect_timeout=1.0,
         stream_idle_timeout=2.0,
         max_concurrency=CONCURRENCY,
+        max_response_size=MAX_RESPONSE_SIZE,
     )
 
     async def one(index: int, label: str, call: Call) -> None:
