@@ -17,7 +17,7 @@ import sys
 
 import nox
 
-nox.options.sessions = ["tests", "lint", "typecheck"]
+nox.options.sessions = ["tests", "speedups", "lint", "typecheck"]
 nox.options.reuse_existing_virtualenvs = True
 nox.options.error_on_missing_interpreters = False
 
@@ -62,6 +62,13 @@ def tests(session: nox.Session) -> None:
 
 
 @nox.session
+def speedups(session: nox.Session) -> None:
+    """The tests that compare the speedups extra's JSON parser with the standard library's."""
+    session.install(".[speedups]", *TEST_DEPS)
+    session.run("pytest", "-q", "tests/test_json.py", "tests/test_converter.py", *session.posargs)
+
+
+@nox.session
 def lint(session: nox.Session) -> None:
     """ruff check and ruff format --check."""
     session.install("ruff>=0.6")
@@ -86,6 +93,6 @@ def demo(session: nox.Session) -> None:
 @nox.session
 def bench(session: nox.Session) -> None:
     """The benchmarks, each side by side with its alternative; they print ratios."""
-    session.install(".", "httpx-sse>=0.4", "httpx>=0.27")
+    session.install(".", "httpx-sse>=0.4", "httpx>=0.27", "orjson>=3.9")
     for script in sorted(glob.glob("benchmarks/bench_*.py")):
         session.run("python", script, *session.posargs)

@@ -15,6 +15,9 @@ Example:
     ```
 """
 
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from ._client import NOT_GIVEN, Client, NotGiven
 from ._config import ClientConfig
 from ._errors import (
@@ -40,55 +43,109 @@ from ._errors import (
 from ._observe import Wait
 from ._pagination import AsyncPaginator, Page
 from ._retry import RetryPolicy
-from ._streaming import ConversationStream
 from ._version import __version__
-from .models import (
-    AgentMode,
-    ArtifactMessage,
-    AssistantMessage,
-    BatchExport,
-    BatchExportBackfill,
-    BatchExportBackfillProgress,
-    BatchExportDestination,
-    BatchExportDestinationType,
-    BatchExportInterval,
-    BatchExportLogEntry,
-    BatchExportLogLevel,
-    BatchExportModel,
-    BatchExportRun,
-    BatchExportRunStatus,
-    BatchExportTestStep,
-    BatchExportTestStepResult,
-    BatchExportTestStepStatus,
-    ContextMessage,
-    Conversation,
-    ConversationEvent,
-    ConversationResult,
-    ConversationStatus,
-    ConversationSummary,
-    ConversationType,
-    CustomerProfileConfig,
-    FailureMessage,
-    HumanMessage,
-    Message,
-    MessageEvent,
-    MultiVisualizationMessage,
-    NotebookUpdateMessage,
-    PendingApproval,
-    PlanningMessage,
-    ProfileScope,
-    ReasoningMessage,
-    StatusEvent,
-    StreamEvent,
-    TaskExecutionMessage,
-    ToolCall,
-    ToolCallMessage,
-    UnknownEvent,
-    UnknownMessage,
-    UpdateEvent,
-    UserBasic,
-    VisualizationMessage,
-)
+
+if TYPE_CHECKING:
+    from ._streaming import ConversationStream
+    from .models import (
+        AgentMode,
+        ArtifactMessage,
+        AssistantMessage,
+        BatchExport,
+        BatchExportBackfill,
+        BatchExportBackfillProgress,
+        BatchExportDestination,
+        BatchExportDestinationType,
+        BatchExportInterval,
+        BatchExportLogEntry,
+        BatchExportLogLevel,
+        BatchExportModel,
+        BatchExportRun,
+        BatchExportRunStatus,
+        BatchExportTestStep,
+        BatchExportTestStepResult,
+        BatchExportTestStepStatus,
+        ContextMessage,
+        Conversation,
+        ConversationEvent,
+        ConversationResult,
+        ConversationStatus,
+        ConversationSummary,
+        ConversationType,
+        CustomerProfileConfig,
+        FailureMessage,
+        HumanMessage,
+        Message,
+        MessageEvent,
+        MultiVisualizationMessage,
+        NotebookUpdateMessage,
+        PendingApproval,
+        PlanningMessage,
+        ProfileScope,
+        ReasoningMessage,
+        StatusEvent,
+        StreamEvent,
+        TaskExecutionMessage,
+        ToolCall,
+        ToolCallMessage,
+        UnknownEvent,
+        UnknownMessage,
+        UpdateEvent,
+        UserBasic,
+        VisualizationMessage,
+    )
+
+# Loaded on first use: conversations (their records, the stream machinery) cost a
+# program that never talks to PostHog AI a sixth of its start-up. The testing kit
+# (`aposthog.testing`) and the command line are separate modules, never loaded here.
+_LAZY: dict[str, str] = {
+    "BatchExport": ".models",
+    "BatchExportBackfill": ".models",
+    "BatchExportBackfillProgress": ".models",
+    "BatchExportDestination": ".models",
+    "BatchExportDestinationType": ".models",
+    "BatchExportInterval": ".models",
+    "BatchExportLogEntry": ".models",
+    "BatchExportLogLevel": ".models",
+    "BatchExportModel": ".models",
+    "BatchExportRun": ".models",
+    "BatchExportRunStatus": ".models",
+    "BatchExportTestStep": ".models",
+    "BatchExportTestStepResult": ".models",
+    "BatchExportTestStepStatus": ".models",
+    "CustomerProfileConfig": ".models",
+    "ProfileScope": ".models",
+    "ConversationStream": "._streaming",
+    "AgentMode": ".models",
+    "ArtifactMessage": ".models",
+    "AssistantMessage": ".models",
+    "ContextMessage": ".models",
+    "Conversation": ".models",
+    "ConversationEvent": ".models",
+    "ConversationResult": ".models",
+    "ConversationStatus": ".models",
+    "ConversationSummary": ".models",
+    "ConversationType": ".models",
+    "FailureMessage": ".models",
+    "HumanMessage": ".models",
+    "Message": ".models",
+    "MessageEvent": ".models",
+    "MultiVisualizationMessage": ".models",
+    "NotebookUpdateMessage": ".models",
+    "PendingApproval": ".models",
+    "PlanningMessage": ".models",
+    "ReasoningMessage": ".models",
+    "StatusEvent": ".models",
+    "StreamEvent": ".models",
+    "TaskExecutionMessage": ".models",
+    "ToolCall": ".models",
+    "ToolCallMessage": ".models",
+    "UnknownEvent": ".models",
+    "UnknownMessage": ".models",
+    "UpdateEvent": ".models",
+    "UserBasic": ".models",
+    "VisualizationMessage": ".models",
+}
 
 __all__ = [
     "NOT_GIVEN",
@@ -165,3 +222,16 @@ __all__ = [
     "Wait",
     "__version__",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

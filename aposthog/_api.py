@@ -14,7 +14,6 @@ import anyio
 
 from . import _config, _json
 from ._config import ClientConfig
-from ._converter import structure
 from ._errors import (
     APIConnectionError,
     APIStatusError,
@@ -140,6 +139,8 @@ class Api:
         """Call `route` and structure its JSON body into `cl`."""
         request = self.pipeline.request(route, route.fill(*values), params=params, json=json)
         body = decode_json(await self.send(route, request, timeout=timeout), request)
+        from ._converter import structure  # on first use: not at `import aposthog`
+
         result: T = structure(body, cl, request_path=request.path)
         return result
 

@@ -30,8 +30,7 @@ contradicts the earlier ones: the stream just stops adding text for that message
 from __future__ import annotations
 
 from collections.abc import Sequence
-
-import attrs
+from typing import NamedTuple
 
 from .models.conversations import ConversationResult, ConversationSummary
 from .models.events import ConversationEvent, MessageEvent, StatusEvent, StreamEvent
@@ -43,12 +42,15 @@ SEPARATOR = "\n\n"
 """What `text_deltas()` puts between two assistant messages of one run."""
 
 
-@attrs.frozen
-class Delivery:
+class Delivery(NamedTuple):
     """One event to give the caller, and the text it adds to the answer ("" if none)."""
 
+    # A tuple: one is made per event, and a frozen attrs instance costs twice as much.
     event: StreamEvent
     text: str = ""
+
+
+_new_delivery = tuple.__new__
 
 
 class ConversationState:
@@ -68,6 +70,24 @@ class ConversationState:
         >>> state.feed(decode_event("message", '{"type":"ai","content":"Hel"}')) is None
         True
     """
+
+    # Slots: a thousand open streams hold a thousand of these.
+    __slots__ = (
+        "_assistant_ids",
+        "_cursor",
+        "_emitted",
+        "_index",
+        "_messages",
+        "_nested",
+        "_replaying",
+        "_seen",
+        "_snapshot",
+        "_streamed",
+        "conversation",
+        "failure",
+        "generation_error",
+        "human_id",
+    )
 
     def __init__(self) -> None:
         self._messages: list[Message] = []
@@ -100,7 +120,7 @@ class ConversationState:
             raw: the event's wire form (name and data), the identity used to recognise a
                 replayed non-message event; without it the event's repr is used.
         """
-        if isinstance(event, MessageEvent):
+        if event.__class__ is MessageEvent:
             return self._message(event)
         key = ("raw", raw) if raw is not None else ("repr", repr(event))
         if key in self._seen:
@@ -200,7 +220,7 @@ class ConversationState:
 
     def _message(self, event: MessageEvent) -> Delivery | None:
         message = event.message
-        if isinstance(message, AssistantMessage) and message.in_progress:
+        if message.__class__ is AssistantMessage and message.in_progress:
             if message.parent_tool_call_id is not None:
                 return self._nested_snapshot(event, message)
             return self._top_snapshot(event, message)
@@ -236,7 +256,8 @@ class ConversationState:
             return None  # a replayed snapshot of a message that is already final
         last = self._snapshot
         if last is not None:
-            if message == last:
+            # The texts first: they almost always differ (by length, at once).
+            if message.content == last.content and message == last:
                 # Where the previous connection left off: what follows is new.
                 self._replaying = False
                 return None
@@ -244,7 +265,9 @@ class ConversationState:
                 return None
         self._replaying = False
         self._snapshot = message
-        return Delivery(event, self._advance(message.content.rstrip()))
+        # The hot path (one per streamed token): the tuple made without NamedTuple's
+        # keyword-handling constructor.
+        return _new_delivery(Delivery, (event, self._advance(message.content.rstrip())))
 
     def _nested_snapshot(self, event: MessageEvent, message: AssistantMessage) -> Delivery | None:
         # A subagent's text is not the reply: no deltas, and no way to place its replayed
@@ -273,9 +296,10 @@ class ConversationState:
 
     def _advance(self, target: str) -> str:
         emitted = self._emitted
-        if len(target) <= len(emitted) or not target.startswith(emitted):
+        done = len(emitted)
+        if len(target) <= done or not target.startswith(emitted):
             return ""
-        text = target[len(emitted) :]
+        text = target[done:]
         if not emitted and self._streamed:
             text = SEPARATOR + text
         self._emitted = target

@@ -34,10 +34,13 @@ __all__ = [
     "EXTRA_FIELDS",
     "converter",
     "extra_fields_field",
+    "known_keys",
     "parse_datetime",
+    "record_unstructure_hook",
     "register_structure_hook",
     "register_structure_hook_factory",
     "register_unstructure_hook",
+    "register_unstructure_hook_factory",
     "structure",
     "unstructure",
 ]
@@ -116,6 +119,39 @@ def _structure_optional_datetime(value: Any, _: type) -> dt.datetime | None:
     return None if value is None else _structure_datetime(value, dt.datetime)
 
 
+def _strict_optional(kind: type) -> Callable[[Any, Any], Any]:
+    strict = _strict(kind)
+
+    def structure_optional_strictly(value: Any, _: Any) -> Any:
+        return value if value is None or type(value) is kind else strict(value, None)
+
+    return structure_optional_strictly
+
+
+def _json_as_is(kind: type, nullable: bool) -> Callable[[Any, Any], Any]:
+    """
+    A JSON object or array field, kept as the parser made it: nobody else holds it, so
+    a copy (cattrs' default for `dict[str, Any]` and `list[Any]`) would buy nothing.
+    """
+    name = "a JSON object" if kind is dict else "a JSON array"
+
+    def structure_json(value: Any, _: Any) -> Any:
+        if value.__class__ is kind or (nullable and value is None):
+            return value
+        raise TypeError(f"expected {name}, got {type(value).__name__} {value!r:.40}")
+
+    return structure_json
+
+
+#: `dict[str, Any]` and friends: hooks keyed by equality (they are not classes).
+_JSON_HOOKS: Final[dict[Any, Callable[[Any, Any], Any]]] = {
+    dict[str, Any]: _json_as_is(dict, False),
+    dict[str, Any] | None: _json_as_is(dict, True),
+    list[Any]: _json_as_is(list, False),
+    list[Any] | None: _json_as_is(list, True),
+}
+
+
 def _unstructure_datetime(value: dt.datetime) -> str:
     return value.isoformat().replace("+00:00", "Z")
 
@@ -156,6 +192,17 @@ def _make_open_enum_hook(tp: Any) -> Callable[[Any, Any], Any]:
     return structure_open_enum
 
 
+def _is_json_value(tp: Any) -> bool:
+    try:
+        return tp in _JSON_HOOKS
+    except TypeError:  # an unhashable annotation
+        return False
+
+
+def _json_hook(tp: Any) -> Callable[[Any, Any], Any]:
+    return _JSON_HOOKS[tp]
+
+
 def _is_record(cls: Any) -> bool:
     return attrs.has(cls) and any(a.name == EXTRA_FIELDS for a in attrs.fields(cls))
 
@@ -165,15 +212,18 @@ def _record_structure(cls: type, conv: cattrs.Converter) -> Callable[[Any, Any],
     The structure hook of a record.
 
     The fast converter uses one generated function per record (see
-    `_compile_record_structure`); when it fails, `structure()` re-runs the body through
+    `_record_codegen`); when it fails, `structure()` re-runs the body through
     the detailed twin, whose hooks are cattrs' own, to name the bad field.
     """
     if not conv.detailed_validation:
-        return _compile_record_structure(cls, conv)
+        # Imported here: the generator uses this module's hooks and helpers.
+        from ._record_codegen import compile_record_structure
+
+        return compile_record_structure(cls, conv)
     base: Callable[[Any, Any], Any] = cattrs.gen.make_dict_structure_fn(
         cls, conv, extra_fields=cattrs.override(omit=True)
     )
-    known = frozenset(a.name for a in attrs.fields(cls) if a.name != EXTRA_FIELDS)
+    known = known_keys(cls)
 
     def structure_record(data: Any, _: Any) -> Any:
         if not isinstance(data, dict):
@@ -187,127 +237,22 @@ def _record_structure(cls: type, conv: cattrs.Converter) -> Callable[[Any, Any],
     return structure_record
 
 
+def known_keys(cls: type) -> frozenset[str]:
+    """
+    The keys a record reads: its fields, and the names of its class constants (a
+    message's `type: ClassVar[str]` is the key its class was chosen by, not an extra).
+    """
+    fields = {a.name for a in attrs.fields(cls) if a.name != EXTRA_FIELDS}
+    constants = {
+        name
+        for name, hint in typing.get_type_hints(cls).items()
+        if typing.get_origin(hint) is typing.ClassVar
+    }
+    return frozenset(fields | constants)
+
+
 def _extra_fields(data: dict[str, Any], known: frozenset[str]) -> Mapping[str, Any]:
     return types.MappingProxyType({k: v for k, v in data.items() if k not in known})
-
-
-def _not_an_object(cls: type, data: Any) -> None:
-    raise TypeError(f"expected a JSON object for {cls.__name__}, got {data!r:.80}")
-
-
-def _compile_record_structure(cls: type, conv: cattrs.Converter) -> Callable[[Any, Any], Any]:
-    """
-    Generate `structure_<cls>(o, _)`: every field read once and passed through its hook.
-
-    This is the hot path of every list, so it avoids what cattrs' generic functions pay
-    for: a temporary dict of defaulted fields, error collection on every field, and a
-    wrapper for unknown keys. A record without validators, converters or
-    `__attrs_post_init__` (all of aposthog's) is filled slot by slot: the same values
-    its frozen `__init__` would set, in half the time.
-    """
-    hints = typing.get_type_hints(cls)
-    fields = attrs.fields(cls)
-    known = frozenset(a.name for a in fields if a.name != EXTRA_FIELDS)
-    namespace: dict[str, Any] = {
-        "__cl": cls,
-        "__new": object.__new__,
-        "_known": known,
-        "_extra": _extra_fields,
-        "_not_object": _not_an_object,
-        "_MISSING": _MISSING,
-    }
-    slots: dict[str, Any] = {f.name: getattr(cls, f.name, None) for f in fields}
-    direct = (
-        EXTRA_FIELDS in slots
-        and not hasattr(cls, "__attrs_post_init__")
-        and all(isinstance(d, types.MemberDescriptorType) for d in slots.values())
-        and all(
-            f.validator is None and (f.converter is None or f.name == EXTRA_FIELDS) for f in fields
-        )
-    )
-    lines = ["if o.__class__ is not dict: _not_object(__cl, o)"]
-    arguments = []
-    for i, field in enumerate(fields):
-        if field.name == EXTRA_FIELDS or not field.init:
-            continue
-        key = repr(field.name)
-        convert = _inline(i, hints[field.name], key, namespace)
-        if convert is None:
-            namespace[f"h{i}"] = conv.get_structure_hook(hints[field.name])
-            namespace[f"t{i}"] = hints[field.name]
-            convert = f"h{i}(v{i}, t{i})"
-        if field.default is attrs.NOTHING:
-            lines.append(f"v{i} = o[{key}]")
-            lines.append(f"v{i} = {convert}")
-        else:
-            if isinstance(field.default, attrs.Factory):  # type: ignore[arg-type]
-                if field.default.takes_self:
-                    raise TypeError(f"{cls.__name__}.{field.name}: takes_self is not supported")
-                namespace[f"d{i}"] = field.default.factory
-                fallback = f"d{i}()"
-            else:
-                namespace[f"d{i}"] = field.default
-                fallback = f"d{i}"
-            lines.append(f"v{i} = o.get({key}, _MISSING)")
-            lines.append(f"v{i} = {fallback} if v{i} is _MISSING else {convert}")
-        if direct:
-            namespace[f"s{i}"] = slots[field.name].__set__
-            arguments.append(f"s{i}(i, v{i})")
-        else:
-            arguments.append(f"{field.alias}=v{i}")
-    extra = "_NO_EXTRA if _known.issuperset(o) else _extra(o, _known)"
-    namespace["_NO_EXTRA"] = _NO_EXTRA_FIELDS
-    if direct:
-        namespace["s_extra"] = slots[EXTRA_FIELDS].__set__
-        lines += ["i = __new(__cl)", *arguments, f"s_extra(i, {extra})", "return i"]
-    else:
-        lines.append(f"return __cl({', '.join(arguments)}, {EXTRA_FIELDS}={extra})")
-    body = "\n    ".join(lines)
-    source = f"def structure_{cls.__name__}(o, _):\n    {body}\n"
-    exec(compile(source, f"<aposthog structure {cls.__qualname__}>", "exec"), namespace)
-    function: Callable[[Any, Any], Any] = namespace[f"structure_{cls.__name__}"]
-    return function
-
-
-_MISSING: Final = object()
-
-
-def _bad_value(key: str, expected: str, value: Any) -> Any:
-    raise TypeError(f"{key}: expected {expected}, got {type(value).__name__} {value!r:.40}")
-
-
-def _inline(i: int, hint: Any, key: str, namespace: dict[str, Any]) -> str | None:
-    """
-    An expression converting `v<i>` for the common field types, the same checks as the
-    registered hooks but without a call each; None for anything else (the hook is used).
-    """
-    v = f"v{i}"
-    namespace.setdefault("_bad", _bad_value)
-    namespace.setdefault("_parse_dt", parse_datetime)
-    namespace.setdefault("_dt", _structure_datetime)
-    if hint is Any:
-        return v
-    if hint in (str, int, bool):
-        # Strict, as the registered hooks: the exact type (a bool is not an int here).
-        return f"({v} if {v}.__class__ is {hint.__name__} else _bad({key}, {hint.__name__!r}, {v}))"
-    if hint is dt.datetime:
-        return f"(_parse_dt({v}) if {v}.__class__ is str else _dt({v}, None))"
-    if hint == dt.datetime | None:
-        return (
-            f"(None if {v} is None else _parse_dt({v}) if {v}.__class__ is str else _dt({v}, None))"
-        )
-    if hint == dict[str, Any] | list[Any]:
-        check = f"{v}.__class__ is dict or {v}.__class__ is list"
-        return f"({v} if {check} else _bad({key}, 'a JSON object or array', {v}))"
-    parts = _open_enum_parts(hint)
-    if parts is None:
-        return None
-    enum_cls, nullable = parts
-    namespace[f"m{i}"] = {m.value: m for m in enum_cls}
-    # An unknown value (a newer PostHog's) stays its string.
-    # isinstance: a member of the enum itself (a str too) is accepted as its value.
-    convert = f"(m{i}.get({v}, {v}) if isinstance({v}, str) else _bad({key}, 'a string', {v}))"
-    return f"(None if {v} is None else {convert})" if nullable else convert
 
 
 def _record_unstructure(cls: type, conv: cattrs.Converter) -> Callable[[Any], Any]:
@@ -342,6 +287,10 @@ def make_converter(*, detailed_validation: bool = False) -> cattrs.Converter:
     # Optional dispatch (a measurable cost on every page of every list).
     for optional_datetime in (dt.datetime | None, typing.Optional[dt.datetime]):  # noqa: UP045
         conv.register_structure_hook(optional_datetime, _structure_optional_datetime)
+    for scalar in (str, int, bool):
+        for optional in (scalar | None, typing.Optional[scalar]):  # noqa: UP045
+            conv.register_structure_hook(optional, _strict_optional(scalar))
+    conv.register_structure_hook_factory(_is_json_value, _json_hook)
     conv.register_unstructure_hook(dt.datetime, _unstructure_datetime)
     conv.register_structure_hook_factory(
         lambda tp: _open_enum_parts(tp) is not None, _make_open_enum_hook
@@ -368,6 +317,19 @@ def register_structure_hook_factory(
     """Register a structure hook factory on aposthog's converter (and its detailed twin)."""
     converter.register_structure_hook_factory(predicate, factory)
     _detailed.register_structure_hook_factory(predicate, factory)
+
+
+def register_unstructure_hook_factory(
+    predicate: Callable[[Any], bool], factory: Callable[[Any], Callable[[Any], Any]]
+) -> None:
+    """Register an unstructure hook factory on aposthog's converter (and its detailed twin)."""
+    converter.register_unstructure_hook_factory(predicate, factory)
+    _detailed.register_unstructure_hook_factory(predicate, factory)
+
+
+def record_unstructure_hook(cls: type) -> Callable[[Any], dict[str, Any]]:
+    """A record's own unstructure function (`extra_fields` folded in), for wrapping hooks."""
+    return _record_unstructure(cls, converter)
 
 
 def register_unstructure_hook(tp: Any, hook: Callable[[Any], Any]) -> None:

@@ -2,22 +2,89 @@
 Parsing JSON from PostHog, in one place.
 
 Every body the client parses (a response, an error body, one stream event) goes through
-`loads`, so the parser can be swapped (the `speedups` extra) and every way a hostile body
-can break parsing ends in one exception type: `ValueError`. That includes nesting too
-deep for the parser, which the standard library reports as `RecursionError`.
+`loads`, so every way a hostile body can break parsing ends in one exception type:
+`ValueError`. That includes nesting too deep for the parser, which the standard library
+reports as `RecursionError`.
+
+With the `speedups` extra (orjson installed), `loads` parses with orjson, two to three
+times faster, and gives the same result as the standard library for every body:
+
+* whatever orjson refuses (NaN and Infinity, `1e400`, lone surrogates, a UTF-8 BOM,
+  UTF-16 bodies, bad UTF-8, nesting deeper than 1024) is parsed again by the standard
+  library, which accepts it or raises its own `ValueError`, exactly as without orjson;
+* orjson reads an integer beyond 64 bits as a float, the standard library as an int:
+  a body with a run of 19 digits anywhere (a cheap byte scan) goes to the standard
+  library directly.
+
+The one difference left is where "too deep" starts: the standard library's limit
+depends on the stack in use (nearly a thousand levels), orjson's is 1024.
 """
 
 from __future__ import annotations
 
+import importlib
 import json
+from collections.abc import Callable
 from typing import Any
 
 __all__ = ["loads"]
 
 
-def loads(data: bytes | str) -> Any:
-    """Parse a JSON document; `ValueError` for anything that is not one (never another error)."""
+# The standard library's own scanner, as `json.loads` uses it (set in its __init__,
+# hence unknown to the type stubs).
+_scan_once: Callable[[str, int], tuple[Any, int]] = json.JSONDecoder().scan_once  # type: ignore[attr-defined]
+
+
+def stdlib_loads(data: bytes | str) -> Any:
+    """Parse with the standard library; `ValueError` for anything that is not JSON."""
+    if data.__class__ is str and data[:1] == "{" and data[-1:] == "}":
+        # A stream event's data: one compact object. The scanner alone reads it, without
+        # `json.loads`' whitespace and BOM checks around it (a sixth of the cost of a
+        # small event); anything it does not read whole goes to `json.loads` below, for
+        # the same value or the same error.
+        try:
+            value, end = _scan_once(data, 0)
+        except (StopIteration, ValueError, RecursionError):
+            pass
+        else:
+            if end == len(data):
+                return value
     try:
         return json.loads(data)
     except RecursionError:
         raise ValueError("JSON nested too deeply to parse") from None
+
+
+orjson_loads: Callable[[bytes | str], Any] | None = None
+try:
+    # Imported by name: orjson is optional, and typed here as what aposthog uses of it.
+    _orjson_parse: Callable[[bytes], Any] = importlib.import_module("orjson").loads
+except ImportError:  # the speedups extra is not installed
+    pass
+else:
+    # Digits stay "0", every other byte becomes a space: a long digit run is then a
+    # plain substring search, at memory speed.
+    _DIGITS_ONLY = bytes(48 if 48 <= b <= 57 else 32 for b in range(256))
+    _LONG_NUMBER = b"0" * 19
+
+    def _orjson_loads(data: bytes | str) -> Any:
+        """Parse with orjson, deferring to the standard library wherever they differ."""
+        if isinstance(data, str):
+            try:
+                raw = data.encode()
+            except UnicodeEncodeError:  # lone surrogates: the standard library decides
+                return stdlib_loads(data)
+        else:
+            raw = data
+        if _LONG_NUMBER in raw.translate(_DIGITS_ONLY):
+            return stdlib_loads(data)
+        try:
+            return _orjson_parse(raw)
+        except ValueError:  # orjson.JSONDecodeError: the standard library decides
+            return stdlib_loads(data)
+
+    orjson_loads = _orjson_loads
+
+
+#: The parser in use: orjson's (speedups extra) when installed, else the standard library's.
+loads: Callable[[bytes | str], Any] = orjson_loads or stdlib_loads

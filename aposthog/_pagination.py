@@ -13,15 +13,19 @@ its retries) can continue from `paginator.next_url` with `resume_from()`.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncGenerator, Awaitable, Callable, Generator, Iterator
+from collections.abc import Awaitable, Callable, Generator, Iterator
 from typing import Any, Generic, TypeVar
 
-from ._converter import structure
 from ._errors import ResponseDecodeError
+from ._prefetch import PageReader, RecordReader
 
 __all__ = ["AsyncPaginator", "Page", "parse_page"]
 
 T = TypeVar("T")
+
+#: Pages `to_list()` keeps in flight on a limit/offset list; the client's
+#: `max_concurrency` is what bounds the requests actually sent at once.
+_TO_LIST_AHEAD = 64
 
 
 def parse_page(
@@ -52,6 +56,10 @@ def parse_page(
             raise ResponseDecodeError(
                 f"'{key}' is not a URL in the page from {request_path}", paths=(f"$.{key}",)
             )
+    # Imported on first use: cattrs and the record hooks load with the first page, not
+    # with `import aposthog`.
+    from ._converter import structure
+
     results: list[Any] = structure(
         body["results"], list_type, path="$.results", request_path=request_path
     )
@@ -141,7 +149,7 @@ class AsyncPaginator(Generic[T]):
         ```
     """
 
-    __slots__ = ("_fetch_first", "_fetch_url", "_start_url", "next_url")
+    __slots__ = ("_ahead", "_fetch_first", "_fetch_url", "_start_url", "next_url")
 
     def __init__(
         self,
@@ -149,10 +157,12 @@ class AsyncPaginator(Generic[T]):
         fetch_url: Callable[[str], Awaitable[Page[T]]],
         *,
         start_url: str | None = None,
+        prefetch: int = 0,
     ) -> None:
         self._fetch_first = fetch_first
         self._fetch_url = fetch_url
         self._start_url = start_url
+        self._ahead = prefetch
         #: The `next` URL of the last page this paginator fetched: where to resume.
         self.next_url: str | None = None
 
@@ -166,20 +176,39 @@ class AsyncPaginator(Generic[T]):
             return self._fetch_url(self._start_url).__await__()
         return self._fetch_first().__await__()
 
-    async def pages(self) -> AsyncGenerator[Page[T], None]:
-        """Every page, in order."""
-        page = await self._first()
-        while True:
-            self.next_url = page.next
-            yield page
-            if page.next is None:
-                return
-            page = await self._fetch_url(page.next)
+    def pages(self) -> PageReader[T]:
+        """Every page, in order (read ahead as set by `prefetch()`)."""
+        return PageReader(self._first, self._fetch_url, self._seen, ahead=self._ahead)
 
-    async def __aiter__(self) -> AsyncGenerator[T, None]:
-        async for page in self.pages():
-            for item in page.results:
-                yield item
+    def __aiter__(self) -> RecordReader[T]:
+        return RecordReader(self.pages())
+
+    def _seen(self, page: Page[T]) -> None:
+        self.next_url = page.next
+
+    def prefetch(self, pages: int) -> AsyncPaginator[T]:
+        """
+        The same list, read up to `pages` pages ahead of the consumer.
+
+        While the loop works on one page, the next ones are already being fetched: on a
+        limit/offset list up to `pages` at once (their offsets are known from the first
+        page), otherwise one after the other. Pages still arrive in order, each fetch
+        goes through the client (`max_concurrency`, retries), and leaving the loop early
+        cancels the fetches in flight. `prefetch(0)` reads on demand.
+
+        Example:
+            ```python
+            async for export in ph.batch_exports.list().prefetch(2):
+                await slow_work(export)   # the next pages download meanwhile
+            ```
+        """
+        if isinstance(pages, bool) or not isinstance(pages, int):
+            raise TypeError(f"pages must be an int, got {type(pages).__name__}")
+        if pages < 0:
+            raise ValueError(f"pages must be >= 0, got {pages}")
+        return AsyncPaginator(
+            self._fetch_first, self._fetch_url, start_url=self._start_url, prefetch=pages
+        )
 
     def resume_from(self, next_url: str) -> AsyncPaginator[T]:
         """
@@ -198,17 +227,34 @@ class AsyncPaginator(Generic[T]):
                 handle(entry)
             ```
         """
-        return AsyncPaginator(self._fetch_first, self._fetch_url, start_url=next_url)
+        return AsyncPaginator(
+            self._fetch_first, self._fetch_url, start_url=next_url, prefetch=self._ahead
+        )
 
     async def to_list(self, *, limit: int | None = None) -> list[T]:
-        """Collect the records into a list (at most `limit` of them)."""
+        """
+        Collect the records into a list (at most `limit` of them), in order.
+
+        On a limit/offset list the first page gives `count`, and the remaining pages are
+        then fetched concurrently (as many at once as the client's `max_concurrency`
+        allows); on a cursor list the next page is fetched while one is being collected.
+        """
         items: list[T] = []
         if limit is not None and limit <= 0:
             return items
-        async with contextlib.aclosing(self.__aiter__()) as records:
-            async for item in records:
-                items.append(item)
+        reader = PageReader(
+            self._first,
+            self._fetch_url,
+            self._seen,
+            ahead=max(self._ahead, 1),
+            plan_ahead=max(self._ahead, _TO_LIST_AHEAD),
+            wanted=limit,
+        )
+        async with contextlib.aclosing(reader) as pages:
+            async for page in pages:
+                items += page.results
                 if limit is not None and len(items) >= limit:
+                    del items[limit:]
                     break
         return items
 

@@ -10,17 +10,21 @@ drops mid-answer, or goes silent for longer than `stream_idle_timeout`, is re-at
 (an event arriving starts the count over). PostHog then replays the run from its
 start; `ConversationState` recognises the replayed events, so callers see each once.
 
-Every await that touches the network runs inside `_io_scope`, so `aclose()` from another
-task (or `Client.aclose()`) can wake a reader blocked on a silent stream at once. Every
-error and every cancellation that escapes `next()` closes the response first, in a
-shielded scope, and is then re-raised: cancellation is never swallowed.
+`aclose()` from another task (or `Client.aclose()`) wakes a reader at once, whatever it
+waits for: a chunk (closing the response wakes that read), or a connection or a backoff
+(those run inside `_io_scope`, which it cancels). Every error and every cancellation that
+escapes `next()` closes the response first, in a shielded scope, and is then re-raised:
+cancellation is never swallowed.
+
+Reading is the steady state of a thousand open streams, so a waiting stream holds as
+little as possible: one plain await per chunk (no cancel scope, no async generator
+between the consumer and the socket), and no wire copy of a message event.
 """
 
 from __future__ import annotations
 
 import collections
 import uuid
-from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -80,7 +84,6 @@ class StreamEngine:
         self.state = ConversationState()
         self._pending: collections.deque[Delivery] = collections.deque()
         self._response: StreamResponse | None = None
-        self._chunks: AsyncIterator[bytes] | None = None
         self._decoder = SSEDecoder()
         self._io_scope: anyio.CancelScope | None = None
         self._busy = False  # a task is inside pump (reading, connecting or backing off)
@@ -103,98 +106,105 @@ class StreamEngine:
         self.closed = True
         self.finished = True
         if self._io_scope is not None:
-            # Another task is reading: cancelling its scope wakes it, and it stops.
+            # Another task is connecting or waiting to re-attach: cancelling its scope
+            # wakes it, and it stops. One waiting for a chunk is woken by the close below.
             self._io_scope.cancel()
-        chunks = self._drop_connection()
-        if chunks is not None and not self._busy:
-            aclose = getattr(chunks, "aclose", None)
-            if aclose is not None:
-                with anyio.CancelScope(shield=True):
-                    await aclose()
+        self._drop_connection()
         self._report_outcome()
-
-    async def next_or_none(self) -> Delivery | None:
-        """The next delivery, or None at the end."""
-        try:
-            return await self.next()
-        except StopAsyncIteration:
-            return None
 
     async def next(self) -> Delivery:
         """The next delivery; `StopAsyncIteration` at the end."""
+        delivery = await self.next_or_none()
+        if delivery is None:
+            raise StopAsyncIteration
+        return delivery
+
+    def take(self) -> Delivery | None:
+        """
+        A delivery already decoded, without awaiting (None: await `next_or_none()`).
+        One chunk holds many events: readers take them here before awaiting the next.
+        """
+        if self._busy:
+            raise ClientStateError("this ConversationStream is being read by another task")
+        if self.closed or not self._pending:
+            return None
+        return self._pending.popleft()
+
+    async def next_or_none(self) -> Delivery | None:
+        """The next delivery, or None at the end."""
         if self._busy:
             # Outside the try: the stream belongs to the task already reading it.
             raise ClientStateError("this ConversationStream is being read by another task")
+        pending = self._pending
         try:
             while True:
                 if self.closed:
-                    raise StopAsyncIteration
-                if self._pending:
-                    return self._pending.popleft()
+                    return None
+                if pending:
+                    return pending.popleft()
                 if self.finished:
-                    raise StopAsyncIteration
-                await self.pump()
-        except StopAsyncIteration:
-            raise
+                    return None
+                response = self._response
+                if response is None:
+                    await self.pump()  # connect
+                    continue
+                self._busy = True
+                try:
+                    chunk = await response.read_chunk()
+                except APIConnectionError as exc:
+                    chunk, dropped = None, exc
+                finally:
+                    self._busy = False
+                if self._closed_meanwhile():
+                    continue  # closed by another task, whose close woke this read
+                if chunk is None:
+                    await self.pump(_dropped(dropped, self.api.config.stream_idle_timeout))
+                elif chunk:
+                    self._decode(chunk)
+                else:
+                    self._decode(None)
+                    if self.state.run_ended:
+                        self._finish()
+                    else:
+                        await self.pump(self._cut_short())
         except BaseException as exc:
             # An error, or the consuming task was cancelled: the response must not outlive
-            # it. aclose() shields its own await; the exception is always re-raised.
+            # it. The exception is always re-raised.
             self._failure = exc
             self._end(exc)
             await self.aclose()
             raise
 
-    async def pump(self) -> None:
-        """Make progress: connect, or read one chunk, or re-attach."""
+    def _cut_short(self) -> Failure:
+        # The body ended cleanly, but short of the run's end (a proxy or PostHog cut it,
+        # or it was garbage): an incomplete answer is never a finished one.
+        short = IncompleteStreamError(
+            "PostHog ended the stream before the run's final message",
+            method="POST",
+            path=self._path,
+        )
+        return Failure.connection(short)
+
+    def _closed_meanwhile(self) -> bool:
+        # A call, not the attribute: type checkers keep `self.closed` narrowed across awaits.
+        return self.closed
+
+    async def pump(self, failure: Failure | None = None) -> None:
+        """Connect (the first time), or re-attach after `failure`, cancellable by aclose()."""
         self._busy = True
         try:
             with anyio.CancelScope() as scope:
                 self._io_scope = scope
                 if self.closed:
                     scope.cancel()
-                await self._step()
+                if failure is not None:
+                    await self._reattach(failure)
+                elif not self.started:
+                    self.started = True
+                    await self._start()
         finally:
             self._io_scope = None
             self._busy = False
-
-    async def _step(self) -> None:
-        if not self.started:
-            self.started = True
-            await self._start()
-            return
-        chunks = self._chunks
-        assert chunks is not None
-        try:
-            chunk = await chunks.__anext__()
-        except StopAsyncIteration:
-            self._decode(None)
-            if self.state.run_ended:
-                self._finish()
-                return
-            # The body ended cleanly, but short of the run's end (a proxy or PostHog cut
-            # it, or it was garbage): an incomplete answer is never a finished one.
-            short = IncompleteStreamError(
-                "PostHog ended the stream before the run's final message",
-                method="POST",
-                path=self._path,
-            )
-            await self._reattach(Failure.connection(short))
-            return
-        except APITimeoutError as exc:
-            # Silence past stream_idle_timeout: PostHog may still be generating (its
-            # keepalives were lost, or a proxy holds the bytes). Treated as a drop.
-            idle = self.api.config.stream_idle_timeout
-            silent = APITimeoutError(
-                f"PostHog sent nothing for {idle} s (stream_idle_timeout)",
-                method="POST",
-                path=exc.path,
-            )
-            await self._reattach(Failure.connection(silent))
-            return
-        except APIConnectionError as exc:
-            await self._reattach(Failure.connection(exc))
-            return
-        self._decode(chunk)
 
     async def _start(self) -> None:
         api = self.api
@@ -265,7 +275,6 @@ class StreamEngine:
             return
         self._decoder = SSEDecoder()
         self._response = response
-        self._chunks = response.chunks()
 
     @property
     def _reattaches(self) -> int:
@@ -294,9 +303,12 @@ class StreamEngine:
         except SSEError as exc:
             raise ResponseDecodeError(f"unreadable event stream from PostHog: {exc}") from exc
         delivered = False
+        feed = self.state.feed
         for sse in events:
-            event = decode_event(sse.event, sse.data)
-            delivery = self.state.feed(event, raw=f"{sse.event}\n{sse.data}")
+            name, data = sse.event, sse.data
+            event = decode_event(name, data)
+            # A message is recognised by its content; any other event by its wire form.
+            delivery = feed(event, raw=None if name == "message" else f"{name}\n{data}")
             if delivery is not None:
                 self._pending.append(delivery)
                 delivered = True
@@ -318,13 +330,11 @@ class StreamEngine:
         self._end(None)
         self._report_outcome()
 
-    def _drop_connection(self) -> AsyncIterator[bytes] | None:
-        response, chunks = self._response, self._chunks
-        self._response = self._chunks = None
+    def _drop_connection(self) -> None:
+        response, self._response = self._response, None
         self.api.pipeline.streams.discard(self)
         if response is not None:
             response.close()
-        return chunks
 
     def _end(self, error: BaseException | None) -> None:
         if self._call is not None and self._call.observed:
@@ -366,6 +376,19 @@ class StreamEngine:
             return False  # the conversation holds no end of this run either
         self._finish()
         return True
+
+
+def _dropped(error: APIConnectionError, idle: float | None) -> Failure:
+    """A read that failed, as the failure a re-attach starts from."""
+    if isinstance(error, APITimeoutError):
+        # Silence past stream_idle_timeout: PostHog may still be generating (its
+        # keepalives were lost, or a proxy holds the bytes). Treated as a drop.
+        error = APITimeoutError(
+            f"PostHog sent nothing for {idle} s (stream_idle_timeout)",
+            method="POST",
+            path=error.path,
+        )
+    return Failure.connection(error)
 
 
 async def _snippet(response: StreamResponse, limit: int = 500) -> str:

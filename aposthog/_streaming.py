@@ -139,8 +139,9 @@ class ConversationStream:
         return (await self._engine.next()).event
 
     async def _events(self) -> AsyncGenerator[StreamEvent, None]:
+        engine = self._engine
         try:
-            while (delivery := await self._engine.next_or_none()) is not None:
+            while (delivery := engine.take() or await engine.next_or_none()) is not None:
                 yield delivery.event
         finally:
             await self.aclose()
@@ -165,8 +166,9 @@ class ConversationStream:
                 print(text, end="", flush=True)
             ```
         """
+        take, wait = self._engine.take, self._engine.next_or_none
         try:
-            while (delivery := await self._engine.next_or_none()) is not None:
+            while (delivery := take() or await wait()) is not None:
                 if delivery.text:
                     yield delivery.text
         finally:
@@ -187,7 +189,8 @@ class ConversationStream:
             print(result.text if not result.failed else "PostHog AI failed")
             ```
         """
-        while await self._engine.next_or_none() is not None:
+        engine = self._engine
+        while engine.take() or await engine.next_or_none() is not None:
             pass
         return self.result()
 

@@ -188,6 +188,19 @@ class StreamResponse:
             failure: BaseException = exc
         raise _connection_error(failure, self._request)
 
+    async def read_chunk(self) -> bytes:
+        """
+        The next body chunk as it arrives, `b""` at the end; failures become
+        `APIConnectionError`. `close()` from another task wakes a read that is waiting.
+        """
+        failure: BaseException | None = None
+        try:
+            return await self._response.content.readany()
+        except _CLIENT_FAILURES as exc:
+            failure = exc
+        # Raised outside the handler, as in chunks(): aiohttp's error is no context of ours.
+        raise _connection_error(failure, self._request)
+
     async def chunks(self) -> AsyncIterator[bytes]:
         """Yield the decoded body as it arrives; failures become aposthog errors."""
         content = self._response.content

@@ -1,18 +1,26 @@
 """
-Throughput of `ph.customer_profile_configs.list()` against plain aiohttp + json.loads.
+Lists at real sizes: aposthog's `list()` against plain aiohttp + the standard library's
+`json.loads`, side by side in one run.
 
-A FakePostHog runs in a separate process (`python -m aposthog.testing`) serving one page
-of 10 customer profile configs. In this process, rounds alternate between:
+A plain aiohttp.web server (`benchmarks/_server.py`) runs in another process and serves
+pre-encoded pages, so its own cost is the same for both sides. Two workloads:
 
-* aposthog: `await ph.customer_profile_configs.list()` — auth, limiter, retry
-  bookkeeping, JSON decoding and structuring into 10 `CustomerProfileConfig` records;
-* baseline: `session.get(url)` + `json.loads(body)` with the same headers, no records.
+* batch exports: `ph.batch_exports.list(limit=100)` iterated page by page over 1,000
+  real-shaped exports (destination config, up to 5 `latest_runs`, timestamps; 227 KB a
+  page), two iterations at once; the alternative follows the same `next` URLs with
+  `session.get` + `json.loads` and builds no records. Pages per second.
+* profile configs: `await ph.customer_profile_configs.list()`, one page of 10 small
+  records, two at a time; the alternative is `session.get` + `json.loads`. Requests per
+  second.
 
-Each trial sends the same number of requests at the same concurrency (32). The machine
-is shared and noisy: trials alternate between the two, each pair gives a ratio, and the
-median ratio is the result.
+aposthog runs with the standard library's parser and, when orjson is installed (the
+`speedups` extra), with orjson too. The machine may be shared and noisy: trials
+alternate between the variants (in a rotating order), each trial gives one ratio per
+variant against the alternative's trial next to it, and the median ratio is reported,
+for wall-clock throughput and for throughput per CPU-second of the client process
+(steadier when other processes compete for the cores).
 
-    python benchmarks/bench_list.py [--requests 2000] [--rounds 15] [--concurrency 32]
+    python benchmarks/bench_list.py [--rounds 11] [--quick]
 """
 
 from __future__ import annotations
@@ -25,105 +33,260 @@ import subprocess
 import sys
 import time
 from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
 
 import aiohttp
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
 import aposthog
+from aposthog import _json
+
+HERE = Path(__file__).resolve().parent
+EXPORTS = 1000
+CONCURRENCY = 2
+PAGE = 100
 
 
-async def _drive(n: int, concurrency: int, call: Callable[[], Awaitable[int]]) -> float:
-    """Run `call` n times, `concurrency` at a time; returns requests per second."""
+def start_server(*args: str) -> tuple[subprocess.Popen[str], str]:
+    """Start `_server.py` in its own process; returns it and its URL."""
+    server = subprocess.Popen(
+        [sys.executable, str(HERE / "_server.py"), *args],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert server.stdout is not None
+    line = server.stdout.readline().strip()
+    if not line.startswith("URL="):
+        server.kill()
+        raise RuntimeError("the benchmark server did not start")
+    return server, line.split("=", 1)[1]
+
+
+class Rate(float):
+    """Units per wall-clock second, carrying units per CPU-second of this process."""
+
+    per_cpu_second: float
+
+
+async def _drive(n: int, concurrency: int, call: Callable[[], Awaitable[int]]) -> Rate:
+    """Run `call` n times, `concurrency` at a time; units (pages or requests) per second."""
     remaining = n
+    done = 0
 
     async def worker() -> None:
-        nonlocal remaining
+        nonlocal remaining, done
         while remaining > 0:
             remaining -= 1
-            if await call() != 10:
-                raise AssertionError("expected a page of 10 records")
+            done += await call()
 
     started = time.perf_counter()
+    cpu = time.process_time()
     await asyncio.gather(*(worker() for _ in range(concurrency)))
-    return n / (time.perf_counter() - started)
+    rate = Rate(done / (time.perf_counter() - started))
+    rate.per_cpu_second = done / max(time.process_time() - cpu, 1e-9)
+    return rate
 
 
-async def bench(url: str, key: str, requests: int, rounds: int, concurrency: int) -> float:
+def _parsers() -> dict[str, Callable[[bytes | str], Any]]:
+    parsers: dict[str, Callable[[bytes | str], Any]] = {"json": _json.stdlib_loads}
+    if _json.orjson_loads is not None:
+        parsers["orjson"] = _json.orjson_loads
+    return parsers
+
+
+async def _compare(
+    title: str,
+    unit: str,
+    rounds: int,
+    ours: Callable[[], Awaitable[Rate]],
+    theirs: Callable[[], Awaitable[Rate]],
+    target: float,
+) -> None:
+    """Alternate trials; print each parser's figures and ratios against the alternative."""
+    parsers = _parsers()
+    trials: dict[str, list[Rate]] = {name: [] for name in ["baseline", *parsers]}
+    for trial in range(rounds):
+        order = list(trials)
+        order = order[trial % len(order) :] + order[: trial % len(order)]
+        for who in order:
+            if who == "baseline":
+                trials[who].append(await theirs())
+                continue
+            _json.loads = parsers[who]
+            try:
+                trials[who].append(await ours())
+            finally:
+                _json.loads = _json.stdlib_loads
+    base = trials["baseline"]
+    print(f"\n{title}  ({rounds} rounds, medians)")
+    print(
+        f"  {'aiohttp + json.loads:':32s} {statistics.median(base):8.0f} {unit}"
+        f"  {statistics.median(r.per_cpu_second for r in base):8.0f} {unit} of CPU"
+    )
+    for name in parsers:
+        wall = sorted(a / b for a, b in zip(trials[name], base, strict=True))
+        cpu = sorted(
+            a.per_cpu_second / b.per_cpu_second for a, b in zip(trials[name], base, strict=True)
+        )
+        label = "aposthog (stdlib json):" if name == "json" else "aposthog (orjson, speedups):"
+        print(
+            f"  {label:32s} {statistics.median(trials[name]):8.0f} {unit}"
+            f"  {statistics.median(r.per_cpu_second for r in trials[name]):8.0f} {unit} of CPU"
+            f"   ratio {statistics.median(wall):.2f} wall (min {wall[0]:.2f}, max {wall[-1]:.2f}),"
+            f" {statistics.median(cpu):.2f} CPU"
+            + (f"   target >= {target:.2f}" if name == "json" else "")
+        )
+
+
+async def bench(url: str, rounds: int, quick: bool) -> None:
+    key = "phx_benchmark"
     headers = {"Authorization": f"Bearer {key}", "Accept": "application/json"}
-    list_url = f"{url}/api/environments/1/customer_profile_configs/"
+    # Two at once: enough to keep the client busy while the server answers, and on a
+    # small machine more only measures the scheduler (throughput falls with concurrency
+    # for plain aiohttp too).
+    iterations = CONCURRENCY
     async with (
-        aposthog.Client(api_key=key, host=url, project_id=1, max_concurrency=concurrency) as ph,
+        aposthog.Client(api_key=key, host=url, project_id=1, max_concurrency=CONCURRENCY) as ph,
         aiohttp.ClientSession(headers=headers) as session,
     ):
-        for i in range(10):
-            await ph.customer_profile_configs.create(
-                scope="person", content={"properties": ["email", "plan", f"p{i}"]}
-            )
+        first = f"{url}/api/environments/1/batch_exports/?limit={PAGE}"
 
-        async def with_aposthog() -> int:
+        async def iterate_ours() -> int:
+            pages = 0
+            async for page in ph.batch_exports.list(limit=PAGE).pages():
+                pages += len(page.results) > 0
+            return pages
+
+        async def iterate_theirs() -> int:
+            pages = 0
+            next_url: str | None = first
+            while next_url is not None:
+                async with session.get(next_url) as resp:
+                    resp.raise_for_status()
+                    body = json.loads(await resp.read())
+                pages += len(body["results"]) > 0
+                next_url = body["next"]
+            return pages
+
+        configs = f"{url}/api/environments/1/customer_profile_configs/"
+
+        async def configs_ours() -> int:
             page = await ph.customer_profile_configs.list()
-            return len(page.results)
+            return len(page.results) // 10
 
-        async def with_aiohttp() -> int:
-            async with session.get(list_url) as resp:
+        async def configs_theirs() -> int:
+            async with session.get(configs) as resp:
                 resp.raise_for_status()
                 body = json.loads(await resp.read())
-            return len(body["results"])
+            return len(body["results"]) // 10
 
+        assert await iterate_ours() == EXPORTS // PAGE == await iterate_theirs()
+        requests = 500 if quick else 2000
         # Warm both paths (connections, caches, code generation) before measuring.
-        await _drive(300, concurrency, with_aposthog)
-        await _drive(300, concurrency, with_aiohttp)
-        # The machine is shared: short trials, alternating (and alternating who goes
-        # first), each pair giving one ratio; the median pair is the result.
-        ours: list[float] = []
-        theirs: list[float] = []
-        for trial in range(rounds):
-            pair = [(ours, with_aposthog), (theirs, with_aiohttp)]
-            if trial % 2:
-                pair.reverse()
-            for results, call in pair:
-                results.append(await _drive(requests, concurrency, call))
-        ratios = sorted(a / b for a, b in zip(ours, theirs, strict=True))
-    ratio = statistics.median(ratios)
-    print(
-        f"{rounds} paired trials of {requests} requests at concurrency {concurrency}, "
-        "one page of 10 customer profile configs each"
-    )
-    print(
-        f"throughput (median): aposthog list() {statistics.median(ours):.0f} req/s, "
-        f"aiohttp + json.loads {statistics.median(theirs):.0f} req/s"
-    )
-    print(f"pair ratios: min {ratios[0]:.2f}  median {ratio:.2f}  max {ratios[-1]:.2f}")
-    print(f"ratio aposthog/aiohttp = {ratio:.2f}x  (target >= 0.80x)")
-    return ratio
+        await _drive(iterations, iterations, iterate_ours)
+        await _drive(iterations, iterations, iterate_theirs)
+        await _drive(300, CONCURRENCY, configs_ours)
+        await _drive(300, CONCURRENCY, configs_theirs)
+        await _compare(
+            f"batch_exports.list(): pages of {PAGE} real-shaped exports, "
+            f"{iterations} iterations at once",
+            "pages/s",
+            rounds,
+            lambda: _drive(iterations * 3, iterations, iterate_ours),
+            lambda: _drive(iterations * 3, iterations, iterate_theirs),
+            0.65,
+        )
+        await _compare(
+            f"customer_profile_configs.list(): one page of 10 records, {CONCURRENCY} at once",
+            "req/s",
+            rounds,
+            lambda: _drive(requests, CONCURRENCY, configs_ours),
+            lambda: _drive(requests, CONCURRENCY, configs_theirs),
+            0.90,
+        )
+
+
+def _cattrs_gen_converter() -> Any:
+    """
+    aposthog's converter with cattrs' own record hooks: `cattrs.gen` without detailed
+    validation, on the same scalar, optional, JSON and enum hooks (what the generated
+    record code is measured against).
+    """
+    import attrs
+    import cattrs
+
+    from aposthog import _converter
+
+    conv = _converter.make_converter()
+
+    def factory(cls: Any) -> Any:
+        known = frozenset(a.name for a in attrs.fields(cls)) - {_converter.EXTRA_FIELDS}
+        base = cattrs.gen.make_dict_structure_fn(
+            cls,
+            conv,
+            _cattrs_detailed_validation=False,
+            extra_fields=cattrs.override(omit=True),
+        )
+
+        def structure(data: Any, _: Any) -> Any:
+            instance = base(data, cls)
+            if not known.issuperset(data):
+                extra = _converter._extra_fields(data, known)
+                object.__setattr__(instance, _converter.EXTRA_FIELDS, extra)
+            return instance
+
+        return structure
+
+    conv.register_structure_hook_factory(_converter._is_record, factory)
+    return conv
+
+
+def bench_structuring(rounds: int) -> None:
+    """Structuring one parsed page of 100 exports: generated code against cattrs.gen."""
+    import timeit
+
+    sys.path.insert(0, str(HERE))
+    from _fixtures import batch_export
+
+    from aposthog._converter import converter
+    from aposthog.models import BatchExport
+
+    raw = json.dumps([batch_export(i) for i in range(PAGE)]).encode()
+    data = json.loads(raw)
+    cattrs_gen = _cattrs_gen_converter()
+    list_type = list[BatchExport]
+    assert cattrs_gen.structure(data, list_type) == converter.structure(data, list_type)
+    cases = {
+        "json.loads (the page's bytes)": lambda: json.loads(raw),
+        "cattrs.gen hooks": lambda: cattrs_gen.structure(data, list_type),
+        "aposthog's generated hooks": lambda: converter.structure(data, list_type),
+    }
+    best = {
+        name: min(timeit.repeat(call, number=10, repeat=rounds * 3)) / 10 * 1000
+        for name, call in cases.items()
+    }
+    print(f"\nstructuring a parsed page of {PAGE} batch exports (best of {rounds * 3})")
+    for name, ms in best.items():
+        print(f"  {name:32s} {ms:6.2f} ms")
+    ratio = best["cattrs.gen hooks"] / best["aposthog's generated hooks"]
+    print(f"  cattrs.gen / generated = {ratio:.2f}x the time")
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[1])
-    parser.add_argument("--requests", type=int, default=2000, help="requests per trial")
-    parser.add_argument("--rounds", type=int, default=15, help="paired trials")
-    parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument("--rounds", type=int, default=None, help="trials of each variant")
+    parser.add_argument("--quick", action="store_true", help="a short run (CI)")
     args = parser.parse_args()
-    with subprocess.Popen(
-        [sys.executable, "-m", "aposthog.testing"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    ) as server:
-        try:
-            assert server.stdout is not None
-            env = dict(server.stdout.readline().strip().split("=", 1) for _ in range(3))
-            asyncio.run(
-                bench(
-                    env["POSTHOG_HOST"],
-                    env["POSTHOG_PERSONAL_API_KEY"],
-                    args.requests,
-                    args.rounds,
-                    args.concurrency,
-                )
-            )
-        finally:
-            server.terminate()
-            server.wait(timeout=10)
+    rounds = args.rounds or (3 if args.quick else 11)
+    server, url = start_server("--exports", str(EXPORTS), "--configs", "10")
+    try:
+        bench_structuring(rounds)
+        asyncio.run(bench(url, rounds, args.quick))
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
     return 0
 
 

@@ -194,7 +194,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size-mb", type=float, default=32.0, help="stream size (default 32)")
     parser.add_argument("--rounds", type=int, default=7, help="timed rounds each (default 7)")
+    parser.add_argument("--quick", action="store_true", help="a short run (CI): 4 MB, 3 rounds")
     args = parser.parse_args(argv)
+    if args.quick:
+        args.size_mb, args.rounds = min(args.size_mb, 4.0), min(args.rounds, 3)
     if args.rounds < 1 or args.size_mb <= 0:
         parser.error("--rounds must be >= 1 and --size-mb > 0")
 

@@ -367,3 +367,53 @@ async def test_stream_on_an_idle_conversation_is_a_bad_request(
     with pytest.raises(aposthog.BadRequestError) as info:
         await ph.conversations.stream(conversation.id).until_done()
     assert info.value.detail == "Cannot continue streaming from an idle conversation"
+
+
+# ---------------------------------------------------------------------- closing a waiting stream
+
+
+async def test_aclose_from_another_task_wakes_a_read_at_once(fake: FakePostHog) -> None:
+    """A reader waiting for a chunk that would come in 30 s is woken by aclose() at once."""
+    fake.script_answer("a very slow answer", delay=30)
+    async with fake.client(retry=FAST) as ph:
+        stream = ph.conversations.create("q")
+        seen: list[StreamEvent] = []
+
+        async def consume() -> None:
+            seen.extend([event async for event in stream])
+
+        with anyio.fail_after(2):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(consume)
+                while len(fake.requests) < 1 or fake.ai_streams.open < 1:  # noqa: ASYNC110
+                    await anyio.sleep(0.01)
+                await anyio.sleep(0.1)  # the reader is now waiting for the first token
+                await stream.aclose()
+        assert stream.closed
+        assert len(seen) == 2  # the conversation and the echo
+        await fake.wait_for_streams_closed(timeout=1)
+
+
+async def test_aclose_wakes_a_stream_waiting_to_reattach(fake: FakePostHog) -> None:
+    """A stream backing off before a re-attach stops waiting when closed."""
+    # Full jitter: the wait is drawn from [0, 30] s (shorter than 0.2 s once in 150 runs,
+    # when the test still checks that a closed stream sends nothing more).
+    slow = attrs.evolve(FAST, initial_backoff=30.0, max_backoff=30.0)
+    fake.script_answer("one two three four", token_size=4, delay=0.01, drop_after=1)
+    async with fake.client(retry=slow) as ph:
+        stream = ph.conversations.create("q")
+
+        async def consume() -> None:
+            await stream.until_done()
+
+        with anyio.fail_after(2):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(consume)
+                while fake.ai_streams.dropped < 1:  # noqa: ASYNC110
+                    await anyio.sleep(0.01)
+                await anyio.sleep(0.1)  # the stream is now in its backoff
+                sent = len(fake.requests)
+                await stream.aclose()
+        assert stream.closed
+        await anyio.sleep(0.05)
+        assert sent == len(fake.requests)  # no re-attach was sent after the close

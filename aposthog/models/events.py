@@ -9,6 +9,7 @@ this version does not know, or a known one whose data cannot be read, becomes an
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any, Union
 
 import attrs
@@ -97,6 +98,11 @@ StreamEvent = Union[  # noqa: UP007 (a runtime alias, usable in isinstance-free 
 """Any event `ConversationStream` yields."""
 
 
+_KNOWN_EVENTS = frozenset({"message", "conversation", "status", "update"})
+_new_message_event = object.__new__
+_set_message: Callable[[Any, Any], None] = vars(MessageEvent)["message"].__set__
+
+
 def _decode(event: str, payload: Any) -> StreamEvent | None:
     if not isinstance(payload, dict):
         return None
@@ -129,10 +135,17 @@ def decode_event(event: str, data: str) -> StreamEvent:
         >>> decode_event("approval", "{}")
         UnknownEvent(event='approval', data='{}')
     """
-    if event not in ("message", "conversation", "status", "update"):
+    if event not in _KNOWN_EVENTS:
         return UnknownEvent(event, data)
     try:
-        decoded = _decode(event, _json.loads(data))
+        payload = _json.loads(data)
+        if event == "message" and payload.__class__ is dict:
+            # Nearly every event: built without the generic dispatch, slot by slot as the
+            # record hooks build records (MessageEvent has no validators or converters).
+            message_event = _new_message_event(MessageEvent)
+            _set_message(message_event, message_from_dict(payload))
+            return message_event
+        decoded = _decode(event, payload)
     except (ValueError, ResponseDecodeError) as exc:
         decoded = None
         logger.warning(

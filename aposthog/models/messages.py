@@ -13,13 +13,20 @@ version does not know, or a known type whose fields no longer fit, becomes an
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, ClassVar, Union
 
 import attrs
 from cattrs.errors import ClassValidationError, IterableValidationError
 
-from .._converter import converter, register_structure_hook, register_unstructure_hook, unstructure
+from .._converter import (
+    converter,
+    record_unstructure_hook,
+    register_structure_hook,
+    register_unstructure_hook,
+    register_unstructure_hook_factory,
+    unstructure,
+)
 from .._errors import clip
 from ._common import extra_fields_field
 
@@ -288,6 +295,8 @@ _KNOWN: tuple[Any, ...] = (
     ContextMessage,
 )
 _BY_TYPE: dict[str, Any] = {cls.type: cls for cls in _KNOWN}
+_KNOWN_SET: frozenset[Any] = frozenset(_KNOWN)
+_HOOKS: dict[Any, Callable[[Any, Any], Any]] = {}  # each known class's structure hook
 
 
 # AttributeError: a list where a mapping belongs; RecursionError: nesting too deep to walk.
@@ -317,9 +326,12 @@ def message_from_dict(data: Any) -> Message:
     kind = data.get("type")
     cls = _BY_TYPE.get(kind) if isinstance(kind, str) else None
     if cls is not None:
-        fields = {k: v for k, v in data.items() if k != "type"}
+        hook = _HOOKS.get(cls)
+        if hook is None:
+            hook = _HOOKS[cls] = converter.get_structure_hook(cls)
         try:
-            message: Message = converter.structure(fields, cls)
+            # `type` is the key the class was chosen by: its hook reads past it.
+            message: Message = hook(data, cls)
             return message
         except _NOT_FITTING as exc:
             # A known type reshaped by a newer PostHog: keep it whole rather than fail.
@@ -346,8 +358,12 @@ def _structure_message(data: Any, _: Any) -> Message:
     return message_from_dict(data)
 
 
-def _register_unstructure(cls: Any) -> None:
-    record = converter.get_unstructure_hook(cls)
+def _unstructure_message_hook(cls: Any) -> Callable[[Any], dict[str, Any]]:
+    """
+    The unstructure hook of a known message class, made on first use (generating all
+    twelve at import time would cost every `import aposthog` several milliseconds).
+    """
+    record = record_unstructure_hook(cls)
     kind = cls.type
 
     def unstructure_message(message: Any) -> dict[str, Any]:
@@ -355,10 +371,9 @@ def _register_unstructure(cls: Any) -> None:
         out["type"] = kind  # a class attribute, which attrs does not see
         return out
 
-    register_unstructure_hook(cls, unstructure_message)
+    return unstructure_message
 
 
 register_structure_hook(Message, _structure_message)
-for _cls in _KNOWN:
-    _register_unstructure(_cls)
+register_unstructure_hook_factory(_KNOWN_SET.__contains__, _unstructure_message_hook)
 register_unstructure_hook(UnknownMessage, lambda message: dict(message.data))

@@ -1,0 +1,258 @@
+"""
+Reading a list's pages, optionally ahead of the consumer.
+
+`PageReader` yields pages in order. With read-ahead it keeps up to `ahead` pages fetched
+or in flight beyond the one the consumer holds, each fetch a task of its own:
+
+* on a limit/offset list, once the first page gives `count`, the offsets of the remaining
+  pages are known: they are derived from the first page's `next` URL (only its `offset`
+  changes, so every other parameter is kept byte for byte) and fetched concurrently;
+* on any other list (cursor pages, or a page without `count`), each page's `next` URL is
+  known only when it arrives: a fetch waits for the page before it, so read-ahead is one
+  chain of requests running while the consumer works.
+
+Every fetch goes through the client, so `max_concurrency` and the retry policy apply.
+Stopping early (a `break`, an error, `aclose()`, or dropping the iterator) cancels every
+fetch in flight; an error is raised when the consumer reaches the page it belongs to.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import urllib.parse
+from collections import deque
+from collections.abc import Awaitable, Callable, Iterator
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
+
+import anyio
+
+if TYPE_CHECKING:
+    from ._pagination import Page
+
+__all__ = ["PageReader", "RecordReader", "planned_urls"]
+
+T = TypeVar("T")
+
+_OFFSET = re.compile(r"(?:^|&)offset=(\d+)(?=&|$)")
+_LIMIT = re.compile(r"(?:^|&)limit=(\d+)(?=&|$)")
+
+
+def planned_urls(next_url: str, count: int, wanted: int | None = None) -> list[str] | None:
+    """
+    The URLs of every page from `next_url` on, for a limit/offset list of `count` records.
+
+    None when `next_url` is not a plain limit/offset URL (one `limit` > 0, one `offset`).
+    `wanted`: stop once this many more records are covered.
+    """
+    parts = urllib.parse.urlsplit(next_url)
+    query = parts.query
+    offsets = list(_OFFSET.finditer(query))
+    limits = _LIMIT.findall(query)
+    if len(offsets) != 1 or len(limits) != 1 or int(limits[0]) <= 0:
+        return None
+    before, after = query[: offsets[0].start(1)], query[offsets[0].end(1) :]
+    offset, limit = int(offsets[0].group(1)), int(limits[0])
+    stop = count if wanted is None else min(count, offset + wanted)
+    return [
+        urllib.parse.urlunsplit(parts._replace(query=f"{before}{start}{after}"))
+        for start in range(offset, stop, limit)
+    ]
+
+
+def _retrieve(task: asyncio.Task[Any]) -> None:
+    # A page nobody reads (the consumer stopped first) must not log "exception never
+    # retrieved": its error belongs to a page the consumer chose not to see.
+    if not task.cancelled():
+        task.exception()
+
+
+async def _after(
+    previous: asyncio.Task[Page[T] | None], fetch_url: Callable[[str], Awaitable[Page[T]]]
+) -> Page[T] | None:
+    """The page after `previous`, once it has arrived (a function: no reference to the reader)."""
+    # asyncio.wait: cancelling this fetch must not cancel the page before it.
+    await asyncio.wait((previous,))
+    if previous.cancelled() or previous.exception() is not None:
+        return None  # the consumer meets that error (or stopped) first
+    page = previous.result()
+    if page is None or page.next is None:
+        return None
+    return await fetch_url(page.next)
+
+
+class PageReader(Generic[T]):
+    """
+    The pages of one list, in order, read up to `ahead` pages ahead (0: on demand).
+
+    `plan_ahead` is the read-ahead once the remaining pages' URLs are known (a limit/offset
+    list): they are independent requests. `wanted` bounds the records a caller needs.
+    """
+
+    __slots__ = (
+        "_ahead",
+        "_chain_from",
+        "_done",
+        "_fetch_url",
+        "_first",
+        "_on_page",
+        "_plan",
+        "_plan_ahead",
+        "_seen_first",
+        "_started",
+        "_stopping",
+        "_tasks",
+        "_wanted",
+    )
+
+    def __init__(
+        self,
+        first: Callable[[], Awaitable[Page[T]]],
+        fetch_url: Callable[[str], Awaitable[Page[T]]],
+        on_page: Callable[[Page[T]], None],
+        *,
+        ahead: int = 0,
+        plan_ahead: int | None = None,
+        wanted: int | None = None,
+    ) -> None:
+        self._first = first
+        self._fetch_url = fetch_url
+        self._on_page = on_page
+        self._ahead = ahead
+        self._plan_ahead = ahead if plan_ahead is None else plan_ahead
+        self._wanted = wanted
+        self._tasks: deque[asyncio.Task[Page[T] | None]] = deque()
+        self._stopping: list[asyncio.Task[Page[T] | None]] = []
+        self._plan: deque[str] | None = None
+        self._chain_from: str | None = None  # the next URL of the last page handed out
+        self._started = False
+        self._seen_first = False
+        self._done = False
+
+    def __aiter__(self) -> PageReader[T]:
+        return self
+
+    async def __anext__(self) -> Page[T]:
+        if self._done:
+            raise StopAsyncIteration
+        try:
+            page = await (self._read_ahead() if self._ahead or self._plan_ahead else self._read())
+        except BaseException:
+            self._close()
+            raise
+        if page is None:
+            self._close()
+            raise StopAsyncIteration
+        self._on_page(page)
+        self._chain_from = page.next
+        if not self._seen_first:
+            self._seen_first = True
+            if page.count is not None and page.next is not None and self._plan_ahead:
+                wanted = None if self._wanted is None else self._wanted - len(page.results)
+                urls = planned_urls(page.next, page.count, wanted)
+                self._plan = None if urls is None else deque(urls)
+        if page.next is None or (self._plan is not None and not self._plan and not self._tasks):
+            if page.next is None or self._wanted is not None:
+                self._done = True  # the last page (or the last one a caller wants)
+                self._close()
+            else:
+                self._plan = None  # the list grew past `count`: follow `next` from here
+        self._fill()
+        return page
+
+    async def _read(self) -> Page[T] | None:
+        if not self._started:
+            self._started = True
+            return await self._first()
+        if self._chain_from is None:
+            return None
+        return await self._fetch_url(self._chain_from)
+
+    async def _read_ahead(self) -> Page[T] | None:
+        if not self._started:
+            self._started = True
+            self._spawn(self._first())
+        self._fill()
+        if not self._tasks:
+            return None
+        task = self._tasks.popleft()
+        try:
+            return await task
+        except BaseException:
+            if not task.done():  # the reader was cancelled: so is the fetch it awaited
+                self._stopping.append(task)
+            raise
+
+    def _fill(self) -> None:
+        if self._done or not self._seen_first:
+            return  # the first page decides between planned offsets and a chain
+        if self._plan is not None:
+            while self._plan and len(self._tasks) < self._plan_ahead:
+                self._spawn(self._fetch_url(self._plan.popleft()))
+            return
+        while len(self._tasks) < self._ahead:
+            if self._tasks:
+                self._spawn(_after(self._tasks[-1], self._fetch_url))
+            elif self._chain_from is not None:
+                self._spawn(self._fetch_url(self._chain_from))
+            else:
+                return
+
+    def _spawn(self, fetch: Awaitable[Page[T] | None]) -> None:
+        task: asyncio.Task[Page[T] | None] = asyncio.ensure_future(fetch)
+        task.add_done_callback(_retrieve)
+        self._tasks.append(task)
+
+    def _close(self) -> None:
+        self._done = True
+        for task in self._tasks:
+            task.cancel()
+        # Kept until aclose() has waited for them (an error may close before it runs).
+        self._stopping.extend(self._tasks)
+        self._tasks.clear()
+
+    async def aclose(self) -> None:
+        """Stop: cancel every fetch in flight and wait until each has finished."""
+        self._close()
+        tasks = [task for task in self._stopping if not task.done()]
+        self._stopping.clear()
+        if tasks:
+            # Shielded: when the caller is being cancelled (the usual reason to stop
+            # early), the cancelled fetches still finish before this returns.
+            with anyio.CancelScope(shield=True):
+                await asyncio.wait(tasks)
+
+    def __del__(self) -> None:
+        # Dropped without aclose() (a `break` out of `async for`): cancel what is in flight.
+        tasks = getattr(self, "_tasks", ())
+        try:
+            for task in tasks:
+                task.cancel()
+        except RuntimeError:  # their event loop is already closed: nothing runs anyway
+            pass
+
+
+class RecordReader(Generic[T]):
+    """The records of a list's pages, one by one."""
+
+    __slots__ = ("_items", "_pages")
+
+    def __init__(self, pages: PageReader[T]) -> None:
+        self._pages = pages
+        self._items: Iterator[T] = iter(())
+
+    def __aiter__(self) -> RecordReader[T]:
+        return self
+
+    async def __anext__(self) -> T:
+        for item in self._items:
+            return item
+        while True:
+            page = await self._pages.__anext__()
+            self._items = iter(page.results)
+            for item in self._items:
+                return item
+
+    async def aclose(self) -> None:
+        """Stop: cancel every page fetch in flight."""
+        await self._pages.aclose()

@@ -1,0 +1,105 @@
+"""
+The package's front door: every public name importable, and a plain `import aposthog`
+loading neither the testing kit, the command line, the records, the converter nor the
+conversation machinery (each loads when first used).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import aposthog
+import aposthog.models
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _fresh(code: str) -> str:
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=ROOT,
+        timeout=60,
+    )
+    return done.stdout
+
+
+def test_import_loads_only_what_a_plain_client_needs() -> None:
+    loaded = set(
+        json.loads(_fresh("import sys, json, aposthog; print(json.dumps(sorted(sys.modules)))"))
+    )
+    for lazy in (
+        "aposthog.testing",
+        "aposthog._cli",
+        "aposthog._streaming",
+        "aposthog._stream_engine",
+        "aposthog.models.messages",
+        "aposthog.models.conversations",
+        "aposthog.models.events",
+        "aposthog.models.batch_exports",
+        "aposthog.models.customer_profile_configs",
+        "aposthog._converter",
+        "cattrs",
+        "aiohttp.web",
+    ):
+        assert lazy not in loaded, lazy
+    assert "aiohttp" in loaded  # what a Client cannot do without
+
+
+def test_a_first_list_loads_the_records_and_the_converter(
+    tmp_path: Path,
+) -> None:
+    script = tmp_path / "first_list.py"
+    script.write_text(
+        "import asyncio, sys\n"
+        "import aposthog\n"
+        "from aposthog.testing import FakePostHog\n"
+        "async def main():\n"
+        "    async with FakePostHog() as fake, fake.client() as ph:\n"
+        "        fake.customer_profile_configs['c1'] = {'id': 'c1', 'scope': 'person',\n"
+        "            'content': {}, 'sidebar': {}, 'created_at': '2024-01-01T00:00:00Z'}\n"
+        "        page = await ph.customer_profile_configs.list()\n"
+        "        print(type(page.results[0]).__name__, page.results[0].scope)\n"
+        "asyncio.run(main())\n"
+    )
+    out = _fresh(f"import runpy; runpy.run_path({str(script)!r}, run_name='__main__')")
+    assert "CustomerProfileConfig person" == out.strip()
+
+
+@pytest.mark.parametrize("module", [aposthog, aposthog.models], ids=["aposthog", "models"])
+def test_every_public_name_is_importable(module: object) -> None:
+    names: list[str] = module.__all__  # type: ignore[attr-defined]
+    assert names
+    for name in names:
+        assert getattr(module, name) is not None, name
+    assert set(names) <= set(dir(module))
+
+
+def test_lazy_names_are_the_classes_of_their_modules() -> None:
+    from aposthog import ConversationStream, HumanMessage
+    from aposthog._streaming import ConversationStream as Stream
+    from aposthog.models.messages import HumanMessage as Human
+
+    assert (ConversationStream, HumanMessage) == (Stream, Human)
+    assert aposthog.models.UserBasic.__module__ == "aposthog.models.conversations"
+
+
+def test_star_import_in_a_fresh_interpreter() -> None:
+    out = _fresh(
+        "from aposthog import *; from aposthog.models import *; "
+        "print(ConversationStream.__name__, UnknownEvent.__name__, BatchExport.__name__)"
+    )
+    assert "ConversationStream UnknownEvent BatchExport" == out.strip()
+
+
+@pytest.mark.parametrize("module", [aposthog, aposthog.models], ids=["aposthog", "models"])
+def test_an_unknown_name_is_an_attribute_error(module: object) -> None:
+    with pytest.raises(AttributeError, match="no_such_name"):
+        _ = module.no_such_name  # type: ignore[attr-defined]

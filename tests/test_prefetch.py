@@ -1,0 +1,298 @@
+"""
+Reading pages ahead: `paginator.prefetch(n)` and the concurrent `to_list()`.
+
+Order, completeness, errors at the page they belong to, and nothing left behind when a
+loop stops early (tasks, connections, requests in flight).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+from typing import Any
+
+import anyio
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+import aposthog
+from aposthog._prefetch import planned_urls
+from aposthog.testing import FakePostHog
+
+pytestmark = pytest.mark.anyio
+
+NOW = dt.datetime.now(dt.timezone.utc)
+
+
+def _seed(fake: FakePostHog, n: int) -> list[str]:
+    ids = [f"id-{i:04d}" for i in range(n)]
+    for i, ident in enumerate(ids):
+        fake.customer_profile_configs[ident] = {
+            "id": ident,
+            "scope": "person",
+            "content": {"i": i},
+            "sidebar": {},
+            "created_at": "2024-01-01T00:00:00Z",
+            "updated_at": None,
+        }
+    return ids
+
+
+async def _export_with_runs(
+    fake: FakePostHog, ph: aposthog.Client, n: int
+) -> tuple[str, list[str]]:
+    export = await ph.batch_exports.create(
+        name="runs",
+        destination=aposthog.BatchExportDestination(
+            type="S3",
+            config={"bucket_name": "b", "region": "eu-west-1", "prefix": "p/"},
+        ),
+        interval="hour",
+    )
+    runs = [
+        fake.add_batch_export_run(export.id, created_at=NOW - dt.timedelta(minutes=i))
+        for i in range(n)
+    ]
+    return export.id, [run["id"] for run in runs]
+
+
+def _settled_tasks() -> set[asyncio.Task[Any]]:
+    """The client side's unfinished tasks (the fake's server tasks share the loop)."""
+    return {
+        t
+        for t in asyncio.all_tasks()
+        if not t.done() and "web_protocol" not in t.get_coro().cr_code.co_filename  # type: ignore[union-attr]
+    }
+
+
+async def _until(condition: Any, timeout: float = 5.0) -> None:
+    """Wait until `condition()` holds: the states polled here signal no event."""
+    with anyio.fail_after(timeout):
+        while not condition():  # noqa: ASYNC110
+            await asyncio.sleep(0.001)
+
+
+# ----------------------------------------------------------------- planned offsets
+
+
+@given(
+    count=st.integers(0, 5000),
+    limit=st.integers(1, 300),
+    offset=st.integers(0, 5000),
+    wanted=st.none() | st.integers(0, 6000),
+    extra=st.sampled_from(["", "level=ERROR&", "search=a%26b&"]),
+)
+def test_planned_pages_cover_the_rest_of_the_list_once(
+    count: int, limit: int, offset: int, wanted: int | None, extra: str
+) -> None:
+    """From a `next` URL, the planned pages cover [offset, count) without gap or overlap."""
+    urls = planned_urls(f"https://h/api/x/?{extra}limit={limit}&offset={offset}", count, wanted)
+    assert urls is not None
+    starts = [int(u.rsplit("offset=", 1)[1]) for u in urls]
+    stop = count if wanted is None else min(count, offset + wanted)
+    assert starts == list(range(offset, stop, limit))
+    assert all(u.startswith(f"https://h/api/x/?{extra}limit={limit}&offset=") for u in urls)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://h/api/x/?cursor=cD0yMDI0",
+        "https://h/api/x/?limit=10",
+        "https://h/api/x/?offset=10",
+        "https://h/api/x/?limit=0&offset=10",
+        "https://h/api/x/?limit=10&offset=10&offset=20",
+        "https://h/api/x/?limit=ten&offset=10",
+    ],
+)
+def test_no_plan_without_one_limit_and_one_offset(url: str) -> None:
+    """Anything but a plain limit/offset `next` URL is followed, not computed."""
+    assert planned_urls(url, 100) is None
+
+
+# ----------------------------------------------------------------- prefetch
+
+
+@pytest.mark.parametrize("ahead", [0, 1, 2, 5, 50])
+async def test_prefetch_yields_every_record_in_order(
+    fake: FakePostHog, ph: aposthog.Client, ahead: int
+) -> None:
+    ids = _seed(fake, 23)
+    got = [c.id async for c in ph.customer_profile_configs.list(limit=4).prefetch(ahead)]
+    assert ids == got
+    assert 6 == len(fake.requests)  # no page fetched twice, none past the end
+
+
+@pytest.mark.parametrize("ahead", [1, 3])
+async def test_prefetch_on_a_cursor_list_follows_next(
+    fake: FakePostHog, ph: aposthog.Client, ahead: int
+) -> None:
+    export_id, run_ids = await _export_with_runs(fake, ph, 230)
+    fake.reset_stats()
+    paginator = ph.batch_exports.list_runs(export_id).prefetch(ahead)
+    got = [run.id async for run in paginator]
+    assert run_ids == got  # newest first, as created
+    assert 3 == len(fake.requests)
+    assert paginator.next_url is None
+
+
+async def test_prefetch_fetches_ahead_while_the_consumer_works(fake: FakePostHog) -> None:
+    """With prefetch(2) the two pages after the one in hand are requested meanwhile."""
+    _seed(fake, 50)
+    async with fake.client() as ph:
+        pages = ph.customer_profile_configs.list(limit=5).prefetch(2).pages()
+        first = await pages.__anext__()
+        await _until(lambda: len(fake.requests) == 3)
+        await asyncio.sleep(0.05)
+        assert 3 == len(fake.requests)  # no further than two ahead
+        assert "id-0000" == first.results[0].id
+        second = await pages.__anext__()
+        assert "id-0005" == second.results[0].id
+        await _until(lambda: len(fake.requests) == 4)
+        await pages.aclose()
+
+
+async def test_prefetch_rejects_a_bad_count(ph: aposthog.Client) -> None:
+    paginator = ph.customer_profile_configs.list()
+    with pytest.raises(ValueError, match="pages"):
+        paginator.prefetch(-1)
+    with pytest.raises(TypeError, match="pages"):
+        paginator.prefetch(1.5)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="pages"):
+        paginator.prefetch(True)
+
+
+@pytest.mark.parametrize("ahead", [1, 3, 10])
+async def test_a_failed_page_raises_where_it_belongs(
+    fake: FakePostHog, ph: aposthog.Client, ahead: int
+) -> None:
+    """Every record before the failed page is seen; the error comes at that page."""
+    _seed(fake, 40)
+    fake.customer_profile_configs["id-0012"]["scope"] = 12  # page 3 does not decode
+    seen: list[str] = []
+    with pytest.raises(aposthog.ResponseDecodeError):
+        async for config in ph.customer_profile_configs.list(limit=5).prefetch(ahead):
+            seen.append(config.id)  # noqa: PERF401 (what was seen before the error)
+    assert [f"id-{i:04d}" for i in range(10)] == seen
+    with pytest.raises(aposthog.ResponseDecodeError):
+        await ph.customer_profile_configs.list(limit=5).to_list()
+
+
+async def test_leaving_the_loop_early_cancels_what_is_in_flight(fake: FakePostHog) -> None:
+    """A break with fetches in flight: they are cancelled, their connections let go."""
+    _seed(fake, 60)
+    async with fake.client() as ph:
+        before = _settled_tasks()
+        async for _config in ph.customer_profile_configs.list(limit=5).prefetch(4):
+            fake.latency = 5  # pages 2-5, requested from now on, would take 5 s
+            await _until(lambda: fake.in_flight >= 4)
+            break
+        # Well before those 5 s: nothing of the client is left running or holding on.
+        await _until(lambda: _settled_tasks() <= before, timeout=1)
+        session = ph._api.pipeline.transport._session
+        assert session is not None
+        await _until(lambda: not getattr(session.connector, "_acquired", set()), timeout=1)
+        assert 5 == len(fake.requests)  # and nothing was requested after the break
+        fake.latency = 0
+
+
+async def test_aclose_waits_for_the_cancelled_fetches(fake: FakePostHog) -> None:
+    _seed(fake, 60)
+    async with fake.client() as ph:
+        before = _settled_tasks()
+        pages = ph.customer_profile_configs.list(limit=5).prefetch(3).pages()
+        await pages.__anext__()
+        fake.latency = 1
+        await pages.__anext__()  # already fetched; pages 3-5 now in flight, slowly
+        await _until(lambda: len(fake.requests) >= 4)
+        await pages.aclose()
+        assert _settled_tasks() <= before
+        fake.latency = 0
+        with pytest.raises(StopAsyncIteration):
+            await pages.__anext__()
+
+
+async def test_a_cancelled_consumer_leaves_nothing_behind(fake: FakePostHog) -> None:
+    _seed(fake, 60)
+    async with fake.client() as ph:
+        before = _settled_tasks()
+        with anyio.move_on_after(0.3):
+            async for _ in ph.customer_profile_configs.list(limit=5).prefetch(5):
+                fake.latency = 5
+                await anyio.sleep(10)
+        await _until(lambda: _settled_tasks() <= before, timeout=1)
+        assert 6 == len(fake.requests)
+        fake.latency = 0
+
+
+# ----------------------------------------------------------------- to_list
+
+
+async def test_to_list_fetches_the_remaining_offsets_concurrently(fake: FakePostHog) -> None:
+    ids = _seed(fake, 97)
+    async with fake.client(max_concurrency=8) as ph:
+        fake.latency = 0.02
+        got = await ph.customer_profile_configs.list(limit=5).to_list()
+        fake.latency = 0
+    assert ids == [c.id for c in got]  # in order, no duplicates, no gaps
+    assert 20 == len(fake.requests)
+    assert 8 == fake.max_in_flight  # bounded by the client's max_concurrency
+    offsets = sorted(int(dict(r.query).get("offset", "0")) for r in fake.requests)
+    assert list(range(0, 97, 5)) == offsets
+
+
+async def test_to_list_with_a_limit_fetches_only_what_it_needs(
+    fake: FakePostHog, ph: aposthog.Client
+) -> None:
+    _seed(fake, 100)
+    got = await ph.customer_profile_configs.list(limit=10).to_list(limit=35)
+    assert [f"id-{i:04d}" for i in range(35)] == [c.id for c in got]
+    assert 4 == len(fake.requests)
+
+
+async def test_to_list_on_a_cursor_list_reads_one_page_ahead(
+    fake: FakePostHog, ph: aposthog.Client
+) -> None:
+    export_id, run_ids = await _export_with_runs(fake, ph, 250)
+    fake.reset_stats()
+    got = await ph.batch_exports.list_runs(export_id).to_list()
+    assert run_ids == [run.id for run in got]
+    assert 3 == len(fake.requests)
+    assert fake.max_in_flight == 1  # each cursor comes from the page before it
+
+
+async def test_to_list_from_a_resumed_paginator(fake: FakePostHog, ph: aposthog.Client) -> None:
+    ids = _seed(fake, 30)
+    first = await ph.customer_profile_configs.list(limit=4)
+    assert first.next is not None
+    rest = await ph.customer_profile_configs.list().resume_from(first.next).to_list()
+    assert ids[4:] == [c.id for c in rest]
+
+
+async def test_to_list_follows_next_when_the_list_grew(fake: FakePostHog) -> None:
+    """More records than `count` said: the last planned page's `next` is followed."""
+    ids = _seed(fake, 12)
+    async with fake.client() as ph:
+        paginator = ph.customer_profile_configs.list(limit=5)
+        pages = paginator.pages()
+        first = await pages.__anext__()
+        await pages.aclose()
+        assert 12 == first.count
+        more = _seed(fake, 16)
+        got = await paginator.to_list()
+    assert more == [c.id for c in got]
+    assert ids == more[:12]
+
+
+async def test_to_list_cancelled_mid_way_leaves_nothing_behind(fake: FakePostHog) -> None:
+    """A to_list() whose caller is cancelled cancels its fetches and waits for them."""
+    _seed(fake, 60)
+    async with fake.client() as ph:
+        before = _settled_tasks()
+        fake.latency = 0.1  # page 1 at 0.1 s, then pages 2-12 at once, due at 0.2 s
+        with anyio.move_on_after(0.15):
+            await ph.customer_profile_configs.list(limit=5).to_list()
+        # Right after the cancellation: no fetch of the client is left running.
+        assert _settled_tasks() <= before
+        fake.latency = 0
