@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Iterator, Mapping
 
 import aiohttp
 import attrs
@@ -179,6 +179,13 @@ class StreamResponse:
         self.status = response.status
         self.headers: Mapping[str, str] = response.headers
         self.content_type = response.content_type
+        self._encoding = self.headers.get("Content-Encoding", "identity")
+        # A compressed stream: its inflater, the pieces one raw chunk is inflating into
+        # (taken one at a time, so a bomb never inflates more than a piece ahead), and
+        # whether the raw body has ended.
+        self._inflater: Inflater | None = None
+        self._inflating: Iterator[bytes] | None = None
+        self._raw_ended = False
 
     async def read(self) -> bytes:
         """Read the whole (error) body, up to `max_response_size`."""
@@ -190,46 +197,51 @@ class StreamResponse:
 
     async def read_chunk(self) -> bytes:
         """
-        The next body chunk as it arrives, `b""` at the end; failures become
-        `APIConnectionError`. `close()` from another task wakes a read that is waiting.
+        The next piece of the decoded body as it arrives, `b""` at the end; failures
+        become aposthog errors. `close()` from another task wakes a read that is waiting.
+        A stream is bounded per event (by the SSE decoder), not as a whole.
         """
+        if self._encoding == "identity":
+            return await self._read_raw()
+        while True:
+            if self._inflating is not None:
+                piece = self._next_piece(self._inflating)
+                if piece:
+                    return piece
+                self._inflating = None
+            if self._raw_ended:
+                return b""
+            raw = await self._read_raw()
+            inflater = self._inflater or self._new_inflater()
+            self._inflating = inflater.feed(raw) if raw else inflater.finish()
+            self._raw_ended = not raw
+
+    async def chunks(self) -> AsyncIterator[bytes]:
+        """Yield the decoded body as it arrives (see `read_chunk`)."""
+        while chunk := await self.read_chunk():
+            yield chunk
+
+    async def _read_raw(self) -> bytes:
         failure: BaseException | None = None
         try:
             return await self._response.content.readany()
         except _CLIENT_FAILURES as exc:
             failure = exc
-        # Raised outside the handler, as in chunks(): aiohttp's error is no context of ours.
+        # Raised outside the handler: aiohttp's error (which holds the request, and so
+        # the key) is no context of ours.
         raise _connection_error(failure, self._request)
 
-    async def chunks(self) -> AsyncIterator[bytes]:
-        """Yield the decoded body as it arrives; failures become aposthog errors."""
-        content = self._response.content
-        inflater = self._inflater()
-        while True:
-            failure: BaseException | None = None
-            try:
-                chunk = await content.readany()
-            except _CLIENT_FAILURES as exc:
-                failure = exc
-            if failure is not None:
-                raise _connection_error(failure, self._request)
-            for piece in self._decoded(inflater, chunk):
-                yield piece
-            if not chunk:
-                return
-
-    def _inflater(self) -> Inflater:
-        # A stream is bounded per event (by the SSE decoder), not as a whole.
-        encoding = self.headers.get("Content-Encoding", "identity")
+    def _new_inflater(self) -> Inflater:
         try:
-            return Inflater(encoding, limit=None)
+            self._inflater = Inflater(self._encoding, limit=None)
+            return self._inflater
         except UnreadableBody as exc:
             problem = str(exc)
         raise ResponseDecodeError(problem, path=self._request.path)
 
-    def _decoded(self, inflater: Inflater, chunk: bytes) -> list[bytes]:
+    def _next_piece(self, inflating: Iterator[bytes]) -> bytes | None:
         try:
-            return list(inflater.feed(chunk) if chunk else inflater.finish())
+            return next(inflating, None)
         except UnreadableBody as exc:
             problem = str(exc)
         raise ResponseDecodeError(

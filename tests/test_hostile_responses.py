@@ -216,3 +216,34 @@ async def test_a_corrupt_compressed_body_is_a_decode_error() -> None:
                 await ph.customer_profile_configs.get(ANY_ID)
     finally:
         await server.stop()
+
+
+async def test_a_gzip_bomb_in_a_stream_stops_at_the_event_limit() -> None:
+    packer = zlib.compressobj(9, zlib.DEFLATED, 31)
+    head = packer.compress(b'event: message\ndata: {"type":"ai","content":"')
+    bomb = head + b"".join(packer.compress(b"0" * MiB) for _ in range(256)) + packer.flush()
+
+    async def chunks() -> AsyncIterator[bytes]:
+        for start in range(0, len(bomb), 64 * 1024):
+            yield bomb[start : start + 64 * 1024]
+
+    server = await _serve(
+        ServerReply(
+            stream=chunks(),
+            headers={"Content-Type": "text/event-stream", "Content-Encoding": "gzip"},
+        )
+    )
+    try:
+        async with _client(server.url) as ph:
+            gc.collect()
+            tracemalloc.start()
+            try:
+                with pytest.raises(aposthog.ResponseDecodeError, match="unreadable event stream"):
+                    await ph.conversations.create("q", max_reattach_attempts=0).until_done()
+                _, peak = tracemalloc.get_traced_memory()
+            finally:
+                tracemalloc.stop()
+    finally:
+        await server.stop()
+    # The per-event limit (16 MiB) bounds it, not the 256 MiB the bomb inflates to.
+    assert peak < 48 * MiB, f"peak {peak / MiB:.1f} MiB"
