@@ -1,6 +1,6 @@
 """
-Every check aposthog runs: `nox` (tests on each installed Python, lint, typecheck),
-plus `nox -s demo` and `nox -s bench`.
+Every check aposthog runs: `nox` (tests on each installed Python, lint, typecheck, docs),
+plus `nox -s demo`, `nox -s bench` and `nox -s browser`.
 
 Interpreters are found on PATH or in pyenv's versions folder, and each one is run once
 before it is offered to nox: a pyenv shim for a version that is not selected exists on
@@ -17,7 +17,7 @@ import sys
 
 import nox
 
-nox.options.sessions = ["tests", "speedups", "lint", "typecheck"]
+nox.options.sessions = ["tests", "lint", "typecheck", "docs"]
 nox.options.reuse_existing_virtualenvs = True
 nox.options.error_on_missing_interpreters = False
 
@@ -51,21 +51,19 @@ PYTHONS = {v: p for v in SUPPORTED if (p := _find(v)) is not None}
 if not PYTHONS:  # nothing found: test with the Python running nox
     PYTHONS = {f"{sys.version_info[0]}.{sys.version_info[1]}": sys.executable}
 TEST_DEPS = ["pytest>=8", "hypothesis>=6.100"]
+# The OpenTelemetry tests need the extra and an SDK to read spans back.
+OTEL_TEST_DEPS = ["opentelemetry-sdk>=1.20"]
+DOCS_DEPS = ["mkdocs>=1.6", "mkdocstrings[python]>=0.27"]
 
 
 @nox.session
 @nox.parametrize("python", list(PYTHONS.values()), ids=list(PYTHONS))
 def tests(session: nox.Session) -> None:
     """Run the test suite (on every supported Python that is installed)."""
-    session.install(".", *TEST_DEPS)
+    # Every extra: the Redis rate-limit tests run against a real redis-server, the tracing
+    # tests record spans, and the JSON tests compare orjson with the standard library.
+    session.install(".[otel,redis,speedups]", *TEST_DEPS, *OTEL_TEST_DEPS)
     session.run("pytest", "-q", *session.posargs)
-
-
-@nox.session
-def speedups(session: nox.Session) -> None:
-    """The tests that compare the speedups extra's JSON parser with the standard library's."""
-    session.install(".[speedups]", *TEST_DEPS)
-    session.run("pytest", "-q", "tests/test_json.py", "tests/test_converter.py", *session.posargs)
 
 
 @nox.session
@@ -79,8 +77,16 @@ def lint(session: nox.Session) -> None:
 @nox.session
 def typecheck(session: nox.Session) -> None:
     """mypy --strict on the package."""
-    session.install(".", "mypy>=1.11", *TEST_DEPS)
+    session.install(".[otel,redis]", "mypy>=1.11", *TEST_DEPS)
     session.run("mypy", "--strict", "aposthog")
+
+
+@nox.session
+def docs(session: nox.Session) -> None:
+    """The API reference, built from the docstrings into site/ (warnings are errors)."""
+    session.install(".", *DOCS_DEPS, *TEST_DEPS)
+    session.run("pytest", "-q", "tests/test_docs.py")  # every public name has a page
+    session.run("mkdocs", "build", "--strict", *session.posargs)
 
 
 @nox.session
@@ -91,8 +97,33 @@ def demo(session: nox.Session) -> None:
 
 
 @nox.session
+def browser(session: nox.Session) -> None:
+    """
+    The web relay example's page in a real browser: Debian's Chromium, headless, driven by
+    selenium through chromium-driver (`apt-get install chromium chromium-driver`).
+    Screenshots go to artifacts/browser/. Without Chromium the tests skip, saying how to
+    install it; with CI=true they fail instead.
+    """
+    if not (shutil.which("chromium") and shutil.which("chromedriver")):
+        session.warn("no Chromium: `sudo apt-get install chromium chromium-driver`")
+    session.install(".", *TEST_DEPS, "selenium>=4.20")
+    # SE_OFFLINE: the tests name the browser and its driver; nothing is ever downloaded.
+    session.run(
+        "pytest",
+        "-q",
+        "-m",
+        "browser",
+        "tests/examples",
+        *session.posargs,
+        env={"SE_OFFLINE": "true"},
+    )
+
+
+@nox.session
 def bench(session: nox.Session) -> None:
     """The benchmarks, each side by side with its alternative; they print ratios."""
-    session.install(".", "httpx-sse>=0.4", "httpx>=0.27", "orjson>=3.9")
+    session.install(
+        ".[otel,redis]", "httpx-sse>=0.4", "httpx>=0.27", "orjson>=3.9", *OTEL_TEST_DEPS
+    )
     for script in sorted(glob.glob("benchmarks/bench_*.py")):
         session.run("python", script, *session.posargs)

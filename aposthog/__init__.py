@@ -40,8 +40,11 @@ from ._errors import (
     ResponseTooLargeError,
     UnprocessableEntityError,
 )
+from ._limiter import InProcessRateLimitStore, RateLimiter, RateLimitStore, RateLimitStoreError
 from ._observe import Wait
 from ._pagination import AsyncPaginator, Page
+from ._ratelimit import Rate, RateLimits
+from ._redis_store import RedisRateLimitStore
 from ._retry import RetryPolicy
 from ._version import __version__
 
@@ -188,6 +191,7 @@ __all__ = [
     "CustomerProfileConfig",
     "FailureMessage",
     "HumanMessage",
+    "InProcessRateLimitStore",
     "IncompleteStreamError",
     "InternalServerError",
     "Message",
@@ -203,8 +207,14 @@ __all__ = [
     "PostHogError",
     "ProfileScope",
     "QuotaLimitError",
+    "Rate",
     "RateLimitError",
+    "RateLimitStore",
+    "RateLimitStoreError",
+    "RateLimiter",
+    "RateLimits",
     "ReasoningMessage",
+    "RedisRateLimitStore",
     "ResponseDecodeError",
     "ResponseTooLargeError",
     "RetryPolicy",

@@ -15,9 +15,12 @@ import attrs
 from . import _config
 from ._api import NOT_GIVEN, Api, NotGiven
 from ._config import ClientConfig, resolve_config
+from ._limiter import RateLimiter, RateLimitStore, make_rate_limiter
 from ._observe import WaitCallback, wait_hook
 from ._pipeline import Pipeline
+from ._ratelimit import RateLimits
 from ._retry import RetryPolicy
+from ._tracing import default_observer
 from ._transport import ClientSession, Transport
 
 if TYPE_CHECKING:
@@ -55,6 +58,13 @@ class Client:
         on_wait: a function called with an `aposthog.Wait` before every wait this client
             takes (retry backoffs, PostHog's 429 waits, the rate limiter's waits), the
             waits of conversation streams included: to tell a user "waiting 3 s".
+        rate_limits: `"auto"` (PostHog Cloud's published throttles on the `us`/`eu`
+            hosts, none elsewhere), None (off) or an `aposthog.RateLimits`. Before each
+            request the client waits for room in its windows, holding no connection
+            and no concurrency slot; a 429 holds back its bucket as long as PostHog asks.
+        rate_limit_store: where the windows are counted: this process (default), or an
+            `aposthog.RedisRateLimitStore` shared by every process and machine using
+            the key.
         max_response_size: bytes a response body may have once decoded (default 32 MiB);
             a larger one (a gzip bomb, say) raises `ResponseTooLargeError` after reading
             about that much. A conversation stream is not bounded as a whole (an answer
@@ -82,6 +92,8 @@ class Client:
         retry: RetryPolicy | None = None,
         session: ClientSession | None = None,
         on_wait: WaitCallback | None = None,
+        rate_limits: RateLimits | str | None = "auto",
+        rate_limit_store: RateLimitStore | None = None,
         max_response_size: int = _config.DEFAULT_MAX_RESPONSE_SIZE,
         allow_insecure_http: bool = False,
     ) -> None:
@@ -98,6 +110,9 @@ class Client:
             max_response_size=max_response_size,
             allow_insecure_http=allow_insecure_http,
         )
+        throttle = make_rate_limiter(
+            rate_limits, rate_limit_store, base_url=config.base_url, api_key=config.api_key
+        )
         transport = Transport(
             session=session,
             connect_timeout=config.connect_timeout,
@@ -109,8 +124,10 @@ class Client:
             base_url=config.base_url,
             api_prefix=config.api_prefix,
             max_concurrency=config.max_concurrency,
+            throttle=throttle,
         )
-        self._bind(Api(pipeline, config, wait_hook(on_wait, None)))
+        # OpenTelemetry spans when `aposthog[otel]` is installed; else no observer at all.
+        self._bind(Api(pipeline, config, wait_hook(on_wait, default_observer())))
 
     @classmethod
     def _view(cls, api: Api) -> Client:
@@ -135,6 +152,12 @@ class Client:
     def config(self) -> ClientConfig:
         """The resolved configuration (its repr never shows the key)."""
         return self._api.config
+
+    @property
+    def rate_limiter(self) -> RateLimiter | None:
+        """The rate limiter every task and `with_options()` view shares (None: off)."""
+        throttle = self._api.pipeline.throttle
+        return throttle if isinstance(throttle, RateLimiter) else None
 
     @property
     def base_url(self) -> str:
@@ -177,7 +200,11 @@ class Client:
             api.config.retry if isinstance(retry, NotGiven) else retry,
             None if isinstance(max_retries, NotGiven) else max_retries,
         )
-        observer = api.observer if isinstance(on_wait, NotGiven) else wait_hook(on_wait, None)
+        observer = (
+            api.observer
+            if isinstance(on_wait, NotGiven)
+            else wait_hook(on_wait, default_observer())
+        )
         return Client._view(Api(api.pipeline, attrs.evolve(api.config, **changes), observer))
 
     def __repr__(self) -> str:
@@ -216,6 +243,8 @@ class Client:
             for stream in list(pipeline.streams):
                 await stream.aclose()
             await pipeline.transport.aclose()
+            if isinstance(pipeline.throttle, RateLimiter):
+                await pipeline.throttle.aclose()
 
     @property
     def closed(self) -> bool:

@@ -5,20 +5,29 @@ server-sent-event stream, with one `aposthog.Client` shared by every request.
     python examples/web_relay.py [--port N]       # against an embedded FakePostHog
     POSTHOG_PERSONAL_API_KEY=… POSTHOG_PROJECT_ID=… python examples/web_relay.py
 
-It serves on 127.0.0.1 and prints its URL; open it in a browser, or:
+It serves on 127.0.0.1 and prints its URL; open it in a browser (the chat page is
+web_relay.html, beside this file), or:
 
     curl -N 'http://127.0.0.1:8080/ask?q=Top+pages+yesterday%3F'
 
 `GET /ask?q=…[&conversation=…]` answers `text/event-stream`:
 
     event: delta   data: {"text": "…"}            the answer's new text, as it arrives
+    event: wait    data: {"reason": "rate_limit", "seconds": 12.0, "attempt": 2}
+                   the client waits before trying again ("rate_limit" or "retry")
     event: done    data: {"conversation": "…"}    pass it back as `conversation=` to continue
     event: error   data: {"message": "…", "conversation": "…"}   a polite apology
 
 A browser that goes away mid-answer cancels the generation on PostHog (PATCH
 …/cancel/): the server runs with `handler_cancellation=True`, so aiohttp cancels the
 handler the moment the connection drops, and the cancel is sent in a shielded cleanup.
-Shutting down cancels every answer still being relayed, and tells its browser so.
+(The page closes its EventSource on `pagehide` and `offline`: a page kept in the
+back/forward cache would otherwise keep the connection, and the generation, going.)
+While the client waits for a rate limit or before a retry, `Client.with_options(on_wait=)`
+tells the relay, and the browser hears how long (a `wait` event); a wait longer than the
+client's `RetryPolicy.max_retry_after` (60 s) is not waited: the browser is told at once
+when to try again. Shutting down cancels every answer still being relayed, and tells its
+browser so.
 With no POSTHOG_* variables (or with `--scripted`) it embeds a FakePostHog whose
 answers stream slowly enough to watch (`--delay` seconds between tokens). Ctrl-C stops it.
 """
@@ -31,13 +40,16 @@ import contextlib
 import itertools
 import json
 import logging
+import math
 import os
+import pathlib
 import signal
 import sys
 from collections.abc import AsyncIterator, Callable
 
 import anyio
 from aiohttp import web
+from anyio.streams.memory import MemoryObjectSendStream
 
 import aposthog
 from aposthog.testing import FakePostHog
@@ -55,22 +67,41 @@ SSE_HEADERS = {
     "Cache-Control": "no-cache",
     "X-Accel-Buffering": "no",  # tell nginx-like proxies not to buffer the stream
 }
+PAGE = pathlib.Path(__file__).with_name("web_relay.html")
+"""The chat page, a static file beside this one."""
 FAILED = "Sorry, PostHog AI couldn't answer that just now — please try again."
 STOPPING = "Sorry, this server is restarting — please ask again in a moment."
 
 ClientFactory = Callable[[], aposthog.Client]
 
 
-def sse(event: str, data: dict[str, str]) -> bytes:
+def sse(event: str, data: dict[str, object]) -> bytes:
     """One server-sent event (JSON data is a single line, so one `data:` field)."""
     return f"event: {event}\ndata: {json.dumps(data)}\n\n".encode()
 
 
+def in_words(seconds: float) -> str:
+    """`in 45 seconds`, `in 3 minutes`, `in about 2 hours`: when to try again."""
+    if seconds <= 1:
+        return "in a second"
+    if seconds < 90:
+        return f"in {math.ceil(seconds)} seconds"
+    if seconds < 90 * 60:
+        return f"in {math.ceil(seconds / 60)} minutes"
+    if seconds < 2 * 3600:
+        return "in about an hour"
+    return f"in about {round(seconds / 3600)} hours"
+
+
 def polite(error: aposthog.PostHogError) -> str:
     """What to tell the user when PostHog refused or failed (details go to the log)."""
-    if isinstance(error, aposthog.RateLimitError):
-        wait = f" in {error.retry_after:.0f} seconds" if error.retry_after else " in a moment"
-        return f"PostHog AI is busy right now — please try again{wait}."
+    if isinstance(error, aposthog.RateLimitError):  # longer than the client would wait
+        if error.retry_after is None:
+            return "PostHog AI is busy right now — please try again in a moment."
+        when = in_words(error.retry_after)
+        if error.retry_after < 5 * 60:
+            return f"PostHog AI is busy right now — please try again {when}."
+        return f"You have reached PostHog AI's usage limit for now — please try again {when}."
     if isinstance(error, aposthog.QuotaLimitError):
         return "PostHog AI has reached its usage limit for now — please try again later."
     if isinstance(error, aposthog.ConflictError):
@@ -80,52 +111,79 @@ def polite(error: aposthog.PostHogError) -> str:
 
 async def ask(request: web.Request) -> web.StreamResponse:
     """`GET /ask?q=…[&conversation=…]`: relay one answer as server-sent events."""
-    question = request.query.get("q", "")
-    try:
-        stream = request.app[CLIENT].conversations.create(
-            question, conversation=request.query.get("conversation") or None
-        )
-    except ValueError as err:  # a blank question, a conversation id that is not a UUID
-        raise web.HTTPBadRequest(text=f"{err}\n") from None
-    relays = request.app[RELAYS]
-    response = web.StreamResponse(headers=SSE_HEADERS)
-    await response.prepare(request)
-    relays.add(stream)
-    try:
-        async with stream, contextlib.aclosing(stream.text_deltas()) as deltas:
-            async for text in deltas:
-                await response.write(sse("delta", {"text": text}))
-    except aposthog.PostHogError as err:
-        # Refused before the stream (429, 402, 409…) or failed mid-stream. Not cancelled:
-        # after a 409 the generation running is another request's, not ours to stop.
-        logger.warning("conversation %s: %s", stream.conversation_id, err)
-        end = sse("error", {"message": polite(err), "conversation": stream.conversation_id})
-    except BaseException:
-        # The browser went away: aiohttp cancelled this handler, or a write found the
-        # connection reset. Stop the generation on PostHog too. Shielded, so it runs even
-        # though this task is being cancelled; bounded, so shutdown never hangs on it; and
-        # the exception is re-raised, never swallowed.
-        with anyio.move_on_after(CANCEL_TIMEOUT, shield=True):
-            try:
-                await stream.cancel()
-            except aposthog.PostHogError as err:
-                logger.warning("could not cancel %s: %s", stream.conversation_id, err)
-        raise
-    else:
-        result = stream.result()
-        if result.cancelled:  # by stop_relays(): the server is shutting down
-            end = sse("error", {"message": STOPPING, "conversation": stream.conversation_id})
-        elif result.failed:  # an in-band ai/failure or generation_error: not raised
-            logger.warning("conversation %s: PostHog AI failed", stream.conversation_id)
-            end = sse("error", {"message": FAILED, "conversation": stream.conversation_id})
-        else:
-            end = sse("done", {"conversation": stream.conversation_id})
-    finally:
-        relays.discard(stream)
-    # The answer is over: if the browser left just now, nothing is left running.
-    await response.write(end)
+    # Every event for the browser goes through one channel, in order, written by this
+    # task alone. Unbounded: an answer is a few kilobytes.
+    events, outbox = anyio.create_memory_object_stream[bytes](math.inf)
+
+    def waiting(wait: aposthog.Wait) -> None:
+        # The client calls this (synchronously) before it sleeps: for a rate limit or
+        # before a retry, when opening the stream or re-attaching to it.
+        logger.info("waiting %.1f s (%s, attempt %d)", wait.seconds, wait.reason, wait.attempt)
+        notice = {"reason": wait.reason, "seconds": round(wait.seconds, 1), "attempt": wait.attempt}
+        # Once the answer is over (a cancel being retried at shutdown), nobody is listening.
+        with contextlib.suppress(anyio.ClosedResourceError, anyio.BrokenResourceError):
+            events.send_nowait(sse("wait", notice))
+
+    # A view of the shared client, for this request alone: same session, same limits.
+    client = request.app[CLIENT].with_options(on_wait=waiting)
+    with events, outbox:
+        try:
+            stream = client.conversations.create(
+                request.query.get("q", ""), conversation=request.query.get("conversation") or None
+            )
+        except ValueError as err:  # a blank question, a conversation id that is not a UUID
+            raise web.HTTPBadRequest(text=f"{err}\n") from None
+        response = web.StreamResponse(headers=SSE_HEADERS)
+        await response.prepare(request)
+        # If the browser goes away, aiohttp cancels this handler (or a write fails): the
+        # task group then cancels relay(), whose cleanup stops the generation on PostHog.
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(relay, request.app[RELAYS], stream, events)
+            async for event in outbox:
+                await response.write(event)
     await response.write_eof()
     return response
+
+
+async def relay(
+    relays: set[aposthog.ConversationStream],
+    stream: aposthog.ConversationStream,
+    events: MemoryObjectSendStream[bytes],
+) -> None:
+    """Send the answer's text to `events` as it arrives, then one `done` or `error`."""
+    relays.add(stream)
+    with events:
+        try:
+            async with stream, contextlib.aclosing(stream.text_deltas()) as deltas:
+                async for text in deltas:
+                    events.send_nowait(sse("delta", {"text": text}))
+        except aposthog.PostHogError as err:
+            # Refused before the stream (429, 402, 409…) or failed mid-stream. Not
+            # cancelled: after a 409 the generation running is another request's.
+            logger.warning("conversation %s: %s", stream.conversation_id, err)
+            end = sse("error", {"message": polite(err), "conversation": stream.conversation_id})
+        except BaseException:
+            # The browser went away. Stop the generation on PostHog too. Shielded, so it
+            # runs even though this task is being cancelled; bounded, so shutdown never
+            # hangs on it; and the exception is re-raised, never swallowed.
+            with anyio.move_on_after(CANCEL_TIMEOUT, shield=True):
+                try:
+                    await stream.cancel()
+                except aposthog.PostHogError as err:
+                    logger.warning("could not cancel %s: %s", stream.conversation_id, err)
+            raise
+        else:
+            result = stream.result()
+            if result.cancelled:  # by stop_relays(): the server is shutting down
+                end = sse("error", {"message": STOPPING, "conversation": stream.conversation_id})
+            elif result.failed:  # an in-band ai/failure or generation_error: not raised
+                logger.warning("conversation %s: PostHog AI failed", stream.conversation_id)
+                end = sse("error", {"message": FAILED, "conversation": stream.conversation_id})
+            else:
+                end = sse("done", {"conversation": stream.conversation_id})
+        finally:
+            relays.discard(stream)
+        events.send_nowait(end)
 
 
 async def stop_relays(app: web.Application) -> None:
@@ -147,9 +205,9 @@ async def stop_relays(app: web.Application) -> None:
                 tg.start_soon(stop, stream)
 
 
-async def index(request: web.Request) -> web.Response:
-    """A page that asks and shows the answer as it streams (EventSource)."""
-    return web.Response(text=PAGE, content_type="text/html")
+async def index(request: web.Request) -> web.FileResponse:
+    """The chat page: it asks, and shows the answer as it streams (EventSource)."""
+    return web.FileResponse(PAGE)
 
 
 def make_app(client_factory: ClientFactory = aposthog.Client) -> web.Application:
@@ -233,32 +291,6 @@ DEMO_ANSWERS = (
     "Signups came mostly from organic search (41%), then direct visits (27%) and "
     "the newsletter (15%).",
 )
-
-PAGE = """<!doctype html>
-<meta charset="utf-8"><title>PostHog AI relay</title>
-<form id="f"><input id="q" size="60" placeholder="Ask PostHog AI…" autofocus>
-<button>Ask</button></form><pre id="out" style="white-space:pre-wrap"></pre>
-<script>
-let conversation = "";
-document.getElementById("f").onsubmit = (e) => {
-  e.preventDefault();
-  const out = document.getElementById("out"), q = document.getElementById("q");
-  out.textContent += "\\n> " + q.value + "\\n";
-  const params = new URLSearchParams({q: q.value});
-  if (conversation) params.set("conversation", conversation);
-  const source = new EventSource("/ask?" + params);
-  source.addEventListener("delta", (m) => { out.textContent += JSON.parse(m.data).text; });
-  source.addEventListener("done", (m) => {
-    conversation = JSON.parse(m.data).conversation; source.close(); out.textContent += "\\n";
-  });
-  source.addEventListener("error", (m) => {  // ours (with data), or the connection's
-    out.textContent += "\\n" + (m.data ? JSON.parse(m.data).message : "(disconnected)") + "\\n";
-    source.close();  // else EventSource reconnects, which would ask again
-  });
-  q.value = "";
-};
-</script>
-"""
 
 if __name__ == "__main__":
     try:

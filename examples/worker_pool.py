@@ -5,6 +5,15 @@ concurrently, under one client's `max_concurrency`, absorbing PostHog's 429s.
     python examples/worker_pool.py                 # against an embedded FakePostHog
     POSTHOG_PERSONAL_API_KEY=… POSTHOG_PROJECT_ID=… python examples/worker_pool.py --real
 
+The fleet case: several processes (on one machine here, on many in production) share
+one key, so they share PostHog's budget for it. With `--processes N --redis URL` the
+work is split between N processes, whose clients keep the rate-limit windows in one
+Redis (`aposthog.RedisRateLimitStore`): together they stay under the key's budget and
+meet no 429. Against the embedded FakePostHog the budget is scaled down (PostHog Cloud
+allows 480 requests a minute; the fake here 40 per 4 s) so the run spans a few windows.
+
+    python examples/worker_pool.py --processes 4 --redis redis://127.0.0.1:6379/0
+
 Against a real PostHog it only reads logs unless `--cycle` is given (pausing and
 unpausing every export of a project is not something to do by accident).
 """
@@ -26,11 +35,13 @@ import aposthog
 from aposthog.testing import FakePostHog
 
 WORKERS = 20
+# The fake's budget in the fleet case: PostHog's sliding window, scaled down.
+FLEET_RATE = aposthog.Rate(40, per=4)
 
 
 @contextlib.asynccontextmanager
 async def posthog(
-    real: bool, exports: int
+    real: bool, exports: int, *, burst_429s: bool = True
 ) -> AsyncIterator[tuple[aposthog.Client, FakePostHog | None]]:
     """A client of the real PostHog (from the environment), or of a seeded FakePostHog."""
     if real:
@@ -48,15 +59,23 @@ async def posthog(
                 export.id,
                 ["run started", {"message": f"export {i} failed", "level": "ERROR"}, "run done"],
             )
-        # PostHog throttles bursts: the pool's first log reads will meet 429s.
-        fake.throttle_next(8, wait=0, path="/logs")
+        if burst_429s:  # PostHog throttles bursts: the pool's first log reads meet 429s.
+            fake.throttle_next(8, wait=0, path="/logs")
         fake.reset_stats()
         yield ph, fake
 
 
-async def work(ph: aposthog.Client, *, cycle: bool, report: collections.Counter[str]) -> None:
+async def work(
+    ph: aposthog.Client,
+    *,
+    cycle: bool,
+    report: collections.Counter[str],
+    exports: list[aposthog.BatchExport] | None = None,
+) -> None:
     """Every export through a bounded pool of workers; one failure never stops the others."""
-    queue: list[aposthog.BatchExport] = [e async for e in ph.batch_exports.list()]
+    if exports is None:
+        exports = [e async for e in ph.batch_exports.list()]
+    queue = list(exports)
     report["exports"] = len(queue)
 
     async def worker() -> None:
@@ -77,6 +96,57 @@ async def work(ph: aposthog.Client, *, cycle: bool, report: collections.Counter[
             tg.start_soon(worker)
 
 
+async def fleet_member(args: argparse.Namespace, report: collections.Counter[str]) -> None:
+    """One process of the fleet: its share of the exports, on the fleet's shared budget."""
+    store = aposthog.RedisRateLimitStore(args.redis)
+    if args.url:  # the parent's FakePostHog: its scaled-down budget, stated explicitly
+        limits: aposthog.RateLimits | str = aposthog.RateLimits(api=FLEET_RATE, margin=0.4)
+        client = aposthog.Client(
+            host=args.url, api_key=args.key, project_id=1,
+            rate_limits=limits, rate_limit_store=store, max_concurrency=8,
+        )  # fmt: skip
+    else:  # PostHog Cloud: "auto" knows its published throttles
+        client = aposthog.Client(rate_limit_store=store, max_concurrency=8)
+    async with client as ph:
+        mine = [e async for e in ph.batch_exports.list()][args.member :: args.processes]
+        await work(ph, cycle=args.cycle or bool(args.url), report=report, exports=mine)
+
+
+async def run_fleet(args: argparse.Namespace, real: bool) -> collections.Counter[str]:
+    """Start `--processes` members, wait for them, and add up their reports."""
+    report: collections.Counter[str] = collections.Counter()
+    async with contextlib.AsyncExitStack() as stack:
+        fake = None
+        if not real:
+            _, fake = await stack.enter_async_context(
+                posthog(False, args.exports, burst_429s=False)
+            )
+            fake.throttles.rate_limit_enabled = True  # PostHog Cloud's throttling, scaled
+            fake.throttles.burst = FLEET_RATE
+            fake.throttles.sustained = None
+            fake.reset_stats()
+        command = [sys.executable, __file__, "--redis", args.redis]
+        command += ["--processes", str(args.processes)] + (["--cycle"] if args.cycle else [])
+        if fake is not None:
+            command += ["--url", fake.url, "--key", fake.api_key]
+        results = await asyncio.gather(
+            *(
+                anyio.run_process([*command, "--member", str(n)], check=True)
+                for n in range(args.processes)
+            )
+        )
+        for result in results:
+            for line in result.stdout.decode().splitlines():
+                name, value = line.rsplit(":", 1)
+                if name.strip() != "seconds":
+                    report[name.strip()] += int(value)
+        if fake is not None:
+            report["requests sent"] = len(fake.requests)
+            report["429s absorbed"] = fake.status_counts[429]
+            report["most in flight at once"] = fake.max_in_flight
+    return report
+
+
 async def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[1])
     parser.add_argument("--real", action="store_true", help="use the PostHog of POSTHOG_*")
@@ -84,16 +154,28 @@ async def main(argv: list[str] | None = None) -> int:
         "--cycle", action="store_true", help="pause and unpause (always on the fake)"
     )
     parser.add_argument("--exports", type=int, default=40, help="exports the fake starts with")
+    parser.add_argument("--processes", type=int, default=1, help="processes sharing the key")
+    parser.add_argument("--redis", help="the Redis URL the processes share (with --processes)")
+    for hidden in ("--url", "--key"):  # what the fleet's parent tells each member
+        parser.add_argument(hidden, default="", help=argparse.SUPPRESS)
+    parser.add_argument("--member", type=int, default=-1, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     real = args.real or bool(os.environ.get("POSTHOG_PERSONAL_API_KEY"))
     report: collections.Counter[str] = collections.Counter()
     started = time.monotonic()
-    async with posthog(real, args.exports) as (ph, fake):
-        await work(ph, cycle=args.cycle or not real, report=report)
-        if fake is not None:
-            report["requests sent"] = len(fake.requests)
-            report["429s absorbed"] = fake.status_counts[429]
-            report["most in flight at once"] = fake.max_in_flight
+    if args.processes > 1 and not args.redis:
+        parser.error("--processes needs --redis: the processes share their budget through it")
+    if args.member >= 0:
+        await fleet_member(args, report)
+    elif args.processes > 1:
+        report = await run_fleet(args, real)
+    else:
+        async with posthog(real, args.exports) as (ph, fake):
+            await work(ph, cycle=args.cycle or not real, report=report)
+            if fake is not None:
+                report["requests sent"] = len(fake.requests)
+                report["429s absorbed"] = fake.status_counts[429]
+                report["most in flight at once"] = fake.max_in_flight
     for name, value in sorted(report.items()):
         print(f"{name:>24}: {value}")
     print(f"{'seconds':>24}: {time.monotonic() - started:.1f}")

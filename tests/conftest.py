@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import os
 from collections.abc import AsyncIterator
 
@@ -11,10 +12,24 @@ from hypothesis import HealthCheck, settings
 import aposthog
 from aposthog.testing import FakePostHog
 
+from .redis_server import redis_url  # noqa: F401  (the Redis tests' fixture)
+
+PLUGIN = "aposthog.testing.pytest_plugin"
+
 settings.register_profile("default", deadline=None, suppress_health_check=[HealthCheck.too_slow])
 settings.register_profile("fast", parent=settings.get_profile("default"), max_examples=20)
 settings.register_profile("ci", parent=settings.get_profile("default"), derandomize=True)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
+
+pytest_plugins = ["pytester"]
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Run from a checkout that is not installed, the `fake_posthog` plugin is loaded here."""
+    manager = config.pluginmanager
+    if not manager.has_plugin("aposthog") and not manager.is_blocked("aposthog"):
+        # The entry point's name: an installed aposthog registers the same module under it.
+        manager.register(importlib.import_module(PLUGIN), "aposthog")
 
 
 @pytest.fixture

@@ -285,7 +285,15 @@ def test_import_aposthog_loads_no_aiohttp_web() -> None:
 
 def test_dir_client_shows_configuration_lifetime_and_resources() -> None:
     public = {name for name in dir(aposthog.Client) if not name.startswith("_")}
-    assert {"config", "base_url", "project_id", "with_options", "aclose", "closed"} == public
+    assert {
+        "config",
+        "base_url",
+        "project_id",
+        "rate_limiter",
+        "with_options",
+        "aclose",
+        "closed",
+    } == public
     client = aposthog.Client(api_key="k", host="https://eu.posthog.com")
     instance = {name for name in dir(client) if not name.startswith("_")}
     assert public | {"batch_exports", "conversations", "customer_profile_configs"} == instance

@@ -15,16 +15,28 @@ from aposthog.testing import FakePostHog
 pytestmark = pytest.mark.anyio
 
 README = Path(__file__).resolve().parent.parent / "README.md"
-_BLOCK = re.compile(r"^```python\n(.*?)^```", re.MULTILINE | re.DOTALL)
+# A block may be preceded by `<!-- readme-test: KIND -->`: a whole script (run as one) or a
+# test module for a fresh pytest project (tests/test_readme_projects.py); others run here.
+_BLOCK = re.compile(
+    r"^(?:<!-- readme-test: (?P<kind>[^>]*?) -->\n)?```python\n(?P<code>.*?)^```",
+    re.MULTILINE | re.DOTALL,
+)
 
 
-def _blocks() -> list[Any]:
+def readme_blocks(kind: str | None = None) -> list[Any]:
+    """The README's Python blocks of one kind (None: plain blocks), as pytest params."""
     text = README.read_text(encoding="utf-8")
     params = []
     for match in _BLOCK.finditer(text):
-        line = text.count("\n", 0, match.start()) + 2
-        params.append(pytest.param(match.group(1), line, id=f"README.md:{line}"))
+        if match.group("kind") != kind:
+            continue
+        line = text.count("\n", 0, match.start("code")) + 1
+        params.append(pytest.param(match.group("code"), line, id=f"README.md:{line}"))
     return params
+
+
+def _blocks() -> list[Any]:
+    return readme_blocks(None)
 
 
 def test_readme_has_code_blocks() -> None:
@@ -55,6 +67,47 @@ async def test_readme_block_runs(code: str, line: int, fake: FakePostHog) -> Non
         for name, value in defined.items():
             if name.startswith("test_") and callable(value):
                 await value()
+
+
+async def test_readme_script_runs_as_a_program(fake: FakePostHog) -> None:
+    """The first script runs as `python3 first.py` with the three variables set."""
+    import os
+    import sys
+
+    import anyio
+
+    (code, _line), *_ = [p.values for p in readme_blocks("script")]
+    fake.script_answer("Most views: /pricing.", chunk_size=4)
+    async with fake.client() as ph:
+        await ph.batch_exports.create(
+            name="Nightly",
+            destination=aposthog.BatchExportDestination(
+                type="S3", config={"bucket_name": "b", "region": "eu-west-1", "prefix": "p/"}
+            ),
+            interval="day",
+        )
+    env = {
+        **os.environ,
+        "POSTHOG_HOST": fake.url,
+        "POSTHOG_PERSONAL_API_KEY": fake.api_key,
+        "POSTHOG_PROJECT_ID": fake.project_id,
+        "PYTHONWARNINGS": "error",
+    }
+    with anyio.fail_after(60):
+        result = await anyio.run_process([sys.executable, "-c", code], env=env, check=False)
+    assert 0 == result.returncode, result.stderr.decode()
+    assert [
+        "batch export 'Nightly': every day, paused=False",
+        "Most views: /pricing.",
+    ] == result.stdout.decode().splitlines()
+
+
+def test_readme_testing_section_has_one_project_per_plugin() -> None:
+    """The pytest examples exist for both plugins (tests/test_readme_projects.py runs them)."""
+    assert 1 == len(readme_blocks("pytest-project pytest-asyncio"))
+    assert 1 == len(readme_blocks("pytest-project anyio"))
+    kinds = set(re.findall(r"<!-- readme-test: ([^>]*?) -->", README.read_text("utf-8")))
+    assert {"script", "pytest-project pytest-asyncio", "pytest-project anyio"} == kinds
 
 
 def _console_commands() -> list[str]:
@@ -102,3 +155,14 @@ def test_quick_start_commands_are_the_ci_commands() -> None:
     assert "def tests(" in noxfile
     assert "def demo(" in noxfile
     assert '"$PYTHON" -m nox -s tests' in (root / ".ci" / "run").read_text(encoding="utf-8")
+
+
+def test_quick_start_names_a_one_interpreter_session_of_the_noxfile() -> None:
+    """`nox -s "tests(3.X)"` is how the noxfile names a session: ids are the versions."""
+    text = README.read_text(encoding="utf-8")
+    quick_start = text[text.index("## Quick start") : text.index("## A first script")]
+    assert "on every Python from 3.10 to 3.13" in quick_start
+    (version,) = re.findall(r'python3 -m nox -s "tests\((3\.\d+)\)"', quick_start)
+    noxfile = (README.parent / "noxfile.py").read_text(encoding="utf-8")
+    assert f'"{version}"' in noxfile.split("SUPPORTED = ", 1)[1].split("\n", 1)[0]
+    assert '@nox.parametrize("python", list(PYTHONS.values()), ids=list(PYTHONS))' in noxfile

@@ -139,8 +139,9 @@ class BatchExports(Resource):
             interval: how often it runs.
             model: which data it exports (PostHog's default: events).
             paused: create it paused.
-            start_at, end_at: bounds of the exported data (timezone-aware datetimes or ISO
-                8601 strings).
+            start_at: where the exported data starts (a timezone-aware datetime or an
+                ISO 8601 string).
+            end_at: where it ends (likewise).
             hogql_query: a HogQL SELECT defining a custom schema.
             filters: property filters restricting the exported events.
             timezone: the IANA timezone of daily and weekly boundaries (None: UTC).
@@ -278,7 +279,8 @@ class BatchExports(Resource):
             level: levels to keep, as a list (`["INFO", "ERROR"]`) or a comma-separated
                 string (`"info,error"`); sent upper-cased as one parameter.
             search: keep entries whose message contains this (case-insensitive).
-            after, before: keep entries strictly after / before this moment.
+            after: keep entries strictly after this moment.
+            before: keep entries strictly before this moment.
             instance_id: keep entries of this run.
             limit: how many entries to fetch (1-500).
 

@@ -139,7 +139,9 @@ class Conversations(Resource):
             conversation: the id of a conversation to continue; None starts a new one (its
                 UUID is minted here: `stream.conversation_id`).
             agent_mode: an `AgentMode` or any mode string PostHog knows.
-            contextual_tools, ui_context, billing_context: passed to PostHog as they are.
+            contextual_tools: passed to PostHog as it is.
+            ui_context: passed to PostHog as it is.
+            billing_context: passed to PostHog as it is.
             trace_id: the request's trace id (a UUID); minted when None.
             session_id: a PostHog session id, sent as the `X-POSTHOG-SESSION-ID` header.
             deep_research_mode: the research flag of older PostHog versions; newer ones

@@ -1,26 +1,21 @@
 """
 The checks FakePostHog's `POST conversations/` makes before it streams, as PostHog's
-`MessageSerializer` and AI throttles make them (reference §1.6 and §3.4).
+`MessageSerializer` makes them (reference §3.4); the AI throttles are in `_throttle`.
 """
 
 from __future__ import annotations
 
-import collections
-import math
-import time
 import uuid
-from collections.abc import Sequence
 from typing import Any
 
 import attrs
 
-from ._wire import HTTPError, error, validation_error
+from ._wire import validation_error
 
 __all__ = [
     "AGENT_MODES",
     "QUOTA_DETAIL",
     "MessageBody",
-    "check_ai_throttle",
     "validate_message",
     "validate_text",
 ]
@@ -36,48 +31,6 @@ QUOTA_DETAIL = (
     "Your organization reached its AI credit usage limit. Increase the limits in Billing "
     "settings, or ask an org admin to do so."
 )
-_AI_LIMIT = "You've reached PostHog AI's usage limit for the moment. Please try again {}."
-_RESEARCH_LIMIT = (
-    "You've reached the usage limit for Research mode, which is currently in beta with limited "
-    "capacity. Please try again {}, or switch to a regular conversation for continued access."
-)
-
-
-def check_ai_throttle(
-    history: dict[tuple[str, str], collections.deque[float]],
-    *,
-    user: str,
-    research: bool,
-    limits: Sequence[tuple[str, int | None, float]],
-) -> None:
-    """
-    PostHog AI's per-user throttles, as DRF's SimpleRateThrottle counts: raise its 429.
-
-    `limits` holds `(name, requests or None, seconds)`; `history` the request times per
-    `(user, name)`, updated here.
-    """
-    moment = time.monotonic()
-    for name, limit, duration in limits:
-        if limit is None:
-            continue
-        times = history.setdefault((user, name), collections.deque())
-        while times and times[0] <= moment - duration:
-            times.popleft()
-        if len(times) < limit:
-            times.append(moment)  # DRF records each throttle that lets it pass
-            continue
-        wait = duration - (moment - times[0]) if times else duration
-        if wait < 60:
-            when = f"in {int(wait)} seconds"
-        elif wait < 3600:
-            when = f"in {int(wait / 60)} minutes"
-        else:
-            when = "later today"
-        detail = (_RESEARCH_LIMIT if research else _AI_LIMIT).format(when)
-        seconds = math.ceil(wait)
-        unit = "second" if seconds == 1 else "seconds"
-        detail = f"{detail} Expected available in {seconds} {unit}."
-        raise HTTPError(error(429, "throttled_error", "throttled", detail))
 
 
 @attrs.frozen

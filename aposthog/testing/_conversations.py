@@ -21,7 +21,6 @@ from ._ai_runs import AIScript, Run, StreamStats, build_run
 from ._conversation_checks import (
     QUOTA_DETAIL,
     MessageBody,
-    check_ai_throttle,
     validate_message,
     validate_text,
 )
@@ -150,7 +149,6 @@ class ConversationsKnobs:
         self.conversations: dict[str, FakeConversation] = {}
         self.ai_scripts: collections.deque[AIScript] = collections.deque()
         self.ai_streams = StreamStats()
-        self.ai_history: dict[tuple[str, str], collections.deque[float]] = {}
         self._users: dict[str, dict[str, Any]] = {}
 
     def script_answer(self, text: str = AIScript.text, **options: Any) -> AIScript:
@@ -224,14 +222,7 @@ def _check_ai_throttle(fake: FakePostHog, user: str, body: dict[str, Any]) -> No
     research = body.get("agent_mode") == "research" or (
         existing is not None and not existing.deleted and existing.type == "deep_research"
     )
-    if research:
-        limits = [
-            ("research_burst", fake.ai_research_burst_limit, 60.0),
-            ("research_day", fake.ai_research_daily_limit, 86400.0),
-        ]
-    else:
-        limits = [("burst", fake.ai_burst_limit, 60.0), ("day", fake.ai_daily_limit, 86400.0)]
-    check_ai_throttle(fake._ai_history, user=user, research=research, limits=limits)
+    fake.throttles.check_ai(user, research=research)
 
 
 def _own(fake: FakePostHog, request: FakeRequest) -> FakeConversation:
@@ -377,7 +368,7 @@ def _routes() -> list[Route]:
     scope = "conversation"
     return [
         Route("GET", base, _list, scope),
-        Route("POST", base, _create, scope),
+        Route("POST", base, _create, scope, key_throttled=False),
         Route("GET", item, _retrieve, scope),
         Route("DELETE", item, _destroy, scope),
         # Custom actions without required_scopes: scoped personal API keys get 403.

@@ -23,6 +23,7 @@ import attrs
 
 from . import _batch_exports, _conversations, _profile_configs
 from ._loopback import LoopbackServer, ServerReply, ServerRequest
+from ._throttle import FakeThrottles, limit_property, throttled
 from ._wire import FakeRequest, HTTPError, Route, error, json_reply
 
 __all__ = ["FakePostHog", "RecordedRequest"]
@@ -100,8 +101,10 @@ class FakePostHog:
     (see `ConversationsKnobs`), and the knobs `keepalive_interval` (seconds of silence
     before a `: keepalive` comment; None: never), `ai_burst_limit`, `ai_daily_limit` (10
     a minute, 100 a day), `ai_research_burst_limit`, `ai_research_daily_limit` (3, 10;
-    None turns one off), `ai_quota_exceeded` (answer create with 402) and
-    `conversations_list_includes_messages` (list like older PostHog versions did).
+    None turns one off; shorthands for `throttles`), `ai_quota_exceeded` (answer create
+    with 402) and `conversations_list_includes_messages` (list like older PostHog
+    versions did). Throttles: `throttles` (`FakeThrottles`), PostHog's per-user AI
+    throttles and its per-key throttles (off until `throttles.rate_limit_enabled`).
     """
 
     def __init__(
@@ -123,6 +126,7 @@ class FakePostHog:
         self.max_in_flight = 0
         self._keys: dict[str, _Key] = {self.api_key: _Key(scopes=None, user="user-1")}
         self._faults: list[_Fault] = []
+        self.throttles = FakeThrottles()  # PostHog's throttles; per-key ones start off
         self._server = LoopbackServer(self._handle, port=port)
         self.url = ""
         # Each resource module brings its routes and its state; the fake dispatches.
@@ -156,14 +160,15 @@ class FakePostHog:
         self.seed_conversation = conversations.seed_conversation
         self.wait_for_streams_closed = conversations.wait_for_streams_closed
         self._user_basic = conversations.user_basic
-        self._ai_history = conversations.ai_history
         self.keepalive_interval: float | None = 15.0
-        self.ai_burst_limit: int | None = 10
-        self.ai_daily_limit: int | None = 100
-        self.ai_research_burst_limit: int | None = 3
-        self.ai_research_daily_limit: int | None = 10
         self.ai_quota_exceeded = False
         self.conversations_list_includes_messages = False
+
+    # Request counts of the AI throttles in `throttles` (their windows stay as set).
+    ai_burst_limit = limit_property("ai_burst")
+    ai_daily_limit = limit_property("ai_sustained")
+    ai_research_burst_limit = limit_property("ai_research_burst")
+    ai_research_daily_limit = limit_property("ai_research_sustained")
 
     # ------------------------------------------------------------------ lifetime
 
@@ -325,15 +330,9 @@ class FakePostHog:
         self._authorize(key, route, raw.method)
         throttle = self._take_fault(raw, ("throttle",))
         if throttle is not None:
-            unit = "second" if throttle.wait == 1 else "seconds"
-            raise HTTPError(
-                error(
-                    429,
-                    "throttled_error",
-                    "throttled",
-                    f"Request was throttled. Expected available in {throttle.wait} {unit}.",
-                )
-            )
+            raise throttled(throttle.wait)  # DRF's Throttled, as `throttle_next` promises
+        if route.key_throttled:
+            self.throttles.check_api(key)
         params = _match(route.pattern, segments) or {}
         request = FakeRequest(raw=raw, method=raw.method, segments=segments, params=params)
         request.user_key = self._keys[key].user

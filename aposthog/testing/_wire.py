@@ -243,10 +243,13 @@ class Route:
 
     `scope` is the scope object (`batch_export`, …): read for GET, write otherwise. None
     models a custom action without `required_scopes`, which PostHog refuses to scoped
-    personal API keys (legacy unscoped keys may use it).
+    personal API keys (legacy unscoped keys may use it). `key_throttled` is False for a
+    view whose `get_throttles()` drops PostHog's per-key throttles (conversation create
+    applies its own per-user ones).
     """
 
     method: str
     pattern: tuple[str, ...]
     handler: Handler
     scope: str | None
+    key_throttled: bool = True

@@ -266,8 +266,113 @@ async def test_a_blank_question_or_a_bad_conversation_id_is_a_400(fake: FakePost
             async with browser.get(url + "ask", params=params) as response:
                 assert 400 == response.status
         async with browser.get(url) as response:
+            assert "text/html" == response.content_type
             assert "EventSource" in await response.text()
     assert [] == fake.requests
+
+
+async def test_a_rate_limit_wait_is_told_to_the_browser_before_the_wait(
+    fake: FakePostHog,
+) -> None:
+    fake.script_answer("The answer, after the wait.")
+    fake.throttle_next(1, wait=2, method="POST", path="/conversations/")
+    async with (
+        relay(fake) as (url, _, _),
+        aiohttp.ClientSession() as browser,
+        browser.get(url + "ask", params={"q": "Top pages?"}) as response,
+        contextlib.aclosing(events(response)) as stream,
+    ):
+        first = await anext(stream)
+        tried = len(fake.requests)  # before the client's wait is over: just the one
+        rest = [(e.event, json.loads(e.data)) async for e in stream]
+    assert "wait" == first.event
+    wait = json.loads(first.data)
+    assert {"reason": "rate_limit", "attempt": 2} == {k: wait[k] for k in ("reason", "attempt")}
+    assert 2 <= wait["seconds"] <= 2.5  # what PostHog named, spread by the client's jitter
+    assert 1 == tried
+    assert "The answer, after the wait." == _text(rest)
+    assert "done" == rest[-1][0]
+    assert 1 == fake.status_counts[429]
+    assert 1 == fake.status_counts[200]
+
+
+async def test_a_browser_that_leaves_during_a_wait_stops_the_retry(fake: FakePostHog) -> None:
+    fake.throttle_next(1, wait=1, method="POST", path="/conversations/")
+    async with relay(fake) as (url, app, _), aiohttp.ClientSession() as browser:
+        response = await browser.get(url + "ask", params={"q": "Top pages?"})
+        async with contextlib.aclosing(events(response)) as stream:
+            assert "wait" == (await anext(stream)).event
+        response.close()  # the browser leaves while the client waits
+        with anyio.fail_after(2):
+            while app[web_relay.RELAYS]:  # noqa: ASYNC110
+                await anyio.sleep(0.005)
+        await anyio.sleep(1.5)  # past the wait PostHog named (1 s, spread by up to 20 %)
+    posts = [r for r in fake.requests if r.method == "POST"]
+    assert 1 == len(posts)  # the retry never went out
+    assert 1 == fake.status_counts[429]
+    assert 0 == fake.ai_streams.opened  # nothing ran on PostHog
+
+
+async def test_a_retry_wait_is_told_to_the_browser(fake: FakePostHog) -> None:
+    fake.script_answer("The answer, after a retry.")
+    fake.fail_next(1, status=503, method="POST", path="/conversations/")
+    async with relay(fake) as (url, _, _):
+        relayed = await ask(url, "Top pages?")
+    name, wait = relayed[0]
+    assert ("wait", "retry", 2) == (name, wait["reason"], wait["attempt"])
+    assert wait["seconds"] >= 0
+    assert "The answer, after a retry." == _text(relayed)
+    assert "done" == relayed[-1][0]
+
+
+@pytest.mark.parametrize(
+    ("limit", "message"),
+    [
+        (
+            "throttle_next(wait=120)",
+            "PostHog AI is busy right now — please try again in 2 minutes.",
+        ),
+        (
+            "ai_daily_limit = 0",
+            "You have reached PostHog AI's usage limit for now — "
+            "please try again in about 24 hours.",
+        ),
+    ],
+)
+async def test_a_wait_longer_than_the_policy_allows_is_an_apology_at_once(
+    fake: FakePostHog, limit: str, message: str
+) -> None:
+    """PostHog names a wait beyond RetryPolicy.max_retry_after (60 s): no wait, no retry."""
+    if limit == "ai_daily_limit = 0":
+        fake.ai_daily_limit = 0
+    else:
+        fake.throttle_next(1, wait=120, method="POST", path="/conversations/")
+    async with relay(fake) as (url, _, _):
+        with anyio.fail_after(10):  # not a minute later
+            relayed = await ask(url, "Top pages?")
+    conversation = fake.requests[0].json()["conversation"]
+    assert [("error", {"message": message, "conversation": conversation})] == relayed
+    assert 1 == len(fake.requests)
+
+
+@pytest.mark.parametrize(
+    ("seconds", "words"),
+    [
+        (0.2, "in a second"),
+        (1.0, "in a second"),
+        (1.2, "in 2 seconds"),
+        (59, "in 59 seconds"),
+        (89.5, "in 90 seconds"),
+        (90, "in 2 minutes"),
+        (3599, "in 60 minutes"),
+        (5399, "in 90 minutes"),
+        (5400, "in about an hour"),
+        (7200, "in about 2 hours"),
+        (86399, "in about 24 hours"),
+    ],
+)
+def test_when_to_try_again_in_words(seconds: float, words: str) -> None:
+    assert words == web_relay.in_words(seconds)
 
 
 def test_the_script_serves_an_answer_and_stops_on_sigint() -> None:

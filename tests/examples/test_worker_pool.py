@@ -22,3 +22,19 @@ def test_worker_pool_reads_logs_and_cycles_every_export() -> None:
     assert "99" == report["requests sent"]
     assert int(report["most in flight at once"]) <= 8
     assert not any(name.startswith("failed") for name in report)
+
+
+def test_a_fleet_of_processes_shares_one_budget_through_redis(redis_url: str) -> None:
+    """Four processes split the work; their clients share the key's windows in Redis."""
+    result = run_example(
+        "worker_pool.py", "--processes", "4", "--redis", redis_url, "--exports", "20"
+    )
+    assert 0 == result.returncode, result.stderr
+    report = _report(result.stdout)
+    assert "20" == report["exports"]
+    assert "20" == report["error log lines"]
+    assert "20" == report["paused and unpaused"]
+    # 4 lists + 20 log reads + 40 pause/unpause calls, over the fake's 40 per 4 s: no 429.
+    assert "64" == report["requests sent"]
+    assert "0" == report["429s absorbed"]
+    assert not any(name.startswith("failed") for name in report)

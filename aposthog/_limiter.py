@@ -1,0 +1,246 @@
+"""
+The rate limiter a client consults before every request, and the in-process store.
+
+`RateLimiter.acquire(bucket)` waits until every window of the bucket has room and counts
+the request; `penalize(bucket, seconds)` makes the bucket wait after a 429. The windows
+themselves live in a store: `InProcessRateLimitStore` (the default, one process) or
+`RedisRateLimitStore` (every process and machine that uses one key).
+
+Waiting is first come, first served per bucket: only the request at the head of the
+line asks the store, the others queue behind it without polling. A waiting request
+holds no connection and no concurrency slot (the sender asks the limiter first), and a
+cancelled waiter leaves the line without having been counted.
+"""
+
+from __future__ import annotations
+
+import collections
+import hashlib
+import logging
+import time
+from collections.abc import Callable
+
+import anyio
+
+from ._errors import APIConnectionError, ConfigurationError
+from ._pipeline import announce_wait
+from ._ratelimit import BucketLog, Rate, RateLimits, resolve_rate_limits
+
+__all__ = [
+    "InProcessRateLimitStore",
+    "RateLimitStore",
+    "RateLimitStoreError",
+    "RateLimiter",
+    "make_rate_limiter",
+    "rate_limit_scope",
+]
+
+logger = logging.getLogger("aposthog")
+
+
+class RateLimitStoreError(APIConnectionError):
+    """
+    The rate-limit store (Redis) could not be reached or answered with an error.
+
+    The request was not sent: a client never goes past its rate limits because their
+    store is down. `reached_server` is always False.
+    """
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, reached_server=False)
+
+
+def rate_limit_scope(base_url: str, api_key: str) -> str:
+    """
+    The name a key's windows are stored under: a hash of the host and the key.
+
+    The key itself is never stored, logged or sent to the store; the host is part of
+    the hash so one key used against two PostHog instances counts twice.
+    """
+    digest = hashlib.sha256(b"aposthog rate limits\0" + f"{base_url}\0{api_key}".encode())
+    return digest.hexdigest()[:32]
+
+
+class RateLimitStore:
+    """
+    Where a client's windows live. `InProcessRateLimitStore` and `RedisRateLimitStore`
+    are the two kinds; a store may be shared by several clients (it is then one budget
+    for all of them, per key).
+    """
+
+    async def try_acquire(
+        self, scope: str, bucket: str, windows: tuple[Rate, ...], margin: float
+    ) -> float:
+        """Count a request and return 0, or return the seconds to wait before asking again."""
+        raise NotImplementedError
+
+    async def penalize(self, scope: str, bucket: str, seconds: float) -> None:
+        """Let no request of the bucket through for `seconds` from now."""
+        raise NotImplementedError
+
+    def _attach(self) -> None:
+        """A client starts using the store."""
+
+    async def _detach(self) -> None:
+        """A client that used the store closed."""
+
+
+class InProcessRateLimitStore(RateLimitStore):
+    """
+    Windows kept in this process's memory (the default store).
+
+    Pass one instance to several clients that use the same key in one process to give
+    them one budget; each client otherwise counts alone.
+
+    Args:
+        clock: seconds from a monotonic clock (tests pass a fake one).
+    """
+
+    def __init__(self, *, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self._logs: dict[tuple[str, str], tuple[tuple[tuple[Rate, ...], float], BucketLog]] = {}
+
+    def _log(self, scope: str, bucket: str, windows: tuple[Rate, ...], margin: float) -> BucketLog:
+        entry = self._logs.get((scope, bucket))
+        if entry is None or entry[0] != (windows, margin):
+            # New limits start a fresh history; a pause a 429 imposed carries over.
+            log = BucketLog(windows, margin)
+            if entry is not None:
+                log.blocked_until = entry[1].blocked_until
+            entry = ((windows, margin), log)
+            self._logs[(scope, bucket)] = entry
+        return entry[1]
+
+    async def try_acquire(
+        self, scope: str, bucket: str, windows: tuple[Rate, ...], margin: float
+    ) -> float:
+        return self._log(scope, bucket, windows, margin).try_acquire(self._clock())
+
+    async def penalize(self, scope: str, bucket: str, seconds: float) -> None:
+        entry = self._logs.get((scope, bucket))
+        log = self._log(scope, bucket, (), 0.0) if entry is None else entry[1]
+        log.penalize(self._clock(), seconds)
+
+    def __repr__(self) -> str:
+        return f"<InProcessRateLimitStore buckets={len(self._logs)}>"
+
+
+class _Line:
+    """The requests of one bucket waiting their turn, in arrival order."""
+
+    __slots__ = ("busy", "queue")
+
+    def __init__(self) -> None:
+        self.busy = False  # someone holds the turn (asks the store, or sleeps on its answer)
+        self.queue: collections.deque[anyio.Event] = collections.deque()
+
+
+class RateLimiter:
+    """
+    Waits for room in a bucket's windows, first come first served; shared by a client,
+    every task using it and every `with_options()` view of it.
+
+    Args:
+        limits: the windows per bucket.
+        store: where the windows live.
+        scope: the key's name in the store (`rate_limit_scope`).
+    """
+
+    def __init__(self, limits: RateLimits, store: RateLimitStore, scope: str) -> None:
+        self.limits = limits
+        self.store = store
+        self._scope = scope
+        self._lines: dict[str, _Line] = {}
+        self._closed = False
+        store._attach()
+
+    def __repr__(self) -> str:
+        return f"<RateLimiter {self.limits!r} store={self.store!r}>"
+
+    async def acquire(self, bucket: str) -> float:
+        """
+        Wait until a request of `bucket` may go, count it, and return the seconds waited.
+
+        Cancelling the wait leaves the line; the request is then not counted.
+        """
+        windows = self.limits.windows(bucket)
+        line = self._lines.get(bucket)
+        if line is None:
+            line = self._lines[bucket] = _Line()
+        started: float | None = None
+        if line.busy or line.queue:
+            started = time.monotonic()
+            turn = anyio.Event()
+            line.queue.append(turn)
+            try:
+                await turn.wait()
+            except BaseException:
+                if turn.is_set():
+                    self._pass_turn(line)  # it was handed over just as the wait ended
+                else:
+                    line.queue.remove(turn)
+                raise
+        else:
+            line.busy = True
+        try:
+            while True:
+                wait = await self.store.try_acquire(
+                    self._scope, bucket, windows, self.limits.margin
+                )
+                if wait <= 0:
+                    break
+                if started is None:
+                    started = time.monotonic()
+                announce_wait(wait)  # Client(on_wait=...) hears of it first
+                logger.debug("rate limits: %s request waits %.3f s for its window", bucket, wait)
+                await anyio.sleep(wait)
+        finally:
+            self._pass_turn(line)
+        return 0.0 if started is None else time.monotonic() - started
+
+    async def penalize(self, bucket: str, seconds: float | None) -> None:
+        """
+        PostHog answered 429 and asked to wait `seconds`: hold back every request of the
+        bucket that long. A 429 that names no wait (too many concurrent backfills, say)
+        is not a throttle and leaves the bucket alone.
+        """
+        self.limits.windows(bucket)  # an unknown bucket is a bug: say so
+        if seconds is None or seconds <= 0:
+            return
+        logger.info("rate limits: PostHog answered 429; %s requests wait %.1f s", bucket, seconds)
+        await self.store.penalize(self._scope, bucket, float(seconds))
+
+    async def aclose(self) -> None:
+        """The client closed: release the store (a Redis store made from a URL disconnects)."""
+        if not self._closed:
+            self._closed = True
+            await self.store._detach()
+
+    @staticmethod
+    def _pass_turn(line: _Line) -> None:
+        if line.queue:
+            line.queue.popleft().set()  # `busy` stays True: the turn goes to the next
+        else:
+            line.busy = False
+
+
+def make_rate_limiter(
+    rate_limits: RateLimits | str | None,
+    store: RateLimitStore | None,
+    *,
+    base_url: str,
+    api_key: str,
+) -> RateLimiter | None:
+    """The limiter of a new client (`Client(rate_limits=..., rate_limit_store=...)`), or None."""
+    given: object = store  # typed for callers, checked as anything
+    if given is not None and not isinstance(given, RateLimitStore):
+        raise ConfigurationError(
+            "rate_limit_store must be None, an aposthog.InProcessRateLimitStore or an "
+            f"aposthog.RedisRateLimitStore, got {type(given).__name__}"
+        )
+    limits = resolve_rate_limits(rate_limits, base_url, store_given=store is not None)
+    if limits is None:
+        return None
+    return RateLimiter(
+        limits, store or InProcessRateLimitStore(), rate_limit_scope(base_url, api_key)
+    )

@@ -1,0 +1,290 @@
+"""
+OpenTelemetry spans for every logical call and every conversation stream.
+
+Installed with the `aposthog[otel]` extra (opentelemetry-api only). The client looks for
+the `opentelemetry` package once, without importing it (`aposthog._tracing`); when it is
+absent this module is never imported and calls carry no observer at all.
+
+A call is one CLIENT span from its first attempt to its outcome, retries and waits
+included, named and attributed after OpenTelemetry's HTTP client conventions
+(`{method} {url.template}`, `http.request.method`, `server.address`, `server.port`,
+`http.response.status_code`, `error.type`) plus `aposthog.attempts` and the seconds spent
+waiting to retry and for rate limits. A conversation stream is one span from opening to
+its outcome, with events for the first token and for each re-attach.
+
+What goes on a span is chosen so that neither the API key nor anything a caller or
+PostHog wrote (message content, error details, query parameters) is ever recorded: only
+the method, the route template, the server, status codes, exception class names, counts
+and durations.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import urllib.parse
+from typing import TYPE_CHECKING, Any
+
+from opentelemetry import trace
+from opentelemetry.trace import Span, SpanKind, Status, StatusCode
+
+from ._errors import APIStatusError
+from ._version import __version__
+
+if TYPE_CHECKING:
+    from ._observe import CallObserver, StreamObserver, StreamOutcome, WaitReason
+
+__all__ = ["TracingObserver", "error_type", "url_template"]
+
+# Span and attribute names. The HTTP ones are OpenTelemetry's (stable) conventions.
+METHOD = "http.request.method"
+SERVER_ADDRESS = "server.address"
+SERVER_PORT = "server.port"
+STATUS_CODE = "http.response.status_code"
+ERROR_TYPE = "error.type"
+URL_TEMPLATE = "url.template"
+ATTEMPTS = "aposthog.attempts"
+RETRY_WAIT = "aposthog.retry.wait_seconds"
+RATE_LIMIT_WAIT = "aposthog.rate_limit.wait_seconds"
+CONVERSATION_ID = "aposthog.conversation.id"
+STREAM_EVENTS = "aposthog.stream.events"
+STREAM_BYTES = "aposthog.stream.bytes"
+STREAM_OUTCOME = "aposthog.stream.outcome"
+STREAM_REATTACHES = "aposthog.stream.reattaches"
+FIRST_TOKEN_SECONDS = "aposthog.stream.first_token_seconds"
+FIRST_TOKEN_EVENT = "aposthog.first_token"
+REATTACH_EVENT = "aposthog.reattach"
+WAIT_EVENT = "aposthog.wait"
+
+_PREFIX = "/api/environments/{project_id}/"
+_STREAM_ROUTE = "conversations"
+
+
+def url_template(route: str) -> str:
+    """`batch_exports/{id}` → `/api/environments/{project_id}/batch_exports/{id}/`."""
+    return f"{_PREFIX}{route.strip('/')}/"
+
+
+def error_type(error: BaseException) -> str:
+    """`error.type`: the status code of a status error, else the exception's class name."""
+    if isinstance(error, APIStatusError):
+        return str(error.status)
+    cls = type(error)
+    module = cls.__module__
+    if module.startswith("aposthog."):
+        module = "aposthog"  # where users import it from
+    return cls.__qualname__ if module == "builtins" else f"{module}.{cls.__qualname__}"
+
+
+class _Server:
+    """`server.address` and `server.port` of a base URL, parsed once per client."""
+
+    __slots__ = ("address", "port")
+
+    def __init__(self, base_url: str) -> None:
+        parts = urllib.parse.urlsplit(base_url)
+        self.address = parts.hostname or ""
+        self.port = parts.port or (443 if parts.scheme == "https" else 80)
+
+
+class _CallSpan:
+    """One call's span: attempts, waits (timed until the next attempt), and its end."""
+
+    __slots__ = ("_span", "_wait_reason", "_wait_started", "attempts", "waited")
+
+    def __init__(self, span: Span) -> None:
+        self._span = span
+        self.attempts = 0
+        self.waited = {"retry": 0.0, "rate_limit": 0.0}
+        self._wait_reason: str | None = None
+        self._wait_started = 0.0
+
+    def _close_wait(self) -> None:
+        # A wait lasts until the next attempt, the next wait or the end: measured, since
+        # a rate limiter's announced seconds are an estimate.
+        if self._wait_reason is not None:
+            self.waited[self._wait_reason] += time.monotonic() - self._wait_started
+            self._wait_reason = None
+
+    def attempt(self, number: int) -> None:
+        self._close_wait()
+        self.attempts += 1
+
+    def wait(
+        self, reason: WaitReason, seconds: float, attempt: int, error: BaseException | None
+    ) -> None:
+        self._close_wait()
+        self._wait_reason = reason
+        self._wait_started = time.monotonic()
+        attributes: dict[str, Any] = {
+            "aposthog.wait.reason": reason,
+            "aposthog.wait.seconds": seconds,
+            "aposthog.wait.attempt": attempt,
+        }
+        if error is not None:
+            attributes[ERROR_TYPE] = error_type(error)
+        self._span.add_event(WAIT_EVENT, attributes)
+
+    def end(self, status: int | None, error: BaseException | None, attempts: int) -> None:
+        self._record(status, error)
+        self._finish()
+
+    def _record(self, status: int | None, error: BaseException | None) -> None:
+        span = self._span
+        if status is not None:
+            span.set_attribute(STATUS_CODE, status)
+        if error is None:
+            return
+        if isinstance(error, asyncio.CancelledError):  # aiohttp runs on asyncio only
+            span.set_attribute(ERROR_TYPE, "cancelled")
+            return
+        kind = error_type(error)
+        span.set_attribute(ERROR_TYPE, kind)
+        # The class alone: an error's message may quote what was sent or answered.
+        span.set_status(Status(StatusCode.ERROR, kind))
+
+    def _finish(self) -> None:
+        self._close_wait()
+        self._span.set_attributes(
+            {
+                ATTEMPTS: self.attempts,
+                RETRY_WAIT: self.waited["retry"],
+                RATE_LIMIT_WAIT: self.waited["rate_limit"],
+            }
+        )
+        self._span.end()
+
+
+class _StreamSpan(_CallSpan):
+    """
+    A stream's span. The opening call (and each re-attach's call) report attempts, waits
+    and their end into it; the span itself ends with the stream's outcome.
+    """
+
+    __slots__ = ("_error", "_opened", "_status", "bytes", "events", "reattaches")
+
+    def __init__(self, span: Span) -> None:
+        super().__init__(span)
+        self._opened = time.monotonic()
+        self._status: int | None = None
+        self._error: BaseException | None = None
+        self.events = 0
+        self.bytes = 0
+        self.reattaches = 0
+
+    def end(self, status: int | None, error: BaseException | None, attempts: int) -> None:
+        # A connection that dropped and was re-attached is not the stream's outcome:
+        # only the last opening call's end counts, judged when the outcome is known.
+        self._status, self._error = status, error
+
+    def first_token(self) -> None:
+        seconds = time.monotonic() - self._opened
+        self._span.set_attribute(FIRST_TOKEN_SECONDS, seconds)
+        self._span.add_event(FIRST_TOKEN_EVENT)
+
+    def reattach(self, number: int) -> None:
+        self.reattaches += 1
+        self._span.add_event(REATTACH_EVENT, {"aposthog.reattach.number": number})
+
+    def received(self, events: int, size: int) -> None:
+        self.events += events
+        self.bytes += size
+
+    def outcome(self, outcome: StreamOutcome) -> None:
+        span = self._span
+        span.set_attributes(
+            {
+                STREAM_OUTCOME: outcome,
+                STREAM_EVENTS: self.events,
+                STREAM_BYTES: self.bytes,
+                STREAM_REATTACHES: self.reattaches,
+            }
+        )
+        if self._status is not None:
+            span.set_attribute(STATUS_CODE, self._status)
+        if outcome == "cancelled":
+            span.set_attribute(ERROR_TYPE, "cancelled")
+        elif outcome == "failed":
+            error = self._error
+            usable = error is not None and not isinstance(error, asyncio.CancelledError)
+            kind = error_type(error) if usable and error is not None else "failed"
+            span.set_attribute(ERROR_TYPE, kind)
+            span.set_status(Status(StatusCode.ERROR, kind))
+        self._finish()
+
+
+class TracingObserver:
+    """The `Observer` that turns calls and streams into spans of the global tracer."""
+
+    __slots__ = ("_servers", "_tracer")
+
+    def __init__(self, tracer_provider: trace.TracerProvider | None = None) -> None:
+        self._tracer = trace.get_tracer("aposthog", __version__, tracer_provider)
+        self._servers: dict[str, _Server] = {}
+
+    def _server(self, base_url: str) -> _Server:
+        server = self._servers.get(base_url)
+        if server is None:
+            server = self._servers[base_url] = _Server(base_url)
+        return server
+
+    def _start(self, method: str, route: str, base_url: str) -> Span:
+        server = self._server(base_url)
+        template = url_template(route)
+        return self._tracer.start_span(
+            f"{method} {template}",
+            kind=SpanKind.CLIENT,
+            attributes={
+                METHOD: method,
+                URL_TEMPLATE: template,
+                SERVER_ADDRESS: server.address,
+                SERVER_PORT: server.port,
+            },
+        )
+
+    def call(self, method: str, route: str, server: str) -> CallObserver:
+        span = self._start(method, route, server)
+        if not span.is_recording():  # no SDK, or not sampled: nothing to record
+            span.end()
+            return _IGNORED
+        return _CallSpan(span)
+
+    def stream(self, conversation_id: str, server: str) -> StreamObserver:
+        span = self._start("POST", _STREAM_ROUTE, server)
+        if not span.is_recording():
+            span.end()
+            return _IGNORED
+        span.set_attribute(CONVERSATION_ID, conversation_id)
+        return _StreamSpan(span)
+
+
+class _Ignored:
+    """The observer of a span nobody records: every report is dropped at once."""
+
+    __slots__ = ()
+
+    def attempt(self, number: int) -> None:
+        pass
+
+    def wait(
+        self, reason: WaitReason, seconds: float, attempt: int, error: BaseException | None
+    ) -> None:
+        pass
+
+    def end(self, status: int | None, error: BaseException | None, attempts: int) -> None:
+        pass
+
+    def first_token(self) -> None:
+        pass
+
+    def reattach(self, number: int) -> None:
+        pass
+
+    def received(self, events: int, size: int) -> None:
+        pass
+
+    def outcome(self, outcome: StreamOutcome) -> None:
+        pass
+
+
+_IGNORED = _Ignored()

@@ -1,0 +1,234 @@
+"""
+`RedisRateLimitStore`: the windows of a key in Redis, shared by every process and
+machine that uses the key.
+
+Each check-and-count is one Lua script, so it is atomic on the server, and it reads
+Redis's clock (`TIME`), so machines whose clocks disagree still agree on the windows.
+A window is a sorted set of request times (microseconds), trimmed and counted by the
+script exactly like the in-process log; a 429's pause is one more key. Keys name a hash
+of the host and the API key, never the key, carry a `{…}` hash tag so a key's windows
+share one Redis Cluster slot, and expire once their window has passed.
+
+redis-py (`pip install 'aposthog[redis]'`) is imported only when a store is made.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import itertools
+import math
+import secrets
+import urllib.parse
+from typing import Any, Protocol
+
+from ._limiter import RateLimitStore, RateLimitStoreError
+from ._ratelimit import Rate
+
+__all__ = ["RedisRateLimitStore"]
+
+# KEYS: the pause, then one sorted set per window.
+# ARGV: a unique member, then a limit and a span (µs) per window.
+# Returns 0 once the request is counted, else the µs to wait before asking again.
+_ACQUIRE = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local wait = 0
+local blocked = tonumber(redis.call('GET', KEYS[1]) or '0')
+if blocked > now then wait = blocked - now end
+for i = 2, #KEYS do
+  local limit = tonumber(ARGV[2 * i - 2])
+  local span = tonumber(ARGV[2 * i - 1])
+  redis.call('ZREMRANGEBYSCORE', KEYS[i], '-inf', now - span)
+  local count = redis.call('ZCARD', KEYS[i])
+  if count >= limit then
+    local oldest = redis.call('ZRANGE', KEYS[i], count - limit, count - limit, 'WITHSCORES')
+    local free = tonumber(oldest[2]) + span - now
+    if free > wait then wait = free end
+  end
+end
+if wait > 0 then return wait end
+for i = 2, #KEYS do
+  redis.call('ZADD', KEYS[i], now, ARGV[1])
+  redis.call('PEXPIRE', KEYS[i], math.ceil(tonumber(ARGV[2 * i - 1]) / 1000) + 1000)
+end
+return 0
+"""
+
+# KEYS: the pause. ARGV: its length in µs. Extends the pause, never shortens it.
+_PENALIZE = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local length = tonumber(ARGV[1])
+local current = tonumber(redis.call('GET', KEYS[1]) or '0')
+if now + length > current then
+  local expiry = math.ceil(length / 1000) + 1000
+  redis.call('SET', KEYS[1], string.format('%d', now + length), 'PX', expiry)
+end
+return 0
+"""
+
+_MISSING_EXTRA = (
+    "RedisRateLimitStore needs redis-py: install the extra with `pip install 'aposthog[redis]'`"
+)
+
+
+class AsyncRedis(Protocol):
+    """What the store uses of a `redis.asyncio.Redis` (typed without importing redis-py)."""
+
+    @property
+    def connection_pool(self) -> Any: ...
+
+    def register_script(self, script: str) -> Any: ...
+
+    async def zrem(self, name: str, *values: str) -> Any: ...
+
+
+def _redis_module() -> Any:
+    # By name: redis-py is an optional extra, absent from many installs and type checks.
+    try:
+        importlib.import_module("redis.asyncio")
+        return importlib.import_module("redis")
+    except ImportError as exc:
+        raise ModuleNotFoundError(_MISSING_EXTRA, name="redis") from exc
+
+
+def _safe_location(url: str) -> str:
+    """The URL without its password, for messages and reprs."""
+    parts = urllib.parse.urlsplit(url)
+    netloc = parts.hostname or ""
+    if parts.port is not None:
+        netloc = f"{netloc}:{parts.port}"
+    return urllib.parse.urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+
+
+class RedisRateLimitStore(RateLimitStore):
+    """
+    Rate-limit windows in Redis: one budget per key for every process and machine.
+
+    Args:
+        redis: a URL (`"redis://host:6379/0"`, `"rediss://…"`, `"unix://…"`) or a
+            `redis.asyncio.Redis` client. A store made from a URL owns its connections
+            and closes them when the last client using it closes; a client passed in
+            is borrowed and never closed.
+        prefix: the start of every Redis key the store writes.
+        timeout: seconds to connect to Redis and to wait for an answer (URL only).
+
+    If Redis cannot be reached, requests fail with `aposthog.RateLimitStoreError` (an
+    `APIConnectionError`): they are never sent past the limits silently.
+
+    Example:
+        ```python
+        store = aposthog.RedisRateLimitStore("redis://redis.internal:6379/0")
+        async with aposthog.Client(rate_limit_store=store) as ph:
+            ...
+        ```
+    """
+
+    def __init__(
+        self, redis: str | AsyncRedis, *, prefix: str = "aposthog:ratelimit", timeout: float = 5.0
+    ) -> None:
+        module = _redis_module()
+        given: object = prefix  # typed as str, checked as anything
+        if not isinstance(given, str) or not given:
+            raise ValueError(f"prefix must be a non-empty string, got {prefix!r}")
+        if isinstance(redis, str):
+            try:
+                client = module.asyncio.Redis.from_url(
+                    redis, socket_timeout=timeout, socket_connect_timeout=timeout
+                )
+            except ValueError as exc:
+                raise ValueError(f"redis URL {_safe_location(redis)!r}: {exc}") from None
+            self._location = _safe_location(redis)
+            self._owned = True
+        elif isinstance(redis, module.asyncio.Redis):
+            client = redis
+            kwargs = client.connection_pool.connection_kwargs
+            self._location = (
+                f"{kwargs.get('host', kwargs.get('path', '?'))}:{kwargs.get('port', '')}"
+            )
+            self._owned = False
+        else:
+            raise TypeError(
+                f"redis must be a URL or a redis.asyncio.Redis client, got {type(redis).__name__}"
+            )
+        self._redis: AsyncRedis = client
+        # asyncio.TimeoutError is not an OSError before Python 3.11.
+        self._errors: tuple[type[BaseException], ...] = (
+            module.RedisError,
+            OSError,
+            asyncio.TimeoutError,
+        )
+        self._prefix = prefix
+        self._acquire = client.register_script(_ACQUIRE)
+        self._penalize = client.register_script(_PENALIZE)
+        # Members of a sorted set must be unique: this store's id and a counter.
+        self._member_prefix = secrets.token_hex(6)
+        self._counter = itertools.count()
+        self._users = 0
+        self._forgetting: set[asyncio.Task[None]] = set()
+
+    def __repr__(self) -> str:
+        return f"<RedisRateLimitStore {self._location} prefix={self._prefix!r}>"
+
+    def _key(self, scope: str, bucket: str, name: str) -> str:
+        return f"{self._prefix}:{{{scope}}}:{bucket}:{name}"
+
+    async def try_acquire(
+        self, scope: str, bucket: str, windows: tuple[Rate, ...], margin: float
+    ) -> float:
+        keys = [self._key(scope, bucket, "pause")]
+        member = f"{self._member_prefix}:{next(self._counter)}"
+        args: list[str | int] = [member]
+        for rate in windows:
+            keys.append(self._key(scope, bucket, f"{round(rate.per * 1000)}ms"))
+            args += [rate.limit, math.ceil((rate.per + margin) * 1_000_000)]
+        try:
+            wait = await self._acquire(keys=keys, args=args)
+        except self._errors as exc:
+            raise self._failure(exc) from exc
+        except BaseException:
+            # Cancelled while the script ran: it may have counted a request that will
+            # never be sent. Take it back, in the background (this task is cancelled).
+            if len(keys) > 1:
+                task = asyncio.get_running_loop().create_task(self._forget(keys[1:], member))
+                self._forgetting.add(task)
+                task.add_done_callback(self._forgetting.discard)
+            raise
+        return int(wait) / 1_000_000
+
+    async def _forget(self, keys: list[str], member: str) -> None:
+        try:
+            for key in keys:
+                await self._redis.zrem(key, member)
+        except self._errors:
+            pass  # the place frees when the window passes
+
+    async def penalize(self, scope: str, bucket: str, seconds: float) -> None:
+        try:
+            await self._penalize(
+                keys=[self._key(scope, bucket, "pause")], args=[math.ceil(seconds * 1_000_000)]
+            )
+        except self._errors as exc:
+            raise self._failure(exc) from exc
+
+    def _failure(self, exc: BaseException) -> RateLimitStoreError:
+        return RateLimitStoreError(
+            f"the rate-limit store (Redis at {self._location}) failed: "
+            f"{type(exc).__name__}: {exc}; the request was not sent"
+        )
+
+    def _attach(self) -> None:
+        self._users += 1
+
+    async def _detach(self) -> None:
+        self._users = max(0, self._users - 1)
+        if self._users == 0:
+            await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close the connections of a store made from a URL (it reconnects if used again)."""
+        if self._forgetting:
+            await asyncio.wait(list(self._forgetting), timeout=5)
+        if self._owned:
+            await self._redis.connection_pool.disconnect()

@@ -1,0 +1,241 @@
+"""A client's rate limits against FakePostHog throttling like PostHog, alone and in fleets."""
+
+from __future__ import annotations
+
+import secrets
+import time
+
+import anyio
+import pytest
+
+import aposthog
+from aposthog import Rate, RateLimits
+from aposthog.testing import FakePostHog
+
+from .fleet import run_fleet
+from .redis_server import _free_port, require_redis_py
+
+pytestmark = pytest.mark.anyio
+
+
+# ---------------------------------------------------------------------- configuration
+
+
+@pytest.mark.parametrize("host", ["us", "eu", "https://us.posthog.com"])
+def test_auto_on_posthog_cloud_is_its_published_throttles(host: str) -> None:
+    client = aposthog.Client(api_key="phx_k", host=host)
+    assert client.rate_limiter is not None
+    assert RateLimits.posthog_cloud() == client.rate_limiter.limits
+    assert isinstance(client.rate_limiter.store, aposthog.InProcessRateLimitStore)
+
+
+def test_auto_elsewhere_and_none_are_off() -> None:
+    assert aposthog.Client(api_key="k", host="https://posthog.example.com").rate_limiter is None
+    assert aposthog.Client(api_key="k", host="us", rate_limits=None).rate_limiter is None
+
+
+def test_explicit_limits_and_store() -> None:
+    limits = RateLimits(api=Rate(5, per=1))
+    store = aposthog.InProcessRateLimitStore()
+    client = aposthog.Client(
+        api_key="k", host="https://posthog.example.com", rate_limits=limits, rate_limit_store=store
+    )
+    assert client.rate_limiter is not None
+    assert limits is client.rate_limiter.limits
+    assert store is client.rate_limiter.store
+    assert client.with_options(timeout=1).rate_limiter is client.rate_limiter
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"rate_limits": "always"}, "rate_limits"),
+        ({"rate_limits": Rate(1, per=1)}, "rate_limits"),
+        ({"rate_limit_store": "redis://localhost"}, "rate_limit_store"),
+    ],
+)
+def test_bad_arguments_are_configuration_errors(kwargs: dict[str, object], match: str) -> None:
+    with pytest.raises(aposthog.ConfigurationError, match=match):
+        aposthog.Client(api_key="k", **kwargs)  # type: ignore[arg-type]
+
+
+def test_the_key_is_not_in_the_limiters_repr() -> None:
+    key = "phx_" + secrets.token_hex(12)
+    client = aposthog.Client(api_key=key, host="us")
+    assert key not in repr(client.rate_limiter)
+    assert key not in repr(client.rate_limiter.store if client.rate_limiter else None)
+
+
+# ---------------------------------------------------------------------- one client
+
+
+def _throttled_like_posthog(fake: FakePostHog) -> None:
+    """PostHog's shape, scaled down: a short burst window and a longer, tighter one."""
+    fake.throttles.rate_limit_enabled = True
+    fake.throttles.burst = Rate(12, per=1)
+    fake.throttles.sustained = Rate(30, per=5)
+    fake.throttles.ai_burst = Rate(2, per=1)
+    fake.throttles.ai_sustained = Rate(5, per=6)
+
+
+async def test_a_client_alone_on_its_key_never_meets_a_429(fake: FakePostHog) -> None:
+    _throttled_like_posthog(fake)
+    fake.script_answer("ok")
+    limits = fake.throttles.rate_limits(margin=0.05)
+    counts = {"api": 0, "ai": 0}
+    async with fake.client(rate_limits=limits, max_retries=0) as ph:
+        deadline = time.monotonic() + 7
+
+        async def api_worker() -> None:
+            while time.monotonic() < deadline:
+                await ph.customer_profile_configs.list()
+                counts["api"] += 1
+
+        async def ai_worker() -> None:
+            while time.monotonic() < deadline:
+                await ph.conversations.create("hello").until_done()
+                counts["ai"] += 1
+
+        with anyio.move_on_after(8):
+            async with anyio.create_task_group() as tg:
+                for _ in range(12):
+                    tg.start_soon(api_worker)
+                for _ in range(3):
+                    tg.start_soon(ai_worker)
+    assert 0 == fake.status_counts[429]
+    # Both windows were reached: more than one burst, and the sustained one bounded it.
+    assert 30 < counts["api"] <= 30 + 30 + 12 + 12
+    assert counts["ai"] >= 5
+
+
+async def test_research_mode_counts_in_its_own_windows(fake: FakePostHog) -> None:
+    fake.throttles.ai_research_burst = Rate(1, per=0.5)
+    fake.throttles.ai_burst = Rate(1, per=30)
+    limits = fake.throttles.rate_limits(margin=0.05)
+    async with fake.client(rate_limits=limits, max_retries=0) as ph:
+        started = time.monotonic()
+        for _ in range(3):
+            fake.script_answer("deep")
+            await ph.conversations.create("dig", agent_mode="research").until_done()
+        assert time.monotonic() - started >= 1.0  # waited for the research window twice
+        fake.script_answer("quick")
+        await ph.conversations.create("hi").until_done()  # the normal window is untouched
+    assert 0 == fake.status_counts[429]
+
+
+async def test_a_429_from_another_program_teaches_the_limiter(fake: FakePostHog) -> None:
+    fake.throttles.rate_limit_enabled = True
+    fake.throttles.burst = Rate(10, per=2)
+    fake.throttles.sustained = None
+    limits = RateLimits(api=Rate(10, per=2), margin=0.05)
+    async with fake.client(rate_limits=None) as other:  # another program on the same key
+        for _ in range(10):
+            await other.customer_profile_configs.list()
+    async with fake.client(rate_limits=limits, max_concurrency=1) as ph:
+        started = time.monotonic()
+        for _ in range(5):
+            await ph.customer_profile_configs.list()
+        # The first request met the 429 and waited until PostHog said; none met another.
+        assert 1 == fake.status_counts[429]
+        assert time.monotonic() - started >= 1
+
+
+async def test_waiting_holds_no_concurrency_slot(fake: FakePostHog) -> None:
+    limits = RateLimits(ai=Rate(1, per=30))
+    async with fake.client(rate_limits=limits, max_concurrency=1) as ph:
+        fake.script_answer("first")
+        await ph.conversations.create("one").until_done()
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(lambda: ph.conversations.create("two").until_done())
+            await anyio.sleep(0.05)  # the second create waits for the AI window...
+            with anyio.fail_after(2):
+                await ph.customer_profile_configs.list()  # ...while other calls go on
+            tg.cancel_scope.cancel()
+
+
+async def test_with_options_views_share_the_budget(fake: FakePostHog) -> None:
+    limits = RateLimits(api=Rate(3, per=30))
+    async with fake.client(rate_limits=limits) as ph:
+        view = ph.with_options(timeout=5)
+        await ph.customer_profile_configs.list()
+        await view.customer_profile_configs.list()
+        await view.with_options(max_retries=0).customer_profile_configs.list()
+        with anyio.move_on_after(0.2) as waited:
+            await ph.customer_profile_configs.list()
+        assert waited.cancelled_caught
+    assert 3 == len(fake.requests)
+
+
+async def test_on_wait_hears_of_the_limiters_waits(fake: FakePostHog) -> None:
+    waits: list[aposthog.Wait] = []
+    limits = RateLimits(api=Rate(1, per=0.3), margin=0)
+    async with fake.client(rate_limits=limits, on_wait=waits.append) as ph:
+        await ph.customer_profile_configs.list()
+        assert [] == waits
+        await ph.customer_profile_configs.list()
+    assert 1 == len(waits)
+    assert "rate_limit" == waits[0].reason
+    assert 0 < waits[0].seconds <= 0.3
+    assert waits[0].error is None
+
+
+# ---------------------------------------------------------------------- Redis
+
+
+async def test_an_unreachable_store_fails_the_request_unsent(fake: FakePostHog) -> None:
+    require_redis_py()
+    store = aposthog.RedisRateLimitStore(f"redis://127.0.0.1:{_free_port()}/0", timeout=1)
+    limits = RateLimits(api=Rate(5, per=1))
+    async with fake.client(rate_limits=limits, rate_limit_store=store) as ph:
+        with pytest.raises(aposthog.RateLimitStoreError) as caught:
+            await ph.customer_profile_configs.list()
+    assert isinstance(caught.value, aposthog.APIConnectionError)
+    assert fake.api_key not in str(caught.value)
+    assert [] == fake.requests
+
+
+async def test_a_429_pauses_every_process_sharing_the_store(
+    fake: FakePostHog, redis_url: str
+) -> None:
+    fake.throttles.rate_limit_enabled = True
+    fake.throttles.burst = Rate(2, per=2)
+    limits = RateLimits(api=Rate(1000, per=60))  # a client that does not know the budget
+    prefix = f"test:{secrets.token_hex(4)}"
+    first = aposthog.RedisRateLimitStore(redis_url, prefix=prefix)
+    second = aposthog.RedisRateLimitStore(redis_url, prefix=prefix)
+    async with (
+        fake.client(rate_limits=limits, rate_limit_store=first, max_retries=0) as a,
+        fake.client(rate_limits=limits, rate_limit_store=second, max_retries=0) as b,
+    ):
+        await a.customer_profile_configs.list()
+        await a.customer_profile_configs.list()
+        with pytest.raises(aposthog.RateLimitError):
+            await a.customer_profile_configs.list()  # PostHog: "Expected available in 2 s"
+        started = time.monotonic()
+        await b.customer_profile_configs.list()  # b never saw the 429, yet waits
+        assert time.monotonic() - started >= 1
+    assert 1 == fake.status_counts[429]
+
+
+async def test_four_processes_share_one_budget_through_redis(
+    fake: FakePostHog, redis_url: str
+) -> None:
+    """
+    40 requests per 4 s, 4 processes x 8 tasks, 16 s: no 429, at least 90% used.
+
+    The margin (each request counted 0.4 s beyond its window) covers the spread between
+    Redis's clock at the count and the fake's at arrival on a loaded machine; it still
+    leaves 4 / 4.4 = 91% of the budget in a long run.
+    """
+    rate = Rate(40, per=4)
+    fake.throttles.rate_limit_enabled = True
+    fake.throttles.burst = rate
+    fake.throttles.sustained = None
+    totals = await run_fleet(
+        fake.url, fake.api_key, "redis", redis_url=redis_url, rate=rate, margin=0.4, duration=16
+    )
+    assert 0 == fake.status_counts[429]
+    assert 0 == totals["rate_limit_errors"]
+    budget = rate.limit * 16 / rate.per
+    assert totals["completed"] >= 0.9 * budget, totals
+    assert totals["completed"] <= budget

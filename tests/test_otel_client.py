@@ -1,0 +1,413 @@
+"""
+The client's OpenTelemetry spans end to end: a client against FakePostHog, the spans read
+back with opentelemetry-sdk's in-memory exporter (installed once as the global tracer
+provider, recording only while these tests run).
+
+nox installs the `otel` extra and the SDK for the test sessions, so under CI these tests
+always run; a checkout without the SDK skips them only outside CI.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import anyio
+import pytest
+
+if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+    import opentelemetry.sdk  # noqa: F401  (CI installs it: missing is a failure, not a skip)
+else:
+    pytest.importorskip("opentelemetry.sdk")
+
+from opentelemetry import trace
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.sdk.trace.sampling import Decision, Sampler, SamplingResult
+from opentelemetry.trace import SpanKind, StatusCode
+
+import aposthog
+from aposthog.testing import FakePostHog
+
+pytestmark = pytest.mark.anyio
+
+SENTINEL_KEY = "phx_SENTINELKEY0123456789abcdefSENTINEL"
+SENTINEL_TEXT = "SENTINEL-MESSAGE: what is the secret plan?"
+LIST = "GET /api/environments/{project_id}/batch_exports/"
+STREAM = "POST /api/environments/{project_id}/conversations/"
+
+
+class _Switch(Sampler):
+    """Records spans only while a test of this module runs (other tests pay nothing)."""
+
+    on = False
+
+    def should_sample(
+        self,
+        parent_context: Any,
+        trace_id: int,
+        name: str,
+        kind: Any = None,
+        attributes: Any = None,
+        links: Any = None,
+        trace_state: Any = None,
+    ) -> SamplingResult:
+        if not self.on:
+            return SamplingResult(Decision.DROP)
+        return SamplingResult(Decision.RECORD_AND_SAMPLE, attributes)
+
+    def get_description(self) -> str:
+        return "aposthog-tests"
+
+
+_SWITCH = _Switch()
+_EXPORTER = InMemorySpanExporter()
+
+
+def _install() -> None:
+    # The global provider can be set once per process; if something else set an SDK
+    # provider first, export from it too.
+    if not isinstance(trace.get_tracer_provider(), TracerProvider):
+        trace.set_tracer_provider(TracerProvider(sampler=_SWITCH))
+    provider = trace.get_tracer_provider()
+    assert isinstance(provider, TracerProvider)
+    provider.add_span_processor(SimpleSpanProcessor(_EXPORTER))
+
+
+_install()
+
+
+@pytest.fixture
+def spans() -> Iterator[InMemorySpanExporter]:
+    _EXPORTER.clear()
+    _SWITCH.on = True
+    try:
+        yield _EXPORTER
+    finally:
+        _SWITCH.on = False
+        _EXPORTER.clear()
+
+
+@pytest.fixture
+def fast() -> aposthog.RetryPolicy:
+    return aposthog.RetryPolicy(initial_backoff=0.01, max_backoff=0.02, max_retry_after=0.05)
+
+
+def _named(exporter: InMemorySpanExporter, name: str) -> list[ReadableSpan]:
+    return [s for s in exporter.get_finished_spans() if s.name == name]
+
+
+def _attrs(span: ReadableSpan) -> dict[str, Any]:
+    return dict(span.attributes or {})
+
+
+async def test_a_list_call_is_one_span(fake: FakePostHog, spans: InMemorySpanExporter) -> None:
+    """Awaiting a paginator is one GET span with the HTTP client attributes."""
+    async with fake.client() as ph:
+        page = await ph.batch_exports.list()
+    assert [] == page.results
+    (span,) = spans.get_finished_spans()
+    assert LIST == span.name
+    assert SpanKind.CLIENT == span.kind
+    assert StatusCode.UNSET == span.status.status_code
+    port = int(fake.url.rsplit(":", 1)[1])
+    assert {
+        "http.request.method": "GET",
+        "url.template": "/api/environments/{project_id}/batch_exports/",
+        "server.address": "127.0.0.1",
+        "server.port": port,
+        "http.response.status_code": 200,
+        "aposthog.attempts": 1,
+        "aposthog.retry.wait_seconds": 0.0,
+        "aposthog.rate_limit.wait_seconds": 0.0,
+    } == _attrs(span)
+
+
+async def test_each_page_is_a_call_and_spans_nest_under_the_callers(
+    fake: FakePostHog, spans: InMemorySpanExporter
+) -> None:
+    """Walking three pages makes three spans, children of the span current at the call."""
+    async with fake.client() as ph:
+        for _ in range(5):
+            await ph.customer_profile_configs.create(scope="person")
+    spans.clear()
+    tracer = trace.get_tracer("tests")
+    async with fake.client() as ph:
+        with tracer.start_as_current_span("handler") as parent:
+            await ph.customer_profile_configs.list(limit=2).to_list()
+    pages = _named(spans, "GET /api/environments/{project_id}/customer_profile_configs/")
+    assert 3 == len(pages)
+    for span in pages:
+        assert span.parent is not None
+        assert parent.get_span_context().span_id == span.parent.span_id
+
+
+async def test_a_retried_call_counts_attempts_and_waits(
+    fake: FakePostHog, spans: InMemorySpanExporter, fast: aposthog.RetryPolicy
+) -> None:
+    """A 503 then PostHog's 429: one span, three attempts, both kinds of wait measured."""
+    fake.fail_next(1, status=503)
+    fake.throttle_next(1, wait=0)
+    async with fake.client(retry=fast) as ph:
+        await ph.customer_profile_configs.create(scope="person")
+    (span,) = _named(spans, "POST /api/environments/{project_id}/customer_profile_configs/")
+    attributes = _attrs(span)
+    assert 3 == attributes["aposthog.attempts"]
+    assert 201 == attributes["http.response.status_code"]
+    assert attributes["aposthog.retry.wait_seconds"] > 0
+    assert attributes["aposthog.rate_limit.wait_seconds"] >= 0
+    assert "error.type" not in attributes
+    waits = [_attrs_of(e) for e in span.events if e.name == "aposthog.wait"]
+    assert [("retry", "503", 2), ("rate_limit", "429", 3)] == [
+        (w["aposthog.wait.reason"], w["error.type"], w["aposthog.wait.attempt"]) for w in waits
+    ]
+    assert StatusCode.UNSET == span.status.status_code
+
+
+def _attrs_of(event: Any) -> dict[str, Any]:
+    return dict(event.attributes or {})
+
+
+async def test_a_failed_call_is_an_error_span(
+    fake: FakePostHog, spans: InMemorySpanExporter
+) -> None:
+    """A 404: status code, `error.type` and an ERROR status, after one attempt."""
+    async with fake.client() as ph:
+        with pytest.raises(aposthog.NotFoundError):
+            await ph.batch_exports.get("0b8a2c38-8c5e-4b0e-9d62-3f7b9a0d1e21")
+    (span,) = spans.get_finished_spans()
+    assert "GET /api/environments/{project_id}/batch_exports/{id}/" == span.name
+    assert StatusCode.ERROR == span.status.status_code
+    attributes = _attrs(span)
+    assert 404 == attributes["http.response.status_code"]
+    assert "404" == attributes["error.type"]
+    assert 1 == attributes["aposthog.attempts"]
+
+
+async def test_a_connection_failure_after_retries_is_an_error_span(
+    fake: FakePostHog, spans: InMemorySpanExporter, fast: aposthog.RetryPolicy
+) -> None:
+    """Every attempt dropped: `error.type` is the exception class, no status code."""
+    fake.drop_next(10)
+    async with fake.client(retry=fast, max_retries=2) as ph:
+        with pytest.raises(aposthog.APIConnectionError):
+            await ph.batch_exports.list()
+    (span,) = spans.get_finished_spans()
+    attributes = _attrs(span)
+    assert "aposthog.APIConnectionError" == attributes["error.type"]
+    assert "http.response.status_code" not in attributes
+    assert 3 == attributes["aposthog.attempts"]
+    assert StatusCode.ERROR == span.status.status_code
+
+
+async def test_a_stream_with_a_reattach(
+    fake: FakePostHog, spans: InMemorySpanExporter, fast: aposthog.RetryPolicy
+) -> None:
+    """A dropped answer: one stream span, a re-attach event, the first token, `done`."""
+    # Slow enough that the run is still going when the stream re-attaches.
+    fake.script_answer("An answer cut once and re-attached.", drop_after=4, delay=0.05)
+    async with fake.client(retry=fast) as ph:
+        stream = ph.conversations.create(SENTINEL_TEXT)
+        text = "".join([delta async for delta in stream.text_deltas()])
+    assert "An answer cut once and re-attached." == text
+    assert 2 == fake.ai_streams.opened  # the re-attach streamed the rest live
+    (span,) = _named(spans, STREAM)
+    attributes = _attrs(span)
+    assert "done" == attributes["aposthog.stream.outcome"]
+    assert 1 == attributes["aposthog.stream.reattaches"]
+    assert attributes["aposthog.stream.events"] > 4
+    assert attributes["aposthog.stream.bytes"] > len(text)
+    assert attributes["aposthog.stream.first_token_seconds"] >= 0
+    assert 200 == attributes["http.response.status_code"]
+    assert stream.conversation_id == attributes["aposthog.conversation.id"]
+    names = [e.name for e in span.events]
+    assert "aposthog.first_token" == names[0]
+    assert 1 == names.count("aposthog.reattach")
+    assert StatusCode.UNSET == span.status.status_code
+
+
+async def test_a_cancelled_stream(fake: FakePostHog, spans: InMemorySpanExporter) -> None:
+    """`cancel()` mid-answer: the stream span's outcome is `cancelled`, not an error."""
+    fake.script_answer("A long answer that will not be read to its end.", delay=0.05)
+    async with fake.client() as ph, ph.conversations.create("Hi") as stream:
+        async for _ in stream.text_deltas():
+            await stream.cancel()
+            break
+    (span,) = _named(spans, STREAM)
+    attributes = _attrs(span)
+    assert "cancelled" == attributes["aposthog.stream.outcome"]
+    assert "cancelled" == attributes["error.type"]
+    assert StatusCode.UNSET == span.status.status_code
+    assert ["aposthog.first_token"] == [e.name for e in span.events]
+
+
+async def test_a_stream_left_early_is_incomplete(
+    fake: FakePostHog, spans: InMemorySpanExporter
+) -> None:
+    """`break` after the first delta: outcome `incomplete`, not an error."""
+    fake.script_answer("A long answer that will not be read to its end.", delay=0.05)
+    async with fake.client() as ph, ph.conversations.create("Hi") as stream:
+        async for _ in stream.text_deltas():
+            break
+    (span,) = _named(spans, STREAM)
+    assert "incomplete" == _attrs(span)["aposthog.stream.outcome"]
+    assert "error.type" not in _attrs(span)
+    assert StatusCode.UNSET == span.status.status_code
+
+
+async def test_a_refused_stream_is_an_error_with_its_status(
+    fake: FakePostHog, spans: InMemorySpanExporter
+) -> None:
+    """PostHog refuses before streaming (402): the status code and `error.type` say so."""
+    fake.ai_quota_exceeded = True
+    async with fake.client() as ph:
+        with pytest.raises(aposthog.QuotaLimitError):
+            await ph.conversations.create("Hi").until_done()
+    (span,) = _named(spans, STREAM)
+    attributes = _attrs(span)
+    assert ("failed", 402, "402") == (
+        attributes["aposthog.stream.outcome"],
+        attributes["http.response.status_code"],
+        attributes["error.type"],
+    )
+    assert StatusCode.ERROR == span.status.status_code
+
+
+async def test_a_stream_lost_for_good_is_an_error_of_its_class(
+    fake: FakePostHog, spans: InMemorySpanExporter, fast: aposthog.RetryPolicy
+) -> None:
+    """Every re-attach cut too: `failed`, typed by the connection error, re-attaches counted."""
+    fake.script_answer(
+        "A long answer, cut again and again, and never heard to its very end by anyone.",
+        drop_after=[1] * 5,
+        delay=0.05,
+    )
+    async with fake.client(retry=fast) as ph:
+        with pytest.raises(aposthog.APIConnectionError):
+            await ph.conversations.create("Hi", max_reattach_attempts=2).until_done()
+    (span,) = _named(spans, STREAM)
+    attributes = _attrs(span)
+    assert "failed" == attributes["aposthog.stream.outcome"]
+    assert "aposthog.APIConnectionError" == attributes["error.type"]
+    assert 2 <= attributes["aposthog.stream.reattaches"]
+    assert StatusCode.ERROR == span.status.status_code
+
+
+async def test_a_failed_answer_is_an_error_stream_span(
+    fake: FakePostHog, spans: InMemorySpanExporter
+) -> None:
+    """PostHog AI's in-band failure: outcome `failed`, an ERROR status."""
+    fake.script_answer("half", fail="Oops! Something went wrong.")
+    async with fake.client() as ph:
+        result = await ph.conversations.create("Hi").until_done()
+    assert result.failed
+    (span,) = _named(spans, STREAM)
+    assert "failed" == _attrs(span)["aposthog.stream.outcome"]
+    assert StatusCode.ERROR == span.status.status_code
+
+
+def _strings(span: ReadableSpan) -> Sequence[str]:
+    found = [span.name, span.status.description or ""]
+    values: list[Any] = list((span.attributes or {}).values())
+    for event in span.events:
+        found.append(event.name)
+        values += list((event.attributes or {}).values())
+    for link in span.links:
+        values += list((link.attributes or {}).values())
+    for value in values:
+        found += [str(v) for v in value] if isinstance(value, (tuple, list)) else [str(value)]
+    return found
+
+
+async def test_spans_never_hold_the_key_or_the_message(
+    spans: InMemorySpanExporter, fast: aposthog.RetryPolicy
+) -> None:
+    """Every attribute of every span and event, for calls that succeed, fail and stream."""
+    async with FakePostHog(api_key=SENTINEL_KEY) as fake, fake.client(retry=fast) as ph:
+        fake.script_answer(f"You asked: {SENTINEL_TEXT}", drop_after=3)
+        await ph.conversations.create(SENTINEL_TEXT).until_done()
+        fake.fail_next(1, status=400, body={"detail": SENTINEL_TEXT})
+        with pytest.raises(aposthog.BadRequestError):
+            await ph.customer_profile_configs.create(scope="person")
+        await ph.batch_exports.list()
+        with pytest.raises(ValueError, match="content"):
+            ph.conversations.create("x" * 50_000)
+        async with fake.client(api_key="phx_SENTINELKEY_wrong") as wrong:
+            with pytest.raises(aposthog.AuthenticationError):
+                await wrong.batch_exports.list()
+    finished = spans.get_finished_spans()
+    assert 4 <= len(finished)
+    for span in finished:
+        for text in _strings(span):
+            assert "SENTINEL" not in text, (span.name, text)
+
+
+async def test_spans_are_closed_when_the_call_is_cancelled(
+    fake: FakePostHog, spans: InMemorySpanExporter
+) -> None:
+    """A call cancelled by a timeout around it still ends its span (no span leaks)."""
+    fake.latency = 1.0
+    async with fake.client() as ph:
+        with anyio.move_on_after(0.05):
+            await ph.batch_exports.list()
+    (span,) = spans.get_finished_spans()
+    assert "cancelled" == _attrs(span)["error.type"]
+    assert StatusCode.UNSET == span.status.status_code
+
+
+def test_without_opentelemetry_nothing_is_imported_and_calls_carry_no_observer() -> None:
+    """With the package hidden, a client works and no OpenTelemetry module is loaded."""
+    script = textwrap.dedent(
+        """
+        import asyncio, sys
+
+        class Hide:
+            def find_spec(self, name, path=None, target=None):
+                if name == "opentelemetry" or name.startswith("opentelemetry."):
+                    raise ModuleNotFoundError(name)
+                return None
+
+        sys.meta_path.insert(0, Hide())
+        import aposthog
+        from aposthog._tracing import default_observer
+        from aposthog.testing import FakePostHog
+
+        async def main():
+            async with FakePostHog() as fake, fake.client() as ph:
+                await ph.batch_exports.list()
+
+        asyncio.run(main())
+        assert default_observer() is None
+        loaded = sorted(m for m in sys.modules if m.startswith(("opentelemetry", "aposthog._otel")))
+        print(loaded)
+        """
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env={**os.environ, "PYTHONWARNINGS": "error"},
+    )
+    assert 0 == result.returncode, result.stderr
+    assert "[]" == result.stdout.strip()
+
+
+async def test_on_wait_and_spans_together(
+    fake: FakePostHog, spans: InMemorySpanExporter, fast: aposthog.RetryPolicy
+) -> None:
+    """`on_wait`, given to the client or to `with_options`, comes on top of the spans."""
+    seen: list[aposthog.Wait] = []
+    async with fake.client(retry=fast, on_wait=seen.append) as ph:
+        fake.throttle_next(1, wait=0)
+        await ph.batch_exports.list()
+        fake.throttle_next(1, wait=0)
+        await ph.with_options(on_wait=seen.append).batch_exports.list()
+    assert ["rate_limit", "rate_limit"] == [w.reason for w in seen]
+    assert [2, 2] == [_attrs(s)["aposthog.attempts"] for s in _named(spans, LIST)]

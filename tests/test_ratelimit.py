@@ -1,0 +1,245 @@
+"""The rate-limit data and the pure sliding-window log: it counts the way PostHog does."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+import aposthog
+from aposthog._ratelimit import BucketLog, Rate, RateLimits, WindowLog, resolve_rate_limits
+
+
+class DRFThrottle:
+    """Django REST framework's SimpleRateThrottle, as PostHog runs it (newest time first)."""
+
+    def __init__(self, num_requests: int, duration: float) -> None:
+        self.num_requests = num_requests
+        self.duration = duration
+        self.history: list[float] = []
+        self.now = 0.0
+
+    def allow_request(self, now: float) -> bool:
+        self.now = now
+        while self.history and self.history[-1] <= now - self.duration:
+            self.history.pop()
+        if len(self.history) >= self.num_requests:
+            return False
+        self.history.insert(0, now)
+        return True
+
+    def wait(self) -> float | None:
+        remaining = self.duration - (self.now - self.history[-1]) if self.history else self.duration
+        available = self.num_requests - len(self.history) + 1
+        return None if available <= 0 else remaining / available
+
+
+# ---------------------------------------------------------------------- Rate, RateLimits
+
+
+def test_rate_is_a_limit_per_seconds() -> None:
+    assert Rate(480, per=60) == Rate(480, 60.0)
+    assert 60.0 == Rate(480, per=60).per
+
+
+@pytest.mark.parametrize(
+    ("limit", "per", "error"),
+    [
+        (0, 60, ValueError),
+        (-1, 60, ValueError),
+        (True, 60, TypeError),
+        (1.5, 60, TypeError),
+        (10, 0, ValueError),
+        (10, -1, ValueError),
+        (10, math.inf, ValueError),
+        (10, math.nan, ValueError),
+        (10, "60", TypeError),
+    ],
+)
+def test_rate_refuses_what_is_not_a_window(limit: object, per: object, error: type) -> None:
+    with pytest.raises(error, match="Rate"):
+        Rate(limit, per=per)  # type: ignore[arg-type]
+
+
+def test_posthog_cloud_is_the_published_throttles() -> None:
+    limits = RateLimits.posthog_cloud()
+    assert (Rate(480, per=60), Rate(4800, per=3600)) == limits.api
+    assert (Rate(10, per=60), Rate(100, per=86400)) == limits.ai
+    assert (Rate(3, per=60), Rate(10, per=86400)) == limits.ai_research
+    assert limits.windows("ai_research") == limits.ai_research
+    assert 2.0 == RateLimits.posthog_cloud(margin=2).margin
+
+
+def test_rate_limits_take_one_rate_several_or_none() -> None:
+    limits = RateLimits(api=Rate(5, per=1), ai=[Rate(1, per=1), Rate(2, per=5)])
+    assert (Rate(5, per=1),) == limits.api
+    assert (Rate(1, per=1), Rate(2, per=5)) == limits.ai
+    assert () == limits.ai_research == RateLimits(ai_research=None).ai_research
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error"),
+    [
+        ({"api": (5, 60)}, TypeError),
+        ({"api": "480/minute"}, TypeError),
+        ({"ai": 10}, TypeError),
+        ({"margin": -1}, ValueError),
+        ({"margin": math.nan}, ValueError),
+        ({"margin": "1"}, TypeError),
+    ],
+)
+def test_rate_limits_refuse_bad_arguments(kwargs: dict[str, object], error: type) -> None:
+    with pytest.raises(error):
+        RateLimits(**kwargs)  # type: ignore[arg-type]
+
+
+def test_an_unknown_bucket_is_a_value_error() -> None:
+    with pytest.raises(ValueError, match="bucket 'query'"):
+        RateLimits().windows("query")
+
+
+@pytest.mark.parametrize(
+    "host", ["https://us.posthog.com", "https://eu.posthog.com", "https://app.posthog.com/"]
+)
+def test_auto_is_posthog_clouds_throttles_on_posthog_cloud(host: str) -> None:
+    assert RateLimits.posthog_cloud() == resolve_rate_limits("auto", host)
+
+
+@pytest.mark.parametrize(
+    "host", ["https://posthog.example.com", "http://127.0.0.1:8000", "https://us.i.posthog.com"]
+)
+def test_auto_is_no_limiter_elsewhere(host: str) -> None:
+    assert resolve_rate_limits("auto", host) is None
+    # ...unless a store is given: then 429 pauses are still shared through it.
+    assert RateLimits() == resolve_rate_limits("auto", host, store_given=True)
+
+
+def test_none_and_explicit_limits_are_taken_as_given() -> None:
+    limits = RateLimits(api=Rate(1, per=1))
+    assert limits is resolve_rate_limits(limits, "https://posthog.example.com")
+    assert resolve_rate_limits(None, "https://us.posthog.com", store_given=True) is None
+
+
+@pytest.mark.parametrize("bad", ["on", "posthog_cloud", 480, Rate(1, per=1)])
+def test_other_rate_limits_are_a_configuration_error(bad: object) -> None:
+    with pytest.raises(aposthog.ConfigurationError, match="rate_limits"):
+        resolve_rate_limits(bad, "https://us.posthog.com")  # type: ignore[arg-type]
+
+
+# ---------------------------------------------------------------------- WindowLog = DRF
+
+# Whole milliseconds keep every sum exact, so "exactly like the server" can be asserted.
+times_ms = st.lists(st.integers(0, 5_000), min_size=1, max_size=120).map(sorted)
+
+
+@given(limit=st.integers(1, 8), per_ms=st.integers(1, 2_000), moments=times_ms)
+def test_window_log_decides_like_drf(limit: int, per_ms: int, moments: list[int]) -> None:
+    """Same requests, same answers; a refusal waits exactly what DRF's wait() says."""
+    drf = DRFThrottle(limit, float(per_ms))
+    log = WindowLog(limit, float(per_ms))
+    for moment in moments:
+        now = float(moment)
+        allowed = drf.allow_request(now)
+        wait = log.wait(now)
+        assert allowed == (wait == 0.0)
+        if allowed:
+            log.record(now)
+        else:
+            assert drf.wait() == wait
+        assert sorted(drf.history) == list(log.times)
+
+
+# ---------------------------------------------------------------------- FIFO over a bucket
+
+
+def _earliest(
+    admitted: list[float], rates: list[Rate], margin: float, start: float, blocked: float
+) -> float:
+    """The first moment from `start` at which every window has room: by brute force."""
+    candidates = {start, blocked} | {t + r.per + margin for t in admitted for r in rates}
+    for moment in sorted(c for c in candidates if c >= start):
+        if moment < blocked:
+            continue
+        if all(sum(1 for t in admitted if t > moment - (r.per + margin)) < r.limit for r in rates):
+            return moment
+    raise AssertionError("no moment frees a place")
+
+
+def _serve_in_order(log: BucketLog, arrivals: list[float]) -> list[float]:
+    """Requests queue in arrival order; the head asks, sleeps the answer, asks again."""
+    admitted: list[float] = []
+    clock = 0.0
+    for arrival in arrivals:
+        clock = max(clock, arrival)
+        while (wait := log.try_acquire(clock)) > 0:
+            clock += wait
+        admitted.append(clock)
+    return admitted
+
+
+rates = st.lists(
+    st.builds(Rate, st.integers(1, 6), st.integers(1, 3_000).map(float)), min_size=1, max_size=3
+)
+
+
+@given(rates=rates, margin=st.integers(0, 50), arrivals=times_ms)
+def test_fifo_never_exceeds_a_window_and_waits_exactly(
+    rates: list[Rate], margin: int, arrivals: list[int]
+) -> None:
+    log = BucketLog(rates, margin)
+    admitted = _serve_in_order(log, [float(a) for a in arrivals])
+    # Never more than `limit` in any window, even as PostHog counts (without the margin).
+    for rate in rates:
+        for t in admitted:
+            assert sum(1 for s in admitted if t - rate.per < s <= t) <= rate.limit
+    # First come, first served, and each waits exactly until a place frees: no longer.
+    for i, (arrival, moment) in enumerate(zip(arrivals, admitted, strict=True)):
+        start = max(float(arrival), admitted[i - 1] if i else 0.0)
+        assert _earliest(admitted[:i], rates, margin, start, -math.inf) == moment
+
+
+@given(
+    rates=rates,
+    arrivals=times_ms,
+    pause_at=st.integers(0, 5_000),
+    pause=st.integers(1, 3_000),
+)
+def test_a_penalty_holds_the_bucket_until_the_named_moment(
+    rates: list[Rate], arrivals: list[int], pause_at: int, pause: int
+) -> None:
+    log = BucketLog(rates)
+    before = [float(a) for a in arrivals if a < pause_at]
+    after = [float(a) for a in arrivals if a >= pause_at]
+    admitted = _serve_in_order(log, before)
+    log.penalize(float(max(pause_at, admitted[-1] if admitted else 0)), float(pause))
+    blocked = log.blocked_until
+    for arrival in after:
+        start = max(arrival, admitted[-1] if admitted else 0.0)
+        moment = _serve_in_order(log, [start])[0]
+        assert moment >= blocked
+        assert _earliest(admitted, rates, 0.0, start, blocked) == moment
+        admitted.append(moment)
+
+
+def test_a_penalty_never_shortens_an_earlier_one() -> None:
+    log = BucketLog([Rate(1, per=1)])
+    log.penalize(0.0, 10.0)
+    log.penalize(1.0, 2.0)
+    assert 9.0 == log.try_acquire(1.0)
+    assert 0.0 == log.try_acquire(10.0)
+
+
+def test_the_margin_lengthens_every_window() -> None:
+    log = BucketLog([Rate(2, per=10)], margin=0.5)
+    assert 0.0 == log.try_acquire(0.0) == log.try_acquire(1.0)
+    assert 9.5 == log.try_acquire(1.0)
+    assert 0.0 == log.try_acquire(10.5)
+
+
+def test_a_bucket_without_windows_only_honours_penalties() -> None:
+    log = BucketLog([])
+    assert all(0.0 == log.try_acquire(float(t)) for t in range(1000))
+    log.penalize(5.0, 1.0)
+    assert 1.0 == log.try_acquire(5.0)

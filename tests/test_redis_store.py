@@ -1,0 +1,209 @@
+"""RedisRateLimitStore against a real redis-server the tests start on a free loopback port."""
+
+from __future__ import annotations
+
+import secrets
+import sys
+import time
+from collections.abc import AsyncIterator
+
+import anyio
+import pytest
+
+import aposthog
+from aposthog._limiter import RateLimiter, RateLimitStoreError, rate_limit_scope
+from aposthog._ratelimit import Rate, RateLimits
+from aposthog._redis_store import RedisRateLimitStore
+
+from .redis_server import _free_port, require_redis_py
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture
+async def store(redis_url: str) -> AsyncIterator[RedisRateLimitStore]:
+    """A store on the tests' Redis, under a prefix of its own."""
+    made = RedisRateLimitStore(redis_url, prefix=f"test:{secrets.token_hex(4)}")
+    try:
+        yield made
+    finally:
+        await made.aclose()
+
+
+async def _keys(redis_url: str, pattern: str) -> dict[str, int]:
+    import redis.asyncio
+
+    client = redis.asyncio.Redis.from_url(redis_url, decode_responses=True)
+    try:
+        return {key: await client.pttl(key) async for key in client.scan_iter(match=pattern)}
+    finally:
+        await client.aclose()
+
+
+async def test_counts_up_to_the_limit_then_names_the_wait(store: RedisRateLimitStore) -> None:
+    windows = (Rate(3, per=0.5),)
+    assert [0.0, 0.0, 0.0] == [await store.try_acquire("s", "api", windows, 0.1) for _ in "abc"]
+    wait = await store.try_acquire("s", "api", windows, 0.1)
+    assert 0 < wait <= 0.6
+    await anyio.sleep(wait)
+    assert 0.0 == await store.try_acquire("s", "api", windows, 0.1)
+
+
+async def test_every_window_must_have_room(store: RedisRateLimitStore) -> None:
+    windows = (Rate(5, per=0.2), Rate(2, per=5))
+    assert 0.0 == await store.try_acquire("s", "api", windows, 0.0)
+    assert 0.0 == await store.try_acquire("s", "api", windows, 0.0)
+    wait = await store.try_acquire("s", "api", windows, 0.0)
+    assert 4.5 < wait <= 5.0  # the long window decides
+
+
+async def test_keys_are_a_hash_of_the_key_and_expire(
+    store: RedisRateLimitStore, redis_url: str
+) -> None:
+    api_key = "phx_" + secrets.token_hex(16)
+    limiter = RateLimiter(
+        RateLimits(api=(Rate(10, per=2), Rate(100, per=30))),
+        store,
+        rate_limit_scope("https://us.posthog.com", api_key),
+    )
+    await limiter.acquire("api")
+    await limiter.penalize("api", 1.0)
+    keys = await _keys(redis_url, f"{store._prefix}:*")
+    assert 3 == len(keys)
+    for key, ttl in keys.items():
+        assert api_key not in key
+        assert api_key[4:] not in key
+        assert 0 < ttl <= 32_000, key  # the window, its margin and a second
+    scope = rate_limit_scope("https://us.posthog.com", api_key)
+    assert all(f"{{{scope}}}" in key for key in keys)  # one Redis Cluster slot per key
+
+
+async def test_two_stores_share_one_budget(store: RedisRateLimitStore, redis_url: str) -> None:
+    other = RedisRateLimitStore(redis_url, prefix=store._prefix)
+    try:
+        windows = (Rate(4, per=30),)
+        for s in (store, other, store, other):
+            assert 0.0 == await s.try_acquire("k", "api", windows, 0.0)
+        assert await other.try_acquire("k", "api", windows, 0.0) > 29
+        assert await store.try_acquire("k", "api", windows, 0.0) > 29
+        assert 0.0 == await other.try_acquire("another key", "api", windows, 0.0)
+    finally:
+        await other.aclose()
+
+
+async def test_a_penalty_is_seen_by_every_process(
+    store: RedisRateLimitStore, redis_url: str
+) -> None:
+    other = RedisRateLimitStore(redis_url, prefix=store._prefix)
+    try:
+        await store.penalize("k", "ai", 2.0)
+        await store.penalize("k", "ai", 0.5)  # never shortens the pause
+        wait = await other.try_acquire("k", "ai", (), 0.0)
+        assert 1.5 < wait <= 2.0
+        assert 0.0 == await other.try_acquire("k", "api", (), 0.0)
+    finally:
+        await other.aclose()
+
+
+async def test_tasks_on_several_stores_never_exceed_a_window(
+    store: RedisRateLimitStore, redis_url: str
+) -> None:
+    rate = Rate(10, per=0.4)
+    stores = [store, *(RedisRateLimitStore(redis_url, prefix=store._prefix) for _ in range(2))]
+    moments: list[float] = []
+
+    async def worker(limiter: RateLimiter) -> None:
+        for _ in range(8):
+            await limiter.acquire("api")
+            moments.append(time.monotonic())
+
+    try:
+        async with anyio.create_task_group() as tg:
+            for s in stores:
+                limiter = RateLimiter(RateLimits(api=rate, margin=0.02), s, "fleet")
+                for _ in range(4):
+                    tg.start_soon(worker, limiter)
+    finally:
+        for s in stores[1:]:
+            await s.aclose()
+    assert 96 == len(moments)
+    for t in moments:
+        assert sum(1 for s in moments if t - rate.per < s <= t) <= rate.limit
+
+
+async def test_a_request_cancelled_mid_script_is_not_counted(
+    store: RedisRateLimitStore, redis_url: str
+) -> None:
+    import redis.asyncio
+
+    admin = redis.asyncio.Redis.from_url(redis_url)
+    windows = (Rate(5, per=30),)
+    try:
+        await admin.execute_command("CLIENT", "PAUSE", "300", "WRITE")  # the script waits
+        with anyio.move_on_after(0.1) as scope:
+            await store.try_acquire("s", "api", windows, 0.0)
+        assert scope.cancelled_caught
+        await anyio.sleep(0.4)
+        await store.aclose()  # waits for the background clean-up
+        counts = [await admin.zcard(key) for key in await admin.keys(f"{store._prefix}:*")]
+        assert 0 == sum(counts)
+        assert [0.0] * 5 == [await store.try_acquire("s", "api", windows, 0.0) for _ in range(5)]
+    finally:
+        await admin.aclose()
+
+
+async def test_an_unreachable_redis_is_a_typed_error() -> None:
+    require_redis_py()
+    port = _free_port()  # nothing listens there
+    store = RedisRateLimitStore(f"redis://:hunter2@127.0.0.1:{port}/0", timeout=1)
+    limiter = RateLimiter(RateLimits(api=Rate(1, per=1)), store, "scope")
+    with pytest.raises(aposthog.APIConnectionError) as caught:
+        await limiter.acquire("api")
+    error = caught.value
+    assert isinstance(error, RateLimitStoreError)
+    assert not error.reached_server
+    assert f"127.0.0.1:{port}" in str(error)
+    assert "hunter2" not in str(error)
+    assert "hunter2" not in repr(store)
+    with pytest.raises(RateLimitStoreError):
+        await limiter.penalize("api", 1.0)
+    await store.aclose()
+
+
+async def test_a_borrowed_client_is_never_closed(redis_url: str) -> None:
+    import redis.asyncio
+
+    client = redis.asyncio.Redis.from_url(redis_url)
+    try:
+        store = RedisRateLimitStore(client, prefix=f"test:{secrets.token_hex(4)}")
+        store._attach()
+        assert 0.0 == await store.try_acquire("s", "api", (Rate(1, per=1),), 0.0)
+        await store._detach()
+        assert await client.ping()
+        assert "127.0.0.1" in repr(store)
+    finally:
+        await client.aclose()
+
+
+async def test_a_store_from_a_url_reconnects_after_closing(store: RedisRateLimitStore) -> None:
+    store._attach()
+    assert 0.0 == await store.try_acquire("s", "api", (), 0.0)
+    await store._detach()  # the last user: connections closed
+    assert 0.0 == await store.try_acquire("s", "api", (), 0.0)
+
+
+def test_arguments_are_checked() -> None:
+    require_redis_py()
+    with pytest.raises(TypeError, match=r"redis\.asyncio\.Redis"):
+        RedisRateLimitStore(6379)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="prefix"):
+        RedisRateLimitStore("redis://127.0.0.1:1/0", prefix="")
+    with pytest.raises(ValueError, match="redis URL"):
+        RedisRateLimitStore("http://127.0.0.1:1/0")
+
+
+def test_without_redis_py_the_error_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "redis", None)
+    monkeypatch.setitem(sys.modules, "redis.asyncio", None)
+    with pytest.raises(ModuleNotFoundError, match=r"aposthog\[redis\]"):
+        RedisRateLimitStore("redis://127.0.0.1:6379/0")

@@ -1,0 +1,202 @@
+"""FakePostHog's throttles: DRF's counting and PostHog's exact 429s, without a server."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from aposthog import Rate, RateLimits
+from aposthog._ratelimit import BucketLog
+from aposthog.testing._throttle import FakeThrottles, ai_detail, throttled
+from aposthog.testing._wire import HTTPError
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _body(exc: HTTPError) -> dict[str, object]:
+    assert 429 == exc.reply.status
+    assert "retry-after" not in {k.lower() for k in exc.reply.headers}
+    body = json.loads(exc.reply.body)
+    assert isinstance(body, dict)
+    return body
+
+
+def _api(clock: Clock, **rates: object) -> FakeThrottles:
+    throttles = FakeThrottles(rate_limit_enabled=True, clock=clock, **rates)  # type: ignore[arg-type]
+    return throttles
+
+
+def test_defaults_are_posthogs() -> None:
+    throttles = FakeThrottles()
+    assert not throttles.rate_limit_enabled
+    assert (480, 60.0) == throttles.burst
+    assert (4800, 3600.0) == throttles.sustained
+    assert (10, 60.0) == throttles.ai_burst
+    assert (100, 86400.0) == throttles.ai_sustained
+    assert (3, 60.0) == throttles.ai_research_burst
+    assert (10, 86400.0) == throttles.ai_research_sustained
+    throttles.rate_limit_enabled = True
+    assert RateLimits.posthog_cloud() == throttles.rate_limits()
+
+
+def test_off_unless_rate_limiting_is_enabled() -> None:
+    throttles = FakeThrottles(burst=(1, 60))
+    for _ in range(10):
+        throttles.check_api("key")
+
+
+def test_the_api_429_is_drfs() -> None:
+    clock = Clock()
+    throttles = _api(clock, burst=Rate(2, per=10), sustained=None)
+    throttles.check_api("key")
+    clock.now += 1
+    throttles.check_api("key")
+    clock.now += 1.5
+    with pytest.raises(HTTPError) as caught:
+        throttles.check_api("key")
+    assert {
+        "type": "throttled_error",
+        "code": "throttled",
+        "detail": "Request was throttled. Expected available in 8 seconds.",
+        "attr": None,
+    } == _body(caught.value)
+    # Another key has its own budget.
+    throttles.check_api("other key")
+
+
+def test_one_second_is_singular_and_zero_plural() -> None:
+    assert "Request was throttled. Expected available in 1 second." == _detail(throttled(0.2))
+    assert "Request was throttled. Expected available in 0 seconds." == _detail(throttled(0))
+    assert "Request was throttled." == _detail(throttled(None))
+
+
+def _detail(exc: HTTPError) -> str:
+    detail = _body(exc)["detail"]
+    assert isinstance(detail, str)
+    return detail
+
+
+def test_a_refusal_by_one_throttle_still_counts_in_the_other() -> None:
+    """DRF asks every throttle; the one that allows records the request."""
+    clock = Clock()
+    throttles = _api(clock, burst=Rate(1, per=1), sustained=Rate(3, per=100))
+    throttles.check_api("k")
+    with pytest.raises(HTTPError):
+        throttles.check_api("k")  # refused by burst, counted by sustained
+    clock.now += 1
+    throttles.check_api("k")  # burst has room again; sustained now holds 3
+    clock.now += 1
+    with pytest.raises(HTTPError) as caught:
+        throttles.check_api("k")  # sustained refuses: its wait is the longer one
+    assert "Expected available in 98 seconds." in _detail(caught.value)
+
+
+def test_the_ai_429_is_posthog_ais() -> None:
+    clock = Clock()
+    throttles = FakeThrottles(clock=clock, ai_burst=Rate(1, per=60))
+    throttles.check_ai("user-1", research=False)
+    clock.now += 15.5
+    with pytest.raises(HTTPError) as caught:
+        throttles.check_ai("user-1", research=False)
+    assert (
+        "You've reached PostHog AI's usage limit for the moment. Please try again in 44 "
+        "seconds. Expected available in 45 seconds."
+    ) == _detail(caught.value)
+    throttles.check_ai("user-2", research=False)  # per user
+
+
+def test_research_has_its_own_throttles_and_words() -> None:
+    clock = Clock()
+    throttles = FakeThrottles(clock=clock, ai_research_sustained=Rate(1, per=150))
+    throttles.check_ai("u", research=True)
+    with pytest.raises(HTTPError) as caught:
+        throttles.check_ai("u", research=True)
+    assert (
+        "You've reached the usage limit for Research mode, which is currently in beta with "
+        "limited capacity. Please try again in 2 minutes, or switch to a regular conversation "
+        "for continued access. Expected available in 150 seconds."
+    ) == _detail(caught.value)
+    throttles.check_ai("u", research=False)  # the normal budget is separate
+
+
+def test_ai_throttles_stop_at_the_first_refusal() -> None:
+    """PostHog's own check_throttles: a burst refusal records nothing in the daily log."""
+    clock = Clock()
+    throttles = FakeThrottles(clock=clock, ai_burst=Rate(1, per=60), ai_sustained=Rate(2, 1e6))
+    throttles.check_ai("u", research=False)
+    for _ in range(5):
+        with pytest.raises(HTTPError):
+            throttles.check_ai("u", research=False)
+    clock.now += 60
+    throttles.check_ai("u", research=False)  # the daily log held only one
+
+
+@pytest.mark.parametrize(
+    ("wait", "when"),
+    [
+        (0.4, "in 0 seconds"),
+        (59.9, "in 59 seconds"),
+        (60, "in 1 minutes"),
+        (3599, "in 59 minutes"),
+        (3600, "later today"),
+        (None, "later"),
+    ],
+)
+def test_ai_wait_wording(wait: float | None, when: str) -> None:
+    assert f"Please try again {when}." in ai_detail(wait, research=False)
+    assert f"Please try again {when}, or switch" in ai_detail(wait, research=True)
+
+
+def test_zero_requests_refuses_everything() -> None:
+    throttles = FakeThrottles(clock=Clock(), ai_burst=(0, 60))
+    with pytest.raises(HTTPError) as caught:
+        throttles.check_ai("u", research=False)
+    assert "Expected available in 60 seconds." in _detail(caught.value)
+
+
+def test_ai_throttles_can_be_skipped_like_for_paying_customers() -> None:
+    throttles = FakeThrottles(clock=Clock(), ai_burst=(0, 60), ai_enabled=False)
+    throttles.check_ai("u", research=False)
+
+
+@pytest.mark.parametrize("bad", [(1,), (-1, 60), (1, 0), "10/minute", (True, 60), 10])
+def test_bad_rates_are_refused(bad: object) -> None:
+    with pytest.raises(ValueError, match="throttle rate"):
+        FakeThrottles(burst=bad)  # type: ignore[arg-type]
+
+
+def test_scale_keeps_posthogs_proportions() -> None:
+    throttles = FakeThrottles(rate_limit_enabled=True)
+    throttles.scale(1 / 20)
+    assert (24, 3.0) == throttles.burst
+    assert (240, 180.0) == throttles.sustained
+    assert (1, 3.0) == throttles.ai_research_burst
+    assert (Rate(24, per=3), Rate(240, per=180)) == throttles.rate_limits().api
+
+
+@given(
+    limit=st.integers(1, 5),
+    per=st.integers(1, 50),
+    gaps=st.lists(st.integers(0, 20), min_size=1, max_size=80),
+)
+def test_a_client_counting_with_the_same_log_is_never_refused(
+    limit: int, per: int, gaps: list[int]
+) -> None:
+    """The client's log and the fake agree: what the client lets go, the fake accepts."""
+    clock = Clock()
+    throttles = _api(clock, burst=Rate(limit, per=per), sustained=None)
+    client = BucketLog([Rate(limit, per=per)])
+    for gap in gaps:
+        clock.now += gap
+        while (wait := client.try_acquire(clock.now)) > 0:
+            clock.now += wait
+        throttles.check_api("k")
