@@ -34,6 +34,7 @@ import anyio
 
 from ._errors import APIConnectionError, APIStatusError, ClientStateError, RateLimitError
 from ._http import Query, Request, Route, encode_json, join_path, query_items, user_agent
+from ._inflate import ACCEPT_ENCODING
 from ._observe import CallObserver, WaitReason
 from ._retry import ConnectionOutcome, Outcome, RetryPolicy, retry_delay
 from ._transport import AIOHTTP_VERSION, Transport
@@ -146,8 +147,7 @@ class Pipeline:
             )
 
     def slot(self) -> _Slot:
-        """A concurrency slot, taken by `async with`."""
-        self.check_usable()
+        """A concurrency slot, taken by `async with` (after `check_usable()`)."""
         assert self._limiter is not None
         return _Slot(self._limiter)
 
@@ -184,6 +184,8 @@ class Pipeline:
                 "Authorization": f"Bearer {self._api_key}",
                 "User-Agent": _USER_AGENT,
                 "Accept": accept,
+                # Only what the transport inflates itself, within max_response_size.
+                "Accept-Encoding": ACCEPT_ENCODING,
             }
             if request.body is not None:
                 headers["Content-Type"] = "application/json"
@@ -285,12 +287,15 @@ class Call:
         while True:
             if failure is not None:
                 await self._wait_or_raise(failure, repeatable)
-            if self._pipeline.throttle is not None:
-                await self._acquire(self._pipeline.throttle)
+            pipeline = self._pipeline
+            pipeline.check_usable()  # closed, or another loop: before waiting for anything
+            if pipeline.throttle is not None:
+                await self._acquire(pipeline.throttle)
+                pipeline.check_usable()  # closed while it waited
             self.attempts += 1
             if self._observer is not None:
                 self._observer.attempt(self.attempts)
-            async with self._pipeline.slot():
+            async with pipeline.slot():
                 try:
                     result = await attempt()
                 except APIConnectionError as exc:
