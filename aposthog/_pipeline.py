@@ -34,6 +34,7 @@ import anyio
 
 from ._errors import APIConnectionError, APIStatusError, ClientStateError, RateLimitError
 from ._http import Query, Request, Route, encode_json, join_path, query_items, user_agent
+from ._inflate import ACCEPT_ENCODING
 from ._observe import CallObserver, WaitReason
 from ._retry import ConnectionOutcome, Outcome, RetryPolicy, retry_delay
 from ._transport import AIOHTTP_VERSION, Transport
@@ -121,7 +122,6 @@ class Pipeline:
 
     def limiter(self) -> anyio.CapacityLimiter:
         """The limiter of `max_concurrency` (after `check_usable()`)."""
-        self.check_usable()
         assert self._limiter is not None
         return self._limiter
 
@@ -158,6 +158,8 @@ class Pipeline:
                 "Authorization": f"Bearer {self._api_key}",
                 "User-Agent": _USER_AGENT,
                 "Accept": accept,
+                # Only what the transport inflates itself, within max_response_size.
+                "Accept-Encoding": ACCEPT_ENCODING,
             }
             if request.body is not None:
                 headers["Content-Type"] = "application/json"
@@ -259,8 +261,11 @@ class Call:
         while True:
             if failure is not None:
                 await self._wait_or_raise(failure, repeatable)
-            if self._pipeline.throttle is not None:
-                await self._acquire(self._pipeline.throttle)
+            pipeline = self._pipeline
+            pipeline.check_usable()  # closed, or another loop: before waiting for anything
+            if pipeline.throttle is not None:
+                await self._acquire(pipeline.throttle)
+                pipeline.check_usable()  # closed while it waited
             self.attempts += 1
             if self._observer is not None:
                 self._observer.attempt(self.attempts)
@@ -268,7 +273,7 @@ class Call:
             # task may legitimately hold several slots (a paginator inside a stream's
             # consumer, say). Taken inline, not by an async context manager: this runs
             # on every request.
-            limiter = self._pipeline.limiter()
+            limiter = pipeline.limiter()
             token = object()
             try:
                 # The common case, a free slot, costs no trip through the event loop.

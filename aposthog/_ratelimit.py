@@ -105,7 +105,7 @@ class RateLimits:
     """
     The windows a client waits for before each request, per bucket.
 
-    Args:
+    Attributes:
         api: the windows of every endpoint but conversation create (PostHog counts
             them per personal API key).
         ai: the windows of `conversations.create()` and `conversations.stream()`

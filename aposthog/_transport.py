@@ -13,14 +13,21 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Iterator, Mapping
 
 import aiohttp
 import attrs
 from yarl import URL
 
-from ._errors import APIConnectionError, APITimeoutError, ClientStateError, ResponseTooLargeError
+from ._errors import (
+    APIConnectionError,
+    APITimeoutError,
+    ClientStateError,
+    ResponseDecodeError,
+    ResponseTooLargeError,
+)
 from ._http import Request
+from ._inflate import BodyTooLarge, Inflater, UnreadableBody
 from ._proxy import Proxies, redact
 
 __all__ = [
@@ -129,25 +136,35 @@ async def _read_body(response: aiohttp.ClientResponse, request: Request, limit: 
     """
     The decoded body, or `ResponseTooLargeError` once it passes `limit` bytes.
 
-    Read chunk by chunk (aiohttp inflates a compressed body in bounded pieces), so a
+    A compressed body is inflated here, a bounded piece at a time (see `_inflate`), so a
     gzip bomb costs about `limit` bytes of memory, not what it would inflate to.
     """
+    encoding = response.headers.get("Content-Encoding", "identity")
     length = response.content_length
-    if length is not None and response.headers.get("Content-Encoding", "identity") == "identity":
+    if length is not None and encoding == "identity":
         if length > limit:
             response.close()
             raise _too_large(request, limit)
         return await response.read()  # the common case: one read of a known length
     parts: list[bytes] = []
-    size = 0
-    async for chunk in response.content.iter_any():
-        size += len(chunk)
-        if size > limit:
-            parts.clear()
-            response.close()
-            raise _too_large(request, limit)
-        parts.append(chunk)
-    return b"".join(parts)
+    problem: Exception | None = None
+    try:
+        inflater = Inflater(encoding, limit=limit)
+        async for chunk in response.content.iter_any():
+            parts.extend(inflater.feed(chunk))
+        parts.extend(inflater.finish())
+    except (BodyTooLarge, UnreadableBody) as exc:
+        problem = exc
+    if problem is None:
+        return b"".join(parts)
+    parts.clear()
+    response.close()
+    if isinstance(problem, BodyTooLarge):
+        raise _too_large(request, limit)
+    raise ResponseDecodeError(
+        f"PostHog answered {request.method} {request.path} with an unreadable body: {problem}",
+        path=request.path,
+    )
 
 
 class StreamResponse:
@@ -162,6 +179,13 @@ class StreamResponse:
         self.status = response.status
         self.headers: Mapping[str, str] = response.headers
         self.content_type = response.content_type
+        self._encoding = self.headers.get("Content-Encoding", "identity")
+        # A compressed stream: its inflater, the pieces one raw chunk is inflating into
+        # (taken one at a time, so a bomb never inflates more than a piece ahead), and
+        # whether the raw body has ended.
+        self._inflater: Inflater | None = None
+        self._inflating: Iterator[bytes] | None = None
+        self._raw_ended = False
 
     async def read(self) -> bytes:
         """Read the whole (error) body, up to `max_response_size`."""
@@ -173,31 +197,56 @@ class StreamResponse:
 
     async def read_chunk(self) -> bytes:
         """
-        The next body chunk as it arrives, `b""` at the end; failures become
-        `APIConnectionError`. `close()` from another task wakes a read that is waiting.
+        The next piece of the decoded body as it arrives, `b""` at the end; failures
+        become aposthog errors. `close()` from another task wakes a read that is waiting.
+        A stream is bounded per event (by the SSE decoder), not as a whole.
         """
+        if self._encoding == "identity":
+            return await self._read_raw()
+        while True:
+            if self._inflating is not None:
+                piece = self._next_piece(self._inflating)
+                if piece:
+                    return piece
+                self._inflating = None
+            if self._raw_ended:
+                return b""
+            raw = await self._read_raw()
+            inflater = self._inflater or self._new_inflater()
+            self._inflating = inflater.feed(raw) if raw else inflater.finish()
+            self._raw_ended = not raw
+
+    async def chunks(self) -> AsyncIterator[bytes]:
+        """Yield the decoded body as it arrives (see `read_chunk`)."""
+        while chunk := await self.read_chunk():
+            yield chunk
+
+    async def _read_raw(self) -> bytes:
         failure: BaseException | None = None
         try:
             return await self._response.content.readany()
         except _CLIENT_FAILURES as exc:
             failure = exc
-        # Raised outside the handler, as in chunks(): aiohttp's error is no context of ours.
+        # Raised outside the handler: aiohttp's error (which holds the request, and so
+        # the key) is no context of ours.
         raise _connection_error(failure, self._request)
 
-    async def chunks(self) -> AsyncIterator[bytes]:
-        """Yield body chunks as they arrive; failures become `APIConnectionError`."""
-        content = self._response.content
-        while True:
-            failure: BaseException | None = None
-            try:
-                chunk = await content.readany()
-            except _CLIENT_FAILURES as exc:
-                failure = exc
-            if failure is not None:
-                raise _connection_error(failure, self._request)
-            if not chunk:
-                return
-            yield chunk
+    def _new_inflater(self) -> Inflater:
+        try:
+            self._inflater = Inflater(self._encoding, limit=None)
+            return self._inflater
+        except UnreadableBody as exc:
+            problem = str(exc)
+        raise ResponseDecodeError(problem, path=self._request.path)
+
+    def _next_piece(self, inflating: Iterator[bytes]) -> bytes | None:
+        try:
+            return next(inflating, None)
+        except UnreadableBody as exc:
+            problem = str(exc)
+        raise ResponseDecodeError(
+            f"unreadable event stream from PostHog: {problem}", path=self._request.path
+        )
 
     def close(self) -> None:
         """Close the connection at once (the server sees the disconnect). Idempotent."""
@@ -286,6 +335,7 @@ class Transport:
                 allow_redirects=False,
                 proxy=proxy,
                 middlewares=self._middlewares,
+                auto_decompress=False,  # inflated here, within max_response_size
             ) as resp:
                 body = await _read_body(resp, request, self._max_response_size)
                 return Response(resp.status, resp.headers, body)
@@ -313,6 +363,7 @@ class Transport:
                 allow_redirects=False,
                 proxy=proxy,
                 middlewares=self._middlewares,
+                auto_decompress=False,  # inflated here, within max_response_size
             )
         except _AttemptFailed as exc:
             failure = exc.failure

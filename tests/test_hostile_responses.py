@@ -13,9 +13,9 @@ import pytest
 import aposthog
 from aposthog.testing import LoopbackServer, ServerReply, ServerRequest
 
-SOME_ID = "0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b"  # well-formed; the server decides its fate
-
 pytestmark = pytest.mark.anyio
+
+ANY_ID = "0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b"  # ids are checked as UUIDs before sending
 
 MiB = 1024 * 1024
 SENTINEL = "phx_SENTINEL_never_leaks_4242"
@@ -62,7 +62,7 @@ async def test_a_gzip_bomb_stops_at_max_response_size_with_bounded_memory() -> N
             tracemalloc.start()
             try:
                 with pytest.raises(aposthog.ResponseTooLargeError) as info:
-                    await ph.customer_profile_configs.get(SOME_ID)
+                    await ph.customer_profile_configs.get(ANY_ID)
                 _, peak = tracemalloc.get_traced_memory()
             finally:
                 tracemalloc.stop()
@@ -88,7 +88,7 @@ async def test_a_plain_body_over_the_limit_is_refused(chunked: bool) -> None:
     try:
         async with _client(server.url, max_response_size=MiB) as ph:
             with pytest.raises(aposthog.ResponseTooLargeError):
-                await ph.customer_profile_configs.get(SOME_ID)
+                await ph.customer_profile_configs.get(ANY_ID)
     finally:
         await server.stop()
 
@@ -98,7 +98,7 @@ async def test_an_error_body_over_the_limit_is_refused_too() -> None:
     try:
         async with _client(server.url, max_response_size=MiB) as ph:
             with pytest.raises(aposthog.ResponseTooLargeError):
-                await ph.customer_profile_configs.get(SOME_ID)
+                await ph.customer_profile_configs.get(ANY_ID)
             with pytest.raises(aposthog.ResponseTooLargeError):
                 await ph.conversations.create("q").until_done()
     finally:
@@ -122,7 +122,7 @@ async def test_deep_json_in_a_success_body_is_a_decode_error() -> None:
     try:
         async with _client(server.url) as ph:
             with pytest.raises(aposthog.ResponseDecodeError, match="not JSON"):
-                await ph.customer_profile_configs.get(SOME_ID)
+                await ph.customer_profile_configs.get(ANY_ID)
     finally:
         await server.stop()
 
@@ -132,7 +132,7 @@ async def test_deep_json_in_an_error_body_is_the_status_error() -> None:
     try:
         async with _client(server.url) as ph:
             with pytest.raises(aposthog.BadRequestError) as info:
-                await ph.customer_profile_configs.get(SOME_ID)
+                await ph.customer_profile_configs.get(ANY_ID)
     finally:
         await server.stop()
     assert 400 == info.value.status
@@ -165,3 +165,85 @@ async def test_deep_json_in_a_stream_event_ends_typed() -> None:
     assert isinstance(seen[2], aposthog.MessageEvent)
     assert isinstance(seen[2].message, aposthog.UnknownMessage)
     assert stream.result().complete
+
+
+async def test_compressed_answers_are_inflated_and_only_gzip_deflate_asked_for() -> None:
+    import gzip
+
+    body = gzip.compress(
+        b'{"id":"0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b","scope":"person","content":{},'
+        b'"sidebar":{},"created_at":"2024-01-01T00:00:00Z","updated_at":null}'
+    )
+    seen: list[ServerRequest] = []
+
+    async def handler(request: ServerRequest) -> ServerReply:
+        seen.append(request)
+        if request.method == "GET":
+            return ServerReply(body=body, headers={"Content-Encoding": "gzip"})
+        events = (
+            b'event: message\ndata: {"type":"human","content":"q","id":"h1"}\n\n'
+            b'event: message\ndata: {"type":"ai","content":"Hi!","id":"a1"}\n\n'
+        )
+        packed = gzip.compress(events)
+
+        async def chunks() -> AsyncIterator[bytes]:
+            for start in range(0, len(packed), 7):
+                yield packed[start : start + 7]
+
+        return ServerReply(
+            stream=chunks(),
+            headers={"Content-Type": "text/event-stream", "Content-Encoding": "gzip"},
+        )
+
+    server = LoopbackServer(handler)
+    await server.start()
+    try:
+        async with _client(server.url) as ph:
+            config = await ph.customer_profile_configs.get(ANY_ID)
+            result = await ph.conversations.create("q").until_done()
+    finally:
+        await server.stop()
+    assert ANY_ID == config.id
+    assert "Hi!" == result.text
+    assert all(r.headers["accept-encoding"] == "gzip, deflate" for r in seen)
+
+
+async def test_a_corrupt_compressed_body_is_a_decode_error() -> None:
+    server = await _serve(ServerReply(body=b"not gzip", headers={"Content-Encoding": "gzip"}))
+    try:
+        async with _client(server.url) as ph:
+            with pytest.raises(aposthog.ResponseDecodeError, match="unreadable"):
+                await ph.customer_profile_configs.get(ANY_ID)
+    finally:
+        await server.stop()
+
+
+async def test_a_gzip_bomb_in_a_stream_stops_at_the_event_limit() -> None:
+    packer = zlib.compressobj(9, zlib.DEFLATED, 31)
+    head = packer.compress(b'event: message\ndata: {"type":"ai","content":"')
+    bomb = head + b"".join(packer.compress(b"0" * MiB) for _ in range(256)) + packer.flush()
+
+    async def chunks() -> AsyncIterator[bytes]:
+        for start in range(0, len(bomb), 64 * 1024):
+            yield bomb[start : start + 64 * 1024]
+
+    server = await _serve(
+        ServerReply(
+            stream=chunks(),
+            headers={"Content-Type": "text/event-stream", "Content-Encoding": "gzip"},
+        )
+    )
+    try:
+        async with _client(server.url) as ph:
+            gc.collect()
+            tracemalloc.start()
+            try:
+                with pytest.raises(aposthog.ResponseDecodeError, match="unreadable event stream"):
+                    await ph.conversations.create("q", max_reattach_attempts=0).until_done()
+                _, peak = tracemalloc.get_traced_memory()
+            finally:
+                tracemalloc.stop()
+    finally:
+        await server.stop()
+    # The per-event limit (16 MiB) bounds it, not the 256 MiB the bomb inflates to.
+    assert peak < 48 * MiB, f"peak {peak / MiB:.1f} MiB"

@@ -12,9 +12,9 @@ import pytest
 
 import aposthog
 
-SOME_ID = "0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b"  # well-formed; the server decides its fate
-
 pytestmark = pytest.mark.anyio
+
+ANY_ID = "0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b"  # ids are checked as UUIDs before sending
 
 SENTINEL = "phx_SENTINEL_key_7f3a9c"
 
@@ -109,7 +109,7 @@ async def _failure(answer: Answer | None, *, stream: bool) -> BaseException:
                 if stream:
                     await ph.conversations.create("q", max_reattach_attempts=0).until_done()
                 else:
-                    await ph.customer_profile_configs.get(SOME_ID)
+                    await ph.customer_profile_configs.get(ANY_ID)
         return info.value
     finally:
         if server is not None:
@@ -139,3 +139,19 @@ def test_the_walk_finds_a_key_where_one_is() -> None:
     error.__context__ = ValueError(Holder())
     with pytest.raises(AssertionError, match="reachable"):
         _assert_no_key(error)
+
+
+async def test_a_stream_reset_mid_answer_leaves_no_key_reachable() -> None:
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(
+            b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
+            b"Transfer-Encoding: chunked\r\n\r\n"
+            b'30\r\nevent: message\ndata: {"type":"human","content":"q"}\n\n\r\n'
+        )
+        await writer.drain()
+        await asyncio.sleep(0.05)
+        await _reset(reader, writer)
+
+    error = await _failure(answer, stream=True)
+    _assert_no_key(error)
+    assert error.__cause__ is None

@@ -9,7 +9,7 @@ import pytest
 
 import aposthog
 from aposthog._errors import PostHogError
-from aposthog._observe import StreamOutcome, WaitReason
+from aposthog._observe import StreamOutcome, WaitReason, wait_hook
 from aposthog._pipeline import announce_wait
 from aposthog.testing import FakePostHog
 
@@ -212,3 +212,19 @@ async def test_an_observer_sees_a_stream_from_open_to_outcome(fake: FakePostHog)
     assert done[-2:] == [("end", 200, None, 2), ("outcome", "done")]
     assert cancelled[-1] == ("outcome", "cancelled")
     assert left[-1] == ("outcome", "incomplete")
+
+
+async def test_on_wait_and_an_observer_both_hear_a_stream(fake: FakePostHog) -> None:
+    """`on_wait` composes with another observer: each hears what it listens for."""
+    recorder = Recorder()
+    waits: list[aposthog.Wait] = []
+    async with fake.client(retry=FAST) as ph:
+        ph._api.observer = wait_hook(waits.append, recorder)
+        fake.script_answer("one two three", token_size=2, delay=0.003, drop_after=3)
+        result = await ph.conversations.create("q").until_done()
+    assert result.complete
+    assert ["retry"] == [w.reason for w in waits]
+    assert ("first_token",) in recorder.log
+    assert ("reattach", 1) in recorder.log
+    assert ("wait", "retry", 2) in recorder.log
+    assert ("outcome", "done") == recorder.log[-1]

@@ -411,3 +411,20 @@ async def test_on_wait_and_spans_together(
         await ph.with_options(on_wait=seen.append).batch_exports.list()
     assert ["rate_limit", "rate_limit"] == [w.reason for w in seen]
     assert [2, 2] == [_attrs(s)["aposthog.attempts"] for s in _named(spans, LIST)]
+
+
+async def test_the_clients_own_rate_limiter_wait_is_measured(
+    fake: FakePostHog, spans: InMemorySpanExporter
+) -> None:
+    """A call held back by the client's rate limiter: a rate-limit wait without an error."""
+    limits = aposthog.RateLimits(api=(aposthog.Rate(1, per=0.2),), margin=0)
+    async with fake.client(rate_limits=limits) as ph:
+        await ph.batch_exports.list()
+        await ph.batch_exports.list()
+    first, second = _named(spans, LIST)
+    assert 0.0 == _attrs(first)["aposthog.rate_limit.wait_seconds"]
+    assert 0.1 < _attrs(second)["aposthog.rate_limit.wait_seconds"]
+    assert 1 == _attrs(second)["aposthog.attempts"]
+    (wait,) = [_attrs_of(e) for e in second.events]
+    assert ("rate_limit", 1) == (wait["aposthog.wait.reason"], wait["aposthog.wait.attempt"])
+    assert "error.type" not in wait

@@ -307,7 +307,8 @@ async def test_two_hundred_cancelled_streams_leave_no_connection_open(
 ) -> None:
     fake.ai_burst_limit = fake.ai_daily_limit = None
     for n in range(200):
-        fake.script_answer("never finished", token_size=1, delay=0.01)
+        # Seconds of answer: none can finish before it is cancelled, however loaded the machine.
+        fake.script_answer("never finished " * 20, token_size=1, delay=0.01)
         stream = ph.conversations.create(f"question {n}")
         if n % 4 == 0:
             async for _ in stream:

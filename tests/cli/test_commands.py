@@ -244,7 +244,8 @@ def test_serve_fake_serves_until_interrupted() -> None:
                 values["POSTHOG_HOST"] + "/api/environments/1/customer_profile_configs/",
                 headers={"Authorization": "Bearer phx_cli_key"},
             )
-            with urllib.request.urlopen(request, timeout=10) as response:  # 127.0.0.1 only
+            direct = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # 127.0.0.1 only
+            with direct.open(request, timeout=10) as response:
                 body = json.loads(response.read())
         finally:
             proc.send_signal(signal.SIGINT)

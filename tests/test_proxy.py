@@ -1,0 +1,59 @@
+"""Which proxy a request takes: the environment's, never for loopback, named without secrets."""
+
+from __future__ import annotations
+
+import ipaddress
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from aposthog._proxy import Proxies, is_loopback, redact
+
+ENV = {"HTTP_PROXY": "http://proxy:3128", "HTTPS_PROXY": "http://proxy:3129", "NO_PROXY": "a.b"}
+
+
+def test_the_environment_names_a_proxy_per_scheme_and_no_proxy_exempts() -> None:
+    proxies = Proxies(ENV)
+    assert "http://proxy:3128" == proxies.for_url("http://posthog.internal/x/")
+    assert "http://proxy:3129" == proxies.for_url("https://us.posthog.com/x/")
+    assert proxies.for_url("https://a.b/x/") is None
+    assert Proxies({}).for_url("https://us.posthog.com/x/") is None
+
+
+def test_loopback_is_never_proxied() -> None:
+    proxies = Proxies(ENV)
+    for url in ("http://127.0.0.1:1/", "http://127.9.9.9/", "http://[::1]:8/", "http://localhost/"):
+        assert proxies.for_url(url) is None, url
+
+
+@given(st.ip_addresses())
+def test_is_loopback_agrees_with_ipaddress(
+    address: ipaddress.IPv4Address | ipaddress.IPv6Address,
+) -> None:
+    text = str(address)
+    assert address.is_loopback == is_loopback(text)
+    if address.version == 6:
+        assert address.is_loopback == is_loopback(f"[{text}]")
+
+
+def test_names_are_loopback_only_when_they_say_localhost() -> None:
+    for name in ("localhost", "LOCALHOST."):
+        assert is_loopback(name), name
+    # A name under .localhost goes to the resolver like any other: it may leave the machine.
+    for name in ("x.localhost", "localhost.example.com", "example.com", ""):
+        assert not is_loopback(name), name
+
+
+@given(
+    user=st.text(st.characters(categories=["Ll", "Nd"]), min_size=1, max_size=10),
+    password=st.text(st.characters(categories=["Ll", "Nd"]), min_size=1, max_size=10),
+    port=st.integers(min_value=1, max_value=65535),
+)
+def test_redact_drops_credentials_and_keeps_host_and_port(
+    user: str, password: str, port: int
+) -> None:
+    shown = redact(f"http://{user}:{password}@proxy.internal:{port}")
+    assert f"http://proxy.internal:{port}" == shown
+    assert "@" not in shown
+    assert "http://proxy.internal:3128" == redact("http://proxy.internal:3128")
+    assert "http://[::1]:3128" == redact("http://u:p@[::1]:3128")
