@@ -308,7 +308,11 @@ async def test_a_run_that_ends_while_away_is_caught_up(
 
 
 async def test_replayed_events_are_delivered_once(fake: FakePostHog, ph: aposthog.Client) -> None:
-    fake.script_answer("one two three", token_size=2, delay=0.003, drop_after=(4, 7, 9))
+    # Its end waits for the fourth connection: each re-attach finds the run in progress,
+    # however late it comes (one that came after the end is caught up: tested below).
+    fake.script_answer(
+        "one two three", token_size=2, delay=0.003, drop_after=(4, 7, 9), end_after_connections=4
+    )
     events = [e async for e in ph.conversations.create("q")]
     assert fake.ai_streams.dropped == 3
     conversations = [e for e in events if isinstance(e, ConversationEvent)]
@@ -349,7 +353,8 @@ async def test_reattaching_gives_up_after_the_attempts_without_progress(
 
 
 async def test_stream_reattaches_on_purpose(fake: FakePostHog, ph: aposthog.Client) -> None:
-    fake.script_answer(ANSWER, token_size=4, delay=0.003)
+    # The run ends only once the second stream has attached: it always finds it going.
+    fake.script_answer(ANSWER, token_size=4, delay=0.003, end_after_connections=2)
     first = ph.conversations.create("q")
     async with first:
         await anext(first)
