@@ -221,12 +221,15 @@ async def test_a_stream_silent_for_a_while_is_reattached_and_completes(
 
 
 async def test_keepalives_keep_a_slow_answer_alive_past_every_timeout(fake: FakePostHog) -> None:
+    # Events 0.6 s apart, past both timeouts (0.5 s); a keepalive every 0.01 s: a margin
+    # of 50 keepalives per timeout, so a loaded machine's scheduling delays do not matter.
     fake.keepalive_interval = 0.01
-    fake.script_answer("abc", token_size=1, delay=0.1)  # silent 0.1 s between events
-    async with fake.client(stream_idle_timeout=0.05, timeout=0.05, retry=FAST) as ph:
+    fake.script_answer("abc", token_size=3, delay=0.6)
+    async with fake.client(stream_idle_timeout=0.5, timeout=0.5, retry=FAST) as ph:
         result = await ph.conversations.create("q").until_done()
     assert result.complete
     assert result.text == "abc"
+    assert fake.ai_streams.opened == 1  # kept alive: never re-attached
 
 
 # ---------------------------------------------------------------------- re-attach
