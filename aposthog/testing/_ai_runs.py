@@ -202,6 +202,10 @@ async def _stream(
     last_write = time.monotonic()
     try:
         for event in run.events:
+            if drop is not None and written >= drop and run.due_at(event) == float("inf"):
+                # The held end waits for a re-attach, which waits for this cut: cut now.
+                outcome = "dropped"
+                raise DropConnection
             while True:
                 due = run.due_at(event)  # the end moves when it is released
                 now = time.monotonic()
