@@ -7,7 +7,7 @@ answer. Nothing here decides about retries; `Call` does.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Final, Generic, TypeVar
 
 import anyio
@@ -90,15 +90,16 @@ class Api:
 
     # ------------------------------------------------------------------ JSON calls
 
-    async def send(
+    def send(
         self, route: Route, request: Request, *, timeout: float | NotGiven | None = NOT_GIVEN
-    ) -> Response:
+    ) -> Awaitable[Response]:
         """
         Send `request` (an instance of `route`) until it succeeds or fails for good.
 
         `timeout` bounds each attempt: connecting, sending and reading the whole body.
-        Returns the 2xx response; raises the typed error otherwise (a 3xx included:
-        redirects are never followed, so the key never travels elsewhere).
+        The awaitable gives the 2xx response, or raises the typed error (a 3xx included:
+        redirects are never followed, so the key never travels elsewhere). A plain
+        function returning the call's coroutine: one coroutine less per request.
         """
         attempt_timeout = self.timeout(timeout)
         headers = self.pipeline.headers(request)
@@ -111,9 +112,10 @@ class Api:
                 return response
             return status_failure(response.status, response.headers, response.body, request)
 
+        running = call.run(exchange, repeatable=route.repeatable)
         if call.observed:
-            return await _observed(call, call.run(exchange, repeatable=route.repeatable))
-        return await call.run(exchange, repeatable=route.repeatable)
+            return _observed(call, running)
+        return running
 
     async def request_json(
         self,
@@ -139,9 +141,7 @@ class Api:
         """Call `route` and structure its JSON body into `cl`."""
         request = self.pipeline.request(route, route.fill(*values), params=params, json=json)
         body = decode_json(await self.send(route, request, timeout=timeout), request)
-        from ._converter import structure  # on first use: not at `import aposthog`
-
-        result: T = structure(body, cl, request_path=request.path)
+        result: T = _structure()(body, cl, request_path=request.path)
         return result
 
     def paginate(
@@ -192,6 +192,19 @@ class Api:
         finally:
             stream.close()
         return status_failure(stream.status, stream.headers, body, request)
+
+
+_structure_fn: Callable[..., Any] | None = None
+
+
+def _structure() -> Callable[..., Any]:
+    """`_converter.structure`, imported on first use (not at `import aposthog`), once."""
+    global _structure_fn
+    if _structure_fn is None:
+        from ._converter import structure
+
+        _structure_fn = structure
+    return _structure_fn
 
 
 async def _observed(call: Call, running: Any) -> Response:
@@ -275,10 +288,10 @@ class _PageSource(Generic[T]):
         self._params = params
         self._timeout = timeout
 
-    async def first(self) -> Page[T]:
-        """The first page."""
+    def first(self) -> Awaitable[Page[T]]:
+        """The first page (a plain function returning the coroutine: one frame less)."""
         api = self._api
-        return await self._page(api.pipeline.request(self._route, self._parts, params=self._params))
+        return self._page(api.pipeline.request(self._route, self._parts, params=self._params))
 
     async def fetch(self, url: str) -> Page[T]:
         """The page at a `next` (or saved) URL, requested on the configured host."""

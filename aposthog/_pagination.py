@@ -28,6 +28,9 @@ T = TypeVar("T")
 _TO_LIST_AHEAD = 64
 
 
+_structure_records: Callable[..., list[Any]] | None = None
+
+
 def parse_page(
     body: Any, list_type: Any, *, request_path: str = ""
 ) -> tuple[list[Any], int | None, str | None, str | None]:
@@ -56,12 +59,15 @@ def parse_page(
             raise ResponseDecodeError(
                 f"'{key}' is not a URL in the page from {request_path}", paths=(f"$.{key}",)
             )
-    # Imported on first use: cattrs and the record hooks load with the first page, not
-    # with `import aposthog`.
-    from ._converter import structure
+    global _structure_records
+    if _structure_records is None:
+        # Imported on first use: cattrs and the record hooks load with the first page,
+        # not with `import aposthog` (and the import statement is not paid per page).
+        from ._converter import structure_records
 
-    results: list[Any] = structure(
-        body["results"], list_type, path="$.results", request_path=request_path
+        _structure_records = structure_records
+    results = _structure_records(
+        body["results"], list_type.__args__[0], path="$.results", request_path=request_path
     )
     return results, count, next_url or None, previous or None
 

@@ -76,32 +76,6 @@ def announce_wait(seconds: float) -> None:
         listener(seconds)
 
 
-class _Slot:
-    """
-    Holds one of the limiter's tokens for the duration of an `async with`.
-
-    A fresh borrower per attempt: one task may legitimately hold several slots (a
-    paginator inside a stream's consumer, say). A class rather than a generator-based
-    context manager: this runs on every request.
-    """
-
-    __slots__ = ("_limiter", "_token")
-
-    def __init__(self, limiter: anyio.CapacityLimiter) -> None:
-        self._limiter = limiter
-        self._token = object()
-
-    async def __aenter__(self) -> None:
-        try:
-            # The common case, a free slot, costs no trip through the event loop.
-            self._limiter.acquire_on_behalf_of_nowait(self._token)
-        except anyio.WouldBlock:
-            await self._limiter.acquire_on_behalf_of(self._token)
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        self._limiter.release_on_behalf_of(self._token)
-
-
 class Pipeline:
     """
     What a client and all its `with_options()` views share: the transport, the limiter,
@@ -146,10 +120,10 @@ class Pipeline:
                 "create one client per event loop (aiohttp sessions cannot cross loops)"
             )
 
-    def slot(self) -> _Slot:
-        """A concurrency slot, taken by `async with` (after `check_usable()`)."""
+    def limiter(self) -> anyio.CapacityLimiter:
+        """The limiter of `max_concurrency` (after `check_usable()`)."""
         assert self._limiter is not None
-        return _Slot(self._limiter)
+        return self._limiter
 
     def request(
         self,
@@ -295,11 +269,23 @@ class Call:
             self.attempts += 1
             if self._observer is not None:
                 self._observer.attempt(self.attempts)
-            async with pipeline.slot():
-                try:
-                    result = await attempt()
-                except APIConnectionError as exc:
-                    result = Failure.connection(exc)
+            # A concurrency slot, held for the attempt. A fresh borrower per attempt: one
+            # task may legitimately hold several slots (a paginator inside a stream's
+            # consumer, say). Taken inline, not by an async context manager: this runs
+            # on every request.
+            limiter = pipeline.limiter()
+            token = object()
+            try:
+                # The common case, a free slot, costs no trip through the event loop.
+                limiter.acquire_on_behalf_of_nowait(token)
+            except anyio.WouldBlock:
+                await limiter.acquire_on_behalf_of(token)
+            try:
+                result = await attempt()
+            except APIConnectionError as exc:
+                result = Failure.connection(exc)
+            finally:
+                limiter.release_on_behalf_of(token)
             if not isinstance(result, Failure):
                 return result
             failure = result

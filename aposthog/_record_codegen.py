@@ -15,6 +15,13 @@ scalar, optional, JSON and enum hooks registered 1.62 ms, this module's function
 0.67 ms, and `json.loads` of the page's bytes 0.80 ms. cattrs remains the source of
 every other hook, of the detailed twin that names the bad fields of a body that does
 not fit, and of every unstructure hook.
+
+What is left is close to the floor of building frozen, slotted instances in Python:
+filling the 16 slots of a `BatchExportRun` through the slots' own `__set__` (what this
+module does) takes 0.70 µs; the unbound `member_descriptor.__set__` 1.07 µs,
+`object.__setattr__` 1.15 µs, and a mutable subclass filled by plain stores then given
+the record's `__class__` 1.32 µs. Timestamps are not the cost either: `fromisoformat`
+reads one of PostHog's in about 50 ns.
 """
 
 from __future__ import annotations

@@ -8,9 +8,16 @@ from typing import Any
 
 import pytest
 from hypothesis import given
+from hypothesis import strategies as st
 
 import aposthog
-from aposthog._converter import converter, parse_datetime, structure, unstructure
+from aposthog._converter import (
+    converter,
+    parse_datetime,
+    structure,
+    structure_records,
+    unstructure,
+)
 from aposthog.models import CustomerProfileConfig, ProfileScope
 
 from .strategies import records
@@ -70,6 +77,30 @@ def test_bad_body_names_the_path_of_the_bad_field() -> None:
     assert ("$.results[3].created_at",) == info.value.paths
     assert "$.results[3].created_at" in str(info.value)
     assert "/p/" in str(info.value)
+
+
+@given(st.lists(records(CustomerProfileConfig), max_size=4), st.integers(0, 3))
+def test_structure_records_matches_structure(
+    configs: list[CustomerProfileConfig], bad: int
+) -> None:
+    """Page results: the same records as `structure(list[...])`, the same error if one is bad."""
+    wire = json.loads(json.dumps([unstructure(c) for c in configs]))
+    assert configs == structure_records(wire, CustomerProfileConfig)
+    if bad >= len(wire):
+        return
+    wire[bad]["created_at"] = "yesterday"
+    errors = []
+    for call in (
+        lambda: structure_records(
+            wire, CustomerProfileConfig, path="$.results", request_path="/p/"
+        ),
+        lambda: structure(wire, list[CustomerProfileConfig], path="$.results", request_path="/p/"),
+    ):
+        with pytest.raises(aposthog.ResponseDecodeError) as info:
+            call()
+        errors.append((str(info.value), info.value.paths))
+    assert errors[0] == errors[1]
+    assert (f"$.results[{bad}].created_at",) == errors[0][1]
 
 
 def test_missing_required_field_is_a_decode_error() -> None:
