@@ -22,17 +22,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import importlib.util
 import json
 import os
-import shutil
-import socket
 import subprocess
 import sys
-import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+
+from _redis import redis_server
 
 import aposthog
 from aposthog.testing import FakePostHog
@@ -68,35 +64,6 @@ async def worker(args: argparse.Namespace) -> None:
 
         await asyncio.gather(*(task() for _ in range(args.tasks)))
     print(json.dumps(report))
-
-
-@contextmanager
-def redis_server() -> Iterator[str | None]:
-    """A throwaway redis-server on a free loopback port, or None without the binary."""
-    binary = shutil.which("redis-server")
-    if binary is None or importlib.util.find_spec("redis") is None:
-        yield None  # the Redis row needs redis-server and redis-py (aposthog[redis])
-        return
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    with tempfile.TemporaryDirectory() as workdir:
-        process = subprocess.Popen(
-            [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--dir", workdir],
-            stdout=subprocess.DEVNULL,
-        )  # fmt: skip
-        try:
-            for _ in range(500):
-                try:
-                    socket.create_connection(("127.0.0.1", port), timeout=0.1).close()
-                    break
-                except OSError:
-                    time.sleep(0.01)
-            yield f"redis://127.0.0.1:{port}/0"
-        finally:
-            process.terminate()
-            process.wait()
 
 
 async def fleet(args: argparse.Namespace, fake: FakePostHog, mode: str, redis: str) -> str:
@@ -154,7 +121,10 @@ def main() -> int:
     for name in ("mode", "url", "key", "redis"):
         parser.add_argument(f"--{name}", default="", help=argparse.SUPPRESS)
     parser.add_argument("--start", type=float, default=0.0, help=argparse.SUPPRESS)
+    parser.add_argument("--quick", action="store_true", help="a short run (CI): 8 s a row")
     args = parser.parse_args()
+    if args.quick:
+        args.seconds = min(args.seconds, 8.0)
     if args.worker:
         asyncio.run(worker(args))
     else:

@@ -21,16 +21,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import importlib.util
-import shutil
-import socket
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
-from collections.abc import Awaitable, Callable, Iterator
-from contextlib import AsyncExitStack, contextmanager
+from collections.abc import Awaitable, Callable
+from contextlib import AsyncExitStack
+
+from _redis import redis_server
 
 import aposthog
 
@@ -51,34 +49,6 @@ async def _drive(n: int, concurrency: int, call: Callable[[], Awaitable[object]]
     started = time.perf_counter()
     await asyncio.gather(*(worker() for _ in range(concurrency)))
     return n / (time.perf_counter() - started)
-
-
-@contextmanager
-def redis_server() -> Iterator[str | None]:
-    binary = shutil.which("redis-server")
-    if binary is None or importlib.util.find_spec("redis") is None:
-        yield None  # the Redis row needs redis-server and redis-py (aposthog[redis])
-        return
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    with tempfile.TemporaryDirectory() as workdir:
-        process = subprocess.Popen(
-            [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--dir", workdir],
-            stdout=subprocess.DEVNULL,
-        )  # fmt: skip
-        try:
-            for _ in range(500):
-                try:
-                    socket.create_connection(("127.0.0.1", port), timeout=0.1).close()
-                    break
-                except OSError:
-                    time.sleep(0.01)
-            yield f"redis://127.0.0.1:{port}/0"
-        finally:
-            process.terminate()
-            process.wait()
 
 
 async def acquire_cost(redis: str | None) -> dict[str, float]:
@@ -148,7 +118,10 @@ def main() -> int:
     parser.add_argument("--requests", type=int, default=2000, help="requests per trial")
     parser.add_argument("--rounds", type=int, default=11, help="trials of each client")
     parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument("--quick", action="store_true", help="a short run (CI)")
     args = parser.parse_args()
+    if args.quick:
+        args.requests, args.rounds = min(args.requests, 300), min(args.rounds, 3)
     with (
         redis_server() as redis,
         subprocess.Popen(

@@ -121,7 +121,10 @@ def main() -> int:
     parser.add_argument("--requests", type=int, default=1500, help="calls per view per round")
     parser.add_argument("--rounds", type=int, default=11)
     parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--quick", action="store_true", help="a short run (CI)")
     args = parser.parse_args()
+    if args.quick:
+        args.requests, args.rounds = min(args.requests, 300), min(args.rounds, 3)
     with subprocess.Popen(
         [sys.executable, "-m", "aposthog.testing"],
         stdout=subprocess.PIPE,
