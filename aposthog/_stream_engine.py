@@ -93,7 +93,9 @@ class StreamEngine:
         self._failure: BaseException | None = None
         self._path = ""  # the request's path, for messages
         self.started = False
-        self.refused = False
+        # Whether an attempt may have started a run on PostHog (its POST may have reached
+        # the server and was not refused): only then has cancel() anything to stop.
+        self.run_may_exist = False
         self.finished = False
         self.complete = False
         self.closed = False
@@ -217,11 +219,6 @@ class StreamEngine:
         call = self._call = api.call(route, bucket=self._bucket, observer=self._observer)
         try:
             response = await call.run(self._first_attempt, repeatable=route.repeatable)
-        except APIStatusError as exc:
-            # Refused before any run began (a 409 means someone else's run is going):
-            # a cancel() now must not stop a generation this stream never started.
-            self.refused = exc.status < 500
-            raise
         except APIConnectionError as exc:
             if not exc.reached_server:
                 raise
@@ -256,8 +253,13 @@ class StreamEngine:
 
     async def _attempt(self, request: Request) -> StreamResponse | Failure:
         self.api.pipeline.streams.add(self)
+        # From the moment the POST is sent until its answer proves otherwise, it may have
+        # started a run (an attempt cut off by a cancellation stays "may have").
+        before, self.run_may_exist = self.run_may_exist, True
         result = await self.api.open_attempt(request)
         if isinstance(result, Failure):
+            if _nothing_started(result):
+                self.run_may_exist = before
             return result
         if result.content_type != _EVENT_STREAM:
             snippet = await _snippet(result)
@@ -376,6 +378,18 @@ class StreamEngine:
             return False  # the conversation holds no end of this run either
         self._finish()
         return True
+
+
+def _nothing_started(failure: Failure) -> bool:
+    """
+    Whether a failed attempt proves it started nothing on PostHog: it never reached the
+    server, or the server refused it with a status below 500 (a 429 while throttled, a 409
+    while another run is going). A 5xx or a connection lost after sending proves nothing.
+    """
+    error = failure.error
+    if isinstance(error, APIStatusError):
+        return error.status < 500
+    return not error.reached_server
 
 
 def _dropped(error: APIConnectionError, idle: float | None) -> Failure:

@@ -206,14 +206,16 @@ class ConversationStream:
         Stop the generation on the server (`PATCH conversations/{id}/cancel/`), then close.
 
         Without this, closing the stream only disconnects: PostHog keeps generating.
-        A stream that never started, or whose request PostHog refused (a 409 while another
-        generation runs, say), sends nothing. PostHog's cancel action refuses scoped
+        A stream none of whose requests may have started a run sends nothing: one never
+        started, one whose request PostHog refused (a 409 while another generation runs, a
+        429 while throttled), or one cancelled while it waits to retry such a refusal or a
+        connection that never reached PostHog. PostHog's cancel action refuses scoped
         personal API keys (`PermissionDeniedError`); the stream is closed all the same.
         """
         engine = self._engine
         engine.cancelled = True
         try:
-            if engine.started and not engine.complete and not engine.refused:
+            if engine.run_may_exist and not engine.complete:
                 await engine.api.request_json(
                     routes.CONVERSATION_CANCEL, segment(engine.conversation_id)
                 )

@@ -78,7 +78,10 @@ async def test_stream_opens_and_reattaches_take_a_turn_in_their_bucket(fake: Fak
     throttle = GateThrottle()
     async with fake.client(retry=FAST) as ph:
         ph._api.pipeline.throttle = throttle
-        fake.script_answer("one two three", token_size=2, delay=0.003, drop_after=3)
+        # The run's end waits for the re-attach: it is never caught up from an idle one.
+        fake.script_answer(
+            "one two three", token_size=2, delay=0.003, drop_after=3, end_after_connections=2
+        )
         await ph.conversations.create("q", agent_mode="research").until_done()
         fake.script_answer("ok")
         await ph.conversations.create("q2").until_done()
@@ -112,7 +115,10 @@ async def test_on_wait_hears_a_streams_open_and_reattach_waits(fake: FakePostHog
     waits: list[aposthog.Wait] = []
     async with fake.client(retry=FAST, on_wait=waits.append) as ph:
         fake.throttle_next(1, method="POST", wait=0)
-        fake.script_answer("one two three", token_size=2, delay=0.003, drop_after=3)
+        # The run's end waits for the re-attach: it is never caught up from an idle one.
+        fake.script_answer(
+            "one two three", token_size=2, delay=0.003, drop_after=3, end_after_connections=2
+        )
         result = await ph.conversations.create("q").until_done()
     assert result.complete
     assert ["rate_limit", "retry"] == [w.reason for w in waits]
@@ -191,7 +197,10 @@ async def test_an_observer_sees_a_stream_from_open_to_outcome(fake: FakePostHog)
     recorder = Recorder()
     async with fake.client(retry=FAST) as ph:
         ph._api.observer = recorder
-        fake.script_answer("one two three", token_size=2, delay=0.003, drop_after=3)
+        # The run's end waits for the re-attach: it is never caught up from an idle one.
+        fake.script_answer(
+            "one two three", token_size=2, delay=0.003, drop_after=3, end_after_connections=2
+        )
         await ph.conversations.create("q").until_done()
         done = list(recorder.log)
         recorder.log.clear()
@@ -220,7 +229,10 @@ async def test_on_wait_and_an_observer_both_hear_a_stream(fake: FakePostHog) -> 
     waits: list[aposthog.Wait] = []
     async with fake.client(retry=FAST) as ph:
         ph._api.observer = wait_hook(waits.append, recorder)
-        fake.script_answer("one two three", token_size=2, delay=0.003, drop_after=3)
+        # The run's end waits for the re-attach: it is never caught up from an idle one.
+        fake.script_answer(
+            "one two three", token_size=2, delay=0.003, drop_after=3, end_after_connections=2
+        )
         result = await ph.conversations.create("q").until_done()
     assert result.complete
     assert ["retry"] == [w.reason for w in waits]

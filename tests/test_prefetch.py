@@ -290,9 +290,20 @@ async def test_to_list_cancelled_mid_way_leaves_nothing_behind(fake: FakePostHog
     _seed(fake, 60)
     async with fake.client() as ph:
         before = _settled_tasks()
-        fake.latency = 0.1  # page 1 at 0.1 s, then pages 2-12 at once, due at 0.2 s
-        with anyio.move_on_after(0.15):
-            await ph.customer_profile_configs.list(limit=5).to_list()
+        fake.latency = 0.1  # every answer waits: the fetches of pages 2-12 are caught in flight
+        got: list[Any] = []
+
+        async def to_list() -> None:
+            got.extend(await ph.customer_profile_configs.list(limit=5).to_list())
+
+        with anyio.CancelScope() as scope:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(to_list)
+                # Page 1 answered and a later page asked for: mid-way. This poll wakes
+                # (every 1 ms) before any page asked for now can be answered (0.1 s later).
+                await _until(lambda: len(fake.requests) >= 2)
+                scope.cancel()
+        assert got == []  # cancelled mid-way, not finished
         # Right after the cancellation: no fetch of the client is left running.
         assert _settled_tasks() <= before
         fake.latency = 0

@@ -221,12 +221,15 @@ async def test_a_stream_silent_for_a_while_is_reattached_and_completes(
 
 
 async def test_keepalives_keep_a_slow_answer_alive_past_every_timeout(fake: FakePostHog) -> None:
+    # Events 0.6 s apart, past both timeouts (0.5 s); a keepalive every 0.01 s: a margin
+    # of 50 keepalives per timeout, so a loaded machine's scheduling delays do not matter.
     fake.keepalive_interval = 0.01
-    fake.script_answer("abc", token_size=1, delay=0.1)  # silent 0.1 s between events
-    async with fake.client(stream_idle_timeout=0.05, timeout=0.05, retry=FAST) as ph:
+    fake.script_answer("abc", token_size=3, delay=0.6)
+    async with fake.client(stream_idle_timeout=0.5, timeout=0.5, retry=FAST) as ph:
         result = await ph.conversations.create("q").until_done()
     assert result.complete
     assert result.text == "abc"
+    assert fake.ai_streams.opened == 1  # kept alive: never re-attached
 
 
 # ---------------------------------------------------------------------- re-attach
@@ -235,7 +238,8 @@ async def test_keepalives_keep_a_slow_answer_alive_past_every_timeout(fake: Fake
 async def test_a_dropped_connection_is_reattached_without_repeating_text(
     fake: FakePostHog, ph: aposthog.Client
 ) -> None:
-    fake.script_answer(ANSWER, token_size=3, delay=0.003, drop_after=6)
+    # The run's end waits for the re-attach: it is replayed, never caught up (see below).
+    fake.script_answer(ANSWER, token_size=3, delay=0.003, drop_after=6, end_after_connections=2)
     stream = ph.conversations.create("q")
     deltas = await collect(stream)
     assert "".join(deltas) == ANSWER
@@ -253,12 +257,14 @@ async def test_a_dropped_connection_is_reattached_without_repeating_text(
 async def test_a_drop_after_any_event_loses_and_repeats_nothing(
     fake: FakePostHog, ph: aposthog.Client, cut: int
 ) -> None:
-    # Slow enough that the run is still going when the client re-attaches, even on a
-    # loaded machine (if it ended meanwhile, its snapshots are gone: see below).
-    fake.script_answer("alpha beta gamma", token_size=3, delay=0.03, drop_after=cut)
+    # The run's end waits for the re-attach, so it always finds the run going, however
+    # loaded the machine (a run that ended meanwhile is caught up: tested below).
+    fake.script_answer(
+        "alpha beta gamma", token_size=3, delay=0.003, drop_after=cut, end_after_connections=2
+    )
     once = [e async for e in ph.conversations.create("q")]
-    reattach_found_it_running = fake.status_counts[400] == 0
-    fake.script_answer("alpha beta gamma", token_size=3, delay=0.03)
+    assert fake.status_counts[400] == 0
+    fake.script_answer("alpha beta gamma", token_size=3, delay=0.003)
     unbroken = [e async for e in ph.conversations.create("q")]
     assert fake.ai_streams.dropped == 1
 
@@ -271,16 +277,7 @@ async def test_a_drop_after_any_event_loses_and_repeats_nothing(
             for e in events
         ]
 
-    if reattach_found_it_running:
-        assert shape(once) == shape(unbroken)
-    else:
-        # The run finished while the client was away: PostHog answers the re-attach with
-        # 400, and the stream catches up from the conversation: every final message once.
-        assert _final_messages(shape(once)) == _final_messages(shape(unbroken))
-
-
-def _final_messages(shape: list[tuple[str, str, bool]]) -> list[tuple[str, str, bool]]:
-    return [item for item in shape if not item[2] and item[0] != "ConversationEvent"]
+    assert shape(once) == shape(unbroken)
 
 
 class _LongestWait(random.Random):
@@ -308,7 +305,11 @@ async def test_a_run_that_ends_while_away_is_caught_up(
 
 
 async def test_replayed_events_are_delivered_once(fake: FakePostHog, ph: aposthog.Client) -> None:
-    fake.script_answer("one two three", token_size=2, delay=0.003, drop_after=(4, 7, 9))
+    # Its end waits for the fourth connection: each re-attach finds the run in progress,
+    # however late it comes (one that came after the end is caught up: tested below).
+    fake.script_answer(
+        "one two three", token_size=2, delay=0.003, drop_after=(4, 7, 9), end_after_connections=4
+    )
     events = [e async for e in ph.conversations.create("q")]
     assert fake.ai_streams.dropped == 3
     conversations = [e for e in events if isinstance(e, ConversationEvent)]
@@ -340,7 +341,9 @@ async def test_a_run_that_finished_while_away_is_caught_up(
 async def test_reattaching_gives_up_after_the_attempts_without_progress(
     fake: FakePostHog, ph: aposthog.Client
 ) -> None:
-    fake.script_answer("slow", delay=0.05, drop_after=(2, 2, 2, 2, 2))
+    # The run never ends meanwhile (its end waits for a fifth connection): every re-attach
+    # finds it going and is cut again, without progress.
+    fake.script_answer("slow", delay=0.05, drop_after=(2, 2, 2, 2, 2), end_after_connections=5)
     stream = ph.conversations.create("q", max_reattach_attempts=2)
     with pytest.raises(aposthog.APIConnectionError):
         await stream.until_done()
@@ -349,7 +352,8 @@ async def test_reattaching_gives_up_after_the_attempts_without_progress(
 
 
 async def test_stream_reattaches_on_purpose(fake: FakePostHog, ph: aposthog.Client) -> None:
-    fake.script_answer(ANSWER, token_size=4, delay=0.003)
+    # The run ends only once the second stream has attached: it always finds it going.
+    fake.script_answer(ANSWER, token_size=4, delay=0.003, end_after_connections=2)
     first = ph.conversations.create("q")
     async with first:
         await anext(first)
@@ -394,13 +398,19 @@ async def test_aclose_from_another_task_wakes_a_read_at_once(fake: FakePostHog) 
         await fake.wait_for_streams_closed(timeout=1)
 
 
-async def test_aclose_wakes_a_stream_waiting_to_reattach(fake: FakePostHog) -> None:
+async def test_aclose_wakes_a_stream_waiting_to_reattach(
+    fake: FakePostHog, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A stream backing off before a re-attach stops waiting when closed."""
-    # Full jitter: the wait is drawn from [0, 30] s (shorter than 0.2 s once in 150 runs,
-    # when the test still checks that a closed stream sends nothing more).
+    monkeypatch.setattr("aposthog._retry._RNG", _LongestWait())  # full jitter's 30 s
     slow = attrs.evolve(FAST, initial_backoff=30.0, max_backoff=30.0)
     fake.script_answer("one two three four", token_size=4, delay=0.01, drop_after=1)
-    async with fake.client(retry=slow) as ph:
+    backing_off = anyio.Event()
+
+    def on_wait(wait: aposthog.Wait) -> None:
+        backing_off.set()  # called just before the stream sleeps
+
+    async with fake.client(retry=slow, on_wait=on_wait) as ph:
         stream = ph.conversations.create("q")
 
         async def consume() -> None:
@@ -409,9 +419,8 @@ async def test_aclose_wakes_a_stream_waiting_to_reattach(fake: FakePostHog) -> N
         with anyio.fail_after(2):
             async with anyio.create_task_group() as tg:
                 tg.start_soon(consume)
-                while fake.ai_streams.dropped < 1:  # noqa: ASYNC110
-                    await anyio.sleep(0.01)
-                await anyio.sleep(0.1)  # the stream is now in its backoff
+                await backing_off.wait()  # the stream is now in its 30 s backoff
+                assert fake.ai_streams.dropped == 1
                 sent = len(fake.requests)
                 await stream.aclose()
         assert stream.closed

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import json
+import socket
 from typing import Any
 
 import anyio
@@ -397,3 +398,87 @@ async def test_cancel_after_a_refused_request_stops_nothing(
         assert not [r for r in fake.requests if r.method == "PATCH"]
         assert "in_progress" == fake.conversations[first.conversation_id].status
         assert second.closed
+
+
+# A cancel() while the client waits to try again: PATCH only if a run may have started.
+
+SLOW_RETRY = aposthog.RetryPolicy(initial_backoff=60, max_backoff=60, max_retry_after=60)
+
+
+async def _cancel_while_waiting(
+    client: aposthog.Client, reason: str
+) -> tuple[ConversationStream, aposthog.PostHogError | None]:
+    """
+    Read a new stream in a task; cancel it while it waits (`reason`) to try again.
+    Returns the stream and what cancel() raised.
+    """
+    waiting = anyio.Event()
+    raised: aposthog.PostHogError | None = None
+
+    def on_wait(wait: aposthog.Wait) -> None:
+        if wait.reason == reason:
+            waiting.set()  # called just before the client sleeps, 60 s here
+
+    stream = client.with_options(on_wait=on_wait).conversations.create("q")
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(stream.until_done)  # woken by the cancel: it returns, unfinished
+        with anyio.fail_after(10):  # only a hang would take this long
+            await waiting.wait()
+            try:
+                await stream.cancel()
+            except aposthog.PostHogError as exc:
+                raised = exc
+    assert stream.closed
+    assert stream.result().cancelled
+    assert not stream.result().complete
+    return stream, raised
+
+
+async def test_cancel_while_waiting_after_a_429_sends_nothing(fake: FakePostHog) -> None:
+    """PostHog answered 429: it created no conversation, and a PATCH would get a 404."""
+    fake.throttle_next(1, method="POST")
+    async with fake.client(retry=SLOW_RETRY) as client:
+        stream, raised = await _cancel_while_waiting(client, "rate_limit")
+    assert raised is None
+    assert [r.method for r in fake.requests] == ["POST"]
+    assert fake.status_counts == {429: 1}
+    assert stream.conversation_id not in fake.conversations
+
+
+async def test_cancel_while_waiting_after_a_failed_connection_sends_nothing() -> None:
+    """The POST never reached a server: there is nothing to stop, and nobody to tell."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))  # a port nobody listens on: connections are refused
+        port = sock.getsockname()[1]
+        client = aposthog.Client(
+            host=f"http://127.0.0.1:{port}", api_key="phx_x", project_id=1, retry=SLOW_RETRY
+        )
+        async with client:
+            _, raised = await _cancel_while_waiting(client, "retry")
+    assert raised is None  # a PATCH would have failed: there is no server
+
+
+async def test_cancel_while_waiting_after_a_dropped_post_stops_the_run(fake: FakePostHog) -> None:
+    """The POST reached PostHog, which started the run, then the connection dropped."""
+    fake.script_answer("a long answer", delay=0.05, drop_after=0)
+    async with fake.client(retry=SLOW_RETRY) as client:
+        stream, raised = await _cancel_while_waiting(client, "retry")
+    assert raised is None
+    assert _patches(fake) == [f"/api/environments/1/conversations/{stream.conversation_id}/cancel/"]
+    assert fake.conversations[stream.conversation_id].status == "idle"
+
+
+async def test_cancel_while_waiting_after_a_lost_answer_sends_the_patch(
+    fake: FakePostHog,
+) -> None:
+    """The POST reached the server, which cut the connection unanswered: maybe it started."""
+    fake.drop_next(1, method="POST")
+    async with fake.client(retry=SLOW_RETRY) as client:
+        stream, raised = await _cancel_while_waiting(client, "retry")
+    # The fake dropped it before creating anything, so it answers the PATCH with a 404.
+    assert isinstance(raised, aposthog.NotFoundError)
+    assert _patches(fake) == [f"/api/environments/1/conversations/{stream.conversation_id}/cancel/"]
+
+
+def _patches(fake: FakePostHog) -> list[str]:
+    return [r.path for r in fake.requests if r.method == "PATCH"]

@@ -70,6 +70,10 @@ class AIScript:
             server-side); a sequence cuts the first connections one after another.
         raw_events: `(name, data)` events sent as they are after the echo of the
             question, to play a newer (or broken) server.
+        end_after_connections: the run's final event (its end) is not produced before
+            this many connections have read it: the run stays in progress until the
+            client has re-attached (or attached) that often, however slow the machine.
+            0: the end is due on the timeline like every other event.
     """
 
     text: str = "This is the fake PostHog AI's answer."
@@ -85,6 +89,7 @@ class AIScript:
     generation_error: bool = False
     drop_after: int | Sequence[int] | None = None
     raw_events: Sequence[tuple[str, str]] = ()
+    end_after_connections: int = 0
 
     def drop_point(self, connection: int) -> int | None:
         """After how many events connection number `connection` (0-based) is cut."""
@@ -127,13 +132,30 @@ class Run:
     cancelled_at: float | None = None
     connections: int = 0
     session_id: str | None = None
-    changed: anyio.Event = attrs.field(factory=anyio.Event)
+    changed: anyio.Event = attrs.field(factory=anyio.Event)  # set (and replaced) on a change
+    released_at: float | None = None  # when the end stopped being held (script's option)
+
+    def __attrs_post_init__(self) -> None:
+        if self.script.end_after_connections <= 0:
+            self.released_at = self.start
+
+    def due_at(self, event: TimedEvent) -> float:
+        """When `event` is due: the last one not before the end is released."""
+        at = self.start + event.at
+        if self.events and event is self.events[-1]:
+            return max(at, float("inf") if self.released_at is None else self.released_at)
+        return at
 
     @property
     def end(self) -> float:
         """When the last event is due (or when it was cancelled)."""
-        last = self.start + (self.events[-1].at if self.events else 0.0)
+        last = self.due_at(self.events[-1]) if self.events else self.start
         return last if self.cancelled_at is None else min(last, self.cancelled_at)
+
+    def _changed(self) -> None:
+        # Wakes every stream sleeping until its next event; later sleeps wait on a new one.
+        changed, self.changed = self.changed, anyio.Event()
+        changed.set()
 
     def active(self, now: float | None = None) -> bool:
         """Whether it is still generating."""
@@ -143,13 +165,13 @@ class Run:
         """The events produced by now."""
         moment = time.monotonic() if now is None else now
         limit = min(moment, self.end)
-        return [e for e in self.events if self.start + e.at <= limit]
+        return [e for e in self.events if self.due_at(e) <= limit]
 
     def cancel(self) -> None:
         """Stop generating now; open streams end."""
         if self.active():
             self.cancelled_at = time.monotonic()
-        self.changed.set()
+        self._changed()
 
     def stream(
         self, stats: StreamStats, keepalive: Callable[[], float | None]
@@ -157,6 +179,9 @@ class Run:
         """The bytes of one connection: the whole run from its start, then live."""
         drop = self.script.drop_point(self.connections)
         self.connections += 1
+        if self.released_at is None and self.connections >= self.script.end_after_connections:
+            self.released_at = time.monotonic()
+            self._changed()
         return _stream(self, stats, keepalive, drop)
 
 
@@ -177,8 +202,12 @@ async def _stream(
     last_write = time.monotonic()
     try:
         for event in run.events:
-            due = run.start + event.at
+            if drop is not None and written >= drop and run.due_at(event) == float("inf"):
+                # The held end waits for a re-attach, which waits for this cut: cut now.
+                outcome = "dropped"
+                raise DropConnection
             while True:
+                due = run.due_at(event)  # the end moves when it is released
                 now = time.monotonic()
                 if run.cancelled_at is not None and due > run.cancelled_at:
                     outcome = "completed"

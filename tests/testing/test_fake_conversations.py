@@ -157,19 +157,42 @@ async def test_a_new_message_while_generating_is_409(fake: FakePostHog) -> None:
 
 
 async def test_reattaching_replays_the_run_from_its_start(fake: FakePostHog) -> None:
-    fake.script_answer("one two three four", token_size=4, delay=0.02)
+    # The end waits for the second connection: the resume always finds the run going.
+    fake.script_answer("one two three four", token_size=4, delay=0.02, end_after_connections=2)
     body = _body("q")
     async with (
         aiohttp.ClientSession() as session,
         session.post(fake.url + PATH, json=body, headers=_auth(fake)) as first,
     ):
-        await anyio.sleep(0.05)
+        start = await first.content.readany()  # the run is under way
         resume = _body(None, body["conversation"])
         status, _, replay = await _post(fake, resume)
-        original = await first.read()
+        original = start + await first.read()
     assert status == 200
     assert _events(replay) == _events(original)
     assert fake.conversations[body["conversation"]].run is not None
+
+
+async def test_a_held_end_waits_for_the_connections_it_names(fake: FakePostHog) -> None:
+    """`end_after_connections`: every event but the end is streamed; the end waits."""
+    fake.script_answer("one two", token_size=4, end_after_connections=2)  # all due at once
+    body = _body("q")
+    conversation_id = body["conversation"]
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(fake.url + PATH, json=body, headers=_auth(fake)) as first,
+    ):
+        seen = b""
+        while b'"content":"one two"' not in seen:  # the last snapshot: all but the end
+            seen += await first.content.readany()
+        assert fake.conversations[conversation_id].status == "in_progress"
+        status, _, replay = await _post(fake, _body(None, conversation_id))
+        original = seen + await first.read()
+    assert status == 200
+    assert _events(replay) == _events(original)
+    assert _events(original)[-1][0] == "message"
+    assert json.loads(_events(original)[-1][1])["type"] == "ai"
+    assert fake.conversations[conversation_id].status == "idle"
 
 
 async def test_content_null_on_an_idle_conversation_is_400(fake: FakePostHog) -> None:
