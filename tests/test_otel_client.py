@@ -209,8 +209,10 @@ async def test_a_stream_with_a_reattach(
     fake: FakePostHog, spans: InMemorySpanExporter, fast: aposthog.RetryPolicy
 ) -> None:
     """A dropped answer: one stream span, a re-attach event, the first token, `done`."""
-    # Slow enough that the run is still going when the stream re-attaches.
-    fake.script_answer("An answer cut once and re-attached.", drop_after=4, delay=0.05)
+    # The run's end waits for the re-attach, so the second connection streams it live.
+    fake.script_answer(
+        "An answer cut once and re-attached.", drop_after=4, delay=0.05, end_after_connections=2
+    )
     async with fake.client(retry=fast) as ph:
         stream = ph.conversations.create(SENTINEL_TEXT)
         text = "".join([delta async for delta in stream.text_deltas()])
@@ -286,6 +288,7 @@ async def test_a_stream_lost_for_good_is_an_error_of_its_class(
         "A long answer, cut again and again, and never heard to its very end by anyone.",
         drop_after=[1] * 5,
         delay=0.05,
+        end_after_connections=5,  # still running whenever the client re-attaches
     )
     async with fake.client(retry=fast) as ph:
         with pytest.raises(aposthog.APIConnectionError):
