@@ -25,9 +25,9 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
 
+from _drive import drive
 from _redis import redis_server
 
 import aposthog
@@ -35,20 +35,6 @@ import aposthog
 FAR = aposthog.RateLimits(
     api=(aposthog.Rate(10**9, per=60), aposthog.Rate(10**9, per=3600)), margin=0.5
 )
-
-
-async def _drive(n: int, concurrency: int, call: Callable[[], Awaitable[object]]) -> float:
-    remaining = n
-
-    async def worker() -> None:
-        nonlocal remaining
-        while remaining > 0:
-            remaining -= 1
-            await call()
-
-    started = time.perf_counter()
-    await asyncio.gather(*(worker() for _ in range(concurrency)))
-    return n / (time.perf_counter() - started)
 
 
 async def acquire_cost(redis: str | None) -> dict[str, float]:
@@ -88,12 +74,12 @@ async def bench(url: str, key: str, redis: str | None, args: argparse.Namespace)
         await clients["off"].customer_profile_configs.create(scope="person")
         calls = {name: c.customer_profile_configs.list for name, c in clients.items()}
         for call in calls.values():  # warm connections and caches
-            await _drive(300, args.concurrency, call)
+            await drive(300, args.concurrency, call)
         rates: dict[str, list[float]] = {name: [] for name in calls}
         for trial in range(args.rounds):
             order = list(calls)[trial % len(calls) :] + list(calls)[: trial % len(calls)]
             for name in order:
-                rates[name].append(await _drive(args.requests, args.concurrency, calls[name]))
+                rates[name].append(await drive(args.requests, args.concurrency, calls[name]))
     print(
         f"{args.rounds} alternating trials of {args.requests} list() calls at concurrency "
         f"{args.concurrency}; limits never near"

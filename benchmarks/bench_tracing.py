@@ -25,31 +25,15 @@ import asyncio
 import statistics
 import subprocess
 import sys
-import time
 import timeit
-from collections.abc import Awaitable, Callable
 
+from _drive import drive
 from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
 from opentelemetry.trace import NoOpTracerProvider
 
 import aposthog
 from aposthog._api import Api
 from aposthog._otel import TracingObserver
-
-
-async def _drive(n: int, concurrency: int, call: Callable[[], Awaitable[object]]) -> float:
-    """Run `call` n times, `concurrency` at a time; returns calls per second."""
-    remaining = n
-
-    async def worker() -> None:
-        nonlocal remaining
-        while remaining > 0:
-            remaining -= 1
-            await call()
-
-    started = time.perf_counter()
-    await asyncio.gather(*(worker() for _ in range(concurrency)))
-    return n / (time.perf_counter() - started)
 
 
 def _view(client: aposthog.Client, observer: TracingObserver | None) -> aposthog.Client:
@@ -74,13 +58,13 @@ async def bench(url: str, key: str, requests: int, rounds: int, concurrency: int
             for name, ph in views.items()
         }
         for call in calls.values():  # warm connections and caches
-            await _drive(200, concurrency, call)
+            await drive(200, concurrency, call)
         results: dict[str, list[float]] = {name: [] for name in calls}
         names = list(calls)
         for trial in range(rounds):
             order = names[trial % 3 :] + names[: trial % 3]
             for name in order:
-                results[name].append(await _drive(requests, concurrency, calls[name]))
+                results[name].append(await drive(requests, concurrency, calls[name]))
     observers = {
         "API only": TracingObserver(NoOpTracerProvider()),
         "SDK": TracingObserver(recording),
