@@ -45,6 +45,7 @@ from ._errors import (
 from ._http import Request, segment
 from ._observe import StreamObserver
 from ._pipeline import Call, Failure
+from ._stream_events import wire_event
 from ._transport import StreamResponse
 from .models.conversations import Conversation
 from .models.events import decode_event
@@ -300,17 +301,22 @@ class StreamEngine:
 
     def _decode(self, chunk: bytes | None) -> None:
         """Feed a chunk (None: the end of the body) to the decoder and the accumulator."""
+        events: list[tuple[str, bytes]] = []
         try:
-            events = self._decoder.close() if chunk is None else self._decoder.feed(chunk)
+            if chunk is None:
+                self._decoder.close()  # an unterminated last event is dropped: always []
+            else:
+                events = self._decoder.feed_wire(chunk)
         except SSEError as exc:
             raise ResponseDecodeError(f"unreadable event stream from PostHog: {exc}") from exc
         delivered = False
         feed = self.state.feed
-        for sse in events:
-            name, data = sse.event, sse.data
-            event = decode_event(name, data)
-            # A message is recognised by its content; any other event by its wire form.
-            delivery = feed(event, raw=None if name == "message" else f"{name}\n{data}")
+        for name, data in events:
+            if name == "message":  # recognised by its content
+                delivery = feed(wire_event(name, data))
+            else:  # recognised by its wire form
+                text = data.decode("utf-8", "replace")
+                delivery = feed(decode_event(name, text), raw=f"{name}\n{text}")
             if delivery is not None:
                 self._pending.append(delivery)
                 delivered = True
