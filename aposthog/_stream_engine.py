@@ -24,6 +24,7 @@ between the consumer and the socket), and no wire copy of a message event.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -81,10 +82,9 @@ class StreamEngine:
         )
         self._bucket = bucket
         self.state = ConversationState()
-        # Decoded, not yet given out: _pending[_taken:]. A list and an index rather than
-        # a deque, which costs 760 bytes to every waiting stream.
-        self._pending: list[Delivery] = []
-        self._taken = 0
+        # Decoded, not yet given out: an iterator over one chunk's deliveries (a deque
+        # would cost 760 bytes to every waiting stream; an exhausted iterator holds none).
+        self._pending: Iterator[Delivery] = iter(())
         self._response: StreamResponse | None = None
         self._decoder = SSEDecoder()
         self._io_scope: anyio.CancelScope | None = None
@@ -130,22 +130,22 @@ class StreamEngine:
         """
         if self._busy:
             raise ClientStateError("this ConversationStream is being read by another task")
-        if self.closed or not self._pending:
+        if self.closed:
             return None
-        return self._pop()
+        return next(self._pending, None)
 
     async def next_or_none(self) -> Delivery | None:
         """The next delivery, or None at the end."""
         if self._busy:
             # Outside the try: the stream belongs to the task already reading it.
             raise ClientStateError("this ConversationStream is being read by another task")
-        pending = self._pending
         try:
             while True:
                 if self.closed:
                     return None
-                if pending:
-                    return self._pop()
+                delivery = next(self._pending, None)
+                if delivery is not None:
+                    return delivery
                 if self.finished:
                     return None
                 response = self._response
@@ -310,7 +310,8 @@ class StreamEngine:
                 events = self._decoder.feed_wire(chunk)
         except SSEError as exc:
             raise ResponseDecodeError(f"unreadable event stream from PostHog: {exc}") from exc
-        delivered = False
+        # Called only once every delivery before was taken.
+        deliveries: list[Delivery] = []
         feed = self.state.feed
         for name, data in events:
             if name == "message":  # recognised by its content
@@ -319,29 +320,18 @@ class StreamEngine:
                 text = data.decode("utf-8", "replace")
                 delivery = feed(decode_event(name, text), raw=f"{name}\n{text}")
             if delivery is not None:
-                self._pending.append(delivery)
-                delivered = True
+                deliveries.append(delivery)
                 if not self._first_token and delivery.text:
                     self._first_token = True
                     if self._observer is not None:
                         self._observer.first_token()
-        if delivered and self._call is not None:
-            # Progress: a later drop gets the whole re-attach budget again.
-            self._call.progress()
+        if deliveries:
+            self._pending = iter(deliveries)
+            if self._call is not None:
+                # Progress: a later drop gets the whole re-attach budget again.
+                self._call.progress()
         if self._observer is not None and chunk is not None:
             self._observer.received(len(events), len(chunk))
-
-    def _pop(self) -> Delivery:
-        # The first delivery not given out; the list is emptied with the last one, so a
-        # waiting stream holds none (non-empty means not all taken).
-        pending, taken = self._pending, self._taken
-        delivery = pending[taken]
-        if taken + 1 == len(pending):
-            pending.clear()
-            self._taken = 0
-        else:
-            self._taken = taken + 1
-        return delivery
 
     def _finish(self) -> None:
         # PostHog has no end event: the end of the body is the end of the run.
@@ -392,7 +382,7 @@ class StreamEngine:
         )
         if deliveries is None:
             return False
-        self._pending.extend(deliveries)
+        self._pending = iter([*self._pending, *deliveries])
         if not self.state.run_ended:
             return False  # the conversation holds no end of this run either
         self._finish()
