@@ -124,7 +124,7 @@ class ConversationState:
                 replayed non-message event; without it the event's repr is used.
         """
         if event.__class__ is MessageEvent:
-            return self._message(event)
+            return self.feed_message(event)
         key = ("raw", raw) if raw is not None else ("repr", repr(event))
         if key in self._seen:
             return None
@@ -164,7 +164,7 @@ class ConversationState:
         for message in messages[start:]:
             if message.id is None or message.id in self._index:
                 continue
-            delivery = self._message(MessageEvent(message))
+            delivery = self.feed_message(MessageEvent(message))
             if delivery is not None:
                 out.append(delivery)
         return out
@@ -221,7 +221,8 @@ class ConversationState:
 
     # ------------------------------------------------------------------ messages
 
-    def _message(self, event: MessageEvent) -> Delivery | None:
+    def feed_message(self, event: MessageEvent) -> Delivery | None:
+        """`feed()` of a `MessageEvent` (recognised by its content, never its wire form)."""
         message = event.message
         if message.__class__ is AssistantMessage and message.in_progress:
             if message.parent_tool_call_id is not None:

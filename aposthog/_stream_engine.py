@@ -44,10 +44,10 @@ from ._errors import (
 from ._http import Request, segment
 from ._observe import StreamObserver
 from ._pipeline import Call, Failure
-from ._stream_events import dropped_failure, nothing_started, snippet, wire_event
+from ._stream_events import dropped_failure, nothing_started, snippet, wire_message
 from ._transport import StreamResponse
 from .models.conversations import Conversation
-from .models.events import decode_event
+from .models.events import MessageEvent, decode_event
 from .sse import SSEDecoder, SSEError
 
 if TYPE_CHECKING:
@@ -312,13 +312,17 @@ class StreamEngine:
             raise ResponseDecodeError(f"unreadable event stream from PostHog: {exc}") from exc
         # Called only once every delivery before was taken.
         deliveries: list[Delivery] = []
-        feed = self.state.feed
+        state = self.state
         for name, data in events:
             if name == "message":  # recognised by its content
-                delivery = feed(wire_event(name, data))
+                event = wire_message(data)
+                if event.__class__ is MessageEvent:
+                    delivery = state.feed_message(event)
+                else:  # unreadable: an UnknownEvent
+                    delivery = state.feed(event)
             else:  # recognised by its wire form
                 text = data.decode("utf-8", "replace")
-                delivery = feed(decode_event(name, text), raw=f"{name}\n{text}")
+                delivery = state.feed(decode_event(name, text), raw=f"{name}\n{text}")
             if delivery is not None:
                 deliveries.append(delivery)
                 if not self._first_token and delivery.text:

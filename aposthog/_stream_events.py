@@ -30,7 +30,7 @@ from ._transport import StreamResponse
 from .models.events import MessageEvent, StreamEvent, decode_event
 from .models.messages import message_from_dict
 
-__all__ = ["dropped_failure", "nothing_started", "snippet", "wire_event"]
+__all__ = ["dropped_failure", "nothing_started", "snippet", "wire_event", "wire_message"]
 
 _new = object.__new__
 _set_message: Callable[[Any, Any], None] = vars(MessageEvent)["message"].__set__
@@ -45,7 +45,10 @@ except ImportError:  # the speedups extra is not installed
 
 def _has_float(value: Any) -> bool:
     """Whether a parsed dict or list holds a float anywhere (orjson's big integers are)."""
-    for item in value.values() if value.__class__ is dict else value:
+    items = value.values() if value.__class__ is dict else value
+    if _LEAVES.issuperset(map(type, items)):  # the usual message: strings only, at C speed
+        return False
+    for item in items:
         cls = item.__class__
         if cls in _LEAVES:
             continue
@@ -54,9 +57,9 @@ def _has_float(value: Any) -> bool:
     return False
 
 
-def wire_event(name: str, data: bytes) -> StreamEvent:
-    """`decode_event(name, data.decode("utf-8", "replace"))`, faster. Never raises."""
-    if name == "message" and _parse is not None:
+def wire_message(data: bytes) -> StreamEvent:
+    """`wire_event("message", data)`."""
+    if _parse is not None:
         try:
             payload = _parse(data)
             if payload.__class__ is dict and not _has_float(payload):
@@ -66,6 +69,13 @@ def wire_event(name: str, data: bytes) -> StreamEvent:
                 return event
         except Exception:  # refused, too deep, or no fit: decode_event decides
             pass
+    return decode_event("message", data.decode("utf-8", "replace"))
+
+
+def wire_event(name: str, data: bytes) -> StreamEvent:
+    """`decode_event(name, data.decode("utf-8", "replace"))`, faster. Never raises."""
+    if name == "message":
+        return wire_message(data)
     return decode_event(name, data.decode("utf-8", "replace"))
 
 
