@@ -18,7 +18,10 @@ cancellation is never swallowed.
 
 Reading is the steady state of a thousand open streams, so a waiting stream holds as
 little as possible: one plain await per chunk (no cancel scope, no async generator
-between the consumer and the socket), and no wire copy of a message event.
+between the consumer and the socket), no wire copy of a message event, and no queue
+(an exhausted iterator). Message events are parsed from the decoder's raw bytes
+(`SSEDecoder.feed_wire`, `_stream_events.wire_message`): on a long answer, decoding each
+snapshot to text first cost more than everything else the client does with it.
 """
 
 from __future__ import annotations
