@@ -139,7 +139,8 @@ async def test_chunked_writes_split_characters_but_keep_the_bytes(fake: FakePost
 
 
 async def test_a_new_message_while_generating_is_409(fake: FakePostHog) -> None:
-    fake.script_answer("slow answer", delay=0.05)
+    # The end waits for a second connection: the run is still going when "again" comes.
+    fake.script_answer("slow answer", delay=0.05, end_after_connections=2)
     body = _body("q")
     async with (
         aiohttp.ClientSession() as session,
