@@ -17,17 +17,16 @@ of the detailed twin that names the bad fields of a body that does not fit, and 
 unstructure hook.
 
 Filling the slots is where frozen records cost most. Through the slots' own `__set__`,
-called once per field, a 16-field `BatchExportRun` takes 0.89 µs (13,400 instructions
-under callgrind: each call packs its arguments into a tuple); `object.__setattr__` is
-slower still. A record whose only base is `object` and that has no `__weakref__` slot
-(every record a list returns; a weak-reference slot makes CPython see two identical
-layouts as different) is therefore built as an instance of a mutable twin class with the
-same slots, filled by plain attribute stores, and then given the record's `__class__`:
-0.37 µs (4,950 instructions). The record is exactly the frozen class's instance, as its
-`__init__` would build it. That cut the structuring of the page above from 10.1 to 6.8
-million instructions; what remains is reading the keys (PostHog's key strings are not
-the code's own, so each lookup compares the text), `fromisoformat` (about 120 ns per
-timestamp) and the interpreter itself.
+called once per field, a 16-field `BatchExportRun` takes 0.86-0.89 µs (13,400
+instructions under callgrind: each call packs its arguments into a tuple);
+`object.__setattr__` is slower still. A record is therefore built as an instance of a
+mutable twin, a subclass that adds no slots and has `object`'s `__setattr__`, filled by
+plain attribute stores (which CPython specialises for slots), and then given the
+record's own `__class__`: 0.31-0.37 µs (4,950 instructions). The record is exactly the
+frozen class's instance, as its `__init__` would build it. That cut the structuring of
+the page above from 10.1 to 6.8 million instructions; what remains is reading the keys
+(PostHog's key strings are not the code's own, so each lookup compares the text),
+`fromisoformat` (about 120 ns per timestamp) and the interpreter itself.
 """
 
 from __future__ import annotations
@@ -177,14 +176,17 @@ _MISSING: Final = object()
 
 def _builder(cls: type) -> type | None:
     """
-    A mutable twin of the frozen record `cls`: the same base and the same slots, so an
-    instance filled through plain attribute stores can become a `cls` by `__class__`
-    assignment. None when `cls` cannot take it (a base class of its own, or a
-    `__weakref__` slot, whose layout CPython does not compare as equal).
+    A mutable twin of the frozen record `cls`: a subclass with no slots of its own whose
+    `__setattr__` is `object`'s, so an instance is filled by plain attribute stores and
+    then becomes a `cls` by `__class__` assignment (the layouts are the same). None if
+    CPython refuses that assignment for `cls`.
     """
-    if cls.__bases__ != (object,):
-        return None
-    twin = type(f"_{cls.__name__}Builder", (object,), {"__slots__": cls.__dict__["__slots__"]})
+    twin = type(
+        f"_{cls.__name__}Builder",
+        (cls,),
+        # Both: they share one type slot, which is plain only when neither is overridden.
+        {"__slots__": (), "__setattr__": object.__setattr__, "__delattr__": object.__delattr__},
+    )
     probe: Any = object.__new__(twin)
     try:
         probe.__class__ = cls
