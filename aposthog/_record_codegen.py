@@ -107,12 +107,15 @@ def compile_record_structure(cls: type, conv: cattrs.Converter) -> Callable[[Any
             continue
         key = repr(field.name)
         hint = hints[field.name]
-        block = _datetime_block(i, hint, namespace)
+        block = _datetime_block(i, hint, namespace) or _check_block(i, hint, namespace, conv)
         convert = "" if block else _inline(i, hint, namespace, conv) or f"h{i}(v{i}, t{i})"
         fast_reads.append(f"v{i} = o[{key}]")
+        keeps_none = block[:1] == [f"if v{i} is not None:"] or (
+            block[:1] and block[0].startswith(f"if v{i} is not None and ")
+        )
         if field.default is attrs.NOTHING:
             slow_reads.append(f"v{i} = o[{key}]")
-        elif field.default is None and (block or convert.startswith(f"(None if v{i} is None")):
+        elif field.default is None and (keeps_none or convert.startswith(f"(None if v{i} is None")):
             # The conversion keeps None as None: a missing key reads as the default.
             slow_reads.append(f"v{i} = o.get({key})")
         else:
@@ -221,6 +224,34 @@ def _datetime_block(i: int, hint: Any, namespace: dict[str, Any]) -> list[str]:
     if hint is dt.datetime:
         return block
     return [f"if {v} is not None:", *("    " + line for line in block)]
+
+
+def _check_block(i: int, hint: Any, namespace: dict[str, Any], conv: cattrs.Converter) -> list[str]:
+    """
+    A statement checking `v<i>` for the exact scalar and JSON types, which keep their
+    value: the registered hook is called only for a value the check does not take (for
+    its error, or for what the check is too narrow for). Fewer steps than an expression
+    that assigns the value back. Empty for any other type.
+    """
+    v = f"v{i}"
+    args = _union_args(hint)
+    nullable = args is not None and len(args) == 2 and type(None) in args
+    inner = (args[0] if args[1] is type(None) else args[1]) if nullable and args else hint
+    if inner in (str, int, bool):
+        check = f"{v}.__class__ is not {inner.__name__}"
+    elif inner == dict[str, Any]:
+        check = f"{v}.__class__ is not dict"
+    elif inner == list[Any]:
+        check = f"{v}.__class__ is not list"
+    elif inner == dict[str, Any] | list[Any]:
+        check = f"{v}.__class__ is not dict and {v}.__class__ is not list"
+    else:
+        return []
+    namespace[f"h{i}"] = conv.get_structure_hook(hint)
+    namespace[f"t{i}"] = hint
+    if nullable:
+        check = f"{v} is not None and {check}"
+    return [f"if {check}: {v} = h{i}({v}, t{i})"]
 
 
 def _inline(i: int, hint: Any, namespace: dict[str, Any], conv: cattrs.Converter) -> str | None:
