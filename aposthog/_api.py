@@ -23,7 +23,7 @@ from ._errors import (
     error_from_response,
 )
 from ._http import Query, Request, Route, same_origin_url
-from ._observe import CallObserver, Observer
+from ._observe import IGNORED, CallObserver, Observer
 from ._pagination import AsyncPaginator, Page, parse_page
 from ._pipeline import Call, Failure, Pipeline
 from ._retry import StatusOutcome, parse_retry_after
@@ -77,8 +77,13 @@ class Api:
         self, route: Route, *, bucket: str | None = None, observer: CallObserver | None = None
     ) -> Call:
         """A new logical call of `route`, under this view's policy."""
-        if observer is None and self.observer is not None:
-            observer = self.observer.call(route.method, route.path, self.config.base_url)
+        if observer is None:
+            if self.observer is not None:
+                observer = self.observer.call(route.method, route.path, self.config.base_url)
+                if observer is IGNORED:  # nobody records this call: report nothing
+                    observer = None
+        elif observer is IGNORED:
+            observer = None
         return Call(
             self.pipeline,
             self.config.retry,

@@ -27,7 +27,7 @@ import logging
 import time
 import urllib.parse
 import weakref
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Final, Protocol, TypeVar
 
 import anyio
@@ -37,7 +37,7 @@ from ._http import Query, Request, Route, encode_json, join_path, query_items, u
 from ._inflate import ACCEPT_ENCODING
 from ._observe import CallObserver, WaitReason
 from ._retry import ConnectionOutcome, Outcome, RetryPolicy, retry_delay
-from ._transport import AIOHTTP_VERSION, Transport
+from ._transport import AIOHTTP_VERSION, Transport, fixed_headers
 
 __all__ = ["Call", "Failure", "Pipeline", "Throttle", "announce_wait"]
 
@@ -104,7 +104,7 @@ class Pipeline:
         # The origin and the path prefix, worked out (and percent-encoded) once.
         self._origin = f"{base.scheme}://{base.netloc}"
         self._prefix = base.path + api_prefix
-        self._headers: dict[tuple[str, bool], dict[str, str]] = {}
+        self._headers: dict[tuple[str, bool], Mapping[str, str]] = {}
 
     def check_usable(self) -> None:
         """Raise `ClientStateError` if closed or used from another event loop."""
@@ -147,14 +147,14 @@ class Pipeline:
             path=path,
         )
 
-    def headers(self, request: Request, *, accept: str = "application/json") -> dict[str, str]:
+    def headers(self, request: Request, *, accept: str = "application/json") -> Mapping[str, str]:
         """The request's headers, with the key (never stored on the `Request`)."""
-        # Built once per client and shared (aiohttp copies headers into its own
-        # multidict), so a request only pays for a dict when it adds its own headers.
+        # Built once per client, read-only and shared (aiohttp copies headers into its
+        # own multidict), so a request only pays for a dict when it adds its own headers.
         key = (accept, request.body is not None)
         headers = self._headers.get(key)
         if headers is None:
-            headers = {
+            built = {
                 "Authorization": f"Bearer {self._api_key}",
                 "User-Agent": _USER_AGENT,
                 "Accept": accept,
@@ -162,8 +162,8 @@ class Pipeline:
                 "Accept-Encoding": ACCEPT_ENCODING,
             }
             if request.body is not None:
-                headers["Content-Type"] = "application/json"
-            self._headers[key] = headers
+                built["Content-Type"] = "application/json"
+            headers = self._headers[key] = fixed_headers(built)
         if request.headers:
             return {**headers, **dict(request.headers)}
         return headers

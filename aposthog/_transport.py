@@ -14,9 +14,10 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator, Iterator, Mapping
+from typing import NamedTuple
 
 import aiohttp
-import attrs
+from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
 from ._errors import (
@@ -36,6 +37,7 @@ __all__ = [
     "Response",
     "StreamResponse",
     "Transport",
+    "fixed_headers",
 ]
 
 AIOHTTP_VERSION = aiohttp.__version__
@@ -44,9 +46,16 @@ ClientSession = aiohttp.ClientSession
 logger = logging.getLogger("aposthog")
 
 
-@attrs.frozen
-class Response:
-    """A complete HTTP response."""
+def fixed_headers(headers: Mapping[str, str]) -> Mapping[str, str]:
+    """
+    Headers sent with many requests, in the read-only form aiohttp takes as it is
+    (a plain dict is converted on every request).
+    """
+    return CIMultiDictProxy(CIMultiDict(headers))
+
+
+class Response(NamedTuple):
+    """A complete HTTP response (a named tuple: made once per request, cheaply)."""
 
     status: int
     headers: Mapping[str, str]
@@ -121,6 +130,12 @@ async def _one_attempt(
     except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError) as exc:
         failure: BaseException = exc
     raise _AttemptFailed(failure)
+
+
+async def _release(response: aiohttp.ClientResponse) -> None:
+    """Release a response not read to the end (what leaving `async with` does)."""
+    response.release()
+    await response.wait_for_close()
 
 
 def _too_large(request: Request, limit: int) -> ResponseTooLargeError:
@@ -259,6 +274,12 @@ class Transport:
 
     An owned session is created lazily, inside the running loop, with proxies taken from
     the environment; a borrowed one is used as it is and never closed here.
+
+    aiohttp's own resend of an idempotent request on a connection found closed is turned
+    off: on an owned session with aiohttp's switch for it (`_retry_connection`, which
+    aiohttp's test client turns off the same way), else with a client middleware that
+    stops the failure from reaching aiohttp's loop (`_one_attempt`). A borrowed session is
+    never changed: the middleware it is.
     """
 
     def __init__(
@@ -280,20 +301,25 @@ class Transport:
         own: tuple[aiohttp.ClientMiddlewareType, ...] = tuple(
             getattr(session, "_middlewares", ()) or ()
         )
-        self._middlewares = (*own, _one_attempt)
+        self._middlewares: tuple[aiohttp.ClientMiddlewareType, ...] | None = (*own, _one_attempt)
 
     def _ensure_session(self) -> aiohttp.ClientSession:
-        if self._session is None:
+        session = self._session
+        if session is None:
             # limit=0: concurrency is bounded by the client's limiter, not the pool; a pool
             # limit would make long-lived streams starve ordinary calls.
             connector = aiohttp.TCPConnector(limit=0)
             # Proxies come from the environment (see _proxy_for), read once per host here
             # rather than by aiohttp's trust_env, which hops to a thread on every request.
-            self._session = aiohttp.ClientSession(connector=connector, trust_env=False)
-        elif self._session.closed:
+            session = self._session = aiohttp.ClientSession(connector=connector, trust_env=False)
+            if isinstance(getattr(session, "_retry_connection", None), bool):
+                # The session is ours: no resend to stop, so no middleware layer per request.
+                session._retry_connection = False
+                self._middlewares = None
+        elif session.closed:
             # Not a network failure, and retrying cannot help: raised once, at once.
             raise ClientStateError("the aiohttp session given to the aposthog.Client is closed")
-        return self._session
+        return session
 
     def _proxy_for(self, url: str) -> str | None:
         """The proxy the environment names for `url` (never for loopback), if any."""
@@ -323,9 +349,11 @@ class Transport:
     ) -> Response:
         """Send a request and read the whole response within `timeout` seconds."""
         session = self._ensure_session()
-        proxy = self._proxy_for(request.url)
+        proxy = self._proxies.for_url(request.url) if self._owns_session else None
+        failure: BaseException
         try:
-            async with session.request(
+            # Awaited, not entered: the response is released below, one layer less.
+            resp = await session.request(
                 request.method,
                 URL(request.url, encoded=True),
                 params=request.params or None,
@@ -336,13 +364,24 @@ class Transport:
                 proxy=proxy,
                 middlewares=self._middlewares,
                 auto_decompress=False,  # inflated here, within max_response_size
-            ) as resp:
-                body = await _read_body(resp, request, self._max_response_size)
-                return Response(resp.status, resp.headers, body)
+            )
         except _AttemptFailed as exc:
             failure = exc.failure
         except _CLIENT_FAILURES as exc:
             failure = exc
+        else:
+            try:
+                body = await _read_body(resp, request, self._max_response_size)
+            except _CLIENT_FAILURES as exc:
+                failure = exc
+            except BaseException:
+                await _release(resp)
+                raise
+            else:
+                # Read to the end: the connection goes back to the pool at once.
+                resp.release()
+                return Response(resp.status, resp.headers, body)
+            await _release(resp)
         raise _connection_error(failure, request, proxy)
 
     async def open_stream(
