@@ -62,6 +62,9 @@ class Response(NamedTuple):
     body: bytes
 
 
+_new_response = tuple.__new__  # Response(...) without the Python-level __new__ around it
+
+
 def _connection_error(
     exc: BaseException, request: Request, proxy: str | None = None
 ) -> APIConnectionError:
@@ -302,6 +305,8 @@ class Transport:
             getattr(session, "_middlewares", ()) or ()
         )
         self._middlewares: tuple[aiohttp.ClientMiddlewareType, ...] | None = (*own, _one_attempt)
+        #: The owned session, once created (a borrowed one is checked on every request).
+        self._ready: aiohttp.ClientSession | None = None
 
     def _ensure_session(self) -> aiohttp.ClientSession:
         session = self._session
@@ -316,6 +321,8 @@ class Transport:
                 # The session is ours: no resend to stop, so no middleware layer per request.
                 session._retry_connection = False
                 self._middlewares = None
+            # Closed only by `aclose()`, after which the pipeline sends nothing: no check.
+            self._ready = session
         elif session.closed:
             # Not a network failure, and retrying cannot help: raised once, at once.
             raise ClientStateError("the aiohttp session given to the aposthog.Client is closed")
@@ -348,30 +355,56 @@ class Transport:
         self, request: Request, headers: Mapping[str, str], *, timeout: float | None = None
     ) -> Response:
         """Send a request and read the whole response within `timeout` seconds."""
-        session = self._ensure_session()
-        proxy = self._proxies.for_url(request.url) if self._owns_session else None
+        session = self._ready
+        if session is None:
+            session = self._ensure_session()
+            proxy = self._proxy_for(request.url)
+        else:
+            proxy = self._proxies.for_url(request.url)
+        limits = self._call_timeouts.get(timeout) or self._call_timeout(timeout)
         failure: BaseException
         try:
             # Awaited, not entered: the response is released below, one layer less.
-            resp = await session.request(
-                request.method,
-                URL(request.url, encoded=True),
-                params=request.params or None,
-                data=request.body,
-                headers=headers,
-                timeout=self._call_timeout(timeout),
-                allow_redirects=False,
-                proxy=proxy,
-                middlewares=self._middlewares,
-                auto_decompress=False,  # inflated here, within max_response_size
-            )
+            if proxy is None and self._middlewares is None and request.body is None:
+                # The common case, a GET on the client's own session: only what differs
+                # from aiohttp's defaults is passed.
+                resp = await session.request(
+                    request.method,
+                    URL(request.url, encoded=True),
+                    params=request.params or None,
+                    headers=headers,
+                    timeout=limits,
+                    allow_redirects=False,
+                    auto_decompress=False,  # inflated here, within max_response_size
+                )
+            else:
+                resp = await session.request(
+                    request.method,
+                    URL(request.url, encoded=True),
+                    params=request.params or None,
+                    data=request.body,
+                    headers=headers,
+                    timeout=limits,
+                    allow_redirects=False,
+                    proxy=proxy,
+                    middlewares=self._middlewares,
+                    auto_decompress=False,
+                )
         except _AttemptFailed as exc:
             failure = exc.failure
         except _CLIENT_FAILURES as exc:
             failure = exc
         else:
             try:
-                body = await _read_body(resp, request, self._max_response_size)
+                length = resp.content_length
+                if (
+                    length is not None
+                    and length <= self._max_response_size
+                    and "Content-Encoding" not in resp.headers
+                ):
+                    body = await resp.read()  # the common case: one read of a known length
+                else:
+                    body = await _read_body(resp, request, self._max_response_size)
             except _CLIENT_FAILURES as exc:
                 failure = exc
             except BaseException:
@@ -380,7 +413,7 @@ class Transport:
             else:
                 # Read to the end: the connection goes back to the pool at once.
                 resp.release()
-                return Response(resp.status, resp.headers, body)
+                return _new_response(Response, (resp.status, resp.headers, body))
             await _release(resp)
         raise _connection_error(failure, request, proxy)
 
@@ -414,5 +447,6 @@ class Transport:
 
     async def aclose(self) -> None:
         """Close the session if this transport created it."""
+        self._ready = None
         if self._owns_session and self._session is not None and not self._session.closed:
             await self._session.close()
