@@ -147,7 +147,10 @@ class Api:
                 return response
             failure = status_failure(response.status, response.headers, response.body, request)
         finally:
-            slots.release()
+            if slots.waiters:
+                slots.release()
+            else:  # Slots.release(), inline
+                slots.free += 1
         if throttle is not None and isinstance(failure.error, RateLimitError):
             await throttle.penalize(route.bucket, failure.error.retry_after)
         call = self._call(route, None, started=started)
@@ -379,7 +382,12 @@ class _PageSource(Generic[T]):
 
     async def _page(self, request: Request) -> Page[T]:
         response = await self._api.send(self._route, request, timeout=self._timeout)
-        body = decode_json(response, request)
+        body = None
+        if response.status != 204:  # decode_json(), inline
+            try:
+                body = _json.loads(response.body)
+            except ValueError:
+                body = decode_json(response, request)  # the same error, or None if empty
         results, count, next_url, previous = parse_page(
             body, self._list_type, request_path=request.path
         )

@@ -109,9 +109,10 @@ class Pipeline:
         self._headers: dict[tuple[str, bool], Mapping[str, str]] = {}
         #: The headers of a request without a body nor headers of its own (most of them).
         self.json_headers = self._base_headers("application/json", False)
+        transport.use_common_headers(self.json_headers)
         # Requests without path values, query or body (a list's first page, say): the
         # same immutable Request every time, one per route.
-        self._plain: dict[tuple[str, tuple[str, ...]], Request] = {}
+        self._plain: dict[int, tuple[Route, Request]] = {}
 
     def check_usable(self) -> None:
         """Raise `ClientStateError` if closed or used from another event loop."""
@@ -143,11 +144,12 @@ class Pipeline:
         if items or body is not None or "{" in route.path:
             return self._build(route.method, parts, items, body)
         # No path values, query or body (a list's first page, say): the same immutable
-        # Request every time, one per route.
-        key = (route.method, parts)
-        request = self._plain.get(key)
-        if request is None:
-            request = self._plain[key] = self._build(route.method, parts, (), None)
+        # Request every time, one per route (routes are constants: found by identity).
+        cached = self._plain.get(id(route))
+        if cached is not None and cached[0] is route:
+            return cached[1]
+        request = self._build(route.method, parts, (), None)
+        self._plain[id(route)] = (route, request)
         return request
 
     def _build(

@@ -307,6 +307,19 @@ class Transport:
         self._middlewares: tuple[aiohttp.ClientMiddlewareType, ...] | None = (*own, _one_attempt)
         #: The owned session, once created (a borrowed one is checked on every request).
         self._ready: aiohttp.ClientSession | None = None
+        self._common_headers: Mapping[str, str] | None = None
+        self._session_has_common = False
+
+    def use_common_headers(self, headers: Mapping[str, str]) -> None:
+        """
+        The headers most requests carry (the key among them), given before the first.
+
+        On a session the transport creates itself, with no proxy in the environment,
+        they become the session's defaults, and a request that carries exactly them (the
+        same object) passes none of its own. Never with a proxy: aiohttp would add a
+        session's default headers to the CONNECT it sends the proxy, the key with them.
+        """
+        self._common_headers = headers
 
     def _ensure_session(self) -> aiohttp.ClientSession:
         session = self._session
@@ -314,9 +327,13 @@ class Transport:
             # limit=0: concurrency is bounded by the client's limiter, not the pool; a pool
             # limit would make long-lived streams starve ordinary calls.
             connector = aiohttp.TCPConnector(limit=0)
+            common = self._common_headers if self._proxies.none else None
             # Proxies come from the environment (see _proxy_for), read once per host here
             # rather than by aiohttp's trust_env, which hops to a thread on every request.
-            session = self._session = aiohttp.ClientSession(connector=connector, trust_env=False)
+            session = self._session = aiohttp.ClientSession(
+                connector=connector, trust_env=False, headers=common
+            )
+            self._session_has_common = common is not None
             if isinstance(getattr(session, "_retry_connection", None), bool):
                 # The session is ours: no resend to stop, so no middleware layer per request.
                 session._retry_connection = False
@@ -359,6 +376,8 @@ class Transport:
         if session is None:
             session = self._ensure_session()
             proxy = self._proxy_for(request.url)
+        elif self._proxies.none:
+            proxy = None
         else:
             proxy = self._proxies.for_url(request.url)
         limits = self._call_timeouts.get(timeout) or self._call_timeout(timeout)
@@ -367,12 +386,16 @@ class Transport:
             # Awaited, not entered: the response is released below, one layer less.
             if proxy is None and self._middlewares is None and request.body is None:
                 # The common case, a GET on the client's own session: only what differs
-                # from aiohttp's defaults is passed.
+                # from aiohttp's defaults is passed (the common headers are the session's).
                 resp = await session.request(
                     request.method,
                     URL(request.url, encoded=True),
                     params=request.params or None,
-                    headers=headers,
+                    headers=(
+                        None
+                        if headers is self._common_headers and self._session_has_common
+                        else headers
+                    ),
                     timeout=limits,
                     allow_redirects=False,
                     auto_decompress=False,  # inflated here, within max_response_size
