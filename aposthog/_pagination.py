@@ -40,7 +40,8 @@ def parse_page(
     `list_type` is the type of the results, e.g. `list[BatchExport]` (made once per
     paginator rather than once per page: cattrs looks hooks up by it).
     """
-    if not isinstance(body, dict) or not isinstance(body.get("results"), list):
+    results = body.get("results") if isinstance(body, dict) else None
+    if not isinstance(results, list):
         raise ResponseDecodeError(
             f"expected a page with a 'results' list from {request_path or 'PostHog'}",
             paths=("$.results",),
@@ -50,15 +51,14 @@ def parse_page(
     count = body.get("count")
     next_url = body.get("next")
     previous = body.get("previous")
-    if count is not None and (isinstance(count, bool) or not isinstance(count, int)):
+    if count is not None and (count.__class__ is bool or not isinstance(count, int)):
         raise ResponseDecodeError(
             f"'count' is not an integer in the page from {request_path}", paths=("$.count",)
         )
-    for key, value in (("next", next_url), ("previous", previous)):
-        if value is not None and not isinstance(value, str):
-            raise ResponseDecodeError(
-                f"'{key}' is not a URL in the page from {request_path}", paths=(f"$.{key}",)
-            )
+    if next_url is not None and not isinstance(next_url, str):
+        raise _not_a_url("next", request_path)
+    if previous is not None and not isinstance(previous, str):
+        raise _not_a_url("previous", request_path)
     global _structure_records
     if _structure_records is None:
         # Imported on first use: cattrs and the record hooks load with the first page,
@@ -66,10 +66,16 @@ def parse_page(
         from ._converter import structure_records
 
         _structure_records = structure_records
-    results = _structure_records(
-        body["results"], list_type.__args__[0], path="$.results", request_path=request_path
+    records = _structure_records(
+        results, list_type.__args__[0], path="$.results", request_path=request_path
     )
-    return results, count, next_url or None, previous or None
+    return records, count, next_url or None, previous or None
+
+
+def _not_a_url(key: str, request_path: str) -> ResponseDecodeError:
+    return ResponseDecodeError(
+        f"'{key}' is not a URL in the page from {request_path}", paths=(f"$.{key}",)
+    )
 
 
 class PageSource(Protocol[T]):

@@ -330,8 +330,9 @@ class Transport:
             common = self._common_headers if self._proxies.none else None
             # Proxies come from the environment (see _proxy_for), read once per host here
             # rather than by aiohttp's trust_env, which hops to a thread on every request.
+            # auto_decompress=False: bodies are inflated here, within max_response_size.
             session = self._session = aiohttp.ClientSession(
-                connector=connector, trust_env=False, headers=common
+                connector=connector, trust_env=False, headers=common, auto_decompress=False
             )
             self._session_has_common = common is not None
             if isinstance(getattr(session, "_retry_connection", None), bool):
@@ -398,7 +399,6 @@ class Transport:
                     ),
                     timeout=limits,
                     allow_redirects=False,
-                    auto_decompress=False,  # inflated here, within max_response_size
                 )
             else:
                 resp = await session.request(
