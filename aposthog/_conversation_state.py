@@ -75,12 +75,13 @@ class ConversationState:
     __slots__ = (
         "_assistant_ids",
         "_cursor",
-        "_emitted",
+        "_done",
         "_index",
         "_messages",
         "_nested",
         "_replaying",
         "_seen",
+        "_shown",
         "_snapshot",
         "_streamed",
         "conversation",
@@ -97,7 +98,9 @@ class ConversationState:
         self._replaying = False
         self._snapshot: AssistantMessage | None = None  # last top-level snapshot delivered
         self._nested: dict[str, AssistantMessage] = {}  # subagent snapshots, by parent call
-        self._emitted = ""  # the current assistant message's text given out so far
+        # The current assistant message's text given out so far: _shown[:_done].
+        self._shown = ""
+        self._done = 0
         self._streamed: list[str] = []
         self._seen: set[tuple[str, str]] = set()
         self.human_id: str | None = None
@@ -121,7 +124,7 @@ class ConversationState:
                 replayed non-message event; without it the event's repr is used.
         """
         if event.__class__ is MessageEvent:
-            return self._message(event)
+            return self.feed_message(event)
         key = ("raw", raw) if raw is not None else ("repr", repr(event))
         if key in self._seen:
             return None
@@ -161,7 +164,7 @@ class ConversationState:
         for message in messages[start:]:
             if message.id is None or message.id in self._index:
                 continue
-            delivery = self._message(MessageEvent(message))
+            delivery = self.feed_message(MessageEvent(message))
             if delivery is not None:
                 out.append(delivery)
         return out
@@ -218,7 +221,8 @@ class ConversationState:
 
     # ------------------------------------------------------------------ messages
 
-    def _message(self, event: MessageEvent) -> Delivery | None:
+    def feed_message(self, event: MessageEvent) -> Delivery | None:
+        """`feed()` of a `MessageEvent` (recognised by its content, never its wire form)."""
         message = event.message
         if message.__class__ is AssistantMessage and message.in_progress:
             if message.parent_tool_call_id is not None:
@@ -244,9 +248,10 @@ class ConversationState:
         if isinstance(message, AssistantMessage) and message.parent_tool_call_id is None:
             self._assistant_ids[message.id] = len(self._assistant_ids)
             self._cursor = len(self._assistant_ids)
-            text = self._advance(message.content)
+            text = self._advance(message.content, len(message.content))
             self._snapshot = None
-            self._emitted = ""
+            self._shown = ""
+            self._done = 0
         elif isinstance(message, AssistantMessage) and message.parent_tool_call_id:
             self._nested.pop(message.parent_tool_call_id, None)
         return Delivery(event, text)
@@ -265,9 +270,15 @@ class ConversationState:
                 return None
         self._replaying = False
         self._snapshot = message
+        content = message.content
+        end = len(content)
+        if content[-1:].isspace():  # held back: found without copying the whole text
+            tail = content[-64:]
+            kept = len(tail.rstrip())
+            end = end - len(tail) + kept if kept else len(content.rstrip())
         # The hot path (one per streamed token): the tuple made without NamedTuple's
         # keyword-handling constructor.
-        return _new_delivery(Delivery, (event, self._advance(message.content.rstrip())))
+        return _new_delivery(Delivery, (event, self._advance(content, end)))
 
     def _nested_snapshot(self, event: MessageEvent, message: AssistantMessage) -> Delivery | None:
         # A subagent's text is not the reply: no deltas, and no way to place its replayed
@@ -294,14 +305,32 @@ class ConversationState:
         elif isinstance(message, FailureMessage):
             self.failure = message
 
-    def _advance(self, target: str) -> str:
-        emitted = self._emitted
-        done = len(emitted)
-        if len(target) <= done or not target.startswith(emitted):
+    def _advance(self, target: str, end: int) -> str:
+        """
+        Give out `target[:end]` beyond what was given out, if it extends that.
+
+        The check compares the whole text given out so far with the start of `target`,
+        once per snapshot: a memcmp, the one pass over the text beyond parsing it. No
+        exact check can compare less: a rewrite may change any character, and one not
+        compared could have changed. Comparing with the previous snapshot or its wire
+        bytes instead costs as much, and trusting the length or the last characters
+        would let a rewritten middle through as a delta that contradicts what was given
+        out. The text given out is kept as the snapshot it came from and a length, so
+        neither holding back trailing whitespace nor the check copies the text, unless
+        the server trimmed whitespace that was held back.
+        """
+        done = self._done
+        if end <= done:
             return ""
-        text = target[done:]
-        if not emitted and self._streamed:
+        shown = self._shown
+        if not target.startswith(shown) and (
+            done == len(shown) or not target.startswith(shown[:done])
+        ):
+            return ""
+        text = target[done:end]
+        if not done and self._streamed:
             text = SEPARATOR + text
-        self._emitted = target
+        self._shown = target
+        self._done = end
         self._streamed.append(text)
         return text

@@ -18,13 +18,16 @@ cancellation is never swallowed.
 
 Reading is the steady state of a thousand open streams, so a waiting stream holds as
 little as possible: one plain await per chunk (no cancel scope, no async generator
-between the consumer and the socket), and no wire copy of a message event.
+between the consumer and the socket), no wire copy of a message event, and no queue
+(an exhausted iterator). Message events are parsed from the decoder's raw bytes
+(`SSEDecoder.feed_wire`, `_stream_events.wire_message`): on a long answer, decoding each
+snapshot to text first cost more than everything else the client does with it.
 """
 
 from __future__ import annotations
 
-import collections
 import uuid
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -35,7 +38,6 @@ from ._conversation_state import ConversationState, Delivery
 from ._errors import (
     APIConnectionError,
     APIStatusError,
-    APITimeoutError,
     BadRequestError,
     ClientStateError,
     IncompleteStreamError,
@@ -45,9 +47,10 @@ from ._errors import (
 from ._http import Request, segment
 from ._observe import StreamObserver
 from ._pipeline import Call, Failure
+from ._stream_events import dropped_failure, nothing_started, snippet, wire_message
 from ._transport import StreamResponse
 from .models.conversations import Conversation
-from .models.events import decode_event
+from .models.events import MessageEvent, decode_event
 from .sse import SSEDecoder, SSEError
 
 if TYPE_CHECKING:
@@ -82,7 +85,9 @@ class StreamEngine:
         )
         self._bucket = bucket
         self.state = ConversationState()
-        self._pending: collections.deque[Delivery] = collections.deque()
+        # Decoded, not yet given out: an iterator over one chunk's deliveries (a deque
+        # would cost 760 bytes to every waiting stream; an exhausted iterator holds none).
+        self._pending: Iterator[Delivery] = iter(())
         self._response: StreamResponse | None = None
         self._decoder = SSEDecoder()
         self._io_scope: anyio.CancelScope | None = None
@@ -128,22 +133,22 @@ class StreamEngine:
         """
         if self._busy:
             raise ClientStateError("this ConversationStream is being read by another task")
-        if self.closed or not self._pending:
+        if self.closed:
             return None
-        return self._pending.popleft()
+        return next(self._pending, None)
 
     async def next_or_none(self) -> Delivery | None:
         """The next delivery, or None at the end."""
         if self._busy:
             # Outside the try: the stream belongs to the task already reading it.
             raise ClientStateError("this ConversationStream is being read by another task")
-        pending = self._pending
         try:
             while True:
                 if self.closed:
                     return None
-                if pending:
-                    return pending.popleft()
+                delivery = next(self._pending, None)
+                if delivery is not None:
+                    return delivery
                 if self.finished:
                     return None
                 response = self._response
@@ -160,7 +165,7 @@ class StreamEngine:
                 if self._closed_meanwhile():
                     continue  # closed by another task, whose close woke this read
                 if chunk is None:
-                    await self.pump(_dropped(dropped, self.api.config.stream_idle_timeout))
+                    await self.pump(dropped_failure(dropped, self.api.config.stream_idle_timeout))
                 elif chunk:
                     self._decode(chunk)
                 else:
@@ -258,15 +263,15 @@ class StreamEngine:
         before, self.run_may_exist = self.run_may_exist, True
         result = await self.api.open_attempt(request)
         if isinstance(result, Failure):
-            if _nothing_started(result):
+            if nothing_started(result):
                 self.run_may_exist = before
             return result
         if result.content_type != _EVENT_STREAM:
-            snippet = await _snippet(result)
+            body = await snippet(result)
             raise ResponseDecodeError(
                 f"PostHog answered POST {request.path} with {result.status} "
                 f"{result.content_type or 'no content type'}, not {_EVENT_STREAM}",
-                body=snippet,
+                body=body,
                 path=request.path,
             )
         return result
@@ -300,27 +305,38 @@ class StreamEngine:
 
     def _decode(self, chunk: bytes | None) -> None:
         """Feed a chunk (None: the end of the body) to the decoder and the accumulator."""
+        events: list[tuple[str, bytes]] = []
         try:
-            events = self._decoder.close() if chunk is None else self._decoder.feed(chunk)
+            if chunk is None:
+                self._decoder.close()  # an unterminated last event is dropped: always []
+            else:
+                events = self._decoder.feed_wire(chunk)
         except SSEError as exc:
             raise ResponseDecodeError(f"unreadable event stream from PostHog: {exc}") from exc
-        delivered = False
-        feed = self.state.feed
-        for sse in events:
-            name, data = sse.event, sse.data
-            event = decode_event(name, data)
-            # A message is recognised by its content; any other event by its wire form.
-            delivery = feed(event, raw=None if name == "message" else f"{name}\n{data}")
+        # Called only once every delivery before was taken.
+        deliveries: list[Delivery] = []
+        state = self.state
+        for name, data in events:
+            if name == "message":  # recognised by its content
+                event = wire_message(data)
+                if event.__class__ is MessageEvent:
+                    delivery = state.feed_message(event)
+                else:  # unreadable: an UnknownEvent
+                    delivery = state.feed(event)
+            else:  # recognised by its wire form
+                text = data.decode("utf-8", "replace")
+                delivery = state.feed(decode_event(name, text), raw=f"{name}\n{text}")
             if delivery is not None:
-                self._pending.append(delivery)
-                delivered = True
+                deliveries.append(delivery)
                 if not self._first_token and delivery.text:
                     self._first_token = True
                     if self._observer is not None:
                         self._observer.first_token()
-        if delivered and self._call is not None:
-            # Progress: a later drop gets the whole re-attach budget again.
-            self._call.progress()
+        if deliveries:
+            self._pending = iter(deliveries)
+            if self._call is not None:
+                # Progress: a later drop gets the whole re-attach budget again.
+                self._call.progress()
         if self._observer is not None and chunk is not None:
             self._observer.received(len(events), len(chunk))
 
@@ -373,52 +389,8 @@ class StreamEngine:
         )
         if deliveries is None:
             return False
-        self._pending.extend(deliveries)
+        self._pending = iter([*self._pending, *deliveries])
         if not self.state.run_ended:
             return False  # the conversation holds no end of this run either
         self._finish()
         return True
-
-
-def _nothing_started(failure: Failure) -> bool:
-    """
-    Whether a failed attempt proves it started nothing on PostHog: it never reached the
-    server, or the server refused it with a status below 500 (a 429 while throttled, a 409
-    while another run is going). A 5xx or a connection lost after sending proves nothing.
-    """
-    error = failure.error
-    if isinstance(error, APIStatusError):
-        return error.status < 500
-    return not error.reached_server
-
-
-def _dropped(error: APIConnectionError, idle: float | None) -> Failure:
-    """A read that failed, as the failure a re-attach starts from."""
-    if isinstance(error, APITimeoutError):
-        # Silence past stream_idle_timeout: PostHog may still be generating (its
-        # keepalives were lost, or a proxy holds the bytes). Treated as a drop.
-        error = APITimeoutError(
-            f"PostHog sent nothing for {idle} s (stream_idle_timeout)",
-            method="POST",
-            path=error.path,
-        )
-    return Failure.connection(error)
-
-
-async def _snippet(response: StreamResponse, limit: int = 500) -> str:
-    """The start of an unexpected body, for the error message; the response is closed."""
-    data = b""
-    chunks = response.chunks()
-    try:
-        async for chunk in chunks:
-            data += chunk
-            if len(data) >= limit:
-                break
-    except APIConnectionError:
-        pass
-    finally:
-        aclose = getattr(chunks, "aclose", None)
-        if aclose is not None:
-            await aclose()
-        response.close()
-    return data[:limit].decode("utf-8", errors="replace")

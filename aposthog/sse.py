@@ -39,6 +39,8 @@ decisions below follow from wanting that exactness *and* speed on long streams:
 
 from __future__ import annotations
 
+from typing import Any
+
 import attrs
 
 __all__ = ["EventTooLargeError", "SSEDecoder", "SSEError", "ServerSentEvent"]
@@ -226,6 +228,22 @@ class SSEDecoder:
         ``max_event_size``; if the same chunk first completed some events, they are
         returned and the error is raised by the next call to :meth:`feed` or :meth:`close`.
         """
+        events: list[ServerSentEvent] = self._decode(chunk, False)
+        return events
+
+    def feed_wire(self, chunk: bytes) -> list[tuple[str, bytes]]:
+        """Like :meth:`feed`, but each event as its type and its data's raw UTF-8 bytes.
+
+        For a consumer that parses the data itself (JSON parsers read bytes): it skips
+        decoding the data to ``str`` and building :class:`ServerSentEvent` objects, which
+        on long events costs as much as the rest of the decoding. ``id`` and ``retry``
+        fields are still interpreted (and kept for :attr:`last_event_id`) but not
+        returned. Decoding the bytes with ``errors="replace"`` gives :meth:`feed`'s data.
+        """
+        events: list[tuple[str, bytes]] = self._decode(chunk, True)
+        return events
+
+    def _decode(self, chunk: bytes, wire: bool) -> list[Any]:
         if self._error is not None:
             error = self._error
             self._error = None
@@ -293,7 +311,7 @@ class SSEDecoder:
         head_name = self._head_name
         find = buf.find
         startswith = buf.startswith
-        out: list[ServerSentEvent] = []
+        out: list[Any] = []
         pos = 0  # always the start of a line
         while True:
             # Fastest path: "event: <same type as last time>\ndata: <value>\n\n", confirmed
@@ -311,12 +329,15 @@ class SSEDecoder:
                 if buf[nl + 1 : nl + 2] == b"\n":
                     if limit is not None and max(len(head) - 7, nl - start + 6) > limit:
                         return self._too_large(max(len(head) - 7, nl - start + 6), limit, out)
-                    ev = _new(ServerSentEvent)
-                    _set_event(ev, head_name)
-                    _set_data(ev, buf[start:nl].decode("utf-8", "replace"))
-                    _set_id(ev, id_buffer)
-                    _set_retry(ev, retry)
-                    out.append(ev)
+                    if wire:
+                        out.append((head_name, buf[start:nl]))
+                    else:
+                        ev = _new(ServerSentEvent)
+                        _set_event(ev, head_name)
+                        _set_data(ev, buf[start:nl].decode("utf-8", "replace"))
+                        _set_id(ev, id_buffer)
+                        _set_retry(ev, retry)
+                        out.append(ev)
                     last_id = id_buffer
                     event = b""
                     retry = None
@@ -356,12 +377,15 @@ class SSEDecoder:
                 last_id = id_buffer
                 if data:
                     raw = data[0] if len(data) == 1 else b"\n".join(data)
-                    ev = _new(ServerSentEvent)
-                    _set_event(ev, names.get(event) or self._event_name(event))
-                    _set_data(ev, raw.decode("utf-8", "replace"))
-                    _set_id(ev, last_id)
-                    _set_retry(ev, retry)
-                    out.append(ev)
+                    if wire:
+                        out.append((names.get(event) or self._event_name(event), raw))
+                    else:
+                        ev = _new(ServerSentEvent)
+                        _set_event(ev, names.get(event) or self._event_name(event))
+                        _set_data(ev, raw.decode("utf-8", "replace"))
+                        _set_id(ev, last_id)
+                        _set_retry(ev, retry)
+                        out.append(ev)
                     data.clear()
                     data_size = 0
                 event = b""
@@ -399,12 +423,15 @@ class SSEDecoder:
 
             # Dispatch an event whose only data line is buf[pos:nl] (the data buffer is
             # empty), with the blank line at nl + 1: what the general path would produce.
-            ev = _new(ServerSentEvent)
-            _set_event(ev, name)
-            _set_data(ev, buf[pos + 6 : nl].decode("utf-8", "replace"))
-            _set_id(ev, id_buffer)
-            _set_retry(ev, retry)
-            out.append(ev)
+            if wire:
+                out.append((name, buf[pos + 6 : nl]))
+            else:
+                ev = _new(ServerSentEvent)
+                _set_event(ev, name)
+                _set_data(ev, buf[pos + 6 : nl].decode("utf-8", "replace"))
+                _set_id(ev, id_buffer)
+                _set_retry(ev, retry)
+                out.append(ev)
             last_id = id_buffer
             event = b""
             retry = None
@@ -434,9 +461,7 @@ class SSEDecoder:
             self._names[raw] = name
         return name
 
-    def _too_large(
-        self, size: int, limit: int, events: list[ServerSentEvent]
-    ) -> list[ServerSentEvent]:
+    def _too_large(self, size: int, limit: int, events: list[Any]) -> list[Any]:
         """Reset, then raise the error now, or after returning the events completed first."""
         error = EventTooLargeError(size, limit)
         self._reset()

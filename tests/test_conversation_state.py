@@ -398,3 +398,38 @@ def test_catch_up_finds_the_run_by_its_text_when_the_echo_was_never_seen() -> No
     assert ["h1", "a1"] == [m.id for m in state.messages]
     assert ConversationState().catch_up(history, sent="never sent") is None
     assert ConversationState().catch_up(history) is None
+
+
+def reference_deltas(snapshots_then_final: list[str]) -> list[str]:
+    """The documented rule, plainly: snapshots up to their last non-space character, only
+    when they extend the text given out; the final message's rest when it extends it."""
+    emitted, out = "", []
+    *snapshots, final = snapshots_then_final
+    for target in [s.rstrip() for s in snapshots] + [final]:
+        if len(target) > len(emitted) and target.startswith(emitted):
+            out.append(target[len(emitted) :])
+            emitted = target
+    return out
+
+
+_PIECES = st.sampled_from(["a", "b", " ", "\n", "\t", "\u3000", "é", "📈", "  \n\n", "x" * 70])
+_SNAPSHOT_TEXTS = st.lists(st.lists(_PIECES, max_size=8).map("".join), min_size=1, max_size=12)
+
+
+@given(_SNAPSHOT_TEXTS, st.booleans())
+def test_deltas_follow_the_rule_for_any_snapshots_even_rewrites(
+    texts_: list[str], grow: bool
+) -> None:
+    """Whitespace held back or trimmed, rewritten text, text that extends again: the deltas
+    are the documented rule's, and never contradict one another."""
+    if grow:  # mostly extensions, as PostHog streams
+        texts_ = [texts_[0][:i] + "".join(texts_[1:i]) for i in range(1, len(texts_) + 1)]
+    state = ConversationState()
+    wire = [msg(type="ai", content=t) for t in texts_[:-1]]
+    wire.append(msg(type="ai", content=texts_[-1], id="a1"))
+    deltas = [d.text for d in feed_all(state, wire) if d.text]
+    assert deltas == reference_deltas(texts_)
+    streamed = "".join(deltas)
+    assert result(state).streamed_text == streamed
+    for i in range(1, len(deltas) + 1):  # every state of the answer was a prefix of a text
+        assert any(t.startswith("".join(deltas[:i])) for t in texts_)

@@ -165,3 +165,48 @@ def test_json_containers_are_kept_as_parsed() -> None:
     assert export.destination.config is body["destination"]["config"]
     assert export.filters is body["filters"]
     assert export.created_at == dt.datetime(2025, 3, 1, tzinfo=dt.timezone.utc)
+
+
+@pytest.mark.parametrize("cls", RECORDS, ids=lambda c: c.__name__)
+def test_records_built_through_the_twin_are_the_records_init_builds(cls: type) -> None:
+    """Filled through a mutable twin, a record is still exactly `cls`, frozen and equal."""
+    from aposthog._record_codegen import _builder
+
+    # Every list's records take the fast path; a subclass (Conversation) the setters'.
+    assert (_builder(cls) is not None) is (cls.__bases__ == (object,))
+    record = converter.structure(VALID[cls], cls)
+    assert type(record) is cls
+    assert record == _detailed.structure(VALID[cls], cls)
+    assert attrs.evolve(record) == record
+    assert record == cls(**{a.alias: getattr(record, a.name) for a in attrs.fields(cls)})
+    with pytest.raises(attrs.exceptions.FrozenInstanceError):
+        record.id = "changed"
+
+
+def test_a_record_whose_layout_the_twin_cannot_match_is_filled_slot_by_slot() -> None:
+    """A `__weakref__` slot or a base class of its own: the slots' setters, same result."""
+    from aposthog._converter import extra_fields_field
+    from aposthog._record_codegen import _builder, compile_record_structure
+
+    @attrs.frozen(kw_only=True)
+    class WithWeakref:
+        id: str
+        extra_fields: Any = extra_fields_field()
+
+    @attrs.frozen(kw_only=True, weakref_slot=False)
+    class Base:
+        id: str
+        extra_fields: Any = extra_fields_field()
+
+    @attrs.frozen(kw_only=True, weakref_slot=False)
+    class Derived(Base):
+        name: str
+
+    assert _builder(WithWeakref) is None
+    assert _builder(Derived) is None
+    structure = compile_record_structure(WithWeakref, converter)
+    assert structure({"id": "a", "new": 1}, WithWeakref) == WithWeakref(
+        id="a", extra_fields={"new": 1}
+    )
+    structure = compile_record_structure(Derived, converter)
+    assert structure({"id": "a", "name": "n"}, Derived) == Derived(id="a", name="n")

@@ -564,3 +564,50 @@ def test_max_event_size_does_not_depend_on_chunking(data: st.DataObject) -> None
         assert whole == unlimited  # a limit that does not trip changes nothing
     else:
         assert unlimited[0][: len(whole[0])] == whole[0]  # the events before it are right
+
+
+def wire_outcome(
+    chunks: Sequence[bytes], **kwargs: int | None
+) -> tuple[list[tuple[str, str]], str]:
+    """`outcome`, through `feed_wire`: each event's type and its data bytes, decoded."""
+    decoder = SSEDecoder(**kwargs)
+    events: list[tuple[str, str]] = []
+    try:
+        for chunk in chunks:
+            events += [
+                (name, data.decode("utf-8", "replace")) for name, data in decoder.feed_wire(chunk)
+            ]
+    except SSEError as error:
+        return events, type(error).__name__
+    ending = decoder.last_event_id
+    try:
+        decoder.close()
+    except SSEError as error:
+        return events, type(error).__name__
+    return events, ending
+
+
+def as_wire(result: tuple[list[ServerSentEvent], str]) -> tuple[list[tuple[str, str]], str]:
+    return [(event.event, event.data) for event in result[0]], result[1]
+
+
+@pytest.mark.parametrize("size", [1, 2, 3, 5, 7, 16, 64, 4096])
+def test_posthog_stream_in_fixed_chunks_as_wire_bytes(size: int) -> None:
+    """feed_wire gives each event's type and the UTF-8 bytes of what feed gives as data."""
+    chunks = [POSTHOG[i : i + size] for i in range(0, len(POSTHOG), size)]
+    decoder = SSEDecoder()
+    events = [event for chunk in chunks for event in decoder.feed_wire(chunk)]
+    assert all(type(data) is bytes for _, data in events)
+    assert events == [(e.event, e.data.encode()) for e in POSTHOG_EVENTS]
+
+
+@settings(max_examples=200)
+@given(st.data())
+def test_wire_events_match_feed(data: st.DataObject) -> None:
+    """For any stream, chunking and limit, feed_wire and feed give the same events and end."""
+    stream = data.draw(event_streams() | FRAGMENT_STREAMS)
+    limit = data.draw(st.none() | st.integers(0, 40))
+    chunks = split_at(stream, data.draw(cut_points(stream)))
+    assert wire_outcome(chunks, max_event_size=limit) == as_wire(
+        outcome(chunks, max_event_size=limit)
+    )

@@ -19,7 +19,7 @@ from aposthog.models.events import (
     StreamEvent,
 )
 from aposthog.models.messages import AssistantMessage
-from aposthog.sse import ServerSentEvent, SSEDecoder
+from aposthog.sse import SSEDecoder
 from aposthog.testing import FakePostHog
 
 from .stream_helpers import ANSWER, FAST, collect, posts
@@ -36,9 +36,9 @@ async def test_multibyte_characters_split_across_network_chunks(
     chunks: list[bytes] = []
 
     class Recording(SSEDecoder):
-        def feed(self, chunk: bytes) -> list[ServerSentEvent]:
+        def feed_wire(self, chunk: bytes) -> list[tuple[str, bytes]]:
             chunks.append(chunk)
-            return super().feed(chunk)
+            return super().feed_wire(chunk)
 
     monkeypatch.setattr(_stream_engine, "SSEDecoder", Recording)
     text = "é👋✓日本語🇫🇷"

@@ -120,7 +120,7 @@ class BatchExportTestStepStatus(_OpenEnum):
     SKIPPED = "Skipped"
 
 
-@attrs.frozen(kw_only=True)
+@attrs.frozen(kw_only=True, weakref_slot=False)
 class BatchExportDestination:
     """
     Where a batch export writes, and how.
@@ -151,7 +151,7 @@ class BatchExportDestination:
     extra_fields: Mapping[str, Any] = extra_fields_field()
 
 
-@attrs.frozen(kw_only=True)
+@attrs.frozen(kw_only=True, weakref_slot=False)
 class BatchExportRun:
     """
     One run of a batch export: the export of one data interval.
@@ -193,7 +193,7 @@ class BatchExportRun:
     extra_fields: Mapping[str, Any] = extra_fields_field()
 
 
-@attrs.frozen(kw_only=True)
+@attrs.frozen(kw_only=True, weakref_slot=False)
 class BatchExport:
     """
     A batch export: a destination, a schedule and the data to send.
@@ -243,7 +243,7 @@ class BatchExport:
     extra_fields: Mapping[str, Any] = extra_fields_field()
 
 
-@attrs.frozen(kw_only=True)
+@attrs.frozen(kw_only=True, weakref_slot=False)
 class BatchExportBackfillProgress:
     """
     How far a backfill got (PostHog computes it only for running and completed ones).
@@ -261,7 +261,7 @@ class BatchExportBackfillProgress:
     extra_fields: Mapping[str, Any] = extra_fields_field()
 
 
-@attrs.frozen(kw_only=True)
+@attrs.frozen(kw_only=True, weakref_slot=False)
 class BatchExportBackfill:
     """
     A backfill: the runs that re-export a past time range.
@@ -297,7 +297,7 @@ class BatchExportBackfill:
     extra_fields: Mapping[str, Any] = extra_fields_field()
 
 
-@attrs.frozen(kw_only=True)
+@attrs.frozen(kw_only=True, weakref_slot=False)
 class BatchExportLogEntry:
     """
     One line of a batch export's log.
@@ -319,7 +319,7 @@ class BatchExportLogEntry:
     extra_fields: Mapping[str, Any] = extra_fields_field()
 
 
-@attrs.frozen(kw_only=True)
+@attrs.frozen(kw_only=True, weakref_slot=False)
 class BatchExportTestStepResult:
     """
     The outcome of a destination test step. A failure is data, not an exception.
@@ -335,7 +335,7 @@ class BatchExportTestStepResult:
     extra_fields: Mapping[str, Any] = extra_fields_field()
 
 
-@attrs.frozen(kw_only=True)
+@attrs.frozen(kw_only=True, weakref_slot=False)
 class BatchExportTestStep:
     """
     One step of a destination test ("Check S3 bucket exists", …).

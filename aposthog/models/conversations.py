@@ -74,7 +74,7 @@ class AgentMode(_StrEnum):
     SANDBOX = "sandbox"
 
 
-@attrs.frozen(kw_only=True)
+@attrs.frozen(kw_only=True, weakref_slot=False)
 class UserBasic:
     """
     The user a conversation belongs to (PostHog's `UserBasic`).
@@ -97,7 +97,7 @@ class UserBasic:
     extra_fields: Mapping[str, Any] = extra_fields_field()
 
 
-@attrs.frozen(kw_only=True)
+@attrs.frozen(kw_only=True, weakref_slot=False)
 class ConversationSummary:
     """
     A conversation as listed (PostHog's `ConversationMinimal`), and as the stream's
@@ -129,7 +129,7 @@ class ConversationSummary:
     extra_fields: Mapping[str, Any] = extra_fields_field()
 
 
-@attrs.frozen(kw_only=True)
+@attrs.frozen(kw_only=True, weakref_slot=False)
 class PendingApproval:
     """
     A tool call waiting for the user's approval (resume it with `create(resume_payload=…)`).
@@ -152,7 +152,7 @@ class PendingApproval:
     extra_fields: Mapping[str, Any] = extra_fields_field()
 
 
-@attrs.frozen(kw_only=True)
+@attrs.frozen(kw_only=True, weakref_slot=False)
 class Conversation(ConversationSummary):
     """
     A conversation with its messages (`GET conversations/{id}/`).
@@ -173,7 +173,7 @@ class Conversation(ConversationSummary):
     is_sandbox: bool = False
 
 
-@attrs.frozen(kw_only=True)
+@attrs.frozen(kw_only=True, weakref_slot=False)
 class ConversationResult:
     """
     What one streamed run produced: `await stream.until_done()` returns it.

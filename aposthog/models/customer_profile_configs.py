@@ -32,7 +32,7 @@ class ProfileScope(str, enum.Enum):
         return self.value
 
 
-@attrs.frozen(kw_only=True)
+@attrs.frozen(kw_only=True, weakref_slot=False)
 class CustomerProfileConfig:
     """
     A customer profile config.

@@ -53,7 +53,7 @@ __all__ = [
 logger = logging.getLogger("aposthog")
 
 
-@attrs.frozen(kw_only=True)
+@attrs.frozen(kw_only=True, weakref_slot=False)
 class ToolCall:
     """
     A tool the assistant decided to call (`AssistantToolCall`).
@@ -73,7 +73,7 @@ class ToolCall:
     extra_fields: Mapping[str, Any] = extra_fields_field()
 
 
-@attrs.frozen(kw_only=True)
+@attrs.frozen(kw_only=True, weakref_slot=False)
 class _BaseMessage:
     """What every message carries: an `id` once final, and the tool call it belongs to."""
 
@@ -82,7 +82,7 @@ class _BaseMessage:
     extra_fields: Mapping[str, Any] = extra_fields_field()
 
 
-@attrs.frozen(kw_only=True)
+@attrs.frozen(kw_only=True, weakref_slot=False)
 class HumanMessage(_BaseMessage):
     """
     The user's message (`human`). The stream echoes it first, with the id PostHog gave it.
@@ -99,7 +99,7 @@ class HumanMessage(_BaseMessage):
     trace_id: str | None = None
 
 
-@attrs.frozen(kw_only=True)
+@attrs.frozen(kw_only=True, weakref_slot=False)
 class AssistantMessage(_BaseMessage):
     """
     The assistant's text (`ai`), possibly with tool calls.
@@ -125,7 +125,7 @@ class AssistantMessage(_BaseMessage):
         return self.id is None or self.id.startswith("temp-")
 
 
-@attrs.frozen(kw_only=True)
+@attrs.frozen(kw_only=True, weakref_slot=False)
 class ReasoningMessage(_BaseMessage):
     """A reasoning step (`ai/reasoning`; deprecated by PostHog, kept for older servers)."""
 
@@ -134,7 +134,7 @@ class ReasoningMessage(_BaseMessage):
     substeps: list[str] | None = None
 
 
-@attrs.frozen(kw_only=True)
+@attrs.frozen(kw_only=True, weakref_slot=False)
 class VisualizationMessage(_BaseMessage):
     """A generated insight (`ai/viz`; the legacy visualization message)."""
 
@@ -146,7 +146,7 @@ class VisualizationMessage(_BaseMessage):
     short_id: str | None = None
 
 
-@attrs.frozen(kw_only=True)
+@attrs.frozen(kw_only=True, weakref_slot=False)
 class MultiVisualizationMessage(_BaseMessage):
     """Several generated insights with commentary (`ai/multi_viz`)."""
 
@@ -155,7 +155,7 @@ class MultiVisualizationMessage(_BaseMessage):
     commentary: str | None = None
 
 
-@attrs.frozen(kw_only=True)
+@attrs.frozen(kw_only=True, weakref_slot=False)
 class ArtifactMessage(_BaseMessage):
     """
     An artifact the assistant made (`ai/artifact`): a visualization or a notebook.
@@ -173,7 +173,7 @@ class ArtifactMessage(_BaseMessage):
     content: dict[str, Any] = attrs.field(factory=dict)
 
 
-@attrs.frozen(kw_only=True)
+@attrs.frozen(kw_only=True, weakref_slot=False)
 class FailureMessage(_BaseMessage):
     """
     The generation failed (`ai/failure`). It arrives inside a 200 stream, which then ends.
@@ -186,7 +186,7 @@ class FailureMessage(_BaseMessage):
     content: str | None = None
 
 
-@attrs.frozen(kw_only=True)
+@attrs.frozen(kw_only=True, weakref_slot=False)
 class NotebookUpdateMessage(_BaseMessage):
     """
     A notebook the assistant is writing (`ai/notebook`).
@@ -205,7 +205,7 @@ class NotebookUpdateMessage(_BaseMessage):
     tool_calls: list[ToolCall] | None = None
 
 
-@attrs.frozen(kw_only=True)
+@attrs.frozen(kw_only=True, weakref_slot=False)
 class PlanningMessage(_BaseMessage):
     """A research plan (`ai/planning`; deprecated by PostHog)."""
 
@@ -213,7 +213,7 @@ class PlanningMessage(_BaseMessage):
     steps: list[Any] = attrs.field(factory=list)
 
 
-@attrs.frozen(kw_only=True)
+@attrs.frozen(kw_only=True, weakref_slot=False)
 class TaskExecutionMessage(_BaseMessage):
     """Research tasks being executed (`ai/task_execution`; deprecated by PostHog)."""
 
@@ -221,7 +221,7 @@ class TaskExecutionMessage(_BaseMessage):
     tasks: list[Any] = attrs.field(factory=list)
 
 
-@attrs.frozen(kw_only=True)
+@attrs.frozen(kw_only=True, weakref_slot=False)
 class ToolCallMessage(_BaseMessage):
     """
     A tool's result (`tool`). PostHog's UI shows it only when `ui_payload` is set.
@@ -238,7 +238,7 @@ class ToolCallMessage(_BaseMessage):
     ui_payload: dict[str, Any] | None = None
 
 
-@attrs.frozen(kw_only=True)
+@attrs.frozen(kw_only=True, weakref_slot=False)
 class ContextMessage(_BaseMessage):
     """Context given to the model (`context`); PostHog normally filters it out."""
 
@@ -247,7 +247,7 @@ class ContextMessage(_BaseMessage):
     meta: dict[str, Any] | None = None
 
 
-@attrs.frozen(kw_only=True)
+@attrs.frozen(kw_only=True, weakref_slot=False)
 class UnknownMessage:
     """
     A message this version cannot type: a newer `type`, or a known one that no longer fits.

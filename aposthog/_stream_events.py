@@ -1,0 +1,126 @@
+"""
+Typed stream events from the wire: an SSE event's type and raw data bytes in, the
+`StreamEvent` that `decode_event` gives for the decoded text out, for less.
+
+Nearly every event of a PostHog AI stream is a `message` whose data is one JSON object,
+and on a long answer each is a snapshot of the whole text so far. `decode_event` takes
+the data as `str`, which costs three passes over it before parsing starts: the SSE
+decoder decodes the bytes to text, and `_json.loads` (with orjson) encodes it back to
+UTF-8 and scans the bytes for runs of 19 digits. Here, with orjson installed, a message's
+bytes are parsed as they came, and the digit scan is replaced by a walk over the parsed
+values, whose cost follows the number of values, not the length of the text: orjson
+differs from the standard library only by reading an integer beyond 64 bits as a float,
+so a result with no float in it is the standard library's result. Anything else (no
+orjson, a float anywhere, bytes orjson refuses, data that is no object, a message that
+does not fit its class) goes to `decode_event` with the decoded text, for exactly its
+result, warnings included.
+
+Also the stream engine's small judgements on failed attempts and reads.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from typing import Any
+
+from ._errors import APIConnectionError, APIStatusError, APITimeoutError
+from ._pipeline import Failure
+from ._transport import StreamResponse
+from .models.events import MessageEvent, StreamEvent, decode_event
+from .models.messages import message_from_dict
+
+__all__ = ["dropped_failure", "nothing_started", "snippet", "wire_event", "wire_message"]
+
+_new = object.__new__
+_set_message: Callable[[Any, Any], None] = vars(MessageEvent)["message"].__set__
+_LEAVES = frozenset({str, int, bool, type(None)})
+
+_parse: Callable[[bytes], Any] | None
+try:
+    _parse = importlib.import_module("orjson").loads
+except ImportError:  # the speedups extra is not installed
+    _parse = None
+
+
+def _has_float(value: Any) -> bool:
+    """Whether a parsed dict or list holds a float anywhere (orjson's big integers are)."""
+    items = value.values() if value.__class__ is dict else value
+    if _LEAVES.issuperset(map(type, items)):  # the usual message: strings only, at C speed
+        return False
+    for item in items:
+        cls = item.__class__
+        if cls in _LEAVES:
+            continue
+        if cls is float or ((cls is dict or cls is list) and _has_float(item)):
+            return True
+    return False
+
+
+def wire_message(data: bytes) -> StreamEvent:
+    """`wire_event("message", data)`."""
+    if _parse is not None:
+        try:
+            payload = _parse(data)
+            if payload.__class__ is dict and not _has_float(payload):
+                message = message_from_dict(payload)
+                event: StreamEvent = _new(MessageEvent)
+                _set_message(event, message)
+                return event
+        except Exception:  # refused, too deep, or no fit: decode_event decides
+            pass
+    return decode_event("message", data.decode("utf-8", "replace"))
+
+
+def wire_event(name: str, data: bytes) -> StreamEvent:
+    """`decode_event(name, data.decode("utf-8", "replace"))`, faster. Never raises."""
+    if name == "message":
+        return wire_message(data)
+    return decode_event(name, data.decode("utf-8", "replace"))
+
+
+# ------------------------------------------------------------- the engine's failures
+
+
+def nothing_started(failure: Failure) -> bool:
+    """
+    Whether a failed attempt proves it started nothing on PostHog: it never reached the
+    server, or the server refused it with a status below 500 (a 429 while throttled, a 409
+    while another run is going). A 5xx or a connection lost after sending proves nothing.
+    """
+    error = failure.error
+    if isinstance(error, APIStatusError):
+        return error.status < 500
+    return not error.reached_server
+
+
+def dropped_failure(error: APIConnectionError, idle: float | None) -> Failure:
+    """A read that failed, as the failure a re-attach starts from."""
+    if isinstance(error, APITimeoutError):
+        # Silence past stream_idle_timeout: PostHog may still be generating (its
+        # keepalives were lost, or a proxy holds the bytes). Treated as a drop.
+        error = APITimeoutError(
+            f"PostHog sent nothing for {idle} s (stream_idle_timeout)",
+            method="POST",
+            path=error.path,
+        )
+    return Failure.connection(error)
+
+
+async def snippet(response: StreamResponse, limit: int = 500) -> str:
+    """The start of an unexpected body, for the error message; the response is closed."""
+    data = b""
+    chunks = response.chunks()
+    try:
+        async for chunk in chunks:
+            data += chunk
+            if len(data) >= limit:
+                break
+    except APIConnectionError:
+        pass
+    finally:
+        aclose = getattr(chunks, "aclose", None)
+        if aclose is not None:
+            await aclose()
+        response.close()
+    return data[:limit].decode("utf-8", errors="replace")
