@@ -106,6 +106,7 @@ def _connection_error(
     return APIConnectionError(message, method=method, path=path)
 
 
+_URLS_KEPT = 256
 _CLIENT_FAILURES = (aiohttp.ClientError, asyncio.TimeoutError, OSError)
 
 
@@ -308,6 +309,9 @@ class Transport:
         #: The owned session, once created (a borrowed one is checked on every request).
         self._ready: aiohttp.ClientSession | None = None
         self._common_headers: Mapping[str, str] | None = None
+        # Parsed URLs of recent requests (a list's first page, say): an immutable yarl URL
+        # is looked up instead of made again per request.
+        self._urls: dict[str, URL] = {}
         self._session_has_common = False
 
     def use_common_headers(self, headers: Mapping[str, str]) -> None:
@@ -382,6 +386,12 @@ class Transport:
         else:
             proxy = self._proxies.for_url(request.url)
         limits = self._call_timeouts.get(timeout) or self._call_timeout(timeout)
+        url = self._urls.get(request.url)
+        if url is None:
+            url = URL(request.url, encoded=True)
+            if len(self._urls) >= _URLS_KEPT:
+                self._urls.clear()  # bounded: the URLs still in use come back at once
+            self._urls[request.url] = url
         failure: BaseException
         try:
             # Awaited, not entered: the response is released below, one layer less.
@@ -390,7 +400,7 @@ class Transport:
                 # from aiohttp's defaults is passed (the common headers are the session's).
                 resp = await session.request(
                     request.method,
-                    URL(request.url, encoded=True),
+                    url,
                     params=request.params or None,
                     headers=(
                         None
@@ -403,7 +413,7 @@ class Transport:
             else:
                 resp = await session.request(
                     request.method,
-                    URL(request.url, encoded=True),
+                    url,
                     params=request.params or None,
                     data=request.body,
                     headers=headers,
@@ -419,11 +429,12 @@ class Transport:
             failure = exc
         else:
             try:
-                length = resp.content_length
+                headers = resp.headers
+                length = headers.get("Content-Length")  # digits only: aiohttp's parser checks
                 if (
                     length is not None
-                    and length <= self._max_response_size
-                    and "Content-Encoding" not in resp.headers
+                    and int(length) <= self._max_response_size
+                    and "Content-Encoding" not in headers
                 ):
                     body = await resp.read()  # the common case: one read of a known length
                 else:
