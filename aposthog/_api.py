@@ -7,6 +7,8 @@ answer. Nothing here decides about retries; `Call` does.
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Final, Generic, TypeVar
 
@@ -23,7 +25,7 @@ from ._errors import (
     error_from_response,
 )
 from ._http import Query, Request, Route, same_origin_url
-from ._observe import CallObserver, Observer
+from ._observe import IGNORED, CallObserver, Observer
 from ._pagination import AsyncPaginator, Page, parse_page
 from ._pipeline import Call, Failure, Pipeline
 from ._retry import StatusOutcome, parse_retry_after
@@ -77,8 +79,13 @@ class Api:
         self, route: Route, *, bucket: str | None = None, observer: CallObserver | None = None
     ) -> Call:
         """A new logical call of `route`, under this view's policy."""
-        if observer is None and self.observer is not None:
-            observer = self.observer.call(route.method, route.path, self.config.base_url)
+        if observer is None:
+            if self.observer is not None:
+                observer = self.observer.call(route.method, route.path, self.config.base_url)
+                if observer is IGNORED:  # nobody records this call: report nothing
+                    observer = None
+        elif observer is IGNORED:
+            observer = None
         return Call(
             self.pipeline,
             self.config.retry,
@@ -90,32 +97,82 @@ class Api:
 
     # ------------------------------------------------------------------ JSON calls
 
-    def send(
+    async def send(
         self, route: Route, request: Request, *, timeout: float | NotGiven | None = NOT_GIVEN
-    ) -> Awaitable[Response]:
+    ) -> Response:
         """
         Send `request` (an instance of `route`) until it succeeds or fails for good.
 
         `timeout` bounds each attempt: connecting, sending and reading the whole body.
-        The awaitable gives the 2xx response, or raises the typed error (a 3xx included:
-        redirects are never followed, so the key never travels elsewhere). A plain
-        function returning the call's coroutine: one coroutine less per request.
-        """
-        attempt_timeout = self.timeout(timeout)
-        headers = self.pipeline.headers(request)
-        transport = self.pipeline.transport
-        call = self.call(route)
+        Gives the 2xx response, or raises the typed error (a 3xx included: redirects are
+        never followed, so the key never travels elsewhere).
 
-        async def exchange() -> Response | Failure:
-            response = await transport.send(request, headers, timeout=attempt_timeout)
+        The first attempt of a call nobody observes is made right here, as `Call.run`
+        would make it (rate limiter, slot, attempt): a call that succeeds at once, the
+        common case, costs no `Call`. Any failure goes on in a `Call` that counts the
+        attempt made and the time since it started, for the same decision.
+        """
+        attempt_timeout = self.config.timeout if timeout is NOT_GIVEN else self.timeout(timeout)
+        pipeline = self.pipeline
+        if request.body is None and not request.headers:
+            headers = pipeline.json_headers
+        else:
+            headers = pipeline.headers(request)
+        observer: CallObserver | None = None
+        if self.observer is not None:
+            observer = self.observer.call(route.method, route.path, self.config.base_url)
+            if observer is IGNORED:
+                observer = None
+        if observer is not None:
+            exchange = _exchange(pipeline, request, headers, attempt_timeout)
+            return await _observed(self._call(route, observer), exchange, route.repeatable)
+        started = time.monotonic()
+        if pipeline.closed or pipeline.loop is not asyncio.get_running_loop():
+            pipeline.check_usable()  # raises (or binds the client to its first loop)
+        throttle = pipeline.throttle
+        if throttle is not None:
+            await throttle.acquire(route.bucket)
+            pipeline.check_usable()  # closed while it waited
+        slots = pipeline.slots
+        if slots.free > 0 and not slots.waiters:  # Slots.take_nowait(), inline
+            slots.free -= 1
+        else:
+            await slots.take()
+        try:
+            response = await pipeline.transport.send(request, headers, timeout=attempt_timeout)
+        except APIConnectionError as exc:
+            failure = Failure.connection(exc)
+        else:
             if response.status < 300:
                 return response
-            return status_failure(response.status, response.headers, response.body, request)
+            failure = status_failure(response.status, response.headers, response.body, request)
+        finally:
+            if slots.waiters:
+                slots.release()
+            else:  # Slots.release(), inline
+                slots.free += 1
+        if throttle is not None and isinstance(failure.error, RateLimitError):
+            await throttle.penalize(route.bucket, failure.error.retry_after)
+        call = self._call(route, None, started=started)
+        return await call.run(
+            _exchange(pipeline, request, headers, attempt_timeout),
+            repeatable=route.repeatable,
+            after=failure,
+        )
 
-        running = call.run(exchange, repeatable=route.repeatable)
-        if call.observed:
-            return _observed(call, running)
-        return running
+    def _call(
+        self, route: Route, observer: CallObserver | None, *, started: float | None = None
+    ) -> Call:
+        return Call(
+            self.pipeline,
+            self.config.retry,
+            method=route.method,
+            path=route.path,
+            bucket=route.bucket,
+            observer=observer,
+            started=started,
+            attempts=0 if started is None else 1,
+        )
 
     async def request_json(
         self,
@@ -153,8 +210,7 @@ class Api:
         timeout: float | NotGiven | None = NOT_GIVEN,
     ) -> AsyncPaginator[T]:
         """A paginator over a list route (nothing is sent until it is awaited or iterated)."""
-        source: _PageSource[T] = _PageSource(self, item_type, route, values, params, timeout)
-        return AsyncPaginator(source.first, source.fetch)
+        return AsyncPaginator(_PageSource(self, item_type, route, values, params, timeout))
 
     # ------------------------------------------------------------------ streams
 
@@ -207,9 +263,27 @@ def _structure() -> Callable[..., Any]:
     return _structure_fn
 
 
-async def _observed(call: Call, running: Any) -> Response:
+def _exchange(
+    pipeline: Pipeline, request: Request, headers: Mapping[str, str], timeout: float | None
+) -> Callable[[], Awaitable[Response | Failure]]:
+    """One attempt of a JSON call: the 2xx response, or the failure."""
+    transport = pipeline.transport
+
+    async def exchange() -> Response | Failure:
+        response = await transport.send(request, headers, timeout=timeout)
+        if response.status < 300:
+            return response
+        return status_failure(response.status, response.headers, response.body, request)
+
+    return exchange
+
+
+async def _observed(
+    call: Call, exchange: Callable[[], Awaitable[Response | Failure]], repeatable: bool
+) -> Response:
+    """A JSON call that an observer watches: every attempt through `Call.run`, then its end."""
     try:
-        response: Response = await running
+        response: Response = await call.run(exchange, repeatable=repeatable)
     except APIStatusError as exc:
         call.end(exc.status, exc)
         raise
@@ -261,6 +335,10 @@ def decode_json(response: Response, request: Request) -> Any:
         ) from None
 
 
+#: `list[item_type]` per record type, made once (cattrs looks its hooks up by it).
+_LIST_TYPES: dict[Any, Any] = {}
+
+
 class _PageSource(Generic[T]):
     """
     Fetches the pages of one list route.
@@ -282,7 +360,10 @@ class _PageSource(Generic[T]):
         timeout: float | NotGiven | None,
     ) -> None:
         self._api = api
-        self._list_type = list[item_type]
+        list_type = _LIST_TYPES.get(item_type)
+        if list_type is None:
+            list_type = _LIST_TYPES[item_type] = list[item_type]
+        self._list_type = list_type
         self._route = route
         self._parts = route.fill(*values)
         self._params = params
@@ -301,7 +382,12 @@ class _PageSource(Generic[T]):
 
     async def _page(self, request: Request) -> Page[T]:
         response = await self._api.send(self._route, request, timeout=self._timeout)
-        body = decode_json(response, request)
+        body = None
+        if response.status != 204:  # decode_json(), inline
+            try:
+                body = _json.loads(response.body)
+            except ValueError:
+                body = decode_json(response, request)  # the same error, or None if empty
         results, count, next_url, previous = parse_page(
             body, self._list_type, request_path=request.path
         )

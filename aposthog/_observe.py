@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from ._errors import PostHogError
 
 __all__ = [
+    "IGNORED",
     "CallObserver",
     "Observer",
     "StreamObserver",
@@ -98,6 +99,43 @@ class Observer(Protocol):
 
     def stream(self, conversation_id: str, server: str) -> StreamObserver:
         """A conversation stream (opened with `POST conversations/`)."""
+
+
+class _Ignored:
+    """
+    The observer of a call or stream nobody records (say, tracing without a configured
+    OpenTelemetry SDK): every report is dropped at once. A view that gets it for a call
+    carries no observer for that call at all (see `Api.call`).
+    """
+
+    __slots__ = ()
+
+    def attempt(self, number: int) -> None:
+        pass
+
+    def wait(
+        self, reason: WaitReason, seconds: float, attempt: int, error: PostHogError | None
+    ) -> None:
+        pass
+
+    def end(self, status: int | None, error: BaseException | None, attempts: int) -> None:
+        pass
+
+    def first_token(self) -> None:
+        pass
+
+    def reattach(self, number: int) -> None:
+        pass
+
+    def received(self, events: int, size: int) -> None:
+        pass
+
+    def outcome(self, outcome: StreamOutcome) -> None:
+        pass
+
+
+IGNORED: StreamObserver = _Ignored()
+"""The shared do-nothing observer (an `Observer` may return it for a call or a stream)."""
 
 
 class _CallWaitHook:

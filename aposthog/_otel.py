@@ -29,6 +29,7 @@ from opentelemetry import trace
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 
 from ._errors import APIStatusError
+from ._observe import IGNORED
 from ._version import __version__
 
 if TYPE_CHECKING:
@@ -55,6 +56,10 @@ FIRST_TOKEN_SECONDS = "aposthog.stream.first_token_seconds"
 FIRST_TOKEN_EVENT = "aposthog.first_token"
 REATTACH_EVENT = "aposthog.reattach"
 WAIT_EVENT = "aposthog.wait"
+
+#: The global providers that record nothing: the placeholder before an SDK is set up
+#: (it delegates to the provider set later), and the explicit no-op one.
+_SILENT_PROVIDERS = (trace.ProxyTracerProvider, trace.NoOpTracerProvider)
 
 _PREFIX = "/api/environments/{project_id}/"
 _STREAM_ROUTE = "conversations"
@@ -214,13 +219,33 @@ class _StreamSpan(_CallSpan):
 
 
 class TracingObserver:
-    """The `Observer` that turns calls and streams into spans of the global tracer."""
+    """
+    The `Observer` that turns calls and streams into spans of the global tracer (or of
+    the provider given).
 
-    __slots__ = ("_servers", "_tracer")
+    While no SDK is configured globally (no `trace.set_tracer_provider()` yet), a call
+    costs one look at the global provider and nothing else: no span, no attributes. The
+    look is made per call, so a provider set up after the client was created is used
+    from the next call on.
+    """
+
+    __slots__ = ("_servers", "_tracer", "_watch_global")
 
     def __init__(self, tracer_provider: trace.TracerProvider | None = None) -> None:
         self._tracer = trace.get_tracer("aposthog", __version__, tracer_provider)
+        # Whether the global provider may still be a silent one. The global provider is
+        # set at most once, so once a real one is seen it is never looked at again.
+        self._watch_global = tracer_provider is None
         self._servers: dict[str, _Server] = {}
+
+    def _silent(self) -> bool:
+        """Whether the global provider is one that records nothing (no SDK set up yet)."""
+        if not self._watch_global:
+            return False
+        if isinstance(trace.get_tracer_provider(), _SILENT_PROVIDERS):
+            return True
+        self._watch_global = False
+        return False
 
     def _server(self, base_url: str) -> _Server:
         server = self._servers.get(base_url)
@@ -243,48 +268,20 @@ class TracingObserver:
         )
 
     def call(self, method: str, route: str, server: str) -> CallObserver:
+        if self._silent():
+            return IGNORED
         span = self._start(method, route, server)
-        if not span.is_recording():  # no SDK, or not sampled: nothing to record
+        if not span.is_recording():  # a no-op provider, or not sampled: nothing to record
             span.end()
-            return _IGNORED
+            return IGNORED
         return _CallSpan(span)
 
     def stream(self, conversation_id: str, server: str) -> StreamObserver:
+        if self._silent():
+            return IGNORED
         span = self._start("POST", _STREAM_ROUTE, server)
         if not span.is_recording():
             span.end()
-            return _IGNORED
+            return IGNORED
         span.set_attribute(CONVERSATION_ID, conversation_id)
         return _StreamSpan(span)
-
-
-class _Ignored:
-    """The observer of a span nobody records: every report is dropped at once."""
-
-    __slots__ = ()
-
-    def attempt(self, number: int) -> None:
-        pass
-
-    def wait(
-        self, reason: WaitReason, seconds: float, attempt: int, error: BaseException | None
-    ) -> None:
-        pass
-
-    def end(self, status: int | None, error: BaseException | None, attempts: int) -> None:
-        pass
-
-    def first_token(self) -> None:
-        pass
-
-    def reattach(self, number: int) -> None:
-        pass
-
-    def received(self, events: int, size: int) -> None:
-        pass
-
-    def outcome(self, outcome: StreamOutcome) -> None:
-        pass
-
-
-_IGNORED = _Ignored()

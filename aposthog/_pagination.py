@@ -14,12 +14,12 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Awaitable, Callable, Generator, Iterator
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 from ._errors import ResponseDecodeError
 from ._prefetch import PageReader, RecordReader
 
-__all__ = ["AsyncPaginator", "Page", "parse_page"]
+__all__ = ["AsyncPaginator", "Page", "PageSource", "parse_page"]
 
 T = TypeVar("T")
 
@@ -40,7 +40,8 @@ def parse_page(
     `list_type` is the type of the results, e.g. `list[BatchExport]` (made once per
     paginator rather than once per page: cattrs looks hooks up by it).
     """
-    if not isinstance(body, dict) or not isinstance(body.get("results"), list):
+    results = body.get("results") if isinstance(body, dict) else None
+    if not isinstance(results, list):
         raise ResponseDecodeError(
             f"expected a page with a 'results' list from {request_path or 'PostHog'}",
             paths=("$.results",),
@@ -50,15 +51,14 @@ def parse_page(
     count = body.get("count")
     next_url = body.get("next")
     previous = body.get("previous")
-    if count is not None and (isinstance(count, bool) or not isinstance(count, int)):
+    if count is not None and (count.__class__ is bool or not isinstance(count, int)):
         raise ResponseDecodeError(
             f"'count' is not an integer in the page from {request_path}", paths=("$.count",)
         )
-    for key, value in (("next", next_url), ("previous", previous)):
-        if value is not None and not isinstance(value, str):
-            raise ResponseDecodeError(
-                f"'{key}' is not a URL in the page from {request_path}", paths=(f"$.{key}",)
-            )
+    if next_url is not None and not isinstance(next_url, str):
+        raise _not_a_url("next", request_path)
+    if previous is not None and not isinstance(previous, str):
+        raise _not_a_url("previous", request_path)
     global _structure_records
     if _structure_records is None:
         # Imported on first use: cattrs and the record hooks load with the first page,
@@ -66,10 +66,26 @@ def parse_page(
         from ._converter import structure_records
 
         _structure_records = structure_records
-    results = _structure_records(
-        body["results"], list_type.__args__[0], path="$.results", request_path=request_path
+    records = _structure_records(
+        results, list_type.__args__[0], path="$.results", request_path=request_path
     )
-    return results, count, next_url or None, previous or None
+    return records, count, next_url or None, previous or None
+
+
+def _not_a_url(key: str, request_path: str) -> ResponseDecodeError:
+    return ResponseDecodeError(
+        f"'{key}' is not a URL in the page from {request_path}", paths=(f"$.{key}",)
+    )
+
+
+class PageSource(Protocol[T]):
+    """Where a paginator's pages come from: its first page, and the page at a URL."""
+
+    def first(self) -> Awaitable[Page[T]]:
+        """The first page."""
+
+    def fetch(self, url: str) -> Awaitable[Page[T]]:
+        """The page at a `next` (or saved) URL."""
 
 
 class Page(Generic[T]):
@@ -155,18 +171,12 @@ class AsyncPaginator(Generic[T]):
         ```
     """
 
-    __slots__ = ("_ahead", "_fetch_first", "_fetch_url", "_start_url", "next_url")
+    __slots__ = ("_ahead", "_source", "_start_url", "next_url")
 
     def __init__(
-        self,
-        fetch_first: Callable[[], Awaitable[Page[T]]],
-        fetch_url: Callable[[str], Awaitable[Page[T]]],
-        *,
-        start_url: str | None = None,
-        prefetch: int = 0,
+        self, source: PageSource[T], *, start_url: str | None = None, prefetch: int = 0
     ) -> None:
-        self._fetch_first = fetch_first
-        self._fetch_url = fetch_url
+        self._source = source
         self._start_url = start_url
         self._ahead = prefetch
         #: The `next` URL of the last page this paginator fetched: where to resume.
@@ -174,17 +184,17 @@ class AsyncPaginator(Generic[T]):
 
     async def _first(self) -> Page[T]:
         if self._start_url is not None:
-            return await self._fetch_url(self._start_url)
-        return await self._fetch_first()
+            return await self._source.fetch(self._start_url)
+        return await self._source.first()
 
     def __await__(self) -> Generator[Any, None, Page[T]]:
         if self._start_url is not None:
-            return self._fetch_url(self._start_url).__await__()
-        return self._fetch_first().__await__()
+            return self._source.fetch(self._start_url).__await__()
+        return self._source.first().__await__()
 
     def pages(self) -> PageReader[T]:
         """Every page, in order (read ahead as set by `prefetch()`)."""
-        return PageReader(self._first, self._fetch_url, self._seen, ahead=self._ahead)
+        return PageReader(self._first, self._source.fetch, self._seen, ahead=self._ahead)
 
     def __aiter__(self) -> RecordReader[T]:
         return RecordReader(self.pages())
@@ -212,9 +222,7 @@ class AsyncPaginator(Generic[T]):
             raise TypeError(f"pages must be an int, got {type(pages).__name__}")
         if pages < 0:
             raise ValueError(f"pages must be >= 0, got {pages}")
-        return AsyncPaginator(
-            self._fetch_first, self._fetch_url, start_url=self._start_url, prefetch=pages
-        )
+        return AsyncPaginator(self._source, start_url=self._start_url, prefetch=pages)
 
     def resume_from(self, next_url: str) -> AsyncPaginator[T]:
         """
@@ -233,9 +241,7 @@ class AsyncPaginator(Generic[T]):
                 handle(entry)
             ```
         """
-        return AsyncPaginator(
-            self._fetch_first, self._fetch_url, start_url=next_url, prefetch=self._ahead
-        )
+        return AsyncPaginator(self._source, start_url=next_url, prefetch=self._ahead)
 
     async def to_list(self, *, limit: int | None = None) -> list[T]:
         """
@@ -250,7 +256,7 @@ class AsyncPaginator(Generic[T]):
             return items
         reader = PageReader(
             self._first,
-            self._fetch_url,
+            self._source.fetch,
             self._seen,
             ahead=max(self._ahead, 1),
             plan_ahead=max(self._ahead, _TO_LIST_AHEAD),

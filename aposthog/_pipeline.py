@@ -27,17 +27,18 @@ import logging
 import time
 import urllib.parse
 import weakref
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Final, Protocol, TypeVar
 
 import anyio
 
 from ._errors import APIConnectionError, APIStatusError, ClientStateError, RateLimitError
-from ._http import Query, Request, Route, encode_json, join_path, query_items, user_agent
+from ._http import Query, Request, Route, encode_json, query_items, user_agent
 from ._inflate import ACCEPT_ENCODING
 from ._observe import CallObserver, WaitReason
 from ._retry import ConnectionOutcome, Outcome, RetryPolicy, retry_delay
-from ._transport import AIOHTTP_VERSION, Transport
+from ._slots import Slots
+from ._transport import AIOHTTP_VERSION, Transport, fixed_headers
 
 __all__ = ["Call", "Failure", "Pipeline", "Throttle", "announce_wait"]
 
@@ -96,34 +97,35 @@ class Pipeline:
         self.throttle = throttle
         self.closed = False
         self.streams: weakref.WeakSet[Any] = weakref.WeakSet()
+        #: The `max_concurrency` slots every attempt holds one of.
+        self.slots = Slots(max_concurrency)
         self._api_key = api_key
-        self._max_concurrency = max_concurrency
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._limiter: anyio.CapacityLimiter | None = None
+        #: The event loop the client is bound to (by its first use).
+        self.loop: asyncio.AbstractEventLoop | None = None
         base = urllib.parse.urlsplit(base_url)
         # The origin and the path prefix, worked out (and percent-encoded) once.
         self._origin = f"{base.scheme}://{base.netloc}"
-        self._prefix = base.path + api_prefix
-        self._headers: dict[tuple[str, bool], dict[str, str]] = {}
+        self._prefix = (base.path + api_prefix).rstrip("/")
+        self._headers: dict[tuple[str, bool], Mapping[str, str]] = {}
+        #: The headers of a request without a body nor headers of its own (most of them).
+        self.json_headers = self._base_headers("application/json", False)
+        transport.use_common_headers(self.json_headers)
+        # Requests without path values, query or body (a list's first page, say): the
+        # same immutable Request every time, one per route.
+        self._plain: dict[int, tuple[Route, Request]] = {}
 
     def check_usable(self) -> None:
         """Raise `ClientStateError` if closed or used from another event loop."""
         if self.closed:
             raise ClientStateError("this aposthog.Client is closed; create a new one")
         loop = asyncio.get_running_loop()
-        if self._loop is None:
-            self._loop = loop
-            self._limiter = anyio.CapacityLimiter(self._max_concurrency)
-        elif self._loop is not loop:
+        if self.loop is None:
+            self.loop = loop
+        elif self.loop is not loop:
             raise ClientStateError(
                 "this aposthog.Client belongs to another event loop; "
                 "create one client per event loop (aiohttp sessions cannot cross loops)"
             )
-
-    def limiter(self) -> anyio.CapacityLimiter:
-        """The limiter of `max_concurrency` (after `check_usable()`)."""
-        assert self._limiter is not None
-        return self._limiter
 
     def request(
         self,
@@ -135,37 +137,54 @@ class Pipeline:
         url: str | None = None,
     ) -> Request:
         """The request for `route` (parts already filled and encoded), or for a full `url`."""
+        items = query_items(params) if params else ()
         body = None if json is None else encode_json(json)
         if url is not None:
-            return Request(method=route.method, url=url, params=query_items(params), body=body)
-        path = join_path(self._prefix, *parts)
-        return Request(
-            method=route.method,
-            url=self._origin + path,
-            params=query_items(params),
-            body=body,
-            path=path,
-        )
+            return Request(method=route.method, url=url, params=items, body=body)
+        if items or body is not None or "{" in route.path:
+            return self._build(route.method, parts, items, body)
+        # No path values, query or body (a list's first page, say): the same immutable
+        # Request every time, one per route (routes are constants: found by identity).
+        cached = self._plain.get(id(route))
+        if cached is not None and cached[0] is route:
+            return cached[1]
+        request = self._build(route.method, parts, (), None)
+        self._plain[id(route)] = (route, request)
+        return request
 
-    def headers(self, request: Request, *, accept: str = "application/json") -> dict[str, str]:
+    def _build(
+        self,
+        method: str,
+        parts: tuple[str, ...],
+        params: tuple[tuple[str, str], ...],
+        body: bytes | None,
+    ) -> Request:
+        path = "/".join((self._prefix, *parts)) + "/"  # as join_path(), prefix stripped once
+        return Request(method=method, url=self._origin + path, params=params, body=body, path=path)
+
+    def headers(self, request: Request, *, accept: str = "application/json") -> Mapping[str, str]:
         """The request's headers, with the key (never stored on the `Request`)."""
-        # Built once per client and shared (aiohttp copies headers into its own
-        # multidict), so a request only pays for a dict when it adds its own headers.
-        key = (accept, request.body is not None)
+        # Built once per client, read-only and shared (aiohttp copies headers into its
+        # own multidict), so a request only pays for a dict when it adds its own headers.
+        headers = self._base_headers(accept, request.body is not None)
+        if request.headers:
+            return {**headers, **dict(request.headers)}
+        return headers
+
+    def _base_headers(self, accept: str, has_body: bool) -> Mapping[str, str]:
+        key = (accept, has_body)
         headers = self._headers.get(key)
         if headers is None:
-            headers = {
+            built = {
                 "Authorization": f"Bearer {self._api_key}",
                 "User-Agent": _USER_AGENT,
                 "Accept": accept,
                 # Only what the transport inflates itself, within max_response_size.
                 "Accept-Encoding": ACCEPT_ENCODING,
             }
-            if request.body is not None:
-                headers["Content-Type"] = "application/json"
-            self._headers[key] = headers
-        if request.headers:
-            return {**headers, **dict(request.headers)}
+            if has_body:
+                built["Content-Type"] = "application/json"
+            headers = self._headers[key] = fixed_headers(built)
         return headers
 
 
@@ -218,6 +237,8 @@ class Call:
         path: str,
         bucket: str,
         observer: CallObserver | None = None,
+        started: float | None = None,
+        attempts: int = 0,
     ) -> None:
         self._pipeline = pipeline
         self._policy = policy
@@ -227,8 +248,9 @@ class Call:
         self._observer = observer
         self._limit: int | None = None
         self._retries = 0
-        self._started = time.monotonic()
-        self.attempts = 0
+        # A call whose first attempt was made inline (see `Api.send`) starts from then.
+        self._started = time.monotonic() if started is None else started
+        self.attempts = attempts
 
     @property
     def observed(self) -> bool:
@@ -269,23 +291,18 @@ class Call:
             self.attempts += 1
             if self._observer is not None:
                 self._observer.attempt(self.attempts)
-            # A concurrency slot, held for the attempt. A fresh borrower per attempt: one
-            # task may legitimately hold several slots (a paginator inside a stream's
-            # consumer, say). Taken inline, not by an async context manager: this runs
-            # on every request.
-            limiter = pipeline.limiter()
-            token = object()
-            try:
-                # The common case, a free slot, costs no trip through the event loop.
-                limiter.acquire_on_behalf_of_nowait(token)
-            except anyio.WouldBlock:
-                await limiter.acquire_on_behalf_of(token)
+            # A concurrency slot, held for the attempt. Taken inline, not by an async
+            # context manager: this runs on every request. The common case, a free slot,
+            # costs no trip through the event loop.
+            slots = pipeline.slots
+            if not slots.take_nowait():
+                await slots.take()
             try:
                 result = await attempt()
             except APIConnectionError as exc:
                 result = Failure.connection(exc)
             finally:
-                limiter.release_on_behalf_of(token)
+                slots.release()
             if not isinstance(result, Failure):
                 return result
             failure = result

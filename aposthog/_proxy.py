@@ -60,6 +60,8 @@ class Proxies:
                 if k.lower().endswith("_proxy") and v
             }
         self._cache: dict[tuple[str, str], str | None] = {}
+        #: Whether the environment names no proxy at all (every request goes direct).
+        self.none = not self._env
 
     def for_url(self, url: str) -> str | None:
         """The proxy URL for `url`, or None to connect directly."""

@@ -14,9 +14,10 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator, Iterator, Mapping
+from typing import NamedTuple
 
 import aiohttp
-import attrs
+from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
 from ._errors import (
@@ -36,6 +37,7 @@ __all__ = [
     "Response",
     "StreamResponse",
     "Transport",
+    "fixed_headers",
 ]
 
 AIOHTTP_VERSION = aiohttp.__version__
@@ -44,13 +46,23 @@ ClientSession = aiohttp.ClientSession
 logger = logging.getLogger("aposthog")
 
 
-@attrs.frozen
-class Response:
-    """A complete HTTP response."""
+def fixed_headers(headers: Mapping[str, str]) -> Mapping[str, str]:
+    """
+    Headers sent with many requests, in the read-only form aiohttp takes as it is
+    (a plain dict is converted on every request).
+    """
+    return CIMultiDictProxy(CIMultiDict(headers))
+
+
+class Response(NamedTuple):
+    """A complete HTTP response (a named tuple: made once per request, cheaply)."""
 
     status: int
     headers: Mapping[str, str]
     body: bytes
+
+
+_new_response = tuple.__new__  # Response(...) without the Python-level __new__ around it
 
 
 def _connection_error(
@@ -94,6 +106,7 @@ def _connection_error(
     return APIConnectionError(message, method=method, path=path)
 
 
+_URLS_KEPT = 256
 _CLIENT_FAILURES = (aiohttp.ClientError, asyncio.TimeoutError, OSError)
 
 
@@ -121,6 +134,12 @@ async def _one_attempt(
     except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError) as exc:
         failure: BaseException = exc
     raise _AttemptFailed(failure)
+
+
+async def _release(response: aiohttp.ClientResponse) -> None:
+    """Release a response not read to the end (what leaving `async with` does)."""
+    response.release()
+    await response.wait_for_close()
 
 
 def _too_large(request: Request, limit: int) -> ResponseTooLargeError:
@@ -259,6 +278,12 @@ class Transport:
 
     An owned session is created lazily, inside the running loop, with proxies taken from
     the environment; a borrowed one is used as it is and never closed here.
+
+    aiohttp's own resend of an idempotent request on a connection found closed is turned
+    off: on an owned session with aiohttp's switch for it (`_retry_connection`, which
+    aiohttp's test client turns off the same way), else with a client middleware that
+    stops the failure from reaching aiohttp's loop (`_one_attempt`). A borrowed session is
+    never changed: the middleware it is.
     """
 
     def __init__(
@@ -280,20 +305,50 @@ class Transport:
         own: tuple[aiohttp.ClientMiddlewareType, ...] = tuple(
             getattr(session, "_middlewares", ()) or ()
         )
-        self._middlewares = (*own, _one_attempt)
+        self._middlewares: tuple[aiohttp.ClientMiddlewareType, ...] | None = (*own, _one_attempt)
+        #: The owned session, once created (a borrowed one is checked on every request).
+        self._ready: aiohttp.ClientSession | None = None
+        self._common_headers: Mapping[str, str] | None = None
+        # Parsed URLs of recent requests (a list's first page, say): an immutable yarl URL
+        # is looked up instead of made again per request.
+        self._urls: dict[str, URL] = {}
+        self._session_has_common = False
+
+    def use_common_headers(self, headers: Mapping[str, str]) -> None:
+        """
+        The headers most requests carry (the key among them), given before the first.
+
+        On a session the transport creates itself, with no proxy in the environment,
+        they become the session's defaults, and a request that carries exactly them (the
+        same object) passes none of its own. Never with a proxy: aiohttp would add a
+        session's default headers to the CONNECT it sends the proxy, the key with them.
+        """
+        self._common_headers = headers
 
     def _ensure_session(self) -> aiohttp.ClientSession:
-        if self._session is None:
+        session = self._session
+        if session is None:
             # limit=0: concurrency is bounded by the client's limiter, not the pool; a pool
             # limit would make long-lived streams starve ordinary calls.
             connector = aiohttp.TCPConnector(limit=0)
+            common = self._common_headers if self._proxies.none else None
             # Proxies come from the environment (see _proxy_for), read once per host here
             # rather than by aiohttp's trust_env, which hops to a thread on every request.
-            self._session = aiohttp.ClientSession(connector=connector, trust_env=False)
-        elif self._session.closed:
+            # auto_decompress=False: bodies are inflated here, within max_response_size.
+            session = self._session = aiohttp.ClientSession(
+                connector=connector, trust_env=False, headers=common, auto_decompress=False
+            )
+            self._session_has_common = common is not None
+            if isinstance(getattr(session, "_retry_connection", None), bool):
+                # The session is ours: no resend to stop, so no middleware layer per request.
+                session._retry_connection = False
+                self._middlewares = None
+            # Closed only by `aclose()`, after which the pipeline sends nothing: no check.
+            self._ready = session
+        elif session.closed:
             # Not a network failure, and retrying cannot help: raised once, at once.
             raise ClientStateError("the aiohttp session given to the aposthog.Client is closed")
-        return self._session
+        return session
 
     def _proxy_for(self, url: str) -> str | None:
         """The proxy the environment names for `url` (never for loopback), if any."""
@@ -322,27 +377,78 @@ class Transport:
         self, request: Request, headers: Mapping[str, str], *, timeout: float | None = None
     ) -> Response:
         """Send a request and read the whole response within `timeout` seconds."""
-        session = self._ensure_session()
-        proxy = self._proxy_for(request.url)
+        session = self._ready
+        if session is None:
+            session = self._ensure_session()
+            proxy = self._proxy_for(request.url)
+        elif self._proxies.none:
+            proxy = None
+        else:
+            proxy = self._proxies.for_url(request.url)
+        limits = self._call_timeouts.get(timeout) or self._call_timeout(timeout)
+        url = self._urls.get(request.url)
+        if url is None:
+            url = URL(request.url, encoded=True)
+            if len(self._urls) >= _URLS_KEPT:
+                self._urls.clear()  # bounded: the URLs still in use come back at once
+            self._urls[request.url] = url
+        failure: BaseException
         try:
-            async with session.request(
-                request.method,
-                URL(request.url, encoded=True),
-                params=request.params or None,
-                data=request.body,
-                headers=headers,
-                timeout=self._call_timeout(timeout),
-                allow_redirects=False,
-                proxy=proxy,
-                middlewares=self._middlewares,
-                auto_decompress=False,  # inflated here, within max_response_size
-            ) as resp:
-                body = await _read_body(resp, request, self._max_response_size)
-                return Response(resp.status, resp.headers, body)
+            # Awaited, not entered: the response is released below, one layer less.
+            if proxy is None and self._middlewares is None and request.body is None:
+                # The common case, a GET on the client's own session: only what differs
+                # from aiohttp's defaults is passed (the common headers are the session's).
+                resp = await session.request(
+                    request.method,
+                    url,
+                    params=request.params or None,
+                    headers=(
+                        None
+                        if headers is self._common_headers and self._session_has_common
+                        else headers
+                    ),
+                    timeout=limits,
+                    allow_redirects=False,
+                )
+            else:
+                resp = await session.request(
+                    request.method,
+                    url,
+                    params=request.params or None,
+                    data=request.body,
+                    headers=headers,
+                    timeout=limits,
+                    allow_redirects=False,
+                    proxy=proxy,
+                    middlewares=self._middlewares,
+                    auto_decompress=False,
+                )
         except _AttemptFailed as exc:
             failure = exc.failure
         except _CLIENT_FAILURES as exc:
             failure = exc
+        else:
+            try:
+                headers = resp.headers
+                length = headers.get("Content-Length")  # digits only: aiohttp's parser checks
+                if (
+                    length is not None
+                    and int(length) <= self._max_response_size
+                    and "Content-Encoding" not in headers
+                ):
+                    body = await resp.read()  # the common case: one read of a known length
+                else:
+                    body = await _read_body(resp, request, self._max_response_size)
+            except _CLIENT_FAILURES as exc:
+                failure = exc
+            except BaseException:
+                await _release(resp)
+                raise
+            else:
+                # Read to the end: the connection goes back to the pool at once.
+                resp.release()
+                return _new_response(Response, (resp.status, resp.headers, body))
+            await _release(resp)
         raise _connection_error(failure, request, proxy)
 
     async def open_stream(
@@ -375,5 +481,6 @@ class Transport:
 
     async def aclose(self) -> None:
         """Close the session if this transport created it."""
+        self._ready = None
         if self._owns_session and self._session is not None and not self._session.closed:
             await self._session.close()

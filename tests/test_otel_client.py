@@ -402,6 +402,60 @@ def test_without_opentelemetry_nothing_is_imported_and_calls_carry_no_observer()
     assert "[]" == result.stdout.strip()
 
 
+def test_without_a_configured_sdk_calls_start_no_span_until_one_is_set_up() -> None:
+    """
+    Before `set_tracer_provider()` a call gets the shared do-nothing observer and starts
+    no span at all; a provider set up afterwards, while the client is open, records the
+    next call.
+    """
+    script = textwrap.dedent(
+        """
+        import asyncio
+        from opentelemetry import trace
+        from opentelemetry.sdk.trace import TracerProvider
+        from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+        from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+        from aposthog._observe import IGNORED
+        from aposthog._tracing import default_observer
+        from aposthog.testing import FakePostHog
+
+        started = []
+        real_start = type(trace.get_tracer("probe")).start_span
+
+        def start_span(self, *args, **kwargs):
+            started.append(args[0] if args else kwargs.get("name"))
+            return real_start(self, *args, **kwargs)
+
+        type(trace.get_tracer("probe")).start_span = start_span  # the placeholder's tracer
+
+        async def main():
+            async with FakePostHog() as fake, fake.client() as ph:
+                await ph.batch_exports.list()
+                assert default_observer().call("GET", "x", "http://h") is IGNORED
+                assert [] == started, started
+                exporter = InMemorySpanExporter()
+                provider = TracerProvider()
+                provider.add_span_processor(SimpleSpanProcessor(exporter))
+                trace.set_tracer_provider(provider)
+                await ph.batch_exports.list()
+                names = [span.name for span in exporter.get_finished_spans()]
+                print(names)
+
+        asyncio.run(main())
+        """
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env={**os.environ, "PYTHONWARNINGS": "error"},
+    )
+    assert 0 == result.returncode, result.stderr
+    assert repr([LIST]) == result.stdout.strip()
+
+
 async def test_on_wait_and_spans_together(
     fake: FakePostHog, spans: InMemorySpanExporter, fast: aposthog.RetryPolicy
 ) -> None:

@@ -188,6 +188,29 @@ async def test_aiohttp_never_adds_attempts_of_its_own(method: str, max_retries: 
     assert expected == received
 
 
+@pytest.mark.parametrize("max_retries", [0, 3])
+@pytest.mark.parametrize("method", ["GET", "POST"])
+async def test_a_borrowed_session_adds_no_attempts_and_keeps_resending_for_its_owner(
+    method: str, max_retries: int
+) -> None:
+    """
+    A borrowed session is left as it is (the caller's own requests keep aiohttp's
+    behaviour), yet the client's requests through it are attempted only as decided.
+    """
+    async with RawServer("drop") as server, aiohttp.ClientSession() as session:
+        async with _client(server.url, session=session, retry=FAST, max_retries=max_retries) as ph:
+            with pytest.raises(aposthog.APIConnectionError):
+                if method == "GET":
+                    await ph.customer_profile_configs.get("0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b")
+                else:
+                    await ph.customer_profile_configs.create(scope="person")
+        expected = 1 + max_retries if method == "GET" else 1
+        assert expected == len(server.requests)
+        with pytest.raises(aiohttp.ServerDisconnectedError):
+            await session.get(f"{server.url}/control/")
+        assert expected + 2 == len(server.requests)  # the owner's GET: aiohttp sent it twice
+
+
 async def test_a_closed_borrowed_session_raises_client_state_error_once() -> None:
     async with RawServer("drop") as server:
         session = aiohttp.ClientSession()

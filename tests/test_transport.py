@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import socket
 from collections.abc import AsyncIterator
 
@@ -167,3 +168,57 @@ def _dead_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+@pytest.mark.parametrize("proxy", [None, "http://proxy.internal:3128"])
+async def test_the_key_is_a_session_default_only_without_a_proxy(
+    monkeypatch: pytest.MonkeyPatch, proxy: str | None
+) -> None:
+    """
+    An owned session carries the common headers as its defaults only when no proxy is
+    configured: aiohttp adds a session's defaults to the CONNECT a proxy receives.
+    """
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy", "NO_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+    if proxy is not None:
+        monkeypatch.setenv("HTTPS_PROXY", proxy)
+    client = aposthog.Client(api_key="phx_SENTINEL", host="https://us.posthog.com", project_id=1)
+    async with client:
+        transport = client._api.pipeline.transport
+        session = transport._ensure_session()
+        defaults = dict(session.headers)
+    if proxy is None:
+        assert "Bearer phx_SENTINEL" == defaults.get("Authorization")
+    else:
+        assert {} == defaults
+
+
+async def test_a_proxy_never_sees_the_key_in_its_connect(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Through an HTTPS proxy, the CONNECT the proxy reads carries no Authorization."""
+    heads: list[bytes] = []
+
+    async def proxy(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        heads.append(await reader.readuntil(b"\r\n\r\n"))
+        writer.write(b"HTTP/1.1 502 Bad Gateway\r\nContent-Length: 0\r\n\r\n")
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(proxy, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    for name in ("HTTP_PROXY", "http_proxy", "https_proxy", "NO_PROXY", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HTTPS_PROXY", f"http://127.0.0.1:{port}")
+    try:
+        client = aposthog.Client(
+            api_key="phx_SENTINEL", host="https://us.posthog.com", project_id=1, max_retries=0
+        )
+        async with client:
+            with pytest.raises(aposthog.APIConnectionError):
+                await client.customer_profile_configs.list()
+    finally:
+        server.close()
+        await server.wait_closed()
+    [head] = heads
+    assert head.startswith(b"CONNECT us.posthog.com:443")
+    assert b"phx_SENTINEL" not in head
+    assert b"authorization" not in head.lower()

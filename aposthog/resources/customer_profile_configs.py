@@ -63,12 +63,12 @@ class CustomerProfileConfigs(Resource):
                 print(config.scope, config.content)
             ```
         """
-        check_paging(limit, offset)
+        params = None
+        if limit is not None or offset is not None:
+            check_paging(limit, offset)
+            params = {"limit": limit, "offset": offset}
         return self._api.paginate(
-            CustomerProfileConfig,
-            routes.PROFILE_CONFIGS,
-            params={"limit": limit, "offset": offset},
-            timeout=timeout,
+            CustomerProfileConfig, routes.PROFILE_CONFIGS, params=params, timeout=timeout
         )
 
     async def create(

@@ -1,0 +1,66 @@
+"""
+The `max_concurrency` slots of a client: a counter and a line, first come, first served.
+
+Every attempt of every request holds one slot while it runs. Taking a free slot when
+nobody waits costs two attribute operations and no trip through the event loop (the
+pipeline does it inline on every request); otherwise the task waits in line. A released
+slot goes straight to the first task in line, so a newcomer never overtakes a waiter. A
+waiter cancelled before its turn leaves the line; one cancelled just as a slot was handed
+to it passes the slot on. Slots are not tied to a task: one task may hold several (a
+paginator's page inside a stream's consumer, say).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+
+__all__ = ["Slots"]
+
+
+class Slots:
+    """`total` slots; `free` and `waiters` are read (and `free` taken) inline by the pipeline."""
+
+    __slots__ = ("free", "waiters")
+
+    def __init__(self, total: int) -> None:
+        self.free = total
+        self.waiters: collections.deque[asyncio.Future[None]] = collections.deque()
+
+    def take_nowait(self) -> bool:
+        """Take a slot if one is free and nobody waits for one; whether it was taken."""
+        if self.free > 0 and not self.waiters:
+            self.free -= 1
+            return True
+        return False
+
+    async def take(self) -> None:
+        """Take a slot, waiting in line for one (cancellable)."""
+        if self.free > 0 and not self.waiters:
+            self.free -= 1
+            return
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.waiters.append(waiter)
+        try:
+            await waiter
+        except BaseException:
+            if waiter.done() and not waiter.cancelled():
+                self.release()  # the slot came with the cancellation: the next one gets it
+            elif waiter in self.waiters:  # not yet skipped by a `release()`
+                self.waiters.remove(waiter)
+            raise
+
+    def release(self) -> None:
+        """Give a slot back: to the first in line, if anyone waits."""
+        waiters = self.waiters
+        while waiters:
+            waiter = waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                return
+        self.free += 1
+
+    @property
+    def waiting(self) -> int:
+        """How many tasks wait for a slot."""
+        return len(self.waiters)

@@ -1,0 +1,123 @@
+"""The `max_concurrency` slots: first come, first served, and nothing lost to cancellation."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from aposthog._slots import Slots
+
+pytestmark = pytest.mark.anyio
+
+
+async def _settle() -> None:
+    for _ in range(5):
+        await asyncio.sleep(0)
+
+
+async def test_a_free_slot_is_taken_at_once_and_given_back() -> None:
+    slots = Slots(2)
+    assert slots.take_nowait()
+    await slots.take()  # free: no wait
+    assert (0, 0) == (slots.free, slots.waiting)
+    assert not slots.take_nowait()
+    slots.release()
+    slots.release()
+    assert 2 == slots.free
+
+
+async def test_waiters_get_slots_in_arrival_order_and_newcomers_never_overtake() -> None:
+    slots = Slots(1)
+    assert slots.take_nowait()
+    order: list[str] = []
+
+    async def waiter(name: str) -> None:
+        await slots.take()
+        order.append(name)
+
+    tasks = [asyncio.create_task(waiter(name)) for name in "abc"]
+    await _settle()
+    assert 3 == slots.waiting
+    slots.release()  # handed to "a": not free for anyone else meanwhile
+    assert not slots.take_nowait()
+    await _settle()
+    assert ["a"] == order
+    slots.release()
+    await _settle()
+    slots.release()
+    await _settle()
+    assert ["a", "b", "c"] == order
+    slots.release()
+    assert (1, 0) == (slots.free, slots.waiting)
+    await asyncio.wait_for(asyncio.gather(*tasks), 2)
+
+
+async def test_a_cancelled_waiter_leaves_the_line_without_a_slot() -> None:
+    slots = Slots(1)
+    assert slots.take_nowait()
+    got: list[str] = []
+
+    async def waiter(name: str) -> None:
+        await slots.take()
+        got.append(name)
+
+    first = asyncio.create_task(waiter("first"))
+    second = asyncio.create_task(waiter("second"))
+    await _settle()
+    first.cancel()
+    await _settle()
+    assert first.cancelled()
+    assert 1 == slots.waiting
+    slots.release()
+    await asyncio.wait_for(second, 2)  # a lost slot would leave it waiting
+    assert ["second"] == got
+    slots.release()
+    assert (1, 0) == (slots.free, slots.waiting)
+
+
+async def test_a_waiter_cancelled_as_its_slot_arrives_passes_it_on() -> None:
+    slots = Slots(1)
+    assert slots.take_nowait()
+    got: list[str] = []
+
+    async def waiter(name: str) -> None:
+        await slots.take()
+        got.append(name)
+
+    first = asyncio.create_task(waiter("first"))
+    second = asyncio.create_task(waiter("second"))
+    await _settle()
+    slots.release()  # the slot is handed to "first"...
+    first.cancel()  # ...which is cancelled before it runs again
+    await _settle()
+    assert first.cancelled()
+    await asyncio.wait_for(second, 2)  # a lost slot would leave it waiting
+    assert ["second"] == got
+    slots.release()
+    assert (1, 0) == (slots.free, slots.waiting)
+
+
+async def test_many_tasks_never_hold_more_than_the_slots_and_all_come_back() -> None:
+    slots = Slots(3)
+    held = 0
+    most = 0
+
+    async def worker(cancel_me: bool) -> None:
+        nonlocal held, most
+        await slots.take()
+        try:
+            held += 1
+            most = max(most, held)
+            await asyncio.sleep(0.001 if cancel_me else 0)
+        finally:
+            held -= 1
+            slots.release()
+
+    tasks = [asyncio.create_task(worker(i % 7 == 0)) for i in range(100)]
+    await asyncio.sleep(0)
+    for task in tasks[::7]:
+        task.cancel()
+    await asyncio.wait_for(asyncio.gather(*tasks, return_exceptions=True), 5)
+    assert 3 == most
+    assert (3, 0) == (slots.free, slots.waiting)
