@@ -186,11 +186,39 @@ async def _read_body(response: aiohttp.ClientResponse, request: Request, limit: 
     )
 
 
+def _own_idle_timer(response: aiohttp.ClientResponse) -> bool:
+    """
+    Switch aiohttp's per-chunk read timer off for this response; False (and aiohttp's
+    timer kept) where the connection does not expose it.
+    """
+    connection = response.connection
+    protocol = connection.protocol if connection is not None else None
+    if protocol is None or not hasattr(type(protocol), "read_timeout"):
+        return False
+    protocol.read_timeout = None
+    return True
+
+
 class StreamResponse:
-    """An open response whose body is read chunk by chunk (server-sent events)."""
+    """
+    An open response whose body is read chunk by chunk (server-sent events).
+
+    The idle timeout is one timer per stream. aiohttp's own (`sock_read`), which guards
+    the wait for the status and headers, re-schedules a timer for every chunk received:
+    a thousand open streams leave a pile of cancelled timers behind them, and the
+    garbage collector's passes over them stall the event loop. Once the headers are in,
+    it is switched off and this timer takes over: it fires once per `idle` seconds of
+    the stream, and only when nothing has arrived for that long (nothing read, and
+    nothing waiting in aiohttp's buffer for a slow reader) does the wait for the next
+    chunk fail as aiohttp's would.
+    """
 
     def __init__(
-        self, response: aiohttp.ClientResponse, request: Request, max_error_size: int
+        self,
+        response: aiohttp.ClientResponse,
+        request: Request,
+        max_error_size: int,
+        idle_timeout: float | None = None,
     ) -> None:
         self._response = response
         self._request = request
@@ -205,13 +233,61 @@ class StreamResponse:
         self._inflater: Inflater | None = None
         self._inflating: Iterator[bytes] | None = None
         self._raw_ended = False
+        # The idle timer: when a chunk was last read, and how many bytes have been read.
+        self._idle = idle_timeout
+        self._timer: asyncio.TimerHandle | None = None
+        self._last_read = 0.0
+        self._read = 0
+        self._whole = False
+        self._loop = asyncio.get_running_loop()
+        if idle_timeout is not None and _own_idle_timer(response):
+            loop = self._loop
+            self._last_read = loop.time()
+            self._timer = loop.call_at(self._last_read + idle_timeout, self._check_idle)
+
+    def _check_idle(self) -> None:
+        idle = self._idle
+        assert idle is not None
+        loop = self._loop
+        now = loop.time()
+        content = self._response.content
+        if content.is_eof():  # the whole body is in: nothing left to wait for
+            self._timer = None
+            return
+        arrived = content.total_bytes
+        if self._whole:
+            # `read()` of a whole (error) body: idle when nothing arrived since last time.
+            if arrived != self._read:
+                self._read = arrived
+                self._timer = loop.call_at(now + idle, self._check_idle)
+                return
+        elif arrived != self._read:
+            # Bytes are waiting that the reader has not taken yet: PostHog is not the
+            # one keeping it waiting. Look again later.
+            self._timer = loop.call_at(now + idle, self._check_idle)
+            return
+        if not self._whole and now < self._last_read + idle:
+            self._timer = loop.call_at(self._last_read + idle, self._check_idle)
+        else:
+            self._timer = None
+            self._response.content.set_exception(
+                aiohttp.ServerTimeoutError("Timeout on reading data from socket")
+            )
+
+    def _stop_idle_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
 
     async def read(self) -> bytes:
         """Read the whole (error) body, up to `max_response_size`."""
+        self._whole = True
         try:
             return await _read_body(self._response, self._request, self._max_error_size)
         except _CLIENT_FAILURES as exc:
             failure: BaseException = exc
+        finally:
+            self._stop_idle_timer()
         raise _connection_error(failure, self._request)
 
     async def read_chunk(self) -> bytes:
@@ -243,9 +319,18 @@ class StreamResponse:
     async def _read_raw(self) -> bytes:
         failure: BaseException | None = None
         try:
-            return await self._response.content.readany()
+            chunk = await self._response.content.readany()
         except _CLIENT_FAILURES as exc:
             failure = exc
+            self._stop_idle_timer()
+        else:
+            if self._timer is not None:
+                if chunk:
+                    self._last_read = self._loop.time()
+                    self._read += len(chunk)
+                else:
+                    self._stop_idle_timer()
+            return chunk
         # Raised outside the handler: aiohttp's error (which holds the request, and so
         # the key) is no context of ours.
         raise _connection_error(failure, self._request)
@@ -269,6 +354,7 @@ class StreamResponse:
 
     def close(self) -> None:
         """Close the connection at once (the server sees the disconnect). Idempotent."""
+        self._stop_idle_timer()
         self._response.close()
 
 
@@ -476,7 +562,7 @@ class Transport:
         except _CLIENT_FAILURES as exc:
             failure = exc
         else:
-            return StreamResponse(resp, request, self._max_response_size)
+            return StreamResponse(resp, request, self._max_response_size, idle_timeout)
         raise _connection_error(failure, request, proxy)
 
     async def aclose(self) -> None:

@@ -232,6 +232,37 @@ async def test_keepalives_keep_a_slow_answer_alive_past_every_timeout(fake: Fake
     assert fake.ai_streams.opened == 1  # kept alive: never re-attached
 
 
+async def test_a_reader_slower_than_the_idle_timeout_is_not_timed_out(fake: FakePostHog) -> None:
+    """Bytes waiting unread are not silence: a slow consumer never trips the timeout."""
+    fake.keepalive_interval = None
+    answer = " ".join(f"w{n}" for n in range(12))
+    # One event every 0.01 s, each read a long while after it came: the bytes wait unread.
+    fake.script_answer(answer, token_size=4, delay=0.01)
+    async with fake.client(stream_idle_timeout=0.1, retry=FAST) as ph:
+        deltas = []
+        with anyio.fail_after(10):
+            async for text in ph.conversations.create("q").text_deltas():
+                deltas.append(text)
+                await anyio.sleep(0.25)  # 2.5 timeouts per delta
+    assert "".join(deltas) == answer
+    assert [b["content"] for b in posts(fake)] == ["q"]  # never re-attached
+
+
+async def test_silence_after_some_events_is_timed_out_as_from_the_last_one(
+    fake: FakePostHog,
+) -> None:
+    """The timeout counts from the last bytes read, wherever the stream is."""
+    fake.keepalive_interval = None
+    fake.script_answer("ab", token_size=1, delay=5)  # one event, then silence
+    async with fake.client(stream_idle_timeout=0.2, retry=FAST) as ph:
+        stream = ph.conversations.create("q", max_reattach_attempts=0)
+        started = anyio.current_time()
+        with anyio.fail_after(5), pytest.raises(aposthog.APITimeoutError):
+            await stream.until_done()
+        waited = anyio.current_time() - started
+    assert 0.2 <= waited < 2.5
+
+
 # ---------------------------------------------------------------------- re-attach
 
 
