@@ -421,8 +421,14 @@ class Transport:
             # Proxies come from the environment (see _proxy_for), read once per host here
             # rather than by aiohttp's trust_env, which hops to a thread on every request.
             # auto_decompress=False: bodies are inflated here, within max_response_size.
+            # No cookie jar: PostHog's API authenticates by key, and a cookie one answer
+            # set must not ride along with the next call (nor cost a lookup per request).
             session = self._session = aiohttp.ClientSession(
-                connector=connector, trust_env=False, headers=common, auto_decompress=False
+                connector=connector,
+                trust_env=False,
+                headers=common,
+                auto_decompress=False,
+                cookie_jar=aiohttp.DummyCookieJar(),
             )
             self._session_has_common = common is not None
             if isinstance(getattr(session, "_retry_connection", None), bool):
