@@ -80,11 +80,8 @@ class Api:
     ) -> Call:
         """A new logical call of `route`, under this view's policy."""
         if observer is None:
-            if self.observer is not None:
-                observer = self.observer.call(route.method, route.path, self.config.base_url)
-                if observer is IGNORED:  # nobody records this call: report nothing
-                    observer = None
-        elif observer is IGNORED:
+            observer = self._watch(route)
+        elif observer is IGNORED:  # nobody records this call: report nothing
             observer = None
         return Call(
             self.pipeline,
@@ -118,11 +115,7 @@ class Api:
             headers = pipeline.json_headers
         else:
             headers = pipeline.headers(request)
-        observer: CallObserver | None = None
-        if self.observer is not None:
-            observer = self.observer.call(route.method, route.path, self.config.base_url)
-            if observer is IGNORED:
-                observer = None
+        observer = self._watch(route)
         if observer is not None:
             exchange = _exchange(pipeline, request, headers, attempt_timeout)
             return await _observed(self._call(route, observer), exchange, route.repeatable)
@@ -134,9 +127,7 @@ class Api:
             await throttle.acquire(route.bucket)
             pipeline.check_usable()  # closed while it waited
         slots = pipeline.slots
-        if slots.free > 0 and not slots.waiters:  # Slots.take_nowait(), inline
-            slots.free -= 1
-        else:
+        if not slots.take_nowait():
             await slots.take()
         try:
             response = await pipeline.transport.send(request, headers, timeout=attempt_timeout)
@@ -147,10 +138,7 @@ class Api:
                 return response
             failure = status_failure(response.status, response.headers, response.body, request)
         finally:
-            if slots.waiters:
-                slots.release()
-            else:  # Slots.release(), inline
-                slots.free += 1
+            slots.release()
         if throttle is not None and isinstance(failure.error, RateLimitError):
             await throttle.penalize(route.bucket, failure.error.retry_after)
         call = self._call(route, None, started=started)
@@ -159,6 +147,13 @@ class Api:
             repeatable=route.repeatable,
             after=failure,
         )
+
+    def _watch(self, route: Route) -> CallObserver | None:
+        """The observer of a new call of `route`, or None when nobody records it."""
+        if self.observer is None:
+            return None
+        observer = self.observer.call(route.method, route.path, self.config.base_url)
+        return None if observer is IGNORED else observer
 
     def _call(
         self, route: Route, observer: CallObserver | None, *, started: float | None = None
@@ -382,12 +377,7 @@ class _PageSource(Generic[T]):
 
     async def _page(self, request: Request) -> Page[T]:
         response = await self._api.send(self._route, request, timeout=self._timeout)
-        body = None
-        if response.status != 204:  # decode_json(), inline
-            try:
-                body = _json.loads(response.body)
-            except ValueError:
-                body = decode_json(response, request)  # the same error, or None if empty
+        body = decode_json(response, request)
         results, count, next_url, previous = parse_page(
             body, self._list_type, request_path=request.path
         )

@@ -278,7 +278,13 @@ class Call:
     async def run(
         self, attempt: Attempt[T], *, repeatable: bool, after: Failure | None = None
     ) -> T:
-        """Attempt until success (returned), or a failure that is final (raised)."""
+        """
+        Attempt until success (returned), or a failure that is final (raised).
+
+        `Api.send` makes the first attempt of an unobserved JSON call itself, with these
+        same steps, and hands its failure here as `after`: a change to the steps of an
+        attempt belongs in both places.
+        """
         failure = after
         while True:
             if failure is not None:
