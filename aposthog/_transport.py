@@ -151,6 +151,14 @@ def _too_large(request: Request, limit: int) -> ResponseTooLargeError:
     )
 
 
+def _plain_length(headers: Mapping[str, str]) -> int | None:
+    """The declared length of a body sent as it is (not compressed), else None."""
+    length = headers.get("Content-Length")  # digits only: aiohttp's parser checks
+    if length is None or headers.get("Content-Encoding", "identity") != "identity":
+        return None
+    return int(length)
+
+
 async def _read_body(response: aiohttp.ClientResponse, request: Request, limit: int) -> bytes:
     """
     The decoded body, or `ResponseTooLargeError` once it passes `limit` bytes.
@@ -159,8 +167,8 @@ async def _read_body(response: aiohttp.ClientResponse, request: Request, limit: 
     gzip bomb costs about `limit` bytes of memory, not what it would inflate to.
     """
     encoding = response.headers.get("Content-Encoding", "identity")
-    length = response.content_length
-    if length is not None and encoding == "identity":
+    length = _plain_length(response.headers)
+    if length is not None:
         if length > limit:
             response.close()
             raise _too_large(request, limit)
@@ -233,7 +241,8 @@ class StreamResponse:
         self._inflater: Inflater | None = None
         self._inflating: Iterator[bytes] | None = None
         self._raw_ended = False
-        # The idle timer: when a chunk was last read, and how many bytes have been read.
+        # The idle timer: when a chunk was last read, and how many bytes have been read
+        # (while `read()` takes a whole error body: how many had arrived at the last look).
         self._idle = idle_timeout
         self._timer: asyncio.TimerHandle | None = None
         self._last_read = 0.0
@@ -255,24 +264,18 @@ class StreamResponse:
             self._timer = None
             return
         arrived = content.total_bytes
-        if self._whole:
-            # `read()` of a whole (error) body: idle when nothing arrived since last time.
-            if arrived != self._read:
+        if arrived != self._read:
+            # Bytes came since the last look (`read()` of a whole error body), or wait
+            # that the reader has not taken yet: PostHog is not the one keeping it
+            # waiting. Look again later.
+            if self._whole:
                 self._read = arrived
-                self._timer = loop.call_at(now + idle, self._check_idle)
-                return
-        elif arrived != self._read:
-            # Bytes are waiting that the reader has not taken yet: PostHog is not the
-            # one keeping it waiting. Look again later.
             self._timer = loop.call_at(now + idle, self._check_idle)
-            return
-        if not self._whole and now < self._last_read + idle:
+        elif not self._whole and now < self._last_read + idle:
             self._timer = loop.call_at(self._last_read + idle, self._check_idle)
         else:
             self._timer = None
-            self._response.content.set_exception(
-                aiohttp.ServerTimeoutError("Timeout on reading data from socket")
-            )
+            content.set_exception(aiohttp.ServerTimeoutError("Timeout on reading data from socket"))
 
     def _stop_idle_timer(self) -> None:
         if self._timer is not None:
@@ -521,13 +524,8 @@ class Transport:
             failure = exc
         else:
             try:
-                headers = resp.headers
-                length = headers.get("Content-Length")  # digits only: aiohttp's parser checks
-                if (
-                    length is not None
-                    and int(length) <= self._max_response_size
-                    and "Content-Encoding" not in headers
-                ):
+                length = _plain_length(resp.headers)
+                if length is not None and length <= self._max_response_size:
                     body = await resp.read()  # the common case: one read of a known length
                 else:
                     body = await _read_body(resp, request, self._max_response_size)
