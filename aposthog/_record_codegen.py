@@ -68,8 +68,9 @@ def compile_record_structure(cls: type, conv: cattrs.Converter) -> Callable[[Any
     This is the hot path of every list, so it avoids what cattrs' generic functions pay
     for: a temporary dict of defaulted fields, error collection on every field, and a
     wrapper for unknown keys. A record without validators, converters or
-    `__attrs_post_init__` (all of aposthog's) is filled slot by slot: the same values
-    its frozen `__init__` would set, in half the time.
+    `__attrs_post_init__` (all of aposthog's) is filled through its mutable twin (see
+    `_builder`): the same values its frozen `__init__` would set, far faster (see the
+    module's docstring). Any other record is built by its `__init__`.
     """
     hints = typing.get_type_hints(cls)
     fields = attrs.fields(cls)
@@ -140,9 +141,6 @@ def compile_record_structure(cls: type, conv: cattrs.Converter) -> Callable[[Any
             conversions.append(f"v{i} = {convert}")
         if builder is not None:
             arguments.append(f"i.{field.name} = v{i}")
-        elif direct:
-            namespace[f"s{i}"] = slots[field.name].__set__
-            arguments.append(f"s{i}(i, v{i})")
         else:
             arguments.append(f"{field.alias}=v{i}")
     lines = ["if o.__class__ is not dict: _not_object(__cl, o)"]
@@ -162,9 +160,6 @@ def compile_record_structure(cls: type, conv: cattrs.Converter) -> Callable[[Any
     if builder is not None:
         lines += ["i = __new(__builder)", *arguments, f"i.{EXTRA_FIELDS} = {extra}"]
         lines += ["i.__class__ = __cl", "return i"]
-    elif direct:
-        namespace["s_extra"] = slots[EXTRA_FIELDS].__set__
-        lines += ["i = __new(__cl)", *arguments, f"s_extra(i, {extra})", "return i"]
     else:
         lines.append(f"return __cl({', '.join(arguments)}, {EXTRA_FIELDS}={extra})")
     body = "\n    ".join(lines)
