@@ -56,12 +56,16 @@ def stdlib_loads(data: bytes | str) -> Any:
 
 
 orjson_loads: Callable[[bytes | str], Any] | None = None
+#: orjson's own parser, as it is (None without the speedups extra): for callers that
+#: settle its differences from the standard library themselves (`_stream_events`).
+orjson_parse: Callable[[bytes], Any] | None = None
 try:
     # Imported by name: orjson is optional, and typed here as what aposthog uses of it.
     _orjson_parse: Callable[[bytes], Any] = importlib.import_module("orjson").loads
 except ImportError:  # the speedups extra is not installed
     pass
 else:
+    orjson_parse = _orjson_parse
     # Digits stay "0", every other byte becomes a space: a long digit run is then a
     # plain substring search, at memory speed.
     _DIGITS_ONLY = bytes(48 if 48 <= b <= 57 else 32 for b in range(256))

@@ -47,7 +47,8 @@ from ._errors import (
 from ._http import Request, segment
 from ._observe import StreamObserver
 from ._pipeline import Call, Failure
-from ._stream_events import dropped_failure, nothing_started, snippet, wire_message
+from ._stream_events import wire_message
+from ._stream_failures import dropped_failure, nothing_started, snippet
 from ._transport import StreamResponse
 from .models.conversations import Conversation
 from .models.events import MessageEvent, decode_event

@@ -14,33 +14,24 @@ so a result with no float in it is the standard library's result. Anything else 
 orjson, a float anywhere, bytes orjson refuses, data that is no object, a message that
 does not fit its class) goes to `decode_event` with the decoded text, for exactly its
 result, warnings included.
-
-Also the stream engine's small judgements on failed attempts and reads.
 """
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable
 from typing import Any
 
-from ._errors import APIConnectionError, APIStatusError, APITimeoutError
-from ._pipeline import Failure
-from ._transport import StreamResponse
+from ._json import orjson_parse
 from .models.events import MessageEvent, StreamEvent, decode_event
 from .models.messages import message_from_dict
 
-__all__ = ["dropped_failure", "nothing_started", "snippet", "wire_event", "wire_message"]
+__all__ = ["wire_event", "wire_message"]
 
 _new = object.__new__
 _set_message: Callable[[Any, Any], None] = vars(MessageEvent)["message"].__set__
 _LEAVES = frozenset({str, int, bool, type(None)})
 
-_parse: Callable[[bytes], Any] | None
-try:
-    _parse = importlib.import_module("orjson").loads
-except ImportError:  # the speedups extra is not installed
-    _parse = None
+_parse = orjson_parse  # None without the speedups extra
 
 
 def _has_float(value: Any) -> bool:
@@ -77,50 +68,3 @@ def wire_event(name: str, data: bytes) -> StreamEvent:
     if name == "message":
         return wire_message(data)
     return decode_event(name, data.decode("utf-8", "replace"))
-
-
-# ------------------------------------------------------------- the engine's failures
-
-
-def nothing_started(failure: Failure) -> bool:
-    """
-    Whether a failed attempt proves it started nothing on PostHog: it never reached the
-    server, or the server refused it with a status below 500 (a 429 while throttled, a 409
-    while another run is going). A 5xx or a connection lost after sending proves nothing.
-    """
-    error = failure.error
-    if isinstance(error, APIStatusError):
-        return error.status < 500
-    return not error.reached_server
-
-
-def dropped_failure(error: APIConnectionError, idle: float | None) -> Failure:
-    """A read that failed, as the failure a re-attach starts from."""
-    if isinstance(error, APITimeoutError):
-        # Silence past stream_idle_timeout: PostHog may still be generating (its
-        # keepalives were lost, or a proxy holds the bytes). Treated as a drop.
-        error = APITimeoutError(
-            f"PostHog sent nothing for {idle} s (stream_idle_timeout)",
-            method="POST",
-            path=error.path,
-        )
-    return Failure.connection(error)
-
-
-async def snippet(response: StreamResponse, limit: int = 500) -> str:
-    """The start of an unexpected body, for the error message; the response is closed."""
-    data = b""
-    chunks = response.chunks()
-    try:
-        async for chunk in chunks:
-            data += chunk
-            if len(data) >= limit:
-                break
-    except APIConnectionError:
-        pass
-    finally:
-        aclose = getattr(chunks, "aclose", None)
-        if aclose is not None:
-            await aclose()
-        response.close()
-    return data[:limit].decode("utf-8", errors="replace")

@@ -1,0 +1,53 @@
+"""The stream engine's small judgements on failed attempts and reads."""
+
+from __future__ import annotations
+
+from ._errors import APIConnectionError, APIStatusError, APITimeoutError
+from ._pipeline import Failure
+from ._transport import StreamResponse
+
+__all__ = ["dropped_failure", "nothing_started", "snippet"]
+
+
+def nothing_started(failure: Failure) -> bool:
+    """
+    Whether a failed attempt proves it started nothing on PostHog: it never reached the
+    server, or the server refused it with a status below 500 (a 429 while throttled, a 409
+    while another run is going). A 5xx or a connection lost after sending proves nothing.
+    """
+    error = failure.error
+    if isinstance(error, APIStatusError):
+        return error.status < 500
+    return not error.reached_server
+
+
+def dropped_failure(error: APIConnectionError, idle: float | None) -> Failure:
+    """A read that failed, as the failure a re-attach starts from."""
+    if isinstance(error, APITimeoutError):
+        # Silence past stream_idle_timeout: PostHog may still be generating (its
+        # keepalives were lost, or a proxy holds the bytes). Treated as a drop.
+        error = APITimeoutError(
+            f"PostHog sent nothing for {idle} s (stream_idle_timeout)",
+            method="POST",
+            path=error.path,
+        )
+    return Failure.connection(error)
+
+
+async def snippet(response: StreamResponse, limit: int = 500) -> str:
+    """The start of an unexpected body, for the error message; the response is closed."""
+    data = b""
+    chunks = response.chunks()
+    try:
+        async for chunk in chunks:
+            data += chunk
+            if len(data) >= limit:
+                break
+    except APIConnectionError:
+        pass
+    finally:
+        aclose = getattr(chunks, "aclose", None)
+        if aclose is not None:
+            await aclose()
+        response.close()
+    return data[:limit].decode("utf-8", errors="replace")
