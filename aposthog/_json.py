@@ -37,17 +37,27 @@ _scan_once: Callable[[str, int], tuple[Any, int]] = json.JSONDecoder().scan_once
 
 def stdlib_loads(data: bytes | str) -> Any:
     """Parse with the standard library; `ValueError` for anything that is not JSON."""
-    if data.__class__ is str and data[:1] == "{" and data[-1:] == "}":
-        # A stream event's data: one compact object. The scanner alone reads it, without
-        # `json.loads`' whitespace and BOM checks around it (a sixth of the cost of a
-        # small event); anything it does not read whole goes to `json.loads` below, for
-        # the same value or the same error.
+    # A JSON object, the shape of nearly every body and stream event: the scanner alone
+    # reads it, as `json.loads` would after its encoding, BOM and whitespace checks
+    # (12,400 of the 158,000 instructions of a page of ten small records). A body that is
+    # not plain UTF-8, or that the scanner does not read whole, goes to `json.loads`
+    # below, for the same value or the same error.
+    text: str | None = None
+    if isinstance(data, str):
+        if data[:1] == "{" and data[-1:] == "}":
+            text = data
+    elif data[:1] == b"{" and data[-1:] == b"}":
         try:
-            value, end = _scan_once(data, 0)
+            text = data.decode()
+        except UnicodeDecodeError:
+            pass
+    if text is not None:
+        try:
+            value, end = _scan_once(text, 0)
         except (StopIteration, ValueError, RecursionError):
             pass
         else:
-            if end == len(data):
+            if end == len(text):
                 return value
     try:
         return json.loads(data)

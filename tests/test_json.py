@@ -100,6 +100,14 @@ CORPUS: list[bytes] = [
     b"\x00",
     b"true false",
     b"tru",
+    # Objects, read by the scanner alone when they are plain UTF-8 and read whole:
+    b'{"a": "\xff"}',  # not UTF-8 inside an object
+    b'{"a": "\xed\xa0\x80"}',  # an encoded lone surrogate inside an object
+    b'{"a": "\\ud800"}',  # an escaped one
+    b'{"a": 1} {"b": 2}',  # two objects
+    b'{"a": 1}}',  # a stray brace after one
+    b'{"a": [1, 2}',  # cut short inside
+    b'{"a": 1}\n',  # whitespace after it
 ]
 
 
