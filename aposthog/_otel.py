@@ -61,6 +61,12 @@ WAIT_EVENT = "aposthog.wait"
 #: (it delegates to the provider set later), and the explicit no-op one.
 _SILENT_PROVIDERS = (trace.ProxyTracerProvider, trace.NoOpTracerProvider)
 
+#: Whether opentelemetry-api keeps its global provider in `trace._TRACER_PROVIDER`, None
+#: until one is set: `get_tracer_provider()`'s own first test, which `_silent()` makes
+#: without the environment lookup that follows it on every call until a provider is set
+#: (10,000 instructions: a sixth of what the client adds to a small call).
+_GLOBAL_SLOT = hasattr(trace, "_TRACER_PROVIDER")
+
 _PREFIX = "/api/environments/{project_id}/"
 _STREAM_ROUTE = "conversations"
 
@@ -229,19 +235,24 @@ class TracingObserver:
     from the next call on.
     """
 
-    __slots__ = ("_servers", "_tracer", "_watch_global")
+    __slots__ = ("_look_at_slot", "_servers", "_tracer", "_watch_global")
 
     def __init__(self, tracer_provider: trace.TracerProvider | None = None) -> None:
         self._tracer = trace.get_tracer("aposthog", __version__, tracer_provider)
         # Whether the global provider may still be a silent one. The global provider is
         # set at most once, so once a real one is seen it is never looked at again.
         self._watch_global = tracer_provider is None
+        # `get_tracer()` above has loaded a provider the environment names, if any: from
+        # here on, an empty global slot means that nothing has been set up.
+        self._look_at_slot = _GLOBAL_SLOT
         self._servers: dict[str, _Server] = {}
 
     def _silent(self) -> bool:
         """Whether the global provider is one that records nothing (no SDK set up yet)."""
         if not self._watch_global:
             return False
+        if self._look_at_slot and trace._TRACER_PROVIDER is None:
+            return True
         if isinstance(trace.get_tracer_provider(), _SILENT_PROVIDERS):
             return True
         self._watch_global = False

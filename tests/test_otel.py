@@ -260,3 +260,29 @@ def test_a_span_nobody_records_costs_one_shared_observer() -> None:
     stream.reattach(1)
     stream.received(1, 10)
     stream.outcome("done")
+
+
+@pytest.mark.parametrize(
+    ("named", "records"), [(None, False), ("sdk_tracer_provider", True)], ids=["none", "sdk"]
+)
+def test_a_provider_named_by_the_environment_is_used(named: str | None, records: bool) -> None:
+    """
+    Until a provider is set, the global tracer records nothing and calls cost no span;
+    a provider that `OTEL_PYTHON_TRACER_PROVIDER` names is loaded and records them.
+    """
+    import subprocess
+    import sys
+
+    script = (
+        "from aposthog._observe import IGNORED\n"
+        "from aposthog._otel import TracingObserver\n"
+        "print(TracingObserver().call('GET', 'batch_exports', 'https://h') is not IGNORED)\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "OTEL_PYTHON_TRACER_PROVIDER"}
+    if named is not None:
+        env["OTEL_PYTHON_TRACER_PROVIDER"] = named
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, env=env, check=False
+    )
+    assert 0 == result.returncode, result.stderr
+    assert str(records) == result.stdout.strip()
