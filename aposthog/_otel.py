@@ -235,23 +235,22 @@ class TracingObserver:
     from the next call on.
     """
 
-    __slots__ = ("_look_at_slot", "_servers", "_tracer", "_watch_global")
+    __slots__ = ("_servers", "_tracer", "_watch_global")
 
     def __init__(self, tracer_provider: trace.TracerProvider | None = None) -> None:
         self._tracer = trace.get_tracer("aposthog", __version__, tracer_provider)
         # Whether the global provider may still be a silent one. The global provider is
         # set at most once, so once a real one is seen it is never looked at again.
         self._watch_global = tracer_provider is None
-        # `get_tracer()` above has loaded a provider the environment names, if any: from
-        # here on, an empty global slot means that nothing has been set up.
-        self._look_at_slot = _GLOBAL_SLOT
         self._servers: dict[str, _Server] = {}
 
     def _silent(self) -> bool:
         """Whether the global provider is one that records nothing (no SDK set up yet)."""
         if not self._watch_global:
             return False
-        if self._look_at_slot and trace._TRACER_PROVIDER is None:
+        # `get_tracer()` in `__init__` loaded any provider the environment names: an
+        # empty global slot now means that nothing has been set up.
+        if _GLOBAL_SLOT and trace._TRACER_PROVIDER is None:
             return True
         if isinstance(trace.get_tracer_provider(), _SILENT_PROVIDERS):
             return True
