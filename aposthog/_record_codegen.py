@@ -77,7 +77,6 @@ def compile_record_structure(cls: type, conv: cattrs.Converter) -> Callable[[Any
     known = known_keys(cls)
     namespace: dict[str, Any] = {
         "__cl": cls,
-        "__new": object.__new__,
         "_known": known,
         "_extra": _extra_fields,
         "_not_object": _not_an_object,
@@ -158,7 +157,7 @@ def compile_record_structure(cls: type, conv: cattrs.Converter) -> Callable[[Any
     extra = "_NO_EXTRA if n == _n_fields or _known.issuperset(o) else _extra(o, _known)"
     namespace["_NO_EXTRA"] = _NO_EXTRA_FIELDS
     if builder is not None:
-        lines += ["i = __new(__builder)", *arguments, f"i.{EXTRA_FIELDS} = {extra}"]
+        lines += ["i = __builder()", *arguments, f"i.{EXTRA_FIELDS} = {extra}"]
         lines += ["i.__class__ = __cl", "return i"]
     else:
         lines.append(f"return __cl({', '.join(arguments)}, {EXTRA_FIELDS}={extra})")
@@ -182,10 +181,17 @@ def _builder(cls: type) -> type | None:
     twin = type(
         f"_{cls.__name__}Builder",
         (cls,),
-        # Both: they share one type slot, which is plain only when neither is overridden.
-        {"__slots__": (), "__setattr__": object.__setattr__, "__delattr__": object.__delattr__},
+        {
+            "__slots__": (),
+            # Both: they share one type slot, which is plain only when neither is overridden.
+            "__setattr__": object.__setattr__,
+            "__delattr__": object.__delattr__,
+            # `twin()` makes an empty instance: `object`'s own `__init__` (not the record's),
+            # quicker to call than `object.__new__(twin)`, which copies its arguments.
+            "__init__": object.__init__,
+        },
     )
-    probe: Any = object.__new__(twin)
+    probe: Any = twin()
     try:
         probe.__class__ = cls
     except TypeError:

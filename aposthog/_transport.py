@@ -20,6 +20,7 @@ import aiohttp
 from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
+from ._deadlines import Deadlines
 from ._errors import (
     APIConnectionError,
     APITimeoutError,
@@ -402,6 +403,8 @@ class Transport:
         # is looked up instead of made again per request.
         self._urls: dict[str, URL] = {}
         self._session_has_common = False
+        #: Each call's attempt time limit (see `_deadlines`: aiohttp's costs far more).
+        self._deadlines = Deadlines()
 
     def use_common_headers(self, headers: Mapping[str, str]) -> None:
         """
@@ -480,65 +483,77 @@ class Transport:
             proxy = None
         else:
             proxy = self._proxies.for_url(request.url)
-        limits = self._call_timeouts.get(timeout) or self._call_timeout(timeout)
         url = self._urls.get(request.url)
         if url is None:
             url = URL(request.url, encoded=True)
             if len(self._urls) >= _URLS_KEPT:
                 self._urls.clear()  # bounded: the URLs still in use come back at once
             self._urls[request.url] = url
+        # The time limit is kept here (see `_deadlines`), aiohttp's only outside a task.
+        key = None if timeout is None else self._deadlines.start(timeout)
+        total = timeout if key is None else None
+        limits = self._call_timeouts.get(total) or self._call_timeout(total)
         failure: BaseException
         try:
-            # Awaited, not entered: the response is released below, one layer less.
-            if proxy is None and self._middlewares is None and request.body is None:
-                # The common case, a GET on the client's own session: only what differs
-                # from aiohttp's defaults is passed (the common headers are the session's).
-                resp = await session.request(
-                    request.method,
-                    url,
-                    params=request.params or None,
-                    headers=(
-                        None
-                        if headers is self._common_headers and self._session_has_common
-                        else headers
-                    ),
-                    timeout=limits,
-                    allow_redirects=False,
-                )
-            else:
-                resp = await session.request(
-                    request.method,
-                    url,
-                    params=request.params or None,
-                    data=request.body,
-                    headers=headers,
-                    timeout=limits,
-                    allow_redirects=False,
-                    proxy=proxy,
-                    middlewares=self._middlewares,
-                    auto_decompress=False,
-                )
-        except _AttemptFailed as exc:
-            failure = exc.failure
-        except _CLIENT_FAILURES as exc:
-            failure = exc
-        else:
             try:
-                length = _plain_length(resp.headers)
-                if length is not None and length <= self._max_response_size:
-                    body = await resp.read()  # the common case: one read of a known length
+                # Awaited, not entered: the response is released below, one layer less.
+                if proxy is None and self._middlewares is None and request.body is None:
+                    # The common case, a GET on the client's own session: only what differs
+                    # from aiohttp's defaults is passed (the common headers are the
+                    # session's).
+                    resp = await session.request(
+                        request.method,
+                        url,
+                        params=request.params or None,
+                        headers=(
+                            None
+                            if headers is self._common_headers and self._session_has_common
+                            else headers
+                        ),
+                        timeout=limits,
+                        allow_redirects=False,
+                    )
                 else:
-                    body = await _read_body(resp, request, self._max_response_size)
+                    resp = await session.request(
+                        request.method,
+                        url,
+                        params=request.params or None,
+                        data=request.body,
+                        headers=headers,
+                        timeout=limits,
+                        allow_redirects=False,
+                        proxy=proxy,
+                        middlewares=self._middlewares,
+                        auto_decompress=False,
+                    )
+            except _AttemptFailed as exc:
+                failure = exc.failure
             except _CLIENT_FAILURES as exc:
                 failure = exc
-            except BaseException:
-                await _release(resp)
-                raise
             else:
-                # Read to the end: the connection goes back to the pool at once.
-                resp.release()
-                return _new_response(Response, (resp.status, resp.headers, body))
-            await _release(resp)
+                try:
+                    length = _plain_length(resp.headers)
+                    if length is not None and length <= self._max_response_size:
+                        body = await resp.read()  # the common case: one read of a known length
+                    else:
+                        body = await _read_body(resp, request, self._max_response_size)
+                except _CLIENT_FAILURES as exc:
+                    failure = exc
+                except BaseException:
+                    await _release(resp)
+                    raise
+                else:
+                    # Read to the end: the connection goes back to the pool at once.
+                    resp.release()
+                    return _new_response(Response, (resp.status, resp.headers, body))
+                await _release(resp)
+        except asyncio.CancelledError:
+            if key is None or not self._deadlines.expired(key):
+                raise
+            failure = asyncio.TimeoutError()  # the attempt's time is up
+        finally:
+            if key is not None:
+                self._deadlines.stop(key)
         raise _connection_error(failure, request, proxy)
 
     async def open_stream(
@@ -572,5 +587,6 @@ class Transport:
     async def aclose(self) -> None:
         """Close the session if this transport created it."""
         self._ready = None
+        self._deadlines.close()
         if self._owns_session and self._session is not None and not self._session.closed:
             await self._session.close()

@@ -342,3 +342,20 @@ def test_a_host_with_a_path_prefix_keeps_it() -> None:
     request = client._api.pipeline.request(route, route.fill())
     assert "https://example.com/posthog/api/environments/7/batch_exports/" == request.url
     assert "/posthog/api/environments/7/batch_exports/" == request.path
+
+
+async def test_a_timed_out_call_leaves_no_cancellation_behind(fake: FakePostHog) -> None:
+    """
+    The time limit cancels the attempt, not the caller: after an `APITimeoutError` the
+    task awaits on normally, and a cancellation from outside stays a cancellation.
+    """
+    fake.latency = 0.3
+    async with fake.client(timeout=0.05, max_retries=0) as ph:
+        with pytest.raises(aposthog.APITimeoutError):
+            await ph.customer_profile_configs.list()
+        await anyio.sleep(0.01)
+        with anyio.move_on_after(0.05) as scope:
+            await ph.customer_profile_configs.list(timeout=5)
+        assert scope.cancelled_caught
+        fake.latency = 0
+        assert [] == (await ph.customer_profile_configs.list()).results

@@ -1,0 +1,145 @@
+"""
+The attempts' deadlines (`aposthog._deadlines`): each attempt cancelled at its own
+deadline and only then, a cancellation from outside never taken for a timeout, nothing
+left pending on the task afterwards, and one timer for them all.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+
+import pytest
+
+from aposthog._deadlines import Deadlines
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"  # deadlines are the asyncio transport's
+
+
+def _pending_cancels() -> int:
+    task = asyncio.current_task()
+    assert task is not None
+    if sys.version_info >= (3, 11):
+        return task.cancelling()
+    return 0
+
+
+async def _attempt(deadlines: Deadlines, seconds: float, lasts: float) -> str:
+    """One attempt that takes `lasts` seconds under a `seconds` limit: how it ended."""
+    key = deadlines.start(seconds)
+    assert key is not None
+    try:
+        await asyncio.sleep(lasts)
+    except asyncio.CancelledError:
+        if not deadlines.expired(key):
+            raise
+        return "timed out"
+    finally:
+        deadlines.stop(key)
+    return "done"
+
+
+async def test_an_attempt_past_its_deadline_is_cancelled_and_the_task_goes_on() -> None:
+    deadlines = Deadlines()
+    started = asyncio.get_running_loop().time()
+    assert "timed out" == await _attempt(deadlines, 0.05, 5)
+    assert 0.04 <= asyncio.get_running_loop().time() - started < 2
+    assert 0 == _pending_cancels()
+    await asyncio.sleep(0.01)  # no cancellation left for a later await
+    assert "done" == await _attempt(deadlines, 5, 0.01)
+
+
+async def test_attempts_end_at_their_own_deadlines_whatever_the_order() -> None:
+    """A short limit among long ones, and long ones after it: each keeps its own time."""
+    deadlines = Deadlines()
+    results = await asyncio.gather(
+        _attempt(deadlines, 5, 0.3),
+        _attempt(deadlines, 0.05, 5),
+        _attempt(deadlines, 0.2, 5),
+        _attempt(deadlines, 5, 0.01),
+        _attempt(deadlines, 0.1, 0.01),
+    )
+    assert ["done", "timed out", "timed out", "done", "done"] == list(results)
+
+
+async def test_a_cancellation_from_outside_is_not_a_timeout() -> None:
+    deadlines = Deadlines()
+    task = asyncio.create_task(_attempt(deadlines, 5, 5))
+    await asyncio.sleep(0.01)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert not deadlines._running
+    assert not deadlines._expired
+
+
+@pytest.mark.skipif(sys.version_info < (3, 11), reason="3.10 tasks count no cancellations")
+async def test_a_cancellation_from_outside_as_the_deadline_passes_still_cancels() -> None:
+    """Both at once: the outside one wins, as with `asyncio.timeout`."""
+    deadlines = Deadlines()
+    task = asyncio.create_task(_attempt(deadlines, 0.05, 5))
+    await asyncio.sleep(0.01)
+    asyncio.get_running_loop().call_at(deadlines._when, task.cancel)
+    with pytest.raises(asyncio.CancelledError):
+        await task
+
+
+async def test_a_deadline_that_passes_as_the_attempt_ends_leaves_nothing_pending() -> None:
+    """An attempt that swallowed the cancellation: `stop()` withdraws it from the task."""
+    deadlines = Deadlines()
+    key = deadlines.start(0.01)
+    assert key is not None
+    try:
+        await asyncio.sleep(1)
+    except asyncio.CancelledError:
+        pass  # as a library that swallows it would
+    deadlines.stop(key)
+    assert 0 == _pending_cancels()
+    await asyncio.sleep(0.01)
+
+
+class _Counting(Deadlines):
+    """Counts the times the timer is armed."""
+
+    arms = 0
+
+    def _arm(self, loop: asyncio.AbstractEventLoop, when: float) -> None:
+        self.arms += 1
+        super()._arm(loop, when)
+
+
+async def test_one_timer_serves_every_attempt_and_none_is_left_armed() -> None:
+    deadlines = _Counting()
+    await asyncio.gather(*(_attempt(deadlines, 0.05, 0.001 * (i % 5)) for i in range(100)))
+    assert 1 == deadlines.arms  # at the first attempt's deadline, never once per attempt
+    await asyncio.sleep(0.1)  # it fires, finds nothing running, and is not re-armed
+    assert 1 == deadlines.arms
+    assert deadlines._handle is None
+    assert not deadlines._running
+
+
+async def test_a_nearer_deadline_re_arms_the_timer_and_close_disarms_it() -> None:
+    deadlines = _Counting()
+    long = asyncio.create_task(_attempt(deadlines, 5, 5))
+    await asyncio.sleep(0)
+    assert "timed out" == await _attempt(deadlines, 0.02, 5)
+    assert 3 == deadlines.arms  # the long one, the short one, the long one again
+    deadlines.close()
+    assert deadlines._handle is None
+    long.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await long
+
+
+async def test_outside_a_task_there_is_no_deadline() -> None:
+    deadlines = Deadlines()
+    loop = asyncio.get_running_loop()
+    got: asyncio.Future[int | None] = loop.create_future()
+    loop.call_soon(lambda: got.set_result(deadlines.start(1)))  # a callback: no task
+    assert None is await got
+    assert not deadlines._running
