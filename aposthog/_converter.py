@@ -390,6 +390,11 @@ def structure(data: Any, cl: type[T] | Any, *, path: str = "$", request_path: st
     ) from None
 
 
+#: The hook of each record type a page has held (a dict lookup instead of cattrs' dispatch,
+#: a fifth of a microsecond a page). The converter is aposthog's own: its hooks never change.
+_ITEM_HOOKS: dict[Any, Callable[[Any, Any], Any]] = {}
+
+
 def structure_records(
     items: list[Any], item_type: Any, *, path: str = "$", request_path: str = ""
 ) -> list[Any]:
@@ -401,7 +406,9 @@ def structure_records(
     8.1 µs); a body that does not fit goes through `structure()`, for the same
     `ResponseDecodeError`.
     """
-    hook = converter.get_structure_hook(item_type)
+    hook = _ITEM_HOOKS.get(item_type)
+    if hook is None:
+        hook = _ITEM_HOOKS[item_type] = converter.get_structure_hook(item_type)
     try:
         return [hook(item, item_type) for item in items]
     except Exception:  # structure() below names what does not fit
