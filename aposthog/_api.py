@@ -26,7 +26,7 @@ from ._errors import (
 )
 from ._http import Query, Request, Route, same_origin_url
 from ._observe import IGNORED, CallObserver, Observer
-from ._pagination import AsyncPaginator, Page, parse_page
+from ._pagination import AsyncPaginator, Page, new_page, parse_page
 from ._pipeline import Call, Failure, Pipeline
 from ._retry import StatusOutcome, parse_retry_after
 from ._transport import Response, StreamResponse
@@ -381,4 +381,4 @@ class _PageSource(Generic[T]):
         results, count, next_url, previous = parse_page(
             body, self._list_type, request_path=request.path
         )
-        return Page(results, count=count, next=next_url, previous=previous, fetch=self.fetch)
+        return new_page(results, count, next_url, previous, self.fetch)
