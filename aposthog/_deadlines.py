@@ -6,13 +6,14 @@ comes out of the attempt is recognised as that deadline's (`expired()`) rather t
 cancellation from outside, which goes on as it came (on Python 3.11+, by the task's
 count of cancellations asked for, as `asyncio.timeout` does; 3.10 has no such count).
 
-Why not a timer per attempt: on a small call, aiohttp's own total timeout costs 26,000
-instructions (a timer context entered and left around every read), and a timer handle
-scheduled and withdrawn per attempt still 20,000 (asyncio's timer handles are Python
-objects, and a withdrawn one is popped off the loop's heap later), against about 2,000
-here: an attempt is an entry in a dict, and the one timer is re-armed only when it fires
-(once per timeout, under steady traffic) or when an attempt has a nearer deadline than
-every other.
+Measured under callgrind on a call listing ten profile configs (about 570,000
+instructions in all): aiohttp's own total timeout cost the client 26,000 instructions a
+call (a timer context entered and left around every read; 14,000 in a plain
+`session.get`), a timer handle scheduled and withdrawn per attempt still 18,000
+(asyncio's timer handles are Python objects, and each withdrawn one is popped off the
+loop's heap later), and this 4,000: an attempt is an entry in a dict, and the one timer
+is re-armed only when it fires (once per timeout under steady traffic) or when an
+attempt has a nearer deadline than every other.
 """
 
 from __future__ import annotations
