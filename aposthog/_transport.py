@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Iterator, Mapping
 from typing import NamedTuple
 
 import aiohttp
@@ -471,6 +471,32 @@ class Transport:
             self._call_timeouts[total] = timeout
         return timeout
 
+    def _request(
+        self,
+        session: aiohttp.ClientSession,
+        request: Request,
+        url: URL,
+        headers: Mapping[str, str],
+        timeout: aiohttp.ClientTimeout,
+        proxy: str | None,
+    ) -> Awaitable[aiohttp.ClientResponse]:
+        """
+        aiohttp's request for `request`, every setting spelled out (a body, a proxy, our
+        middleware): awaited by the caller, which releases the response itself.
+        """
+        return session.request(
+            request.method,
+            url,
+            params=request.params or None,
+            data=request.body,
+            headers=headers,
+            timeout=timeout,
+            allow_redirects=False,
+            proxy=proxy,
+            middlewares=self._middlewares,
+            auto_decompress=False,  # inflated here, within max_response_size
+        )
+
     async def send(
         self, request: Request, headers: Mapping[str, str], *, timeout: float | None = None
     ) -> Response:
@@ -514,18 +540,7 @@ class Transport:
                         allow_redirects=False,
                     )
                 else:
-                    resp = await session.request(
-                        request.method,
-                        url,
-                        params=request.params or None,
-                        data=request.body,
-                        headers=headers,
-                        timeout=limits,
-                        allow_redirects=False,
-                        proxy=proxy,
-                        middlewares=self._middlewares,
-                        auto_decompress=False,
-                    )
+                    resp = await self._request(session, request, url, headers, limits, proxy)
             except _AttemptFailed as exc:
                 failure = exc.failure
             except _CLIENT_FAILURES as exc:
@@ -564,17 +579,13 @@ class Transport:
         proxy = self._proxy_for(request.url)
         failure: BaseException
         try:
-            resp = await session.request(
-                request.method,
+            resp = await self._request(
+                session,
+                request,
                 URL(request.url, encoded=True),
-                params=request.params or None,
-                data=request.body,
-                headers=headers,
-                timeout=self._timeout(idle=idle_timeout),
-                allow_redirects=False,
-                proxy=proxy,
-                middlewares=self._middlewares,
-                auto_decompress=False,  # inflated here, within max_response_size
+                headers,
+                self._timeout(idle=idle_timeout),
+                proxy,
             )
         except _AttemptFailed as exc:
             failure = exc.failure
