@@ -14,7 +14,11 @@ pre-encoded pages, so its own cost is the same for both sides. Two workloads:
   second.
 
 aposthog runs with the standard library's parser and, when orjson is installed (the
-`speedups` extra), with orjson too. The machine may be shared and noisy: trials
+`speedups` extra), with orjson too. A third line, the floor, is the alternative plus
+building the same records with aposthog's record hooks and nothing else of the client
+(no retries, limits, time limits, paginator or typed errors): what any client that hands
+out these records costs at least, so the distance from it is the client's own cost.
+The machine may be shared and noisy: trials
 alternate between the variants (in a rotating order), each trial gives one ratio per
 variant against the alternative's trial next to it, and the median ratio is reported,
 for wall-clock throughput and for throughput per CPU-second of the client process
@@ -102,17 +106,21 @@ async def _compare(
     rounds: int,
     ours: Callable[[], Awaitable[Rate]],
     theirs: Callable[[], Awaitable[Rate]],
+    floor: Callable[[], Awaitable[Rate]],
     target: float,
 ) -> None:
     """Alternate trials; print each parser's figures and ratios against the alternative."""
     parsers = _parsers()
-    trials: dict[str, list[Rate]] = {name: [] for name in ["baseline", *parsers]}
+    trials: dict[str, list[Rate]] = {name: [] for name in ["baseline", "floor", *parsers]}
     for trial in range(rounds):
         order = list(trials)
         order = order[trial % len(order) :] + order[: trial % len(order)]
         for who in order:
             if who == "baseline":
                 trials[who].append(await theirs())
+                continue
+            if who == "floor":
+                trials[who].append(await floor())
                 continue
             _json.loads = parsers[who]
             try:
@@ -125,12 +133,15 @@ async def _compare(
         f"  {'aiohttp + json.loads:':32s} {statistics.median(base):8.0f} {unit}"
         f"  {statistics.median(r.per_cpu_second for r in base):8.0f} {unit} of CPU"
     )
-    for name in parsers:
+    for name in ["floor", *parsers]:
         wall = sorted(a / b for a, b in zip(trials[name], base, strict=True))
         cpu = sorted(
             a.per_cpu_second / b.per_cpu_second for a, b in zip(trials[name], base, strict=True)
         )
-        label = "aposthog (stdlib json):" if name == "json" else "aposthog (orjson, speedups):"
+        label = {
+            "floor": "+ records, no client (floor):",
+            "json": "aposthog (stdlib json):",
+        }.get(name, "aposthog (orjson, speedups):")
         print(
             f"  {label:32s} {statistics.median(trials[name]):8.0f} {unit}"
             f"  {statistics.median(r.per_cpu_second for r in trials[name]):8.0f} {unit} of CPU"
@@ -138,6 +149,11 @@ async def _compare(
             f" {statistics.median(cpu):.2f} CPU"
             + (f"   target >= {target:.2f}" if name == "json" else "")
         )
+    over = sorted(a / b for a, b in zip(trials["json"], trials["floor"], strict=True))
+    print(
+        f"  aposthog (stdlib json) / floor: {statistics.median(over):.2f} wall"
+        f" (min {over[0]:.2f}, max {over[-1]:.2f}): the client's own share of the gap"
+    )
 
 
 async def bench(url: str, rounds: int, quick: bool) -> None:
@@ -182,13 +198,39 @@ async def bench(url: str, rounds: int, quick: bool) -> None:
                 body = json.loads(await resp.read())
             return len(body["results"]) // 10
 
+        # The floor: the alternative, then the same records built by aposthog's hooks.
+        from aposthog._converter import structure_records
+        from aposthog.models import BatchExport, CustomerProfileConfig
+
+        async def iterate_floor() -> int:
+            pages = 0
+            next_url: str | None = first
+            while next_url is not None:
+                async with session.get(next_url) as resp:
+                    resp.raise_for_status()
+                    body = json.loads(await resp.read())
+                # Held until the next page's are built, as a loop over pages holds them.
+                records = structure_records(body["results"], BatchExport)
+                pages += len(records) > 0
+                next_url = body["next"]
+            return pages
+
+        async def configs_floor() -> int:
+            async with session.get(configs) as resp:
+                resp.raise_for_status()
+                body = json.loads(await resp.read())
+            return len(structure_records(body["results"], CustomerProfileConfig)) // 10
+
         assert await iterate_ours() == EXPORTS // PAGE == await iterate_theirs()
+        assert await iterate_floor() == EXPORTS // PAGE
         requests = 500 if quick else 2000
         # Warm both paths (connections, caches, code generation) before measuring.
         await _drive(iterations, iterations, iterate_ours)
         await _drive(iterations, iterations, iterate_theirs)
         await _drive(300, CONCURRENCY, configs_ours)
         await _drive(300, CONCURRENCY, configs_theirs)
+        await _drive(iterations, iterations, iterate_floor)
+        await _drive(300, CONCURRENCY, configs_floor)
         await _compare(
             f"batch_exports.list(): pages of {PAGE} real-shaped exports, "
             f"{iterations} iterations at once",
@@ -196,6 +238,7 @@ async def bench(url: str, rounds: int, quick: bool) -> None:
             rounds,
             lambda: _drive(iterations * 3, iterations, iterate_ours),
             lambda: _drive(iterations * 3, iterations, iterate_theirs),
+            lambda: _drive(iterations * 3, iterations, iterate_floor),
             0.65,
         )
         await _compare(
@@ -204,6 +247,7 @@ async def bench(url: str, rounds: int, quick: bool) -> None:
             rounds,
             lambda: _drive(requests, CONCURRENCY, configs_ours),
             lambda: _drive(requests, CONCURRENCY, configs_theirs),
+            lambda: _drive(requests, CONCURRENCY, configs_floor),
             0.90,
         )
 
