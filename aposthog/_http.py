@@ -23,6 +23,7 @@ from ._version import __version__
 __all__ = [
     "Request",
     "Route",
+    "Secret",
     "encode_json",
     "join_path",
     "query_items",
@@ -104,6 +105,21 @@ def same_origin_url(base_url: str, url: str) -> str:
     if base.path and not path.startswith(base.path + "/"):
         path = base.path + path
     return urllib.parse.urlunsplit((base.scheme, base.netloc, path, parts.query, ""))
+
+
+class Secret(str):
+    """
+    A header value that carries the API key: its own text on the wire and wherever it is
+    formatted as text, `'<redacted>'` in every repr. Any container holding it (the
+    client's header mappings, aiohttp's copies of them) then shows no key in a repr: in a
+    traceback printed with its frames' local variables (`traceback`'s `capture_locals`,
+    pytest's `--showlocals`, rich, loguru), a debugger or a log line of the headers.
+    """
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "'<redacted>'"
 
 
 @attrs.frozen(kw_only=True)

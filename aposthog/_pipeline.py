@@ -33,7 +33,7 @@ from typing import Any, Final, Protocol, TypeVar
 import anyio
 
 from ._errors import APIConnectionError, APIStatusError, ClientStateError, RateLimitError
-from ._http import Query, Request, Route, encode_json, query_items, user_agent
+from ._http import Query, Request, Route, Secret, encode_json, query_items, user_agent
 from ._inflate import ACCEPT_ENCODING
 from ._observe import CallObserver, WaitReason
 from ._retry import ConnectionOutcome, Outcome, RetryPolicy, retry_delay
@@ -99,7 +99,8 @@ class Pipeline:
         self.streams: weakref.WeakSet[Any] = weakref.WeakSet()
         #: The `max_concurrency` slots every attempt holds one of.
         self.slots = Slots(max_concurrency)
-        self._api_key = api_key
+        # Only the header value is kept: a `Secret`, shown as '<redacted>' in any repr.
+        self._authorization = Secret(f"Bearer {api_key}")
         #: The event loop the client is bound to (by its first use).
         self.loop: asyncio.AbstractEventLoop | None = None
         base = urllib.parse.urlsplit(base_url)
@@ -176,7 +177,7 @@ class Pipeline:
         headers = self._headers.get(key)
         if headers is None:
             built = {
-                "Authorization": f"Bearer {self._api_key}",
+                "Authorization": self._authorization,
                 "User-Agent": _USER_AGENT,
                 "Accept": accept,
                 # Only what the transport inflates itself, within max_response_size.

@@ -1,16 +1,22 @@
-"""The key is unreachable from every transport failure's whole exception graph."""
+"""
+The key is unreachable from every failure's whole exception graph, and absent from its
+traceback printed with every frame's local variables.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import socket
 import struct
+import traceback
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
 import pytest
 
 import aposthog
+from aposthog._http import Secret
+from aposthog.testing import FakePostHog
 
 pytestmark = pytest.mark.anyio
 
@@ -81,6 +87,14 @@ def _assert_no_key(error: BaseException) -> None:
     for item in _graph(error):
         for text in (repr(item), str(item)):
             assert SENTINEL not in text, f"the key is reachable via {type(item).__name__}"
+    _assert_no_key_in_locals(error)
+
+
+def _assert_no_key_in_locals(error: BaseException) -> None:
+    """The traceback as pytest's --showlocals, rich or loguru print it: every frame's locals."""
+    printed = traceback.TracebackException.from_exception(error, capture_locals=True)
+    lines = [line for line in printed.format() if SENTINEL in line]
+    assert not lines, f"the key is printed with the traceback's locals: {lines[0][:300]}"
 
 
 async def _failure(answer: Answer | None, *, stream: bool) -> BaseException:
@@ -155,3 +169,41 @@ async def test_a_stream_reset_mid_answer_leaves_no_key_reachable() -> None:
     error = await _failure(answer, stream=True)
     _assert_no_key(error)
     assert error.__cause__ is None
+
+
+@pytest.mark.parametrize("kind", ["get", "list", "stream"])
+async def test_a_status_error_leaves_no_key_in_its_traceback_with_locals(kind: str) -> None:
+    """PostHog refuses: the frames the error passes through hold the request's headers."""
+    async with FakePostHog(api_key=SENTINEL) as fake, fake.client(max_retries=0) as ph:
+        with pytest.raises(aposthog.APIStatusError) as info:
+            if kind == "get":
+                await ph.customer_profile_configs.get(ANY_ID)  # 404
+            elif kind == "list":
+                fake.fail_next(status=503)
+                await ph.customer_profile_configs.list()
+            else:
+                await ph.conversations.stream(ANY_ID).until_done()  # 400: no such conversation
+    assert info.value.status == {"get": 404, "list": 503, "stream": 400}[kind]
+    _assert_no_key(info.value)
+
+
+def test_the_traceback_check_finds_a_key_in_a_local() -> None:
+    """The check itself works: a plain header mapping in a frame's locals is found."""
+
+    def send(headers: dict[str, str]) -> None:
+        raise RuntimeError("failed")
+
+    with pytest.raises(RuntimeError) as info:
+        send({"Authorization": f"Bearer {SENTINEL}"})
+    with pytest.raises(AssertionError, match="locals"):
+        _assert_no_key_in_locals(info.value)
+
+
+def test_a_secret_is_its_text_on_the_wire_and_redacted_in_reprs() -> None:
+    secret = Secret(f"Bearer {SENTINEL}")
+    assert secret == f"Bearer {SENTINEL}"
+    assert f"{secret}" == str(secret) == f"Bearer {SENTINEL}"
+    assert secret.encode() == f"Bearer {SENTINEL}".encode()
+    for shown in (repr(secret), repr({"Authorization": secret}), f"{[secret]}", f"{secret!r}"):
+        assert SENTINEL not in shown
+        assert "<redacted>" in shown
