@@ -15,6 +15,7 @@ import attrs
 from . import _config
 from ._api import NOT_GIVEN, Api, NotGiven
 from ._config import ClientConfig, resolve_config
+from ._http import Secret
 from ._limiter import RateLimiter, RateLimitStore, make_rate_limiter
 from ._observe import WaitCallback, wait_hook
 from ._pipeline import Pipeline
@@ -97,6 +98,10 @@ class Client:
         max_response_size: int = _config.DEFAULT_MAX_RESPONSE_SIZE,
         allow_insecure_http: bool = False,
     ) -> None:
+        if isinstance(api_key, str):
+            # From here on, this frame shows the key as '<redacted>' (say, in a traceback
+            # printed with its locals after a configuration error).
+            api_key = Secret(api_key)
         config = resolve_config(
             api_key=api_key,
             host=host,
@@ -208,8 +213,11 @@ class Client:
         return Client._view(Api(api.pipeline, attrs.evolve(api.config, **changes), observer))
 
     def __repr__(self) -> str:
-        state = "closed" if self._api.pipeline.closed else "open"
-        config = self._api.config
+        api: Api | None = getattr(self, "_api", None)
+        if api is None:  # its construction failed (a traceback printing its locals)
+            return "<aposthog.Client (not configured)>"
+        state = "closed" if api.pipeline.closed else "open"
+        config = api.config
         return (
             f"<aposthog.Client {state} base_url={config.base_url!r} "
             f"project_id={config.project_id!r}>"

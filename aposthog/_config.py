@@ -16,6 +16,7 @@ from collections.abc import Mapping
 import attrs
 
 from ._errors import ConfigurationError
+from ._http import Secret
 from ._proxy import is_loopback
 from ._retry import RetryPolicy
 
@@ -184,7 +185,7 @@ def _api_key(value: object, source: str) -> str:
         raise ConfigurationError(
             f"the PostHog API key ({source}) contains whitespace, control or non-ASCII characters"
         )
-    return key
+    return Secret(key)  # '<redacted>' in any repr, the config's included
 
 
 def _project_id(value: object, source: str) -> str:
@@ -265,7 +266,7 @@ def resolve_config(
     means no limit.
     """
     env = os.environ if environ is None else environ
-
+    env_host, env_project = env.get(ENV_HOST), env.get(ENV_PROJECT_ID)
     # Typed narrowly, checked as anything: callers pass values straight from config files.
     if api_key is not None:
         key = _api_key(api_key, "api_key")
@@ -273,6 +274,9 @@ def resolve_config(
         key = _api_key(env[ENV_API_KEY], f"the {ENV_API_KEY} environment variable")
     else:
         raise ConfigurationError(f"no PostHog personal API key: {_NO_KEY}")
+    # Nothing below holds the environment (with the key in it): a traceback printed with
+    # its frames' locals after a later error shows the key only as '<redacted>'.
+    del env
 
     if not isinstance(allow_insecure_http, bool):
         raise ConfigurationError(
@@ -280,9 +284,9 @@ def resolve_config(
         )
     if host is not None:
         base_url = resolve_host(host, allow_insecure_http=allow_insecure_http)
-    elif env.get(ENV_HOST):
+    elif env_host:
         base_url = resolve_host(
-            env[ENV_HOST],
+            env_host,
             allow_insecure_http=allow_insecure_http,
             source=f"host (from {ENV_HOST})",
         )
@@ -291,8 +295,8 @@ def resolve_config(
 
     if project_id is not None:
         project = _project_id(project_id, "project_id")
-    elif env.get(ENV_PROJECT_ID):
-        project = _project_id(env[ENV_PROJECT_ID], f"project_id (from {ENV_PROJECT_ID})")
+    elif env_project:
+        project = _project_id(env_project, f"project_id (from {ENV_PROJECT_ID})")
     else:
         project = DEFAULT_PROJECT_ID
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import traceback
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -242,6 +244,31 @@ def test_a_key_that_is_not_a_string_is_refused(key: object) -> None:
     with pytest.raises(aposthog.ConfigurationError, match="api_key must be a str") as info:
         aposthog.Client(api_key=key)  # type: ignore[arg-type]
     assert SENTINEL not in str(info.value)
+
+
+@pytest.mark.parametrize("source", ["argument", "environment"])
+def test_a_later_configuration_error_prints_no_key_with_the_traceback_locals(
+    source: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A bad host after a good key: no frame holds the key, or the environment, in clear."""
+    monkeypatch.setenv("POSTHOG_PERSONAL_API_KEY", SENTINEL)
+    with pytest.raises(aposthog.ConfigurationError, match="host") as info:
+        if source == "argument":
+            aposthog.Client(api_key=SENTINEL, host="ftp://example.com")
+        else:
+            aposthog.Client(host="ftp://example.com")
+    printed = traceback.TracebackException.from_exception(info.value, capture_locals=True)
+    text = "".join(printed.format())
+    assert "resolve_config" in text  # the frames that held the key are printed
+    assert "<aposthog.Client (not configured)>" in text  # its repr works half-built
+    assert SENTINEL not in text
+
+
+def test_the_resolved_key_is_redacted_in_reprs() -> None:
+    config = resolve_config(api_key=SENTINEL, environ={})
+    assert config.api_key == SENTINEL
+    assert SENTINEL not in repr(config.api_key)
+    assert SENTINEL not in repr(config)
 
 
 def test_a_bad_key_from_the_environment_names_the_variable() -> None:
