@@ -177,7 +177,7 @@ def _api_key(value: object, source: str) -> str:
     # Never echo the value: it is (or was meant to be) the secret.
     if not isinstance(value, str):
         raise ConfigurationError(f"{source} must be a str, got {type(value).__name__}")
-    key = value.strip()
+    key = Secret(value.strip())  # '<redacted>' in any repr: this frame's locals included
     if not key:
         raise ConfigurationError(f"{source} is empty: {_NO_KEY}")
     if not key.isascii() or not key.isprintable() or any(ch.isspace() for ch in key):
@@ -185,7 +185,7 @@ def _api_key(value: object, source: str) -> str:
         raise ConfigurationError(
             f"the PostHog API key ({source}) contains whitespace, control or non-ASCII characters"
         )
-    return Secret(key)  # '<redacted>' in any repr, the config's included
+    return key
 
 
 def _project_id(value: object, source: str) -> str:
@@ -266,17 +266,20 @@ def resolve_config(
     means no limit.
     """
     env = os.environ if environ is None else environ
+    env_key = env.get(ENV_API_KEY)
     env_host, env_project = env.get(ENV_HOST), env.get(ENV_PROJECT_ID)
+    # No local holds the environment or the key in clear from here on: a traceback printed
+    # with its frames' locals after an error below shows the key only as '<redacted>'.
+    del env
+    if env_key is not None:
+        env_key = Secret(env_key)
     # Typed narrowly, checked as anything: callers pass values straight from config files.
     if api_key is not None:
         key = _api_key(api_key, "api_key")
-    elif env.get(ENV_API_KEY) is not None:
-        key = _api_key(env[ENV_API_KEY], f"the {ENV_API_KEY} environment variable")
+    elif env_key is not None:
+        key = _api_key(env_key, f"the {ENV_API_KEY} environment variable")
     else:
         raise ConfigurationError(f"no PostHog personal API key: {_NO_KEY}")
-    # Nothing below holds the environment (with the key in it): a traceback printed with
-    # its frames' locals after a later error shows the key only as '<redacted>'.
-    del env
 
     if not isinstance(allow_insecure_http, bool):
         raise ConfigurationError(

@@ -109,11 +109,12 @@ def same_origin_url(base_url: str, url: str) -> str:
 
 class Secret(str):
     """
-    A header value that carries the API key: its own text on the wire and wherever it is
-    formatted as text, `'<redacted>'` in every repr. Any container holding it (the
-    client's header mappings, aiohttp's copies of them) then shows no key in a repr: in a
-    traceback printed with its frames' local variables (`traceback`'s `capture_locals`,
-    pytest's `--showlocals`, rich, loguru), a debugger or a log line of the headers.
+    The API key, or the header value that carries it: its own text on the wire and
+    wherever it is formatted as text, `'<redacted>'` in every repr. Any container holding
+    it (the configuration, the client's header mappings, aiohttp's copies of them) then
+    shows no key in a repr: in a traceback printed with its frames' local variables
+    (`traceback`'s `capture_locals`, pytest's `--showlocals`, rich, loguru), a debugger or
+    a log line of the headers.
     """
 
     __slots__ = ()

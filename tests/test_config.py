@@ -246,20 +246,26 @@ def test_a_key_that_is_not_a_string_is_refused(key: object) -> None:
     assert SENTINEL not in str(info.value)
 
 
+_KEYS = {"host": SENTINEL, "key": f"{SENTINEL}\nX-Injected: 1"}
+
+
 @pytest.mark.parametrize("source", ["argument", "environment"])
-def test_a_later_configuration_error_prints_no_key_with_the_traceback_locals(
-    source: str, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize("bad", ["host", "key"])
+def test_configuration_errors_print_no_key_with_the_traceback_locals(
+    source: str, bad: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A bad host after a good key: no frame holds the key, or the environment, in clear."""
-    monkeypatch.setenv("POSTHOG_PERSONAL_API_KEY", SENTINEL)
-    with pytest.raises(aposthog.ConfigurationError, match="host") as info:
+    """A refused key, or a bad host after a good one: no frame shows the key in clear."""
+    # The keys stay globals: a local of this frame (printed too) would show them.
+    host = "ftp://example.com" if bad == "host" else None
+    monkeypatch.setenv("POSTHOG_PERSONAL_API_KEY", _KEYS[bad])
+    with pytest.raises(aposthog.ConfigurationError) as info:
         if source == "argument":
-            aposthog.Client(api_key=SENTINEL, host="ftp://example.com")
+            aposthog.Client(api_key=_KEYS[bad], host=host)
         else:
-            aposthog.Client(host="ftp://example.com")
+            aposthog.Client(host=host)
     printed = traceback.TracebackException.from_exception(info.value, capture_locals=True)
     text = "".join(printed.format())
-    assert "resolve_config" in text  # the frames that held the key are printed
+    assert ("_api_key" if bad == "key" else "resolve_config") in text  # frames that held it
     assert "<aposthog.Client (not configured)>" in text  # its repr works half-built
     assert SENTINEL not in text
 
