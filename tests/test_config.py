@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import traceback
-
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 import aposthog
 from aposthog._config import DEFAULT_MAX_RESPONSE_SIZE, resolve_config, resolve_host
+
+from .test_key_secrecy import printed_with_locals
 
 
 def test_defaults_when_only_the_key_is_given() -> None:
@@ -263,8 +263,7 @@ def test_configuration_errors_print_no_key_with_the_traceback_locals(
             aposthog.Client(api_key=_KEYS[bad], host=host)
         else:
             aposthog.Client(host=host)
-    printed = traceback.TracebackException.from_exception(info.value, capture_locals=True)
-    text = "".join(printed.format())
+    text = printed_with_locals(info.value)
     assert ("_api_key" if bad == "key" else "resolve_config") in text  # frames that held it
     assert "<aposthog.Client (not configured)>" in text  # its repr works half-built
     assert SENTINEL not in text

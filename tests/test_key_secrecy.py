@@ -90,10 +90,14 @@ def _assert_no_key(error: BaseException) -> None:
     _assert_no_key_in_locals(error)
 
 
-def _assert_no_key_in_locals(error: BaseException) -> None:
+def printed_with_locals(error: BaseException) -> str:
     """The traceback as pytest's --showlocals, rich or loguru print it: every frame's locals."""
     printed = traceback.TracebackException.from_exception(error, capture_locals=True)
-    lines = [line for line in printed.format() if SENTINEL in line]
+    return "".join(printed.format())
+
+
+def _assert_no_key_in_locals(error: BaseException) -> None:
+    lines = [line for line in printed_with_locals(error).splitlines() if SENTINEL in line]
     assert not lines, f"the key is printed with the traceback's locals: {lines[0][:300]}"
 
 
