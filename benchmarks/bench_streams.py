@@ -215,9 +215,9 @@ class _Replay:
 
     status = 200
     content_type = "text/event-stream"
-    headers: dict[str, str] = {"Content-Type": "text/event-stream"}  # noqa: RUF012
 
     def __init__(self, chunks: list[bytes]) -> None:
+        self.headers = {"Content-Type": self.content_type}
         self._chunks = iter(chunks)
 
     async def read_chunk(self) -> bytes:
