@@ -31,7 +31,7 @@ destination-test endpoint answers 400 and 404 with nothing at all).
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from http import HTTPStatus
 from typing import Any
 
@@ -311,13 +311,58 @@ _BY_STATUS: Mapping[int, type[APIStatusError]] = {
 }
 
 
+#: How deep `_render` follows nested lists and objects before writing "…".
+_RENDER_DEPTH = 20
+
+
+def _render(value: Any, depth: int, out: list[str], budget: list[int]) -> None:
+    """Append a JSON-like rendering of `value` to `out`, depth- and size-bounded."""
+    if budget[0] <= 0:
+        return
+    if isinstance(value, (list, tuple, dict)):
+        if depth >= _RENDER_DEPTH:
+            text = "[…]" if not isinstance(value, dict) else "{…}"
+        else:
+            is_map = isinstance(value, dict)
+            out.append("{" if is_map else "[")
+            budget[0] -= 1
+            items: Iterable[Any] = value.items() if isinstance(value, dict) else value
+            for index, item in enumerate(items):
+                if budget[0] <= 0:
+                    break
+                if index:
+                    out.append(", ")
+                    budget[0] -= 2
+                if is_map:
+                    key, item = item
+                    _render(str(key), depth + 1, out, budget)
+                    out.append(": ")
+                    budget[0] -= 2
+                _render(item, depth + 1, out, budget)
+            text = "}" if is_map else "]"
+    else:
+        try:
+            text = json.dumps(value, ensure_ascii=False)
+        except (RecursionError, TypeError, ValueError):
+            text = repr(value)
+        text = text[: max(budget[0], 0)]
+    out.append(text)
+    budget[0] -= len(text)
+
+
 def _text(value: Any) -> str | None:
     if value is None:
         return None
     if isinstance(value, str):
         return value
     # DRF sometimes nests lists of messages; keep them readable on one line.
-    return json.dumps(value, ensure_ascii=False)
+    try:
+        return json.dumps(value, ensure_ascii=False)
+    except (RecursionError, TypeError, ValueError):
+        # Too deep (or not encodable): a bounded rendering, never an untyped error.
+        out: list[str] = []
+        _render(value, 0, out, [MAX_SHOWN])
+        return "".join(out)
 
 
 def error_from_response(

@@ -495,6 +495,7 @@ class Transport:
             proxy=proxy,
             middlewares=self._middlewares,
             auto_decompress=False,  # inflated here, within max_response_size
+            raise_for_status=False,  # a borrowed session's setting must not hide statuses
         )
 
     async def send(
@@ -538,6 +539,8 @@ class Transport:
                         ),
                         timeout=limits,
                         allow_redirects=False,
+                        # A borrowed session may raise for 4xx/5xx: our status handling rules.
+                        raise_for_status=False,
                     )
                 else:
                     resp = await self._request(session, request, url, headers, limits, proxy)

@@ -125,3 +125,47 @@ def test_any_body_gives_a_one_line_message(status: int, body: bytes) -> None:
     assert "\n" not in str(err)
     assert "\r" not in str(err)
     assert str(status) in str(err)
+
+
+def _nested(depth: int) -> bytes:
+    return b"[" * depth + b"]" * depth
+
+
+@pytest.mark.parametrize(
+    "template",
+    [
+        b'{"detail": %s}',
+        b'{"type": %s, "code": %s, "detail": "x", "attr": %s}',
+        b'{"error": %s}',
+        b'{"name": [%s]}',
+        b"[%s]",
+    ],
+)
+def test_a_deeply_nested_body_gives_a_typed_bounded_error(template: bytes) -> None:
+    """JSON nested ~1000 deep (parsed by orjson) is not json.dumps-able: still typed, bounded."""
+    deep = _nested(1000)
+    body = template % ((deep,) * template.count(b"%s"))
+    err = error_from_response(400, {}, body, method="GET", path="/api/x/")
+    assert isinstance(err, aposthog.BadRequestError)
+    assert len(str(err)) < 8 * 1024
+    assert len(repr(err)) < 8 * 1024
+
+
+def test_detail_too_deep_for_json_dumps_is_rendered_depth_limited() -> None:
+    """A value json.dumps cannot encode is shown depth- and size-limited, not raised."""
+    from aposthog._errors import _text
+
+    value: list[object] = []
+    for _ in range(5000):
+        value = [value, "message"]
+    text = _text({"errors": value})
+    assert text is not None
+    assert text.startswith('{"errors": [[[')
+    assert "…" in text
+    assert len(text) <= 2000
+    wide = [list(range(100_000))]
+    for _ in range(5000):
+        wide = [wide]
+    text = _text(wide)
+    assert text is not None
+    assert len(text) <= 2000

@@ -222,3 +222,64 @@ async def test_a_proxy_never_sees_the_key_in_its_connect(monkeypatch: pytest.Mon
     assert head.startswith(b"CONNECT us.posthog.com:443")
     assert b"phx_SENTINEL" not in head
     assert b"authorization" not in head.lower()
+
+
+async def _status_handler(request: ServerRequest) -> ServerReply:
+    if request.raw_path.endswith("/customer_profile_configs/"):
+        body = b'{"type":"throttled_error","code":"throttled","detail":"Slow down."}'
+        return ServerReply(status=429, body=body, headers={"Retry-After": "7"})
+    body = b'{"type":"invalid_request","code":"not_found","detail":"Not found.","attr":null}'
+    return ServerReply(status=404, body=body, headers={"Content-Type": "application/json"})
+
+
+def _raise_always(response: aiohttp.ClientResponse) -> None:
+    response.raise_for_status()
+
+
+@pytest.mark.parametrize("raise_for_status", [True, _raise_always], ids=["true", "callable"])
+async def test_a_borrowed_session_that_raises_for_status_keeps_typed_errors(
+    raise_for_status: object,
+) -> None:
+    """A session made with raise_for_status: a 404 is a NotFoundError, sent once; a 429
+    is a RateLimitError with its Retry-After, not a retried connection error."""
+    hits: list[str] = []
+
+    async def handler(request: ServerRequest) -> ServerReply:
+        hits.append(request.method)
+        return await _status_handler(request)
+
+    loopback = LoopbackServer(handler)
+    await loopback.start()
+    try:
+        session = aiohttp.ClientSession(raise_for_status=raise_for_status)  # type: ignore[arg-type]
+        async with (
+            session,
+            aposthog.Client(
+                api_key="phx_test", host=loopback.url, project_id=1, session=session, max_retries=0
+            ) as ph,
+        ):
+            with pytest.raises(aposthog.NotFoundError):
+                await ph.customer_profile_configs.get("0190a0a0-0000-7000-8000-000000000001")
+            assert ["GET"] == hits
+            with pytest.raises(aposthog.RateLimitError) as info:
+                await ph.customer_profile_configs.create(scope="person")
+            assert 7 == info.value.retry_after
+    finally:
+        await loopback.stop()
+
+
+async def test_a_stream_on_a_session_that_raises_for_status_gives_the_status() -> None:
+    """open_stream on such a session returns the error status, for the client to handle."""
+    loopback = LoopbackServer(_status_handler)
+    await loopback.start()
+    try:
+        async with aiohttp.ClientSession(raise_for_status=True) as session:
+            transport = Transport(session=session)
+            stream = await transport.open_stream(
+                Request(method="GET", url=f"{loopback.url}/missing/"), {}, idle_timeout=5
+            )
+            stream.close()
+            await transport.aclose()
+            assert 404 == stream.status
+    finally:
+        await loopback.stop()

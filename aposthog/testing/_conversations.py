@@ -259,6 +259,16 @@ async def _create(fake: FakePostHog, request: FakeRequest) -> ServerReply:
     if message.is_sandbox or message.agent_mode == "sandbox":
         raise validation_error("Sandbox conversations must be opened via the open endpoint.")
     idle = conversation.status == "idle"
+    if (
+        conversation.type == "deep_research"
+        and not is_new
+        and idle
+        and message.content is not None
+        and message.resume_payload is None
+    ):
+        # A new message on an idle research conversation carries on as a plain chat.
+        conversation.type = "assistant"
+        conversation.updated_at = now()
     if message.content is not None and not idle:
         detail = "Cannot resume streaming with a new message"
         raise HTTPError(error(409, "server_error", "conflict", detail))
@@ -325,7 +335,9 @@ async def _list(fake: FakePostHog, request: FakeRequest) -> ServerReply:
 
 
 async def _retrieve(fake: FakePostHog, request: FakeRequest) -> ServerReply:
-    # Any user's conversation of the team, once it has a title.
+    # Any user's conversation of the team, once it has a title. Only `list` and `retrieve`
+    # filter out internal conversations; the other actions (cancel, append_message, destroy,
+    # create) reach them like any other of the caller's conversations.
     conversation = fake.conversations.get(request.params["conversation"])
     if conversation is not None:
         conversation.refresh()
@@ -334,6 +346,7 @@ async def _retrieve(fake: FakePostHog, request: FakeRequest) -> ServerReply:
         or conversation.deleted
         or conversation.title is None
         or conversation.type not in _LISTED_TYPES
+        or conversation.is_internal  # hidden from customers, as in `list`
     ):
         raise not_found()
     return json_reply(200, conversation.full(fake._user_basic(conversation.user)))

@@ -277,7 +277,7 @@ class FakePostHog:
         finally:
             self.in_flight -= 1
 
-    def _resolve(self, raw: ServerRequest) -> tuple[list[Route], tuple[str, ...]]:
+    def _resolve(self, raw: ServerRequest) -> tuple[list[Route], tuple[str, ...], str]:
         parts = [urllib.parse.unquote(p) for p in raw.raw_path.split("/")]
         if parts and parts[-1] == "":
             parts.pop()  # PostHog's trailing slash is optional
@@ -287,22 +287,13 @@ class FakePostHog:
             or parts[2] not in ("environments", "projects")
         ):
             raise HTTPError(error(404, "invalid_request", "not_found", "Not found."))
-        if parts[3] not in (self.project_id, "@current"):
-            raise HTTPError(
-                error(
-                    403,
-                    "authentication_error",
-                    "permission_denied",
-                    "You don't have access to the project.",
-                )
-            )
         segments = tuple(parts[4:])
         matching = [r for r in self._routes if _match(r.pattern, segments) is not None]
         if matching:
             # Like DRF's router, a literal segment (`test`) wins over a parameter (`{id}`).
             best = min(matching, key=lambda r: sum(p.startswith("{") for p in r.pattern)).pattern
             matching = [r for r in matching if r.pattern == best]
-        return matching, segments
+        return matching, segments, parts[3]
 
     async def _dispatch(self, raw: ServerRequest) -> ServerReply:
         fault = self._take_fault(raw, ("drop", "fail"))
@@ -313,11 +304,14 @@ class FakePostHog:
                 return ServerReply(status=fault.status, body=b"")
             return json_reply(fault.status, fault.body)
 
-        routes, segments = self._resolve(raw)
+        routes, segments, project = self._resolve(raw)
         if not routes:
             raise HTTPError(error(404, "invalid_request", "not_found", "Not found."))
         route = next((r for r in routes if r.method == raw.method), None)
+        # DRF authenticates before any permission check: no or a bad key is 401 for any project.
         key = self._authenticate(raw)
+        if project not in (self.project_id, "@current"):
+            raise _forbidden("You don't have access to the project.")
         if route is None:
             raise HTTPError(
                 error(

@@ -79,6 +79,22 @@ async def test_other_project_is_forbidden(fake: FakePostHog) -> None:
             await ph.customer_profile_configs.list()
 
 
+@pytest.mark.parametrize(
+    ("headers", "code"),
+    [({}, b"not_authenticated"), ({"Authorization": "Bearer phx_wrong"}, b"authentication_failed")],
+)
+async def test_a_missing_or_bad_key_is_401_before_the_project_check(
+    fake: FakePostHog, headers: dict[str, str], code: bytes
+) -> None:
+    """DRF authenticates before checking permissions: another project still gets 401."""
+    status, reply_headers, body = await _raw(
+        fake, "GET", "/api/environments/99/customer_profile_configs/", headers=headers
+    )
+    assert 401 == status
+    assert "WWW-Authenticate" in reply_headers
+    assert code in body
+
+
 async def test_bad_json_is_a_parse_error(fake: FakePostHog) -> None:
     """A body that is not JSON gets DRF's parse_error 400."""
     status, _, body = await _raw(

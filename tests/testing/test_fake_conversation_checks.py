@@ -72,6 +72,25 @@ async def test_research_has_its_own_throttle(fake: FakePostHog) -> None:
     assert (await _post(fake, _body("q")))[0] == 200
 
 
+async def test_a_new_message_turns_idle_research_into_a_chat(fake: FakePostHog) -> None:
+    """An idle deep_research conversation given a message becomes `assistant` (server create())."""
+    research = fake.seed_conversation(title="t", type="deep_research")
+    fake.ai_research_burst_limit = 1
+    # The throttle sees the old type: this first follow-up still counts as research.
+    assert (await _post(fake, _body("more", research.id)))[0] == 200
+    await fake.wait_for_streams_closed()
+    assert research.type == "assistant"
+    # From now on the normal AI throttle applies, not the spent research one.
+    assert (await _post(fake, _body("again", research.id)))[0] == 200
+
+
+async def test_a_resume_keeps_research_and_its_throttle(fake: FakePostHog) -> None:
+    research = fake.seed_conversation(title="t", type="deep_research")
+    payload = {"action": "approve", "proposal_id": "p"}
+    assert (await _post(fake, _body("more", research.id, resume_payload=payload)))[0] == 200
+    assert research.type == "deep_research"
+
+
 async def test_the_ai_quota(fake: FakePostHog) -> None:
     fake.ai_quota_exceeded = True
     status, _, raw = await _post(fake, _body("q"))

@@ -292,6 +292,16 @@ async def test_other_users_conversations_can_be_read_but_not_listed(fake: FakePo
         assert [c.id async for c in ph.conversations.list()] == [mine.id]
 
 
+async def test_internal_conversations_cannot_be_retrieved(fake: FakePostHog) -> None:
+    """`retrieve` filters `is_internal=False` like `list`; the owner's other actions do not."""
+    internal = fake.seed_conversation(title="Internal", is_internal=True)
+    assert (await _request(fake, "GET", f"{internal.id}/"))[0] == 404
+    assert (await _request(fake, "PATCH", f"{internal.id}/cancel/"))[0] == 204
+    path = f"{internal.id}/append_message/"
+    assert (await _request(fake, "POST", path, json_body={"content": "x"}))[0] == 201
+    assert (await _request(fake, "DELETE", f"{internal.id}/"))[0] == 204
+
+
 async def test_delete_is_soft_and_hides_the_conversation(fake: FakePostHog) -> None:
     conversation = fake.seed_conversation()
     assert (await _request(fake, "DELETE", f"{conversation.id}/"))[0] == 204
