@@ -34,7 +34,13 @@ from typing import NamedTuple
 
 from .models.conversations import ConversationResult, ConversationSummary
 from .models.events import ConversationEvent, MessageEvent, StatusEvent, StreamEvent
-from .models.messages import AssistantMessage, FailureMessage, HumanMessage, Message
+from .models.messages import (
+    AssistantMessage,
+    FailureMessage,
+    HumanMessage,
+    Message,
+    ToolCallMessage,
+)
 
 __all__ = ["SEPARATOR", "ConversationState", "Delivery"]
 
@@ -188,6 +194,12 @@ class ConversationState:
         (`ai/failure`, `generation_error`), or a final message (one with an `id`) after
         the run's human message with no answer still in progress. PostHog sends no end
         event, so a body that ends short of this was cut, however cleanly it ended.
+
+        A run never ends on a step of a tool call (reference §3.5, point 5): an `ai`
+        message with `tool_calls` awaits their results, a `tool` result awaits the
+        assistant's next message, and a subagent's message (one with a
+        `parent_tool_call_id`) belongs to a tool call still running. So the last
+        top-level message decides, and it must be none of these.
         """
         if self.failure is not None or self.generation_error:
             return True
@@ -196,7 +208,15 @@ class ConversationState:
         start = 0
         if self.human_id is not None and self.human_id in self._index:
             start = self._index[self.human_id] + 1
-        return any(not isinstance(m, HumanMessage) for m in self._messages[start:])
+        messages = self._messages
+        for position in range(len(messages) - 1, start - 1, -1):
+            message = messages[position]
+            if getattr(message, "parent_tool_call_id", None) is not None:  # not on Unknown
+                continue  # a subagent's message: its tool call has not returned yet
+            if isinstance(message, AssistantMessage):
+                return not message.tool_calls
+            return not isinstance(message, (HumanMessage, ToolCallMessage))
+        return False
 
     @property
     def in_progress(self) -> AssistantMessage | None:

@@ -191,6 +191,38 @@ def test_in_band_failures_are_reported_not_raised() -> None:
     assert isinstance(got[2].event, StatusEvent)
 
 
+_CALL = {"id": "t1", "name": "search", "args": {}, "type": "tool_call"}
+_TOOL_CALL = msg(type="ai", content="Let me look.", id="a1", tool_calls=[_CALL])
+_TOOL_RESULT = msg(type="tool", content="found", tool_call_id="t1", id="t-msg")
+_SUBAGENT = msg(type="ai", content="Sub done", parent_tool_call_id="t1", id="s1")
+_ANSWER = msg(type="ai", content="Found it.", id="a2")
+
+
+@pytest.mark.parametrize(
+    ("after_human", "ended"),
+    [
+        pytest.param([], False, id="echo-only"),
+        pytest.param([msg(type="ai", content="Hel")], False, id="snapshot"),
+        pytest.param([_TOOL_CALL], False, id="tool-call"),
+        pytest.param([_TOOL_CALL, _SUBAGENT], False, id="subagent-message"),
+        pytest.param([_TOOL_CALL, _TOOL_RESULT], False, id="tool-result"),
+        pytest.param([_TOOL_CALL, _TOOL_RESULT, _ANSWER], True, id="answer-after-tool"),
+        pytest.param([_ANSWER], True, id="answer"),
+        pytest.param([msg(type="ai", content="", id="a2", tool_calls=[])], True, id="no-calls"),
+        pytest.param([_TOOL_CALL, msg(type="ai/failure", id="f1")], True, id="failure"),
+        pytest.param([_TOOL_CALL, ("message", '{"type":"ai/failure"}')], True, id="bare-failure"),
+        pytest.param([_TOOL_CALL, ("status", '{"type":"generation_error"}')], True, id="error"),
+    ],
+)
+def test_a_run_ends_on_its_answer_or_a_failure_never_on_a_tool_call_step(
+    after_human: list[Wire], ended: bool
+) -> None:
+    # Reference §3.5, point 5: tool calls, their results and subagents precede the answer.
+    state = ConversationState()
+    feed_all(state, [msg(type="human", content="q", id="h1"), *after_human])
+    assert state.run_ended is ended
+
+
 def test_a_bare_failure_without_id_is_kept_once_across_replays() -> None:
     state = ConversationState()
     run = [msg(type="human", content="q", id="h1"), ("message", '{"type":"ai/failure"}')]
