@@ -27,7 +27,7 @@ from ._errors import (
 from ._http import Query, Request, Route, same_origin_url
 from ._observe import IGNORED, CallObserver, Observer
 from ._pagination import AsyncPaginator, Page, new_page, parse_page
-from ._pipeline import Call, Failure, Pipeline
+from ._pipeline import Call, Failure, Pipeline, longest_wait
 from ._retry import StatusOutcome, parse_retry_after
 from ._transport import Response, StreamResponse
 
@@ -124,7 +124,7 @@ class Api:
             pipeline.check_usable()  # raises (or binds the client to its first loop)
         throttle = pipeline.throttle
         if throttle is not None:
-            await throttle.acquire(route.bucket)
+            await throttle.acquire(route.bucket, max_wait=longest_wait(self.config.retry, 0.0))
             pipeline.check_usable()  # closed while it waited
         slots = pipeline.slots
         if not slots.take_nowait():

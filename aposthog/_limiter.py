@@ -22,7 +22,7 @@ from collections.abc import Callable
 
 import anyio
 
-from ._errors import APIConnectionError, ConfigurationError
+from ._errors import APIConnectionError, ConfigurationError, RateLimitError
 from ._pipeline import announce_wait
 from ._ratelimit import BucketLog, Rate, RateLimits, resolve_rate_limits
 
@@ -157,10 +157,14 @@ class RateLimiter:
     def __repr__(self) -> str:
         return f"<RateLimiter {self.limits!r} store={self.store!r}>"
 
-    async def acquire(self, bucket: str) -> float:
+    async def acquire(self, bucket: str, *, max_wait: float | None = None) -> float:
         """
         Wait until a request of `bucket` may go, count it, and return the seconds waited.
 
+        A wait longer than `max_wait` (the call's `RetryPolicy.max_retry_after`, or what
+        is left of its `deadline`) is not begun: `RateLimitError`, whose `retry_after` is
+        the wait, at once. That is how a call meets the pause of an earlier 429 that
+        asked for hours (PostHog AI's daily limit): as the call that got the 429 did.
         Cancelling the wait leaves the line; the request is then not counted.
         """
         windows = self.limits.windows(bucket)
@@ -189,6 +193,15 @@ class RateLimiter:
                 )
                 if wait <= 0:
                     break
+                if max_wait is not None and wait > max_wait:
+                    logger.debug("rate limits: %s request refused a %.1f s wait", bucket, wait)
+                    raise RateLimitError(
+                        status=429,
+                        retry_after=wait,
+                        detail=f"the {bucket} rate limit allows no request for {wait:.1f} s"
+                        " (a pause PostHog asked for, or this client's count of its"
+                        " throttles); longer than this call may wait",
+                    )
                 if started is None:
                     started = time.monotonic()
                 announce_wait(wait)  # Client(on_wait=...) hears of it first

@@ -58,8 +58,11 @@ class Throttle(Protocol):
     `penalize` is awaited after every 429 with the wait PostHog named (None: none named).
     """
 
-    async def acquire(self, bucket: str) -> float:
-        """Wait for room in `bucket`'s windows; return the seconds waited."""
+    async def acquire(self, bucket: str, *, max_wait: float | None = None) -> float:
+        """
+        Wait for room in `bucket`'s windows; return the seconds waited. A wait longer
+        than `max_wait` is not begun: `RateLimitError` (its `retry_after` the wait).
+        """
 
     async def penalize(self, bucket: str, seconds: float | None) -> None:
         """PostHog answered 429 for `bucket`: block it for `seconds` (if named)."""
@@ -68,6 +71,17 @@ class Throttle(Protocol):
 _WAIT_LISTENER: contextvars.ContextVar[Callable[[float], None] | None] = contextvars.ContextVar(
     "aposthog_wait_listener", default=None
 )
+
+
+def longest_wait(policy: RetryPolicy, elapsed: float) -> float:
+    """
+    The longest wait for the rate limiter a call may begin, `elapsed` seconds after it
+    started: as for a retry's wait, no longer than `policy.max_retry_after` and none
+    that would end after `policy.deadline`.
+    """
+    if policy.deadline is None:
+        return policy.max_retry_after
+    return max(0.0, min(policy.max_retry_after, policy.deadline - elapsed))
 
 
 def announce_wait(seconds: float) -> None:
@@ -318,12 +332,13 @@ class Call:
                 await throttle.penalize(self._bucket, failure.error.retry_after)
 
     async def _acquire(self, throttle: Throttle) -> None:
+        max_wait = longest_wait(self._policy, time.monotonic() - self._started)
         if self._observer is None:
-            await throttle.acquire(self._bucket)
+            await throttle.acquire(self._bucket, max_wait=max_wait)
             return
         token = _WAIT_LISTENER.set(self._announce)
         try:
-            await throttle.acquire(self._bucket)
+            await throttle.acquire(self._bucket, max_wait=max_wait)
         finally:
             _WAIT_LISTENER.reset(token)
 

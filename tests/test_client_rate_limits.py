@@ -239,3 +239,37 @@ async def test_four_processes_share_one_budget_through_redis(
     budget = rate.limit * 16 / rate.per
     assert totals["completed"] >= 0.9 * budget, totals
     assert totals["completed"] <= budget
+
+
+async def test_a_pause_longer_than_a_call_may_wait_fails_it_at_once(fake: FakePostHog) -> None:
+    # PostHog AI's daily limit answers "Expected available in 86400 seconds.": the call
+    # that meets it raises at once (over max_retry_after), and so does every later call
+    # of that bucket, unsent, rather than sleeping through the day.
+    fake.throttle_next(wait=86400)
+    async with fake.client(rate_limits=RateLimits(api=Rate(100, per=60))) as ph:
+        with pytest.raises(aposthog.RateLimitError) as first:
+            await ph.customer_profile_configs.list()
+        assert first.value.retry_after == 86400
+        with anyio.fail_after(2):
+            with pytest.raises(aposthog.RateLimitError) as later:
+                await ph.customer_profile_configs.list()
+        assert 86300 < (later.value.retry_after or 0) <= 86400
+        assert "api rate limit" in str(later.value)
+    assert 1 == len(fake.requests)
+
+
+async def test_a_window_wait_beyond_the_deadline_is_not_begun(fake: FakePostHog) -> None:
+    limits = RateLimits(api=Rate(1, per=30), margin=0)
+    policy = aposthog.RetryPolicy(deadline=1)
+    async with fake.client(rate_limits=limits, retry=policy) as ph:
+        await ph.customer_profile_configs.list()
+        with anyio.fail_after(2):
+            with pytest.raises(aposthog.RateLimitError) as refused:
+                await ph.customer_profile_configs.list()
+        assert 1 < (refused.value.retry_after or 0) <= 30
+        # A view whose deadline allows the wait takes it (cancelled here: it is 30 s).
+        view = ph.with_options(retry=aposthog.RetryPolicy(deadline=None))
+        with anyio.move_on_after(0.3) as waited:
+            await view.customer_profile_configs.list()
+        assert waited.cancelled_caught
+    assert 1 == len(fake.requests)
