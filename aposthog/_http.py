@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import platform
+import re
 import urllib.parse
 import uuid
 from collections.abc import Iterable, Mapping
@@ -25,6 +26,7 @@ __all__ = [
     "Route",
     "Secret",
     "encode_json",
+    "is_request_url",
     "join_path",
     "query_items",
     "same_origin_url",
@@ -91,6 +93,30 @@ def user_agent(extra: str | None = None) -> str:
     return f"{ua} {extra}" if extra else ua
 
 
+#: Whitespace and control characters: never valid on a request line as they are.
+_UNSAFE = re.compile(r"[\x00-\x20\x7f]")
+
+
+def is_request_url(url: str) -> bool:
+    """
+    Whether `url` (a `next` link) can be requested as it is: ASCII, with no whitespace
+    or control character (those would have to be percent-encoded), and parseable.
+
+    Example:
+        >>> is_request_url("https://h/api/x/?cursor=abc")
+        True
+        >>> is_request_url("https://h/api/a b/"), is_request_url("http://[::1/x")
+        (False, False)
+    """
+    if not url.isascii() or _UNSAFE.search(url) is not None:
+        return False
+    try:
+        urllib.parse.urlsplit(url)
+    except ValueError:  # e.g. an unclosed IPv6 bracket
+        return False
+    return True
+
+
 def same_origin_url(base_url: str, url: str) -> str:
     """
     The URL to request for a `next` link: its path and query on the configured base.
@@ -98,7 +124,13 @@ def same_origin_url(base_url: str, url: str) -> str:
     PostHog builds `next` from the request it saw, which behind a proxy can carry another
     scheme or host. Only the path and query are taken from it, so the key is only ever
     sent to the host the client was configured with.
+
+    Raises:
+        ValueError: `url` cannot be requested as it is (see `is_request_url()`).
     """
+    if not is_request_url(url):
+        shown = url if len(url) <= 200 else url[:200] + "..."
+        raise ValueError(f"not a URL that can be requested: {shown!r}")
     parts = urllib.parse.urlsplit(url)
     base = urllib.parse.urlsplit(base_url)
     path = parts.path or "/"

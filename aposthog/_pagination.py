@@ -17,6 +17,7 @@ from collections.abc import Awaitable, Callable, Generator, Iterator
 from typing import Any, Generic, Protocol, TypeVar
 
 from ._errors import ResponseDecodeError
+from ._http import is_request_url
 from ._prefetch import PageReader, RecordReader
 
 __all__ = ["AsyncPaginator", "Page", "PageSource", "new_page", "parse_page"]
@@ -55,7 +56,10 @@ def parse_page(
         raise ResponseDecodeError(
             f"'count' is not an integer in the page from {request_path}", paths=("$.count",)
         )
-    if next_url is not None and not isinstance(next_url, str):
+    if next_url is not None and (
+        not isinstance(next_url, str) or (next_url and not is_request_url(next_url))
+    ):
+        # Checked before it is followed: nothing is sent for a `next` that is not a URL.
         raise _not_a_url("next", request_path)
     if previous is not None and not isinstance(previous, str):
         raise _not_a_url("previous", request_path)
@@ -218,7 +222,13 @@ class AsyncPaginator(Generic[T]):
 
     def pages(self) -> PageReader[T]:
         """Every page, in order (read ahead as set by `prefetch()`)."""
-        return PageReader(self._first, self._source.fetch, self._seen, ahead=self._ahead)
+        return PageReader(
+            self._first,
+            self._source.fetch,
+            self._seen,
+            ahead=self._ahead,
+            first_url=self._start_url,
+        )
 
     def __aiter__(self) -> RecordReader[T]:
         return RecordReader(self.pages())
@@ -274,9 +284,19 @@ class AsyncPaginator(Generic[T]):
         On a limit/offset list the first page gives `count`, and the remaining pages are
         then fetched concurrently (as many at once as the client's `max_concurrency`
         allows); on a cursor list the next page is fetched while one is being collected.
+        `limit=None` collects every record; `limit=0` returns an empty list unsent.
+
+        Raises:
+            TypeError: `limit` is not an int (or None).
+            ValueError: `limit` is negative.
         """
+        if limit is not None:
+            if limit.__class__ is bool or not isinstance(limit, int):
+                raise TypeError(f"limit must be an int or None, got {type(limit).__name__}")
+            if limit < 0:
+                raise ValueError(f"limit must be >= 0, got {limit}")
         items: list[T] = []
-        if limit is not None and limit <= 0:
+        if limit == 0:
             return items
         reader = PageReader(
             self._first,
@@ -285,6 +305,7 @@ class AsyncPaginator(Generic[T]):
             ahead=max(self._ahead, 1),
             plan_ahead=max(self._ahead, _TO_LIST_AHEAD),
             wanted=limit,
+            first_url=self._start_url,
         )
         async with contextlib.aclosing(reader) as pages:
             async for page in pages:

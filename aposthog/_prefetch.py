@@ -27,10 +27,12 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import anyio
 
+from ._errors import ResponseDecodeError
+
 if TYPE_CHECKING:
     from ._pagination import Page
 
-__all__ = ["PageReader", "RecordReader", "planned_urls"]
+__all__ = ["PageReader", "PlannedUrls", "RecordReader", "planned_urls"]
 
 T = TypeVar("T")
 
@@ -38,7 +40,43 @@ _OFFSET = re.compile(r"(?:^|&)offset=(\d+)(?=&|$)")
 _LIMIT = re.compile(r"(?:^|&)limit=(\d+)(?=&|$)")
 
 
-def planned_urls(next_url: str, count: int, wanted: int | None = None) -> list[str] | None:
+class PlannedUrls:
+    """
+    The URLs of a limit/offset list's remaining pages, each made when it is taken.
+
+    Lazy: a first page may claim any `count` (10**8, or more than memory holds), and only
+    the pages about to be fetched are ever spelled out.
+    """
+
+    __slots__ = ("_after", "_before", "_parts", "_starts")
+
+    def __init__(
+        self, parts: urllib.parse.SplitResult, before: str, after: str, starts: range
+    ) -> None:
+        self._parts = parts
+        self._before = before
+        self._after = after
+        self._starts = starts
+
+    def _url(self, start: int) -> str:
+        return urllib.parse.urlunsplit(
+            self._parts._replace(query=f"{self._before}{start}{self._after}")
+        )
+
+    def __bool__(self) -> bool:
+        return bool(self._starts)
+
+    def __iter__(self) -> Iterator[str]:
+        return map(self._url, self._starts)
+
+    def popleft(self) -> str:
+        """The next page's URL, taken off the plan (IndexError when none is left)."""
+        start = self._starts[0]
+        self._starts = self._starts[1:]
+        return self._url(start)
+
+
+def planned_urls(next_url: str, count: int, wanted: int | None = None) -> PlannedUrls | None:
     """
     The URLs of every page from `next_url` on, for a limit/offset list of `count` records.
 
@@ -54,10 +92,32 @@ def planned_urls(next_url: str, count: int, wanted: int | None = None) -> list[s
     before, after = query[: offsets[0].start(1)], query[offsets[0].end(1) :]
     offset, limit = int(offsets[0].group(1)), int(limits[0])
     stop = count if wanted is None else min(count, offset + wanted)
-    return [
-        urllib.parse.urlunsplit(parts._replace(query=f"{before}{start}{after}"))
-        for start in range(offset, stop, limit)
-    ]
+    return PlannedUrls(parts, before, after, range(offset, stop, limit))
+
+
+def _url_key(url: str) -> tuple[str, str] | str:
+    """What a URL requests once `same_origin_url()` has put it on the configured host."""
+    try:
+        parts = urllib.parse.urlsplit(url)
+    except ValueError:
+        return url
+    return parts.path or "/", parts.query
+
+
+async def _fetch_once(
+    fetch_url: Callable[[str], Awaitable[Page[T]]], fetched: set[Any], url: str
+) -> Page[T]:
+    """The page at `url`, unless this iteration has fetched it already (a `next` loop)."""
+    key = _url_key(url)
+    if key in fetched:
+        path = key[0] if isinstance(key, tuple) else "PostHog"
+        raise ResponseDecodeError(
+            f"'next' names a page already fetched from {path}: the list would never end",
+            paths=("$.next",),
+            path=path,
+        )
+    fetched.add(key)
+    return await fetch_url(url)
 
 
 def _retrieve(task: asyncio.Task[Any]) -> None:
@@ -68,7 +128,9 @@ def _retrieve(task: asyncio.Task[Any]) -> None:
 
 
 async def _after(
-    previous: asyncio.Task[Page[T] | None], fetch_url: Callable[[str], Awaitable[Page[T]]]
+    previous: asyncio.Task[Page[T] | None],
+    fetch_url: Callable[[str], Awaitable[Page[T]]],
+    fetched: set[Any],
 ) -> Page[T] | None:
     """The page after `previous`, once it has arrived (a function: no reference to the reader)."""
     # asyncio.wait: cancelling this fetch must not cancel the page before it.
@@ -78,7 +140,7 @@ async def _after(
     page = previous.result()
     if page is None or page.next is None:
         return None
-    return await fetch_url(page.next)
+    return await _fetch_once(fetch_url, fetched, page.next)
 
 
 class PageReader(Generic[T]):
@@ -87,6 +149,7 @@ class PageReader(Generic[T]):
 
     `plan_ahead` is the read-ahead once the remaining pages' URLs are known (a limit/offset
     list): they are independent requests. `wanted` bounds the records a caller needs.
+    `first_url`: the URL `first` fetches, when it is one (a resumed paginator).
     """
 
     __slots__ = (
@@ -94,6 +157,7 @@ class PageReader(Generic[T]):
         "_chain_from",
         "_done",
         "_fetch_url",
+        "_fetched",
         "_first",
         "_on_page",
         "_plan",
@@ -114,6 +178,7 @@ class PageReader(Generic[T]):
         ahead: int = 0,
         plan_ahead: int | None = None,
         wanted: int | None = None,
+        first_url: str | None = None,
     ) -> None:
         self._first = first
         self._fetch_url = fetch_url
@@ -123,7 +188,9 @@ class PageReader(Generic[T]):
         self._wanted = wanted
         self._tasks: deque[asyncio.Task[Page[T] | None]] = deque()
         self._stopping: list[asyncio.Task[Page[T] | None]] = []
-        self._plan: deque[str] | None = None
+        self._plan: PlannedUrls | None = None
+        #: What every URL fetched in this iteration requests: a `next` seen before is a loop.
+        self._fetched: set[Any] = set() if first_url is None else {_url_key(first_url)}
         self._chain_from: str | None = None  # the next URL of the last page handed out
         self._started = False
         self._seen_first = False
@@ -149,8 +216,7 @@ class PageReader(Generic[T]):
             self._seen_first = True
             if page.count is not None and page.next is not None and self._plan_ahead:
                 wanted = None if self._wanted is None else self._wanted - len(page.results)
-                urls = planned_urls(page.next, page.count, wanted)
-                self._plan = None if urls is None else deque(urls)
+                self._plan = planned_urls(page.next, page.count, wanted)
         if page.next is None or (self._plan is not None and not self._plan and not self._tasks):
             if page.next is None or self._wanted is not None:
                 self._done = True  # the last page (or the last one a caller wants)
@@ -166,7 +232,7 @@ class PageReader(Generic[T]):
             return await self._first()
         if self._chain_from is None:
             return None
-        return await self._fetch_url(self._chain_from)
+        return await _fetch_once(self._fetch_url, self._fetched, self._chain_from)
 
     async def _read_ahead(self) -> Page[T] | None:
         if not self._started:
@@ -188,13 +254,13 @@ class PageReader(Generic[T]):
             return  # the first page decides between planned offsets and a chain
         if self._plan is not None:
             while self._plan and len(self._tasks) < self._plan_ahead:
-                self._spawn(self._fetch_url(self._plan.popleft()))
+                self._spawn(_fetch_once(self._fetch_url, self._fetched, self._plan.popleft()))
             return
         while len(self._tasks) < self._ahead:
             if self._tasks:
-                self._spawn(_after(self._tasks[-1], self._fetch_url))
+                self._spawn(_after(self._tasks[-1], self._fetch_url, self._fetched))
             elif self._chain_from is not None:
-                self._spawn(self._fetch_url(self._chain_from))
+                self._spawn(_fetch_once(self._fetch_url, self._fetched, self._chain_from))
             else:
                 return
 

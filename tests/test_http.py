@@ -9,7 +9,15 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from aposthog._http import Request, encode_json, join_path, query_items, same_origin_url, segment
+from aposthog._http import (
+    Request,
+    encode_json,
+    is_request_url,
+    join_path,
+    query_items,
+    same_origin_url,
+    segment,
+)
 
 
 @pytest.mark.parametrize(
@@ -95,6 +103,37 @@ def test_encode_json_is_compact_utf8() -> None:
 def test_next_urls_stay_on_the_configured_host(base: str, url: str, expected: str) -> None:
     """A `next` link is followed on the configured origin, so the key never goes elsewhere."""
     assert expected == same_origin_url(base, url)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://h/api/a\x00b/",
+        "https://h/api/a\x0bb/",
+        "https://h/api/a\x7fb/",
+        "https://h/api/a b/",
+        "https://h/api/x/?q=a b",
+        "https://h/api/\u00e9/",
+        "http://[::1/second",
+    ],
+)
+def test_next_urls_that_cannot_be_requested_are_refused(url: str) -> None:
+    """Control characters, whitespace, non-ASCII or an unparseable URL: never sent as is."""
+    assert not is_request_url(url)
+    with pytest.raises(ValueError, match="not a URL that can be requested"):
+        same_origin_url("https://us.posthog.com", url)
+
+
+@given(st.text(alphabet=st.characters(min_codepoint=0x21, max_codepoint=0x7E)))
+def test_printable_ascii_next_urls_are_followed(tail: str) -> None:
+    """Anything urlsplit takes without whitespace, control characters or non-ASCII goes."""
+    url = "https://h/" + tail
+    try:
+        urllib.parse.urlsplit(url)
+    except ValueError:
+        return
+    assert is_request_url(url)
+    assert same_origin_url("https://us.posthog.com", url).startswith("https://us.posthog.com/")
 
 
 def test_request_repr_has_no_headers_secret() -> None:

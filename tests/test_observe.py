@@ -28,7 +28,7 @@ class GateThrottle:
         self.released = anyio.Event()
         self.waiting = anyio.Event()
 
-    async def acquire(self, bucket: str) -> float:
+    async def acquire(self, bucket: str, *, max_wait: float | None = None) -> float:
         self.acquired.append(bucket)
         if bucket != self.hold or self.released.is_set():
             return 0.0

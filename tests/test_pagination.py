@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
+import anyio
 import pytest
+from aiohttp import web
 
 import aposthog
 from aposthog._pagination import parse_page
@@ -49,7 +53,17 @@ def test_parse_offset_and_cursor_pages() -> None:
 
 @pytest.mark.parametrize(
     "body",
-    [[], {"count": 1}, {"results": {}}, {"results": [], "count": "3"}, {"results": [], "next": 3}],
+    [
+        [],
+        {"count": 1},
+        {"results": {}},
+        {"results": [], "count": "3"},
+        {"results": [], "next": 3},
+        {"results": [], "next": "https://h/a b/?offset=1"},
+        {"results": [], "next": "https://h/a/?offset=1\x00"},
+        {"results": [], "next": "https://h/\u00e9/"},
+        {"results": [], "next": "http://[::1/x"},
+    ],
 )
 def test_bad_pages_are_decode_errors(body: Any) -> None:
     """A body that is not a page raises ResponseDecodeError."""
@@ -118,3 +132,135 @@ async def test_to_list_with_a_limit_stops_early(fake: FakePostHog, ph: aposthog.
     configs = await ph.customer_profile_configs.list(limit=2).to_list(limit=3)
     assert 3 == len(configs)
     assert 2 == len(fake.requests)
+
+
+# ----------------------------------------------------------------- hostile pages
+
+
+@contextlib.asynccontextmanager
+async def _serve(
+    handler: Callable[[web.Request], Awaitable[web.StreamResponse]],
+) -> AsyncIterator[str]:
+    """A loopback server answering every request with `handler`: its base URL."""
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", handler)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        await runner.cleanup()
+
+
+async def _collect(paginator: Any, how: str) -> list[Any]:
+    if how == "to_list":
+        return list(await paginator.to_list())
+    if how == "prefetch":
+        paginator = paginator.prefetch(3)
+    return [record async for record in paginator]
+
+
+@pytest.mark.parametrize("how", ["async for", "prefetch", "to_list"])
+@pytest.mark.parametrize("stuck", ["own url", "cursor stops", "other host", "offset stops"])
+async def test_a_next_that_repeats_a_fetched_page_is_a_decode_error(how: str, stuck: str) -> None:
+    """A `next` naming a page already fetched ends the iteration instead of looping forever."""
+    hits: list[str] = []
+
+    async def handler(request: web.Request) -> web.Response:
+        hits.append(request.path_qs)
+        body: dict[str, Any] = {"previous": None, "results": [_config(len(hits))]}
+        if stuck == "own url":
+            body["next"] = str(request.url)
+        elif stuck == "cursor stops":  # moves once, then repeats
+            body["next"] = str(
+                request.url.with_query(cursor="b" if "cursor" in request.query else "a")
+            )
+        elif stuck == "other host":  # the same page, each time through another proxy
+            body["next"] = f"http://proxy-{len(hits)}.internal/api/x/?cursor=same"
+        else:  # a limit/offset list whose pages all point back at offset 1
+            body["count"] = 50
+            body["next"] = str(request.url.with_query(limit=1, offset=1))
+        return web.json_response(body)
+
+    async with (
+        _serve(handler) as url,
+        aposthog.Client(api_key="phx_k", host=url, project_id=1) as ph,
+    ):
+        with (
+            anyio.fail_after(5),
+            pytest.raises(aposthog.ResponseDecodeError, match="already fetched"),
+        ):
+            await _collect(ph.customer_profile_configs.list(), how)
+    # A limit/offset list fetches its planned pages first (at most `count` of them).
+    assert len(hits) <= (50 if stuck == "offset stops" else 4)
+
+
+async def test_a_resumed_paginator_knows_its_start_url(fake: FakePostHog) -> None:
+    """Resumed at a URL whose page names that URL again: stopped without fetching it twice."""
+    hits: list[str] = []
+
+    async def handler(request: web.Request) -> web.Response:
+        hits.append(request.path_qs)
+        return web.json_response({"next": str(request.url), "results": [_config(1)]})
+
+    async with (
+        _serve(handler) as url,
+        aposthog.Client(api_key="phx_k", host=url, project_id=1) as ph,
+    ):
+        start = f"{url}/api/environments/1/customer_profile_configs/?cursor=a"
+        with anyio.fail_after(5), pytest.raises(aposthog.ResponseDecodeError):
+            await ph.customer_profile_configs.list().resume_from(start).to_list()
+    assert ["/api/environments/1/customer_profile_configs/?cursor=a"] == hits
+
+
+@pytest.mark.parametrize(
+    "next_url",
+    [
+        "http://x/api/a\x00b/?p=2",
+        "http://x/api/a\x0bb/?p=2",
+        "http://x/api/a b/?p=2",
+        "http://x/api/a\tb/?p=2",
+        "http://x/api/\u00e9/?p=2",
+        "http://[::1/second",
+    ],
+)
+@pytest.mark.parametrize("how", ["async for", "to_list"])
+async def test_a_next_that_is_not_a_request_url_is_a_decode_error(next_url: str, how: str) -> None:
+    """Control characters, whitespace, non-ASCII or an unparseable `next`: typed, unsent."""
+    hits: list[str] = []
+
+    async def handler(request: web.Request) -> web.Response:
+        hits.append(request.raw_path)
+        return web.json_response({"count": 2, "next": next_url, "results": [_config(1)]})
+
+    async with (
+        _serve(handler) as url,
+        aposthog.Client(api_key="phx_k", host=url, project_id=1) as ph,
+    ):
+        with anyio.fail_after(5), pytest.raises(aposthog.ResponseDecodeError, match="not a URL"):
+            await _collect(ph.customer_profile_configs.list(), how)
+    assert ["/api/environments/1/customer_profile_configs/"] == hits
+
+
+@pytest.mark.parametrize("limit", [2.5, 3.0, "3", True])
+async def test_to_list_rejects_a_limit_that_is_not_an_int(
+    fake: FakePostHog, ph: aposthog.Client, limit: Any
+) -> None:
+    """A TypeError naming `limit`, before anything is sent (a bool is not a count)."""
+    _seed(fake, 5)
+    with pytest.raises(TypeError, match="limit"):
+        await ph.customer_profile_configs.list(limit=1).to_list(limit=limit)
+    assert [] == fake.requests
+
+
+async def test_to_list_rejects_a_negative_limit(fake: FakePostHog, ph: aposthog.Client) -> None:
+    """A ValueError naming `limit`; 0 is an empty list, None every record, both unsent/sent."""
+    _seed(fake, 5)
+    with pytest.raises(ValueError, match="limit"):
+        await ph.customer_profile_configs.list().to_list(limit=-1)
+    assert [] == await ph.customer_profile_configs.list().to_list(limit=0)
+    assert [] == fake.requests
+    assert 5 == len(await ph.customer_profile_configs.list().to_list(limit=None))

@@ -8,11 +8,15 @@ loop stops early (tasks, connections, requests in flight).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
+import tracemalloc
+from collections.abc import AsyncIterator
 from typing import Any
 
 import anyio
 import pytest
+from aiohttp import web
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -109,6 +113,19 @@ def test_planned_pages_cover_the_rest_of_the_list_once(
 def test_no_plan_without_one_limit_and_one_offset(url: str) -> None:
     """Anything but a plain limit/offset `next` URL is followed, not computed."""
     assert planned_urls(url, 100) is None
+
+
+def test_a_huge_count_plans_only_the_pages_taken() -> None:
+    """A `count` of a million pages costs nothing until those pages are taken."""
+    tracemalloc.start()
+    try:
+        urls = planned_urls("https://h/api/x/?limit=1&offset=1", 10**6)
+        assert urls is not None
+        assert "https://h/api/x/?limit=1&offset=1" == next(iter(urls))
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 100_000  # a list of every URL would be some 100 MB
 
 
 # ----------------------------------------------------------------- prefetch
@@ -307,3 +324,52 @@ async def test_to_list_cancelled_mid_way_leaves_nothing_behind(fake: FakePostHog
         # Right after the cancellation: no fetch of the client is left running.
         assert _settled_tasks() <= before
         fake.latency = 0
+
+
+@contextlib.asynccontextmanager
+async def _claiming_count(count: int, hits: list[str]) -> AsyncIterator[str]:
+    """A loopback server whose first page claims `count` records; every later page is the last."""
+    record = {
+        "id": "id-0000",
+        "scope": "person",
+        "content": {},
+        "sidebar": {},
+        "created_at": "2024-01-01T00:00:00Z",
+        "updated_at": None,
+    }
+
+    async def handler(request: web.Request) -> web.Response:
+        hits.append(request.path_qs)
+        if "offset" not in request.query:
+            nxt = str(request.url.with_query(limit=1, offset=1))
+            return web.json_response({"count": count, "next": nxt, "results": [record]})
+        return web.json_response({"count": 1, "next": None, "results": []})
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", handler)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        await runner.cleanup()
+
+
+@pytest.mark.parametrize("count", [10**8, 10**30])
+async def test_to_list_with_a_huge_count_fetches_only_what_is_planned_ahead(count: int) -> None:
+    """A first page claiming 10**30 records: the read-ahead's pages are planned, no more."""
+    hits: list[str] = []
+    async with (
+        _claiming_count(count, hits) as url,
+        aposthog.Client(api_key="phx_k", host=url, project_id=1) as ph,
+    ):
+        with anyio.fail_after(5):
+            got = await ph.customer_profile_configs.list().to_list()
+            assert ["id-0000"] == [c.id for c in got]
+            assert ["id-0000"] == [
+                c.id async for c in ph.customer_profile_configs.list().prefetch(4)
+            ]
+    assert len(hits) <= (1 + 64) + (1 + 4)  # each a first page, then one read-ahead at most
