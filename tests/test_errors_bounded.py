@@ -15,6 +15,8 @@ from hypothesis import strategies as st
 import aposthog
 from aposthog._errors import MAX_SHOWN, clip, error_from_response
 
+from .web_server import serve
+
 pytestmark = pytest.mark.anyio
 
 HUGE = 20_000_000
@@ -95,17 +97,8 @@ async def huge_error_server() -> AsyncIterator[tuple[str, list[int]]]:
         hits.append(1)
         return web.Response(status=503, body=body, content_type="application/json")
 
-    app = web.Application()
-    app.router.add_route("*", "/{tail:.*}", handler)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    try:
-        yield f"http://127.0.0.1:{port}", hits
-    finally:
-        await runner.cleanup()
+    async with serve(handler) as url:
+        yield url, hits
 
 
 async def test_retry_log_lines_are_bounded(

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import anyio
@@ -14,6 +12,8 @@ import aposthog
 from aposthog._pagination import parse_page
 from aposthog.models import CustomerProfileConfig
 from aposthog.testing import FakePostHog
+
+from .web_server import serve
 
 pytestmark = pytest.mark.anyio
 
@@ -137,24 +137,6 @@ async def test_to_list_with_a_limit_stops_early(fake: FakePostHog, ph: aposthog.
 # ----------------------------------------------------------------- hostile pages
 
 
-@contextlib.asynccontextmanager
-async def _serve(
-    handler: Callable[[web.Request], Awaitable[web.StreamResponse]],
-) -> AsyncIterator[str]:
-    """A loopback server answering every request with `handler`: its base URL."""
-    app = web.Application()
-    app.router.add_route("*", "/{tail:.*}", handler)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        await runner.cleanup()
-
-
 async def _collect(paginator: Any, how: str) -> list[Any]:
     if how == "to_list":
         return list(await paginator.to_list())
@@ -186,7 +168,7 @@ async def test_a_next_that_repeats_a_fetched_page_is_a_decode_error(how: str, st
         return web.json_response(body)
 
     async with (
-        _serve(handler) as url,
+        serve(handler) as url,
         aposthog.Client(api_key="phx_k", host=url, project_id=1) as ph,
     ):
         with (
@@ -207,7 +189,7 @@ async def test_a_resumed_paginator_knows_its_start_url(fake: FakePostHog) -> Non
         return web.json_response({"next": str(request.url), "results": [_config(1)]})
 
     async with (
-        _serve(handler) as url,
+        serve(handler) as url,
         aposthog.Client(api_key="phx_k", host=url, project_id=1) as ph,
     ):
         start = f"{url}/api/environments/1/customer_profile_configs/?cursor=a"
@@ -237,7 +219,7 @@ async def test_a_next_that_is_not_a_request_url_is_a_decode_error(next_url: str,
         return web.json_response({"count": 2, "next": next_url, "results": [_config(1)]})
 
     async with (
-        _serve(handler) as url,
+        serve(handler) as url,
         aposthog.Client(api_key="phx_k", host=url, project_id=1) as ph,
     ):
         with anyio.fail_after(5), pytest.raises(aposthog.ResponseDecodeError, match="not a URL"):

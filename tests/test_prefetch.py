@@ -24,6 +24,8 @@ import aposthog
 from aposthog._prefetch import planned_urls
 from aposthog.testing import FakePostHog
 
+from .web_server import serve
+
 pytestmark = pytest.mark.anyio
 
 NOW = dt.datetime.now(dt.timezone.utc)
@@ -345,17 +347,8 @@ async def _claiming_count(count: int, hits: list[str]) -> AsyncIterator[str]:
             return web.json_response({"count": count, "next": nxt, "results": [record]})
         return web.json_response({"count": 1, "next": None, "results": []})
 
-    app = web.Application()
-    app.router.add_route("*", "/{tail:.*}", handler)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        await runner.cleanup()
+    async with serve(handler) as url:
+        yield url
 
 
 @pytest.mark.parametrize("count", [10**8, 10**30])
