@@ -109,6 +109,10 @@ class StreamEngine:
 
     async def aclose(self) -> None:
         """Close the response now. Idempotent; safe from any task and from a finalizer."""
+        self.close()
+
+    def close(self) -> None:
+        """`aclose()` without awaiting: a loop's iterator calls it when dropped."""
         if self.closed:
             return
         self.closed = True

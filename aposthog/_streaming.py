@@ -10,11 +10,12 @@ reading, timeouts, re-attaching) is its `StreamEngine` (`_stream_engine`).
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncIterator
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from . import _routes as routes
+from ._errors import ClientStateError
 from ._http import segment
 from ._stream_engine import StreamEngine
 from .models.conversations import ConversationResult, ConversationSummary
@@ -24,7 +25,9 @@ from .models.messages import Message
 if TYPE_CHECKING:
     from ._api import Api
 
-__all__ = ["ConversationStream"]
+__all__ = ["ConversationStream", "StreamLoop"]
+
+T = TypeVar("T", StreamEvent, str)
 
 
 class ConversationStream:
@@ -129,26 +132,19 @@ class ConversationStream:
     ) -> None:
         await self.aclose()
 
-    def __aiter__(self) -> AsyncIterator[StreamEvent]:
-        # A fresh generator per loop: when a `break` drops it, Python finalizes it at once
-        # and its `finally` closes the response. A plain iterator would stay open.
-        return self._events()
+    def __aiter__(self) -> StreamLoop[StreamEvent]:
+        # A fresh iterator per loop, closing the stream when the loop ends however it ends:
+        # when a `break` drops it, its `__del__` closes the response at once (an async
+        # generator would be finalized by the event loop, turns later).
+        return StreamLoop(self, text=False)
 
     async def __anext__(self) -> StreamEvent:
         """The next event (`anext(stream)` pulls one without ending the stream)."""
         return (await self._engine.next()).event
 
-    async def _events(self) -> AsyncGenerator[StreamEvent, None]:
-        engine = self._engine
-        try:
-            while (delivery := engine.take() or await engine.next_or_none()) is not None:
-                yield delivery.event
-        finally:
-            await self.aclose()
-
     # ------------------------------------------------------------------ helpers
 
-    async def text_deltas(self) -> AsyncGenerator[str, None]:
+    def text_deltas(self) -> StreamLoop[str]:
         """
         Only the new text of the assistant's answer, as it arrives.
 
@@ -166,13 +162,7 @@ class ConversationStream:
                 print(text, end="", flush=True)
             ```
         """
-        take, wait = self._engine.take, self._engine.next_or_none
-        try:
-            while (delivery := take() or await wait()) is not None:
-                if delivery.text:
-                    yield delivery.text
-        finally:
-            await self.aclose()
+        return StreamLoop(self, text=True)
 
     async def until_done(self) -> ConversationResult:
         """
@@ -225,3 +215,55 @@ class ConversationStream:
     async def aclose(self) -> None:
         """Close the HTTP response now (the server sees the disconnect). Idempotent."""
         await self._engine.aclose()
+
+
+class StreamLoop(AsyncIterator[T], Generic[T]):
+    """
+    One loop over a `ConversationStream`: its events (`async for event in stream`) or the
+    new text of its answer (`stream.text_deltas()`).
+
+    The loop owns the stream's end: when it finishes, raises, or is left by `break` (the
+    iterator is dropped, and its `__del__` closes the response there and then, with no
+    event-loop turn in between), the stream is closed. `aclose()` closes it explicitly.
+    """
+
+    __slots__ = ("_engine", "_text")
+
+    def __init__(self, stream: ConversationStream, *, text: bool) -> None:
+        self._engine: StreamEngine | None = stream._engine
+        self._text = text
+
+    def __aiter__(self) -> StreamLoop[T]:
+        return self
+
+    async def __anext__(self) -> T:
+        engine = self._engine
+        if engine is None:
+            raise StopAsyncIteration
+        take, wait = engine.take, engine.next_or_none
+        try:
+            while (delivery := take() or await wait()) is not None:
+                if not self._text:
+                    return delivery.event  # type: ignore[return-value]
+                if delivery.text:
+                    return delivery.text  # type: ignore[return-value]
+        except ClientStateError:
+            # Another task is reading the stream: it stays theirs, open.
+            self._engine = None
+            raise
+        except BaseException:
+            engine.close()
+            raise
+        engine.close()
+        raise StopAsyncIteration
+
+    async def aclose(self) -> None:
+        """Close the stream now (idempotent)."""
+        if self._engine is not None:
+            self._engine.close()
+
+    def __del__(self) -> None:
+        # `break` drops the loop's iterator: close the response now, not turns later.
+        engine = getattr(self, "_engine", None)
+        if engine is not None:
+            engine.close()

@@ -179,18 +179,26 @@ async def test_break_closes_the_response_at_once(fake: FakePostHog, ph: aposthog
     stream = ph.conversations.create("q")
     async for _ in stream:
         break
+    # Closed by the `break` itself, before the event loop turns again.
+    assert stream.closed
+    assert not ph._api.pipeline.streams
     await fake.wait_for_streams_closed(timeout=0.5)
     assert fake.ai_streams.disconnected == 1
-    assert stream.closed
     assert [e async for e in stream] == []
 
 
 async def test_break_out_of_text_deltas_closes_too(fake: FakePostHog, ph: aposthog.Client) -> None:
     fake.script_answer("slow answer", token_size=1, delay=0.02)
+    stream = ph.conversations.create("q")
+    async for _ in stream.text_deltas():
+        break
+    assert stream.closed  # at once, as for events
+    fake.script_answer("slow answer", token_size=1, delay=0.02)
     async for _ in ph.conversations.create("q").text_deltas():
         break
+    assert not ph._api.pipeline.streams
     await fake.wait_for_streams_closed(timeout=0.5)
-    assert fake.ai_streams.disconnected == 1
+    assert fake.ai_streams.disconnected == 2
 
 
 async def test_leaving_async_with_closes_the_response(
