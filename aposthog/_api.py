@@ -23,6 +23,7 @@ from ._errors import (
     RateLimitError,
     ResponseDecodeError,
     error_from_response,
+    name_request,
 )
 from ._http import Query, Request, Route, same_origin_url
 from ._observe import IGNORED, CallObserver, Observer
@@ -118,13 +119,18 @@ class Api:
         observer = self._watch(route)
         if observer is not None:
             exchange = _exchange(pipeline, request, headers, attempt_timeout)
-            return await _observed(self._call(route, observer), exchange, route.repeatable)
+            call = self._call(route, observer, target=request.path)
+            return await _observed(call, exchange, route.repeatable)
         started = time.monotonic()
         if pipeline.closed or pipeline.loop is not asyncio.get_running_loop():
             pipeline.check_usable()  # raises (or binds the client to its first loop)
         throttle = pipeline.throttle
         if throttle is not None:
-            await throttle.acquire(route.bucket, max_wait=longest_wait(self.config.retry, 0.0))
+            try:
+                await throttle.acquire(route.bucket, max_wait=longest_wait(self.config.retry, 0.0))
+            except RateLimitError as exc:
+                name_request(exc, request.method, request.path)
+                raise
             pipeline.check_usable()  # closed while it waited
         slots = pipeline.slots
         if not slots.take_nowait():
@@ -141,7 +147,7 @@ class Api:
             slots.release()
         if throttle is not None and isinstance(failure.error, RateLimitError):
             await throttle.penalize(route.bucket, failure.error.retry_after)
-        call = self._call(route, None, started=started)
+        call = self._call(route, None, started=started, target=request.path)
         return await call.run(
             _exchange(pipeline, request, headers, attempt_timeout),
             repeatable=route.repeatable,
@@ -156,7 +162,12 @@ class Api:
         return None if observer is IGNORED else observer
 
     def _call(
-        self, route: Route, observer: CallObserver | None, *, started: float | None = None
+        self,
+        route: Route,
+        observer: CallObserver | None,
+        *,
+        started: float | None = None,
+        target: str = "",
     ) -> Call:
         return Call(
             self.pipeline,
@@ -167,6 +178,7 @@ class Api:
             observer=observer,
             started=started,
             attempts=0 if started is None else 1,
+            target=target,
         )
 
     async def request_json(

@@ -260,6 +260,14 @@ class RateLimitError(APIStatusError):
         super().__init__(**kwargs)
 
 
+def name_request(error: APIStatusError, method: str, path: str) -> None:
+    """Give an error raised before its request was sent (a refused rate-limit wait) the
+    request's method and path, as one built from a response has."""
+    if not error.method:
+        error.method, error.path = method, path
+        error.args = (str(error),)
+
+
 class InternalServerError(APIStatusError):
     """5xx: PostHog (or a gateway in front of it) failed."""
 

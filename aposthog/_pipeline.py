@@ -32,7 +32,13 @@ from typing import Any, Final, Protocol, TypeVar
 
 import anyio
 
-from ._errors import APIConnectionError, APIStatusError, ClientStateError, RateLimitError
+from ._errors import (
+    APIConnectionError,
+    APIStatusError,
+    ClientStateError,
+    RateLimitError,
+    name_request,
+)
 from ._http import Query, Request, Route, Secret, encode_json, query_items, user_agent
 from ._inflate import ACCEPT_ENCODING
 from ._observe import CallObserver, WaitReason
@@ -167,6 +173,10 @@ class Pipeline:
         self._plain[id(route)] = (route, request)
         return request
 
+    def path_of(self, route_path: str) -> str:
+        """A route's full request path (placeholders, if any, left as they are)."""
+        return "/".join((self._prefix, route_path.strip("/"))) + "/"
+
     def _build(
         self,
         method: str,
@@ -240,6 +250,7 @@ class Call:
         "_policy",
         "_retries",
         "_started",
+        "_target",
         "attempts",
     )
 
@@ -254,8 +265,11 @@ class Call:
         observer: CallObserver | None = None,
         started: float | None = None,
         attempts: int = 0,
+        target: str = "",
     ) -> None:
         self._pipeline = pipeline
+        # The request's own path (ids filled in), for errors raised before it is sent.
+        self._target = target
         self._policy = policy
         self._method = method
         self._path = path
@@ -333,14 +347,15 @@ class Call:
 
     async def _acquire(self, throttle: Throttle) -> None:
         max_wait = longest_wait(self._policy, time.monotonic() - self._started)
-        if self._observer is None:
-            await throttle.acquire(self._bucket, max_wait=max_wait)
-            return
-        token = _WAIT_LISTENER.set(self._announce)
+        token = None if self._observer is None else _WAIT_LISTENER.set(self._announce)
         try:
             await throttle.acquire(self._bucket, max_wait=max_wait)
+        except RateLimitError as exc:
+            name_request(exc, self._method, self._target or self._pipeline.path_of(self._path))
+            raise
         finally:
-            _WAIT_LISTENER.reset(token)
+            if token is not None:
+                _WAIT_LISTENER.reset(token)
 
     def _announce(self, seconds: float) -> None:
         assert self._observer is not None

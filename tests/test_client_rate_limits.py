@@ -255,6 +255,10 @@ async def test_a_pause_longer_than_a_call_may_wait_fails_it_at_once(fake: FakePo
                 await ph.customer_profile_configs.list()
         assert 86300 < (later.value.retry_after or 0) <= 86400
         assert "api rate limit" in str(later.value)
+        # Refused before sending, it still names its request, as a 429 response's does.
+        assert later.value.method == "GET"
+        assert later.value.path == f"/api/environments/{fake.project_id}/customer_profile_configs/"
+        assert f"on GET {later.value.path}" in str(later.value)
     assert 1 == len(fake.requests)
 
 
@@ -267,9 +271,34 @@ async def test_a_window_wait_beyond_the_deadline_is_not_begun(fake: FakePostHog)
             with pytest.raises(aposthog.RateLimitError) as refused:
                 await ph.customer_profile_configs.list()
         assert 1 < (refused.value.retry_after or 0) <= 30
+        assert (refused.value.method, refused.value.path) == (
+            "GET",
+            f"/api/environments/{fake.project_id}/customer_profile_configs/",
+        )
+        # The same through a call that is watched (here by an `on_wait` listener).
+        heard: list[object] = []
+        async with fake.client(rate_limits=limits, retry=policy, on_wait=heard.append) as other:
+            await other.customer_profile_configs.list()
+            with pytest.raises(aposthog.RateLimitError) as watched:
+                await other.customer_profile_configs.list()
+        assert heard == []  # refused, not waited
+        assert watched.value.method == "GET"
+        assert watched.value.path == refused.value.path
         # A view whose deadline allows the wait takes it (cancelled here: it is 30 s).
         view = ph.with_options(retry=aposthog.RetryPolicy(deadline=None))
         with anyio.move_on_after(0.3) as waited:
             await view.customer_profile_configs.list()
         assert waited.cancelled_caught
+    assert 2 == len(fake.requests)  # one for each client
+
+
+async def test_a_stream_refused_by_the_limiter_names_its_request(fake: FakePostHog) -> None:
+    limits = RateLimits(ai=Rate(1, per=30), margin=0)
+    async with fake.client(rate_limits=limits, retry=aposthog.RetryPolicy(deadline=1)) as ph:
+        await ph.conversations.create("q").until_done()
+        with anyio.fail_after(2):
+            with pytest.raises(aposthog.RateLimitError) as refused:
+                await ph.conversations.create("again").until_done()
+    assert refused.value.method == "POST"
+    assert refused.value.path == f"/api/environments/{fake.project_id}/conversations/"
     assert 1 == len(fake.requests)
