@@ -51,8 +51,9 @@ async def _export_with_runs(
     export = await ph.batch_exports.create(
         name="runs",
         destination=aposthog.BatchExportDestination(
-            type="S3",
+            type="AwsS3",
             config={"bucket_name": "b", "region": "eu-west-1", "prefix": "p/"},
+            integration=fake.add_integration("aws-s3")["id"],
         ),
         interval="hour",
     )

@@ -53,6 +53,10 @@ async def test_readme_block_runs(code: str, line: int, fake: FakePostHog) -> Non
             "ph": ph,
             "fake": fake,
             "key": fake.api_key,
+            # What the batch-export example names: an integration holding AWS keys.
+            "aws_integration_id": fake.add_integration(
+                "aws-s3", sensitive_config={"aws_access_key_id": "k", "aws_secret_access_key": "s"}
+            )["id"],
         }
         # Padded so that a traceback points at the README's own line numbers.
         source = (
@@ -82,7 +86,9 @@ async def test_readme_script_runs_as_a_program(fake: FakePostHog) -> None:
         await ph.batch_exports.create(
             name="Nightly",
             destination=aposthog.BatchExportDestination(
-                type="S3", config={"bucket_name": "b", "region": "eu-west-1", "prefix": "p/"}
+                type="AwsS3",
+                config={"bucket_name": "b", "region": "eu-west-1", "prefix": "p/"},
+                integration=fake.add_integration("aws-s3")["id"],
             ),
             interval="day",
         )

@@ -80,6 +80,17 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--project-id", dest="fake_project_id", type=int, default=1, help="environment id"
     )
+    serve.add_argument(
+        "--integration",
+        dest="integrations",
+        action="append",
+        default=[],
+        choices=_args.FAKE_INTEGRATION_KINDS,
+        metavar="KIND",
+        help="add an integration of this kind and print its id (repeatable; one of "
+        + ", ".join(_args.FAKE_INTEGRATION_KINDS)
+        + ")",
+    )
 
     from ._chat import add_chat_commands
 
@@ -135,7 +146,11 @@ def _serve_fake(parser: argparse.ArgumentParser, args: argparse.Namespace) -> in
     from ..testing.__main__ import serve
 
     try:
-        return _run(lambda: _served(serve(args.port, args.fake_api_key, args.fake_project_id)))
+        return _run(
+            lambda: _served(
+                serve(args.port, args.fake_api_key, args.fake_project_id, args.integrations)
+            )
+        )
     except OSError as exc:
         reason = exc.strerror or str(exc)
         parser.exit(1, f"aposthog: error: cannot serve on 127.0.0.1:{args.port}: {reason}\n")

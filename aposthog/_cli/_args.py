@@ -18,6 +18,7 @@ from ..models.customer_profile_configs import ProfileScope
 from ..resources import _checks
 
 __all__ = [
+    "FAKE_INTEGRATION_KINDS",
     "LOG_LEVELS",
     "RUN_STATUSES",
     "SCOPES",
@@ -31,6 +32,16 @@ __all__ = [
     "positive",
     "uuid",
 ]
+
+#: The integration kinds `serve-fake --integration` seeds: those batch-export destinations
+#: need (the fake's own list, kept here so that building the parser loads no test kit).
+FAKE_INTEGRATION_KINDS = (
+    "aws-s3",
+    "google-cloud-service-account",
+    "postgresql",
+    "s3-compatible",
+    "snowflake",
+)
 
 SCOPES = tuple(item.value for item in ProfileScope)
 LOG_LEVELS = tuple(item.value for item in BatchExportLogLevel)

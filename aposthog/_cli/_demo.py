@@ -104,25 +104,32 @@ async def _batch_exports_tour(
     ph: Client, fake: FakePostHog, say: _Printer, summary: _Summary
 ) -> None:
     say.heading("Batch exports")
+    # PostHog keeps AWS keys in an integration (made in its UI), which the export names.
+    integration = fake.add_integration(
+        "aws-s3",
+        config={"aws_account_id": "123456789012"},
+        sensitive_config={"aws_access_key_id": "AKIA-DEMO", "aws_secret_access_key": "demo-secret"},
+    )
     export = await ph.batch_exports.create(
         name="Events to S3",
         destination=BatchExportDestination(
-            type="S3",
+            type="AwsS3",
             config={
                 "bucket_name": "analytics-archive",
                 "region": "eu-west-1",
                 "prefix": "posthog/events/",
-                "aws_access_key_id": "AKIA-DEMO",
-                "aws_secret_access_key": "demo-secret",
             },
+            integration=integration["id"],
         ),
         interval="hour",
     )
     say.step(
         f"created {export.name!r} ({cell(export.destination.type)}, every {cell(export.interval)})"
     )
-    hidden = sorted({"aws_access_key_id", "aws_secret_access_key"} - set(export.destination.config))
-    say(f"    PostHog never sends secrets back: {', '.join(hidden)} left out of the response")
+    say(
+        f"    its AWS keys stay in integration {export.destination.integration} "
+        "(PostHog keeps them there, never in the export)"
+    )
 
     await ph.batch_exports.pause(export.id)
     paused = await ph.batch_exports.get(export.id)

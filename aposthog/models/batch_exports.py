@@ -68,8 +68,9 @@ class BatchExportInterval(_OpenEnum):
 
 class BatchExportDestinationType(_OpenEnum):
     """
-    Where a batch export writes. `S3` is the legacy type that newer PostHog versions
-    refuse on write in favour of `AWS_S3` and `S3_COMPATIBLE`.
+    Where a batch export writes. `S3` is the legacy type: PostHog still returns such
+    exports, but refuses to create or update one ("The 'S3' destination type is
+    deprecated…"); write `AWS_S3` or `S3_COMPATIBLE`, with an integration.
     """
 
     S3 = "S3"
@@ -127,7 +128,9 @@ class BatchExportDestination:
 
     Build one to create or update an export. Secret config fields (passwords, keys,
     tokens: which ones depends on `type`) may be sent, but PostHog never returns them,
-    so a destination read back from PostHog lacks them.
+    so a destination read back from PostHog lacks them. AwsS3, S3Compatible and BigQuery
+    exports (and new Postgres and Snowflake ones) need `integration`: their credentials
+    live in that PostHog integration, and AwsS3 and S3Compatible configs refuse inline keys.
 
     Attributes:
         type: a `BatchExportDestinationType` member (or the string of a newer type).
@@ -138,9 +141,9 @@ class BatchExportDestination:
     Example:
         ```python
         destination = BatchExportDestination(
-            type=BatchExportDestinationType.S3,
-            config={"bucket_name": "events", "region": "eu-west-1", "prefix": "ph/",
-                    "aws_access_key_id": key_id, "aws_secret_access_key": secret},
+            type=BatchExportDestinationType.AWS_S3,
+            config={"bucket_name": "events", "region": "eu-west-1", "prefix": "ph/"},
+            integration=aws_integration_id,  # an `aws-s3` integration holding the keys
         )
         ```
     """

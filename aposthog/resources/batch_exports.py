@@ -51,10 +51,11 @@ class BatchExports(Resource):
         ```python
         export = await ph.batch_exports.create(
             name="Events to S3",
-            destination=BatchExportDestination(type="S3", config={
-                "bucket_name": "my-bucket", "region": "eu-west-1", "prefix": "posthog/",
-                "aws_access_key_id": key_id, "aws_secret_access_key": secret,
-            }),
+            destination=BatchExportDestination(
+                type="AwsS3",
+                config={"bucket_name": "my-bucket", "region": "eu-west-1", "prefix": "posthog/"},
+                integration=aws_integration_id,  # PostHog keeps the AWS keys there
+            ),
             interval=BatchExportInterval.HOUR,
         )
         await ph.batch_exports.pause(export.id)
@@ -200,7 +201,7 @@ class BatchExports(Resource):
         Example:
             ```python
             export = await ph.batch_exports.update(
-                export.id, destination={"type": "S3", "config": {"prefix": "v2/"}}
+                export.id, destination={"type": "AwsS3", "config": {"prefix": "v2/"}}
             )
             ```
         """

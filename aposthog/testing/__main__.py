@@ -7,14 +7,31 @@ import asyncio
 import contextlib
 import signal
 import sys
+from collections.abc import Sequence
 
+from ._batch_export_validation import INTEGRATION_KINDS
 from ._fake import FakePostHog
 
 __all__ = ["main", "serve"]
 
 
-async def serve(port: int = 0, api_key: str | None = None, project_id: int = 1) -> None:
-    """Serve a FakePostHog on 127.0.0.1 until SIGINT or SIGTERM; print its URL and key."""
+#: The integration kinds `--integration` seeds (the batch-export destinations needing them).
+INTEGRATION_CHOICES = tuple(sorted(set(INTEGRATION_KINDS.values())))
+
+
+async def serve(
+    port: int = 0,
+    api_key: str | None = None,
+    project_id: int = 1,
+    integrations: Sequence[str] = (),
+) -> None:
+    """
+    Serve a FakePostHog on 127.0.0.1 until SIGINT or SIGTERM; print its URL and key.
+
+    Each kind in `integrations` (e.g. `aws-s3`) is added to the team, as connecting it in
+    PostHog's UI would, and its id printed as `POSTHOG_INTEGRATION_AWS_S3=1`: the id an
+    AwsS3 (or other integration-backed) batch export names in `destination.integration`.
+    """
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -25,8 +42,27 @@ async def serve(port: int = 0, api_key: str | None = None, project_id: int = 1) 
         print(f"POSTHOG_HOST={fake.url}", flush=True)
         print(f"POSTHOG_PERSONAL_API_KEY={fake.api_key}", flush=True)
         print(f"POSTHOG_PROJECT_ID={fake.project_id}", flush=True)
+        for kind in integrations:
+            added = fake.add_integration(kind)
+            name = kind.upper().replace("-", "_")
+            print(f"POSTHOG_INTEGRATION_{name}={added['id']}", flush=True)
         print("FakePostHog is serving; Ctrl-C stops it.", file=sys.stderr, flush=True)
         await stop.wait()
+
+
+def add_integration_argument(parser: argparse.ArgumentParser) -> None:
+    """`--integration KIND`, repeatable: integrations to seed (see `serve`)."""
+    parser.add_argument(
+        "--integration",
+        dest="integrations",
+        action="append",
+        default=[],
+        choices=INTEGRATION_CHOICES,
+        metavar="KIND",
+        help="add an integration of this kind and print its id (repeatable; one of "
+        + ", ".join(INTEGRATION_CHOICES)
+        + ")",
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -38,11 +74,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=0, help="port (default: any free port)")
     parser.add_argument("--api-key", default=None, help="the key to accept (default: random)")
     parser.add_argument("--project-id", type=int, default=1, help="environment id (default: 1)")
+    add_integration_argument(parser)
     args = parser.parse_args(argv)
     if not 0 <= args.port <= 65535:
         parser.error(f"argument --port: must be between 0 and 65535, got {args.port}")
     try:
-        asyncio.run(serve(args.port, args.api_key, args.project_id))
+        asyncio.run(serve(args.port, args.api_key, args.project_id, args.integrations))
     except OSError as exc:
         # A port in use (or not ours to take): one line, not a traceback.
         reason = exc.strerror or str(exc)

@@ -4,10 +4,14 @@ their secret fields (never returned) and their test steps, after PostHog's
 `DESTINATION_WORKFLOWS` input dataclasses, `BatchExportDestination.secret_fields` and
 `destination_tests/`. Also the config merge and secret stripping PostHog applies.
 
-The set is small and realistic: S3 (the legacy type, with inline credentials, as PostHog
-served it before the AwsS3/S3Compatible split), AwsS3, S3Compatible, Postgres, BigQuery,
-Snowflake, HTTP and NoOp. PostHog has tests for the S3 family, BigQuery and Snowflake
-(and Databricks and AzureBlob, which the fake does not model).
+The set is small and realistic: S3 (the legacy type, with inline credentials: PostHog
+still returns such exports but refuses every write to them), AwsS3, S3Compatible,
+Postgres, BigQuery, Snowflake, HTTP and NoOp. Credentials of the integration-backed
+types live in a PostHog integration, not in the config: AwsS3 and S3Compatible declare
+no credential fields (nor `endpoint_url`), so inline keys are unknown fields; Postgres,
+BigQuery and Snowflake still declare their legacy inline fields, all optional. PostHog
+has tests for the S3 family, BigQuery and Snowflake (and Databricks and AzureBlob, which
+the fake does not model).
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ __all__ = [
     "ISO_8601",
     "MODELS",
     "NOT_CONFIGURED",
+    "S3_COMPRESSIONS",
     "DestinationSpec",
     "TestStepSpec",
     "deep_merge",
@@ -44,6 +49,11 @@ INTERVALS = ("hour", "day", "week", "every 5 minutes", "every 15 minutes")
 MODELS = ("events", "persons", "sessions", "hogql")
 HTTP_URLS = ("https://us.i.posthog.com/batch/", "https://eu.i.posthog.com/batch/")
 NOT_CONFIGURED = "The test step cannot run as it's not configured."
+#: `S3_SUPPORTED_COMPRESSIONS`: the S3 family's file formats and their compressions.
+S3_COMPRESSIONS: dict[str, list[str]] = {
+    "Parquet": ["zstd", "lz4", "snappy", "gzip", "brotli"],
+    "JSONLines": ["gzip", "brotli"],
+}
 #: `BaseBatchExportInputs` fields: a destination config may carry them without being "unknown".
 BASE_CONFIG_FIELDS = frozenset(
     {
@@ -89,17 +99,23 @@ class DestinationSpec:
 
 
 _AWS_SECRETS = frozenset({"aws_access_key_id", "aws_secret_access_key"})
-_S3_FIELDS: dict[str, tuple[type | None, bool]] = {
+# `S3FamilyBaseInputs`: credentials come from the integration, so they are no fields.
+_S3_FAMILY_FIELDS: dict[str, tuple[type | None, bool]] = {
     "bucket_name": (str, True),
     "region": (str, True),
     "prefix": (str, True),
-    "aws_access_key_id": (None, False),
-    "aws_secret_access_key": (None, False),
     "compression": (None, False),
     "file_format": (str, False),
     "max_file_size_mb": (None, False),
+}
+# The legacy `S3` type's fields, credentials inline, as PostHog served it before the split.
+_LEGACY_S3_FIELDS: dict[str, tuple[type | None, bool]] = {
+    **_S3_FAMILY_FIELDS,
+    "aws_access_key_id": (None, False),
+    "aws_secret_access_key": (None, False),
     "encryption": (None, False),
     "kms_key_id": (None, False),
+    "endpoint_url": (None, False),
 }
 _BUCKET_STEP = TestStepSpec(
     "Check S3 bucket exists",
@@ -136,42 +152,42 @@ def _snowflake_step(what: str, needs: tuple[str, ...]) -> TestStepSpec:
 
 
 DESTINATIONS: dict[str, DestinationSpec] = {
-    # The legacy type, with inline credentials, as PostHog served it before the split.
-    "S3": DestinationSpec(
-        {**_S3_FIELDS, "endpoint_url": (None, False)}, _AWS_SECRETS, (_BUCKET_STEP,)
+    # The legacy type, with inline credentials: readable, but PostHog refuses its writes.
+    "S3": DestinationSpec(_LEGACY_S3_FIELDS, _AWS_SECRETS, (_BUCKET_STEP,)),
+    "AwsS3": DestinationSpec(
+        {**_S3_FAMILY_FIELDS, "encryption": (None, False), "kms_key_id": (None, False)},
+        _AWS_SECRETS,
+        (_ROLE_STEP, _BUCKET_STEP),
     ),
-    "AwsS3": DestinationSpec(_S3_FIELDS, _AWS_SECRETS, (_ROLE_STEP, _BUCKET_STEP)),
     "S3Compatible": DestinationSpec(
-        {
-            **_S3_FIELDS,
-            "endpoint_url": (None, False),
-            "use_virtual_style_addressing": (bool, False),
-        },
+        {**_S3_FAMILY_FIELDS, "use_virtual_style_addressing": (bool, False)},
         _AWS_SECRETS,
         (_BUCKET_STEP,),
     ),
+    # The connection's credentials (and host) may come from a postgresql integration.
     "Postgres": DestinationSpec(
         {
-            "user": (str, True),
-            "password": (str, True),
-            "host": (str, True),
             "database": (str, True),
             "schema": (str, False),
             "table_name": (str, False),
-            "port": (int, False),
+            "user": (None, False),
+            "host": (None, False),
+            "port": (None, False),
+            "password": (None, False),
             "has_self_signed_cert": (bool, False),
         },
         frozenset({"user", "password"}),
     ),
+    # The service account's credentials come from a google-cloud-service-account integration.
     "BigQuery": DestinationSpec(
         {
-            "project_id": (str, True),
             "dataset_id": (str, True),
-            "private_key": (str, True),
-            "private_key_id": (str, True),
-            "token_uri": (str, True),
-            "client_email": (str, True),
             "table_id": (str, False),
+            "project_id": (None, False),
+            "private_key": (None, False),
+            "private_key_id": (None, False),
+            "token_uri": (None, False),
+            "client_email": (None, False),
             "use_json_type": (bool, False),
         },
         frozenset(_BIGQUERY_CREDENTIALS),
@@ -199,15 +215,16 @@ DESTINATIONS: dict[str, DestinationSpec] = {
             ),
         ),
     ),
+    # The account, user and credentials come from a snowflake integration.
     "Snowflake": DestinationSpec(
         {
-            "account": (str, True),
             "database": (str, True),
             "warehouse": (str, True),
             "schema": (str, True),
-            "user": (str, True),
             "table_name": (str, False),
             "role": (None, False),
+            "account": (None, False),
+            "user": (None, False),
             "password": (None, False),
             "private_key": (None, False),
             "private_key_passphrase": (None, False),

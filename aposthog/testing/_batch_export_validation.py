@@ -5,7 +5,13 @@ FakePostHog's batch-export serializer: the checks `BatchExportSerializer` and
 DRF validates field by field in declaration order and drf-exceptions-hog reports the
 first error only; a `PermissionDenied` raised by a field validator (a feature flag the
 team lacks) escapes at once, as a 403. Then the object-level `validate()` runs.
-Integrations are accepted and stored but never required.
+
+The destination's `integration` (or `integration_id`) is a team-scoped primary key: an
+id the fake's `integrations` lack is DRF's `does_not_exist`. `validate_destination`
+then refuses every write of the legacy `S3` type and requires an integration of the
+right kind: always for AwsS3, S3Compatible and BigQuery (an S3-family update that leaves
+`integration` out keeps the stored one), on create for Postgres and Snowflake (exports
+made before integrations keep their inline credentials).
 """
 
 from __future__ import annotations
@@ -22,13 +28,14 @@ from ._batch_export_destinations import (
     INTERVALS,
     ISO_8601,
     MODELS,
+    S3_COMPRESSIONS,
     DestinationSpec,
     deep_merge,
     server_error,
 )
 from ._wire import HTTPError, error, validation_error
 
-__all__ = ["parse_datetime_field", "validate_export"]
+__all__ = ["INTEGRATION_KINDS", "LEGACY_S3_REFUSED", "parse_datetime_field", "validate_export"]
 
 _DATETIME_FORMAT_ERROR = (
     "Datetime has wrong format. Use one of these formats instead: "
@@ -87,6 +94,27 @@ def _integer(errors: _Errors, attr: str, value: Any, high: int) -> int | None:
     return number
 
 
+def _integration_pk(
+    errors: _Errors, attr: str, value: Any, integrations: Mapping[int, Mapping[str, Any]]
+) -> int | None:
+    """DRF's PrimaryKeyRelatedField: the integration's id, or None after an error."""
+    try:
+        if isinstance(value, bool):
+            raise TypeError
+        pk = int(value)  # Django's lookup casts the pk: "3" finds 3, "x" is a ValueError
+    except (TypeError, ValueError):
+        errors.add(
+            attr,
+            f"Incorrect type. Expected pk value, received {type(value).__name__}.",
+            "incorrect_type",
+        )
+        return None
+    if pk not in integrations:
+        errors.add(attr, f'Invalid pk "{value}" - object does not exist.', "does_not_exist")
+        return None
+    return pk
+
+
 def _config_type_error(errors: _Errors, config: dict[str, Any], spec: DestinationSpec) -> None:
     for name, (declared, _) in spec.fields.items():
         if declared is None or name not in config or isinstance(config[name], declared):
@@ -106,7 +134,12 @@ def _config_type_error(errors: _Errors, config: dict[str, Any], spec: Destinatio
 
 
 def _destination(
-    errors: _Errors, value: Any, *, instance: Mapping[str, Any] | None, check_required: bool
+    errors: _Errors,
+    value: Any,
+    *,
+    instance: Mapping[str, Any] | None,
+    check_required: bool,
+    integrations: Mapping[int, Mapping[str, Any]],
 ) -> dict[str, Any] | None:
     if not isinstance(value, dict):
         errors.add(
@@ -122,6 +155,20 @@ def _destination(
         return None
     if "config" not in value or not isinstance(value["config"], dict):
         raise server_error()  # PostHog reads attrs["config"].keys(): a KeyError, a 500
+    clean: dict[str, Any] = {"type": kind}
+    # The fields `integration` and `integration_id` (its write-only alias, declared after
+    # it, so it wins) both set the destination's integration.
+    for key in ("integration", "integration_id"):
+        if key in value:
+            integration = value[key]
+            if integration is not None:
+                integration = _integration_pk(
+                    errors, f"destination__{key}", integration, integrations
+                )
+                if integration is None:
+                    return None
+            clean["integration"] = integration
+    # BatchExportDestinationSerializer.validate
     spec = DESTINATIONS[str(kind)]
     config = dict(value["config"])
     unknown = sorted(config.keys() - spec.fields.keys() - BASE_CONFIG_FIELDS)
@@ -138,19 +185,7 @@ def _destination(
                 )
                 return None
     _config_type_error(errors, config, spec)
-    clean: dict[str, Any] = {"type": kind, "config": config}
-    for key in ("integration", "integration_id"):
-        if key in value:
-            integration = value[key]
-            if integration is not None and (
-                isinstance(integration, bool) or not isinstance(integration, int)
-            ):
-                errors.add(
-                    f"destination__{key}",
-                    f"Incorrect type. Expected pk value, received {type(integration).__name__}.",
-                    "incorrect_type",
-                )
-            clean["integration"] = integration
+    clean["config"] = config
     # validate_destination, on the parent serializer.
     if instance is not None and kind != instance["destination"]["type"]:
         errors.add(
@@ -160,12 +195,106 @@ def _destination(
             "type.",
         )
         return None
+    if kind == "S3":
+        errors.add("destination", LEGACY_S3_REFUSED)
+        return None
     existing = instance["destination"]["config"] if instance is not None else {}
     merged = deep_merge(existing, config)
     if kind == "HTTP" and merged.get("url") and merged["url"] not in HTTP_URLS:
         errors.add("destination", f"Invalid destination URL: {merged['url']}")
         return None
+    problem = _integration_problem(clean, config, merged, instance, integrations)
+    if problem is not None:
+        errors.add("destination", problem)
+        return None
     return clean
+
+
+#: PostHog's answer to any write of the legacy `S3` destination type.
+LEGACY_S3_REFUSED = (
+    "The 'S3' destination type is deprecated and can no longer be used. "
+    "Use 'AwsS3' for AWS S3, or 'S3Compatible' for S3-compatible storage."
+)
+#: The integration kind each integration-backed destination type needs.
+INTEGRATION_KINDS = {
+    "AwsS3": "aws-s3",
+    "S3Compatible": "s3-compatible",
+    "Postgres": "postgresql",
+    "BigQuery": "google-cloud-service-account",
+    "Snowflake": "snowflake",
+}
+
+
+def _integration_problem(
+    destination: Mapping[str, Any],
+    config: Mapping[str, Any],
+    merged: Mapping[str, Any],
+    instance: Mapping[str, Any] | None,
+    integrations: Mapping[int, Mapping[str, Any]],
+) -> str | None:
+    """`validate_destination`'s integration checks (and the S3 family's input checks)."""
+    kind = destination["type"]
+    if kind not in INTEGRATION_KINDS:
+        return None
+    pk = destination.get("integration")
+    stored = instance["destination"].get("integration") if instance is not None else None
+    if kind == "Snowflake":
+        if instance is not None and stored is not None and pk is None:
+            return (
+                "Cannot remove the integration from a Snowflake batch export that uses one. "
+                "Re-send its `integration` to keep it (or a different one to swap)."
+            )
+        if pk is None and instance is None:
+            return "Integration is required for Snowflake batch exports"
+        if pk is not None:
+            if integrations[pk]["kind"] != INTEGRATION_KINDS[kind]:
+                return "Integration is not a Snowflake integration."
+        elif config.get("authentication_type") == "password" and merged.get("password") is None:
+            return "Password is required if authentication type is password"
+        elif config.get("authentication_type") == "keypair" and merged.get("private_key") is None:
+            return "Private key is required if authentication type is key pair"
+        return None
+    if kind in ("AwsS3", "S3Compatible"):
+        if pk is None and "integration" not in destination and instance is not None:
+            pk = stored  # a PATCH of config alone keeps the export's integration
+        if pk is None:
+            return f"Integration is required for {kind} batch exports"
+        empty = [
+            name
+            for name in ("bucket_name", "region", "prefix")
+            if isinstance(config.get(name), str) and not config[name].strip()
+        ]
+        if empty:
+            return f"The following inputs are empty: {empty}"
+        found = integrations[pk]["kind"] if pk in integrations else None
+        if found != INTEGRATION_KINDS[kind]:
+            # PostHog's message names AWS S3 for S3Compatible exports too.
+            return f"Integration provided is not an AWS S3 integration (got kind='{found}')"
+        file_format = merged.get("file_format", "JSONLines")
+        if file_format not in S3_COMPRESSIONS:
+            return (
+                f"File format {file_format} is not supported. Supported file formats are "
+                f"{list(S3_COMPRESSIONS)}"
+            )
+        compression = merged.get("compression")
+        if compression and compression not in S3_COMPRESSIONS[file_format]:
+            return (
+                f"Compression {compression} is not supported for file format {file_format}. "
+                f"Supported compressions are {S3_COMPRESSIONS[file_format]}"
+            )
+        return None
+    if kind == "Postgres":
+        if pk is None and instance is None:
+            return "Integration is required for Postgres batch exports"
+        if pk is not None and integrations[pk]["kind"] != INTEGRATION_KINDS[kind]:
+            return "Integration is not a PostgreSQL integration."
+        return None
+    # BigQuery: required on every write that sends a destination, updates too.
+    if pk is None:
+        return "Integration is required for BigQuery batch exports"
+    if integrations[pk]["kind"] != INTEGRATION_KINDS[kind]:
+        return "Integration is not a Google Cloud service account integration."
+    return None
 
 
 def _filters(errors: _Errors, value: Any) -> None:
@@ -191,11 +320,13 @@ def validate_export(
     partial: bool,
     check_required_config: bool,
     flags: frozenset[str] | set[str],
+    integrations: Mapping[int, Mapping[str, Any]],
 ) -> dict[str, Any]:
     """
     Validate a create, update or test body; returns the clean fields that were sent.
 
-    `interval_offset` is in the result whenever PostHog would set it.
+    `interval_offset` is in the result whenever PostHog would set it. `integrations` are
+    the team's integrations by id, which a destination's `integration` must name.
     """
     errors = _Errors()
     clean: dict[str, Any] = {}
@@ -221,7 +352,11 @@ def validate_export(
             clean["model"] = model
     if "destination" in data:
         destination = _destination(
-            errors, data["destination"], instance=instance, check_required=check_required_config
+            errors,
+            data["destination"],
+            instance=instance,
+            check_required=check_required_config,
+            integrations=integrations,
         )
         if destination is not None:
             clean["destination"] = destination

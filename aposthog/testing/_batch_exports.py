@@ -40,11 +40,13 @@ class BatchExportsKnobs:
     * `batch_export_logs`: every log entry;
     * `batch_export_flags`: the team's feature flags, e.g. `"high-frequency-batch-exports"`,
       `"hogql-batch-exports"`, `"batch-export-earliest-backfill"` (none by default);
-    * `max_concurrent_backfills`: running backfills allowed before a 429 (None: no limit).
+    * `max_concurrent_backfills`: running backfills allowed before a 429 (None: no limit);
+    * `integrations`: id → the team's integrations (`add_integration()` adds one).
 
-    Destination types the fake knows: S3 (legacy, with inline credentials), AwsS3,
-    S3Compatible, Postgres, BigQuery, Snowflake, HTTP and NoOp. Integrations are stored
-    but never required.
+    Destination types the fake knows: S3 (legacy, with inline credentials: still read,
+    but every write of it is refused), AwsS3, S3Compatible, Postgres, BigQuery,
+    Snowflake, HTTP and NoOp. As in PostHog, AwsS3, S3Compatible and BigQuery exports
+    need an integration of the right kind, and so do new Postgres and Snowflake ones.
     """
 
     def __init__(self, fake: FakePostHog) -> None:
@@ -55,6 +57,7 @@ class BatchExportsKnobs:
         self.batch_export_logs: list[dict[str, Any]] = []
         self.batch_export_flags: set[str] = set()
         self.test_results: dict[tuple[str, int], dict[str, Any]] = {}
+        self.integrations: dict[int, dict[str, Any]] = {}
         self._clock = now() - dt.timedelta(seconds=1)
 
     def now(self) -> dt.datetime:
@@ -156,6 +159,34 @@ class BatchExportsKnobs:
                 added.append(self.add_batch_export_log(export_id, **entry))
         return added
 
+    def add_integration(
+        self,
+        kind: str,
+        *,
+        config: Mapping[str, Any] | None = None,
+        sensitive_config: Mapping[str, Any] | None = None,
+        integration_id: str | None = None,
+    ) -> dict[str, Any]:
+        """
+        Add an integration to the team, as connecting one in PostHog's UI does, and return it.
+
+        `kind` is PostHog's integration kind: `aws-s3` (AwsS3 exports), `s3-compatible`
+        (S3Compatible), `postgresql` (Postgres), `google-cloud-service-account`
+        (BigQuery), `snowflake` (Snowflake). Its `id` is what a destination's
+        `integration` names. `config` and `sensitive_config` (the credentials) join a
+        destination test's config, as PostHog merges them; neither is ever returned.
+        """
+        pk = max(self.integrations, default=0) + 1
+        integration = {
+            "id": pk,
+            "kind": kind,
+            "integration_id": integration_id,
+            "config": dict(config or {}),
+            "sensitive_config": dict(sensitive_config or {}),
+        }
+        self.integrations[pk] = integration
+        return integration
+
     def set_batch_export_test_result(
         self, destination_type: str, step: int, *, status: str, message: str | None = None
     ) -> None:
@@ -244,6 +275,7 @@ async def _create(fake: FakePostHog, request: FakeRequest) -> ServerReply:
         partial=False,
         check_required_config=True,
         flags=fake.batch_export_flags,
+        integrations=fake.integrations,
     )
     stamp = fake._batch_export_now()
     destination = clean["destination"]
@@ -287,6 +319,7 @@ async def _update(fake: FakePostHog, request: FakeRequest) -> ServerReply:
         partial=partial,
         check_required_config=not partial,
         flags=fake.batch_export_flags,
+        integrations=fake.integrations,
     )
     destination = clean.pop("destination", None)
     if destination is not None:

@@ -5,6 +5,8 @@ FakePostHog's destination tests, as `BatchExportViewSet.test`, `run_test_step` a
 `test` answers 400 and 404 with empty bodies; a step PostHog cannot run (an untested
 destination type, a step index out of range, a missing `destination.config`) is an
 uncaught exception there, so a 500; a failed step is a 200 with `"status": "Failed"`.
+A destination's integration lends its `config` and `sensitive_config` to the step's
+config, as PostHog configures the test with them.
 """
 
 from __future__ import annotations
@@ -49,6 +51,17 @@ def _step_dict(
     return {"name": spec.name, "description": spec.description, "result": dict(result)}
 
 
+def _with_integration(fake: FakePostHog, destination: Mapping[str, Any]) -> dict[str, Any]:
+    """The test's configuration: the config, then the integration's config and secrets."""
+    config = dict(destination["config"])
+    pk = destination.get("integration")
+    integration = fake.integrations.get(pk) if isinstance(pk, int) else None
+    if integration is not None:
+        config.update(integration["config"])
+        config.update(integration["sensitive_config"])
+    return config
+
+
 async def _test(fake: FakePostHog, request: FakeRequest) -> ServerReply:
     kind = request.arg("destination")
     if not kind:
@@ -69,9 +82,11 @@ async def _run_test_step_new(fake: FakePostHog, request: FakeRequest) -> ServerR
         partial=False,
         check_required_config=True,
         flags=fake.batch_export_flags,
+        integrations=fake.integrations,
     )
     destination = clean["destination"]
-    return json_reply(200, _step_dict(fake, destination["type"], step, destination["config"]))
+    config = _with_integration(fake, destination)
+    return json_reply(200, _step_dict(fake, destination["type"], step, config))
 
 
 async def _run_test_step(fake: FakePostHog, request: FakeRequest) -> ServerReply:
@@ -94,8 +109,10 @@ async def _run_test_step(fake: FakePostHog, request: FakeRequest) -> ServerReply
         partial=False,
         check_required_config=True,
         flags=fake.batch_export_flags,
+        integrations=fake.integrations,
     )
-    config = clean["destination"]["config"]
+    # PostHog configures the test with the integration the request names, not the stored one.
+    config = _with_integration(fake, clean["destination"])
     return json_reply(200, _step_dict(fake, kind, step, config))
 
 

@@ -94,17 +94,18 @@ class FakePostHog:
         latency: seconds every request waits before it is handled.
 
     Batch exports: `batch_exports`, `batch_export_runs`, `batch_export_backfills`,
-    `batch_export_logs`, `batch_export_flags`, `add_batch_export_run()` and its siblings
-    (see `BatchExportsKnobs`), and `max_concurrent_backfills` (running backfills allowed
-    before a 429; None: no limit). Conversations: `conversations`, `ai_scripts`,
-    `ai_streams`, `script_answer()`, `seed_conversation()`, `wait_for_streams_closed()`
-    (see `ConversationsKnobs`), and the knobs `keepalive_interval` (seconds of silence
-    before a `: keepalive` comment; None: never), `ai_burst_limit`, `ai_daily_limit` (10
-    a minute, 100 a day), `ai_research_burst_limit`, `ai_research_daily_limit` (3, 10;
-    None turns one off; shorthands for `throttles`), `ai_quota_exceeded` (answer create
-    with 402) and `conversations_list_includes_messages` (list like older PostHog
-    versions did). Throttles: `throttles` (`FakeThrottles`), PostHog's per-user AI
-    throttles and its per-key throttles (off until `throttles.rate_limit_enabled`).
+    `batch_export_logs`, `batch_export_flags`, `integrations`, `add_integration()`,
+    `add_batch_export_run()` and its siblings (see `BatchExportsKnobs`), and
+    `max_concurrent_backfills` (running backfills allowed before a 429; None: no limit).
+    Conversations: `conversations`, `ai_scripts`, `ai_streams`, `script_answer()`,
+    `seed_conversation()`, `wait_for_streams_closed()` (see `ConversationsKnobs`), and
+    the knobs `keepalive_interval` (seconds of silence before a `: keepalive` comment;
+    None: never), `ai_burst_limit`, `ai_daily_limit` (10 a minute, 100 a day),
+    `ai_research_burst_limit`, `ai_research_daily_limit` (3, 10; None turns one off;
+    shorthands for `throttles`), `ai_quota_exceeded` (answer create with 402) and
+    `conversations_list_includes_messages` (list like older PostHog versions did).
+    Throttles: `throttles` (`FakeThrottles`), PostHog's per-user AI throttles and its
+    per-key throttles (off until `throttles.rate_limit_enabled`).
     """
 
     def __init__(
@@ -149,6 +150,8 @@ class FakePostHog:
         self.add_batch_export_log = exports.add_batch_export_log
         self.add_batch_export_logs = exports.add_batch_export_logs
         self.set_batch_export_test_result = exports.set_batch_export_test_result
+        self.integrations = exports.integrations
+        self.add_integration = exports.add_integration
         self._batch_export_test_results = exports.test_results
         self._batch_export_now = exports.now
 

@@ -110,7 +110,7 @@ def plan(world: World, n: int, rng: random.Random) -> list[tuple[str, Call]]:
         ),
         "exports.run_test_step_new": lambda i: (
             lambda ph: ph.batch_exports.run_test_step_new(
-                step=0, destination={"type": "S3", "config": {"bucket_name": f"b{i}"}}
+                step=0, destination={"type": "AwsS3", "config": {"bucket_name": f"b{i}"}}
             )
         ),
         "runs.list": lambda i: _bind(

@@ -161,8 +161,9 @@ async def _export(fake: FakePostHog) -> str:
         export = await ph.batch_exports.create(
             name="Nightly",
             destination={
-                "type": "S3",
+                "type": "AwsS3",
                 "config": {"bucket_name": "b", "region": "eu-west-1", "prefix": "p/"},
+                "integration": fake.add_integration("aws-s3")["id"],
             },
             interval="day",
         )
@@ -202,7 +203,7 @@ async def test_batch_exports_logs_test_step_and_runs(fake: FakePostHog, run_cli:
     assert ["boom"] == [json.loads(line)["message"] for line in logs.stdout.splitlines()]
     assert ("level", "ERROR") in fake.requests[-1].query
 
-    fake.set_batch_export_test_result("S3", 0, status="Failed", message="Access denied")
+    fake.set_batch_export_test_result("AwsS3", 0, status="Failed", message="Access denied")
     step = await run_cli("batch-exports", "test-step", export_id, "--step", "0")
     assert 0 == step.returncode  # a failed step is a result, not an error
     assert "status       Failed" in step.stdout.splitlines()
@@ -232,14 +233,23 @@ def test_serve_fake_serves_until_interrupted() -> None:
     import urllib.request
 
     with subprocess.Popen(
-        [sys.executable, "-m", "aposthog", "serve-fake", "--api-key", "phx_cli_key"],
+        [
+            sys.executable,
+            "-m",
+            "aposthog",
+            "serve-fake",
+            "--api-key",
+            "phx_cli_key",
+            "--integration",
+            "s3-compatible",
+        ],
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
         text=True,
     ) as proc:
         try:
             assert proc.stdout is not None
-            values = dict(proc.stdout.readline().strip().split("=", 1) for _ in range(3))
+            values = dict(proc.stdout.readline().strip().split("=", 1) for _ in range(4))
             request = urllib.request.Request(
                 values["POSTHOG_HOST"] + "/api/environments/1/customer_profile_configs/",
                 headers={"Authorization": "Bearer phx_cli_key"},
@@ -252,5 +262,6 @@ def test_serve_fake_serves_until_interrupted() -> None:
             code = proc.wait(timeout=10)
     assert "phx_cli_key" == values["POSTHOG_PERSONAL_API_KEY"]
     assert values["POSTHOG_HOST"].startswith("http://127.0.0.1:")
+    assert "1" == values["POSTHOG_INTEGRATION_S3_COMPATIBLE"]
     assert 0 == body["count"]
     assert 0 == code

@@ -22,20 +22,25 @@ from aposthog.testing import FakePostHog
 pytestmark = pytest.mark.anyio
 
 UTC = dt.timezone.utc
-S3_CONFIG = {
-    "bucket_name": "events",
-    "region": "eu-west-1",
-    "prefix": "posthog/",
-    "aws_access_key_id": "AKIA-key-id",
-    "aws_secret_access_key": "very-secret",
-}
+S3_CONFIG = {"bucket_name": "events", "region": "eu-west-1", "prefix": "posthog/"}
+#: The ids of the integrations the autouse fixture seeds (PostHog keeps credentials there).
+AWS_INTEGRATION, PG_INTEGRATION = 1, 2
 
 #: A well-formed id nothing is stored under.
 MISSING = "0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b"
 
 
+@pytest.fixture(autouse=True)
+def integrations(fake: FakePostHog) -> None:
+    keys = {"aws_access_key_id": "AKIA-key-id", "aws_secret_access_key": "very-secret"}
+    assert fake.add_integration("aws-s3", sensitive_config=keys)["id"] == AWS_INTEGRATION
+    assert fake.add_integration("postgresql")["id"] == PG_INTEGRATION
+
+
 def s3(**config: Any) -> BatchExportDestination:
-    return BatchExportDestination(type="S3", config={**S3_CONFIG, **config})
+    return BatchExportDestination(
+        type="AwsS3", config={**S3_CONFIG, **config}, integration=AWS_INTEGRATION
+    )
 
 
 async def make(ph: aposthog.Client, **kwargs: Any) -> BatchExport:
@@ -70,7 +75,7 @@ async def test_create_sends_the_documented_body_and_returns_the_export(
     assert (sent.method, sent.path) == ("POST", "/api/environments/1/batch_exports/")
     assert sent.json() == {
         "name": "Weekly",
-        "destination": {"type": "S3", "config": S3_CONFIG},
+        "destination": {"type": "AwsS3", "config": S3_CONFIG, "integration": AWS_INTEGRATION},
         "interval": "week",
         "model": "persons",
         "paused": True,
@@ -86,7 +91,8 @@ async def test_create_sends_the_documented_body_and_returns_the_export(
     assert isinstance(export, BatchExport)
     assert export.interval is BatchExportInterval.WEEK
     assert export.model is BatchExportModel.PERSONS
-    assert export.destination.type is BatchExportDestinationType.S3
+    assert export.destination.type is BatchExportDestinationType.AWS_S3
+    assert export.destination.integration == AWS_INTEGRATION
     assert (export.paused, export.offset_day, export.offset_hour) == (True, 2, 6)
     assert export.end_at == dt.datetime(2029, 12, 31, 22, tzinfo=UTC)
     assert export.created_at is not None
@@ -96,19 +102,20 @@ async def test_create_sends_the_documented_body_and_returns_the_export(
 async def test_secret_config_fields_are_sent_but_never_returned(
     fake: FakePostHog, ph: aposthog.Client
 ) -> None:
-    """PostHog keeps the AWS keys and strips them from every response."""
-    export = await make(ph)
+    """PostHog keeps a Postgres password and strips it from every response."""
+    postgres = BatchExportDestination(
+        type="Postgres",
+        config={"database": "analytics", "user": "posthog", "password": "hunter2"},
+        integration=PG_INTEGRATION,
+    )
+    export = await make(ph, destination=postgres)
 
-    assert "aws_secret_access_key" in fake.requests[-1].json()["destination"]["config"]
-    assert export.destination.config == {
-        "bucket_name": "events",
-        "region": "eu-west-1",
-        "prefix": "posthog/",
-    }
+    assert fake.requests[-1].json()["destination"]["config"]["password"] == "hunter2"
+    assert export.destination.config == {"database": "analytics"}
     stored = fake.batch_exports[export.id]["destination"]["config"]
-    assert stored["aws_secret_access_key"] == "very-secret"
+    assert stored["password"] == "hunter2"
     fetched = await ph.batch_exports.get(export.id)
-    assert "aws_access_key_id" not in fetched.destination.config
+    assert "user" not in fetched.destination.config
 
 
 async def test_create_takes_a_plain_mapping_destination(
@@ -132,7 +139,9 @@ async def test_create_validation_errors_are_bad_requests(ph: aposthog.Client) ->
 
     config = {k: v for k, v in S3_CONFIG.items() if k != "bucket_name"}
     with pytest.raises(aposthog.BadRequestError) as info:
-        await make(ph, destination={"type": "S3", "config": config})
+        await make(
+            ph, destination={"type": "AwsS3", "config": config, "integration": AWS_INTEGRATION}
+        )
     assert info.value.detail == "Configuration missing required field: 'bucket_name'"
 
 
@@ -220,13 +229,13 @@ async def test_update_patches_only_what_is_given_and_deep_merges_config(
     export = await make(ph)
 
     updated = await ph.batch_exports.update(
-        export.id, name="renamed", destination={"type": "S3", "config": {"prefix": "v2/"}}
+        export.id, name="renamed", destination={"type": "AwsS3", "config": {"prefix": "v2/"}}
     )
 
     assert fake.requests[-1].method == "PATCH"
     assert fake.requests[-1].json() == {
         "name": "renamed",
-        "destination": {"type": "S3", "config": {"prefix": "v2/"}},
+        "destination": {"type": "AwsS3", "config": {"prefix": "v2/"}},
     }
     assert updated.name == "renamed"
     assert updated.destination.config == {
@@ -234,10 +243,9 @@ async def test_update_patches_only_what_is_given_and_deep_merges_config(
         "region": "eu-west-1",
         "prefix": "v2/",
     }
-    # The secrets sent at creation survive a PATCH that does not mention them.
-    assert fake.batch_exports[export.id]["destination"]["config"]["aws_access_key_id"] == (
-        "AKIA-key-id"
-    )
+    # Keys the PATCH does not mention survive, and so does the integration it leaves out.
+    assert fake.batch_exports[export.id]["destination"]["config"]["region"] == "eu-west-1"
+    assert updated.destination.integration == AWS_INTEGRATION
 
 
 async def test_update_can_clear_nullable_fields(fake: FakePostHog, ph: aposthog.Client) -> None:
@@ -255,7 +263,7 @@ async def test_update_cannot_change_the_destination_type(ph: aposthog.Client) ->
         await ph.batch_exports.update(export.id, destination={"type": "NoOp", "config": {}})
     assert info.value.attr == "destination"
     assert info.value.detail is not None
-    assert info.value.detail.startswith("Cannot change destination type from 'S3' to 'NoOp'.")
+    assert info.value.detail.startswith("Cannot change destination type from 'AwsS3' to 'NoOp'.")
 
 
 async def test_update_interval_and_offsets(ph: aposthog.Client) -> None:
@@ -464,15 +472,19 @@ async def test_run_test_step_against_the_stored_export(
     """run_test_step() posts name, interval, type and the override config; returns the step."""
     export = await make(ph)
 
-    step = await ph.batch_exports.run_test_step(export.id, step=0, config={"region": "us-east-1"})
+    step = await ph.batch_exports.run_test_step(export.id, step=1, config={"region": "us-east-1"})
 
     sent = fake.requests[-1]
     assert sent.path == f"/api/environments/1/batch_exports/{export.id}/run_test_step/"
     assert sent.json() == {
-        "step": 0,
+        "step": 1,
         "name": "Events to S3",
         "interval": "hour",
-        "destination": {"type": "S3", "config": {"region": "us-east-1"}},
+        "destination": {
+            "type": "AwsS3",
+            "config": {"region": "us-east-1"},
+            "integration": AWS_INTEGRATION,
+        },
     }
     assert step.name == "Check S3 bucket exists"
     assert step.result is not None
@@ -485,10 +497,10 @@ async def test_a_failed_step_is_data_not_an_exception(
     """A Failed result arrives in a 200: no exception, the message is kept."""
     export = await make(ph)
     fake.set_batch_export_test_result(
-        "S3", 0, status="Failed", message="Bucket 'events' does not exist"
+        "AwsS3", 1, status="Failed", message="Bucket 'events' does not exist"
     )
 
-    step = await ph.batch_exports.run_test_step(export.id, step=0)
+    step = await ph.batch_exports.run_test_step(export.id, step=1)
 
     assert step.result is not None
     assert step.result.status == "Failed"
@@ -499,12 +511,10 @@ async def test_run_test_step_new_validates_like_create(
     fake: FakePostHog, ph: aposthog.Client
 ) -> None:
     """run_test_step_new() sends a full create body plus the step; bad configs are 400s."""
-    step = await ph.batch_exports.run_test_step_new(
-        step=1, destination={"type": "AwsS3", "config": dict(S3_CONFIG)}
-    )
+    step = await ph.batch_exports.run_test_step_new(step=1, destination=s3())
     assert fake.requests[-1].json() == {
         "name": "Destination test",
-        "destination": {"type": "AwsS3", "config": S3_CONFIG},
+        "destination": {"type": "AwsS3", "config": S3_CONFIG, "integration": AWS_INTEGRATION},
         "interval": "hour",
         "step": 1,
     }
@@ -512,9 +522,7 @@ async def test_run_test_step_new_validates_like_create(
     assert step.result is not None
     assert step.result.status is BatchExportTestStepStatus.PASSED
 
-    role = await ph.batch_exports.run_test_step_new(
-        step=0, destination={"type": "AwsS3", "config": dict(S3_CONFIG)}
-    )
+    role = await ph.batch_exports.run_test_step_new(step=0, destination=s3())
     assert role.result is not None
     assert role.result.status is BatchExportTestStepStatus.SKIPPED
 

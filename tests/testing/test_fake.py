@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
 import sys
+import urllib.request
 
 import aiohttp
 import pytest
@@ -162,6 +164,54 @@ def test_standalone_server_prints_its_url_and_key() -> None:
     assert values["POSTHOG_PERSONAL_API_KEY"].startswith("phx_fake_")
     assert "1" == values["POSTHOG_PROJECT_ID"]
     assert 0 == code
+
+
+def test_standalone_server_seeds_integrations() -> None:
+    """`--integration aws-s3` adds one and prints its id: AwsS3 exports can be created."""
+    seed = ["--integration", "aws-s3", "--integration", "postgresql"]
+    with subprocess.Popen(
+        [sys.executable, "-m", "aposthog.testing", *seed],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        env={**os.environ, "PYTHONWARNINGS": "error"},
+    ) as proc:
+        try:
+            assert proc.stdout is not None
+            values = dict(proc.stdout.readline().strip().split("=", 1) for _ in range(5))
+            destination = {
+                "type": "AwsS3",
+                "config": {"bucket_name": "b", "region": "eu-west-1", "prefix": "p/"},
+                "integration": int(values["POSTHOG_INTEGRATION_AWS_S3"]),
+            }
+            body = json.dumps({"name": "e", "interval": "hour", "destination": destination})
+            request = urllib.request.Request(
+                values["POSTHOG_HOST"] + "/api/environments/1/batch_exports/",
+                data=body.encode(),
+                headers={
+                    "Authorization": f"Bearer {values['POSTHOG_PERSONAL_API_KEY']}",
+                    "Content-Type": "application/json",
+                },
+            )
+            direct = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # loopback
+            with direct.open(request, timeout=10) as response:
+                created = json.loads(response.read())
+        finally:
+            proc.send_signal(signal.SIGINT)
+            code = proc.wait(timeout=10)
+    assert ("1", "2") == (
+        values["POSTHOG_INTEGRATION_AWS_S3"],
+        values["POSTHOG_INTEGRATION_POSTGRESQL"],
+    )
+    assert 1 == created["destination"]["integration"]
+    assert 0 == code
+
+
+def test_the_command_lines_integration_kinds_are_the_fakes() -> None:
+    from aposthog._cli._args import FAKE_INTEGRATION_KINDS
+    from aposthog.testing._batch_export_validation import INTEGRATION_KINDS
+
+    assert sorted(set(INTEGRATION_KINDS.values())) == list(FAKE_INTEGRATION_KINDS)
 
 
 async def test_reset_stats_forgets_requests_and_counters(

@@ -14,6 +14,14 @@ from aposthog.testing import FakePostHog
 pytestmark = pytest.mark.anyio
 
 UTC = dt.timezone.utc
+# The integrations the autouse fixture seeds, by id: PostHog needs one per export type.
+PG_INTEGRATION, AWS_INTEGRATION, R2_INTEGRATION, GCP_INTEGRATION, SNOWFLAKE_INTEGRATION = (
+    1,
+    2,
+    3,
+    4,
+    5,
+)
 POSTGRES = {
     "type": "Postgres",
     "config": {
@@ -23,7 +31,22 @@ POSTGRES = {
         "user": "posthog",
         "password": "hunter2",
     },
+    "integration": PG_INTEGRATION,
 }
+S3_CONFIG = {"bucket_name": "b", "region": "r", "prefix": "p"}
+
+
+@pytest.fixture(autouse=True)
+def integrations(fake: FakePostHog) -> None:
+    keys = {"aws_access_key_id": "k", "aws_secret_access_key": "s"}
+    fake.add_integration("postgresql", config={"host": "db.example.com"})
+    fake.add_integration("aws-s3", config={"aws_account_id": "123456789012"}, sensitive_config=keys)
+    fake.add_integration(
+        "s3-compatible", config={"endpoint_url": "https://r2.example.com"}, sensitive_config=keys
+    )
+    fake.add_integration("google-cloud-service-account")
+    fake.add_integration("snowflake", config={"account": "acme", "user": "posthog"})
+    assert sorted(fake.integrations) == [1, 2, 3, 4, 5]
 
 
 async def raw(ph: aposthog.Client, method: str, *parts: str, **kwargs: Any) -> Any:
@@ -83,22 +106,19 @@ async def test_field_errors_in_serializer_order(ph: aposthog.Client) -> None:
 
 
 async def test_config_type_checks_and_coercion(fake: FakePostHog, ph: aposthog.Client) -> None:
-    """A port sent as "5433" is coerced to 5433; a list is refused with PostHog's message."""
-    config = {**POSTGRES["config"], "port": "5433"}
-    created = await create(ph, destination={"type": "Postgres", "config": config})
-    assert fake.batch_exports[created["id"]]["destination"]["config"]["port"] == 5433
+    """A flag sent as "true" is coerced to True; a list is refused with PostHog's message."""
+    config = {**POSTGRES["config"], "has_self_signed_cert": "true"}
+    created = await create(ph, destination={**POSTGRES, "config": config})
+    stored = fake.batch_exports[created["id"]]["destination"]["config"]
+    assert stored["has_self_signed_cert"] is True
 
-    config = {**POSTGRES["config"], "port": [1]}
+    config = {**POSTGRES["config"], "has_self_signed_cert": [1]}
     error = await bad_request(
         ph,
         "POST",
-        json={
-            "name": "x",
-            "destination": {"type": "Postgres", "config": config},
-            "interval": "hour",
-        },
+        json={"name": "x", "destination": {**POSTGRES, "config": config}, "interval": "hour"},
     )
-    assert error.detail == "Configuration has invalid type: got 'list', expected 'int'"
+    assert error.detail == "Configuration has invalid type: got 'list', expected 'bool'"
 
 
 async def test_secrets_are_stripped_per_destination_type(ph: aposthog.Client) -> None:
@@ -121,6 +141,7 @@ async def test_secrets_are_stripped_per_destination_type(ph: aposthog.Client) ->
                 "token_uri": "t",
                 "client_email": "e",
             },
+            "integration": GCP_INTEGRATION,
         },
     )
     assert bigquery["destination"]["config"] == {"project_id": "p", "dataset_id": "d"}
@@ -211,7 +232,7 @@ async def test_put_replaces_and_requires_the_whole_config(ph: aposthog.Client) -
             "destination": {"type": "Postgres", "config": {"port": 1}},
         },
     )
-    assert error.detail == "Configuration missing required field: 'user'"
+    assert error.detail == "Configuration missing required field: 'database'"
 
     replaced = await raw(
         ph, "PUT", created["id"], json={"name": "y", "interval": "day", "destination": POSTGRES}
@@ -224,21 +245,20 @@ async def test_patch_deep_merges_nested_objects(fake: FakePostHog, ph: aposthog.
     created = await create(
         ph,
         destination={
-            "type": "S3",
+            "type": "AwsS3",
             "config": {
-                "bucket_name": "b",
-                "region": "r",
-                "prefix": "p",
+                **S3_CONFIG,
                 "include_events": ["a"],
                 "batch_export_schema": {"x": {"y": 1}},
             },
+            "integration": AWS_INTEGRATION,
         },
     )
     await raw(
         ph,
         "PATCH",
         created["id"],
-        json={"destination": {"type": "S3", "config": {"batch_export_schema": {"x": {"z": 2}}}}},
+        json={"destination": {"type": "AwsS3", "config": {"batch_export_schema": {"x": {"z": 2}}}}},
     )
     config = fake.batch_exports[created["id"]]["destination"]["config"]
     assert config["batch_export_schema"] == {"x": {"y": 1, "z": 2}}
@@ -279,39 +299,41 @@ async def test_run_test_step_merges_the_stored_config(
     fake: FakePostHog, ph: aposthog.Client
 ) -> None:
     """Stored secrets count for the test; the request's config overrides, nothing is saved."""
-    s3 = {
-        "bucket_name": "b",
-        "region": "r",
-        "prefix": "p",
-        "aws_access_key_id": "k",
-        "aws_secret_access_key": "s",
-    }
-    created = await create(ph, destination={"type": "S3", "config": s3})
-    step = await ph.batch_exports.run_test_step(created["id"], step=0)
+    credentials = {"private_key": "k", "private_key_id": "i", "token_uri": "u", "client_email": "e"}
+    bigquery = {"project_id": "p", "dataset_id": "d", "table_id": "t"}
+    created = await create(
+        ph,
+        destination={
+            "type": "BigQuery",
+            "config": {**bigquery, **credentials},
+            "integration": GCP_INTEGRATION,
+        },
+    )
+    step = await ph.batch_exports.run_test_step(created["id"], step=2)
     assert step.result is not None
     assert step.result.status == "Passed"
 
     stripped = await create(
-        ph, destination={"type": "S3", "config": {"bucket_name": "b", "region": "r", "prefix": "p"}}
+        ph, destination={"type": "BigQuery", "config": bigquery, "integration": GCP_INTEGRATION}
     )
-    step = await ph.batch_exports.run_test_step(stripped["id"], step=0)
+    step = await ph.batch_exports.run_test_step(stripped["id"], step=2)
     assert step.result is not None
     assert (step.result.status, step.result.message) == (
         "Failed",
         "The test step cannot run as it's not configured.",
     )
-    step = await ph.batch_exports.run_test_step(
-        stripped["id"], step=0, config={"aws_access_key_id": "k", "aws_secret_access_key": "s"}
-    )
+    step = await ph.batch_exports.run_test_step(stripped["id"], step=2, config=credentials)
     assert step.result is not None
     assert step.result.status == "Passed"
-    assert "aws_access_key_id" not in fake.batch_exports[stripped["id"]]["destination"]["config"]
+    assert "private_key" not in fake.batch_exports[stripped["id"]]["destination"]["config"]
 
 
 async def test_run_test_step_without_config_or_out_of_range_is_a_500(ph: aposthog.Client) -> None:
     """PostHog's unchecked lookups: a missing destination.config, an index past the steps."""
-    s3 = {"bucket_name": "b", "region": "r", "prefix": "p"}
-    created = await create(ph, destination={"type": "S3", "config": s3})
+    created = await create(
+        ph,
+        destination={"type": "S3Compatible", "config": S3_CONFIG, "integration": R2_INTEGRATION},
+    )
     with pytest.raises(aposthog.InternalServerError):
         await raw(ph, "POST", created["id"], "run_test_step", json={"step": 0, "name": "x"})
     with pytest.raises(aposthog.InternalServerError):
@@ -331,6 +353,7 @@ async def test_scripted_and_default_step_results(fake: FakePostHog, ph: aposthog
             "token_uri": "u",
             "client_email": "e",
         },
+        "integration": GCP_INTEGRATION,
     }
     statuses = []
     for step in range(5):
@@ -422,3 +445,322 @@ async def test_project_id_and_team_id(ph: aposthog.Client) -> None:
     """The export belongs to the fake's environment."""
     created = await create(ph)
     assert created["team_id"] == 1
+
+
+# ---------------------------------------------------------------------------------- integrations
+
+
+async def legacy_s3_export(fake: FakePostHog, ph: aposthog.Client) -> str:
+    """An export of the retired `S3` type, as PostHog still stores and returns some."""
+    created = await create(
+        ph, destination={"type": "AwsS3", "config": S3_CONFIG, "integration": AWS_INTEGRATION}
+    )
+    fake.batch_exports[created["id"]]["destination"] = {
+        "type": "S3",
+        "config": {**S3_CONFIG, "aws_access_key_id": "k", "aws_secret_access_key": "s"},
+        "integration": None,
+    }
+    return str(created["id"])
+
+
+async def test_legacy_s3_writes_are_refused_but_reads_work(
+    fake: FakePostHog, ph: aposthog.Client
+) -> None:
+    """Creating, updating or testing an `S3` destination is a 400; reading one still parses."""
+    refused = (
+        "The 'S3' destination type is deprecated and can no longer be used. "
+        "Use 'AwsS3' for AWS S3, or 'S3Compatible' for S3-compatible storage."
+    )
+    legacy = {"type": "S3", "config": {**S3_CONFIG, "aws_access_key_id": "k"}}
+    error = await bad_request(
+        ph, "POST", json={"name": "x", "destination": legacy, "interval": "hour"}
+    )
+    assert (error.type, error.code, error.attr, error.detail) == (
+        "validation_error",
+        "invalid_input",
+        "destination",
+        refused,
+    )
+    with pytest.raises(aposthog.BadRequestError) as info:
+        await ph.batch_exports.run_test_step_new(step=0, destination=legacy)
+    assert info.value.detail == refused
+
+    export_id = await legacy_s3_export(fake, ph)
+    error = await bad_request(
+        ph, "PATCH", export_id, json={"destination": {"type": "S3", "config": {"prefix": "v2/"}}}
+    )
+    assert (error.attr, error.detail) == ("destination", refused)
+    assert fake.batch_exports[export_id]["destination"]["config"]["prefix"] == "p"
+
+    export = await ph.batch_exports.get(export_id)
+    assert export.destination.type == aposthog.BatchExportDestinationType.S3
+    assert export.destination.config == S3_CONFIG  # the keys are secrets: never returned
+    assert [e.id for e in await ph.batch_exports.list().to_list()] == [export_id]
+    # Writes that leave the destination alone are not destination writes.
+    renamed = await raw(ph, "PATCH", export_id, json={"name": "renamed"})
+    assert renamed["destination"]["type"] == "S3"
+
+
+@pytest.mark.parametrize(
+    ("kind", "config"),
+    [
+        ("AwsS3", S3_CONFIG),
+        ("S3Compatible", S3_CONFIG),
+        ("Postgres", {"database": "analytics"}),
+        ("BigQuery", {"dataset_id": "d"}),
+        ("Snowflake", {"database": "db", "warehouse": "wh", "schema": "s"}),
+    ],
+)
+async def test_integration_backed_types_need_an_integration(
+    ph: aposthog.Client, kind: str, config: dict[str, Any]
+) -> None:
+    """New exports of these types are refused without an integration, even a null one."""
+    for destination in (
+        {"type": kind, "config": config},
+        {"type": kind, "config": config, "integration": None},
+    ):
+        error = await bad_request(
+            ph, "POST", json={"name": "x", "destination": destination, "interval": "hour"}
+        )
+        assert (error.code, error.attr, error.detail) == (
+            "invalid_input",
+            "destination",
+            f"Integration is required for {kind} batch exports",
+        )
+
+
+async def test_the_integration_must_exist(ph: aposthog.Client) -> None:
+    """`integration` and `integration_id` are team-scoped primary keys: DRF's errors."""
+    body = {"name": "x", "interval": "hour"}
+    for key, value, code, detail in (
+        ("integration", 99, "does_not_exist", 'Invalid pk "99" - object does not exist.'),
+        ("integration_id", "99", "does_not_exist", 'Invalid pk "99" - object does not exist.'),
+        ("integration", "x", "incorrect_type", "Incorrect type. Expected pk value, received str."),
+        (
+            "integration",
+            True,
+            "incorrect_type",
+            "Incorrect type. Expected pk value, received bool.",
+        ),
+    ):
+        destination = {"type": "AwsS3", "config": S3_CONFIG, key: value}
+        error = await bad_request(ph, "POST", json={**body, "destination": destination})
+        assert (error.code, error.attr, error.detail) == (code, f"destination__{key}", detail)
+    created = await create(
+        ph, destination={"type": "AwsS3", "config": S3_CONFIG, "integration_id": AWS_INTEGRATION}
+    )
+    assert created["destination"]["integration"] == AWS_INTEGRATION
+
+
+@pytest.mark.parametrize(
+    ("kind", "config", "integration", "detail"),
+    [
+        (
+            "AwsS3",
+            S3_CONFIG,
+            R2_INTEGRATION,
+            "Integration provided is not an AWS S3 integration (got kind='s3-compatible')",
+        ),
+        (
+            "S3Compatible",
+            S3_CONFIG,
+            AWS_INTEGRATION,
+            "Integration provided is not an AWS S3 integration (got kind='aws-s3')",
+        ),
+        (
+            "Postgres",
+            {"database": "analytics"},
+            AWS_INTEGRATION,
+            "Integration is not a PostgreSQL integration.",
+        ),
+        (
+            "BigQuery",
+            {"dataset_id": "d"},
+            PG_INTEGRATION,
+            "Integration is not a Google Cloud service account integration.",
+        ),
+        (
+            "Snowflake",
+            {"database": "db", "warehouse": "wh", "schema": "s"},
+            GCP_INTEGRATION,
+            "Integration is not a Snowflake integration.",
+        ),
+    ],
+)
+async def test_the_integration_must_be_of_the_destinations_kind(
+    ph: aposthog.Client, kind: str, config: dict[str, Any], integration: int, detail: str
+) -> None:
+    """An integration of another kind is refused with PostHog's per-type message."""
+    destination = {"type": kind, "config": config, "integration": integration}
+    error = await bad_request(
+        ph, "POST", json={"name": "x", "destination": destination, "interval": "hour"}
+    )
+    assert (error.attr, error.detail) == ("destination", detail)
+
+
+@pytest.mark.parametrize(
+    ("kind", "extra", "unknown"),
+    [
+        (
+            "AwsS3",
+            {"aws_access_key_id": "k", "aws_secret_access_key": "s"},
+            "'aws_access_key_id', 'aws_secret_access_key'",
+        ),
+        ("S3Compatible", {"aws_secret_access_key": "s"}, "'aws_secret_access_key'"),
+        ("S3Compatible", {"endpoint_url": "https://r2.example.com"}, "'endpoint_url'"),
+        ("S3Compatible", {"encryption": "aws:kms"}, "'encryption'"),
+    ],
+)
+async def test_s3_family_credentials_belong_in_the_integration(
+    ph: aposthog.Client, kind: str, extra: dict[str, Any], unknown: str
+) -> None:
+    """Inline keys and endpoints are no AwsS3/S3Compatible config fields: unknown fields."""
+    integration = AWS_INTEGRATION if kind == "AwsS3" else R2_INTEGRATION
+    destination = {"type": kind, "config": {**S3_CONFIG, **extra}, "integration": integration}
+    error = await bad_request(
+        ph, "POST", json={"name": "x", "destination": destination, "interval": "hour"}
+    )
+    assert (error.attr, error.detail) == (
+        "destination__non_field_errors",
+        f"Configuration has unknown field/s: {unknown}",
+    )
+
+
+async def test_s3_family_input_checks(ph: aposthog.Client) -> None:
+    """Blank bucket, region or prefix; file formats and compressions PostHog supports."""
+    body = {"name": "x", "interval": "hour"}
+    for config, detail in (
+        (
+            {**S3_CONFIG, "bucket_name": "", "region": " "},
+            "The following inputs are empty: ['bucket_name', 'region']",
+        ),
+        (
+            {**S3_CONFIG, "file_format": "CSV"},
+            "File format CSV is not supported. Supported file formats are ['Parquet', 'JSONLines']",
+        ),
+        (
+            {**S3_CONFIG, "compression": "zstd"},
+            "Compression zstd is not supported for file format JSONLines. "
+            "Supported compressions are ['gzip', 'brotli']",
+        ),
+    ):
+        destination = {"type": "AwsS3", "config": config, "integration": AWS_INTEGRATION}
+        error = await bad_request(ph, "POST", json={**body, "destination": destination})
+        assert (error.attr, error.detail) == ("destination", detail)
+    parquet = {**S3_CONFIG, "file_format": "Parquet", "compression": "zstd"}
+    assert await create(
+        ph, destination={"type": "AwsS3", "config": parquet, "integration": AWS_INTEGRATION}
+    )
+
+
+async def test_updates_keep_or_drop_the_integration_as_posthog_does(
+    fake: FakePostHog, ph: aposthog.Client
+) -> None:
+    """
+    S3 family: left out, the stored integration stays; null is refused. Snowflake: it must
+    be re-sent. BigQuery: every destination write names one. Postgres and Snowflake
+    exports made before integrations stay editable without one.
+    """
+    s3 = await create(
+        ph, destination={"type": "AwsS3", "config": S3_CONFIG, "integration": AWS_INTEGRATION}
+    )
+    patched = await raw(
+        ph, "PATCH", s3["id"], json={"destination": {"type": "AwsS3", "config": {"prefix": "v2"}}}
+    )
+    assert patched["destination"]["integration"] == AWS_INTEGRATION
+    error = await bad_request(
+        ph,
+        "PATCH",
+        s3["id"],
+        json={"destination": {"type": "AwsS3", "config": {}, "integration": None}},
+    )
+    assert error.detail == "Integration is required for AwsS3 batch exports"
+
+    snowflake = {"database": "db", "warehouse": "wh", "schema": "s"}
+    created = await create(
+        ph,
+        destination={
+            "type": "Snowflake",
+            "config": snowflake,
+            "integration": SNOWFLAKE_INTEGRATION,
+        },
+    )
+    error = await bad_request(
+        ph,
+        "PATCH",
+        created["id"],
+        json={"destination": {"type": "Snowflake", "config": {"schema": "t"}}},
+    )
+    assert error.detail == (
+        "Cannot remove the integration from a Snowflake batch export that uses one. "
+        "Re-send its `integration` to keep it (or a different one to swap)."
+    )
+
+    created = await create(
+        ph,
+        destination={
+            "type": "BigQuery",
+            "config": {"dataset_id": "d"},
+            "integration": GCP_INTEGRATION,
+        },
+    )
+    error = await bad_request(
+        ph,
+        "PATCH",
+        created["id"],
+        json={"destination": {"type": "BigQuery", "config": {"table_id": "t"}}},
+    )
+    assert error.detail == "Integration is required for BigQuery batch exports"
+
+    legacy = await create(ph)
+    fake.batch_exports[legacy["id"]]["destination"]["integration"] = None
+    patched = await raw(
+        ph, "PATCH", legacy["id"], json={"destination": {"type": "Postgres", "config": {}}}
+    )
+    assert patched["destination"]["integration"] is None
+    fake.batch_exports[created["id"]]["destination"] = {
+        "type": "Snowflake",
+        "config": {**snowflake, "account": "a", "user": "u", "password": "p"},
+        "integration": None,
+    }
+    error = await bad_request(
+        ph,
+        "PATCH",
+        created["id"],
+        json={
+            "destination": {
+                "type": "Snowflake",
+                "config": {"authentication_type": "keypair"},
+            }
+        },
+    )
+    assert error.detail == "Private key is required if authentication type is key pair"
+
+
+async def test_the_integration_lends_its_credentials_to_destination_tests(
+    fake: FakePostHog, ph: aposthog.Client
+) -> None:
+    """PostHog configures a test with the integration's config and secrets."""
+    step = await ph.batch_exports.run_test_step_new(
+        step=0,
+        destination={"type": "S3Compatible", "config": S3_CONFIG, "integration": R2_INTEGRATION},
+    )
+    assert step.result is not None
+    assert step.result.status == "Passed"
+    bare = fake.add_integration("s3-compatible")
+    step = await ph.batch_exports.run_test_step_new(
+        step=0,
+        destination={"type": "S3Compatible", "config": S3_CONFIG, "integration": bare["id"]},
+    )
+    assert step.result is not None
+    assert (step.result.status, step.result.message) == (
+        "Failed",
+        "The test step cannot run as it's not configured.",
+    )
+    assert bare == {
+        "id": 6,
+        "kind": "s3-compatible",
+        "integration_id": None,
+        "config": {},
+        "sensitive_config": {},
+    }
