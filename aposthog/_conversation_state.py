@@ -2,19 +2,27 @@
 The conversation-state accumulator: typed events in, what to deliver out. Pure and
 synchronous; `ConversationStream` feeds it and only awaits I/O.
 
-PostHog's stream (reference §3.5 to §3.6) has three traits this module exists for:
+PostHog's stream (reference §3.5 to §3.6) has four traits this module exists for:
 
 * An in-progress `ai` message has no `id` and carries the whole text so far (a
   cumulative snapshot). Text deltas are computed here, against the text already given
   out, so a delta never repeats or contradicts earlier ones.
 * A final message has an `id`, and replaces the snapshots. Its text usually extends
   what was streamed; only the missing tail is given out then.
-* A re-attach replays the whole run from its start. Replayed events must not be
+* A re-attach replays the run from its start. Replayed events must not be
   delivered twice, yet they carry no sequence number. They are recognised by content:
   a final message by its id; a snapshot by its position (snapshots that precede the
   n-th final assistant message belong to it, so once that message is known they are
   replays) or, for the message still in progress, by being a prefix of the last
   snapshot delivered; any other event by being identical to one already delivered.
+* PostHog's Redis stream is capped (about 1000 events): the replay of a long run lacks
+  its start, maybe every final message already known. A replayed final message places
+  the snapshots after it (by its position among the final messages); until one does,
+  a snapshot is a replay only if its text (trailing whitespace aside) begins a known
+  final assistant message's text, and the first one that begins none is new: the replay
+  has passed them. A new final message also ends the replay of those before it. So
+  live text never stalls behind a trimmed replay, and none is given out twice: a new
+  snapshot mistaken for a replay only defers its text to the next one.
 
 The deltas rule, exactly: a snapshot's text is given out up to its last non-space
 character (trailing whitespace is held back, since a final message may trim it), and
@@ -57,6 +65,7 @@ class Delivery(NamedTuple):
 
 
 _new_delivery = tuple.__new__
+_UNPLACED = -1  # `_cursor` after a re-attach, before the replay is placed
 
 
 class ConversationState:
@@ -100,7 +109,9 @@ class ConversationState:
         self._messages: list[Message] = []
         self._index: dict[str, int] = {}  # final message id -> position in _messages
         self._assistant_ids: dict[str, int] = {}  # top-level final `ai` id -> its ordinal
-        self._cursor = 0  # ordinal of the message this connection's next snapshot belongs to
+        # Ordinal of the message this connection's next snapshot belongs to; _UNPLACED
+        # after a re-attach until a replayed final message (or a new snapshot) places it.
+        self._cursor = 0
         self._replaying = False
         self._snapshot: AssistantMessage | None = None  # last top-level snapshot delivered
         self._nested: dict[str, AssistantMessage] = {}  # subagent snapshots, by parent call
@@ -117,8 +128,11 @@ class ConversationState:
     # ------------------------------------------------------------------ inputs
 
     def begin_attempt(self) -> None:
-        """A new connection is starting: expect the run to be replayed from its start."""
-        self._cursor = 0
+        """
+        A new connection is starting: expect the run to be replayed, from its start or,
+        when PostHog's capped stream trimmed it, from anywhere before what was seen.
+        """
+        self._cursor = _UNPLACED
         self._replaying = True
 
     def feed(self, event: StreamEvent, *, raw: str | None = None) -> Delivery | None:
@@ -143,25 +157,36 @@ class ConversationState:
         return Delivery(event)
 
     def catch_up(
-        self, messages: Sequence[Message], *, sent: str | None = None
+        self,
+        messages: Sequence[Message],
+        *,
+        sent: str | None = None,
+        trace_id: str | None = None,
     ) -> list[Delivery] | None:
         """
         Deliver the final messages of a conversation fetched after the run ended unseen.
 
         Only messages after this run's human message count (the conversation also holds
         earlier runs). When the stream broke before PostHog echoed that message, it is
-        recognised by its text, `sent` (the last human message with that text); the
-        echo itself is then delivered too. None when it cannot be found.
+        recognised by its text, `sent`, and the trace id of the request that sent it,
+        `trace_id` (PostHog stores it with the message); the echo itself is then
+        delivered too. The text alone proves nothing: the same question may have been
+        asked before, in a run this client never saw. None when it cannot be found: a
+        message PostHog never processed, or one stored without its trace id.
         """
         start: int | None = None
         if self.human_id is not None:
             ids = [m.id for m in messages]
             if self.human_id in ids:
                 start = ids.index(self.human_id) + 1
-        elif sent is not None:
+        elif sent is not None and trace_id is not None:
             for index in range(len(messages) - 1, -1, -1):
                 message = messages[index]
-                if isinstance(message, HumanMessage) and message.content == sent:
+                if (
+                    isinstance(message, HumanMessage)
+                    and message.trace_id == trace_id
+                    and message.content == sent
+                ):
                     start = index
                     break
         if start is None:
@@ -252,10 +277,9 @@ class ConversationState:
             return self._idless_final(event, message)
         position = self._index.get(message.id)
         if position is not None:
+            # A replayed final message: the snapshots after it belong to the next one.
             ordinal = self._assistant_ids.get(message.id)
-            if ordinal is not None:
-                # Snapshots that follow this (replayed) message belong to the next one.
-                self._cursor = ordinal + 1
+            self._cursor = ordinal + 1 if ordinal is not None else self._answers_through(position)
             if self._messages[position] == message:
                 return None
             self._messages[position] = message  # same id, new content: the newer wins
@@ -265,6 +289,8 @@ class ConversationState:
         self._messages.append(message)
         self._note(message)
         text = ""
+        # A new final message: whatever the replay held before it is behind us.
+        self._cursor = len(self._assistant_ids)
         if isinstance(message, AssistantMessage) and message.parent_tool_call_id is None:
             self._assistant_ids[message.id] = len(self._assistant_ids)
             self._cursor = len(self._assistant_ids)
@@ -278,7 +304,11 @@ class ConversationState:
 
     def _top_snapshot(self, event: MessageEvent, message: AssistantMessage) -> Delivery | None:
         if self._cursor < len(self._assistant_ids):
-            return None  # a replayed snapshot of a message that is already final
+            # A replayed snapshot of a message that is already final, unless the replay
+            # is not placed yet (trimmed) and this one is new.
+            if self._cursor != _UNPLACED or self._replays_a_final(message.content):
+                return None
+            self._cursor = len(self._assistant_ids)
         last = self._snapshot
         if last is not None:
             # The texts first: they almost always differ (by length, at once).
@@ -318,6 +348,25 @@ class ConversationState:
         self._messages.append(message)
         self._note(message)
         return Delivery(event)
+
+    def _replays_a_final(self, content: str) -> bool:
+        """
+        Whether a snapshot from an unplaced replay may be one of a final assistant
+        message's: its text, trailing whitespace aside (a final may trim it), begins one.
+        Only on a re-attach, before anything places the replay.
+        """
+        messages, index = self._messages, self._index
+        stripped = content.rstrip() if content[-1:].isspace() else content
+        for answer_id in self._assistant_ids:
+            final = messages[index[answer_id]]
+            if isinstance(final, AssistantMessage) and final.content.startswith(stripped):
+                return True
+        return False
+
+    def _answers_through(self, position: int) -> int:
+        """How many final top-level assistant messages are at `position` or before it."""
+        ids = self._assistant_ids
+        return sum(1 for m in self._messages[: position + 1] if m.id in ids)
 
     def _note(self, message: Message) -> None:
         if isinstance(message, HumanMessage) and self.human_id is None:

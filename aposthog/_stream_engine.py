@@ -8,7 +8,10 @@ the same policy decides whether to try again and after how long. A connection th
 drops mid-answer, or goes silent for longer than `stream_idle_timeout`, is re-attached
 (`content: null`, a fresh trace id) up to `RetryPolicy.max_reattaches` times in a row
 (an event arriving starts the count over). PostHog then replays the run from its
-start; `ConversationState` recognises the replayed events, so callers see each once.
+start (or, past the cap of its Redis stream, from later on); `ConversationState`
+recognises the replayed events, so callers see each once. A re-attach that finds the run
+over (400) catches up from the conversation, if this run's human message is in it: the
+one sent with this stream's trace id, never an earlier one with the same text.
 
 `aclose()` from another task (or `Client.aclose()`) wakes a reader at once, whatever it
 waits for: a chunk (closing the response wakes that read), or a connection or a backoff
@@ -80,6 +83,9 @@ class StreamEngine:
         self.conversation_id = conversation_id
         self.body = body
         self.trace_id = trace_id
+        # The trace id the message is sent with (re-attaches get fresh ones): PostHog
+        # stores it with the human message, which a catch-up finds this run's by.
+        self._message_trace_id = trace_id
         self._session_id = session_id
         self._max_reattach = (
             api.config.retry.max_reattaches if max_reattach is None else max_reattach
@@ -390,7 +396,9 @@ class StreamEngine:
         except NotFoundError:
             return False  # not titled yet: PostHog will not show it
         deliveries = self.state.catch_up(
-            conversation.messages, sent=sent if isinstance(sent, str) else None
+            conversation.messages,
+            sent=sent if isinstance(sent, str) else None,
+            trace_id=self._message_trace_id,
         )
         if deliveries is None:
             return False

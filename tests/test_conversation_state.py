@@ -6,7 +6,7 @@ import json
 from typing import Any
 
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from aposthog._conversation_state import SEPARATOR, ConversationState, Delivery
@@ -19,7 +19,13 @@ from aposthog.models.events import (
     UpdateEvent,
     decode_event,
 )
-from aposthog.models.messages import AssistantMessage, FailureMessage, HumanMessage, ToolCall
+from aposthog.models.messages import (
+    AssistantMessage,
+    FailureMessage,
+    HumanMessage,
+    Message,
+    ToolCall,
+)
 
 Wire = tuple[str, str]  # (event name, data), as on the wire
 
@@ -284,6 +290,59 @@ def test_a_replay_that_starts_mid_run_still_finds_its_place() -> None:
     assert state.streamed_text == result(state).text == f"A.{SEPARATOR}B.{SEPARATOR}C!!"
 
 
+def test_a_trimmed_replay_that_lacks_the_tool_call_resumes_live_deltas() -> None:
+    # Redis kept only the end: no replayed final message places the snapshots, which
+    # are recognised as new (or replayed) by their text.
+    state = ConversationState()
+    call = {"id": "t1", "name": "search", "args": {}, "type": "tool_call"}
+    seen = [
+        msg(type="human", content="q", id="h1"),
+        msg(type="ai", content="", id="a1", tool_calls=[call]),
+        msg(type="tool", content="done", tool_call_id="t1", id="r1"),
+        msg(type="ai", content="The"),
+        msg(type="ai", content="The answer"),
+    ]
+    assert texts(feed_all(state, seen)) == "The answer"
+    state.begin_attempt()
+    replay = [
+        msg(type="ai", content="The"),  # trimmed before this: a replay of the one in progress
+        msg(type="ai", content="The answer"),
+        msg(type="ai", content="The answer is"),
+        msg(type="ai", content="The answer is 42"),
+        msg(type="ai", content="The answer is 42.", id="a2"),
+    ]
+    assert [d.text for d in feed_all(state, replay)] == [" is", " 42", "."]
+    assert state.streamed_text == result(state).text == "The answer is 42."
+
+
+def test_a_trimmed_replay_starting_at_the_tool_result_places_what_follows() -> None:
+    state = ConversationState()
+    call = {"id": "t1", "name": "search", "args": {}, "type": "tool_call"}
+    seen = [
+        msg(type="ai", content="Let me look.", id="a1", tool_calls=[call]),
+        msg(type="tool", content="done", tool_call_id="t1", id="r1"),
+        msg(type="ai", content="Let"),
+    ]
+    feed_all(state, seen)
+    state.begin_attempt()
+    replay = [seen[1], msg(type="ai", content="Let"), msg(type="ai", content="Let me")]
+    assert [d.text for d in feed_all(state, replay)] == [" me"]  # placed by the tool result
+
+
+def test_a_new_snapshot_that_begins_an_earlier_answer_only_defers_its_text() -> None:
+    state = ConversationState()
+    seen = [msg(type="ai", content="Let me look.", id="a1"), msg(type="ai", content="Let")]
+    feed_all(state, seen)
+    state.begin_attempt()
+    replay = [
+        msg(type="ai", content="Let me"),  # new, but it may be a replay of a1: held
+        msg(type="ai", content="Let me see"),
+        msg(type="ai", content="Let me see.", id="a2"),
+    ]
+    assert [d.text for d in feed_all(state, replay)] == [" me see", "."]
+    assert state.streamed_text == result(state).text == f"Let me look.{SEPARATOR}Let me see."
+
+
 def test_catch_up_delivers_only_this_runs_unseen_messages() -> None:
     state = ConversationState()
     feed_all(state, [msg(type="human", content="q2", id="h2"), msg(type="ai", content="An")])
@@ -323,12 +382,16 @@ _TEXT = st.text(
 
 
 @st.composite
-def growing_run(draw: st.DrawFn) -> tuple[list[Wire], list[str]]:
-    """A run like PostHog streams it: each assistant message as growing snapshots, then final."""
+def growing_run(draw: st.DrawFn, *, distinct: bool = False) -> tuple[list[Wire], list[str]]:
+    """
+    A run like PostHog streams it: each assistant message as growing snapshots, then final.
+    `distinct`: each message's text starts with a letter of its own (no snapshot of one
+    begins another's text).
+    """
     wire: list[Wire] = [conv(None), msg(type="human", content="question", id="h1")]
     finals: list[str] = []
     for n in range(draw(st.integers(1, 3))):
-        text = draw(_TEXT)
+        text = "ABC"[n] + draw(_TEXT) if distinct else draw(_TEXT)
         cuts = draw(st.lists(st.integers(0, len(text)), max_size=8))
         wire.extend(snapshots(text, cuts))
         if cuts and draw(st.booleans()):
@@ -392,6 +455,60 @@ def test_drops_and_replays_deliver_exactly_what_one_connection_would(
     assert state.messages == once.messages
 
 
+@given(
+    st.booleans().flatmap(lambda distinct: growing_run(distinct=distinct)),
+    st.lists(st.tuples(st.integers(0, 12), st.integers(0, 12)), min_size=1, max_size=4),
+)
+@example(  # seen up to "B"; the replay starts there, after the final "A" it lacks
+    (
+        [
+            conv(None),
+            msg(type="human", content="question", id="h1"),
+            msg(type="ai", content="A", id="a0"),
+            msg(type="ai", content="B"),
+            msg(type="ai", content="Bo"),
+            msg(type="ai", content="Bob", id="a1"),
+        ],
+        ["A", "Bob"],
+    ),
+    [(4, 0), (1, 1)],
+)
+def test_trimmed_replays_lose_and_repeat_no_text(
+    run: tuple[list[Wire], list[str]], connections: list[tuple[int, int]]
+) -> None:
+    """PostHog's capped stream: each re-attach replays from anywhere up to where the last
+    connection got (what Redis dropped had been seen), then on. The text given out is
+    still the answer, each final message is delivered once, nothing is given twice. And
+    it is live: when no snapshot of one message begins another's text, each connection
+    has given out all the text one unbroken connection would have by the same event."""
+    wire, finals = run
+    distinct = all(text[:1] == "ABC"[n] for n, text in enumerate(finals))
+    once = ConversationState()
+    expected = feed_all(once, wire)
+
+    state = ConversationState()
+    got: list[Delivery] = []
+    reached = 0
+    # Each connection gets `advance` events further than the last; a re-attach's replay
+    # starts `back` events before where the last one got (the rest was trimmed).
+    for n, (advance, back) in enumerate([*connections, (len(wire), connections[-1][1])]):
+        begin = 0
+        if n:
+            state.begin_attempt()
+            begin = max(0, reached - back)
+        reached = min(len(wire), reached + advance)
+        got.extend(feed_all(state, wire[begin:reached]))
+        if distinct:
+            assert state.streamed_text == texts(feed_all(ConversationState(), wire[:reached]))
+
+    assert texts(got) == answer(finals) == state.streamed_text == result(state).text
+    assert state.messages == once.messages
+    ids = [d.event.message.id for d in got if isinstance(d.event, MessageEvent)]
+    finals_ids = [i for i in ids if i is not None]
+    assert len(finals_ids) == len(set(finals_ids)) == len(once.messages)
+    assert all(d.event in [e.event for e in expected] for d in got)
+
+
 @given(_TEXT, st.lists(st.integers(0, 60), max_size=10))
 def test_any_growing_snapshots_then_the_final_join_to_it(text: str, cuts: list[int]) -> None:
     state = ConversationState()
@@ -413,23 +530,80 @@ def test_other_events_pass_through_once(event: StreamEvent) -> None:
     assert state.feed(event) is None
 
 
-def test_catch_up_finds_the_run_by_its_text_when_the_echo_was_never_seen() -> None:
-    """A run seen only up to its conversation event is found by the text that was sent."""
-    from aposthog._conversation_state import ConversationState
-    from aposthog.models.messages import AssistantMessage, HumanMessage
-
-    history = [
-        HumanMessage(content="earlier", id="h0"),
+def test_catch_up_finds_the_run_by_its_text_and_trace_id_when_the_echo_was_never_seen() -> None:
+    """A run seen only up to its conversation event is found by the text that was sent
+    and the trace id it was sent with, never by the text alone."""
+    history: list[Message] = [
+        HumanMessage(content="q", id="h0", trace_id="t0"),
         AssistantMessage(content="old answer", id="a0"),
-        HumanMessage(content="q", id="h1"),
+        HumanMessage(content="q", id="h1", trace_id="t1"),
         AssistantMessage(content="new answer", id="a1"),
     ]
     state = ConversationState()
-    deliveries = state.catch_up(history, sent="q")
+    deliveries = state.catch_up(history, sent="q", trace_id="t1")
     assert deliveries is not None
     assert ["h1", "a1"] == [m.id for m in state.messages]
-    assert ConversationState().catch_up(history, sent="never sent") is None
+    assert ConversationState().catch_up(history, sent="never sent", trace_id="t1") is None
+    assert ConversationState().catch_up(history, sent="q") is None  # the text alone
     assert ConversationState().catch_up(history) is None
+
+
+def test_catch_up_never_takes_an_earlier_run_with_the_same_question() -> None:
+    """The message PostHog never processed is not in the conversation: the earlier run
+    with the same text (seen or not by this client) is someone else's answer."""
+    history: list[Message] = [
+        HumanMessage(content="Summarise yesterday", id="h0", trace_id="t0"),
+        AssistantMessage(content="Yesterday: 1,234 signups.", id="a0"),
+    ]
+    state = ConversationState()
+    assert state.catch_up(history, sent="Summarise yesterday", trace_id="t1") is None
+    assert state.messages == ()
+    assert state.streamed_text == ""
+    # Stored without trace ids (an older PostHog): nothing tells the runs apart either.
+    untraced: list[Message] = [HumanMessage(content="Summarise yesterday", id="h0"), history[1]]
+    assert state.catch_up(untraced, sent="Summarise yesterday", trace_id="t1") is None
+    # The same trace id on another text (a caller reusing one) is not this message.
+    reused: list[Message] = [HumanMessage(content="Other", id="h0", trace_id="t1"), history[1]]
+    assert state.catch_up(reused, sent="Summarise yesterday", trace_id="t1") is None
+
+
+@st.composite
+def _histories(draw: st.DrawFn) -> tuple[list[Message], int | None]:
+    """Earlier runs (texts and trace ids that may repeat ours), maybe ours, maybe later."""
+    run = st.tuples(st.sampled_from(["q", "r"]), st.sampled_from(["t0", "t1", None]))
+    # Our trace id on our text is ours: a caller reusing both is beyond telling apart.
+    runs = draw(st.lists(run.filter(lambda r: r != ("q", "t1")), max_size=5))
+    ours = draw(st.none() | st.integers(0, len(runs)))
+    messages: list[Message] = []
+    mine: int | None = None
+    for n, (content, trace) in enumerate(runs):
+        if n == ours:
+            mine = len(messages)
+            messages += [HumanMessage(content="q", id="mine", trace_id="t1")]
+            messages += [AssistantMessage(content="mine", id="a-mine")]
+        messages += [HumanMessage(content=content, id=f"h{n}", trace_id=trace)]
+        messages += [AssistantMessage(content=f"answer {n}", id=f"a{n}")]
+    if ours == len(runs):
+        mine = len(messages)
+        messages += [HumanMessage(content="q", id="mine", trace_id="t1")]
+        messages += [AssistantMessage(content="mine", id="a-mine")]
+    return messages, mine
+
+
+@given(_histories())
+def test_catch_up_finds_exactly_this_runs_message_or_nothing(
+    history: tuple[list[Message], int | None],
+) -> None:
+    messages, mine = history
+    state = ConversationState()
+    got = state.catch_up(messages, sent="q", trace_id="t1")
+    if mine is None:
+        assert got is None
+        assert state.messages == ()
+    else:
+        assert got is not None
+        assert state.messages == tuple(messages[mine:])
+        assert [m.id for m in state.messages][:2] == ["mine", "a-mine"]
 
 
 def reference_deltas(snapshots_then_final: list[str]) -> list[str]:

@@ -24,6 +24,8 @@ from ._loopback import DropConnection
 __all__ = ["AIScript", "Run", "StreamStats", "sse_event"]
 
 KEEPALIVE = b": keepalive\n\n"
+STREAM_MAX_LENGTH = 1000
+"""PostHog's `CONVERSATION_STREAM_MAX_LENGTH`: the events of a run its Redis stream keeps."""
 
 
 def sse_event(name: str, data: str) -> bytes:
@@ -74,6 +76,12 @@ class AIScript:
             this many connections have read it: the run stays in progress until the
             client has re-attached (or attached) that often, however slow the machine.
             0: the end is due on the timeline like every other event.
+        stream_max_length: the events PostHog's Redis stream keeps (its cap, 1000; None:
+            all). A later connection (a re-attach) replays only the last this many
+            events produced when it opens, so past the cap it starts mid-run: without
+            the `conversation` event and the echo, maybe mid-answer. (The fake trims
+            exactly and only where a replay starts; Redis trims approximately, keeping
+            at least this many, and a reader never falls that far behind here.)
     """
 
     text: str = "This is the fake PostHog AI's answer."
@@ -90,6 +98,7 @@ class AIScript:
     drop_after: int | Sequence[int] | None = None
     raw_events: Sequence[tuple[str, str]] = ()
     end_after_connections: int = 0
+    stream_max_length: int | None = STREAM_MAX_LENGTH
 
     def drop_point(self, connection: int) -> int | None:
         """After how many events connection number `connection` (0-based) is cut."""
@@ -134,6 +143,8 @@ class Run:
     session_id: str | None = None
     changed: anyio.Event = attrs.field(factory=anyio.Event)  # set (and replaced) on a change
     released_at: float | None = None  # when the end stopped being held (script's option)
+    # Where each connection's replay began: the index of its first event (0: the start).
+    replay_starts: list[int] = attrs.field(factory=list)
 
     def __attrs_post_init__(self) -> None:
         if self.script.end_after_connections <= 0:
@@ -176,13 +187,22 @@ class Run:
     def stream(
         self, stats: StreamStats, keepalive: Callable[[], float | None]
     ) -> AsyncIterator[bytes]:
-        """The bytes of one connection: the whole run from its start, then live."""
+        """
+        The bytes of one connection: the run from its start (or, for a re-attach, from
+        the oldest event the capped stream kept), then live.
+        """
         drop = self.script.drop_point(self.connections)
+        start = 0
+        cap = self.script.stream_max_length
+        if self.connections and cap is not None:
+            # Before this connection releases a held end: that is produced after it opens.
+            start = max(0, len(self.due()) - max(0, cap))
+        self.replay_starts.append(start)
         self.connections += 1
         if self.released_at is None and self.connections >= self.script.end_after_connections:
             self.released_at = time.monotonic()
             self._changed()
-        return _stream(self, stats, keepalive, drop)
+        return _stream(self, stats, keepalive, drop, start)
 
 
 async def _sleep_until(run: Run, moment: float) -> None:
@@ -193,7 +213,11 @@ async def _sleep_until(run: Run, moment: float) -> None:
 
 
 async def _stream(
-    run: Run, stats: StreamStats, keepalive: Callable[[], float | None], drop: int | None
+    run: Run,
+    stats: StreamStats,
+    keepalive: Callable[[], float | None],
+    drop: int | None,
+    start: int = 0,
 ) -> AsyncIterator[bytes]:
     stats.opened += 1
     stats.open += 1
@@ -201,7 +225,7 @@ async def _stream(
     written = 0
     last_write = time.monotonic()
     try:
-        for event in run.events:
+        for event in run.events[start:]:
             if drop is not None and written >= drop and run.due_at(event) == float("inf"):
                 # The held end waits for a re-attach, which waits for this cut: cut now.
                 outcome = "dropped"

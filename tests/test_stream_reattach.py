@@ -1,0 +1,175 @@
+"""
+Re-attach edge cases against FakePostHog: a repeated question whose POST PostHog never
+processed (the catch-up must not take the earlier run's answer for this one), and a
+replay that PostHog's capped Redis stream trimmed (live text must not stall).
+"""
+
+from __future__ import annotations
+
+import random
+import uuid
+
+import pytest
+
+import aposthog
+from aposthog.testing import AIScript, FakePostHog, StreamStats
+from aposthog.testing._ai_runs import build_run
+
+from .stream_helpers import collect, posts
+
+pytestmark = pytest.mark.anyio
+
+QUESTION = "Summarise yesterday"
+
+
+class _LongestWait(random.Random):
+    def uniform(self, a: float, b: float) -> float:
+        return b  # full jitter's longest wait, every time
+
+
+# ---------------------------------------------------------------------- a repeated question
+
+
+async def _ask_again_dropped(ph: aposthog.Client, fake: FakePostHog, conversation: str) -> None:
+    """Ask QUESTION again; the POST's connection dies before PostHog processes it."""
+    fake.drop_next(1, method="POST")  # cut like a load balancer would: nothing started
+    stream = ph.conversations.create(QUESTION, conversation=conversation)
+    deltas: list[str] = []
+    with pytest.raises(aposthog.APIConnectionError) as info:
+        async for text in stream.text_deltas():
+            deltas.append(text)  # noqa: PERF401  (keeps what came before the error)
+    assert not isinstance(info.value, aposthog.APIStatusError)
+    assert deltas == []  # nothing of the earlier run's answer
+    result = stream.result()
+    assert not result.complete
+    assert result.messages == ()
+    assert result.text == ""
+    # Re-attached (400: idle), caught up (the GET), and the message never sent twice.
+    assert [b["content"] for b in posts(fake)[-2:]] == [QUESTION, None]
+    assert fake.status_counts[400] == 1
+    assert fake.requests[-1].method == "GET"
+
+
+async def test_a_repeated_question_never_gets_the_earlier_runs_answer(
+    fake: FakePostHog, ph: aposthog.Client
+) -> None:
+    """Asked first through another stream object, then again with its POST dropped."""
+    fake.script_answer("Yesterday: 1,234 signups.")
+    first = await ph.conversations.create(QUESTION).until_done()
+    assert first.complete
+    await _ask_again_dropped(ph, fake, first.conversation_id)
+    humans = [m for m in fake.conversations[first.conversation_id].messages if m["type"] == "human"]
+    assert len(humans) == 1  # PostHog never saw the second one
+
+
+@pytest.mark.parametrize("with_trace_ids", [True, False], ids=["trace-ids", "no-trace-ids"])
+async def test_a_question_asked_before_the_client_started_is_not_this_runs(
+    fake: FakePostHog, ph: aposthog.Client, with_trace_ids: bool
+) -> None:
+    """The earlier run predates this process (seeded): nothing of it was ever seen here.
+    Without trace ids on the stored messages (an older PostHog) the run cannot be told
+    apart either: the error stands."""
+    human: dict[str, object] = {"type": "human", "content": QUESTION}
+    if with_trace_ids:
+        human["trace_id"] = str(uuid.uuid4())
+    seeded = fake.seed_conversation(messages=[human, {"type": "ai", "content": "Old answer."}])
+    await _ask_again_dropped(ph, fake, seeded.id)
+
+
+async def test_a_repeated_question_that_was_processed_is_caught_up_by_its_trace_id(
+    fake: FakePostHog, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The control: this time PostHog did take the message, and its run ended while the
+    client was away, before the client saw the echo. The catch-up finds this run (by the
+    trace id the message was sent with), not the earlier one with the same text."""
+    monkeypatch.setattr("aposthog._retry._RNG", _LongestWait())
+    slow = aposthog.RetryPolicy(initial_backoff=0.3, max_backoff=0.3)
+    async with fake.client(retry=slow) as ph:
+        fake.script_answer("Yesterday: 1,234 signups.")
+        first = await ph.conversations.create(QUESTION).until_done()
+        fake.script_answer("Yesterday: 1,240 signups (late events).", drop_after=0)
+        stream = ph.conversations.create(QUESTION, conversation=first.conversation_id)
+        deltas = await collect(stream)
+        result = await stream.until_done()
+    assert fake.status_counts[400] == 1  # the re-attach found the run over
+    assert result.complete
+    assert result.text == "Yesterday: 1,240 signups (late events)." == "".join(deltas)
+    assert [m.type for m in result.messages] == ["human", "ai"]
+    assert result.messages[0].id != first.messages[0].id
+
+
+# ---------------------------------------------------------------------- a trimmed replay
+
+LETTERS = "abcdefghijklmnopqrstuvwxyz0123456789ABCD"  # no spaces: no text is held back
+
+
+async def test_a_trimmed_replay_after_a_tool_call_streams_live_text(
+    fake: FakePostHog, ph: aposthog.Client
+) -> None:
+    """Redis kept only the last events: the replay starts mid-answer, after the tool call
+    (a final `ai` message with tool_calls) it cannot show again. The text goes on
+    streaming live, one snapshot at a time, none repeated or lost."""
+    seeded = fake.seed_conversation()
+    # Events: human, ai(tool_calls), tool, 40 snapshots, final. The end waits for the
+    # re-attach, which finds 43 events produced and replays the last 36 of them: from the
+    # 5th snapshot (the client saw 7 of them).
+    fake.script_answer(
+        LETTERS,
+        token_size=1,
+        tool="search",
+        drop_after=10,
+        end_after_connections=2,
+        stream_max_length=36,
+    )
+    stream = ph.conversations.create("q", conversation=seeded.id)
+    deltas = await collect(stream)
+    result = await stream.until_done()
+    run = fake.conversations[seeded.id].run
+    assert run is not None
+    assert run.replay_starts == [0, 7]  # the second connection's replay lacked the start
+    assert "".join(deltas) == LETTERS == result.text
+    assert deltas == list(LETTERS)  # every snapshot added its letter as it came
+    assert [m.type for m in result.messages] == ["human", "ai", "tool", "ai"]
+    assert result.complete
+
+
+async def test_a_trimmed_replay_from_the_tool_result_streams_live_text(
+    fake: FakePostHog, ph: aposthog.Client
+) -> None:
+    """The replay starts at the tool's result: it places the snapshots that follow after
+    the assistant message it never replays."""
+    seeded = fake.seed_conversation()
+    fake.script_answer(
+        LETTERS,
+        token_size=1,
+        tool="search",
+        drop_after=10,
+        end_after_connections=2,
+        stream_max_length=41,
+    )
+    stream = ph.conversations.create("q", conversation=seeded.id)
+    deltas = await collect(stream)
+    result = await stream.until_done()
+    run = fake.conversations[seeded.id].run
+    assert run is not None
+    assert run.replay_starts == [0, 2]  # the tool result, then the snapshots
+    assert "".join(deltas) == LETTERS == result.text
+    assert deltas == list(LETTERS)
+
+
+def test_the_fake_keeps_a_capped_stream_like_posthogs_redis() -> None:
+    """PostHog keeps a run's last 1000 events (`CONVERSATION_STREAM_MAX_LENGTH`): a
+    re-attach to a longer run starts mid-run; the connection that started it does not."""
+    script = AIScript(text="x" * 1200, token_size=1, end_after_connections=2)
+    run = build_run(script, content="q", human_id="h1", trace_id="t1", conversation=None)
+    stats = StreamStats()
+    run.stream(stats, lambda: None)  # the first connection (its bytes are not read here)
+    run.stream(stats, lambda: None)  # a re-attach: 1201 events produced, the end held
+    assert len(run.events) == 1202  # the echo, 1200 snapshots, the final message
+    assert run.replay_starts == [0, 201]
+    short = build_run(
+        AIScript(text="short"), content="q", human_id="h", trace_id="t", conversation=None
+    )
+    short.stream(stats, lambda: None)
+    short.stream(stats, lambda: None)
+    assert short.replay_starts == [0, 0]  # under the cap: the whole run
