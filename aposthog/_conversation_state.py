@@ -23,6 +23,14 @@ PostHog's stream (reference §3.5 to §3.6) has four traits this module exists f
   has passed them. A new final message also ends the replay of those before it. So
   live text never stalls behind a trimmed replay, and none is given out twice: a new
   snapshot mistaken for a replay only defers its text to the next one.
+* A re-attach finds whichever run the conversation has in progress, not necessarily
+  this one: when the message's POST never reached PostHog (or its run ended), another
+  client's run may be generating. Until this run's human message has been seen
+  (`expect_echo()`), the first human message is checked: PostHog stores the trace id
+  the message was sent with on it and echoes it (`MessageSerializer.validate`), so one
+  with another trace id, or another text, is another run's: `OtherRunError`, and
+  nothing of it is taken. An echo without a trace id (older PostHog built the message
+  from its content alone) is taken as before: nothing tells the runs apart then.
 
 The deltas rule, exactly: a snapshot's text is given out up to its last non-space
 character (trailing whitespace is held back, since a final message may trim it), and
@@ -50,7 +58,7 @@ from .models.messages import (
     ToolCallMessage,
 )
 
-__all__ = ["SEPARATOR", "ConversationState", "Delivery"]
+__all__ = ["SEPARATOR", "ConversationState", "Delivery", "OtherRunError"]
 
 SEPARATOR = "\n\n"
 """What `text_deltas()` puts between two assistant messages of one run."""
@@ -62,6 +70,22 @@ class Delivery(NamedTuple):
     # A tuple: one is made per event, and a frozen attrs instance costs twice as much.
     event: StreamEvent
     text: str = ""
+
+
+class OtherRunError(Exception):
+    """
+    A re-attach found another run: its human message is not the one this run sent (see
+    `ConversationState.expect_echo`). Nothing of that message was taken.
+    """
+
+    def __init__(self, message: HumanMessage) -> None:
+        super().__init__("the conversation's run in progress is another message's")
+        self.message = message
+
+
+def _sent_as(sent: str) -> str:
+    # PostHog's `MessageSerializer.content` is a DRF CharField: it stores the text trimmed.
+    return sent.strip()
 
 
 _new_delivery = tuple.__new__
@@ -91,6 +115,7 @@ class ConversationState:
         "_assistant_ids",
         "_cursor",
         "_done",
+        "_echo",
         "_index",
         "_messages",
         "_nested",
@@ -120,6 +145,9 @@ class ConversationState:
         self._done = 0
         self._streamed: list[str] = []
         self._seen: set[tuple[str, str]] = set()
+        # This run's message (as PostHog stores it) and trace id, while its echo is awaited
+        # on a re-attach: the first human message must be it (see `expect_echo`).
+        self._echo: tuple[str, str] | None = None
         self.human_id: str | None = None
         self.conversation: ConversationSummary | None = None
         self.failure: FailureMessage | None = None
@@ -134,6 +162,17 @@ class ConversationState:
         """
         self._cursor = _UNPLACED
         self._replaying = True
+
+    def expect_echo(self, sent: str, trace_id: str) -> None:
+        """
+        Until this run's human message is seen, take a human message as it only when its
+        trace id is `trace_id` (the one `sent` was sent with) and its text `sent`: a
+        re-attach may find another run in progress. A human message that is not it makes
+        `feed()` raise `OtherRunError`, having taken nothing. One without a trace id is
+        taken (an older PostHog's). Nothing changes once this run's message was seen.
+        """
+        if self.human_id is None:
+            self._echo = (_sent_as(sent), trace_id)
 
     def feed(self, event: StreamEvent, *, raw: str | None = None) -> Delivery | None:
         """
@@ -166,35 +205,41 @@ class ConversationState:
         """
         Deliver the final messages of a conversation fetched after the run ended unseen.
 
-        Only messages after this run's human message count (the conversation also holds
-        earlier runs). When the stream broke before PostHog echoed that message, it is
-        recognised by its text, `sent`, and the trace id of the request that sent it,
-        `trace_id` (PostHog stores it with the message); the echo itself is then
-        delivered too. The text alone proves nothing: the same question may have been
-        asked before, in a run this client never saw. None when it cannot be found: a
-        message PostHog never processed, or one stored without its trace id.
+        Only this run's messages count: those after its human message, up to the next
+        human message (the conversation also holds earlier runs, and maybe later ones,
+        another client's). When the stream broke before PostHog echoed that message, it
+        is recognised by its text, `sent` (as PostHog stores it: trimmed), and the trace
+        id of the request that sent it, `trace_id` (PostHog stores it with the message);
+        the echo itself is then delivered too. The text alone proves nothing: the same
+        question may have been asked before, in a run this client never saw. None when it
+        cannot be found: a message PostHog never processed, or one stored without its
+        trace id.
         """
-        start: int | None = None
+        mine: int | None = None
         if self.human_id is not None:
             ids = [m.id for m in messages]
             if self.human_id in ids:
-                start = ids.index(self.human_id) + 1
+                mine = ids.index(self.human_id)
         elif sent is not None and trace_id is not None:
+            text = _sent_as(sent)
             for index in range(len(messages) - 1, -1, -1):
                 message = messages[index]
                 if (
                     isinstance(message, HumanMessage)
                     and message.trace_id == trace_id
-                    and message.content == sent
+                    and message.content == text
                 ):
-                    start = index
+                    mine = index
                     break
-        if start is None:
+        if mine is None:
             return None
+        end = mine + 1
+        while end < len(messages) and not isinstance(messages[end], HumanMessage):
+            end += 1  # the next human message starts another run
         out: list[Delivery] = []
-        for message in messages[start:]:
+        for message in messages[mine:end]:
             if message.id is None or message.id in self._index:
-                continue
+                continue  # this run's human message too, once seen
             delivery = self.feed_message(MessageEvent(message))
             if delivery is not None:
                 out.append(delivery)
@@ -284,6 +329,8 @@ class ConversationState:
                 return None
             self._messages[position] = message  # same id, new content: the newer wins
             return Delivery(event)
+        if self._echo is not None and isinstance(message, HumanMessage):
+            self._check_echo(message)  # only while this run's message is awaited
         self._replaying = False
         self._index[message.id] = len(self._messages)
         self._messages.append(message)
@@ -367,6 +414,17 @@ class ConversationState:
         """How many final top-level assistant messages are at `position` or before it."""
         ids = self._assistant_ids
         return sum(1 for m in self._messages[: position + 1] if m.id in ids)
+
+    def _check_echo(self, message: HumanMessage) -> None:
+        """Take `message` as this run's human message, or raise `OtherRunError`."""
+        echo = self._echo
+        assert echo is not None
+        sent, trace_id = echo
+        if message.trace_id is not None and (
+            message.trace_id != trace_id or message.content != sent
+        ):
+            raise OtherRunError(message)
+        self._echo = None
 
     def _note(self, message: Message) -> None:
         if isinstance(message, HumanMessage) and self.human_id is None:

@@ -13,6 +13,19 @@ recognises the replayed events, so callers see each once. A re-attach that finds
 over (400) catches up from the conversation, if this run's human message is in it: the
 one sent with this stream's trace id, never an earlier one with the same text.
 
+A re-attach before this run's human message was seen may find another run in progress:
+the message's POST never reached PostHog (or its run ended meanwhile), and another client
+sent one. Its replay starts with that run's human message, with that request's trace id
+(PostHog echoes the one the message was sent with): the stream takes nothing of it. It
+catches up from the conversation if this run's message is there (a run that ended),
+else raises the error that lost the echo (the POST's `APIConnectionError`, with
+`reached_server=True`): PostHog never processed the message. `cancel()` then stops
+nothing (the run is another client's). Events before that human message are delivered
+before it is known to be another run's: only its `conversation` event (when that run
+created the conversation), which describes the conversation, this stream's too, not
+the run (its title is null until after the message). An echo without a trace id (older
+PostHog) is taken as this run's, as before: nothing tells the runs apart then.
+
 `aclose()` from another task (or `Client.aclose()`) wakes a reader at once, whatever it
 waits for: a chunk (closing the response wakes that read), or a connection or a backoff
 (those run inside `_io_scope`, which it cancels). Every error and every cancellation that
@@ -37,7 +50,7 @@ import anyio
 import attrs
 
 from . import _routes as routes
-from ._conversation_state import ConversationState, Delivery
+from ._conversation_state import ConversationState, Delivery, OtherRunError
 from ._errors import (
     APIConnectionError,
     APIStatusError,
@@ -86,6 +99,10 @@ class StreamEngine:
         # The trace id the message is sent with (re-attaches get fresh ones): PostHog
         # stores it with the human message, which a catch-up finds this run's by.
         self._message_trace_id = trace_id
+        # The failure after which this run's echo was awaited on a re-attach (the error to
+        # raise if the run found is another's), and whether one was found.
+        self._echo_lost: Failure | None = None
+        self._other_run = False
         self._session_id = session_id
         self._max_reattach = (
             api.config.retry.max_reattaches if max_reattach is None else max_reattach
@@ -220,6 +237,8 @@ class StreamEngine:
                 elif not self.started:
                     self.started = True
                     await self._start()
+                elif self._other_run:
+                    await self._disown()
         finally:
             self._io_scope = None
             self._busy = False
@@ -300,6 +319,11 @@ class StreamEngine:
 
     async def _reattach(self, failure: Failure) -> None:
         self._drop_connection()
+        sent = self.body.get("content")
+        if self._echo_lost is None and self.state.human_id is None and isinstance(sent, str):
+            # This run's message unseen: the run found may be another client's.
+            self._echo_lost = failure
+            self.state.expect_echo(sent, self._message_trace_id)
         call = self._call
         assert call is not None
         call.dropped(limit=self._max_reattach)
@@ -327,22 +351,29 @@ class StreamEngine:
         # Called only once every delivery before was taken.
         deliveries: list[Delivery] = []
         state = self.state
-        for name, data in events:
-            if name == "message":  # recognised by its content
-                event = wire_message(data)
-                if event.__class__ is MessageEvent:
-                    delivery = state.feed_message(event)
-                else:  # unreadable: an UnknownEvent
-                    delivery = state.feed(event)
-            else:  # recognised by its wire form
-                text = data.decode("utf-8", "replace")
-                delivery = state.feed(decode_event(name, text), raw=f"{name}\n{text}")
-            if delivery is not None:
-                deliveries.append(delivery)
-                if not self._first_token and delivery.text:
-                    self._first_token = True
-                    if self._observer is not None:
-                        self._observer.first_token()
+        try:
+            for name, data in events:
+                if name == "message":  # recognised by its content
+                    event = wire_message(data)
+                    if event.__class__ is MessageEvent:
+                        delivery = state.feed_message(event)
+                    else:  # unreadable: an UnknownEvent
+                        delivery = state.feed(event)
+                else:  # recognised by its wire form
+                    text = data.decode("utf-8", "replace")
+                    delivery = state.feed(decode_event(name, text), raw=f"{name}\n{text}")
+                if delivery is not None:
+                    deliveries.append(delivery)
+                    if not self._first_token and delivery.text:
+                        self._first_token = True
+                        if self._observer is not None:
+                            self._observer.first_token()
+        except OtherRunError:
+            # Another client's run (this run's message was never seen): read no more of
+            # it. The next pump catches up, or raises the error that lost the echo.
+            self._drop_connection()
+            self._other_run = True
+            self.run_may_exist = False  # the run found is not ours: cancel() must spare it
         if deliveries:
             self._pending = iter(deliveries)
             if self._call is not None:
@@ -384,6 +415,17 @@ class StreamEngine:
             observer.outcome("failed")
         else:
             observer.outcome("done")
+
+    async def _disown(self) -> None:
+        """
+        The re-attach found another run: catch up if this run ended meanwhile, else raise
+        the error that lost its echo (PostHog never processed the message).
+        """
+        self._other_run = False
+        failure = self._echo_lost
+        assert failure is not None
+        if not await self._catch_up():
+            raise failure.error
 
     async def _catch_up(self) -> bool:
         sent = self.body.get("content")

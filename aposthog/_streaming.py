@@ -227,34 +227,34 @@ class StreamLoop(AsyncIterator[T], Generic[T]):
     event-loop turn in between), the stream is closed. `aclose()` closes it explicitly.
     """
 
-    __slots__ = ("_engine", "_text")
+    __slots__ = ("_engine", "_take", "_text", "_wait")
 
     def __init__(self, stream: ConversationStream, *, text: bool) -> None:
-        self._engine: StreamEngine | None = stream._engine
+        engine = stream._engine
+        self._engine: StreamEngine | None = engine
+        self._take, self._wait = engine.take, engine.next_or_none
         self._text = text
 
     def __aiter__(self) -> StreamLoop[T]:
         return self
 
     async def __anext__(self) -> T:
-        engine = self._engine
-        if engine is None:
-            raise StopAsyncIteration
-        take, wait = engine.take, engine.next_or_none
         try:
-            while (delivery := take() or await wait()) is not None:
-                if not self._text:
-                    return delivery.event  # type: ignore[return-value]
-                if delivery.text:
+            delivery = self._take() or await self._wait()
+            if self._text:
+                while delivery is not None and not delivery.text:
+                    delivery = self._take() or await self._wait()
+                if delivery is not None:
                     return delivery.text  # type: ignore[return-value]
+            elif delivery is not None:
+                return delivery.event  # type: ignore[return-value]
         except ClientStateError:
             # Another task is reading the stream: it stays theirs, open.
             self._engine = None
             raise
-        except BaseException:
-            engine.close()
-            raise
-        engine.close()
+        # The end (an error or a cancellation escaping the engine has closed it already).
+        if self._engine is not None:
+            self._engine.close()
         raise StopAsyncIteration
 
     async def aclose(self) -> None:

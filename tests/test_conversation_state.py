@@ -9,7 +9,7 @@ import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from aposthog._conversation_state import SEPARATOR, ConversationState, Delivery
+from aposthog._conversation_state import SEPARATOR, ConversationState, Delivery, OtherRunError
 from aposthog.models.conversations import ConversationResult
 from aposthog.models.events import (
     ConversationEvent,
@@ -602,8 +602,117 @@ def test_catch_up_finds_exactly_this_runs_message_or_nothing(
         assert state.messages == ()
     else:
         assert got is not None
-        assert state.messages == tuple(messages[mine:])
-        assert [m.id for m in state.messages][:2] == ["mine", "a-mine"]
+        # This run only: its message and answer, never a later run's (the next human
+        # message starts one).
+        assert state.messages == tuple(messages[mine : mine + 2])
+        assert [m.id for m in state.messages] == ["mine", "a-mine"]
+        assert state.run_ended
+
+
+def test_catch_up_stops_at_the_next_runs_message() -> None:
+    """The conversation goes on after this run (another client asked since): its answer is
+    not this run's, whether the echo was seen or is found by its trace id."""
+    history: list[Message] = [
+        HumanMessage(content="q", id="h1", trace_id="t1"),
+        AssistantMessage(content="mine", id="a1"),
+        HumanMessage(content="other", id="h2", trace_id="t2"),
+        AssistantMessage(content="theirs", id="a2"),
+        HumanMessage(content="third", id="h3", trace_id="t3"),
+    ]
+    state = ConversationState()
+    assert state.catch_up(history, sent="q", trace_id="t1") is not None
+    assert [m.id for m in state.messages] == ["h1", "a1"]
+    assert result(state).text == "mine"
+    assert state.run_ended
+    seen = ConversationState()
+    feed_all(seen, [msg(type="human", content="q", id="h1", trace_id="t1")])
+    deliveries = seen.catch_up(history)
+    assert deliveries is not None
+    assert [d.event.message.id for d in deliveries if isinstance(d.event, MessageEvent)] == ["a1"]
+    assert seen.run_ended
+
+
+def test_catch_up_finds_the_message_as_posthog_stored_it_trimmed() -> None:
+    """PostHog's CharField trims the content it stores: the text sent had whitespace."""
+    history: list[Message] = [
+        HumanMessage(content="q", id="h1", trace_id="t1"),
+        AssistantMessage(content="mine", id="a1"),
+    ]
+    state = ConversationState()
+    assert state.catch_up(history, sent="  q\n", trace_id="t1") is not None
+    assert [m.id for m in state.messages] == ["h1", "a1"]
+
+
+# ---------------------------------------------------------------------- another run
+
+OTHER_RUN: list[Wire] = [
+    conv(None),
+    msg(type="human", content="other", id="h9", trace_id="t9"),
+    msg(type="ai", content="The other"),
+    msg(type="ai", content="The other answer.", id="a9"),
+]
+
+
+def test_a_reattach_takes_nothing_of_another_runs_human_message() -> None:
+    """This run's echo unseen, a re-attach replays another client's run: its human message
+    (another trace id) raises, and nothing of it is taken."""
+    state = ConversationState()
+    state.expect_echo("q", "t1")
+    state.begin_attempt()
+    delivered = feed_all(state, OTHER_RUN[:1])  # its conversation event: the conversation's
+    assert [type(d.event) for d in delivered] == [ConversationEvent]
+    with pytest.raises(OtherRunError) as info:
+        feed_all(state, OTHER_RUN[1:])
+    assert info.value.message.id == "h9"
+    assert state.human_id is None
+    assert state.messages == ()
+    assert state.streamed_text == ""
+    assert not state.run_ended
+
+
+@pytest.mark.parametrize(
+    "echo",
+    [
+        {"content": "other", "trace_id": "t1"},  # our trace id, another text: not ours
+        {"content": "q", "trace_id": "t9"},  # our text, another request's trace id
+    ],
+    ids=["other-text", "other-trace-id"],
+)
+def test_another_runs_message_differs_in_trace_id_or_text(echo: dict[str, str]) -> None:
+    state = ConversationState()
+    state.expect_echo("q", "t1")
+    with pytest.raises(OtherRunError):
+        feed_all(state, [msg(type="human", id="h9", **echo)])
+    assert state.messages == ()
+
+
+def test_this_runs_echo_is_taken_and_the_check_ends() -> None:
+    """The echo with this request's trace id (and the text as PostHog stores it, trimmed)
+    is this run's; a later human message (a queued next run) is then not checked."""
+    state = ConversationState()
+    state.expect_echo(" q\n", "t1")
+    state.begin_attempt()
+    wire = [
+        msg(type="human", content="q", id="h1", trace_id="t1"),
+        msg(type="ai", content="Hi", id="a1"),
+        msg(type="human", content="next", id="h2", trace_id="t2"),
+    ]
+    assert len(feed_all(state, wire)) == 3
+    assert state.human_id == "h1"
+    state.expect_echo("q", "t1")  # already seen: nothing to check
+    assert feed_all(state, [msg(type="human", content="x", id="h3", trace_id="t3")])
+
+
+def test_an_echo_without_trace_id_is_taken_as_before() -> None:
+    """An older PostHog echoed the message without its trace id: nothing tells the runs
+    apart, so the first human message is taken, as it always was."""
+    state = ConversationState()
+    state.expect_echo("q", "t1")
+    state.begin_attempt()
+    untraced = [msg(type="human", content="other", id="h9"), *OTHER_RUN[2:]]
+    assert texts(feed_all(state, untraced)) == "The other answer."
+    assert state.human_id == "h9"
+    assert state.run_ended
 
 
 def reference_deltas(snapshots_then_final: list[str]) -> list[str]:

@@ -1,7 +1,9 @@
 """
 Re-attach edge cases against FakePostHog: a repeated question whose POST PostHog never
-processed (the catch-up must not take the earlier run's answer for this one), and a
-replay that PostHog's capped Redis stream trimmed (live text must not stall).
+processed (the catch-up must not take the earlier run's answer for this one), a
+re-attach that finds another client's run in progress (the stream must not take it as
+its own), and a replay that PostHog's capped Redis stream trimmed (live text must not
+stall).
 """
 
 from __future__ import annotations
@@ -9,13 +11,15 @@ from __future__ import annotations
 import random
 import uuid
 
+import anyio
 import pytest
 
 import aposthog
+from aposthog.models.events import ConversationEvent, MessageEvent, StreamEvent
 from aposthog.testing import AIScript, FakePostHog, StreamStats
 from aposthog.testing._ai_runs import build_run
 
-from .stream_helpers import collect, posts
+from .stream_helpers import FAST, collect, posts
 
 pytestmark = pytest.mark.anyio
 
@@ -96,6 +100,94 @@ async def test_a_repeated_question_that_was_processed_is_caught_up_by_its_trace_
     assert result.text == "Yesterday: 1,240 signups (late events)." == "".join(deltas)
     assert [m.type for m in result.messages] == ["human", "ai"]
     assert result.messages[0].id != first.messages[0].id
+
+
+# ---------------------------------------------------------------------- another client's run
+
+OTHER_QUESTION = "What broke last night?"
+OTHER_ANSWER = "The other client's answer: the ingestion lag."
+
+
+@pytest.mark.parametrize("new", [False, True], ids=["existing", "created-by-the-other"])
+async def test_a_reattach_that_finds_another_clients_run_never_takes_it(
+    fake: FakePostHog, ph: aposthog.Client, new: bool
+) -> None:
+    """Another client (same user) is generating in the conversation; this stream's POST is
+    cut before PostHog processes it. The re-attach replays the other run, whose human
+    message carries the other request's trace id: the stream takes nothing of it and
+    raises the POST's error (PostHog never saw the message), and cancel() stops nothing.
+    When the other run created the conversation, its `conversation` event (which precedes
+    its message) is all this stream gives out: it describes the conversation, not the run."""
+    conversation = str(uuid.uuid4()) if new else fake.seed_conversation().id
+    # The other run's end waits for a second connection to it: this stream's re-attach.
+    fake.script_answer(OTHER_ANSWER, end_after_connections=2)
+    async with fake.client(retry=FAST) as other_client:
+        other = other_client.conversations.create(OTHER_QUESTION, conversation=conversation)
+        while not isinstance(await anext(other), MessageEvent):  # its run is generating
+            pass  # up to its echo (anext: without ending the stream)
+        fake.drop_next(1, method="POST")  # cut like a load balancer would: nothing started
+        stream = ph.conversations.create(QUESTION, conversation=conversation)
+        events: list[StreamEvent] = []
+        with pytest.raises(aposthog.APIConnectionError) as info:
+            async for event in stream:
+                events.append(event)  # noqa: PERF401  (keeps what came before the error)
+        assert not isinstance(info.value, aposthog.APIStatusError)
+        assert info.value.reached_server
+        assert info.value.method == "POST"
+        assert all(isinstance(e, ConversationEvent) for e in events)
+        assert len(events) == int(new)
+        result = stream.result()
+        assert not result.complete
+        assert result.messages == ()
+        assert result.text == "" == result.streamed_text
+        await stream.cancel()  # the run in progress is the other client's: left alone
+        assert not [r for r in fake.requests if r.method == "PATCH"]
+        other_result = await other.until_done()
+    assert other_result.complete
+    assert other_result.text == OTHER_ANSWER
+    humans = [m for m in fake.conversations[conversation].messages if m["type"] == "human"]
+    assert [h["content"] for h in humans] == [OTHER_QUESTION]  # PostHog never saw ours
+    # Sent once, re-attached once (the other run's replay), then looked for in the history.
+    mine = [b for b in posts(fake) if b.get("content") != OTHER_QUESTION]
+    assert [b["content"] for b in mine][:2] == [QUESTION, None]
+
+
+async def test_a_reattach_that_finds_another_run_after_this_one_ended_catches_up(
+    fake: FakePostHog, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """This time PostHog took the message; its run ended while the client was away
+    (before it saw the echo), and another client's run started. The re-attach replays
+    that run: the stream takes nothing of it, and catches up this run's answer from the
+    conversation, which stops at the next run's message."""
+    monkeypatch.setattr("aposthog._retry._RNG", _LongestWait())
+    slow = aposthog.RetryPolicy(initial_backoff=0.5, max_backoff=0.5)
+    seeded = fake.seed_conversation()
+    fake.script_answer("Yesterday: 1,234 signups.", drop_after=0)  # ours: cut before its echo
+    fake.script_answer(OTHER_ANSWER, end_after_connections=2)  # held for our re-attach
+    async with fake.client(retry=slow) as ph, fake.client(retry=FAST) as other_client:
+        stream = ph.conversations.create(QUESTION, conversation=seeded.id)
+        deltas: list[str] = []
+
+        async def read() -> None:
+            deltas.extend(await collect(stream))
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(read)
+            with anyio.fail_after(5):  # until our connection was cut (the run goes on)
+                while not fake.ai_streams.dropped:  # noqa: ASYNC110
+                    await anyio.sleep(0.005)
+            assert fake.conversations[seeded.id].status == "idle"  # our run is over
+            other = other_client.conversations.create(OTHER_QUESTION, conversation=seeded.id)
+            while not isinstance(await anext(other), MessageEvent):  # the other run is
+                pass  # generating: up to its echo
+        result = await stream.until_done()
+        other_result = await other.until_done()
+    assert result.complete
+    assert result.text == "Yesterday: 1,234 signups." == "".join(deltas)
+    assert [m.type for m in result.messages] == ["human", "ai"]
+    assert result.messages[0].content == QUESTION
+    assert other_result.text == OTHER_ANSWER
+    assert fake.status_counts[400] == 0  # the re-attach found a run: the other one
 
 
 # ---------------------------------------------------------------------- a trimmed replay
