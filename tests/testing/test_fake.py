@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
 import subprocess
 import sys
 import urllib.request
+from collections.abc import Iterator
 
 import aiohttp
 import pytest
@@ -144,10 +146,11 @@ async def test_throttle_text_matches_drf(fake: FakePostHog) -> None:
     assert b"Request was throttled. Expected available in 1 second." in body
 
 
-def test_standalone_server_prints_its_url_and_key() -> None:
-    """`python -m aposthog.testing` serves on 127.0.0.1 and prints how to connect."""
+@contextlib.contextmanager
+def _standalone(*args: str, lines: int) -> Iterator[dict[str, str]]:
+    """`python -m aposthog.testing *args`: the first `lines` it prints, then SIGINT (exit 0)."""
     with subprocess.Popen(
-        [sys.executable, "-m", "aposthog.testing"],
+        [sys.executable, "-m", "aposthog.testing", *args],
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
         text=True,
@@ -155,56 +158,47 @@ def test_standalone_server_prints_its_url_and_key() -> None:
     ) as proc:
         try:
             assert proc.stdout is not None
-            lines = [proc.stdout.readline().strip() for _ in range(3)]
+            yield dict(proc.stdout.readline().strip().split("=", 1) for _ in range(lines))
         finally:
             proc.send_signal(signal.SIGINT)
-            code = proc.wait(timeout=10)
-    values = dict(line.split("=", 1) for line in lines)
+            assert 0 == proc.wait(timeout=10)
+
+
+def test_standalone_server_prints_its_url_and_key() -> None:
+    """`python -m aposthog.testing` serves on 127.0.0.1 and prints how to connect."""
+    with _standalone(lines=3) as values:
+        pass
     assert values["POSTHOG_HOST"].startswith("http://127.0.0.1:")
     assert values["POSTHOG_PERSONAL_API_KEY"].startswith("phx_fake_")
     assert "1" == values["POSTHOG_PROJECT_ID"]
-    assert 0 == code
 
 
 def test_standalone_server_seeds_integrations() -> None:
     """`--integration aws-s3` adds one and prints its id: AwsS3 exports can be created."""
     seed = ["--integration", "aws-s3", "--integration", "postgresql"]
-    with subprocess.Popen(
-        [sys.executable, "-m", "aposthog.testing", *seed],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-        env={**os.environ, "PYTHONWARNINGS": "error"},
-    ) as proc:
-        try:
-            assert proc.stdout is not None
-            values = dict(proc.stdout.readline().strip().split("=", 1) for _ in range(5))
-            destination = {
-                "type": "AwsS3",
-                "config": {"bucket_name": "b", "region": "eu-west-1", "prefix": "p/"},
-                "integration": int(values["POSTHOG_INTEGRATION_AWS_S3"]),
-            }
-            body = json.dumps({"name": "e", "interval": "hour", "destination": destination})
-            request = urllib.request.Request(
-                values["POSTHOG_HOST"] + "/api/environments/1/batch_exports/",
-                data=body.encode(),
-                headers={
-                    "Authorization": f"Bearer {values['POSTHOG_PERSONAL_API_KEY']}",
-                    "Content-Type": "application/json",
-                },
-            )
-            direct = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # loopback
-            with direct.open(request, timeout=10) as response:
-                created = json.loads(response.read())
-        finally:
-            proc.send_signal(signal.SIGINT)
-            code = proc.wait(timeout=10)
+    with _standalone(*seed, lines=5) as values:
+        destination = {
+            "type": "AwsS3",
+            "config": {"bucket_name": "b", "region": "eu-west-1", "prefix": "p/"},
+            "integration": int(values["POSTHOG_INTEGRATION_AWS_S3"]),
+        }
+        body = json.dumps({"name": "e", "interval": "hour", "destination": destination})
+        request = urllib.request.Request(
+            values["POSTHOG_HOST"] + "/api/environments/1/batch_exports/",
+            data=body.encode(),
+            headers={
+                "Authorization": f"Bearer {values['POSTHOG_PERSONAL_API_KEY']}",
+                "Content-Type": "application/json",
+            },
+        )
+        direct = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # loopback
+        with direct.open(request, timeout=10) as response:
+            created = json.loads(response.read())
     assert ("1", "2") == (
         values["POSTHOG_INTEGRATION_AWS_S3"],
         values["POSTHOG_INTEGRATION_POSTGRESQL"],
     )
     assert 1 == created["destination"]["integration"]
-    assert 0 == code
 
 
 def test_the_command_lines_integration_kinds_are_the_fakes() -> None:
