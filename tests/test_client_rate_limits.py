@@ -81,7 +81,9 @@ def _throttled_like_posthog(fake: FakePostHog) -> None:
 async def test_a_client_alone_on_its_key_never_meets_a_429(fake: FakePostHog) -> None:
     _throttled_like_posthog(fake)
     fake.script_answer("ok")
-    limits = fake.throttles.rate_limits(margin=0.05)
+    # The margin covers a request's time between the limiter and the server's count, which
+    # on a loaded 2-core machine (the whole suite in parallel) can exceed 50 ms.
+    limits = fake.throttles.rate_limits(margin=0.25)
     counts = {"api": 0, "ai": 0}
     async with fake.client(rate_limits=limits, max_retries=0) as ph:
         deadline = time.monotonic() + 7

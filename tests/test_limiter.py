@@ -161,13 +161,24 @@ async def test_an_unknown_bucket_is_refused() -> None:
 
 async def test_many_tasks_never_exceed_the_window() -> None:
     rate = Rate(5, per=0.1)
-    limiter = _limiter(rate)
+    granted = 0.0
+
+    def clock() -> float:
+        nonlocal granted
+        granted = time.monotonic()
+        return granted
+
+    # The moment each request was granted is the store's own reading of the clock (the
+    # last one before `acquire` returns, with no other task in between): a moment taken
+    # after `acquire` returns would count a preemption or a GC pause as the limiter's.
+    store = InProcessRateLimitStore(clock=clock)
+    limiter = RateLimiter(RateLimits(api=rate), store, rate_limit_scope("http://h", "k"))
     moments: list[float] = []
 
     async def worker() -> None:
         for _ in range(5):
             await limiter.acquire("api")
-            moments.append(time.monotonic())
+            moments.append(granted)
 
     async with anyio.create_task_group() as tg:
         for _ in range(6):
