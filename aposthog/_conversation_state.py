@@ -9,7 +9,10 @@ PostHog's stream (reference §3.5 to §3.6) has four traits this module exists f
   out, so a delta never repeats or contradicts earlier ones.
 * A final message has an `id`, and replaces the snapshots. Its text usually extends
   what was streamed; only the missing tail is given out then.
-* A re-attach replays the run from its start. Replayed events must not be
+* A re-attach replays what PostHog's Redis stream of the run holds: the events produced
+  since the last reader went away (PostHog deletes the stream then, and the run's later
+  events create it anew), or the whole run from its start when nothing deleted it (a
+  proxy that kept reading PostHog). Replayed events must not be
   delivered twice, yet they carry no sequence number. They are recognised by content:
   a final message by its id; a snapshot by its position (snapshots that precede the
   n-th final assistant message belong to it, so once that message is known they are
@@ -23,6 +26,9 @@ PostHog's stream (reference §3.5 to §3.6) has four traits this module exists f
   has passed them. A new final message also ends the replay of those before it. So
   live text never stalls behind a trimmed replay, and none is given out twice: a new
   snapshot mistaken for a replay only defers its text to the next one.
+* What the run produced before a drop and had not delivered is gone from the stream,
+  final messages included: a re-attached run is reconciled with the conversation when it
+  ends (`catch_up`), which puts the missed messages at their places in `messages`.
 * A re-attach finds whichever run the conversation has in progress, not necessarily
   this one: when the message's POST never reached PostHog (or its run ended), another
   client's run may be generating. Until this run's human message has been seen
@@ -40,7 +46,10 @@ messages is joined by a blank line. So `"".join(deltas)` equals
 `ConversationResult.text` whenever PostHog streams by extension, which is how it
 merges chunks. When the server rewrites streamed text (never seen), no delta
 contradicts the earlier ones: the stream just stops adding text for that message, and
-`ConversationResult.streamed_text` differs from `.text`, so a caller can tell.
+`ConversationResult.streamed_text` differs from `.text`, so a caller can tell. The same
+holds for a final message a re-attach's gap lost and the catch-up recovered ahead of
+text already given out (an earlier answer of the run): its text is in `.text`, at its
+place, never given out late as a delta.
 """
 
 from __future__ import annotations
@@ -105,7 +114,7 @@ class ConversationState:
         'lo'
         >>> state.feed(decode_event("message", '{"type":"ai","content":"Hello!","id":"m1"}')).text
         '!'
-        >>> state.begin_attempt()  # reconnected: PostHog replays the run
+        >>> state.begin_attempt()  # reconnected: PostHog may replay the run
         >>> state.feed(decode_event("message", '{"type":"ai","content":"Hel"}')) is None
         True
     """
@@ -157,8 +166,9 @@ class ConversationState:
 
     def begin_attempt(self) -> None:
         """
-        A new connection is starting: expect the run to be replayed, from its start or,
-        when PostHog's capped stream trimmed it, from anywhere before what was seen.
+        A new connection is starting: expect the run to be replayed, from its start, or
+        from anywhere before what was seen (PostHog's capped stream trimmed it), or only
+        from after it (PostHog deleted the stream when the last reader went away).
         """
         self._cursor = _UNPLACED
         self._replaying = True
@@ -201,9 +211,13 @@ class ConversationState:
         *,
         sent: str | None = None,
         trace_id: str | None = None,
+        latest: bool = False,
     ) -> list[Delivery] | None:
         """
-        Deliver the final messages of a conversation fetched after the run ended unseen.
+        Deliver the final messages of this run that a conversation fetched after the run
+        ended shows and this state never received: the whole end of the run (it ended
+        unseen), or messages lost in a re-attach's gap (PostHog deletes a run's stream
+        when its reader goes away: a re-attach replays only what came after).
 
         Only this run's messages count: those after its human message, up to the next
         human message (the conversation also holds earlier runs, and maybe later ones,
@@ -212,8 +226,19 @@ class ConversationState:
         id of the request that sent it, `trace_id` (PostHog stores it with the message);
         the echo itself is then delivered too. The text alone proves nothing: the same
         question may have been asked before, in a run this client never saw. None when it
-        cannot be found: a message PostHog never processed, or one stored without its
-        trace id.
+        cannot be found (a message PostHog never processed, or one stored without its
+        trace id), or when the conversation lacks the last assistant message received
+        (it does not show this run as received: its view cannot tell what was missed).
+        With `latest` (a stream that sent no message, at its run's end), a run whose human
+        message was never seen is the conversation's latest: after its last human message.
+
+        The messages take their places in the conversation's order (`messages`), not
+        after what was received. A missed message after everything received is taken as
+        if streamed, its text given out as a delta. One missed before a message received
+        (lost in a gap) is delivered (after the events received, so out of order) with
+        no text: its text may precede text already given out, so it is in
+        `ConversationResult.text`, at its place, but not in the deltas, and
+        `streamed_text` shows the difference.
         """
         mine: int | None = None
         if self.human_id is not None:
@@ -231,15 +256,22 @@ class ConversationState:
                 ):
                     mine = index
                     break
+        elif latest:
+            humans = [n for n, m in enumerate(messages) if isinstance(m, HumanMessage)]
+            mine = humans[-1] if humans else None
         if mine is None:
             return None
         end = mine + 1
         while end < len(messages) and not isinstance(messages[end], HumanMessage):
             end += 1  # the next human message starts another run
-        out: list[Delivery] = []
-        for message in messages[mine:end]:
-            if message.id is None or message.id in self._index:
-                continue  # this run's human message too, once seen
+        run = [m for m in messages[mine:end] if m.id is not None]
+        answer = self._last_answer()
+        if answer is not None and answer not in {m.id for m in run}:
+            return None
+        known = self._index
+        last = max((n for n, m in enumerate(run) if m.id in known), default=-1)
+        out = self._insert_missed(run[:last]) if last > 0 else []
+        for message in run[last + 1 :]:
             delivery = self.feed_message(MessageEvent(message))
             if delivery is not None:
                 out.append(delivery)
@@ -395,6 +427,50 @@ class ConversationState:
         self._messages.append(message)
         self._note(message)
         return Delivery(event)
+
+    def _last_answer(self) -> str | None:
+        """The id of the last top-level final assistant message received, if any."""
+        return next(reversed(self._assistant_ids), None)
+
+    def _insert_missed(self, run: Sequence[Message]) -> list[Delivery]:
+        """
+        Put the messages of `run` (this run's, in the conversation's order, each with an
+        id) not received yet at their places among those received; deliver them, without
+        text (see `catch_up`).
+        """
+        known = self._index
+        missed = [m for m in run if m.id not in known]
+        if not missed:
+            return []
+        merged: list[Message] = []
+        received = self._messages
+        taken = 0
+        for message in run:
+            position = known.get(message.id) if message.id is not None else None
+            if position is None:
+                merged.append(message)
+            elif position >= taken:
+                merged.extend(received[taken : position + 1])
+                taken = position + 1
+        merged.extend(received[taken:])
+        self._messages = merged
+        self._index = {m.id: n for n, m in enumerate(merged) if m.id is not None}
+        self._assistant_ids = {}
+        for message in merged:
+            if (
+                isinstance(message, AssistantMessage)
+                and message.parent_tool_call_id is None
+                and message.id is not None
+            ):
+                self._assistant_ids[message.id] = len(self._assistant_ids)
+        self._cursor = len(self._assistant_ids)
+        out: list[Delivery] = []
+        for message in missed:
+            if isinstance(message, HumanMessage) and self.human_id is None:
+                self._echo = None  # found by its trace id and text: this run's
+            self._note(message)
+            out.append(Delivery(MessageEvent(message)))
+        return out
 
     def _replays_a_final(self, content: str) -> bool:
         """

@@ -7,11 +7,28 @@ Opening the stream and every re-attach are attempts of one `Call` (see `_pipelin
 the same policy decides whether to try again and after how long. A connection that
 drops mid-answer, or goes silent for longer than `stream_idle_timeout`, is re-attached
 (`content: null`, a fresh trace id) up to `RetryPolicy.max_reattaches` times in a row
-(an event arriving starts the count over). PostHog then replays the run from its
-start (or, past the cap of its Redis stream, from later on); `ConversationState`
-recognises the replayed events, so callers see each once. A re-attach that finds the run
-over (400) catches up from the conversation, if this run's human message is in it: the
-one sent with this stream's trace id, never an earlier one with the same text.
+(an event arriving starts the count over). PostHog replays what its Redis stream of the
+run holds, then follows live. When a reader goes away PostHog deletes that stream
+(`AgentExecutor.stream_conversation`'s `finally: delete_stream()`, `ee/hogai/core/
+executor.py`), and the run's later events create it anew: so a re-attach replays only
+what the run produced after the drop (up to the stream's cap of about 1000 events), and
+what it produced before the drop but had not delivered is gone from the stream, final
+messages included. (A server that keeps the stream, or a proxy that keeps reading PostHog
+when the client's side drops, replays the run from its start instead.)
+`ConversationState` recognises replayed events, so callers see each once. A re-attach
+that finds the run over (400) catches up from the conversation, if this run's human
+message is in it: the one sent with this stream's trace id, never an earlier one with the
+same text.
+
+So a stream that re-attached (at least once) reconciles with the conversation when its
+run ends (`GET conversations/{id}/`) before it reports it complete: every final message
+of this run it did not receive is delivered (after the events received; in `messages`,
+at its place in the conversation), see `ConversationState.catch_up` for their text. When
+the GET fails, or the conversation does not show this run (its human message, or the
+last answer received), nothing proves no message was lost: `IncompleteStreamError`, the
+stream not complete, as for a run whose end never arrived. A stream that never
+re-attached received every event of its run: it sends no GET, and nothing changes on
+its reading path.
 
 A re-attach before this run's human message was seen may find another run in progress:
 the message's POST never reached PostHog (or its run ended meanwhile), and another client
@@ -58,6 +75,7 @@ from ._errors import (
     ClientStateError,
     IncompleteStreamError,
     NotFoundError,
+    PostHogError,
     ResponseDecodeError,
 )
 from ._http import Request, segment
@@ -129,6 +147,9 @@ class StreamEngine:
         self.complete = False
         self.closed = False
         self.cancelled = False
+        # A re-attach replayed the run: events may have been lost in its gap, so the end
+        # of the run is checked against the conversation (see the module's docstring).
+        self._reattached = False
 
     async def aclose(self) -> None:
         """Close the response now. Idempotent; safe from any task and from a finalizer."""
@@ -198,10 +219,12 @@ class StreamEngine:
                     self._decode(chunk)
                 else:
                     self._decode(None)
-                    if self.state.run_ended:
-                        self._finish()
-                    else:
+                    if not self.state.run_ended:
                         await self.pump(self._cut_short())
+                    elif self._reattached:
+                        await self.pump(reconcile=True)
+                    else:
+                        self._finish()
         except BaseException as exc:
             # An error, or the consuming task was cancelled: the response must not outlive
             # it. The exception is always re-raised.
@@ -224,15 +247,20 @@ class StreamEngine:
         # A call, not the attribute: type checkers keep `self.closed` narrowed across awaits.
         return self.closed
 
-    async def pump(self, failure: Failure | None = None) -> None:
-        """Connect (the first time), or re-attach after `failure`, cancellable by aclose()."""
+    async def pump(self, failure: Failure | None = None, *, reconcile: bool = False) -> None:
+        """
+        Connect (the first time), re-attach after `failure`, or check a re-attached run's
+        end against the conversation (`reconcile`): cancellable by aclose().
+        """
         self._busy = True
         try:
             with anyio.CancelScope() as scope:
                 self._io_scope = scope
                 if self.closed:
                     scope.cancel()
-                if failure is not None:
+                if reconcile:
+                    await self._reconcile()
+                elif failure is not None:
                     await self._reattach(failure)
                 elif not self.started:
                     self.started = True
@@ -251,6 +279,9 @@ class StreamEngine:
         # attach (`stream(id)`) only listens, and may be repeated.
         starts_work = self.body.get("content") is not None or "resume_payload" in self.body
         route = routes.CONVERSATION_CREATE if starts_work else routes.CONVERSATION_REATTACH
+        # An attach (`stream(id)`) joins a run whose stream a reader that left may have
+        # cut short: its end is checked against the conversation, as after a re-attach.
+        self._reattached = not starts_work
         call = self._call = api.call(route, bucket=self._bucket, observer=self._observer)
         try:
             response = await call.run(self._first_attempt, repeatable=route.repeatable)
@@ -335,7 +366,8 @@ class StreamEngine:
             if not await self._catch_up():
                 raise failure.error from exc
             return
-        self.state.begin_attempt()  # PostHog replays the run from its start
+        self.state.begin_attempt()  # PostHog replays what its stream of the run holds
+        self._reattached = True
         self._adopt(response)
 
     def _decode(self, chunk: bytes | None) -> None:
@@ -427,20 +459,48 @@ class StreamEngine:
         if not await self._catch_up():
             raise failure.error
 
-    async def _catch_up(self) -> bool:
+    async def _reconcile(self) -> None:
+        """
+        The run ended on a re-attached stream: deliver the final messages of it that the
+        conversation shows and the stream lost, then finish; or, when that cannot be
+        known, raise `IncompleteStreamError`.
+        """
+        try:
+            caught_up = await self._catch_up(untitled_ok=False, latest=True)
+        except PostHogError as exc:
+            raise self._unverified("fetching the conversation failed") from exc
+        if not caught_up:
+            raise self._unverified("the conversation does not show the run")
+
+    def _unverified(self, why: str) -> IncompleteStreamError:
+        return IncompleteStreamError(
+            "the run ended after a re-attach, but messages lost while the stream was away "
+            f"could not be recovered: {why}",
+            method="POST",
+            path=self._path,
+        )
+
+    async def _catch_up(self, *, untitled_ok: bool = True, latest: bool = False) -> bool:
         sent = self.body.get("content")
-        if self.state.human_id is None and not isinstance(sent, str):
-            return False  # nothing seen of this run: its messages cannot be told apart
+        # A stream that sent no message (`stream(id)`, a resume) and never saw its run's
+        # human message: at the end of its run (`latest`), the run is the conversation's
+        # latest; otherwise its messages cannot be told apart.
+        latest = latest and not isinstance(sent, str)
+        if self.state.human_id is None and not isinstance(sent, str) and not latest:
+            return False
         try:
             conversation: Conversation = await self.api.fetch(
                 Conversation, routes.CONVERSATION_GET, segment(self.conversation_id)
             )
         except NotFoundError:
+            if not untitled_ok:
+                raise
             return False  # not titled yet: PostHog will not show it
         deliveries = self.state.catch_up(
             conversation.messages,
             sent=sent if isinstance(sent, str) else None,
             trace_id=self._message_trace_id,
+            latest=latest,
         )
         if deliveries is None:
             return False

@@ -25,6 +25,7 @@ from aposthog.models.messages import (
     HumanMessage,
     Message,
     ToolCall,
+    ToolCallMessage,
 )
 
 Wire = tuple[str, str]  # (event name, data), as on the wire
@@ -748,3 +749,104 @@ def test_deltas_follow_the_rule_for_any_snapshots_even_rewrites(
     assert result(state).streamed_text == streamed
     for i in range(1, len(deltas) + 1):  # every state of the answer was a prefix of a text
         assert any(t.startswith("".join(deltas[:i])) for t in texts_)
+
+
+# ---------------------------------------------------------------------- a re-attach's gap
+# PostHog deletes a run's stream when its reader goes away: a re-attach replays only what
+# came after, and final messages produced around the drop reach the client only through
+# the conversation. `catch_up` puts them at their places.
+
+_CALL = ToolCall(id="call_1", name="search", args={})
+GAPPED_RUN: list[Message] = [
+    HumanMessage(id="h1", content="q"),
+    AssistantMessage(id="a0", content="Let me look.", tool_calls=[_CALL]),
+    ToolCallMessage(id="t1", content="done", tool_call_id="call_1"),
+    AssistantMessage(id="a1", content="The answer."),
+]
+
+
+def test_catch_up_puts_messages_lost_in_a_gap_in_the_conversations_order() -> None:
+    state = ConversationState()
+    feed_all(state, [msg(type="human", content="q", id="h1")])
+    state.begin_attempt()  # re-attached: the replay lacks the tool call and its result
+    feed_all(state, [msg(type="ai", content="The answer.", id="a1")])
+    assert state.run_ended
+    got = state.catch_up(GAPPED_RUN)
+    assert got is not None
+    assert [d.event.message.id for d in got if isinstance(d.event, MessageEvent)] == ["a0", "t1"]
+    assert [d.text for d in got] == ["", ""]  # the earlier text preceded text given out
+    assert state.messages == tuple(GAPPED_RUN)
+    assert result(state).text == "Let me look.\n\nThe answer."
+    assert state.streamed_text == "The answer."  # honest: differs from the text
+    assert state.run_ended
+    assert state.catch_up(GAPPED_RUN) == []  # each once
+
+
+def test_catch_up_gives_out_the_text_of_a_lost_message_after_all_received() -> None:
+    state = ConversationState()
+    feed_all(state, [msg(type="human", content="q", id="h1"), msg(type="ai", content="Let")])
+    got = state.catch_up(GAPPED_RUN)
+    assert got is not None
+    # The tool call's final extends the text given out; the answer follows it.
+    assert texts(got) == " me look.\n\nThe answer."
+    assert state.streamed_text == result(state).text
+
+
+def test_catch_up_refuses_a_conversation_that_lacks_the_answer_received() -> None:
+    """A conversation that does not show this run as received (a stale view) cannot show
+    what the stream missed either."""
+    state = ConversationState()
+    feed_all(state, [msg(type="human", content="q", id="h1")])
+    feed_all(state, [msg(type="ai", content="The answer.", id="a1")])
+    assert state.catch_up(GAPPED_RUN[:3]) is None
+    assert [m.id for m in state.messages] == ["h1", "a1"]
+
+
+def test_catch_up_places_a_lost_echo_found_by_its_trace_id_first() -> None:
+    state = ConversationState()
+    state.expect_echo("q", "t1")
+    state.begin_attempt()  # the echo was deleted with the stream: only the answer came
+    feed_all(state, [msg(type="ai", content="The answer.", id="a1")])
+    stored: list[Message] = [
+        HumanMessage(id="h1", content="q", trace_id="t1"),
+        *GAPPED_RUN[1:],
+    ]
+    got = state.catch_up(stored, sent="q", trace_id="t1")
+    assert got is not None
+    assert state.messages == tuple(stored)
+    assert state.human_id == "h1"
+
+
+@given(st.lists(st.booleans(), min_size=4, max_size=4), st.integers(1, 3))
+def test_catch_up_recovers_any_lost_messages_in_order(lost: list[bool], answers: int) -> None:
+    """A run of several answers, any of whose final messages (the last answer aside) the
+    stream lost: the catch-up delivers exactly those, each once; `messages` is the
+    conversation's order and `text` the whole answer; the deltas are the text received,
+    never out of order."""
+    stored: list[Message] = [HumanMessage(id="h", content="q")]
+    for n in range(answers):
+        call = ToolCall(id=f"c{n}", name="search", args={})
+        stored += [
+            AssistantMessage(id=f"a{n}", content=f"Step {n}.", tool_calls=[call]),
+            ToolCallMessage(id=f"t{n}", content="done", tool_call_id=f"c{n}"),
+        ]
+    stored.append(AssistantMessage(id="end", content="Done."))
+    kept = [m for n, m in enumerate(stored) if n in (0, len(stored) - 1) or not lost[n % 4]]
+    state = ConversationState()
+    received = []
+    for message in kept:
+        state.begin_attempt()
+        delivery = state.feed_message(MessageEvent(message))
+        assert delivery is not None
+        received.append(delivery.text)
+    got = state.catch_up(stored)
+    assert got is not None
+    missed = [m.id for m in stored if m not in kept]
+    assert [d.event.message.id for d in got if isinstance(d.event, MessageEvent)] == missed
+    assert all(d.text == "" for d in got)
+    assert state.messages == tuple(stored)
+    expected = "\n\n".join(m.content for m in stored if isinstance(m, AssistantMessage))
+    assert result(state).text == expected
+    assert state.streamed_text == "".join(received)
+    assert state.run_ended
+    assert state.catch_up(stored) == []

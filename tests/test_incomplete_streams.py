@@ -19,16 +19,39 @@ FINAL = b'event: message\ndata: {"type":"ai","content":"Hello there","id":"a1"}\
 SNAPSHOT = b'event: message\ndata: {"type":"ai","content":"Hello"}\n\n'
 
 
-class ScriptedPostHog:
-    """Answers each `POST conversations/` with the next body of `bodies` (the last repeats)."""
+def history(body: bytes) -> bytes:
+    """`GET conversations/{id}/`'s body for a conversation holding `body`'s final messages."""
+    messages = []
+    for event in body.split(b"\n\n"):
+        name, _, data = event.partition(b"\ndata: ")
+        if name == b"event: message":
+            message = json.loads(data)
+            if message.get("id"):
+                messages.append(message)
+    conversation = {"id": "c1", "status": "idle", "title": "q", "messages": messages}
+    return json.dumps(conversation).encode()
 
-    def __init__(self, *bodies: bytes) -> None:
+
+class ScriptedPostHog:
+    """
+    Answers each `POST conversations/` with the next body of `bodies` (the last repeats),
+    and `GET conversations/{id}/` with 404 (untitled), or with the final messages of
+    `conversation`: the whole run, as PostHog stores it.
+    """
+
+    def __init__(self, *bodies: bytes, conversation: bytes | None = None) -> None:
         self.bodies = bodies
+        self.conversation = conversation
         self.posts: list[dict[str, object]] = []
         self.server = LoopbackServer(self.handle)
 
     async def handle(self, request: ServerRequest) -> ServerReply:
         if request.method == "GET":  # the catch-up read of the conversation
+            if self.conversation is not None:
+                return ServerReply(
+                    body=history(self.conversation),
+                    headers={"Content-Type": "application/json"},
+                )
             return ServerReply(status=404, body=b'{"detail":"Not found."}')
         self.posts.append(json.loads(request.body))
         body = self.bodies[min(len(self.posts), len(self.bodies)) - 1]
@@ -78,12 +101,34 @@ async def test_a_stream_cut_short_is_reattached_then_reported_incomplete(body: b
 async def test_a_reattach_that_brings_the_rest_completes_the_answer() -> None:
     cut = HUMAN + SNAPSHOT
     whole = HUMAN + SNAPSHOT + FINAL
-    async with ScriptedPostHog(cut, whole) as posthog, _client(posthog) as ph:
+    async with (
+        ScriptedPostHog(cut, whole, conversation=whole) as posthog,
+        _client(posthog) as ph,
+    ):
         stream = ph.conversations.create("q")
         deltas = [text async for text in stream.text_deltas()]
         result = stream.result()
     assert result.complete
     assert "Hello there" == result.text == "".join(deltas)
+    assert ["q", None] == [p["content"] for p in posthog.posts]
+
+
+async def test_a_reattached_run_that_the_conversation_cannot_confirm_is_incomplete() -> None:
+    """The re-attach brought the run's end, but a re-attach may have lost final messages
+    (PostHog deletes a run's stream when its reader goes away) and the conversation, which
+    would show them, cannot be read (404: untitled): not reported as a complete answer."""
+    cut = HUMAN + SNAPSHOT
+    whole = HUMAN + SNAPSHOT + FINAL
+    async with ScriptedPostHog(cut, whole) as posthog, _client(posthog) as ph:
+        stream = ph.conversations.create("q")
+        deltas: list[str] = []
+        with pytest.raises(aposthog.IncompleteStreamError) as info:
+            async for text in stream.text_deltas():
+                deltas.append(text)  # noqa: PERF401 (the list must survive the raise)
+        result = stream.result()
+    assert isinstance(info.value.__cause__, aposthog.NotFoundError)
+    assert not result.complete
+    assert "Hello there" == result.text == "".join(deltas)  # what arrived stays readable
     assert ["q", None] == [p["content"] for p in posthog.posts]
 
 

@@ -54,7 +54,7 @@ async def test_a_stream_cut_in_a_tool_call_is_reattached_then_reported_incomplet
 async def test_a_reattach_that_brings_the_answer_after_the_tool_completes_the_run() -> None:
     cut = HUMAN + TOOL_CALL + TOOL_RESULT
     whole = cut + FINAL
-    async with ScriptedPostHog(cut, whole) as posthog:
+    async with ScriptedPostHog(cut, whole, conversation=whole) as posthog:
         client = aposthog.Client(api_key="phx_x", host=posthog.server.url, retry=FAST)
         async with client as ph:
             stream = ph.conversations.create("q")

@@ -85,7 +85,8 @@ async def test_stream_opens_and_reattaches_take_a_turn_in_their_bucket(fake: Fak
         await ph.conversations.create("q", agent_mode="research").until_done()
         fake.script_answer("ok")
         await ph.conversations.create("q2").until_done()
-    assert ["ai_research", "ai_research", "ai"] == throttle.acquired
+    # The re-attached run's end is checked against the conversation: a GET, in "api".
+    assert ["ai_research", "ai_research", "api", "ai"] == throttle.acquired
 
 
 # ---------------------------------------------------------------------- on_wait

@@ -286,7 +286,7 @@ async def test_a_stream_lost_for_good_is_an_error_of_its_class(
     """Every re-attach cut too: `failed`, typed by the connection error, re-attaches counted."""
     fake.script_answer(
         "A long answer, cut again and again, and never heard to its very end by anyone.",
-        drop_after=[1] * 5,
+        drop_after=[1, 0, 0, 0, 0],  # each re-attach cut before it brings anything
         delay=0.05,
         end_after_connections=5,  # still running whenever the client re-attaches
     )

@@ -289,9 +289,16 @@ async def test_a_drop_after_any_event_loses_and_repeats_nothing(
     fake: FakePostHog, ph: aposthog.Client, cut: int
 ) -> None:
     # The run's end waits for the re-attach, so it always finds the run going, however
-    # loaded the machine (a run that ended meanwhile is caught up: tested below).
+    # loaded the machine (a run that ended meanwhile is caught up: tested below). The
+    # run's stream is kept whole, so the replay holds every event (PostHog's deletion on
+    # a drop: `test_stream_reattach`).
     fake.script_answer(
-        "alpha beta gamma", token_size=3, delay=0.003, drop_after=cut, end_after_connections=2
+        "alpha beta gamma",
+        token_size=3,
+        delay=0.003,
+        drop_after=cut,
+        end_after_connections=2,
+        keep_stream_on_disconnect=True,
     )
     once = [e async for e in ph.conversations.create("q")]
     assert fake.status_counts[400] == 0
@@ -338,8 +345,14 @@ async def test_a_run_that_ends_while_away_is_caught_up(
 async def test_replayed_events_are_delivered_once(fake: FakePostHog, ph: aposthog.Client) -> None:
     # Its end waits for the fourth connection: each re-attach finds the run in progress,
     # however late it comes (one that came after the end is caught up: tested below).
+    # The run's stream is kept whole: each replay holds every event so far.
     fake.script_answer(
-        "one two three", token_size=2, delay=0.003, drop_after=(4, 7, 9), end_after_connections=4
+        "one two three",
+        token_size=2,
+        delay=0.003,
+        drop_after=(4, 7, 9),
+        end_after_connections=4,
+        keep_stream_on_disconnect=True,
     )
     events = [e async for e in ph.conversations.create("q")]
     assert fake.ai_streams.dropped == 3
@@ -373,8 +386,8 @@ async def test_reattaching_gives_up_after_the_attempts_without_progress(
     fake: FakePostHog, ph: aposthog.Client
 ) -> None:
     # The run never ends meanwhile (its end waits for a fifth connection): every re-attach
-    # finds it going and is cut again, without progress.
-    fake.script_answer("slow", delay=0.05, drop_after=(2, 2, 2, 2, 2), end_after_connections=5)
+    # finds it going and is cut again before any event, without progress.
+    fake.script_answer("slow", delay=0.05, drop_after=(2, 0, 0, 0, 0), end_after_connections=5)
     stream = ph.conversations.create("q", max_reattach_attempts=2)
     with pytest.raises(aposthog.APIConnectionError):
         await stream.until_done()

@@ -211,6 +211,7 @@ async def test_a_trimmed_replay_after_a_tool_call_streams_live_text(
         tool="search",
         drop_after=10,
         end_after_connections=2,
+        keep_stream_on_disconnect=True,  # the cap trims the replay, not a deletion
         stream_max_length=36,
     )
     stream = ph.conversations.create("q", conversation=seeded.id)
@@ -237,6 +238,7 @@ async def test_a_trimmed_replay_from_the_tool_result_streams_live_text(
         tool="search",
         drop_after=10,
         end_after_connections=2,
+        keep_stream_on_disconnect=True,  # the cap trims the replay, not a deletion
         stream_max_length=41,
     )
     stream = ph.conversations.create("q", conversation=seeded.id)
@@ -265,3 +267,159 @@ def test_the_fake_keeps_a_capped_stream_like_posthogs_redis() -> None:
     short.stream(stats, lambda: None)
     short.stream(stats, lambda: None)
     assert short.replay_starts == [0, 0]  # under the cap: the whole run
+
+
+# ---------------------------------------------------------------------- a deleted stream
+# PostHog deletes a run's Redis stream when its reader goes away (`AgentExecutor.
+# stream_conversation`: `finally: delete_stream()`): a re-attach replays only what the run
+# produced after the drop, and what it produced before the drop but had not delivered is
+# gone from the stream. The conversation (`GET conversations/{id}/`) still has it.
+
+EARLIER = "Let me look at the signups."
+ANSWER = "Yesterday: 1,234 signups."
+
+
+async def test_final_messages_lost_in_a_reattach_gap_are_recovered_in_order(
+    fake: FakePostHog, ph: aposthog.Client
+) -> None:
+    """The connection drops right after the echo. With `delay=0` every event but the held
+    end is produced by then, so the deletion takes the tool call (with an earlier answer's
+    text), its result and every snapshot: the re-attach replays the final answer alone.
+    The stream recovers the lost messages from the conversation, in its order; the earlier
+    answer's text, which preceded text already given out, is in `text` only."""
+    seeded = fake.seed_conversation()
+    fake.script_answer(ANSWER, tool="search", tool_text=EARLIER)  # the control: no drop
+    unbroken = await ph.conversations.create("q", conversation=seeded.id).until_done()
+    assert [r.method for r in fake.requests] == ["POST"]  # no re-attach: no extra GET
+    fake.script_answer(
+        ANSWER, tool="search", tool_text=EARLIER, drop_after=1, end_after_connections=2
+    )
+    stream = ph.conversations.create("q", conversation=seeded.id)
+    events = [event async for event in stream]
+    result = stream.result()
+    run = fake.conversations[seeded.id].run
+    assert run is not None
+    assert run.replay_starts == [0, len(run.events) - 1]  # all deleted but the held end
+    assert result.complete
+    assert [m.type for m in result.messages] == [m.type for m in unbroken.messages]
+    assert [m.type for m in result.messages] == ["human", "ai", "tool", "ai"]
+    stored = [m["id"] for m in fake.conversations[seeded.id].messages[-4:]]
+    assert [m.id for m in result.messages] == stored  # the conversation's order
+    assert result.text == f"{EARLIER}\n\n{ANSWER}" == unbroken.text
+    assert result.streamed_text == ANSWER  # honest: the earlier text was never given out
+    # Every final message is delivered once, the recovered ones after the answer.
+    finals = [e.message.id for e in events if isinstance(e, MessageEvent) and e.message.id]
+    assert sorted(finals) == sorted(stored)
+    assert finals[-2:] == stored[1:3]
+    assert fake.requests[-1].method == "GET"
+
+
+@pytest.mark.parametrize("cut", range(1, 8))
+async def test_a_drop_after_any_event_loses_no_final_message(
+    fake: FakePostHog, ph: aposthog.Client, cut: int
+) -> None:
+    """Whichever event the drop came before is deleted with everything produced by then;
+    the run's final messages and its text are whole all the same."""
+    seeded = fake.seed_conversation()
+    fake.script_answer(
+        ANSWER,
+        tool="search",
+        tool_text=EARLIER,
+        token_size=5,
+        delay=0.003,
+        drop_after=cut,
+        end_after_connections=2,
+    )
+    stream = ph.conversations.create("q", conversation=seeded.id)
+    deltas = await collect(stream)
+    result = stream.result()
+    stored = [m["id"] for m in fake.conversations[seeded.id].messages]
+    assert result.complete
+    assert [m.id for m in result.messages] == stored
+    assert result.text == f"{EARLIER}\n\n{ANSWER}"
+    assert result.streamed_text == "".join(deltas)
+    assert ANSWER in result.streamed_text
+
+
+async def test_a_reattached_run_whose_conversation_cannot_be_read_is_incomplete(
+    fake: FakePostHog, ph: aposthog.Client
+) -> None:
+    """The conversation that would show what the gap lost cannot be read (untitled: 404):
+    the run's end arrived, but nothing proves no message was lost, so it is not reported
+    as a complete answer."""
+    # Cut after the `conversation` event and the echo (a new conversation).
+    fake.script_answer(ANSWER, tool="search", title=None, drop_after=2, end_after_connections=2)
+    stream = ph.conversations.create("q")
+    with pytest.raises(aposthog.IncompleteStreamError) as info:
+        await stream.until_done()
+    assert isinstance(info.value.__cause__, aposthog.NotFoundError)
+    result = stream.result()
+    assert not result.complete
+    assert result.text == ANSWER  # what arrived stays readable
+    assert [m.type for m in result.messages] == ["human", "ai"]
+
+
+async def test_a_reattached_run_whose_conversation_fetch_fails_is_incomplete(
+    fake: FakePostHog, ph: aposthog.Client
+) -> None:
+    seeded = fake.seed_conversation()
+    fake.script_answer(ANSWER, tool="search", drop_after=1, end_after_connections=2)
+    fake.fail_next(10, status=503, method="GET")
+    stream = ph.conversations.create("q", conversation=seeded.id)
+    with pytest.raises(aposthog.IncompleteStreamError) as info:
+        await stream.until_done()
+    assert isinstance(info.value.__cause__, aposthog.APIStatusError)
+    assert not stream.result().complete
+
+
+async def test_a_bare_attach_that_reattached_recovers_its_run_from_the_latest_message(
+    fake: FakePostHog, ph: aposthog.Client
+) -> None:
+    """`stream(id)` sends no message, and its first connection starts after the deletion
+    that its run's first reader caused (the echo and the tool call are gone from the
+    stream): at the run's end, after its own re-attach, the run it followed is the
+    conversation's latest, and its lost messages are recovered from there."""
+    seeded = fake.seed_conversation()
+    fake.script_answer(
+        ANSWER,
+        tool="search",
+        tool_text=EARLIER,
+        token_size=1,
+        delay=0.002,
+        drop_after=(100, 2),
+        end_after_connections=3,
+    )
+    first = ph.conversations.create("q", conversation=seeded.id)
+    async with first:
+        await anext(first)  # the echo; leaving deletes what the run produced so far
+    attached = ph.conversations.stream(seeded.id)
+    result = await attached.until_done()
+    assert result.complete
+    stored = [m["id"] for m in fake.conversations[seeded.id].messages[-4:]]
+    assert [m.id for m in result.messages] == stored
+    assert [m.type for m in result.messages] == ["human", "ai", "tool", "ai"]
+    assert result.text == f"{EARLIER}\n\n{ANSWER}"
+
+
+async def test_a_bare_attach_after_a_deletion_recovers_what_it_never_saw(
+    fake: FakePostHog, ph: aposthog.Client
+) -> None:
+    """Its only connection starts after its run's first reader left (PostHog deleted the
+    stream, the echo and the tool call with it): the end is checked all the same."""
+    seeded = fake.seed_conversation()
+    fake.script_answer(
+        ANSWER,
+        tool="search",
+        tool_text=EARLIER,
+        token_size=1,
+        delay=0.002,
+        end_after_connections=2,
+    )
+    first = ph.conversations.create("q", conversation=seeded.id)
+    async with first:
+        await anext(first)  # the echo; leaving deletes what the run produced so far
+    result = await ph.conversations.stream(seeded.id).until_done()
+    assert result.complete
+    stored = [m["id"] for m in fake.conversations[seeded.id].messages[-4:]]
+    assert [m.id for m in result.messages] == stored
+    assert result.text == f"{EARLIER}\n\n{ANSWER}"

@@ -204,8 +204,10 @@ class Conversations(Resource):
         """
         Re-attach to the answer PostHog is generating now (`content: null`).
 
-        PostHog replays the run from its start, then streams it live; the stream
-        de-duplicates as usual. `BadRequestError` (on iteration) if the conversation is
+        PostHog replays what its stream of the run holds (the whole run, or what it
+        produced since its last reader left), then streams it live; the stream
+        de-duplicates as usual, and a run whose start it did not see is checked against
+        the conversation when it ends. `BadRequestError` (on iteration) if the conversation is
         idle: use `get()` for a finished one.
 
         Example:

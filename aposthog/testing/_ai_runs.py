@@ -3,9 +3,22 @@ FakePostHog's PostHog AI runs: scripted answers, their timeline, and the event s
 
 A run is generated "server-side" without a background task: its events are laid out on
 a timeline when the run starts (event i is due `i * delay` seconds later), and every
-connection reads that timeline. So the generation goes on when a client disconnects, a
-re-attach replays the run from its start (as PostHog's Redis stream does) and then
-follows live, and a cancel simply ends the timeline. Nothing outlives the fake.
+connection reads that timeline. So the generation goes on when a client disconnects, and
+a cancel simply ends the timeline. Nothing outlives the fake.
+
+A re-attach reads the run's stream as PostHog's Redis stream holds it. PostHog deletes
+that stream whenever a reader goes away (`AgentExecutor.stream_conversation` ends with
+`finally: await self._redis_stream.delete_stream()`, `ee/hogai/core/executor.py`); the
+workflow's later events create it anew, and a re-attach reads it from its start
+(`read_stream(start_id="0")`). So a connection that ends before the run does (the client
+closed it, or a script's `drop_after` cut it) deletes every event produced by then, and a
+re-attach replays only what the run produced after that, then follows live. Events
+produced before the drop that the dropped connection had not written yet (with
+`delay=0`, all of them but the held end) are lost for good: a final message among them
+reaches the client only through `GET conversations/{id}/`. The script's
+`keep_stream_on_disconnect` restores the replay of the whole run (a server that keeps
+the stream, or a proxy that keeps reading PostHog), and `stream_max_length` caps a
+replay.
 """
 
 from __future__ import annotations
@@ -63,6 +76,8 @@ class AIScript:
         title: the title PostHog generates for a new conversation ("" derives one from
             the question; None never sets one, so the conversation stays unfetchable).
         tool: the name of a tool the assistant calls before answering, or None.
+        tool_text: the text of the assistant message that calls the tool (an earlier
+            answer of the run: its final message only, no snapshots).
         updates: progress texts of that tool call (`update` events).
         fail: end with an in-band `ai/failure` instead of the final answer: its text, or
             True for PostHog's bare failure (no content, no id).
@@ -82,6 +97,13 @@ class AIScript:
             the `conversation` event and the echo, maybe mid-answer. (The fake trims
             exactly and only where a replay starts; Redis trims approximately, keeping
             at least this many, and a reader never falls that far behind here.)
+        keep_stream_on_disconnect: a connection that ends early leaves the run's stream
+            whole, so a re-attach replays the run from its start (up to
+            `stream_max_length`). PostHog deletes the stream when its reader goes away
+            (see the module's docstring); this plays a server that does not notice the
+            disconnect (a proxy that drops the client's side only and keeps reading
+            PostHog), or one that does not delete the stream. Default False: PostHog's
+            behaviour, where a re-attach replays only what was produced after the drop.
     """
 
     text: str = "This is the fake PostHog AI's answer."
@@ -91,6 +113,7 @@ class AIScript:
     chunk_delay: float = 0.0
     title: str | None = ""
     tool: str | None = None
+    tool_text: str = ""
     updates: Sequence[str] = ()
     fail: str | bool | None = None
     fail_after: int | None = None
@@ -99,6 +122,7 @@ class AIScript:
     raw_events: Sequence[tuple[str, str]] = ()
     end_after_connections: int = 0
     stream_max_length: int | None = STREAM_MAX_LENGTH
+    keep_stream_on_disconnect: bool = False
 
     def drop_point(self, connection: int) -> int | None:
         """After how many events connection number `connection` (0-based) is cut."""
@@ -145,6 +169,9 @@ class Run:
     released_at: float | None = None  # when the end stopped being held (script's option)
     # Where each connection's replay began: the index of its first event (0: the start).
     replay_starts: list[int] = attrs.field(factory=list)
+    # Events at the start of the timeline no longer in the run's stream: a reader that went
+    # away deleted them (PostHog's `delete_stream()` when a request's reader ends).
+    deleted: int = 0
 
     def __attrs_post_init__(self) -> None:
         if self.script.end_after_connections <= 0:
@@ -184,19 +211,30 @@ class Run:
             self.cancelled_at = time.monotonic()
         self._changed()
 
+    def reader_gone(self) -> None:
+        """
+        A connection ended before the run did: PostHog deletes the run's stream, every
+        event produced by now (unless the script keeps it, see `AIScript`).
+        """
+        if not self.script.keep_stream_on_disconnect and self.active():
+            self.deleted = max(self.deleted, len(self.due()))
+
     def stream(
         self, stats: StreamStats, keepalive: Callable[[], float | None]
     ) -> AsyncIterator[bytes]:
         """
-        The bytes of one connection: the run from its start (or, for a re-attach, from
-        the oldest event the capped stream kept), then live.
+        The bytes of one connection: the run's stream as it is now, from its oldest event
+        (the run's start, or, for a re-attach, the first event produced after the last
+        reader went away, or the oldest one the capped stream kept), then live.
         """
         drop = self.script.drop_point(self.connections)
         start = 0
         cap = self.script.stream_max_length
-        if self.connections and cap is not None:
-            # Before this connection releases a held end: that is produced after it opens.
-            start = max(0, len(self.due()) - max(0, cap))
+        if self.connections:
+            start = self.deleted
+            if cap is not None:
+                # Before this connection releases a held end: produced after it opens.
+                start = max(start, len(self.due()) - max(0, cap))
         self.replay_starts.append(start)
         self.connections += 1
         if self.released_at is None and self.connections >= self.script.end_after_connections:
@@ -226,8 +264,9 @@ async def _stream(
     last_write = time.monotonic()
     try:
         for event in run.events[start:]:
-            if drop is not None and written >= drop and run.due_at(event) == float("inf"):
-                # The held end waits for a re-attach, which waits for this cut: cut now.
+            if drop is not None and run.due_at(event) == float("inf"):
+                # The held end waits for a re-attach, which waits for this cut: cut now
+                # (sooner than `drop` when the replay held fewer events: a deleted stream).
                 outcome = "dropped"
                 raise DropConnection
             while True:
@@ -257,6 +296,8 @@ async def _stream(
             last_write = time.monotonic()
         outcome = "completed"
     finally:
+        if outcome != "completed":
+            run.reader_gone()  # PostHog's request handler deletes the run's stream
         stats.open -= 1
         setattr(stats, outcome, getattr(stats, outcome) + 1)
 
@@ -305,7 +346,12 @@ def build_run(
     if script.tool:
         call_id = f"call_{uuid.uuid4().hex[:12]}"
         calls = [{"id": call_id, "name": script.tool, "args": {}, "type": "tool_call"}]
-        ai = {"type": "ai", "content": "", "id": str(uuid.uuid4()), "tool_calls": calls}
+        ai = {
+            "type": "ai",
+            "content": script.tool_text,
+            "id": str(uuid.uuid4()),
+            "tool_calls": calls,
+        }
         add("message", message_json(ai), final=ai)
         maybe_title()
         for text in script.updates:
