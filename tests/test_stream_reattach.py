@@ -195,16 +195,25 @@ async def test_a_reattach_that_finds_another_run_after_this_one_ended_catches_up
 LETTERS = "abcdefghijklmnopqrstuvwxyz0123456789ABCD"  # no spaces: no text is held back
 
 
-async def test_a_trimmed_replay_after_a_tool_call_streams_live_text(
-    fake: FakePostHog, ph: aposthog.Client
+@pytest.mark.parametrize(
+    ("kept", "replay_starts"),
+    [
+        # Events: human, ai(tool_calls), tool, 40 snapshots, final. The end waits for the
+        # re-attach, which finds 43 events produced and replays the last `kept`: from the
+        # 5th snapshot (the client saw 7 of them), after the tool call it cannot show
+        # again; or from the tool's result, which places the snapshots that follow after
+        # the assistant message it never replays.
+        (36, [0, 7]),
+        (41, [0, 2]),
+    ],
+    ids=["mid-answer", "from-the-tool-result"],
+)
+async def test_a_trimmed_replay_streams_live_text(
+    fake: FakePostHog, ph: aposthog.Client, kept: int, replay_starts: list[int]
 ) -> None:
-    """Redis kept only the last events: the replay starts mid-answer, after the tool call
-    (a final `ai` message with tool_calls) it cannot show again. The text goes on
+    """Redis kept only the last events: the replay starts mid-run. The text goes on
     streaming live, one snapshot at a time, none repeated or lost."""
     seeded = fake.seed_conversation()
-    # Events: human, ai(tool_calls), tool, 40 snapshots, final. The end waits for the
-    # re-attach, which finds 43 events produced and replays the last 36 of them: from the
-    # 5th snapshot (the client saw 7 of them).
     fake.script_answer(
         LETTERS,
         token_size=1,
@@ -212,43 +221,18 @@ async def test_a_trimmed_replay_after_a_tool_call_streams_live_text(
         drop_after=10,
         end_after_connections=2,
         keep_stream_on_disconnect=True,  # the cap trims the replay, not a deletion
-        stream_max_length=36,
+        stream_max_length=kept,
     )
     stream = ph.conversations.create("q", conversation=seeded.id)
     deltas = await collect(stream)
     result = await stream.until_done()
     run = fake.conversations[seeded.id].run
     assert run is not None
-    assert run.replay_starts == [0, 7]  # the second connection's replay lacked the start
+    assert run.replay_starts == replay_starts
     assert "".join(deltas) == LETTERS == result.text
     assert deltas == list(LETTERS)  # every snapshot added its letter as it came
     assert [m.type for m in result.messages] == ["human", "ai", "tool", "ai"]
     assert result.complete
-
-
-async def test_a_trimmed_replay_from_the_tool_result_streams_live_text(
-    fake: FakePostHog, ph: aposthog.Client
-) -> None:
-    """The replay starts at the tool's result: it places the snapshots that follow after
-    the assistant message it never replays."""
-    seeded = fake.seed_conversation()
-    fake.script_answer(
-        LETTERS,
-        token_size=1,
-        tool="search",
-        drop_after=10,
-        end_after_connections=2,
-        keep_stream_on_disconnect=True,  # the cap trims the replay, not a deletion
-        stream_max_length=41,
-    )
-    stream = ph.conversations.create("q", conversation=seeded.id)
-    deltas = await collect(stream)
-    result = await stream.until_done()
-    run = fake.conversations[seeded.id].run
-    assert run is not None
-    assert run.replay_starts == [0, 2]  # the tool result, then the snapshots
-    assert "".join(deltas) == LETTERS == result.text
-    assert deltas == list(LETTERS)
 
 
 def test_the_fake_keeps_a_capped_stream_like_posthogs_redis() -> None:
