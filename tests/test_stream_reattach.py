@@ -356,13 +356,21 @@ async def test_a_reattached_run_whose_conversation_fetch_fails_is_incomplete(
     assert not stream.result().complete
 
 
-async def test_a_bare_attach_that_reattached_recovers_its_run_from_the_latest_message(
-    fake: FakePostHog, ph: aposthog.Client
+@pytest.mark.parametrize(
+    ("drop_after", "connections"),
+    [(None, 2), ((100, 2), 3)],
+    ids=["one-connection", "re-attached"],
+)
+async def test_a_bare_attach_recovers_what_a_deletion_took_from_its_run(
+    fake: FakePostHog,
+    ph: aposthog.Client,
+    drop_after: tuple[int, ...] | None,
+    connections: int,
 ) -> None:
     """`stream(id)` sends no message, and its first connection starts after the deletion
-    that its run's first reader caused (the echo and the tool call are gone from the
-    stream): at the run's end, after its own re-attach, the run it followed is the
-    conversation's latest, and its lost messages are recovered from there."""
+    its run's first reader caused by leaving (the echo and the tool call are gone from
+    the stream). At the run's end, with or without a re-attach of its own, the run it
+    followed is the conversation's latest, and what it never saw is recovered there."""
     seeded = fake.seed_conversation()
     fake.script_answer(
         ANSWER,
@@ -370,34 +378,8 @@ async def test_a_bare_attach_that_reattached_recovers_its_run_from_the_latest_me
         tool_text=EARLIER,
         token_size=1,
         delay=0.002,
-        drop_after=(100, 2),
-        end_after_connections=3,
-    )
-    first = ph.conversations.create("q", conversation=seeded.id)
-    async with first:
-        await anext(first)  # the echo; leaving deletes what the run produced so far
-    attached = ph.conversations.stream(seeded.id)
-    result = await attached.until_done()
-    assert result.complete
-    stored = [m["id"] for m in fake.conversations[seeded.id].messages[-4:]]
-    assert [m.id for m in result.messages] == stored
-    assert [m.type for m in result.messages] == ["human", "ai", "tool", "ai"]
-    assert result.text == f"{EARLIER}\n\n{ANSWER}"
-
-
-async def test_a_bare_attach_after_a_deletion_recovers_what_it_never_saw(
-    fake: FakePostHog, ph: aposthog.Client
-) -> None:
-    """Its only connection starts after its run's first reader left (PostHog deleted the
-    stream, the echo and the tool call with it): the end is checked all the same."""
-    seeded = fake.seed_conversation()
-    fake.script_answer(
-        ANSWER,
-        tool="search",
-        tool_text=EARLIER,
-        token_size=1,
-        delay=0.002,
-        end_after_connections=2,
+        drop_after=drop_after,
+        end_after_connections=connections,
     )
     first = ph.conversations.create("q", conversation=seeded.id)
     async with first:
@@ -406,4 +388,5 @@ async def test_a_bare_attach_after_a_deletion_recovers_what_it_never_saw(
     assert result.complete
     stored = [m["id"] for m in fake.conversations[seeded.id].messages[-4:]]
     assert [m.id for m in result.messages] == stored
+    assert [m.type for m in result.messages] == ["human", "ai", "tool", "ai"]
     assert result.text == f"{EARLIER}\n\n{ANSWER}"
