@@ -380,6 +380,9 @@ class StreamEngine:
                 events = self._decoder.feed_wire(chunk)
         except SSEError as exc:
             raise ResponseDecodeError(f"unreadable event stream from PostHog: {exc}") from exc
+        if self._observer is not None and chunk is not None:
+            # Heard before its events are taken: a first token comes after its chunk.
+            self._observer.received(len(events), len(chunk))
         # Called only once every delivery before was taken.
         deliveries: list[Delivery] = []
         state = self.state
@@ -411,8 +414,6 @@ class StreamEngine:
             if self._call is not None:
                 # Progress: a later drop gets the whole re-attach budget again.
                 self._call.progress()
-        if self._observer is not None and chunk is not None:
-            self._observer.received(len(events), len(chunk))
 
     def _finish(self) -> None:
         # PostHog has no end event: the end of the body is the end of the run.

@@ -6,12 +6,15 @@ from typing import Any
 
 import anyio
 import pytest
+from aiohttp import web
 
 import aposthog
 from aposthog._errors import PostHogError
 from aposthog._observe import StreamOutcome, WaitReason, wait_hook
 from aposthog._pipeline import announce_wait
 from aposthog.testing import FakePostHog
+
+from .web_server import serve
 
 pytestmark = pytest.mark.anyio
 
@@ -241,3 +244,24 @@ async def test_on_wait_and_an_observer_both_hear_a_stream(fake: FakePostHog) -> 
     assert ("reattach", 1) in recorder.log
     assert ("wait", "retry", 2) in recorder.log
     assert ("outcome", "done") == recorder.log[-1]
+
+
+async def test_a_chunk_is_received_before_its_first_token() -> None:
+    """A whole answer in one chunk: the observer hears the chunk, then the first token."""
+    body = (
+        b'event: message\ndata: {"type": "human", "content": "q", "id": "h1"}\n\n'
+        b'event: message\ndata: {"type": "ai", "content": "Hello", "id": "a1"}\n\n'
+    )
+
+    async def answer(request: web.Request) -> web.StreamResponse:
+        return web.Response(body=body, content_type="text/event-stream")  # one write
+
+    recorder = Recorder()
+    async with (
+        serve(answer) as url,
+        aposthog.Client(api_key="phx_test", host=url, project_id=1) as ph,
+    ):
+        ph._api.observer = recorder
+        assert (await ph.conversations.create("q").until_done()).text == "Hello"
+    log = [entry[0] for entry in recorder.log]
+    assert log[:4] == ["stream", "attempt", "received", "first_token"]
