@@ -36,7 +36,10 @@ __all__ = [
 #: The integration kinds `serve-fake --integration` seeds: those batch-export destinations
 #: need (the fake's own list, kept here so that building the parser loads no test kit).
 FAKE_INTEGRATION_KINDS = (
+    "aws-redshift",
     "aws-s3",
+    "azure-blob",
+    "databricks",
     "google-cloud-service-account",
     "postgresql",
     "s3-compatible",

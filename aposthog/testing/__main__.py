@@ -9,7 +9,7 @@ import signal
 import sys
 from collections.abc import Sequence
 
-from ._batch_export_validation import INTEGRATION_KINDS
+from ._batch_export_integrations import INTEGRATION_KINDS
 from ._fake import FakePostHog
 
 __all__ = ["main", "serve"]

@@ -6,12 +6,18 @@ their secret fields (never returned) and their test steps, after PostHog's
 
 The set is small and realistic: S3 (the legacy type, with inline credentials: PostHog
 still returns such exports but refuses every write to them), AwsS3, S3Compatible,
-Postgres, BigQuery, Snowflake, HTTP and NoOp. Credentials of the integration-backed
-types live in a PostHog integration, not in the config: AwsS3 and S3Compatible declare
-no credential fields (nor `endpoint_url`), so inline keys are unknown fields; Postgres,
-BigQuery and Snowflake still declare their legacy inline fields, all optional. PostHog
-has tests for the S3 family, BigQuery and Snowflake (and Databricks and AzureBlob, which
-the fake does not model).
+Postgres, Redshift, BigQuery, Snowflake, Databricks, AzureBlob, HTTP and NoOp.
+Credentials of the integration-backed types live in a PostHog integration, not in the
+config: AwsS3 and S3Compatible declare no credential fields (nor `endpoint_url`), and
+neither do Databricks and AzureBlob, so inline keys are unknown fields; Postgres,
+Redshift and BigQuery still declare their legacy inline fields, all optional (Snowflake
+its older ones too). PostHog has tests for the S3 family, BigQuery, Snowflake, Databricks
+and AzureBlob; none for Postgres, Redshift, HTTP or NoOp.
+
+AzureBlob is an object-storage type: a new one stores `legacy_parquet_extension: false`
+(PostHog's `_set_default_parquet_extension`), and an update first pins an older export's
+naming (`_pin_existing_parquet_extension`). The fake's AwsS3 and S3Compatible predate
+that field.
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ import attrs
 from ._wire import HTTPError, error
 
 __all__ = [
+    "AZURE_BLOB_COMPRESSIONS",
     "BASE_CONFIG_FIELDS",
     "DESTINATIONS",
     "HTTP_URLS",
@@ -32,12 +39,17 @@ __all__ = [
     "ISO_8601",
     "MODELS",
     "NOT_CONFIGURED",
+    "OBJECT_STORAGE_DESTINATIONS",
     "S3_COMPRESSIONS",
     "DestinationSpec",
     "TestStepSpec",
+    "coerce_read_config",
     "deep_merge",
+    "pin_existing_parquet_extension",
     "server_error",
+    "set_default_parquet_extension",
     "strip_secrets",
+    "uses_legacy_parquet_extension",
 ]
 
 #: The ISO 8601 shapes PostHog parses: a date, or a date and time with an optional offset.
@@ -54,6 +66,14 @@ S3_COMPRESSIONS: dict[str, list[str]] = {
     "Parquet": ["zstd", "lz4", "snappy", "gzip", "brotli"],
     "JSONLines": ["gzip", "brotli"],
 }
+#: `AZURE_BLOB_SUPPORTED_COMPRESSIONS`: the same table, kept apart as PostHog keeps it.
+AZURE_BLOB_COMPRESSIONS: dict[str, list[str]] = {
+    "Parquet": ["zstd", "lz4", "snappy", "gzip", "brotli"],
+    "JSONLines": ["gzip", "brotli"],
+}
+#: The types with a `legacy_parquet_extension` field the fake models (PostHog's
+#: `OBJECT_STORAGE_DESTINATIONS` has the S3 family too, whose fake fields predate it).
+OBJECT_STORAGE_DESTINATIONS = frozenset({"AzureBlob"})
 #: `BaseBatchExportInputs` fields: a destination config may carry them without being "unknown".
 BASE_CONFIG_FIELDS = frozenset(
     {
@@ -151,6 +171,18 @@ def _snowflake_step(what: str, needs: tuple[str, ...]) -> TestStepSpec:
     )
 
 
+_DATABRICKS_LOGIN = ("server_hostname", "http_path", "client_id", "client_secret")
+
+
+def _databricks_step(what: str, needs: tuple[str, ...]) -> TestStepSpec:
+    return TestStepSpec(
+        f"Verify Databricks {what}",
+        f"Verify the configured Databricks {what} exists and we have the necessary "
+        "permissions to use it.",
+        needs=_DATABRICKS_LOGIN + needs,
+    )
+
+
 DESTINATIONS: dict[str, DestinationSpec] = {
     # The legacy type, with inline credentials: readable, but PostHog refuses its writes.
     "S3": DestinationSpec(_LEGACY_S3_FIELDS, _AWS_SECRETS, (_BUCKET_STEP,)),
@@ -243,6 +275,79 @@ DESTINATIONS: dict[str, DestinationSpec] = {
             _snowflake_step("schema", ("warehouse", "database", "schema")),
         ),
     ),
+    # `RedshiftBatchExportInputs`: user, password and host may come from an aws-redshift
+    # integration; `mode` (a Literal) and `copy_inputs` (a dataclass) are not type-checked.
+    "Redshift": DestinationSpec(
+        {
+            "database": (str, True),
+            "user": (None, False),
+            "password": (None, False),
+            "host": (None, False),
+            "schema": (str, False),
+            "table_name": (str, False),
+            "port": (int, False),
+            "properties_data_type": (str, False),
+            "mode": (None, False),
+            "copy_inputs": (None, False),
+        },
+        frozenset({"user", "password", "aws_access_key_id", "aws_secret_access_key"}),
+    ),
+    # The server hostname and the service principal's credentials live in a databricks
+    # integration: each step needs them, then one config field more than the last.
+    "Databricks": DestinationSpec(
+        {
+            "http_path": (str, True),
+            "catalog": (str, True),
+            "schema": (str, True),
+            "table_name": (str, True),
+            "use_variant_type": (bool, False),
+            "use_automatic_schema_evolution": (bool, False),
+        },
+        frozenset(),
+        (
+            TestStepSpec(
+                "Establish connection to Databricks",
+                "Attempt to establish a Databricks connection with the provided configuration "
+                "values.",
+                needs=_DATABRICKS_LOGIN,
+            ),
+            _databricks_step("catalog", ("catalog",)),
+            _databricks_step("schema", ("catalog", "schema")),
+            TestStepSpec(
+                "Verify Databricks table",
+                "Ensure the configured Databricks table already exists or that we have the "
+                "required permissions to create it. Additionally, when creating this test "
+                "table, we will attempt to delete it.",
+                needs=(*_DATABRICKS_LOGIN, "catalog", "schema", "table_name"),
+            ),
+            TestStepSpec(
+                "Verify permissions to create a Databricks volume",
+                "Ensure we have the required permissions to create a Databricks volume. We "
+                "need to create temporary volumes as part of the batch export process.",
+                needs=(*_DATABRICKS_LOGIN, "catalog", "schema", "table_name"),
+            ),
+        ),
+    ),
+    # The connection string lives in an azure-blob integration's sensitive config.
+    "AzureBlob": DestinationSpec(
+        {
+            "container_name": (str, True),
+            "prefix": (str, False),
+            "compression": (None, False),
+            "file_format": (str, False),
+            "max_file_size_mb": (None, False),
+            "legacy_parquet_extension": (bool, False),
+        },
+        frozenset(),
+        (
+            TestStepSpec(
+                "Check Azure Blob container exists",
+                "Ensure the configured container exists and that we have the required "
+                "permissions to access it.",
+                needs=("connection_string", "container_name"),
+            ),
+        ),
+    ),
     "HTTP": DestinationSpec({"url": (str, True), "token": (str, True)}, frozenset({"token"})),
     "NoOp": DestinationSpec({"arg": (str, False)}, frozenset()),
 }
@@ -272,3 +377,42 @@ def strip_secrets(config: Mapping[str, Any], secrets: frozenset[str]) -> dict[st
         for key, value in config.items()
         if key not in secrets
     }
+
+
+def _writes_compressed_parquet(config: Mapping[str, Any]) -> bool:
+    return config.get("file_format") == "Parquet" and config.get("compression") is not None
+
+
+def uses_legacy_parquet_extension(config: Mapping[str, Any]) -> bool:
+    """Whether a stored config already writes the codec into its Parquet file names."""
+    stored = config.get("legacy_parquet_extension")
+    if isinstance(stored, str):  # PostHog's encrypted config reads scalars back as text
+        stored = stored.lower() == "true"
+    if stored is None:  # an export from before the field: what its files look like
+        return _writes_compressed_parquet(config)
+    return bool(stored)
+
+
+def set_default_parquet_extension(kind: str, config: dict[str, Any]) -> None:
+    """A new object-storage export writes the standard `.parquet` names."""
+    if kind in OBJECT_STORAGE_DESTINATIONS:
+        config.setdefault("legacy_parquet_extension", False)
+
+
+def pin_existing_parquet_extension(kind: str, stored: dict[str, Any]) -> None:
+    """Before an update merges in: record the names an older export already writes."""
+    if kind in OBJECT_STORAGE_DESTINATIONS:
+        stored.setdefault("legacy_parquet_extension", _writes_compressed_parquet(stored))
+
+
+def coerce_read_config(kind: str, config: dict[str, Any]) -> dict[str, Any]:
+    """`coerce_config_to_declared_types`' Redshift rule: COPY integration ids read as ints."""
+    copy_inputs = config.get("copy_inputs")
+    if kind != "Redshift" or not isinstance(copy_inputs, dict):
+        return config
+    copy_inputs = dict(copy_inputs)
+    for key in ("authorization", "bucket_credentials"):
+        value = copy_inputs.get(key)
+        if isinstance(value, str) and value.isdigit():
+            copy_inputs[key] = int(value)
+    return {**config, "copy_inputs": copy_inputs}

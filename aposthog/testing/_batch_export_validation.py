@@ -9,9 +9,12 @@ team lacks) escapes at once, as a 403. Then the object-level `validate()` runs.
 The destination's `integration` (or `integration_id`) is a team-scoped primary key: an
 id the fake's `integrations` lack is DRF's `does_not_exist`. `validate_destination`
 then refuses every write of the legacy `S3` type and requires an integration of the
-right kind: always for AwsS3, S3Compatible and BigQuery (an S3-family update that leaves
-`integration` out keeps the stored one), on create for Postgres and Snowflake (exports
-made before integrations keep their inline credentials).
+right kind: always for AwsS3, S3Compatible, BigQuery, Databricks and AzureBlob (an
+S3-family update that leaves `integration` out keeps the stored one; a Databricks or
+AzureBlob one does not), on create for Postgres, Redshift and Snowflake (exports made
+before integrations keep their inline credentials). A Databricks or AzureBlob integration
+must also hold its credentials; Redshift checks its host (PostHog's SSRF guard, less the
+DNS lookup) and, in COPY mode, its `copy_inputs`.
 """
 
 from __future__ import annotations
@@ -28,14 +31,23 @@ from ._batch_export_destinations import (
     INTERVALS,
     ISO_8601,
     MODELS,
-    S3_COMPRESSIONS,
     DestinationSpec,
     deep_merge,
     server_error,
+    uses_legacy_parquet_extension,
+)
+from ._batch_export_integrations import (
+    integration_problem,
+    redshift_host_problem,
 )
 from ._wire import HTTPError, error, validation_error
 
-__all__ = ["INTEGRATION_KINDS", "LEGACY_S3_REFUSED", "parse_datetime_field", "validate_export"]
+__all__ = [
+    "LEGACY_PARQUET_REFUSED",
+    "LEGACY_S3_REFUSED",
+    "parse_datetime_field",
+    "validate_export",
+]
 
 _DATETIME_FORMAT_ERROR = (
     "Datetime has wrong format. Use one of these formats instead: "
@@ -199,11 +211,18 @@ def _destination(
         errors.add("destination", LEGACY_S3_REFUSED)
         return None
     existing = instance["destination"]["config"] if instance is not None else {}
+    if config.get("legacy_parquet_extension") is True and not uses_legacy_parquet_extension(
+        existing
+    ):
+        errors.add("destination", LEGACY_PARQUET_REFUSED)
+        return None
     merged = deep_merge(existing, config)
     if kind == "HTTP" and merged.get("url") and merged["url"] not in HTTP_URLS:
         errors.add("destination", f"Invalid destination URL: {merged['url']}")
         return None
-    problem = _integration_problem(clean, config, merged, instance, integrations)
+    problem = integration_problem(clean, config, merged, instance, integrations)
+    if problem is None and kind == "Redshift":
+        problem = redshift_host_problem(clean, merged, integrations)
     if problem is not None:
         errors.add("destination", problem)
         return None
@@ -215,86 +234,11 @@ LEGACY_S3_REFUSED = (
     "The 'S3' destination type is deprecated and can no longer be used. "
     "Use 'AwsS3' for AWS S3, or 'S3Compatible' for S3-compatible storage."
 )
-#: The integration kind each integration-backed destination type needs.
-INTEGRATION_KINDS = {
-    "AwsS3": "aws-s3",
-    "S3Compatible": "s3-compatible",
-    "Postgres": "postgresql",
-    "BigQuery": "google-cloud-service-account",
-    "Snowflake": "snowflake",
-}
-
-
-def _integration_problem(
-    destination: Mapping[str, Any],
-    config: Mapping[str, Any],
-    merged: Mapping[str, Any],
-    instance: Mapping[str, Any] | None,
-    integrations: Mapping[int, Mapping[str, Any]],
-) -> str | None:
-    """`validate_destination`'s integration checks (and the S3 family's input checks)."""
-    kind = destination["type"]
-    if kind not in INTEGRATION_KINDS:
-        return None
-    pk = destination.get("integration")
-    stored = instance["destination"].get("integration") if instance is not None else None
-    if kind == "Snowflake":
-        if instance is not None and stored is not None and pk is None:
-            return (
-                "Cannot remove the integration from a Snowflake batch export that uses one. "
-                "Re-send its `integration` to keep it (or a different one to swap)."
-            )
-        if pk is None and instance is None:
-            return "Integration is required for Snowflake batch exports"
-        if pk is not None:
-            if integrations[pk]["kind"] != INTEGRATION_KINDS[kind]:
-                return "Integration is not a Snowflake integration."
-        elif config.get("authentication_type") == "password" and merged.get("password") is None:
-            return "Password is required if authentication type is password"
-        elif config.get("authentication_type") == "keypair" and merged.get("private_key") is None:
-            return "Private key is required if authentication type is key pair"
-        return None
-    if kind in ("AwsS3", "S3Compatible"):
-        if pk is None and "integration" not in destination and instance is not None:
-            pk = stored  # a PATCH of config alone keeps the export's integration
-        if pk is None:
-            return f"Integration is required for {kind} batch exports"
-        empty = [
-            name
-            for name in ("bucket_name", "region", "prefix")
-            if isinstance(config.get(name), str) and not config[name].strip()
-        ]
-        if empty:
-            return f"The following inputs are empty: {empty}"
-        found = integrations[pk]["kind"] if pk in integrations else None
-        if found != INTEGRATION_KINDS[kind]:
-            # PostHog's message names AWS S3 for S3Compatible exports too.
-            return f"Integration provided is not an AWS S3 integration (got kind='{found}')"
-        file_format = merged.get("file_format", "JSONLines")
-        if file_format not in S3_COMPRESSIONS:
-            return (
-                f"File format {file_format} is not supported. Supported file formats are "
-                f"{list(S3_COMPRESSIONS)}"
-            )
-        compression = merged.get("compression")
-        if compression and compression not in S3_COMPRESSIONS[file_format]:
-            return (
-                f"Compression {compression} is not supported for file format {file_format}. "
-                f"Supported compressions are {S3_COMPRESSIONS[file_format]}"
-            )
-        return None
-    if kind == "Postgres":
-        if pk is None and instance is None:
-            return "Integration is required for Postgres batch exports"
-        if pk is not None and integrations[pk]["kind"] != INTEGRATION_KINDS[kind]:
-            return "Integration is not a PostgreSQL integration."
-        return None
-    # BigQuery: required on every write that sends a destination, updates too.
-    if pk is None:
-        return "Integration is required for BigQuery batch exports"
-    if integrations[pk]["kind"] != INTEGRATION_KINDS[kind]:
-        return "Integration is not a Google Cloud service account integration."
-    return None
+LEGACY_PARQUET_REFUSED = (
+    "'legacy_parquet_extension' can only stay on for an export that already writes the "
+    "compression codec into its Parquet file names. It cannot be turned on for a new "
+    "export, or turned back on once an export moved to the standard '.parquet' extension."
+)
 
 
 def _filters(errors: _Errors, value: Any) -> None:

@@ -14,7 +14,10 @@ from typing import TYPE_CHECKING, Any
 from . import _batch_export_logs, _batch_export_runs, _destination_tests
 from ._batch_export_destinations import (
     DESTINATIONS,
+    coerce_read_config,
     deep_merge,
+    pin_existing_parquet_extension,
+    set_default_parquet_extension,
     strip_secrets,
 )
 from ._batch_export_runs import interval_delta, live_export, new_backfill, present_run
@@ -44,9 +47,10 @@ class BatchExportsKnobs:
     * `integrations`: id → the team's integrations (`add_integration()` adds one).
 
     Destination types the fake knows: S3 (legacy, with inline credentials: still read,
-    but every write of it is refused), AwsS3, S3Compatible, Postgres, BigQuery,
-    Snowflake, HTTP and NoOp. As in PostHog, AwsS3, S3Compatible and BigQuery exports
-    need an integration of the right kind, and so do new Postgres and Snowflake ones.
+    but every write of it is refused), AwsS3, S3Compatible, Postgres, Redshift, BigQuery,
+    Snowflake, Databricks, AzureBlob, HTTP and NoOp. As in PostHog, AwsS3, S3Compatible,
+    BigQuery, Databricks and AzureBlob exports need an integration of the right kind, and
+    so do new Postgres, Redshift and Snowflake ones.
     """
 
     def __init__(self, fake: FakePostHog) -> None:
@@ -170,9 +174,12 @@ class BatchExportsKnobs:
         """
         Add an integration to the team, as connecting one in PostHog's UI does, and return it.
 
-        `kind` is PostHog's integration kind: `aws-s3` (AwsS3 exports), `s3-compatible`
-        (S3Compatible), `postgresql` (Postgres), `google-cloud-service-account`
-        (BigQuery), `snowflake` (Snowflake). Its `id` is what a destination's
+        `kind` is PostHog's integration kind: `aws-s3` (AwsS3 exports, and Redshift COPY
+        credentials), `s3-compatible` (S3Compatible), `postgresql` (Postgres),
+        `aws-redshift` (Redshift), `google-cloud-service-account` (BigQuery), `snowflake`
+        (Snowflake), `databricks` (Databricks: `server_hostname` in `config`, `client_id`
+        and `client_secret` in `sensitive_config`), `azure-blob` (AzureBlob:
+        `connection_string` in `sensitive_config`). Its `id` is what a destination's
         `integration` names. `config` and `sensitive_config` (the credentials) join a
         destination test's config, as PostHog merges them; neither is ever returned.
         """
@@ -228,8 +235,11 @@ def present_export(fake: FakePostHog, export: Mapping[str, Any]) -> dict[str, An
         "model": export["model"],
         "destination": {
             "type": destination["type"],
-            "config": strip_secrets(
-                destination["config"], spec.secrets if spec is not None else frozenset()
+            "config": coerce_read_config(
+                destination["type"],
+                strip_secrets(
+                    destination["config"], spec.secrets if spec is not None else frozenset()
+                ),
             ),
             "integration": destination["integration"],
         },
@@ -279,6 +289,7 @@ async def _create(fake: FakePostHog, request: FakeRequest) -> ServerReply:
     )
     stamp = fake._batch_export_now()
     destination = clean["destination"]
+    set_default_parquet_extension(destination["type"], destination["config"])
     export: dict[str, Any] = {
         "id": str(uuid.uuid4()),
         "team_id": _team_id(fake),
@@ -324,6 +335,7 @@ async def _update(fake: FakePostHog, request: FakeRequest) -> ServerReply:
     destination = clean.pop("destination", None)
     if destination is not None:
         stored = export["destination"]
+        pin_existing_parquet_extension(stored["type"], stored["config"])
         stored["config"] = deep_merge(stored["config"], destination["config"])
         if "integration" in destination:
             stored["integration"] = destination["integration"]

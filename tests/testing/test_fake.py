@@ -203,7 +203,7 @@ def test_standalone_server_seeds_integrations() -> None:
 
 def test_the_command_lines_integration_kinds_are_the_fakes() -> None:
     from aposthog._cli._args import FAKE_INTEGRATION_KINDS
-    from aposthog.testing._batch_export_validation import INTEGRATION_KINDS
+    from aposthog.testing._batch_export_integrations import INTEGRATION_KINDS
 
     assert sorted(set(INTEGRATION_KINDS.values())) == list(FAKE_INTEGRATION_KINDS)
 
