@@ -56,6 +56,8 @@ class AgentMode(_StrEnum):
     """
     The agent modes known to this version. PostHog adds modes (and drops some) often, so
     `create(agent_mode=...)` takes any string, and a record keeps an unknown mode as its string.
+    `ONBOARDING` is gone from newer PostHog versions, which refuse it (400); it stays for
+    older ones.
     """
 
     PRODUCT_ANALYTICS = "product_analytics"
@@ -65,6 +67,8 @@ class AgentMode(_StrEnum):
     PLAN = "plan"
     EXECUTION = "execution"
     SURVEY = "survey"
+    #: Dropped by PostHog: newer servers refuse it (400 `invalid_choice`). Kept for
+    #: older servers and for records that still carry it.
     ONBOARDING = "onboarding"
     RESEARCH = "research"
     FLAGS = "flags"
@@ -161,7 +165,9 @@ class Conversation(ConversationSummary):
         messages: every message, oldest first (`Message` union; unknown types are
             `UnknownMessage`).
         pending_approvals: tool calls waiting for approval.
-        agent_mode: `AgentMode` (or a newer mode's string), or None.
+        agent_mode: `AgentMode` (or a newer mode's string) the agent is in:
+            `product_analytics` when none was chosen (and after `research` or
+            `execution`), `sql` after `plan`; None for a sandbox conversation.
         agent_runtime: `langgraph` or `sandbox`, when sent.
     """
 

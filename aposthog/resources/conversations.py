@@ -140,7 +140,12 @@ class Conversations(Resource):
                 UUID is minted here: `stream.conversation_id`).
             agent_mode: an `AgentMode` or any mode string PostHog knows.
             contextual_tools: passed to PostHog as it is.
-            ui_context: passed to PostHog as it is.
+            ui_context: what the user is looking at, a JSON object (PostHog's `MaxUIContext`:
+                `dashboards`, `insights`, `events`, `actions`, `error_tracking_issues`,
+                `evaluations`, `notebooks`, `form_answers`, `voice_mode`; versions differ),
+                passed to PostHog as it is. PostHog validates it with the message and
+                answers 400 (`BadRequestError`, "Invalid message content.") for an unknown
+                key or a value of the wrong type; with `content=None` it is not used.
             billing_context: passed to PostHog as it is.
             trace_id: the request's trace id (a UUID); minted when None.
             session_id: a PostHog session id, sent as the `X-POSTHOG-SESSION-ID` header.

@@ -6,6 +6,7 @@ The checks FakePostHog's `POST conversations/` makes before it streams, as PostH
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping
 from typing import Any
 
 import attrs
@@ -20,13 +21,32 @@ __all__ = [
     "validate_text",
 ]
 
+# `MessageSerializer.agent_mode`'s choices, PostHog's `AgentMode` values (newer versions
+# dropped `onboarding`, which is now a 400 like any unknown mode).
 AGENT_MODES = frozenset(
     {
         "product_analytics", "sql", "session_replay", "error_tracking", "plan", "execution",
-        "survey", "onboarding", "research", "flags", "llm_analytics", "user_interview",
-        "customer_analytics", "sandbox",
+        "survey", "research", "flags", "llm_analytics", "sandbox", "user_interview",
+        "customer_analytics",
     }
 )  # fmt: skip
+_INVALID_CONTENT = "Invalid message content."
+# `MaxUIContext` (frontend/src/scenes/max/maxTypes.ts, generated into posthog/schema.py as a
+# pydantic model with `extra="forbid"`): each list key with its items' `type` and the keys
+# those items require. Newer PostHog versions add keys (`voice_mode` is recent; older
+# servers refuse it as unknown), so this follows the newest version the fake models.
+_UI_CONTEXT_LISTS: Mapping[str, tuple[str, tuple[str, ...]]] = {
+    "dashboards": ("dashboard", ("id", "insights", "filters")),
+    "insights": ("insight", ("id", "query")),
+    "events": ("event", ("id",)),
+    "actions": ("action", ("id", "name")),
+    "error_tracking_issues": ("error_tracking_issue", ("id",)),
+    "evaluations": ("evaluation", ("id", "evaluation_type")),
+    "notebooks": ("notebook", ("id",)),
+}
+_UI_CONTEXT_KEYS = frozenset({*_UI_CONTEXT_LISTS, "form_answers", "voice_mode"})
+# The strings pydantic's lax mode reads as a bool (any case).
+_BOOL_STRINGS = frozenset({"0", "off", "f", "false", "n", "no", "1", "on", "t", "true", "y", "yes"})
 QUOTA_DETAIL = (
     "Your organization reached its AI credit usage limit. Increase the limits in Billing "
     "settings, or ask an org admin to do so."
@@ -82,6 +102,49 @@ def validate_text(
     return text
 
 
+def _lax_bool(value: Any) -> bool:
+    if isinstance(value, bool):
+        return True
+    if isinstance(value, (int, float)):
+        return value in (0, 1)
+    return isinstance(value, str) and value.lower() in _BOOL_STRINGS
+
+
+def _context_item_ok(item: Any, kind: str, required: tuple[str, ...]) -> bool:
+    # The item's own fields are not checked further (an insight's `query` is a whole query
+    # schema); its `type` may be left out (the generated model defaults it).
+    if not isinstance(item, dict) or item.get("type", kind) != kind:
+        return False
+    return all(key in item for key in required)
+
+
+def _ui_context_ok(ui_context: Any) -> bool:
+    """
+    Whether pydantic would take `ui_context` as a `MaxUIContext` (null included), at the
+    depth the fake checks: an object with known keys, each null or of its type; the lists'
+    items objects of their kind with their required keys; `form_answers` strings only.
+    """
+    if ui_context is None:
+        return True
+    if not isinstance(ui_context, dict) or not _UI_CONTEXT_KEYS.issuperset(ui_context):
+        return False
+    for key, value in ui_context.items():
+        if value is None:
+            continue
+        if key == "voice_mode":
+            ok = _lax_bool(value)
+        elif key == "form_answers":
+            ok = isinstance(value, dict) and all(isinstance(v, str) for v in value.values())
+        else:
+            kind, required = _UI_CONTEXT_LISTS[key]
+            ok = isinstance(value, list) and all(
+                _context_item_ok(item, kind, required) for item in value
+            )
+        if not ok:
+            return False
+    return True
+
+
 def validate_message(body: dict[str, Any]) -> MessageBody:
     """`MessageSerializer`'s checks; the first failing field is the 400."""
     # MessageSerializer's fields in declaration order: drf-exceptions-hog reports the first.
@@ -95,12 +158,20 @@ def validate_message(body: dict[str, Any]) -> MessageBody:
             attr="contextual_tools",
             code="not_a_dict",
         )
+    # A JSONField without allow_null: any JSON but null.
+    if "ui_context" in body and body["ui_context"] is None:
+        raise validation_error("This field may not be null.", attr="ui_context", code="null")
     trace_id = _uuid(body, "trace_id")
     mode = body.get("agent_mode")
     if mode is not None and mode not in AGENT_MODES:
         raise validation_error(
             f'"{mode}" is not a valid choice.', attr="agent_mode", code="invalid_choice"
         )
+    # validate(), once every field passed: a message's `{content, ui_context, trace_id}` must
+    # make a `HumanMessage`; pydantic's complaint is not passed on. Without a message
+    # (content null) PostHog ignores ui_context.
+    if content is not None and not _ui_context_ok(body.get("ui_context")):
+        raise validation_error(_INVALID_CONTENT)
     return MessageBody(
         content=content,
         conversation=conversation,

@@ -54,6 +54,19 @@ _NULL_FIELDS: Mapping[str, tuple[str, ...]] = {
 }
 
 
+def _agent_mode_or_default(mode: str | None) -> str:
+    """
+    The `agent_mode` PostHog's conversation serializer shows: its graph state's
+    `agent_mode_or_default`. A LangGraph conversation always has a state (with no
+    checkpoint yet, an empty one), so this is null only for sandbox conversations.
+    """
+    if mode is None or mode in ("execution", "research"):  # not modes the agent stays in
+        return "product_analytics"
+    if mode == "plan":
+        return "sql"
+    return mode
+
+
 @attrs.define(eq=False)
 class FakeConversation:
     """One conversation in the fake's memory (`fake.conversations[id]`)."""
@@ -66,7 +79,7 @@ class FakeConversation:
     updated_at: dt.datetime = attrs.field(factory=now)
     deleted: bool = False
     is_internal: bool = False
-    agent_mode: str | None = None
+    agent_mode: str | None = None  # the graph state's; GET shows `agent_mode_or_default`
     messages: list[dict[str, Any]] = attrs.field(factory=list)
     pending_approvals: list[dict[str, Any]] = attrs.field(factory=list)
     run: Run | None = None
@@ -125,7 +138,7 @@ class FakeConversation:
             **self.minimal(user),
             "messages": messages,
             "has_unsupported_content": False,
-            "agent_mode": self.agent_mode,
+            "agent_mode": _agent_mode_or_default(self.agent_mode),
             "agent_runtime": "langgraph",
             "is_sandbox": False,
             "pending_approvals": list(self.pending_approvals),

@@ -8,7 +8,9 @@ from typing import Any
 
 import pytest
 
+import aposthog
 from aposthog.testing import FakePostHog
+from aposthog.testing._conversation_checks import AGENT_MODES
 
 from .conversation_http import body as _body
 from .conversation_http import post as _post
@@ -25,7 +27,9 @@ pytestmark = pytest.mark.anyio
         ({"trace_id": "nope"}, "trace_id", "invalid_input"),
         ({"conversation": None}, "conversation", "null"),
         ({"agent_mode": "warp"}, "agent_mode", "invalid_choice"),
+        ({"agent_mode": "onboarding"}, "agent_mode", "invalid_choice"),  # dropped by PostHog
         ({"contextual_tools": []}, "contextual_tools", "not_a_dict"),
+        ({"ui_context": None}, "ui_context", "null"),  # a JSONField without allow_null
     ],
 )
 async def test_validation_errors(
@@ -35,6 +39,128 @@ async def test_validation_errors(
     error = json.loads(raw)
     assert status == 400
     assert (error["type"], error["attr"], error["code"]) == ("validation_error", attr, code)
+
+
+async def test_every_agent_mode_posthog_lists_is_accepted(fake: FakePostHog) -> None:
+    posthogs = {
+        "product_analytics", "sql", "session_replay", "error_tracking", "plan", "execution",
+        "survey", "research", "flags", "llm_analytics", "sandbox", "user_interview",
+        "customer_analytics",
+    }  # fmt: skip
+    assert posthogs == AGENT_MODES
+    fake.ai_burst_limit = fake.ai_research_burst_limit = 100
+    for mode in sorted(posthogs - {"sandbox"}):  # sandbox: 400, the open endpoint's
+        status, _, raw = await _post(fake, _body("q", agent_mode=mode))
+        assert status == 200, (mode, raw)
+
+
+# A realistic MaxUIContext, every key PostHog's newest version knows.
+UI_CONTEXT: dict[str, Any] = {
+    "dashboards": [
+        {"type": "dashboard", "id": 7, "name": "KPIs", "insights": [], "filters": {}},
+    ],
+    "insights": [
+        {
+            "type": "insight",
+            "id": "AbC12xYz",
+            "name": "Weekly signups",
+            "query": {"kind": "HogQLQuery", "query": "select count() from events"},
+        }
+    ],
+    "events": [{"type": "event", "id": "$pageview", "name": "$pageview"}],
+    "actions": [{"type": "action", "id": 3, "name": "Signed up"}],
+    "error_tracking_issues": [
+        {"type": "error_tracking_issue", "id": "0190a6c4-1c2d-7e6f-8a9b-0c1d2e3f4a5b"}
+    ],
+    "evaluations": [
+        {"type": "evaluation", "id": "ev-1", "evaluation_type": "hog", "hog_source": "true"}
+    ],
+    "notebooks": [{"type": "notebook", "id": "nb-short-id", "name": "Notes"}],
+    "form_answers": {"question-1": "Yes"},
+    "voice_mode": False,
+}
+
+
+@pytest.mark.parametrize(
+    "ui_context",
+    [
+        {},
+        UI_CONTEXT,
+        dict.fromkeys(UI_CONTEXT),  # every key null
+        {"events": [{"id": "signup"}]},  # `type` defaults to the list's kind
+        {"voice_mode": "true"},  # pydantic's lax bool
+        {"voice_mode": 1},
+    ],
+)
+async def test_a_ui_context_posthog_accepts(fake: FakePostHog, ui_context: Any) -> None:
+    status, _, raw = await _post(fake, _body("q", ui_context=ui_context))
+    assert status == 200, raw
+    status, _, raw = await _post(fake, _body("q", ui_context={**ui_context, "page": "/home"}))
+    assert (status, json.loads(raw)["detail"]) == (400, "Invalid message content.")
+
+
+@pytest.mark.parametrize(
+    "ui_context",
+    [
+        [],
+        "dashboards",
+        3,
+        {"dashboard": []},  # an unknown key (extra="forbid")
+        {**UI_CONTEXT, "filters_override": {}},
+        {"dashboards": {}},
+        {"insights": "AbC12xYz"},
+        {"events": [1]},
+        {"events": [{"type": "action", "id": "x"}]},
+        {"actions": [{"type": "action", "id": 3}]},  # `name` is required
+        {"dashboards": [{"id": 7, "filters": {}}]},  # so are `insights`…
+        {"insights": [{"id": "AbC12xYz"}]},  # …and `query`
+        {"evaluations": [{"id": "ev-1"}]},  # and `evaluation_type`
+        {"form_answers": ["Yes"]},
+        {"form_answers": {"question-1": 1}},
+        {"voice_mode": "sometimes"},
+        {"voice_mode": 2},
+        {"voice_mode": []},
+    ],
+)
+async def test_a_ui_context_posthog_refuses(fake: FakePostHog, ui_context: Any) -> None:
+    status, _, raw = await _post(fake, _body("q", ui_context=ui_context))
+    assert status == 400
+    error = json.loads(raw)
+    assert error == {
+        "type": "validation_error",
+        "code": "invalid_input",
+        "detail": "Invalid message content.",
+        "attr": None,
+    }
+
+
+async def test_ui_context_is_checked_after_every_field(fake: FakePostHog) -> None:
+    """Serializer.validate() runs only once the fields passed; null is the field's own error."""
+    body = _body("q", ui_context={"bogus": 1}, agent_mode="warp")
+    status, _, raw = await _post(fake, body)
+    assert (status, json.loads(raw)["attr"]) == (400, "agent_mode")
+    body = _body("q", ui_context=None, trace_id="nope")
+    status, _, raw = await _post(fake, body)
+    assert (status, json.loads(raw)["attr"]) == (400, "ui_context")
+
+
+async def test_without_a_message_ui_context_is_not_checked(fake: FakePostHog) -> None:
+    conversation = fake.seed_conversation()
+    for content, detail in [
+        ("q", "Invalid message content."),
+        (None, "Cannot continue streaming from an idle conversation"),
+    ]:
+        body = _body(content, conversation.id, ui_context={"bogus": 1})
+        status, _, raw = await _post(fake, body)
+        assert (status, json.loads(raw)["detail"]) == (400, detail)
+
+
+async def test_the_client_passes_ui_context_and_raises_posthogs_400(fake: FakePostHog) -> None:
+    async with fake.client() as ph:
+        with pytest.raises(aposthog.BadRequestError, match="Invalid message content"):
+            await ph.conversations.create("q", ui_context={"dashboard": []}).until_done()
+        result = await ph.conversations.create("q", ui_context=UI_CONTEXT).until_done()
+    assert result.text
 
 
 async def test_missing_fields_and_sandboxes(fake: FakePostHog) -> None:

@@ -369,3 +369,43 @@ async def test_default_answers_when_nothing_is_scripted() -> None:
         result = await ph.conversations.create("anything?").until_done()
     assert result.text
     assert isinstance(result.messages[0], aposthog.models.messages.HumanMessage)
+
+
+async def test_agent_mode_is_the_states_mode_or_its_default(fake: FakePostHog) -> None:
+    """`ConversationSerializer.get_agent_mode`: the state's `agent_mode_or_default`, never null."""
+
+    async def mode(conversation: str) -> Any:
+        status, raw = await _request(fake, "GET", f"{conversation}/")
+        assert status == 200
+        return json.loads(raw)["agent_mode"]
+
+    seeded = fake.seed_conversation()
+    assert await mode(seeded.id) == "product_analytics"  # no mode was ever chosen
+    chat = _body("q", agent_mode="sql")
+    await _post(fake, chat)
+    await fake.wait_for_streams_closed()
+    assert await mode(chat["conversation"]) == "sql"
+    await _post(fake, _body("again", chat["conversation"]))  # a message without a mode keeps it
+    await fake.wait_for_streams_closed()
+    assert await mode(chat["conversation"]) == "sql"
+    for sent, shown in [
+        ("plan", "sql"),
+        ("execution", "product_analytics"),
+        ("flags", "flags"),
+    ]:
+        await _post(fake, _body("more", chat["conversation"], agent_mode=sent))
+        await fake.wait_for_streams_closed()
+        assert await mode(chat["conversation"]) == shown
+    research = _body("dig", agent_mode="research")
+    await _post(fake, research)
+    await fake.wait_for_streams_closed()
+    assert await mode(research["conversation"]) == "product_analytics"
+    fake.conversations_list_includes_messages = True  # an older server's list: full records
+    status, raw = await _request(fake, "GET", "")
+    assert status == 200
+    listed = {c["id"]: c["agent_mode"] for c in json.loads(raw)["results"]}
+    assert listed[seeded.id] == "product_analytics"
+    assert listed[chat["conversation"]] == "flags"
+    async with fake.client() as ph:
+        got = await ph.conversations.get(seeded.id)
+    assert got.agent_mode is aposthog.AgentMode.PRODUCT_ANALYTICS
