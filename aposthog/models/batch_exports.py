@@ -128,9 +128,10 @@ class BatchExportDestination:
 
     Build one to create or update an export. Secret config fields (passwords, keys,
     tokens: which ones depends on `type`) may be sent, but PostHog never returns them,
-    so a destination read back from PostHog lacks them. AwsS3, S3Compatible and BigQuery
-    exports (and new Postgres and Snowflake ones) need `integration`: their credentials
-    live in that PostHog integration, and AwsS3 and S3Compatible configs refuse inline keys.
+    so a destination read back from PostHog lacks them. AwsS3, S3Compatible, Snowflake,
+    BigQuery, Databricks and AzureBlob exports (and new Postgres and Redshift ones) need
+    `integration`: their credentials live in that PostHog integration, and AwsS3,
+    S3Compatible, Snowflake, Databricks and AzureBlob configs refuse inline ones.
 
     Attributes:
         type: a `BatchExportDestinationType` member (or the string of a newer type).

@@ -17,6 +17,19 @@ __all__ = ["main", "serve"]
 
 #: The integration kinds `--integration` seeds (the batch-export destinations needing them).
 INTEGRATION_CHOICES = tuple(sorted(set(INTEGRATION_KINDS.values())))
+#: What a seeded integration holds where PostHog checks it on every export write
+#: (placeholders: nothing is ever connected to): (config, sensitive_config).
+_SEEDS: dict[str, tuple[dict[str, str], dict[str, str]]] = {
+    "snowflake": (
+        {"account": "fake-account", "user": "posthog", "authentication_type": "password"},
+        {"password": "fake-password"},
+    ),
+    "databricks": (
+        {"server_hostname": "fake.cloud.databricks.com"},
+        {"client_id": "fake-client-id", "client_secret": "fake-client-secret"},
+    ),
+    "azure-blob": ({}, {"connection_string": "AccountName=fake;AccountKey=ZmFrZQ=="}),
+}
 
 
 async def serve(
@@ -31,6 +44,8 @@ async def serve(
     Each kind in `integrations` (e.g. `aws-s3`) is added to the team, as connecting it in
     PostHog's UI would, and its id printed as `POSTHOG_INTEGRATION_AWS_S3=1`: the id an
     AwsS3 (or other integration-backed) batch export names in `destination.integration`.
+    A snowflake, databricks or azure-blob one holds placeholder credentials, which
+    PostHog requires of those kinds.
     """
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -43,7 +58,8 @@ async def serve(
         print(f"POSTHOG_PERSONAL_API_KEY={fake.api_key}", flush=True)
         print(f"POSTHOG_PROJECT_ID={fake.project_id}", flush=True)
         for kind in integrations:
-            added = fake.add_integration(kind)
+            config, sensitive_config = _SEEDS.get(kind, ({}, {}))
+            added = fake.add_integration(kind, config=config, sensitive_config=sensitive_config)
             name = kind.upper().replace("-", "_")
             print(f"POSTHOG_INTEGRATION_{name}={added['id']}", flush=True)
         print("FakePostHog is serving; Ctrl-C stops it.", file=sys.stderr, flush=True)

@@ -2,29 +2,27 @@
 The destination types FakePostHog knows: their config fields (declared type, required),
 their secret fields (never returned) and their test steps, after PostHog's
 `DESTINATION_WORKFLOWS` input dataclasses, `BatchExportDestination.secret_fields` and
-`destination_tests/`. Also the config merge and secret stripping PostHog applies.
+`destination_tests/`. How a config is merged, stripped and read back is in
+`_batch_export_configs`.
 
 The set is small and realistic: S3 (the legacy type, with inline credentials: PostHog
 still returns such exports but refuses every write to them), AwsS3, S3Compatible,
 Postgres, Redshift, BigQuery, Snowflake, Databricks, AzureBlob, HTTP and NoOp.
 Credentials of the integration-backed types live in a PostHog integration, not in the
-config: AwsS3 and S3Compatible declare no credential fields (nor `endpoint_url`), and
-neither do Databricks and AzureBlob, so inline keys are unknown fields; Postgres,
-Redshift and BigQuery still declare their legacy inline fields, all optional (Snowflake
-its older ones too). PostHog has tests for the S3 family, BigQuery, Snowflake, Databricks
-and AzureBlob; none for Postgres, Redshift, HTTP or NoOp.
+config: AwsS3, S3Compatible, Snowflake, Databricks and AzureBlob declare no credential
+fields (nor `endpoint_url`, nor Snowflake's account, user and authentication type), so
+inline ones are unknown fields; Postgres, Redshift and BigQuery still declare their
+legacy inline fields, all optional. PostHog has tests for the S3 family, BigQuery,
+Snowflake, Databricks and AzureBlob; none for Postgres, Redshift, HTTP or NoOp.
 
-AzureBlob is an object-storage type: a new one stores `legacy_parquet_extension: false`
-(PostHog's `_set_default_parquet_extension`), and an update first pins an older export's
-naming (`_pin_existing_parquet_extension`). The fake's AwsS3 and S3Compatible predate
-that field.
+AwsS3, S3Compatible and AzureBlob are object-storage types with a
+`legacy_parquet_extension` flag (see `_batch_export_configs`).
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from typing import Any
 
 import attrs
 
@@ -39,17 +37,10 @@ __all__ = [
     "ISO_8601",
     "MODELS",
     "NOT_CONFIGURED",
-    "OBJECT_STORAGE_DESTINATIONS",
     "S3_COMPRESSIONS",
     "DestinationSpec",
     "TestStepSpec",
-    "coerce_read_config",
-    "deep_merge",
-    "pin_existing_parquet_extension",
     "server_error",
-    "set_default_parquet_extension",
-    "strip_secrets",
-    "uses_legacy_parquet_extension",
 ]
 
 #: The ISO 8601 shapes PostHog parses: a date, or a date and time with an optional offset.
@@ -71,9 +62,6 @@ AZURE_BLOB_COMPRESSIONS: dict[str, list[str]] = {
     "Parquet": ["zstd", "lz4", "snappy", "gzip", "brotli"],
     "JSONLines": ["gzip", "brotli"],
 }
-#: The types with a `legacy_parquet_extension` field the fake models (PostHog's
-#: `OBJECT_STORAGE_DESTINATIONS` has the S3 family too, whose fake fields predate it).
-OBJECT_STORAGE_DESTINATIONS = frozenset({"AzureBlob"})
 #: `BaseBatchExportInputs` fields: a destination config may carry them without being "unknown".
 BASE_CONFIG_FIELDS = frozenset(
     {
@@ -111,11 +99,14 @@ class DestinationSpec:
 
     `fields` maps each config field to (declared type or None, required); None means
     PostHog's dataclass field is Optional, which its validation does not type-check.
+    `optional_ints` names the Optional fields declared `int | None`: unchecked on a
+    write, but read back as ints like the declared ones.
     """
 
     fields: Mapping[str, tuple[type | None, bool]]
     secrets: frozenset[str]
     steps: tuple[TestStepSpec, ...] | None = None  # None: PostHog has no test (404)
+    optional_ints: frozenset[str] = frozenset()
 
 
 _AWS_SECRETS = frozenset({"aws_access_key_id", "aws_secret_access_key"})
@@ -127,7 +118,9 @@ _S3_FAMILY_FIELDS: dict[str, tuple[type | None, bool]] = {
     "compression": (None, False),
     "file_format": (str, False),
     "max_file_size_mb": (None, False),
+    "legacy_parquet_extension": (bool, False),
 }
+_FILE_SIZE = frozenset({"max_file_size_mb"})
 # The legacy `S3` type's fields, credentials inline, as PostHog served it before the split.
 _LEGACY_S3_FIELDS: dict[str, tuple[type | None, bool]] = {
     **_S3_FAMILY_FIELDS,
@@ -150,7 +143,7 @@ _ROLE_STEP = TestStepSpec(
     skipped="No configured AWS role ARN, skipping test",
 )
 _BIGQUERY_CREDENTIALS = ("private_key", "private_key_id", "token_uri", "client_email")
-_SNOWFLAKE_LOGIN = ("account", "user")
+_SNOWFLAKE_LOGIN = ("account", "user")  # the integration's config lends them
 
 
 def _bigquery_step(name: str, what: str, needs: tuple[str, ...]) -> TestStepSpec:
@@ -190,11 +183,13 @@ DESTINATIONS: dict[str, DestinationSpec] = {
         {**_S3_FAMILY_FIELDS, "encryption": (None, False), "kms_key_id": (None, False)},
         _AWS_SECRETS,
         (_ROLE_STEP, _BUCKET_STEP),
+        _FILE_SIZE,
     ),
     "S3Compatible": DestinationSpec(
         {**_S3_FAMILY_FIELDS, "use_virtual_style_addressing": (bool, False)},
         _AWS_SECRETS,
         (_BUCKET_STEP,),
+        _FILE_SIZE,
     ),
     # The connection's credentials (and host) may come from a postgresql integration.
     "Postgres": DestinationSpec(
@@ -209,6 +204,7 @@ DESTINATIONS: dict[str, DestinationSpec] = {
             "has_self_signed_cert": (bool, False),
         },
         frozenset({"user", "password"}),
+        optional_ints=frozenset({"port"}),
     ),
     # The service account's credentials come from a google-cloud-service-account integration.
     "BigQuery": DestinationSpec(
@@ -247,7 +243,8 @@ DESTINATIONS: dict[str, DestinationSpec] = {
             ),
         ),
     ),
-    # The account, user and credentials come from a snowflake integration.
+    # The account, user, authentication type and credentials live in a snowflake
+    # integration; exports from before it still hold them in config (secrets still apply).
     "Snowflake": DestinationSpec(
         {
             "database": (str, True),
@@ -255,12 +252,6 @@ DESTINATIONS: dict[str, DestinationSpec] = {
             "schema": (str, True),
             "table_name": (str, False),
             "role": (None, False),
-            "account": (None, False),
-            "user": (None, False),
-            "password": (None, False),
-            "private_key": (None, False),
-            "private_key_passphrase": (None, False),
-            "authentication_type": (str, False),
         },
         frozenset({"user", "password", "private_key", "private_key_passphrase"}),
         (
@@ -347,6 +338,7 @@ DESTINATIONS: dict[str, DestinationSpec] = {
                 needs=("connection_string", "container_name"),
             ),
         ),
+        _FILE_SIZE,
     ),
     "HTTP": DestinationSpec({"url": (str, True), "token": (str, True)}, frozenset({"token"})),
     "NoOp": DestinationSpec({"arg": (str, False)}, frozenset()),
@@ -356,63 +348,3 @@ DESTINATIONS: dict[str, DestinationSpec] = {
 def server_error() -> HTTPError:
     """What drf-exceptions-hog answers for an uncaught exception in a view."""
     return HTTPError(error(500, "server_error", "error", "A server error occurred."))
-
-
-def deep_merge(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, Any]:
-    """PostHog's `recursive_dict_merge`: nested objects merge only when both sides are objects."""
-    merged = {**old, **new}
-    for key, value in merged.items():
-        if isinstance(value, dict):
-            before, after = old.get(key), new.get(key)
-            merged[key] = deep_merge(
-                before if isinstance(before, dict) else {}, after if isinstance(after, dict) else {}
-            )
-    return merged
-
-
-def strip_secrets(config: Mapping[str, Any], secrets: frozenset[str]) -> dict[str, Any]:
-    """The config as PostHog returns it: secret keys removed at every depth."""
-    return {
-        key: strip_secrets(value, secrets) if isinstance(value, dict) else value
-        for key, value in config.items()
-        if key not in secrets
-    }
-
-
-def _writes_compressed_parquet(config: Mapping[str, Any]) -> bool:
-    return config.get("file_format") == "Parquet" and config.get("compression") is not None
-
-
-def uses_legacy_parquet_extension(config: Mapping[str, Any]) -> bool:
-    """Whether a stored config already writes the codec into its Parquet file names."""
-    stored = config.get("legacy_parquet_extension")
-    if isinstance(stored, str):  # PostHog's encrypted config reads scalars back as text
-        stored = stored.lower() == "true"
-    if stored is None:  # an export from before the field: what its files look like
-        return _writes_compressed_parquet(config)
-    return bool(stored)
-
-
-def set_default_parquet_extension(kind: str, config: dict[str, Any]) -> None:
-    """A new object-storage export writes the standard `.parquet` names."""
-    if kind in OBJECT_STORAGE_DESTINATIONS:
-        config.setdefault("legacy_parquet_extension", False)
-
-
-def pin_existing_parquet_extension(kind: str, stored: dict[str, Any]) -> None:
-    """Before an update merges in: record the names an older export already writes."""
-    if kind in OBJECT_STORAGE_DESTINATIONS:
-        stored.setdefault("legacy_parquet_extension", _writes_compressed_parquet(stored))
-
-
-def coerce_read_config(kind: str, config: dict[str, Any]) -> dict[str, Any]:
-    """`coerce_config_to_declared_types`' Redshift rule: COPY integration ids read as ints."""
-    copy_inputs = config.get("copy_inputs")
-    if kind != "Redshift" or not isinstance(copy_inputs, dict):
-        return config
-    copy_inputs = dict(copy_inputs)
-    for key in ("authorization", "bucket_credentials"):
-        value = copy_inputs.get(key)
-        if isinstance(value, str) and value.isdigit():
-            copy_inputs[key] = int(value)
-    return {**config, "copy_inputs": copy_inputs}

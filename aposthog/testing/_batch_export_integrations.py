@@ -1,9 +1,10 @@
 """
 FakePostHog's checks of the integration a batch-export destination names, as PostHog's
 `validate_destination` makes them: whether the type needs one and of which kind, whether
-an update may leave it out, the credentials a Databricks or AzureBlob integration must
-hold, Redshift's COPY inputs, and the SSRF guard PostHog puts on a Redshift host (less
-its DNS lookup). Each check returns PostHog's message, or None when the write passes.
+an update may leave it out, what a Snowflake, Databricks or AzureBlob integration must
+hold, Redshift's COPY inputs, and the SSRF guard PostHog puts on a Postgres or Redshift
+host (less its DNS lookup). Each check returns PostHog's message, or None when the write
+passes.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from typing import Any
 
 from ._batch_export_destinations import AZURE_BLOB_COMPRESSIONS, S3_COMPRESSIONS, server_error
 
-__all__ = ["INTEGRATION_KINDS", "integration_problem", "redshift_host_problem"]
+__all__ = ["INTEGRATION_KINDS", "host_problem", "integration_problem"]
 
 #: The integration kind each integration-backed destination type needs.
 INTEGRATION_KINDS = {
@@ -48,21 +49,7 @@ def integration_problem(
     pk = destination.get("integration")
     stored = instance["destination"].get("integration") if instance is not None else None
     if kind == "Snowflake":
-        if instance is not None and stored is not None and pk is None:
-            return (
-                "Cannot remove the integration from a Snowflake batch export that uses one. "
-                "Re-send its `integration` to keep it (or a different one to swap)."
-            )
-        if pk is None and instance is None:
-            return "Integration is required for Snowflake batch exports"
-        if pk is not None:
-            if integrations[pk]["kind"] != INTEGRATION_KINDS[kind]:
-                return "Integration is not a Snowflake integration."
-        elif config.get("authentication_type") == "password" and merged.get("password") is None:
-            return "Password is required if authentication type is password"
-        elif config.get("authentication_type") == "keypair" and merged.get("private_key") is None:
-            return "Private key is required if authentication type is key pair"
-        return None
+        return _snowflake_problem(destination, instance, integrations)
     if kind in ("AwsS3", "S3Compatible"):
         if pk is None and "integration" not in destination and instance is not None:
             pk = stored  # a PATCH of config alone keeps the export's integration
@@ -79,19 +66,7 @@ def integration_problem(
         if found != INTEGRATION_KINDS[kind]:
             # PostHog's message names AWS S3 for S3Compatible exports too.
             return f"Integration provided is not an AWS S3 integration (got kind='{found}')"
-        file_format = merged.get("file_format", "JSONLines")
-        if file_format not in S3_COMPRESSIONS:
-            return (
-                f"File format {file_format} is not supported. Supported file formats are "
-                f"{list(S3_COMPRESSIONS)}"
-            )
-        compression = merged.get("compression")
-        if compression and compression not in S3_COMPRESSIONS[file_format]:
-            return (
-                f"Compression {compression} is not supported for file format {file_format}. "
-                f"Supported compressions are {S3_COMPRESSIONS[file_format]}"
-            )
-        return None
+        return _format_problem(merged, S3_COMPRESSIONS)
     if kind == "Postgres":
         if pk is None and instance is None:
             return "Integration is required for Postgres batch exports"
@@ -103,6 +78,33 @@ def integration_problem(
         return "Integration is required for BigQuery batch exports"
     if integrations[pk]["kind"] != INTEGRATION_KINDS[kind]:
         return "Integration is not a Google Cloud service account integration."
+    return None
+
+
+def _snowflake_problem(
+    destination: Mapping[str, Any],
+    instance: Mapping[str, Any] | None,
+    integrations: Mapping[int, Mapping[str, Any]],
+) -> str | None:
+    """
+    Snowflake: an integration on every write (an update that leaves it out keeps the
+    stored one; null removes it: refused), holding the account, user and authentication
+    type, as PostHog's `SnowflakeIntegration()` requires.
+    """
+    pk = destination.get("integration")
+    if pk is None and "integration" not in destination and instance is not None:
+        pk = instance["destination"].get("integration")
+    if pk is None:
+        return "Integration is required for Snowflake batch exports"
+    integration = integrations[pk]
+    if integration["kind"] != INTEGRATION_KINDS["Snowflake"]:
+        return (
+            "Integration provided is not a Snowflake integration "
+            f"(got kind='{integration['kind']}')"
+        )
+    for name in ("account", "user", "authentication_type"):
+        if name not in integration["config"]:
+            return f"Snowflake integration is not valid: '{name}' missing"
     return None
 
 
@@ -133,17 +135,22 @@ def _credentials_integration_problem(
         return None
     if "connection_string" not in integration["sensitive_config"]:
         return "Azure Blob integration is missing required field: 'connection_string'"
+    return _format_problem(merged, AZURE_BLOB_COMPRESSIONS)
+
+
+def _format_problem(merged: Mapping[str, Any], compressions: Mapping[str, list[str]]) -> str | None:
+    """An object-storage destination's file format and compression, against its table."""
     file_format = merged.get("file_format", "JSONLines")
-    if file_format not in AZURE_BLOB_COMPRESSIONS:
+    if file_format not in compressions:
         return (
             f"File format {file_format} is not supported. Supported file formats are "
-            f"{list(AZURE_BLOB_COMPRESSIONS)}"
+            f"{list(compressions)}"
         )
     compression = merged.get("compression")
-    if compression and compression not in AZURE_BLOB_COMPRESSIONS[file_format]:
+    if compression and compression not in compressions[file_format]:
         return (
             f"Compression {compression} is not supported for file format {file_format}. "
-            f"Supported compressions are {AZURE_BLOB_COMPRESSIONS[file_format]}"
+            f"Supported compressions are {compressions[file_format]}"
         )
     return None
 
@@ -311,12 +318,17 @@ def _host_problem(host: Any) -> str | None:
     return None
 
 
-def redshift_host_problem(
+def host_problem(
     destination: Mapping[str, Any],
     merged: Mapping[str, Any],
     integrations: Mapping[int, Mapping[str, Any]],
 ) -> str | None:
-    """The SSRF guard on the host: the sent integration's, else the config's."""
+    """
+    The SSRF guard on a Postgres or Redshift host, PostHog's last destination check: the
+    sent integration's host (a stored one is not looked at), else the merged config's.
+    """
+    if destination["type"] not in ("Postgres", "Redshift"):
+        return None
     pk = destination.get("integration")
     host = integrations[pk]["config"].get("host") if pk is not None else None
     if host is None:

@@ -9,12 +9,13 @@ team lacks) escapes at once, as a 403. Then the object-level `validate()` runs.
 The destination's `integration` (or `integration_id`) is a team-scoped primary key: an
 id the fake's `integrations` lack is DRF's `does_not_exist`. `validate_destination`
 then refuses every write of the legacy `S3` type and requires an integration of the
-right kind: always for AwsS3, S3Compatible, BigQuery, Databricks and AzureBlob (an
-S3-family update that leaves `integration` out keeps the stored one; a Databricks or
-AzureBlob one does not), on create for Postgres, Redshift and Snowflake (exports made
-before integrations keep their inline credentials). A Databricks or AzureBlob integration
-must also hold its credentials; Redshift checks its host (PostHog's SSRF guard, less the
-DNS lookup) and, in COPY mode, its `copy_inputs`.
+right kind: always for AwsS3, S3Compatible, Snowflake, BigQuery, Databricks and AzureBlob
+(an S3-family or Snowflake update that leaves `integration` out keeps the stored one; a
+Databricks or AzureBlob one does not), on create for Postgres and Redshift (exports made
+before integrations keep their inline credentials). A Snowflake, Databricks or AzureBlob
+integration must also hold its credentials; Redshift, in COPY mode, checks its
+`copy_inputs`; last, a Postgres or Redshift host meets PostHog's SSRF guard (less the DNS
+lookup).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from .._converter import parse_datetime
+from ._batch_export_configs import deep_merge, uses_legacy_parquet_extension
 from ._batch_export_destinations import (
     BASE_CONFIG_FIELDS,
     DESTINATIONS,
@@ -32,14 +34,9 @@ from ._batch_export_destinations import (
     ISO_8601,
     MODELS,
     DestinationSpec,
-    deep_merge,
     server_error,
-    uses_legacy_parquet_extension,
 )
-from ._batch_export_integrations import (
-    integration_problem,
-    redshift_host_problem,
-)
+from ._batch_export_integrations import host_problem, integration_problem
 from ._wire import HTTPError, error, validation_error
 
 __all__ = [
@@ -212,7 +209,7 @@ def _destination(
         return None
     existing = instance["destination"]["config"] if instance is not None else {}
     if config.get("legacy_parquet_extension") is True and not uses_legacy_parquet_extension(
-        existing
+        str(kind), existing
     ):
         errors.add("destination", LEGACY_PARQUET_REFUSED)
         return None
@@ -221,8 +218,8 @@ def _destination(
         errors.add("destination", f"Invalid destination URL: {merged['url']}")
         return None
     problem = integration_problem(clean, config, merged, instance, integrations)
-    if problem is None and kind == "Redshift":
-        problem = redshift_host_problem(clean, merged, integrations)
+    if problem is None:
+        problem = host_problem(clean, merged, integrations)
     if problem is not None:
         errors.add("destination", problem)
         return None

@@ -12,14 +12,14 @@ from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from . import _batch_export_logs, _batch_export_runs, _destination_tests
-from ._batch_export_destinations import (
-    DESTINATIONS,
+from ._batch_export_configs import (
     coerce_read_config,
     deep_merge,
     pin_existing_parquet_extension,
     set_default_parquet_extension,
     strip_secrets,
 )
+from ._batch_export_destinations import DESTINATIONS
 from ._batch_export_runs import interval_delta, live_export, new_backfill, present_run
 from ._batch_export_validation import validate_export
 from ._loopback import ServerReply
@@ -49,8 +49,8 @@ class BatchExportsKnobs:
     Destination types the fake knows: S3 (legacy, with inline credentials: still read,
     but every write of it is refused), AwsS3, S3Compatible, Postgres, Redshift, BigQuery,
     Snowflake, Databricks, AzureBlob, HTTP and NoOp. As in PostHog, AwsS3, S3Compatible,
-    BigQuery, Databricks and AzureBlob exports need an integration of the right kind, and
-    so do new Postgres, Redshift and Snowflake ones.
+    Snowflake, BigQuery, Databricks and AzureBlob exports need an integration of the right
+    kind, and so do new Postgres and Redshift ones.
     """
 
     def __init__(self, fake: FakePostHog) -> None:
@@ -175,10 +175,12 @@ class BatchExportsKnobs:
         Add an integration to the team, as connecting one in PostHog's UI does, and return it.
 
         `kind` is PostHog's integration kind: `aws-s3` (AwsS3 exports, and Redshift COPY
-        credentials), `s3-compatible` (S3Compatible), `postgresql` (Postgres),
-        `aws-redshift` (Redshift), `google-cloud-service-account` (BigQuery), `snowflake`
-        (Snowflake), `databricks` (Databricks: `server_hostname` in `config`, `client_id`
-        and `client_secret` in `sensitive_config`), `azure-blob` (AzureBlob:
+        credentials), `s3-compatible` (S3Compatible), `postgresql` (Postgres: its `host`
+        in `config` meets the SSRF guard), `aws-redshift` (Redshift),
+        `google-cloud-service-account` (BigQuery), `snowflake` (Snowflake: `account`,
+        `user` and `authentication_type` in `config`, `password` or `private_key` in
+        `sensitive_config`), `databricks` (Databricks: `server_hostname` in `config`,
+        `client_id` and `client_secret` in `sensitive_config`), `azure-blob` (AzureBlob:
         `connection_string` in `sensitive_config`). Its `id` is what a destination's
         `integration` names. `config` and `sensitive_config` (the credentials) join a
         destination test's config, as PostHog merges them; neither is ever returned.

@@ -242,6 +242,7 @@ async def test_update_patches_only_what_is_given_and_deep_merges_config(
         "bucket_name": "events",
         "region": "eu-west-1",
         "prefix": "v2/",
+        "legacy_parquet_extension": False,  # set on create: new exports write `.parquet`
     }
     # Keys the PATCH does not mention survive, and so does the integration it leaves out.
     assert fake.batch_exports[export.id]["destination"]["config"]["region"] == "eu-west-1"

@@ -174,31 +174,43 @@ def test_standalone_server_prints_its_url_and_key() -> None:
 
 
 def test_standalone_server_seeds_integrations() -> None:
-    """`--integration aws-s3` adds one and prints its id: AwsS3 exports can be created."""
-    seed = ["--integration", "aws-s3", "--integration", "postgresql"]
-    with _standalone(*seed, lines=5) as values:
-        destination = {
-            "type": "AwsS3",
-            "config": {"bucket_name": "b", "region": "eu-west-1", "prefix": "p/"},
-            "integration": int(values["POSTHOG_INTEGRATION_AWS_S3"]),
-        }
-        body = json.dumps({"name": "e", "interval": "hour", "destination": destination})
-        request = urllib.request.Request(
-            values["POSTHOG_HOST"] + "/api/environments/1/batch_exports/",
-            data=body.encode(),
-            headers={
-                "Authorization": f"Bearer {values['POSTHOG_PERSONAL_API_KEY']}",
-                "Content-Type": "application/json",
+    """
+    `--integration aws-s3` adds one and prints its id: AwsS3 exports can be created. A
+    seeded snowflake one holds the account, user and authentication type PostHog checks.
+    """
+    seed = ["--integration", "aws-s3", "--integration", "postgresql", "--integration", "snowflake"]
+    created = []
+    with _standalone(*seed, lines=6) as values:
+        for destination in (
+            {
+                "type": "AwsS3",
+                "config": {"bucket_name": "b", "region": "eu-west-1", "prefix": "p/"},
+                "integration": int(values["POSTHOG_INTEGRATION_AWS_S3"]),
             },
-        )
-        direct = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # loopback
-        with direct.open(request, timeout=10) as response:
-            created = json.loads(response.read())
-    assert ("1", "2") == (
+            {
+                "type": "Snowflake",
+                "config": {"database": "d", "warehouse": "w", "schema": "s"},
+                "integration": int(values["POSTHOG_INTEGRATION_SNOWFLAKE"]),
+            },
+        ):
+            body = json.dumps({"name": "e", "interval": "hour", "destination": destination})
+            request = urllib.request.Request(
+                values["POSTHOG_HOST"] + "/api/environments/1/batch_exports/",
+                data=body.encode(),
+                headers={
+                    "Authorization": f"Bearer {values['POSTHOG_PERSONAL_API_KEY']}",
+                    "Content-Type": "application/json",
+                },
+            )
+            direct = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # loopback
+            with direct.open(request, timeout=10) as response:
+                created.append(json.loads(response.read()))
+    assert ("1", "2", "3") == (
         values["POSTHOG_INTEGRATION_AWS_S3"],
         values["POSTHOG_INTEGRATION_POSTGRESQL"],
+        values["POSTHOG_INTEGRATION_SNOWFLAKE"],
     )
-    assert 1 == created["destination"]["integration"]
+    assert [1, 3] == [c["destination"]["integration"] for c in created]
 
 
 def test_the_command_lines_integration_kinds_are_the_fakes() -> None:

@@ -413,6 +413,42 @@ async def test_redshift_integration_host_is_the_one_checked(
     assert (await create(ph, destination))["destination"]["config"]["host"] == "10.0.0.1"
 
 
+async def test_postgres_hosts_pass_the_same_ssrf_guard(
+    fake: FakePostHog, ph: aposthog.Client
+) -> None:
+    """
+    PostHog guards a Postgres host as a Redshift one: the sent postgresql integration's
+    host first, else the config's (an export from before integrations keeps its own).
+    """
+    config = {"database": "analytics"}
+    for host, detail in (
+        ("169.254.169.254", UNREACHABLE),
+        ("10.0.0.1", UNREACHABLE),
+        ("db.internal", UNREACHABLE),
+        ("postgres://db.example.com:5432", INVALID),
+    ):
+        pk = fake.add_integration("postgresql", config={"host": host, "port": 5432})["id"]
+        destination = {"type": "Postgres", "config": config, "integration": pk}
+        assert await create_refused(ph, destination) == destination_error(detail)
+
+    pk = fake.add_integration("postgresql", config={"host": "db.example.com"})["id"]
+    destination = {"type": "Postgres", "config": config, "integration": pk}
+    created = await create(ph, destination)
+    # An export whose credentials are inline: its merged config's host is the one checked.
+    fake.batch_exports[created["id"]]["destination"].update(
+        config={**config, "host": "db.example.com", "user": "u", "password": "p"},
+        integration=None,
+    )
+    patch = {"destination": {"type": "Postgres", "config": {"host": "127.0.0.1"}}}
+    assert await refused(ph, "PATCH", created["id"], json=patch) == destination_error(UNREACHABLE)
+    patch = {"destination": {"type": "Postgres", "config": {"port": 5433}}}
+    assert (await raw(ph, "PATCH", created["id"], json=patch))["destination"]["config"] == {
+        **config,
+        "host": "db.example.com",
+        "port": 5433,
+    }
+
+
 async def test_redshift_copy_inputs(fake: FakePostHog, ph: aposthog.Client) -> None:
     """COPY mode needs its staging inputs; credentials inline or as aws-s3 integration ids."""
     full = {

@@ -45,7 +45,11 @@ def integrations(fake: FakePostHog) -> None:
         "s3-compatible", config={"endpoint_url": "https://r2.example.com"}, sensitive_config=keys
     )
     fake.add_integration("google-cloud-service-account")
-    fake.add_integration("snowflake", config={"account": "acme", "user": "posthog"})
+    fake.add_integration(
+        "snowflake",
+        config={"account": "acme", "user": "posthog", "authentication_type": "password"},
+        sensitive_config={"password": "hunter2"},
+    )
     assert sorted(fake.integrations) == [1, 2, 3, 4, 5]
 
 
@@ -583,7 +587,8 @@ async def test_the_integration_must_exist(ph: aposthog.Client) -> None:
             "Snowflake",
             {"database": "db", "warehouse": "wh", "schema": "s"},
             GCP_INTEGRATION,
-            "Integration is not a Snowflake integration.",
+            "Integration provided is not a Snowflake integration "
+            "(got kind='google-cloud-service-account')",
         ),
     ],
 )
@@ -653,48 +658,200 @@ async def test_s3_family_input_checks(ph: aposthog.Client) -> None:
     )
 
 
-async def test_updates_keep_or_drop_the_integration_as_posthog_does(
+LEGACY_PARQUET_REFUSED = (
+    "'legacy_parquet_extension' can only stay on for an export that already writes the "
+    "compression codec into its Parquet file names. It cannot be turned on for a new "
+    "export, or turned back on once an export moved to the standard '.parquet' extension."
+)
+
+
+@pytest.mark.parametrize(
+    ("kind", "integration"), [("AwsS3", AWS_INTEGRATION), ("S3Compatible", R2_INTEGRATION)]
+)
+async def test_s3_family_parquet_file_names(
+    fake: FakePostHog, ph: aposthog.Client, kind: str, integration: int
+) -> None:
+    """New exports write `.parquet`; only an export already on codec names may keep them."""
+    base = {"type": kind, "integration": integration}
+    parquet = {**S3_CONFIG, "file_format": "Parquet", "compression": "zstd"}
+    for flag in (True, "true"):
+        error = await bad_request(
+            ph,
+            "POST",
+            json={
+                "name": "x",
+                "interval": "hour",
+                "destination": {**base, "config": {**parquet, "legacy_parquet_extension": flag}},
+            },
+        )
+        assert (error.attr, error.detail) == ("destination", LEGACY_PARQUET_REFUSED)
+    created = await create(ph, destination={**base, "config": parquet})
+    assert created["destination"]["config"] == {**parquet, "legacy_parquet_extension": False}
+    turn_on = {"destination": {**base, "config": {"legacy_parquet_extension": True}}}
+    error = await bad_request(ph, "PATCH", created["id"], json=turn_on)
+    assert error.detail == LEGACY_PARQUET_REFUSED
+
+    # An export from before the setting, already writing `.parquet.zst`, keeps its names,
+    # even when its stored value reads back as PostHog's encrypted field stores it.
+    stored = fake.batch_exports[created["id"]]["destination"]
+    del stored["config"]["legacy_parquet_extension"]
+    patched = await raw(ph, "PATCH", created["id"], json=turn_on)
+    assert patched["destination"]["config"]["legacy_parquet_extension"] is True
+    stored["config"]["legacy_parquet_extension"] = "False"
+    error = await bad_request(ph, "PATCH", created["id"], json=turn_on)
+    assert error.detail == LEGACY_PARQUET_REFUSED
+    # One on JSON Lines is pinned to the new names before an update moves it to Parquet.
+    stored["config"] = dict(S3_CONFIG)
+    to_parquet = {
+        "destination": {**base, "config": {"file_format": "Parquet", "compression": "lz4"}}
+    }
+    patched = await raw(ph, "PATCH", created["id"], json=to_parquet)
+    assert patched["destination"]["config"]["legacy_parquet_extension"] is False
+
+
+async def test_snowflake_needs_a_complete_integration_on_every_write(
     fake: FakePostHog, ph: aposthog.Client
 ) -> None:
     """
-    S3 family: left out, the stored integration stays; null is refused. Snowflake: it must
-    be re-sent. BigQuery: every destination write names one. Postgres and Snowflake
-    exports made before integrations stay editable without one.
+    Snowflake credentials live only in a snowflake integration holding the account, user
+    and authentication type; an export from before integrations must adopt one to change.
     """
-    s3 = await create(
-        ph, destination={"type": "AwsS3", "config": S3_CONFIG, "integration": AWS_INTEGRATION}
-    )
-    patched = await raw(
-        ph, "PATCH", s3["id"], json={"destination": {"type": "AwsS3", "config": {"prefix": "v2"}}}
-    )
-    assert patched["destination"]["integration"] == AWS_INTEGRATION
-    error = await bad_request(
-        ph,
-        "PATCH",
-        s3["id"],
-        json={"destination": {"type": "AwsS3", "config": {}, "integration": None}},
-    )
-    assert error.detail == "Integration is required for AwsS3 batch exports"
+    config = {"database": "db", "warehouse": "wh", "schema": "s"}
+    body = {"name": "x", "interval": "hour"}
+    inline = {"account": "acme", "user": "u", "password": "p", "authentication_type": "password"}
+    destination = {"type": "Snowflake", "config": {**config, **inline}}
+    for integration in (None, SNOWFLAKE_INTEGRATION):
+        error = await bad_request(
+            ph, "POST", json={**body, "destination": {**destination, "integration": integration}}
+        )
+        assert (error.attr, error.detail) == (
+            "destination__non_field_errors",
+            "Configuration has unknown field/s: "
+            "'account', 'authentication_type', 'password', 'user'",
+        )
+    for integration_config, missing in (
+        ({"user": "u", "authentication_type": "keypair"}, "account"),
+        ({"account": "acme", "authentication_type": "keypair"}, "user"),
+        ({"account": "acme", "user": "u"}, "authentication_type"),
+    ):
+        pk = fake.add_integration("snowflake", config=integration_config)["id"]
+        destination = {"type": "Snowflake", "config": config, "integration": pk}
+        error = await bad_request(ph, "POST", json={**body, "destination": destination})
+        assert (error.attr, error.detail) == (
+            "destination",
+            f"Snowflake integration is not valid: '{missing}' missing",
+        )
 
-    snowflake = {"database": "db", "warehouse": "wh", "schema": "s"}
     created = await create(
         ph,
-        destination={
-            "type": "Snowflake",
-            "config": snowflake,
-            "integration": SNOWFLAKE_INTEGRATION,
-        },
+        destination={"type": "Snowflake", "config": config, "integration": SNOWFLAKE_INTEGRATION},
     )
+    fake.batch_exports[created["id"]]["destination"] = {
+        "type": "Snowflake",
+        "config": {**config, **inline},
+        "integration": None,
+    }
     error = await bad_request(
         ph,
         "PATCH",
         created["id"],
         json={"destination": {"type": "Snowflake", "config": {"schema": "t"}}},
     )
-    assert error.detail == (
-        "Cannot remove the integration from a Snowflake batch export that uses one. "
-        "Re-send its `integration` to keep it (or a different one to swap)."
+    assert error.detail == "Integration is required for Snowflake batch exports"
+    adopted = await raw(
+        ph,
+        "PATCH",
+        created["id"],
+        json={
+            "destination": {
+                "type": "Snowflake",
+                "config": {"schema": "t"},
+                "integration_id": SNOWFLAKE_INTEGRATION,
+            }
+        },
     )
+    assert adopted["destination"]["integration"] == SNOWFLAKE_INTEGRATION
+    assert adopted["destination"]["config"] == {
+        **config,
+        "schema": "t",
+        "account": "acme",  # an old inline config is merged into, never cleaned
+        "authentication_type": "password",
+    }
+
+
+async def test_responses_restore_declared_types(fake: FakePostHog, ph: aposthog.Client) -> None:
+    """
+    Every response turns text back into the bool or int a field is declared as, Optional
+    ints included: PostHog's encrypted config stores every scalar as text.
+    """
+    aws = {"type": "AwsS3", "integration": AWS_INTEGRATION}
+    created = await create(
+        ph, destination={**aws, "config": {**S3_CONFIG, "max_file_size_mb": "64"}}
+    )
+    assert created["destination"]["config"]["max_file_size_mb"] == 64
+    pg = await create(
+        ph, destination={**POSTGRES, "config": {**POSTGRES["config"], "port": "5433"}}
+    )
+    assert pg["destination"]["config"]["port"] == 5433
+
+    r2 = await create(
+        ph, destination={"type": "S3Compatible", "config": S3_CONFIG, "integration": R2_INTEGRATION}
+    )
+    fake.batch_exports[r2["id"]]["destination"]["config"] = {
+        **S3_CONFIG,
+        "use_virtual_style_addressing": "True",
+        "legacy_parquet_extension": "false",
+        "max_file_size_mb": "1_000",
+        "compression": "100",  # declared `str | None`: left alone
+        "team_id": "1",
+        "is_backfill": "yes",  # only "true" reads as True
+    }
+    export = await raw(ph, "GET", r2["id"])
+    assert export["destination"]["config"] == {
+        **S3_CONFIG,
+        "use_virtual_style_addressing": True,
+        "legacy_parquet_extension": False,
+        "max_file_size_mb": 1000,
+        "compression": "100",
+        "team_id": 1,
+        "is_backfill": False,
+    }
+    # Text that is no int stays text; the retired `S3` type is read back as stored.
+    fake.batch_exports[created["id"]]["destination"]["config"]["max_file_size_mb"] = "big"
+    assert (await raw(ph, "GET", created["id"]))["destination"]["config"]["max_file_size_mb"] == (
+        "big"
+    )
+    legacy = await legacy_s3_export(fake, ph)
+    fake.batch_exports[legacy]["destination"]["config"]["max_file_size_mb"] = "64"
+    assert (await raw(ph, "GET", legacy))["destination"]["config"]["max_file_size_mb"] == "64"
+
+
+async def test_updates_keep_or_drop_the_integration_as_posthog_does(
+    fake: FakePostHog, ph: aposthog.Client
+) -> None:
+    """
+    S3 family and Snowflake: left out, the stored integration stays; null is refused.
+    BigQuery: every destination write names one. Postgres exports made before integrations
+    stay editable without one; Snowflake ones no longer are.
+    """
+    for kind, config, integration in (
+        ("AwsS3", S3_CONFIG, AWS_INTEGRATION),
+        ("Snowflake", {"database": "db", "warehouse": "wh", "schema": "s"}, SNOWFLAKE_INTEGRATION),
+    ):
+        created = await create(
+            ph, destination={"type": kind, "config": config, "integration": integration}
+        )
+        patched = await raw(
+            ph, "PATCH", created["id"], json={"destination": {"type": kind, "config": {}}}
+        )
+        assert patched["destination"]["integration"] == integration
+        error = await bad_request(
+            ph,
+            "PATCH",
+            created["id"],
+            json={"destination": {"type": kind, "config": {}, "integration": None}},
+        )
+        assert error.detail == f"Integration is required for {kind} batch exports"
 
     created = await create(
         ph,
@@ -718,23 +875,6 @@ async def test_updates_keep_or_drop_the_integration_as_posthog_does(
         ph, "PATCH", legacy["id"], json={"destination": {"type": "Postgres", "config": {}}}
     )
     assert patched["destination"]["integration"] is None
-    fake.batch_exports[created["id"]]["destination"] = {
-        "type": "Snowflake",
-        "config": {**snowflake, "account": "a", "user": "u", "password": "p"},
-        "integration": None,
-    }
-    error = await bad_request(
-        ph,
-        "PATCH",
-        created["id"],
-        json={
-            "destination": {
-                "type": "Snowflake",
-                "config": {"authentication_type": "keypair"},
-            }
-        },
-    )
-    assert error.detail == "Private key is required if authentication type is key pair"
 
 
 async def test_the_integration_lends_its_credentials_to_destination_tests(
