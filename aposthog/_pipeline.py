@@ -117,6 +117,9 @@ class Pipeline:
         self.throttle = throttle
         self.closed = False
         self.streams: weakref.WeakSet[Any] = weakref.WeakSet()
+        #: The conversations known to be `deep_research` (PostHog counts every message to
+        #: one, and every re-attach, in its research windows): kept by `ph.conversations`.
+        self.research_conversations: dict[str, None] = {}
         #: The `max_concurrency` slots every attempt holds one of.
         self.slots = Slots(max_concurrency)
         # Only the header value is kept: a `Secret`, shown as '<redacted>' in any repr.

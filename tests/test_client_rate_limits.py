@@ -125,6 +125,59 @@ async def test_research_mode_counts_in_its_own_windows(fake: FakePostHog) -> Non
     assert 0 == fake.status_counts[429]
 
 
+async def test_a_message_to_a_research_conversation_counts_as_research(fake: FakePostHog) -> None:
+    fake.throttles.ai_research_burst = Rate(1, per=0.5)
+    limits = fake.throttles.rate_limits(margin=0.05)
+    async with fake.client(rate_limits=limits, max_retries=0) as ph:
+        fake.script_answer("deep")
+        first = ph.conversations.create("dig", agent_mode="research")
+        await first.until_done()
+        research = ph._api.pipeline.research_conversations
+        assert [first.conversation_id] == list(research)
+        # PostHog counts it in the research windows (the conversation is `deep_research`):
+        # the client waits for them rather than meet the 429.
+        started = time.monotonic()
+        fake.script_answer("deeper")
+        await ph.conversations.create("more", conversation=first.conversation_id).until_done()
+        assert time.monotonic() - started >= 0.4
+        # That message made it a chat: the next one counts in the AI windows.
+        assert fake.conversations[first.conversation_id].type == "assistant"
+        assert [] == list(research)
+        fake.script_answer("chat")
+        await ph.conversations.create("again", conversation=first.conversation_id).until_done()
+    assert 0 == fake.status_counts[429]
+
+
+async def test_a_research_conversation_fetched_counts_as_research(fake: FakePostHog) -> None:
+    seeded = fake.seed_conversation(type="deep_research")
+    fake.throttles.ai_research_burst = Rate(1, per=0.5)
+    limits = fake.throttles.rate_limits(margin=0.05)
+    async with fake.client(rate_limits=limits, max_retries=0) as ph:
+        fake.script_answer("deep")
+        await ph.conversations.create("dig", agent_mode="research").until_done()
+        conversation = await ph.conversations.get(seeded.id)
+        assert aposthog.ConversationType.DEEP_RESEARCH == conversation.type
+        started = time.monotonic()
+        fake.script_answer("deeper")
+        await ph.conversations.create("more", conversation=seeded.id).until_done()
+        assert time.monotonic() - started >= 0.4  # waited for the research window
+        # A conversation fetched as a chat is one; views share what the client knows.
+        other = ph.with_options(timeout=5)
+        research = other._api.pipeline.research_conversations
+        await other.conversations.get(seeded.id)
+        assert seeded.id not in research  # the message made it a chat
+        again = fake.seed_conversation(type="deep_research")
+        await other.conversations.get(again.id)
+        assert again.id in research
+        # An attach counts in the research windows too: it waits for them, then meets the
+        # idle conversation's 400 (not a 429).
+        with pytest.raises(aposthog.BadRequestError):
+            await other.conversations.stream(again.id).until_done()
+        await other.conversations.delete(again.id)
+        assert again.id not in research
+    assert 0 == fake.status_counts[429]
+
+
 async def test_a_429_from_another_program_teaches_the_limiter(fake: FakePostHog) -> None:
     fake.throttles.rate_limit_enabled = True
     fake.throttles.burst = Rate(10, per=2)

@@ -9,9 +9,10 @@ from typing import Any
 from .. import _routes as routes
 from .._client import NOT_GIVEN, NotGiven
 from .._errors import ResponseDecodeError
+from .._http import segment
 from .._pagination import AsyncPaginator
 from .._streaming import ConversationStream
-from ..models.conversations import AgentMode, Conversation, ConversationSummary
+from ..models.conversations import AgentMode, Conversation, ConversationSummary, ConversationType
 from ._base import Resource, check_paging, check_str
 from ._checks import (
     check_bool,
@@ -33,6 +34,8 @@ MAX_APPEND_LENGTH = 10000
 Timeout = float | None | NotGiven
 ConversationId = str | uuid.UUID
 _AGENT_MODES = tuple(mode.value for mode in AgentMode)
+#: How many research conversations a client remembers (the least recently seen go first).
+RESEARCH_CONVERSATIONS_KEPT = 4096
 
 
 def _content(content: Any, *, limit: int) -> str:
@@ -82,6 +85,19 @@ class Conversations(Resource):
 
     __slots__ = ()
 
+    def _note_research(self, conversation_id: str, research: bool) -> None:
+        # Shared by every `with_options()` view, as the rate limits are.
+        known = self._api.pipeline.research_conversations
+        known.pop(conversation_id, None)
+        if research:
+            known[conversation_id] = None
+            if len(known) > RESEARCH_CONVERSATIONS_KEPT:
+                del known[next(iter(known))]  # the least recently seen
+
+    def _bucket(self, conversation_id: str, *, requested: bool) -> str:
+        known = conversation_id in self._api.pipeline.research_conversations
+        return "ai_research" if requested or known else "ai"
+
     def list(
         self, *, limit: int | None = None, offset: int | None = None, timeout: Timeout = NOT_GIVEN
     ) -> AsyncPaginator[ConversationSummary]:
@@ -109,9 +125,13 @@ class Conversations(Resource):
         `NotFoundError` until PostHog has generated its title (a few seconds after the
         first answer starts), and for deleted conversations.
         """
-        return await self._api.fetch(
+        conversation: Conversation = await self._api.fetch(
             Conversation, routes.CONVERSATION_GET, uuid_segment("id", id), timeout=timeout
         )
+        if conversation.type is not None:
+            research = conversation.type == ConversationType.DEEP_RESEARCH
+            self._note_research(conversation.id, research)
+        return conversation
 
     def create(
         self,
@@ -138,7 +158,10 @@ class Conversations(Resource):
                 a conversation without a new message: with `resume_payload`, or see `stream()`.
             conversation: the id of a conversation to continue; None starts a new one (its
                 UUID is minted here: `stream.conversation_id`).
-            agent_mode: an `AgentMode` or any mode string PostHog knows.
+            agent_mode: an `AgentMode` or any mode string PostHog knows. PostHog counts a
+                message in research mode, or to a `deep_research` conversation (one this
+                client created in research mode or fetched), in its research rate
+                windows; the client waits for those.
             contextual_tools: passed to PostHog as it is.
             ui_context: what the user is looking at, a JSON object (PostHog's `MaxUIContext`:
                 `dashboards`, `insights`, `events`, `actions`, `error_tracking_issues`,
@@ -187,8 +210,18 @@ class Conversations(Resource):
             body["deep_research_mode"] = True
         if resume_payload is not None:
             body["resume_payload"] = _json_object("resume_payload", resume_payload)
-        # PostHog AI counts research runs in windows of their own (reference §1.6).
-        research = body.get("agent_mode") == "research" or deep_research_mode
+        # PostHog AI counts research runs in windows of their own (reference §1.6): a
+        # message in research mode, or any request to a `deep_research` conversation.
+        requested = body.get("agent_mode") == "research"
+        bucket = self._bucket(conversation_id, requested=requested or deep_research_mode)
+        if requested:
+            # A new conversation is created `deep_research` (an existing one keeps its type:
+            # counting it as research errs toward the stricter windows).
+            self._note_research(conversation_id, True)
+        elif content is not None and resume_payload is None:
+            # A new message turns an idle research conversation into a chat (this message
+            # still counts as research).
+            self._note_research(conversation_id, False)
         return ConversationStream(
             self._api,
             conversation_id=conversation_id,
@@ -196,7 +229,7 @@ class Conversations(Resource):
             trace_id=_uuid("trace_id", trace_id),
             session_id=session_id,
             max_reattach_attempts=_reattaches(max_reattach_attempts),
-            bucket="ai_research" if research else "ai",
+            bucket=bucket,
         )
 
     def stream(
@@ -233,6 +266,7 @@ class Conversations(Resource):
             trace_id=str(uuid.uuid4()),
             session_id=session_id,
             max_reattach_attempts=_reattaches(max_reattach_attempts),
+            bucket=self._bucket(conversation_id, requested=False),
         )
 
     async def append_message(
@@ -270,6 +304,8 @@ class Conversations(Resource):
 
     async def delete(self, id: ConversationId, *, timeout: Timeout = NOT_GIVEN) -> None:
         """Delete a conversation (PostHog keeps it, flagged deleted: it is gone from the API)."""
+        conversation_id = uuid_id("id", id)
         await self._api.request_json(
-            routes.CONVERSATION_DELETE, uuid_segment("id", id), timeout=timeout
+            routes.CONVERSATION_DELETE, segment(conversation_id, name="id"), timeout=timeout
         )
+        self._note_research(conversation_id, False)
