@@ -296,7 +296,8 @@ class Conversations(Resource):
         """
         Stop the conversation's running generation. Idempotent: an idle one stays idle.
 
-        PostHog refuses this action to scoped personal API keys (`PermissionDeniedError`).
+        PostHog refuses this action to scoped personal API keys (`PermissionDeniedError`),
+        and answers `UnprocessableEntityError` (422) when it fails to stop the run.
         """
         await self._api.request_json(
             routes.CONVERSATION_CANCEL, uuid_segment("id", id), timeout=timeout
