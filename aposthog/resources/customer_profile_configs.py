@@ -126,7 +126,12 @@ class CustomerProfileConfigs(Resource):
         sidebar: JSONArg = None,
         timeout: Timeout = NOT_GIVEN,
     ) -> CustomerProfileConfig:
-        """Replace the whole config (PUT): fields left out become `{}`."""
+        """
+        Replace the whole config (PUT): `content` and `sidebar` left out become `{}`.
+
+        They are sent as null, which PostHog stores as `{}`: PostHog's PUT itself keeps a
+        field the body leaves out, so this method always sends all three.
+        """
         body = _body(scope=scope, content=content, sidebar=sidebar)
         return await self._api.fetch(
             CustomerProfileConfig,

@@ -1,4 +1,8 @@
-"""FakePostHog's customer profile configs, as `CustomerProfileConfigViewSet` behaves."""
+"""
+FakePostHog's customer profile configs, as PostHog's newest `CustomerProfileConfigViewSet`
+behaves (`products/customer_analytics/backend/presentation/views/views.py`, which reaches
+the data through the product's facade).
+"""
 
 from __future__ import annotations
 
@@ -8,11 +12,11 @@ from typing import TYPE_CHECKING, Any
 from ._loopback import ServerReply
 from ._wire import (
     FakeRequest,
+    HTTPError,
     Route,
     empty,
     iso,
     json_reply,
-    not_found,
     now,
     offset_page,
     validation_error,
@@ -24,15 +28,27 @@ if TYPE_CHECKING:
 __all__ = ["ROUTES"]
 
 SCOPES = ("person", "group_0", "group_1", "group_2", "group_3", "group_4")
-_FIELDS = ("scope", "content", "sidebar")
+
+
+def _not_found() -> HTTPError:
+    # The view returns this body itself (`Response({"detail": "Not found."}, 404)`): it never
+    # reaches drf-exceptions-hog, so there is no `type`, `code` or `attr`.
+    return HTTPError(json_reply(404, {"detail": "Not found."}))
 
 
 def _validate(body: dict[str, Any], *, partial: bool) -> dict[str, Any]:
-    """The serializer's checks, in field order; the first error wins (drf-exceptions-hog)."""
+    """
+    The serializer's checks, in field order (scope, content, sidebar); the first error wins
+    (drf-exceptions-hog). The result holds only the fields the body sent: the view writes
+    no others, on PUT as on PATCH.
+    """
     clean: dict[str, Any] = {}
     if "scope" in body:
         scope = body["scope"]
-        if not isinstance(scope, (str, int, float)) or str(scope) not in SCOPES:
+        if scope is None:
+            raise validation_error("This field may not be null.", attr="scope", code="null")
+        # DRF's ChoiceField looks the value up by str(): "person" only, never 1 or ["person"].
+        if str(scope) not in SCOPES:
             raise validation_error(
                 f'"{scope}" is not a valid choice.', attr="scope", code="invalid_choice"
             )
@@ -52,11 +68,26 @@ def _validate(body: dict[str, Any], *, partial: bool) -> dict[str, Any]:
     return clean
 
 
-def _get(fake: FakePostHog, request: FakeRequest) -> dict[str, Any]:
-    config = fake.customer_profile_configs.get(request.params["id"])
-    if config is None:
-        raise not_found()
-    return config
+def _as_uuid(text: str) -> uuid.UUID | None:
+    # Django's UUIDField reads the pk with uuid.UUID(hex=...): any case, with or without
+    # hyphens, braces or a `urn:uuid:` prefix. Anything else is a 404, like an unknown id.
+    try:
+        return uuid.UUID(hex=text)
+    except ValueError:
+        return None
+
+
+def _key(fake: FakePostHog, request: FakeRequest) -> str:
+    """The stored config's key for the path's id, or PostHog's bare 404."""
+    wanted = _as_uuid(request.params["id"])
+    if wanted is None:
+        raise _not_found()
+    if str(wanted) in fake.customer_profile_configs:
+        return str(wanted)
+    for key in fake.customer_profile_configs:
+        if _as_uuid(key) == wanted:
+            return key
+    raise _not_found()
 
 
 async def _list(fake: FakePostHog, request: FakeRequest) -> ServerReply:
@@ -81,25 +112,22 @@ async def _create(fake: FakePostHog, request: FakeRequest) -> ServerReply:
 
 
 async def _retrieve(fake: FakePostHog, request: FakeRequest) -> ServerReply:
-    return json_reply(200, _get(fake, request))
+    return json_reply(200, fake.customer_profile_configs[_key(fake, request)])
 
 
 async def _update(fake: FakePostHog, request: FakeRequest) -> ServerReply:
-    config = _get(fake, request)
-    partial = request.method == "PATCH"
-    clean = _validate(request.body(), partial=partial)
-    if not partial:
-        # PUT replaces: JSON fields left out fall back to their default, {}.
-        clean.setdefault("content", {})
-        clean.setdefault("sidebar", {})
+    # The body is checked before the id is looked up: a bad body is a 400 even for an
+    # unknown id. PUT differs from PATCH only in requiring `scope`; a field the body leaves
+    # out keeps its value either way (`_profile_config_write_fields`).
+    clean = _validate(request.body(), partial=request.method == "PATCH")
+    config = fake.customer_profile_configs[_key(fake, request)]
     config.update(clean)
-    config["updated_at"] = iso(now())
+    config["updated_at"] = iso(now())  # saved even when nothing changed
     return json_reply(200, config)
 
 
 async def _destroy(fake: FakePostHog, request: FakeRequest) -> ServerReply:
-    _get(fake, request)
-    del fake.customer_profile_configs[request.params["id"]]
+    del fake.customer_profile_configs[_key(fake, request)]
     return empty(204)
 
 

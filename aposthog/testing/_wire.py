@@ -92,7 +92,14 @@ class HTTPError(Exception):
 def validation_error(
     detail: str, *, attr: str | None = None, code: str = "invalid_input"
 ) -> HTTPError:
-    """A 400 validation error, ready to raise."""
+    """
+    A 400 validation error, ready to raise, as drf-exceptions-hog renders it: a top-level
+    non-field error has no `attr`, and DRF's `invalid` code reads `invalid_input`.
+    """
+    if attr in ("non_field_errors", "__all__"):
+        attr = None
+    if code == "invalid":
+        code = "invalid_input"
     return HTTPError(error(400, "validation_error", code, detail, attr))
 
 
@@ -153,7 +160,6 @@ class FakeRequest:
             raise validation_error(
                 f"Invalid data. Expected a dictionary, but got {type(data).__name__}.",
                 attr="non_field_errors",
-                code="invalid",
             )
         return data
 

@@ -115,3 +115,26 @@ async def test_scoped_keys(fake: FakePostHog) -> None:
         with pytest.raises(aposthog.PermissionDeniedError) as info:
             await ph.customer_profile_configs.create(scope="person")
     assert "API key missing required scope 'customer_profile_config:write'" == info.value.detail
+
+
+async def test_replace_clears_what_it_leaves_out(fake: FakePostHog, ph: aposthog.Client) -> None:
+    """PostHog's PUT keeps omitted fields, so replace() sends content/sidebar as null ({})."""
+    created = await ph.customer_profile_configs.create(
+        scope="person", content={"a": 1}, sidebar=[1]
+    )
+    replaced = await ph.customer_profile_configs.replace(created.id, scope="group_1", sidebar=[2])
+    assert {"scope": "group_1", "content": None, "sidebar": [2]} == fake.requests[-1].json()
+    assert ("group_1", {}, [2]) == (replaced.scope, replaced.content, replaced.sidebar)
+
+
+@pytest.mark.parametrize("method", ["get", "update", "replace", "delete"])
+async def test_a_missing_id_is_not_found_with_posthogs_bare_body(
+    ph: aposthog.Client, method: str
+) -> None:
+    """The view answers {"detail": "Not found."} itself: the error has a detail and no code."""
+    call = getattr(ph.customer_profile_configs, method)
+    kwargs = {"scope": "person"} if method == "replace" else {}
+    with pytest.raises(aposthog.NotFoundError) as info:
+        await call(MISSING, **kwargs)
+    assert ("Not found.", None, None) == (info.value.detail, info.value.code, info.value.type)
+    assert {"detail": "Not found."} == info.value.body

@@ -112,6 +112,27 @@ async def test_bad_json_is_a_parse_error(fake: FakePostHog) -> None:
     assert b'"code":"parse_error"' in body
 
 
+@pytest.mark.parametrize("path", ["customer_profile_configs/", "batch_exports/"])
+async def test_a_body_that_is_not_an_object_is_a_non_field_error(
+    fake: FakePostHog, path: str
+) -> None:
+    """drf-exceptions-hog shows DRF's non-field `invalid` error without attr, as `invalid_input`."""
+    status, _, body = await _raw(
+        fake,
+        "POST",
+        f"/api/environments/1/{path}",
+        data=b"[1, 2]",
+        headers={"Authorization": f"Bearer {fake.api_key}", "Content-Type": "application/json"},
+    )
+    assert 400 == status
+    assert {
+        "type": "validation_error",
+        "code": "invalid_input",
+        "detail": "Invalid data. Expected a dictionary, but got list.",
+        "attr": None,
+    } == json.loads(body)
+
+
 async def test_star_scope_and_legacy_keys(fake: FakePostHog) -> None:
     """A `*` key may write; a key with another object's scope may not read."""
     star = fake.add_key(scopes=["*"])
