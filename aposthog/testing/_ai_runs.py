@@ -309,6 +309,7 @@ def build_run(
     human_id: str | None,
     trace_id: str,
     conversation: Callable[[str | None], dict[str, Any]] | None,
+    ui_context: Any = None,
 ) -> Run:
     """
     Lay out a run the way PostHog streams one (reference §3.5).
@@ -331,7 +332,14 @@ def build_run(
         # Sent with the echo at once: PostHog has created and stored both before it streams.
         add("conversation", conversation_json(conversation(None)), advance=False)
     if content is not None and human_id is not None:
-        human = {"type": "human", "content": content, "id": human_id, "trace_id": trace_id}
+        human: dict[str, Any] = {
+            "type": "human",
+            "content": content,
+            "id": human_id,
+            "trace_id": trace_id,
+        }
+        if ui_context is not None:  # pydantic's dump leaves out only what is None
+            human["ui_context"] = ui_context
         add("message", message_json(human), final=human)
     for name, data in script.raw_events:
         add(name, data)

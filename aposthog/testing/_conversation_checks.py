@@ -63,6 +63,7 @@ class MessageBody:
     agent_mode: str | None
     is_sandbox: bool
     resume_payload: Any
+    ui_context: Any = None  # the message's, kept on the human message PostHog stores
 
 
 def _uuid(body: dict[str, Any], name: str) -> str:
@@ -158,9 +159,10 @@ def validate_message(body: dict[str, Any]) -> MessageBody:
             attr="contextual_tools",
             code="not_a_dict",
         )
-    # A JSONField without allow_null: any JSON but null.
-    if "ui_context" in body and body["ui_context"] is None:
-        raise validation_error("This field may not be null.", attr="ui_context", code="null")
+    # JSONFields without allow_null: any JSON but null.
+    for name in ("ui_context", "billing_context"):
+        if name in body and body[name] is None:
+            raise validation_error("This field may not be null.", attr=name, code="null")
     trace_id = _uuid(body, "trace_id")
     mode = body.get("agent_mode")
     if mode is not None and mode not in AGENT_MODES:
@@ -179,4 +181,5 @@ def validate_message(body: dict[str, Any]) -> MessageBody:
         agent_mode=mode,
         is_sandbox=body.get("is_sandbox") is True,
         resume_payload=body.get("resume_payload"),
+        ui_context=body.get("ui_context") if content is not None else None,
     )

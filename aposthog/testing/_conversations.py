@@ -319,6 +319,7 @@ def _start_run(
         human_id=str(uuid.uuid4()),
         trace_id=message.trace_id,
         conversation=render if is_new else None,
+        ui_context=message.ui_context,
     )
     run.session_id = request.raw.headers.get("x-posthog-session-id")
     conversation.start(run)

@@ -30,6 +30,7 @@ pytestmark = pytest.mark.anyio
         ({"agent_mode": "onboarding"}, "agent_mode", "invalid_choice"),  # dropped by PostHog
         ({"contextual_tools": []}, "contextual_tools", "not_a_dict"),
         ({"ui_context": None}, "ui_context", "null"),  # a JSONField without allow_null
+        ({"billing_context": None}, "billing_context", "null"),  # likewise
     ],
 )
 async def test_validation_errors(
@@ -159,7 +160,19 @@ async def test_the_client_passes_ui_context_and_raises_posthogs_400(fake: FakePo
     async with fake.client() as ph:
         with pytest.raises(aposthog.BadRequestError, match="Invalid message content"):
             await ph.conversations.create("q", ui_context={"dashboard": []}).until_done()
-        result = await ph.conversations.create("q", ui_context=UI_CONTEXT).until_done()
+        stream = ph.conversations.create("q", ui_context=UI_CONTEXT)
+        result = await stream.until_done()
+        # PostHog keeps the context on the human message: in the echo and in the conversation.
+        echoed = result.messages[0]
+        assert isinstance(echoed, aposthog.HumanMessage)
+        assert UI_CONTEXT == echoed.ui_context
+        stored = (await ph.conversations.get(stream.conversation_id)).messages[0]
+        assert isinstance(stored, aposthog.HumanMessage)
+        assert UI_CONTEXT == stored.ui_context
+        plain = ph.conversations.create("again", conversation=stream.conversation_id)
+        again = (await plain.until_done()).messages[0]
+        assert isinstance(again, aposthog.HumanMessage)
+        assert again.ui_context is None  # none sent, none kept (not an empty one)
     assert result.text
 
 
