@@ -215,9 +215,14 @@ class Api:
         *values: str,
         params: Query | None = None,
         timeout: float | NotGiven | None = NOT_GIVEN,
+        on_results: Callable[[list[T]], None] | None = None,
     ) -> AsyncPaginator[T]:
-        """A paginator over a list route (nothing is sent until it is awaited or iterated)."""
-        return AsyncPaginator(_PageSource(self, item_type, route, values, params, timeout))
+        """
+        A paginator over a list route (nothing is sent until it is awaited or iterated);
+        `on_results` sees each page's records as they arrive.
+        """
+        source = _PageSource(self, item_type, route, values, params, timeout, on_results)
+        return AsyncPaginator(source)
 
     # ------------------------------------------------------------------ streams
 
@@ -355,7 +360,7 @@ class _PageSource(Generic[T]):
     instead of being freed as soon as the caller drops it.
     """
 
-    __slots__ = ("_api", "_list_type", "_params", "_parts", "_route", "_timeout")
+    __slots__ = ("_api", "_list_type", "_on_results", "_params", "_parts", "_route", "_timeout")
 
     def __init__(
         self,
@@ -365,8 +370,10 @@ class _PageSource(Generic[T]):
         values: tuple[str, ...],
         params: Query | None,
         timeout: float | NotGiven | None,
+        on_results: Callable[[list[T]], None] | None = None,
     ) -> None:
         self._api = api
+        self._on_results = on_results
         list_type = _LIST_TYPES.get(item_type)
         if list_type is None:
             list_type = _LIST_TYPES[item_type] = list[item_type]
@@ -393,4 +400,6 @@ class _PageSource(Generic[T]):
         results, count, next_url, previous = parse_page(
             body, self._list_type, request_path=request.path
         )
+        if self._on_results is not None:
+            self._on_results(results)
         return new_page(results, count, next_url, previous, self.fetch)

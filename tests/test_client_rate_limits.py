@@ -178,6 +178,26 @@ async def test_a_research_conversation_fetched_counts_as_research(fake: FakePost
     assert 0 == fake.status_counts[429]
 
 
+async def test_listing_conversations_teaches_which_are_research(fake: FakePostHog) -> None:
+    research = fake.seed_conversation(type="deep_research")
+    chat = fake.seed_conversation()
+    fake.throttles.ai_research_burst = Rate(1, per=0.5)
+    limits = fake.throttles.rate_limits(margin=0.05)
+    async with fake.client(rate_limits=limits, max_retries=0) as ph:
+        known = ph._api.pipeline.research_conversations
+        known[chat.id] = None  # a stale guess: listing corrects it
+        async for page in ph.conversations.list(limit=1).pages():
+            assert 1 == len(page.results)
+        assert [research.id] == list(known)
+        fake.script_answer("deep")
+        await ph.conversations.create("dig", agent_mode="research").until_done()
+        started = time.monotonic()
+        fake.script_answer("deeper")
+        await ph.conversations.create("more", conversation=research.id).until_done()
+        assert time.monotonic() - started >= 0.4  # waited for the research window
+    assert 0 == fake.status_counts[429]
+
+
 async def test_a_429_from_another_program_teaches_the_limiter(fake: FakePostHog) -> None:
     fake.throttles.rate_limit_enabled = True
     fake.throttles.burst = Rate(10, per=2)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from .. import _routes as routes
@@ -116,7 +116,14 @@ class Conversations(Resource):
             routes.CONVERSATIONS,
             params={"limit": limit, "offset": offset},
             timeout=timeout,
+            on_results=self._note_listed,
         )
+
+    def _note_listed(self, conversations: Sequence[ConversationSummary]) -> None:
+        for conversation in conversations:
+            if conversation.type is not None:
+                research = conversation.type == ConversationType.DEEP_RESEARCH
+                self._note_research(conversation.id, research)
 
     async def get(self, id: ConversationId, *, timeout: Timeout = NOT_GIVEN) -> Conversation:
         """
@@ -160,7 +167,7 @@ class Conversations(Resource):
                 UUID is minted here: `stream.conversation_id`).
             agent_mode: an `AgentMode` or any mode string PostHog knows. PostHog counts a
                 message in research mode, or to a `deep_research` conversation (one this
-                client created in research mode or fetched), in its research rate
+                client created in research mode, or fetched or listed), in its research rate
                 windows; the client waits for those.
             contextual_tools: passed to PostHog as it is.
             ui_context: what the user is looking at, a JSON object (PostHog's `MaxUIContext`:
