@@ -144,12 +144,30 @@ def _json_as_is(kind: type, nullable: bool) -> Callable[[Any, Any], Any]:
     return structure_json
 
 
+def _strings_as_is(nullable: bool) -> Callable[[Any, Any], Any]:
+    """A JSON array of strings (column names, step texts), kept as the parser made it."""
+
+    def structure_strings(value: Any, _: Any) -> Any:
+        if value.__class__ is list and all(x.__class__ is str for x in value):
+            return value
+        if nullable and value is None:
+            return None
+        # Not cattrs' default, which reads a string as the list of its characters.
+        raise TypeError(
+            f"expected a JSON array of strings, got {type(value).__name__} {value!r:.40}"
+        )
+
+    return structure_strings
+
+
 #: `dict[str, Any]` and friends: hooks keyed by equality (they are not classes).
 _JSON_HOOKS: Final[dict[Any, Callable[[Any, Any], Any]]] = {
     dict[str, Any]: _json_as_is(dict, False),
     dict[str, Any] | None: _json_as_is(dict, True),
     list[Any]: _json_as_is(list, False),
     list[Any] | None: _json_as_is(list, True),
+    list[str]: _strings_as_is(False),
+    list[str] | None: _strings_as_is(True),
 }
 
 

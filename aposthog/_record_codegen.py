@@ -244,6 +244,9 @@ def _check_block(i: int, hint: Any, namespace: dict[str, Any], conv: cattrs.Conv
         check = f"{v}.__class__ is not dict"
     elif inner == list[Any]:
         check = f"{v}.__class__ is not list"
+    elif inner == list[str]:
+        # Column names (`primary_key`): a list of exact strings keeps its value.
+        check = f"({v}.__class__ is not list or not all(x.__class__ is str for x in {v}))"
     elif inner == dict[str, Any] | list[Any]:
         check = f"{v}.__class__ is not dict and {v}.__class__ is not list"
     else:

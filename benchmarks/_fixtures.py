@@ -89,6 +89,11 @@ def batch_export(i: int) -> dict[str, Any]:
         "end_at": None,
         "latest_runs": runs,
         "hogql_query": "SELECT event, distinct_id, timestamp, properties FROM events",
+        # PostHog's newest serializer also answers a `hogql` export's source fields.
+        "hogql_modifiers": None,
+        "primary_key": None,
+        "version_key": None,
+        "incremental_mode": "APPEND",
         "schema": None,
         "filters": None,
         "timezone": "UTC",

@@ -25,6 +25,7 @@ __all__ = [
     "BatchExportBackfillProgress",
     "BatchExportDestination",
     "BatchExportDestinationType",
+    "BatchExportIncrementalMode",
     "BatchExportInterval",
     "BatchExportLogEntry",
     "BatchExportLogLevel",
@@ -49,6 +50,17 @@ class BatchExportModel(_OpenEnum):
     PERSONS = "persons"
     SESSIONS = "sessions"
     HOGQL = "hogql"
+
+
+class BatchExportIncrementalMode(_OpenEnum):
+    """
+    How a batch export writes rows a later run exports again: `APPEND` (PostHog's
+    default) adds them, `MERGE` replaces the rows with the same `primary_key` (which
+    PostHog then requires for `hogql` exports).
+    """
+
+    APPEND = "APPEND"
+    MERGE = "MERGE"
 
 
 class BatchExportInterval(_OpenEnum):
@@ -216,8 +228,15 @@ class BatchExport:
         start_at: no run covers data before this, or None.
         end_at: no run covers data after this, or None.
         latest_runs: up to 10 runs, newest first.
-        hogql_query: the HogQL query of a custom schema, when PostHog returns it.
-        schema: the custom schema PostHog derived from `hogql_query`, or None.
+        hogql_query: a `hogql` export's query, when PostHog returns it (an `events`
+            export's custom query is in `schema`).
+        hogql_modifiers: a `hogql` export's HogQL modifiers, or None.
+        primary_key: a `hogql` export's primary key columns, or None.
+        version_key: a `hogql` export's version key columns, or None.
+        incremental_mode: a `BatchExportIncrementalMode` member (or a newer mode's
+            string), or None from PostHog versions without it.
+        schema: the custom schema PostHog derived from an `events` export's
+            `hogql_query`, or None.
         filters: property filters restricting the exported events, or None.
         timezone: the IANA timezone of daily and weekly boundaries, or None.
         offset_day: for weekly exports, the weekday runs start on (0 = Sunday), else None.
@@ -239,6 +258,10 @@ class BatchExport:
     end_at: dt.datetime | None = None
     latest_runs: list[BatchExportRun] = attrs.field(factory=list)
     hogql_query: str | None = None
+    hogql_modifiers: dict[str, Any] | None = None
+    primary_key: list[str] | None = None
+    version_key: list[str] | None = None
+    incremental_mode: BatchExportIncrementalMode | str | None = None
     schema: dict[str, Any] | None = None
     filters: list[Any] | None = None
     timezone: str | None = None

@@ -17,6 +17,7 @@ from .._client import NotGiven
 from ..models.batch_exports import (
     BatchExportDestination,
     BatchExportDestinationType,
+    BatchExportIncrementalMode,
     BatchExportInterval,
     BatchExportLogLevel,
     BatchExportModel,
@@ -39,6 +40,7 @@ DestinationArg = BatchExportDestination | Mapping[str, Any]
 # Open enums (PostHog adds values): known ones are matched whatever their case.
 _INTERVALS = tuple(item.value for item in BatchExportInterval)
 _MODELS = tuple(item.value for item in BatchExportModel)
+_INCREMENTAL_MODES = tuple(item.value for item in BatchExportIncrementalMode)
 _DESTINATIONS = tuple(item.value for item in BatchExportDestinationType)
 _LOG_LEVELS = tuple(item.value for item in BatchExportLogLevel)
 #: The ISO 8601 shapes PostHog parses: a date, or a date and time with an optional offset.
@@ -201,9 +203,11 @@ def _model(name: str, value: Any) -> str:
     return choice(name, value, _MODELS, open_enum=True)
 
 
-def _str(name: str, value: Any) -> str:
-    check_str(name, value)
-    return str(value)
+def _query(name: str, value: Any) -> str | None:
+    check_str(name, value, allow_none=True)
+    if value is not None and not value.strip():
+        raise ValueError(f"{name} must not be blank (None clears it)")
+    return None if value is None else str(value)
 
 
 def _optional_str(name: str, value: Any) -> str | None:
@@ -220,6 +224,35 @@ def _filters(name: str, value: Any) -> list[dict[str, Any]] | None:
     return [dict(f) for f in value]
 
 
+def _modifiers(name: str, value: Any) -> dict[str, Any] | None:
+    if value is None:
+        return None
+    if not isinstance(value, Mapping):
+        raise TypeError(f"{name} must be a mapping of HogQL modifiers or None")
+    check_json(name, dict(value))
+    return dict(value)
+
+
+def _columns(name: str, value: Any) -> list[str] | None:
+    """`primary_key` and `version_key`: a non-empty list of column names, or None."""
+    if value is None:
+        return None
+    if isinstance(value, (str, bytes, Mapping)) or not isinstance(value, Iterable):
+        raise TypeError(f"{name} must be a list of column names or None")
+    columns = list(value)
+    if not columns:
+        raise ValueError(f"{name} must name at least one column (None clears it)")
+    for column in columns:
+        check_str(name, column)
+        if not column.strip():
+            raise ValueError(f"{name} must not contain a blank column name")
+    return [str(column) for column in columns]
+
+
+def _incremental_mode(name: str, value: Any) -> str:
+    return choice(name, value, _INCREMENTAL_MODES, open_enum=True)
+
+
 _FIELDS: dict[str, Any] = {
     "name": _name,
     "destination": lambda _, value: destination_body(value),
@@ -228,7 +261,11 @@ _FIELDS: dict[str, Any] = {
     "paused": check_bool,
     "start_at": timestamp,
     "end_at": timestamp,
-    "hogql_query": _str,
+    "hogql_query": _query,
+    "hogql_modifiers": _modifiers,
+    "primary_key": _columns,
+    "version_key": _columns,
+    "incremental_mode": _incremental_mode,
     "filters": _filters,
     "timezone": _optional_str,
     "offset_day": lambda name, value: _offset(name, value, 6),

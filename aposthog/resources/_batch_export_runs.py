@@ -78,20 +78,49 @@ class BatchExportRuns(Resource):
         )
 
     async def get_run(
-        self, id: str, run_id: str, *, timeout: Timeout = NOT_GIVEN
+        self,
+        id: str,
+        run_id: str,
+        *,
+        after: Timestamp | None = None,
+        timeout: Timeout = NOT_GIVEN,
     ) -> BatchExportRun:
-        """Fetch one run of an export."""
+        """
+        Fetch one run of an export.
+
+        PostHog finds only runs created in the last 7 days: an older one is a
+        `NotFoundError` unless `after` reaches back to it.
+
+        Args:
+            after: look among runs created at or after this point (an aware datetime,
+                an ISO 8601 string, or a relative string such as `"-30d"`).
+        """
         return await self._api.fetch(
             BatchExportRun,
             routes.RUN_GET,
             uuid_segment("id", id),
             uuid_segment("run_id", run_id),
+            params=_window(after),
             timeout=timeout,
         )
 
-    async def retry_run(self, id: str, run_id: str, *, timeout: Timeout = NOT_GIVEN) -> str:
+    async def retry_run(
+        self,
+        id: str,
+        run_id: str,
+        *,
+        after: Timestamp | None = None,
+        timeout: Timeout = NOT_GIVEN,
+    ) -> str:
         """
         Run a run's data interval again. PostHog does it as a one-run backfill.
+
+        PostHog finds only runs created in the last 7 days: an older one is a
+        `NotFoundError` unless `after` reaches back to it.
+
+        Args:
+            after: look among runs created at or after this point (an aware datetime,
+                an ISO 8601 string, or a relative string such as `"-30d"`).
 
         Returns:
             The id of that backfill (see `get_backfill`).
@@ -100,13 +129,28 @@ class BatchExportRuns(Resource):
             routes.RUN_RETRY,
             uuid_segment("id", id),
             uuid_segment("run_id", run_id),
+            params=_window(after),
             timeout=timeout,
         )
         return _backfill_id(data)
 
-    async def cancel_run(self, id: str, run_id: str, *, timeout: Timeout = NOT_GIVEN) -> None:
+    async def cancel_run(
+        self,
+        id: str,
+        run_id: str,
+        *,
+        after: Timestamp | None = None,
+        timeout: Timeout = NOT_GIVEN,
+    ) -> None:
         """
         Cancel a run.
+
+        PostHog finds only runs created in the last 7 days: an older one is a
+        `NotFoundError` unless `after` reaches back to it.
+
+        Args:
+            after: look among runs created at or after this point (an aware datetime,
+                an ISO 8601 string, or a relative string such as `"-30d"`).
 
         Raises:
             BadRequestError: the run is not `Running` or `Starting`.
@@ -115,6 +159,7 @@ class BatchExportRuns(Resource):
             routes.RUN_CANCEL,
             uuid_segment("id", id),
             uuid_segment("run_id", run_id),
+            params=_window(after),
             timeout=timeout,
         )
 
@@ -203,6 +248,11 @@ class BatchExportRuns(Resource):
             uuid_segment("backfill_id", backfill_id),
             timeout=timeout,
         )
+
+
+def _window(after: Timestamp | None) -> dict[str, str | None]:
+    # PostHog's runs view keeps runs created in [after or -7d, now] for every action.
+    return {"after": timestamp("after", after, relative=True)}
 
 
 def _backfill_id(data: Any) -> str:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import builtins
 import datetime as dt
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from .. import _routes as routes
@@ -16,6 +16,7 @@ from .._pagination import AsyncPaginator
 from ..models.batch_exports import (
     BatchExport,
     BatchExportDestinationType,
+    BatchExportIncrementalMode,
     BatchExportInterval,
     BatchExportLogEntry,
     BatchExportLogLevel,
@@ -124,7 +125,11 @@ class BatchExports(Resource):
         paused: bool | NotGiven = NOT_GIVEN,
         start_at: Timestamp | NotGiven | None = NOT_GIVEN,
         end_at: Timestamp | NotGiven | None = NOT_GIVEN,
-        hogql_query: str | NotGiven = NOT_GIVEN,
+        hogql_query: str | NotGiven | None = NOT_GIVEN,
+        hogql_modifiers: Mapping[str, Any] | NotGiven | None = NOT_GIVEN,
+        primary_key: Sequence[str] | NotGiven | None = NOT_GIVEN,
+        version_key: Sequence[str] | NotGiven | None = NOT_GIVEN,
+        incremental_mode: BatchExportIncrementalMode | str | NotGiven = NOT_GIVEN,
         filters: Filters | NotGiven | None = NOT_GIVEN,
         timezone: str | NotGiven | None = NOT_GIVEN,
         offset_day: int | NotGiven | None = NOT_GIVEN,
@@ -143,8 +148,16 @@ class BatchExports(Resource):
             start_at: where the exported data starts (a timezone-aware datetime or an
                 ISO 8601 string).
             end_at: where it ends (likewise).
-            hogql_query: a HogQL SELECT defining a custom schema.
-            filters: property filters restricting the exported events.
+            hogql_query: the HogQL SELECT whose results a `hogql` export exports
+                (required with that model; PostHog refuses it for other models, but
+                for teams that already have an `events` export with a custom schema).
+            hogql_modifiers: HogQL modifiers for a `hogql` export's query.
+            primary_key: a `hogql` export's primary key columns (required with
+                `incremental_mode=MERGE`).
+            version_key: a `hogql` export's version key columns.
+            incremental_mode: `APPEND` (PostHog's default) or `MERGE`.
+            filters: property filters (each with a `type` of event, person or hogql)
+                restricting the exported events; `events` exports only.
             timezone: the IANA timezone of daily and weekly boundaries (None: UTC).
             offset_day: for weekly exports, the weekday to run on (0 = Sunday … 6).
             offset_hour: for daily and weekly exports, the hour to run at (0-23).
@@ -163,11 +176,22 @@ class BatchExports(Resource):
             start_at=start_at,
             end_at=end_at,
             hogql_query=hogql_query,
+            hogql_modifiers=hogql_modifiers,
+            primary_key=primary_key,
+            version_key=version_key,
+            incremental_mode=incremental_mode,
             filters=filters,
             timezone=timezone,
             offset_day=offset_day,
             offset_hour=offset_hour,
         )
+        if (
+            payload.get("model") == "hogql"
+            and payload.get("incremental_mode") == "MERGE"
+            and not payload.get("primary_key")
+        ):
+            # PostHog: "'primary_key' is required when 'incremental_mode' is 'MERGE'".
+            raise ValueError("primary_key is required when incremental_mode is MERGE")
         return await self._api.fetch(
             BatchExport, routes.EXPORT_CREATE, json=payload, timeout=timeout
         )
@@ -183,7 +207,11 @@ class BatchExports(Resource):
         paused: bool | NotGiven = NOT_GIVEN,
         start_at: Timestamp | NotGiven | None = NOT_GIVEN,
         end_at: Timestamp | NotGiven | None = NOT_GIVEN,
-        hogql_query: str | NotGiven = NOT_GIVEN,
+        hogql_query: str | NotGiven | None = NOT_GIVEN,
+        hogql_modifiers: Mapping[str, Any] | NotGiven | None = NOT_GIVEN,
+        primary_key: Sequence[str] | NotGiven | None = NOT_GIVEN,
+        version_key: Sequence[str] | NotGiven | None = NOT_GIVEN,
+        incremental_mode: BatchExportIncrementalMode | str | NotGiven = NOT_GIVEN,
         filters: Filters | NotGiven | None = NOT_GIVEN,
         timezone: str | NotGiven | None = NOT_GIVEN,
         offset_day: int | NotGiven | None = NOT_GIVEN,
@@ -195,7 +223,9 @@ class BatchExports(Resource):
 
         PostHog merges `destination.config` into the stored config key by key (nested
         objects too), so send only the keys that change. The destination's `type` must
-        be sent and cannot change. `offset_day` and `offset_hour` need `interval` beside
+        be sent and cannot change, nor can `model`. `hogql_query=None` clears an `events`
+        export's custom schema; None also clears `hogql_modifiers`, `primary_key` and
+        `version_key`, and `filters`. `offset_day` and `offset_hour` need `interval` beside
         them (PostHog fails with a 500 otherwise); an offset left out then goes back to 0.
 
         Example:
@@ -218,6 +248,10 @@ class BatchExports(Resource):
             start_at=start_at,
             end_at=end_at,
             hogql_query=hogql_query,
+            hogql_modifiers=hogql_modifiers,
+            primary_key=primary_key,
+            version_key=version_key,
+            incremental_mode=incremental_mode,
             filters=filters,
             timezone=timezone,
             offset_day=offset_day,
@@ -320,7 +354,8 @@ class BatchExports(Resource):
         The test steps PostHog runs for a destination type (each `result` is None).
 
         Raises:
-            NotFoundError: PostHog has no test for this type (Postgres, HTTP, …).
+            NotFoundError: PostHog has no test for this type (the legacy S3, Postgres,
+                HTTP, …).
             BadRequestError: `destination` was empty.
         """
         value = choice("destination", destination, _DESTINATIONS, open_enum=True)

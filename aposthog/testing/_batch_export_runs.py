@@ -201,7 +201,13 @@ def _ordered(items: list[dict[str, Any]], terms: list[str]) -> list[dict[str, An
     return items
 
 
-async def _list_runs(fake: FakePostHog, request: FakeRequest) -> ServerReply:
+def _scoped_runs(fake: FakePostHog, request: FakeRequest) -> list[dict[str, Any]]:
+    """
+    The export's runs that `safely_get_queryset` keeps, for every action of the view
+    (list, retrieve, retry, cancel): those in `status` (if given), created in
+    [`after` or 7 days ago, `before` or now], or with `ordering=data_interval_start`
+    those whose data interval lies in [`start` or 7 days ago, `end` or now].
+    """
     statuses = request.args("status")
     for status in statuses:
         if status not in RUN_STATUSES:
@@ -209,8 +215,6 @@ async def _list_runs(fake: FakePostHog, request: FakeRequest) -> ServerReply:
                 f'"{status}" is not a valid choice.', attr="status", code="invalid_choice"
             )
     runs = [r for r in fake.batch_export_runs.values() if r["batch_export"] == request.params["id"]]
-    if statuses:
-        runs = [r for r in runs if r["status"] in statuses]
     if request.arg("ordering") in ("data_interval_start", "-data_interval_start"):
         start = _relative_date(fake, request, "start", "-7d")
         end = _relative_date(fake, request, "end", None)
@@ -225,15 +229,25 @@ async def _list_runs(fake: FakePostHog, request: FakeRequest) -> ServerReply:
         after = _relative_date(fake, request, "after", "-7d")
         before = _relative_date(fake, request, "before", None)
         runs = [r for r in runs if after <= r["created_at"] <= before]
+    if statuses:
+        runs = [r for r in runs if r["status"] in statuses]
+    return runs
+
+
+async def _list_runs(fake: FakePostHog, request: FakeRequest) -> ServerReply:
+    runs = _scoped_runs(fake, request)
     terms = _orderings(request, ("created_at", "data_interval_start"), "-created_at")
     return cursor_page(request, [present_run(r) for r in _ordered(runs, terms)], page_size=100)
 
 
 def _run(fake: FakePostHog, request: FakeRequest) -> dict[str, Any]:
-    run = fake.batch_export_runs.get(request.params["run_id"])
-    if run is None or run["batch_export"] != request.params["id"]:
-        raise not_found()
-    return run
+    # get_object() goes through the same queryset as the list: a run older than 7 days
+    # is a 404 unless `after` (or `start` with `ordering=data_interval_start`) reaches it.
+    run_id = request.params["run_id"]
+    for run in _scoped_runs(fake, request):
+        if run["id"] == run_id:
+            return run
+    raise not_found()
 
 
 async def _retrieve_run(fake: FakePostHog, request: FakeRequest) -> ServerReply:

@@ -37,6 +37,7 @@ from ._batch_export_destinations import (
     server_error,
 )
 from ._batch_export_integrations import host_problem, integration_problem
+from ._batch_export_sources import CHANGING_MODELS, check_source_fields, check_source_rules
 from ._wire import HTTPError, error, validation_error
 
 __all__ = [
@@ -238,22 +239,6 @@ LEGACY_PARQUET_REFUSED = (
 )
 
 
-def _filters(errors: _Errors, value: Any) -> None:
-    if value is None:
-        return
-    if not isinstance(value, list):
-        errors.add("filters", "'filters' should be an array of filters")
-    elif not all(isinstance(item, dict) for item in value):
-        errors.add("filters", "Each filter must be an object")
-    elif any("data_interval_start" in f or "data_interval_end" in f for f in value):
-        errors.add(
-            "filters",
-            "'data_interval_start' and 'data_interval_end' are run attributes and not "
-            "'filters'. Trigger a backfill if you wish to manually control which periods to "
-            "batch export.",
-        )
-
-
 def validate_export(
     data: dict[str, Any],
     *,
@@ -262,12 +247,17 @@ def validate_export(
     check_required_config: bool,
     flags: frozenset[str] | set[str],
     integrations: Mapping[int, Mapping[str, Any]],
+    grandfathered: bool = False,
+    detail_action: bool = False,
 ) -> dict[str, Any]:
     """
     Validate a create, update or test body; returns the clean fields that were sent.
 
     `interval_offset` is in the result whenever PostHog would set it. `integrations` are
-    the team's integrations by id, which a destination's `integration` must name.
+    the team's integrations by id, which a destination's `integration` must name;
+    `grandfathered`: the team has an export with a custom schema (see
+    `_batch_export_sources`); `detail_action`: `instance` is only the view's object
+    (`run_test_step`), not the serializer's, so the model rules see a new export.
     """
     errors = _Errors()
     clean: dict[str, Any] = {}
@@ -287,10 +277,13 @@ def validate_export(
             clean["name"] = str(name).strip()
     if "model" in data:
         model = data["model"]
-        if model is None or model == "" or _choice(errors, "model", model, MODELS):
+        if _choice(errors, "model", model, MODELS):
             if model == "hogql" and "hogql-batch-exports" not in flags:
                 raise _forbidden("HogQL batch exports are not enabled for this team.")
-            clean["model"] = model
+            if instance is not None and not detail_action and model != instance["model"]:
+                errors.add("model", CHANGING_MODELS)
+            else:
+                clean["model"] = model
     if "destination" in data:
         destination = _destination(
             errors,
@@ -319,20 +312,7 @@ def validate_export(
                 clean[name] = None if data[name] is None else parse_datetime_field(data[name])
             except ValueError as exc:
                 errors.add(name, str(exc))
-    if "hogql_query" in data:
-        query = data["hogql_query"]
-        if not isinstance(query, str) or "select" not in query.lower():
-            errors.add("hogql_query", "Failed to parse query")
-        else:
-            clean["schema"] = {"fields": [], "values": {}, "hogql_query": query}
-    if "filters" in data:
-        _filters(errors, data["filters"])
-        clean["filters"] = data["filters"]
-    if "timezone" in data:
-        timezone = data["timezone"]
-        if timezone is not None and not isinstance(timezone, str):
-            errors.add("timezone", f'"{timezone}" is not a valid choice.', "invalid_choice")
-        clean["timezone"] = timezone or "UTC"
+    check_source_fields(errors, data, clean)
     interval = data.get("interval") or (instance["interval"] if instance is not None else None)
     offsets: dict[str, int | None] = {}
     for name, high, allowed, message in (
@@ -356,6 +336,8 @@ def validate_export(
         raise validation_error(
             "HTTP batch exports only support the events model", attr="non_field_errors"
         )
+    source_instance = None if detail_action else instance
+    check_source_rules(clean, instance=source_instance, grandfathered=grandfathered)
     if offsets and "interval" not in data:
         # validate() converts offsets only alongside an interval; otherwise DRF sets the
         # model's read-only offset properties and the view fails: PostHog's 500.

@@ -21,6 +21,7 @@ from ._batch_export_configs import (
 )
 from ._batch_export_destinations import DESTINATIONS
 from ._batch_export_runs import interval_delta, live_export, new_backfill, present_run
+from ._batch_export_sources import apply_source, grandfathered, present_source
 from ._batch_export_validation import validate_export
 from ._loopback import ServerReply
 from ._wire import FakeRequest, Route, empty, iso, json_reply, now, offset_page
@@ -88,10 +89,11 @@ class BatchExportsKnobs:
         """
         Add a run to an export, as its schedule would, and return it.
 
-        `created_at` defaults to now; PostHog lists only the last 7 days' runs unless
-        asked otherwise. The data interval defaults to the interval ending at the start
-        of `created_at`'s hour. Other fields (`records_completed`, `latest_error`,
-        `backfill`, …) are set as given.
+        `created_at` defaults to now; PostHog lists and finds (get, retry, cancel) only
+        the last 7 days' runs unless the request's `after` reaches back. The data
+        interval defaults to the interval ending at the start of `created_at`'s hour.
+        Other fields (`records_completed`, `latest_error`, `backfill`, …) are set as
+        given.
         """
         export = self._stored_export(export_id)
         created = created_at or self.now()
@@ -253,6 +255,7 @@ def present_export(fake: FakePostHog, export: Mapping[str, Any]) -> dict[str, An
         "start_at": iso(export["start_at"]),
         "end_at": iso(export["end_at"]),
         "latest_runs": [present_run(r) for r in runs[:10]],
+        **present_source(export),
         "schema": export["schema"],
         "filters": export["filters"],
         "timezone": export["timezone"],
@@ -288,6 +291,7 @@ async def _create(fake: FakePostHog, request: FakeRequest) -> ServerReply:
         check_required_config=True,
         flags=fake.batch_export_flags,
         integrations=fake.integrations,
+        grandfathered=grandfathered(fake.batch_exports.values()),
     )
     stamp = fake._batch_export_now()
     destination = clean["destination"]
@@ -310,11 +314,13 @@ async def _create(fake: FakePostHog, request: FakeRequest) -> ServerReply:
         "last_paused_at": None,
         "start_at": clean.get("start_at"),
         "end_at": clean.get("end_at"),
-        "schema": clean.get("schema"),
+        "schema": None,
+        "incremental_mode": clean.get("incremental_mode", "APPEND"),
         "filters": clean.get("filters"),
         "timezone": clean.get("timezone", "UTC"),
         "interval_offset": clean.get("interval_offset"),
     }
+    apply_source(export, clean)
     fake.batch_exports[export["id"]] = export
     return json_reply(201, present_export(fake, export))
 
@@ -333,6 +339,7 @@ async def _update(fake: FakePostHog, request: FakeRequest) -> ServerReply:
         check_required_config=not partial,
         flags=fake.batch_export_flags,
         integrations=fake.integrations,
+        grandfathered=grandfathered(fake.batch_exports.values()),
     )
     destination = clean.pop("destination", None)
     if destination is not None:
@@ -341,6 +348,7 @@ async def _update(fake: FakePostHog, request: FakeRequest) -> ServerReply:
         stored["config"] = deep_merge(stored["config"], destination["config"])
         if "integration" in destination:
             stored["integration"] = destination["integration"]
+    apply_source(export, clean)
     export.update(clean)
     export["last_updated_at"] = fake._batch_export_now()
     return json_reply(200, present_export(fake, export))

@@ -110,6 +110,7 @@ async def _run_test_step(fake: FakePostHog, request: FakeRequest) -> ServerReply
         check_required_config=True,
         flags=fake.batch_export_flags,
         integrations=fake.integrations,
+        detail_action=True,
     )
     # PostHog configures the test with the integration the request names, not the stored one.
     config = _with_integration(fake, clean["destination"])

@@ -104,7 +104,7 @@ def plan(world: World, n: int, rng: random.Random) -> list[tuple[str, Call]]:
         "exports.logs": lambda i: _bind(
             any_("exports"), lambda e, ph: ph.batch_exports.logs(e, level="info", limit=20)
         ),
-        "exports.test": lambda i: lambda ph: ph.batch_exports.test(destination="S3"),
+        "exports.test": lambda i: lambda ph: ph.batch_exports.test(destination="AwsS3"),
         "exports.run_test_step": lambda i: _bind(
             unique("exports"), lambda e, ph: ph.batch_exports.run_test_step(e, step=0)
         ),

@@ -17,6 +17,7 @@ from aposthog.models import (
     BatchExportBackfillProgress,
     BatchExportDestination,
     BatchExportDestinationType,
+    BatchExportIncrementalMode,
     BatchExportInterval,
     BatchExportLogEntry,
     BatchExportLogLevel,
@@ -170,7 +171,8 @@ def test_newer_posthog_values_stay_strings_and_fields_stay_reachable() -> None:
         "model": "data_warehouse",
         "interval": "every 1 minutes",
         "destination": {"type": "Kafka", "config": {}, "integration": 7},
-        "incremental_mode": "APPEND",
+        "incremental_mode": "UPSERT",
+        "export_mode": "full",
         "latest_runs": [{**EXPORT_BODY["latest_runs"][0], "status": "Paused"}],
     }
     export = structure(body, BatchExport)
@@ -179,8 +181,10 @@ def test_newer_posthog_values_stay_strings_and_fields_stay_reachable() -> None:
     assert not isinstance(export.interval, BatchExportInterval)
     assert (export.destination.type, export.destination.integration) == ("Kafka", 7)
     assert export.latest_runs[0].status == "Paused"
-    assert export.extra_fields == {"incremental_mode": "APPEND"}
-    assert converter.unstructure(export)["incremental_mode"] == "APPEND"
+    assert export.incremental_mode == "UPSERT"
+    assert not isinstance(export.incremental_mode, BatchExportIncrementalMode)
+    assert export.extra_fields == {"export_mode": "full"}
+    assert converter.unstructure(export)["export_mode"] == "full"
 
 
 def test_enum_members_compare_and_print_as_their_values() -> None:
@@ -265,3 +269,12 @@ def test_destination_is_built_by_users_for_requests() -> None:
     """Users build destinations themselves: config defaults to {}, integration to None."""
     destination = BatchExportDestination(type=BatchExportDestinationType.NOOP)
     assert (destination.config, destination.integration, destination.extra_fields) == ({}, None, {})
+
+
+@pytest.mark.parametrize("bad", ["id", ["id", 1], [None], {"id": 1}])
+def test_key_columns_are_a_json_array_of_strings(bad: Any) -> None:
+    """Not cattrs' default, which reads a string as the list of its characters."""
+    export = structure({**EXPORT_BODY, "primary_key": ["id"], "version_key": None}, BatchExport)
+    assert (["id"], None) == (export.primary_key, export.version_key)
+    with pytest.raises(ResponseDecodeError, match="primary_key"):
+        structure({**EXPORT_BODY, "primary_key": bad}, BatchExport)

@@ -171,6 +171,67 @@ async def test_cancel_run(fake: FakePostHog, ph: aposthog.Client) -> None:
     assert info.value.detail == "Cannot cancel a run that is in 'Cancelled' status"
 
 
+async def test_run_actions_find_only_the_last_7_days_without_after(
+    fake: FakePostHog, ph: aposthog.Client
+) -> None:
+    """
+    PostHog's runs view narrows every action to runs created in the last 7 days: an
+    older run is a 404 to get/retry/cancel unless `after` reaches back to it.
+    """
+    export = await make(ph)
+    old = fake.add_batch_export_run(
+        export.id, status="Running", created_at=NOW - dt.timedelta(days=10)
+    )
+
+    with pytest.raises(aposthog.NotFoundError):
+        await ph.batch_exports.get_run(export.id, old["id"])
+    with pytest.raises(aposthog.NotFoundError):
+        await ph.batch_exports.retry_run(export.id, old["id"])
+    with pytest.raises(aposthog.NotFoundError):
+        await ph.batch_exports.cancel_run(export.id, old["id"])
+    assert fake.batch_export_backfills == {}
+    assert old["status"] == "Running"
+
+    since = NOW - dt.timedelta(days=11)
+    run = await ph.batch_exports.get_run(export.id, old["id"], after=since)
+    assert run.id == old["id"]
+    assert fake.requests[-1].query == (("after", since.isoformat().replace("+00:00", "Z")),)
+
+    backfill_id = await ph.batch_exports.retry_run(export.id, old["id"], after="-30d")
+    assert fake.requests[-1].query == (("after", "-30d"),)
+    backfill = await ph.batch_exports.get_backfill(export.id, backfill_id)
+    assert backfill.start_at == old["data_interval_start"]
+
+    assert await ph.batch_exports.cancel_run(export.id, old["id"], after="-30d") is None
+    assert old["status"] == "Cancelled"
+
+
+async def test_run_actions_after_is_a_lower_bound(fake: FakePostHog, ph: aposthog.Client) -> None:
+    """`after` also hides a run created before it, even a recent one."""
+    export = await make(ph)
+    stored = fake.add_batch_export_run(export.id, created_at=hours_ago(5))
+
+    with pytest.raises(aposthog.NotFoundError):
+        await ph.batch_exports.get_run(export.id, stored["id"], after=hours_ago(1))
+    assert (await ph.batch_exports.get_run(export.id, stored["id"], after="-1d")).id == stored["id"]
+
+
+@pytest.mark.parametrize("method", ["get_run", "retry_run", "cancel_run"])
+async def test_run_actions_check_after_before_sending(
+    fake: FakePostHog, ph: aposthog.Client, method: str
+) -> None:
+    """A naive datetime, an empty string or a non-string `after` never reaches PostHog."""
+    sent = len(fake.requests)
+    call = getattr(ph.batch_exports, method)
+    with pytest.raises(ValueError, match="timezone-aware"):
+        await call(MISSING, MISSING, after=dt.datetime(2024, 1, 1))
+    with pytest.raises(ValueError, match="must not be empty"):
+        await call(MISSING, MISSING, after=" ")
+    with pytest.raises(TypeError):
+        await call(MISSING, MISSING, after=3)
+    assert len(fake.requests) == sent
+
+
 # ---------------------------------------------------------------------------------- backfills
 
 

@@ -12,6 +12,7 @@ from aposthog.models import (
     BatchExport,
     BatchExportDestination,
     BatchExportDestinationType,
+    BatchExportIncrementalMode,
     BatchExportInterval,
     BatchExportLogLevel,
     BatchExportModel,
@@ -61,7 +62,7 @@ async def test_create_sends_the_documented_body_and_returns_the_export(
         name="Weekly",
         destination=s3(),
         interval=BatchExportInterval.WEEK,
-        model=BatchExportModel.PERSONS,
+        model=BatchExportModel.EVENTS,
         paused=True,
         start_at=dt.datetime(2024, 1, 1, tzinfo=UTC),
         end_at="2030-01-01T00:00:00+02:00",
@@ -77,7 +78,7 @@ async def test_create_sends_the_documented_body_and_returns_the_export(
         "name": "Weekly",
         "destination": {"type": "AwsS3", "config": S3_CONFIG, "integration": AWS_INTEGRATION},
         "interval": "week",
-        "model": "persons",
+        "model": "events",
         "paused": True,
         "start_at": "2024-01-01T00:00:00Z",
         "end_at": "2030-01-01T00:00:00+02:00",
@@ -90,7 +91,7 @@ async def test_create_sends_the_documented_body_and_returns_the_export(
     }
     assert isinstance(export, BatchExport)
     assert export.interval is BatchExportInterval.WEEK
-    assert export.model is BatchExportModel.PERSONS
+    assert export.model is BatchExportModel.EVENTS
     assert export.destination.type is BatchExportDestinationType.AWS_S3
     assert export.destination.integration == AWS_INTEGRATION
     assert (export.paused, export.offset_day, export.offset_hour) == (True, 2, 6)
@@ -255,6 +256,53 @@ async def test_update_can_clear_nullable_fields(fake: FakePostHog, ph: aposthog.
     updated = await ph.batch_exports.update(export.id, end_at=None, filters=None)
     assert fake.requests[-1].json() == {"end_at": None, "filters": None}
     assert updated.end_at is None
+
+
+async def test_create_sends_a_hogql_source_and_reads_it_back(
+    fake: FakePostHog, ph: aposthog.Client
+) -> None:
+    """A hogql export's query, modifiers, keys and incremental mode go out and come back."""
+    fake.batch_export_flags.add("hogql-batch-exports")
+    export = await make(
+        ph,
+        model=BatchExportModel.HOGQL,
+        hogql_query="SELECT uuid AS id, timestamp FROM events",
+        hogql_modifiers={"convertToProjectTimezone": False},
+        primary_key=("id",),
+        version_key=["timestamp"],
+        incremental_mode=BatchExportIncrementalMode.MERGE,
+    )
+    sent = fake.requests[-1].json()
+    assert {k: sent[k] for k in ("hogql_modifiers", "primary_key", "version_key")} == {
+        "hogql_modifiers": {"convertToProjectTimezone": False},
+        "primary_key": ["id"],
+        "version_key": ["timestamp"],
+    }
+    assert sent["incremental_mode"] == "MERGE"
+    assert export.hogql_query == "SELECT uuid AS id, timestamp FROM events"
+    assert export.hogql_modifiers == {"convertToProjectTimezone": False}
+    assert (export.primary_key, export.version_key) == (["id"], ["timestamp"])
+    assert export.incremental_mode is BatchExportIncrementalMode.MERGE
+    assert (await make(ph)).incremental_mode is BatchExportIncrementalMode.APPEND
+
+
+async def test_merge_without_a_primary_key_is_refused_before_sending(
+    fake: FakePostHog, ph: aposthog.Client
+) -> None:
+    """PostHog requires primary_key for a MERGE hogql export: say so without a request."""
+    sent = len(fake.requests)
+    with pytest.raises(ValueError, match="primary_key"):
+        await make(ph, model="hogql", hogql_query="SELECT 1", incremental_mode="merge")
+    assert len(fake.requests) == sent
+
+
+async def test_update_can_clear_the_custom_query(fake: FakePostHog, ph: aposthog.Client) -> None:
+    """hogql_query=None is sent as null: PostHog drops an events export's custom schema."""
+    export = await make(ph)
+    fake.batch_exports[export.id]["schema"] = {"fields": [], "values": {}, "hogql_query": "q"}
+    updated = await ph.batch_exports.update(export.id, hogql_query=None)
+    assert fake.requests[-1].json() == {"hogql_query": None}
+    assert updated.schema is None
 
 
 async def test_update_cannot_change_the_destination_type(ph: aposthog.Client) -> None:

@@ -116,6 +116,14 @@ KINDS: dict[str, st.SearchStrategy[Any]] = {
     "filters": st.one_of(
         st.sampled_from(["x", {"a": 1}, [1]]), _bad_json.map(lambda j: [{"k": j}])
     ),
+    "query": st.one_of(_not_str_nor_none, st.sampled_from(["", "  ", "\n"])),
+    "modifiers": st.one_of(
+        st.sampled_from(["x", 42, [1]]), _bad_json.filter(lambda j: isinstance(j, dict))
+    ),
+    "columns": st.one_of(
+        st.sampled_from(["id", b"id", 42, {"id": 1}, [], [1], [None], [""], ["id", "  "]]),
+        st.lists(_not_str_nor_none, min_size=1, max_size=2),
+    ),
 }
 KNOWN_CLOSED = {
     "person",

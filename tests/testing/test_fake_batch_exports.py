@@ -182,18 +182,18 @@ async def test_http_destinations_are_restricted(ph: aposthog.Client) -> None:
     )
 
 
-async def test_hogql_model_needs_the_flag_and_hogql_query_sets_the_schema(
+async def test_hogql_model_needs_the_flag_and_keeps_its_query_in_its_source(
     fake: FakePostHog, ph: aposthog.Client
 ) -> None:
-    """model=hogql is a 403 without its flag; a HogQL query becomes the schema."""
+    """model=hogql is a 403 without its flag; its query is returned, and makes no schema."""
     with pytest.raises(aposthog.PermissionDeniedError) as info:
         await create(ph, model="hogql")
     assert info.value.detail == "HogQL batch exports are not enabled for this team."
 
     fake.batch_export_flags.add("hogql-batch-exports")
     created = await create(ph, model="hogql", hogql_query="SELECT event FROM events")
-    assert created["schema"]["hogql_query"] == "SELECT event FROM events"
-    assert "hogql_query" not in created  # PostHog does not render it back
+    assert created["hogql_query"] == "SELECT event FROM events"
+    assert created["schema"] is None
 
 
 async def test_filters_are_checked(ph: aposthog.Client) -> None:
@@ -288,7 +288,7 @@ async def test_scopes(fake: FakePostHog) -> None:
     reader = fake.add_key(scopes=["batch_export:read"])
     async with fake.client(api_key=reader, max_retries=0) as ph:
         assert len(await ph.batch_exports.list().to_list()) == 1
-        assert await ph.batch_exports.test(destination="S3")
+        assert await ph.batch_exports.test(destination="AwsS3")
         with pytest.raises(aposthog.PermissionDeniedError) as info:
             await ph.batch_exports.pause(created["id"])
         assert info.value.detail == "API key missing required scope 'batch_export:write'"
@@ -378,7 +378,6 @@ async def test_scripted_and_default_step_results(fake: FakePostHog, ph: aposthog
 @pytest.mark.parametrize(
     ("destination", "names"),
     [
-        ("S3", ["Check S3 bucket exists"]),
         ("S3Compatible", ["Check S3 bucket exists"]),
         (
             "Snowflake",
@@ -398,7 +397,11 @@ async def test_step_lists(ph: aposthog.Client, destination: str, names: list[str
 
 async def test_test_answers_with_empty_bodies(fake: FakePostHog, ph: aposthog.Client) -> None:
     """A missing destination parameter is a bare 400; an untestable type a bare 404."""
-    for query, status in ((None, 400), ({"destination": "HTTP"}, 404)):
+    for query, status in (
+        (None, 400),
+        ({"destination": "HTTP"}, 404),
+        ({"destination": "S3"}, 404),
+    ):
         with pytest.raises(aposthog.APIStatusError) as info:
             await raw(ph, "GET", "test", params=query)
         assert (info.value.status, info.value.body, info.value.detail) == (status, None, None)
