@@ -30,6 +30,7 @@ __all__ = [
     "body",
     "check_ordering",
     "check_step",
+    "create_body",
     "destination_body",
     "enum_value",
     "log_levels",
@@ -185,6 +186,19 @@ def body(**fields: Any) -> dict[str, Any]:
         if isinstance(value, NotGiven):
             continue
         out[name] = _FIELDS[name](name, value)
+    return out
+
+
+def create_body(**fields: Any) -> dict[str, Any]:
+    """`body()` for a new export, with the rule PostHog applies to a new `hogql` one."""
+    out = body(**fields)
+    if (
+        out.get("model") == "hogql"
+        and out.get("incremental_mode") == "MERGE"
+        and not out.get("primary_key")
+    ):
+        # PostHog: "'primary_key' is required when 'incremental_mode' is 'MERGE'".
+        raise ValueError("primary_key is required when incremental_mode is MERGE")
     return out
 
 

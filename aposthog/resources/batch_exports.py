@@ -28,6 +28,7 @@ from ._batch_export_args import (
     DestinationArg,
     body,
     check_step,
+    create_body,
     enum_value,
     log_levels,
     timestamp,
@@ -167,7 +168,7 @@ class BatchExports(Resource):
             BadRequestError: PostHog rejected the configuration (unknown or missing
                 config fields, an offset that does not suit the interval, …).
         """
-        payload = body(
+        payload = create_body(
             name=name,
             destination=destination,
             interval=interval,
@@ -185,13 +186,6 @@ class BatchExports(Resource):
             offset_day=offset_day,
             offset_hour=offset_hour,
         )
-        if (
-            payload.get("model") == "hogql"
-            and payload.get("incremental_mode") == "MERGE"
-            and not payload.get("primary_key")
-        ):
-            # PostHog: "'primary_key' is required when 'incremental_mode' is 'MERGE'".
-            raise ValueError("primary_key is required when incremental_mode is MERGE")
         return await self._api.fetch(
             BatchExport, routes.EXPORT_CREATE, json=payload, timeout=timeout
         )
