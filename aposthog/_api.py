@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Final, Generic, TypeVar
 
 import anyio
+import attrs
 
 from . import _config, _json
 from ._config import ClientConfig
@@ -201,9 +202,12 @@ class Api:
         params: Query | None = None,
         json: Any = None,
         timeout: float | NotGiven | None = NOT_GIVEN,
+        headers: tuple[tuple[str, str], ...] = (),
     ) -> T:
-        """Call `route` and structure its JSON body into `cl`."""
+        """Call `route` and structure its JSON body into `cl` (`headers`: sent besides ours)."""
         request = self.pipeline.request(route, route.fill(*values), params=params, json=json)
+        if headers:
+            request = attrs.evolve(request, headers=headers)
         body = decode_json(await self.send(route, request, timeout=timeout), request)
         result: T = _structure()(body, cl, request_path=request.path)
         return result

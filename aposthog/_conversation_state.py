@@ -219,9 +219,11 @@ class ConversationState:
         unseen), or messages lost in a re-attach's gap (PostHog deletes a run's stream
         when its reader goes away: a re-attach replays only what came after).
 
-        Only this run's messages count: those after its human message, up to the next
-        human message (the conversation also holds earlier runs, and maybe later ones,
-        another client's). When the stream broke before PostHog echoed that message, it
+        Only this stream's messages count: those after its human message, up to the next
+        human message after the last message it received (the conversation also holds
+        earlier runs, and maybe later ones, another client's; the runs of messages queued
+        behind this one, which PostHog streams on the same connection, are the stream's
+        as far as it received them). When the stream broke before PostHog echoed that message, it
         is recognised by its text, `sent` (as PostHog stores it: trimmed), and the trace
         id of the request that sent it, `trace_id` (PostHog stores it with the message);
         the echo itself is then delivered too. The text alone proves nothing: the same
@@ -261,14 +263,21 @@ class ConversationState:
             mine = humans[-1] if humans else None
         if mine is None:
             return None
+        known = self._index
+        # PostHog streams the runs of queued messages on after this one, on the same
+        # stream: what this stream received (a queued message and its answer included)
+        # is this stream's, and it ends at the next human message after all of that.
         end = mine + 1
+        for index in range(len(messages) - 1, mine, -1):
+            if messages[index].id in known:
+                end = index + 1
+                break
         while end < len(messages) and not isinstance(messages[end], HumanMessage):
             end += 1  # the next human message starts another run
         run = [m for m in messages[mine:end] if m.id is not None]
         answer = self._last_answer()
         if answer is not None and answer not in {m.id for m in run}:
             return None
-        known = self._index
         last = max((n for n, m in enumerate(run) if m.id in known), default=-1)
         out = self._insert_missed(run[:last]) if last > 0 else []
         for message in run[last + 1 :]:

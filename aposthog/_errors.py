@@ -323,6 +323,17 @@ _BY_STATUS: Mapping[int, type[APIStatusError]] = {
 _RENDER_DEPTH = 20
 
 
+def _is_code(value: object) -> bool:
+    """Whether `value` reads as an error code (`queue_full`), not a sentence."""
+    return (
+        isinstance(value, str)
+        and 0 < len(value) <= 100
+        and value.isascii()
+        and value.replace("_", "").isalnum()
+        and value.islower()
+    )
+
+
 def _render(value: Any, depth: int, out: list[str], budget: list[int]) -> None:
     """Append a JSON-like rendering of `value` to `out`, depth- and size-bounded."""
     if budget[0] <= 0:
@@ -407,6 +418,9 @@ def error_from_response(
         if detail is None and "error" in decoded:
             # Conversation endpoints answer {"error": "…"}.
             detail = _text(decoded["error"])
+        elif code is None and _is_code(decoded.get("error")):
+            # … or {"error": "queue_full", "detail": "…"}: a code beside the explanation.
+            code = decoded["error"]
         if detail is None and decoded and not {"type", "code", "attr"} & decoded.keys():
             # A plain DRF serializer error map such as {"name": ["This field is required."]}.
             field, messages = next(iter(decoded.items()))

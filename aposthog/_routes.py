@@ -25,6 +25,11 @@ __all__ = [
     "CONVERSATION_CREATE",
     "CONVERSATION_DELETE",
     "CONVERSATION_GET",
+    "CONVERSATION_QUEUE",
+    "CONVERSATION_QUEUE_ADD",
+    "CONVERSATION_QUEUE_CLEAR",
+    "CONVERSATION_QUEUE_REMOVE",
+    "CONVERSATION_QUEUE_UPDATE",
     "CONVERSATION_REATTACH",
     "EXPORTS",
     "EXPORT_CREATE",
@@ -92,6 +97,16 @@ CONVERSATION_REATTACH = Route("POST", "conversations", repeatable=True, bucket="
 CONVERSATION_CANCEL = Route("PATCH", "conversations/{id}/cancel", repeatable=True)
 CONVERSATION_APPEND = Route("POST", "conversations/{id}/append_message", repeatable=False)
 CONVERSATION_DELETE = Route("DELETE", "conversations/{id}", repeatable=True)
+# The message queue: ordinary API throttles, not PostHog AI's (it starts no run itself).
+CONVERSATION_QUEUE = Route("GET", "conversations/{id}/queue", repeatable=True)
+# Each add queues one more message: sent twice, it would be queued twice.
+CONVERSATION_QUEUE_ADD = Route("POST", "conversations/{id}/queue", repeatable=False)
+CONVERSATION_QUEUE_UPDATE = Route("PATCH", "conversations/{id}/queue/{message_id}", repeatable=True)
+# Repeated after a lost answer, a removal that went through is a 404 (the message is gone).
+CONVERSATION_QUEUE_REMOVE = Route(
+    "DELETE", "conversations/{id}/queue/{message_id}", repeatable=True
+)
+CONVERSATION_QUEUE_CLEAR = Route("POST", "conversations/{id}/queue/clear", repeatable=True)
 
 # ---------------------------------------------------------------- customer profile configs
 PROFILE_CONFIGS = Route("GET", "customer_profile_configs", repeatable=True)

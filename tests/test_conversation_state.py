@@ -633,6 +633,38 @@ def test_catch_up_stops_at_the_next_runs_message() -> None:
     assert seen.run_ended
 
 
+def test_catch_up_spans_the_queued_runs_the_stream_went_on_into() -> None:
+    """PostHog streams a queued message's run on the same connection (a new trace id):
+    after a re-attach, the catch-up at the end takes what came through as this stream's,
+    and recovers what a gap lost in a queued run, but no later run's messages."""
+    history: list[Message] = [
+        HumanMessage(content="q", id="h1", trace_id="t1"),
+        AssistantMessage(content="mine", id="a1"),
+        HumanMessage(content="queued", id="h2", trace_id="t2"),
+        ToolCallMessage(content="rows", id="t", tool_call_id="c"),
+        AssistantMessage(content="queued answer", id="a2"),
+        HumanMessage(content="later", id="h3", trace_id="t3"),
+        AssistantMessage(content="theirs", id="a3"),
+    ]
+    state = ConversationState()
+    feed_all(
+        state,
+        [
+            msg(type="human", content="q", id="h1", trace_id="t1"),
+            msg(type="ai", content="mine", id="a1"),
+            msg(type="human", content="queued", id="h2", trace_id="t2"),
+        ],
+    )
+    state.begin_attempt()  # a drop: the tool result is lost in the gap
+    feed_all(state, [msg(type="ai", content="queued answer", id="a2")])
+    deliveries = state.catch_up(history)
+    assert deliveries is not None
+    assert [d.event.message.id for d in deliveries if isinstance(d.event, MessageEvent)] == ["t"]
+    assert [m.id for m in state.messages] == ["h1", "a1", "h2", "t", "a2"]
+    assert result(state).text == f"mine{SEPARATOR}queued answer"
+    assert state.run_ended
+
+
 def test_catch_up_finds_the_message_as_posthog_stored_it_trimmed() -> None:
     """PostHog's CharField trims the content it stores: the text sent had whitespace."""
     history: list[Message] = [

@@ -80,6 +80,27 @@ def test_non_json_body_is_kept_as_text() -> None:
     assert "<html>Bad gateway</html>" == err.body
 
 
+@pytest.mark.parametrize(
+    ("error", "code"),
+    [
+        ("queue_full", "queue_full"),  # the queue's 409
+        ("Queue full", None),  # words, not a code
+        ("QUEUE_FULL", None),
+        ("", None),
+        ("x" * 101, None),
+        (3, None),
+        ("quéue", None),
+    ],
+)
+def test_an_error_token_beside_a_detail_is_the_code(error: object, code: str | None) -> None:
+    body = json.dumps({"error": error, "detail": "Only two messages can be queued at a time."})
+    err = error_from_response(409, {}, body.encode(), method="POST", path="/q/")
+    assert isinstance(err, aposthog.ConflictError)
+    assert (err.code, err.detail) == (code, "Only two messages can be queued at a time.")
+    if code:
+        assert "409 Conflict [queue_full] on POST /q/: Only two messages" in str(err)
+
+
 def test_plain_serializer_error_map() -> None:
     """A bare DRF field-error map names its first field."""
     err = error_from_response(400, {}, b'{"name": ["This field is required."]}')

@@ -33,6 +33,7 @@ def test_only_work_starting_routes_are_not_repeatable() -> None:
         "BACKFILL_CREATE",
         "CONVERSATION_APPEND",
         "CONVERSATION_CREATE",
+        "CONVERSATION_QUEUE_ADD",
         "EXPORT_CREATE",
         "EXPORT_TEST_STEP",
         "EXPORT_TEST_STEP_NEW",

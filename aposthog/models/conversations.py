@@ -25,7 +25,9 @@ __all__ = [
     "ConversationStatus",
     "ConversationSummary",
     "ConversationType",
+    "MessageQueue",
     "PendingApproval",
+    "QueuedMessage",
     "UserBasic",
 ]
 
@@ -180,6 +182,46 @@ class Conversation(ConversationSummary):
 
 
 @attrs.frozen(kw_only=True)
+class QueuedMessage:
+    """
+    A message waiting in a conversation's queue (`ph.conversations.queue`).
+
+    Attributes:
+        id: the id PostHog gave it (what `queue.update()` and `queue.remove()` take).
+        content: the message.
+        created_at: when it was queued (timezone-aware), when sent.
+        agent_mode: `AgentMode` (or a newer mode's string) it runs in, or None.
+        contextual_tools, ui_context, billing_context: as queued, or None.
+        session_id: the PostHog session id it was queued with, or None.
+    """
+
+    id: str
+    content: str
+    created_at: dt.datetime | None = None
+    agent_mode: AgentMode | str | None = None
+    contextual_tools: dict[str, Any] | None = None
+    ui_context: Any = None
+    billing_context: Any = None
+    session_id: str | None = None
+    extra_fields: Mapping[str, Any] = extra_fields_field()
+
+
+@attrs.frozen(kw_only=True)
+class MessageQueue:
+    """
+    A conversation's queued messages, as every queue call answers them.
+
+    Attributes:
+        messages: the queued messages, the next to run first.
+        max_queue_messages: how many PostHog holds at a time (2 today), when sent.
+    """
+
+    messages: list[QueuedMessage] = attrs.field(factory=list)
+    max_queue_messages: int | None = None
+    extra_fields: Mapping[str, Any] = extra_fields_field()
+
+
+@attrs.frozen(kw_only=True)
 class ConversationResult:
     """
     What one streamed run produced: `await stream.until_done()` returns it.
@@ -197,7 +239,9 @@ class ConversationResult:
         conversation_id: the conversation's UUID.
         messages: this run's final messages, oldest first (the echo of your message
             first), each once: replayed events are de-duplicated by id, and in-progress
-            snapshots are not included (their final messages are).
+            snapshots are not included (their final messages are). Messages queued
+            behind yours (`ph.conversations.queue`) run on the same stream: each run's
+            messages follow, its `HumanMessage` first.
         conversation: the latest `conversation` event, or None (PostHog sends it only for
             a new conversation).
         failure: the in-band `ai/failure` message, or None.

@@ -13,40 +13,21 @@ from .._http import segment
 from .._pagination import AsyncPaginator
 from .._streaming import ConversationStream
 from ..models.conversations import AgentMode, Conversation, ConversationSummary, ConversationType
-from ._base import Resource, check_paging, check_str
-from ._checks import (
-    check_bool,
-    check_json,
-    choice,
-    header_value,
-    int_in_range,
-    uuid_id,
-    uuid_segment,
-)
+from ._base import Resource, check_paging
+from ._checks import check_bool, header_value, int_in_range, uuid_id, uuid_segment
+from ._messages import MAX_CONTENT_LENGTH, json_object, message_options
+from ._messages import content as check_content
+from .conversation_queue import ConversationQueue
 
 __all__ = ["MAX_APPEND_LENGTH", "MAX_CONTENT_LENGTH", "Conversations"]
 
 _PATH = "conversations"
-MAX_CONTENT_LENGTH = 40000
-"""The longest message `create()` sends (PostHog's limit: roughly 10k tokens)."""
 MAX_APPEND_LENGTH = 10000
 """The longest message `append_message()` sends."""
 Timeout = float | None | NotGiven
 ConversationId = str | uuid.UUID
-_AGENT_MODES = tuple(mode.value for mode in AgentMode)
 #: How many research conversations a client remembers (the least recently seen go first).
 RESEARCH_CONVERSATIONS_KEPT = 4096
-
-
-def _content(content: Any, *, limit: int) -> str:
-    check_str("content", content)
-    # PostHog trims whitespace before checking, so "   " is blank and is measured trimmed.
-    trimmed = content.strip()
-    if not trimmed:
-        raise ValueError("content must not be empty or only whitespace")
-    if len(trimmed) > limit:
-        raise ValueError(f"content is {len(trimmed)} characters long; PostHog accepts {limit}")
-    return str(content)
 
 
 def _uuid(name: str, value: ConversationId | None) -> str:
@@ -54,13 +35,6 @@ def _uuid(name: str, value: ConversationId | None) -> str:
     if value is None:
         return str(uuid.uuid4())
     return uuid_id(name, value)
-
-
-def _json_object(name: str, value: Any) -> dict[str, Any]:
-    if not isinstance(value, Mapping):
-        raise TypeError(f"{name} must be a mapping, got {type(value).__name__}")
-    check_json(name, value)
-    return dict(value)
 
 
 def _reattaches(value: object) -> int | None:
@@ -84,6 +58,11 @@ class Conversations(Resource):
     """
 
     __slots__ = ()
+
+    @property
+    def queue(self) -> ConversationQueue:
+        """Messages waiting for a conversation's running answer (see `ConversationQueue`)."""
+        return ConversationQueue(self._api)
 
     def _note_research(self, conversation_id: str, research: bool) -> None:
         # Shared by every `with_options()` view, as the rate limits are.
@@ -198,25 +177,23 @@ class Conversations(Resource):
             if conversation is None:
                 raise ValueError("content=None continues a conversation: pass conversation=")
         else:
-            content = _content(content, limit=MAX_CONTENT_LENGTH)
+            content = check_content(content, limit=MAX_CONTENT_LENGTH)
         conversation_id = _uuid("conversation", conversation)
         body: dict[str, Any] = {"content": content, "conversation": conversation_id}
-        if agent_mode is not None:
-            body["agent_mode"] = choice("agent_mode", agent_mode, _AGENT_MODES, open_enum=True)
-        if contextual_tools is not None:
-            body["contextual_tools"] = _json_object("contextual_tools", contextual_tools)
-        if ui_context is not None:
-            check_json("ui_context", ui_context)
-            body["ui_context"] = ui_context
-        if billing_context is not None:
-            check_json("billing_context", billing_context)
-            body["billing_context"] = billing_context
+        body.update(
+            message_options(
+                agent_mode=agent_mode,
+                contextual_tools=contextual_tools,
+                ui_context=ui_context,
+                billing_context=billing_context,
+            )
+        )
         if session_id is not None:
             body["session_id"] = header_value("session_id", session_id)
         if check_bool("deep_research_mode", deep_research_mode):
             body["deep_research_mode"] = True
         if resume_payload is not None:
-            body["resume_payload"] = _json_object("resume_payload", resume_payload)
+            body["resume_payload"] = json_object("resume_payload", resume_payload)
         # PostHog AI counts research runs in windows of their own (reference §1.6): a
         # message in research mode, or any request to a `deep_research` conversation.
         requested = body.get("agent_mode") == "research"
@@ -285,7 +262,7 @@ class Conversations(Resource):
         `content` may be at most 10000 characters (checked before sending). PostHog
         refuses this action to scoped personal API keys (`PermissionDeniedError`).
         """
-        text = _content(content, limit=MAX_APPEND_LENGTH)
+        text = check_content(content, limit=MAX_APPEND_LENGTH)
         body = await self._api.request_json(
             routes.CONVERSATION_APPEND,
             uuid_segment("id", id),

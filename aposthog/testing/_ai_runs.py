@@ -172,6 +172,10 @@ class Run:
     # Events at the start of the timeline no longer in the run's stream: a reader that went
     # away deleted them (PostHog's `delete_stream()` when a request's reader ends).
     deleted: int = 0
+    # The run PostHog went on with in this run's stream once it ended (a queued message), and
+    # the conversation's hook that starts it, which a reader at the end calls first.
+    successor: Run | None = attrs.field(default=None, repr=False)
+    on_end: Callable[[], None] | None = attrs.field(default=None, repr=False)
 
     def __attrs_post_init__(self) -> None:
         if self.script.end_after_connections <= 0:
@@ -225,9 +229,9 @@ class Run:
         """
         The bytes of one connection: the run's stream as it is now, from its oldest event
         (the run's start, or, for a re-attach, the first event produced after the last
-        reader went away, or the oldest one the capped stream kept), then live.
+        reader went away, or the oldest one the capped stream kept), then live, then on into
+        the `successor` its conversation started from its queue, if any.
         """
-        drop = self.script.drop_point(self.connections)
         start = 0
         cap = self.script.stream_max_length
         if self.connections:
@@ -235,12 +239,17 @@ class Run:
             if cap is not None:
                 # Before this connection releases a held end: produced after it opens.
                 start = max(start, len(self.due()) - max(0, cap))
+        return _stream(self, stats, keepalive, self.attach(start), start)
+
+    def attach(self, start: int) -> int | None:
+        """A reader joins at event `start`: its drop point (enough readers release the end)."""
+        drop = self.script.drop_point(self.connections)
         self.replay_starts.append(start)
         self.connections += 1
         if self.released_at is None and self.connections >= self.script.end_after_connections:
             self.released_at = time.monotonic()
             self._changed()
-        return _stream(self, stats, keepalive, drop, start)
+        return drop
 
 
 async def _sleep_until(run: Run, moment: float) -> None:
@@ -263,37 +272,46 @@ async def _stream(
     written = 0
     last_write = time.monotonic()
     try:
-        for event in run.events[start:]:
-            if drop is not None and run.due_at(event) == float("inf"):
-                # The held end waits for a re-attach, which waits for this cut: cut now
-                # (sooner than `drop` when the replay held fewer events: a deleted stream).
-                outcome = "dropped"
-                raise DropConnection
-            while True:
-                due = run.due_at(event)  # the end moves when it is released
-                now = time.monotonic()
-                if run.cancelled_at is not None and due > run.cancelled_at:
-                    outcome = "completed"
-                    return
-                if now >= due:
-                    break
-                interval = keepalive()
-                if interval is not None and now - last_write >= interval:
-                    yield KEEPALIVE
-                    last_write = time.monotonic()
-                    continue
-                wake = due if interval is None else min(due, last_write + interval)
-                await _sleep_until(run, wake)
-            if drop is not None and written >= drop:
-                outcome = "dropped"
-                raise DropConnection
-            size = run.script.chunk_size or len(event.data)
-            for i in range(0, len(event.data), size):
-                if i and run.script.chunk_delay:
-                    await anyio.sleep(run.script.chunk_delay)
-                yield event.data[i : i + size]
-            written += 1
-            last_write = time.monotonic()
+        while True:
+            for event in run.events[start:]:
+                if drop is not None and run.due_at(event) == float("inf"):
+                    # The held end waits for a re-attach, which waits for this cut: cut now
+                    # (sooner than `drop` when the replay held fewer events: a deleted stream).
+                    outcome = "dropped"
+                    raise DropConnection
+                while True:
+                    due = run.due_at(event)  # the end moves when it is released
+                    now = time.monotonic()
+                    if run.cancelled_at is not None and due > run.cancelled_at:
+                        outcome = "completed"
+                        return
+                    if now >= due:
+                        break
+                    interval = keepalive()
+                    if interval is not None and now - last_write >= interval:
+                        yield KEEPALIVE
+                        last_write = time.monotonic()
+                        continue
+                    wake = due if interval is None else min(due, last_write + interval)
+                    await _sleep_until(run, wake)
+                if drop is not None and written >= drop:
+                    outcome = "dropped"
+                    raise DropConnection
+                size = run.script.chunk_size or len(event.data)
+                for i in range(0, len(event.data), size):
+                    if i and run.script.chunk_delay:
+                        await anyio.sleep(run.script.chunk_delay)
+                    yield event.data[i : i + size]
+                written += 1
+                last_write = time.monotonic()
+            if run.on_end is not None:
+                run.on_end()  # the conversation starts its next queued message, if any
+            if run.successor is None:
+                break
+            # PostHog's workflow left its stream open for the queued run: the reader reads on.
+            run, written = run.successor, 0
+            start = run.deleted
+            drop = run.attach(start)
         outcome = "completed"
     finally:
         if outcome != "completed":

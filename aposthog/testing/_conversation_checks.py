@@ -17,6 +17,9 @@ __all__ = [
     "AGENT_MODES",
     "QUOTA_DETAIL",
     "MessageBody",
+    "validate_agent_mode",
+    "validate_context_fields",
+    "validate_human_message",
     "validate_message",
     "validate_text",
 ]
@@ -146,11 +149,19 @@ def _ui_context_ok(ui_context: Any) -> bool:
     return True
 
 
-def validate_message(body: dict[str, Any]) -> MessageBody:
-    """`MessageSerializer`'s checks; the first failing field is the 400."""
-    # MessageSerializer's fields in declaration order: drf-exceptions-hog reports the first.
-    content = validate_text(body, "content", max_length=40000, allow_null=True)
-    conversation = _uuid(body, "conversation")
+def _not_null(body: dict[str, Any], name: str) -> None:
+    # DRF fields without allow_null refuse an explicit null before their own checks.
+    if name in body and body[name] is None:
+        raise validation_error("This field may not be null.", attr=name, code="null")
+
+
+def validate_context_fields(body: dict[str, Any]) -> None:
+    """
+    The fields `MessageSerializer` and `QueueMessageSerializer` both declare, in their order:
+    `contextual_tools` (a `DictField`), then the `JSONField`s `ui_context` and
+    `billing_context` (any JSON but null). Each may be left out.
+    """
+    _not_null(body, "contextual_tools")
     tools = body.get("contextual_tools")
     if "contextual_tools" in body and not isinstance(tools, dict):
         kind = type(tools).__name__
@@ -159,21 +170,43 @@ def validate_message(body: dict[str, Any]) -> MessageBody:
             attr="contextual_tools",
             code="not_a_dict",
         )
-    # JSONFields without allow_null: any JSON but null.
-    for name in ("ui_context", "billing_context"):
-        if name in body and body[name] is None:
-            raise validation_error("This field may not be null.", attr=name, code="null")
-    trace_id = _uuid(body, "trace_id")
+    _not_null(body, "ui_context")
+    _not_null(body, "billing_context")
+
+
+def validate_agent_mode(body: dict[str, Any]) -> str | None:
+    """The `agent_mode` `ChoiceField` (PostHog's `AgentMode` values); None when left out."""
+    _not_null(body, "agent_mode")
     mode = body.get("agent_mode")
-    if mode is not None and mode not in AGENT_MODES:
+    # DRF looks `str(value)` up among the choices: only the mode's own string passes.
+    if mode is not None and (not isinstance(mode, str) or mode not in AGENT_MODES):
         raise validation_error(
             f'"{mode}" is not a valid choice.', attr="agent_mode", code="invalid_choice"
         )
-    # validate(), once every field passed: a message's `{content, ui_context, trace_id}` must
-    # make a `HumanMessage`; pydantic's complaint is not passed on. Without a message
-    # (content null) PostHog ignores ui_context.
-    if content is not None and not _ui_context_ok(body.get("ui_context")):
+    return mode
+
+
+def validate_human_message(ui_context: Any) -> None:
+    """
+    The serializers' `validate()`: a message's (valid) content and its `ui_context` must make
+    a `HumanMessage`; pydantic's complaint is not passed on.
+    """
+    if not _ui_context_ok(ui_context):
         raise validation_error(_INVALID_CONTENT)
+
+
+def validate_message(body: dict[str, Any]) -> MessageBody:
+    """`MessageSerializer`'s checks; the first failing field is the 400."""
+    # MessageSerializer's fields in declaration order: drf-exceptions-hog reports the first.
+    content = validate_text(body, "content", max_length=40000, allow_null=True)
+    conversation = _uuid(body, "conversation")
+    validate_context_fields(body)
+    trace_id = _uuid(body, "trace_id")
+    mode = validate_agent_mode(body)
+    # validate(), once every field passed. Without a message (content null) PostHog ignores
+    # ui_context.
+    if content is not None:
+        validate_human_message(body.get("ui_context"))
     return MessageBody(
         content=content,
         conversation=conversation,

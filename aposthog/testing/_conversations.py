@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import collections
 import datetime as dt
+import time
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 import anyio
 import attrs
 
+from . import _conversation_queue
 from ._ai_runs import AIScript, Run, StreamStats, build_run
 from ._conversation_checks import (
     QUOTA_DETAIL,
@@ -83,7 +85,11 @@ class FakeConversation:
     messages: list[dict[str, Any]] = attrs.field(factory=list)
     pending_approvals: list[dict[str, Any]] = attrs.field(factory=list)
     run: Run | None = None
+    queue: list[dict[str, Any]] = attrs.field(factory=list)  # `…/queue/`: the next runs
+    # How a run that ended starts the first queued message (set when a message is queued).
+    drain: Callable[[Run], Run | None] | None = attrs.field(default=None, repr=False)
     _applied: int = 0  # events of `run` already applied to the state above
+    _settled: bool = False  # the end of `run` was seen (and the queue drained then)
 
     @property
     def status(self) -> str:
@@ -91,23 +97,34 @@ class FakeConversation:
         return "in_progress" if self.run is not None and self.run.active() else "idle"
 
     def refresh(self) -> None:
-        """Apply what the current run has produced by now: final messages and the title."""
-        if self.run is None:
-            return
-        due = self.run.due()
-        for event in due[self._applied :]:
-            if event.final is not None:
-                self.messages.append(event.final)
-            if event.title is not None:
-                self.title = event.title
-            self.updated_at = now()
-        self._applied = len(due)
+        """Apply what the current run has produced by now; once it ended, drain the queue."""
+        while self.run is not None:
+            moment = time.monotonic()  # one moment: the end is seen after the events before it
+            due = self.run.due(moment)
+            for event in due[self._applied :]:
+                if event.final is not None:
+                    self.messages.append(event.final)
+                if event.title is not None:
+                    self.title = event.title
+                self.updated_at = now()
+            self._applied = len(due)
+            if self._settled or self.run.active(moment):
+                return
+            self._settled = True
+            follower = None if self.drain is None else self.drain(self.run)
+            if follower is None:
+                return
+            self.run.successor = follower
+            self._begin(follower)
 
     def start(self, run: Run) -> None:
         """Make `run` the current generation."""
         self.refresh()
-        self.run = run
-        self._applied = 0
+        self._begin(run)
+
+    def _begin(self, run: Run) -> None:
+        run.on_end = self.refresh  # a reader at its end lets a queued message start
+        self.run, self._applied, self._settled = run, 0, False
 
     def minimal(
         self, user: dict[str, Any], *, title: Any = ..., status: str | None = None
@@ -377,6 +394,7 @@ async def _cancel(fake: FakePostHog, request: FakeRequest) -> ServerReply:
     if conversation.run is not None:
         conversation.run.cancel()
         conversation.refresh()
+    conversation.queue.clear()  # `cancel_workflow` clears the queue as well
     return empty(204)
 
 
@@ -401,6 +419,7 @@ def _routes() -> list[Route]:
         # Custom actions without required_scopes: scoped personal API keys get 403.
         Route("PATCH", (*item, "cancel"), _cancel, None),
         Route("POST", (*item, "append_message"), _append_message, None),
+        *_conversation_queue.routes(item),
     ]
 
 

@@ -19,7 +19,9 @@ from aposthog.models.conversations import (
     ConversationStatus,
     ConversationSummary,
     ConversationType,
+    MessageQueue,
     PendingApproval,
+    QueuedMessage,
 )
 from aposthog.models.events import (
     ConversationEvent,
@@ -192,6 +194,57 @@ def test_an_older_server_sends_six_fields_and_lists_messages() -> None:
 def test_a_record_that_does_not_fit_is_a_decode_error() -> None:
     with pytest.raises(ResponseDecodeError):
         structure({"status": "idle"}, ConversationSummary)  # no id
+
+
+QUEUED = {
+    "id": "5f0c7c8e-6a53-4a53-9d3b-2f8f5d1f9a10",
+    "content": "And last month?",
+    "created_at": "2026-12-03T09:50:00.123456+00:00",
+    "contextual_tools": None,
+    "ui_context": {"dashboards": [{"id": 1, "name": "Growth"}]},
+    "billing_context": None,
+    "agent_mode": "sql",
+    "session_id": None,
+}
+
+
+def test_a_message_queue_decodes_as_posthog_sends_it() -> None:
+    queue = structure({"messages": [QUEUED], "max_queue_messages": 2}, MessageQueue)
+    (message,) = queue.messages
+    assert queue.max_queue_messages == 2
+    assert isinstance(message, QueuedMessage)
+    assert message.agent_mode is AgentMode.SQL
+    assert message.created_at is not None
+    assert message.created_at.utcoffset() is not None
+    assert message.ui_context == {"dashboards": [{"id": 1, "name": "Growth"}]}
+    assert (message.content, message.contextual_tools, message.session_id) == (
+        "And last month?",
+        None,
+        None,
+    )
+
+
+def test_a_newer_queue_keeps_what_it_does_not_know() -> None:
+    newer = {**QUEUED, "agent_mode": "warp", "priority": 1}
+    queue = structure({"messages": [newer], "max_queue_messages": 3, "drain": "open"}, MessageQueue)
+    assert queue.extra_fields == {"drain": "open"}
+    assert queue.messages[0].agent_mode == "warp"
+    assert queue.messages[0].extra_fields == {"priority": 1}
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"messages": [{**QUEUED, "content": None}], "max_queue_messages": 2},
+        {"messages": [{"content": "no id"}], "max_queue_messages": 2},
+        {"messages": "none", "max_queue_messages": 2},
+        {"messages": [], "max_queue_messages": "two"},
+        ["not", "an", "object"],
+    ],
+)
+def test_a_queue_that_does_not_fit_is_a_decode_error(body: Any) -> None:
+    with pytest.raises(ResponseDecodeError):
+        structure(body, MessageQueue)
 
 
 @pytest.mark.parametrize(

@@ -188,6 +188,29 @@ METHODS: dict[str, Spec] = {
     },
     "conversations.cancel": {"id": (ID, "uuid"), "timeout": (5, "timeout")},
     "conversations.delete": {"id": (ID, "uuid"), "timeout": (5, "timeout")},
+    "conversations.queue.get": {"conversation": (ID, "uuid"), "timeout": (5, "timeout")},
+    "conversations.queue.add": {
+        "conversation": (ID, "uuid"),
+        "content": ("next", "content"),
+        "agent_mode": ("sql", "open_enum"),
+        "contextual_tools": ({"t": 1}, "mapping"),
+        "ui_context": ({"dashboards": []}, "json"),
+        "billing_context": (None, "json"),
+        "session_id": ("s-1", "session_id"),
+        "timeout": (5, "timeout"),
+    },
+    "conversations.queue.update": {
+        "conversation": (ID, "uuid"),
+        "message_id": (OTHER_ID, "message_id"),
+        "content": ("again", "content"),
+        "timeout": (5, "timeout"),
+    },
+    "conversations.queue.remove": {
+        "conversation": (ID, "uuid"),
+        "message_id": ("m-1", "message_id"),
+        "timeout": (5, "timeout"),
+    },
+    "conversations.queue.clear": {"conversation": (ID, "uuid"), "timeout": (5, "timeout")},
     "customer_profile_configs.list": {
         "limit": (None, "limit"),
         "offset": (3, "offset"),
@@ -222,11 +245,21 @@ _ALSO: dict[tuple[str, str], dict[str, Any]] = {
 }
 
 
+_RESOURCES = ("batch_exports", "conversations", "conversations.queue", "customer_profile_configs")
+
+
+def _resource(client: aposthog.Client, path: str) -> Any:
+    found: Any = client
+    for name in path.split("."):
+        found = getattr(found, name)
+    return found
+
+
 def _public_methods(client: aposthog.Client) -> set[str]:
     found = set()
-    for resource in ("batch_exports", "conversations", "customer_profile_configs"):
+    for resource in _RESOURCES:
         # Methods of the class and methods reached through it (runs, backfills).
-        for name, member in inspect.getmembers(getattr(client, resource)):
+        for name, member in inspect.getmembers(_resource(client, resource)):
             if not name.startswith("_") and inspect.ismethod(member):
                 found.add(f"{resource}.{name}")
     return found
@@ -254,8 +287,8 @@ def served() -> Iterator[tuple[Callable[..., Any], FakePostHog, aposthog.Client]
 
 
 async def _invoke(client: aposthog.Client, method: str, kwargs: dict[str, Any]) -> None:
-    resource, name = method.split(".")
-    result = getattr(getattr(client, resource), name)(**kwargs)
+    resource, name = method.rsplit(".", 1)
+    result = getattr(_resource(client, resource), name)(**kwargs)
     if isinstance(result, ConversationStream):
         async with result:
             pass
@@ -272,8 +305,8 @@ def test_every_public_method_is_driven(
     _, _, client = served
     assert _public_methods(client) == set(METHODS)
     for method, spec in METHODS.items():
-        resource, name = method.split(".")
-        params = inspect.signature(getattr(getattr(client, resource), name)).parameters
+        resource, name = method.rsplit(".", 1)
+        params = inspect.signature(getattr(_resource(client, resource), name)).parameters
         assert set(params) == set(spec), method
 
 

@@ -64,6 +64,10 @@ KINDS: dict[str, st.SearchStrategy[Any]] = {
         _not_str_nor_none, st.sampled_from(["", "   ", "\n\t"]), st.just("x" * 40001)
     ),
     "append_content": st.one_of(_not_str, st.sampled_from(["", "  "]), st.just("y" * 10001)),
+    "message_id": st.one_of(
+        _not_str.filter(lambda v: not isinstance(v, uuid.UUID)),
+        st.sampled_from(["", ".", "..", "a.b", "a/b", "/"]),
+    ),
     "session_id": st.one_of(_not_str_nor_none, _header_breaking, st.just("")),
     "limit": st.one_of(_bad_ints, st.integers(max_value=0)),
     "logs_limit": st.one_of(_bad_ints, st.integers(max_value=0), st.integers(min_value=501)),

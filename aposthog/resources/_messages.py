@@ -1,0 +1,56 @@
+"""The checks of a message to PostHog AI, shared by `create()` and the message queue."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from ..models.conversations import AgentMode
+from ._checks import check_json, check_str, choice
+
+__all__ = ["MAX_CONTENT_LENGTH", "content", "json_object", "message_options"]
+
+MAX_CONTENT_LENGTH = 40000
+"""The longest message `create()` sends or the queue takes (PostHog's limit: ~10k tokens)."""
+_AGENT_MODES = tuple(mode.value for mode in AgentMode)
+
+
+def content(value: Any, *, limit: int) -> str:
+    """A message's text: a string, not blank, at most `limit` characters once trimmed."""
+    check_str("content", value)
+    # PostHog trims whitespace before checking, so "   " is blank and is measured trimmed.
+    trimmed = value.strip()
+    if not trimmed:
+        raise ValueError("content must not be empty or only whitespace")
+    if len(trimmed) > limit:
+        raise ValueError(f"content is {len(trimmed)} characters long; PostHog accepts {limit}")
+    return str(value)
+
+
+def json_object(name: str, value: Any) -> dict[str, Any]:
+    if not isinstance(value, Mapping):
+        raise TypeError(f"{name} must be a mapping, got {type(value).__name__}")
+    check_json(name, value)
+    return dict(value)
+
+
+def message_options(
+    *,
+    agent_mode: AgentMode | str | None,
+    contextual_tools: Mapping[str, Any] | None,
+    ui_context: Any,
+    billing_context: Any,
+) -> dict[str, Any]:
+    """The optional fields of a message, checked: None leaves a field out."""
+    body: dict[str, Any] = {}
+    if agent_mode is not None:
+        body["agent_mode"] = choice("agent_mode", agent_mode, _AGENT_MODES, open_enum=True)
+    if contextual_tools is not None:
+        body["contextual_tools"] = json_object("contextual_tools", contextual_tools)
+    if ui_context is not None:
+        check_json("ui_context", ui_context)
+        body["ui_context"] = ui_context
+    if billing_context is not None:
+        check_json("billing_context", billing_context)
+        body["billing_context"] = billing_context
+    return body
