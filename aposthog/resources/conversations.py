@@ -138,6 +138,8 @@ class Conversations(Resource):
         Send a message and stream PostHog AI's answer. Returns at once; the request goes
         out when the stream is iterated or entered (`async with`), and errors PostHog
         gives before streaming (400, 402, 409 while it is still answering, 429) raise there.
+        While it answers, `queue.add()` queues a message instead; PostHog streams each
+        queued message's run on after the answer, on the same stream.
 
         Args:
             content: your message (at most 40000 characters, not blank). None continues

@@ -22,6 +22,7 @@ import anyio
 import attrs
 
 from . import _batch_exports, _conversations, _profile_configs
+from ._conversation_knobs import ConversationsKnobs
 from ._loopback import LoopbackServer, ServerReply, ServerRequest
 from ._throttle import FakeThrottles, limit_property, throttled
 from ._wire import FakeRequest, HTTPError, Route, error, json_reply
@@ -155,7 +156,7 @@ class FakePostHog:
         self._batch_export_test_results = exports.test_results
         self._batch_export_now = exports.now
 
-        conversations = _conversations.ConversationsKnobs()
+        conversations = ConversationsKnobs()
         self.conversations = conversations.conversations
         self.ai_scripts = conversations.ai_scripts
         self.ai_streams = conversations.ai_streams

@@ -1,0 +1,100 @@
+"""
+The conversation state of a FakePostHog: its conversations, the scripted answers waiting
+for the next messages, what it saw of its event streams, and its users.
+"""
+
+from __future__ import annotations
+
+import collections
+import uuid
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import anyio
+
+from ._ai_runs import AIScript, StreamStats
+from ._conversations import FakeConversation
+
+__all__ = ["ConversationsKnobs"]
+
+
+class ConversationsKnobs:
+    """
+    The conversation state of a FakePostHog, which exposes it as its own attributes and
+    methods (`fake.conversations`, `fake.script_answer(...)`); the scalar knobs
+    (`keepalive_interval`, `ai_burst_limit`, …) are plain attributes of the fake.
+
+    Attributes:
+        conversations: every conversation by id (deleted ones stay, flagged).
+        ai_scripts: the queued answers (`script_answer`); a default answer when empty.
+        ai_streams: what the fake saw of its event streams (opened, open, completed,
+            disconnected by the client, dropped by a script).
+    """
+
+    def __init__(self) -> None:
+        self.conversations: dict[str, FakeConversation] = {}
+        self.ai_scripts: collections.deque[AIScript] = collections.deque()
+        self.ai_streams = StreamStats()
+        self._users: dict[str, dict[str, Any]] = {}
+
+    def script_answer(self, text: str = AIScript.text, **options: Any) -> AIScript:
+        """
+        Queue how PostHog AI answers the next message (see `AIScript` for the options).
+
+        Example:
+            ```python
+            fake.script_answer("Hello! 👋", chunk_size=3, delay=0.01, tool="search")
+            fake.script_answer("never finished", fail="Oops! Something went wrong.")
+            ```
+        """
+        script = AIScript(text=text, **options)
+        self.ai_scripts.append(script)
+        return script
+
+    def seed_conversation(
+        self,
+        *,
+        title: str | None = "A seeded conversation",
+        user: str = "user-1",
+        messages: Iterable[Mapping[str, Any]] = (),
+        pending_approvals: Iterable[Mapping[str, Any]] = (),
+        type: str = "assistant",
+        is_internal: bool = False,
+        id: str | None = None,
+    ) -> FakeConversation:
+        """Add an idle conversation with these messages (dicts with `type`; ids are added)."""
+        conversation = FakeConversation(
+            id=id or str(uuid.uuid4()),
+            user=user,
+            title=title,
+            type=type,
+            is_internal=is_internal,
+            messages=[{"id": str(uuid.uuid4()), **m} for m in messages],
+            pending_approvals=[dict(p) for p in pending_approvals],
+        )
+        self.conversations[conversation.id] = conversation
+        return conversation
+
+    async def wait_for_streams_closed(self, timeout: float = 2.0) -> None:
+        """Wait until the fake has no event stream open (it saw every client leave)."""
+        with anyio.fail_after(timeout):
+            # Polling keeps StreamStats a plain record, creatable outside an event loop.
+            while self.ai_streams.open:  # noqa: ASYNC110
+                await anyio.sleep(0.005)
+
+    def user_basic(self, user: str) -> dict[str, Any]:
+        """The `UserBasic` record of a user of the fake (made up on first use)."""
+        if user not in self._users:
+            number = len(self._users) + 1
+            self._users[user] = {
+                "id": number,
+                "uuid": str(uuid.uuid5(uuid.NAMESPACE_URL, f"fake-posthog-user:{user}")),
+                "distinct_id": f"distinct-{user}",
+                "first_name": user,
+                "last_name": "",
+                "email": f"{user}@example.com",
+                "is_email_verified": True,
+                "hedgehog_config": None,
+                "role_at_organization": None,
+            }
+        return self._users[user]
