@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import functools
 import json
 import re
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import aiohttp
@@ -91,6 +92,20 @@ async def _read_until(resp: aiohttp.ClientResponse, marker: bytes) -> bytes:
             assert chunk, seen  # the stream ended before the marker
             seen += chunk
     return seen
+
+
+@contextlib.asynccontextmanager
+async def _answering(
+    fake: FakePostHog, body: dict[str, Any], headers: dict[str, str] | None = None
+) -> AsyncIterator[tuple[aiohttp.ClientResponse, bytes]]:
+    """POST a message and hold its stream open: the response, and its first bytes read."""
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(
+            fake.url + PATH, json=body, headers={**_auth(fake), **(headers or {})}
+        ) as resp,
+    ):
+        yield resp, await resp.content.readany()
 
 
 async def _conversation(fake: FakePostHog, conversation: str) -> Any:
@@ -415,11 +430,7 @@ async def test_cancel_clears_the_queue(fake: FakePostHog) -> None:
     fake.script_answer("never finished", end_after_connections=2)
     body = _body("q")
     conversation_id = body["conversation"]
-    async with (
-        aiohttp.ClientSession() as session,
-        session.post(fake.url + PATH, json=body, headers=_auth(fake)) as resp,
-    ):
-        head = await resp.content.readany()
+    async with _answering(fake, body) as (resp, head):
         await _enqueue(fake, conversation_id, "one")
         await _enqueue(fake, conversation_id, "two")
         assert (await _request(fake, "PATCH", f"{conversation_id}/cancel/"))[0] == 204
@@ -506,11 +517,7 @@ async def test_the_runs_stream_carries_on_into_the_queued_run(fake: FakePostHog)
     fake.script_answer("Second answer.")
     body = _body("q1")
     conversation_id = body["conversation"]
-    async with (
-        aiohttp.ClientSession() as session,
-        session.post(fake.url + PATH, json=body, headers=_auth(fake)) as first,
-    ):
-        head = await first.content.readany()
+    async with _answering(fake, body) as (first, head):
         await _enqueue(fake, conversation_id, "q2")
         status, _, replay = await _post(fake, _body(None, conversation_id))  # releases the end
         original = head + await first.read()
@@ -531,11 +538,7 @@ async def test_the_session_of_the_queued_message_goes_with_its_run(fake: FakePos
     body = _body("q1")
     conversation_id = body["conversation"]
     headers = {"X-POSTHOG-SESSION-ID": "sess-1"}
-    async with (
-        aiohttp.ClientSession() as session,
-        session.post(fake.url + PATH, json=body, headers={**_auth(fake), **headers}) as first,
-    ):
-        await first.content.readany()
+    async with _answering(fake, body, headers) as (first, _):
         await _enqueue(fake, conversation_id, "q2")
         await _post(fake, _body(None, conversation_id))  # run 1 ends, run 2 runs to its end
         await first.read()
@@ -575,11 +578,8 @@ async def test_a_run_that_ended_unseen_leaves_a_later_message_waiting(fake: Fake
     fake.script_answer("abcdef", token_size=2, delay=0.01)
     body = _body("q1")
     conversation_id = body["conversation"]
-    async with (
-        aiohttp.ClientSession() as session,
-        session.post(fake.url + PATH, json=body, headers=_auth(fake)) as first,
-    ):
-        await first.content.readany()
+    async with _answering(fake, body):
+        pass  # the first bytes read, the reader leaves
     await fake.wait_for_streams_closed()  # nobody reads the run to its end
     await anyio.sleep(0.3)  # its end is well past
     await _enqueue(fake, conversation_id, "q2")
@@ -596,11 +596,7 @@ async def test_both_queued_messages_run_one_after_the_other(fake: FakePostHog) -
         fake.script_answer(text)
     body = _body("q1")
     conversation_id = body["conversation"]
-    async with (
-        aiohttp.ClientSession() as session,
-        session.post(fake.url + PATH, json=body, headers=_auth(fake)) as first,
-    ):
-        head = await first.content.readany()
+    async with _answering(fake, body) as (first, head):
         await _enqueue(fake, conversation_id, "q2")
         await _enqueue(fake, conversation_id, "q3", agent_mode="flags")
         await _post(fake, _body(None, conversation_id))
@@ -615,13 +611,7 @@ async def test_pending_approvals_clear_the_queue_instead(fake: FakePostHog) -> N
     approval = {"proposal_id": "p1", "decision_status": "pending", "tool_name": "create_flag"}
     conversation = fake.seed_conversation(pending_approvals=[approval])
     fake.script_answer("Waiting for your approval.", end_after_connections=2)
-    async with (
-        aiohttp.ClientSession() as session,
-        session.post(
-            fake.url + PATH, json=_body("q1", conversation.id), headers=_auth(fake)
-        ) as first,
-    ):
-        head = await first.content.readany()
+    async with _answering(fake, _body("q1", conversation.id)) as (first, head):
         await _enqueue(fake, conversation.id, "q2")
         await _post(fake, _body(None, conversation.id))
         raw = head + await first.read()
@@ -634,11 +624,7 @@ async def test_a_research_run_leaves_the_queue_alone(fake: FakePostHog) -> None:
     fake.script_answer("Research done.", end_after_connections=2)
     body = _body("dig", agent_mode="research")
     conversation_id = body["conversation"]
-    async with (
-        aiohttp.ClientSession() as session,
-        session.post(fake.url + PATH, json=body, headers=_auth(fake)) as first,
-    ):
-        head = await first.content.readany()
+    async with _answering(fake, body) as (first, head):
         queued = await _enqueue(fake, conversation_id, "q2")
         await _post(fake, _body(None, conversation_id))
         raw = head + await first.read()
