@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import sys
+from collections.abc import AsyncIterator
 from typing import Any
 
 import anyio
@@ -14,7 +15,7 @@ from .._errors import PostHogError
 from ..models.conversations import AgentMode
 from ..resources.conversations import MAX_CONTENT_LENGTH
 from . import _args
-from ._commands import COMMANDS, Output, _done
+from ._commands import COMMANDS, Output, _done, _UsageError
 from ._output import cell, json_line
 
 __all__ = ["add_chat_commands", "chat"]
@@ -109,7 +110,29 @@ async def _delete(ph: Client, args: argparse.Namespace, out: Output) -> None:
     _done(out, {"deleted": args.id})
 
 
+_QUEUE_COLUMNS = [("id", "id"), ("queued", "created_at"), ("content", "content")]
+
+
+async def _queue(ph: Client, args: argparse.Namespace, out: Output) -> None:
+    queue = ph.conversations.queue
+    if args.agent_mode is not None and args.add is None:
+        raise _UsageError("--agent-mode goes with --add (the mode of the message queued)")
+    if args.add is not None:
+        shown = await queue.add(args.id, args.add, agent_mode=args.agent_mode)
+    elif args.clear:
+        shown = await queue.clear(args.id)
+    else:
+        shown = await queue.get(args.id)
+
+    async def messages() -> AsyncIterator[Any]:
+        for message in shown.messages:
+            yield message
+
+    await out.records(messages(), _QUEUE_COLUMNS)
+
+
 COMMANDS[("conversations", "list")] = _list
+COMMANDS[("conversations", "queue")] = _queue
 COMMANDS[("conversations", "get")] = _get
 COMMANDS[("conversations", "cancel")] = _cancel
 COMMANDS[("conversations", "delete")] = _delete
@@ -149,3 +172,24 @@ def add_chat_commands(
         actions.add_parser(name, help=help, parents=[common]).add_argument(
             "id", type=_args.uuid("id"), help="the conversation's id (a UUID)"
         )
+    queue = actions.add_parser(
+        "queue",
+        help="show the messages waiting for the running answer (or add one, or clear them)",
+        parents=[common],
+    )
+    queue.add_argument("id", type=_args.uuid("id"), help="the conversation's id (a UUID)")
+    change = queue.add_mutually_exclusive_group()
+    change.add_argument(
+        "--add",
+        type=_args.content(MAX_CONTENT_LENGTH),
+        default=None,
+        metavar="MESSAGE",
+        help="queue this message; PostHog runs it when the answer before it ends",
+    )
+    change.add_argument("--clear", action="store_true", help="empty the queue")
+    queue.add_argument(
+        "--agent-mode",
+        type=_args.open_choice("--agent-mode", _AGENT_MODES),
+        default=None,
+        help="the added message's mode, e.g. sql",
+    )

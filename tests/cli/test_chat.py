@@ -122,3 +122,39 @@ async def test_conversations_commands(fake: FakePostHog, run_cli: RunCli) -> Non
     gone = await run_cli("conversations", "get", conversation)
     assert 1 == gone.returncode
     assert "404 Not Found" in gone.stderr
+
+
+async def test_conversations_queue_command(fake: FakePostHog, run_cli: RunCli) -> None:
+    """Show the queue, add a message to it (with a mode), clear it."""
+    seeded = fake.seed_conversation()
+    empty = await run_cli("conversations", "queue", seeded.id, "--json")
+    assert (0, "") == (empty.returncode, empty.stdout)
+
+    added = await run_cli(
+        "conversations", "queue", seeded.id, "--add", "And last month?", "--agent-mode", "sql",
+        "--json",
+    )  # fmt: skip
+    assert 0 == added.returncode, added.stderr
+    (line,) = added.stdout.splitlines()
+    queued = json.loads(line)
+    assert (queued["content"], queued["agent_mode"]) == ("And last month?", "sql")
+    assert [m["id"] for m in fake.conversations[seeded.id].queue] == [queued["id"]]
+
+    table = await run_cli("conversations", "queue", seeded.id)
+    assert queued["id"] in table.stdout
+    assert "And last month?" in table.stdout
+
+    cleared = await run_cli("conversations", "queue", seeded.id, "--clear", "--json")
+    assert (0, "") == (cleared.returncode, cleared.stdout)
+    assert [] == fake.conversations[seeded.id].queue
+
+    sent = len(fake.requests)
+    for misuse, message in (
+        (("--agent-mode", "sql"), "--agent-mode goes with --add"),
+        (("--add", "x", "--clear"), "not allowed with argument"),
+        (("--add", "   "), "argument --add: the message must not be empty"),
+    ):
+        refused = await run_cli("conversations", "queue", seeded.id, *misuse)
+        assert 2 == refused.returncode, misuse
+        assert message in refused.stderr, refused.stderr
+    assert sent == len(fake.requests)  # refused before sending
