@@ -87,6 +87,10 @@ class ConversationQueue(Resource):
         at most 40000 characters, not blank). A full queue is a `ConflictError` with
         `code == "queue_full"`. Not retried after a failure that may have reached
         PostHog: sent twice, the message would be queued twice.
+
+        Queue only while PostHog AI answers: on an idle conversation the message waits
+        for the next answer to end, and newer PostHog versions refuse it (no run would
+        take it). Send it with `ph.conversations.create()` then.
         """
         body: dict[str, Any] = {"content": check_content(content, limit=MAX_CONTENT_LENGTH)}
         body.update(
