@@ -15,6 +15,7 @@ import attrs
 
 from .._client import Client
 from ..models.batch_exports import BatchExportDestination
+from ..models.messages import AssistantMessage
 from ..testing import FakePostHog
 from ._output import Styler, cell, format_table
 
@@ -210,6 +211,20 @@ async def _conversations_tour(
     answer = await follow_up.until_done()
     say.step(f"a follow-up in the same conversation: {answer.text}")
 
+    fake.script_answer("Signups rose 9% week over week.", delay=0.05)
+    fake.script_answer("Most came from organic search (61%).", delay=0.01)
+    busy = ph.conversations.create("How did signups do?", conversation=stream.conversation_id)
+    async with busy:
+        await anext(busy)  # PostHog AI is answering: a new message would be a 409
+        queue = await ph.conversations.queue.add(busy.conversation_id, "Where from?")
+        say.step(
+            f"a message sent while PostHog AI answers waits in the queue "
+            f"({len(queue.messages)} of {queue.max_queue_messages})"
+        )
+        both = await busy.until_done()
+    answers = [m.content for m in both.messages if isinstance(m, AssistantMessage)]
+    say.step(f"PostHog runs it next, on the same stream: {' / '.join(answers)}")
+
     fake.script_answer("Let me look at every event since 2019", delay=0.05)
     long_one = ph.conversations.create("Analyse every event since 2019")
     async with long_one:
@@ -228,7 +243,8 @@ async def _conversations_tour(
     listed = await ph.conversations.list().to_list()
     say.step(f"your conversations: {', '.join(repr(c.title) for c in listed)}")
     summary.lines.append(
-        "PostHog AI: an answer streamed live, a follow-up, a cancel, an in-band failure"
+        "PostHog AI: an answer streamed live, a follow-up, a queued message, a cancel, "
+        "an in-band failure"
     )
 
 
