@@ -130,7 +130,7 @@ async def test_a_message_sent_while_answering_runs_next_on_the_same_stream(
 ) -> None:
     """The chat-bot case: the user writes again before the answer is done. PostHog runs the
     queued message when the answer ends and streams its run on the same connection."""
-    fake.script_answer("The first answer, slowly.", token_size=1, delay=0.01)
+    fake.script_answer("The first answer, slowly.", token_size=1, delay=0.05)
     fake.script_answer("The queued answer.")
     async with ph.conversations.create("first") as stream:
         await anext(stream)
@@ -157,7 +157,7 @@ async def test_a_stream_that_re_attached_ends_complete_after_a_queued_run(
 ) -> None:
     """The catch-up at the end of a re-attached stream takes the queued run it streamed on
     into as its own (it used to stop at the queued message and raise IncompleteStreamError)."""
-    fake.script_answer("The first answer, slowly.", token_size=1, delay=0.01, drop_after=5)
+    fake.script_answer("The first answer, slowly.", token_size=1, delay=0.05, drop_after=5)
     fake.script_answer("The queued answer.")
     stream = ph.conversations.create("first")
     async with stream:
