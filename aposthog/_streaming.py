@@ -39,7 +39,9 @@ class ConversationStream:
     Iterate it for typed events (`ConversationEvent`, `MessageEvent`, `StatusEvent`,
     `UpdateEvent`, `UnknownEvent`), or use `text_deltas()` for the answer's text and
     `until_done()` for the final messages. Leaving the loop early (`break`) closes the
-    stream; `async with` closes it deterministically.
+    stream; `async with` closes it deterministically. Messages queued behind the answer
+    (`ph.conversations.queue`) run on the same stream, each a `MessageEvent` with its
+    `HumanMessage`, then its answer: the stream ends when PostHog's queue is empty.
 
     Example:
         ```python
