@@ -15,7 +15,6 @@ import attrs
 
 from .._client import Client
 from ..models.batch_exports import BatchExportDestination
-from ..models.messages import AssistantMessage
 from ..testing import FakePostHog
 from ._output import Styler, cell, format_table
 
@@ -222,8 +221,8 @@ async def _conversations_tour(
             f"({len(queue.messages)} of {queue.max_queue_messages})"
         )
         both = await busy.until_done()
-    answers = [m.content for m in both.messages if isinstance(m, AssistantMessage)]
-    say.step(f"PostHog runs it next, on the same stream: {' / '.join(answers)}")
+    turns = [f'"{t.question.content if t.question else ""}": {t.text}' for t in both.turns]
+    say.step(f"PostHog runs it next, on the same stream: {' / '.join(turns)}")
 
     fake.script_answer("Let me look at every event since 2019", delay=0.05)
     long_one = ph.conversations.create("Analyse every event since 2019")

@@ -16,7 +16,7 @@ from typing import Any
 import attrs
 
 from ._common import extra_fields_field
-from .messages import AssistantMessage, FailureMessage, Message
+from .messages import AssistantMessage, FailureMessage, HumanMessage, Message
 
 __all__ = [
     "AgentMode",
@@ -24,6 +24,7 @@ __all__ = [
     "ConversationResult",
     "ConversationStatus",
     "ConversationSummary",
+    "ConversationTurn",
     "ConversationType",
     "MessageQueue",
     "PendingApproval",
@@ -221,6 +222,52 @@ class MessageQueue:
     extra_fields: Mapping[str, Any] = extra_fields_field()
 
 
+def _answer_text(messages: tuple[Message, ...]) -> str:
+    """The text of the final top-level assistant messages among `messages`, blank-line joined."""
+    return "\n\n".join(
+        m.content
+        for m in messages
+        if isinstance(m, AssistantMessage) and m.content and m.parent_tool_call_id is None
+    )
+
+
+@attrs.frozen(kw_only=True)
+class ConversationTurn:
+    """
+    One message sent to PostHog AI and what answered it: a part of a `ConversationResult`.
+
+    A stream carries one turn per message it ran: yours, then each message queued behind
+    it (`ph.conversations.queue`). `ConversationResult.turns` splits its messages so.
+
+    Example:
+        ```python
+        result = await stream.until_done()
+        for turn in result.turns:  # yours first, then each queued message's
+            question = turn.question.content if turn.question else "(joined mid-answer)"
+            print(question, "->", turn.text)
+        ```
+
+    Attributes:
+        question: the `HumanMessage` that started the turn, or None for messages the
+            stream received before any (one re-attached by `stream(id)` after the echo).
+        messages: the turn's final messages, oldest first, `question` first when there
+            is one.
+    """
+
+    question: HumanMessage | None
+    messages: tuple[Message, ...]
+
+    @property
+    def text(self) -> str:
+        """The turn's answer: its final assistant messages' text, joined by a blank line."""
+        return _answer_text(self.messages)
+
+    @property
+    def failure(self) -> FailureMessage | None:
+        """The turn's in-band `ai/failure` message (the last one), or None."""
+        return next((m for m in reversed(self.messages) if isinstance(m, FailureMessage)), None)
+
+
 @attrs.frozen(kw_only=True)
 class ConversationResult:
     """
@@ -241,7 +288,7 @@ class ConversationResult:
             first), each once: replayed events are de-duplicated by id, and in-progress
             snapshots are not included (their final messages are). Messages queued
             behind yours (`ph.conversations.queue`) run on the same stream: each run's
-            messages follow, its `HumanMessage` first.
+            messages follow, its `HumanMessage` first (`turns` splits them).
         conversation: the latest `conversation` event, or None (PostHog sends it only for
             a new conversation).
         failure: the in-band `ai/failure` message, or None.
@@ -272,12 +319,32 @@ class ConversationResult:
     @property
     def text(self) -> str:
         """
-        The assistant's answer: the text of this run's final assistant messages, joined
-        by a blank line. Equals `streamed_text` unless PostHog rewrote text it had
-        already streamed, or the run failed after streaming part of an answer.
+        The assistant's answer: the text of the final assistant messages, joined by a
+        blank line (those of every turn, when queued messages ran on the stream: see
+        `turns` for each answer apart). Equals `streamed_text` unless PostHog rewrote
+        text it had already streamed, or the run failed after streaming part of an answer.
         """
-        return "\n\n".join(
-            m.content
-            for m in self.messages
-            if isinstance(m, AssistantMessage) and m.content and m.parent_tool_call_id is None
-        )
+        return _answer_text(self.messages)
+
+    @property
+    def turns(self) -> tuple[ConversationTurn, ...]:
+        """
+        `messages` split at each `HumanMessage`: your message's turn, then one for each
+        message queued behind it that ran on the stream, in order. Messages before the
+        first `HumanMessage` (a stream re-attached after the echo) are a turn without a
+        question. Empty when no message arrived.
+        """
+        turns: list[ConversationTurn] = []
+        question: HumanMessage | None = None
+        start = 0
+        messages = self.messages
+        for position, message in enumerate(messages):
+            if isinstance(message, HumanMessage):
+                if position > start:
+                    turns.append(
+                        ConversationTurn(question=question, messages=messages[start:position])
+                    )
+                question, start = message, position
+        if start < len(messages):
+            turns.append(ConversationTurn(question=question, messages=messages[start:]))
+        return tuple(turns)

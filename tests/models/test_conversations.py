@@ -18,6 +18,7 @@ from aposthog.models.conversations import (
     ConversationResult,
     ConversationStatus,
     ConversationSummary,
+    ConversationTurn,
     ConversationType,
     MessageQueue,
     PendingApproval,
@@ -404,3 +405,73 @@ def test_result_text_joins_the_top_level_assistant_answers() -> None:
     assert not result.failed
     assert ConversationResult(conversation_id="c", generation_error=True).failed
     assert ConversationResult(conversation_id="c", failure=FailureMessage()).failed
+
+
+def test_turns_split_the_messages_at_each_human_message() -> None:
+    mine = HumanMessage(id="h1", content="Signups last week?")
+    queued = HumanMessage(id="h2", content="And the week before?")
+    messages = (
+        mine,
+        AssistantMessage(id="a1", content="Let me look."),
+        ToolCallMessage(id="t1", content="{}", tool_call_id="c1"),
+        AssistantMessage(id="s", content="subagent text", parent_tool_call_id="c1"),
+        AssistantMessage(id="a2", content="412 signups."),
+        queued,
+        FailureMessage(id="f1", content="Rate limited"),
+        AssistantMessage(id="a3", content="388 signups."),
+    )
+    result = ConversationResult(conversation_id="c", messages=messages)
+    assert result.turns == (
+        ConversationTurn(question=mine, messages=messages[:5]),
+        ConversationTurn(question=queued, messages=messages[5:]),
+    )
+    first, second = result.turns
+    assert first.text == "Let me look.\n\n412 signups."
+    assert first.failure is None
+    assert second.text == "388 signups."
+    assert second.failure == messages[6]
+    # The result's text is every turn's, as before.
+    assert result.text == "Let me look.\n\n412 signups.\n\n388 signups."
+
+
+def test_turns_keep_what_came_before_any_question_and_a_question_left_unanswered() -> None:
+    joined = (AssistantMessage(id="a1", content="Done."),)
+    waiting = HumanMessage(id="h2", content="Next?")
+    result = ConversationResult(conversation_id="c", messages=(*joined, waiting))
+    assert result.turns == (
+        ConversationTurn(question=None, messages=joined),
+        ConversationTurn(question=waiting, messages=(waiting,)),
+    )
+    assert result.turns[1].text == ""
+    assert ConversationResult(conversation_id="c").turns == ()
+
+
+_TURN_MESSAGES = st.lists(
+    st.one_of(
+        st.builds(HumanMessage, id=st.text(max_size=3), content=st.text(max_size=5)),
+        st.builds(AssistantMessage, id=st.text(max_size=3), content=st.text(max_size=5)),
+        st.builds(FailureMessage, id=st.none() | st.text(max_size=3)),
+    ),
+    max_size=12,
+)
+
+
+@given(_TURN_MESSAGES)
+def test_turns_cover_every_message_once_in_order(messages: list[Message]) -> None:
+    result = ConversationResult(conversation_id="c", messages=tuple(messages))
+    turns = result.turns
+    assert tuple(m for turn in turns for m in turn.messages) == result.messages
+    for n, turn in enumerate(turns):
+        assert turn.messages, "no turn is empty"
+        humans = [m for m in turn.messages if isinstance(m, HumanMessage)]
+        if turn.question is None:
+            assert n == 0
+            assert not humans
+        else:
+            assert humans == [turn.question]
+            assert turn.messages[0] is turn.question
+    assert len(turns) == sum(isinstance(m, HumanMessage) for m in messages) + (
+        bool(messages) and not isinstance(messages[0], HumanMessage)
+    )
+    texts = [turn.text for turn in turns if turn.text]
+    assert "\n\n".join(texts) == result.text
