@@ -60,7 +60,9 @@ class Client:
             takes (retry backoffs, PostHog's 429 waits, the rate limiter's waits), the
             waits of conversation streams included: to tell a user "waiting 3 s".
         rate_limits: `"auto"` (PostHog Cloud's published throttles on the `us`/`eu`
-            hosts, none elsewhere), None (off) or an `aposthog.RateLimits`. Before each
+            hosts, none elsewhere: `RateLimits.posthog_cloud()`, whose AI windows
+            outside research mode are off, as PostHog's are for paying
+            organizations), None (off) or an `aposthog.RateLimits`. Before each
             request the client waits for room in its windows, holding no connection
             and no concurrency slot; a 429 holds back its bucket as long as PostHog asks.
         rate_limit_store: where the windows are counted: this process (default), or an

@@ -131,15 +131,23 @@ class RateLimits:
     margin: float = attrs.field(default=DEFAULT_MARGIN, converter=_margin)
 
     @classmethod
-    def posthog_cloud(cls, *, margin: float = DEFAULT_MARGIN) -> RateLimits:
+    def posthog_cloud(cls, *, margin: float = DEFAULT_MARGIN, paying: bool = True) -> RateLimits:
         """
-        PostHog Cloud's published throttles: 480 a minute and 4800 an hour per key;
-        10 conversation creates a minute and 100 a day per user; in research mode
-        3 a minute and 10 a day.
+        PostHog Cloud's published throttles: 480 requests a minute and 4800 an hour per
+        key, and PostHog AI messages in research mode 3 a minute and 10 a day per user.
+
+        PostHog throttles PostHog AI messages in the other modes (10 a minute, 100 a
+        day per user) only for an organization that does not pay: it skips them for one
+        with a billing customer. The client cannot tell which, and must not refuse what
+        PostHog allows, so these windows are off unless `paying=False` says the
+        organization meets them. Left off, a free organization's eleventh message in a
+        minute meets PostHog's 429 instead, and the client waits as long as PostHog asks.
         """
+        if not isinstance(paying, bool):
+            raise TypeError(f"paying must be a bool, got {paying!r}")
         return cls(
             api=(Rate(480, per=60), Rate(4800, per=3600)),
-            ai=(Rate(10, per=60), Rate(100, per=86400)),
+            ai=() if paying else (Rate(10, per=60), Rate(100, per=86400)),
             ai_research=(Rate(3, per=60), Rate(10, per=86400)),
             margin=margin,
         )
@@ -161,7 +169,8 @@ def resolve_rate_limits(
     """
     What `Client(rate_limits=...)` means for `base_url`: `RateLimits`, or None (no limiter).
 
-    `"auto"` is `RateLimits.posthog_cloud()` on PostHog Cloud (US or EU). Elsewhere a
+    `"auto"` is `RateLimits.posthog_cloud()` on PostHog Cloud (US or EU): its AI windows
+    outside research mode are off, as PostHog's are for paying organizations. Elsewhere a
     self-hosted instance usually runs with throttling off, so there are no windows; but
     with a store given explicitly the client still joins it with no windows, so that a
     429 one process meets pauses the bucket for every process sharing the store.

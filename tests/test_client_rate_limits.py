@@ -110,6 +110,35 @@ async def test_a_client_alone_on_its_key_never_meets_a_429(fake: FakePostHog) ->
     assert counts["ai"] >= 5
 
 
+async def test_auto_never_refuses_a_paying_organizations_messages(fake: FakePostHog) -> None:
+    """PostHog skips the AI throttles outside research mode for a paying organization, so
+    the limits "auto" applies on PostHog Cloud must let its twelfth message in a minute
+    through (they refused the eleventh, unsent, for a minute)."""
+    fake.throttles.ai_enabled = False  # a paying organization
+    async with fake.client(rate_limits=RateLimits.posthog_cloud()) as ph:
+        with anyio.fail_after(30):
+            for n in range(12):
+                fake.script_answer(f"answer {n}")
+                result = await ph.conversations.create(f"question {n}").until_done()
+                assert f"answer {n}" == result.text
+    assert 0 == fake.status_counts[429]
+
+
+async def test_a_free_organization_without_ai_windows_waits_out_posthogs_429(
+    fake: FakePostHog,
+) -> None:
+    """Without the AI windows ("auto"), a free organization's message over PostHog's
+    budget meets the 429, and the client waits as PostHog asks and sends it again."""
+    fake.throttles.ai_burst = Rate(2, per=1)
+    async with fake.client(rate_limits=RateLimits.posthog_cloud(margin=0.05)) as ph:
+        with anyio.fail_after(30):
+            for n in range(3):
+                fake.script_answer(f"answer {n}")
+                result = await ph.conversations.create(f"question {n}").until_done()
+                assert f"answer {n}" == result.text
+    assert fake.status_counts[429] >= 1
+
+
 async def test_research_mode_counts_in_its_own_windows(fake: FakePostHog) -> None:
     fake.throttles.ai_research_burst = Rate(1, per=0.5)
     fake.throttles.ai_burst = Rate(1, per=30)

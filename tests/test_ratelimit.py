@@ -66,10 +66,17 @@ def test_rate_refuses_what_is_not_a_window(limit: object, per: object, error: ty
 def test_posthog_cloud_is_the_published_throttles() -> None:
     limits = RateLimits.posthog_cloud()
     assert (Rate(480, per=60), Rate(4800, per=3600)) == limits.api
-    assert (Rate(10, per=60), Rate(100, per=86400)) == limits.ai
+    # PostHog skips the AI windows outside research mode for a paying organization, so
+    # by default the client does not count them (it would refuse what PostHog allows).
+    assert () == limits.ai
     assert (Rate(3, per=60), Rate(10, per=86400)) == limits.ai_research
     assert limits.windows("ai_research") == limits.ai_research
     assert 2.0 == RateLimits.posthog_cloud(margin=2).margin
+    free = RateLimits.posthog_cloud(paying=False)
+    assert (Rate(10, per=60), Rate(100, per=86400)) == free.ai
+    assert (limits.api, limits.ai_research) == (free.api, free.ai_research)
+    with pytest.raises(TypeError, match="paying"):
+        RateLimits.posthog_cloud(paying="no")  # type: ignore[arg-type]
 
 
 def test_rate_limits_take_one_rate_several_or_none() -> None:

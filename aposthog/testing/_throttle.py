@@ -12,7 +12,8 @@ recorded. Two families apply:
   that allows still records, even when another refuses) and answers with the longest
   wait: `"Request was throttled. Expected available in N seconds."`;
 * conversation create: `AIBurstRateThrottle` (10/minute) and `AISustainedRateThrottle`
-  (100/day) per user, or the research ones (3/minute, 10/day). PostHog's own
+  (100/day) per user, skipped for a paying organization (`ai_enabled`), or the
+  research ones (3/minute, 10/day), skipped only for an exempt team. PostHog's own
   `check_throttles` asks them in order and stops at the first refusal, with its own
   wording before DRF's "Expected available" sentence.
 
@@ -115,7 +116,11 @@ class FakeThrottles:
         ai_burst, ai_sustained: per user, conversation create.
         ai_research_burst, ai_research_sustained: per user, conversation create in
             research mode.
-        ai_enabled: False skips the AI throttles (PostHog does for paying customers).
+        ai_enabled: False skips `ai_burst` and `ai_sustained`, as PostHog does for a
+            paying organization (one with a billing customer); research mode stays
+            throttled.
+        ai_research_enabled: False skips the research throttles too, as PostHog does for
+            a team on its `posthog-ai-rate-limit-exemptions` flag.
         clock: seconds from a monotonic clock.
 
     Example:
@@ -134,6 +139,7 @@ class FakeThrottles:
     ai_research_burst: ThrottleRate | None = _rate_field(3, 60.0)
     ai_research_sustained: ThrottleRate | None = _rate_field(10, 86400.0)
     ai_enabled: bool = True
+    ai_research_enabled: bool = True
     clock: Callable[[], float] = time.monotonic
     # DRF's cache: the history of each (throttle scope, ident), newest first.
     histories: dict[tuple[str, str], list[float]] = attrs.field(factory=dict, repr=False)
@@ -158,7 +164,9 @@ class FakeThrottles:
 
         api = rates("burst", "sustained") if self.rate_limit_enabled else ()
         ai = rates("ai_burst", "ai_sustained") if self.ai_enabled else ()
-        research = rates("ai_research_burst", "ai_research_sustained") if self.ai_enabled else ()
+        research = (
+            rates("ai_research_burst", "ai_research_sustained") if self.ai_research_enabled else ()
+        )
         return RateLimits(api=api, ai=ai, ai_research=research, margin=margin)
 
     def reset(self) -> None:
@@ -198,7 +206,7 @@ class FakeThrottles:
 
     def check_ai(self, user: str, *, research: bool) -> None:
         """PostHog AI's per-user throttles of conversation create: raise the 429."""
-        if not self.ai_enabled:
+        if not (self.ai_research_enabled if research else self.ai_enabled):
             return
         now = self.clock()
         throttles: Sequence[tuple[str, ThrottleRate | None]]

@@ -45,6 +45,9 @@ def test_defaults_are_posthogs() -> None:
     assert (3, 60.0) == throttles.ai_research_burst
     assert (10, 86400.0) == throttles.ai_research_sustained
     throttles.rate_limit_enabled = True
+    # The fake starts as an organization without a paid plan: every AI window applies.
+    assert RateLimits.posthog_cloud(paying=False) == throttles.rate_limits()
+    throttles.ai_enabled = False
     assert RateLimits.posthog_cloud() == throttles.rate_limits()
 
 
@@ -166,6 +169,27 @@ def test_zero_requests_refuses_everything() -> None:
 def test_ai_throttles_can_be_skipped_like_for_paying_customers() -> None:
     throttles = FakeThrottles(clock=Clock(), ai_burst=(0, 60), ai_enabled=False)
     throttles.check_ai("u", research=False)
+
+
+def test_paying_customers_are_still_throttled_in_research_mode() -> None:
+    """PostHog skips only the ordinary AI throttles for a paying organization."""
+    throttles = FakeThrottles(clock=Clock(), ai_research_burst=(0, 60), ai_enabled=False)
+    with pytest.raises(HTTPError) as caught:
+        throttles.check_ai("u", research=True)
+    assert "or switch" in _detail(caught.value)
+    paying = FakeThrottles(ai_enabled=False).rate_limits()
+    assert paying.ai == ()
+    assert paying.ai_research == (Rate(3, per=60), Rate(10, per=86400))
+
+
+def test_exempt_teams_are_not_throttled_in_research_mode() -> None:
+    throttles = FakeThrottles(clock=Clock(), ai_research_burst=(0, 60), ai_research_enabled=False)
+    throttles.check_ai("u", research=True)
+    with pytest.raises(HTTPError):
+        FakeThrottles(clock=Clock(), ai_burst=(0, 60), ai_research_enabled=False).check_ai(
+            "u", research=False
+        )
+    assert FakeThrottles(ai_research_enabled=False).rate_limits().ai_research == ()
 
 
 @pytest.mark.parametrize("bad", [(1,), (-1, 60), (1, 0), "10/minute", (True, 60), 10])
