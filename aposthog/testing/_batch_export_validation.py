@@ -38,7 +38,7 @@ from ._batch_export_destinations import (
 )
 from ._batch_export_integrations import host_problem, integration_problem
 from ._batch_export_sources import CHANGING_MODELS, check_source_fields, check_source_rules
-from ._wire import HTTPError, error, validation_error
+from ._wire import HTTPError, boolean_field, error, validation_error
 
 __all__ = [
     "LEGACY_PARQUET_REFUSED",
@@ -69,6 +69,11 @@ class _Errors:
     def add(self, attr: str, detail: str, code: str = "invalid_input") -> None:
         if self.first is None:
             self.first = validation_error(detail, attr=attr, code=code)
+
+    def keep(self, exc: HTTPError) -> None:
+        """A field's error raised by a shared check, kept if it is the first."""
+        if self.first is None:
+            self.first = exc
 
     def raise_first(self) -> None:
         if self.first is not None:
@@ -163,8 +168,16 @@ def _destination(
         return None
     if not _choice(errors, "destination__type", kind, tuple(DESTINATIONS)):
         return None
-    if "config" not in value or not isinstance(value["config"], dict):
-        raise server_error()  # PostHog reads attrs["config"].keys(): a KeyError, a 500
+    # `config` is a required JSONField: DRF's errors for a body that leaves it out (but
+    # a partial update) or sends null; any other JSON passes the field.
+    if "config" not in value and check_required:
+        errors.add("destination__config", "This field is required.", "required")
+        return None
+    if "config" in value and value["config"] is None:
+        errors.add("destination__config", "This field may not be null.", "null")
+        return None
+    if not isinstance(value.get("config"), dict):
+        raise server_error()  # validate() reads attrs["config"].keys(): PostHog's 500
     clean: dict[str, Any] = {"type": kind}
     # The fields `integration` and `integration_id` (its write-only alias, declared after
     # it, so it wins) both set the destination's integration.
@@ -301,11 +314,10 @@ def validate_export(
             raise _forbidden("Higher frequency batch exports are not enabled for this team.")
         clean["interval"] = data["interval"]
     if "paused" in data:
-        paused = data["paused"]
-        if paused in (True, False, "true", "false", "True", "False", 1, 0):
-            clean["paused"] = paused in (True, "true", "True", 1)
-        else:
-            errors.add("paused", "Must be a valid boolean.")
+        try:
+            clean["paused"] = boolean_field(data["paused"], "paused")
+        except HTTPError as exc:
+            errors.keep(exc)
     for name in ("start_at", "end_at"):
         if name in data:
             try:

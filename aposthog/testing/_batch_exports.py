@@ -24,7 +24,7 @@ from ._batch_export_runs import interval_delta, live_export, new_backfill, prese
 from ._batch_export_sources import apply_source, grandfathered, present_source
 from ._batch_export_validation import validate_export
 from ._loopback import ServerReply
-from ._wire import FakeRequest, Route, empty, iso, json_reply, now, offset_page
+from ._wire import FakeRequest, Route, boolean_field, empty, iso, json_reply, now, offset_page
 
 if TYPE_CHECKING:
     from ._fake import FakePostHog
@@ -370,8 +370,9 @@ async def _pause(fake: FakePostHog, request: FakeRequest) -> ServerReply:
 
 
 async def _unpause(fake: FakePostHog, request: FakeRequest) -> ServerReply:
+    # PostHog reads the body (a BooleanField, `backfill`) before it looks the export up.
+    backfill = boolean_field(request.body().get("backfill", False), "backfill")
     export = live_export(fake, request.params["id"])
-    backfill = request.body().get("backfill", False)
     if export["paused"]:  # not paused: PostHog returns early, with no backfill either
         stamp = fake._batch_export_now()
         export.update(paused=False, last_updated_at=stamp)

@@ -215,12 +215,88 @@ async def test_filters_are_checked(ph: aposthog.Client) -> None:
     assert error.attr == "filters"
 
 
-async def test_missing_config_is_a_server_error(ph: aposthog.Client) -> None:
-    """PostHog reads destination["config"] unchecked: without it, its 500."""
+async def test_missing_config_is_required_but_a_patch_without_it_is_a_server_error(
+    ph: aposthog.Client,
+) -> None:
+    """`config` is a required JSONField: left out of a create or a PUT, or null, DRF's 400;
+    PostHog's `validate()` then reads `attrs["config"].keys()` unchecked, so a PATCH that
+    leaves it out, or a config that is not an object, is its 500."""
+    for method, parts in (("POST", ()), ("PUT", ((await create(ph))["id"],))):
+        body = {"name": "x", "destination": {"type": "NoOp"}, "interval": "hour"}
+        error = await bad_request(ph, method, *parts, json=body)
+        assert (error.code, error.attr, error.detail) == (
+            "required",
+            "destination__config",
+            "This field is required.",
+        )
+    created = await create(ph)
+    null = {"name": "x", "destination": {"type": "NoOp", "config": None}, "interval": "hour"}
+    error = await bad_request(ph, "POST", json=null)
+    assert (error.code, error.attr) == ("null", "destination__config")
+    error = await bad_request(ph, "PATCH", created["id"], json={"destination": null["destination"]})
+    assert (error.code, error.attr) == ("null", "destination__config")
+    with pytest.raises(aposthog.InternalServerError):
+        await raw(ph, "PATCH", created["id"], json={"destination": {"type": "Postgres"}})
     with pytest.raises(aposthog.InternalServerError):
         await raw(
-            ph, "POST", json={"name": "x", "destination": {"type": "NoOp"}, "interval": "hour"}
+            ph,
+            "POST",
+            json={"name": "x", "destination": {"type": "NoOp", "config": []}, "interval": "hour"},
         )
+
+
+@pytest.mark.parametrize(
+    ("backfill", "backfills"),
+    [(True, 1), ("true", 1), ("yes", 1), (1, 1), ("on", 1), (False, 0), ("false", 0), (0, 0)],
+)
+async def test_unpause_reads_backfill_as_drf_reads_a_boolean(
+    fake: FakePostHog, ph: aposthog.Client, backfill: Any, backfills: int
+) -> None:
+    created = await create(ph)
+    await raw(ph, "POST", created["id"], "pause")
+    assert {"paused": False} == await raw(
+        ph, "POST", created["id"], "unpause", json={"backfill": backfill}
+    )
+    assert backfills == len(fake.batch_export_backfills)
+
+
+@pytest.mark.parametrize(
+    ("backfill", "code", "detail"),
+    [
+        ("maybe", "invalid_input", "Must be a valid boolean."),
+        ([True], "invalid_input", "Must be a valid boolean."),
+        (2, "invalid_input", "Must be a valid boolean."),
+        (None, "null", "This field may not be null."),
+    ],
+)
+async def test_unpause_refuses_what_is_not_a_boolean_before_the_lookup(
+    fake: FakePostHog, ph: aposthog.Client, backfill: Any, code: str, detail: str
+) -> None:
+    """PostHog checks the body before it looks the export up: an unknown id is a 400 too."""
+    created = await create(ph)
+    await raw(ph, "POST", created["id"], "pause")
+    for export_id in (created["id"], "00000000-0000-0000-0000-000000000000"):
+        error = await bad_request(ph, "POST", export_id, "unpause", json={"backfill": backfill})
+        assert (error.code, error.attr, error.detail) == (code, "backfill", detail)
+    assert fake.batch_exports[created["id"]]["paused"] is True
+    assert {} == fake.batch_export_backfills
+
+
+async def test_paused_is_read_as_drf_reads_a_boolean(ph: aposthog.Client) -> None:
+    assert (await create(ph, paused="yes"))["paused"] is True
+    assert (await create(ph, paused=0))["paused"] is False
+    error = await bad_request(
+        ph, "POST", json={"name": "x", "destination": POSTGRES, "interval": "hour", "paused": None}
+    )
+    assert (error.code, error.attr) == ("null", "paused")
+    error = await bad_request(
+        ph, "POST", json={"name": "x", "destination": POSTGRES, "interval": "hour", "paused": "2"}
+    )
+    assert (error.code, error.attr, error.detail) == (
+        "invalid_input",
+        "paused",
+        "Must be a valid boolean.",
+    )
 
 
 async def test_put_replaces_and_requires_the_whole_config(ph: aposthog.Client) -> None:
