@@ -109,11 +109,14 @@ def uuid_segment(name: str, value: Any) -> str:
 
 
 def header_value(name: str, value: Any) -> str:
-    """A string sent as an HTTP header: printable ASCII, so no CR/LF can split it."""
+    """
+    A string sent as an HTTP header: printable ASCII, so no CR/LF can split it, and not
+    blank (PostHog's fields trim it, and refuse what is left empty).
+    """
     check_str(name, value)
-    if not value or not value.isascii() or not value.isprintable():
+    if not value.strip() or not value.isascii() or not value.isprintable():
         raise ValueError(
-            f"{name} must be a non-empty string of printable ASCII characters, got {_shown(value)}"
+            f"{name} must be a non-blank string of printable ASCII characters, got {_shown(value)}"
         )
     return str(value)
 

@@ -11,13 +11,14 @@ from typing import Any
 
 import attrs
 
-from ._wire import validation_error
+from ._wire import boolean_field, validation_error
 
 __all__ = [
     "AGENT_MODES",
     "QUOTA_DETAIL",
     "MessageBody",
     "validate_agent_mode",
+    "validate_boolean",
     "validate_context_fields",
     "validate_human_message",
     "validate_message",
@@ -82,10 +83,21 @@ def _uuid(body: dict[str, Any], name: str) -> str:
 
 
 def validate_text(
-    body: dict[str, Any], name: str, *, max_length: int, allow_null: bool
+    body: dict[str, Any],
+    name: str,
+    *,
+    max_length: int | None,
+    allow_null: bool,
+    required: bool = True,
 ) -> str | None:
-    """A DRF `CharField`: required, trimmed, not blank, at most `max_length` characters."""
+    """
+    A DRF `CharField`: trimmed, not blank, at most `max_length` characters, no NUL or
+    surrogate characters. A number is taken as its string (DRF's leniency); when the field
+    is left out, "This field is required." or, if not `required`, None.
+    """
     if name not in body:
+        if not required:
+            return None
         raise validation_error("This field is required.", attr=name, code="required")
     value = body[name]
     if value is None:
@@ -97,13 +109,30 @@ def validate_text(
     text = str(value).strip()  # DRF's CharField trims before it checks
     if not text:
         raise validation_error("This field may not be blank.", attr=name, code="blank")
-    if len(text) > max_length:
+    # The field's validators, in DRF's order; the first failing one is reported.
+    if max_length is not None and len(text) > max_length:
         raise validation_error(
             f"Ensure this field has no more than {max_length} characters.",
             attr=name,
             code="max_length",
         )
+    if "\x00" in text:  # Django's ProhibitNullCharactersValidator
+        raise validation_error(
+            "Null characters are not allowed.", attr=name, code="null_characters_not_allowed"
+        )
+    surrogate = next((ord(c) for c in text if 0xD800 <= ord(c) <= 0xDFFF), None)
+    if surrogate is not None:  # DRF's ProhibitSurrogateCharactersValidator
+        raise validation_error(
+            f"Surrogate characters are not allowed: U+{surrogate:X}.",
+            attr=name,
+            code="surrogate_characters_not_allowed",
+        )
     return text
+
+
+def validate_boolean(body: dict[str, Any], name: str) -> bool:
+    """A DRF `BooleanField(required=False, default=False)`: False when left out."""
+    return boolean_field(body.get(name, False), name)
 
 
 def _lax_bool(value: Any) -> bool:
@@ -202,7 +231,11 @@ def validate_message(body: dict[str, Any]) -> MessageBody:
     conversation = _uuid(body, "conversation")
     validate_context_fields(body)
     trace_id = _uuid(body, "trace_id")
+    # Validated only: PostHog reads the session from the `X-POSTHOG-SESSION-ID` header.
+    validate_text(body, "session_id", max_length=None, allow_null=False, required=False)
     mode = validate_agent_mode(body)
+    is_sandbox = validate_boolean(body, "is_sandbox")
+    # `resume_payload` (any JSON, null included) cannot fail.
     # validate(), once every field passed. Without a message (content null) PostHog ignores
     # ui_context.
     if content is not None:
@@ -212,7 +245,7 @@ def validate_message(body: dict[str, Any]) -> MessageBody:
         conversation=conversation,
         trace_id=trace_id,
         agent_mode=mode,
-        is_sandbox=body.get("is_sandbox") is True,
+        is_sandbox=is_sandbox,
         resume_payload=body.get("resume_payload"),
         ui_context=body.get("ui_context") if content is not None else None,
     )

@@ -61,14 +61,24 @@ class ConversationsKnobs:
         type: str = "assistant",
         is_internal: bool = False,
         id: str | None = None,
+        agent_runtime: str = "langgraph",
     ) -> FakeConversation:
-        """Add an idle conversation with these messages (dicts with `type`; ids are added)."""
+        """
+        Add an idle conversation with these messages (dicts with `type`; ids are added).
+
+        `agent_runtime` is PostHog's: `langgraph`, or `sandbox` for a conversation its
+        `open/` endpoint serves (`POST conversations/` refuses it, `cancel/` stops nothing;
+        without messages it has none and a null `agent_mode`, as one born on the sandbox
+        runtime; with them it plays an old thread converted to it). Anything else is a
+        `ValueError`.
+        """
         conversation = FakeConversation(
             id=id or str(uuid.uuid4()),
             user=user,
             title=title,
             type=type,
             is_internal=is_internal,
+            agent_runtime=agent_runtime,
             messages=[{"id": str(uuid.uuid4()), **m} for m in messages],
             pending_approvals=[dict(p) for p in pending_approvals],
         )

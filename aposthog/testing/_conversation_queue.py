@@ -9,7 +9,10 @@ new trace id, in the same Redis stream, which it leaves open, so a reader of the
 ended reads on into the next one. The fake does the same when it sees a run's end (its
 conversation's `refresh()`, which every route and every reader at the end of a run calls).
 A cancelled run starts nothing (and a cancel clears the queue), pending approvals clear the
-queue instead, and a research run leaves it alone (the research workflow does not drain it).
+queue instead, and a research run leaves it alone (the research workflow does not drain it):
+what counts is the workflow the run was started in, which PostHog picks per request (research
+mode on an `assistant` conversation runs the research workflow and keeps the type; a new
+message on an idle `deep_research` one runs the chat workflow), not the conversation's type.
 
 Not modelled: the queue's one-hour cache timeout; the newest store's "drain closed" flag,
 which refuses a message queued after the last run ended with an empty queue (how the view
@@ -125,7 +128,7 @@ async def _clear(fake: FakePostHog, request: FakeRequest) -> ServerReply:
 
 def _drain(fake: FakePostHog, conversation: FakeConversation, ended: Run) -> Run | None:
     """The run PostHog starts for the first queued message once `ended` has ended, if any."""
-    if ended.cancelled_at is not None or conversation.type == "deep_research":
+    if ended.cancelled_at is not None or conversation.research_run:
         return None
     if any(a.get("decision_status") == "pending" for a in conversation.pending_approvals):
         conversation.queue.clear()  # the chat workflow clears it rather than run past them

@@ -42,7 +42,10 @@ from ._wire import (
 if TYPE_CHECKING:
     from ._fake import FakePostHog
 
-__all__ = ["ROUTES", "AIScript", "FakeConversation"]
+__all__ = ["AGENT_RUNTIMES", "ROUTES", "AIScript", "FakeConversation"]
+
+AGENT_RUNTIMES = ("langgraph", "sandbox")
+"""PostHog's `Conversation.AgentRuntime` values: who owns a conversation's runs."""
 
 _LISTED_TYPES = frozenset({"assistant", "deep_research", "slack"})
 # Fields `model_dump()` writes as null when unset: GET shows them, the stream leaves them out.
@@ -67,9 +70,22 @@ def _agent_mode_or_default(mode: str | None) -> str:
     return mode
 
 
+def _check_runtime(_: Any, attribute: attrs.Attribute[str], value: str) -> None:
+    if value not in AGENT_RUNTIMES:
+        raise ValueError(f"{attribute.name} must be one of {AGENT_RUNTIMES}, got {value!r}")
+
+
 @attrs.define(eq=False)
 class FakeConversation:
-    """One conversation in the fake's memory (`fake.conversations[id]`)."""
+    """
+    One conversation in the fake's memory (`fake.conversations[id]`).
+
+    A `sandbox` conversation (`agent_runtime`) is one PostHog's `open/` endpoint serves: the
+    LangGraph routes refuse it (`POST conversations/`) or leave it be (`cancel/`). Without
+    messages it plays one born on the sandbox runtime (GET shows no messages and a null
+    `agent_mode`: its history lives in the tasks logs); with messages, an old thread the web
+    app converted, which keeps its LangGraph history.
+    """
 
     id: str
     user: str
@@ -80,12 +96,16 @@ class FakeConversation:
     deleted: bool = False
     is_internal: bool = False
     agent_mode: str | None = None  # the graph state's; GET shows `agent_mode_or_default`
+    agent_runtime: str = attrs.field(default="langgraph", validator=_check_runtime)
     messages: list[dict[str, Any]] = attrs.field(factory=list)
     pending_approvals: list[dict[str, Any]] = attrs.field(factory=list)
     run: Run | None = None
     queue: list[dict[str, Any]] = attrs.field(factory=list)  # `…/queue/`: the next runs
     # How a run that ended starts the first queued message (set when a message is queued).
     drain: Callable[[Run], Run | None] | None = attrs.field(default=None, repr=False)
+    # Whether `run` is the research workflow's, which leaves the queue alone. PostHog picks
+    # the workflow per request: a conversation's `type` does not tell.
+    research_run: bool = False
     _applied: int = 0  # events of `run` already applied to the state above
     _settled: bool = False  # the end of `run` was seen (and the queue drained then)
 
@@ -115,14 +135,21 @@ class FakeConversation:
             self.run.successor = follower
             self._begin(follower)
 
-    def start(self, run: Run) -> None:
-        """Make `run` the current generation."""
+    def start(self, run: Run, *, research: bool = False) -> None:
+        """Make `run` the current generation (`research`: the research workflow's)."""
         self.refresh()
-        self._begin(run)
+        self._begin(run, research=research)
 
-    def _begin(self, run: Run) -> None:
+    def _begin(self, run: Run, *, research: bool = False) -> None:
+        # A queued message's run (`research` False) is always the chat workflow's.
         run.on_end = self.refresh  # a reader at its end lets a queued message start
         self.run, self._applied, self._settled = run, 0, False
+        self.research_run = research
+
+    @property
+    def has_state(self) -> bool:
+        """Whether the conversation has a LangGraph state: all but a born-sandbox one."""
+        return self.agent_runtime != "sandbox" or bool(self.messages)
 
     def minimal(
         self, user: dict[str, Any], *, title: Any = ..., status: str | None = None
@@ -146,16 +173,16 @@ class FakeConversation:
     def full(self, user: dict[str, Any]) -> dict[str, Any]:
         """`ConversationSerializer(...).data`: messages written with their null fields."""
         messages = []
-        for message in self.messages:
+        for message in self.messages if self.has_state else ():
             nulls = _NULL_FIELDS.get(message.get("type", ""), ())
             messages.append({"parent_tool_call_id": None, **dict.fromkeys(nulls), **message})
         return {
             **self.minimal(user),
             "messages": messages,
             "has_unsupported_content": False,
-            "agent_mode": _agent_mode_or_default(self.agent_mode),
-            "agent_runtime": "langgraph",
-            "is_sandbox": False,
+            "agent_mode": _agent_mode_or_default(self.agent_mode) if self.has_state else None,
+            "agent_runtime": self.agent_runtime,
+            "is_sandbox": self.agent_runtime == "sandbox",
             "pending_approvals": list(self.pending_approvals),
         }
 
@@ -202,26 +229,32 @@ async def _create(fake: FakePostHog, request: FakeRequest) -> ServerReply:
         conversation = FakeConversation(id=message.conversation, user=user, type=kind)
         fake.conversations[conversation.id] = conversation
         is_new = True
-    if message.is_sandbox or message.agent_mode == "sandbox":
+    # A sandbox conversation (a re-attach to one included) or a sandbox-signalling body.
+    if (
+        conversation.agent_runtime == "sandbox"
+        or message.is_sandbox
+        or message.agent_mode == "sandbox"
+    ):
         raise validation_error("Sandbox conversations must be opened via the open endpoint.")
     idle = conversation.status == "idle"
-    if (
-        conversation.type == "deep_research"
-        and not is_new
-        and idle
-        and message.content is not None
-        and message.resume_payload is None
-    ):
-        # A new message on an idle research conversation carries on as a plain chat.
-        conversation.type = "assistant"
-        conversation.updated_at = now()
+    # The research workflow runs for research mode (an `assistant` conversation stays one)
+    # and on a `deep_research` conversation, unless a new message on it, idle, carries on
+    # as a plain chat.
+    research = message.agent_mode == "research"
+    if conversation.type == "deep_research":
+        research = (
+            is_new or not idle or message.content is None or message.resume_payload is not None
+        )
+        if not research:
+            conversation.type = "assistant"
+            conversation.updated_at = now()
     if message.content is not None and not idle:
         detail = "Cannot resume streaming with a new message"
         raise HTTPError(error(409, "server_error", "conflict", detail))
     if message.content is None and idle and message.resume_payload is None:
         raise validation_error("Cannot continue streaming from an idle conversation")
     if idle:
-        _start_run(fake, conversation, message, is_new, request)
+        _start_run(fake, conversation, message, is_new, request, research=research)
     run = conversation.run
     assert run is not None
     return ServerReply(
@@ -237,6 +270,8 @@ def _start_run(
     message: MessageBody,
     is_new: bool,
     request: FakeRequest,
+    *,
+    research: bool,
 ) -> None:
     script = fake.ai_scripts.popleft() if fake.ai_scripts else AIScript()
     if message.agent_mode is not None:
@@ -255,7 +290,7 @@ def _start_run(
         ui_context=message.ui_context,
     )
     run.session_id = request.raw.headers.get("x-posthog-session-id")
-    conversation.start(run)
+    conversation.start(run, research=research)
 
 
 async def _list(fake: FakePostHog, request: FakeRequest) -> ServerReply:
@@ -306,11 +341,16 @@ async def _destroy(fake: FakePostHog, request: FakeRequest) -> ServerReply:
 
 
 async def _cancel(fake: FakePostHog, request: FakeRequest) -> ServerReply:
+    # `AgentExecutor.cancel_workflow`, for any conversation: it cancels the LangGraph
+    # workflows (a sandbox conversation has none: its runs cancel through the tasks API, so
+    # this stops nothing), clears the queue, and saves the status twice (`canceling`, then
+    # `idle`), `updated_at` with it.
     conversation = _own(fake, request)
     if conversation.run is not None:
         conversation.run.cancel()
         conversation.refresh()
-    conversation.queue.clear()  # `cancel_workflow` clears the queue as well
+    conversation.queue.clear()
+    conversation.updated_at = now()
     return empty(204)
 
 
@@ -318,8 +358,9 @@ async def _append_message(fake: FakePostHog, request: FakeRequest) -> ServerRepl
     conversation = _own(fake, request)
     content = validate_text(request.body(), "content", max_length=10000, allow_null=False)
     message = {"type": "ai", "content": content, "id": str(uuid.uuid4())}
+    # PostHog updates the graph state only (its checkpoint tables): `updated_at`, and so the
+    # conversation's place in `list()`, stays as it was.
     conversation.messages.append(message)
-    conversation.updated_at = now()
     return json_reply(201, {"id": message["id"]})
 
 

@@ -104,29 +104,27 @@ def validation_error(
     return HTTPError(error(400, "validation_error", code, detail, attr))
 
 
-# DRF's TRUE_VALUES and FALSE_VALUES; `1` stands for True and 1.0 too, `0` for False
-# and 0.0 (equal, and equally hashed, in a set).
-_TRUE = frozenset({"t", "T", "y", "Y", "yes", "Yes", "YES", "true", "True", "TRUE"})
-_TRUE |= {"on", "On", "ON", "1", 1}
-_FALSE = frozenset({"f", "F", "n", "N", "no", "No", "NO", "false", "False", "FALSE"})
-_FALSE |= {"off", "Off", "OFF", "0", 0}
+# DRF's TRUE_VALUES and FALSE_VALUES (3.17, which lowercases a string first); `1` stands
+# for True and 1.0 too, `0` for False and 0.0 (equal, and equally hashed, in a set).
+_TRUE: frozenset[object] = frozenset({"t", "y", "yes", "true", "on", "1", 1})
+_FALSE: frozenset[object] = frozenset({"f", "n", "no", "false", "off", "0", 0})
 
 
 def boolean_field(value: Any, attr: str) -> bool:
     """
-    A value DRF's `BooleanField` (not nullable) reads: its true and false spellings,
-    numbers equal to 1 or 0 included; else the field's 400 ("This field may not be
+    A value DRF's `BooleanField` (not nullable) reads: its true and false spellings in any
+    case, numbers equal to 1 or 0 included; else the field's 400 ("This field may not be
     null." for null, "Must be a valid boolean." for anything else).
     """
     if value is None:
         raise validation_error("This field may not be null.", attr=attr, code="null")
-    try:
+    if isinstance(value, str):
+        value = value.lower()
+    if isinstance(value, (str, int, float)):  # an object or an array is never one
         if value in _TRUE:
             return True
         if value in _FALSE:
             return False
-    except TypeError:  # unhashable: an object or an array
-        pass
     raise validation_error("Must be a valid boolean.", attr=attr, code="invalid")
 
 

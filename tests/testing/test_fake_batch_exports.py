@@ -247,7 +247,7 @@ async def test_missing_config_is_required_but_a_patch_without_it_is_a_server_err
 
 @pytest.mark.parametrize(
     ("backfill", "backfills"),
-    [(True, 1), ("true", 1), ("yes", 1), (1, 1), ("on", 1), (False, 0), ("false", 0), (0, 0)],
+    [(True, 1), ("tRUe", 1), ("yes", 1), (1, 1), ("ON", 1), (False, 0), ("False", 0), (0, 0)],
 )
 async def test_unpause_reads_backfill_as_drf_reads_a_boolean(
     fake: FakePostHog, ph: aposthog.Client, backfill: Any, backfills: int

@@ -234,3 +234,148 @@ async def test_the_ai_quota(fake: FakePostHog) -> None:
     fake.ai_quota_exceeded = True
     status, _, raw = await _post(fake, _body("q"))
     assert (status, json.loads(raw)["code"]) == (402, "quota_limit_exceeded")
+
+
+_SANDBOX_DETAIL = "Sandbox conversations must be opened via the open endpoint."
+
+
+@pytest.mark.parametrize(
+    "value", [True, "true", "True", "TRUE", "tRuE", "t", "Y", "yes", "On", "1", 1, 1.0]
+)
+async def test_is_sandbox_is_true_for_every_value_drf_reads_as_true(
+    fake: FakePostHog, value: Any
+) -> None:
+    """`BooleanField`: DRF's TRUE_VALUES, a string in any case; the body asks for the sandbox."""
+    status, _, raw = await _post(fake, _body("q", is_sandbox=value))
+    assert (status, json.loads(raw)) == (
+        400,
+        {
+            "type": "validation_error",
+            "code": "invalid_input",
+            "detail": _SANDBOX_DETAIL,
+            "attr": None,
+        },
+    )
+
+
+@pytest.mark.parametrize("value", [False, "false", "FALSE", "f", "N", "no", "Off", "0", 0, 0.0])
+async def test_is_sandbox_false_in_any_spelling_is_a_plain_chat(
+    fake: FakePostHog, value: Any
+) -> None:
+    status, _, raw = await _post(fake, _body("q", is_sandbox=value))
+    assert status == 200, raw
+
+
+@pytest.mark.parametrize(
+    ("value", "detail", "code"),
+    [
+        (None, "This field may not be null.", "null"),  # no allow_null
+        ("", "Must be a valid boolean.", "invalid_input"),  # a null spelling, not allowed
+        ("null", "Must be a valid boolean.", "invalid_input"),
+        (" true", "Must be a valid boolean.", "invalid_input"),  # not trimmed
+        ("maybe", "Must be a valid boolean.", "invalid_input"),
+        (2, "Must be a valid boolean.", "invalid_input"),
+        (-1, "Must be a valid boolean.", "invalid_input"),
+        (0.5, "Must be a valid boolean.", "invalid_input"),
+        ([], "Must be a valid boolean.", "invalid_input"),
+        ([True], "Must be a valid boolean.", "invalid_input"),
+        ({}, "Must be a valid boolean.", "invalid_input"),
+    ],
+)
+async def test_is_sandbox_drf_cannot_read_is_the_fields_400(
+    fake: FakePostHog, value: Any, detail: str, code: str
+) -> None:
+    status, _, raw = await _post(fake, _body("q", is_sandbox=value))
+    assert (status, json.loads(raw)) == (
+        400,
+        {"type": "validation_error", "code": code, "detail": detail, "attr": "is_sandbox"},
+    )
+
+
+async def test_is_sandbox_is_checked_in_posthogs_order(fake: FakePostHog) -> None:
+    # A field error: before the conversation is looked up (an unknown one, no message).
+    status, _, raw = await _post(fake, _body(None, is_sandbox="maybe"))
+    assert (status, json.loads(raw)["attr"]) == (400, "is_sandbox")
+    # After the fields declared before it.
+    status, _, raw = await _post(fake, _body("q", is_sandbox="maybe", agent_mode="warp"))
+    assert (status, json.loads(raw)["attr"]) == (400, "agent_mode")
+    # A true value is create()'s: after the owner and deletion checks…
+    theirs = fake.seed_conversation(user="user-2")
+    status, _, raw = await _post(fake, _body("q", theirs.id, is_sandbox="yes"))
+    assert (status, json.loads(raw)) == (400, {"error": "Cannot access other users' conversations"})
+    gone = fake.seed_conversation()
+    gone.deleted = True
+    status, _, raw = await _post(fake, _body("q", gone.id, is_sandbox="yes"))
+    assert (status, json.loads(raw)) == (404, {"error": "Conversation does not exist"})
+    # …and before the idle check of a re-attach.
+    idle = fake.seed_conversation()
+    status, _, raw = await _post(fake, _body(None, idle.id, is_sandbox=1))
+    assert (status, json.loads(raw)["detail"]) == (400, _SANDBOX_DETAIL)
+
+
+@pytest.mark.parametrize(
+    ("value", "detail", "code"),
+    [
+        (None, "This field may not be null.", "null"),
+        ("", "This field may not be blank.", "blank"),
+        ("   ", "This field may not be blank.", "blank"),
+        (True, "Not a valid string.", "invalid_input"),  # DRF refuses a bool…
+        ({}, "Not a valid string.", "invalid_input"),
+        (["sess"], "Not a valid string.", "invalid_input"),
+        ("se\x00ss", "Null characters are not allowed.", "null_characters_not_allowed"),
+        (
+            "\ud800",
+            "Surrogate characters are not allowed: U+D800.",
+            "surrogate_characters_not_allowed",
+        ),
+    ],
+)
+async def test_session_id_in_the_body_is_a_drf_charfield(
+    fake: FakePostHog, value: Any, detail: str, code: str
+) -> None:
+    status, _, raw = await _post(fake, _body("q", session_id=value))
+    assert (status, json.loads(raw)) == (
+        400,
+        {"type": "validation_error", "code": code, "detail": detail, "attr": "session_id"},
+    )
+
+
+@pytest.mark.parametrize("value", ["sess-1", 12, 1.5])  # …but takes a number as its string
+async def test_a_session_id_drf_reads_is_accepted(fake: FakePostHog, value: Any) -> None:
+    body = _body("q", session_id=value)
+    status, _, raw = await _post(fake, body)
+    assert status == 200, raw
+    run = fake.conversations[body["conversation"]].run
+    assert run is not None
+    assert run.session_id is None  # PostHog reads the header, not the body
+
+
+async def test_session_id_is_checked_after_trace_id_and_before_agent_mode(
+    fake: FakePostHog,
+) -> None:
+    status, _, raw = await _post(fake, _body("q", session_id=None, trace_id="nope"))
+    assert (status, json.loads(raw)["attr"]) == (400, "trace_id")
+    status, _, raw = await _post(fake, _body("q", session_id=None, agent_mode="warp"))
+    assert (status, json.loads(raw)["attr"]) == (400, "session_id")
+
+
+@pytest.mark.parametrize(
+    ("content", "detail", "code"),
+    [
+        ("a\x00b", "Null characters are not allowed.", "null_characters_not_allowed"),
+        (
+            "a\udc00b",
+            "Surrogate characters are not allowed: U+DC00.",
+            "surrogate_characters_not_allowed",
+        ),
+        ("\x00" * 40001, "Ensure this field has no more than 40000 characters.", "max_length"),
+    ],
+)
+async def test_content_gets_every_charfield_validator(
+    fake: FakePostHog, content: str, detail: str, code: str
+) -> None:
+    status, _, raw = await _post(fake, _body(content))
+    assert (status, json.loads(raw)) == (
+        400,
+        {"type": "validation_error", "code": code, "detail": detail, "attr": "content"},
+    )

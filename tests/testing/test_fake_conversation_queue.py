@@ -631,3 +631,42 @@ async def test_a_research_run_leaves_the_queue_alone(fake: FakePostHog) -> None:
     assert _finals(raw) == [("human", "dig"), ("ai", "Research done.")]
     assert await _queue(fake, "GET", conversation_id) == (200, queued)
     assert (await _conversation(fake, conversation_id))["status"] == "idle"
+
+
+@_bounded
+async def test_research_mode_on_a_chat_leaves_the_queue_and_the_type(fake: FakePostHog) -> None:
+    """PostHog runs the research workflow, which does not drain; the type stays `assistant`."""
+    conversation = fake.seed_conversation()
+    fake.script_answer("Research done.", end_after_connections=2)
+    body = _body("dig", conversation.id, agent_mode="research")
+    async with _answering(fake, body) as (first, head):
+        queued = await _enqueue(fake, conversation.id, "q2")
+        await _post(fake, _body(None, conversation.id))
+        raw = head + await first.read()
+    assert _finals(raw) == [("human", "dig"), ("ai", "Research done.")]
+    assert await _queue(fake, "GET", conversation.id) == (200, queued)
+    assert conversation.type == "assistant"
+    # The next chat message runs the chat workflow, which then drains the queue.
+    fake.script_answer("Chat answer.")
+    fake.script_answer("Queued answer.")
+    status, _, raw = await _post(fake, _body("q3", conversation.id))
+    assert status == 200
+    assert [c for _, c in _finals(raw)] == ["q3", "Chat answer.", "q2", "Queued answer."]
+    assert await _queue(fake, "GET", conversation.id) == (200, EMPTY)
+
+
+@_bounded
+async def test_a_new_message_on_idle_research_is_a_chat_run_that_drains(
+    fake: FakePostHog,
+) -> None:
+    """On an idle `deep_research` conversation a message runs the chat workflow, whatever mode."""
+    conversation = fake.seed_conversation(type="deep_research")
+    fake.script_answer("Chat answer.", end_after_connections=2)
+    fake.script_answer("Queued answer.")
+    body = _body("more", conversation.id, agent_mode="research")
+    async with _answering(fake, body) as (first, head):
+        await _enqueue(fake, conversation.id, "q2")
+        await _post(fake, _body(None, conversation.id))
+        raw = head + await first.read()
+    assert [c for _, c in _finals(raw)] == ["more", "Chat answer.", "q2", "Queued answer."]
+    assert conversation.type == "assistant"
