@@ -1,8 +1,8 @@
 """
 Checking and encoding the arguments of `ph.batch_exports` methods (pure, no I/O).
 
-Every check here rejects something PostHog would reject too, but before a request is
-made, with a message that names the argument.
+Every check here rejects something PostHog would reject (or silently misread), but
+before a request is made, with a message that names the argument.
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ __all__ = [
     "destination_body",
     "enum_value",
     "log_levels",
+    "relative_time",
     "timestamp",
 ]
 
@@ -49,6 +50,14 @@ _ISO_8601 = re.compile(
     r"(?P<date>\d{4}-\d{2}-\d{2})"
     r"(?:[T ](?P<time>\d{2}:\d{2}(?::\d{2}(?:[.,]\d+)?)?)(?P<tz>Z|z|[+-]\d{2}(?::?\d{2})?)?)?"
 )
+#: PostHog's relative times (`relative_date_parse`): an optional `-`, a count, a unit, and
+#: `Start` or `End`, which snap the hour, day, month or year as PostHog does.
+_RELATIVE = re.compile(r"-?(?P<count>\d+)?(?P<unit>[hdwmqysHDWMQY])(?P<position>Start|End)?")
+#: The units PostHog reads with a count: hours, days, weeks, months, minutes, seconds,
+#: quarters (13 weeks) and years. H, D, W, Q and Y match its pattern but mean nothing.
+_COUNTED_UNITS = frozenset("hdwmMsqy")
+#: The units PostHog snaps with `Start` or `End`, with or without a count.
+_SNAPPED_UNITS = frozenset("hdmy")
 
 
 def enum_value(value: Any) -> Any:
@@ -70,7 +79,8 @@ def timestamp(name: str, value: dt.datetime | str | None, *, relative: bool = Fa
     """
     A datetime argument as ISO 8601: aware datetimes, or strings PostHog can parse.
 
-    With `relative`, strings pass as given: PostHog's run filters also take `-7d`.
+    With `relative`, also the relative times of PostHog's run filters, such as `-7d`
+    (see `relative_time`).
     """
     if value is None:
         return None
@@ -82,9 +92,73 @@ def timestamp(name: str, value: dt.datetime | str | None, *, relative: bool = Fa
         )
     if not value.strip():
         raise ValueError(f"{name} must not be empty")
-    if not relative and _ISO_8601.fullmatch(value.strip()) is None:
+    if relative:
+        return relative_time(name, value)
+    if _ISO_8601.fullmatch(value.strip()) is None:
         raise ValueError(f"{name} must be an ISO 8601 timestamp, got {value!r}")
     return value
+
+
+def relative_time(name: str, value: str) -> str:
+    """
+    A string for PostHog's `relative_date_parse`, stripped as PostHog strips it.
+
+    That parser reads what it can and answers "now" for the rest, without an error: a
+    typo would silently become "now". So only what it reads as meant is let through:
+    an ISO 8601 date or timestamp with real values (without an offset PostHog reads it
+    in the project's timezone), or a relative time `[-]<count><unit>[Start|End]`, units
+    `s` seconds, `M` minutes, `h` hours, `d` days, `w` weeks, `m` months, `q` quarters
+    (13 weeks), `y` years, counted back from now (`-` or not); after `h`, `d`, `m` or
+    `y`, `Start`/`End` snap as PostHog does and the count may be left out (`dStart` is
+    today at 00:00). Anything else is a ValueError naming the argument.
+    """
+    text = value.strip()
+    iso = _ISO_8601.fullmatch(text)
+    if iso is not None:
+        if not _real_datetime(iso):
+            raise ValueError(
+                f"{name} is not a real date or time: {value!r} (PostHog would read it as now)"
+            )
+        return text
+    match = _RELATIVE.fullmatch(text)
+    if match is None:
+        raise ValueError(
+            f"{name} must be an ISO 8601 date or timestamp, or a relative time such as "
+            f"'-7d', '-2h' or '-30s', got {value!r}"
+        )
+    unit = match["unit"]
+    if match["count"] is not None and unit in _COUNTED_UNITS:
+        return text
+    if match["position"] is not None and unit in _SNAPPED_UNITS:
+        return text
+    if unit not in _COUNTED_UNITS:
+        reason = f"PostHog reads no unit from {unit!r} (units are case-sensitive: "
+        reason += "'M' is minutes, 'm' months, and 'h', 'd', 'w', 'q', 'y' are lower case)"
+    else:
+        reason = f"{unit!r} needs a count, e.g. '-1{unit}'"
+        if match["position"] is not None:
+            reason += f" ({match['position']!r} alone snaps only h, d, m and y)"
+    raise ValueError(f"{name}: {reason}; PostHog would read {value!r} as now")
+
+
+def _real_datetime(match: re.Match[str]) -> bool:
+    """Whether an `_ISO_8601` match names a real date, time and offset."""
+    try:
+        dt.date.fromisoformat(match["date"])
+    except ValueError:
+        return False
+    time, tz = match["time"], match["tz"]
+    if time is not None:
+        hour, minute, second = int(time[:2]), int(time[3:5]), int(time[6:8] or 0)
+        # 24:00 is ISO 8601's midnight at the end of the day, which PostHog reads too.
+        midnight = hour == 24 and not time[3:].strip("0:.,")
+        if not midnight and (hour > 23 or minute > 59 or second > 59):
+            return False
+    if tz is not None and tz not in ("Z", "z"):
+        digits = tz[1:].replace(":", "")
+        if int(digits[:2]) > 23 or int(digits[2:] or 0) > 59:
+            return False
+    return True
 
 
 def backfill_bound(name: str, value: dt.date | str | None) -> str | None:

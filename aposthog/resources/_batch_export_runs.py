@@ -47,10 +47,21 @@ class BatchExportRuns(Resource):
         """
         The export's runs, 100 to a cursor page (no count), newest first by default.
 
+        `after`, `before`, `start` and `end` each take an aware datetime, an ISO 8601
+        date or timestamp (one without an offset is read in the project's timezone),
+        or a relative time counted back from now: `-30s`, `-15M` (minutes), `-2h`,
+        `-7d`, `-2w`, `-1m` (calendar months), `-1q` (13 weeks) or `-1y`. `Start` or
+        `End` after the unit snaps as PostHog does: `h` and `d` to the start or end of
+        the hour or day (`-1dStart`: yesterday at 00:00, in the project's timezone),
+        `m` to the first or last day of the month, `yStart` to January 1 (the time of
+        day kept for `m` and `y`); with a snap the count may be left out (`dStart`:
+        today at 00:00). PostHog reads a string it cannot parse as "now", without an
+        error; here any other string is a `ValueError`, before a request is made.
+
         Args:
             status: keep runs in this status, or in any of these statuses.
             after, before: keep runs created in this range (PostHog's default: the last
-                7 days). Also relative strings such as `"-30d"`.
+                7 days).
             start, end: with `ordering="data_interval_start"`, keep runs whose data
                 interval lies in this range instead.
             ordering: `created_at`, `data_interval_start`, or either with a leading `-`.
@@ -92,8 +103,8 @@ class BatchExportRuns(Resource):
         `NotFoundError` unless `after` reaches back to it.
 
         Args:
-            after: look among runs created at or after this point (an aware datetime,
-                an ISO 8601 string, or a relative string such as `"-30d"`).
+            after: look among runs created at or after this point: an aware datetime,
+                an ISO 8601 string, or a relative time such as `"-30d"` (see `list_runs`).
         """
         return await self._api.fetch(
             BatchExportRun,
@@ -118,12 +129,23 @@ class BatchExportRuns(Resource):
         PostHog finds only runs created in the last 7 days: an older one is a
         `NotFoundError` unless `after` reaches back to it.
 
+        PostHog answers with the id of the workflow it starts, not with a backfill id:
+        the workflow creates the backfill when it starts, under an id of its own. To
+        follow it, look in `list_backfills(id)` (newest first) for the backfill whose
+        `start_at` and `end_at` are the run's `data_interval_start` and
+        `data_interval_end`; it may take a moment to appear.
+
         Args:
-            after: look among runs created at or after this point (an aware datetime,
-                an ISO 8601 string, or a relative string such as `"-30d"`).
+            after: look among runs created at or after this point: an aware datetime,
+                an ISO 8601 string, or a relative time such as `"-30d"` (see `list_runs`).
 
         Returns:
-            The id of that backfill (see `get_backfill`).
+            PostHog's workflow id for the backfill,
+            `"<id>-Backfill-<data_interval_start>-<data_interval_end>"` with both
+            bounds in UTC as Python's `isoformat()` writes them (`START` for a run
+            without a start), e.g.
+            `"…-Backfill-2024-01-01T00:00:00+00:00-2024-01-01T01:00:00+00:00"`. It is
+            not a backfill id: `get_backfill` refuses it.
         """
         data = await self._api.request_json(
             routes.RUN_RETRY,
@@ -149,8 +171,8 @@ class BatchExportRuns(Resource):
         `NotFoundError` unless `after` reaches back to it.
 
         Args:
-            after: look among runs created at or after this point (an aware datetime,
-                an ISO 8601 string, or a relative string such as `"-30d"`).
+            after: look among runs created at or after this point: an aware datetime,
+                an ISO 8601 string, or a relative time such as `"-30d"` (see `list_runs`).
 
         Raises:
             BadRequestError: the run is not `Running` or `Starting`.
@@ -198,6 +220,9 @@ class BatchExportRuns(Resource):
         strings with an offset); daily and weekly exports take dates (`datetime.date`
         or `"YYYY-MM-DD"`), which PostHog places in the export's timezone and hour, and
         for weekly exports the date must fall on the export's weekday.
+
+        PostHog creates the backfill when its workflow starts, so a `get_backfill`
+        right after this may be a `NotFoundError` for a moment.
 
         Args:
             start_at: the start of the range; None means from the beginning of the data

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 import urllib.parse
+import uuid
 from typing import Any
 
 import pytest
@@ -139,19 +141,45 @@ async def test_get_run(fake: FakePostHog, ph: aposthog.Client) -> None:
         await ph.batch_exports.get_run(other.id, stored["id"])
 
 
-async def test_retry_run_returns_the_backfill_id(fake: FakePostHog, ph: aposthog.Client) -> None:
-    """retry_run() is a 201 with a one-run backfill over the run's data interval."""
+async def test_retry_run_returns_posthogs_workflow_id(
+    fake: FakePostHog, ph: aposthog.Client
+) -> None:
+    """
+    retry_run() is a 201 with the id of PostHog's backfill workflow over the run's data
+    interval (bounds in UTC); the backfill it creates has a UUID of its own and is found
+    by that interval.
+    """
     export = await make(ph)
-    stored = fake.add_batch_export_run(export.id, status="Failed")
+    india = dt.timezone(dt.timedelta(hours=5, minutes=30))
+    stored = fake.add_batch_export_run(
+        export.id, status="Failed", data_interval_end=dt.datetime(2024, 1, 1, 6, 30, tzinfo=india)
+    )
+    fake.add_batch_export_backfill(export.id, start_at=dt.datetime(2023, 1, 1, tzinfo=UTC))
+    created = fake.status_counts[201]
 
-    backfill_id = await ph.batch_exports.retry_run(export.id, stored["id"])
+    workflow_id = await ph.batch_exports.retry_run(export.id, stored["id"])
 
     assert fake.requests[-1].path.endswith(f"/runs/{stored['id']}/retry/")
-    backfill = await ph.batch_exports.get_backfill(export.id, backfill_id)
-    assert (backfill.start_at, backfill.end_at) == (
-        stored["data_interval_start"],
-        stored["data_interval_end"],
+    assert fake.status_counts[201] == created + 1
+    assert workflow_id == (
+        f"{export.id}-Backfill-2024-01-01T00:00:00+00:00-2024-01-01T01:00:00+00:00"
     )
+    with pytest.raises(ValueError, match="backfill_id"):
+        await ph.batch_exports.get_backfill(export.id, workflow_id)
+
+    interval = (stored["data_interval_start"], stored["data_interval_end"])
+    found = [
+        b
+        async for b in ph.batch_exports.list_backfills(export.id)
+        if (b.start_at, b.end_at) == interval
+    ]
+    assert len(found) == 1
+    assert str(uuid.UUID(found[0].id)) == found[0].id
+    backfill = await ph.batch_exports.get_backfill(export.id, found[0].id)
+    assert backfill.status is BatchExportRunStatus.RUNNING
+    assert backfill.progress is not None
+    assert (backfill.progress.total_runs, backfill.progress.finished_runs) == (1, 0)
+
     with pytest.raises(aposthog.NotFoundError):
         await ph.batch_exports.retry_run(export.id, MISSING)
 
@@ -197,9 +225,10 @@ async def test_run_actions_find_only_the_last_7_days_without_after(
     assert run.id == old["id"]
     assert fake.requests[-1].query == (("after", since.isoformat().replace("+00:00", "Z")),)
 
-    backfill_id = await ph.batch_exports.retry_run(export.id, old["id"], after="-30d")
+    workflow_id = await ph.batch_exports.retry_run(export.id, old["id"], after="-30d")
     assert fake.requests[-1].query == (("after", "-30d"),)
-    backfill = await ph.batch_exports.get_backfill(export.id, backfill_id)
+    assert workflow_id.startswith(f"{export.id}-Backfill-")
+    [backfill] = await ph.batch_exports.list_backfills(export.id).to_list()
     assert backfill.start_at == old["data_interval_start"]
 
     assert await ph.batch_exports.cancel_run(export.id, old["id"], after="-30d") is None
@@ -229,6 +258,77 @@ async def test_run_actions_check_after_before_sending(
         await call(MISSING, MISSING, after=" ")
     with pytest.raises(TypeError):
         await call(MISSING, MISSING, after=3)
+    assert len(fake.requests) == sent
+
+
+@pytest.mark.parametrize(
+    ("given", "sent"),
+    [
+        ("-30s", "-30s"),
+        ("-15M", "-15M"),
+        ("-2h", "-2h"),
+        ("7d", "7d"),
+        ("-1m", "-1m"),
+        ("-1q", "-1q"),
+        ("-1dStart", "-1dStart"),
+        ("mStart", "mStart"),
+        (" -7d ", "-7d"),
+        ("2024-01-01", "2024-01-01"),
+        ("2024-01-01T10:00", "2024-01-01T10:00"),
+        ("2024-01-01 10:00:00.5+05:30", "2024-01-01 10:00:00.5+05:30"),
+    ],
+)
+async def test_run_filters_take_posthogs_relative_times(
+    fake: FakePostHog, ph: aposthog.Client, given: str, sent: str
+) -> None:
+    """Every form PostHog's relative_date_parse reads goes out as given (stripped)."""
+    export = await make(ph)
+    await ph.batch_exports.list_runs(export.id, after=given, before=given, start=given, end=given)
+    assert fake.requests[-1].query == (
+        ("after", sent),
+        ("before", sent),
+        ("start", sent),
+        ("end", sent),
+    )
+    with pytest.raises(aposthog.NotFoundError):
+        await ph.batch_exports.cancel_run(export.id, MISSING, after=given)
+    assert fake.requests[-1].query == (("after", sent),)
+
+
+@pytest.mark.parametrize(
+    ("value", "reason"),
+    [
+        ("-2H", "no unit from 'H'"),
+        ("-7D", "no unit from 'D'"),
+        ("-1W", "no unit from 'W'"),
+        ("-1Y", "no unit from 'Y'"),
+        ("d", "needs a count"),
+        ("wStart", "needs a count"),
+        ("yesterday", "relative time such as"),
+        ("-7days", "relative time such as"),
+        ("+7d", "relative time such as"),
+        ("2024-02-30", "not a real date"),
+        ("2024-01-01T10:60", "not a real date"),
+        ("2024-01-01T10:00+24:00", "not a real date"),
+    ],
+)
+@pytest.mark.parametrize("name", ["after", "before", "start", "end"])
+async def test_run_filters_refuse_what_posthog_would_read_as_now(
+    fake: FakePostHog, ph: aposthog.Client, name: str, value: str, reason: str
+) -> None:
+    """
+    PostHog reads a string it cannot parse as "now" without an error: a typo is a
+    ValueError naming the argument instead, and nothing is sent.
+    """
+    sent = len(fake.requests)
+    with pytest.raises(ValueError, match=re.escape(reason)) as info:
+        ph.batch_exports.list_runs(MISSING, **{name: value})
+    assert str(info.value).startswith(name)
+    if name == "after":
+        for method in ("get_run", "retry_run", "cancel_run"):
+            with pytest.raises(ValueError, match=re.escape(reason)) as info:
+                await getattr(ph.batch_exports, method)(MISSING, MISSING, after=value)
+            assert str(info.value).startswith("after")
     assert len(fake.requests) == sent
 
 

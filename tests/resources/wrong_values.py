@@ -84,8 +84,11 @@ KINDS: dict[str, st.SearchStrategy[Any]] = {
         st.just(dt.datetime(2024, 1, 1)),
         st.sampled_from(["", "yesterday", "2024-13", "01/02/2024"]),
     ),
+    # PostHog would read the strings as "now": a typo must not silently become it.
     "relative_timestamp": st.one_of(
-        _not_str_nor_none, st.just(dt.datetime(2024, 1, 1)), st.just("  ")
+        _not_str_nor_none,
+        st.just(dt.datetime(2024, 1, 1)),
+        st.sampled_from(["  ", "-2H", "yesterday", "-5mins", "2024-02-30"]),
     ),
     "backfill_bound": st.one_of(
         _not_str_nor_none.filter(lambda v: not isinstance(v, dt.date)),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import uuid
 from typing import Any
 
 import pytest
@@ -10,6 +11,7 @@ import pytest
 import aposthog
 from aposthog._http import Route
 from aposthog.testing import FakePostHog
+from aposthog.testing._batch_export_runs import _relative_date_parse
 
 pytestmark = pytest.mark.anyio
 
@@ -44,3 +46,123 @@ async def test_a_run_lookup_takes_the_lists_filters(fake: FakePostHog, ph: apost
     with pytest.raises(aposthog.BadRequestError) as info:
         await raw(ph, "POST", f"{path}/cancel", params={"status": "Exploded"})
     assert (info.value.attr, info.value.code) == ("status", "invalid_choice")
+
+
+async def test_retry_answers_with_the_backfill_workflows_id(
+    fake: FakePostHog, ph: aposthog.Client
+) -> None:
+    """
+    PostHog's retry answers with `backfill_export`'s workflow id, bounds in UTC (START
+    for a run without a start); the backfill itself is stored under a UUID of its own.
+    """
+    export = await ph.batch_exports.create(
+        name="noop", destination={"type": "NoOp", "config": {}}, interval="hour"
+    )
+    end = dt.datetime(2024, 5, 1, 12, tzinfo=dt.timezone(dt.timedelta(hours=-4)))
+    run = fake.add_batch_export_run(export.id, status="Failed", data_interval_end=end)
+    first = fake.add_batch_export_run(
+        export.id, status="Failed", data_interval_end=end, data_interval_start=None
+    )
+
+    answer = await raw(ph, "POST", f"batch_exports/{export.id}/runs/{run['id']}/retry")
+    assert answer == {
+        "backfill_id": f"{export.id}-Backfill-2024-05-01T15:00:00+00:00-2024-05-01T16:00:00+00:00"
+    }
+    answer = await raw(ph, "POST", f"batch_exports/{export.id}/runs/{first['id']}/retry")
+    assert answer == {"backfill_id": f"{export.id}-Backfill-START-2024-05-01T16:00:00+00:00"}
+
+    stored = sorted(fake.batch_export_backfills.values(), key=lambda b: b["created_at"])
+    assert [(b["start_at"], b["end_at"], b["status"]) for b in stored] == [
+        (end - dt.timedelta(hours=1), end, "Running"),
+        (None, end, "Running"),
+    ]
+    for backfill in stored:
+        assert str(uuid.UUID(backfill["id"])) == backfill["id"]
+
+
+async def test_run_dates_are_read_as_posthog_reads_them(
+    fake: FakePostHog, ph: aposthog.Client
+) -> None:
+    """
+    `after` and `before` go through relative_date_parse: seconds and hours count, a
+    naive time is the team's (UTC), and what it cannot read is "now", not a 400.
+    """
+    export = await ph.batch_exports.create(
+        name="noop", destination={"type": "NoOp", "config": {}}, interval="hour"
+    )
+    now = dt.datetime.now(dt.timezone.utc)
+    recent = fake.add_batch_export_run(export.id, created_at=now - dt.timedelta(seconds=5))
+    older = fake.add_batch_export_run(export.id, created_at=now - dt.timedelta(hours=3))
+    path = f"batch_exports/{export.id}/runs"
+
+    async def listed(**params: str) -> list[str]:
+        page = await raw(ph, "GET", path, params=params)
+        return [r["id"] for r in page["results"]]
+
+    assert await listed(after="-60s") == [recent["id"]]
+    assert await listed(after="-4h") == [recent["id"], older["id"]]
+    assert await listed(after="-4h", before="-1h") == [older["id"]]
+    naive = (now - dt.timedelta(hours=1)).replace(tzinfo=None).isoformat()
+    assert await listed(after=naive) == [recent["id"]]
+    # Read as now: nothing was created after it, and everything before it.
+    for unread in ("-4H", "-1D", "yesterday", "2024-02-30"):
+        assert await listed(after=unread) == []
+        assert await listed(before=unread) == [recent["id"], older["id"]]
+    # Blank is the default (DRF strips it), and a relative time is found inside a word.
+    assert await listed(after="  ") == [recent["id"], older["id"]]
+    assert await listed(after="-4hours") == [recent["id"], older["id"]]
+
+
+NOW_FIXED = dt.datetime(2024, 3, 31, 10, 30, 15, 123, tzinfo=dt.timezone.utc)
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("-30s", NOW_FIXED - dt.timedelta(seconds=30)),
+        ("-15M", NOW_FIXED - dt.timedelta(minutes=15)),
+        ("-2h", NOW_FIXED - dt.timedelta(hours=2)),
+        ("7d", NOW_FIXED - dt.timedelta(days=7)),
+        ("-2w", NOW_FIXED - dt.timedelta(weeks=2)),
+        ("-1q", NOW_FIXED - dt.timedelta(weeks=13)),
+        # Months and years are calendar ones; the day stays within the month.
+        ("-1m", NOW_FIXED.replace(month=2, day=29)),
+        ("-13m", NOW_FIXED.replace(year=2023, month=2, day=28)),
+        ("-1y", NOW_FIXED.replace(year=2023)),
+        ("dStart", NOW_FIXED.replace(hour=0, minute=0, second=0, microsecond=0)),
+        ("-1dEnd", NOW_FIXED.replace(day=30, hour=23, minute=59, second=59, microsecond=999999)),
+        ("hStart", NOW_FIXED.replace(minute=0, second=0, microsecond=0)),
+        ("-1mStart", NOW_FIXED.replace(month=2, day=1)),
+        ("-1mEnd", NOW_FIXED.replace(month=2, day=29)),
+        ("yStart", NOW_FIXED.replace(month=1, day=1)),
+        ("-1wStart", NOW_FIXED - dt.timedelta(weeks=1)),
+        # Units PostHog's pattern takes but nothing moves: "now".
+        ("-2H", NOW_FIXED),
+        ("-2D", NOW_FIXED),
+        ("-2W", NOW_FIXED),
+        ("-2Q", NOW_FIXED),
+        ("-2Y", NOW_FIXED),
+        ("d", NOW_FIXED),
+        ("wStart", NOW_FIXED),
+        ("nonsense", NOW_FIXED),
+        ("-5mins", NOW_FIXED.replace(year=2023, month=10)),  # "-5m": five months
+        # ISO 8601 as dateutil's isoparse reads it, naive in UTC.
+        ("2024-01-02", dt.datetime(2024, 1, 2, tzinfo=dt.timezone.utc)),
+        ("2024-01-02T03:04", dt.datetime(2024, 1, 2, 3, 4, tzinfo=dt.timezone.utc)),
+        ("20240102T030405Z", dt.datetime(2024, 1, 2, 3, 4, 5, tzinfo=dt.timezone.utc)),
+        (
+            "2024-01-02 03:04:05,5-0130",
+            dt.datetime(2024, 1, 2, 4, 34, 5, 500000, tzinfo=dt.timezone.utc),
+        ),
+        ("2024-01-02T24:00", dt.datetime(2024, 1, 3, tzinfo=dt.timezone.utc)),
+        ("2024-01-02T+02", dt.datetime(2024, 1, 1, 22, tzinfo=dt.timezone.utc)),
+        ("2024-02", dt.datetime(2024, 2, 1, tzinfo=dt.timezone.utc)),
+        ("2024-1-2", dt.datetime(2024, 1, 2, tzinfo=dt.timezone.utc)),  # strptime's fallback
+        ("2024-02-30", NOW_FIXED),
+        ("2024-01-02T10:60", NOW_FIXED),
+        ("2024-01-02T10:00+24:00", NOW_FIXED),
+    ],
+)
+def test_relative_date_parse(value: str, expected: dt.datetime) -> None:
+    """The fake's relative_date_parse, checked against what PostHog's computes."""
+    assert _relative_date_parse(value, NOW_FIXED) == expected
