@@ -294,6 +294,14 @@ class ConversationState:
         return tuple(self._messages)
 
     @property
+    def question(self) -> HumanMessage | None:
+        """The last `HumanMessage` among the final messages: the turn being answered."""
+        for message in reversed(self._messages):
+            if isinstance(message, HumanMessage):
+                return message
+        return None
+
+    @property
     def streamed_text(self) -> str:
         """Every delta given out so far, joined."""
         return "".join(self._streamed)

@@ -20,7 +20,7 @@ from ._http import segment
 from ._stream_engine import StreamEngine
 from .models.conversations import ConversationResult, ConversationSummary
 from .models.events import StreamEvent
-from .models.messages import Message
+from .models.messages import HumanMessage, Message
 
 if TYPE_CHECKING:
     from ._api import Api
@@ -95,6 +95,30 @@ class ConversationStream:
     def messages(self) -> tuple[Message, ...]:
         """The final messages received so far, each once."""
         return self._engine.state.messages
+
+    @property
+    def question(self) -> HumanMessage | None:
+        """
+        The `HumanMessage` of the turn being streamed: your message's echo, then each
+        queued message's once its run begins on this stream; None until the first
+        arrives (or on a `stream(id)` that joined a run after its echo).
+
+        Read it as each delta arrives to tell the answers apart, say to relay each as its
+        own reply: a turn's deltas all arrive after its `HumanMessage`. When text came
+        before, the first delta of a turn begins with the blank line that joins it to
+        that text (`"".join(deltas)` is `result().text`); strip it for a reply of its own.
+
+        Example:
+            ```python
+            replies: dict[str, str] = {}  # each message's answer, by the message's id
+            async for text in stream.text_deltas():
+                turn = stream.question.id if stream.question else ""
+                if turn not in replies and any(replies.values()):
+                    text = text.removeprefix("\n\n")  # joined it to the answer before
+                replies[turn] = replies.get(turn, "") + text
+            ```
+        """
+        return self._engine.state.question
 
     @property
     def closed(self) -> bool:

@@ -139,6 +139,39 @@ def test_messages_of_one_run_are_joined_by_a_blank_line() -> None:
     assert isinstance(got[3].event, UpdateEvent)
 
 
+def test_question_is_the_turn_each_delta_belongs_to() -> None:
+    """A queued message's run follows on the stream: each delta is read with the question
+    of its own turn, and the next turn's first delta carries the separator."""
+    state = ConversationState()
+    assert state.question is None
+    seen: list[tuple[str | None, str]] = []
+    for wire in [
+        msg(type="ai", content="joined late"),  # a re-attach after the echo: no turn yet
+        msg(type="ai", content="joined late.", id="a0"),
+        msg(type="human", content="first", id="h1"),
+        msg(type="ai", content="One"),
+        msg(type="ai", content="One.", id="a1"),
+        msg(type="human", content="second", id="h2"),
+        msg(type="ai", content="Two"),
+        msg(type="ai", content="Two.", id="a2"),
+        msg(type="human", content="second", id="h2"),  # replayed: the turn stays
+    ]:
+        for delivery in feed_all(state, [wire]):
+            question = state.question
+            seen.append((question.content if question else None, delivery.text))
+    deltas = [(q, t) for q, t in seen if t]
+    assert deltas == [
+        (None, "joined late"),
+        (None, "."),
+        ("first", f"{SEPARATOR}One"),
+        ("first", "."),
+        ("second", f"{SEPARATOR}Two"),
+        ("second", "."),
+    ]
+    assert state.question is not None
+    assert state.question.id == "h2"
+
+
 def test_a_tool_only_message_adds_no_separator() -> None:
     state = ConversationState()
     got = feed_all(

@@ -157,6 +157,33 @@ async def test_a_message_sent_while_answering_runs_next_on_the_same_stream(
     assert [m.id for m in conversation.messages] == [m.id for m in result.messages]
 
 
+async def test_question_tells_each_turns_deltas_apart(
+    fake: FakePostHog, ph: aposthog.Client
+) -> None:
+    """A relay that answers each message with a reply of its own: `stream.question` is the
+    turn a delta belongs to, and a later turn's first delta starts with the blank line."""
+    fake.script_answer("The first answer, slowly.", token_size=1, delay=0.05)
+    fake.script_answer("The queued answer.")
+    stream = ph.conversations.create("first")
+    assert stream.question is None  # nothing read yet
+    turns: list[tuple[str, str]] = []
+    async with stream:
+        async for text in stream.text_deltas():
+            assert stream.question is not None
+            if not turns:
+                await ph.conversations.queue.add(stream.conversation_id, "second")
+            turns.append((stream.question.content, text))
+    assert [q for q, _ in turns] == sorted(q for q, _ in turns)  # every first, then second
+    first = "".join(t for q, t in turns if q == "first")
+    second = [t for q, t in turns if q == "second"]
+    assert first == "The first answer, slowly."
+    assert second[0].startswith("\n\n")
+    assert "".join(second) == "\n\nThe queued answer."
+    assert first + "".join(second) == stream.result().text
+    assert stream.question is not None
+    assert stream.question.content == "second"
+
+
 async def test_a_stream_that_re_attached_ends_complete_after_a_queued_run(
     fake: FakePostHog, ph: aposthog.Client
 ) -> None:
