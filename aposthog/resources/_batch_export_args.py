@@ -58,6 +58,20 @@ _RELATIVE = re.compile(r"-?(?P<count>\d+)?(?P<unit>[hdwmqysHDWMQY])(?P<position>
 _COUNTED_UNITS = frozenset("hdwmMsqy")
 #: The units PostHog snaps with `Start` or `End`, with or without a count.
 _SNAPPED_UNITS = frozenset("hdmy")
+#: Each counted unit's longest length in days, and the farthest back a relative time may
+#: reach: PostHog's dates end at year 1, and a count past it is its 500 (a server error
+#: the client would retry), not an answer.
+_UNIT_DAYS = {
+    "s": 1 / 86400,
+    "M": 1 / 1440,
+    "h": 1 / 24,
+    "d": 1,
+    "w": 7,
+    "m": 31,
+    "q": 91,
+    "y": 366,
+}
+_MAX_DAYS_BACK = 1000 * 366
 
 
 def enum_value(value: Any) -> Any:
@@ -128,6 +142,11 @@ def relative_time(name: str, value: str) -> str:
         )
     unit = match["unit"]
     if match["count"] is not None and unit in _COUNTED_UNITS:
+        if int(match["count"]) * _UNIT_DAYS[unit] > _MAX_DAYS_BACK:
+            raise ValueError(
+                f"{name} reaches back more than 1000 years: {value!r} (PostHog's dates end "
+                "at year 1, and it answers a count past that with a server error)"
+            )
         return text
     if match["position"] is not None and unit in _SNAPPED_UNITS:
         return text

@@ -273,6 +273,7 @@ async def test_run_actions_check_after_before_sending(
         ("-1dStart", "-1dStart"),
         ("mStart", "mStart"),
         (" -7d ", "-7d"),
+        ("-1000y", "-1000y"),
         ("2024-01-01", "2024-01-01"),
         ("2024-01-01T10:00", "2024-01-01T10:00"),
         ("2024-01-01 10:00:00.5+05:30", "2024-01-01 10:00:00.5+05:30"),
@@ -310,6 +311,8 @@ async def test_run_filters_take_posthogs_relative_times(
         ("2024-02-30", "not a real date"),
         ("2024-01-01T10:60", "not a real date"),
         ("2024-01-01T10:00+24:00", "not a real date"),
+        ("-1001y", "more than 1000 years"),  # past year 1: PostHog's 500, retried
+        ("-99999999d", "more than 1000 years"),
     ],
 )
 @pytest.mark.parametrize("name", ["after", "before", "start", "end"])
