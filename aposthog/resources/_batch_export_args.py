@@ -124,7 +124,8 @@ def relative_time(name: str, value: str) -> str:
     `s` seconds, `M` minutes, `h` hours, `d` days, `w` weeks, `m` months, `q` quarters
     (13 weeks), `y` years, counted back from now (`-` or not); after `h`, `d`, `m` or
     `y`, `Start`/`End` snap as PostHog does and the count may be left out (`dStart` is
-    today at 00:00). Anything else is a ValueError naming the argument.
+    today at 00:00), reaching back at most 1000 years. Anything else is a ValueError
+    naming the argument.
     """
     text = value.strip()
     iso = _ISO_8601.fullmatch(text)

@@ -55,8 +55,9 @@ class BatchExportRuns(Resource):
         the hour or day (`-1dStart`: yesterday at 00:00, in the project's timezone),
         `m` to the first or last day of the month, `yStart` to January 1 (the time of
         day kept for `m` and `y`); with a snap the count may be left out (`dStart`:
-        today at 00:00). PostHog reads a string it cannot parse as "now", without an
-        error; here any other string is a `ValueError`, before a request is made.
+        today at 00:00), reaching back at most 1000 years. PostHog reads a string it
+        cannot parse as "now", without an error; here any other string is a
+        `ValueError`, before a request is made.
 
         Args:
             status: keep runs in this status, or in any of these statuses.
