@@ -108,8 +108,11 @@ def timestamp(name: str, value: dt.datetime | str | None, *, relative: bool = Fa
         raise ValueError(f"{name} must not be empty")
     if relative:
         return relative_time(name, value)
-    if _ISO_8601.fullmatch(value.strip()) is None:
+    match = _ISO_8601.fullmatch(value.strip())
+    if match is None:
         raise ValueError(f"{name} must be an ISO 8601 timestamp, got {value!r}")
+    if not _real_datetime(match):
+        raise ValueError(f"{name} is not a real date or time: {value!r}")
     return value
 
 
@@ -196,6 +199,8 @@ def backfill_bound(name: str, value: dt.date | str | None) -> str | None:
     match = _ISO_8601.fullmatch(value.strip())
     if match is None:
         raise ValueError(f"{name} must be an ISO 8601 date or timestamp, got {value!r}")
+    if not _real_datetime(match):
+        raise ValueError(f"{name} is not a real date or time: {value!r}")
     if match["time"] is not None and match["tz"] is None:
         raise ValueError(
             f"{name} has a time but no UTC offset ({value!r}): PostHog refuses naive times; "

@@ -446,6 +446,15 @@ async def _create_backfill(fake: FakePostHog, request: FakeRequest) -> ServerRep
         raise validation_error(
             "Backfilling from the beginning of time is not enabled for this team."
         )
+    query = export.get("hogql_query") if export.get("model") == "hogql" else None
+    # PostHog finds the placeholder in the parsed query; the fake, which does not parse
+    # HogQL, in its text.
+    if start_input is None and query is not None and "{data_interval_start}" in query:
+        raise validation_error(
+            "This query references {data_interval_start}, which is unavailable when "
+            "backfilling from the beginning of time. Provide 'start_at' or remove "
+            "{data_interval_start} from the query."
+        )
     limit = fake.max_concurrent_backfills
     active = sum(1 for b in fake.batch_export_backfills.values() if b["status"] in _CANCELLABLE)
     if limit is not None and active >= limit:

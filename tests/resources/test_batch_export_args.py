@@ -75,6 +75,15 @@ def test_timestamps() -> None:
         timestamp("after", "yesterday")
     with pytest.raises(ValueError, match="empty"):
         timestamp("after", " ")
+    # The shape of a timestamp, not a real one: PostHog's 400, said before sending.
+    for unreal in (
+        "2024-02-30T00:00:00Z",
+        "2024-13-01",
+        "2024-01-01T25:00Z",
+        "2024-01-01T10:00+25:00",
+    ):
+        with pytest.raises(ValueError, match="not a real date or time"):
+            timestamp("after", unreal)
     with pytest.raises(TypeError, match="after"):
         timestamp("after", 1700000000)  # type: ignore[arg-type]
 
@@ -94,6 +103,10 @@ def test_backfill_bounds() -> None:
         backfill_bound("end_at", dt.datetime(2024, 3, 1))
     with pytest.raises(ValueError, match="ISO 8601"):
         backfill_bound("end_at", "March 1st")
+    with pytest.raises(ValueError, match="not a real date or time"):
+        backfill_bound("end_at", "2024-02-30")
+    with pytest.raises(ValueError, match="not a real date or time"):
+        backfill_bound("end_at", "2024-03-01T10:61+01:00")
     with pytest.raises(TypeError):
         backfill_bound("end_at", 20240301)  # type: ignore[arg-type]
 

@@ -396,6 +396,30 @@ async def test_create_backfill_from_the_beginning_with_the_flag(
     assert (await ph.batch_exports.get_backfill(export.id, backfill_id)).start_at is None
 
 
+async def test_a_backfill_from_the_beginning_needs_a_query_without_the_interval_start(
+    fake: FakePostHog, ph: aposthog.Client
+) -> None:
+    """A hogql export whose query reads {data_interval_start} has no such bound to give
+    a backfill from the beginning of time: PostHog's 400; with a start it runs."""
+    fake.batch_export_flags.update({"batch-export-earliest-backfill", "hogql-batch-exports"})
+    query = "SELECT uuid AS id FROM events WHERE timestamp >= {data_interval_start}"
+    export = await make(ph, model="hogql", hogql_query=query)
+    with pytest.raises(aposthog.BadRequestError) as info:
+        await ph.batch_exports.create_backfill(export.id, start_at=None, end_at=None)
+    assert info.value.detail == (
+        "This query references {data_interval_start}, which is unavailable when backfilling "
+        "from the beginning of time. Provide 'start_at' or remove {data_interval_start} from "
+        "the query."
+    )
+    assert fake.batch_export_backfills == {}
+    await ph.batch_exports.create_backfill(
+        export.id, start_at="2024-01-01T00:00:00Z", end_at="2024-01-02T00:00:00Z"
+    )
+    other = await make(ph, model="hogql", hogql_query="SELECT uuid AS id FROM events")
+    await ph.batch_exports.create_backfill(other.id, start_at=None, end_at=None)
+    assert len(fake.batch_export_backfills) == 2
+
+
 async def test_daily_and_weekly_backfills_take_dates(
     fake: FakePostHog, ph: aposthog.Client
 ) -> None:

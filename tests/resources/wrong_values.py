@@ -86,7 +86,7 @@ KINDS: dict[str, st.SearchStrategy[Any]] = {
     "timestamp": st.one_of(
         _not_str_nor_none,
         st.just(dt.datetime(2024, 1, 1)),
-        st.sampled_from(["", "yesterday", "2024-13", "01/02/2024"]),
+        st.sampled_from(["", "yesterday", "2024-13", "01/02/2024", "2024-02-30T00:00:00Z"]),
     ),
     # PostHog would read the strings as "now": a typo must not silently become it.
     "relative_timestamp": st.one_of(
@@ -96,7 +96,7 @@ KINDS: dict[str, st.SearchStrategy[Any]] = {
     ),
     "backfill_bound": st.one_of(
         _not_str_nor_none.filter(lambda v: not isinstance(v, dt.date)),
-        st.sampled_from(["2024-01-01T00:00:00", "tomorrow", ""]),
+        st.sampled_from(["2024-01-01T00:00:00", "tomorrow", "", "2024-02-30"]),
     ),
     "json": _bad_json,
     "json_container": st.one_of(st.sampled_from(["x", 42, True, 1.5]), _bad_json),
