@@ -53,12 +53,11 @@ _ISO_8601 = re.compile(
 #: PostHog's relative times (`relative_date_parse`): an optional `-`, a count, a unit, and
 #: `Start` or `End`, which snap the hour, day, month or year as PostHog does.
 _RELATIVE = re.compile(r"-?(?P<count>\d+)?(?P<unit>[hdwmqysHDWMQY])(?P<position>Start|End)?")
-#: The units PostHog reads with a count: hours, days, weeks, months, minutes, seconds,
-#: quarters (13 weeks) and years. H, D, W, Q and Y match its pattern but mean nothing.
-_COUNTED_UNITS = frozenset("hdwmMsqy")
 #: The units PostHog snaps with `Start` or `End`, with or without a count.
 _SNAPPED_UNITS = frozenset("hdmy")
-#: Each counted unit's longest length in days, and the farthest back a relative time may
+#: The units PostHog reads with a count (seconds, minutes, hours, days, weeks, months,
+#: quarters of 13 weeks, years; H, D, W, Q and Y match its pattern but mean nothing),
+#: each with its longest length in days; and the farthest back a relative time may
 #: reach: PostHog's dates end at year 1, and a count past it is its 500 (a server error
 #: the client would retry), not an answer.
 _UNIT_DAYS = {
@@ -145,7 +144,7 @@ def relative_time(name: str, value: str) -> str:
             f"'-7d', '-2h' or '-30s', got {value!r}"
         )
     unit = match["unit"]
-    if match["count"] is not None and unit in _COUNTED_UNITS:
+    if match["count"] is not None and unit in _UNIT_DAYS:
         if int(match["count"]) * _UNIT_DAYS[unit] > _MAX_DAYS_BACK:
             raise ValueError(
                 f"{name} reaches back more than 1000 years: {value!r} (PostHog's dates end "
@@ -154,7 +153,7 @@ def relative_time(name: str, value: str) -> str:
         return text
     if match["position"] is not None and unit in _SNAPPED_UNITS:
         return text
-    if unit not in _COUNTED_UNITS:
+    if unit not in _UNIT_DAYS:
         reason = f"PostHog reads no unit from {unit!r} (units are case-sensitive: "
         reason += "'M' is minutes, 'm' months, and 'h', 'd', 'w', 'q', 'y' are lower case)"
     else:
