@@ -260,3 +260,25 @@ class Client:
     def closed(self) -> bool:
         """Whether `aclose()` was called."""
         return self._api.pipeline.closed
+
+    @property
+    def open_streams(self) -> int:
+        """
+        How many conversation streams of this client (its `with_options()` views
+        included) are open now: from the first iteration (or `async with`) until the
+        answer ends, fails or is closed. A stream never iterated holds no connection and
+        is not counted.
+
+        Every way out of a stream closes it (the end, `break`, an exception, a
+        cancellation, `aclose()`), so a count that keeps growing in a long-running
+        process means streams left half-read and never closed. A health check or a
+        test can assert on it.
+
+        Example:
+            ```python
+            async for text in ph.conversations.create("Top pages?").text_deltas():
+                break
+            assert ph.open_streams == 0  # the break closed the response
+            ```
+        """
+        return len(self._api.pipeline.streams)

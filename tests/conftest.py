@@ -19,6 +19,8 @@ PLUGIN = "aposthog.testing.pytest_plugin"
 settings.register_profile("default", deadline=None, suppress_health_check=[HealthCheck.too_slow])
 settings.register_profile("fast", parent=settings.get_profile("default"), max_examples=20)
 settings.register_profile("ci", parent=settings.get_profile("default"), derandomize=True)
+# A long search for the rare input (HYPOTHESIS_PROFILE=thorough), run by hand before a release.
+settings.register_profile("thorough", parent=settings.get_profile("default"), max_examples=2000)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 
 pytest_plugins = ["pytester"]

@@ -181,7 +181,7 @@ async def test_break_closes_the_response_at_once(fake: FakePostHog, ph: aposthog
         break
     # Closed by the `break` itself, before the event loop turns again.
     assert stream.closed
-    assert not ph._api.pipeline.streams
+    assert ph.open_streams == 0
     await fake.wait_for_streams_closed(timeout=0.5)
     assert fake.ai_streams.disconnected == 1
     assert [e async for e in stream] == []
@@ -196,7 +196,7 @@ async def test_break_out_of_text_deltas_closes_too(fake: FakePostHog, ph: aposth
     fake.script_answer("slow answer", token_size=1, delay=0.02)
     async for _ in ph.conversations.create("q").text_deltas():
         break
-    assert not ph._api.pipeline.streams
+    assert ph.open_streams == 0
     await fake.wait_for_streams_closed(timeout=0.5)
     assert fake.ai_streams.disconnected == 2
 
@@ -343,10 +343,44 @@ async def test_two_hundred_cancelled_streams_leave_no_connection_open(
     await fake.wait_for_streams_closed(timeout=2)
     assert fake.ai_streams.opened == 200
     assert fake.ai_streams.disconnected == 200
-    assert len(ph._api.pipeline.streams) == 0
+    assert ph.open_streams == 0
     session = ph._api.pipeline.transport._session
     assert session is not None
     assert not getattr(session.connector, "_acquired", set())
+
+
+async def test_open_streams_counts_what_is_open_and_every_way_out_closes(
+    fake: FakePostHog, ph: aposthog.Client
+) -> None:
+    fake.ai_burst_limit = None
+    view = ph.with_options(max_retries=0)  # a view shares its client's streams
+    assert ph.open_streams == view.open_streams == 0
+    fake.script_answer("a slow answer", token_size=1, delay=0.05)
+    fake.script_answer("another slow answer", token_size=1, delay=0.05)
+    fake.script_answer("short")
+    never_read = ph.conversations.create("never read")
+    first, second = ph.conversations.create("one"), view.conversations.create("two")
+    await anext(first)
+    assert (ph.open_streams, view.open_streams) == (1, 1)
+    await anext(second)
+    assert (ph.open_streams, view.open_streams) == (2, 2)
+    # A refused message (another run goes on in that conversation) leaves nothing open.
+    refused = view.conversations.create("three", conversation=first.conversation_id)
+    with pytest.raises(aposthog.ConflictError):
+        await refused.until_done()
+    assert ph.open_streams == 2
+    await second.aclose()
+    assert ph.open_streams == 1
+    await first.cancel()
+    assert ph.open_streams == 0
+    # An answer read to its end closes its stream; one never read was never counted.
+    third = ph.conversations.create("four")
+    async for _ in third:
+        assert ph.open_streams == 1
+    assert ph.open_streams == 0
+    assert not never_read.closed
+    await fake.wait_for_streams_closed(timeout=0.5)
+    assert (fake.ai_streams.opened, fake.ai_streams.open) == (3, 0)
 
 
 # ---------------------------------------------------------------------- cancel()
