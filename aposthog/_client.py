@@ -70,8 +70,9 @@ class Client:
             the key.
         max_response_size: bytes a response body may have once decoded (default 32 MiB);
             a larger one (a gzip bomb, say) raises `ResponseTooLargeError` after reading
-            about that much. A conversation stream is not bounded as a whole (an answer
-            streams for as long as it runs), but each of its events is (16 MiB).
+            about that much. A conversation stream is bounded per event (16 MiB), and
+            what it keeps (its final messages, the text given out: not every
+            snapshot) by this size; it streams for as long as its answer runs.
 
     Example:
         ```python

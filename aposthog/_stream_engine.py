@@ -55,6 +55,13 @@ between the consumer and the socket), no wire copy of a message event, and no qu
 (an exhausted iterator). Message events are parsed from the decoder's raw bytes
 (`SSEDecoder.feed_wire`, `_stream_events.wire_message`): on a long answer, decoding each
 snapshot to text first cost more than everything else the client does with it.
+
+What a stream keeps is bounded by `max_response_size`, as a JSON answer is: each event
+is bounded by the decoder (16 MiB), and what the stream holds on to (its final messages,
+the other events it must recognise if replayed, the text it gave out) is counted in wire
+bytes, plus a little for each piece. A snapshot counts only for the text it adds (it
+replaces the one before). A stream whose count passes the limit, which no PostHog answer
+comes near, delivers what it decoded and then raises `ResponseTooLargeError`.
 """
 
 from __future__ import annotations
@@ -77,6 +84,7 @@ from ._errors import (
     NotFoundError,
     PostHogError,
     ResponseDecodeError,
+    ResponseTooLargeError,
 )
 from ._http import Request, segment
 from ._observe import StreamObserver
@@ -86,6 +94,7 @@ from ._stream_failures import dropped_failure, nothing_started, snippet
 from ._transport import StreamResponse
 from .models.conversations import Conversation
 from .models.events import MessageEvent, decode_event
+from .models.messages import AssistantMessage
 from .sse import SSEDecoder, SSEError
 
 if TYPE_CHECKING:
@@ -94,6 +103,8 @@ if TYPE_CHECKING:
 __all__ = ["StreamEngine"]
 
 _EVENT_STREAM = "text/event-stream"
+_PIECE = 64
+"""Bytes counted for each piece a stream keeps, beyond its own size: the objects' cost."""
 
 
 class StreamEngine:
@@ -138,6 +149,12 @@ class StreamEngine:
         self._observer: StreamObserver | None = None
         self._first_token = False
         self._failure: BaseException | None = None
+        # Bytes kept (see the module's docstring), the size of the last snapshot of each
+        # subagent (the growth of its text is what it keeps), and the error for a stream
+        # that kept too much, raised once its deliveries are taken.
+        self._kept = 0
+        self._nested_sizes: dict[str, int] | None = None
+        self._too_large: ResponseTooLargeError | None = None
         self._path = ""  # the request's path, for messages
         self.started = False
         # Whether an attempt may have started a run on PostHog (its POST may have reached
@@ -200,6 +217,8 @@ class StreamEngine:
                     return delivery
                 if self.finished:
                     return None
+                if self._too_large is not None:
+                    raise self._too_large
                 response = self._response
                 if response is None:
                     await self.pump()  # connect
@@ -386,17 +405,33 @@ class StreamEngine:
         # Called only once every delivery before was taken.
         deliveries: list[Delivery] = []
         state = self.state
+        kept = self._kept
         try:
             for name, data in events:
                 if name == "message":  # recognised by its content
                     event = wire_message(data)
                     if event.__class__ is MessageEvent:
                         delivery = state.feed_message(event)
+                        if delivery is None:
+                            continue
+                        message = event.message
+                        if message.__class__ is AssistantMessage and message.in_progress:
+                            parent = message.parent_tool_call_id
+                            if parent is None:  # kept: the text it adds
+                                kept += len(delivery.text) + _PIECE
+                            else:
+                                kept += self._subagent_growth(parent, len(data))
+                        else:
+                            kept += len(data) + _PIECE
                     else:  # unreadable: an UnknownEvent
                         delivery = state.feed(event)
+                        if delivery is not None:
+                            kept += len(data) + _PIECE
                 else:  # recognised by its wire form
                     text = data.decode("utf-8", "replace")
                     delivery = state.feed(decode_event(name, text), raw=f"{name}\n{text}")
+                    if delivery is not None:
+                        kept += len(data) + _PIECE
                 if delivery is not None:
                     deliveries.append(delivery)
                     if not self._first_token and delivery.text:
@@ -409,11 +444,30 @@ class StreamEngine:
             self._drop_connection()
             self._other_run = True
             self.run_may_exist = False  # the run found is not ours: cancel() must spare it
+        self._kept = kept
+        limit = self.api.config.max_response_size
+        if kept > limit and self._too_large is None:
+            self._too_large = ResponseTooLargeError(
+                f"the stream of conversation {self.conversation_id} kept more than "
+                f"max_response_size ({limit} bytes) of messages and events; reading "
+                "stopped there",
+                limit=limit,
+                path=self._path,
+            )
         if deliveries:
             self._pending = iter(deliveries)
             if self._call is not None:
                 # Progress: a later drop gets the whole re-attach budget again.
                 self._call.progress()
+
+    def _subagent_growth(self, parent: str, size: int) -> int:
+        """Bytes a subagent's snapshot adds to what is kept: its growth over the last one."""
+        sizes = self._nested_sizes
+        if sizes is None:
+            sizes = self._nested_sizes = {}
+        previous = sizes.get(parent)
+        sizes[parent] = size
+        return size + _PIECE if previous is None else max(0, size - previous)
 
     def _finish(self) -> None:
         # PostHog has no end event: the end of the body is the end of the run.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import json
 import tracemalloc
 import zlib
 from collections.abc import AsyncIterator
@@ -110,6 +111,84 @@ def test_max_response_size_is_checked_at_construction() -> None:
         with pytest.raises(aposthog.ConfigurationError, match="max_response_size"):
             aposthog.Client(api_key="k", max_response_size=bad)
     assert 32 * MiB == aposthog.Client(api_key="k").config.max_response_size
+
+
+def _message(data: dict[str, Any]) -> bytes:
+    return b"event: message\ndata: " + json.dumps(data).encode() + b"\n\n"
+
+
+async def test_a_stream_that_keeps_sending_new_messages_stops_at_max_response_size() -> None:
+    """A stream keeps its final messages: bounded as a body is, after delivering them."""
+    size = 100_000
+
+    async def endless() -> AsyncIterator[bytes]:
+        yield _message({"type": "human", "content": "q", "id": "h1"})
+        n = 0
+        while True:  # until the client goes away
+            n += 1
+            yield _message({"type": "ai", "content": f"{n}" + "x" * size, "id": f"a{n}"})
+
+    server = await _serve(
+        ServerReply(stream=endless(), headers={"Content-Type": "text/event-stream"})
+    )
+    events: list[aposthog.StreamEvent] = []
+    try:
+        async with _client(server.url, max_response_size=2 * MiB) as ph:
+            stream = ph.conversations.create("q", max_reattach_attempts=0)
+            gc.collect()
+            tracemalloc.start()
+            try:
+                with pytest.raises(aposthog.ResponseTooLargeError) as info:
+                    async for event in stream:
+                        events.append(event)  # noqa: PERF401 (kept when it raises)
+                _, peak = tracemalloc.get_traced_memory()
+            finally:
+                tracemalloc.stop()
+            assert ph.open_streams == 0
+    finally:
+        await server.stop()
+    assert info.value.limit == 2 * MiB
+    assert "max_response_size" in str(info.value)
+    assert peak < 12 * MiB, f"peak {peak / MiB:.1f} MiB"
+    # Everything decoded was delivered first, in order: the limit was passed by the last.
+    ids = [e.message.id for e in events if isinstance(e, aposthog.MessageEvent)]
+    answers = len(ids) - 1
+    assert ids == ["h1", *(f"a{n}" for n in range(1, answers + 1))]
+    assert answers * size > 2 * MiB > (answers - 8) * size
+    result = stream.result()
+    assert not result.complete
+    assert [m.id for m in result.messages] == ids
+
+
+async def test_snapshots_count_only_the_text_they_add() -> None:
+    """A long answer streams as cumulative snapshots, megabytes on the wire, within the limit."""
+    answer = "".join(f"{n:09d} " for n in range(2000))  # 20 KB in 2000 snapshots
+    subagent = "".join(f"{n:09d} " for n in range(800))  # 8 KB in 800 snapshots
+
+    async def events() -> AsyncIterator[bytes]:
+        yield _message({"type": "human", "content": "q", "id": "h1"})
+        pieces = [
+            _message({"type": "ai", "content": subagent[: 10 * n], "parent_tool_call_id": "c1"})
+            for n in range(1, 801)
+        ]
+        pieces += [_message({"type": "ai", "content": answer[: 10 * n]}) for n in range(1, 2001)]
+        pieces.append(_message({"type": "ai", "content": answer.rstrip(), "id": "a1"}))
+        for start in range(0, len(pieces), 100):
+            yield b"".join(pieces[start : start + 100])
+
+    server = await _serve(
+        ServerReply(stream=events(), headers={"Content-Type": "text/event-stream"})
+    )
+    try:
+        async with _client(server.url, max_response_size=512 * 1024) as ph:
+            stream = ph.conversations.create("q")
+            deltas = [text async for text in stream.text_deltas()]
+    finally:
+        await server.stop()
+    result = stream.result()
+    assert result.complete
+    assert "".join(deltas) == result.text == answer.rstrip()
+    assert len(deltas) == 2000
 
 
 # ---------------------------------------------------------------------- deep JSON
