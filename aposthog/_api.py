@@ -117,7 +117,7 @@ class Api:
             headers = pipeline.json_headers
         else:
             headers = pipeline.headers(request)
-        observer = self._watch(route)
+        observer = self._watch(route, request.path)
         if observer is not None:
             exchange = _exchange(pipeline, request, headers, attempt_timeout)
             call = self._call(route, observer, target=request.path)
@@ -155,11 +155,11 @@ class Api:
             after=failure,
         )
 
-    def _watch(self, route: Route) -> CallObserver | None:
-        """The observer of a new call of `route`, or None when nobody records it."""
+    def _watch(self, route: Route, target: str = "") -> CallObserver | None:
+        """The observer of a new call of `route` (to `target`), or None when nobody records it."""
         if self.observer is None:
             return None
-        observer = self.observer.call(route.method, route.path, self.config.base_url)
+        observer = self.observer.call(route.method, route.path, self.config.base_url, target)
         return None if observer is IGNORED else observer
 
     def _call(

@@ -15,6 +15,7 @@ import attrs
 from . import _config
 from ._api import NOT_GIVEN, Api, NotGiven
 from ._config import ClientConfig, resolve_config
+from ._debug_log import DebugLog
 from ._http import Secret
 from ._limiter import RateLimiter, RateLimitStore, make_rate_limiter
 from ._observe import WaitCallback, wait_hook
@@ -135,7 +136,7 @@ class Client:
             throttle=throttle,
         )
         # OpenTelemetry spans when `aposthog[otel]` is installed; else no observer at all.
-        self._bind(Api(pipeline, config, wait_hook(on_wait, default_observer())))
+        self._bind(Api(pipeline, config, wait_hook(on_wait, DebugLog(default_observer()))))
 
     @classmethod
     def _view(cls, api: Api) -> Client:
@@ -211,7 +212,7 @@ class Client:
         observer = (
             api.observer
             if isinstance(on_wait, NotGiven)
-            else wait_hook(on_wait, default_observer())
+            else wait_hook(on_wait, DebugLog(default_observer()))
         )
         return Client._view(Api(api.pipeline, attrs.evolve(api.config, **changes), observer))
 

@@ -3,10 +3,12 @@ Watching calls and streams from outside: the `Observer` seam and the public `on_
 
 The request pipeline reports what happens to each logical call (its attempts, its waits,
 how it ended) and to each conversation stream (first token, re-attaches, how much
-arrived, how it ended) to an observer. There is none by default, and then the pipeline
-pays one `is None` test per call: no objects are made, no clocks are read. Tracing
-(OpenTelemetry spans, metrics) plugs in here; so does `Client(on_wait=...)`, which is
-the one piece of it that is public.
+arrived, how it ended) to an observer. A client's starts as the DEBUG log
+(`_debug_log`) around tracing: unless DEBUG is on for the `aposthog` logger or a tracer
+records, it hands each call none, and the pipeline then pays one `is None` test per
+call: no objects are made, no clocks are read. Tracing (OpenTelemetry spans, metrics)
+plugs in here; so does `Client(on_wait=...)`, which is the one piece of it that is
+public.
 """
 
 from __future__ import annotations
@@ -94,8 +96,11 @@ class StreamObserver(CallObserver, Protocol):
 class Observer(Protocol):
     """Makes an observer for each logical call and each stream."""
 
-    def call(self, method: str, route: str, server: str) -> CallObserver:
-        """A call of `method` on `route` (a path template such as `batch_exports/{id}`)."""
+    def call(self, method: str, route: str, server: str, target: str = "") -> CallObserver:
+        """
+        A call of `method` on `route` (a path template such as `batch_exports/{id}`);
+        `target` is the request's path, when known.
+        """
 
     def stream(self, conversation_id: str, server: str) -> StreamObserver:
         """A conversation stream (opened with `POST conversations/`)."""
@@ -198,8 +203,8 @@ class _WaitHookObserver:
         self._callback = callback
         self._inner = inner
 
-    def call(self, method: str, route: str, server: str) -> CallObserver:
-        inner = None if self._inner is None else self._inner.call(method, route, server)
+    def call(self, method: str, route: str, server: str, target: str = "") -> CallObserver:
+        inner = None if self._inner is None else self._inner.call(method, route, server, target)
         return _CallWaitHook(self._callback, inner)
 
     def stream(self, conversation_id: str, server: str) -> StreamObserver:

@@ -277,7 +277,7 @@ class TracingObserver:
             },
         )
 
-    def call(self, method: str, route: str, server: str) -> CallObserver:
+    def call(self, method: str, route: str, server: str, target: str = "") -> CallObserver:
         if self._silent():
             return IGNORED
         span = self._start(method, route, server)

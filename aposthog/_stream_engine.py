@@ -87,7 +87,7 @@ from ._errors import (
     ResponseTooLargeError,
 )
 from ._http import Request, segment
-from ._observe import StreamObserver
+from ._observe import IGNORED, StreamObserver
 from ._pipeline import Call, Failure
 from ._stream_events import wire_message
 from ._stream_failures import dropped_failure, nothing_started, snippet
@@ -293,7 +293,9 @@ class StreamEngine:
     async def _start(self) -> None:
         api = self.api
         if api.observer is not None:
-            self._observer = api.observer.stream(self.conversation_id, api.config.base_url)
+            observer = api.observer.stream(self.conversation_id, api.config.base_url)
+            # Nobody records this stream: no report per chunk either.
+            self._observer = None if observer is IGNORED else observer
         # Sending a message (or a resume decision) starts work: never sent twice. A bare
         # attach (`stream(id)`) only listens, and may be repeated.
         starts_work = self.body.get("content") is not None or "resume_payload" in self.body
@@ -301,7 +303,7 @@ class StreamEngine:
         # An attach (`stream(id)`) joins a run whose stream a reader that left may have
         # cut short: its end is checked against the conversation, as after a re-attach.
         self._reattached = not starts_work
-        call = self._call = api.call(route, bucket=self._bucket, observer=self._observer)
+        call = self._call = api.call(route, bucket=self._bucket, observer=self._observer or IGNORED)
         try:
             response = await call.run(self._first_attempt, repeatable=route.repeatable)
         except APIConnectionError as exc:

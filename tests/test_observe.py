@@ -142,9 +142,11 @@ class Recorder:
 
     def __init__(self) -> None:
         self.log: list[tuple[Any, ...]] = []
+        self.targets: list[str] = []
 
-    def call(self, method: str, route: str, server: str) -> Recorder:
+    def call(self, method: str, route: str, server: str, target: str = "") -> Recorder:
         self.log.append(("call", method, route, server.startswith("http://127.0.0.1:")))
+        self.targets.append(target)
         return self
 
     def stream(self, conversation_id: str, server: str) -> Recorder:
@@ -195,6 +197,11 @@ async def test_an_observer_sees_each_attempt_wait_and_the_end_of_a_call(fake: Fa
         ("attempt", 1),
         ("end", 404, "NotFoundError", 1),
     ] == recorder.log
+    # Each call is told the path it requests, the template filled in.
+    assert [
+        "/api/environments/1/customer_profile_configs/",
+        "/api/environments/1/customer_profile_configs/0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b/",
+    ] == recorder.targets
 
 
 async def test_an_observer_sees_a_stream_from_open_to_outcome(fake: FakePostHog) -> None:

@@ -316,6 +316,7 @@ def test_dir_client_shows_configuration_lifetime_and_resources() -> None:
         "with_options",
         "aclose",
         "closed",
+        "open_streams",
     } == public
     client = aposthog.Client(api_key="k", host="https://eu.posthog.com")
     instance = {name for name in dir(client) if not name.startswith("_")}

@@ -53,6 +53,13 @@ def _common() -> argparse.ArgumentParser:
         default=argparse.SUPPRESS,
         help="print records as JSON (one object per line for lists)",
     )
+    common.add_argument(
+        "-v",
+        "--verbose",
+        action="store_true",
+        default=argparse.SUPPRESS,
+        help="log each request and stream to stderr (method, path, status, time)",
+    )
     return common
 
 
@@ -116,6 +123,8 @@ def _main(argv: Sequence[str] | None, out: TextIO | None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     stdout = out if out is not None else sys.stdout
+    if getattr(args, "verbose", False):
+        _log_to_stderr()
     try:
         if args.command == "demo":
             from ._demo import run_demo
@@ -140,6 +149,17 @@ def _main(argv: Sequence[str] | None, out: TextIO | None) -> int:
     except (TypeError, ValueError) as exc:
         # A value the parser let through but a resource refused before sending anything.
         parser.exit(2, f"aposthog: error: {_one_line(exc)}\n")
+
+
+def _log_to_stderr() -> None:
+    """The `aposthog` logger's lines (DEBUG: one per call and per stream) on stderr."""
+    import logging
+
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("aposthog: %(message)s"))
+    logger = logging.getLogger("aposthog")
+    logger.addHandler(handler)
+    logger.setLevel(logging.DEBUG)
 
 
 def _serve_fake(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
@@ -129,6 +130,29 @@ async def test_flags_override_the_environment_and_the_key_is_never_printed(
     assert "401 Unauthorized" in result.stderr
     assert bad_key not in result.stdout + result.stderr
     assert fake.api_key not in result.stdout + result.stderr
+
+
+async def test_verbose_logs_each_request_on_stderr_without_the_key(
+    fake: FakePostHog, run_cli: RunCli
+) -> None:
+    """-v: one line per request on stderr (before or after the command); stdout unchanged."""
+    quiet = await run_cli("profile-configs", "list", "--json")
+    for args in (("-v", "profile-configs", "list"), ("profile-configs", "list", "--verbose")):
+        result = await run_cli(*args, "--json")
+        assert 0 == result.returncode, result.stderr
+        assert quiet.stdout == result.stdout
+        assert re.fullmatch(
+            r"aposthog: GET /api/environments/1/customer_profile_configs/: 200 in [0-9.]+ m?s\n",
+            result.stderr,
+        ), result.stderr
+        assert fake.api_key not in result.stderr
+    missing = await run_cli("-v", "profile-configs", "get", "0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b")
+    assert 1 == missing.returncode
+    logged, error = missing.stderr.splitlines()
+    assert re.match(
+        r"aposthog: GET \S+/0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b/: 404 NotFoundError", logged
+    )
+    assert error.startswith("aposthog: error: 404 Not Found")
 
 
 async def test_serve_fake_is_listed_in_help(run_cli: RunCli) -> None:
