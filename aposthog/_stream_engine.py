@@ -94,7 +94,7 @@ from ._stream_failures import dropped_failure, nothing_started, snippet
 from ._transport import StreamResponse
 from .models.conversations import Conversation
 from .models.events import MessageEvent, decode_event
-from .models.messages import AssistantMessage
+from .models.messages import AssistantMessage, HumanMessage
 from .sse import SSEDecoder, SSEError
 
 if TYPE_CHECKING:
@@ -138,6 +138,9 @@ class StreamEngine:
         )
         self._bucket = bucket
         self.state = ConversationState()
+        # The `HumanMessage` of the turn the reader is in: that of the last one handed out
+        # (the state has seen the whole chunk, which may already hold the next turn's).
+        self.turn: HumanMessage | None = None
         # Decoded, not yet given out: an iterator over one chunk's deliveries (a deque
         # would cost 760 bytes to every waiting stream; an exhausted iterator holds none).
         self._pending: Iterator[Delivery] = iter(())
@@ -201,7 +204,15 @@ class StreamEngine:
             raise ClientStateError("this ConversationStream is being read by another task")
         if self.closed:
             return None
-        return next(self._pending, None)
+        delivery = next(self._pending, None)
+        if delivery is not None and not delivery.text:  # a turn's start has no text
+            self._note_turn(delivery)
+        return delivery
+
+    def _note_turn(self, delivery: Delivery) -> None:
+        message = getattr(delivery.event, "message", None)
+        if isinstance(message, HumanMessage):
+            self.turn = message
 
     async def next_or_none(self) -> Delivery | None:
         """The next delivery, or None at the end."""
@@ -214,6 +225,8 @@ class StreamEngine:
                     return None
                 delivery = next(self._pending, None)
                 if delivery is not None:
+                    if not delivery.text:
+                        self._note_turn(delivery)
                     return delivery
                 if self.finished:
                     return None

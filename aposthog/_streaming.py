@@ -15,6 +15,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from . import _routes as routes
+from ._conversation_state import Delivery
 from ._errors import ClientStateError
 from ._http import segment
 from ._stream_engine import StreamEngine
@@ -25,7 +26,7 @@ from .models.messages import HumanMessage, Message
 if TYPE_CHECKING:
     from ._api import Api
 
-__all__ = ["ConversationStream", "StreamLoop"]
+__all__ = ["BatchLoop", "ConversationStream", "StreamLoop"]
 
 T = TypeVar("T", StreamEvent, str)
 
@@ -101,7 +102,10 @@ class ConversationStream:
         """
         The `HumanMessage` of the turn being streamed: your message's echo, then each
         queued message's once its run begins on this stream; None until the first
-        arrives (or on a `stream(id)` that joined a run after its echo).
+        arrives (or on a `stream(id)` that joined a run after its echo). It follows what
+        the reader has been handed, not what the stream has decoded: text read before a
+        queued message's `HumanMessage` is the earlier turn's even when both came in one
+        piece of the body.
 
         Read it as each delta arrives to tell the answers apart, say to relay each as its
         own reply: a turn's deltas all arrive after its `HumanMessage`. When text came
@@ -118,7 +122,7 @@ class ConversationStream:
                 replies[turn] = replies.get(turn, "") + text
             ```
         """
-        return self._engine.state.question
+        return self._engine.turn
 
     @property
     def closed(self) -> bool:
@@ -190,6 +194,32 @@ class ConversationStream:
         """
         return StreamLoop(self, text=True)
 
+    def text_batches(self) -> StreamLoop[str]:
+        """
+        The new text of the answer, as `text_deltas()` gives it, but every delta already
+        received when the loop asks for the next comes joined into one piece.
+
+        For a consumer that takes its time between pieces: a chat platform that allows
+        one message edit a second gets, at each step, all the text that arrived while it
+        waited, instead of falling further behind one delta at a time. Nothing waits for
+        more text: a piece is ready as soon as one delta is, so the first comes as early
+        as with `text_deltas()`. A piece never spans two turns: the text of a queued
+        message's answer starts a new piece, read with `question` (its first piece
+        begins with the blank line that joins it to the text before, as with deltas).
+        `"".join(pieces)` is what `"".join(deltas)` would be; leaving the loop early
+        closes the stream.
+
+        Example:
+            ```python
+            reply = ""
+            async for text in stream.text_batches():
+                reply += text
+                await chat.edit_message(message_id, reply)  # the platform's own limit
+                await anyio.sleep(1)
+            ```
+        """
+        return BatchLoop(self)
+
     async def until_done(self) -> ConversationResult:
         """
         Consume the rest of the stream; return the run's final messages and outcome.
@@ -208,6 +238,8 @@ class ConversationStream:
         engine = self._engine
         while engine.take() or await engine.next_or_none() is not None:
             pass
+        # Everything is read: a turn a loop held back (`text_batches()`) is read too.
+        engine.turn = engine.state.question or engine.turn
         return self.result()
 
     def result(self) -> ConversationResult:
@@ -293,3 +325,39 @@ class StreamLoop(AsyncIterator[T], Generic[T]):
         engine = getattr(self, "_engine", None)
         if engine is not None:
             engine.close()
+
+
+class BatchLoop(StreamLoop[str]):
+    """`text_batches()`: the text deltas already received, joined, one turn at a time."""
+
+    __slots__ = ("_held", "_turns")
+
+    def __init__(self, stream: ConversationStream) -> None:
+        super().__init__(stream, text=True)
+        self._turns = stream._engine
+        # A new turn's `HumanMessage`, taken while joining: it begins the next piece.
+        self._held: Delivery | None = None
+
+    async def __anext__(self) -> str:
+        engine = self._turns
+        held, self._held = self._held, None
+        if held is not None:
+            engine._note_turn(held)  # the next piece is the new turn's
+        first = await super().__anext__()
+        turn = engine.turn
+        pieces = [first]
+        take = self._take
+        try:
+            while (delivery := take()) is not None:
+                if delivery.text:
+                    pieces.append(delivery.text)
+                elif engine.turn is not turn:
+                    # A queued message's turn begins: not in this piece, which stays the
+                    # turn `question` names.
+                    engine.turn = turn
+                    self._held = delivery
+                    break
+        except ClientStateError:
+            self._engine = None
+            raise
+        return pieces[0] if len(pieces) == 1 else "".join(pieces)

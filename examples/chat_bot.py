@@ -94,8 +94,10 @@ async def reply(stream: aposthog.ConversationStream, send: Send) -> None:
     """Relay one answer as it streams; an apology instead when PostHog fails or refuses."""
     streamed = False
     try:
-        async with stream, contextlib.aclosing(stream.text_deltas()) as deltas:
-            async for text in deltas:
+        # Batches: a platform that rate-limits its posts makes `send` slow; each piece then
+        # holds all the text that arrived meanwhile, so the reply never falls behind.
+        async with stream, contextlib.aclosing(stream.text_batches()) as pieces:
+            async for text in pieces:
                 await send(text)
                 streamed = True
     except aposthog.PostHogError as err:

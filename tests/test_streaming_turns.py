@@ -1,0 +1,119 @@
+"""`ConversationStream.question` and `text_batches()`: text per turn, as the reader sees it."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+import anyio
+import pytest
+
+import aposthog
+from aposthog.testing import FakePostHog, LoopbackServer, ServerReply, ServerRequest
+
+from .stream_helpers import FAST
+
+pytestmark = pytest.mark.anyio
+
+
+def _message(data: dict[str, Any]) -> bytes:
+    return b"event: message\ndata: " + json.dumps(data).encode() + b"\n\n"
+
+
+# Two turns in ONE chunk: the decoder sees the second message before the reader has the
+# first answer's text.
+TWO_TURNS = b"".join(
+    [
+        _message({"type": "human", "content": "first", "id": "h1"}),
+        _message({"type": "ai", "content": "Answer"}),
+        _message({"type": "ai", "content": "Answer one.", "id": "a1"}),
+        _message({"type": "human", "content": "second", "id": "h2"}),
+        _message({"type": "ai", "content": "Answer"}),
+        _message({"type": "ai", "content": "Answer two.", "id": "a2"}),
+    ]
+)
+
+
+async def _one_chunk_server() -> LoopbackServer:
+    async def chunks() -> AsyncIterator[bytes]:
+        yield TWO_TURNS
+
+    async def handler(request: ServerRequest) -> ServerReply:
+        return ServerReply(stream=chunks(), headers={"Content-Type": "text/event-stream"})
+
+    server = LoopbackServer(handler)
+    await server.start()
+    return server
+
+
+def _client(url: str) -> aposthog.Client:
+    return aposthog.Client(api_key="phx_k", host=url, project_id=1, max_retries=0)
+
+
+async def test_question_is_the_turn_of_the_text_just_read_not_of_the_chunk() -> None:
+    server = await _one_chunk_server()
+    try:
+        async with _client(server.url) as ph:
+            stream = ph.conversations.create("first")
+            seen = []
+            async for text in stream.text_deltas():
+                assert stream.question is not None
+                seen.append((stream.question.id, text))
+    finally:
+        await server.stop()
+    assert seen == [("h1", "Answer"), ("h1", " one."), ("h2", "\n\nAnswer"), ("h2", " two.")]
+
+
+async def test_batches_join_what_arrived_and_never_span_two_turns() -> None:
+    server = await _one_chunk_server()
+    try:
+        async with _client(server.url) as ph:
+            stream = ph.conversations.create("first")
+            pieces = []
+            async for text in stream.text_batches():
+                assert stream.question is not None
+                pieces.append((stream.question.id, text))
+            assert ph.open_streams == 0
+    finally:
+        await server.stop()
+    assert pieces == [("h1", "Answer one."), ("h2", "\n\nAnswer two.")]
+    result = stream.result()
+    assert result.complete
+    assert "".join(text for _, text in pieces) == result.text
+
+
+async def test_a_slow_reader_gets_what_arrived_meanwhile_in_one_piece(
+    fake: FakePostHog,
+) -> None:
+    answer = "The pageview trend rose 12% week over week, and signups held steady."
+    fake.script_answer(answer, token_size=1, delay=0.002)
+    fake.script_answer("The queued answer, token by token.", token_size=1, delay=0.002)
+    async with fake.client(retry=FAST) as ph:
+        stream = ph.conversations.create("first")
+        pieces: list[tuple[str, str]] = []
+        async for text in stream.text_batches():
+            assert stream.question is not None
+            if not pieces:
+                await ph.conversations.queue.add(stream.conversation_id, "second")
+            pieces.append((stream.question.content, text))
+            await anyio.sleep(0.05)  # a chat platform's pace: one edit at a time
+        result = stream.result()
+    assert result.complete
+    assert "".join(text for _, text in pieces) == result.text
+    turns = {question: "".join(t for q, t in pieces if q == question) for question, _ in pieces}
+    assert turns == {"first": answer, "second": "\n\nThe queued answer, token by token."}
+    deltas = len(answer) + len("The queued answer, token by token.")
+    assert len(pieces) < deltas / 4, pieces  # joined while the reader slept
+
+
+async def test_leaving_a_batch_loop_closes_the_stream(fake: FakePostHog) -> None:
+    fake.script_answer("a slow answer", token_size=1, delay=0.05)
+    async with fake.client(retry=FAST) as ph:
+        stream = ph.conversations.create("q")
+        async for _ in stream.text_batches():
+            break
+        assert stream.closed
+        assert ph.open_streams == 0
+    await fake.wait_for_streams_closed(timeout=0.5)
+    assert fake.ai_streams.disconnected == 1
