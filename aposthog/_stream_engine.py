@@ -66,7 +66,9 @@ comes near, delivers what it decoded and then raises `ResponseTooLargeError`.
 
 from __future__ import annotations
 
+import contextlib
 import uuid
+import warnings
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -187,6 +189,21 @@ class StreamEngine:
             self._io_scope.cancel()
         self._drop_connection()
         self._report_outcome()
+
+    def __del__(self) -> None:
+        # Dropped open: neither read to its end nor closed (a loop closes it when it ends
+        # or is left). Closed here all the same; the warning points at the leak.
+        if not getattr(self, "started", False) or self.finished:
+            return
+        warnings.warn(
+            f"unclosed conversation stream {self.conversation_id}: close it (`async with`, "
+            "`aclose()`, `cancel()`) or read it to the end; PostHog may still be generating",
+            ResourceWarning,
+            source=self,
+            stacklevel=1,
+        )
+        with contextlib.suppress(RuntimeError):  # its event loop is already closed
+            self.close()
 
     async def next(self) -> Delivery:
         """The next delivery; `StopAsyncIteration` at the end."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import gc
 import json
 import socket
+import warnings
 from typing import Any
 
 import anyio
@@ -381,6 +382,35 @@ async def test_open_streams_counts_what_is_open_and_every_way_out_closes(
     assert not never_read.closed
     await fake.wait_for_streams_closed(timeout=0.5)
     assert (fake.ai_streams.opened, fake.ai_streams.open) == (3, 0)
+
+
+async def test_a_stream_dropped_open_warns_and_closes(
+    fake: FakePostHog, ph: aposthog.Client
+) -> None:
+    """Read partly and dropped without closing: a ResourceWarning names the leak."""
+    fake.script_answer("a slow answer", token_size=1, delay=0.05)
+    streams = [ph.conversations.create("q")]
+    await anext(streams[0])
+    assert ph.open_streams == 1
+    conversation_id = streams[0].conversation_id
+    with pytest.warns(ResourceWarning, match=f"unclosed conversation stream {conversation_id}"):
+        streams.clear()  # the last reference: dropped at once
+    assert ph.open_streams == 0
+    await fake.wait_for_streams_closed(timeout=0.5)
+    assert fake.ai_streams.disconnected == 1
+    # Never started, read to the end, or closed: nothing to warn about.
+    fake.script_answer("short")
+    done = ph.conversations.create("q")
+    await done.until_done()
+    unread = ph.conversations.create("q")
+    left = ph.conversations.create("q")
+    fake.script_answer("short")
+    await anext(left)
+    await left.aclose()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        del done, unread, left
+        gc.collect()
 
 
 # ---------------------------------------------------------------------- cancel()
