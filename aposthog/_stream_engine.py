@@ -112,6 +112,43 @@ _PIECE = 64
 class StreamEngine:
     """The connection, reading and re-attach machinery of one `ConversationStream`."""
 
+    # Slots: a thousand open streams hold a thousand of these (a dict costs each 1 KB).
+    __slots__ = (
+        "__weakref__",
+        "_bucket",
+        "_busy",
+        "_call",
+        "_decoder",
+        "_echo_lost",
+        "_failure",
+        "_first_token",
+        "_io_scope",
+        "_kept",
+        "_max_reattach",
+        "_message_trace_id",
+        "_nested_sizes",
+        "_observer",
+        "_other_run",
+        "_path",
+        "_pending",
+        "_reattached",
+        "_response",
+        "_session_id",
+        "_too_large",
+        "api",
+        "body",
+        "cancelled",
+        "closed",
+        "complete",
+        "conversation_id",
+        "finished",
+        "run_may_exist",
+        "started",
+        "state",
+        "trace_id",
+        "turn",
+    )
+
     def __init__(
         self,
         api: Api,
