@@ -8,6 +8,8 @@ from typing import Any
 
 import anyio
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import aposthog
 from aposthog.testing import FakePostHog, LoopbackServer, ServerReply, ServerRequest
@@ -117,3 +119,83 @@ async def test_leaving_a_batch_loop_closes_the_stream(fake: FakePostHog) -> None
         assert ph.open_streams == 0
     await fake.wait_for_streams_closed(timeout=0.5)
     assert fake.ai_streams.disconnected == 1
+
+
+# ---------------------------------------------------------------------- any cut of the body
+
+
+class _Replay:
+    """The transport's `StreamResponse`, replaying recorded chunks as they were cut."""
+
+    status = 200
+    content_type = "text/event-stream"
+
+    def __init__(self, chunks: list[bytes]) -> None:
+        self.headers = {"Content-Type": self.content_type}
+        self._chunks = iter(chunks)
+
+    async def read_chunk(self) -> bytes:
+        return next(self._chunks, b"")
+
+    async def read(self) -> bytes:
+        return b""
+
+    def close(self) -> None:
+        pass
+
+
+_TEXT = st.text(alphabet="ab ", min_size=1, max_size=12).filter(str.strip)
+
+
+@st.composite
+def _turns_and_cuts(draw: st.DrawFn) -> tuple[list[str], list[bytes]]:
+    """Answers to 1-3 messages, streamed as snapshots then finals, cut anywhere."""
+    answers = draw(st.lists(_TEXT, min_size=1, max_size=3))
+    events = []
+    for n, answer in enumerate(answers):
+        events.append(_message({"type": "human", "content": f"q{n}", "id": f"h{n}"}))
+        ends = draw(st.lists(st.integers(1, len(answer)), max_size=4).map(sorted))
+        events += [_message({"type": "ai", "content": answer[:end]}) for end in ends]
+        events.append(_message({"type": "ai", "content": answer, "id": f"a{n}"}))
+    body = b"".join(events)
+    cuts = sorted(set(draw(st.lists(st.integers(1, len(body) - 1), max_size=12))))
+    chunks = [body[a:b] for a, b in zip([0, *cuts], [*cuts, len(body)], strict=True)]
+    return answers, chunks
+
+
+async def _read_per_turn(chunks: list[bytes], batches: bool) -> tuple[list[tuple[str, str]], str]:
+    async with aposthog.Client(api_key="phx_k", host="http://127.0.0.1:9", project_id=1) as ph:
+
+        async def replay(*_: Any, **__: Any) -> _Replay:
+            return _Replay(chunks)
+
+        ph._api.pipeline.transport.open_stream = replay  # type: ignore[method-assign]
+        stream = ph.conversations.create("q0")
+        loop = stream.text_batches() if batches else stream.text_deltas()
+        read = []
+        async for text in loop:
+            assert stream.question is not None
+            read.append((stream.question.id or "", text))
+        assert ph.open_streams == 0
+        return read, stream.result().text
+
+
+@given(_turns_and_cuts())
+@settings(max_examples=150)
+def test_any_cut_keeps_each_turns_text_with_its_question(
+    case: tuple[list[str], list[bytes]],
+) -> None:
+    """However the body is cut, each piece and each delta is read with its own turn's
+    `question`, no piece spans two turns, and the pieces join to the answer."""
+    answers, chunks = case
+    expected = {f"h{n}": ("\n\n" if n else "") + answer for n, answer in enumerate(answers)}
+    for batches in (True, False):
+        read, text = anyio.run(_read_per_turn, chunks, batches)
+        assert "".join(t for _, t in read) == text == "\n\n".join(answers)
+        per_turn: dict[str, str] = {}
+        for turn, piece in read:
+            per_turn[turn] = per_turn.get(turn, "") + piece
+        assert per_turn == expected
+        if batches:
+            # A piece holds everything that was there: at most one piece per chunk and turn.
+            assert len(read) <= len(chunks) + len(answers)
