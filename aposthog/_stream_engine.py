@@ -225,6 +225,7 @@ class StreamEngine:
             # wakes it, and it stops. One waiting for a chunk is woken by the close below.
             self._io_scope.cancel()
         self._drop_connection()
+        self.api.pipeline.streams.discard(self)
         self._report_outcome()
 
     def __del__(self) -> None:
@@ -543,12 +544,14 @@ class StreamEngine:
         self.finished = True
         self.complete = True
         self._drop_connection()
+        self.api.pipeline.streams.discard(self)
         self._end(None)
         self._report_outcome()
 
     def _drop_connection(self) -> None:
+        # The stream may go on (a re-attach): it stays among the client's open streams,
+        # for `open_streams` and for `Client.aclose()` to wake it while it waits.
         response, self._response = self._response, None
-        self.api.pipeline.streams.discard(self)
         if response is not None:
             response.close()
 

@@ -384,6 +384,32 @@ async def test_open_streams_counts_what_is_open_and_every_way_out_closes(
     assert (fake.ai_streams.opened, fake.ai_streams.open) == (3, 0)
 
 
+async def test_a_stream_waiting_to_re_attach_stays_open_and_closing_the_client_wakes_it(
+    fake: FakePostHog,
+) -> None:
+    """Between a drop and its re-attach a stream is still open: counted, and closed (at
+    once, not after the backoff) by `Client.aclose()`."""
+    fake.script_answer("an answer cut short", token_size=1, delay=0.01, drop_after=3)
+    waiting = anyio.Event()
+
+    def on_wait(wait: aposthog.Wait) -> None:
+        if wait.reason == "retry":
+            waiting.set()  # just before a 60 s backoff
+
+    slow = aposthog.RetryPolicy(initial_backoff=60, max_backoff=60, max_retry_after=60)
+    ph = fake.client(retry=slow, on_wait=on_wait)
+    stream = ph.conversations.create("q")
+    with anyio.fail_after(10):  # only a hang would take this long
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(stream.until_done)
+            await waiting.wait()
+            assert ph.open_streams == 1
+            await ph.aclose()
+    assert stream.closed
+    assert not stream.result().complete
+    assert ph.open_streams == 0
+
+
 async def test_a_stream_dropped_open_warns_and_closes(
     fake: FakePostHog, ph: aposthog.Client
 ) -> None:
