@@ -23,11 +23,10 @@ import time
 from typing import TYPE_CHECKING
 
 from ._errors import APIStatusError
-from ._observe import IGNORED
+from ._observe import IGNORED, ForwardingCall, ForwardingStream
 
 if TYPE_CHECKING:
-    from ._errors import PostHogError
-    from ._observe import CallObserver, Observer, StreamObserver, StreamOutcome, WaitReason
+    from ._observe import CallObserver, Observer, StreamObserver, StreamOutcome
 
 __all__ = ["DebugLog"]
 
@@ -70,73 +69,58 @@ class DebugLog:
         return _StreamLine(conversation_id, None if inner is IGNORED else inner)
 
 
-class _CallLine:
+class _CallLine(ForwardingCall):
     """One call: its line is written when it ends."""
 
-    __slots__ = ("_inner", "_started", "_what")
+    __slots__ = ("_started", "_what")
 
     def __init__(self, what: str, inner: CallObserver | None) -> None:
+        super().__init__(inner)
         self._what = what
-        self._inner = inner
         self._started = time.monotonic()
 
-    def attempt(self, number: int) -> None:
-        if self._inner is not None:
-            self._inner.attempt(number)
-
-    def wait(
-        self, reason: WaitReason, seconds: float, attempt: int, error: PostHogError | None
-    ) -> None:
-        if self._inner is not None:
-            self._inner.wait(reason, seconds, attempt, error)
-
     def end(self, status: int | None, error: BaseException | None, attempts: int) -> None:
-        if self._inner is not None:
-            self._inner.end(status, error, attempts)
+        super().end(status, error, attempts)
         took = _duration(time.monotonic() - self._started)
         more = f", {attempts} attempts" if attempts > 1 else ""
         logger.debug("%s: %s in %s%s", self._what, _ended(status, error), took, more)
 
 
-class _StreamLine(_CallLine):
+class _StreamLine(ForwardingStream):
     """A conversation stream: its line is written when its outcome is known."""
 
-    __slots__ = ("_bytes", "_ended", "_events", "_first", "_inner_stream", "_reattaches")
+    __slots__ = ("_bytes", "_ended", "_events", "_first", "_reattaches", "_started", "_what")
 
     def __init__(self, conversation_id: str, inner: StreamObserver | None) -> None:
-        super().__init__(f"conversation {conversation_id}", inner)
-        self._inner_stream = inner
+        super().__init__(inner, inner)
+        self._what = f"conversation {conversation_id}"
+        self._started = time.monotonic()
         self._events = self._bytes = self._reattaches = 0
         self._first: float | None = None
         self._ended = ""
 
     def end(self, status: int | None, error: BaseException | None, attempts: int) -> None:
         # Opening (and re-attaching) ended: how, for the line the outcome writes.
-        if self._inner is not None:
-            self._inner.end(status, error, attempts)
+        super().end(status, error, attempts)
         if error is not None:
             self._ended = f" ({_ended(status, error)})"
 
     def first_token(self) -> None:
         if self._first is None:
             self._first = time.monotonic()
-        if self._inner_stream is not None:
-            self._inner_stream.first_token()
+        super().first_token()
 
     def reattach(self, number: int) -> None:
         self._reattaches += 1
-        if self._inner_stream is not None:
-            self._inner_stream.reattach(number)
+        super().reattach(number)
 
     def received(self, events: int, size: int) -> None:
         self._events += events
         self._bytes += size
-        if self._inner_stream is not None:
-            self._inner_stream.received(events, size)
+        super().received(events, size)
 
     def outcome(self, outcome: StreamOutcome) -> None:
-        if self._inner_stream is not None:
-            self._inner_stream.outcome(outcome)
+        super().outcome(outcome)
         took = _duration(time.monotonic() - self._started)
         parts = [f"{self._events} events ({self._bytes / 1000:.1f} KB)"]
         if self._first is not None:

@@ -24,6 +24,8 @@ if TYPE_CHECKING:
 __all__ = [
     "IGNORED",
     "CallObserver",
+    "ForwardingCall",
+    "ForwardingStream",
     "Observer",
     "StreamObserver",
     "StreamOutcome",
@@ -143,13 +145,12 @@ IGNORED: StreamObserver = _Ignored()
 """The shared do-nothing observer (an `Observer` may return it for a call or a stream)."""
 
 
-class _CallWaitHook:
-    """Calls `on_wait` before every wait of a call, and passes everything on."""
+class ForwardingCall:
+    """A call's observer that passes every report on to `inner` (if any): a base to extend."""
 
-    __slots__ = ("_callback", "_inner")
+    __slots__ = ("_inner",)
 
-    def __init__(self, callback: WaitCallback, inner: CallObserver | None) -> None:
-        self._callback = callback
+    def __init__(self, inner: CallObserver | None) -> None:
         self._inner = inner
 
     def attempt(self, number: int) -> None:
@@ -161,21 +162,23 @@ class _CallWaitHook:
     ) -> None:
         if self._inner is not None:
             self._inner.wait(reason, seconds, attempt, error)
-        self._callback(Wait(reason=reason, seconds=seconds, attempt=attempt, error=error))
 
     def end(self, status: int | None, error: BaseException | None, attempts: int) -> None:
         if self._inner is not None:
             self._inner.end(status, error, attempts)
 
 
-class _StreamWaitHook(_CallWaitHook):
-    """The same for a stream: its stream-only reports go to the inner observer alone."""
+class ForwardingStream(ForwardingCall):
+    """
+    The same for a stream, its stream-only reports included (to `stream`: a call's
+    observer has none, and its stream-only reports are never made).
+    """
 
     __slots__ = ("_stream",)
 
-    def __init__(self, callback: WaitCallback, inner: StreamObserver | None) -> None:
-        super().__init__(callback, inner)
-        self._stream = inner
+    def __init__(self, inner: CallObserver | None, stream: StreamObserver | None) -> None:
+        super().__init__(inner)
+        self._stream = stream
 
     def first_token(self) -> None:
         if self._stream is not None:
@@ -194,6 +197,24 @@ class _StreamWaitHook(_CallWaitHook):
             self._stream.outcome(outcome)
 
 
+class _WaitHook(ForwardingStream):
+    """Calls `on_wait` before every wait of a call or a stream, and passes everything on."""
+
+    __slots__ = ("_callback",)
+
+    def __init__(
+        self, callback: WaitCallback, inner: CallObserver | None, stream: StreamObserver | None
+    ) -> None:
+        super().__init__(inner, stream)
+        self._callback = callback
+
+    def wait(
+        self, reason: WaitReason, seconds: float, attempt: int, error: PostHogError | None
+    ) -> None:
+        super().wait(reason, seconds, attempt, error)
+        self._callback(Wait(reason=reason, seconds=seconds, attempt=attempt, error=error))
+
+
 class _WaitHookObserver:
     """An `Observer` that adds `on_wait` to every call and stream of another (or none)."""
 
@@ -205,11 +226,11 @@ class _WaitHookObserver:
 
     def call(self, method: str, route: str, server: str, target: str = "") -> CallObserver:
         inner = None if self._inner is None else self._inner.call(method, route, server, target)
-        return _CallWaitHook(self._callback, inner)
+        return _WaitHook(self._callback, inner, None)
 
     def stream(self, conversation_id: str, server: str) -> StreamObserver:
         inner = None if self._inner is None else self._inner.stream(conversation_id, server)
-        return _StreamWaitHook(self._callback, inner)
+        return _WaitHook(self._callback, inner, inner)
 
 
 def wait_hook(callback: WaitCallback | None, inner: Observer | None) -> Observer | None:

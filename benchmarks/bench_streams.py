@@ -210,26 +210,6 @@ async def one_stream(url: str, rounds: int) -> None:
         )
 
 
-class _Replay:
-    """Stands in for the transport's `StreamResponse`: recorded chunks, then the end."""
-
-    status = 200
-    content_type = "text/event-stream"
-
-    def __init__(self, chunks: list[bytes]) -> None:
-        self.headers = {"Content-Type": self.content_type}
-        self._chunks = iter(chunks)
-
-    async def read_chunk(self) -> bytes:
-        return next(self._chunks, b"")
-
-    async def read(self) -> bytes:
-        return b""
-
-    def close(self) -> None:
-        pass
-
-
 REPLAY_CHUNK = 16384
 
 
@@ -262,8 +242,12 @@ async def replayed_flatness(url: str, rounds: int) -> None:
             recorded[shape] = [raw[i : i + REPLAY_CHUNK] for i in range(0, len(raw), REPLAY_CHUNK)]
     replaying: list[list[bytes]] = []
 
-    async def open_stream(*_: Any, **__: Any) -> _Replay:
-        return _Replay(replaying[-1])
+    # The tests' stand-in for a response (imported here: the many-streams processes
+    # import this module and need none of the tests' imports).
+    from tests.stream_helpers import Replay
+
+    async def open_stream(*_: Any, **__: Any) -> Replay:
+        return Replay(replaying[-1])
 
     parse = _floor_parser()
     own: dict[tuple[int, int], float] = {}

@@ -23,3 +23,26 @@ def posts(fake: FakePostHog) -> list[dict[str, Any]]:
 
 async def collect(stream: ConversationStream) -> list[str]:
     return [text async for text in stream.text_deltas()]
+
+
+class Replay:
+    """
+    Stands in for the transport's `StreamResponse`: recorded chunks, as they were cut, then
+    the end (`transport.open_stream` replaced by a function returning one).
+    """
+
+    status = 200
+    content_type = "text/event-stream"
+
+    def __init__(self, chunks: list[bytes]) -> None:
+        self.headers = {"Content-Type": self.content_type}
+        self._chunks = iter(chunks)
+
+    async def read_chunk(self) -> bytes:
+        return next(self._chunks, b"")
+
+    async def read(self) -> bytes:
+        return b""
+
+    def close(self) -> None:
+        pass

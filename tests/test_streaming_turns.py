@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import functools
 import json
-from collections.abc import AsyncIterator
 from typing import Any
 
 import anyio
@@ -12,9 +12,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import aposthog
-from aposthog.testing import FakePostHog, LoopbackServer, ServerReply, ServerRequest
+from aposthog.testing import FakePostHog
 
-from .stream_helpers import FAST
+from .stream_helpers import FAST, Replay
 
 pytestmark = pytest.mark.anyio
 
@@ -37,50 +37,15 @@ TWO_TURNS = b"".join(
 )
 
 
-async def _one_chunk_server() -> LoopbackServer:
-    async def chunks() -> AsyncIterator[bytes]:
-        yield TWO_TURNS
-
-    async def handler(request: ServerRequest) -> ServerReply:
-        return ServerReply(stream=chunks(), headers={"Content-Type": "text/event-stream"})
-
-    server = LoopbackServer(handler)
-    await server.start()
-    return server
-
-
-def _client(url: str) -> aposthog.Client:
-    return aposthog.Client(api_key="phx_k", host=url, project_id=1, max_retries=0)
-
-
 async def test_question_is_the_turn_of_the_text_just_read_not_of_the_chunk() -> None:
-    server = await _one_chunk_server()
-    try:
-        async with _client(server.url) as ph:
-            stream = ph.conversations.create("first")
-            seen = []
-            async for text in stream.text_deltas():
-                assert stream.question is not None
-                seen.append((stream.question.id, text))
-    finally:
-        await server.stop()
+    seen, result = await _read_per_turn([TWO_TURNS], batches=False)
     assert seen == [("h1", "Answer"), ("h1", " one."), ("h2", "\n\nAnswer"), ("h2", " two.")]
+    assert result.complete
 
 
 async def test_batches_join_what_arrived_and_never_span_two_turns() -> None:
-    server = await _one_chunk_server()
-    try:
-        async with _client(server.url) as ph:
-            stream = ph.conversations.create("first")
-            pieces = []
-            async for text in stream.text_batches():
-                assert stream.question is not None
-                pieces.append((stream.question.id, text))
-            assert ph.open_streams == 0
-    finally:
-        await server.stop()
+    pieces, result = await _read_per_turn([TWO_TURNS], batches=True)
     assert pieces == [("h1", "Answer one."), ("h2", "\n\nAnswer two.")]
-    result = stream.result()
     assert result.complete
     assert "".join(text for _, text in pieces) == result.text
 
@@ -124,26 +89,6 @@ async def test_leaving_a_batch_loop_closes_the_stream(fake: FakePostHog) -> None
 # ---------------------------------------------------------------------- any cut of the body
 
 
-class _Replay:
-    """The transport's `StreamResponse`, replaying recorded chunks as they were cut."""
-
-    status = 200
-    content_type = "text/event-stream"
-
-    def __init__(self, chunks: list[bytes]) -> None:
-        self.headers = {"Content-Type": self.content_type}
-        self._chunks = iter(chunks)
-
-    async def read_chunk(self) -> bytes:
-        return next(self._chunks, b"")
-
-    async def read(self) -> bytes:
-        return b""
-
-    def close(self) -> None:
-        pass
-
-
 _TEXT = st.text(alphabet="ab ", min_size=1, max_size=12).filter(str.strip)
 
 
@@ -163,11 +108,14 @@ def _turns_and_cuts(draw: st.DrawFn) -> tuple[list[str], list[bytes]]:
     return answers, chunks
 
 
-async def _read_per_turn(chunks: list[bytes], batches: bool) -> tuple[list[tuple[str, str]], str]:
+async def _read_per_turn(
+    chunks: list[bytes], *, batches: bool
+) -> tuple[list[tuple[str, str]], aposthog.ConversationResult]:
+    """Each delta (or piece) read from a stream whose body is `chunks`, with its turn."""
     async with aposthog.Client(api_key="phx_k", host="http://127.0.0.1:9", project_id=1) as ph:
 
-        async def replay(*_: Any, **__: Any) -> _Replay:
-            return _Replay(chunks)
+        async def replay(*_: Any, **__: Any) -> Replay:
+            return Replay(chunks)
 
         ph._api.pipeline.transport.open_stream = replay  # type: ignore[method-assign]
         stream = ph.conversations.create("q0")
@@ -177,7 +125,7 @@ async def _read_per_turn(chunks: list[bytes], batches: bool) -> tuple[list[tuple
             assert stream.question is not None
             read.append((stream.question.id or "", text))
         assert ph.open_streams == 0
-        return read, stream.result().text
+        return read, stream.result()
 
 
 @given(_turns_and_cuts())
@@ -190,8 +138,9 @@ def test_any_cut_keeps_each_turns_text_with_its_question(
     answers, chunks = case
     expected = {f"h{n}": ("\n\n" if n else "") + answer for n, answer in enumerate(answers)}
     for batches in (True, False):
-        read, text = anyio.run(_read_per_turn, chunks, batches)
-        assert "".join(t for _, t in read) == text == "\n\n".join(answers)
+        read, result = anyio.run(functools.partial(_read_per_turn, chunks, batches=batches))
+        assert result.complete
+        assert "".join(t for _, t in read) == result.text == "\n\n".join(answers)
         per_turn: dict[str, str] = {}
         for turn, piece in read:
             per_turn[turn] = per_turn.get(turn, "") + piece
