@@ -135,7 +135,8 @@ class Client:
             max_concurrency=config.max_concurrency,
             throttle=throttle,
         )
-        # OpenTelemetry spans when `aposthog[otel]` is installed; else no observer at all.
+        # DEBUG lines around OpenTelemetry spans (`aposthog[otel]`): a call is handed no
+        # observer at all unless the `aposthog` logger is at DEBUG or a tracer records.
         self._bind(Api(pipeline, config, wait_hook(on_wait, DebugLog(default_observer()))))
 
     @classmethod
