@@ -482,27 +482,25 @@ class StreamEngine:
                     event = wire_message(data)
                     if event.__class__ is MessageEvent:
                         delivery = state.feed_message(event)
-                        if delivery is None:
-                            continue
-                        message = event.message
-                        if message.__class__ is AssistantMessage and message.in_progress:
-                            parent = message.parent_tool_call_id
-                            if parent is None:  # kept: the text it adds
-                                kept += len(delivery.text) + _PIECE
-                            else:
-                                kept += self._subagent_growth(parent, len(data))
-                        else:
-                            kept += len(data) + _PIECE
                     else:  # unreadable: an UnknownEvent
                         delivery = state.feed(event)
-                        if delivery is not None:
-                            kept += len(data) + _PIECE
                 else:  # recognised by its wire form
                     text = data.decode("utf-8", "replace")
                     delivery = state.feed(decode_event(name, text), raw=f"{name}\n{text}")
-                    if delivery is not None:
-                        kept += len(data) + _PIECE
                 if delivery is not None:
+                    event = delivery.event
+                    if (
+                        event.__class__ is MessageEvent
+                        and (message := event.message).__class__ is AssistantMessage
+                        and message.in_progress
+                    ):  # a snapshot: it replaces the one before
+                        parent = message.parent_tool_call_id
+                        if parent is None:  # kept: the text it adds
+                            kept += len(delivery.text) + _PIECE
+                        else:
+                            kept += self._subagent_growth(parent, len(data))
+                    else:
+                        kept += len(data) + _PIECE
                     deliveries.append(delivery)
                     if not self._first_token and delivery.text:
                         self._first_token = True
