@@ -15,7 +15,6 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from . import _routes as routes
-from ._conversation_state import Delivery
 from ._errors import ClientStateError
 from ._http import segment
 from ._stream_engine import StreamEngine
@@ -336,13 +335,13 @@ class BatchLoop(StreamLoop[str]):
         super().__init__(stream, text=True)
         self._turns = stream._engine
         # A new turn's `HumanMessage`, taken while joining: it begins the next piece.
-        self._held: Delivery | None = None
+        self._held: HumanMessage | None = None
 
     async def __anext__(self) -> str:
         engine = self._turns
         held, self._held = self._held, None
         if held is not None:
-            engine._note_turn(held)  # the next piece is the new turn's
+            engine.turn = held  # the next piece is the new turn's
         first = await super().__anext__()
         turn = engine.turn
         pieces = [first]
@@ -354,8 +353,7 @@ class BatchLoop(StreamLoop[str]):
                 elif engine.turn is not turn:
                     # A queued message's turn begins: not in this piece, which stays the
                     # turn `question` names.
-                    engine.turn = turn
-                    self._held = delivery
+                    self._held, engine.turn = engine.turn, turn
                     break
         except ClientStateError:
             self._engine = None
