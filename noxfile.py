@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import glob
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -64,6 +65,70 @@ def tests(session: nox.Session) -> None:
     # tests record spans, and the JSON tests compare orjson with the standard library.
     session.install(".[otel,redis,speedups]", *TEST_DEPS, *OTEL_TEST_DEPS)
     session.run("pytest", "-q", *session.posargs)
+
+
+# `"name>=version"` (or `"name[extra]>=version"`) in a dependency list.
+_MINIMUM = r'"([A-Za-z0-9_.-]+)(?:\[[^\]]*\])?>=([0-9.]+)"'
+
+
+def _declared_minimums() -> dict[str, str]:
+    """
+    Each runtime dependency and extra at the lowest version pyproject.toml allows
+    (`name>=x`): read from the file itself, so the pins cannot drift from what it says.
+    """
+    pins: dict[str, str] = {}
+    section = ""
+    with open("pyproject.toml", encoding="utf-8") as file:
+        for line in file:
+            stripped = line.strip()
+            if stripped.startswith("["):
+                section = stripped if stripped.startswith("[project") else ""
+            if stripped.startswith("dependencies = ["):
+                section = "[project] dependencies"
+            if section not in ("[project] dependencies", "[project.optional-dependencies]"):
+                continue
+            pins.update(re.findall(_MINIMUM, line))
+            if section == "[project] dependencies" and stripped == "]":
+                section = ""
+    return pins
+
+
+@nox.session(python=next(iter(PYTHONS.values())))
+def lowest(session: nox.Session) -> None:
+    """
+    The test suite on the oldest Python found, with every dependency and extra at the
+    lowest version pyproject.toml declares: what `pip install aposthog` may give a user
+    whose other packages hold those versions back.
+    """
+    pins = _declared_minimums()
+    for needed in ("aiohttp", "attrs", "cattrs", "anyio", "orjson", "redis", "opentelemetry-api"):
+        if needed not in pins:
+            session.error(f"no minimum version of {needed} found in pyproject.toml")
+    # The SDK that reads spans back in the tests, at the API's version.
+    sdk = f"opentelemetry-sdk=={pins['opentelemetry-api']}"
+    session.install(
+        ".[otel,redis,speedups]", *TEST_DEPS, sdk, *(f"{n}=={v}" for n, v in pins.items())
+    )
+    # pip must not have resolved anything higher: then this session would test the wrong thing.
+    session.run("python", "-c", _CHECK_INSTALLED, *(f"{n}=={v}" for n, v in pins.items()))
+    session.run("pytest", "-q", *session.posargs)
+
+
+_CHECK_INSTALLED = """
+import sys
+from importlib.metadata import version
+from itertools import zip_longest
+
+def parts(text):
+    return [int(p) for p in text.split(".")]
+
+for pin in sys.argv[1:]:
+    name, wanted = pin.split("==")
+    have = version(name)
+    if any(a != b for a, b in zip_longest(parts(have), parts(wanted), fillvalue=0)):
+        sys.exit(f"{name} {have} is installed, not the declared minimum {wanted}")
+    print(f"{name} {have}")
+"""
 
 
 @nox.session
@@ -123,7 +188,7 @@ def browser(session: nox.Session) -> None:
 def bench(session: nox.Session) -> None:
     """The benchmarks, each side by side with its alternative; they print ratios."""
     session.install(
-        ".[otel,redis]", "httpx-sse>=0.4", "httpx>=0.27", "orjson>=3.9", *OTEL_TEST_DEPS
+        ".[otel,redis]", "httpx-sse>=0.4", "httpx>=0.27", "orjson>=3.9.15", *OTEL_TEST_DEPS
     )
     for script in sorted(glob.glob("benchmarks/bench_*.py")):
         session.run("python", script, *session.posargs)

@@ -7,7 +7,9 @@ Every body the client parses (a response, an error body, one stream event) goes 
 reports as `RecursionError`.
 
 With the `speedups` extra (orjson installed), `loads` parses with orjson, two to three
-times faster, and gives the same result as the standard library for every body:
+times faster, and gives the same result as the standard library for every body. An
+orjson older than 3.9.15 (installed by something else) is not used: it parses JSON
+nested to any depth.
 
 * whatever orjson refuses (NaN and Infinity, `1e400`, lone surrogates, a UTF-8 BOM,
   UTF-16 bodies, bad UTF-8, nesting deeper than 1024) is parsed again by the standard
@@ -24,6 +26,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -69,13 +72,24 @@ orjson_loads: Callable[[bytes | str], Any] | None = None
 #: orjson's own parser, as it is (None without the speedups extra): for callers that
 #: settle its differences from the standard library themselves (`_stream_events`).
 orjson_parse: Callable[[bytes], Any] | None = None
+#: The oldest orjson used: earlier releases parse JSON nested to any depth, and a hostile
+#: body's million levels then overflow the stack wherever the value is used.
+ORJSON_MINIMUM = (3, 9, 15)
+
+
+def usable_orjson(module: Any) -> Callable[[bytes], Any] | None:
+    """`module.loads` if `module` is an orjson release aposthog can use, else None."""
+    release = tuple(int(n) for n in re.findall(r"\d+", str(getattr(module, "__version__", "")))[:3])
+    return module.loads if release >= ORJSON_MINIMUM else None
+
+
 try:
     # Imported by name: orjson is optional, and typed here as what aposthog uses of it.
-    _orjson_parse: Callable[[bytes], Any] = importlib.import_module("orjson").loads
+    _orjson_parse = usable_orjson(importlib.import_module("orjson"))
 except ImportError:  # the speedups extra is not installed
-    pass
-else:
-    orjson_parse = _orjson_parse
+    _orjson_parse = None
+if _orjson_parse is not None:
+    orjson_parse = _parse = _orjson_parse
     # Digits stay "0", every other byte becomes a space: a long digit run is then a
     # plain substring search, at memory speed.
     _DIGITS_ONLY = bytes(48 if 48 <= b <= 57 else 32 for b in range(256))
@@ -93,7 +107,7 @@ else:
         if _LONG_NUMBER in raw.translate(_DIGITS_ONLY):
             return stdlib_loads(data)
         try:
-            return _orjson_parse(raw)
+            return _parse(raw)
         except ValueError:  # orjson.JSONDecodeError: the standard library decides
             return stdlib_loads(data)
 

@@ -2,13 +2,14 @@
 aposthog._json: one parser entry point, `ValueError` only, and the same result with or
 without the `speedups` extra (orjson) for every body of the corpus, hostile ones included.
 
-The orjson half runs where orjson is installed (`nox -s speedups`).
+The orjson half runs where orjson is installed (`nox -s tests` installs the extra).
 """
 
 from __future__ import annotations
 
 import json
 import math
+import types
 from collections.abc import Callable
 from typing import Any
 
@@ -212,3 +213,29 @@ def test_records_and_errors_are_the_same_with_either_parser(
 
 def test_loads_is_orjson_when_the_speedups_extra_is_installed() -> None:
     assert _json.loads is (_json.orjson_loads or _json.stdlib_loads)
+
+
+@pytest.mark.parametrize(
+    ("version", "used"),
+    [
+        ("3.9.15", True),
+        ("3.10.0", True),
+        ("4.0.0rc1", True),
+        ("3.9.14", False),  # parses JSON nested to any depth
+        ("3.9.0", False),
+        ("2.6.9", False),
+        ("", False),
+        (None, False),  # no __version__ at all
+    ],
+)
+def test_an_orjson_too_old_to_bound_nesting_is_not_used(version: str | None, used: bool) -> None:
+    module = types.SimpleNamespace(loads=json.loads)
+    if version is not None:
+        module.__version__ = version
+    assert _json.usable_orjson(module) is (json.loads if used else None)
+
+
+def test_the_installed_orjson_is_used_when_recent_enough() -> None:
+    orjson = pytest.importorskip("orjson")
+    recent = _json.usable_orjson(orjson) is not None
+    assert (_json.orjson_parse is orjson.loads) is recent

@@ -23,6 +23,7 @@ replay.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 import uuid
@@ -165,7 +166,10 @@ class Run:
     cancelled_at: float | None = None
     connections: int = 0
     session_id: str | None = None
-    changed: anyio.Event = attrs.field(factory=anyio.Event)  # set (and replaced) on a change
+    # Set (and replaced) on a change. asyncio's: the fake serves on asyncio (aiohttp), and a
+    # run is built and stepped outside a running loop too, where older anyio releases
+    # refuse to create their Event.
+    changed: asyncio.Event = attrs.field(factory=asyncio.Event)
     released_at: float | None = None  # when the end stopped being held (script's option)
     # Where each connection's replay began: the index of its first event (0: the start).
     replay_starts: list[int] = attrs.field(factory=list)
@@ -196,7 +200,7 @@ class Run:
 
     def _changed(self) -> None:
         # Wakes every stream sleeping until its next event; later sleeps wait on a new one.
-        changed, self.changed = self.changed, anyio.Event()
+        changed, self.changed = self.changed, asyncio.Event()
         changed.set()
 
     def active(self, now: float | None = None) -> bool:
