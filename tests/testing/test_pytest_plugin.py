@@ -124,7 +124,10 @@ def test_fixture_is_torn_down_after_each_test(pytester: pytest.Pytester) -> None
         """
     )
     before = threading.active_count()
-    # pytest-asyncio, where installed, is not what this project tests.
-    result = pytester.runpytest_inprocess("-p", "anyio", "-p", "no:asyncio", "-W", "error")
+    # pytest-asyncio, where installed, is not what this project tests; pytest-randomly would
+    # run test_two before the test_one it checks.
+    result = pytester.runpytest_inprocess(
+        "-p", "anyio", "-p", "no:asyncio", "-p", "no:randomly", "-W", "error"
+    )
     result.assert_outcomes(passed=2)
     assert before == threading.active_count()
