@@ -42,8 +42,10 @@ async def test_project_id_is_in_the_path(fake: FakePostHog) -> None:
 
 
 async def test_max_concurrency_bounds_in_flight_requests_across_tasks(fake: FakePostHog) -> None:
-    """500 concurrent calls through a client limited to 8: the server never sees more than 8."""
-    fake.latency = 0.002
+    """500 concurrent calls through a client limited to 8: the server never sees more than 8,
+    and sees 8 at once (each call takes 10 ms there, enough for the client to fill every
+    slot even when it runs slowly, as under `python -X dev`)."""
+    fake.latency = 0.01
     async with fake.client(max_concurrency=8) as ph:
         config = await ph.customer_profile_configs.create(scope="person")
         fake.reset_stats()
