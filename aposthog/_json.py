@@ -72,8 +72,9 @@ orjson_loads: Callable[[bytes | str], Any] | None = None
 #: orjson's own parser, as it is (None without the speedups extra): for callers that
 #: settle its differences from the standard library themselves (`_stream_events`).
 orjson_parse: Callable[[bytes], Any] | None = None
-#: The oldest orjson used: earlier releases parse JSON nested to any depth, and a hostile
-#: body's million levels then overflow the stack wherever the value is used.
+#: The oldest orjson used: earlier releases parse JSON nested to any depth, so a hostile
+#: body 100,000 levels deep is parsed, and its value raises `RecursionError` wherever it
+#: is printed or compared.
 ORJSON_MINIMUM = (3, 9, 15)
 
 
