@@ -104,13 +104,12 @@ def lowest(session: nox.Session) -> None:
     for needed in ("aiohttp", "attrs", "cattrs", "anyio", "orjson", "redis", "opentelemetry-api"):
         if needed not in pins:
             session.error(f"no minimum version of {needed} found in pyproject.toml")
+    exact = [f"{name}=={version}" for name, version in pins.items()]
     # The SDK that reads spans back in the tests, at the API's version.
     sdk = f"opentelemetry-sdk=={pins['opentelemetry-api']}"
-    session.install(
-        ".[otel,redis,speedups]", *TEST_DEPS, sdk, *(f"{n}=={v}" for n, v in pins.items())
-    )
+    session.install(".[otel,redis,speedups]", *TEST_DEPS, sdk, *exact)
     # pip must not have resolved anything higher: then this session would test the wrong thing.
-    session.run("python", "-c", _CHECK_INSTALLED, *(f"{n}=={v}" for n, v in pins.items()))
+    session.run("python", "-c", _CHECK_INSTALLED, *exact)
     session.run("pytest", "-q", *session.posargs)
 
 
