@@ -423,6 +423,11 @@ def structure_records(
     cattrs' dispatch and list hook around it (10 profile configs: 7.7 µs instead of
     8.1 µs); a body that does not fit goes through `structure()`, for the same
     `ResponseDecodeError`.
+
+    Tried and measured, not kept: building each record in place of its JSON object in
+    the page's own list, so that the object is freed at once. On pages of 100 batch
+    exports read over a socket it halved the full collections, yet iterating the list
+    was 3-6% slower (two runs of 40 paired rounds in one process).
     """
     hook = _ITEM_HOOKS.get(item_type)
     if hook is None:

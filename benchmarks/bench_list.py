@@ -18,6 +18,9 @@ aposthog runs with the standard library's parser and, when orjson is installed (
 building the same records with aposthog's record hooks and nothing else of the client
 (no retries, limits, time limits, paginator or typed errors): what any client that hands
 out these records costs at least, so the distance from it is the client's own cost.
+Below each workload, the garbage collector's share of each variant's CPU time, over all
+its trials: records are objects the collector tracks, and part of the distance between
+the floor and the alternative is its work.
 The machine may be shared and noisy: trials
 alternate between the variants (in a rotating order), each trial gives one ratio per
 variant against the alternative's trial next to it, and the median ratio is reported,
@@ -31,6 +34,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
 import statistics
 import subprocess
@@ -69,9 +73,32 @@ def start_server(*args: str) -> tuple[subprocess.Popen[str], str]:
 
 
 class Rate(float):
-    """Units per wall-clock second, carrying units per CPU-second of this process."""
+    """
+    Units per wall-clock second, carrying units per CPU-second of this process, and its
+    CPU time with the part of it the garbage collector took.
+    """
 
     per_cpu_second: float
+    cpu_seconds: float
+    gc_seconds: float
+
+
+class _CollectorClock:
+    """The time spent in the garbage collector's collections (a `gc.callbacks` entry)."""
+
+    def __init__(self) -> None:
+        self.seconds = 0.0
+        self._started = 0.0
+
+    def __call__(self, phase: str, info: dict[str, Any]) -> None:
+        if phase == "start":
+            self._started = time.process_time()
+        else:
+            self.seconds += time.process_time() - self._started
+
+
+_COLLECTOR = _CollectorClock()
+gc.callbacks.append(_COLLECTOR)
 
 
 async def _drive(n: int, concurrency: int, call: Callable[[], Awaitable[int]]) -> Rate:
@@ -87,9 +114,12 @@ async def _drive(n: int, concurrency: int, call: Callable[[], Awaitable[int]]) -
 
     started = time.perf_counter()
     cpu = time.process_time()
+    collecting = _COLLECTOR.seconds
     await asyncio.gather(*(worker() for _ in range(concurrency)))
     rate = Rate(done / (time.perf_counter() - started))
-    rate.per_cpu_second = done / max(time.process_time() - cpu, 1e-9)
+    rate.cpu_seconds = max(time.process_time() - cpu, 1e-9)
+    rate.per_cpu_second = done / rate.cpu_seconds
+    rate.gc_seconds = _COLLECTOR.seconds - collecting
     return rate
 
 
@@ -133,6 +163,7 @@ async def _compare(
         f"  {'aiohttp + json.loads:':32s} {statistics.median(base):8.0f} {unit}"
         f"  {statistics.median(r.per_cpu_second for r in base):8.0f} {unit} of CPU"
     )
+    gc_shares = {"aiohttp + json.loads": base}
     for name in ["floor", *parsers]:
         wall = sorted(a / b for a, b in zip(trials[name], base, strict=True))
         cpu = sorted(
@@ -149,6 +180,19 @@ async def _compare(
             f" {statistics.median(cpu):.2f} CPU"
             + (f"   target >= {target:.2f}" if name == "json" else "")
         )
+        gc_shares[label.rstrip(":")] = trials[name]
+    # Records are objects the cyclic collector tracks (every attrs instance is), where
+    # the JSON objects they replace mostly are not (dicts of scalars): more collections,
+    # and more of the page alive when one runs. The collector's time is part of each
+    # figure above; here it is apart, over all trials (a full collection comes seldom,
+    # and takes milliseconds).
+    print(
+        "  the garbage collector's share of the CPU: "
+        + ", ".join(
+            f"{name} {sum(r.gc_seconds for r in rates) / sum(r.cpu_seconds for r in rates):.1%}"
+            for name, rates in gc_shares.items()
+        )
+    )
     over = sorted(a / b for a, b in zip(trials["json"], trials["floor"], strict=True))
     print(
         f"  aposthog (stdlib json) / floor: {statistics.median(over):.2f} wall"
@@ -315,7 +359,11 @@ def bench_structuring(rounds: int) -> None:
         name: min(timeit.repeat(call, number=10, repeat=rounds * 3)) / 10 * 1000
         for name, call in cases.items()
     }
-    print(f"\nstructuring a parsed page of {PAGE} batch exports (best of {rounds * 3})")
+    # timeit turns the garbage collector off while it times: these are the costs of the
+    # code alone (the list benchmark's figures include the collector's share).
+    print(
+        f"\nstructuring a parsed page of {PAGE} batch exports (best of {rounds * 3}, collector off)"
+    )
     for name, ms in best.items():
         print(f"  {name:32s} {ms:6.2f} ms")
     ratio = best["cattrs.gen hooks"] / best["aposthog's generated hooks"]
