@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import gc
 import json
 import statistics
 import subprocess
@@ -47,6 +46,9 @@ from typing import Any
 import aiohttp
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _gc_clock import GCClock
 
 import aposthog
 from aposthog import _json
@@ -83,22 +85,7 @@ class Rate(float):
     gc_seconds: float
 
 
-class _CollectorClock:
-    """The time spent in the garbage collector's collections (a `gc.callbacks` entry)."""
-
-    def __init__(self) -> None:
-        self.seconds = 0.0
-        self._started = 0.0
-
-    def __call__(self, phase: str, info: dict[str, Any]) -> None:
-        if phase == "start":
-            self._started = time.process_time()
-        else:
-            self.seconds += time.process_time() - self._started
-
-
-_COLLECTOR = _CollectorClock()
-gc.callbacks.append(_COLLECTOR)
+_COLLECTOR = GCClock()
 
 
 async def _drive(n: int, concurrency: int, call: Callable[[], Awaitable[int]]) -> Rate:
@@ -339,7 +326,6 @@ def bench_structuring(rounds: int) -> None:
     """Structuring one parsed page of 100 exports: generated code against cattrs.gen."""
     import timeit
 
-    sys.path.insert(0, str(HERE))
     from _fixtures import batch_export
 
     from aposthog._converter import converter

@@ -55,6 +55,7 @@ if "--no-orjson" in sys.argv:
     sys.modules["orjson"] = None  # type: ignore[assignment]  # as if it were not installed
 
 from _fixtures import answer_events
+from _gc_clock import GCClock
 from bench_list import start_server
 
 import aposthog
@@ -68,27 +69,6 @@ LONG = (1, 2000)
 def _rss() -> int:
     with open("/proc/self/statm") as statm:
         return int(statm.read().split()[1]) * resource.getpagesize()
-
-
-class _GCClock:
-    """Time spent in the garbage collector, from gc.callbacks."""
-
-    def __init__(self) -> None:
-        self.seconds = 0.0
-        self.collections = [0, 0, 0]
-        self._started = 0.0
-        gc.callbacks.append(self._callback)
-
-    def _callback(self, phase: str, info: dict[str, int]) -> None:
-        if phase == "start":
-            self._started = time.perf_counter()
-        else:
-            self.seconds += time.perf_counter() - self._started
-            self.collections[info["generation"]] += 1
-
-    def reset(self) -> None:
-        self.seconds = 0.0
-        self.collections = [0, 0, 0]
 
 
 # ----------------------------------------------------------------- one stream
@@ -279,7 +259,7 @@ async def replayed_flatness(url: str, rounds: int) -> None:
 
 
 async def _many(role: str, url: str, streams: int, seconds: float) -> dict[str, Any]:
-    gc_clock = _GCClock()
+    gc_clock = GCClock()
     latencies: list[float] = []
     received = [0] * streams
     opened = asyncio.Event()
@@ -333,7 +313,7 @@ async def _run(
     opened: asyncio.Event,
     received: list[int],
     latencies: list[float],
-    gc_clock: _GCClock,
+    gc_clock: GCClock,
 ) -> dict[str, Any]:
     gc.collect()
     base, objects = _rss(), len(gc.get_objects())
