@@ -55,6 +55,8 @@ TEST_DEPS = ["pytest>=8", "hypothesis>=6.100"]
 # The OpenTelemetry tests need the extra and an SDK to read spans back.
 OTEL_TEST_DEPS = ["opentelemetry-sdk>=1.20"]
 DOCS_DEPS = ["mkdocs>=1.6", "mkdocstrings[python]>=0.27"]
+# The alternatives the benchmarks measure against, and the parser of aposthog[speedups].
+BENCH_DEPS = ["httpx-sse>=0.4", "httpx>=0.27", "orjson>=3.9.15"]
 
 
 @nox.session
@@ -140,9 +142,9 @@ def lint(session: nox.Session) -> None:
 
 @nox.session
 def typecheck(session: nox.Session) -> None:
-    """mypy --strict on the package."""
-    session.install(".[otel,redis]", "mypy>=1.11", *TEST_DEPS)
-    session.run("mypy", "--strict", "aposthog")
+    """mypy --strict on the package, the examples and the benchmarks (what users copy)."""
+    session.install(".[otel,redis]", "mypy>=1.11", *TEST_DEPS, *BENCH_DEPS, *OTEL_TEST_DEPS)
+    session.run("mypy", "--strict", "aposthog", "examples", "benchmarks")
 
 
 @nox.session
@@ -186,8 +188,6 @@ def browser(session: nox.Session) -> None:
 @nox.session
 def bench(session: nox.Session) -> None:
     """The benchmarks, each side by side with its alternative; they print ratios."""
-    session.install(
-        ".[otel,redis]", "httpx-sse>=0.4", "httpx>=0.27", "orjson>=3.9.15", *OTEL_TEST_DEPS
-    )
+    session.install(".[otel,redis]", *BENCH_DEPS, *OTEL_TEST_DEPS)
     for script in sorted(glob.glob("benchmarks/bench_*.py")):
         session.run("python", script, *session.posargs)

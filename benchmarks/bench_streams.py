@@ -232,7 +232,7 @@ async def replayed_flatness(url: str, rounds: int) -> None:
     parse = _floor_parser()
     own: dict[tuple[int, int], float] = {}
     async with aposthog.Client(api_key=KEY, host=url, project_id=1) as ph:
-        ph._api.pipeline.transport.open_stream = open_stream  # type: ignore[method-assign]
+        ph._api.pipeline.transport.open_stream = open_stream  # type: ignore[method-assign,assignment]
         for shape, chunks in recorded.items():
             events = answer_events(*shape)
             replaying.append(chunks)

@@ -45,7 +45,7 @@ import os
 import pathlib
 import signal
 import sys
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 
 import anyio
 from aiohttp import web
@@ -75,7 +75,7 @@ STOPPING = "Sorry, this server is restarting — please ask again in a moment."
 ClientFactory = Callable[[], aposthog.Client]
 
 
-def sse(event: str, data: dict[str, object]) -> bytes:
+def sse(event: str, data: Mapping[str, object]) -> bytes:
     """One server-sent event (JSON data is a single line, so one `data:` field)."""
     return f"event: {event}\ndata: {json.dumps(data)}\n\n".encode()
 

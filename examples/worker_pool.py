@@ -121,6 +121,7 @@ async def run_fleet(args: argparse.Namespace, real: bool) -> collections.Counter
             _, fake = await stack.enter_async_context(
                 posthog(False, args.exports, burst_429s=False)
             )
+            assert fake is not None  # posthog(False, ...) always starts one
             fake.throttles.rate_limit_enabled = True  # PostHog Cloud's throttling, scaled
             fake.throttles.burst = FLEET_RATE
             fake.throttles.sustained = None

@@ -24,7 +24,7 @@ import attrs
 from . import _batch_exports, _conversations, _profile_configs
 from ._conversation_knobs import ConversationsKnobs
 from ._loopback import LoopbackServer, ServerReply, ServerRequest
-from ._throttle import FakeThrottles, limit_property, throttled
+from ._throttle import FakeThrottles, ThrottleLimit, throttled
 from ._wire import FakeRequest, HTTPError, Route, error, json_reply
 
 __all__ = ["FakePostHog", "RecordedRequest"]
@@ -169,10 +169,10 @@ class FakePostHog:
         self.conversations_list_includes_messages = False
 
     # Request counts of the AI throttles in `throttles` (their windows stay as set).
-    ai_burst_limit = limit_property("ai_burst")
-    ai_daily_limit = limit_property("ai_sustained")
-    ai_research_burst_limit = limit_property("ai_research_burst")
-    ai_research_daily_limit = limit_property("ai_research_sustained")
+    ai_burst_limit = ThrottleLimit("ai_burst")
+    ai_daily_limit = ThrottleLimit("ai_sustained")
+    ai_research_burst_limit = ThrottleLimit("ai_research_burst")
+    ai_research_daily_limit = ThrottleLimit("ai_research_sustained")
 
     # ------------------------------------------------------------------ lifetime
 

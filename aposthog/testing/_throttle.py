@@ -26,7 +26,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Protocol, overload
 
 import attrs
 
@@ -37,9 +37,9 @@ __all__ = [
     "AI_DETAIL",
     "RESEARCH_DETAIL",
     "FakeThrottles",
+    "ThrottleLimit",
     "ThrottleRate",
     "ai_detail",
-    "limit_property",
     "throttled",
 ]
 
@@ -57,7 +57,7 @@ _RATES = (
 ThrottleRate = tuple[int, float]
 
 
-def _throttle_rate(value: Any) -> ThrottleRate | None:
+def _throttle_rate(value: object) -> ThrottleRate | None:
     if value is None:
         return None
     if isinstance(value, Rate):
@@ -97,8 +97,39 @@ def ai_detail(wait: float | None, *, research: bool) -> str:
     return (RESEARCH_DETAIL if research else AI_DETAIL).format(when)
 
 
-def _rate_field(requests: int, seconds: float) -> Any:
-    return attrs.field(default=(requests, seconds), converter=_throttle_rate)
+def _to_rate(value: Rate | ThrottleRate | None) -> ThrottleRate | None:
+    """
+    The converter of each rate field: what `FakeThrottles(burst=...)` accepts, checked.
+    A field is stored as `_<name>` and read and set through the `_ThrottleSetting` of
+    that name, so that setting an `aposthog.Rate` type-checks.
+    """
+    return _throttle_rate(value)
+
+
+class _ThrottleSetting:
+    """
+    One rate of `FakeThrottles`: read as `(requests, seconds)` or None; set from an
+    `aposthog.Rate`, a `(requests, seconds)` pair or None, checked when set.
+    """
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self._name = name
+        self._stored = f"_{name}"
+
+    @overload
+    def __get__(self, obj: None, owner: type | None = None) -> _ThrottleSetting: ...
+    @overload
+    def __get__(self, obj: FakeThrottles, owner: type | None = None) -> ThrottleRate | None: ...
+    def __get__(
+        self, obj: FakeThrottles | None, owner: type | None = None
+    ) -> _ThrottleSetting | ThrottleRate | None:
+        if obj is None:
+            return self
+        rate: ThrottleRate | None = getattr(obj, self._stored)
+        return rate
+
+    def __set__(self, obj: FakeThrottles, value: Rate | ThrottleRate | None) -> None:
+        setattr(obj, self._stored, _throttle_rate(value))
 
 
 @attrs.define
@@ -132,18 +163,44 @@ class FakeThrottles:
     """
 
     rate_limit_enabled: bool = False
-    burst: ThrottleRate | None = _rate_field(480, 60.0)
-    sustained: ThrottleRate | None = _rate_field(4800, 3600.0)
-    ai_burst: ThrottleRate | None = _rate_field(10, 60.0)
-    ai_sustained: ThrottleRate | None = _rate_field(100, 86400.0)
-    ai_research_burst: ThrottleRate | None = _rate_field(3, 60.0)
-    ai_research_sustained: ThrottleRate | None = _rate_field(10, 86400.0)
+    _burst: ThrottleRate | None = attrs.field(
+        default=(480, 60.0), converter=_to_rate, alias="burst", repr=False
+    )
+    _sustained: ThrottleRate | None = attrs.field(
+        default=(4800, 3600.0), converter=_to_rate, alias="sustained", repr=False
+    )
+    _ai_burst: ThrottleRate | None = attrs.field(
+        default=(10, 60.0), converter=_to_rate, alias="ai_burst", repr=False
+    )
+    _ai_sustained: ThrottleRate | None = attrs.field(
+        default=(100, 86400.0), converter=_to_rate, alias="ai_sustained", repr=False
+    )
+    _ai_research_burst: ThrottleRate | None = attrs.field(
+        default=(3, 60.0), converter=_to_rate, alias="ai_research_burst", repr=False
+    )
+    _ai_research_sustained: ThrottleRate | None = attrs.field(
+        default=(10, 86400.0), converter=_to_rate, alias="ai_research_sustained", repr=False
+    )
     ai_enabled: bool = True
     ai_research_enabled: bool = True
     clock: Callable[[], float] = time.monotonic
     # DRF's cache: the history of each (throttle scope, ident), newest first.
     histories: dict[tuple[str, str], list[float]] = attrs.field(factory=dict, repr=False)
     _wait: float | None = attrs.field(default=None, init=False, repr=False)
+
+    burst = _ThrottleSetting()
+    sustained = _ThrottleSetting()
+    ai_burst = _ThrottleSetting()
+    ai_sustained = _ThrottleSetting()
+    ai_research_burst = _ThrottleSetting()
+    ai_research_sustained = _ThrottleSetting()
+
+    def __repr__(self) -> str:
+        rates = ", ".join(f"{name}={getattr(self, name)!r}" for name in _RATES)
+        return (
+            f"FakeThrottles(rate_limit_enabled={self.rate_limit_enabled!r}, {rates}, "
+            f"ai_enabled={self.ai_enabled!r}, ai_research_enabled={self.ai_research_enabled!r})"
+        )
 
     def scale(self, factor: float) -> None:
         """
@@ -224,20 +281,35 @@ class FakeThrottles:
                 raise throttled(self._wait, ai_detail(self._wait, research=research))
 
 
-def limit_property(name: str) -> Any:
+class _HasThrottles(Protocol):
+    throttles: FakeThrottles
+
+
+class ThrottleLimit:
     """
     A FakePostHog attribute for the request count of one throttle of `fake.throttles`
     (`fake.ai_burst_limit = 2`); None turns the throttle off, a number keeps its window.
     """
-    default_window = {"ai_burst": 60.0, "ai_research_burst": 60.0}.get(name, 86400.0)
 
-    def get(fake: Any) -> int | None:
-        rate = getattr(fake.throttles, name)
+    def __init__(self, name: str) -> None:
+        if name not in _RATES:
+            raise ValueError(f"no throttle is named {name!r}")
+        self._name = name
+        self._window = {"ai_burst": 60.0, "ai_research_burst": 60.0}.get(name, 86400.0)
+
+    @overload
+    def __get__(self, fake: None, owner: type | None = None) -> ThrottleLimit: ...
+    @overload
+    def __get__(self, fake: _HasThrottles, owner: type | None = None) -> int | None: ...
+    def __get__(
+        self, fake: _HasThrottles | None, owner: type | None = None
+    ) -> ThrottleLimit | int | None:
+        if fake is None:
+            return self
+        rate: ThrottleRate | None = getattr(fake.throttles, self._name)
         return None if rate is None else int(rate[0])
 
-    def set(fake: Any, limit: int | None) -> None:
-        rate = getattr(fake.throttles, name)
-        window = default_window if rate is None else rate[1]
-        setattr(fake.throttles, name, None if limit is None else (limit, window))
-
-    return property(get, set)
+    def __set__(self, fake: _HasThrottles, limit: int | None) -> None:
+        rate: ThrottleRate | None = getattr(fake.throttles, self._name)
+        window = self._window if rate is None else rate[1]
+        setattr(fake.throttles, self._name, None if limit is None else (limit, window))

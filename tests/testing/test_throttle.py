@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from aposthog import Rate, RateLimits
 from aposthog._ratelimit import BucketLog
-from aposthog.testing._throttle import FakeThrottles, ai_detail, throttled
+from aposthog.testing._throttle import FakeThrottles, ThrottleLimit, ai_detail, throttled
 from aposthog.testing._wire import HTTPError
 
 
@@ -196,6 +196,44 @@ def test_exempt_teams_are_not_throttled_in_research_mode() -> None:
 def test_bad_rates_are_refused(bad: object) -> None:
     with pytest.raises(ValueError, match="throttle rate"):
         FakeThrottles(burst=bad)  # type: ignore[arg-type]
+
+
+def test_a_rate_set_on_the_attribute_is_converted_and_checked() -> None:
+    throttles = FakeThrottles()
+    throttles.burst = Rate(40, per=4)
+    assert (40, 4.0) == throttles.burst
+    throttles.sustained = (100, 60.0)
+    assert (100, 60.0) == throttles.sustained
+    throttles.ai_burst = None
+    assert throttles.ai_burst is None
+    with pytest.raises(ValueError, match="throttle rate"):
+        throttles.burst = "10/minute"  # type: ignore[assignment]
+    assert (40, 4.0) == throttles.burst  # the refused value changed nothing
+    shown = repr(throttles)
+    assert shown.startswith("FakeThrottles(rate_limit_enabled=False, burst=(40, 4.0), ")
+    assert ", ai_burst=None, " in shown
+    assert "(_" not in shown
+    assert " _" not in shown
+
+
+def test_a_throttle_limit_sets_the_count_and_keeps_the_window() -> None:
+    class Fake:
+        limit = ThrottleLimit("ai_burst")
+
+        def __init__(self) -> None:
+            self.throttles = FakeThrottles(ai_burst=Rate(10, per=30))
+
+    assert 10 == Fake().limit
+    fake = Fake()
+    # What each setting left in the throttles (read anew: mypy would keep a narrowing).
+    seen: list[tuple[int | None, tuple[int, float] | None]] = []
+    for limit in (2, None, 3):
+        fake.limit = limit
+        seen.append((fake.limit, fake.throttles.ai_burst))
+    # The window stays; a throttle turned off comes back with PostHog's window.
+    assert [(2, (2, 30.0)), (None, None), (3, (3, 60.0))] == seen
+    with pytest.raises(ValueError, match="no throttle is named 'ai_hourly'"):
+        ThrottleLimit("ai_hourly")
 
 
 def test_scale_keeps_posthogs_proportions() -> None:
