@@ -145,8 +145,12 @@ class RetryPolicy:
         if self.max_retries < 0:
             raise ValueError(f"max_retries must be >= 0, got {self.max_retries!r}")
         reattaches: object = self.max_reattaches  # checked as anything: configs pass raw values
-        if isinstance(reattaches, bool) or not isinstance(reattaches, int) or reattaches < 0:
-            raise ValueError(f"max_reattaches must be an int >= 0, got {reattaches!r}")
+        if isinstance(reattaches, bool) or not isinstance(reattaches, int):
+            raise TypeError(
+                f"max_reattaches must be an int, got {type(reattaches).__name__}: {reattaches!r}"
+            )
+        if reattaches < 0:
+            raise ValueError(f"max_reattaches must be >= 0, got {reattaches!r}")
         _check_seconds("retry_after_jitter", self.retry_after_jitter)
         _check_seconds("initial_backoff", self.initial_backoff)
         _check_seconds("max_backoff", self.max_backoff)

@@ -214,6 +214,15 @@ def test_no_deadline_means_elapsed_time_is_ignored() -> None:
     assert _delay(policy, "GET", StatusOutcome(503), elapsed=1e9) is not None
 
 
+def test_zero_deadline_allows_only_immediate_retries() -> None:
+    """deadline=0 is a deadline, not "no deadline": only a wait of 0 is allowed."""
+    policy = RetryPolicy(deadline=0, retry_after_jitter=0)
+    assert _delay(policy, "GET", StatusOutcome(429, retry_after=0.0)) == 0.0
+    assert _delay(policy, "GET", StatusOutcome(429, retry_after=1.0)) is None
+    assert _delay(policy, "GET", StatusOutcome(503)) is None  # a jittered backoff above 0
+    assert _delay(RetryPolicy(deadline=0, initial_backoff=0), "GET", StatusOutcome(503)) == 0.0
+
+
 def test_server_hint_is_used_as_is_without_spread() -> None:
     """With retry_after_jitter=0 a server-requested wait under the cap is returned unchanged."""
     policy = RetryPolicy(max_retry_after=60.0, retry_after_jitter=0)
@@ -424,13 +433,18 @@ def test_retry_delay_rejects_bad_counters(
 
 
 def test_retry_policy_defaults() -> None:
-    """The defaults are 3 retries, 0.5 s initial, 8 s max backoff, 60 s hint cap, 120 s deadline."""
+    """The defaults are 3 retries, 0.5 s initial, 8 s max backoff, 60 s hint cap, 120 s deadline.
+
+    A server-named wait is spread by up to a fifth, and a stream re-attaches 5 times in a row.
+    """
     policy = RetryPolicy()
     assert policy.max_retries == 3
     assert policy.initial_backoff == 0.5
     assert policy.max_backoff == 8.0
     assert policy.max_retry_after == 60.0
     assert policy.deadline == 120.0
+    assert policy.retry_after_jitter == 0.2
+    assert policy.max_reattaches == 5
 
 
 def test_retry_policy_accepts_zeros_ints_and_no_deadline() -> None:
@@ -475,6 +489,11 @@ def test_retry_policy_is_frozen_and_keyword_only() -> None:
         ({"deadline": math.inf}, ValueError, "deadline"),
         ({"deadline": "120"}, TypeError, "deadline"),
         ({"deadline": True}, TypeError, "deadline"),
+        ({"retry_after_jitter": -0.1}, ValueError, "retry_after_jitter"),
+        ({"retry_after_jitter": math.nan}, ValueError, "retry_after_jitter"),
+        ({"retry_after_jitter": math.inf}, ValueError, "retry_after_jitter"),
+        ({"retry_after_jitter": "0.2"}, TypeError, "retry_after_jitter"),
+        ({"max_reattaches": -1}, ValueError, "max_reattaches"),
     ],
 )
 def test_retry_policy_rejects_bad_arguments(
@@ -485,6 +504,13 @@ def test_retry_policy_rejects_bad_arguments(
         RetryPolicy(**kwargs)  # type: ignore[arg-type]
 
 
+@pytest.mark.parametrize("value", [True, False, 1.5, 5.0, "5", None])
+def test_retry_policy_rejects_a_non_int_max_reattaches(value: object) -> None:
+    """max_reattaches must be a real int: a bool, float, string or None is rejected."""
+    with pytest.raises(TypeError, match="max_reattaches must be an int"):
+        RetryPolicy(max_reattaches=value)  # type: ignore[arg-type]
+
+
 @pytest.mark.parametrize(
     ("build", "error", "name"),
     [
@@ -493,6 +519,7 @@ def test_retry_policy_rejects_bad_arguments(
         (lambda: StatusOutcome(429, retry_after=-1.0), ValueError, "retry_after"),
         (lambda: StatusOutcome(429, retry_after=math.nan), ValueError, "retry_after"),
         (lambda: StatusOutcome(429, retry_after="5"), TypeError, "retry_after"),  # type: ignore[arg-type]
+        (lambda: StatusOutcome(429, retry_after=True), TypeError, "retry_after"),
         (lambda: ConnectionOutcome(reached_server=1), TypeError, "reached_server"),  # type: ignore[arg-type]
         (lambda: ConnectionOutcome(reached_server=None), TypeError, "reached_server"),  # type: ignore[arg-type]
     ],
@@ -580,6 +607,8 @@ def test_parse_retry_after_http_date_honours_offsets_and_naive_now() -> None:
         "Wed, 21 Oct 99999 07:28:00 GMT",
         "Wed, 21 Oct",
         "tomorrow",
+        "Wed, 21 Oct 2015 07:28:00 +99999999999999",  # the zone overflows a C int
+        "Wed, 21 Oct 2015 07:28:00 -99999999999999",
     ],
 )
 def test_parse_retry_after_bad_http_dates(value: str) -> None:
@@ -610,6 +639,9 @@ def test_parse_retry_after_bad_http_dates(value: str) -> None:
         ),
         ("Please try again in 1 second.", 1.0),
         ("Please try again in 1.5 seconds.", 1.5),
+        ("PLEASE TRY AGAIN IN 8 SECONDS.", 8.0),
+        ("Expected available in 5 seconds. Expected available in 9 seconds.", 9.0),
+        ("Try again in 5 seconds, or try again in 6 seconds.", 6.0),
         ("Rate limit exceeded 3 times. Expected available in 9 seconds.", 9.0),
         ("Request was throttled.", None),
         ("Expected available in a few seconds.", None),

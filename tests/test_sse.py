@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import re
+import tracemalloc
 from collections.abc import Sequence
 
 import attrs
@@ -152,6 +153,12 @@ RULES = [
     ("id-after-data-in-block", [b"data: a\nid: 5\n\n"], [E(data="a", id="5")]),
     ("id-from-dataless-block", [b"id: 7\n\ndata: a\n\n"], [E(data="a", id="7")]),
     ("id-non-ascii", ["id: é中\ndata: a\n\n".encode()], [E(data="a", id="é中")]),
+    ("id-invalid-utf8", [b"id: a\xffb\ndata: x\n\n"], [E(data="x", id="a\ufffdb")]),
+    (
+        "field-name-must-match-whole",
+        [b"ids: 1\nidx\nretry2: 5\nevents: x\ndatas: y\ndata: a\n\n"],
+        [E(data="a")],
+    ),
     ("retry", [b"retry: 3000\ndata: a\n\n"], [E(data="a", retry=3000)]),
     ("retry-zero", [b"retry: 0\ndata: a\n\n"], [E(data="a", retry=0)]),
     ("retry-leading-zeros", [b"retry: 007\ndata: a\n\n"], [E(data="a", retry=7)]),
@@ -277,6 +284,12 @@ def test_posthog_stream_in_fixed_chunks(size: int) -> None:
             [E("a", "1", retry=5), E("a", "2")],
         ),
         (b"retry: 5\ndata: 1\n\ndata: 2\n\n", [E(data="1", retry=5), E(data="2")]),
+        (b"event: x\nevent: message\ndata: 1\n\ndata: 2\n\n", [E(data="1"), E(data="2")]),
+        (b"event: message\ndata: a\xffb\n\n", [E(data="a\ufffdb")]),
+        (
+            b"event: a\ndata: 1\n\nevent: a\ndata: \xe4\xb8\n\n",
+            [E("a", "1"), E("a", "\ufffd")],
+        ),
     ],
 )
 def test_event_shapes_near_the_fast_path(stream: bytes, expected: list[ServerSentEvent]) -> None:
@@ -304,6 +317,22 @@ def test_many_event_types() -> None:
     assert decode([stream]) == [E(f"t{i}", str(i)) for i in range(200)]
 
 
+def test_ever_new_event_types_do_not_grow_memory() -> None:
+    """A server sending ever-new event types cannot make the decoder keep them all."""
+    decoder = SSEDecoder()
+    names = [b"t%05d" % i + b"x" * 1000 for i in range(2000)]  # 2 MB of names, 4 MB decoded
+    tracemalloc.start()
+    try:
+        for name in names:
+            assert [e.event for e in decoder.feed(b"event: %s\ndata: 1\n\n" % name)] == [
+                name.decode()
+            ]
+        kept, _ = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert kept < 1_000_000
+
+
 def test_long_line_across_many_chunks() -> None:
     """A 1.3 MB data line fed in 1000-byte chunks is decoded whole."""
     value = "é中🚀x" * (1 << 17)
@@ -326,6 +355,22 @@ def test_last_event_id() -> None:
     assert decoder.last_event_id == "2"
     assert decoder.feed(b"id\n\n") == []
     assert decoder.last_event_id == ""
+
+
+@pytest.mark.parametrize(
+    "stream",
+    [
+        b"id: 5\nevent: message\ndata: x\n\n",  # the fastest path (the last event type)
+        b"id: 5\nevent: other\ndata: x\n\n",  # the fast path for a new event type
+        b"id: 5\ndata: x\n\n",  # the fast path for a lone data line
+        b"id: 5\ndata: x\nretry: 1\n\n",  # the general path
+    ],
+)
+def test_last_event_id_on_every_path(stream: bytes) -> None:
+    """An id in the block of an event sets last_event_id, whichever path dispatches it."""
+    decoder = SSEDecoder()
+    assert [e.id for e in decoder.feed(stream)] == ["5"]
+    assert decoder.last_event_id == "5"
 
 
 def test_close_discards_unterminated_event_and_resets() -> None:
@@ -442,6 +487,47 @@ def test_max_event_size_boundary(stream: bytes) -> None:
             decode(chunks, max_event_size=15)
 
 
+def test_max_event_size_accumulated_data_without_space() -> None:
+    """ "data:x" and a bare "data" add their value plus one LF to the data buffer too."""
+    decoder = SSEDecoder(max_event_size=26)
+    assert decoder.feed(b"data:0123456789\n") == []  # 15-byte line; data buffer now 11
+    with pytest.raises(EventTooLargeError) as info:
+        decoder.feed(b"data:01234567890\n")  # 11 + 16 = 27
+    assert (info.value.size, info.value.limit) == (27, 26)
+    assert decode([b"data:0123456789\ndata:01234567890\n\n"], max_event_size=27) == [
+        E(data="0123456789\n01234567890")
+    ]
+    decoder = SSEDecoder(max_event_size=5)
+    assert decoder.feed(b"data\ndata\n") == []  # 4-byte lines; data buffer now 2
+    with pytest.raises(EventTooLargeError) as info:
+        decoder.feed(b"data\n")  # 2 + 4 = 6
+    assert (info.value.size, info.value.limit) == (6, 5)
+
+
+@pytest.mark.parametrize(
+    ("stream", "line"),
+    [
+        (b"event: message\ndata: 0\n\n", 14),  # the fastest path (the initial event type)
+        (b"event: other\ndata: 0\n\n", 12),  # the fast path for a new event type
+        (b"event: other\ndata: 0\nid: 1\n\n", 12),  # the general path
+    ],
+)
+def test_max_event_size_boundary_of_the_event_line(stream: bytes, line: int) -> None:
+    """An event line of N bytes fits a limit of N and not N - 1, on every path, however cut."""
+    for chunks in [
+        [stream],
+        *([stream[:i], stream[i:]] for i in range(1, len(stream))),
+        *([stream[:i], stream[i : i + 3], stream[i + 3 :]] for i in range(1, len(stream) - 3)),
+    ]:
+        assert decode(chunks, max_event_size=line)[0].data == "0"
+        with pytest.raises(EventTooLargeError):
+            decode(chunks, max_event_size=line - 1)
+    # The line is too large as soon as it is there, even if the stream then breaks off.
+    for end in range(line, len(stream)):
+        with pytest.raises(EventTooLargeError):
+            decode([stream[:end]], max_event_size=line - 1)
+
+
 def test_max_event_size_counts_other_lines() -> None:
     """Event, comment and unknown-field lines are held to the limit too."""
     for line in [b"event: " + b"x" * 20, b": " + b"x" * 20, b"foo: " + b"x" * 20]:
@@ -475,6 +561,15 @@ def test_max_event_size_none_is_unlimited() -> None:
     assert decode([b"data: ", value, b"\n\n"], max_event_size=None) == [E(data=value.decode())]
     with pytest.raises(EventTooLargeError):
         decode([b"data: ", value, b"\n\n"])  # the default limit is 16 MiB
+
+
+def test_max_event_size_default_is_16_mib() -> None:
+    """By default a line may grow to exactly 16 MiB; one byte more raises."""
+    decoder = SSEDecoder()
+    assert decoder.feed(b"x" * (16 << 20)) == []
+    with pytest.raises(EventTooLargeError) as info:
+        decoder.feed(b"x")
+    assert (info.value.size, info.value.limit) == ((16 << 20) + 1, 16 << 20)
 
 
 def test_max_event_size_must_not_be_negative() -> None:
