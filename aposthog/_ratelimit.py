@@ -217,8 +217,10 @@ class WindowLog:
         excess = len(self.times) - self.limit
         if excess < 0:
             return 0.0
-        # Once this time turns `span` old, at most `limit - 1` remain.
-        return self.times[excess] + self.span - now
+        # Once this time turns `span` old, at most `limit - 1` remain. In floats
+        # `t + span - now` can be 0 while `t > now - span` (`expire` kept it): the time
+        # is still in the window, so the wait is the least step of the clock, never 0.
+        return max(self.times[excess] + self.span - now, math.ulp(now))
 
     def record(self, now: float) -> None:
         """Count a request let through at `now` (times arrive in order)."""

@@ -58,11 +58,13 @@ def test_parse_offset_and_cursor_pages() -> None:
         {"count": 1},
         {"results": {}},
         {"results": [], "count": "3"},
+        {"results": [], "count": True},
         {"results": [], "next": 3},
         {"results": [], "next": "https://h/a b/?offset=1"},
         {"results": [], "next": "https://h/a/?offset=1\x00"},
         {"results": [], "next": "https://h/\u00e9/"},
         {"results": [], "next": "http://[::1/x"},
+        {"results": [], "previous": 3},
     ],
 )
 def test_bad_pages_are_decode_errors(body: Any) -> None:
@@ -180,7 +182,8 @@ async def test_a_next_that_repeats_a_fetched_page_is_a_decode_error(how: str, st
     assert len(hits) <= (50 if stuck == "offset stops" else 4)
 
 
-async def test_a_resumed_paginator_knows_its_start_url(fake: FakePostHog) -> None:
+@pytest.mark.parametrize("how", ["async for", "prefetch", "to_list"])
+async def test_a_resumed_paginator_knows_its_start_url(how: str) -> None:
     """Resumed at a URL whose page names that URL again: stopped without fetching it twice."""
     hits: list[str] = []
 
@@ -194,7 +197,7 @@ async def test_a_resumed_paginator_knows_its_start_url(fake: FakePostHog) -> Non
     ):
         start = f"{url}/api/environments/1/customer_profile_configs/?cursor=a"
         with anyio.fail_after(5), pytest.raises(aposthog.ResponseDecodeError):
-            await ph.customer_profile_configs.list().resume_from(start).to_list()
+            await _collect(ph.customer_profile_configs.list().resume_from(start), how)
     assert ["/api/environments/1/customer_profile_configs/?cursor=a"] == hits
 
 
@@ -246,3 +249,107 @@ async def test_to_list_rejects_a_negative_limit(fake: FakePostHog, ph: aposthog.
     assert [] == await ph.customer_profile_configs.list().to_list(limit=0)
     assert [] == fake.requests
     assert 5 == len(await ph.customer_profile_configs.list().to_list(limit=None))
+
+
+def test_an_empty_next_or_previous_is_none() -> None:
+    """`"next": ""` ends the list like `null` does (nothing would be fetched at "")."""
+    body = {"count": 1, "next": "", "previous": "", "results": [_config(0)]}
+    results, count, next_url, previous = parse_page(body, list[CustomerProfileConfig])
+    assert (1, 1, None, None) == (len(results), count, next_url, previous)
+
+
+async def test_a_page_carries_its_previous_url(fake: FakePostHog, ph: aposthog.Client) -> None:
+    """`page.previous` is None on the first page, and leads back to it from the second."""
+    _seed(fake, 5)
+    first = await ph.customer_profile_configs.list(limit=2)
+    second = await first.next_page()
+    assert first.previous is None
+    assert second.previous is not None
+    back = await ph.customer_profile_configs.list().resume_from(second.previous)
+    assert ["id-000", "id-001"] == [c.id for c in back]
+
+
+async def test_awaiting_a_resumed_paginator_gives_the_page_at_its_url(
+    fake: FakePostHog, ph: aposthog.Client
+) -> None:
+    """`await paginator.resume_from(url)` is the page at `url`, not the first page."""
+    _seed(fake, 6)
+    first = await ph.customer_profile_configs.list(limit=2)
+    assert first.next is not None
+    page = await ph.customer_profile_configs.list().resume_from(first.next)
+    assert ["id-002", "id-003"] == [c.id for c in page]
+
+
+async def test_prefetch_keeps_the_resume_point_and_resume_keeps_prefetch(
+    fake: FakePostHog, ph: aposthog.Client
+) -> None:
+    """resume_from(url).prefetch(n) starts at url; prefetch(n).resume_from(url) reads ahead."""
+    _seed(fake, 20)
+    first = await ph.customer_profile_configs.list(limit=2)
+    assert first.next is not None
+    resumed = ph.customer_profile_configs.list().resume_from(first.next)
+    assert [f"id-{i:03d}" for i in range(2, 20)] == [c.id async for c in resumed.prefetch(2)]
+    fake.reset_stats()
+    pages = ph.customer_profile_configs.list().prefetch(2).resume_from(first.next).pages()
+    try:
+        page = await pages.__anext__()
+        assert ["id-002", "id-003"] == [c.id for c in page]
+        with anyio.fail_after(2):
+            while len(fake.requests) < 3:  # noqa: ASYNC110 (the page in hand, two ahead)
+                await anyio.sleep(0.005)
+    finally:
+        await pages.aclose()
+
+
+async def test_to_list_on_a_cursor_list_stops_at_its_limit() -> None:
+    """With `limit` reached on a cursor page, to_list() awaits no further page."""
+    hits: list[str] = []
+
+    async def handler(request: web.Request) -> web.Response:
+        hits.append(request.path_qs)
+        cursor = int(request.query.get("cursor", "0"))
+        if cursor >= 4:  # past what to_list(limit=4) needs: a page it must not read
+            return web.json_response({"oops": True})
+        body = {
+            "next": str(request.url.with_query(cursor=str(cursor + 2))),
+            "previous": None,
+            "results": [_config(cursor), _config(cursor + 1)],
+        }
+        return web.json_response(body)
+
+    async with (
+        serve(handler) as url,
+        aposthog.Client(api_key="phx_k", host=url, project_id=1) as ph,
+    ):
+        with anyio.fail_after(5):
+            got = await ph.customer_profile_configs.list().to_list(limit=4)
+    assert [f"id-{i:03d}" for i in range(4)] == [c.id for c in got]
+    assert 2 <= len(hits) <= 3  # the third page may have been in flight, never read
+
+
+async def test_a_next_on_another_host_is_fetched_from_the_configured_one() -> None:
+    """PostHog's `next` may name a proxy's host: only its path and query are followed."""
+    elsewhere: list[str | None] = []
+    hits: list[str] = []
+
+    async def other(request: web.Request) -> web.Response:
+        elsewhere.append(request.headers.get("Authorization"))
+        return web.json_response({"next": None, "results": []})
+
+    async with serve(other) as other_url:
+
+        async def handler(request: web.Request) -> web.Response:
+            hits.append(request.path_qs)
+            offset = int(request.query.get("offset", "0"))
+            next_url = f"{other_url}{request.path}?offset=1" if offset == 0 else None
+            return web.json_response({"next": next_url, "results": [_config(offset)]})
+
+        async with (
+            serve(handler) as url,
+            aposthog.Client(api_key="phx_k", host=url, project_id=1) as ph,
+        ):
+            with anyio.fail_after(5):
+                got = [c.id async for c in ph.customer_profile_configs.list()]
+    assert ["id-000", "id-001"] == got
+    assert [] == elsewhere
+    assert ["/api/environments/1/customer_profile_configs/?offset=1"] == hits[1:]

@@ -45,22 +45,32 @@ def test_rate_is_a_limit_per_seconds() -> None:
 
 
 @pytest.mark.parametrize(
-    ("limit", "per", "error"),
+    ("limit", "per", "error", "name"),
     [
-        (0, 60, ValueError),
-        (-1, 60, ValueError),
-        (True, 60, TypeError),
-        (1.5, 60, TypeError),
-        (10, 0, ValueError),
-        (10, -1, ValueError),
-        (10, math.inf, ValueError),
-        (10, math.nan, ValueError),
-        (10, "60", TypeError),
+        (0, 60, ValueError, "limit"),
+        (-1, 60, ValueError, "limit"),
+        (True, 60, TypeError, "limit"),
+        (1.5, 60, TypeError, "limit"),
+        (10, 0, ValueError, "per"),
+        (10, -1, ValueError, "per"),
+        (10, math.inf, ValueError, "per"),
+        (10, math.nan, ValueError, "per"),
+        (10, "60", TypeError, "per"),
+        (10, True, TypeError, "per"),
     ],
 )
-def test_rate_refuses_what_is_not_a_window(limit: object, per: object, error: type) -> None:
-    with pytest.raises(error, match="Rate"):
+def test_rate_refuses_what_is_not_a_window(
+    limit: object, per: object, error: type, name: str
+) -> None:
+    """The error names the argument at fault (a bool is neither a count nor seconds)."""
+    with pytest.raises(error, match=f"Rate {name} must"):
         Rate(limit, per=per)  # type: ignore[arg-type]
+
+
+def test_seconds_are_floats() -> None:
+    """`per` and `margin` are stored as floats, as the repr shows them."""
+    assert "Rate(limit=480, per=60.0)" == repr(Rate(480, per=60))
+    assert float is type(RateLimits(margin=1).margin)
 
 
 def test_posthog_cloud_is_the_published_throttles() -> None:
@@ -95,11 +105,25 @@ def test_rate_limits_take_one_rate_several_or_none() -> None:
         ({"margin": -1}, ValueError),
         ({"margin": math.nan}, ValueError),
         ({"margin": "1"}, TypeError),
+        ({"margin": True}, TypeError),
     ],
 )
 def test_rate_limits_refuse_bad_arguments(kwargs: dict[str, object], error: type) -> None:
     with pytest.raises(error):
         RateLimits(**kwargs)  # type: ignore[arg-type]
+
+
+def test_the_default_margin_is_half_a_second_and_zero_is_allowed() -> None:
+    """0.5 s unless told otherwise (as documented); 0 counts exactly as PostHog does."""
+    assert 0.5 == RateLimits().margin == RateLimits.posthog_cloud().margin
+    assert 0.0 == RateLimits(margin=0).margin
+
+
+def test_each_bucket_has_its_own_windows() -> None:
+    limits = RateLimits(api=Rate(1, per=1), ai=Rate(2, per=2), ai_research=Rate(3, per=3))
+    assert (Rate(1, per=1),) == limits.windows("api")
+    assert (Rate(2, per=2),) == limits.windows("ai")
+    assert (Rate(3, per=3),) == limits.windows("ai_research")
 
 
 def test_an_unknown_bucket_is_a_value_error() -> None:
@@ -108,7 +132,14 @@ def test_an_unknown_bucket_is_a_value_error() -> None:
 
 
 @pytest.mark.parametrize(
-    "host", ["https://us.posthog.com", "https://eu.posthog.com", "https://app.posthog.com/"]
+    "host",
+    [
+        "https://us.posthog.com",
+        "https://eu.posthog.com",
+        "https://app.posthog.com/",
+        "https://US.PostHog.com",  # host names are case-insensitive
+        "https://eu.posthog.com:443",  # the default port, spelled out
+    ],
 )
 def test_auto_is_posthog_clouds_throttles_on_posthog_cloud(host: str) -> None:
     assert RateLimits.posthog_cloud() == resolve_rate_limits("auto", host)
@@ -156,6 +187,51 @@ def test_window_log_decides_like_drf(limit: int, per_ms: int, moments: list[int]
         else:
             assert drf.wait() == wait
         assert sorted(drf.history) == list(log.times)
+
+
+def test_a_time_exactly_one_window_old_is_forgotten() -> None:
+    """DRF drops a time at `now - duration` itself: the log forgets it at that moment."""
+    drf = DRFThrottle(2, 10.0)
+    log = WindowLog(2, 10.0)
+    for now in (0.0, 0.0, 10.0):
+        assert drf.allow_request(now)
+        assert 0.0 == log.wait(now)
+        log.record(now)
+        assert sorted(drf.history) == list(log.times)
+    assert [10.0] == list(log.times)
+
+
+def test_a_full_window_admits_nothing_at_a_rounding_edge() -> None:
+    """
+    `t + per - now` can be 0 in floats while `t > now - per`: `t` is still in the window
+    (as DRF's `history[-1] <= now - duration` finds), so the wait is positive, not 0.
+    """
+    t, per = 23796.462709189138, 86400.5
+    now = t + per
+    assert t > now - per  # the edge: `t` is not yet `per` old
+    assert 0.0 == t + per - now
+    log = BucketLog([Rate(1, per=per)])
+    assert 0.0 == log.try_acquire(t)
+    assert all(log.try_acquire(now) > 0 for _ in range(3))
+    later = math.nextafter(now, math.inf)
+    assert t <= later - per  # one step of the clock later, `t` is `per` old
+    assert 0.0 == log.try_acquire(later)
+
+
+@given(
+    t=st.floats(0, 1e9, allow_nan=False),
+    per=st.floats(1e-3, 1e6, allow_nan=False),
+    step=st.integers(-3, 3),
+)
+def test_the_log_admits_exactly_when_drf_forgets(t: float, per: float, step: int) -> None:
+    """At any float `now` near `t + per`, the log admits a second request iff DRF would."""
+    now = t + per
+    for _ in range(abs(step)):
+        now = math.nextafter(now, math.inf if step > 0 else -math.inf)
+    log = BucketLog([Rate(1, per=per)])
+    assert 0.0 == log.try_acquire(t)
+    drf_allows = t <= now - per  # DRF drops the time, and the request fits
+    assert (log.try_acquire(now) == 0.0) is drf_allows
 
 
 # ---------------------------------------------------------------------- FIFO over a bucket
@@ -250,3 +326,10 @@ def test_a_bucket_without_windows_only_honours_penalties() -> None:
     assert all(0.0 == log.try_acquire(float(t)) for t in range(1000))
     log.penalize(5.0, 1.0)
     assert 1.0 == log.try_acquire(5.0)
+
+
+@given(now=st.floats(-1e9, 1e9))
+def test_a_fresh_bucket_is_not_paused(now: float) -> None:
+    """Until a 429 pauses it, a bucket with room lets a request through at any moment."""
+    assert 0.0 == BucketLog([Rate(1, per=1)]).try_acquire(now)
+    assert 0.0 == BucketLog([]).try_acquire(now)
