@@ -248,6 +248,8 @@ _ANSWER = msg(type="ai", content="Found it.", id="a2")
         pytest.param([_TOOL_CALL, _TOOL_RESULT], False, id="tool-result"),
         pytest.param([_TOOL_CALL, _TOOL_RESULT, _ANSWER], True, id="answer-after-tool"),
         pytest.param([_ANSWER], True, id="answer"),
+        pytest.param([_ANSWER, msg(type="ai", content="More")], False, id="answer-then-snapshot"),
+        pytest.param([_ANSWER, _SUBAGENT], True, id="subagent-after-answer"),
         pytest.param([msg(type="ai", content="", id="a2", tool_calls=[])], True, id="no-calls"),
         pytest.param([_TOOL_CALL, msg(type="ai/failure", id="f1")], True, id="failure"),
         pytest.param([_TOOL_CALL, ("message", '{"type":"ai/failure"}')], True, id="bare-failure"),
@@ -915,3 +917,172 @@ def test_catch_up_recovers_any_lost_messages_in_order(lost: list[bool], answers:
     assert state.streamed_text == "".join(received)
     assert state.run_ended
     assert state.catch_up(stored) == []
+
+
+# ---------------------------------------------------------------------- pinned by mutants
+
+
+def test_non_message_events_are_recognised_by_their_wire_form() -> None:
+    """`raw` is the identity of a non-message event: the same bytes again are a replay,
+    an equal event sent in another wire form is not."""
+    state = ConversationState()
+    once = ("update", '{"id":"a1","tool_call_id":"t1","content":"caf\\u00e9"}')
+    again = ("update", '{"id":"a1","tool_call_id":"t1","content":"café"}')
+    assert decode_event(*once) == decode_event(*again)
+    assert len(feed_all(state, [once, again])) == 2
+    assert feed_all(state, [once, again]) == []
+
+
+_SUB = {"type": "ai", "parent_tool_call_id": "t1"}
+
+
+@pytest.mark.parametrize(
+    "new",
+    [
+        pytest.param(("update", '{"id":"a1","tool_call_id":"t1","content":"On it"}'), id="update"),
+        pytest.param(msg(type="tool", content="found", tool_call_id="t0", id="r0"), id="final"),
+        pytest.param(msg(type="tool", content="found", tool_call_id="t0"), id="id-less"),
+    ],
+)
+def test_a_new_event_after_a_reattach_ends_the_replay(new: Wire) -> None:
+    """A subagent's snapshots are only passed on live: once a new event shows the replay
+    is over, they are delivered again."""
+    state = ConversationState()
+    feed_all(state, [_TOOL_CALL, msg(**_SUB, content="Sub")])
+    state.begin_attempt()
+    assert feed_all(state, [msg(**_SUB, content="Sub")]) == []  # a replay
+    assert len(feed_all(state, [new])) == 1
+    got = feed_all(state, [msg(**_SUB, content="Sub more")])
+    assert [d.event for d in got] == [decode_event(*msg(**_SUB, content="Sub more"))]
+
+
+def test_a_repeated_subagent_snapshot_is_passed_on_once() -> None:
+    state = ConversationState()
+    got = feed_all(state, [_TOOL_CALL, msg(**_SUB, content="Sub"), msg(**_SUB, content="Sub")])
+    assert len(got) == 2
+
+
+def test_each_subagent_message_streams_even_when_it_repeats_the_last_ones_text() -> None:
+    """A subagent's final message ends its snapshots: its next message's first snapshot is
+    new even with the same text."""
+    state = ConversationState()
+    run = [
+        _TOOL_CALL,
+        msg(**_SUB, content="Looking"),
+        msg(**_SUB, content="Looking", id="s1"),
+        msg(**_SUB, content="Looking"),  # the subagent's next message
+    ]
+    assert len(feed_all(state, run)) == 4
+
+
+def test_a_status_other_than_generation_error_is_no_failure() -> None:
+    state = ConversationState()
+    got = feed_all(state, [msg(type="human", content="q", id="h1"), ("status", '{"type":"ack"}')])
+    assert isinstance(got[1].event, StatusEvent)
+    assert not state.generation_error
+    assert not state.run_ended
+    assert not result(state).failed
+
+
+def test_a_new_final_message_after_a_reattach_places_the_snapshots_after_it() -> None:
+    """The replay held nothing of what was seen: the new tool result places what follows,
+    so a snapshot that begins the earlier answer's text is new, its text given out now."""
+    state = ConversationState()
+    feed_all(state, [_TOOL_CALL])  # "Let me look.", calling t1
+    state.begin_attempt()
+    got = feed_all(
+        state,
+        [
+            msg(type="tool", content="found", tool_call_id="t1", id="r1"),
+            msg(type="ai", content="Let"),
+            msg(type="ai", content="Let me"),
+            msg(type="ai", content="Let me see.", id="a2"),
+        ],
+    )
+    assert [d.text for d in got] == ["", f"{SEPARATOR}Let", " me", " see."]
+
+
+def test_a_new_snapshot_places_an_unplaced_replay() -> None:
+    """The first snapshot that begins no known answer is new: the replay is over, and what
+    follows is live, even a (rewritten) snapshot that begins a known answer."""
+    state = ConversationState()
+    feed_all(state, [msg(type="ai", content="Let me look.", id="a1")])
+    state.begin_attempt()
+    got = feed_all(state, [msg(type="ai", content="The"), msg(type="ai", content="Let")])
+    assert [d.text for d in got] == [f"{SEPARATOR}The", ""]
+    assert state.in_progress == AssistantMessage(content="Let")
+
+
+def test_after_the_replay_reaches_where_it_left_off_snapshots_are_live() -> None:
+    """A replayed snapshot that begins the last one delivered is dropped only while the
+    replay lasts: a live one (a rewrite) is delivered, without text."""
+    live = ConversationState()
+    got = feed_all(live, [msg(type="ai", content="Hello wo"), msg(type="ai", content="Hello")])
+    assert [d.text for d in got] == ["Hello wo", ""]
+    assert live.in_progress == AssistantMessage(content="Hello")
+
+    state = ConversationState()
+    feed_all(state, SIMPLE_RUN[:4])  # dropped after "Hello wo"
+    state.begin_attempt()
+    assert feed_all(state, SIMPLE_RUN[:4]) == []  # the replay, up to where it left off
+    got = feed_all(state, [msg(type="ai", content="Hello")])
+    assert [d.text for d in got] == [""]
+    assert state.in_progress == AssistantMessage(content="Hello")
+    assert state.streamed_text == "Hello wo"
+
+
+def test_a_long_run_of_trailing_whitespace_is_held_back_whole() -> None:
+    state = ConversationState()
+    got = feed_all(
+        state,
+        [
+            msg(type="ai", content="Hi" + " " * 100),
+            msg(type="ai", content="Hi" + "\n" * 100 + "there"),
+            msg(type="ai", content="Hi" + " " * 100),
+            msg(type="ai", content="Hi", id="a1"),  # the final trims it
+        ],
+    )
+    assert [d.text for d in got] == ["Hi", "\n" * 100 + "there", "", ""]
+
+    trimmed = ConversationState()
+    got = feed_all(
+        trimmed, [msg(type="ai", content="Hi" + " " * 100), msg(type="ai", content="Hi", id="a1")]
+    )
+    assert texts(got) == "Hi" == result(trimmed).text == trimmed.streamed_text
+
+
+def test_a_trimmed_replay_of_whitespace_the_final_trimmed_is_not_given_out_again() -> None:
+    """An unplaced replay's snapshot is one of a known answer when its text, trailing
+    whitespace aside, begins that answer's (the final message trimmed it)."""
+    state = ConversationState()
+    run = [msg(type="ai", content="Done.\n\n"), msg(type="ai", content="Done.", id="a1")]
+    assert texts(feed_all(state, run)) == "Done."
+    state.begin_attempt()
+    assert feed_all(state, run) == []
+    assert state.streamed_text == result(state).text == "Done."
+
+
+def test_catch_up_refuses_a_conversation_that_lacks_the_last_answer_received() -> None:
+    """Of several answers received, the last decides: a conversation that shows only an
+    earlier one is stale."""
+    state = ConversationState()
+    feed_all(state, [msg(type="human", content="q", id="h1")])
+    for message in GAPPED_RUN[1:]:
+        state.feed_message(MessageEvent(message))
+    assert state.catch_up(GAPPED_RUN[:3]) is None
+    assert state.messages == tuple(GAPPED_RUN)
+
+
+def test_catch_up_of_a_stream_that_sent_nothing_takes_the_latest_run() -> None:
+    history: list[Message] = [
+        HumanMessage(id="h1", content="first"),
+        AssistantMessage(id="a1", content="One."),
+        HumanMessage(id="h2", content="second"),
+        AssistantMessage(id="a2", content="Two."),
+    ]
+    state = ConversationState()
+    got = state.catch_up(history, latest=True)
+    assert got is not None
+    assert [m.id for m in state.messages] == ["h2", "a2"]
+    assert result(state).text == "Two."
+    assert state.catch_up(history) == []

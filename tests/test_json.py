@@ -109,6 +109,8 @@ CORPUS: list[bytes] = [
     b'{"a": 1}}',  # a stray brace after one
     b'{"a": [1, 2}',  # cut short inside
     b'{"a": 1}\n',  # whitespace after it
+    b'{"a": "x\ty"}',  # a raw control character inside an object
+    b"\xef\xbb\xbf12345678901234567890",  # a UTF-8 BOM, then a number beyond 64 bits
 ]
 
 
