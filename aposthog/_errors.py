@@ -100,6 +100,18 @@ class PostHogError(Exception):
         ```
     """
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Worker pools pickle errors. The default calls `cls(*args)`, which keyword-only
+        # constructors refuse: rebuilt from `args` without `__init__`, then every
+        # attribute restored as it was (notes added with `add_note()` included).
+        return (_rebuild_error, (type(self), self.args), self.__dict__.copy())
+
+
+def _rebuild_error(cls: type[PostHogError], args: tuple[Any, ...]) -> PostHogError:
+    error = cls.__new__(cls, *args)
+    error.args = args  # `OSError.__new__` (a timeout's base) leaves them to `__init__`
+    return error
+
 
 class ConfigurationError(PostHogError, ValueError):
     """The client was given (or found in the environment) a configuration it cannot use."""
@@ -209,12 +221,9 @@ class APIStatusError(PostHogError):
             f"attr={_clip_repr(self.attr)})"
         )
 
-    def __reduce__(self) -> tuple[Any, ...]:
-        # Keyword-only constructors do not survive pickling by default; worker pools pickle.
-        return (_rebuild_status_error, (type(self), self.__dict__.copy()))
-
 
 def _rebuild_status_error(cls: type[APIStatusError], state: dict[str, Any]) -> APIStatusError:
+    # How errors pickled by aposthog 0.x before `PostHogError.__reduce__` are read back.
     return cls(**state)
 
 

@@ -72,7 +72,19 @@ def test_hosts(host: str, expected: str) -> None:
     assert expected == resolve_host(host)
 
 
-@pytest.mark.parametrize("host", ["", "ftp://x", "https://user:pw@x", "https://x/?a=1", "http://"])
+@pytest.mark.parametrize(
+    "host",
+    [
+        "",
+        "ftp://x",
+        "https://user:pw@x",
+        "https://phx_key@x",  # a user name alone is a credential too
+        "https://x/?a=1",
+        "https://x/#f",
+        "http://",
+        "https://x:0",
+    ],
+)
 def test_bad_hosts(host: str) -> None:
     """Unusable hosts are configuration errors."""
     with pytest.raises(aposthog.ConfigurationError):
@@ -176,6 +188,35 @@ def test_plain_http_to_a_remote_host_needs_the_opt_in(host: str) -> None:
     assert client.config.allow_insecure_http is True
 
 
+@pytest.mark.parametrize("host", ["HTTP://192.0.2.2", "Http://posthog.internal:8000"])
+def test_an_uppercase_http_scheme_still_needs_the_opt_in(host: str) -> None:
+    """The cleartext check reads the scheme case-insensitively, as the URL parser does."""
+    with pytest.raises(aposthog.ConfigurationError, match="cleartext"):
+        resolve_host(host)
+    assert resolve_host(host, allow_insecure_http=True).startswith("http://")
+
+
+def test_a_long_host_is_shown_shortened_in_the_refusal() -> None:
+    host = "h" * 100_000
+    with pytest.raises(aposthog.ConfigurationError) as info:
+        resolve_host(host)
+    message = str(info.value)
+    assert repr("h" * 200 + "…") in message
+    assert len(message) < 1000
+
+
+def test_the_opt_in_applies_to_a_host_from_the_environment() -> None:
+    env = {"POSTHOG_HOST": "http://10.0.0.1:8000/"}
+    config = resolve_config(api_key="k", allow_insecure_http=True, environ=env)
+    assert "http://10.0.0.1:8000" == config.base_url
+
+
+def test_empty_environment_variables_mean_unset() -> None:
+    """POSTHOG_HOST= and POSTHOG_PROJECT_ID= (set but empty) fall back to the defaults."""
+    config = resolve_config(api_key="k", environ={"POSTHOG_HOST": "", "POSTHOG_PROJECT_ID": ""})
+    assert ("https://us.posthog.com", "@current") == (config.base_url, config.project_id)
+
+
 def test_allow_insecure_http_must_be_a_bool() -> None:
     with pytest.raises(aposthog.ConfigurationError, match="allow_insecure_http"):
         resolve_config(api_key="k", allow_insecure_http="yes", environ={})  # type: ignore[arg-type]
@@ -269,6 +310,13 @@ def test_configuration_errors_print_no_key_with_the_traceback_locals(
     assert SENTINEL not in text
 
 
+def test_a_key_is_trimmed_from_an_argument_or_the_environment() -> None:
+    """A key read from a file often ends in a newline; it is sent without it."""
+    assert "phx_k" == resolve_config(api_key="  phx_k\n", environ={}).api_key
+    env = {"POSTHOG_PERSONAL_API_KEY": "phx_env\n"}
+    assert "phx_env" == resolve_config(environ=env).api_key
+
+
 def test_the_resolved_key_is_redacted_in_reprs() -> None:
     config = resolve_config(api_key=SENTINEL, environ={})
     assert config.api_key == SENTINEL
@@ -328,6 +376,7 @@ def test_good_project_ids(project_id: object, expected: str) -> None:
         "1.5",
         "\uff11\uff12",  # fullwidth digits
         "@Current",
+        True,  # an int to isinstance, never project "True"
     ],
 )
 def test_bad_project_ids_are_refused(project_id: object) -> None:
@@ -395,6 +444,22 @@ async def test_with_options_checks_the_same_way() -> None:
         with pytest.raises(aposthog.ConfigurationError, match=r"^timeout"):
             ph.with_options(timeout=float("nan"))
         assert ph.with_options(timeout=float("inf")).config.timeout is None
+
+
+def test_default_limits() -> None:
+    """60 s a call, 10 s to connect, 60 s of stream silence, 16 requests in flight."""
+    config = resolve_config(api_key="k", environ={})
+    assert (60.0, 10.0, 60.0) == (
+        config.timeout,
+        config.connect_timeout,
+        config.stream_idle_timeout,
+    )
+    assert (16, 3, False) == (
+        config.max_concurrency,
+        config.retry.max_retries,
+        config.allow_insecure_http,
+    )
+    assert 1 == resolve_config(api_key="k", max_concurrency=1, environ={}).max_concurrency
 
 
 def test_max_response_size() -> None:

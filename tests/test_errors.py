@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import aposthog
-from aposthog._errors import error_from_response
+from aposthog._errors import error_from_response, name_request
 
 
 def _envelope(type_: str, code: str, detail: str, attr: str | None = None) -> bytes:
@@ -99,6 +99,11 @@ def test_an_error_token_beside_a_detail_is_the_code(error: object, code: str | N
     assert (err.code, err.detail) == (code, "Only two messages can be queued at a time.")
     if code:
         assert "409 Conflict [queue_full] on POST /q/: Only two messages" in str(err)
+
+
+def test_an_error_token_of_100_characters_is_still_a_code() -> None:
+    body = json.dumps({"error": "x" * 100, "detail": "d"}).encode()
+    assert "x" * 100 == error_from_response(409, {}, body).code
 
 
 def test_plain_serializer_error_map() -> None:
@@ -190,3 +195,137 @@ def test_detail_too_deep_for_json_dumps_is_rendered_depth_limited() -> None:
     text = _text(wide)
     assert text is not None
     assert len(text) <= 2000
+
+
+def test_an_error_token_does_not_replace_an_explicit_code() -> None:
+    """An envelope's own `code` wins over a code-like `error` beside it."""
+    body = b'{"code": "conflict", "error": "queue_full", "detail": "Busy."}'
+    err = error_from_response(409, {}, body)
+    assert ("conflict", "Busy.") == (err.code, err.detail)
+
+
+def test_an_envelope_without_a_detail_is_not_read_as_a_field_map() -> None:
+    """{"type", "code", "detail": null} keeps its fields; its first key is not an `attr`."""
+    body = b'{"type": "server_error", "code": "conflict", "detail": null, "attr": null}'
+    err = error_from_response(409, {}, body)
+    assert ("server_error", "conflict", None, None) == (err.type, err.code, err.detail, err.attr)
+    assert str(err).endswith(": (no detail in the response body)")
+
+
+@pytest.mark.parametrize("body", [b"{}", b"[]", b"null", b" \r\n\t "])
+def test_empty_and_blank_bodies_give_a_typed_error_without_detail(body: bytes) -> None:
+    """An empty object or list, `null`, or only whitespace: no detail, no crash."""
+    err = error_from_response(400, {}, body)
+    assert isinstance(err, aposthog.BadRequestError)
+    assert (None, None, None) == (err.detail, err.attr, err.code)
+    assert "400 Bad Request: (no detail in the response body)" == str(err)
+
+
+def test_a_list_body_gives_its_first_message() -> None:
+    """DRF answers `raise ValidationError("…")` with a bare list of messages."""
+    err = error_from_response(400, {}, b'["Destination test failed.", "second"]')
+    assert "Destination test failed." == err.detail
+    assert ["Destination test failed.", "second"] == err.body
+
+
+def test_a_text_body_is_trimmed_and_its_detail_cut_to_500_characters() -> None:
+    """A proxy's HTML page: surrounding whitespace dropped, the detail is its first 500."""
+    page = "<html>" + "z" * 1000 + "</html>"
+    err = error_from_response(502, {}, f"\n  {page}\r\n".encode())
+    assert page == err.body
+    assert page[:500] == err.detail
+    short = error_from_response(502, {}, b" Bad gateway\n")
+    assert ("Bad gateway", "Bad gateway") == (short.detail, short.body)
+
+
+def test_nested_messages_are_one_line_of_json_with_their_own_characters() -> None:
+    """A list of messages in `detail` reads as JSON, non-ASCII kept as it is."""
+    err = error_from_response(400, {}, '{"detail": ["Champ réquis.", "b"]}'.encode())
+    assert '["Champ réquis.", "b"]' == err.detail
+
+
+def test_a_too_deep_value_beside_a_long_text_stays_within_the_budget() -> None:
+    """The depth-limited rendering also cuts a long string it meets on the way."""
+    from aposthog._errors import _text
+
+    deep: list[object] = []
+    for _ in range(200_000):  # beyond the encoder's recursion limit on every Python
+        deep = [deep]
+    text = _text({"errors": ["x" * 10_000, deep]})
+    assert text is not None
+    assert text.startswith('{"errors": ["' + "x" * 100)
+    # The budget is spent on the text; only the closing brackets may follow it.
+    assert len(text) <= 2000 + 4
+
+
+def test_an_unknown_status_reads_as_error() -> None:
+    err = error_from_response(599, {}, b"")
+    assert type(err) is aposthog.InternalServerError
+    assert "599 Error: (no detail in the response body)" == str(err)
+
+
+def test_a_connection_error_without_a_request_is_its_message() -> None:
+    err = aposthog.APIConnectionError("connection reset")
+    assert "connection reset" == str(err)
+    assert err.reached_server is True
+
+
+def test_a_pickled_error_keeps_every_field() -> None:
+    """retry_after, body, method and path cross a process boundary too."""
+    body = _envelope("throttled_error", "throttled", "Expected available in 7 seconds.", "x")
+    err = error_from_response(
+        429, {"Retry-After": "3"}, body, method="POST", path="/api/environments/1/x/"
+    )
+    copy = pickle.loads(pickle.dumps(err))
+    assert isinstance(copy, aposthog.RateLimitError)
+    assert vars(err) == vars(copy)
+    assert 3.0 == copy.retry_after
+    assert json.loads(body) == copy.body
+    assert ("POST", "/api/environments/1/x/") == (copy.method, copy.path)
+
+
+def _every_error() -> list[aposthog.PostHogError]:
+    return [
+        aposthog.ConfigurationError("no key"),
+        aposthog.ClientStateError("closed"),
+        aposthog.APIConnectionError("reset", method="GET", path="/a/", reached_server=False),
+        aposthog.APITimeoutError("slow", method="GET", path="/a/"),
+        aposthog.IncompleteStreamError("cut", method="POST", path="/c/"),
+        error_from_response(404, {}, b'{"detail": "Not found."}', method="GET", path="/a/"),
+        aposthog.RateLimitError(status=429, retry_after=2.5, detail="wait"),
+        aposthog.ResponseDecodeError("bad", paths=("$.id",), body={"id": 1}, path="/a/"),
+        aposthog.ResponseTooLargeError("too large", limit=1024, path="/a/"),
+    ]
+
+
+@pytest.mark.parametrize("err", _every_error(), ids=lambda e: type(e).__name__)
+def test_every_error_crosses_a_process_boundary_whole(err: aposthog.PostHogError) -> None:
+    """Keyword-only constructors and notes (`add_note`) survive pickling, for every class."""
+    err.__notes__ = ["while syncing exports"]  # what add_note() sets (Python 3.11+)
+    copy = pickle.loads(pickle.dumps(err))
+    assert type(err) is type(copy)
+    assert vars(err) == vars(copy)
+    assert err.args == copy.args
+    assert str(err) == str(copy)
+    assert repr(err) == repr(copy)
+    assert ["while syncing exports"] == copy.__notes__
+
+
+def test_name_request_names_an_unnamed_error_and_leaves_a_named_one() -> None:
+    """An error raised before its request was sent gets its method and path, message too."""
+    err = aposthog.RateLimitError(status=429, detail="wait", retry_after=5.0)
+    name_request(err, "GET", "/api/environments/1/x/")
+    assert ("GET", "/api/environments/1/x/") == (err.method, err.path)
+    assert "429 Too Many Requests on GET /api/environments/1/x/: wait" == str(err)
+    assert (str(err),) == err.args
+    named = error_from_response(404, {}, b"", method="DELETE", path="/a/")
+    name_request(named, "GET", "/b/")
+    assert ("DELETE", "/a/") == (named.method, named.path)
+    assert "on DELETE /a/" in named.args[0]
+
+
+def test_response_too_large_error_keeps_its_limit_and_path() -> None:
+    err = aposthog.ResponseTooLargeError("the body passed 1024 bytes", limit=1024, path="/x/")
+    assert isinstance(err, aposthog.ResponseDecodeError)
+    assert (1024, "/x/", None, ()) == (err.limit, err.path, err.body, err.paths)
+    assert "the body passed 1024 bytes" == str(err)

@@ -39,6 +39,27 @@ def test_clip_marks_what_was_left_out() -> None:
     assert "19,998,000 more characters" in cut
 
 
+@given(text=st.text(max_size=60), limit=st.integers(0, 50))
+def test_clip_keeps_exactly_limit_characters(text: str, limit: int) -> None:
+    """Up to `limit` characters come back unchanged; beyond, exactly `limit` and a count."""
+    if len(text) <= limit:
+        assert text == clip(text, limit)
+    else:
+        assert f"{text[:limit]}… [{len(text) - limit:,} more characters]" == clip(text, limit)
+    assert "x" * MAX_SHOWN == clip("x" * MAX_SHOWN)
+
+
+def test_a_huge_type_code_and_path_give_small_messages() -> None:
+    """Not only the detail: every server- or caller-sent part of a message is bounded."""
+    big = 100_000
+    body = json.dumps({"type": "t" * big, "code": "c" * big, "detail": "d", "attr": None})
+    err = error_from_response(400, {}, body.encode(), method="GET", path="/p/" * big)
+    for text in (str(err), repr(err), *map(str, err.args)):
+        assert len(text) < FEW_KIB
+    assert big == len(err.code or "")
+    assert big == len(err.type or "")
+
+
 @pytest.mark.parametrize("status", [400, 401, 404, 429, 500, 503])
 def test_a_20_mb_detail_gives_small_messages_and_keeps_the_body(status: int) -> None:
     err = error_from_response(status, {}, _huge_envelope(), method="GET", path="/api/x/")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -57,3 +58,40 @@ def test_redact_drops_credentials_and_keeps_host_and_port(
     assert "@" not in shown
     assert "http://proxy.internal:3128" == redact("http://proxy.internal:3128")
     assert "http://[::1]:3128" == redact("http://u:p@[::1]:3128")
+
+
+def test_a_user_name_alone_is_redacted() -> None:
+    """A proxy token passed as the user name (no password) is left out too."""
+    shown = redact("http://token_SECRET@proxy.internal:3128")
+    assert "http://proxy.internal:3128" == shown
+    assert "SECRET" not in redact("http://:SECRET@proxy.internal:3128")
+
+
+def test_none_says_whether_the_environment_names_a_proxy() -> None:
+    """Empty variables name no proxy: every request goes direct, none is True."""
+    assert Proxies({}).none
+    assert not Proxies(ENV).none
+    empty = Proxies({"HTTPS_PROXY": "", "http_proxy": ""})
+    assert empty.none
+    assert empty.for_url("https://us.posthog.com/x/") is None
+
+
+def test_each_scheme_of_a_host_has_its_own_proxy() -> None:
+    proxies = Proxies(ENV)
+    assert "http://proxy:3129" == proxies.for_url("https://posthog.internal/x/")
+    assert "http://proxy:3128" == proxies.for_url("http://posthog.internal/x/")
+
+
+def test_without_a_mapping_the_process_environment_is_read(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    for name in ("http_proxy", "https_proxy", "no_proxy", "all_proxy", "REQUEST_METHOD"):
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.upper(), raising=False)
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy:3129")
+    monkeypatch.setenv("NO_PROXY", "internal.example")
+    proxies = Proxies()
+    assert not proxies.none
+    assert "http://proxy:3129" == proxies.for_url("https://us.posthog.com/x/")
+    assert proxies.for_url("https://ph.internal.example/x/") is None
+    assert proxies.for_url("http://us.posthog.com/x/") is None
