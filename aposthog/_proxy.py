@@ -71,8 +71,11 @@ class Proxies:
         key = (parts.scheme, parts.netloc)
         if key not in self._cache:
             host = parts.hostname or ""
+            # With the URL's port, a `NO_PROXY` entry `host:port` matches as well as `host`
+            # (as in the standard library and requests); an IPv6 address goes without it.
+            target = host if parts.port is None or ":" in host else f"{host}:{parts.port}"
             proxy = self._env.get(parts.scheme)
-            if proxy and (is_loopback(host) or _proxy_bypass(host, self._env)):
+            if proxy and (is_loopback(host) or _proxy_bypass(target, self._env)):
                 proxy = None
             self._cache[key] = proxy
         return self._cache[key]

@@ -21,6 +21,19 @@ def test_the_environment_names_a_proxy_per_scheme_and_no_proxy_exempts() -> None
     assert Proxies({}).for_url("https://us.posthog.com/x/") is None
 
 
+def test_a_no_proxy_entry_may_name_a_port() -> None:
+    """`host:port` exempts that port of the host only; `host` alone, every port."""
+    proxies = Proxies({**ENV, "NO_PROXY": "posthog.internal:8000,.corp.example"})
+    assert proxies.for_url("http://posthog.internal:8000/x/") is None
+    assert "http://proxy:3128" == proxies.for_url("http://posthog.internal:8001/x/")
+    assert "http://proxy:3128" == proxies.for_url("http://posthog.internal/x/")
+    assert proxies.for_url("https://ph.corp.example:8443/x/") is None
+    assert proxies.for_url("https://ph.corp.example/x/") is None
+    ipv6 = Proxies({**ENV, "NO_PROXY": "fd00::1"})
+    assert ipv6.for_url("https://[fd00::1]:8443/x/") is None
+    assert "http://proxy:3129" == ipv6.for_url("https://[fd00::2]:8443/x/")
+
+
 def test_loopback_is_never_proxied() -> None:
     proxies = Proxies(ENV)
     for url in ("http://127.0.0.1:1/", "http://127.9.9.9/", "http://[::1]:8/", "http://localhost/"):
