@@ -150,3 +150,39 @@ async def test_without_reattaches_an_incomplete_stream_raises_at_once() -> None:
                 deltas.append(text)  # noqa: PERF401 (the list must survive the raise)
     assert ["Hello"] == deltas  # what arrived was given out, and is not called the answer
     assert 1 == len(posthog.posts)
+
+
+class IdleOnReattach(ScriptedPostHog):
+    """Answers the first POST with `bodies[0]`, and every re-attach with PostHog's 400 for
+    a conversation whose run is over (say another client cancelled it meanwhile)."""
+
+    async def handle(self, request: ServerRequest) -> ServerReply:
+        if request.method == "POST" and self.posts:
+            self.posts.append(json.loads(request.body))
+            detail = {"detail": "Cannot continue streaming from an idle conversation"}
+            return ServerReply(
+                status=400,
+                body=json.dumps(detail).encode(),
+                headers={"Content-Type": "application/json"},
+            )
+        return await super().handle(request)
+
+
+async def test_a_run_over_without_its_answer_is_not_caught_up_as_complete() -> None:
+    """Cut mid-answer; the re-attach finds the run over, and the conversation holds the
+    question but no answer (the run was cancelled): nothing ended the run, so the stream
+    is not complete, and the error that cut it is raised."""
+    async with (
+        IdleOnReattach(HUMAN + SNAPSHOT, conversation=HUMAN) as posthog,
+        _client(posthog) as ph,
+    ):
+        stream = ph.conversations.create("q")
+        deltas: list[str] = []
+        with pytest.raises(aposthog.IncompleteStreamError) as info:
+            async for text in stream.text_deltas():
+                deltas.append(text)  # noqa: PERF401 (the list must survive the raise)
+        result = stream.result()
+    assert isinstance(info.value.__cause__, aposthog.BadRequestError)
+    assert not result.complete
+    assert ["Hello"] == deltas
+    assert ["q", None] == [p["content"] for p in posthog.posts]

@@ -6,6 +6,7 @@ import contextlib
 import random
 import socket
 import sys
+from typing import Any
 
 import anyio
 import attrs
@@ -13,6 +14,8 @@ import pytest
 
 import aposthog
 from aposthog import _stream_engine
+from aposthog._errors import PostHogError
+from aposthog._observe import StreamOutcome, WaitReason
 from aposthog.models.events import (
     ConversationEvent,
     MessageEvent,
@@ -22,7 +25,7 @@ from aposthog.models.messages import AssistantMessage
 from aposthog.sse import SSEDecoder
 from aposthog.testing import FakePostHog
 
-from .stream_helpers import ANSWER, FAST, collect, posts
+from .stream_helpers import ANSWER, FAST, Replay, collect, posts
 
 pytestmark = pytest.mark.anyio
 
@@ -470,3 +473,154 @@ async def test_aclose_wakes_a_stream_waiting_to_reattach(
         assert stream.closed
         await anyio.sleep(0.05)
         assert sent == len(fake.requests)  # no re-attach was sent after the close
+
+
+async def test_each_reattach_that_makes_progress_gets_the_whole_budget_again(
+    fake: FakePostHog, ph: aposthog.Client
+) -> None:
+    """Three drops, each after new events, with a budget of one re-attach: the count
+    starts over with every event, so the answer completes."""
+    fake.script_answer(
+        "one two three",
+        token_size=2,
+        delay=0.003,
+        drop_after=(4, 7, 9),
+        end_after_connections=4,
+        keep_stream_on_disconnect=True,
+    )
+    stream = ph.conversations.create("q", max_reattach_attempts=1)
+    deltas = await collect(stream)
+    result = stream.result()
+    assert result.complete
+    assert "".join(deltas) == result.text == "one two three"
+    assert fake.ai_streams.dropped == 3
+    assert [b["content"] for b in posts(fake)] == ["q", None, None, None]
+
+
+async def test_a_finished_stream_is_no_longer_counted_open(
+    fake: FakePostHog, ph: aposthog.Client
+) -> None:
+    """`until_done()` reads to the end without a loop that would close the stream: the
+    run's end alone takes it out of `open_streams` (and out of `Client.aclose()`'s list)."""
+    fake.script_answer("short")
+    stream = ph.conversations.create("q")
+    result = await stream.until_done()
+    assert result.complete
+    assert ph.open_streams == 0
+    assert stream._engine not in ph._api.pipeline.streams
+
+
+async def test_a_response_that_arrives_after_aclose_is_closed_at_once() -> None:
+    """Closed by another task while the request was out: the response that then arrives
+    is closed, never read, and nothing stays counted open."""
+    closes: list[str] = []
+
+    class Recording(Replay):
+        def close(self) -> None:
+            closes.append("closed")
+
+    async with aposthog.Client(api_key="phx_k", host="http://127.0.0.1:9", project_id=1) as ph:
+        stream = ph.conversations.create("q")
+
+        async def open_stream(*_: Any, **__: Any) -> Replay:
+            await stream.aclose()  # as the headers arrive
+            return Recording([b'event: message\ndata: {"type":"human","content":"q"}\n\n'])
+
+        ph._api.pipeline.transport.open_stream = open_stream  # type: ignore[method-assign, assignment]
+        assert [event async for event in stream] == []
+        assert stream.closed
+        assert ph.open_streams == 0
+    assert closes == ["closed"]
+
+
+async def test_a_stream_may_keep_exactly_max_response_size() -> None:
+    """The limit is on what passes it: a stream whose count is exactly the limit completes,
+    one byte less of limit raises after delivering what it decoded."""
+    human = b'{"type":"human","content":"q","id":"h1"}'
+    final = b'{"type":"ai","content":"Hello there","id":"a1"}'
+    body = b"".join(b"event: message\ndata: " + data + b"\n\n" for data in (human, final))
+    kept = len(human) + len(final) + 2 * _stream_engine._PIECE
+
+    async def read(limit: int) -> tuple[list[StreamEvent], aposthog.ConversationStream]:
+        client = aposthog.Client(
+            api_key="phx_k", host="http://127.0.0.1:9", project_id=1, max_response_size=limit
+        )
+        async with client as ph:
+
+            async def replay(*_: Any, **__: Any) -> Replay:
+                return Replay([body])
+
+            ph._api.pipeline.transport.open_stream = replay  # type: ignore[method-assign, assignment]
+            stream = ph.conversations.create("q")
+            events: list[StreamEvent] = []
+            with contextlib.suppress(aposthog.ResponseTooLargeError):
+                async for event in stream:
+                    events.append(event)  # noqa: PERF401 (the list must survive the raise)
+            return events, stream
+
+    events, stream = await read(kept)
+    assert len(events) == 2
+    assert stream.result().complete
+    events, stream = await read(kept - 1)
+    assert len(events) == 2  # delivered, then the error
+    assert not stream.result().complete
+
+
+class _Outcomes:
+    """An observer that records only each stream's outcome."""
+
+    def __init__(self) -> None:
+        self.outcomes: list[StreamOutcome] = []
+
+    def call(self, method: str, route: str, server: str, target: str = "") -> _Outcomes:
+        return self
+
+    def stream(self, conversation_id: str, server: str) -> _Outcomes:
+        return self
+
+    def attempt(self, number: int) -> None:
+        pass
+
+    def wait(
+        self, reason: WaitReason, seconds: float, attempt: int, error: PostHogError | None
+    ) -> None:
+        pass
+
+    def end(self, status: int | None, error: BaseException | None, attempts: int) -> None:
+        pass
+
+    def first_token(self) -> None:
+        pass
+
+    def reattach(self, number: int) -> None:
+        pass
+
+    def received(self, events: int, size: int) -> None:
+        pass
+
+    def outcome(self, outcome: StreamOutcome) -> None:
+        self.outcomes.append(outcome)
+
+
+async def test_a_stream_whose_reader_is_cancelled_is_reported_cancelled(
+    fake: FakePostHog,
+) -> None:
+    """Cancelling the consuming task (not `cancel()`) is a cancelled stream, not a failed one."""
+    fake.script_answer("a slow answer", token_size=1, delay=0.05)
+    recorder = _Outcomes()
+    async with fake.client(retry=FAST) as ph:
+        ph._api.observer = recorder
+        stream = ph.conversations.create("q")
+        reading = anyio.Event()
+
+        async def consume() -> None:
+            async for _ in stream.text_deltas():
+                reading.set()
+
+        with anyio.fail_after(5):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(consume)
+                await reading.wait()
+                tg.cancel_scope.cancel()
+        assert stream.closed
+    assert recorder.outcomes == ["cancelled"]

@@ -580,3 +580,78 @@ async def test_cancel_while_waiting_after_a_lost_answer_sends_the_patch(
 
 def _patches(fake: FakePostHog) -> list[str]:
     return [r.path for r in fake.requests if r.method == "PATCH"]
+
+
+async def test_a_stream_read_to_its_end_is_closed(fake: FakePostHog, ph: aposthog.Client) -> None:
+    stream = ph.conversations.create("q")
+    assert not stream.closed
+    result = await stream.until_done()
+    assert result.complete
+    assert stream.closed  # over: ended, though nobody closed it
+
+
+async def test_a_refused_async_with_leaves_the_stream_closed(
+    fake: FakePostHog, ph: aposthog.Client
+) -> None:
+    """A pre-stream error raised by `async with` closes the stream: nothing stays counted."""
+    fake.script_answer("a long answer", delay=0.05)
+    async with ph.conversations.create("first") as first:
+        await anext(first)
+        second = ph.conversations.create("second", conversation=first.conversation_id)
+        with pytest.raises(aposthog.ConflictError):
+            async with second:
+                pass
+        assert second.closed
+        assert ph.open_streams == 1  # the first only
+        assert second._engine not in ph._api.pipeline.streams
+
+
+async def test_a_loop_refused_to_a_second_reader_leaves_the_first_readers_stream_open(
+    fake: FakePostHog, ph: aposthog.Client
+) -> None:
+    """A loop that got `ClientStateError` (another task reads the stream) and is then
+    dropped does not close the stream under the task reading it."""
+    fake.script_answer("slow answer", token_size=1, delay=0.05)
+    stream = ph.conversations.create("q")
+    results: list[aposthog.ConversationResult] = []
+
+    async def read() -> None:
+        results.append(await stream.until_done())
+
+    with anyio.fail_after(10):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(read)
+            while not stream._engine._busy:  # noqa: ASYNC110 (the reader is now waiting)
+                await anyio.sleep(0.005)
+            for loop in (stream.text_deltas(), stream.text_batches(), aiter(stream)):
+                with pytest.raises(aposthog.ClientStateError):
+                    await anext(loop)
+            del loop
+            gc.collect()
+            assert not stream.closed
+    (result,) = results
+    assert result.complete
+    assert result.text == "slow answer"
+
+
+async def test_aclose_on_a_loop_closes_its_stream(fake: FakePostHog, ph: aposthog.Client) -> None:
+    fake.script_answer("slow answer", token_size=1, delay=0.05)
+    stream = ph.conversations.create("q")
+    loop = stream.text_deltas()
+    assert await anext(loop) == "s"
+    await loop.aclose()
+    assert stream.closed  # while the loop is still referenced
+    assert ph.open_streams == 0
+    await fake.wait_for_streams_closed(timeout=0.5)
+    assert fake.ai_streams.disconnected == 1
+
+
+async def test_cancel_after_the_run_ended_stops_nothing(
+    fake: FakePostHog, ph: aposthog.Client
+) -> None:
+    """The run is over: a PATCH could only stop another run (a message queued meanwhile)."""
+    stream = ph.conversations.create("q")
+    await stream.until_done()
+    await stream.cancel()
+    assert _patches(fake) == []
+    assert stream.result().complete

@@ -148,3 +148,25 @@ def test_any_cut_keeps_each_turns_text_with_its_question(
         if batches:
             # A piece holds everything that was there: at most one piece per chunk and turn.
             assert len(read) <= len(chunks) + len(answers)
+
+
+async def test_until_done_after_a_batch_reads_the_turn_the_batch_held_back() -> None:
+    """A batch loop that stopped before a queued message's turn (it holds its
+    `HumanMessage` for the next piece), then `until_done()`: everything is read, so
+    `question` is the last turn's."""
+    async with aposthog.Client(api_key="phx_k", host="http://127.0.0.1:9", project_id=1) as ph:
+
+        async def replay(*_: Any, **__: Any) -> Replay:
+            return Replay([TWO_TURNS])
+
+        ph._api.pipeline.transport.open_stream = replay  # type: ignore[method-assign, assignment]
+        stream = ph.conversations.create("q0")
+        batches = stream.text_batches()
+        assert await anext(batches) == "Answer one."
+        assert stream.question is not None
+        assert stream.question.id == "h1"
+        result = await stream.until_done()
+        assert stream.question is not None
+        assert stream.question.id == "h2"
+        assert result.complete
+        del batches
