@@ -26,6 +26,7 @@ from typing import Any, Final, TypeVar
 
 import attrs
 import cattrs
+from cattrs.cols import list_structure_factory
 from cattrs.errors import ClassValidationError, IterableValidationError
 
 from ._errors import ResponseDecodeError
@@ -222,6 +223,27 @@ def _json_hook(tp: Any) -> Callable[[Any, Any], Any]:
     return _JSON_HOOKS[tp]
 
 
+def _is_array(tp: Any) -> bool:
+    """A `list[X]` of records or messages (the JSON arrays kept as parsed are apart)."""
+    return typing.get_origin(tp) is list and not _is_json_value(tp)
+
+
+def _array_hook(tp: Any, conv: cattrs.Converter) -> Callable[[Any, Any], Any]:
+    """
+    cattrs' list hook, given only a JSON array: on its own it reads any iterable, so a
+    `""` or `{}` where PostHog sends a list of records would become an empty list, and
+    a non-empty string the list of its characters.
+    """
+    structure_items = list_structure_factory(tp, conv)
+
+    def structure_array(value: Any, _: Any) -> Any:
+        if value.__class__ is not list:
+            raise TypeError(f"expected a JSON array, got {type(value).__name__} {value!r:.40}")
+        return structure_items(value, tp)
+
+    return structure_array
+
+
 def _is_record(cls: Any) -> bool:
     return attrs.has(cls) and any(a.name == EXTRA_FIELDS for a in attrs.fields(cls))
 
@@ -310,6 +332,7 @@ def make_converter(*, detailed_validation: bool = False) -> cattrs.Converter:
         for optional in (scalar | None, typing.Optional[scalar]):  # noqa: UP045
             conv.register_structure_hook(optional, _strict_optional(scalar))
     conv.register_structure_hook_factory(_is_json_value, _json_hook)
+    conv.register_structure_hook_factory(_is_array, _array_hook)
     conv.register_unstructure_hook(dt.datetime, _unstructure_datetime)
     conv.register_structure_hook_factory(
         lambda tp: _open_enum_parts(tp) is not None, _make_open_enum_hook

@@ -88,7 +88,10 @@ def compile_record_structure(cls: type, conv: cattrs.Converter) -> Callable[[Any
         and not hasattr(cls, "__attrs_post_init__")
         and all(isinstance(d, types.MemberDescriptorType) for d in slots.values())
         and all(
-            f.validator is None and (f.converter is None or f.name == EXTRA_FIELDS) for f in fields
+            f.init  # a field `__init__` does not take gets its default only from `__init__`
+            and f.validator is None
+            and (f.converter is None or f.name == EXTRA_FIELDS)
+            for f in fields
         )
     )
     builder = _builder(cls) if direct else None

@@ -14,6 +14,7 @@ import aposthog
 from aposthog._converter import (
     converter,
     parse_datetime,
+    register_structure_hook_factory,
     structure,
     structure_records,
     unstructure,
@@ -43,6 +44,15 @@ CONFIG = {
         ),
         ("2024-05-01T14:00:00+0200", dt.datetime(2024, 5, 1, 12, tzinfo=dt.timezone.utc)),
         ("2024-05-01", dt.datetime(2024, 5, 1, tzinfo=dt.timezone.utc)),
+        # Shapes `fromisoformat` refuses (on every Python), read by the slow path.
+        ("2024-05-01Z", dt.datetime(2024, 5, 1, tzinfo=dt.timezone.utc)),
+        ("2024-05-01T12:00:00z", dt.datetime(2024, 5, 1, 12, tzinfo=dt.timezone.utc)),
+        (
+            "2024-05-01T14:00:00.5 +0200",
+            dt.datetime(2024, 5, 1, 12, 0, 0, 500000, dt.timezone.utc),
+        ),
+        ("2024-05-01T14:00:00.5 +02", dt.datetime(2024, 5, 1, 12, 0, 0, 500000, dt.timezone.utc)),
+        ("2024-05-01 12:00 Z", dt.datetime(2024, 5, 1, 12, tzinfo=dt.timezone.utc)),
     ],
 )
 def test_timestamps_become_aware_datetimes(text: str, expected: dt.datetime) -> None:
@@ -50,6 +60,29 @@ def test_timestamps_become_aware_datetimes(text: str, expected: dt.datetime) -> 
     parsed = parse_datetime(text)
     assert parsed.tzinfo is not None
     assert expected == parsed
+
+
+@pytest.mark.parametrize(
+    "text", ["yesterday", "2024-05-01 yesterday", "2024-05-01T12:00:00Zjunk", "2024-05-01T25:00"]
+)
+def test_text_that_is_no_timestamp_is_refused(text: str) -> None:
+    """Only a whole ISO 8601 timestamp is read: no prefix of one followed by anything."""
+    with pytest.raises(ValueError, match=r"isoformat|ISO 8601|must be in"):
+        parse_datetime(text)
+
+
+def test_datetime_objects_become_aware() -> None:
+    """A datetime object (not text) without an offset is taken as UTC too."""
+    naive = dt.datetime(2024, 5, 1, 12)
+    assert naive.replace(tzinfo=dt.timezone.utc) == structure(naive, dt.datetime)
+    assert structure(naive, dt.datetime).tzinfo is not None
+    assert structure({**CONFIG, "created_at": naive}, CustomerProfileConfig).created_at.tzinfo
+
+
+def test_timestamps_unstructure_to_iso_text_with_z() -> None:
+    """UTC is written `Z`, another offset as it is."""
+    assert "2024-05-01T12:00:00Z" == unstructure(parse_datetime("2024-05-01T12:00:00Z"))
+    assert "2024-05-01T14:00:00+02:00" == unstructure(parse_datetime("2024-05-01T14:00:00+0200"))
 
 
 def test_unknown_fields_and_enum_values_survive() -> None:
@@ -66,6 +99,35 @@ def test_known_enum_values_are_members() -> None:
     config = structure(CONFIG, CustomerProfileConfig)
     assert ProfileScope.PERSON is config.scope
     assert "person" == config.scope
+    # The same through the open-enum hook itself (lists of enums, the detailed twin).
+    assert ProfileScope.PERSON is structure("person", ProfileScope | str)
+    assert [ProfileScope.PERSON, "group_9"] == structure(
+        ["person", "group_9"], list[ProfileScope | str]
+    )
+    assert ProfileScope.PERSON is structure(["person"], list[ProfileScope | str])[0]
+    assert structure(None, ProfileScope | str | None) is None
+
+
+def test_known_fields_win_over_extra_fields_when_unstructured() -> None:
+    """An extra key that names a field never overrides the field's value."""
+    import attrs
+
+    decoded: CustomerProfileConfig = structure(CONFIG, CustomerProfileConfig)
+    config = attrs.evolve(decoded, extra_fields={"id": "forged", "new": 1})
+    out = unstructure(config)
+    assert "7b0c" == out["id"]
+    assert 1 == out["new"]
+
+
+def test_extra_fields_are_a_copy_of_what_was_given() -> None:
+    """Changing the mapping a record was made with does not change the record."""
+    import attrs
+
+    given_extra = {"x": 1}
+    decoded: CustomerProfileConfig = structure(CONFIG, CustomerProfileConfig)
+    config = attrs.evolve(decoded, extra_fields=given_extra)
+    given_extra["y"] = 2
+    assert {"x": 1} == dict(config.extra_fields)
 
 
 def test_bad_body_names_the_path_of_the_bad_field() -> None:
@@ -77,6 +139,57 @@ def test_bad_body_names_the_path_of_the_bad_field() -> None:
     assert ("$.results[3].created_at",) == info.value.paths
     assert "$.results[3].created_at" in str(info.value)
     assert "/p/" in str(info.value)
+
+
+def test_every_bad_field_is_named() -> None:
+    """Several bad fields: each path in `paths` and in the message, in body order."""
+    results: list[dict[str, Any]] = [dict(CONFIG) for _ in range(4)]
+    results[1]["created_at"] = "yesterday"
+    results[3]["id"] = 5
+    with pytest.raises(aposthog.ResponseDecodeError) as info:
+        structure(results, list[CustomerProfileConfig], path="$.results")
+    assert ("$.results[1].created_at", "$.results[3].id") == info.value.paths
+    assert "$.results[1].created_at" in str(info.value)
+    assert "$.results[3].id" in str(info.value)
+
+
+def test_a_null_item_in_a_page_is_a_decode_error() -> None:
+    """A null among the results is reported with its index, never skipped."""
+    with pytest.raises(aposthog.ResponseDecodeError) as info:
+        structure_records([dict(CONFIG), None], CustomerProfileConfig, path="$.results")
+    assert ("$.results[1]",) == info.value.paths
+
+
+_EXPORT = {
+    "id": "e1",
+    "team_id": 1,
+    "name": "n",
+    "model": "events",
+    "destination": {"type": "S3", "config": {}},
+    "interval": "hour",
+    "paused": False,
+    "created_at": "2025-03-01T00:00:00Z",
+    "latest_runs": [],
+}
+
+
+@pytest.mark.parametrize("wrong", ["", "ab", {}, {"id": "r1"}, 3, True])
+def test_a_list_of_records_is_a_json_array_or_a_decode_error(wrong: object) -> None:
+    """`""` or `{}` where PostHog sends an array is never read as an empty list."""
+    from aposthog.models import BatchExport, BatchExportRun
+    from aposthog.models.conversations import Conversation
+
+    assert [] == structure(_EXPORT, BatchExport).latest_runs
+    with pytest.raises(aposthog.ResponseDecodeError) as info:
+        structure({**_EXPORT, "latest_runs": wrong}, BatchExport)
+    assert ("$.latest_runs",) == info.value.paths
+    conversation = {"id": "c1", "status": "idle", "title": "t", "messages": wrong}
+    with pytest.raises(aposthog.ResponseDecodeError) as info:
+        structure(conversation, Conversation)
+    assert ("$.messages",) == info.value.paths
+    with pytest.raises(aposthog.ResponseDecodeError, match="expected a JSON array") as info:
+        structure(wrong, list[BatchExportRun], path="$.runs")
+    assert ("$.runs",) == info.value.paths
 
 
 @given(st.lists(records(CustomerProfileConfig), max_size=4), st.integers(0, 3))
@@ -140,6 +253,54 @@ def test_scalars_are_not_coerced(field: str, value: Any) -> None:
     with pytest.raises(aposthog.ResponseDecodeError) as info:
         structure({**CONFIG, field: value}, CustomerProfileConfig)
     assert (f"$.{field}",) == info.value.paths
+
+
+@pytest.mark.parametrize(
+    ("value", "kind"),
+    [
+        (True, float),
+        ("3.5", float),
+        (None, dict[str, Any]),
+        (None, list[Any]),
+        (None, list[str]),
+        ("abc", list[str]),
+        ("abc", list[str] | None),
+        ([1], list[str] | None),
+        ("x", int),
+    ],
+)
+def test_values_that_do_not_fit_name_their_path(value: Any, kind: Any) -> None:
+    """No coercion (a string is not a list of its characters, a null no object), and the
+    error names the path it was given."""
+    with pytest.raises(aposthog.ResponseDecodeError) as info:
+        structure(value, kind, path="$.v")
+    assert ("$.v",) == info.value.paths
+    assert "@ $.v" in str(info.value)
+
+
+def test_numbers_become_floats() -> None:
+    """An int where a float is declared is a float, as the type says."""
+    assert type(structure(2, float)) is float
+    assert type(structure(2.5, float)) is float
+
+
+def test_structure_hook_factories_reach_the_detailed_twin() -> None:
+    """A factory's hook decides for both converters: its own error is the one reported."""
+
+    class Celsius:
+        def __init__(self, degrees: float) -> None:
+            self.degrees = degrees
+
+    def hook(value: Any, _: Any) -> Celsius:
+        if type(value) is not float:
+            raise TypeError("degrees must be a float")
+        return Celsius(value)
+
+    register_structure_hook_factory(lambda tp: tp is Celsius, lambda _: hook)
+    assert 1.5 == structure(1.5, Celsius).degrees
+    with pytest.raises(aposthog.ResponseDecodeError, match="degrees must be a float") as info:
+        structure(2, Celsius, path="$.t")
+    assert ("$.t",) == info.value.paths
 
 
 def test_strict_int_and_bool_hooks() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import platform
 import urllib.parse
 import uuid
 
@@ -11,13 +12,16 @@ from hypothesis import strategies as st
 
 from aposthog._http import (
     Request,
+    Secret,
     encode_json,
     is_request_url,
     join_path,
     query_items,
     same_origin_url,
     segment,
+    user_agent,
 )
+from aposthog._version import __version__
 
 
 @pytest.mark.parametrize(
@@ -60,12 +64,35 @@ def test_join_path_adds_posthogs_trailing_slash() -> None:
     assert "/api/environments/1/batch_exports/x/logs/" == join_path(
         "/api/environments/1", "batch_exports", "x", "logs"
     )
+    # A prefix given with its own slash still gives single slashes.
+    assert "/api/environments/1/x/" == join_path("/api/environments/1/", "x")
 
 
 def test_query_items() -> None:
     """None is dropped, bools are lower-case words, sequences repeat the key."""
     items = query_items({"a": None, "b": True, "c": 3, "d": ["x", "y"], "e": "z"})
     assert (("b", "true"), ("c", "3"), ("d", "x"), ("d", "y"), ("e", "z")) == items
+
+
+def test_query_items_keep_floats_and_falsy_values() -> None:
+    """A float is one value (not iterated); 0, False and "" are sent, only None is left out."""
+    items = query_items({"f": 0.5, "zero": 0, "no": False, "empty": "", "t": (1, 2)})
+    assert (
+        ("f", "0.5"),
+        ("zero", "0"),
+        ("no", "false"),
+        ("empty", ""),
+        ("t", "1"),
+        ("t", "2"),
+    ) == (items)
+
+
+def test_user_agent_names_both_versions_and_the_transport() -> None:
+    """The User-Agent carries aposthog's and Python's versions, plus only what is added."""
+    base = f"aposthog/{__version__} Python/{platform.python_version()}"
+    assert base == user_agent()
+    assert base == user_agent("")
+    assert f"{base} aiohttp/3.9" == user_agent("aiohttp/3.9")
 
 
 def test_encode_json_is_compact_utf8() -> None:
@@ -98,6 +125,24 @@ def test_encode_json_is_compact_utf8() -> None:
             "https://x.example/posthog/api/x/",
             "https://x.example/posthog/api/x/",
         ),
+        # A path that only starts with the prefix's text is not under the prefix.
+        (
+            "https://x.example/ph",
+            "https://x.example/phx/api/x/",
+            "https://x.example/ph/phx/api/x/",
+        ),
+        # No path: the root, not a query glued to the host.
+        (
+            "https://us.posthog.com",
+            "https://us.posthog.com?cursor=1",
+            "https://us.posthog.com/?cursor=1",
+        ),
+        # A fragment is never part of a request.
+        (
+            "https://us.posthog.com",
+            "https://us.posthog.com/api/x/?c=1#frag",
+            "https://us.posthog.com/api/x/?c=1",
+        ),
     ],
 )
 def test_next_urls_stay_on_the_configured_host(base: str, url: str, expected: str) -> None:
@@ -124,6 +169,15 @@ def test_next_urls_that_cannot_be_requested_are_refused(url: str) -> None:
         same_origin_url("https://us.posthog.com", url)
 
 
+def test_refused_next_url_message_is_bounded() -> None:
+    """A huge `next` link is cut short in the error, which ends up in logs."""
+    url = "https://h/api/" + "x" * 10_000 + " "
+    with pytest.raises(ValueError, match="not a URL that can be requested") as info:
+        same_origin_url("https://us.posthog.com", url)
+    assert len(str(info.value)) < 300
+    assert str(info.value).endswith("...'")
+
+
 @given(st.text(alphabet=st.characters(min_codepoint=0x21, max_codepoint=0x7E)))
 def test_printable_ascii_next_urls_are_followed(tail: str) -> None:
     """Anything urlsplit takes without whitespace, control characters or non-ASCII goes."""
@@ -141,3 +195,13 @@ def test_request_repr_has_no_headers_secret() -> None:
     request = Request(method="GET", url="https://us.posthog.com/api/x/")
     assert "authorization" not in repr(request).lower()
     assert "/api/x/" == request.path
+
+
+def test_secret_is_its_text_but_never_its_repr() -> None:
+    """The key goes on the wire as itself; any repr (and so any container's) hides it."""
+    secret = Secret("phx_secret_key")
+    assert "phx_secret_key" == secret
+    assert "Bearer phx_secret_key" == f"Bearer {secret}"
+    assert "'<redacted>'" == repr(secret)
+    assert "phx_secret_key" not in repr({"Authorization": secret})
+    assert "phx_secret_key" not in repr([("Authorization", secret)])

@@ -14,7 +14,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from aposthog._converter import _detailed, converter
+from aposthog._converter import _detailed, converter, parse_datetime
 from aposthog.models import (
     BatchExport,
     BatchExportBackfill,
@@ -222,3 +222,109 @@ def test_a_record_with_a_validator_is_built_by_its_init() -> None:
     assert structure({"id": "ab"}, Checked) == Checked(id="ab")
     with pytest.raises(ValueError, match="Length of 'id'"):
         structure({"id": "a"}, Checked)
+
+
+def test_records_with_converters_or_post_init_are_built_by_their_init() -> None:
+    """A field converter and `__attrs_post_init__` run; a private field is passed by alias."""
+    from aposthog._converter import extra_fields_field
+    from aposthog._record_codegen import compile_record_structure
+
+    def lower(text: str) -> str:
+        return text.lower()
+
+    @attrs.frozen(kw_only=True)
+    class Lowered:
+        _name: str = attrs.field(converter=lower)
+        extra_fields: Any = extra_fields_field()
+
+    lowered = compile_record_structure(Lowered, converter)({"_name": "AB", "new": 1}, Lowered)
+    assert Lowered(name="ab", extra_fields={"new": 1}) == lowered
+    assert "ab" == lowered._name
+
+    @attrs.frozen(kw_only=True)
+    class Posted:
+        id: str
+        extra_fields: Any = extra_fields_field()
+
+        def __attrs_post_init__(self) -> None:
+            if not self.id.startswith("x"):
+                raise ValueError("id must start with x")
+
+    posted = compile_record_structure(Posted, converter)
+    assert Posted(id="xa") == posted({"id": "xa"}, Posted)
+    with pytest.raises(ValueError, match="must start with x"):
+        posted({"id": "a"}, Posted)
+
+
+def test_a_field_init_does_not_take_gets_its_default() -> None:
+    """A record with an `init=False` field is built by its `__init__`, default included."""
+    from aposthog._converter import extra_fields_field
+    from aposthog._record_codegen import compile_record_structure
+
+    @attrs.frozen(kw_only=True)
+    class Counted:
+        id: str
+        n: int = attrs.field(init=False, default=0)
+        extra_fields: Any = extra_fields_field()
+
+    built = compile_record_structure(Counted, converter)({"id": "a"}, Counted)
+    assert 0 == built.n
+    assert Counted(id="a") == built
+
+
+def test_a_default_that_takes_self_is_refused() -> None:
+    """The generated function has no instance to give such a factory: refused up front."""
+    from aposthog._converter import extra_fields_field
+    from aposthog._record_codegen import compile_record_structure
+
+    @attrs.frozen(kw_only=True)
+    class Derived:
+        id: str
+        copy: str = attrs.field(default=attrs.Factory(lambda self: self.id, takes_self=True))
+        extra_fields: Any = extra_fields_field()
+
+    with pytest.raises(TypeError, match="takes_self is not supported"):
+        compile_record_structure(Derived, converter)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "2025-03-01T00:00:00",
+        "2025-03-01",
+        "2025-03-01T00:00:00z",
+        "2025-03-01T01:00:00.5 +0100",
+        "2025-03-01Z",
+    ],
+)
+def test_generated_hooks_read_every_timestamp_shape_as_aware(text: str) -> None:
+    """Without an offset it is UTC; what `fromisoformat` refuses goes to the slow path."""
+    expected = parse_datetime(text)
+    assert expected.tzinfo is not None
+    run = converter.structure({**_RUN, "data_interval_start": text}, BatchExportRun)
+    assert expected == run.data_interval_start
+    assert run.data_interval_start is not None
+    assert run.data_interval_start.tzinfo is not None
+    body = {**VALID[CustomerProfileConfig], "created_at": text}
+    config = converter.structure(body, CustomerProfileConfig)
+    assert expected == config.created_at
+    assert config.created_at.tzinfo is not None
+
+
+@pytest.mark.parametrize(
+    ("cls", "key", "value"),
+    [
+        (BatchExportRun, "records_completed", True),
+        (BatchExport, "team_id", False),
+        (BatchExportRun, "id", 1),
+        (CustomerProfileConfig, "content", "x"),
+        (CustomerProfileConfig, "sidebar", None),
+        (BatchExportDestination, "config", None),
+        (BatchExportDestination, "config", []),
+    ],
+)
+def test_generated_hooks_refuse_wrong_types(cls: type, key: str, value: Any) -> None:
+    """A bool is not an int, a string is no JSON object or array: both converters refuse."""
+    body = {**VALID[cls], key: value}
+    assert ("error", None) == _outcome(converter.structure, body, cls)
+    assert ("error", None) == _outcome(_detailed.structure, body, cls)

@@ -57,3 +57,20 @@ def test_fill_puts_values_in_order_and_checks_their_number() -> None:
     with pytest.raises(TypeError, match="takes 2 path values"):
         route.fill("e")
     assert ("batch_exports",) == _routes.EXPORTS.fill()
+
+
+def test_fill_refuses_missing_or_extra_values() -> None:
+    """A route's `{name}` is never sent as is, and no value is silently dropped."""
+    with pytest.raises(TypeError, match="takes 2 path values"):
+        _routes.RUN_GET.fill()
+    with pytest.raises(TypeError, match="takes 2 path values"):
+        _routes.RUN_GET.fill("e", "r", "x")
+    with pytest.raises(TypeError, match="takes 0 path values"):
+        _routes.EXPORTS.fill("e")
+
+
+def test_fill_ignores_slashes_around_the_path() -> None:
+    """A path written with leading or trailing slashes gives no empty segment."""
+    route = Route("GET", "/things/{id}/", repeatable=True)
+    assert ("things", "v") == route.fill("v")
+    assert ("things",) == Route("GET", "/things/", repeatable=True).fill()
