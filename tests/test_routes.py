@@ -46,7 +46,8 @@ def test_only_work_starting_routes_are_not_repeatable() -> None:
     assert all(route.repeatable for route in ROUTES.values() if route.method in ("GET", "DELETE"))
 
 
-def test_only_conversation_create_counts_in_the_ai_bucket() -> None:
+def test_only_conversation_create_and_its_reattach_count_in_the_ai_bucket() -> None:
+    """A re-attach is a POST to `conversations/` too: PostHog throttles it as a create."""
     ai = {name for name, route in ROUTES.items() if route.bucket != "api"}
     assert {"CONVERSATION_CREATE", "CONVERSATION_REATTACH"} == ai
 
