@@ -155,6 +155,7 @@ class PageReader(Generic[T]):
     __slots__ = (
         "_ahead",
         "_chain_from",
+        "_delivered",
         "_done",
         "_fetch_url",
         "_fetched",
@@ -186,6 +187,7 @@ class PageReader(Generic[T]):
         self._ahead = ahead
         self._plan_ahead = ahead if plan_ahead is None else plan_ahead
         self._wanted = wanted
+        self._delivered = 0  # records handed out, against `wanted`
         self._tasks: deque[asyncio.Task[Page[T] | None]] = deque()
         self._stopping: list[asyncio.Task[Page[T] | None]] = []
         self._plan: PlannedUrls | None = None
@@ -212,17 +214,20 @@ class PageReader(Generic[T]):
             raise StopAsyncIteration
         self._on_page(page)
         self._chain_from = page.next
+        self._delivered += len(page.results)
         if not self._seen_first:
             self._seen_first = True
             if page.count is not None and page.next is not None and self._plan_ahead:
                 wanted = None if self._wanted is None else self._wanted - len(page.results)
                 self._plan = planned_urls(page.next, page.count, wanted)
         if page.next is None or (self._plan is not None and not self._plan and not self._tasks):
-            if page.next is None or self._wanted is not None:
+            if page.next is None or (self._wanted is not None and self._delivered >= self._wanted):
                 self._done = True  # the last page (or the last one a caller wants)
                 self._close()
             else:
-                self._plan = None  # the list grew past `count`: follow `next` from here
+                # The list grew past `count` (the plan stopped there, short of what a
+                # caller wants, if any): follow `next` from here.
+                self._plan = None
         self._fill()
         return page
 

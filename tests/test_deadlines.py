@@ -149,3 +149,90 @@ async def test_outside_a_task_there_is_no_deadline() -> None:
     loop.call_soon(lambda: got.set_result(deadlines.start(1)))  # a callback: no task
     assert None is await got
     assert not deadlines._running
+
+
+async def test_the_timer_is_armed_for_exactly_the_attempt_s_limit() -> None:
+    """Neither early nor late: the timer fires at the moment `start()` plus the limit."""
+    deadlines = Deadlines()
+    loop = asyncio.get_running_loop()
+    before = loop.time()
+    key = deadlines.start(0.5)
+    after = loop.time()
+    assert key is not None
+    assert before + 0.5 <= deadlines._when <= after + 0.5
+    deadlines.stop(key)
+    deadlines.close()
+
+
+async def test_no_attempt_is_cancelled_before_its_deadline() -> None:
+    """One firing takes the attempts due within a millisecond, never the later ones."""
+    deadlines = Deadlines()
+    loop = asyncio.get_running_loop()
+    limits = [0.05, 0.08, 0.11, 0.14]
+
+    async def timed(seconds: float) -> float:
+        started = loop.time()
+        assert "timed out" == await _attempt(deadlines, seconds, 5)
+        return loop.time() - started
+
+    took = await asyncio.gather(*(timed(s) for s in limits))
+    for seconds, elapsed in zip(limits, took, strict=True):
+        assert elapsed >= seconds - 0.0011
+
+
+async def test_after_a_firing_the_timer_waits_for_the_nearest_deadline_left() -> None:
+    deadlines = Deadlines()
+    far = asyncio.create_task(_attempt(deadlines, 30, 30))
+    near = asyncio.create_task(_attempt(deadlines, 0.3, 30))
+    await asyncio.sleep(0)
+    assert "timed out" == await _attempt(deadlines, 0.02, 5)
+    left = sorted(deadline for _, deadline, _ in deadlines._running.values())
+    assert 2 == len(left)
+    assert left[0] == deadlines._when  # the near one's, not the far one's
+    assert "timed out" == await near
+    far.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await far
+    deadlines.close()
+
+
+async def test_close_leaves_no_timer_behind() -> None:
+    """After close() no deadline fires, not even one armed before a nearer one re-armed it."""
+    deadlines = Deadlines()
+    long = asyncio.create_task(_attempt(deadlines, 0.3, 0.6))
+    await asyncio.sleep(0)
+    assert "timed out" == await _attempt(deadlines, 0.02, 5)  # the timer, re-armed for 0.3
+    deadlines.close()
+    assert "done" == await long  # its 0.3 s passed while it ran, unlimited since close()
+
+
+@pytest.mark.parametrize("how", ["fired", "closed"])
+async def test_an_attempt_after_the_timer_went_idle_still_has_its_deadline(how: str) -> None:
+    """Once the timer fired with nothing left to wait for, or was closed, it is armed anew."""
+    deadlines = Deadlines()
+    if how == "fired":
+        assert "timed out" == await _attempt(deadlines, 0.01, 5)
+    else:
+        key = deadlines.start(0.01)
+        assert key is not None
+        deadlines.stop(key)
+        deadlines.close()
+    assert "timed out" == await _attempt(deadlines, 0.05, 2)
+
+
+@pytest.mark.skipif(sys.version_info < (3, 11), reason="3.10 tasks count no cancellations")
+async def test_a_deadline_is_recognised_in_a_task_already_being_cancelled() -> None:
+    """An attempt begun after its task swallowed a cancellation: its timeout is its own."""
+    task = asyncio.current_task()
+    assert task is not None
+    deadlines = Deadlines()
+    task.cancel()
+    try:
+        await asyncio.sleep(1)
+    except asyncio.CancelledError:
+        pass  # a cleanup that goes on
+    assert 1 == _pending_cancels()
+    assert "timed out" == await _attempt(deadlines, 0.02, 5)
+    assert 1 == _pending_cancels()  # the outside cancellation is still pending, untouched
+    if sys.version_info >= (3, 11):  # (for mypy: skipped on 3.10 anyway)
+        task.uncancel()

@@ -93,3 +93,47 @@ def test_a_corrupt_or_short_body_is_unreadable(encoding: str, body: bytes) -> No
 def test_an_unknown_encoding_is_unreadable() -> None:
     with pytest.raises(UnreadableBody, match="br"):
         Inflater("br", limit=None)
+
+
+@pytest.mark.parametrize("name", ["x-gzip", " GZip ", "X-GZIP", "Deflate"])
+def test_encoding_names_are_read_as_http_spells_them(name: str) -> None:
+    """Content-Encoding is case-insensitive, and `x-gzip` is gzip."""
+    data = b"hello " * 100
+    body = zlib.compress(data) if "deflate" in name.lower() else gzip.compress(data)
+    inflater = Inflater(name, limit=None)
+    assert data == b"".join([*inflater.feed(body), *inflater.finish()])
+
+
+def _raw_deflate(data: bytes) -> bytes:
+    packer = zlib.compressobj(wbits=-zlib.MAX_WBITS)
+    return packer.compress(data) + packer.flush()
+
+
+def test_what_only_finish_gives_counts_toward_the_limit() -> None:
+    """A raw deflate body's last bytes come out of `finish()`: they count too."""
+    size = PIECE + 4
+    body = _raw_deflate(b"\0" * size)
+    inflater = Inflater("deflate", limit=size - 1)
+    fed = b"".join(inflater.feed(body))
+    assert len(fed) < size  # the rest is only given by finish()
+    with pytest.raises(BodyTooLarge):
+        list(inflater.finish())
+    assert b"\0" * size == b"".join(_inflate(body, "raw-deflate", [], limit=size))
+
+
+def test_finish_gives_no_piece_larger_than_a_piece(monkeypatch: pytest.MonkeyPatch) -> None:
+    """With tiny pieces, what is left at the end still comes a piece at a time."""
+    monkeypatch.setattr("aposthog._inflate.PIECE", 16)
+    data = b"\0" * 36  # the last match outlasts the input: 20 bytes only finish() gives
+    inflater = Inflater("deflate", limit=None)
+    fed = list(inflater.feed(_raw_deflate(data)))
+    rest = list(inflater.finish())
+    assert sum(map(len, rest)) > 16  # the case under test: more than a piece left at the end
+    assert all(len(p) <= 16 for p in fed + rest)
+    assert data == b"".join(fed + rest)
+
+
+def test_a_piece_is_64_kib() -> None:
+    """A bomb's cost per step: the 64 KiB the module documents, whatever else changes."""
+    pieces = _inflate(gzip.compress(b"\0" * 1024 * 1024), "gzip", [], limit=None)
+    assert 64 * 1024 == max(map(len, pieces))

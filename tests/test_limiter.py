@@ -2,14 +2,23 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
+from collections.abc import Callable
+from types import SimpleNamespace
 
 import anyio
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from aposthog._limiter import InProcessRateLimitStore, RateLimiter, rate_limit_scope
+from aposthog._errors import RateLimitError
+from aposthog._limiter import (
+    InProcessRateLimitStore,
+    RateLimiter,
+    RateLimitStore,
+    rate_limit_scope,
+)
 from aposthog._ratelimit import Rate, RateLimits
 
 pytestmark = pytest.mark.anyio
@@ -237,3 +246,178 @@ def test_random_arrivals_and_cancellations_keep_order_and_count(
         assert all(n in done for n, (_, give_up) in enumerate(plan) if give_up is None)
 
     anyio.run(scenario)
+
+
+def _clock(*readings: float, then: float = 1e6) -> Callable[[], float]:
+    """A store clock that reads `readings` in turn, then `then` for ever."""
+    it = iter(readings)
+    return lambda: next(it, then)
+
+
+async def test_a_wait_longer_than_max_wait_is_refused_at_once() -> None:
+    store = CountingStore()
+    store._clock = _clock(0.0, 0.0, 0.0, 0.0, 0.0)
+    limiter = RateLimiter(RateLimits(api=Rate(1000, per=60)), store, "s")
+    await limiter.penalize("api", 30)
+    for _ in range(2):  # refused without holding the line: the next one is refused too
+        with anyio.fail_after(5), pytest.raises(RateLimitError) as excinfo:
+            await limiter.acquire("api", max_wait=10)
+        assert 30 == excinfo.value.retry_after
+    assert 0 == store.counted
+    assert 0.0 == await limiter.acquire("ai", max_wait=10)  # another bucket goes
+
+
+async def test_a_wait_of_exactly_max_wait_is_waited() -> None:
+    store = InProcessRateLimitStore(clock=_clock(0.0, 0.0))  # the penalty, the first ask
+    limiter = RateLimiter(RateLimits(api=Rate(1000, per=60)), store, "s")
+    await limiter.penalize("api", 0.05)
+    assert await limiter.acquire("api", max_wait=0.05) > 0
+
+
+async def test_the_windows_apply_after_a_429_came_first() -> None:
+    """A bucket penalized before its first request still counts its windows afterwards."""
+    now = 0.0
+    store = InProcessRateLimitStore(clock=lambda: now)
+    limiter = RateLimiter(RateLimits(api=Rate(2, per=60), margin=0), store, "s")
+    await limiter.penalize("api", 1)
+    now = 2.0
+    assert [0.0, 0.0] == [await limiter.acquire("api", max_wait=0) for _ in range(2)]
+    with pytest.raises(RateLimitError) as excinfo:
+        await limiter.acquire("api", max_wait=0)
+    assert 60 == excinfo.value.retry_after
+
+
+class GatedStore(CountingStore):
+    """Every request asking the store waits for `gate`: whoever asks holds the turn meanwhile."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gate = anyio.Event()
+
+    async def try_acquire(
+        self, scope: str, bucket: str, windows: tuple[Rate, ...], margin: float
+    ) -> float:
+        await self.gate.wait()
+        return await super().try_acquire(scope, bucket, windows, margin)
+
+
+async def _until_queued(limiter: RateLimiter, n: int) -> None:
+    with anyio.fail_after(5):
+        while len(limiter._lines["api"].queue) < n:  # noqa: ASYNC110 (no event to wait on)
+            await anyio.sleep(0.001)
+
+
+async def test_a_request_right_after_its_own_turn_queues_behind_the_waiters() -> None:
+    """The turn goes straight to the next in line: no newcomer slips in while it wakes."""
+    store = GatedStore()
+    limiter = RateLimiter(RateLimits(api=Rate(1000, per=60)), store, "s")
+    order: list[str] = []
+
+    async def head() -> None:
+        await limiter.acquire("api")
+        order.append("head")
+        await limiter.acquire("api")  # arrives while the waiter has the turn, not yet awake
+        order.append("again")
+
+    async def waiter() -> None:
+        await limiter.acquire("api")
+        order.append("waiter")
+
+    with anyio.fail_after(5):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(head)
+            await anyio.sleep(0.01)
+            tg.start_soon(waiter)
+            await _until_queued(limiter, 1)
+            store.gate.set()
+    assert ["head", "waiter", "again"] == order
+
+
+async def test_a_waiter_cancelled_as_its_turn_comes_passes_it_on() -> None:
+    """Cancelled (natively) in the very step the turn was handed to it: the next one goes."""
+    store = GatedStore()
+    limiter = RateLimiter(RateLimits(api=Rate(1000, per=60)), store, "s")
+    done: list[str] = []
+
+    async def request(name: str) -> None:
+        await limiter.acquire("api")
+        done.append(name)
+
+    async def head() -> None:
+        await request("head")
+        late.cancel()  # its turn was just handed over; it has not run since
+
+    with anyio.fail_after(5):
+        first = asyncio.ensure_future(head())
+        await anyio.sleep(0.01)
+        late = asyncio.ensure_future(request("late"))
+        await _until_queued(limiter, 1)
+        last = asyncio.ensure_future(request("last"))
+        await _until_queued(limiter, 2)
+        store.gate.set()
+        await asyncio.wait({first, late, last})
+    assert late.cancelled()
+    assert ["head", "last"] == done
+    assert 2 == store.counted
+    assert not limiter._lines["api"].busy
+
+
+async def test_seconds_waited_count_the_time_in_line() -> None:
+    """`acquire` returns the time since the request arrived, its turn in line included."""
+    now = 0.0
+
+    class ScriptedStore(RateLimitStore):
+        """The waits asked for in turn; the clock moves one second per question."""
+
+        def __init__(self, waits: list[float]) -> None:
+            self.waits = waits
+            self.gate = anyio.Event()
+
+        async def try_acquire(
+            self, scope: str, bucket: str, windows: tuple[Rate, ...], margin: float
+        ) -> float:
+            nonlocal now
+            await self.gate.wait()
+            now += 1
+            return self.waits.pop(0)
+
+    store = ScriptedStore([0.001, 0.0, 0.001, 0.0])  # the first twice, then the second twice
+    limiter = RateLimiter(RateLimits(api=Rate(1000, per=60)), store, "s")
+    waited: dict[str, float] = {}
+
+    async def request(name: str) -> None:
+        waited[name] = await limiter.acquire("api")
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr("aposthog._limiter.time", SimpleNamespace(monotonic=lambda: now))
+        with anyio.fail_after(5):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(request, "first")  # holds the turn from `now` == 0
+                await anyio.sleep(0.01)
+                tg.start_soon(request, "second")  # in line from `now` == 0
+                await _until_queued(limiter, 1)
+                store.gate.set()
+    assert {"first": 1.0, "second": 4.0} == waited  # waits from 1 (its first answer), from 0
+
+
+async def test_aclose_releases_the_store_once() -> None:
+    class AttachCounting(InProcessRateLimitStore):
+        def __init__(self) -> None:
+            super().__init__()
+            self.users = 0
+
+        def _attach(self) -> None:
+            self.users += 1
+
+        async def _detach(self) -> None:
+            self.users -= 1
+
+    store = AttachCounting()
+    limits = RateLimits(api=Rate(1000, per=60))
+    first, second = RateLimiter(limits, store, "s"), RateLimiter(limits, store, "s")
+    assert 2 == store.users
+    await first.aclose()
+    await first.aclose()
+    assert 1 == store.users  # still the second client's
+    await second.aclose()
+    assert 0 == store.users

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import gc
 import tracemalloc
 from collections.abc import AsyncIterator
 from typing import Any
@@ -21,7 +22,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import aposthog
-from aposthog._prefetch import planned_urls
+from aposthog._pagination import Page, new_page
+from aposthog._prefetch import PageReader, planned_urls
 from aposthog.testing import FakePostHog
 
 from .web_server import serve
@@ -367,3 +369,238 @@ async def test_to_list_with_a_huge_count_fetches_only_what_is_planned_ahead(coun
                 c.id async for c in ph.customer_profile_configs.list().prefetch(4)
             ]
     assert len(hits) <= (1 + 64) + (1 + 4)  # each a first page, then one read-ahead at most
+
+
+@contextlib.asynccontextmanager
+async def _stale_count(total: int, count: int) -> AsyncIterator[str]:
+    """A loopback limit/offset list of `total` records whose first page says `count`."""
+
+    async def handler(request: web.Request) -> web.Response:
+        limit, offset = int(request.query.get("limit", "5")), int(request.query.get("offset", "0"))
+        nxt = request.url.with_query(limit=limit, offset=offset + limit)
+        return web.json_response(
+            {
+                "count": count if offset == 0 else total,  # counted before the rest arrived
+                "next": str(nxt) if offset + limit < total else None,
+                "previous": None,
+                "results": [_record(i) for i in range(offset, min(total, offset + limit))],
+            }
+        )
+
+    async with serve(handler) as url:
+        yield url
+
+
+async def test_to_list_follows_next_past_a_stale_count() -> None:
+    """The first page says 12 records, the list holds 16: every one of them is collected."""
+    total = 16
+    want = [f"id-{i:04d}" for i in range(total)]
+    async with (
+        _stale_count(total, 12) as url,
+        aposthog.Client(api_key="phx_k", host=url, project_id=1) as ph,
+    ):
+        with anyio.fail_after(5):
+            assert want == [c.id for c in await ph.customer_profile_configs.list().to_list()]
+            assert want == [c.id async for c in ph.customer_profile_configs.list().prefetch(3)]
+            got = await ph.customer_profile_configs.list().to_list(limit=14)
+            assert want[:14] == [c.id for c in got]
+
+
+async def test_to_list_with_a_limit_follows_next_past_a_stale_count() -> None:
+    """to_list(limit=100) on 16 records whose first page says 12: all 16, as to_list() gives."""
+    async with (
+        _stale_count(16, 12) as url,
+        aposthog.Client(api_key="phx_k", host=url, project_id=1) as ph,
+    ):
+        with anyio.fail_after(5):
+            got = await ph.customer_profile_configs.list().to_list(limit=100)
+    assert [f"id-{i:04d}" for i in range(16)] == [c.id for c in got]
+
+
+def _record(i: int) -> dict[str, Any]:
+    return {
+        "id": f"id-{i:04d}",
+        "scope": "person",
+        "content": {},
+        "sidebar": {},
+        "created_at": "2024-01-01T00:00:00Z",
+        "updated_at": None,
+    }
+
+
+@pytest.mark.parametrize("ahead", [0, 1, 3])
+async def test_no_page_is_fetched_after_aclose(fake: FakePostHog, ahead: int) -> None:
+    """Once closed, the reader is over: a further `__anext__` stops without a request."""
+    _seed(fake, 20)
+    async with fake.client() as ph:
+        pages = ph.customer_profile_configs.list(limit=5).prefetch(ahead).pages()
+        await pages.__anext__()
+        await pages.aclose()
+        sent = len(fake.requests)
+        with pytest.raises(StopAsyncIteration):
+            await pages.__anext__()
+        assert sent == len(fake.requests)
+        assert 1 <= sent <= 1 + ahead
+
+
+# ----------------------------------------------------------------- the reader itself
+
+_BASE = "https://h/api/x/"
+
+
+class _Pages:
+    """Fetches for a `PageReader`, each page one record: what was asked for, and how it ended."""
+
+    def __init__(self, *, count: int | None) -> None:
+        self.count = count  # None: a cursor list that never ends; else limit=1 offsets
+        self.started: list[str] = []
+        self.cancelled: list[str] = []
+        self.cleaned: list[str] = []
+        self.release = asyncio.Event()  # a blocking fetch answers once this is set
+        self.block: set[int] = set()  # the pages whose fetch waits for `release`
+        self.fail: set[int] = set()  # the pages whose fetch raises
+        self.slow_cleanup = False  # a cancelled fetch takes many loop turns to let go
+        self.fail_when_cancelled = False  # a cancelled fetch ends in an error of its own
+        self.fetched = anyio.Event()  # set once `wait_for` fetches have started
+        self.wait_for = 0
+
+    def _page(self, n: int) -> Page[int]:
+        if self.count is None:
+            nxt: str | None = f"{_BASE}?cursor={n + 1}"
+        else:
+            nxt = f"{_BASE}?limit=1&offset={n + 1}" if n + 1 < self.count else None
+        return new_page([n], self.count, nxt, None, self.fetch)
+
+    async def first(self) -> Page[int]:
+        return self._page(0)
+
+    async def fetch(self, url: str) -> Page[int]:
+        n = int(url.rsplit("=", 1)[1])
+        self.started.append(url)
+        if len(self.started) == self.wait_for:
+            self.fetched.set()
+        try:
+            if n in self.fail:
+                await self.fetched.wait()  # the other fetches are under way first
+                raise ValueError(f"page {n}")
+            if n in self.block:
+                await self.release.wait()
+        except asyncio.CancelledError:
+            self.cancelled.append(url)
+            if self.slow_cleanup:  # letting go of a connection takes a while
+                for _ in range(20):
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await asyncio.sleep(0)
+            self.cleaned.append(url)
+            if self.fail_when_cancelled:
+                raise ConnectionResetError(url) from None
+            raise
+        return self._page(n)
+
+    def reader(self, ahead: int, plan_ahead: int | None = None) -> PageReader[int]:
+        return PageReader(
+            self.first, self.fetch, lambda _: None, ahead=ahead, plan_ahead=plan_ahead
+        )
+
+
+async def _turns(n: int = 50) -> None:
+    """Let every ready task run: the fetches here wait on nothing but each other."""
+    for _ in range(n):
+        await asyncio.sleep(0)
+
+
+@pytest.mark.parametrize("ahead", [1, 2, 3])
+async def test_a_cursor_chain_reads_no_further_than_ahead(ahead: int) -> None:
+    pages = _Pages(count=None)
+    reader = pages.reader(ahead)
+    assert [0] == (await reader.__anext__()).results
+    await _turns()
+    assert [f"{_BASE}?cursor={i}" for i in range(1, ahead + 1)] == pages.started
+    assert [1] == (await reader.__anext__()).results
+    await _turns()
+    assert [f"{_BASE}?cursor={i}" for i in range(1, ahead + 2)] == pages.started
+    await reader.aclose()
+
+
+async def test_aclose_cancels_the_fetches_in_flight() -> None:
+    """aclose() does not wait for slow pages to arrive: it cancels them, then waits."""
+    pages = _Pages(count=10)
+    pages.block = set(range(1, 10))
+    pages.wait_for = 3
+    reader = pages.reader(3)
+    await reader.__anext__()
+    await pages.fetched.wait()
+    closing = asyncio.ensure_future(reader.aclose())
+    done, _ = await asyncio.wait({closing}, timeout=10)  # instant unless it waits for `release`
+    pages.release.set()
+    await closing
+    assert {closing} == done
+    assert sorted(pages.started) == sorted(pages.cancelled)
+    assert 3 == len(pages.cancelled)
+
+
+async def test_an_error_cancels_the_fetches_in_flight() -> None:
+    """The consumer meets a failed page: the pages after it are cancelled, the reader is over."""
+    pages = _Pages(count=10)
+    pages.fail = {1}
+    pages.block = set(range(2, 10))
+    pages.wait_for = 3
+    reader = pages.reader(3)
+    await reader.__anext__()
+    with pytest.raises(ValueError, match="page 1"):
+        await reader.__anext__()
+    # No aclose() and the reader still referenced: the error alone stopped everything.
+    await _until(lambda: len(pages.cancelled) == 2)
+    assert [f"{_BASE}?limit=1&offset={i}" for i in (2, 3)] == sorted(pages.cancelled)
+    with pytest.raises(StopAsyncIteration):
+        await reader.__anext__()
+    pages.release.set()
+    await reader.aclose()
+
+
+async def test_a_cancelled_consumer_s_aclose_waits_for_every_fetch() -> None:
+    """
+    Cancelled while awaiting a page, then closed within the cancelled scope (as `to_list()`
+    does): aclose() still waits until every fetch has let go, however long that takes.
+    """
+    pages = _Pages(count=10)
+    pages.block = set(range(1, 10))
+    pages.slow_cleanup = True
+    pages.wait_for = ahead = 3
+    reader = pages.reader(ahead)
+
+    async def cancel_once_fetching() -> None:
+        await pages.fetched.wait()
+        tg.cancel_scope.cancel()
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(cancel_once_fetching)
+        async with contextlib.aclosing(reader):
+            await reader.__anext__()
+            await reader.__anext__()  # page 1 never comes: cancelled while awaiting it
+    assert ahead == len(pages.started)
+    assert sorted(pages.started) == sorted(pages.cleaned)
+
+
+async def test_a_fetch_failing_as_it_is_cancelled_is_not_reported() -> None:
+    """A fetch that fails while being cancelled (the consumer stopped): no 'never retrieved'."""
+    loop = asyncio.get_running_loop()
+    reported: list[dict[str, Any]] = []
+    previous = loop.get_exception_handler()
+    loop.set_exception_handler(lambda _, context: reported.append(context))
+    try:
+        pages = _Pages(count=10)
+        pages.block = set(range(1, 10))
+        pages.fail_when_cancelled = True
+        pages.wait_for = 2
+        reader = pages.reader(2)
+        await reader.__anext__()
+        await pages.fetched.wait()
+        await reader.aclose()
+        assert 2 == len(pages.cancelled)
+        del reader, pages
+        gc.collect()
+        await _turns(5)
+    finally:
+        loop.set_exception_handler(previous)
+    assert [] == [c.get("message") for c in reported]
