@@ -235,6 +235,30 @@ WRONG_CALLS: list[tuple[str, Call, type[Exception]]] = [
     ),
     ("test destination None", lambda ph: ph.batch_exports.test(destination=None), TypeError),  # type: ignore[arg-type]
     (
+        "run_test_step config nan",
+        lambda ph: ph.batch_exports.run_test_step(E, step=0, config={"port": float("nan")}),
+        ValueError,
+    ),
+    (
+        "create hogql_modifiers non-str key",
+        lambda ph: ph.batch_exports.create(
+            name="x",
+            destination=NOOP,
+            interval="hour",
+            hogql_modifiers={1: True},  # type: ignore[dict-item]
+        ),
+        TypeError,
+    ),
+    (
+        "create destination record with non-str config key",
+        lambda ph: ph.batch_exports.create(
+            name="x",
+            destination=BatchExportDestination(type="NoOp", config={1: "x"}),  # type: ignore[dict-item]
+            interval="hour",
+        ),
+        TypeError,
+    ),
+    (
         "create_backfill naive",
         lambda ph: ph.batch_exports.create_backfill(E, start_at="2024-01-01T00:00:00", end_at=None),
         ValueError,

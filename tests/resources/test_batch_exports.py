@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from types import MappingProxyType
 from typing import Any
 
 import pytest
@@ -258,6 +259,15 @@ async def test_update_can_clear_nullable_fields(fake: FakePostHog, ph: aposthog.
     assert updated.end_at is None
 
 
+async def test_filters_given_as_other_mappings_are_sent_as_objects(
+    fake: FakePostHog, ph: aposthog.Client
+) -> None:
+    """Each filter may be any mapping (a read-only view here): it is sent as a JSON object."""
+    event = {"key": "$browser", "operator": "exact", "type": "event", "value": ["Firefox"]}
+    await make(ph, filters=[MappingProxyType(event)])
+    assert fake.requests[-1].json()["filters"] == [event]
+
+
 async def test_create_sends_a_hogql_source_and_reads_it_back(
     fake: FakePostHog, ph: aposthog.Client
 ) -> None:
@@ -328,6 +338,16 @@ async def test_update_interval_and_offsets(ph: aposthog.Client) -> None:
         await ph.batch_exports.update(daily.id, interval="day", offset_day=1)
 
 
+@pytest.mark.parametrize("wrapped", [f"{{{MISSING}}}", f"urn:uuid:{MISSING}"])
+async def test_ids_in_other_uuid_spellings_are_refused_before_sending(
+    fake: FakePostHog, ph: aposthog.Client, wrapped: str
+) -> None:
+    """PostHog reads only the plain UUID forms: braces and urn: are a ValueError."""
+    with pytest.raises(ValueError, match="id must be a UUID"):
+        await ph.batch_exports.get(wrapped)
+    assert fake.requests == []
+
+
 async def test_update_missing_export_is_not_found(ph: aposthog.Client) -> None:
     """PATCH on an unknown id is a 404."""
     with pytest.raises(aposthog.NotFoundError):
@@ -373,6 +393,27 @@ async def test_unpause_with_backfill_backfills_the_paused_time(
     assert fake.requests[-1].json() == {"backfill": True}
     [backfill] = await ph.batch_exports.list_backfills(export.id).to_list()
     assert backfill.start_at == paused_at
+
+
+async def test_unpause_with_backfill_is_not_sent_twice(
+    fake: FakePostHog, ph: aposthog.Client
+) -> None:
+    """A 502 is retried for a plain unpause, but not for one that starts a backfill."""
+    export = await make(ph)
+    unpause = f"/api/environments/1/batch_exports/{export.id}/unpause/"
+
+    fake.fail_next(1, status=502, method="POST", path="/unpause/")
+    await ph.batch_exports.unpause(export.id)
+    assert [r.path for r in fake.requests].count(unpause) == 2
+
+    await ph.batch_exports.pause(export.id)
+    fake.requests.clear()
+    fake.fail_next(1, status=502, method="POST", path="/unpause/")
+    with pytest.raises(aposthog.APIStatusError) as info:
+        await ph.batch_exports.unpause(export.id, backfill=True)
+    assert info.value.status == 502
+    assert [r.path for r in fake.requests] == [unpause]
+    assert fake.batch_export_backfills == {}
 
 
 async def test_pause_unknown_export_is_not_found(ph: aposthog.Client) -> None:
@@ -554,6 +595,21 @@ async def test_a_failed_step_is_data_not_an_exception(
     assert step.result is not None
     assert step.result.status == "Failed"
     assert step.result.message == "Bucket 'events' does not exist"
+
+
+async def test_run_test_step_without_config_overrides_nothing(
+    fake: FakePostHog, ph: aposthog.Client
+) -> None:
+    """Without config, an empty override is sent: the stored config is not echoed back."""
+    export = await make(ph)
+
+    await ph.batch_exports.run_test_step(export.id, step=1)
+
+    assert fake.requests[-1].json()["destination"] == {
+        "type": "AwsS3",
+        "config": {},
+        "integration": AWS_INTEGRATION,
+    }
 
 
 async def test_run_test_step_new_validates_like_create(
