@@ -428,6 +428,30 @@ def _record(i: int) -> dict[str, Any]:
     }
 
 
+async def test_a_cancel_scope_around_reading_ahead_ends_it_and_nothing_escapes(
+    fake: FakePostHog,
+) -> None:
+    """
+    `move_on_after` around `to_list()` or a `prefetch()` loop stops the read where it is:
+    the scope absorbs its cancel (with anyio 4.0-4.5 on Python 3.10 it escaped the scope
+    as a CancelledError, most times), and the client goes on working.
+    """
+    _seed(fake, 30)
+    fake.latency = 0.02
+    async with fake.client() as ph:
+        for attempt in range(12):
+            with anyio.move_on_after(0.005 + attempt * 0.004) as scope:
+                if attempt % 2:
+                    await ph.customer_profile_configs.list(limit=2).to_list()
+                else:
+                    async for _ in ph.customer_profile_configs.list(limit=2).prefetch(3).pages():
+                        await asyncio.sleep(0)
+            assert scope.cancelled_caught, attempt  # 15 pages take 0.3 s at least
+            await asyncio.sleep(0.01)  # a cancel that escaped would land here
+        fake.latency = 0.0
+        assert 30 == len(await ph.customer_profile_configs.list().to_list())
+
+
 @pytest.mark.parametrize("ahead", [0, 1, 3])
 async def test_no_page_is_fetched_after_aclose(fake: FakePostHog, ahead: int) -> None:
     """Once closed, the reader is over: a further `__anext__` stops without a request."""
