@@ -361,3 +361,39 @@ async def test_a_timed_out_call_leaves_no_cancellation_behind(fake: FakePostHog)
         assert scope.cancelled_caught
         fake.latency = 0
         assert [] == (await ph.customer_profile_configs.list()).results
+
+
+async def test_a_refused_post_is_retried_as_often_as_max_retries() -> None:
+    """A refused create never reached the server: it is repeated, max_retries times."""
+    listener = await anyio.create_tcp_listener(local_host="127.0.0.1")
+    port = listener.extra(anyio.abc.SocketAttribute.local_port)
+    await listener.aclose()  # nothing listens there any more
+    waits: list[aposthog.Wait] = []
+    async with aposthog.Client(
+        api_key="k", host=f"http://127.0.0.1:{port}", retry=FAST, on_wait=waits.append
+    ) as ph:
+        with pytest.raises(aposthog.APIConnectionError):
+            await ph.customer_profile_configs.create(scope="person")
+    assert ["retry", "retry", "retry"] == [wait.reason for wait in waits]
+
+
+async def test_retries_give_their_slot_back(fake: FakePostHog) -> None:
+    """With max_concurrency=1, a call that needed retries leaves the slot free for the next."""
+    async with fake.client(max_concurrency=1, retry=FAST) as ph:
+        fake.fail_next(2, status=503)
+        with anyio.fail_after(10):
+            await ph.customer_profile_configs.list()
+            page = await ph.customer_profile_configs.list()
+    assert [] == page.results
+    assert 4 == len(fake.requests)
+
+
+async def test_only_a_request_with_a_body_says_it_is_json(fake: FakePostHog) -> None:
+    """A POST's body is declared JSON, through a borrowed session too; a GET declares none."""
+    async with aiohttp.ClientSession() as session, fake.client(session=session) as ph:
+        await ph.customer_profile_configs.create(scope="person")
+        await ph.customer_profile_configs.list()
+    post, get = fake.requests[-2:]
+    assert ("POST", "application/json") == (post.method, post.headers["content-type"])
+    assert "GET" == get.method
+    assert "content-type" not in {name.lower() for name in get.headers}

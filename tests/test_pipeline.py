@@ -331,3 +331,47 @@ async def test_with_options_views_share_one_pipeline(fake: FakePostHog) -> None:
         assert ph.config.retry.max_retries == 3
         await view.customer_profile_configs.list()
     assert view.closed
+
+
+async def test_a_503_retry_after_is_honoured() -> None:
+    """A 503's Retry-After names the wait, instead of the (here tiny) backoff."""
+    seen: list[float] = []
+
+    async def unavailable(request: ServerRequest) -> ServerReply:
+        seen.append(time.monotonic())
+        if len(seen) == 1:
+            return ServerReply(status=503, body=b"{}", headers={"Retry-After": "0.2"})
+        return ServerReply(status=200, body=_CONFIG)
+
+    server = LoopbackServer(unavailable)
+    await server.start()
+    waits: list[aposthog.Wait] = []
+    try:
+        async with _client(server.url, retry=FAST, on_wait=waits.append) as ph:
+            await ph.customer_profile_configs.get("0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b")
+    finally:
+        await server.stop()
+    assert 2 == len(seen)
+    [wait] = waits
+    assert "retry" == wait.reason
+    assert 0.2 <= wait.seconds <= 0.2 * 1.2
+    assert seen[1] - seen[0] >= 0.2
+
+
+async def test_an_empty_200_body_is_no_json_and_no_error() -> None:
+    """A DELETE answered 200 with no body (a proxy's rewrite of 204): None, not an error."""
+    methods: list[str] = []
+
+    async def deleted(request: ServerRequest) -> ServerReply:
+        methods.append(request.method)
+        return ServerReply(status=200, body=b"")
+
+    server = LoopbackServer(deleted)
+    await server.start()
+    try:
+        async with _client(server.url, retry=FAST) as ph:
+            gone = await ph.customer_profile_configs.delete("0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b")
+    finally:
+        await server.stop()
+    assert gone is None
+    assert ["DELETE"] == methods
