@@ -14,8 +14,7 @@ import pytest
 
 import aposthog
 from aposthog import _stream_engine
-from aposthog._errors import PostHogError
-from aposthog._observe import StreamOutcome, WaitReason
+from aposthog._observe import StreamOutcome, _Ignored
 from aposthog.models.events import (
     ConversationEvent,
     MessageEvent,
@@ -566,8 +565,10 @@ async def test_a_stream_may_keep_exactly_max_response_size() -> None:
     assert not stream.result().complete
 
 
-class _Outcomes:
-    """An observer that records only each stream's outcome."""
+class _Outcomes(_Ignored):
+    """An observer that records only each stream's outcome (every other report dropped)."""
+
+    __slots__ = ("outcomes",)
 
     def __init__(self) -> None:
         self.outcomes: list[StreamOutcome] = []
@@ -577,26 +578,6 @@ class _Outcomes:
 
     def stream(self, conversation_id: str, server: str) -> _Outcomes:
         return self
-
-    def attempt(self, number: int) -> None:
-        pass
-
-    def wait(
-        self, reason: WaitReason, seconds: float, attempt: int, error: PostHogError | None
-    ) -> None:
-        pass
-
-    def end(self, status: int | None, error: BaseException | None, attempts: int) -> None:
-        pass
-
-    def first_token(self) -> None:
-        pass
-
-    def reattach(self, number: int) -> None:
-        pass
-
-    def received(self, events: int, size: int) -> None:
-        pass
 
     def outcome(self, outcome: StreamOutcome) -> None:
         self.outcomes.append(outcome)
