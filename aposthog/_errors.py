@@ -222,11 +222,6 @@ class APIStatusError(PostHogError):
         )
 
 
-def _rebuild_status_error(cls: type[APIStatusError], state: dict[str, Any]) -> APIStatusError:
-    # How errors pickled by aposthog 0.x before `PostHogError.__reduce__` are read back.
-    return cls(**state)
-
-
 class BadRequestError(APIStatusError):
     """400: the request was invalid (a `validation_error`, or an `{"error": …}` body)."""
 
