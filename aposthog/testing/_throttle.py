@@ -57,13 +57,20 @@ _RATES = (
 ThrottleRate = tuple[int, float]
 
 
-def _throttle_rate(value: object) -> ThrottleRate | None:
-    if value is None:
+def _to_rate(value: Rate | ThrottleRate | None) -> ThrottleRate | None:
+    """
+    The converter of each rate field, run by `FakeThrottles(burst=...)` and by every
+    assignment: what it accepts, checked. A field is stored as `_<name>` and read and
+    set through the `_ThrottleSetting` of that name, so that setting an `aposthog.Rate`
+    type-checks.
+    """
+    given: object = value  # checked as anything: tests pass what they like
+    if given is None:
         return None
-    if isinstance(value, Rate):
-        return (value.limit, value.per)
-    if isinstance(value, tuple) and len(value) == 2:
-        count, duration = value
+    if isinstance(given, Rate):
+        return (given.limit, given.per)
+    if isinstance(given, tuple) and len(given) == 2:
+        count, duration = given
         if (
             isinstance(count, int)
             and not isinstance(count, bool)
@@ -72,7 +79,7 @@ def _throttle_rate(value: object) -> ThrottleRate | None:
             and duration > 0
         ):
             return (count, float(duration))
-    raise ValueError(f"a throttle rate is a Rate, (requests, seconds) or None, got {value!r}")
+    raise ValueError(f"a throttle rate is a Rate, (requests, seconds) or None, got {given!r}")
 
 
 def throttled(wait: float | None, detail: str = "Request was throttled.") -> HTTPError:
@@ -97,23 +104,14 @@ def ai_detail(wait: float | None, *, research: bool) -> str:
     return (RESEARCH_DETAIL if research else AI_DETAIL).format(when)
 
 
-def _to_rate(value: Rate | ThrottleRate | None) -> ThrottleRate | None:
-    """
-    The converter of each rate field: what `FakeThrottles(burst=...)` accepts, checked.
-    A field is stored as `_<name>` and read and set through the `_ThrottleSetting` of
-    that name, so that setting an `aposthog.Rate` type-checks.
-    """
-    return _throttle_rate(value)
-
-
 class _ThrottleSetting:
     """
     One rate of `FakeThrottles`: read as `(requests, seconds)` or None; set from an
-    `aposthog.Rate`, a `(requests, seconds)` pair or None, checked when set.
+    `aposthog.Rate`, a `(requests, seconds)` pair or None (the field's converter checks
+    and converts it).
     """
 
     def __set_name__(self, owner: type, name: str) -> None:
-        self._name = name
         self._stored = f"_{name}"
 
     @overload
@@ -129,7 +127,7 @@ class _ThrottleSetting:
         return rate
 
     def __set__(self, obj: FakeThrottles, value: Rate | ThrottleRate | None) -> None:
-        setattr(obj, self._stored, _throttle_rate(value))
+        setattr(obj, self._stored, value)
 
 
 @attrs.define
