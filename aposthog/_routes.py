@@ -37,6 +37,7 @@ __all__ = [
     "EXPORT_GET",
     "EXPORT_LOGS",
     "EXPORT_PAUSE",
+    "EXPORT_REPLACE",
     "EXPORT_TEST",
     "EXPORT_TEST_STEP",
     "EXPORT_TEST_STEP_NEW",
@@ -61,6 +62,8 @@ EXPORT_CREATE = Route("POST", "batch_exports", repeatable=False)
 EXPORT_GET = Route("GET", "batch_exports/{id}", repeatable=True)
 # A partial update sets the same fields to the same values however often it lands.
 EXPORT_UPDATE = Route("PATCH", "batch_exports/{id}", repeatable=True)
+# So does a PUT: it writes what it is given, whatever was there.
+EXPORT_REPLACE = Route("PUT", "batch_exports/{id}", repeatable=True)
 EXPORT_DELETE = Route("DELETE", "batch_exports/{id}", repeatable=True)
 # Pausing a paused export does nothing (PostHog returns early); so does unpausing an
 # unpaused one, unless it backfills: that starts runs, and twice would start them twice.

@@ -255,6 +255,78 @@ class BatchExports(Resource):
             BatchExport, routes.EXPORT_UPDATE, uuid_segment("id", id), json=payload, timeout=timeout
         )
 
+    async def replace(
+        self,
+        id: str,
+        *,
+        name: str,
+        destination: DestinationArg,
+        interval: BatchExportInterval | str,
+        model: BatchExportModel | str | NotGiven = NOT_GIVEN,
+        paused: bool | NotGiven = NOT_GIVEN,
+        start_at: Timestamp | NotGiven | None = NOT_GIVEN,
+        end_at: Timestamp | NotGiven | None = NOT_GIVEN,
+        hogql_query: str | NotGiven | None = NOT_GIVEN,
+        hogql_modifiers: Mapping[str, Any] | NotGiven | None = NOT_GIVEN,
+        primary_key: Sequence[str] | NotGiven | None = NOT_GIVEN,
+        version_key: Sequence[str] | NotGiven | None = NOT_GIVEN,
+        incremental_mode: BatchExportIncrementalMode | str | NotGiven = NOT_GIVEN,
+        filters: Filters | NotGiven | None = NOT_GIVEN,
+        timezone: str | NotGiven | None = NOT_GIVEN,
+        offset_day: int | NotGiven | None = NOT_GIVEN,
+        offset_hour: int | NotGiven | None = NOT_GIVEN,
+        timeout: Timeout = NOT_GIVEN,
+    ) -> BatchExport:
+        """
+        Write an export's configuration whole (PUT), checked as `create()` checks a new one.
+
+        `name`, `destination` and `interval` are required, and PostHog refuses a
+        `destination.config` that lacks a key its type requires (a `BadRequestError`),
+        where `update()` sends only what changes. The rest is PostHog's update: the
+        config is merged into the stored one key by key (so credentials PostHog keeps
+        need not be sent again), a field left out keeps its value, and neither the
+        destination's `type` nor `model` can change. The arguments are `create()`'s.
+
+        Example:
+            ```python
+            export = await ph.batch_exports.replace(
+                export.id,
+                name="Events to S3",
+                destination={
+                    "type": "AwsS3",
+                    "config": {"bucket_name": "events-v2", "region": "eu-west-1"},
+                },
+                interval="day",
+                offset_hour=3,
+            )
+            ```
+        """
+        payload = body(
+            name=name,
+            destination=destination,
+            interval=interval,
+            model=model,
+            paused=paused,
+            start_at=start_at,
+            end_at=end_at,
+            hogql_query=hogql_query,
+            hogql_modifiers=hogql_modifiers,
+            primary_key=primary_key,
+            version_key=version_key,
+            incremental_mode=incremental_mode,
+            filters=filters,
+            timezone=timezone,
+            offset_day=offset_day,
+            offset_hour=offset_hour,
+        )
+        return await self._api.fetch(
+            BatchExport,
+            routes.EXPORT_REPLACE,
+            uuid_segment("id", id),
+            json=payload,
+            timeout=timeout,
+        )
+
     async def delete(self, id: str, *, timeout: Timeout = NOT_GIVEN) -> None:
         """Delete a batch export (PostHog answers 204; later reads answer 404)."""
         await self._api.request_json(routes.EXPORT_DELETE, uuid_segment("id", id), timeout=timeout)

@@ -354,6 +354,105 @@ async def test_update_missing_export_is_not_found(ph: aposthog.Client) -> None:
         await ph.batch_exports.update(MISSING, name="x")
 
 
+# --------------------------------------------------------------------------------- replace
+
+
+async def test_replace_puts_the_whole_configuration(fake: FakePostHog, ph: aposthog.Client) -> None:
+    """replace() PUTs every given field; the config is checked whole and merged as stored."""
+    export = await make(ph)
+
+    replaced = await ph.batch_exports.replace(
+        export.id,
+        name="Daily to S3",
+        destination=s3(prefix="v2/"),
+        interval=BatchExportInterval.DAY,
+        offset_hour=3,
+    )
+
+    request = fake.requests[-1]
+    assert (request.method, request.path) == (
+        "PUT",
+        f"/api/environments/1/batch_exports/{export.id}/",
+    )
+    assert request.json() == {
+        "name": "Daily to S3",
+        "destination": {
+            "type": "AwsS3",
+            "config": {**S3_CONFIG, "prefix": "v2/"},
+            "integration": AWS_INTEGRATION,
+        },
+        "interval": "day",
+        "offset_hour": 3,
+    }
+    assert (replaced.id, replaced.name, replaced.interval) == (export.id, "Daily to S3", "day")
+    assert (replaced.offset_day, replaced.offset_hour) == (None, 3)
+    assert replaced.destination.config["prefix"] == "v2/"
+    assert replaced == await ph.batch_exports.get(export.id)
+
+
+async def test_replace_requires_every_config_key_that_update_may_leave_out(
+    fake: FakePostHog, ph: aposthog.Client
+) -> None:
+    """A PUT whose config lacks a key its type requires is PostHog's 400; a PATCH is not."""
+    export = await make(ph)
+    partial = BatchExportDestination(type="AwsS3", config={"prefix": "v3/"})
+
+    with pytest.raises(aposthog.BadRequestError) as info:
+        await ph.batch_exports.replace(export.id, name="n", destination=partial, interval="hour")
+    assert info.value.detail == "Configuration missing required field: 'bucket_name'"
+    assert fake.batch_exports[export.id]["destination"]["config"]["prefix"] == "posthog/"
+
+    updated = await ph.batch_exports.update(export.id, destination=partial)
+    assert updated.destination.config["prefix"] == "v3/"
+
+
+async def test_replace_keeps_what_it_leaves_out_as_posthog_does(
+    fake: FakePostHog, ph: aposthog.Client
+) -> None:
+    """PostHog's PUT writes the fields sent: one left out (end_at, filters) keeps its value."""
+    end = dt.datetime(2030, 1, 1, tzinfo=UTC)
+    event = {"key": "$browser", "operator": "exact", "type": "event", "value": ["Firefox"]}
+    export = await make(ph, end_at=end, filters=[event])
+
+    replaced = await ph.batch_exports.replace(
+        export.id, name="renamed", destination=s3(), interval="hour"
+    )
+
+    assert set(fake.requests[-1].json()) == {"name", "destination", "interval"}
+    assert (replaced.name, replaced.end_at, replaced.filters) == ("renamed", end, [event])
+
+
+async def test_replace_is_retried_after_a_dropped_connection(
+    fake: FakePostHog, ph: aposthog.Client
+) -> None:
+    """A PUT writes the same export however often it lands, so a lost answer is retried."""
+    export = await make(ph)
+    fake.drop_next(1, method="PUT")
+
+    replaced = await ph.batch_exports.replace(
+        export.id, name="again", destination=s3(), interval="hour"
+    )
+
+    assert [r.method for r in fake.requests[-2:]] == ["PUT", "PUT"]
+    assert replaced.name == "again"
+
+
+async def test_replace_cannot_change_the_destination_type(ph: aposthog.Client) -> None:
+    """As with update(), a new destination type is PostHog's 400."""
+    export = await make(ph)
+    with pytest.raises(aposthog.BadRequestError) as info:
+        await ph.batch_exports.replace(
+            export.id, name="n", destination={"type": "NoOp", "config": {}}, interval="hour"
+        )
+    assert info.value.attr == "destination"
+
+
+async def test_replace_missing_export_is_not_found(ph: aposthog.Client) -> None:
+    """PUT on an unknown id is a 404."""
+    with pytest.raises(aposthog.NotFoundError):
+        await ph.batch_exports.replace(MISSING, name="x", destination=s3(), interval="hour")
+
+
 # ---------------------------------------------------------------------------------- pause
 
 
