@@ -366,6 +366,24 @@ async def test_a_pause_longer_than_a_call_may_wait_fails_it_at_once(fake: FakePo
     assert 1 == len(fake.requests)
 
 
+async def test_a_429_on_a_retried_attempt_pauses_the_bucket_too(fake: FakePostHog) -> None:
+    # The first attempt fails with a 503 and is retried; the retry meets the daily limit.
+    # That 429 holds the bucket as a first attempt's does: the next call raises unsent.
+    fake.fail_next(1, status=503)
+    fake.throttle_next(wait=86400)
+    policy = aposthog.RetryPolicy(initial_backoff=0.01, max_backoff=0.01)
+    async with fake.client(rate_limits=RateLimits(api=Rate(100, per=60)), retry=policy) as ph:
+        with pytest.raises(aposthog.RateLimitError) as first:
+            await ph.customer_profile_configs.list()
+        assert first.value.retry_after == 86400
+        assert (fake.status_counts[503], fake.status_counts[429]) == (1, 1)
+        with anyio.fail_after(2):
+            with pytest.raises(aposthog.RateLimitError) as later:
+                await ph.customer_profile_configs.list()
+        assert 86300 < (later.value.retry_after or 0) <= 86400
+    assert 2 == len(fake.requests)
+
+
 async def test_a_window_wait_beyond_the_deadline_is_not_begun(fake: FakePostHog) -> None:
     limits = RateLimits(api=Rate(1, per=30), margin=0)
     policy = aposthog.RetryPolicy(deadline=1)
