@@ -18,6 +18,7 @@ import sys
 
 import nox
 
+nox.needs_version = ">=2025.2.9"  # nox.project.dependency_groups
 nox.options.sessions = ["tests", "lint", "typecheck", "docs"]
 nox.options.reuse_existing_virtualenvs = True
 nox.options.error_on_missing_interpreters = False
@@ -51,12 +52,12 @@ def _find(version: str) -> str | None:
 PYTHONS = {v: p for v in SUPPORTED if (p := _find(v)) is not None}
 if not PYTHONS:  # nothing found: test with the Python running nox
     PYTHONS = {f"{sys.version_info[0]}.{sys.version_info[1]}": sys.executable}
-TEST_DEPS = ["pytest>=8", "hypothesis>=6.100"]
-# The OpenTelemetry tests need the extra and an SDK to read spans back.
-OTEL_TEST_DEPS = ["opentelemetry-sdk>=1.20"]
-DOCS_DEPS = ["mkdocs>=1.6", "mkdocstrings[python]>=0.27"]
-# The alternatives the benchmarks measure against, and the parser of aposthog[speedups].
-BENCH_DEPS = ["httpx-sse>=0.4", "httpx>=0.27", "orjson>=3.9.15"]
+PYPROJECT = nox.project.load_toml("pyproject.toml")
+
+
+def _group(*names: str) -> list[str]:
+    """The requirements of pyproject.toml's dependency groups `names`."""
+    return list(nox.project.dependency_groups(PYPROJECT, *names))
 
 
 @nox.session
@@ -65,12 +66,8 @@ def tests(session: nox.Session) -> None:
     """Run the test suite (on every supported Python that is installed)."""
     # Every extra: the Redis rate-limit tests run against a real redis-server, the tracing
     # tests record spans, and the JSON tests compare orjson with the standard library.
-    session.install(".[otel,redis,speedups]", *TEST_DEPS, *OTEL_TEST_DEPS)
+    session.install(".[otel,redis,speedups]", *_group("tests"))
     session.run("pytest", "-q", *session.posargs)
-
-
-# `"name>=version"` (or `"name[extra]>=version"`) in a dependency list.
-_MINIMUM = r'"([A-Za-z0-9_.-]+)(?:\[[^\]]*\])?>=([0-9.]+)"'
 
 
 def _declared_minimums() -> dict[str, str]:
@@ -78,20 +75,15 @@ def _declared_minimums() -> dict[str, str]:
     Each runtime dependency and extra at the lowest version pyproject.toml allows
     (`name>=x`): read from the file itself, so the pins cannot drift from what it says.
     """
+    project = PYPROJECT["project"]
+    requirements = list(project["dependencies"])
+    for extra in project["optional-dependencies"].values():
+        requirements += extra
     pins: dict[str, str] = {}
-    section = ""
-    with open("pyproject.toml", encoding="utf-8") as file:
-        for line in file:
-            stripped = line.strip()
-            if stripped.startswith("["):
-                section = stripped if stripped.startswith("[project") else ""
-            if stripped.startswith("dependencies = ["):
-                section = "[project] dependencies"
-            if section not in ("[project] dependencies", "[project.optional-dependencies]"):
-                continue
-            pins.update(re.findall(_MINIMUM, line))
-            if section == "[project] dependencies" and stripped == "]":
-                section = ""
+    for requirement in requirements:
+        found = re.match(r"([A-Za-z0-9_.-]+)(?:\[[^\]]*\])?>=([0-9.]+)", requirement)
+        if found:
+            pins[found[1]] = found[2]
     return pins
 
 
@@ -109,7 +101,7 @@ def lowest(session: nox.Session) -> None:
     exact = [f"{name}=={version}" for name, version in pins.items()]
     # The SDK that reads spans back in the tests, at the API's version.
     sdk = f"opentelemetry-sdk=={pins['opentelemetry-api']}"
-    session.install(".[otel,redis,speedups]", *TEST_DEPS, sdk, *exact)
+    session.install(".[otel,redis,speedups]", *_group("tests"), sdk, *exact)
     # pip must not have resolved anything higher: then this session would test the wrong thing.
     session.run("python", "-c", _CHECK_INSTALLED, *exact)
     session.run("pytest", "-q", *session.posargs)
@@ -135,7 +127,7 @@ for pin in sys.argv[1:]:
 @nox.session
 def lint(session: nox.Session) -> None:
     """ruff check and ruff format --check."""
-    session.install("ruff>=0.6")
+    session.install(*_group("lint"))
     session.run("ruff", "check", ".")
     session.run("ruff", "format", "--check", ".")
 
@@ -143,14 +135,14 @@ def lint(session: nox.Session) -> None:
 @nox.session
 def typecheck(session: nox.Session) -> None:
     """mypy --strict on the package, the examples and the benchmarks (what users copy)."""
-    session.install(".[otel,redis]", "mypy>=1.11", *TEST_DEPS, *BENCH_DEPS, *OTEL_TEST_DEPS)
+    session.install(".[otel,redis]", *_group("typecheck"))
     session.run("mypy", "--strict", "aposthog", "examples", "benchmarks")
 
 
 @nox.session
 def docs(session: nox.Session) -> None:
     """The API reference, built from the docstrings into site/ (warnings are errors)."""
-    session.install(".", *DOCS_DEPS, *TEST_DEPS)
+    session.install(".", *_group("docs", "tests"))
     session.run("pytest", "-q", "tests/test_docs.py")  # every public name has a page
     session.run("mkdocs", "build", "--strict", *session.posargs)
 
@@ -172,7 +164,7 @@ def browser(session: nox.Session) -> None:
     """
     if not (shutil.which("chromium") and shutil.which("chromedriver")):
         session.warn("no Chromium: `sudo apt-get install chromium chromium-driver`")
-    session.install(".", *TEST_DEPS, "selenium>=4.20")
+    session.install(".", *_group("tests", "browser"))
     # SE_OFFLINE: the tests name the browser and its driver; nothing is ever downloaded.
     session.run(
         "pytest",
@@ -188,6 +180,6 @@ def browser(session: nox.Session) -> None:
 @nox.session
 def bench(session: nox.Session) -> None:
     """The benchmarks, each side by side with its alternative; they print ratios."""
-    session.install(".[otel,redis]", *BENCH_DEPS, *OTEL_TEST_DEPS)
+    session.install(".[otel,redis]", *_group("bench"))
     for script in sorted(glob.glob("benchmarks/bench_*.py")):
         session.run("python", script, *session.posargs)
