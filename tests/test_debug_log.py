@@ -94,6 +94,49 @@ async def test_each_stream_is_one_line_with_its_outcome(
     assert closed.startswith(f"conversation {left.conversation_id}: incomplete in ")
 
 
+def _seconds(duration: str) -> float:
+    number, unit = duration.split()
+    return float(number) / (1000 if unit == "ms" else 1)
+
+
+async def test_a_reattached_stream_line_counts_the_reattach(
+    fake: FakePostHog, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="aposthog")
+    # The run's end waits for the re-attach: it is never caught up from an idle one.
+    fake.script_answer(
+        "one two three", token_size=2, delay=0.003, drop_after=3, end_after_connections=2
+    )
+    async with fake.client(retry=FAST) as ph:
+        stream = ph.conversations.create("q")
+        await stream.until_done()
+    (line,) = [line for line in _lines(caplog) if line.startswith("conversation ")]
+    ms = r"[0-9.]+ (?:ms|s)"
+    match = re.fullmatch(
+        rf"conversation {stream.conversation_id}: done in (?P<took>{ms}), [0-9]+ events "
+        rf"\([0-9.]+ KB\), first token after (?P<first>{ms}), 1 re-attach",
+        line,
+    )
+    assert match, line
+    # The first token came after the opening, within the stream's time.
+    assert _seconds(match["first"]) <= _seconds(match["took"])
+
+
+async def test_on_wait_keeps_the_path_in_the_line(
+    fake: FakePostHog, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="aposthog")
+    waits: list[aposthog.Wait] = []
+    async with fake.client(retry=FAST, on_wait=waits.append) as ph:
+        config = await ph.customer_profile_configs.create(scope="person")
+        fake.fail_next(1, status=503)
+        await ph.with_options(on_wait=waits.append).customer_profile_configs.get(config.id)
+    assert ["retry"] == [w.reason for w in waits]
+    assert re.fullmatch(
+        rf"GET {CONFIGS}{config.id}/: 200 in [0-9.]+ (ms|s), 2 attempts", _lines(caplog)[-1]
+    ), _lines(caplog)
+
+
 async def test_with_debug_off_a_call_carries_no_observer_and_logs_nothing(
     fake: FakePostHog, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -125,6 +168,8 @@ async def test_the_key_never_appears_in_a_debug_line(
 def test_durations_and_endings_read_plainly() -> None:
     assert _duration(0.0123) == "12.3 ms"
     assert _duration(2.54) == "2.5 s"
+    assert _duration(0.9994) == "999.4 ms"
+    assert _duration(1.0) == "1.0 s"
     assert _ended(204, None) == "204"
     error = aposthog.NotFoundError(status=404, detail="gone")
     assert _ended(404, error) == "404 NotFoundError"

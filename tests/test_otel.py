@@ -8,6 +8,7 @@ run; a checkout without the SDK skips them only outside CI.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import time
 
@@ -120,6 +121,45 @@ def test_waits_are_measured_per_reason_until_the_next_attempt(
     assert {"aposthog.wait"} == {e.name for e in span.events}
 
 
+def test_each_wait_is_counted_once_and_ends_at_the_next_attempt(
+    observer: TracingObserver, exporter: InMemorySpanExporter
+) -> None:
+    """Two retry waits add up; the time after the last attempt is no wait at all."""
+    call = observer.call("GET", "batch_exports", "https://us.posthog.com")
+    error = aposthog.InternalServerError(status=503, detail="busy")
+    call.attempt(1)
+    longest = 0.0
+    for attempt in (2, 3):
+        before = time.monotonic()
+        call.wait("retry", 0.02, attempt, error)
+        time.sleep(0.02)
+        call.attempt(attempt)
+        longest += time.monotonic() - before
+    time.sleep(0.1)  # the last attempt's exchange: not waiting
+    call.end(200, None, 3)
+    attributes = dict(_only(exporter).attributes or {})
+    assert 3 == attributes["aposthog.attempts"]
+    assert 0.04 <= attributes["aposthog.retry.wait_seconds"] <= longest
+    assert 0.0 == attributes["aposthog.rate_limit.wait_seconds"]
+
+
+def test_a_call_ended_while_it_waits_counts_the_wait(
+    observer: TracingObserver, exporter: InMemorySpanExporter
+) -> None:
+    """Cancelled during a rate limit's wait: the time waited until then is recorded."""
+    call = observer.call("GET", "batch_exports", "https://us.posthog.com")
+    call.attempt(1)
+    before = time.monotonic()
+    call.wait("rate_limit", 1.0, 2, None)
+    time.sleep(0.03)
+    call.end(None, asyncio.CancelledError(), 1)
+    waited = time.monotonic() - before
+    attributes = dict(_only(exporter).attributes or {})
+    assert 0.03 <= attributes["aposthog.rate_limit.wait_seconds"] <= waited
+    assert 0.0 == attributes["aposthog.retry.wait_seconds"]
+    assert "cancelled" == attributes["error.type"]
+
+
 def test_a_failed_call_has_error_type_and_error_status_without_the_message(
     observer: TracingObserver, exporter: InMemorySpanExporter
 ) -> None:
@@ -199,6 +239,43 @@ def test_a_stream_span_ends_with_its_outcome(
     assert "error.type" not in attributes
 
 
+def test_a_streams_first_token_is_timed_from_its_opening(
+    observer: TracingObserver, exporter: InMemorySpanExporter
+) -> None:
+    """`first_token_seconds` is the time from opening the stream to its first token."""
+    before = time.monotonic()
+    stream = observer.stream("0b8a2c38-8c5e-4b0e-9d62-3f7b9a0d1e21", "https://us.posthog.com")
+    stream.attempt(1)
+    time.sleep(0.02)
+    stream.first_token()
+    elapsed = time.monotonic() - before
+    stream.end(200, None, 1)
+    stream.outcome("done")
+    seconds = (_only(exporter).attributes or {})["aposthog.stream.first_token_seconds"]
+    assert 0.02 <= seconds <= elapsed
+
+
+def test_each_reattach_event_carries_its_number(
+    observer: TracingObserver, exporter: InMemorySpanExporter
+) -> None:
+    """Numbers start over after progress; the span counts every re-attach."""
+    stream = observer.stream("0b8a2c38-8c5e-4b0e-9d62-3f7b9a0d1e21", "https://us.posthog.com")
+    stream.attempt(1)
+    stream.reattach(1)
+    stream.reattach(2)
+    stream.received(1, 10)
+    stream.reattach(1)
+    stream.end(200, None, 1)
+    stream.outcome("done")
+    span = _only(exporter)
+    assert [1, 2, 1] == [
+        (e.attributes or {})["aposthog.reattach.number"]
+        for e in span.events
+        if e.name == "aposthog.reattach"
+    ]
+    assert 3 == (span.attributes or {})["aposthog.stream.reattaches"]
+
+
 @pytest.mark.parametrize(
     ("outcome", "error", "status", "kind"),
     [
@@ -210,6 +287,8 @@ def test_a_stream_span_ends_with_its_outcome(
             "aposthog.APITimeoutError",
         ),
         ("cancelled", None, StatusCode.UNSET, "cancelled"),
+        # A failed answer whose last error is a cancellation is typed by the outcome.
+        ("failed", asyncio.CancelledError(), StatusCode.ERROR, "failed"),
     ],
 )
 def test_stream_outcomes_and_span_status(
@@ -260,6 +339,28 @@ def test_a_span_nobody_records_costs_one_shared_observer() -> None:
     stream.reattach(1)
     stream.received(1, 10)
     stream.outcome("done")
+
+
+def test_a_provider_given_is_used_while_no_global_one_is_set() -> None:
+    """An explicit provider records even though the global one is still the placeholder."""
+    import subprocess
+    import sys
+
+    script = (
+        "from opentelemetry import trace\n"
+        "from opentelemetry.sdk.trace import TracerProvider\n"
+        "from aposthog._observe import IGNORED\n"
+        "from aposthog._otel import TracingObserver\n"
+        "assert isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider)\n"
+        "observer = TracingObserver(TracerProvider())\n"
+        "print(observer.call('GET', 'batch_exports', 'https://h') is not IGNORED)\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "OTEL_PYTHON_TRACER_PROVIDER"}
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, env=env, check=False
+    )
+    assert 0 == result.returncode, result.stderr
+    assert "True" == result.stdout.strip()
 
 
 @pytest.mark.parametrize(

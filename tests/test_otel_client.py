@@ -9,6 +9,7 @@ always run; a checkout without the SDK skips them only outside CI.
 
 from __future__ import annotations
 
+import logging
 import os
 import subprocess
 import sys
@@ -32,6 +33,7 @@ from opentelemetry.sdk.trace.sampling import Decision, Sampler, SamplingResult
 from opentelemetry.trace import SpanKind, StatusCode
 
 import aposthog
+from aposthog._tracing import default_observer
 from aposthog.testing import FakePostHog
 
 pytestmark = pytest.mark.anyio
@@ -485,3 +487,54 @@ async def test_the_clients_own_rate_limiter_wait_is_measured(
     (wait,) = [_attrs_of(e) for e in second.events]
     assert ("rate_limit", 1) == (wait["aposthog.wait.reason"], wait["aposthog.wait.attempt"])
     assert "error.type" not in wait
+
+
+async def test_debug_lines_come_on_top_of_the_spans(
+    fake: FakePostHog,
+    spans: InMemorySpanExporter,
+    fast: aposthog.RetryPolicy,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """With DEBUG on, every call and stream still gets its whole span, and the lines agree."""
+    caplog.set_level(logging.DEBUG, logger="aposthog")
+    fake.script_answer(
+        "A longer answer, cut once and re-attached, whose events add up to a few kilobytes.",
+        token_size=8,
+        drop_after=4,
+        delay=0.02,
+        end_after_connections=2,
+    )
+    async with fake.client(retry=fast) as ph:
+        await ph.batch_exports.list()
+        stream = ph.conversations.create("Hi")
+        await stream.until_done()
+    (call,) = _named(spans, LIST)
+    assert (200, 1) == (
+        _attrs(call)["http.response.status_code"],
+        _attrs(call)["aposthog.attempts"],
+    )
+    (span,) = _named(spans, STREAM)
+    attributes = _attrs(span)
+    assert ("done", 1, 200) == (
+        attributes["aposthog.stream.outcome"],
+        attributes["aposthog.stream.reattaches"],
+        attributes["http.response.status_code"],
+    )
+    assert ["aposthog.first_token", "aposthog.reattach"] == [
+        e.name for e in span.events if e.name != "aposthog.wait"
+    ]
+    events, size = attributes["aposthog.stream.events"], attributes["aposthog.stream.bytes"]
+    assert events > 4
+    assert f"{size / 1000:.1f}" != f"{size / 1024:.1f}"  # KB: 1,000 bytes, not 1,024
+    lines = [r.getMessage() for r in caplog.records if r.levelno == logging.DEBUG]
+    (line,) = [line for line in lines if line.startswith("conversation ")]
+    assert line.startswith(f"conversation {stream.conversation_id}: done in ")
+    assert f", {events} events ({size / 1000:.1f} KB), first token after " in line
+    assert line.endswith(", 1 re-attach")
+
+
+def test_the_tracing_observer_is_looked_up_once_per_process() -> None:
+    """Every client shares the one tracing observer."""
+    observer = default_observer()
+    assert observer is not None
+    assert observer is default_observer()
