@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import enum
 import math
+import re
 import uuid
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -38,6 +39,8 @@ __all__ = [
 #: Deeper arguments are refused: PostHog's own parser gives up long before this.
 MAX_JSON_DEPTH = 100
 _MAX_JSON_NODES = 1_000_000
+#: The two plain spellings of a UUID: 32 hex digits, or 8-4-4-4-12 with dashes.
+_PLAIN_UUID = re.compile(r"[0-9a-fA-F]{32}|[0-9a-fA-F]{8}(?:-[0-9a-fA-F]{4}){3}-[0-9a-fA-F]{12}")
 
 
 def _shown(value: Any) -> str:
@@ -94,12 +97,10 @@ def uuid_id(name: str, value: Any) -> str:
     if not isinstance(value, str):
         raise TypeError(f"{name} must be a UUID or a str, got {type(value).__name__}")
     text = value.strip()
-    # uuid.UUID also reads "{…}" and "urn:uuid:…"; PostHog reads only the plain forms.
-    if len(text) in (32, 36):
-        try:
-            return str(uuid.UUID(text))
-        except ValueError:
-            pass
+    # uuid.UUID also reads "{…}", "urn:uuid:…", "urn:…" and dashes anywhere; an id is
+    # taken in its plain forms only.
+    if _PLAIN_UUID.fullmatch(text):
+        return str(uuid.UUID(text))
     raise ValueError(f"{name} must be a UUID such as 0190a1b2-c3d4-…, got {_shown(value)}")
 
 

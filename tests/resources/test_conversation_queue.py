@@ -231,3 +231,19 @@ async def test_arguments_are_checked_before_sending(
     with pytest.raises(error, match=match):
         await call(ph.conversations.queue)  # type: ignore[operator]
     assert fake.requests == []
+
+
+async def test_update_takes_the_longest_message(fake: FakePostHog, ph: aposthog.Client) -> None:
+    seeded = fake.seed_conversation()
+    (queued,) = (await ph.conversations.queue.add(seeded.id, "one")).messages
+    content = "x" * 40000 + "  "  # PostHog measures the trimmed text
+    queue = await ph.conversations.queue.update(seeded.id, queued.id, content)
+    assert fake.requests[-1].json() == {"content": content}
+    assert [m.id for m in queue.messages] == [queued.id]
+
+
+async def test_a_message_id_stays_in_its_segment(fake: FakePostHog, ph: aposthog.Client) -> None:
+    seeded = fake.seed_conversation()
+    with pytest.raises(aposthog.NotFoundError):
+        await ph.conversations.queue.remove(seeded.id, "a?b#c d")
+    assert fake.requests[-1].path.endswith(f"/conversations/{seeded.id}/queue/a%3Fb%23c%20d/")

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import enum
+import time
+import types
 import uuid
 
 import pytest
 
 import aposthog
+from aposthog.resources._checks import MAX_JSON_DEPTH
+from aposthog.resources.conversations import RESEARCH_CONVERSATIONS_KEPT
 from aposthog.testing import FakePostHog
 
 pytestmark = pytest.mark.anyio
@@ -267,3 +272,210 @@ async def test_stream_checks_its_arguments(ph: aposthog.Client) -> None:
         ph.conversations.stream("not-a-uuid")
     with pytest.raises(TypeError):
         ph.conversations.stream(str(uuid.uuid4()), session_id=1)  # type: ignore[arg-type]
+
+
+# ---------------------------------------------------------------------- argument details
+
+
+async def test_ids_are_sent_in_canonical_form(fake: FakePostHog, ph: aposthog.Client) -> None:
+    conversation = uuid.uuid4()
+    spelled = " " + str(conversation).upper() + "\n"
+    stream = ph.conversations.create("q", conversation=spelled, trace_id=conversation.hex)
+    assert (stream.conversation_id, stream.trace_id) == (str(conversation), str(conversation))
+    await stream.until_done()
+    assert sent(fake)[0]["conversation"] == str(conversation)
+
+
+@pytest.mark.parametrize(
+    "spelling",
+    ["{{{}}}", "urn:uuid:{}", "{}0", "{}-", "urn:{hex}", "{hex}----", "-{hex}---"],
+    ids=["braces", "urn", "long", "dash", "urn-hex", "dashes-after", "dashes-anywhere"],
+)
+async def test_only_the_plain_uuid_forms_are_ids(
+    fake: FakePostHog, ph: aposthog.Client, spelling: str
+) -> None:
+    id = uuid.uuid4()
+    wrong = spelling.format(id, hex=id.hex)
+    assert len(wrong) >= 36
+    with pytest.raises(ValueError, match="conversation must be a UUID"):
+        ph.conversations.create("q", conversation=wrong)
+    with pytest.raises(ValueError, match="id must be a UUID"):
+        await ph.conversations.get(wrong)
+    assert fake.requests == []
+
+
+async def test_a_long_wrong_value_is_shown_clipped(fake: FakePostHog, ph: aposthog.Client) -> None:
+    with pytest.raises(ValueError, match="id must be a UUID") as info:
+        await ph.conversations.get("x" * 5000)
+    assert len(str(info.value)) < 300
+    assert fake.requests == []
+
+
+@pytest.mark.parametrize("spelling", ["SQL", " Sql ", aposthog.AgentMode.SQL])
+async def test_a_known_agent_mode_is_sent_in_posthogs_spelling(
+    fake: FakePostHog, ph: aposthog.Client, spelling: str
+) -> None:
+    await ph.conversations.create("q", agent_mode=spelling).until_done()
+    assert sent(fake)[0]["agent_mode"] == "sql"
+
+
+async def test_agent_mode_may_be_any_enum_member(fake: FakePostHog, ph: aposthog.Client) -> None:
+    class Mode(enum.Enum):  # an application's own enum, not a str subclass
+        QUERY = "SQL"
+
+    await ph.conversations.create("q", agent_mode=Mode.QUERY).until_done()  # type: ignore[arg-type]
+    assert sent(fake)[0]["agent_mode"] == "sql"
+
+
+async def test_json_arguments_may_be_any_mapping_and_hold_tuples(
+    fake: FakePostHog, ph: aposthog.Client
+) -> None:
+    tools = types.MappingProxyType({"search": {"q": (1, 2)}})
+    await ph.conversations.create(
+        "q",
+        contextual_tools=tools,
+        ui_context={"dashboards": ()},
+        billing_context=("a", ("b",)),
+    ).until_done()
+    body = sent(fake)[0]
+    assert body["contextual_tools"] == {"search": {"q": [1, 2]}}
+    assert body["ui_context"] == {"dashboards": []}
+    assert body["billing_context"] == ["a", ["b"]]
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"contextual_tools": {"search": {"q": float("nan")}}},
+        {"contextual_tools": {"search": {1: "x"}}},
+        {"resume_payload": {"payload": float("inf")}},
+    ],
+)
+async def test_json_objects_are_checked_as_json(
+    fake: FakePostHog, ph: aposthog.Client, kwargs: dict[str, object]
+) -> None:
+    (name,) = kwargs
+    with pytest.raises((TypeError, ValueError), match=name):
+        ph.conversations.create("q", conversation=str(uuid.uuid4()), **kwargs)  # type: ignore[arg-type]
+    assert fake.requests == []
+
+
+def _nested(levels: int) -> list[object]:
+    value: list[object] = []
+    for _ in range(levels - 1):
+        value = [value]
+    return value
+
+
+async def test_json_is_refused_just_past_the_depth_bound(
+    fake: FakePostHog, ph: aposthog.Client
+) -> None:
+    deepest = MAX_JSON_DEPTH
+    with pytest.raises(ValueError, match="ui_context is nested more than"):
+        ph.conversations.create("q", ui_context={"x": _nested(deepest)})
+    assert fake.requests == []
+    await ph.conversations.create("q", billing_context=_nested(deepest)).until_done()
+    assert len(fake.requests) == 1
+
+
+async def test_json_that_shares_its_parts_is_refused_by_size(
+    fake: FakePostHog, ph: aposthog.Client
+) -> None:
+    shared: list[object] = []
+    for _ in range(19):  # a million lists, from 20 objects
+        shared = [shared, shared]
+    with pytest.raises(ValueError, match="billing_context has more than"):
+        ph.conversations.create("q", billing_context=shared)
+    assert fake.requests == []
+
+
+async def test_list_sends_the_offset(fake: FakePostHog, ph: aposthog.Client) -> None:
+    first = fake.seed_conversation(title="First")
+    second = fake.seed_conversation(title="Second")
+    second.updated_at = first.updated_at.replace(year=first.updated_at.year + 1)
+    page = await ph.conversations.list(limit=1, offset=1)
+    assert [c.title for c in page.results] == ["First"]
+    assert dict(fake.requests[-1].query)["offset"] == "1"
+
+
+async def test_session_id_is_sent_as_the_header_and_the_field(
+    fake: FakePostHog, ph: aposthog.Client
+) -> None:
+    fake.script_answer("a slow answer", token_size=1, delay=0.05)
+    async with ph.conversations.create("q", session_id="session-7") as stream:
+        await anext(stream)
+        await ph.conversations.stream(stream.conversation_id, session_id="session-8").until_done()
+    create, attach = [r for r in fake.requests if r.method == "POST"]
+    assert create.json()["session_id"] == "session-7"
+    assert create.headers["x-posthog-session-id"] == "session-7"
+    assert attach.json()["content"] is None
+    assert attach.headers["x-posthog-session-id"] == "session-8"
+
+
+@pytest.mark.parametrize("session_id", ["café", "a\tb", "a\x7fb", ""])
+async def test_session_id_must_be_printable_ascii(
+    fake: FakePostHog, ph: aposthog.Client, session_id: str
+) -> None:
+    conversation = str(uuid.uuid4())
+    with pytest.raises(ValueError, match="session_id"):
+        ph.conversations.create("q", session_id=session_id)
+    with pytest.raises(ValueError, match="session_id"):
+        ph.conversations.stream(conversation, session_id=session_id)
+    with pytest.raises(ValueError, match="session_id"):
+        await ph.conversations.queue.add(conversation, "q", session_id=session_id)
+    assert fake.requests == []
+
+
+async def test_append_message_without_an_id_is_a_decode_error(
+    fake: FakePostHog, ph: aposthog.Client
+) -> None:
+    seeded = fake.seed_conversation()
+    fake.fail_next(status=201, body={"ok": True}, path="append_message")
+    with pytest.raises(aposthog.ResponseDecodeError, match="without a message id"):
+        await ph.conversations.append_message(seeded.id, "Saved for later.")
+
+
+# ---------------------------------------------------------------------- research conversations
+
+
+async def test_research_mode_in_any_spelling_makes_a_research_conversation(
+    ph: aposthog.Client,
+) -> None:
+    known = ph._api.pipeline.research_conversations
+    stream = ph.conversations.create("dig", agent_mode=" RESEARCH ")
+    assert list(known) == [stream.conversation_id]
+
+
+async def test_an_approval_leaves_a_research_conversation_one(ph: aposthog.Client) -> None:
+    known = ph._api.pipeline.research_conversations
+    research = ph.conversations.create("dig", agent_mode="research").conversation_id
+    payload = {"action": "approve", "proposal_id": "p1"}
+    ph.conversations.create("yes", conversation=research, resume_payload=payload)
+    ph.conversations.create(None, conversation=research, resume_payload=payload)
+    assert list(known) == [research]
+    ph.conversations.create("and now a chat", conversation=research)
+    assert list(known) == []
+
+
+async def test_the_research_conversations_kept_are_the_most_recently_seen(
+    ph: aposthog.Client,
+) -> None:
+    known = ph._api.pipeline.research_conversations
+    kept = RESEARCH_CONVERSATIONS_KEPT
+    ids = [str(uuid.uuid4()) for _ in range(kept)]
+    known.update(dict.fromkeys(ids))
+    ph.conversations.create("again", conversation=ids[0], agent_mode="research")
+    newest = ph.conversations.create("new", agent_mode="research").conversation_id
+    assert len(known) == kept
+    assert ids[1] not in known  # the least recently seen
+    assert list(known)[-2:] == [ids[0], newest]
+
+
+async def test_the_old_research_flag_counts_in_the_research_windows(fake: FakePostHog) -> None:
+    fake.throttles.ai_research_burst = aposthog.Rate(1, per=0.5)
+    limits = fake.throttles.rate_limits(margin=0.05)
+    async with fake.client(rate_limits=limits, max_retries=0) as ph:
+        started = time.monotonic()
+        for _ in range(2):
+            await ph.conversations.create("dig", deep_research_mode=True).until_done()
+        assert time.monotonic() - started >= 0.4  # waited for the research window
