@@ -205,6 +205,10 @@ def _own_idle_timer(response: aiohttp.ClientResponse) -> bool:
     if protocol is None or not hasattr(type(protocol), "read_timeout"):
         return False
     protocol.read_timeout = None
+    # The timer aiohttp started when the headers came is running already: with no
+    # timeout set, (re)starting it cancels it. Left to fire, it would fail the stream,
+    # losing what waits unread in the buffer for a reader slower than `sock_read`.
+    protocol.start_timeout()
     return True
 
 

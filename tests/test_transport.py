@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import gc
+import gzip
 import socket
-from collections.abc import AsyncIterator
+import struct
+import tracemalloc
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import aiohttp
 import anyio
@@ -283,3 +288,481 @@ async def test_a_stream_on_a_session_that_raises_for_status_gives_the_status() -
             assert 404 == stream.status
     finally:
         await loopback.stop()
+
+
+# ------------------------------------------------- what mutants of _transport.py showed
+
+
+async def _serve(handler: Callable[[ServerRequest], Awaitable[ServerReply]]) -> LoopbackServer:
+    loopback = LoopbackServer(handler)
+    await loopback.start()
+    return loopback
+
+
+async def _stall_after(*chunks: bytes, after: float = 0.0) -> AsyncIterator[bytes]:
+    """`chunks`, `after` seconds apart, then nothing more until the client goes away."""
+    for chunk in chunks:
+        await anyio.sleep(after)
+        yield chunk
+    await anyio.sleep(60)
+    yield b""  # pragma: no cover
+
+
+async def test_a_failure_says_whether_the_answer_was_missing_or_cut_off() -> None:
+    """No answer at all and a body that stops short of its Content-Length read apart."""
+
+    async def cut(request: ServerRequest) -> ServerReply:
+        if request.raw_path == "/drop/":
+            return ServerReply(drop=True)
+
+        async def short() -> AsyncIterator[bytes]:
+            yield b"0123456789"
+            raise DropConnection
+
+        return ServerReply(stream=short(), headers={"Content-Length": "100"})
+
+    loopback = await _serve(cut)
+    transport = Transport()
+    try:
+        with pytest.raises(aposthog.APIConnectionError) as dropped:
+            await transport.send(Request(method="GET", url=f"{loopback.url}/drop/"), {}, timeout=5)
+        with pytest.raises(aposthog.APIConnectionError) as cut_off:
+            await transport.send(Request(method="GET", url=f"{loopback.url}/cut/"), {}, timeout=5)
+    finally:
+        await transport.aclose()
+        await loopback.stop()
+    assert "closed the connection without answering" in str(dropped.value)
+    assert "was cut off" in str(cut_off.value)
+    assert dropped.value.reached_server
+    assert cut_off.value.reached_server
+
+
+async def test_an_error_body_of_exactly_max_response_size_is_read() -> None:
+    """The limit is inclusive: a stream's error body of exactly that many bytes is read."""
+
+    async def error(request: ServerRequest) -> ServerReply:
+        size = int(request.raw_path.strip("/"))
+        return ServerReply(status=500, body=b"e" * size)
+
+    loopback = await _serve(error)
+    transport = Transport(max_response_size=1000)
+    try:
+        stream = await transport.open_stream(
+            Request(method="GET", url=f"{loopback.url}/1000/"), {}, idle_timeout=5
+        )
+        body = await stream.read()
+        stream.close()
+        stream = await transport.open_stream(
+            Request(method="GET", url=f"{loopback.url}/1001/"), {}, idle_timeout=5
+        )
+        with pytest.raises(aposthog.ResponseTooLargeError):
+            await stream.read()
+        stream.close()
+    finally:
+        await transport.aclose()
+        await loopback.stop()
+    assert b"e" * 1000 == body
+
+
+def _truncated_gzip() -> bytes:
+    return gzip.compress(b"x" * 1000)[:-8]  # the trailer (CRC and length) missing
+
+
+async def test_a_truncated_gzip_body_is_a_decode_error_not_a_short_body() -> None:
+    """A gzip body that ends before its trailer is unreadable, not a shorter answer."""
+
+    async def handler(request: ServerRequest) -> ServerReply:
+        return ServerReply(body=_truncated_gzip(), headers={"Content-Encoding": "gzip"})
+
+    loopback = await _serve(handler)
+    transport = Transport()
+    try:
+        with pytest.raises(aposthog.ResponseDecodeError, match="unreadable"):
+            await transport.send(Request(method="GET", url=f"{loopback.url}/x/"), {}, timeout=5)
+    finally:
+        await transport.aclose()
+        await loopback.stop()
+
+
+async def test_a_truncated_gzip_stream_is_a_decode_error_at_its_end() -> None:
+    """A compressed stream that ends before its trailer fails at the end, not silently."""
+
+    async def handler(request: ServerRequest) -> ServerReply:
+        async def chunks() -> AsyncIterator[bytes]:
+            yield _truncated_gzip()
+
+        headers = {"Content-Type": "text/event-stream", "Content-Encoding": "gzip"}
+        return ServerReply(stream=chunks(), headers=headers)
+
+    loopback = await _serve(handler)
+    transport = Transport()
+    received = b""
+    try:
+        stream = await transport.open_stream(
+            Request(method="GET", url=f"{loopback.url}/x/"), {}, idle_timeout=5
+        )
+        with pytest.raises(aposthog.ResponseDecodeError):
+            async for chunk in stream.chunks():
+                received += chunk
+        stream.close()
+    finally:
+        await transport.aclose()
+        await loopback.stop()
+    assert b"x" * 1000 == received
+
+
+async def test_a_silent_stream_is_an_api_timeout_error() -> None:
+    """Past idle_timeout with nothing received, the read fails as a timeout."""
+
+    async def handler(request: ServerRequest) -> ServerReply:
+        return ServerReply(stream=_stall_after(b"data: 1\n\n"))
+
+    loopback = await _serve(handler)
+    transport = Transport()
+    try:
+        stream = await transport.open_stream(
+            Request(method="GET", url=f"{loopback.url}/x/"), {}, idle_timeout=0.1
+        )
+        with anyio.fail_after(5), pytest.raises(aposthog.APITimeoutError) as info:
+            async for _ in stream.chunks():
+                pass
+        stream.close()
+    finally:
+        await transport.aclose()
+        await loopback.stop()
+    assert info.value.reached_server
+
+
+async def test_an_error_body_that_stops_coming_is_timed_out() -> None:
+    """A stream's error body read whole: bytes, then silence, end in a timeout, not a hang."""
+
+    async def handler(request: ServerRequest) -> ServerReply:
+        # Bytes after the headers too: the timer is this module's, not one aiohttp armed.
+        body = _stall_after(b'{"detail":', b'"Server', after=0.05)
+        return ServerReply(status=500, stream=body, headers={"Content-Length": "100"})
+
+    loopback = await _serve(handler)
+    transport = Transport()
+    try:
+        stream = await transport.open_stream(
+            Request(method="GET", url=f"{loopback.url}/x/"), {}, idle_timeout=0.2
+        )
+        with anyio.fail_after(5), pytest.raises(aposthog.APITimeoutError):
+            await stream.read()
+        stream.close()
+    finally:
+        await transport.aclose()
+        await loopback.stop()
+
+
+async def test_the_idle_timeout_counts_from_the_last_chunk_read() -> None:
+    """A chunk 0.3 s in, then silence: the timeout is idle_timeout after that chunk."""
+
+    async def handler(request: ServerRequest) -> ServerReply:
+        return ServerReply(stream=_stall_after(b"data: 1\n\n", after=0.3))
+
+    loopback = await _serve(handler)
+    transport = Transport()
+    try:
+        stream = await transport.open_stream(
+            Request(method="GET", url=f"{loopback.url}/x/"), {}, idle_timeout=1.0
+        )
+        assert b"data: 1\n\n" == await stream.read_chunk()
+        read_at = anyio.current_time()
+        with anyio.fail_after(5), pytest.raises(aposthog.APITimeoutError):
+            await stream.read_chunk()
+        waited = anyio.current_time() - read_at
+        stream.close()
+    finally:
+        await transport.aclose()
+        await loopback.stop()
+    # Not the 1.7 s of a timer re-armed for a whole idle_timeout from its first firing.
+    assert 0.9 <= waited < 1.45, waited
+
+
+async def test_a_refused_body_is_not_kept_alive_by_the_error() -> None:
+    """The pieces read before the limit was passed are dropped, not held by the traceback."""
+    mib = 1024 * 1024
+
+    async def handler(request: ServerRequest) -> ServerReply:
+        async def pieces() -> AsyncIterator[bytes]:  # chunked: no length to refuse it early
+            for _ in range(3):
+                yield b"x" * mib
+
+        return ServerReply(stream=pieces())
+
+    loopback = await _serve(handler)
+    transport = Transport(max_response_size=2 * mib)
+    try:
+        gc.collect()
+        tracemalloc.start()
+        try:
+            with pytest.raises(aposthog.ResponseTooLargeError) as info:
+                await transport.send(Request(method="GET", url=f"{loopback.url}/x/"), {})
+            gc.collect()
+            held, _ = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+    finally:
+        await transport.aclose()
+        await loopback.stop()
+    assert info.value.__traceback__ is not None  # the frames it holds are still alive here
+    assert held < mib, f"{held / mib:.1f} MiB still held"
+
+
+async def test_a_cookie_an_answer_sets_never_rides_along_with_the_next_call() -> None:
+    """No cookie jar: PostHog's API authenticates by key, not by a cookie it once set."""
+    cookies: list[str | None] = []
+
+    async def handler(request: ServerRequest) -> ServerReply:
+        cookies.append(request.headers.get("cookie"))
+        return ServerReply(body=b"{}", headers={"Set-Cookie": "sessionid=abc; Path=/"})
+
+    loopback = await _serve(handler)
+    # A name, not 127.0.0.1: aiohttp's cookie jar would refuse a cookie from an IP address.
+    url = loopback.url.replace("127.0.0.1", "localhost")
+    transport = Transport()
+    try:
+        for _ in range(2):
+            await transport.send(Request(method="GET", url=f"{url}/x/"), {}, timeout=5)
+    finally:
+        await transport.aclose()
+        await loopback.stop()
+    assert [None, None] == cookies
+
+
+def _no_proxy_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy", "NO_PROXY", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+
+
+async def test_every_call_goes_through_the_proxy_not_only_the_first(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """An HTTP proxy on 127.0.0.1 receives each request, the first and those after it."""
+    lines: list[bytes] = []
+
+    async def proxy(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(asyncio.IncompleteReadError):  # the client's disconnect
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                lines.append(head.split(b"\r\n", 1)[0])
+                writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}")
+                await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(proxy, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    _no_proxy_settings(monkeypatch)
+    monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{port}")
+    transport = Transport()
+    try:
+        for path in ("/first/", "/second/", "/third/"):
+            request = Request(method="GET", url=f"http://posthog.invalid{path}")
+            assert b"{}" == (await transport.send(request, {}, timeout=5)).body
+    finally:
+        await transport.aclose()
+        server.close()
+        await server.wait_closed()
+    assert [
+        b"GET http://posthog.invalid/first/ HTTP/1.1",
+        b"GET http://posthog.invalid/second/ HTTP/1.1",
+        b"GET http://posthog.invalid/third/ HTTP/1.1",
+    ] == lines
+
+
+class _ToLoopback(aiohttp.abc.AbstractResolver):
+    """Resolves every name to 127.0.0.1: a borrowed session's own setting."""
+
+    async def resolve(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+    ) -> list[aiohttp.abc.ResolveResult]:
+        return [
+            {
+                "hostname": host,
+                "host": "127.0.0.1",
+                "port": port,
+                "family": socket.AF_INET,
+                "proto": 0,
+                "flags": 0,
+            }
+        ]
+
+    async def close(self) -> None:
+        pass
+
+
+async def test_a_borrowed_session_ignores_the_environment_s_proxy(
+    server: LoopbackServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """HTTP_PROXY names a dead port; a borrowed session still connects as it is set up to."""
+    _no_proxy_settings(monkeypatch)
+    monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{_dead_port()}")
+    port = server.url.rsplit(":", 1)[1]
+    connector = aiohttp.TCPConnector(resolver=_ToLoopback())
+    async with aiohttp.ClientSession(connector=connector) as session:
+        transport = Transport(session=session)
+        request = Request(method="POST", url=f"http://posthog.test:{port}/echo/", body=b"hi")
+        response = await transport.send(request, {}, timeout=5)
+        await transport.aclose()
+    assert (201, b"POST hi") == (response.status, response.body)
+
+
+async def test_an_encoded_dot_segment_reaches_the_server_as_sent() -> None:
+    """An id of `..` is sent as `%2E%2E`: no URL normaliser may collapse it into the parent."""
+    paths: list[str] = []
+
+    async def handler(request: ServerRequest) -> ServerReply:
+        paths.append(request.raw_path)
+        return ServerReply(body=b"{}")
+
+    loopback = await _serve(handler)
+    transport = Transport()
+    url = f"{loopback.url}/api/things/%2E%2E/%7E/"
+    try:
+        await transport.send(Request(method="GET", url=url), {}, timeout=5)
+        stream = await transport.open_stream(Request(method="GET", url=url), {}, idle_timeout=5)
+        stream.close()
+    finally:
+        await transport.aclose()
+        await loopback.stop()
+    assert ["/api/things/%2E%2E/%7E/"] * 2 == paths
+
+
+async def test_the_parsed_urls_kept_are_bounded() -> None:
+    """Parsed URLs are kept for reuse, but no more than a few hundred of them."""
+    transport = Transport()
+    loopback = await _serve(_handler)
+    try:
+        for n in range(300):
+            await transport.send(Request(method="GET", url=f"{loopback.url}/x/{n}/"), {})
+            assert len(transport._urls) <= 256
+    finally:
+        await transport.aclose()
+        await loopback.stop()
+
+
+async def test_a_call_s_time_limit_ends_with_the_call(server: LoopbackServer) -> None:
+    """A call that finished within its timeout leaves no deadline to cancel the task later."""
+    transport = Transport()
+
+    async def call_then_wait() -> int:
+        request = Request(method="POST", url=f"{server.url}/echo/", body=b"x")
+        response = await transport.send(request, {}, timeout=0.05)
+        await asyncio.sleep(0.3)  # well past the call's deadline
+        return response.status
+
+    task = asyncio.create_task(call_then_wait())
+    await asyncio.wait([task])
+    await transport.aclose()
+    assert not task.cancelled()
+    assert 201 == task.result()
+
+
+async def test_a_stream_whose_headers_never_come_times_out() -> None:
+    """The wait for the status line and headers is bounded by idle_timeout too."""
+    held: list[asyncio.StreamWriter] = []
+
+    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        held.append(writer)  # reads nothing, answers nothing
+
+    server = await asyncio.start_server(silent, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    transport = Transport()
+    try:
+        with anyio.fail_after(5), pytest.raises(aposthog.APITimeoutError) as info:
+            await transport.open_stream(
+                Request(method="GET", url=f"http://127.0.0.1:{port}/x/"), {}, idle_timeout=0.1
+            )
+    finally:
+        await transport.aclose()
+        for writer in held:
+            writer.close()
+        server.close()
+        await server.wait_closed()
+    assert info.value.reached_server
+
+
+async def test_a_reset_on_a_borrowed_session_is_one_attempt() -> None:
+    """A connection reset (not only a clean close) is never resent by aiohttp on its own."""
+    heads: list[bytes] = []
+
+    async def reset(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(asyncio.IncompleteReadError, ConnectionError):
+            heads.append(await reader.readuntil(b"\r\n\r\n"))
+        sock = writer.get_extra_info("socket")
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        writer.transport.abort()  # SO_LINGER 0: an RST, not a FIN
+
+    server = await asyncio.start_server(reset, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        async with aiohttp.ClientSession() as session:
+            transport = Transport(session=session)
+            with pytest.raises(aposthog.APIConnectionError) as info:
+                await transport.send(
+                    Request(method="GET", url=f"http://127.0.0.1:{port}/x/"), {}, timeout=5
+                )
+            await transport.aclose()
+    finally:
+        server.close()
+        await server.wait_closed()
+    assert 1 == len(heads)
+    assert info.value.reached_server
+    assert "failed: ClientOSError" in str(info.value)  # aiohttp's failure, not our carrier
+
+
+async def test_bytes_waiting_unread_are_read_before_the_idle_timeout_fails() -> None:
+    """
+    A slow reader: what arrived while it was busy is still read, and silence counts from
+    its last read, not from when the bytes came (aiohttp's own timer would drop them).
+    """
+
+    async def handler(request: ServerRequest) -> ServerReply:
+        return ServerReply(stream=_stall_after(b"data: 1\n\n", b"data: 2\n\n", after=0.05))
+
+    loopback = await _serve(handler)
+    transport = Transport()
+    try:
+        stream = await transport.open_stream(
+            Request(method="GET", url=f"{loopback.url}/x/"), {}, idle_timeout=0.2
+        )
+        with anyio.fail_after(5):
+            first = await stream.read_chunk()
+            await anyio.sleep(0.6)  # busy: the second chunk waits, unread, three timeouts
+            second = await stream.read_chunk()
+            with pytest.raises(aposthog.APITimeoutError):
+                await stream.read_chunk()
+        stream.close()
+    finally:
+        await transport.aclose()
+        await loopback.stop()
+    assert (b"data: 1\n\n", b"data: 2\n\n") == (first, second)
+
+
+async def test_bytes_that_came_with_the_headers_wait_for_a_slow_first_read() -> None:
+    """
+    The first event comes with the headers, then nothing: a reader that first looks only
+    after several idle timeouts still gets it, and the silence counts from that read.
+    (aiohttp's own timer, started with the headers, must not be left to fire.)
+    """
+
+    async def handler(request: ServerRequest) -> ServerReply:
+        return ServerReply(stream=_stall_after(b"data: 1\n\n"))
+
+    loopback = await _serve(handler)
+    transport = Transport()
+    try:
+        stream = await transport.open_stream(
+            Request(method="GET", url=f"{loopback.url}/x/"), {}, idle_timeout=0.2
+        )
+        await anyio.sleep(0.6)  # busy elsewhere: the event waits unread in the buffer
+        with anyio.fail_after(5):
+            first = await stream.read_chunk()
+            with pytest.raises(aposthog.APITimeoutError):
+                await stream.read_chunk()
+        stream.close()
+    finally:
+        await transport.aclose()
+        await loopback.stop()
+    assert b"data: 1\n\n" == first
