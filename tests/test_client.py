@@ -37,6 +37,7 @@ async def test_headers_carry_bearer_key_user_agent_and_json(
 async def test_project_id_is_in_the_path(fake: FakePostHog) -> None:
     """The configured project id is the environment segment of every path."""
     async with fake.client(project_id="@current") as ph:
+        assert "@current" == ph.project_id
         await ph.customer_profile_configs.list()
     assert fake.requests[-1].path.startswith("/api/environments/@current/")
 
@@ -397,3 +398,27 @@ async def test_only_a_request_with_a_body_says_it_is_json(fake: FakePostHog) -> 
     assert ("POST", "application/json") == (post.method, post.headers["content-type"])
     assert "GET" == get.method
     assert "content-type" not in {name.lower() for name in get.headers}
+
+
+async def test_a_view_with_a_shorter_stream_idle_timeout_times_out_its_streams(
+    fake: FakePostHog,
+) -> None:
+    """`with_options(stream_idle_timeout=...)` applies to the view's streams."""
+    fake.keepalive_interval = None
+    fake.script_answer("slow", token_size=1, delay=0.5)
+    async with fake.client(retry=FAST) as ph:
+        view = ph.with_options(stream_idle_timeout=0.05)
+        assert 0.05 == view.config.stream_idle_timeout
+        stream = view.conversations.create("q", max_reattach_attempts=0)
+        with anyio.fail_after(5), pytest.raises(aposthog.APITimeoutError) as info:
+            await stream.until_done()
+    assert "stream_idle_timeout" in str(info.value)
+
+
+async def test_entering_a_closed_client_is_an_error(fake: FakePostHog) -> None:
+    """`async with` refuses a closed client at once, before any call."""
+    ph = fake.client()
+    await ph.aclose()
+    with pytest.raises(aposthog.ClientStateError, match="closed"):
+        async with ph:
+            pytest.fail("entered a closed client")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import secrets
 import time
+from typing import Any
 
 import anyio
 import pytest
@@ -270,6 +271,23 @@ async def test_with_options_views_share_the_budget(fake: FakePostHog) -> None:
     assert 3 == len(fake.requests)
 
 
+async def test_clients_sharing_a_store_count_each_key_apart(fake: FakePostHog) -> None:
+    store = aposthog.InProcessRateLimitStore()
+    limits = RateLimits(api=Rate(1, per=30))
+    async with (
+        fake.client(rate_limits=limits, rate_limit_store=store) as ph,
+        fake.client(api_key=fake.add_key(), rate_limits=limits, rate_limit_store=store) as other,
+        fake.client(rate_limits=limits, rate_limit_store=store) as same_key,
+    ):
+        with anyio.fail_after(2):
+            await ph.customer_profile_configs.list()
+            await other.customer_profile_configs.list()  # its own key: its own budget
+        with anyio.move_on_after(0.2) as waited:
+            await same_key.customer_profile_configs.list()  # ph's key: ph's budget
+        assert waited.cancelled_caught
+    assert 2 == len(fake.requests)
+
+
 async def test_on_wait_hears_of_the_limiters_waits(fake: FakePostHog) -> None:
     waits: list[aposthog.Wait] = []
     limits = RateLimits(api=Rate(1, per=0.3), margin=0)
@@ -319,6 +337,70 @@ async def test_a_429_pauses_every_process_sharing_the_store(
         await b.customer_profile_configs.list()  # b never saw the 429, yet waits
         assert time.monotonic() - started >= 1
     assert 1 == fake.status_counts[429]
+
+
+async def _connections_named(admin: Any, name: str, expected: int | None = None) -> int:
+    """How many connections Redis has under `name`; with `expected`, once it has that
+    many (or 2 s on): the server learns of a closed connection at its next turn."""
+
+    async def count() -> int:
+        return sum(1 for client in await admin.client_list() if client["name"] == name)
+
+    for _ in range(100 if expected is not None else 0):
+        if await count() == expected:
+            break
+        await anyio.sleep(0.02)
+    return await count()
+
+
+async def test_the_last_client_using_a_store_closes_its_connections(
+    fake: FakePostHog, redis_url: str
+) -> None:
+    """A store made from a URL keeps its connection while any client uses it, and
+    closes it when the last one closes."""
+    import redis.asyncio
+
+    name = f"test-{secrets.token_hex(4)}"
+    admin = redis.asyncio.Redis.from_url(redis_url)
+    try:
+        store = aposthog.RedisRateLimitStore(f"{redis_url}?client_name={name}")
+        limits = RateLimits(api=Rate(100, per=60))
+        first = fake.client(rate_limits=limits, rate_limit_store=store)
+        async with fake.client(rate_limits=limits, rate_limit_store=store) as second:
+            async with first:
+                await first.customer_profile_configs.list()
+                await second.customer_profile_configs.list()
+                assert 1 == await _connections_named(admin, name)
+            await anyio.sleep(0.1)
+            assert 1 == await _connections_named(admin, name)  # `second` still uses it
+            await second.customer_profile_configs.list()
+        assert 0 == await _connections_named(admin, name, 0)
+        assert 3 == len(fake.requests)
+    finally:
+        await admin.aclose()
+
+
+async def test_a_client_closed_by_a_cancelled_task_closes_its_store(
+    fake: FakePostHog, redis_url: str
+) -> None:
+    """Closing is shielded: a client closed in a `finally` of a cancelled task still
+    closes the connections of its store."""
+    import redis.asyncio
+
+    name = f"test-{secrets.token_hex(4)}"
+    admin = redis.asyncio.Redis.from_url(redis_url)
+    try:
+        store = aposthog.RedisRateLimitStore(f"{redis_url}?client_name={name}")
+        ph = fake.client(rate_limits=RateLimits(api=Rate(100, per=60)), rate_limit_store=store)
+        await ph.customer_profile_configs.list()
+        assert 1 == await _connections_named(admin, name)
+        with anyio.CancelScope() as scope:
+            scope.cancel()
+            await ph.aclose()
+        assert ph.closed
+        assert 0 == await _connections_named(admin, name, 0)
+    finally:
+        await admin.aclose()
 
 
 async def test_four_processes_share_one_budget_through_redis(

@@ -444,6 +444,10 @@ async def test_with_options_checks_the_same_way() -> None:
         with pytest.raises(aposthog.ConfigurationError, match=r"^timeout"):
             ph.with_options(timeout=float("nan"))
         assert ph.with_options(timeout=float("inf")).config.timeout is None
+        with pytest.raises(aposthog.ConfigurationError, match=r"^stream_idle_timeout"):
+            ph.with_options(stream_idle_timeout=-1)
+        view = ph.with_options(stream_idle_timeout=float("inf"))
+        assert view.config.stream_idle_timeout is None
 
 
 def test_default_limits() -> None:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import secrets
 import sys
 import time
 from collections.abc import AsyncIterator
 
 import anyio
+import anyio.abc
 import pytest
 
 import aposthog
@@ -76,6 +78,33 @@ async def test_keys_are_a_hash_of_the_key_and_expire(
         assert 0 < ttl <= 32_000, key  # the window, its margin and a second
     scope = rate_limit_scope("https://us.posthog.com", api_key)
     assert all(f"{{{scope}}}" in key for key in keys)  # one Redis Cluster slot per key
+
+
+async def test_keys_outlive_the_windows_and_the_pause_they_hold(
+    store: RedisRateLimitStore, redis_url: str
+) -> None:
+    await store.try_acquire("s", "api", (Rate(10, per=2), Rate(100, per=30)), 0.5)
+    await store.penalize("s", "api", 3.0)
+    keys = await _keys(redis_url, f"{store._prefix}:*")
+    ttls = {key.rsplit(":", 1)[1]: ttl for key, ttl in keys.items()}
+    assert ttls.keys() == {"2000ms", "30000ms", "pause"}
+    # Each lives at least as long as what it counts (window + margin, the pause).
+    assert ttls["2000ms"] > 2_400
+    assert ttls["30000ms"] > 30_400
+    assert ttls["pause"] > 2_900
+
+
+async def test_the_wait_named_is_until_a_place_is_free_under_a_lowered_limit(
+    store: RedisRateLimitStore,
+) -> None:
+    """Three requests counted under a limit of 3, then asked under a limit of 1 (another
+    process, or a new release, with a tighter budget): the place frees when the newest
+    leaves the window, not the oldest."""
+    assert 0.0 == await store.try_acquire("s", "api", (Rate(3, per=1),), 0.0)
+    await anyio.sleep(0.4)
+    assert [0.0, 0.0] == [await store.try_acquire("s", "api", (Rate(3, per=1),), 0.0) for _ in "ab"]
+    wait = await store.try_acquire("s", "api", (Rate(1, per=1),), 0.0)
+    assert 0.8 < wait <= 1.0
 
 
 async def test_two_stores_share_one_budget(store: RedisRateLimitStore, redis_url: str) -> None:
@@ -152,6 +181,73 @@ async def test_a_request_cancelled_mid_script_is_not_counted(
         await admin.aclose()
 
 
+def test_a_request_counted_before_its_cancellation_is_taken_back(redis_url: str) -> None:
+    """
+    Redis counted the request, but its answer came after the call was cancelled: the
+    store takes the count back, and its `aclose()` waits for that before the program
+    ends (here `anyio.run` returning, which cancels whatever still runs).
+
+    Between the store and Redis a proxy, once `slow`, holds back by 0.3 s the answers on
+    the connections already open, and every new connection.
+    """
+    require_redis_py()
+    port = int(redis_url.rsplit(":", 1)[1].split("/")[0])
+    prefix = f"test:{secrets.token_hex(4)}"
+    windows = (Rate(5, per=30),)
+    slow = False
+
+    async def pump(
+        source: anyio.abc.SocketStream, sink: anyio.abc.SocketStream, answers: bool
+    ) -> None:
+        async for chunk in source:
+            if answers and slow:
+                await anyio.sleep(0.3)
+            await sink.send(chunk)
+
+    async def relay(client: anyio.abc.SocketStream) -> None:
+        late = slow
+        if late:
+            await anyio.sleep(0.3)
+        with contextlib.suppress(anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
+            async with (
+                client,
+                await anyio.connect_tcp("127.0.0.1", port) as server,
+                anyio.create_task_group() as tg,
+            ):
+                tg.start_soon(pump, client, server, False)
+                await pump(server, client, not late)
+                tg.cancel_scope.cancel()
+
+    async def program() -> None:
+        nonlocal slow
+        listener = await anyio.create_tcp_listener(local_host="127.0.0.1")
+        proxy_port = listener.extra(anyio.abc.SocketAttribute.local_port)
+        async with listener, anyio.create_task_group() as tg:
+            tg.start_soon(listener.serve, relay)
+            store = RedisRateLimitStore(f"redis://127.0.0.1:{proxy_port}/0", prefix=prefix)
+            assert 0.0 == await store.try_acquire("s", "other", windows, 0.0)  # script loaded
+            await store.penalize("s", "api", 0.01)  # a pause that ends; its key lives on
+            await anyio.sleep(0.05)
+            slow = True
+            with anyio.move_on_after(0.1) as scope:
+                await store.try_acquire("s", "api", windows, 0.0)
+            assert scope.cancelled_caught
+            await store.aclose()
+            tg.cancel_scope.cancel()
+
+    async def counted() -> list[int]:
+        import redis.asyncio
+
+        admin = redis.asyncio.Redis.from_url(redis_url)
+        try:
+            return [int(await admin.zcard(f"{prefix}:{{s}}:{b}:30000ms")) for b in ("api", "other")]
+        finally:
+            await admin.aclose()
+
+    anyio.run(program)
+    assert [0, 1] == anyio.run(counted)
+
+
 async def test_an_unreachable_redis_is_a_typed_error() -> None:
     require_redis_py()
     port = _free_port()  # nothing listens there
@@ -165,6 +261,9 @@ async def test_an_unreachable_redis_is_a_typed_error() -> None:
     assert f"127.0.0.1:{port}" in str(error)
     assert "hunter2" not in str(error)
     assert "hunter2" not in repr(store)
+    assert f"<RedisRateLimitStore redis://127.0.0.1:{port}/0 prefix='aposthog:ratelimit'>" == repr(
+        store
+    )
     with pytest.raises(RateLimitStoreError):
         await limiter.penalize("api", 1.0)
     await store.aclose()
@@ -175,11 +274,12 @@ async def test_a_borrowed_client_is_never_closed(redis_url: str) -> None:
 
     client = redis.asyncio.Redis.from_url(redis_url)
     try:
+        connection = await client.client_id()
         store = RedisRateLimitStore(client, prefix=f"test:{secrets.token_hex(4)}")
         store._attach()
         assert 0.0 == await store.try_acquire("s", "api", (Rate(1, per=1),), 0.0)
         await store._detach()
-        assert await client.ping()
+        assert connection == await client.client_id()  # the same connection, left open
         assert "127.0.0.1" in repr(store)
     finally:
         await client.aclose()

@@ -98,6 +98,28 @@ async def test_a_waiter_cancelled_as_its_slot_arrives_passes_it_on() -> None:
     assert (1, 0) == (slots.free, slots.waiting)
 
 
+async def test_a_waiter_cancelled_just_before_a_release_is_skipped() -> None:
+    slots = Slots(1)
+    assert slots.take_nowait()
+    got: list[str] = []
+
+    async def waiter(name: str) -> None:
+        await slots.take()
+        got.append(name)
+
+    first = asyncio.create_task(waiter("first"))
+    second = asyncio.create_task(waiter("second"))
+    await _settle()
+    first.cancel()  # still in line: it leaves when it runs again...
+    slots.release()  # ...so the slot goes past it, to "second"
+    await _settle()
+    assert first.cancelled()
+    await asyncio.wait_for(second, 2)
+    assert ["second"] == got
+    slots.release()
+    assert (1, 0) == (slots.free, slots.waiting)
+
+
 async def test_many_tasks_never_hold_more_than_the_slots_and_all_come_back() -> None:
     slots = Slots(3)
     held = 0
