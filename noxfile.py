@@ -134,9 +134,9 @@ def lint(session: nox.Session) -> None:
 
 @nox.session
 def typecheck(session: nox.Session) -> None:
-    """mypy --strict on the package, the examples and the benchmarks (what users copy)."""
+    """mypy --strict on the package, the examples, the benchmarks and the tests."""
     session.install(".[otel,redis]", *_group("typecheck"))
-    session.run("mypy", "--strict", "aposthog", "examples", "benchmarks")
+    session.run("mypy", "--strict", "aposthog", "examples", "benchmarks", "tests")
 
 
 @nox.session

@@ -20,6 +20,7 @@ import itertools
 import math
 import secrets
 import urllib.parse
+from collections.abc import Awaitable
 from typing import Any, Protocol
 
 from ._limiter import RateLimitStore, RateLimitStoreError
@@ -81,7 +82,9 @@ class AsyncRedis(Protocol):
 
     def register_script(self, script: str) -> Any: ...
 
-    async def zrem(self, name: str, *values: str) -> Any: ...
+    # Not `async def`: redis-py types its commands as returning an Awaitable, which a
+    # coroutine-typed member would refuse (`RedisRateLimitStore(redis.asyncio.Redis())`).
+    def zrem(self, name: str, *values: str) -> Awaitable[Any]: ...
 
 
 def _redis_module() -> Any:

@@ -139,11 +139,17 @@ def test_messages_of_one_run_are_joined_by_a_blank_line() -> None:
     assert isinstance(got[3].event, UpdateEvent)
 
 
+def _question(state: ConversationState) -> HumanMessage | None:
+    """`state.question`, read anew: mypy would keep an `is None` narrowing of the attribute
+    across the feeding calls."""
+    return state.question
+
+
 def test_question_is_the_turn_each_delta_belongs_to() -> None:
     """A queued message's run follows on the stream: each delta is read with the question
     of its own turn, and the next turn's first delta carries the separator."""
     state = ConversationState()
-    assert state.question is None
+    assert _question(state) is None
     seen: list[tuple[str | None, str]] = []
     for wire in [
         msg(type="ai", content="joined late"),  # a re-attach after the echo: no turn yet
@@ -382,7 +388,7 @@ def test_a_new_snapshot_that_begins_an_earlier_answer_only_defers_its_text() -> 
 def test_catch_up_delivers_only_this_runs_unseen_messages() -> None:
     state = ConversationState()
     feed_all(state, [msg(type="human", content="q2", id="h2"), msg(type="ai", content="An")])
-    fetched = [
+    fetched: list[Message] = [
         HumanMessage(id="h1", content="q1"),
         AssistantMessage(id="old", content="Earlier answer"),
         HumanMessage(id="h2", content="q2"),
@@ -430,7 +436,7 @@ def growing_run(draw: st.DrawFn, *, distinct: bool = False) -> tuple[list[Wire],
         text = "ABC"[n] + draw(_TEXT) if distinct else draw(_TEXT)
         cuts = draw(st.lists(st.integers(0, len(text)), max_size=8))
         wire.extend(snapshots(text, cuts))
-        if cuts and draw(st.booleans()):
+        if bool(cuts) and draw(st.booleans()):  # bool(): `cuts and` would type draw() as a list
             wire.append(wire[-1])  # the same snapshot twice (a chunk with no text)
         wire.append(msg(type="ai", content=text, id=f"a{n}"))
         if draw(st.booleans()):
@@ -823,10 +829,10 @@ def test_deltas_follow_the_rule_for_any_snapshots_even_rewrites(
 # came after, and final messages produced around the drop reach the client only through
 # the conversation. `catch_up` puts them at their places.
 
-_CALL = ToolCall(id="call_1", name="search", args={})
+_GAP_CALL = ToolCall(id="call_1", name="search", args={})
 GAPPED_RUN: list[Message] = [
     HumanMessage(id="h1", content="q"),
-    AssistantMessage(id="a0", content="Let me look.", tool_calls=[_CALL]),
+    AssistantMessage(id="a0", content="Let me look.", tool_calls=[_GAP_CALL]),
     ToolCallMessage(id="t1", content="done", tool_call_id="call_1"),
     AssistantMessage(id="a1", content="The answer."),
 ]

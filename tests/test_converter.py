@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -23,7 +24,7 @@ from aposthog.models import CustomerProfileConfig, ProfileScope
 
 from .strategies import records
 
-CONFIG = {
+CONFIG: dict[str, Any] = {
     "id": "7b0c",
     "scope": "person",
     "content": {"a": 1},
@@ -88,7 +89,7 @@ def test_timestamps_unstructure_to_iso_text_with_z() -> None:
 def test_unknown_fields_and_enum_values_survive() -> None:
     """A newer PostHog's extra field and scope decode, and stay reachable."""
     body = {**CONFIG, "scope": "group_9", "pinned_properties": ["email"]}
-    config = structure(body, CustomerProfileConfig)
+    config: CustomerProfileConfig = structure(body, CustomerProfileConfig)
     assert "group_9" == config.scope
     assert {"pinned_properties": ["email"]} == config.extra_fields
     assert body == unstructure(config) | {"created_at": body["created_at"]}
@@ -96,9 +97,9 @@ def test_unknown_fields_and_enum_values_survive() -> None:
 
 def test_known_enum_values_are_members() -> None:
     """A known value is the enum member, which still equals its string."""
-    config = structure(CONFIG, CustomerProfileConfig)
+    config: CustomerProfileConfig = structure(CONFIG, CustomerProfileConfig)
     assert ProfileScope.PERSON is config.scope
-    assert "person" == config.scope
+    assert "person" == config.scope  # type: ignore[comparison-overlap]  # the member is a str
     # The same through the open-enum hook itself (lists of enums, the detailed twin).
     assert ProfileScope.PERSON is structure("person", ProfileScope | str)
     assert [ProfileScope.PERSON, "group_9"] == structure(
@@ -203,6 +204,7 @@ def test_structure_records_matches_structure(
         return
     wire[bad]["created_at"] = "yesterday"
     errors = []
+    call: Callable[[], object]
     for call in (
         lambda: structure_records(
             wire, CustomerProfileConfig, path="$.results", request_path="/p/"
@@ -316,7 +318,7 @@ def test_structured_records_are_frozen_and_equal_to_constructed_ones() -> None:
     """The generated hook builds the same frozen record as the class's own __init__."""
     import attrs
 
-    config = structure(CONFIG, CustomerProfileConfig)
+    config: CustomerProfileConfig = structure(CONFIG, CustomerProfileConfig)
     built = CustomerProfileConfig(
         id="7b0c",
         scope=ProfileScope.PERSON,

@@ -109,7 +109,7 @@ async def test_an_error_body_over_the_limit_is_refused_too() -> None:
 def test_max_response_size_is_checked_at_construction() -> None:
     for bad in (0, -1, 1.5, "1", True):
         with pytest.raises(aposthog.ConfigurationError, match="max_response_size"):
-            aposthog.Client(api_key="k", max_response_size=bad)
+            aposthog.Client(api_key="k", max_response_size=bad)  # type: ignore[arg-type]
     assert 32 * MiB == aposthog.Client(api_key="k").config.max_response_size
 
 

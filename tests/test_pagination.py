@@ -42,7 +42,7 @@ def test_parse_offset_and_cursor_pages() -> None:
         "previous": None,
         "results": [_config(0)],
     }
-    cursor = {"next": None, "previous": "https://h/a/?cursor=x", "results": []}
+    cursor: dict[str, Any] = {"next": None, "previous": "https://h/a/?cursor=x", "results": []}
 
     results, count, next_url, previous = parse_page(offset, list[CustomerProfileConfig])
     assert (1, 3, "https://h/a/?offset=1", None) == (len(results), count, next_url, previous)

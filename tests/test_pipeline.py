@@ -370,7 +370,7 @@ async def test_an_empty_200_body_is_no_json_and_no_error() -> None:
     await server.start()
     try:
         async with _client(server.url, retry=FAST) as ph:
-            gone = await ph.customer_profile_configs.delete("0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b")
+            gone = await ph.customer_profile_configs.delete("0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b")  # type: ignore[func-returns-value]
     finally:
         await server.stop()
     assert gone is None

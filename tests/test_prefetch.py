@@ -334,7 +334,7 @@ async def test_to_list_cancelled_mid_way_leaves_nothing_behind(fake: FakePostHog
 @contextlib.asynccontextmanager
 async def _claiming_count(count: int, hits: list[str]) -> AsyncIterator[str]:
     """A loopback server whose first page claims `count` records; every later page is the last."""
-    record = {
+    record: dict[str, Any] = {
         "id": "id-0000",
         "scope": "person",
         "content": {},

@@ -75,7 +75,16 @@ def test_pytest_asyncio_project_strict_and_auto_mode(tmp_path: Path, aposthog_wh
     """The pytest-asyncio example passes in strict mode (the default) and in auto mode."""
     python = _project(tmp_path, "pytest-asyncio", aposthog_wheel, "pytest-asyncio")
     _passed(_run([python, "-m", "pytest", "-q", "-p", "no:cacheprovider"], cwd=tmp_path), 3)
-    auto = [python, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-o", "asyncio_mode=auto"]
+    auto: list[str | Path] = [
+        python,
+        "-m",
+        "pytest",
+        "-q",
+        "-p",
+        "no:cacheprovider",
+        "-o",
+        "asyncio_mode=auto",
+    ]
     _passed(_run(auto, cwd=tmp_path), 3)
 
 

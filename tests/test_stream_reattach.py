@@ -16,6 +16,7 @@ import pytest
 
 import aposthog
 from aposthog.models.events import ConversationEvent, MessageEvent, StreamEvent
+from aposthog.models.messages import HumanMessage
 from aposthog.testing import AIScript, FakePostHog, StreamStats
 from aposthog.testing._ai_runs import build_run
 
@@ -185,6 +186,7 @@ async def test_a_reattach_that_finds_another_run_after_this_one_ended_catches_up
     assert result.complete
     assert result.text == "Yesterday: 1,234 signups." == "".join(deltas)
     assert [m.type for m in result.messages] == ["human", "ai"]
+    assert isinstance(result.messages[0], HumanMessage)
     assert result.messages[0].content == QUESTION
     assert other_result.text == OTHER_ANSWER
     assert fake.status_counts[400] == 0  # the re-attach found a run: the other one

@@ -6,7 +6,7 @@ import gc
 import json
 import socket
 import warnings
-from typing import Any
+from typing import Any, cast
 
 import anyio
 import pytest
@@ -58,7 +58,9 @@ async def test_typed_events_in_posthog_order(fake: FakePostHog, ph: aposthog.Cli
     assert isinstance(human, MessageEvent)
     assert isinstance(human.message, HumanMessage)
     assert human.message.id is not None
-    contents = [e.message.content for e in events[2:] if isinstance(e, MessageEvent)]
+    answers = [e.message for e in events[2:] if isinstance(e, MessageEvent)]
+    assert all(isinstance(m, AssistantMessage) for m in answers)
+    contents = [cast(AssistantMessage, m).content for m in answers]
     assert contents == ["Hello", "Hello worl", "Hello world", "Hello world"]
     final = events[-1]
     assert isinstance(final, MessageEvent)
@@ -333,7 +335,9 @@ async def test_two_hundred_cancelled_streams_leave_no_connection_open(
         else:
             reading = anyio.Event()
 
-            async def consume(stream: ConversationStream = stream, reading=reading) -> None:
+            async def consume(
+                stream: ConversationStream = stream, reading: anyio.Event = reading
+            ) -> None:
                 async for _ in stream.text_deltas():
                     reading.set()
 

@@ -117,7 +117,7 @@ async def _read_per_turn(
         async def replay(*_: Any, **__: Any) -> Replay:
             return Replay(chunks)
 
-        ph._api.pipeline.transport.open_stream = replay  # type: ignore[method-assign]
+        ph._api.pipeline.transport.open_stream = replay  # type: ignore[method-assign,assignment]
         stream = ph.conversations.create("q0")
         loop = stream.text_batches() if batches else stream.text_deltas()
         read = []

@@ -16,7 +16,7 @@ import re
 import secrets
 import urllib.parse
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 import attrs
@@ -26,6 +26,9 @@ from ._conversation_knobs import ConversationsKnobs
 from ._loopback import LoopbackServer, ServerReply, ServerRequest
 from ._throttle import FakeThrottles, ThrottleLimit, throttled
 from ._wire import FakeRequest, HTTPError, Route, error, json_reply
+
+if TYPE_CHECKING:
+    from .._client import Client
 
 __all__ = ["FakePostHog", "RecordedRequest"]
 
@@ -191,7 +194,7 @@ class FakePostHog:
     async def __aexit__(self, *exc_info: object) -> None:
         await self.aclose()
 
-    def client(self, **kwargs: Any) -> Any:
+    def client(self, **kwargs: Any) -> Client:
         """An `aposthog.Client` configured for this fake (keyword arguments pass through)."""
         from .._client import Client
 

@@ -13,6 +13,7 @@ import sys
 import threading
 from collections.abc import AsyncIterator, Callable
 from types import ModuleType
+from typing import Any
 
 import anyio
 import pytest
@@ -82,7 +83,11 @@ def test_the_script_exits_130_on_ctrl_c_mid_answer() -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("POSTHOG_")}
     env["PYTHONWARNINGS"] = "error"
     command = [sys.executable, str(EXAMPLES / "chat_bot.py"), "--delay", "0.2"]
-    pipes = {"stdin": subprocess.PIPE, "stdout": subprocess.PIPE, "stderr": subprocess.PIPE}
+    pipes: dict[str, Any] = {
+        "stdin": subprocess.PIPE,
+        "stdout": subprocess.PIPE,
+        "stderr": subprocess.PIPE,
+    }
     with subprocess.Popen(command, text=True, env=env, **pipes) as process:
         watchdog = threading.Timer(30, process.kill)
         watchdog.start()

@@ -14,7 +14,7 @@ import sys
 import threading
 import urllib.parse
 import urllib.request
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from types import ModuleType
 from typing import Any
 from unittest import mock
@@ -52,7 +52,7 @@ async def relay(fake: FakePostHog) -> AsyncIterator[tuple[str, web.Application, 
     made: list[aposthog.Client] = []
 
     def factory() -> aposthog.Client:
-        client = fake.client()
+        client: aposthog.Client = fake.client()
         made.append(client)
         return client
 
@@ -62,7 +62,7 @@ async def relay(fake: FakePostHog) -> AsyncIterator[tuple[str, web.Application, 
     assert all(client.closed for client in made)  # closed at the app's cleanup
 
 
-async def events(response: aiohttp.ClientResponse) -> AsyncIterator[ServerSentEvent]:
+async def events(response: aiohttp.ClientResponse) -> AsyncGenerator[ServerSentEvent, None]:
     decoder = SSEDecoder()
     async for chunk in response.content.iter_any():
         for event in decoder.feed(chunk):

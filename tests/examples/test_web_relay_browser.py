@@ -17,7 +17,7 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar, cast
 
 import pytest
 from aiohttp import web
@@ -34,10 +34,14 @@ try:
     from selenium.webdriver.common.by import By
     from selenium.webdriver.common.keys import Keys
     from selenium.webdriver.support.ui import WebDriverWait
+
+    HAVE_SELENIUM = True
 except ImportError:  # `nox -s browser` installs it
-    webdriver = None
+    HAVE_SELENIUM = False
 
 pytestmark = pytest.mark.browser
+
+_T = TypeVar("_T")
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
@@ -75,7 +79,7 @@ def _chromium_flags(profile: str) -> list[str]:
 def browser() -> Iterator[Any]:
     """A fresh headless Chromium (its own profile), closed afterwards."""
     missing = [p for p in (CHROMIUM, CHROMEDRIVER) if not shutil.which(p)]
-    if webdriver is None or missing:
+    if not HAVE_SELENIUM or missing:
         reason = f"{INSTALL} (missing: {', '.join(missing) or 'the selenium package'})"
         if os.environ.get("CI", "").lower() in ("true", "1", "yes"):
             pytest.fail(f"CI must run the browser tests: {reason}")
@@ -137,7 +141,7 @@ class Site:
             self.relay_stopped = True
             self._relay.__exit__(None, None, None)
 
-    def call(self, function: Callable[..., Any], *args: Any) -> Any:
+    def call(self, function: Callable[..., _T], *args: Any) -> _T:
         """Run `function` in the servers' event loop (their state is not thread-safe)."""
         return self.portal.call(function, *args)
 
@@ -210,17 +214,18 @@ def the(driver: Any, css: str) -> Any:
 
 def turns(driver: Any) -> list[dict[str, str]]:
     """Each question with its answer and note, as shown."""
-    return js(
+    shown: list[dict[str, str]] = js(
         driver,
         """return [...document.querySelectorAll("#log .turn")].map((t) => ({
              question: t.querySelector(".question").textContent,
              answer: t.querySelector(".answer").textContent,
              note: t.querySelector(".note")?.textContent ?? ""}));""",
     )
+    return shown
 
 
 def status(driver: Any) -> str:
-    return the(driver, "#status").text
+    return cast(str, the(driver, "#status").text)
 
 
 def said(driver: Any) -> list[str]:

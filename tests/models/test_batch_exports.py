@@ -152,7 +152,7 @@ EXPORT_BODY: dict[str, Any] = {
 
 def test_posthog_export_body_structures() -> None:
     """A body as BatchExportSerializer renders it becomes a typed, timezone-aware record."""
-    export = structure(EXPORT_BODY, BatchExport)
+    export: BatchExport = structure(EXPORT_BODY, BatchExport)
 
     assert BatchExportInterval.WEEK is export.interval
     assert BatchExportModel.EVENTS is export.model
@@ -175,7 +175,7 @@ def test_newer_posthog_values_stay_strings_and_fields_stay_reachable() -> None:
         "export_mode": "full",
         "latest_runs": [{**EXPORT_BODY["latest_runs"][0], "status": "Paused"}],
     }
-    export = structure(body, BatchExport)
+    export: BatchExport = structure(body, BatchExport)
 
     assert (export.model, export.interval) == ("data_warehouse", "every 1 minutes")
     assert not isinstance(export.interval, BatchExportInterval)
@@ -189,7 +189,7 @@ def test_newer_posthog_values_stay_strings_and_fields_stay_reachable() -> None:
 
 def test_enum_members_compare_and_print_as_their_values() -> None:
     """Open-enum members are strs: they equal and print as PostHog's values."""
-    assert BatchExportInterval.EVERY_5_MINUTES == "every 5 minutes"
+    assert BatchExportInterval.EVERY_5_MINUTES == "every 5 minutes"  # type: ignore[comparison-overlap]
     assert str(BatchExportDestinationType.AWS_S3) == "AwsS3"
     assert f"{BatchExportRunStatus.FAILED_BILLING}" == "FailedBilling"
     assert [s.value for s in BatchExportTestStepStatus] == ["Passed", "Failed", "Skipped"]
@@ -198,12 +198,12 @@ def test_enum_members_compare_and_print_as_their_values() -> None:
 
 def test_test_step_bodies() -> None:
     """The step dicts of `test` (result null) and `run_test_step` (a failed result)."""
-    listed = structure(
+    listed: BatchExportTestStep = structure(
         {"name": "Check S3 bucket exists", "description": "d", "result": None}, BatchExportTestStep
     )
     assert listed.result is None
 
-    ran = structure(
+    ran: BatchExportTestStep = structure(
         {
             "name": "Check S3 bucket exists",
             "description": "d",
@@ -218,7 +218,7 @@ def test_test_step_bodies() -> None:
 
 def test_log_entry_body() -> None:
     """A LogEntry row: upper-cased level, timezone-aware timestamp."""
-    entry = structure(
+    entry: BatchExportLogEntry = structure(
         {
             "log_source_id": "e1",
             "instance_id": "r1",
@@ -234,7 +234,7 @@ def test_log_entry_body() -> None:
 
 def test_backfill_body_with_progress() -> None:
     """A backfill as the serializer renders it, progress and all."""
-    backfill = structure(
+    backfill: BatchExportBackfill = structure(
         {
             "id": "b1",
             "progress": {"total_runs": 24, "finished_runs": 12, "progress": 0.5},
@@ -274,7 +274,9 @@ def test_destination_is_built_by_users_for_requests() -> None:
 @pytest.mark.parametrize("bad", ["id", ["id", 1], [None], {"id": 1}])
 def test_key_columns_are_a_json_array_of_strings(bad: Any) -> None:
     """Not cattrs' default, which reads a string as the list of its characters."""
-    export = structure({**EXPORT_BODY, "primary_key": ["id"], "version_key": None}, BatchExport)
+    export: BatchExport = structure(
+        {**EXPORT_BODY, "primary_key": ["id"], "version_key": None}, BatchExport
+    )
     assert (["id"], None) == (export.primary_key, export.version_key)
     with pytest.raises(ResponseDecodeError, match="primary_key"):
         structure({**EXPORT_BODY, "primary_key": bad}, BatchExport)

@@ -135,7 +135,7 @@ RETRIEVED: dict[str, Any] = {
 
 
 def test_a_retrieved_conversation_decodes_with_every_message_typed() -> None:
-    conversation = structure(RETRIEVED, Conversation)
+    conversation: Conversation = structure(RETRIEVED, Conversation)
     assert conversation.status is ConversationStatus.IDLE
     assert conversation.type is ConversationType.ASSISTANT
     assert conversation.agent_mode is AgentMode.PRODUCT_ANALYTICS
@@ -170,7 +170,7 @@ def test_a_retrieved_conversation_decodes_with_every_message_typed() -> None:
 
 def test_a_newer_server_adds_fields_modes_and_statuses_without_failing() -> None:
     body = {**RETRIEVED, "status": "paused", "agent_mode": "warp", "colour": "teal"}
-    conversation = structure(body, Conversation)
+    conversation: Conversation = structure(body, Conversation)
     assert conversation.status == "paused"
     assert conversation.agent_mode == "warp"
     assert conversation.extra_fields == {"colour": "teal"}
@@ -186,7 +186,7 @@ def test_an_older_server_sends_six_fields_and_lists_messages() -> None:
         "updated_at": None,
         "messages": [{"type": "human", "content": "hi"}],
     }
-    summary = structure(old, ConversationSummary)
+    summary: ConversationSummary = structure(old, ConversationSummary)
     assert summary.status is ConversationStatus.IN_PROGRESS
     assert summary.type is None
     assert summary.extra_fields == {"messages": [{"type": "human", "content": "hi"}]}
@@ -210,7 +210,7 @@ QUEUED = {
 
 
 def test_a_message_queue_decodes_as_posthog_sends_it() -> None:
-    queue = structure({"messages": [QUEUED], "max_queue_messages": 2}, MessageQueue)
+    queue: MessageQueue = structure({"messages": [QUEUED], "max_queue_messages": 2}, MessageQueue)
     (message,) = queue.messages
     assert queue.max_queue_messages == 2
     assert isinstance(message, QueuedMessage)
@@ -227,7 +227,9 @@ def test_a_message_queue_decodes_as_posthog_sends_it() -> None:
 
 def test_a_newer_queue_keeps_what_it_does_not_know() -> None:
     newer = {**QUEUED, "agent_mode": "warp", "priority": 1}
-    queue = structure({"messages": [newer], "max_queue_messages": 3, "drain": "open"}, MessageQueue)
+    queue: MessageQueue = structure(
+        {"messages": [newer], "max_queue_messages": 3, "drain": "open"}, MessageQueue
+    )
     assert queue.extra_fields == {"drain": "open"}
     assert queue.messages[0].agent_mode == "warp"
     assert queue.messages[0].extra_fields == {"priority": 1}

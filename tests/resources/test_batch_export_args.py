@@ -295,17 +295,17 @@ async def test_wrong_arguments_fail_before_sending(
 WRONG_PAGINATORS: list[tuple[str, Callable[[aposthog.Client], Any], type[Exception]]] = [
     ("logs limit 0", lambda ph: ph.batch_exports.logs(E, limit=0), ValueError),
     ("logs limit 501", lambda ph: ph.batch_exports.logs(E, limit=501), ValueError),
-    ("logs limit str", lambda ph: ph.batch_exports.logs(E, limit="5"), TypeError),
-    ("logs level int", lambda ph: ph.batch_exports.logs(E, level=5), TypeError),
+    ("logs limit str", lambda ph: ph.batch_exports.logs(E, limit="5"), TypeError),  # type: ignore[arg-type]
+    ("logs level int", lambda ph: ph.batch_exports.logs(E, level=5), TypeError),  # type: ignore[arg-type]
     (
         "logs naive after",
         lambda ph: ph.batch_exports.logs(E, after=dt.datetime(2024, 1, 1)),
         ValueError,
     ),
-    ("logs search int", lambda ph: ph.batch_exports.logs(E, search=3), TypeError),
+    ("logs search int", lambda ph: ph.batch_exports.logs(E, search=3), TypeError),  # type: ignore[arg-type]
     ("list offset -1", lambda ph: ph.batch_exports.list(offset=-1), ValueError),
     ("runs ordering", lambda ph: ph.batch_exports.list_runs(E, ordering="status"), ValueError),
-    ("runs status int", lambda ph: ph.batch_exports.list_runs(E, status=[1]), TypeError),
+    ("runs status int", lambda ph: ph.batch_exports.list_runs(E, status=[1]), TypeError),  # type: ignore[list-item]
     (
         "backfills ordering",
         lambda ph: ph.batch_exports.list_backfills(E, ordering="-end_at"),

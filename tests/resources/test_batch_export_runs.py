@@ -189,7 +189,7 @@ async def test_cancel_run(fake: FakePostHog, ph: aposthog.Client) -> None:
     export = await make(ph)
     running = fake.add_batch_export_run(export.id, status="Running")
 
-    assert await ph.batch_exports.cancel_run(export.id, running["id"]) is None
+    assert await ph.batch_exports.cancel_run(export.id, running["id"]) is None  # type: ignore[func-returns-value]
     assert fake.requests[-1].method == "POST"
     assert fake.requests[-1].path.endswith(f"/runs/{running['id']}/cancel/")
     assert (await ph.batch_exports.get_run(export.id, running["id"])).status == "Cancelled"
@@ -231,7 +231,7 @@ async def test_run_actions_find_only_the_last_7_days_without_after(
     [backfill] = await ph.batch_exports.list_backfills(export.id).to_list()
     assert backfill.start_at == old["data_interval_start"]
 
-    assert await ph.batch_exports.cancel_run(export.id, old["id"], after="-30d") is None
+    assert await ph.batch_exports.cancel_run(export.id, old["id"], after="-30d") is None  # type: ignore[func-returns-value]
     assert old["status"] == "Cancelled"
 
 
@@ -293,7 +293,9 @@ async def test_run_filters_take_posthogs_relative_times(
     )
     with pytest.raises(aposthog.NotFoundError):
         await ph.batch_exports.cancel_run(export.id, MISSING, after=given)
-    assert fake.requests[-1].query == (("after", sent),)
+    # A name of its own: mypy would keep `fake.requests[-1].query` narrowed to the tuple above.
+    cancelled = fake.requests[-1]
+    assert cancelled.query == (("after", sent),)
 
 
 @pytest.mark.parametrize(
@@ -324,8 +326,9 @@ async def test_run_filters_refuse_what_posthog_would_read_as_now(
     ValueError naming the argument instead, and nothing is sent.
     """
     sent = len(fake.requests)
+    arguments: dict[str, Any] = {name: value}  # one of list_runs's date arguments
     with pytest.raises(ValueError, match=re.escape(reason)) as info:
-        ph.batch_exports.list_runs(MISSING, **{name: value})
+        ph.batch_exports.list_runs(MISSING, **arguments)
     assert str(info.value).startswith(name)
     if name == "after":
         for method in ("get_run", "retry_run", "cancel_run"):
@@ -527,7 +530,7 @@ async def test_cancel_backfill(fake: FakePostHog, ph: aposthog.Client) -> None:
     running = fake.add_batch_export_backfill(export.id, status="Running")
     run = fake.add_batch_export_run(export.id, status="Running", backfill=running["id"])
 
-    assert await ph.batch_exports.cancel_backfill(export.id, running["id"]) is None
+    assert await ph.batch_exports.cancel_backfill(export.id, running["id"]) is None  # type: ignore[func-returns-value]
     assert fake.requests[-1].path.endswith(f"/backfills/{running['id']}/cancel/")
     assert (await ph.batch_exports.get_backfill(export.id, running["id"])).status == "Cancelled"
     assert (await ph.batch_exports.get_run(export.id, run["id"])).status == "Cancelled"

@@ -201,7 +201,7 @@ async def test_get_and_delete(fake: FakePostHog, ph: aposthog.Client) -> None:
     assert (await ph.batch_exports.get(export.id)).id == export.id
     assert fake.requests[-1].path == f"/api/environments/1/batch_exports/{export.id}/"
 
-    assert await ph.batch_exports.delete(export.id) is None
+    assert await ph.batch_exports.delete(export.id) is None  # type: ignore[func-returns-value]
     assert fake.requests[-1].method == "DELETE"
     assert fake.batch_exports[export.id]["deleted"] is True
     with pytest.raises(aposthog.NotFoundError):
@@ -460,7 +460,7 @@ async def test_pause_and_unpause_are_idempotent(fake: FakePostHog, ph: aposthog.
     """Pausing twice and unpausing twice succeed; last_paused_at is set by the first pause."""
     export = await make(ph)
 
-    assert await ph.batch_exports.pause(export.id) is None
+    assert await ph.batch_exports.pause(export.id) is None  # type: ignore[func-returns-value]
     assert (fake.requests[-1].method, fake.requests[-1].path) == (
         "POST",
         f"/api/environments/1/batch_exports/{export.id}/pause/",
@@ -472,7 +472,7 @@ async def test_pause_and_unpause_are_idempotent(fake: FakePostHog, ph: aposthog.
     await ph.batch_exports.pause(export.id)
     assert (await ph.batch_exports.get(export.id)).last_paused_at == first.last_paused_at
 
-    assert await ph.batch_exports.unpause(export.id) is None
+    assert await ph.batch_exports.unpause(export.id) is None  # type: ignore[func-returns-value]
     assert fake.requests[-1].json() == {"backfill": False}
     await ph.batch_exports.unpause(export.id)
     assert (await ph.batch_exports.get(export.id)).paused is False

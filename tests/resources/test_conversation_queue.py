@@ -165,7 +165,8 @@ async def test_question_tells_each_turns_deltas_apart(
     fake.script_answer("The first answer, slowly.", token_size=1, delay=0.05)
     fake.script_answer("The queued answer.")
     stream = ph.conversations.create("first")
-    assert stream.question is None  # nothing read yet
+    question = stream.question  # read apart: mypy would keep this narrowing below
+    assert question is None  # nothing read yet
     turns: list[tuple[str, str]] = []
     async with stream:
         async for text in stream.text_deltas():

@@ -52,7 +52,7 @@ async def test_get_update_replace_delete(fake: FakePostHog, ph: aposthog.Client)
     assert ("group_0", {}, {}) == (replaced.scope, replaced.content, replaced.sidebar)
     assert "PUT" == fake.requests[-1].method
 
-    assert await ph.customer_profile_configs.delete(created.id) is None
+    assert await ph.customer_profile_configs.delete(created.id) is None  # type: ignore[func-returns-value]
     with pytest.raises(aposthog.NotFoundError):
         await ph.customer_profile_configs.get(created.id)
     assert {} == fake.customer_profile_configs

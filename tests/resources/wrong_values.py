@@ -140,7 +140,7 @@ KINDS: dict[str, st.SearchStrategy[Any]] = {
         st.lists(_not_str_nor_none, min_size=1, max_size=2),
     ),
 }
-KNOWN_CLOSED = {
+KNOWN_CLOSED: set[str] = {
     "person",
     "group_0",
     "group_1",

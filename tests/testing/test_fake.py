@@ -10,6 +10,7 @@ import subprocess
 import sys
 import urllib.request
 from collections.abc import Iterator
+from typing import Any
 
 import aiohttp
 import pytest
@@ -21,11 +22,11 @@ pytestmark = pytest.mark.anyio
 
 
 async def _raw(
-    fake: FakePostHog, method: str, path: str, **kwargs: object
+    fake: FakePostHog, method: str, path: str, **kwargs: Any
 ) -> tuple[int, dict[str, str], bytes]:
     async with (
         aiohttp.ClientSession() as session,
-        session.request(method, fake.url + path, **kwargs) as resp,  # type: ignore[arg-type]
+        session.request(method, fake.url + path, **kwargs) as resp,
     ):
         return resp.status, dict(resp.headers), await resp.read()
 

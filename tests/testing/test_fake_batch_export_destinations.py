@@ -144,7 +144,7 @@ async def test_updates_need_the_integration_again_or_keep_it(
     databricks = await create(
         ph, {"type": "Databricks", "config": DATABRICKS_CONFIG, "integration": DATABRICKS}
     )
-    patch = {"destination": {"type": "Databricks", "config": {"catalog": "c2"}}}
+    patch: dict[str, Any] = {"destination": {"type": "Databricks", "config": {"catalog": "c2"}}}
     assert await refused(ph, "PATCH", databricks["id"], json=patch) == destination_error(
         "Integration is required for Databricks batch exports"
     )
@@ -550,9 +550,9 @@ async def test_steps_use_the_integrations_credentials(
 ) -> None:
     """The integration's hostname, principal and connection string configure the steps."""
     databricks = {"type": "Databricks", "config": DATABRICKS_CONFIG, "integration": DATABRICKS}
-    for step in range(5):
+    for number in range(5):
         result = (
-            await ph.batch_exports.run_test_step_new(step=step, destination=databricks)
+            await ph.batch_exports.run_test_step_new(step=number, destination=databricks)
         ).result
         assert result is not None
         assert result.status == "Passed"

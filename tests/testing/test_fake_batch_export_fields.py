@@ -149,7 +149,7 @@ async def test_merge_needs_a_primary_key(ph: aposthog.Client) -> None:
 @pytest.mark.parametrize("name", ["hogql_modifiers", "primary_key", "version_key"])
 async def test_source_fields_need_the_hogql_model(ph: aposthog.Client, name: str) -> None:
     """Modifiers and keys are refused on other models; null passes."""
-    value = {"convertToProjectTimezone": False} if name == "hogql_modifiers" else ["id"]
+    value: Any = {"convertToProjectTimezone": False} if name == "hogql_modifiers" else ["id"]
     error = await refused(ph, **{name: value})
     assert (error.attr, error.detail) == (
         name,

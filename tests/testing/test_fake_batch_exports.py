@@ -22,7 +22,7 @@ PG_INTEGRATION, AWS_INTEGRATION, R2_INTEGRATION, GCP_INTEGRATION, SNOWFLAKE_INTE
     4,
     5,
 )
-POSTGRES = {
+POSTGRES: dict[str, Any] = {
     "type": "Postgres",
     "config": {
         "host": "db.example.com",
@@ -111,7 +111,7 @@ async def test_field_errors_in_serializer_order(ph: aposthog.Client) -> None:
 
 async def test_config_type_checks_and_coercion(fake: FakePostHog, ph: aposthog.Client) -> None:
     """A flag sent as "true" is coerced to True; a list is refused with PostHog's message."""
-    config = {**POSTGRES["config"], "has_self_signed_cert": "true"}
+    config: dict[str, Any] = {**POSTGRES["config"], "has_self_signed_cert": "true"}
     created = await create(ph, destination={**POSTGRES, "config": config})
     stored = fake.batch_exports[created["id"]]["destination"]["config"]
     assert stored["has_self_signed_cert"] is True
@@ -436,8 +436,10 @@ async def test_scripted_and_default_step_results(fake: FakePostHog, ph: aposthog
         "integration": GCP_INTEGRATION,
     }
     statuses = []
-    for step in range(5):
-        result = (await ph.batch_exports.run_test_step_new(step=step, destination=bigquery)).result
+    for number in range(5):
+        result = (
+            await ph.batch_exports.run_test_step_new(step=number, destination=bigquery)
+        ).result
         assert result is not None
         statuses.append(result.status)
     assert statuses == ["Skipped", "Skipped", "Passed", "Passed", "Passed"]

@@ -9,6 +9,7 @@ import pytest
 
 import aposthog
 from aposthog.testing import FakePostHog
+from aposthog.testing._throttle import ThrottleRate
 
 from .conversation_http import body, post
 
@@ -79,12 +80,18 @@ async def test_the_client_reads_the_wait_from_the_detail(fake: FakePostHog) -> N
     assert 7 == caught.value.retry_after
 
 
+def _ai_burst(fake: FakePostHog) -> ThrottleRate | None:
+    """`fake.throttles.ai_burst`, read anew: mypy would keep an `is None` narrowing of the
+    attribute across the setting of `fake.ai_burst_limit`."""
+    return fake.throttles.ai_burst
+
+
 async def test_the_ai_limit_attributes_set_the_throttles(fake: FakePostHog) -> None:
     assert 10 == fake.ai_burst_limit
     assert 100 == fake.ai_daily_limit
     assert (3, 10) == (fake.ai_research_burst_limit, fake.ai_research_daily_limit)
     fake.ai_burst_limit = None
-    assert fake.throttles.ai_burst is None
+    assert _ai_burst(fake) is None
     fake.ai_burst_limit = 4
     assert (4, 60.0) == fake.throttles.ai_burst
     fake.throttles.ai_sustained = aposthog.Rate(5, per=10)

@@ -60,6 +60,7 @@ def test_knobs_set_from_the_callers_thread_take_effect() -> None:
 
         async def main() -> str:
             policy = aposthog.RetryPolicy(initial_backoff=0.001, max_retry_after=0.01)
+            ph: aposthog.Client  # FakePostHog.client() is typed Any
             async with fake.client(retry=policy) as ph:
                 await ph.customer_profile_configs.create(scope="person")
                 result = await ph.conversations.create("Hi").until_done()

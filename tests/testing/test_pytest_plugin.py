@@ -30,6 +30,7 @@ def test_fixture_in_a_synchronous_test(fake_posthog: FakePostHog) -> None:
     import asyncio
 
     async def main() -> str:
+        ph: aposthog.Client  # FakePostHog.client() is typed Any
         async with fake_posthog.client() as ph:
             return (await ph.customer_profile_configs.create(scope="person")).id
 
