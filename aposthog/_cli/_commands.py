@@ -69,16 +69,17 @@ class Output:
                 self.line(format_row(row, widths))
             chunk.clear()
 
-        async for item in items:
-            if limit is not None and count >= limit:
-                break
-            count += 1
-            if self.as_json:
-                self.line(json_line(item))
-                continue
-            chunk.append([cell(_get(item, attribute)) for _, attribute in columns])
-            if len(chunk) >= page_rows:
-                flush()
+        if limit is None or limit > 0:
+            async for item in items:
+                count += 1
+                if self.as_json:
+                    self.line(json_line(item))
+                else:
+                    chunk.append([cell(_get(item, attribute)) for _, attribute in columns])
+                    if len(chunk) >= page_rows:
+                        flush()
+                if count == limit:
+                    break  # before asking for more: that could read another page
         flush()
         if not self.as_json and count == 0:
             self.line("(none)")

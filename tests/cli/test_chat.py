@@ -158,3 +158,65 @@ async def test_conversations_queue_command(fake: FakePostHog, run_cli: RunCli) -
         assert 2 == refused.returncode, misuse
         assert message in refused.stderr, refused.stderr
     assert sent == len(fake.requests)  # refused before sending
+
+
+async def test_chat_sends_the_agent_mode(fake: FakePostHog, run_cli: RunCli) -> None:
+    """--agent-mode reaches PostHog with the message; a mode the CLI does not know is sent
+    as given (PostHog adds modes), and PostHog's refusal is an API error (exit 1)."""
+    fake.script_answer("SELECT 1")
+    known = await run_cli("chat", "Write SQL", "--agent-mode", "SQL")
+    assert 0 == known.returncode, known.stderr
+    assert "sql" == fake.requests[-1].json()["agent_mode"]
+    newer = await run_cli("chat", "Hi", "--agent-mode", "future_mode")
+    assert 1 == newer.returncode, newer.stderr
+    assert "future_mode" == fake.requests[-1].json()["agent_mode"]
+    assert newer.stderr.startswith("aposthog: error: 400 Bad Request")
+
+
+def test_a_question_may_be_as_long_as_posthog_takes() -> None:
+    """MAX_CONTENT_LENGTH characters are accepted, one more is refused."""
+    from aposthog._cli import build_parser
+    from aposthog.resources.conversations import MAX_CONTENT_LENGTH
+
+    longest = "x" * MAX_CONTENT_LENGTH
+    assert longest == build_parser().parse_args(["chat", longest]).question
+    with pytest.raises(SystemExit) as refused:
+        build_parser().parse_args(["chat", longest + "x"])
+    assert 2 == refused.value.code
+
+
+async def test_chat_json_leaves_stderr_empty(fake: FakePostHog, run_cli: RunCli) -> None:
+    """With --json the conversation id is in the events; nothing is added on stderr."""
+    fake.script_answer("Hi there")
+    result = await run_cli("chat", "Hello", "--json")
+    assert (0, "") == (result.returncode, result.stderr)
+
+
+async def test_conversations_get_shows_each_message_on_one_line(
+    fake: FakePostHog, run_cli: RunCli
+) -> None:
+    """A message's text is folded onto its line; --json prints the conversation as one object."""
+    seeded = fake.seed_conversation(
+        messages=[
+            {"type": "human", "content": "Top pages\nlast   week?"},
+            {"type": "ai", "content": "/pricing,\n\n/docs"},
+        ]
+    )
+    shown = await run_cli("conversations", "get", seeded.id)
+    assert 0 == shown.returncode, shown.stderr
+    lines = shown.stdout.splitlines()
+    assert ["  [human] Top pages last week?", "  [ai] /pricing, /docs"] == lines[-2:]
+    as_json = await run_cli("conversations", "get", seeded.id, "--json")
+    (line,) = as_json.stdout.splitlines()
+    conversation = json.loads(line)
+    assert seeded.id == conversation["id"]
+    assert ["human", "ai"] == [m["type"] for m in conversation["messages"]]
+
+
+async def test_conversations_list_limit(fake: FakePostHog, run_cli: RunCli) -> None:
+    """--limit N prints N conversations at most."""
+    for _ in range(3):
+        fake.seed_conversation()
+    listed = await run_cli("conversations", "list", "--limit", "2", "--json")
+    assert 0 == listed.returncode, listed.stderr
+    assert 2 == len(listed.stdout.splitlines())

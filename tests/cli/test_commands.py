@@ -289,3 +289,117 @@ def test_serve_fake_serves_until_interrupted() -> None:
     assert "1" == values["POSTHOG_INTEGRATION_S3_COMPATIBLE"]
     assert 0 == body["count"]
     assert 0 == code
+
+
+def test_serve_fake_takes_any_port_from_0_to_65535() -> None:
+    """0 asks for any free port; 65535 is the last one."""
+    from aposthog._cli import build_parser
+
+    for port in (0, 65535):
+        assert port == build_parser().parse_args(["serve-fake", "--port", str(port)]).port
+
+
+async def test_profile_configs_table_columns(fake: FakePostHog, run_cli: RunCli) -> None:
+    """The list's columns: the config without its updated time (`get` shows that)."""
+    async with fake.client() as ph:
+        await ph.customer_profile_configs.create(scope="person", content={"a": 1})
+    listed = await run_cli("profile-configs", "list")
+    header, row = listed.stdout.splitlines()
+    assert ["ID", "SCOPE", "CONTENT", "SIDEBAR", "CREATED"] == header.split()
+    assert ["person", '{"a":1}', "{}"] == row.split()[1:4]
+
+
+async def test_batch_export_logs_passes_search_run_and_fetch(
+    fake: FakePostHog, run_cli: RunCli
+) -> None:
+    """--search, --run and --fetch reach PostHog as search, instance_id and limit."""
+    export_id = await _export(fake)
+    run = fake.add_batch_export_run(export_id, status="Failed")
+    other = fake.add_batch_export_run(export_id, status="Completed")
+    fake.add_batch_export_logs(
+        export_id,
+        [
+            {"message": "boom: bucket", "instance_id": run["id"]},
+            {"message": "boom: other run", "instance_id": other["id"]},
+            {"message": "fine", "instance_id": run["id"]},
+        ],
+    )
+    logs = await run_cli(
+        "batch-exports", "logs", export_id, "--search", "boom", "--run", run["id"],
+        "--fetch", "7", "--json",
+    )  # fmt: skip
+    assert 0 == logs.returncode, logs.stderr
+    assert ["boom: bucket"] == [json.loads(line)["message"] for line in logs.stdout.splitlines()]
+    query = fake.requests[-1].query
+    assert {("search", "boom"), ("instance_id", run["id"]), ("limit", "7")} <= set(query)
+
+
+async def test_test_step_runs_the_step_asked_for(fake: FakePostHog, run_cli: RunCli) -> None:
+    """--step N runs step N; without it, step 0."""
+    export_id = await _export(fake)
+    fake.set_batch_export_test_result("AwsS3", 1, status="Failed", message="Step one failed")
+    second = await run_cli("batch-exports", "test-step", export_id, "--step", "1")
+    assert 0 == second.returncode, second.stderr
+    assert "message      Step one failed" in second.stdout.splitlines()
+    assert 1 == fake.requests[-1].json()["step"]
+    first = await run_cli("batch-exports", "test-step", export_id, "--json")
+    assert 0 == first.returncode, first.stderr
+    assert 0 == fake.requests[-1].json()["step"]
+
+
+async def test_allow_insecure_http_lets_a_plain_http_host_through(run_cli: RunCli) -> None:
+    """With the flag the command tries the host (here: a local proxy that is not there)."""
+    import socket
+
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        proxy = f"http://127.0.0.1:{closed.getsockname()[1]}"
+    # Every request goes to the proxy on this machine, which refuses: nothing leaves it.
+    env = {"HTTP_PROXY": proxy, "http_proxy": proxy, "NO_PROXY": "", "no_proxy": ""}
+    host = ("--host", "http://posthog.internal")
+    refused = await run_cli(*host, "profile-configs", "list", env=env)
+    assert 2 == refused.returncode
+    allowed = await run_cli(*host, "--allow-insecure-http", "profile-configs", "list", env=env)
+    assert 1 == allowed.returncode, allowed.stderr
+    assert f"cannot connect to PostHog through the proxy {proxy}" in allowed.stderr
+    assert "--allow-insecure-http" not in allowed.stderr
+
+
+async def test_batch_export_get_shows_every_field(fake: FakePostHog, run_cli: RunCli) -> None:
+    """The human `get`: one `label  value` line per field, each value from its own field."""
+    from datetime import datetime, timezone
+
+    async with fake.client() as ph:
+        export = await ph.batch_exports.create(
+            name="Windowed",
+            destination={"type": "NoOp", "config": {}},
+            interval="hour",
+            start_at=datetime(2024, 1, 2, 3, 0, tzinfo=timezone.utc),
+            end_at=datetime(2024, 2, 3, 4, 0, tzinfo=timezone.utc),
+        )
+    shown = await run_cli("batch-exports", "get", export.id)
+    assert 0 == shown.returncode, shown.stderr
+    lines = shown.stdout.splitlines()
+    assert f"id           {export.id}" == lines[0]
+    assert "name         Windowed" in lines
+    assert "destination  NoOp" in lines
+    assert "interval     hour" in lines
+    assert "start at     2024-01-02T03:00:00Z" in lines
+    assert "end at       2024-02-03T04:00:00Z" in lines
+
+
+async def test_limit_reads_no_page_past_the_last_record_printed(
+    fake: FakePostHog, run_cli: RunCli
+) -> None:
+    """--limit 2 with pages of 2: the first page holds everything to print."""
+    fake.page_size = 2
+    async with fake.client() as ph:
+        for _ in range(7):
+            await ph.customer_profile_configs.create(scope="person")
+    for limit, pages in ((2, 1), (3, 2), (4, 2)):
+        fake.reset_stats()
+        listed = await run_cli("profile-configs", "list", "--json", "--limit", str(limit))
+        assert limit == len(listed.stdout.splitlines())
+        assert pages == len(fake.requests), limit
+        table = await run_cli("profile-configs", "list", "--limit", str(limit))
+        assert limit + 1 == len(table.stdout.splitlines())  # the header, then the rows

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import signal
@@ -13,6 +14,7 @@ from pathlib import Path
 import anyio
 import pytest
 
+from aposthog._cli import main
 from aposthog.testing import FakePostHog
 
 from .conftest import RunCli
@@ -228,3 +230,77 @@ async def test_python_m_aposthog_testing_on_a_port_in_use_is_one_line() -> None:
     assert "Traceback" not in stderr
     assert 1 == len(stderr.strip().splitlines())
     assert f"127.0.0.1:{port}" in stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "option", "says"),
+    [
+        (("batch-exports", "logs", ID, "--level", ","), "--level", "at least one level"),
+        (
+            ("profile-configs", "create", "--scope", "person", "--content", '{"a": NaN}'),
+            "--content",
+            "is nan",
+        ),
+        (("profile-configs", "update", ID, "--sidebar", "[Infinity]"), "--sidebar", "is inf"),
+    ],
+)
+async def test_a_refused_value_names_its_option(
+    fake: FakePostHog, run_cli: RunCli, args: tuple[str, ...], option: str, says: str
+) -> None:
+    """The parser refuses these itself, naming the option, rather than the library later."""
+    result = await run_cli(*args)
+    line = assert_one_line_error(result, 2)
+    assert f"argument {option}: " in line
+    assert says in line
+    assert fake.requests == []
+
+
+async def test_an_error_detail_with_line_separators_stays_one_line(
+    fake: FakePostHog, run_cli: RunCli
+) -> None:
+    """\\v, \\f and U+2028 in PostHog's detail are line breaks to splitlines(): folded."""
+    fake.fail_next(status=400, body={"detail": "bad\u2028value\x0bhere\x0cnow"})
+    result = await run_cli("profile-configs", "list")
+    line = assert_one_line_error(result, 1)
+    assert 1 == len(result.stderr.splitlines())
+    assert "bad value here now" in line
+
+
+class _Interrupting(io.StringIO):
+    """A terminal whose user presses Ctrl-C as the first output arrives."""
+
+    def write(self, text: str) -> int:
+        raise KeyboardInterrupt
+
+
+def test_a_keyboard_interrupt_reaching_main_exits_130() -> None:
+    """Ctrl-C that is not the event loop's cancellation (parsing, say): status 130."""
+    assert 130 == main(["demo"], out=_Interrupting())
+
+
+_AFTER_MAIN = """
+import sys
+import _signal
+
+sys.argv = ["aposthog", "profile-configs", "list", "--json"]
+from _aposthog_cli import main
+status = main()
+guarded = _signal.getsignal(_signal.SIGINT) is not _signal.default_int_handler
+print(status, "guarded" if guarded else "unguarded")
+"""
+
+
+async def test_the_guard_is_back_once_main_returns(fake: FakePostHog) -> None:
+    """The event loop hands SIGINT back to Python when it closes; the console script puts its
+    guard back, so a Ctrl-C while the interpreter shuts down prints no traceback either."""
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(ROOT),
+        "PYTHONWARNINGS": "error",
+        "POSTHOG_HOST": fake.url,
+        "POSTHOG_PERSONAL_API_KEY": fake.api_key,
+        "POSTHOG_PROJECT_ID": fake.project_id,
+    }
+    with anyio.fail_after(30):
+        result = await anyio.run_process([sys.executable, "-c", _AFTER_MAIN], env=env, cwd=ROOT)
+    assert b"0 guarded\n" == result.stdout, result.stderr

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import io
 from collections.abc import AsyncIterator
+from datetime import datetime, timezone
 from types import SimpleNamespace
 
 import pytest
 
 from aposthog._cli._commands import Output
-from aposthog._cli._output import format_row, format_table
+from aposthog._cli._output import Styler, cell, format_row, format_table, json_line
 
 
 def test_format_row_pads_and_cuts() -> None:
@@ -38,3 +39,48 @@ async def test_records_print_in_chunks_with_the_first_chunks_widths() -> None:
     )
     assert 3 == count
     assert ["NAME  N", "ab    1", "cd    1", "a-m…  1"] == buffer.getvalue().splitlines()
+
+
+def test_cell_renders_values_for_humans() -> None:
+    """None as "-", enums by value, times in whole seconds with Z, long JSON cut at 40."""
+    from aposthog.models.customer_profile_configs import ProfileScope
+
+    assert "-" == cell(None)
+    assert "group_1" == cell(ProfileScope("group_1"))
+    moment = datetime(2024, 5, 6, 7, 8, 9, 123456, tzinfo=timezone.utc)
+    assert "2024-05-06T07:08:09Z" == cell(moment)
+    assert '{"pinned":["é"]}' == cell({"pinned": ["é"]})
+    long = cell({"properties": ["email", "plan", "mrr", "company", "seats"]})
+    assert 40 == len(long)
+    assert long.startswith('{"properties":["email","plan"')
+    assert long.endswith("…")
+
+
+def test_a_header_wider_than_its_cells_sets_the_width() -> None:
+    """Headers are never cut: a column is as wide as its header at least."""
+    assert ["NAME  SCOPE", "a     b"] == format_table([["a", "b"]], ["name", "scope"])
+
+
+def test_json_line_is_compact_and_keeps_non_ascii() -> None:
+    """One compact line, characters as they are (not \\u escapes)."""
+    assert '{"a":"é 🚀","b":[1,2]}' == json_line({"a": "é 🚀", "b": [1, 2]})
+
+
+@pytest.mark.anyio
+async def test_an_empty_listing_says_none_in_a_table_and_nothing_in_json() -> None:
+    """No records: "(none)" for a human, no line at all for a JSON reader."""
+
+    async def nothing() -> AsyncIterator[SimpleNamespace]:
+        return
+        yield
+
+    for as_json, shown in ((False, "(none)\n"), (True, "")):
+        buffer = io.StringIO()
+        count = await Output(buffer, as_json=as_json).records(nothing(), [("id", "id")])
+        assert (0, shown) == (count, buffer.getvalue())
+
+
+def test_no_ansi_codes_unless_writing_to_a_terminal() -> None:
+    """Styler leaves text plain when its stream is not a terminal (a file, a pipe)."""
+    plain = Styler(io.StringIO())
+    assert ["x"] * 4 == [plain.bold("x"), plain.dim("x"), plain.green("x"), plain.red("x")]
