@@ -53,71 +53,56 @@ async def test_waiters_get_slots_in_arrival_order_and_newcomers_never_overtake()
     await asyncio.wait_for(asyncio.gather(*tasks), 2)
 
 
+class _TwoWaiters:
+    """One slot, taken; then "first" and "second" wait for it, in that order."""
+
+    def __init__(self) -> None:
+        self.slots = Slots(1)
+        assert self.slots.take_nowait()
+        self.got: list[str] = []
+        self.first = asyncio.create_task(self._wait("first"))
+        self.second = asyncio.create_task(self._wait("second"))
+
+    async def _wait(self, name: str) -> None:
+        await self.slots.take()
+        self.got.append(name)
+
+    async def second_gets_it(self) -> None:
+        """With "first" cancelled, "second" gets the slot, then gives it back."""
+        assert self.first.cancelled()
+        await asyncio.wait_for(self.second, 2)  # a lost slot would leave it waiting
+        assert ["second"] == self.got
+        self.slots.release()
+        assert (1, 0) == (self.slots.free, self.slots.waiting)
+
+
 async def test_a_cancelled_waiter_leaves_the_line_without_a_slot() -> None:
-    slots = Slots(1)
-    assert slots.take_nowait()
-    got: list[str] = []
-
-    async def waiter(name: str) -> None:
-        await slots.take()
-        got.append(name)
-
-    first = asyncio.create_task(waiter("first"))
-    second = asyncio.create_task(waiter("second"))
+    line = _TwoWaiters()
     await _settle()
-    first.cancel()
+    line.first.cancel()
     await _settle()
-    assert first.cancelled()
-    assert 1 == slots.waiting
-    slots.release()
-    await asyncio.wait_for(second, 2)  # a lost slot would leave it waiting
-    assert ["second"] == got
-    slots.release()
-    assert (1, 0) == (slots.free, slots.waiting)
+    assert line.first.cancelled()
+    assert 1 == line.slots.waiting
+    line.slots.release()
+    await line.second_gets_it()
 
 
 async def test_a_waiter_cancelled_as_its_slot_arrives_passes_it_on() -> None:
-    slots = Slots(1)
-    assert slots.take_nowait()
-    got: list[str] = []
-
-    async def waiter(name: str) -> None:
-        await slots.take()
-        got.append(name)
-
-    first = asyncio.create_task(waiter("first"))
-    second = asyncio.create_task(waiter("second"))
+    line = _TwoWaiters()
     await _settle()
-    slots.release()  # the slot is handed to "first"...
-    first.cancel()  # ...which is cancelled before it runs again
+    line.slots.release()  # the slot is handed to "first"...
+    line.first.cancel()  # ...which is cancelled before it runs again
     await _settle()
-    assert first.cancelled()
-    await asyncio.wait_for(second, 2)  # a lost slot would leave it waiting
-    assert ["second"] == got
-    slots.release()
-    assert (1, 0) == (slots.free, slots.waiting)
+    await line.second_gets_it()
 
 
 async def test_a_waiter_cancelled_just_before_a_release_is_skipped() -> None:
-    slots = Slots(1)
-    assert slots.take_nowait()
-    got: list[str] = []
-
-    async def waiter(name: str) -> None:
-        await slots.take()
-        got.append(name)
-
-    first = asyncio.create_task(waiter("first"))
-    second = asyncio.create_task(waiter("second"))
+    line = _TwoWaiters()
     await _settle()
-    first.cancel()  # still in line: it leaves when it runs again...
-    slots.release()  # ...so the slot goes past it, to "second"
+    line.first.cancel()  # still in line: it leaves when it runs again...
+    line.slots.release()  # ...so the slot goes past it, to "second"
     await _settle()
-    assert first.cancelled()
-    await asyncio.wait_for(second, 2)
-    assert ["second"] == got
-    slots.release()
-    assert (1, 0) == (slots.free, slots.waiting)
+    await line.second_gets_it()
 
 
 async def test_many_tasks_never_hold_more_than_the_slots_and_all_come_back() -> None:

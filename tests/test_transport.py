@@ -18,7 +18,7 @@ import pytest
 
 import aposthog
 from aposthog._http import Request
-from aposthog._transport import Transport
+from aposthog._transport import StreamResponse, Transport
 from aposthog.testing import (
     DropConnection,
     FakePostHog,
@@ -308,6 +308,30 @@ async def _stall_after(*chunks: bytes, after: float = 0.0) -> AsyncIterator[byte
     yield b""  # pragma: no cover
 
 
+@contextlib.asynccontextmanager
+async def _stalled_stream(
+    *chunks: bytes, after: float = 0.0, idle: float
+) -> AsyncIterator[StreamResponse]:
+    """A stream of `chunks` (`after` seconds apart) that then goes silent, opened with `idle`."""
+
+    async def handler(request: ServerRequest) -> ServerReply:
+        return ServerReply(stream=_stall_after(*chunks, after=after))
+
+    loopback = await _serve(handler)
+    transport = Transport()
+    try:
+        stream = await transport.open_stream(
+            Request(method="GET", url=f"{loopback.url}/x/"), {}, idle_timeout=idle
+        )
+        try:
+            yield stream
+        finally:
+            stream.close()
+    finally:
+        await transport.aclose()
+        await loopback.stop()
+
+
 async def test_a_failure_says_whether_the_answer_was_missing_or_cut_off() -> None:
     """No answer at all and a body that stops short of its Content-Length read apart."""
 
@@ -413,23 +437,10 @@ async def test_a_truncated_gzip_stream_is_a_decode_error_at_its_end() -> None:
 
 async def test_a_silent_stream_is_an_api_timeout_error() -> None:
     """Past idle_timeout with nothing received, the read fails as a timeout."""
-
-    async def handler(request: ServerRequest) -> ServerReply:
-        return ServerReply(stream=_stall_after(b"data: 1\n\n"))
-
-    loopback = await _serve(handler)
-    transport = Transport()
-    try:
-        stream = await transport.open_stream(
-            Request(method="GET", url=f"{loopback.url}/x/"), {}, idle_timeout=0.1
-        )
+    async with _stalled_stream(b"data: 1\n\n", idle=0.1) as stream:
         with anyio.fail_after(5), pytest.raises(aposthog.APITimeoutError) as info:
             async for _ in stream.chunks():
                 pass
-        stream.close()
-    finally:
-        await transport.aclose()
-        await loopback.stop()
     assert info.value.reached_server
 
 
@@ -457,25 +468,12 @@ async def test_an_error_body_that_stops_coming_is_timed_out() -> None:
 
 async def test_the_idle_timeout_counts_from_the_last_chunk_read() -> None:
     """A chunk 0.3 s in, then silence: the timeout is idle_timeout after that chunk."""
-
-    async def handler(request: ServerRequest) -> ServerReply:
-        return ServerReply(stream=_stall_after(b"data: 1\n\n", after=0.3))
-
-    loopback = await _serve(handler)
-    transport = Transport()
-    try:
-        stream = await transport.open_stream(
-            Request(method="GET", url=f"{loopback.url}/x/"), {}, idle_timeout=1.0
-        )
+    async with _stalled_stream(b"data: 1\n\n", after=0.3, idle=1.0) as stream:
         assert b"data: 1\n\n" == await stream.read_chunk()
         read_at = anyio.current_time()
         with anyio.fail_after(5), pytest.raises(aposthog.APITimeoutError):
             await stream.read_chunk()
         waited = anyio.current_time() - read_at
-        stream.close()
-    finally:
-        await transport.aclose()
-        await loopback.stop()
     # Not the 1.7 s of a timer re-armed for a whole idle_timeout from its first firing.
     assert 0.9 <= waited < 1.45, waited
 
@@ -718,25 +716,14 @@ async def test_bytes_waiting_unread_are_read_before_the_idle_timeout_fails() -> 
     its last read, not from when the bytes came (aiohttp's own timer would drop them).
     """
 
-    async def handler(request: ServerRequest) -> ServerReply:
-        return ServerReply(stream=_stall_after(b"data: 1\n\n", b"data: 2\n\n", after=0.05))
-
-    loopback = await _serve(handler)
-    transport = Transport()
-    try:
-        stream = await transport.open_stream(
-            Request(method="GET", url=f"{loopback.url}/x/"), {}, idle_timeout=0.2
-        )
+    chunks = (b"data: 1\n\n", b"data: 2\n\n")
+    async with _stalled_stream(*chunks, after=0.05, idle=0.2) as stream:
         with anyio.fail_after(5):
             first = await stream.read_chunk()
             await anyio.sleep(0.6)  # busy: the second chunk waits, unread, three timeouts
             second = await stream.read_chunk()
             with pytest.raises(aposthog.APITimeoutError):
                 await stream.read_chunk()
-        stream.close()
-    finally:
-        await transport.aclose()
-        await loopback.stop()
     assert (b"data: 1\n\n", b"data: 2\n\n") == (first, second)
 
 
@@ -747,22 +734,10 @@ async def test_bytes_that_came_with_the_headers_wait_for_a_slow_first_read() -> 
     (aiohttp's own timer, started with the headers, must not be left to fire.)
     """
 
-    async def handler(request: ServerRequest) -> ServerReply:
-        return ServerReply(stream=_stall_after(b"data: 1\n\n"))
-
-    loopback = await _serve(handler)
-    transport = Transport()
-    try:
-        stream = await transport.open_stream(
-            Request(method="GET", url=f"{loopback.url}/x/"), {}, idle_timeout=0.2
-        )
+    async with _stalled_stream(b"data: 1\n\n", idle=0.2) as stream:
         await anyio.sleep(0.6)  # busy elsewhere: the event waits unread in the buffer
         with anyio.fail_after(5):
             first = await stream.read_chunk()
             with pytest.raises(aposthog.APITimeoutError):
                 await stream.read_chunk()
-        stream.close()
-    finally:
-        await transport.aclose()
-        await loopback.stop()
     assert b"data: 1\n\n" == first
