@@ -171,11 +171,31 @@ async def _batch_exports_tour(
         [[r.id[:8], r.status, r.records_completed, r.latest_error] for r in runs],
         ["run", "status", "records", "error"],
     )
+    # The failed run named the bucket: write the configuration whole (PUT), checked as a
+    # new one is; the AWS keys stay in the integration, which PostHog keeps.
+    fixed = await ph.batch_exports.replace(
+        export.id,
+        name="Events to S3",
+        destination=BatchExportDestination(
+            type="AwsS3",
+            config={
+                "bucket_name": "analytics-archive-eu",
+                "region": "eu-west-1",
+                "prefix": "posthog/events/",
+            },
+        ),
+        interval="day",
+        offset_hour=3,
+    )
+    say.step(
+        f"pointed it at bucket {fixed.destination.config['bucket_name']!r}, daily at "
+        f"{fixed.offset_hour:02}:00 (replace: a PUT, checked whole)"
+    )
     await ph.batch_exports.delete(export.id)
     say.step("deleted it")
     summary.lines.append(
         "batch exports: created, paused, unpaused, logs filtered, a test step run, "
-        f"{len(runs)} runs listed, deleted"
+        f"{len(runs)} runs listed, reconfigured, deleted"
     )
 
 
