@@ -188,8 +188,8 @@ async def _batch_exports_tour(
         offset_hour=3,
     )
     say.step(
-        f"pointed it at bucket {fixed.destination.config['bucket_name']!r}, daily at "
-        f"{fixed.offset_hour:02}:00 (replace: a PUT, checked whole)"
+        f"pointed it at bucket {fixed.destination.config['bucket_name']!r}, every "
+        f"{cell(fixed.interval)} at hour {cell(fixed.offset_hour)} (replace: a PUT, checked whole)"
     )
     await ph.batch_exports.delete(export.id)
     say.step("deleted it")

@@ -29,7 +29,7 @@ def test_demo_runs_every_tour_without_credentials() -> None:
     ):
         assert heading in result.stdout
     assert "no credentials used" in result.stdout
-    assert "pointed it at bucket 'analytics-archive-eu', daily at 03:00" in result.stdout
+    assert "pointed it at bucket 'analytics-archive-eu', every day at hour 3" in result.stdout
     # The queued message's run arrives on the stream of the answer it waited for.
     assert (
         'on the same stream: "How did signups do?": Signups rose 9% week over week. / '
