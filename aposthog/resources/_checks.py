@@ -55,6 +55,18 @@ def check_str(name: str, value: Any, *, allow_none: bool = False) -> None:
         raise TypeError(f"{name} must be a str, got {type(value).__name__}")
 
 
+def not_blank(name: str, value: Any) -> None:
+    """
+    A text filter, or None for no filter: PostHog refuses an empty (or all-space) one
+    with a 400, so it is refused here, before sending.
+    """
+    check_str(name, value, allow_none=True)
+    if value is not None and not value.strip():
+        raise ValueError(
+            f"{name} must not be blank: PostHog refuses an empty filter (leave it out for none)"
+        )
+
+
 def check_bool(name: str, value: Any) -> bool:
     """`value` if it is a bool (1, "yes" and None are not)."""
     if not isinstance(value, bool):

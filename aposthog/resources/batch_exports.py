@@ -23,7 +23,7 @@ from ..models.batch_exports import (
     BatchExportModel,
     BatchExportTestStep,
 )
-from ._base import Resource, check_paging, check_str
+from ._base import Resource, check_paging
 from ._batch_export_args import (
     DestinationArg,
     body,
@@ -34,7 +34,7 @@ from ._batch_export_args import (
     timestamp,
 )
 from ._batch_export_runs import BatchExportRuns
-from ._checks import check_bool, check_json, choice, uuid_id, uuid_segment
+from ._checks import check_bool, check_json, choice, not_blank, uuid_id, uuid_segment
 
 __all__ = ["BatchExports"]
 
@@ -380,6 +380,9 @@ class BatchExports(Resource):
             level: levels to keep, as a list (`["INFO", "ERROR"]`) or a comma-separated
                 string (`"info,error"`); sent upper-cased as one parameter.
             search: keep entries whose message contains this (case-insensitive).
+                PostHog matches it with SQL's `ILIKE`, so `_` stands for any one
+                character and `%` for any run of them; a backslash before one matches
+                it as itself (`r"50\\%"`).
             after: keep entries strictly after this moment.
             before: keep entries strictly before this moment.
             instance_id: keep entries of this run.
@@ -393,8 +396,8 @@ class BatchExports(Resource):
             ```
         """
         check_paging(limit, max_limit=500)
-        check_str("search", search, allow_none=True)
-        check_str("instance_id", instance_id, allow_none=True)
+        not_blank("search", search)
+        not_blank("instance_id", instance_id)
         params = {
             "level": log_levels(level),
             "search": search,

@@ -3,11 +3,17 @@ FakePostHog's batch-export logs, as `LogEntryMixin.logs` behaves: filtered by le
 search text, time and run, newest first, at most `limit` (1-500, default 50) entries in
 one limit/offset page. The action declares no `required_scopes`, so scoped personal
 API keys get a 403 and only legacy unscoped keys may read logs.
+
+The parameters are read as PostHog's `LogEntryRequestSerializer` reads them: `level`,
+`search` and `instance_id` are DRF `CharField`s (trimmed, a blank one is a 400, a
+repeated one counts once: the last), `level` is split on commas as it is, and `search` is
+the `%...%` of a ClickHouse `ILIKE`, in which `_` and `%` are wildcards.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import re
 from typing import TYPE_CHECKING
 
 from ._batch_export_runs import live_export
@@ -26,7 +32,8 @@ def _limit(request: FakeRequest) -> int:
     if raw is None:
         return 50
     try:
-        limit = int(raw)
+        # DRF's IntegerField drops a trailing `.0…` first: `limit=2.0` is 2.
+        limit = int(re.sub(r"\.0*\s*$", "", raw))
     except ValueError:
         raise validation_error("A valid integer is required.", attr="limit") from None
     if limit < 1:
@@ -50,26 +57,55 @@ def _moment(request: FakeRequest, name: str) -> dt.datetime | None:
         raise validation_error(str(exc), attr=name) from None
 
 
+def _text(request: FakeRequest, name: str) -> str | None:
+    """A `CharField` parameter: trimmed, the last of repeated ones, blank refused."""
+    raw = request.arg(name)
+    if raw is None:
+        return None
+    value = raw.strip()
+    if not value:
+        raise validation_error("This field may not be blank.", attr=name, code="blank")
+    return value
+
+
+def _ilike(search: str) -> re.Pattern[str]:
+    """`message ILIKE '%<search>%'`: `_` is any one character, `%` any run, `\\` escapes."""
+    pattern = []
+    escaped = False
+    for char in search:
+        if escaped:
+            pattern.append(re.escape(char))
+            escaped = False
+        elif char == "\\":
+            escaped = True
+        elif char == "_":
+            pattern.append(".")
+        elif char == "%":
+            pattern.append(".*")
+        else:
+            pattern.append(re.escape(char))
+    if escaped:  # a trailing backslash stands for itself
+        pattern.append(re.escape("\\"))
+    return re.compile("".join(pattern), re.IGNORECASE | re.DOTALL)
+
+
 async def _logs(fake: FakePostHog, request: FakeRequest) -> ServerReply:
     export = live_export(fake, request.params["id"])
     limit = _limit(request)
     after, before = _moment(request, "after"), _moment(request, "before")
-    # Newer PostHog takes one comma-separated value; older ones a repeated parameter.
-    levels = {
-        part.strip().upper()
-        for value in request.args("level")
-        for part in value.split(",")
-        if part.strip()
-    }
-    search = (request.arg("search") or "").lower()
-    instance_id = request.arg("instance_id")
+    # One comma-separated value, split as it is: `INFO, ERROR` asks for ` ERROR` too.
+    level = _text(request, "level")
+    levels = None if level is None else {part.upper() for part in level.split(",")}
+    search = _text(request, "search")
+    matches = None if search is None else _ilike(search).search
+    instance_id = _text(request, "instance_id")
     rows = [
         entry
         for entry in fake.batch_export_logs
         if entry["log_source_id"] == export["id"]
-        and (not levels or entry["level"].upper() in levels)
-        and search in entry["message"].lower()
-        and (not instance_id or entry["instance_id"] == instance_id)
+        and (levels is None or entry["level"].upper() in levels)
+        and (matches is None or matches(entry["message"]))
+        and (instance_id is None or entry["instance_id"] == instance_id)
         and (after is None or entry["timestamp"] > after)
         and (before is None or entry["timestamp"] < before)
     ]

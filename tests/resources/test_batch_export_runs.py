@@ -338,6 +338,72 @@ async def test_run_filters_refuse_what_posthog_would_read_as_now(
     assert len(fake.requests) == sent
 
 
+@pytest.mark.parametrize(
+    ("method", "ordering"),
+    [
+        ("list_runs", "start_at"),
+        ("list_runs", "-end_at"),
+        ("list_backfills", "data_interval_start"),
+        ("list_backfills", "end_at"),
+    ],
+)
+async def test_an_ordering_of_the_other_list_fails_before_sending(
+    fake: FakePostHog, ph: aposthog.Client, method: str, ordering: str
+) -> None:
+    """PostHog ignores an ordering it does not know: each list refuses the other's."""
+    with pytest.raises(ValueError, match="ordering must be one of"):
+        getattr(ph.batch_exports, method)(MISSING, ordering=ordering)
+    assert fake.requests == []
+
+
+@pytest.mark.parametrize("status", [3, 1.5, object()])
+async def test_a_status_that_is_no_str_nor_list_is_a_type_error(
+    fake: FakePostHog, ph: aposthog.Client, status: Any
+) -> None:
+    """The TypeError names the argument (not "'int' object is not iterable")."""
+    with pytest.raises(TypeError, match=r"^status must be a str or a list of str, got "):
+        ph.batch_exports.list_runs(MISSING, status=status)
+    assert fake.requests == []
+
+
+async def test_an_empty_status_is_refused_not_ignored(
+    fake: FakePostHog, ph: aposthog.Client
+) -> None:
+    """status="" is no status PostHog knows: a ValueError, not "no filter"."""
+    with pytest.raises(ValueError, match=r"^status must be one of"):
+        ph.batch_exports.list_runs(MISSING, status="")
+    assert fake.requests == []
+
+
+#: Each runs/backfills method with good arguments besides the export's id.
+CALLS: dict[str, dict[str, Any]] = {
+    "list_runs": {},
+    "get_run": {"run_id": MISSING},
+    "retry_run": {"run_id": MISSING},
+    "cancel_run": {"run_id": MISSING},
+    "list_backfills": {},
+    "create_backfill": {"start_at": "2024-01-01", "end_at": "2024-01-02"},
+    "get_backfill": {"backfill_id": MISSING},
+    "cancel_backfill": {"backfill_id": MISSING},
+}
+
+
+@pytest.mark.parametrize("method", sorted(CALLS))
+async def test_bad_ids_and_timeouts_fail_before_sending(
+    fake: FakePostHog, ph: aposthog.Client, method: str
+) -> None:
+    """Every id is a UUID path segment and the timeout is checked, in every method."""
+    call = getattr(ph.batch_exports, method)
+    good = {"id": MISSING, **CALLS[method]}
+    for name in good:
+        if name.endswith("id"):
+            with pytest.raises(ValueError, match=f"^{name} must be a UUID"):
+                await call(**{**good, name: "../x"})
+    with pytest.raises(ValueError, match=r"^timeout must be a positive number"):
+        await call(**good, timeout=0)
+    assert fake.requests == []
+
+
 # ---------------------------------------------------------------------------------- backfills
 
 
@@ -538,3 +604,24 @@ async def test_cancel_backfill(fake: FakePostHog, ph: aposthog.Client) -> None:
     with pytest.raises(aposthog.BadRequestError) as info:
         await ph.batch_exports.cancel_backfill(export.id, running["id"])
     assert info.value.detail == "Cannot cancel a backfill that is in 'Cancelled' status"
+
+
+@pytest.mark.parametrize("body", [{"backfill_id": 5}, {"id": "x"}, ["x"], None])
+@pytest.mark.parametrize("method", ["retry_run", "create_backfill"])
+async def test_an_answer_without_a_backfill_id_string_is_a_decode_error(
+    fake: FakePostHog, ph: aposthog.Client, method: str, body: Any
+) -> None:
+    """retry_run and create_backfill return PostHog's `backfill_id`; anything else is refused."""
+    export = await make(ph)
+    fake.fail_next(status=201, body=body, method="POST")
+    call = getattr(ph.batch_exports, method)
+    with pytest.raises(aposthog.ResponseDecodeError, match="backfill_id"):
+        await call(export.id, **CALLS[method])
+
+
+async def test_a_bad_end_at_is_named(fake: FakePostHog, ph: aposthog.Client) -> None:
+    """A bad end_at is reported as end_at, not as start_at, and nothing is sent."""
+    with pytest.raises(ValueError, match=r"^end_at ") as info:
+        await ph.batch_exports.create_backfill(MISSING, start_at="2024-01-01", end_at="tomorrow")
+    assert "start_at" not in str(info.value)
+    assert fake.requests == []

@@ -597,6 +597,42 @@ async def test_logs_limit_outside_1_to_500_fails_before_sending(
     assert len(fake.requests) == sent
 
 
+@pytest.mark.parametrize("name", ["search", "instance_id"])
+@pytest.mark.parametrize("blank", ["", "  ", "\t"])
+async def test_a_blank_text_filter_fails_before_sending(
+    fake: FakePostHog, ph: aposthog.Client, name: str, blank: str
+) -> None:
+    """PostHog answers a blank `search` or `instance_id` with a 400: refused here instead."""
+    export = await make(ph)
+    sent = len(fake.requests)
+    with pytest.raises(ValueError, match=f"{name} must not be blank"):
+        filters: dict[str, Any] = {name: blank}
+        ph.batch_exports.logs(export.id, **filters)
+    assert len(fake.requests) == sent
+
+
+async def test_logs_search_is_posthogs_ilike_pattern(
+    fake: FakePostHog, ph: aposthog.Client
+) -> None:
+    """As the docstring says: `_` and `%` are wildcards, and a backslash makes one literal."""
+    export = await make(ph)
+    for message in ["50% done", "500 done", "5_0 done"]:
+        fake.add_batch_export_log(export.id, message)
+    found = {
+        search: sorted(
+            e.message for e in await ph.batch_exports.logs(export.id, search=search).to_list()
+        )
+        for search in ["50%", r"50\%", "5_0", r"5\_0"]
+    }
+    assert found == {
+        "50%": ["50% done", "500 done"],
+        r"50\%": ["50% done"],
+        "5_0": ["500 done", "5_0 done"],
+        r"5\_0": ["5_0 done"],
+    }
+    assert dict(fake.requests[-1].query)["search"] == r"5\_0"
+
+
 async def test_logs_are_refused_to_scoped_keys(fake: FakePostHog) -> None:
     """logs declares no required scopes: a scoped key gets 403, even with '*'."""
     export_id = None

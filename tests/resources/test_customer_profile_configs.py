@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import uuid
+from typing import Any
+
 import pytest
 
 import aposthog
@@ -23,6 +26,8 @@ async def test_create_returns_201_record_with_defaults(
     assert isinstance(config, CustomerProfileConfig)
     assert ("group_2", {}, {}) == (config.scope, config.content, config.sidebar)
     assert config.created_at.tzinfo is not None
+    assert config.updated_at is not None  # saved once already: not null from the start
+    assert str(uuid.UUID(config.id)) == config.id  # DRF's UUIDField: hyphenated, lower case
     assert ("POST", {"scope": "group_2"}) == (fake.requests[-1].method, fake.requests[-1].json())
 
 
@@ -91,10 +96,33 @@ async def test_wrong_argument_types_fail_before_sending(
     assert [] == fake.requests
 
 
-async def test_ids_must_be_uuids(fake: FakePostHog, ph: aposthog.Client) -> None:
-    """An id like ../x is refused before sending: config ids are UUIDs."""
+@pytest.mark.parametrize("method", ["get", "update", "replace", "delete"])
+async def test_ids_must_be_uuids(fake: FakePostHog, ph: aposthog.Client, method: str) -> None:
+    """An id like ../x is refused before sending by every method: config ids are UUIDs."""
+    call = getattr(ph.customer_profile_configs, method)
+    kwargs = {"scope": "person"} if method == "replace" else {}
     with pytest.raises(ValueError, match="id must be a UUID"):
-        await ph.customer_profile_configs.delete("../x")
+        await call("../x", **kwargs)
+    assert fake.requests == []
+
+
+@pytest.mark.parametrize(
+    ("method", "args"),
+    [
+        ("list", {}),
+        ("create", {"scope": "person"}),
+        ("get", {"id": MISSING}),
+        ("update", {"id": MISSING}),
+        ("replace", {"id": MISSING, "scope": "person"}),
+        ("delete", {"id": MISSING}),
+    ],
+)
+async def test_a_bad_timeout_fails_before_sending(
+    fake: FakePostHog, ph: aposthog.Client, method: str, args: dict[str, Any]
+) -> None:
+    """Every method hands its timeout on: 0 is refused, and nothing is sent."""
+    with pytest.raises(ValueError, match=r"^timeout must be a positive number"):
+        await getattr(ph.customer_profile_configs, method)(**args, timeout=0)
     assert fake.requests == []
 
 
@@ -107,14 +135,44 @@ async def test_list_pages_with_limit_and_offset(fake: FakePostHog, ph: aposthog.
     assert (("limit", "1"), ("offset", "1")) == fake.requests[-1].query
 
 
-async def test_scoped_keys(fake: FakePostHog) -> None:
-    """A read-only key can list but not create (403 naming the missing scope)."""
+async def test_list_follows_the_fakes_page_size(fake: FakePostHog, ph: aposthog.Client) -> None:
+    """Without limit the fake's page size applies, and the paginator follows `next`."""
+    fake.page_size = 2
+    created = [await ph.customer_profile_configs.create(scope="person") for _ in range(3)]
+    first = await ph.customer_profile_configs.list()
+    assert (2, 3, True) == (len(first.results), first.count, first.has_next_page())
+    every = await ph.customer_profile_configs.list().to_list()
+    assert [c.id for c in created] == [c.id for c in every]
+
+
+async def test_scoped_keys(fake: FakePostHog, ph: aposthog.Client) -> None:
+    """
+    A read-only key can list and get but not create, update, replace or delete (403
+    naming the missing scope); a key without the config scope cannot even get.
+    """
+    stored = await ph.customer_profile_configs.create(scope="person")
     key = fake.add_key(scopes=["customer_profile_config:read"])
-    async with fake.client(api_key=key) as ph:
-        await ph.customer_profile_configs.list()
+    async with fake.client(api_key=key, max_retries=0) as reader:
+        await reader.customer_profile_configs.list()
+        assert stored.id == (await reader.customer_profile_configs.get(stored.id)).id
+        writes = [
+            reader.customer_profile_configs.create(scope="person"),
+            reader.customer_profile_configs.update(stored.id, content=[1]),
+            reader.customer_profile_configs.replace(stored.id, scope="person"),
+            reader.customer_profile_configs.delete(stored.id),
+        ]
+        for write in writes:
+            with pytest.raises(aposthog.PermissionDeniedError) as info:
+                await write
+            expected = "API key missing required scope 'customer_profile_config:write'"
+            assert expected == info.value.detail
+    other = fake.add_key(scopes=["batch_export:read"])
+    async with fake.client(api_key=other, max_retries=0) as outsider:
         with pytest.raises(aposthog.PermissionDeniedError) as info:
-            await ph.customer_profile_configs.create(scope="person")
-    assert "API key missing required scope 'customer_profile_config:write'" == info.value.detail
+            await outsider.customer_profile_configs.get(stored.id)
+    assert "API key missing required scope 'customer_profile_config:read'" == info.value.detail
+    assert [stored.id] == list(fake.customer_profile_configs)
+    assert {} == fake.customer_profile_configs[stored.id]["content"]
 
 
 async def test_replace_clears_what_it_leaves_out(fake: FakePostHog, ph: aposthog.Client) -> None:

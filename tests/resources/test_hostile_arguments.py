@@ -106,10 +106,10 @@ METHODS: dict[str, Spec] = {
     "batch_exports.logs": {
         "id": (ID, "uuid"),
         "level": ("error", "level"),
-        "search": (None, "opt_str"),
+        "search": (None, "filter_text"),
         "after": (None, "timestamp"),
         "before": (WHEN, "timestamp"),
-        "instance_id": (None, "opt_str"),
+        "instance_id": (None, "filter_text"),
         "limit": (10, "logs_limit"),
         "timeout": (5, "timeout"),
     },

@@ -64,6 +64,8 @@ KINDS: dict[str, st.SearchStrategy[Any]] = {
     ),
     "str": _not_str,
     "opt_str": _not_str_nor_none,
+    # A text filter: None is no filter, and PostHog refuses a blank one with a 400.
+    "filter_text": st.one_of(_not_str_nor_none, st.sampled_from(["", " ", "\t\n"])),
     "content": st.one_of(
         _not_str_nor_none, st.sampled_from(["", "   ", "\n\t"]), st.just("x" * 40001)
     ),

@@ -512,10 +512,166 @@ async def test_logs_parameters_are_validated_by_the_fake(ph: aposthog.Client) ->
         ({"limit": "501"}, "limit", "max_value"),
         ({"limit": "0"}, "limit", "min_value"),
         ({"limit": "x"}, "limit", "invalid_input"),
+        ({"limit": "1.5"}, "limit", "invalid_input"),
         ({"after": "yesterday"}, "after", "invalid_input"),
+        ({"before": "yesterday"}, "before", "invalid_input"),
     ):
         error = await bad_request(ph, "GET", created["id"], "logs", params=params)
         assert (error.attr, error.code) == (attr, code)
+
+
+async def test_logs_limit_defaults_to_50_and_takes_1_to_500(
+    fake: FakePostHog, ph: aposthog.Client
+) -> None:
+    """Without a limit PostHog fetches 50 entries; 1 and 500 are both accepted."""
+    created = await create(ph)
+    fake.add_batch_export_logs(created["id"], [f"m{i}" for i in range(51)])
+    assert len(await ph.batch_exports.logs(created["id"]).to_list()) == 50
+    for limit, count in (("500", 51), ("1", 1)):
+        page = await raw(ph, "GET", created["id"], "logs", params={"limit": limit})
+        assert (page["count"], len(page["results"])) == (count, count)
+
+
+async def test_logs_after_and_before_are_exclusive(fake: FakePostHog, ph: aposthog.Client) -> None:
+    """ClickHouse's `timestamp > after AND timestamp < before`: the bounds themselves are out."""
+    created = await create(ph)
+    base = dt.datetime(2024, 5, 1, tzinfo=UTC)
+    for minute in range(5):
+        fake.add_batch_export_log(
+            created["id"], f"m{minute}", timestamp=base + dt.timedelta(minutes=minute)
+        )
+    entries = await ph.batch_exports.logs(
+        created["id"], after=base + dt.timedelta(minutes=1), before=base + dt.timedelta(minutes=3)
+    ).to_list()
+    assert [e.message for e in entries] == ["m2"]
+    only_after = await ph.batch_exports.logs(
+        created["id"], after=base + dt.timedelta(minutes=3)
+    ).to_list()
+    assert [e.message for e in only_after] == ["m4"]
+    only_before = await ph.batch_exports.logs(
+        created["id"], before=base + dt.timedelta(minutes=1)
+    ).to_list()
+    assert [e.message for e in only_before] == ["m0"]
+    # On the wire, DRF's DateTimeField writes UTC with a Z.
+    page = await raw(ph, "GET", created["id"], "logs", params={"limit": "1"})
+    assert page["results"][0]["timestamp"] == "2024-05-01T00:04:00Z"
+
+
+async def test_logs_match_level_and_search_in_any_case(
+    fake: FakePostHog, ph: aposthog.Client
+) -> None:
+    """`upper(level) IN` the upper-cased levels, and `message ILIKE`: case never matters."""
+    created = await create(ph)
+    fake.add_batch_export_logs(
+        created["id"],
+        [
+            {"message": "Export FAILED", "level": "error"},
+            {"message": "export failed again", "level": "ERROR"},
+            {"message": "Export done", "level": "info"},
+        ],
+    )
+    params = {"level": "error", "search": "export Failed"}
+    page = await raw(ph, "GET", created["id"], "logs", params=params)
+    assert [(e["message"], e["level"]) for e in page["results"]] == [
+        ("export failed again", "ERROR"),
+        ("Export FAILED", "ERROR"),
+    ]
+
+
+async def test_logs_are_the_exports_own(fake: FakePostHog, ph: aposthog.Client) -> None:
+    """Only the entries whose log_source_id is this export come back."""
+    first, second = await create(ph), await create(ph, name="other")
+    fake.add_batch_export_log(first["id"], "mine")
+    fake.add_batch_export_log(second["id"], "theirs")
+    entries = await ph.batch_exports.logs(first["id"]).to_list()
+    assert [(e.message, e.log_source_id) for e in entries] == [("mine", first["id"])]
+
+
+async def test_logs_of_an_unknown_export_are_a_404_before_the_parameters(
+    ph: aposthog.Client,
+) -> None:
+    """`logs` calls get_object() before it checks its parameters: 404, not 400."""
+    with pytest.raises(aposthog.NotFoundError):
+        await raw(ph, "GET", "0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b", "logs", params={"limit": "0"})
+
+
+async def test_logs_pages_hold_the_fakes_page_size(fake: FakePostHog, ph: aposthog.Client) -> None:
+    """
+    The fetched entries go through the viewset's limit/offset pages. `next` carries
+    `limit=<page size>`, which is also the fetch's LIMIT: it reaches no further entry.
+    """
+    created = await create(ph)
+    fake.page_size = 2
+    fake.add_batch_export_logs(created["id"], ["a", "b", "c"])
+    first = await ph.batch_exports.logs(created["id"])
+    assert (len(first.results), first.count, first.has_next_page()) == (2, 3, True)
+    every = await ph.batch_exports.logs(created["id"]).to_list()
+    assert [e.message for e in every] == ["c", "b"]
+    assert ("limit", "2") in fake.requests[-1].query
+
+
+@pytest.mark.parametrize(
+    ("params", "expected"),
+    [
+        pytest.param(
+            {"level": "INFO, ERROR"},
+            ["abc"],
+        ),
+        pytest.param(
+            {"level": ","},
+            [],
+        ),
+        pytest.param(
+            {"level": ["INFO", "ERROR"]},
+            ["a_c done"],
+        ),
+        pytest.param(
+            {"search": "a_c"},
+            ["a_c done", "abc"],
+        ),
+        pytest.param({"level": "warning"}, ["x"]),
+    ],
+)
+async def test_logs_filters_read_as_posthogs_newest_logs_action(
+    fake: FakePostHog, ph: aposthog.Client, params: dict[str, Any], expected: list[str]
+) -> None:
+    """
+    PostHog's `logs` (posthog/api/log_entries.py @ d96a6558): `level` is one CharField,
+    split on ',' as is, and `search` goes into `message ILIKE '%<search>%'`.
+    """
+    created = await create(ph)
+    fake.add_batch_export_logs(
+        created["id"],
+        [
+            {"message": "abc", "level": "INFO"},
+            {"message": "a_c done", "level": "ERROR"},
+            {"message": "x", "level": "WARNING"},
+        ],
+    )
+    page = await raw(ph, "GET", created["id"], "logs", params=params)
+    assert [e["message"] for e in page["results"]] == expected
+
+
+async def test_a_whole_number_limit_with_a_decimal_point_is_read(
+    fake: FakePostHog, ph: aposthog.Client
+) -> None:
+    """IntegerField strips a trailing `.0*` before int(): limit=2.0 fetches two entries."""
+    created = await create(ph)
+    fake.add_batch_export_logs(created["id"], ["a", "b", "c"])
+    page = await raw(ph, "GET", created["id"], "logs", params={"limit": "2.0"})
+    assert [e["message"] for e in page["results"]] == ["c", "b"]
+
+
+@pytest.mark.parametrize("name", ["level", "search", "instance_id"])
+async def test_a_blank_logs_filter_is_a_400(ph: aposthog.Client, name: str) -> None:
+    """`?search=` is DRF's "This field may not be blank.", not "no filter"."""
+    created = await create(ph)
+    error = await bad_request(ph, "GET", created["id"], "logs", params={name: ""})
+    assert (error.attr, error.code, error.detail) == (
+        name,
+        "blank",
+        "This field may not be blank.",
+    )
 
 
 async def test_latest_runs_are_the_ten_newest(fake: FakePostHog, ph: aposthog.Client) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import uuid
 from typing import Any
@@ -172,3 +173,42 @@ async def test_a_seeded_key_in_another_uuid_form_is_found(fake: FakePostHog) -> 
     assert 200 == (await _call(fake, "GET", f"{PATH}{ident}/"))[0]
     assert (204, b"") == await _call(fake, "DELETE", f"{PATH}{ident}/")
     assert {} == fake.customer_profile_configs
+
+
+async def test_a_seeded_key_that_is_no_uuid_is_never_reached(fake: FakePostHog) -> None:
+    """A malformed id is a 404 even when a config is seeded under a key that is no UUID."""
+    fake.customer_profile_configs["legacy"] = {
+        "id": "legacy",
+        "scope": "person",
+        "content": {},
+        "sidebar": {},
+        "created_at": "2024-01-01T00:00:00Z",
+        "updated_at": None,
+    }
+    for ident in ("nope", "legacy"):
+        assert (404, NOT_FOUND) == await _call(fake, "GET", f"{PATH}{ident}/")
+    assert (404, NOT_FOUND) == await _call(fake, "DELETE", f"{PATH}nope/")
+    assert ["legacy"] == list(fake.customer_profile_configs)
+
+
+@pytest.mark.parametrize("method", ["PATCH", "PUT"])
+async def test_a_write_saves_updated_at_even_when_nothing_changes(
+    fake: FakePostHog, method: str
+) -> None:
+    """PATCH {} (or PUT of the same scope) still saves the row: updated_at moves to now."""
+    ident = str(uuid.uuid4())
+    fake.customer_profile_configs[ident] = {
+        "id": ident,
+        "scope": "person",
+        "content": {"a": 1},
+        "sidebar": {},
+        "created_at": "2024-01-01T00:00:00Z",
+        "updated_at": "2024-01-01T00:00:00Z",
+    }
+    body = {"scope": "person"} if method == "PUT" else {}
+    status, reply = await _call(fake, method, f"{PATH}{ident}/", body)
+    assert 200 == status
+    updated = json.loads(reply)
+    assert ("2024-01-01T00:00:00Z", {"a": 1}) == (updated["created_at"], updated["content"])
+    saved = dt.datetime.fromisoformat(updated["updated_at"].replace("Z", "+00:00"))
+    assert abs(dt.datetime.now(dt.timezone.utc) - saved) < dt.timedelta(minutes=1)
