@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 from ._batch_export_runs import live_export
 from ._batch_export_validation import parse_datetime_field
 from ._loopback import ServerReply
-from ._wire import FakeRequest, Route, iso, offset_page, validation_error
+from ._wire import FakeRequest, Route, integer_field, iso, offset_page, validation_error
 
 if TYPE_CHECKING:
     from ._fake import FakePostHog
@@ -32,8 +32,7 @@ def _limit(request: FakeRequest) -> int:
     if raw is None:
         return 50
     try:
-        # DRF's IntegerField drops a trailing `.0…` first: `limit=2.0` is 2.
-        limit = int(re.sub(r"\.0*\s*$", "", raw))
+        limit = integer_field(raw)  # `limit=2.0` is 2
     except ValueError:
         raise validation_error("A valid integer is required.", attr="limit") from None
     if limit < 1:

@@ -38,7 +38,7 @@ from ._batch_export_destinations import (
 )
 from ._batch_export_integrations import host_problem, integration_problem
 from ._batch_export_sources import CHANGING_MODELS, check_source_fields, check_source_rules
-from ._wire import HTTPError, boolean_field, error, validation_error
+from ._wire import HTTPError, boolean_field, error, integer_field, validation_error
 
 __all__ = [
     "LEGACY_PARQUET_REFUSED",
@@ -98,8 +98,8 @@ def _integer(errors: _Errors, attr: str, value: Any, high: int) -> int | None:
     if value is None:
         return None
     try:
-        number = int(value) if not isinstance(value, (bool, float)) else int(str(value))
-    except (TypeError, ValueError):
+        number = integer_field(value)
+    except ValueError:
         errors.add(attr, "A valid integer is required.")
         return None
     if number < 0:

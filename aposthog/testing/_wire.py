@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import json
+import re
 import urllib.parse
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
@@ -28,6 +29,7 @@ __all__ = [
     "cursor_page",
     "empty",
     "error",
+    "integer_field",
     "iso",
     "json_reply",
     "now",
@@ -126,6 +128,18 @@ def boolean_field(value: Any, attr: str) -> bool:
         if value in _FALSE:
             return False
     raise validation_error("Must be a valid boolean.", attr=attr, code="invalid")
+
+
+_ZERO_FRACTION = re.compile(r"\.0*\s*$")
+
+
+def integer_field(value: Any) -> int:
+    """
+    A value as DRF's `IntegerField` reads it: its text, a zero fraction (`2.0`, `"3."`)
+    dropped, through `int()`, so a bool, `1.5` or `"x"` is refused (`ValueError`). Not
+    null: the caller decides what null means.
+    """
+    return int(_ZERO_FRACTION.sub("", str(value)))
 
 
 def not_found() -> HTTPError:

@@ -197,6 +197,10 @@ async def test_config_fields_follow_the_input_dataclasses(ph: aposthog.Client) -
             "Configuration missing required field: 'http_path'",
         ),
         (
+            {k: v for k, v in DATABRICKS_CONFIG.items() if k != "table_name"},
+            "Configuration missing required field: 'table_name'",
+        ),
+        (
             {**DATABRICKS_CONFIG, "client_secret": "s", "server_hostname": "h"},
             "Configuration has unknown field/s: 'client_secret', 'server_hostname'",
         ),
@@ -355,6 +359,18 @@ async def test_redshift_needs_a_host(ph: aposthog.Client) -> None:
     assert (await create(ph, destination))["destination"]["integration"] == AWS_REDSHIFT
 
 
+async def test_redshift_port_reads_back_as_an_int(fake: FakePostHog, ph: aposthog.Client) -> None:
+    """Redshift declares `port: int`: stored as text, it reads back as the int it is."""
+    destination = {
+        "type": "Redshift",
+        "config": {**REDSHIFT_CONFIG, "host": "redshift.example.com"},
+        "integration": REDSHIFT,
+    }
+    created = await create(ph, destination)
+    fake.batch_exports[created["id"]]["destination"]["config"]["port"] = "5439"
+    assert (await raw(ph, "GET", created["id"]))["destination"]["config"]["port"] == 5439
+
+
 @pytest.mark.parametrize(
     ("host", "detail"),
     [
@@ -367,6 +383,10 @@ async def test_redshift_needs_a_host(ph: aposthog.Client) -> None:
             INVALID,
         ),
         (" ", "Invalid host. Enter a hostname or IP address without credentials, scheme, or path."),
+        (".".join(["a" * 63] * 4), INVALID),  # 255 characters: longer than a host name may be
+        ("localhost.", UNREACHABLE),
+        ("100.64.0.1", UNREACHABLE),  # carrier-grade NAT
+        ("224.0.0.1", UNREACHABLE),  # multicast
         (
             "localhost",
             UNREACHABLE,
@@ -395,6 +415,16 @@ async def test_redshift_hosts_pass_posthogs_ssrf_guard(
         "integration": AWS_REDSHIFT,
     }
     assert await create_refused(ph, destination) == destination_error(detail)
+
+
+async def test_a_public_ipv4_address_in_ipv6_form_passes(ph: aposthog.Client) -> None:
+    """An IPv4-mapped IPv6 address is judged by the IPv4 address it maps."""
+    destination = {
+        "type": "Redshift",
+        "config": {**REDSHIFT_CONFIG, "host": "::ffff:8.8.8.8"},
+        "integration": AWS_REDSHIFT,
+    }
+    assert (await create(ph, destination))["destination"]["config"]["host"] == "::ffff:8.8.8.8"
 
 
 async def test_redshift_integration_host_is_the_one_checked(
@@ -426,6 +456,7 @@ async def test_postgres_hosts_pass_the_same_ssrf_guard(
         ("10.0.0.1", UNREACHABLE),
         ("db.internal", UNREACHABLE),
         ("postgres://db.example.com:5432", INVALID),
+        ("", INVALID),  # an empty host is still checked, and is no host
     ):
         pk = fake.add_integration("postgresql", config={"host": host, "port": 5432})["id"]
         destination = {"type": "Postgres", "config": config, "integration": pk}
@@ -470,6 +501,10 @@ async def test_redshift_copy_inputs(fake: FakePostHog, ph: aposthog.Client) -> N
         ({}, "Missing required inputs for 'COPY'"),
         ({k: v for k, v in full.items() if k != "s3_bucket"}, "Missing required input for 'COPY'"),
         (
+            {k: v for k, v in full.items() if k != "region_name"},
+            "Missing required input for 'COPY'",
+        ),
+        (
             {**full, "bucket_credentials": {"aws_access_key_id": "k"}},
             "Missing required bucket credentials for 'COPY'",
         ),
@@ -479,6 +514,11 @@ async def test_redshift_copy_inputs(fake: FakePostHog, ph: aposthog.Client) -> N
             "Missing required credentials for 'COPY'",
         ),
         ({**full, "authorization": " "}, "Missing required IAM role for 'COPY'"),
+        (  # a bool is no integration id, though Python's True == 1
+            {**full, "authorization": True},
+            "Authorization for 'COPY' must be an IAM role ARN, AWS credentials, or an "
+            "integration ID.",
+        ),
         (
             {**full, "authorization": None},
             "Authorization for 'COPY' must be an IAM role ARN, AWS credentials, or an "
@@ -502,6 +542,10 @@ async def test_redshift_copy_inputs(fake: FakePostHog, ph: aposthog.Client) -> N
     created = await create(ph, destination(by_ids))
     # Integration ids read back as ints, as PostHog's encrypted config coerces them.
     assert created["destination"]["config"]["copy_inputs"]["authorization"] == AWS_S3
+    stored = fake.batch_exports[created["id"]]["destination"]["config"]["copy_inputs"]
+    stored["bucket_credentials"] = str(AWS_S3)
+    got = (await raw(ph, "GET", created["id"]))["destination"]["config"]["copy_inputs"]
+    assert got["bucket_credentials"] == AWS_S3
     patch = {"destination": {**destination({"bucket_credentials": KEYS}), "integration": REDSHIFT}}
     assert await refused(ph, "PATCH", created["id"], json=patch) == destination_error(
         "Cannot switch 'bucket_credentials' from an integration to inline credentials. "
@@ -510,6 +554,15 @@ async def test_redshift_copy_inputs(fake: FakePostHog, ph: aposthog.Client) -> N
     patch = {"destination": {**destination({"s3_key_prefix": "q"}), "integration": REDSHIFT}}
     patched = await raw(ph, "PATCH", created["id"], json=patch)
     assert patched["destination"]["config"]["copy_inputs"]["s3_key_prefix"] == "q"
+
+    # An IAM role ARN is text that is no id: it reads back as sent.
+    by_role = await create(ph, destination(full))
+    assert by_role["destination"]["config"]["copy_inputs"]["authorization"] == full["authorization"]
+    # PostHog reads the stored copy_inputs as an object too: anything else is its 500.
+    fake.batch_exports[by_role["id"]]["destination"]["config"]["copy_inputs"] = "junk"
+    patch = {"destination": {**destination(full), "integration": REDSHIFT}}
+    with pytest.raises(aposthog.InternalServerError):
+        await raw(ph, "PATCH", by_role["id"], json=patch)
 
 
 # ---------------------------------------------------------------------------------- tests

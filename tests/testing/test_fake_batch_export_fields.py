@@ -95,6 +95,19 @@ async def test_a_grandfathered_team_keeps_events_queries(
     assert cleared["schema"] is None
     error = await refused(ph, model="persons", hogql_query=QUERY)
     assert error.attr == "hogql_query"
+    # The query must still parse: PostHog compiles it into the schema.
+    error = await refused(ph, hogql_query="events")
+    assert (error.attr, error.detail) == (None, "Failed to parse query")
+
+
+async def test_a_deleted_custom_schema_export_still_grandfathers_the_team(
+    fake: FakePostHog, ph: aposthog.Client
+) -> None:
+    """PostHog counts deleted exports too when it looks for a custom schema."""
+    old = await create(ph)
+    fake.batch_exports[old["id"]]["schema"] = {"fields": [], "values": {}}
+    await ph.batch_exports.delete(old["id"])
+    assert (await create(ph, hogql_query=QUERY))["schema"]["hogql_query"] == QUERY
 
 
 @pytest.mark.usefixtures("hogql")
@@ -144,6 +157,12 @@ async def test_merge_needs_a_primary_key(ph: aposthog.Client) -> None:
     assert export["incremental_mode"] == "APPEND"  # PostHog's default
     error = await refused(ph, export["id"], method="PATCH", incremental_mode="MERGE")
     assert (error.attr, error.detail) == message
+    # A stored MERGE counts too: its primary key cannot be cleared.
+    merge = await create(
+        ph, model="hogql", hogql_query=QUERY, incremental_mode="MERGE", primary_key=["id"]
+    )
+    error = await refused(ph, merge["id"], method="PATCH", primary_key=None)
+    assert (error.attr, error.detail) == message
 
 
 @pytest.mark.parametrize("name", ["hogql_modifiers", "primary_key", "version_key"])
@@ -168,6 +187,7 @@ async def test_source_fields_need_the_hogql_model(ph: aposthog.Client, name: str
         ({"incremental_mode": "UPSERT"}, "incremental_mode", "invalid_choice", "valid choice."),
         ({"incremental_mode": None}, "incremental_mode", "null", "may not be null."),
         ({"hogql_modifiers": [1]}, "hogql_modifiers", "invalid_input", "valid dictionary"),
+        ({"hogql_query": True}, "hogql_query", "invalid_input", "Not a valid string."),
     ],
 )
 async def test_source_field_types(
@@ -203,12 +223,35 @@ async def test_filters_need_the_events_model(ph: aposthog.Client) -> None:
     export = await create(ph, model="persons", filters=None)
     error = await refused(ph, export["id"], method="PATCH", filters=[EVENT_FILTER])
     assert error.attr == "filters"
+    # Only null passes: an empty list is still filters.
+    error = await refused(ph, export["id"], method="PATCH", filters=[])
+    assert error.attr == "filters"
+
+
+@pytest.mark.parametrize(
+    ("bad", "detail"),
+    [
+        ("$browser", "Each filter must be an object"),
+        (
+            {"data_interval_end": "2024-01-01"},
+            "'data_interval_start' and 'data_interval_end' are run attributes and not "
+            "'filters'. Trigger a backfill if you wish to manually control which periods "
+            "to batch export.",
+        ),
+    ],
+)
+async def test_each_filter_is_an_object_and_no_run_attribute(
+    ph: aposthog.Client, bad: Any, detail: str
+) -> None:
+    """A filter that is no object, or that names a data-interval bound, is refused."""
+    error = await refused(ph, filters=[EVENT_FILTER, bad])
+    assert (error.attr, error.detail) == ("filters", detail)
 
 
 # ---------------------------------------------------------------------------------- timezone
 
 
-@pytest.mark.parametrize("timezone", ["Mars/Olympus_Mons", "", "utc", 5])
+@pytest.mark.parametrize("timezone", ["Mars/Olympus_Mons", "", "utc", 5, "localtime"])
 async def test_unknown_timezones_are_refused(ph: aposthog.Client, timezone: Any) -> None:
     """Only pytz's names: anything else is DRF's invalid_choice."""
     error = await refused(ph, timezone=timezone)
@@ -252,4 +295,8 @@ async def test_run_test_step_validates_as_a_new_export(
     export = await create(ph, model="persons", destination=s3)
     body = {"name": "x", "interval": "hour", "model": "events", "destination": s3, "step": 1}
     step = await raw(ph, "POST", export["id"], "run_test_step", json=body)
+    assert step["name"] == "Check S3 bucket exists"
+    # The model rules see a new (events) export too: filters pass on a persons export's test.
+    body = {"name": "x", "interval": "hour", "destination": s3, "filters": [EVENT_FILTER]}
+    step = await raw(ph, "POST", export["id"], "run_test_step", json={**body, "step": 1})
     assert step["name"] == "Check S3 bucket exists"
