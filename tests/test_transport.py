@@ -741,3 +741,19 @@ async def test_bytes_that_came_with_the_headers_wait_for_a_slow_first_read() -> 
             with pytest.raises(aposthog.APITimeoutError):
                 await stream.read_chunk()
     assert b"data: 1\n\n" == first
+
+
+async def test_drop_connection_cuts_a_stream_without_a_server_error(
+    server: LoopbackServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """
+    A stream that raises DropConnection is cut where it stands, as a deliberate act: the
+    client reads what was sent, then a cut-off body; aiohttp logs no handler error.
+    """
+    received = b""
+    async with aiohttp.ClientSession() as session, session.get(f"{server.url}/stream/") as resp:
+        with pytest.raises(aiohttp.ClientPayloadError):
+            async for chunk in resp.content.iter_any():
+                received += chunk
+    assert b"one two " == received
+    assert [] == [r for r in caplog.records if r.name.startswith("aiohttp")]

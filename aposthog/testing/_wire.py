@@ -179,9 +179,12 @@ class FakeRequest:
         return [item for key, item in self.raw.query if key == name]
 
     def json(self) -> Any:
-        """The JSON body ({} when empty); a bad body raises PostHog's 400 parse error."""
+        """
+        The JSON body ({} when there is none); a bad body, blanks included, raises
+        PostHog's 400 parse error (DRF parses any body that has a length).
+        """
         if self._json is _MISSING:
-            if not self.raw.body.strip():
+            if not self.raw.body:
                 self._json = {}
             else:
                 try:

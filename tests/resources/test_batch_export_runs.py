@@ -437,6 +437,11 @@ async def test_create_backfill_of_an_hourly_export(fake: FakePostHog, ph: aposth
         ),
         (
             "2024-01-01T00:00:00Z",
+            "2024-01-01T00:00:00Z",
+            "The initial backfill datetime 'start_at' must be before 'end_at'",
+        ),
+        (
+            "2024-01-01T00:00:00Z",
             "2999-01-01T00:00:00Z",
             "The provided 'end_at' (2999-01-01T00:00:00+00:00) is in the future",
         ),
@@ -446,7 +451,7 @@ async def test_create_backfill_of_an_hourly_export(fake: FakePostHog, ph: aposth
 async def test_create_backfill_errors(
     ph: aposthog.Client, start_at: str | None, end_at: str, detail: str | None
 ) -> None:
-    """PostHog's 400s for a reversed range, a future end and a missing start."""
+    """PostHog's 400s for a reversed or empty range, a future end and a missing start."""
     export = await make(ph)
     with pytest.raises(aposthog.BadRequestError) as info:
         await ph.batch_exports.create_backfill(export.id, start_at=start_at, end_at=end_at)
@@ -591,15 +596,23 @@ async def test_backfill_progress(fake: FakePostHog, ph: aposthog.Client) -> None
 
 
 async def test_cancel_backfill(fake: FakePostHog, ph: aposthog.Client) -> None:
-    """Cancelling a running backfill cancels its running runs; a finished one is a 400."""
+    """
+    Cancelling a running backfill cancels its running runs (its finished ones, and other
+    runs, stay as they are) and stamps it; a finished one is a 400.
+    """
     export = await make(ph)
     running = fake.add_batch_export_backfill(export.id, status="Running")
     run = fake.add_batch_export_run(export.id, status="Running", backfill=running["id"])
+    done = fake.add_batch_export_run(export.id, status="Completed", backfill=running["id"])
+    scheduled = fake.add_batch_export_run(export.id, status="Running")
 
     assert await ph.batch_exports.cancel_backfill(export.id, running["id"]) is None  # type: ignore[func-returns-value]
     assert fake.requests[-1].path.endswith(f"/backfills/{running['id']}/cancel/")
     assert (await ph.batch_exports.get_backfill(export.id, running["id"])).status == "Cancelled"
     assert (await ph.batch_exports.get_run(export.id, run["id"])).status == "Cancelled"
+    assert (await ph.batch_exports.get_run(export.id, done["id"])).status == "Completed"
+    assert (await ph.batch_exports.get_run(export.id, scheduled["id"])).status == "Running"
+    assert running["last_updated_at"] > running["created_at"]
 
     with pytest.raises(aposthog.BadRequestError) as info:
         await ph.batch_exports.cancel_backfill(export.id, running["id"])

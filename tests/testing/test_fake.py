@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import os
 import signal
@@ -35,7 +36,9 @@ async def test_no_credentials_is_401_with_www_authenticate(fake: FakePostHog) ->
     """A request without a key gets PostHog's 401 envelope and WWW-Authenticate header."""
     status, headers, body = await _raw(fake, "GET", "/api/environments/1/customer_profile_configs/")
     assert 401 == status
-    assert headers["WWW-Authenticate"].startswith('Bearer resource_metadata="')
+    assert headers["WWW-Authenticate"] == (
+        f'Bearer resource_metadata="{fake.url}/.well-known/oauth-protected-resource"'
+    )
     assert (
         b'{"type":"authentication_error","code":"not_authenticated",'
         b'"detail":"Authentication credentials were not provided.","attr":null}'
@@ -47,7 +50,10 @@ async def test_invalid_key_is_authentication_failed(fake: FakePostHog) -> None:
     async with fake.client(api_key="phx_wrong") as ph:
         with pytest.raises(aposthog.AuthenticationError) as info:
             await ph.customer_profile_configs.list()
-    assert "authentication_failed" == info.value.code
+    assert ("authentication_failed", info.value.detail) == (
+        info.value.code,
+        "Personal API key found in request Authorization header is invalid.",
+    )
 
 
 @pytest.mark.parametrize(
@@ -74,7 +80,12 @@ async def test_unknown_route_and_method(fake: FakePostHog) -> None:
         fake, "PUT", "/api/environments/1/customer_profile_configs/", headers=auth
     )
     assert 405 == status
-    assert b"method_not_allowed" in body
+    assert {
+        "type": "invalid_request",
+        "code": "method_not_allowed",
+        "detail": 'Method "PUT" not allowed.',
+        "attr": None,
+    } == json.loads(body)
 
 
 async def test_other_project_is_forbidden(fake: FakePostHog) -> None:
@@ -100,17 +111,24 @@ async def test_a_missing_or_bad_key_is_401_before_the_project_check(
     assert code in body
 
 
-async def test_bad_json_is_a_parse_error(fake: FakePostHog) -> None:
-    """A body that is not JSON gets DRF's parse_error 400."""
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"{",
+        b" \n",
+    ],
+)
+async def test_bad_json_is_a_parse_error(fake: FakePostHog, data: bytes) -> None:
+    """A body that is not JSON, blanks included, gets DRF's parse_error 400."""
     status, _, body = await _raw(
         fake,
         "POST",
         "/api/environments/1/customer_profile_configs/",
-        data=b"{",
+        data=data,
         headers={"Authorization": f"Bearer {fake.api_key}", "Content-Type": "application/json"},
     )
     assert 400 == status
-    assert b'"code":"parse_error"' in body
+    assert b'{"type":"invalid_request","code":"parse_error","detail":"JSON parse error - ' in body
 
 
 @pytest.mark.parametrize("path", ["customer_profile_configs/", "batch_exports/"])
@@ -135,19 +153,26 @@ async def test_a_body_that_is_not_an_object_is_a_non_field_error(
 
 
 async def test_star_scope_and_legacy_keys(fake: FakePostHog) -> None:
-    """A `*` key may write; a key with another object's scope may not read."""
+    """
+    A `*` or legacy key may write, a write scope may read; a key with another object's
+    scope may not read.
+    """
     star = fake.add_key(scopes=["*"])
     other = fake.add_key(scopes=["batch_export:write"])
-    async with fake.client(api_key=star) as ph:
-        await ph.customer_profile_configs.create(scope="person")
+    for may_write in (star, fake.add_key(scopes=[])):  # an empty list is a legacy key
+        async with fake.client(api_key=may_write) as ph:
+            await ph.customer_profile_configs.create(scope="person")
+    writer = fake.add_key(scopes=["customer_profile_config:write"])
+    async with fake.client(api_key=writer) as ph:
+        await ph.customer_profile_configs.list()  # a write scope covers reading
     async with fake.client(api_key=other) as ph:
         with pytest.raises(aposthog.PermissionDeniedError, match="customer_profile_config:read"):
             await ph.customer_profile_configs.list()
 
 
 async def test_fail_next_with_body_and_path_filter(fake: FakePostHog, ph: aposthog.Client) -> None:
-    """fail_next() can target a method and send a JSON body."""
-    fake.fail_next(1, status=422, body={"error": "Nope"}, method="POST")
+    """fail_next() can target a method (in any case) and send a JSON body."""
+    fake.fail_next(1, status=422, body={"error": "Nope"}, method="post")
     await ph.customer_profile_configs.list()  # not a POST: untouched
     with pytest.raises(aposthog.UnprocessableEntityError) as info:
         await ph.customer_profile_configs.create(scope="person")
@@ -169,8 +194,10 @@ async def test_throttle_text_matches_drf(fake: FakePostHog) -> None:
 
 
 @contextlib.contextmanager
-def _standalone(*args: str, lines: int) -> Iterator[dict[str, str]]:
-    """`python -m aposthog.testing *args`: the first `lines` it prints, then SIGINT (exit 0)."""
+def _standalone(
+    *args: str, lines: int, stop: signal.Signals = signal.SIGINT
+) -> Iterator[dict[str, str]]:
+    """`python -m aposthog.testing *args`: the first `lines` it prints, then `stop` (exit 0)."""
     with subprocess.Popen(
         [sys.executable, "-m", "aposthog.testing", *args],
         stdout=subprocess.PIPE,
@@ -182,7 +209,7 @@ def _standalone(*args: str, lines: int) -> Iterator[dict[str, str]]:
             assert proc.stdout is not None
             yield dict(proc.stdout.readline().strip().split("=", 1) for _ in range(lines))
         finally:
-            proc.send_signal(signal.SIGINT)
+            proc.send_signal(stop)
             assert 0 == proc.wait(timeout=10)
 
 
@@ -193,6 +220,24 @@ def test_standalone_server_prints_its_url_and_key() -> None:
     assert values["POSTHOG_HOST"].startswith("http://127.0.0.1:")
     assert values["POSTHOG_PERSONAL_API_KEY"].startswith("phx_fake_")
     assert "1" == values["POSTHOG_PROJECT_ID"]
+
+
+def test_standalone_server_takes_its_key_and_project_and_stops_on_sigterm() -> None:
+    """--api-key and --project-id are served as given; SIGTERM stops it cleanly, as SIGINT."""
+    with _standalone(
+        "--api-key", "phx_mine", "--project-id", "7", lines=3, stop=signal.SIGTERM
+    ) as values:
+        request = urllib.request.Request(
+            values["POSTHOG_HOST"] + "/api/environments/7/customer_profile_configs/",
+            headers={"Authorization": "Bearer phx_mine"},
+        )
+        direct = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # loopback
+        with direct.open(request, timeout=10) as response:
+            assert 200 == response.status
+    assert ("phx_mine", "7") == (
+        values["POSTHOG_PERSONAL_API_KEY"],
+        values["POSTHOG_PROJECT_ID"],
+    )
 
 
 def test_standalone_server_seeds_integrations() -> None:
@@ -252,10 +297,190 @@ async def test_reset_stats_forgets_requests_and_counters(
     await ph.conversations.create("hello").until_done()
     assert (2, 1) == (fake.status_counts[200], fake.status_counts[429])
     assert 1 == fake.ai_streams.completed
+    assert 1 == fake.max_in_flight
     fake.reset_stats()
-    assert ([], {}, 0, 0) == (
+    assert ([], {}, 0, 0, 0) == (
         fake.requests,
         dict(fake.status_counts),
         fake.ai_streams.opened,
         fake.ai_streams.completed,
+        fake.max_in_flight,
     )
+
+
+async def test_only_a_bearer_authorization_carries_a_key(fake: FakePostHog) -> None:
+    """PostHog reads a personal API key from `Bearer <key>` only: another scheme is no key."""
+    status, _, body = await _raw(
+        fake,
+        "GET",
+        "/api/environments/1/customer_profile_configs/",
+        headers={"Authorization": f"Token {fake.api_key}"},
+    )
+    assert 401 == status
+    assert b'"code":"not_authenticated"' in body
+
+
+async def test_fault_paths_match_the_decoded_path(fake: FakePostHog) -> None:
+    """A fault's `path` is looked for in the percent-decoded path of a request."""
+    fake.fail_next(1, status=503, path="configs/café")
+    auth = {"Authorization": f"Bearer {fake.api_key}"}
+    status, _, body = await _raw(
+        fake, "GET", "/api/environments/1/customer_profile_configs/café", headers=auth
+    )
+    assert (503, b"") == (status, body)  # no body given: an empty one
+    # Recorded as sent, percent-encoded; no body reads as None.
+    assert "/api/environments/1/customer_profile_configs/caf%C3%A9" == fake.requests[-1].path
+    assert fake.requests[-1].json() is None
+
+
+async def test_a_dropped_connection_is_counted_as_status_0(fake: FakePostHog) -> None:
+    """drop_next() closes the connection unanswered; status_counts keeps it under 0."""
+    fake.drop_next(1)
+    with pytest.raises(aiohttp.ClientError):  # a POST, which aiohttp does not send again
+        await _raw(fake, "POST", "/api/environments/1/customer_profile_configs/")
+    assert {0: 1} == dict(fake.status_counts)
+
+
+async def test_throttle_next_acts_after_the_scope_check(fake: FakePostHog) -> None:
+    """
+    A key without the scope gets its 403 before throttle_next's 429 (DRF checks
+    permissions before throttles); the throttle waits for the next allowed request.
+    """
+    fake.throttle_next(1)
+    path = "/api/environments/1/customer_profile_configs/"
+    reader = {"Authorization": f"Bearer {fake.add_key(scopes=['batch_export:read'])}"}
+    status, _, body = await _raw(fake, "GET", path, headers=reader)
+    assert 403 == status
+    assert {
+        "type": "authentication_error",
+        "code": "permission_denied",
+        "detail": "API key missing required scope 'customer_profile_config:read'",
+        "attr": None,
+    } == json.loads(body)
+    allowed = {"Authorization": f"Bearer {fake.api_key}"}
+    assert 429 == (await _raw(fake, "GET", path, headers=allowed))[0]
+    assert 200 == (await _raw(fake, "GET", path, headers=allowed))[0]
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/api/environments/",
+        "/api/environments/1/customer_profile_configs//",
+        "/api/environments/1/nope/",
+    ],
+)
+async def test_a_path_that_resolves_nowhere_is_404_before_authentication(
+    fake: FakePostHog, path: str
+) -> None:
+    """
+    Django resolves the URL first: no project, an empty id or an unknown resource is a
+    plain 404 even without a key (no WWW-Authenticate: it is not a 401).
+    """
+    status, headers, body = await _raw(fake, "GET", path)
+    assert (404, None) == (status, headers.get("WWW-Authenticate"))
+    assert {
+        "type": "invalid_request",
+        "code": "not_found",
+        "detail": "Not found.",
+        "attr": None,
+    } == json.loads(body)
+
+
+async def test_reset_stats_keeps_a_stream_still_open_counted(
+    fake: FakePostHog, ph: aposthog.Client
+) -> None:
+    """A stream open across reset_stats() stays counted as opened (and open)."""
+    fake.script_answer("slow answer", delay=0.05)
+    async with ph.conversations.create("q") as stream:
+        await anext(stream)
+        fake.reset_stats()
+        assert (1, 1) == (fake.ai_streams.open, fake.ai_streams.opened)
+
+
+async def test_json_is_sent_as_drf_renders_it(fake: FakePostHog) -> None:
+    """`application/json`, compact, and UTF-8 as is (DRF's JSONRenderer escapes nothing)."""
+    status, headers, body = await _raw(
+        fake,
+        "POST",
+        "/api/environments/1/customer_profile_configs/",
+        json={"scope": "café"},
+        headers={"Authorization": f"Bearer {fake.api_key}"},
+    )
+    assert (400, "application/json") == (status, headers["Content-Type"])
+    assert '"detail":"\\"café\\" is not a valid choice."'.encode() in body
+
+
+async def test_offset_pages_are_drfs_limit_offset_pagination(
+    fake: FakePostHog, ph: aposthog.Client
+) -> None:
+    """
+    `count` is the whole list; `next` and `previous` are absolute and keep `limit`
+    (`previous` drops an offset reaching the start); a limit or offset DRF cannot use
+    (not a number, below 1, negative) is its default.
+    """
+    for _ in range(3):
+        await ph.customer_profile_configs.create(scope="person")
+    base = f"{fake.url}/api/environments/1/customer_profile_configs/"
+
+    async def page(query: str) -> tuple[int, str | None, str | None, int]:
+        status, _, body = await _raw(
+            fake,
+            "GET",
+            f"/api/environments/1/customer_profile_configs/?{query}",
+            headers={"Authorization": f"Bearer {fake.api_key}"},
+        )
+        assert 200 == status
+        data = json.loads(body)
+        return data["count"], data["next"], data["previous"], len(data["results"])
+
+    assert (3, f"{base}?limit=1&offset=2", f"{base}?limit=1", 1) == await page("limit=1&offset=1")
+    assert (3, None, f"{base}?limit=1&offset=1", 1) == await page("limit=1&offset=2")
+    assert (3, None, f"{base}?limit=2", 1) == await page("offset=2&limit=2")
+    for unusable in ("limit=0&offset=-1", "limit=x&offset=x", "limit=-2"):
+        assert (3, None, None, 3) == await page(unusable)
+    # Without a limit in the query, the page size is written into both.
+    fake.page_size = 1
+    assert (3, f"{base}?limit=1&offset=1", None, 1) == await page("offset=0")
+    assert (3, None, f"{base}?limit=1&offset=1", 1) == await page("offset=2")
+
+
+async def test_a_body_over_a_mebibyte_is_read_whole(fake: FakePostHog) -> None:
+    """aiohttp's 1 MiB default would be a 413: the fake reads a large body and answers it."""
+    status, _, body = await _raw(
+        fake,
+        "POST",
+        "/api/environments/1/customer_profile_configs/",
+        # A stream: aiohttp warns of a large body given as bytes.
+        data=io.BytesIO(json.dumps({"scope": "x" * (2 * 1024 * 1024)}).encode()),
+        headers={"Authorization": f"Bearer {fake.api_key}", "Content-Type": "application/json"},
+    )
+    assert (400, "invalid_choice") == (status, json.loads(body)["code"])
+
+
+@pytest.mark.parametrize("port", ["-1", "65536"])
+def test_standalone_server_refuses_a_port_out_of_range(
+    port: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A port outside 0-65535 is argparse's usage error (exit 2), before anything serves."""
+    from aposthog.testing.__main__ import main
+
+    with pytest.raises(SystemExit) as exited:
+        main(["--port", port])
+    assert 2 == exited.value.code
+    assert f"argument --port: must be between 0 and 65535, got {port}" in capsys.readouterr().err
+
+
+def test_standalone_help_lists_the_integration_kinds_in_order(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`--help` names each kind `--integration` takes once, alphabetically."""
+    from aposthog.testing.__main__ import main
+    from aposthog.testing._batch_export_integrations import INTEGRATION_KINDS
+
+    monkeypatch.setenv("COLUMNS", "1000")  # no line wrapped (argparse breaks on hyphens)
+    with pytest.raises(SystemExit) as exited:
+        main(["--help"])
+    assert 0 == exited.value.code
+    shown = capsys.readouterr().out
+    assert "one of " + ", ".join(sorted(set(INTEGRATION_KINDS.values()))) + ")" in shown

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import urllib.parse
 import uuid
 from typing import Any
 
@@ -110,3 +111,284 @@ async def test_run_dates_are_read_as_posthog_reads_them(
     # Blank is the default (DRF strips it), and a relative time is found inside a word.
     assert await listed(after="  ") == [recent["id"], older["id"]]
     assert await listed(after="-4hours") == [recent["id"], older["id"]]
+    # Given twice, the last value counts (Django's QueryDict.get).
+    page = await raw(ph, "GET", path, params={"after": ["-4h", "-60s"]})
+    assert [r["id"] for r in page["results"]] == [recent["id"]]
+
+
+@pytest.mark.parametrize(
+    ("interval", "length"),
+    [
+        ("hour", dt.timedelta(hours=1)),
+        ("day", dt.timedelta(days=1)),
+        ("week", dt.timedelta(weeks=1)),
+        ("every 5 minutes", dt.timedelta(minutes=5)),
+        ("every 15 minutes", dt.timedelta(minutes=15)),
+    ],
+)
+async def test_a_runs_data_interval_is_one_interval_of_its_export(
+    fake: FakePostHog, ph: aposthog.Client, interval: str, length: dt.timedelta
+) -> None:
+    """A run added with only its end covers exactly one interval of its export."""
+    fake.batch_export_flags.add("high-frequency-batch-exports")
+    export = await ph.batch_exports.create(
+        name="noop", destination={"type": "NoOp", "config": {}}, interval=interval
+    )
+    end = dt.datetime(2024, 5, 1, 12, tzinfo=dt.timezone.utc)
+    run = fake.add_batch_export_run(export.id, data_interval_end=end)
+
+    got = await raw(ph, "GET", f"batch_exports/{export.id}/runs/{run['id']}")
+    start = (end - length).isoformat().replace("+00:00", "Z")
+    assert (got["data_interval_start"], got["data_interval_end"]) == (start, "2024-05-01T12:00:00Z")
+
+
+async def test_backfill_progress_is_posthogs_serializers(
+    fake: FakePostHog, ph: aposthog.Client
+) -> None:
+    """
+    `progress` as `BatchExportBackfillSerializer.get_progress` computes it: a completed
+    backfill has finished all its expected runs (one from the beginning of time, none
+    when it found no records, up to `finished_at` without an end); a running one counts
+    its finished runs against the runs to its end (or to now), never below what finished,
+    rounded to one digit; it is null when nothing can be counted, or when not running.
+    """
+    export = await ph.batch_exports.create(
+        name="noop", destination={"type": "NoOp", "config": {}}, interval="hour"
+    )
+    start = dt.datetime(2024, 1, 1, tzinfo=dt.timezone.utc)
+    hours = dt.timedelta(hours=1)
+
+    def backfill(**fields: Any) -> str:
+        fields.setdefault("start_at", start)
+        fields.setdefault("end_at", start + 4 * hours)
+        added: str = fake.add_batch_export_backfill(export.id, **fields)["id"]
+        return added
+
+    def finish(backfill_id: str, count: int, status: str = "Completed") -> None:
+        for _ in range(count):
+            fake.add_batch_export_run(export.id, status=status, backfill=backfill_id)
+
+    three_of_four = backfill(status="Running")
+    finish(three_of_four, 3)
+    finish(three_of_four, 1, status="Running")
+    one_of_three = backfill(status="Running", end_at=start + 3 * hours)
+    finish(one_of_three, 1, status="Failed")
+    overrun = backfill(status="Running")
+    finish(overrun, 5)
+
+    def progress(total: int, finished: int, fraction: float) -> dict[str, Any]:
+        return {"total_runs": total, "finished_runs": finished, "progress": fraction}
+
+    expected: dict[str, dict[str, Any] | None] = {
+        backfill(start_at=None, end_at=None): progress(1, 1, 1.0),
+        backfill(total_records_count=0): progress(0, 0, 1.0),
+        backfill(end_at=None, finished_at=start + 2.5 * hours): progress(3, 3, 1.0),
+        three_of_four: progress(4, 3, 0.8),
+        one_of_three: progress(3, 1, 0.3),
+        overrun: progress(5, 5, 1.0),
+        backfill(status="Running", start_at=NOW - 2.5 * hours, end_at=None): progress(3, 0, 0.0),
+        backfill(status="Running", total_records_count=0): None,
+        backfill(status="Running", start_at=None): None,
+        backfill(status="Starting", end_at=None): None,
+        backfill(status="Failed"): None,
+    }
+
+    for backfill_id, wanted in expected.items():
+        got = await raw(ph, "GET", f"batch_exports/{export.id}/backfills/{backfill_id}")
+        assert (backfill_id, got["progress"]) == (backfill_id, wanted)
+
+
+async def test_backfills_order_by_every_term_with_nulls_last(
+    fake: FakePostHog, ph: aposthog.Client
+) -> None:
+    """
+    `ordering` takes several terms, the first deciding, `-` reversing each; as in
+    PostgreSQL a null `start_at` comes last going up and first going down.
+    """
+    export = await ph.batch_exports.create(
+        name="noop", destination={"type": "NoOp", "config": {}}, interval="hour"
+    )
+    jan = [dt.datetime(2024, 1, day, tzinfo=dt.timezone.utc) for day in (1, 2)]
+    first, second, third, unbounded = (
+        fake.add_batch_export_backfill(export.id, start_at=start)["id"]
+        for start in (jan[1], jan[0], jan[1], None)
+    )
+    path = f"batch_exports/{export.id}/backfills"
+
+    async def listed(ordering: str) -> list[str]:
+        page = await raw(ph, "GET", path, params={"ordering": ordering})
+        return [b["id"] for b in page["results"]]
+
+    assert await listed("start_at,-created_at") == [second, third, first, unbounded]
+    assert await listed("-start_at,created_at") == [unbounded, first, third, second]
+
+
+async def test_ordering_by_data_interval_looks_back_7_days_without_start(
+    fake: FakePostHog, ph: aposthog.Client
+) -> None:
+    """With `ordering=data_interval_start`, a run is listed when its interval starts
+    within the last 7 days (or after `start`), however recently it was created; a run
+    without a start is not."""
+    export = await ph.batch_exports.create(
+        name="noop", destination={"type": "NoOp", "config": {}}, interval="day"
+    )
+    run = fake.add_batch_export_run(
+        export.id, data_interval_end=NOW - dt.timedelta(days=6, hours=12)
+    )
+    # An export's first run may have no start: PostgreSQL's `NULL >= start` keeps it out.
+    fake.add_batch_export_run(
+        export.id, data_interval_start=None, data_interval_end=NOW - dt.timedelta(days=1)
+    )
+    path = f"batch_exports/{export.id}/runs"
+
+    by_interval = {"ordering": "data_interval_start"}
+    assert (await raw(ph, "GET", path, params=by_interval))["results"] == []
+    found = await raw(ph, "GET", path, params={**by_interval, "start": "-8d"})
+    assert [r["id"] for r in found["results"]] == [run["id"]]
+
+
+async def test_backfill_bounds_are_read_in_the_exports_calendar(
+    fake: FakePostHog, ph: aposthog.Client
+) -> None:
+    """
+    A daily export's dates start at its hour in its time zone; a weekly export on Sundays
+    (offset_day 0) takes a Sunday; an hourly export's naive time is PostHog's 400.
+    """
+    daily = await ph.batch_exports.create(
+        name="noop",
+        destination={"type": "NoOp", "config": {}},
+        interval="day",
+        offset_hour=5,
+        timezone="Europe/Berlin",
+    )
+    backfill_id = await ph.batch_exports.create_backfill(
+        daily.id, start_at="2024-03-01", end_at="2024-03-03"
+    )
+    got = await raw(ph, "GET", f"batch_exports/{daily.id}/backfills/{backfill_id}")
+    assert (got["start_at"], got["end_at"]) == ("2024-03-01T04:00:00Z", "2024-03-03T04:00:00Z")
+
+    sundays = await ph.batch_exports.create(
+        name="noop", destination={"type": "NoOp", "config": {}}, interval="week", offset_day=0
+    )
+    assert await ph.batch_exports.create_backfill(
+        sundays.id, start_at="2024-03-03", end_at="2024-03-10"
+    )
+
+    hourly = await ph.batch_exports.create(
+        name="noop", destination={"type": "NoOp", "config": {}}, interval="hour"
+    )
+    naive = {"start_at": "2024-01-01T00:00:00", "end_at": "2024-01-02T00:00:00Z"}
+    with pytest.raises(aposthog.BadRequestError) as info:
+        await raw(ph, "POST", f"batch_exports/{hourly.id}/backfills", json=naive)
+    assert info.value.detail == "Input 2024-01-01T00:00:00 is naive."
+
+
+async def test_only_a_starting_or_running_run_is_cancelled(
+    fake: FakePostHog, ph: aposthog.Client
+) -> None:
+    """
+    Cancel answers 200 `{"cancelled": true}` for a starting run and stamps it; a
+    finished run is PostHog's 400 naming its status, and stays as it was.
+    """
+    export = await ph.batch_exports.create(
+        name="noop", destination={"type": "NoOp", "config": {}}, interval="hour"
+    )
+    starting = fake.add_batch_export_run(export.id, status="Starting", created_at=NOW)
+    done = fake.add_batch_export_run(export.id, status="Completed")
+    path = f"batch_exports/{export.id}/runs"
+
+    answer = await raw(ph, "POST", f"{path}/{starting['id']}/cancel")
+    assert (answer, fake.status_counts[200]) == ({"cancelled": True}, 1)
+    got = await raw(ph, "GET", f"{path}/{starting['id']}")
+    assert got["status"] == "Cancelled"
+    assert starting["last_updated_at"] > starting["created_at"]  # stamped when cancelled
+
+    with pytest.raises(aposthog.BadRequestError) as info:
+        await raw(ph, "POST", f"{path}/{done['id']}/cancel")
+    assert info.value.detail == "Cannot cancel a run that is in 'Completed' status"
+    assert done["status"] == "Completed"
+
+
+async def test_starting_backfills_count_toward_the_concurrency_limit(
+    fake: FakePostHog, ph: aposthog.Client
+) -> None:
+    """PostHog counts Starting and Running backfills of the team: at the limit, its 429."""
+    export = await ph.batch_exports.create(
+        name="noop", destination={"type": "NoOp", "config": {}}, interval="hour"
+    )
+    fake.max_concurrent_backfills = 2
+    fake.add_batch_export_backfill(export.id, status="Starting")
+    running = fake.add_batch_export_backfill(export.id, status="Running")
+    fake.add_batch_export_backfill(export.id, status="Completed")
+    bounds = {"start_at": "2024-01-01T00:00:00Z", "end_at": "2024-01-02T00:00:00Z"}
+    path = f"batch_exports/{export.id}/backfills"
+
+    with pytest.raises(aposthog.RateLimitError) as info:
+        await raw(ph, "POST", path, json=bounds)
+    assert (info.value.type, info.value.code, info.value.detail) == (
+        "server_error",
+        "too_many_concurrent_backfills",
+        "This team already has 2 batch export backfills running. Wait for some to finish "
+        "or cancel them before creating more.",
+    )
+    await raw(ph, "POST", f"{path}/{running['id']}/cancel")
+    assert (await raw(ph, "POST", path, json=bounds))["backfill_id"]
+
+
+async def test_a_backfill_is_found_only_under_its_export(
+    fake: FakePostHog, ph: aposthog.Client
+) -> None:
+    """The backfills view is narrowed to the export in the path: another's is neither
+    listed nor found."""
+    noop: dict[str, Any] = {"name": "noop", "destination": {"type": "NoOp", "config": {}}}
+    export = await ph.batch_exports.create(**noop, interval="hour")
+    other = await ph.batch_exports.create(**noop, interval="hour")
+    backfill = fake.add_batch_export_backfill(export.id, status="Running")
+    assert (await raw(ph, "GET", f"batch_exports/{other.id}/backfills"))["results"] == []
+    path = f"batch_exports/{other.id}/backfills/{backfill['id']}"
+
+    for method, action in (("GET", path), ("POST", f"{path}/cancel")):
+        with pytest.raises(aposthog.NotFoundError) as info:
+            await raw(ph, method, action)
+        assert (info.value.type, info.value.code, info.value.detail) == (
+            "invalid_request",
+            "not_found",
+            "Not found.",
+        )
+    assert backfill["status"] == "Running"
+
+
+async def test_cursor_pages_are_drfs_cursor_pagination(
+    fake: FakePostHog, ph: aposthog.Client
+) -> None:
+    """
+    No `count`; `next` only while more remain (none for exactly a page), `previous` from
+    the second page on, both absolute; a cursor the fake did not make is a 404.
+    """
+    export = await ph.batch_exports.create(
+        name="noop", destination={"type": "NoOp", "config": {}}, interval="hour"
+    )
+    path = f"batch_exports/{export.id}/backfills"
+    for _ in range(50):
+        fake.add_batch_export_backfill(export.id)
+    full = await raw(ph, "GET", path)
+    assert (sorted(full), full["next"], len(full["results"])) == (
+        ["next", "previous", "results"],
+        None,
+        50,
+    )
+    fake.add_batch_export_backfill(export.id)
+
+    first = await raw(ph, "GET", path)
+    assert (len(first["results"]), first["previous"]) == (50, None)
+    assert first["next"].startswith(f"{fake.url}/api/environments/1/{path}/?cursor=")
+    cursor = urllib.parse.parse_qs(urllib.parse.urlsplit(first["next"]).query)["cursor"][0]
+    second = await raw(ph, "GET", path, params={"cursor": cursor})
+    assert (len(second["results"]), second["next"]) == (1, None)
+    assert second["previous"].startswith(f"{fake.url}/api/environments/1/{path}/?cursor=")
+    back = urllib.parse.parse_qs(urllib.parse.urlsplit(second["previous"]).query)["cursor"][0]
+    assert await raw(ph, "GET", path, params={"cursor": back}) == first
+
+    with pytest.raises(aposthog.NotFoundError) as info:
+        await raw(ph, "GET", path, params={"cursor": "not-a-cursor"})
+    assert info.value.detail == "Invalid cursor"

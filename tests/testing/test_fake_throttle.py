@@ -97,3 +97,11 @@ async def test_the_ai_limit_attributes_set_the_throttles(fake: FakePostHog) -> N
     fake.throttles.ai_sustained = aposthog.Rate(5, per=10)
     fake.ai_daily_limit = 6
     assert (6, 10.0) == fake.throttles.ai_sustained
+    # A throttle turned off comes back with PostHog's window for it.
+    fake.ai_research_burst_limit = fake.ai_research_daily_limit = None
+    fake.ai_research_burst_limit = 2
+    fake.ai_research_daily_limit = 5
+    assert ((2, 60.0), (5, 86400.0)) == (
+        fake.throttles.ai_research_burst,
+        fake.throttles.ai_research_sustained,
+    )

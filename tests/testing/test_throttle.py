@@ -55,6 +55,9 @@ def test_off_unless_rate_limiting_is_enabled() -> None:
     throttles = FakeThrottles(burst=(1, 60))
     for _ in range(10):
         throttles.check_api("key")
+    # Nor does a client need to count per key then; the margin asked for is kept.
+    limits = throttles.rate_limits(margin=2.0)
+    assert ((), 2.0) == (limits.api, limits.margin)
 
 
 def test_the_api_429_is_drfs() -> None:
@@ -74,6 +77,27 @@ def test_the_api_429_is_drfs() -> None:
     } == _body(caught.value)
     # Another key has its own budget.
     throttles.check_api("other key")
+
+
+def test_reset_forgets_every_recorded_request() -> None:
+    throttles = _api(Clock(), burst=Rate(1, per=60), sustained=None)
+    throttles.check_api("key")
+    with pytest.raises(HTTPError):
+        throttles.check_api("key")
+    throttles.reset()
+    throttles.check_api("key")  # a full budget again, at the same instant
+
+
+def test_a_history_over_a_lowered_rate_names_no_wait() -> None:
+    """DRF's wait() is None when more requests are recorded than the rate now allows."""
+    clock = Clock()
+    throttles = _api(clock, burst=Rate(3, per=60), sustained=None)
+    for _ in range(3):
+        throttles.check_api("key")
+    throttles.burst = Rate(1, per=60)
+    with pytest.raises(HTTPError) as caught:
+        throttles.check_api("key")
+    assert "Request was throttled." == _detail(caught.value)
 
 
 def test_one_second_is_singular_and_zero_plural() -> None:
@@ -101,6 +125,17 @@ def test_a_refusal_by_one_throttle_still_counts_in_the_other() -> None:
     with pytest.raises(HTTPError) as caught:
         throttles.check_api("k")  # sustained refuses: its wait is the longer one
     assert "Expected available in 98 seconds." in _detail(caught.value)
+
+
+def test_when_both_refuse_the_longer_wait_is_named() -> None:
+    """DRF's check_throttles answers with the longest of the refusing throttles' waits."""
+    clock = Clock()
+    throttles = _api(clock, burst=Rate(1, per=10), sustained=Rate(1, per=100))
+    throttles.check_api("k")
+    clock.now += 1
+    with pytest.raises(HTTPError) as caught:
+        throttles.check_api("k")  # burst would wait 9 s, sustained 99 s
+    assert "Expected available in 99 seconds." in _detail(caught.value)
 
 
 def test_the_ai_429_is_posthog_ais() -> None:
@@ -166,6 +201,21 @@ def test_zero_requests_refuses_everything() -> None:
     assert "Expected available in 60 seconds." in _detail(caught.value)
 
 
+def test_a_throttle_turned_off_leaves_the_other_on() -> None:
+    """With the burst throttle off, the sustained one still refuses."""
+    api = _api(Clock(), burst=None, sustained=(0, 3600))
+    with pytest.raises(HTTPError):
+        api.check_api("k")
+    ai = FakeThrottles(clock=Clock(), ai_burst=None, ai_sustained=(0, 86400))
+    with pytest.raises(HTTPError):
+        ai.check_ai("u", research=False)
+    research = FakeThrottles(
+        clock=Clock(), ai_research_burst=None, ai_research_sustained=(0, 86400)
+    )
+    with pytest.raises(HTTPError):
+        research.check_ai("u", research=True)
+
+
 def test_ai_throttles_can_be_skipped_like_for_paying_customers() -> None:
     throttles = FakeThrottles(clock=Clock(), ai_burst=(0, 60), ai_enabled=False)
     throttles.check_ai("u", research=False)
@@ -212,6 +262,8 @@ def test_a_rate_set_on_the_attribute_is_converted_and_checked() -> None:
     shown = repr(throttles)
     assert shown.startswith("FakeThrottles(rate_limit_enabled=False, burst=(40, 4.0), ")
     assert ", ai_burst=None, " in shown
+    throttles.sustained = (100, 60)
+    assert ", sustained=(100, 60.0), " in repr(throttles)  # seconds as a float, as DRF's
     assert "(_" not in shown
     assert " _" not in shown
 
