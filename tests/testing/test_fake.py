@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import aiohttp
+import anyio
 import pytest
 
 import aposthog
@@ -54,6 +55,19 @@ async def test_invalid_key_is_authentication_failed(fake: FakePostHog) -> None:
         info.value.code,
         "Personal API key found in request Authorization header is invalid.",
     )
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="reads the kernel's socket table")
+async def test_the_fake_listens_on_loopback_only(fake: FakePostHog) -> None:
+    """
+    Bound to 127.0.0.1, never to every address: a test run must not open a port to the
+    network. Read from the kernel's table of listening TCP sockets, not from `fake.url`.
+    """
+    port = int(fake.url.rsplit(":", 1)[1])
+    table = await anyio.Path("/proc/net/tcp").read_text()
+    rows = [line.split() for line in table.splitlines()[1:]]
+    listening = [row[1] for row in rows if row[3] == "0A" and int(row[1].split(":")[1], 16) == port]
+    assert listening == [f"0100007F:{port:04X}"]
 
 
 @pytest.mark.parametrize(
