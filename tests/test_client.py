@@ -99,6 +99,28 @@ async def test_per_call_timeout_overrides_the_client(fake: FakePostHog) -> None:
     assert [] == page.results
 
 
+async def test_a_per_call_timeout_is_checked_as_the_clients_is(fake: FakePostHog) -> None:
+    """`timeout=` on a method follows the client's rules: a non-positive or NaN one is a
+    `ConfigurationError` raised before anything is sent, and `math.inf` means no limit
+    (the call then outlasts a client timeout it would otherwise exceed)."""
+    fake.latency = 0.1
+    async with fake.client(timeout=0.02, max_retries=0) as ph:
+        for wrong in (-1, 0, float("nan")):
+            with pytest.raises(aposthog.ConfigurationError, match=r"^timeout"):
+                await ph.customer_profile_configs.list(timeout=wrong)
+        assert [] == fake.requests
+        page = await ph.customer_profile_configs.list(timeout=float("inf"))
+    assert [] == page.results
+
+
+def test_not_given_is_one_falsy_value() -> None:
+    """`NOT_GIVEN` is a singleton that reads as false and shows as its name, so a caller
+    can write `if timeout:` or compare with `is`, as with other clients' sentinels."""
+    assert aposthog.NotGiven() is aposthog.NOT_GIVEN
+    assert not aposthog.NOT_GIVEN
+    assert "NOT_GIVEN" == repr(aposthog.NOT_GIVEN)
+
+
 async def test_a_timed_out_get_is_retried_but_not_a_post(fake: FakePostHog) -> None:
     """A GET that timed out may be repeated; a POST that may have reached the server may not."""
     fake.latency = 0.3

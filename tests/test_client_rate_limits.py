@@ -258,6 +258,29 @@ async def test_waiting_holds_no_concurrency_slot(fake: FakePostHog) -> None:
             tg.cancel_scope.cancel()
 
 
+async def test_a_call_waiting_for_its_window_when_the_client_closes_is_not_sent(
+    fake: FakePostHog,
+) -> None:
+    """A call still waiting for the limiter when the client closes fails as a closed
+    client's call (`ClientStateError` saying so) once the wait ends, and is never sent."""
+    errors: list[BaseException] = []
+    async with fake.client(rate_limits=RateLimits(api=Rate(1, per=0.6)), max_retries=0) as ph:
+        await ph.customer_profile_configs.list()
+
+        async def waiting() -> None:
+            try:
+                await ph.customer_profile_configs.list()
+            except aposthog.ClientStateError as exc:
+                errors.append(exc)
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(waiting)
+            await anyio.sleep(0.05)  # the second call waits for the API window
+            await ph.aclose()
+    assert 1 == len(fake.requests)
+    assert ["this aposthog.Client is closed; create a new one"] == [str(e) for e in errors]
+
+
 async def test_with_options_views_share_the_budget(fake: FakePostHog) -> None:
     limits = RateLimits(api=Rate(3, per=30))
     async with fake.client(rate_limits=limits) as ph:
@@ -494,6 +517,24 @@ async def test_a_window_wait_beyond_the_deadline_is_not_begun(fake: FakePostHog)
             await view.customer_profile_configs.list()
         assert waited.cancelled_caught
     assert 2 == len(fake.requests)  # one for each client
+
+
+async def test_a_retry_refused_by_the_limiter_names_its_request_with_its_id(
+    fake: FakePostHog,
+) -> None:
+    """A retry (after a 503) that the limiter refuses names the request as sent, the id
+    in its path, not the route's template."""
+    config_id = "0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b"
+    fake.fail_next(1, status=503)
+    limits = RateLimits(api=Rate(1, per=30), margin=0)
+    policy = aposthog.RetryPolicy(deadline=1, initial_backoff=0.001, max_backoff=0.001)
+    async with fake.client(rate_limits=limits, retry=policy) as ph:
+        with anyio.fail_after(2), pytest.raises(aposthog.RateLimitError) as refused:
+            await ph.customer_profile_configs.get(config_id)
+    assert refused.value.path == (
+        f"/api/environments/{fake.project_id}/customer_profile_configs/{config_id}/"
+    )
+    assert 1 == len(fake.requests)
 
 
 async def test_a_stream_refused_by_the_limiter_names_its_request(fake: FakePostHog) -> None:

@@ -197,13 +197,39 @@ DEEP = b"[" * 100_000 + b"]" * 100_000
 
 
 async def test_deep_json_in_a_success_body_is_a_decode_error() -> None:
+    """The error names the request and keeps only the body's first 500 characters."""
     server = await _serve(ServerReply(body=DEEP, headers={"Content-Type": "application/json"}))
     try:
         async with _client(server.url) as ph:
-            with pytest.raises(aposthog.ResponseDecodeError, match="not JSON"):
+            with pytest.raises(aposthog.ResponseDecodeError, match="not JSON") as info:
                 await ph.customer_profile_configs.get(ANY_ID)
     finally:
         await server.stop()
+    assert "[" * 500 == info.value.body
+    assert f"GET /api/environments/1/customer_profile_configs/{ANY_ID}/" in str(info.value)
+
+
+@pytest.mark.parametrize("listed", [False, True])
+async def test_a_record_that_does_not_fit_names_the_request_it_answered(listed: bool) -> None:
+    """A JSON body of the wrong shape is a `ResponseDecodeError` that names the request's
+    path (a fetched record's, or a page's), besides the bad field."""
+    record = {"id": 5, "scope": "person", "created_at": "2024-01-01T00:00:00Z"}
+    body = {"count": 1, "next": None, "previous": None, "results": [record]} if listed else record
+    server = await _serve(
+        ServerReply(body=json.dumps(body).encode(), headers={"Content-Type": "application/json"})
+    )
+    try:
+        async with _client(server.url) as ph:
+            with pytest.raises(aposthog.ResponseDecodeError) as info:
+                if listed:
+                    await ph.customer_profile_configs.list()
+                else:
+                    await ph.customer_profile_configs.get(ANY_ID)
+    finally:
+        await server.stop()
+    path = "/api/environments/1/customer_profile_configs/" + ("" if listed else f"{ANY_ID}/")
+    assert path == info.value.path
+    assert f"from {path}" in str(info.value)
 
 
 async def test_deep_json_in_an_error_body_is_the_status_error() -> None:

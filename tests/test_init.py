@@ -82,6 +82,16 @@ def test_every_public_name_is_importable(module: object) -> None:
     assert set(names) <= set(dir(module))
 
 
+def test_dir_lists_the_lazy_records_before_any_is_loaded() -> None:
+    """`dir(aposthog.models)` (what completion shows) lists every record up front, not
+    only those already loaded."""
+    out = _fresh(
+        "import sys, aposthog.models as m; "
+        "print(sorted(set(m.__all__) - set(dir(m))), 'aposthog.models.messages' in sys.modules)"
+    )
+    assert "[] False" == out.strip()
+
+
 def test_lazy_names_are_the_classes_of_their_modules() -> None:
     from aposthog import ConversationStream, HumanMessage
     from aposthog._streaming import ConversationStream as Stream

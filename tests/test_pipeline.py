@@ -66,8 +66,15 @@ def _client(url: str, **kwargs: object) -> aposthog.Client:
 # ---------------------------------------------------------------------- redirects
 
 
-async def test_a_redirect_is_an_error_naming_status_and_location_and_is_not_followed() -> None:
+@pytest.mark.parametrize("status", [300, 302])
+@pytest.mark.parametrize("first", [None, 503])
+async def test_a_redirect_is_an_error_naming_status_and_location_and_is_not_followed(
+    status: int, first: int | None
+) -> None:
+    """Any 3xx (300 included: only below 300 is a success) is an `APIStatusError`, on a
+    first attempt and on a retried one (`first=503`: the redirect answers the retry)."""
     elsewhere: list[ServerRequest] = []
+    answered: list[str] = []
 
     async def other(request: ServerRequest) -> ServerReply:
         elsewhere.append(request)
@@ -77,7 +84,10 @@ async def test_a_redirect_is_an_error_naming_status_and_location_and_is_not_foll
     await target.start()
 
     async def redirecting(request: ServerRequest) -> ServerReply:
-        return ServerReply(status=302, headers={"Location": f"{target.url}/steal/"})
+        answered.append(request.raw_path)
+        if first is not None and len(answered) % 2:
+            return ServerReply(status=first)
+        return ServerReply(status=status, headers={"Location": f"{target.url}/steal/"})
 
     server = LoopbackServer(redirecting)
     await server.start()
@@ -85,15 +95,48 @@ async def test_a_redirect_is_an_error_naming_status_and_location_and_is_not_foll
         async with _client(server.url, retry=FAST) as ph:
             with pytest.raises(aposthog.APIStatusError) as info:
                 await ph.customer_profile_configs.get("0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b")
-            with pytest.raises(aposthog.APIStatusError):
+            with pytest.raises(aposthog.APIStatusError) as streamed:
                 await ph.conversations.create("hi").until_done()
     finally:
         await server.stop()
         await target.stop()
-    assert 302 == info.value.status
+    assert status == info.value.status == streamed.value.status
     assert f"{target.url}/steal/" in str(info.value)
-    assert "302" in str(info.value)
+    assert str(status) in str(info.value)
+    assert (2 if first else 1) * 2 == len(answered)
     assert [] == elsewhere
+
+
+_LONG = "https://elsewhere.example/" + "x" * 300
+
+
+@pytest.mark.parametrize(
+    ("location", "shown"),
+    [
+        (_LONG[:300], f"redirected to {_LONG[:300]}; "),  # 300 characters: kept whole
+        (_LONG[:301], f"redirected to {_LONG[:300]}…; "),  # longer: cut at 300
+        (None, "redirected to (no Location header); "),
+    ],
+)
+async def test_a_redirects_location_is_shown_up_to_300_characters(
+    location: str | None, shown: str
+) -> None:
+    """The error names where PostHog redirected to, cut at 300 characters, or says there
+    was no `Location` at all."""
+
+    async def redirecting(request: ServerRequest) -> ServerReply:
+        headers = {} if location is None else {"Location": location}
+        return ServerReply(status=302, headers=headers)
+
+    server = LoopbackServer(redirecting)
+    await server.start()
+    try:
+        async with _client(server.url, retry=FAST) as ph:
+            with pytest.raises(aposthog.APIStatusError) as info:
+                await ph.customer_profile_configs.list()
+    finally:
+        await server.stop()
+    assert shown in str(info.value)
 
 
 # ---------------------------------------------------------------------- 429 waits

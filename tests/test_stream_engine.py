@@ -6,6 +6,7 @@ import contextlib
 import random
 import socket
 import sys
+from collections.abc import AsyncIterator
 from typing import Any
 
 import anyio
@@ -22,7 +23,13 @@ from aposthog.models.events import (
 )
 from aposthog.models.messages import AssistantMessage
 from aposthog.sse import SSEDecoder
-from aposthog.testing import FakePostHog
+from aposthog.testing import (
+    DropConnection,
+    FakePostHog,
+    LoopbackServer,
+    ServerReply,
+    ServerRequest,
+)
 
 from .stream_helpers import ANSWER, FAST, Replay, collect, posts
 
@@ -141,6 +148,42 @@ async def test_a_200_that_is_not_an_event_stream_is_an_error(
     assert info.value.body == '{"ok":true}'
 
 
+@pytest.mark.parametrize("cut", [False, True])
+async def test_a_200_that_is_not_an_event_stream_shows_the_start_of_its_body(cut: bool) -> None:
+    """The error keeps the first 500 bytes of the body, decoded with a replacement
+    character for what is not UTF-8: an endless body is read no further (and its
+    connection is closed at once, which the server sees); one the server cuts short
+    keeps what arrived."""
+    ended = anyio.Event()
+
+    async def body() -> AsyncIterator[bytes]:
+        try:
+            yield b"\xff" + b"x" * 299
+            if cut:
+                raise DropConnection
+            while True:
+                await anyio.sleep(0.01)
+                yield b"x" * 300
+        finally:
+            ended.set()
+
+    async def handler(request: ServerRequest) -> ServerReply:
+        return ServerReply(headers={"Content-Type": "application/json"}, stream=body())
+
+    server = LoopbackServer(handler)
+    await server.start()
+    try:
+        client = aposthog.Client(api_key="phx_k", host=server.url, project_id=1, retry=FAST)
+        async with client as ph:
+            with anyio.fail_after(2), pytest.raises(aposthog.ResponseDecodeError) as info:
+                await ph.conversations.create("q").until_done()
+            with anyio.fail_after(1):
+                await ended.wait()
+    finally:
+        await server.stop()
+    assert "\ufffd" + "x" * (299 if cut else 499) == info.value.body
+
+
 async def test_connection_refused_is_a_connection_error() -> None:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -188,7 +231,11 @@ async def test_an_idle_stream_times_out_when_it_may_not_reattach(fake: FakePostH
         with pytest.raises(aposthog.APITimeoutError) as info:
             await stream.until_done()
     assert isinstance(info.value, TimeoutError)
-    assert "stream_idle_timeout" in str(info.value)
+    # It says how long PostHog was silent, and names the request the stream answers.
+    assert "PostHog sent nothing for 0.05 s (stream_idle_timeout)" in str(info.value)
+    path = f"/api/environments/{fake.project_id}/conversations/"
+    assert ("POST", path) == (info.value.method, info.value.path)
+    assert f"POST {path}" in str(info.value)
     await fake.wait_for_streams_closed()
     assert fake.ai_streams.disconnected == 1
 
@@ -530,6 +577,60 @@ async def test_a_response_that_arrives_after_aclose_is_closed_at_once() -> None:
         assert stream.closed
         assert ph.open_streams == 0
     assert closes == ["closed"]
+
+
+async def test_headers_that_never_come_are_an_api_timeout_error_after_timeout() -> None:
+    """A server that takes the request but never answers: after `timeout` the attempt is
+    an `APITimeoutError` naming the request (not a bare `TimeoutError`)."""
+
+    async def silent(request: ServerRequest) -> ServerReply:
+        await anyio.sleep(3600)
+        raise AssertionError("unreachable")
+
+    server = LoopbackServer(silent)
+    await server.start()
+    try:
+        client = aposthog.Client(
+            api_key="phx_k", host=server.url, project_id=1, timeout=0.1, max_retries=0
+        )
+        async with client as ph:
+            with anyio.fail_after(2), pytest.raises(aposthog.APITimeoutError) as info:
+                await ph.conversations.create("q", max_reattach_attempts=0).until_done()
+    finally:
+        await server.stop()
+    assert "did not start answering in time" in str(info.value)
+    assert "POST /api/environments/1/conversations/" in str(info.value)
+
+
+async def test_an_error_answer_whose_body_stalls_is_its_status_error_and_is_closed() -> None:
+    """A 500 whose body stops coming is the 500 (with what arrived lost) once `timeout`
+    is spent, not a bare `TimeoutError`; and its connection is closed at once, which the
+    server sees, rather than left open until the client closes."""
+    ended = anyio.Event()
+
+    async def stalling() -> AsyncIterator[bytes]:
+        try:
+            yield b'{"detail":'
+            await anyio.sleep(3600)
+        finally:
+            ended.set()
+
+    async def handler(request: ServerRequest) -> ServerReply:
+        headers = {"Content-Type": "application/json"}
+        return ServerReply(status=500, headers=headers, stream=stalling())
+
+    server = LoopbackServer(handler)
+    await server.start()
+    try:
+        client = aposthog.Client(api_key="phx_k", host=server.url, project_id=1, timeout=0.5)
+        async with client as ph:
+            with anyio.fail_after(2), pytest.raises(aposthog.APIStatusError) as info:
+                await ph.conversations.create("q").until_done()
+            with anyio.fail_after(1):
+                await ended.wait()
+    finally:
+        await server.stop()
+    assert 500 == info.value.status
 
 
 async def test_a_stream_may_keep_exactly_max_response_size() -> None:

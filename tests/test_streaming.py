@@ -502,6 +502,21 @@ async def test_cancel_after_a_refused_request_stops_nothing(
         assert second.closed
 
 
+async def test_cancel_after_a_500_stops_what_may_have_started(
+    fake: FakePostHog, ph: aposthog.Client
+) -> None:
+    """A 500 proves nothing (PostHog may have started the run before failing), unlike
+    a 4xx: cancel() on that stream sends the cancel PATCH. The fake failed before
+    creating anything, so the PATCH meets a 404."""
+    fake.fail_next(1, status=500, method="POST")
+    stream = ph.conversations.create("q")
+    with pytest.raises(aposthog.InternalServerError):
+        await stream.until_done()
+    with pytest.raises(aposthog.NotFoundError):
+        await stream.cancel()
+    assert _patches(fake) == [f"/api/environments/1/conversations/{stream.conversation_id}/cancel/"]
+
+
 # A cancel() while the client waits to try again: PATCH only if a run may have started.
 
 SLOW_RETRY = aposthog.RetryPolicy(initial_backoff=60, max_backoff=60, max_retry_after=60)

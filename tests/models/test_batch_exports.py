@@ -196,6 +196,76 @@ def test_enum_members_compare_and_print_as_their_values() -> None:
     assert BatchExportLogLevel.ERROR == "ERROR"
 
 
+@pytest.mark.parametrize(
+    ("enum", "values"),
+    [
+        (BatchExportModel, ["events", "persons", "sessions", "hogql"]),
+        (BatchExportIncrementalMode, ["APPEND", "MERGE"]),
+        (BatchExportInterval, ["hour", "day", "week", "every 5 minutes", "every 15 minutes"]),
+        (
+            BatchExportDestinationType,
+            [
+                "S3",
+                "AwsS3",
+                "S3Compatible",
+                "Snowflake",
+                "Postgres",
+                "Redshift",
+                "BigQuery",
+                "Databricks",
+                "AzureBlob",
+                "Workflows",
+                "HTTP",
+                "NoOp",
+                "FileDownload",
+            ],
+        ),
+        (
+            BatchExportRunStatus,
+            [
+                "Cancelled",
+                "Completed",
+                "ContinuedAsNew",
+                "Failed",
+                "FailedRetryable",
+                "FailedBilling",
+                "Terminated",
+                "TimedOut",
+                "Running",
+                "Starting",
+            ],
+        ),
+        (BatchExportLogLevel, ["DEBUG", "LOG", "INFO", "WARNING", "ERROR"]),
+        (BatchExportTestStepStatus, ["Passed", "Failed", "Skipped"]),
+    ],
+)
+def test_every_value_posthog_sends_is_a_member(enum: Any, values: list[str]) -> None:
+    """Each enum knows exactly PostHog's values (posthog-api.md), spelled as sent: a value
+    misspelled here would decode as a plain string, not the member."""
+    assert values == [member.value for member in enum]
+    assert all(enum(value) is converter.structure(value, enum | str) for value in values)
+
+
+def test_fields_posthog_leaves_out_take_their_documented_defaults() -> None:
+    """An export without `paused`, an export-level log line without `instance_id` and a
+    step without `description` decode with False and empty strings, not None."""
+    minimal = {k: EXPORT_BODY[k] for k in ("id", "name", "destination", "interval")}
+    export: BatchExport = structure(minimal, BatchExport)
+    assert (False, [], None) == (export.paused, export.latest_runs, export.team_id)
+    entry: BatchExportLogEntry = structure(
+        {
+            "log_source_id": "e1",
+            "timestamp": "2024-05-01T10:00:00Z",
+            "level": "INFO",
+            "message": "m",
+        },
+        BatchExportLogEntry,
+    )
+    assert "" == entry.instance_id
+    step: BatchExportTestStep = structure({"name": "Check"}, BatchExportTestStep)
+    assert ("", None) == (step.description, step.result)
+
+
 def test_test_step_bodies() -> None:
     """The step dicts of `test` (result null) and `run_test_step` (a failed result)."""
     listed: BatchExportTestStep = structure(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from typing import Any
 
 import attrs
@@ -23,6 +24,7 @@ from aposthog.models.conversations import (
     MessageQueue,
     PendingApproval,
     QueuedMessage,
+    UserBasic,
 )
 from aposthog.models.events import (
     ConversationEvent,
@@ -192,6 +194,65 @@ def test_an_older_server_sends_six_fields_and_lists_messages() -> None:
     assert summary.extra_fields == {"messages": [{"type": "human", "content": "hi"}]}
 
 
+@pytest.mark.parametrize(
+    ("enum", "values"),
+    [
+        (ConversationStatus, ["idle", "in_progress", "canceling"]),
+        (ConversationType, ["assistant", "tool_call", "deep_research", "slack"]),
+        (
+            AgentMode,
+            [
+                "product_analytics",
+                "sql",
+                "session_replay",
+                "error_tracking",
+                "plan",
+                "execution",
+                "survey",
+                "onboarding",
+                "research",
+                "flags",
+                "llm_analytics",
+                "user_interview",
+                "customer_analytics",
+                "sandbox",
+            ],
+        ),
+    ],
+)
+def test_every_value_posthog_sends_is_a_member(enum: Any, values: list[str]) -> None:
+    """Each enum knows PostHog's values (posthog-api.md; `onboarding` kept for older
+    servers), spelled as sent, and prints as its value, not as `Enum.MEMBER`."""
+    assert values == [member.value for member in enum]
+    assert all(enum(value) is structure(value, enum | str) for value in values)
+    assert [str(member) for member in enum] == values
+
+
+def test_fields_posthog_leaves_out_take_their_documented_defaults() -> None:
+    """A conversation, approval, user and queue sent with their required fields only."""
+    conversation: Conversation = structure({"id": "c"}, Conversation)
+    assert ConversationStatus.IDLE is conversation.status
+    assert (False, False, [], []) == (
+        conversation.has_unsupported_content,
+        conversation.is_sandbox,
+        conversation.messages,
+        conversation.pending_approvals,
+    )
+    approval: PendingApproval = structure({"proposal_id": "p"}, PendingApproval)
+    assert ("pending", "") == (approval.decision_status, approval.tool_name)
+    user: UserBasic = structure({}, UserBasic)
+    assert ("", "", "") == (user.first_name, user.last_name, user.email)
+    queue: MessageQueue = structure({}, MessageQueue)
+    assert ([], None) == (queue.messages, queue.max_queue_messages)
+    result = ConversationResult(conversation_id="c")
+    assert (False, False, False, "") == (
+        result.complete,
+        result.cancelled,
+        result.generation_error,
+        result.streamed_text,
+    )
+
+
 def test_a_record_that_does_not_fit_is_a_decode_error() -> None:
     with pytest.raises(ResponseDecodeError):
         structure({"status": "idle"}, ConversationSummary)  # no id
@@ -263,6 +324,15 @@ def test_a_queue_that_does_not_fit_is_a_decode_error(body: Any) -> None:
             {"type": "ai/artifact", "artifact_id": "a", "source": "insight", "content": {}},
             ArtifactMessage(artifact_id="a", source="insight"),
         ),
+        (  # PostHog's defaults for what it leaves out, spelled out (not the record's)
+            {"type": "ai/artifact", "artifact_id": "a"},
+            ArtifactMessage(artifact_id="a", source="artifact", content={}),
+        ),
+        ({"type": "ai"}, AssistantMessage(content="", tool_calls=None, meta=None)),
+        (
+            {"type": "tool", "tool_call_id": "c"},
+            ToolCallMessage(content="", tool_call_id="c", ui_payload=None),
+        ),
         (
             {"type": "ai/notebook", "notebook_id": "n", "content": {"type": "doc"}},
             NotebookUpdateMessage(notebook_id="n", content={"type": "doc"}),
@@ -278,11 +348,36 @@ def test_messages_decode_by_type(data: dict[str, Any], expected: Message) -> Non
 
 
 @pytest.mark.parametrize(
+    ("data", "cls"),
+    [
+        ({"type": "human", "content": "q"}, HumanMessage),
+        ({"type": "ai"}, AssistantMessage),
+        ({"type": "ai/failure"}, FailureMessage),
+        ({"type": "tool", "tool_call_id": "c"}, ToolCallMessage),
+        ({"type": "ai/artifact", "artifact_id": "a"}, ArtifactMessage),
+        ({"type": "ai/notebook", "notebook_id": "n"}, NotebookUpdateMessage),
+        ({"type": "ai/viz"}, VisualizationMessage),
+        ({"type": "ai/multi_viz"}, MultiVisualizationMessage),
+        ({"type": "ai/reasoning"}, ReasoningMessage),
+        ({"type": "ai/planning"}, PlanningMessage),
+        ({"type": "ai/task_execution"}, TaskExecutionMessage),
+        ({"type": "context"}, ContextMessage),
+    ],
+)
+def test_each_type_posthog_sends_decodes_to_its_class(data: dict[str, Any], cls: Any) -> None:
+    """Every message type PostHog sends (or sent) is typed, each by its exact `type`."""
+    message = message_from_dict(data)
+    assert type(message) is cls
+    assert data["type"] == message.type == message_to_dict(message)["type"]
+
+
+@pytest.mark.parametrize(
     "data",
     [
         {"type": "ai/hologram", "id": "m"},  # a type this version does not know
         {"content": "no type"},
         {"type": 3},
+        {"type": ["ai"], "id": 7},  # an unhashable type, and an id that is no string
         {"type": "ai", "content": None},  # a null where the text goes must not become "None"
         {"type": "ai", "content": 5},
         {"type": "tool", "content": "x"},  # tool_call_id missing
@@ -294,6 +389,7 @@ def test_messages_that_do_not_fit_are_kept_whole(data: dict[str, Any]) -> None:
     assert isinstance(message, UnknownMessage)
     assert message.data == data
     assert message.id == (data["id"] if isinstance(data.get("id"), str) else None)
+    assert message.type == (data["type"] if isinstance(data.get("type"), str) else "")
 
 
 def test_a_message_is_never_anything_but_a_dict() -> None:
@@ -317,6 +413,15 @@ def test_message_to_dict_writes_the_type_and_leaves_nulls_out() -> None:
     }
     raw = {"type": "ai/hologram", "beam": None}
     assert message_to_dict(UnknownMessage(type="ai/hologram", data=raw)) == {"type": "ai/hologram"}
+    # Only nulls are left out: an empty text, list or mapping is written.
+    empty = AssistantMessage(id="e", content="", tool_calls=[], meta={})
+    assert {"id": "e", "content": "", "tool_calls": [], "meta": {}, "type": "ai"} == (
+        message_to_dict(empty)
+    )
+    # Unstructured, an unknown message is a copy of its data: changing it changes no record.
+    unknown = UnknownMessage(type="ai/hologram", data=raw)
+    unstructure(unknown)["beam"] = "changed"
+    assert {"type": "ai/hologram", "beam": None} == unknown.data
 
 
 known_messages = (
@@ -374,6 +479,9 @@ def test_the_four_event_names_decode_to_typed_events() -> None:
     )
     subagent = decode_event("update", '{"id":"a","tool_call_id":"c","content":{"id":"x"}}')
     assert subagent == UpdateEvent("a", "c", {"id": "x"})
+    # Ids that are not strings are dropped (None), the event is kept.
+    odd = decode_event("update", '{"id":5,"tool_call_id":["c"],"content":null}')
+    assert odd == UpdateEvent(None, None, None)
 
 
 @pytest.mark.parametrize(
@@ -390,6 +498,22 @@ def test_the_four_event_names_decode_to_typed_events() -> None:
 )
 def test_unknown_or_unreadable_events_pass_through_raw(name: str, data: str) -> None:
     assert decode_event(name, data) == UnknownEvent(name, data)
+
+
+def test_an_unreadable_known_event_is_logged_an_unknown_name_is_not(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A known event whose data cannot be read is a warning naming the event (clipped:
+    the name comes from the server); an event this version does not know is passed on
+    without one, whatever its data."""
+    with caplog.at_level(logging.WARNING, logger="aposthog"):
+        assert decode_event("approval", "not json") == UnknownEvent("approval", "not json")
+        assert [] == caplog.records
+        unread = decode_event("conversation", "not json")
+    assert UnknownEvent("conversation", "not json") == unread
+    (record,) = caplog.records
+    assert logging.WARNING == record.levelno
+    assert "cannot read a 'conversation' event from PostHog" in record.getMessage()
 
 
 def test_result_text_joins_the_top_level_assistant_answers() -> None:
@@ -434,6 +558,9 @@ def test_turns_split_the_messages_at_each_human_message() -> None:
     assert second.failure == messages[6]
     # The result's text is every turn's, as before.
     assert result.text == "Let me look.\n\n412 signups.\n\n388 signups."
+    # A turn that failed twice reports its last failure.
+    failures = (FailureMessage(id="f1", content="first"), FailureMessage(id="f2", content="last"))
+    assert failures[1] == ConversationTurn(question=None, messages=failures).failure
 
 
 def test_turns_keep_what_came_before_any_question_and_a_question_left_unanswered() -> None:
