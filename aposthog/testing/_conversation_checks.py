@@ -17,6 +17,7 @@ __all__ = [
     "AGENT_MODES",
     "QUOTA_DETAIL",
     "MessageBody",
+    "uuid_text",
     "validate_agent_mode",
     "validate_boolean",
     "validate_context_fields",
@@ -77,9 +78,22 @@ def _uuid(body: dict[str, Any], name: str) -> str:
     if value is None:
         raise validation_error("This field may not be null.", attr=name, code="null")
     try:
-        return str(uuid.UUID(str(value)))
+        return uuid_text(value)
     except ValueError:
         raise validation_error("Must be a valid UUID.", attr=name) from None
+
+
+def uuid_text(value: Any) -> str:
+    """
+    A UUID's canonical text, read as DRF's and Django's `UUIDField`s read one: an int
+    (a bool too) as its number, a str in any spelling `uuid.UUID` takes (any case, no
+    hyphens, braces, `urn:uuid:`); `ValueError` for anything else.
+    """
+    if isinstance(value, int):
+        return str(uuid.UUID(int=value))
+    if isinstance(value, str):
+        return str(uuid.UUID(hex=value))
+    raise ValueError(f"not a UUID: {value!r:.40}")
 
 
 def validate_text(

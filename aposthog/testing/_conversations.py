@@ -8,6 +8,7 @@ before it streams, and the other routes.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import time
 import uuid
@@ -21,6 +22,7 @@ from ._ai_runs import AIScript, Run, build_run
 from ._conversation_checks import (
     QUOTA_DETAIL,
     MessageBody,
+    uuid_text,
     validate_message,
     validate_text,
 )
@@ -191,7 +193,12 @@ class FakeConversation:
 
 
 def _check_ai_throttle(fake: FakePostHog, user: str, body: dict[str, Any]) -> None:
-    existing = fake.conversations.get(str(body.get("conversation")))
+    # PostHog looks the conversation up by its UUIDField, which takes any spelling of the
+    # id; one that is no UUID at all is simply not research (the serializer refuses it).
+    existing = None
+    if conversation_id := body.get("conversation"):
+        with contextlib.suppress(ValueError):
+            existing = fake.conversations.get(uuid_text(conversation_id))
     research = body.get("agent_mode") == "research" or (
         existing is not None and not existing.deleted and existing.type == "deep_research"
     )

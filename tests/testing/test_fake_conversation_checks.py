@@ -42,6 +42,14 @@ async def test_validation_errors(
     assert (error["type"], error["attr"], error["code"]) == ("validation_error", attr, code)
 
 
+async def test_an_integer_is_a_uuid_as_drf_reads_it(fake: FakePostHog) -> None:
+    """DRF's `UUIDField.to_internal_value` reads an int as `uuid.UUID(int=...)`."""
+    status, _, raw = await _post(fake, _body("q", 5, trace_id=7))  # type: ignore[arg-type]
+    assert status == 200, raw
+    first = raw.split(b"\n\n")[0].split(b"data: ", 1)[1]
+    assert json.loads(first)["id"] == "00000000-0000-0000-0000-000000000005"
+
+
 async def test_every_agent_mode_posthog_lists_is_accepted(fake: FakePostHog) -> None:
     posthogs = {
         "product_analytics", "sql", "session_replay", "error_tracking", "plan", "execution",
@@ -90,6 +98,7 @@ UI_CONTEXT: dict[str, Any] = {
         dict.fromkeys(UI_CONTEXT),  # every key null
         {"events": [{"id": "signup"}]},  # `type` defaults to the list's kind
         {"voice_mode": "true"},  # pydantic's lax bool
+        {"voice_mode": "Yes"},  # its strings in any case
         {"voice_mode": 1},
     ],
 )
@@ -114,7 +123,8 @@ async def test_a_ui_context_posthog_accepts(fake: FakePostHog, ui_context: Any) 
         {"events": [{"type": "action", "id": "x"}]},
         {"actions": [{"type": "action", "id": 3}]},  # `name` is required
         {"dashboards": [{"id": 7, "filters": {}}]},  # so are `insights`…
-        {"insights": [{"id": "AbC12xYz"}]},  # …and `query`
+        {"dashboards": [{"id": 7, "insights": []}]},  # …and `filters`…
+        {"insights": [{"id": "AbC12xYz"}]},  # …and an insight's `query`
         {"evaluations": [{"id": "ev-1"}]},  # and `evaluation_type`
         {"form_answers": ["Yes"]},
         {"form_answers": {"question-1": 1}},
@@ -135,11 +145,32 @@ async def test_a_ui_context_posthog_refuses(fake: FakePostHog, ui_context: Any) 
     }
 
 
+@pytest.mark.parametrize(
+    ("change", "attr"),
+    [
+        ({"content": "", "conversation": "nope"}, "content"),
+        ({"conversation": "nope", "contextual_tools": []}, "conversation"),
+        ({"contextual_tools": [], "trace_id": "nope"}, "contextual_tools"),
+    ],
+)
+async def test_the_first_failing_field_in_declaration_order_is_reported(
+    fake: FakePostHog, change: dict[str, Any], attr: str
+) -> None:
+    """drf-exceptions-hog reports one error: the first of `MessageSerializer`'s fields."""
+    status, _, raw = await _post(fake, {**_body("q"), **change})
+    assert (status, json.loads(raw)["attr"]) == (400, attr)
+
+
 async def test_ui_context_is_checked_after_every_field(fake: FakePostHog) -> None:
     """Serializer.validate() runs only once the fields passed; null is the field's own error."""
     body = _body("q", ui_context={"bogus": 1}, agent_mode="warp")
     status, _, raw = await _post(fake, body)
-    assert (status, json.loads(raw)["attr"]) == (400, "agent_mode")
+    error = json.loads(raw)
+    assert (status, error["attr"], error["detail"]) == (
+        400,
+        "agent_mode",
+        '"warp" is not a valid choice.',  # DRF's ChoiceField message
+    )
     body = _body("q", ui_context=None, trace_id="nope")
     status, _, raw = await _post(fake, body)
     assert (status, json.loads(raw)["attr"]) == (400, "ui_context")
@@ -184,6 +215,8 @@ async def test_missing_fields_and_sandboxes(fake: FakePostHog) -> None:
     status, _, raw = await _post(fake, _body("q", is_sandbox=True))
     assert status == 400
     assert "open endpoint" in json.loads(raw)["detail"]
+    status, _, raw = await _post(fake, _body("q", agent_mode="sandbox"))  # the mode's choice too
+    assert (status, json.loads(raw)["detail"]) == (400, _SANDBOX_DETAIL)
 
 
 async def test_the_ai_throttle_is_per_user_and_sends_no_retry_after(fake: FakePostHog) -> None:
@@ -204,7 +237,12 @@ async def test_the_ai_throttle_is_per_user_and_sends_no_retry_after(fake: FakePo
 
 async def test_research_has_its_own_throttle(fake: FakePostHog) -> None:
     fake.ai_research_burst_limit = 1
-    assert (await _post(fake, _body("q", agent_mode="research")))[0] == 200
+    status, _, raw = await _post(fake, _body("q", agent_mode="research"))
+    assert status == 200
+    # A conversation created in research mode is a `deep_research` one: its first event says.
+    first = raw.split(b"\n\n")[0]
+    assert first.startswith(b"event: conversation\ndata: ")
+    assert json.loads(first.split(b"data: ", 1)[1])["type"] == "deep_research"
     status, _, raw = await _post(fake, _body("q", agent_mode="research"))
     assert status == 429
     assert "Research mode" in json.loads(raw)["detail"]
@@ -223,6 +261,32 @@ async def test_a_new_message_turns_idle_research_into_a_chat(fake: FakePostHog) 
     assert (await _post(fake, _body("again", research.id)))[0] == 200
 
 
+async def test_a_deleted_research_conversation_is_not_research_for_the_throttle(
+    fake: FakePostHog,
+) -> None:
+    """`_is_research_request` looks the conversation up without the deleted ones: a message to
+    a deleted `deep_research` one passes the chat throttle, then gets create()'s 404."""
+    gone = fake.seed_conversation(type="deep_research")
+    gone.deleted = True
+    fake.ai_research_burst_limit = 1
+    assert (await _post(fake, _body("q", agent_mode="research")))[0] == 200  # spends it
+    status, _, raw = await _post(fake, _body("more", gone.id))
+    assert (status, json.loads(raw)) == (404, {"error": "Conversation does not exist"})
+
+
+async def test_a_research_conversation_under_another_spelling_counts_as_research(
+    fake: FakePostHog,
+) -> None:
+    """`_is_research_request` finds the conversation through Django's `UUIDField`, which takes
+    any spelling of its id: a message to it is research for the throttle whatever the case."""
+    research = fake.seed_conversation(type="deep_research")
+    fake.ai_research_burst_limit = 1
+    assert (await _post(fake, _body("q", agent_mode="research")))[0] == 200  # spends it
+    status, _, raw = await _post(fake, _body("more", research.id.upper()))
+    assert status == 429  # the fake streams a chat answer
+    assert "Research mode" in json.loads(raw)["detail"]
+
+
 async def test_a_resume_keeps_research_and_its_throttle(fake: FakePostHog) -> None:
     research = fake.seed_conversation(title="t", type="deep_research")
     payload = {"action": "approve", "proposal_id": "p"}
@@ -234,6 +298,10 @@ async def test_the_ai_quota(fake: FakePostHog) -> None:
     fake.ai_quota_exceeded = True
     status, _, raw = await _post(fake, _body("q"))
     assert (status, json.loads(raw)["code"]) == (402, "quota_limit_exceeded")
+    # The AI throttles come first (DRF's `initial()`, before create() reads the quota).
+    fake.ai_burst_limit = 1  # the 402 above counted in it
+    status, _, raw = await _post(fake, _body("q"))
+    assert (status, json.loads(raw)["type"]) == (429, "throttled_error")
 
 
 _SANDBOX_DETAIL = "Sandbox conversations must be opened via the open endpoint."

@@ -7,6 +7,7 @@ import datetime as dt
 import functools
 import json
 import re
+import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -346,6 +347,7 @@ async def test_the_api_throttles_apply_not_the_ai_ones(fake: FakePostHog) -> Non
         ({"agent_mode": "warp"}, "agent_mode", "invalid_choice"),
         ({"agent_mode": ["sql"]}, "agent_mode", "invalid_choice"),
         ({"agent_mode": None}, "agent_mode", "null"),
+        ({"agent_mode": "warp", "billing_context": None}, "billing_context", "null"),  # in order
         # Every field before validate(): the mode's error, not the ui_context's.
         ({"agent_mode": "warp", "ui_context": {"bogus": 1}}, "agent_mode", "invalid_choice"),
     ],
@@ -533,6 +535,46 @@ async def test_the_runs_stream_carries_on_into_the_queued_run(fake: FakePostHog)
 
 
 @_bounded
+async def test_the_reader_that_reads_on_is_the_queued_runs_first_connection(
+    fake: FakePostHog,
+) -> None:
+    """A script's `drop_after` cuts the queued run's first connection: the reader of the run
+    before it that read on into it."""
+    fake.script_answer("First answer.", token_size=100, delay=0.1)  # under way while queuing
+    fake.script_answer("Second answer.", drop_after=1)
+    body = _body("q1")
+    conversation_id = body["conversation"]
+    async with _answering(fake, body) as (first, seen):
+        await _enqueue(fake, conversation_id, "q2")
+        with pytest.raises(aiohttp.ClientPayloadError):
+            while chunk := await first.content.readany():
+                seen += chunk
+    # Cut after one event of the queued run: its echo (its own count, not the reader's).
+    assert _finals(seen) == [("human", "q1"), ("ai", "First answer."), ("human", "q2")]
+    assert fake.ai_streams.dropped == 1
+    await fake.wait_for_streams_closed()
+    got = await _conversation(fake, conversation_id)
+    assert [m["content"] for m in got["messages"]][-1] == "Second answer."  # it ran on
+
+
+@_bounded
+async def test_a_held_end_is_produced_when_it_is_released(fake: FakePostHog) -> None:
+    """`end_after_connections`: the end comes when the connection that releases it does, not
+    when the timeline had it: the queued run starts then, and is under way right after."""
+    fake.script_answer("First answer.", end_after_connections=2)
+    fake.script_answer("Second answer.", token_size=100, delay=0.15)  # 0.3 s long
+    body = _body("q1")
+    conversation_id = body["conversation"]
+    async with _answering(fake, body):
+        await _enqueue(fake, conversation_id, "q2")
+        await anyio.sleep(0.4)  # longer than the queued run
+        async with _answering(fake, _body(None, conversation_id)):  # releases the end
+            got = await _conversation(fake, conversation_id)
+    assert got["status"] == "in_progress"
+    assert [m["content"] for m in got["messages"]] == ["q1", "First answer.", "q2"]
+
+
+@_bounded
 async def test_the_session_of_the_queued_message_goes_with_its_run(fake: FakePostHog) -> None:
     fake.script_answer("First answer.", end_after_connections=2)
     body = _body("q1")
@@ -590,6 +632,46 @@ async def test_a_run_that_ended_unseen_leaves_a_later_message_waiting(fake: Fake
 
 
 @_bounded
+async def test_a_reattach_after_a_run_ended_unseen_reads_the_queued_run(
+    fake: FakePostHog,
+) -> None:
+    """`POST conversations/` sees a run's end first: the queued message's run is the one in
+    progress, so a re-attach reads it (not the 400 of an idle conversation)."""
+    fake.script_answer("abcdef", token_size=2, delay=0.1)
+    fake.script_answer("Queued answer.", end_after_connections=1)  # held for the re-attach
+    body = _body("q1")
+    conversation_id = body["conversation"]
+    async with _answering(fake, body):
+        await _enqueue(fake, conversation_id, "q2")  # run 1 is under way
+    run = fake.conversations[conversation_id].run
+    assert run is not None
+    # Nobody reads run 1 to its end, nor asks the fake about it, until it has ended.
+    await anyio.sleep(run.end - time.monotonic() + 0.02)
+    status, _, raw = await _post(fake, _body(None, conversation_id))
+    assert status == 200, raw
+    assert _finals(raw) == [("human", "q2"), ("ai", "Queued answer.")]
+
+
+@_bounded
+async def test_the_queued_run_starts_when_the_run_before_it_ended(fake: FakePostHog) -> None:
+    """However late the fake notices a run's end, the queued message's run started then:
+    noticed well after both timelines, the queued run is over too."""
+    fake.script_answer("abcdef", token_size=2, delay=0.05)
+    fake.script_answer("Queued answer.", token_size=100, delay=0.1)  # 0.2 s long
+    body = _body("q1")
+    conversation_id = body["conversation"]
+    async with _answering(fake, body):
+        await _enqueue(fake, conversation_id, "q2")  # run 1 is under way
+    run = fake.conversations[conversation_id].run
+    assert run is not None
+    # Nobody asks the fake about run 1 until the queued run's timeline is over too.
+    await anyio.sleep(run.end - time.monotonic() + 0.3)
+    got = await _conversation(fake, conversation_id)
+    assert got["status"] == "idle"
+    assert [m["content"] for m in got["messages"]] == ["q1", "abcdef", "q2", "Queued answer."]
+
+
+@_bounded
 async def test_both_queued_messages_run_one_after_the_other(fake: FakePostHog) -> None:
     fake.script_answer("A1", end_after_connections=2)
     for text in ("A2", "A3"):
@@ -606,16 +688,22 @@ async def test_both_queued_messages_run_one_after_the_other(fake: FakePostHog) -
     assert (got["status"], got["agent_mode"]) == ("idle", "flags")
 
 
+@pytest.mark.parametrize("decision", ["pending", "approved"])
 @_bounded
-async def test_pending_approvals_clear_the_queue_instead(fake: FakePostHog) -> None:
-    approval = {"proposal_id": "p1", "decision_status": "pending", "tool_name": "create_flag"}
+async def test_pending_approvals_clear_the_queue_instead(fake: FakePostHog, decision: str) -> None:
+    """Only an approval still `pending` stops the drain; a decided one leaves it be."""
+    approval = {"proposal_id": "p1", "decision_status": decision, "tool_name": "create_flag"}
     conversation = fake.seed_conversation(pending_approvals=[approval])
     fake.script_answer("Waiting for your approval.", end_after_connections=2)
+    fake.script_answer("Queued answer.")
     async with _answering(fake, _body("q1", conversation.id)) as (first, head):
         await _enqueue(fake, conversation.id, "q2")
         await _post(fake, _body(None, conversation.id))
         raw = head + await first.read()
-    assert _finals(raw) == [("human", "q1"), ("ai", "Waiting for your approval.")]
+    finals = [("human", "q1"), ("ai", "Waiting for your approval.")]
+    if decision != "pending":
+        finals += [("human", "q2"), ("ai", "Queued answer.")]
+    assert _finals(raw) == finals
     assert await _queue(fake, "GET", conversation.id) == (200, EMPTY)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import re
 import uuid
@@ -62,6 +63,20 @@ async def test_a_new_conversation_streams_like_posthog(fake: FakePostHog) -> Non
     assert "id" in final
 
 
+async def test_the_conversation_id_is_read_as_a_uuid(fake: FakePostHog) -> None:
+    """DRF's `UUIDField` takes any spelling of a UUID: the conversation gets its canonical id."""
+    canonical = str(uuid.uuid4())
+    body = _body("q", uuid.UUID(canonical).hex.upper())
+    status, _, raw = await _post(fake, body)
+    assert status == 200
+    assert json.loads(_events(raw)[0][1])["id"] == canonical
+    assert (await _request(fake, "GET", f"{canonical}/"))[0] == 200
+    # A message under another spelling reaches the same conversation.
+    status, _, raw = await _post(fake, _body("again", "{" + canonical.upper() + "}"))
+    assert status == 200
+    assert "conversation" not in [n for n, _ in _events(raw)]  # not a new conversation
+
+
 async def test_only_new_conversations_get_conversation_events(fake: FakePostHog) -> None:
     body = _body("first")
     await _post(fake, body)
@@ -81,10 +96,14 @@ async def test_tool_calls_updates_and_tool_results(fake: FakePostHog) -> None:
     fake.script_answer("Done.", tool="create_insight", updates=["Searching", "Building"])
     _, _, raw = await _post(fake, _body("chart please"))
     events = _events(raw)
+    # The title arrives after the first assistant message, here the one calling the tool.
+    names = ["conversation", "message", "message", "conversation", "update", "update", "message"]
+    assert [n for n, _ in events][:7] == names
     ai = json.loads(events[2][1])
     call = ai["tool_calls"][0]
     assert call["name"] == "create_insight"
     assert call["type"] == "tool_call"
+    assert call["args"] == {}  # ToolCall's args are required: an empty object
     updates = [json.loads(d) for n, d in events if n == "update"]
     assert updates == [
         {"content": "Searching", "id": ai["id"], "tool_call_id": call["id"]},
@@ -110,10 +129,23 @@ async def test_in_band_failures_arrive_inside_a_200(
     assert status == 200
     events = _events(raw)
     assert tail in events[-1][1]
+    if isinstance(options.get("fail"), str):  # a failure with a text is a stored message
+        uuid.UUID(json.loads(events[-1][1])["id"])
     final_answers = [d for n, d in events if '"ai"' in d and '"id"' in d]
     assert final_answers == []  # no final answer after a failure
     snapshots = [d for n, d in events if d.startswith('{"content"') and '"ai"' in d]
     assert len(snapshots) == 4  # half of the eight snapshots
+
+
+async def test_an_empty_answer_streams_no_snapshot(fake: FakePostHog) -> None:
+    fake.script_answer("")
+    conversation = fake.seed_conversation()
+    _, _, raw = await _post(fake, _body("q", conversation.id))
+    messages = [json.loads(d) for n, d in _events(raw) if n == "message"]
+    assert [(m["type"], m["content"], "id" in m) for m in messages] == [
+        ("human", "q", True),
+        ("ai", "", True),  # the final answer only
+    ]
 
 
 async def test_keepalive_comments_fill_silences(fake: FakePostHog) -> None:
@@ -210,22 +242,24 @@ async def test_content_null_on_an_idle_conversation_is_400(fake: FakePostHog) ->
         ("unknown", 400, {"error": "Cannot stream from non-existent conversation"}),
         ("other_user", 400, {"error": "Cannot access other users' conversations"}),
         ("deleted", 404, {"error": "Conversation does not exist"}),
+        # create() checks the owner before the deletion.
+        ("other_user_deleted", 400, {"error": "Cannot access other users' conversations"}),
     ],
 )
 async def test_non_standard_error_bodies(
     fake: FakePostHog, setup: str, status: int, expected: dict[str, str]
 ) -> None:
     conversation = fake.seed_conversation(
-        user="someone-else" if setup == "other_user" else "user-1"
+        user="someone-else" if setup.startswith("other_user") else "user-1"
     )
-    conversation.deleted = setup == "deleted"
+    conversation.deleted = setup.endswith("deleted")
     target = str(uuid.uuid4()) if setup == "unknown" else conversation.id
     got, _, raw = await _post(fake, _body(None if setup == "unknown" else "hi", target))
     assert (got, json.loads(raw)) == (status, expected)
 
 
 async def test_cancel_stops_the_generation_and_is_idempotent(fake: FakePostHog) -> None:
-    fake.script_answer("a long answer that will not finish", token_size=1, delay=0.02)
+    fake.script_answer("a long answer that will not finish", token_size=4, delay=0.02)
     body = _body("q")
     conversation_id = body["conversation"]
     async with (
@@ -240,8 +274,12 @@ async def test_cancel_stops_the_generation_and_is_idempotent(fake: FakePostHog) 
     conversation = fake.conversations[conversation_id]
     assert conversation.status == "idle"
     assert [m["type"] for m in conversation.messages] == ["human"]
+    await anyio.sleep(0.3)  # past the whole timeline (12 events, 0.02 s apart)
     assert (await _request(fake, "PATCH", f"{conversation_id}/cancel/"))[0] == 204
+    assert [m["type"] for m in conversation.messages] == ["human"]  # nothing came later
     assert fake.ai_streams.open == 0
+    # The stream the cancel ended counts as completed: the client did not leave.
+    assert (fake.ai_streams.completed, fake.ai_streams.disconnected) == (1, 0)
 
 
 async def test_cancel_and_append_need_an_unscoped_key_and_the_owner(fake: FakePostHog) -> None:
@@ -263,6 +301,28 @@ async def test_append_message(fake: FakePostHog) -> None:
     assert conversation.messages[-1] == {"type": "ai", "content": "Saved.", "id": new_id}
     status, raw = await _request(fake, "POST", path, json_body={"content": "x" * 10001})
     assert (status, json.loads(raw)["code"]) == (400, "max_length")
+    status, raw = await _request(fake, "POST", path, json_body={"content": None})
+    assert (status, json.loads(raw)["code"]) == (400, "null")  # no allow_null here
+
+
+async def test_an_appended_message_comes_after_what_the_run_has_produced(
+    fake: FakePostHog,
+) -> None:
+    """The run's messages are in the graph state as they are produced: one appended while it
+    runs comes after the question it has already stored."""
+    fake.script_answer("slow answer", delay=0.05)
+    body = _body("q")
+    conversation_id = body["conversation"]
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(fake.url + PATH, json=body, headers=_auth(fake)) as resp,
+    ):
+        await resp.content.readany()  # the echo of the question is out
+        path = f"{conversation_id}/append_message/"
+        status, _ = await _request(fake, "POST", path, json_body={"content": "Saved."})
+        assert status == 201
+    contents = [m["content"] for m in fake.conversations[conversation_id].messages]
+    assert contents[:2] == ["q", "Saved."]
 
 
 async def test_get_is_404_until_titled_then_shows_messages_with_nulls(fake: FakePostHog) -> None:
@@ -280,6 +340,142 @@ async def test_get_is_404_until_titled_then_shows_messages_with_nulls(fake: Fake
     assert [m["type"] for m in conversation["messages"]] == ["human", "ai"]
     assert conversation["messages"][1]["tool_calls"] is None  # model_dump keeps nulls
     assert conversation["pending_approvals"] == []
+
+
+async def test_get_writes_every_message_with_the_null_fields_model_dump_keeps(
+    fake: FakePostHog,
+) -> None:
+    """`ConversationSerializer` dumps each message with `model_dump()`: unset fields are null,
+    `parent_tool_call_id` on every type; the stream's compact JSON leaves them out instead."""
+    seeded = fake.seed_conversation(
+        messages=[
+            {"type": "human", "content": "hi", "id": "human-1"},  # an id given is kept
+            {"type": "ai", "content": "calling"},
+            {"type": "tool", "content": "done", "tool_call_id": "call_1"},
+            {"type": "ai/failure"},
+        ]
+    )
+    status, raw = await _request(fake, "GET", f"{seeded.id}/")
+    assert status == 200
+    ids = [m["id"] for m in seeded.messages]
+    conversation = json.loads(raw)
+    assert sorted(conversation) == sorted(
+        [
+            *("id", "status", "title", "topic", "user", "created_at", "updated_at", "type"),
+            *("is_internal", "slack_thread_key", "slack_workspace_domain", "task", "messages"),
+            *("has_unsupported_content", "agent_mode", "agent_runtime", "is_sandbox"),
+            "pending_approvals",
+        ]
+    )
+    assert conversation["has_unsupported_content"] is False
+    assert conversation["messages"] == [
+        {
+            "type": "human",
+            "content": "hi",
+            "id": "human-1",
+            "parent_tool_call_id": None,
+            "ui_context": None,
+            "trace_id": None,
+        },
+        {
+            "type": "ai",
+            "content": "calling",
+            "id": ids[1],
+            "parent_tool_call_id": None,
+            "tool_calls": None,
+            "meta": None,
+        },
+        {
+            "type": "tool",
+            "content": "done",
+            "tool_call_id": "call_1",
+            "id": ids[2],
+            "parent_tool_call_id": None,
+            "ui_payload": None,
+        },
+        {"type": "ai/failure", "id": ids[3], "parent_tool_call_id": None, "content": None},
+    ]
+
+
+@pytest.mark.parametrize(
+    ("kind", "shown"),
+    [("assistant", True), ("deep_research", True), ("slack", True), ("tool_call", False)],
+)
+async def test_only_the_chat_types_are_listed_and_retrieved(
+    fake: FakePostHog, kind: str, shown: bool
+) -> None:
+    """`list` and `retrieve` keep `type ∈ {assistant, deep_research, slack}` only."""
+    conversation = fake.seed_conversation(type=kind)
+    status, raw = await _request(fake, "GET", f"{conversation.id}/")
+    assert status == (200 if shown else 404)
+    status, raw = await _request(fake, "GET", "")
+    assert status == 200
+    assert [c["id"] for c in json.loads(raw)["results"]] == ([conversation.id] if shown else [])
+
+
+async def test_a_new_message_moves_its_conversation_to_the_top_of_the_list(
+    fake: FakePostHog,
+) -> None:
+    """The run saves the conversation as it goes: `updated_at` moves, and `list` (newest
+    `updated_at` first) shows it first."""
+    older = fake.seed_conversation(title="Older")
+    older.updated_at -= dt.timedelta(minutes=1)
+    before = older.updated_at
+    newer = fake.seed_conversation(title="Newer")
+    await _post(fake, _body("q", older.id))
+    status, raw = await _request(fake, "GET", "")
+    assert status == 200
+    listed = json.loads(raw)["results"]
+    assert [c["id"] for c in listed] == [older.id, newer.id]
+    assert older.updated_at > before
+    stamps = [
+        {key: dt.datetime.fromisoformat(c[key]) for key in ("created_at", "updated_at")}
+        for c in listed
+    ]
+    assert stamps[0]["updated_at"] > stamps[1]["updated_at"]
+    assert stamps[0]["created_at"] < stamps[1]["created_at"]  # created_at stays as it was
+
+
+async def test_each_user_is_one_userbasic_record(fake: FakePostHog) -> None:
+    """`user` is PostHog's `UserBasic`: one record per user, the same wherever it shows (and
+    in every fake: its uuid derives from the user's key)."""
+    mine = fake.seed_conversation(title="Mine")
+    theirs = fake.seed_conversation(user="user-2", title="Theirs")
+
+    async def user_of(conversation: str, server: FakePostHog = fake) -> Any:
+        status, raw = await _request(server, "GET", f"{conversation}/")
+        assert status == 200
+        return json.loads(raw)["user"]
+
+    me = await user_of(mine.id)
+    assert me == await user_of(mine.id)
+    assert me == {
+        "id": me["id"],
+        "uuid": me["uuid"],
+        "distinct_id": me["distinct_id"],
+        "first_name": "user-1",
+        "last_name": "",
+        "email": "user-1@example.com",
+        "is_email_verified": True,
+        "hedgehog_config": None,
+        "role_at_organization": None,
+    }
+    other = await user_of(theirs.id)
+    assert other["first_name"] == "user-2"
+    for key in ("id", "uuid", "distinct_id"):
+        assert me[key] != other[key]
+    assert {me["id"], other["id"]} == {1, 2}  # numbered as the fake meets them
+    async with FakePostHog() as again:
+        assert (await user_of(again.seed_conversation().id, again))["uuid"] == me["uuid"]
+
+
+async def test_a_derived_title_is_the_questions_first_line_cut_at_60(fake: FakePostHog) -> None:
+    """`title=""` (the default) makes the title from the question: its first line, 60 at most."""
+    body = _body(" " + "x" * 70 + "\nsecond line")
+    status, _, raw = await _post(fake, body)
+    assert status == 200
+    titles = [json.loads(d)["title"] for n, d in _events(raw) if n == "conversation"]
+    assert titles == [None, "x" * 60]
 
 
 async def test_other_users_conversations_can_be_read_but_not_listed(fake: FakePostHog) -> None:
@@ -308,6 +504,18 @@ async def test_delete_is_soft_and_hides_the_conversation(fake: FakePostHog) -> N
     assert conversation.deleted
     assert (await _request(fake, "GET", f"{conversation.id}/"))[0] == 404
     assert (await _request(fake, "DELETE", f"{conversation.id}/"))[0] == 404
+
+
+async def test_the_list_is_paged_by_the_fakes_page_size(fake: FakePostHog) -> None:
+    fake.page_size = 1
+    first = fake.seed_conversation(title="First")
+    second = fake.seed_conversation(title="Second")
+    first.updated_at -= dt.timedelta(minutes=1)
+    status, raw = await _request(fake, "GET", "")
+    assert status == 200
+    page = json.loads(raw)
+    assert (page["count"], [c["id"] for c in page["results"]]) == (2, [second.id])
+    assert page["next"] is not None
 
 
 async def test_older_servers_listed_messages(fake: FakePostHog) -> None:
