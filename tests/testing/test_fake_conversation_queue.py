@@ -631,6 +631,17 @@ async def test_a_run_that_ended_unseen_leaves_a_later_message_waiting(fake: Fake
     assert len((await _queue(fake, "GET", conversation_id))[1]["messages"]) == 1
 
 
+async def _q2_queued_behind_q1(fake: FakePostHog) -> tuple[str, Any]:
+    """Start a conversation with "q1" and queue "q2" while its run is under way."""
+    body = _body("q1")
+    conversation_id = body["conversation"]
+    async with _answering(fake, body):
+        await _enqueue(fake, conversation_id, "q2")
+    run = fake.conversations[conversation_id].run
+    assert run is not None
+    return conversation_id, run
+
+
 @_bounded
 async def test_a_reattach_after_a_run_ended_unseen_reads_the_queued_run(
     fake: FakePostHog,
@@ -639,12 +650,7 @@ async def test_a_reattach_after_a_run_ended_unseen_reads_the_queued_run(
     progress, so a re-attach reads it (not the 400 of an idle conversation)."""
     fake.script_answer("abcdef", token_size=2, delay=0.1)
     fake.script_answer("Queued answer.", end_after_connections=1)  # held for the re-attach
-    body = _body("q1")
-    conversation_id = body["conversation"]
-    async with _answering(fake, body):
-        await _enqueue(fake, conversation_id, "q2")  # run 1 is under way
-    run = fake.conversations[conversation_id].run
-    assert run is not None
+    conversation_id, run = await _q2_queued_behind_q1(fake)
     # Nobody reads run 1 to its end, nor asks the fake about it, until it has ended.
     await anyio.sleep(run.end - time.monotonic() + 0.02)
     status, _, raw = await _post(fake, _body(None, conversation_id))
@@ -658,12 +664,7 @@ async def test_the_queued_run_starts_when_the_run_before_it_ended(fake: FakePost
     noticed well after both timelines, the queued run is over too."""
     fake.script_answer("abcdef", token_size=2, delay=0.05)
     fake.script_answer("Queued answer.", token_size=100, delay=0.1)  # 0.2 s long
-    body = _body("q1")
-    conversation_id = body["conversation"]
-    async with _answering(fake, body):
-        await _enqueue(fake, conversation_id, "q2")  # run 1 is under way
-    run = fake.conversations[conversation_id].run
-    assert run is not None
+    conversation_id, run = await _q2_queued_behind_q1(fake)
     # Nobody asks the fake about run 1 until the queued run's timeline is over too.
     await anyio.sleep(run.end - time.monotonic() + 0.3)
     got = await _conversation(fake, conversation_id)
