@@ -510,9 +510,10 @@ async def test_writes_stamp_the_export_and_delete_pauses_it(
     """
     created = await create(ph)
     patched = await raw(ph, "PATCH", created["id"], json={"name": "renamed"})
-    assert dt.datetime.fromisoformat(patched["last_updated_at"]) > dt.datetime.fromisoformat(
-        created["last_updated_at"]
-    )
+    # Python 3.10's fromisoformat does not read a `Z`.
+    assert dt.datetime.fromisoformat(
+        patched["last_updated_at"].replace("Z", "+00:00")
+    ) > dt.datetime.fromisoformat(created["last_updated_at"].replace("Z", "+00:00"))
     stored = fake.batch_exports[created["id"]]
     stamp = stored["last_updated_at"]
     assert {"paused": False} == await raw(

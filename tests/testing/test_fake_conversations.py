@@ -429,7 +429,11 @@ async def test_a_new_message_moves_its_conversation_to_the_top_of_the_list(
     assert [c["id"] for c in listed] == [older.id, newer.id]
     assert older.updated_at > before
     stamps = [
-        {key: dt.datetime.fromisoformat(c[key]) for key in ("created_at", "updated_at")}
+        # Python 3.10's fromisoformat does not read a `Z`.
+        {
+            key: dt.datetime.fromisoformat(c[key].replace("Z", "+00:00"))
+            for key in ("created_at", "updated_at")
+        }
         for c in listed
     ]
     assert stamps[0]["updated_at"] > stamps[1]["updated_at"]
