@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 
 from ._batch_export_runs import live_export
 from ._batch_export_validation import parse_datetime_field
+from ._conversation_checks import validate_text
 from ._loopback import ServerReply
 from ._wire import FakeRequest, Route, integer_field, iso, offset_page, validation_error
 
@@ -57,14 +58,10 @@ def _moment(request: FakeRequest, name: str) -> dt.datetime | None:
 
 
 def _text(request: FakeRequest, name: str) -> str | None:
-    """A `CharField` parameter: trimmed, the last of repeated ones, blank refused."""
+    """A `CharField` parameter, the last of repeated ones: as DRF checks a body's text."""
     raw = request.arg(name)
-    if raw is None:
-        return None
-    value = raw.strip()
-    if not value:
-        raise validation_error("This field may not be blank.", attr=name, code="blank")
-    return value
+    body = {} if raw is None else {name: raw}
+    return validate_text(body, name, max_length=None, allow_null=False, required=False)
 
 
 def _ilike(search: str) -> re.Pattern[str]:
