@@ -22,7 +22,7 @@ from ..models.batch_exports import (
     BatchExportLogLevel,
     BatchExportModel,
 )
-from ._checks import check_bool, check_json, check_str, choice, int_in_range
+from ._checks import check_bool, check_json, check_str, choice, int_in_range, not_blank
 
 __all__ = [
     "DestinationArg",
@@ -316,9 +316,7 @@ def _model(name: str, value: Any) -> str:
 
 
 def _query(name: str, value: Any) -> str | None:
-    check_str(name, value, allow_none=True)
-    if value is not None and not value.strip():
-        raise ValueError(f"{name} must not be blank (None clears it)")
+    not_blank(name, value, none_means="None clears it")
     return None if value is None else str(value)
 
 

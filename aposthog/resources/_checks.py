@@ -55,16 +55,14 @@ def check_str(name: str, value: Any, *, allow_none: bool = False) -> None:
         raise TypeError(f"{name} must be a str, got {type(value).__name__}")
 
 
-def not_blank(name: str, value: Any) -> None:
+def not_blank(name: str, value: Any, *, none_means: str) -> None:
     """
-    A text filter, or None for no filter: PostHog refuses an empty (or all-space) one
-    with a 400, so it is refused here, before sending.
+    A str that is not blank, or None (`none_means` says what None does): PostHog refuses
+    an empty (or all-space) one with a 400, so it is refused here, before sending.
     """
     check_str(name, value, allow_none=True)
     if value is not None and not value.strip():
-        raise ValueError(
-            f"{name} must not be blank: PostHog refuses an empty filter (leave it out for none)"
-        )
+        raise ValueError(f"{name} must not be blank ({none_means})")
 
 
 def check_bool(name: str, value: Any) -> bool:

@@ -396,8 +396,9 @@ class BatchExports(Resource):
             ```
         """
         check_paging(limit, max_limit=500)
-        not_blank("search", search)
-        not_blank("instance_id", instance_id)
+        empty = "PostHog refuses an empty filter; leave it out"
+        not_blank("search", search, none_means=empty)
+        not_blank("instance_id", instance_id, none_means=empty)
         params = {
             "level": log_levels(level),
             "search": search,
