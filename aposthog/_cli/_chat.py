@@ -16,7 +16,7 @@ from ..models.conversations import AgentMode
 from ..resources.conversations import MAX_CONTENT_LENGTH
 from . import _args
 from ._commands import COMMANDS, Output, _done, _UsageError
-from ._output import cell, json_line
+from ._output import cell, json_line, terminal_text
 
 __all__ = ["add_chat_commands", "chat"]
 
@@ -49,7 +49,7 @@ async def chat(ph: Client, args: argparse.Namespace, out: Output) -> int:
                     out.line(json_line(event))
             else:
                 async for delta in stream.text_deltas():
-                    out.out.write(delta)
+                    out.out.write(terminal_text(delta))
                     out.out.flush()
                     wrote_text = wrote_text or bool(delta)
             result = await stream.until_done()
@@ -71,7 +71,7 @@ async def chat(ph: Client, args: argparse.Namespace, out: Output) -> int:
     if result.failed:
         failure = result.failure.content if result.failure and result.failure.content else ""
         print(
-            f"aposthog: PostHog AI could not answer: {failure or 'generation error'}",
+            f"aposthog: PostHog AI could not answer: {cell(failure or 'generation error')}",
             file=sys.stderr,
         )
         return 1
@@ -96,7 +96,7 @@ async def _get(ph: Client, args: argparse.Namespace, out: Output) -> None:
 def _message_text(message: Any) -> str:
     content = getattr(message, "content", None)
     if isinstance(content, str):
-        return " ".join(content.split())
+        return cell(" ".join(content.split()))
     return "(no text)"
 
 

@@ -9,11 +9,39 @@ from typing import Any, TextIO
 
 from .._converter import unstructure
 
-__all__ = ["Styler", "cell", "column_widths", "format_row", "format_table", "json_line"]
+__all__ = [
+    "Styler",
+    "cell",
+    "column_widths",
+    "format_row",
+    "format_table",
+    "json_line",
+    "terminal_text",
+]
+
+# Text from PostHog (log messages, a destination's error, an AI answer) reaches a terminal:
+# its control characters are shown escaped, never acted on. C0, DEL and C1 (whose CSI
+# some terminals obey as ESC [), and the Unicode line and paragraph separators.
+_CONTROLS = [*range(0x20), 0x7F, *range(0x80, 0xA0), 0x2028, 0x2029]
+_ONE_LINE = {c: f"\\u{c:04x}" if c > 0xFF else f"\\x{c:02x}" for c in _CONTROLS}
+_ONE_LINE.update({0x09: "\\t", 0x0A: "\\n", 0x0D: "\\r"})
+# Flowing text keeps its line breaks and tabs.
+_FLOWING = {c: v for c, v in _ONE_LINE.items() if c not in (0x09, 0x0A)}
+
+
+def terminal_text(text: str) -> str:
+    """
+    Text from PostHog to print as it flows (an answer): its lines and tabs kept, every
+    other control character shown escaped (`\\x1b`), so none acts on the terminal.
+    """
+    return text.translate(_FLOWING)
 
 
 def cell(value: Any) -> str:
-    """A value rendered for a human: enums by value, times in ISO, JSON shortened."""
+    """
+    A value rendered for a human on one line: enums by value, times in ISO, JSON
+    shortened, control characters (a newline too) shown escaped.
+    """
     if value is None:
         return "-"
     if hasattr(value, "value") and isinstance(value.value, str):  # an enum member
@@ -22,8 +50,9 @@ def cell(value: Any) -> str:
         return str(value.isoformat(timespec="seconds")).replace("+00:00", "Z")
     if isinstance(value, (dict, list)):
         text = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+        text = text.translate(_ONE_LINE)  # JSON escapes C0, not DEL or C1
         return text if len(text) <= 40 else text[:39] + "…"
-    return str(value)
+    return str(value).translate(_ONE_LINE)
 
 
 def column_widths(rows: Sequence[Sequence[str]], headers: Sequence[str]) -> list[int]:

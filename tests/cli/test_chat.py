@@ -67,6 +67,22 @@ async def test_chat_reports_an_in_band_failure(fake: FakePostHog, run_cli: RunCl
     )
 
 
+async def test_chat_prints_the_answers_lines_and_escapes_its_control_characters(
+    fake: FakePostHog, run_cli: RunCli
+) -> None:
+    """
+    The answer's lines and tabs are printed as they are; an escape sequence in it (or in
+    a failure's text) is shown escaped, so it cannot clear or retitle the user's terminal.
+    """
+    fake.script_answer("line one\n\tline two \x1b[2J")
+    result = await run_cli("chat", "Hello")
+    assert (0, "line one\n\tline two \\x1b[2J\n") == (result.returncode, result.stdout)
+    fake.script_answer("", fail="gone \x1b]0;pwned\x07")
+    failed = await run_cli("chat", "Again")
+    assert "aposthog: PostHog AI could not answer: gone \\x1b]0;pwned\\x07" in failed.stderr
+    assert "\x1b" not in result.stderr + failed.stdout + failed.stderr
+
+
 async def test_ctrl_c_cancels_the_generation_on_the_server(fake: FakePostHog) -> None:
     """SIGINT mid-answer: PATCH …/cancel/ reaches PostHog, the stream closes, exit 130."""
     fake.script_answer("word " * 400, delay=0.02)

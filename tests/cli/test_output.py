@@ -10,7 +10,7 @@ from types import SimpleNamespace
 import pytest
 
 from aposthog._cli._commands import Output
-from aposthog._cli._output import Styler, cell, format_row, format_table, json_line
+from aposthog._cli._output import Styler, cell, format_row, format_table, json_line, terminal_text
 
 
 def test_format_row_pads_and_cuts() -> None:
@@ -84,3 +84,29 @@ def test_no_ansi_codes_unless_writing_to_a_terminal() -> None:
     """Styler leaves text plain when its stream is not a terminal (a file, a pipe)."""
     plain = Styler(io.StringIO())
     assert ["x"] * 4 == [plain.bold("x"), plain.dim("x"), plain.green("x"), plain.red("x")]
+
+
+def test_a_cell_never_carries_control_characters_to_the_terminal() -> None:
+    """
+    Log messages and a run's `latest_error` come from the destination (multi-line
+    tracebacks, a remote server's error text): printed raw, a newline starts what reads
+    as a new row of the table, and ESC sequences (clear screen, set the window title)
+    act on the user's terminal. One cell stays one line, its control characters shown
+    escaped (C0, DEL, C1 and the Unicode line separators), the rest of the text as it is.
+    """
+    traceback = "Traceback:\n  File x\nValueError: boom"
+    assert "Traceback:\\n  File x\\nValueError: boom" == cell(traceback)
+    assert "evil \\x1b]0;pwned\\x07\\x1b[2J é" == cell("evil \x1b]0;pwned\x07\x1b[2J é")
+    assert "a\\rb\\tc\\x7fd\\x9be\\u2028f" == cell("a\rb\tc\x7fd\x9be\u2028f")
+    # JSON escapes C0 itself; DEL and C1 are escaped here.
+    assert '{"m":"\\n\\x9b"}' == cell({"m": "\n\x9b"})
+    for code in [*range(0x20), 0x7F, *range(0x80, 0xA0), 0x2028, 0x2029]:
+        assert chr(code) not in cell(f"x{chr(code)}y"), hex(code)
+    # An open enum's value PostHog sent, unknown here, is server text too.
+    assert "Fail\\x1b[2J" == cell("Fail\x1b[2J")
+
+
+def test_flowing_text_keeps_its_lines_and_tabs_and_escapes_the_rest() -> None:
+    """An AI answer printed as it streams: its lines and tabs are the answer's own."""
+    assert "one\ntwo\tthree \\x1b[2J\\r" == terminal_text("one\ntwo\tthree \x1b[2J\r")
+    assert "plain text, ünïcode" == terminal_text("plain text, ünïcode")
