@@ -199,15 +199,23 @@ class AsyncPaginator(Generic[T]):
         ```
     """
 
-    __slots__ = ("_ahead", "_source", "_start_url", "next_url")
+    __slots__ = ("_ahead", "_origin", "_source", "_start_url", "next_url")
 
     def __init__(
-        self, source: PageSource[T], *, start_url: str | None = None, prefetch: int = 0
+        self,
+        source: PageSource[T],
+        *,
+        start_url: str | None = None,
+        prefetch: int = 0,
+        origin: AsyncPaginator[T] | None = None,
     ) -> None:
         self._source = source
         self._start_url = start_url
         self._ahead = prefetch
-        #: The `next` URL of the last page this paginator fetched: where to resume.
+        # The paginator `prefetch()` was called on: it learns where each read stopped too.
+        self._origin = origin
+        #: The `next` URL of the last page this paginator fetched (or one `prefetch()`
+        #: made from it): where to resume.
         self.next_url: str | None = None
 
     async def _first(self) -> Page[T]:
@@ -234,7 +242,10 @@ class AsyncPaginator(Generic[T]):
         return RecordReader(self.pages())
 
     def _seen(self, page: Page[T]) -> None:
-        self.next_url = page.next
+        paginator: AsyncPaginator[T] | None = self
+        while paginator is not None:
+            paginator.next_url = page.next
+            paginator = paginator._origin
 
     def prefetch(self, pages: int) -> AsyncPaginator[T]:
         """
@@ -246,6 +257,11 @@ class AsyncPaginator(Generic[T]):
         goes through the client (`max_concurrency`, retries), and leaving the loop early
         cancels the fetches in flight. `prefetch(0)` reads on demand.
 
+        It is the same paginator read another way: where a read through it stops (its
+        `next_url`, the `next` of the last page handed to the loop) is this paginator's
+        `next_url` too, so a loop over `paginator.prefetch(2)` that fails is resumed
+        from `paginator.next_url`.
+
         Example:
             ```python
             async for export in ph.batch_exports.list().prefetch(2):
@@ -256,7 +272,7 @@ class AsyncPaginator(Generic[T]):
             raise TypeError(f"pages must be an int, got {type(pages).__name__}")
         if pages < 0:
             raise ValueError(f"pages must be >= 0, got {pages}")
-        return AsyncPaginator(self._source, start_url=self._start_url, prefetch=pages)
+        return AsyncPaginator(self._source, start_url=self._start_url, prefetch=pages, origin=self)
 
     def resume_from(self, next_url: str) -> AsyncPaginator[T]:
         """

@@ -353,3 +353,27 @@ async def test_a_next_on_another_host_is_fetched_from_the_configured_one() -> No
     assert ["id-000", "id-001"] == got
     assert [] == elsewhere
     assert ["/api/environments/1/customer_profile_configs/?offset=1"] == hits[1:]
+
+
+async def test_a_paginator_read_through_prefetch_keeps_its_resume_point(
+    fake: FakePostHog,
+) -> None:
+    """
+    DESIGN.md calls `list().prefetch(2)` "the same paginator, fetching up to 2 pages
+    ahead", and the README resumes from `paginator.next_url` after a failure: reading
+    `paginator` through `.prefetch(n)` must leave that resume point on `paginator`, or
+    the rest of the list is silently skipped.
+    """
+    _seed(fake, 6)
+    async with fake.client(max_retries=0) as ph:
+        paginator = ph.customer_profile_configs.list(limit=2)
+        seen: list[str] = []
+        with pytest.raises(aposthog.RateLimitError):
+            async for config in paginator.prefetch(1):
+                seen.append(config.id)
+                if len(seen) == 1:
+                    fake.throttle_next(1)  # the page read ahead meets a 429
+        saved = paginator.next_url
+        assert saved is not None
+        rest = [c.id async for c in ph.customer_profile_configs.list().resume_from(saved)]
+    assert [f"id-{i:03d}" for i in range(6)] == seen + rest
