@@ -8,6 +8,7 @@ answer. Nothing here decides about retries; `Call` does.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Final, Generic, TypeVar
@@ -21,6 +22,7 @@ from ._errors import (
     APIConnectionError,
     APIStatusError,
     APITimeoutError,
+    NotFoundError,
     RateLimitError,
     ResponseDecodeError,
     error_from_response,
@@ -34,6 +36,8 @@ from ._retry import StatusOutcome, parse_retry_after
 from ._transport import Response, StreamResponse
 
 __all__ = ["NOT_GIVEN", "Api", "NotGiven", "decode_json"]
+
+logger = logging.getLogger("aposthog")
 
 T = TypeVar("T")
 
@@ -121,7 +125,7 @@ class Api:
         if observer is not None:
             exchange = _exchange(pipeline, request, headers, attempt_timeout)
             call = self._call(route, observer, target=request.path)
-            return await _observed(call, exchange, route.repeatable)
+            return await _observed(call, exchange, route)
         started = time.monotonic()
         if pipeline.closed or pipeline.loop is not asyncio.get_running_loop():
             pipeline.check_usable()  # raises (or binds the client to its first loop)
@@ -149,11 +153,8 @@ class Api:
         if throttle is not None and isinstance(failure.error, RateLimitError):
             await throttle.penalize(route.bucket, failure.error.retry_after)
         call = self._call(route, None, started=started, target=request.path)
-        return await call.run(
-            _exchange(pipeline, request, headers, attempt_timeout),
-            repeatable=route.repeatable,
-            after=failure,
-        )
+        exchange = _exchange(pipeline, request, headers, attempt_timeout)
+        return await _run(call, exchange, route, failure)
 
     def _watch(self, route: Route, target: str = "") -> CallObserver | None:
         """The observer of a new call of `route` (to `target`), or None when nobody records it."""
@@ -294,19 +295,45 @@ def _exchange(
     return exchange
 
 
+_GONE: Final = Response(204, {}, b"")
+"""What a `gone_is_done` route's call returns when its retry finds the thing gone."""
+
+
+async def _run(
+    call: Call,
+    exchange: Callable[[], Awaitable[Response | Failure]],
+    route: Route,
+    after: Failure | None = None,
+) -> Response:
+    """`call.run` for a JSON call, with `route.gone_is_done` applied to its last 404."""
+    try:
+        response: Response = await call.run(exchange, repeatable=route.repeatable, after=after)
+    except NotFoundError:
+        if not (route.gone_is_done and call.maybe_acted):
+            raise
+        logger.info(
+            "%s %s: 404 to a retry after an attempt PostHog may have carried out: done",
+            route.method,
+            route.path,
+        )
+        return _GONE
+    return response
+
+
 async def _observed(
-    call: Call, exchange: Callable[[], Awaitable[Response | Failure]], repeatable: bool
+    call: Call, exchange: Callable[[], Awaitable[Response | Failure]], route: Route
 ) -> Response:
     """A JSON call that an observer watches: every attempt through `Call.run`, then its end."""
     try:
-        response: Response = await call.run(exchange, repeatable=repeatable)
+        response = await _run(call, exchange, route)
     except APIStatusError as exc:
         call.end(exc.status, exc)
         raise
     except BaseException as exc:
         call.end(None, exc)
         raise
-    call.end(response.status, None)
+    # A delete found gone after a lost answer: the last status PostHog sent, no error.
+    call.end(404 if response is _GONE else response.status, None)
     return response
 
 

@@ -197,12 +197,17 @@ class Route:
         bucket: the rate-limit bucket PostHog counts it in: `"api"` (the personal API
             key's windows) for everything but conversation create, which is `"ai"` (or
             `"ai_research"` in research mode, chosen per request).
+        gone_is_done: a 404 to a retry after an attempt PostHog may have acted on (see
+            `repeatable`) is the request's success: a delete whose answer was lost, then
+            repeated, finds the thing gone, which is what it asked for. A 404 to the first
+            attempt, or after attempts PostHog certainly did not act on, is still an error.
     """
 
     method: str
     path: str
     repeatable: bool
     bucket: str = "api"
+    gone_is_done: bool = False
     _parts: tuple[str, ...] = attrs.field(init=False, repr=False, eq=False)
 
     def __attrs_post_init__(self) -> None:

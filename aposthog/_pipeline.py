@@ -42,7 +42,7 @@ from ._errors import (
 from ._http import Query, Request, Route, Secret, encode_json, query_items, user_agent
 from ._inflate import ACCEPT_ENCODING
 from ._observe import CallObserver, WaitReason
-from ._retry import ConnectionOutcome, Outcome, RetryPolicy, retry_delay
+from ._retry import ConnectionOutcome, Outcome, RetryPolicy, may_have_acted, retry_delay
 from ._slots import Slots
 from ._transport import AIOHTTP_VERSION, Transport, fixed_headers
 
@@ -255,6 +255,7 @@ class Call:
         "_started",
         "_target",
         "attempts",
+        "maybe_acted",
     )
 
     def __init__(
@@ -283,6 +284,8 @@ class Call:
         # A call whose first attempt was made inline (see `Api.send`) starts from then.
         self._started = time.monotonic() if started is None else started
         self.attempts = attempts
+        #: Whether an attempt retried so far may have been acted on by PostHog.
+        self.maybe_acted = False
 
     @property
     def observed(self) -> bool:
@@ -321,6 +324,7 @@ class Call:
         while True:
             if failure is not None:
                 await self._wait_or_raise(failure, repeatable)
+                self.maybe_acted = self.maybe_acted or may_have_acted(failure.outcome)
             pipeline = self._pipeline
             pipeline.check_usable()  # closed, or another loop: before waiting for anything
             if pipeline.throttle is not None:

@@ -71,6 +71,7 @@ __all__ = [
     "StatusOutcome",
     "backoff",
     "is_retryable",
+    "may_have_acted",
     "parse_retry_after",
     "parse_throttle_detail",
     "retry_delay",
@@ -224,6 +225,17 @@ def is_retryable(method: str, outcome: Outcome, *, repeatable: bool | None = Non
     if outcome.status in _ALWAYS_RETRYABLE_STATUSES:
         return True
     return idempotent and outcome.status in _IDEMPOTENT_RETRYABLE_STATUSES
+
+
+def may_have_acted(outcome: Outcome) -> bool:
+    """
+    Whether PostHog may have acted on the request of an attempt that failed this way:
+    one that may have been sent and got no answer, or a gateway's 502 or 504. A refused
+    connection, a 429 or a 503 came before any work (and any other status is final).
+    """
+    if isinstance(outcome, ConnectionOutcome):
+        return outcome.reached_server
+    return outcome.status in _IDEMPOTENT_RETRYABLE_STATUSES
 
 
 def _backoff_ceiling(policy: RetryPolicy, retry_number: int) -> float:

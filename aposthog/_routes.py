@@ -64,7 +64,8 @@ EXPORT_GET = Route("GET", "batch_exports/{id}", repeatable=True)
 EXPORT_UPDATE = Route("PATCH", "batch_exports/{id}", repeatable=True)
 # So does a PUT: it writes what it is given, whatever was there.
 EXPORT_REPLACE = Route("PUT", "batch_exports/{id}", repeatable=True)
-EXPORT_DELETE = Route("DELETE", "batch_exports/{id}", repeatable=True)
+# Repeated after a lost answer, a delete that went through finds nothing: done, not an error.
+EXPORT_DELETE = Route("DELETE", "batch_exports/{id}", repeatable=True, gone_is_done=True)
 # Pausing a paused export does nothing (PostHog returns early); so does unpausing an
 # unpaused one, unless it backfills: that starts runs, and twice would start them twice.
 EXPORT_PAUSE = Route("POST", "batch_exports/{id}/pause", repeatable=True)
@@ -99,13 +100,14 @@ CONVERSATION_REATTACH = Route("POST", "conversations", repeatable=True, bucket="
 # Cancelling an idle conversation is a no-op 204 (PostHog: idempotent).
 CONVERSATION_CANCEL = Route("PATCH", "conversations/{id}/cancel", repeatable=True)
 CONVERSATION_APPEND = Route("POST", "conversations/{id}/append_message", repeatable=False)
-CONVERSATION_DELETE = Route("DELETE", "conversations/{id}", repeatable=True)
+CONVERSATION_DELETE = Route("DELETE", "conversations/{id}", repeatable=True, gone_is_done=True)
 # The message queue: ordinary API throttles, not PostHog AI's (it starts no run itself).
 CONVERSATION_QUEUE = Route("GET", "conversations/{id}/queue", repeatable=True)
 # Each add queues one more message: sent twice, it would be queued twice.
 CONVERSATION_QUEUE_ADD = Route("POST", "conversations/{id}/queue", repeatable=False)
 CONVERSATION_QUEUE_UPDATE = Route("PATCH", "conversations/{id}/queue/{message_id}", repeatable=True)
-# Repeated after a lost answer, a removal that went through is a 404 (the message is gone).
+# Repeated after a lost answer, a removal that went through is a 404 (the message is gone);
+# not `gone_is_done`, as the call's result is the queue, which a 404 does not give.
 CONVERSATION_QUEUE_REMOVE = Route(
     "DELETE", "conversations/{id}/queue/{message_id}", repeatable=True
 )
@@ -117,4 +119,6 @@ PROFILE_CONFIG_CREATE = Route("POST", "customer_profile_configs", repeatable=Fal
 PROFILE_CONFIG_GET = Route("GET", "customer_profile_configs/{id}", repeatable=True)
 PROFILE_CONFIG_UPDATE = Route("PATCH", "customer_profile_configs/{id}", repeatable=True)
 PROFILE_CONFIG_REPLACE = Route("PUT", "customer_profile_configs/{id}", repeatable=True)
-PROFILE_CONFIG_DELETE = Route("DELETE", "customer_profile_configs/{id}", repeatable=True)
+PROFILE_CONFIG_DELETE = Route(
+    "DELETE", "customer_profile_configs/{id}", repeatable=True, gone_is_done=True
+)

@@ -418,3 +418,96 @@ async def test_an_empty_200_body_is_no_json_and_no_error() -> None:
         await server.stop()
     assert gone is None
     assert ["DELETE"] == methods
+
+
+# ---------------------------------------------------------------------- deletes found done
+
+_NOT_FOUND = ServerReply(
+    status=404,
+    body=b'{"type":"invalid_request","code":"not_found","detail":"Not found.","attr":null}',
+    headers={"Content-Type": "application/json"},
+)
+_FIRST_ANSWERS: dict[str, ServerReply] = {
+    "dropped": ServerReply(drop=True),  # sent, then the connection went: may have run
+    "502": ServerReply(status=502, body=b"bad gateway"),
+    "504": ServerReply(status=504, body=b"gateway timeout"),
+    "503": ServerReply(status=503, body=b"unavailable"),  # refused before any work
+    "429": ServerReply(
+        status=429,
+        body=b'{"type":"throttled_error","code":"throttled","detail":"slow down"}',
+        headers={"Retry-After": "0", "Content-Type": "application/json"},
+    ),
+    "404": _NOT_FOUND,
+}
+_ID = "0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b"
+_DELETES: dict[str, Callable[[aposthog.Client], Awaitable[None]]] = {
+    "batch export": lambda ph: ph.batch_exports.delete(_ID),
+    "profile config": lambda ph: ph.customer_profile_configs.delete(_ID),
+    "conversation": lambda ph: ph.conversations.delete(_ID),
+}
+
+
+@pytest.mark.parametrize("resource", list(_DELETES))
+@pytest.mark.parametrize("first", list(_FIRST_ANSWERS))
+async def test_a_delete_retried_after_an_attempt_that_may_have_run_is_done_when_gone(
+    resource: str, first: str
+) -> None:
+    """
+    A delete whose first attempt may have been carried out (its connection dropped after
+    sending, or a gateway's 502/504) is retried, and the retry meets a 404: the thing is
+    gone, which is what was asked, so `delete()` returns. After a 503 or a 429 (PostHog
+    refused before any work), or on the first attempt, a 404 means there was nothing to
+    delete: `NotFoundError`, as before.
+    """
+    methods: list[str] = []
+
+    async def handler(request: ServerRequest) -> ServerReply:
+        methods.append(request.method)
+        return _FIRST_ANSWERS[first] if len(methods) == 1 else _NOT_FOUND
+
+    server = LoopbackServer(handler)
+    await server.start()
+    try:
+        async with _client(server.url, retry=FAST) as ph:
+            if first in ("dropped", "502", "504"):
+                await _DELETES[resource](ph)
+            else:
+                with pytest.raises(aposthog.NotFoundError):
+                    await _DELETES[resource](ph)
+    finally:
+        await server.stop()
+    assert ["DELETE"] * (1 if first == "404" else 2) == methods
+
+
+async def test_a_delete_whose_answer_came_too_late_is_done_when_its_retry_finds_it_gone() -> None:
+    """
+    PostHog's batch-export delete also removes the export's schedule, which can outlast
+    `timeout`: the first attempt deletes, its answer comes too late, the retry meets a
+    404. An observer sees that 404 as the end, without an error.
+    """
+    from .test_observe import Recorder
+
+    methods: list[str] = []
+
+    async def handler(request: ServerRequest) -> ServerReply:
+        methods.append(request.method)
+        if len(methods) == 1:
+            await asyncio.sleep(0.3)  # deleted, but the answer comes after the timeout
+            return ServerReply(status=204)
+        return _NOT_FOUND
+
+    recorder = Recorder()
+    server = LoopbackServer(handler)
+    await server.start()
+    try:
+        async with _client(server.url, retry=FAST, timeout=0.1) as ph:
+            ph._api.observer = recorder
+            await ph.batch_exports.delete(_ID)
+            assert ("end", 404, None, 2) == recorder.log[-1]
+            # Without an observer too (the first attempt is made inline there).
+            ph._api.observer = None
+            methods.clear()
+            await ph.batch_exports.delete(_ID)
+    finally:
+        await server.stop()
+    assert ["DELETE", "DELETE"] == methods

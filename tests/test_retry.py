@@ -22,6 +22,7 @@ from aposthog._retry import (
     StatusOutcome,
     backoff,
     is_retryable,
+    may_have_acted,
     parse_retry_after,
     parse_throttle_detail,
     retry_delay,
@@ -832,3 +833,19 @@ def test_parse_throttle_detail_reads_drf_suffix_after_any_text(wait: int, prefix
     """Whatever detail DRF's suffix follows, its number is the result."""
     unit = "second" if wait == 1 else "seconds"
     assert parse_throttle_detail(f"{prefix} Expected available in {wait} {unit}.") == wait
+
+
+@given(st.integers(min_value=100, max_value=599))
+def test_only_a_gateway_status_may_have_been_acted_on(status: int) -> None:
+    """
+    Of the statuses, only a gateway's 502 or 504 may have followed work PostHog did; a
+    429 or 503 came before any work, and any other status is PostHog's own answer.
+    """
+    assert may_have_acted(StatusOutcome(status)) is (status in (502, 504))
+
+
+@pytest.mark.parametrize("reached", [True, False])
+def test_a_connection_failure_may_have_been_acted_on_if_it_may_have_reached_posthog(
+    reached: bool,
+) -> None:
+    assert may_have_acted(ConnectionOutcome(reached_server=reached)) is reached

@@ -46,6 +46,16 @@ def test_only_work_starting_routes_are_not_repeatable() -> None:
     assert all(route.repeatable for route in ROUTES.values() if route.method in ("GET", "DELETE"))
 
 
+def test_only_deletes_whose_call_returns_nothing_are_done_when_a_retry_finds_them_gone() -> None:
+    """
+    The queue's `remove()` is a DELETE too, but its call returns the queue, which a 404
+    does not give: a retry that finds the message gone stays a `NotFoundError` there.
+    """
+    done = {name for name, route in ROUTES.items() if route.gone_is_done}
+    assert {"CONVERSATION_DELETE", "EXPORT_DELETE", "PROFILE_CONFIG_DELETE"} == done
+    assert all(ROUTES[name].repeatable for name in done)
+
+
 def test_only_conversation_create_and_its_reattach_count_in_the_ai_bucket() -> None:
     """A re-attach is a POST to `conversations/` too: PostHog throttles it as a create."""
     ai = {name for name, route in ROUTES.items() if route.bucket != "api"}

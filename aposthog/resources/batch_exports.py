@@ -328,7 +328,13 @@ class BatchExports(Resource):
         )
 
     async def delete(self, id: str, *, timeout: Timeout = NOT_GIVEN) -> None:
-        """Delete a batch export (PostHog answers 204; later reads answer 404)."""
+        """
+        Delete a batch export (PostHog answers 204; later reads answer 404).
+
+        `NotFoundError` for an unknown id; a retry that finds the export gone after an
+        attempt PostHog may have carried out (its answer lost: the delete also removes
+        the export's schedule, which can take a while) is the delete's success.
+        """
         await self._api.request_json(routes.EXPORT_DELETE, uuid_segment("id", id), timeout=timeout)
 
     # ------------------------------------------------------------------ actions

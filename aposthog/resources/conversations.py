@@ -290,7 +290,12 @@ class Conversations(Resource):
         )
 
     async def delete(self, id: ConversationId, *, timeout: Timeout = NOT_GIVEN) -> None:
-        """Delete a conversation (PostHog keeps it, flagged deleted: it is gone from the API)."""
+        """
+        Delete a conversation (PostHog keeps it, flagged deleted: it is gone from the API).
+
+        `NotFoundError` for an unknown id; a retry that finds it gone after an attempt
+        PostHog may have carried out (its answer lost) is the delete's success.
+        """
         conversation_id = uuid_id("id", id)
         await self._api.request_json(
             routes.CONVERSATION_DELETE, segment(conversation_id, name="id"), timeout=timeout

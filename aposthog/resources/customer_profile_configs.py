@@ -142,7 +142,12 @@ class CustomerProfileConfigs(Resource):
         )
 
     async def delete(self, id: str, *, timeout: Timeout = NOT_GIVEN) -> None:
-        """Delete a config for good (PostHog answers 204)."""
+        """
+        Delete a config for good (PostHog answers 204).
+
+        `NotFoundError` for an unknown id; a retry that finds the config gone after an
+        attempt PostHog may have carried out (its answer lost) is the delete's success.
+        """
         await self._api.request_json(
             routes.PROFILE_CONFIG_DELETE, uuid_segment("id", id), timeout=timeout
         )
