@@ -254,7 +254,8 @@ class Client:
         pipeline.closed = True
         with anyio.CancelScope(shield=True):
             for stream in list(pipeline.streams):
-                await stream.aclose()
+                # Its reader, if any, is told: the run may not have ended.
+                stream.close("its aposthog.Client was closed")
             await pipeline.transport.aclose()
             if isinstance(pipeline.throttle, RateLimiter):
                 await pipeline.throttle.aclose()

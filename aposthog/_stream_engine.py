@@ -118,6 +118,7 @@ class StreamEngine:
         "_bucket",
         "_busy",
         "_call",
+        "_closed_why",
         "_decoder",
         "_echo_lost",
         "_failure",
@@ -205,6 +206,10 @@ class StreamEngine:
         self.finished = False
         self.complete = False
         self.closed = False
+        # Why the stream was closed, when its reader did not close it (the client was
+        # closed, a read was cancelled or failed): a later read raises, as the run may
+        # not have ended. None for a close the reader made (`aclose()`, a loop left).
+        self._closed_why: str | None = None
         self.cancelled = False
         # A re-attach replayed the run: events may have been lost in its gap, so the end
         # of the run is checked against the conversation (see the module's docstring).
@@ -214,10 +219,15 @@ class StreamEngine:
         """Close the response now. Idempotent; safe from any task and from a finalizer."""
         self.close()
 
-    def close(self) -> None:
-        """`aclose()` without awaiting: a loop's iterator calls it when dropped."""
+    def close(self, why: str | None = None) -> None:
+        """
+        `aclose()` without awaiting: a loop's iterator calls it when dropped. `why`: the
+        stream is closed under its reader (see `_after_close`), for this reason.
+        """
         if self.closed:
             return
+        if why is not None:
+            self._closed_why = why
         self.closed = True
         self.finished = True
         if self._io_scope is not None:
@@ -258,7 +268,7 @@ class StreamEngine:
         if self._busy:
             raise ClientStateError("this ConversationStream is being read by another task")
         if self.closed:
-            return None
+            return self._after_close()
         delivery = next(self._pending, None)
         if delivery is not None and not delivery.text:  # a turn's start has no text
             self._note_turn(delivery)
@@ -277,7 +287,7 @@ class StreamEngine:
         try:
             while True:
                 if self.closed:
-                    return None
+                    break
                 delivery = next(self._pending, None)
                 if delivery is not None:
                     if not delivery.text:
@@ -317,8 +327,35 @@ class StreamEngine:
             # it. The exception is always re-raised.
             self._failure = exc
             self._end(exc)
-            await self.aclose()
+            if not self.closed:
+                cancelled = isinstance(exc, anyio.get_cancelled_exc_class())
+                what = "was cancelled" if cancelled else f"failed ({type(exc).__name__})"
+                self.close(f"a read of it {what}, which closes the stream")
             raise
+        # Outside the try: what a closed stream says is not a failure of this read.
+        return self._after_close()
+
+    def _after_close(self) -> Delivery | None:
+        """
+        A read of the closed stream. Closed by its reader, the loop just ends (None).
+        Closed under it (`_closed_why`), what was already received is still handed out,
+        and then the end is None only for a run that ended: for any other a read raises,
+        so that no reader takes an answer cut short for a finished one.
+        """
+        why = self._closed_why
+        if why is None:
+            return None
+        delivery = next(self._pending, None)
+        if delivery is not None:
+            if not delivery.text:
+                self._note_turn(delivery)
+            return delivery
+        if self.complete:
+            return None
+        raise ClientStateError(
+            f"this ConversationStream was closed before PostHog ended it: {why}; "
+            "result() holds what arrived"
+        )
 
     def _cut_short(self) -> Failure:
         # The body ended cleanly, but short of the run's end (a proxy or PostHog cut it,

@@ -178,10 +178,16 @@ class ConversationStream:
         Only the new text of the assistant's answer, as it arrives.
 
         When the loop ends without an exception the run is complete, and `"".join(deltas)`
-        is `result().text` (the final text of this run's assistant messages, joined by a
-        blank line) — unless PostHog rewrote text it had already streamed, which then shows
-        as `result().streamed_text != result().text`. A stream that ends before its run's
-        final message raises `IncompleteStreamError` once re-attaching cannot complete it.
+        is `result().streamed_text`; for a run that did not fail, that is `result().text`
+        (the final text of this run's assistant messages, joined by a blank line), unless
+        PostHog rewrote text it had already streamed, which then shows as
+        `result().streamed_text != result().text`. A run that fails in-band
+        (`result().failed`) also ends the loop without an exception, after the part of the
+        answer it streamed, which `result().text` does not hold: check `failed` before
+        presenting the text as an answer. A stream that ends before its run's final
+        message raises `IncompleteStreamError` once re-attaching cannot complete it; one
+        closed under its reader (the client closed, a read cancelled or failed) raises
+        `ClientStateError` at the next read.
         Snapshots PostHog replays after a re-attach, and final messages that replace
         snapshots, never repeat text. Leaving the loop early closes the stream.
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import json
 import socket
@@ -25,7 +26,7 @@ from aposthog.models.events import (
 from aposthog.models.messages import AssistantMessage, FailureMessage, HumanMessage
 from aposthog.testing import FakePostHog
 
-from .stream_helpers import ANSWER, FAST, posts
+from .stream_helpers import ANSWER, FAST, Replay, posts
 
 pytestmark = pytest.mark.anyio
 
@@ -392,7 +393,8 @@ async def test_a_stream_waiting_to_re_attach_stays_open_and_closing_the_client_w
     fake: FakePostHog,
 ) -> None:
     """Between a drop and its re-attach a stream is still open: counted, and closed (at
-    once, not after the backoff) by `Client.aclose()`."""
+    once, not after the backoff) by `Client.aclose()`; its reader is told its run did
+    not end (it is not handed the answer so far as a finished one)."""
     fake.script_answer("an answer cut short", token_size=1, delay=0.01, drop_after=3)
     waiting = anyio.Event()
 
@@ -403,12 +405,23 @@ async def test_a_stream_waiting_to_re_attach_stays_open_and_closing_the_client_w
     slow = aposthog.RetryPolicy(initial_backoff=60, max_backoff=60, max_retry_after=60)
     ph = fake.client(retry=slow, on_wait=on_wait)
     stream = ph.conversations.create("q")
+    told: list[str] = []
+
+    async def read() -> None:
+        with pytest.raises(aposthog.ClientStateError) as caught:
+            await stream.until_done()
+        told.append(str(caught.value))
+
     with anyio.fail_after(10):  # only a hang would take this long
         async with anyio.create_task_group() as tg:
-            tg.start_soon(stream.until_done)
+            tg.start_soon(read)
             await waiting.wait()
             assert ph.open_streams == 1
             await ph.aclose()
+    assert [
+        "this ConversationStream was closed before PostHog ended it: its aposthog.Client was "
+        "closed; result() holds what arrived"
+    ] == told
     assert stream.closed
     assert not stream.result().complete
     assert ph.open_streams == 0
@@ -674,3 +687,175 @@ async def test_cancel_after_the_run_ended_stops_nothing(
     await stream.cancel()
     assert _patches(fake) == []
     assert stream.result().complete
+
+
+@pytest.mark.parametrize("reader", ["text_deltas", "until_done"])
+async def test_closing_the_client_under_a_reader_never_passes_for_a_finished_answer(
+    fake: FakePostHog, reader: str
+) -> None:
+    """
+    A chat bot relays `text_deltas()` (or awaits `until_done()`) in a task while its
+    shutdown closes the shared client. The README's rule is that a loop ending without an
+    exception means the run is complete, and `until_done()` never returns an answer cut
+    short; so the reader, whose run is not complete, must get an exception, not a quiet
+    end that it relays to its user as the whole answer.
+    """
+    fake.script_answer("a slow answer that is still being written", delay=0.2)
+    outcome: list[str] = []
+    async with fake.client(retry=FAST) as ph:
+        stream = ph.conversations.create("q")
+        await anext(stream)  # the conversation
+        await anext(stream)  # the echo of the question: the answer is under way
+
+        async def relay() -> None:
+            try:
+                if reader == "text_deltas":
+                    async for _ in stream.text_deltas():
+                        pass
+                else:
+                    await stream.until_done()
+            except aposthog.ClientStateError as exc:
+                outcome.append(str(exc))
+            else:
+                outcome.append("ended quietly")
+
+        with anyio.fail_after(5):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(relay)
+                await anyio.sleep(0.05)  # the relay waits for the next snapshot
+                await ph.aclose()
+    assert not stream.result().complete
+    assert [
+        "this ConversationStream was closed before PostHog ended it: its aposthog.Client was "
+        "closed; result() holds what arrived"
+    ] == outcome
+
+
+async def test_a_timed_out_read_never_turns_into_the_quiet_end_of_the_answer(
+    fake: FakePostHog, ph: aposthog.Client
+) -> None:
+    """
+    A chat bot shows "typing…" while PostHog AI thinks: it waits for each delta with a
+    timeout (`asyncio.wait_for(anext(deltas), ...)`) and, on a timeout, updates the
+    indicator and waits again. The cancelled read closes the stream (every cancellation
+    does), which is fine; but the next read must not then end the loop as if the answer
+    were complete: the bot would relay an empty or truncated answer as the whole one.
+    Either the stream survives the timed-out read, or reading it again raises.
+    """
+    fake.script_answer(ANSWER, token_size=8, delay=0.15)  # slower than the timeout
+    stream = ph.conversations.create("q")
+    deltas = stream.text_deltas()
+    relayed: list[str] = []
+    timeouts = 0
+    outcome = "ended quietly"
+    try:
+        while True:
+            try:
+                relayed.append(await asyncio.wait_for(anext(deltas), 0.1))
+            except TimeoutError:  # noqa: PERF203 (the loop a bot writes)
+                timeouts += 1  # the bot updates its "typing…" indicator
+            except StopAsyncIteration:
+                break
+    except aposthog.ClientStateError as exc:
+        outcome = str(exc)
+    assert 1 == timeouts  # the next read raised: the cancelled one had closed the stream
+    assert (
+        "this ConversationStream was closed before PostHog ended it: a read of it was "
+        "cancelled, which closes the stream; result() holds what arrived"
+    ) == outcome
+    assert stream.closed
+    assert not stream.result().complete
+    # Another read, or until_done(), says the same: never a quiet end.
+    with pytest.raises(aposthog.ClientStateError, match="a read of it was cancelled"):
+        await stream.until_done()
+    with pytest.raises(aposthog.ClientStateError, match="a read of it was cancelled"):
+        await anext(stream)
+
+
+class _Stalling(Replay):
+    """The recorded chunks, and then silence (the body goes on, nothing comes)."""
+
+    async def read_chunk(self) -> bytes:
+        chunk = await super().read_chunk()
+        if not chunk:
+            await anyio.sleep_forever()
+        return chunk
+
+
+async def test_what_arrived_before_the_client_closed_is_still_read_then_the_reader_is_told() -> (
+    None
+):
+    """
+    A relay that awaits its own platform between deltas while its client closes: the
+    deltas already received (one chunk held several) are still handed out, nothing of
+    them lost, and then the next read raises, as the stream never ended.
+    """
+    chunk = b"".join(
+        b"event: message\ndata: " + json.dumps(data).encode() + b"\n\n"
+        for data in [
+            {"type": "human", "content": "q", "id": "h0"},
+            {"type": "ai", "content": "One"},
+            {"type": "ai", "content": "One, two"},
+            {"type": "ai", "content": "One, two, three"},
+        ]
+    )
+    async with aposthog.Client(api_key="phx_k", host="http://127.0.0.1:9", project_id=1) as ph:
+
+        async def replay(*_: Any, **__: Any) -> Replay:
+            return _Stalling([chunk])
+
+        ph._api.pipeline.transport.open_stream = replay  # type: ignore[method-assign, assignment]
+        stream = ph.conversations.create("q")
+        deltas = stream.text_deltas()
+        assert "One" == await anext(deltas)
+        await ph.aclose()  # while the relay is busy elsewhere
+        rest: list[str] = []
+        with pytest.raises(aposthog.ClientStateError, match=r"its aposthog\.Client was closed"):
+            async for text in deltas:
+                rest.append(text)  # noqa: PERF401 (kept as read: the loop raises)
+        assert [", two", ", three"] == rest
+        assert "One, two, three" == stream.result().streamed_text
+        assert not stream.result().complete
+
+
+async def test_a_stream_whose_read_failed_never_ends_quietly_after(
+    fake: FakePostHog,
+) -> None:
+    """
+    A read that raised (the re-attach budget spent on a stream cut short) closes the
+    stream; a later read (a second loop, `until_done()` in a handler) raises too, naming
+    the failure, instead of ending as if the answer were whole.
+    """
+    fake.script_answer("an answer cut short", token_size=2, drop_after=2)
+    async with fake.client(retry=FAST) as ph:
+        stream = ph.conversations.create("q", max_reattach_attempts=0)
+        with pytest.raises(aposthog.APIConnectionError):
+            async for _ in stream.text_deltas():
+                pass
+        with pytest.raises(aposthog.ClientStateError, match=r"a read of it failed \("):
+            await stream.until_done()
+        assert not stream.result().complete
+
+
+async def test_a_delta_loop_that_ends_without_an_exception_joins_to_the_result_text(
+    fake: FakePostHog, ph: aposthog.Client
+) -> None:
+    """
+    README and `text_deltas()`: "when the loop ends without an exception, the run is
+    complete and `"".join(deltas) == stream.result().text`", the only exception named
+    being PostHog rewriting text it streamed. PostHog's LLM errors arrive as an in-band
+    `ai/failure` after part of the answer was streamed (reference §3.5): the loop ends
+    quietly (in-band failures are results), the run is complete, and the relayed deltas
+    are a partial answer that `result().text` does not contain. A bot that trusts the rule
+    relays half an answer as the whole one: the rule (README, `text_deltas()`) says the
+    deltas join to `streamed_text`, which is `text` only for a run that did not fail.
+    """
+    fake.script_answer(ANSWER, token_size=3, fail="I'm unable to respond right now.")
+    stream = ph.conversations.create("q")
+    deltas = [text async for text in stream.text_deltas()]
+    result = stream.result()
+    assert result.complete
+    assert result.failed
+    assert "".join(deltas) == result.streamed_text
+    assert deltas
+    assert "" == result.text  # the abandoned part is no answer
