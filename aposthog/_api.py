@@ -140,9 +140,13 @@ class Api:
         slots = pipeline.slots
         if not slots.take_nowait():
             await slots.take()
+            if pipeline.closed:  # closed while it waited: nothing is sent
+                slots.release()
+                pipeline.check_usable()
         try:
             response = await pipeline.transport.send(request, headers, timeout=attempt_timeout)
         except APIConnectionError as exc:
+            pipeline.check_open(exc)
             failure = Failure.connection(exc)
         else:
             if response.status < 300:

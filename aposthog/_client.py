@@ -6,6 +6,7 @@ shared with its `with_options()` views, and hands each resource the view's `Api`
 
 from __future__ import annotations
 
+import asyncio
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
@@ -16,6 +17,7 @@ from . import _config
 from ._api import NOT_GIVEN, Api, NotGiven
 from ._config import ClientConfig, resolve_config
 from ._debug_log import DebugLog
+from ._errors import ClientStateError
 from ._http import Secret
 from ._limiter import RateLimiter, RateLimitStore, make_rate_limiter
 from ._observe import WaitCallback, wait_hook
@@ -251,6 +253,11 @@ class Client:
         pipeline = self._api.pipeline
         if pipeline.closed:
             return
+        if pipeline.loop is not None and pipeline.loop is not asyncio.get_running_loop():
+            # Its session and streams belong to that loop: closed there, or not at all.
+            raise ClientStateError(
+                "this aposthog.Client belongs to another event loop: close it from there"
+            )
         pipeline.closed = True
         with anyio.CancelScope(shield=True):
             for stream in list(pipeline.streams):

@@ -151,6 +151,16 @@ class Pipeline:
                 "create one client per event loop (aiohttp sessions cannot cross loops)"
             )
 
+    def check_open(self, failure: APIConnectionError) -> None:
+        """
+        After an attempt that lost its connection: if the client was closed meanwhile
+        (which closed that connection), say so, rather than blame PostHog.
+        """
+        if self.closed:
+            raise ClientStateError(
+                "this aposthog.Client was closed while the request was in flight"
+            ) from failure
+
     def request(
         self,
         route: Route,
@@ -339,9 +349,13 @@ class Call:
             slots = pipeline.slots
             if not slots.take_nowait():
                 await slots.take()
+                if pipeline.closed:  # closed while it waited: nothing is sent
+                    slots.release()
+                    pipeline.check_usable()
             try:
                 result = await attempt()
             except APIConnectionError as exc:
+                pipeline.check_open(exc)
                 result = Failure.connection(exc)
             finally:
                 slots.release()

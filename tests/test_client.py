@@ -312,6 +312,63 @@ async def test_a_client_refuses_another_event_loop(fake: FakePostHog) -> None:
     assert "another event loop" in str(errors[0])
 
 
+async def test_closing_a_client_from_another_event_loop_is_a_client_state_error(
+    fake: FakePostHog,
+) -> None:
+    """`aclose()` from a loop the client does not belong to is refused as every other
+    use from there is (`ClientStateError`), not an asyncio `RuntimeError` (no asyncio
+    exception escapes the client), and leaves the client open for its own loop to close.
+    """
+    ph = fake.client()
+    await ph.customer_profile_configs.list()
+    errors: list[BaseException] = []
+
+    def other_loop() -> None:
+        try:
+            asyncio.run(ph.aclose())
+        except BaseException as exc:  # the assertion is on the type
+            errors.append(exc)
+
+    thread = threading.Thread(target=other_loop)
+    thread.start()
+    thread.join()
+    still_open = not ph.closed
+    await ph.aclose()
+    assert [aposthog.ClientStateError] == [type(e) for e in errors]
+    assert still_open
+
+
+async def test_a_call_waiting_for_a_slot_when_the_client_closes_says_the_client_closed(
+    fake: FakePostHog,
+) -> None:
+    """A call waiting for a `max_concurrency` slot when `aclose()` runs fails with the
+    closed client's `ClientStateError`, as a call waiting for the rate limiter does, not
+    one blaming a borrowed session the caller never gave; the call in flight, whose
+    connection the close cut, is told the client closed, rather than that PostHog did.
+    """
+    fake.latency = 0.3
+    errors: list[aposthog.ClientStateError] = []
+    async with fake.client(max_concurrency=1, max_retries=0) as ph:
+
+        async def call() -> None:
+            try:
+                await ph.customer_profile_configs.list()
+            except aposthog.ClientStateError as exc:
+                errors.append(exc)
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(call)
+            tg.start_soon(call)
+            await anyio.sleep(0.1)  # one call in flight, the other waits for the slot
+            await ph.aclose()
+    assert [
+        "this aposthog.Client was closed while the request was in flight",
+        "this aposthog.Client is closed; create a new one",
+    ] == [str(e) for e in errors]
+    assert isinstance(errors[0].__cause__, aposthog.APIConnectionError)
+    assert 1 == len([r for r in fake.requests if r.method == "GET"])  # the waiter sent nothing
+
+
 async def test_proxies_from_the_environment_are_honoured(
     fake: FakePostHog, monkeypatch: pytest.MonkeyPatch
 ) -> None:
