@@ -22,6 +22,7 @@ from .._errors import ConfigurationError, PostHogError
 from .._version import __version__
 from . import _args
 from ._commands import COMMANDS, Output, _UsageError, add_resource_commands
+from ._output import cell
 
 __all__ = ["main"]
 
@@ -237,4 +238,5 @@ def _run(make: Callable[[], Awaitable[int]]) -> int:
 
 
 def _one_line(exc: BaseException | str) -> str:
-    return " ".join(str(exc).split()) or type(exc).__name__
+    # An error may quote PostHog's text (its `detail`): shown inert, as a table cell is.
+    return cell(" ".join(str(exc).split())) or type(exc).__name__

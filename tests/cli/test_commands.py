@@ -83,6 +83,20 @@ async def test_api_error_is_one_line_and_exit_1(run_cli: RunCli) -> None:
     assert result.stderr.startswith("aposthog: error: 404 Not Found")
 
 
+async def test_an_error_quoting_server_text_is_one_inert_line(
+    fake: FakePostHog, run_cli: RunCli
+) -> None:
+    """PostHog's `detail` (which may quote what a user wrote) is printed inert: its
+    escape sequences are shown escaped, never sent to the terminal."""
+    body = {"type": "validation_error", "code": "invalid", "detail": "bad \x1b[2Jname\x07"}
+    fake.fail_next(1, status=400, body=body)
+    result = await run_cli("profile-configs", "get", "0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b")
+    assert 1 == result.returncode
+    assert 1 == len(result.stderr.splitlines())
+    assert "bad \\x1b[2Jname\\x07" in result.stderr
+    assert "\x1b" not in result.stderr
+
+
 async def test_an_action_on_a_missing_object_exits_1(run_cli: RunCli) -> None:
     """PostHog's error for an action is reported on one line with its status."""
     result = await run_cli(
@@ -403,3 +417,29 @@ async def test_limit_reads_no_page_past_the_last_record_printed(
         assert pages == len(fake.requests), limit
         table = await run_cli("profile-configs", "list", "--limit", str(limit))
         assert limit + 1 == len(table.stdout.splitlines())  # the header, then the rows
+
+
+#: An OSC 8 hyperlink that disguises where it points, then "clear the screen".
+TERMINAL_ESCAPES = "\x1b]8;;https://evil.example/\x07docs\x1b]8;;\x07\x1b[2J"
+
+
+async def test_a_name_with_terminal_escapes_is_printed_inert(
+    fake: FakePostHog, run_cli: RunCli
+) -> None:
+    """
+    Any member of the organization (or the UI, or another integration) names a batch
+    export; the human table must not let that name drive the reader's terminal (rewrite
+    the screen, plant a disguised hyperlink, set the window title): control characters
+    are shown escaped, as `--json` shows them.
+    """
+    async with fake.client() as ph:
+        await ph.batch_exports.create(
+            name="nightly" + TERMINAL_ESCAPES,
+            destination=aposthog.BatchExportDestination(type="NoOp", config={}),
+            interval="hour",
+        )
+    listed = await run_cli("batch-exports", "list")
+    assert 0 == listed.returncode, listed.stderr
+    assert "nightly\\x1b]8;;https://evil.example/\\x07docs" in listed.stdout
+    assert "\x1b" not in listed.stdout
+    assert "\x07" not in listed.stdout
