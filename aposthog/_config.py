@@ -18,7 +18,7 @@ import attrs
 from ._errors import ConfigurationError
 from ._http import Secret
 from ._proxy import is_loopback
-from ._retry import RetryPolicy
+from ._retry import RetryPolicy, as_seconds
 
 __all__ = [
     "ACCEPTED_HOSTS",
@@ -127,7 +127,8 @@ def _seconds(name: str, value: object, *, allow_none: bool = True) -> float | No
     """
     A timeout in seconds: positive; None or `math.inf` mean no limit.
 
-    NaN, zero, negatives, booleans and non-numbers are refused.
+    NaN, zero, negatives, booleans and non-numbers are refused. An int beyond a float's
+    range is infinity.
     """
     if value is None:
         if allow_none:
@@ -137,6 +138,7 @@ def _seconds(name: str, value: object, *, allow_none: bool = True) -> float | No
         raise ConfigurationError(
             f"{name} must be a number of seconds or None, got {type(value).__name__}"
         )
+    value = as_seconds(value)
     if math.isnan(value) or value <= 0:
         raise ConfigurationError(f"{name} must be a positive number of seconds, got {value!r}")
     if math.isinf(value):

@@ -22,6 +22,7 @@ from collections.abc import Iterable, Sequence
 import attrs
 
 from ._errors import ConfigurationError
+from ._retry import as_seconds
 
 __all__ = [
     "BUCKETS",
@@ -58,6 +59,7 @@ def _limit(_: object, attribute: attrs.Attribute[int], value: int) -> None:
 def _seconds(value: float) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise TypeError(f"Rate per must be a number of seconds, got {value!r}")
+    value = as_seconds(value)
     if not math.isfinite(value) or value <= 0:
         raise ValueError(f"Rate per must be a positive number of seconds, got {value!r}")
     return float(value)
@@ -95,6 +97,7 @@ def _rates(rates: Rate | Iterable[Rate] | None) -> tuple[Rate, ...]:
 def _margin(value: float) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise TypeError(f"RateLimits margin must be a number of seconds, got {value!r}")
+    value = as_seconds(value)
     if not math.isfinite(value) or value < 0:
         raise ValueError(f"RateLimits margin must be >= 0 seconds, got {value!r}")
     return float(value)

@@ -69,6 +69,7 @@ __all__ = [
     "Outcome",
     "RetryPolicy",
     "StatusOutcome",
+    "as_seconds",
     "backoff",
     "is_retryable",
     "may_have_acted",
@@ -93,6 +94,18 @@ _RNG = random.Random()
 """The jitter source used when :func:`retry_delay` is not given one."""
 
 
+def as_seconds(value: float) -> float:
+    """
+    A number of seconds (an int or a float) as a float: an int beyond a float's range
+    (`10**400`) is infinity, which each setting reads as it reads `math.inf`, where
+    `float()` and `math.isfinite()` raise `OverflowError`.
+    """
+    try:
+        return float(value)
+    except OverflowError:
+        return math.inf
+
+
 def _check_seconds(name: str, value: object, *, allow_none: bool = False) -> None:
     """Raise TypeError/ValueError unless ``value`` is a finite, non-negative number of seconds."""
     if value is None and allow_none:
@@ -100,6 +113,7 @@ def _check_seconds(name: str, value: object, *, allow_none: bool = False) -> Non
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         expected = "a number of seconds or None" if allow_none else "a number of seconds"
         raise TypeError(f"{name} must be {expected}, got {type(value).__name__}: {value!r}")
+    value = as_seconds(value)
     if not math.isfinite(value) or value < 0:
         raise ValueError(f"{name} must be a finite number of seconds >= 0, got {value!r}")
 
@@ -181,7 +195,7 @@ class StatusOutcome:
                     "retry_after must be a number of seconds or None, got "
                     f"{type(self.retry_after).__name__}: {self.retry_after!r}"
                 )
-            if math.isnan(self.retry_after) or self.retry_after < 0:
+            if math.isnan(as_seconds(self.retry_after)) or self.retry_after < 0:
                 raise ValueError(f"retry_after must be >= 0 seconds, got {self.retry_after!r}")
 
 

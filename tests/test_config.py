@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import math
+from collections.abc import Callable
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -257,6 +260,32 @@ def test_any_url_like_host_is_a_base_url_or_a_configuration_error(text: str) -> 
     assert base.startswith(("https://", "http://"))
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason="resolve_host checks the host as urllib reads it; aiohttp reads it with yarl and "
+    "IDNA, which refuse these, so every call fails with an untyped ValueError/UnicodeError",
+)
+@pytest.mark.parametrize(
+    "host",
+    [
+        "http://[::1]evil.example:8000",  # urllib: host ::1 (loopback); yarl: "Invalid IPv6 URL"
+        "http://127.0.0.1[::1]:8000",
+        "http://[::1]]:8000",
+        "https://posthog..example.com",  # an empty label: IDNA refuses it
+        "https://" + "a" * 64 + ".example.com",  # a label over 63 characters
+    ],
+)
+def test_a_host_no_request_can_be_sent_to_is_refused_at_construction(host: str) -> None:
+    """
+    Configuration is checked in full at construction (CHANGELOG: an unclosed `[::1` is
+    refused), so a host that urllib parses but that aiohttp cannot send a request to is
+    a `ConfigurationError` here, not a `ValueError` or `UnicodeError` from inside aiohttp
+    on every call.
+    """
+    with pytest.raises(aposthog.ConfigurationError):
+        resolve_host(host)
+
+
 # ------------------------------------------------------------------ the key
 
 SENTINEL = "phx_SENTINEL_never_shown"
@@ -493,3 +522,34 @@ def test_max_concurrency_is_an_int_of_at_least_one(value: object) -> None:
         return
     assert config.max_concurrency >= 1
     assert isinstance(value, int) or value is None
+
+
+@pytest.mark.parametrize("name", ["timeout", "connect_timeout", "stream_idle_timeout"])
+def test_a_timeout_too_large_for_a_float_is_no_limit_as_infinity_is(name: str) -> None:
+    """
+    A timeout is any positive number, `math.inf` meaning no limit; an int beyond a
+    float's range (10**400, from a config file, say) is read as infinity, where it
+    raised `OverflowError` (neither a `ConfigurationError` nor caught by `except
+    ValueError`).
+    """
+    huge = resolve_config(api_key="k", environ={}, **{name: 10**400})  # type: ignore[arg-type]
+    assert getattr(huge, name) is None
+    assert getattr(resolve_config(api_key="k", environ={}, **{name: math.inf}), name) is None
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda v: aposthog.RetryPolicy(deadline=v),
+        lambda v: aposthog.RetryPolicy(max_backoff=v),
+        lambda v: aposthog.Rate(1, per=v),
+        lambda v: aposthog.RateLimits(margin=v),
+    ],
+)
+def test_a_setting_that_must_be_finite_refuses_an_int_too_large_for_a_float(
+    make: Callable[[object], object],
+) -> None:
+    """As it refuses `math.inf`: a `ValueError` saying so, never an `OverflowError`."""
+    for value in (math.inf, 10**400):
+        with pytest.raises(ValueError, match="got inf"):
+            make(value)
