@@ -387,6 +387,13 @@ class Transport:
         connect_timeout: float | None = None,
         max_response_size: int = 32 * 1024 * 1024,
     ) -> None:
+        if session is not None and not isinstance(session, aiohttp.ClientSession):
+            shown = type(session).__name__
+            if isinstance(session, type):
+                shown = f"the class {session.__name__}"
+            raise TypeError(
+                f"session must be an aiohttp.ClientSession (an instance) or None, got {shown}"
+            )
         self._session = session
         self._owns_session = session is None
         self._connect_timeout = connect_timeout

@@ -501,3 +501,25 @@ async def test_entering_a_closed_client_is_an_error(fake: FakePostHog) -> None:
     with pytest.raises(aposthog.ClientStateError, match="closed"):
         async with ph:
             pytest.fail("entered a closed client")
+
+
+@pytest.mark.parametrize(
+    "session",
+    [
+        aiohttp.ClientSession,  # the class: `session=aiohttp.ClientSession` without the call
+        "http://127.0.0.1:1",  # a URL where the session goes
+        5,
+    ],
+)
+async def test_a_session_that_is_not_an_aiohttp_session_is_refused_at_construction(
+    session: object,
+) -> None:
+    """
+    Every other argument is checked where the client is built, with an error naming it.
+    A `session` that is not an `aiohttp.ClientSession` instance was accepted, and each
+    call then failed with an untyped `AttributeError` ('int' object has no attribute
+    'closed'), or, for the class itself, with "the aiohttp session given to the
+    aposthog.Client is closed", which sends the reader looking for who closed it.
+    """
+    with pytest.raises(TypeError, match=r"^session must be an aiohttp\.ClientSession"):
+        aposthog.Client(api_key="phx_test", host="http://127.0.0.1:1", session=session)  # type: ignore[arg-type]
