@@ -387,10 +387,11 @@ class Transport:
         connect_timeout: float | None = None,
         max_response_size: int = 32 * 1024 * 1024,
     ) -> None:
-        if session is not None and not isinstance(session, aiohttp.ClientSession):
-            shown = type(session).__name__
-            if isinstance(session, type):
-                shown = f"the class {session.__name__}"
+        given: object = session  # typed a session, checked for callers who are not
+        if given is not None and not isinstance(given, aiohttp.ClientSession):
+            shown = type(given).__name__
+            if isinstance(given, type):
+                shown = f"the class {given.__name__}"
             raise TypeError(
                 f"session must be an aiohttp.ClientSession (an instance) or None, got {shown}"
             )
