@@ -26,6 +26,7 @@ from ._errors import (
     RateLimitError,
     ResponseDecodeError,
     error_from_response,
+    header_text,
     name_request,
 )
 from ._http import Query, Request, Route, same_origin_url
@@ -346,9 +347,7 @@ def status_failure(
 ) -> Failure:
     """The failure for a non-2xx answer, with the wait the server named (if any)."""
     if status < 400:
-        location = headers.get("Location") or "(no Location header)"
-        if len(location) > _LOCATION_SHOWN:
-            location = location[:_LOCATION_SHOWN] + "…"
+        location = header_text(headers.get("Location") or "(no Location header)", _LOCATION_SHOWN)
         error = APIStatusError(
             status=status,
             detail=(

@@ -31,6 +31,7 @@ destination-test endpoint answers 400 and 404 with nothing at all).
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable, Mapping
 from http import HTTPStatus
 from typing import Any
@@ -59,6 +60,7 @@ __all__ = [
     "UnprocessableEntityError",
     "clip",
     "error_from_response",
+    "header_text",
 ]
 
 #: The most characters of server-sent text a message, a repr or a log line shows.
@@ -79,6 +81,23 @@ def clip(text: str, limit: int = MAX_SHOWN) -> str:
     if len(text) <= limit:
         return text
     return f"{text[:limit]}… [{len(text) - limit:,} more characters]"
+
+
+_SURROGATES = re.compile("[\ud800-\udfff]")
+# A header's control characters (a tab is the only one HTTP allows there) shown escaped.
+_HEADER_CONTROLS = {c: f"\\x{c:02x}" for c in (*range(0x20), 0x7F)}
+
+
+def header_text(value: str, limit: int = 300) -> str:
+    """
+    A response header's value as a message quotes it: at most `limit` characters, its
+    bytes that were not UTF-8 (lone surrogates, as aiohttp decodes them) shown as U+FFFD
+    and its control characters escaped, so the message can be written anywhere (a UTF-8
+    log file, a JSON line) and stays one line.
+    """
+    if len(value) > limit:
+        value = value[:limit] + "…"
+    return _SURROGATES.sub("\ufffd", value).translate(_HEADER_CONTROLS)
 
 
 def _clip_repr(value: Any) -> str:

@@ -87,6 +87,7 @@ from ._errors import (
     PostHogError,
     ResponseDecodeError,
     ResponseTooLargeError,
+    header_text,
 )
 from ._http import Request, segment
 from ._observe import IGNORED, StreamObserver
@@ -457,7 +458,7 @@ class StreamEngine:
             body = await snippet(result)
             raise ResponseDecodeError(
                 f"PostHog answered POST {request.path} with {result.status} "
-                f"{result.content_type or 'no content type'}, not {_EVENT_STREAM}",
+                f"{header_text(result.content_type) or 'no content type'}, not {_EVENT_STREAM}",
                 body=body,
                 path=request.path,
             )

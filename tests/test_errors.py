@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import aposthog
-from aposthog._errors import error_from_response, name_request
+from aposthog._errors import error_from_response, header_text, name_request
 
 
 def _envelope(type_: str, code: str, detail: str, attr: str | None = None) -> bytes:
@@ -331,3 +331,23 @@ def test_response_too_large_error_keeps_its_limit_and_path() -> None:
     assert isinstance(err, aposthog.ResponseDecodeError)
     assert (1024, "/x/", None, ()) == (err.limit, err.path, err.body, err.paths)
     assert "the body passed 1024 bytes" == str(err)
+
+
+@given(st.text(alphabet=st.characters(codec=None, exclude_categories=())), st.integers(1, 50))
+def test_a_quoted_header_is_one_line_of_writable_text_within_its_limit(
+    value: str, limit: int
+) -> None:
+    """
+    Whatever a header holds (aiohttp keeps bytes that are not UTF-8 as lone surrogates),
+    quoted in a message it encodes as UTF-8, has no control character, and is cut.
+    """
+    shown = header_text(value, limit)
+    shown.encode("utf-8")
+    assert not [c for c in shown if ord(c) < 0x20 or ord(c) == 0x7F]
+    assert len(value) <= limit or shown.endswith("…")
+    if value.isprintable() and len(value) <= limit:
+        assert value == shown
+
+
+def test_a_quoted_header_shows_what_it_replaced() -> None:
+    assert "a\ufffd\\x1b[2J\\x0abc…" == header_text("a\udcff\x1b[2J\nbcd", 9)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import json
 import tracemalloc
@@ -352,3 +353,34 @@ async def test_a_gzip_bomb_in_a_stream_stops_at_the_event_limit() -> None:
         await server.stop()
     # The per-event limit (16 MiB) bounds it, not the 256 MiB the bomb inflates to.
     assert peak < 48 * MiB, f"peak {peak / MiB:.1f} MiB"
+
+
+async def test_a_redirect_to_bytes_that_are_not_utf8_gives_a_printable_error() -> None:
+    """
+    An answer's header bytes are the server's to choose. A redirect's `Location` is
+    quoted in the error message, and a message holding the lone surrogates aiohttp
+    decodes invalid UTF-8 into cannot be written as UTF-8: a logging handler writing the
+    error to a UTF-8 file or a JSON log line fails on it. The message must be text.
+    """
+
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(
+            b"HTTP/1.1 302 Found\r\nLocation: https://elsewhere.example/\xff\xfe\x1b[2J\r\n"
+            b"Content-Length: 0\r\nConnection: close\r\n\r\n"
+        )
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(answer, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        async with _client(f"http://127.0.0.1:{port}") as ph:
+            with pytest.raises(aposthog.APIStatusError) as info:
+                await ph.batch_exports.get(ANY_ID)
+    finally:
+        server.close()
+        await server.wait_closed()
+    assert 302 == info.value.status
+    assert "redirected to https://elsewhere.example/\ufffd\ufffd\\x1b[2J;" in str(info.value)
+    str(info.value).encode("utf-8")  # UnicodeEncodeError: surrogates not allowed
