@@ -22,7 +22,15 @@ from ..models.batch_exports import (
     BatchExportLogLevel,
     BatchExportModel,
 )
-from ._checks import check_bool, check_json, check_str, choice, int_in_range, not_blank
+from ._checks import (
+    check_bool,
+    check_json,
+    check_str,
+    choice,
+    int_in_range,
+    not_blank,
+    sendable_text,
+)
 
 __all__ = [
     "DestinationArg",
@@ -304,6 +312,7 @@ def _name(name: str, value: Any) -> str:
     check_str(name, value)
     if not value.strip():
         raise ValueError(f"{name} must not be blank")
+    sendable_text(name, value)
     return str(value)
 
 

@@ -32,6 +32,8 @@ __all__ = [
     "choice",
     "header_value",
     "int_in_range",
+    "not_blank",
+    "sendable_text",
     "uuid_id",
     "uuid_segment",
 ]
@@ -58,11 +60,35 @@ def check_str(name: str, value: Any, *, allow_none: bool = False) -> None:
 def not_blank(name: str, value: Any, *, none_means: str) -> None:
     """
     A str that is not blank, or None (`none_means` says what None does): PostHog refuses
-    an empty (or all-space) one with a 400, so it is refused here, before sending.
+    an empty (or all-space) one with a 400, so it is refused here, before sending; so is
+    text no `CharField` takes (see `sendable_text`).
     """
     check_str(name, value, allow_none=True)
-    if value is not None and not value.strip():
-        raise ValueError(f"{name} must not be blank ({none_means})")
+    if value is not None:
+        if not value.strip():
+            raise ValueError(f"{name} must not be blank ({none_means})")
+        sendable_text(name, value)
+
+
+def sendable_text(name: str, value: str) -> None:
+    """
+    Raise ValueError unless `value` can be sent as a PostHog `CharField` takes it: with
+    no NUL character (DRF's validator answers one with a 400) and no lone surrogate
+    (which is not text UTF-8 can carry).
+    """
+    if "\x00" in value:
+        raise ValueError(f"{name} must not contain a NUL character (PostHog refuses it)")
+    _encodable(name, value)
+
+
+def _encodable(where: str, value: str) -> None:
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise ValueError(
+            f"{where} holds a lone surrogate ({value[exc.start]!r} at {exc.start}): "
+            "not text that can be sent"
+        ) from None
 
 
 def check_bool(name: str, value: Any) -> bool:
@@ -173,7 +199,10 @@ def check_json(name: str, value: Any) -> None:
         visited += 1
         if visited > _MAX_JSON_NODES:
             raise ValueError(f"{name} has more than {_MAX_JSON_NODES:,} values")
-        if item is None or isinstance(item, (str, bool, int)):
+        if isinstance(item, str):
+            _encodable(where, item)
+            continue
+        if item is None or isinstance(item, (bool, int)):
             continue
         if isinstance(item, float):
             if not math.isfinite(item):
@@ -192,6 +221,7 @@ def check_json(name: str, value: Any) -> None:
                     raise TypeError(
                         f"{where} has a key of type {type(key).__name__}: JSON keys are str"
                     )
+                _encodable(f"a key of {where}", key)
                 stack.append((child, f"{where}[{clip(repr(key), 40)}]", depth + 1))
         else:
             stack.extend((child, f"{where}[{i}]", depth + 1) for i, child in enumerate(item))

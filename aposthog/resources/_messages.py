@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from ..models.conversations import AgentMode
-from ._checks import check_json, check_str, choice
+from ._checks import check_json, check_str, choice, sendable_text
 
 __all__ = ["MAX_CONTENT_LENGTH", "content", "json_object", "message_options"]
 
@@ -24,6 +24,7 @@ def content(value: Any, *, limit: int) -> str:
         raise ValueError("content must not be empty or only whitespace")
     if len(trimmed) > limit:
         raise ValueError(f"content is {len(trimmed)} characters long; PostHog accepts {limit}")
+    sendable_text("content", value)
     return str(value)
 
 

@@ -38,7 +38,14 @@ from ._batch_export_destinations import (
 )
 from ._batch_export_integrations import host_problem, integration_problem
 from ._batch_export_sources import CHANGING_MODELS, check_source_fields, check_source_rules
-from ._wire import HTTPError, boolean_field, error, integer_field, validation_error
+from ._wire import (
+    HTTPError,
+    boolean_field,
+    error,
+    integer_field,
+    text_problem,
+    validation_error,
+)
 
 __all__ = [
     "LEGACY_PARQUET_REFUSED",
@@ -286,6 +293,8 @@ def validate_export(
             errors.add("name", "Not a valid string.")
         elif not str(name).strip():
             errors.add("name", "This field may not be blank.", "blank")
+        elif (problem := text_problem(str(name).strip())) is not None:
+            errors.add("name", *problem)
         else:
             clean["name"] = str(name).strip()
     if "model" in data:

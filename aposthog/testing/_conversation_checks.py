@@ -11,7 +11,7 @@ from typing import Any
 
 import attrs
 
-from ._wire import boolean_field, validation_error
+from ._wire import boolean_field, text_problem, validation_error
 
 __all__ = [
     "AGENT_MODES",
@@ -130,17 +130,9 @@ def validate_text(
             attr=name,
             code="max_length",
         )
-    if "\x00" in text:  # Django's ProhibitNullCharactersValidator
-        raise validation_error(
-            "Null characters are not allowed.", attr=name, code="null_characters_not_allowed"
-        )
-    surrogate = next((ord(c) for c in text if 0xD800 <= ord(c) <= 0xDFFF), None)
-    if surrogate is not None:  # DRF's ProhibitSurrogateCharactersValidator
-        raise validation_error(
-            f"Surrogate characters are not allowed: U+{surrogate:X}.",
-            attr=name,
-            code="surrogate_characters_not_allowed",
-        )
+    problem = text_problem(text)
+    if problem is not None:
+        raise validation_error(problem[0], attr=name, code=problem[1])
     return text
 
 

@@ -34,6 +34,7 @@ __all__ = [
     "json_reply",
     "now",
     "offset_page",
+    "text_problem",
     "validation_error",
 ]
 
@@ -301,3 +302,20 @@ class Route:
     handler: Handler
     scope: str | None
     key_throttled: bool = True
+
+
+def text_problem(text: str) -> tuple[str, str] | None:
+    """
+    What the validators every DRF `CharField` carries say of `text` (detail, code), or
+    None: Django's `ProhibitNullCharactersValidator`, then DRF's
+    `ProhibitSurrogateCharactersValidator`.
+    """
+    if "\x00" in text:
+        return "Null characters are not allowed.", "null_characters_not_allowed"
+    surrogate = next((ord(c) for c in text if 0xD800 <= ord(c) <= 0xDFFF), None)
+    if surrogate is not None:
+        return (
+            f"Surrogate characters are not allowed: U+{surrogate:X}.",
+            "surrogate_characters_not_allowed",
+        )
+    return None

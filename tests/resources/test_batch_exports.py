@@ -782,3 +782,27 @@ async def test_run_test_step_of_unknown_export_is_not_found(ph: aposthog.Client)
     """The export is fetched first: an unknown id is a 404."""
     with pytest.raises(aposthog.NotFoundError):
         await ph.batch_exports.run_test_step(MISSING, step=0)
+
+
+@pytest.mark.parametrize("argument", ["name", "search", "instance_id"])
+async def test_text_with_a_nul_is_refused_before_sending(
+    fake: FakePostHog, ph: aposthog.Client, argument: str
+) -> None:
+    """
+    A batch export's `name` (ModelSerializer: a CharField) and the logs' `search` and
+    `instance_id` (LogEntryRequestSerializer, posthog/api/log_entries.py: CharFields) all
+    carry DRF's ProhibitNullCharactersValidator, so PostHog answers a NUL with a 400.
+    README: an argument PostHog would refuse is a ValueError naming it, before sending.
+    """
+    export = await ph.batch_exports.create(
+        name="n", destination=BatchExportDestination(type="NoOp", config={}), interval="hour"
+    )
+    fake.requests.clear()
+    with pytest.raises(ValueError, match=argument):
+        if argument == "name":
+            await ph.batch_exports.update(export.id, name="night\x00ly")
+        elif argument == "search":
+            await ph.batch_exports.logs(export.id, search="a\x00b")
+        else:
+            await ph.batch_exports.logs(export.id, instance_id="a\x00b")
+    assert [] == fake.requests

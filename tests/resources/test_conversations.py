@@ -479,3 +479,20 @@ async def test_the_old_research_flag_counts_in_the_research_windows(fake: FakePo
         for _ in range(2):
             await ph.conversations.create("dig", deep_research_mode=True).until_done()
         assert time.monotonic() - started >= 0.4  # waited for the research window
+
+
+@pytest.mark.parametrize("content", ["top\x00pages", "top pages \ud83d"])
+async def test_content_posthog_cannot_take_is_refused_before_sending(
+    fake: FakePostHog, ph: aposthog.Client, content: str
+) -> None:
+    """
+    PostHog's `content` is a DRF CharField: its ProhibitNullCharactersValidator refuses a
+    NUL with a 400 (as FakePostHog does), and a lone surrogate cannot be sent as UTF-8
+    at all. As README promises for what PostHog would refuse, either is a ValueError
+    naming `content` before anything is sent: not a request that spends one of the
+    user's 10-a-minute, 100-a-day AI conversation slots only to be refused.
+    """
+    with pytest.raises(ValueError, match="content"):
+        async with ph.conversations.create(content) as stream:
+            await stream.until_done()
+    assert [] == fake.requests

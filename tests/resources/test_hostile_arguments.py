@@ -38,7 +38,7 @@ METHODS: dict[str, Spec] = {
     },
     "batch_exports.get": {"id": (ID, "uuid"), "timeout": (5, "timeout")},
     "batch_exports.create": {
-        "name": ("n", "str"),
+        "name": ("n", "text"),
         "destination": (NOOP, "destination"),
         "interval": ("hour", "open_enum"),
         "model": ("events", "open_enum"),
@@ -58,7 +58,7 @@ METHODS: dict[str, Spec] = {
     },
     "batch_exports.update": {
         "id": (ID, "uuid"),
-        "name": ("n", "str"),
+        "name": ("n", "text"),
         "destination": (NOOP, "destination"),
         "interval": ("day", "open_enum"),
         "model": ("events", "open_enum"),
@@ -78,7 +78,7 @@ METHODS: dict[str, Spec] = {
     },
     "batch_exports.replace": {
         "id": (ID, "uuid"),
-        "name": ("n", "str"),
+        "name": ("n", "text"),
         "destination": (NOOP, "destination"),
         "interval": ("week", "open_enum"),
         "model": ("events", "open_enum"),
@@ -123,7 +123,7 @@ METHODS: dict[str, Spec] = {
     "batch_exports.run_test_step_new": {
         "step": (0, "step"),
         "destination": (NOOP, "destination"),
-        "name": ("t", "str"),
+        "name": ("t", "text"),
         "interval": ("hour", "open_enum"),
         "model": ("events", "open_enum"),
         "timeout": (5, "timeout"),

@@ -48,6 +48,8 @@ def _cyclic() -> Any:
 _bad_json_objects = st.one_of(
     st.sampled_from([float("nan"), float("inf")]).map(lambda f: {"x": f}),
     st.just({1: "non-str key"}),
+    st.just({"x": "a lone \ud800"}),  # no text UTF-8 can carry
+    st.just({"\udc00": 1}),
 )
 _bad_json = st.one_of(
     _objects.filter(lambda v: v is not None),
@@ -64,12 +66,20 @@ KINDS: dict[str, st.SearchStrategy[Any]] = {
     ),
     "str": _not_str,
     "opt_str": _not_str_nor_none,
+    # A CharField's text: not blank, and neither a NUL nor a lone surrogate.
+    "text": st.one_of(_not_str, st.sampled_from(["", "  ", "a\x00b", "a\ud800b"])),
     # A text filter: None is no filter, and PostHog refuses a blank one with a 400.
-    "filter_text": st.one_of(_not_str_nor_none, st.sampled_from(["", " ", "\t\n"])),
-    "content": st.one_of(
-        _not_str_nor_none, st.sampled_from(["", "   ", "\n\t"]), st.just("x" * 40001)
+    "filter_text": st.one_of(
+        _not_str_nor_none, st.sampled_from(["", " ", "\t\n", "a\x00", "\udfff"])
     ),
-    "append_content": st.one_of(_not_str, st.sampled_from(["", "  "]), st.just("y" * 10001)),
+    "content": st.one_of(
+        _not_str_nor_none,
+        st.sampled_from(["", "   ", "\n\t", "top\x00pages", "top \ud83d"]),
+        st.just("x" * 40001),
+    ),
+    "append_content": st.one_of(
+        _not_str, st.sampled_from(["", "  ", "\x00", "\ud800"]), st.just("y" * 10001)
+    ),
     "message_id": st.one_of(
         _not_str.filter(lambda v: not isinstance(v, uuid.UUID)),
         st.sampled_from(["", ".", "..", "a.b", "a/b", "/"]),
@@ -130,7 +140,7 @@ KINDS: dict[str, st.SearchStrategy[Any]] = {
     "filters": st.one_of(
         st.sampled_from(["x", {"a": 1}, [1]]), _bad_json.map(lambda j: [{"k": j}])
     ),
-    "query": st.one_of(_not_str_nor_none, st.sampled_from(["", "  ", "\n"])),
+    "query": st.one_of(_not_str_nor_none, st.sampled_from(["", "  ", "\n", "select\x00"])),
     "modifiers": st.one_of(
         # Drawn as objects, not filtered out of `_bad_json`: a filter that fails three
         # times makes Hypothesis print the strategy, and a 5000-deep list's repr recurses.

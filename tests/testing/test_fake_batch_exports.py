@@ -1511,3 +1511,24 @@ async def test_the_integration_lends_its_credentials_to_destination_tests(
         "config": {},
         "sensitive_config": {},
     }
+
+
+@pytest.mark.parametrize("method", ["POST", "PATCH"])
+async def test_a_name_with_a_nul_is_a_400_as_in_posthog(ph: aposthog.Client, method: str) -> None:
+    """
+    BatchExportSerializer takes `name` from the model (a TextField), so DRF builds a
+    CharField for it, and every CharField carries ProhibitNullCharactersValidator: "Null
+    characters are not allowed." (code `null_characters_not_allowed`), as the fake
+    already answers for a conversation's `content` and the logs' `search`.
+    """
+    created = await create(ph)
+    parts = () if method == "POST" else (created["id"],)
+    body: dict[str, Any] = {"name": "night\x00ly"}
+    if method == "POST":
+        body.update(destination=POSTGRES, interval="hour")
+    error = await bad_request(ph, method, *parts, json=body)
+    assert (error.code, error.attr, error.detail) == (
+        "null_characters_not_allowed",
+        "name",
+        "Null characters are not allowed.",
+    )
