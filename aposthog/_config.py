@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import urllib.parse
 from collections.abc import Mapping
 
@@ -107,6 +108,9 @@ def resolve_host(host: object, *, allow_insecure_http: bool = False, source: str
         raise ConfigurationError(f"{source} must not carry credentials: pass api_key instead")
     if parts.query or parts.fragment:
         raise ConfigurationError(f"{source} {shown} must not have a query or fragment")
+    problem = _host_problem(parts.netloc, hostname, port)
+    if problem is not None:
+        raise ConfigurationError(f"{source} {shown} is not a valid URL: {problem}")
     scheme = parts.scheme.lower()
     if scheme == "http" and not allow_insecure_http and not is_loopback(hostname):
         raise ConfigurationError(
@@ -116,6 +120,36 @@ def resolve_host(host: object, *, allow_insecure_http: bool = False, source: str
         )
     path = parts.path.rstrip("/")
     return urllib.parse.urlunsplit((scheme, parts.netloc, path, "", ""))
+
+
+def _host_problem(netloc: str, hostname: str, port: int | None) -> str | None:
+    """
+    What makes a URL's host one no request can be sent to, or None. The URL parser
+    aiohttp uses reads some netlocs otherwise than the standard library does (text
+    around a bracketed IPv6 address), and the name must be one DNS can carry.
+    """
+    host = f"[{hostname}]" if ":" in hostname else hostname
+    expected = host if port is None else f"{host}:{port}"
+    if netloc.lower() != expected.lower():
+        return "its host and port are not where a URL has them"
+    if ":" in hostname:
+        return None  # an IPv6 address (the parser checked it)
+    # IDNA's label separators: the full stop and its ideographic and fullwidth forms.
+    labels = re.split("[.\u3002\uff0e\uff61]", hostname)
+    if len(labels) > 1 and not labels[-1]:
+        labels.pop()  # the root's dot, `localhost.`
+    name = ".".join(labels)
+    if len(name) > 253:
+        return "its host name is longer than 253 characters"
+    if any(not 0 < len(label) <= 63 for label in labels):
+        return "its host name has an empty label or one longer than 63 characters"
+    if any(ch.isascii() and not (ch.isalnum() or ch in "-_.") for ch in name):
+        return "its host name has a character no host name has"
+    try:
+        name.encode("idna")
+    except UnicodeError:
+        return "its host name is not one DNS can carry"
+    return None
 
 
 def _shown(value: str) -> str:

@@ -36,14 +36,15 @@ def is_loopback(host: str) -> bool:
 
 def redact(proxy: str) -> str:
     """The proxy URL without its user name and password, for messages."""
-    parts = urllib.parse.urlsplit(proxy)
-    if parts.username is None and parts.password is None:
+    try:
+        parts = urllib.parse.urlsplit(proxy)
+    except ValueError:  # not a URL at all (an unclosed "[")
+        return proxy if "@" not in proxy else "…@" + proxy.rpartition("@")[2]
+    if "@" not in parts.netloc:
         return proxy
-    netloc = parts.hostname or ""
-    if ":" in netloc:
-        netloc = f"[{netloc}]"
-    if parts.port is not None:
-        netloc = f"{netloc}:{parts.port}"
+    # Everything after the last "@": the host and the port as written, read as text (a
+    # port that is not a number must not make the message of a failure fail too).
+    netloc = parts.netloc.rpartition("@")[2]
     return urllib.parse.urlunsplit((parts.scheme, netloc, parts.path, "", ""))
 
 

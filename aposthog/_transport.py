@@ -94,6 +94,16 @@ def _connection_error(
             path=path,
             reached_server=False,
         )
+    if isinstance(exc, ValueError):
+        # Raised by aiohttp before sending (a URL, a proxy or a host name it cannot use):
+        # its text may quote the URL, so only the kind is named.
+        return APIConnectionError(
+            f"cannot send a request to PostHog{via}: the URL is not one aiohttp can use "
+            f"({type(exc).__name__})",
+            method=method,
+            path=path,
+            reached_server=False,
+        )
     if isinstance(exc, aiohttp.ServerDisconnectedError):
         message = "PostHog closed the connection without answering"
     elif isinstance(exc, aiohttp.ClientPayloadError):
@@ -109,6 +119,9 @@ def _connection_error(
 
 _URLS_KEPT = 256
 _CLIENT_FAILURES = (aiohttp.ClientError, asyncio.TimeoutError, OSError)
+# What making a request may raise besides: a ValueError (a UnicodeError among them) from
+# a URL, a proxy or a host name aiohttp cannot use, before anything is sent.
+_REQUEST_FAILURES = (*_CLIENT_FAILURES, ValueError)
 
 
 class _AttemptFailed(Exception):
@@ -558,7 +571,7 @@ class Transport:
                     resp = await self._request(session, request, url, headers, limits, proxy)
             except _AttemptFailed as exc:
                 failure = exc.failure
-            except _CLIENT_FAILURES as exc:
+            except _REQUEST_FAILURES as exc:
                 failure = exc
             else:
                 try:
@@ -604,7 +617,7 @@ class Transport:
             )
         except _AttemptFailed as exc:
             failure = exc.failure
-        except _CLIENT_FAILURES as exc:
+        except _REQUEST_FAILURES as exc:
             failure = exc
         else:
             return StreamResponse(resp, request, self._max_response_size, idle_timeout)

@@ -80,6 +80,22 @@ def test_a_user_name_alone_is_redacted() -> None:
     assert "SECRET" not in redact("http://:SECRET@proxy.internal:3128")
 
 
+@pytest.mark.parametrize(
+    "proxy",
+    ["http://user:SECRET@proxy.internal:notaport", "http://user:SECRET@proxy.internal:99999"],
+)
+def test_a_malformed_proxy_is_named_without_raising_or_its_password(proxy: str) -> None:
+    """
+    `redact()` builds the message of a failed connection through the proxy: for a proxy
+    setting with credentials and a malformed port it raised `ValueError` there, so the
+    call ended in that untyped error instead of `APIConnectionError`. It must name the
+    proxy still without the password.
+    """
+    shown = redact(proxy)
+    assert "SECRET" not in shown
+    assert "proxy.internal" in shown
+
+
 def test_none_says_whether_the_environment_names_a_proxy() -> None:
     """Empty variables name no proxy: every request goes direct, none is True."""
     assert Proxies({}).none

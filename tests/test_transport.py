@@ -757,3 +757,46 @@ async def test_drop_connection_cuts_a_stream_without_a_server_error(
                 received += chunk
     assert b"one two " == received
     assert [] == [r for r in caplog.records if r.name.startswith("aiohttp")]
+
+
+_NO_PROXY_ENV = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy")
+
+
+@pytest.mark.parametrize(
+    ("host", "proxy"),
+    [
+        ("https://posthog..example.com", None),  # the resolver's IDNA step refuses it
+        ("http://[::1]]:8000", None),  # yarl: "Invalid IPv6 URL"
+        # A malformed HTTPS_PROXY with credentials: redact() raises on its port.
+        ("https://us.posthog.com", "http://user:secret@127.0.0.1:notaport"),
+    ],
+)
+async def test_a_url_aiohttp_cannot_use_is_a_posthog_error(
+    monkeypatch: pytest.MonkeyPatch, host: str, proxy: str | None
+) -> None:
+    """
+    No aiohttp exception escapes a call, and neither does a builtin one raised inside
+    aiohttp: a host the configuration let through (or a proxy setting) that aiohttp
+    cannot use ends the call with a `PostHogError` (nothing was sent), not a bare
+    `ValueError`/`UnicodeError` the caller's `except aposthog.PostHogError` misses.
+    Nothing leaves the machine: each fails before any lookup or connection.
+    """
+    for name in _NO_PROXY_ENV:
+        monkeypatch.delenv(name, raising=False)
+    if proxy is not None:
+        monkeypatch.setenv("HTTPS_PROXY", proxy)
+    with pytest.raises(aposthog.PostHogError) as caught:
+        async with aposthog.Client(
+            api_key="phx_test", host=host, max_retries=0, rate_limits=None
+        ) as ph:
+            await ph.customer_profile_configs.list()
+    if proxy is None:  # refused where the client is made
+        assert isinstance(caught.value, aposthog.ConfigurationError)
+        return
+    assert isinstance(caught.value, aposthog.APIConnectionError)
+    assert not caught.value.reached_server
+    assert str(caught.value).startswith(
+        "cannot send a request to PostHog through the proxy http://127.0.0.1:notaport: "
+        "the URL is not one aiohttp can use (InvalidURL)"
+    )
+    assert "secret" not in str(caught.value)
