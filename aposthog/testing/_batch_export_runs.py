@@ -224,7 +224,9 @@ def _scoped_runs(fake: FakePostHog, request: FakeRequest) -> list[dict[str, Any]
 async def _list_runs(fake: FakePostHog, request: FakeRequest) -> ServerReply:
     runs = _scoped_runs(fake, request)
     terms = _orderings(request, ("created_at", "data_interval_start"), "-created_at")
-    return cursor_page(request, [present_run(r) for r in _ordered(runs, terms)], page_size=100)
+    return cursor_page(
+        request, _ordered(runs, terms), ordering=terms[0], page_size=100, present=present_run
+    )
 
 
 def _run(fake: FakePostHog, request: FakeRequest) -> dict[str, Any]:
@@ -311,8 +313,13 @@ async def _list_backfills(fake: FakePostHog, request: FakeRequest) -> ServerRepl
         b for b in fake.batch_export_backfills.values() if b["batch_export"] == request.params["id"]
     ]
     terms = _orderings(request, ("created_at", "start_at"), "-created_at")
-    pages = [present_backfill(fake, b) for b in _ordered(backfills, terms)]
-    return cursor_page(request, pages, page_size=50)
+    return cursor_page(
+        request,
+        _ordered(backfills, terms),
+        ordering=terms[0],
+        page_size=50,
+        present=lambda backfill: present_backfill(fake, backfill),
+    )
 
 
 async def _create_backfill(fake: FakePostHog, request: FakeRequest) -> ServerReply:

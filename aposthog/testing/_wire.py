@@ -256,29 +256,147 @@ def offset_page(
     )
 
 
-def _encode_cursor(position: int) -> str:
-    return base64.urlsafe_b64encode(f"p={position}".encode()).decode()
+#: DRF's `CursorPagination.offset_cutoff`: a cursor's offset is read as at most this.
+_CURSOR_OFFSET_CUTOFF = 1000
 
 
-def cursor_page(request: FakeRequest, items: Sequence[Any], *, page_size: int) -> ServerReply:
-    """DRF's CursorPagination: `{"next", "previous", "results"}`, no count, opaque cursors."""
-    cursor = request.arg("cursor")
-    position = 0
-    if cursor:
-        try:
-            decoded = base64.urlsafe_b64decode(cursor.encode()).decode()
-            position = int(decoded.removeprefix("p="))
-        except ValueError:
-            raise HTTPError(error(404, "invalid_request", "not_found", "Invalid cursor")) from None
-    results = list(items[position : position + page_size])
-    next_url = (
-        request.url_with(cursor=_encode_cursor(position + page_size))
-        if position + page_size < len(items)
-        else None
-    )
-    previous = (
-        request.url_with(cursor=_encode_cursor(max(0, position - page_size))) if position else None
-    )
+def _decode_cursor(text: str) -> tuple[int, bool, str | None]:
+    """DRF's `decode_cursor`: (offset, reverse, position); a 404 for anything else."""
+    try:
+        querystring = base64.b64decode(text.encode("ascii")).decode("ascii")
+        tokens = urllib.parse.parse_qs(querystring, keep_blank_values=True)
+        offset = int(tokens.get("o", ["0"])[0])
+        if offset < 0:
+            raise ValueError(offset)
+        reverse = bool(int(tokens.get("r", ["0"])[0]))
+        position = tokens.get("p", [None])[0]
+    except ValueError:  # binascii.Error and UnicodeError are ValueErrors too
+        raise HTTPError(error(404, "invalid_request", "not_found", "Invalid cursor")) from None
+    return min(offset, _CURSOR_OFFSET_CUTOFF), reverse, position
+
+
+def _cursor_url(request: FakeRequest, offset: int, reverse: bool, position: str | None) -> str:
+    """DRF's `encode_cursor`: the request's URL with this cursor."""
+    tokens = {}
+    if offset:
+        tokens["o"] = str(offset)
+    if reverse:
+        tokens["r"] = "1"
+    if position is not None:
+        tokens["p"] = position
+    query = urllib.parse.urlencode(tokens).encode("ascii")
+    return request.url_with(cursor=base64.b64encode(query).decode("ascii"))
+
+
+def _position_of(item: Mapping[str, Any], name: str) -> str:
+    # DRF's `_get_position_from_instance`: `str()` of the model's value (a datetime's
+    # `2026-01-02 03:04:05.123456+00:00`, or "None").
+    return str(item[name])
+
+
+def _position_key(position: str) -> dt.datetime:
+    """A cursor's position as the database reads it for the comparison."""
+    try:
+        value = dt.datetime.fromisoformat(position)
+    except ValueError:
+        # Django's "… value has an invalid format" escapes the view: PostHog's 500.
+        raise HTTPError(error(500, "server_error", "error", "A server error occurred.")) from None
+    return value if value.tzinfo is not None else value.replace(tzinfo=dt.timezone.utc)
+
+
+def cursor_page(
+    request: FakeRequest,
+    items: Sequence[Mapping[str, Any]],
+    *,
+    ordering: str,
+    page_size: int,
+    present: Callable[[Any], Any],
+) -> ServerReply:
+    """
+    DRF's `CursorPagination`: `{"next", "previous", "results"}`, no count, opaque cursors.
+
+    `items` are records in the list's order, whose first ordering term is `ordering`
+    (`-created_at`: a timestamp field, newest first); `present` turns one into its JSON.
+    As in DRF, a cursor holds the position of a page's last record (that field's value)
+    and the next page is the records past it, so a record created meanwhile shifts
+    nothing: no record is listed twice or skipped (an offset counts the records that
+    share the position). `previous` links read backwards the same way.
+    """
+    field = ordering.lstrip("-")
+    descending = ordering.startswith("-")
+    text = request.arg("cursor")
+    cursor = None if text is None else _decode_cursor(text)
+    offset, reverse, position = cursor if cursor is not None else (0, False, None)
+    rows = list(reversed(items)) if reverse else list(items)
+    if position is not None:
+        key = _position_key(position)
+        # In SQL a NULL compares as neither: such a record is past no position.
+        if reverse != descending:
+            rows = [r for r in rows if r[field] is not None and r[field] < key]
+        else:
+            rows = [r for r in rows if r[field] is not None and r[field] > key]
+    fetched = rows[offset : offset + page_size + 1]
+    page = fetched[:page_size]
+    following = _position_of(fetched[-1], field) if len(fetched) > len(page) else None
+    if reverse:
+        page.reverse()
+        has_next, has_previous = position is not None or offset > 0, following is not None
+        next_position, previous_position = position, following
+    else:
+        has_next, has_previous = following is not None, position is not None or offset > 0
+        next_position, previous_position = following, position
+    next_url = previous = None
+    compare: str | None
+    marker: str | None
+    if has_next:
+        # DRF's get_next_link: the last record whose position differs from the one after
+        # it marks the page's end; the records after it that share the next position
+        # are counted in the offset.
+        if page and cursor is not None and reverse and offset:
+            compare = _position_of(page[-1], field)
+        else:
+            compare = next_position
+        skip, marker, unique = 0, None, False
+        for item in reversed(page):
+            marker = _position_of(item, field)
+            if marker != compare:
+                unique = True
+                break
+            compare, skip = marker, skip + 1
+        if page and not unique:
+            if not has_previous:
+                skip, marker = page_size, None
+            elif reverse:
+                skip, marker = 0, previous_position
+            else:
+                skip, marker = offset + page_size, previous_position
+        if not page:
+            marker = next_position
+        next_url = _cursor_url(request, skip, False, marker)
+    if has_previous:
+        # DRF's get_previous_link, the same walk from the page's first record.
+        if page and cursor is not None and not reverse and offset:
+            compare = _position_of(page[0], field)
+        else:
+            compare = previous_position
+        skip, marker, unique = 0, None, False
+        for item in page:
+            marker = _position_of(item, field)
+            if marker != compare:
+                unique = True
+                break
+            compare, skip = marker, skip + 1
+        if page and not unique:
+            if not has_next:
+                skip, marker = page_size, None
+            elif reverse:
+                skip, marker = offset + page_size, next_position
+            else:
+                skip, marker = 0, next_position
+        if not page:
+            marker = previous_position
+        previous = _cursor_url(request, skip, True, marker)
+    results = [present(item) for item in page]
     return json_reply(200, {"next": next_url, "previous": previous, "results": results})
 
 

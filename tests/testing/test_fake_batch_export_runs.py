@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import urllib.parse
 import uuid
@@ -392,3 +393,102 @@ async def test_cursor_pages_are_drfs_cursor_pagination(
     with pytest.raises(aposthog.NotFoundError) as info:
         await raw(ph, "GET", path, params={"cursor": "not-a-cursor"})
     assert info.value.detail == "Invalid cursor"
+
+
+async def test_a_run_created_between_two_cursor_pages_is_not_listed_twice(
+    fake: FakePostHog, ph: aposthog.Client
+) -> None:
+    """
+    DRF's CursorPagination keeps the ordering value of a page's last row in its cursor and
+    filters the next page by it (`created_at__lt`), so a run created while a caller pages
+    (newest first) is not on the pages that follow, and no run is repeated or skipped.
+    """
+    export = await ph.batch_exports.create(
+        name="noop", destination={"type": "NoOp", "config": {}}, interval="hour"
+    )
+    for _ in range(150):
+        fake.add_batch_export_run(export.id)
+    seen: list[str] = []
+    async for page in ph.batch_exports.list_runs(export.id).pages():
+        seen += [run.id for run in page]
+        if len(seen) == 100:
+            fake.add_batch_export_run(export.id)  # the schedule starts a run meanwhile
+    assert (150, 150) == (len(seen), len(set(seen)))
+
+
+def _cursor(url: str) -> str:
+    return urllib.parse.parse_qs(urllib.parse.urlsplit(url).query)["cursor"][0]
+
+
+def _query(url: str) -> dict[str, str]:
+    return dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(url).query))
+
+
+@pytest.mark.parametrize("tied", [True, False])
+@pytest.mark.parametrize("ordering", [None, "created_at", "data_interval_start"])
+async def test_cursor_pages_list_each_run_once_with_shared_positions_too(
+    fake: FakePostHog, ph: aposthog.Client, ordering: str | None, tied: bool
+) -> None:
+    """
+    Following `next` lists every run once, in order, also when runs share their
+    ordering value across a page's end (a schedule's runs created in the same
+    microsecond, sharing an interval): DRF counts those in the cursor's offset. Without
+    such ties, following `previous` back from the last page gives the same pages (with
+    them DRF itself may page differently backwards, and says so).
+    """
+    export = await ph.batch_exports.create(
+        name="noop", destination={"type": "NoOp", "config": {}}, interval="hour"
+    )
+    base = dt.datetime.now(dt.timezone.utc) - dt.timedelta(days=1)
+    for n in range(230):
+        when = base + dt.timedelta(minutes=n // 40 if tied else n)
+        fake.add_batch_export_run(export.id, created_at=when, data_interval_end=when)
+    path = f"batch_exports/{export.id}/runs"
+    pages = [await raw(ph, "GET", path, params={} if ordering is None else {"ordering": ordering})]
+    while pages[-1]["next"] is not None:
+        pages.append(await raw(ph, "GET", path, params=_query(pages[-1]["next"])))
+    ids = [run["id"] for page in pages for run in page["results"]]
+    assert ([100, 100, 30], 230) == ([len(p["results"]) for p in pages], len(set(ids)))
+    field = ordering or "created_at"
+    values = [run[field] for page in pages for run in page["results"]]
+    assert values == sorted(values, reverse=ordering is None)
+    if tied:
+        return
+    back = pages[-1]
+    for page in reversed(pages[:-1]):
+        back = await raw(ph, "GET", path, params=_query(back["previous"]))
+        assert [r["id"] for r in page["results"]] == [r["id"] for r in back["results"]]
+    assert back["previous"] is None
+
+
+async def test_a_cursor_is_drfs_offset_reverse_and_position(
+    fake: FakePostHog, ph: aposthog.Client
+) -> None:
+    """
+    The cursor is DRF's: base64 of `o=&r=&p=` with the position as `str()` of the last
+    run's `created_at`; an offset past DRF's cutoff is read as 1000; a negative one, or
+    a position the database cannot read, is what PostHog answers (404, 500).
+    """
+    export = await ph.batch_exports.create(
+        name="noop", destination={"type": "NoOp", "config": {}}, interval="hour"
+    )
+    base = dt.datetime(2026, 1, 2, 3, 4, 5, 123456, tzinfo=dt.timezone.utc)
+    for n in range(101):
+        fake.add_batch_export_run(
+            export.id, created_at=dt.datetime.now(dt.timezone.utc) - dt.timedelta(hours=n)
+        )
+    path = f"batch_exports/{export.id}/runs"
+    first = await raw(ph, "GET", path)
+    decoded = urllib.parse.parse_qs(base64.b64decode(_cursor(first["next"])).decode())
+    last = dt.datetime.fromisoformat(first["results"][-1]["created_at"].replace("Z", "+00:00"))
+    assert {"p": [str(last)]} == decoded
+
+    def cursor(text: str) -> str:
+        return base64.b64encode(text.encode()).decode()
+
+    far = await raw(ph, "GET", path, params={"cursor": cursor("o=5000")})
+    assert ([], None) == (far["results"], far["next"])  # 1000 skipped: nothing left
+    with pytest.raises(aposthog.NotFoundError, match="Invalid cursor"):
+        await raw(ph, "GET", path, params={"cursor": cursor("o=-1")})
+    with pytest.raises(aposthog.InternalServerError):
+        await raw(ph, "GET", path, params={"cursor": cursor(f"p={base:%d/%m/%Y}")})
