@@ -17,6 +17,7 @@ from __future__ import annotations
 import collections
 import hashlib
 import logging
+import math
 import time
 from collections.abc import Callable
 
@@ -125,6 +126,17 @@ class InProcessRateLimitStore(RateLimitStore):
         return f"<InProcessRateLimitStore buckets={len(self._logs)}>"
 
 
+class _Turn:
+    """A request's place in its bucket's line: set when the turn is its, or the line failed."""
+
+    __slots__ = ("event", "failure")
+
+    def __init__(self) -> None:
+        self.event = anyio.Event()
+        #: The store's failure that ended the line while this request waited in it.
+        self.failure: str | None = None
+
+
 class _Line:
     """The requests of one bucket waiting their turn, in arrival order."""
 
@@ -132,7 +144,7 @@ class _Line:
 
     def __init__(self) -> None:
         self.busy = False  # someone holds the turn (asks the store, or sleeps on its answer)
-        self.queue: collections.deque[anyio.Event] = collections.deque()
+        self.queue: collections.deque[_Turn] = collections.deque()
 
 
 class RateLimiter:
@@ -161,31 +173,28 @@ class RateLimiter:
         """
         Wait until a request of `bucket` may go, count it, and return the seconds waited.
 
-        A wait longer than `max_wait` (the call's `RetryPolicy.max_retry_after`, or what
-        is left of its `deadline`) is not begun: `RateLimitError`, whose `retry_after` is
-        the wait, at once. That is how a call meets the pause of an earlier 429 that
-        asked for hours (PostHog AI's daily limit): as the call that got the 429 did.
-        Cancelling the wait leaves the line; the request is then not counted.
+        `max_wait` (the call's `RetryPolicy.max_retry_after`, or what is left of its
+        `deadline`) bounds the whole wait, in the bucket's line behind earlier requests
+        included: a wait that would end after it is not begun, `RateLimitError` at once
+        (its `retry_after` is the wait, when the store named one). That is how a call
+        meets the pause of an earlier 429 that asked for hours (PostHog AI's daily
+        limit): as the call that got the 429 did. Cancelling the wait leaves the line;
+        the request is then not counted. When the store fails (`RateLimitStoreError`),
+        every request waiting in the line fails with it, at once.
         """
         windows = self.limits.windows(bucket)
         line = self._lines.get(bucket)
         if line is None:
             line = self._lines[bucket] = _Line()
         started: float | None = None
+        spent = 0.0  # of `max_wait`: in the line, then asleep on the store's answers
         if line.busy or line.queue:
             started = time.monotonic()
-            turn = anyio.Event()
-            line.queue.append(turn)
-            try:
-                await turn.wait()
-            except BaseException:
-                if turn.is_set():
-                    self._pass_turn(line)  # it was handed over just as the wait ended
-                else:
-                    line.queue.remove(turn)
-                raise
+            await self._wait_in_line(line, bucket, max_wait)
+            spent = time.monotonic() - started
         else:
             line.busy = True
+        failed = False
         try:
             while True:
                 wait = await self.store.try_acquire(
@@ -193,7 +202,7 @@ class RateLimiter:
                 )
                 if wait <= 0:
                     break
-                if max_wait is not None and wait > max_wait:
+                if max_wait is not None and wait > max_wait - spent:
                     logger.debug("rate limits: %s request refused a %.1f s wait", bucket, wait)
                     raise RateLimitError(
                         status=429,
@@ -207,9 +216,47 @@ class RateLimiter:
                 announce_wait(wait)  # Client(on_wait=...) hears of it first
                 logger.debug("rate limits: %s request waits %.3f s for its window", bucket, wait)
                 await anyio.sleep(wait)
+                spent += wait
+        except RateLimitStoreError as exc:
+            # The store is down: the requests behind this one would each wait for the
+            # same failure, one store timeout after another. They fail now with it.
+            failed = True
+            for turn in line.queue:
+                turn.failure = str(exc)
+                turn.event.set()
+            line.queue.clear()
+            line.busy = False
+            raise
         finally:
-            self._pass_turn(line)
+            if not failed:
+                self._pass_turn(line)
         return 0.0 if started is None else time.monotonic() - started
+
+    async def _wait_in_line(self, line: _Line, bucket: str, max_wait: float | None) -> None:
+        """Wait for the turn (at most `max_wait` seconds); raise if the line failed."""
+        turn = _Turn()
+        line.queue.append(turn)
+        try:
+            with anyio.move_on_after(math.inf if max_wait is None else max_wait):
+                await turn.event.wait()
+        except BaseException:
+            if turn.event.is_set():
+                if turn.failure is None:
+                    self._pass_turn(line)  # it was handed over just as the wait ended
+            else:
+                line.queue.remove(turn)
+            raise
+        if turn.failure is not None:
+            raise RateLimitStoreError(turn.failure)
+        if not turn.event.is_set():
+            line.queue.remove(turn)
+            logger.debug("rate limits: %s request left the line at its time limit", bucket)
+            raise RateLimitError(
+                status=429,
+                retry_after=None,
+                detail=f"the {bucket} requests queued before this one under the rate limit"
+                " take longer than this call may wait",
+            )
 
     async def penalize(self, bucket: str, seconds: float | None) -> None:
         """
@@ -232,7 +279,7 @@ class RateLimiter:
     @staticmethod
     def _pass_turn(line: _Line) -> None:
         if line.queue:
-            line.queue.popleft().set()  # `busy` stays True: the turn goes to the next
+            line.queue.popleft().event.set()  # `busy` stays True: the turn goes to the next
         else:
             line.busy = False
 

@@ -69,6 +69,9 @@ end
 return 0
 """
 
+#: The longest pause the store writes: ten years, in seconds.
+_LONGEST_PAUSE = 10 * 365.25 * 86400
+
 _MISSING_EXTRA = (
     "RedisRateLimitStore needs redis-py: install the extra with `pip install 'aposthog[redis]'`"
 )
@@ -208,10 +211,12 @@ class RedisRateLimitStore(RateLimitStore):
             pass  # the place frees when the window passes
 
     async def penalize(self, scope: str, bucket: str, seconds: float) -> None:
+        # At most ten years: the script's microseconds stay exact in Lua's numbers (a
+        # pause past about 3e11 s was dropped, or made the script fail), and no wait of
+        # that length is begun anyway (`RetryPolicy.max_retry_after`).
+        micros = math.ceil(min(seconds, _LONGEST_PAUSE) * 1_000_000)
         try:
-            await self._penalize(
-                keys=[self._key(scope, bucket, "pause")], args=[math.ceil(seconds * 1_000_000)]
-            )
+            await self._penalize(keys=[self._key(scope, bucket, "pause")], args=[micros])
         except self._errors as exc:
             raise self._failure(exc) from exc
 

@@ -108,6 +108,18 @@ async def test_the_wait_named_is_until_a_place_is_free_under_a_lowered_limit(
     assert 0.8 < wait <= 1.0
 
 
+@pytest.mark.parametrize("seconds", [1e13, 1e20])
+async def test_a_pause_too_long_to_write_exactly_still_holds_the_bucket(
+    store: RedisRateLimitStore, seconds: float
+) -> None:
+    """A 429 naming an absurd wait (a hostile or broken proxy's `Retry-After`) holds the
+    bucket back, as the in-process store does, instead of being dropped or failing
+    as if Redis were unreachable (`RateLimitStoreError`: "the request was not sent",
+    about a request that was sent and refused)."""
+    await store.penalize("s", "api", seconds)
+    assert await store.try_acquire("s", "api", (Rate(5, per=1),), 0.0) > 9 * 365 * 86400
+
+
 async def test_two_stores_share_one_budget(store: RedisRateLimitStore, redis_url: str) -> None:
     other = RedisRateLimitStore(redis_url, prefix=store._prefix)
     try:
