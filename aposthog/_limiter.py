@@ -99,28 +99,22 @@ class InProcessRateLimitStore(RateLimitStore):
 
     def __init__(self, *, clock: Callable[[], float] = time.monotonic) -> None:
         self._clock = clock
-        self._logs: dict[tuple[str, str], tuple[tuple[tuple[Rate, ...], float], BucketLog]] = {}
+        # One log per key and bucket, whatever limits each client sharing it counts with.
+        self._logs: dict[tuple[str, str], BucketLog] = {}
 
-    def _log(self, scope: str, bucket: str, windows: tuple[Rate, ...], margin: float) -> BucketLog:
-        entry = self._logs.get((scope, bucket))
-        if entry is None or entry[0] != (windows, margin):
-            # New limits start a fresh history; a pause a 429 imposed carries over.
-            log = BucketLog(windows, margin)
-            if entry is not None:
-                log.blocked_until = entry[1].blocked_until
-            entry = ((windows, margin), log)
-            self._logs[(scope, bucket)] = entry
-        return entry[1]
+    def _log(self, scope: str, bucket: str) -> BucketLog:
+        log = self._logs.get((scope, bucket))
+        if log is None:
+            log = self._logs[(scope, bucket)] = BucketLog()
+        return log
 
     async def try_acquire(
         self, scope: str, bucket: str, windows: tuple[Rate, ...], margin: float
     ) -> float:
-        return self._log(scope, bucket, windows, margin).try_acquire(self._clock())
+        return self._log(scope, bucket).try_acquire(self._clock(), windows, margin)
 
     async def penalize(self, scope: str, bucket: str, seconds: float) -> None:
-        entry = self._logs.get((scope, bucket))
-        log = self._log(scope, bucket, (), 0.0) if entry is None else entry[1]
-        log.penalize(self._clock(), seconds)
+        self._log(scope, bucket).penalize(self._clock(), seconds)
 
     def __repr__(self) -> str:
         return f"<InProcessRateLimitStore buckets={len(self._logs)}>"

@@ -14,6 +14,7 @@ knows the exact moment the next place frees.
 
 from __future__ import annotations
 
+import bisect
 import collections
 import math
 import urllib.parse
@@ -217,13 +218,23 @@ class WindowLog:
     def wait(self, now: float) -> float:
         """0 if a request may go at `now`, else the seconds until a place frees."""
         self.expire(now)
-        excess = len(self.times) - self.limit
+        return self.wait_as(now, self.limit, self.span)
+
+    def wait_as(self, now: float, limit: int, span: float) -> float:
+        """
+        `wait(now)` for a client that counts this history with its own `limit` and a
+        `span` no longer than the log's (clients sharing a store, each with its margin).
+        Call `expire(now)` first.
+        """
+        times = self.times
+        first = bisect.bisect_right(times, now - span) if span < self.span else 0
+        excess = len(times) - first - limit
         if excess < 0:
             return 0.0
         # Once this time turns `span` old, at most `limit - 1` remain. In floats
-        # `t + span - now` can be 0 while `t > now - span` (`expire` kept it): the time
-        # is still in the window, so the wait is the least step of the clock, never 0.
-        return max(self.times[excess] + self.span - now, math.ulp(now))
+        # `t + span - now` can be 0 while `t > now - span` (it is kept): the time is
+        # still in the window, so the wait is the least step of the clock, never 0.
+        return max(times[first + excess] + span - now, math.ulp(now))
 
     def record(self, now: float) -> None:
         """Count a request let through at `now` (times arrive in order)."""
@@ -240,20 +251,46 @@ class BucketLog:
     nothing is recorded for it.
     """
 
-    __slots__ = ("blocked_until", "logs")
+    __slots__ = ("_margin", "_windows", "blocked_until", "logs")
 
-    def __init__(self, windows: Sequence[Rate], margin: float = 0.0) -> None:
-        self.logs = tuple(WindowLog(rate.limit, rate.per + margin) for rate in windows)
+    def __init__(self, windows: Sequence[Rate] = (), margin: float = 0.0) -> None:
+        self._windows = tuple(windows)
+        self._margin = margin
+        #: One history per window length: clients sharing it count the same requests.
+        self.logs: dict[float, WindowLog] = {
+            rate.per: WindowLog(rate.limit, rate.per + margin) for rate in windows
+        }
         self.blocked_until = -math.inf
 
-    def try_acquire(self, now: float) -> float:
-        """Count a request at `now` and return 0, or return the seconds to wait first."""
+    def try_acquire(
+        self, now: float, windows: Sequence[Rate] | None = None, margin: float | None = None
+    ) -> float:
+        """
+        Count a request at `now` and return 0, or return the seconds to wait first.
+
+        `windows` and `margin` are the asking client's when not the log's own: clients
+        that share a store (one key) count the same history, each with its limits and
+        its margin, so they are one budget however each counts.
+        """
+        if windows is None:
+            windows = self._windows
+        if margin is None:
+            margin = self._margin
         wait = self.blocked_until - now
-        for log in self.logs:
-            wait = max(wait, log.wait(now))
+        counted: dict[float, WindowLog] = {}
+        for rate in windows:
+            span = rate.per + margin
+            log = self.logs.get(rate.per)
+            if log is None:
+                log = self.logs[rate.per] = WindowLog(rate.limit, span)
+            elif span > log.span:
+                log.span = span  # kept as long as the client with the widest margin needs
+            log.expire(now)
+            wait = max(wait, log.wait_as(now, rate.limit, span))
+            counted[rate.per] = log
         if wait > 0:
             return wait
-        for log in self.logs:
+        for log in counted.values():
             log.record(now)
         return 0.0
 

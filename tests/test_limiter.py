@@ -212,11 +212,6 @@ async def test_a_store_shared_by_two_limiters_is_one_budget() -> None:
     assert scope.cancelled_caught
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="InProcessRateLimitStore starts a fresh history whenever a limiter asks with "
-    "other limits (a margin of its own), so limiters sharing it do not share a budget",
-)
 async def test_a_store_shared_by_limiters_with_different_margins_is_one_budget() -> None:
     """A store shared by the clients of one key is one budget for all of them (its
     docstring), however each counts its margin, as a `RedisRateLimitStore` is (its

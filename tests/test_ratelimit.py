@@ -333,3 +333,35 @@ def test_a_fresh_bucket_is_not_paused(now: float) -> None:
     """Until a 429 pauses it, a bucket with room lets a request through at any moment."""
     assert 0.0 == BucketLog([Rate(1, per=1)]).try_acquire(now)
     assert 0.0 == BucketLog([]).try_acquire(now)
+
+
+@given(
+    times=st.lists(st.floats(0, 100, allow_nan=False), max_size=30).map(sorted),
+    limit=st.integers(1, 6),
+    span=st.floats(0.5, 50, allow_nan=False),
+    wider=st.floats(0, 20, allow_nan=False),
+    now=st.floats(100, 150, allow_nan=False),
+)
+def test_a_shared_history_counts_for_each_client_as_its_own_would(
+    times: list[float], limit: int, span: float, wider: float, now: float
+) -> None:
+    """
+    A history kept as long as the widest margin among the clients sharing it answers a
+    client with a narrower span exactly as a history of its own would.
+    """
+    shared, own = WindowLog(limit, span + wider), WindowLog(limit, span)
+    for t in times:
+        shared.record(t)
+        own.record(t)
+    shared.expire(now)
+    assert own.wait(now) == shared.wait_as(now, limit, span)
+
+
+def test_clients_sharing_a_log_with_other_margins_are_one_budget() -> None:
+    """Three requests fill a budget of three whichever margin each client counts with."""
+    log = BucketLog()
+    api = (Rate(3, per=60),)
+    for margin in (0.5, 0.25, 0.5):
+        assert 0.0 == log.try_acquire(10.0, api, margin)
+    assert log.try_acquire(10.0, api, 0.25) == pytest.approx(60.25)
+    assert log.try_acquire(10.0, api, 0.5) == pytest.approx(60.5)
