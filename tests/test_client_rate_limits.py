@@ -553,44 +553,6 @@ async def test_a_stream_refused_by_the_limiter_names_its_request(fake: FakePostH
 # ---------------------------------------------------------------------- worker pools
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the limiter counts a request when it lets it through, not when a concurrency "
-    "slot lets it go: PostHog counts the delayed ones later and refuses the next window's",
-)
-async def test_a_request_held_back_by_a_concurrency_slot_is_counted_when_it_goes(
-    fake: FakePostHog,
-) -> None:
-    """A client alone on its key never meets a 429 from the throttles (README), also
-    when `max_concurrency` holds requests back after the limiter let them through.
-
-    Ten requests fill the window at once, but two slots and slow answers send them over
-    a second; PostHog counts each when it arrives. Once the answers are quick again, the
-    client, which counted all ten at the start, lets the next ten go together as soon
-    as its window frees, while PostHog still holds eight of the first ten in its own.
-    """
-    fake.throttles.rate_limit_enabled = True
-    fake.throttles.burst = Rate(10, per=1)
-    fake.throttles.sustained = None
-    fake.latency = 0.2
-    limits = fake.throttles.rate_limits(margin=0.25)
-    async with fake.client(rate_limits=limits, max_concurrency=2, max_retries=0) as ph:
-
-        async def one() -> None:
-            with contextlib.suppress(aposthog.RateLimitError):
-                await ph.customer_profile_configs.list()
-
-        async with anyio.create_task_group() as tg:
-            for _ in range(10):
-                tg.start_soon(one)
-        fake.latency = 0.0
-        async with anyio.create_task_group() as tg:
-            for _ in range(10):
-                tg.start_soon(one)
-    assert 20 == len(fake.requests)
-    assert 0 == fake.status_counts[429]
-
-
 async def test_a_call_queued_in_the_limiters_line_keeps_to_its_deadline(
     fake: FakePostHog,
 ) -> None:
