@@ -221,14 +221,23 @@ async def _exports_unpause(ph: Client, args: argparse.Namespace, out: Output) ->
 
 @_command("batch-exports", "logs")
 async def _exports_logs(ph: Client, args: argparse.Namespace, out: Output) -> None:
+    # PostHog reads one page of `limit` entries (50 unless asked): `--limit` beyond that
+    # asks for as many (PostHog's most is 500), unless `--fetch` says otherwise.
+    fetch = args.fetch
+    if fetch is None and args.limit is not None and args.limit > _LOGS_PAGE:
+        fetch = min(args.limit, _LOGS_MOST)
     paginator = ph.batch_exports.logs(
         args.id,
         level=args.level,
         search=args.search,
         instance_id=args.run,
-        limit=args.fetch,
+        limit=fetch,
     )
     await _listing(paginator, out, _LOG_COLUMNS, args.limit)
+
+
+_LOGS_PAGE = 50  # the entries PostHog fetches when no limit is sent
+_LOGS_MOST = 500
 
 
 @_command("batch-exports", "test-step")
@@ -317,10 +326,17 @@ def add_resource_commands(
         default=None,
         help=f"e.g. error or info,warning (any of {', '.join(_args.LOG_LEVELS)})",
     )
-    logs.add_argument("--search", default=None, help="only messages containing this")
+    logs.add_argument(
+        "--search",
+        default=None,
+        help="only messages containing this (PostHog's ILIKE: _ and %% match any character(s))",
+    )
     logs.add_argument("--run", type=_args.uuid("--run"), default=None, help="only this run's")
     logs.add_argument(
-        "--fetch", type=_args.positive(500), default=None, help="entries PostHog fetches (1-500)"
+        "--fetch",
+        type=_args.positive(500),
+        default=None,
+        help="entries PostHog fetches (1-500; default 50, or --limit up to 500)",
     )
     step = action(exports, "test-step", "run one destination test step")
     step.add_argument(

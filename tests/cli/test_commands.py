@@ -348,6 +348,31 @@ async def test_batch_export_logs_passes_search_run_and_fetch(
     assert {("search", "boom"), ("instance_id", run["id"]), ("limit", "7")} <= set(query)
 
 
+async def test_batch_export_logs_limit_past_posthogs_page_asks_for_as_many(
+    fake: FakePostHog, run_cli: RunCli
+) -> None:
+    """
+    PostHog reads one page of 50 entries unless asked for more: `--limit 100` asks for
+    100 (it printed 50 of 120, silently), `--limit 900` for PostHog's most (500), and
+    `--fetch` still says how many PostHog reads.
+    """
+    export_id = await _export(fake)
+    fake.add_batch_export_logs(export_id, [f"line {n}" for n in range(120)])
+    limited = await run_cli("batch-exports", "logs", export_id, "--limit", "100", "--json")
+    assert (0, 100) == (limited.returncode, len(limited.stdout.splitlines()))
+    assert ("limit", "100") in fake.requests[-1].query
+    every = await run_cli("batch-exports", "logs", export_id, "--limit", "900", "--json")
+    assert 120 == len(every.stdout.splitlines())
+    assert ("limit", "500") in fake.requests[-1].query
+    few = await run_cli("batch-exports", "logs", export_id, "--limit", "3")
+    assert 4 == len(few.stdout.splitlines())  # the header, then three
+    assert "limit" not in dict(fake.requests[-1].query)
+    fetched = await run_cli(
+        "batch-exports", "logs", export_id, "--limit", "100", "--fetch", "10", "--json"
+    )
+    assert 10 == len(fetched.stdout.splitlines())
+
+
 async def test_test_step_runs_the_step_asked_for(fake: FakePostHog, run_cli: RunCli) -> None:
     """--step N runs step N; without it, step 0."""
     export_id = await _export(fake)
