@@ -123,22 +123,32 @@ class InProcessRateLimitStore(RateLimitStore):
 class _Turn:
     """A request's place in its bucket's line: set when the turn is its, or the line failed."""
 
-    __slots__ = ("event", "failure")
+    __slots__ = ("event", "failure", "gone")
 
     def __init__(self) -> None:
         self.event = anyio.Event()
         #: The store's failure that ended the line while this request waited in it.
         self.failure: str | None = None
+        self.gone = False  # left the line (cancelled, or out of time): skipped at its turn
 
 
 class _Line:
     """The requests of one bucket waiting their turn, in arrival order."""
 
-    __slots__ = ("busy", "queue")
+    __slots__ = ("busy", "live", "queue")
 
     def __init__(self) -> None:
         self.busy = False  # someone holds the turn (asks the store, or sleeps on its answer)
         self.queue: collections.deque[_Turn] = collections.deque()
+        # How many in the queue still wait: one that leaves is skipped when its turn
+        # comes, not searched for (a pool cancelling thousands of requests stays linear).
+        self.live = 0
+
+    def leave(self, turn: _Turn) -> None:
+        turn.gone = True
+        self.live -= 1
+        if not self.live:
+            self.queue.clear()  # only departed ones were left
 
 
 class RateLimiter:
@@ -182,7 +192,7 @@ class RateLimiter:
             line = self._lines[bucket] = _Line()
         started: float | None = None
         spent = 0.0  # of `max_wait`: in the line, then asleep on the store's answers
-        if line.busy or line.queue:
+        if line.busy or line.live:
             started = time.monotonic()
             await self._wait_in_line(line, bucket, max_wait)
             spent = time.monotonic() - started
@@ -216,9 +226,11 @@ class RateLimiter:
             # same failure, one store timeout after another. They fail now with it.
             failed = True
             for turn in line.queue:
-                turn.failure = str(exc)
-                turn.event.set()
+                if not turn.gone:
+                    turn.failure = str(exc)
+                    turn.event.set()
             line.queue.clear()
+            line.live = 0
             line.busy = False
             raise
         finally:
@@ -230,6 +242,7 @@ class RateLimiter:
         """Wait for the turn (at most `max_wait` seconds); raise if the line failed."""
         turn = _Turn()
         line.queue.append(turn)
+        line.live += 1
         try:
             with anyio.move_on_after(math.inf if max_wait is None else max_wait):
                 await turn.event.wait()
@@ -238,12 +251,12 @@ class RateLimiter:
                 if turn.failure is None:
                     self._pass_turn(line)  # it was handed over just as the wait ended
             else:
-                line.queue.remove(turn)
+                line.leave(turn)
             raise
         if turn.failure is not None:
             raise RateLimitStoreError(turn.failure)
         if not turn.event.is_set():
-            line.queue.remove(turn)
+            line.leave(turn)
             logger.debug("rate limits: %s request left the line at its time limit", bucket)
             raise RateLimitError(
                 status=429,
@@ -272,10 +285,14 @@ class RateLimiter:
 
     @staticmethod
     def _pass_turn(line: _Line) -> None:
-        if line.queue:
-            line.queue.popleft().event.set()  # `busy` stays True: the turn goes to the next
-        else:
-            line.busy = False
+        queue = line.queue
+        while queue:
+            turn = queue.popleft()
+            if not turn.gone:
+                line.live -= 1
+                turn.event.set()  # `busy` stays True: the turn goes to the next
+                return
+        line.busy = False
 
 
 def make_rate_limiter(

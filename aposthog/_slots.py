@@ -19,35 +19,43 @@ __all__ = ["Slots"]
 
 
 class Slots:
-    """`total` slots; `free` and `waiters` are read (and `free` taken) inline by the pipeline."""
+    """`total` slots; `free` is read (and taken) inline by the pipeline."""
 
-    __slots__ = ("free", "waiters")
+    __slots__ = ("free", "live", "waiters")
 
     def __init__(self, total: int) -> None:
         self.free = total
+        #: The line: futures of waiting tasks, and of cancelled ones not yet skipped.
         self.waiters: collections.deque[asyncio.Future[None]] = collections.deque()
+        #: How many in the line still wait. A cancelled waiter is skipped when its turn
+        #: comes, not searched for: a pool cancelling thousands of waiters stays linear.
+        self.live = 0
 
     def take_nowait(self) -> bool:
         """Take a slot if one is free and nobody waits for one; whether it was taken."""
-        if self.free > 0 and not self.waiters:
+        if self.free > 0 and not self.live:
             self.free -= 1
             return True
         return False
 
     async def take(self) -> None:
         """Take a slot, waiting in line for one (cancellable)."""
-        if self.free > 0 and not self.waiters:
+        if self.free > 0 and not self.live:
             self.free -= 1
             return
         waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self.waiters.append(waiter)
+        self.live += 1
         try:
             await waiter
         except BaseException:
             if waiter.done() and not waiter.cancelled():
                 self.release()  # the slot came with the cancellation: the next one gets it
-            elif waiter in self.waiters:  # not yet skipped by a `release()`
-                self.waiters.remove(waiter)
+            else:
+                waiter.cancel()  # skipped by `release()` when its turn comes
+                self.live -= 1
+                if not self.live:
+                    self.waiters.clear()  # only cancelled ones were left
             raise
 
     def release(self) -> None:
@@ -57,10 +65,11 @@ class Slots:
             waiter = waiters.popleft()
             if not waiter.done():
                 waiter.set_result(None)
+                self.live -= 1
                 return
         self.free += 1
 
     @property
     def waiting(self) -> int:
         """How many tasks wait for a slot."""
-        return len(self.waiters)
+        return self.live

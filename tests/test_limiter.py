@@ -470,3 +470,45 @@ async def test_aclose_releases_the_store_once() -> None:
     assert 1 == store.users  # still the second client's
     await second.aclose()
     assert 0 == store.users
+
+
+@pytest.mark.parametrize("order", ["newest first", "every other"])
+async def test_cancelling_most_of_a_long_line_leaves_the_rest_admitted_in_order(
+    order: str,
+) -> None:
+    """
+    A worker pool cancels most of a thousand requests queued in one bucket: those left
+    are admitted in arrival order and the line ends idle (the cancelled ones are skipped,
+    never searched for one by one), so a newcomer is admitted at once.
+    """
+    limiter = _limiter(Rate(1000, per=60))
+    admitted: list[int] = []
+    gate = anyio.Event()
+
+    class Gated(InProcessRateLimitStore):
+        async def try_acquire(
+            self, scope: str, bucket: str, windows: tuple[Rate, ...], margin: float
+        ) -> float:
+            await gate.wait()  # the head holds the turn until the cancellations are done
+            return await super().try_acquire(scope, bucket, windows, margin)
+
+    limiter.store = Gated()
+
+    async def request(n: int) -> None:
+        await limiter.acquire("api")
+        admitted.append(n)
+
+    tasks = [asyncio.create_task(request(n)) for n in range(1000)]
+    await asyncio.sleep(0.01)
+    keep = {0, 500, 999} if order == "newest first" else set(range(0, 1000, 2))
+    for n in reversed(range(1000)):
+        if n not in keep:
+            tasks[n].cancel()
+    await asyncio.sleep(0.01)
+    gate.set()
+    await asyncio.wait_for(asyncio.gather(*tasks, return_exceptions=True), 5)
+    assert sorted(keep) == admitted
+    line = limiter._lines["api"]
+    assert (False, 0, 0) == (line.busy, line.live, len(line.queue))
+    with anyio.fail_after(1):
+        await limiter.acquire("api")

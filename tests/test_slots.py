@@ -128,3 +128,34 @@ async def test_many_tasks_never_hold_more_than_the_slots_and_all_come_back() -> 
     await asyncio.wait_for(asyncio.gather(*tasks, return_exceptions=True), 5)
     assert 3 == most
     assert (3, 0) == (slots.free, slots.waiting)
+
+
+@pytest.mark.parametrize("order", ["newest first", "oldest first", "every other"])
+async def test_cancelling_most_of_a_long_line_leaves_the_rest_served_in_order(order: str) -> None:
+    """
+    A worker pool cancels a thousand waiters (a gather torn down): those left are
+    served in arrival order, every slot comes back, and a newcomer then takes a free slot
+    at once (the cancelled ones are skipped, never searched for one by one).
+    """
+    slots = Slots(1)
+    assert slots.take_nowait()
+    served: list[int] = []
+
+    async def waiter(n: int) -> None:
+        await slots.take()
+        served.append(n)
+        slots.release()
+
+    tasks = [asyncio.create_task(waiter(n)) for n in range(1000)]
+    await _settle()
+    keep = {0, 500, 999} if order != "every other" else set(range(0, 1000, 2))
+    doomed = [t for n, t in enumerate(tasks) if n not in keep]
+    for task in doomed if order == "oldest first" else reversed(doomed):
+        task.cancel()
+    await _settle()
+    assert len(keep) == slots.waiting
+    slots.release()
+    await asyncio.wait_for(asyncio.gather(*tasks, return_exceptions=True), 5)
+    assert sorted(keep) == served
+    assert (1, 0, 0) == (slots.free, slots.waiting, len(slots.waiters))
+    assert slots.take_nowait()
