@@ -62,6 +62,25 @@ def conversation_json(conversation: dict[str, Any]) -> str:
     return json.dumps(conversation)
 
 
+def _at_least(low: int) -> Callable[[Any, attrs.Attribute[Any], Any], None]:
+    """An attrs validator: a number (not a bool) of at least `low`."""
+
+    def check(_: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= low:
+            raise ValueError(f"{attribute.name} must be a number >= {low}, got {value!r}")
+
+    return check
+
+
+def _texts(_: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+    if isinstance(value, str) or not all(isinstance(text, str) for text in value):
+        raise TypeError(f"{attribute.name} must be a sequence of str, got {value!r}")
+
+
+def _no_false(value: str | bool | None) -> str | bool | None:
+    return None if value is False else value
+
+
 @attrs.frozen(kw_only=True)
 class AIScript:
     """
@@ -108,15 +127,18 @@ class AIScript:
     """
 
     text: str = "This is the fake PostHog AI's answer."
-    token_size: int = 4
-    delay: float = 0.0
-    chunk_size: int | None = None
-    chunk_delay: float = 0.0
+    token_size: int = attrs.field(default=4, validator=_at_least(1))
+    delay: float = attrs.field(default=0.0, validator=_at_least(0))
+    chunk_size: int | None = attrs.field(
+        default=None, validator=attrs.validators.optional(_at_least(1))
+    )
+    chunk_delay: float = attrs.field(default=0.0, validator=_at_least(0))
     title: str | None = ""
     tool: str | None = None
     tool_text: str = ""
-    updates: Sequence[str] = ()
-    fail: str | bool | None = None
+    updates: Sequence[str] = attrs.field(default=(), validator=_texts)
+    # `fail=False` is no failure, as None is (a test parametrized over True and False).
+    fail: str | bool | None = attrs.field(default=None, converter=_no_false)
     fail_after: int | None = None
     generation_error: bool = False
     drop_after: int | Sequence[int] | None = None

@@ -13,6 +13,7 @@ from typing import Any
 import anyio
 
 from ._ai_runs import AIScript, StreamStats
+from ._conversation_checks import uuid_text
 from ._conversations import FakeConversation
 
 __all__ = ["ConversationsKnobs"]
@@ -70,10 +71,11 @@ class ConversationsKnobs:
         `open/` endpoint serves (`POST conversations/` refuses it, `cancel/` stops nothing;
         without messages it has none and a null `agent_mode`, as one born on the sandbox
         runtime; with them it plays an old thread converted to it). Anything else is a
-        `ValueError`.
+        `ValueError`. `id` is any spelling of a UUID, kept in its canonical form (as
+        PostHog's `UUIDField` stores it); a `ValueError` if it is none.
         """
         conversation = FakeConversation(
-            id=id or str(uuid.uuid4()),
+            id=str(uuid.uuid4()) if id is None else _canonical_id(id),
             user=user,
             title=title,
             type=type,
@@ -108,3 +110,10 @@ class ConversationsKnobs:
                 "role_at_organization": None,
             }
         return self._users[user]
+
+
+def _canonical_id(value: str) -> str:
+    try:
+        return uuid_text(value)
+    except ValueError:
+        raise ValueError(f"id must be a UUID, got {value!r:.60}") from None

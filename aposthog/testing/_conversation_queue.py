@@ -31,6 +31,7 @@ import attrs
 
 from ._ai_runs import AIScript, Run, build_run
 from ._conversation_checks import (
+    uuid_text,
     validate_agent_mode,
     validate_context_fields,
     validate_human_message,
@@ -43,7 +44,7 @@ if TYPE_CHECKING:
     from ._conversations import FakeConversation
     from ._fake import FakePostHog
 
-__all__ = ["MAX_QUEUE_MESSAGES", "routes"]
+__all__ = ["MAX_QUEUE_MESSAGES", "routes", "stored"]
 
 MAX_QUEUE_MESSAGES = 2
 """PostHog's `MAX_QUEUE_MESSAGES`: the messages a conversation's queue holds at once."""
@@ -51,10 +52,21 @@ _MAX_LENGTH = 40000  # the serializers' `content` max_length
 _FULL = {"error": "queue_full", "detail": "Only two messages can be queued at a time."}
 
 
+def stored(fake: FakePostHog, request: FakeRequest) -> FakeConversation | None:
+    """
+    The conversation the URL names, in any spelling of its id (Django's `UUIDField` reads
+    upper case, no hyphens, braces), or None (an id that is no UUID is none).
+    """
+    try:
+        return fake.conversations.get(uuid_text(request.params["conversation"]))
+    except ValueError:
+        return None
+
+
 def _conversation(fake: FakePostHog, request: FakeRequest) -> FakeConversation:
     # `_ensure_queue_access`, every action's first step: any non-deleted conversation by id
     # (no title needed), then the owner. Not the usual envelope: the view's own bodies.
-    conversation = fake.conversations.get(request.params["conversation"])
+    conversation = stored(fake, request)
     if conversation is None or conversation.deleted:
         raise HTTPError(json_reply(404, {"error": "Conversation not found"}))
     if conversation.user != request.user_key:

@@ -91,15 +91,18 @@ class FakeConversation:
 
     id: str
     user: str
-    title: str | None = None
+    # `title`, `updated_at` and `messages` are read through properties that first apply
+    # what the current run has produced by then (`refresh()`): a test reads the record as
+    # PostHog's database holds it, also after its reader left a run that went on.
+    _title: str | None = attrs.field(default=None, alias="title")
     type: str = "assistant"
     created_at: dt.datetime = attrs.field(factory=now)
-    updated_at: dt.datetime = attrs.field(factory=now)
+    _updated_at: dt.datetime = attrs.field(factory=now, alias="updated_at")
     deleted: bool = False
     is_internal: bool = False
     agent_mode: str | None = None  # the graph state's; GET shows `agent_mode_or_default`
     agent_runtime: str = attrs.field(default="langgraph", validator=_check_runtime)
-    messages: list[dict[str, Any]] = attrs.field(factory=list)
+    _messages: list[dict[str, Any]] = attrs.field(factory=list, alias="messages")
     pending_approvals: list[dict[str, Any]] = attrs.field(factory=list)
     run: Run | None = None
     queue: list[dict[str, Any]] = attrs.field(factory=list)  # `…/queue/`: the next runs
@@ -110,6 +113,36 @@ class FakeConversation:
     research_run: bool = False
     _applied: int = 0  # events of `run` already applied to the state above
     _settled: bool = False  # the end of `run` was seen (and the queue drained then)
+
+    @property
+    def title(self) -> str | None:
+        """The conversation's title (PostHog AI's, once its first run names it)."""
+        self.refresh()
+        return self._title
+
+    @title.setter
+    def title(self, value: str | None) -> None:
+        self._title = value
+
+    @property
+    def updated_at(self) -> dt.datetime:
+        """When the conversation last changed."""
+        self.refresh()
+        return self._updated_at
+
+    @updated_at.setter
+    def updated_at(self, value: dt.datetime) -> None:
+        self._updated_at = value
+
+    @property
+    def messages(self) -> list[dict[str, Any]]:
+        """The stored messages (the graph state's), a run's final ones included."""
+        self.refresh()
+        return self._messages
+
+    @messages.setter
+    def messages(self, value: list[dict[str, Any]]) -> None:
+        self._messages = value
 
     @property
     def status(self) -> str:
@@ -123,10 +156,10 @@ class FakeConversation:
             due = self.run.due(moment)
             for event in due[self._applied :]:
                 if event.final is not None:
-                    self.messages.append(event.final)
+                    self._messages.append(event.final)
                 if event.title is not None:
-                    self.title = event.title
-                self.updated_at = now()
+                    self._title = event.title
+                self._updated_at = now()
             self._applied = len(due)
             if self._settled or self.run.active(moment):
                 return
@@ -176,6 +209,8 @@ class FakeConversation:
         """`ConversationSerializer(...).data`: messages written with their null fields."""
         messages = []
         for message in self.messages if self.has_state else ():
+            if not _shown(message):
+                continue
             nulls = _NULL_FIELDS.get(message.get("type", ""), ())
             messages.append({"parent_tool_call_id": None, **dict.fromkeys(nulls), **message})
         return {
@@ -187,6 +222,20 @@ class FakeConversation:
             "is_sandbox": self.agent_runtime == "sandbox",
             "pending_approvals": list(self.pending_approvals),
         }
+
+
+def _shown(message: Mapping[str, Any]) -> bool:
+    """
+    PostHog's `should_output_assistant_message`, which the serializer's messages pass:
+    an assistant message with no content, no tool calls and no `meta` (an empty answer)
+    and a context message are left out.
+    """
+    kind = message.get("type")
+    if kind == "ai":
+        return bool(message.get("content") or message.get("tool_calls")) or (
+            message.get("meta") is not None
+        )
+    return kind != "context"
 
 
 # ---------------------------------------------------------------------- handlers
@@ -207,7 +256,7 @@ def _check_ai_throttle(fake: FakePostHog, user: str, body: dict[str, Any]) -> No
 
 def _own(fake: FakePostHog, request: FakeRequest) -> FakeConversation:
     # Every action but `retrieve` is filtered to the caller's own conversations.
-    conversation = fake.conversations.get(request.params["conversation"])
+    conversation = _conversation_queue.stored(fake, request)
     if conversation is None or conversation.deleted or conversation.user != request.user_key:
         raise not_found()
     conversation.refresh()
@@ -327,7 +376,7 @@ async def _retrieve(fake: FakePostHog, request: FakeRequest) -> ServerReply:
     # Any user's conversation of the team, once it has a title. Only `list` and `retrieve`
     # filter out internal conversations; the other actions (cancel, append_message, destroy,
     # create) reach them like any other of the caller's conversations.
-    conversation = fake.conversations.get(request.params["conversation"])
+    conversation = _conversation_queue.stored(fake, request)
     if conversation is not None:
         conversation.refresh()
     if (

@@ -12,6 +12,7 @@ balancer would.
 from __future__ import annotations
 
 import collections
+import json
 import re
 import secrets
 import urllib.parse
@@ -123,6 +124,10 @@ class FakePostHog:
     ) -> None:
         self.api_key = api_key or f"phx_fake_{secrets.token_hex(16)}"
         self.project_id = str(project_id)
+        size: object = page_size  # typed an int, checked for callers who are not
+        if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+            # 0 would serve empty pages whose `next` names the same page, without end.
+            raise ValueError(f"page_size must be an int >= 1, got {page_size!r}")
         self.page_size = page_size
         self.latency = latency
         self.requests: list[RecordedRequest] = []
@@ -167,9 +172,24 @@ class FakePostHog:
         self.seed_conversation = conversations.seed_conversation
         self.wait_for_streams_closed = conversations.wait_for_streams_closed
         self._user_basic = conversations.user_basic
-        self.keepalive_interval: float | None = 15.0
+        self._keepalive_interval: float | None = 15.0
         self.ai_quota_exceeded = False
         self.conversations_list_includes_messages = False
+
+    @property
+    def keepalive_interval(self) -> float | None:
+        """Seconds of silence before a stream's `: keepalive` comment (None: never)."""
+        return self._keepalive_interval
+
+    @keepalive_interval.setter
+    def keepalive_interval(self, seconds: float | None) -> None:
+        # 0 would write keepalives without pause, megabytes a second: refused.
+        value: object = seconds  # typed a number, checked for callers who are not
+        if value is not None and (
+            isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0
+        ):
+            raise ValueError(f"keepalive_interval must be > 0 seconds or None, got {seconds!r}")
+        self._keepalive_interval = seconds
 
     # Request counts of the AI throttles in `throttles` (their windows stay as set).
     ai_burst_limit = ThrottleLimit("ai_burst")
@@ -235,7 +255,12 @@ class FakePostHog:
         method: str | None = None,
         path: str | None = None,
     ) -> None:
-        """Answer the next `n` matching requests with `status` (and `body`, JSON, if given)."""
+        """
+        Answer the next `n` matching requests with `status` and `body`: JSON (a value
+        `json.dumps` takes, checked here), or bytes sent as they are (a proxy's HTML page).
+        """
+        if not isinstance(body, (bytes, type(None))):
+            json.dumps(body)  # a TypeError or ValueError now, not a 500 at the next request
         self._faults.append(_Fault("fail", n, status=status, body=body, method=method, path=path))
 
     def drop_next(self, n: int = 1, *, method: str | None = None, path: str | None = None) -> None:
@@ -309,6 +334,9 @@ class FakePostHog:
         if fault is not None:
             if fault.body is None:
                 return ServerReply(status=fault.status, body=b"")
+            if isinstance(fault.body, bytes):
+                headers = {"Content-Type": "text/html; charset=utf-8"}
+                return ServerReply(status=fault.status, body=fault.body, headers=headers)
             return json_reply(fault.status, fault.body)
 
         routes, segments, project = self._resolve(raw)

@@ -56,7 +56,12 @@ class LoopbackServer:
         self.url = ""
 
     async def start(self) -> str:
-        """Start listening; returns the base URL (`http://127.0.0.1:<port>`)."""
+        """
+        Start listening; returns the base URL (`http://127.0.0.1:<port>`). A server
+        already started is a `RuntimeError`: a second one would be left listening.
+        """
+        if self._runner is not None:
+            raise RuntimeError(f"this server is already started, at {self.url}")
         app = web.Application(client_max_size=64 * 1024 * 1024)
         app.router.add_route("*", "/{tail:.*}", self._handle)
         # handler_cancellation: a client that disconnects cancels its handler at once,

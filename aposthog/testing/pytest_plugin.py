@@ -50,6 +50,11 @@ def fake_posthog(request: pytest.FixtureRequest) -> Iterator[FakePostHog]:
     from ._in_thread import serve_in_thread
 
     marker = request.node.get_closest_marker("fake_posthog")
+    if marker is not None and marker.args:
+        raise pytest.UsageError(
+            "@pytest.mark.fake_posthog takes keyword arguments only (FakePostHog's), "
+            f"got {len(marker.args)} positional"
+        )
     options = dict(marker.kwargs) if marker is not None else {}
     with serve_in_thread(**options) as fake:
         yield fake

@@ -498,3 +498,53 @@ def test_standalone_help_lists_the_integration_kinds_in_order(
     assert 0 == exited.value.code
     shown = capsys.readouterr().out
     assert "one of " + ", ".join(sorted(set(INTEGRATION_KINDS.values()))) + ")" in shown
+
+
+async def test_a_second_start_leaves_no_server_listening_after_aclose() -> None:
+    """
+    `fake = await FakePostHog().start()` followed by `async with fake:` starts it twice.
+    Either the second start is refused or it is harmless; after `aclose()` nothing of the
+    fake may still accept connections.
+    """
+    fake = FakePostHog()
+    await fake.start()
+    first, first_runner = fake.url, fake._server._runner
+    try:
+        with contextlib.suppress(RuntimeError):
+            await fake.start()
+        await fake.aclose()
+        async with aiohttp.ClientSession() as session:
+            with pytest.raises(aiohttp.ClientConnectionError):
+                async with session.get(first + "/api/environments/1/conversations/"):
+                    pass
+    finally:
+        if first_runner is not None:
+            await first_runner.cleanup()  # what the fake leaked, so no other test sees it
+
+
+async def test_a_fail_next_body_is_either_sent_or_refused_at_once(fake: FakePostHog) -> None:
+    """
+    `fail_next(502, body=b"<html>…")` is how a test would play a proxy's error page. The
+    fake must either answer the 502 it was told to, or refuse the body when the knob is
+    set, not swallow the fault and answer its own 500 to whichever request came next.
+    """
+    fake.fail_next(status=502, body=b"<html>Bad gateway</html>")
+    with pytest.raises(TypeError):
+        fake.fail_next(status=500, body={"not": {"json"}})  # refused where it is set
+    status, headers, body = await _raw(
+        fake,
+        "GET",
+        "/api/environments/1/customer_profile_configs/",
+        headers={"Authorization": f"Bearer {fake.api_key}"},
+    )
+    assert (502, b"<html>Bad gateway</html>") == (status, body)
+    assert headers["Content-Type"].startswith("text/html")
+
+
+async def test_a_page_size_below_one_is_refused() -> None:
+    """
+    `FakePostHog(page_size=0)` answers every list with no results and a `next` URL to
+    the very same page, so a plain client that follows `next` never stops: refuse it.
+    """
+    with pytest.raises(ValueError, match="page_size"):
+        FakePostHog(page_size=0)

@@ -621,3 +621,111 @@ async def test_agent_mode_is_the_states_mode_or_its_default(fake: FakePostHog) -
     async with fake.client() as ph:
         got = await ph.conversations.get(seeded.id)
     assert got.agent_mode is aposthog.AgentMode.PRODUCT_ANALYTICS
+
+
+async def test_the_conversation_record_shows_a_run_that_ended_after_its_reader_left(
+    fake: FakePostHog,
+) -> None:
+    """
+    A test reads `fake.conversations[id]` to check what its bot did. When the bot stops
+    reading early, the run still ends server-side: once it has, the record's messages and
+    title must show it, as its `status` (computed live) already says `idle`.
+    """
+    fake.script_answer("The answer is 42", token_size=4, delay=0.01, title="Answers")
+    body = _body("What is it?")
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(fake.url + PATH, json=body, headers=_auth(fake)) as resp,
+    ):
+        await resp.content.readuntil(b"\n\n")  # the `conversation` event only
+    await fake.wait_for_streams_closed()
+    conversation = fake.conversations[body["conversation"]]
+    with anyio.fail_after(2):
+        while conversation.status != "idle":  # noqa: ASYNC110
+            await anyio.sleep(0.01)
+    assert [m["type"] for m in conversation.messages] == ["human", "ai"]
+    assert conversation.title == "Answers"
+
+
+async def test_fail_false_scripts_an_answer_that_does_not_fail(fake: FakePostHog) -> None:
+    """
+    `AIScript.fail` is typed `str | bool | None`; `True` is PostHog's bare failure, so
+    `False` (a parametrized test's "no failure" case) must be the normal answer.
+    """
+    fake.script_answer("All fine", fail=False)
+    _, _, raw = await _post(fake, _body("q", fake.seed_conversation().id))
+    last = json.loads(_events(raw)[-1][1])
+    assert (last["type"], last.get("content")) == ("ai", "All fine")
+
+
+@pytest.mark.parametrize("spell", [str.upper, lambda text: uuid.UUID(text).hex])
+async def test_the_conversation_routes_find_any_spelling_of_its_id(
+    fake: FakePostHog, spell: Any
+) -> None:
+    """
+    Django's `UUIDField` reads `E157…` and `e157…` without hyphens as the same UUID, so
+    PostHog's retrieve, cancel, append_message and queue find the conversation under
+    either spelling (as `POST conversations/` already does here); the fake answered 404.
+    """
+    conversation = fake.seed_conversation()
+    other = spell(conversation.id)
+    assert (await _request(fake, "GET", f"{other}/"))[0] == 200
+    assert (await _request(fake, "PATCH", f"{other}/cancel/"))[0] == 204
+    assert (await _request(fake, "GET", f"{other}/queue/"))[0] == 200
+    status, _ = await _request(fake, "POST", f"{other}/append_message/", json_body={"content": "x"})
+    assert status == 201
+
+
+async def test_a_conversation_seeded_under_another_spelling_is_reachable(
+    fake: FakePostHog, ph: aposthog.Client
+) -> None:
+    """
+    `seed_conversation(id=uuid.uuid4().hex)` is a natural way to seed a known id. PostHog
+    stores a conversation under its UUID, so the client's `get()` (which sends the
+    canonical spelling) must find it, and a follow-up must not create a second one.
+    """
+    known = uuid.uuid4()
+    fake.seed_conversation(id=known.hex, messages=[{"type": "human", "content": "hi"}])
+    conversation = await ph.conversations.get(known)
+    assert str(conversation.id) == str(known)
+    await ph.conversations.create("again", conversation=known).until_done()
+    assert len(fake.conversations) == 1
+
+
+async def test_a_zero_keepalive_interval_does_not_flood_the_stream(fake: FakePostHog) -> None:
+    """
+    `keepalive_interval = 0` (a test wanting keepalives "all the time", or mistaking 0 for
+    off) must not turn the stream into a busy loop (PostHog's own loop waits
+    `max(0.1, SSE_KEEPALIVE_INTERVAL - elapsed)` between keepalives): it is refused.
+    """
+    for bad in (0, -1, True, "15"):
+        with pytest.raises(ValueError, match="keepalive_interval"):
+            fake.keepalive_interval = bad  # type: ignore[assignment]
+    assert 15.0 == fake.keepalive_interval  # unchanged
+    fake.keepalive_interval = 0.05
+    fake.script_answer("ab", delay=0.2)
+    _, _, raw = await _post(fake, _body("q", fake.seed_conversation().id))
+    assert 1 <= raw.count(b": keepalive\n\n") < 20
+
+
+async def test_a_negative_chunk_size_is_refused_when_scripted(fake: FakePostHog) -> None:
+    """A `chunk_size` below 1 cannot split anything: refused at once, not a silent, empty stream."""
+    with pytest.raises(ValueError, match="chunk_size"):
+        fake.script_answer("x", chunk_size=-1)
+
+
+async def test_get_leaves_out_empty_answers_and_context_messages(fake: FakePostHog) -> None:
+    """
+    `ConversationSerializer.get_messages` filters the state's messages through
+    `ee.hogai.utils.helpers.should_output_assistant_message`: an `ai` message with no
+    content, no tool calls and no meta, and every `context` message, are left out.
+    """
+    conversation = fake.seed_conversation(
+        messages=[{"type": "human", "content": "q"}, {"type": "context", "content": "page"}]
+    )
+    fake.script_answer("")  # an empty final answer
+    await _post(fake, _body("again", conversation.id))
+    status, raw = await _request(fake, "GET", f"{conversation.id}/")
+    assert status == 200
+    shown = [(m["type"], m["content"]) for m in json.loads(raw)["messages"]]
+    assert shown == [("human", "q"), ("human", "again")]

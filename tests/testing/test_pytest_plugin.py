@@ -132,3 +132,31 @@ def test_fixture_is_torn_down_after_each_test(pytester: pytest.Pytester) -> None
     )
     result.assert_outcomes(passed=2)
     assert before == threading.active_count()
+
+
+def test_positional_marker_arguments_are_refused(pytester: pytest.Pytester) -> None:
+    """
+    `@pytest.mark.fake_posthog({"page_size": 1})` (a dict where keywords belong) must not
+    silently give the default fake: the test would pass or fail for the wrong reason.
+    """
+    pytester.makeconftest(
+        """
+        import importlib
+
+        def pytest_configure(config):
+            if not config.pluginmanager.has_plugin("aposthog"):
+                plugin = importlib.import_module("aposthog.testing.pytest_plugin")
+                config.pluginmanager.register(plugin, "aposthog")
+        """
+    )
+    pytester.makepyfile(
+        """
+        import pytest
+
+        @pytest.mark.fake_posthog({"page_size": 1})
+        def test_marked(fake_posthog):
+            pass
+        """
+    )
+    result = pytester.runpytest_inprocess("-p", "no:asyncio", "-p", "no:randomly", "-W", "error")
+    result.assert_outcomes(errors=1)
