@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+import urllib.parse
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Final, Generic, TypeVar
 
@@ -421,6 +422,13 @@ class _PageSource(Generic[T]):
         """The first page (a plain function returning the coroutine: one frame less)."""
         api = self._api
         return self._page(api.pipeline.request(self._route, self._parts, params=self._params))
+
+    def first_url(self) -> str:
+        """The first page's URL, its query included (where a read that failed resumes)."""
+        request = self._api.pipeline.request(self._route, self._parts, params=self._params)
+        if not request.params:
+            return request.url
+        return f"{request.url}?{urllib.parse.urlencode(request.params)}"
 
     async def fetch(self, url: str) -> Page[T]:
         """The page at a `next` (or saved) URL, requested on the configured host."""

@@ -91,6 +91,9 @@ class PageSource(Protocol[T]):
     def fetch(self, url: str) -> Awaitable[Page[T]]:
         """The page at a `next` (or saved) URL."""
 
+    def first_url(self) -> str:
+        """The URL of the first page (what `fetch` takes), its query included."""
+
 
 class Page(Generic[T]):
     """
@@ -199,7 +202,7 @@ class AsyncPaginator(Generic[T]):
         ```
     """
 
-    __slots__ = ("_ahead", "_origin", "_source", "_start_url", "next_url")
+    __slots__ = ("_ahead", "_next", "_origin", "_read", "_source", "_start_url")
 
     def __init__(
         self,
@@ -214,9 +217,22 @@ class AsyncPaginator(Generic[T]):
         self._ahead = prefetch
         # The paginator `prefetch()` was called on: it learns where each read stopped too.
         self._origin = origin
-        #: The `next` URL of the last page this paginator fetched (or one `prefetch()`
-        #: made from it): where to resume.
-        self.next_url: str | None = None
+        self._read = False  # whether a page was handed out (then `_next` is its `next`)
+        self._next: str | None = None
+
+    @property
+    def next_url(self) -> str | None:
+        """
+        Where to resume: the `next` URL of the last page read through this paginator (or
+        a `prefetch()` made from it), None once the list ended. Before any page, the
+        first page's URL (the one given to `resume_from()`, if any): a read that failed
+        at once resumes where it was to start, never takes the list for read.
+        """
+        if self._read:
+            return self._next
+        if self._start_url is not None:
+            return self._start_url
+        return self._source.first_url()
 
     async def _first(self) -> Page[T]:
         if self._start_url is not None:
@@ -244,7 +260,7 @@ class AsyncPaginator(Generic[T]):
     def _seen(self, page: Page[T]) -> None:
         paginator: AsyncPaginator[T] | None = self
         while paginator is not None:
-            paginator.next_url = page.next
+            paginator._read, paginator._next = True, page.next
             paginator = paginator._origin
 
     def prefetch(self, pages: int) -> AsyncPaginator[T]:

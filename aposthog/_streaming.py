@@ -117,7 +117,7 @@ class ConversationStream:
             async for text in stream.text_deltas():
                 turn = stream.question.id if stream.question else ""
                 if turn not in replies and any(replies.values()):
-                    text = text.removeprefix("\n\n")  # joined it to the answer before
+                    text = text.removeprefix("\\n\\n")  # joined it to the answer before
                 replies[turn] = replies.get(turn, "") + text
             ```
         """

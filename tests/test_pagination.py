@@ -377,3 +377,58 @@ async def test_a_paginator_read_through_prefetch_keeps_its_resume_point(
         assert saved is not None
         rest = [c.id async for c in ph.customer_profile_configs.list().resume_from(saved)]
     assert [f"id-{i:03d}" for i in range(6)] == seen + rest
+
+
+async def test_a_resumed_paginator_that_fails_at_once_keeps_its_resume_point(
+    fake: FakePostHog,
+) -> None:
+    """
+    `resume_from(saved)` is the README's "store it, come back later": a worker that
+    resumes and meets another 429 before the first page arrives must still find where
+    to resume in `next_url`. It is None there, what a list read to its end says, so
+    the README's `if paginator.next_url:` takes the rest of the list as done and drops
+    it without an error.
+    """
+    _seed(fake, 6)
+    async with fake.client(max_retries=0) as ph:
+        paginator = ph.customer_profile_configs.list(limit=2)
+        seen: list[str] = []
+        with pytest.raises(aposthog.RateLimitError):
+            async for config in paginator:
+                seen.append(config.id)
+                if len(seen) == 2:
+                    fake.throttle_next(1)
+        saved = paginator.next_url
+        assert saved is not None
+
+        resumed = ph.customer_profile_configs.list().resume_from(saved)
+        fake.throttle_next(1)
+        with pytest.raises(aposthog.RateLimitError):
+            await resumed.to_list()
+        assert saved == resumed.next_url
+
+
+async def test_a_paginator_that_fails_on_its_first_page_resumes_from_the_start(
+    fake: FakePostHog,
+) -> None:
+    """
+    Before any page, `next_url` is the first page's URL, its query included: the
+    README's `if paginator.next_url:` after a 429 on the very first page resumes the
+    whole list, where None took it for read and skipped it all.
+    """
+    _seed(fake, 5)
+    async with fake.client(max_retries=0) as ph:
+        paginator = ph.customer_profile_configs.list(limit=2)
+        first = paginator.next_url
+        assert first == f"{fake.url}/api/environments/1/customer_profile_configs/?limit=2"
+        fake.throttle_next(1)
+        with pytest.raises(aposthog.RateLimitError):
+            await paginator.to_list()
+        assert first == paginator.next_url
+        before = len(fake.requests)
+        rest = await ph.customer_profile_configs.list().resume_from(first).to_list()
+        assert [f"id-{i:03d}" for i in range(5)] == [c.id for c in rest]
+        assert ("limit", "2") in fake.requests[before].query  # the same pages as before
+        read = ph.customer_profile_configs.list(limit=2)
+        assert 5 == len(await read.to_list())
+        assert read.next_url is None  # the list ended

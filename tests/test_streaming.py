@@ -6,6 +6,7 @@ import asyncio
 import gc
 import json
 import socket
+import textwrap
 import warnings
 from typing import Any, cast
 
@@ -859,3 +860,16 @@ async def test_a_delta_loop_that_ends_without_an_exception_joins_to_the_result_t
     assert "".join(deltas) == result.streamed_text
     assert deltas
     assert "" == result.text  # the abandoned part is no answer
+
+
+def test_the_question_docstring_example_is_valid_python() -> None:
+    """
+    The reference (mkdocstrings) and `help()` show `ConversationStream.question`'s
+    example from `__doc__`, where the `"\\n\\n"` of its source, written in a docstring
+    that is not raw, is two real line breaks: the example readers copy is a string
+    literal cut in two, a `SyntaxError`.
+    """
+    doc = ConversationStream.question.__doc__
+    assert doc is not None
+    example = textwrap.dedent(doc.split("```python\n", 1)[1].split("```", 1)[0])
+    compile("async def _example(stream):\n" + textwrap.indent(example, "    "), "doc", "exec")

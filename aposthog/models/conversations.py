@@ -322,7 +322,10 @@ class ConversationResult:
         The assistant's answer: the text of the final assistant messages, joined by a
         blank line (those of every turn, when queued messages ran on the stream: see
         `turns` for each answer apart). Equals `streamed_text` unless PostHog rewrote
-        text it had already streamed, or the run failed after streaming part of an answer.
+        text it had already streamed, the run failed after streaming part of an answer,
+        or the stream was left before the run's final message (`cancel()`, `aclose()`,
+        a `break`: `complete` is then False, and the text streamed so far is only in
+        `streamed_text`).
         """
         return _answer_text(self.messages)
 

@@ -294,7 +294,11 @@ class BatchExports(Resource):
                 name="Events to S3",
                 destination={
                     "type": "AwsS3",
-                    "config": {"bucket_name": "events-v2", "region": "eu-west-1"},
+                    "config": {
+                        "bucket_name": "events-v2",
+                        "region": "eu-west-1",
+                        "prefix": "posthog/",
+                    },
                 },
                 interval="day",
                 offset_hour=3,

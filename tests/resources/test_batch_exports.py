@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import textwrap
 from types import MappingProxyType
 from typing import Any
 
@@ -806,3 +807,28 @@ async def test_text_with_a_nul_is_refused_before_sending(
         else:
             await ph.batch_exports.logs(export.id, instance_id="a\x00b")
     assert [] == fake.requests
+
+
+def _docstring_example(doc: str | None) -> str:
+    """The Python block of a docstring's `Example:` section, dedented."""
+    assert doc is not None
+    block = doc.split("```python\n", 1)[1].split("```", 1)[0]
+    return textwrap.dedent(block)
+
+
+async def test_the_replace_docstring_example_runs(ph: aposthog.Client) -> None:
+    """
+    The example in `BatchExports.replace`'s docstring, run as written against an AwsS3
+    export, replaces it. Its config has no `prefix`, a key PostHog's S3-family
+    destinations require on a PUT (`S3FamilyDestinationConfigSerializer.prefix`, no
+    `required=False`), so the example the reference shows for a PUT is PostHog's 400.
+    """
+    export = await make(ph)
+    # `export` is a parameter: the example rebinds it (`export = await ...replace(export.id`).
+    code = "async def example(export):\n" + textwrap.indent(
+        _docstring_example(ph.batch_exports.replace.__doc__) + "return export\n", "    "
+    )
+    namespace: dict[str, Any] = {"ph": ph}
+    exec(compile(code, "BatchExports.replace.__doc__", "exec"), namespace)
+    replaced = await namespace["example"](export)
+    assert ("Events to S3", "day", 3) == (replaced.name, replaced.interval, replaced.offset_hour)
