@@ -121,13 +121,18 @@ class Client:
             max_response_size=max_response_size,
             allow_insecure_http=allow_insecure_http,
         )
-        throttle = make_rate_limiter(
-            rate_limits, rate_limit_store, base_url=config.base_url, api_key=config.api_key
-        )
         transport = Transport(
             session=session,
             connect_timeout=config.connect_timeout,
             max_response_size=config.max_response_size,
+        )
+        # DEBUG lines around OpenTelemetry spans (`aposthog[otel]`): a call is handed no
+        # observer at all unless the `aposthog` logger is at DEBUG or a tracer records.
+        observer = wait_hook(on_wait, DebugLog(default_observer()))
+        # Last of the checks: the limiter registers with its store (one made from a URL
+        # disconnects when its last client closes), which a refused client must not.
+        throttle = make_rate_limiter(
+            rate_limits, rate_limit_store, base_url=config.base_url, api_key=config.api_key
         )
         pipeline = Pipeline(
             transport,
@@ -137,9 +142,7 @@ class Client:
             max_concurrency=config.max_concurrency,
             throttle=throttle,
         )
-        # DEBUG lines around OpenTelemetry spans (`aposthog[otel]`): a call is handed no
-        # observer at all unless the `aposthog` logger is at DEBUG or a tracer records.
-        self._bind(Api(pipeline, config, wait_hook(on_wait, DebugLog(default_observer()))))
+        self._bind(Api(pipeline, config, observer))
 
     @classmethod
     def _view(cls, api: Api) -> Client:
@@ -259,6 +262,8 @@ class Client:
                 "this aposthog.Client belongs to another event loop: close it from there"
             )
         pipeline.closed = True
+        for wait in list(pipeline.waits):
+            wait.cancel()  # a call waiting to retry: it raises `ClientStateError` at once
         with anyio.CancelScope(shield=True):
             for stream in list(pipeline.streams):
                 # Its reader, if any, is told: the run may not have ended.

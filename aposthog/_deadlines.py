@@ -99,11 +99,19 @@ class Deadlines:
                 _withdraw(entry[0])
 
     def close(self) -> None:
-        """Disarm the timer (the attempts still running keep going, without a limit)."""
+        """
+        The client closed: every attempt still running ends now, as if its deadline had
+        passed (on a borrowed session, which closing the client leaves open, one would
+        otherwise run on with no limit at all), and the timer is disarmed.
+        """
         if self._handle is not None:
             self._handle.cancel()
             self._handle = None
         self._when = math.inf
+        running, self._running = self._running, {}
+        for key, (task, _, cancelling) in running.items():
+            self._expired[key] = (task, cancelling)
+            task.cancel()
 
     def _arm(self, loop: asyncio.AbstractEventLoop, when: float) -> None:
         if self._handle is not None:

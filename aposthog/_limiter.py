@@ -23,7 +23,7 @@ from collections.abc import Callable
 
 import anyio
 
-from ._errors import APIConnectionError, ConfigurationError, RateLimitError
+from ._errors import APIConnectionError, ClientStateError, ConfigurationError, RateLimitError
 from ._pipeline import announce_wait
 from ._ratelimit import BucketLog, Rate, RateLimits, resolve_rate_limits
 
@@ -168,6 +168,9 @@ class RateLimiter:
         self._scope = scope
         self._lines: dict[str, _Line] = {}
         self._closed = False
+        # The scopes of the waits under way (in a line, or asleep on the store's answer):
+        # closing the client cancels them, and each waiter raises `ClientStateError` then.
+        self._waits: set[anyio.CancelScope] = set()
         store._attach()
 
     def __repr__(self) -> str:
@@ -219,7 +222,13 @@ class RateLimiter:
                     started = time.monotonic()
                 announce_wait(wait)  # Client(on_wait=...) hears of it first
                 logger.debug("rate limits: %s request waits %.3f s for its window", bucket, wait)
-                await anyio.sleep(wait)
+                with anyio.CancelScope() as scope:
+                    self._waits.add(scope)
+                    try:
+                        await anyio.sleep(wait)
+                    finally:
+                        self._waits.discard(scope)
+                self._check_open()
                 spent += wait
         except RateLimitStoreError as exc:
             # The store is down: the requests behind this one would each wait for the
@@ -244,8 +253,12 @@ class RateLimiter:
         line.queue.append(turn)
         line.live += 1
         try:
-            with anyio.move_on_after(math.inf if max_wait is None else max_wait):
-                await turn.event.wait()
+            with anyio.move_on_after(math.inf if max_wait is None else max_wait) as scope:
+                self._waits.add(scope)
+                try:
+                    await turn.event.wait()
+                finally:
+                    self._waits.discard(scope)
         except BaseException:
             if turn.event.is_set():
                 if turn.failure is None:
@@ -255,6 +268,9 @@ class RateLimiter:
             raise
         if turn.failure is not None:
             raise RateLimitStoreError(turn.failure)
+        if not turn.event.is_set() and self._closed:
+            line.leave(turn)
+            self._check_open()
         if not turn.event.is_set():
             line.leave(turn)
             logger.debug("rate limits: %s request left the line at its time limit", bucket)
@@ -277,10 +293,19 @@ class RateLimiter:
         logger.info("rate limits: PostHog answered 429; %s requests wait %.1f s", bucket, seconds)
         await self.store.penalize(self._scope, bucket, float(seconds))
 
+    def _check_open(self) -> None:
+        if self._closed:
+            raise ClientStateError("this aposthog.Client was closed while the call waited")
+
     async def aclose(self) -> None:
-        """The client closed: release the store (a Redis store made from a URL disconnects)."""
+        """
+        The client closed: every wait under way ends (`ClientStateError`), and the store
+        is released (a Redis store made from a URL disconnects).
+        """
         if not self._closed:
             self._closed = True
+            for scope in list(self._waits):
+                scope.cancel()
             await self.store._detach()
 
     @staticmethod

@@ -13,6 +13,7 @@ public.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Literal, Protocol
 
@@ -239,4 +240,12 @@ def wait_hook(callback: WaitCallback | None, inner: Observer | None) -> Observer
         return inner
     if not callable(callback):
         raise TypeError(f"on_wait must be a function, got {type(callback).__name__}")
+    if inspect.iscoroutinefunction(callback) or inspect.iscoroutinefunction(
+        getattr(callback, "__call__", None)  # noqa: B004 (an object whose call is async)
+    ):
+        # Called in passing, never awaited: an async one would never run.
+        raise TypeError(
+            "on_wait must be a plain function (it is called, not awaited): "
+            "schedule async work from it, e.g. with asyncio.get_running_loop().create_task"
+        )
     return _WaitHookObserver(callback, inner)

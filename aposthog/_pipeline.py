@@ -117,6 +117,8 @@ class Pipeline:
         self.throttle = throttle
         self.closed = False
         self.streams: weakref.WeakSet[Any] = weakref.WeakSet()
+        #: The retry backoffs under way: closing the client cancels them.
+        self.waits: set[anyio.CancelScope] = set()
         #: The conversations known to be `deep_research` (PostHog counts every message to
         #: one, and every re-attach, in its research windows): kept by `ph.conversations`.
         self.research_conversations: dict[str, None] = {}
@@ -410,7 +412,14 @@ class Call:
         if self._observer is not None:
             reason: WaitReason = "rate_limit" if isinstance(error, RateLimitError) else "retry"
             self._observer.wait(reason, delay, self.attempts + 1, error)
-        await anyio.sleep(delay)
+        # Closing the client ends the wait at once (the caller's check then raises).
+        waits = self._pipeline.waits
+        with anyio.CancelScope() as scope:
+            waits.add(scope)
+            try:
+                await anyio.sleep(delay)
+            finally:
+                waits.discard(scope)
 
     def end(self, status: int | None, error: BaseException | None) -> None:
         """Report how the call ended (to the observer, if any)."""

@@ -116,12 +116,14 @@ class StreamEngine:
     # Slots: a thousand open streams hold a thousand of these (a dict costs each 1 KB).
     __slots__ = (
         "__weakref__",
+        "_answered",
         "_bucket",
         "_busy",
         "_call",
         "_closed_why",
         "_decoder",
         "_echo_lost",
+        "_ended",
         "_failure",
         "_first_token",
         "_io_scope",
@@ -192,6 +194,8 @@ class StreamEngine:
         self._call: Call | None = None
         self._observer: StreamObserver | None = None
         self._first_token = False
+        self._answered = False  # PostHog answered an attempt with its 200 stream
+        self._ended = False  # the call's end was reported (to its observer)
         self._failure: BaseException | None = None
         # Bytes kept (see the module's docstring), the size of the last snapshot of each
         # subagent (the growth of its text is what it keeps), and the error for a stream
@@ -237,6 +241,8 @@ class StreamEngine:
             self._io_scope.cancel()
         self._drop_connection()
         self.api.pipeline.streams.discard(self)
+        if self._answered:
+            self._end(None)  # left early: the call ended with the 200 it was answered
         self._report_outcome()
 
     def __del__(self) -> None:
@@ -398,6 +404,9 @@ class StreamEngine:
 
     async def _start(self) -> None:
         api = self.api
+        # Open from now on, also while it waits for the rate limiter: counted, and closed
+        # (its wait ended) by `Client.aclose()`.
+        api.pipeline.streams.add(self)
         if api.observer is not None:
             observer = api.observer.stream(self.conversation_id, api.config.base_url)
             # Nobody records this stream: no report per chunk either.
@@ -470,6 +479,7 @@ class StreamEngine:
             return
         self._decoder = SSEDecoder()
         self._response = response
+        self._answered = True
 
     @property
     def _reattaches(self) -> int:
@@ -592,6 +602,9 @@ class StreamEngine:
             response.close()
 
     def _end(self, error: BaseException | None) -> None:
+        if self._ended:
+            return
+        self._ended = True
         if self._call is not None and self._call.observed:
             status = error.status if isinstance(error, APIStatusError) else None
             self._call.end(200 if error is None else status, error)

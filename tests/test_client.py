@@ -6,15 +6,19 @@ import asyncio
 import gc
 import logging
 import threading
+from collections.abc import Awaitable, Callable
 
 import aiohttp
 import anyio
 import anyio.abc
 import pytest
+from aiohttp import web
 
 import aposthog
 from aposthog import _routes
 from aposthog.testing import FakePostHog
+
+from .web_server import serve
 
 pytestmark = pytest.mark.anyio
 
@@ -523,3 +527,118 @@ async def test_a_session_that_is_not_an_aiohttp_session_is_refused_at_constructi
     """
     with pytest.raises(TypeError, match=r"^session must be an aiohttp\.ClientSession"):
         aposthog.Client(api_key="phx_test", host="http://127.0.0.1:1", session=session)  # type: ignore[arg-type]
+
+
+async def _closed_under(ph: aposthog.Client, call: Callable[[], Awaitable[object]]) -> str:
+    """
+    Start `call`, let it begin its wait, close `ph`: what the call ended with (its
+    error's class name), or "still waiting" if it had not ended a second after the close.
+    """
+    outcome = "still waiting"
+    ended = anyio.Event()
+
+    async def run() -> None:
+        nonlocal outcome
+        try:
+            await call()
+        except aposthog.PostHogError as exc:
+            outcome = type(exc).__name__
+        else:
+            outcome = "returned"
+        ended.set()
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(run)
+        await anyio.sleep(0.2)  # the call is waiting now
+        await ph.aclose()
+        with anyio.move_on_after(1):
+            await ended.wait()
+        tg.cancel_scope.cancel()
+    return outcome
+
+
+async def test_closing_the_client_ends_a_call_waiting_to_retry_at_once(
+    fake: FakePostHog,
+) -> None:
+    """
+    A call sleeping before a retry (here PostHog's 429 asked for 5 s) when the client
+    closes fails at once with `ClientStateError`, as a stream waiting to re-attach does:
+    a web app's shutdown closes the client and waits for its handlers, which would
+    otherwise hang for as long as the wait PostHog named (60 s by default).
+    """
+    fake.throttle_next(1, wait=5)
+    policy = aposthog.RetryPolicy(max_retry_after=10, retry_after_jitter=0)
+    ph = fake.client(retry=policy)
+    assert "ClientStateError" == await _closed_under(ph, ph.customer_profile_configs.list)
+
+
+async def test_closing_the_client_ends_a_call_waiting_for_the_rate_limiter_at_once(
+    fake: FakePostHog,
+) -> None:
+    """
+    A call held back by the client's own rate limiter when the client closes fails at
+    once with `ClientStateError`, rather than after the window frees (30 s here).
+    """
+    limits = aposthog.RateLimits(api=(aposthog.Rate(1, per=30),))
+    ph = fake.client(rate_limits=limits)
+    await ph.customer_profile_configs.list()  # the window is full now
+    assert "ClientStateError" == await _closed_under(ph, ph.customer_profile_configs.list)
+
+
+async def test_a_stream_waiting_for_the_rate_limiter_is_open_and_closed_with_the_client(
+    fake: FakePostHog,
+) -> None:
+    """
+    `open_streams` counts a stream "from the first iteration (or `async with`)": one
+    whose first request waits for room in the `ai` windows is iterated, so it is counted,
+    and `aclose()` closes it at once, as it does a stream waiting to re-attach.
+    """
+    fake.ai_burst_limit = None
+    limits = aposthog.RateLimits(ai=(aposthog.Rate(1, per=30),))
+    ph = fake.client(rate_limits=limits)
+    await ph.conversations.create("first").until_done()  # the ai window is full now
+    counted: list[int] = []
+
+    told: list[str] = []
+
+    async def read() -> None:
+        stream = ph.conversations.create("second")
+
+        async def until_done() -> None:
+            try:
+                await stream.until_done()
+            except aposthog.ClientStateError as exc:
+                told.append(str(exc))
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(until_done)
+            await anyio.sleep(0.1)
+            counted.append(ph.open_streams)
+
+    assert "returned" == await _closed_under(ph, read)  # at once, not 30 s later
+    assert [1] == counted
+    assert [
+        "this ConversationStream was closed before PostHog ended it: its aposthog.Client was "
+        "closed; result() holds what arrived"
+    ] == told
+
+
+async def test_a_call_in_flight_on_a_borrowed_session_keeps_its_timeout_after_aclose() -> None:
+    """
+    `timeout` bounds one attempt. A web app that lends its own session to the client
+    and closes the client at shutdown, while a handler's call waits on a PostHog that
+    does not answer, must see that call end within its `timeout` (a `ClientStateError`
+    or an `APITimeoutError`), not wait for as long as PostHog takes: here, forever.
+    """
+    answer = anyio.Event()
+
+    async def stalled(request: web.Request) -> web.StreamResponse:
+        await answer.wait()
+        return web.json_response({"count": 0, "next": None, "previous": None, "results": []})
+
+    async with serve(stalled) as url, aiohttp.ClientSession() as session:
+        ph = aposthog.Client(api_key="k", host=url, session=session, timeout=0.5, max_retries=0)
+        # Closed 0.2 s into the call; looked at for a second after.
+        outcome = await _closed_under(ph, ph.customer_profile_configs.list)
+        answer.set()
+    assert outcome in ("ClientStateError", "APITimeoutError")

@@ -279,7 +279,7 @@ async def test_a_call_waiting_for_its_window_when_the_client_closes_is_not_sent(
             await anyio.sleep(0.05)  # the second call waits for the API window
             await ph.aclose()
     assert 1 == len(fake.requests)
-    assert ["this aposthog.Client is closed; create a new one"] == [str(e) for e in errors]
+    assert ["this aposthog.Client was closed while the call waited"] == [str(e) for e in errors]
 
 
 async def test_with_options_views_share_the_budget(fake: FakePostHog) -> None:
@@ -401,6 +401,32 @@ async def test_the_last_client_using_a_store_closes_its_connections(
         assert 0 == await _connections_named(admin, name, 0)
         assert 3 == len(fake.requests)
     finally:
+        await admin.aclose()
+
+
+async def test_a_client_refused_at_construction_does_not_keep_the_store_open(
+    fake: FakePostHog, redis_url: str
+) -> None:
+    """
+    A `Client(...)` that raises (an `on_wait` that is not a function, a `session` that
+    is not a session) is no user of its store: the last real client to close still
+    closes the store's connections, as the store promises.
+    """
+    import redis.asyncio
+
+    name = f"test-{secrets.token_hex(4)}"
+    admin = redis.asyncio.Redis.from_url(redis_url)
+    try:
+        store = aposthog.RedisRateLimitStore(f"{redis_url}?client_name={name}")
+        limits = RateLimits(api=Rate(100, per=60))
+        with pytest.raises(TypeError, match="on_wait"):
+            fake.client(rate_limits=limits, rate_limit_store=store, on_wait=42)
+        async with fake.client(rate_limits=limits, rate_limit_store=store) as ph:
+            await ph.customer_profile_configs.list()
+            assert 1 == await _connections_named(admin, name)
+        assert 0 == await _connections_named(admin, name, 0)
+    finally:
+        await store.aclose()
         await admin.aclose()
 
 

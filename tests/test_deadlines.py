@@ -196,14 +196,22 @@ async def test_after_a_firing_the_timer_waits_for_the_nearest_deadline_left() ->
     deadlines.close()
 
 
-async def test_close_leaves_no_timer_behind() -> None:
-    """After close() no deadline fires, not even one armed before a nearer one re-armed it."""
+async def test_close_ends_the_attempts_still_running_and_leaves_no_timer_behind() -> None:
+    """
+    close() (the client closed) ends every attempt still running at once, as timed out
+    (on a borrowed session, which stays open, one would run on with no limit), and
+    leaves no timer that could cancel an attempt begun later.
+    """
     deadlines = Deadlines()
-    long = asyncio.create_task(_attempt(deadlines, 0.3, 0.6))
+    long = asyncio.create_task(_attempt(deadlines, 30, 60))
     await asyncio.sleep(0)
-    assert "timed out" == await _attempt(deadlines, 0.02, 5)  # the timer, re-armed for 0.3
+    assert "timed out" == await _attempt(deadlines, 0.02, 5)  # the timer, re-armed for 30
+    started = asyncio.get_running_loop().time()
     deadlines.close()
-    assert "done" == await long  # its 0.3 s passed while it ran, unlimited since close()
+    assert "timed out" == await long
+    assert asyncio.get_running_loop().time() - started < 1
+    assert 0 == _pending_cancels()
+    assert "done" == await _attempt(deadlines, 5, 0.01)
 
 
 @pytest.mark.parametrize("how", ["fired", "closed"])

@@ -134,6 +134,24 @@ def test_on_wait_must_be_callable() -> None:
         aposthog.Client(api_key="k", on_wait=42)  # type: ignore[arg-type]
 
 
+def test_an_async_on_wait_is_refused_where_it_is_given() -> None:
+    """
+    `on_wait` is called synchronously before each wait. An `async def` one (natural in a
+    web app that writes the notice to its response) would only make a coroutine that
+    nobody awaits: the user hears of no wait, and only a `RuntimeWarning` at garbage
+    collection hints why. Refused with a `TypeError`, as a value that is not callable is.
+    """
+
+    async def tell_the_browser(wait: aposthog.Wait) -> None:
+        pass
+
+    with pytest.raises(TypeError, match="on_wait"):
+        aposthog.Client(api_key="k", on_wait=tell_the_browser)
+    client = aposthog.Client(api_key="k")
+    with pytest.raises(TypeError, match="on_wait"):
+        client.with_options(on_wait=tell_the_browser)
+
+
 # ---------------------------------------------------------------------- observers
 
 

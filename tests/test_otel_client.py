@@ -264,6 +264,30 @@ async def test_a_stream_left_early_is_incomplete(
     assert StatusCode.UNSET == span.status.status_code
 
 
+async def test_a_stream_left_early_still_has_the_status_it_was_answered_with(
+    fake: FakePostHog, spans: InMemorySpanExporter
+) -> None:
+    """
+    A stream PostHog answered with 200 and that the reader left (`break`, `cancel()`)
+    keeps `http.response.status_code` 200 on its span, as a finished one does:
+    OpenTelemetry's HTTP client spans carry the status whenever one was received, and a
+    dashboard of answers by status would otherwise lose every stream not read to its end.
+    """
+    fake.script_answer("A long answer that will not be read to its end.", delay=0.05)
+    async with fake.client() as ph:
+        async with ph.conversations.create("Hi") as stream:
+            async for _ in stream.text_deltas():
+                break
+        async with ph.conversations.create("Hi again") as stream:
+            async for _ in stream.text_deltas():
+                await stream.cancel()
+                break
+    left, cancelled = _named(spans, STREAM)
+    assert "incomplete" == _attrs(left)["aposthog.stream.outcome"]
+    assert "cancelled" == _attrs(cancelled)["aposthog.stream.outcome"]
+    assert [200, 200] == [_attrs(s).get("http.response.status_code") for s in (left, cancelled)]
+
+
 async def test_a_refused_stream_is_an_error_with_its_status(
     fake: FakePostHog, spans: InMemorySpanExporter
 ) -> None:

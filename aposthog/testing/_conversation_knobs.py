@@ -38,7 +38,7 @@ class ConversationsKnobs:
         self.ai_streams = StreamStats()
         self._users: dict[str, dict[str, Any]] = {}
 
-    def script_answer(self, text: str = AIScript.text, **options: Any) -> AIScript:
+    def script_answer(self, text: str | None = None, **options: Any) -> AIScript:
         """
         Queue how PostHog AI answers the next message (see `AIScript` for the options).
 
@@ -48,7 +48,8 @@ class ConversationsKnobs:
             fake.script_answer("never finished", fail="Oops! Something went wrong.")
             ```
         """
-        script = AIScript(text=text, **options)
+        # No text: `AIScript`'s own default answer.
+        script = AIScript(**options) if text is None else AIScript(text=text, **options)
         self.ai_scripts.append(script)
         return script
 

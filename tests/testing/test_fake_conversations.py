@@ -13,7 +13,7 @@ import anyio
 import pytest
 
 import aposthog
-from aposthog.testing import FakePostHog
+from aposthog.testing import AIScript, FakePostHog
 
 from .conversation_http import PATH
 from .conversation_http import auth as _auth
@@ -729,3 +729,16 @@ async def test_get_leaves_out_empty_answers_and_context_messages(fake: FakePostH
     assert status == 200
     shown = [(m["type"], m["content"]) for m in json.loads(raw)["messages"]]
     assert shown == [("human", "q"), ("human", "again")]
+
+
+async def test_a_scripted_answer_without_text_gets_the_default_answer(fake: FakePostHog) -> None:
+    """
+    `script_answer()` takes the text as optional: a test that only scripts how the answer
+    behaves (`script_answer(delay=0.05)`, `script_answer(fail=True)`) gets the default
+    answer, not a 500 from the fake itself in place of the scripted behaviour.
+    """
+    script = fake.script_answer(token_size=100)
+    assert AIScript().text == script.text
+    async with fake.client() as ph:
+        result = await ph.conversations.create("Hi?").until_done()
+    assert AIScript().text == result.text
