@@ -115,17 +115,28 @@ async def test_resume_from_a_saved_next_url(fake: FakePostHog) -> None:
     """After a failure, iteration resumes at paginator.next_url without starting over."""
     _seed(fake, 6)
     async with fake.client(max_retries=0) as ph:
-        paginator = ph.customer_profile_configs.list(limit=2)
-        seen: list[str] = []
-        with pytest.raises(aposthog.RateLimitError):
-            async for config in paginator:
-                seen.append(config.id)
-                if len(seen) == 4:
-                    fake.throttle_next(1)
-        saved = paginator.next_url
-        assert saved is not None
+        seen, saved = await _read_until_throttled(fake, ph, after=4)
         rest = [c.id async for c in ph.customer_profile_configs.list().resume_from(saved)]
     assert [f"id-{i:03d}" for i in range(6)] == seen + rest
+
+
+async def _read_until_throttled(
+    fake: FakePostHog, ph: aposthog.Client, *, after: int
+) -> tuple[list[str], str]:
+    """
+    Read a list of configs in pages of 2 until PostHog throttles the page after the
+    first `after` records: the ids read, and the paginator's `next_url` then.
+    """
+    paginator = ph.customer_profile_configs.list(limit=2)
+    seen: list[str] = []
+    with pytest.raises(aposthog.RateLimitError):
+        async for config in paginator:
+            seen.append(config.id)
+            if len(seen) == after:
+                fake.throttle_next(1)
+    saved = paginator.next_url
+    assert saved is not None
+    return seen, saved
 
 
 async def test_to_list_with_a_limit_stops_early(fake: FakePostHog, ph: aposthog.Client) -> None:
@@ -391,16 +402,7 @@ async def test_a_resumed_paginator_that_fails_at_once_keeps_its_resume_point(
     """
     _seed(fake, 6)
     async with fake.client(max_retries=0) as ph:
-        paginator = ph.customer_profile_configs.list(limit=2)
-        seen: list[str] = []
-        with pytest.raises(aposthog.RateLimitError):
-            async for config in paginator:
-                seen.append(config.id)
-                if len(seen) == 2:
-                    fake.throttle_next(1)
-        saved = paginator.next_url
-        assert saved is not None
-
+        _, saved = await _read_until_throttled(fake, ph, after=2)
         resumed = ph.customer_profile_configs.list().resume_from(saved)
         fake.throttle_next(1)
         with pytest.raises(aposthog.RateLimitError):

@@ -11,7 +11,7 @@ import datetime as dt
 import json
 import re
 import urllib.parse
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import attrs
@@ -304,6 +304,23 @@ def _position_key(position: str) -> dt.datetime:
     return value if value.tzinfo is not None else value.replace(tzinfo=dt.timezone.utc)
 
 
+def _marker(
+    records: Iterable[Mapping[str, Any]], field: str, compare: str | None
+) -> tuple[int, str | None, bool]:
+    """
+    DRF's walk for a link's cursor: along `records` (from the page's end the link leaves
+    by), the first position that differs from the one after it, the records passed on
+    the way (they share the position that follows), and whether one was found.
+    """
+    skip = 0
+    for item in records:
+        marker = _position_of(item, field)
+        if marker != compare:
+            return skip, marker, True
+        compare, skip = marker, skip + 1
+    return skip, None, False
+
+
 def cursor_page(
     request: FakeRequest,
     items: Sequence[Mapping[str, Any]],
@@ -347,7 +364,6 @@ def cursor_page(
         next_position, previous_position = following, position
     next_url = previous = None
     compare: str | None
-    marker: str | None
     if has_next:
         # DRF's get_next_link: the last record whose position differs from the one after
         # it marks the page's end; the records after it that share the next position
@@ -356,13 +372,7 @@ def cursor_page(
             compare = _position_of(page[-1], field)
         else:
             compare = next_position
-        skip, marker, unique = 0, None, False
-        for item in reversed(page):
-            marker = _position_of(item, field)
-            if marker != compare:
-                unique = True
-                break
-            compare, skip = marker, skip + 1
+        skip, marker, unique = _marker(reversed(page), field, compare)
         if page and not unique:
             if not has_previous:
                 skip, marker = page_size, None
@@ -379,13 +389,7 @@ def cursor_page(
             compare = _position_of(page[0], field)
         else:
             compare = previous_position
-        skip, marker, unique = 0, None, False
-        for item in page:
-            marker = _position_of(item, field)
-            if marker != compare:
-                unique = True
-                break
-            compare, skip = marker, skip + 1
+        skip, marker, unique = _marker(page, field, compare)
         if page and not unique:
             if not has_next:
                 skip, marker = page_size, None

@@ -76,8 +76,8 @@ async def test_fixture_errors_reach_the_test(fake_posthog: FakePostHog) -> None:
             await ph.customer_profile_configs.get("0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b")
 
 
-def test_fixture_is_torn_down_after_each_test(pytester: pytest.Pytester) -> None:
-    """In a project of its own: each test gets a new fake, stopped when the test ends."""
+def _register_plugin(pytester: pytest.Pytester) -> None:
+    """A conftest that loads the plugin in the project pytester makes (if not already)."""
     pytester.makeconftest(
         """
         import importlib
@@ -88,6 +88,11 @@ def test_fixture_is_torn_down_after_each_test(pytester: pytest.Pytester) -> None
                 config.pluginmanager.register(plugin, "aposthog")
         """
     )
+
+
+def test_fixture_is_torn_down_after_each_test(pytester: pytest.Pytester) -> None:
+    """In a project of its own: each test gets a new fake, stopped when the test ends."""
+    _register_plugin(pytester)
     pytester.makepyfile(
         """
         import asyncio
@@ -139,16 +144,7 @@ def test_positional_marker_arguments_are_refused(pytester: pytest.Pytester) -> N
     `@pytest.mark.fake_posthog({"page_size": 1})` (a dict where keywords belong) must not
     silently give the default fake: the test would pass or fail for the wrong reason.
     """
-    pytester.makeconftest(
-        """
-        import importlib
-
-        def pytest_configure(config):
-            if not config.pluginmanager.has_plugin("aposthog"):
-                plugin = importlib.import_module("aposthog.testing.pytest_plugin")
-                config.pluginmanager.register(plugin, "aposthog")
-        """
-    )
+    _register_plugin(pytester)
     pytester.makepyfile(
         """
         import pytest
