@@ -27,7 +27,7 @@ from collections.abc import Mapping
 
 import attrs
 
-from ._wire import HTTPError, error
+from ._wire import server_error
 
 __all__ = [
     "AZURE_BLOB_COMPRESSIONS",
@@ -347,6 +347,3 @@ DESTINATIONS: dict[str, DestinationSpec] = {
 }
 
 
-def server_error() -> HTTPError:
-    """What drf-exceptions-hog answers for an uncaught exception in a view."""
-    return HTTPError(error(500, "server_error", "error", "A server error occurred."))

@@ -34,6 +34,7 @@ __all__ = [
     "json_reply",
     "now",
     "offset_page",
+    "server_error",
     "text_problem",
     "validation_error",
 ]
@@ -91,6 +92,11 @@ class HTTPError(Exception):
     def __init__(self, reply: ServerReply) -> None:
         super().__init__(reply.status)
         self.reply = reply
+
+
+def server_error() -> HTTPError:
+    """What drf-exceptions-hog answers for an uncaught exception in a view."""
+    return HTTPError(error(500, "server_error", "error", "A server error occurred."))
 
 
 def validation_error(
@@ -300,7 +306,7 @@ def _position_key(position: str) -> dt.datetime:
         value = dt.datetime.fromisoformat(position)
     except ValueError:
         # Django's "… value has an invalid format" escapes the view: PostHog's 500.
-        raise HTTPError(error(500, "server_error", "error", "A server error occurred.")) from None
+        raise server_error() from None
     return value if value.tzinfo is not None else value.replace(tzinfo=dt.timezone.utc)
 
 
