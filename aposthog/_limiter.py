@@ -24,7 +24,7 @@ from collections.abc import Callable
 import anyio
 
 from ._errors import APIConnectionError, ClientStateError, ConfigurationError, RateLimitError
-from ._pipeline import announce_wait
+from ._pipeline import announce_wait, closable
 from ._ratelimit import BucketLog, Rate, RateLimits, resolve_rate_limits
 
 __all__ = [
@@ -222,12 +222,8 @@ class RateLimiter:
                     started = time.monotonic()
                 announce_wait(wait)  # Client(on_wait=...) hears of it first
                 logger.debug("rate limits: %s request waits %.3f s for its window", bucket, wait)
-                with anyio.CancelScope() as scope:
-                    self._waits.add(scope)
-                    try:
-                        await anyio.sleep(wait)
-                    finally:
-                        self._waits.discard(scope)
+                with closable(self._waits):
+                    await anyio.sleep(wait)
                 self._check_open()
                 spent += wait
         except RateLimitStoreError as exc:
@@ -253,12 +249,9 @@ class RateLimiter:
         line.queue.append(turn)
         line.live += 1
         try:
-            with anyio.move_on_after(math.inf if max_wait is None else max_wait) as scope:
-                self._waits.add(scope)
-                try:
-                    await turn.event.wait()
-                finally:
-                    self._waits.discard(scope)
+            limit = math.inf if max_wait is None else max_wait  # 0: a deadline used up
+            with closable(self._waits, anyio.move_on_after(limit)):
+                await turn.event.wait()
         except BaseException:
             if turn.event.is_set():
                 if turn.failure is None:

@@ -22,12 +22,13 @@ attempt of the same `Call`, counted against `RetryPolicy.max_reattaches`.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import logging
 import time
 import urllib.parse
 import weakref
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from typing import Any, Final, Protocol, TypeVar
 
 import anyio
@@ -88,6 +89,23 @@ def longest_wait(policy: RetryPolicy, elapsed: float) -> float:
     if policy.deadline is None:
         return policy.max_retry_after
     return max(0.0, min(policy.max_retry_after, policy.deadline - elapsed))
+
+
+@contextlib.contextmanager
+def closable(
+    waits: set[anyio.CancelScope], scope: anyio.CancelScope | None = None
+) -> Iterator[anyio.CancelScope]:
+    """
+    A wait that closing the client ends: `scope` (a new one by default) is entered and
+    kept in `waits` while the wait runs, for the close to cancel. The waiter then looks
+    whether the client is closed, and raises if so.
+    """
+    with anyio.CancelScope() if scope is None else scope as entered:
+        waits.add(entered)
+        try:
+            yield entered
+        finally:
+            waits.discard(entered)
 
 
 def announce_wait(seconds: float) -> None:
@@ -413,13 +431,8 @@ class Call:
             reason: WaitReason = "rate_limit" if isinstance(error, RateLimitError) else "retry"
             self._observer.wait(reason, delay, self.attempts + 1, error)
         # Closing the client ends the wait at once (the caller's check then raises).
-        waits = self._pipeline.waits
-        with anyio.CancelScope() as scope:
-            waits.add(scope)
-            try:
-                await anyio.sleep(delay)
-            finally:
-                waits.discard(scope)
+        with closable(self._pipeline.waits):
+            await anyio.sleep(delay)
 
     def end(self, status: int | None, error: BaseException | None) -> None:
         """Report how the call ended (to the observer, if any)."""

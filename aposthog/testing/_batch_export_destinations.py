@@ -345,5 +345,3 @@ DESTINATIONS: dict[str, DestinationSpec] = {
     "HTTP": DestinationSpec({"url": (str, True), "token": (str, True)}, frozenset({"token"})),
     "NoOp": DestinationSpec({"arg": (str, False)}, frozenset()),
 }
-
-
