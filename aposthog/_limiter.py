@@ -261,11 +261,9 @@ class RateLimiter:
             raise
         if turn.failure is not None:
             raise RateLimitStoreError(turn.failure)
-        if not turn.event.is_set() and self._closed:
+        if not turn.event.is_set():  # out of time, or the client closed
             line.leave(turn)
             self._check_open()
-        if not turn.event.is_set():
-            line.leave(turn)
             logger.debug("rate limits: %s request left the line at its time limit", bucket)
             raise RateLimitError(
                 status=429,
