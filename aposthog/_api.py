@@ -132,17 +132,22 @@ class Api:
         if pipeline.closed or pipeline.loop is not asyncio.get_running_loop():
             pipeline.check_usable()  # raises (or binds the client to its first loop)
         throttle = pipeline.throttle
+        slots = pipeline.slots
         if throttle is not None:
             try:
-                await throttle.acquire(route.bucket, max_wait=longest_wait(self.config.retry, 0.0))
+                # Counts the request once it holds a slot, and returns holding it.
+                await throttle.acquire(
+                    route.bucket, max_wait=longest_wait(self.config.retry, 0.0), slots=slots
+                )
             except RateLimitError as exc:
                 name_request(exc, request.method, request.path)
                 raise
-            pipeline.check_usable()  # closed while it waited
-        slots = pipeline.slots
-        if not slots.take_nowait():
-            await slots.take()
             if pipeline.closed:  # closed while it waited: nothing is sent
+                slots.release()
+                pipeline.check_usable()
+        elif not slots.take_nowait():
+            await slots.take()
+            if pipeline.closed:
                 slots.release()
                 pipeline.check_usable()
         try:

@@ -8,8 +8,15 @@ themselves live in a store: `InProcessRateLimitStore` (the default, one process)
 
 Waiting is first come, first served per bucket: only the request at the head of the
 line asks the store, the others queue behind it without polling. A waiting request
-holds no connection and no concurrency slot (the sender asks the limiter first), and a
-cancelled waiter leaves the line without having been counted.
+holds no connection and no concurrency slot, and a cancelled waiter leaves the line
+without having been counted.
+
+A request is counted when it goes, not before it waits for a `max_concurrency` slot:
+the sender passes its slots to `acquire`, and the request at the head of the line takes
+one before it asks the store, gives it back while it sleeps on the store's answer, and
+leaves holding it, to be sent at once. Counted first and sent when a slot freed (PostHog
+slow, every slot busy), requests let through over a whole window reached PostHog
+bunched together, later than the client counted them, and the next window's met 429s.
 """
 
 from __future__ import annotations
@@ -26,6 +33,7 @@ import anyio
 from ._errors import APIConnectionError, ClientStateError, ConfigurationError, RateLimitError
 from ._pipeline import announce_wait, closable
 from ._ratelimit import BucketLog, Rate, RateLimits, resolve_rate_limits
+from ._slots import Slots
 
 __all__ = [
     "InProcessRateLimitStore",
@@ -176,9 +184,18 @@ class RateLimiter:
     def __repr__(self) -> str:
         return f"<RateLimiter {self.limits!r} store={self.store!r}>"
 
-    async def acquire(self, bucket: str, *, max_wait: float | None = None) -> float:
+    async def acquire(
+        self, bucket: str, *, max_wait: float | None = None, slots: Slots | None = None
+    ) -> float:
         """
         Wait until a request of `bucket` may go, count it, and return the seconds waited.
+
+        With `slots` (the client's `max_concurrency` slots), the request is counted only
+        once it holds one of them, and returns holding it: it is counted when it goes.
+        The slot is taken at the head of the line, before each question to the store,
+        and given back while the request sleeps on the answer; the wait for it is not
+        part of the seconds returned, nor of `max_wait`. On any exception no slot is
+        held.
 
         `max_wait` (the call's `RetryPolicy.max_retry_after`, or what is left of its
         `deadline`) bounds the whole wait, in the bucket's line behind earlier requests
@@ -202,13 +219,29 @@ class RateLimiter:
         else:
             line.busy = True
         failed = False
+        held_back = 0.0  # seconds waited for a slot: not a rate-limit wait
         try:
             while True:
-                wait = await self.store.try_acquire(
-                    self._scope, bucket, windows, self.limits.margin
-                )
+                if slots is not None and not slots.take_nowait():
+                    began = time.monotonic()
+                    await slots.take()
+                    if started is not None:
+                        held_back += time.monotonic() - began
+                    if self._closed:
+                        slots.release()
+                        self._check_open()
+                try:
+                    wait = await self.store.try_acquire(
+                        self._scope, bucket, windows, self.limits.margin
+                    )
+                except BaseException:
+                    if slots is not None:
+                        slots.release()
+                    raise
                 if wait <= 0:
-                    break
+                    break  # counted: it goes now, on the slot it holds
+                if slots is not None:
+                    slots.release()  # no slot is held while it sleeps
                 if max_wait is not None and wait > max_wait - spent:
                     logger.debug("rate limits: %s request refused a %.1f s wait", bucket, wait)
                     raise RateLimitError(
@@ -241,7 +274,7 @@ class RateLimiter:
         finally:
             if not failed:
                 self._pass_turn(line)
-        return 0.0 if started is None else time.monotonic() - started
+        return 0.0 if started is None else max(0.0, time.monotonic() - started - held_back)
 
     async def _wait_in_line(self, line: _Line, bucket: str, max_wait: float | None) -> None:
         """Wait for the turn (at most `max_wait` seconds); raise if the line failed."""

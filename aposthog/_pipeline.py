@@ -7,9 +7,10 @@ A request travels, from a resource method to the wire and back:
                             │ builds a Request from a Route (_http.py)
                             ▼
                           Call.run(attempt)             one logical request (this module)
-                            ├─ throttle.acquire(bucket)    optional: waits for room, holding
-                            │                              no slot and no connection
-                            ├─ limiter slot                max_concurrency, per client
+                            ├─ throttle.acquire(bucket,    optional: waits for room, holding
+                            │    slots)                    no slot and no connection, and
+                            │                              counts the request once it holds
+                            ├─ limiter slot                one (max_concurrency, per client)
                             ├─ attempt()                   one HTTP exchange (_transport.py)
                             └─ failed?  retry_delay()      (_retry.py) says how long to wait,
                                         or raise           or that the failure is final
@@ -58,17 +59,22 @@ class Throttle(Protocol):
     """
     A client-side rate limiter the pipeline asks before every attempt.
 
-    `acquire` is awaited before the attempt takes its concurrency slot (so a request
-    that waits for room holds no slot and no connection), for JSON calls, stream opens
-    and re-attaches alike. It may be cancelled. Before it sleeps it should call
-    `announce_wait(seconds)`, so that `Client(on_wait=...)` hears of the wait first.
-    `penalize` is awaited after every 429 with the wait PostHog named (None: none named).
+    `acquire` is awaited for JSON calls, stream opens and re-attaches alike, and takes
+    the attempt's concurrency slot from `slots`: a request that waits for room holds no
+    slot and no connection, and one that waits for a slot is not counted yet (it is
+    counted when it goes, as PostHog counts it). It may be cancelled. Before it sleeps
+    it should call `announce_wait(seconds)`, so that `Client(on_wait=...)` hears of the
+    wait first. `penalize` is awaited after every 429 with the wait PostHog named (None:
+    none named).
     """
 
-    async def acquire(self, bucket: str, *, max_wait: float | None = None) -> float:
+    async def acquire(
+        self, bucket: str, *, max_wait: float | None = None, slots: Slots | None = None
+    ) -> float:
         """
-        Wait for room in `bucket`'s windows; return the seconds waited. A wait longer
-        than `max_wait` is not begun: `RateLimitError` (its `retry_after` the wait).
+        Wait for room in `bucket`'s windows and take a slot from `slots`; return the
+        seconds waited for room. A wait longer than `max_wait` is not begun:
+        `RateLimitError` (its `retry_after` the wait), holding no slot.
         """
 
     async def penalize(self, bucket: str, seconds: float | None) -> None:
@@ -357,21 +363,24 @@ class Call:
                 self.maybe_acted = self.maybe_acted or may_have_acted(failure.outcome)
             pipeline = self._pipeline
             pipeline.check_usable()  # closed, or another loop: before waiting for anything
-            if pipeline.throttle is not None:
-                await self._acquire(pipeline.throttle)
-                pipeline.check_usable()  # closed while it waited
-            self.attempts += 1
-            if self._observer is not None:
-                self._observer.attempt(self.attempts)
-            # A concurrency slot, held for the attempt. Taken inline, not by an async
-            # context manager: this runs on every request. The common case, a free slot,
-            # costs no trip through the event loop.
+            # A concurrency slot, held for the attempt: from the throttle, which counts
+            # the request once it holds one, or taken here. Taken inline, not by an
+            # async context manager: this runs on every request. The common case, a free
+            # slot, costs no trip through the event loop.
             slots = pipeline.slots
-            if not slots.take_nowait():
-                await slots.take()
+            if pipeline.throttle is not None:
+                await self._acquire(pipeline.throttle, slots)
                 if pipeline.closed:  # closed while it waited: nothing is sent
                     slots.release()
                     pipeline.check_usable()
+            elif not slots.take_nowait():
+                await slots.take()
+                if pipeline.closed:
+                    slots.release()
+                    pipeline.check_usable()
+            self.attempts += 1
+            if self._observer is not None:
+                self._observer.attempt(self.attempts)
             try:
                 result = await attempt()
             except APIConnectionError as exc:
@@ -386,11 +395,12 @@ class Call:
             if throttle is not None and isinstance(failure.error, RateLimitError):
                 await throttle.penalize(self._bucket, failure.error.retry_after)
 
-    async def _acquire(self, throttle: Throttle) -> None:
+    async def _acquire(self, throttle: Throttle, slots: Slots) -> None:
+        """Room in the bucket, and a slot (held on return)."""
         max_wait = longest_wait(self._policy, time.monotonic() - self._started)
         token = None if self._observer is None else _WAIT_LISTENER.set(self._announce)
         try:
-            await throttle.acquire(self._bucket, max_wait=max_wait)
+            await throttle.acquire(self._bucket, max_wait=max_wait, slots=slots)
         except RateLimitError as exc:
             name_request(exc, self._method, self._target or self._pipeline.path_of(self._path))
             raise

@@ -259,6 +259,46 @@ async def test_waiting_holds_no_concurrency_slot(fake: FakePostHog) -> None:
             tg.cancel_scope.cancel()
 
 
+@pytest.mark.parametrize("observed", [False, True])
+async def test_a_request_held_back_by_a_concurrency_slot_is_counted_when_it_goes(
+    fake: FakePostHog, observed: bool
+) -> None:
+    """
+    A client alone on its key never meets a 429 from the throttles, also when
+    `max_concurrency` holds requests back: ten requests fill the window at once, but two
+    slots and slow answers send them over a second, and PostHog counts each when it
+    arrives. Counted when the limiter let them through (all at the start), the next ten
+    went together as soon as the client's window freed, while PostHog still held eight
+    of the first ten in its own: 8 of them met 429.
+    """
+    fake.throttles.rate_limit_enabled = True
+    fake.throttles.burst = Rate(10, per=1)
+    fake.throttles.sustained = None
+    fake.latency = 0.2
+    limits = fake.throttles.rate_limits(margin=0.25)
+    waits: list[aposthog.Wait] = []
+    # With `on_wait`, every call goes through the observed path.
+    hooks: dict[str, Any] = {"on_wait": waits.append} if observed else {}
+    async with fake.client(rate_limits=limits, max_concurrency=2, max_retries=0, **hooks) as ph:
+
+        async def one() -> None:
+            with contextlib.suppress(aposthog.RateLimitError):
+                await ph.customer_profile_configs.list()
+
+        async with anyio.create_task_group() as tg:
+            for _ in range(10):
+                tg.start_soon(one)
+        fake.latency = 0.0
+        async with anyio.create_task_group() as tg:
+            for _ in range(10):
+                tg.start_soon(one)
+    assert 20 == len(fake.requests)
+    assert 0 == fake.status_counts[429]
+    if observed:
+        assert waits  # the second ten waited for the client's window
+        assert {"rate_limit"} == {w.reason for w in waits}
+
+
 async def test_a_call_waiting_for_its_window_when_the_client_closes_is_not_sent(
     fake: FakePostHog,
 ) -> None:

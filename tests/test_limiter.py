@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from aposthog._errors import RateLimitError
+from aposthog._errors import ClientStateError, RateLimitError
 from aposthog._limiter import (
     InProcessRateLimitStore,
     RateLimiter,
@@ -21,6 +21,7 @@ from aposthog._limiter import (
     rate_limit_scope,
 )
 from aposthog._ratelimit import Rate, RateLimits
+from aposthog._slots import Slots
 
 pytestmark = pytest.mark.anyio
 
@@ -512,3 +513,115 @@ async def test_cancelling_most_of_a_long_line_leaves_the_rest_admitted_in_order(
     assert (False, 0, 0) == (line.busy, line.live, len(line.queue))
     with anyio.fail_after(1):
         await limiter.acquire("api")
+
+
+# ---------------------------------------------------------------------- counted when it goes
+
+
+class SlotWatchingStore(InProcessRateLimitStore):
+    """Notes how many of `slots` are free each time it is asked; can fail or stall."""
+
+    def __init__(self, slots: Slots, clock: Callable[[], float] = time.monotonic) -> None:
+        super().__init__(clock=clock)
+        self.slots = slots
+        self.free_when_asked: list[int] = []
+        self.failure: BaseException | None = None
+        self.stall = anyio.Event()
+        self.stall.set()
+
+    async def try_acquire(
+        self, scope: str, bucket: str, windows: tuple[Rate, ...], margin: float
+    ) -> float:
+        self.free_when_asked.append(self.slots.free)
+        await self.stall.wait()
+        if self.failure is not None:
+            raise self.failure
+        return await super().try_acquire(scope, bucket, windows, margin)
+
+
+async def test_with_slots_a_request_is_counted_holding_a_slot_and_keeps_it() -> None:
+    slots = Slots(2)
+    store = SlotWatchingStore(slots)
+    limiter = RateLimiter(RateLimits(api=Rate(10, per=60), margin=0), store, "s")
+    assert 0.0 == await limiter.acquire("api", slots=slots)
+    assert [1] == store.free_when_asked  # asked holding its slot
+    assert 1 == slots.free  # and returned holding it, for the request to go on
+    slots.release()
+
+
+async def test_a_request_waiting_for_a_slot_is_not_counted_until_it_has_one() -> None:
+    """
+    Every slot is busy (PostHog slow): the request at the head of the line waits for one
+    before it is counted, so it is counted when it goes, not a slow answer earlier.
+    """
+    now = 0.0
+    slots = Slots(1)
+    store = SlotWatchingStore(slots, clock=lambda: now)
+    limiter = RateLimiter(RateLimits(api=Rate(1, per=10), margin=0), store, "s")
+    assert slots.take_nowait()  # a request in flight
+    waiter = asyncio.create_task(limiter.acquire("api", slots=slots))
+    await asyncio.sleep(0.01)
+    assert [] == store.free_when_asked  # not asked: no slot yet
+    now = 25.0  # the answer comes late
+    slots.release()
+    assert 0.0 == await asyncio.wait_for(waiter, 1)
+    assert [0] == store.free_when_asked
+    # Counted at 25 (when it went), so the window is full until 35, not until 10.
+    now = 34.0
+    with pytest.raises(RateLimitError) as excinfo:
+        await limiter.acquire("api", max_wait=0)
+    assert 1.0 == pytest.approx(excinfo.value.retry_after)
+    assert 0 == slots.free  # the refused one holds nothing: the first still holds its slot
+
+
+async def test_no_slot_is_held_while_a_request_sleeps_for_its_window() -> None:
+    slots = Slots(1)
+    store = SlotWatchingStore(slots)
+    limiter = RateLimiter(RateLimits(api=Rate(1, per=0.2), margin=0), store, "s")
+    await limiter.acquire("api", slots=slots)
+    slots.release()
+    second = asyncio.create_task(limiter.acquire("api", slots=slots))
+    await asyncio.sleep(0.05)  # asleep on the store's answer
+    assert 1 == slots.free
+    assert slots.take_nowait()  # another bucket's request takes the slot meanwhile...
+    await asyncio.sleep(0.25)
+    assert not second.done()  # ...and the sleeper, awake, waits for it before asking again
+    asked = len(store.free_when_asked)
+    slots.release()
+    waited = await asyncio.wait_for(second, 1)
+    assert 0.15 < waited < 0.3  # its window's wait, not the slot's
+    assert [0] == store.free_when_asked[asked:]
+    assert 0 == slots.free
+    slots.release()
+
+
+@pytest.mark.parametrize("how", ["refused", "store fails", "cancelled", "closed"])
+async def test_a_request_that_is_not_counted_holds_no_slot(how: str) -> None:
+    slots = Slots(1)
+    store = SlotWatchingStore(slots)
+    limiter = RateLimiter(RateLimits(api=Rate(1, per=60), margin=0), store, "s")
+    if how == "refused":
+        await limiter.acquire("api", slots=slots)
+        slots.release()
+        with pytest.raises(RateLimitError):
+            await limiter.acquire("api", max_wait=1, slots=slots)
+    elif how == "store fails":
+        store.failure = RateLimitStoreError("the store is down")
+        with pytest.raises(RateLimitStoreError):
+            await limiter.acquire("api", slots=slots)
+    elif how == "cancelled":
+        store.stall = anyio.Event()  # the store never answers
+        with anyio.move_on_after(0.05) as scope:
+            await limiter.acquire("api", slots=slots)
+        assert scope.cancelled_caught
+    else:
+        assert slots.take_nowait()
+        waiter = asyncio.create_task(limiter.acquire("api", slots=slots))
+        await asyncio.sleep(0.01)
+        await limiter.aclose()  # the client closes while the request waits for a slot
+        slots.release()
+        with pytest.raises(ClientStateError):
+            await asyncio.wait_for(waiter, 1)
+        assert [] == store.free_when_asked  # never asked
+    assert 1 == slots.free
+    assert not slots.waiting

@@ -12,6 +12,7 @@ import aposthog
 from aposthog._errors import PostHogError
 from aposthog._observe import StreamOutcome, WaitReason, wait_hook
 from aposthog._pipeline import announce_wait
+from aposthog._slots import Slots
 from aposthog.testing import FakePostHog
 
 from .web_server import serve
@@ -31,14 +32,19 @@ class GateThrottle:
         self.released = anyio.Event()
         self.waiting = anyio.Event()
 
-    async def acquire(self, bucket: str, *, max_wait: float | None = None) -> float:
+    async def acquire(
+        self, bucket: str, *, max_wait: float | None = None, slots: Slots | None = None
+    ) -> float:
         self.acquired.append(bucket)
-        if bucket != self.hold or self.released.is_set():
-            return 0.0
-        announce_wait(0.5)
-        self.waiting.set()
-        await self.released.wait()
-        return 0.5
+        waited = 0.0
+        if bucket == self.hold and not self.released.is_set():
+            announce_wait(0.5)
+            self.waiting.set()
+            await self.released.wait()
+            waited = 0.5
+        if slots is not None:
+            await slots.take()  # returns holding the request's slot, as the limiter does
+        return waited
 
     async def penalize(self, bucket: str, seconds: float | None) -> None:
         self.penalized.append((bucket, seconds))
