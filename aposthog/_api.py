@@ -400,7 +400,16 @@ class _PageSource(Generic[T]):
     instead of being freed as soon as the caller drops it.
     """
 
-    __slots__ = ("_api", "_list_type", "_on_results", "_params", "_parts", "_route", "_timeout")
+    __slots__ = (
+        "_api",
+        "_list_type",
+        "_on_results",
+        "_own_path",
+        "_params",
+        "_parts",
+        "_route",
+        "_timeout",
+    )
 
     def __init__(
         self,
@@ -422,6 +431,7 @@ class _PageSource(Generic[T]):
         self._parts = route.fill(*values)
         self._params = params
         self._timeout = timeout
+        self._own_path: str | None = None
 
     def first(self) -> Awaitable[Page[T]]:
         """The first page (a plain function returning the coroutine: one frame less)."""
@@ -435,10 +445,46 @@ class _PageSource(Generic[T]):
             return request.url
         return f"{request.url}?{urllib.parse.urlencode(request.params)}"
 
+    def _path(self) -> str:
+        """This list's path (percent-decoded), where every page of it is."""
+        own = self._own_path
+        if own is None:
+            request = self._api.pipeline.request(self._route, self._parts)
+            own = self._own_path = urllib.parse.unquote(urllib.parse.urlsplit(request.url).path)
+        return own
+
+    def _other_path(self, target: str) -> str | None:
+        """The path `target` (on the configured host) names, when not this list's."""
+        path = urllib.parse.unquote(urllib.parse.urlsplit(target).path)
+        return None if path == self._path() else path
+
+    def foreign(self, url: str) -> str | None:
+        """Why `url` is no page of this list (None: it is one)."""
+        try:
+            target = same_origin_url(self._api.config.base_url, url)
+        except ValueError as exc:
+            return str(exc)
+        other = self._other_path(target)
+        if other is None:
+            return None
+        return f"it names {other[:200]!r}, and this list's pages are at {self._path()!r}"
+
     async def fetch(self, url: str) -> Page[T]:
-        """The page at a `next` (or saved) URL, requested on the configured host."""
+        """
+        The page at a `next` (or saved) URL, requested on the configured host: only at
+        this list's path (PostHog's `next` names the list's own URL with another offset
+        or cursor), else `ResponseDecodeError`, unsent.
+        """
         api = self._api
         target = same_origin_url(api.config.base_url, url)
+        other = self._other_path(target)
+        if other is not None:
+            own = self._path()
+            raise ResponseDecodeError(
+                f"'next' names {other[:200]!r}, not a page of the list at {own!r}: not followed",
+                paths=("$.next",),
+                path=own,
+            )
         return await self._page(api.pipeline.request(self._route, (), url=target))
 
     async def _page(self, request: Request) -> Page[T]:

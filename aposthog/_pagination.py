@@ -3,11 +3,17 @@ Pages and paginators.
 
 PostHog pages two ways: limit/offset (`{"count", "next", "previous", "results"}`) for
 most lists, and cursor pages without `count` for batch-export runs and backfills. Both
-carry an absolute `next` URL, so one paginator follows either: it never computes an
-offset or a cursor itself, which keeps it correct for both and for any future style.
+carry an absolute `next` URL, so one paginator follows either, and never computes a
+cursor. It computes an offset in two places only: read-ahead on a limit/offset list
+plans the offsets of the pages after the first (checked against each page's `next`,
+see `_prefetch`), and a resume point inside a limit/offset page is that page's URL with
+its offset moved on.
 
-A `next` URL is also the resume point: a paginator that failed (say, a 429 that outlived
-its retries) can continue from `paginator.next_url` with `resume_from()`.
+`paginator.next_url` is where a read resumes (say, after a 429 that outlived its
+retries), with `resume_from()`: where the records the read did not finish start (the
+record in hand when a loop over records stopped included; a cursor page's records
+handed out already come again, as they have no URL of their own). A `to_list()` that
+fails leaves it where it was, since it hands out none of the records it collected.
 """
 
 from __future__ import annotations
@@ -18,7 +24,7 @@ from typing import Any, Generic, Protocol, TypeVar
 
 from ._errors import ResponseDecodeError
 from ._http import is_request_url
-from ._prefetch import PageReader, RecordReader
+from ._prefetch import PageReader, RecordReader, ResumePoint
 
 __all__ = ["AsyncPaginator", "Page", "PageSource", "new_page", "parse_page"]
 
@@ -93,6 +99,9 @@ class PageSource(Protocol[T]):
 
     def first_url(self) -> str:
         """The URL of the first page (what `fetch` takes), its query included."""
+
+    def foreign(self, url: str) -> str | None:
+        """Why `url` is no page of this list (None: it is one)."""
 
 
 class Page(Generic[T]):
@@ -202,7 +211,7 @@ class AsyncPaginator(Generic[T]):
         ```
     """
 
-    __slots__ = ("_ahead", "_next", "_origin", "_read", "_source", "_start_url")
+    __slots__ = ("_ahead", "_origin", "_resume", "_source", "_start_url")
 
     def __init__(
         self,
@@ -217,19 +226,30 @@ class AsyncPaginator(Generic[T]):
         self._ahead = prefetch
         # The paginator `prefetch()` was called on: it learns where each read stopped too.
         self._origin = origin
-        self._read = False  # whether a page was handed out (then `_next` is its `next`)
-        self._next: str | None = None
+        self._resume: ResumePoint | None = None  # where the last read stopped, if any
 
     @property
     def next_url(self) -> str | None:
         """
-        Where to resume: the `next` URL of the last page read through this paginator (or
-        a `prefetch()` made from it), None once the list ended. Before any page, the
-        first page's URL (the one given to `resume_from()`, if any): a read that failed
-        at once resumes where it was to start, never takes the list for read.
+        Where to resume (with `resume_from()`) the last read through this paginator (or
+        a `prefetch()` made from it); None once the list ended. Nothing the read did not
+        finish is skipped:
+
+        * a loop over records: the record in hand when it stopped comes again (it is
+          finished when the loop asks for the next one). On a limit/offset list the URL
+          names that record's offset; on a cursor list (runs, backfills) it is its
+          page's, whose records before it come again too.
+        * `pages()`: the `next` of the last page handed out.
+        * `to_list()`: after the last record returned (an exact offset on a limit/offset
+          list; on a cursor list, the page `limit` fell in, repeated); left as it was
+          when `to_list()` fails, since it then returns none of what it collected.
+
+        Before any read, the first page's URL (the one given to `resume_from()`, if any):
+        a read that failed at once resumes where it was to start.
         """
-        if self._read:
-            return self._next
+        point = self._resume
+        if point is not None:
+            return point.resolve()
         if self._start_url is not None:
             return self._start_url
         return self._source.first_url()
@@ -244,23 +264,30 @@ class AsyncPaginator(Generic[T]):
             return self._source.fetch(self._start_url).__await__()
         return self._source.first().__await__()
 
-    def pages(self) -> PageReader[T]:
-        """Every page, in order (read ahead as set by `prefetch()`)."""
+    def _reader(self, on_page: Callable[[Page[T]], None] | None, **plan: Any) -> PageReader[T]:
+        start = self._start_url
         return PageReader(
             self._first,
             self._source.fetch,
-            self._seen,
-            ahead=self._ahead,
-            first_url=self._start_url,
+            on_page,
+            first_url=self._source.first_url() if start is None else start,
+            **plan,
         )
 
+    def pages(self) -> PageReader[T]:
+        """Every page, in order (read ahead as set by `prefetch()`)."""
+        return self._reader(self._seen, ahead=self._ahead)
+
     def __aiter__(self) -> RecordReader[T]:
-        return RecordReader(self.pages())
+        return RecordReader(self._reader(None, ahead=self._ahead), self._mark)
 
     def _seen(self, page: Page[T]) -> None:
+        self._mark(ResumePoint(page.next))
+
+    def _mark(self, point: ResumePoint) -> None:
         paginator: AsyncPaginator[T] | None = self
         while paginator is not None:
-            paginator._read, paginator._next = True, page.next
+            paginator._resume = point
             paginator = paginator._origin
 
     def prefetch(self, pages: int) -> AsyncPaginator[T]:
@@ -274,9 +301,8 @@ class AsyncPaginator(Generic[T]):
         cancels the fetches in flight. `prefetch(0)` reads on demand.
 
         It is the same paginator read another way: where a read through it stops (its
-        `next_url`, the `next` of the last page handed to the loop) is this paginator's
-        `next_url` too, so a loop over `paginator.prefetch(2)` that fails is resumed
-        from `paginator.next_url`.
+        `next_url`) is this paginator's `next_url` too, so a loop over
+        `paginator.prefetch(2)` that fails is resumed from `paginator.next_url`.
 
         Example:
             ```python
@@ -292,7 +318,13 @@ class AsyncPaginator(Generic[T]):
 
     def resume_from(self, next_url: str) -> AsyncPaginator[T]:
         """
-        A paginator of the same list that starts at a saved `next` URL.
+        A paginator of the same list that starts at a saved `next_url`.
+
+        Raises:
+            TypeError: `next_url` is not a `str` (None is what `next_url` says once a
+                list ended: there is nothing to resume).
+            ValueError: `next_url` is not a URL of this list's pages (another list's,
+                another project's, or no URL at all). Nothing is sent.
 
         Example:
             ```python
@@ -307,6 +339,15 @@ class AsyncPaginator(Generic[T]):
                 handle(entry)
             ```
         """
+        given: object = next_url  # typed for callers, checked as anything
+        if not isinstance(given, str):
+            raise TypeError(
+                "next_url must be a str (a saved paginator.next_url; None means the list"
+                f" was read to its end), got {type(given).__name__}"
+            )
+        problem = self._source.foreign(next_url)
+        if problem is not None:
+            raise ValueError(f"next_url is no page of this list: {problem}")
         return AsyncPaginator(self._source, start_url=next_url, prefetch=self._ahead)
 
     async def to_list(self, *, limit: int | None = None) -> list[T]:
@@ -330,21 +371,25 @@ class AsyncPaginator(Generic[T]):
         items: list[T] = []
         if limit == 0:
             return items
-        reader = PageReader(
-            self._first,
-            self._source.fetch,
-            self._seen,
+        reader = self._reader(
+            None,
             ahead=max(self._ahead, 1),
             plan_ahead=max(self._ahead, _TO_LIST_AHEAD),
             wanted=limit,
-            first_url=self._start_url,
         )
+        last: Page[T] | None = None
+        taken = 0  # of the last page's records
         async with contextlib.aclosing(reader) as pages:
             async for page in pages:
                 items += page.results
+                last, taken = page, len(page.results)
                 if limit is not None and len(items) >= limit:
+                    taken -= len(items) - limit
                     del items[limit:]
                     break
+        # Only now, with every record returned: a to_list() that failed returned none.
+        if last is not None:
+            self._mark(ResumePoint(reader.url, last, taken))
         return items
 
     def __repr__(self) -> str:

@@ -6,7 +6,10 @@ or in flight beyond the one the consumer holds, each fetch a task of its own:
 
 * on a limit/offset list, once the first page gives `count`, the offsets of the remaining
   pages are known: they are derived from the first page's `next` URL (only its `offset`
-  changes, so every other parameter is kept byte for byte) and fetched concurrently;
+  changes, so every other parameter is kept byte for byte) and fetched concurrently. The
+  plan is checked against every page's own `next` as the page is handed out: a page
+  whose `next` is not the next planned URL (a server whose pages hold fewer records than
+  `limit`) ends the plan, its fetches are cancelled, and `next` is followed from there;
 * on any other list (cursor pages, or a page without `count`), each page's `next` URL is
   known only when it arrives: a fetch waits for the page before it, so read-ahead is one
   chain of requests running while the consumer works.
@@ -32,7 +35,14 @@ from ._errors import ResponseDecodeError
 if TYPE_CHECKING:
     from ._pagination import Page
 
-__all__ = ["PageReader", "PlannedUrls", "RecordReader", "planned_urls"]
+__all__ = [
+    "PageReader",
+    "PlannedUrls",
+    "RecordReader",
+    "ResumePoint",
+    "planned_urls",
+    "record_url",
+]
 
 T = TypeVar("T")
 
@@ -74,6 +84,10 @@ class PlannedUrls:
         start = self._starts[0]
         self._starts = self._starts[1:]
         return self._url(start)
+
+    def peek(self) -> str:
+        """The next page's URL, left on the plan (IndexError when none is left)."""
+        return self._url(self._starts[0])
 
 
 def planned_urls(next_url: str, count: int, wanted: int | None = None) -> PlannedUrls | None:
@@ -149,7 +163,9 @@ class PageReader(Generic[T]):
 
     `plan_ahead` is the read-ahead once the remaining pages' URLs are known (a limit/offset
     list): they are independent requests. `wanted` bounds the records a caller needs.
-    `first_url`: the URL `first` fetches, when it is one (a resumed paginator).
+    `first_url`: the URL `first` fetches, when known (a `next` naming it is then a loop
+    too). `on_page` hears of each page as it is handed out; `url` is that page's URL (None
+    for a first page whose URL was not given).
     """
 
     __slots__ = (
@@ -160,6 +176,7 @@ class PageReader(Generic[T]):
         "_fetch_url",
         "_fetched",
         "_first",
+        "_first_url",
         "_on_page",
         "_plan",
         "_plan_ahead",
@@ -167,14 +184,16 @@ class PageReader(Generic[T]):
         "_started",
         "_stopping",
         "_tasks",
+        "_urls",
         "_wanted",
+        "url",
     )
 
     def __init__(
         self,
         first: Callable[[], Awaitable[Page[T]]],
         fetch_url: Callable[[str], Awaitable[Page[T]]],
-        on_page: Callable[[Page[T]], None],
+        on_page: Callable[[Page[T]], None] | None,
         *,
         ahead: int = 0,
         plan_ahead: int | None = None,
@@ -189,6 +208,11 @@ class PageReader(Generic[T]):
         self._wanted = wanted
         self._delivered = 0  # records handed out, against `wanted`
         self._tasks: deque[asyncio.Task[Page[T] | None]] = deque()
+        #: The URL each task fetches, in step with `_tasks` (None: the `next` of the page
+        #: before it, known when that page is handed out).
+        self._urls: deque[str | None] = deque()
+        self._first_url = first_url
+        self.url: str | None = None
         self._stopping: list[asyncio.Task[Page[T] | None]] = []
         self._plan: PlannedUrls | None = None
         #: What every URL fetched in this iteration requests: a `next` seen before is a loop.
@@ -205,14 +229,19 @@ class PageReader(Generic[T]):
         if self._done:
             raise StopAsyncIteration
         try:
-            page = await (self._read_ahead() if self._ahead or self._plan_ahead else self._read())
+            if self._ahead or self._plan_ahead:
+                page, url = await self._read_ahead()
+            else:
+                page, url = await self._read()
         except BaseException:
             self._close()
             raise
         if page is None:
             self._close()
             raise StopAsyncIteration
-        self._on_page(page)
+        self.url = self._chain_from if url is None else url
+        if self._on_page is not None:
+            self._on_page(page)
         self._chain_from = page.next
         self._delivered += len(page.results)
         if not self._seen_first:
@@ -220,6 +249,8 @@ class PageReader(Generic[T]):
             if page.count is not None and page.next is not None and self._plan_ahead:
                 wanted = None if self._wanted is None else self._wanted - len(page.results)
                 self._plan = planned_urls(page.next, page.count, wanted)
+        elif self._plan is not None and page.next is not None:
+            self._check_plan(page.next)
         if page.next is None or (self._plan is not None and not self._plan and not self._tasks):
             if page.next is None or (self._wanted is not None and self._delivered >= self._wanted):
                 self._done = True  # the last page (or the last one a caller wants)
@@ -231,24 +262,49 @@ class PageReader(Generic[T]):
         self._fill()
         return page
 
-    async def _read(self) -> Page[T] | None:
-        if not self._started:
-            self._started = True
-            return await self._first()
-        if self._chain_from is None:
-            return None
-        return await _fetch_once(self._fetch_url, self._fetched, self._chain_from)
+    def _check_plan(self, next_url: str) -> None:
+        """
+        A planned page was handed out: if its `next` is not the page planned after it,
+        the plan is wrong for this list (pages shorter than `limit`). It is dropped, its
+        fetches cancelled (their URLs may still come as `next`), and `next` followed.
+        """
+        if self._urls:
+            planned = self._urls[0]
+        elif self._plan:
+            planned = self._plan.peek()
+        else:
+            return  # the plan's end: `__anext__` follows `next` from here if needed
+        if planned is not None and _url_key(planned) == _url_key(next_url):
+            return
+        self._plan = None
+        for task, url in zip(self._tasks, self._urls, strict=True):
+            task.cancel()
+            if url is not None:
+                self._fetched.discard(_url_key(url))
+        self._stopping.extend(self._tasks)
+        self._tasks.clear()
+        self._urls.clear()
 
-    async def _read_ahead(self) -> Page[T] | None:
+    async def _read(self) -> tuple[Page[T] | None, str | None]:
         if not self._started:
             self._started = True
-            self._spawn(self._first())
+            return await self._first(), self._first_url
+        url = self._chain_from
+        if url is None:
+            return None, None
+        return await _fetch_once(self._fetch_url, self._fetched, url), url
+
+    async def _read_ahead(self) -> tuple[Page[T] | None, str | None]:
+        if not self._started:
+            self._started = True
+            self._spawn(self._first(), self._first_url)
         self._fill()
         if not self._tasks:
-            return None
+            return None, None
         task = self._tasks.popleft()
+        url = self._urls.popleft()
         try:
-            return await task
+            return await task, url
         except BaseException:
             if not task.done():  # the reader was cancelled: so is the fetch it awaited
                 self._stopping.append(task)
@@ -259,20 +315,23 @@ class PageReader(Generic[T]):
             return  # the first page decides between planned offsets and a chain
         if self._plan is not None:
             while self._plan and len(self._tasks) < self._plan_ahead:
-                self._spawn(_fetch_once(self._fetch_url, self._fetched, self._plan.popleft()))
+                url = self._plan.popleft()
+                self._spawn(_fetch_once(self._fetch_url, self._fetched, url), url)
             return
         while len(self._tasks) < self._ahead:
             if self._tasks:
-                self._spawn(_after(self._tasks[-1], self._fetch_url, self._fetched))
+                self._spawn(_after(self._tasks[-1], self._fetch_url, self._fetched), None)
             elif self._chain_from is not None:
-                self._spawn(_fetch_once(self._fetch_url, self._fetched, self._chain_from))
+                url = self._chain_from
+                self._spawn(_fetch_once(self._fetch_url, self._fetched, url), url)
             else:
                 return
 
-    def _spawn(self, fetch: Awaitable[Page[T] | None]) -> None:
+    def _spawn(self, fetch: Awaitable[Page[T] | None], url: str | None) -> None:
         task: asyncio.Task[Page[T] | None] = asyncio.ensure_future(fetch)
         task.add_done_callback(_retrieve)
         self._tasks.append(task)
+        self._urls.append(url)
 
     def _close(self) -> None:
         self._done = True
@@ -281,6 +340,7 @@ class PageReader(Generic[T]):
         # Kept until aclose() has waited for them (an error may close before it runs).
         self._stopping.extend(self._tasks)
         self._tasks.clear()
+        self._urls.clear()
 
     async def aclose(self) -> None:
         """Stop: cancel every fetch in flight and wait until each has finished."""
@@ -303,26 +363,103 @@ class PageReader(Generic[T]):
             pass
 
 
+_CURSOR = re.compile(r"(?:^|&)cursor=")
+
+
+def record_url(url: str, page: Page[Any], index: int) -> str:
+    """
+    The URL a read resumes at to get `page`'s records from `index` on (`url` is the
+    page's own). On a limit/offset page (it has a `count`) that is the page's URL with
+    `offset` moved on by `index`: exact. A cursor page's records have no URL of their
+    own: its URL, whose first `index` records come again (repeated, never lost).
+    """
+    parts = urllib.parse.urlsplit(url)
+    query = parts.query
+    if page.count is None or _CURSOR.search(query) or len(_LIMIT.findall(query)) > 1:
+        return url
+    offsets = list(_OFFSET.finditer(query))
+    if len(offsets) > 1:
+        return url
+    if offsets:
+        found = offsets[0]
+        start = int(found.group(1)) + index
+        query = f"{query[: found.start(1)]}{start}{query[found.end(1) :]}"
+    else:
+        query = f"{query}&offset={index}" if query else f"offset={index}"
+    return urllib.parse.urlunsplit(parts._replace(query=query))
+
+
+class ResumePoint:
+    """
+    Where a read of a list stopped: the URL the records it did not finish start at.
+
+    `page` (with its URL, `url`) is the page in hand and `index` its first record not
+    finished; without a page, `url` is where the next page starts (None: the list ended).
+    """
+
+    __slots__ = ("index", "page", "url")
+
+    def __init__(self, url: str | None, page: Page[Any] | None = None, index: int = 0) -> None:
+        self.url = url
+        self.page = page
+        self.index = index
+
+    def resolve(self) -> str | None:
+        """The URL to resume from."""
+        page = self.page
+        if page is None:
+            return self.url
+        if self.index >= len(page.results):
+            return page.next
+        if self.index <= 0 or self.url is None:
+            return self.url  # None: a page of unknown URL (not read through a paginator)
+        return record_url(self.url, page, self.index)
+
+
+def _no_mark(_: ResumePoint) -> None:
+    pass
+
+
 class RecordReader(Generic[T]):
-    """The records of a list's pages, one by one."""
+    """
+    The records of a list's pages, one by one, telling `mark` where a read that stops
+    now resumes: at the record in hand (it is finished only once the loop asks for the
+    next one), or after a page once every record of it was handed out and the next asked
+    for.
+    """
 
-    __slots__ = ("_items", "_pages")
+    __slots__ = ("_items", "_mark", "_pages", "_point")
 
-    def __init__(self, pages: PageReader[T]) -> None:
+    def __init__(
+        self, pages: PageReader[T], mark: Callable[[ResumePoint], None] = _no_mark
+    ) -> None:
         self._pages = pages
+        self._mark = mark
         self._items: Iterator[T] = iter(())
+        self._point: ResumePoint | None = None
 
     def __aiter__(self) -> RecordReader[T]:
         return self
 
     async def __anext__(self) -> T:
-        for item in self._items:
-            return item
+        point = self._point
+        if point is not None:
+            for item in self._items:
+                point.index += 1
+                return item
+            self._point = None
+            assert point.page is not None
+            self._mark(ResumePoint(point.page.next))  # the page is done
         while True:
             page = await self._pages.__anext__()
+            point = self._point = ResumePoint(self._pages.url, page, -1)
+            self._mark(point)
             self._items = iter(page.results)
             for item in self._items:
+                point.index += 1
                 return item
+            self._point = None
+            self._mark(ResumePoint(page.next))
 
     async def aclose(self) -> None:
         """Stop: cancel every page fetch in flight."""

@@ -174,7 +174,7 @@ async def test_a_next_that_repeats_a_fetched_page_is_a_decode_error(how: str, st
                 request.url.with_query(cursor="b" if "cursor" in request.query else "a")
             )
         elif stuck == "other host":  # the same page, each time through another proxy
-            body["next"] = f"http://proxy-{len(hits)}.internal/api/x/?cursor=same"
+            body["next"] = f"http://proxy-{len(hits)}.internal{request.path}?cursor=same"
         else:  # a limit/offset list whose pages all point back at offset 1
             body["count"] = 50
             body["next"] = str(request.url.with_query(limit=1, offset=1))
@@ -434,3 +434,283 @@ async def test_a_paginator_that_fails_on_its_first_page_resumes_from_the_start(
         read = ph.customer_profile_configs.list(limit=2)
         assert 5 == len(await read.to_list())
         assert read.next_url is None  # the list ended
+
+
+# ----------------------------------------------------------------- resume points (QA)
+
+
+async def test_resuming_after_to_list_with_a_limit_skips_no_record(fake: FakePostHog) -> None:
+    """
+    An export in batches, `to_list(limit=n)` then `resume_from(paginator.next_url)`,
+    must see every record. to_list() cuts the last page it read down to `n` records
+    but leaves `next_url` at that page's `next`, past the records it dropped, so the
+    next batch silently starts after them.
+    """
+    _seed(fake, 10)
+    async with fake.client() as ph:
+        paginator = ph.customer_profile_configs.list(limit=2)
+        batch = await paginator.to_list(limit=3)
+        assert paginator.next_url is not None
+        rest = await ph.customer_profile_configs.list().resume_from(paginator.next_url).to_list()
+    seen = {c.id for c in [*batch, *rest]}
+    assert [] == [f"id-{i:03d}" for i in range(10) if f"id-{i:03d}" not in seen]
+
+
+async def test_resuming_after_a_failed_to_list_skips_no_record() -> None:
+    """
+    The README's recovery, `resume_from(paginator.next_url)` after a 429, applied to
+    `to_list()`: the failed call returns none of the records it collected, so resuming
+    must read them again. `next_url` is left at the failed page instead, and the
+    records of the pages before it are lost without an error.
+    """
+    throttled: list[str] = []
+
+    async def handler(request: web.Request) -> web.Response:
+        limit = int(request.query.get("limit", "2"))
+        offset = int(request.query.get("offset", "0"))
+        if offset == 4 and not throttled:  # page 3, once: a 429 that outlives the retries
+            throttled.append(request.path_qs)
+            detail = "Request was throttled. Expected available in 1 second."
+            body = {"type": "throttled_error", "code": "throttled", "detail": detail, "attr": None}
+            return web.json_response(body, status=429)
+        nxt = str(request.url.update_query(limit=limit, offset=offset + limit))
+        return web.json_response(
+            {
+                "count": 10,
+                "next": nxt if offset + limit < 10 else None,
+                "previous": None,
+                "results": [_config(i) for i in range(offset, min(offset + limit, 10))],
+            }
+        )
+
+    async with (
+        serve(handler) as url,
+        aposthog.Client(api_key="phx_k", host=url, project_id=1, max_retries=0) as ph,
+    ):
+        paginator = ph.customer_profile_configs.list(limit=2)
+        with anyio.fail_after(5), pytest.raises(aposthog.RateLimitError):
+            await paginator.to_list()
+        assert throttled
+        saved = paginator.next_url
+        assert saved is not None
+        with anyio.fail_after(5):
+            rest = await ph.customer_profile_configs.list().resume_from(saved).to_list()
+    assert [f"id-{i:03d}" for i in range(10)] == [c.id for c in rest]
+
+
+async def test_resuming_from_none_does_not_read_the_list_again(fake: FakePostHog) -> None:
+    """
+    `next_url` is None once a list was read to its end. A worker that stored it and
+    resumes with it must not get the whole list again (every record processed twice):
+    `resume_from()` takes a `str`, and None is refused before anything is sent.
+    """
+    _seed(fake, 3)
+    async with fake.client() as ph:
+        paginator = ph.customer_profile_configs.list()
+        assert 3 == len(await paginator.to_list())
+        assert paginator.next_url is None
+        saved: Any = paginator.next_url
+        fake.reset_stats()
+        with pytest.raises(TypeError):
+            await ph.customer_profile_configs.list().resume_from(saved).to_list()
+    assert [] == fake.requests
+
+
+async def test_resuming_from_another_list_s_url_is_refused(fake: FakePostHog) -> None:
+    """
+    `resume_from()` is "a paginator of the same list". A saved URL of another list
+    (a mixed-up checkpoint) was requested with the key, and its records were structured
+    as this list's type: profile configs came back as `ConversationSummary` records,
+    silently. It is refused with a ValueError, and nothing is sent.
+    """
+    _seed(fake, 5)
+    async with fake.client() as ph:
+        page = await ph.customer_profile_configs.list(limit=2)
+        assert page.next is not None
+        fake.reset_stats()
+        with pytest.raises(ValueError, match="customer_profile_configs"):
+            await ph.conversations.list().resume_from(page.next).to_list()
+    assert [] == fake.requests
+
+
+@pytest.mark.parametrize("how", ["async for", "prefetch"])
+async def test_a_first_page_whose_next_names_it_is_not_read_twice(how: str) -> None:
+    """
+    A `next` naming a page already fetched is a decode error "instead of looping
+    forever" (CHANGELOG), and a resumed paginator counts its start URL. A paginator
+    that starts at the first page did not count it: a first page naming itself was
+    fetched again and its records handed to the loop twice before the error.
+    """
+    hits: list[str] = []
+
+    async def handler(request: web.Request) -> web.Response:
+        hits.append(request.path_qs)
+        return web.json_response({"next": str(request.url), "results": [_config(1)]})
+
+    seen: list[str] = []
+    async with (
+        serve(handler) as url,
+        aposthog.Client(api_key="phx_k", host=url, project_id=1) as ph,
+    ):
+        paginator = ph.customer_profile_configs.list()
+        if how == "prefetch":
+            paginator = paginator.prefetch(2)
+        with anyio.fail_after(5), pytest.raises(aposthog.ResponseDecodeError):
+            async for config in paginator:
+                seen.append(config.id)  # noqa: PERF401 (kept up to the error)
+    assert ["id-001"] == seen
+    assert ["/api/environments/1/customer_profile_configs/"] == hits
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/api/environments/2/customer_profile_configs/?offset=1",  # another project
+        "/api/environments/1/customer_profile_configs/../../../../admin/?x=1",
+        "/admin/users/",
+    ],
+)
+async def test_a_next_outside_the_list_is_a_decode_error(path: str) -> None:
+    """
+    PostHog's `next` is the list's own URL with another offset or cursor. One naming
+    another path (another project's list, a path that climbs out of the API with `..`,
+    a page that is not PostHog's) was requested with the key on the configured host,
+    and whatever came back was added to this list's records. It is refused, unsent.
+    """
+    hits: list[str] = []
+
+    async def handler(request: web.Request) -> web.Response:
+        hits.append(request.raw_path)
+        next_url = f"https://posthog.example{path}" if len(hits) == 1 else None
+        return web.json_response({"next": next_url, "results": [_config(len(hits))]})
+
+    async with (
+        serve(handler) as url,
+        aposthog.Client(api_key="phx_k", host=url, project_id=1) as ph,
+    ):
+        with anyio.fail_after(5), pytest.raises(aposthog.ResponseDecodeError):
+            await ph.customer_profile_configs.list().to_list()
+    assert ["/api/environments/1/customer_profile_configs/"] == hits
+
+
+class _Stop(Exception):
+    """The loop body's own failure."""
+
+
+@pytest.mark.parametrize("prefetch", [0, 2])
+@pytest.mark.parametrize("fails_at", [0, 3, 4, 5, 9])
+async def test_a_loop_that_stops_mid_page_resumes_at_the_record_in_hand(
+    fake: FakePostHog, prefetch: int, fails_at: int
+) -> None:
+    """
+    A loop over records whose body fails (its own database write, say) resumes, from
+    `next_url`, at the record it was working on: exactly, on a limit/offset list (the
+    URL names that record's offset). The rest of its page was skipped.
+    """
+    _seed(fake, 10)
+    async with fake.client() as ph:
+        paginator = ph.customer_profile_configs.list(limit=4)
+        done: list[str] = []
+        with pytest.raises(_Stop):
+            async for config in paginator.prefetch(prefetch):
+                if len(done) == fails_at:
+                    raise _Stop
+                done.append(config.id)
+        saved = paginator.next_url
+        assert saved is not None
+        rest = [c.id async for c in ph.customer_profile_configs.list().resume_from(saved)]
+    assert [f"id-{i:03d}" for i in range(10)] == done + rest
+
+
+async def test_a_loop_over_a_cursor_list_that_stops_mid_page_repeats_rather_than_loses() -> None:
+    """
+    A cursor page's records have no URL of their own: a loop that stops inside one
+    resumes at the page, and its records before the one in hand come again.
+    """
+
+    async def handler(request: web.Request) -> web.Response:
+        page = int(request.query.get("cursor", "0"))
+        nxt = str(request.url.with_query(cursor=page + 1)) if page < 2 else None
+        results = [_config(page * 3 + i) for i in range(3)]
+        return web.json_response({"next": nxt, "previous": None, "results": results})
+
+    async with (
+        serve(handler) as url,
+        aposthog.Client(api_key="phx_k", host=url, project_id=1) as ph,
+    ):
+        paginator = ph.customer_profile_configs.list()
+        done: list[str] = []
+        with pytest.raises(_Stop):
+            async for config in paginator:
+                if config.id == "id-004":
+                    raise _Stop
+                done.append(config.id)
+        saved = paginator.next_url
+        assert saved is not None
+        assert saved.endswith("?cursor=1")
+        rest = [c.id async for c in ph.customer_profile_configs.list().resume_from(saved)]
+    assert ["id-000", "id-001", "id-002", "id-003"] == done
+    assert [f"id-{i:03d}" for i in range(3, 9)] == rest
+
+
+async def test_a_loop_read_to_its_end_or_between_pages_says_where_the_next_page_starts(
+    fake: FakePostHog,
+) -> None:
+    _seed(fake, 4)
+    async with fake.client() as ph:
+        paginator = ph.customer_profile_configs.list(limit=2)
+        reader = paginator.__aiter__()
+        assert "id-000" == (await reader.__anext__()).id
+        assert paginator.next_url is not None
+        assert paginator.next_url.endswith("?limit=2")
+        assert "id-001" == (await reader.__anext__()).id
+        assert paginator.next_url.endswith("?limit=2&offset=1")  # the record in hand
+        assert "id-002" == (await reader.__anext__()).id
+        assert paginator.next_url.endswith("?limit=2&offset=2")
+        assert ["id-003"] == [c.id async for c in reader]
+        assert paginator.next_url is None  # the list ended
+
+
+@pytest.mark.parametrize("limit", [1, 2, 3, 5, 10])
+async def test_batches_of_to_list_with_a_limit_read_every_record_once(
+    fake: FakePostHog, limit: int
+) -> None:
+    """`to_list(limit=n)` then `resume_from(next_url)`, batch after batch: each record once."""
+    _seed(fake, 10)
+    async with fake.client() as ph:
+        paginator = ph.customer_profile_configs.list(limit=3)
+        got = await paginator.to_list(limit=limit)
+        while paginator.next_url is not None:
+            paginator = ph.customer_profile_configs.list().resume_from(paginator.next_url)
+            got += await paginator.to_list(limit=limit)
+    assert [f"id-{i:03d}" for i in range(10)] == [c.id for c in got]
+
+
+@pytest.mark.parametrize(
+    ("saved", "error", "match"),
+    [
+        (None, TypeError, "next_url must be a str .* got NoneType"),
+        (123, TypeError, "got int"),
+        ("", ValueError, "next_url is no page of this list: it names '/'"),
+        ("http://h/a b", ValueError, "not a URL that can be requested"),
+        ("http://h/api/environments/1/batch_exports/?offset=2", ValueError, "batch_exports"),
+    ],
+)
+async def test_resume_from_refuses_what_is_not_a_page_of_its_list(
+    fake: FakePostHog, saved: Any, error: type[Exception], match: str
+) -> None:
+    async with fake.client() as ph:
+        with pytest.raises(error, match=match):
+            ph.customer_profile_configs.list().resume_from(saved)
+    assert [] == fake.requests
+
+
+async def test_resume_from_takes_the_list_s_own_url_however_it_is_spelled(
+    fake: FakePostHog,
+) -> None:
+    """Another host (a proxy's), percent-encoded characters: the path is what counts."""
+    _seed(fake, 3)
+    async with fake.client() as ph:
+        saved = "https://proxy.internal/api/environments/%31/customer_profile_configs/?offset=1"
+        rest = await ph.customer_profile_configs.list().resume_from(saved).to_list()
+    assert ["id-001", "id-002"] == [c.id for c in rest]

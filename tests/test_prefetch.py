@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 
 import aposthog
 from aposthog._pagination import Page, new_page
-from aposthog._prefetch import PageReader, planned_urls
+from aposthog._prefetch import PageReader, ResumePoint, planned_urls, record_url
 from aposthog.testing import FakePostHog
 
 from .web_server import serve
@@ -628,3 +628,99 @@ async def test_a_fetch_failing_as_it_is_cancelled_is_not_reported() -> None:
     finally:
         loop.set_exception_handler(previous)
     assert [] == [c.get("message") for c in reported]
+
+
+# ----------------------------------------------------------------- planned pages (QA)
+
+
+@pytest.mark.parametrize("how", ["to_list", "prefetch"])
+async def test_planned_pages_skip_no_record_when_pages_are_short(how: str) -> None:
+    """
+    `_pagination`'s contract: the paginator "never computes an offset or a cursor
+    itself", following `next`, "which keeps it correct for both and for any future
+    style". Read ahead, a limit/offset list's offsets are computed from the first
+    page's `limit` instead. A server whose pages hold fewer records than `limit`, its
+    `next` naming where the following page starts, then lost the records between:
+    `async for` read 10 records, `to_list()` and `prefetch(2)` 8.
+    """
+
+    async def handler(request: web.Request) -> web.Response:
+        limit, offset = int(request.query.get("limit", "4")), int(request.query.get("offset", "0"))
+        end = min(offset + 2, 10)  # two records a page, whatever the limit
+        nxt = request.url.update_query(limit=limit, offset=end)
+        return web.json_response(
+            {
+                "count": 10,
+                "next": str(nxt) if end < 10 else None,
+                "previous": None,
+                "results": [_record(i) for i in range(offset, end)],
+            }
+        )
+
+    want = [f"id-{i:04d}" for i in range(10)]
+    async with (
+        serve(handler) as url,
+        aposthog.Client(api_key="phx_k", host=url, project_id=1) as ph,
+    ):
+        with anyio.fail_after(5):
+            assert want == [c.id async for c in ph.customer_profile_configs.list(limit=4)]
+            paginator = ph.customer_profile_configs.list(limit=4)
+            if how == "to_list":
+                got = [c.id for c in await paginator.to_list()]
+            else:
+                got = [c.id async for c in paginator.prefetch(2)]
+    assert want == got
+
+
+# ----------------------------------------------------------------- resume points
+
+
+def _page_of(n: int, count: int | None, next_url: str | None = "https://h/l/?next") -> Page[int]:
+    async def never(_: str) -> Page[int]:
+        raise AssertionError
+
+    return new_page(list(range(n)), count, next_url, None, never)
+
+
+@given(
+    before=st.sampled_from(["", "limit=5", "a=1&limit=5", "limit=5&z=%20"]),
+    offset=st.one_of(st.none(), st.integers(0, 10**6)),
+    after=st.sampled_from(["", "&b=2"]),
+    index=st.integers(1, 4),
+)
+def test_a_record_of_a_limit_offset_page_has_its_own_offset(
+    before: str, offset: int | None, after: str, index: int
+) -> None:
+    """Only the offset moves (added when the page's URL has none); the rest is kept as is."""
+    query = before if offset is None else "&".join(filter(None, [before, f"offset={offset}"]))
+    query += after if query else after.lstrip("&")
+    url = f"https://h/api/l/?{query}" if query else "https://h/api/l/"
+    got = record_url(url, _page_of(5, 100), index)
+    expected_query = (
+        query.replace(f"offset={offset}", f"offset={offset + index}")
+        if offset is not None
+        else (f"{query}&offset={index}" if query else f"offset={index}")
+    )
+    assert f"https://h/api/l/?{expected_query}" == got
+
+
+@pytest.mark.parametrize(
+    ("url", "count"),
+    [
+        ("https://h/l/?cursor=abc", None),  # a cursor page: no URL of its own per record
+        ("https://h/l/?cursor=abc&limit=2", 10),
+        ("https://h/l/?offset=1&offset=2", 10),  # ambiguous: the page itself, repeated
+        ("https://h/l/?limit=1&limit=2", 10),
+    ],
+)
+def test_a_record_without_a_url_of_its_own_resumes_at_its_page(url: str, count: int | None) -> None:
+    assert url == record_url(url, _page_of(5, count), 3)
+
+
+def test_a_resume_point_at_a_page_s_end_is_its_next() -> None:
+    page = _page_of(3, 10, next_url="https://h/l/?offset=3")
+    assert "https://h/l/?offset=3" == ResumePoint("https://h/l/", page, 3).resolve()
+    assert "https://h/l/" == ResumePoint("https://h/l/", page, 0).resolve()
+    assert "https://h/l/?offset=2" == ResumePoint("https://h/l/", page, 2).resolve()
+    assert ResumePoint("https://h/l/", _page_of(0, 0, next_url=None), 0).resolve() is None
+    assert ResumePoint(None).resolve() is None
