@@ -125,7 +125,10 @@ class ConversationState:
         "_cursor",
         "_done",
         "_echo",
+        "_failed_at",
+        "_humans",
         "_index",
+        "_latest_human",
         "_messages",
         "_nested",
         "_replaying",
@@ -161,6 +164,12 @@ class ConversationState:
         self.conversation: ConversationSummary | None = None
         self.failure: FailureMessage | None = None
         self.generation_error = False
+        # Human messages taken (one per run on the stream: queued messages run on it
+        # too), and how many there were when the last failure came: a failure ends the
+        # run it came in, not the runs queued after it.
+        self._humans = 0
+        self._failed_at = -1
+        self._latest_human: str | None = None  # the id of the latest run's human message
 
     # ------------------------------------------------------------------ inputs
 
@@ -203,6 +212,7 @@ class ConversationState:
             self.conversation = event.conversation
         elif isinstance(event, StatusEvent) and event.is_error:
             self.generation_error = True
+            self._failed_at = self._humans
         return Delivery(event)
 
     def catch_up(
@@ -310,20 +320,75 @@ class ConversationState:
     def run_ended(self) -> bool:
         """
         Whether what arrived is a whole run, as PostHog ends one: an in-band failure
-        (`ai/failure`, `generation_error`), or a final message (one with an `id`) after
-        the run's human message with no answer still in progress. PostHog sends no end
-        event, so a body that ends short of this was cut, however cleanly it ended.
+        (`ai/failure`, `generation_error`) in the latest run on the stream (PostHog goes
+        on with the messages queued behind a failed run), or a final message (one with
+        an `id`) after the run's human message with no answer still in progress. PostHog
+        sends no end event, so a body that ends short of this was cut, however cleanly
+        it ended.
 
         A run never ends on a step of a tool call (reference §3.5, point 5): an `ai`
         message with `tool_calls` awaits their results, a `tool` result awaits the
         assistant's next message, and a subagent's message (one with a
         `parent_tool_call_id`) belongs to a tool call still running. So the last
-        top-level message decides, and it must be none of these.
+        top-level message decides, and it must be none of these. The one exception, a
+        run PostHog ends waiting for the user at a tool call (`awaits_user`), is told
+        apart only by its conversation's status: the stream's reader checks it.
         """
-        if self.failure is not None or self.generation_error:
+        if self._failed_at == self._humans:  # a failure in the latest run
             return True
         if self._snapshot is not None:
             return False
+        message = self._last_top_level()
+        if message is None:
+            return False
+        if isinstance(message, AssistantMessage):
+            return not message.tool_calls
+        return not isinstance(message, (HumanMessage, ToolCallMessage))
+
+    def unsaved_failure(self, stored: Sequence[Message]) -> bool:
+        """
+        Whether the latest run's `ai/failure` is missing from `stored` (the conversation
+        as PostHog holds it), whose latest human message is still this run's: what a
+        re-attach meets when PostHog gave up waiting for the run's stream (its reader
+        left, and the run was quiet for a minute), while the run goes on. Only a
+        conversation still in progress says the run did not end with it.
+        """
+        failure = self.failure
+        if failure is None or self.generation_error or self._failed_at != self._humans:
+            return False
+        humans = [m.id for m in stored if isinstance(m, HumanMessage)]
+        if humans and humans[-1] != self._latest_human:
+            return False  # a queued message's run began: this run did end
+        return failure.id is None or all(m.id != failure.id for m in stored)
+
+    def withdraw_failure(self) -> None:
+        """
+        Forget the latest run's failure: it was the re-attach's, not the run's, and is
+        no message of the run either (it was the last one taken).
+        """
+        failure, self.failure = self.failure, None
+        self._failed_at = -1
+        messages = self._messages
+        if failure is not None and messages and messages[-1] is failure:
+            messages.pop()
+            if failure.id is not None:
+                self._index.pop(failure.id, None)
+
+    @property
+    def awaits_user(self) -> bool:
+        """
+        Whether the run's last message calls tools whose results have not come: where
+        PostHog ends a run that waits for the user (an approval, a form's answers, a
+        client-side tool's result), sending nothing more; its conversation is then idle.
+        Only the conversation's status tells this end from a stream cut at that step.
+        """
+        if self._snapshot is not None:
+            return False
+        message = self._last_top_level()
+        return isinstance(message, AssistantMessage) and bool(message.tool_calls)
+
+    def _last_top_level(self) -> Message | None:
+        """The run's last message that is no subagent's (after its human message)."""
         start = 0
         if self.human_id is not None and self.human_id in self._index:
             start = self._index[self.human_id] + 1
@@ -332,10 +397,8 @@ class ConversationState:
             message = messages[position]
             if getattr(message, "parent_tool_call_id", None) is not None:  # not on Unknown
                 continue  # a subagent's message: its tool call has not returned yet
-            if isinstance(message, AssistantMessage):
-                return not message.tool_calls
-            return not isinstance(message, (HumanMessage, ToolCallMessage))
-        return False
+            return message
+        return None
 
     @property
     def in_progress(self) -> AssistantMessage | None:
@@ -520,10 +583,14 @@ class ConversationState:
         self._echo = None
 
     def _note(self, message: Message) -> None:
-        if isinstance(message, HumanMessage) and self.human_id is None:
-            self.human_id = message.id
+        if isinstance(message, HumanMessage):
+            self._humans += 1
+            self._latest_human = message.id
+            if self.human_id is None:
+                self.human_id = message.id
         elif isinstance(message, FailureMessage):
             self.failure = message
+            self._failed_at = self._humans
 
     def _advance(self, target: str, end: int) -> str:
         """

@@ -67,6 +67,7 @@ comes near, delivers what it decoded and then raises `ResponseTooLargeError`.
 from __future__ import annotations
 
 import contextlib
+import logging
 import uuid
 import warnings
 from collections.abc import Iterator
@@ -95,7 +96,7 @@ from ._pipeline import Call, Failure
 from ._stream_events import wire_message
 from ._stream_failures import dropped_failure, nothing_started, snippet
 from ._transport import StreamResponse
-from .models.conversations import Conversation
+from .models.conversations import Conversation, ConversationStatus
 from .models.events import MessageEvent, decode_event
 from .models.messages import AssistantMessage, HumanMessage
 from .sse import SSEDecoder, SSEError
@@ -107,6 +108,13 @@ __all__ = ["StreamEngine"]
 
 _EVENT_STREAM = "text/event-stream"
 _PIECE = 64
+logger = logging.getLogger("aposthog")
+
+
+class _RunGoesOn(Exception):
+    """A re-attached stream ended, but its run goes on: re-attach again."""
+
+
 """Bytes counted for each piece a stream keeps, beyond its own size: the objects' cost."""
 
 
@@ -547,8 +555,8 @@ class StreamEngine:
                             kept += len(delivery.text) + _PIECE
                         else:
                             kept += self._subagent_growth(parent, len(data))
-                    else:
-                        kept += len(data) + _PIECE
+                    else:  # a message, or an event kept in its wire form, name included
+                        kept += len(data) + _PIECE + (0 if name == "message" else len(name))
                     deliveries.append(delivery)
                     if not self._first_token and delivery.text:
                         self._first_token = True
@@ -643,6 +651,9 @@ class StreamEngine:
         """
         try:
             caught_up = await self._catch_up(untitled_ok=False, latest=True)
+        except _RunGoesOn:
+            await self._reattach(self._cut_short())
+            return
         except PostHogError as exc:
             raise self._unverified("fetching the conversation failed") from exc
         if not caught_up:
@@ -658,6 +669,7 @@ class StreamEngine:
 
     async def _catch_up(self, *, untitled_ok: bool = True, latest: bool = False) -> bool:
         sent = self.body.get("content")
+        at_end = latest  # a re-attached stream's body ended: the run's end is checked
         # A stream that sent no message (`stream(id)`, a resume) and never saw its run's
         # human message: at the end of its run (`latest`), the run is the conversation's
         # latest; otherwise its messages cannot be told apart.
@@ -681,7 +693,28 @@ class StreamEngine:
         if deliveries is None:
             return False
         self._pending = iter([*self._pending, *deliveries])
-        if not self.state.run_ended:
+        if (
+            at_end
+            and conversation.status == ConversationStatus.IN_PROGRESS
+            and self.state.unsaved_failure(conversation.messages)
+        ):
+            # After a drop PostHog deletes the run's stream; a re-attach waits a minute
+            # for the run to write again, then sends a failure of its own and ends, while
+            # the run goes on (the conversation is still in progress, and holds no such
+            # failure). It is no end of the run: re-attach.
+            logger.info(
+                "conversation %s: the re-attach's failure is PostHog's, not the run's;"
+                " re-attaching",
+                self.conversation_id,
+            )
+            self.state.withdraw_failure()
+            raise _RunGoesOn
+        if not self.state.run_ended and not (
+            # PostHog ended the run at a tool call that waits for the user (an approval,
+            # a form, a client-side tool): it sends nothing more, and the conversation is
+            # idle until `create(resume_payload=...)` or an answer goes on with it.
+            conversation.status == ConversationStatus.IDLE and self.state.awaits_user
+        ):
             return False  # the conversation holds no end of this run either
         self._finish()
         return True

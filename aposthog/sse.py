@@ -51,8 +51,10 @@ _LF = 10
 _COLON = 58
 _LOWER_D = 100
 _LOWER_E = 101
-# Event types are a handful per stream; the cap keeps a hostile stream from growing the cache.
+# Event types are a handful per stream, and short; the caps keep a hostile stream from
+# growing the cache (64 types of 16 MiB each would pin 2 GiB beyond `max_event_size`).
 _MAX_CACHED_NAMES = 64
+_MAX_CACHED_NAME_LENGTH = 64
 
 
 class SSEError(Exception):
@@ -367,7 +369,7 @@ class SSEDecoder:
                 if limit is not None and nl - pos > limit:
                     return self._too_large(nl - pos, limit, out)
                 name = names.get(event) or self._event_name(event)
-                if name is not head_name:
+                if name is not head_name and len(event) <= _MAX_CACHED_NAME_LENGTH:
                     # A new type: expect it again next time (see the fastest path).
                     head = b"event: " + event + b"\ndata: "
                     head_name = name
@@ -455,9 +457,9 @@ class SSEDecoder:
         return out
 
     def _event_name(self, raw: bytes) -> str:
-        """Decode an event type (not yet in the cache), caching it while there is room."""
+        """Decode an event type (not yet in the cache), caching a short one while there is room."""
         name = raw.decode("utf-8", "replace")
-        if len(self._names) < _MAX_CACHED_NAMES:
+        if len(self._names) < _MAX_CACHED_NAMES and len(raw) <= _MAX_CACHED_NAME_LENGTH:
             self._names[raw] = name
         return name
 

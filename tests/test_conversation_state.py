@@ -271,6 +271,27 @@ def test_a_run_ends_on_its_answer_or_a_failure_never_on_a_tool_call_step(
     assert state.run_ended is ended
 
 
+@pytest.mark.parametrize(
+    "failure",
+    [
+        pytest.param(msg(type="ai/failure", content="Try again later.", id="f1"), id="ai-failure"),
+        pytest.param(("status", '{"type":"generation_error"}'), id="generation-error"),
+    ],
+)
+def test_a_queued_run_after_a_failed_one_has_not_ended_mid_answer(failure: Wire) -> None:
+    """PostHog drains the queue after a run whatever its outcome (`process_chat_agent_activity`,
+    posthog/temporal/ai/chat_agent.py: `write_to_stream(..., emit_completion=False)`, then
+    `build_queued_workflow_inputs()`), so a failed run's stream goes on with the queued
+    message's run. That run, with its answer still in progress, has not ended: a body cut
+    there is cut short, as it would be without the earlier failure."""
+    state = ConversationState()
+    first = [msg(type="human", content="q", id="h1"), failure]
+    second = [msg(type="human", content="next", id="h2"), msg(type="ai", content="The answer is")]
+    feed_all(state, first + second)
+    assert state.in_progress is not None
+    assert state.run_ended is False
+
+
 def test_a_bare_failure_without_id_is_kept_once_across_replays() -> None:
     state = ConversationState()
     run = [msg(type="human", content="q", id="h1"), ("message", '{"type":"ai/failure"}')]
@@ -1092,3 +1113,93 @@ def test_catch_up_of_a_stream_that_sent_nothing_takes_the_latest_run() -> None:
     assert [m.id for m in state.messages] == ["h2", "a2"]
     assert result(state).text == "Two."
     assert state.catch_up(history) == []
+
+
+# ---------------------------------------------------------------------- runs ended by PostHog
+
+_CALL = {"id": "call_1", "name": "create_feature_flag", "args": {}, "type": "tool_call"}
+
+
+@pytest.mark.parametrize(
+    ("wire", "awaits"),
+    [
+        ([msg(type="ai", content="On it.", id="a1", tool_calls=[_CALL])], True),
+        (  # a subagent's message after the call: still the call's step
+            [
+                msg(type="ai", content="On it.", id="a1", tool_calls=[_CALL]),
+                msg(type="ai", content="sub", id="s1", parent_tool_call_id="call_1"),
+            ],
+            True,
+        ),
+        (
+            [
+                msg(type="ai", content="On it.", id="a1", tool_calls=[_CALL]),
+                msg(type="tool", content="done", id="t1", tool_call_id="call_1"),
+            ],
+            False,
+        ),
+        ([msg(type="ai", content="Done.", id="a1")], False),
+        ([msg(type="ai", content="Writ")], False),  # an answer in progress
+        ([], False),
+    ],
+)
+def test_a_run_awaits_the_user_at_a_tool_call_without_its_result(
+    wire: list[Wire], awaits: bool
+) -> None:
+    state = ConversationState()
+    feed_all(state, [msg(type="human", content="q", id="h1"), *wire])
+    assert state.awaits_user is awaits
+    if awaits:
+        assert not state.run_ended  # only the conversation's status tells it ended
+
+
+def _stored(*messages: dict[str, Any]) -> list[Message]:
+    stored = []
+    for message in messages:
+        event = decode_event("message", json.dumps(message))
+        assert isinstance(event, MessageEvent)
+        stored.append(event.message)
+    return stored
+
+
+_HUMAN = {"type": "human", "content": "q", "id": "h1"}
+_ASKING = {"type": "ai", "content": "Let me check.", "id": "a0", "tool_calls": [_CALL]}
+
+
+def test_a_failure_the_conversation_does_not_hold_is_unsaved_and_can_be_withdrawn() -> None:
+    state = ConversationState()
+    oops = msg(type="ai/failure", content="Oops! Something went wrong.", id="f-1")
+    feed_all(state, [msg(**_HUMAN), msg(**_ASKING), oops])
+    ended = [state.run_ended]
+    assert state.unsaved_failure(_stored(_HUMAN, _ASKING))
+    state.withdraw_failure()
+    assert state.failure is None
+    ended.append(state.run_ended)
+    assert [True, False] == ended  # withdrawn, the run is at its tool call again
+    assert not state.unsaved_failure(_stored(_HUMAN, _ASKING))
+
+
+@pytest.mark.parametrize(
+    "stored",
+    [
+        pytest.param(
+            [_HUMAN, _ASKING, {"type": "ai/failure", "content": "Oops", "id": "f-1"}],
+            id="saved",
+        ),
+        pytest.param(
+            [_HUMAN, _ASKING, {"type": "human", "content": "next", "id": "h2"}], id="queued"
+        ),
+    ],
+)
+def test_a_failure_saved_or_followed_by_a_queued_run_is_the_runs(stored: list[Any]) -> None:
+    state = ConversationState()
+    oops = msg(type="ai/failure", content="Oops", id="f-1")
+    feed_all(state, [msg(**_HUMAN), msg(**_ASKING), oops])
+    assert not state.unsaved_failure(_stored(*stored))
+
+
+def test_a_generation_error_is_never_taken_for_a_reattachs_failure() -> None:
+    state = ConversationState()
+    feed_all(state, [msg(**_HUMAN), ("status", '{"type":"generation_error"}')])
+    assert state.run_ended
+    assert not state.unsaved_failure(_stored(_HUMAN))

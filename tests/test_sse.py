@@ -333,6 +333,24 @@ def test_ever_new_event_types_do_not_grow_memory() -> None:
     assert kept < 1_000_000
 
 
+def test_long_event_types_are_not_kept_after_their_events() -> None:
+    """Memory is bounded by `max_event_size` (the module's docstring), but the cache of
+    event types keeps 64 of them whatever their length, bytes and text, even after
+    `close()`: with the default limit, 64 distinct 16 MiB types pin 2 GiB. A hostile
+    stream's long types must be forgotten once their events are out."""
+    decoder = SSEDecoder()
+    names = [b"%02d" % i * 50_000 for i in range(64)]  # 100 KB each, 6.4 MB in all
+    tracemalloc.start()
+    try:
+        for name in names:
+            assert [e.data for e in decoder.feed(b"event: %s\ndata: 1\n\n" % name)] == ["1"]
+        decoder.close()
+        kept, _ = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert kept < 1_000_000  # at most the last type (the fast path's guess) and change
+
+
 def test_long_line_across_many_chunks() -> None:
     """A 1.3 MB data line fed in 1000-byte chunks is decoded whole."""
     value = "é中🚀x" * (1 << 17)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import random
 import socket
 import sys
@@ -706,3 +707,155 @@ async def test_a_stream_whose_reader_is_cancelled_is_reported_cancelled(
                 tg.cancel_scope.cancel()
         assert stream.closed
     assert recorder.outcomes == ["cancelled"]
+
+
+# ---------------------------------------------------------------------- runs as PostHog ends them
+
+_CALL = {"id": "call_1", "name": "create_feature_flag", "args": {}, "type": "tool_call"}
+_IDLE = {
+    "type": "validation_error",
+    "code": "invalid_input",
+    "detail": "Cannot continue streaming from an idle conversation",
+    "attr": None,
+}
+
+
+def _sse(message: dict[str, Any]) -> bytes:
+    return b"event: message\ndata: " + json.dumps(message).encode() + b"\n\n"
+
+
+def _json_reply(body: dict[str, Any], status: int = 200) -> ServerReply:
+    headers = {"Content-Type": "application/json"}
+    return ServerReply(status=status, body=json.dumps(body).encode(), headers=headers)
+
+
+def _event_stream(*chunks: bytes, drop: bool = False) -> ServerReply:
+    async def body() -> AsyncIterator[bytes]:
+        for chunk in chunks:
+            yield chunk
+        if drop:
+            raise DropConnection
+
+    return ServerReply(stream=body(), headers={"Content-Type": "text/event-stream"})
+
+
+async def test_a_run_that_ends_awaiting_approval_is_complete() -> None:
+    """PostHog ends a run whose tool asks for approval right after the `ai` message that
+    calls it (`BaseAgentRunner.astream`, ee/hogai/core/runner.py: `GraphInterrupt`, then an
+    `ApprovalRequest` interrupt yields only an `APPROVAL` event, which
+    `AgentExecutor._redis_stream_to_assistant_output` drops): the conversation is idle (a
+    re-attach is a 400) and shows the call in `pending_approvals`. That is the run's end,
+    waiting for `create(resume_payload=...)`, not a stream cut short."""
+    posts: list[dict[str, Any]] = []
+
+    async def handler(request: ServerRequest) -> ServerReply:
+        first = posts[0] if posts else {}
+        human = {"type": "human", "content": "q", "id": "h1", "trace_id": first.get("trace_id")}
+        ai = {"type": "ai", "content": "I'll create it.", "id": "a0", "tool_calls": [_CALL]}
+        if request.method == "GET":
+            approval = {
+                "proposal_id": "p1",
+                "decision_status": "pending",
+                "tool_name": "create_feature_flag",
+                "original_tool_call_id": "call_1",
+            }
+            conversation = {
+                "id": first["conversation"],
+                "status": "idle",
+                "title": "q",
+                "messages": [human, ai],
+                "pending_approvals": [approval],
+            }
+            return _json_reply(conversation)
+        posts.append(json.loads(request.body))
+        if posts[-1]["content"] is None:
+            return _json_reply(_IDLE, status=400)
+        human["trace_id"] = posts[0]["trace_id"]
+        return _event_stream(_sse(human) + _sse(ai))
+
+    server = LoopbackServer(handler)
+    await server.start()
+    try:
+        async with aposthog.Client(api_key="phx_k", host=server.url, retry=FAST) as ph:
+            with anyio.fail_after(5):
+                result = await ph.conversations.create("q").until_done()
+    finally:
+        await server.stop()
+    assert result.complete
+    assert not result.failed
+    assert "I'll create it." == result.text
+
+
+async def test_a_failure_a_reattach_reports_while_the_run_goes_on_is_not_its_end() -> None:
+    """After a drop PostHog deletes the run's Redis stream; a re-attach waits 60 s for it
+    (`ConversationRedisStream.wait_for_stream`) and, when the run writes nothing meanwhile
+    (a long tool call), sends `AgentExecutor._failure_message()` and ends, while the run
+    goes on. The conversation the stream then fetches says so (`status: in_progress`, no
+    failure in it): the run has not ended, and its answer still comes."""
+    posts: list[dict[str, Any]] = []
+    gets = 0
+
+    async def handler(request: ServerRequest) -> ServerReply:
+        nonlocal gets
+        first = posts[0] if posts else {}
+        human = {"type": "human", "content": "q", "id": "h1", "trace_id": first.get("trace_id")}
+        ai = {"type": "ai", "content": "Let me check.", "id": "a0", "tool_calls": [_CALL]}
+        tool = {"type": "tool", "content": "done", "tool_call_id": "call_1", "id": "t1"}
+        answer = {"type": "ai", "content": "The answer.", "id": "a1"}
+        if request.method == "GET":
+            gets += 1
+            running = gets == 1
+            conversation = {
+                "id": first["conversation"],
+                "status": "in_progress" if running else "idle",
+                "title": "q",
+                "messages": [human, ai] if running else [human, ai, tool, answer],
+            }
+            return _json_reply(conversation)
+        posts.append(json.loads(request.body))
+        if len(posts) == 1:
+            human["trace_id"] = posts[0]["trace_id"]
+            return _event_stream(_sse(human) + _sse(ai), drop=True)
+        if len(posts) == 2:  # the stream is gone and the run is quiet: PostHog gives up
+            oops = "Oops! Something went wrong. Please try again."
+            return _event_stream(_sse({"type": "ai/failure", "content": oops, "id": "f-1"}))
+        return _event_stream(_sse(tool) + _sse(answer))
+
+    server = LoopbackServer(handler)
+    await server.start()
+    try:
+        async with aposthog.Client(api_key="phx_k", host=server.url, retry=FAST) as ph:
+            stream = ph.conversations.create("q")
+            with anyio.fail_after(5), contextlib.suppress(aposthog.PostHogError):
+                await stream.until_done()
+            result = stream.result()
+    finally:
+        await server.stop()
+    assert not result.failed
+    assert "The answer." in result.text
+    assert ["human", "ai", "tool", "ai"] == [m.type for m in result.messages]  # no "Oops"
+
+
+async def test_event_names_count_against_max_response_size() -> None:
+    """What a stream keeps is bounded by `max_response_size` (the module's docstring): the
+    wire form of every non-message event is kept to recognise its replay, name included,
+    so a stream of events with long names keeps as much as one with long data and must
+    raise `ResponseTooLargeError` as soon."""
+    human = _sse({"type": "human", "content": "q", "id": "h1"})
+    final = _sse({"type": "ai", "content": "Hi", "id": "a1"})
+    unknown = [b"event: " + b"%02d" % i * 500 + b"\ndata: {}\n\n" for i in range(40)]
+    body = b"".join([human, *unknown, final])  # 40 KB of names, 40 x 2 bytes of data
+    client = aposthog.Client(
+        api_key="phx_k", host="http://127.0.0.1:9", project_id=1, max_response_size=20_000
+    )
+    async with client as ph:
+
+        async def replay(*_: Any, **__: Any) -> Replay:
+            return Replay([body])
+
+        ph._api.pipeline.transport.open_stream = replay  # type: ignore[method-assign, assignment]
+        stream = ph.conversations.create("q")
+        with pytest.raises(aposthog.ResponseTooLargeError):
+            await stream.until_done()
+    kept = sum(len(raw) for _, raw in stream._engine.state._seen)
+    assert kept > 20_000  # what it holds on to, for the record
