@@ -333,3 +333,25 @@ def test_structured_records_are_frozen_and_equal_to_constructed_ones() -> None:
         config.scope = "group_0"  # type: ignore[misc]
     with pytest.raises(TypeError):
         config.extra_fields["x"] = 1  # type: ignore[index]
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="extra_fields is a types.MappingProxyType, which neither pickles nor deep-copies",
+)
+@pytest.mark.parametrize("extra", [{}, {"pinned_properties": ["email"]}])
+def test_records_pickle_and_deep_copy_whole(extra: dict[str, Any]) -> None:
+    """
+    A record is plain data: a worker pool or task queue sends it between processes (as
+    it sends aposthog's errors, which pickle whole), a cache pickles it, a test
+    deep-copies it. Every record failed all three with "cannot pickle 'mappingproxy'
+    object", one PostHog sent without a new field too: even the shared empty
+    `extra_fields` is a `MappingProxyType`.
+    """
+    import copy
+    import pickle
+
+    config: CustomerProfileConfig = structure({**CONFIG, **extra}, CustomerProfileConfig)
+    for twin in (pickle.loads(pickle.dumps(config)), copy.deepcopy(config)):
+        assert twin == config
+        assert dict(twin.extra_fields) == extra

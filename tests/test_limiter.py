@@ -625,3 +625,33 @@ async def test_a_request_that_is_not_counted_holds_no_slot(how: str) -> None:
         assert [] == store.free_when_asked  # never asked
     assert 1 == slots.free
     assert not slots.waiting
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="the line's wait behind a head that waits for a slot counts against max_wait: "
+    "a request that only waits for max_concurrency is refused with a RateLimitError",
+)
+async def test_waiting_behind_a_head_that_waits_for_a_slot_is_not_a_rate_limit_wait() -> None:
+    """
+    The windows have room; every slot is busy (PostHog slow). The request at the head
+    of the line waits for a slot, which is not part of `max_wait`; the one behind it
+    waits for the same slot, and must not be refused with a `RateLimitError` (a 429
+    that neither PostHog nor the windows gave) where, without rate limits, it would
+    simply have waited for its slot.
+    """
+    slots = Slots(1)
+    limiter = RateLimiter(
+        RateLimits(api=Rate(100, per=60), margin=0), InProcessRateLimitStore(), "s"
+    )
+    assert slots.take_nowait()  # a slow request in flight
+    head = asyncio.create_task(limiter.acquire("api", max_wait=0.1, slots=slots))
+    await asyncio.sleep(0.01)
+    behind = asyncio.create_task(limiter.acquire("api", max_wait=0.1, slots=slots))
+    await asyncio.sleep(0.3)  # the slow answer comes
+    slots.release()
+    assert 0.0 == await asyncio.wait_for(head, 1)
+    slots.release()  # the head's request is answered too
+    await asyncio.wait_for(behind, 1)
+    slots.release()
+    assert 1 == slots.free

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import sys
 import textwrap
 from pathlib import Path
 from typing import Any
@@ -11,6 +12,11 @@ import pytest
 
 import aposthog
 from aposthog.testing import FakePostHog
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - Python 3.10
+    import tomli as tomllib  # pytest's own dependency on 3.10
 
 pytestmark = pytest.mark.anyio
 
@@ -161,6 +167,28 @@ def test_quick_start_commands_are_the_ci_commands() -> None:
     assert "def tests(" in noxfile
     assert "def demo(" in noxfile
     assert '"$PYTHON" -m nox -s tests' in (root / ".ci" / "run").read_text(encoding="utf-8")
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="the sdist ships tests/ but not .ci/run, which a README test reads",
+)
+def test_the_sdist_ships_every_file_the_readme_tests_read() -> None:
+    """
+    The sdist includes `tests` (pyproject.toml), so a packager runs `pytest` from the
+    unpacked sdist: every file these tests read must be in it, `.ci/run` included, or
+    `test_quick_start_commands_are_the_ci_commands` fails there on a FileNotFoundError.
+    """
+    pyproject = tomllib.loads((README.parent / "pyproject.toml").read_text(encoding="utf-8"))
+    shipped = pyproject["tool"]["hatch"]["build"]["targets"]["sdist"]["include"]
+    assert "tests" in shipped
+    read_by_the_tests = ["README.md", "noxfile.py", ".ci/run"]
+    missing = [
+        path
+        for path in read_by_the_tests
+        if not any(path == entry or path.startswith(f"{entry}/") for entry in shipped)
+    ]
+    assert [] == missing
 
 
 def test_quick_start_names_a_one_interpreter_session_of_the_noxfile() -> None:

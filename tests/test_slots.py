@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 
+import anyio
+import anyio.lowlevel
 import pytest
 
 from aposthog._slots import Slots
@@ -159,3 +161,40 @@ async def test_cancelling_most_of_a_long_line_leaves_the_rest_served_in_order(or
     assert sorted(keep) == served
     assert (1, 0, 0) == (slots.free, slots.waiting, len(slots.waiters))
     assert slots.take_nowait()
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="anyio defers a scope's cancellation past a future already done: the waiter "
+    "goes on with the slot and its request is sent after it was cancelled",
+)
+async def test_a_waiter_whose_scope_is_cancelled_as_its_slot_arrives_goes_no_further() -> None:
+    """
+    As with `task.cancel()` above, but the way anyio code cancels (`move_on_after`, a
+    task group, a stream's `close()`): the scope is cancelled in the step that hands the
+    waiter its slot. The waiter must pass the slot on and stop there; going on, it sends
+    its request (a POST that creates, a conversation message that starts a run) after
+    the caller had cancelled it.
+    """
+    slots = Slots(1)
+    assert slots.take_nowait()  # a request in flight
+    went_on: list[str] = []
+    scope = anyio.CancelScope()
+
+    async def waiter() -> None:
+        with scope:
+            await slots.take()
+            try:
+                went_on.append("sends its request")
+                await anyio.lowlevel.checkpoint()
+            finally:
+                slots.release()
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(waiter)
+        await _settle()
+        slots.release()  # the slot is handed to the waiter...
+        scope.cancel()  # ...whose scope is cancelled before it runs again
+    assert scope.cancelled_caught
+    assert [] == went_on
+    assert 1 == slots.free

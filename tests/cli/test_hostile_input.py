@@ -78,6 +78,27 @@ async def test_bad_input_is_a_one_line_usage_error(
     assert fake.requests == []
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason="--content/--sidebar go through json.loads, whose RecursionError is not caught",
+)
+@pytest.mark.parametrize("option", ["--content", "--sidebar"])
+async def test_json_nested_too_deep_to_parse_is_a_one_line_usage_error(
+    fake: FakePostHog, run_cli: RunCli, option: str
+) -> None:
+    """
+    A `--content` nested 100 levels and one is refused in one line; nested 5,000 levels
+    (a generated file pasted in, `--content "$(cat deep.json)"`) the standard library's
+    parser raises `RecursionError`, not `ValueError`, and the command printed a traceback
+    and exited 1, where careless input is one line and exit 2.
+    """
+    deep = "[" * 5000 + "]" * 5000
+    result = await run_cli("profile-configs", "create", "--scope", "person", option, deep)
+    line = assert_one_line_error(result, 2)
+    assert option in line
+    assert fake.requests == []
+
+
 @pytest.mark.parametrize(
     "command",
     [

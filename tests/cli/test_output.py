@@ -66,6 +66,33 @@ def test_json_line_is_compact_and_keeps_non_ascii() -> None:
     assert '{"a":"é 🚀","b":[1,2]}' == json_line({"a": "é 🚀", "b": [1, 2]})
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason="json_line unstructures JSON-valued fields through cattrs, 3 frames per level",
+)
+def test_json_line_prints_a_record_whose_json_field_the_client_parsed() -> None:
+    """
+    The client parses a body with JSON nested 400 levels deep (the standard library's
+    parser goes to nearly 1,000, orjson's to 1,024) into a record; `--json` must print
+    it, not end in a `RecursionError` traceback: cattrs walks the already JSON-ready
+    `content` three Python frames per level and gives up near 335.
+    """
+    from aposthog._converter import structure
+    from aposthog._json import loads
+    from aposthog.models.customer_profile_configs import CustomerProfileConfig
+
+    depth = 400
+    body = (
+        '{"id":"00000000-0000-0000-0000-000000000001","scope":"person","content":'
+        + "[" * depth
+        + "]" * depth
+        + ',"sidebar":{},"created_at":"2026-01-01T00:00:00Z",'
+        '"updated_at":"2026-01-01T00:00:00Z"}'
+    )
+    record: CustomerProfileConfig = structure(loads(body), CustomerProfileConfig)
+    assert "[" * depth + "]" * depth in json_line(record)
+
+
 @pytest.mark.anyio
 async def test_an_empty_listing_says_none_in_a_table_and_nothing_in_json() -> None:
     """No records: "(none)" for a human, no line at all for a JSON reader."""

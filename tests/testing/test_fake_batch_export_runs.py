@@ -492,3 +492,52 @@ async def test_a_cursor_is_drfs_offset_reverse_and_position(
         await raw(ph, "GET", path, params={"cursor": cursor("o=-1")})
     with pytest.raises(aposthog.InternalServerError):
         await raw(ph, "GET", path, params={"cursor": cursor(f"p={base:%d/%m/%Y}")})
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="the fake's backfill answers a 500 for an unreal datetime and takes a lower-case z",
+)
+@pytest.mark.parametrize(
+    "end_at", ["2024-02-30T00:00:00Z", "2024-01-01T24:00:00Z", "2024-01-01T10:00:00z"]
+)
+async def test_an_unreal_backfill_bound_is_posthogs_400_not_a_500(
+    fake: FakePostHog, ph: aposthog.Client, end_at: str
+) -> None:
+    """
+    PostHog's `validate_date_input` reads an hourly export's bounds with
+    `dt.datetime.fromisoformat` and turns its `ValueError` into a 400 ("Input … is not a
+    valid ISO formatted datetime."), hour 24 and a lower-case `z` included (Python 3.13).
+    The fake matched the shape only (a `z` too), then parsed it unguarded: an uncaught
+    `ValueError`, answered 500, and a `z` it read as UTC and took.
+    """
+    hourly = await ph.batch_exports.create(
+        name="noop", destination={"type": "NoOp", "config": {}}, interval="hour"
+    )
+    bounds = {"start_at": "2023-12-31T00:00:00Z", "end_at": end_at}
+    with pytest.raises(aposthog.BadRequestError) as info:
+        await raw(ph, "POST", f"batch_exports/{hourly.id}/backfills", json=bounds)
+    assert info.value.detail == f"Input {end_at} is not a valid ISO formatted datetime."
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="the fake says 'a time was included' for a daily bound that merely is no real date",
+)
+@pytest.mark.parametrize("start_at", ["2024-02-30", "2024-01-01T24:00:00Z"])
+async def test_an_unreal_daily_backfill_bound_is_not_said_to_hold_a_time(
+    fake: FakePostHog, ph: aposthog.Client, start_at: str
+) -> None:
+    """
+    For a daily export PostHog says "a time was included" only when
+    `dt.datetime.fromisoformat` reads the input; `2024-02-30` (no time at all) and hour 24
+    (refused by Python 3.13) get the plain "is not a valid ISO formatted date.". The fake
+    chose by the input's shape, so it blames a time that is not there.
+    """
+    daily = await ph.batch_exports.create(
+        name="noop", destination={"type": "NoOp", "config": {}}, interval="day"
+    )
+    bounds = {"start_at": start_at, "end_at": "2024-03-01"}
+    with pytest.raises(aposthog.BadRequestError) as info:
+        await raw(ph, "POST", f"batch_exports/{daily.id}/backfills", json=bounds)
+    assert info.value.detail == f"Input '{start_at}' is not a valid ISO formatted date."

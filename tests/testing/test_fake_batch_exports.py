@@ -135,6 +135,59 @@ async def test_field_errors_in_serializer_order(ph: aposthog.Client) -> None:
     assert (error.code, error.attr) == ("required", "destination__type")
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason="a null destination gets the 'Expected a dictionary' error, not DRF's null error",
+)
+async def test_a_null_destination_is_drfs_null_error(ph: aposthog.Client) -> None:
+    """
+    `destination` is a nested `BatchExportDestinationSerializer` (required, not
+    `allow_null`): DRF's `Field.validate_empty_values` refuses None before
+    `to_internal_value` runs, with `{"destination": ["This field may not be null."]}`
+    (code `null`), as the fake already answers for a null `name`. The fake treated None
+    as a non-dict body ("Expected a dictionary, but got NoneType.", on
+    `destination__non_field_errors`), which PostHog never says.
+    """
+    error = await bad_request(
+        ph, "POST", json={"name": "x", "destination": None, "interval": "hour"}
+    )
+    assert (error.code, error.attr, error.detail) == (
+        "null",
+        "destination",
+        "This field may not be null.",
+    )
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="the fake's DateTimeField takes a lower-case z, and words an unreal value as Python",
+)
+@pytest.mark.parametrize(
+    "when", ["2024-02-30T00:00:00Z", "2024-01-01T24:00:00Z", "2024-01-01T10:00:00z"]
+)
+async def test_an_unreal_datetime_is_drfs_wrong_format_error(
+    ph: aposthog.Client, when: str
+) -> None:
+    """
+    DRF's `DateTimeField` calls Django's `parse_datetime` under
+    `contextlib.suppress(ValueError, TypeError)`: a well-formed but unreal value (Feb 30,
+    hour 24 on Python 3.13) falls through to `fail("invalid")`, the same "Datetime has
+    wrong format. …" as `garbage`, and so does a lower-case `z`, which neither
+    `fromisoformat` nor Django's zone pattern (`Z|[+-]…`) reads. The fake answered with
+    Python's own text ("day is out of range for month", "hour must be in 0..23"), and
+    took the `z` (201, 200), for `start_at` as for the logs' `after`.
+    """
+    wrong = (
+        "Datetime has wrong format. Use one of these formats instead: "
+        "YYYY-MM-DDThh:mm[:ss[.uuuuuu]][+HH:MM|-HH:MM|Z]."
+    )
+    error = await bad_request(ph, "POST", json={**POSTGRES_BODY, "start_at": when})
+    assert (error.attr, error.detail) == ("start_at", wrong)
+    export = await raw(ph, "POST", json=POSTGRES_BODY)
+    error = await bad_request(ph, "GET", export["id"], "logs", params={"after": when})
+    assert (error.attr, error.detail) == ("after", wrong)
+
+
 async def test_config_type_checks_and_coercion(fake: FakePostHog, ph: aposthog.Client) -> None:
     """A flag sent as "true" is coerced to True; a list is refused with PostHog's message."""
     config: dict[str, Any] = {**POSTGRES["config"], "has_self_signed_cert": "true"}
