@@ -143,7 +143,7 @@ class _Turn:
 class _Line:
     """The requests of one bucket waiting their turn, in arrival order."""
 
-    __slots__ = ("busy", "live", "queue")
+    __slots__ = ("busy", "live", "queue", "slot_seconds", "slot_since")
 
     def __init__(self) -> None:
         self.busy = False  # someone holds the turn (asks the store, or sleeps on its answer)
@@ -151,6 +151,16 @@ class _Line:
         # How many in the queue still wait: one that leaves is skipped when its turn
         # comes, not searched for (a pool cancelling thousands of requests stays linear).
         self.live = 0
+        # The seconds the turn's holders spent waiting for a concurrency slot, and since
+        # when the current one waits (None: it does not): no rate-limit wait, so not
+        # part of the `max_wait` of the requests behind them either.
+        self.slot_seconds = 0.0
+        self.slot_since: float | None = None
+
+    def held_back(self, now: float) -> float:
+        """`slot_seconds`, the current slot wait included."""
+        since = self.slot_since
+        return self.slot_seconds if since is None else self.slot_seconds + now - since
 
     def leave(self, turn: _Turn) -> None:
         turn.gone = True
@@ -212,19 +222,27 @@ class RateLimiter:
             line = self._lines[bucket] = _Line()
         started: float | None = None
         spent = 0.0  # of `max_wait`: in the line, then asleep on the store's answers
+        held_back = 0.0  # seconds waited for a slot, here or by the heads: no rate-limit wait
         if line.busy or line.live:
             started = time.monotonic()
+            slot_time = line.held_back(started)
             await self._wait_in_line(line, bucket, max_wait)
-            spent = time.monotonic() - started
+            now = time.monotonic()
+            # The heads' waits for a slot meanwhile were no rate-limit wait.
+            held_back = line.held_back(now) - slot_time
+            spent = now - started - held_back
         else:
             line.busy = True
         failed = False
-        held_back = 0.0  # seconds waited for a slot: not a rate-limit wait
         try:
             while True:
                 if slots is not None and not slots.take_nowait():
-                    began = time.monotonic()
-                    await slots.take()
+                    began = line.slot_since = time.monotonic()
+                    try:
+                        await slots.take()
+                    finally:
+                        line.slot_seconds += time.monotonic() - began
+                        line.slot_since = None
                     if started is not None:
                         held_back += time.monotonic() - began
                     if self._closed:
@@ -281,10 +299,23 @@ class RateLimiter:
         turn = _Turn()
         line.queue.append(turn)
         line.live += 1
+        joined = time.monotonic()
+        slot_time = line.held_back(joined)
         try:
             limit = math.inf if max_wait is None else max_wait  # 0: a deadline used up
-            with closable(self._waits, anyio.move_on_after(limit)):
-                await turn.event.wait()
+            while True:
+                with closable(self._waits, anyio.move_on_after(limit)) as scope:
+                    await turn.event.wait()
+                if not scope.cancelled_caught or self._closed:
+                    break
+                # Out of time, unless part of that time the heads waited for a slot
+                # (PostHog slow, every slot busy): that is no rate-limit wait, and the
+                # request waits on for as long.
+                now = time.monotonic()
+                left = (max_wait or 0.0) - (now - joined - (line.held_back(now) - slot_time))
+                if left <= 0:
+                    break
+                limit = left
         except BaseException:
             if turn.event.is_set():
                 if turn.failure is None:

@@ -299,6 +299,28 @@ async def test_a_request_held_back_by_a_concurrency_slot_is_counted_when_it_goes
         assert {"rate_limit"} == {w.reason for w in waits}
 
 
+async def test_calls_that_only_wait_for_a_slot_are_not_refused_as_rate_limited(
+    fake: FakePostHog,
+) -> None:
+    """
+    The windows have room and PostHog is slow: calls wait for `max_concurrency` slots,
+    never for the rate limit, and each goes when a slot frees, as without rate limits
+    (the wait for a slot is no part of `max_retry_after`).
+    """
+    fake.latency = 0.2
+    policy = aposthog.RetryPolicy(max_retry_after=0.5)
+    limits = RateLimits(api=Rate(1000, per=60))
+    async with fake.client(rate_limits=limits, max_concurrency=1, retry=policy) as ph:
+
+        async def one() -> None:
+            await ph.customer_profile_configs.list()
+
+        async with anyio.create_task_group() as tg:
+            for _ in range(8):
+                tg.start_soon(one)
+    assert 8 == len(fake.requests)
+
+
 async def test_a_call_waiting_for_its_window_when_the_client_closes_is_not_sent(
     fake: FakePostHog,
 ) -> None:

@@ -627,11 +627,6 @@ async def test_a_request_that_is_not_counted_holds_no_slot(how: str) -> None:
     assert not slots.waiting
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the line's wait behind a head that waits for a slot counts against max_wait: "
-    "a request that only waits for max_concurrency is refused with a RateLimitError",
-)
 async def test_waiting_behind_a_head_that_waits_for_a_slot_is_not_a_rate_limit_wait() -> None:
     """
     The windows have room; every slot is busy (PostHog slow). The request at the head

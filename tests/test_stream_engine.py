@@ -859,6 +859,8 @@ async def test_event_names_count_against_max_response_size() -> None:
             await stream.until_done()
     kept = sum(len(raw) for _, raw in stream._engine.state._seen)
     assert kept > 20_000  # what it holds on to, for the record
+
+
 @pytest.mark.xfail(
     strict=True,
     reason="the body is encoded after the ai window's slot is taken: a failed encode spends it",
@@ -885,6 +887,8 @@ async def test_a_message_that_cannot_be_encoded_spends_no_ai_rate_limit_slot(
         assert not fake.requests
         result = await ph.conversations.create("hi").until_done()
         assert result.complete
+
+
 @pytest.mark.xfail(
     strict=True,
     reason="a stream closed (cancel()) just as its reader is handed the max_concurrency "
