@@ -249,28 +249,36 @@ class Client:
 
     async def aclose(self) -> None:
         """
-        Close every open stream and the session (if the client created it). Idempotent.
+        Close every open stream and the session (if the client created it). Idempotent:
+        a close that was itself cancelled midway is finished by the next `aclose()`.
 
         Shared views from `with_options()` close together with their client.
         """
         pipeline = self._api.pipeline
-        if pipeline.closed:
+        if pipeline.close_finished:
             return
         if pipeline.loop is not None and pipeline.loop is not asyncio.get_running_loop():
             # Its session and streams belong to that loop: closed there, or not at all.
             raise ClientStateError(
                 "this aposthog.Client belongs to another event loop: close it from there"
             )
+        # Everything that ends at once, before the first await: a close cancelled while
+        # it awaits (asyncio's own cancellation, which anyio's shield does not stop) has
+        # ended every wait already, and the next aclose() finishes the rest.
         pipeline.closed = True
         for wait in list(pipeline.waits):
             wait.cancel()  # a call waiting to retry: it raises `ClientStateError` at once
+        throttle = pipeline.throttle
+        if isinstance(throttle, RateLimiter):
+            throttle.close()  # a call waiting for the rate limiter: the same
+        for stream in list(pipeline.streams):
+            # Its reader, if any, is told: the run may not have ended.
+            stream.close("its aposthog.Client was closed")
         with anyio.CancelScope(shield=True):
-            for stream in list(pipeline.streams):
-                # Its reader, if any, is told: the run may not have ended.
-                stream.close("its aposthog.Client was closed")
             await pipeline.transport.aclose()
-            if isinstance(pipeline.throttle, RateLimiter):
-                await pipeline.throttle.aclose()
+            if isinstance(throttle, RateLimiter):
+                await throttle.aclose()
+        pipeline.close_finished = True
 
     @property
     def closed(self) -> bool:

@@ -29,6 +29,7 @@ import time
 from collections.abc import Callable
 
 import anyio
+import anyio.lowlevel
 
 from ._errors import APIConnectionError, ClientStateError, ConfigurationError, RateLimitError
 from ._pipeline import announce_wait, closable
@@ -186,6 +187,7 @@ class RateLimiter:
         self._scope = scope
         self._lines: dict[str, _Line] = {}
         self._closed = False
+        self._released = False  # the store, by aclose()
         # The scopes of the waits under way (in a line, or asleep on the store's answer):
         # closing the client cancels them, and each waiter raises `ClientStateError` then.
         self._waits: set[anyio.CancelScope] = set()
@@ -235,6 +237,10 @@ class RateLimiter:
             line.busy = True
         failed = False
         try:
+            if started is not None:
+                # Handed the turn in the step its scope was cancelled: stop here (the
+                # turn is passed on below), not count and send.
+                await anyio.lowlevel.checkpoint_if_cancelled()
             while True:
                 if slots is not None and not slots.take_nowait():
                     began = line.slot_since = time.monotonic()
@@ -352,15 +358,20 @@ class RateLimiter:
         if self._closed:
             raise ClientStateError("this aposthog.Client was closed while the call waited")
 
+    def close(self) -> None:
+        """The client closes: every wait under way ends now (`ClientStateError`)."""
+        self._closed = True
+        for scope in list(self._waits):
+            scope.cancel()
+
     async def aclose(self) -> None:
         """
         The client closed: every wait under way ends (`ClientStateError`), and the store
-        is released (a Redis store made from a URL disconnects).
+        is released, once (a Redis store made from a URL disconnects).
         """
-        if not self._closed:
-            self._closed = True
-            for scope in list(self._waits):
-                scope.cancel()
+        self.close()
+        if not self._released:
+            self._released = True  # first: a second aclose() never releases it twice
             await self.store._detach()
 
     @staticmethod

@@ -140,6 +140,8 @@ class Pipeline:
         self.transport = transport
         self.throttle = throttle
         self.closed = False
+        #: Whether `Client.aclose()` ran to its end (a cancelled one is run again).
+        self.close_finished = False
         self.streams: weakref.WeakSet[Any] = weakref.WeakSet()
         #: The retry backoffs under way: closing the client cancels them.
         self.waits: set[anyio.CancelScope] = set()

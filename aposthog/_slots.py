@@ -6,14 +6,16 @@ nobody waits costs two attribute operations and no trip through the event loop (
 pipeline does it inline on every request); otherwise the task waits in line. A released
 slot goes straight to the first task in line, so a newcomer never overtakes a waiter. A
 waiter cancelled before its turn leaves the line; one cancelled just as a slot was handed
-to it passes the slot on. Slots are not tied to a task: one task may hold several (a
-paginator's page inside a stream's consumer, say).
+to it (its task, or an anyio scope around it) passes the slot on. Slots are not tied to
+a task: one task may hold several (a paginator's page inside a stream's consumer, say).
 """
 
 from __future__ import annotations
 
 import asyncio
 import collections
+
+import anyio.lowlevel
 
 __all__ = ["Slots"]
 
@@ -48,6 +50,10 @@ class Slots:
         self.live += 1
         try:
             await waiter
+            # Handed a slot in the step its scope was cancelled (anyio cancels at the
+            # next checkpoint, not a task whose future is already done): without this
+            # checkpoint the caller would go on and send. The slot is passed on below.
+            await anyio.lowlevel.checkpoint_if_cancelled()
         except BaseException:
             if waiter.done() and not waiter.cancelled():
                 self.release()  # the slot came with the cancellation: the next one gets it

@@ -74,6 +74,7 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 import anyio
+import anyio.lowlevel
 import attrs
 
 from . import _routes as routes
@@ -462,6 +463,10 @@ class StreamEngine:
         return request
 
     async def _attempt(self, request: Request) -> StreamResponse | Failure:
+        if self.closed:
+            # Closed while the attempt waited (for a slot, say): the close cancelled its
+            # scope. Nothing is sent, and a closed stream is not counted open again.
+            await anyio.lowlevel.checkpoint_if_cancelled()
         self.api.pipeline.streams.add(self)
         # From the moment the POST is sent until its answer proves otherwise, it may have
         # started a run (an attempt cut off by a cancellation stays "may have").

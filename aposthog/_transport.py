@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 from collections.abc import AsyncIterator, Awaitable, Iterator, Mapping
 from typing import NamedTuple
 
@@ -542,7 +543,9 @@ class Transport:
                 self._urls.clear()  # bounded: the URLs still in use come back at once
             self._urls[request.url] = url
         # The time limit is kept here (see `_deadlines`), aiohttp's only outside a task.
-        key = None if timeout is None else self._deadlines.start(timeout)
+        # An attempt without one is kept too (an endless deadline): closing the client
+        # ends it, also on a borrowed session, which the close leaves open.
+        key = self._deadlines.start(math.inf if timeout is None else timeout)
         total = timeout if key is None else None
         limits = self._call_timeouts.get(total) or self._call_timeout(total)
         failure: BaseException

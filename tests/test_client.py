@@ -585,11 +585,6 @@ async def test_closing_the_client_ends_a_call_waiting_for_the_rate_limiter_at_on
     assert "ClientStateError" == await _closed_under(ph, ph.customer_profile_configs.list)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="pipeline.closed is set before aclose() awaits the session's close: cancelled "
-    "there, it never closes the rate limiter, and a second aclose() does nothing",
-)
 async def test_an_aclose_cancelled_midway_is_finished_by_the_next_one(fake: FakePostHog) -> None:
     """
     A shutdown under `asyncio.timeout()`, or in an `asyncio.TaskGroup` whose sibling
@@ -682,11 +677,6 @@ async def test_a_call_in_flight_on_a_borrowed_session_keeps_its_timeout_after_ac
     assert outcome in ("ClientStateError", "APITimeoutError")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="an attempt without a timeout is never registered with the transport's "
-    "deadlines, so closing the client does not end it on a borrowed session",
-)
 async def test_a_call_without_a_timeout_on_a_borrowed_session_ends_at_aclose() -> None:
     """
     `aclose()` ends a call in flight on a borrowed session (CHANGELOG: "A call in

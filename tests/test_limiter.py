@@ -650,3 +650,50 @@ async def test_waiting_behind_a_head_that_waits_for_a_slot_is_not_a_rate_limit_w
     await asyncio.wait_for(behind, 1)
     slots.release()
     assert 1 == slots.free
+
+
+async def test_a_waiter_whose_scope_is_cancelled_as_its_turn_comes_is_not_counted() -> None:
+    """
+    The turn is handed to a waiter in the very step its anyio scope is cancelled (anyio
+    cancels at the next checkpoint, not a task whose awaited future is already done): it
+    must stop there, uncounted, and pass the turn on, not be counted and sent.
+    """
+    store = CountingStore()
+    gate = anyio.Event()
+
+    class Gated(CountingStore):
+        async def try_acquire(
+            self, scope: str, bucket: str, windows: tuple[Rate, ...], margin: float
+        ) -> float:
+            if not gate.is_set():  # the head's question; the others' pass no checkpoint
+                await gate.wait()
+            return await store.try_acquire(scope, bucket, windows, margin)
+
+    limiter = RateLimiter(RateLimits(api=Rate(10, per=60), margin=0), Gated(), "s")
+    waiter_scope = anyio.CancelScope()
+    outcome: list[str] = []
+
+    async def head() -> None:
+        await limiter.acquire("api")
+        waiter_scope.cancel()  # the same step in which the turn was handed over
+
+    async def waiter() -> None:
+        with waiter_scope:
+            await limiter.acquire("api")
+            outcome.append("counted")
+        outcome.append("left" if waiter_scope.cancelled_caught else "done")
+
+    async def behind() -> None:
+        await limiter.acquire("api")
+        outcome.append("behind counted")
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(head)
+        await anyio.sleep(0.01)
+        tg.start_soon(waiter)
+        await anyio.sleep(0.01)
+        tg.start_soon(behind)
+        await anyio.sleep(0.01)
+        gate.set()
+    assert ["left", "behind counted"] == outcome
+    assert 2 == store.counted  # the head and the one behind

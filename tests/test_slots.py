@@ -163,11 +163,6 @@ async def test_cancelling_most_of_a_long_line_leaves_the_rest_served_in_order(or
     assert slots.take_nowait()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="anyio defers a scope's cancellation past a future already done: the waiter "
-    "goes on with the slot and its request is sent after it was cancelled",
-)
 async def test_a_waiter_whose_scope_is_cancelled_as_its_slot_arrives_goes_no_further() -> None:
     """
     As with `task.cancel()` above, but the way anyio code cancels (`move_on_after`, a
