@@ -21,7 +21,7 @@ import re
 import sys
 import types
 import typing
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any, Final, TypeVar
 
 import attrs
@@ -292,8 +292,39 @@ def known_keys(cls: type) -> frozenset[str]:
     return frozenset(fields | constants)
 
 
+class ReadOnlyFields(Mapping[str, Any]):
+    """
+    A record's `extra_fields`: a read-only view of a dict, as `types.MappingProxyType`
+    is, that pickles and deep-copies with the record (a proxy does neither, so no record
+    could be sent to another process, cached by pickling, or deep-copied).
+    """
+
+    __slots__ = ("_data",)
+
+    def __init__(self, data: dict[str, Any]) -> None:
+        self._data = data
+
+    def __getitem__(self, key: str) -> Any:
+        return self._data[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._data)
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._data
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self._data!r})"
+
+    def __reduce__(self) -> tuple[type[ReadOnlyFields], tuple[dict[str, Any]]]:
+        return (type(self), (dict(self._data),))
+
+
 def _extra_fields(data: dict[str, Any], known: frozenset[str]) -> Mapping[str, Any]:
-    return types.MappingProxyType({k: v for k, v in data.items() if k not in known})
+    return ReadOnlyFields({k: v for k, v in data.items() if k not in known})
 
 
 def _record_unstructure(cls: type, conv: cattrs.Converter) -> Callable[[Any], Any]:
@@ -380,7 +411,7 @@ def register_unstructure_hook(tp: Any, hook: Callable[[Any], Any]) -> None:
     _detailed.register_unstructure_hook(tp, hook)
 
 
-_NO_EXTRA_FIELDS: Final[Mapping[str, Any]] = types.MappingProxyType({})
+_NO_EXTRA_FIELDS: Final[Mapping[str, Any]] = ReadOnlyFields({})
 
 
 def extra_fields_field() -> Any:
@@ -394,9 +425,9 @@ def extra_fields_field() -> Any:
 
 
 def _read_only(value: Mapping[str, Any]) -> Mapping[str, Any]:
-    if isinstance(value, types.MappingProxyType):
+    if value.__class__ is ReadOnlyFields:
         return value
-    return types.MappingProxyType(dict(value)) if value else _NO_EXTRA_FIELDS
+    return ReadOnlyFields(dict(value)) if value else _NO_EXTRA_FIELDS
 
 
 def structure(data: Any, cl: type[T] | Any, *, path: str = "$", request_path: str = "") -> T:

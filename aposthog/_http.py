@@ -82,9 +82,18 @@ def query_items(params: Query | None) -> tuple[tuple[str, str], ...]:
     return tuple(items)
 
 
+def _as_json(value: Any) -> Any:
+    """What `json.dumps` does not know, that the argument checks let through: any mapping."""
+    if isinstance(value, Mapping):
+        return dict(value)  # a read-only mapping (a record's `extra_fields`, say)
+    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
+
+
 def encode_json(body: Any) -> bytes:
-    """Compact UTF-8 JSON, as PostHog's parsers take it."""
-    return json.dumps(body, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
+    """Compact UTF-8 JSON, as PostHog's parsers take it (any `Mapping` as an object)."""
+    return json.dumps(
+        body, separators=(",", ":"), ensure_ascii=False, allow_nan=False, default=_as_json
+    ).encode()
 
 
 def user_agent(extra: str | None = None) -> str:

@@ -428,8 +428,15 @@ class StreamEngine:
         # cut short: its end is checked against the conversation, as after a re-attach.
         self._reattached = not starts_work
         call = self._call = api.call(route, bucket=self._bucket, observer=self._observer or IGNORED)
+        # Built (and its body encoded) before the rate limiter counts the request: a body
+        # that cannot be sent fails here, having spent none of the `ai` windows.
+        first = self._request(dict(self.body))
+
+        async def first_attempt() -> StreamResponse | Failure:
+            return await self._attempt(first)
+
         try:
-            response = await call.run(self._first_attempt, repeatable=route.repeatable)
+            response = await call.run(first_attempt, repeatable=route.repeatable)
         except APIConnectionError as exc:
             if not exc.reached_server:
                 raise
@@ -438,9 +445,6 @@ class StreamEngine:
             await self._reattach(Failure.connection(exc))
             return
         self._adopt(response)
-
-    async def _first_attempt(self) -> StreamResponse | Failure:
-        return await self._attempt(self._request(dict(self.body)))
 
     async def _reattach_attempt(self) -> StreamResponse | Failure:
         # Only what a re-attach needs: a resume_payload sent again on a conversation

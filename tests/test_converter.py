@@ -335,10 +335,6 @@ def test_structured_records_are_frozen_and_equal_to_constructed_ones() -> None:
         config.extra_fields["x"] = 1  # type: ignore[index]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="extra_fields is a types.MappingProxyType, which neither pickles nor deep-copies",
-)
 @pytest.mark.parametrize("extra", [{}, {"pinned_properties": ["email"]}])
 def test_records_pickle_and_deep_copy_whole(extra: dict[str, Any]) -> None:
     """

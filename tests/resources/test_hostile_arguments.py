@@ -390,10 +390,6 @@ _SENDERS: dict[str, Callable[[aposthog.Client], Any]] = {
 }
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="check_json lets any Mapping through, then json.dumps fails naming no argument",
-)
 @pytest.mark.anyio
 @pytest.mark.parametrize("argument", sorted(_SENDERS))
 async def test_a_nested_read_only_mapping_is_sent_or_refused_by_name(
@@ -411,6 +407,8 @@ async def test_a_nested_read_only_mapping_is_sent_or_refused_by_name(
         await _SENDERS[argument](ph)
     except TypeError as exc:
         refused = exc
+    except aposthog.BadRequestError:
+        pass  # sent: PostHog's answer to what it holds (an unknown key, say)
     if refused is None:
         assert fake.requests
     else:
