@@ -118,6 +118,7 @@ def timestamp(name: str, value: dt.datetime | str | None, *, relative: bool = Fa
     match = _ISO_8601.fullmatch(value.strip())
     if match is None:
         raise ValueError(f"{name} must be an ISO 8601 timestamp, got {value!r}")
+    _fromisoformat_reads(name, value, match)
     if not _real_datetime(match):
         raise ValueError(f"{name} is not a real date or time: {value!r}")
     return value
@@ -171,6 +172,28 @@ def relative_time(name: str, value: str) -> str:
     raise ValueError(f"{name}: {reason}; PostHog would read {value!r} as now")
 
 
+def _fromisoformat_reads(name: str, value: str, match: re.Match[str]) -> None:
+    """
+    Refuse the ISO 8601 that PostHog's `datetime.fromisoformat` does not read.
+
+    PostHog reads `start_at`, `end_at` and the logs' `after`/`before` with DRF's
+    `DateTimeField` (Django's `parse_datetime`: `fromisoformat`, then a pattern whose
+    zone is an upper-case `Z` or an offset), and a backfill's bounds with `fromisoformat`
+    alone. On its Python (3.13) neither reads hour 24 nor a lower-case `z`: each is a 400.
+    dateutil's `isoparse`, behind the run filters (`relative_time`), reads both.
+    """
+    if match["tz"] == "z":
+        raise ValueError(
+            f"{name} ends in a lower-case 'z' ({value!r}): PostHog reads UTC only as 'Z' "
+            "or an offset such as '+00:00'"
+        )
+    if match["time"] is not None and match["time"].startswith("24"):
+        raise ValueError(
+            f"{name} has hour 24 ({value!r}), which PostHog does not read: write 00:00 "
+            "of the next day"
+        )
+
+
 def _real_datetime(match: re.Match[str]) -> bool:
     """Whether an `_ISO_8601` match names a real date, time and offset."""
     try:
@@ -180,7 +203,8 @@ def _real_datetime(match: re.Match[str]) -> bool:
     time, tz = match["time"], match["tz"]
     if time is not None:
         hour, minute, second = int(time[:2]), int(time[3:5]), int(time[6:8] or 0)
-        # 24:00 is ISO 8601's midnight at the end of the day, which PostHog reads too.
+        # 24:00 is ISO 8601's midnight at the end of the day, which dateutil's `isoparse`
+        # reads (PostHog's run filters); `_fromisoformat_reads` refuses it elsewhere.
         midnight = hour == 24 and not time[3:].strip("0:.,")
         if not midnight and (hour > 23 or minute > 59 or second > 59):
             return False
@@ -206,6 +230,7 @@ def backfill_bound(name: str, value: dt.date | str | None) -> str | None:
     match = _ISO_8601.fullmatch(value.strip())
     if match is None:
         raise ValueError(f"{name} must be an ISO 8601 date or timestamp, got {value!r}")
+    _fromisoformat_reads(name, value, match)
     if not _real_datetime(match):
         raise ValueError(f"{name} is not a real date or time: {value!r}")
     if match["time"] is not None and match["tz"] is None:
@@ -253,14 +278,28 @@ def check_ordering(value: str | None, allowed: tuple[str, ...]) -> str | None:
 def destination_body(value: Any) -> dict[str, Any]:
     """A destination argument as PostHog takes it: `type`, `config` and the integration."""
     if isinstance(value, BatchExportDestination):
+        # attrs checks no types: a config that is no mapping would fail in `dict()` naming
+        # nothing (or, a list of pairs, become a config), and an integration of another
+        # type would be sent as is (PostHog refuses `true`, and reads 1.5 as integration 1).
+        config: Any = value.config
+        if not isinstance(config, Mapping):
+            raise TypeError(f"destination.config must be a mapping, got {type(config).__name__}")
+        integration: Any = value.integration
+        if integration is not None and (
+            isinstance(integration, bool) or not isinstance(integration, int)
+        ):
+            raise TypeError(
+                "destination.integration must be an int (an integration's id) or None, "
+                f"got {type(integration).__name__}"
+            )
         out: dict[str, Any] = {
             "type": choice("destination.type", value.type, _DESTINATIONS, open_enum=True),
-            "config": dict(value.config),
+            "config": dict(config),
         }
         check_json("destination.config", out["config"])
-        if value.integration is not None:
+        if integration is not None:
             # An explicit null would remove the export's integration; leave it out instead.
-            out["integration"] = value.integration
+            out["integration"] = integration
         return out
     if not isinstance(value, Mapping):
         raise TypeError(

@@ -22,11 +22,13 @@ AwsS3, S3Compatible and AzureBlob are object-storage types with a
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 from collections.abc import Mapping
 
 import attrs
 
+from .._converter import parse_datetime
 from ._wire import server_error
 
 __all__ = [
@@ -41,14 +43,35 @@ __all__ = [
     "S3_COMPRESSIONS",
     "DestinationSpec",
     "TestStepSpec",
+    "from_isoformat",
     "server_error",
 ]
 
-#: The ISO 8601 shapes PostHog parses: a date, or a date and time with an optional offset.
+#: The ISO 8601 shapes PostHog parses: a date, or a date and time with an optional offset
+#: (UTC as an upper-case `Z` only: neither `fromisoformat` nor Django's pattern reads `z`).
 ISO_8601 = re.compile(
     r"(?P<date>\d{4}-\d{2}-\d{2})"
-    r"(?:[T ](?P<time>\d{2}:\d{2}(?::\d{2}(?:[.,]\d+)?)?)(?P<tz>Z|z|[+-]\d{2}(?::?\d{2})?)?)?"
+    r"(?:[T ](?P<time>\d{2}:\d{2}(?::\d{2}(?:[.,]\d+)?)?)(?P<tz>Z|[+-]\d{2}(?::?\d{2})?)?)?"
 )
+
+
+def from_isoformat(text: str) -> dt.datetime:
+    """
+    `datetime.fromisoformat(text)` as PostHog's Python (3.13) answers, for `ISO_8601`'s
+    shapes: naive without an offset, and a ValueError for any other text, a date or time
+    that does not exist (Feb 30, 10:60) and hour 24, which 3.13 refuses (later Pythons
+    read it as the next midnight). The fake's own Python may be older or newer, so it is
+    not asked directly.
+    """
+    match = ISO_8601.fullmatch(text)
+    if match is None:
+        raise ValueError(f"Invalid isoformat string: {text!r}")
+    if match["time"] is not None and match["time"].startswith("24"):
+        raise ValueError("hour must be in 0..23")
+    parsed = parse_datetime(text)  # aware: a naive time is read as UTC
+    return parsed if match["tz"] is not None else parsed.replace(tzinfo=None)
+
+
 INTERVALS = ("hour", "day", "week", "every 5 minutes", "every 15 minutes")
 MODELS = ("events", "persons", "sessions", "hogql")
 HTTP_URLS = ("https://us.i.posthog.com/batch/", "https://eu.i.posthog.com/batch/")

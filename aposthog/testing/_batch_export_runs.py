@@ -15,8 +15,7 @@ import zoneinfo
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from .._converter import parse_datetime
-from ._batch_export_destinations import ISO_8601
+from ._batch_export_destinations import from_isoformat
 from ._loopback import ServerReply
 from ._relative_dates import relative_date_parse
 from ._wire import (
@@ -278,13 +277,19 @@ def _timezone(name: str | None) -> dt.tzinfo:
 
 
 def _backfill_input(value: Any, export: Mapping[str, Any]) -> dt.datetime:
-    """PostHog's validate_date_input: dates for daily and weekly exports, aware times else."""
+    """
+    PostHog's validate_date_input: dates for daily and weekly exports, aware times else.
+
+    It parses with `datetime.fromisoformat` and answers its ValueError with a 400, so an
+    unreal bound (Feb 30, hour 24) is that 400, not a 500; a daily or weekly export's
+    bound is said to include a time only when `fromisoformat` reads it as a datetime.
+    """
     text = value if isinstance(value, str) else str(value)
     if export["interval"] in ("day", "week"):
         try:
             day = dt.date.fromisoformat(text)
         except ValueError:
-            if isinstance(value, str) and ISO_8601.fullmatch(text) is not None:
+            if isinstance(value, str) and _reads_as_datetime(text):
                 raise validation_error(
                     f"Input '{text}' is not a valid ISO formatted date. Daily or weekly batch "
                     "export backfills expect only the date component, but a time was included."
@@ -300,12 +305,24 @@ def _backfill_input(value: Any, export: Mapping[str, Any]) -> dt.datetime:
             )
         hour = (offset // 3600) % 24
         return dt.datetime.combine(day, dt.time(hour), tzinfo=_timezone(export["timezone"]))
-    match = ISO_8601.fullmatch(text) if isinstance(value, str) else None
-    if match is None:
+    try:
+        parsed = from_isoformat(text) if isinstance(value, str) else None
+    except ValueError:
+        parsed = None
+    if parsed is None:  # PostHog's ValueError, or its TypeError for a non-string
         raise validation_error(f"Input {text} is not a valid ISO formatted datetime.")
-    if match["tz"] is None:
+    if parsed.tzinfo is None:
         raise validation_error(f"Input {text} is naive.")
-    return parse_datetime(text)
+    return parsed
+
+
+def _reads_as_datetime(text: str) -> bool:
+    """Whether PostHog's `datetime.fromisoformat` reads `text`."""
+    try:
+        from_isoformat(text)
+    except ValueError:
+        return False
+    return True
 
 
 async def _list_backfills(fake: FakePostHog, request: FakeRequest) -> ServerReply:

@@ -24,16 +24,15 @@ import datetime as dt
 from collections.abc import Mapping
 from typing import Any
 
-from .._converter import parse_datetime
 from ._batch_export_configs import deep_merge, uses_legacy_parquet_extension
 from ._batch_export_destinations import (
     BASE_CONFIG_FIELDS,
     DESTINATIONS,
     HTTP_URLS,
     INTERVALS,
-    ISO_8601,
     MODELS,
     DestinationSpec,
+    from_isoformat,
     server_error,
 )
 from ._batch_export_integrations import host_problem, integration_problem
@@ -61,10 +60,20 @@ _DATETIME_FORMAT_ERROR = (
 
 
 def parse_datetime_field(value: Any) -> dt.datetime:
-    """DRF's DateTimeField: ISO 8601, naive meaning UTC (PostHog's TIME_ZONE)."""
-    if not isinstance(value, str) or ISO_8601.fullmatch(value.strip()) is None:
+    """
+    DRF's DateTimeField: ISO 8601, naive meaning UTC (PostHog's TIME_ZONE).
+
+    DRF calls Django's `parse_datetime` under `suppress(ValueError, TypeError)`, so a
+    well-formed value that names no real time (Feb 30, hour 24) gets the same "wrong
+    format" error as any other text, never Python's own wording.
+    """
+    if not isinstance(value, str):
         raise ValueError(_DATETIME_FORMAT_ERROR)
-    return parse_datetime(value)
+    try:
+        parsed = from_isoformat(value.strip())
+    except ValueError:
+        raise ValueError(_DATETIME_FORMAT_ERROR) from None
+    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=dt.timezone.utc)
 
 
 class _Errors:
@@ -163,6 +172,10 @@ def _destination(
     check_required: bool,
     integrations: Mapping[int, Mapping[str, Any]],
 ) -> dict[str, Any] | None:
+    if value is None:
+        # DRF's `validate_empty_values` refuses null before the nested serializer reads it.
+        errors.add("destination", "This field may not be null.", "null")
+        return None
     if not isinstance(value, dict):
         errors.add(
             "destination__non_field_errors",

@@ -494,10 +494,6 @@ async def test_a_cursor_is_drfs_offset_reverse_and_position(
         await raw(ph, "GET", path, params={"cursor": cursor(f"p={base:%d/%m/%Y}")})
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the fake's backfill answers a 500 for an unreal datetime and takes a lower-case z",
-)
 @pytest.mark.parametrize(
     "end_at", ["2024-02-30T00:00:00Z", "2024-01-01T24:00:00Z", "2024-01-01T10:00:00z"]
 )
@@ -520,10 +516,6 @@ async def test_an_unreal_backfill_bound_is_posthogs_400_not_a_500(
     assert info.value.detail == f"Input {end_at} is not a valid ISO formatted datetime."
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the fake says 'a time was included' for a daily bound that merely is no real date",
-)
 @pytest.mark.parametrize("start_at", ["2024-02-30", "2024-01-01T24:00:00Z"])
 async def test_an_unreal_daily_backfill_bound_is_not_said_to_hold_a_time(
     fake: FakePostHog, ph: aposthog.Client, start_at: str
@@ -541,3 +533,48 @@ async def test_an_unreal_daily_backfill_bound_is_not_said_to_hold_a_time(
     with pytest.raises(aposthog.BadRequestError) as info:
         await raw(ph, "POST", f"batch_exports/{daily.id}/backfills", json=bounds)
     assert info.value.detail == f"Input '{start_at}' is not a valid ISO formatted date."
+
+
+@pytest.mark.parametrize(
+    ("start_at", "timed"),
+    [
+        ("2024-01-01T10:00:00Z", True),
+        ("2024-01-01 10:00", True),
+        ("2024-01-01T10:00:00+01:00", True),
+        ("2024-01-01T10:00:00z", False),
+        ("2024-01-01T10:60:00Z", False),
+    ],
+)
+async def test_a_daily_backfill_bound_is_said_to_hold_a_time_when_python_reads_one(
+    fake: FakePostHog, ph: aposthog.Client, start_at: str, timed: bool
+) -> None:
+    """
+    A daily export's bound that `datetime.fromisoformat` reads as a datetime gets
+    PostHog's hint that only the date is wanted; one it does not read (a lower-case
+    `z`, minute 60) gets the plain "not a valid ISO formatted date.".
+    """
+    daily = await ph.batch_exports.create(
+        name="noop", destination={"type": "NoOp", "config": {}}, interval="day"
+    )
+    bounds = {"start_at": start_at, "end_at": "2024-03-01"}
+    with pytest.raises(aposthog.BadRequestError) as info:
+        await raw(ph, "POST", f"batch_exports/{daily.id}/backfills", json=bounds)
+    plain = f"Input '{start_at}' is not a valid ISO formatted date."
+    hint = (
+        " Daily or weekly batch export backfills expect only the date component, but a time "
+        "was included."
+    )
+    assert info.value.detail == (plain + hint if timed else plain)
+
+
+async def test_a_non_string_hourly_backfill_bound_is_posthogs_400(
+    fake: FakePostHog, ph: aposthog.Client
+) -> None:
+    """`fromisoformat(5)` is PostHog's TypeError, answered with the same 400 as a bad text."""
+    hourly = await ph.batch_exports.create(
+        name="noop", destination={"type": "NoOp", "config": {}}, interval="hour"
+    )
+    bounds = {"start_at": 5, "end_at": "2024-01-02T00:00:00Z"}
+    with pytest.raises(aposthog.BadRequestError) as info:
+        await raw(ph, "POST", f"batch_exports/{hourly.id}/backfills", json=bounds)
+    assert info.value.detail == "Input 5 is not a valid ISO formatted datetime."
