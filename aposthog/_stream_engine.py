@@ -341,15 +341,31 @@ class StreamEngine:
         except BaseException as exc:
             # An error, or the consuming task was cancelled: the response must not outlive
             # it. The exception is always re-raised.
-            self._failure = exc
-            self._end(exc)
-            if not self.closed:
-                cancelled = isinstance(exc, anyio.get_cancelled_exc_class())
-                what = "was cancelled" if cancelled else f"failed ({type(exc).__name__})"
-                self.close(f"a read of it {what}, which closes the stream")
+            self._fail(exc, "a read of it")
             raise
         # Outside the try: what a closed stream says is not a failure of this read.
         return self._after_close()
+
+    async def open(self) -> None:
+        """
+        Send the request and wait for the answer's headers (`async with stream:`): a
+        refusal, a lost connection or a cancellation closes the stream, reported as a
+        read that met it would be (its span and log line say failed or cancelled).
+        """
+        try:
+            await self.pump()
+        except BaseException as exc:
+            self._fail(exc, "opening it")
+            raise
+
+    def _fail(self, exc: BaseException, doing: str) -> None:
+        """`exc` ended the stream while `doing`: record it, and close the stream."""
+        self._failure = exc
+        self._end(exc)
+        if not self.closed:
+            cancelled = isinstance(exc, anyio.get_cancelled_exc_class())
+            what = "was cancelled" if cancelled else f"failed ({type(exc).__name__})"
+            self.close(f"{doing} {what}, which closes the stream")
 
     def _after_close(self) -> Delivery | None:
         """

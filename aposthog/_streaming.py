@@ -146,11 +146,7 @@ class ConversationStream:
     async def __aenter__(self) -> ConversationStream:
         """Send the request; pre-stream errors (400, 402, 409, 429, …) raise here."""
         if not self._engine.started and not self.closed:
-            try:
-                await self._engine.pump()
-            except BaseException:
-                await self.aclose()
-                raise
+            await self._engine.open()  # closes the stream on any failure
         return self
 
     async def __aexit__(
