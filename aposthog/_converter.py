@@ -223,6 +223,25 @@ def _json_hook(tp: Any) -> Callable[[Any, Any], Any]:
     return _JSON_HOOKS[tp]
 
 
+def _as_is(value: Any) -> Any:
+    return value
+
+
+_SCALARS: Final = (str, int, float, bool, type(None))
+
+
+def _is_plain_json(tp: Any) -> bool:
+    """
+    An annotation whose values are JSON as parsed, never records: `Any` (a field
+    PostHog fills with any JSON), the JSON objects and arrays kept as parsed,
+    `extra_fields`, and unions of these and scalars.
+    """
+    if tp is Any or _is_json_value(tp) or tp == Mapping[str, Any]:
+        return True
+    args = _union_args(tp)
+    return args is not None and all(arg in _SCALARS or _is_plain_json(arg) for arg in args)
+
+
 def _is_array(tp: Any) -> bool:
     """A `list[X]` of records or messages (the JSON arrays kept as parsed are apart)."""
     return typing.get_origin(tp) is list and not _is_json_value(tp)
@@ -365,6 +384,10 @@ def make_converter(*, detailed_validation: bool = False) -> cattrs.Converter:
     conv.register_structure_hook_factory(_is_json_value, _json_hook)
     conv.register_structure_hook_factory(_is_array, _array_hook)
     conv.register_unstructure_hook(dt.datetime, _unstructure_datetime)
+    # A JSON value is written as it was parsed (structuring keeps it so): cattrs would
+    # copy it, three Python frames a level, and fail near 335 levels on a value the
+    # parser read to nearly a thousand.
+    conv.register_unstructure_hook_func(_is_plain_json, _as_is)
     conv.register_structure_hook_factory(
         lambda tp: _open_enum_parts(tp) is not None, _make_open_enum_hook
     )

@@ -169,10 +169,6 @@ def test_quick_start_commands_are_the_ci_commands() -> None:
     assert '"$PYTHON" -m nox -s tests' in (root / ".ci" / "run").read_text(encoding="utf-8")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the sdist ships tests/ but not .ci/run, which a README test reads",
-)
 def test_the_sdist_ships_every_file_the_readme_tests_read() -> None:
     """
     The sdist includes `tests` (pyproject.toml), so a packager runs `pytest` from the

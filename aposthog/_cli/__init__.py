@@ -22,7 +22,7 @@ from .._errors import ConfigurationError, PostHogError
 from .._version import __version__
 from . import _args
 from ._commands import COMMANDS, Output, _UsageError, add_resource_commands
-from ._output import cell
+from ._output import OutputError, cell
 
 __all__ = ["main"]
 
@@ -145,7 +145,7 @@ def _main(argv: Sequence[str] | None, out: TextIO | None) -> int:
             .replace("pass allow_insecure_http=True", "use --allow-insecure-http")
         )
         parser.exit(2, f"aposthog: error: {_one_line(message)}\n")
-    except PostHogError as exc:
+    except (PostHogError, OutputError) as exc:
         parser.exit(1, f"aposthog: error: {_one_line(exc)}\n")
     except (TypeError, ValueError) as exc:
         # A value the parser let through but a resource refused before sending anything.

@@ -8,11 +8,11 @@ the option; every command checks a limit, an id or an enum value the same way.
 from __future__ import annotations
 
 import argparse
-import json
 from collections.abc import Callable, Iterable
 from typing import Any
 
 from .._errors import clip
+from .._json import stdlib_loads
 from ..models.batch_exports import BatchExportLogLevel, BatchExportRunStatus
 from ..models.customer_profile_configs import ProfileScope
 from ..resources import _checks
@@ -116,7 +116,9 @@ def _log_levels(text: str) -> str:
 
 def _json_container(text: str) -> Any:
     try:
-        value = json.loads(text)
+        # Not json.loads: nested too deep for its parser (a generated file pasted in),
+        # it raises RecursionError, which stdlib_loads turns into ValueError.
+        value = stdlib_loads(text)
     except ValueError as exc:
         raise ValueError(f"not valid JSON: {exc}") from None
     if not isinstance(value, (dict, list)):

@@ -10,6 +10,7 @@ from typing import Any, TextIO
 from .._converter import unstructure
 
 __all__ = [
+    "OutputError",
     "Styler",
     "cell",
     "column_widths",
@@ -27,6 +28,13 @@ _ONE_LINE = {c: f"\\u{c:04x}" if c > 0xFF else f"\\x{c:02x}" for c in _CONTROLS}
 _ONE_LINE.update({0x09: "\\t", 0x0A: "\\n", 0x0D: "\\r"})
 # Flowing text keeps its line breaks and tabs.
 _FLOWING = {c: v for c, v in _ONE_LINE.items() if c not in (0x09, 0x0A)}
+
+
+class OutputError(Exception):
+    """A record the command line cannot print (the CLI's one-line error, exit status 1)."""
+
+
+_TOO_DEEP = "a JSON value in PostHog's answer is nested too deeply to print"
 
 
 def terminal_text(text: str) -> str:
@@ -49,7 +57,10 @@ def cell(value: Any) -> str:
     if hasattr(value, "isoformat"):
         return str(value.isoformat(timespec="seconds")).replace("+00:00", "Z")
     if isinstance(value, (dict, list)):
-        text = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+        try:
+            text = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+        except RecursionError:
+            raise OutputError(_TOO_DEEP) from None
         text = text.translate(_ONE_LINE)  # JSON escapes C0, not DEL or C1
         return text if len(text) <= 40 else text[:39] + "…"
     return str(value).translate(_ONE_LINE)
@@ -79,8 +90,11 @@ def format_table(rows: Iterable[Sequence[Any]], headers: Sequence[str]) -> list[
 
 def json_line(record: Any) -> str:
     """One record as one line of JSON (the wire format, unknown fields included)."""
-    data = record if isinstance(record, (dict, list)) else unstructure(record)
-    return json.dumps(data, ensure_ascii=False, separators=(",", ":"))
+    try:
+        data = record if isinstance(record, (dict, list)) else unstructure(record)
+        return json.dumps(data, ensure_ascii=False, separators=(",", ":"))
+    except RecursionError:
+        raise OutputError(_TOO_DEEP) from None
 
 
 class Styler:

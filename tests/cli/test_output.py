@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import io
+import json
 from collections.abc import AsyncIterator
 from datetime import datetime, timezone
 from types import SimpleNamespace
+from typing import Any
 
 import pytest
 
+from aposthog._cli import main
 from aposthog._cli._commands import Output
 from aposthog._cli._output import Styler, cell, format_row, format_table, json_line, terminal_text
 
@@ -66,10 +69,6 @@ def test_json_line_is_compact_and_keeps_non_ascii() -> None:
     assert '{"a":"é 🚀","b":[1,2]}' == json_line({"a": "é 🚀", "b": [1, 2]})
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="json_line unstructures JSON-valued fields through cattrs, 3 frames per level",
-)
 def test_json_line_prints_a_record_whose_json_field_the_client_parsed() -> None:
     """
     The client parses a body with JSON nested 400 levels deep (the standard library's
@@ -91,6 +90,92 @@ def test_json_line_prints_a_record_whose_json_field_the_client_parsed() -> None:
     )
     record: CustomerProfileConfig = structure(loads(body), CustomerProfileConfig)
     assert "[" * depth + "]" * depth in json_line(record)
+
+
+def _records_holding(value: str) -> list[Any]:
+    """One record of each kind `--json` prints, holding the JSON `value` in its fields."""
+    from aposthog._converter import structure
+    from aposthog._json import loads
+    from aposthog.models.batch_exports import BatchExport
+    from aposthog.models.customer_profile_configs import CustomerProfileConfig
+    from aposthog.models.events import MessageEvent, UpdateEvent
+    from aposthog.models.messages import message_from_dict
+
+    messages = [
+        message_from_dict(loads(text.replace("VALUE", value)))
+        for text in (
+            '{"type":"ai","id":"m","content":"x","meta":{"a":VALUE},"later":VALUE,'
+            '"tool_calls":[{"id":"t","name":"n","args":{"q":VALUE},"later":1}]}',
+            '{"type":"human","content":"hi","ui_context":VALUE}',
+            '{"type":"a-newer-type","data":VALUE}',
+        )
+    ]
+    export = (
+        '{"id":"0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b","name":"n","interval":"hour",'
+        '"created_at":"2026-01-01T00:00:00Z","later":VALUE,'
+        '"destination":{"type":"S3","config":{"a":VALUE}},"latest_runs":[]}'
+    )
+    config = (
+        '{"id":"0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b","scope":"person","content":VALUE,'
+        '"sidebar":{"a":VALUE},"created_at":"2026-01-01T00:00:00Z","later":VALUE}'
+    )
+    return [
+        *messages,
+        *(MessageEvent(message) for message in messages),
+        UpdateEvent("a", "b", {"c": loads(value)}),
+        structure(loads(export.replace("VALUE", value)), BatchExport),
+        structure(loads(config.replace("VALUE", value)), CustomerProfileConfig),
+    ]
+
+
+def test_json_line_writes_json_values_as_parsed_in_every_kind_of_record() -> None:
+    """
+    `--json` writes each JSON value as the parser made it, in any record: a message's
+    `meta`, a tool call's `args`, an unknown field, an unknown message, a destination's
+    `config`. What it writes is still the library's own unstructured record, key for key.
+    """
+    from aposthog._converter import unstructure
+
+    for record in _records_holding('[1,{"b":null}]'):
+        assert json.dumps(unstructure(record), separators=(",", ":")) == json_line(record)
+    deep = "[" * 500 + "]" * 500
+    for record in _records_holding(deep):
+        assert deep in json_line(record), type(record)
+
+
+def test_a_value_too_deep_to_write_is_the_clis_error_not_a_traceback() -> None:
+    """
+    Nested deeper than `json.dumps` goes (orjson parses 1,024 levels), a value ends in
+    the command line's own error, which `main` prints in one line with exit status 1.
+    """
+    from aposthog._cli._output import OutputError
+
+    deep: list[Any] = []
+    for _ in range(5_000):
+        deep = [deep]
+    with pytest.raises(OutputError, match="nested too deeply"):
+        json_line({"content": deep})
+    with pytest.raises(OutputError, match="nested too deeply"):
+        cell(deep)
+
+
+def test_main_prints_an_output_error_in_one_line_with_status_1(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """What cannot be written is no usage error: status 1, one line, no traceback."""
+    import aposthog._cli
+    from aposthog._cli._output import OutputError
+
+    async def fail(*_: Any) -> int:
+        raise OutputError("a JSON value in PostHog's answer is nested too deeply to print")
+
+    monkeypatch.setattr(aposthog._cli, "_api_command", fail)
+    with pytest.raises(SystemExit) as exited:
+        main(["profile-configs", "list", "--json"], out=io.StringIO())
+    assert 1 == exited.value.code
+    assert [
+        "aposthog: error: a JSON value in PostHog's answer is nested too deeply to print"
+    ] == capsys.readouterr().err.splitlines()
 
 
 @pytest.mark.anyio
