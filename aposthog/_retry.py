@@ -17,13 +17,16 @@ Why these rules:
   with its status. A request that may have been sent and got no answer (reset,
   read timeout, disconnect) is retried only for idempotent methods, where
   doing it twice has the same effect as doing it once.
-* **429 and 503 mean the server refused the request**: it was throttled or the
-  service was unavailable before any work started, so they are safe to retry
-  for every method. 502 and 504 come from a gateway that may already have
-  forwarded the request to a backend that is still working on it, so they are
-  retried only for idempotent methods. A 500 may mean the work started and then
-  failed halfway; it is never retried, and neither is any other 4xx: asking
-  again will not fix a bad request.
+* **429 and PostHog's own 503 mean the server refused the request**: it was
+  throttled or the service was unavailable before any work started, so they are
+  safe to retry for every method. 502 and 504 come from a gateway that may already
+  have forwarded the request to a backend that is still working on it, so they are
+  retried only for idempotent methods, and so is a 503 that a proxy wrote (no
+  PostHog error body, no ``Retry-After``): PostHog Cloud's proxy answers 503 also
+  when PostHog reset the connection after the request was forwarded ("upstream
+  connect error or disconnect/reset before headers"), by when it may have acted.
+  A 500 may mean the work started and then failed halfway; it is never retried,
+  and neither is any other 4xx: asking again will not fix a bad request.
 * **PostHog's 429s carry no ``Retry-After`` header.** PostHog throttles with
   Django REST framework, which puts the wait only in the JSON ``detail`` text
   ("... Expected available in 12 seconds."); :func:`parse_throttle_detail`
@@ -183,6 +186,10 @@ class StatusOutcome:
     retry_after: float | None = None
     """The server's requested wait in seconds, already parsed, or None when it gave none."""
 
+    proxy: bool = False
+    """A 503 written by a proxy, not PostHog (no error body, no ``Retry-After``): it may
+    have forwarded the request first, so it counts as a gateway's 502 or 504 does."""
+
     def __attrs_post_init__(self) -> None:
         """Reject a non-integer status or a negative/NaN wait."""
         if isinstance(self.status, bool) or not isinstance(self.status, int):
@@ -227,15 +234,17 @@ Outcome: TypeAlias = StatusOutcome | ConnectionOutcome
 def is_retryable(method: str, outcome: Outcome, *, repeatable: bool | None = None) -> bool:
     """Whether a failed attempt may be repeated at all, ignoring every budget.
 
-    429 and 503 are retryable for every request, 502 and 504 for repeatable ones
-    only; a connection failure is retryable for every request if it never reached
-    the server, otherwise for repeatable ones only. Everything else, including 500,
+    429 and PostHog's 503 are retryable for every request, 502, 504 and a proxy's 503
+    for repeatable ones only; a connection failure is retryable for every request if it
+    never reached the server, otherwise for repeatable ones only. Everything else, including 500,
     is not. ``repeatable`` is the route's rule; when None, the method decides
     (compared case-insensitively against :data:`IDEMPOTENT_METHODS`).
     """
     idempotent = method.upper() in IDEMPOTENT_METHODS if repeatable is None else repeatable
     if isinstance(outcome, ConnectionOutcome):
         return idempotent or not outcome.reached_server
+    if outcome.proxy:
+        return idempotent
     if outcome.status in _ALWAYS_RETRYABLE_STATUSES:
         return True
     return idempotent and outcome.status in _IDEMPOTENT_RETRYABLE_STATUSES
@@ -244,12 +253,13 @@ def is_retryable(method: str, outcome: Outcome, *, repeatable: bool | None = Non
 def may_have_acted(outcome: Outcome) -> bool:
     """
     Whether PostHog may have acted on the request of an attempt that failed this way:
-    one that may have been sent and got no answer, or a gateway's 502 or 504. A refused
-    connection, a 429 or a 503 came before any work (and any other status is final).
+    one that may have been sent and got no answer, or a gateway's 502, 504 or 503. A
+    refused connection, a 429 or PostHog's 503 came before any work (and any other
+    status is final).
     """
     if isinstance(outcome, ConnectionOutcome):
         return outcome.reached_server
-    return outcome.status in _IDEMPOTENT_RETRYABLE_STATUSES
+    return outcome.proxy or outcome.status in _IDEMPOTENT_RETRYABLE_STATUSES
 
 
 def _backoff_ceiling(policy: RetryPolicy, retry_number: int) -> float:

@@ -4,7 +4,7 @@ Every PostHog endpoint aposthog calls, with its retry rule and rate-limit bucket
 `repeatable=True`: sending it twice has the effect of sending it once, so it is retried
 after a failure that may have reached PostHog (a reset, a timeout, a 502/504).
 `repeatable=False`: it starts work, and is retried only when PostHog certainly did not
-act on it (refused connection, 429, 503). Buckets follow PostHog's throttles: every
+act on it (refused connection, 429, PostHog's own 503). Buckets follow PostHog's throttles: every
 endpoint counts against the personal API key's windows (`"api"`), except conversation
 create, which counts against the user's PostHog AI windows (`"ai"`, or `"ai_research"`
 in research mode, chosen per request).

@@ -223,14 +223,38 @@ async def test_post_that_got_a_500_is_not_retried(fake: FakePostHog, ph: apostho
     assert {} == fake.customer_profile_configs
 
 
+#: PostHog's own 503 body (DRF's `ServiceUnavailable` in PostHog's error envelope).
+_SERVICE_UNAVAILABLE = {
+    "type": "server_error",
+    "code": "service_unavailable",
+    "detail": "Service temporarily unavailable, try again later.",
+    "attr": None,
+}
+
+
 async def test_post_that_got_a_503_or_429_is_retried(
     fake: FakePostHog, ph: aposthog.Client
 ) -> None:
-    """429 and 503 mean the server refused: retried for POST too, and it succeeds once."""
-    fake.fail_next(1, status=503)
+    """429 and PostHog's own 503 mean it refused: retried for POST too, and it succeeds once."""
+    fake.fail_next(1, status=503, body=_SERVICE_UNAVAILABLE)
     fake.throttle_next(1, wait=0)
     config = await ph.customer_profile_configs.create(scope="person")
     assert [config.id] == list(fake.customer_profile_configs)
+    assert 3 == len(fake.requests)
+
+
+@pytest.mark.parametrize("body", [None, b"<html><body>503 Service Unavailable</body></html>"])
+async def test_post_that_got_a_proxys_503_is_not_retried_but_a_get_is(
+    fake: FakePostHog, ph: aposthog.Client, body: bytes | None
+) -> None:
+    """A 503 without PostHog's error body or a `Retry-After` is a proxy's: it may have
+    forwarded the request first, so only a request that may be repeated is retried."""
+    fake.fail_next(1, status=503, body=body)
+    with pytest.raises(aposthog.InternalServerError):
+        await ph.customer_profile_configs.create(scope="person")
+    assert 1 == len(fake.requests)
+    fake.fail_next(1, status=503, body=body)
+    await ph.customer_profile_configs.list()
     assert 3 == len(fake.requests)
 
 

@@ -59,6 +59,15 @@ class RawServer:
             await asyncio.sleep(3600)
 
 
+#: PostHog's own 503 (DRF's `ServiceUnavailable` through PostHog's error envelope).
+_POSTHOG_503 = ServerReply(
+    status=503,
+    body=b'{"type":"server_error","code":"service_unavailable",'
+    b'"detail":"Service temporarily unavailable, try again later.","attr":null}',
+    headers={"Content-Type": "application/json"},
+)
+
+
 def _client(url: str, **kwargs: object) -> aposthog.Client:
     return aposthog.Client(api_key="phx_sentinel", host=url, project_id=1, **kwargs)  # type: ignore[arg-type]
 
@@ -86,7 +95,7 @@ async def test_a_redirect_is_an_error_naming_status_and_location_and_is_not_foll
     async def redirecting(request: ServerRequest) -> ServerReply:
         answered.append(request.raw_path)
         if first is not None and len(answered) % 2:
-            return ServerReply(status=first)
+            return _POSTHOG_503  # PostHog's own: refused before any work, retried
         return ServerReply(status=status, headers={"Location": f"{target.url}/steal/"})
 
     server = LoopbackServer(redirecting)
@@ -431,7 +440,13 @@ _FIRST_ANSWERS: dict[str, ServerReply] = {
     "dropped": ServerReply(drop=True),  # sent, then the connection went: may have run
     "502": ServerReply(status=502, body=b"bad gateway"),
     "504": ServerReply(status=504, body=b"gateway timeout"),
-    "503": ServerReply(status=503, body=b"unavailable"),  # refused before any work
+    "503": _POSTHOG_503,  # PostHog's own: refused before any work
+    # A proxy's 503 after PostHog reset the connection: the delete may have run.
+    "proxy 503": ServerReply(
+        status=503,
+        body=b"upstream connect error or disconnect/reset before headers. "
+        b"reset reason: connection termination",
+    ),
     "429": ServerReply(
         status=429,
         body=b'{"type":"throttled_error","code":"throttled","detail":"slow down"}',
@@ -454,10 +469,10 @@ async def test_a_delete_retried_after_an_attempt_that_may_have_run_is_done_when_
 ) -> None:
     """
     A delete whose first attempt may have been carried out (its connection dropped after
-    sending, or a gateway's 502/504) is retried, and the retry meets a 404: the thing is
-    gone, which is what was asked, so `delete()` returns. After a 503 or a 429 (PostHog
-    refused before any work), or on the first attempt, a 404 means there was nothing to
-    delete: `NotFoundError`, as before.
+    sending, or a gateway's 502/504, or a proxy's 503) is retried, and the retry meets a
+    404: the thing is gone, which is what was asked, so `delete()` returns. After
+    PostHog's own 503 or a 429 (refused before any work), or on the first attempt, a 404
+    means there was nothing to delete: `NotFoundError`, as before.
     """
     methods: list[str] = []
 
@@ -469,7 +484,7 @@ async def test_a_delete_retried_after_an_attempt_that_may_have_run_is_done_when_
     await server.start()
     try:
         async with _client(server.url, retry=FAST) as ph:
-            if first in ("dropped", "502", "504"):
+            if first in ("dropped", "502", "504", "proxy 503"):
                 await _DELETES[resource](ph)
             else:
                 with pytest.raises(aposthog.NotFoundError):
@@ -511,3 +526,41 @@ async def test_a_delete_whose_answer_came_too_late_is_done_when_its_retry_finds_
     finally:
         await server.stop()
     assert ["DELETE", "DELETE"] == methods
+
+
+# ---------------------------------------------------------------------- 503s from a proxy
+
+#: The body Envoy (in front of PostHog Cloud: PostHog/posthog#21052 quotes it) answers
+#: with when its upstream closed the connection before the response headers: the request
+#: had been forwarded, and may have been carried out (envoyproxy/envoy#10007).
+_ENVOY_RESET_503 = ServerReply(
+    status=503,
+    body=b"upstream connect error or disconnect/reset before headers. "
+    b"reset reason: connection termination",
+    headers={"Content-Type": "text/plain"},
+)
+
+
+async def test_a_create_answered_by_a_proxy_s_503_after_an_upstream_reset_is_sent_once() -> None:
+    """
+    PostHog Cloud's proxy (Envoy) answers 503 "upstream connect error or disconnect/reset
+    before headers. reset reason: connection termination" when PostHog closed the
+    connection after the request was forwarded: PostHog may have created the record. A
+    create must then not be sent again (a second profile config, batch export or
+    backfill), just as after a 502 or 504.
+    """
+    bodies: list[bytes] = []
+
+    async def handler(request: ServerRequest) -> ServerReply:
+        bodies.append(request.body)
+        return _ENVOY_RESET_503 if len(bodies) == 1 else ServerReply(status=201, body=_CONFIG)
+
+    server = LoopbackServer(handler)
+    await server.start()
+    try:
+        async with _client(server.url, retry=FAST) as ph:
+            with pytest.raises(aposthog.InternalServerError):
+                await ph.customer_profile_configs.create(scope="person")
+    finally:
+        await server.stop()
+    assert 1 == len(bodies)

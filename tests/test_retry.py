@@ -849,3 +849,17 @@ def test_a_connection_failure_may_have_been_acted_on_if_it_may_have_reached_post
     reached: bool,
 ) -> None:
     assert may_have_acted(ConnectionOutcome(reached_server=reached)) is reached
+
+
+@pytest.mark.parametrize("method", ["GET", "POST", "PATCH", "DELETE"])
+def test_a_proxys_503_is_a_gateways_answer(method: str) -> None:
+    """A 503 a proxy wrote may follow a forwarded request: retried only when repeatable."""
+    proxy = StatusOutcome(503, proxy=True)
+    own = StatusOutcome(503)
+    idempotent = method in ("GET", "DELETE")
+    assert is_retryable(method, proxy) is idempotent
+    assert is_retryable(method, own)
+    assert may_have_acted(proxy)
+    assert not may_have_acted(own)
+    assert is_retryable(method, proxy, repeatable=True)
+    assert not is_retryable(method, proxy, repeatable=False)

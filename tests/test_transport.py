@@ -800,3 +800,40 @@ async def test_a_url_aiohttp_cannot_use_is_a_posthog_error(
         "the URL is not one aiohttp can use (InvalidURL)"
     )
     assert "secret" not in str(caught.value)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="an attempt whose timeout passes while it is still connecting is reported as "
+    "maybe reached (reached_server=True), so a POST that was never sent is not retried",
+)
+async def test_an_attempt_timed_out_while_still_connecting_never_reached_the_server() -> None:
+    """
+    A `timeout` shorter than `connect_timeout` (the README's `create(..., timeout=2)`
+    against the default 10 s) ends an attempt whose TLS handshake never completed: no
+    byte of the request was sent, so the error must say the request never reached
+    PostHog, as a refused connection or `connect_timeout` does; the retry policy then
+    repeats a create that PostHog certainly never saw.
+    """
+    held: list[anyio.abc.SocketStream] = []
+
+    async def hold(stream: anyio.abc.SocketStream) -> None:
+        held.append(stream)  # accept TCP, never answer the ClientHello
+        await anyio.sleep_forever()
+
+    listener = await anyio.create_tcp_listener(local_host="127.0.0.1")
+    port = listener.extra(anyio.abc.SocketAttribute.local_port)
+    transport = Transport(connect_timeout=10)
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(listener.serve, hold)
+        request = Request(method="POST", url=f"https://127.0.0.1:{port}/x/", body=b"{}")
+        try:
+            with anyio.fail_after(5), pytest.raises(aposthog.APITimeoutError) as info:
+                await transport.send(request, {}, timeout=0.2)
+        finally:
+            await transport.aclose()
+            tg.cancel_scope.cancel()
+    await listener.aclose()
+    for stream in held:
+        await stream.aclose()
+    assert not info.value.reached_server

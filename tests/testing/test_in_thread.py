@@ -55,7 +55,7 @@ def test_knobs_set_from_the_callers_thread_take_effect() -> None:
     """throttle_next, fail_next and script_answer, called from the test's thread, all apply."""
     with serve_in_thread() as fake:
         fake.throttle_next(1, wait=0)
-        fake.fail_next(1, status=503)
+        fake.fail_next(1, status=503, body={"type": "server_error", "detail": "Try later."})
         fake.script_answer("Hello from the fake thread", chunk_size=4)
 
         async def main() -> str:
