@@ -246,7 +246,15 @@ __all__ = [
 ]
 
 
+#: The public submodules, reached as attributes too (`aposthog.testing.FakePostHog`
+#: after a plain `import aposthog`), loaded on first use.
+_SUBMODULES = frozenset({"models", "resources", "sse", "testing"})
+
+
 def __getattr__(name: str) -> Any:
+    if name in _SUBMODULES:
+        # import_module binds it in this namespace too: later lookups find it there.
+        return importlib.import_module(f".{name}", __name__)
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
@@ -256,4 +264,4 @@ def __getattr__(name: str) -> Any:
 
 
 def __dir__() -> list[str]:
-    return sorted({*globals(), *__all__})
+    return sorted({*globals(), *__all__, *_SUBMODULES})

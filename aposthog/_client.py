@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import anyio
 import attrs
@@ -33,6 +33,9 @@ if TYPE_CHECKING:
     from .resources.customer_profile_configs import CustomerProfileConfigs
 
 __all__ = ["NOT_GIVEN", "Client", "NotGiven"]
+
+
+_C = TypeVar("_C", bound="Client")
 
 
 class Client:
@@ -145,7 +148,7 @@ class Client:
         self._bind(Api(pipeline, config, observer))
 
     @classmethod
-    def _view(cls, api: Api) -> Client:
+    def _view(cls: type[_C], api: Api) -> _C:
         """A client over an existing pipeline: what `with_options()` returns."""
         view = cls.__new__(cls)
         view._bind(api)
@@ -185,17 +188,18 @@ class Client:
         return self._api.config.project_id
 
     def with_options(
-        self,
+        self: _C,
         *,
         timeout: float | NotGiven | None = NOT_GIVEN,
         stream_idle_timeout: float | NotGiven | None = NOT_GIVEN,
         max_retries: int | NotGiven = NOT_GIVEN,
         retry: RetryPolicy | NotGiven = NOT_GIVEN,
         on_wait: WaitCallback | NotGiven | None = NOT_GIVEN,
-    ) -> Client:
+    ) -> _C:
         """
-        A view of this client with other timeouts, retries or `on_wait`, sharing its
-        session, limiter and rate limiter (closing either closes both).
+        A view of this client (of its class: a subclass's view is one too) with other
+        timeouts, retries or `on_wait`, sharing its session, limiter and rate limiter
+        (closing either closes both).
 
         Example:
             ```python
@@ -220,7 +224,7 @@ class Client:
             if isinstance(on_wait, NotGiven)
             else wait_hook(on_wait, DebugLog(default_observer()))
         )
-        return Client._view(Api(api.pipeline, attrs.evolve(api.config, **changes), observer))
+        return type(self)._view(Api(api.pipeline, attrs.evolve(api.config, **changes), observer))
 
     def __repr__(self) -> str:
         api: Api | None = getattr(self, "_api", None)
@@ -235,7 +239,7 @@ class Client:
 
     # ----------------------------------------------------------------- lifetime
 
-    async def __aenter__(self) -> Client:
+    async def __aenter__(self: _C) -> _C:
         self._api.pipeline.check_usable()
         return self
 

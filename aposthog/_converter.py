@@ -223,8 +223,25 @@ def _json_hook(tp: Any) -> Callable[[Any, Any], Any]:
     return _JSON_HOOKS[tp]
 
 
-def _as_is(value: Any) -> Any:
-    return value
+def _copy_json(value: Any) -> Any:
+    """A copy of a JSON value (any mapping as a dict, tuples as lists), level by level."""
+    if not isinstance(value, (Mapping, list, tuple)):
+        return value
+    root: list[Any] = [None]
+    # (a value to copy, the container its copy goes into, the key or index there)
+    stack: list[tuple[Any, Any, Any]] = [(value, root, 0)]
+    while stack:
+        item, into, at = stack.pop()
+        if isinstance(item, Mapping):
+            copied: Any = dict.fromkeys(item)  # the keys in their order, filled below
+            stack.extend((child, copied, key) for key, child in item.items())
+        elif isinstance(item, (list, tuple)):
+            copied = [None] * len(item)
+            stack.extend((child, copied, index) for index, child in enumerate(item))
+        else:
+            copied = item
+        into[at] = copied
+    return root[0]
 
 
 _SCALARS: Final = (str, int, float, bool, type(None))
@@ -341,6 +358,24 @@ class ReadOnlyFields(Mapping[str, Any]):
     def __reduce__(self) -> tuple[type[ReadOnlyFields], tuple[dict[str, Any]]]:
         return (type(self), (dict(self._data),))
 
+    # What `types.MappingProxyType` offers beyond `Mapping`, for code written against it.
+    def copy(self) -> dict[str, Any]:
+        """A shallow copy, as a dict."""
+        return dict(self._data)
+
+    def __or__(self, other: Mapping[str, Any]) -> dict[str, Any]:
+        if not isinstance(other, Mapping):
+            return NotImplemented
+        return {**self._data, **other}
+
+    def __ror__(self, other: Mapping[str, Any]) -> dict[str, Any]:
+        if not isinstance(other, Mapping):
+            return NotImplemented
+        return {**other, **self._data}
+
+    def __reversed__(self) -> Iterator[str]:
+        return reversed(self._data)
+
 
 def _extra_fields(data: dict[str, Any], known: frozenset[str]) -> Mapping[str, Any]:
     return ReadOnlyFields({k: v for k, v in data.items() if k not in known})
@@ -384,10 +419,10 @@ def make_converter(*, detailed_validation: bool = False) -> cattrs.Converter:
     conv.register_structure_hook_factory(_is_json_value, _json_hook)
     conv.register_structure_hook_factory(_is_array, _array_hook)
     conv.register_unstructure_hook(dt.datetime, _unstructure_datetime)
-    # A JSON value is written as it was parsed (structuring keeps it so): cattrs would
-    # copy it, three Python frames a level, and fail near 335 levels on a value the
-    # parser read to nearly a thousand.
-    conv.register_unstructure_hook_func(_is_plain_json, _as_is)
+    # A JSON value is copied without recursion: cattrs would walk it three Python frames
+    # a level, and fail near 335 levels on a value the parser read to nearly a thousand.
+    # A copy, not the value itself: what `unstructure()` returns is the caller's to edit.
+    conv.register_unstructure_hook_func(_is_plain_json, _copy_json)
     conv.register_structure_hook_factory(
         lambda tp: _open_enum_parts(tp) is not None, _make_open_enum_hook
     )

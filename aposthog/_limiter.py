@@ -21,6 +21,7 @@ bunched together, later than the client counted them, and the next window's met 
 
 from __future__ import annotations
 
+import asyncio
 import collections
 import hashlib
 import logging
@@ -187,7 +188,7 @@ class RateLimiter:
         self._scope = scope
         self._lines: dict[str, _Line] = {}
         self._closed = False
-        self._released = False  # the store, by aclose()
+        self._release: asyncio.Future[None] | None = None  # of the store, by aclose()
         # The scopes of the waits under way (in a line, or asleep on the store's answer):
         # closing the client cancels them, and each waiter raises `ClientStateError` then.
         self._waits: set[anyio.CancelScope] = set()
@@ -367,12 +368,15 @@ class RateLimiter:
     async def aclose(self) -> None:
         """
         The client closed: every wait under way ends (`ClientStateError`), and the store
-        is released, once (a Redis store made from a URL disconnects).
+        is released, once (a Redis store made from a URL disconnects). The release runs
+        as a task of its own: an `aclose()` cancelled while it runs leaves it running,
+        and the next `aclose()` waits for that same release (never a second one).
         """
         self.close()
-        if not self._released:
-            self._released = True  # first: a second aclose() never releases it twice
-            await self.store._detach()
+        release = self._release
+        if release is None:
+            release = self._release = asyncio.ensure_future(self.store._detach())
+        await asyncio.shield(release)
 
     @staticmethod
     def _pass_turn(line: _Line) -> None:

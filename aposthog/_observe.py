@@ -15,12 +15,13 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Literal, Protocol
+from typing import Literal, Protocol
 
 import attrs
 
-if TYPE_CHECKING:
-    from ._errors import PostHogError
+# At run time, not only for type checkers: `Wait.error`'s annotation must resolve
+# (`typing.get_type_hints`, cattrs), for an `on_wait` that passes the wait on as JSON.
+from ._errors import PostHogError
 
 __all__ = [
     "IGNORED",
@@ -213,7 +214,14 @@ class _WaitHook(ForwardingStream):
         self, reason: WaitReason, seconds: float, attempt: int, error: PostHogError | None
     ) -> None:
         super().wait(reason, seconds, attempt, error)
-        self._callback(Wait(reason=reason, seconds=seconds, attempt=attempt, error=error))
+        result = self._callback(Wait(reason=reason, seconds=seconds, attempt=attempt, error=error))
+        if inspect.isawaitable(result):
+            # A plain function returning a coroutine (`lambda w: notify(w)`): it would
+            # never run. Said as for an `async def` one, the coroutine closed unawaited.
+            close = getattr(result, "close", None)
+            if callable(close):
+                close()
+            raise TypeError(_ASYNC_ON_WAIT)
 
 
 class _WaitHookObserver:
@@ -244,8 +252,11 @@ def wait_hook(callback: WaitCallback | None, inner: Observer | None) -> Observer
         getattr(callback, "__call__", None)  # noqa: B004 (an object whose call is async)
     ):
         # Called in passing, never awaited: an async one would never run.
-        raise TypeError(
-            "on_wait must be a plain function (it is called, not awaited): "
-            "schedule async work from it, e.g. with asyncio.get_running_loop().create_task"
-        )
+        raise TypeError(_ASYNC_ON_WAIT)
     return _WaitHookObserver(callback, inner)
+
+
+_ASYNC_ON_WAIT = (
+    "on_wait must be a plain function that returns no coroutine (it is called, not "
+    "awaited): schedule async work from it, e.g. with asyncio.get_running_loop().create_task"
+)

@@ -329,14 +329,16 @@ class AsyncPaginator(Generic[T]):
         Example:
             ```python
             paginator = ph.batch_exports.logs(export_id)
+            saved: str | None = None
             try:
                 async for entry in paginator:
                     handle(entry)
             except aposthog.RateLimitError:
                 saved = paginator.next_url   # store it, come back later
             ...
-            async for entry in ph.batch_exports.logs(export_id).resume_from(saved):
-                handle(entry)
+            if saved is not None:  # None: the list was read to its end
+                async for entry in ph.batch_exports.logs(export_id).resume_from(saved):
+                    handle(entry)
             ```
         """
         given: object = next_url  # typed for callers, checked as anything

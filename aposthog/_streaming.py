@@ -115,7 +115,7 @@ class ConversationStream:
             ```python
             replies: dict[str, str] = {}  # each message's answer, by the message's id
             async for text in stream.text_deltas():
-                turn = stream.question.id if stream.question else ""
+                turn = (stream.question.id or "") if stream.question else ""
                 if turn not in replies and any(replies.values()):
                     text = text.removeprefix("\\n\\n")  # joined it to the answer before
                 replies[turn] = replies.get(turn, "") + text

@@ -117,6 +117,28 @@ async def test_a_per_call_timeout_is_checked_as_the_clients_is(fake: FakePostHog
     assert [] == page.results
 
 
+class TeamClient(aposthog.Client):
+    """What an application writes: the client, plus helpers of its own."""
+
+    def team(self) -> str:
+        return "growth"
+
+
+async def test_a_subclass_keeps_its_class_through_with_options(fake: FakePostHog) -> None:
+    """
+    `Client` is not final, and `_view` is a classmethod that builds an instance of `cls`;
+    but `with_options()` calls it on `Client` itself, so a subclass's view (`fast =
+    ph.with_options(timeout=2)`) is a plain `Client` that has lost the application's own
+    methods. `mypy --strict` says the same the other way round: `async with
+    TeamClient() as ph` types `ph` as `Client` (the annotation is `-> Client`, not `Self`),
+    so `ph.team()` is an error although `ph` is a `TeamClient` at run time.
+    """
+    async with TeamClient(api_key=fake.api_key, host=fake.url, project_id=fake.project_id) as ph:
+        assert isinstance(ph, TeamClient)
+        fast = ph.with_options(timeout=2)
+        assert isinstance(fast, TeamClient), type(fast).__name__
+
+
 def test_not_given_is_one_falsy_value() -> None:
     """`NOT_GIVEN` is a singleton that reads as false and shows as its name, so a caller
     can write `if timeout:` or compare with `is`, as with other clients' sentinels."""
@@ -640,6 +662,41 @@ async def test_an_aclose_cancelled_midway_is_finished_by_the_next_one(fake: Fake
     waiter.cancel()
     await asyncio.gather(waiter, return_exceptions=True)
     assert ["ClientStateError"] == ended
+
+
+async def test_an_aclose_cancelled_while_the_store_is_released_is_finished_by_the_next_one(
+    fake: FakePostHog,
+) -> None:
+    """
+    `aclose()` cancelled midway is finished by the next one: also when it was cancelled
+    while the rate-limit store was being let go (a `RedisRateLimitStore` waits up to 5 s
+    for its background clean-ups, then disconnects its pool). Cancelled there, the next
+    `aclose()` must let the store go to its end, not skip it: a Redis store made from a
+    URL otherwise stays connected for good.
+    """
+
+    class SlowRelease(aposthog.InProcessRateLimitStore):
+        def __init__(self) -> None:
+            super().__init__()
+            self.gate = asyncio.Event()
+            self.released = False
+
+        async def _detach(self) -> None:
+            await self.gate.wait()  # as a Redis store's clean-ups and disconnect
+            self.released = True
+
+    store = SlowRelease()
+    limits = aposthog.RateLimits(api=(aposthog.Rate(10, per=1),))
+    ph = fake.client(rate_limits=limits, rate_limit_store=store)
+    await ph.customer_profile_configs.list()
+    closer = asyncio.create_task(ph.aclose())
+    await asyncio.sleep(0.05)  # the close is under way, letting the store go
+    closer.cancel()  # a shutdown under asyncio.timeout()
+    with pytest.raises(asyncio.CancelledError):
+        await closer
+    store.gate.set()
+    await asyncio.wait_for(ph.aclose(), 1)
+    assert store.released
 
 
 async def test_a_stream_waiting_for_the_rate_limiter_is_open_and_closed_with_the_client(

@@ -351,3 +351,50 @@ def test_records_pickle_and_deep_copy_whole(extra: dict[str, Any]) -> None:
     for twin in (pickle.loads(pickle.dumps(config)), copy.deepcopy(config)):
         assert twin == config
         assert dict(twin.extra_fields) == extra
+
+
+def test_extra_fields_still_copy_merge_and_reverse_as_a_mapping_proxy_did() -> None:
+    """
+    `extra_fields` became a read-only mapping of aposthog's own so that records pickle;
+    the CHANGELOG says it "still reads, compares and iterates as before". Code written
+    against the `types.MappingProxyType` it was (`record.extra_fields.copy()` to edit the
+    unknown fields, `extra_fields | defaults`, `reversed(...)`) now fails with
+    `AttributeError`/`TypeError`.
+    """
+    config: CustomerProfileConfig = structure(
+        {**CONFIG, "pinned_properties": ["email"], "color": "red"}, CustomerProfileConfig
+    )
+    fields: Any = config.extra_fields
+    assert {"pinned_properties": ["email"], "color": "red"} == fields.copy()
+    assert {"pinned_properties": ["email"], "color": "blue"} == fields | {"color": "blue"}
+    assert {"pinned_properties": ["email"], "color": "red"} == {"color": "x"} | fields
+    assert ["color", "pinned_properties"] == list(reversed(fields))
+
+
+@given(
+    st.recursive(
+        st.none() | st.booleans() | st.integers() | st.text(max_size=5),
+        lambda children: (
+            st.lists(children, max_size=4)
+            | st.dictionaries(st.text(max_size=4), children, max_size=4)
+        ),
+        max_leaves=30,
+    )
+)
+def test_a_json_value_is_copied_whole_in_order_and_shares_nothing(value: Any) -> None:
+    from aposthog._converter import _copy_json
+
+    copied = _copy_json(value)
+    assert copied == value
+    assert json.dumps(copied) == json.dumps(value)  # key order kept
+    stack = [(value, copied)]
+    while stack:
+        original, twin = stack.pop()
+        if isinstance(original, (dict, list)):
+            assert original is not twin
+            pairs = (
+                zip(original.values(), twin.values(), strict=True)
+                if isinstance(original, dict)
+                else zip(original, twin, strict=True)
+            )
+            stack.extend(pairs)

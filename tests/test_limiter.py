@@ -697,3 +697,43 @@ async def test_a_waiter_whose_scope_is_cancelled_as_its_turn_comes_is_not_counte
         gate.set()
     assert ["left", "behind counted"] == outcome
     assert 2 == store.counted  # the head and the one behind
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="only the head of the bucket's line waits for a slot: slots freed together are "
+    "taken one per event-loop turn, one request after the other (bench_limiter: 1.0 -> 0.65)",
+)
+async def test_slots_freed_together_are_taken_together_by_the_requests_waiting() -> None:
+    """
+    The budget is far, every slot is busy, and requests wait for one (a worker pool of
+    more tasks than `max_concurrency`). Without rate limits, slots freed in one step go
+    to as many waiting requests in the next loop turn. With the limiter, only the head
+    of the bucket's line waits for a slot; the one behind it asks only once handed the
+    turn, a loop turn later: 16 slots freed at once took 16 turns, and
+    `benchmarks/bench_limiter.py` at concurrency 32 fell from 1.0 to about 0.65 of the
+    throughput without limits (it was 1.0 before requests were counted holding a slot).
+    """
+    slots = Slots(16)
+    for _ in range(16):
+        assert slots.take_nowait()  # every request in flight
+    limiter = _limiter(Rate(1_000_000, per=60))
+    admitted: list[int] = []
+
+    async def request(i: int) -> None:
+        await limiter.acquire("api", slots=slots)
+        admitted.append(i)
+
+    waiting = [asyncio.create_task(request(i)) for i in range(32)]
+    try:
+        for _ in range(5):
+            await asyncio.sleep(0)  # all in line, or waiting for a slot
+        for _ in range(16):
+            slots.release()  # every request in flight is answered in the same step
+        await asyncio.sleep(0)
+        await asyncio.sleep(0)
+        assert 16 == len(admitted)
+    finally:
+        for task in waiting:
+            task.cancel()
+        await asyncio.gather(*waiting, return_exceptions=True)

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Coroutine
+from typing import Any, get_type_hints
 
 import anyio
+import cattrs
 import pytest
 from aiohttp import web
 
@@ -156,6 +158,53 @@ def test_an_async_on_wait_is_refused_where_it_is_given() -> None:
     client = aposthog.Client(api_key="k")
     with pytest.raises(TypeError, match="on_wait"):
         client.with_options(on_wait=tell_the_browser)
+
+
+async def test_an_on_wait_returning_a_coroutine_is_refused_not_dropped(fake: FakePostHog) -> None:
+    """
+    `on_wait=lambda wait: notify(wait)` around an `async def notify` is what the refusal of
+    an `async def` one invites. It is typed as accepted (`Callable[[Wait], object]`), the
+    `iscoroutinefunction` check cannot see through it, and each wait then makes a coroutine
+    nobody awaits: no notification, only a `RuntimeWarning` at garbage collection, the very
+    failure the refusal of an async `on_wait` exists to prevent. The call should say so
+    with the same `TypeError` (and close the coroutine), not carry on silently.
+    """
+    heard: list[aposthog.Wait] = []
+    made: list[Coroutine[Any, Any, None]] = []
+
+    async def notify(wait: aposthog.Wait) -> None:
+        heard.append(wait)
+
+    def on_wait(wait: aposthog.Wait) -> Coroutine[Any, Any, None]:
+        made.append(notify(wait))
+        return made[-1]
+
+    try:
+        async with fake.client(retry=FAST, on_wait=on_wait) as ph:
+            fake.throttle_next(1, wait=0)
+            with pytest.raises(TypeError, match="on_wait"):
+                await ph.customer_profile_configs.list()
+    finally:
+        for coroutine in made:
+            coroutine.close()  # not left for the garbage collector to warn about
+    assert [] == heard
+
+
+def test_a_wait_s_annotations_resolve_so_cattrs_can_unstructure_it() -> None:
+    """
+    `aposthog.Wait` is a public attrs record, handed to `on_wait` "to tell a user
+    'waiting 3 s'": a web app sends it on as JSON, and with cattrs (which aposthog itself
+    depends on) that is `cattrs.unstructure(wait)`. Its `error: PostHogError | None`
+    names a class `aposthog._observe` imports only for type checkers, so resolving the
+    annotations (`typing.get_type_hints`, `attrs.resolve_types`, which cattrs calls) is a
+    `NameError`, raised inside the user's `on_wait` and so out of their API call. Every
+    other public class's annotations resolve.
+    """
+    wait = aposthog.Wait(reason="retry", seconds=3.0, attempt=2, error=None)
+    assert aposthog.PostHogError | None == get_type_hints(aposthog.Wait)["error"]
+    assert {"reason": "retry", "seconds": 3.0, "attempt": 2, "error": None} == (
+        cattrs.unstructure(wait)
+    )
 
 
 # ---------------------------------------------------------------------- observers

@@ -79,6 +79,40 @@ async def test_readme_block_runs(code: str, line: int, fake: FakePostHog) -> Non
                 await value()
 
 
+def test_readme_blocks_type_check_as_a_users_module(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """
+    A user who checks their code with `mypy --strict` (as this project does) copies the
+    README's blocks into a module; each, as the body of a coroutine given the names the
+    blocks use, must pass the project's own mypy settings. Two do not: `step.result` is
+    `BatchExportTestStepResult | None` and `Client.rate_limiter` is `RateLimiter | None`,
+    so `step.result.status` and `polite.rate_limiter.limits` are `union-attr` errors.
+    """
+    from mypy import api  # the tests' dependency group installs it
+
+    header = "import aposthog\nfrom aposthog.testing import FakePostHog\n\n\n"
+    functions = [
+        f"async def readme_line_{line}(\n"
+        "    ph: aposthog.Client, fake: FakePostHog, key: str, aws_integration_id: int\n"
+        ") -> None:\n" + textwrap.indent(code, "    ")
+        for code, line in (param.values for param in _blocks())
+    ]
+    module = tmp_path / "users_module.py"
+    module.write_text(header + "\n\n".join(functions), encoding="utf-8")
+    monkeypatch.setenv("MYPYPATH", str(README.parent))
+    report, errors, status = api.run(
+        [
+            "--config-file",
+            str(README.parent / "pyproject.toml"),
+            "--cache-dir",
+            str(tmp_path / "mypy-cache"),
+            str(module),
+        ]
+    )
+    assert (0, "") == (status, errors), report
+
+
 async def test_readme_script_runs_as_a_program(fake: FakePostHog) -> None:
     """The first script runs as `python3 first.py` with the three variables set."""
     import os

@@ -61,10 +61,12 @@ class BatchExportRuns(Resource):
 
         Args:
             status: keep runs in this status, or in any of these statuses.
-            after, before: keep runs created in this range (PostHog's default: the last
-                7 days).
-            start, end: with `ordering="data_interval_start"`, keep runs whose data
-                interval lies in this range instead.
+            after: keep runs created after this (with `before`: PostHog's
+                default is the last 7 days).
+            before: keep runs created before this.
+            start: with `ordering="data_interval_start"`, keep runs whose data
+                interval lies in `start`..`end` instead.
+            end: the end of that range.
             ordering: `created_at`, `data_interval_start`, or either with a leading `-`.
         """
         statuses: builtins.list[str] | None = None

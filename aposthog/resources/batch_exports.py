@@ -8,7 +8,6 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from .. import _routes as routes
-from .._api import Api
 from .._client import NOT_GIVEN, NotGiven
 from .._converter import structure
 from .._errors import BadRequestError, NotFoundError, ResponseDecodeError
@@ -23,7 +22,7 @@ from ..models.batch_exports import (
     BatchExportModel,
     BatchExportTestStep,
 )
-from ._base import Resource, check_paging
+from ._base import check_paging
 from ._batch_export_args import (
     DestinationArg,
     body,
@@ -45,7 +44,7 @@ Filters = list[dict[str, Any]]
 _DESTINATIONS = tuple(item.value for item in BatchExportDestinationType)
 
 
-class BatchExports(Resource):
+class BatchExports(BatchExportRuns):
     """
     Batch exports (`/api/environments/<project>/batch_exports/`).
 
@@ -66,30 +65,9 @@ class BatchExports(Resource):
         ```
     """
 
-    __slots__ = (
-        "cancel_backfill",
-        "cancel_run",
-        "create_backfill",
-        "get_backfill",
-        "get_run",
-        "list_backfills",
-        "list_runs",
-        "retry_run",
-    )
-
-    def __init__(self, api: Api) -> None:
-        super().__init__(api)
-        # Runs and backfills are written in their own module and reached here, nested
-        # under the export as PostHog nests them.
-        runs = BatchExportRuns(api)
-        self.list_runs = runs.list_runs
-        self.get_run = runs.get_run
-        self.retry_run = runs.retry_run
-        self.cancel_run = runs.cancel_run
-        self.list_backfills = runs.list_backfills
-        self.create_backfill = runs.create_backfill
-        self.get_backfill = runs.get_backfill
-        self.cancel_backfill = runs.cancel_backfill
+    # Runs and backfills (`list_runs()`, `create_backfill()`, …) are written in their own
+    # module and inherited: methods of this class, for `help()` and the API reference.
+    __slots__ = ()
 
     # ------------------------------------------------------------------ CRUD
 

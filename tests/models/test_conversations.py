@@ -397,6 +397,32 @@ def test_a_message_is_never_anything_but_a_dict() -> None:
         message_from_dict(["human"])
 
 
+def test_changing_what_message_to_dict_returns_changes_no_message() -> None:
+    """
+    `message_to_dict()` gives JSON-ready data, the message's copy: a caller that edits it
+    (redacting a tool call's arguments before logging it, say) must not change the
+    message, a frozen record that the stream's `result()` and its caller still hold.
+    Its JSON values (`meta`, a tool call's `args`) were copied; written as they were
+    parsed, they are the message's own objects.
+    """
+    message = message_from_dict(
+        {
+            "type": "ai",
+            "id": "a1",
+            "content": "Hi",
+            "meta": {"thinking": [{"text": "t"}]},
+            "tool_calls": [{"id": "c", "name": "n", "args": {"q": [1]}, "type": "tool_call"}],
+        }
+    )
+    data = message_to_dict(message)
+    data["meta"]["thinking"].append("edited")
+    data["tool_calls"][0]["args"]["q"] = "redacted"
+    assert isinstance(message, AssistantMessage)
+    assert {"thinking": [{"text": "t"}]} == message.meta
+    assert message.tool_calls is not None
+    assert {"q": [1]} == message.tool_calls[0].args
+
+
 def test_in_progress_is_no_id_or_a_temp_id() -> None:
     assert AssistantMessage(content="x").in_progress
     assert AssistantMessage(content="x", id="temp-3").in_progress
