@@ -14,9 +14,12 @@ without having been counted.
 A request is counted when it goes, not before it waits for a `max_concurrency` slot:
 the sender passes its slots to `acquire`, and the request at the head of the line takes
 one before it asks the store, gives it back while it sleeps on the store's answer, and
-leaves holding it, to be sent at once. Counted first and sent when a slot freed (PostHog
-slow, every slot busy), requests let through over a whole window reached PostHog
-bunched together, later than the client counted them, and the next window's met 429s.
+leaves holding it, to be sent at once. Counted, it also counts the requests next in line
+while slots are free and the windows have room (in-process store: no await), so that
+slots freed together are taken together, not one loop turn apart. Counted first and
+sent when a slot freed (PostHog slow, every slot busy), requests let through over a
+whole window reached PostHog bunched together, later than the client counted them, and
+the next window's met 429s.
 """
 
 from __future__ import annotations
@@ -121,6 +124,12 @@ class InProcessRateLimitStore(RateLimitStore):
     async def try_acquire(
         self, scope: str, bucket: str, windows: tuple[Rate, ...], margin: float
     ) -> float:
+        return self.try_acquire_now(scope, bucket, windows, margin)
+
+    def try_acquire_now(
+        self, scope: str, bucket: str, windows: tuple[Rate, ...], margin: float
+    ) -> float:
+        """`try_acquire`, without awaiting: the windows are in this process's memory."""
         return self._log(scope, bucket).try_acquire(self._clock(), windows, margin)
 
     async def penalize(self, scope: str, bucket: str, seconds: float) -> None:
@@ -133,13 +142,16 @@ class InProcessRateLimitStore(RateLimitStore):
 class _Turn:
     """A request's place in its bucket's line: set when the turn is its, or the line failed."""
 
-    __slots__ = ("event", "failure", "gone")
+    __slots__ = ("admitted", "event", "failure", "gone")
 
     def __init__(self) -> None:
         self.event = anyio.Event()
         #: The store's failure that ended the line while this request waited in it.
         self.failure: str | None = None
         self.gone = False  # left the line (cancelled, or out of time): skipped at its turn
+        #: Counted and given a slot by the request before it (see `_admit_ahead`): it
+        #: goes without the turn.
+        self.admitted = False
 
 
 class _Line:
@@ -229,11 +241,20 @@ class RateLimiter:
         if line.busy or line.live:
             started = time.monotonic()
             slot_time = line.held_back(started)
-            await self._wait_in_line(line, bucket, max_wait)
+            turn = await self._wait_in_line(line, bucket, max_wait, slots)
             now = time.monotonic()
             # The heads' waits for a slot meanwhile were no rate-limit wait.
             held_back = line.held_back(now) - slot_time
             spent = now - started - held_back
+            if turn.admitted:  # counted, holding its slot: it goes without the turn
+                assert slots is not None
+                try:
+                    # Handed it in the step its scope was cancelled: stop here.
+                    await anyio.lowlevel.checkpoint_if_cancelled()
+                except BaseException:
+                    slots.release()
+                    raise
+                return max(0.0, now - started - held_back)
         else:
             line.busy = True
         failed = False
@@ -264,6 +285,8 @@ class RateLimiter:
                         slots.release()
                     raise
                 if wait <= 0:
+                    if slots is not None:
+                        self._admit_ahead(line, bucket, windows, slots)
                     break  # counted: it goes now, on the slot it holds
                 if slots is not None:
                     slots.release()  # no slot is held while it sleeps
@@ -301,8 +324,44 @@ class RateLimiter:
                 self._pass_turn(line)
         return 0.0 if started is None else max(0.0, time.monotonic() - started - held_back)
 
-    async def _wait_in_line(self, line: _Line, bucket: str, max_wait: float | None) -> None:
-        """Wait for the turn (at most `max_wait` seconds); raise if the line failed."""
+    def _admit_ahead(
+        self, line: _Line, bucket: str, windows: tuple[Rate, ...], slots: Slots
+    ) -> None:
+        """
+        Counted, holding the turn: count the requests next in line too, each with a free
+        slot nobody else waits for, while the windows have room, and let them go at once.
+        Handed the turn one after the other, each would take a loop turn: slots freed
+        together (answers that came together) would be taken one loop turn apart. Done
+        only where counting needs no await (the in-process store, as it is): a store
+        across the network is asked by each request in its turn.
+        """
+        store = self.store
+        if type(store).try_acquire is not InProcessRateLimitStore.try_acquire:
+            return
+        assert isinstance(store, InProcessRateLimitStore)
+        queue = line.queue
+        while queue and slots.free > 0 and not slots.live:
+            turn = queue[0]
+            if turn.gone:
+                queue.popleft()
+                continue
+            wait = store.try_acquire_now(self._scope, bucket, windows, self.limits.margin)
+            if wait > 0:
+                return
+            taken = slots.take_nowait()
+            assert taken
+            queue.popleft()
+            line.live -= 1
+            turn.admitted = True
+            turn.event.set()
+
+    async def _wait_in_line(
+        self, line: _Line, bucket: str, max_wait: float | None, slots: Slots | None
+    ) -> _Turn:
+        """
+        Wait for the turn (at most `max_wait` seconds), or to be admitted with a slot by
+        the request before (`_Turn.admitted`); raise if the line failed.
+        """
         turn = _Turn()
         line.queue.append(turn)
         line.live += 1
@@ -325,7 +384,10 @@ class RateLimiter:
                 limit = left
         except BaseException:
             if turn.event.is_set():
-                if turn.failure is None:
+                if turn.admitted:
+                    assert slots is not None
+                    slots.release()  # counted, never sent: over-counted only
+                elif turn.failure is None:
                     self._pass_turn(line)  # it was handed over just as the wait ended
             else:
                 line.leave(turn)
@@ -342,6 +404,7 @@ class RateLimiter:
                 detail=f"the {bucket} requests queued before this one under the rate limit"
                 " take longer than this call may wait",
             )
+        return turn
 
     async def penalize(self, bucket: str, seconds: float | None) -> None:
         """

@@ -699,11 +699,6 @@ async def test_a_waiter_whose_scope_is_cancelled_as_its_turn_comes_is_not_counte
     assert 2 == store.counted  # the head and the one behind
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="only the head of the bucket's line waits for a slot: slots freed together are "
-    "taken one per event-loop turn, one request after the other (bench_limiter: 1.0 -> 0.65)",
-)
 async def test_slots_freed_together_are_taken_together_by_the_requests_waiting() -> None:
     """
     The budget is far, every slot is busy, and requests wait for one (a worker pool of
@@ -737,3 +732,58 @@ async def test_slots_freed_together_are_taken_together_by_the_requests_waiting()
         for task in waiting:
             task.cancel()
         await asyncio.gather(*waiting, return_exceptions=True)
+
+
+async def test_requests_admitted_together_stop_at_the_window_and_keep_their_order() -> None:
+    """The head counts the requests behind it while the window has room, in line order;
+    the first that finds the window full waits for the turn, as before."""
+    slots = Slots(8)
+    for _ in range(8):
+        assert slots.take_nowait()
+    store = CountingStore()
+    limiter = RateLimiter(RateLimits(api=Rate(5, per=60), margin=0), store, "s")
+    admitted: list[int] = []
+
+    async def request(i: int) -> None:
+        await limiter.acquire("api", max_wait=0.05, slots=slots)
+        admitted.append(i)
+
+    waiting = [asyncio.create_task(request(i)) for i in range(8)]
+    for _ in range(5):
+        await asyncio.sleep(0)
+    for _ in range(8):
+        slots.release()
+    results = await asyncio.gather(*waiting, return_exceptions=True)
+    assert [0, 1, 2, 3, 4] == admitted  # the window's five, in order
+    assert all(isinstance(r, RateLimitError) for r in results[5:])
+    assert 5 == store.counted
+    assert 3 == slots.free  # the five admitted hold theirs; the refused hold none
+
+
+async def test_a_request_admitted_with_a_slot_and_cancelled_at_once_gives_the_slot_back() -> None:
+    slots = Slots(2)
+    assert slots.take_nowait()
+    assert slots.take_nowait()
+    limiter = _limiter(Rate(100, per=60))
+    scope = anyio.CancelScope()
+    outcome: list[str] = []
+
+    async def head() -> None:
+        await limiter.acquire("api", slots=slots)
+        scope.cancel()  # the same step in which the one behind was admitted
+
+    async def behind() -> None:
+        with scope:
+            await limiter.acquire("api", slots=slots)
+            outcome.append("went")
+        outcome.append("left" if scope.cancelled_caught else "?")
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(head)
+        await anyio.sleep(0.01)
+        tg.start_soon(behind)
+        await anyio.sleep(0.01)
+        slots.release()
+        slots.release()
+    assert ["left"] == outcome
+    assert 1 == slots.free  # the head holds one; the one admitted gave its back

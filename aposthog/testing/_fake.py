@@ -77,6 +77,15 @@ class _Key:
     user: str
 
 
+#: PostHog's own 503: DRF's `ServiceUnavailable` in PostHog's error envelope.
+_SERVICE_UNAVAILABLE = {
+    "type": "server_error",
+    "code": "service_unavailable",
+    "detail": "Service temporarily unavailable, try again later.",
+    "attr": None,
+}
+
+
 class FakePostHog:
     """
     A fake PostHog on 127.0.0.1 (an ephemeral port) for tests and demos.
@@ -258,6 +267,9 @@ class FakePostHog:
         """
         Answer the next `n` matching requests with `status` and `body`: JSON (a value
         `json.dumps` takes, checked here), or bytes sent as they are (a proxy's HTML page).
+        Without a body, a 503 is PostHog's own (its JSON error: refused before any work,
+        so the client retries any request), and any other status has an empty body; a
+        proxy's 503, which may follow a request PostHog received, is `body=b"..."`.
         """
         if not isinstance(body, (bytes, type(None))):
             json.dumps(body)  # a TypeError or ValueError now, not a 500 at the next request
@@ -332,6 +344,8 @@ class FakePostHog:
         if fault is not None and fault.kind == "drop":
             return ServerReply(drop=True)
         if fault is not None:
+            if fault.body is None and fault.status == 503:
+                return json_reply(503, _SERVICE_UNAVAILABLE)
             if fault.body is None:
                 return ServerReply(status=fault.status, body=b"")
             if isinstance(fault.body, bytes):
