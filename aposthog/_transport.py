@@ -488,14 +488,28 @@ class Transport:
             sock_read=idle,
         )
 
-    def _call_timeout(self, total: float | None) -> aiohttp.ClientTimeout:
-        timeout = self._call_timeouts.get(total)
-        if timeout is None:
-            timeout = aiohttp.ClientTimeout(
-                total=total, connect=self._connect_timeout, sock_connect=self._connect_timeout
-            )
-            self._call_timeouts[total] = timeout
-        return timeout
+    def _call_timeout(
+        self, attempt: float | None, *, total: float | None = None
+    ) -> aiohttp.ClientTimeout:
+        """
+        aiohttp's limits for an attempt of `attempt` seconds (the attempt's own deadline
+        is kept by `_deadlines`; `total` only outside a task). Connecting is bounded a
+        little inside the attempt's time, as well as by `connect_timeout`: an attempt
+        whose time runs out while it still connects ends as a connect timeout, which
+        says the request never reached PostHog (and may be repeated), not as the
+        attempt's timeout, which cannot tell.
+        """
+        connect = self._connect_timeout
+        if attempt is not None:
+            inside = attempt - min(0.1, attempt * 0.05)
+            if connect is None or inside < connect:
+                connect = inside
+        limits = aiohttp.ClientTimeout(total=total, connect=connect, sock_connect=connect)
+        if total is None:
+            if len(self._call_timeouts) >= _URLS_KEPT:
+                self._call_timeouts.clear()  # bounded: the ones still in use come back
+            self._call_timeouts[attempt] = limits
+        return limits
 
     def _request(
         self,
@@ -546,8 +560,10 @@ class Transport:
         # An attempt without one is kept too (an endless deadline): closing the client
         # ends it, also on a borrowed session, which the close leaves open.
         key = self._deadlines.start(math.inf if timeout is None else timeout)
-        total = timeout if key is None else None
-        limits = self._call_timeouts.get(total) or self._call_timeout(total)
+        if key is None:  # outside a task: aiohttp keeps the whole time limit
+            limits = self._call_timeout(timeout, total=timeout)
+        else:
+            limits = self._call_timeouts.get(timeout) or self._call_timeout(timeout)
         failure: BaseException
         try:
             try:

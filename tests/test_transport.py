@@ -802,11 +802,6 @@ async def test_a_url_aiohttp_cannot_use_is_a_posthog_error(
     assert "secret" not in str(caught.value)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="an attempt whose timeout passes while it is still connecting is reported as "
-    "maybe reached (reached_server=True), so a POST that was never sent is not retried",
-)
 async def test_an_attempt_timed_out_while_still_connecting_never_reached_the_server() -> None:
     """
     A `timeout` shorter than `connect_timeout` (the README's `create(..., timeout=2)`
