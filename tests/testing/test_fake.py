@@ -336,15 +336,28 @@ async def test_only_a_bearer_authorization_carries_a_key(fake: FakePostHog) -> N
 
 async def test_fault_paths_match_the_decoded_path(fake: FakePostHog) -> None:
     """A fault's `path` is looked for in the percent-decoded path of a request."""
-    fake.fail_next(1, status=503, path="configs/café")
+    fake.fail_next(1, status=502, path="configs/café")
     auth = {"Authorization": f"Bearer {fake.api_key}"}
     status, _, body = await _raw(
         fake, "GET", "/api/environments/1/customer_profile_configs/café", headers=auth
     )
-    assert (503, b"") == (status, body)  # no body given: an empty one
+    assert (502, b"") == (status, body)  # no body given: an empty one
     # Recorded as sent, percent-encoded; no body reads as None.
     assert "/api/environments/1/customer_profile_configs/caf%C3%A9" == fake.requests[-1].path
     assert fake.requests[-1].json() is None
+
+
+async def test_a_bodiless_503_is_posthogs_own_error(fake: FakePostHog) -> None:
+    """fail_next(status=503) without a body is PostHog's JSON error (a refusal the client
+    retries for any request); bytes make it a proxy's page."""
+    auth = {"Authorization": f"Bearer {fake.api_key}"}
+    fake.fail_next(1, status=503)
+    status, _, body = await _raw(fake, "GET", "/api/environments/1/batch_exports/", headers=auth)
+    assert 503 == status
+    assert "service_unavailable" == json.loads(body)["code"]
+    fake.fail_next(1, status=503, body=b"no healthy upstream")
+    status, _, body = await _raw(fake, "GET", "/api/environments/1/batch_exports/", headers=auth)
+    assert (503, b"no healthy upstream") == (status, body)
 
 
 async def test_a_dropped_connection_is_counted_as_status_0(fake: FakePostHog) -> None:
