@@ -145,13 +145,14 @@ def test_json_line_writes_json_values_as_parsed_in_every_kind_of_record() -> Non
 
 def test_a_value_too_deep_to_write_is_the_clis_error_not_a_traceback() -> None:
     """
-    Nested deeper than `json.dumps` goes (orjson parses 1,024 levels), a value ends in
-    the command line's own error, which `main` prints in one line with exit status 1.
+    Nested deeper than `json.dumps` goes (its C recursion limit: a few thousand levels
+    before Python 3.13, more from then on), a value ends in the command line's own
+    error, which `main` prints in one line with exit status 1.
     """
     from aposthog._cli._output import OutputError
 
     deep: list[Any] = []
-    for _ in range(5_000):
+    for _ in range(1_000_000):
         deep = [deep]
     with pytest.raises(OutputError, match="nested too deeply"):
         json_line({"content": deep})
