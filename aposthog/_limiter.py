@@ -237,15 +237,15 @@ class RateLimiter:
             line = self._lines[bucket] = _Line()
         started: float | None = None
         spent = 0.0  # of `max_wait`: in the line, then asleep on the store's answers
-        held_back = 0.0  # seconds waited for a slot, here or by the heads: no rate-limit wait
+        # The line's waits for a slot (its heads', this request's own) since `started`
+        # are no rate-limit wait: `line.held_back(now) - slot_time` of them.
+        slot_time = 0.0
         if line.busy or line.live:
             started = time.monotonic()
             slot_time = line.held_back(started)
             turn = await self._wait_in_line(line, bucket, max_wait, slots)
             now = time.monotonic()
-            # The heads' waits for a slot meanwhile were no rate-limit wait.
-            held_back = line.held_back(now) - slot_time
-            spent = now - started - held_back
+            spent = now - started - (line.held_back(now) - slot_time)
             if turn.admitted:  # counted, holding its slot: it goes without the turn
                 assert slots is not None
                 try:
@@ -254,7 +254,7 @@ class RateLimiter:
                 except BaseException:
                     slots.release()
                     raise
-                return max(0.0, now - started - held_back)
+                return max(0.0, spent)
         else:
             line.busy = True
         failed = False
@@ -271,8 +271,6 @@ class RateLimiter:
                     finally:
                         line.slot_seconds += time.monotonic() - began
                         line.slot_since = None
-                    if started is not None:
-                        held_back += time.monotonic() - began
                     if self._closed:
                         slots.release()
                         self._check_open()
@@ -301,6 +299,7 @@ class RateLimiter:
                     )
                 if started is None:
                     started = time.monotonic()
+                    slot_time = line.held_back(started)
                 announce_wait(wait)  # Client(on_wait=...) hears of it first
                 logger.debug("rate limits: %s request waits %.3f s for its window", bucket, wait)
                 with closable(self._waits):
@@ -322,7 +321,10 @@ class RateLimiter:
         finally:
             if not failed:
                 self._pass_turn(line)
-        return 0.0 if started is None else max(0.0, time.monotonic() - started - held_back)
+        if started is None:
+            return 0.0
+        now = time.monotonic()
+        return max(0.0, now - started - (line.held_back(now) - slot_time))
 
     def _admit_ahead(
         self, line: _Line, bucket: str, windows: tuple[Rate, ...], slots: Slots
