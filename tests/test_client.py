@@ -18,6 +18,7 @@ import aposthog
 from aposthog import _routes
 from aposthog.testing import FakePostHog
 
+from .tls_stall import tls_stall
 from .web_server import serve
 
 pytestmark = pytest.mark.anyio
@@ -165,29 +166,18 @@ async def test_a_timed_out_get_is_retried_but_not_a_post(fake: FakePostHog) -> N
 
 async def test_connect_timeout_raises_api_timeout_error() -> None:
     """A server that never completes the TLS handshake trips connect_timeout, not the call's."""
-    held: list[anyio.abc.SocketStream] = []
-
-    async def hold(stream: anyio.abc.SocketStream) -> None:
-        held.append(stream)  # accept TCP, never answer the ClientHello
-        await anyio.sleep_forever()
-
-    listener = await anyio.create_tcp_listener(local_host="127.0.0.1")
-    port = listener.extra(anyio.abc.SocketAttribute.local_port)
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(listener.serve, hold)
-        async with aposthog.Client(
+    async with (
+        tls_stall() as port,
+        aposthog.Client(
             api_key="k",
             host=f"https://127.0.0.1:{port}",
             connect_timeout=0.1,
             timeout=30,
             max_retries=0,
-        ) as ph:
-            with anyio.fail_after(5), pytest.raises(aposthog.APITimeoutError) as info:
-                await ph.customer_profile_configs.list()
-        tg.cancel_scope.cancel()
-    await listener.aclose()
-    for stream in held:
-        await stream.aclose()
+        ) as ph,
+    ):
+        with anyio.fail_after(5), pytest.raises(aposthog.APITimeoutError) as info:
+            await ph.customer_profile_configs.list()
     assert not info.value.reached_server
     assert "connecting" in str(info.value)
 

@@ -27,6 +27,8 @@ from aposthog.testing import (
     ServerRequest,
 )
 
+from .tls_stall import tls_stall
+
 pytestmark = pytest.mark.anyio
 
 
@@ -810,25 +812,12 @@ async def test_an_attempt_timed_out_while_still_connecting_never_reached_the_ser
     PostHog, as a refused connection or `connect_timeout` does; the retry policy then
     repeats a create that PostHog certainly never saw.
     """
-    held: list[anyio.abc.SocketStream] = []
-
-    async def hold(stream: anyio.abc.SocketStream) -> None:
-        held.append(stream)  # accept TCP, never answer the ClientHello
-        await anyio.sleep_forever()
-
-    listener = await anyio.create_tcp_listener(local_host="127.0.0.1")
-    port = listener.extra(anyio.abc.SocketAttribute.local_port)
     transport = Transport(connect_timeout=10)
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(listener.serve, hold)
+    async with tls_stall() as port:
         request = Request(method="POST", url=f"https://127.0.0.1:{port}/x/", body=b"{}")
         try:
             with anyio.fail_after(5), pytest.raises(aposthog.APITimeoutError) as info:
                 await transport.send(request, {}, timeout=0.2)
         finally:
             await transport.aclose()
-            tg.cancel_scope.cancel()
-    await listener.aclose()
-    for stream in held:
-        await stream.aclose()
     assert not info.value.reached_server
