@@ -370,22 +370,16 @@ def status_failure(
         hint = error.retry_after
     elif status == 503:
         hint = parse_retry_after(headers.get("Retry-After"))
-        if hint is None and not _posthog_error_body(body):
+        # PostHog's (DRF's) JSON error is an object with `detail` or `type`; the error
+        # holds the body already parsed.
+        parsed = error.body
+        if hint is None and not (
+            isinstance(parsed, dict) and ("detail" in parsed or "type" in parsed)
+        ):
             # A proxy's 503 (Envoy's "upstream connect error or disconnect/reset before
             # headers"): PostHog may have acted before the reset, as after a 502.
             return Failure(error, StatusOutcome(status, None, proxy=True))
     return Failure(error, StatusOutcome(status, hint))
-
-
-def _posthog_error_body(body: bytes) -> bool:
-    """Whether `body` is PostHog's (DRF's) JSON error: an object with `detail` or `type`."""
-    if not body.lstrip().startswith(b"{"):
-        return False
-    try:
-        value = _json.loads(body)
-    except ValueError:
-        return False
-    return isinstance(value, dict) and ("detail" in value or "type" in value)
 
 
 def decode_json(response: Response, request: Request) -> Any:
