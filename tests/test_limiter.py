@@ -787,3 +787,32 @@ async def test_a_request_admitted_with_a_slot_and_cancelled_at_once_gives_the_sl
         slots.release()
     assert ["left"] == outcome
     assert 1 == slots.free  # the head holds one; the one admitted gave its back
+
+
+async def test_a_request_admitted_with_a_slot_as_its_task_is_cancelled_gives_the_slot_back() -> (
+    None
+):
+    """The same, when the task itself is cancelled (asyncio's own cancellation): the
+    cancellation meets it still waiting in line, admitted; the slot goes back."""
+    slots = Slots(2)
+    assert slots.take_nowait()
+    assert slots.take_nowait()
+    limiter = _limiter(Rate(100, per=60))
+
+    tasks: list[asyncio.Task[float]] = []
+
+    async def head() -> float:
+        waited = await limiter.acquire("api", slots=slots)
+        tasks[1].cancel()  # the same step in which the one behind was admitted
+        return waited
+
+    tasks.append(asyncio.create_task(head()))
+    await asyncio.sleep(0.01)  # the head waits for a slot
+    tasks.append(asyncio.create_task(limiter.acquire("api", slots=slots)))
+    await asyncio.sleep(0.01)  # the other waits in line
+    slots.release()
+    slots.release()
+    await tasks[0]
+    with pytest.raises(asyncio.CancelledError):
+        await tasks[1]
+    assert 1 == slots.free  # the head holds one; the one admitted gave its back
