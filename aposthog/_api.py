@@ -23,6 +23,7 @@ from ._errors import (
     APIConnectionError,
     APIStatusError,
     APITimeoutError,
+    InternalServerError,
     NotFoundError,
     RateLimitError,
     ResponseDecodeError,
@@ -34,7 +35,7 @@ from ._http import Query, Request, Route, same_origin_url
 from ._observe import IGNORED, CallObserver, Observer
 from ._pagination import AsyncPaginator, Page, new_page, parse_page
 from ._pipeline import Call, Failure, Pipeline, longest_wait
-from ._retry import StatusOutcome, parse_retry_after
+from ._retry import StatusOutcome
 from ._transport import Response, StreamResponse
 
 __all__ = ["NOT_GIVEN", "Api", "NotGiven", "decode_json"]
@@ -368,8 +369,8 @@ def status_failure(
     hint = None
     if isinstance(error, RateLimitError):
         hint = error.retry_after
-    elif status == 503:
-        hint = parse_retry_after(headers.get("Retry-After"))
+    elif status == 503 and isinstance(error, InternalServerError):
+        hint = error.retry_after
         # PostHog's (DRF's) JSON error is an object with `detail` or `type`; the error
         # holds the body already parsed.
         parsed = error.body

@@ -17,7 +17,7 @@ PostHogError
 │   ├── ConflictError             409
 │   ├── UnprocessableEntityError  422
 │   ├── RateLimitError            429 (.retry_after)
-│   └── InternalServerError       5xx
+│   └── InternalServerError       5xx (.retry_after)
 └── ResponseDecodeError           the body is not what the record expects
     └── ResponseTooLargeError     the decoded body passed max_response_size
 ```
@@ -292,7 +292,19 @@ def name_request(error: APIStatusError, method: str, path: str) -> None:
 
 
 class InternalServerError(APIStatusError):
-    """5xx: PostHog (or a gateway in front of it) failed."""
+    """
+    5xx: PostHog (or a gateway in front of it) failed.
+
+    Attributes:
+        retry_after: seconds the server asked to wait (a 503's `Retry-After` header,
+            seconds or an HTTP date), or None if it named no wait. When the wait is longer
+            than `RetryPolicy.max_retry_after`, the error is raised at once and this is
+            when to come back.
+    """
+
+    def __init__(self, *, retry_after: float | None = None, **kwargs: Any) -> None:
+        self.retry_after = retry_after
+        super().__init__(**kwargs)
 
 
 class ResponseDecodeError(PostHogError):
@@ -475,6 +487,10 @@ def error_from_response(
         if wait is None:
             wait = parse_throttle_detail(detail)
         return RateLimitError(retry_after=wait, **kwargs)
+    if cls is InternalServerError:
+        return InternalServerError(
+            retry_after=parse_retry_after(_header(headers, "retry-after")), **kwargs
+        )
     return cls(**kwargs)
 
 

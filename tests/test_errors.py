@@ -284,6 +284,24 @@ def test_a_pickled_error_keeps_every_field() -> None:
     assert ("POST", "/api/environments/1/x/") == (copy.method, copy.path)
 
 
+def test_a_5xx_error_carries_the_wait_its_retry_after_names() -> None:
+    """A 503's `Retry-After` (seconds or an HTTP date) is on the error; without one, None."""
+    body = b'{"type":"server_error","detail":"Down for maintenance."}'
+    err = error_from_response(503, {"retry-after": "120"}, body, method="GET", path="/a/")
+    assert isinstance(err, aposthog.InternalServerError)
+    assert 120.0 == err.retry_after
+    dated = error_from_response(
+        503, {"Retry-After": "Wed, 21 Oct 2015 07:28:00 GMT"}, body, method="GET", path="/a/"
+    )
+    assert isinstance(dated, aposthog.InternalServerError)
+    assert 0.0 == dated.retry_after  # a date in the past: come back now
+    bare = error_from_response(500, {}, body, method="GET", path="/a/")
+    assert isinstance(bare, aposthog.InternalServerError)
+    assert bare.retry_after is None
+    copy = pickle.loads(pickle.dumps(err))
+    assert 120.0 == copy.retry_after
+
+
 def _every_error() -> list[aposthog.PostHogError]:
     return [
         aposthog.ConfigurationError("no key"),
@@ -293,6 +311,7 @@ def _every_error() -> list[aposthog.PostHogError]:
         aposthog.IncompleteStreamError("cut", method="POST", path="/c/"),
         error_from_response(404, {}, b'{"detail": "Not found."}', method="GET", path="/a/"),
         aposthog.RateLimitError(status=429, retry_after=2.5, detail="wait"),
+        aposthog.InternalServerError(status=503, retry_after=30.0, detail="maintenance"),
         aposthog.ResponseDecodeError("bad", paths=("$.id",), body={"id": 1}, path="/a/"),
         aposthog.ResponseTooLargeError("too large", limit=1024, path="/a/"),
     ]

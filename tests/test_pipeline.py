@@ -410,6 +410,37 @@ async def test_a_503_retry_after_is_honoured() -> None:
     assert seen[1] - seen[0] >= 0.2
 
 
+async def test_a_503_naming_a_wait_past_max_retry_after_is_raised_at_once_with_the_wait() -> None:
+    """
+    A 503 whose `Retry-After` exceeds `max_retry_after` is not retried, and the error
+    says when to come back, as a 429's `RateLimitError` does.
+    """
+    seen: list[float] = []
+
+    async def unavailable(request: ServerRequest) -> ServerReply:
+        seen.append(time.monotonic())
+        return ServerReply(
+            status=503,
+            body=b'{"type":"server_error","detail":"Down for maintenance."}',
+            headers={"Retry-After": "300", "Content-Type": "application/json"},
+        )
+
+    server = LoopbackServer(unavailable)
+    await server.start()
+    waits: list[aposthog.Wait] = []
+    try:
+        policy = aposthog.RetryPolicy(max_retry_after=60)
+        async with _client(server.url, retry=policy, on_wait=waits.append) as ph:
+            with pytest.raises(aposthog.InternalServerError) as info:
+                await ph.customer_profile_configs.get("0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b")
+    finally:
+        await server.stop()
+    assert 300.0 == info.value.retry_after
+    assert 503 == info.value.status
+    assert 1 == len(seen)
+    assert [] == waits
+
+
 async def test_an_empty_200_body_is_no_json_and_no_error() -> None:
     """A DELETE answered 200 with no body (a proxy's rewrite of 204): None, not an error."""
     methods: list[str] = []
