@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import re
 import urllib.parse
+import weakref
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterator
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
@@ -141,20 +142,20 @@ def _retrieve(task: asyncio.Task[Any]) -> None:
         task.exception()
 
 
-async def _after(
-    previous: asyncio.Task[Page[T] | None],
-    fetch_url: Callable[[str], Awaitable[Page[T]]],
-    fetched: set[Any],
-) -> Page[T] | None:
-    """The page after `previous`, once it has arrived (a function: no reference to the reader)."""
-    # asyncio.wait: cancelling this fetch must not cancel the page before it.
-    await asyncio.wait((previous,))
-    if previous.cancelled() or previous.exception() is not None:
-        return None  # the consumer meets that error (or stopped) first
-    page = previous.result()
-    if page is None or page.next is None:
-        return None
-    return await _fetch_once(fetch_url, fetched, page.next)
+def _chain_on(reader: weakref.ref[PageReader[Any]]) -> Callable[[asyncio.Task[Any]], None]:
+    """
+    A fetch's done callback on a `next` chain: the reader reads on past it, if the reader
+    is still referenced (a reader dropped mid-loop starts nothing more).
+    """
+
+    def read_on(task: asyncio.Task[Any]) -> None:
+        alive = reader()
+        # Still the last fetch: a page already taken by the consumer is read on from
+        # when `__anext__` hands it out (with its `next`).
+        if alive is not None and alive._tasks and alive._tasks[-1] is task:
+            alive._fill()
+
+    return read_on
 
 
 class PageReader(Generic[T]):
@@ -169,6 +170,7 @@ class PageReader(Generic[T]):
     """
 
     __slots__ = (
+        "__weakref__",
         "_ahead",
         "_chain_from",
         "_delivered",
@@ -208,8 +210,8 @@ class PageReader(Generic[T]):
         self._wanted = wanted
         self._delivered = 0  # records handed out, against `wanted`
         self._tasks: deque[asyncio.Task[Page[T] | None]] = deque()
-        #: The URL each task fetches, in step with `_tasks` (None: the `next` of the page
-        #: before it, known when that page is handed out).
+        #: The URL each task fetches, in step with `_tasks` (None: a first page whose URL
+        #: was not given).
         self._urls: deque[str | None] = deque()
         self._first_url = first_url
         self.url: str | None = None
@@ -318,14 +320,24 @@ class PageReader(Generic[T]):
                 url = self._plan.popleft()
                 self._spawn(_fetch_once(self._fetch_url, self._fetched, url), url)
             return
+        # A `next` chain: each page's URL comes with the page before it, so the fetch
+        # after the last one starts when that page arrives (its done callback comes back
+        # here), one task a page: `prefetch(100_000)` on a two-page list makes two.
         while len(self._tasks) < self._ahead:
-            if self._tasks:
-                self._spawn(_after(self._tasks[-1], self._fetch_url, self._fetched), None)
-            elif self._chain_from is not None:
+            if not self._tasks:
                 url = self._chain_from
-                self._spawn(_fetch_once(self._fetch_url, self._fetched, url), url)
             else:
+                last = self._tasks[-1]
+                if not last.done():
+                    return  # `_chain_on` reads on once it has arrived
+                if last.cancelled() or last.exception() is not None:
+                    return  # the consumer meets that error (or stopped) first
+                page = last.result()
+                url = None if page is None else page.next
+            if url is None:
                 return
+            self._spawn(_fetch_once(self._fetch_url, self._fetched, url), url)
+            self._tasks[-1].add_done_callback(_chain_on(weakref.ref(self)))
 
     def _spawn(self, fetch: Awaitable[Page[T] | None], url: str | None) -> None:
         task: asyncio.Task[Page[T] | None] = asyncio.ensure_future(fetch)

@@ -546,6 +546,53 @@ async def test_a_cursor_chain_reads_no_further_than_ahead(ahead: int) -> None:
     await reader.aclose()
 
 
+async def test_reading_far_ahead_on_a_short_cursor_list_makes_a_task_per_page_only() -> None:
+    """
+    `prefetch(n)` on a `next` chain starts each fetch when the page before it arrives,
+    so a huge `n` costs nothing on a short list: it made `n` waiting tasks at once
+    (`prefetch(100_000)` on a two-page list: 100,000 tasks, seconds and hundreds of MB).
+    """
+    started: list[str] = []
+
+    async def first() -> Page[int]:
+        return new_page([0], None, f"{_BASE}?cursor=1", None, fetch)
+
+    async def fetch(url: str) -> Page[int]:
+        started.append(url)
+        n = int(url.rsplit("=", 1)[1])
+        return new_page([n], None, f"{_BASE}?cursor={n + 1}" if n < 2 else None, None, fetch)
+
+    before = len(asyncio.all_tasks())
+    reader = PageReader(first, fetch, lambda _: None, ahead=1000)
+    most = 0
+    results = []
+    async for page in reader:
+        most = max(most, len(asyncio.all_tasks()) - before)
+        results += page.results
+        await _turns()
+        most = max(most, len(asyncio.all_tasks()) - before)
+    assert [0, 1, 2] == results
+    assert [f"{_BASE}?cursor=1", f"{_BASE}?cursor=2"] == started
+    assert most <= 2
+    assert len(asyncio.all_tasks()) == before
+
+
+async def test_a_dropped_cursor_reader_starts_no_further_fetch() -> None:
+    """A reader dropped mid-chain (no aclose()) cancels what is in flight and starts no more."""
+    pages = _Pages(count=None)
+    pages.block = {1}
+    reader = pages.reader(5)
+    await reader.__anext__()
+    await _turns()
+    assert [f"{_BASE}?cursor=1"] == pages.started
+    del reader
+    gc.collect()
+    pages.release.set()
+    await _turns()
+    assert [f"{_BASE}?cursor=1"] == pages.started
+    assert [f"{_BASE}?cursor=1"] == pages.cancelled
+
+
 async def test_aclose_cancels_the_fetches_in_flight() -> None:
     """aclose() does not wait for slow pages to arrive: it cancels them, then waits."""
     pages = _Pages(count=10)
