@@ -324,8 +324,9 @@ class PageReader(Generic[T]):
         # after the last one starts when that page arrives (its done callback comes back
         # here), one task a page: `prefetch(100_000)` on a two-page list makes two.
         while len(self._tasks) < self._ahead:
+            after: str | None
             if not self._tasks:
-                url = self._chain_from
+                after = self._chain_from
             else:
                 last = self._tasks[-1]
                 if not last.done():
@@ -333,10 +334,10 @@ class PageReader(Generic[T]):
                 if last.cancelled() or last.exception() is not None:
                     return  # the consumer meets that error (or stopped) first
                 page = last.result()
-                url = None if page is None else page.next
-            if url is None:
+                after = None if page is None else page.next
+            if after is None:
                 return
-            self._spawn(_fetch_once(self._fetch_url, self._fetched, url), url)
+            self._spawn(_fetch_once(self._fetch_url, self._fetched, after), after)
             self._tasks[-1].add_done_callback(_chain_on(weakref.ref(self)))
 
     def _spawn(self, fetch: Awaitable[Page[T] | None], url: str | None) -> None:
