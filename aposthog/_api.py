@@ -256,7 +256,10 @@ class Api:
         try:
             with anyio.fail_after(timeout):
                 stream = await pipeline.transport.open_stream(
-                    request, headers, idle_timeout=self.config.stream_idle_timeout
+                    request,
+                    headers,
+                    idle_timeout=self.config.stream_idle_timeout,
+                    attempt_timeout=timeout,
                 )
         except APIConnectionError as exc:  # before TimeoutError: APITimeoutError is one
             return Failure.connection(exc)

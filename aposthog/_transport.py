@@ -480,13 +480,21 @@ class Transport:
             return None  # a borrowed session brings its own settings
         return self._proxies.for_url(url)
 
-    def _timeout(self, *, idle: float | None) -> aiohttp.ClientTimeout:
+    def _timeout(self, *, idle: float | None, attempt: float | None) -> aiohttp.ClientTimeout:
+        """A stream's limits: connecting as `_call_timeout` bounds it, then only `idle`."""
+        connect = self._connect_inside(attempt)
         return aiohttp.ClientTimeout(
-            total=None,
-            connect=self._connect_timeout,
-            sock_connect=self._connect_timeout,
-            sock_read=idle,
+            total=None, connect=connect, sock_connect=connect, sock_read=idle
         )
+
+    def _connect_inside(self, attempt: float | None) -> float | None:
+        """`connect_timeout`, or a little less than `attempt` when that is shorter."""
+        connect = self._connect_timeout
+        if attempt is not None:
+            inside = attempt - min(0.1, attempt * 0.05)
+            if connect is None or inside < connect:
+                connect = inside
+        return connect
 
     def _call_timeout(
         self, attempt: float | None, *, total: float | None = None
@@ -499,11 +507,7 @@ class Transport:
         says the request never reached PostHog (and may be repeated), not as the
         attempt's timeout, which cannot tell.
         """
-        connect = self._connect_timeout
-        if attempt is not None:
-            inside = attempt - min(0.1, attempt * 0.05)
-            if connect is None or inside < connect:
-                connect = inside
+        connect = self._connect_inside(attempt)
         limits = aiohttp.ClientTimeout(total=total, connect=connect, sock_connect=connect)
         if total is None:
             if len(self._call_timeouts) >= _URLS_KEPT:
@@ -619,9 +623,20 @@ class Transport:
         raise _connection_error(failure, request, proxy)
 
     async def open_stream(
-        self, request: Request, headers: Mapping[str, str], *, idle_timeout: float | None
+        self,
+        request: Request,
+        headers: Mapping[str, str],
+        *,
+        idle_timeout: float | None,
+        attempt_timeout: float | None = None,
     ) -> StreamResponse:
-        """Send a request and return once the status and headers have arrived."""
+        """
+        Send a request and return once the status and headers have arrived.
+
+        `attempt_timeout` is the time the caller gives the opening (kept by the caller):
+        connecting ends a little inside it, as a connect timeout, which says the request
+        never reached PostHog.
+        """
         session = self._ensure_session()
         proxy = self._proxy_for(request.url)
         failure: BaseException
@@ -631,7 +646,7 @@ class Transport:
                 request,
                 URL(request.url, encoded=True),
                 headers,
-                self._timeout(idle=idle_timeout),
+                self._timeout(idle=idle_timeout, attempt=attempt_timeout),
                 proxy,
             )
         except _AttemptFailed as exc:

@@ -182,6 +182,29 @@ async def test_connect_timeout_raises_api_timeout_error() -> None:
     assert "connecting" in str(info.value)
 
 
+async def test_a_stream_whose_timeout_ends_while_connecting_never_reached_the_server() -> None:
+    """
+    A conversation message whose `timeout` (shorter than `connect_timeout`) runs out
+    during a TLS handshake that never completes: no byte of the message was sent, so
+    the error says so (and the retry policy may repeat it), as for a JSON call; it said
+    "did not start answering in time", as if PostHog might have started the run.
+    """
+    async with (
+        tls_stall() as port,
+        aposthog.Client(
+            api_key="k",
+            host=f"https://127.0.0.1:{port}",
+            connect_timeout=10,
+            timeout=0.3,
+            max_retries=0,
+        ) as ph,
+    ):
+        with anyio.fail_after(5), pytest.raises(aposthog.APITimeoutError) as info:
+            await ph.conversations.create("Signups last week?").until_done()
+    assert not info.value.reached_server
+    assert "connecting" in str(info.value)
+
+
 async def test_connection_refused_is_retried_then_raised() -> None:
     """A refused connection never reached the server: retried for any method, then raised."""
     listener = await anyio.create_tcp_listener(local_host="127.0.0.1")
