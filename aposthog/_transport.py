@@ -110,12 +110,37 @@ def _connection_error(
     elif isinstance(exc, aiohttp.ClientPayloadError):
         message = "the response from PostHog was cut off"
     elif isinstance(exc, aiohttp.ClientResponseError):
-        # A malformed answer (bad status line, headers too large): aiohttp's text can
-        # quote the bytes received, so only the kind of failure is named.
-        message = f"PostHog's answer could not be read: {type(exc).__name__} {exc.status}"
+        # A malformed answer (a bad status line, header or chunk; headers too large),
+        # which aiohttp reports as a 400 of its own: named by the fault's kind only, as
+        # aiohttp's text goes on to quote the bytes received.
+        fault = _parser_fault(exc.message)
+        message = "PostHog's answer is not valid HTTP" + (f" ({fault})" if fault else "")
     else:
         message = f"connection to PostHog failed{via}: {type(exc).__name__}"
     return APIConnectionError(message, method=method, path=path)
+
+
+_PARSER_FAULTS = (
+    ("chunk", "a bad chunk size"),
+    ("status", "a bad status line"),
+    ("content-length", "a bad Content-Length"),
+    ("header", "a bad header"),
+    ("more than", "a line too long"),
+    ("too long", "a line too long"),
+)
+
+
+def _parser_fault(text: object) -> str | None:
+    """
+    The kind of fault aiohttp's HTTP parser reports, in aposthog's own words (its text
+    quotes the bytes received, which a server may have made of the request's headers):
+    "Invalid character in chunk size" is "a bad chunk size". None when unrecognised.
+    """
+    words = str(text).split("\n", 1)[0].lower()
+    for word, fault in _PARSER_FAULTS:
+        if word in words:
+            return fault
+    return None
 
 
 _URLS_KEPT = 256

@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
+from aiohttp.http_parser import HttpResponseParser, HttpResponseParserPy
 
 import aposthog
 from aposthog.testing import LoopbackServer, ServerReply, ServerRequest
@@ -384,3 +385,53 @@ async def test_a_redirect_to_bytes_that_are_not_utf8_gives_a_printable_error() -
     assert 302 == info.value.status
     assert "redirected to https://elsewhere.example/\ufffd\ufffd\\x1b[2J;" in str(info.value)
     str(info.value).encode("utf-8")  # UnicodeEncodeError: surrogates not allowed
+
+
+@pytest.mark.parametrize(
+    ("answer", "fault"),
+    [
+        (
+            b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+            b"Transfer-Encoding: chunked\r\n\r\nZZ\r\n{}\r\n0\r\n\r\n",
+            "a bad chunk size",
+        ),
+        (b"HTTP/1.1 200 OK\r\nContent-Length: abc\r\n\r\n{}", "a bad Content-Length"),
+        (b"HTTP/1.1 2OO OK\r\n\r\n", "a bad status line"),
+    ],
+    ids=["chunk-size", "content-length", "status-line"],
+)
+async def test_an_answer_that_is_not_http_says_what_was_wrong_and_no_byte_of_it(
+    answer: bytes, fault: str
+) -> None:
+    """
+    A malformed answer (a bad chunk size, status line or header) is named by the kind
+    of fault aiohttp found, never as an HTTP status: it said "ClientResponseError 400",
+    which reads as PostHog's 400 Bad Request. The bytes received are not quoted (a
+    server may echo the request's `Authorization` header into them).
+    """
+    echoed = answer.replace(b"OK", SENTINEL.encode())
+
+    async def reply(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(echoed)
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(reply, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        async with _client(f"http://127.0.0.1:{port}") as ph:
+            with pytest.raises(aposthog.APIConnectionError) as info:
+                await ph.batch_exports.get(ANY_ID)
+    finally:
+        server.close()
+        await server.wait_closed()
+    message = str(info.value)
+    assert "PostHog's answer is not valid HTTP" in message
+    if HttpResponseParser is not HttpResponseParserPy:
+        # aiohttp's C parser names each fault ("Invalid character in chunk size");
+        # its pure-Python one quotes only the bytes for some.
+        assert f"PostHog's answer is not valid HTTP ({fault})" in message
+    assert "400" not in message
+    assert SENTINEL not in message + repr(info.value)
+    assert info.value.reached_server
