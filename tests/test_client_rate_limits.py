@@ -482,7 +482,7 @@ async def test_a_client_refused_at_construction_does_not_keep_the_store_open(
         store = aposthog.RedisRateLimitStore(f"{redis_url}?client_name={name}")
         limits = RateLimits(api=Rate(100, per=60))
         with pytest.raises(TypeError, match="on_wait"):
-            fake.client(rate_limits=limits, rate_limit_store=store, on_wait=42)
+            fake.client(rate_limits=limits, rate_limit_store=store, on_wait=42)  # type: ignore[arg-type]
         async with fake.client(rate_limits=limits, rate_limit_store=store) as ph:
             await ph.customer_profile_configs.list()
             assert 1 == await _connections_named(admin, name)

@@ -285,13 +285,7 @@ def destination_body(value: Any) -> dict[str, Any]:
         if not isinstance(config, Mapping):
             raise TypeError(f"destination.config must be a mapping, got {type(config).__name__}")
         integration: Any = value.integration
-        if integration is not None and (
-            isinstance(integration, bool) or not isinstance(integration, int)
-        ):
-            raise TypeError(
-                "destination.integration must be an int (an integration's id) or None, "
-                f"got {type(integration).__name__}"
-            )
+        _check_integration("destination.integration", integration)
         out: dict[str, Any] = {
             "type": choice("destination.type", value.type, _DESTINATIONS, open_enum=True),
             "config": dict(config),
@@ -314,10 +308,22 @@ def destination_body(value: Any) -> dict[str, Any]:
     config = value.get("config", {})
     if not isinstance(config, Mapping):
         raise TypeError(f"destination['config'] must be a mapping, got {type(config).__name__}")
+    # `integration_id` is PostHog's write-only alias of `integration`. A None in a mapping
+    # is sent as given: the caller wrote it (the record cannot tell None from left out).
+    for key in ("integration", "integration_id"):
+        _check_integration(f"destination[{key!r}]", value.get(key))
     check_json("destination", out | {"config": config})
     # Always sent: PostHog's destination validation fails with a 500 without it.
     out["config"] = dict(config)
     return out
+
+
+def _check_integration(name: str, value: Any) -> None:
+    """An integration's id is an int (PostHog refuses `true`, and reads 1.5 as id 1)."""
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
+        raise TypeError(
+            f"{name} must be an int (an integration's id) or None, got {type(value).__name__}"
+        )
 
 
 def _offset(name: str, value: Any, high: int) -> int | None:

@@ -84,7 +84,8 @@ def _no_false(value: str | bool | None) -> str | bool | None:
 @attrs.frozen(kw_only=True)
 class AIScript:
     """
-    How the fake PostHog AI answers one message (queue them with `fake.script_answer`).
+    How the fake PostHog AI answers one message: `fake.script_answer(text, **options)`
+    builds and queues one; a script built beforehand goes in `fake.ai_scripts.append`.
 
     Attributes:
         text: the final answer.

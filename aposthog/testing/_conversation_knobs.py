@@ -42,12 +42,24 @@ class ConversationsKnobs:
         """
         Queue how PostHog AI answers the next message (see `AIScript` for the options).
 
+        `text` is the answer's text (None: `AIScript`'s default answer); anything else is
+        a `TypeError`. A script built beforehand is queued with `fake.ai_scripts.append`.
+
         Example:
             ```python
             fake.script_answer("Hello! 👋", chunk_size=3, delay=0.01, tool="search")
             fake.script_answer("never finished", fail="Oops! Something went wrong.")
             ```
         """
+        # Refused here: queued, a non-str text failed only at the next message, as a 500.
+        given: object = text  # typed str | None, checked for callers who are not
+        if isinstance(given, AIScript):
+            raise TypeError(
+                "text must be a str or None, got an AIScript: "
+                "queue a ready script with fake.ai_scripts.append(script)"
+            )
+        if given is not None and not isinstance(given, str):
+            raise TypeError(f"text must be a str or None, got {given!r}")
         # No text: `AIScript`'s own default answer.
         script = AIScript(**options) if text is None else AIScript(text=text, **options)
         self.ai_scripts.append(script)

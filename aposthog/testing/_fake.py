@@ -17,19 +17,23 @@ import re
 import secrets
 import urllib.parse
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import anyio
 import attrs
 
+from .. import _config
+from .._client import NOT_GIVEN, Client, NotGiven
+from .._limiter import RateLimitStore
+from .._observe import WaitCallback
+from .._ratelimit import RateLimits
+from .._retry import RetryPolicy
+from .._transport import ClientSession
 from . import _batch_exports, _conversations, _profile_configs
 from ._conversation_knobs import ConversationsKnobs
 from ._loopback import LoopbackServer, ServerReply, ServerRequest
 from ._throttle import FakeThrottles, ThrottleLimit, throttled
 from ._wire import FakeRequest, HTTPError, Route, error, json_reply
-
-if TYPE_CHECKING:
-    from .._client import Client
 
 __all__ = ["FakePostHog", "RecordedRequest"]
 
@@ -223,13 +227,47 @@ class FakePostHog:
     async def __aexit__(self, *exc_info: object) -> None:
         await self.aclose()
 
-    def client(self, **kwargs: Any) -> Client:
-        """An `aposthog.Client` configured for this fake (keyword arguments pass through)."""
-        from .._client import Client
-
-        kwargs.setdefault("api_key", self.api_key)
-        kwargs.setdefault("project_id", self.project_id)
-        return Client(host=self.url, **kwargs)
+    def client(
+        self,
+        *,
+        api_key: str | NotGiven | None = NOT_GIVEN,
+        project_id: str | int | NotGiven | None = NOT_GIVEN,
+        max_concurrency: int | None = None,
+        timeout: float | None = _config.DEFAULT_TIMEOUT,
+        connect_timeout: float | None = _config.DEFAULT_CONNECT_TIMEOUT,
+        stream_idle_timeout: float | None = _config.DEFAULT_STREAM_IDLE_TIMEOUT,
+        max_retries: int | None = None,
+        retry: RetryPolicy | None = None,
+        session: ClientSession | None = None,
+        on_wait: WaitCallback | None = None,
+        rate_limits: RateLimits | str | None = "auto",
+        rate_limit_store: RateLimitStore | None = None,
+        max_response_size: int = _config.DEFAULT_MAX_RESPONSE_SIZE,
+        allow_insecure_http: bool = False,
+    ) -> Client:
+        """
+        An `aposthog.Client` for this fake: its `host` is the fake's URL, and `api_key`
+        and `project_id` are the fake's unless given (None reads the environment, as
+        `Client` does). The other arguments are `Client`'s, with its defaults.
+        """
+        # Client's keyword parameters, spelled out so that they are type-checked.
+        return Client(
+            api_key=self.api_key if isinstance(api_key, NotGiven) else api_key,
+            host=self.url,
+            project_id=self.project_id if isinstance(project_id, NotGiven) else project_id,
+            max_concurrency=max_concurrency,
+            timeout=timeout,
+            connect_timeout=connect_timeout,
+            stream_idle_timeout=stream_idle_timeout,
+            max_retries=max_retries,
+            retry=retry,
+            session=session,
+            on_wait=on_wait,
+            rate_limits=rate_limits,
+            rate_limit_store=rate_limit_store,
+            max_response_size=max_response_size,
+            allow_insecure_http=allow_insecure_http,
+        )
 
     def __repr__(self) -> str:
         return f"<FakePostHog {self.url or '(not started)'} project_id={self.project_id}>"

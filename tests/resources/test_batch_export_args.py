@@ -175,6 +175,45 @@ def test_a_destination_records_wrong_fields_are_refused_by_name(field: str, valu
         destination_body(destination)
 
 
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("config", None),
+        ("config", "ab"),
+        ("config", [("a", 1)]),
+        ("integration", True),
+        ("integration", 1.5),
+        ("integration", "1"),
+    ],
+)
+def test_a_destination_mappings_wrong_fields_are_refused_as_the_records_are(
+    field: str, value: Any
+) -> None:
+    """
+    A plain mapping is the documented alternative to a `BatchExportDestination`, so it
+    is checked the same way, with the same `TypeError` naming `destination['<field>']`.
+    Its `integration` was sent as given: `true` is PostHog's 400, and `1.5` its lookup
+    `pk=1.5`, which Django reads as integration 1, the wrong export's credentials.
+    """
+    with pytest.raises(TypeError) as from_record:
+        destination_body(BatchExportDestination(type="NoOp", **{field: value}))
+    with pytest.raises(TypeError) as from_mapping:
+        destination_body({"type": "NoOp", field: value})
+    expected = str(from_record.value).replace(f"destination.{field}", f"destination['{field}']")
+    assert expected == str(from_mapping.value)
+
+
+@pytest.mark.parametrize("value", [True, 1.5, "1"])
+def test_a_destination_mappings_integration_id_is_checked_as_its_integration(value: Any) -> None:
+    """
+    PostHog's serializer also takes the destination's integration as `integration_id`
+    (a write-only alias that wins over `integration`): a mapping may carry it, and it is
+    refused by name as `integration` is, not sent for PostHog to misread.
+    """
+    with pytest.raises(TypeError, match=r"destination\['integration_id'\] must be an int"):
+        destination_body({"type": "NoOp", "integration_id": value})
+
+
 def test_destination_bodies() -> None:
     """Records and mappings become {type, config[, integration]}; integration None is left out."""
     record = BatchExportDestination(type="S3", config={"a": 1}, integration=None)
@@ -320,6 +359,18 @@ WRONG_CALLS: list[tuple[str, Call, type[Exception]]] = [
             destination=BatchExportDestination(type="NoOp", config={1: "x"}),  # type: ignore[dict-item]
             interval="hour",
         ),
+        TypeError,
+    ),
+    (
+        "create destination mapping with a bool integration",
+        lambda ph: ph.batch_exports.create(
+            name="x", destination={**NOOP, "integration": True}, interval="hour"
+        ),
+        TypeError,
+    ),
+    (
+        "update destination mapping with a float integration",
+        lambda ph: ph.batch_exports.update(E, destination={**NOOP, "integration": 1.5}),
         TypeError,
     ),
     (

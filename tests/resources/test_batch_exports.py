@@ -135,6 +135,24 @@ async def test_create_takes_a_plain_mapping_destination(
     assert export.offset_hour == 0  # a daily export starts at midnight unless told otherwise
 
 
+async def test_a_mapping_destination_with_an_integration_id_is_sent_and_read_back(
+    fake: FakePostHog, ph: aposthog.Client
+) -> None:
+    """
+    The mapping form carries the integration as the record does (its id, an int, now
+    checked before sending): PostHog stores it, and the export read back names it.
+    """
+    destination = {"type": "AwsS3", "config": S3_CONFIG, "integration": AWS_INTEGRATION}
+    export = await ph.batch_exports.create(name="S3", destination=destination, interval="hour")
+
+    assert destination == fake.requests[-1].json()["destination"]
+    assert AWS_INTEGRATION == fake.batch_exports[export.id]["destination"]["integration"]
+    assert AWS_INTEGRATION == export.destination.integration
+    fetched = await ph.batch_exports.get(export.id)
+    assert AWS_INTEGRATION == fetched.destination.integration
+    assert BatchExportDestinationType.AWS_S3 is fetched.destination.type
+
+
 async def test_create_validation_errors_are_bad_requests(ph: aposthog.Client) -> None:
     """PostHog's messages for an unknown or a missing config field come through intact."""
     with pytest.raises(aposthog.BadRequestError) as info:

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import contextlib
+import inspect
 import io
 import json
 import os
 import signal
 import subprocess
 import sys
+import typing
 import urllib.request
 from collections.abc import Iterator
 from typing import Any
@@ -561,3 +563,59 @@ async def test_a_page_size_below_one_is_refused() -> None:
     """
     with pytest.raises(ValueError, match="page_size"):
         FakePostHog(page_size=0)
+
+
+def test_the_client_method_takes_clients_keyword_arguments_with_resolvable_hints() -> None:
+    """
+    `fake.client(...)` passes its keyword arguments to `aposthog.Client`, so it takes
+    exactly Client's (but `host`, which is the fake's URL), typed and defaulted as Client
+    types and defaults them: mypy then checks a test's `fake.client(timout=1)`, and
+    `typing.get_type_hints` (which documentation tools and cattrs call) resolves its
+    annotations at run time (`Client` was imported for type checking only: a `NameError`).
+    `api_key` and `project_id` default to the fake's own, so their default is `NOT_GIVEN`.
+    """
+    hints = typing.get_type_hints(FakePostHog.client)
+    assert aposthog.Client is hints.pop("return")
+    client_hints = typing.get_type_hints(aposthog.Client.__init__)
+    del client_hints["return"], client_hints["host"]
+    for name in ("api_key", "project_id"):
+        assert client_hints.pop(name) | aposthog.NotGiven == hints.pop(name)
+    assert client_hints == hints
+
+    ours = inspect.signature(FakePostHog.client).parameters
+    theirs = inspect.signature(aposthog.Client.__init__).parameters
+    assert [n for n in theirs if n not in ("self", "host")] == [n for n in ours if n != "self"]
+    for name, parameter in ours.items():
+        if name == "self":
+            continue
+        assert inspect.Parameter.KEYWORD_ONLY == parameter.kind
+        expected = aposthog.NOT_GIVEN if name in ("api_key", "project_id") else theirs[name].default
+        assert expected == parameter.default, name
+
+
+async def test_the_client_method_passes_what_it_is_given_and_nothing_else(
+    fake: FakePostHog, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """
+    Given no `api_key` or `project_id`, the client uses the fake's; given one (None
+    included, which reads the environment as `Client` does), it uses that; every other
+    argument reaches `Client` as given.
+    """
+    async with fake.client(max_concurrency=3) as ph:
+        await ph.customer_profile_configs.list().to_list()
+        assert 3 == ph._api.config.max_concurrency
+    assert f"Bearer {fake.api_key}" == fake.requests[-1].headers["authorization"]
+    assert fake.requests[-1].path.startswith(f"/api/environments/{fake.project_id}/")
+
+    key = fake.add_key()
+    async with fake.client(api_key=key, project_id="@current") as ph:
+        await ph.customer_profile_configs.list().to_list()
+    assert f"Bearer {key}" == fake.requests[-1].headers["authorization"]
+    assert fake.requests[-1].path.startswith("/api/environments/@current/")
+
+    monkeypatch.setenv("POSTHOG_PERSONAL_API_KEY", key)
+    monkeypatch.delenv("POSTHOG_PROJECT_ID", raising=False)
+    async with fake.client(api_key=None, project_id=None) as ph:
+        await ph.customer_profile_configs.list().to_list()
+    assert f"Bearer {key}" == fake.requests[-1].headers["authorization"]
+    assert fake.requests[-1].path.startswith("/api/environments/@current/")

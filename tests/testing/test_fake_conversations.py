@@ -742,3 +742,22 @@ async def test_a_scripted_answer_without_text_gets_the_default_answer(fake: Fake
     async with fake.client() as ph:
         result = await ph.conversations.create("Hi?").until_done()
     assert AIScript().text == result.text
+
+
+async def test_an_aiscript_passed_as_the_text_is_refused_at_the_call(fake: FakePostHog) -> None:
+    """
+    `script_answer(text, **options)` builds the script itself; a ready `AIScript` given
+    as its text (`script_answer(AIScript(...))`) was queued as the answer's text, and the
+    next message got a 500 from the fake. It is a `TypeError` naming `text` at the call,
+    saying where a ready script goes (`fake.ai_scripts`), and nothing is queued.
+    """
+    script = AIScript(text="scripted")
+    with pytest.raises(TypeError, match=r"text.*AIScript.*ai_scripts\.append"):
+        fake.script_answer(script)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="text must be a str or None, got 42"):
+        fake.script_answer(42)  # type: ignore[arg-type]
+    assert not fake.ai_scripts
+    fake.ai_scripts.append(script)  # the way to queue a script built beforehand
+    async with fake.client() as ph:
+        result = await ph.conversations.create("Hi?").until_done()
+    assert "scripted" == result.text
