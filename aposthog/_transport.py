@@ -109,6 +109,15 @@ def _connection_error(
         message = "PostHog closed the connection without answering"
     elif isinstance(exc, aiohttp.ClientPayloadError):
         message = "the response from PostHog was cut off"
+    elif isinstance(exc, aiohttp.ClientHttpProxyError):
+        # The proxy refused the tunnel (407: other credentials; 502: it could not reach
+        # PostHog): nothing reached PostHog.
+        return APIConnectionError(
+            f"cannot connect to PostHog{via}: the proxy answered {exc.status}",
+            method=method,
+            path=path,
+            reached_server=False,
+        )
     elif isinstance(exc, aiohttp.ClientResponseError):
         # A malformed answer (a bad status line, header or chunk; headers too large),
         # which aiohttp reports as a 400 of its own: named by the fault's kind only, as
@@ -335,7 +344,9 @@ class StreamResponse:
             failure: BaseException = exc
         finally:
             self._stop_idle_timer()
-        raise _connection_error(failure, self._request)
+        error = _connection_error(failure, self._request)
+        del failure  # aiohttp's error holds the request's headers, the key among them
+        raise error
 
     async def read_chunk(self) -> bytes:
         """
@@ -379,8 +390,10 @@ class StreamResponse:
                     self._stop_idle_timer()
             return chunk
         # Raised outside the handler: aiohttp's error (which holds the request, and so
-        # the key) is no context of ours.
-        raise _connection_error(failure, self._request)
+        # the key) is no context of ours, nor a local of this frame.
+        error = _connection_error(failure, self._request)
+        del failure
+        raise error
 
     def _new_inflater(self) -> Inflater:
         try:
@@ -645,7 +658,12 @@ class Transport:
         finally:
             if key is not None:
                 self._deadlines.stop(key)
-        raise _connection_error(failure, request, proxy)
+        error = _connection_error(failure, request, proxy)
+        # Not left in this frame for a traceback printed with its locals (pytest's
+        # `--showlocals`, rich, Sentry): the proxy URL holds its password, and aiohttp's
+        # error the request's headers.
+        del failure, proxy
+        raise error
 
     async def open_stream(
         self,
@@ -680,7 +698,12 @@ class Transport:
             failure = exc
         else:
             return StreamResponse(resp, request, self._max_response_size, idle_timeout)
-        raise _connection_error(failure, request, proxy)
+        error = _connection_error(failure, request, proxy)
+        # Not left in this frame for a traceback printed with its locals (pytest's
+        # `--showlocals`, rich, Sentry): the proxy URL holds its password, and aiohttp's
+        # error the request's headers.
+        del failure, proxy
+        raise error
 
     async def aclose(self) -> None:
         """Close the session if this transport created it."""

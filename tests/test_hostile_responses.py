@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import json
+import traceback
 import tracemalloc
 import zlib
 from collections.abc import AsyncIterator
@@ -434,4 +435,15 @@ async def test_an_answer_that_is_not_http_says_what_was_wrong_and_no_byte_of_it(
         assert f"PostHog's answer is not valid HTTP ({fault})" in message
     assert "400" not in message
     assert SENTINEL not in message + repr(info.value)
+    # Nor in a traceback printed with every frame's locals: aiohttp's error, whose repr
+    # shows the request's headers, is no local of the frame that raised.
+    printed = traceback.TracebackException.from_exception(info.value, capture_locals=True)
+    frames = [frame for frame in printed.stack if "aposthog" in frame.filename]
+    assert frames
+    assert not [
+        (frame.name, name)
+        for frame in frames
+        for name, value in (frame.locals or {}).items()
+        if SENTINEL in value
+    ]
     assert info.value.reached_server

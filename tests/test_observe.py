@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Coroutine
 from typing import Any, get_type_hints
 
@@ -345,3 +346,37 @@ async def test_a_chunk_is_received_before_its_first_token() -> None:
         assert (await ph.conversations.create("q").until_done()).text == "Hello"
     log = [entry[0] for entry in recorder.log]
     assert log[:4] == ["stream", "attempt", "received", "first_token"]
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="the wait listener is a ContextVar that a task created inside on_wait inherits: "
+    "that task's own rate-limiter waits are announced to the call that started it",
+)
+async def test_a_task_started_from_on_wait_does_not_report_its_waits_to_that_call(
+    fake: FakePostHog,
+) -> None:
+    """
+    The README's advice for async work in `on_wait` is to start a task from it. A task
+    started there copies the context of the call that is waiting; its own calls, made on
+    a view without `on_wait`, must not be reported to that call's `on_wait` (with that
+    call's attempt number, after it has ended).
+    """
+    limits = aposthog.RateLimits(api=(aposthog.Rate(1, per=0.2),), margin=0)
+    heard: list[aposthog.Wait] = []
+    started: list[asyncio.Task[None]] = []
+    async with fake.client(rate_limits=limits) as ph:
+
+        async def side_job() -> None:
+            await ph.batch_exports.list()  # the view without on_wait: it waits unheard
+
+        def on_wait(wait: aposthog.Wait) -> None:
+            heard.append(wait)
+            if not started:
+                started.append(asyncio.get_running_loop().create_task(side_job()))
+
+        await ph.batch_exports.list()  # the window is full
+        await ph.with_options(on_wait=on_wait).batch_exports.list()  # waits, starts the job
+        await asyncio.gather(*started)
+    assert 3 == len(fake.requests)
+    assert [("rate_limit", 1)] == [(w.reason, w.attempt) for w in heard]

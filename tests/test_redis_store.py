@@ -6,6 +6,7 @@ import contextlib
 import secrets
 import sys
 import time
+import traceback
 from collections.abc import AsyncIterator
 from typing import Any, cast
 
@@ -320,3 +321,58 @@ def test_without_redis_py_the_error_names_the_extra(monkeypatch: pytest.MonkeyPa
     monkeypatch.setitem(sys.modules, "redis.asyncio", None)
     with pytest.raises(ModuleNotFoundError, match=r"aposthog\[redis\]"):
         RedisRateLimitStore("redis://127.0.0.1:6379/0")
+
+
+REDIS_PASSWORD = "phx_REDIS_PASSWORD_7f3a9c"
+
+
+def _store_of_an_unknown_user(redis_url: str) -> RedisRateLimitStore:
+    # Built here, so that no frame of the test's traceback holds the password itself.
+    location = redis_url.removeprefix("redis://")
+    return RedisRateLimitStore(f"redis://nosuchuser:{REDIS_PASSWORD}@{location}", timeout=2)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="RateLimitStoreError is raised `from` redis-py's error with its traceback, whose "
+    "on_connect frame holds auth_args=(user, password): printed with locals, the password shows",
+)
+async def test_a_refused_redis_password_is_not_in_the_traceback_printed_with_locals(
+    redis_url: str,
+) -> None:
+    """
+    The store keeps the password out of its messages and repr; a crash report that prints
+    the traceback with every frame's local variables (pytest's `--showlocals`, rich,
+    loguru, Sentry) must not show it either, as the README promises for the API key. A
+    user Redis does not know makes the connection's AUTH fail.
+    """
+    store = _store_of_an_unknown_user(redis_url)
+    limiter = RateLimiter(RateLimits(api=Rate(1, per=1)), store, "scope")
+    try:
+        with pytest.raises(RateLimitStoreError) as caught:
+            await limiter.acquire("api")
+    finally:
+        await store.aclose()
+    assert REDIS_PASSWORD not in str(caught.value)
+    printed = traceback.TracebackException.from_exception(caught.value, capture_locals=True)
+    lines = [line for line in printed.format() if REDIS_PASSWORD in line]
+    assert not lines, lines[0][:300]
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="RedisRateLimitStore.__repr__ reads self._location, which __init__ sets only after "
+    "its checks: the refused store's repr raises AttributeError, and so does printing the "
+    "traceback with locals",
+)
+def test_a_refused_store_can_still_be_printed_with_the_tracebacks_locals() -> None:
+    """
+    A store whose arguments are refused raises a ValueError from `__init__`, whose frame
+    holds the half-made store as `self`: printing that traceback with its locals (as the
+    README says crash reports do) must show the error, not fail on the store's repr.
+    """
+    require_redis_py()
+    with pytest.raises(ValueError, match="prefix") as caught:
+        RedisRateLimitStore("redis://127.0.0.1:1/0", prefix="")
+    printed = traceback.TracebackException.from_exception(caught.value, capture_locals=True)
+    assert "prefix must be a non-empty string" in "".join(printed.format())

@@ -8,6 +8,7 @@ import gc
 import gzip
 import socket
 import struct
+import traceback
 import tracemalloc
 from collections.abc import AsyncIterator, Awaitable, Callable
 
@@ -821,3 +822,61 @@ async def test_an_attempt_timed_out_while_still_connecting_never_reached_the_ser
         finally:
             await transport.aclose()
     assert not info.value.reached_server
+
+
+async def test_the_proxy_password_is_not_in_the_traceback_printed_with_locals(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """
+    A failure through a proxy names it without its credentials (README); a traceback
+    printed with every frame's local variables (pytest's `--showlocals`, rich, loguru,
+    Sentry), which the README promises never shows the key, must not show the proxy's
+    password either: it is as much a secret, read from `HTTPS_PROXY`.
+    """
+    dead = _dead_port()
+    monkeypatch.setenv("HTTPS_PROXY", f"http://scott:tiger-{'secret'}@127.0.0.1:{dead}")
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    async with aposthog.Client(
+        api_key="phx_x", host="https://posthog.invalid", max_retries=0
+    ) as ph:
+        with pytest.raises(aposthog.APIConnectionError) as info:
+            await ph.customer_profile_configs.list()
+    printed = traceback.TracebackException.from_exception(info.value, capture_locals=True)
+    lines = [line for line in printed.format() if "tiger-secret" in line]
+    assert not lines, [line.splitlines()[0] for line in lines]
+
+
+async def test_a_proxy_refusing_the_connect_is_named_as_the_proxy(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """
+    README: "a connection that fails through a proxy says which one (without its
+    credentials)". A proxy that refuses the CONNECT (407: it wants other credentials)
+    is the proxy failing, not PostHog: the message names the proxy.
+    """
+
+    async def proxy(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"HTTP/1.1 407 Proxy Authentication Required\r\nContent-Length: 0\r\n\r\n")
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(proxy, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    for name in ("HTTP_PROXY", "http_proxy", "https_proxy", "NO_PROXY", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HTTPS_PROXY", f"http://scott:tiger@127.0.0.1:{port}")
+    try:
+        client = aposthog.Client(
+            api_key="phx_x", host="https://us.posthog.com", project_id=1, max_retries=0
+        )
+        async with client:
+            with pytest.raises(aposthog.APIConnectionError) as info:
+                await client.customer_profile_configs.list()
+    finally:
+        server.close()
+        await server.wait_closed()
+    message = str(info.value)
+    assert f"through the proxy http://127.0.0.1:{port}" in message
+    assert "tiger" not in message
