@@ -101,11 +101,37 @@ def _redis_module() -> Any:
 
 def _safe_location(url: str) -> str:
     """The URL without its password, for messages and reprs."""
-    parts = urllib.parse.urlsplit(url)
-    netloc = parts.hostname or ""
-    if parts.port is not None:
-        netloc = f"{netloc}:{parts.port}"
+    try:
+        parts = urllib.parse.urlsplit(url)
+        netloc = parts.hostname or ""
+    except ValueError:  # not even a URL: nothing of it is shown
+        return "(an unreadable URL)"
+    try:
+        port = parts.port
+    except ValueError:  # `host:abc`: the port is not shown
+        port = None
+    if port is not None:
+        netloc = f"{netloc}:{port}"
     return urllib.parse.urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+
+
+def _without_frames(exc: BaseException) -> BaseException:
+    """
+    `exc`, and every exception in its cause and context chain, without their tracebacks:
+    redis-py's frames hold the password (`auth_args` while it authenticates), and a
+    traceback printed with its locals (pytest's `--showlocals`, rich, Sentry) shows them.
+    The exceptions themselves (their types and messages) stay.
+    """
+    pending: list[BaseException] = [exc]
+    seen: set[int] = set()
+    while pending:
+        error = pending.pop()
+        if id(error) in seen:
+            continue
+        seen.add(id(error))
+        error.__traceback__ = None
+        pending += [e for e in (error.__cause__, error.__context__) if e is not None]
+    return exc
 
 
 class RedisRateLimitStore(RateLimitStore):
@@ -175,7 +201,9 @@ class RedisRateLimitStore(RateLimitStore):
         self._forgetting: set[asyncio.Task[None]] = set()
 
     def __repr__(self) -> str:
-        return f"<RedisRateLimitStore {self._location} prefix={self._prefix!r}>"
+        # `getattr`: a store refused by `__init__` is shown too (a traceback's locals).
+        location = getattr(self, "_location", "(not configured)")
+        return f"<RedisRateLimitStore {location} prefix={getattr(self, '_prefix', None)!r}>"
 
     def _key(self, scope: str, bucket: str, name: str) -> str:
         return f"{self._prefix}:{{{scope}}}:{bucket}:{name}"
@@ -192,7 +220,7 @@ class RedisRateLimitStore(RateLimitStore):
         try:
             wait = await self._acquire(keys=keys, args=args)
         except self._errors as exc:
-            raise self._failure(exc) from exc
+            raise self._failure(exc) from _without_frames(exc)
         except BaseException:
             # Cancelled while the script ran: it may have counted a request that will
             # never be sent. Take it back, in the background (this task is cancelled).
@@ -218,7 +246,7 @@ class RedisRateLimitStore(RateLimitStore):
         try:
             await self._penalize(keys=[self._key(scope, bucket, "pause")], args=[micros])
         except self._errors as exc:
-            raise self._failure(exc) from exc
+            raise self._failure(exc) from _without_frames(exc)
 
     def _failure(self, exc: BaseException) -> RateLimitStoreError:
         return RateLimitStoreError(
