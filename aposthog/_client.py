@@ -17,7 +17,7 @@ from . import _config
 from ._api import NOT_GIVEN, Api, NotGiven
 from ._config import ClientConfig, resolve_config
 from ._debug_log import DebugLog
-from ._errors import ClientStateError
+from ._errors import ClientStateError, ConfigurationError
 from ._http import Secret
 from ._limiter import RateLimiter, RateLimitStore, make_rate_limiter
 from ._observe import WaitCallback, wait_hook
@@ -111,6 +111,11 @@ class Client:
             # From here on, this frame shows the key as '<redacted>' (say, in a traceback
             # printed with its locals after a configuration error).
             api_key = Secret(api_key)
+        elif api_key is not None:
+            # Refused here, not left in this frame (bytes read from a file are the key too).
+            kind = type(api_key).__name__
+            api_key = None
+            raise ConfigurationError(f"api_key must be a str, got {kind}")
         config = resolve_config(
             api_key=api_key,
             host=host,

@@ -565,12 +565,6 @@ def test_a_setting_that_must_be_finite_refuses_an_int_too_large_for_a_float(
 _BYTES_KEY = SENTINEL.encode()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a key given as bytes is refused, but Client.__init__, resolve_config and "
-    "_api_key keep it in their locals (only a str key is wrapped in Secret): printed "
-    "with the traceback's locals, it shows in clear",
-)
 def test_a_key_given_as_bytes_is_not_printed_with_the_traceback_locals() -> None:
     """
     A key read with `Path.read_bytes()` (or from a bytes environment) is refused as not a
