@@ -107,14 +107,15 @@ class Client:
         max_response_size: int = _config.DEFAULT_MAX_RESPONSE_SIZE,
         allow_insecure_http: bool = False,
     ) -> None:
+        given: object = api_key  # typed `str | None`, checked for callers who are not
         if isinstance(api_key, str):
             # From here on, this frame shows the key as '<redacted>' (say, in a traceback
             # printed with its locals after a configuration error).
-            api_key = Secret(api_key)
-        elif api_key is not None:
+            api_key = given = Secret(api_key)
+        elif given is not None:
             # Refused here, not left in this frame (bytes read from a file are the key too).
-            kind = type(api_key).__name__
-            api_key = None
+            kind = type(given).__name__
+            api_key = given = None
             raise ConfigurationError(f"api_key must be a str, got {kind}")
         config = resolve_config(
             api_key=api_key,
