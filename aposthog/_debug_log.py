@@ -41,9 +41,9 @@ def _duration(seconds: float) -> str:
 def _ended(status: int | None, error: BaseException | None) -> str:
     if error is None:
         return str(status)
-    if isinstance(error, APIStatusError):
-        return f"{error.status} {type(error).__name__}"
-    return type(error).__name__
+    if isinstance(error, APIStatusError) and status is not None:
+        return f"{status} {type(error).__name__}"
+    return type(error).__name__  # no status: no response had it (the limiter's refusal)
 
 
 class DebugLog:
@@ -82,7 +82,7 @@ class _CallLine(ForwardingCall):
     def end(self, status: int | None, error: BaseException | None, attempts: int) -> None:
         super().end(status, error, attempts)
         took = _duration(time.monotonic() - self._started)
-        more = f", {attempts} attempts" if attempts > 1 else ""
+        more = f", {attempts} attempts" if attempts > 1 else ", not sent" if not attempts else ""
         logger.debug("%s: %s in %s%s", self._what, _ended(status, error), took, more)
 
 

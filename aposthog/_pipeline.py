@@ -289,6 +289,7 @@ class Call:
         "_path",
         "_pipeline",
         "_policy",
+        "_refusal",
         "_retries",
         "_started",
         "_target",
@@ -319,6 +320,8 @@ class Call:
         self._observer = observer
         self._limit: int | None = None
         self._retries = 0
+        #: The limiter's own `RateLimitError`, if it refused a wait: no response had it.
+        self._refusal: RateLimitError | None = None
         # A call whose first attempt was made inline (see `Api.send`) starts from then.
         self._started = time.monotonic() if started is None else started
         self.attempts = attempts
@@ -405,6 +408,7 @@ class Call:
             await throttle.acquire(self._bucket, max_wait=max_wait, slots=slots)
         except RateLimitError as exc:
             name_request(exc, self._method, self._target or self._pipeline.path_of(self._path))
+            self._refusal = exc
             raise
         finally:
             if token is not None:
@@ -447,6 +451,11 @@ class Call:
             await anyio.sleep(delay)
 
     def end(self, status: int | None, error: BaseException | None) -> None:
-        """Report how the call ended (to the observer, if any)."""
+        """
+        Report how the call ended (to the observer, if any). The client's own refusal
+        of a rate-limit wait has no status: it is no response (its 429 is only its class).
+        """
         if self._observer is not None:
+            if error is not None and error is self._refusal:
+                status = None
             self._observer.end(status, error, self.attempts)

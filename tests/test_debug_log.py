@@ -50,6 +50,26 @@ async def test_each_call_is_one_line_with_its_path_status_time_and_attempts(
     assert any(r.levelno == logging.INFO and "retrying" in r.getMessage() for r in caplog.records)
 
 
+async def test_a_call_the_rate_limiter_refused_is_no_429_and_says_it_was_not_sent(
+    fake: FakePostHog, caplog: pytest.LogCaptureFixture
+) -> None:
+    """
+    A call refused before sending (its rate-limit wait is longer than it may wait) got
+    no response: its line names the error without a status, and says it was not sent.
+    It read "429 RateLimitError", as if PostHog had throttled the key.
+    """
+    caplog.set_level(logging.DEBUG, logger="aposthog")
+    limits = aposthog.RateLimits(api=(aposthog.Rate(1, per=60),), margin=0)
+    policy = aposthog.RetryPolicy(max_retry_after=1)
+    async with fake.client(rate_limits=limits, retry=policy) as ph:
+        await ph.customer_profile_configs.list()
+        with pytest.raises(aposthog.RateLimitError):
+            await ph.customer_profile_configs.list()
+    lines = [line for line in _lines(caplog) if line.startswith("GET")]
+    assert 2 == len(lines), lines
+    assert re.fullmatch(rf"GET {CONFIGS}: RateLimitError in [0-9.]+ (ms|s), not sent", lines[1])
+
+
 async def test_a_call_that_never_got_an_answer_names_its_error(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
