@@ -416,7 +416,13 @@ class Call:
 
     def _announce(self, seconds: float) -> None:
         assert self._observer is not None
-        self._observer.wait("rate_limit", seconds, self.attempts + 1, None)
+        # The observers (a user's `on_wait` among them) run without this call's listener:
+        # a task they start copies the context, and its own waits are not this call's.
+        token = _WAIT_LISTENER.set(None)
+        try:
+            self._observer.wait("rate_limit", seconds, self.attempts + 1, None)
+        finally:
+            _WAIT_LISTENER.reset(token)
 
     async def _wait_or_raise(self, failure: Failure, repeatable: bool) -> None:
         policy = self._policy

@@ -348,11 +348,6 @@ async def test_a_chunk_is_received_before_its_first_token() -> None:
     assert log[:4] == ["stream", "attempt", "received", "first_token"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the wait listener is a ContextVar that a task created inside on_wait inherits: "
-    "that task's own rate-limiter waits are announced to the call that started it",
-)
 async def test_a_task_started_from_on_wait_does_not_report_its_waits_to_that_call(
     fake: FakePostHog,
 ) -> None:
