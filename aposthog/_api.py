@@ -104,14 +104,21 @@ class Api:
     # ------------------------------------------------------------------ JSON calls
 
     async def send(
-        self, route: Route, request: Request, *, timeout: float | NotGiven | None = NOT_GIVEN
-    ) -> Response:
+        self,
+        route: Route,
+        request: Request,
+        decode: Callable[[Response, Request], T],
+        *,
+        timeout: float | NotGiven | None = NOT_GIVEN,
+    ) -> T:
         """
         Send `request` (an instance of `route`) until it succeeds or fails for good.
 
         `timeout` bounds each attempt: connecting, sending and reading the whole body.
-        Gives the 2xx response, or raises the typed error (a 3xx included: redirects are
-        never followed, so the key never travels elsewhere).
+        Gives the 2xx response through `decode` (with the request), or raises the typed
+        error (a 3xx included: redirects are never followed, so the key never travels
+        elsewhere). A failure of `decode` (a body that is not the record) is the call's
+        own end: an observed call reports it as its error.
 
         The first attempt of a call nobody observes is made right here, as `Call.run`
         would make it (rate limiter, slot, attempt): a call that succeeds at once, the
@@ -128,7 +135,7 @@ class Api:
         if observer is not None:
             exchange = _exchange(pipeline, request, headers, attempt_timeout)
             call = self._call(route, observer, target=request.path)
-            return await _observed(call, exchange, route)
+            return await _observed(call, exchange, route, decode, request)
         started = time.monotonic()
         if pipeline.closed or pipeline.loop is not asyncio.get_running_loop():
             pipeline.check_usable()  # raises (or binds the client to its first loop)
@@ -151,22 +158,24 @@ class Api:
             if pipeline.closed:
                 slots.release()
                 pipeline.check_usable()
+        failure: Failure | None = None
         try:
             response = await pipeline.transport.send(request, headers, timeout=attempt_timeout)
         except APIConnectionError as exc:
             pipeline.check_open(exc)
             failure = Failure.connection(exc)
         else:
-            if response.status < 300:
-                return response
-            failure = status_failure(response.status, response.headers, response.body, request)
+            if response.status >= 300:
+                failure = status_failure(response.status, response.headers, response.body, request)
         finally:
             slots.release()
+        if failure is None:
+            return decode(response, request)  # the slot is free for the next call meanwhile
         if throttle is not None and isinstance(failure.error, RateLimitError):
             await throttle.penalize(route.bucket, failure.error.retry_after)
         call = self._call(route, None, started=started, target=request.path)
         exchange = _exchange(pipeline, request, headers, attempt_timeout)
-        return await _run(call, exchange, route, failure)
+        return decode(await _run(call, exchange, route, failure), request)
 
     def _watch(self, route: Route, target: str = "") -> CallObserver | None:
         """The observer of a new call of `route` (to `target`), or None when nobody records it."""
@@ -205,7 +214,7 @@ class Api:
     ) -> Any:
         """Call `route` and decode its JSON body (None for an empty body, as after a 204)."""
         request = self.pipeline.request(route, route.fill(*values), params=params, json=json)
-        return decode_json(await self.send(route, request, timeout=timeout), request)
+        return await self.send(route, request, decode_json, timeout=timeout)
 
     async def fetch(
         self,
@@ -221,9 +230,13 @@ class Api:
         request = self.pipeline.request(route, route.fill(*values), params=params, json=json)
         if headers:
             request = attrs.evolve(request, headers=headers)
-        body = decode_json(await self.send(route, request, timeout=timeout), request)
-        result: T = _structure()(body, cl, request_path=request.path)
-        return result
+
+        def decode(response: Response, request: Request) -> T:
+            body = decode_json(response, request)
+            result: T = _structure()(body, cl, request_path=request.path)
+            return result
+
+        return await self.send(route, request, decode, timeout=timeout)
 
     def paginate(
         self,
@@ -336,9 +349,16 @@ async def _run(
 
 
 async def _observed(
-    call: Call, exchange: Callable[[], Awaitable[Response | Failure]], route: Route
-) -> Response:
-    """A JSON call that an observer watches: every attempt through `Call.run`, then its end."""
+    call: Call,
+    exchange: Callable[[], Awaitable[Response | Failure]],
+    route: Route,
+    decode: Callable[[Response, Request], T],
+    request: Request,
+) -> T:
+    """
+    A JSON call that an observer watches: every attempt through `Call.run`, the answer
+    decoded, then its end (a body that is not the record is the call's error).
+    """
     try:
         response = await _run(call, exchange, route)
     except APIStatusError as exc:
@@ -348,8 +368,14 @@ async def _observed(
         call.end(None, exc)
         raise
     # A delete found gone after a lost answer: the last status PostHog sent, no error.
-    call.end(404 if response is _GONE else response.status, None)
-    return response
+    status = 404 if response is _GONE else response.status
+    try:
+        result = decode(response, request)
+    except BaseException as exc:
+        call.end(status, exc)
+        raise
+    call.end(status, None)
+    return result
 
 
 def status_failure(
@@ -501,7 +527,9 @@ class _PageSource(Generic[T]):
         return await self._page(api.pipeline.request(self._route, (), url=target))
 
     async def _page(self, request: Request) -> Page[T]:
-        response = await self._api.send(self._route, request, timeout=self._timeout)
+        return await self._api.send(self._route, request, self._decode, timeout=self._timeout)
+
+    def _decode(self, response: Response, request: Request) -> Page[T]:
         body = decode_json(response, request)
         results, count, next_url, previous = parse_page(
             body, self._list_type, request_path=request.path

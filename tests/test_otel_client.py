@@ -611,11 +611,6 @@ async def test_a_call_refused_unsent_by_the_rate_limiter_has_no_response_status(
     assert StatusCode.ERROR == refused.status.status_code
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a call that raises ResponseDecodeError (a 200 whose body is not the record) "
-    "ends its span as a success: the decoding happens after Api.send reported the end",
-)
 async def test_a_call_whose_answer_does_not_fit_its_record_is_an_error_span(
     fake: FakePostHog, spans: InMemorySpanExporter
 ) -> None:
@@ -631,4 +626,18 @@ async def test_a_call_whose_answer_does_not_fit_its_record_is_an_error_span(
             await ph.customer_profile_configs.get("0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b")
     (span,) = spans.get_finished_spans()
     assert "aposthog.ResponseDecodeError" == _attrs(span).get("error.type")
+    assert StatusCode.ERROR == span.status.status_code
+
+
+async def test_a_page_that_does_not_fit_its_records_is_an_error_span(
+    fake: FakePostHog, spans: InMemorySpanExporter
+) -> None:
+    """As for one record: a list page whose body is no page of records ends its span failed."""
+    fake.fail_next(1, status=200, body={"results": [{"id": 5}]}, path="customer_profile_configs")
+    async with fake.client() as ph:
+        with pytest.raises(aposthog.ResponseDecodeError):
+            await ph.customer_profile_configs.list()
+    (span,) = spans.get_finished_spans()
+    assert "aposthog.ResponseDecodeError" == _attrs(span).get("error.type")
+    assert 200 == _attrs(span).get("http.response.status_code")
     assert StatusCode.ERROR == span.status.status_code
