@@ -639,8 +639,15 @@ class StreamEngine:
             return
         self._ended = True
         if self._call is not None and self._call.observed:
-            status = error.status if isinstance(error, APIStatusError) else None
-            self._call.end(200 if error is None else status, error)
+            if isinstance(error, APIStatusError):
+                status: int | None = error.status
+            elif error is None or self._response is not None:
+                # Ended on a stream PostHog answered (a timeout's cancellation, a body
+                # over max_response_size): the 200 it was answered with is kept.
+                status = 200
+            else:
+                status = None
+            self._call.end(status, error)
 
     def _report_outcome(self) -> None:
         observer, self._observer = self._observer, None
