@@ -418,7 +418,18 @@ class RateLimiter:
         if seconds is None or seconds <= 0:
             return
         logger.info("rate limits: PostHog answered 429; %s requests wait %.1f s", bucket, seconds)
-        await self.store.penalize(self._scope, bucket, float(seconds))
+        try:
+            await self.store.penalize(self._scope, bucket, float(seconds))
+        except RateLimitStoreError as exc:
+            # The call's outcome is PostHog's 429, not this: it was sent and refused (a
+            # store error says "not sent"). The next request asks the store again.
+            logger.warning(
+                "rate limits: PostHog's %.1f s pause of %s requests could not be stored, "
+                "so other clients sharing the store do not hold back: %s",
+                seconds,
+                bucket,
+                exc,
+            )
 
     def _check_open(self) -> None:
         if self._closed:

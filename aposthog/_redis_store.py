@@ -246,12 +246,14 @@ class RedisRateLimitStore(RateLimitStore):
         try:
             await self._penalize(keys=[self._key(scope, bucket, "pause")], args=[micros])
         except self._errors as exc:
-            raise self._failure(exc) from _without_frames(exc)
+            raise self._failure(exc, "the pause was not stored") from _without_frames(exc)
 
-    def _failure(self, exc: BaseException) -> RateLimitStoreError:
+    def _failure(
+        self, exc: BaseException, outcome: str = "the request was not sent"
+    ) -> RateLimitStoreError:
         return RateLimitStoreError(
             f"the rate-limit store (Redis at {self._location}) failed: "
-            f"{type(exc).__name__}: {exc}; the request was not sent"
+            f"{type(exc).__name__}: {exc}; {outcome}"
         )
 
     def _attach(self) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import secrets
 import time
-from typing import Any
+from typing import Any, cast
 
 import anyio
 import pytest
@@ -423,6 +423,47 @@ async def test_a_429_pauses_every_process_sharing_the_store(
         await b.customer_profile_configs.list()  # b never saw the 429, yet waits
         assert time.monotonic() - started >= 1
     assert 1 == fake.status_counts[429]
+
+
+async def test_a_429_whose_pause_the_store_cannot_write_is_still_reported_as_the_429(
+    fake: FakePostHog, redis_url: str
+) -> None:
+    """
+    PostHog answers 429 while Redis stalls (here paused for writes; a slow failover):
+    the pause cannot be shared with the fleet, but the caller must still learn what
+    happened: PostHog refused the request (`RateLimitError`, its `retry_after`), not
+    "the request was not sent" (`RateLimitStoreError`, `reached_server=False`), which
+    would make a caller that retries unsent requests at once hammer a throttled key.
+    """
+    import redis.asyncio
+
+    admin = redis.asyncio.Redis.from_url(redis_url)
+    store = aposthog.RedisRateLimitStore(
+        redis_url, prefix=f"test:{secrets.token_hex(4)}", timeout=0.3
+    )
+    fake.latency = 0.3  # the request is in flight while Redis stops taking writes
+    fake.throttle_next(wait=1)
+    limits = RateLimits(api=Rate(100, per=60))
+    try:
+        async with fake.client(rate_limits=limits, rate_limit_store=store, max_retries=0) as ph:
+            with anyio.fail_after(5):
+                async with anyio.create_task_group() as tg:
+
+                    async def pause_redis_once_sent() -> None:
+                        while not fake.requests:  # noqa: ASYNC110 (sent: in flight)
+                            await anyio.sleep(0.01)
+                        await cast(Any, admin).execute_command("CLIENT", "PAUSE", "3000", "WRITE")
+
+                    tg.start_soon(pause_redis_once_sent)
+                    with pytest.raises(aposthog.PostHogError) as caught:
+                        await ph.customer_profile_configs.list()
+    finally:
+        await cast(Any, admin).execute_command("CLIENT", "UNPAUSE")
+        await admin.aclose()
+    assert 1 == fake.status_counts[429]
+    assert "was not sent" not in str(caught.value)
+    assert isinstance(caught.value, aposthog.RateLimitError)
+    assert 1 == caught.value.retry_after
 
 
 async def _connections_named(admin: Any, name: str, expected: int | None = None) -> int:
