@@ -18,6 +18,7 @@ import asyncio
 import importlib
 import itertools
 import math
+import os
 import secrets
 import urllib.parse
 from collections.abc import Awaitable
@@ -194,8 +195,10 @@ class RedisRateLimitStore(RateLimitStore):
         self._prefix = prefix
         self._acquire = client.register_script(_ACQUIRE)
         self._penalize = client.register_script(_PENALIZE)
-        # Members of a sorted set must be unique: this store's id and a counter.
+        # Members of a sorted set must be unique: this store's id and a counter, the id
+        # drawn again in a process forked from this one (which copies both).
         self._member_prefix = secrets.token_hex(6)
+        self._pid = os.getpid()
         self._counter = itertools.count()
         self._users = 0
         self._forgetting: set[asyncio.Task[None]] = set()
@@ -212,6 +215,9 @@ class RedisRateLimitStore(RateLimitStore):
         self, scope: str, bucket: str, windows: tuple[Rate, ...], margin: float
     ) -> float:
         keys = [self._key(scope, bucket, "pause")]
+        if self._pid != os.getpid():  # forked (a `--preload`ed app's worker, a pool)
+            self._pid = os.getpid()
+            self._member_prefix = secrets.token_hex(6)
         member = f"{self._member_prefix}:{next(self._counter)}"
         args: list[str | int] = [member]
         for rate in windows:

@@ -399,11 +399,6 @@ def _count_one_request(store: RedisRateLimitStore) -> None:
         raise SystemExit(1)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the sorted-set members are the store's random id and a counter, both copied "
-    "by fork(): a forked worker and its parent write the same member, which Redis counts once",
-)
 def test_processes_forked_after_the_store_was_made_count_every_request(redis_url: str) -> None:
     """
     A store made at import, before the worker processes fork (gunicorn `--preload`, a
