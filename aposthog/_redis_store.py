@@ -21,7 +21,8 @@ import math
 import os
 import secrets
 import urllib.parse
-from collections.abc import Awaitable
+import weakref
+from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
 from ._limiter import RateLimitStore, RateLimitStoreError
@@ -29,30 +30,44 @@ from ._ratelimit import Rate
 
 __all__ = ["RedisRateLimitStore"]
 
-# KEYS: the pause, then one sorted set per window.
+# KEYS: the pause, then per window its sorted set and the widest span counted in it.
 # ARGV: a unique member, then a limit and a span (µs) per window.
 # Returns 0 once the request is counted, else the µs to wait before asking again.
+# Clients sharing a key may count with margins of their own: each counts the entries of
+# its own span, and the set keeps them for the widest span asked with lately (its key
+# lives as long as that span, renewed by the clients that ask with it).
 _ACQUIRE = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local wait = 0
 local blocked = tonumber(redis.call('GET', KEYS[1]) or '0')
 if blocked > now then wait = blocked - now end
-for i = 2, #KEYS do
-  local limit = tonumber(ARGV[2 * i - 2])
-  local span = tonumber(ARGV[2 * i - 1])
-  redis.call('ZREMRANGEBYSCORE', KEYS[i], '-inf', now - span)
-  local count = redis.call('ZCARD', KEYS[i])
+local windows = (#KEYS - 1) / 2
+local widest = {}
+for w = 1, windows do
+  local key = KEYS[2 * w]
+  local limit = tonumber(ARGV[2 * w])
+  local span = tonumber(ARGV[2 * w + 1])
+  widest[w] = math.max(span, tonumber(redis.call('GET', KEYS[2 * w + 1]) or '0'))
+  redis.call('ZREMRANGEBYSCORE', key, '-inf', string.format('%d', now - widest[w]))
+  local after = string.format('(%d', now - span)
+  local count = redis.call('ZCOUNT', key, after, '+inf')
   if count >= limit then
-    local oldest = redis.call('ZRANGE', KEYS[i], count - limit, count - limit, 'WITHSCORES')
+    local oldest = redis.call(
+      'ZRANGEBYSCORE', key, after, '+inf', 'WITHSCORES', 'LIMIT', count - limit, 1)
     local free = tonumber(oldest[2]) + span - now
     if free > wait then wait = free end
   end
 end
 if wait > 0 then return wait end
-for i = 2, #KEYS do
-  redis.call('ZADD', KEYS[i], now, ARGV[1])
-  redis.call('PEXPIRE', KEYS[i], math.ceil(tonumber(ARGV[2 * i - 1]) / 1000) + 1000)
+for w = 1, windows do
+  local span = tonumber(ARGV[2 * w + 1])
+  local expiry = math.ceil(widest[w] / 1000) + 1000
+  if span >= widest[w] then
+    redis.call('SET', KEYS[2 * w + 1], string.format('%d', span), 'PX', expiry)
+  end
+  redis.call('ZADD', KEYS[2 * w], now, ARGV[1])
+  redis.call('PEXPIRE', KEYS[2 * w], expiry)
 end
 return 0
 """
@@ -135,6 +150,17 @@ def _without_frames(exc: BaseException) -> BaseException:
     return exc
 
 
+class _Pool:
+    """A redis-py client and the store's scripts on it: one event loop's connections."""
+
+    __slots__ = ("acquire", "penalize", "redis")
+
+    def __init__(self, redis: AsyncRedis) -> None:
+        self.redis = redis
+        self.acquire = redis.register_script(_ACQUIRE)
+        self.penalize = redis.register_script(_PENALIZE)
+
+
 class RedisRateLimitStore(RateLimitStore):
     """
     Rate-limit windows in Redis: one budget per key for every process and machine.
@@ -142,8 +168,10 @@ class RedisRateLimitStore(RateLimitStore):
     Args:
         redis: a URL (`"redis://host:6379/0"`, `"rediss://…"`, `"unix://…"`) or a
             `redis.asyncio.Redis` client. A store made from a URL owns its connections
-            and closes them when the last client using it closes; a client passed in
-            is borrowed and never closed.
+            (one pool per event loop that uses it: clients on loops of their own, in
+            threads, share it) and closes them when the last client using it closes; a
+            client passed in is borrowed, never closed, and works on one event loop at a
+            time (another loop's request fails with `RateLimitStoreError`).
         prefix: the start of every Redis key the store writes.
         timeout: seconds to connect to Redis and to wait for an answer (URL only).
 
@@ -165,15 +193,23 @@ class RedisRateLimitStore(RateLimitStore):
         given: object = prefix  # typed as str, checked as anything
         if not isinstance(given, str) or not given:
             raise ValueError(f"prefix must be a non-empty string, got {prefix!r}")
+        self._connect: Callable[[], AsyncRedis] | None = None
         if isinstance(redis, str):
-            try:
-                client = module.asyncio.Redis.from_url(
-                    redis, socket_timeout=timeout, socket_connect_timeout=timeout
+            url = redis
+
+            def connect() -> AsyncRedis:
+                client: AsyncRedis = module.asyncio.Redis.from_url(
+                    url, socket_timeout=timeout, socket_connect_timeout=timeout
                 )
+                return client
+
+            try:
+                client = connect()  # the URL is checked here, once
             except ValueError as exc:
                 raise ValueError(f"redis URL {_safe_location(redis)!r}: {exc}") from None
             self._location = _safe_location(redis)
             self._owned = True
+            self._connect = connect
         elif isinstance(redis, module.asyncio.Redis):
             client = redis
             kwargs = client.connection_pool.connection_kwargs
@@ -185,16 +221,22 @@ class RedisRateLimitStore(RateLimitStore):
             raise TypeError(
                 f"redis must be a URL or a redis.asyncio.Redis client, got {type(redis).__name__}"
             )
-        self._redis: AsyncRedis = client
-        # asyncio.TimeoutError is not an OSError before Python 3.11.
+        # The connections of each event loop that used the store; the first, made above,
+        # goes to the first loop that asks.
+        self._pools: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Pool] = (
+            weakref.WeakKeyDictionary()
+        )
+        self._unused: _Pool | None = _Pool(client)
+        # asyncio.TimeoutError is not an OSError before Python 3.11. A RuntimeError is
+        # redis-py's connection of an event loop that has ended ("Event loop is closed":
+        # a borrowed client used by an earlier `asyncio.run`).
         self._errors: tuple[type[BaseException], ...] = (
             module.RedisError,
             OSError,
             asyncio.TimeoutError,
+            RuntimeError,
         )
         self._prefix = prefix
-        self._acquire = client.register_script(_ACQUIRE)
-        self._penalize = client.register_script(_PENALIZE)
         # Members of a sorted set must be unique: this store's id and a counter, the id
         # drawn again in a process forked from this one (which copies both).
         self._member_prefix = secrets.token_hex(6)
@@ -207,6 +249,30 @@ class RedisRateLimitStore(RateLimitStore):
         # `getattr`: a store refused by `__init__` is shown too (a traceback's locals).
         location = getattr(self, "_location", "(not configured)")
         return f"<RedisRateLimitStore {location} prefix={getattr(self, '_prefix', None)!r}>"
+
+    def _pool(self) -> _Pool:
+        """The Redis connections of the running event loop (redis-py's are bound to one)."""
+        loop = asyncio.get_running_loop()
+        pool = self._pools.get(loop)
+        if pool is not None:
+            return pool
+        pool, self._unused = self._unused, None
+        if pool is None:
+            if self._connect is not None:
+                pool = _Pool(self._connect())
+            else:
+                # A borrowed client: its connections belong to the loop that used it.
+                home, pool = next(iter(self._pools.items()))
+                if not home.is_closed():
+                    raise RateLimitStoreError(
+                        f"the rate-limit store (Redis at {self._location}) was given a "
+                        "redis.asyncio.Redis client that another running event loop uses: "
+                        "give each event loop its own store, or the store a URL; the "
+                        "request was not sent"
+                    )
+                del self._pools[home]
+        self._pools[loop] = pool
+        return pool
 
     def _key(self, scope: str, bucket: str, name: str) -> str:
         return f"{self._prefix}:{{{scope}}}:{bucket}:{name}"
@@ -221,27 +287,30 @@ class RedisRateLimitStore(RateLimitStore):
         member = f"{self._member_prefix}:{next(self._counter)}"
         args: list[str | int] = [member]
         for rate in windows:
-            keys.append(self._key(scope, bucket, f"{round(rate.per * 1000)}ms"))
+            window = self._key(scope, bucket, f"{round(rate.per * 1000)}ms")
+            keys += [window, f"{window}-widest"]
             args += [rate.limit, math.ceil((rate.per + margin) * 1_000_000)]
+        pool = self._pool()
         try:
-            wait = await self._acquire(keys=keys, args=args)
+            wait = await pool.acquire(keys=keys, args=args)
         except self._errors as exc:
             raise self._failure(exc) from _without_frames(exc)
         except BaseException:
             # Cancelled while the script ran: it may have counted a request that will
             # never be sent. Take it back, in the background (this task is cancelled).
             if len(keys) > 1:
-                task = asyncio.get_running_loop().create_task(self._forget(keys[1:], member))
+                forget = self._forget(pool, keys[1::2], member)
+                task = asyncio.get_running_loop().create_task(forget)
                 self._forgetting.add(task)
                 task.add_done_callback(self._forgetting.discard)
             raise
         return int(wait) / 1_000_000
 
-    async def _forget(self, keys: list[str], member: str) -> None:
+    async def _forget(self, pool: _Pool, keys: list[str], member: str) -> None:
         try:
             for key in keys:
-                await self._redis.zrem(key, member)
-        except self._errors:
+                await pool.redis.zrem(key, member)
+        except Exception:  # a task of its own: its failure has no reader
             pass  # the place frees when the window passes
 
     async def penalize(self, scope: str, bucket: str, seconds: float) -> None:
@@ -249,8 +318,9 @@ class RedisRateLimitStore(RateLimitStore):
         # pause past about 3e11 s was dropped, or made the script fail), and no wait of
         # that length is begun anyway (`RetryPolicy.max_retry_after`).
         micros = math.ceil(min(seconds, _LONGEST_PAUSE) * 1_000_000)
+        pool = self._pool()
         try:
-            await self._penalize(keys=[self._key(scope, bucket, "pause")], args=[micros])
+            await pool.penalize(keys=[self._key(scope, bucket, "pause")], args=[micros])
         except self._errors as exc:
             raise self._failure(exc, "the pause was not stored") from _without_frames(exc)
 
@@ -269,10 +339,25 @@ class RedisRateLimitStore(RateLimitStore):
         self._users = max(0, self._users - 1)
         if self._users == 0:
             await self.aclose()
+        elif self._owned and len(self._pools) > 1:
+            # Clients on other event loops still use the store: this loop's idle
+            # connections close with its client (a thread's loop may end next).
+            pool = self._pools.get(asyncio.get_running_loop())
+            if pool is not None:
+                await pool.redis.connection_pool.disconnect(inuse_connections=False)
 
     async def aclose(self) -> None:
-        """Close the connections of a store made from a URL (it reconnects if used again)."""
+        """
+        Close the connections of a store made from a URL on this event loop, and forget
+        those of loops that have ended (it reconnects if used again).
+        """
         if self._forgetting:
             await asyncio.wait(list(self._forgetting), timeout=5)
-        if self._owned:
-            await self._redis.connection_pool.disconnect()
+        if not self._owned:
+            return
+        for loop in [loop for loop in self._pools if loop.is_closed()]:
+            del self._pools[loop]
+        pool = self._pools.pop(asyncio.get_running_loop(), None) or self._unused
+        self._unused = None
+        if pool is not None:
+            await pool.redis.connection_pool.disconnect()

@@ -641,3 +641,26 @@ async def test_a_page_that_does_not_fit_its_records_is_an_error_span(
     assert "aposthog.ResponseDecodeError" == _attrs(span).get("error.type")
     assert 200 == _attrs(span).get("http.response.status_code")
     assert StatusCode.ERROR == span.status.status_code
+
+
+async def test_a_stream_cut_by_a_timeout_still_has_the_status_it_was_answered_with(
+    fake: FakePostHog, spans: InMemorySpanExporter
+) -> None:
+    """
+    A stream PostHog answered with 200, whose reader is cancelled by a timeout around it
+    (`anyio.move_on_after`, `asyncio.timeout`: the usual way to bound an answer), keeps
+    `http.response.status_code` 200, as one left by `break` or `cancel()` does: the
+    status was received, and a dashboard of answers by status would otherwise lose every
+    stream cut by a timeout.
+    """
+    fake.script_answer("A long answer that will not be read to its end.", delay=0.05)
+    async with fake.client() as ph:
+        stream = ph.conversations.create("Hi")
+        with anyio.move_on_after(0.5) as scope:
+            async for _ in stream.text_deltas():
+                scope.deadline = 0  # the 200 was received and the answer began: time is up
+    assert scope.cancelled_caught
+    (span,) = _named(spans, STREAM)
+    attributes = _attrs(span)
+    assert "cancelled" == attributes["aposthog.stream.outcome"]
+    assert 200 == attributes.get("http.response.status_code")
