@@ -201,13 +201,18 @@ async def test_the_key_is_a_session_default_only_without_a_proxy(
         assert {} == defaults
 
 
-async def test_a_proxy_never_sees_the_key_in_its_connect(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Through an HTTPS proxy, the CONNECT the proxy reads carries no Authorization."""
+async def _through_a_refusing_proxy(
+    monkeypatch: pytest.MonkeyPatch, answer: bytes, credentials: str = ""
+) -> tuple[aposthog.APIConnectionError, list[bytes], int]:
+    """
+    A list call through `HTTPS_PROXY`, a proxy on 127.0.0.1 that answers the CONNECT
+    with `answer` (its status line): the error, the heads the proxy read, its port.
+    """
     heads: list[bytes] = []
 
     async def proxy(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         heads.append(await reader.readuntil(b"\r\n\r\n"))
-        writer.write(b"HTTP/1.1 502 Bad Gateway\r\nContent-Length: 0\r\n\r\n")
+        writer.write(answer + b"\r\nContent-Length: 0\r\n\r\n")
         await writer.drain()
         writer.close()
 
@@ -215,17 +220,23 @@ async def test_a_proxy_never_sees_the_key_in_its_connect(monkeypatch: pytest.Mon
     port = server.sockets[0].getsockname()[1]
     for name in ("HTTP_PROXY", "http_proxy", "https_proxy", "NO_PROXY", "no_proxy"):
         monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("HTTPS_PROXY", f"http://127.0.0.1:{port}")
+    monkeypatch.setenv("HTTPS_PROXY", f"http://{credentials}127.0.0.1:{port}")
     try:
         client = aposthog.Client(
             api_key="phx_SENTINEL", host="https://us.posthog.com", project_id=1, max_retries=0
         )
         async with client:
-            with pytest.raises(aposthog.APIConnectionError):
+            with pytest.raises(aposthog.APIConnectionError) as info:
                 await client.customer_profile_configs.list()
     finally:
         server.close()
         await server.wait_closed()
+    return info.value, heads, port
+
+
+async def test_a_proxy_never_sees_the_key_in_its_connect(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Through an HTTPS proxy, the CONNECT the proxy reads carries no Authorization."""
+    _, heads, _ = await _through_a_refusing_proxy(monkeypatch, b"HTTP/1.1 502 Bad Gateway")
     [head] = heads
     assert head.startswith(b"CONNECT us.posthog.com:443")
     assert b"phx_SENTINEL" not in head
@@ -855,28 +866,10 @@ async def test_a_proxy_refusing_the_connect_is_named_as_the_proxy(
     credentials)". A proxy that refuses the CONNECT (407: it wants other credentials)
     is the proxy failing, not PostHog: the message names the proxy.
     """
-
-    async def proxy(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await reader.readuntil(b"\r\n\r\n")
-        writer.write(b"HTTP/1.1 407 Proxy Authentication Required\r\nContent-Length: 0\r\n\r\n")
-        await writer.drain()
-        writer.close()
-
-    server = await asyncio.start_server(proxy, "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
-    for name in ("HTTP_PROXY", "http_proxy", "https_proxy", "NO_PROXY", "no_proxy"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("HTTPS_PROXY", f"http://scott:tiger@127.0.0.1:{port}")
-    try:
-        client = aposthog.Client(
-            api_key="phx_x", host="https://us.posthog.com", project_id=1, max_retries=0
-        )
-        async with client:
-            with pytest.raises(aposthog.APIConnectionError) as info:
-                await client.customer_profile_configs.list()
-    finally:
-        server.close()
-        await server.wait_closed()
-    message = str(info.value)
+    error, _, port = await _through_a_refusing_proxy(
+        monkeypatch, b"HTTP/1.1 407 Proxy Authentication Required", credentials="scott:tiger@"
+    )
+    message = str(error)
     assert f"through the proxy http://127.0.0.1:{port}" in message
     assert "tiger" not in message
+    assert not error.reached_server  # the proxy refused: nothing reached PostHog

@@ -150,16 +150,17 @@ def test_run_filters_keep_what_dateutil_reads(value: str) -> None:
     assert timestamp("after", value, relative=True) == value
 
 
-@pytest.mark.parametrize(
-    ("field", "value"),
-    [
-        ("config", None),
-        ("config", "ab"),
-        ("config", [("a", 1)]),
-        ("integration", True),
-        ("integration", 1.5),
-    ],
-)
+_WRONG_DESTINATION_FIELDS = [
+    ("config", None),
+    ("config", "ab"),
+    ("config", [("a", 1)]),
+    ("integration", True),
+    ("integration", 1.5),
+    ("integration", "1"),
+]
+
+
+@pytest.mark.parametrize(("field", "value"), _WRONG_DESTINATION_FIELDS)
 def test_a_destination_records_wrong_fields_are_refused_by_name(field: str, value: Any) -> None:
     """
     The README's way to give a destination is a `BatchExportDestination`, typed
@@ -175,17 +176,7 @@ def test_a_destination_records_wrong_fields_are_refused_by_name(field: str, valu
         destination_body(destination)
 
 
-@pytest.mark.parametrize(
-    ("field", "value"),
-    [
-        ("config", None),
-        ("config", "ab"),
-        ("config", [("a", 1)]),
-        ("integration", True),
-        ("integration", 1.5),
-        ("integration", "1"),
-    ],
-)
+@pytest.mark.parametrize(("field", "value"), _WRONG_DESTINATION_FIELDS)
 def test_a_destination_mappings_wrong_fields_are_refused_as_the_records_are(
     field: str, value: Any
 ) -> None:
