@@ -145,7 +145,11 @@ def _parser_fault(text: object) -> str | None:
     quotes the bytes received, which a server may have made of the request's headers):
     "Invalid character in chunk size" is "a bad chunk size". None when unrecognised.
     """
-    words = str(text).split("\n", 1)[0].lower()
+    words = str(text).split("\n", 1)[0]
+    # aiohttp's own words come first; a colon or a quote starts the bytes it quotes.
+    for mark in ":'\"":
+        words = words.split(mark, 1)[0]
+    words = words.lower()
     for word, fault in _PARSER_FAULTS:
         if word in words:
             return fault

@@ -19,7 +19,7 @@ import pytest
 
 import aposthog
 from aposthog._http import Request
-from aposthog._transport import StreamResponse, Transport
+from aposthog._transport import StreamResponse, Transport, _parser_fault
 from aposthog.testing import (
     DropConnection,
     FakePostHog,
@@ -873,3 +873,21 @@ async def test_a_proxy_refusing_the_connect_is_named_as_the_proxy(
     assert f"through the proxy http://127.0.0.1:{port}" in message
     assert "tiger" not in message
     assert not error.reached_server  # the proxy refused: nothing reached PostHog
+
+
+@pytest.mark.parametrize(
+    ("message", "fault"),
+    [
+        ("Invalid character in chunk size:\n\n  b'ZZ'\n    ^", "a bad chunk size"),
+        ("Bad status line 'HTTP/1.1 2OO OK'", "a bad status line"),
+        ("Invalid HTTP header: 'Content-Length'", "a bad header"),
+        # The bytes quoted after the colon name a status header: aiohttp's words decide.
+        ("Got more than 8190 bytes when reading: b'X-Status: aaaa", "a line too long"),
+        ("ZZ\r", None),  # only the server's bytes (aiohttp's pure-Python parser)
+        ("'chunk' status", None),
+    ],
+)
+def test_a_parser_fault_is_named_from_aiohttps_words_never_the_bytes_it_quotes(
+    message: str, fault: str | None
+) -> None:
+    assert fault == _parser_fault(message)
