@@ -99,6 +99,10 @@ class RateLimitStore:
         """A client that used the store closed."""
 
 
+_FIRST_SWEEP = 64
+"""Buckets an in-process store holds before it first looks for ones it may forget."""
+
+
 class InProcessRateLimitStore(RateLimitStore):
     """
     Windows kept in this process's memory (the default store).
@@ -114,12 +118,25 @@ class InProcessRateLimitStore(RateLimitStore):
         self._clock = clock
         # One log per key and bucket, whatever limits each client sharing it counts with.
         self._logs: dict[tuple[str, str], BucketLog] = {}
+        self._sweep_at = _FIRST_SWEEP
 
     def _log(self, scope: str, bucket: str) -> BucketLog:
         log = self._logs.get((scope, bucket))
         if log is None:
+            if len(self._logs) >= self._sweep_at:
+                self._sweep()
             log = self._logs[(scope, bucket)] = BucketLog()
         return log
+
+    def _sweep(self) -> None:
+        """
+        Forget the buckets whose counted requests are all out of their windows, under no
+        pause (a store shared by the clients of many keys, each closed after use, grew
+        for as long as the process ran). Run as the store doubles: amortised O(1).
+        """
+        now = self._clock()
+        self._logs = {key: log for key, log in self._logs.items() if not log.idle(now)}
+        self._sweep_at = max(_FIRST_SWEEP, 2 * len(self._logs))
 
     async def try_acquire(
         self, scope: str, bucket: str, windows: tuple[Rate, ...], margin: float

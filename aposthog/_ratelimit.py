@@ -294,6 +294,16 @@ class BucketLog:
             log.record(now)
         return 0.0
 
+    def idle(self, now: float) -> bool:
+        """Whether nothing of this bucket matters at `now`: no pause, nothing counted."""
+        if self.blocked_until > now:
+            return False
+        for log in self.logs.values():
+            log.expire(now)
+            if log.times:
+                return False
+        return True
+
     def penalize(self, now: float, seconds: float) -> None:
         """Let nothing through for `seconds` from `now` (PostHog answered 429)."""
         self.blocked_until = max(self.blocked_until, now + seconds)

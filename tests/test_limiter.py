@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from collections.abc import Callable
 from types import SimpleNamespace
@@ -227,6 +228,28 @@ async def test_a_store_shared_by_limiters_with_different_margins_is_one_budget()
         await limiter.acquire("api")
     with pytest.raises(RateLimitError):
         await narrow.acquire("api", max_wait=1)
+
+
+async def test_a_shared_store_forgets_the_keys_whose_windows_are_over() -> None:
+    """
+    One store shared by the short-lived clients of a service that serves many keys (a
+    client per tenant, closed after use), for weeks: once every request a key counted
+    is older than its windows, and no 429 pause runs, nothing of that key is needed any
+    more, as `RedisRateLimitStore` knows (its keys expire with their windows). The
+    in-process store kept a bucket log per key ever seen, each time counted in it
+    included, for the life of the process: memory that only grows.
+    """
+    now = 0.0
+    store = InProcessRateLimitStore(clock=lambda: now)
+    windows = (Rate(480, per=60), Rate(4800, per=3600))
+    for generation in range(5):  # 5 hours, a thousand new keys each
+        for tenant in range(1000):
+            for _ in range(3):
+                assert 0 == await store.try_acquire(f"{generation}-{tenant}", "api", windows, 0.5)
+        now += 3601  # every window of every key counted so far is over
+    counted = re.fullmatch(r"<InProcessRateLimitStore buckets=(\d+)>", repr(store))
+    assert counted is not None
+    assert int(counted[1]) <= 2000  # the live keys (a thousand), with room for a lazy sweep
 
 
 async def test_a_stalled_store_fails_the_whole_line_in_about_one_timeout() -> None:
@@ -816,3 +839,23 @@ async def test_a_request_admitted_with_a_slot_as_its_task_is_cancelled_gives_the
     with pytest.raises(asyncio.CancelledError):
         await tasks[1]
     assert 1 == slots.free  # the head holds one; the one admitted gave its back
+
+
+async def test_forgetting_old_keys_keeps_every_count_and_pause_still_running() -> None:
+    """A sweep drops only buckets with nothing left: a paused key and a full window stay."""
+    now = 0.0
+    store = InProcessRateLimitStore(clock=lambda: now)
+    windows = (Rate(2, per=60),)
+    for tenant in range(100):
+        await store.try_acquire(f"old-{tenant}", "api", windows, 0.0)
+    now = 100.0  # the old keys' windows are over
+    await store.penalize("paused", "api", 500)
+    for _ in range(2):
+        assert 0 == await store.try_acquire("busy", "api", windows, 0.0)
+    for tenant in range(200):  # new keys: the store sweeps as it grows
+        await store.try_acquire(f"new-{tenant}", "api", windows, 0.0)
+    assert 400 < await store.try_acquire("paused", "api", windows, 0.0) <= 500
+    assert 0 < await store.try_acquire("busy", "api", windows, 0.0) <= 60
+    counted = re.fullmatch(r"<InProcessRateLimitStore buckets=(\d+)>", repr(store))
+    assert counted is not None
+    assert int(counted[1]) < 300  # the hundred old keys are gone
