@@ -52,7 +52,10 @@ async def serve(
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError):  # not on Windows
             loop.add_signal_handler(sig, stop.set)
-    async with FakePostHog(port=port, api_key=api_key, project_id=project_id) as fake:
+    # Nobody reads `fake.requests` from another process: kept, they only grow.
+    async with FakePostHog(
+        port=port, api_key=api_key, project_id=project_id, record_requests=False
+    ) as fake:
         # Machine-readable first lines: tests and scripts read them to connect.
         print(f"POSTHOG_HOST={fake.url}", flush=True)
         print(f"POSTHOG_PERSONAL_API_KEY={fake.api_key}", flush=True)

@@ -106,7 +106,8 @@ class FakePostHog:
         url: the base URL, once started.
         api_key: a legacy, unscoped personal API key (may do anything).
         project_id: the environment id it serves (`@current` works too).
-        requests: every request received, in order.
+        requests: every request received, in order (none with `record_requests=False`,
+            for a fake left serving other processes, where nobody reads them).
         status_counts: how many answers had each status (0: connection dropped).
         max_in_flight: the most requests it has been handling at once.
         latency: seconds every request waits before it is handled.
@@ -134,6 +135,7 @@ class FakePostHog:
         port: int = 0,
         page_size: int = 100,
         latency: float = 0.0,
+        record_requests: bool = True,
     ) -> None:
         self.api_key = api_key or f"phx_fake_{secrets.token_hex(16)}"
         self.project_id = str(project_id)
@@ -144,6 +146,8 @@ class FakePostHog:
         self.page_size = page_size
         self.latency = latency
         self.requests: list[RecordedRequest] = []
+        #: Whether `requests` keeps each request (off: a server left running for others).
+        self.record_requests = record_requests
         self.status_counts: collections.Counter[int] = collections.Counter()
         self.in_flight = 0
         self.max_in_flight = 0
@@ -344,9 +348,12 @@ class FakePostHog:
         self.in_flight += 1
         self.max_in_flight = max(self.max_in_flight, self.in_flight)
         try:
-            self.requests.append(
-                RecordedRequest(raw.method, raw.raw_path, raw.query, dict(raw.headers), raw.body)
-            )
+            if self.record_requests:
+                self.requests.append(
+                    RecordedRequest(
+                        raw.method, raw.raw_path, raw.query, dict(raw.headers), raw.body
+                    )
+                )
             if self.latency:
                 await anyio.sleep(self.latency)
             try:

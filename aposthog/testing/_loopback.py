@@ -113,7 +113,10 @@ class LoopbackServer:
             aclose = getattr(stream, "aclose", None)
             if aclose is not None:
                 await asyncio.shield(aclose())
-        await response.write_eof()
+        try:
+            await response.write_eof()
+        except (ConnectionError, aiohttp.ClientConnectionResetError):
+            pass  # the client left as the stream ended: no error for aiohttp to log
         return response
 
     @staticmethod

@@ -240,10 +240,6 @@ def test_standalone_server_prints_its_url_and_key() -> None:
     assert "1" == values["POSTHOG_PROJECT_ID"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the standalone FakePostHog records every request it serves, for nobody to read",
-)
 async def test_a_standalone_server_does_not_grow_with_every_request_it_serves(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
@@ -659,3 +655,13 @@ async def test_the_client_method_passes_what_it_is_given_and_nothing_else(
         await ph.customer_profile_configs.list().to_list()
     assert f"Bearer {key}" == fake.requests[-1].headers["authorization"]
     assert fake.requests[-1].path.startswith("/api/environments/@current/")
+
+
+async def test_a_fake_told_not_to_record_requests_keeps_none_and_still_counts_statuses() -> None:
+    """`record_requests=False`: `requests` stays empty; the status counts go on."""
+    async with FakePostHog(record_requests=False) as fake, fake.client() as ph:
+        await ph.customer_profile_configs.list()
+        with pytest.raises(aposthog.NotFoundError):
+            await ph.customer_profile_configs.get("0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b")
+        assert [] == fake.requests
+        assert {200: 1, 404: 1} == dict(fake.status_counts)
