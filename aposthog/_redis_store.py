@@ -20,6 +20,7 @@ import itertools
 import math
 import os
 import secrets
+import sys
 import urllib.parse
 import weakref
 from collections.abc import Awaitable, Callable
@@ -85,6 +86,9 @@ end
 return 0
 """
 
+_NOT_SENT = "the request was not sent"
+_NOT_STORED = "the pause was not stored"
+
 #: The longest pause the store writes: ten years, in seconds.
 _LONGEST_PAUSE = 10 * 365.25 * 86400
 
@@ -131,15 +135,17 @@ def _safe_location(url: str) -> str:
     return urllib.parse.urlunsplit((parts.scheme, netloc, parts.path, "", ""))
 
 
-def _without_frames(exc: BaseException) -> BaseException:
+def _without_frames(exc: BaseException, outside: BaseException | None) -> BaseException:
     """
     `exc`, and every exception in its cause and context chain, without their tracebacks:
     redis-py's frames hold the password (`auth_args` while it authenticates), and a
     traceback printed with its locals (pytest's `--showlocals`, rich, Sentry) shows them.
-    The exceptions themselves (their types and messages) stay.
+    The exceptions themselves (their types and messages) stay. `outside` (the exception
+    the caller was handling when it called the store, which Python chains to) is the
+    caller's: it and what it chains to are left as they are.
     """
     pending: list[BaseException] = [exc]
-    seen: set[int] = set()
+    seen: set[int] = set() if outside is None else {id(outside)}
     while pending:
         error = pending.pop()
         if id(error) in seen:
@@ -206,7 +212,11 @@ class RedisRateLimitStore(RateLimitStore):
             try:
                 client = connect()  # the URL is checked here, once
             except ValueError as exc:
-                raise ValueError(f"redis URL {_safe_location(redis)!r}: {exc}") from None
+                message = f"redis URL {_safe_location(redis)!r}: {exc}"
+                # Not left in this frame (a traceback printed with its locals): the
+                # URL holds the password.
+                redis = url = ""
+                raise ValueError(message) from None
             self._location = _safe_location(redis)
             self._owned = True
             self._connect = connect
@@ -227,6 +237,10 @@ class RedisRateLimitStore(RateLimitStore):
             weakref.WeakKeyDictionary()
         )
         self._unused: _Pool | None = _Pool(client)
+        #: Clients made inside each event loop that use the store (`_attach`).
+        self._loop_users: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, int] = (
+            weakref.WeakKeyDictionary()
+        )
         # asyncio.TimeoutError is not an OSError before Python 3.11. A RuntimeError is
         # redis-py's connection of an event loop that has ended ("Event loop is closed":
         # a borrowed client used by an earlier `asyncio.run`).
@@ -250,8 +264,11 @@ class RedisRateLimitStore(RateLimitStore):
         location = getattr(self, "_location", "(not configured)")
         return f"<RedisRateLimitStore {location} prefix={getattr(self, '_prefix', None)!r}>"
 
-    def _pool(self) -> _Pool:
-        """The Redis connections of the running event loop (redis-py's are bound to one)."""
+    def _pool(self, outcome: str) -> _Pool:
+        """
+        The Redis connections of the running event loop (redis-py's are bound to one);
+        `outcome`: what a refusal says became of the request.
+        """
         loop = asyncio.get_running_loop()
         pool = self._pools.get(loop)
         if pool is not None:
@@ -259,6 +276,7 @@ class RedisRateLimitStore(RateLimitStore):
         pool, self._unused = self._unused, None
         if pool is None:
             if self._connect is not None:
+                self._forget_ended_loops()
                 pool = _Pool(self._connect())
             else:
                 # A borrowed client: its connections belong to the loop that used it.
@@ -267,8 +285,7 @@ class RedisRateLimitStore(RateLimitStore):
                     raise RateLimitStoreError(
                         f"the rate-limit store (Redis at {self._location}) was given a "
                         "redis.asyncio.Redis client that another running event loop uses: "
-                        "give each event loop its own store, or the store a URL; the "
-                        "request was not sent"
+                        f"give each event loop its own store, or the store a URL; {outcome}"
                     )
                 del self._pools[home]
         self._pools[loop] = pool
@@ -290,11 +307,12 @@ class RedisRateLimitStore(RateLimitStore):
             window = self._key(scope, bucket, f"{round(rate.per * 1000)}ms")
             keys += [window, f"{window}-widest"]
             args += [rate.limit, math.ceil((rate.per + margin) * 1_000_000)]
-        pool = self._pool()
+        outside = sys.exc_info()[1]  # the caller's, chained to any error of redis-py's
+        pool = self._pool(_NOT_SENT)
         try:
             wait = await pool.acquire(keys=keys, args=args)
         except self._errors as exc:
-            raise self._failure(exc) from _without_frames(exc)
+            raise self._failure(exc, _NOT_SENT) from _without_frames(exc, outside)
         except BaseException:
             # Cancelled while the script ran: it may have counted a request that will
             # never be sent. Take it back, in the background (this task is cancelled).
@@ -318,15 +336,14 @@ class RedisRateLimitStore(RateLimitStore):
         # pause past about 3e11 s was dropped, or made the script fail), and no wait of
         # that length is begun anyway (`RetryPolicy.max_retry_after`).
         micros = math.ceil(min(seconds, _LONGEST_PAUSE) * 1_000_000)
-        pool = self._pool()
+        outside = sys.exc_info()[1]
+        pool = self._pool(_NOT_STORED)
         try:
             await pool.penalize(keys=[self._key(scope, bucket, "pause")], args=[micros])
         except self._errors as exc:
-            raise self._failure(exc, "the pause was not stored") from _without_frames(exc)
+            raise self._failure(exc, _NOT_STORED) from _without_frames(exc, outside)
 
-    def _failure(
-        self, exc: BaseException, outcome: str = "the request was not sent"
-    ) -> RateLimitStoreError:
+    def _failure(self, exc: BaseException, outcome: str) -> RateLimitStoreError:
         return RateLimitStoreError(
             f"the rate-limit store (Redis at {self._location}) failed: "
             f"{type(exc).__name__}: {exc}; {outcome}"
@@ -334,17 +351,31 @@ class RedisRateLimitStore(RateLimitStore):
 
     def _attach(self) -> None:
         self._users += 1
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # a client made outside any event loop
+            return
+        self._loop_users[loop] = self._loop_users.get(loop, 0) + 1
 
     async def _detach(self) -> None:
         self._users = max(0, self._users - 1)
+        loop = asyncio.get_running_loop()
+        left = self._loop_users.pop(loop, 0) - 1
+        if left > 0:
+            self._loop_users[loop] = left
         if self._users == 0:
             await self.aclose()
-        elif self._owned and len(self._pools) > 1:
-            # Clients on other event loops still use the store: this loop's idle
-            # connections close with its client (a thread's loop may end next).
-            pool = self._pools.get(asyncio.get_running_loop())
+        elif left <= 0 and self._owned:
+            # Clients of other loops still use the store, none made in this one: this
+            # loop's connections close with its client, and the store lets the loop go
+            # (a thread's `asyncio.run()` per request ends it next).
+            pool = self._pools.pop(loop, None)
             if pool is not None:
                 await pool.redis.connection_pool.disconnect(inuse_connections=False)
+
+    def _forget_ended_loops(self) -> None:
+        for loop in [loop for loop in self._pools if loop.is_closed()]:
+            del self._pools[loop]
 
     async def aclose(self) -> None:
         """
@@ -355,8 +386,7 @@ class RedisRateLimitStore(RateLimitStore):
             await asyncio.wait(list(self._forgetting), timeout=5)
         if not self._owned:
             return
-        for loop in [loop for loop in self._pools if loop.is_closed()]:
-            del self._pools[loop]
+        self._forget_ended_loops()
         pool = self._pools.pop(asyncio.get_running_loop(), None) or self._unused
         self._unused = None
         if pool is not None:

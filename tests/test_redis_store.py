@@ -561,3 +561,184 @@ def test_a_borrowed_client_on_a_second_running_loop_is_refused_typed(redis_url: 
     finally:
         done.set()
         thread.join(10)
+
+
+def test_an_ended_event_loop_is_not_kept_by_a_store_other_clients_still_use(
+    redis_url: str,
+) -> None:
+    """
+    A sync web app's threads `asyncio.run()` each request with a client of their own,
+    while another client of the shared store stays open (a worker's long-lived loop).
+    Each request's loop closes its connections with its client (CHANGELOG), and the store
+    must then let the ended loop go: a store that kept every loop's pool (about 20 KB a
+    request) grew for as long as the process served requests.
+    """
+    import asyncio
+    import weakref
+
+    store = RedisRateLimitStore(redis_url, prefix=f"test:{secrets.token_hex(4)}")
+    rates = RateLimits(api=Rate(1000, per=30))
+    windows = (Rate(1000, per=30),)
+    used, done = threading.Event(), threading.Event()
+
+    async def long_lived() -> None:
+        limiter = RateLimiter(rates, store, "scope")
+        try:
+            await store.try_acquire("k", "api", windows, 0.0)
+            used.set()
+            await anyio.to_thread.run_sync(done.wait)
+        finally:
+            await limiter.aclose()
+
+    loops: list[weakref.ref[asyncio.AbstractEventLoop]] = []
+
+    async def request() -> None:
+        loops.append(weakref.ref(asyncio.get_running_loop()))
+        limiter = RateLimiter(rates, store, "scope")
+        try:
+            await store.try_acquire("k", "api", windows, 0.0)
+        finally:
+            await limiter.aclose()
+
+    thread = threading.Thread(target=anyio.run, args=(long_lived,))
+    thread.start()
+    try:
+        assert used.wait(10)
+        for _ in range(5):
+            worker = threading.Thread(target=anyio.run, args=(request,))
+            worker.start()
+            worker.join(10)
+        gc.collect()
+        kept = [ref for ref in loops if ref() is not None]
+    finally:
+        done.set()
+        thread.join(10)
+    assert not kept, f"{len(kept)} of {len(loops)} ended event loops are still referenced"
+
+
+@pytest.mark.parametrize("tail", ["host:abc/0", "host:6379/0?socket_timeout=soon"])
+def test_a_refused_redis_url_leaves_its_password_in_no_local_of_the_traceback(
+    tail: str,
+) -> None:
+    """
+    A URL redis-py refuses is a ValueError naming it without its password; a crash
+    report printed with every frame's locals (pytest's `--showlocals`, rich, Sentry) must
+    not show the password either, as for a store error at run time (CHANGELOG): the URL
+    read from the environment and passed inline is in no frame of the caller's.
+    """
+    require_redis_py()
+    with pytest.raises(ValueError, match="redis URL") as caught:
+        RedisRateLimitStore(f"redis://:{REDIS_PASSWORD}@{tail}")
+    printed = traceback.TracebackException.from_exception(caught.value, capture_locals=True)
+    lines = [line for line in printed.format() if REDIS_PASSWORD in line]
+    assert not lines, lines[0][-300:]
+
+
+def test_a_loops_connections_close_with_its_client_while_another_client_is_open(
+    redis_url: str,
+) -> None:
+    """
+    CHANGELOG: a store made from a URL keeps one pool per event loop, and "each loop's
+    connections close with its client". A client made at start-up (not used yet) keeps
+    the store open; a request's `asyncio.run()` in a thread uses the store with a client
+    of its own, then closes it and its loop ends: no connection of that loop may stay
+    open in Redis (a socket left to the garbage collector, "unclosed transport").
+    """
+    import redis
+
+    name = f"qa-{secrets.token_hex(4)}"
+    store = RedisRateLimitStore(f"{redis_url}?client_name={name}", prefix=f"test:{name}")
+    rates = RateLimits(api=Rate(100, per=30))
+    other = RateLimiter(rates, store, "scope")  # a client made at start-up, still open
+
+    async def request() -> None:
+        limiter = RateLimiter(rates, store, "scope")
+        try:
+            await store.try_acquire("k", "api", (Rate(100, per=30),), 0.0)
+        finally:
+            await limiter.aclose()
+
+    worker = threading.Thread(target=anyio.run, args=(request,))
+    worker.start()
+    worker.join(10)
+    admin = redis.Redis.from_url(redis_url)
+    try:
+        left = [c for c in admin.client_list() if c.get("name") == name]
+    finally:
+        admin.close()
+
+    async def close_the_other() -> None:
+        await other.aclose()
+        await store.aclose()
+
+    with warnings.catch_warnings():
+        # The ended loop's socket, if left, is not this test's subject when collected.
+        warnings.simplefilter("ignore", ResourceWarning)
+        anyio.run(close_the_other)  # which forgets the pools of ended loops
+        gc.collect()
+    assert not left, f"{len(left)} Redis connection(s) of an ended event loop still open"
+
+
+def test_a_pause_refused_on_a_second_loop_says_the_pause_was_not_stored(redis_url: str) -> None:
+    """
+    CHANGELOG: "`RedisRateLimitStore.penalize()`'s own error says the pause was not
+    stored". The limiter logs that error at WARNING after PostHog's 429, so a borrowed
+    client refused on another running loop must not say "the request was not sent":
+    the request was sent, and PostHog refused it.
+    """
+    import redis.asyncio
+
+    client = redis.asyncio.Redis.from_url(redis_url)
+    store = RedisRateLimitStore(client, prefix=f"test:{secrets.token_hex(4)}")
+    used, done = threading.Event(), threading.Event()
+
+    async def home() -> None:
+        await store.try_acquire("k", "api", (Rate(100, per=30),), 0.0)
+        used.set()
+        await anyio.to_thread.run_sync(done.wait)
+        await client.aclose()
+
+    async def elsewhere() -> None:
+        with anyio.fail_after(3):
+            await store.penalize("k", "api", 1.0)
+
+    thread = threading.Thread(target=anyio.run, args=(home,))
+    thread.start()
+    try:
+        assert used.wait(10)
+        with pytest.raises(RateLimitStoreError) as caught:
+            anyio.run(elsewhere)
+    finally:
+        done.set()
+        thread.join(10)
+    assert "was not sent" not in str(caught.value)
+    assert "the pause was not stored" in str(caught.value)
+
+
+def _fail_in_the_callers_code() -> None:
+    raise KeyError("the caller's own error")
+
+
+async def test_a_store_failure_leaves_the_callers_own_exception_as_it_was(
+    redis_url: str,
+) -> None:
+    """
+    A client called from an `except` block (a fallback, a report of the failure) while
+    Redis refuses the store: redis-py's error chains to the exception being handled, as
+    Python chains every error. The store strips the tracebacks of redis-py's errors (their
+    frames hold the password), but the caller's own exception is not the store's: it
+    must keep its traceback, which the caller logs or re-raises next.
+    """
+    store = _store_of_an_unknown_user(redis_url)
+    handled: list[tuple[BaseException, int]] = []
+    try:
+        try:
+            _fail_in_the_callers_code()
+        except KeyError as mine:
+            handled.append((mine, len(traceback.extract_tb(mine.__traceback__))))
+            with pytest.raises(RateLimitStoreError):
+                await store.try_acquire("scope", "api", (Rate(10, per=1),), 0.0)
+    finally:
+        await store.aclose()
+    [(error, frames)] = handled
+    assert frames == len(traceback.extract_tb(error.__traceback__))
