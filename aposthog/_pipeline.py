@@ -282,6 +282,7 @@ class Call:
     """
 
     __slots__ = (
+        "_answered",
         "_bucket",
         "_limit",
         "_method",
@@ -322,6 +323,8 @@ class Call:
         self._retries = 0
         #: The limiter's own `RateLimitError`, if it refused a wait: no response had it.
         self._refusal: RateLimitError | None = None
+        #: The status of the last answer an attempt failed with, if any (an observed call).
+        self._answered: int | None = None
         # A call whose first attempt was made inline (see `Api.send`) starts from then.
         self._started = time.monotonic() if started is None else started
         self.attempts = attempts
@@ -364,6 +367,8 @@ class Call:
         failure = after
         while True:
             if failure is not None:
+                if isinstance(failure.error, APIStatusError):
+                    self._answered = failure.error.status
                 await self._wait_or_raise(failure, repeatable)
                 self.maybe_acted = self.maybe_acted or may_have_acted(failure.outcome)
             pipeline = self._pipeline
@@ -459,9 +464,10 @@ class Call:
     def end(self, status: int | None, error: BaseException | None) -> None:
         """
         Report how the call ended (to the observer, if any). The client's own refusal
-        of a rate-limit wait has no status: it is no response (its 429 is only its class).
+        of a rate-limit wait is no response (its 429 is only its class): the status is
+        that of PostHog's last answer to an earlier attempt, if there was one.
         """
         if self._observer is not None:
             if error is not None and error is self._refusal:
-                status = None
+                status = self._answered  # PostHog's last answer, if an attempt had one
             self._observer.end(status, error, self.attempts)

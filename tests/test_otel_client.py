@@ -664,3 +664,24 @@ async def test_a_stream_cut_by_a_timeout_still_has_the_status_it_was_answered_wi
     attributes = _attrs(span)
     assert "cancelled" == attributes["aposthog.stream.outcome"]
     assert 200 == attributes.get("http.response.status_code")
+
+
+async def test_a_retry_the_rate_limiter_refuses_keeps_posthogs_429_on_the_span(
+    fake: FakePostHog, spans: InMemorySpanExporter
+) -> None:
+    """
+    PostHog answered 429, and the retry's wait for the client's own window is longer
+    than the call may wait: the call ends with the limiter's refusal, and its span keeps
+    the 429 PostHog did answer (the last response received), not no status at all.
+    """
+    limits = aposthog.RateLimits(api=(aposthog.Rate(1, per=60),), margin=0)
+    policy = aposthog.RetryPolicy(max_retry_after=1)
+    fake.throttle_next(wait=0)
+    async with fake.client(rate_limits=limits, retry=policy) as ph:
+        with pytest.raises(aposthog.RateLimitError):
+            await ph.batch_exports.list()
+    assert 1 == len(fake.requests)
+    (span,) = _named(spans, LIST)
+    attributes = _attrs(span)
+    assert 1 == attributes["aposthog.attempts"]
+    assert 429 == attributes.get("http.response.status_code")
