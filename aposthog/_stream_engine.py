@@ -641,9 +641,10 @@ class StreamEngine:
         if self._call is not None and self._call.observed:
             if isinstance(error, APIStatusError):
                 status: int | None = error.status
-            elif error is None or self._response is not None:
+            elif error is None or self._answered:
                 # Ended on a stream PostHog answered (a timeout's cancellation, a body
-                # over max_response_size): the 200 it was answered with is kept.
+                # over max_response_size, a re-attach that failed to connect): the 200
+                # it was last answered with is kept.
                 status = 200
             else:
                 status = None

@@ -685,3 +685,23 @@ async def test_a_retry_the_rate_limiter_refuses_keeps_posthogs_429_on_the_span(
     attributes = _attrs(span)
     assert 1 == attributes["aposthog.attempts"]
     assert 429 == attributes.get("http.response.status_code")
+
+
+async def test_a_stream_whose_reattaches_cannot_connect_keeps_the_200_it_was_answered(
+    fake: FakePostHog, spans: InMemorySpanExporter, fast: aposthog.RetryPolicy
+) -> None:
+    """
+    PostHog answered 200 and the answer began; the connection dropped and every re-attach
+    failed to get an answer: the stream failed, and its span keeps the 200 PostHog last
+    answered with, as a stream cut by a timeout does.
+    """
+    fake.script_answer("An answer cut for good.", drop_after=4, delay=0.05)
+    async with fake.client(retry=fast) as ph:
+        stream = ph.conversations.create(SENTINEL_TEXT)
+        with pytest.raises(aposthog.APIConnectionError):
+            async for _ in stream.text_deltas():
+                fake.drop_next(50)  # every re-attach from now on
+    (span,) = _named(spans, STREAM)
+    attributes = _attrs(span)
+    assert "failed" == attributes["aposthog.stream.outcome"]
+    assert 200 == attributes.get("http.response.status_code")
