@@ -101,18 +101,17 @@ async def reply(stream: aposthog.ConversationStream, send: Send) -> None:
                 await send(text)
                 streamed = True
     except aposthog.PostHogError as err:
-        # Refused (429, 402, 409…) or failed mid-stream. Not cancelled: after a 409 the
-        # generation running is the user's other device's, not ours to stop.
+        # Refused (429, 402, 409…) or failed mid-stream. A run that failed mid-stream is
+        # ours and goes on without a reader (the next message would get a 409): stopped.
+        # `cancel()` sends nothing for a refused request, so after a 409 the generation
+        # running (the user's other device's) is spared.
         logger.warning("conversation %s: %s", stream.conversation_id, err)
+        await stop_generation(stream)
         apology = polite(err)
     except BaseException:
         # Cancelled (the platform shuts down, Ctrl-C) or `send` failed: stop the generation
-        # on PostHog too. Shielded so it runs in a cancelled task, bounded, and re-raised.
-        with anyio.move_on_after(CANCEL_TIMEOUT, shield=True):
-            try:
-                await stream.cancel()
-            except aposthog.PostHogError as err:
-                logger.warning("could not cancel %s: %s", stream.conversation_id, err)
+        # on PostHog too, then re-raise.
+        await stop_generation(stream)
         raise
     else:
         # An in-band `ai/failure` or `generation_error` is a result, not an exception.
@@ -120,6 +119,18 @@ async def reply(stream: aposthog.ConversationStream, send: Send) -> None:
     if apology:
         await send(f"\n{apology}" if streamed else apology)
     await send("", end=True)
+
+
+async def stop_generation(stream: aposthog.ConversationStream) -> None:
+    """
+    Stop the stream's run on PostHog: shielded, so it runs in a cancelled task too, and
+    bounded, so a shutdown never hangs on it.
+    """
+    with anyio.move_on_after(CANCEL_TIMEOUT, shield=True):
+        try:
+            await stream.cancel()
+        except aposthog.PostHogError as err:
+            logger.warning("could not cancel %s: %s", stream.conversation_id, err)
 
 
 # ---------------------------------------------------------------------- the terminal adapter

@@ -158,19 +158,17 @@ async def relay(
                 async for text in deltas:
                     events.send_nowait(sse("delta", {"text": text}))
         except aposthog.PostHogError as err:
-            # Refused before the stream (429, 402, 409…) or failed mid-stream. Not
-            # cancelled: after a 409 the generation running is another request's.
+            # Refused before the stream (429, 402, 409…) or failed mid-stream. A run that
+            # failed mid-stream is ours and goes on without a reader (the browser's next
+            # message would get a 409): stopped. `cancel()` sends nothing for a refused
+            # request, so after a 409 the generation running (another request's) is spared.
             logger.warning("conversation %s: %s", stream.conversation_id, err)
+            await stop_generation(stream)
             end = sse("error", {"message": polite(err), "conversation": stream.conversation_id})
         except BaseException:
-            # The browser went away. Stop the generation on PostHog too. Shielded, so it
-            # runs even though this task is being cancelled; bounded, so shutdown never
-            # hangs on it; and the exception is re-raised, never swallowed.
-            with anyio.move_on_after(CANCEL_TIMEOUT, shield=True):
-                try:
-                    await stream.cancel()
-                except aposthog.PostHogError as err:
-                    logger.warning("could not cancel %s: %s", stream.conversation_id, err)
+            # The browser went away. Stop the generation on PostHog too; the exception is
+            # re-raised, never swallowed.
+            await stop_generation(stream)
             raise
         else:
             result = stream.result()
@@ -184,6 +182,18 @@ async def relay(
         finally:
             relays.discard(stream)
         events.send_nowait(end)
+
+
+async def stop_generation(stream: aposthog.ConversationStream) -> None:
+    """
+    Stop the stream's run on PostHog: shielded, so it runs even though the task is being
+    cancelled, and bounded, so shutdown never hangs on it.
+    """
+    with anyio.move_on_after(CANCEL_TIMEOUT, shield=True):
+        try:
+            await stream.cancel()
+        except aposthog.PostHogError as err:
+            logger.warning("could not cancel %s: %s", stream.conversation_id, err)
 
 
 async def stop_relays(app: web.Application) -> None:

@@ -235,3 +235,30 @@ async def test_a_too_long_message_gets_a_polite_reply_and_is_not_sent(
     assert await chat_bot.chat_bot(ph, messages(), chat.send) is None
     assert ["That message is too long for me — could you shorten it?"] == chat.replies
     assert [] == fake.requests
+
+
+async def test_an_answer_that_fails_mid_stream_stops_its_own_generation(
+    fake: FakePostHog,
+) -> None:
+    """
+    A stream that fails after PostHog started the run (the connection dropped and the
+    re-attach budget is spent) is no refusal: the run is the bot's, and it goes on
+    generating on PostHog after the bot apologised. The user's next message then meets
+    a 409 ("I'm still answering your previous message") for an answer nobody will see.
+    `stream.cancel()` already sends nothing after a refusal, so cancelling is safe here.
+    """
+    fake.script_answer("An answer whose connection drops. " * 5, delay=0.05, drop_after=3)
+    fake.script_answer("The next answer.")
+    chat = Chat()
+
+    async def messages() -> AsyncIterator[str]:
+        yield "A long analysis?"
+        yield "And now?"
+
+    policy = aposthog.RetryPolicy(initial_backoff=0.001, max_backoff=0.01, max_reattaches=0)
+    async with fake.client(retry=policy) as ph:
+        conversation = await chat_bot.chat_bot(ph, messages(), chat.send)
+    assert conversation is not None
+    assert chat_bot.SORRY in chat.replies[0]  # the first answer failed: a polite reply
+    assert "still answering" not in chat.replies[1]
+    assert "The next answer." == chat.replies[1]

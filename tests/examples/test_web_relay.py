@@ -406,3 +406,26 @@ def test_the_script_serves_an_answer_and_stops_on_sigint() -> None:
     assert "web_relay: stopped" in stdout
     assert "Traceback" not in stderr, stderr
     assert "Warning" not in stderr, stderr
+
+
+async def test_an_answer_that_fails_mid_stream_stops_its_own_generation(
+    fake: FakePostHog,
+) -> None:
+    """
+    A stream that fails after PostHog started the run (the connection dropped and the
+    re-attach budget is spent) is no refusal: the run is this request's, and it goes on
+    generating on PostHog after the browser was told sorry ("please try again"). Trying
+    again then meets a 409 ("still answering") for an answer nobody will see.
+    `stream.cancel()` already sends nothing after a refusal, so cancelling is safe here.
+    """
+    fake.script_answer("An answer whose connection drops. " * 5, delay=0.05, drop_after=3)
+    fake.script_answer("The answer to the retry.")
+    policy = aposthog.RetryPolicy(initial_backoff=0.001, max_backoff=0.01, max_reattaches=0)
+    app = web_relay.make_app(lambda: fake.client(retry=policy))
+    async with web_relay.serve(app) as url:
+        failed = await ask(url, "A long analysis?")
+        name, data = failed[-1]
+        assert ("error", web_relay.FAILED) == (name, data["message"])
+        again = await ask(url, "A long analysis?", conversation=data["conversation"])
+    assert ("done", {"conversation": data["conversation"]}) == again[-1]
+    assert "The answer to the retry." == _text(again)
