@@ -9,6 +9,7 @@ import traceback
 import tracemalloc
 import zlib
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -365,27 +366,35 @@ async def test_a_redirect_to_bytes_that_are_not_utf8_gives_a_printable_error() -
     error to a UTF-8 file or a JSON log line fails on it. The message must be text.
     """
 
-    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    error = await _error_answered_with(
+        b"HTTP/1.1 302 Found\r\nLocation: https://elsewhere.example/\xff\xfe\x1b[2J\r\n"
+        b"Content-Length: 0\r\nConnection: close\r\n\r\n"
+    )
+    assert isinstance(error, aposthog.APIStatusError)
+    assert 302 == error.status
+    assert "redirected to https://elsewhere.example/\ufffd\ufffd\\x1b[2J;" in str(error)
+    str(error).encode("utf-8")  # UnicodeEncodeError: surrogates not allowed
+
+
+async def _error_answered_with(answer: bytes) -> aposthog.PostHogError:
+    """The error of a `get()` that a raw server on 127.0.0.1 answers with `answer`."""
+
+    async def reply(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await reader.readuntil(b"\r\n\r\n")
-        writer.write(
-            b"HTTP/1.1 302 Found\r\nLocation: https://elsewhere.example/\xff\xfe\x1b[2J\r\n"
-            b"Content-Length: 0\r\nConnection: close\r\n\r\n"
-        )
+        writer.write(answer)
         await writer.drain()
         writer.close()
 
-    server = await asyncio.start_server(answer, "127.0.0.1", 0)
+    server = await asyncio.start_server(reply, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
     try:
         async with _client(f"http://127.0.0.1:{port}") as ph:
-            with pytest.raises(aposthog.APIStatusError) as info:
+            with pytest.raises(aposthog.PostHogError) as info:
                 await ph.batch_exports.get(ANY_ID)
     finally:
         server.close()
         await server.wait_closed()
-    assert 302 == info.value.status
-    assert "redirected to https://elsewhere.example/\ufffd\ufffd\\x1b[2J;" in str(info.value)
-    str(info.value).encode("utf-8")  # UnicodeEncodeError: surrogates not allowed
+    return info.value
 
 
 @pytest.mark.parametrize(
@@ -410,35 +419,21 @@ async def test_an_answer_that_is_not_http_says_what_was_wrong_and_no_byte_of_it(
     which reads as PostHog's 400 Bad Request. The bytes received are not quoted (a
     server may echo the request's `Authorization` header into them).
     """
-    echoed = answer.replace(b"OK", SENTINEL.encode())
-
-    async def reply(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await reader.readuntil(b"\r\n\r\n")
-        writer.write(echoed)
-        await writer.drain()
-        writer.close()
-
-    server = await asyncio.start_server(reply, "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
-    try:
-        async with _client(f"http://127.0.0.1:{port}") as ph:
-            with pytest.raises(aposthog.APIConnectionError) as info:
-                await ph.batch_exports.get(ANY_ID)
-    finally:
-        server.close()
-        await server.wait_closed()
-    message = str(info.value)
+    error = await _error_answered_with(answer.replace(b"OK", SENTINEL.encode()))
+    assert isinstance(error, aposthog.APIConnectionError)
+    message = str(error)
     assert "PostHog's answer is not valid HTTP" in message
     if HttpResponseParser is not HttpResponseParserPy:
         # aiohttp's C parser names each fault ("Invalid character in chunk size");
         # its pure-Python one quotes only the bytes for some.
         assert f"PostHog's answer is not valid HTTP ({fault})" in message
     assert "400" not in message
-    assert SENTINEL not in message + repr(info.value)
+    assert SENTINEL not in message + repr(error)
     # Nor in a traceback printed with every frame's locals: aiohttp's error, whose repr
     # shows the request's headers, is no local of the frame that raised.
-    printed = traceback.TracebackException.from_exception(info.value, capture_locals=True)
-    frames = [frame for frame in printed.stack if "aposthog" in frame.filename]
+    printed = traceback.TracebackException.from_exception(error, capture_locals=True)
+    package = str(Path(aposthog.__file__).parent)
+    frames = [frame for frame in printed.stack if frame.filename.startswith(package)]
     assert frames
     assert not [
         (frame.name, name)
@@ -446,4 +441,4 @@ async def test_an_answer_that_is_not_http_says_what_was_wrong_and_no_byte_of_it(
         for name, value in (frame.locals or {}).items()
         if SENTINEL in value
     ]
-    assert info.value.reached_server
+    assert error.reached_server
