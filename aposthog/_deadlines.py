@@ -22,10 +22,12 @@ import asyncio
 import math
 import operator
 import sys
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Coroutine
+from typing import Any, TypeVar
 
-__all__ = ["Deadlines"]
+__all__ = ["Deadlines", "apart"]
+
+T = TypeVar("T")
 
 
 # Task.cancelling() and Task.uncancel(), Python 3.11+: the cancellations asked of a task
@@ -139,3 +141,23 @@ class Deadlines:
                 nearest = deadline
         if nearest < math.inf:
             self._arm(loop, nearest)
+
+
+async def apart(attempt: Coroutine[Any, Any, T]) -> T:
+    """
+    Await `attempt` as a task of its own, for Python 3.10, whose tasks count no
+    cancellations: a deadline kept inside the attempt (`Deadlines`) cancels that task
+    alone, so a cancellation of the caller that lands in the same loop step is never
+    read as the deadline's. The caller's cancellation cancels the attempt, waits for it
+    to end, and is raised (a result that arrived all the same is dropped).
+    """
+    task = asyncio.ensure_future(attempt)
+    try:
+        return await asyncio.shield(task)
+    except asyncio.CancelledError:
+        if not task.done():
+            task.cancel()  # the caller was cancelled: so is its attempt
+            await asyncio.wait((task,))
+        if not task.cancelled():
+            task.exception()  # retrieved: the caller's cancellation is what it hears
+        raise

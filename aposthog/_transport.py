@@ -22,7 +22,7 @@ import aiohttp
 from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
-from ._deadlines import Deadlines
+from ._deadlines import Deadlines, apart
 from ._errors import (
     APIConnectionError,
     APITimeoutError,
@@ -682,20 +682,9 @@ class Transport:
 
             Python 3.10 tasks count no cancellations, so a cancellation from outside that
             lands as the attempt's deadline passes would be read as the deadline's (a
-            timeout, then a retry): the attempt runs as a task of its own, which the
-            deadline cancels, and a cancellation of the caller stays the caller's.
+            timeout, then a retry): the attempt runs as a task of its own (`apart`).
             """
-            attempt = asyncio.ensure_future(self._send(request, headers, timeout=timeout))
-            try:
-                return await asyncio.shield(attempt)
-            except asyncio.CancelledError:
-                if attempt.done():
-                    raise
-                attempt.cancel()  # the caller was cancelled: so is its attempt
-                await asyncio.wait((attempt,))
-                if not attempt.cancelled():
-                    attempt.exception()  # retrieved: the caller's cancellation wins
-                raise
+            return await apart(self._send(request, headers, timeout=timeout))
 
     async def open_stream(
         self,

@@ -9,9 +9,10 @@ from __future__ import annotations
 import asyncio
 import sys
 
+import anyio
 import pytest
 
-from aposthog._deadlines import Deadlines
+from aposthog._deadlines import Deadlines, apart
 
 pytestmark = pytest.mark.anyio
 
@@ -242,3 +243,52 @@ async def test_a_deadline_is_recognised_in_a_task_already_being_cancelled() -> N
     assert 1 == _pending_cancels()  # the outside cancellation is still pending, untouched
     if sys.version_info >= (3, 11):  # (for mypy: skipped on 3.10 anyway)
         task.uncancel()
+
+
+async def test_a_cancellation_of_the_caller_with_the_attempts_own_deadline_is_never_lost() -> None:
+    """
+    `apart`: the attempt's deadline (here an anyio scope, as a stream's opening keeps)
+    fires in the very step the caller is cancelled. The deadline's cancellation stays
+    inside the attempt, which ends as its scope says; the caller's is raised. Run in the
+    caller's task (as before, on Python 3.10, which counts no cancellations), the scope
+    took both for its own and the caller's cancellation was lost.
+    """
+    scopes: list[anyio.CancelScope] = []
+
+    async def attempt() -> str:
+        with anyio.CancelScope() as scope:  # the attempt's own time limit
+            scopes.append(scope)
+            await asyncio.sleep(5)
+        return "timed out"
+
+    caller = asyncio.ensure_future(apart(attempt()))
+    while not scopes:  # noqa: ASYNC110 (the attempt has entered its scope)
+        await asyncio.sleep(0)
+
+    def both() -> None:
+        scopes[0].cancel()
+        caller.cancel()
+
+    asyncio.get_running_loop().call_soon(both)
+    with pytest.raises(asyncio.CancelledError):
+        await caller
+
+
+async def test_a_result_that_arrives_as_the_caller_is_cancelled_is_dropped() -> None:
+    """The attempt finished in the step its caller was cancelled: the caller is cancelled."""
+    ready = asyncio.Event()
+
+    async def attempt() -> str:
+        await ready.wait()
+        return "an answer nobody waits for"
+
+    caller = asyncio.ensure_future(apart(attempt()))
+    await asyncio.sleep(0)
+
+    def both() -> None:
+        ready.set()
+        caller.cancel()
+
+    asyncio.get_running_loop().call_soon(both)
+    with pytest.raises(asyncio.CancelledError):
+        await caller
