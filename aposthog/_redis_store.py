@@ -199,6 +199,7 @@ class RedisRateLimitStore(RateLimitStore):
         given: object = prefix  # typed as str, checked as anything
         if not isinstance(given, str) or not given:
             raise ValueError(f"prefix must be a non-empty string, got {prefix!r}")
+        # Made from a URL, the store owns its connections (new ones for each loop).
         self._connect: Callable[[], AsyncRedis] | None = None
         if isinstance(redis, str):
             url = redis
@@ -218,7 +219,6 @@ class RedisRateLimitStore(RateLimitStore):
                 redis = url = ""
                 raise ValueError(message) from None
             self._location = _safe_location(redis)
-            self._owned = True
             self._connect = connect
         elif isinstance(redis, module.asyncio.Redis):
             client = redis
@@ -226,7 +226,6 @@ class RedisRateLimitStore(RateLimitStore):
             self._location = (
                 f"{kwargs.get('host', kwargs.get('path', '?'))}:{kwargs.get('port', '')}"
             )
-            self._owned = False
         else:
             raise TypeError(
                 f"redis must be a URL or a redis.asyncio.Redis client, got {type(redis).__name__}"
@@ -365,7 +364,7 @@ class RedisRateLimitStore(RateLimitStore):
             self._loop_users[loop] = left
         if self._users == 0:
             await self.aclose()
-        elif left <= 0 and self._owned:
+        elif left <= 0 and self._connect is not None:
             # Clients of other loops still use the store, none made in this one: this
             # loop's connections close with its client, and the store lets the loop go
             # (a thread's `asyncio.run()` per request ends it next).
@@ -384,7 +383,7 @@ class RedisRateLimitStore(RateLimitStore):
         """
         if self._forgetting:
             await asyncio.wait(list(self._forgetting), timeout=5)
-        if not self._owned:
+        if self._connect is None:  # a borrowed client: never closed here
             return
         self._forget_ended_loops()
         pool = self._pools.pop(asyncio.get_running_loop(), None) or self._unused
