@@ -8,6 +8,7 @@ answer. Nothing here decides about retries; `Call` does.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 import urllib.parse
@@ -31,7 +32,7 @@ from ._errors import (
     header_text,
     name_request,
 )
-from ._http import Query, Request, Route, same_origin_url
+from ._http import Query, Redactor, Request, Route, same_origin_url
 from ._observe import IGNORED, CallObserver, Observer
 from ._pagination import AsyncPaginator, Page, new_page, parse_page
 from ._pipeline import Call, Failure, Pipeline, longest_wait
@@ -64,6 +65,7 @@ class NotGiven:
 
 NOT_GIVEN: Final = NotGiven()
 _LOCATION_SHOWN = 300  # characters of a redirect's Location kept in the message
+_SHOWN = 500  # bytes of a body that is not JSON kept in its ResponseDecodeError
 
 
 class Api:
@@ -135,7 +137,7 @@ class Api:
         if observer is not None:
             exchange = _exchange(pipeline, request, headers, attempt_timeout)
             call = self._call(route, observer, target=request.path)
-            return await _observed(call, exchange, route, decode, request)
+            return await _observed(call, exchange, route, decode, request, pipeline.redactor)
         started = time.monotonic()
         if pipeline.closed or pipeline.loop is not asyncio.get_running_loop():
             pipeline.check_usable()  # raises (or binds the client to its first loop)
@@ -166,16 +168,20 @@ class Api:
             failure = Failure.connection(exc)
         else:
             if response.status >= 300:
-                failure = status_failure(response.status, response.headers, response.body, request)
+                failure = status_failure(
+                    response.status, response.headers, response.body, request, pipeline.redactor
+                )
         finally:
             slots.release()
         if failure is None:
-            return decode(response, request)  # the slot is free for the next call meanwhile
+            # The slot is free for the next call meanwhile.
+            return _decoded(decode, response, request, pipeline.redactor)
         if throttle is not None and isinstance(failure.error, RateLimitError):
             await throttle.penalize(route.bucket, failure.error.retry_after)
         call = self._call(route, None, started=started, target=request.path)
         exchange = _exchange(pipeline, request, headers, attempt_timeout)
-        return decode(await _run(call, exchange, route, failure), request)
+        response = await _run(call, exchange, route, failure)
+        return _decoded(decode, response, request, pipeline.redactor)
 
     def _watch(self, route: Route, target: str = "") -> CallObserver | None:
         """The observer of a new call of `route` (to `target`), or None when nobody records it."""
@@ -292,7 +298,7 @@ class Api:
             body = b""
         finally:
             stream.close()
-        return status_failure(stream.status, stream.headers, body, request)
+        return status_failure(stream.status, stream.headers, body, request, pipeline.redactor)
 
 
 _structure_fn: Callable[..., Any] | None = None
@@ -313,12 +319,13 @@ def _exchange(
 ) -> Callable[[], Awaitable[Response | Failure]]:
     """One attempt of a JSON call: the 2xx response, or the failure."""
     transport = pipeline.transport
+    redactor = pipeline.redactor
 
     async def exchange() -> Response | Failure:
         response = await transport.send(request, headers, timeout=timeout)
         if response.status < 300:
             return response
-        return status_failure(response.status, response.headers, response.body, request)
+        return status_failure(response.status, response.headers, response.body, request, redactor)
 
     return exchange
 
@@ -354,6 +361,7 @@ async def _observed(
     route: Route,
     decode: Callable[[Response, Request], T],
     request: Request,
+    redactor: Redactor,
 ) -> T:
     """
     A JSON call that an observer watches: every attempt through `Call.run`, the answer
@@ -370,7 +378,7 @@ async def _observed(
     # A delete found gone after a lost answer: the last status PostHog sent, no error.
     status = 404 if response is _GONE else response.status
     try:
-        result = decode(response, request)
+        result = _decoded(decode, response, request, redactor)
     except BaseException as exc:
         call.end(status, exc)
         raise
@@ -378,12 +386,55 @@ async def _observed(
     return result
 
 
+def _decoded(
+    decode: Callable[[Response, Request], T],
+    response: Response,
+    request: Request,
+    redactor: Redactor,
+) -> T:
+    """
+    `decode(response, request)`. A body that does not decode and quotes the key (a
+    proxy's or a misconfigured host's page echoing the request's headers) is raised as
+    the same error without the key, and without the chain that held it.
+    """
+    try:
+        return decode(response, request)
+    except ResponseDecodeError as exc:
+        clean = _without_key(exc, response.body, redactor)
+        if clean is None:
+            raise
+    raise clean  # outside the `except`: not even the original is its context
+
+
+def _without_key(
+    exc: ResponseDecodeError, body: bytes, redactor: Redactor
+) -> ResponseDecodeError | None:
+    """`exc` made again without the key, or None when `body` does not quote it."""
+    if type(exc) is not ResponseDecodeError or redactor.scrub(body) is body:
+        return None  # (a subclass, `ResponseTooLargeError`, quotes nothing of the body)
+    message = redactor.scrub_text(str(exc))
+    shown: Any
+    if isinstance(exc.body, str):  # the start of a body that is not JSON: cut after
+        shown = redactor.scrub(body)[:_SHOWN].decode("utf-8", errors="replace")
+    else:
+        try:
+            shown = _json.loads(redactor.scrub(json.dumps(exc.body).encode()))
+        except (ValueError, TypeError, RecursionError):
+            shown = None  # too deep to write again: kept nowhere rather than with the key
+    return ResponseDecodeError(message, paths=exc.paths, body=shown, path=exc.path)
+
+
 def status_failure(
-    status: int, headers: Mapping[str, str], body: bytes, request: Request
+    status: int, headers: Mapping[str, str], body: bytes, request: Request, redactor: Redactor
 ) -> Failure:
-    """The failure for a non-2xx answer, with the wait the server named (if any)."""
+    """
+    The failure for a non-2xx answer, with the wait the server named (if any). An answer
+    that quotes the key (a proxy echoing the request's headers) has it replaced first.
+    """
+    body = redactor.scrub(body)
     if status < 400:
-        location = header_text(headers.get("Location") or "(no Location header)", _LOCATION_SHOWN)
+        location = redactor.scrub_text(headers.get("Location") or "(no Location header)")
+        location = header_text(location, _LOCATION_SHOWN)
         error = APIStatusError(
             status=status,
             detail=(
@@ -421,7 +472,7 @@ def decode_json(response: Response, request: Request) -> Any:
     except ValueError:
         raise ResponseDecodeError(
             f"PostHog answered {request.method} {request.path} with a body that is not JSON",
-            body=response.body[:500].decode("utf-8", errors="replace"),
+            body=response.body[:_SHOWN].decode("utf-8", errors="replace"),
             path=request.path,
         ) from None
 

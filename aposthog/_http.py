@@ -15,13 +15,14 @@ import re
 import urllib.parse
 import uuid
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import Any, Final
 
 import attrs
 
 from ._version import __version__
 
 __all__ = [
+    "Redactor",
     "Request",
     "Route",
     "Secret",
@@ -162,6 +163,63 @@ class Secret(str):
 
     def __repr__(self) -> str:
         return "'<redacted>'"
+
+
+class _SecretBytes(bytes):
+    """A form of the key as bytes: `b'<redacted>'` in any repr, as `Secret` is."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "b'<redacted>'"
+
+
+_REDACTED: Final = b"<redacted>"
+
+
+class Redactor:
+    """
+    Takes the API key out of what a server sent back: an error answer that quotes the
+    request's `Authorization` header (a proxy's or a debugging server's 401, an HTML
+    page that lists the request's headers) would otherwise carry the key into the
+    exception, its message and any log line or terminal that shows it.
+
+    Every form a server may quote is replaced by `<redacted>`: the key as sent, as a
+    JSON string spells it (`\\/` for `/`), and percent-encoded (a `Location` that
+    quotes it). A key shorter than 8 characters (a placeholder in a test, never a
+    PostHog key) is left alone: replacing it would garble every message it occurs in.
+    """
+
+    __slots__ = ("_forms",)
+
+    def __init__(self, api_key: str) -> None:
+        forms: dict[bytes, None] = {}
+        if len(api_key) >= 8:
+            for form in (
+                api_key,
+                api_key.replace("/", "\\/"),
+                urllib.parse.quote(api_key, safe=""),
+            ):
+                forms[_SecretBytes(form.encode())] = None
+        self._forms = tuple(forms)
+
+    def __repr__(self) -> str:
+        return "<Redactor>"
+
+    def scrub(self, data: bytes) -> bytes:
+        """`data` without the key."""
+        for form in self._forms:
+            if form in data:
+                data = data.replace(form, _REDACTED)
+        return data
+
+    def scrub_text(self, text: str) -> str:
+        """`text` without the key."""
+        if not self._forms:
+            return text
+        data = text.encode("utf-8", "surrogatepass")
+        clean = self.scrub(data)
+        return text if clean is data else clean.decode("utf-8", "surrogatepass")
 
 
 @attrs.frozen(kw_only=True)

@@ -41,7 +41,16 @@ from ._errors import (
     RateLimitError,
     name_request,
 )
-from ._http import Query, Request, Route, Secret, encode_json, query_items, user_agent
+from ._http import (
+    Query,
+    Redactor,
+    Request,
+    Route,
+    Secret,
+    encode_json,
+    query_items,
+    user_agent,
+)
 from ._inflate import ACCEPT_ENCODING
 from ._observe import CallObserver, WaitReason
 from ._retry import ConnectionOutcome, Outcome, RetryPolicy, may_have_acted, retry_delay
@@ -152,6 +161,8 @@ class Pipeline:
         self.slots = Slots(max_concurrency)
         # Only the header value is kept: a `Secret`, shown as '<redacted>' in any repr.
         self._authorization = Secret(f"Bearer {api_key}")
+        #: Takes the key out of an answer that quotes it back, before an error holds it.
+        self.redactor = Redactor(api_key)
         #: The event loop the client is bound to (by its first use).
         self.loop: asyncio.AbstractEventLoop | None = None
         base = urllib.parse.urlsplit(base_url)

@@ -497,7 +497,7 @@ class StreamEngine:
                 self.run_may_exist = before
             return result
         if result.content_type != _EVENT_STREAM:
-            body = await snippet(result)
+            body = await snippet(result, self.api.pipeline.redactor)
             raise ResponseDecodeError(
                 f"PostHog answered POST {request.path} with {result.status} "
                 f"{header_text(result.content_type) or 'no content type'}, not {_EVENT_STREAM}",

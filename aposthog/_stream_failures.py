@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from ._errors import APIConnectionError, APIStatusError, APITimeoutError
+from ._http import Redactor
 from ._pipeline import Failure
 from ._transport import StreamResponse
 
@@ -34,14 +35,17 @@ def dropped_failure(error: APIConnectionError, idle: float | None) -> Failure:
     return Failure.connection(error)
 
 
-async def snippet(response: StreamResponse, limit: int = 500) -> str:
-    """The start of an unexpected body, for the error message; the response is closed."""
+async def snippet(response: StreamResponse, redactor: Redactor, limit: int = 500) -> str:
+    """
+    The start of an unexpected body, for the error message, without the key (a page
+    that echoes the request's headers); the response is closed.
+    """
     data = b""
     chunks = response.chunks()
     try:
         async for chunk in chunks:
             data += chunk
-            if len(data) >= limit:
+            if len(data) >= limit + 512:  # a key across the cut is still found whole
                 break
     except APIConnectionError:
         pass
@@ -50,4 +54,4 @@ async def snippet(response: StreamResponse, limit: int = 500) -> str:
         if aclose is not None:
             await aclose()
         response.close()
-    return data[:limit].decode("utf-8", errors="replace")
+    return redactor.scrub(data)[:limit].decode("utf-8", errors="replace")

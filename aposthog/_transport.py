@@ -64,6 +64,11 @@ class Response(NamedTuple):
     headers: Mapping[str, str]
     body: bytes
 
+    def __repr__(self) -> str:
+        # Not the body: an answer that quotes the key (a page echoing the request's
+        # headers) would show it in a traceback printed with its frames' locals.
+        return f"Response(status={self.status!r}, body=<{len(self.body)} bytes>)"
+
 
 _new_response = tuple.__new__  # Response(...) without the Python-level __new__ around it
 

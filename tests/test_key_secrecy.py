@@ -6,17 +6,22 @@ traceback printed with every frame's local variables.
 from __future__ import annotations
 
 import asyncio
+import json
 import socket
 import struct
 import traceback
+import urllib.parse
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
 import pytest
+from aiohttp import web
 
 import aposthog
-from aposthog._http import Secret
+from aposthog._http import Redactor, Secret
 from aposthog.testing import FakePostHog
+
+from .web_server import serve
 
 pytestmark = pytest.mark.anyio
 
@@ -211,3 +216,102 @@ def test_a_secret_is_its_text_on_the_wire_and_redacted_in_reprs() -> None:
     for shown in (repr(secret), repr({"Authorization": secret}), f"{[secret]}", f"{secret!r}"):
         assert SENTINEL not in shown
         assert "<redacted>" in shown
+
+
+# ---------------------------------------------------------- answers that quote the key
+
+
+def _echo(status: int, shape: str) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+    """A server (a proxy, a misconfigured host) whose answer quotes the request's headers."""
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        header = request.headers.get("Authorization", "")
+        if shape == "json":
+            body = {"type": "authentication_error", "code": "x", "detail": f"rejected {header}"}
+            return web.json_response(body, status=status)
+        if shape == "echo":  # what an echo service answers: the request's headers
+            return web.json_response({"headers": dict(request.headers)}, status=status)
+        if shape == "escaped":  # a JSON writer that spells "/" as "\/"
+            text = json.dumps({"detail": header}).replace("/", "\\/")
+            return web.Response(text=text, status=status, content_type="application/json")
+        if shape == "location":
+            location = f"https://login.example/?token={urllib.parse.quote(header, safe='')}"
+            return web.Response(status=status, headers={"Location": location})
+        page = f"<html><body><pre>Authorization: {header}</pre>{'.' * 600}</body></html>"
+        return web.Response(text=page, status=status, content_type="text/html")
+
+    return handler
+
+
+QUOTED = "phx_SENTINEL/key+7f3a9c"  # with characters that JSON and URLs spell otherwise
+
+_QUOTING = [
+    (401, "json"),
+    (403, "html"),
+    (502, "escaped"),
+    (302, "location"),
+    (200, "html"),
+    (200, "echo"),
+]
+
+
+@pytest.mark.parametrize("kind", ["get", "list", "stream"])
+@pytest.mark.parametrize(("status", "shape"), _QUOTING)
+async def test_an_answer_that_quotes_the_key_leaves_it_nowhere(
+    status: int, shape: str, kind: str
+) -> None:
+    """
+    The error made of an answer that quotes the key (status errors, a 200 that is not the
+    record or not an event stream) says `<redacted>` where the key was: in its message,
+    its detail and body, its chain and the locals of its traceback.
+    """
+    async with (
+        serve(_echo(status, shape)) as url,
+        aposthog.Client(api_key=QUOTED, host=url, project_id=1, max_retries=0) as ph,
+    ):
+        with pytest.raises(aposthog.PostHogError) as info:
+            if kind == "get":
+                await ph.customer_profile_configs.get(ANY_ID)
+            elif kind == "list":
+                await ph.customer_profile_configs.list()
+            else:
+                await ph.conversations.create("q", max_reattach_attempts=0).until_done()
+    error = info.value
+    # First, while this frame holds no form of the key among its locals.
+    everything = printed_with_locals(error) + repr(vars(error))
+    if status == 200:
+        assert isinstance(error, aposthog.ResponseDecodeError)
+    else:
+        assert isinstance(error, aposthog.APIStatusError)
+        assert status == error.status
+    forms = [QUOTED, QUOTED.replace("/", "\\/"), urllib.parse.quote(QUOTED, safe="")]
+    for item in _graph(error):
+        everything += repr(item) + str(item)
+    for form in forms:
+        at = everything.find(form)
+        assert at < 0, f"{form!r} in {everything[max(0, at - 300) : at + 50]!r}"
+    assert "<redacted>" in str(error) + repr(getattr(error, "body", None))
+
+
+async def test_a_short_placeholder_key_is_not_redacted_from_answers() -> None:
+    """A key shorter than 8 characters (a test's placeholder) leaves the text readable."""
+    async with (
+        serve(_echo(401, "json")) as url,
+        aposthog.Client(api_key="k", host=url, project_id=1, max_retries=0) as ph,
+    ):
+        with pytest.raises(aposthog.AuthenticationError) as info:
+            await ph.customer_profile_configs.get(ANY_ID)
+    assert "rejected Bearer k" in str(info.value)
+
+
+def test_the_redactor_takes_out_every_form_of_the_key() -> None:
+    key = "phx_a/b+c=d"
+    redactor = Redactor(key)
+    quoted = urllib.parse.quote(key, safe="")
+    data = f"1 {key} 2 {key.replace('/', chr(92) + '/')} 3 {quoted} 4".encode()
+    assert b"1 <redacted> 2 <redacted> 3 <redacted> 4" == redactor.scrub(data)
+    untouched = b"nothing of it here"
+    assert redactor.scrub(untouched) is untouched
+    assert "x <redacted> \ud800" == redactor.scrub_text(f"x {key} \ud800")
+    assert key not in repr(vars(redactor) if hasattr(redactor, "__dict__") else redactor._forms)
+    assert Redactor("short").scrub(b"a short b") == b"a short b"

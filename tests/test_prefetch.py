@@ -771,3 +771,32 @@ def test_a_resume_point_at_a_page_s_end_is_its_next() -> None:
     assert "https://h/l/?offset=2" == ResumePoint("https://h/l/", page, 2).resolve()
     assert ResumePoint("https://h/l/", _page_of(0, 0, next_url=None), 0).resolve() is None
     assert ResumePoint(None).resolve() is None
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="prefetch(n) on a limit/offset list whose count is overstated spawns n tasks at once",
+)
+async def test_reading_far_ahead_on_a_list_whose_count_is_overstated_makes_few_tasks() -> None:
+    """
+    A first page claiming 10**8 records on a one-record list: `prefetch(5_000)` spawns
+    one task per planned page, 5,000 at once in one synchronous step (the event loop is
+    blocked meanwhile; `prefetch(100_000)` took 10 s and 300 MB for one record), though
+    `max_concurrency` lets only a few of them send at a time and the list ends at once.
+    The cursor chain makes one task a page; the plan should not make more than the client
+    can send at once either.
+    """
+    hits: list[str] = []
+    async with (
+        _claiming_count(10**8, hits) as url,
+        aposthog.Client(api_key="phx_k", host=url, project_id=1, max_concurrency=4) as ph,
+    ):
+        before = len(asyncio.all_tasks())
+        most = 0
+        got = []
+        with anyio.fail_after(10):
+            async for config in ph.customer_profile_configs.list().prefetch(5_000):
+                most = max(most, len(asyncio.all_tasks()) - before)
+                got.append(config.id)
+        assert ["id-0000"] == got
+    assert most <= 200, f"{most} tasks in flight for a one-record list"
