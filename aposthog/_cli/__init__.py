@@ -118,6 +118,15 @@ def main(argv: Sequence[str] | None = None, *, out: TextIO | None = None) -> int
         if out is None:
             _discard_stdout()
         return 141
+    except OSError as exc:
+        # The output cannot be written (a full disk, an I/O error): one line on stderr.
+        if out is None:
+            _discard_stdout()
+        with contextlib.suppress(OSError, ValueError):
+            reason = _one_line(exc.strerror or str(exc))
+            sys.stderr.write(f"aposthog: error: cannot write the output: {reason}\n")
+            sys.stderr.flush()
+        return 1
 
 
 def _main(argv: Sequence[str] | None, out: TextIO | None) -> int:

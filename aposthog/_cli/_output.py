@@ -24,8 +24,11 @@ __all__ = [
 # its control characters are shown escaped, never acted on. C0, DEL and C1 (whose CSI
 # some terminals obey as ESC [), and the Unicode line and paragraph separators.
 _CONTROLS = [*range(0x20), 0x7F, *range(0x80, 0xA0), 0x2028, 0x2029]
+# A lone surrogate (JSON's "\\ud800" is valid) cannot be written as UTF-8: shown escaped.
+_SURROGATES = {c: f"\\u{c:04x}" for c in range(0xD800, 0xE000)}
 _ONE_LINE = {c: f"\\u{c:04x}" if c > 0xFF else f"\\x{c:02x}" for c in _CONTROLS}
 _ONE_LINE.update({0x09: "\\t", 0x0A: "\\n", 0x0D: "\\r"})
+_ONE_LINE.update(_SURROGATES)
 # Flowing text keeps its line breaks and tabs.
 _FLOWING = {c: v for c, v in _ONE_LINE.items() if c not in (0x09, 0x0A)}
 
@@ -92,7 +95,9 @@ def json_line(record: Any) -> str:
     """One record as one line of JSON (the wire format, unknown fields included)."""
     try:
         data = record if isinstance(record, (dict, list)) else unstructure(record)
-        return json.dumps(data, ensure_ascii=False, separators=(",", ":"))
+        text = json.dumps(data, ensure_ascii=False, separators=(",", ":"))
+        # A surrogate is only ever inside a JSON string, where its escape means it.
+        return text.translate(_SURROGATES)
     except RecursionError:
         raise OutputError(_TOO_DEEP) from None
 

@@ -223,3 +223,13 @@ def test_flowing_text_keeps_its_lines_and_tabs_and_escapes_the_rest() -> None:
     """An AI answer printed as it streams: its lines and tabs are the answer's own."""
     assert "one\ntwo\tthree \\x1b[2J\\r" == terminal_text("one\ntwo\tthree \x1b[2J\r")
     assert "plain text, ünïcode" == terminal_text("plain text, ünïcode")
+
+
+def test_a_lone_surrogate_is_shown_escaped_and_json_lines_stay_json() -> None:
+    """`"\\ud800"` is valid JSON but no UTF-8: every way out shows it as its escape."""
+    text = "a\ud800b\udfffc"
+    assert "a\\ud800b\\udfffc" == cell(text) == terminal_text(text)
+    assert "x\\ud800" in cell({"k": "x\ud800"})
+    line = json_line({"k\udc00": text, "n": ["é"]})
+    line.encode()  # writable as UTF-8
+    assert {"k\udc00": text, "n": ["é"]} == json.loads(line)
