@@ -327,12 +327,20 @@ class StreamEngine:
                 if self._closed_meanwhile():
                     continue  # closed by another task, whose close woke this read
                 if chunk is None:
+                    if self.cancelled:
+                        self.close()  # `cancel()` from another task: PostHog ends the body
+                        continue
                     await self.pump(dropped_failure(dropped, self.api.config.stream_idle_timeout))
                 elif chunk:
                     self._decode(chunk)
                 else:
                     self._decode(None)
                     if not self.state.run_ended:
+                        if self.cancelled:
+                            # `cancel()` from another task: PostHog ends the run's body
+                            # before it answers the cancel, which then closes the stream.
+                            self.close()
+                            continue
                         await self.pump(self._cut_short())
                     elif self._reattached:
                         await self.pump(reconcile=True)
