@@ -358,6 +358,7 @@ class BatchLoop(StreamLoop[str]):
                     self._held, engine.turn = engine.turn, turn
                     break
         except ClientStateError:
-            self._engine = None
-            raise
+            # Closed under the loop (the client closed) or taken by another task: what was
+            # taken already is handed out; the next read raises the error again.
+            pass
         return pieces[0] if len(pieces) == 1 else "".join(pieces)
