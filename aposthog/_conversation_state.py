@@ -133,6 +133,8 @@ class ConversationState:
         "_nested",
         "_replaying",
         "_seen",
+        "_seen_in",
+        "_turn",
         "_shown",
         "_snapshot",
         "_streamed",
@@ -156,7 +158,14 @@ class ConversationState:
         self._shown = ""
         self._done = 0
         self._streamed: list[str] = []
+        # Non-message events delivered (by wire form), and by the turn they came in: one
+        # without an id (a bare failure, `generation_error`) is a replay only within its
+        # turn, since a queued run that fails as the run before it sends the same bytes.
         self._seen: set[tuple[str, str]] = set()
+        self._seen_in: set[tuple[str | None, str, str]] = set()
+        # The human message (id) of the turn this connection is in, new or replayed; None
+        # on a new connection until one comes (a replay may start anywhere before).
+        self._turn: str | None = None
         # This run's message (as PostHog stores it) and trace id, while its echo is awaited
         # on a re-attach: the first human message must be it (see `expect_echo`).
         self._echo: tuple[str, str] | None = None
@@ -181,6 +190,7 @@ class ConversationState:
         """
         self._cursor = _UNPLACED
         self._replaying = True
+        self._turn = None
 
     def expect_echo(self, sent: str, trace_id: str) -> None:
         """
@@ -203,10 +213,12 @@ class ConversationState:
         """
         if event.__class__ is MessageEvent:
             return self.feed_message(event)
-        key = ("raw", raw) if raw is not None else ("repr", repr(event))
-        if key in self._seen:
+        kind, form = ("raw", raw) if raw is not None else ("repr", repr(event))
+        turn = self._turn
+        if (kind, form) in self._seen if turn is None else (turn, kind, form) in self._seen_in:
             return None
-        self._seen.add(key)
+        self._seen.add((kind, form))
+        self._seen_in.add((turn, kind, form))
         self._replaying = False
         if isinstance(event, ConversationEvent):
             self.conversation = event.conversation
@@ -433,6 +445,8 @@ class ConversationState:
         if message.id is None:
             return self._idless_final(event, message)
         position = self._index.get(message.id)
+        if message.__class__ is HumanMessage:
+            self._turn = message.id  # what follows is this turn's, replayed or new
         if position is not None:
             # A replayed final message: the snapshots after it belong to the next one.
             ordinal = self._assistant_ids.get(message.id)
@@ -501,7 +515,10 @@ class ConversationState:
 
     def _idless_final(self, event: MessageEvent, message: Message) -> Delivery | None:
         # PostHog's bare failure is `{"type":"ai/failure"}`: no id to match a replay by.
-        if message in self._messages:
+        # A replay is an equal message of the same turn (a queued run may fail just as
+        # the run before it did); on a connection not yet placed in a turn, of any turn.
+        start = 0 if self._turn is None else self._index.get(self._turn, 0)
+        if message in self._messages[start:]:
             return None
         self._replaying = False
         self._messages.append(message)

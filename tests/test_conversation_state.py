@@ -292,10 +292,6 @@ def test_a_queued_run_after_a_failed_one_has_not_ended_mid_answer(failure: Wire)
     assert state.run_ended is False
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a queued run's failure equal to the previous run's is dropped as a replay",
-)
 @pytest.mark.parametrize(
     "failure",
     [
@@ -324,9 +320,36 @@ def test_a_queued_runs_failure_like_the_previous_runs_ends_that_run(failure: Wir
     assert state.run_ended
 
 
+@pytest.mark.parametrize(
+    "failure",
+    [
+        pytest.param(("message", '{"type":"ai/failure"}'), id="bare-ai-failure"),
+        pytest.param(("status", '{"type":"generation_error"}'), id="generation-error"),
+    ],
+)
+def test_replayed_failures_of_two_turns_are_still_replays(failure: Wire) -> None:
+    """Two queued runs that failed alike, then a re-attach: a replay from the start gives
+    each turn's failure again after its own human message, and one trimmed before the
+    second turn's human message gives the first's failure without one. Nothing of it is
+    new."""
+    two_turns = [
+        msg(type="human", content="q", id="h1"),
+        failure,
+        msg(type="human", content="next", id="h2"),
+        msg(type="ai", content="Other"),
+        failure,
+    ]
+    for replay in (two_turns, two_turns[1:]):
+        state = ConversationState()
+        assert len(feed_all(state, two_turns)) == 5
+        state.begin_attempt()
+        assert feed_all(state, replay) == []
+        assert state.run_ended
+
+
 @pytest.mark.xfail(
     strict=True,
-    reason="after a re-attach gap lost an answer's final message, the next answer's text is never given out",
+    reason="after a gap lost an answer's final, the next answer's text is never given out",
 )
 def test_the_next_answer_streams_after_a_gap_lost_the_previous_answers_final() -> None:
     """The connection drops mid-answer; PostHog deletes the run's stream, and the first

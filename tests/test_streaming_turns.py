@@ -172,10 +172,6 @@ async def test_until_done_after_a_batch_reads_the_turn_the_batch_held_back() -> 
         del batches
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the queued run's bare ai/failure equals the first run's: dropped, IncompleteStreamError",
-)
 async def test_a_queued_run_that_fails_like_the_first_ends_the_stream_complete(
     fake: FakePostHog,
 ) -> None:
@@ -183,11 +179,10 @@ async def test_a_queued_run_that_fails_like_the_first_ends_the_stream_complete(
     stream carried two whole runs and must end complete, each turn with its failure."""
     fake.script_answer("the first answer, cut", token_size=2, delay=0.01, fail=True)
     fake.script_answer("the queued answer, cut", token_size=2, delay=0.01, fail=True)
-    async with fake.client(retry=FAST) as ph:
-        async with ph.conversations.create("first") as stream:
-            await anext(stream)  # the first run has begun
-            await ph.conversations.queue.add(stream.conversation_id, "second")
-            result = await stream.until_done()
+    async with fake.client(retry=FAST) as ph, ph.conversations.create("first") as stream:
+        await anext(stream)  # the first run has begun
+        await ph.conversations.queue.add(stream.conversation_id, "second")
+        result = await stream.until_done()
     assert result.complete
     assert [turn.question.content for turn in result.turns if turn.question] == [
         "first",
@@ -221,10 +216,6 @@ class _Held:
         self._closed.set()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="text_batches() drops the received text of a held turn when closed under it",
-)
 async def test_batches_hand_out_what_arrived_when_the_client_closes_under_them() -> None:
     """A stream closed under its reader "still hands out what had arrived, then raises
     `ClientStateError`": `text_deltas()` does, and `text_batches()` joins to what the
