@@ -49,7 +49,9 @@ contradicts the earlier ones: the stream just stops adding text for that message
 `ConversationResult.streamed_text` differs from `.text`, so a caller can tell. The same
 holds for a final message a re-attach's gap lost and the catch-up recovered ahead of
 text already given out (an earlier answer of the run): its text is in `.text`, at its
-place, never given out late as a delta.
+place, never given out late as a delta. The message after it is new text all the
+same: the first assistant text a re-attach brings that does not go on from the text
+given out (nor replays it) begins the next message, given out after a blank line.
 """
 
 from __future__ import annotations
@@ -126,6 +128,7 @@ class ConversationState:
         "_done",
         "_echo",
         "_failed_at",
+        "_gap",
         "_humans",
         "_index",
         "_latest_human",
@@ -134,10 +137,10 @@ class ConversationState:
         "_replaying",
         "_seen",
         "_seen_in",
-        "_turn",
         "_shown",
         "_snapshot",
         "_streamed",
+        "_turn",
         "conversation",
         "failure",
         "generation_error",
@@ -169,6 +172,7 @@ class ConversationState:
         # This run's message (as PostHog stores it) and trace id, while its echo is awaited
         # on a re-attach: the first human message must be it (see `expect_echo`).
         self._echo: tuple[str, str] | None = None
+        self._gap = False  # re-attached, and no new assistant text taken since (`_after_gap`)
         self.human_id: str | None = None
         self.conversation: ConversationSummary | None = None
         self.failure: FailureMessage | None = None
@@ -191,6 +195,7 @@ class ConversationState:
         self._cursor = _UNPLACED
         self._replaying = True
         self._turn = None
+        self._gap = True
 
     def expect_echo(self, sent: str, trace_id: str) -> None:
         """
@@ -467,6 +472,8 @@ class ConversationState:
         if isinstance(message, AssistantMessage) and message.parent_tool_call_id is None:
             self._assistant_ids[message.id] = len(self._assistant_ids)
             self._cursor = len(self._assistant_ids)
+            if self._gap:
+                self._after_gap(message.content)
             text = self._advance(message.content, len(message.content))
             self._snapshot = None
             self._shown = ""
@@ -488,12 +495,16 @@ class ConversationState:
             if message.content == last.content and message == last:
                 # Where the previous connection left off: what follows is new.
                 self._replaying = False
+                self._gap = False  # and no gap: the message goes on
                 return None
             if self._replaying and last.content.startswith(message.content):
+                self._gap = False  # the replay of this message: it goes on
                 return None
         self._replaying = False
         self._snapshot = message
         content = message.content
+        if self._gap:
+            self._after_gap(content)
         end = len(content)
         if content[-1:].isspace():  # held back: found without copying the whole text
             tail = content[-64:]
@@ -608,6 +619,18 @@ class ConversationState:
         elif isinstance(message, FailureMessage):
             self.failure = message
             self._failed_at = self._humans
+
+    def _after_gap(self, content: str) -> None:
+        """
+        The first new assistant text after a re-attach: when it does not go on from the
+        text given out, the message before it ended in the gap (its final lost with the
+        stream PostHog deleted), and this is the next message, all of it new text.
+        """
+        self._gap = False
+        done = self._done
+        if done and not content.startswith(self._shown[:done]):
+            self._shown = ""
+            self._done = 0
 
     def _advance(self, target: str, end: int) -> str:
         """

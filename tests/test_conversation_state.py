@@ -347,10 +347,6 @@ def test_replayed_failures_of_two_turns_are_still_replays(failure: Wire) -> None
         assert state.run_ended
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="after a gap lost an answer's final, the next answer's text is never given out",
-)
 def test_the_next_answer_streams_after_a_gap_lost_the_previous_answers_final() -> None:
     """The connection drops mid-answer; PostHog deletes the run's stream, and the first
     answer's final message (produced before the server noticed) is lost with it. The
@@ -373,6 +369,23 @@ def test_the_next_answer_streams_after_a_gap_lost_the_previous_answers_final() -
     got = texts(feed_all(state, after))
     assert got.endswith("The answer is 42.")
     assert state.streamed_text == "Let me che" + got
+
+
+def test_a_next_answer_whose_final_alone_follows_a_gap_is_given_out() -> None:
+    """As above, with the gap taking the next answer's snapshots too: its final is all
+    that comes, and its text is new. A replay that goes on with the message in progress
+    is no gap: its text goes on from what was given out."""
+    state = ConversationState()
+    feed_all(state, [msg(type="human", content="q", id="h1"), msg(type="ai", content="Let me")])
+    state.begin_attempt()
+    got = feed_all(state, [msg(type="ai", content="The answer is 42.", id="a2")])
+    assert texts(got) == "\n\nThe answer is 42."
+
+    state = ConversationState()
+    feed_all(state, [msg(type="human", content="q", id="h1"), msg(type="ai", content="Let me")])
+    state.begin_attempt()
+    got = feed_all(state, [msg(type="ai", content="Let me check.", id="a1")])
+    assert texts(got) == " check."
 
 
 def test_a_bare_failure_without_id_is_kept_once_across_replays() -> None:
