@@ -115,13 +115,14 @@ def timestamp(name: str, value: dt.datetime | str | None, *, relative: bool = Fa
         raise ValueError(f"{name} must not be empty")
     if relative:
         return relative_time(name, value)
-    match = _ISO_8601.fullmatch(value.strip())
+    text = value.strip()  # sent so: PostHog's parsers take no blanks around it
+    match = _ISO_8601.fullmatch(text)
     if match is None:
         raise ValueError(f"{name} must be an ISO 8601 timestamp, got {value!r}")
     _fromisoformat_reads(name, value, match)
     if not _real_datetime(match):
         raise ValueError(f"{name} is not a real date or time: {value!r}")
-    return value
+    return text
 
 
 def relative_time(name: str, value: str) -> str:
@@ -227,7 +228,8 @@ def backfill_bound(name: str, value: dt.date | str | None) -> str | None:
         raise TypeError(
             f"{name} must be a date, a datetime or an ISO 8601 string, got {type(value).__name__}"
         )
-    match = _ISO_8601.fullmatch(value.strip())
+    text = value.strip()  # sent so: PostHog's `fromisoformat` takes no blanks around it
+    match = _ISO_8601.fullmatch(text)
     if match is None:
         raise ValueError(f"{name} must be an ISO 8601 date or timestamp, got {value!r}")
     _fromisoformat_reads(name, value, match)
@@ -238,7 +240,7 @@ def backfill_bound(name: str, value: dt.date | str | None) -> str | None:
             f"{name} has a time but no UTC offset ({value!r}): PostHog refuses naive times; "
             "send a date for daily and weekly exports, an offset otherwise"
         )
-    return value
+    return text
 
 
 def log_levels(level: str | Iterable[Any] | None) -> str | None:

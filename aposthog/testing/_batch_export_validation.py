@@ -70,7 +70,7 @@ def parse_datetime_field(value: Any) -> dt.datetime:
     if not isinstance(value, str):
         raise ValueError(_DATETIME_FORMAT_ERROR)
     try:
-        parsed = from_isoformat(value.strip())
+        parsed = from_isoformat(value)  # as it came: Django reads no blanks around it
     except ValueError:
         raise ValueError(_DATETIME_FORMAT_ERROR) from None
     return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=dt.timezone.utc)
