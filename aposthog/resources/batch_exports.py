@@ -265,6 +265,11 @@ class BatchExports(BatchExportRuns):
         need not be sent again), a field left out keeps its value, and neither the
         destination's `type` nor `model` can change. The arguments are `create()`'s.
 
+        Except the schedule's offsets: a PUT always carries `interval`, and PostHog then
+        sets `offset_day` and `offset_hour` back to none (midnight; Sunday for a weekly
+        export) unless they are sent. Pass them again to keep a daily or weekly export's
+        time.
+
         Example:
             ```python
             export = await ph.batch_exports.replace(

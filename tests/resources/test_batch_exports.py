@@ -443,10 +443,6 @@ async def test_replace_keeps_what_it_leaves_out_as_posthog_does(
     assert (replaced.name, replaced.end_at, replaced.filters) == ("renamed", end, [event])
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="replace() says a field left out keeps its value; PostHog's PUT resets the offsets",
-)
 async def test_replace_keeps_the_schedule_offsets_it_leaves_out_or_says_it_does_not(
     ph: aposthog.Client,
 ) -> None:
