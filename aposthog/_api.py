@@ -559,6 +559,10 @@ class _PageSource(Generic[T]):
             return None
         return f"it names {other[:200]!r}, and this list's pages are at {self._path()!r}"
 
+    def sending(self) -> int:
+        """How many of its requests the client sends at once (`max_concurrency`)."""
+        return self._api.config.max_concurrency
+
     async def fetch(self, url: str) -> Page[T]:
         """
         The page at a `next` (or saved) URL, requested on the configured host: only at

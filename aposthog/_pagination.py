@@ -103,6 +103,9 @@ class PageSource(Protocol[T]):
     def foreign(self, url: str) -> str | None:
         """Why `url` is no page of this list (None: it is one)."""
 
+    def sending(self) -> int:
+        """How many of its requests the client sends at once (`max_concurrency`)."""
+
 
 class Page(Generic[T]):
     """
@@ -271,6 +274,7 @@ class AsyncPaginator(Generic[T]):
             self._source.fetch,
             on_page,
             first_url=self._source.first_url() if start is None else start,
+            sending=self._source.sending(),
             **plan,
         )
 

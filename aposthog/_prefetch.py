@@ -158,6 +158,19 @@ def _chain_on(reader: weakref.ref[PageReader[Any]]) -> Callable[[asyncio.Task[An
     return read_on
 
 
+def _planned_on(reader: weakref.ref[PageReader[Any]]) -> Callable[[asyncio.Task[Any]], None]:
+    """A planned fetch's done callback: one fewer in flight, so the reader may start another."""
+
+    def send_on(task: asyncio.Task[Any]) -> None:
+        alive = reader()
+        if alive is not None:
+            alive._in_flight -= 1
+            if alive._plan is not None:  # not a fetch of a plan dropped since
+                alive._fill()
+
+    return send_on
+
+
 class PageReader(Generic[T]):
     """
     The pages of one list, in order, read up to `ahead` pages ahead (0: on demand).
@@ -166,7 +179,10 @@ class PageReader(Generic[T]):
     list): they are independent requests. `wanted` bounds the records a caller needs.
     `first_url`: the URL `first` fetches, when known (a `next` naming it is then a loop
     too). `on_page` hears of each page as it is handed out; `url` is that page's URL (None
-    for a first page whose URL was not given).
+    for a first page whose URL was not given). `sending`: the most planned fetches in
+    flight at once (the client's `max_concurrency`: more would only wait for a slot), so
+    a read far ahead on a list whose `count` is overstated makes a few tasks, not one
+    per page it claims.
     """
 
     __slots__ = (
@@ -179,10 +195,12 @@ class PageReader(Generic[T]):
         "_fetched",
         "_first",
         "_first_url",
+        "_in_flight",
         "_on_page",
         "_plan",
         "_plan_ahead",
         "_seen_first",
+        "_sending",
         "_started",
         "_stopping",
         "_tasks",
@@ -201,6 +219,7 @@ class PageReader(Generic[T]):
         plan_ahead: int | None = None,
         wanted: int | None = None,
         first_url: str | None = None,
+        sending: int | None = None,
     ) -> None:
         self._first = first
         self._fetch_url = fetch_url
@@ -223,6 +242,8 @@ class PageReader(Generic[T]):
         self._started = False
         self._seen_first = False
         self._done = False
+        self._sending = sending
+        self._in_flight = 0  # planned fetches not finished
 
     def __aiter__(self) -> PageReader[T]:
         return self
@@ -317,8 +338,12 @@ class PageReader(Generic[T]):
             return  # the first page decides between planned offsets and a chain
         if self._plan is not None:
             while self._plan and len(self._tasks) < self._plan_ahead:
+                if self._sending is not None and self._in_flight >= self._sending:
+                    return  # `_planned_on` comes back here as each one finishes
                 url = self._plan.popleft()
                 self._spawn(_fetch_once(self._fetch_url, self._fetched, url), url)
+                self._in_flight += 1
+                self._tasks[-1].add_done_callback(_planned_on(weakref.ref(self)))
             return
         # A `next` chain: each page's URL comes with the page before it, so the fetch
         # after the last one starts when that page arrives (its done callback comes back

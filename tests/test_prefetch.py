@@ -773,10 +773,6 @@ def test_a_resume_point_at_a_page_s_end_is_its_next() -> None:
     assert ResumePoint(None).resolve() is None
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="prefetch(n) on a limit/offset list whose count is overstated spawns n tasks at once",
-)
 async def test_reading_far_ahead_on_a_list_whose_count_is_overstated_makes_few_tasks() -> None:
     """
     A first page claiming 10**8 records on a one-record list: `prefetch(5_000)` spawns
