@@ -126,6 +126,7 @@ class StreamEngine:
     __slots__ = (
         "__weakref__",
         "_answered",
+        "_awaited",
         "_bucket",
         "_busy",
         "_call",
@@ -156,6 +157,7 @@ class StreamEngine:
         "conversation_id",
         "finished",
         "run_may_exist",
+        "sending",
         "started",
         "state",
         "trace_id",
@@ -217,6 +219,9 @@ class StreamEngine:
         # Whether an attempt may have started a run on PostHog (its POST may have reached
         # the server and was not refused): only then has cancel() anything to stop.
         self.run_may_exist = False
+        # An attempt's POST is on its way, unanswered; `answered()` waits for it.
+        self.sending = False
+        self._awaited: anyio.Event | None = None
         self.finished = False
         self.complete = False
         self.closed = False
@@ -228,6 +233,18 @@ class StreamEngine:
         # A re-attach replayed the run: events may have been lost in its gap, so the end
         # of the run is checked against the conversation (see the module's docstring).
         self._reattached = False
+
+    async def answered(self, limit: float) -> None:
+        """
+        Wait (at most `limit` seconds) until the POST on its way, if any, is answered or
+        fails: only then has PostHog created what it starts (`cancel()` waits for it).
+        """
+        if not self.sending:
+            return
+        if self._awaited is None:
+            self._awaited = anyio.Event()
+        with anyio.move_on_after(limit):
+            await self._awaited.wait()
 
     async def aclose(self) -> None:
         """Close the response now. Idempotent; safe from any task and from a finalizer."""
@@ -499,7 +516,14 @@ class StreamEngine:
         # From the moment the POST is sent until its answer proves otherwise, it may have
         # started a run (an attempt cut off by a cancellation stays "may have").
         before, self.run_may_exist = self.run_may_exist, True
-        result = await self.api.open_attempt(request)
+        self.sending = True
+        try:
+            result = await self.api.open_attempt(request)
+        finally:
+            self.sending = False
+            awaited, self._awaited = self._awaited, None
+            if awaited is not None:
+                awaited.set()
         if isinstance(result, Failure):
             if nothing_started(result):
                 self.run_may_exist = before

@@ -29,6 +29,10 @@ __all__ = ["BatchLoop", "ConversationStream", "StreamLoop"]
 
 T = TypeVar("T", StreamEvent, str)
 
+#: The longest `cancel()` waits for the answer to a POST on its way when the client has
+#: no `timeout` (which bounds that wait otherwise).
+_LONGEST_SEND = 30.0
+
 
 class ConversationStream:
     """
@@ -260,10 +264,17 @@ class ConversationStream:
         429 while throttled), or one cancelled while it waits to retry such a refusal or a
         connection that never reached PostHog. PostHog's cancel action refuses scoped
         personal API keys (`PermissionDeniedError`); the stream is closed all the same.
+        Called from another task while the message is being sent, it first waits for
+        PostHog's answer (at most the client's `timeout`), which is when the run starts.
         """
         engine = self._engine
         engine.cancelled = True
         try:
+            # Called from another task while the message's POST is on its way: PostHog
+            # creates the conversation and starts the run only as it answers, so a PATCH
+            # now would overtake it (a 404, or nothing to stop) and the run would go on
+            # unread. Wait for the answer first, as long as the attempt may take.
+            await engine.answered(engine.api.config.timeout or _LONGEST_SEND)
             if engine.run_may_exist and not engine.complete:
                 await engine.api.request_json(
                     routes.CONVERSATION_CANCEL, segment(engine.conversation_id)
