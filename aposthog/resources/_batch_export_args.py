@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import enum
 import re
+import sys
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -118,7 +119,9 @@ def timestamp(name: str, value: dt.datetime | str | None, *, relative: bool = Fa
     text = value.strip()  # sent so: PostHog's parsers take no blanks around it
     match = _ISO_8601.fullmatch(text)
     if match is None:
-        raise ValueError(f"{name} must be an ISO 8601 timestamp, got {value!r}")
+        if _other_iso_8601(text) is None:
+            raise ValueError(f"{name} must be an ISO 8601 timestamp, got {value!r}")
+        return text
     _fromisoformat_reads(name, value, match)
     if not _real_datetime(match):
         raise ValueError(f"{name} is not a real date or time: {value!r}")
@@ -195,6 +198,31 @@ def _fromisoformat_reads(name: str, value: str, match: re.Match[str]) -> None:
         )
 
 
+def _other_iso_8601(text: str) -> dt.datetime | None:
+    """
+    What PostHog's `datetime.fromisoformat` (Python 3.13) reads beyond `_ISO_8601`'s
+    extended forms: the basic format (`20240301T100000Z`), a time of the hour alone
+    (`T10Z`), week dates, a comma before the fraction. This Python's `fromisoformat`
+    reads them the same from 3.11 on; on 3.10, which reads none of them, they are
+    refused (a datetime argument is the portable spelling). None when it is not read.
+    """
+    if sys.version_info < (3, 11) or not text[:1].isdigit():
+        return None
+    try:
+        return dt.datetime.fromisoformat(text)
+    except ValueError:
+        return None
+
+
+def _is_date(text: str) -> bool:
+    """Whether `text` is a date alone (one `fromisoformat` reads)."""
+    try:
+        dt.date.fromisoformat(text)
+    except ValueError:
+        return False
+    return True
+
+
 def _real_datetime(match: re.Match[str]) -> bool:
     """Whether an `_ISO_8601` match names a real date, time and offset."""
     try:
@@ -231,7 +259,15 @@ def backfill_bound(name: str, value: dt.date | str | None) -> str | None:
     text = value.strip()  # sent so: PostHog's `fromisoformat` takes no blanks around it
     match = _ISO_8601.fullmatch(text)
     if match is None:
-        raise ValueError(f"{name} must be an ISO 8601 date or timestamp, got {value!r}")
+        parsed = _other_iso_8601(text)
+        if parsed is None:
+            raise ValueError(f"{name} must be an ISO 8601 date or timestamp, got {value!r}")
+        if parsed.tzinfo is None and not _is_date(text):
+            raise ValueError(
+                f"{name} has a time but no UTC offset ({value!r}): PostHog refuses naive "
+                "times; send a date for daily and weekly exports, an offset otherwise"
+            )
+        return text
     _fromisoformat_reads(name, value, match)
     if not _real_datetime(match):
         raise ValueError(f"{name} is not a real date or time: {value!r}")
