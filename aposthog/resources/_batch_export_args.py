@@ -12,7 +12,7 @@ import enum
 import re
 import sys
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import Any, Final
 
 from .._client import NotGiven
 from ..models.batch_exports import (
@@ -198,6 +198,10 @@ def _fromisoformat_reads(name: str, value: str, match: re.Match[str]) -> None:
         )
 
 
+#: Whether this Python's `fromisoformat` reads what PostHog's does (3.11+).
+_FROMISOFORMAT_311: Final = sys.version_info >= (3, 11)
+
+
 def _other_iso_8601(text: str) -> dt.datetime | None:
     """
     What PostHog's `datetime.fromisoformat` (Python 3.13) reads beyond `_ISO_8601`'s
@@ -206,7 +210,7 @@ def _other_iso_8601(text: str) -> dt.datetime | None:
     reads them the same from 3.11 on; on 3.10, which reads none of them, they are
     refused (a datetime argument is the portable spelling). None when it is not read.
     """
-    if sys.version_info < (3, 11) or not text[:1].isdigit():
+    if not _FROMISOFORMAT_311 or not text[:1].isdigit():
         return None
     try:
         return dt.datetime.fromisoformat(text)
