@@ -410,7 +410,7 @@ async def test_an_answer_streamed_after_a_lossy_reattach_reaches_text_deltas() -
     def event(data: dict[str, object]) -> bytes:
         return b"event: message\ndata: " + json.dumps(data).encode() + b"\n\n"
 
-    stored = [
+    stored: list[dict[str, object]] = [
         {"type": "human", "content": "q", "id": "h1"},
         {"type": "ai", "content": "Let me check.", "id": "a1"},
         {"type": "ai", "content": "The answer is 42.", "id": "a2"},

@@ -371,7 +371,7 @@ async def _cli_against(
         result = await anyio.run_process(
             [sys.executable, "-m", "aposthog", *args], env=env, check=False, stdout=stdout
         )
-    out = result.stdout.decode() if result.stdout is not None else ""
+    out = (result.stdout or b"").decode()  # None when written to a file of the caller's
     return subprocess.CompletedProcess(result.args, result.returncode, out, result.stderr.decode())
 
 

@@ -604,7 +604,7 @@ async def test_a_backfill_bound_python_reads_is_taken(
     if sys.version_info < (3, 11):
         with pytest.raises(aposthog.BadRequestError, match="not a valid ISO formatted"):
             await raw(ph, "POST", f"batch_exports/{export.id}/backfills", json=bounds)
-        return
-    assert dt.datetime.fromisoformat(start_at) < dt.datetime.fromisoformat(end_at)
-    answer = await raw(ph, "POST", f"batch_exports/{export.id}/backfills", json=bounds)
-    assert isinstance(answer["backfill_id"], str)
+    else:
+        assert dt.datetime.fromisoformat(start_at) < dt.datetime.fromisoformat(end_at)
+        answer = await raw(ph, "POST", f"batch_exports/{export.id}/backfills", json=bounds)
+        assert isinstance(answer["backfill_id"], str)
