@@ -13,6 +13,7 @@ public.
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 from collections.abc import Callable
 from typing import Literal, Protocol
@@ -215,9 +216,10 @@ class _WaitHook(ForwardingStream):
     ) -> None:
         super().wait(reason, seconds, attempt, error)
         result = self._callback(Wait(reason=reason, seconds=seconds, attempt=attempt, error=error))
-        if inspect.isawaitable(result):
+        if inspect.isawaitable(result) and not asyncio.isfuture(result):
             # A plain function returning a coroutine (`lambda w: notify(w)`): it would
             # never run. Said as for an `async def` one, the coroutine closed unawaited.
+            # A task (or future) it returns is work it scheduled, as advised: it runs.
             close = getattr(result, "close", None)
             if callable(close):
                 close()

@@ -76,9 +76,13 @@ def url_template(route: str) -> str:
     return f"{_PREFIX}{route.strip('/')}/"
 
 
-def error_type(error: BaseException) -> str:
-    """`error.type`: the status code of a status error, else the exception's class name."""
-    if isinstance(error, APIStatusError):
+def error_type(error: BaseException, *, answered: bool = True) -> str:
+    """
+    `error.type`: the status code of a status error PostHog `answered`, else the
+    exception's class name (a `RateLimitError` the client's own limiter raised before
+    sending anything is no HTTP 429).
+    """
+    if answered and isinstance(error, APIStatusError):
         return str(error.status)
     cls = type(error)
     module = cls.__module__
@@ -149,7 +153,7 @@ class _CallSpan:
         if isinstance(error, asyncio.CancelledError):  # aiohttp runs on asyncio only
             span.set_attribute(ERROR_TYPE, "cancelled")
             return
-        kind = error_type(error)
+        kind = error_type(error, answered=status is not None)
         span.set_attribute(ERROR_TYPE, kind)
         # The class alone: an error's message may quote what was sent or answered.
         span.set_status(Status(StatusCode.ERROR, kind))
@@ -218,7 +222,9 @@ class _StreamSpan(_CallSpan):
         elif outcome == "failed":
             error = self._error
             usable = error is not None and not isinstance(error, asyncio.CancelledError)
-            kind = error_type(error) if usable and error is not None else "failed"
+            kind = "failed"
+            if usable and error is not None:
+                kind = error_type(error, answered=self._status is not None)
             span.set_attribute(ERROR_TYPE, kind)
             span.set_status(Status(StatusCode.ERROR, kind))
         self._finish()

@@ -375,3 +375,28 @@ async def test_a_task_started_from_on_wait_does_not_report_its_waits_to_that_cal
         await asyncio.gather(*started)
     assert 3 == len(fake.requests)
     assert [("rate_limit", 1)] == [(w.reason, w.attempt) for w in heard]
+
+
+async def test_an_on_wait_that_returns_the_task_it_started_is_accepted(fake: FakePostHog) -> None:
+    """
+    The refusal of an async `on_wait` tells the user to "schedule async work from it,
+    e.g. with asyncio.get_running_loop().create_task", and the natural way to write that
+    is a lambda, which returns the task. A task is no coroutine: it is scheduled and runs.
+    The call should go on with its retry; it failed with the TypeError that says to do
+    exactly this, after its first attempt, so only when PostHog is struggling.
+    """
+    heard: list[aposthog.Wait] = []
+
+    async def notify(wait: aposthog.Wait) -> None:
+        heard.append(wait)
+
+    def on_wait(wait: aposthog.Wait) -> asyncio.Task[None]:
+        return asyncio.get_running_loop().create_task(notify(wait))
+
+    async with fake.client(retry=FAST, on_wait=on_wait) as ph:
+        fake.fail_next(1, status=503)
+        page = await ph.customer_profile_configs.list()
+        await asyncio.sleep(0)  # let the scheduled notification run
+    assert [] == page.results
+    assert 2 == len(fake.requests)
+    assert [("retry", 2)] == [(w.reason, w.attempt) for w in heard]

@@ -705,3 +705,35 @@ async def test_a_stream_whose_reattaches_cannot_connect_keeps_the_200_it_was_ans
     attributes = _attrs(span)
     assert "failed" == attributes["aposthog.stream.outcome"]
     assert 200 == attributes.get("http.response.status_code")
+
+
+async def test_a_refusal_unsent_by_the_rate_limiter_is_not_an_http_429_error_type(
+    fake: FakePostHog, spans: InMemorySpanExporter
+) -> None:
+    """
+    The client's limiter refuses a wait longer than the call may take: nothing is sent,
+    no response arrives. The span rightly has no `http.response.status_code`, and the
+    DEBUG line says `RateLimitError ..., not sent` (not "429"), but `error.type` was "429":
+    OpenTelemetry's HTTP conventions give `error.type` the status code only when a
+    response had one, else the exception's class, so a dashboard grouping by it counted
+    the client's own refusals as PostHog throttling the key. The same for a stream.
+    """
+    limits = aposthog.RateLimits(
+        api=(aposthog.Rate(1, per=60),), ai=(aposthog.Rate(1, per=60),), margin=0
+    )
+    policy = aposthog.RetryPolicy(max_retry_after=1)
+    async with fake.client(rate_limits=limits, retry=policy) as ph:
+        await ph.batch_exports.list()
+        with pytest.raises(aposthog.RateLimitError):
+            await ph.batch_exports.list()
+        await ph.conversations.create("first").until_done()
+        with pytest.raises(aposthog.RateLimitError):
+            await ph.conversations.create("second").until_done()
+    assert 2 == len(fake.requests)  # neither refusal was sent
+    _, refused_call = _named(spans, LIST)
+    _, refused_stream = _named(spans, STREAM)
+    for refused in (refused_call, refused_stream):
+        attributes = _attrs(refused)
+        assert 0 == attributes["aposthog.attempts"]
+        assert "http.response.status_code" not in attributes
+        assert "aposthog.RateLimitError" == attributes["error.type"]
