@@ -167,7 +167,7 @@ class Api:
             pipeline.check_open(exc)
             failure = Failure.connection(exc)
         else:
-            if response.status >= 300:
+            if response.status >= 300 or response.status < 200:
                 failure = status_failure(
                     response.status, response.headers, response.body, request, pipeline.redactor
                 )
@@ -289,7 +289,7 @@ class Api:
                 path=request.path,
             )
             return Failure.connection(error)
-        if stream.status < 300:
+        if 200 <= stream.status < 300:
             return stream
         try:
             with anyio.fail_after(timeout):
@@ -323,7 +323,7 @@ def _exchange(
 
     async def exchange() -> Response | Failure:
         response = await transport.send(request, headers, timeout=timeout)
-        if response.status < 300:
+        if 200 <= response.status < 300:
             return response
         return status_failure(response.status, response.headers, response.body, request, redactor)
 
@@ -432,6 +432,17 @@ def status_failure(
     that quotes the key (a proxy echoing the request's headers) has it replaced first.
     """
     body = redactor.scrub(body)
+    if status < 200:
+        # Informational (RFC 9110 §15.2): never a final answer, so nothing was done. Sent
+        # as one by a server or proxy that is not PostHog's (an unasked-for 101).
+        error = APIStatusError(
+            status=status,
+            detail=f"the answer's status, {status}, is informational and never a final "
+            "answer: the request was not carried out (is `host` PostHog, or a proxy?)",
+            method=request.method,
+            path=request.path,
+        )
+        return Failure(error, StatusOutcome(status))
     if status < 400:
         location = redactor.scrub_text(headers.get("Location") or "(no Location header)")
         location = header_text(location, _LOCATION_SHOWN)

@@ -41,7 +41,8 @@ def redact(proxy: str) -> str:
     except ValueError:  # not a URL at all (an unclosed "[")
         return proxy if "@" not in proxy else "…@" + proxy.rpartition("@")[2]
     if "@" not in parts.netloc:
-        return proxy
+        # A value without "//" (`user:pass@host:3128`) has no netloc: cut at the "@" too.
+        return proxy if "@" not in proxy else "…@" + proxy.rpartition("@")[2]
     # Everything after the last "@": the host and the port as written, read as text (a
     # port that is not a number must not make the message of a failure fail too).
     netloc = parts.netloc.rpartition("@")[2]
@@ -78,5 +79,9 @@ class Proxies:
             proxy = self._env.get(parts.scheme)
             if proxy and (is_loopback(host) or _proxy_bypass(target, self._env)):
                 proxy = None
+            elif proxy and "://" not in proxy:
+                # `HTTPS_PROXY=proxy.corp:3128` (or `user:pass@proxy.corp:3128`): an
+                # HTTP proxy, as curl and requests read it.
+                proxy = "http://" + proxy
             self._cache[key] = proxy
         return self._cache[key]

@@ -442,3 +442,39 @@ async def test_an_answer_that_is_not_http_says_what_was_wrong_and_no_byte_of_it(
         if SENTINEL in value
     ]
     assert error.reached_server
+
+
+async def test_a_final_informational_status_is_not_a_success() -> None:
+    """
+    A status below 200 is not a success (RFC 9110 §15.2: informational, never a final
+    answer to the request). A server or a misbehaving proxy that answers an unrequested
+    `101 Switching Protocols` has not carried out the delete, yet `delete()` returns
+    None as if PostHog had answered 204, since only `status < 300` is checked.
+    """
+    answer = b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: h2c\r\nConnection: Upgrade\r\n\r\n"
+
+    asked: list[bytes] = []
+
+    async def reply(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        asked.append((await reader.readuntil(b"\r\n\r\n")).split(b" ", 1)[0])
+        writer.write(answer)
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(reply, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        async with _client(f"http://127.0.0.1:{port}") as ph:
+            with pytest.raises(aposthog.APIStatusError) as deleting:
+                await ph.customer_profile_configs.delete(ANY_ID)
+            with pytest.raises(aposthog.APIStatusError) as getting:
+                await ph.customer_profile_configs.get(ANY_ID)
+            with pytest.raises(aposthog.APIStatusError) as streaming:
+                await ph.conversations.create("q", max_reattach_attempts=0).until_done()
+        for info in (deleting, getting, streaming):
+            assert 101 == info.value.status
+            assert "informational" in str(info.value)
+        assert [b"DELETE", b"GET", b"POST"] == asked  # none retried
+    finally:
+        server.close()
+        await server.wait_closed()

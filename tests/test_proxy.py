@@ -124,3 +124,45 @@ def test_without_a_mapping_the_process_environment_is_read(
     assert "http://proxy:3129" == proxies.for_url("https://us.posthog.com/x/")
     assert proxies.for_url("https://ph.internal.example/x/") is None
     assert proxies.for_url("http://us.posthog.com/x/") is None
+
+
+@pytest.mark.anyio
+async def test_a_proxy_without_a_scheme_is_named_without_its_password(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """
+    `HTTPS_PROXY=user:password@host:port` (no `http://`, which curl and requests accept)
+    must never put the password in an error: README says a connection that fails through
+    a proxy names it "without its credentials". `redact()` only strips credentials from
+    a netloc, and without `//` there is none, so the whole value is quoted. (Nothing
+    leaves the machine: aiohttp refuses the proxy URL before connecting.)
+    """
+    import traceback
+
+    import aposthog
+
+    for name in ("http_proxy", "https_proxy", "no_proxy", "all_proxy"):
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.upper(), raising=False)
+    monkeypatch.setenv("HTTPS_PROXY", "alice:PROXY_SECRET@127.0.0.1:9")
+    async with aposthog.Client(
+        api_key="phx_key_of_the_test",
+        host="https://posthog.invalid",
+        project_id=1,
+        max_retries=0,
+        timeout=2,
+    ) as ph:
+        with pytest.raises(aposthog.APIConnectionError) as info:
+            await ph.customer_profile_configs.get("0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b")
+    shown = "".join(traceback.format_exception(info.value))
+    assert "PROXY_SECRET" not in shown
+    assert "PROXY_SECRET" not in redact("alice:PROXY_SECRET@127.0.0.1:9")
+
+
+def test_a_proxy_without_a_scheme_is_an_http_proxy() -> None:
+    """`HTTPS_PROXY=proxy.corp:3128` is read as curl and requests read it: http://."""
+    proxies = Proxies({"HTTPS_PROXY": "proxy.corp:3128", "HTTP_PROXY": "u:p@proxy.corp:8080"})
+    assert "http://proxy.corp:3128" == proxies.for_url("https://eu.posthog.com/api/")
+    assert "http://u:p@proxy.corp:8080" == proxies.for_url("http://eu.posthog.com/api/")
+    assert "http://proxy.corp:8080" == redact("http://u:p@proxy.corp:8080")
+    assert "…@proxy.corp:8080" == redact("u:p@proxy.corp:8080")
