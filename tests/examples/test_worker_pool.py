@@ -24,6 +24,15 @@ def test_worker_pool_reads_logs_and_cycles_every_export() -> None:
     assert not any(name.startswith("failed") for name in report)
 
 
+def test_a_key_in_the_environment_alone_does_not_make_it_real() -> None:
+    """The docstring: a plain run uses the embedded fake; only `--real` uses POSTHOG_*."""
+    unreachable = {"POSTHOG_PERSONAL_API_KEY": "phx_of_a_developer", "POSTHOG_PROJECT_ID": "1"}
+    unreachable["POSTHOG_HOST"] = "http://127.0.0.1:9"  # were it used: refused, loopback
+    result = run_example("worker_pool.py", "--exports", "3", posthog=unreachable)
+    assert 0 == result.returncode, result.stderr
+    assert "3" == _report(result.stdout)["paused and unpaused"]
+
+
 def test_a_fleet_of_processes_shares_one_budget_through_redis(redis_url: str) -> None:
     """Four processes split the work; their clients share the key's windows in Redis."""
     result = run_example(
