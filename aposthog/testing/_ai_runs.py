@@ -98,7 +98,8 @@ class AIScript:
             the question; None never sets one, so the conversation stays unfetchable).
         tool: the name of a tool the assistant calls before answering, or None.
         tool_text: the text of the assistant message that calls the tool (an earlier
-            answer of the run: its final message only, no snapshots).
+            answer of the run), streamed as snapshots of `token_size` characters, then
+            its final message with the tool call.
         updates: progress texts of that tool call (`update` events).
         fail: end with an in-band `ai/failure` instead of the final answer: its text, or
             True for PostHog's bare failure (no content, no id).
@@ -396,7 +397,15 @@ def build_run(
             add("conversation", conversation_json(conversation(title)), title=title)
             titled = True
 
+    size = max(1, script.token_size)
     if script.tool:
+        # The message that calls the tool streams its text as any answer does: cumulative
+        # snapshots without an id, then the final message with its tool call.
+        tool_text = script.tool_text
+        for n, cut in enumerate(range(size, len(tool_text), size)):
+            add("message", message_json({"type": "ai", "content": tool_text[:cut]}))
+            if n == 0:
+                maybe_title()
         call_id = f"call_{uuid.uuid4().hex[:12]}"
         calls = [{"id": call_id, "name": script.tool, "args": {}, "type": "tool_call"}]
         ai = {
@@ -414,7 +423,6 @@ def build_run(
         add("message", message_json(tool), final=tool)
 
     text = script.text
-    size = max(1, script.token_size)
     cuts = list(range(size, len(text), size)) + ([len(text)] if text else [])
     failing = script.fail is not None or script.generation_error
     if failing:

@@ -113,6 +113,21 @@ async def test_tool_calls_updates_and_tool_results(fake: FakePostHog) -> None:
     assert tools[0]["tool_call_id"] == call["id"]
 
 
+async def test_the_message_calling_a_tool_streams_its_text_first(fake: FakePostHog) -> None:
+    """Its text arrives as snapshots, as any answer's does, then the final with the call."""
+    fake.script_answer("Done.", tool="search", tool_text="Let me search.", token_size=4)
+    _, _, raw = await _post(fake, _body("q"))
+    messages = [json.loads(d) for n, d in _events(raw) if n == "message"]
+    ai = [m for m in messages if m["type"] == "ai"]
+    assert [m["content"] for m in ai if "id" not in m][:3] == ["Let ", "Let me s", "Let me searc"]
+    assert [m["content"] for m in ai if "tool_calls" in m] == ["Let me search."]
+    async with fake.client() as ph:
+        fake.script_answer("Done.", tool="search", tool_text="Let me search.", token_size=4)
+        stream = ph.conversations.create("q")
+        deltas = [text async for text in stream.text_deltas()]
+    assert "".join(deltas) == stream.result().text == "Let me search.\n\nDone."
+
+
 @pytest.mark.parametrize(
     ("options", "tail"),
     [
