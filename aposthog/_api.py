@@ -8,7 +8,6 @@ answer. Nothing here decides about retries; `Call` does.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
 import urllib.parse
@@ -217,10 +216,35 @@ class Api:
         params: Query | None = None,
         json: Any = None,
         timeout: float | NotGiven | None = NOT_GIVEN,
+        expect: Callable[[Any], Any] | None = None,
     ) -> Any:
-        """Call `route` and decode its JSON body (None for an empty body, as after a 204)."""
+        """
+        Call `route` and decode its JSON body (None for an empty body, as after a 204).
+
+        `expect` takes the decoded body and returns what the caller wants of it, or
+        raises `ResponseDecodeError`: run as part of the decoding, so that a body quoting
+        the key (an echo behind a wrong `host`) leaves it in no error nor any frame.
+        """
         request = self.pipeline.request(route, route.fill(*values), params=params, json=json)
-        return await self.send(route, request, decode_json, timeout=timeout)
+        if expect is None:
+            return await self.send(route, request, decode_json, timeout=timeout)
+
+        def decode(response: Response, request: Request) -> Any:
+            return expect(decode_json(response, request))
+
+        return await self.send(route, request, decode, timeout=timeout)
+
+    def unexpected(
+        self, message: str, *, body: Any, paths: tuple[str, ...] = (), path: str = ""
+    ) -> ResponseDecodeError:
+        """
+        The error for a decoded answer that is not what a resource expects, without the
+        key (an echo of the request's headers behind a wrong `host` quotes it).
+        """
+        redactor = self.pipeline.redactor
+        return ResponseDecodeError(
+            redactor.scrub_text(message), paths=paths, body=redactor.scrub_value(body), path=path
+        )
 
     async def fetch(
         self,
@@ -417,10 +441,7 @@ def _without_key(
     if isinstance(exc.body, str):  # the start of a body that is not JSON: cut after
         shown = redactor.scrub(body)[:_SHOWN].decode("utf-8", errors="replace")
     else:
-        try:
-            shown = _json.loads(redactor.scrub(json.dumps(exc.body).encode()))
-        except (ValueError, TypeError, RecursionError):
-            shown = None  # too deep to write again: kept nowhere rather than with the key
+        shown = redactor.scrub_value(exc.body)
     return ResponseDecodeError(message, paths=exc.paths, body=shown, path=exc.path)
 
 
@@ -568,7 +589,8 @@ class _PageSource(Generic[T]):
         other = self._other_path(target)
         if other is None:
             return None
-        return f"it names {other[:200]!r}, and this list's pages are at {self._path()!r}"
+        shown = self._api.pipeline.redactor.scrub_text(other[:200])
+        return f"it names {shown!r}, and this list's pages are at {self._path()!r}"
 
     def sending(self) -> int:
         """How many of its requests the client sends at once (`max_concurrency`)."""
@@ -585,8 +607,9 @@ class _PageSource(Generic[T]):
         other = self._other_path(target)
         if other is not None:
             own = self._path()
-            raise ResponseDecodeError(
+            raise api.unexpected(
                 f"'next' names {other[:200]!r}, not a page of the list at {own!r}: not followed",
+                body=None,
                 paths=("$.next",),
                 path=own,
             )

@@ -213,6 +213,20 @@ class Redactor:
                 data = data.replace(form, _REDACTED)
         return data
 
+    def scrub_value(self, value: Any) -> Any:
+        """
+        A parsed JSON value without the key in any of its strings: `value` itself when
+        none holds it, else a copy (None when too deep to write again).
+        """
+        if not self._forms:
+            return value
+        try:
+            data = json.dumps(value).encode()
+        except (ValueError, TypeError, RecursionError):
+            return None  # kept nowhere rather than with the key
+        clean = self.scrub(data)
+        return value if clean is data else json.loads(clean)
+
     def scrub_text(self, text: str) -> str:
         """`text` without the key."""
         if not self._forms:

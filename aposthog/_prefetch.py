@@ -338,8 +338,11 @@ class PageReader(Generic[T]):
             return  # the first page decides between planned offsets and a chain
         if self._plan is not None:
             while self._plan and len(self._tasks) < self._plan_ahead:
-                if self._sending is not None and self._in_flight >= self._sending:
-                    return  # `_planned_on` comes back here as each one finishes
+                if self._sending is not None and self._in_flight >= self._sending and self._tasks:
+                    # `_planned_on` comes back here as each one finishes. Never with no
+                    # task at all: a fetch that finished may be taken before its done
+                    # callback ran (`_in_flight` not yet down), and the list must go on.
+                    return
                 url = self._plan.popleft()
                 self._spawn(_fetch_once(self._fetch_url, self._fetched, url), url)
                 self._in_flight += 1

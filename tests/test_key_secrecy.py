@@ -315,3 +315,31 @@ def test_the_redactor_takes_out_every_form_of_the_key() -> None:
     assert "x <redacted> \ud800" == redactor.scrub_text(f"x {key} \ud800")
     assert key not in repr(vars(redactor) if hasattr(redactor, "__dict__") else redactor._forms)
     assert Redactor("short").scrub(b"a short b") == b"a short b"
+
+
+@pytest.mark.parametrize("kind", ["append_message", "create_backfill", "test"])
+async def test_an_echoed_200_a_resource_rejects_leaves_the_key_nowhere(kind: str) -> None:
+    """
+    An echo service's 200 JSON (no message `id`, `backfill_id` or `steps`), refused by the
+    resource after decoding: the ResponseDecodeError holds no key, nor do the frames of
+    its traceback.
+    """
+    async with (
+        serve(_echo(200, "echo")) as url,
+        aposthog.Client(api_key=QUOTED, host=url, project_id=1, max_retries=0) as ph,
+    ):
+        with pytest.raises(aposthog.ResponseDecodeError) as info:
+            if kind == "append_message":
+                await ph.conversations.append_message(ANY_ID, "hi")
+            elif kind == "create_backfill":
+                await ph.batch_exports.create_backfill(
+                    ANY_ID, start_at="2024-01-01", end_at="2024-01-02"
+                )
+            else:
+                await ph.batch_exports.test(destination="S3")
+    error = info.value
+    assert "<redacted>" in repr(error.body)
+    everything = printed_with_locals(error) + repr(vars(error))
+    for item in _graph(error):
+        everything += repr(item) + str(item)
+    assert QUOTED not in everything

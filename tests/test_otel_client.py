@@ -737,3 +737,31 @@ async def test_a_refusal_unsent_by_the_rate_limiter_is_not_an_http_429_error_typ
         assert 0 == attributes["aposthog.attempts"]
         assert "http.response.status_code" not in attributes
         assert "aposthog.RateLimitError" == attributes["error.type"]
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="Call.end hands the earlier answer's status (503) with the unsent refusal, so "
+    "error_type(answered=True) names the refusal by its class's 429",
+)
+async def test_a_limiter_refusal_of_a_retry_after_a_503_is_not_an_http_429_error_type(
+    fake: FakePostHog, spans: InMemorySpanExporter
+) -> None:
+    """
+    PostHog answers 503; the retry is refused by the client's own limiter, unsent. The
+    span keeps the 503 PostHog answered, but the error raised is no response: its
+    `error.type` is the class, not the "429" no server sent (nor the 503's code).
+    """
+    limits = aposthog.RateLimits(
+        api=(aposthog.Rate(1, per=60),), ai=(aposthog.Rate(1, per=60),), margin=0
+    )
+    policy = aposthog.RetryPolicy(max_retry_after=1)
+    fake.fail_next(1, status=503)
+    async with fake.client(rate_limits=limits, retry=policy) as ph:
+        with pytest.raises(aposthog.RateLimitError):
+            await ph.batch_exports.list()
+    assert 1 == len(fake.requests)  # the retry was not sent
+    (span,) = _named(spans, LIST)
+    attributes = _attrs(span)
+    assert 503 == attributes.get("http.response.status_code")
+    assert "aposthog.RateLimitError" == attributes["error.type"]

@@ -796,3 +796,36 @@ async def test_reading_far_ahead_on_a_list_whose_count_is_overstated_makes_few_t
                 got.append(config.id)
         assert ["id-0000"] == got
     assert most <= 200, f"{most} tasks in flight for a one-record list"
+
+
+async def test_a_planned_page_taken_before_its_done_callback_ran_does_not_end_the_list() -> None:
+    """`max_concurrency=1`: one planned fetch in flight. The consumer wakes in the same
+    loop turn the fetch finishes (woken by what the fetch did last: a log handler's queue,
+    a signal, here an event), before the fetch's done callbacks run. It takes that page,
+    whose task is done, and reads on at once: the list must go on, not end after 2 of its
+    5 pages with no error."""
+    count = 5
+    woken = asyncio.Event()
+
+    def page(n: int) -> Page[int]:
+        nxt = f"{_BASE}?limit=1&offset={n + 1}" if n + 1 < count else None
+        return new_page([n], count, nxt, None, fetch)
+
+    async def first() -> Page[int]:
+        return page(0)
+
+    async def fetch(url: str) -> Page[int]:
+        n = int(url.rsplit("=", 1)[1])
+        await asyncio.sleep(0)
+        if n == 1:
+            woken.set()  # the consumer's wake-up is queued before this task's callbacks
+        return page(n)
+
+    reader = PageReader(first, fetch, lambda _: None, ahead=4, sending=1)
+    got: list[int] = []
+    with anyio.fail_after(5):
+        async for p in reader:
+            got += p.results
+            if p.results == [0]:
+                await woken.wait()
+    assert [0, 1, 2, 3, 4] == got

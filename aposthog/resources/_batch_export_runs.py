@@ -150,14 +150,15 @@ class BatchExportRuns(Resource):
             `"…-Backfill-2024-01-01T00:00:00+00:00-2024-01-01T01:00:00+00:00"`. It is
             not a backfill id: `get_backfill` refuses it.
         """
-        data = await self._api.request_json(
+        backfill_id: str = await self._api.request_json(
             routes.RUN_RETRY,
             uuid_segment("id", id),
             uuid_segment("run_id", run_id),
             params=_window(after),
             timeout=timeout,
+            expect=_backfill_id,
         )
-        return _backfill_id(data)
+        return backfill_id
 
     async def cancel_run(
         self,
@@ -244,10 +245,14 @@ class BatchExportRuns(Resource):
             "start_at": backfill_bound("start_at", start_at),
             "end_at": backfill_bound("end_at", end_at),
         }
-        data = await self._api.request_json(
-            routes.BACKFILL_CREATE, uuid_segment("id", id), json=payload, timeout=timeout
+        backfill_id: str = await self._api.request_json(
+            routes.BACKFILL_CREATE,
+            uuid_segment("id", id),
+            json=payload,
+            timeout=timeout,
+            expect=_backfill_id,
         )
-        return _backfill_id(data)
+        return backfill_id
 
     async def get_backfill(
         self, id: str, backfill_id: str, *, timeout: Timeout = NOT_GIVEN

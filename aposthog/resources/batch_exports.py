@@ -423,8 +423,8 @@ class BatchExports(BatchExportRuns):
         """
         value = choice("destination", destination, _DESTINATIONS, open_enum=True)
         try:
-            data = await self._api.request_json(
-                routes.EXPORT_TEST, params={"destination": value}, timeout=timeout
+            steps: builtins.list[BatchExportTestStep] = await self._api.request_json(
+                routes.EXPORT_TEST, params={"destination": value}, timeout=timeout, expect=_steps
             )
         except (BadRequestError, NotFoundError) as exc:
             # PostHog answers both with an empty body: say what was wrong.
@@ -438,15 +438,6 @@ class BatchExports(BatchExportRuns):
             raise type(exc)(
                 status=exc.status, detail=detail, body=exc.body, method=exc.method, path=exc.path
             ) from None
-        if not isinstance(data, dict) or not isinstance(data.get("steps"), list):
-            raise ResponseDecodeError(
-                "expected {'steps': [...]} from PostHog's destination test endpoint",
-                paths=("$.steps",),
-                body=data,
-            )
-        steps: builtins.list[BatchExportTestStep] = structure(
-            data["steps"], builtins.list[BatchExportTestStep], path="$.steps"
-        )
         return steps
 
     async def run_test_step(
@@ -516,3 +507,17 @@ class BatchExports(BatchExportRuns):
         return await self._api.fetch(
             BatchExportTestStep, routes.EXPORT_TEST_STEP_NEW, json=payload, timeout=timeout
         )
+
+
+def _steps(data: Any) -> builtins.list[BatchExportTestStep]:
+    """The test steps of PostHog's destination test endpoint."""
+    if not isinstance(data, dict) or not isinstance(data.get("steps"), list):
+        raise ResponseDecodeError(
+            "expected {'steps': [...]} from PostHog's destination test endpoint",
+            paths=("$.steps",),
+            body=data,
+        )
+    steps: builtins.list[BatchExportTestStep] = structure(
+        data["steps"], builtins.list[BatchExportTestStep], path="$.steps"
+    )
+    return steps

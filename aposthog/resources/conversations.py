@@ -265,17 +265,13 @@ class Conversations(Resource):
         refuses this action to scoped personal API keys (`PermissionDeniedError`).
         """
         text = check_content(content, limit=MAX_APPEND_LENGTH)
-        body = await self._api.request_json(
+        new_id: str = await self._api.request_json(
             routes.CONVERSATION_APPEND,
             uuid_segment("id", id),
             json={"content": text},
             timeout=timeout,
+            expect=_message_id,
         )
-        new_id = body.get("id") if isinstance(body, dict) else None
-        if not isinstance(new_id, str):
-            raise ResponseDecodeError(
-                "append_message answered without a message id", body=body, path=_PATH
-            )
         return new_id
 
     async def cancel(self, id: ConversationId, *, timeout: Timeout = NOT_GIVEN) -> None:
@@ -301,3 +297,13 @@ class Conversations(Resource):
             routes.CONVERSATION_DELETE, segment(conversation_id, name="id"), timeout=timeout
         )
         self._note_research(conversation_id, False)
+
+
+def _message_id(body: Any) -> str:
+    """The id of the message `append_message` added."""
+    new_id = body.get("id") if isinstance(body, dict) else None
+    if not isinstance(new_id, str):
+        raise ResponseDecodeError(
+            "append_message answered without a message id", body=body, path=_PATH
+        )
+    return new_id
