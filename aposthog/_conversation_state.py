@@ -135,7 +135,6 @@ class ConversationState:
         "_messages",
         "_nested",
         "_replaying",
-        "_seen",
         "_seen_in",
         "_shown",
         "_snapshot",
@@ -161,13 +160,14 @@ class ConversationState:
         self._shown = ""
         self._done = 0
         self._streamed: list[str] = []
-        # Non-message events delivered (by wire form), and by the turn they came in: one
+        # Non-message events delivered, by the turn they came in and their wire form: one
         # without an id (a bare failure, `generation_error`) is a replay only within its
-        # turn, since a queued run that fails as the run before it sends the same bytes.
-        self._seen: set[tuple[str, str]] = set()
+        # turn (or before any), since a queued run that fails as the run before it sends
+        # the same bytes.
         self._seen_in: set[tuple[str | None, str, str]] = set()
-        # The human message (id) of the turn this connection is in, new or replayed; None
-        # on a new connection until one comes (a replay may start anywhere before).
+        # The human message (id) of the turn the stream is in: the latest one taken, new
+        # or replayed (a re-attach keeps it: PostHog's replay after a deleted stream holds
+        # no human message; a whole run's replay places itself by each one it repeats).
         self._turn: str | None = None
         # This run's message (as PostHog stores it) and trace id, while its echo is awaited
         # on a re-attach: the first human message must be it (see `expect_echo`).
@@ -194,7 +194,6 @@ class ConversationState:
         """
         self._cursor = _UNPLACED
         self._replaying = True
-        self._turn = None
         self._gap = True
 
     def expect_echo(self, sent: str, trace_id: str) -> None:
@@ -220,10 +219,10 @@ class ConversationState:
             return self.feed_message(event)
         kind, form = ("raw", raw) if raw is not None else ("repr", repr(event))
         turn = self._turn
-        if (kind, form) in self._seen if turn is None else (turn, kind, form) in self._seen_in:
+        seen = self._seen_in
+        if (turn, kind, form) in seen or (turn is not None and (None, kind, form) in seen):
             return None
-        self._seen.add((kind, form))
-        self._seen_in.add((turn, kind, form))
+        seen.add((turn, kind, form))
         self._replaying = False
         if isinstance(event, ConversationEvent):
             self.conversation = event.conversation
@@ -472,7 +471,7 @@ class ConversationState:
         if isinstance(message, AssistantMessage) and message.parent_tool_call_id is None:
             self._assistant_ids[message.id] = len(self._assistant_ids)
             self._cursor = len(self._assistant_ids)
-            if self._gap:
+            if self._gap and message.content:
                 self._after_gap(message.content)
             text = self._advance(message.content, len(message.content))
             self._snapshot = None
@@ -480,6 +479,12 @@ class ConversationState:
             self._done = 0
         elif isinstance(message, AssistantMessage) and message.parent_tool_call_id:
             self._nested.pop(message.parent_tool_call_id, None)
+        elif message.__class__ is HumanMessage:
+            # A new turn (a queued message's run): an answer the last run left unfinished
+            # (it failed mid-answer) is over, and the next one's text is new.
+            self._snapshot = None
+            self._shown = ""
+            self._done = 0
         return Delivery(event, text)
 
     def _top_snapshot(self, event: MessageEvent, message: AssistantMessage) -> Delivery | None:
@@ -498,12 +503,13 @@ class ConversationState:
                 self._gap = False  # and no gap: the message goes on
                 return None
             if self._replaying and last.content.startswith(message.content):
-                self._gap = False  # the replay of this message: it goes on
+                if message.content:  # (an empty one, thinking or a tool call, tells nothing)
+                    self._gap = False  # the replay of this message: it goes on
                 return None
         self._replaying = False
         self._snapshot = message
         content = message.content
-        if self._gap:
+        if self._gap and content:
             self._after_gap(content)
         end = len(content)
         if content[-1:].isspace():  # held back: found without copying the whole text

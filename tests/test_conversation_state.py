@@ -347,11 +347,6 @@ def test_replayed_failures_of_two_turns_are_still_replays(failure: Wire) -> None
         assert state.run_ended
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="reattached() sets _turn to None, so until a human message comes (never, when "
-    "PostHog deleted the run's stream) an id-less event is checked against every turn",
-)
 @pytest.mark.parametrize(
     "failure",
     [
@@ -381,11 +376,6 @@ def test_a_queued_runs_failure_after_a_reattach_ends_that_run(failure: Wire) -> 
     assert state.run_ended
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a new turn's human message does not end the failed run's unfinished snapshot: "
-    "the queued run's text is held against it (_advance) and never given out",
-)
 @pytest.mark.parametrize(
     "failure",
     [
@@ -436,11 +426,6 @@ def test_the_next_answer_streams_after_a_gap_lost_the_previous_answers_final() -
     assert state.streamed_text == "Let me che" + got
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="an empty snapshot (thinking or a tool call, no text yet) is a prefix of any "
-    "text: taken as the replay of the message in progress, it clears `_gap`",
-)
 def test_the_next_answer_streams_after_a_gap_when_it_begins_without_text() -> None:
     """As above, with the next answer's first snapshots carrying no text yet (a reasoning
     model's thinking, or a tool call being streamed: `content` is ""). Its text, once it

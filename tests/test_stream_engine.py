@@ -857,7 +857,7 @@ async def test_event_names_count_against_max_response_size() -> None:
         stream = ph.conversations.create("q")
         with pytest.raises(aposthog.ResponseTooLargeError):
             await stream.until_done()
-    kept = sum(len(raw) for _, raw in stream._engine.state._seen)
+    kept = sum(len(raw) for _, _, raw in stream._engine.state._seen_in)
     assert kept > 20_000  # what it holds on to, for the record
 
 
