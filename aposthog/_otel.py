@@ -76,13 +76,14 @@ def url_template(route: str) -> str:
     return f"{_PREFIX}{route.strip('/')}/"
 
 
-def error_type(error: BaseException, *, answered: bool = True) -> str:
+def error_type(error: BaseException, *, answered: int | None = -1) -> str:
     """
-    `error.type`: the status code of a status error PostHog `answered`, else the
-    exception's class name (a `RateLimitError` the client's own limiter raised before
-    sending anything is no HTTP 429).
+    `error.type`: the status code of a status error whose status PostHog `answered` (the
+    call's last status; -1: not known, taken as answered), else the exception's class
+    name: a `RateLimitError` the client's own limiter raised before sending anything (at
+    all, or after an answer of another status) is no HTTP 429.
     """
-    if answered and isinstance(error, APIStatusError):
+    if isinstance(error, APIStatusError) and answered in (-1, error.status):
         return str(error.status)
     cls = type(error)
     module = cls.__module__
@@ -153,7 +154,7 @@ class _CallSpan:
         if isinstance(error, asyncio.CancelledError):  # aiohttp runs on asyncio only
             span.set_attribute(ERROR_TYPE, "cancelled")
             return
-        kind = error_type(error, answered=status is not None)
+        kind = error_type(error, answered=status)
         span.set_attribute(ERROR_TYPE, kind)
         # The class alone: an error's message may quote what was sent or answered.
         span.set_status(Status(StatusCode.ERROR, kind))
@@ -224,7 +225,7 @@ class _StreamSpan(_CallSpan):
             usable = error is not None and not isinstance(error, asyncio.CancelledError)
             kind = "failed"
             if usable and error is not None:
-                kind = error_type(error, answered=self._status is not None)
+                kind = error_type(error, answered=self._status)
             span.set_attribute(ERROR_TYPE, kind)
             span.set_status(Status(StatusCode.ERROR, kind))
         self._finish()

@@ -739,11 +739,6 @@ async def test_a_refusal_unsent_by_the_rate_limiter_is_not_an_http_429_error_typ
         assert "aposthog.RateLimitError" == attributes["error.type"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Call.end hands the earlier answer's status (503) with the unsent refusal, so "
-    "error_type(answered=True) names the refusal by its class's 429",
-)
 async def test_a_limiter_refusal_of_a_retry_after_a_503_is_not_an_http_429_error_type(
     fake: FakePostHog, spans: InMemorySpanExporter
 ) -> None:

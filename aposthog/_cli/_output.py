@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import sys
 from collections.abc import Iterable, Sequence
 from typing import Any, TextIO
@@ -26,6 +27,7 @@ __all__ = [
 _CONTROLS = [*range(0x20), 0x7F, *range(0x80, 0xA0), 0x2028, 0x2029]
 # A lone surrogate (JSON's "\\ud800" is valid) cannot be written as UTF-8: shown escaped.
 _SURROGATES = {c: f"\\u{c:04x}" for c in range(0xD800, 0xE000)}
+_SURROGATE = re.compile("[\ud800-\udfff]")
 _ONE_LINE = {c: f"\\u{c:04x}" if c > 0xFF else f"\\x{c:02x}" for c in _CONTROLS}
 _ONE_LINE.update({0x09: "\\t", 0x0A: "\\n", 0x0D: "\\r"})
 _ONE_LINE.update(_SURROGATES)
@@ -96,8 +98,10 @@ def json_line(record: Any) -> str:
     try:
         data = record if isinstance(record, (dict, list)) else unstructure(record)
         text = json.dumps(data, ensure_ascii=False, separators=(",", ":"))
-        # A surrogate is only ever inside a JSON string, where its escape means it.
-        return text.translate(_SURROGATES)
+        if not text.isascii() and _SURROGATE.search(text):
+            # A surrogate is only ever inside a JSON string, where its escape means it.
+            text = text.translate(_SURROGATES)
+        return text
     except RecursionError:
         raise OutputError(_TOO_DEEP) from None
 
