@@ -292,13 +292,28 @@ def test_a_queued_run_after_a_failed_one_has_not_ended_mid_answer(failure: Wire)
     assert state.run_ended is False
 
 
-@pytest.mark.parametrize(
+# PostHog's failures without an id: the same bytes whichever run fails.
+ID_LESS_FAILURES = pytest.mark.parametrize(
     "failure",
     [
         pytest.param(("message", '{"type":"ai/failure"}'), id="bare-ai-failure"),
         pytest.param(("status", '{"type":"generation_error"}'), id="generation-error"),
     ],
 )
+
+
+def failed_then_queued(failure: Wire) -> list[Wire]:
+    """A run that fails mid-answer, then the queued message's run, its answer begun."""
+    return [
+        msg(type="human", content="q", id="h1"),
+        msg(type="ai", content="Partial"),
+        failure,
+        msg(type="human", content="next", id="h2"),
+        msg(type="ai", content="Other"),
+    ]
+
+
+@ID_LESS_FAILURES
 def test_a_queued_runs_failure_like_the_previous_runs_ends_that_run(failure: Wire) -> None:
     """PostHog drains the queue after a failed run, and its failures carry no id (a bare
     `{"type":"ai/failure"}`, `status: generation_error`): the queued run failing the same
@@ -306,27 +321,12 @@ def test_a_queued_runs_failure_like_the_previous_runs_ends_that_run(failure: Wir
     queued run. Dropped, the run never ends, and the stream that PostHog closed after it
     is taken for one cut short (re-attached, then `IncompleteStreamError`)."""
     state = ConversationState()
-    feed_all(
-        state,
-        [
-            msg(type="human", content="q", id="h1"),
-            msg(type="ai", content="Partial"),
-            failure,
-            msg(type="human", content="next", id="h2"),
-            msg(type="ai", content="Other"),
-        ],
-    )
+    feed_all(state, failed_then_queued(failure))
     assert len(feed_all(state, [failure])) == 1  # delivered: the second run's failure
     assert state.run_ended
 
 
-@pytest.mark.parametrize(
-    "failure",
-    [
-        pytest.param(("message", '{"type":"ai/failure"}'), id="bare-ai-failure"),
-        pytest.param(("status", '{"type":"generation_error"}'), id="generation-error"),
-    ],
-)
+@ID_LESS_FAILURES
 def test_replayed_failures_of_two_turns_are_still_replays(failure: Wire) -> None:
     """Two queued runs that failed alike, then a re-attach: a replay from the start gives
     each turn's failure again after its own human message, and one trimmed before the
@@ -347,58 +347,28 @@ def test_replayed_failures_of_two_turns_are_still_replays(failure: Wire) -> None
         assert state.run_ended
 
 
-@pytest.mark.parametrize(
-    "failure",
-    [
-        pytest.param(("message", '{"type":"ai/failure"}'), id="bare-ai-failure"),
-        pytest.param(("status", '{"type":"generation_error"}'), id="generation-error"),
-    ],
-)
+@ID_LESS_FAILURES
 def test_a_queued_runs_failure_after_a_reattach_ends_that_run(failure: Wire) -> None:
     """As above, with the connection dropped during the queued run: PostHog deleted its
     stream, so the re-attach brings only what the run produced since, no human message.
     The queued run's failure, the same bytes as the first run's, is new: it ends the run
     (dropped, the stream PostHog closes after it is taken for one cut short)."""
     state = ConversationState()
-    feed_all(
-        state,
-        [
-            msg(type="human", content="q", id="h1"),
-            msg(type="ai", content="Partial"),
-            failure,
-            msg(type="human", content="next", id="h2"),
-            msg(type="ai", content="Other"),
-        ],
-    )
+    feed_all(state, failed_then_queued(failure))
     state.begin_attempt()  # dropped mid-run of h2; re-attached
     got = feed_all(state, [msg(type="ai", content="Other text"), failure])
     assert len(got) == 2  # the snapshot, and the second run's failure
     assert state.run_ended
 
 
-@pytest.mark.parametrize(
-    "failure",
-    [
-        pytest.param(("message", '{"type":"ai/failure"}'), id="bare-ai-failure"),
-        pytest.param(("status", '{"type":"generation_error"}'), id="generation-error"),
-    ],
-)
+@ID_LESS_FAILURES
 def test_a_queued_runs_answer_after_a_run_failed_mid_answer_is_given_out(failure: Wire) -> None:
     """The first run fails mid-answer (its last snapshot never finalised), and PostHog
     drains the queue: the queued message's answer is new text, given out in its turn, as
     it is after a run that ended with a final message."""
     state = ConversationState()
-    got = feed_all(
-        state,
-        [
-            msg(type="human", content="q", id="h1"),
-            msg(type="ai", content="Partial"),
-            failure,
-            msg(type="human", content="next", id="h2"),
-            msg(type="ai", content="Other"),
-            msg(type="ai", content="Other answer.", id="a2"),
-        ],
-    )
+    final = msg(type="ai", content="Other answer.", id="a2")
+    got = feed_all(state, [*failed_then_queued(failure), final])
     assert texts(got).endswith("Other answer.")
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import json
 import traceback
@@ -376,24 +377,31 @@ async def test_a_redirect_to_bytes_that_are_not_utf8_gives_a_printable_error() -
     str(error).encode("utf-8")  # UnicodeEncodeError: surrogates not allowed
 
 
-async def _error_answered_with(answer: bytes) -> aposthog.PostHogError:
-    """The error of a `get()` that a raw server on 127.0.0.1 answers with `answer`."""
+@contextlib.asynccontextmanager
+async def _raw_server(answer: bytes, asked: list[bytes] | None = None) -> AsyncIterator[str]:
+    """A server on 127.0.0.1 answering every request with `answer`; `asked`: the methods."""
 
     async def reply(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await reader.readuntil(b"\r\n\r\n")
+        head = await reader.readuntil(b"\r\n\r\n")
+        if asked is not None:
+            asked.append(head.split(b" ", 1)[0])
         writer.write(answer)
         await writer.drain()
         writer.close()
 
     server = await asyncio.start_server(reply, "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
     try:
-        async with _client(f"http://127.0.0.1:{port}") as ph:
-            with pytest.raises(aposthog.PostHogError) as info:
-                await ph.batch_exports.get(ANY_ID)
+        yield f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
     finally:
         server.close()
         await server.wait_closed()
+
+
+async def _error_answered_with(answer: bytes) -> aposthog.PostHogError:
+    """The error of a `get()` that a raw server on 127.0.0.1 answers with `answer`."""
+    async with _raw_server(answer) as url, _client(url) as ph:
+        with pytest.raises(aposthog.PostHogError) as info:
+            await ph.batch_exports.get(ANY_ID)
     return info.value
 
 
@@ -454,27 +462,14 @@ async def test_a_final_informational_status_is_not_a_success() -> None:
     answer = b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: h2c\r\nConnection: Upgrade\r\n\r\n"
 
     asked: list[bytes] = []
-
-    async def reply(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        asked.append((await reader.readuntil(b"\r\n\r\n")).split(b" ", 1)[0])
-        writer.write(answer)
-        await writer.drain()
-        writer.close()
-
-    server = await asyncio.start_server(reply, "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
-    try:
-        async with _client(f"http://127.0.0.1:{port}") as ph:
-            with pytest.raises(aposthog.APIStatusError) as deleting:
-                await ph.customer_profile_configs.delete(ANY_ID)
-            with pytest.raises(aposthog.APIStatusError) as getting:
-                await ph.customer_profile_configs.get(ANY_ID)
-            with pytest.raises(aposthog.APIStatusError) as streaming:
-                await ph.conversations.create("q", max_reattach_attempts=0).until_done()
-        for info in (deleting, getting, streaming):
-            assert 101 == info.value.status
-            assert "informational" in str(info.value)
-        assert [b"DELETE", b"GET", b"POST"] == asked  # none retried
-    finally:
-        server.close()
-        await server.wait_closed()
+    async with _raw_server(answer, asked) as url, _client(url) as ph:
+        with pytest.raises(aposthog.APIStatusError) as deleting:
+            await ph.customer_profile_configs.delete(ANY_ID)
+        with pytest.raises(aposthog.APIStatusError) as getting:
+            await ph.customer_profile_configs.get(ANY_ID)
+        with pytest.raises(aposthog.APIStatusError) as streaming:
+            await ph.conversations.create("q", max_reattach_attempts=0).until_done()
+    for info in (deleting, getting, streaming):
+        assert 101 == info.value.status
+        assert "informational" in str(info.value)
+    assert [b"DELETE", b"GET", b"POST"] == asked  # none retried

@@ -163,7 +163,14 @@ async def test_a_null_destination_is_drfs_null_error(ph: aposthog.Client) -> Non
 
 
 @pytest.mark.parametrize(
-    "when", ["2024-02-30T00:00:00Z", "2024-01-01T24:00:00Z", "2024-01-01T10:00:00z"]
+    "when",
+    [
+        "2024-02-30T00:00:00Z",
+        "2024-01-01T24:00:00Z",
+        "2024-01-01T10:00:00z",
+        " 2024-01-01T00:00:00Z",
+        "2024-01-01T00:00:00Z ",
+    ],
 )
 async def test_an_unreal_datetime_is_drfs_wrong_format_error(
     ph: aposthog.Client, when: str
@@ -175,30 +182,9 @@ async def test_an_unreal_datetime_is_drfs_wrong_format_error(
     wrong format. …" as `garbage`, and so does a lower-case `z`, which neither
     `fromisoformat` nor Django's zone pattern (`Z|[+-]…`) reads. The fake answered with
     Python's own text ("day is out of range for month", "hour must be in 0..23"), and
-    took the `z` (201, 200), for `start_at` as for the logs' `after`.
-    """
-    wrong = (
-        "Datetime has wrong format. Use one of these formats instead: "
-        "YYYY-MM-DDThh:mm[:ss[.uuuuuu]][+HH:MM|-HH:MM|Z]."
-    )
-    error = await bad_request(ph, "POST", json={**POSTGRES_BODY, "start_at": when})
-    assert (error.attr, error.detail) == ("start_at", wrong)
-    export = await raw(ph, "POST", json=POSTGRES_BODY)
-    error = await bad_request(ph, "GET", export["id"], "logs", params={"after": when})
-    assert (error.attr, error.detail) == ("after", wrong)
-
-
-@pytest.mark.parametrize("when", [" 2024-01-01T00:00:00Z", "2024-01-01T00:00:00Z "])
-async def test_a_datetime_padded_with_blanks_is_drfs_wrong_format_error(
-    ph: aposthog.Client, when: str
-) -> None:
-    """
-    DRF's `DateTimeField` hands the text to Django's `parse_datetime` as it came (only
-    `CharField` trims): `datetime.fromisoformat` refuses the blanks, and Django's pattern
-    is matched from the first character and ends after the zone, so PostHog answers
-    "Datetime has wrong format. …" for `start_at` as for the logs' `after`. The fake
-    strips the text first and takes it (201, 200), so a client that sends such a value
-    passes its tests and fails against PostHog.
+    took the `z` (201, 200), for `start_at` as for the logs' `after`. Blanks around the
+    text too: DRF hands it over as it came (only `CharField` trims), and neither parser
+    takes them; the fake stripped them and took the value.
     """
     wrong = (
         "Datetime has wrong format. Use one of these formats instead: "
