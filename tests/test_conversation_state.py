@@ -372,12 +372,9 @@ def test_a_queued_runs_answer_after_a_run_failed_mid_answer_is_given_out(failure
     assert texts(got).endswith("Other answer.")
 
 
-def test_the_next_answer_streams_after_a_gap_lost_the_previous_answers_final() -> None:
-    """The connection drops mid-answer; PostHog deletes the run's stream, and the first
-    answer's final message (produced before the server noticed) is lost with it. The
-    re-attach replays what came after: the next answer's snapshots, then its final.
-    That answer is new text, all of it: `text_deltas()` must give it out, not hold it
-    against the lost message's text and stay silent for the rest of the run."""
+def reattached_after_a_lost_final() -> ConversationState:
+    """A state that gave out "Let me che", then re-attached: the final of "Let me check."
+    was lost in the gap (PostHog deleted the run's stream)."""
     state = ConversationState()
     before = [
         msg(type="human", content="q", id="h1"),
@@ -385,7 +382,17 @@ def test_the_next_answer_streams_after_a_gap_lost_the_previous_answers_final() -
         msg(type="ai", content="Let me che"),
     ]
     assert texts(feed_all(state, before)) == "Let me che"
-    state.begin_attempt()  # re-attached: the final of "Let me check." was lost in the gap
+    state.begin_attempt()
+    return state
+
+
+def test_the_next_answer_streams_after_a_gap_lost_the_previous_answers_final() -> None:
+    """The connection drops mid-answer; PostHog deletes the run's stream, and the first
+    answer's final message (produced before the server noticed) is lost with it. The
+    re-attach replays what came after: the next answer's snapshots, then its final.
+    That answer is new text, all of it: `text_deltas()` must give it out, not hold it
+    against the lost message's text and stay silent for the rest of the run."""
+    state = reattached_after_a_lost_final()
     after = [
         msg(type="ai", content="The answer"),
         msg(type="ai", content="The answer is"),
@@ -400,14 +407,7 @@ def test_the_next_answer_streams_after_a_gap_when_it_begins_without_text() -> No
     """As above, with the next answer's first snapshots carrying no text yet (a reasoning
     model's thinking, or a tool call being streamed: `content` is ""). Its text, once it
     comes, is new all the same."""
-    state = ConversationState()
-    before = [
-        msg(type="human", content="q", id="h1"),
-        msg(type="ai", content="Let me"),
-        msg(type="ai", content="Let me che"),
-    ]
-    assert texts(feed_all(state, before)) == "Let me che"
-    state.begin_attempt()  # re-attached: the final of "Let me check." was lost in the gap
+    state = reattached_after_a_lost_final()
     after = [
         msg(type="ai", content="", meta={"thinking": [{"type": "thinking", "thinking": "Hm"}]}),
         msg(type="ai", content="The answer"),
