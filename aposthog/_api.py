@@ -234,18 +234,6 @@ class Api:
 
         return await self.send(route, request, decode, timeout=timeout)
 
-    def unexpected(
-        self, message: str, *, body: Any, paths: tuple[str, ...] = (), path: str = ""
-    ) -> ResponseDecodeError:
-        """
-        The error for a decoded answer that is not what a resource expects, without the
-        key (an echo of the request's headers behind a wrong `host` quotes it).
-        """
-        redactor = self.pipeline.redactor
-        return ResponseDecodeError(
-            redactor.scrub_text(message), paths=paths, body=redactor.scrub_value(body), path=path
-        )
-
     async def fetch(
         self,
         cl: type[T] | Any,
@@ -589,8 +577,11 @@ class _PageSource(Generic[T]):
         other = self._other_path(target)
         if other is None:
             return None
-        shown = self._api.pipeline.redactor.scrub_text(other[:200])
-        return f"it names {shown!r}, and this list's pages are at {self._path()!r}"
+        return f"it names {self._shown(other)!r}, and this list's pages are at {self._path()!r}"
+
+    def _shown(self, path: str) -> str:
+        """Another list's path, as a message shows it: cut, and without the key."""
+        return self._api.pipeline.redactor.scrub_text(path)[:200]
 
     def sending(self) -> int:
         """How many of its requests the client sends at once (`max_concurrency`)."""
@@ -607,9 +598,9 @@ class _PageSource(Generic[T]):
         other = self._other_path(target)
         if other is not None:
             own = self._path()
-            raise api.unexpected(
-                f"'next' names {other[:200]!r}, not a page of the list at {own!r}: not followed",
-                body=None,
+            raise ResponseDecodeError(
+                f"'next' names {self._shown(other)!r}, not a page of the list at {own!r}: "
+                "not followed",
                 paths=("$.next",),
                 path=own,
             )
