@@ -65,6 +65,9 @@ class NotGiven:
 NOT_GIVEN: Final = NotGiven()
 _LOCATION_SHOWN = 300  # characters of a redirect's Location kept in the message
 _SHOWN = 500  # bytes of a body that is not JSON kept in its ResponseDecodeError
+#: The code of PostHog's 429 to a backfill while too many of the team's run (a refusal
+#: that stands until one ends, not a throttle).
+_LASTING_429: Final = "too_many_concurrent_backfills"
 
 
 class Api:
@@ -468,6 +471,10 @@ def status_failure(
     error = error_from_response(status, headers, body, method=request.method, path=request.path)
     hint = None
     if isinstance(error, RateLimitError):
+        if error.code == _LASTING_429 and error.retry_after is None:
+            # Not a throttle: it stands until one of the team's backfills ends, so
+            # asking again in a second or two only spends the budget and the caller's time.
+            return Failure(error, StatusOutcome(status, None, lasting=True))
         hint = error.retry_after
     elif status == 503 and isinstance(error, InternalServerError):
         hint = error.retry_after

@@ -19,14 +19,16 @@ Why these rules:
   doing it twice has the same effect as doing it once.
 * **429 and PostHog's own 503 mean the server refused the request**: it was
   throttled or the service was unavailable before any work started, so they are
-  safe to retry for every method. 502 and 504 come from a gateway that may already
-  have forwarded the request to a backend that is still working on it, so they are
-  retried only for idempotent methods, and so is a 503 that a proxy wrote (no
-  PostHog error body, no ``Retry-After``): PostHog Cloud's proxy answers 503 also
-  when PostHog reset the connection after the request was forwarded ("upstream
-  connect error or disconnect/reset before headers"), by when it may have acted.
-  A 500 may mean the work started and then failed halfway; it is never retried,
-  and neither is any other 4xx: asking again will not fix a bad request.
+  safe to retry for every method (except a 429 that is no throttle: too many
+  concurrent backfills stands until a running backfill ends). 502 and 504 come
+  from a gateway that may already have forwarded the request to a backend that is
+  still working on it, so they are retried only for idempotent methods, and so is
+  a 503 that a proxy wrote (no PostHog error body, no ``Retry-After``): PostHog
+  Cloud's proxy answers 503 also when PostHog reset the connection after the
+  request was forwarded ("upstream connect error or disconnect/reset before
+  headers"), by when it may have acted. A 500 may mean the work started and then
+  failed halfway; it is never retried, and neither is any other 4xx: asking again
+  will not fix a bad request.
 * **PostHog's 429s carry no ``Retry-After`` header.** PostHog throttles with
   Django REST framework, which puts the wait only in the JSON ``detail`` text
   ("... Expected available in 12 seconds."); :func:`parse_throttle_detail`
@@ -190,6 +192,11 @@ class StatusOutcome:
     """A 503 written by a proxy, not PostHog (no error body, no ``Retry-After``): it may
     have forwarded the request first, so it counts as a gateway's 502 or 504 does."""
 
+    lasting: bool = False
+    """A refusal that holds until something else changes, not a throttle: PostHog's 429
+    `too_many_concurrent_backfills` stands until one of the team's running backfills
+    ends (minutes or hours), so it is never retried."""
+
     def __attrs_post_init__(self) -> None:
         """Reject a non-integer status or a negative/NaN wait."""
         if isinstance(self.status, bool) or not isinstance(self.status, int):
@@ -234,7 +241,8 @@ Outcome: TypeAlias = StatusOutcome | ConnectionOutcome
 def is_retryable(method: str, outcome: Outcome, *, repeatable: bool | None = None) -> bool:
     """Whether a failed attempt may be repeated at all, ignoring every budget.
 
-    429 and PostHog's 503 are retryable for every request, 502, 504 and a proxy's 503
+    429 and PostHog's 503 are retryable for every request (but a lasting refusal, such as
+    too many concurrent backfills, never is), 502, 504 and a proxy's 503
     for repeatable ones only; a connection failure is retryable for every request if it
     never reached the server, otherwise for repeatable ones only. Everything else, including 500,
     is not. ``repeatable`` is the route's rule; when None, the method decides
@@ -245,6 +253,8 @@ def is_retryable(method: str, outcome: Outcome, *, repeatable: bool | None = Non
         return idempotent or not outcome.reached_server
     if outcome.proxy:
         return idempotent
+    if outcome.lasting:
+        return False
     if outcome.status in _ALWAYS_RETRYABLE_STATUSES:
         return True
     return idempotent and outcome.status in _IDEMPOTENT_RETRYABLE_STATUSES

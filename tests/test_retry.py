@@ -339,6 +339,17 @@ def test_max_retries_can_be_replaced_per_call() -> None:
     )
 
 
+def test_a_lasting_refusal_is_never_retried() -> None:
+    """A 429 that is no throttle (too many concurrent backfills) is raised at once."""
+    lasting = StatusOutcome(429, None, lasting=True)
+    for method in ("GET", "POST"):
+        assert not is_retryable(method, lasting)
+        policy = RetryPolicy()
+        delay = retry_delay(policy, method=method, outcome=lasting, retries_done=0, elapsed=0)
+        assert delay is None
+    assert is_retryable("POST", StatusOutcome(429))
+
+
 def test_server_hint_does_not_make_a_non_retryable_status_retryable() -> None:
     """A 500 or a POST's 502 with a Retry-After is still raised."""
     assert _delay(RetryPolicy(), "POST", StatusOutcome(500, retry_after=1.0)) is None

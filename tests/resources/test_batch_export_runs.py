@@ -542,6 +542,25 @@ async def test_too_many_running_backfills_is_a_rate_limit(
     assert info.value.code == "too_many_concurrent_backfills"
 
 
+async def test_too_many_running_backfills_is_not_retried(
+    fake: FakePostHog, ph: aposthog.Client
+) -> None:
+    """
+    That 429 stands until a running backfill ends: raised after the one request, not
+    asked again (each retry spends the rate budget and the caller's time for nothing).
+    """
+    export = await make(ph)
+    fake.max_concurrent_backfills = 1
+    fake.add_batch_export_backfill(export.id, status="Running")
+    sent = len(fake.requests)
+    with pytest.raises(aposthog.RateLimitError) as info:
+        await ph.batch_exports.create_backfill(
+            export.id, start_at="2024-01-01T00:00:00Z", end_at="2024-01-02T00:00:00Z"
+        )
+    assert info.value.retry_after is None
+    assert [r.method for r in fake.requests[sent:]] == ["POST"]
+
+
 async def test_create_backfill_of_unknown_export(ph: aposthog.Client) -> None:
     """An unknown export is PostHog's 404 with its own detail."""
     with pytest.raises(aposthog.NotFoundError) as info:
