@@ -253,6 +253,26 @@ async def _read_body(response: aiohttp.ClientResponse, request: Request, limit: 
     )
 
 
+def _unread(content: aiohttp.StreamReader) -> bytes:
+    """
+    What arrived before the connection failed and the reader has not taken yet.
+
+    aiohttp's `readany()` raises a connection's failure at once, dropping the bytes still
+    in its buffer: events PostHog sent before the drop, which a re-attach does not replay
+    (PostHog deletes a run's stream when its reader goes away). Handed out first, they
+    are not lost to a reader slower than the network; the failure comes at the next
+    read (it stays set). Read through aiohttp's own internals, so a release without them
+    only falls back to dropping those bytes, as aiohttp does.
+    """
+    try:
+        if not content._buffer:
+            return b""
+        unread: bytes = content._read_nowait(-1)
+    except Exception:  # (an aiohttp whose internals differ)
+        return b""
+    return unread
+
+
 def _own_idle_timer(response: aiohttp.ClientResponse) -> bool:
     """
     Switch aiohttp's per-chunk read timer off for this response; False (and aiohttp's
@@ -386,12 +406,15 @@ class StreamResponse:
 
     async def _read_raw(self) -> bytes:
         failure: BaseException | None = None
+        content = self._response.content
         try:
-            chunk = await self._response.content.readany()
+            chunk = await content.readany()
         except _CLIENT_FAILURES as exc:
-            failure = exc
-            self._stop_idle_timer()
-        else:
+            chunk = _unread(content)
+            if not chunk:
+                failure = exc
+                self._stop_idle_timer()
+        if failure is None:
             if self._timer is not None:
                 if chunk:
                     self._last_read = self._loop.time()

@@ -918,3 +918,43 @@ async def test_an_outside_cancellation_that_lands_with_the_deadline_is_never_los
         server.close()
         await server.wait_closed()
         await asyncio.sleep(0.01)  # the handler closes its side
+
+
+async def test_what_arrived_before_a_drop_is_read_before_the_drop_is_raised() -> None:
+    """
+    A reader slower than the network: the events PostHog sent just before the
+    connection dropped wait in aiohttp's buffer, and aiohttp's `readany()` raises the
+    drop at once, dropping them. They are handed out first (a re-attach does not replay
+    them: PostHog deletes the run's stream when its reader goes away); then the drop.
+    """
+    first_read = asyncio.Event()
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(
+            b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
+            b"Transfer-Encoding: chunked\r\n\r\n6\r\nfirst\n\r\n"
+        )
+        await writer.drain()
+        await first_read.wait()
+        writer.write(b"7\r\nsecond\n\r\n6\r\nthird\n\r\n")  # and no last chunk: cut off
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    transport = Transport()
+    try:
+        request = Request(method="GET", url=f"http://127.0.0.1:{port}/stream/")
+        stream = await transport.open_stream(request, {}, idle_timeout=5)
+        assert await stream.read_chunk() == b"first\n"
+        first_read.set()
+        await asyncio.sleep(0.2)  # the rest, and the drop, arrive while the reader is busy
+        assert await stream.read_chunk() == b"second\nthird\n"
+        with pytest.raises(aposthog.APIConnectionError):
+            await stream.read_chunk()
+        stream.close()
+    finally:
+        await transport.aclose()
+        server.close()
+        await server.wait_closed()
