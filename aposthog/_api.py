@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sys
 import time
 import urllib.parse
 from collections.abc import Awaitable, Callable, Mapping
@@ -19,6 +20,7 @@ import attrs
 
 from . import _config, _json
 from ._config import ClientConfig
+from ._deadlines import apart
 from ._errors import (
     APIConnectionError,
     APIStatusError,
@@ -282,8 +284,16 @@ class Api:
         One attempt at opening an event stream: the response once its headers are in.
 
         `timeout` bounds this attempt (until the headers, or an error body, arrive); the
-        stream itself then has only the idle timeout.
+        stream itself then has only the idle timeout. Python 3.10 tasks count no
+        cancellations, so a cancellation from outside that lands as the attempt's time
+        runs out would be taken for the time limit's own: there the attempt runs as a
+        task of its own (`apart`), and a stream it opened all the same is closed.
         """
+        if _COUNTS_CANCELLATIONS:
+            return await self._open_attempt(request)
+        return await apart(self._open_attempt(request), _close_opened)
+
+    async def _open_attempt(self, request: Request) -> StreamResponse | Failure:
         pipeline = self.pipeline
         headers = pipeline.headers(request, accept="text/event-stream")
         timeout = self.config.timeout
@@ -314,6 +324,17 @@ class Api:
         finally:
             stream.close()
         return status_failure(stream.status, stream.headers, body, request, pipeline.redactor)
+
+
+#: Python 3.11+ tasks count cancellations (`Task.cancelling()`), so anyio's time limits
+#: tell their own cancellation from one that came from outside in the same loop step.
+_COUNTS_CANCELLATIONS: Final = sys.version_info >= (3, 11)
+
+
+def _close_opened(opened: StreamResponse | Failure) -> None:
+    """A stream opened for a caller that was cancelled meanwhile: closed, not leaked."""
+    if not isinstance(opened, Failure):
+        opened.close()
 
 
 _structure_fn: Callable[..., Any] | None = None

@@ -143,13 +143,14 @@ class Deadlines:
             self._arm(loop, nearest)
 
 
-async def apart(attempt: Coroutine[Any, Any, T]) -> T:
+async def apart(attempt: Coroutine[Any, Any, T], dropped: Callable[[T], object] | None = None) -> T:
     """
     Await `attempt` as a task of its own, for Python 3.10, whose tasks count no
-    cancellations: a deadline kept inside the attempt (`Deadlines`) cancels that task
-    alone, so a cancellation of the caller that lands in the same loop step is never
-    read as the deadline's. The caller's cancellation cancels the attempt, waits for it
-    to end, and is raised (a result that arrived all the same is dropped).
+    cancellations: a deadline kept inside the attempt (`Deadlines`, or an anyio
+    `fail_after`) cancels that task alone, so a cancellation of the caller that lands in
+    the same loop step is never read as the deadline's. The caller's cancellation
+    cancels the attempt, waits for it to end, and is raised; a result that arrived all
+    the same is dropped, through `dropped` if given (an opened stream is closed).
     """
     task = asyncio.ensure_future(attempt)
     try:
@@ -158,6 +159,6 @@ async def apart(attempt: Coroutine[Any, Any, T]) -> T:
         if not task.done():
             task.cancel()  # the caller was cancelled: so is its attempt
             await asyncio.wait((task,))
-        if not task.cancelled():
-            task.exception()  # retrieved: the caller's cancellation is what it hears
+        if not task.cancelled() and task.exception() is None and dropped is not None:
+            dropped(task.result())  # (an exception is retrieved: the caller hears its cancel)
         raise

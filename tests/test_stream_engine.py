@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import random
 import socket
 import sys
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -913,3 +915,38 @@ async def test_a_stream_cancelled_as_its_reader_gets_a_slot_sends_nothing(
         assert [r.path for r in fake.requests if r.method == "POST"] == []
         assert fake.conversations == {}
         assert ph.open_streams == 0
+
+
+async def test_an_outside_cancellation_that_lands_with_the_opening_deadline_is_never_lost() -> None:
+    """
+    Cancellation is never swallowed (README), on every Python: an outside `cancel()`
+    landing in the loop step where a stream opening's time runs out stays a
+    cancellation. Python 3.10 tasks count no cancellations: there the opening's own
+    time limit took it for its own, the opening "timed out" and was retried.
+    """
+    arrived = anyio.Event()
+
+    async def silent(request: ServerRequest) -> ServerReply:
+        arrived.set()
+        await anyio.sleep(3600)
+        raise AssertionError("unreachable")
+
+    server = LoopbackServer(silent)
+    await server.start()
+    try:
+        client = aposthog.Client(api_key="phx_k", host=server.url, project_id=1, timeout=0.2)
+        async with client as ph:
+            task = asyncio.ensure_future(
+                ph.conversations.create("q", max_reattach_attempts=0).until_done()
+            )
+            with anyio.fail_after(2):
+                await arrived.wait()
+            loop = asyncio.get_running_loop()
+            # The loop is held past the opening's time limit, so the cancel below and the
+            # time limit's own come due in the same step.
+            loop.call_later(0.05, time.sleep, 0.3)
+            loop.call_later(0.25, task.cancel)
+            with anyio.fail_after(5), pytest.raises(asyncio.CancelledError):
+                await task
+    finally:
+        await server.stop()
