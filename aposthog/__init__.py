@@ -44,11 +44,11 @@ from ._limiter import InProcessRateLimitStore, RateLimiter, RateLimitStore, Rate
 from ._observe import Wait
 from ._pagination import AsyncPaginator, Page
 from ._ratelimit import Rate, RateLimits
-from ._redis_store import RedisRateLimitStore
 from ._retry import RetryPolicy
 from ._version import __version__
 
 if TYPE_CHECKING:
+    from ._redis_store import RedisRateLimitStore
     from ._streaming import ConversationStream
     from .models import (
         AgentMode,
@@ -124,6 +124,8 @@ _LAZY: dict[str, str] = {
     "CustomerProfileConfig": ".models",
     "ProfileScope": ".models",
     "ConversationStream": "._streaming",
+    # A rate budget shared through Redis (the `redis` extra), for those who use one.
+    "RedisRateLimitStore": "._redis_store",
     "AgentMode": ".models",
     "ArtifactMessage": ".models",
     "AssistantMessage": ".models",
