@@ -28,6 +28,7 @@ from typing import Any, Protocol
 
 from ._limiter import RateLimitStore, RateLimitStoreError
 from ._ratelimit import Rate
+from ._retry import as_seconds
 
 __all__ = ["RedisRateLimitStore"]
 
@@ -197,8 +198,18 @@ class RedisRateLimitStore(RateLimitStore):
     ) -> None:
         module = _redis_module()
         given: object = prefix  # typed as str, checked as anything
-        if not isinstance(given, str) or not given:
+        if not isinstance(given, str):
+            raise TypeError(f"prefix must be a non-empty string, got {type(given).__name__}")
+        if not given:
             raise ValueError(f"prefix must be a non-empty string, got {prefix!r}")
+        seconds: object = timeout  # (the same)
+        if isinstance(seconds, bool) or not isinstance(seconds, (int, float)):
+            raise TypeError(f"timeout must be a number of seconds, got {type(seconds).__name__}")
+        timeout = as_seconds(seconds)
+        if not (0 < timeout < math.inf):  # (NaN too)
+            raise ValueError(
+                f"timeout must be a positive, finite number of seconds, got {seconds!r}"
+            )
         # Made from a URL, the store owns its connections (new ones for each loop).
         self._connect: Callable[[], AsyncRedis] | None = None
         if isinstance(redis, str):

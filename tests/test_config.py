@@ -575,3 +575,19 @@ def test_a_key_given_as_bytes_is_not_printed_with_the_traceback_locals() -> None
     with pytest.raises(aposthog.ConfigurationError, match="api_key must be a str") as info:
         aposthog.Client(api_key=_BYTES_KEY)  # type: ignore[arg-type]
     assert SENTINEL not in printed_with_locals(info.value)
+
+
+# ------------------------------------------------------------------ QA findings
+
+
+@pytest.mark.xfail(
+    strict=True, reason="str() of an int past 4300 digits raises a bare ValueError in _project_id"
+)
+def test_a_huge_int_project_id_is_a_configuration_error() -> None:
+    """
+    Every bad `project_id` is a `ConfigurationError` naming it; an int of more than 4300
+    digits fails in `str(value)` with Python's own "Exceeds the limit (4300 digits) for
+    integer string conversion", which names no argument.
+    """
+    with pytest.raises(aposthog.ConfigurationError, match="project_id"):
+        resolve_config(api_key="phx_test", project_id=10**5000, environ={})

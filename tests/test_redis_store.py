@@ -742,3 +742,18 @@ async def test_a_store_failure_leaves_the_callers_own_exception_as_it_was(
         await store.aclose()
     [(error, frames)] = handled
     assert frames == len(traceback.extract_tb(error.__traceback__))
+
+
+@pytest.mark.parametrize("timeout", [float("nan"), 0, -1.0, True, "5", float("inf")])
+def test_a_timeout_that_is_no_positive_number_is_refused_by_name(timeout: Any) -> None:
+    """
+    `timeout` is "seconds to connect to Redis and to wait for an answer"; it went to
+    redis-py unchecked. NaN, 0, a negative, a bool or a string were taken, and only
+    showed later: every rate-limited request then fails with `RateLimitStoreError`
+    ("Timeout connecting to server", or "unsupported operand type(s) for +: 'float' and
+    'str'"), or closing the store raises a bare `TimeoutError`. Every other timeout of
+    the package (`Client`, `RetryPolicy`, `Rate`) is refused at construction, by name.
+    """
+    require_redis_py()
+    with pytest.raises((TypeError, ValueError), match="timeout"):
+        RedisRateLimitStore("redis://127.0.0.1:6379/0", timeout=timeout)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import builtins
 import datetime as dt
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from .. import _routes as routes
@@ -71,7 +71,7 @@ class BatchExportRuns(Resource):
         """
         statuses: builtins.list[str] | None = None
         if status is not None:
-            if not isinstance(status, (str, Iterable)):
+            if not isinstance(status, (str, Iterable)) or isinstance(status, Mapping):
                 raise TypeError(
                     f"status must be a str or a list of str, got {type(status).__name__}"
                 )
@@ -79,6 +79,11 @@ class BatchExportRuns(Resource):
             # PostHog matches statuses case-sensitively and adds new ones over time:
             # known ones are sent in its spelling, unknown ones as given.
             statuses = [choice("status", item, _RUN_STATUSES, open_enum=True) for item in items]
+            if not statuses:
+                # Sent as no parameter, PostHog's "no filter": runs of every status.
+                raise ValueError(
+                    "status must name at least one status (None for runs of any status)"
+                )
         params = {
             "status": statuses,
             "after": timestamp("after", after, relative=True),

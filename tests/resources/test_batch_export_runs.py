@@ -657,3 +657,32 @@ async def test_a_bad_end_at_is_named(fake: FakePostHog, ph: aposthog.Client) -> 
         await ph.batch_exports.create_backfill(MISSING, start_at="2024-01-01", end_at="tomorrow")
     assert "start_at" not in str(info.value)
     assert fake.requests == []
+
+
+# ---------------------------------------------------------------------------------- QA findings
+
+
+@pytest.mark.parametrize("status", [[], (), set()])
+async def test_an_empty_status_list_is_refused_not_dropped(
+    fake: FakePostHog, ph: aposthog.Client, status: Any
+) -> None:
+    """
+    `status` keeps "runs in any of these statuses", so an empty list keeps none. It was
+    sent as no parameter at all, which PostHog reads as no filter: a caller that builds
+    the list (`status=[s for s in wanted if ...]`) and ends with none got every run of
+    the last 7 days. Refused before sending, as `logs(level=[])` is.
+    """
+    export = await make(ph)
+    fake.requests.clear()
+    with pytest.raises(ValueError, match="status must name at least one status"):
+        await ph.batch_exports.list_runs(export.id, status=status)
+    assert fake.requests == []
+
+
+async def test_a_mapping_of_statuses_is_refused(fake: FakePostHog, ph: aposthog.Client) -> None:
+    """A dict is no list of statuses (its keys were taken as the statuses)."""
+    export = await make(ph)
+    fake.requests.clear()
+    with pytest.raises(TypeError, match="status must be a str or a list of str, got dict"):
+        await ph.batch_exports.list_runs(export.id, status={"Completed": True})  # type: ignore[arg-type]
+    assert fake.requests == []

@@ -496,3 +496,52 @@ async def test_content_posthog_cannot_take_is_refused_before_sending(
         async with ph.conversations.create(content) as stream:
             await stream.until_done()
     assert [] == fake.requests
+
+
+# ---------------------------------------------------------------------- QA findings
+
+
+@pytest.mark.xfail(
+    strict=True, reason="create() records research mode before it checks trace_id and the rest"
+)
+@pytest.mark.parametrize(
+    "wrong", [{"trace_id": "not-a-uuid"}, {"max_reattach_attempts": -1}], ids=["trace", "reattach"]
+)
+async def test_a_refused_create_leaves_the_research_conversations_as_they_were(
+    ph: aposthog.Client, wrong: dict[str, object]
+) -> None:
+    """
+    A call refused for a wrong argument has no effect. `create()` notes the conversation
+    as research (or as a chat again) before it checks `trace_id` and
+    `max_reattach_attempts`: after a refused research-mode call, the conversation's next
+    chat message waits in the research windows (3 a minute, 10 a day), and after a refused
+    chat message to a research conversation, a re-attach is counted outside them.
+    """
+    known = ph._api.pipeline.research_conversations
+    fresh = str(uuid.uuid4())
+    with pytest.raises(ValueError, match=r"trace_id|max_reattach_attempts"):
+        ph.conversations.create("dig", conversation=fresh, agent_mode="research", **wrong)  # type: ignore[arg-type]
+    research = ph.conversations.create("dig", agent_mode="research").conversation_id
+    with pytest.raises(ValueError, match=r"trace_id|max_reattach_attempts"):
+        ph.conversations.create("now a chat", conversation=research, **wrong)  # type: ignore[arg-type]
+    assert list(known) == [research]
+
+
+@pytest.mark.xfail(
+    strict=True, reason="a refused research create() leaves its conversation counted as research"
+)
+async def test_a_refused_research_create_spends_no_research_window(fake: FakePostHog) -> None:
+    """
+    The same, seen from the rate limits: with room for one research message, a chat
+    message to a conversation whose research-mode create() was refused (a bad trace id)
+    takes that room, and the next research message, PostHog's first, is refused unsent
+    with `RateLimitError`.
+    """
+    limits = aposthog.RateLimits(ai_research=(aposthog.Rate(1, per=3600),))
+    policy = aposthog.RetryPolicy(max_retries=0, max_retry_after=0.01, deadline=0.5)
+    async with fake.client(rate_limits=limits, retry=policy) as ph:
+        fresh = str(uuid.uuid4())
+        with pytest.raises(ValueError, match="trace_id"):
+            ph.conversations.create("dig", conversation=fresh, agent_mode="research", trace_id="x")
+        await ph.conversations.create("a chat", conversation=fresh).until_done()
+        await ph.conversations.create("dig", agent_mode="research").until_done()
