@@ -196,6 +196,10 @@ class Conversations(Resource):
             body["deep_research_mode"] = True
         if resume_payload is not None:
             body["resume_payload"] = json_object("resume_payload", resume_payload)
+        # Every argument is checked before the research tracking below changes: a call
+        # refused here leaves it as it was.
+        checked_trace_id = _uuid("trace_id", trace_id)
+        reattaches = _reattaches(max_reattach_attempts)
         # PostHog AI counts research runs in windows of their own (reference §1.6): a
         # message in research mode, or any request to a `deep_research` conversation.
         requested = body.get("agent_mode") == "research"
@@ -212,9 +216,9 @@ class Conversations(Resource):
             self._api,
             conversation_id=conversation_id,
             body=body,
-            trace_id=_uuid("trace_id", trace_id),
+            trace_id=checked_trace_id,
             session_id=session_id,
-            max_reattach_attempts=_reattaches(max_reattach_attempts),
+            max_reattach_attempts=reattaches,
             bucket=bucket,
         )
 

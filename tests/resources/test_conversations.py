@@ -501,9 +501,6 @@ async def test_content_posthog_cannot_take_is_refused_before_sending(
 # ---------------------------------------------------------------------- QA findings
 
 
-@pytest.mark.xfail(
-    strict=True, reason="create() records research mode before it checks trace_id and the rest"
-)
 @pytest.mark.parametrize(
     "wrong", [{"trace_id": "not-a-uuid"}, {"max_reattach_attempts": -1}], ids=["trace", "reattach"]
 )
@@ -527,9 +524,6 @@ async def test_a_refused_create_leaves_the_research_conversations_as_they_were(
     assert list(known) == [research]
 
 
-@pytest.mark.xfail(
-    strict=True, reason="a refused research create() leaves its conversation counted as research"
-)
 async def test_a_refused_research_create_spends_no_research_window(fake: FakePostHog) -> None:
     """
     The same, seen from the rate limits: with room for one research message, a chat
