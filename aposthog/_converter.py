@@ -173,7 +173,9 @@ _JSON_HOOKS: Final[dict[Any, Callable[[Any, Any], Any]]] = {
 
 
 def _unstructure_datetime(value: dt.datetime) -> str:
-    return value.isoformat().replace("+00:00", "Z")
+    text = value.isoformat()
+    # Only a trailing offset: "+00:00:30" (an offset of 30 s) is no UTC.
+    return text[:-6] + "Z" if text.endswith("+00:00") else text
 
 
 def _union_args(tp: Any) -> tuple[Any, ...] | None:

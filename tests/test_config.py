@@ -577,9 +577,6 @@ def test_a_key_given_as_bytes_is_not_printed_with_the_traceback_locals() -> None
     assert SENTINEL not in printed_with_locals(info.value)
 
 
-# ------------------------------------------------------------------ QA findings
-
-
 @pytest.mark.xfail(
     strict=True, reason="str() of an int past 4300 digits raises a bare ValueError in _project_id"
 )

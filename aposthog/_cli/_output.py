@@ -60,7 +60,8 @@ def cell(value: Any) -> str:
     if hasattr(value, "value") and isinstance(value.value, str):  # an enum member
         return str(value.value)
     if hasattr(value, "isoformat"):
-        return str(value.isoformat(timespec="seconds")).replace("+00:00", "Z")
+        text = str(value.isoformat(timespec="seconds"))
+        return text[:-6] + "Z" if text.endswith("+00:00") else text
     if isinstance(value, (dict, list)):
         try:
             text = json.dumps(value, ensure_ascii=False, separators=(",", ":"))

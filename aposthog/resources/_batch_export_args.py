@@ -94,7 +94,9 @@ def _iso(name: str, value: dt.datetime) -> str:
         raise ValueError(
             f"{name} must be timezone-aware, e.g. datetime(..., tzinfo=datetime.timezone.utc)"
         )
-    return value.isoformat().replace("+00:00", "Z")
+    text = value.isoformat()
+    # Only a trailing offset: "+00:00:30" (an offset of 30 s) is no UTC.
+    return text[:-6] + "Z" if text.endswith("+00:00") else text
 
 
 def timestamp(name: str, value: dt.datetime | str | None, *, relative: bool = False) -> str | None:
@@ -416,8 +418,8 @@ def _query(name: str, value: Any) -> str | None:
     return None if value is None else str(value)
 
 
-def _optional_str(name: str, value: Any) -> str | None:
-    check_str(name, value, allow_none=True)
+def _timezone(name: str, value: Any) -> str | None:
+    not_blank(name, value, none_means="None means UTC")
     return None if value is None else str(value)
 
 
@@ -452,6 +454,7 @@ def _columns(name: str, value: Any) -> list[str] | None:
         check_str(name, column)
         if not column.strip():
             raise ValueError(f"{name} must not contain a blank column name")
+        sendable_text(name, column)
     return [str(column) for column in columns]
 
 
@@ -473,7 +476,7 @@ _FIELDS: dict[str, Any] = {
     "version_key": _columns,
     "incremental_mode": _incremental_mode,
     "filters": _filters,
-    "timezone": _optional_str,
+    "timezone": _timezone,
     "offset_day": lambda name, value: _offset(name, value, 6),
     "offset_hour": lambda name, value: _offset(name, value, 23),
 }

@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 import json
 from collections.abc import AsyncIterator
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from types import SimpleNamespace
 from typing import Any
 
@@ -233,3 +233,10 @@ def test_a_lone_surrogate_is_shown_escaped_and_json_lines_stay_json() -> None:
     line = json_line({"k\udc00": text, "n": ["é"]})
     line.encode()  # writable as UTF-8
     assert {"k\udc00": text, "n": ["é"]} == json.loads(line)
+
+
+def test_a_time_shows_its_offset_and_z_only_for_utc() -> None:
+    """UTC reads `Z`; an offset of less than a minute is shown as it is, not as `Z:30`."""
+    assert cell(datetime(2024, 1, 1, tzinfo=timezone.utc)) == "2024-01-01T00:00:00Z"
+    odd = timezone(timedelta(seconds=30))
+    assert cell(datetime(2024, 1, 1, tzinfo=odd)) == "2024-01-01T00:00:00+00:00:30"

@@ -659,9 +659,6 @@ async def test_a_bad_end_at_is_named(fake: FakePostHog, ph: aposthog.Client) -> 
     assert fake.requests == []
 
 
-# ---------------------------------------------------------------------------------- QA findings
-
-
 @pytest.mark.parametrize("status", [[], (), set()])
 async def test_an_empty_status_list_is_refused_not_dropped(
     fake: FakePostHog, ph: aposthog.Client, status: Any

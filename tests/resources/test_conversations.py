@@ -498,9 +498,6 @@ async def test_content_posthog_cannot_take_is_refused_before_sending(
     assert [] == fake.requests
 
 
-# ---------------------------------------------------------------------- QA findings
-
-
 @pytest.mark.parametrize(
     "wrong", [{"trace_id": "not-a-uuid"}, {"max_reattach_attempts": -1}], ids=["trace", "reattach"]
 )
