@@ -13,6 +13,7 @@ import os
 import re
 import urllib.parse
 from collections.abc import Mapping
+from typing import Final
 
 import attrs
 
@@ -224,6 +225,10 @@ def _api_key(value: object, source: str) -> str:
     return key
 
 
+#: The largest id PostHog's database holds (a signed 64-bit integer).
+_LARGEST_ID: Final = 2**63 - 1
+
+
 def _project_id(value: object, source: str) -> str:
     if isinstance(value, bool) or not isinstance(value, (str, int)):
         raise ConfigurationError(
@@ -232,9 +237,17 @@ def _project_id(value: object, source: str) -> str:
     if isinstance(value, int):
         if value < 1:
             raise ConfigurationError(f"{source} must be a positive int, got {value!r}")
+        if value > _LARGEST_ID:
+            # (and past 4300 digits, `str()` itself would refuse it, naming nothing)
+            raise ConfigurationError(
+                f"{source} must be a project's id, at most {_LARGEST_ID}: got an int of "
+                f"{value.bit_length()} bits"
+            )
         return str(value)
     text = value.strip()
-    if text == DEFAULT_PROJECT_ID or (text.isascii() and text.isdigit() and int(text) > 0):
+    if text == DEFAULT_PROJECT_ID or (
+        text.isascii() and text.isdigit() and len(text) <= 19 and 0 < int(text) <= _LARGEST_ID
+    ):
         return text
     # "." or ".." would climb out of /api/environments/ once a proxy normalises the path.
     raise ConfigurationError(

@@ -577,9 +577,6 @@ def test_a_key_given_as_bytes_is_not_printed_with_the_traceback_locals() -> None
     assert SENTINEL not in printed_with_locals(info.value)
 
 
-@pytest.mark.xfail(
-    strict=True, reason="str() of an int past 4300 digits raises a bare ValueError in _project_id"
-)
 def test_a_huge_int_project_id_is_a_configuration_error() -> None:
     """
     Every bad `project_id` is a `ConfigurationError` naming it; an int of more than 4300
@@ -588,3 +585,15 @@ def test_a_huge_int_project_id_is_a_configuration_error() -> None:
     """
     with pytest.raises(aposthog.ConfigurationError, match="project_id"):
         resolve_config(api_key="phx_test", project_id=10**5000, environ={})
+
+
+@pytest.mark.parametrize("value", [2**63, str(2**63), "9" * 5000])
+def test_a_project_id_past_the_largest_id_is_refused(value: object) -> None:
+    """Past a signed 64-bit id (as an int, or as digits), no project has it."""
+    with pytest.raises(aposthog.ConfigurationError, match="project_id"):
+        resolve_config(api_key="phx_test", project_id=value, environ={})
+
+
+def test_the_largest_project_id_is_taken() -> None:
+    config = resolve_config(api_key="phx_test", project_id=2**63 - 1, environ={})
+    assert config.project_id == str(2**63 - 1)

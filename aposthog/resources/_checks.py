@@ -17,7 +17,7 @@ import math
 import re
 import uuid
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import Any, Final
 
 from .._errors import clip
 from .._http import segment
@@ -185,6 +185,22 @@ def check_json_container(name: str, value: Any) -> None:
     check_json(name, value)
 
 
+#: Ints up to this many bits are written as text by any Python: their 603 digits are
+#: within the smallest int-to-text limit one can set (`sys.set_int_max_str_digits`, 640).
+_SHORT_INT_BITS: Final = 2000
+
+
+def _writable_int(where: str, value: int) -> None:
+    """Raise ValueError, naming `where`, for an int Python refuses to write as text."""
+    try:
+        str(value)
+    except ValueError:
+        raise ValueError(
+            f"{where} is an int of more digits than Python writes as text "
+            "(see sys.set_int_max_str_digits): not JSON that can be sent"
+        ) from None
+
+
 def check_json(name: str, value: Any) -> None:
     """
     Raise TypeError/ValueError unless `value` can be sent as JSON: dicts with str keys,
@@ -202,7 +218,11 @@ def check_json(name: str, value: Any) -> None:
         if isinstance(item, str):
             _encodable(where, item)
             continue
-        if item is None or isinstance(item, (bool, int)):
+        if item is None or isinstance(item, bool):
+            continue
+        if isinstance(item, int):
+            if item.bit_length() > _SHORT_INT_BITS:
+                _writable_int(where, item)
             continue
         if isinstance(item, float):
             if not math.isfinite(item):
