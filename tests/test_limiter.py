@@ -859,3 +859,31 @@ async def test_forgetting_old_keys_keeps_every_count_and_pause_still_running() -
     counted = re.fullmatch(r"<InProcessRateLimitStore buckets=(\d+)>", repr(store))
     assert counted is not None
     assert int(counted[1]) < 300  # the hundred old keys are gone
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="behind a head asleep past its max_wait, a request waits max_wait out (no retry_after)",
+)
+async def test_a_request_behind_a_head_asleep_past_its_max_wait_is_refused_at_once() -> None:
+    """
+    `acquire()`'s docstring and the README: a wait the call may not take (longer than
+    `max_retry_after`, or ending after its deadline) is not begun: `RateLimitError` at
+    once, the wait in `.retry_after`. Alone, a web handler's call (a short deadline) meets
+    a paused bucket so. Behind a worker whose call sleeps out that same pause as the head
+    of the line, it sat out its whole `max_wait` in the line, then failed without any
+    `retry_after`, though the head's wake-up time was known when it joined.
+    """
+    limiter = _limiter(Rate(1000, per=60))
+    await limiter.penalize("api", 30)  # PostHog's 429: "Expected available in 30 seconds."
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(limiter.acquire, "api")  # a worker that may wait it out: the head
+        await anyio.sleep(0.05)
+        started = time.monotonic()
+        with anyio.fail_after(5), pytest.raises(RateLimitError) as refused:
+            await limiter.acquire("api", max_wait=1)
+        elapsed = time.monotonic() - started
+        tg.cancel_scope.cancel()
+    assert elapsed < 0.5  # at once, as without the worker ahead of it
+    assert refused.value.retry_after is not None
+    assert 29 < refused.value.retry_after <= 30
