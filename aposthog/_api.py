@@ -36,7 +36,7 @@ from ._errors import (
 from ._http import Query, Redactor, Request, Route, same_origin_url
 from ._observe import IGNORED, CallObserver, Observer
 from ._pagination import AsyncPaginator, Page, new_page, parse_page
-from ._pipeline import Call, Failure, Pipeline, longest_wait
+from ._pipeline import Call, Failure, Pipeline, longest_wait, paused_bucket
 from ._retry import StatusOutcome
 from ._transport import Response, StreamResponse
 
@@ -181,7 +181,9 @@ class Api:
             # The slot is free for the next call meanwhile.
             return _decoded(decode, response, request, pipeline.redactor)
         if throttle is not None and isinstance(failure.error, RateLimitError):
-            await throttle.penalize(route.bucket, failure.error.retry_after)
+            await throttle.penalize(
+                paused_bucket(route.bucket, failure.error), failure.error.retry_after
+            )
         call = self._call(route, None, started=started, target=request.path)
         exchange = _exchange(pipeline, request, headers, attempt_timeout)
         response = await _run(call, exchange, route, failure)

@@ -95,6 +95,29 @@ _WAIT_LISTENER: contextvars.ContextVar[Callable[[float], None] | None] = context
 )
 
 
+#: The research conversations a client remembers (most recently seen first to stay).
+RESEARCH_CONVERSATIONS_KEPT: Final = 4096
+#: Words only the 429 of PostHog AI's research windows has (`RESEARCH_RATE_LIMIT_MESSAGE`).
+_RESEARCH_429 = "Research mode"
+
+
+def is_research_429(error: RateLimitError) -> bool:
+    """Whether PostHog refused with its research windows' 429 (see `paused_bucket`)."""
+    return _RESEARCH_429 in (error.detail or "")
+
+
+def paused_bucket(bucket: str, error: RateLimitError) -> str:
+    """
+    The bucket a 429 pauses. A message to a research conversation this client did not
+    know as one (another process made it) goes in the `ai` bucket, but PostHog counts
+    it in its research windows and refuses it with their 429: that pause is the research
+    bucket's, not every ordinary PostHog AI message's.
+    """
+    if bucket == "ai" and is_research_429(error):
+        return "ai_research"
+    return bucket
+
+
 def longest_wait(policy: RetryPolicy, elapsed: float) -> float:
     """
     The longest wait for the rate limiter a call may begin, `elapsed` seconds after it
@@ -224,6 +247,18 @@ class Pipeline:
         request = self._build(route.method, parts, (), None)
         self._plain[id(route)] = (route, request)
         return request
+
+    def note_research(self, conversation_id: str, research: bool) -> None:
+        """
+        Note a conversation as `deep_research` (PostHog counts its messages in the research
+        windows) or as a chat again; the least recently noted are forgotten past a bound.
+        """
+        known = self.research_conversations
+        known.pop(conversation_id, None)
+        if research:
+            known[conversation_id] = None
+            if len(known) > RESEARCH_CONVERSATIONS_KEPT:
+                del known[next(iter(known))]  # the least recently seen
 
     def path_of(self, route_path: str) -> str:
         """A route's full request path (placeholders, if any, left as they are)."""
@@ -414,7 +449,8 @@ class Call:
             failure = result
             throttle = self._pipeline.throttle
             if throttle is not None and isinstance(failure.error, RateLimitError):
-                await throttle.penalize(self._bucket, failure.error.retry_after)
+                bucket = paused_bucket(self._bucket, failure.error)
+                await throttle.penalize(bucket, failure.error.retry_after)
 
     async def _acquire(self, throttle: Throttle, slots: Slots) -> None:
         """Room in the bucket, and a slot (held on return)."""

@@ -251,15 +251,6 @@ class RedisRateLimitStore(RateLimitStore):
         self._loop_users: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, int] = (
             weakref.WeakKeyDictionary()
         )
-        # asyncio.TimeoutError is not an OSError before Python 3.11. A RuntimeError is
-        # redis-py's connection of an event loop that has ended ("Event loop is closed":
-        # a borrowed client used by an earlier `asyncio.run`).
-        self._errors: tuple[type[BaseException], ...] = (
-            module.RedisError,
-            OSError,
-            asyncio.TimeoutError,
-            RuntimeError,
-        )
         self._prefix = prefix
         # Members of a sorted set must be unique: this store's id and a counter, the id
         # drawn again in a process forked from this one (which copies both).
@@ -321,7 +312,9 @@ class RedisRateLimitStore(RateLimitStore):
         pool = self._pool(_NOT_SENT)
         try:
             wait = await pool.acquire(keys=keys, args=args)
-        except self._errors as exc:
+        except Exception as exc:
+            # Redis's errors, and redis-py's own on a server that answers as Redis does
+            # not (the wrong service on the port, a proxy in a bad state).
             raise self._failure(exc, _NOT_SENT) from _without_frames(exc, outside)
         except BaseException:
             # Cancelled while the script ran: it may have counted a request that will
@@ -332,7 +325,10 @@ class RedisRateLimitStore(RateLimitStore):
                 self._forgetting.add(task)
                 task.add_done_callback(self._forgetting.discard)
             raise
-        return int(wait) / 1_000_000
+        if wait.__class__ is not int or wait < 0:  # the script answers microseconds, >= 0
+            problem = ValueError(f"its answer is no wait in microseconds: {wait!r:.60}")
+            raise self._failure(problem, _NOT_SENT) from None
+        return wait / 1_000_000
 
     async def _forget(self, pool: _Pool, keys: list[str], member: str) -> None:
         try:
@@ -350,7 +346,7 @@ class RedisRateLimitStore(RateLimitStore):
         pool = self._pool(_NOT_STORED)
         try:
             await pool.penalize(keys=[self._key(scope, bucket, "pause")], args=[micros])
-        except self._errors as exc:
+        except Exception as exc:  # (as in `try_acquire`)
             raise self._failure(exc, _NOT_STORED) from _without_frames(exc, outside)
 
     def _failure(self, exc: BaseException, outcome: str) -> RateLimitStoreError:

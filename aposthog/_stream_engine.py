@@ -87,13 +87,14 @@ from ._errors import (
     IncompleteStreamError,
     NotFoundError,
     PostHogError,
+    RateLimitError,
     ResponseDecodeError,
     ResponseTooLargeError,
     header_text,
 )
 from ._http import Request, segment
 from ._observe import IGNORED, StreamObserver
-from ._pipeline import Call, Failure
+from ._pipeline import Call, Failure, is_research_429
 from ._stream_events import wire_message
 from ._stream_failures import dropped_failure, nothing_started, snippet
 from ._transport import StreamResponse
@@ -478,6 +479,12 @@ class StreamEngine:
 
         try:
             response = await call.run(first_attempt, repeatable=route.repeatable)
+        except RateLimitError as exc:
+            if self._bucket == "ai" and is_research_429(exc):
+                # A research conversation this client did not know as one: its next
+                # messages wait in the research windows, where PostHog counts them.
+                api.pipeline.note_research(self.conversation_id, True)
+            raise
         except APIConnectionError as exc:
             if not exc.reached_server:
                 raise

@@ -709,10 +709,6 @@ async def test_a_call_queued_in_the_limiters_line_keeps_to_its_deadline(
     assert max(durations) < 0.5 + 1  # deadline + timeout; the line alone is 2.7 s
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a 429 of PostHog AI's research throttle pauses the ordinary `ai` bucket",
-)
 async def test_a_research_429_on_a_message_sent_as_a_chat_leaves_the_chat_bucket_alone(
     fake: FakePostHog,
 ) -> None:
@@ -734,7 +730,6 @@ async def test_a_research_429_on_a_message_sent_as_a_chat_leaves_the_chat_bucket
     async with fake.client(rate_limits=limits, max_retries=0) as ph:
         fake.script_answer("deep")
         await ph.conversations.create("dig", agent_mode="research").until_done()
-        fake.script_answer("deeper")
         with pytest.raises(aposthog.RateLimitError) as refused:
             await ph.conversations.create("more", conversation=seeded.id).until_done()
         assert "Research mode" in str(refused.value)
@@ -744,4 +739,6 @@ async def test_a_research_429_on_a_message_sent_as_a_chat_leaves_the_chat_bucket
         with anyio.fail_after(2):
             result = await ph.conversations.create("hi").until_done()
         assert "hello" in result.text
+        # And the conversation's next message waits in the research windows.
+        assert seeded.id in ph._api.pipeline.research_conversations
     assert 1 == fake.status_counts[429]

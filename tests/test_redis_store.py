@@ -809,10 +809,6 @@ async def _resp_server(script_answer: bytes, *, handshake: bool = True) -> Async
         await server.wait_closed()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a non-integer answer from the store is a raw ValueError/TypeError/AttributeError",
-)
 @pytest.mark.parametrize(
     ("answer", "handshake"),
     [

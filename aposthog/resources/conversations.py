@@ -26,8 +26,6 @@ MAX_APPEND_LENGTH = 10000
 """The longest message `append_message()` sends."""
 Timeout = float | None | NotGiven
 ConversationId = str | uuid.UUID
-#: How many research conversations a client remembers (the least recently seen go first).
-RESEARCH_CONVERSATIONS_KEPT = 4096
 
 
 def _uuid(name: str, value: ConversationId | None) -> str:
@@ -66,12 +64,7 @@ class Conversations(Resource):
 
     def _note_research(self, conversation_id: str, research: bool) -> None:
         # Shared by every `with_options()` view, as the rate limits are.
-        known = self._api.pipeline.research_conversations
-        known.pop(conversation_id, None)
-        if research:
-            known[conversation_id] = None
-            if len(known) > RESEARCH_CONVERSATIONS_KEPT:
-                del known[next(iter(known))]  # the least recently seen
+        self._api.pipeline.note_research(conversation_id, research)
 
     def _bucket(self, conversation_id: str, *, requested: bool) -> str:
         known = conversation_id in self._api.pipeline.research_conversations

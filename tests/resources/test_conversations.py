@@ -10,8 +10,8 @@ import uuid
 import pytest
 
 import aposthog
+from aposthog._pipeline import RESEARCH_CONVERSATIONS_KEPT
 from aposthog.resources._checks import MAX_JSON_DEPTH
-from aposthog.resources.conversations import RESEARCH_CONVERSATIONS_KEPT
 from aposthog.testing import FakePostHog
 
 pytestmark = pytest.mark.anyio
