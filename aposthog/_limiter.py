@@ -159,9 +159,9 @@ class InProcessRateLimitStore(RateLimitStore):
 class _Turn:
     """A request's place in its bucket's line: set when the turn is its, or the line failed."""
 
-    __slots__ = ("admitted", "event", "failure", "gone")
+    __slots__ = ("admitted", "event", "failure", "gone", "latest", "refused", "slot_time")
 
-    def __init__(self) -> None:
+    def __init__(self, latest: float = math.inf, slot_time: float = 0.0) -> None:
         self.event = anyio.Event()
         #: The store's failure that ended the line while this request waited in it.
         self.failure: str | None = None
@@ -169,12 +169,20 @@ class _Turn:
         #: Counted and given a slot by the request before it (see `_admit_ahead`): it
         #: goes without the turn.
         self.admitted = False
+        #: The latest its turn may come: `max_wait` from joining (on the monotonic clock),
+        #: moved on by the heads' waits for a slot since (no rate-limit wait): by
+        #: `line.held_back(now) - slot_time`.
+        self.latest = latest
+        self.slot_time = slot_time
+        #: When the head sleeps until after `latest`: the time it wakes. The request is
+        #: refused at once, that wait in its `retry_after` (see `_refuse_hopeless`).
+        self.refused: float | None = None
 
 
 class _Line:
     """The requests of one bucket waiting their turn, in arrival order."""
 
-    __slots__ = ("busy", "live", "queue", "slot_seconds", "slot_since")
+    __slots__ = ("busy", "live", "queue", "slot_seconds", "slot_since", "wakes")
 
     def __init__(self) -> None:
         self.busy = False  # someone holds the turn (asks the store, or sleeps on its answer)
@@ -187,6 +195,9 @@ class _Line:
         # part of the `max_wait` of the requests behind them either.
         self.slot_seconds = 0.0
         self.slot_since: float | None = None
+        #: When the head, asleep on the store's answer, asks again (None: it is not
+        #: asleep). No request behind it goes before then.
+        self.wakes: float | None = None
 
     def held_back(self, now: float) -> float:
         """`slot_seconds`, the current slot wait included."""
@@ -259,6 +270,8 @@ class RateLimiter:
         slot_time = 0.0
         if line.busy or line.live:
             started = time.monotonic()
+            if max_wait is not None and line.wakes is not None:
+                _refuse_past(bucket, line.wakes - started, max_wait)
             slot_time = line.held_back(started)
             turn = await self._wait_in_line(line, bucket, max_wait, slots)
             now = time.monotonic()
@@ -305,22 +318,20 @@ class RateLimiter:
                     break  # counted: it goes now, on the slot it holds
                 if slots is not None:
                     slots.release()  # no slot is held while it sleeps
-                if max_wait is not None and wait > max_wait - spent:
-                    logger.debug("rate limits: %s request refused a %.1f s wait", bucket, wait)
-                    raise RateLimitError(
-                        status=429,
-                        retry_after=wait,
-                        detail=f"the {bucket} rate limit allows no request for {wait:.1f} s"
-                        " (a pause PostHog asked for, or this client's count of its"
-                        " throttles); longer than this call may wait",
-                    )
+                if max_wait is not None:
+                    _refuse_past(bucket, wait, max_wait - spent)
                 if started is None:
                     started = time.monotonic()
                     slot_time = line.held_back(started)
                 announce_wait(wait)  # Client(on_wait=...) hears of it first
                 logger.debug("rate limits: %s request waits %.3f s for its window", bucket, wait)
-                with closable(self._waits):
-                    await anyio.sleep(wait)
+                line.wakes = time.monotonic() + wait
+                _refuse_hopeless(line, bucket)
+                try:
+                    with closable(self._waits):
+                        await anyio.sleep(wait)
+                finally:
+                    line.wakes = None
                 self._check_open()
                 spent += wait
         except RateLimitStoreError as exc:
@@ -381,11 +392,11 @@ class RateLimiter:
         Wait for the turn (at most `max_wait` seconds), or to be admitted with a slot by
         the request before (`_Turn.admitted`); raise if the line failed.
         """
-        turn = _Turn()
-        line.queue.append(turn)
-        line.live += 1
         joined = time.monotonic()
         slot_time = line.held_back(joined)
+        turn = _Turn(math.inf if max_wait is None else joined + max_wait, slot_time)
+        line.queue.append(turn)
+        line.live += 1
         try:
             limit = math.inf if max_wait is None else max_wait  # 0: a deadline used up
             while True:
@@ -406,13 +417,15 @@ class RateLimiter:
                 if turn.admitted:
                     assert slots is not None
                     slots.release()  # counted, never sent: over-counted only
-                elif turn.failure is None:
+                elif turn.failure is None and turn.refused is None:
                     self._pass_turn(line)  # it was handed over just as the wait ended
             else:
                 line.leave(turn)
             raise
         if turn.failure is not None:
             raise RateLimitStoreError(turn.failure)
+        if turn.refused is not None:  # left the line already (`_refuse_hopeless`)
+            raise _refusal(bucket, max(0.0, turn.refused - time.monotonic()))
         if not turn.event.is_set():  # out of time, or the client closed
             line.leave(turn)
             self._check_open()
@@ -481,6 +494,44 @@ class RateLimiter:
                 turn.event.set()  # `busy` stays True: the turn goes to the next
                 return
         line.busy = False
+
+
+def _refusal(bucket: str, wait: float) -> RateLimitError:
+    """The refusal of a wait longer than a call may take (`retry_after` the wait)."""
+    logger.debug("rate limits: %s request refused a %.1f s wait", bucket, wait)
+    return RateLimitError(
+        status=429,
+        retry_after=wait,
+        detail=f"the {bucket} rate limit allows no request for {wait:.1f} s"
+        " (a pause PostHog asked for, or this client's count of its"
+        " throttles); longer than this call may wait",
+    )
+
+
+def _refuse_past(bucket: str, wait: float, max_wait: float) -> None:
+    """Raise `_refusal` for a wait longer than `max_wait`."""
+    if wait > max_wait:
+        raise _refusal(bucket, wait)
+
+
+def _refuse_hopeless(line: _Line, bucket: str) -> None:
+    """
+    The head sleeps until `line.wakes`: each request behind it whose time ends before
+    then is refused at once (with that wait), not left to sit its time out in the line.
+    """
+    wakes = line.wakes
+    assert wakes is not None
+    held_back = line.held_back(time.monotonic())
+    for turn in line.queue:
+        if turn.gone or turn.event.is_set():
+            continue
+        if turn.latest + (held_back - turn.slot_time) < wakes:
+            logger.debug("rate limits: %s request behind a sleeping head refused", bucket)
+            turn.refused = wakes
+            line.leave(turn)
+            turn.event.set()
+            if not line.live:
+                return
 
 
 def make_rate_limiter(

@@ -861,10 +861,6 @@ async def test_forgetting_old_keys_keeps_every_count_and_pause_still_running() -
     assert int(counted[1]) < 300  # the hundred old keys are gone
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="behind a head asleep past its max_wait, a request waits max_wait out (no retry_after)",
-)
 async def test_a_request_behind_a_head_asleep_past_its_max_wait_is_refused_at_once() -> None:
     """
     `acquire()`'s docstring and the README: a wait the call may not take (longer than
@@ -887,3 +883,72 @@ async def test_a_request_behind_a_head_asleep_past_its_max_wait_is_refused_at_on
     assert elapsed < 0.5  # at once, as without the worker ahead of it
     assert refused.value.retry_after is not None
     assert 29 < refused.value.retry_after <= 30
+
+
+async def test_requests_in_line_whose_time_ends_before_the_head_wakes_are_refused_at_once() -> None:
+    """
+    Already in the line when the head begins a long sleep (PostHog asked for 30 s): a
+    request whose `max_wait` ends before the head wakes is refused then, the head's wait
+    in its `retry_after`; one that may wait longer stays in the line, and goes after it.
+    """
+    limiter = _limiter(Rate(1, per=0.2))
+    await limiter.acquire("api")  # the window is full for 0.2 s
+    results: dict[str, object] = {}
+
+    async def wait(name: str, max_wait: float | None) -> None:
+        try:
+            results[name] = await limiter.acquire("api", max_wait=max_wait)
+        except RateLimitError as exc:
+            results[name] = exc
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(wait, "head", None)  # sleeps 0.2 s on the store's answer
+        await anyio.sleep(0.02)
+        tg.start_soon(wait, "short", 0.1)  # its time ends before the head wakes
+        tg.start_soon(wait, "long", 5.0)
+        await anyio.sleep(0.05)
+        assert isinstance(results.get("short"), RateLimitError)  # at once, not at 0.1 s
+        refused = results["short"]
+        assert isinstance(refused, RateLimitError)
+        assert refused.retry_after is not None
+        assert 0 < refused.retry_after <= 0.2
+        assert "long" not in results
+    assert isinstance(results["head"], float)
+    assert isinstance(results["long"], float)
+    assert limiter._lines["api"].live == 0
+
+
+async def test_a_request_in_line_is_refused_when_the_head_begins_a_sleep_past_its_time() -> None:
+    """
+    In the line before the head's long sleep began (PostHog's 429 came meanwhile): the
+    request is refused when the head begins it, with the head's wait, not at its own
+    `max_wait`.
+    """
+    limiter = _limiter(Rate(1, per=0.2))
+    await limiter.acquire("api")  # the window is full for 0.2 s
+    results: dict[str, object] = {}
+    ended: dict[str, float] = {}
+    started = time.monotonic()
+
+    async def wait(name: str, max_wait: float | None) -> None:
+        try:
+            results[name] = await limiter.acquire("api", max_wait=max_wait)
+        except RateLimitError as exc:
+            results[name] = exc
+        ended[name] = time.monotonic() - started
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(wait, "head", None)  # asleep until the window has room (0.2 s)
+        await anyio.sleep(0.02)
+        tg.start_soon(wait, "mid", 1.0)  # the head wakes within its time: it waits
+        await anyio.sleep(0.05)
+        assert "mid" not in results
+        await limiter.penalize("api", 3)  # PostHog: "Expected available in 3 seconds."
+        await anyio.sleep(0.5)  # the head woke at 0.2 s, and sleeps until about 3.2 s
+        refused = results.get("mid")
+        assert isinstance(refused, RateLimitError), refused
+        assert refused.retry_after is not None
+        assert 2.5 < refused.retry_after <= 3
+        assert ended["mid"] < 0.5  # when the head began its sleep, not at 1 s
+        tg.cancel_scope.cancel()
+    assert limiter._lines["api"].live == 0
