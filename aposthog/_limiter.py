@@ -323,6 +323,7 @@ class RateLimiter:
                 if started is None:
                     started = time.monotonic()
                     slot_time = line.held_back(started)
+                self._check_open()  # closed while the store answered: no wait begins
                 announce_wait(wait)  # Client(on_wait=...) hears of it first
                 logger.debug("rate limits: %s request waits %.3f s for its window", bucket, wait)
                 line.wakes = time.monotonic() + wait

@@ -504,7 +504,9 @@ class Call:
         if self._observer is not None:
             reason: WaitReason = "rate_limit" if isinstance(error, RateLimitError) else "retry"
             self._observer.wait(reason, delay, self.attempts + 1, error)
-        # Closing the client ends the wait at once (the caller's check then raises).
+        # Closing the client ends the wait at once (the caller's check then raises); one
+        # closed before the wait began (while a 429's pause was stored) ends it unbegun.
+        self._pipeline.check_usable()
         with closable(self._pipeline.waits):
             await anyio.sleep(delay)
 

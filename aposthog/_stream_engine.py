@@ -475,7 +475,7 @@ class StreamEngine:
         first = self._request(dict(self.body))
 
         async def first_attempt() -> StreamResponse | Failure:
-            return await self._attempt(first)
+            return await self._attempt(first, starts_work=starts_work)
 
         try:
             response = await call.run(first_attempt, repeatable=route.repeatable)
@@ -514,11 +514,19 @@ class StreamEngine:
             request = attrs.evolve(request, headers=(("X-POSTHOG-SESSION-ID", self._session_id),))
         return request
 
-    async def _attempt(self, request: Request) -> StreamResponse | Failure:
+    async def _attempt(
+        self, request: Request, *, starts_work: bool = False
+    ) -> StreamResponse | Failure:
         if self.closed:
             # Closed while the attempt waited (for a slot, say): the close cancelled its
             # scope. Nothing is sent, and a closed stream is not counted open again.
             await anyio.lowlevel.checkpoint_if_cancelled()
+        if starts_work and self.cancelled:
+            # `cancel()` from another task while this attempt waited (to retry a 503,
+            # say): sent now, the message would start the very run it stops, after its
+            # PATCH, with nobody to read it. Nothing is sent: `cancel()` closes the stream
+            # when it is done (in its `finally`), which cancels this wait (`_io_scope`).
+            await anyio.sleep_forever()
         self.api.pipeline.streams.add(self)
         # From the moment the POST is sent until its answer proves otherwise, it may have
         # started a run (an attempt cut off by a cancellation stays "may have").

@@ -543,6 +543,18 @@ class Transport:
         elif session.closed:
             # Not a network failure, and retrying cannot help: raised once, at once.
             raise ClientStateError("the aiohttp session given to the aposthog.Client is closed")
+        else:
+            home = getattr(session, "_loop", None)  # (aiohttp's own, no public getter)
+            if (
+                isinstance(home, asyncio.AbstractEventLoop)
+                and home is not asyncio.get_running_loop()
+            ):
+                # Its connections belong to that loop: asyncio's bare RuntimeError ("attached
+                # to a different loop", "Event loop is closed") at the first await.
+                raise ClientStateError(
+                    "the aiohttp session given to the aposthog.Client belongs to another "
+                    "event loop; give each event loop's client a session made in that loop"
+                )
         return session
 
     def _proxy_for(self, url: str) -> str | None:

@@ -401,10 +401,6 @@ async def test_closing_a_client_from_another_event_loop_is_a_client_state_error(
     assert still_open
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a borrowed session of another event loop lets asyncio's bare RuntimeError out",
-)
 async def test_a_borrowed_session_of_another_event_loop_is_a_client_state_error(
     fake: FakePostHog,
 ) -> None:

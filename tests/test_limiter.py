@@ -952,3 +952,40 @@ async def test_a_request_in_line_is_refused_when_the_head_begins_a_sleep_past_it
         assert ended["mid"] < 0.5  # when the head began its sleep, not at 1 s
         tg.cancel_scope.cancel()
     assert limiter._lines["api"].live == 0
+
+
+class _SlowStore(InProcessRateLimitStore):
+    """An in-process store whose question takes a round trip, as Redis's does."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.asking = asyncio.Event()
+        self.answer = asyncio.Event()
+
+    async def try_acquire(
+        self, scope: str, bucket: str, windows: tuple[Rate, ...], margin: float
+    ) -> float:
+        self.asking.set()
+        await self.answer.wait()
+        return await super().try_acquire(scope, bucket, windows, margin)
+
+
+async def test_a_close_while_the_store_answers_begins_no_wait() -> None:
+    """
+    The client closes while the store answers "wait 30 s" (a Redis round trip): the
+    request raises `ClientStateError` then, not after sleeping out the 30 s (the close
+    ends only the waits under way).
+    """
+    store = _SlowStore()
+    limiter = RateLimiter(RateLimits(api=(Rate(1000, per=60),)), store, "scope")
+    await limiter.penalize("api", 30)
+    waiting = asyncio.ensure_future(limiter.acquire("api"))
+    await asyncio.wait_for(store.asking.wait(), 2)
+    limiter.close()
+    store.answer.set()
+    done, _ = await asyncio.wait({waiting}, timeout=1)
+    if not done:
+        waiting.cancel()
+        await asyncio.wait({waiting})
+    assert done, "the request still waits, 1 s after the close"
+    assert isinstance(waiting.exception(), ClientStateError)

@@ -611,10 +611,6 @@ class _SlowPenaltyStore(aposthog.InProcessRateLimitStore):
         await super().penalize(scope, bucket, seconds)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a retry wait begun after aclose() (the 429's pause was being stored) is not ended",
-)
 async def test_aclose_while_a_429_s_pause_is_stored_ends_the_call_at_once() -> None:
     """
     PostHog answers 429 "wait 30 s"; while the client stores that pause (a Redis round
