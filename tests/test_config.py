@@ -588,7 +588,7 @@ def test_a_huge_int_project_id_is_a_configuration_error() -> None:
 
 
 @pytest.mark.parametrize("value", [2**63, str(2**63), "9" * 5000])
-def test_a_project_id_past_the_largest_id_is_refused(value: object) -> None:
+def test_a_project_id_past_the_largest_id_is_refused(value: int | str) -> None:
     """Past a signed 64-bit id (as an int, or as digits), no project has it."""
     with pytest.raises(aposthog.ConfigurationError, match="project_id"):
         resolve_config(api_key="phx_test", project_id=value, environ={})

@@ -71,7 +71,8 @@ class BatchExportRuns(Resource):
         """
         statuses: builtins.list[str] | None = None
         if status is not None:
-            if not isinstance(status, (str, Iterable)) or isinstance(status, Mapping):
+            given: object = status  # typed for callers, checked as anything
+            if not isinstance(given, (str, Iterable)) or isinstance(given, Mapping):
                 raise TypeError(
                     f"status must be a str or a list of str, got {type(status).__name__}"
                 )

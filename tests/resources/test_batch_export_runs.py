@@ -681,5 +681,5 @@ async def test_a_mapping_of_statuses_is_refused(fake: FakePostHog, ph: aposthog.
     export = await make(ph)
     fake.requests.clear()
     with pytest.raises(TypeError, match="status must be a str or a list of str, got dict"):
-        await ph.batch_exports.list_runs(export.id, status={"Completed": True})  # type: ignore[arg-type]
+        await ph.batch_exports.list_runs(export.id, status={"Completed": True})
     assert fake.requests == []
