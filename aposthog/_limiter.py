@@ -30,7 +30,9 @@ import hashlib
 import logging
 import math
 import time
+import urllib.parse
 from collections.abc import Callable
+from typing import Final
 
 import anyio
 import anyio.lowlevel
@@ -64,13 +66,40 @@ class RateLimitStoreError(APIConnectionError):
         super().__init__(message, reached_server=False)
 
 
+#: Hosts that are another name of one PostHog instance (whose throttles count per key).
+_SAME_INSTANCE: Final = {"https://app.posthog.com": "https://us.posthog.com"}
+
+
+def _instance(base_url: str) -> str:
+    """
+    `base_url` as one name per PostHog instance: scheme and host in lower case, without
+    the scheme's default port, and PostHog's US cloud under one of its names.
+    """
+    parts = urllib.parse.urlsplit(base_url)
+    try:
+        port = parts.port
+    except ValueError:  # (not a port: left as it is)
+        return base_url
+    host = (parts.hostname or "").lower()
+    if ":" in host:
+        host = f"[{host}]"  # an IPv6 address
+    scheme = parts.scheme.lower()
+    if port is not None and port != {"https": 443, "http": 80}.get(scheme):
+        host = f"{host}:{port}"
+    name = f"{scheme}://{host}{parts.path.rstrip('/')}"
+    return _SAME_INSTANCE.get(name, name)
+
+
 def rate_limit_scope(base_url: str, api_key: str) -> str:
     """
     The name a key's windows are stored under: a hash of the host and the key.
 
     The key itself is never stored, logged or sent to the store; the host is part of
-    the hash so one key used against two PostHog instances counts twice.
+    the hash so one key used against two PostHog instances counts twice. The two names
+    of PostHog's US cloud (`app.posthog.com`, the older one, and `us.posthog.com`) are
+    one instance, and one budget: a fleet whose workers name either counts once.
     """
+    base_url = _instance(base_url)
     digest = hashlib.sha256(b"aposthog rate limits\0" + f"{base_url}\0{api_key}".encode())
     return digest.hexdigest()[:32]
 

@@ -6,8 +6,10 @@ Each check-and-count is one Lua script, so it is atomic on the server, and it re
 Redis's clock (`TIME`), so machines whose clocks disagree still agree on the windows.
 A window is a sorted set of request times (microseconds), trimmed and counted by the
 script exactly like the in-process log; a 429's pause is one more key. Keys name a hash
-of the host and the API key, never the key, carry a `{…}` hash tag so a key's windows
-share one Redis Cluster slot, and expire once their window has passed.
+of the host and the API key, never the key, and expire once their window has passed.
+They carry a `{…}` hash tag (one slot for all of a key's windows, as a script touching
+several keys needs on a Redis Cluster), but the store takes one Redis, not a cluster:
+a `RedisCluster` client is refused.
 
 redis-py (`pip install 'aposthog[redis]'`) is imported only when a store is made.
 """

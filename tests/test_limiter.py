@@ -989,3 +989,25 @@ async def test_a_close_while_the_store_answers_begins_no_wait() -> None:
         await asyncio.wait({waiting})
     assert done, "the request still waits, 1 s after the close"
     assert isinstance(waiting.exception(), ClientStateError)
+
+
+@pytest.mark.parametrize(
+    "other",
+    [
+        "https://app.posthog.com",  # the US cloud's older name
+        "https://US.PostHog.com",
+        "https://us.posthog.com:443",
+        "https://us.posthog.com/",
+    ],
+)
+def test_one_posthog_instance_is_one_scope_whatever_its_name(other: str) -> None:
+    """PostHog counts a key's requests per instance: workers naming it apart share it."""
+    assert rate_limit_scope(other, "k") == rate_limit_scope("https://us.posthog.com", "k")
+
+
+@pytest.mark.parametrize(
+    "other",
+    ["https://eu.posthog.com", "http://us.posthog.com", "https://us.posthog.com:8443"],
+)
+def test_other_instances_are_other_scopes(other: str) -> None:
+    assert rate_limit_scope(other, "k") != rate_limit_scope("https://us.posthog.com", "k")
