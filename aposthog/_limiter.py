@@ -121,6 +121,32 @@ class RateLimitStore:
         """Let no request of the bucket through for `seconds` from now."""
         raise NotImplementedError
 
+    def _ticket(self) -> str:
+        """A new request's name in the store's line, kept while it asks again (see `_ask`)."""
+        return ""
+
+    async def _ask(
+        self,
+        scope: str,
+        bucket: str,
+        windows: tuple[Rate, ...],
+        margin: float,
+        ticket: str,
+        age: float = 0.0,
+        waiting: tuple[tuple[str, float], ...] = (),
+    ) -> float:
+        """
+        `try_acquire` for the request named `ticket`, which came `age` seconds ago and
+        asks again after each wait; `waiting`: the requests of this process waiting behind
+        it (each one's ticket and age), the first in line first. A store shared across
+        processes serves their requests in the order they came (a line of its own); this
+        one's windows are its process's, whose line is this process's.
+        """
+        return await self.try_acquire(scope, bucket, windows, margin)
+
+    def _leave(self, scope: str, bucket: str, ticket: str) -> None:
+        """The request named `ticket` stopped waiting (refused, cancelled): out of the line."""
+
     def _attach(self) -> None:
         """A client starts using the store."""
 
@@ -188,9 +214,25 @@ class InProcessRateLimitStore(RateLimitStore):
 class _Turn:
     """A request's place in its bucket's line: set when the turn is its, or the line failed."""
 
-    __slots__ = ("admitted", "event", "failure", "gone", "latest", "refused", "slot_time")
+    __slots__ = (
+        "admitted",
+        "event",
+        "failure",
+        "gone",
+        "joined",
+        "latest",
+        "refused",
+        "slot_time",
+        "ticket",
+    )
 
-    def __init__(self, latest: float = math.inf, slot_time: float = 0.0) -> None:
+    def __init__(
+        self,
+        latest: float = math.inf,
+        slot_time: float = 0.0,
+        joined: float = 0.0,
+        ticket: str = "",
+    ) -> None:
         self.event = anyio.Event()
         #: The store's failure that ended the line while this request waited in it.
         self.failure: str | None = None
@@ -203,6 +245,9 @@ class _Turn:
         #: `line.held_back(now) - slot_time`.
         self.latest = latest
         self.slot_time = slot_time
+        #: When it joined the line (monotonic), and its name in a store's fleet-wide line.
+        self.joined = joined
+        self.ticket = ticket
         #: When the head sleeps until after `latest`: the time it wakes. The request is
         #: refused at once, that wait in its `retry_after` (see `_refuse_hopeless`).
         self.refused: float | None = None
@@ -261,6 +306,8 @@ class RateLimiter:
         # The scopes of the waits under way (in a line, or asleep on the store's answer):
         # closing the client cancels them, and each waiter raises `ClientStateError` then.
         self._waits: set[anyio.CancelScope] = set()
+        #: Whether the store keeps a line of its own across processes (`_ask`).
+        self._lined = type(store)._ask is not RateLimitStore._ask
         store._attach()
 
     def __repr__(self) -> str:
@@ -297,12 +344,15 @@ class RateLimiter:
         # The line's waits for a slot (its heads', this request's own) since `started`
         # are no rate-limit wait: `line.held_back(now) - slot_time` of them.
         slot_time = 0.0
+        ticket: str | None = None  # its name in a shared store's line, once it has one
+        came = time.monotonic()
         if line.busy or line.live:
-            started = time.monotonic()
+            started = came
             if max_wait is not None and line.wakes is not None:
                 _refuse_past(bucket, line.wakes - started, max_wait)
             slot_time = line.held_back(started)
             turn = await self._wait_in_line(line, bucket, max_wait, slots)
+            ticket = turn.ticket or None
             now = time.monotonic()
             spent = now - started - (line.held_back(now) - slot_time)
             if turn.admitted:  # counted, holding its slot: it goes without the turn
@@ -317,6 +367,7 @@ class RateLimiter:
         else:
             line.busy = True
         failed = False
+        counted = False
         try:
             if started is not None:
                 # Handed the turn in the step its scope was cancelled: stop here (the
@@ -334,14 +385,29 @@ class RateLimiter:
                         slots.release()
                         self._check_open()
                 try:
-                    wait = await self.store.try_acquire(
-                        self._scope, bucket, windows, self.limits.margin
-                    )
+                    if self._lined:
+                        if ticket is None:
+                            ticket = self.store._ticket()
+                        now = time.monotonic()
+                        wait = await self.store._ask(
+                            self._scope,
+                            bucket,
+                            windows,
+                            self.limits.margin,
+                            ticket,
+                            now - came,
+                            _waiting(line, now),
+                        )
+                    else:
+                        wait = await self.store.try_acquire(
+                            self._scope, bucket, windows, self.limits.margin
+                        )
                 except BaseException:
                     if slots is not None:
                         slots.release()
                     raise
                 if wait <= 0:
+                    counted = True
                     if slots is not None:
                         self._admit_ahead(line, bucket, windows, slots)
                     break  # counted: it goes now, on the slot it holds
@@ -356,7 +422,7 @@ class RateLimiter:
                 announce_wait(wait)  # Client(on_wait=...) hears of it first
                 logger.debug("rate limits: %s request waits %.3f s for its window", bucket, wait)
                 line.wakes = time.monotonic() + wait
-                _refuse_hopeless(line, bucket)
+                _refuse_hopeless(line, bucket, self._left)
                 try:
                     with closable(self._waits):
                         await anyio.sleep(wait)
@@ -377,6 +443,8 @@ class RateLimiter:
             line.busy = False
             raise
         finally:
+            if not counted and ticket is not None:
+                self.store._leave(self._scope, bucket, ticket)  # refused, cancelled, failed
             if not failed:
                 self._pass_turn(line)
         if started is None:
@@ -424,7 +492,9 @@ class RateLimiter:
         """
         joined = time.monotonic()
         slot_time = line.held_back(joined)
-        turn = _Turn(math.inf if max_wait is None else joined + max_wait, slot_time)
+        ticket = self.store._ticket() if self._lined else ""
+        latest = math.inf if max_wait is None else joined + max_wait
+        turn = _Turn(latest, slot_time, joined, ticket)
         line.queue.append(turn)
         line.live += 1
         try:
@@ -451,6 +521,7 @@ class RateLimiter:
                     self._pass_turn(line)  # it was handed over just as the wait ended
             else:
                 line.leave(turn)
+                self._left(bucket, turn)
             raise
         if turn.failure is not None:
             raise RateLimitStoreError(turn.failure)
@@ -458,6 +529,7 @@ class RateLimiter:
             raise _refusal(bucket, max(0.0, turn.refused - time.monotonic()))
         if not turn.event.is_set():  # out of time, or the client closed
             line.leave(turn)
+            self._left(bucket, turn)
             self._check_open()
             logger.debug("rate limits: %s request left the line at its time limit", bucket)
             raise RateLimitError(
@@ -514,6 +586,11 @@ class RateLimiter:
             release = self._release = asyncio.ensure_future(self.store._detach())
         await asyncio.shield(release)
 
+    def _left(self, bucket: str, turn: _Turn) -> None:
+        """A request left the line before its turn: out of the store's line too."""
+        if turn.ticket:
+            self.store._leave(self._scope, bucket, turn.ticket)
+
     @staticmethod
     def _pass_turn(line: _Line) -> None:
         queue = line.queue
@@ -544,7 +621,22 @@ def _refuse_past(bucket: str, wait: float, max_wait: float) -> None:
         raise _refusal(bucket, wait)
 
 
-def _refuse_hopeless(line: _Line, bucket: str) -> None:
+def _waiting(line: _Line, now: float) -> tuple[tuple[str, float], ...]:
+    """The tickets and ages of the first requests waiting in `line` (for a fleet's line)."""
+    waiting = []
+    for turn in line.queue:
+        if not turn.gone and turn.ticket:
+            waiting.append((turn.ticket, now - turn.joined))
+            if len(waiting) == _WAITING_SENT:
+                break
+    return tuple(waiting)
+
+
+#: The requests waiting in a process's line that its head brings into a fleet's line.
+_WAITING_SENT = 32
+
+
+def _refuse_hopeless(line: _Line, bucket: str, left: Callable[[str, _Turn], None]) -> None:
     """
     The head sleeps until `line.wakes`: each request behind it whose time ends before
     then is refused at once (with that wait), not left to sit its time out in the line.
@@ -559,6 +651,7 @@ def _refuse_hopeless(line: _Line, bucket: str) -> None:
             logger.debug("rate limits: %s request behind a sleeping head refused", bucket)
             turn.refused = wakes
             line.leave(turn)
+            left(bucket, turn)
             turn.event.set()
             if not line.live:
                 return

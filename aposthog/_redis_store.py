@@ -34,19 +34,56 @@ from ._retry import as_seconds
 
 __all__ = ["RedisRateLimitStore"]
 
-# KEYS: the pause, then per window its sorted set and the widest span counted in it.
-# ARGV: a unique member, then a limit and a span (µs) per window.
+# KEYS: the pause, then per window its sorted set and the widest span counted in it,
+# then the bucket's line: its requests by the time they came, and by the time each must
+# be heard of again by.
+# ARGV: the request's unique member (its ticket), then a limit and a span (µs) per window,
+# then how late (µs) a request in the line may be heard of again before it is dropped
+# from it, the µs since the request came (-1: it asks once, and does not join the line),
+# and the number of requests waiting behind it in its process followed by each one's
+# ticket and µs since it came.
 # Returns 0 once the request is counted, else the µs to wait before asking again.
 # Clients sharing a key may count with margins of their own: each counts the entries of
 # its own span, and the set keeps them for the widest span asked with lately (its key
 # lives as long as that span, renewed by the clients that ask with it).
+# The line serves the fleet in the order its requests came: a place that frees is for
+# the request that waited longest, however far from Redis its process is. Each process's
+# requests ask in turn, one at a time, and bring the ones waiting behind them into the
+# line. A request's wait counts those ahead of it as if counted already, so the line
+# wakes one place at a time. A request not heard of in time (its process ended) leaves.
 _ACQUIRE = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local line, asks = KEYS[#KEYS - 1], KEYS[#KEYS]
+local member = ARGV[1]
+local windows = (#KEYS - 3) / 2
+local base = 2 * windows + 2
+local late = tonumber(ARGV[base])
+local gone = redis.call('ZRANGEBYSCORE', asks, '-inf', now)
+for i = 1, #gone do redis.call('ZREM', line, gone[i]) end
+if #gone > 0 then redis.call('ZREMRANGEBYSCORE', asks, '-inf', now) end
+-- this request, and those waiting behind it in its process, by when each came (a
+-- request that asks only once, age < 0, yields to the line but does not join it)
+local age = tonumber(ARGV[base + 1])
+local waiting = {}
+if age >= 0 then
+  redis.call('ZADD', line, 'NX', now - age, member)
+  waiting[1] = member
+end
+for i = 1, tonumber(ARGV[base + 2]) do
+  local other = ARGV[base + 1 + 2 * i]
+  redis.call('ZADD', line, 'NX', now - tonumber(ARGV[base + 2 + 2 * i]), other)
+  waiting[#waiting + 1] = other
+end
+local ahead
+if age >= 0 then
+  ahead = redis.call('ZCOUNT', line, '-inf', '(' .. redis.call('ZSCORE', line, member))
+else
+  ahead = redis.call('ZCARD', line)
+end
 local wait = 0
 local blocked = tonumber(redis.call('GET', KEYS[1]) or '0')
 if blocked > now then wait = blocked - now end
-local windows = (#KEYS - 1) / 2
 local widest = {}
 for w = 1, windows do
   local key = KEYS[2 * w]
@@ -56,12 +93,21 @@ for w = 1, windows do
   redis.call('ZREMRANGEBYSCORE', key, '-inf', string.format('%d', now - widest[w]))
   local after = string.format('(%d', now - span)
   local count = redis.call('ZCOUNT', key, after, '+inf')
-  if count >= limit then
-    local oldest = redis.call(
-      'ZRANGEBYSCORE', key, after, '+inf', 'WITHSCORES', 'LIMIT', count - limit, 1)
-    local free = tonumber(oldest[2]) + span - now
+  local place = count + ahead - limit
+  if place >= 0 then
+    local free = span
+    if place < count then
+      local entry = redis.call(
+        'ZRANGEBYSCORE', key, after, '+inf', 'WITHSCORES', 'LIMIT', place, 1)
+      free = tonumber(entry[2]) + span - now
+    end
     if free > wait then wait = free end
   end
+end
+local expiry = math.ceil((wait + late) / 1000) + 1000
+for i = 1, #waiting do redis.call('ZADD', asks, now + wait + late, waiting[i]) end
+for _, key in ipairs({line, asks}) do
+  if redis.call('PTTL', key) < expiry then redis.call('PEXPIRE', key, expiry) end
 end
 if wait > 0 then return wait end
 for w = 1, windows do
@@ -70,11 +116,22 @@ for w = 1, windows do
   if span >= widest[w] then
     redis.call('SET', KEYS[2 * w + 1], string.format('%d', span), 'PX', expiry)
   end
-  redis.call('ZADD', KEYS[2 * w], now, ARGV[1])
+  redis.call('ZADD', KEYS[2 * w], now, member)
   redis.call('PEXPIRE', KEYS[2 * w], expiry)
+end
+if age >= 0 then
+  redis.call('ZREM', line, member)
+  redis.call('ZREM', asks, member)
 end
 return 0
 """
+
+#: How late a request in the fleet's line may ask again (after the wait it was told)
+#: before the line forgets it: its process ended, or its event loop is that busy. Such a
+#: request asks again from the line's end.
+_LATE = 2.0
+#: Requests waiting behind the asking one that it brings into the line, at most.
+_WAITING_MOST = 64
 
 # KEYS: the pause. ARGV: its length in µs. Extends the pause, never shortens it.
 _PENALIZE = """
@@ -157,6 +214,11 @@ def _without_frames(exc: BaseException, outside: BaseException | None) -> BaseEx
         error.__traceback__ = None
         pending += [e for e in (error.__cause__, error.__context__) if e is not None]
     return exc
+
+
+def _micros(seconds: float) -> int:
+    """Seconds (>= 0) as whole microseconds."""
+    return max(0, round(seconds * 1_000_000))
 
 
 class _Pool:
@@ -300,16 +362,37 @@ class RedisRateLimitStore(RateLimitStore):
     async def try_acquire(
         self, scope: str, bucket: str, windows: tuple[Rate, ...], margin: float
     ) -> float:
-        keys = [self._key(scope, bucket, "pause")]
+        # Asked once (it may never ask again): it yields to the fleet's line, not joins it.
+        return await self._ask(scope, bucket, windows, margin, self._ticket(), -1.0)
+
+    def _ticket(self) -> str:
         if self._pid != os.getpid():  # forked (a `--preload`ed app's worker, a pool)
             self._pid = os.getpid()
             self._member_prefix = secrets.token_hex(6)
-        member = f"{self._member_prefix}:{next(self._counter)}"
+        return f"{self._member_prefix}:{next(self._counter)}"
+
+    async def _ask(
+        self,
+        scope: str,
+        bucket: str,
+        windows: tuple[Rate, ...],
+        margin: float,
+        ticket: str,
+        age: float = 0.0,
+        waiting: tuple[tuple[str, float], ...] = (),
+    ) -> float:
+        keys = [self._key(scope, bucket, "pause")]
+        member = ticket
         args: list[str | int] = [member]
         for rate in windows:
             window = self._key(scope, bucket, f"{round(rate.per * 1000)}ms")
             keys += [window, f"{window}-widest"]
             args += [rate.limit, math.ceil((rate.per + margin) * 1_000_000)]
+        keys += [self._key(scope, bucket, "line"), self._key(scope, bucket, "line-asks")]
+        waiting = waiting[:_WAITING_MOST]
+        args += [math.ceil(_LATE * 1_000_000), _micros(age) if age >= 0 else -1, len(waiting)]
+        for other, since in waiting:
+            args += [other, _micros(since)]
         outside = sys.exc_info()[1]  # the caller's, chained to any error of redis-py's
         pool = self._pool(_NOT_SENT)
         try:
@@ -321,8 +404,8 @@ class RedisRateLimitStore(RateLimitStore):
         except BaseException:
             # Cancelled while the script ran: it may have counted a request that will
             # never be sent. Take it back, in the background (this task is cancelled).
-            if len(keys) > 1:
-                forget = self._forget(pool, keys[1::2], member)
+            if len(keys) > 3:  # its windows' entries, and its place in the line
+                forget = self._forget(pool, [*keys[1:-2:2], *keys[-2:]], member)
                 task = asyncio.get_running_loop().create_task(forget)
                 self._forgetting.add(task)
                 task.add_done_callback(self._forgetting.discard)
@@ -331,6 +414,20 @@ class RedisRateLimitStore(RateLimitStore):
             problem = ValueError(f"its answer is no wait in microseconds: {wait!r:.60}")
             raise self._failure(problem, _NOT_SENT) from None
         return wait / 1_000_000
+
+    def _leave(self, scope: str, bucket: str, ticket: str) -> None:
+        # In the background (the request is refused, or cancelled): the line's next
+        # request need not wait for it to be forgotten (`_LATE` after its last wait).
+        try:
+            pool = self._pools.get(asyncio.get_running_loop())
+        except RuntimeError:
+            return
+        if pool is None:
+            return
+        keys = [self._key(scope, bucket, "line"), self._key(scope, bucket, "line-asks")]
+        task = asyncio.get_running_loop().create_task(self._forget(pool, keys, ticket))
+        self._forgetting.add(task)
+        task.add_done_callback(self._forgetting.discard)
 
     async def _forget(self, pool: _Pool, keys: list[str], member: str) -> None:
         try:
