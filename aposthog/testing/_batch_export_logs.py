@@ -17,7 +17,7 @@ import re
 from typing import TYPE_CHECKING
 
 from ._batch_export_runs import live_export
-from ._batch_export_validation import parse_datetime_field
+from ._batch_export_validation import DatetimeFieldError, parse_datetime_field
 from ._conversation_checks import validate_text
 from ._loopback import ServerReply
 from ._wire import FakeRequest, Route, integer_field, iso, offset_page, validation_error
@@ -53,8 +53,8 @@ def _moment(request: FakeRequest, name: str) -> dt.datetime | None:
         return None
     try:
         return parse_datetime_field(raw)
-    except ValueError as exc:
-        raise validation_error(str(exc), attr=name) from None
+    except DatetimeFieldError as exc:
+        raise validation_error(str(exc), attr=name, code=exc.code) from None
 
 
 def _text(request: FakeRequest, name: str) -> str | None:

@@ -195,10 +195,14 @@ def _scoped_runs(fake: FakePostHog, request: FakeRequest) -> list[dict[str, Any]
     those whose data interval lies in [`start` or 7 days ago, `end` or now].
     """
     statuses = request.args("status")
-    for status in statuses:
+    for index, status in enumerate(statuses):
         if status not in RUN_STATUSES:
+            # A ListField's error is keyed by the child's index: drf-exceptions-hog's
+            # `status__<index>`.
             raise validation_error(
-                f'"{status}" is not a valid choice.', attr="status", code="invalid_choice"
+                f'"{status}" is not a valid choice.',
+                attr=f"status__{index}",
+                code="invalid_choice",
             )
     runs = [r for r in fake.batch_export_runs.values() if r["batch_export"] == request.params["id"]]
     if request.arg("ordering") in ("data_interval_start", "-data_interval_start"):

@@ -49,6 +49,7 @@ from ._wire import (
 __all__ = [
     "LEGACY_PARQUET_REFUSED",
     "LEGACY_S3_REFUSED",
+    "DatetimeFieldError",
     "parse_datetime_field",
     "validate_export",
 ]
@@ -59,21 +60,37 @@ _DATETIME_FORMAT_ERROR = (
 )
 
 
+class DatetimeFieldError(ValueError):
+    """DRF's DateTimeField refusing a value: `str()` is the detail, `code` its code."""
+
+    def __init__(self, detail: str, code: str = "invalid") -> None:
+        super().__init__(detail)
+        self.code = code
+
+
 def parse_datetime_field(value: Any) -> dt.datetime:
     """
-    DRF's DateTimeField: ISO 8601, naive meaning UTC (PostHog's TIME_ZONE).
+    DRF's DateTimeField: ISO 8601, naive meaning UTC (PostHog's TIME_ZONE), the result
+    in UTC; a `DatetimeFieldError` with DRF's detail and code otherwise.
 
     DRF calls Django's `parse_datetime` under `suppress(ValueError, TypeError)`, so a
     well-formed value that names no real time (Feb 30, hour 24) gets the same "wrong
-    format" error as any other text, never Python's own wording.
+    format" error as any other text, never Python's own wording. `enforce_timezone`
+    then converts an aware value to UTC: one that leaves datetime's range there
+    (`9999-12-31T23:59:59-01:00`) is its `overflow` error.
     """
     if not isinstance(value, str):
-        raise ValueError(_DATETIME_FORMAT_ERROR)
+        raise DatetimeFieldError(_DATETIME_FORMAT_ERROR)
     try:
         parsed = from_isoformat(value)  # as it came: Django reads no blanks around it
     except ValueError:
-        raise ValueError(_DATETIME_FORMAT_ERROR) from None
-    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=dt.timezone.utc)
+        raise DatetimeFieldError(_DATETIME_FORMAT_ERROR) from None
+    if parsed.tzinfo is None:
+        return parsed.replace(tzinfo=dt.timezone.utc)
+    try:
+        return parsed.astimezone(dt.timezone.utc)
+    except OverflowError:
+        raise DatetimeFieldError("Datetime value out of the range.", "overflow") from None
 
 
 class _Errors:
@@ -344,8 +361,8 @@ def validate_export(
         if name in data:
             try:
                 clean[name] = None if data[name] is None else parse_datetime_field(data[name])
-            except ValueError as exc:
-                errors.add(name, str(exc))
+            except DatetimeFieldError as exc:
+                errors.add(name, str(exc), exc.code)
     check_source_fields(errors, data, clean)
     interval = data.get("interval") or (instance["interval"] if instance is not None else None)
     offsets: dict[str, int | None] = {}

@@ -24,7 +24,17 @@ from ._batch_export_runs import interval_delta, live_export, new_backfill, prese
 from ._batch_export_sources import apply_source, grandfathered, present_source
 from ._batch_export_validation import validate_export
 from ._loopback import ServerReply
-from ._wire import FakeRequest, Route, boolean_field, empty, iso, json_reply, now, offset_page
+from ._wire import (
+    FakeRequest,
+    Route,
+    boolean_field,
+    empty,
+    iso,
+    json_reply,
+    now,
+    offset_page,
+    utc_datetime,
+)
 
 if TYPE_CHECKING:
     from ._fake import FakePostHog
@@ -93,11 +103,16 @@ class BatchExportsKnobs:
         the last 7 days' runs unless the request's `after` reaches back. The data
         interval defaults to the interval ending at the start of `created_at`'s hour.
         Other fields (`records_completed`, `latest_error`, `backfill`, …) are set as
-        given.
+        given. A naive datetime (here or in `fields`) is read as UTC, as PostHog reads
+        one; an aware one that UTC cannot hold is a `ValueError`.
         """
         export = self._stored_export(export_id)
-        created = created_at or self.now()
-        end = data_interval_end or created.replace(minute=0, second=0, microsecond=0)
+        created = self.now() if created_at is None else utc_datetime(created_at, "created_at")
+        if data_interval_end is None:
+            end = created.replace(minute=0, second=0, microsecond=0)
+        else:
+            end = utc_datetime(data_interval_end, "data_interval_end")
+        fields = _utc_fields(fields)
         run: dict[str, Any] = {
             "id": str(uuid.uuid4()),
             "status": status,
@@ -128,9 +143,16 @@ class BatchExportsKnobs:
         status: str = "Completed",
         **fields: Any,
     ) -> dict[str, Any]:
-        """Add a backfill to an export (no checks, unlike the API) and return it."""
+        """
+        Add a backfill to an export (no checks, unlike the API) and return it.
+
+        A naive datetime (`start_at`, `end_at`, or in `fields`) is read as UTC, as PostHog
+        reads one; an aware one that UTC cannot hold is a `ValueError`.
+        """
         export = self._stored_export(export_id)
-        return new_backfill(self._fake, export, start_at, end_at, status=status, **fields)
+        start = None if start_at is None else utc_datetime(start_at, "start_at")
+        end = None if end_at is None else utc_datetime(end_at, "end_at")
+        return new_backfill(self._fake, export, start, end, status=status, **_utc_fields(fields))
 
     def add_batch_export_log(
         self,
@@ -141,12 +163,17 @@ class BatchExportsKnobs:
         instance_id: str = "",
         timestamp: dt.datetime | None = None,
     ) -> dict[str, Any]:
-        """Add a log entry (`timestamp` defaults to now, later than every earlier default)."""
+        """
+        Add a log entry (`timestamp` defaults to now, later than every earlier default).
+
+        A naive `timestamp` is read as UTC, as PostHog reads one; an aware one that UTC
+        cannot hold is a `ValueError`.
+        """
         self._stored_export(export_id)
         entry = {
             "log_source_id": export_id,
             "instance_id": instance_id,
-            "timestamp": timestamp or self.now(),
+            "timestamp": self.now() if timestamp is None else utc_datetime(timestamp, "timestamp"),
             "level": level,
             "message": message,
         }
@@ -156,7 +183,10 @@ class BatchExportsKnobs:
     def add_batch_export_logs(
         self, export_id: str, entries: Iterable[str | Mapping[str, Any]]
     ) -> list[dict[str, Any]]:
-        """Add several log entries: messages, or mappings of `add_batch_export_log` arguments."""
+        """
+        Add several log entries: messages, or mappings of `add_batch_export_log` arguments
+        (a naive `timestamp` is read as UTC).
+        """
         added = []
         for entry in entries:
             if isinstance(entry, str):
@@ -215,6 +245,14 @@ class BatchExportsKnobs:
 
 
 # ---------------------------------------------------------------------------------- helpers
+
+
+def _utc_fields(fields: Mapping[str, Any]) -> dict[str, Any]:
+    """A knob's other fields, each datetime among them as `utc_datetime` reads it."""
+    return {
+        name: utc_datetime(value, name) if isinstance(value, dt.datetime) else value
+        for name, value in fields.items()
+    }
 
 
 def _offsets(export: Mapping[str, Any]) -> tuple[int | None, int | None]:

@@ -38,6 +38,7 @@ from ._wire import (
     not_found,
     now,
     offset_page,
+    utc_datetime,
     validation_error,
 )
 
@@ -77,6 +78,14 @@ def _check_runtime(_: Any, attribute: attrs.Attribute[str], value: str) -> None:
         raise ValueError(f"{attribute.name} must be one of {AGENT_RUNTIMES}, got {value!r}")
 
 
+def _created_at(value: dt.datetime) -> dt.datetime:
+    return utc_datetime(value, "created_at")
+
+
+def _updated_at(value: dt.datetime) -> dt.datetime:
+    return utc_datetime(value, "updated_at")
+
+
 @attrs.define(eq=False)
 class FakeConversation:
     """
@@ -87,6 +96,9 @@ class FakeConversation:
     messages it plays one born on the sandbox runtime (GET shows no messages and a null
     `agent_mode`: its history lives in the tasks logs); with messages, an old thread the web
     app converted, which keeps its LangGraph history.
+
+    A naive datetime set as `created_at` or `updated_at` is read as UTC, as PostHog reads
+    one; an aware one that UTC cannot hold is a `ValueError`.
     """
 
     id: str
@@ -96,8 +108,8 @@ class FakeConversation:
     # PostHog's database holds it, also after its reader left a run that went on.
     _title: str | None = attrs.field(default=None, alias="title")
     type: str = "assistant"
-    created_at: dt.datetime = attrs.field(factory=now)
-    _updated_at: dt.datetime = attrs.field(factory=now, alias="updated_at")
+    created_at: dt.datetime = attrs.field(factory=now, converter=_created_at)
+    _updated_at: dt.datetime = attrs.field(factory=now, alias="updated_at", converter=_updated_at)
     deleted: bool = False
     is_internal: bool = False
     agent_mode: str | None = None  # the graph state's; GET shows `agent_mode_or_default`

@@ -13,10 +13,11 @@ from __future__ import annotations
 
 import collections
 import json
+import logging
 import re
 import secrets
 import urllib.parse
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
 import anyio
@@ -33,10 +34,11 @@ from . import _batch_exports, _conversations, _profile_configs
 from ._conversation_knobs import ConversationsKnobs
 from ._loopback import LoopbackServer, ServerReply, ServerRequest
 from ._throttle import FakeThrottles, ThrottleLimit, throttled
-from ._wire import FakeRequest, HTTPError, Route, error, json_reply
+from ._wire import FakeRequest, HTTPError, Route, error, json_reply, server_error
 
 __all__ = ["FakePostHog", "RecordedRequest"]
 
+_log = logging.getLogger("aposthog.testing")
 _BEARER = re.compile(r"^Bearer\s+(\S.+)$")
 _READ_ACTIONS = frozenset({"GET", "HEAD", "OPTIONS"})
 _WWW_AUTHENTICATE = 'Bearer resource_metadata="{base}/.well-known/oauth-protected-resource"'
@@ -109,6 +111,8 @@ class FakePostHog:
         requests: every request received, in order (none with `record_requests=False`,
             for a fake left serving other processes, where nobody reads them).
         status_counts: how many answers had each status (0: connection dropped).
+        in_flight: the requests it is handling now (a streamed answer until its stream
+            ends).
         max_in_flight: the most requests it has been handling at once.
         latency: seconds every request waits before it is handled.
 
@@ -347,6 +351,7 @@ class FakePostHog:
     async def _handle(self, raw: ServerRequest) -> ServerReply:
         self.in_flight += 1
         self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        streaming = False
         try:
             if self.record_requests:
                 self.requests.append(
@@ -360,11 +365,24 @@ class FakePostHog:
                 reply = await self._dispatch(raw)
             except HTTPError as exc:
                 reply = exc.reply
+            except Exception:
+                # What the fake's code did not expect is PostHog's answer to what its view
+                # did not catch: drf-exceptions-hog's JSON 500 (logged, as PostHog reports it).
+                _log.exception("FakePostHog: %s %s failed", raw.method, raw.raw_path)
+                reply = server_error().reply
             # 0 counts connections dropped without an answer.
             self.status_counts[0 if reply.drop else reply.status] += 1
+            if reply.stream is not None:
+                # A streamed answer is being handled until its stream ends.
+                reply = attrs.evolve(reply, stream=_CountedStream(reply.stream, self._done))
+                streaming = True
             return reply
         finally:
-            self.in_flight -= 1
+            if not streaming:
+                self._done()
+
+    def _done(self) -> None:
+        self.in_flight -= 1
 
     def _resolve(self, raw: ServerRequest) -> tuple[list[Route], tuple[str, ...], str]:
         parts = [urllib.parse.unquote(p) for p in raw.raw_path.split("/")]
@@ -402,8 +420,9 @@ class FakePostHog:
         if not routes:
             raise HTTPError(error(404, "invalid_request", "not_found", "Not found."))
         route = next((r for r in routes if r.method == raw.method), None)
+        request = FakeRequest(raw=raw, method=raw.method, segments=segments)
         # DRF authenticates before any permission check: no or a bad key is 401 for any project.
-        key = self._authenticate(raw)
+        key = self._authenticate(request)
         if project not in (self.project_id, "@current"):
             raise _forbidden("You don't have access to the project.")
         if route is None:
@@ -421,16 +440,22 @@ class FakePostHog:
             raise throttled(throttle.wait)  # DRF's Throttled, as `throttle_next` promises
         if route.key_throttled:
             self.throttles.check_api(key)
-        params = _match(route.pattern, segments) or {}
-        request = FakeRequest(raw=raw, method=raw.method, segments=segments, params=params)
+        request.params = _match(route.pattern, segments) or {}
         request.user_key = self._keys[key].user
         return await route.handler(self, request)
 
-    def _authenticate(self, raw: ServerRequest) -> str:
-        header = raw.headers.get("authorization", "")
+    def _authenticate(self, request: FakeRequest) -> str:
+        """
+        `PersonalAPIKeyAuthentication`: the key of an `Authorization: Bearer` header, else
+        (no such header) a `personal_api_key` in the body (which DRF parses for it: a bad
+        body is its 400 or 415 now), else in the query string; the first found is the one
+        tried. None: PostHog's 401 "not provided"; an unknown one: its 401 naming where
+        the key was found.
+        """
+        raw = request.raw
         www = {"WWW-Authenticate": _WWW_AUTHENTICATE.format(base=raw.base_url)}
-        match = _BEARER.match(header)
-        if match is None:
+        found = _find_key(request)
+        if found is None:
             raise HTTPError(
                 error(
                     401,
@@ -440,14 +465,16 @@ class FakePostHog:
                     headers=www,
                 )
             )
-        key = match.group(1).strip()
+        key, source = found
+        if not isinstance(key, str):
+            raise server_error()  # PostHog hashes the value as text: its 500
         if key not in self._keys:
             raise HTTPError(
                 error(
                     401,
                     "authentication_error",
                     "authentication_failed",
-                    "Personal API key found in request Authorization header is invalid.",
+                    f"Personal API key found in request {source} is invalid.",
                     headers=www,
                 )
             )
@@ -465,6 +492,53 @@ class FakePostHog:
         if "*" in allowed or needed in allowed or f"{route.scope}:write" in allowed:
             return
         raise _forbidden(f"API key missing required scope '{needed}'")
+
+
+class _CountedStream:
+    """
+    A streamed answer's chunks, calling `done` once when the stream ends: exhausted,
+    failed, or closed (also before its first chunk, which an async generator's `finally`
+    would miss).
+    """
+
+    def __init__(self, stream: AsyncIterator[bytes], done: Callable[[], None]) -> None:
+        self._stream = stream
+        self._done: Callable[[], None] | None = done
+
+    def __aiter__(self) -> _CountedStream:
+        return self
+
+    async def __anext__(self) -> bytes:
+        try:
+            return await self._stream.__anext__()
+        except BaseException:
+            self._finish()
+            raise
+
+    async def aclose(self) -> None:
+        self._finish()
+        aclose = getattr(self._stream, "aclose", None)
+        if aclose is not None:
+            await aclose()
+
+    def _finish(self) -> None:
+        done, self._done = self._done, None
+        if done is not None:
+            done()
+
+
+def _find_key(request: FakeRequest) -> tuple[Any, str] | None:
+    """`PersonalAPIKeyAuthentication.find_key_with_source`: (key, where it was found)."""
+    match = _BEARER.match(request.raw.headers.get("authorization", ""))
+    if match is not None:
+        return match.group(1).strip(), "Authorization header"
+    data = request.json()
+    # PostHog's own test, as it is: a body that is no object may fail it (its 500).
+    if data and "personal_api_key" in data:
+        return data["personal_api_key"], "body"
+    if any(name == "personal_api_key" for name, _ in request.query):
+        return request.arg("personal_api_key"), "query string"
+    return None
 
 
 def _forbidden(detail: str) -> HTTPError:

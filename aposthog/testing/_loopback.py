@@ -58,7 +58,9 @@ class LoopbackServer:
     async def start(self) -> str:
         """
         Start listening; returns the base URL (`http://127.0.0.1:<port>`). A server
-        already started is a `RuntimeError`: a second one would be left listening.
+        already started is a `RuntimeError`: a second one would be left listening. A start
+        that fails (the port is taken: the `OSError`) cleans up after itself, so the server
+        can be started again.
         """
         if self._runner is not None:
             raise RuntimeError(f"this server is already started, at {self.url}")
@@ -66,13 +68,21 @@ class LoopbackServer:
         app.router.add_route("*", "/{tail:.*}", self._handle)
         # handler_cancellation: a client that disconnects cancels its handler at once,
         # so a streaming answer notices the disconnect the way PostHog does.
-        self._runner = web.AppRunner(
+        runner = web.AppRunner(
             app, handler_cancellation=True, access_log=None, shutdown_timeout=0.5
         )
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", self._port)
-        await site.start()
-        port = self._runner.addresses[0][1]
+        self._runner = runner
+        try:
+            await runner.setup()
+            site = web.TCPSite(runner, "127.0.0.1", self._port)
+            await site.start()
+        except BaseException:
+            # Not listening (the port is taken, or the start was cancelled): nothing is
+            # left set up, and the server may be started again.
+            self._runner = None
+            await runner.cleanup()
+            raise
+        port = runner.addresses[0][1]
         self.url = f"http://127.0.0.1:{port}"
         return self.url
 

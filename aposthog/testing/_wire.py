@@ -7,7 +7,10 @@ limit/offset pages with absolute `next` URLs, and opaque cursor pages without `c
 from __future__ import annotations
 
 import base64
+import codecs
 import datetime as dt
+import email.parser
+import email.policy
 import json
 import re
 import urllib.parse
@@ -34,8 +37,10 @@ __all__ = [
     "json_reply",
     "now",
     "offset_page",
+    "parse_body",
     "server_error",
     "text_problem",
+    "utc_datetime",
     "validation_error",
 ]
 
@@ -53,9 +58,28 @@ def iso(value: dt.datetime | None) -> str | None:
     return text[:-6] + "Z" if text.endswith("+00:00") else text
 
 
+def utc_datetime(value: dt.datetime, name: str) -> dt.datetime:
+    """
+    A datetime a knob was given, as PostHog (`USE_TZ`, `TIME_ZONE` UTC) reads one: a naive
+    one means UTC. An aware one keeps its zone, but must name a time UTC can hold: one past
+    year 9999 (or before year 1) there is a `ValueError` where it is given, not a 500 at
+    every later answer that shows it.
+    """
+    if value.tzinfo is None or value.utcoffset() is None:
+        return value.replace(tzinfo=dt.timezone.utc)
+    try:
+        value.astimezone(dt.timezone.utc)
+    except OverflowError:
+        raise ValueError(f"{name}={value!r} is out of the range of datetimes in UTC") from None
+    return value
+
+
 def _dumps(body: Any) -> bytes:
-    # DRF's JSONRenderer: compact separators, UTF-8 kept as is.
-    return json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
+    # DRF's JSONRenderer: compact separators, UTF-8 kept as is, except U+2028 and U+2029,
+    # which it escapes (so the JSON is also valid JavaScript, and no line-oriented reader
+    # splits a body at them). Raw, they can only be inside a string: replacing is safe.
+    text = json.dumps(body, separators=(",", ":"), ensure_ascii=False)
+    return text.replace("\u2028", "\\u2028").replace("\u2029", "\\u2029").encode()
 
 
 def json_reply(status: int, body: Any, headers: Mapping[str, str] | None = None) -> ServerReply:
@@ -156,6 +180,115 @@ def not_found() -> HTTPError:
 
 _MISSING = object()
 
+# DRF's default parsers, in its order: the media type each reads.
+_PARSERS = ("application/json", "application/x-www-form-urlencoded", "multipart/form-data")
+# Django's MultiPartParser: the boundaries it takes.
+_BOUNDARY = re.compile(r"[ -~]{0,200}[!-~]")
+
+
+def _parse_error(detail: str) -> HTTPError:
+    return HTTPError(error(400, "invalid_request", "parse_error", detail))
+
+
+def _media_type(header: str) -> tuple[str, str, dict[str, str]]:
+    """
+    (main type, subtype, parameters) of a Content-Type, as Django's
+    `parse_header_parameters` and DRF's `_MediaType` read it: the type lower-cased.
+    """
+    full, _, rest = header.partition(";")
+    main, _, sub = full.strip().lower().partition("/")
+    params = {}
+    for item in rest.split(";"):
+        name, eq, value = item.partition("=")
+        if eq:
+            params[name.strip().lower()] = value.strip().strip('"')
+    return main, sub, params
+
+
+def _parser_for(main: str, sub: str) -> str | None:
+    """DRF's `select_parser`: the first parser whose media type the request's matches."""
+    for parser in _PARSERS:
+        parser_main, _, parser_sub = parser.partition("/")
+        if sub in ("*", parser_sub) and main in ("*", parser_main):
+            return parser
+    return None
+
+
+def _encoding(params: Mapping[str, str]) -> str:
+    # Django's `request.encoding`: the `charset` parameter when Python knows the codec.
+    charset = params.get("charset")
+    if charset:
+        try:
+            codecs.lookup(charset)
+        except LookupError:
+            return "utf-8"
+        return charset
+    return "utf-8"
+
+
+def _form(body: bytes, encoding: str) -> dict[str, str]:
+    """Django's `QueryDict(body, encoding)`."""
+    try:
+        text = body.decode(encoding)
+    except UnicodeDecodeError:
+        text = body.decode("iso-8859-1")
+    # A serializer reads a QueryDict's field with `.get()`: its last value, which dict()
+    # keeps too.
+    return dict(
+        urllib.parse.parse_qsl(text, keep_blank_values=True, encoding=encoding, errors="replace")
+    )
+
+
+def _multipart(body: bytes, header: str, params: Mapping[str, str], encoding: str) -> Any:
+    """Django's `MultiPartParser`, its fields only (DRF's `request.data` also holds files)."""
+    boundary = params.get("boundary")
+    if not boundary or _BOUNDARY.fullmatch(boundary) is None:
+        raise _parse_error(
+            f"Multipart form parse error - Invalid boundary in multipart: {boundary}"
+        )
+    head = b"Content-Type: " + header.encode("latin-1", "replace") + b"\r\n\r\n"
+    message = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(head + body)
+    fields: list[tuple[str, str]] = []
+    for part in message.iter_parts() if message.is_multipart() else ():
+        name = part.get_param("name", header="content-disposition")
+        if not isinstance(name, str) or part.get_filename() is not None:
+            continue
+        payload = part.get_payload(decode=True)
+        raw = payload if isinstance(payload, bytes) else b""
+        fields.append((name, raw.decode(part.get_content_charset() or encoding, "replace")))
+    return dict(fields)  # each field's last value, as for a form
+
+
+def parse_body(raw: ServerRequest) -> Any:
+    """
+    DRF's `Request._parse`: no body is {}; else the parser the Content-Type names reads
+    it (a JSON body in the header's `charset`, UTF-8 by default), and a type no parser
+    reads, or none at all (DRF reads a missing header as ""), is its 415.
+    """
+    if not raw.body:
+        return {}
+    header = raw.headers.get("content-type", "")
+    main, sub, params = _media_type(header)
+    parser = _parser_for(main, sub)
+    if parser is None:
+        raise HTTPError(
+            error(
+                415,
+                "invalid_request",
+                "unsupported_media_type",
+                f'Unsupported media type "{header}" in request.',
+            )
+        )
+    encoding = _encoding(params)
+    if parser == "application/x-www-form-urlencoded":
+        return _form(raw.body, encoding)
+    if parser == "multipart/form-data":
+        return _multipart(raw.body, header, params, encoding)
+    try:
+        return json.loads(raw.body.decode(encoding))
+    except ValueError as exc:  # UnicodeDecodeError included, as DRF's stream reader raises it
+        raise _parse_error(f"JSON parse error - {exc}") from None
+
 
 @attrs.define
 class FakeRequest:
@@ -187,19 +320,14 @@ class FakeRequest:
 
     def json(self) -> Any:
         """
-        The JSON body ({} when there is none); a bad body, blanks included, raises
-        PostHog's 400 parse error (DRF parses any body that has a length).
+        The body as DRF's `request.data` holds it ({} when there is none), parsed by the
+        parser its Content-Type names: JSON (a bad body, blanks included, is PostHog's 400
+        parse error), a form or multipart form (a dict of each field's last value, as a
+        serializer reads a `QueryDict`; uploaded files are left out). A body of any other
+        type, or with no Content-Type at all, is DRF's 415.
         """
         if self._json is _MISSING:
-            if not self.raw.body:
-                self._json = {}
-            else:
-                try:
-                    self._json = json.loads(self.raw.body)
-                except ValueError as exc:
-                    raise HTTPError(
-                        error(400, "invalid_request", "parse_error", f"JSON parse error - {exc}")
-                    ) from None
+            self._json = parse_body(self.raw)
         return self._json
 
     def body(self) -> dict[str, Any]:

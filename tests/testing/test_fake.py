@@ -668,10 +668,6 @@ async def test_a_fake_told_not_to_record_requests_keeps_none_and_still_counts_st
         assert {200: 1, 404: 1} == dict(fake.status_counts)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the fake parses any body as JSON whatever its Content-Type; DRF answers 415",
-)
 @pytest.mark.parametrize("content_type", ["text/plain", "application/octet-stream"])
 async def test_a_json_body_not_labelled_json_is_drfs_415(
     fake: FakePostHog, content_type: str
@@ -680,8 +676,9 @@ async def test_a_json_body_not_labelled_json_is_drfs_415(
     PostHog parses a body with the parser its Content-Type names (DRF's JSON, form and
     multipart parsers, reference §1.1); any other type is DRF's `UnsupportedMediaType`,
     which drf-exceptions-hog renders as a 415 `invalid_request`. A client (or a user's
-    own request code) that forgets `Content-Type: application/json` must fail against the
-    fake as it fails against PostHog, not create the record.
+    own request code) that forgets `Content-Type: application/json` fails against the
+    fake as it fails against PostHog; the fake used to parse the body as JSON whatever its
+    type, and created the record.
     """
     status, _, body = await _raw(
         fake,
@@ -699,17 +696,13 @@ async def test_a_json_body_not_labelled_json_is_drfs_415(
     } == json.loads(body)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the fake reads every body as JSON: a form body PostHog accepts is a 400 parse_error",
-)
 async def test_a_form_encoded_body_is_read_as_posthog_reads_it(fake: FakePostHog) -> None:
     """
     PostHog's endpoints take form and multipart bodies as well as JSON (DRF's default
     parsers; every OpenAPI request body lists the three types, reference §1.1), so
-    `scope=person` form-encoded creates a profile config. The fake answers a 400
-    "JSON parse error", so a client or script that posts forms passes against PostHog and
-    fails against the fake.
+    `scope=person` form-encoded creates a profile config, against the fake too. The fake
+    used to answer a 400 "JSON parse error", so a client or script that posts forms
+    passed against PostHog and failed against the fake.
     """
     status, _, body = await _raw(
         fake,
@@ -721,17 +714,14 @@ async def test_a_form_encoded_body_is_read_as_posthog_reads_it(fake: FakePostHog
     assert (status, json.loads(body).get("scope")) == (201, "person")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a start() that fails to bind leaves the runner set: every later start() is refused",
-)
 async def test_a_start_that_could_not_bind_can_be_retried() -> None:
     """
     `FakePostHog(port=N).start()` on a port still held (by a fake a previous test has not
-    closed yet, or another process) raises the OSError, as it should. Once the port is
-    free, starting the same fake again must serve; it raised "this server is already
-    started, at " (an empty URL: it never served), so the fake could never be used, and
-    the aiohttp runner set up by the failed start was never cleaned up.
+    closed yet, or another process) raises the OSError, as it should, and cleans up after
+    itself: once the port is free, starting the same fake again serves. It used to raise
+    "this server is already started, at " (an empty URL: it never served), so the fake
+    could never be used, and the aiohttp runner set up by the failed start was never
+    cleaned up.
     """
     holder = await FakePostHog().start()
     port = int(holder.url.rsplit(":", 1)[1])
@@ -749,19 +739,16 @@ async def test_a_start_that_could_not_bind_can_be_retried() -> None:
         await fake.aclose()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="an exception the fake's handlers do not expect escapes to aiohttp: text 500, uncounted",
-)
 async def test_an_unexpected_failure_is_posthogs_json_500_and_is_counted(
     fake: FakePostHog,
 ) -> None:
     """
     PostHog answers an exception its view does not catch with drf-exceptions-hog's JSON
-    500 (the fake's own `server_error()`): `after=-99999999999d` overflows PostHog's
-    `relative_date_parse`, as it overflows the fake's. The fake let the OverflowError
-    escape to aiohttp, which answered `text/plain` "Server got itself in trouble", logged
-    a traceback, and left the answer out of `status_counts`.
+    500 (the fake's own `server_error()`), and so does the fake, counting it in
+    `status_counts`: `after=-99999999999d` overflows PostHog's `relative_date_parse`, as
+    it overflows the fake's. The fake used to let the OverflowError escape to aiohttp,
+    which answered `text/plain` "Server got itself in trouble", and left the answer out of
+    `status_counts`.
     """
     export_id = "0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b"
     status, headers, body = await _raw(
@@ -780,10 +767,6 @@ async def test_an_unexpected_failure_is_posthogs_json_500_and_is_counted(
     assert fake.status_counts[500] == 1
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="DRF's JSONRenderer escapes U+2028/U+2029; the fake sends them raw",
-)
 async def test_line_and_paragraph_separators_are_escaped_as_drf_renders_them(
     fake: FakePostHog,
 ) -> None:
@@ -791,8 +774,8 @@ async def test_line_and_paragraph_separators_are_escaped_as_drf_renders_them(
     DRF's JSONRenderer writes UTF-8 as is but always escapes U+2028 and U+2029 (`\\u2028`,
     `\\u2029`), so PostHog's JSON is a strict JavaScript subset and never holds a raw line
     or paragraph separator, which a line-oriented reader (a log shipper, a JSON-lines
-    relay) would split a body at. The fake sent them raw, so a test could not show such a
-    reader a body as PostHog writes it.
+    relay) would split a body at. The fake escapes them too; it used to send them raw, so
+    a test could not show such a reader a body as PostHog writes it.
     """
     status, _, body = await _raw(
         fake,
@@ -808,10 +791,6 @@ async def test_line_and_paragraph_separators_are_escaped_as_drf_renders_them(
     assert json.loads(body)["content"] == {"note": "a\u2028b\u2029c"}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the fake reads the key from the Authorization header only",
-)
 @pytest.mark.parametrize("where", ["query", "body"])
 async def test_a_key_in_the_query_or_body_is_accepted_as_posthog_accepts_it(
     fake: FakePostHog, where: str
@@ -819,8 +798,9 @@ async def test_a_key_in_the_query_or_body_is_accepted_as_posthog_accepts_it(
     """
     PostHog's `PersonalAPIKeyAuthentication` falls back, without an `Authorization`
     header, to a `personal_api_key` body field, then query parameter (reference §1.2), so
-    a script or webhook that sends the key there works against PostHog. The fake answered
-    401 "Authentication credentials were not provided.".
+    a script or webhook that sends the key there works against PostHog, and against the
+    fake. The fake used to read the header only, and answered 401 "Authentication
+    credentials were not provided.".
     """
     path = "/api/environments/1/customer_profile_configs/"
     if where == "query":
@@ -833,17 +813,14 @@ async def test_a_key_in_the_query_or_body_is_accepted_as_posthog_accepts_it(
         assert (status, json.loads(body).get("scope")) == (201, "person")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a streamed answer leaves in_flight when its headers go, not when it ends",
-)
 async def test_a_streaming_answer_counts_in_flight_until_it_ends(fake: FakePostHog) -> None:
     """
     `in_flight` and `max_in_flight` are "the requests it has been handling at once". A
-    conversation's `POST` is handled until its event stream ends, yet the fake counted it
-    only until it had the reply object: three streams open at once read `in_flight == 0`
-    and `max_in_flight == 1`, so a test bounding the streams a client opens at once (its
-    `max_concurrency`, a relay's own limit) passes whatever the client does.
+    conversation's `POST` is handled until its event stream ends, and the fake counts it
+    until then. It used to count it only until it had the reply object: three streams
+    open at once read `in_flight == 0` and `max_in_flight == 1`, so a test bounding the
+    streams a client opens at once (its `max_concurrency`, a relay's own limit) passed
+    whatever the client did.
     """
     fake.keepalive_interval = None
     for _ in range(3):
@@ -865,3 +842,120 @@ async def test_a_streaming_answer_counts_in_flight_until_it_ends(fake: FakePostH
             for response in responses:
                 response.close()
     await fake.wait_for_streams_closed()
+    assert (fake.in_flight, fake.max_in_flight) == (0, 3)
+
+
+async def test_a_body_without_a_content_type_is_drfs_415(fake: FakePostHog) -> None:
+    """
+    DRF reads a missing Content-Type as "" and no parser takes that: a body sent without
+    one is the 415, naming the empty type (a body-less request needs no type).
+    """
+    status, _, body = await _raw(
+        fake,
+        "POST",
+        "/api/environments/1/customer_profile_configs/",
+        data=json.dumps({"scope": "person"}).encode(),
+        headers={"Authorization": f"Bearer {fake.api_key}"},
+        skip_auto_headers=["Content-Type"],
+    )
+    assert (status, json.loads(body)["detail"]) == (415, 'Unsupported media type "" in request.')
+    status, _, _ = await _raw(
+        fake,
+        "GET",
+        "/api/environments/1/customer_profile_configs/",
+        headers={"Authorization": f"Bearer {fake.api_key}"},
+        skip_auto_headers=["Content-Type"],
+    )
+    assert status == 200
+
+
+@pytest.mark.parametrize(
+    "content_type", ["application/json; charset=utf-8", "Application/JSON", "application/*"]
+)
+async def test_a_json_content_type_with_parameters_or_in_any_case_is_json(
+    fake: FakePostHog, content_type: str
+) -> None:
+    """DRF matches the media type without its parameters, in any case, and wildcards."""
+    status, _, body = await _raw(
+        fake,
+        "POST",
+        "/api/environments/1/customer_profile_configs/",
+        data=json.dumps({"scope": "group_1"}).encode(),
+        headers={"Authorization": f"Bearer {fake.api_key}", "Content-Type": content_type},
+    )
+    assert (status, json.loads(body)["scope"]) == (201, "group_1")
+
+
+async def test_a_multipart_body_is_read_as_posthog_reads_it(fake: FakePostHog) -> None:
+    """A multipart form's fields are read as DRF's MultiPartParser reads them."""
+    form = aiohttp.FormData()
+    form.add_field("scope", "group_0")
+    form.add_field("file", b"ignored", filename="a.txt")
+    status, _, body = await _raw(
+        fake,
+        "POST",
+        "/api/environments/1/customer_profile_configs/",
+        data=form,
+        headers={"Authorization": f"Bearer {fake.api_key}"},
+    )
+    assert (status, json.loads(body)["scope"]) == (201, "group_0")
+    status, _, body = await _raw(
+        fake,
+        "POST",
+        "/api/environments/1/customer_profile_configs/",
+        data=b"scope=person",
+        headers={"Authorization": f"Bearer {fake.api_key}", "Content-Type": "multipart/form-data"},
+    )
+    assert (status, json.loads(body)) == (
+        400,
+        {
+            "type": "invalid_request",
+            "code": "parse_error",
+            "detail": "Multipart form parse error - Invalid boundary in multipart: None",
+            "attr": None,
+        },
+    )
+
+
+@pytest.mark.parametrize(("where", "source"), [("query", "query string"), ("body", "body")])
+async def test_an_unknown_key_in_the_query_or_body_is_401_naming_where(
+    fake: FakePostHog, where: str, source: str
+) -> None:
+    """PostHog's 401 for an unknown key names where it found it."""
+    path = "/api/environments/1/customer_profile_configs/"
+    if where == "query":
+        status, _, body = await _raw(fake, "GET", path, params={"personal_api_key": "phx_nope"})
+    else:
+        status, _, body = await _raw(fake, "POST", path, json={"personal_api_key": "phx_nope"})
+    assert (status, json.loads(body)["detail"]) == (
+        401,
+        f"Personal API key found in request {source} is invalid.",
+    )
+
+
+async def test_a_bearer_header_wins_over_a_key_in_the_body_or_query(fake: FakePostHog) -> None:
+    """
+    Only the first key found is tried: the header's, then the body's, then the query's
+    (an unknown one is refused even when a later place holds a good key).
+    """
+    path = "/api/environments/1/customer_profile_configs/"
+    status, _, _ = await _raw(
+        fake,
+        "GET",
+        path,
+        params={"personal_api_key": "phx_nope"},
+        headers={"Authorization": f"Bearer {fake.api_key}"},
+    )
+    assert status == 200
+    status, _, body = await _raw(
+        fake,
+        "POST",
+        path,
+        params={"personal_api_key": fake.api_key},
+        json={"personal_api_key": "phx_nope", "scope": "person"},
+    )
+    assert (status, json.loads(body)["detail"]) == (
+        401,
+        "Personal API key found in request body is invalid.",
+    )
+    assert fake.customer_profile_configs == {}

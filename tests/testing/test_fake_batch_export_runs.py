@@ -47,7 +47,7 @@ async def test_a_run_lookup_takes_the_lists_filters(fake: FakePostHog, ph: apost
     assert (await raw(ph, "GET", path, params=by_interval))["id"] == old["id"]
     with pytest.raises(aposthog.BadRequestError) as info:
         await raw(ph, "POST", f"{path}/cancel", params={"status": "Exploded"})
-    assert (info.value.attr, info.value.code) == ("status", "invalid_choice")
+    assert (info.value.attr, info.value.code) == ("status__0", "invalid_choice")
 
 
 async def test_retry_answers_with_the_backfill_workflows_id(
@@ -610,17 +610,13 @@ async def test_a_backfill_bound_python_reads_is_taken(
         assert isinstance(answer["backfill_id"], str)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a refused status is reported on `status`; DRF's ListField error is keyed by index",
-)
 async def test_a_refused_status_is_reported_at_its_index(ph: aposthog.Client) -> None:
     """
     PostHog reads `status` with `ListField(child=ChoiceField(...))`: a refused value is
     the ListField's `{index: [error]}`, which drf-exceptions-hog flattens with `__` into
     `attr` (as `destination__non_field_errors`, reference §1.4): `status__1` for the second
-    value. The fake answered `attr: "status"`, so a test asserting on `error.attr` passes
-    against the fake and fails against PostHog.
+    value, as the fake now reports it. The fake used to answer `attr: "status"`, so a test
+    asserting on `error.attr` passed against the fake and failed against PostHog.
     """
     export_id = str(uuid.uuid4())
     with pytest.raises(aposthog.BadRequestError) as info:

@@ -1596,10 +1596,6 @@ async def test_a_name_with_a_nul_is_a_400_as_in_posthog(ph: aposthog.Client, met
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="an aware datetime past the UTC range is stored, then crashes every render (500s)",
-)
 @pytest.mark.parametrize(
     ("name", "when"),
     [("end_at", "9999-12-31T23:59:59-01:00"), ("start_at", "0001-01-01T00:00:00+01:00")],
@@ -1610,10 +1606,11 @@ async def test_a_datetime_beyond_utcs_range_is_drfs_overflow_400(
     """
     DRF's DateTimeField converts an aware value to the current timezone (UTC) and answers
     a value that leaves datetime's range there with its `overflow` error: PostHog's 400
-    "Datetime value out of the range." on the field. The fake took the value, stored it,
-    and crashed rendering the export: aiohttp's text/plain 500 (an InternalServerError for
-    the client, not the BadRequestError PostHog raises), and from then on every `get()` and
-    `list()` of exports crashed too.
+    "Datetime value out of the range." on the field, as the fake now does, storing
+    nothing. The fake used to take the value, store it, and crash rendering the export:
+    aiohttp's text/plain 500 (an InternalServerError for the client, not the
+    BadRequestError PostHog raises), and from then on every `get()` and `list()` of
+    exports crashed too.
     """
     created = await create(ph)
     with pytest.raises(aposthog.BadRequestError) as info:
@@ -1630,36 +1627,60 @@ async def test_a_datetime_beyond_utcs_range_is_drfs_overflow_400(
     assert len(await ph.batch_exports.list().to_list()) == 1
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a naive datetime given to a seeding knob is stored: later lists crash (500)",
-)
 @pytest.mark.parametrize("knob", ["run", "log"])
-async def test_a_naive_datetime_given_to_a_knob_is_refused_or_read_as_utc(
+async def test_a_naive_datetime_given_to_a_knob_is_read_as_utc(
     fake: FakePostHog, ph: aposthog.Client, knob: str
 ) -> None:
     """
     `add_batch_export_run(created_at=...)` and `add_batch_export_log(timestamp=...)` take
     a datetime, and `datetime(2024, 5, 1)` (naive) is what a test most often writes. The
-    fake stored it, then compared it with its own aware times: every later `list_runs()`
-    (or `logs()` of an export with another entry) was aiohttp's 500, an
-    `InternalServerError` for the client, far from the call that caused it. (Rendered, a
-    naive time was also read in the machine's local zone.) Refuse it where it is given,
-    or read it as UTC as PostHog's `USE_TZ` does.
+    knobs read it as UTC, as PostHog's `USE_TZ` does. The fake used to store it, then
+    compare it with its own aware times: every later `list_runs()` (or `logs()` of an
+    export with another entry) was aiohttp's 500, an `InternalServerError` for the client,
+    far from the call that caused it. (Rendered, a naive time was also read in the
+    machine's local zone.)
     """
     created = await create(ph)
-    naive = dt.datetime.now() - dt.timedelta(hours=1)  # naive: the point of the test
-    try:
-        if knob == "run":
-            fake.add_batch_export_run(created["id"], created_at=naive)
-        else:
-            fake.add_batch_export_log(created["id"], "earlier")
-            fake.add_batch_export_log(created["id"], "naive", timestamp=naive)
-    except (TypeError, ValueError):
-        return  # refused where it is set: what a test author needs
+    # Naive (the point of the test), an hour ago in UTC whatever the machine's zone.
+    naive = dt.datetime.now(UTC).replace(tzinfo=None) - dt.timedelta(hours=1)
     if knob == "run":
+        fake.add_batch_export_run(created["id"], created_at=naive)
         runs = await ph.batch_exports.list_runs(created["id"]).to_list()
         assert [r.created_at for r in runs] == [naive.replace(tzinfo=UTC)]
     else:
+        earlier = fake.add_batch_export_log(created["id"], "earlier")
+        fake.add_batch_export_log(created["id"], "naive", timestamp=naive)
         entries = await ph.batch_exports.logs(created["id"]).to_list()
-        assert {e.message for e in entries} == {"earlier", "naive"}
+        assert [(e.message, e.timestamp) for e in entries] == [
+            ("earlier", earlier["timestamp"]),
+            ("naive", naive.replace(tzinfo=UTC)),
+        ]
+
+
+@pytest.mark.parametrize("name", ["after", "before"])
+async def test_a_logs_bound_beyond_utcs_range_is_drfs_overflow_400(
+    ph: aposthog.Client, name: str
+) -> None:
+    """The logs' `after`/`before` are DRF DateTimeFields too: the same overflow 400."""
+    created = await create(ph)
+    with pytest.raises(aposthog.BadRequestError) as info:
+        await raw(ph, "GET", created["id"], "logs", params={name: "9999-12-31T23:59:59-01:00"})
+    assert (info.value.attr, info.value.code, info.value.detail) == (
+        name,
+        "overflow",
+        "Datetime value out of the range.",
+    )
+
+
+async def test_a_knob_refuses_an_aware_datetime_utc_cannot_hold(
+    fake: FakePostHog, ph: aposthog.Client
+) -> None:
+    """Stored, it would crash every later answer showing it: a ValueError where it is given."""
+    created = await create(ph)
+    far = dt.datetime(9999, 12, 31, 23, 0, tzinfo=dt.timezone(-dt.timedelta(hours=2)))
+    with pytest.raises(ValueError, match="timestamp"):
+        fake.add_batch_export_log(created["id"], "far", timestamp=far)
+    with pytest.raises(ValueError, match="end_at"):
+        fake.add_batch_export_backfill(created["id"], end_at=far)
+    assert fake.batch_export_logs == []
+    assert fake.batch_export_backfills == {}
