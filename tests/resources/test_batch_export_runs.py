@@ -120,7 +120,7 @@ async def test_list_runs_rejects_unknown_statuses_server_side(ph: aposthog.Clien
     export = await make(ph)
     with pytest.raises(aposthog.BadRequestError) as info:
         await ph.batch_exports.list_runs(export.id, status="Exploded")
-    assert (info.value.attr, info.value.code) == ("status", "invalid_choice")
+    assert (info.value.attr, info.value.code) == ("status__0", "invalid_choice")
 
 
 async def test_get_run(fake: FakePostHog, ph: aposthog.Client) -> None:
