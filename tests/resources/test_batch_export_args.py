@@ -497,17 +497,15 @@ def test_an_aware_datetime_is_sent_as_the_same_instant(when: dt.datetime, tz: dt
     """
     Any aware datetime is sent as ISO 8601 text naming the same instant (or refused by
     name). `_iso` turns the UTC offset into `Z` with `str.replace("+00:00", "Z")`, which
-    also hits the start of an offset of less than a minute: `timezone(timedelta(seconds=30))`
-    is sent as `2024-01-01T00:00:00Z:30`, text no parser reads (PostHog answers 400).
+    also hit the start of an offset of less than a minute: `timezone(timedelta(seconds=30))`
+    was sent as `2024-01-01T00:00:00Z:30`, text no parser reads (PostHog answers 400).
     """
     value = when.replace(tzinfo=tz)
-    try:
-        sent = timestamp("start_at", value)
-    except ValueError as exc:
-        assert "start_at" in str(exc)  # noqa: PT017 (a refusal by name is fine too)
-        return
+    sent = timestamp("start_at", value)
     assert sent is not None
-    assert dt.datetime.fromisoformat(sent) == value, sent
+    # (Python 3.10's `fromisoformat` does not read `Z`.)
+    read = dt.datetime.fromisoformat(sent[:-1] + "+00:00" if sent.endswith("Z") else sent)
+    assert read == value, sent
 
 
 @pytest.mark.parametrize("field", ["timezone", "primary_key", "version_key"])
