@@ -597,3 +597,38 @@ def test_a_project_id_past_the_largest_id_is_refused(value: int | str) -> None:
 def test_the_largest_project_id_is_taken() -> None:
     config = resolve_config(api_key="phx_test", project_id=2**63 - 1, environ={})
     assert config.project_id == str(2**63 - 1)
+
+
+_HOST_SECRET = "phx_hostpw_SENTINEL_7f3a9c"
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="a refused host echoes its user info (a password, or a key pasted as the user)",
+)
+@pytest.mark.parametrize(
+    "host",
+    [
+        f"htps://user:{_HOST_SECRET}@posthog.example.com",  # a typo in the scheme
+        f"https://user:{_HOST_SECRET}@posthog.example.com:0",
+        f"https://user:{_HOST_SECRET}@posthog.example.com:99999",
+        f"https://user:{_HOST_SECRET}/x@posthog.example.com",  # a '/' in the password
+        f"https://{_HOST_SECRET}@[::1",
+    ],
+)
+@pytest.mark.parametrize("source", ["argument", "environment"])
+def test_a_refused_host_never_echoes_the_credentials_it_carries(host: str, source: str) -> None:
+    """
+    A host URL with user info is refused without repeating it ("must not carry
+    credentials"), but a URL refused earlier for another fault (its scheme, its port,
+    a '/' or '#' in the password that moves the netloc) is quoted whole, the password
+    (or a key pasted as `https://phx_…@host`) with it, in the ConfigurationError and
+    thus in the command line's one-line error.
+    """
+    with pytest.raises(aposthog.ConfigurationError) as info:
+        if source == "argument":
+            resolve_config(api_key="phx_key_value", host=host, environ={})
+        else:
+            resolve_config(api_key="phx_key_value", environ={"POSTHOG_HOST": host})
+    assert _HOST_SECRET not in str(info.value)
+    assert _HOST_SECRET not in repr(info.value.args)
