@@ -92,15 +92,20 @@ def resolve_host(host: object, *, allow_insecure_http: bool = False, source: str
     alias = HOST_ALIASES.get(value.lower())
     if alias is not None:
         return alias
-    shown = _shown(value)
+    shown = _shown(_without_credentials(value))
     if "://" not in value:
         raise ConfigurationError(f"{source} {shown} is not accepted: {ACCEPTED_HOSTS}")
     try:
         parts = urllib.parse.urlsplit(value)
         port = parts.port
         hostname = parts.hostname
-    except ValueError as exc:
-        raise ConfigurationError(f"{source} {shown} is not a valid URL: {exc}") from None
+    except ValueError:
+        # The parser's words are not shown: they quote what it misread as the port,
+        # which may be a password with a `/` in it.
+        raise ConfigurationError(
+            f"{source} {shown} is not a valid URL: its port is not a number from 0 to "
+            "65535, or its brackets (an IPv6 address) do not close"
+        ) from None
     if parts.scheme.lower() not in ("http", "https") or not hostname:
         raise ConfigurationError(f"{source} {shown} is not accepted: {ACCEPTED_HOSTS}")
     if port == 0:
@@ -151,6 +156,19 @@ def _host_problem(netloc: str, hostname: str, port: int | None) -> str | None:
     except UnicodeError:
         return "its host name is not one DNS can carry"
     return None
+
+
+def _without_credentials(value: str) -> str:
+    """
+    `value` with whatever stands before its host's last `@` (a user and password, or a
+    key pasted there) replaced by `…`: refused URLs are quoted in messages.
+    """
+    scheme, sep, rest = value.partition("://")
+    if not sep:
+        scheme, rest = "", value
+    if "@" not in rest:
+        return value
+    return f"{scheme}{sep}…@{rest.rpartition('@')[2]}"
 
 
 def _shown(value: str) -> str:

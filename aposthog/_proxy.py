@@ -35,18 +35,24 @@ def is_loopback(host: str) -> bool:
 
 
 def redact(proxy: str) -> str:
-    """The proxy URL without its user name and password, for messages."""
+    """
+    The proxy URL without its user name and password, for messages: whatever stands
+    before its last `@` goes (a password may hold `/`, `?` or `#`, which a URL parser
+    reads as the start of the path, query or fragment, and an `@` of its own).
+    """
+    if "@" not in proxy:
+        return proxy
+    scheme, sep, rest = proxy.partition("://")
+    if not sep:
+        return "…@" + proxy.rpartition("@")[2]
+    # The host and the port as written, read as text (a port that is not a number must
+    # not make the message of a failure fail too), and the path; no query or fragment.
+    host = rest.rpartition("@")[2]
     try:
-        parts = urllib.parse.urlsplit(proxy)
+        after = urllib.parse.urlsplit(f"//{host}")
     except ValueError:  # not a URL at all (an unclosed "[")
-        return proxy if "@" not in proxy else "…@" + proxy.rpartition("@")[2]
-    if "@" not in parts.netloc:
-        # A value without "//" (`user:pass@host:3128`) has no netloc: cut at the "@" too.
-        return proxy if "@" not in proxy else "…@" + proxy.rpartition("@")[2]
-    # Everything after the last "@": the host and the port as written, read as text (a
-    # port that is not a number must not make the message of a failure fail too).
-    netloc = parts.netloc.rpartition("@")[2]
-    return urllib.parse.urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+        return f"{scheme}://…@{host}"
+    return urllib.parse.urlunsplit((scheme, after.netloc, after.path, "", ""))
 
 
 class Proxies:

@@ -181,6 +181,11 @@ def _redis_module() -> Any:
 
 def _safe_location(url: str) -> str:
     """The URL without its password, for messages and reprs."""
+    scheme, sep, rest = url.partition("://")
+    if sep and "@" in rest:
+        # Only what follows the last `@`: a password may hold `/`, `?` or `#`, which a
+        # URL parser reads as the start of the path, query or fragment.
+        url = f"{scheme}://{rest.rpartition('@')[2]}"
     try:
         parts = urllib.parse.urlsplit(url)
         netloc = parts.hostname or ""
@@ -288,7 +293,12 @@ class RedisRateLimitStore(RateLimitStore):
             try:
                 client = connect()  # the URL is checked here, once
             except ValueError as exc:
-                message = f"redis URL {_safe_location(redis)!r}: {exc}"
+                message = f"redis URL {_safe_location(redis)!r}: "
+                if "@" in redis:
+                    # redis-py's words may quote what it misread as the port: the password.
+                    message += "not a URL redis-py reads (check its port and database)"
+                else:
+                    message += str(exc)
                 # Not left in this frame (a traceback printed with its locals): the
                 # URL holds the password.
                 redis = url = ""

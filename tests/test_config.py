@@ -602,10 +602,6 @@ def test_the_largest_project_id_is_taken() -> None:
 _HOST_SECRET = "phx_hostpw_SENTINEL_7f3a9c"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a refused host echoes its user info (a password, or a key pasted as the user)",
-)
 @pytest.mark.parametrize(
     "host",
     [

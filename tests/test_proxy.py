@@ -168,10 +168,6 @@ def test_a_proxy_without_a_scheme_is_an_http_proxy() -> None:
     assert "…@proxy.corp:8080" == redact("u:p@proxy.corp:8080")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="redact() shows the tail of a password holding '@' then '/', '?' or '#'",
-)
 @pytest.mark.parametrize("delimiter", ["/", "?", "#"])
 def test_a_password_with_an_at_sign_and_a_url_delimiter_is_redacted_whole(delimiter: str) -> None:
     """

@@ -975,10 +975,6 @@ async def test_one_ask_yields_to_the_line_without_joining_it(store: RedisRateLim
     assert 0.0 == await store._ask("s", "api", windows, 0.0, waiting, 0.0)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a redis URL whose password holds '/', '?' or '#' is refused with the password quoted",
-)
 @pytest.mark.parametrize(
     "url",
     [
@@ -1001,10 +997,6 @@ def test_a_password_with_a_url_delimiter_is_not_in_the_refusal(url: str) -> None
     assert REDIS_PASSWORD not in str(caught.value)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a redis URL whose password holds '@' then '/' or '#' shows it in the store's repr",
-)
 @pytest.mark.parametrize("delimiter", ["/", "#"])
 def test_a_password_with_an_at_sign_and_a_url_delimiter_is_not_in_the_repr(
     delimiter: str,

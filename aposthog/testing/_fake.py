@@ -25,6 +25,7 @@ import attrs
 
 from .. import _config
 from .._client import NOT_GIVEN, Client, NotGiven
+from .._http import Secret
 from .._limiter import RateLimitStore
 from .._observe import WaitCallback
 from .._ratelimit import RateLimits
@@ -354,10 +355,13 @@ class FakePostHog:
         streaming = False
         try:
             if self.record_requests:
+                headers = dict(raw.headers)
+                if "authorization" in headers:
+                    # The key a test sent may be the real one (`POSTHOG_PERSONAL_API_KEY`
+                    # in a CI job): its text as sent, `'<redacted>'` in any repr.
+                    headers["authorization"] = Secret(headers["authorization"])
                 self.requests.append(
-                    RecordedRequest(
-                        raw.method, raw.raw_path, raw.query, dict(raw.headers), raw.body
-                    )
+                    RecordedRequest(raw.method, raw.raw_path, raw.query, headers, raw.body)
                 )
             if self.latency:
                 await anyio.sleep(self.latency)

@@ -961,9 +961,6 @@ async def test_a_bearer_header_wins_over_a_key_in_the_body_or_query(fake: FakePo
     assert fake.customer_profile_configs == {}
 
 
-@pytest.mark.xfail(
-    strict=True, reason="fake.requests keeps the Authorization header in clear in its repr"
-)
 async def test_a_recorded_request_shows_no_key_in_its_repr(
     fake: FakePostHog, monkeypatch: pytest.MonkeyPatch
 ) -> None:
