@@ -480,8 +480,12 @@ def extra_fields_field() -> Any:
 
     Declare it as `extra_fields: Mapping[str, Any] = extra_fields_field()`. It is a
     read-only mapping, shared and empty in the usual case (no allocation per record).
+    It takes part in equality but not in the hash (a mapping has none): a record whose
+    values are all hashable (a log entry, a run) can be put in a set.
     """
-    return attrs.field(default=_NO_EXTRA_FIELDS, converter=_read_only, repr=False, kw_only=True)
+    return attrs.field(
+        default=_NO_EXTRA_FIELDS, converter=_read_only, repr=False, kw_only=True, hash=False
+    )
 
 
 def _read_only(value: Mapping[str, Any]) -> Mapping[str, Any]:

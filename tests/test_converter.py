@@ -422,3 +422,35 @@ def test_a_record_with_any_aware_timestamp_round_trips(
     config = attrs.evolve(read, created_at=created)
     wire = json.loads(json.dumps(unstructure(config)))
     assert config == structure(wire, CustomerProfileConfig)
+
+
+def test_records_of_hashable_values_hash() -> None:
+    """
+    Records are frozen attrs classes, so attrs gives each a `__hash__` (and
+    `isinstance(record, collections.abc.Hashable)` is true); but the hash includes
+    `extra_fields`, a `ReadOnlyFields` mapping, which has no hash. So no record ever
+    hashes, even one of plain strings and timestamps with no unknown field: a set of log
+    entries or runs (dropping the lines two `logs()` calls both returned), a dict keyed by
+    them, or `functools.cache` fail with "unhashable type: 'ReadOnlyFields'".
+    """
+    from collections.abc import Hashable
+
+    from aposthog.models import BatchExportLogEntry, BatchExportRun
+
+    line = {
+        "log_source_id": "e1",
+        "instance_id": "r1",
+        "timestamp": "2024-05-01T10:00:00.123456Z",
+        "level": "INFO",
+        "message": "Batch export finished",
+    }
+    entry: BatchExportLogEntry = structure(line, BatchExportLogEntry)
+    again: BatchExportLogEntry = structure(dict(line), BatchExportLogEntry)
+    assert entry == again
+    assert isinstance(entry, Hashable)
+    assert hash(entry) == hash(again)
+    assert {entry, again} == {entry}
+    run: BatchExportRun = structure(
+        {"id": "r1", "status": "Completed", "created_at": "2024-05-01T00:05:00Z"}, BatchExportRun
+    )
+    assert {run: 1}[run] == 1

@@ -20,6 +20,7 @@ import attrs
 from cattrs.errors import ClassValidationError, IterableValidationError
 
 from .._converter import (
+    _copy_json,
     converter,
     record_unstructure_hook,
     register_structure_hook,
@@ -376,4 +377,5 @@ def _unstructure_message_hook(cls: Any) -> Callable[[Any], dict[str, Any]]:
 
 register_structure_hook(Message, _structure_message)
 register_unstructure_hook_factory(_KNOWN_SET.__contains__, _unstructure_message_hook)
-register_unstructure_hook(UnknownMessage, lambda message: dict(message.data))
+# A copy level by level, as a known message's: the dict is the caller's to edit.
+register_unstructure_hook(UnknownMessage, lambda message: _copy_json(message.data))

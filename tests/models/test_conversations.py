@@ -630,3 +630,32 @@ def test_turns_cover_every_message_once_in_order(messages: list[Message]) -> Non
     )
     texts = [turn.text for turn in turns if turn.text]
     assert "\n\n".join(texts) == result.text
+
+
+def test_unstructuring_an_unknown_message_shares_no_nested_value_with_it() -> None:
+    """
+    `message_to_dict()` and `unstructure()` give the caller's own copy (CHANGELOG: "the
+    dict is the caller's to edit"; a known message's JSON values are copied whole). A
+    message of a type this version does not know (PostHog adds them often) is unstructured
+    by `dict(message.data)`: redacting a tool call's arguments in what `message_to_dict()`
+    returned, or editing the unstructured conversation, changes the frozen message itself.
+    """
+    sent = {
+        "type": "ai/hologram",
+        "id": "x1",
+        "tool_calls": [{"id": "call_1", "name": "n", "args": {"q": [1]}}],
+        "meta": {"k": "v"},
+    }
+    message = message_from_dict(json.loads(json.dumps(sent)))
+    assert isinstance(message, UnknownMessage)
+    out = message_to_dict(message)
+    out["tool_calls"][0]["args"]["q"] = "redacted"
+    out["meta"]["k"] = "changed"
+    conversation: Conversation = structure(
+        {"id": "c", "messages": [json.loads(json.dumps(sent))]}, Conversation
+    )
+    unstructure(conversation)["messages"][0]["meta"]["k"] = "changed"
+    assert sent == message.data
+    held = conversation.messages[0]
+    assert isinstance(held, UnknownMessage)
+    assert sent == held.data
