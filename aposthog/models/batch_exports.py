@@ -13,7 +13,7 @@ from __future__ import annotations
 import datetime as dt
 import enum
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Final
 
 import attrs
 
@@ -162,9 +162,44 @@ class BatchExportDestination:
     """
 
     type: BatchExportDestinationType | str
-    config: dict[str, Any] = attrs.field(factory=dict)
+    #: Its repr shows `'<redacted>'` for the secret fields PostHog strips from answers.
+    config: dict[str, Any] = attrs.field(factory=dict, repr=lambda config: _shown_config(config))
     integration: int | None = None
     extra_fields: Mapping[str, Any] = extra_fields_field()
+
+
+#: The config fields PostHog treats as secrets, of every destination type (its
+#: `secret_fields`): never in an answer, and never in a destination's repr (a traceback's
+#: locals, a log line of the arguments).
+SECRET_CONFIG_FIELDS: Final = frozenset(
+    {
+        "aws_access_key_id",
+        "aws_secret_access_key",
+        "client_email",
+        "client_secret",
+        "password",
+        "private_key",
+        "private_key_id",
+        "private_key_passphrase",
+        "token",
+        "token_uri",
+        "user",
+    }
+)
+
+
+def _shown_config(config: Any, depth: int = 0) -> str:
+    """`repr(config)`, each secret field's value shown as `'<redacted>'`, at any depth."""
+    if not isinstance(config, dict) or depth > 32:
+        return repr(config)
+    items = []
+    for key, value in config.items():
+        if key in SECRET_CONFIG_FIELDS and value not in (None, ""):
+            shown = "'<redacted>'"
+        else:
+            shown = _shown_config(value, depth + 1)
+        items.append(f"{key!r}: {shown}")
+    return "{" + ", ".join(items) + "}"
 
 
 @attrs.frozen(kw_only=True)

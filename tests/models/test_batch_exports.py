@@ -350,3 +350,29 @@ def test_key_columns_are_a_json_array_of_strings(bad: Any) -> None:
     assert (["id"], None) == (export.primary_key, export.version_key)
     with pytest.raises(ResponseDecodeError, match="primary_key"):
         structure({**EXPORT_BODY, "primary_key": bad}, BatchExport)
+
+
+def test_a_destinations_repr_shows_no_secret_of_its_config() -> None:
+    """
+    A destination built to create an export holds its secrets (PostHog never returns
+    them): its repr, and that of an export holding it, reads `'<redacted>'` for each, at
+    any depth, so a traceback's locals or a log line of the arguments shows none.
+    """
+    destination = BatchExportDestination(
+        type="Redshift",
+        config={
+            "host": "warehouse.internal",
+            "user": "loader",
+            "password": "hunter2-SECRET",
+            "nested": {"aws_secret_access_key": "AWS-SECRET", "region": "eu-west-1"},
+            "token": None,
+        },
+    )
+    shown = repr(destination)
+    for secret in ("loader", "hunter2-SECRET", "AWS-SECRET"):
+        assert secret not in shown
+    assert "'password': '<redacted>'" in shown
+    assert "'host': 'warehouse.internal'" in shown
+    assert "'region': 'eu-west-1'" in shown
+    assert "'token': None" in shown  # nothing to hide
+    assert destination.config["password"] == "hunter2-SECRET"  # the value is kept
