@@ -16,6 +16,7 @@ from typing import Any, cast
 
 import anyio
 import anyio.abc
+import anyio.lowlevel
 import anyio.to_thread
 import pytest
 
@@ -1015,7 +1016,6 @@ def test_a_password_with_an_at_sign_and_a_url_delimiter_is_not_in_the_repr(
     assert REDIS_PASSWORD.lower() not in shown.lower(), shown
 
 
-
 @pytest.mark.xfail(
     strict=True,
     reason="a head whose first ask was slow is ranked behind its own waiters: it waits forever",
@@ -1054,7 +1054,7 @@ async def test_a_new_processs_first_call_is_not_held_back_by_the_call_behind_it(
         with anyio.fail_after(4):
             async with anyio.create_task_group() as tg:
                 tg.start_soon(call)
-                await anyio.sleep(0)  # the head asks (connecting); the second call queues
+                await anyio.lowlevel.checkpoint()  # the head asks (connecting); the second queues
                 tg.start_soon(call)
     finally:
         await other.aclose()
@@ -1088,7 +1088,7 @@ async def test_a_request_behind_one_of_a_process_gone_goes_when_that_one_is_drop
     dead, alive = store._ticket(), store._ticket()
     await store._ask("s", "api", windows, 0.0, dead, 0.05)  # told ~0.6 s, and never asks again
     with anyio.fail_after(3):
-        while (wait := await store._ask("s", "api", windows, 0.0, alive, 0.0)) > 0:
+        while (wait := await store._ask("s", "api", windows, 0.0, alive, 0.0)) > 0:  # noqa: ASYNC110
             await anyio.sleep(wait)
     went = time.monotonic() - started
     assert went < 0.95, went  # the dead one is dropped at ~0.7 s

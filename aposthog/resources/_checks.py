@@ -98,12 +98,21 @@ def check_bool(name: str, value: Any) -> bool:
     return value
 
 
+#: Ints up to this many bits are written as text by any Python: their 603 digits are
+#: within the smallest int-to-text limit one can set (`sys.set_int_max_str_digits`, 640).
+_SHORT_INT_BITS: Final = 2000
+
+
 def int_in_range(name: str, value: Any, low: int, high: int | None = None) -> int:
     """`value` if it is an int (not a bool) from `low` to `high`, both included."""
     if isinstance(value, bool) or not isinstance(value, int):
         raise TypeError(f"{name} must be an int, got {type(value).__name__}")
+    bounds = f"between {low} and {high}" if high is not None else f">= {low}"
+    if value.bit_length() > _SHORT_INT_BITS:
+        # Not written in the message, nor sent: Python refuses to write such an int as
+        # text, past a few thousand digits, with an error that names nothing.
+        raise ValueError(f"{name} must be {bounds}, got an int of {value.bit_length()} bits")
     if value < low or (high is not None and value > high):
-        bounds = f"between {low} and {high}" if high is not None else f">= {low}"
         raise ValueError(f"{name} must be {bounds}, got {value}")
     return value
 
@@ -183,11 +192,6 @@ def check_json_container(name: str, value: Any) -> None:
     if value is not None and not isinstance(value, (dict, list)):
         raise TypeError(f"{name} must be a dict, a list or None, got {type(value).__name__}")
     check_json(name, value)
-
-
-#: Ints up to this many bits are written as text by any Python: their 603 digits are
-#: within the smallest int-to-text limit one can set (`sys.set_int_max_str_digits`, 640).
-_SHORT_INT_BITS: Final = 2000
 
 
 def _writable_int(where: str, value: int) -> None:
