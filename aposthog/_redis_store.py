@@ -66,18 +66,21 @@ if #gone > 0 then redis.call('ZREMRANGEBYSCORE', asks, '-inf', now) end
 -- request that asks only once, age < 0, yields to the line but does not join it)
 local age = tonumber(ARGV[base + 1])
 local waiting = {}
-if age >= 0 then
+local first = 0  -- no earlier than the asker: they came after it (its first question
+if age >= 0 then  -- may have been slow, a connection opened, and placed it late)
   redis.call('ZADD', line, 'NX', now - age, member)
   waiting[1] = member
+  first = tonumber(redis.call('ZSCORE', line, member))
 end
 for i = 1, tonumber(ARGV[base + 2]) do
   local other = ARGV[base + 1 + 2 * i]
-  redis.call('ZADD', line, 'NX', now - tonumber(ARGV[base + 2 + 2 * i]), other)
+  local came = math.max(now - tonumber(ARGV[base + 2 + 2 * i]), first)
+  redis.call('ZADD', line, 'NX', came, other)
   waiting[#waiting + 1] = other
 end
 local ahead
 if age >= 0 then
-  ahead = redis.call('ZCOUNT', line, '-inf', '(' .. redis.call('ZSCORE', line, member))
+  ahead = redis.call('ZCOUNT', line, '-inf', string.format('(%d', first))
 else
   ahead = redis.call('ZCARD', line)
 end
@@ -104,6 +107,19 @@ for w = 1, windows do
     if free > wait then wait = free end
   end
 end
+if wait > 0 and ahead > 0 then
+  -- One ahead may be a request whose process ended: ask again once it may be dropped.
+  local before = '+inf'
+  if first > 0 then before = string.format('(%d', first) end
+  local others = redis.call('ZRANGEBYSCORE', line, '-inf', before, 'LIMIT', 0, 64)
+  for i = 1, #others do
+    local due = redis.call('ZSCORE', asks, others[i])
+    if due then
+      local dropped = tonumber(due) - now + 1000
+      if dropped > 0 and dropped < wait then wait = dropped end
+    end
+  end
+end
 local expiry = math.ceil((wait + late) / 1000) + 1000
 for i = 1, #waiting do redis.call('ZADD', asks, now + wait + late, waiting[i]) end
 for _, key in ipairs({line, asks}) do
@@ -128,7 +144,7 @@ return 0
 
 #: How late a request in the fleet's line may ask again (after the wait it was told)
 #: before the line forgets it: its process ended, or its event loop is that busy. Such a
-#: request asks again from the line's end.
+#: request, when it asks again, takes its place again (by when it came).
 _LATE = 2.0
 #: Requests waiting behind the asking one that it brings into the line, at most.
 _WAITING_MOST = 64

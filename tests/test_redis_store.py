@@ -1016,10 +1016,6 @@ def test_a_password_with_an_at_sign_and_a_url_delimiter_is_not_in_the_repr(
     assert REDIS_PASSWORD.lower() not in shown.lower(), shown
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a head whose first ask was slow is ranked behind its own waiters: it waits forever",
-)
 async def test_a_new_processs_first_call_is_not_held_back_by_the_call_behind_it(
     redis_url: str,
 ) -> None:
@@ -1062,10 +1058,6 @@ async def test_a_new_processs_first_call_is_not_held_back_by_the_call_behind_it(
     assert all(isinstance(o, float) and o < 0.9 for o in outcomes), outcomes
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a request behind a dead one is told to wait a whole window, not until it is dropped",
-)
 async def test_a_request_behind_one_of_a_process_gone_goes_when_that_one_is_dropped(
     store: RedisRateLimitStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
