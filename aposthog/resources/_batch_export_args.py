@@ -94,8 +94,15 @@ def _iso(name: str, value: dt.datetime) -> str:
         raise ValueError(
             f"{name} must be timezone-aware, e.g. datetime(..., tzinfo=datetime.timezone.utc)"
         )
+    offset = value.utcoffset()
+    if offset is not None and offset % dt.timedelta(minutes=1):
+        # An offset with seconds (`timezone(timedelta(seconds=30))`, a local mean time):
+        # the same instant in UTC, which every parser PostHog uses reads (dateutil's,
+        # behind the runs' filters, reads offsets of hours and minutes only, and takes
+        # anything else for "now").
+        value = value.astimezone(dt.timezone.utc)
     text = value.isoformat()
-    # Only a trailing offset: "+00:00:30" (an offset of 30 s) is no UTC.
+    # Only a trailing offset (never the start of one with seconds): UTC reads `Z`.
     return text[:-6] + "Z" if text.endswith("+00:00") else text
 
 

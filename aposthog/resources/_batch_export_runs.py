@@ -237,7 +237,10 @@ class BatchExportRuns(Resource):
         Args:
             start_at: the start of the range; None means from the beginning of the data
                 (a PostHog feature flag: otherwise `BadRequestError`).
-            end_at: the end of the range (not in the future); None means up to now.
+            end_at: the end of the range (not in the future); None means up to now and
+                on (the backfill catches up, then unpauses the export), which PostHog
+                allows only for HTTP exports: for any other it fails with a 500
+                (`InternalServerError`, not retried) and creates nothing.
 
         Returns:
             The new backfill's id (see `get_backfill`).

@@ -341,9 +341,23 @@ class BatchExports(BatchExportRuns):
 
         Args:
             backfill: also backfill the intervals missed while it was paused (PostHog
-                does so only when the export was paused).
+                does so only when the export was paused). PostHog backfills from the
+                export's `last_paused_at`, which only `pause()` sets: for an export
+                paused otherwise (created with `paused=True`, or `update(paused=True)`)
+                it has none, and PostHog would backfill the export's whole history. The
+                export is read first, and that case is a `ValueError`, nothing changed:
+                unpause it without `backfill`, then `create_backfill()` what you need.
+                (After a `pause()` long ago, an `update(paused=True)` keeps that old time.)
         """
         check_bool("backfill", backfill)
+        if backfill:
+            export = await self.get(id, timeout=timeout)
+            if export.paused and export.last_paused_at is None:
+                raise ValueError(
+                    "backfill=True: this export has no pause time (it was not paused by "
+                    "pause()), so PostHog would backfill its whole history; unpause it "
+                    "without backfill, then create_backfill() the interval you need"
+                )
         route = routes.EXPORT_UNPAUSE_BACKFILL if backfill else routes.EXPORT_UNPAUSE
         await self._api.request_json(
             route, uuid_segment("id", id), json={"backfill": backfill}, timeout=timeout
@@ -375,7 +389,8 @@ class BatchExports(BatchExportRuns):
             search: keep entries whose message contains this (case-insensitive).
                 PostHog matches it with SQL's `ILIKE`, so `_` stands for any one
                 character and `%` for any run of them; a backslash before one matches
-                it as itself (`r"50\\%"`).
+                it as itself (`r"50\\%"`). PostHog trims blanks around it, so a value
+                with any is refused (`ValueError`) rather than matching more.
             after: keep entries strictly after this moment.
             before: keep entries strictly before this moment.
             instance_id: keep entries of this run.
@@ -390,8 +405,14 @@ class BatchExports(BatchExportRuns):
         """
         check_paging(limit, max_limit=500)
         empty = "PostHog refuses an empty filter; leave it out"
-        not_blank("search", search, none_means=empty)
-        not_blank("instance_id", instance_id, none_means=empty)
+        for name, text in (("search", search), ("instance_id", instance_id)):
+            not_blank(name, text, none_means=empty)
+            if text is not None and text != text.strip():
+                # PostHog trims it (a CharField): " failed" would match "unfailed" too.
+                raise ValueError(
+                    f"{name} must not begin or end with blanks: PostHog trims them, and "
+                    f"would match more than {text!r}"
+                )
         params = {
             "level": log_levels(level),
             "search": search,
@@ -419,7 +440,7 @@ class BatchExports(BatchExportRuns):
         Raises:
             NotFoundError: PostHog has no test for this type (the legacy S3, Postgres,
                 HTTP, …).
-            BadRequestError: `destination` was empty.
+            ValueError: `destination` is empty or blank (refused before sending).
         """
         value = choice("destination", destination, _DESTINATIONS, open_enum=True)
         try:

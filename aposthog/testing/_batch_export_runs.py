@@ -27,6 +27,7 @@ from ._wire import (
     iso,
     json_reply,
     not_found,
+    server_error,
     validation_error,
 )
 
@@ -377,6 +378,11 @@ async def _create_backfill(fake: FakePostHog, request: FakeRequest) -> ServerRep
         )
     start = None if start_input is None else _backfill_input(start_input, export)
     end = None if end_input is None else _backfill_input(end_input, export)
+    if end is None and export["destination"]["type"] not in ("HTTP", "NoOp"):
+        # `backfill_export` raises `BatchExportWithNoEndNotAllowedError` ("has no end_at
+        # and is not HTTP"), and the open-ended branch calls it outside the `try` that
+        # turns it into a 400: PostHog's JSON 500, no backfill.
+        raise server_error()
     if start is not None and end is not None:
         if start >= end:
             raise validation_error(

@@ -553,7 +553,8 @@ async def test_unpause_with_backfill_is_not_sent_twice(
     with pytest.raises(aposthog.APIStatusError) as info:
         await ph.batch_exports.unpause(export.id, backfill=True)
     assert info.value.status == 502
-    assert [r.path for r in fake.requests] == [unpause]
+    # The export read first (its pause time), then the one unpause.
+    assert [r.path for r in fake.requests] == [unpause.removesuffix("unpause/"), unpause]
     assert fake.batch_export_backfills == {}
 
 
@@ -907,42 +908,27 @@ async def test_the_runs_and_backfills_methods_are_documented_methods_of_the_clas
     assert inspect.getdoc(member)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="logs(search=' x ') is sent padded; PostHog's CharField trims it and matches more",
-)
 async def test_a_search_padded_with_blanks_is_not_silently_trimmed_by_posthog(
     fake: FakePostHog, ph: aposthog.Client
 ) -> None:
     """
-    PostHog reads `search` with DRF's `CharField`, which trims it: `" failed"` becomes
-    `"failed"`, so an entry "unfailed retry" matches although it does not contain
-    " failed". The docstring promises entries whose message contains the text; the
-    client refuses a blank search for the same reason, so a padded one must be refused
-    (naming `search`, before sending) or kept as given.
+    PostHog reads `search` (and `instance_id`) with DRF's `CharField`, which trims it:
+    `" failed"` became `"failed"`, so an entry "unfailed retry" matched although it does
+    not contain " failed". Refused, naming the argument, before sending.
     """
     export = await make(ph)
     fake.add_batch_export_log(export.id, "upload failed")
     fake.add_batch_export_log(export.id, "unfailed retry")
     sent = len(fake.requests)
-    refused: ValueError | None = None
-    entries: list[Any] = []
-    try:
-        entries = await ph.batch_exports.logs(export.id, search=" failed").to_list()
-    except ValueError as exc:
-        refused = exc
-    if refused is not None:
-        assert "search" in str(refused)
-        assert len(fake.requests) == sent
-    else:
-        assert sorted(e.message for e in entries) == ["upload failed"]
+    with pytest.raises(ValueError, match="search must not begin or end with blanks"):
+        await ph.batch_exports.logs(export.id, search=" failed").to_list()
+    with pytest.raises(ValueError, match="instance_id must not begin or end with blanks"):
+        await ph.batch_exports.logs(export.id, instance_id="run-1 ").to_list()
+    assert len(fake.requests) == sent
+    found = await ph.batch_exports.logs(export.id, search="upload failed").to_list()
+    assert [e.message for e in found] == ["upload failed"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="unpause(backfill=True) of an export never paused by pause() (created paused, "
-    "or paused by update) makes PostHog backfill from the beginning of the data",
-)
 async def test_unpause_with_backfill_never_backfills_the_whole_history(
     fake: FakePostHog, ph: aposthog.Client
 ) -> None:
@@ -951,14 +937,18 @@ async def test_unpause_with_backfill_never_backfills_the_whole_history(
     an export created with `paused=True` (or paused by `update(paused=True)`) has none,
     and `backfill_export(start_at=None, …)` is a backfill from the beginning of the data
     (the very thing PostHog otherwise keeps behind a feature flag). The docstring
-    promises "the intervals missed while it was paused"; the client should refuse
-    (it can read `last_paused_at` first) rather than start it.
+    promises "the intervals missed while it was paused"; the client refuses (it reads
+    `last_paused_at` first) rather than start it.
     """
     export = await make(ph, paused=True)
     assert export.last_paused_at is None
-    try:
+    with pytest.raises(ValueError, match="backfill"):
         await ph.batch_exports.unpause(export.id, backfill=True)
-    except ValueError:
-        pass
-    backfills = await ph.batch_exports.list_backfills(export.id).to_list()
-    assert [b.start_at for b in backfills if b.start_at is None] == []
+    assert (await ph.batch_exports.get(export.id)).paused  # nothing changed
+    assert await ph.batch_exports.list_backfills(export.id).to_list() == []
+    # Paused by pause(), it has its pause time: unpaused with a backfill from then.
+    await ph.batch_exports.unpause(export.id)
+    await ph.batch_exports.pause(export.id)
+    await ph.batch_exports.unpause(export.id, backfill=True)
+    [backfill] = await ph.batch_exports.list_backfills(export.id).to_list()
+    assert backfill.start_at is not None
