@@ -446,3 +446,29 @@ async def test_a_record_holding_a_lone_surrogate_is_printed_inert(as_json: bool)
     assert 0 == result.returncode, result.stderr
     assert ID in result.stdout
     assert "\\ud800" in result.stdout
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="serve-fake accepts a project id or key that every aposthog client then refuses",
+)
+@pytest.mark.parametrize(
+    "args",
+    [("--project-id", "0"), ("--project-id", "-3"), ("--api-key", "phx a b"), ("--api-key", "")],
+    ids=["project-0", "project-negative", "key-with-spaces", "empty-key"],
+)
+def test_serve_fake_refuses_a_project_id_or_key_no_client_accepts(
+    args: tuple[str, ...], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """
+    `serve-fake --project-id 0` served, printing `POSTHOG_PROJECT_ID=0`, which the
+    client (and `aposthog` itself) refuses with "project_id must be a positive int"; a key
+    with whitespace is refused by the client too, and an empty one was silently replaced
+    by a random key. Like `--port`, such values are a usage error before serving.
+    """
+    from aposthog._cli import build_parser
+
+    with pytest.raises(SystemExit) as info:
+        build_parser().parse_args(["serve-fake", *args])
+    assert 2 == info.value.code
+    assert "error" in capsys.readouterr().err
