@@ -320,7 +320,7 @@ def test_generated_hooks_read_every_timestamp_shape_as_aware(text: str) -> None:
         (BatchExport, "team_id", False),
         (BatchExportRun, "id", 1),
         (CustomerProfileConfig, "content", "x"),
-        (CustomerProfileConfig, "sidebar", None),
+        (CustomerProfileConfig, "sidebar", 1),
         (BatchExportDestination, "config", None),
         (BatchExportDestination, "config", []),
     ],
@@ -330,3 +330,11 @@ def test_generated_hooks_refuse_wrong_types(cls: type, key: str, value: Any) -> 
     body = {**VALID[cls], key: value}
     assert ("error", None) == _outcome(converter.structure, body, cls)
     assert ("error", None) == _outcome(_detailed.structure, body, cls)
+
+
+def test_both_converters_read_a_null_json_container_as_an_empty_object() -> None:
+    """PostHog stores a null `content` or `sidebar` as `{}`: a null it sends reads so too."""
+    body = {**VALID[CustomerProfileConfig], "content": None, "sidebar": None}
+    for structure in (converter.structure, _detailed.structure):
+        config = structure(body, CustomerProfileConfig)
+        assert (config.content, config.sidebar) == ({}, {})

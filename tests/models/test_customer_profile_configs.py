@@ -41,10 +41,6 @@ def test_a_scalar_content_or_sidebar_is_a_decode_error(value: Any) -> None:
             structure({**BODY, field: value}, CustomerProfileConfig)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="content/sidebar are nullable in PostHog's schema; a null one fails the whole record",
-)
 @pytest.mark.parametrize("field", ["content", "sidebar"])
 def test_a_null_content_or_sidebar_reads_as_an_empty_object(field: str) -> None:
     """

@@ -212,10 +212,6 @@ async def test_an_int_json_cannot_write_is_refused_by_name_unsent(
     assert fake.requests == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a config PostHog returns with content: null (schema: nullable) breaks list()",
-)
 async def test_a_listed_config_with_null_content_does_not_break_the_list() -> None:
     """
     PostHog's schema has `content` and `sidebar` nullable (posthog-api.md §4): one such
