@@ -235,12 +235,17 @@ def _api_key(value: object, source: str) -> str:
     key = Secret(value.strip())  # '<redacted>' in any repr: this frame's locals included
     if not key:
         raise ConfigurationError(f"{source} is empty: {_NO_KEY}")
-    if not key.isascii() or not key.isprintable() or any(ch.isspace() for ch in key):
+    if unsendable_key(key):
         # A header-injection attempt or a pasted line break.
         raise ConfigurationError(
             f"the PostHog API key ({source}) contains whitespace, control or non-ASCII characters"
         )
     return key
+
+
+def unsendable_key(key: str) -> bool:
+    """Whether `key` (stripped) has what no header may carry: whitespace, controls, non-ASCII."""
+    return not key.isascii() or not key.isprintable() or any(ch.isspace() for ch in key)
 
 
 #: The largest id PostHog's database holds (a signed 64-bit integer).

@@ -83,10 +83,18 @@ def build_parser() -> argparse.ArgumentParser:
     serve = commands.add_parser("serve-fake", help="serve a fake PostHog on 127.0.0.1")
     serve.add_argument("--port", type=_args.port, default=0, help="port (default: any free port)")
     serve.add_argument(
-        "--api-key", dest="fake_api_key", default=None, help="the key to accept (default: random)"
+        "--api-key",
+        dest="fake_api_key",
+        type=_args.fake_key,
+        default=None,
+        help="the key to accept (default: random)",
     )
     serve.add_argument(
-        "--project-id", dest="fake_project_id", type=int, default=1, help="environment id"
+        "--project-id",
+        dest="fake_project_id",
+        type=_args.positive(),
+        default=1,
+        help="environment id",
     )
     serve.add_argument(
         "--integration",

@@ -11,6 +11,7 @@ import argparse
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from .._config import unsendable_key
 from .._errors import clip
 from .._json import stdlib_loads
 from ..models.batch_exports import BatchExportLogLevel, BatchExportRunStatus
@@ -74,6 +75,19 @@ def _whole_number(text: str) -> int:
 def positive(high: int | None = None) -> Callable[[str], int]:
     """A limit: a whole number from 1 (to `high`)."""
     return _type("limit", lambda text: _checks.int_in_range("value", _whole_number(text), 1, high))
+
+
+def _fake_key(text: str) -> str:
+    """A key for `serve-fake` to accept: one a client can send (checked as clients check)."""
+    if not text:
+        raise ValueError("the key must not be empty")
+    if unsendable_key(text):
+        raise ValueError("the key must not contain whitespace, control or non-ASCII characters")
+    return text
+
+
+#: `serve-fake --api-key`.
+fake_key = _type("key", _fake_key)
 
 
 def _non_negative(text: str) -> int:

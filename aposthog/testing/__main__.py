@@ -9,6 +9,7 @@ import signal
 import sys
 from collections.abc import Sequence
 
+from .._config import unsendable_key
 from ._batch_export_integrations import INTEGRATION_KINDS
 from ._fake import FakePostHog
 
@@ -86,6 +87,22 @@ def add_integration_argument(parser: argparse.ArgumentParser) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """Parse arguments and serve."""
+    parser, args = parse_arguments(argv)
+    try:
+        asyncio.run(serve(args.port, args.api_key, args.project_id, args.integrations))
+    except OSError as exc:
+        # A port in use (or not ours to take): one line, not a traceback.
+        reason = exc.strerror or str(exc)
+        parser.exit(1, f"{parser.prog}: error: cannot serve on 127.0.0.1:{args.port}: {reason}\n")
+    except KeyboardInterrupt:
+        return 130
+    return 0
+
+
+def parse_arguments(
+    argv: list[str] | None = None,
+) -> tuple[argparse.ArgumentParser, argparse.Namespace]:
+    """The command's parser and its checked arguments (a usage error exits, status 2)."""
     parser = argparse.ArgumentParser(
         prog="python -m aposthog.testing",
         description="Serve a fake PostHog API on 127.0.0.1 (in-memory, for tests and demos).",
@@ -97,15 +114,15 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if not 0 <= args.port <= 65535:
         parser.error(f"argument --port: must be between 0 and 65535, got {args.port}")
-    try:
-        asyncio.run(serve(args.port, args.api_key, args.project_id, args.integrations))
-    except OSError as exc:
-        # A port in use (or not ours to take): one line, not a traceback.
-        reason = exc.strerror or str(exc)
-        parser.exit(1, f"{parser.prog}: error: cannot serve on 127.0.0.1:{args.port}: {reason}\n")
-    except KeyboardInterrupt:
-        return 130
-    return 0
+    # Values every client would refuse: a usage error, before serving.
+    if args.project_id < 1:
+        parser.error(f"argument --project-id: must be a positive int, got {args.project_id}")
+    if args.api_key is not None and (not args.api_key or unsendable_key(args.api_key)):
+        parser.error(
+            "argument --api-key: must be a non-empty key without whitespace, control or "
+            "non-ASCII characters"
+        )
+    return parser, args
 
 
 if __name__ == "__main__":

@@ -980,3 +980,18 @@ async def test_a_recorded_request_shows_no_key_in_its_repr(
     recorded = fake.requests[-1]
     assert f"Bearer {real}" == recorded.headers["authorization"]
     assert real not in repr(fake.requests)
+
+
+@pytest.mark.parametrize(
+    "args", [["--project-id", "0"], ["--api-key", "phx a b"], ["--api-key", ""]]
+)
+def test_the_kits_command_refuses_a_project_id_or_key_no_client_accepts(
+    args: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`python -m aposthog.testing` refuses them before serving, as `serve-fake` does."""
+    from aposthog.testing.__main__ import parse_arguments
+
+    with pytest.raises(SystemExit) as info:
+        parse_arguments(args)
+    assert info.value.code == 2
+    assert "error" in capsys.readouterr().err
