@@ -186,3 +186,33 @@ async def test_a_run_over_without_its_answer_is_not_caught_up_as_complete() -> N
     assert not result.complete
     assert ["Hello"] == deltas
     assert ["q", None] == [p["content"] for p in posthog.posts]
+
+
+_PROGRESS = {
+    "reasoning": {"type": "ai/reasoning", "content": "Picking relevant events", "id": "r1"},
+    "reasoning-idless": {"type": "ai/reasoning", "content": "Picking relevant events"},
+}
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="a body cut right after an ai/reasoning message counts as a finished run",
+)
+@pytest.mark.parametrize("progress", list(_PROGRESS))
+async def test_a_stream_cut_after_a_progress_message_is_not_a_finished_run(progress: str) -> None:
+    """PostHog (older versions) sends `ai/reasoning` messages mid-run (reference §3.5):
+    progress steps ("Picking relevant events"), the answer comes after them.
+    A body that ends cleanly right after one was cut short: it must be re-attached (and
+    here the re-attach brings the answer), not reported complete with no answer."""
+    message = b"event: message\ndata: " + json.dumps(_PROGRESS[progress]).encode() + b"\n\n"
+    cut = HUMAN + message
+    whole = HUMAN + message + SNAPSHOT + FINAL
+    async with (
+        ScriptedPostHog(cut, whole, conversation=whole) as posthog,
+        _client(posthog) as ph,
+    ):
+        with anyio.fail_after(5):
+            result = await ph.conversations.create("q").until_done()
+    assert ["q", None] == [p["content"] for p in posthog.posts]  # re-attached
+    assert result.complete
+    assert result.text == "Hello there"

@@ -950,3 +950,99 @@ async def test_an_outside_cancellation_that_lands_with_the_opening_deadline_is_n
                 await task
     finally:
         await server.stop()
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="a resume_payload run that ends awaiting another approval raises IncompleteStreamError",
+)
+async def test_a_resumed_run_that_ends_awaiting_another_approval_is_complete() -> None:
+    """`create(None, conversation=..., resume_payload=approve)`: the run goes on from the
+    approved tool call and may stop at the next tool that asks for approval, just as a
+    message's run does (the conversation idle, a re-attach a 400). A resume sends no human
+    message, so there is no echo: the stream must still see that end as the run's end."""
+    call_2 = {"id": "call_2", "name": "delete_feature_flag", "args": {}, "type": "tool_call"}
+    human = {"type": "human", "content": "q", "id": "h1", "trace_id": "t-old"}
+    ai0 = {"type": "ai", "content": "I'll create it.", "id": "a0", "tool_calls": [_CALL]}
+    tool = {"type": "tool", "content": "created", "tool_call_id": "call_1", "id": "t1"}
+    ai1 = {"type": "ai", "content": "Now I'll delete the old one.", "id": "a1", "tool_calls": [call_2]}
+    conversation_id = "5f0c6a1e-7a55-4c53-8d1e-0d7e2f9d3b11"
+    posts: list[dict[str, Any]] = []
+
+    async def handler(request: ServerRequest) -> ServerReply:
+        if request.method == "GET":
+            approval = {
+                "proposal_id": "p2",
+                "decision_status": "pending",
+                "tool_name": "delete_feature_flag",
+                "original_tool_call_id": "call_2",
+            }
+            conversation = {
+                "id": conversation_id,
+                "status": "idle",
+                "title": "q",
+                "messages": [human, ai0, tool, ai1],
+                "pending_approvals": [approval],
+            }
+            return _json_reply(conversation)
+        posts.append(json.loads(request.body))
+        if posts[-1].get("resume_payload") is None:
+            return _json_reply(_IDLE, status=400)
+        return _event_stream(_sse(tool) + _sse(ai1))
+
+    server = LoopbackServer(handler)
+    await server.start()
+    try:
+        async with aposthog.Client(api_key="phx_k", host=server.url, retry=FAST) as ph:
+            stream = ph.conversations.create(
+                None,
+                conversation=conversation_id,
+                resume_payload={"action": "approve", "proposal_id": "p1"},
+            )
+            with anyio.fail_after(5):
+                result = await stream.until_done()
+    finally:
+        await server.stop()
+    assert result.complete
+    assert not result.failed
+    assert result.text == "Now I'll delete the old one."
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="stream(id) joined after the echo: a run ending at an approval is IncompleteStreamError",
+)
+async def test_an_attach_to_a_run_that_ends_awaiting_approval_is_complete() -> None:
+    """`stream(id)` joins a run after its human message (PostHog deleted the stream of the
+    reader that left, so the replay starts later); the run then stops at a tool call that
+    waits for approval: the conversation is idle and shows it. That is the run's end, as
+    `create()` sees it (`test_a_run_that_ends_awaiting_approval_is_complete`)."""
+    conversation_id = "5f0c6a1e-7a55-4c53-8d1e-0d7e2f9d3b11"
+    human = {"type": "human", "content": "q", "id": "h1", "trace_id": "t-1"}
+    ai = {"type": "ai", "content": "I'll create it.", "id": "a0", "tool_calls": [_CALL]}
+    posts: list[dict[str, Any]] = []
+
+    async def handler(request: ServerRequest) -> ServerReply:
+        if request.method == "GET":
+            conversation = {
+                "id": conversation_id,
+                "status": "idle",
+                "title": "q",
+                "messages": [human, ai],
+            }
+            return _json_reply(conversation)
+        posts.append(json.loads(request.body))
+        if len(posts) > 1:  # the run is over: the conversation is idle
+            return _json_reply(_IDLE, status=400)
+        return _event_stream(_sse({"type": "ai", "content": "I'll create"}) + _sse(ai))
+
+    server = LoopbackServer(handler)
+    await server.start()
+    try:
+        async with aposthog.Client(api_key="phx_k", host=server.url, retry=FAST) as ph:
+            with anyio.fail_after(5):
+                result = await ph.conversations.stream(conversation_id).until_done()
+    finally:
+        await server.stop()
+    assert result.complete
+    assert result.text == "I'll create it."
