@@ -66,6 +66,8 @@ from .models.messages import (
     FailureMessage,
     HumanMessage,
     Message,
+    ReasoningMessage,
+    TaskExecutionMessage,
     ToolCallMessage,
 )
 
@@ -342,7 +344,8 @@ class ConversationState:
         sends no end event, so a body that ends short of this was cut, however cleanly
         it ended.
 
-        A run never ends on a step of a tool call (reference §3.5, point 5): an `ai`
+        A run never ends on a progress step (`ai/reasoning`, `ai/task_execution`), nor
+        on a step of a tool call (reference §3.5, point 5): an `ai`
         message with `tool_calls` awaits their results, a `tool` result awaits the
         assistant's next message, and a subagent's message (one with a
         `parent_tool_call_id`) belongs to a tool call still running. So the last
@@ -359,7 +362,11 @@ class ConversationState:
             return False
         if isinstance(message, AssistantMessage):
             return not message.tool_calls
-        return not isinstance(message, (HumanMessage, ToolCallMessage))
+        # Nor on a progress step (`ai/reasoning`, research tasks being executed): the
+        # answer comes after it.
+        return not isinstance(
+            message, (HumanMessage, ToolCallMessage, ReasoningMessage, TaskExecutionMessage)
+        )
 
     def unsaved_failure(self, stored: Sequence[Message]) -> bool:
         """

@@ -194,10 +194,6 @@ _PROGRESS = {
 }
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a body cut right after an ai/reasoning message counts as a finished run",
-)
 @pytest.mark.parametrize("progress", list(_PROGRESS))
 async def test_a_stream_cut_after_a_progress_message_is_not_a_finished_run(progress: str) -> None:
     """PostHog (older versions) sends `ai/reasoning` messages mid-run (reference §3.5):

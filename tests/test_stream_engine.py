@@ -965,7 +965,12 @@ async def test_a_resumed_run_that_ends_awaiting_another_approval_is_complete() -
     human = {"type": "human", "content": "q", "id": "h1", "trace_id": "t-old"}
     ai0 = {"type": "ai", "content": "I'll create it.", "id": "a0", "tool_calls": [_CALL]}
     tool = {"type": "tool", "content": "created", "tool_call_id": "call_1", "id": "t1"}
-    ai1 = {"type": "ai", "content": "Now I'll delete the old one.", "id": "a1", "tool_calls": [call_2]}
+    ai1 = {
+        "type": "ai",
+        "content": "Now I'll delete the old one.",
+        "id": "a1",
+        "tool_calls": [call_2],
+    }
     conversation_id = "5f0c6a1e-7a55-4c53-8d1e-0d7e2f9d3b11"
     posts: list[dict[str, Any]] = []
 
