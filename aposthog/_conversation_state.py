@@ -132,6 +132,7 @@ class ConversationState:
         "_failed_at",
         "_gap",
         "_humans",
+        "_idless_forms",
         "_index",
         "_latest_human",
         "_messages",
@@ -167,6 +168,8 @@ class ConversationState:
         # turn (or before any), since a queued run that fails as the run before it sends
         # the same bytes.
         self._seen_in: set[tuple[str | None, str, str]] = set()
+        #: Every id-less message's content key, whatever its turn (`_idless_final`).
+        self._idless_forms: set[str] = set()
         # The human message (id) of the turn the stream is in: the latest one taken, new
         # or replayed (a re-attach keeps it: PostHog's replay after a deleted stream holds
         # no human message; a whole run's replay places itself by each one it repeats).
@@ -541,9 +544,19 @@ class ConversationState:
         # PostHog's bare failure is `{"type":"ai/failure"}`: no id to match a replay by.
         # A replay is an equal message of the same turn (a queued run may fail just as
         # the run before it did); on a connection not yet placed in a turn, of any turn.
-        start = 0 if self._turn is None else self._index.get(self._turn, 0)
-        if message in self._messages[start:]:
+        # Recognised by a key of its content, in a set (one turn's comparisons with every
+        # message before it took minutes for thousands of id-less messages).
+        extra = getattr(message, "extra_fields", None)
+        form = repr(message) if not extra else f"{message!r} {dict(extra)!r}"
+        turn = self._turn
+        seen = self._seen_in
+        if turn is None:
+            if form in self._idless_forms:
+                return None
+        elif (turn, "message", form) in seen or (None, "message", form) in seen:
             return None
+        seen.add((turn, "message", form))
+        self._idless_forms.add(form)
         self._replaying = False
         self._messages.append(message)
         self._note(message)

@@ -1347,10 +1347,6 @@ def test_a_generation_error_is_never_taken_for_a_reattachs_failure() -> None:
     assert not state.unsaved_failure(_stored(_HUMAN))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="each id-less message is compared with every message of its turn: quadratic",
-)
 def test_id_less_messages_are_taken_in_linear_time() -> None:
     """A stream (a hostile or broken server, or an old one's many `ai/reasoning` steps)
     sends thousands of distinct id-less messages in one turn: about 200 KB of events,
