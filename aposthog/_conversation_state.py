@@ -243,6 +243,7 @@ class ConversationState:
         sent: str | None = None,
         trace_id: str | None = None,
         latest: bool = False,
+        resumed: bool = False,
     ) -> list[Delivery] | None:
         """
         Deliver the final messages of this run that a conversation fetched after the run
@@ -263,7 +264,8 @@ class ConversationState:
         trace id), or when the conversation lacks the last assistant message received
         (it does not show this run as received: its view cannot tell what was missed).
         With `latest` (a stream that sent no message, at its run's end), a run whose human
-        message was never seen is the conversation's latest: after its last human message.
+        message was never seen is the conversation's latest: after its last human message
+        (`resumed`: a resume's, from the first message it received, if any).
 
         The messages take their places in the conversation's order (`messages`), not
         after what was received. A missed message after everything received is taken as
@@ -306,6 +308,12 @@ class ConversationState:
         while end < len(messages) and not isinstance(messages[end], HumanMessage):
             end += 1  # the next human message starts another run
         run = [m for m in messages[mine:end] if m.id is not None]
+        if resumed and self.human_id is None:
+            # A resume: what the run did before the approval that resumed it was the
+            # stream before's, not this one's (which starts at what it received first).
+            first = next((n for n, m in enumerate(run) if m.id in known), None)
+            if first is not None:
+                run = run[first:]
         answer = self._last_answer()
         if answer is not None and answer not in {m.id for m in run}:
             return None

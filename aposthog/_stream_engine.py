@@ -579,8 +579,10 @@ class StreamEngine:
             response = await call.run(self._reattach_attempt, repeatable=True, after=failure)
         except BadRequestError as exc:
             # "Cannot continue streaming from an idle conversation": the run ended
-            # while we were away. Its final messages are in the conversation.
-            if not await self._catch_up():
+            # while we were away. Its final messages are in the conversation; for a
+            # stream that sent no message (`stream(id)`, a resume), its run is the
+            # conversation's latest.
+            if not await self._catch_up(latest=not isinstance(self.body.get("content"), str)):
                 raise failure.error from exc
             return
         self.state.begin_attempt()  # PostHog replays what its stream of the run holds
@@ -769,6 +771,7 @@ class StreamEngine:
             sent=sent if isinstance(sent, str) else None,
             trace_id=self._message_trace_id,
             latest=latest,
+            resumed="resume_payload" in self.body,
         )
         if deliveries is None:
             return False

@@ -952,10 +952,6 @@ async def test_an_outside_cancellation_that_lands_with_the_opening_deadline_is_n
         await server.stop()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a resume_payload run that ends awaiting another approval raises IncompleteStreamError",
-)
 async def test_a_resumed_run_that_ends_awaiting_another_approval_is_complete() -> None:
     """`create(None, conversation=..., resume_payload=approve)`: the run goes on from the
     approved tool call and may stop at the next tool that asks for approval, just as a
@@ -1013,10 +1009,6 @@ async def test_a_resumed_run_that_ends_awaiting_another_approval_is_complete() -
     assert result.text == "Now I'll delete the old one."
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="stream(id) joined after the echo: a run ending at an approval is IncompleteStreamError",
-)
 async def test_an_attach_to_a_run_that_ends_awaiting_approval_is_complete() -> None:
     """`stream(id)` joins a run after its human message (PostHog deleted the stream of the
     reader that left, so the replay starts later); the run then stops at a tool call that
