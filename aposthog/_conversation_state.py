@@ -650,7 +650,8 @@ class ConversationState:
             self._latest_human = message.id
             if self.human_id is None:
                 self.human_id = message.id
-        elif isinstance(message, FailureMessage):
+        elif isinstance(message, FailureMessage) and message.parent_tool_call_id is None:
+            # (A subagent's failure belongs to its tool call, which returns to the run.)
             self.failure = message
             self._failed_at = self._humans
 
