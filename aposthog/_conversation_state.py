@@ -129,6 +129,7 @@ class ConversationState:
         "_cursor",
         "_done",
         "_echo",
+        "_errored_turns",
         "_failed_at",
         "_gap",
         "_humans",
@@ -170,6 +171,8 @@ class ConversationState:
         self._seen_in: set[tuple[str | None, str, str]] = set()
         #: Every id-less message's content key, whatever its turn (`_idless_final`).
         self._idless_forms: set[str] = set()
+        #: The turns (their human message's id) in which PostHog sent `generation_error`.
+        self._errored_turns: list[str | None] = []
         # The human message (id) of the turn the stream is in: the latest one taken, new
         # or replayed (a re-attach keeps it: PostHog's replay after a deleted stream holds
         # no human message; a whole run's replay places itself by each one it repeats).
@@ -234,6 +237,8 @@ class ConversationState:
         elif isinstance(event, StatusEvent) and event.is_error:
             self.generation_error = True
             self._failed_at = self._humans
+            if turn not in self._errored_turns:
+                self._errored_turns.append(turn)
         return Delivery(event)
 
     def catch_up(
@@ -449,6 +454,7 @@ class ConversationState:
             conversation=self.conversation,
             failure=self.failure,
             generation_error=self.generation_error,
+            generation_error_turns=tuple(self._errored_turns),
             in_progress=self._snapshot,
             streamed_text=self.streamed_text,
             complete=complete,

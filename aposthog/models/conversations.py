@@ -252,10 +252,12 @@ class ConversationTurn:
             stream received before any (one re-attached by `stream(id)` after the echo).
         messages: the turn's final messages, oldest first, `question` first when there
             is one.
+        generation_error: whether PostHog sent `status: generation_error` in this turn.
     """
 
     question: HumanMessage | None
     messages: tuple[Message, ...]
+    generation_error: bool = False
 
     @property
     def text(self) -> str:
@@ -266,6 +268,11 @@ class ConversationTurn:
     def failure(self) -> FailureMessage | None:
         """The turn's in-band `ai/failure` message (the last one), or None."""
         return next((m for m in reversed(self.messages) if isinstance(m, FailureMessage)), None)
+
+    @property
+    def failed(self) -> bool:
+        """Whether PostHog reported this turn failed (`ai/failure` or `generation_error`)."""
+        return self.failure is not None or self.generation_error
 
 
 @attrs.frozen(kw_only=True)
@@ -293,6 +300,8 @@ class ConversationResult:
             a new conversation).
         failure: the in-band `ai/failure` message, or None.
         generation_error: whether PostHog sent `status: generation_error`.
+        generation_error_turns: the turns it was sent in, by the id of their question
+            (None: the turn without one); `turns` gives each its `generation_error`.
         in_progress: the last in-progress snapshot, when the stream ended before its final
             message (after a cancel, say); else None.
         streamed_text: exactly the text `text_deltas()` gave out (`"".join(deltas)`).
@@ -306,6 +315,7 @@ class ConversationResult:
     conversation: ConversationSummary | None = None
     failure: FailureMessage | None = None
     generation_error: bool = False
+    generation_error_turns: tuple[str | None, ...] = ()
     in_progress: AssistantMessage | None = None
     streamed_text: str = ""
     complete: bool = False
@@ -341,13 +351,17 @@ class ConversationResult:
         question: HumanMessage | None = None
         start = 0
         messages = self.messages
+        errors = self.generation_error_turns
+
+        def turn(question: HumanMessage | None, part: tuple[Message, ...]) -> ConversationTurn:
+            errored = (question.id if question is not None else None) in errors
+            return ConversationTurn(question=question, messages=part, generation_error=errored)
+
         for position, message in enumerate(messages):
             if isinstance(message, HumanMessage):
                 if position > start:
-                    turns.append(
-                        ConversationTurn(question=question, messages=messages[start:position])
-                    )
+                    turns.append(turn(question, messages[start:position]))
                 question, start = message, position
         if start < len(messages):
-            turns.append(ConversationTurn(question=question, messages=messages[start:]))
+            turns.append(turn(question, messages[start:]))
         return tuple(turns)
