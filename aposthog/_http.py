@@ -144,7 +144,10 @@ def same_origin_url(base_url: str, url: str) -> str:
     parts = urllib.parse.urlsplit(url)
     base = urllib.parse.urlsplit(base_url)
     path = parts.path or "/"
-    if base.path and not path.startswith(base.path + "/"):
+    # Behind a prefix (`https://host/posthog`), PostHog's own paths (`/api/…`) are under
+    # it once it is there: `/posthog/api/…`. (A prefix of `/api` is no exception:
+    # `/api/environments/…` from a proxy that strips it still needs it.)
+    if base.path and not path.startswith(base.path + "/api/"):
         path = base.path + path
     return urllib.parse.urlunsplit((base.scheme, base.netloc, path, parts.query, ""))
 

@@ -205,3 +205,21 @@ def test_secret_is_its_text_but_never_its_repr() -> None:
     assert "'<redacted>'" == repr(secret)
     assert "phx_secret_key" not in repr({"Authorization": secret})
     assert "phx_secret_key" not in repr([("Authorization", secret)])
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        (
+            "http://internal:8000/api/environments/1/x/",
+            "https://h.example/api/api/environments/1/x/",
+        ),
+        (
+            "https://h.example/api/api/environments/1/x/",
+            "https://h.example/api/api/environments/1/x/",
+        ),
+    ],
+)
+def test_a_prefix_of_api_is_added_once(url: str, expected: str) -> None:
+    """Behind a prefix of `/api`, PostHog's `/api/environments/…` still needs it."""
+    assert expected == same_origin_url("https://h.example/api", url)
