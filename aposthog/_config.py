@@ -19,7 +19,7 @@ import attrs
 
 from ._errors import ConfigurationError
 from ._http import Secret
-from ._proxy import is_loopback
+from ._proxy import is_loopback, redact
 from ._retry import RetryPolicy, as_seconds
 
 __all__ = [
@@ -92,7 +92,7 @@ def resolve_host(host: object, *, allow_insecure_http: bool = False, source: str
     alias = HOST_ALIASES.get(value.lower())
     if alias is not None:
         return alias
-    shown = _shown(_without_credentials(value))
+    shown = _shown(redact(value))  # refused URLs are quoted: never their credentials
     if "://" not in value:
         raise ConfigurationError(f"{source} {shown} is not accepted: {ACCEPTED_HOSTS}")
     try:
@@ -156,19 +156,6 @@ def _host_problem(netloc: str, hostname: str, port: int | None) -> str | None:
     except UnicodeError:
         return "its host name is not one DNS can carry"
     return None
-
-
-def _without_credentials(value: str) -> str:
-    """
-    `value` with whatever stands before its host's last `@` (a user and password, or a
-    key pasted there) replaced by `…`: refused URLs are quoted in messages.
-    """
-    scheme, sep, rest = value.partition("://")
-    if not sep:
-        scheme, rest = "", value
-    if "@" not in rest:
-        return value
-    return f"{scheme}{sep}…@{rest.rpartition('@')[2]}"
 
 
 def _shown(value: str) -> str:

@@ -29,6 +29,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
 from ._limiter import RateLimitStore, RateLimitStoreError
+from ._proxy import redact
 from ._ratelimit import Rate
 from ._retry import as_seconds
 
@@ -146,8 +147,6 @@ return 0
 #: before the line forgets it: its process ended, or its event loop is that busy. Such a
 #: request, when it asks again, takes its place again (by when it came).
 _LATE = 2.0
-#: Requests waiting behind the asking one that it brings into the line, at most.
-_WAITING_MOST = 64
 
 # KEYS: the pause. ARGV: its length in µs. Extends the pause, never shortens it.
 _PENALIZE = """
@@ -197,11 +196,7 @@ def _redis_module() -> Any:
 
 def _safe_location(url: str) -> str:
     """The URL without its password, for messages and reprs."""
-    scheme, sep, rest = url.partition("://")
-    if sep and "@" in rest:
-        # Only what follows the last `@`: a password may hold `/`, `?` or `#`, which a
-        # URL parser reads as the start of the path, query or fragment.
-        url = f"{scheme}://{rest.rpartition('@')[2]}"
+    url = redact(url)  # only what follows the last `@` (see there)
     try:
         parts = urllib.parse.urlsplit(url)
         netloc = parts.hostname or ""
@@ -415,7 +410,6 @@ class RedisRateLimitStore(RateLimitStore):
             keys += [window, f"{window}-widest"]
             args += [rate.limit, math.ceil((rate.per + margin) * 1_000_000)]
         keys += [self._key(scope, bucket, "line"), self._key(scope, bucket, "line-asks")]
-        waiting = waiting[:_WAITING_MOST]
         args += [math.ceil(_LATE * 1_000_000), _micros(age) if age >= 0 else -1, len(waiting)]
         for other, since in waiting:
             args += [other, _micros(since)]
