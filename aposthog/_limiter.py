@@ -345,9 +345,9 @@ class RateLimiter:
         # are no rate-limit wait: `line.held_back(now) - slot_time` of them.
         slot_time = 0.0
         ticket: str | None = None  # its name in a shared store's line, once it has one
-        came = time.monotonic()
+        came: float | None = None  # when it joined this process's line, if it waited there
         if line.busy or line.live:
-            started = came
+            started = came = time.monotonic()
             if max_wait is not None and line.wakes is not None:
                 _refuse_past(bucket, line.wakes - started, max_wait)
             slot_time = line.held_back(started)
@@ -389,6 +389,8 @@ class RateLimiter:
                         if ticket is None:
                             ticket = self.store._ticket()
                         now = time.monotonic()
+                        if came is None:
+                            came = now
                         wait = await self.store._ask(
                             self._scope,
                             bucket,
