@@ -841,6 +841,15 @@ async def test_a_store_that_answers_garbage_is_a_typed_error(
             await limiter.aclose()
 
 
+async def _timed_acquire(limiter: RateLimiter, started: float, outcomes: list[object]) -> None:
+    """One call (at most 1 s of waiting): when it went, in s since `started`, or refused."""
+    try:
+        await limiter.acquire("api", max_wait=1.0)
+        outcomes.append(round(time.monotonic() - started, 2))
+    except aposthog.RateLimitError:
+        outcomes.append("RateLimitError")
+
+
 async def test_a_process_farther_from_redis_is_not_starved_by_one_nearer(redis_url: str) -> None:
     """
     Two processes share a key through Redis; one sits on another machine, 10 ms farther
@@ -889,20 +898,13 @@ async def test_a_process_farther_from_redis_is_not_starved_by_one_nearer(redis_u
                     with contextlib.suppress(aposthog.RateLimitError):
                         await near.acquire("api", max_wait=1)
 
-            async def far_call() -> None:
-                try:
-                    await far.acquire("api", max_wait=1.0)
-                    far_outcomes.append(round(time.monotonic() - started, 2))
-                except aposthog.RateLimitError:
-                    far_outcomes.append("RateLimitError")
-
             with anyio.fail_after(5):
                 async with anyio.create_task_group() as tg:
                     for _ in range(5):
                         tg.start_soon(near_worker)
                     await anyio.sleep(0.1)
                     for _ in range(3):
-                        tg.start_soon(far_call)
+                        tg.start_soon(_timed_acquire, far, started, far_outcomes)
         finally:
             await near.aclose()
             await far.aclose()
@@ -1040,18 +1042,11 @@ async def test_a_new_processs_first_call_is_not_held_back_by_the_call_behind_it(
         assert 0.0 == await other.acquire("api")  # the other process fills the window
         started = time.monotonic()
 
-        async def call() -> None:
-            try:
-                await new.acquire("api", max_wait=1.0)
-                outcomes.append(round(time.monotonic() - started, 2))
-            except aposthog.RateLimitError:
-                outcomes.append("RateLimitError")
-
         with anyio.fail_after(4):
             async with anyio.create_task_group() as tg:
-                tg.start_soon(call)
+                tg.start_soon(_timed_acquire, new, started, outcomes)
                 await anyio.lowlevel.checkpoint()  # the head asks (connecting); the second queues
-                tg.start_soon(call)
+                tg.start_soon(_timed_acquire, new, started, outcomes)
     finally:
         await other.aclose()
         await new.aclose()
