@@ -324,8 +324,9 @@ async def test_an_appended_message_comes_after_what_the_run_has_produced(
     fake: FakePostHog,
 ) -> None:
     """The run's messages are in the graph state as they are produced: one appended while it
-    runs comes after the question it has already stored."""
-    fake.script_answer("slow answer", delay=0.05)
+    runs comes after the question it has already stored. (The answer is slow enough that
+    the append lands before it ends on a loaded machine: at 0.05 s a token it once did not.)"""
+    fake.script_answer("slow answer", delay=0.5)
     body = _body("q")
     conversation_id = body["conversation"]
     async with (
