@@ -346,7 +346,14 @@ def resolve_config(
         )
     if host is not None:
         base_url = resolve_host(host, allow_insecure_http=allow_insecure_http)
-    elif env_host:
+    elif env_host == "":
+        # Set but empty: most often a deployment's template whose value did not expand.
+        # The default would send a self-hosted instance's key to PostHog Cloud.
+        raise ConfigurationError(
+            f"the {ENV_HOST} environment variable is set but empty: unset it for PostHog"
+            " Cloud (US), or set it to 'us', 'eu' or your instance's URL"
+        )
+    elif env_host is not None:
         base_url = resolve_host(
             env_host,
             allow_insecure_http=allow_insecure_http,

@@ -216,10 +216,22 @@ def test_the_opt_in_applies_to_a_host_from_the_environment() -> None:
     assert "http://10.0.0.1:8000" == config.base_url
 
 
-def test_empty_environment_variables_mean_unset() -> None:
-    """POSTHOG_HOST= and POSTHOG_PROJECT_ID= (set but empty) fall back to the defaults."""
-    config = resolve_config(api_key="k", environ={"POSTHOG_HOST": "", "POSTHOG_PROJECT_ID": ""})
+def test_an_empty_project_id_variable_means_unset() -> None:
+    """POSTHOG_PROJECT_ID= (set but empty) falls back to the default."""
+    config = resolve_config(api_key="k", environ={"POSTHOG_PROJECT_ID": ""})
     assert ("https://us.posthog.com", "@current") == (config.base_url, config.project_id)
+
+
+def test_an_empty_host_variable_is_refused_not_taken_for_cloud() -> None:
+    """
+    POSTHOG_HOST= (a template that did not expand) is refused by name: the default would
+    send a self-hosted instance's key to PostHog Cloud. A `host` argument still wins.
+    """
+    with pytest.raises(aposthog.ConfigurationError, match="POSTHOG_HOST.*empty") as info:
+        resolve_config(api_key="phx_secret_value", environ={"POSTHOG_HOST": ""})
+    assert "phx_secret_value" not in str(info.value)
+    config = resolve_config(api_key="k", host="eu", environ={"POSTHOG_HOST": ""})
+    assert "https://eu.posthog.com" == config.base_url
 
 
 def test_allow_insecure_http_must_be_a_bool() -> None:
