@@ -370,3 +370,26 @@ def test_a_quoted_header_is_one_line_of_writable_text_within_its_limit(
 
 def test_a_quoted_header_shows_what_it_replaced() -> None:
     assert "a\ufffd\\x1b[2J\\x0abc…" == header_text("a\udcff\x1b[2J\nbcd", 9)
+
+
+@pytest.mark.xfail(
+    strict=True, reason="an error body with a UTF-8 BOM is not read as JSON (a 2xx body is)"
+)
+@pytest.mark.parametrize(
+    ("status", "code"),
+    [(400, "invalid_choice"), (429, "too_many_concurrent_backfills")],
+)
+def test_an_error_body_with_a_utf8_bom_is_read_as_json(status: int, code: str) -> None:
+    """
+    A 2xx body that starts with a UTF-8 byte order mark is parsed as JSON (`_json.loads`
+    takes bytes, as `json.loads` does, and skips it), but an error body is first decoded
+    as plain UTF-8, leaving U+FEFF in front, which `json.loads` refuses on a str: the
+    whole envelope becomes the detail, and `type`, `code` and `attr` are lost. A 429's
+    `too_many_concurrent_backfills` code (a lasting refusal, never retried) is then
+    missed, and the call retried as if it were a throttle.
+    """
+    body = b"\xef\xbb\xbf" + _envelope("validation_error", code, "Nope.", "interval")
+    err = error_from_response(status, {}, body)
+    assert code == err.code
+    assert "Nope." == err.detail
+    assert "interval" == err.attr
