@@ -38,6 +38,7 @@ from ._observe import IGNORED, CallObserver, Observer
 from ._pagination import AsyncPaginator, Page, new_page, parse_page
 from ._pipeline import Call, Failure, Pipeline, longest_wait, paused_bucket
 from ._retry import StatusOutcome
+from ._stream_failures import EVENT_STREAM, snippet
 from ._transport import Response, StreamResponse
 
 __all__ = ["NOT_GIVEN", "Api", "NotGiven", "decode_json"]
@@ -297,8 +298,11 @@ class Api:
 
     async def _open_attempt(self, request: Request) -> StreamResponse | Failure:
         pipeline = self.pipeline
-        headers = pipeline.headers(request, accept="text/event-stream")
+        headers = pipeline.headers(request, accept=EVENT_STREAM)
         timeout = self.config.timeout
+        # One time limit for the whole attempt: the headers, then what is read of an
+        # error body or of a page that is not a stream, in what is left of it.
+        started = anyio.current_time()
         try:
             with anyio.fail_after(timeout):
                 stream = await pipeline.transport.open_stream(
@@ -316,10 +320,20 @@ class Api:
                 path=request.path,
             )
             return Failure.connection(error)
+        left = None if timeout is None else max(timeout - (anyio.current_time() - started), 0.0)
         if 200 <= stream.status < 300:
-            return stream
+            if stream.content_type == EVENT_STREAM:
+                return stream
+            # A proxy's login page, say: its start for the message, however slowly it comes.
+            shown = await snippet(stream, pipeline.redactor, timeout=left)
+            raise ResponseDecodeError(
+                f"PostHog answered {request.method} {request.path} with {stream.status} "
+                f"{header_text(stream.content_type) or 'no content type'}, not {EVENT_STREAM}",
+                body=shown,
+                path=request.path,
+            )
         try:
-            with anyio.fail_after(timeout):
+            with anyio.fail_after(left):
                 body = await stream.read()
         except TimeoutError:
             body = b""

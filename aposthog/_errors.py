@@ -86,6 +86,9 @@ def clip(text: str, limit: int = MAX_SHOWN) -> str:
 _SURROGATES = re.compile("[\ud800-\udfff]")
 # A header's control characters (a tab is the only one HTTP allows there) shown escaped.
 _HEADER_CONTROLS = {c: f"\\x{c:02x}" for c in (*range(0x20), 0x7F)}
+# A message's, C1 controls too (U+009B starts a terminal escape as ESC [ does); a tab
+# stays as it is.
+_MESSAGE_CONTROLS = {c: f"\\x{c:02x}" for c in (*range(0x20), *range(0x7F, 0xA0)) if c != 0x09}
 
 
 def header_text(value: str, limit: int = 300) -> str:
@@ -230,8 +233,11 @@ class APIStatusError(PostHogError):
         if self.attr:
             detail = f"{detail} (field: {clip(self.attr, 200)})"
         # One line of a few KiB at most, whatever the server put in the detail; the
-        # whole of it stays in `.detail` and `.body`.
-        return f"{line}: {detail}".replace("\r", " ").replace("\n", " ")
+        # whole of it stays in `.detail` and `.body`. Line breaks become spaces, other
+        # control characters are shown escaped (no terminal escape reaches a log), and
+        # lone surrogates (a JSON `\ud800`) U+FFFD, so the line can be written as UTF-8.
+        text = f"{line}: {detail}".replace("\r", " ").replace("\n", " ")
+        return _SURROGATES.sub("\ufffd", text).translate(_MESSAGE_CONTROLS)
 
     def __repr__(self) -> str:
         return (
@@ -437,7 +443,8 @@ def error_from_response(
         method, path: the request, for the message.
     """
     decoded: Any = None
-    text = body.decode("utf-8", errors="replace").strip() if body else ""
+    # "utf-8-sig": a BOM a proxy put in front is not part of the JSON (as in a 2xx body).
+    text = body.decode("utf-8-sig", errors="replace").strip() if body else ""
     if text:
         try:
             decoded = _json.loads(text)

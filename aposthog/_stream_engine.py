@@ -90,13 +90,12 @@ from ._errors import (
     RateLimitError,
     ResponseDecodeError,
     ResponseTooLargeError,
-    header_text,
 )
 from ._http import Request, segment
 from ._observe import IGNORED, StreamObserver
 from ._pipeline import Call, Failure, is_research_429
 from ._stream_events import wire_message
-from ._stream_failures import dropped_failure, nothing_started, snippet
+from ._stream_failures import dropped_failure, nothing_started
 from ._transport import StreamResponse
 from .models.conversations import Conversation, ConversationStatus
 from .models.events import MessageEvent, decode_event
@@ -108,7 +107,6 @@ if TYPE_CHECKING:
 
 __all__ = ["StreamEngine"]
 
-_EVENT_STREAM = "text/event-stream"
 _PIECE = 64
 logger = logging.getLogger("aposthog")
 
@@ -539,18 +537,8 @@ class StreamEngine:
             awaited, self._awaited = self._awaited, None
             if awaited is not None:
                 awaited.set()
-        if isinstance(result, Failure):
-            if nothing_started(result):
-                self.run_may_exist = before
-            return result
-        if result.content_type != _EVENT_STREAM:
-            body = await snippet(result, self.api.pipeline.redactor)
-            raise ResponseDecodeError(
-                f"PostHog answered POST {request.path} with {result.status} "
-                f"{header_text(result.content_type) or 'no content type'}, not {_EVENT_STREAM}",
-                body=body,
-                path=request.path,
-            )
+        if isinstance(result, Failure) and nothing_started(result):
+            self.run_may_exist = before
         return result
 
     def _adopt(self, response: StreamResponse) -> None:

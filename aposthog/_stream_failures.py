@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import anyio
+
 from ._errors import APIConnectionError, APIStatusError, APITimeoutError
 from ._http import Redactor
 from ._pipeline import Failure
 from ._transport import StreamResponse
 
-__all__ = ["dropped_failure", "nothing_started", "snippet"]
+__all__ = ["EVENT_STREAM", "dropped_failure", "nothing_started", "snippet"]
+
+#: The content type of an event stream, as PostHog answers a conversation's messages.
+EVENT_STREAM = "text/event-stream"
 
 
 def nothing_started(failure: Failure) -> bool:
@@ -35,18 +40,22 @@ def dropped_failure(error: APIConnectionError, idle: float | None) -> Failure:
     return Failure.connection(error)
 
 
-async def snippet(response: StreamResponse, redactor: Redactor, limit: int = 500) -> str:
+async def snippet(
+    response: StreamResponse, redactor: Redactor, limit: int = 500, *, timeout: float | None = None
+) -> str:
     """
     The start of an unexpected body, for the error message, without the key (a page
-    that echoes the request's headers); the response is closed.
+    that echoes the request's headers); the response is closed. What arrived within
+    `timeout` seconds (None: no limit), however slowly the rest comes.
     """
     data = b""
     chunks = response.chunks()
     try:
-        async for chunk in chunks:
-            data += chunk
-            if len(data) >= limit + 512:  # a key across the cut is still found whole
-                break
+        with anyio.move_on_after(timeout):
+            async for chunk in chunks:
+                data += chunk
+                if len(data) >= limit + 512:  # a key across the cut is still found whole
+                    break
     except APIConnectionError:
         pass
     finally:

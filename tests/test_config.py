@@ -227,7 +227,7 @@ def test_an_empty_host_variable_is_refused_not_taken_for_cloud() -> None:
     POSTHOG_HOST= (a template that did not expand) is refused by name: the default would
     send a self-hosted instance's key to PostHog Cloud. A `host` argument still wins.
     """
-    with pytest.raises(aposthog.ConfigurationError, match="POSTHOG_HOST.*empty") as info:
+    with pytest.raises(aposthog.ConfigurationError, match=r"POSTHOG_HOST.*empty") as info:
         resolve_config(api_key="phx_secret_value", environ={"POSTHOG_HOST": ""})
     assert "phx_secret_value" not in str(info.value)
     config = resolve_config(api_key="k", host="eu", environ={"POSTHOG_HOST": ""})

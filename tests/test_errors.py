@@ -372,9 +372,6 @@ def test_a_quoted_header_shows_what_it_replaced() -> None:
     assert "a\ufffd\\x1b[2J\\x0abc…" == header_text("a\udcff\x1b[2J\nbcd", 9)
 
 
-@pytest.mark.xfail(
-    strict=True, reason="an error body with a UTF-8 BOM is not read as JSON (a 2xx body is)"
-)
 @pytest.mark.parametrize(
     ("status", "code"),
     [(400, "invalid_choice"), (429, "too_many_concurrent_backfills")],
