@@ -228,7 +228,13 @@ class ConversationState:
         kind, form = ("raw", raw) if raw is not None else ("repr", repr(event))
         turn = self._turn
         seen = self._seen_in
-        if (turn, kind, form) in seen or (turn is not None and (None, kind, form) in seen):
+        # The first turn of an attached or resumed stream has no human message (turn
+        # None): a replay may bring its events back while a later turn is current, but
+        # once this connection delivered something new, an equal event is a new one
+        # (a queued run that failed just as the first did).
+        if (turn, kind, form) in seen or (
+            turn is not None and self._replaying and (None, kind, form) in seen
+        ):
             return None
         seen.add((turn, kind, form))
         self._replaying = False
@@ -557,7 +563,8 @@ class ConversationState:
     def _idless_final(self, event: MessageEvent, message: Message) -> Delivery | None:
         # PostHog's bare failure is `{"type":"ai/failure"}`: no id to match a replay by.
         # A replay is an equal message of the same turn (a queued run may fail just as
-        # the run before it did); on a connection not yet placed in a turn, of any turn.
+        # the run before it did), or of the first turn without a human message while
+        # the connection replays; on a connection not yet placed in a turn, of any turn.
         # Recognised by a key of its content, in a set (one turn's comparisons with every
         # message before it took minutes for thousands of id-less messages).
         extra = getattr(message, "extra_fields", None)
@@ -567,7 +574,9 @@ class ConversationState:
         if turn is None:
             if form in self._idless_forms:
                 return None
-        elif (turn, "message", form) in seen or (None, "message", form) in seen:
+        elif (turn, "message", form) in seen or (
+            self._replaying and (None, "message", form) in seen
+        ):
             return None
         seen.add((turn, "message", form))
         self._idless_forms.add(form)

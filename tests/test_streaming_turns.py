@@ -264,11 +264,6 @@ async def test_a_queued_turn_after_a_generation_error_keeps_each_turns_outcome(
     assert not second.failed
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="ConversationTurn.failure counts a subagent's ai/failure (parent_tool_call_id), "
-    "which ConversationResult.failure rightly ignores",
-)
 async def test_a_turn_answered_after_its_subagent_failed_did_not_fail(fake: FakePostHog) -> None:
     """A subagent's `ai/failure` (it has a `parent_tool_call_id`) goes back to the main
     agent as its tool result, and the main agent answers: the run did not fail, and
@@ -305,11 +300,6 @@ async def test_a_turn_answered_after_its_subagent_failed_did_not_fail(fake: Fake
     assert not turn.failed  # the same run's outcome, for a bot replying per turn
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="on a stream whose first turn has no question (stream(id) after the echo, a "
-    "resume), a queued turn's bare failure or generation_error is dropped as a replay",
-)
 @pytest.mark.parametrize("failing", [{"generation_error": True}, {"fail": True}])
 async def test_an_attached_streams_queued_turn_that_fails_like_the_first_is_reported(
     fake: FakePostHog, failing: dict[str, Any]

@@ -266,8 +266,19 @@ class ConversationTurn:
 
     @property
     def failure(self) -> FailureMessage | None:
-        """The turn's in-band `ai/failure` message (the last one), or None."""
-        return next((m for m in reversed(self.messages) if isinstance(m, FailureMessage)), None)
+        """
+        The turn's in-band `ai/failure` message (the last one), or None. A subagent's
+        failure (one with `parent_tool_call_id`) belongs to its tool call, which returns
+        to the run: it is not the turn's.
+        """
+        return next(
+            (
+                m
+                for m in reversed(self.messages)
+                if isinstance(m, FailureMessage) and m.parent_tool_call_id is None
+            ),
+            None,
+        )
 
     @property
     def failed(self) -> bool:
