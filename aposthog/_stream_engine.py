@@ -556,6 +556,17 @@ class StreamEngine:
     async def _reattach(self, failure: Failure) -> None:
         self._drop_connection()
         sent = self.body.get("content")
+        if isinstance(failure.error, IncompleteStreamError) and self.state.awaits_user:
+            # The body ended cleanly at a tool call that waits for the user, where
+            # PostHog ends such a run: the conversation (a GET, in the ordinary window)
+            # tells that end from a cut before a re-attach is sent, which PostHog's AI
+            # throttle and the client's `ai` window count as a message. Whatever else
+            # it shows (the run going on, or no answer), the re-attach decides.
+            try:
+                if await self._catch_up(latest=not isinstance(sent, str)):
+                    return
+            except (_RunGoesOn, PostHogError):
+                pass
         if self._echo_lost is None and self.state.human_id is None and isinstance(sent, str):
             # This run's message unseen: the run found may be another client's.
             self._echo_lost = failure

@@ -1157,11 +1157,6 @@ async def test_a_resume_recovers_its_own_messages_lost_before_its_first_one() ->
     assert [m.id for m in result.messages] == ["t1", "a1"]  # the tool result was lost
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a run that ends awaiting approval is probed with a re-attach POST (AI-throttled) "
-    "before the GET: with the ai window full the complete run raises RateLimitError",
-)
 async def test_a_run_that_ends_awaiting_approval_needs_no_ai_request_to_end() -> None:
     """The run ends at a tool call that waits for approval, every event received. To tell
     that end from a cut, the stream re-attaches (`POST conversations/`, `content: null`),
