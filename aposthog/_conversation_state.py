@@ -255,6 +255,7 @@ class ConversationState:
         trace_id: str | None = None,
         latest: bool = False,
         resumed: bool = False,
+        resumed_after: str | None = None,
     ) -> list[Delivery] | None:
         """
         Deliver the final messages of this run that a conversation fetched after the run
@@ -276,7 +277,9 @@ class ConversationState:
         (it does not show this run as received: its view cannot tell what was missed).
         With `latest` (a stream that sent no message, at its run's end), a run whose human
         message was never seen is the conversation's latest: after its last human message
-        (`resumed`: a resume's, from the first message it received, if any).
+        (`resumed`: a resume's, after the message holding the tool call it decided,
+        `resumed_after` (its id), when the conversation shows it; else from the first
+        message it received, if any).
 
         The messages take their places in the conversation's order (`messages`), not
         after what was received. A missed message after everything received is taken as
@@ -287,6 +290,7 @@ class ConversationState:
         `streamed_text` shows the difference.
         """
         mine: int | None = None
+        skip = 0  # messages[mine] is the run's first, unless it is the decided tool call's
         if self.human_id is not None:
             ids = [m.id for m in messages]
             if self.human_id in ids:
@@ -305,6 +309,11 @@ class ConversationState:
         elif latest:
             humans = [n for n, m in enumerate(messages) if isinstance(m, HumanMessage)]
             mine = humans[-1] if humans else None
+            if resumed and resumed_after is not None:
+                # A resume's run starts after the message whose tool call it decided.
+                anchor = next((n for n, m in enumerate(messages) if m.id == resumed_after), None)
+                if anchor is not None and (mine is None or anchor > mine):
+                    mine, skip, resumed = anchor, 1, False
         if mine is None:
             return None
         known = self._index
@@ -318,13 +327,20 @@ class ConversationState:
                 break
         while end < len(messages) and not isinstance(messages[end], HumanMessage):
             end += 1  # the next human message starts another run
-        run = [m for m in messages[mine:end] if m.id is not None]
+        run = [m for m in messages[mine + skip : end] if m.id is not None]
         if resumed and self.human_id is None:
-            # A resume: what the run did before the approval that resumed it was the
-            # stream before's, not this one's (which starts at what it received first).
+            # A resume whose decided tool call the conversation does not show: what the
+            # run did before the approval was the stream before's, not this one's. This
+            # one's starts after the last tool call before what it received first (the
+            # decided call's message, or one of the resumed run's own, lost in a gap).
             first = next((n for n, m in enumerate(run) if m.id in known), None)
             if first is not None:
-                run = run[first:]
+                calls = [
+                    n
+                    for n, m in enumerate(run[:first])
+                    if isinstance(m, AssistantMessage) and m.tool_calls
+                ]
+                run = run[calls[-1] + 1 :] if calls else run[first:]
         answer = self._last_answer()
         if answer is not None and answer not in {m.id for m in run}:
             return None

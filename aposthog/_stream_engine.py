@@ -740,6 +740,32 @@ class StreamEngine:
         if not caught_up:
             raise self._unverified("the conversation does not show the run")
 
+    def _decided_message(self, conversation: Conversation) -> str | None:
+        """
+        For a resume, the id of the message holding the tool call its `resume_payload`
+        decided (where the resumed run starts), as the conversation shows it; else None.
+        """
+        payload = self.body.get("resume_payload")
+        proposal = payload.get("proposal_id") if isinstance(payload, dict) else None
+        if not isinstance(proposal, str):
+            return None
+        approval = next(
+            (a for a in conversation.pending_approvals if a.proposal_id == proposal), None
+        )
+        if approval is None:
+            return None
+        if approval.message_id is not None:
+            return approval.message_id
+        call = approval.original_tool_call_id
+        if call is None:
+            return None
+        for message in reversed(conversation.messages):
+            if isinstance(message, AssistantMessage) and any(
+                c.id == call for c in message.tool_calls or ()
+            ):
+                return message.id
+        return None
+
     def _unverified(self, why: str) -> IncompleteStreamError:
         return IncompleteStreamError(
             "the run ended after a re-attach, but messages lost while the stream was away "
@@ -771,6 +797,7 @@ class StreamEngine:
             trace_id=self._message_trace_id,
             latest=latest,
             resumed="resume_payload" in self.body,
+            resumed_after=self._decided_message(conversation),
         )
         if deliveries is None:
             return False

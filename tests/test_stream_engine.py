@@ -1045,17 +1045,17 @@ async def test_an_attach_to_a_run_that_ends_awaiting_approval_is_complete() -> N
     assert result.text == "I'll create it."
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a resume whose stream drops before its first event catches up from the last "
-    "human message, re-delivering the earlier run's question and tool-call text",
-)
-async def test_a_resume_that_lost_its_whole_stream_catches_up_only_the_resumed_run() -> None:
+@pytest.mark.parametrize("by_message_id", [True, False])
+async def test_a_resume_that_lost_its_whole_stream_catches_up_only_the_resumed_run(
+    by_message_id: bool,
+) -> None:
     """`create(None, conversation=..., resume_payload=approve)`: the stream breaks before
     PostHog sends its first event, and the resumed run ends while the client is away (the
     re-attach is a 400, the conversation idle). The catch-up must deliver what the resumed
     run added (the tool result and the answer), not the run before the approval, whose
-    question and "I'll create it." a chat-bot already relayed from its own stream."""
+    question and "I'll create it." a chat-bot already relayed from its own stream. The
+    decided call's message is found by the approval's `message_id`, or (an approval
+    without one) by its `original_tool_call_id`."""
     human = {"type": "human", "content": "q", "id": "h1", "trace_id": "t-old"}
     ai0 = {"type": "ai", "content": "I'll create it.", "id": "a0", "tool_calls": [_CALL]}
     tool = {"type": "tool", "content": "created", "tool_call_id": "call_1", "id": "t1"}
@@ -1070,7 +1070,7 @@ async def test_a_resume_that_lost_its_whole_stream_catches_up_only_the_resumed_r
                 "decision_status": "approved",
                 "tool_name": "create_feature_flag",
                 "original_tool_call_id": "call_1",
-                "message_id": "a0",
+                "message_id": "a0" if by_message_id else None,
             }
             conversation = {
                 "id": conversation_id,
@@ -1106,11 +1106,6 @@ async def test_a_resume_that_lost_its_whole_stream_catches_up_only_the_resumed_r
     assert result.turns[0].question is None
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the catch-up of a re-attached resume starts at the first message it received, "
-    "so the resumed run's messages lost in the gap before it are never delivered",
-)
 async def test_a_resume_recovers_its_own_messages_lost_before_its_first_one() -> None:
     """The resumed run's first message (the approved tool's result) is produced while the
     connection is down: PostHog deleted the run's stream when the reader left, so the
