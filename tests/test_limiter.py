@@ -1011,3 +1011,36 @@ def test_one_posthog_instance_is_one_scope_whatever_its_name(other: str) -> None
 )
 def test_other_instances_are_other_scopes(other: str) -> None:
     assert rate_limit_scope(other, "k") != rate_limit_scope("https://us.posthog.com", "k")
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="max_wait=0 (RetryPolicy max_retry_after=0 or deadline=0): a request behind a head "
+    "that only waits for a slot is refused with a RateLimitError no window gave",
+)
+async def test_with_no_wait_allowed_waiting_behind_a_head_that_waits_for_a_slot_is_no_refusal() -> (
+    None
+):
+    """
+    `RetryPolicy(max_retry_after=0)` (fail fast rather than sleep on a 429) makes every
+    call's `max_wait` 0. The windows have room; every slot is busy (PostHog slow). The
+    request behind the head waits only for a slot, which counts against no `max_wait`:
+    it must get its slot as the same request without rate limits would, not a 429 that
+    neither PostHog nor the windows gave. (Any `max_wait` > 0 waits, as the test above
+    shows; 0 is refused at once.)
+    """
+    slots = Slots(1)
+    limiter = RateLimiter(
+        RateLimits(api=Rate(100, per=60), margin=0), InProcessRateLimitStore(), "s"
+    )
+    assert slots.take_nowait()  # a slow request in flight
+    head = asyncio.create_task(limiter.acquire("api", max_wait=0.0, slots=slots))
+    await asyncio.sleep(0.01)
+    behind = asyncio.create_task(limiter.acquire("api", max_wait=0.0, slots=slots))
+    await asyncio.sleep(0.05)  # the slow answer comes
+    slots.release()
+    assert 0.0 == await asyncio.wait_for(head, 1)
+    slots.release()  # the head's request is answered too
+    await asyncio.wait_for(behind, 1)  # RateLimitError here, with room in the window
+    slots.release()
+    assert 1 == slots.free

@@ -650,3 +650,54 @@ async def test_aclose_while_a_429_s_pause_is_stored_ends_the_call_at_once() -> N
         await server.stop()
     assert done, "the call still waits, 1 s after aclose()"
     assert isinstance(call.exception(), aposthog.ClientStateError)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="the time a call waits for a max_concurrency slot is counted against "
+    "RetryPolicy.deadline: a call queued longer than the deadline is never retried",
+)
+@pytest.mark.parametrize("observed", [False, True])
+async def test_the_deadline_counts_from_the_first_attempt_not_from_the_wait_for_a_slot(
+    observed: bool,
+) -> None:
+    """
+    `RetryPolicy.deadline` is "seconds from the first attempt's start to the last
+    attempt's start", and the wait for a `max_concurrency` slot "counts against no
+    `max_retry_after` or `deadline`" (CHANGELOG). A worker pool queues its calls for
+    slots: here one slot, held 0.4 s by a slow answer, and a 0.2 s deadline. The queued
+    call's first attempt meets PostHog's own 503 (retried for every request): it must be
+    retried, since its first attempt has only just started. It is raised at once: the
+    0.4 s it queued were counted as spent retrying (so, with the default 120 s deadline,
+    a pool whose calls queue over two minutes retries none of them).
+    """
+    policy = aposthog.RetryPolicy(initial_backoff=0.01, max_backoff=0.01, deadline=0.2)
+    slow_id, queued_id = (
+        "0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b",
+        "0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5c",
+    )
+    seen: list[str] = []
+
+    async def handler(request: ServerRequest) -> ServerReply:
+        seen.append(request.raw_path)
+        if slow_id in request.raw_path:
+            await asyncio.sleep(0.4)  # the slow answer holding the one slot
+        elif 1 == sum(queued_id in path for path in seen):
+            return _POSTHOG_503
+        return ServerReply(status=200, body=_CONFIG, headers={"Content-Type": "application/json"})
+
+    server = LoopbackServer(handler)
+    await server.start()
+    on_wait: Callable[[aposthog.Wait], None] | None = (lambda wait: None) if observed else None
+    try:
+        async with _client(
+            server.url, max_concurrency=1, retry=policy, rate_limits=None, on_wait=on_wait
+        ) as ph:
+            configs = ph.customer_profile_configs
+            slow = asyncio.ensure_future(configs.get(slow_id))
+            await asyncio.sleep(0.05)  # the slow call holds the slot
+            await configs.get(queued_id)  # InternalServerError here
+            await slow
+    finally:
+        await server.stop()
+    assert 2 == sum(queued_id in path for path in seen)

@@ -193,3 +193,33 @@ async def test_a_waiter_whose_scope_is_cancelled_as_its_slot_arrives_goes_no_fur
     assert scope.cancelled_caught
     assert [] == went_on
     assert 1 == slots.free
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="a slot released past a waiter cancelled but not yet run is free, yet a "
+    "newcomer in that step queues behind `live` and is never woken: it hangs",
+)
+async def test_a_newcomer_in_the_step_a_cancelled_waiter_is_skipped_gets_the_free_slot() -> None:
+    """
+    One slot, held. A waiter is cancelled (say, by its `asyncio.timeout()`); in the same
+    loop step the holder gives the slot back (it goes past the cancelled waiter, to
+    `free`) and a new request, already scheduled, asks for one. The slot is free and
+    nobody else wants it: the newcomer must get it. It sees the cancelled waiter still
+    counted in `live`, queues behind it, and nothing ever wakes it (no release comes:
+    every other request is done), so a worker's call hangs with a slot free.
+    """
+    slots = Slots(1)
+    assert slots.take_nowait()  # a request in flight
+    cancelled = asyncio.create_task(slots.take())
+    await _settle()
+    assert 1 == slots.waiting
+    newcomer = asyncio.create_task(slots.take())  # scheduled: runs before `cancelled` does
+    cancelled.cancel()
+    slots.release()  # the request in flight is answered: past the cancelled waiter
+    await _settle()
+    assert cancelled.cancelled()
+    with anyio.fail_after(1):  # hangs here
+        await newcomer
+    slots.release()
+    assert (1, 0) == (slots.free, slots.waiting)

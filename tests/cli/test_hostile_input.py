@@ -468,3 +468,26 @@ def test_serve_fake_refuses_a_project_id_or_key_no_client_accepts(
         build_parser().parse_args(["serve-fake", *args])
     assert 2 == info.value.code
     assert "error" in capsys.readouterr().err
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="--verbose writes PostHog's error detail to the terminal with its escapes raw",
+)
+async def test_verbose_lines_quoting_server_text_are_inert(
+    fake: FakePostHog, run_cli: RunCli
+) -> None:
+    """
+    With `-v`, a retried 503's INFO line quotes the error, and so PostHog's (or a proxy's)
+    `detail`: its ESC and BEL reach the terminal and act on it (colours, a title, OSC 52
+    writing the clipboard). The final error line shows the same text escaped, and the
+    command line's rule is that text from PostHog never acts on the terminal.
+    """
+    detail = "busy \x1b]0;pwned\x07 \x1b[31mred\x1b[0m"
+    fake.fail_next(1, status=503, body={"type": "server_error", "code": "x", "detail": detail})
+    result = await run_cli("-v", "profile-configs", "list")
+    assert 0 == result.returncode, result.stderr
+    assert "retrying" in result.stderr
+    assert "busy" in result.stderr
+    assert "\x1b" not in result.stderr
+    assert "\x07" not in result.stderr
