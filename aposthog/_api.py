@@ -143,7 +143,6 @@ class Api:
             exchange = _exchange(pipeline, request, headers, attempt_timeout)
             call = self._call(route, observer, target=request.path)
             return await _observed(call, exchange, route, decode, request, pipeline.redactor)
-        started = time.monotonic()
         if pipeline.closed or pipeline.loop is not asyncio.get_running_loop():
             pipeline.check_usable()  # raises (or binds the client to its first loop)
         throttle = pipeline.throttle
@@ -166,6 +165,9 @@ class Api:
                 slots.release()
                 pipeline.check_usable()
         failure: Failure | None = None
+        # The retry deadline counts from the first attempt's start, not from the wait
+        # for a slot or the rate limit before it.
+        started = time.monotonic()
         try:
             response = await pipeline.transport.send(request, headers, timeout=attempt_timeout)
         except APIConnectionError as exc:

@@ -511,9 +511,16 @@ class RateLimiter:
                 # request waits on for as long.
                 now = time.monotonic()
                 left = (max_wait or 0.0) - (now - joined - (line.held_back(now) - slot_time))
-                if left <= 0:
+                if left > 0:
+                    limit = left
+                elif line.slot_since is not None:
+                    # All of the time left went to the head's wait for a slot, which goes
+                    # on (with no time to spare, `max_wait=0`, the two are equal): wait
+                    # on with it. Should the head then sleep on a window, a request
+                    # whose time that wait exceeds is refused (`_refuse_hopeless`).
+                    limit = math.inf
+                else:
                     break
-                limit = left
         except BaseException:
             if turn.event.is_set():
                 if turn.admitted:

@@ -434,6 +434,10 @@ class Call:
                 if pipeline.closed:
                     slots.release()
                     pipeline.check_usable()
+            if not self.attempts:
+                # The deadline counts from the first attempt's start, not from the wait
+                # for a slot or the rate limit before it.
+                self._started = time.monotonic()
             self.attempts += 1
             if self._observer is not None:
                 self._observer.attempt(self.attempts)

@@ -62,6 +62,12 @@ class Slots:
                 self.live -= 1
                 if not self.live:
                     self.waiters.clear()  # only cancelled ones were left
+                elif self.free > 0:
+                    # A slot released while this waiter was cancelled but still counted
+                    # went to `free`, and a newcomer in that step joined the line behind
+                    # it: the slot is theirs now.
+                    self.free -= 1
+                    self.release()
             raise
 
     def release(self) -> None:

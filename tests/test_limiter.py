@@ -1013,11 +1013,6 @@ def test_other_instances_are_other_scopes(other: str) -> None:
     assert rate_limit_scope(other, "k") != rate_limit_scope("https://us.posthog.com", "k")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="max_wait=0 (RetryPolicy max_retry_after=0 or deadline=0): a request behind a head "
-    "that only waits for a slot is refused with a RateLimitError no window gave",
-)
 async def test_with_no_wait_allowed_waiting_behind_a_head_that_waits_for_a_slot_is_no_refusal() -> (
     None
 ):

@@ -652,11 +652,6 @@ async def test_aclose_while_a_429_s_pause_is_stored_ends_the_call_at_once() -> N
     assert isinstance(call.exception(), aposthog.ClientStateError)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the time a call waits for a max_concurrency slot is counted against "
-    "RetryPolicy.deadline: a call queued longer than the deadline is never retried",
-)
 @pytest.mark.parametrize("observed", [False, True])
 async def test_the_deadline_counts_from_the_first_attempt_not_from_the_wait_for_a_slot(
     observed: bool,

@@ -195,11 +195,6 @@ async def test_a_waiter_whose_scope_is_cancelled_as_its_slot_arrives_goes_no_fur
     assert 1 == slots.free
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a slot released past a waiter cancelled but not yet run is free, yet a "
-    "newcomer in that step queues behind `live` and is never woken: it hangs",
-)
 async def test_a_newcomer_in_the_step_a_cancelled_waiter_is_skipped_gets_the_free_slot() -> None:
     """
     One slot, held. A waiter is cancelled (say, by its `asyncio.timeout()`); in the same
