@@ -333,6 +333,7 @@ class Api:
                 f"{header_text(stream.content_type) or 'no content type'}, not {EVENT_STREAM}",
                 body=shown,
                 path=request.path,
+                status=stream.status,
             )
         try:
             with anyio.fail_after(left):
@@ -454,6 +455,8 @@ def _decoded(
     try:
         return decode(response, request)
     except ResponseDecodeError as exc:
+        if exc.status is None:
+            exc.status = response.status
         clean = _without_key(exc, response.body, redactor)
         if clean is None:
             raise
@@ -472,7 +475,9 @@ def _without_key(
         shown = redactor.scrub(body)[:_SHOWN].decode("utf-8", errors="replace")
     else:
         shown = redactor.scrub_value(exc.body)
-    return ResponseDecodeError(message, paths=exc.paths, body=shown, path=exc.path)
+    return ResponseDecodeError(
+        message, paths=exc.paths, body=shown, path=exc.path, status=exc.status
+    )
 
 
 def status_failure(

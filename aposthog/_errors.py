@@ -86,9 +86,11 @@ def clip(text: str, limit: int = MAX_SHOWN) -> str:
 _SURROGATES = re.compile("[\ud800-\udfff]")
 # A header's control characters (a tab is the only one HTTP allows there) shown escaped.
 _HEADER_CONTROLS = {c: f"\\x{c:02x}" for c in (*range(0x20), 0x7F)}
-# A message's, C1 controls too (U+009B starts a terminal escape as ESC [ does); a tab
-# stays as it is.
+# A message's, C1 controls too (U+009B starts a terminal escape as ESC [ does): every
+# line break `str.splitlines()` knows becomes a space, a tab stays, the rest is escaped.
+_LINE_BREAKS = (0x0A, 0x0B, 0x0C, 0x0D, 0x1C, 0x1D, 0x1E, 0x85, 0x2028, 0x2029)
 _MESSAGE_CONTROLS = {c: f"\\x{c:02x}" for c in (*range(0x20), *range(0x7F, 0xA0)) if c != 0x09}
+_MESSAGE_CONTROLS.update(dict.fromkeys(_LINE_BREAKS, " "))
 
 
 def header_text(value: str, limit: int = 300) -> str:
@@ -236,8 +238,7 @@ class APIStatusError(PostHogError):
         # whole of it stays in `.detail` and `.body`. Line breaks become spaces, other
         # control characters are shown escaped (no terminal escape reaches a log), and
         # lone surrogates (a JSON `\ud800`) U+FFFD, so the line can be written as UTF-8.
-        text = f"{line}: {detail}".replace("\r", " ").replace("\n", " ")
-        return _SURROGATES.sub("\ufffd", text).translate(_MESSAGE_CONTROLS)
+        return _SURROGATES.sub("\ufffd", f"{line}: {detail}").translate(_MESSAGE_CONTROLS)
 
     def __repr__(self) -> str:
         return (
@@ -322,16 +323,25 @@ class ResponseDecodeError(PostHogError):
     Attributes:
         paths: the JSON paths of the fields that did not fit.
         body: the decoded JSON body (or the raw text when it was not JSON).
+        status: the HTTP status of the answer whose body this is (200, say, for a
+            proxy's login page), or None for a stream's event read after its start.
     """
 
     def __init__(
-        self, message: str, *, paths: tuple[str, ...] = (), body: Any = None, path: str = ""
+        self,
+        message: str,
+        *,
+        paths: tuple[str, ...] = (),
+        body: Any = None,
+        path: str = "",
+        status: int | None = None,
     ) -> None:
         # The message quotes what did not fit; the whole body stays in `.body`.
         super().__init__(clip(message))
         self.paths = paths
         self.body = body
         self.path = path
+        self.status = status
 
 
 class ResponseTooLargeError(ResponseDecodeError):

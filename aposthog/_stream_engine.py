@@ -689,6 +689,8 @@ class StreamEngine:
         if self._call is not None and self._call.observed:
             if isinstance(error, APIStatusError):
                 status: int | None = error.status
+            elif isinstance(error, ResponseDecodeError) and error.status is not None:
+                status = error.status  # an answer that was no event stream
             elif error is None or self._answered:
                 # Ended on a stream PostHog answered (a timeout's cancellation, a body
                 # over max_response_size, a re-attach that failed to connect): the 200

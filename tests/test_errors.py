@@ -390,3 +390,17 @@ def test_an_error_body_with_a_utf8_bom_is_read_as_json(status: int, code: str) -
     assert code == err.code
     assert "Nope." == err.detail
     assert "interval" == err.attr
+
+
+def test_a_message_quoting_server_text_acts_on_no_terminal() -> None:
+    """
+    Control characters in PostHog's text are shown escaped in `str(error)` (ESC, BEL,
+    C1's CSI): a log line or terminal showing it changes no colour or title. Every line
+    break `splitlines()` knows becomes a space; `.detail` keeps the text as sent.
+    """
+    detail = "a\x1b]0;title\x07b\x9b31mc\u2028d\x0be\x85f\tg"
+    error = error_from_response(400, {}, json.dumps({"detail": detail}).encode())
+    text = str(error)
+    assert "a\\x1b]0;title\\x07b\\x9b31mc d e f\tg" in text
+    assert 1 == len(text.splitlines())
+    assert error.detail == detail

@@ -762,10 +762,6 @@ async def test_a_limiter_refusal_of_a_retry_after_a_503_is_not_an_http_429_error
     assert "aposthog.RateLimitError" == attributes["error.type"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a stream answered 200 with a body that is not an event stream loses its 200",
-)
 async def test_a_stream_answered_200_but_not_an_event_stream_keeps_its_status(
     fake: FakePostHog, spans: InMemorySpanExporter
 ) -> None:

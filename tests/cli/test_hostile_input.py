@@ -470,10 +470,6 @@ def test_serve_fake_refuses_a_project_id_or_key_no_client_accepts(
     assert "error" in capsys.readouterr().err
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="--verbose writes PostHog's error detail to the terminal with its escapes raw",
-)
 async def test_verbose_lines_quoting_server_text_are_inert(
     fake: FakePostHog, run_cli: RunCli
 ) -> None:
