@@ -1201,3 +1201,64 @@ async def test_a_run_that_ends_awaiting_approval_needs_no_ai_request_to_end() ->
         await server.stop()
     assert result.complete
     assert result.text == "I'll create it."
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="a replay of the first turn's id-less failure is taken for the queued turn's once"
+    " anything earlier in the replay was delivered as new (`_replaying` already False)",
+)
+@pytest.mark.parametrize(
+    "failure",
+    [
+        _sse({"type": "ai/failure"}),
+        b'event: status\ndata: {"type": "generation_error"}\n\n',
+    ],
+    ids=["bare-ai-failure", "generation-error"],
+)
+async def test_a_replayed_first_turn_failure_is_not_the_queued_turns(failure: bytes) -> None:
+    """`stream(id)` joins after the echo (the first turn has no question): the first run
+    fails mid-answer (a snapshot, then PostHog's bare `ai/failure` or `status:
+    generation_error`), and the user's queued message starts the next turn. The connection
+    drops in that turn; the re-attach replays the stream from its start. The first run's
+    snapshot, never made final, is not recognised as a replay (a new delivery, so
+    `_replaying` goes False), and then the first run's failure, replayed while the queued
+    turn is current, is no longer dropped as the first turn's: it is delivered again and
+    taken for the queued turn's, which PostHog answered. Before `_replaying` was
+    consulted (b93f84b) the replayed failure was dropped and the turns came out right."""
+    conversation_id = "5f0c6a1e-7a55-4c53-8d1e-0d7e2f9d3b11"
+    h1 = {"type": "human", "content": "first", "id": "h1"}
+    h2 = {"type": "human", "content": "second", "id": "h2"}
+    a2 = {"type": "ai", "content": "The answer.", "id": "a2"}
+    first_run = _sse({"type": "ai", "content": "Hel"}) + failure
+    posts: list[dict[str, Any]] = []
+
+    async def handler(request: ServerRequest) -> ServerReply:
+        if request.method == "GET":
+            messages = [h1, h2, a2]
+            conversation = {"id": conversation_id, "status": "idle", "messages": messages}
+            return _json_reply({**conversation, "title": "first"})
+        posts.append(json.loads(request.body))
+        if len(posts) == 1:  # the attach: the first run, then the queued message; a drop
+            return _event_stream(first_run + _sse(h2), drop=True)
+        # The re-attach: PostHog replays the stream from its start, then goes on.
+        rest = _sse({"type": "ai", "content": "The"}) + _sse(a2)
+        return _event_stream(first_run + _sse(h2) + rest)
+
+    server = LoopbackServer(handler)
+    await server.start()
+    try:
+        async with aposthog.Client(api_key="phx_k", host=server.url, retry=FAST) as ph:
+            stream = ph.conversations.stream(conversation_id)
+            with anyio.fail_after(5):
+                result = await stream.until_done()
+    finally:
+        await server.stop()
+    assert len(posts) == 2
+    assert result.complete
+    second = result.turns[-1]
+    assert second.question is not None
+    assert second.question.id == "h2"
+    assert second.text == "The answer."
+    assert "h2" not in result.generation_error_turns
+    assert not second.failed  # the replayed failure is the first turn's, delivered once
