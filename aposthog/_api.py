@@ -427,6 +427,9 @@ async def _observed(
     except APIStatusError as exc:
         call.end(exc.status, exc)
         raise
+    except ResponseDecodeError as exc:  # a body the transport could not read
+        call.end(exc.status, exc)
+        raise
     except BaseException as exc:
         call.end(None, exc)
         raise

@@ -56,6 +56,7 @@ given out (nor replays it) begins the next message, given out after a blank line
 
 from __future__ import annotations
 
+import collections
 from collections.abc import Sequence
 from typing import NamedTuple
 
@@ -103,6 +104,8 @@ def _sent_as(sent: str) -> str:
 
 _new_delivery = tuple.__new__
 _UNPLACED = -1  # `_cursor` after a re-attach, before the replay is placed
+#: How many answers left unfinished by a later turn are remembered (each a text).
+_UNFINISHED_KEPT = 8
 
 
 class ConversationState:
@@ -144,6 +147,8 @@ class ConversationState:
         "_snapshot",
         "_streamed",
         "_turn",
+        "_turnless",
+        "_unfinished",
         "conversation",
         "failure",
         "generation_error",
@@ -177,6 +182,12 @@ class ConversationState:
         # or replayed (a re-attach keeps it: PostHog's replay after a deleted stream holds
         # no human message; a whole run's replay places itself by each one it repeats).
         self._turn: str | None = None
+        # No human message yet on this connection: its events may be a whole replay's of
+        # the turn before any human message (an attached stream's first), whatever `_turn`.
+        self._turnless = False
+        # The texts of answers a later turn left unfinished (a run that failed mid-answer),
+        # the latest few: a whole replay repeats their snapshots, which never became final.
+        self._unfinished: collections.deque[str] = collections.deque(maxlen=_UNFINISHED_KEPT)
         # This run's message (as PostHog stores it) and trace id, while its echo is awaited
         # on a re-attach: the first human message must be it (see `expect_echo`).
         self._echo: tuple[str, str] | None = None
@@ -202,6 +213,7 @@ class ConversationState:
         """
         self._cursor = _UNPLACED
         self._replaying = True
+        self._turnless = True
         self._gap = True
 
     def expect_echo(self, sent: str, trace_id: str) -> None:
@@ -229,11 +241,11 @@ class ConversationState:
         turn = self._turn
         seen = self._seen_in
         # The first turn of an attached or resumed stream has no human message (turn
-        # None): a replay may bring its events back while a later turn is current, but
-        # once this connection delivered something new, an equal event is a new one
-        # (a queued run that failed just as the first did).
+        # None): a whole replay brings its events back while a later turn is current,
+        # before any human message; once this connection had one, an equal event is a
+        # new one (a queued run that failed just as the first did).
         if (turn, kind, form) in seen or (
-            turn is not None and self._replaying and (None, kind, form) in seen
+            turn is not None and self._turnless and (None, kind, form) in seen
         ):
             return None
         seen.add((turn, kind, form))
@@ -497,6 +509,7 @@ class ConversationState:
         position = self._index.get(message.id)
         if message.__class__ is HumanMessage:
             self._turn = message.id  # what follows is this turn's, replayed or new
+            self._turnless = False
         if position is not None:
             # A replayed final message: the snapshots after it belong to the next one.
             ordinal = self._assistant_ids.get(message.id)
@@ -528,6 +541,8 @@ class ConversationState:
         elif message.__class__ is HumanMessage:
             # A new turn (a queued message's run): an answer the last run left unfinished
             # (it failed mid-answer) is over, and the next one's text is new.
+            if self._snapshot is not None:
+                self._unfinished.append(self._snapshot.content)
             self._snapshot = None
             self._shown = ""
             self._done = 0
@@ -540,6 +555,8 @@ class ConversationState:
             if self._cursor != _UNPLACED or self._replays_a_final(message.content):
                 return None
             self._cursor = len(self._assistant_ids)
+        if self._replaying and self._unfinished and self._replays_unfinished(message):
+            return None
         last = self._snapshot
         if last is not None:
             # The texts first: they almost always differ (by length, at once).
@@ -579,8 +596,8 @@ class ConversationState:
     def _idless_final(self, event: MessageEvent, message: Message) -> Delivery | None:
         # PostHog's bare failure is `{"type":"ai/failure"}`: no id to match a replay by.
         # A replay is an equal message of the same turn (a queued run may fail just as
-        # the run before it did), or of the first turn without a human message while
-        # the connection replays; on a connection not yet placed in a turn, of any turn.
+        # the run before it did), or of the first turn without a human message before
+        # this connection had one; on a connection not yet placed in a turn, of any turn.
         # Recognised by a key of its content, in a set (one turn's comparisons with every
         # message before it took minutes for thousands of id-less messages).
         extra = getattr(message, "extra_fields", None)
@@ -591,7 +608,7 @@ class ConversationState:
             if form in self._idless_forms:
                 return None
         elif (turn, "message", form) in seen or (
-            self._replaying and (None, "message", form) in seen
+            self._turnless and (None, "message", form) in seen
         ):
             return None
         seen.add((turn, "message", form))
@@ -644,6 +661,18 @@ class ConversationState:
             self._note(message)
             out.append(Delivery(MessageEvent(message)))
         return out
+
+    def _replays_unfinished(self, message: AssistantMessage) -> bool:
+        """
+        Whether a snapshot of a replay is one of an answer a later turn left unfinished:
+        taken in an earlier turn than the latest (a whole replay going through it), or
+        its text begins such an answer's. A new snapshot dropped here by mistake loses
+        nothing: the next one holds its text too.
+        """
+        if self._turn is not None and self._turn != self._latest_human:
+            return True  # a turn that is over sends nothing new
+        content = message.content
+        return any(text.startswith(content) for text in self._unfinished)
 
     def _replays_a_final(self, content: str) -> bool:
         """

@@ -353,8 +353,10 @@ class ResponseTooLargeError(ResponseDecodeError):
         limit: the `max_response_size` in bytes.
     """
 
-    def __init__(self, message: str, *, limit: int, path: str = "") -> None:
-        super().__init__(message, path=path)
+    def __init__(
+        self, message: str, *, limit: int, path: str = "", status: int | None = None
+    ) -> None:
+        super().__init__(message, path=path, status=status)
         self.limit = limit
 
 

@@ -140,6 +140,7 @@ class StreamEngine:
         "_max_reattach",
         "_message_trace_id",
         "_nested_sizes",
+        "_not_a_stream",
         "_observer",
         "_other_run",
         "_path",
@@ -205,6 +206,9 @@ class StreamEngine:
         self._observer: StreamObserver | None = None
         self._first_token = False
         self._answered = False  # PostHog answered an attempt with its 200 stream
+        # The error of an attempt answered with something that is no event stream (a
+        # proxy's login page): its status is the stream's, on its span.
+        self._not_a_stream: ResponseDecodeError | None = None
         self._ended = False  # the call's end was reported (to its observer)
         self._failure: BaseException | None = None
         # Bytes kept (see the module's docstring), the size of the last snapshot of each
@@ -532,6 +536,9 @@ class StreamEngine:
         self.sending = True
         try:
             result = await self.api.open_attempt(request)
+        except ResponseDecodeError as exc:
+            self._not_a_stream = exc
+            raise
         finally:
             self.sending = False
             awaited, self._awaited = self._awaited, None
@@ -689,8 +696,8 @@ class StreamEngine:
         if self._call is not None and self._call.observed:
             if isinstance(error, APIStatusError):
                 status: int | None = error.status
-            elif isinstance(error, ResponseDecodeError) and error.status is not None:
-                status = error.status  # an answer that was no event stream
+            elif self._not_a_stream is not None and error is self._not_a_stream:
+                status = self._not_a_stream.status  # an answer that was no event stream
             elif error is None or self._answered:
                 # Ended on a stream PostHog answered (a timeout's cancellation, a body
                 # over max_response_size, a re-attach that failed to connect): the 200

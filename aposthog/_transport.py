@@ -201,12 +201,13 @@ async def _release(response: aiohttp.ClientResponse) -> None:
     await response.wait_for_close()
 
 
-def _too_large(request: Request, limit: int) -> ResponseTooLargeError:
+def _too_large(request: Request, limit: int, status: int | None = None) -> ResponseTooLargeError:
     return ResponseTooLargeError(
         f"PostHog's answer to {request.method} {request.path} is larger than "
         f"max_response_size ({limit} bytes) once decoded; reading stopped there",
         limit=limit,
         path=request.path,
+        status=status,
     )
 
 
@@ -230,7 +231,7 @@ async def _read_body(response: aiohttp.ClientResponse, request: Request, limit: 
     if length is not None:
         if length > limit:
             response.close()
-            raise _too_large(request, limit)
+            raise _too_large(request, limit, response.status)
         return await response.read()  # the common case: one read of a known length
     parts: list[bytes] = []
     problem: Exception | None = None
@@ -246,10 +247,11 @@ async def _read_body(response: aiohttp.ClientResponse, request: Request, limit: 
     parts.clear()
     response.close()
     if isinstance(problem, BodyTooLarge):
-        raise _too_large(request, limit)
+        raise _too_large(request, limit, response.status)
     raise ResponseDecodeError(
         f"PostHog answered {request.method} {request.path} with an unreadable body: {problem}",
         path=request.path,
+        status=response.status,
     )
 
 

@@ -1405,11 +1405,6 @@ def test_a_run_answered_after_its_subagent_failed_did_not_fail() -> None:
     assert not outcome.failed
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a full replay re-delivers a failed run's unfinished snapshot as new text, and the"
-    " queued run's answer then never reaches the deltas",
-)
 @ID_LESS_FAILURES
 def test_a_full_replay_after_a_failed_run_and_a_queued_one_delivers_nothing_new(
     failure: Wire,

@@ -578,11 +578,6 @@ async def test_an_error_body_of_a_stream_is_read_in_what_is_left_of_the_attempts
         await server.wait_closed()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="ResponseDecodeError.status is None for a 200 whose body the transport could not"
-    " read (over max_response_size, or an unreadable gzip), not the 200 answered",
-)
 @pytest.mark.parametrize(
     "answer",
     [

@@ -784,11 +784,6 @@ async def test_a_stream_answered_200_but_not_an_event_stream_keeps_its_status(
     assert 200 == attributes.get("http.response.status_code")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a stream that fails on its catch-up GET's undecodable 200 gets that GET's 200 as"
-    " its own http.response.status_code (StreamEngine._end reads ResponseDecodeError.status)",
-)
 async def test_a_stream_failing_on_its_catch_up_get_does_not_take_the_gets_status(
     spans: InMemorySpanExporter,
 ) -> None:

@@ -1203,11 +1203,6 @@ async def test_a_run_that_ends_awaiting_approval_needs_no_ai_request_to_end() ->
     assert result.text == "I'll create it."
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a replay of the first turn's id-less failure is taken for the queued turn's once"
-    " anything earlier in the replay was delivered as new (`_replaying` already False)",
-)
 @pytest.mark.parametrize(
     "failure",
     [
