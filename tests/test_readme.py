@@ -234,3 +234,77 @@ def test_quick_start_names_a_one_interpreter_session_of_the_noxfile() -> None:
     noxfile = (README.parent / "noxfile.py").read_text(encoding="utf-8")
     assert f'"{version}"' in noxfile.split("SUPPORTED = ", 1)[1].split("\n", 1)[0]
     assert '@nox.parametrize("python", list(PYTHONS.values()), ids=list(PYTHONS))' in noxfile
+
+
+def _examples_section() -> str:
+    text = README.read_text(encoding="utf-8")
+    return text[text.index("## Examples") : text.index("## Troubleshooting")]
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="README says every example uses your PostHog once POSTHOG_* are set; "
+    "worker_pool.py needs --real (tested: a key in the environment alone is no consent)",
+)
+def test_the_examples_section_says_how_each_example_reaches_a_real_posthog() -> None:
+    """
+    The README's Examples section: "Each runs against an embedded FakePostHog by default,
+    and against your PostHog when `POSTHOG_PERSONAL_API_KEY` (and `POSTHOG_HOST`,
+    `POSTHOG_PROJECT_ID`) are set". examples/worker_pool.py deliberately does not: it
+    uses the variables only with `--real` (its docstring, and
+    tests/examples/test_worker_pool.py::test_a_key_in_the_environment_alone_does_not_make_it_real).
+    A user who sets the variables and runs it as the README says pauses and unpauses
+    exports of a fake, believing it is theirs; the README must name `--real`.
+    """
+    section = " ".join(_examples_section().split())
+    worker_pool = (README.parent / "examples" / "worker_pool.py").read_text(encoding="utf-8")
+    docstring = worker_pool.split('"""', 2)[1]
+    assert "--real" in docstring  # what the example needs (its own docstring says so)
+    promises_env_alone = "against your PostHog when `POSTHOG_PERSONAL_API_KEY`" in section
+    assert not promises_env_alone or "--real" in section, section
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="README: every bad Client value is a ConfigurationError; session= and "
+    "on_wait= raise a bare TypeError",
+)
+async def test_every_bad_client_value_is_the_error_the_readme_names() -> None:
+    """
+    README, Configuration: "Every value is checked when the client is built: a bad one is
+    a `ConfigurationError` that names the argument". A program that reports a bad
+    configuration with `except aposthog.ConfigurationError` (or `except
+    aposthog.PostHogError`) around `Client(...)` lets these escape: `session=` and
+    `on_wait=` (a non-callable, or an `async def`) raise `TypeError`, which is neither.
+    """
+    text = README.read_text(encoding="utf-8")
+    configuration = " ".join(
+        text[text.index("## Configuration") : text.index("## Customer profile")].split()
+    )
+    assert "a bad one is a `ConfigurationError` that names the argument" in configuration
+
+    async def notify(wait: aposthog.Wait) -> None:  # refused: it would never be awaited
+        del wait
+
+    bad: list[dict[str, object]] = [
+        {"session": "not a session"},
+        {"on_wait": 5},
+        {"on_wait": notify},
+        {"max_concurrency": 0},  # for contrast: a ConfigurationError today
+    ]
+    raised = [_client_error(kwargs) for kwargs in bad]
+    escaped = [
+        f"{next(iter(kwargs))}: {type(err).__name__}"
+        for kwargs, err in zip(bad, raised, strict=True)
+        if not isinstance(err, aposthog.ConfigurationError)
+    ]
+    assert [] == escaped
+    for kwargs, err in zip(bad, raised, strict=True):
+        assert next(iter(kwargs)) in str(err)
+
+
+def _client_error(kwargs: dict[str, object]) -> BaseException:
+    """What `aposthog.Client(**kwargs)` raises (it must refuse `kwargs`)."""
+    with pytest.raises(Exception) as caught:  # noqa: PT011 - which class is the finding
+        aposthog.Client(api_key="phx_readme_contract", **kwargs)  # type: ignore[arg-type]
+    return caught.value
