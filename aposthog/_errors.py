@@ -141,6 +141,14 @@ class ConfigurationError(PostHogError, ValueError):
     """The client was given (or found in the environment) a configuration it cannot use."""
 
 
+class ConfigurationTypeError(ConfigurationError, TypeError):
+    """
+    A client argument of a type it cannot use (`session=` that is no
+    `aiohttp.ClientSession`, `on_wait=` that is no plain function): a
+    `ConfigurationError`, and a `TypeError` too.
+    """
+
+
 class ClientStateError(PostHogError, RuntimeError):
     """The client was used after `aclose()`, or from an event loop other than its own."""
 

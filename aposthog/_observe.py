@@ -22,7 +22,7 @@ import attrs
 
 # At run time, not only for type checkers: `Wait.error`'s annotation must resolve
 # (`typing.get_type_hints`, cattrs), for an `on_wait` that passes the wait on as JSON.
-from ._errors import PostHogError
+from ._errors import ConfigurationTypeError, PostHogError
 
 __all__ = [
     "IGNORED",
@@ -223,7 +223,7 @@ class _WaitHook(ForwardingStream):
             close = getattr(result, "close", None)
             if callable(close):
                 close()
-            raise TypeError(_ASYNC_ON_WAIT)
+            raise ConfigurationTypeError(_ASYNC_ON_WAIT)
 
 
 class _WaitHookObserver:
@@ -249,12 +249,12 @@ def wait_hook(callback: WaitCallback | None, inner: Observer | None) -> Observer
     if callback is None:
         return inner
     if not callable(callback):
-        raise TypeError(f"on_wait must be a function, got {type(callback).__name__}")
+        raise ConfigurationTypeError(f"on_wait must be a function, got {type(callback).__name__}")
     if inspect.iscoroutinefunction(callback) or inspect.iscoroutinefunction(
         getattr(callback, "__call__", None)  # noqa: B004 (an object whose call is async)
     ):
         # Called in passing, never awaited: an async one would never run.
-        raise TypeError(_ASYNC_ON_WAIT)
+        raise ConfigurationTypeError(_ASYNC_ON_WAIT)
     return _WaitHookObserver(callback, inner)
 
 

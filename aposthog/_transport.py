@@ -27,6 +27,7 @@ from ._errors import (
     APIConnectionError,
     APITimeoutError,
     ClientStateError,
+    ConfigurationTypeError,
     ResponseDecodeError,
     ResponseTooLargeError,
 )
@@ -479,7 +480,7 @@ class Transport:
             shown = type(given).__name__
             if isinstance(given, type):
                 shown = f"the class {given.__name__}"
-            raise TypeError(
+            raise ConfigurationTypeError(
                 f"session must be an aiohttp.ClientSession (an instance) or None, got {shown}"
             )
         self._session = session

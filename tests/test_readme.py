@@ -241,11 +241,6 @@ def _examples_section() -> str:
     return text[text.index("## Examples") : text.index("## Troubleshooting")]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="README says every example uses your PostHog once POSTHOG_* are set; "
-    "worker_pool.py needs --real (tested: a key in the environment alone is no consent)",
-)
 def test_the_examples_section_says_how_each_example_reaches_a_real_posthog() -> None:
     """
     The README's Examples section: "Each runs against an embedded FakePostHog by default,
@@ -264,11 +259,6 @@ def test_the_examples_section_says_how_each_example_reaches_a_real_posthog() -> 
     assert not promises_env_alone or "--real" in section, section
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="README: every bad Client value is a ConfigurationError; session= and "
-    "on_wait= raise a bare TypeError",
-)
 async def test_every_bad_client_value_is_the_error_the_readme_names() -> None:
     """
     README, Configuration: "Every value is checked when the client is built: a bad one is

@@ -189,17 +189,28 @@ SECRET_CONFIG_FIELDS: Final = frozenset(
 
 
 def _shown_config(config: Any, depth: int = 0) -> str:
-    """`repr(config)`, each secret field's value shown as `'<redacted>'`, at any depth."""
-    if not isinstance(config, dict) or depth > 32:
-        return repr(config)
-    items = []
-    for key, value in config.items():
-        if key in SECRET_CONFIG_FIELDS and value not in (None, ""):
-            shown = "'<redacted>'"
-        else:
-            shown = _shown_config(value, depth + 1)
-        items.append(f"{key!r}: {shown}")
-    return "{" + ", ".join(items) + "}"
+    """
+    `repr(config)`, each secret field's value shown as `'<redacted>'`, at any depth: in
+    any mapping (a `ChainMap` of defaults and secrets is sent as the dict it reads as),
+    list or tuple. Deeper than any destination's config, nothing is shown (`…`).
+    """
+    if depth > 32:
+        return "…"
+    if isinstance(config, Mapping):
+        items = []
+        for key, value in config.items():
+            if key in SECRET_CONFIG_FIELDS and value not in (None, ""):
+                shown = "'<redacted>'"
+            else:
+                shown = _shown_config(value, depth + 1)
+            items.append(f"{key!r}: {shown}")
+        return "{" + ", ".join(items) + "}"
+    if isinstance(config, (list, tuple)):
+        inner = [_shown_config(value, depth + 1) for value in config]
+        if isinstance(config, list):
+            return "[" + ", ".join(inner) + "]"
+        return "(" + ", ".join(inner) + ("," if len(inner) == 1 else "") + ")"
+    return repr(config)
 
 
 @attrs.frozen(kw_only=True)

@@ -378,11 +378,6 @@ def test_a_destinations_repr_shows_no_secret_of_its_config() -> None:
     assert destination.config["password"] == "hunter2-SECRET"  # the value is kept
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="_shown_config redacts only a dict: a config given as another Mapping "
-    "(ChainMap, MappingProxyType), which create() accepts, shows its secrets in the repr",
-)
 def test_a_destination_config_given_as_any_mapping_hides_its_secrets() -> None:
     """
     `create()`/`update()` take a destination whose `config` is any mapping (it is
