@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import sys
 import threading
 from collections.abc import Awaitable, Callable
 
@@ -830,3 +831,91 @@ async def test_a_call_without_a_timeout_on_a_borrowed_session_ends_at_aclose() -
         answer.set()
     assert outcome == "ClientStateError"
     assert ph._api.pipeline.slots.free == ph.config.max_concurrency
+
+
+@pytest.mark.xfail(
+    sys.version_info < (3, 11),
+    strict=True,
+    reason="3.10: a cancel landing in the step aclose() ends a wait is swallowed, ClientStateError",
+)
+@pytest.mark.parametrize("waiting_for", ["retry", "rate_limit"])
+async def test_a_cancel_landing_as_aclose_ends_the_wait_stays_a_cancellation(
+    fake: FakePostHog, waiting_for: str
+) -> None:
+    """
+    A worker pool shutting down cancels its workers and closes the client together. A
+    worker waiting to retry PostHog's 503 (or for its rate-limit window) is woken by the
+    close (which cancels the wait's scope) in the same loop step as its task is
+    cancelled: the task must end cancelled, as it does on 3.11, not with the close's
+    `ClientStateError` (a task group then reports an error for a cancelled worker).
+    """
+    waiting = asyncio.Event()
+
+    def on_wait(wait: aposthog.Wait) -> None:
+        waiting.set()
+
+    if waiting_for == "retry":
+        fake.fail_next(1, status=503)
+        policy = aposthog.RetryPolicy(initial_backoff=10, max_backoff=10)
+        client = fake.client(retry=policy, on_wait=on_wait)
+    else:
+        limits = aposthog.RateLimits(api=(aposthog.Rate(1, per=10),), margin=0)
+        client = fake.client(rate_limits=limits, on_wait=on_wait)
+        await client.batch_exports.list()  # the window's one request
+    worker = asyncio.ensure_future(client.batch_exports.list().to_list())
+    with anyio.fail_after(1):
+        await waiting.wait()
+    closing = asyncio.ensure_future(client.aclose())  # its wake-up of the worker runs first,
+    asyncio.get_running_loop().call_soon(worker.cancel)  # the worker's cancel in that step
+    await closing
+    outcome = (await asyncio.gather(worker, return_exceptions=True))[0]
+    assert isinstance(outcome, asyncio.CancelledError), repr(outcome)
+
+
+@pytest.mark.xfail(
+    sys.version_info < (3, 11),
+    strict=True,
+    reason="3.10: aclose() as a scope cancels a call: an APITimeoutError is never retrieved",
+)
+async def test_aclose_as_a_scope_cancels_a_call_leaves_no_unretrieved_error() -> None:
+    """
+    A worker's call is cancelled by its anyio scope (a shutdown) in the step the client
+    closes. On 3.10 the attempt runs as a task of its own (`apart`); the close marks it
+    expired, so it ends in `APITimeoutError`, which nobody retrieves once the scope's
+    repeated cancellation stops the caller's wait: asyncio logs "Task exception was
+    never retrieved" at shutdown.
+    """
+    arrived = asyncio.Event()
+    release = asyncio.Event()
+
+    async def stall(request: web.Request) -> web.StreamResponse:
+        arrived.set()
+        await release.wait()
+        return web.json_response({})
+
+    errors: list[str] = []
+    loop = asyncio.get_running_loop()
+    loop.set_exception_handler(lambda _, context: errors.append(repr(context.get("exception"))))
+    try:
+        async with serve(stall) as url:
+            client = aposthog.Client(api_key="phx_k", host=url, project_id=1)
+            scope = anyio.CancelScope()
+
+            async def worker() -> None:
+                with scope:
+                    await client.batch_exports.get("018f0000-0000-0000-0000-000000000000")
+
+            task = asyncio.ensure_future(worker())
+            with anyio.fail_after(1):
+                await arrived.wait()
+            scope.cancel()
+            await client.aclose()
+            await task  # its scope caught the cancellation
+            for _ in range(5):
+                await asyncio.sleep(0)
+            del task
+            gc.collect()
+            release.set()
+    finally:
+        loop.set_exception_handler(None)
+    assert not errors
