@@ -276,14 +276,15 @@ class Client:
         # it awaits (asyncio's own cancellation, which anyio's shield does not stop) has
         # ended every wait already, and the next aclose() finishes the rest.
         pipeline.closed = True
-        for wait in list(pipeline.waits):
-            wait.cancel()  # a call waiting to retry: it raises `ClientStateError` at once
-        throttle = pipeline.throttle
-        if isinstance(throttle, RateLimiter):
-            throttle.close()  # a call waiting for the rate limiter: the same
+        # Streams first: a stream's wait (to retry its message, or for the rate limiter)
+        # ends by its own close, and its reader hears what a closed stream says.
         for stream in list(pipeline.streams):
             # Its reader, if any, is told: the run may not have ended.
             stream.close("its aposthog.Client was closed")
+        pipeline.sleeps.wake_all()  # a call waiting to retry: it raises `ClientStateError` at once
+        throttle = pipeline.throttle
+        if isinstance(throttle, RateLimiter):
+            throttle.close()  # a call waiting for the rate limiter: the same
         with anyio.CancelScope(shield=True):
             await pipeline.transport.aclose()
             if isinstance(throttle, RateLimiter):

@@ -150,15 +150,25 @@ async def apart(attempt: Coroutine[Any, Any, T], dropped: Callable[[T], object] 
     `fail_after`) cancels that task alone, so a cancellation of the caller that lands in
     the same loop step is never read as the deadline's. The caller's cancellation
     cancels the attempt, waits for it to end, and is raised; a result that arrived all
-    the same is dropped, through `dropped` if given (an opened stream is closed).
+    the same is dropped, through `dropped` if given (an opened stream is closed), and
+    an error retrieved (the caller hears its cancellation), whenever the attempt ends:
+    also after a second cancellation of the caller (an anyio scope repeats its own)
+    stopped the wait for it.
     """
     task = asyncio.ensure_future(attempt)
     try:
         return await asyncio.shield(task)
     except asyncio.CancelledError:
+        task.add_done_callback(lambda ended: _settle(ended, dropped))
         if not task.done():
             task.cancel()  # the caller was cancelled: so is its attempt
             await asyncio.wait((task,))
-        if not task.cancelled() and task.exception() is None and dropped is not None:
-            dropped(task.result())  # (an exception is retrieved: the caller hears its cancel)
         raise
+
+
+def _settle(task: asyncio.Future[T], dropped: Callable[[T], object] | None) -> None:
+    """The outcome of an attempt its caller left: a result dropped, an error retrieved."""
+    if task.cancelled() or task.exception() is not None:
+        return
+    if dropped is not None:
+        dropped(task.result())

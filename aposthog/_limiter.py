@@ -38,7 +38,7 @@ import anyio
 import anyio.lowlevel
 
 from ._errors import APIConnectionError, ClientStateError, ConfigurationError, RateLimitError
-from ._pipeline import announce_wait, closable
+from ._pipeline import Sleeps, announce_wait, closable
 from ._ratelimit import BucketLog, Rate, RateLimits, resolve_rate_limits
 from ._slots import Slots
 
@@ -306,6 +306,7 @@ class RateLimiter:
         # The scopes of the waits under way (in a line, or asleep on the store's answer):
         # closing the client cancels them, and each waiter raises `ClientStateError` then.
         self._waits: set[anyio.CancelScope] = set()
+        self._sleeps = Sleeps()  # the head's sleeps on the store's answer
         #: Whether the store keeps a line of its own across processes (`_ask`).
         self._lined = type(store)._ask is not RateLimitStore._ask
         store._attach()
@@ -426,8 +427,7 @@ class RateLimiter:
                 line.wakes = time.monotonic() + wait
                 _refuse_hopeless(line, bucket, self._left)
                 try:
-                    with closable(self._waits):
-                        await anyio.sleep(wait)
+                    await self._sleeps.sleep(wait)
                 finally:
                     line.wakes = None
                 self._check_open()
@@ -579,6 +579,7 @@ class RateLimiter:
     def close(self) -> None:
         """The client closes: every wait under way ends now (`ClientStateError`)."""
         self._closed = True
+        self._sleeps.wake_all()
         for scope in list(self._waits):
             scope.cancel()
 

@@ -26,6 +26,7 @@ import asyncio
 import contextlib
 import contextvars
 import logging
+import math
 import time
 import urllib.parse
 import weakref
@@ -146,6 +147,45 @@ def closable(
             waits.discard(entered)
 
 
+class Sleeps:
+    """
+    Sleeps that closing the client ends at once: each is woken (its future given a
+    result), never cancelled. On Python 3.10, whose tasks count no cancellations, a
+    cancel scope that the close cancelled could not tell its own cancellation from the
+    task's, if one landed in the same loop step (a shutdown cancelling its workers as it
+    closes the client): it swallowed both, and the cancelled task went on. A wake leaves
+    any cancellation of the task as it is. The sleeper then sees the client closed.
+    """
+
+    __slots__ = ("_sleeping",)
+
+    def __init__(self) -> None:
+        self._sleeping: set[asyncio.Future[None]] = set()
+
+    async def sleep(self, seconds: float) -> None:
+        """Sleep `seconds`, or until `wake_all()`."""
+        loop = asyncio.get_running_loop()
+        woken: asyncio.Future[None] = loop.create_future()
+        timer = loop.call_later(seconds, _wake, woken) if seconds < math.inf else None
+        self._sleeping.add(woken)
+        try:
+            await woken
+        finally:
+            if timer is not None:
+                timer.cancel()
+            self._sleeping.discard(woken)
+
+    def wake_all(self) -> None:
+        """End every sleep under way (the client closes)."""
+        for woken in list(self._sleeping):
+            _wake(woken)
+
+
+def _wake(woken: asyncio.Future[None]) -> None:
+    if not woken.done():
+        woken.set_result(None)
+
+
 def announce_wait(seconds: float) -> None:
     """Called by a `Throttle` about to wait inside `acquire`: tells the call's observers."""
     listener = _WAIT_LISTENER.get()
@@ -176,7 +216,8 @@ class Pipeline:
         self.close_finished = False
         self.streams: weakref.WeakSet[Any] = weakref.WeakSet()
         #: The retry backoffs under way: closing the client cancels them.
-        self.waits: set[anyio.CancelScope] = set()
+        #: Calls waiting to retry: closing the client wakes them.
+        self.sleeps = Sleeps()
         #: The conversations known to be `deep_research` (PostHog counts every message to
         #: one, and every re-attach, in its research windows): kept by `ph.conversations`.
         self.research_conversations: dict[str, None] = {}
@@ -511,8 +552,7 @@ class Call:
         # Closing the client ends the wait at once (the caller's check then raises); one
         # closed before the wait began (while a 429's pause was stored) ends it unbegun.
         self._pipeline.check_usable()
-        with closable(self._pipeline.waits):
-            await anyio.sleep(delay)
+        await self._pipeline.sleeps.sleep(delay)
 
     def end(self, status: int | None, error: BaseException | None) -> None:
         """

@@ -68,6 +68,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import sys
 import uuid
 import warnings
 from collections.abc import Iterator
@@ -79,6 +80,7 @@ import attrs
 
 from . import _routes as routes
 from ._conversation_state import ConversationState, Delivery, OtherRunError
+from ._deadlines import apart
 from ._errors import (
     APIConnectionError,
     APIStatusError,
@@ -107,8 +109,14 @@ if TYPE_CHECKING:
 
 __all__ = ["StreamEngine"]
 
+_COUNTS_CANCELLATIONS = sys.version_info >= (3, 11)
+
 _PIECE = 64
 logger = logging.getLogger("aposthog")
+
+
+class _Withheld(Exception):
+    """A message's attempt found its stream cancelled: nothing was sent."""
 
 
 class _RunGoesOn(Exception):
@@ -435,7 +443,18 @@ class StreamEngine:
         """
         Connect (the first time), re-attach after `failure`, or check a re-attached run's
         end against the conversation (`reconcile`): cancellable by aclose().
+
+        Python 3.10 tasks count no cancellations: the close's cancellation of the scope
+        the work runs in (`_io_scope`) and the reader's own, landing in the same loop
+        step, would be one to that scope, which would swallow both (the reader's loop
+        ending quietly, its task going on). There the work runs as a task of its own.
         """
+        if _COUNTS_CANCELLATIONS:
+            await self._pump(failure, reconcile)
+        else:
+            await apart(self._pump(failure, reconcile))
+
+    async def _pump(self, failure: Failure | None, reconcile: bool) -> None:
         self._busy = True
         try:
             with anyio.CancelScope() as scope:
@@ -481,6 +500,11 @@ class StreamEngine:
 
         try:
             response = await call.run(first_attempt, repeatable=route.repeatable)
+        except _Withheld:
+            # `cancel()` closes the stream when it is done (in its `finally`), which
+            # cancels this wait (`_io_scope`).
+            await anyio.sleep_forever()
+            raise
         except RateLimitError as exc:
             if self._bucket == "ai" and is_research_429(exc):
                 # A research conversation this client did not know as one: its next
@@ -526,9 +550,9 @@ class StreamEngine:
         if starts_work and self.cancelled:
             # `cancel()` from another task while this attempt waited (to retry a 503,
             # say): sent now, the message would start the very run it stops, after its
-            # PATCH, with nobody to read it. Nothing is sent: `cancel()` closes the stream
-            # when it is done (in its `finally`), which cancels this wait (`_io_scope`).
-            await anyio.sleep_forever()
+            # PATCH, with nobody to read it. Nothing is sent, and the slot this attempt
+            # holds goes back at once (`cancel()`'s PATCH may wait for it): see `_start`.
+            raise _Withheld
         self.api.pipeline.streams.add(self)
         # From the moment the POST is sent until its answer proves otherwise, it may have
         # started a run (an attempt cut off by a cancellation stays "may have").

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
-import sys
 import threading
 from collections.abc import Awaitable, Callable
 
@@ -833,11 +832,6 @@ async def test_a_call_without_a_timeout_on_a_borrowed_session_ends_at_aclose() -
     assert ph._api.pipeline.slots.free == ph.config.max_concurrency
 
 
-@pytest.mark.xfail(
-    sys.version_info < (3, 11),
-    strict=True,
-    reason="3.10: a cancel landing in the step aclose() ends a wait is swallowed, ClientStateError",
-)
 @pytest.mark.parametrize("waiting_for", ["retry", "rate_limit"])
 async def test_a_cancel_landing_as_aclose_ends_the_wait_stays_a_cancellation(
     fake: FakePostHog, waiting_for: str
@@ -872,11 +866,6 @@ async def test_a_cancel_landing_as_aclose_ends_the_wait_stays_a_cancellation(
     assert isinstance(outcome, asyncio.CancelledError), repr(outcome)
 
 
-@pytest.mark.xfail(
-    sys.version_info < (3, 11),
-    strict=True,
-    reason="3.10: aclose() as a scope cancels a call: an APITimeoutError is never retrieved",
-)
 async def test_aclose_as_a_scope_cancels_a_call_leaves_no_unretrieved_error() -> None:
     """
     A worker's call is cancelled by its anyio scope (a shutdown) in the step the client

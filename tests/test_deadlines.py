@@ -295,10 +295,6 @@ async def test_a_result_that_arrives_as_the_caller_is_cancelled_is_dropped() -> 
         await caller
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="apart() stops waiting at a second cancel: the attempt's late end is never handled",
-)
 @pytest.mark.parametrize("ends", ["raises", "returns"])
 async def test_a_caller_cancelled_again_while_its_attempt_winds_down_leaves_nothing_unhandled(
     ends: str,

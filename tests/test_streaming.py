@@ -7,7 +7,6 @@ import contextlib
 import gc
 import json
 import socket
-import sys
 import textwrap
 import warnings
 from typing import Any, cast
@@ -782,10 +781,6 @@ async def test_cancel_while_waiting_to_retry_a_503_sends_the_message_no_more() -
     assert "POST after cancel" not in seen, seen
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a retry of the message after cancel() sleeps holding its slot: the PATCH waits forever",
-)
 async def test_cancel_while_the_retry_waits_for_the_only_slot_does_not_hang() -> None:
     """
     A worker pool at `max_concurrency=1` (or with every slot busy): the message's POST
@@ -1117,11 +1112,6 @@ def test_the_question_docstring_example_is_valid_python() -> None:
     compile("async def _example(stream):\n" + textwrap.indent(example, "    "), "doc", "exec")
 
 
-@pytest.mark.xfail(
-    sys.version_info < (3, 11),
-    strict=True,
-    reason="3.10: a reader's cancel landing as a close wakes it is swallowed",
-)
 @pytest.mark.parametrize("closed_by", ["stream.aclose", "client.aclose"])
 async def test_a_readers_cancel_landing_as_the_stream_closes_stays_a_cancellation(
     fake: FakePostHog, closed_by: str
