@@ -407,3 +407,29 @@ def test_a_destination_config_given_as_any_mapping_hides_its_secrets() -> None:
         shown = repr(destination)
         assert "hunter2-SECRET" not in shown, shown
         assert "loader" not in shown, shown
+
+
+def test_a_destinations_repr_hides_secrets_nested_in_any_mapping() -> None:
+    """
+    `config` is a `dict[str, Any]`: a nested value may be any mapping, which `create()`
+    checks as a `Mapping` and sends as a JSON object (a read-only view of settings,
+    `MappingProxyType`; a `ChainMap` of defaults and overrides). The repr promises
+    `'<redacted>'` for the secret fields at any depth, but recurses into dicts only.
+    """
+    import collections
+    import types
+
+    destination = BatchExportDestination(
+        type="Redshift",
+        config={
+            "database": "dev",
+            "copy_inputs": types.MappingProxyType(
+                {"s3_bucket": "stage", "authorization": {"aws_secret_access_key": "AWS-1"}}
+            ),
+            "extra": collections.ChainMap({"password": "hunter2-SECRET"}),
+        },
+    )
+    shown = repr(destination)
+    for secret in ("AWS-1", "hunter2-SECRET"):
+        assert secret not in shown
+    assert "stage" in shown

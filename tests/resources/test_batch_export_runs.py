@@ -733,3 +733,52 @@ async def test_an_open_ended_backfill_of_an_s3_export_is_refused_as_posthog_refu
     # An HTTP export's open-ended backfill is one PostHog takes.
     http = await make(ph)
     assert await ph.batch_exports.create_backfill(http.id, start_at=hours_ago(5), end_at=None)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="list_runs sends start/end without ordering=data_interval_start (and after/before "
+    "with it), which PostHog silently ignores",
+)
+@pytest.mark.parametrize(
+    "case", ["start_end_without_interval_ordering", "after_with_interval_ordering"]
+)
+async def test_run_filters_posthog_ignores_for_the_ordering_are_not_sent_silently(
+    fake: FakePostHog, ph: aposthog.Client, case: str
+) -> None:
+    """
+    PostHog's runs view reads `start`/`end` only with `ordering=data_interval_start`
+    (either sign) and `after`/`before` only without it; the other pair is dropped without
+    an error. A caller asking for the runs that exported the data of ten days ago (a
+    backfill's, created an hour ago) got every run created in the last 7 days, and one
+    asking for the last 30 days by data interval got the last 7. Either refuse the
+    pair PostHog ignores (a ValueError naming it, nothing sent) or list what was asked.
+    """
+    export = await make(ph)
+    hour = NOW.replace(minute=0, second=0, microsecond=0)
+    if case == "start_end_without_interval_ordering":
+        wanted = fake.add_batch_export_run(
+            export.id, created_at=hours_ago(1), data_interval_end=hour - dt.timedelta(days=10)
+        )
+        fake.add_batch_export_run(export.id, created_at=hours_ago(2))
+        arguments: dict[str, Any] = {"start": "-11d", "end": "-9d"}
+        name = "start"
+    else:
+        wanted = fake.add_batch_export_run(
+            export.id,
+            created_at=hours_ago(24 * 20),
+            data_interval_end=hour - dt.timedelta(days=20),
+        )
+        arguments = {"ordering": "data_interval_start", "after": "-30d"}
+        name = "after"
+    sent = len(fake.requests)
+    refused: ValueError | None = None
+    try:
+        runs = await ph.batch_exports.list_runs(export.id, **arguments).to_list()
+    except ValueError as exc:
+        refused = exc
+    if refused is not None:
+        assert name in str(refused)
+        assert len(fake.requests) == sent
+    else:
+        assert [r.id for r in runs] == [wanted["id"]]
