@@ -123,6 +123,8 @@ class BatchExportLogLevel(_OpenEnum):
     INFO = "INFO"
     WARNING = "WARNING"
     ERROR = "ERROR"
+    #: A workflow's `logger.critical()`: PostHog writes Python's level name.
+    CRITICAL = "CRITICAL"
 
 
 class BatchExportTestStepStatus(_OpenEnum):

@@ -59,13 +59,19 @@ class BatchExportRuns(Resource):
         cannot parse as "now", without an error; here any other string is a
         `ValueError`, before a request is made.
 
+        PostHog filters by one range, chosen by `ordering`: by when runs were created
+        (`after`, `before`), or, ordered by `data_interval_start` (either way), by their
+        data interval (`start`, `end`). It ignores the other pair without an error: given
+        here, that pair is a `ValueError`, before a request is made.
+
         Args:
             status: keep runs in this status, or in any of these statuses.
             after: keep runs created after this (with `before`: PostHog's
                 default is the last 7 days).
             before: keep runs created before this.
-            start: with `ordering="data_interval_start"`, keep runs whose data
-                interval lies in `start`..`end` instead.
+            start: with `ordering="data_interval_start"` (or its `-` form), keep runs
+                whose data interval lies in `start`..`end` instead (PostHog's default
+                start: 7 days ago).
             end: the end of that range.
             ordering: `created_at`, `data_interval_start`, or either with a leading `-`.
         """
@@ -85,14 +91,26 @@ class BatchExportRuns(Resource):
                 raise ValueError(
                     "status must name at least one status (None for runs of any status)"
                 )
+        order = check_ordering(ordering, _RUN_ORDERINGS)
         params = {
             "status": statuses,
             "after": timestamp("after", after, relative=True),
             "before": timestamp("before", before, relative=True),
             "start": timestamp("start", start, relative=True),
             "end": timestamp("end", end, relative=True),
-            "ordering": check_ordering(ordering, _RUN_ORDERINGS),
+            "ordering": order,
         }
+        by_interval = order in ("data_interval_start", "-data_interval_start")
+        for name in ("after", "before") if by_interval else ("start", "end"):
+            if params[name] is not None:
+                raise ValueError(
+                    f"{name} filters runs by when they were created, which PostHog ignores "
+                    "when they are ordered by data_interval_start: use start and end"
+                    if by_interval
+                    else f"{name} filters runs by their data interval only with "
+                    "ordering='data_interval_start' (or '-data_interval_start'): PostHog "
+                    "ignores it otherwise (after and before filter by creation time)"
+                )
         return self._api.paginate(
             BatchExportRun, routes.RUNS, uuid_segment("id", id), params=params, timeout=timeout
         )

@@ -347,16 +347,34 @@ class BatchExports(BatchExportRuns):
                 it has none, and PostHog would backfill the export's whole history. The
                 export is read first, and that case is a `ValueError`, nothing changed:
                 unpause it without `backfill`, then `create_backfill()` what you need.
-                (After a `pause()` long ago, an `update(paused=True)` keeps that old time.)
+                So is a pause time the export's runs have gone past: after a `pause()`
+                long ago and runs since, an `update(paused=True)` keeps that old time,
+                and PostHog would export again what those runs exported.
         """
         check_bool("backfill", backfill)
         if backfill:
             export = await self.get(id, timeout=timeout)
-            if export.paused and export.last_paused_at is None:
+            paused_at = export.last_paused_at
+            if export.paused and paused_at is None:
                 raise ValueError(
                     "backfill=True: this export has no pause time (it was not paused by "
                     "pause()), so PostHog would backfill its whole history; unpause it "
                     "without backfill, then create_backfill() the interval you need"
+                )
+            ran = [
+                run.data_interval_end or run.data_interval_start
+                for run in export.latest_runs
+                if run.data_interval_start is not None
+                and paused_at is not None
+                and run.data_interval_start >= paused_at
+            ]
+            if export.paused and ran and paused_at is not None:
+                raise ValueError(
+                    "backfill=True: this export ran after its pause time "
+                    f"({paused_at.isoformat()}: it was paused again by update(), which keeps "
+                    "that time), so PostHog would export again what those runs exported "
+                    f"(up to {max(ran).isoformat()}); unpause it without backfill, then "
+                    "create_backfill() the interval you need"
                 )
         route = routes.EXPORT_UNPAUSE_BACKFILL if backfill else routes.EXPORT_UNPAUSE
         await self._api.request_json(

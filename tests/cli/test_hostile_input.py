@@ -51,7 +51,10 @@ def assert_one_line_error(result: subprocess.CompletedProcess[str], status: int)
         (("profile-configs", "delete", "../x"), "UUID"),
         (("batch-exports", "logs", ID, "--fetch", "501"), "between 1 and 500"),
         (("batch-exports", "logs", ID, "--fetch", "0"), "between 1 and 500"),
-        (("batch-exports", "logs", ID, "--level", "bogus"), "DEBUG, LOG, INFO, WARNING, ERROR"),
+        (
+            ("batch-exports", "logs", ID, "--level", "bogus"),
+            "DEBUG, LOG, INFO, WARNING, ERROR, CRITICAL",
+        ),
         (("batch-exports", "logs", ID, "--level", ","), "at least one level"),
         (("batch-exports", "logs", ID, "--run", "x"), "UUID"),
         (("batch-exports", "test-step", ID, "--step", "-1"), ">= 0"),

@@ -235,7 +235,7 @@ def test_enum_members_compare_and_print_as_their_values() -> None:
                 "Starting",
             ],
         ),
-        (BatchExportLogLevel, ["DEBUG", "LOG", "INFO", "WARNING", "ERROR"]),
+        (BatchExportLogLevel, ["DEBUG", "LOG", "INFO", "WARNING", "ERROR", "CRITICAL"]),
         (BatchExportTestStepStatus, ["Passed", "Failed", "Skipped"]),
     ],
 )

@@ -954,11 +954,6 @@ async def test_unpause_with_backfill_never_backfills_the_whole_history(
     assert backfill.start_at is not None
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="logs(level=...) refuses a level PostHog writes (CRITICAL), which the log "
-    "entry record itself reads as 'another upper-cased level string'",
-)
 async def test_logs_can_be_filtered_by_a_level_posthog_writes_beyond_the_enum(
     fake: FakePostHog, ph: aposthog.Client
 ) -> None:
@@ -981,11 +976,6 @@ async def test_logs_can_be_filtered_by_a_level_posthog_writes_beyond_the_enum(
     assert dict(fake.requests[-1].query)["level"] == "CRITICAL"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="unpause(backfill=True) re-exports intervals the export already ran when its "
-    "last_paused_at is stale (paused again by update(paused=True)); latest_runs shows it",
-)
 async def test_unpause_with_backfill_never_backfills_intervals_the_export_ran(
     fake: FakePostHog, ph: aposthog.Client
 ) -> None:
