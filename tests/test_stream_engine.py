@@ -9,7 +9,7 @@ import random
 import socket
 import sys
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import anyio
@@ -741,13 +741,9 @@ def _event_stream(*chunks: bytes, drop: bool = False) -> ServerReply:
     return ServerReply(stream=body(), headers={"Content-Type": "text/event-stream"})
 
 
-async def test_a_run_that_ends_awaiting_approval_is_complete() -> None:
-    """PostHog ends a run whose tool asks for approval right after the `ai` message that
-    calls it (`BaseAgentRunner.astream`, ee/hogai/core/runner.py: `GraphInterrupt`, then an
-    `ApprovalRequest` interrupt yields only an `APPROVAL` event, which
-    `AgentExecutor._redis_stream_to_assistant_output` drops): the conversation is idle (a
-    re-attach is a 400) and shows the call in `pending_approvals`. That is the run's end,
-    waiting for `create(resume_payload=...)`, not a stream cut short."""
+def _ends_awaiting_approval() -> Callable[[ServerRequest], Awaitable[ServerReply]]:
+    """A server whose run ends at a tool call awaiting approval: the conversation is idle
+    (a re-attach is a 400) and shows the call in `pending_approvals`."""
     posts: list[dict[str, Any]] = []
 
     async def handler(request: ServerRequest) -> ServerReply:
@@ -774,6 +770,18 @@ async def test_a_run_that_ends_awaiting_approval_is_complete() -> None:
             return _json_reply(_IDLE, status=400)
         human["trace_id"] = posts[0]["trace_id"]
         return _event_stream(_sse(human) + _sse(ai))
+
+    return handler
+
+
+async def test_a_run_that_ends_awaiting_approval_is_complete() -> None:
+    """PostHog ends a run whose tool asks for approval right after the `ai` message that
+    calls it (`BaseAgentRunner.astream`, ee/hogai/core/runner.py: `GraphInterrupt`, then an
+    `ApprovalRequest` interrupt yields only an `APPROVAL` event, which
+    `AgentExecutor._redis_stream_to_assistant_output` drops): the conversation is idle (a
+    re-attach is a 400) and shows the call in `pending_approvals`. That is the run's end,
+    waiting for `create(resume_payload=...)`, not a stream cut short."""
+    handler = _ends_awaiting_approval()
 
     server = LoopbackServer(handler)
     await server.start()
@@ -952,6 +960,36 @@ async def test_an_outside_cancellation_that_lands_with_the_opening_deadline_is_n
         await server.stop()
 
 
+#: A run that asked for approval (`h1`, `a0` calling `call_1`), then its resumed part: the
+#: approved tool's result `t1` and the answer `a1`.
+_APPROVED_RUN = (
+    {"type": "human", "content": "q", "id": "h1", "trace_id": "t-old"},
+    {"type": "ai", "content": "I'll create it.", "id": "a0", "tool_calls": [_CALL]},
+    {"type": "tool", "content": "created", "tool_call_id": "call_1", "id": "t1"},
+    {"type": "ai", "content": "Created the flag.", "id": "a1"},
+)
+
+
+async def _resume(
+    handler: Callable[[ServerRequest], Awaitable[ServerReply]], conversation_id: str
+) -> tuple[aposthog.ConversationResult, list[str]]:
+    """`create(None, resume_payload=<approve p1>)` against `handler`: its result and deltas."""
+    server = LoopbackServer(handler)
+    await server.start()
+    try:
+        async with aposthog.Client(api_key="phx_k", host=server.url, retry=FAST) as ph:
+            stream = ph.conversations.create(
+                None,
+                conversation=conversation_id,
+                resume_payload={"action": "approve", "proposal_id": "p1"},
+            )
+            with anyio.fail_after(5):
+                deltas = await collect(stream)
+            return stream.result(), deltas
+    finally:
+        await server.stop()
+
+
 async def test_a_resumed_run_that_ends_awaiting_another_approval_is_complete() -> None:
     """`create(None, conversation=..., resume_payload=approve)`: the run goes on from the
     approved tool call and may stop at the next tool that asks for approval, just as a
@@ -991,19 +1029,7 @@ async def test_a_resumed_run_that_ends_awaiting_another_approval_is_complete() -
             return _json_reply(_IDLE, status=400)
         return _event_stream(_sse(tool) + _sse(ai1))
 
-    server = LoopbackServer(handler)
-    await server.start()
-    try:
-        async with aposthog.Client(api_key="phx_k", host=server.url, retry=FAST) as ph:
-            stream = ph.conversations.create(
-                None,
-                conversation=conversation_id,
-                resume_payload={"action": "approve", "proposal_id": "p1"},
-            )
-            with anyio.fail_after(5):
-                result = await stream.until_done()
-    finally:
-        await server.stop()
+    result, _ = await _resume(handler, conversation_id)
     assert result.complete
     assert not result.failed
     assert result.text == "Now I'll delete the old one."
@@ -1056,10 +1082,7 @@ async def test_a_resume_that_lost_its_whole_stream_catches_up_only_the_resumed_r
     question and "I'll create it." a chat-bot already relayed from its own stream. The
     decided call's message is found by the approval's `message_id`, or (an approval
     without one) by its `original_tool_call_id`."""
-    human = {"type": "human", "content": "q", "id": "h1", "trace_id": "t-old"}
-    ai0 = {"type": "ai", "content": "I'll create it.", "id": "a0", "tool_calls": [_CALL]}
-    tool = {"type": "tool", "content": "created", "tool_call_id": "call_1", "id": "t1"}
-    ai1 = {"type": "ai", "content": "Created the flag.", "id": "a1"}
+    human, ai0, tool, ai1 = _APPROVED_RUN
     conversation_id = "5f0c6a1e-7a55-4c53-8d1e-0d7e2f9d3b11"
     sent: list[dict[str, Any]] = []
 
@@ -1085,20 +1108,7 @@ async def test_a_resume_that_lost_its_whole_stream_catches_up_only_the_resumed_r
             return _json_reply(_IDLE, status=400)
         return _event_stream(drop=True)  # cut before the resumed run's first event
 
-    server = LoopbackServer(handler)
-    await server.start()
-    try:
-        async with aposthog.Client(api_key="phx_k", host=server.url, retry=FAST) as ph:
-            stream = ph.conversations.create(
-                None,
-                conversation=conversation_id,
-                resume_payload={"action": "approve", "proposal_id": "p1"},
-            )
-            with anyio.fail_after(5):
-                deltas = await collect(stream)
-            result = stream.result()
-    finally:
-        await server.stop()
+    result, deltas = await _resume(handler, conversation_id)
     assert len(sent) == 2  # the resume, then one re-attach
     assert result.complete
     assert "".join(deltas) == "Created the flag."  # not "I'll create it.\n\nCreated the flag."
@@ -1111,10 +1121,7 @@ async def test_a_resume_recovers_its_own_messages_lost_before_its_first_one() ->
     connection is down: PostHog deleted the run's stream when the reader left, so the
     re-attach replays only what came after. The conversation shows the tool result after
     the approved call; the catch-up must deliver it, as it does for a message's run."""
-    human = {"type": "human", "content": "q", "id": "h1", "trace_id": "t-old"}
-    ai0 = {"type": "ai", "content": "I'll create it.", "id": "a0", "tool_calls": [_CALL]}
-    tool = {"type": "tool", "content": "created", "tool_call_id": "call_1", "id": "t1"}
-    ai1 = {"type": "ai", "content": "Created the flag.", "id": "a1"}
+    human, ai0, tool, ai1 = _APPROVED_RUN
     conversation_id = "5f0c6a1e-7a55-4c53-8d1e-0d7e2f9d3b11"
     sent: list[dict[str, Any]] = []
 
@@ -1132,19 +1139,7 @@ async def test_a_resume_recovers_its_own_messages_lost_before_its_first_one() ->
             return _event_stream(drop=True)
         return _event_stream(_sse({"type": "ai", "content": "Created"}) + _sse(ai1))
 
-    server = LoopbackServer(handler)
-    await server.start()
-    try:
-        async with aposthog.Client(api_key="phx_k", host=server.url, retry=FAST) as ph:
-            stream = ph.conversations.create(
-                None,
-                conversation=conversation_id,
-                resume_payload={"action": "approve", "proposal_id": "p1"},
-            )
-            with anyio.fail_after(5):
-                result = await stream.until_done()
-    finally:
-        await server.stop()
+    result, _ = await _resume(handler, conversation_id)
     assert len(sent) == 2
     assert "resume_payload" not in sent[1]
     assert result.complete
@@ -1160,31 +1155,7 @@ async def test_a_run_that_ends_awaiting_approval_needs_no_ai_request_to_end() ->
     and only then GETs the conversation, which alone tells. With the window spent by the
     message itself, the finished run raises `RateLimitError` (or, under a longer
     `max_retry_after`, waits out the window) instead of returning its result."""
-    posts: list[dict[str, Any]] = []
-
-    async def handler(request: ServerRequest) -> ServerReply:
-        first = posts[0] if posts else {}
-        human = {"type": "human", "content": "q", "id": "h1", "trace_id": first.get("trace_id")}
-        ai = {"type": "ai", "content": "I'll create it.", "id": "a0", "tool_calls": [_CALL]}
-        if request.method == "GET":
-            approval = {
-                "proposal_id": "p1",
-                "decision_status": "pending",
-                "tool_name": "create_feature_flag",
-                "original_tool_call_id": "call_1",
-            }
-            conversation = {
-                "id": first["conversation"],
-                "status": "idle",
-                "title": "q",
-                "messages": [human, ai],
-                "pending_approvals": [approval],
-            }
-            return _json_reply(conversation)
-        posts.append(json.loads(request.body))
-        if posts[-1]["content"] is None:
-            return _json_reply(_IDLE, status=400)
-        return _event_stream(_sse(human) + _sse(ai))
+    handler = _ends_awaiting_approval()
 
     server = LoopbackServer(handler)
     await server.start()
