@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from ._batch_export_destinations import from_isoformat
+from ._conversation_checks import uuid_text
 from ._loopback import ServerReply
 from ._relative_dates import relative_date_parse
 from ._wire import (
@@ -69,9 +70,39 @@ def interval_delta(interval: str) -> dt.timedelta:
     )
 
 
+def _uuid_or_none(value: Any) -> str | None:
+    """A UUID's canonical text, or None for what is no UUID (it matches no record)."""
+    try:
+        return uuid_text(value)
+    except ValueError:
+        return None
+
+
+def _same_id(stored: Any, wanted: str | None) -> bool:
+    """
+    Whether a stored id is the one a path names (`wanted`, canonical): Django's
+    `UUIDField` compares UUIDs, so any spelling of the same UUID is the same id.
+    """
+    return wanted is not None and (stored == wanted or _uuid_or_none(stored) == wanted)
+
+
+def _by_id(records: Mapping[str, dict[str, Any]], text: str) -> dict[str, Any] | None:
+    """The record a path's id names, in any spelling `UUIDField` reads; None if none."""
+    wanted = _uuid_or_none(text)
+    if wanted is None:
+        return None  # no UUID: PostHog's lookup finds nothing
+    record = records.get(wanted)
+    if record is not None:
+        return record
+    return next((r for key, r in records.items() if _same_id(key, wanted)), None)
+
+
 def live_export(fake: FakePostHog, export_id: str) -> dict[str, Any]:
-    """An export that exists and is not deleted, else PostHog's 404."""
-    export = fake.batch_exports.get(export_id)
+    """
+    The export a path's id names (any spelling of its UUID: upper case, no hyphens, as
+    Django's `UUIDField` reads it) that exists and is not deleted, else PostHog's 404.
+    """
+    export = _by_id(fake.batch_exports, export_id)
     if export is None or export["deleted"]:
         raise not_found()
     return export
@@ -205,7 +236,9 @@ def _scoped_runs(fake: FakePostHog, request: FakeRequest) -> list[dict[str, Any]
                 attr=f"status__{index}",
                 code="invalid_choice",
             )
-    runs = [r for r in fake.batch_export_runs.values() if r["batch_export"] == request.params["id"]]
+    # `batch_export_id=<id>`: a UUIDField, so any spelling of the export's id.
+    wanted = _uuid_or_none(request.params["id"])
+    runs = [r for r in fake.batch_export_runs.values() if _same_id(r["batch_export"], wanted)]
     if request.arg("ordering") in ("data_interval_start", "-data_interval_start"):
         start = _relative_date(fake, request, "start", "-7d")
         end = _relative_date(fake, request, "end", None)
@@ -236,9 +269,9 @@ async def _list_runs(fake: FakePostHog, request: FakeRequest) -> ServerReply:
 def _run(fake: FakePostHog, request: FakeRequest) -> dict[str, Any]:
     # get_object() goes through the same queryset as the list: a run older than 7 days
     # is a 404 unless `after` (or `start` with `ordering=data_interval_start`) reaches it.
-    run_id = request.params["run_id"]
+    run_id = _uuid_or_none(request.params["run_id"])  # a UUIDField: any spelling
     for run in _scoped_runs(fake, request):
-        if run["id"] == run_id:
+        if _same_id(run["id"], run_id):
             return run
     raise not_found()
 
@@ -331,8 +364,9 @@ def _reads_as_datetime(text: str) -> bool:
 
 
 async def _list_backfills(fake: FakePostHog, request: FakeRequest) -> ServerReply:
+    wanted = _uuid_or_none(request.params["id"])  # a UUIDField: any spelling
     backfills = [
-        b for b in fake.batch_export_backfills.values() if b["batch_export"] == request.params["id"]
+        b for b in fake.batch_export_backfills.values() if _same_id(b["batch_export"], wanted)
     ]
     terms = _orderings(request, ("created_at", "start_at"), "-created_at")
     return cursor_page(
@@ -345,8 +379,8 @@ async def _list_backfills(fake: FakePostHog, request: FakeRequest) -> ServerRepl
 
 
 async def _create_backfill(fake: FakePostHog, request: FakeRequest) -> ServerReply:
-    # PostHog looks the export up without excluding deleted ones.
-    export = fake.batch_exports.get(request.params["id"])
+    # PostHog looks the export up without excluding deleted ones (by UUID: any spelling).
+    export = _by_id(fake.batch_exports, request.params["id"])
     if export is None:
         raise HTTPError(error(404, "invalid_request", "not_found", "BatchExport not found."))
     data = request.body()
@@ -395,8 +429,10 @@ async def _create_backfill(fake: FakePostHog, request: FakeRequest) -> ServerRep
 
 
 def _backfill(fake: FakePostHog, request: FakeRequest) -> dict[str, Any]:
-    backfill = fake.batch_export_backfills.get(request.params["backfill_id"])
-    if backfill is None or backfill["batch_export"] != request.params["id"]:
+    # Both ids are UUIDFields: any spelling of each finds the backfill.
+    backfill = _by_id(fake.batch_export_backfills, request.params["backfill_id"])
+    wanted = _uuid_or_none(request.params["id"])
+    if backfill is None or not _same_id(backfill["batch_export"], wanted):
         raise not_found()
     return backfill
 

@@ -311,10 +311,14 @@ def validate_export(
     """
     errors = _Errors()
     clean: dict[str, Any] = {}
-    if not partial:
-        for name in ("name", "destination", "interval"):
-            if name not in data:
-                errors.add(name, "This field is required.", "required")
+
+    def required(name: str) -> None:
+        # A required field left out fails in its own place in the field order (its
+        # `run_validation` raises), not before the fields declared ahead of it.
+        if not partial and name not in data:
+            errors.add(name, "This field is required.", "required")
+
+    required("name")
     if "name" in data:
         name = data["name"]
         if name is None:
@@ -336,6 +340,7 @@ def validate_export(
                 errors.add("model", CHANGING_MODELS)
             else:
                 clean["model"] = model
+    required("destination")
     if "destination" in data:
         destination = _destination(
             errors,
@@ -346,6 +351,7 @@ def validate_export(
         )
         if destination is not None:
             clean["destination"] = destination
+    required("interval")
     if "interval" in data and _choice(errors, "interval", data["interval"], INTERVALS):
         if data["interval"] not in ("hour", "day", "week") and (
             "high-frequency-batch-exports" not in flags
@@ -357,7 +363,9 @@ def validate_export(
             clean["paused"] = boolean_field(data["paused"], "paused")
         except HTTPError as exc:
             errors.keep(exc)
-    for name in ("start_at", "end_at"):
+    # `last_paused_at` is writable (it is not in `read_only_fields`): the model's nullable
+    # DateTimeField, declared between `paused` and `start_at`.
+    for name in ("last_paused_at", "start_at", "end_at"):
         if name in data:
             try:
                 clean[name] = None if data[name] is None else parse_datetime_field(data[name])

@@ -349,7 +349,7 @@ async def _create(fake: FakePostHog, request: FakeRequest) -> ServerReply:
         "deleted": False,
         "created_at": stamp,
         "last_updated_at": stamp,
-        "last_paused_at": None,
+        "last_paused_at": clean.get("last_paused_at"),  # writable, as in PostHog
         "start_at": clean.get("start_at"),
         "end_at": clean.get("end_at"),
         "schema": None,

@@ -193,8 +193,9 @@ def _not_null(body: dict[str, Any], name: str) -> None:
 def validate_context_fields(body: dict[str, Any]) -> None:
     """
     The fields `MessageSerializer` and `QueueMessageSerializer` both declare, in their order:
-    `contextual_tools` (a `DictField`), then the `JSONField`s `ui_context` and
-    `billing_context` (any JSON but null). Each may be left out.
+    `contextual_tools` (a `DictField` of `JSONField`s: a dict whose values are any JSON but
+    null), then the `JSONField`s `ui_context` and `billing_context` (any JSON but null).
+    Each may be left out.
     """
     _not_null(body, "contextual_tools")
     tools = body.get("contextual_tools")
@@ -205,6 +206,13 @@ def validate_context_fields(body: dict[str, Any]) -> None:
             attr="contextual_tools",
             code="not_a_dict",
         )
+    # Its child, a `JSONField` without `allow_null`, runs on each value: DRF keys a
+    # value's error by its dict key, and drf-exceptions-hog reports the first, in order.
+    for key, value in (tools or {}).items():
+        if value is None:
+            raise validation_error(
+                "This field may not be null.", attr=f"contextual_tools__{key}", code="null"
+            )
     _not_null(body, "ui_context")
     _not_null(body, "billing_context")
 

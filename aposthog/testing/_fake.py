@@ -313,13 +313,15 @@ class FakePostHog:
     ) -> None:
         """
         Answer the next `n` matching requests with `status` and `body`: JSON (a value
-        `json.dumps` takes, checked here), or bytes sent as they are (a proxy's HTML page).
-        Without a body, a 503 is PostHog's own (its JSON error: refused before any work,
-        so the client retries any request), and any other status has an empty body; a
-        proxy's 503, which may follow a request PostHog received, is `body=b"..."`.
+        `json.dumps` takes, NaN and infinities refused as the fake's encoder refuses them,
+        checked here), or bytes sent as they are (a proxy's HTML page). Without a body, a
+        503 is PostHog's own (its JSON error: refused before any work, so the client
+        retries any request), and any other status has an empty body; a proxy's 503, which
+        may follow a request PostHog received, is `body=b"..."`.
         """
         if not isinstance(body, (bytes, type(None))):
-            json.dumps(body)  # a TypeError or ValueError now, not a 500 at the next request
+            # A TypeError or ValueError now, not a 500 at the next request.
+            json.dumps(body, allow_nan=False)
         self._faults.append(_Fault("fail", n, status=status, body=body, method=method, path=path))
 
     def drop_next(self, n: int = 1, *, method: str | None = None, path: str | None = None) -> None:

@@ -78,7 +78,9 @@ def _dumps(body: Any) -> bytes:
     # DRF's JSONRenderer: compact separators, UTF-8 kept as is, except U+2028 and U+2029,
     # which it escapes (so the JSON is also valid JavaScript, and no line-oriented reader
     # splits a body at them). Raw, they can only be inside a string: replacing is safe.
-    text = json.dumps(body, separators=(",", ":"), ensure_ascii=False)
+    # Like DRF's (`STRICT_JSON`), it refuses NaN and the infinities (a ValueError: the
+    # view's 500), so a reply is never invalid JSON.
+    text = json.dumps(body, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
     return text.replace("\u2028", "\\u2028").replace("\u2029", "\\u2029").encode()
 
 
@@ -259,11 +261,18 @@ def _multipart(body: bytes, header: str, params: Mapping[str, str], encoding: st
     return dict(fields)  # each field's last value, as for a form
 
 
+def _strict_constant(constant: str) -> Any:
+    # DRF's `strict_constant`, the JSONParser's `parse_constant` under `STRICT_JSON`.
+    raise ValueError(f"Out of range float values are not JSON compliant: {constant!r}")
+
+
 def parse_body(raw: ServerRequest) -> Any:
     """
     DRF's `Request._parse`: no body is {}; else the parser the Content-Type names reads
     it (a JSON body in the header's `charset`, UTF-8 by default), and a type no parser
-    reads, or none at all (DRF reads a missing header as ""), is its 415.
+    reads, or none at all (DRF reads a missing header as ""), is its 415. JSON is read
+    strictly, as DRF's `STRICT_JSON` does: `NaN`, `Infinity` and `-Infinity` are its 400
+    parse error.
     """
     if not raw.body:
         return {}
@@ -285,7 +294,7 @@ def parse_body(raw: ServerRequest) -> Any:
     if parser == "multipart/form-data":
         return _multipart(raw.body, header, params, encoding)
     try:
-        return json.loads(raw.body.decode(encoding))
+        return json.loads(raw.body.decode(encoding), parse_constant=_strict_constant)
     except ValueError as exc:  # UnicodeDecodeError included, as DRF's stream reader raises it
         raise _parse_error(f"JSON parse error - {exc}") from None
 

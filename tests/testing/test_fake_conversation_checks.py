@@ -42,9 +42,6 @@ async def test_validation_errors(
     assert (error["type"], error["attr"], error["code"]) == ("validation_error", attr, code)
 
 
-@pytest.mark.xfail(
-    strict=True, reason="a contextual_tools entry that is null passes; DRF's DictField refuses it"
-)
 async def test_a_null_contextual_tool_is_the_dict_fields_child_error(
     fake: FakePostHog, ph: aposthog.Client
 ) -> None:
