@@ -47,7 +47,12 @@ def message_options(
     if agent_mode is not None:
         body["agent_mode"] = choice("agent_mode", agent_mode, _AGENT_MODES, open_enum=True)
     if contextual_tools is not None:
-        body["contextual_tools"] = json_object("contextual_tools", contextual_tools)
+        tools = body["contextual_tools"] = json_object("contextual_tools", contextual_tools)
+        for key, value in tools.items():
+            if value is None:
+                # PostHog's DictField of JSONFields takes no null value: its 400, after
+                # the AI throttle counted the message.
+                raise ValueError(f"contextual_tools[{key!r}] must not be None")
     if ui_context is not None:
         check_json("ui_context", ui_context)
         body["ui_context"] = ui_context

@@ -248,3 +248,13 @@ async def test_a_message_id_stays_in_its_segment(fake: FakePostHog, ph: aposthog
     with pytest.raises(aposthog.NotFoundError):
         await ph.conversations.queue.remove(seeded.id, "a?b#c d")
     assert fake.requests[-1].path.endswith(f"/conversations/{seeded.id}/queue/a%3Fb%23c%20d/")
+
+
+async def test_a_null_contextual_tool_is_refused_before_sending(
+    fake: FakePostHog, ph: aposthog.Client
+) -> None:
+    """PostHog's `DictField` of `JSONField`s takes no null value (its 400): refused here."""
+    seeded = fake.seed_conversation()
+    with pytest.raises(ValueError, match=r"contextual_tools\['t'\]"):
+        await ph.conversations.queue.add(seeded.id, "next", contextual_tools={"t": None})
+    assert fake.requests == []

@@ -69,6 +69,7 @@ async def test_the_longest_message_is_accepted(fake: FakePostHog, ph: aposthog.C
         ({"content": "q", "trace_id": "nope"}, ValueError),
         ({"content": "q", "agent_mode": 3}, TypeError),
         ({"content": "q", "contextual_tools": [1]}, TypeError),
+        ({"content": "q", "contextual_tools": {"search_docs": None}}, ValueError),  # a 400
         ({"content": "q", "session_id": 5}, TypeError),
         ({"content": "q", "session_id": "  "}, ValueError),  # PostHog's 400: blank
         ({"content": "q", "max_reattach_attempts": -1}, ValueError),
