@@ -277,6 +277,42 @@ async def test_deep_json_in_a_stream_event_ends_typed() -> None:
     assert stream.result().complete
 
 
+@pytest.mark.skipif(aposthog._json.orjson_parse is None, reason="needs the speedups extra (orjson)")
+@pytest.mark.xfail(
+    strict=True,
+    reason="a replayed message nested 1,000 deep raises RecursionError out of the stream",
+)
+async def test_a_replayed_message_nested_near_the_parse_limit_ends_typed() -> None:
+    """A final message PostHog sends again (a replay) is compared with the one kept; one
+    nested 1,000 levels deep (orjson parses up to 1,024) raised a bare `RecursionError`
+    out of `async for`, where README promises deep JSON ends in a typed error."""
+    nested = (
+        b'event: message\ndata: {"type":"ai","content":"x","id":"a1","meta":'
+        + b"[" * 1000
+        + b"]" * 1000
+        + b"}\n\n"
+    )
+    human = b'event: message\ndata: {"type":"human","content":"q","id":"h1"}\n\n'
+
+    async def events() -> AsyncIterator[bytes]:
+        yield human + nested + nested
+
+    server = await _serve(
+        ServerReply(stream=events(), headers={"Content-Type": "text/event-stream"})
+    )
+    try:
+        async with _client(server.url) as ph:
+            stream = ph.conversations.create("q")
+            try:
+                seen = [event async for event in stream]
+            except aposthog.PostHogError:
+                seen = None  # a typed error is an acceptable outcome too
+    finally:
+        await server.stop()
+    if seen is not None:
+        assert isinstance(seen[-1], aposthog.MessageEvent)
+
+
 async def test_compressed_answers_are_inflated_and_only_gzip_deflate_asked_for() -> None:
     import gzip
 

@@ -1079,3 +1079,99 @@ async def test_a_request_behind_one_of_a_process_gone_goes_when_that_one_is_drop
             await anyio.sleep(wait)
     went = time.monotonic() - started
     assert went < 0.95, went  # the dead one is dropped at ~0.7 s
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="a request asked with fewer windows is not counted in the windows it did not name",
+)
+async def test_a_request_of_a_client_without_the_hour_window_counts_in_it(
+    store: RedisRateLimitStore,
+) -> None:
+    """
+    Two clients share a key through one store (one budget, as `RateLimitStore` and the
+    README say), one with PostHog's minute and hour windows, one with the minute window
+    only (an older release of the fleet, or `RateLimits(api=Rate(480, per=60))`).
+    PostHog counts every request of the key in both of its throttles, but the store
+    writes a request only into the windows its client named: the second client's
+    requests are missing from the hour window, so the first sends its whole hour's
+    budget on top of them, and the key meets PostHog's 429.
+    """
+    minute_and_hour = (Rate(100, per=1), Rate(2, per=30))
+    minute_only = (Rate(100, per=1),)
+    assert 0.0 == await store.try_acquire("s", "api", minute_only, 0.0)
+    assert 0.0 == await store.try_acquire("s", "api", minute_only, 0.0)
+    # Two requests of the key went in the last 30 s: PostHog's "2 per 30 s" is full.
+    assert await store.try_acquire("s", "api", minute_and_hour, 0.0) > 29
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="a request whose script answer timed out stays counted, though it is never sent",
+)
+def test_a_request_counted_before_its_answer_timed_out_is_taken_back(redis_url: str) -> None:
+    """
+    Redis counted the request, but its answer came after the store's `timeout` (a Redis
+    slow for a moment: a fork for a snapshot, a long command of another program): the
+    call fails with `RateLimitStoreError`, "the request was not sent", as documented, yet
+    the count stays in the windows. It is taken back for a request cancelled in the same
+    moment (the test above), not for this one: every such failure spends a place of the
+    key's budget on nothing, for the window's whole length (one of PostHog AI's ten
+    research messages a day, for a day), and the fleet then refuses or holds back valid
+    requests. Between the store and Redis a proxy, once `slow`, holds back every answer
+    by 0.3 s (the store's timeout is 0.1 s); it is fast again for the clean-up.
+    """
+    require_redis_py()
+    port = int(redis_url.rsplit(":", 1)[1].split("/")[0])
+    prefix = f"test:{secrets.token_hex(4)}"
+    windows = (Rate(5, per=30),)
+    slow = False
+
+    async def pump(
+        source: anyio.abc.SocketStream, sink: anyio.abc.SocketStream, answers: bool
+    ) -> None:
+        async for chunk in source:
+            if answers and slow:
+                await anyio.sleep(0.3)
+            await sink.send(chunk)
+
+    async def relay(client: anyio.abc.SocketStream) -> None:
+        with contextlib.suppress(anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
+            async with (
+                client,
+                await anyio.connect_tcp("127.0.0.1", port) as server,
+                anyio.create_task_group() as tg,
+            ):
+                tg.start_soon(pump, client, server, False)
+                await pump(server, client, True)
+                tg.cancel_scope.cancel()
+
+    async def program() -> None:
+        nonlocal slow
+        listener = await anyio.create_tcp_listener(local_host="127.0.0.1")
+        proxy_port = listener.extra(anyio.abc.SocketAttribute.local_port)
+        async with listener, anyio.create_task_group() as tg:
+            tg.start_soon(listener.serve, relay)
+            store = RedisRateLimitStore(
+                f"redis://127.0.0.1:{proxy_port}/0", prefix=prefix, timeout=0.1
+            )
+            assert 0.0 == await store.try_acquire("s", "other", windows, 0.0)  # script loaded
+            slow = True
+            with pytest.raises(RateLimitStoreError, match="the request was not sent"):
+                await store.try_acquire("s", "api", windows, 0.0)
+            await anyio.sleep(0.35)  # the late answer has come and gone
+            slow = False
+            await store.aclose()  # waits for any background clean-up
+            tg.cancel_scope.cancel()
+
+    async def counted() -> list[int]:
+        import redis.asyncio
+
+        admin = redis.asyncio.Redis.from_url(redis_url)
+        try:
+            return [int(await admin.zcard(f"{prefix}:{{s}}:{b}:30000ms")) for b in ("api", "other")]
+        finally:
+            await admin.aclose()
+
+    anyio.run(program)
+    assert [0, 1] == anyio.run(counted)

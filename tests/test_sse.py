@@ -724,3 +724,47 @@ def test_wire_events_match_feed(data: st.DataObject) -> None:
     assert wire_outcome(chunks, max_event_size=limit) == as_wire(
         outcome(chunks, max_event_size=limit)
     )
+
+
+@pytest.mark.xfail(
+    strict=True, reason="max_event_size=nan is taken, and turns the memory bound off"
+)
+def test_max_event_size_nan_is_refused() -> None:
+    """NaN is no size: every `size > nan` is False, so the limit would never trip."""
+    with pytest.raises(ValueError, match="max_event_size"):
+        SSEDecoder(max_event_size=float("nan"))
+
+
+@pytest.mark.xfail(
+    strict=True, reason="a non-int max_event_size is not refused by name (or at all)"
+)
+@pytest.mark.parametrize("value", ["1024", True, b"1024"])
+def test_max_event_size_of_a_wrong_type_is_a_type_error_naming_it(value: object) -> None:
+    """README: a wrong argument is a TypeError that names it, not a later surprise."""
+    with pytest.raises(TypeError, match="max_event_size"):
+        SSEDecoder(max_event_size=value)  # type: ignore[arg-type]
+
+
+# The decoder's own fast-path prefixes as fragments, so that cuts land inside them; cuts
+# may repeat, giving empty chunks (between a CR and its LF too).
+HEAD_FRAGMENTS = [
+    b"event: message\ndata: ", b"event: update\ndata: ", b"event: ", b"data: ", b"id: 1",
+    b"retry: 5", b"\n", b"\n\n", b"\r", b"\r\n", b":", b"x", "中".encode()[:2], b"\xad", BOM,
+    b"\x00", b'{"type":"ai","content":"\xc3\xa9"}',
+]  # fmt: skip
+
+
+@settings(max_examples=300)
+@given(st.data())
+def test_random_cuts_with_empty_chunks_match_the_whole(data: st.DataObject) -> None:
+    """Cut anywhere, empty chunks included: the same events, end and limit as unsplit."""
+    stream = data.draw(st.lists(st.sampled_from(HEAD_FRAGMENTS), max_size=30).map(b"".join))
+    cuts = sorted(data.draw(st.lists(st.integers(0, len(stream)), max_size=15)))
+    bounds = [0, *cuts, len(stream)]
+    chunks = [stream[a:b] for a, b in itertools.pairwise(bounds)]
+    limit = data.draw(st.none() | st.integers(0, 60))
+    whole = outcome([stream], max_event_size=limit)
+    if limit is None:
+        assert whole == reference(stream)
+    assert outcome(chunks, max_event_size=limit) == whole
+    assert wire_outcome(chunks, max_event_size=limit) == as_wire(whole)

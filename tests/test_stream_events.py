@@ -89,3 +89,35 @@ def test_any_message_same_as_decode_event(kind: str, fields: dict[str, Any]) -> 
     got = wire_event("message", data)
     assert type(got) is type(expected)
     assert repr(got) == repr(expected)
+
+
+@pytest.mark.skipif(_stream_events._parse is None, reason="needs the speedups extra (orjson)")
+@pytest.mark.xfail(
+    strict=True,
+    reason="orjson parses 1,020 levels (its limit is 1,024), deeper than Python can compare",
+)
+@pytest.mark.parametrize(
+    "data",
+    [
+        b'{"type":"ai","content":"x","id":"a1","meta":' + b"[" * 1020 + b"]" * 1020 + b"}",
+        b'{"type":"tool","content":"r","id":"t1","tool_call_id":"c1","ui_payload":'
+        + b'{"a":' * 1020
+        + b"1"
+        + b"}" * 1020
+        + b"}",
+    ],
+    ids=["meta-lists", "ui_payload-dicts"],
+)
+def test_a_deeply_nested_message_can_be_compared_and_printed(data: bytes) -> None:
+    """A message that parses is a value the client (and its user) can compare and print.
+
+    The stream recognises a replayed final message by comparing it with the one it kept
+    (`_conversation_state.feed_message`); `_json` refuses old orjson releases because
+    values nested deeper than the interpreter's recursion limit raise `RecursionError`
+    "wherever [they are] printed or compared". orjson's own limit (1,024) is above
+    Python's default recursion limit (1,000), so such values still get through.
+    """
+    first = wire_event("message", data)
+    second = wire_event("message", data)
+    assert first == second
+    assert repr(first)
