@@ -27,10 +27,10 @@ from __future__ import annotations
 import importlib
 import json
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
-__all__ = ["loads"]
+__all__ = ["MAX_EVENT_DEPTH", "loads", "too_deep"]
 
 
 # The standard library's own scanner, as `json.loads` uses it (set in its __init__,
@@ -117,3 +117,40 @@ if _orjson_parse is not None:
 
 #: The parser in use: orjson's (speedups extra) when installed, else the standard library's.
 loads: Callable[[bytes | str], Any] = orjson_loads or stdlib_loads
+
+
+#: A stream event's JSON nested deeper than this is not taken as its event (it stays an
+#: `UnknownEvent`): orjson parses up to 1024 levels, and a value nested near Python's
+#: recursion limit raises `RecursionError` wherever it is compared or printed, as the
+#: stream compares a replayed message with the one it holds.
+MAX_EVENT_DEPTH = 500
+
+
+def too_deep(value: Any, limit: int = MAX_EVENT_DEPTH) -> bool:
+    """
+    Whether `value` nests objects and arrays more than `limit` levels deep. Walked
+    without recursion, and at once for the usual stream event: an object of scalars.
+    """
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        children: Iterable[Any]
+        if item.__class__ is dict:
+            children = item.values()
+        elif item.__class__ is list:
+            children = item
+        else:
+            continue
+        if _SCALARS.issuperset(map(type, children)):
+            continue
+        if depth >= limit:
+            return True
+        stack.extend(
+            (child, depth + 1)
+            for child in children
+            if child.__class__ is dict or child.__class__ is list
+        )
+    return False
+
+
+_SCALARS = frozenset({str, int, float, bool, type(None)})

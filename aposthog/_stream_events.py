@@ -21,7 +21,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from ._json import orjson_parse
+from ._json import MAX_EVENT_DEPTH, orjson_parse
 from .models.events import MessageEvent, StreamEvent, decode_event
 from .models.messages import message_from_dict
 
@@ -34,8 +34,11 @@ _LEAVES = frozenset({str, int, bool, type(None)})
 _parse = orjson_parse  # None without the speedups extra
 
 
-def _has_float(value: Any) -> bool:
-    """Whether a parsed dict or list holds a float anywhere (orjson's big integers are)."""
+def _has_float(value: Any, depth: int = 1) -> bool:
+    """
+    Whether a parsed dict or list holds a float anywhere (orjson's big integers are);
+    `ValueError` if it nests deeper than `MAX_EVENT_DEPTH` (see `_json.too_deep`).
+    """
     items = value.values() if value.__class__ is dict else value
     if _LEAVES.issuperset(map(type, items)):  # the usual message: strings only, at C speed
         return False
@@ -43,8 +46,13 @@ def _has_float(value: Any) -> bool:
         cls = item.__class__
         if cls in _LEAVES:
             continue
-        if cls is float or ((cls is dict or cls is list) and _has_float(item)):
+        if cls is float:
             return True
+        if cls is dict or cls is list:
+            if depth >= MAX_EVENT_DEPTH:
+                raise ValueError("JSON nested too deeply for a stream event")
+            if _has_float(item, depth + 1):
+                return True
     return False
 
 

@@ -163,8 +163,16 @@ class SSEDecoder:
     )
 
     def __init__(self, *, max_event_size: int | None = 16 * 1024 * 1024) -> None:
-        if max_event_size is not None and max_event_size < 0:
-            raise ValueError(f"max_event_size must be None or >= 0, got {max_event_size}")
+        given: object = max_event_size  # typed an int, checked as anything
+        if given is not None:
+            if isinstance(given, bool) or not isinstance(given, (int, float)):
+                raise TypeError(
+                    f"max_event_size must be an int (bytes) or None, got {type(given).__name__}"
+                )
+            if not isinstance(given, int):  # NaN would turn the limit off: no size
+                raise ValueError(f"max_event_size must be a whole number of bytes, got {given!r}")
+            if given < 0:
+                raise ValueError(f"max_event_size must be None or >= 0, got {given}")
         self._limit = max_event_size
         # Decoded event types by raw bytes. Only a cache, so close() keeps it.
         self._names: dict[bytes, str] = {b"": "message"}
@@ -250,12 +258,13 @@ class SSEDecoder:
             error = self._error
             self._error = None
             raise error
-        if not chunk:
-            return []
         if type(chunk) is not bytes:
             # Any bytes-like object, copied so that nothing kept aliases the caller's buffer;
-            # via memoryview so that a str or an int is a TypeError, not text or zero bytes.
+            # via memoryview so that a str or an int (None, "" and 0 too) is a TypeError, not
+            # text or zero bytes.
             chunk = bytes(memoryview(chunk))
+        if not chunk:
+            return []
         if self._start is not None:
             # Hold back up to two bytes at the start of the stream until we know whether
             # they begin a BOM.

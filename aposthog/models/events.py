@@ -139,6 +139,8 @@ def decode_event(event: str, data: str) -> StreamEvent:
         return UnknownEvent(event, data)
     try:
         payload = _json.loads(data)
+        if _json.too_deep(payload):
+            raise ValueError(f"JSON nested more than {_json.MAX_EVENT_DEPTH} levels deep")
         if event == "message" and payload.__class__ is dict:
             # Nearly every event: built without the generic dispatch, slot by slot as the
             # record hooks build records (MessageEvent has no validators or converters).
