@@ -172,6 +172,10 @@ _MISSING_EXTRA = (
 )
 
 
+#: How long a request counted but never sent is tried to be taken back (seconds).
+_FORGET_WITHIN = 3.0
+
+
 class AsyncRedis(Protocol):
     """What the store uses of a `redis.asyncio.Redis` (typed without importing redis-py)."""
 
@@ -419,21 +423,28 @@ class RedisRateLimitStore(RateLimitStore):
             wait = await pool.acquire(keys=keys, args=args)
         except Exception as exc:
             # Redis's errors, and redis-py's own on a server that answers as Redis does
-            # not (the wrong service on the port, a proxy in a bad state).
+            # not (the wrong service on the port, a proxy in a bad state). An answer that
+            # came too late (the store's `timeout`) or a connection lost after sending
+            # may follow a script that counted the request: taken back, as below.
+            self._take_back(pool, keys, member)
             raise self._failure(exc, _NOT_SENT) from _without_frames(exc, outside)
         except BaseException:
             # Cancelled while the script ran: it may have counted a request that will
             # never be sent. Take it back, in the background (this task is cancelled).
-            if len(keys) > 3:  # its windows' entries, and its place in the line
-                forget = self._forget(pool, [*keys[1:-2:2], *keys[-2:]], member)
-                task = asyncio.get_running_loop().create_task(forget)
-                self._forgetting.add(task)
-                task.add_done_callback(self._forgetting.discard)
+            self._take_back(pool, keys, member)
             raise
         if wait.__class__ is not int or wait < 0:  # the script answers microseconds, >= 0
             problem = ValueError(f"its answer is no wait in microseconds: {wait!r:.60}")
             raise self._failure(problem, _NOT_SENT) from None
         return wait / 1_000_000
+
+    def _take_back(self, pool: _Pool, keys: list[str], member: str) -> None:
+        """Forget, in the background, a request the script may have counted (never sent)."""
+        if len(keys) > 3:  # its windows' entries, and its place in the line
+            forget = self._forget(pool, [*keys[1:-2:2], *keys[-2:]], member)
+            task = asyncio.get_running_loop().create_task(forget)
+            self._forgetting.add(task)
+            task.add_done_callback(self._forgetting.discard)
 
     def _leave(self, scope: str, bucket: str, ticket: str) -> None:
         # In the background (the request is refused, or cancelled): the line's next
@@ -450,11 +461,28 @@ class RedisRateLimitStore(RateLimitStore):
         task.add_done_callback(self._forgetting.discard)
 
     async def _forget(self, pool: _Pool, keys: list[str], member: str) -> None:
-        try:
-            for key in keys:
-                await pool.redis.zrem(key, member)
-        except Exception:  # a task of its own: its failure has no reader
-            pass  # the place frees when the window passes
+        # Tried again a little later while Redis is slow or away (a request counted by a
+        # script whose answer came too late met the same slowness), for a few seconds:
+        # `aclose()` waits for it that long at most.
+        loop = asyncio.get_running_loop()
+        end = loop.time() + _FORGET_WITHIN
+        pause = 0.25
+        while True:
+            try:
+                await asyncio.wait_for(
+                    self._zrem(pool, keys, member), timeout=max(end - loop.time(), 0.0)
+                )
+                return
+            except Exception:  # a task of its own: its failure has no reader
+                if loop.time() + pause >= end:
+                    return  # the place frees when the window passes
+            await asyncio.sleep(pause)
+            pause *= 2
+
+    @staticmethod
+    async def _zrem(pool: _Pool, keys: list[str], member: str) -> None:
+        for key in keys:
+            await pool.redis.zrem(key, member)
 
     async def penalize(self, scope: str, bucket: str, seconds: float) -> None:
         # At most ten years: the script's microseconds stay exact in Lua's numbers (a
@@ -508,7 +536,7 @@ class RedisRateLimitStore(RateLimitStore):
         those of loops that have ended (it reconnects if used again).
         """
         if self._forgetting:
-            await asyncio.wait(list(self._forgetting), timeout=5)
+            await asyncio.wait(list(self._forgetting), timeout=_FORGET_WITHIN + 1)
         if self._connect is None:  # a borrowed client: never closed here
             return
         self._forget_ended_loops()

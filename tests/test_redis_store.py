@@ -1105,10 +1105,6 @@ async def test_a_request_of_a_client_without_the_hour_window_counts_in_it(
     assert await store.try_acquire("s", "api", minute_and_hour, 0.0) > 29
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a request whose script answer timed out stays counted, though it is never sent",
-)
 def test_a_request_counted_before_its_answer_timed_out_is_taken_back(redis_url: str) -> None:
     """
     Redis counted the request, but its answer came after the store's `timeout` (a Redis
