@@ -251,15 +251,20 @@ class BucketLog:
     nothing is recorded for it.
     """
 
-    __slots__ = ("_margin", "_windows", "blocked_until", "logs")
+    __slots__ = ("_history", "_margin", "_widest", "_windows", "blocked_until", "logs")
 
     def __init__(self, windows: Sequence[Rate] = (), margin: float = 0.0) -> None:
         self._windows = tuple(windows)
         self._margin = margin
-        #: One history per window length: clients sharing it count the same requests.
+        #: One history per window length: clients sharing it count the same requests,
+        #: each request in every window any of them named.
         self.logs: dict[float, WindowLog] = {
             rate.per: WindowLog(rate.limit, rate.per + margin) for rate in windows
         }
+        # Every request let through, as long as the widest window counts it: a window a
+        # client names later starts from the requests already in its span.
+        self._history: collections.deque[float] = collections.deque()
+        self._widest = max((log.span for log in self.logs.values()), default=0.0)
         self.blocked_until = -math.inf
 
     def try_acquire(
@@ -283,15 +288,32 @@ class BucketLog:
             log = self.logs.get(rate.per)
             if log is None:
                 log = self.logs[rate.per] = WindowLog(rate.limit, span)
+                log.times.extend(t for t in self._history if t > now - span)
+                self._widest = max(self._widest, span)
             elif span > log.span:
                 log.span = span  # kept as long as the client with the widest margin needs
+                self._widest = max(self._widest, span)
             log.expire(now)
             wait = max(wait, log.wait_as(now, rate.limit, span))
             counted[rate.per] = log
+        if len(counted) < len(self.logs):
+            # Windows another client sharing the store named (PostHog counts every
+            # request of the key in each of its throttles): with their own limits.
+            for per, log in self.logs.items():
+                if per not in counted:
+                    wait = max(wait, log.wait(now))
+                    counted[per] = log
         if wait > 0:
             return wait
         for log in counted.values():
             log.record(now)
+        history = self._history
+        history.append(now)
+        horizon = now - self._widest
+        while history[0] <= horizon:
+            history.popleft()
+            if not history:
+                break
         return 0.0
 
     def idle(self, now: float) -> bool:

@@ -367,10 +367,6 @@ def test_clients_sharing_a_log_with_other_margins_are_one_budget() -> None:
     assert log.try_acquire(10.0, api, 0.5) == pytest.approx(60.5)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a request asked with fewer windows is not counted in the windows it did not name",
-)
 def test_a_request_of_a_client_without_the_hour_window_counts_in_it() -> None:
     """
     Two clients sharing one store (one key, one budget), one asking with a minute and an
