@@ -88,12 +88,48 @@ end
 local wait = 0
 local blocked = tonumber(redis.call('GET', KEYS[1]) or '0')
 if blocked > now then wait = blocked - now end
-local widest = {}
+-- The asker's windows, then those another client sharing the store named (registered
+-- in a hash, window key -> "limit span until"): PostHog counts every request of the
+-- key in each of its throttles. A window named for the first time starts from the
+-- bucket's history of requests.
+local stem = string.sub(KEYS[1], 1, -6)
+local registry, history = stem .. 'windows', stem .. 'history'
+local wins, mine, known = {}, {}, {}
 for w = 1, windows do
-  local key = KEYS[2 * w]
-  local limit = tonumber(ARGV[2 * w])
-  local span = tonumber(ARGV[2 * w + 1])
-  widest[w] = math.max(span, tonumber(redis.call('GET', KEYS[2 * w + 1]) or '0'))
+  wins[w] = {KEYS[2 * w], tonumber(ARGV[2 * w]), tonumber(ARGV[2 * w + 1])}
+  mine[KEYS[2 * w]] = true
+end
+local reg = redis.call('HGETALL', registry)
+for i = 1, #reg, 2 do
+  known[reg[i]] = true
+  if not mine[reg[i]] then
+    local limit, span, till = string.match(reg[i + 1], '^(%d+) (%d+) (%d+)$')
+    if till and tonumber(till) > now then
+      wins[#wins + 1] = {reg[i], tonumber(limit), tonumber(span)}
+    else
+      redis.call('HDEL', registry, reg[i])
+    end
+  end
+end
+for w = 1, windows do
+  if not known[KEYS[2 * w]] then
+    local past = redis.call(
+      'ZRANGEBYSCORE', history, string.format('(%d', now - wins[w][3]), '+inf', 'WITHSCORES')
+    for i = 1, #past, 2 do redis.call('ZADD', KEYS[2 * w], 'NX', past[i + 1], past[i]) end
+  end
+end
+local widest = {}
+local widest_all = 0
+for w = 1, #wins do
+  local key = wins[w][1]
+  local limit = wins[w][2]
+  local span = wins[w][3]
+  if w <= windows then
+    widest[w] = math.max(span, tonumber(redis.call('GET', KEYS[2 * w + 1]) or '0'))
+  else
+    widest[w] = span
+  end
+  if widest[w] > widest_all then widest_all = widest[w] end
   redis.call('ZREMRANGEBYSCORE', key, '-inf', string.format('%d', now - widest[w]))
   local after = string.format('(%d', now - span)
   local count = redis.call('ZCOUNT', key, after, '+inf')
@@ -127,14 +163,25 @@ for _, key in ipairs({line, asks}) do
   if redis.call('PTTL', key) < expiry then redis.call('PEXPIRE', key, expiry) end
 end
 if wait > 0 then return wait end
-for w = 1, windows do
-  local span = tonumber(ARGV[2 * w + 1])
+for w = 1, #wins do
+  local span = wins[w][3]
   local expiry = math.ceil(widest[w] / 1000) + 1000
-  if span >= widest[w] then
-    redis.call('SET', KEYS[2 * w + 1], string.format('%d', span), 'PX', expiry)
+  if w <= windows then
+    if span >= widest[w] then
+      redis.call('SET', KEYS[2 * w + 1], string.format('%d', span), 'PX', expiry)
+    end
+    redis.call('HSET', registry, wins[w][1],
+      string.format('%d %d %d', wins[w][2], span, now + widest[w]))
   end
-  redis.call('ZADD', KEYS[2 * w], now, member)
-  redis.call('PEXPIRE', KEYS[2 * w], expiry)
+  redis.call('ZADD', wins[w][1], now, member)
+  redis.call('PEXPIRE', wins[w][1], expiry)
+end
+if #wins > 0 then
+  local expiry = math.ceil(widest_all / 1000) + 1000
+  redis.call('ZADD', history, now, member)
+  redis.call('ZREMRANGEBYSCORE', history, '-inf', string.format('%d', now - widest_all))
+  redis.call('PEXPIRE', history, expiry)
+  if redis.call('PTTL', registry) < expiry then redis.call('PEXPIRE', registry, expiry) end
 end
 if age >= 0 then
   redis.call('ZREM', line, member)
@@ -187,6 +234,8 @@ class AsyncRedis(Protocol):
     # Not `async def`: redis-py types its commands as returning an Awaitable, which a
     # coroutine-typed member would refuse (`RedisRateLimitStore(redis.asyncio.Redis())`).
     def zrem(self, name: str, *values: str) -> Awaitable[Any]: ...
+
+    def hkeys(self, name: str) -> Awaitable[Any]: ...
 
 
 def _redis_module() -> Any:
@@ -441,7 +490,9 @@ class RedisRateLimitStore(RateLimitStore):
     def _take_back(self, pool: _Pool, keys: list[str], member: str) -> None:
         """Forget, in the background, a request the script may have counted (never sent)."""
         if len(keys) > 3:  # its windows' entries, and its place in the line
-            forget = self._forget(pool, [*keys[1:-2:2], *keys[-2:]], member)
+            stem = keys[0][: -len("pause")]  # the bucket's: its history, and the windows
+            keys = [*keys[1:-2:2], *keys[-2:], f"{stem}history"]  # others named
+            forget = self._forget(pool, keys, member, registry=f"{stem}windows")
             task = asyncio.get_running_loop().create_task(forget)
             self._forgetting.add(task)
             task.add_done_callback(self._forgetting.discard)
@@ -460,7 +511,9 @@ class RedisRateLimitStore(RateLimitStore):
         self._forgetting.add(task)
         task.add_done_callback(self._forgetting.discard)
 
-    async def _forget(self, pool: _Pool, keys: list[str], member: str) -> None:
+    async def _forget(
+        self, pool: _Pool, keys: list[str], member: str, *, registry: str | None = None
+    ) -> None:
         # Tried again a little later while Redis is slow or away (a request counted by a
         # script whose answer came too late met the same slowness), for a few seconds:
         # `aclose()` waits for it that long at most.
@@ -470,7 +523,7 @@ class RedisRateLimitStore(RateLimitStore):
         while True:
             try:
                 await asyncio.wait_for(
-                    self._zrem(pool, keys, member), timeout=max(end - loop.time(), 0.0)
+                    self._zrem(pool, keys, member, registry), timeout=max(end - loop.time(), 0.0)
                 )
                 return
             except Exception:  # a task of its own: its failure has no reader
@@ -480,7 +533,10 @@ class RedisRateLimitStore(RateLimitStore):
             pause *= 2
 
     @staticmethod
-    async def _zrem(pool: _Pool, keys: list[str], member: str) -> None:
+    async def _zrem(pool: _Pool, keys: list[str], member: str, registry: str | None) -> None:
+        if registry is not None:  # the windows other clients named count it too
+            named = await pool.redis.hkeys(registry)
+            keys = [*keys, *(k.decode() if isinstance(k, bytes) else str(k) for k in named)]
         for key in keys:
             await pool.redis.zrem(key, member)
 
