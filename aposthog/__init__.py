@@ -19,6 +19,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 from ._client import NOT_GIVEN, Client, NotGiven
+from ._closing import ClosingIterator
 from ._config import ClientConfig
 from ._errors import (
     APIConnectionError,
@@ -49,6 +50,10 @@ from ._retry import RetryPolicy
 from ._version import __version__
 
 if TYPE_CHECKING:
+    from . import models as models
+    from . import resources as resources
+    from . import sse as sse
+    from . import testing as testing
     from ._redis_store import RedisRateLimitStore
     from ._streaming import ConversationStream
     from .models import (
@@ -190,6 +195,7 @@ __all__ = [
     "Client",
     "ClientConfig",
     "ClientStateError",
+    "ClosingIterator",
     "ConfigurationError",
     "ConfigurationTypeError",
     "ConflictError",
@@ -255,16 +261,18 @@ __all__ = [
 _SUBMODULES = frozenset({"models", "resources", "sse", "testing"})
 
 
-def __getattr__(name: str) -> Any:
-    if name in _SUBMODULES:
-        # import_module binds it in this namespace too: later lookups find it there.
-        return importlib.import_module(f".{name}", __name__)
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(module, __name__), name)
-    globals()[name] = value
-    return value
+if not TYPE_CHECKING:  # type checkers see the names imported above, not this hook
+
+    def __getattr__(name: str) -> Any:
+        if name in _SUBMODULES:
+            # import_module binds it in this namespace too: later lookups find it there.
+            return importlib.import_module(f".{name}", __name__)
+        module = _LAZY.get(name)
+        if module is None:
+            raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+        value = getattr(importlib.import_module(module, __name__), name)
+        globals()[name] = value
+        return value
 
 
 def __dir__() -> list[str]:

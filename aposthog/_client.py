@@ -7,8 +7,9 @@ shared with its `with_options()` views, and hands each resource the view's `Api`
 from __future__ import annotations
 
 import asyncio
+import copy
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import anyio
 import attrs
@@ -102,7 +103,7 @@ class Client:
         retry: RetryPolicy | None = None,
         session: ClientSession | None = None,
         on_wait: WaitCallback | None = None,
-        rate_limits: RateLimits | str | None = "auto",
+        rate_limits: RateLimits | Literal["auto"] | None = "auto",
         rate_limit_store: RateLimitStore | None = None,
         max_response_size: int = _config.DEFAULT_MAX_RESPONSE_SIZE,
         allow_insecure_http: bool = False,
@@ -153,10 +154,14 @@ class Client:
         )
         self._bind(Api(pipeline, config, observer))
 
-    @classmethod
-    def _view(cls: type[_C], api: Api) -> _C:
-        """A client over an existing pipeline: what `with_options()` returns."""
-        view = cls.__new__(cls)
+    def _view(self: _C, api: Api) -> _C:
+        """
+        This client over another `Api` of its pipeline: what `with_options()` returns.
+
+        A shallow copy, so that a subclass's own attributes (set in its `__init__`) are
+        the view's too, as its type says; only the binding to the pipeline changes.
+        """
+        view = copy.copy(self)
         view._bind(api)
         return view
 
@@ -230,7 +235,7 @@ class Client:
             if isinstance(on_wait, NotGiven)
             else wait_hook(on_wait, DebugLog(default_observer()))
         )
-        return type(self)._view(Api(api.pipeline, attrs.evolve(api.config, **changes), observer))
+        return self._view(Api(api.pipeline, attrs.evolve(api.config, **changes), observer))
 
     def __repr__(self) -> str:
         api: Api | None = getattr(self, "_api", None)

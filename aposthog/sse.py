@@ -231,7 +231,7 @@ class SSEDecoder:
             raise error
         return []
 
-    def feed(self, chunk: bytes) -> list[ServerSentEvent]:
+    def feed(self, chunk: bytes | bytearray | memoryview) -> list[ServerSentEvent]:
         """Decode the next chunk of the stream and return the events it completes.
 
         Raises :class:`EventTooLargeError` when a line or the event being built exceeds
@@ -241,7 +241,7 @@ class SSEDecoder:
         events: list[ServerSentEvent] = self._decode(chunk, False)
         return events
 
-    def feed_wire(self, chunk: bytes) -> list[tuple[str, bytes]]:
+    def feed_wire(self, chunk: bytes | bytearray | memoryview) -> list[tuple[str, bytes]]:
         """Like :meth:`feed`, but each event as its type and its data's raw UTF-8 bytes.
 
         For a consumer that parses the data itself (JSON parsers read bytes): it skips
@@ -253,7 +253,7 @@ class SSEDecoder:
         events: list[tuple[str, bytes]] = self._decode(chunk, True)
         return events
 
-    def _decode(self, chunk: bytes, wire: bool) -> list[Any]:
+    def _decode(self, chunk: bytes | bytearray | memoryview, wire: bool) -> list[Any]:
         if self._error is not None:
             error = self._error
             self._error = None

@@ -38,7 +38,7 @@ from aposthog._otel import TracingObserver
 
 def _view(client: aposthog.Client, observer: TracingObserver | None) -> aposthog.Client:
     api = client._api
-    return aposthog.Client._view(Api(api.pipeline, api.config, observer))
+    return client._view(Api(api.pipeline, api.config, observer))
 
 
 async def bench(url: str, key: str, requests: int, rounds: int, concurrency: int) -> None:

@@ -99,7 +99,7 @@ async def fleet_member(args: argparse.Namespace, report: collections.Counter[str
     """One process of the fleet: its share of the exports, on the fleet's shared budget."""
     store = aposthog.RedisRateLimitStore(args.redis)
     if args.url:  # the parent's FakePostHog: its scaled-down budget, stated explicitly
-        limits: aposthog.RateLimits | str = aposthog.RateLimits(api=FLEET_RATE, margin=0.4)
+        limits = aposthog.RateLimits(api=FLEET_RATE, margin=0.4)
         client = aposthog.Client(
             host=args.url, api_key=args.key, project_id=1,
             rate_limits=limits, rate_limit_store=store, max_concurrency=8,

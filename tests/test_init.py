@@ -130,3 +130,54 @@ def test_the_public_submodules_are_reached_from_a_plain_import() -> None:
         "print([name for name in names if not hasattr(aposthog, name)])\n"
     )
     assert "[]" == out.strip()
+
+
+def test_a_type_checker_sees_the_public_names_and_no_others(tmp_path: Path) -> None:
+    """
+    After a plain `import aposthog`, a type checker knows the submodules' types (the
+    README's `aposthog.testing.serve_in_thread()` gives a `FakePostHog`, not `Any`, so the
+    calls made on its client are checked) and refuses a misspelt name, as the run time
+    does: the lazy-loading `__getattr__` hooks are hidden from it.
+    """
+    from mypy import api  # the tests' dependency group installs it
+
+    module = tmp_path / "users_module.py"
+    module.write_text(
+        "import aposthog\n"
+        "import aposthog.models\n"
+        "\n"
+        "\n"
+        "async def main() -> None:\n"
+        "    with aposthog.testing.serve_in_thread() as fake:\n"
+        "        reveal_type(fake)\n"
+        "        async with fake.client() as ph:\n"
+        "            await ph.batch_exports.get('x', no_such_argument=True)\n"
+        "    aposthog.Clinet()\n"
+        "    aposthog.models.BatchExprt\n"
+        "    aposthog.Client(rate_limits='off')\n"
+        "    aposthog.sse.SSEDecoder().feed(bytearray(b'data: x'))\n",
+        encoding="utf-8",
+    )
+    report, errors, _ = api.run(
+        [
+            "--strict",
+            "--no-error-summary",
+            "--cache-dir",
+            str(tmp_path / "mypy-cache"),
+            "--follow-imports",
+            "silent",
+            str(module),
+        ]
+    )
+    assert "" == errors
+    found = sorted(
+        (int(line.split(":")[1]), line.split(": ", 2)[1])
+        for line in report.splitlines()
+        if line.startswith(str(module))
+    )
+    assert [7, 9, 10, 11, 12] == sorted({number for number, _ in found}), report
+    assert 'Revealed type is "aposthog.testing._fake.FakePostHog"' in report
+    assert "no_such_argument" in report
+    assert 'has no attribute "Clinet"' in report
+    assert 'has no attribute "BatchExprt"' in report
+    assert "rate_limits" in report

@@ -48,8 +48,8 @@ async def test_multibyte_characters_split_across_network_chunks(
     chunks: list[bytes] = []
 
     class Recording(SSEDecoder):
-        def feed_wire(self, chunk: bytes) -> list[tuple[str, bytes]]:
-            chunks.append(chunk)
+        def feed_wire(self, chunk: bytes | bytearray | memoryview) -> list[tuple[str, bytes]]:
+            chunks.append(bytes(chunk))
             return super().feed_wire(chunk)
 
     monkeypatch.setattr(_stream_engine, "SSEDecoder", Recording)

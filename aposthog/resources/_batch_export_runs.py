@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import builtins
 import datetime as dt
+import uuid
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -34,7 +35,7 @@ class BatchExportRuns(Resource):
 
     def list_runs(
         self,
-        id: str,
+        id: str | uuid.UUID,
         *,
         status: BatchExportRunStatus | str | Iterable[BatchExportRunStatus | str] | None = None,
         after: Timestamp | None = None,
@@ -117,8 +118,8 @@ class BatchExportRuns(Resource):
 
     async def get_run(
         self,
-        id: str,
-        run_id: str,
+        id: str | uuid.UUID,
+        run_id: str | uuid.UUID,
         *,
         after: Timestamp | None = None,
         timeout: Timeout = NOT_GIVEN,
@@ -144,8 +145,8 @@ class BatchExportRuns(Resource):
 
     async def retry_run(
         self,
-        id: str,
-        run_id: str,
+        id: str | uuid.UUID,
+        run_id: str | uuid.UUID,
         *,
         after: Timestamp | None = None,
         timeout: Timeout = NOT_GIVEN,
@@ -186,8 +187,8 @@ class BatchExportRuns(Resource):
 
     async def cancel_run(
         self,
-        id: str,
-        run_id: str,
+        id: str | uuid.UUID,
+        run_id: str | uuid.UUID,
         *,
         after: Timestamp | None = None,
         timeout: Timeout = NOT_GIVEN,
@@ -216,7 +217,7 @@ class BatchExportRuns(Resource):
     # ------------------------------------------------------------------ backfills
 
     def list_backfills(
-        self, id: str, *, ordering: str | None = None, timeout: Timeout = NOT_GIVEN
+        self, id: str | uuid.UUID, *, ordering: str | None = None, timeout: Timeout = NOT_GIVEN
     ) -> AsyncPaginator[BatchExportBackfill]:
         """
         The export's backfills, 50 to a cursor page (no count), newest first by default.
@@ -235,7 +236,7 @@ class BatchExportRuns(Resource):
 
     async def create_backfill(
         self,
-        id: str,
+        id: str | uuid.UUID,
         *,
         start_at: dt.date | str | None,
         end_at: dt.date | str | None,
@@ -282,7 +283,7 @@ class BatchExportRuns(Resource):
         return backfill_id
 
     async def get_backfill(
-        self, id: str, backfill_id: str, *, timeout: Timeout = NOT_GIVEN
+        self, id: str | uuid.UUID, backfill_id: str | uuid.UUID, *, timeout: Timeout = NOT_GIVEN
     ) -> BatchExportBackfill:
         """Fetch one backfill of an export, with its progress."""
         return await self._api.fetch(
@@ -294,7 +295,7 @@ class BatchExportRuns(Resource):
         )
 
     async def cancel_backfill(
-        self, id: str, backfill_id: str, *, timeout: Timeout = NOT_GIVEN
+        self, id: str | uuid.UUID, backfill_id: str | uuid.UUID, *, timeout: Timeout = NOT_GIVEN
     ) -> None:
         """
         Cancel a backfill and its running runs.

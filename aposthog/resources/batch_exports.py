@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import builtins
 import datetime as dt
+import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -88,7 +89,7 @@ class BatchExports(BatchExportRuns):
             BatchExport, routes.EXPORTS, params={"limit": limit, "offset": offset}, timeout=timeout
         )
 
-    async def get(self, id: str, *, timeout: Timeout = NOT_GIVEN) -> BatchExport:
+    async def get(self, id: str | uuid.UUID, *, timeout: Timeout = NOT_GIVEN) -> BatchExport:
         """Fetch one batch export (`NotFoundError` if it does not exist or was deleted)."""
         return await self._api.fetch(
             BatchExport, routes.EXPORT_GET, uuid_segment("id", id), timeout=timeout
@@ -170,7 +171,7 @@ class BatchExports(BatchExportRuns):
 
     async def update(
         self,
-        id: str,
+        id: str | uuid.UUID,
         *,
         name: str | NotGiven = NOT_GIVEN,
         destination: DestinationArg | NotGiven = NOT_GIVEN,
@@ -235,7 +236,7 @@ class BatchExports(BatchExportRuns):
 
     async def replace(
         self,
-        id: str,
+        id: str | uuid.UUID,
         *,
         name: str,
         destination: DestinationArg,
@@ -314,7 +315,7 @@ class BatchExports(BatchExportRuns):
             timeout=timeout,
         )
 
-    async def delete(self, id: str, *, timeout: Timeout = NOT_GIVEN) -> None:
+    async def delete(self, id: str | uuid.UUID, *, timeout: Timeout = NOT_GIVEN) -> None:
         """
         Delete a batch export (PostHog answers 204; later reads answer 404).
 
@@ -326,7 +327,7 @@ class BatchExports(BatchExportRuns):
 
     # ------------------------------------------------------------------ actions
 
-    async def pause(self, id: str, *, timeout: Timeout = NOT_GIVEN) -> None:
+    async def pause(self, id: str | uuid.UUID, *, timeout: Timeout = NOT_GIVEN) -> None:
         """
         Pause a batch export. Pausing a paused export changes nothing (and succeeds),
         so a retried call is harmless.
@@ -334,7 +335,7 @@ class BatchExports(BatchExportRuns):
         await self._api.request_json(routes.EXPORT_PAUSE, uuid_segment("id", id), timeout=timeout)
 
     async def unpause(
-        self, id: str, *, backfill: bool = False, timeout: Timeout = NOT_GIVEN
+        self, id: str | uuid.UUID, *, backfill: bool = False, timeout: Timeout = NOT_GIVEN
     ) -> None:
         """
         Unpause a batch export; harmless if it is not paused.
@@ -383,7 +384,7 @@ class BatchExports(BatchExportRuns):
 
     def logs(
         self,
-        id: str,
+        id: str | uuid.UUID,
         *,
         level: str | Iterable[BatchExportLogLevel | str] | None = None,
         search: str | None = None,
@@ -481,7 +482,7 @@ class BatchExports(BatchExportRuns):
 
     async def run_test_step(
         self,
-        id: str,
+        id: str | uuid.UUID,
         *,
         step: int,
         config: Mapping[str, Any] | None = None,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 from .. import _routes as routes
@@ -89,7 +90,9 @@ class CustomerProfileConfigs(Resource):
             CustomerProfileConfig, routes.PROFILE_CONFIG_CREATE, json=body, timeout=timeout
         )
 
-    async def get(self, id: str, *, timeout: Timeout = NOT_GIVEN) -> CustomerProfileConfig:
+    async def get(
+        self, id: str | uuid.UUID, *, timeout: Timeout = NOT_GIVEN
+    ) -> CustomerProfileConfig:
         """Fetch one config (`NotFoundError` if it does not exist in this environment)."""
         return await self._api.fetch(
             CustomerProfileConfig,
@@ -100,7 +103,7 @@ class CustomerProfileConfigs(Resource):
 
     async def update(
         self,
-        id: str,
+        id: str | uuid.UUID,
         *,
         scope: ProfileScope | str | NotGiven = NOT_GIVEN,
         content: JSONArg | NotGiven = NOT_GIVEN,
@@ -119,7 +122,7 @@ class CustomerProfileConfigs(Resource):
 
     async def replace(
         self,
-        id: str,
+        id: str | uuid.UUID,
         *,
         scope: ProfileScope | str,
         content: JSONArg = None,
@@ -141,7 +144,7 @@ class CustomerProfileConfigs(Resource):
             timeout=timeout,
         )
 
-    async def delete(self, id: str, *, timeout: Timeout = NOT_GIVEN) -> None:
+    async def delete(self, id: str | uuid.UUID, *, timeout: Timeout = NOT_GIVEN) -> None:
         """
         Delete a config for good (PostHog answers 204).
 

@@ -18,7 +18,7 @@ import re
 import secrets
 import urllib.parse
 from collections.abc import AsyncIterator, Callable, Sequence
-from typing import Any
+from typing import Any, Literal
 
 import anyio
 import attrs
@@ -249,7 +249,7 @@ class FakePostHog:
         retry: RetryPolicy | None = None,
         session: ClientSession | None = None,
         on_wait: WaitCallback | None = None,
-        rate_limits: RateLimits | str | None = "auto",
+        rate_limits: RateLimits | Literal["auto"] | None = "auto",
         rate_limit_store: RateLimitStore | None = None,
         max_response_size: int = _config.DEFAULT_MAX_RESPONSE_SIZE,
         allow_insecure_http: bool = False,
