@@ -759,3 +759,34 @@ async def test_a_new_message_on_idle_research_is_a_chat_run_that_drains(
         raw = head + await first.read()
     assert [c for _, c in _finals(raw)] == ["more", "Chat answer.", "q2", "Queued answer."]
     assert conversation.type == "assistant"
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="fake keeps an abandoned approval pending, so the run of the message that "
+    "abandoned it clears the queue; PostHog auto-rejects it first and runs the queued message",
+)
+@_bounded
+async def test_a_message_that_abandons_an_approval_still_runs_the_queue(
+    fake: FakePostHog,
+) -> None:
+    """A new message (no `resume_payload`) on a conversation waiting for approval: the
+    runner's `_init_or_update_state` falls through to `_expire_pending_approvals()`, which
+    marks the card `auto_rejected` before the run. When the run ends,
+    `process_chat_agent_activity` (posthog/temporal/ai/chat_agent.py) finds no approval
+    `pending` (`has_pending_approvals`) and starts the queued message on the same stream.
+    (`test_pending_approvals_clear_the_queue_instead[pending]` asserts the opposite.)"""
+    approval = {"proposal_id": "p1", "decision_status": "pending", "tool_name": "create_flag"}
+    conversation = fake.seed_conversation(pending_approvals=[approval])
+    fake.script_answer("Something else, then.", end_after_connections=2)
+    fake.script_answer("Queued answer.")
+    async with _answering(fake, _body("q1", conversation.id)) as (first, head):
+        await _enqueue(fake, conversation.id, "q2")
+        await _post(fake, _body(None, conversation.id))
+        raw = head + await first.read()
+    assert _finals(raw) == [
+        ("human", "q1"),
+        ("ai", "Something else, then."),
+        ("human", "q2"),
+        ("ai", "Queued answer."),
+    ]

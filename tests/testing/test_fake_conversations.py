@@ -777,3 +777,96 @@ async def test_an_aiscript_passed_as_the_text_is_refused_at_the_call(fake: FakeP
     async with fake.client() as ph:
         result = await ph.conversations.create("Hi?").until_done()
     assert "scripted" == result.text
+
+
+# ---------------------------------------------------------------------- approvals as decided
+
+
+def _pending(proposal: str = "p1", call: str = "call_1") -> dict[str, Any]:
+    return {
+        "proposal_id": proposal,
+        "decision_status": "pending",
+        "tool_name": "create_feature_flag",
+        "preview": "Create flag 'beta'",
+        "payload": {"key": "beta"},
+        "original_tool_call_id": call,
+        "message_id": str(uuid.uuid4()),
+    }
+
+
+_ASKING: list[dict[str, Any]] = [
+    {"type": "human", "content": "Make a flag", "id": "h1"},
+    {
+        "type": "ai",
+        "content": "I'll create it.",
+        "id": "a0",
+        "tool_calls": [{"id": "call_1", "name": "create_feature_flag", "args": {}}],
+    },
+]
+
+
+async def _approvals(fake: FakePostHog, conversation: str) -> dict[str, str]:
+    status, raw = await _request(fake, "GET", f"{conversation}/")
+    assert status == 200
+    return {a["proposal_id"]: a["decision_status"] for a in json.loads(raw)["pending_approvals"]}
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="fake answers a resume whose proposal is not pending; PostHog's runner raises "
+    "'Approval does not match a pending operation' and the stream ends in ai/failure",
+)
+@pytest.mark.parametrize("known", [False, True], ids=["unknown-proposal", "decided-proposal"])
+async def test_a_resume_for_a_proposal_that_is_not_pending_fails_the_run(
+    fake: FakePostHog, known: bool
+) -> None:
+    """`BaseAgentRunner._init_or_update_state` (ee/hogai/core/runner.py) looks the
+    `proposal_id` up among the checkpoint's pending `ApprovalRequest` interrupts; none
+    (an unknown id, or one decided already: approving twice) expires it and raises
+    `ValueError("Approval does not match a pending operation")`, so the workflow fails and
+    the HTTP stream gets `AgentExecutor._failure_message()`, never an answer."""
+    decided = {**_pending(), "decision_status": "approved"}
+    conversation = fake.seed_conversation(
+        messages=_ASKING, pending_approvals=[decided] if known else []
+    )
+    fake.script_answer("Approved and done.")
+    payload = {"action": "approve", "proposal_id": "p1"}
+    status, _, raw = await _post(fake, _body(None, conversation.id, resume_payload=payload))
+    assert status == 200
+    assert "Approved and done." not in raw.decode()
+    assert '"ai/failure"' in raw.decode()
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="fake never records a decision: pending_approvals keeps 'pending' after approve/"
+    "reject (PostHog's _update_approval_decision_status sets approved/rejected)",
+)
+@pytest.mark.parametrize(("action", "shown"), [("approve", "approved"), ("reject", "rejected")])
+async def test_a_resume_records_its_decision(fake: FakePostHog, action: str, shown: str) -> None:
+    conversation = fake.seed_conversation(messages=_ASKING, pending_approvals=[_pending()])
+    payload = {"action": action, "proposal_id": "p1"}
+    status, _, _ = await _post(fake, _body(None, conversation.id, resume_payload=payload))
+    assert status == 200
+    await fake.wait_for_streams_closed()
+    assert await _approvals(fake, conversation.id) == {"p1": shown}
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="fake keeps an abandoned approval pending; PostHog's runner marks it auto_rejected "
+    "when a new message starts a run without resume_payload",
+)
+async def test_a_new_message_instead_of_a_decision_auto_rejects_the_approval(
+    fake: FakePostHog,
+) -> None:
+    """`_init_or_update_state`: a new message without `resume_payload` on a conversation
+    waiting for approval falls through to `_expire_pending_approvals()`: every pending card
+    becomes `auto_rejected` (the frontend then shows it as expired). In the fake the card
+    stays `pending`, and, since a pending approval clears the queue at a run's end, every
+    later run of the conversation drops the messages queued behind it."""
+    conversation = fake.seed_conversation(messages=_ASKING, pending_approvals=[_pending()])
+    status, _, _ = await _post(fake, _body("Never mind, do something else", conversation.id))
+    assert status == 200
+    await fake.wait_for_streams_closed()
+    assert await _approvals(fake, conversation.id) == {"p1": "auto_rejected"}
