@@ -636,3 +636,100 @@ async def test_the_command_line_seeds_the_new_integration_kinds() -> None:
     for kind in ("aws-redshift", "databricks", "azure-blob"):
         assert kind in FAKE_INTEGRATION_KINDS
         assert kind in INTEGRATION_CHOICES
+
+
+# ------------------------------------------------------- destination tests of integration-backed exports
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="fake skips the AWS role step and calls the bucket step unconfigured for a role-based aws-s3 integration",
+)
+async def test_aws_s3_steps_run_with_a_role_based_integration(
+    fake: FakePostHog, ph: aposthog.Client
+) -> None:
+    """
+    An aws-s3 integration that holds a role ARN (PostHog keeps it in `config`, see
+    `Integration.display_name`: `self.config.get("aws_role_arn")`) configures both AwsS3
+    steps: `run_test_step` merges `integration.config` into the test's configuration,
+    `S3AssumeRoleTestStep` skips only when `aws_role_arn is None`, and
+    `S3EnsureBucketTestStep._is_configured` accepts a role with the integration's
+    organization instead of access keys (`destination_tests/s3.py`).
+    """
+    role = fake.add_integration("aws-s3", config={"aws_role_arn": "arn:aws:iam::1:role/ph"})
+    s3 = {
+        "type": "AwsS3",
+        "config": {"bucket_name": "b", "region": "eu-west-1", "prefix": "p/"},
+        "integration": role["id"],
+    }
+    assume, bucket = [
+        (await ph.batch_exports.run_test_step_new(step=number, destination=s3)).result
+        for number in (0, 1)
+    ]
+    assert assume is not None and bucket is not None
+    assert (assume.status, assume.message) != ("Skipped", "No configured AWS role ARN, skipping test")
+    assert bucket.message != "The test step cannot run as it's not configured."
+
+
+@pytest.mark.parametrize(
+    "sensitive_config",
+    [
+        {},  # a service account PostHog impersonates
+        {"private_key": "-----BEGIN PRIVATE KEY-----", "private_key_id": "k1", "token_uri": "t"},
+    ],
+    ids=["impersonated", "with-key"],
+)
+@pytest.mark.xfail(
+    strict=True,
+    reason="fake wants inline client_email/private_key for the BigQuery project, dataset and table steps",
+)
+async def test_bigquery_steps_run_with_posthogs_service_account_integration(
+    fake: FakePostHog, ph: aposthog.Client, sensitive_config: dict[str, str]
+) -> None:
+    """
+    PostHog's google-cloud-service-account integration holds `project_id` and
+    `service_account_email` in `config` (and, for a key, `private_key`, `private_key_id`,
+    `token_uri` in `sensitive_config`: `integration_from_service_account`). The project,
+    dataset and table steps are configured whenever an integration is given
+    (`BigQueryProjectTestStep._is_configured`: `integration is None and
+    service_account_info is None` fails), and an impersonated account's first step runs
+    rather than being skipped (`integration.has_key()` is False).
+    """
+    service_account = fake.add_integration(
+        "google-cloud-service-account",
+        config={"project_id": "proj", "service_account_email": "sa@proj.iam.gserviceaccount.com"},
+        sensitive_config=sensitive_config,
+    )
+    bigquery = {
+        "type": "BigQuery",
+        "config": {"dataset_id": "ds", "table_id": "events"},
+        "integration": service_account["id"],
+    }
+    results = [
+        (await ph.batch_exports.run_test_step_new(step=number, destination=bigquery)).result
+        for number in range(5)
+    ]
+    not_configured = "The test step cannot run as it's not configured."
+    assert [r.message if r is not None else None for r in results[2:]].count(not_configured) == 0
+    if not sensitive_config:
+        assert results[0] is not None and results[0].status != "Skipped"
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="fake does not know the Workflows destination type (400 invalid_choice, PostHog 403)",
+)
+async def test_workflows_exports_need_posthogs_flag(ph: aposthog.Client) -> None:
+    """
+    `Workflows` is one of PostHog's destination types (`BatchExportDestination.Destination`,
+    `DESTINATION_WORKFLOWS["Workflows"]` with the required `hog_function_id`); creating one
+    without the team's "backfill-workflows-destination" flag is `validate_destination`'s
+    `PermissionDenied("Backfilling Workflows is not enabled for this team.")`, a 403.
+    """
+    workflows = {"type": "Workflows", "config": {"hog_function_id": "0190a1b2-c3d4"}}
+    with pytest.raises(aposthog.APIStatusError) as info:
+        await create(ph, workflows)
+    assert (info.value.status, info.value.detail) == (
+        403,
+        "Backfilling Workflows is not enabled for this team.",
+    )
