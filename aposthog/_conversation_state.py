@@ -57,7 +57,7 @@ given out (nor replays it) begins the next message, given out after a blank line
 from __future__ import annotations
 
 import collections
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import NamedTuple
 
 from .models.conversations import ConversationResult, ConversationSummary
@@ -142,6 +142,7 @@ class ConversationState:
         "_messages",
         "_nested",
         "_replaying",
+        "_resumes",
         "_seen_in",
         "_shown",
         "_snapshot",
@@ -191,6 +192,8 @@ class ConversationState:
         # This run's message (as PostHog stores it) and trace id, while its echo is awaited
         # on a re-attach: the first human message must be it (see `expect_echo`).
         self._echo: tuple[str, str] | None = None
+        # A resume with no message of its own (see `expect_resume`).
+        self._resumes = False
         self._gap = False  # re-attached, and no new assistant text taken since (`_after_gap`)
         self.human_id: str | None = None
         self.conversation: ConversationSummary | None = None
@@ -226,6 +229,16 @@ class ConversationState:
         """
         if self.human_id is None:
             self._echo = (_sent_as(sent), trace_id)
+
+    def expect_resume(self) -> None:
+        """
+        This stream resumes a run (`resume_payload`) and sent no message: its run streams
+        no human message before its own, so a human message before any final message is
+        another run's, which PostHog attaches a resume to when the conversation is busy
+        (the decision unused). `feed()` then raises `OtherRunError`, having taken nothing.
+        Human messages after the run's own (queued messages' runs) are taken.
+        """
+        self._resumes = True
 
     def feed(self, event: StreamEvent, *, raw: str | None = None) -> Delivery | None:
         """
@@ -268,6 +281,7 @@ class ConversationState:
         latest: bool = False,
         resumed: bool = False,
         resumed_after: str | None = None,
+        decided_call: str | None = None,
     ) -> list[Delivery] | None:
         """
         Deliver the final messages of this run that a conversation fetched after the run
@@ -291,7 +305,10 @@ class ConversationState:
         message was never seen is the conversation's latest: after its last human message
         (`resumed`: a resume's, after the message holding the tool call it decided,
         `resumed_after` (its id), when the conversation shows it; else from the first
-        message it received, if any).
+        message it received, if any). The results of that message's other tool calls
+        (`decided_call` is the decided one's id) are earlier runs': a call that needed no
+        approval returned in the run that asked, and each other approval's call in its
+        own resume.
 
         The messages take their places in the conversation's order (`messages`), not
         after what was received. A missed message after everything received is taken as
@@ -303,6 +320,7 @@ class ConversationState:
         """
         mine: int | None = None
         skip = 0  # messages[mine] is the run's first, unless it is the decided tool call's
+        others: set[str] = set()  # the decided call's message's other calls
         if self.human_id is not None:
             ids = [m.id for m in messages]
             if self.human_id in ids:
@@ -326,6 +344,9 @@ class ConversationState:
                 anchor = next((n for n, m in enumerate(messages) if m.id == resumed_after), None)
                 if anchor is not None and (mine is None or anchor > mine):
                     mine, skip, resumed = anchor, 1, False
+                    calling = messages[anchor]
+                    if decided_call is not None and isinstance(calling, AssistantMessage):
+                        others = {c.id for c in calling.tool_calls or ()} - {decided_call}
         if mine is None:
             return None
         known = self._index
@@ -339,7 +360,12 @@ class ConversationState:
                 break
         while end < len(messages) and not isinstance(messages[end], HumanMessage):
             end += 1  # the next human message starts another run
-        run = [m for m in messages[mine + skip : end] if m.id is not None]
+        run = [
+            m
+            for m in messages[mine + skip : end]
+            if m.id is not None
+            and not (others and isinstance(m, ToolCallMessage) and m.tool_call_id in others)
+        ]
         if resumed and self.human_id is None:
             # A resume whose decided tool call the conversation does not show: what the
             # run did before the approval was the stream before's, not this one's. This
@@ -450,18 +476,34 @@ class ConversationState:
     @property
     def awaits_user(self) -> bool:
         """
-        Whether the run's last message calls tools whose results have not come: where
-        PostHog ends a run that waits for the user (an approval, a form's answers, a
-        client-side tool's result), sending nothing more; its conversation is then idle.
-        Only the conversation's status tells this end from a stream cut at that step.
+        Whether the run's last assistant message calls tools whose results have not all
+        come, and nothing but results of its calls came after it: where PostHog ends a
+        run that waits for the user (an approval, a form's answers, a client-side tool's
+        result), sending nothing more; its conversation is then idle. The calls of one
+        message run side by side: one may have returned (a read) while another waits for
+        its approval, or (a resume) the approved call returned and the next approval of
+        the same message waits. A stream that holds only tool results (a resume's: the
+        message calling them came before it) may be at such an end too. Only the
+        conversation's status tells this end from a stream cut at that step.
         """
         if self._snapshot is not None:
             return False
-        message = self._last_top_level()
-        return isinstance(message, AssistantMessage) and bool(message.tool_calls)
+        answered: set[str] = set()
+        for message in self._top_level_backwards():
+            if isinstance(message, ToolCallMessage):
+                answered.add(message.tool_call_id)
+                continue
+            if isinstance(message, AssistantMessage) and message.tool_calls:
+                return any(call.id not in answered for call in message.tool_calls)
+            return False
+        return bool(answered)
 
     def _last_top_level(self) -> Message | None:
         """The run's last message that is no subagent's (after its human message)."""
+        return next(self._top_level_backwards(), None)
+
+    def _top_level_backwards(self) -> Iterator[Message]:
+        """The run's messages that are no subagent's (after its human message), last first."""
         start = 0
         if self.human_id is not None and self.human_id in self._index:
             start = self._index[self.human_id] + 1
@@ -470,8 +512,7 @@ class ConversationState:
             message = messages[position]
             if getattr(message, "parent_tool_call_id", None) is not None:  # not on Unknown
                 continue  # a subagent's message: its tool call has not returned yet
-            return message
-        return None
+            yield message
 
     @property
     def in_progress(self) -> AssistantMessage | None:
@@ -520,6 +561,8 @@ class ConversationState:
             return Delivery(event)
         if self._echo is not None and isinstance(message, HumanMessage):
             self._check_echo(message)  # only while this run's message is awaited
+        elif self._resumes and isinstance(message, HumanMessage) and not self._messages:
+            raise OtherRunError(message)
         self._replaying = False
         self._index[message.id] = len(self._messages)
         self._messages.append(message)

@@ -86,6 +86,7 @@ from ._errors import (
     APIStatusError,
     BadRequestError,
     ClientStateError,
+    ConflictError,
     IncompleteStreamError,
     NotFoundError,
     PostHogError,
@@ -99,7 +100,7 @@ from ._pipeline import Call, Failure, is_research_429
 from ._stream_events import wire_message
 from ._stream_failures import dropped_failure, nothing_started
 from ._transport import StreamResponse
-from .models.conversations import Conversation, ConversationStatus
+from .models.conversations import Conversation, ConversationStatus, PendingApproval
 from .models.events import MessageEvent, decode_event
 from .models.messages import AssistantMessage, HumanMessage
 from .sse import SSEDecoder, SSEError
@@ -200,6 +201,8 @@ class StreamEngine:
         )
         self._bucket = bucket
         self.state = ConversationState()
+        if body.get("content") is None and "resume_payload" in body:
+            self.state.expect_resume()
         # The `HumanMessage` of the turn the reader is in: that of the last one handed out
         # (the state has seen the whole chunk, which may already hold the next turn's).
         self.turn: HumanMessage | None = None
@@ -587,12 +590,13 @@ class StreamEngine:
     async def _reattach(self, failure: Failure) -> None:
         self._drop_connection()
         sent = self.body.get("content")
-        if isinstance(failure.error, IncompleteStreamError) and self.state.awaits_user:
-            # The body ended cleanly at a tool call that waits for the user, where
-            # PostHog ends such a run: the conversation (a GET, in the ordinary window)
-            # tells that end from a cut before a re-attach is sent, which PostHog's AI
-            # throttle and the client's `ai` window count as a message. Whatever else
-            # it shows (the run going on, or no answer), the re-attach decides.
+        if self.state.awaits_user:
+            # The stream stopped (its body ended, or its connection broke) at a tool call
+            # that may wait for the user, where PostHog ends such a run: the conversation
+            # (a GET, in the ordinary window) tells that end from a cut before a
+            # re-attach is sent, which PostHog's AI throttle and the client's `ai` window
+            # count as a message. Whatever else it shows (the run going on, or no
+            # answer), the re-attach decides.
             try:
                 if await self._catch_up(latest=not isinstance(sent, str)):
                     return
@@ -753,7 +757,20 @@ class StreamEngine:
         """
         self._other_run = False
         failure = self._echo_lost
-        assert failure is not None
+        if failure is None:
+            # A resume that PostHog attached to a run in progress (another message's,
+            # sent meanwhile from elsewhere): it streams that run, the decision unused.
+            raise ConflictError(
+                status=409,
+                code="conflict",
+                detail=(
+                    "the conversation is generating an answer to another message: PostHog "
+                    "streamed that run instead of resuming, and did not apply the decision "
+                    "(send it again once the conversation is idle)"
+                ),
+                method="POST",
+                path=self._path,
+            )
         if not await self._catch_up():
             raise failure.error
 
@@ -773,26 +790,30 @@ class StreamEngine:
         if not caught_up:
             raise self._unverified("the conversation does not show the run")
 
-    def _decided_message(self, conversation: Conversation) -> str | None:
-        """
-        For a resume, the id of the message holding the tool call its `resume_payload`
-        decided (where the resumed run starts), as the conversation shows it; else None.
-        """
+    def _decided(self, conversation: Conversation) -> PendingApproval | None:
+        """For a resume, the approval its `resume_payload` decided, as the conversation shows it."""
         payload = self.body.get("resume_payload")
         proposal = payload.get("proposal_id") if isinstance(payload, dict) else None
         if not isinstance(proposal, str):
             return None
-        approval = next(
-            (a for a in conversation.pending_approvals if a.proposal_id == proposal), None
-        )
-        if approval is None:
-            return None
-        if approval.message_id is not None:
+        return next((a for a in conversation.pending_approvals if a.proposal_id == proposal), None)
+
+    @staticmethod
+    def _decided_message(conversation: Conversation, approval: PendingApproval) -> str | None:
+        """
+        The id of the message holding the tool call `approval` is about (where the resumed
+        run starts), as the conversation shows it; else None. PostHog gives each approval
+        card an id of its own (`message_id`, a fresh uuid4 in `BaseAgentRunner.astream`),
+        which names no message: the call is found by `original_tool_call_id`, and
+        `message_id` counts only where it names a message.
+        """
+        messages = conversation.messages
+        if approval.message_id is not None and any(m.id == approval.message_id for m in messages):
             return approval.message_id
         call = approval.original_tool_call_id
         if call is None:
             return None
-        for message in reversed(conversation.messages):
+        for message in reversed(messages):
             if isinstance(message, AssistantMessage) and any(
                 c.id == call for c in message.tool_calls or ()
             ):
@@ -824,13 +845,20 @@ class StreamEngine:
             if not untitled_ok:
                 raise
             return False  # not titled yet: PostHog will not show it
+        decided = self._decided(conversation)
+        if decided is not None and decided.decision_status == "pending":
+            # PostHog records the decision before the resumed run starts: the conversation
+            # shows nothing of a resume it never processed (its run may only not have
+            # begun yet), and the run before's end is not this one's.
+            return False
         deliveries = self.state.catch_up(
             conversation.messages,
             sent=sent if isinstance(sent, str) else None,
             trace_id=self._message_trace_id,
             latest=latest,
             resumed="resume_payload" in self.body,
-            resumed_after=self._decided_message(conversation),
+            resumed_after=None if decided is None else self._decided_message(conversation, decided),
+            decided_call=None if decided is None else decided.original_tool_call_id,
         )
         if deliveries is None:
             return False

@@ -1260,6 +1260,7 @@ def test_catch_up_of_a_stream_that_sent_nothing_takes_the_latest_run() -> None:
 # ---------------------------------------------------------------------- runs ended by PostHog
 
 _CALL = {"id": "call_1", "name": "create_feature_flag", "args": {}, "type": "tool_call"}
+_READ = {"id": "call_2", "name": "read_data", "args": {}, "type": "tool_call"}
 
 
 @pytest.mark.parametrize(
@@ -1283,6 +1284,29 @@ _CALL = {"id": "call_1", "name": "create_feature_flag", "args": {}, "type": "too
         ([msg(type="ai", content="Done.", id="a1")], False),
         ([msg(type="ai", content="Writ")], False),  # an answer in progress
         ([], False),
+        (  # two calls side by side: one returned (a read), the other awaits approval
+            [
+                msg(type="ai", content="Look, then create.", id="a1", tool_calls=[_CALL, _READ]),
+                msg(type="tool", content="42 rows", id="t2", tool_call_id="call_2"),
+            ],
+            True,
+        ),
+        (  # both returned: the assistant's next message is due
+            [
+                msg(type="ai", content="Look, then create.", id="a1", tool_calls=[_CALL, _READ]),
+                msg(type="tool", content="42 rows", id="t2", tool_call_id="call_2"),
+                msg(type="tool", content="created", id="t1", tool_call_id="call_1"),
+            ],
+            False,
+        ),
+        (  # a result, then the run's next step
+            [
+                msg(type="ai", content="Look.", id="a1", tool_calls=[_READ]),
+                msg(type="tool", content="42 rows", id="t2", tool_call_id="call_2"),
+                msg(type="ai", content="Hm", id="a2", tool_calls=[]),
+            ],
+            False,
+        ),
     ],
 )
 def test_a_run_awaits_the_user_at_a_tool_call_without_its_result(
@@ -1428,3 +1452,41 @@ def test_a_full_replay_after_a_failed_run_and_a_queued_one_delivers_nothing_new(
     assert feed_all(state, failed_then_queued(failure)) == []  # all of it a replay
     feed_all(state, rest)
     assert state.streamed_text == one.streamed_text == f"Partial{SEPARATOR}Other answer."
+
+
+def test_a_resumes_stream_of_tool_results_alone_may_await_the_user() -> None:
+    """A resume's stream starts after the message calling the tools (an earlier run's):
+    the approved call's result alone may be where PostHog stops, at the same message's
+    next approval."""
+    state = ConversationState()
+    state.expect_resume()
+    feed_all(state, [msg(type="tool", content="created", id="t1", tool_call_id="call_1")])
+    assert state.awaits_user
+    assert not state.run_ended
+
+
+def test_a_resume_meeting_another_runs_human_message_first_takes_nothing() -> None:
+    """PostHog attaches a resume to the run in progress when the conversation is busy: a
+    human message before any of the resumed run's own is that other run's."""
+    state = ConversationState()
+    state.expect_resume()
+    with pytest.raises(OtherRunError):
+        feed_all(state, [msg(type="human", content="Something else", id="h9")])
+    assert state.messages == ()
+
+
+def test_a_resumes_queued_runs_human_messages_are_taken() -> None:
+    """After the resumed run's own messages, PostHog streams the runs of queued messages on
+    the same stream: their human messages are this stream's."""
+    state = ConversationState()
+    state.expect_resume()
+    feed_all(
+        state,
+        [
+            msg(type="tool", content="created", id="t1", tool_call_id="call_1"),
+            msg(type="ai", content="Created.", id="a1"),
+            msg(type="human", content="And now?", id="h2"),
+            msg(type="ai", content="Now this.", id="a2"),
+        ],
+    )
+    assert [m.id for m in state.messages] == ["t1", "a1", "h2", "a2"]

@@ -156,7 +156,10 @@ class Conversations(Resource):
             deep_research_mode: the research flag of older PostHog versions; newer ones
                 use `agent_mode="research"`.
             resume_payload: an approval decision, e.g. `{"action": "approve",
-                "proposal_id": ...}` (see `Conversation.pending_approvals`).
+                "proposal_id": ...}` (see `Conversation.pending_approvals`). While the
+                conversation answers another message (sent from elsewhere), PostHog
+                streams that run instead and does not apply the decision: the stream
+                raises `ConflictError` then, having given out nothing of that run.
             max_reattach_attempts: how many times in a row a dropped (or silent)
                 connection is re-attached before the error is raised (0: never; None:
                 the client's `RetryPolicy.max_reattaches`).
