@@ -27,7 +27,7 @@ import urllib.parse
 import weakref
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterator
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Final, Generic, TypeVar
 
 import anyio
 
@@ -135,6 +135,24 @@ async def _fetch_once(
     return await fetch_url(url)
 
 
+#: Pages in a row with no records, each naming a `next`, that a read follows. DRF's
+#: cursor pages can be empty with a `next` once (read backwards, on the way to records);
+#: page after page of nothing, each naming a new page, is a list that would never end
+#: (a `next` seen before is caught as a loop at once).
+MAX_EMPTY_PAGES: Final = 3
+
+
+def _endless(next_url: str) -> ResponseDecodeError:
+    key = _url_key(next_url)
+    path = key[0] if isinstance(key, tuple) else "PostHog"
+    return ResponseDecodeError(
+        f"{MAX_EMPTY_PAGES + 1} pages in a row from {path} held no records, each naming "
+        "another 'next': the list would never end",
+        paths=("$.next",),
+        path=path,
+    )
+
+
 def _retrieve(task: asyncio.Task[Any]) -> None:
     # A page nobody reads (the consumer stopped first) must not log "exception never
     # retrieved": its error belongs to a page the consumer chose not to see.
@@ -191,6 +209,7 @@ class PageReader(Generic[T]):
         "_chain_from",
         "_delivered",
         "_done",
+        "_empty_run",
         "_fetch_url",
         "_fetched",
         "_first",
@@ -228,6 +247,7 @@ class PageReader(Generic[T]):
         self._plan_ahead = ahead if plan_ahead is None else plan_ahead
         self._wanted = wanted
         self._delivered = 0  # records handed out, against `wanted`
+        self._empty_run = 0  # pages in a row with no records that named a `next`
         self._tasks: deque[asyncio.Task[Page[T] | None]] = deque()
         #: The URL each task fetches, in step with `_tasks` (None: a first page whose URL
         #: was not given).
@@ -263,6 +283,13 @@ class PageReader(Generic[T]):
             self._close()
             raise StopAsyncIteration
         self.url = self._chain_from if url is None else url
+        if page.results or page.next is None:
+            self._empty_run = 0
+        else:
+            self._empty_run += 1
+            if self._empty_run > MAX_EMPTY_PAGES:
+                self._close()
+                raise _endless(page.next)
         if self._on_page is not None:
             self._on_page(page)
         self._chain_from = page.next

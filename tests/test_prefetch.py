@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 
 import aposthog
 from aposthog._pagination import Page, new_page
-from aposthog._prefetch import PageReader, ResumePoint, planned_urls, record_url
+from aposthog._prefetch import MAX_EMPTY_PAGES, PageReader, ResumePoint, planned_urls, record_url
 from aposthog.testing import FakePostHog
 
 from .web_server import serve
@@ -829,3 +829,40 @@ async def test_a_planned_page_taken_before_its_done_callback_ran_does_not_end_th
             if p.results == [0]:
                 await woken.wait()
     assert [0, 1, 2, 3, 4] == got
+
+
+@pytest.mark.parametrize("ahead", [0, 2])
+@pytest.mark.parametrize("empties", [1, MAX_EMPTY_PAGES])
+async def test_a_few_empty_pages_on_the_way_to_records_are_followed(
+    ahead: int, empties: int
+) -> None:
+    """DRF's cursor pages can be empty and still name a `next` (read backwards): as many
+    as `MAX_EMPTY_PAGES` in a row are followed to the records after them."""
+
+    async def first() -> Page[int]:
+        return new_page([], None, f"{_BASE}?cursor=1", None, fetch)
+
+    async def fetch(url: str) -> Page[int]:
+        n = int(url.rsplit("=", 1)[1])
+        results = [n] if n >= empties else []
+        return new_page(results, None, f"{_BASE}?cursor={n + 1}" if n < 5 else None, None, fetch)
+
+    reader = PageReader(first, fetch, lambda _: None, ahead=ahead)
+    assert [n for page in [p async for p in reader] for n in page.results] == list(
+        range(empties, 6)
+    )
+
+
+async def test_an_empty_last_page_ends_the_list_quietly() -> None:
+    """An empty page without a `next` is a list's end (an empty list), whatever came before."""
+
+    async def first() -> Page[int]:
+        return new_page([], None, f"{_BASE}?cursor=1", None, fetch)
+
+    async def fetch(url: str) -> Page[int]:
+        n = int(url.rsplit("=", 1)[1])
+        return new_page(
+            [], None, f"{_BASE}?cursor={n + 1}" if n < MAX_EMPTY_PAGES else None, None, fetch
+        )
+
+    assert [] == [n async for page in PageReader(first, fetch, None) for n in page.results]
