@@ -533,16 +533,44 @@ class BatchExports(BatchExportRuns):
         name: str = "Destination test",
         interval: BatchExportInterval | str = BatchExportInterval.HOUR,
         model: BatchExportModel | str | NotGiven = NOT_GIVEN,
+        hogql_query: str | NotGiven | None = NOT_GIVEN,
+        hogql_modifiers: Mapping[str, Any] | NotGiven | None = NOT_GIVEN,
+        primary_key: Sequence[str] | NotGiven | None = NOT_GIVEN,
+        version_key: Sequence[str] | NotGiven | None = NOT_GIVEN,
+        incremental_mode: BatchExportIncrementalMode | str | NotGiven = NOT_GIVEN,
+        filters: Filters | NotGiven | None = NOT_GIVEN,
         timeout: Timeout = NOT_GIVEN,
     ) -> BatchExportTestStep:
         """
         Run one test step against a destination that is not saved yet.
 
-        PostHog validates the request as a full batch export, hence `name` and
-        `interval` (their defaults suit a test). A failed step is data.
+        PostHog validates the request as a full batch export (`create()`'s rules), hence
+        `name` and `interval` (their defaults suit a test), and the source fields of the
+        export being set up: a `hogql` export's destination is tested with its
+        `hogql_query` (and its keys, for `incremental_mode="MERGE"`). A failed step is
+        data.
+
+        Raises:
+            TypeError, ValueError: a plainly wrong argument, before anything is sent
+                (`model="hogql"` without `hogql_query`, which PostHog refuses).
         """
         check_step(step)
-        payload = body(name=name, destination=destination, interval=interval, model=model)
+        payload = create_body(
+            name=name,
+            destination=destination,
+            interval=interval,
+            model=model,
+            hogql_query=hogql_query,
+            hogql_modifiers=hogql_modifiers,
+            primary_key=primary_key,
+            version_key=version_key,
+            incremental_mode=incremental_mode,
+            filters=filters,
+        )
+        if payload.get("model") == "hogql" and not payload.get("hogql_query"):
+            # PostHog: "'hogql_query' is required when 'model' is 'hogql'" (a 400 after the
+            # request was counted), whatever the step.
+            raise ValueError("hogql_query is required when model is 'hogql'")
         payload["step"] = step
         return await self._api.fetch(
             BatchExportTestStep, routes.EXPORT_TEST_STEP_NEW, json=payload, timeout=timeout

@@ -813,31 +813,28 @@ async def test_run_test_step_new_validates_like_create(
         await ph.batch_exports.run_test_step_new(step=0, destination=s3(nope=1))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="run_test_step_new(model='hogql') takes no hogql_query, so PostHog always refuses it (400)",
-)
 async def test_run_test_step_new_can_test_a_hogql_exports_destination(
     fake: FakePostHog, ph: aposthog.Client
 ) -> None:
     """
     PostHog validates run_test_step_new's body with the full `BatchExportSerializer`
     (`exports.py`, `run_test_step_new`), whose `validate()` requires `hogql_query` when
-    `model` is `hogql` ("'hogql_query' is required when 'model' is 'hogql'"). The method
-    offers `model` but no `hogql_query`: a test of a hogql export's destination is sent,
-    counted against the rate limit and always refused. It should either carry the query
-    (and the other source fields) or refuse `model="hogql"` before sending.
+    `model` is `hogql` ("'hogql_query' is required when 'model' is 'hogql'"): the test of a
+    hogql export's destination carries its query, and one without is refused unsent.
     """
     fake.batch_export_flags.add("hogql-batch-exports")
+    step = await ph.batch_exports.run_test_step_new(
+        step=1,
+        destination=s3(),
+        model=BatchExportModel.HOGQL,
+        hogql_query="SELECT event AS event FROM events",
+    )
+    assert step.result is not None
+    assert fake.requests[-1].json()["hogql_query"] == "SELECT event AS event FROM events"
     sent_before = len(fake.requests)
-    try:
-        step = await ph.batch_exports.run_test_step_new(
-            step=1, destination=s3(), model=BatchExportModel.HOGQL
-        )
-    except (TypeError, ValueError):
-        assert len(fake.requests) == sent_before  # refused before anything was sent
-    else:
-        assert step.result is not None
+    with pytest.raises(ValueError, match="hogql_query is required"):
+        await ph.batch_exports.run_test_step_new(step=1, destination=s3(), model="hogql")
+    assert len(fake.requests) == sent_before  # refused before anything was sent
 
 
 async def test_run_test_step_on_an_untestable_destination_is_a_server_error(
