@@ -338,7 +338,8 @@ class Api:
         try:
             with anyio.fail_after(left):
                 body = await stream.read()
-        except TimeoutError:
+        except (TimeoutError, APIConnectionError):
+            # The status came: the answer is known without its body (slow or cut off).
             body = b""
         finally:
             stream.close()

@@ -690,6 +690,12 @@ class Transport:
                     else:
                         body = await _read_body(resp, request, self._max_response_size)
                 except _CLIENT_FAILURES as exc:
+                    if resp.status >= 400:
+                        # An error whose body was cut off: its status (and headers, a
+                        # Retry-After among them) came, so the answer is known. What the
+                        # body said is lost; that PostHog refused the request is not.
+                        await _release(resp)
+                        return _new_response(Response, (resp.status, resp.headers, b""))
                     failure = exc
                 except BaseException:
                     await _release(resp)

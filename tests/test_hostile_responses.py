@@ -17,7 +17,7 @@ import pytest
 from aiohttp.http_parser import HttpResponseParser, HttpResponseParserPy
 
 import aposthog
-from aposthog.testing import LoopbackServer, ServerReply, ServerRequest
+from aposthog.testing import DropConnection, LoopbackServer, ServerReply, ServerRequest
 
 pytestmark = pytest.mark.anyio
 
@@ -636,3 +636,77 @@ async def test_a_decode_error_of_a_200_body_the_transport_could_not_read_keeps_i
         with pytest.raises(aposthog.ResponseDecodeError) as info:
             await ph.batch_exports.get(ANY_ID)
     assert info.value.status == 200
+
+
+# ---------------------------------------------------------------------- error bodies cut off
+
+
+def _cut_error(status: int, headers: dict[str, str]) -> ServerReply:
+    """An error answer whose body stops short of its Content-Length (the connection cut)."""
+
+    async def short() -> AsyncIterator[bytes]:
+        yield b'{"type": "throttled_error", "code": "thrott'
+        raise DropConnection
+
+    return ServerReply(status=status, stream=short(), headers={"Content-Length": "200", **headers})
+
+
+@pytest.mark.parametrize(
+    ("status", "error"),
+    [
+        (404, aposthog.NotFoundError),
+        (429, aposthog.RateLimitError),
+        (503, aposthog.InternalServerError),
+    ],
+)
+async def test_an_error_whose_body_is_cut_off_keeps_its_status(
+    status: int, error: type[aposthog.APIStatusError]
+) -> None:
+    """The status line and headers came: PostHog's answer is known (a refusal), though what
+    its body said is lost. It was an `APIConnectionError` (`reached_server=True`), which
+    made a refused POST look possibly processed, and a 429's Retry-After unread."""
+    async def handler(request: ServerRequest) -> ServerReply:
+        return _cut_error(status, {"Retry-After": "0"})  # a fresh body each time
+
+    server = LoopbackServer(handler)
+    await server.start()
+    try:
+        async with _client(server.url) as ph:
+            with pytest.raises(error) as info:
+                await ph.customer_profile_configs.get("00000000-0000-0000-0000-000000000001")
+            with pytest.raises(error):
+                await ph.conversations.create("Why did signups drop?").until_done()
+    finally:
+        await server.stop()
+    assert info.value.status == status
+    assert info.value.body is None
+
+
+async def test_a_post_refused_with_a_cut_off_503_is_retried() -> None:
+    """PostHog's 503 (it sends `Retry-After`) refuses a request before any work: a create
+    whose answer was cut short is sent again, as one whose whole 503 came."""
+    sent: list[str] = []
+
+    async def handler(request: ServerRequest) -> ServerReply:
+        sent.append(request.method)
+        if len(sent) == 1:
+            return _cut_error(503, {"Retry-After": "0"})
+        config = {
+            "id": "00000000-0000-0000-0000-000000000001",
+            "scope": "person",
+            "content": {},
+            "sidebar": {},
+            "created_at": "2024-01-01T00:00:00Z",
+            "updated_at": None,
+        }
+        return ServerReply(status=201, body=json.dumps(config).encode())
+
+    server = LoopbackServer(handler)
+    await server.start()
+    try:
+        async with _client(server.url, max_retries=2) as ph:
+            created = await ph.customer_profile_configs.create(scope="person")
+    finally:
+        await server.stop()
+    assert ["POST", "POST"] == sent
+    assert created.scope == aposthog.ProfileScope.PERSON
