@@ -691,7 +691,7 @@ async def test_a_post_refused_with_a_cut_off_503_is_retried() -> None:
         sent.append(request.method)
         if len(sent) == 1:
             return _cut_error(503, {"Retry-After": "0"})
-        config = {
+        config: dict[str, Any] = {
             "id": "00000000-0000-0000-0000-000000000001",
             "scope": "person",
             "content": {},
