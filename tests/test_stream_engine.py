@@ -971,9 +971,12 @@ _APPROVED_RUN = (
 
 
 async def _resume(
-    handler: Callable[[ServerRequest], Awaitable[ServerReply]], conversation_id: str
+    handler: Callable[[ServerRequest], Awaitable[ServerReply]],
+    conversation_id: str,
+    *,
+    proposal: str = "p1",
 ) -> tuple[aposthog.ConversationResult, list[str]]:
-    """`create(None, resume_payload=<approve p1>)` against `handler`: its result and deltas."""
+    """`create(None, resume_payload=<approve proposal>)` against `handler`: result, deltas."""
     server = LoopbackServer(handler)
     await server.start()
     try:
@@ -981,7 +984,7 @@ async def _resume(
             stream = ph.conversations.create(
                 None,
                 conversation=conversation_id,
-                resume_payload={"action": "approve", "proposal_id": "p1"},
+                resume_payload={"action": "approve", "proposal_id": proposal},
             )
             with anyio.fail_after(5):
                 deltas = await collect(stream)
@@ -1239,25 +1242,34 @@ _CARD_ID = "0b7d3c1e-5a2f-4e0b-9c1d-2f3e4a5b6c7d"
 _CALL_2 = {"id": "call_2", "name": "delete_feature_flag", "args": {}, "type": "tool_call"}
 
 
-async def _resume_proposal(
-    handler: Callable[[ServerRequest], Awaitable[ServerReply]],
-    conversation_id: str,
+def _card(
     proposal: str,
-) -> tuple[aposthog.ConversationResult, list[str]]:
-    server = LoopbackServer(handler)
-    await server.start()
-    try:
-        async with aposthog.Client(api_key="phx_k", host=server.url, retry=FAST) as ph:
-            stream = ph.conversations.create(
-                None,
-                conversation=conversation_id,
-                resume_payload={"action": "approve", "proposal_id": proposal},
-            )
-            with anyio.fail_after(5):
-                deltas = await collect(stream)
-            return stream.result(), deltas
-    finally:
-        await server.stop()
+    call: str,
+    status: str = "pending",
+    *,
+    message_id: str | None = _CARD_ID,
+    tool: str = "create_feature_flag",
+) -> dict[str, Any]:
+    """An approval card as `pending_approvals` shows it."""
+    return {
+        "proposal_id": proposal,
+        "decision_status": status,
+        "tool_name": tool,
+        "original_tool_call_id": call,
+        "message_id": message_id,
+    }
+
+
+def _idle(conversation_id: str, messages: list[Any], *cards: dict[str, Any]) -> ServerReply:
+    """The GET of an idle conversation holding `messages` and the approval `cards`."""
+    conversation = {
+        "id": conversation_id,
+        "status": "idle",
+        "title": "q",
+        "messages": messages,
+        "pending_approvals": list(cards),
+    }
+    return _json_reply(conversation)
 
 
 async def test_a_lost_resume_catches_up_only_the_resumed_run_with_posthog_s_card_ids() -> None:
@@ -1272,29 +1284,15 @@ async def test_a_lost_resume_catches_up_only_the_resumed_run_with_posthog_s_card
 
     async def handler(request: ServerRequest) -> ServerReply:
         if request.method == "GET":
-            approval = {
-                "proposal_id": "p1",
-                "decision_status": "approved",
-                "tool_name": "create_feature_flag",
-                "preview": "Create flag",
-                "payload": {},
-                "original_tool_call_id": "call_1",
-                "message_id": _CARD_ID,
-            }
-            conversation = {
-                "id": conversation_id,
-                "status": "idle",
-                "title": "q",
-                "messages": [human, ai0, tool, ai1],
-                "pending_approvals": [approval],
-            }
-            return _json_reply(conversation)
+            return _idle(
+                conversation_id, [human, ai0, tool, ai1], _card("p1", "call_1", "approved")
+            )
         sent.append(json.loads(request.body))
         if sent[-1].get("resume_payload") is None:  # the re-attach: the run is over
             return _json_reply(_IDLE, status=400)
         return _event_stream(drop=True)  # cut before the resumed run's first event
 
-    result, deltas = await _resume_proposal(handler, conversation_id, "p1")
+    result, deltas = await _resume(handler, conversation_id, proposal="p1")
     assert result.complete
     assert "".join(deltas) == "Created the flag."
     assert [m.id for m in result.messages] == ["t1", "a1"]
@@ -1320,36 +1318,18 @@ async def test_a_lost_resume_of_the_second_approval_in_a_message_skips_the_first
 
     async def handler(request: ServerRequest) -> ServerReply:
         if request.method == "GET":
-            approvals = [
-                {
-                    "proposal_id": "p1",
-                    "decision_status": "approved",
-                    "tool_name": "create_feature_flag",
-                    "original_tool_call_id": "call_1",
-                    "message_id": None,
-                },
-                {
-                    "proposal_id": "p2",
-                    "decision_status": "approved",
-                    "tool_name": "delete_feature_flag",
-                    "original_tool_call_id": "call_2",
-                    "message_id": None,
-                },
-            ]
-            conversation = {
-                "id": conversation_id,
-                "status": "idle",
-                "title": "q",
-                "messages": [human, ai0, t1, t2, a2],
-                "pending_approvals": approvals,
-            }
-            return _json_reply(conversation)
+            return _idle(
+                conversation_id,
+                [human, ai0, t1, t2, a2],
+                _card("p1", "call_1", "approved", message_id=None),
+                _card("p2", "call_2", "approved", message_id=None, tool="delete_feature_flag"),
+            )
         body = json.loads(request.body)
         if body.get("resume_payload") is None:  # the re-attach: the run is over
             return _json_reply(_IDLE, status=400)
         return _event_stream(drop=True)
 
-    result, deltas = await _resume_proposal(handler, conversation_id, "p2")
+    result, deltas = await _resume(handler, conversation_id, proposal="p2")
     assert result.complete
     assert [m.id for m in result.messages] == ["t2", "a2"]
     assert "".join(deltas) == "Done both."
@@ -1378,36 +1358,23 @@ async def test_a_resume_that_stops_at_the_same_message_s_next_approval_is_comple
 
     async def handler(request: ServerRequest) -> ServerReply:
         if request.method == "GET":
-            approvals = [
-                {
-                    "proposal_id": "p1",
-                    "decision_status": "approved",
-                    "tool_name": "create_feature_flag",
-                    "original_tool_call_id": "call_1",
-                    "message_id": _CARD_ID,
-                },
-                {
-                    "proposal_id": "p2",
-                    "decision_status": "pending",
-                    "tool_name": "delete_feature_flag",
-                    "original_tool_call_id": "call_2",
-                    "message_id": "1c8e4d2f-6b3a-4f1c-8d2e-3a4b5c6d7e8f",
-                },
-            ]
-            conversation = {
-                "id": conversation_id,
-                "status": "idle",
-                "title": "q",
-                "messages": [human, ai0] if stored == "superstep-pending" else [human, ai0, t1],
-                "pending_approvals": approvals,
-            }
-            return _json_reply(conversation)
+            return _idle(
+                conversation_id,
+                [human, ai0] if stored == "superstep-pending" else [human, ai0, t1],
+                _card("p1", "call_1", "approved"),
+                _card(
+                    "p2",
+                    "call_2",
+                    message_id="1c8e4d2f-6b3a-4f1c-8d2e-3a4b5c6d7e8f",
+                    tool="delete_feature_flag",
+                ),
+            )
         posts.append(json.loads(request.body))
         if posts[-1].get("resume_payload") is None:
             return _json_reply(_IDLE, status=400)
         return _event_stream(_sse(t1))
 
-    result, _ = await _resume_proposal(handler, conversation_id, "p1")
+    result, _ = await _resume(handler, conversation_id, proposal="p1")
     assert result.complete
     assert [m.id for m in result.messages] == ["t1"]
     assert len(posts) == 1  # no re-attach: an AI request PostHog's throttle counts
@@ -1427,21 +1394,7 @@ async def test_a_run_whose_connection_drops_at_its_approval_needs_no_ai_request_
         human = {"type": "human", "content": "q", "id": "h1", "trace_id": first.get("trace_id")}
         ai = {"type": "ai", "content": "I'll create it.", "id": "a0", "tool_calls": [_CALL]}
         if request.method == "GET":
-            approval = {
-                "proposal_id": "p1",
-                "decision_status": "pending",
-                "tool_name": "create_feature_flag",
-                "original_tool_call_id": "call_1",
-                "message_id": _CARD_ID,
-            }
-            conversation = {
-                "id": first["conversation"],
-                "status": "idle",
-                "title": "q",
-                "messages": [human, ai],
-                "pending_approvals": [approval],
-            }
-            return _json_reply(conversation)
+            return _idle(first["conversation"], [human, ai], _card("p1", "call_1"))
         posts.append(json.loads(request.body))
         if posts[-1]["content"] is None:
             return _json_reply(_IDLE, status=400)
@@ -1479,21 +1432,7 @@ async def test_a_lost_resume_post_is_not_a_complete_run() -> None:
 
     async def handler(request: ServerRequest) -> ServerReply:
         if request.method == "GET":
-            approval = {
-                "proposal_id": "p1",
-                "decision_status": "pending",
-                "tool_name": "create_feature_flag",
-                "original_tool_call_id": "call_1",
-                "message_id": _CARD_ID,
-            }
-            conversation = {
-                "id": conversation_id,
-                "status": "idle",
-                "title": "q",
-                "messages": [human, ai0],
-                "pending_approvals": [approval],
-            }
-            return _json_reply(conversation)
+            return _idle(conversation_id, [human, ai0], _card("p1", "call_1"))
         sent.append(json.loads(request.body))
         if sent[-1].get("resume_payload") is None:
             return _json_reply(_IDLE, status=400)
@@ -1536,22 +1475,8 @@ async def test_a_run_that_awaits_approval_beside_a_finished_tool_call_is_complet
             "tool_calls": [_CALL, read],
         }
         t2 = {"type": "tool", "content": "42 rows", "tool_call_id": "call_2", "id": "t2"}
-        if request.method == "GET":
-            approval = {
-                "proposal_id": "p1",
-                "decision_status": "pending",
-                "tool_name": "create_feature_flag",
-                "original_tool_call_id": "call_1",
-                "message_id": _CARD_ID,
-            }
-            conversation = {
-                "id": first["conversation"],
-                "status": "idle",
-                "title": "q",
-                "messages": [human, ai],  # t2 is a pending write until the superstep ends
-                "pending_approvals": [approval],
-            }
-            return _json_reply(conversation)
+        if request.method == "GET":  # t2 is a pending write until the superstep ends
+            return _idle(first["conversation"], [human, ai], _card("p1", "call_1"))
         posts.append(json.loads(request.body))
         if posts[-1]["content"] is None:
             return _json_reply(_IDLE, status=400)
