@@ -468,6 +468,17 @@ _ASKED: list[dict[str, Any]] = [
 ]
 
 
+def _asked_card() -> dict[str, Any]:
+    """`a0`'s approval card as PostHog stores it: its `message_id` is its own (a uuid4)."""
+    return {
+        "proposal_id": "p1",
+        "decision_status": "pending",
+        "tool_name": "create_feature_flag",
+        "original_tool_call_id": "call_1",
+        "message_id": str(uuid.uuid4()),
+    }
+
+
 @pytest.mark.xfail(
     strict=True, reason="the fake does not record the decision: the approval stays pending"
 )
@@ -477,14 +488,7 @@ async def test_a_resume_that_drops_gives_out_only_the_resumed_run(fake: FakePost
     stream drops after its first event; the re-attach replays what came after and the
     catch-up at the run's end must add only what the resumed run produced: a chat-bot
     relaying `text_deltas()` already showed "I'll create it." when the run asked."""
-    approval = {
-        "proposal_id": "p1",
-        "decision_status": "pending",
-        "tool_name": "create_feature_flag",
-        "original_tool_call_id": "call_1",
-        "message_id": str(uuid.uuid4()),
-    }
-    conversation = fake.seed_conversation(messages=_ASKED, pending_approvals=[approval])
+    conversation = fake.seed_conversation(messages=_ASKED, pending_approvals=[_asked_card()])
     fake.ai_scripts.append(
         AIScript(
             text="Created the flag for you.",
@@ -519,14 +523,7 @@ async def test_a_resume_that_meets_another_run_does_not_take_its_answer(
     the running run (`stream_conversation()`), the `resume_payload` unused. A resume's run
     sends no human message, so a stream that replays one is another run: the decision was
     not applied, and that run's question and answer are not the approval's result."""
-    approval = {
-        "proposal_id": "p1",
-        "decision_status": "pending",
-        "tool_name": "create_feature_flag",
-        "original_tool_call_id": "call_1",
-        "message_id": str(uuid.uuid4()),
-    }
-    conversation = fake.seed_conversation(messages=_ASKED, pending_approvals=[approval])
+    conversation = fake.seed_conversation(messages=_ASKED, pending_approvals=[_asked_card()])
     fake.script_answer(OTHER_ANSWER, end_after_connections=2)
     async with fake.client(retry=FAST) as other_client:
         other = other_client.conversations.create(OTHER_QUESTION, conversation=conversation.id)
