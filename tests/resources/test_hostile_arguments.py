@@ -127,6 +127,12 @@ METHODS: dict[str, Spec] = {
         "name": ("t", "text"),
         "interval": ("hour", "open_enum"),
         "model": ("events", "open_enum"),
+        "hogql_query": ("select 1", "query"),
+        "hogql_modifiers": (None, "modifiers"),
+        "primary_key": (None, "columns"),
+        "version_key": (None, "columns"),
+        "incremental_mode": ("APPEND", "open_enum"),
+        "filters": ([], "filters"),
         "timeout": (5, "timeout"),
     },
     "batch_exports.list_runs": {
