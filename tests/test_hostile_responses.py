@@ -665,6 +665,7 @@ async def test_an_error_whose_body_is_cut_off_keeps_its_status(
     """The status line and headers came: PostHog's answer is known (a refusal), though what
     its body said is lost. It was an `APIConnectionError` (`reached_server=True`), which
     made a refused POST look possibly processed, and a 429's Retry-After unread."""
+
     async def handler(request: ServerRequest) -> ServerReply:
         return _cut_error(status, {"Retry-After": "0"})  # a fresh body each time
 

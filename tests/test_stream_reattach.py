@@ -479,9 +479,6 @@ def _asked_card() -> dict[str, Any]:
     }
 
 
-@pytest.mark.xfail(
-    strict=True, reason="the fake does not record the decision: the approval stays pending"
-)
 async def test_a_resume_that_drops_gives_out_only_the_resumed_run(fake: FakePostHog) -> None:
     """The run before asked for approval (`h1`, then `a0` calling `call_1`); the card, as
     PostHog stores it, has its own `message_id` (a uuid4 of the runner's). The resume's

@@ -27,7 +27,7 @@ import asyncio
 import json
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from typing import Any
 
 import anyio
@@ -35,11 +35,13 @@ import attrs
 
 from ._loopback import DropConnection
 
-__all__ = ["AIScript", "Run", "StreamStats", "sse_event"]
+__all__ = ["FAILURE_TEXT", "AIScript", "Run", "StreamStats", "failed_run", "sse_event"]
 
 KEEPALIVE = b": keepalive\n\n"
 STREAM_MAX_LENGTH = 1000
 """PostHog's `CONVERSATION_STREAM_MAX_LENGTH`: the events of a run its Redis stream keeps."""
+FAILURE_TEXT = "Oops! Something went wrong. Please try again."
+"""`AgentExecutor._failure_message()`: what the stream sends when the workflow failed."""
 
 
 def sse_event(name: str, data: str) -> bytes:
@@ -119,6 +121,20 @@ class AIScript:
             the `conversation` event and the echo, maybe mid-answer. (The fake trims
             exactly and only where a replay starts; Redis trims approximately, keeping
             at least this many, and a reader never falls that far behind here.)
+        approval: the name of a tool whose call needs the user's approval: the run ends
+            awaiting it, as PostHog's does when the tool calls `interrupt()` with an
+            `ApprovalRequest`. After the echo (and `tool`, if any) it streams `text` as
+            snapshots, then the final `ai` message whose `tool_calls` call this tool
+            (`args`: `approval_payload`), and ends there (no answer follows; the approval
+            event itself never reaches HTTP clients). The conversation is then idle with a
+            pending approval card in `pending_approvals`: `proposal_id` (a new UUID),
+            `decision_status` "pending", `tool_name`, `preview` (`approval_preview`),
+            `payload`, `original_tool_call_id` (the call's id) and `message_id` (a uuid4 of
+            its own, not the message's id). Approve or reject it with `content: null` and
+            `resume_payload: {"action": "approve" | "reject", "proposal_id": ...}`; a new
+            message instead marks it `auto_rejected`. Not with `fail` or `generation_error`.
+        approval_preview: the card's `preview` text.
+        approval_payload: the card's `payload` (and the tool call's `args`).
         keep_stream_on_disconnect: a connection that ends early leaves the run's stream
             whole, so a re-attach replays the run from its start (up to
             `stream_max_length`). PostHog deletes the stream when its reader goes away
@@ -148,6 +164,13 @@ class AIScript:
     end_after_connections: int = 0
     stream_max_length: int | None = STREAM_MAX_LENGTH
     keep_stream_on_disconnect: bool = False
+    approval: str | None = None
+    approval_preview: str = ""
+    approval_payload: Mapping[str, Any] = attrs.field(factory=dict)
+
+    def __attrs_post_init__(self) -> None:
+        if self.approval is not None and (self.fail is not None or self.generation_error):
+            raise ValueError("approval ends the run awaiting a decision: not with a failure")
 
     def drop_point(self, connection: int) -> int | None:
         """After how many events connection number `connection` (0-based) is cut."""
@@ -167,6 +190,7 @@ class TimedEvent:
     data: bytes
     final: dict[str, Any] | None = None  # a message to store in the conversation
     title: str | None = None  # the title set at this moment
+    approval: dict[str, Any] | None = None  # an approval card stored at this moment
 
 
 @attrs.define
@@ -424,6 +448,9 @@ def build_run(
 
     text = script.text
     cuts = list(range(size, len(text), size)) + ([len(text)] if text else [])
+    if script.approval is not None:
+        _awaiting_approval(script, add, maybe_title, cuts)
+        return Run(script, events)
     failing = script.fail is not None or script.generation_error
     if failing:
         keep = script.fail_after if script.fail_after is not None else len(cuts) // 2
@@ -444,3 +471,47 @@ def build_run(
         ai = {"type": "ai", "content": text, "id": str(uuid.uuid4())}
         add("message", message_json(ai), final=ai)
     return Run(script, events)
+
+
+def _awaiting_approval(
+    script: AIScript,
+    add: Callable[..., None],
+    maybe_title: Callable[[], None],
+    cuts: list[int],
+) -> None:
+    """
+    The end of a run whose tool call needs approval: the text's snapshots, then the
+    message calling the tool, stored with its pending approval card (PostHog's
+    `_store_approval_card_data`, after its `ApprovalPayload` with a message id of its own).
+    """
+    assert script.approval is not None
+    text = script.text
+    for n, cut in enumerate(cuts):
+        add("message", message_json({"type": "ai", "content": text[:cut]}))
+        if n == 0:
+            maybe_title()
+    maybe_title()
+    call_id = f"call_{uuid.uuid4().hex[:12]}"
+    payload = dict(script.approval_payload)
+    calls = [{"id": call_id, "name": script.approval, "args": payload, "type": "tool_call"}]
+    ai = {"type": "ai", "content": text, "id": str(uuid.uuid4()), "tool_calls": calls}
+    card = {
+        "proposal_id": str(uuid.uuid4()),
+        "decision_status": "pending",
+        "tool_name": script.approval,
+        "preview": script.approval_preview,
+        "payload": payload,
+        "original_tool_call_id": call_id,
+        "message_id": str(uuid.uuid4()),
+    }
+    add("message", message_json(ai), final=ai, approval=card)
+
+
+def failed_run() -> Run:
+    """
+    A run whose workflow failed before it streamed anything (PostHog's runner raised in
+    `_init_or_update_state`): the stream holds only `AgentExecutor._failure_message()`,
+    which the conversation does not store.
+    """
+    failure = {"type": "ai/failure", "content": FAILURE_TEXT, "id": str(uuid.uuid4())}
+    return Run(AIScript(), [TimedEvent(0.0, sse_event("message", message_json(failure)))])

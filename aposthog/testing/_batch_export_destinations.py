@@ -25,7 +25,8 @@ from __future__ import annotations
 import datetime as dt
 import re
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import attrs
 
@@ -115,14 +116,39 @@ BASE_CONFIG_FIELDS = frozenset(
 )
 
 
+#: A step's predicate: reads the test's configuration (the destination's config merged
+#: with its integration's `config` and `sensitive_config`) and the integration, if any.
+StepCheck = Callable[[Mapping[str, Any], "Mapping[str, Any] | None"], bool]
+
+
 @attrs.frozen
 class TestStepSpec:
-    """A destination test step: its texts, the config keys it needs, a default skip."""
+    """
+    A destination test step: its texts, when it is configured, when it skips itself.
+
+    The step is configured when every key in `needs` is set and `configured` (if given)
+    holds, as PostHog's `_is_configured`; it then answers `skipped` when `skips` holds
+    (PostHog's `_run_step` returning SKIPPED), and passes otherwise.
+    """
 
     name: str
     description: str
     needs: tuple[str, ...] = ()
-    skipped: str | None = None  # the message when the step skips itself by default
+    skipped: str | None = None  # the message when `skips` holds
+    configured: StepCheck | None = None
+    skips: StepCheck | None = None
+
+    def is_configured(
+        self, config: Mapping[str, Any], integration: Mapping[str, Any] | None
+    ) -> bool:
+        if any(config.get(key) is None for key in self.needs):
+            return False
+        return self.configured is None or self.configured(config, integration)
+
+    def skips_itself(
+        self, config: Mapping[str, Any], integration: Mapping[str, Any] | None
+    ) -> bool:
+        return self.skipped is not None and (self.skips is None or self.skips(config, integration))
 
 
 @attrs.frozen
@@ -163,28 +189,73 @@ _LEGACY_S3_FIELDS: dict[str, tuple[type | None, bool]] = {
     "kms_key_id": (None, False),
     "endpoint_url": (None, False),
 }
+_BUCKET_NAME = "Check S3 bucket exists"
+_BUCKET_DESCRIPTION = (
+    "Ensure the configured S3 bucket exists and that we have the required permissions to access it."
+)
+# S3CompatibleDestinationTest gives its bucket step no role: access keys only.
 _BUCKET_STEP = TestStepSpec(
-    "Check S3 bucket exists",
-    "Ensure the configured S3 bucket exists and that we have the required permissions "
-    "to access it.",
+    _BUCKET_NAME,
+    _BUCKET_DESCRIPTION,
     needs=("bucket_name", "aws_access_key_id", "aws_secret_access_key"),
 )
+
+
+def _keys_or_role(config: Mapping[str, Any], integration: Mapping[str, Any] | None) -> bool:
+    """`S3EnsureBucketTestStep._is_configured`: access keys, or a role ARN and an
+    organization (the integration's team's: `AwsS3DestinationTest.configure`)."""
+    keys = all(config.get(k) is not None for k in ("aws_access_key_id", "aws_secret_access_key"))
+    role = config.get("aws_role_arn") is not None and integration is not None
+    return keys or role
+
+
+_AWS_BUCKET_STEP = TestStepSpec(
+    _BUCKET_NAME, _BUCKET_DESCRIPTION, needs=("bucket_name",), configured=_keys_or_role
+)
+# `S3AssumeRoleTestStep`: always configured, skipped without a role ARN or a bucket.
 _ROLE_STEP = TestStepSpec(
     "Ensure we can assume provided AWS role",
     "Ensure the configured AWS role ARN exists and that we have the required trust "
     "relationship to assume it.",
     skipped="No configured AWS role ARN, skipping test",
+    skips=lambda config, _: config.get("aws_role_arn") is None or config.get("bucket_name") is None,
 )
 _BIGQUERY_CREDENTIALS = ("private_key", "private_key_id", "token_uri", "client_email")
+
+
+def _has_key(integration: Mapping[str, Any] | None) -> bool:
+    """`GoogleCloudServiceAccountIntegration.has_key`: a private key and its id, both set."""
+    if integration is None:
+        return False
+    secrets = integration["sensitive_config"]
+    return all(secrets.get(key) for key in ("private_key", "private_key_id"))
+
+
+def _service_account(config: Mapping[str, Any], integration: Mapping[str, Any] | None) -> bool:
+    """An integration, or a whole inline key (`BigQueryDestinationTest.service_account_info`,
+    whose email is `service_account_email` or else `client_email`)."""
+    email = config.get("service_account_email") or config.get("client_email")
+    inline = email is not None and all(
+        config.get(key) is not None for key in ("private_key", "private_key_id", "token_uri")
+    )
+    return integration is not None or inline
+
+
+def _not_impersonating(_: Mapping[str, Any], integration: Mapping[str, Any] | None) -> bool:
+    """The impersonation steps skip without an integration, or with a keyed one."""
+    return integration is None or _has_key(integration)
+
+
 _SNOWFLAKE_LOGIN = ("account", "user")  # the integration's config lends them
 
 
-def _bigquery_step(name: str, what: str, needs: tuple[str, ...]) -> TestStepSpec:
+def _bigquery_step(what: str, needs: tuple[str, ...]) -> TestStepSpec:
     return TestStepSpec(
-        f"Verify BigQuery {name}",
+        f"Verify BigQuery {what}",
         f"Ensure the configured BigQuery {what} exists and that we have the required "
         "permissions to access it.",
         needs=needs,
+        configured=_service_account,
     )
 
 
@@ -216,7 +287,7 @@ DESTINATIONS: dict[str, DestinationSpec] = {
     "AwsS3": DestinationSpec(
         {**_S3_FAMILY_FIELDS, "encryption": (None, False), "kms_key_id": (None, False)},
         _AWS_SECRETS,
-        (_ROLE_STEP, _BUCKET_STEP),
+        (_ROLE_STEP, _AWS_BUCKET_STEP),
         _FILE_SIZE,
     ),
     "S3Compatible": DestinationSpec(
@@ -259,6 +330,7 @@ DESTINATIONS: dict[str, DestinationSpec] = {
                 "Confirm we can impersonate a BigQuery service account.",
                 needs=("project_id",),
                 skipped="Using credentials without impersonation, skipping test",
+                skips=_not_impersonating,
             ),
             TestStepSpec(
                 "Verify BigQuery service account ownership",
@@ -267,13 +339,17 @@ DESTINATIONS: dict[str, DestinationSpec] = {
                 "description.",
                 needs=("project_id",),
                 skipped="Using credentials without impersonation, ownership is assumed",
+                skips=_not_impersonating,
             ),
-            _bigquery_step("project", "project", ("project_id", *_BIGQUERY_CREDENTIALS)),
-            _bigquery_step(
-                "dataset", "dataset", ("project_id", "dataset_id", *_BIGQUERY_CREDENTIALS)
-            ),
-            _bigquery_step(
-                "table", "table", ("project_id", "dataset_id", "table_id", *_BIGQUERY_CREDENTIALS)
+            _bigquery_step("project", ("project_id",)),
+            _bigquery_step("dataset", ("project_id", "dataset_id")),
+            TestStepSpec(
+                "Verify BigQuery table",
+                "Ensure the configured BigQuery table already exists or that we have the "
+                "required permissions to create it. Additionally, when creating a table, we "
+                "will attempt to delete it.",
+                needs=("project_id", "dataset_id", "table_id"),
+                configured=_service_account,
             ),
         ),
     ),
@@ -376,4 +452,8 @@ DESTINATIONS: dict[str, DestinationSpec] = {
     ),
     "HTTP": DestinationSpec({"url": (str, True), "token": (str, True)}, frozenset({"token"})),
     "NoOp": DestinationSpec({"arg": (str, False)}, frozenset()),
+    # Workflows backfills a hog function (the team needs the "backfill-workflows-destination"
+    # flag); FileDownload has no required input. PostHog has no test for either.
+    "Workflows": DestinationSpec({"hog_function_id": (str, True)}, frozenset()),
+    "FileDownload": DestinationSpec({}, frozenset()),
 }

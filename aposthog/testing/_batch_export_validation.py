@@ -188,6 +188,7 @@ def _destination(
     instance: Mapping[str, Any] | None,
     check_required: bool,
     integrations: Mapping[int, Mapping[str, Any]],
+    flags: frozenset[str] | set[str],
 ) -> dict[str, Any] | None:
     if value is None:
         # DRF's `validate_empty_values` refuses null before the nested serializer reads it.
@@ -269,6 +270,9 @@ def _destination(
         errors.add("destination", f"Invalid destination URL: {merged['url']}")
         return None
     problem = integration_problem(clean, config, merged, instance, integrations)
+    if problem is None and kind == "Workflows" and "backfill-workflows-destination" not in flags:
+        # validate_destination's PermissionDenied: it escapes DRF's field loop, a 403.
+        raise _forbidden("Backfilling Workflows is not enabled for this team.")
     if problem is None:
         problem = host_problem(clean, merged, integrations)
     if problem is not None:
@@ -348,6 +352,7 @@ def validate_export(
             instance=instance,
             check_required=check_required_config,
             integrations=integrations,
+            flags=flags,
         )
         if destination is not None:
             clean["destination"] = destination

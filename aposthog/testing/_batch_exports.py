@@ -53,15 +53,17 @@ class BatchExportsKnobs:
     * `batch_export_runs`, `batch_export_backfills`: id → run / backfill;
     * `batch_export_logs`: every log entry;
     * `batch_export_flags`: the team's feature flags, e.g. `"high-frequency-batch-exports"`,
-      `"hogql-batch-exports"`, `"batch-export-earliest-backfill"` (none by default);
+      `"hogql-batch-exports"`, `"batch-export-earliest-backfill"`,
+      `"backfill-workflows-destination"` (none by default);
     * `max_concurrent_backfills`: running backfills allowed before a 429 (None: no limit);
     * `integrations`: id → the team's integrations (`add_integration()` adds one).
 
     Destination types the fake knows: S3 (legacy, with inline credentials: still read,
     but every write of it is refused), AwsS3, S3Compatible, Postgres, Redshift, BigQuery,
-    Snowflake, Databricks, AzureBlob, HTTP and NoOp. As in PostHog, AwsS3, S3Compatible,
-    Snowflake, BigQuery, Databricks and AzureBlob exports need an integration of the right
-    kind, and so do new Postgres and Redshift ones.
+    Snowflake, Databricks, AzureBlob, HTTP, NoOp, Workflows (a 403 without the team's
+    `"backfill-workflows-destination"` flag) and FileDownload. As in PostHog, AwsS3,
+    S3Compatible, Snowflake, BigQuery, Databricks and AzureBlob exports need an
+    integration of the right kind, and so do new Postgres and Redshift ones.
     """
 
     def __init__(self, fake: FakePostHog) -> None:
@@ -234,9 +236,11 @@ class BatchExportsKnobs:
         """
         Script the result of test step `step` of a destination type.
 
-        Unscripted steps fail with PostHog's "not configured" message when config keys
-        they need are missing, skip where PostHog skips by default (role and service
-        account impersonation steps), and pass otherwise.
+        Unscripted steps fail with PostHog's "not configured" message when their
+        configuration is incomplete by PostHog's `_is_configured` rules (the config merged
+        with the integration's `config` and `sensitive_config`), skip where PostHog skips
+        (the AWS role step without `aws_role_arn`; BigQuery's impersonation steps without
+        an integration or with one holding a key), and pass otherwise.
         """
         self.test_results[(destination_type, step)] = {
             "status": status,

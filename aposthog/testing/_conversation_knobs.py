@@ -49,7 +49,17 @@ class ConversationsKnobs:
             ```python
             fake.script_answer("Hello! 👋", chunk_size=3, delay=0.01, tool="search")
             fake.script_answer("never finished", fail="Oops! Something went wrong.")
+            fake.script_answer("I'll create it.", approval="create_feature_flag")
             ```
+
+        With `approval=TOOL` the run ends awaiting the user's approval of that tool's call
+        (a pending card in the conversation's `pending_approvals`, the conversation idle);
+        `create(None, conversation=id, resume_payload={"action": "approve" | "reject",
+        "proposal_id": ...})` then records the decision and runs the next script. As in
+        PostHog, a resume whose proposal is not pending (unknown, or decided already)
+        fails the run: its stream holds only `{"type": "ai/failure", "content": "Oops!
+        Something went wrong. Please try again.", "id": ...}` and it spends no script;
+        and a new message instead of a decision marks the pending cards `auto_rejected`.
         """
         # Refused here: queued, a non-str text failed only at the next message, as a 500.
         given: object = text  # typed str | None, checked for callers who are not
@@ -79,6 +89,11 @@ class ConversationsKnobs:
     ) -> FakeConversation:
         """
         Add an idle conversation with these messages (dicts with `type`; ids are added).
+
+        `pending_approvals` are its approval cards as PostHog's serializer shows them
+        (`proposal_id`, `decision_status`, `tool_name`, `preview`, `payload`,
+        `original_tool_call_id`, `message_id`): one whose `decision_status` is "pending"
+        is a tool call awaiting approval, which a resume may approve or reject.
 
         `agent_runtime` is PostHog's: `langgraph`, or `sandbox` for a conversation its
         `open/` endpoint serves (`POST conversations/` refuses it, `cancel/` stops nothing;

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 import attrs
 
 from . import _conversation_queue
-from ._ai_runs import AIScript, Run, build_run
+from ._ai_runs import AIScript, Run, build_run, failed_run
 from ._conversation_checks import (
     QUOTA_DETAIL,
     MessageBody,
@@ -169,6 +169,8 @@ class FakeConversation:
             for event in due[self._applied :]:
                 if event.final is not None:
                     self._messages.append(event.final)
+                if event.approval is not None:
+                    self.pending_approvals.append(dict(event.approval))
                 if event.title is not None:
                     self._title = event.title
                 self._updated_at = now()
@@ -341,6 +343,11 @@ def _start_run(
     *,
     research: bool,
 ) -> None:
+    if not _decide_approvals(conversation, message.resume_payload):
+        # PostHog's runner raised before the graph ran: no echo, nothing stored, no
+        # script spent; the stream holds the executor's failure message only.
+        conversation.start(failed_run(), research=research)
+        return
     script = fake.ai_scripts.popleft() if fake.ai_scripts else AIScript()
     if message.agent_mode is not None:
         conversation.agent_mode = message.agent_mode
@@ -359,6 +366,44 @@ def _start_run(
     )
     run.session_id = request.raw.headers.get("x-posthog-session-id")
     conversation.start(run, research=research)
+
+
+def _decide_approvals(conversation: FakeConversation, resume_payload: Any) -> bool:
+    """
+    What `BaseAgentRunner._init_or_update_state` (ee/hogai/core/runner.py) does with the
+    conversation's approval cards before a run; False when it raises instead.
+
+    An approve/reject `resume_payload` must name a proposal still pending (PostHog looks
+    it up among the checkpoint's pending `ApprovalRequest` interrupts): it then records
+    the decision (`_update_approval_decision_status`); for any other proposal (unknown, or
+    decided already) it expires that proposal if pending (`_expire_pending_approvals`)
+    and raises "Approval does not match a pending operation". A run without a resume
+    payload (a new message, a queued one) starts afresh and marks every pending card
+    `auto_rejected` (`_expire_pending_approvals()`); another resume payload (a form's
+    answers) resumes the graph and leaves the cards be.
+    """
+    cards = conversation.pending_approvals
+    if isinstance(resume_payload, dict) and resume_payload.get("action") in ("approve", "reject"):
+        proposal = resume_payload.get("proposal_id")
+        card = next(
+            (
+                c
+                for c in cards
+                if c.get("proposal_id") == proposal and c.get("decision_status") == "pending"
+            ),
+            None,
+        )
+        if card is None:
+            return False
+        card["decision_status"] = (
+            "approved" if resume_payload["action"] == "approve" else "rejected"
+        )
+        return True
+    if not resume_payload:
+        for card in cards:
+            if card.get("decision_status") == "pending":
+                card["decision_status"] = "auto_rejected"
+    return True
 
 
 async def _list(fake: FakePostHog, request: FakeRequest) -> ServerReply:

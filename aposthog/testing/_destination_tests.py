@@ -6,7 +6,8 @@ FakePostHog's destination tests, as `BatchExportViewSet.test`, `run_test_step` a
 destination type, a step index out of range, a missing `destination.config`) is an
 uncaught exception there, so a 500; a failed step is a 200 with `"status": "Failed"`.
 A destination's integration lends its `config` and `sensitive_config` to the step's
-config, as PostHog configures the test with them.
+config, as PostHog configures the test with them (and with the integration itself,
+which configures AwsS3's role steps and BigQuery's service-account steps).
 """
 
 from __future__ import annotations
@@ -32,7 +33,11 @@ __all__ = ["ROUTES"]
 
 
 def _step_dict(
-    fake: FakePostHog, kind: str, step: Any, config: Mapping[str, Any]
+    fake: FakePostHog,
+    kind: str,
+    step: Any,
+    config: Mapping[str, Any],
+    integration: Mapping[str, Any] | None,
 ) -> dict[str, Any]:
     steps = DESTINATIONS[kind].steps
     if steps is None:
@@ -42,24 +47,29 @@ def _step_dict(
     except (IndexError, TypeError):
         raise server_error() from None  # PostHog indexes the list unchecked
     result = fake._batch_export_test_results.get((kind, step % len(steps)))
-    if result is None and any(config.get(key) is None for key in spec.needs):
+    if result is None and not spec.is_configured(config, integration):
         result = {"status": "Failed", "message": NOT_CONFIGURED}
-    elif result is None and spec.skipped is not None:
+    elif result is None and spec.skips_itself(config, integration):
         result = {"status": "Skipped", "message": spec.skipped}
     elif result is None:
         result = {"status": "Passed", "message": None}
     return {"name": spec.name, "description": spec.description, "result": dict(result)}
 
 
-def _with_integration(fake: FakePostHog, destination: Mapping[str, Any]) -> dict[str, Any]:
-    """The test's configuration: the config, then the integration's config and secrets."""
+def _with_integration(
+    fake: FakePostHog, destination: Mapping[str, Any]
+) -> tuple[dict[str, Any], Mapping[str, Any] | None]:
+    """
+    The test's configuration (the config, then the integration's config and secrets),
+    and the integration, which PostHog also hands the test (`"integration": integration`).
+    """
     config = dict(destination["config"])
     pk = destination.get("integration")
     integration = fake.integrations.get(pk) if isinstance(pk, int) else None
     if integration is not None:
         config.update(integration["config"])
         config.update(integration["sensitive_config"])
-    return config
+    return config, integration
 
 
 async def _test(fake: FakePostHog, request: FakeRequest) -> ServerReply:
@@ -85,8 +95,8 @@ async def _run_test_step_new(fake: FakePostHog, request: FakeRequest) -> ServerR
         integrations=fake.integrations,
     )
     destination = clean["destination"]
-    config = _with_integration(fake, destination)
-    return json_reply(200, _step_dict(fake, destination["type"], step, config))
+    config, integration = _with_integration(fake, destination)
+    return json_reply(200, _step_dict(fake, destination["type"], step, config, integration))
 
 
 async def _run_test_step(fake: FakePostHog, request: FakeRequest) -> ServerReply:
@@ -113,8 +123,8 @@ async def _run_test_step(fake: FakePostHog, request: FakeRequest) -> ServerReply
         detail_action=True,
     )
     # PostHog configures the test with the integration the request names, not the stored one.
-    config = _with_integration(fake, clean["destination"])
-    return json_reply(200, _step_dict(fake, kind, step, config))
+    config, integration = _with_integration(fake, clean["destination"])
+    return json_reply(200, _step_dict(fake, kind, step, config, integration))
 
 
 def _routes() -> list[Route]:

@@ -128,6 +128,11 @@ class FakePostHog:
     `ai_research_burst_limit`, `ai_research_daily_limit` (3, 10; None turns one off;
     shorthands for `throttles`), `ai_quota_exceeded` (answer create with 402) and
     `conversations_list_includes_messages` (list like older PostHog versions did).
+    Approvals follow PostHog's runner: a script's `approval=TOOL` ends a run awaiting
+    approval (a pending card in `pending_approvals`, its own uuid4 `message_id`); a
+    `resume_payload` approve/reject of a pending card records `approved`/`rejected`, of
+    any other proposal fails the run (an `ai/failure` message only); a new message marks
+    pending cards `auto_rejected` (and the queue then runs as after any run).
     Throttles: `throttles` (`FakeThrottles`), PostHog's per-user AI throttles and its
     per-key throttles (off until `throttles.rate_limit_enabled`).
     """

@@ -115,7 +115,9 @@ async def test_optional_fields_are_sent_only_when_given(
 async def test_a_resume_payload_continues_without_a_message(
     fake: FakePostHog, ph: aposthog.Client
 ) -> None:
-    conversation = fake.seed_conversation()
+    # PostHog resumes only a proposal still pending (else the run fails: ai/failure).
+    approval = {"proposal_id": "p1", "decision_status": "pending", "tool_name": "create_flag"}
+    conversation = fake.seed_conversation(pending_approvals=[approval])
     fake.script_answer("Flag created.")
     payload = {"action": "approve", "proposal_id": "p1"}
     result = await ph.conversations.create(

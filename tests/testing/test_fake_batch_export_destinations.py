@@ -638,13 +638,9 @@ async def test_the_command_line_seeds_the_new_integration_kinds() -> None:
         assert kind in INTEGRATION_CHOICES
 
 
-# ------------------------------------------------------- destination tests of integration-backed exports
+# ----------------------------------------------- destination tests of integration-backed exports
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="fake skips the AWS role step and calls the bucket step unconfigured for a role-based aws-s3 integration",
-)
 async def test_aws_s3_steps_run_with_a_role_based_integration(
     fake: FakePostHog, ph: aposthog.Client
 ) -> None:
@@ -666,8 +662,12 @@ async def test_aws_s3_steps_run_with_a_role_based_integration(
         (await ph.batch_exports.run_test_step_new(step=number, destination=s3)).result
         for number in (0, 1)
     ]
-    assert assume is not None and bucket is not None
-    assert (assume.status, assume.message) != ("Skipped", "No configured AWS role ARN, skipping test")
+    assert assume is not None
+    assert bucket is not None
+    assert (assume.status, assume.message) != (
+        "Skipped",
+        "No configured AWS role ARN, skipping test",
+    )
     assert bucket.message != "The test step cannot run as it's not configured."
 
 
@@ -678,10 +678,6 @@ async def test_aws_s3_steps_run_with_a_role_based_integration(
         {"private_key": "-----BEGIN PRIVATE KEY-----", "private_key_id": "k1", "token_uri": "t"},
     ],
     ids=["impersonated", "with-key"],
-)
-@pytest.mark.xfail(
-    strict=True,
-    reason="fake wants inline client_email/private_key for the BigQuery project, dataset and table steps",
 )
 async def test_bigquery_steps_run_with_posthogs_service_account_integration(
     fake: FakePostHog, ph: aposthog.Client, sensitive_config: dict[str, str]
@@ -711,14 +707,17 @@ async def test_bigquery_steps_run_with_posthogs_service_account_integration(
     ]
     not_configured = "The test step cannot run as it's not configured."
     assert [r.message if r is not None else None for r in results[2:]].count(not_configured) == 0
+    table = await ph.batch_exports.run_test_step_new(step=4, destination=bigquery)
+    assert table.description == (  # BigQueryTableTestStep.description
+        "Ensure the configured BigQuery table already exists or that we have the required "
+        "permissions to create it. Additionally, when creating a table, we will attempt to "
+        "delete it."
+    )
     if not sensitive_config:
-        assert results[0] is not None and results[0].status != "Skipped"
+        assert results[0] is not None
+        assert results[0].status != "Skipped"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="fake does not know the Workflows destination type (400 invalid_choice, PostHog 403)",
-)
 async def test_workflows_exports_need_posthogs_flag(ph: aposthog.Client) -> None:
     """
     `Workflows` is one of PostHog's destination types (`BatchExportDestination.Destination`,
@@ -732,4 +731,55 @@ async def test_workflows_exports_need_posthogs_flag(ph: aposthog.Client) -> None
     assert (info.value.status, info.value.detail) == (
         403,
         "Backfilling Workflows is not enabled for this team.",
+    )
+
+
+async def test_workflows_and_file_download_exports_with_the_flag(
+    fake: FakePostHog, ph: aposthog.Client
+) -> None:
+    """
+    With the flag a Workflows export is created; it needs `hog_function_id`. FileDownload
+    needs no input. PostHog has a destination test for neither (`test` is a 404).
+    """
+    fake.batch_export_flags.add("backfill-workflows-destination")
+    workflows = {"type": "Workflows", "config": {"hog_function_id": "0190a1b2-c3d4"}}
+    created = await create(ph, workflows)
+    assert created["destination"]["type"] == "Workflows"
+    assert created["destination"]["config"] == {"hog_function_id": "0190a1b2-c3d4"}
+    assert await create_refused(ph, {"type": "Workflows", "config": {}}) == config_error(
+        "Configuration missing required field: 'hog_function_id'"
+    )
+    downloads = await create(ph, {"type": "FileDownload", "config": {}})
+    assert downloads["destination"]["type"] == "FileDownload"
+    for kind in ("Workflows", "FileDownload"):
+        with pytest.raises(aposthog.NotFoundError):
+            await ph.batch_exports.test(destination=kind)
+
+
+async def test_aws_s3_bucket_step_needs_keys_or_a_role(
+    fake: FakePostHog, ph: aposthog.Client
+) -> None:
+    """
+    An aws-s3 integration with neither access keys nor a role leaves the bucket step
+    unconfigured (`S3EnsureBucketTestStep._is_configured`) and the role step skipped.
+    """
+    empty = fake.add_integration("aws-s3")
+    s3 = {
+        "type": "AwsS3",
+        "config": {"bucket_name": "b", "region": "eu-west-1", "prefix": "p/"},
+        "integration": empty["id"],
+    }
+    assume, bucket = [
+        (await ph.batch_exports.run_test_step_new(step=number, destination=s3)).result
+        for number in (0, 1)
+    ]
+    assert assume is not None
+    assert bucket is not None
+    assert (assume.status, assume.message) == (
+        "Skipped",
+        "No configured AWS role ARN, skipping test",
+    )
+    assert (bucket.status, bucket.message) == (
+        "Failed",
+        "The test step cannot run as it's not configured.",
     )

@@ -650,23 +650,24 @@ async def test_scopes(fake: FakePostHog) -> None:
 async def test_run_test_step_merges_the_stored_config(
     fake: FakePostHog, ph: aposthog.Client
 ) -> None:
-    """Stored secrets count for the test; the request's config overrides, nothing is saved."""
-    credentials = {"private_key": "k", "private_key_id": "i", "token_uri": "u", "client_email": "e"}
+    """Stored config counts for the test; the request's config overrides, nothing is saved."""
     bigquery = {"project_id": "p", "dataset_id": "d", "table_id": "t"}
     created = await create(
-        ph,
-        destination={
-            "type": "BigQuery",
-            "config": {**bigquery, **credentials},
-            "integration": GCP_INTEGRATION,
-        },
+        ph, destination={"type": "BigQuery", "config": bigquery, "integration": GCP_INTEGRATION}
     )
     step = await ph.batch_exports.run_test_step(created["id"], step=2)
     assert step.result is not None
     assert step.result.status == "Passed"
 
+    # Without a project (the integration holds none here) the project step is not
+    # configured (`BigQueryProjectTestStep._is_configured`).
     stripped = await create(
-        ph, destination={"type": "BigQuery", "config": bigquery, "integration": GCP_INTEGRATION}
+        ph,
+        destination={
+            "type": "BigQuery",
+            "config": {"dataset_id": "d", "table_id": "t"},
+            "integration": GCP_INTEGRATION,
+        },
     )
     step = await ph.batch_exports.run_test_step(stripped["id"], step=2)
     assert step.result is not None
@@ -674,10 +675,10 @@ async def test_run_test_step_merges_the_stored_config(
         "Failed",
         "The test step cannot run as it's not configured.",
     )
-    step = await ph.batch_exports.run_test_step(stripped["id"], step=2, config=credentials)
+    step = await ph.batch_exports.run_test_step(stripped["id"], step=2, config={"project_id": "p"})
     assert step.result is not None
     assert step.result.status == "Passed"
-    assert "private_key" not in fake.batch_exports[stripped["id"]]["destination"]["config"]
+    assert "project_id" not in fake.batch_exports[stripped["id"]]["destination"]["config"]
 
 
 async def test_run_test_step_without_config_or_out_of_range_is_a_500(ph: aposthog.Client) -> None:
@@ -693,28 +694,29 @@ async def test_run_test_step_without_config_or_out_of_range_is_a_500(ph: apostho
 
 
 async def test_scripted_and_default_step_results(fake: FakePostHog, ph: aposthog.Client) -> None:
-    """BigQuery's impersonation steps skip by default; a scripted result wins."""
-    bigquery = {
-        "type": "BigQuery",
-        "config": {
-            "project_id": "p",
-            "dataset_id": "d",
-            "table_id": "t",
-            "private_key": "k",
-            "private_key_id": "i",
-            "token_uri": "u",
-            "client_email": "e",
-        },
-        "integration": GCP_INTEGRATION,
-    }
-    statuses = []
-    for number in range(5):
-        result = (
-            await ph.batch_exports.run_test_step_new(step=number, destination=bigquery)
-        ).result
-        assert result is not None
-        statuses.append(result.status)
-    assert statuses == ["Skipped", "Skipped", "Passed", "Passed", "Passed"]
+    """
+    BigQuery's impersonation steps skip for an integration holding a key (and run for
+    one PostHog impersonates: `integration.has_key()`); a scripted result wins.
+    """
+    keyed = fake.add_integration(
+        "google-cloud-service-account",
+        config={"project_id": "p", "service_account_email": "sa@p.iam.gserviceaccount.com"},
+        sensitive_config={"private_key": "k", "private_key_id": "i", "token_uri": "u"},
+    )
+    config = {"project_id": "p", "dataset_id": "d", "table_id": "t"}
+    for integration, expected in (
+        (keyed["id"], ["Skipped", "Skipped", "Passed", "Passed", "Passed"]),
+        (GCP_INTEGRATION, ["Passed"] * 5),
+    ):
+        bigquery = {"type": "BigQuery", "config": config, "integration": integration}
+        statuses = []
+        for number in range(5):
+            result = (
+                await ph.batch_exports.run_test_step_new(step=number, destination=bigquery)
+            ).result
+            assert result is not None
+            statuses.append(result.status)
+        assert statuses == expected
 
     fake.set_batch_export_test_result(
         "BigQuery", 3, status="Failed", message="Dataset 'd' could not be found"
@@ -1036,7 +1038,7 @@ async def test_run_test_step_takes_the_sent_config_over_the_stored_one(
     created = await create(
         ph, destination={**BIGQUERY, "config": {**BIGQUERY["config"], **BIGQUERY_KEYS}}
     )
-    step = await ph.batch_exports.run_test_step(created["id"], step=2, config={"private_key": None})
+    step = await ph.batch_exports.run_test_step(created["id"], step=2, config={"project_id": None})
     assert step.result is not None
     assert (step.result.status, step.result.message) == (
         "Failed",

@@ -689,23 +689,35 @@ async def test_both_queued_messages_run_one_after_the_other(fake: FakePostHog) -
     assert (got["status"], got["agent_mode"]) == ("idle", "flags")
 
 
-@pytest.mark.parametrize("decision", ["pending", "approved"])
+@pytest.mark.parametrize("decision", ["awaiting", "approved"])
 @_bounded
 async def test_pending_approvals_clear_the_queue_instead(fake: FakePostHog, decision: str) -> None:
-    """Only an approval still `pending` stops the drain; a decided one leaves it be."""
-    approval = {"proposal_id": "p1", "decision_status": decision, "tool_name": "create_flag"}
-    conversation = fake.seed_conversation(pending_approvals=[approval])
-    fake.script_answer("Waiting for your approval.", end_after_connections=2)
+    """
+    Only an approval still `pending` when the run ends (the run ended awaiting it) stops
+    the drain: `process_chat_agent_activity` clears the queue. A decided one leaves it be
+    (and one pending before the run is `auto_rejected` by it: see the next test).
+    """
+    approvals = []
+    if decision == "approved":
+        approvals = [{"proposal_id": "p1", "decision_status": "approved", "tool_name": "x"}]
+    conversation = fake.seed_conversation(pending_approvals=approvals)
+    fake.script_answer(
+        "Waiting for your approval.",
+        end_after_connections=2,
+        approval="create_flag" if decision == "awaiting" else None,
+    )
     fake.script_answer("Queued answer.")
     async with _answering(fake, _body("q1", conversation.id)) as (first, head):
         await _enqueue(fake, conversation.id, "q2")
         await _post(fake, _body(None, conversation.id))
         raw = head + await first.read()
     finals = [("human", "q1"), ("ai", "Waiting for your approval.")]
-    if decision != "pending":
+    if decision != "awaiting":
         finals += [("human", "q2"), ("ai", "Queued answer.")]
     assert _finals(raw) == finals
     assert await _queue(fake, "GET", conversation.id) == (200, EMPTY)
+    statuses = [a["decision_status"] for a in conversation.pending_approvals]
+    assert statuses == (["pending"] if decision == "awaiting" else ["approved"])
 
 
 @_bounded
@@ -761,11 +773,6 @@ async def test_a_new_message_on_idle_research_is_a_chat_run_that_drains(
     assert conversation.type == "assistant"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="fake keeps an abandoned approval pending, so the run of the message that "
-    "abandoned it clears the queue; PostHog auto-rejects it first and runs the queued message",
-)
 @_bounded
 async def test_a_message_that_abandons_an_approval_still_runs_the_queue(
     fake: FakePostHog,
@@ -775,7 +782,8 @@ async def test_a_message_that_abandons_an_approval_still_runs_the_queue(
     marks the card `auto_rejected` before the run. When the run ends,
     `process_chat_agent_activity` (posthog/temporal/ai/chat_agent.py) finds no approval
     `pending` (`has_pending_approvals`) and starts the queued message on the same stream.
-    (`test_pending_approvals_clear_the_queue_instead[pending]` asserts the opposite.)"""
+    (`test_pending_approvals_clear_the_queue_instead[awaiting]`: a card still pending
+    at the run's end, the queue cleared.)"""
     approval = {"proposal_id": "p1", "decision_status": "pending", "tool_name": "create_flag"}
     conversation = fake.seed_conversation(pending_approvals=[approval])
     fake.script_answer("Something else, then.", end_after_connections=2)

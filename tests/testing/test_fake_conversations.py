@@ -583,7 +583,8 @@ async def test_the_session_header_is_what_posthog_reads(fake: FakePostHog) -> No
 async def test_a_resume_payload_starts_a_new_run_on_an_idle_conversation(
     fake: FakePostHog,
 ) -> None:
-    conversation = fake.seed_conversation()
+    """A resume of a pending approval runs (one that is not pending fails: see below)."""
+    conversation = fake.seed_conversation(messages=_ASKING, pending_approvals=[_pending()])
     fake.script_answer("Approved and done.")
     payload = {"action": "approve", "proposal_id": "p1"}
     status, _, raw = await _post(fake, _body(None, conversation.id, resume_payload=payload))
@@ -811,11 +812,6 @@ async def _approvals(fake: FakePostHog, conversation: str) -> dict[str, str]:
     return {a["proposal_id"]: a["decision_status"] for a in json.loads(raw)["pending_approvals"]}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="fake answers a resume whose proposal is not pending; PostHog's runner raises "
-    "'Approval does not match a pending operation' and the stream ends in ai/failure",
-)
 @pytest.mark.parametrize("known", [False, True], ids=["unknown-proposal", "decided-proposal"])
 async def test_a_resume_for_a_proposal_that_is_not_pending_fails_the_run(
     fake: FakePostHog, known: bool
@@ -837,11 +833,6 @@ async def test_a_resume_for_a_proposal_that_is_not_pending_fails_the_run(
     assert '"ai/failure"' in raw.decode()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="fake never records a decision: pending_approvals keeps 'pending' after approve/"
-    "reject (PostHog's _update_approval_decision_status sets approved/rejected)",
-)
 @pytest.mark.parametrize(("action", "shown"), [("approve", "approved"), ("reject", "rejected")])
 async def test_a_resume_records_its_decision(fake: FakePostHog, action: str, shown: str) -> None:
     conversation = fake.seed_conversation(messages=_ASKING, pending_approvals=[_pending()])
@@ -852,11 +843,6 @@ async def test_a_resume_records_its_decision(fake: FakePostHog, action: str, sho
     assert await _approvals(fake, conversation.id) == {"p1": shown}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="fake keeps an abandoned approval pending; PostHog's runner marks it auto_rejected "
-    "when a new message starts a run without resume_payload",
-)
 async def test_a_new_message_instead_of_a_decision_auto_rejects_the_approval(
     fake: FakePostHog,
 ) -> None:
@@ -870,3 +856,60 @@ async def test_a_new_message_instead_of_a_decision_auto_rejects_the_approval(
     assert status == 200
     await fake.wait_for_streams_closed()
     assert await _approvals(fake, conversation.id) == {"p1": "auto_rejected"}
+
+
+async def test_a_scripted_run_can_end_awaiting_approval(fake: FakePostHog) -> None:
+    """
+    `approval=`: the run ends with the `ai` message calling the tool and a pending card
+    (PostHog's `ApprovalPayload`, its `message_id` a uuid4 of its own); the conversation is
+    idle. Approving it records the decision and runs the next scripted answer.
+    """
+    conversation = fake.seed_conversation()
+    fake.script_answer(
+        "I'll create it.",
+        approval="create_feature_flag",
+        approval_preview="Create flag 'beta'",
+        approval_payload={"key": "beta"},
+    )
+    status, _, raw = await _post(fake, _body("Make a flag", conversation.id))
+    assert status == 200
+    messages = [json.loads(data) for name, data in _events(raw) if name == "message"]
+    final = messages[-1]
+    assert (final["type"], final["content"]) == ("ai", "I'll create it.")
+    [call] = final["tool_calls"]
+    assert (call["name"], call["args"], call["type"]) == (
+        "create_feature_flag",
+        {"key": "beta"},
+        "tool_call",
+    )
+    await fake.wait_for_streams_closed()
+    status, body = await _request(fake, "GET", f"{conversation.id}/")
+    assert status == 200
+    got = json.loads(body)
+    assert got["status"] == "idle"
+    [card] = got["pending_approvals"]
+    assert card["decision_status"] == "pending"
+    assert (card["tool_name"], card["preview"], card["payload"]) == (
+        "create_feature_flag",
+        "Create flag 'beta'",
+        {"key": "beta"},
+    )
+    assert card["original_tool_call_id"] == call["id"]
+    assert uuid.UUID(card["message_id"]).version == 4
+    assert card["message_id"] != final["id"]
+    uuid.UUID(card["proposal_id"])
+
+    fake.script_answer("Created.")
+    payload = {"action": "approve", "proposal_id": card["proposal_id"]}
+    status, _, raw = await _post(fake, _body(None, conversation.id, resume_payload=payload))
+    assert status == 200
+    assert "Created." in raw.decode()
+    await fake.wait_for_streams_closed()
+    assert await _approvals(fake, conversation.id) == {card["proposal_id"]: "approved"}
+
+
+def test_an_approval_script_cannot_also_fail() -> None:
+    with pytest.raises(ValueError, match="approval"):
+        AIScript(approval="create_feature_flag", fail=True)
+    with pytest.raises(ValueError, match="approval"):
+        AIScript(approval="create_feature_flag", generation_error=True)
