@@ -244,11 +244,12 @@ class AsyncPaginator(Generic[T]):
           page's, whose records before it come again too.
         * `pages()`: the `next` of the last page handed out.
         * `to_list()`: after the last record returned (an exact offset on a limit/offset
-          list; on a cursor list, the page `limit` fell in, repeated); left as it was
-          when `to_list()` fails, since it then returns none of what it collected.
+          list; on a cursor list, the page `limit` fell in, repeated); the start of the
+          list when `to_list()` fails, since it then returns none of what it collected.
 
-        Before any read, the first page's URL (the one given to `resume_from()`, if any):
-        a read that failed at once resumes where it was to start.
+        Before any read, and from the start of each read until it hands something out,
+        the first page's URL (the one given to `resume_from()`, if any): a read that
+        failed at once resumes where it was to start.
         """
         point = self._resume
         if point is not None:
@@ -280,10 +281,22 @@ class AsyncPaginator(Generic[T]):
 
     def pages(self) -> PageReader[T]:
         """Every page, in order (read ahead as set by `prefetch()`)."""
+        self._begin()
         return self._reader(self._seen, ahead=self._ahead)
 
     def __aiter__(self) -> RecordReader[T]:
+        self._begin()
         return RecordReader(self._reader(None, ahead=self._ahead), self._mark)
+
+    def _begin(self) -> None:
+        """
+        A read starts from the first page: until it has handed something out, it resumes
+        where it starts, not where a read before it stopped (None, once a list ended).
+        """
+        paginator: AsyncPaginator[T] | None = self
+        while paginator is not None:
+            paginator._resume = None
+            paginator = paginator._origin
 
     def _seen(self, page: Page[T]) -> None:
         self._mark(ResumePoint(page.next))
@@ -377,6 +390,7 @@ class AsyncPaginator(Generic[T]):
         items: list[T] = []
         if limit == 0:
             return items
+        self._begin()
         reader = self._reader(
             None,
             ahead=max(self._ahead, 1),

@@ -47,8 +47,15 @@ __all__ = [
 
 T = TypeVar("T")
 
-_OFFSET = re.compile(r"(?:^|&)offset=(\d+)(?=&|$)")
-_LIMIT = re.compile(r"(?:^|&)limit=(\d+)(?=&|$)")
+_OFFSET = re.compile(r"(?:^|&)offset=([^&]*)")
+_LIMIT = re.compile(r"(?:^|&)limit=([^&]*)")
+#: A value planned or moved on: a plain number a server would write (a longer one is left
+#: as it is, `int()` refusing more than 4,300 digits).
+_NUMBER = re.compile(r"[0-9]{1,18}")
+
+
+def _number(value: str) -> int | None:
+    return int(value) if _NUMBER.fullmatch(value) else None
 
 
 class PlannedUrls:
@@ -102,10 +109,12 @@ def planned_urls(next_url: str, count: int, wanted: int | None = None) -> Planne
     query = parts.query
     offsets = list(_OFFSET.finditer(query))
     limits = _LIMIT.findall(query)
-    if len(offsets) != 1 or len(limits) != 1 or int(limits[0]) <= 0:
+    if len(offsets) != 1 or len(limits) != 1:
+        return None
+    offset, limit = _number(offsets[0].group(1)), _number(limits[0])
+    if offset is None or limit is None or limit <= 0:
         return None
     before, after = query[: offsets[0].start(1)], query[offsets[0].end(1) :]
-    offset, limit = int(offsets[0].group(1)), int(limits[0])
     stop = count if wanted is None else min(count, offset + wanted)
     return PlannedUrls(parts, before, after, range(offset, stop, limit))
 
@@ -207,6 +216,7 @@ class PageReader(Generic[T]):
         "__weakref__",
         "_ahead",
         "_chain_from",
+        "_count",
         "_delivered",
         "_done",
         "_empty_run",
@@ -259,6 +269,7 @@ class PageReader(Generic[T]):
         #: What every URL fetched in this iteration requests: a `next` seen before is a loop.
         self._fetched: set[Any] = set() if first_url is None else {_url_key(first_url)}
         self._chain_from: str | None = None  # the next URL of the last page handed out
+        self._count: int | None = None  # the `count` of the last page handed out
         self._started = False
         self._seen_first = False
         self._done = False
@@ -294,11 +305,21 @@ class PageReader(Generic[T]):
             self._on_page(page)
         self._chain_from = page.next
         self._delivered += len(page.results)
+        changed = page.count != self._count
+        self._count = page.count
         if not self._seen_first:
             self._seen_first = True
             if page.count is not None and page.next is not None and self._plan_ahead:
                 wanted = None if self._wanted is None else self._wanted - len(page.results)
                 self._plan = planned_urls(page.next, page.count, wanted)
+        elif changed and (self._plan is not None or self._plan_ahead):
+            # PostHog counts the list again for every page: records were created or
+            # deleted during the read. Pages fetched at once may then straddle the change
+            # (a later offset answered before it, an earlier one after), which loses a
+            # record or gives one twice where a read one page after the other would not.
+            # From here on, each page is fetched after the one before (its `next`).
+            self._drop_plan()
+            self._plan_ahead = 0
         elif self._plan is not None and page.next is not None:
             self._check_plan(page.next)
         if page.next is None or (self._plan is not None and not self._plan and not self._tasks):
@@ -326,6 +347,10 @@ class PageReader(Generic[T]):
             return  # the plan's end: `__anext__` follows `next` from here if needed
         if planned is not None and _url_key(planned) == _url_key(next_url):
             return
+        self._drop_plan()
+
+    def _drop_plan(self) -> None:
+        """Stop reading planned offsets: their fetches cancelled (their URLs may come as `next`)."""
         self._plan = None
         for task, url in zip(self._tasks, self._urls, strict=True):
             task.cancel()
@@ -450,8 +475,10 @@ def record_url(url: str, page: Page[Any], index: int) -> str:
         return url
     if offsets:
         found = offsets[0]
-        start = int(found.group(1)) + index
-        query = f"{query[: found.start(1)]}{start}{query[found.end(1) :]}"
+        offset = _number(found.group(1))
+        if offset is None:
+            return url  # not a number to move on: the page's records come again
+        query = f"{query[: found.start(1)]}{offset + index}{query[found.end(1) :]}"
     else:
         query = f"{query}&offset={index}" if query else f"offset={index}"
     return urllib.parse.urlunsplit(parts._replace(query=query))

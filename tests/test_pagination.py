@@ -785,10 +785,6 @@ async def test_empty_pages_with_an_ever_new_next_end_the_list(how: str, shape: s
 # ----------------------------------------------------------------- a paginator read again (QA)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a read that fails at once keeps the last read's resume point (None: list ended)",
-)
 @pytest.mark.parametrize("how", ["for", "prefetch", "to_list"])
 async def test_a_paginator_read_again_that_fails_at_once_resumes_from_its_start(
     fake: FakePostHog, how: str

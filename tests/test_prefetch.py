@@ -908,10 +908,6 @@ async def _growing_while_read(limit: int, total: int, change: str) -> AsyncItera
         yield url
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="read-ahead serves pages out of order: a record created meanwhile makes it skip one",
-)
 @pytest.mark.parametrize("how", ["to_list", "prefetch"])
 async def test_read_ahead_skips_no_record_when_one_is_created_meanwhile(how: str) -> None:
     """
@@ -936,10 +932,6 @@ async def test_read_ahead_skips_no_record_when_one_is_created_meanwhile(how: str
     assert set() == missing, got
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="read-ahead serves pages out of order: a record deleted meanwhile makes it repeat one",
-)
 @pytest.mark.parametrize("how", ["to_list", "prefetch"])
 async def test_read_ahead_repeats_no_record_when_one_is_deleted_meanwhile(how: str) -> None:
     """
@@ -963,10 +955,6 @@ async def test_read_ahead_repeats_no_record_when_one_is_deleted_meanwhile(how: s
 # ----------------------------------------------------------------- an offset of 5000 digits (QA)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="int() of a `next` offset over 4300 digits: an untyped ValueError from read-ahead",
-)
 @pytest.mark.parametrize("how", ["to_list", "prefetch", "next_url"])
 async def test_a_next_whose_offset_has_thousands_of_digits_is_no_untyped_error(how: str) -> None:
     """
