@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import gc
 import logging
 import threading
@@ -16,6 +17,7 @@ from aiohttp import web
 
 import aposthog
 from aposthog import _routes
+from aposthog.resources.batch_exports import BatchExports
 from aposthog.testing import FakePostHog
 
 from .tls_stall import tls_stall
@@ -138,6 +140,79 @@ async def test_a_subclass_keeps_its_class_through_with_options(fake: FakePostHog
         assert isinstance(ph, TeamClient)
         fast = ph.with_options(timeout=2)
         assert isinstance(fast, TeamClient), type(fast).__name__
+
+
+class _DelegatingClient(aposthog.Client):
+    """A subclass that relays unknown attributes to a helper of its own."""
+
+    def __init__(self, *, helper: object, **kwargs: object) -> None:
+        super().__init__(**kwargs)  # type: ignore[arg-type]
+        self._helper = helper
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._helper, name)
+
+
+class _UnpicklableClient(aposthog.Client):
+    """A subclass that refuses pickling (it holds the API key)."""
+
+    def __reduce__(self) -> str | tuple[object, ...]:
+        raise TypeError("holds an API key: not picklable")
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="with_options() builds its view with copy.copy(): a subclass with a relaying "
+    "__getattr__ (RecursionError) or a __reduce__ refusing pickling (TypeError) breaks it",
+)
+@pytest.mark.parametrize("kind", ["relaying __getattr__", "__reduce__ refusing pickling"])
+async def test_with_options_on_a_subclass_needs_no_copy_protocol(
+    fake: FakePostHog, kind: str
+) -> None:
+    """`with_options()` views are built by `copy.copy(self)` (since the subclass-view change),
+    which goes through the copy/pickle protocol: `__reduce_ex__`, then `hasattr(view,
+    "__setstate__")` on the bare new object. A subclass whose `__getattr__` relays to an
+    attribute set in `__init__` recurses there (RecursionError), and one whose `__reduce__`
+    refuses pickling (common for objects holding secrets) makes `with_options()` raise its
+    TypeError. Both worked before (the view was `cls.__new__(cls)`, then bound)."""
+    common = {"api_key": fake.api_key, "host": fake.url, "project_id": fake.project_id}
+    client: aposthog.Client = (
+        _DelegatingClient(helper=object(), **common)
+        if kind.startswith("relaying")
+        else _UnpicklableClient(**common)  # type: ignore[arg-type]
+    )
+    async with client as ph:
+        fast = ph.with_options(timeout=2)
+        assert type(fast) is type(ph)
+        assert fast.config.timeout == 2
+
+
+class _HelperClient(aposthog.Client):
+    """A subclass with a helper built lazily on its resources (`functools.cached_property`)."""
+
+    @functools.cached_property
+    def exports(self) -> BatchExports:
+        return self.batch_exports
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="with_options() copies the parent's cached_property values into the view: the "
+    "view's helper is bound to the parent's options (timeout, retries) silently",
+)
+async def test_a_subclass_view_s_cached_helper_uses_the_view_s_options(fake: FakePostHog) -> None:
+    """A `cached_property` computed on the client before `with_options()` is stored in the
+    instance's `__dict__`; `copy.copy()` hands it to the view, so `fast.exports` is the
+    parent's resource, with the parent's `timeout` (60 s, not the view's 0.1 s): a slow
+    answer the view was made to cut short is waited for. Before the subclass-view change
+    the view computed its own helper from its own resources."""
+    async with _HelperClient(api_key=fake.api_key, host=fake.url, project_id=fake.project_id) as ph:
+        assert ph.exports is ph.batch_exports  # computed (and cached) on the parent
+        fast = ph.with_options(timeout=0.1, max_retries=0)
+        assert fast.config.timeout == 0.1
+        fake.latency = 0.5
+        with pytest.raises(aposthog.APITimeoutError):
+            await fast.exports.get("00000000-0000-0000-0000-000000000001")
 
 
 def test_not_given_is_one_falsy_value() -> None:
