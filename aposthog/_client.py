@@ -7,7 +7,7 @@ shared with its `with_options()` views, and hands each resource the view's `Api`
 from __future__ import annotations
 
 import asyncio
-import copy
+import functools
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
@@ -158,10 +158,31 @@ class Client:
         """
         This client over another `Api` of its pipeline: what `with_options()` returns.
 
-        A shallow copy, so that a subclass's own attributes (set in its `__init__`) are
-        the view's too, as its type says; only the binding to the pipeline changes.
+        The view has a subclass's own attributes (set in its `__init__`), as its type
+        says: this client's instance attributes, shared (only the binding to the pipeline
+        changes), without the copy protocol (a subclass may refuse pickling, or relay
+        `__getattr__` to what its `__init__` set). A `functools.cached_property` value
+        is not taken: the view computes its own, with its own options.
         """
-        view = copy.copy(self)
+        cls = type(self)
+        view = cls.__new__(cls)
+        cached = {
+            name
+            for klass in cls.__mro__
+            for name, value in vars(klass).items()
+            if isinstance(value, functools.cached_property)
+        }
+        state = getattr(self, "__dict__", None)
+        if state is not None:
+            view.__dict__.update((k, v) for k, v in state.items() if k not in cached)
+        for klass in cls.__mro__:
+            slots = vars(klass).get("__slots__", ())
+            for name in (slots,) if isinstance(slots, str) else slots:
+                if name.startswith("__") and not name.endswith("__"):
+                    name = f"_{klass.__name__.lstrip('_')}{name}"  # a private name's slot
+                if name in ("__dict__", "__weakref__") or not hasattr(self, name):
+                    continue
+                object.__setattr__(view, name, getattr(self, name))
         view._bind(api)
         return view
 
