@@ -233,10 +233,12 @@ class ConversationState:
     def expect_resume(self) -> None:
         """
         This stream resumes a run (`resume_payload`) and sent no message: its run streams
-        no human message before its own, so a human message before any final message is
-        another run's, which PostHog attaches a resume to when the conversation is busy
-        (the decision unused). `feed()` then raises `OtherRunError`, having taken nothing.
-        Human messages after the run's own (queued messages' runs) are taken.
+        no human message before its own events, so a human message before anything else
+        is another run's: one PostHog attached the resume to (the conversation was busy,
+        the decision unused), or the next run, after the resumed run ended while the
+        stream was away. `feed()` then raises `OtherRunError`, having taken nothing (the
+        conversation tells which). Human messages after the run's own events (queued
+        messages' runs) are taken.
         """
         self._resumes = True
 
@@ -250,6 +252,8 @@ class ConversationState:
         """
         if event.__class__ is MessageEvent:
             return self.feed_message(event)
+        if self._resumes and event.__class__ is not ConversationEvent:
+            self._resumes = False  # the resumed run began (a status, an update, ...)
         kind, form = ("raw", raw) if raw is not None else ("repr", repr(event))
         turn = self._turn
         seen = self._seen_in
@@ -340,9 +344,10 @@ class ConversationState:
             humans = [n for n, m in enumerate(messages) if isinstance(m, HumanMessage)]
             mine = humans[-1] if humans else None
             if resumed and resumed_after is not None:
-                # A resume's run starts after the message whose tool call it decided.
+                # A resume's run starts after the message whose tool call it decided (a
+                # human message after it starts a later run).
                 anchor = next((n for n, m in enumerate(messages) if m.id == resumed_after), None)
-                if anchor is not None and (mine is None or anchor > mine):
+                if anchor is not None:
                     mine, skip, resumed = anchor, 1, False
                     calling = messages[anchor]
                     if decided_call is not None and isinstance(calling, AssistantMessage):
@@ -541,6 +546,10 @@ class ConversationState:
     def feed_message(self, event: MessageEvent) -> Delivery | None:
         """`feed()` of a `MessageEvent` (recognised by its content, never its wire form)."""
         message = event.message
+        if self._resumes:
+            if message.__class__ is HumanMessage:
+                raise OtherRunError(message)
+            self._resumes = False  # the resumed run began
         if message.__class__ is AssistantMessage and message.in_progress:
             if message.parent_tool_call_id is not None:
                 return self._nested_snapshot(event, message)
@@ -561,8 +570,6 @@ class ConversationState:
             return Delivery(event)
         if self._echo is not None and isinstance(message, HumanMessage):
             self._check_echo(message)  # only while this run's message is awaited
-        elif self._resumes and isinstance(message, HumanMessage) and not self._messages:
-            raise OtherRunError(message)
         self._replaying = False
         self._index[message.id] = len(self._messages)
         self._messages.append(message)

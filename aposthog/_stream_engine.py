@@ -156,6 +156,7 @@ class StreamEngine:
         "_pending",
         "_reattached",
         "_response",
+        "_resume",
         "_session_id",
         "_too_large",
         "api",
@@ -201,7 +202,10 @@ class StreamEngine:
         )
         self._bucket = bucket
         self.state = ConversationState()
-        if body.get("content") is None and "resume_payload" in body:
+        # A resume with no message of its own: whether PostHog applied its decision (or
+        # streamed another run) is told by the conversation (`_not_applied`).
+        self._resume = body.get("content") is None and "resume_payload" in body
+        if self._resume:
             self.state.expect_resume()
         # The `HumanMessage` of the turn the reader is in: that of the last one handed out
         # (the state has seen the whole chunk, which may already hold the next turn's).
@@ -375,6 +379,8 @@ class StreamEngine:
                         await self.pump(self._cut_short())
                     elif self._reattached:
                         await self.pump(reconcile=True)
+                    elif self._resume:
+                        await self.pump(confirm=True)
                     else:
                         self._finish()
         except BaseException as exc:
@@ -442,7 +448,9 @@ class StreamEngine:
         # A call, not the attribute: type checkers keep `self.closed` narrowed across awaits.
         return self.closed
 
-    async def pump(self, failure: Failure | None = None, *, reconcile: bool = False) -> None:
+    async def pump(
+        self, failure: Failure | None = None, *, reconcile: bool = False, confirm: bool = False
+    ) -> None:
         """
         Connect (the first time), re-attach after `failure`, or check a re-attached run's
         end against the conversation (`reconcile`): cancellable by aclose().
@@ -453,11 +461,11 @@ class StreamEngine:
         ending quietly, its task going on). There the work runs as a task of its own.
         """
         if _COUNTS_CANCELLATIONS:
-            await self._pump(failure, reconcile)
+            await self._pump(failure, reconcile, confirm)
         else:
-            await apart(self._pump(failure, reconcile))
+            await apart(self._pump(failure, reconcile, confirm))
 
-    async def _pump(self, failure: Failure | None, reconcile: bool) -> None:
+    async def _pump(self, failure: Failure | None, reconcile: bool, confirm: bool) -> None:
         self._busy = True
         try:
             with anyio.CancelScope() as scope:
@@ -466,6 +474,8 @@ class StreamEngine:
                     scope.cancel()
                 if reconcile:
                     await self._reconcile()
+                elif confirm:
+                    await self._confirm_resume()
                 elif failure is not None:
                     await self._reattach(failure)
                 elif not self.started:
@@ -600,6 +610,8 @@ class StreamEngine:
             try:
                 if await self._catch_up(latest=not isinstance(sent, str)):
                     return
+            except ConflictError:
+                raise  # a resume PostHog did not apply: no re-attach tells more
             except (_RunGoesOn, PostHogError):
                 pass
         if self._echo_lost is None and self.state.human_id is None and isinstance(sent, str):
@@ -758,21 +770,72 @@ class StreamEngine:
         self._other_run = False
         failure = self._echo_lost
         if failure is None:
-            # A resume that PostHog attached to a run in progress (another message's,
-            # sent meanwhile from elsewhere): it streams that run, the decision unused.
-            raise ConflictError(
-                status=409,
-                code="conflict",
-                detail=(
-                    "the conversation is generating an answer to another message: PostHog "
-                    "streamed that run instead of resuming, and did not apply the decision "
-                    "(send it again once the conversation is idle)"
-                ),
-                method="POST",
-                path=self._path,
-            )
+            # A resume that met another run first: one PostHog attached it to (the
+            # decision unused), or the next, after the resumed run ended unseen. The
+            # conversation tells which (`_catch_up` raises `ConflictError` for the first).
+            if not await self._catch_up(latest=True, other_run=True):
+                raise self._unverified("the conversation does not show the resumed run")
+            return
         if not await self._catch_up():
             raise failure.error
+
+    async def _confirm_resume(self) -> None:
+        """
+        A resume's stream ended with a whole run: finished, once the conversation shows
+        PostHog applied the decision. A resume PostHog attached to another message's run
+        streams that run, from its middle when its stream was trimmed (no human message
+        tells it then): the decision still `pending`, or `auto_rejected` by that message.
+        A run that failed is its own answer; a conversation that cannot be fetched leaves
+        the run as received.
+        """
+        if self.state.failure is None and not self.state.generation_error:
+            try:
+                conversation: Conversation = await self.api.fetch(
+                    Conversation, routes.CONVERSATION_GET, segment(self.conversation_id)
+                )
+            except PostHogError as exc:
+                logger.info(
+                    "conversation %s: whether the resume was applied is unconfirmed (%s)",
+                    self.conversation_id,
+                    type(exc).__name__,
+                )
+            else:
+                error = self._not_applied(conversation, other_run=True)
+                if error is not None:
+                    raise error
+        self._finish()
+
+    def _not_applied(self, conversation: Conversation, *, other_run: bool) -> ConflictError | None:
+        """
+        For a resume, the error saying PostHog did not apply its decision, when the
+        conversation shows that: its card `auto_rejected` (a newer message replaced it, or
+        it was no longer pending), or still `pending` while another run goes on (or was
+        met: `other_run`). A card still `pending` in an idle conversation, with no other
+        run met, is a resume PostHog never processed: None (the caller's error stands).
+        """
+        if not self._resume:
+            return None
+        decided = self._decided(conversation)
+        if decided is None or decided.decision_status not in ("pending", "auto_rejected"):
+            return None
+        if (
+            decided.decision_status == "pending"
+            and conversation.status == ConversationStatus.IDLE
+            and not other_run
+        ):
+            return None
+        return ConflictError(
+            status=409,
+            code="conflict",
+            detail=(
+                f"PostHog did not apply the decision (its approval is "
+                f"{decided.decision_status}): the conversation was answering another "
+                "message, whose run the stream met instead of the resumed one (a pending "
+                "approval can be decided again once the conversation is idle)"
+            ),
+            method="POST",
+            path=self._path,
+        )
 
     async def _reconcile(self) -> None:
         """
@@ -785,6 +848,8 @@ class StreamEngine:
         except _RunGoesOn:
             await self._reattach(self._cut_short())
             return
+        except ConflictError:
+            raise  # a resume PostHog did not apply (`_not_applied`)
         except PostHogError as exc:
             raise self._unverified("fetching the conversation failed") from exc
         if not caught_up:
@@ -828,7 +893,9 @@ class StreamEngine:
             path=self._path,
         )
 
-    async def _catch_up(self, *, untitled_ok: bool = True, latest: bool = False) -> bool:
+    async def _catch_up(
+        self, *, untitled_ok: bool = True, latest: bool = False, other_run: bool = False
+    ) -> bool:
         sent = self.body.get("content")
         at_end = latest  # a re-attached stream's body ended: the run's end is checked
         # A stream that sent no message (`stream(id)`, a resume) and never saw its run's
@@ -845,11 +912,14 @@ class StreamEngine:
             if not untitled_ok:
                 raise
             return False  # not titled yet: PostHog will not show it
+        error = self._not_applied(conversation, other_run=other_run)
+        if error is not None:
+            raise error
         decided = self._decided(conversation)
         if decided is not None and decided.decision_status == "pending":
             # PostHog records the decision before the resumed run starts: the conversation
-            # shows nothing of a resume it never processed (its run may only not have
-            # begun yet), and the run before's end is not this one's.
+            # shows nothing of a resume it never processed, and the run before's end is
+            # not this one's.
             return False
         deliveries = self.state.catch_up(
             conversation.messages,

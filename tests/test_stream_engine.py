@@ -1495,11 +1495,6 @@ async def test_a_run_that_awaits_approval_beside_a_finished_tool_call_is_complet
     assert [m.id for m in result.messages] == ["h1", "a0", "t2"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a resume that PostHog applied, re-attached after a drop to the next run, is "
-    "reported as a ConflictError saying the decision was not applied",
-)
 async def test_an_applied_resume_re_attached_to_the_next_run_is_no_conflict() -> None:
     """`create(None, resume_payload=approve p1)`: PostHog takes the resume (the stream's
     headers come) and the connection breaks before its first event. The resumed run
@@ -1549,11 +1544,6 @@ async def test_an_applied_resume_re_attached_to_the_next_run_is_no_conflict() ->
     assert [m.id for m in result.messages][:2] == ["t1", "a1"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a resume whose run fails by generation_error before a queued message's run "
-    "is a ConflictError ('did not apply the decision'), though PostHog applied it",
-)
 async def test_a_resume_that_fails_by_status_before_a_queued_run_is_no_conflict(
     fake: FakePostHog,
 ) -> None:
@@ -1590,11 +1580,6 @@ async def test_a_resume_that_fails_by_status_before_a_queued_run_is_no_conflict(
     assert result.turns[-1].text == "The queued answer."
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a resume attached to another message's run whose Redis stream was trimmed "
-    "(no human message replayed) is reported complete, that run's answer as its result",
-)
 async def test_a_resume_attached_to_another_run_past_the_stream_cap_is_a_conflict(
     fake: FakePostHog,
 ) -> None:

@@ -159,7 +159,11 @@ class Conversations(Resource):
                 "proposal_id": ...}` (see `Conversation.pending_approvals`). While the
                 conversation answers another message (sent from elsewhere), PostHog
                 streams that run instead and does not apply the decision: the stream
-                raises `ConflictError` then, having given out nothing of that run.
+                raises `ConflictError` then (told by that run's human message, or at the
+                latest when that run ends, by the approval still `pending` or
+                `auto_rejected`: a run PostHog replays from its middle may have given
+                out some of its text first). A resume's stream that ends fetches the
+                conversation once to tell this.
             max_reattach_attempts: how many times in a row a dropped (or silent)
                 connection is re-attached before the error is raised (0: never; None:
                 the client's `RetryPolicy.max_reattaches`).
