@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
+import json
 import types
 import typing
 from typing import Any
@@ -82,3 +83,121 @@ def records(cls: type[Any]) -> st.SearchStrategy[Any]:
         max_size=2,
     )
     return st.builds(cls, **fields, **{EXTRA_FIELDS: extra})
+
+
+# ---------------------------------------------------------------------- PostHog AI runs
+
+#: Tokens an answer grows by: multi-byte characters, blank lines and trailing spaces
+#: (held back until the final message) included.
+_TOKENS = ("The", " answer", " is", " 42", ".", " grüße", " 👋", "\n", " ", "  ", "**")
+
+Wire = tuple[str, str]  # (event name, data): one SSE event as PostHog writes it
+
+
+def wire_message(**fields: Any) -> Wire:
+    """A `message` event as PostHog writes it: compact JSON, null fields omitted."""
+    data = {k: v for k, v in fields.items() if v is not None}
+    return ("message", json.dumps(data, separators=(",", ":"), ensure_ascii=False))
+
+
+@st.composite
+def _answer_text(draw: st.DrawFn, min_tokens: int = 0) -> str:
+    return "".join(draw(st.lists(st.sampled_from(_TOKENS), min_size=min_tokens, max_size=6)))
+
+
+@st.composite
+def _snapshots(draw: st.DrawFn, content: str, parent: str | None = None) -> list[Wire]:
+    """The growing id-less snapshots PostHog streams before `content`'s final message."""
+    cuts = sorted(set(draw(st.lists(st.integers(0, len(content)), max_size=4))))
+    out: list[Wire] = []
+    for cut in cuts:
+        out.append(wire_message(type="ai", content=content[:cut], parent_tool_call_id=parent))
+        if draw(st.integers(0, 5)) == 0:
+            out.append(out[-1])  # the same snapshot again (a chunk that added no text)
+    return out
+
+
+@st.composite
+def posthog_runs(
+    draw: st.DrawFn, *, trace_id: str = "t0", question: str = "q0"
+) -> tuple[list[Wire], list[dict[str, Any]]]:
+    """
+    A realistic PostHog AI stream (reference §3.5): maybe the `conversation` event, then
+    per turn (the message sent, then up to two queued ones) the human echo, tool steps
+    (the `ai` message calling a tool, its `update`, a subagent's snapshots and final
+    message, the `tool` result), and an end: the answer's growing snapshots and final
+    message, or a failure (`ai/failure` with an id, PostHog's bare one, `generation_error`,
+    or a failure mid-answer). Returns the wire events and the run's messages in order.
+    """
+    wire: list[Wire] = []
+    finals: list[dict[str, Any]] = []
+    ids = iter(range(1, 1000))
+    new = draw(st.booleans())
+    if new:
+        conv = {"id": "c1", "status": "in_progress", "title": None}
+        wire.append(("conversation", json.dumps(conv)))
+    for turn in range(draw(st.integers(1, 3))):
+        human = {
+            "type": "human",
+            "content": question if turn == 0 else f"queued {turn}",
+            "id": f"h{turn}",
+            "trace_id": trace_id if turn == 0 else f"{trace_id}-queued-{turn}",
+        }
+        wire.append(wire_message(**human))
+        finals.append(human)
+        for _ in range(draw(st.integers(0, 2))):
+            content = draw(_answer_text())
+            call_id = f"call{next(ids)}"
+            call = {"id": call_id, "name": "tool", "args": {}, "type": "tool_call"}
+            wire += draw(_snapshots(content))
+            calling = {
+                "type": "ai",
+                "content": content,
+                "id": f"a{next(ids)}",
+                "tool_calls": [call],
+            }
+            wire.append(wire_message(**calling))
+            finals.append(calling)
+            if draw(st.booleans()):
+                update = {"id": calling["id"], "tool_call_id": call_id, "content": "working"}
+                wire.append(("update", json.dumps(update, separators=(",", ":"))))
+            if draw(st.booleans()):
+                sub_text = draw(_answer_text(1))
+                wire += draw(_snapshots(sub_text, call_id))
+                sub = {
+                    "type": "ai",
+                    "content": sub_text,
+                    "id": f"s{next(ids)}",
+                    "parent_tool_call_id": call_id,
+                }
+                wire.append(wire_message(**sub))
+                finals.append(sub)
+            result = {
+                "type": "tool",
+                "content": "ok",
+                "tool_call_id": call_id,
+                "id": f"t{next(ids)}",
+            }
+            wire.append(wire_message(**result))
+            finals.append(result)
+            if new and draw(st.booleans()):
+                conv = {"id": "c1", "status": "in_progress", "title": "Title"}
+                wire.append(("conversation", json.dumps(conv)))
+        end = draw(st.sampled_from(["answer"] * 3 + ["failure", "bare", "status", "mid"]))
+        text = draw(_answer_text(1))
+        if end in ("answer", "mid"):
+            wire += draw(_snapshots(text))
+        last: dict[str, Any] | None = None
+        if end == "answer":
+            last = {"type": "ai", "content": text, "id": f"a{next(ids)}"}
+        elif end in ("failure", "mid"):
+            oops = "Oops! Something went wrong. Please try again."
+            last = {"type": "ai/failure", "content": oops, "id": f"f{next(ids)}"}
+        elif end == "bare":
+            last = {"type": "ai/failure"}
+        else:
+            wire.append(("status", '{"type":"generation_error"}'))
+        if last is not None:
+            wire.append(wire_message(**last))
+            finals.append(last)
+    return wire, finals

@@ -6,10 +6,11 @@ import json
 from typing import Any
 
 import pytest
-from hypothesis import example, given
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from aposthog._conversation_state import SEPARATOR, ConversationState, Delivery, OtherRunError
+from aposthog._stream_events import wire_message
 from aposthog.models.conversations import ConversationResult
 from aposthog.models.events import (
     ConversationEvent,
@@ -27,6 +28,8 @@ from aposthog.models.messages import (
     ToolCall,
     ToolCallMessage,
 )
+
+from .strategies import posthog_runs
 
 Wire = tuple[str, str]  # (event name, data), as on the wire
 
@@ -1490,3 +1493,81 @@ def test_a_resumes_queued_runs_human_messages_are_taken() -> None:
         ],
     )
     assert [m.id for m in state.messages] == ["t1", "a1", "h2", "a2"]
+
+
+# ---------------------------------------------------------------------- realistic runs, fuzzed
+
+_RUNS = settings(max_examples=60, derandomize=True, deadline=None)
+
+
+def _feed_wire(state: ConversationState, wire: list[Wire]) -> list[Delivery]:
+    """Feed events as the stream engine does: messages parsed from their bytes."""
+    out = []
+    for name, data in wire:
+        if name == "message":
+            event = wire_message(data.encode())
+            if event.__class__ is MessageEvent:
+                delivery = state.feed_message(event)
+            else:
+                delivery = state.feed(event)
+        else:
+            delivery = state.feed(decode_event(name, data), raw=f"{name}\n{data}")
+        if delivery is not None:
+            out.append(delivery)
+    return out
+
+
+def _finals(deliveries: list[Delivery]) -> list[StreamEvent]:
+    """The deliveries that are no in-progress snapshot (those are passed on only live)."""
+    return [
+        d.event
+        for d in deliveries
+        if not (
+            isinstance(d.event, MessageEvent) and getattr(d.event.message, "in_progress", False)
+        )
+    ]
+
+
+def _ended_well(finals: list[dict[str, Any]], wire: list[Wire]) -> bool:
+    return not any(f["type"] == "ai/failure" for f in finals) and all(
+        n != "status" for n, _ in wire
+    )
+
+
+@_RUNS
+@given(posthog_runs())
+def test_a_realistic_run_on_one_connection(run: tuple[list[Wire], list[dict[str, Any]]]) -> None:
+    """Every final message once, in order; the deltas are `streamed_text`, and the answer
+    when no turn failed; the run has ended."""
+    wire, finals = run
+    state = ConversationState()
+    got = _feed_wire(state, wire)
+    assert [m.id for m in state.messages] == [f.get("id") for f in finals]
+    assert texts(got) == state.streamed_text
+    if _ended_well(finals, wire):
+        assert state.streamed_text == result(state).text
+    assert state.run_ended
+
+
+@_RUNS
+@given(posthog_runs(), st.lists(st.integers(0, 80), max_size=4), st.booleans())
+def test_a_realistic_run_replayed_or_resumed_after_drops_is_delivered_once(
+    run: tuple[list[Wire], list[dict[str, Any]]], cuts: list[int], whole: bool
+) -> None:
+    """Drops anywhere; each re-attach replays the run from its start (`whole`: PostHog's
+    kept stream) or goes on exactly where the last connection stopped: the same final
+    messages, events and text as one connection."""
+    wire, finals = run
+    expected = _feed_wire(ConversationState(), wire)
+    state = ConversationState()
+    got: list[Delivery] = []
+    stops = [*sorted({c % (len(wire) + 1) for c in cuts}), len(wire)]
+    start = 0
+    for n, stop in enumerate(stops):
+        if n:
+            state.begin_attempt()
+        got += _feed_wire(state, wire[0 if whole else start : stop])
+        start = stop
+    assert _finals(got) == _finals(expected)
+    assert texts(got) == texts(expected) == state.streamed_text
+    assert [m.id for m in state.messages] == [f.get("id") for f in finals]
