@@ -503,6 +503,14 @@ class ConversationState:
             return False
         return bool(answered)
 
+    @property
+    def stopped_at_call(self) -> bool:
+        """Whether the run's last message (no subagent's) calls tools: none has returned."""
+        if self._snapshot is not None:
+            return False
+        message = self._last_top_level()
+        return isinstance(message, AssistantMessage) and bool(message.tool_calls)
+
     def _last_top_level(self) -> Message | None:
         """The run's last message that is no subagent's (after its human message)."""
         return next(self._top_level_backwards(), None)

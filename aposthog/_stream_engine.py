@@ -608,7 +608,7 @@ class StreamEngine:
             # count as a message. Whatever else it shows (the run going on, or no
             # answer), the re-attach decides.
             try:
-                if await self._catch_up(latest=not isinstance(sent, str)):
+                if await self._catch_up(latest=not isinstance(sent, str), idle_only=True):
                     return
             except ConflictError:
                 raise  # a resume PostHog did not apply: no re-attach tells more
@@ -894,8 +894,19 @@ class StreamEngine:
         )
 
     async def _catch_up(
-        self, *, untitled_ok: bool = True, latest: bool = False, other_run: bool = False
+        self,
+        *,
+        untitled_ok: bool = True,
+        latest: bool = False,
+        other_run: bool = False,
+        idle_only: bool = False,
     ) -> bool:
+        """
+        Deliver what the conversation shows of this run that the stream lost; True when
+        that ends the run (finished). `idle_only`: only in an idle conversation (a GET
+        before any re-attach: one in progress goes on, a queued message's run perhaps,
+        which the re-attach streams).
+        """
         sent = self.body.get("content")
         at_end = latest  # a re-attached stream's body ended: the run's end is checked
         # A stream that sent no message (`stream(id)`, a resume) and never saw its run's
@@ -949,12 +960,27 @@ class StreamEngine:
             )
             self.state.withdraw_failure()
             raise _RunGoesOn
-        if not self.state.run_ended and not (
-            # PostHog ended the run at a tool call that waits for the user (an approval,
-            # a form, a client-side tool): it sends nothing more, and the conversation is
-            # idle until `create(resume_payload=...)` or an answer goes on with it.
-            conversation.status == ConversationStatus.IDLE and self.state.awaits_user
-        ):
+        if not self.state.run_ended and not self._ended_awaiting(conversation):
             return False  # the conversation holds no end of this run either
+        if idle_only and conversation.status != ConversationStatus.IDLE:
+            return False  # a run goes on (a queued message's): the re-attach streams it
         self._finish()
         return True
+
+    def _ended_awaiting(self, conversation: Conversation) -> bool:
+        """
+        Whether PostHog ended the run at a tool call that waits for the user (an approval,
+        a form, a client-side tool): it sends nothing more, and the conversation is idle
+        until `create(resume_payload=...)` or an answer goes on with it. A run whose last
+        message calls tools (none answered) ends there in an idle conversation; one whose
+        last message is a tool result (another call of the same message returned, or a
+        resume's approved call) only at an approval the conversation shows pending: a run
+        that failed there (a failure PostHog never stores, lost with the connection) also
+        leaves an idle conversation.
+        """
+        state = self.state
+        if conversation.status != ConversationStatus.IDLE or not state.awaits_user:
+            return False
+        if state.stopped_at_call:
+            return True
+        return any(a.decision_status == "pending" for a in conversation.pending_approvals)

@@ -1737,11 +1737,6 @@ async def test_a_queued_turn_after_a_lost_echo_is_not_taken_for_another_run() ->
     assert "".join(deltas) == "First.\n\nSecond."
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a drop at a tool call is ended by the conversation's GET while it is still "
-    "in progress with a queued message's run: that turn is never streamed",
-)
 async def test_a_drop_at_a_tool_call_does_not_end_the_stream_before_a_queued_run() -> None:
     """The connection drops right after the `ai` message that calls a tool (where PostHog
     may end a run that waits for the user, so the stream GETs the conversation first).
