@@ -154,6 +154,7 @@ class ConversationState:
         "failure",
         "generation_error",
         "human_id",
+        "replaced",
     )
 
     def __init__(self) -> None:
@@ -196,6 +197,8 @@ class ConversationState:
         self._resumes = False
         self._gap = False  # re-attached, and no new assistant text taken since (`_after_gap`)
         self.human_id: str | None = None
+        #: Final messages whose content a later one of the same id replaced, so far.
+        self.replaced = 0
         self.conversation: ConversationSummary | None = None
         self.failure: FailureMessage | None = None
         self.generation_error = False
@@ -575,6 +578,7 @@ class ConversationState:
             if self._messages[position] == message:
                 return None
             self._messages[position] = message  # same id, new content: the newer wins
+            self.replaced += 1
             return Delivery(event)
         if self._echo is not None and isinstance(message, HumanMessage):
             self._check_echo(message)  # only while this run's message is awaited

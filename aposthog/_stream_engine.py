@@ -651,6 +651,7 @@ class StreamEngine:
         # Called only once every delivery before was taken.
         deliveries: list[Delivery] = []
         state = self.state
+        replaced = state.replaced
         kept = self._kept
         try:
             for name, data in events:
@@ -700,8 +701,10 @@ class StreamEngine:
             )
         if deliveries:
             self._pending = iter(deliveries)
-            if self._call is not None:
-                # Progress: a later drop gets the whole re-attach budget again.
+            if self._call is not None and len(deliveries) > state.replaced - replaced:
+                # Progress: a later drop gets the whole re-attach budget again. Not for a
+                # known message's content replaced alone (a replay that swaps two messages
+                # under one id brings nothing new, however often it comes).
                 self._call.progress()
 
     def _subagent_growth(self, parent: str, size: int) -> int:

@@ -1958,11 +1958,6 @@ async def test_unreadable_events_keep_no_more_than_max_response_size(
     assert held < 1.25 * limit  # what the stream holds (a little for each piece allowed)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="two messages under one id, replayed, count as progress on every re-attach: "
-    "the stream re-attaches forever",
-)
 async def test_a_replay_that_only_swaps_messages_under_one_id_is_no_progress() -> None:
     """A hostile (or broken) server streams two different messages with the same id, then
     ends the body short of the run's end, and every re-attach replays the same two. Each
