@@ -175,7 +175,7 @@ class ConversationState:
         # without an id (a bare failure, `generation_error`) is a replay only within its
         # turn (or before any), since a queued run that fails as the run before it sends
         # the same bytes.
-        self._seen_in: set[tuple[str | None, str, str]] = set()
+        self._seen_in: set[tuple[str | None, str, str | bytes]] = set()
         #: Every id-less message's content key, whatever its turn (`_idless_final`).
         self._idless_forms: set[str] = set()
         #: The turns (their human message's id) in which PostHog sent `generation_error`.
@@ -245,7 +245,7 @@ class ConversationState:
         """
         self._resumes = True
 
-    def feed(self, event: StreamEvent, *, raw: str | None = None) -> Delivery | None:
+    def feed(self, event: StreamEvent, *, raw: bytes | None = None) -> Delivery | None:
         """
         Take one event; return what to deliver, or None for a replayed duplicate.
 
@@ -257,6 +257,7 @@ class ConversationState:
             return self.feed_message(event)
         if self._resumes and event.__class__ is not ConversationEvent:
             self._resumes = False  # the resumed run began (a status, an update, ...)
+        form: str | bytes
         kind, form = ("raw", raw) if raw is not None else ("repr", repr(event))
         turn = self._turn
         seen = self._seen_in

@@ -659,11 +659,11 @@ class StreamEngine:
                     event = wire_message(data)
                     if event.__class__ is MessageEvent:
                         delivery = state.feed_message(event)
-                    else:  # unreadable: an UnknownEvent
-                        delivery = state.feed(event)
-                else:  # recognised by its wire form
+                    else:  # unreadable: an UnknownEvent, recognised by its wire form
+                        delivery = state.feed(event, raw=b"message\n" + data)
+                else:  # recognised by its wire form: as many bytes kept as were counted
                     text = data.decode("utf-8", "replace")
-                    delivery = state.feed(decode_event(name, text), raw=f"{name}\n{text}")
+                    delivery = state.feed(decode_event(name, text), raw=f"{name}\n".encode() + data)
                 if delivery is not None:
                     event = delivery.event
                     if (

@@ -45,7 +45,7 @@ def conv(title: str | None) -> Wire:
 def feed_all(state: ConversationState, wire: list[Wire]) -> list[Delivery]:
     out = []
     for name, data in wire:
-        delivery = state.feed(decode_event(name, data), raw=f"{name}\n{data}")
+        delivery = state.feed(decode_event(name, data), raw=f"{name}\n{data}".encode())
         if delivery is not None:
             out.append(delivery)
     return out
@@ -1511,7 +1511,7 @@ def _feed_wire(state: ConversationState, wire: list[Wire]) -> list[Delivery]:
             else:
                 delivery = state.feed(event)
         else:
-            delivery = state.feed(decode_event(name, data), raw=f"{name}\n{data}")
+            delivery = state.feed(decode_event(name, data), raw=f"{name}\n{data}".encode())
         if delivery is not None:
             out.append(delivery)
     return out

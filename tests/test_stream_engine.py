@@ -1903,11 +1903,6 @@ def test_a_realistic_run_cut_anywhere_is_delivered_once_over_loopback(
     assert tasks == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="unreadable events are kept as str (repr() for a `message`), up to 4x-16x their "
-    "counted wire bytes: a stream holds far more than max_response_size and completes",
-)
 @pytest.mark.parametrize("name", [b"message", b"update"])
 async def test_unreadable_events_keep_no_more_than_max_response_size(
     name: bytes, caplog: pytest.LogCaptureFixture
