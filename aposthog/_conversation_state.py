@@ -92,9 +92,13 @@ class OtherRunError(Exception):
     `ConversationState.expect_echo`). Nothing of that message was taken.
     """
 
-    def __init__(self, message: HumanMessage) -> None:
+    def __init__(self, message: HumanMessage, *, after_own: bool = False) -> None:
         super().__init__("the conversation's run in progress is another message's")
         self.message = message
+        #: This run's own messages came first on the connection (its echo lost in the
+        #: gap): `message` starts the run of a message queued behind it, which PostHog
+        #: streams on after the run on the same stream.
+        self.after_own = after_own
 
 
 def _sent_as(sent: str) -> str:
@@ -141,6 +145,7 @@ class ConversationState:
         "_latest_human",
         "_messages",
         "_nested",
+        "_queued",
         "_replaying",
         "_resumes",
         "_seen_in",
@@ -149,6 +154,7 @@ class ConversationState:
         "_streamed",
         "_turn",
         "_turnless",
+        "_unechoed",
         "_unfinished",
         "conversation",
         "failure",
@@ -195,6 +201,10 @@ class ConversationState:
         self._echo: tuple[str, str] | None = None
         # A resume with no message of its own (see `expect_resume`).
         self._resumes = False
+        # Messages of this run taken while its echo was awaited (see `OtherRunError`).
+        self._unechoed = False
+        # Human messages met on this stream after its run's own: queued messages' runs.
+        self._queued: set[str | None] = set()
         self._gap = False  # re-attached, and no new assistant text taken since (`_after_gap`)
         self.human_id: str | None = None
         #: Final messages whose content a later one of the same id replaced, so far.
@@ -232,6 +242,14 @@ class ConversationState:
         """
         if self.human_id is None:
             self._echo = (_sent_as(sent), trace_id)
+
+    def queued_behind(self, message: HumanMessage) -> None:
+        """
+        `message`, met on this stream after this run's own messages (`OtherRunError`'s
+        `after_own`), starts the run of a message queued behind this one: a catch-up
+        counts its run as this stream's, as a connection that streamed it would have.
+        """
+        self._queued.add(message.id)
 
     def expect_resume(self) -> None:
         """
@@ -367,8 +385,11 @@ class ConversationState:
             if messages[index].id in known:
                 end = index + 1
                 break
-        while end < len(messages) and not isinstance(messages[end], HumanMessage):
-            end += 1  # the next human message starts another run
+        queued = self._queued
+        while end < len(messages) and (
+            not isinstance(messages[end], HumanMessage) or messages[end].id in queued
+        ):
+            end += 1  # the next human message starts another run (unless queued here)
         run = [
             m
             for m in messages[mine + skip : end]
@@ -392,7 +413,19 @@ class ConversationState:
         if answer is not None and answer not in {m.id for m in run}:
             return None
         last = max((n for n, m in enumerate(run) if m.id in known), default=-1)
-        out = self._insert_missed(run[:last]) if last > 0 else []
+        if last > 0:
+            out = self._insert_missed(run[:last])
+        elif (
+            last < 0
+            and self.human_id is None
+            and (self._messages or self._failed_at == self._humans)
+            and run
+        ):
+            # This run's echo, lost before what was received of the run (none of it with
+            # an id: snapshots, a bare failure): its place is the first.
+            out = self._insert_missed(run[:1])
+        else:
+            out = []
         for message in run[last + 1 :]:
             delivery = self.feed_message(MessageEvent(message))
             if delivery is not None:
@@ -562,6 +595,8 @@ class ConversationState:
             if message.__class__ is HumanMessage:
                 raise OtherRunError(message)
             self._resumes = False  # the resumed run began
+        elif self._echo is not None and message.__class__ is not HumanMessage:
+            self._unechoed = True
         if message.__class__ is AssistantMessage and message.in_progress:
             if message.parent_tool_call_id is not None:
                 return self._nested_snapshot(event, message)
@@ -721,6 +756,8 @@ class ConversationState:
         for message in missed:
             if isinstance(message, HumanMessage) and self.human_id is None:
                 self._echo = None  # found by its trace id and text: this run's
+                if self._failed_at == self._humans:
+                    self._failed_at += 1  # a failure received before it is this run's
             self._note(message)
             out.append(Delivery(MessageEvent(message)))
         return out
@@ -764,7 +801,7 @@ class ConversationState:
         if message.trace_id is not None and (
             message.trace_id != trace_id or message.content != sent
         ):
-            raise OtherRunError(message)
+            raise OtherRunError(message, after_own=self._unechoed)
         self._echo = None
 
     def _note(self, message: Message) -> None:

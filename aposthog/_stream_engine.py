@@ -154,6 +154,7 @@ class StreamEngine:
         "_other_run",
         "_path",
         "_pending",
+        "_queued_met",
         "_reattached",
         "_response",
         "_resume",
@@ -196,6 +197,7 @@ class StreamEngine:
         # raise if the run found is another's), and whether one was found.
         self._echo_lost: Failure | None = None
         self._other_run = False
+        self._queued_met = False  # the human message met after this run's own messages
         self._session_id = session_id
         self._max_reattach = (
             api.config.retry.max_reattaches if max_reattach is None else max_reattach
@@ -683,11 +685,15 @@ class StreamEngine:
                         self._first_token = True
                         if self._observer is not None:
                             self._observer.first_token()
-        except OtherRunError:
+        except OtherRunError as met:
             # Another client's run (this run's message was never seen): read no more of
-            # it. The next pump catches up, or raises the error that lost the echo.
+            # it. The next pump catches up, or raises the error that lost the echo. (Or
+            # a queued message's run, after this run's own messages: see `_disown`.)
             self._drop_connection()
             self._other_run = True
+            if met.after_own:
+                self._queued_met = True
+                self.state.queued_behind(met.message)
             self.run_may_exist = False  # the run found is not ours: cancel() must spare it
         self._kept = kept
         limit = self.api.config.max_response_size
@@ -771,7 +777,16 @@ class StreamEngine:
         the error that lost its echo (PostHog never processed the message).
         """
         self._other_run = False
+        queued, self._queued_met = self._queued_met, False
         failure = self._echo_lost
+        if queued and failure is not None:
+            # This run's own messages came first: the human message met starts the run of
+            # a message queued behind it, streamed on after it. This run's echo, lost in
+            # the gap, is caught up; the re-attach streams the queued run on.
+            if not await self._catch_up(finish=False):
+                raise failure.error
+            await self._reattach(self._cut_short())
+            return
         if failure is None:
             # A resume that met another run first: one PostHog attached it to (the
             # decision unused), or the next, after the resumed run ended unseen. The
@@ -903,6 +918,7 @@ class StreamEngine:
         latest: bool = False,
         other_run: bool = False,
         idle_only: bool = False,
+        finish: bool = True,
     ) -> bool:
         """
         Deliver what the conversation shows of this run that the stream lost; True when
@@ -967,7 +983,8 @@ class StreamEngine:
             return False  # the conversation holds no end of this run either
         if idle_only and conversation.status != ConversationStatus.IDLE:
             return False  # a run goes on (a queued message's): the re-attach streams it
-        self._finish()
+        if finish:
+            self._finish()
         return True
 
     def _ended_awaiting(self, conversation: Conversation) -> bool:

@@ -1628,11 +1628,6 @@ async def test_a_resume_attached_to_another_run_past_the_stream_cap_is_a_conflic
                 )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a failure received before the lost echo is caught up reads as an earlier run's: "
-    "IncompleteStreamError, and the echo is placed after the failure",
-)
 @pytest.mark.parametrize(
     "failure",
     [
@@ -1683,11 +1678,6 @@ async def test_a_run_that_fails_after_its_lost_echo_is_a_complete_failed_run(
     assert result.messages[0].type == "human"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="after a lost echo, a queued message's human message is taken for another "
-    "run's: the queued turn is dropped and the stream reports complete",
-)
 async def test_a_queued_turn_after_a_lost_echo_is_not_taken_for_another_run() -> None:
     """The connection drops before PostHog's echo arrives; the re-attach replays what came
     after: this run's answer `a1`, then the run of a message queued behind it (`h1`, sent
