@@ -744,6 +744,23 @@ def _event_stream(*chunks: bytes, drop: bool = False) -> ServerReply:
     return ServerReply(stream=body(), headers={"Content-Type": "text/event-stream"})
 
 
+async def _ask(
+    handler: Callable[[ServerRequest], Awaitable[ServerReply]],
+    *,
+    rate_limits: aposthog.RateLimits | None = None,
+) -> aposthog.ConversationResult:
+    """`create("q").until_done()` against `handler`, served on loopback."""
+    server = LoopbackServer(handler)
+    await server.start()
+    options: dict[str, Any] = {} if rate_limits is None else {"rate_limits": rate_limits}
+    try:
+        async with aposthog.Client(api_key="phx_k", host=server.url, retry=FAST, **options) as ph:
+            with anyio.fail_after(5):
+                return await ph.conversations.create("q").until_done()
+    finally:
+        await server.stop()
+
+
 def _ends_awaiting_approval() -> Callable[[ServerRequest], Awaitable[ServerReply]]:
     """A server whose run ends at a tool call awaiting approval: the conversation is idle
     (a re-attach is a 400) and shows the call in `pending_approvals`."""
@@ -786,14 +803,7 @@ async def test_a_run_that_ends_awaiting_approval_is_complete() -> None:
     waiting for `create(resume_payload=...)`, not a stream cut short."""
     handler = _ends_awaiting_approval()
 
-    server = LoopbackServer(handler)
-    await server.start()
-    try:
-        async with aposthog.Client(api_key="phx_k", host=server.url, retry=FAST) as ph:
-            with anyio.fail_after(5):
-                result = await ph.conversations.create("q").until_done()
-    finally:
-        await server.stop()
+    result = await _ask(handler)
     assert result.complete
     assert not result.failed
     assert "I'll create it." == result.text
@@ -1163,19 +1173,9 @@ async def test_a_run_that_ends_awaiting_approval_needs_no_ai_request_to_end() ->
     `max_retry_after`, waits out the window) instead of returning its result."""
     handler = _ends_awaiting_approval()
 
-    server = LoopbackServer(handler)
-    await server.start()
     # One PostHog AI message a minute: the free organization's burst, nearly spent.
     limits = aposthog.RateLimits(ai=(aposthog.Rate(1, per=60),))
-    try:
-        async with aposthog.Client(
-            api_key="phx_k", host=server.url, retry=FAST, rate_limits=limits
-        ) as ph:
-            stream = ph.conversations.create("q")
-            with anyio.fail_after(5):
-                result = await stream.until_done()
-    finally:
-        await server.stop()
+    result = await _ask(handler, rate_limits=limits)
     assert result.complete
     assert result.text == "I'll create it."
 
@@ -1404,18 +1404,8 @@ async def test_a_run_whose_connection_drops_at_its_approval_needs_no_ai_request_
         human["trace_id"] = posts[0]["trace_id"]
         return _event_stream(_sse(human) + _sse(ai), drop=True)
 
-    server = LoopbackServer(handler)
-    await server.start()
     limits = aposthog.RateLimits(ai=(aposthog.Rate(1, per=60),))
-    try:
-        async with aposthog.Client(
-            api_key="phx_k", host=server.url, retry=FAST, rate_limits=limits
-        ) as ph:
-            stream = ph.conversations.create("q")
-            with anyio.fail_after(5):
-                result = await stream.until_done()
-    finally:
-        await server.stop()
+    result = await _ask(handler, rate_limits=limits)
     assert result.complete
     assert result.text == "I'll create it."
     assert len(posts) == 1
@@ -1486,14 +1476,7 @@ async def test_a_run_that_awaits_approval_beside_a_finished_tool_call_is_complet
         human["trace_id"] = posts[0]["trace_id"]
         return _event_stream(_sse(human) + _sse(ai) + _sse(t2))
 
-    server = LoopbackServer(handler)
-    await server.start()
-    try:
-        async with aposthog.Client(api_key="phx_k", host=server.url, retry=FAST) as ph:
-            with anyio.fail_after(5):
-                result = await ph.conversations.create("q").until_done()
-    finally:
-        await server.stop()
+    result = await _ask(handler)
     assert result.complete
     assert [m.id for m in result.messages] == ["h1", "a0", "t2"]
 
@@ -1664,15 +1647,7 @@ async def test_a_run_that_fails_after_its_lost_echo_is_a_complete_failed_run(
             return _event_stream(b": keepalive\n\n", drop=True)  # cut before the echo
         return _event_stream(_sse({"type": "ai", "content": "The answ"}) + failure)
 
-    server = LoopbackServer(handler)
-    await server.start()
-    try:
-        async with aposthog.Client(api_key="phx_k", host=server.url, retry=FAST) as ph:
-            stream = ph.conversations.create("q")
-            with anyio.fail_after(5):
-                result = await stream.until_done()
-    finally:
-        await server.stop()
+    result = await _ask(handler)
     assert result.complete
     assert result.failed
     assert result.messages[0].type == "human"
