@@ -887,7 +887,7 @@ async def _growing_while_read(limit: int, total: int, change: str) -> AsyncItera
     async def handler(request: web.Request) -> web.Response:
         offset = int(request.query.get("offset", "0"))
         if offset == limit:
-            with contextlib.suppress(TimeoutError):
+            with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(third_served.wait(), 1)
             if change == "created":
                 records.insert(0, _record(9000))
@@ -971,7 +971,7 @@ async def test_a_read_one_page_after_another_loses_no_record_when_a_change_keeps
     async def handler(request: web.Request) -> web.Response:
         offset = int(request.query.get("offset", "0"))
         if offset == limit:
-            with contextlib.suppress(TimeoutError):  # (read ahead, it would come first)
+            with contextlib.suppress(asyncio.TimeoutError):  # (read ahead, it would come first)
                 await asyncio.wait_for(third_served.wait(), 0.05)
             records.insert(0, _record(9000))  # created (newest first)
             del records[-1]  # and the oldest deleted: the count stays 8
