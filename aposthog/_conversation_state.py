@@ -145,6 +145,7 @@ class ConversationState:
         "_latest_human",
         "_messages",
         "_nested",
+        "_own_seen",
         "_queued",
         "_replaying",
         "_resumes",
@@ -157,6 +158,7 @@ class ConversationState:
         "_unechoed",
         "_unfinished",
         "conversation",
+        "ended",
         "failure",
         "generation_error",
         "human_id",
@@ -205,6 +207,10 @@ class ConversationState:
         self._unechoed = False
         # Human messages met on this stream after its run's own: queued messages' runs.
         self._queued: set[str | None] = set()
+        #: The conversation showed this stream's runs ended while a run went on (see
+        #: `ended_meanwhile`).
+        self.ended = False
+        self._own_seen = False  # a message of this stream's runs came on this connection
         self._gap = False  # re-attached, and no new assistant text taken since (`_after_gap`)
         self.human_id: str | None = None
         #: Final messages whose content a later one of the same id replaced, so far.
@@ -231,6 +237,8 @@ class ConversationState:
         self._replaying = True
         self._turnless = True
         self._gap = True
+        self._unechoed = False  # (of this connection: see `OtherRunError.after_own`)
+        self._own_seen = False
 
     def expect_echo(self, sent: str, trace_id: str) -> None:
         """
@@ -242,6 +250,15 @@ class ConversationState:
         """
         if self.human_id is None:
             self._echo = (_sent_as(sent), trace_id)
+
+    def ended_meanwhile(self) -> None:
+        """
+        The conversation showed this stream's runs ended (caught up), while a run goes on:
+        a queued message's, which PostHog streams on after them, or another client's. A
+        re-attached connection that brings a human message not seen before ahead of any
+        message of these runs brings another run: `feed()` raises `OtherRunError`.
+        """
+        self.ended = True
 
     def queued_behind(self, message: HumanMessage) -> None:
         """
@@ -422,8 +439,9 @@ class ConversationState:
             and run
         ):
             # This run's echo, lost before what was received of the run (none of it with
-            # an id: snapshots, a bare failure): its place is the first.
-            out = self._insert_missed(run[:1])
+            # an id: snapshots, a bare failure): its place is the first. After a failure
+            # that ended the run, every stored message of the run came before it.
+            out = self._insert_missed(run if self._failed_at == self._humans else run[:1])
         else:
             out = []
         for message in run[last + 1 :]:
@@ -597,6 +615,10 @@ class ConversationState:
             self._resumes = False  # the resumed run began
         elif self._echo is not None and message.__class__ is not HumanMessage:
             self._unechoed = True
+        if self.ended and not self._own_seen:
+            if message.__class__ is HumanMessage and message.id not in self._index:
+                raise OtherRunError(message)
+            self._own_seen = True
         if message.__class__ is AssistantMessage and message.in_progress:
             if message.parent_tool_call_id is not None:
                 return self._nested_snapshot(event, message)

@@ -778,12 +778,17 @@ class StreamEngine:
         """
         self._other_run = False
         queued, self._queued_met = self._queued_met, False
+        if self.state.ended:
+            # The conversation showed this stream's runs ended, caught up; the run the
+            # re-attach met is another client's.
+            self._finish()
+            return
         failure = self._echo_lost
         if queued and failure is not None:
             # This run's own messages came first: the human message met starts the run of
             # a message queued behind it, streamed on after it. This run's echo, lost in
             # the gap, is caught up; the re-attach streams the queued run on.
-            if not await self._catch_up(finish=False):
+            if not await self._catch_up(finish=False, found_only=True):
                 raise failure.error
             await self._reattach(self._cut_short())
             return
@@ -919,12 +924,14 @@ class StreamEngine:
         other_run: bool = False,
         idle_only: bool = False,
         finish: bool = True,
+        found_only: bool = False,
     ) -> bool:
         """
         Deliver what the conversation shows of this run that the stream lost; True when
         that ends the run (finished). `idle_only`: only in an idle conversation (a GET
         before any re-attach: one in progress goes on, a queued message's run perhaps,
-        which the re-attach streams).
+        which the re-attach streams). `finish=False`: not finished. `found_only`: True
+        once the conversation shows this run (whether it ended or not).
         """
         sent = self.body.get("content")
         at_end = latest  # a re-attached stream's body ended: the run's end is checked
@@ -963,6 +970,8 @@ class StreamEngine:
         if deliveries is None:
             return False
         self._pending = iter([*self._pending, *deliveries])
+        if found_only:
+            return True  # this run found (and its missed messages delivered): no more
         if (
             at_end
             and conversation.status == ConversationStatus.IN_PROGRESS
@@ -982,7 +991,10 @@ class StreamEngine:
         if not self.state.run_ended and not self._ended_awaiting(conversation):
             return False  # the conversation holds no end of this run either
         if idle_only and conversation.status != ConversationStatus.IDLE:
-            return False  # a run goes on (a queued message's): the re-attach streams it
+            # A run goes on: a queued message's, which the re-attach streams (its replay
+            # begins with this run's messages), or another client's (`ended_meanwhile`).
+            self.state.ended_meanwhile()
+            return False
         if finish:
             self._finish()
         return True

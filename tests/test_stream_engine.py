@@ -1949,7 +1949,6 @@ async def test_a_replay_that_only_swaps_messages_under_one_id_is_no_progress() -
 # ---------------------------------------------------------------------- review 2
 
 
-@pytest.mark.xfail(strict=True, reason="_unechoed outlives the connection: another client's run taken as queued")
 async def test_another_client_s_run_after_two_drops_is_not_taken_for_a_queued_one() -> None:
     """The first connection drops before PostHog's echo; the first re-attach gets only a
     snapshot of the answer (no id) and drops too. Meanwhile the run ended and another
@@ -1983,7 +1982,6 @@ async def test_another_client_s_run_after_two_drops_is_not_taken_for_a_queued_on
     assert [m.id for m in result.messages] == ["h0", "a1"]
 
 
-@pytest.mark.xfail(strict=True, reason="idle_only GET re-attaches into another client's run after ours ended")
 async def test_a_drop_at_a_tool_call_after_which_another_client_asked_ends_with_this_run() -> None:
     """The connection drops right after the `ai` message that calls a tool. The GET shows
     this run went on and ended (`t1`, `a2`), and the conversation `in_progress` again:
@@ -2023,7 +2021,6 @@ async def test_a_drop_at_a_tool_call_after_which_another_client_asked_ends_with_
     assert [m.id for m in result.messages] == ["h0", "a1", "t1", "a2"]
 
 
-@pytest.mark.xfail(strict=True, reason="catch-up inserts only the lost echo before the failure; the run's other lost messages land after it")
 async def test_a_failure_after_a_lost_echo_and_lost_messages_stays_the_run_s_last() -> None:
     """As `test_a_run_that_fails_after_its_lost_echo_is_a_complete_failed_run`, but the gap
     also lost the run's first messages (`a1` calling a tool, its result `t1`, both stored):
@@ -2052,7 +2049,6 @@ async def test_a_failure_after_a_lost_echo_and_lost_messages_stays_the_run_s_las
     assert [m.type for m in result.messages] == ["human", "ai", "tool", "ai/failure"]
 
 
-@pytest.mark.xfail(strict=True, reason="_disown's queued path needs the queued run over by its GET, else raises the lost echo's error")
 async def test_a_queued_turn_after_a_lost_echo_still_running_at_the_catch_up_is_streamed() -> None:
     """As `test_a_queued_turn_after_a_lost_echo_is_not_taken_for_another_run`, but with the
     conversation as PostHog shows it the moment the queued message's `h1` is met: its run
