@@ -2045,7 +2045,8 @@ async def test_a_failure_after_a_lost_echo_and_lost_messages_stays_the_run_s_las
         return _event_stream(_sse({"type": "ai", "content": "The answ"}) + failure)
 
     result = await _ask(handler)
-    assert result.complete and result.failed
+    assert result.complete
+    assert result.failed
     assert [m.type for m in result.messages] == ["human", "ai", "tool", "ai/failure"]
 
 
