@@ -148,6 +148,7 @@ class ConversationState:
         "_own_seen",
         "_queued",
         "_replaying",
+        "_resume_stream",
         "_resumes",
         "_seen_in",
         "_shown",
@@ -201,8 +202,10 @@ class ConversationState:
         # This run's message (as PostHog stores it) and trace id, while its echo is awaited
         # on a re-attach: the first human message must be it (see `expect_echo`).
         self._echo: tuple[str, str] | None = None
-        # A resume with no message of its own (see `expect_resume`).
+        # A resume with no message of its own (see `expect_resume`): until its run began,
+        # and for good.
         self._resumes = False
+        self._resume_stream = False
         # Messages of this run taken while its echo was awaited (see `OtherRunError`).
         self._unechoed = False
         # Human messages met on this stream after its run's own: queued messages' runs.
@@ -278,7 +281,7 @@ class ConversationState:
         conversation tells which). Human messages after the run's own events (queued
         messages' runs) are taken.
         """
-        self._resumes = True
+        self._resumes = self._resume_stream = True
 
     def feed(self, event: StreamEvent, *, raw: bytes | None = None) -> Delivery | None:
         """
@@ -364,7 +367,18 @@ class ConversationState:
         mine: int | None = None
         skip = 0  # messages[mine] is the run's first, unless it is the decided tool call's
         others: set[str] = set()  # the decided call's message's other calls
-        if self.human_id is not None:
+        anchor: int | None = None
+        if resumed and resumed_after is not None and (latest or self._resume_stream):
+            # A resume's run starts after the message whose tool call it decided (a
+            # human message after it starts a later run: a queued message's, which this
+            # stream may have met, its `human_id`).
+            anchor = next((n for n, m in enumerate(messages) if m.id == resumed_after), None)
+        if anchor is not None:
+            mine, skip, resumed = anchor, 1, False
+            calling = messages[anchor]
+            if decided_call is not None and isinstance(calling, AssistantMessage):
+                others = {c.id for c in calling.tool_calls or ()} - {decided_call}
+        elif self.human_id is not None:
             ids = [m.id for m in messages]
             if self.human_id in ids:
                 mine = ids.index(self.human_id)
@@ -382,15 +396,6 @@ class ConversationState:
         elif latest:
             humans = [n for n, m in enumerate(messages) if isinstance(m, HumanMessage)]
             mine = humans[-1] if humans else None
-            if resumed and resumed_after is not None:
-                # A resume's run starts after the message whose tool call it decided (a
-                # human message after it starts a later run).
-                anchor = next((n for n, m in enumerate(messages) if m.id == resumed_after), None)
-                if anchor is not None:
-                    mine, skip, resumed = anchor, 1, False
-                    calling = messages[anchor]
-                    if decided_call is not None and isinstance(calling, AssistantMessage):
-                        others = {c.id for c in calling.tool_calls or ()} - {decided_call}
         if mine is None:
             return None
         known = self._index

@@ -2336,10 +2336,6 @@ def test_a_resumed_run_cut_anywhere_is_delivered_once_over_loopback(
     assert "".join(deltas) == result.streamed_text
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a resume's catch-up anchors at the queued run's human: its own lost messages dropped",
-)
 async def test_a_resume_recovers_its_tool_result_lost_before_a_queued_run() -> None:
     """`create(None, resume_payload=approve p1)`: PostHog takes the resume, and the
     connection is cut before its first event. The approved tool's result `t1` is produced
@@ -2380,10 +2376,6 @@ async def test_a_resume_recovers_its_tool_result_lost_before_a_queued_run() -> N
     assert [m.id for m in result.messages] == ["t1", "a1", "h2", "a2"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a resume whose queued run ended unseen raises APIConnectionError, not complete",
-)
 async def test_a_resume_whose_queued_run_ends_while_away_is_complete() -> None:
     """`create(None, resume_payload=approve p1)`: the stream delivers the resumed run
     (`t1`, `a1`) and the human message of a message queued behind it (`h2`, its run
