@@ -19,7 +19,6 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 from ._client import NOT_GIVEN, Client, NotGiven
-from ._closing import ClosingIterator
 from ._config import ClientConfig
 from ._errors import (
     APIConnectionError,
@@ -54,6 +53,7 @@ if TYPE_CHECKING:
     from . import resources as resources
     from . import sse as sse
     from . import testing as testing
+    from ._closing import ClosingIterator
     from ._redis_store import RedisRateLimitStore
     from ._streaming import ConversationStream
     from .models import (
@@ -129,6 +129,7 @@ _LAZY: dict[str, str] = {
     "BatchExportTestStepStatus": ".models",
     "CustomerProfileConfig": ".models",
     "ProfileScope": ".models",
+    "ClosingIterator": "._closing",
     "ConversationStream": "._streaming",
     # A rate budget shared through Redis (the `redis` extra), for those who use one.
     "RedisRateLimitStore": "._redis_store",
