@@ -134,7 +134,7 @@ async def _fetch_once(
     """The page at `url`, unless this iteration has fetched it already (a `next` loop)."""
     key = _url_key(url)
     if key in fetched:
-        path = key[0] if isinstance(key, tuple) else "PostHog"
+        path = _where(key)
         raise ResponseDecodeError(
             f"'next' names a page already fetched from {path}: the list would never end",
             paths=("$.next",),
@@ -151,9 +151,13 @@ async def _fetch_once(
 MAX_EMPTY_PAGES: Final = 3
 
 
+def _where(key: tuple[str, str] | str) -> str:
+    """The path a `_url_key` names, for an error's message (its host left out)."""
+    return key[0] if isinstance(key, tuple) else "PostHog"
+
+
 def _endless(next_url: str) -> ResponseDecodeError:
-    key = _url_key(next_url)
-    path = key[0] if isinstance(key, tuple) else "PostHog"
+    path = _where(_url_key(next_url))
     return ResponseDecodeError(
         f"{MAX_EMPTY_PAGES + 1} pages in a row from {path} held no records, each naming "
         "another 'next': the list would never end",

@@ -788,7 +788,7 @@ class StreamEngine:
             # This run's own messages came first: the human message met starts the run of
             # a message queued behind it, streamed on after it. This run's echo, lost in
             # the gap, is caught up; the re-attach streams the queued run on.
-            if not await self._catch_up(finish=False, found_only=True):
+            if not await self._catch_up(found_only=True):
                 raise failure.error
             await self._reattach(self._cut_short())
             return
@@ -823,23 +823,25 @@ class StreamEngine:
                     type(exc).__name__,
                 )
             else:
-                error = self._not_applied(conversation, other_run=True)
+                error = self._not_applied(conversation, self._decided(conversation), other_run=True)
                 if error is not None:
                     raise error
         self._finish()
 
-    def _not_applied(self, conversation: Conversation, *, other_run: bool) -> ConflictError | None:
+    def _not_applied(
+        self, conversation: Conversation, decided: PendingApproval | None, *, other_run: bool
+    ) -> ConflictError | None:
         """
         For a resume, the error saying PostHog did not apply its decision, when the
-        conversation shows that: its card `auto_rejected` (a newer message replaced it, or
-        it was no longer pending), or still `pending` while another run goes on (or was
-        met: `other_run`). A card still `pending` in an idle conversation, with no other
-        run met, is a resume PostHog never processed: None (the caller's error stands).
+        conversation shows that: its card (`decided`) `auto_rejected` (a newer message
+        replaced it, or it was no longer pending), or still `pending` while another run
+        goes on (or was met: `other_run`). A card still `pending` in an idle
+        conversation, with no other run met, is a resume PostHog never processed: None
+        (the caller's error stands).
         """
-        if not self._resume:
+        if not self._resume or decided is None:
             return None
-        decided = self._decided(conversation)
-        if decided is None or decided.decision_status not in ("pending", "auto_rejected"):
+        if decided.decision_status not in ("pending", "auto_rejected"):
             return None
         if (
             decided.decision_status == "pending"
@@ -923,15 +925,14 @@ class StreamEngine:
         latest: bool = False,
         other_run: bool = False,
         idle_only: bool = False,
-        finish: bool = True,
         found_only: bool = False,
     ) -> bool:
         """
         Deliver what the conversation shows of this run that the stream lost; True when
         that ends the run (finished). `idle_only`: only in an idle conversation (a GET
         before any re-attach: one in progress goes on, a queued message's run perhaps,
-        which the re-attach streams). `finish=False`: not finished. `found_only`: True
-        once the conversation shows this run (whether it ended or not).
+        which the re-attach streams). `found_only`: True once the conversation shows this
+        run (its missed messages delivered, whether it ended or not), never finished.
         """
         sent = self.body.get("content")
         at_end = latest  # a re-attached stream's body ended: the run's end is checked
@@ -949,10 +950,10 @@ class StreamEngine:
             if not untitled_ok:
                 raise
             return False  # not titled yet: PostHog will not show it
-        error = self._not_applied(conversation, other_run=other_run)
+        decided = self._decided(conversation)
+        error = self._not_applied(conversation, decided, other_run=other_run)
         if error is not None:
             raise error
-        decided = self._decided(conversation)
         if decided is not None and decided.decision_status == "pending":
             # PostHog records the decision before the resumed run starts: the conversation
             # shows nothing of a resume it never processed, and the run before's end is
@@ -995,8 +996,7 @@ class StreamEngine:
             # begins with this run's messages), or another client's (`ended_meanwhile`).
             self.state.ended_meanwhile()
             return False
-        if finish:
-            self._finish()
+        self._finish()
         return True
 
     def _ended_awaiting(self, conversation: Conversation) -> bool:
