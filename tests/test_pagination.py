@@ -794,9 +794,9 @@ async def test_a_paginator_read_again_that_fails_at_once_resumes_from_its_start(
     is where the last read resumes, its first page's URL when that read "failed at
     once"; the README: "a failed `to_list()` ... resumes where it started". A poller
     reading the same paginator again after a full read (which left `next_url` None)
-    meets a 429 on the new read's first page: `next_url` still says None, "the list
-    was read to its end", and the README's `if paginator.next_url:` drops the whole
-    list without an error.
+    meets a 429 on the new read's first page: `next_url` must name the list's start.
+    Before the fix it still said None, "the list was read to its end", and the README's
+    `if paginator.next_url:` dropped the whole list without an error.
     """
     _seed(fake, 5)
     async with fake.client(max_retries=0) as ph:

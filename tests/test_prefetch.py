@@ -915,8 +915,9 @@ async def test_read_ahead_skips_no_record_when_one_is_created_meanwhile(how: str
     them, so the loop skips (or repeats) some". Read one page after the other, a record
     created at the front only repeats one (a sequential read of this server gives
     id-0001 twice and every record). Read ahead, the third page was answered before the
-    record was created and the second after: id-0003, in the list all along, is lost
-    without an error, from the very `to_list()` the README says to collect with.
+    record was created and the second after: id-0003, in the list all along, was lost
+    without an error (before the fix), from the very `to_list()` the README says to
+    collect with; the changed `count` now drops the pages fetched ahead.
     """
     async with (
         _growing_while_read(2, 8, "created") as url,

@@ -1627,7 +1627,7 @@ async def test_a_run_that_fails_after_its_lost_echo_is_a_complete_failed_run(
     replays only what came after (PostHog deleted the run's stream), the answer's start,
     then an in-band failure that ends the run. The run ended (failed): `until_done()`
     must return a complete, failed result with the echo (caught up from the conversation)
-    first. Instead the catch-up counts the echo after the failure, so the failure looks
+    first. Before the fix, the catch-up counts the echo after the failure, so the failure looks
     like a previous run's, `run_ended` turns False, and the stream raises
     `IncompleteStreamError` (with `messages` = failure, then human)."""
     posts: list[dict[str, Any]] = []
@@ -1660,7 +1660,7 @@ async def test_a_queued_turn_after_a_lost_echo_is_not_taken_for_another_run() ->
     with its own trace id, and its answer `a2`), on the same stream as PostHog streams
     queued runs. `a1` was already taken as this run's, so `h1` is the next turn, not
     another client's run: the stream must deliver it and `a2`, as the conversation shows.
-    Instead the echo check takes `h1` for another run's, drops the connection, catches up
+    Before the fix, the echo check takes `h1` for another run's, drops the connection, catches up
     only `h0, a1` and reports the stream complete: the queued answer never reaches the
     reader (and its run is left streaming unread)."""
     posts: list[dict[str, Any]] = []
@@ -1709,7 +1709,7 @@ async def test_a_drop_at_a_tool_call_does_not_end_the_stream_before_a_queued_run
     The conversation shows the run went on and answered (`t1`, `a2`), and is still
     `in_progress`: the run of a message queued behind it (`h1`) has begun, and PostHog
     streams it on this run's stream. The stream must re-attach and deliver that turn,
-    as it does for a drop anywhere else. Instead the GET alone ends it `complete` after
+    as it does for a drop anywhere else. Before the fix, the GET alone ends it `complete` after
     `a2`: no re-attach is sent and the queued answer never reaches the reader."""
     posts: list[dict[str, Any]] = []
 
@@ -1960,7 +1960,7 @@ async def test_another_client_s_run_after_two_drops_is_not_taken_for_a_queued_on
     from its start (its human message first, with its own trace id). Nothing of this run
     came first on *that* connection, so the human message is another run's, as on a
     single re-attach: the stream must catch up its own run (`h0`, `a1`) and stop.
-    Instead `_unechoed` (set on the first re-attach) makes it a queued run: the other
+    Before the fix, `_unechoed` (set on the first re-attach) makes it a queued run: the other
     client's question and answer are delivered as this stream's turn."""
     posts: list[dict[str, Any]] = []
 
@@ -1992,7 +1992,7 @@ async def test_a_drop_at_a_tool_call_after_which_another_client_asked_ends_with_
     another client asked (`hx`, its own trace id) once this run was over. A re-attach
     joins that client's run, which PostHog replays from its start (`hx` first, nothing of
     this run before it on the connection). The stream must end with this run, as it did
-    before `idle_only` (and as a lost echo's re-attach does: `OtherRunError`). Instead it
+    before `idle_only` (and as a lost echo's re-attach does: `OtherRunError`). Before the fix, it
     re-attaches and delivers the other client's question and answer as this stream's."""
     posts: list[dict[str, Any]] = []
 
@@ -2030,7 +2030,7 @@ async def test_a_failure_after_a_lost_echo_and_lost_messages_stays_the_run_s_las
     also lost the run's first messages (`a1` calling a tool, its result `t1`, both stored):
     the re-attach replays only a snapshot and the bare failure that ended the run. Every
     message the conversation shows of the run came before that failure, so the result
-    must hold them in the conversation's order with the failure last. Instead only the
+    must hold them in the conversation's order with the failure last. Before the fix, only the
     echo is put before the failure (`_insert_missed(run[:1])`) and `a1`, `t1` are taken as
     if streamed after it: `messages` is human, failure, ai, tool."""
     posts: list[dict[str, Any]] = []
@@ -2059,8 +2059,8 @@ async def test_a_queued_turn_after_a_lost_echo_still_running_at_the_catch_up_is_
     conversation as PostHog shows it the moment the queued message's `h1` is met: its run
     has just begun (`in_progress`, `h1` last, no answer yet). The stream must catch up its
     own echo and re-attach to stream the queued run on (the fix's stated behaviour).
-    Instead `_catch_up(finish=False)` returns False (the last message, `h1`, ends no run)
-    and `_disown` raises the error that lost the echo: the whole stream fails with an
+    Before the fix, the catch-up said no end of the run (the last message, `h1`, ends no
+    run) and `_disown` raises the error that lost the echo: the whole stream fails with an
     `APIConnectionError` although PostHog answered everything."""
     posts: list[dict[str, Any]] = []
 
@@ -2343,7 +2343,7 @@ async def test_a_resume_recovers_its_tool_result_lost_before_a_queued_run() -> N
     what came after): the answer `a1`, then the run of a message queued behind it (`h2`,
     `a2`). The conversation, idle at the end, shows `t1` after the approved call: the
     catch-up must deliver it, as it does when no queued run follows
-    (`test_a_resume_recovers_its_own_messages_lost_before_its_first_one`). Instead the
+    (`test_a_resume_recovers_its_own_messages_lost_before_its_first_one`). Before the fix, the
     stream takes the queued run's `h2` for its run's start (the first human message it
     saw), catches up from there, and ends complete without `t1`."""
     human, ai0, tool, ai1 = _APPROVED_RUN
@@ -2382,9 +2382,10 @@ async def test_a_resume_whose_queued_run_ends_while_away_is_complete() -> None:
     streamed on the same stream), then the connection is cut. The queued run answers
     (`a2`) while the client is away and ends: the re-attach is PostHog's 400 (idle), and
     the conversation shows `a2` after `h2`. The stream must catch `a2` up and complete,
-    as it does for a message's stream (the same cut after `h0, a0, t1, a1, h2`). Instead
-    the catch-up looks for the run from `h2` (the first human message the resume saw),
-    misses the last answer it received (`a1`) there, and the stream raises the cut's
+    as it does for a message's stream (the same cut after `h0, a0, t1, a1, h2`).
+    Before the fix, the catch-up looks for the run from `h2` (the first human message
+    the resume saw), misses the last answer it received (`a1`) there, and the stream
+    raises the cut's
     `APIConnectionError` for a run, and a queued run, that both ended."""
     human, ai0, tool, ai1 = _APPROVED_RUN
     queued = {"type": "human", "content": "queued", "id": "h2", "trace_id": "t-queued"}
