@@ -873,13 +873,17 @@ async def test_an_empty_last_page_ends_the_list_quietly() -> None:
 
 
 @contextlib.asynccontextmanager
-async def _growing_while_read(limit: int, total: int, change: str) -> AsyncIterator[str]:
+async def _growing_while_read(
+    limit: int, total: int, change: str, *, wait: float = 1.0
+) -> AsyncIterator[str]:
     """
     A newest-first limit/offset list (as PostHog orders exports: `-created_at`) of `total`
     records. The request for the second page (offset=limit) waits until the third page
-    (offset=2*limit) has been answered, then a record is created at the front (or the
-    newest one deleted) before the second page is answered: what read-ahead's concurrent
-    requests meet when another process creates (or deletes) an export meanwhile.
+    (offset=2*limit) has been answered (up to `wait` seconds: a read one page after the
+    other never asks for it first), then a record is created at the front, the newest one
+    deleted, or (`replaced`) one created at the front and the oldest deleted, the count
+    kept, before the second page is answered: what read-ahead's concurrent requests meet
+    when another process creates (or deletes) an export meanwhile.
     """
     records = [_record(i) for i in range(total)]
     third_served = asyncio.Event()
@@ -888,11 +892,13 @@ async def _growing_while_read(limit: int, total: int, change: str) -> AsyncItera
         offset = int(request.query.get("offset", "0"))
         if offset == limit:
             with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(third_served.wait(), 1)
-            if change == "created":
+                await asyncio.wait_for(third_served.wait(), wait)
+            if change in ("created", "replaced"):
                 records.insert(0, _record(9000))
-            else:
+            if change == "deleted":
                 del records[0]
+            elif change == "replaced":
+                del records[-1]
         nxt = request.url.with_query(limit=limit, offset=offset + limit)
         body = {
             "count": len(records),
@@ -906,6 +912,14 @@ async def _growing_while_read(limit: int, total: int, change: str) -> AsyncItera
 
     async with serve(handler) as url:
         yield url
+
+
+async def _read_ahead(paginator: aposthog.AsyncPaginator[Any], how: str) -> list[str]:
+    """The ids `to_list()` (or a loop with `prefetch(3)`) reads, within 5 s."""
+    with anyio.fail_after(5):
+        if how == "to_list":
+            return [c.id for c in await paginator.to_list()]
+        return [c.id async for c in paginator.prefetch(3)]
 
 
 @pytest.mark.parametrize("how", ["to_list", "prefetch"])
@@ -923,12 +937,7 @@ async def test_read_ahead_skips_no_record_when_one_is_created_meanwhile(how: str
         _growing_while_read(2, 8, "created") as url,
         aposthog.Client(api_key="phx_k", host=url, project_id=1) as ph,
     ):
-        with anyio.fail_after(5):
-            paginator = ph.customer_profile_configs.list(limit=2)
-            if how == "to_list":
-                got = [c.id for c in await paginator.to_list()]
-            else:
-                got = [c.id async for c in paginator.prefetch(3)]
+        got = await _read_ahead(ph.customer_profile_configs.list(limit=2), how)
     missing = {f"id-{i:04d}" for i in range(8)} - set(got)
     assert set() == missing, got
 
@@ -944,12 +953,7 @@ async def test_read_ahead_repeats_no_record_when_one_is_deleted_meanwhile(how: s
         _growing_while_read(2, 8, "deleted") as url,
         aposthog.Client(api_key="phx_k", host=url, project_id=1) as ph,
     ):
-        with anyio.fail_after(5):
-            paginator = ph.customer_profile_configs.list(limit=2)
-            if how == "to_list":
-                got = [c.id for c in await paginator.to_list()]
-            else:
-                got = [c.id async for c in paginator.prefetch(3)]
+        got = await _read_ahead(ph.customer_profile_configs.list(limit=2), how)
     assert len(got) == len(set(got)), got
 
 
@@ -966,29 +970,8 @@ async def test_a_read_one_page_after_another_loses_no_record_when_a_change_keeps
     gives every record that was in the list all along (id-0001 twice).
     """
     limit, total = 2, 8
-    records = [_record(i) for i in range(total)]
-    third_served = asyncio.Event()
-
-    async def handler(request: web.Request) -> web.Response:
-        offset = int(request.query.get("offset", "0"))
-        if offset == limit:
-            with contextlib.suppress(asyncio.TimeoutError):  # (read ahead, it would come first)
-                await asyncio.wait_for(third_served.wait(), 0.05)
-            records.insert(0, _record(9000))  # created (newest first)
-            del records[-1]  # and the oldest deleted: the count stays 8
-        nxt = request.url.with_query(limit=limit, offset=offset + limit)
-        body = {
-            "count": len(records),
-            "next": str(nxt) if offset + limit < len(records) else None,
-            "previous": None,
-            "results": records[offset : offset + limit],
-        }
-        if offset == 2 * limit:
-            third_served.set()
-        return web.json_response(body)
-
     async with (
-        serve(handler) as url,
+        _growing_while_read(limit, total, "replaced", wait=0.05) as url,
         aposthog.Client(api_key="phx_k", host=url, project_id=1) as ph,
     ):
         with anyio.fail_after(5):
