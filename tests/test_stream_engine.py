@@ -1703,14 +1703,17 @@ async def test_a_queued_turn_after_a_lost_echo_is_not_taken_for_another_run() ->
     assert "".join(deltas) == "First.\n\nSecond."
 
 
-async def test_a_drop_at_a_tool_call_does_not_end_the_stream_before_a_queued_run() -> None:
-    """The connection drops right after the `ai` message that calls a tool (where PostHog
-    may end a run that waits for the user, so the stream GETs the conversation first).
-    The conversation shows the run went on and answered (`t1`, `a2`), and is still
-    `in_progress`: the run of a message queued behind it (`h1`) has begun, and PostHog
-    streams it on this run's stream. The stream must re-attach and deliver that turn,
-    as it does for a drop anywhere else. Before the fix, the GET alone ends it `complete` after
-    `a2`: no re-attach is sent and the queued answer never reaches the reader."""
+def _dropped_at_a_call(
+    follower: dict[str, Any], answer: dict[str, Any], *, queued: bool
+) -> Callable[[ServerRequest], Awaitable[ServerReply]]:
+    """
+    A run (`h0`, `a1` calling a tool) whose connection drops after `a1`; it goes on and
+    ends (`t1`, `a2`) while the client is away, and `follower` starts the next run, which
+    `answer` ends. The GET shows the conversation in progress, then (once re-attached)
+    idle. `queued`: `follower` was queued behind this run, whose stream PostHog deleted
+    at the drop (the re-attach replays what came after it, this run's `t1` first);
+    otherwise another client's, whose run the re-attach replays from its start.
+    """
     posts: list[dict[str, Any]] = []
 
     async def handler(request: ServerRequest) -> ServerReply:
@@ -1719,15 +1722,13 @@ async def test_a_drop_at_a_tool_call_does_not_end_the_stream_before_a_queued_run
         a1 = {"type": "ai", "content": "Let me look.", "id": "a1", "tool_calls": [_CALL]}
         t1 = {"type": "tool", "content": "done", "tool_call_id": "call_1", "id": "t1"}
         a2 = {"type": "ai", "content": "First.", "id": "a2"}
-        h1 = {"type": "human", "content": "queued", "id": "h1", "trace_id": "queued-trace"}
-        a3 = {"type": "ai", "content": "Second.", "id": "a3"}
         if request.method == "GET":
             over = len(posts) > 1
             conversation = {
                 "id": first["conversation"],
                 "status": "idle" if over else "in_progress",
                 "title": "q",
-                "messages": [h0, a1, t1, a2, h1, *([a3] if over else [])],
+                "messages": [h0, a1, t1, a2, follower, *([answer] if over else [])],
             }
             return _json_reply(conversation)
         posts.append(json.loads(request.body))
@@ -1735,23 +1736,27 @@ async def test_a_drop_at_a_tool_call_does_not_end_the_stream_before_a_queued_run
             return _event_stream(_sse(h0) + _sse(a1), drop=True)
         if len(posts) > 2:
             return _json_reply(_IDLE, status=400)
-        # PostHog deleted the run's stream at the drop: the replay is what came after.
-        rest = [t1, a2, h1, {"type": "ai", "content": "Sec"}, a3]
-        return _event_stream(b"".join(_sse(m) for m in rest))
+        snapshot = {"type": "ai", "content": answer["content"][:3]}
+        replay = [*([t1, a2] if queued else []), follower, snapshot, answer]
+        return _event_stream(b"".join(_sse(m) for m in replay))
 
-    server = LoopbackServer(handler)
-    await server.start()
-    try:
-        async with aposthog.Client(api_key="phx_k", host=server.url, retry=FAST) as ph:
-            stream = ph.conversations.create("q")
-            with anyio.fail_after(5):
-                deltas = await collect(stream)
-            result = stream.result()
-    finally:
-        await server.stop()
+    return handler
+
+
+async def test_a_drop_at_a_tool_call_does_not_end_the_stream_before_a_queued_run() -> None:
+    """The connection drops right after the `ai` message that calls a tool (where PostHog
+    may end a run that waits for the user, so the stream GETs the conversation first).
+    The conversation shows the run went on and answered (`t1`, `a2`), and is still
+    `in_progress`: the run of a message queued behind it (`h1`) has begun, and PostHog
+    streams it on this run's stream. The stream must re-attach and deliver that turn,
+    as it does for a drop anywhere else. Before the fix, the GET alone ends it `complete` after
+    `a2`: no re-attach is sent and the queued answer never reaches the reader."""
+    h1 = {"type": "human", "content": "queued", "id": "h1", "trace_id": "queued-trace"}
+    a3 = {"type": "ai", "content": "Second.", "id": "a3"}
+    result = await _ask(_dropped_at_a_call(h1, a3, queued=True))
     assert result.complete
     assert [m.id for m in result.messages] == ["h0", "a1", "t1", "a2", "h1", "a3"]
-    assert "".join(deltas).endswith("\n\nSecond.")
+    assert result.streamed_text.endswith("\n\nSecond.")
 
 
 # ---------------------------------------------------------------------- realistic runs, fuzzed
@@ -1994,33 +1999,9 @@ async def test_a_drop_at_a_tool_call_after_which_another_client_asked_ends_with_
     this run before it on the connection). The stream must end with this run, as it did
     before `idle_only` (and as a lost echo's re-attach does: `OtherRunError`). Before the fix, it
     re-attaches and delivers the other client's question and answer as this stream's."""
-    posts: list[dict[str, Any]] = []
-
-    async def handler(request: ServerRequest) -> ServerReply:
-        first = posts[0] if posts else {}
-        h0 = {"type": "human", "content": "q", "id": "h0", "trace_id": first.get("trace_id")}
-        a1 = {"type": "ai", "content": "Let me look.", "id": "a1", "tool_calls": [_CALL]}
-        t1 = {"type": "tool", "content": "done", "tool_call_id": "call_1", "id": "t1"}
-        a2 = {"type": "ai", "content": "First.", "id": "a2"}
-        hx = {"type": "human", "content": "other", "id": "hx", "trace_id": "other-trace"}
-        ax = {"type": "ai", "content": "Other.", "id": "ax"}
-        if request.method == "GET":
-            over = len(posts) > 1
-            conversation = {
-                "id": first["conversation"],
-                "status": "idle" if over else "in_progress",
-                "title": "q",
-                "messages": [h0, a1, t1, a2, hx, *([ax] if over else [])],
-            }
-            return _json_reply(conversation)
-        posts.append(json.loads(request.body))
-        if len(posts) == 1:
-            return _event_stream(_sse(h0) + _sse(a1), drop=True)
-        if len(posts) == 2:  # the other client's run, from its start
-            return _event_stream(_sse(hx) + _sse({"type": "ai", "content": "Oth"}) + _sse(ax))
-        return _json_reply(_IDLE, status=400)
-
-    result = await _ask(handler)
+    hx = {"type": "human", "content": "other", "id": "hx", "trace_id": "other-trace"}
+    ax = {"type": "ai", "content": "Other.", "id": "ax"}
+    result = await _ask(_dropped_at_a_call(hx, ax, queued=False))
     assert result.complete
     assert [m.id for m in result.messages] == ["h0", "a1", "t1", "a2"]
 
