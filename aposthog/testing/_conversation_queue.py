@@ -9,12 +9,12 @@ new trace id, in the same Redis stream, which it leaves open, so a reader of the
 ended reads on into the next one. The fake does the same when it sees a run's end (its
 conversation's `refresh()`, which every route and every reader at the end of a run calls).
 A cancelled run starts nothing (and a cancel clears the queue), an approval still pending at
-a run's end (the run ended awaiting it: a run without a resume payload first marks the cards
-pending before it `auto_rejected`) clears the queue instead, and a research run leaves it
-alone (the research workflow does not drain it): what counts is the workflow the run was
-started in, which PostHog picks per request (research mode on an `assistant` conversation
-runs the research workflow and keeps the type; a new message on an idle `deep_research` one
-runs the chat workflow), not the conversation's type.
+a run's end (the run ended awaiting it; a run without a resume payload first marks the cards
+still pending from before it `auto_rejected`) clears the queue instead, and a research run
+leaves it alone (the research workflow does not drain it): what counts is the workflow the
+run was started in, which PostHog picks per request (research mode on an `assistant`
+conversation runs the research workflow and keeps the type; a new message on an idle
+`deep_research` one runs the chat workflow), not the conversation's type.
 
 Not modelled: the queue's one-hour cache timeout; the newest store's "drain closed" flag,
 which refuses a message queued after the last run ended with an empty queue (how the view
