@@ -296,8 +296,11 @@ async def test_a_standalone_server_does_not_grow_with_every_request_it_serves(
         ) as ph:
             for _ in range(20):
                 await asyncio.gather(*(ph.customer_profile_configs.list() for _ in range(100)))
-        (fake,) = [o for o in gc.get_objects() if isinstance(o, FakePostHog) and o.url == host]
-        assert len(fake.requests) < 2000
+        # A fake of an earlier test may still be in memory under the same (reused) port:
+        # each one with this URL must hold fewer than the 2,000 requests just served.
+        fakes = [o for o in gc.get_objects() if isinstance(o, FakePostHog) and o.url == host]
+        assert fakes
+        assert [len(fake.requests) for fake in fakes if len(fake.requests) >= 2000] == []
     finally:
         server.cancel()
         with contextlib.suppress(asyncio.CancelledError):
