@@ -165,14 +165,47 @@ async def test_a_penalty_is_seen_by_every_process(
 async def test_tasks_on_several_stores_never_exceed_a_window(
     store: RedisRateLimitStore, redis_url: str
 ) -> None:
+    """
+    Twelve tasks on three stores share one window: no span of it ever held more grants
+    than its limit, by Redis's clock (the one the windows are counted with).
+
+    Each grant is stamped by Redis as the script counts it: the bucket's history (kept
+    for the window and its margin, 0.42 s here) is read by a thread every 20 ms. Times
+    taken in the tasks after `acquire()` returns would add each answer's delay on a
+    busy machine, and two grants 0.42 s apart at Redis could look 0.39 s apart there.
+    """
+    import redis
+
     rate = Rate(10, per=0.4)
     stores = [store, *(RedisRateLimitStore(redis_url, prefix=store._prefix) for _ in range(2))]
-    moments: list[float] = []
+    history = f"{store._prefix}:{{fleet}}:api:history"
+    granted: dict[bytes, float] = {}  # ticket -> Redis's time when it was counted (µs)
+    done = threading.Event()
+
+    def watch() -> None:
+        admin = redis.Redis.from_url(redis_url)
+        try:
+            while True:
+                finished = done.is_set()  # one more read after the last grant
+                seen: list[tuple[bytes, float]] = cast(Any, admin).zrange(
+                    history, 0, -1, withscores=True
+                )
+                granted.update(seen)
+                if finished:
+                    return
+                time.sleep(0.02)
+        finally:
+            admin.close()
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    calls = 0
 
     async def worker(limiter: RateLimiter) -> None:
+        nonlocal calls
         for _ in range(8):
             await limiter.acquire("api")
-            moments.append(time.monotonic())
+            calls += 1
 
     try:
         async with anyio.create_task_group() as tg:
@@ -181,11 +214,16 @@ async def test_tasks_on_several_stores_never_exceed_a_window(
                 for _ in range(4):
                     tg.start_soon(worker, limiter)
     finally:
+        done.set()
+        await anyio.to_thread.run_sync(watcher.join)
         for s in stores[1:]:
             await s.aclose()
-    assert 96 == len(moments)
+    assert 96 == calls
+    assert 96 == len(granted)  # every grant seen, each once
+    moments = [micros / 1_000_000 for micros in granted.values()]
     for t in moments:
         assert sum(1 for s in moments if t - rate.per < s <= t) <= rate.limit
+    assert max(moments) - min(moments) >= 9 * rate.per  # 96 grants, 10 per window
 
 
 async def test_a_request_cancelled_mid_script_is_not_counted(
