@@ -35,7 +35,14 @@ from ._errors import (
 )
 from ._http import Query, Redactor, Request, Route, same_origin_url
 from ._observe import IGNORED, CallObserver, Observer
-from ._pagination import AsyncPaginator, Page, new_page, parse_page
+from ._pagination import (
+    AsyncPaginator,
+    Page,
+    new_page,
+    new_raw_page,
+    parse_page,
+    parse_raw_page,
+)
 from ._pipeline import Call, Failure, Pipeline, longest_wait, paused_bucket
 from ._retry import StatusOutcome
 from ._stream_failures import EVENT_STREAM, snippet
@@ -117,6 +124,7 @@ class Api:
         decode: Callable[[Response, Request], T],
         *,
         timeout: float | NotGiven | None = NOT_GIVEN,
+        observed_decode: Callable[[Response, Request], T] | None = None,
     ) -> T:
         """
         Send `request` (an instance of `route`) until it succeeds or fails for good.
@@ -125,7 +133,8 @@ class Api:
         Gives the 2xx response through `decode` (with the request), or raises the typed
         error (a 3xx included: redirects are never followed, so the key never travels
         elsewhere). A failure of `decode` (a body that is not the record) is the call's
-        own end: an observed call reports it as its error.
+        own end: an observed call reports it as its error. An observed call decodes with
+        `observed_decode` when given (one that leaves nothing of the body for later).
 
         The first attempt of a call nobody observes is made right here, as `Call.run`
         would make it (rate limiter, slot, attempt): a call that succeeds at once, the
@@ -142,6 +151,8 @@ class Api:
         if observer is not None:
             exchange = _exchange(pipeline, request, headers, attempt_timeout)
             call = self._call(route, observer, target=request.path)
+            if observed_decode is not None:
+                decode = observed_decode
             return await _observed(call, exchange, route, decode, request, pipeline.redactor)
         if pipeline.closed or pipeline.loop is not asyncio.get_running_loop():
             pipeline.check_usable()  # raises (or binds the client to its first loop)
@@ -567,6 +578,7 @@ class _PageSource(Generic[T]):
 
     __slots__ = (
         "_api",
+        "_item_type",
         "_list_type",
         "_on_results",
         "_own_path",
@@ -592,6 +604,7 @@ class _PageSource(Generic[T]):
         if list_type is None:
             list_type = _LIST_TYPES[item_type] = list[item_type]
         self._list_type = list_type
+        self._item_type = item_type
         self._route = route
         self._parts = route.fill(*values)
         self._params = params
@@ -601,7 +614,22 @@ class _PageSource(Generic[T]):
     def first(self) -> Awaitable[Page[T]]:
         """The first page (a plain function returning the coroutine: one frame less)."""
         api = self._api
-        return self._page(api.pipeline.request(self._route, self._parts, params=self._params))
+        request = api.pipeline.request(self._route, self._parts, params=self._params)
+        return api.send(self._route, request, self._decode, timeout=self._timeout)
+
+    def first_unbuilt(self) -> Awaitable[Page[T]]:
+        """`first()`, for a loop over records: see `_decode_unbuilt`."""
+        api = self._api
+        request = api.pipeline.request(self._route, self._parts, params=self._params)
+        if self._on_results is not None:
+            return api.send(self._route, request, self._decode, timeout=self._timeout)
+        return api.send(
+            self._route,
+            request,
+            self._decode_unbuilt,
+            timeout=self._timeout,
+            observed_decode=self._decode,
+        )
 
     def first_url(self) -> str:
         """The first page's URL, its query included (where a read that failed resumes)."""
@@ -642,12 +670,26 @@ class _PageSource(Generic[T]):
         """How many of its requests the client sends at once (`max_concurrency`)."""
         return self._api.config.max_concurrency
 
-    async def fetch(self, url: str) -> Page[T]:
+    def fetch(self, url: str) -> Awaitable[Page[T]]:
         """
         The page at a `next` (or saved) URL, requested on the configured host: only at
         this list's path (PostHog's `next` names the list's own URL with another offset
         or cursor), else `ResponseDecodeError`, unsent.
         """
+        return self._fetch(url, self._decode)
+
+    def fetch_unbuilt(self, url: str) -> Awaitable[Page[T]]:
+        """`fetch()`, for a loop over records: see `_decode_unbuilt`."""
+        if self._on_results is not None:
+            return self._fetch(url, self._decode)
+        return self._fetch(url, self._decode_unbuilt, self._decode)
+
+    async def _fetch(
+        self,
+        url: str,
+        decode: Callable[[Response, Request], Page[T]],
+        observed_decode: Callable[[Response, Request], Page[T]] | None = None,
+    ) -> Page[T]:
         api = self._api
         target = same_origin_url(api.config.base_url, url)
         other = self._other_path(target)
@@ -659,10 +701,10 @@ class _PageSource(Generic[T]):
                 paths=("$.next",),
                 path=own,
             )
-        return await self._page(api.pipeline.request(self._route, (), url=target))
-
-    async def _page(self, request: Request) -> Page[T]:
-        return await self._api.send(self._route, request, self._decode, timeout=self._timeout)
+        request = api.pipeline.request(self._route, (), url=target)
+        return await api.send(
+            self._route, request, decode, timeout=self._timeout, observed_decode=observed_decode
+        )
 
     def _decode(self, response: Response, request: Request) -> Page[T]:
         body = decode_json(response, request)
@@ -672,3 +714,16 @@ class _PageSource(Generic[T]):
         if self._on_results is not None:
             self._on_results(results)
         return new_page(results, count, next_url, previous, self.fetch)
+
+    def _decode_unbuilt(self, response: Response, request: Request) -> Page[T]:
+        """
+        How a records loop decodes a page: its records built one by one as the loop takes
+        them (`Page._records`), so that each can go before the next is built. A record
+        that does not fit then raises when the loop reaches it, after those before it.
+        Not for an observed call (its span or log reports a body that does not fit as
+        the call's error), nor when `on_results` must see the records: `_decode` then.
+        """
+        body = decode_json(response, request)
+        path = request.path
+        results, count, next_url, previous = parse_raw_page(body, request_path=path)
+        return new_raw_page(results, self._item_type, path, count, next_url, previous, self.fetch)

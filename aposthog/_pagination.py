@@ -19,6 +19,7 @@ fails leaves it where it was, since it hands out none of the records it collecte
 from __future__ import annotations
 
 import contextlib
+import functools
 from collections.abc import Awaitable, Callable, Generator, Iterator
 from typing import Any, Generic, Protocol, TypeVar
 
@@ -26,7 +27,15 @@ from ._errors import ResponseDecodeError
 from ._http import is_request_url
 from ._prefetch import PageReader, RecordReader, ResumePoint
 
-__all__ = ["AsyncPaginator", "Page", "PageSource", "new_page", "parse_page"]
+__all__ = [
+    "AsyncPaginator",
+    "Page",
+    "PageSource",
+    "new_page",
+    "new_raw_page",
+    "parse_page",
+    "parse_raw_page",
+]
 
 T = TypeVar("T")
 
@@ -36,6 +45,18 @@ _TO_LIST_AHEAD = 64
 
 
 _structure_records: Callable[..., list[Any]] | None = None
+_item_hook: Callable[[Any], Callable[[Any, Any], Any]] | None = None
+
+
+def _load_converter() -> None:
+    """
+    Import the record hooks on first use: cattrs and the hooks load with the first page,
+    not with `import aposthog` (and the import statement is not paid per page).
+    """
+    global _structure_records, _item_hook
+    from ._converter import item_hook, structure_records
+
+    _structure_records, _item_hook = structure_records, item_hook
 
 
 def parse_page(
@@ -47,6 +68,18 @@ def parse_page(
     `list_type` is the type of the results, e.g. `list[BatchExport]` (made once per
     paginator rather than once per page: cattrs looks hooks up by it).
     """
+    results, count, next_url, previous = parse_raw_page(body, request_path=request_path)
+    assert _structure_records is not None  # loaded by `parse_raw_page`
+    records = _structure_records(
+        results, list_type.__args__[0], path="$.results", request_path=request_path
+    )
+    return records, count, next_url, previous
+
+
+def parse_raw_page(
+    body: Any, *, request_path: str = ""
+) -> tuple[list[Any], int | None, str | None, str | None]:
+    """`parse_page` without structuring: the results as the JSON array they came in."""
     results = body.get("results") if isinstance(body, dict) else None
     if not isinstance(results, list):
         raise ResponseDecodeError(
@@ -69,17 +102,9 @@ def parse_page(
         raise _not_a_url("next", request_path)
     if previous is not None and not isinstance(previous, str):
         raise _not_a_url("previous", request_path)
-    global _structure_records
     if _structure_records is None:
-        # Imported on first use: cattrs and the record hooks load with the first page,
-        # not with `import aposthog` (and the import statement is not paid per page).
-        from ._converter import structure_records
-
-        _structure_records = structure_records
-    records = _structure_records(
-        results, list_type.__args__[0], path="$.results", request_path=request_path
-    )
-    return records, count, next_url or None, previous or None
+        _load_converter()
+    return results, count, next_url or None, previous or None
 
 
 def _not_a_url(key: str, request_path: str) -> ResponseDecodeError:
@@ -129,7 +154,16 @@ class Page(Generic[T]):
         ```
     """
 
-    __slots__ = ("_fetch", "count", "next", "previous", "results")
+    __slots__ = (
+        "_fetch",
+        "_item_type",
+        "_raw",
+        "_request_path",
+        "_results",
+        "count",
+        "next",
+        "previous",
+    )
 
     def __init__(
         self,
@@ -140,11 +174,59 @@ class Page(Generic[T]):
         previous: str | None,
         fetch: Callable[[str], Awaitable[Page[T]]],
     ) -> None:
-        self.results = results
+        self._results: list[T] | None = results
+        # A page that came unbuilt (`new_raw_page`): its JSON records and their type.
+        self._raw: list[Any] | None = None
+        self._item_type: Any = None
+        self._request_path = ""
         self.count = count
         self.next = next
         self.previous = previous
         self._fetch = fetch
+
+    @property
+    def results(self) -> list[T]:
+        """The records on this page."""
+        results = self._results
+        if results is None:
+            # A page read by a records loop, built record by record as handed out (see
+            # `_records`); here all at once, with the error of the first that does not fit.
+            assert _structure_records is not None  # loaded with the page's body
+            results = self._results = _structure_records(
+                self._raw, self._item_type, path="$.results", request_path=self._request_path
+            )
+            self._raw = None
+        return results
+
+    @results.setter
+    def results(self, results: list[T]) -> None:
+        self._results = results
+        self._raw = None
+
+    def _records(self) -> Iterator[T]:
+        """
+        The records, each built as it is taken when the page came unbuilt (see
+        `new_raw_page`): a loop that lets each go before the next is built keeps few
+        alive, so the cyclic collector has little to scan and the records die young.
+        """
+        raw = self._raw
+        if raw is None:
+            return iter(self.results)
+        return self._build(raw)
+
+    def _build(self, raw: list[Any]) -> Iterator[T]:
+        item_type = self._item_type
+        assert _item_hook is not None  # loaded with the page's body
+        hook = _item_hook(item_type)
+        for built, item in enumerate(raw):
+            try:
+                record = hook(item, item_type)
+            except Exception:
+                # The page's own structuring names every record that does not fit (or
+                # builds what the direct hook refused, as a whole page does).
+                yield from self.results[built:]
+                return
+            yield record
 
     def has_next_page(self) -> bool:
         """Whether there is a page after this one."""
@@ -165,12 +247,11 @@ class Page(Generic[T]):
         return iter(self.results)
 
     def __len__(self) -> int:
-        return len(self.results)
+        raw = self._raw
+        return len(self.results if raw is None else raw)
 
     def __repr__(self) -> str:
-        return (
-            f"Page(results=<{len(self.results)} records>, count={self.count!r}, next={self.next!r})"
-        )
+        return f"Page(results=<{len(self)} records>, count={self.count!r}, next={self.next!r})"
 
 
 def new_page(
@@ -186,7 +267,33 @@ def new_page(
     twentieth of what the client adds to a small page).
     """
     page: Page[T] = _new_object(Page)
-    page.results = results
+    page._results = results
+    page._raw = None
+    page.count = count
+    page.next = next
+    page.previous = previous
+    page._fetch = fetch
+    return page
+
+
+def new_raw_page(
+    raw: list[Any],
+    item_type: Any,
+    request_path: str,
+    count: int | None,
+    next: str | None,
+    previous: str | None,
+    fetch: Callable[[str], Awaitable[Page[T]]],
+) -> Page[T]:
+    """
+    A page whose records are built when taken: by a records loop one by one (`_records`),
+    else all at once when `results` is first read, with the error `parse_page` raises.
+    """
+    page: Page[T] = _new_object(Page)
+    page._results = None
+    page._raw = raw
+    page._item_type = item_type
+    page._request_path = request_path
     page.count = count
     page.next = next
     page.previous = previous
@@ -268,14 +375,24 @@ class AsyncPaginator(Generic[T]):
             return self._source.fetch(self._start_url).__await__()
         return self._source.first().__await__()
 
-    def _reader(self, on_page: Callable[[Page[T]], None] | None, **plan: Any) -> PageReader[T]:
+    def _reader(
+        self, on_page: Callable[[Page[T]], None] | None, *, unbuilt: bool = False, **plan: Any
+    ) -> PageReader[T]:
+        source = self._source
         start = self._start_url
+        first, fetch = self._first, source.fetch
+        # A records loop takes pages whose records are built as it takes them (a source
+        # that can), so that each record can go before the next is built.
+        first_unbuilt = getattr(source, "first_unbuilt", None) if unbuilt else None
+        if first_unbuilt is not None:
+            fetch = source.fetch_unbuilt  # type: ignore[attr-defined]
+            first = first_unbuilt if start is None else functools.partial(fetch, start)
         return PageReader(
-            self._first,
-            self._source.fetch,
+            first,
+            fetch,
             on_page,
-            first_url=self._source.first_url() if start is None else start,
-            sending=self._source.sending(),
+            first_url=source.first_url() if start is None else start,
+            sending=source.sending(),
             **plan,
         )
 
@@ -286,7 +403,7 @@ class AsyncPaginator(Generic[T]):
 
     def __aiter__(self) -> RecordReader[T]:
         self._begin()
-        return RecordReader(self._reader(None, ahead=self._ahead), self._mark)
+        return RecordReader(self._reader(None, unbuilt=True, ahead=self._ahead), self._mark)
 
     def _begin(self) -> None:
         """

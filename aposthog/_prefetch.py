@@ -298,7 +298,7 @@ class PageReader(Generic[T]):
             self._close()
             raise StopAsyncIteration
         self.url = self._chain_from if url is None else url
-        if page.results or page.next is None:
+        if len(page) or page.next is None:
             self._empty_run = 0
         else:
             self._empty_run += 1
@@ -308,13 +308,13 @@ class PageReader(Generic[T]):
         if self._on_page is not None:
             self._on_page(page)
         self._chain_from = page.next
-        self._delivered += len(page.results)
+        self._delivered += len(page)
         changed = page.count != self._count
         self._count = page.count
         if not self._seen_first:
             self._seen_first = True
             if page.count is not None and page.next is not None and self._plan_ahead:
-                wanted = None if self._wanted is None else self._wanted - len(page.results)
+                wanted = None if self._wanted is None else self._wanted - len(page)
                 self._plan = planned_urls(page.next, page.count, wanted)
         elif changed and (self._plan is not None or self._plan_ahead):
             # PostHog counts the list again for every page: records were created or
@@ -508,7 +508,7 @@ class ResumePoint:
         page = self.page
         if page is None:
             return self.url
-        if self.index >= len(page.results):
+        if self.index >= len(page):
             return page.next
         if self.index <= 0 or self.url is None:
             return self.url  # None: a page of unknown URL (not read through a paginator)
@@ -542,23 +542,32 @@ class RecordReader(Generic[T]):
 
     async def __anext__(self) -> T:
         point = self._point
-        if point is not None:
-            for item in self._items:
+        try:
+            if point is not None:
+                for item in self._items:
+                    point.index += 1
+                    return item
+                self._point = None
+                assert point.page is not None
+                self._mark(ResumePoint(point.page.next))  # the page is done
+            while True:
+                page = await self._pages.__anext__()
+                point = self._point = ResumePoint(self._pages.url, page, -1)
+                self._mark(point)
+                self._items = page._records()  # each record built as it is taken
+                for item in self._items:
+                    point.index += 1
+                    return item
+                self._point = None
+                self._mark(ResumePoint(page.next))
+        except Exception:
+            if point is not None and self._point is point:
+                # A record that does not fit: a read resumes at it, and the read ends
+                # here, as it does on a page that fails (whose own reader closes itself).
                 point.index += 1
-                return item
-            self._point = None
-            assert point.page is not None
-            self._mark(ResumePoint(point.page.next))  # the page is done
-        while True:
-            page = await self._pages.__anext__()
-            point = self._point = ResumePoint(self._pages.url, page, -1)
-            self._mark(point)
-            self._items = iter(page.results)
-            for item in self._items:
-                point.index += 1
-                return item
-            self._point = None
-            self._mark(ResumePoint(page.next))
+                self._point = None
+                self._pages._close()
+            raise
 
     async def aclose(self) -> None:
         """Stop: cancel every page fetch in flight."""

@@ -8,7 +8,10 @@ pre-encoded pages, so its own cost is the same for both sides. Two workloads:
 * batch exports: `ph.batch_exports.list(limit=100)` iterated page by page over 1,000
   real-shaped exports (destination config, up to 5 `latest_runs`, timestamps; 227 KB a
   page), two iterations at once; the alternative follows the same `next` URLs with
-  `session.get` + `json.loads` and builds no records. Pages per second.
+  `session.get` + `json.loads` and builds no records. Pages per second. Read twice:
+  through `pages()` (each page's records built whole, held until the next page), and by
+  the usual loop over records, `async for export in ph.batch_exports.list(...)`, which
+  builds each record as it takes it, so that a loop letting each go keeps few alive.
 * profile configs: `await ph.customer_profile_configs.list()`, one page of 10 small
   records, two at a time; the alternative is `session.get` + `json.loads`. Requests per
   second.
@@ -125,10 +128,15 @@ async def _compare(
     theirs: Callable[[], Awaitable[Rate]],
     floor: Callable[[], Awaitable[Rate]],
     target: float,
+    records: Callable[[], Awaitable[Rate]] | None = None,
 ) -> None:
-    """Alternate trials; print each parser's figures and ratios against the alternative."""
+    """
+    Alternate trials; print each parser's figures and ratios against the alternative.
+    `records`: the same read as `ours` by a loop over records (stdlib json).
+    """
     parsers = _parsers()
-    trials: dict[str, list[Rate]] = {name: [] for name in ["baseline", "floor", *parsers]}
+    names = ["baseline", "floor", *parsers, *(["records"] if records is not None else [])]
+    trials: dict[str, list[Rate]] = {name: [] for name in names}
     for trial in range(rounds):
         order = list(trials)
         order = order[trial % len(order) :] + order[: trial % len(order)]
@@ -138,6 +146,10 @@ async def _compare(
                 continue
             if who == "floor":
                 trials[who].append(await floor())
+                continue
+            if who == "records":
+                assert records is not None
+                trials[who].append(await records())
                 continue
             _json.loads = parsers[who]
             try:
@@ -151,7 +163,7 @@ async def _compare(
         f"  {statistics.median(r.per_cpu_second for r in base):8.0f} {unit} of CPU"
     )
     gc_shares = {"aiohttp + json.loads": base}
-    for name in ["floor", *parsers]:
+    for name in names[1:]:
         wall = sorted(a / b for a, b in zip(trials[name], base, strict=True))
         cpu = sorted(
             a.per_cpu_second / b.per_cpu_second for a, b in zip(trials[name], base, strict=True)
@@ -159,13 +171,14 @@ async def _compare(
         label = {
             "floor": "+ records, no client (floor):",
             "json": "aposthog (stdlib json):",
+            "records": "aposthog, records loop (stdlib):",
         }.get(name, "aposthog (orjson, speedups):")
         print(
             f"  {label:32s} {statistics.median(trials[name]):8.0f} {unit}"
             f"  {statistics.median(r.per_cpu_second for r in trials[name]):8.0f} {unit} of CPU"
             f"   ratio {statistics.median(wall):.2f} wall (min {wall[0]:.2f}, max {wall[-1]:.2f}),"
             f" {statistics.median(cpu):.2f} CPU"
-            + (f"   target >= {target:.2f}" if name == "json" else "")
+            + (f"   target >= {target:.2f}" if name in ("json", "records") else "")
         )
         gc_shares[label.rstrip(":")] = trials[name]
     # Records are objects the cyclic collector tracks (every attrs instance is), where
@@ -209,6 +222,13 @@ async def bench(url: str, rounds: int, quick: bool) -> None:
             async for page in ph.batch_exports.list(limit=PAGE).pages():
                 pages += len(page.results) > 0
             return pages
+
+        async def iterate_records() -> int:
+            """The usual loop: each export in turn (built as the loop takes it)."""
+            exports = 0
+            async for _export in ph.batch_exports.list(limit=PAGE):
+                exports += 1
+            return exports // PAGE
 
         async def iterate_plain(item_type: Any = None) -> int:
             """The alternative; with `item_type`, the floor (the records built too)."""
@@ -257,6 +277,7 @@ async def bench(url: str, rounds: int, quick: bool) -> None:
             return configs_plain(CustomerProfileConfig)
 
         assert await iterate_ours() == EXPORTS // PAGE == await iterate_theirs()
+        assert await iterate_records() == EXPORTS // PAGE
         assert await iterate_floor() == EXPORTS // PAGE
         requests = 500 if quick else 2000
         # Warm both paths (connections, caches, code generation) before measuring.
@@ -265,6 +286,7 @@ async def bench(url: str, rounds: int, quick: bool) -> None:
         await _drive(300, CONCURRENCY, configs_ours)
         await _drive(300, CONCURRENCY, configs_theirs)
         await _drive(iterations, iterations, iterate_floor)
+        await _drive(iterations, iterations, iterate_records)
         await _drive(300, CONCURRENCY, configs_floor)
         await _compare(
             f"batch_exports.list(): pages of {PAGE} real-shaped exports, "
@@ -275,6 +297,7 @@ async def bench(url: str, rounds: int, quick: bool) -> None:
             lambda: _drive(iterations * 3, iterations, iterate_theirs),
             lambda: _drive(iterations * 3, iterations, iterate_floor),
             0.65,
+            records=lambda: _drive(iterations * 3, iterations, iterate_records),
         )
         await _compare(
             f"customer_profile_configs.list(): one page of 10 records, {CONCURRENCY} at once",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from typing import Any
 
 import anyio
@@ -9,7 +10,7 @@ import pytest
 from aiohttp import web
 
 import aposthog
-from aposthog._pagination import parse_page
+from aposthog._pagination import new_raw_page, parse_page, parse_raw_page
 from aposthog.models import CustomerProfileConfig
 from aposthog.testing import FakePostHog
 
@@ -812,3 +813,125 @@ async def test_a_paginator_read_again_that_fails_at_once_resumes_from_its_start(
                 async for _ in paginator.prefetch(2 if how == "prefetch" else 0):
                     pass
         assert start == paginator.next_url
+
+
+# ----------------------------------------------------------------- records built as taken
+
+
+async def _read_records(paginator: Any, seen: list[str]) -> None:
+    async for config in paginator:
+        seen.append(config.id)  # noqa: PERF401 (what was seen before an error)
+
+
+@pytest.mark.parametrize("ahead", [0, 2])
+async def test_a_records_loop_hands_out_the_records_before_one_that_does_not_fit(
+    fake: FakePostHog, ph: aposthog.Client, ahead: int
+) -> None:
+    """
+    A loop over records builds each as it takes it: a record that does not fit raises
+    the page's own `ResponseDecodeError` (the one `await` or `pages()` raises for that
+    page) when the loop reaches it, after the records before it, and the read resumes
+    at it; the loop ends there, its read-ahead cancelled.
+    """
+    _seed(fake, 9)
+    fake.customer_profile_configs["id-005"]["created_at"] = "yesterday"
+    fake.customer_profile_configs["id-007"]["scope"] = 7
+    paginator = ph.customer_profile_configs.list(limit=4).prefetch(ahead)
+    seen: list[str] = []
+    reader = paginator.__aiter__()
+    with pytest.raises(aposthog.ResponseDecodeError) as caught:
+        async for config in reader:
+            seen.append(config.id)  # noqa: PERF401 (what was seen before the error)
+    assert ["id-000", "id-001", "id-002", "id-003", "id-004"] == seen
+    with pytest.raises(aposthog.ResponseDecodeError) as whole:
+        async for _ in ph.customer_profile_configs.list(limit=4).pages():
+            pass
+    assert (str(whole.value), whole.value.paths) == (str(caught.value), caught.value.paths)
+    # The second page's second and fourth: the page's error names each.
+    assert ("$.results[1].created_at", "$.results[3].scope") == caught.value.paths
+    assert paginator.next_url is not None
+    assert "offset=5" in paginator.next_url
+    with pytest.raises(StopAsyncIteration):
+        await reader.__anext__()  # the read ended with its error
+    await reader.aclose()
+    fake.customer_profile_configs["id-005"]["created_at"] = "2024-01-01T00:00:00Z"
+    fake.customer_profile_configs["id-007"]["scope"] = "group_0"
+    resumed: list[str] = []
+    await _read_records(ph.customer_profile_configs.list().resume_from(paginator.next_url), resumed)
+    assert [f"id-{i:03d}" for i in range(5, 9)] == resumed
+
+
+def test_a_page_that_came_unbuilt_builds_its_records_when_first_read() -> None:
+    """
+    A page a records loop reads comes unbuilt: its length and repr build nothing, and
+    `results` (or iterating it) builds every record at once, with the error of the page
+    built whole; taken one by one, its records are the same.
+    """
+
+    async def fetch(url: str) -> aposthog.Page[CustomerProfileConfig]:
+        raise AssertionError(url)
+
+    def unbuilt(body: dict[str, Any]) -> aposthog.Page[CustomerProfileConfig]:
+        raw, count, next_url, previous = parse_raw_page(body, request_path="/p/")
+        return new_raw_page(raw, CustomerProfileConfig, "/p/", count, next_url, previous, fetch)
+
+    bad = {"count": 3, "results": [_config(0), {**_config(1), "created_at": "soon"}, _config(2)]}
+    page = unbuilt(bad)
+    assert 3 == len(page)
+    assert "Page(results=<3 records>, count=3, next=None)" == repr(page)
+    with pytest.raises(aposthog.ResponseDecodeError) as caught:
+        page.results  # noqa: B018
+    with pytest.raises(aposthog.ResponseDecodeError) as whole:
+        parse_page(bad, list[CustomerProfileConfig], request_path="/p/")
+    assert (str(whole.value), whole.value.paths) == (str(caught.value), caught.value.paths)
+    assert ("$.results[1].created_at",) == caught.value.paths
+    taken = page._records()
+    assert "id-000" == next(taken).id
+    with pytest.raises(aposthog.ResponseDecodeError):
+        next(taken)
+
+    good = {"count": 3, "results": [_config(i) for i in range(3)]}
+    expected = parse_page(good, list[CustomerProfileConfig])[0]
+    assert expected == list(unbuilt(good)._records())
+    page = unbuilt(good)
+    assert expected == page.results
+    assert page.results is page.results  # built once
+    assert expected == list(page)
+    assert [] == list(unbuilt({"results": []})._records())
+
+
+async def test_a_records_loop_keeps_few_records_of_a_page_alive(
+    fake: FakePostHog, ph: aposthog.Client
+) -> None:
+    """
+    Each record of a page is built as the loop takes it, so a loop that lets each go
+    holds one or two at a time, not the whole page: the records die young and the
+    cyclic collector has little to scan. (A page built whole held all 30.)
+    """
+    _seed(fake, 30)
+
+    def alive() -> int:
+        return sum(type(o) is CustomerProfileConfig for o in gc.get_objects())
+
+    before = alive()  # (other tests' records may still be around)
+    during: list[int] = []
+    async for config in ph.customer_profile_configs.list(limit=30):
+        if config.id in ("id-010", "id-020"):
+            during.append(alive() - before)  # noqa: PERF401 (counted inside the loop)
+    assert len(during) == 2
+    assert max(during) <= 2, during
+
+
+async def test_an_observed_records_loop_builds_each_page_whole(fake: FakePostHog) -> None:
+    """
+    When the client's calls are observed (here `on_wait`), a page is built as its call
+    ends, so that a body that does not fit is the call's reported error: the loop raises
+    before handing out any record of that page.
+    """
+    _seed(fake, 4)
+    fake.customer_profile_configs["id-002"]["created_at"] = "yesterday"
+    async with fake.client(on_wait=lambda _: None) as ph:
+        seen: list[str] = []
+        with pytest.raises(aposthog.ResponseDecodeError):
+            await _read_records(ph.customer_profile_configs.list(limit=10), seen)
+        assert [] == seen

@@ -190,14 +190,17 @@ async def test_prefetch_rejects_a_bad_count(ph: aposthog.Client) -> None:
 async def test_a_failed_page_raises_where_it_belongs(
     fake: FakePostHog, ph: aposthog.Client, ahead: int
 ) -> None:
-    """Every record before the failed page is seen; the error comes at that page."""
+    """
+    Every record before the one that does not fit is seen (those of its page before it
+    included: a records loop builds each as it takes it); the error comes at that record.
+    """
     _seed(fake, 40)
     fake.customer_profile_configs["id-0012"]["scope"] = 12  # page 3 does not decode
     seen: list[str] = []
     with pytest.raises(aposthog.ResponseDecodeError):
         async for config in ph.customer_profile_configs.list(limit=5).prefetch(ahead):
             seen.append(config.id)  # noqa: PERF401 (what was seen before the error)
-    assert [f"id-{i:04d}" for i in range(10)] == seen
+    assert [f"id-{i:04d}" for i in range(12)] == seen
     with pytest.raises(aposthog.ResponseDecodeError):
         await ph.customer_profile_configs.list(limit=5).to_list()
 
