@@ -25,7 +25,7 @@ from typing import Any, Generic, Protocol, TypeVar
 
 from ._errors import ResponseDecodeError
 from ._http import is_request_url
-from ._prefetch import PageReader, RecordReader, ResumePoint
+from ._prefetch import MAX_EMPTY_PAGES, PageReader, RecordReader, ResumePoint, endless_pages
 
 __all__ = [
     "AsyncPaginator",
@@ -155,6 +155,7 @@ class Page(Generic[T]):
     """
 
     __slots__ = (
+        "_empty_run",
         "_fetch",
         "_item_type",
         "_raw",
@@ -179,6 +180,7 @@ class Page(Generic[T]):
         self._raw: list[Any] | None = None
         self._item_type: Any = None
         self._request_path = ""
+        self._empty_run = 0  # pages in a row, up to this one, with no records and a `next`
         self.count = count
         self.next = next
         self.previous = previous
@@ -241,7 +243,14 @@ class Page(Generic[T]):
         """
         if self.next is None:
             raise LookupError("this is the last page: check page.has_next_page() first")
-        return await self._fetch(self.next)
+        page = await self._fetch(self.next)
+        if page.next is not None and not len(page):
+            # Pages that hold nothing and each name another `next` (a broken proxy): a
+            # walk by hand ends as a paginator's read does, not after thousands of pages.
+            page._empty_run = (0 if len(self) else self._empty_run) + 1
+            if page._empty_run > MAX_EMPTY_PAGES:
+                raise endless_pages(page.next)
+        return page
 
     def __iter__(self) -> Iterator[T]:
         return iter(self.results)
@@ -269,6 +278,7 @@ def new_page(
     page: Page[T] = _new_object(Page)
     page._results = results
     page._raw = None
+    page._empty_run = 0
     page.count = count
     page.next = next
     page.previous = previous
@@ -294,6 +304,7 @@ def new_raw_page(
     page._raw = raw
     page._item_type = item_type
     page._request_path = request_path
+    page._empty_run = 0
     page.count = count
     page.next = next
     page.previous = previous

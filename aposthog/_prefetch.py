@@ -37,10 +37,12 @@ if TYPE_CHECKING:
     from ._pagination import Page
 
 __all__ = [
+    "MAX_EMPTY_PAGES",
     "PageReader",
     "PlannedUrls",
     "RecordReader",
     "ResumePoint",
+    "endless_pages",
     "planned_urls",
     "record_url",
 ]
@@ -156,7 +158,8 @@ def _where(key: tuple[str, str] | str) -> str:
     return key[0] if isinstance(key, tuple) else "PostHog"
 
 
-def _endless(next_url: str) -> ResponseDecodeError:
+def endless_pages(next_url: str) -> ResponseDecodeError:
+    """The error of a read that met `MAX_EMPTY_PAGES` + 1 empty pages in a row, each with a next."""
     path = _where(_url_key(next_url))
     return ResponseDecodeError(
         f"{MAX_EMPTY_PAGES + 1} pages in a row from {path} held no records, each naming "
@@ -304,7 +307,7 @@ class PageReader(Generic[T]):
             self._empty_run += 1
             if self._empty_run > MAX_EMPTY_PAGES:
                 self._close()
-                raise _endless(page.next)
+                raise endless_pages(page.next)
         if self._on_page is not None:
             self._on_page(page)
         self._chain_from = page.next
