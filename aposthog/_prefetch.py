@@ -199,7 +199,9 @@ def _planned_on(reader: weakref.ref[PageReader[Any]]) -> Callable[[asyncio.Task[
         alive = reader()
         if alive is not None:
             alive._in_flight -= 1
-            if alive._plan is not None:  # not a fetch of a plan dropped since
+            # Not a fetch of a plan dropped since, nor one that failed: the read is likely
+            # to end at its page (the consumer, taking pages, starts more if it does not).
+            if alive._plan is not None and (task.cancelled() or task.exception() is None):
                 alive._fill()
 
     return send_on
@@ -386,9 +388,13 @@ class PageReader(Generic[T]):
         task = self._tasks.popleft()
         url = self._urls.popleft()
         try:
-            return await task, url
+            # Shielded: a cancellation of the reader is its own (an anyio scope knows its
+            # own by its message), not the fetch's, which may be ending on the attempt's
+            # own deadline in the same loop step with a cancellation of no message.
+            return await asyncio.shield(task), url
         except BaseException:
             if not task.done():  # the reader was cancelled: so is the fetch it awaited
+                task.cancel()
                 self._stopping.append(task)
             raise
 

@@ -655,6 +655,7 @@ class Transport:
         else:
             limits = self._call_timeouts.get(timeout) or self._call_timeout(timeout)
         failure: BaseException
+        refused: tuple[int, CIMultiDictProxy[str]] | None = None  # an error's status, headers
         try:
             try:
                 # Awaited, not entered: the response is released below, one layer less.
@@ -698,6 +699,8 @@ class Transport:
                         return _new_response(Response, (resp.status, resp.headers, b""))
                     failure = exc
                 except BaseException:
+                    if resp.status >= 400:
+                        refused = resp.status, resp.headers
                     await _release(resp)
                     raise
                 else:
@@ -708,6 +711,10 @@ class Transport:
         except asyncio.CancelledError:
             if key is None or not self._deadlines.expired(key):
                 raise
+            if refused is not None:
+                # The time ran out reading an error's body: as a body cut off, its status
+                # (a 429's Retry-After among its headers) is the answer: PostHog refused.
+                return _new_response(Response, (*refused, b""))
             failure = asyncio.TimeoutError()  # the attempt's time is up
         finally:
             if key is not None:

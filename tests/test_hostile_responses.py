@@ -711,3 +711,53 @@ async def test_a_post_refused_with_a_cut_off_503_is_retried() -> None:
         await server.stop()
     assert ["POST", "POST"] == sent
     assert created.scope == aposthog.ProfileScope.PERSON
+
+
+@pytest.mark.parametrize("status", [429, 503])
+async def test_a_post_refused_with_an_error_whose_body_stalls_is_retried(status: int) -> None:
+    """
+    PostHog's refusal is known once its status and headers came, whether the body then
+    is cut off (retried: `test_a_post_refused_with_a_cut_off_503_is_retried`) or stops
+    coming until the attempt's `timeout` (a stream's opening already gives the status
+    then: `test_an_error_body_of_a_stream_is_read_in_what_is_left_of_the_attempts_time`).
+    A JSON call raised `APITimeoutError` (`reached_server=True`): the create PostHog
+    refused before any work was not sent again, and a 429's wait went unread.
+    """
+    sent: list[bytes] = []
+    done = asyncio.Event()
+    config = (
+        b'{"id": "00000000-0000-0000-0000-000000000001", "scope": "person", "content": {}, '
+        b'"sidebar": {}, "created_at": "2024-01-01T00:00:00Z", "updated_at": null}'
+    )
+
+    async def reply(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head = await reader.readuntil(b"\r\n\r\n")
+        length = int(head.lower().split(b"content-length: ", 1)[1].split(b"\r\n", 1)[0])
+        await reader.readexactly(length)
+        sent.append(head.split(b" ", 1)[0])
+        if len(sent) == 1:
+            writer.write(
+                b"HTTP/1.1 %d Refused\r\nRetry-After: 0\r\nContent-Type: application/json\r\n"
+                b'Content-Length: 200\r\n\r\n{"type": "throttled_error", "co' % status
+            )
+            await writer.drain()
+            await done.wait()  # the rest of the body never comes
+        else:
+            writer.write(
+                b"HTTP/1.1 201 Created\r\nContent-Type: application/json\r\n"
+                b"Content-Length: %d\r\n\r\n%s" % (len(config), config)
+            )
+            await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(reply, "127.0.0.1", 0)
+    url = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
+    try:
+        async with _client(url, timeout=0.3, max_retries=2) as ph:
+            created = await asyncio.wait_for(ph.customer_profile_configs.create(scope="person"), 5)
+    finally:
+        done.set()
+        server.close()
+        await server.wait_closed()
+    assert [b"POST", b"POST"] == sent
+    assert created.scope == aposthog.ProfileScope.PERSON

@@ -9,6 +9,7 @@ import gzip
 import math
 import socket
 import struct
+import time
 import traceback
 import tracemalloc
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -958,3 +959,61 @@ async def test_what_arrived_before_a_drop_is_read_before_the_drop_is_raised() ->
         await transport.aclose()
         server.close()
         await server.wait_closed()
+
+
+# ---------------------------------------------------------------- QA: transport under stress
+
+
+async def test_an_anyio_scope_around_to_list_that_ends_with_the_attempt_s_deadline_catches_it() -> (
+    None
+):
+    """
+    `anyio.move_on_after()` around `to_list()` (its first page is fetched by a task of its
+    own), whose time runs out in the loop step where the page's attempt times out (the
+    loop was busy past both): the scope must end the read, as it does when it ends alone.
+    The attempt's deadline cancels the fetch first (a `CancelledError` with no message),
+    the scope then cancels the reader, which cancels the fetch again: `_send` sees two
+    cancellations, takes the second for the outside one and re-raises the first one's
+    error, which the reader receives. anyio recognises its own cancellation by its
+    message, so the scope lets it through: the task dies cancelled (in a task group, its
+    siblings with it) though nobody cancelled it.
+    """
+    asked = asyncio.Event()
+    done = asyncio.Event()
+
+    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        asked.set()
+        await done.wait()  # never answers
+        writer.close()
+
+    server = await asyncio.start_server(silent, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+
+    async def busy_loop() -> None:
+        await asyncio.wait_for(asked.wait(), 2)
+        time.sleep(0.35)  # noqa: ASYNC251 (both time limits pass while the loop is busy)
+
+    escaped: BaseException | None = None
+    try:
+        async with aposthog.Client(
+            api_key="phx_test_key_0123456789",
+            host=f"http://127.0.0.1:{port}",
+            project_id=1,
+            timeout=0.1,
+            max_retries=0,
+        ) as ph:
+            blocker = asyncio.ensure_future(busy_loop())
+            try:
+                with anyio.move_on_after(0.2) as scope:
+                    await ph.customer_profile_configs.list().to_list()
+            except asyncio.CancelledError as exc:  # not ours: nobody cancelled this task
+                escaped = exc
+                asyncio.current_task().uncancel()  # type: ignore[union-attr]
+            await blocker
+    finally:
+        done.set()
+        server.close()
+        await server.wait_closed()
+    assert escaped is None
+    assert scope.cancelled_caught
