@@ -640,3 +640,37 @@ def test_a_refused_host_never_echoes_the_credentials_it_carries(host: str, sourc
             resolve_config(api_key="phx_key_value", environ={"POSTHOG_HOST": host})
     assert _HOST_SECRET not in str(info.value)
     assert _HOST_SECRET not in repr(info.value.args)
+
+
+# A personal API key pasted into the wrong variable (swapped lines in a `.env` file) or
+# carried as a URL's token: a value of the key's shape is the key, wherever it was given.
+_PASTED_KEY = "phx_SENTINELpasted0123456789abcdefghijklmnopq"
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="a phx_ key given as the host, in its query, or as the project id is echoed",
+)
+@pytest.mark.parametrize(
+    "environ",
+    [
+        {"POSTHOG_HOST": _PASTED_KEY},
+        {"POSTHOG_HOST": f"https://posthog.example.com/?token={_PASTED_KEY}"},
+        {"POSTHOG_HOST": f"https://posthog.example.com:{_PASTED_KEY}"},
+        {"POSTHOG_PROJECT_ID": _PASTED_KEY},
+    ],
+    ids=["host", "host-query", "host-port", "project-id"],
+)
+def test_a_personal_api_key_in_the_wrong_variable_is_not_echoed(environ: dict[str, str]) -> None:
+    """
+    The refusal names the variable (and says what it expects) but does not repeat a
+    value shaped as a personal API key: a configuration error is what a deploy's log, CI
+    output and an error tracker record, and the README promises that a configuration
+    error "never repeats the key" (credentials in a host's user info are already left out).
+    """
+    with pytest.raises(aposthog.ConfigurationError) as info:
+        resolve_config(api_key="phx_the_right_key_0123", environ=environ)
+    (name,) = environ
+    assert name in str(info.value)
+    assert _PASTED_KEY not in str(info.value)
+    assert _PASTED_KEY not in repr(info.value)

@@ -827,3 +827,158 @@ async def test_a_stream_failing_on_its_catch_up_get_does_not_take_the_gets_statu
     assert len(posts) == 2  # the message, then one re-attach
     (span,) = _named(spans, STREAM)
     assert 200 != _attrs(span).get("http.response.status_code")
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="time a call waits in its rate-limit line is not in aposthog.rate_limit.wait_seconds",
+)
+async def test_a_call_held_back_in_its_rate_limit_line_counts_that_wait(
+    fake: FakePostHog, spans: InMemorySpanExporter
+) -> None:
+    """
+    A burst of four calls under 2 requests per 0.3 s: the last two spend about 0.3 s in
+    the client's rate limiter before they are sent (the limiter's `acquire` returns how
+    long, its line included). `aposthog.rate_limit.wait_seconds` is "the seconds spent
+    waiting for rate limits", yet the call the head of the line admitted along with
+    itself reports 0.0: a dashboard of time lost to rate limits misses most of it in
+    exactly the worker-pool burst it is there for.
+    """
+    limits = aposthog.RateLimits(api=(aposthog.Rate(2, per=0.3),), margin=0)
+
+    async def one(ph: aposthog.Client) -> None:
+        await ph.batch_exports.list()
+
+    async with fake.client(rate_limits=limits) as ph:
+        with anyio.fail_after(5):
+            async with anyio.create_task_group() as tg:
+                for _ in range(4):
+                    tg.start_soon(one, ph)
+    calls = _named(spans, LIST)
+    assert 4 == len(calls)
+    held_back = [s for s in calls if (s.end_time or 0) - (s.start_time or 0) > 0.2e9]
+    assert 2 == len(held_back)
+    assert [True, True] == [
+        _attrs(s)["aposthog.rate_limit.wait_seconds"] > 0.2 for s in held_back
+    ], [_attrs(s)["aposthog.rate_limit.wait_seconds"] for s in held_back]
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="a stream failing with its catch-up GET's status error takes the GET's status",
+)
+@pytest.mark.parametrize("get_status", [500, 403])
+async def test_a_stream_failing_with_its_catch_up_gets_status_error_keeps_the_posts_status(
+    spans: InMemorySpanExporter, get_status: int
+) -> None:
+    """
+    The sibling of `test_a_stream_failing_on_its_catch_up_get_does_not_take_the_gets_status`
+    for a GET that PostHog refuses with a status: the conversation's POST is never
+    answered (dropped after it was sent), the re-attach is PostHog's 400 "idle", and the
+    GET of the conversation that should recover the run answers 500 (or 403). That GET
+    has its own span, with its status. The stream's span is the POST's, and no POST was
+    answered 500: yet it says `http.response.status_code` 500 and `error.type` "500",
+    so a dashboard of the conversation endpoint's answers counts a 500 it never gave.
+    """
+    import json
+
+    from aposthog.testing import LoopbackServer, ServerReply, ServerRequest
+
+    idle = {
+        "type": "validation_error",
+        "code": "invalid_input",
+        "detail": "Cannot continue streaming from an idle conversation",
+        "attr": None,
+    }
+    refused = {"type": "server_error", "code": "error", "detail": "refused", "attr": None}
+    posts: list[dict[str, Any]] = []
+
+    async def handler(request: ServerRequest) -> ServerReply:
+        json_type = {"Content-Type": "application/json"}
+        if request.method == "GET":
+            return ServerReply(
+                status=get_status, body=json.dumps(refused).encode(), headers=json_type
+            )
+        posts.append(json.loads(request.body))
+        if len(posts) == 1:
+            return ServerReply(drop=True)  # the message was sent; no answer came
+        return ServerReply(status=400, body=json.dumps(idle).encode(), headers=json_type)
+
+    quick = aposthog.RetryPolicy(max_retries=1, initial_backoff=0.01, max_backoff=0.02)
+    server = LoopbackServer(handler)
+    await server.start()
+    try:
+        async with aposthog.Client(api_key="phx_k", host=server.url, retry=quick) as ph:
+            with anyio.fail_after(5), pytest.raises(aposthog.APIStatusError) as info:
+                await ph.conversations.create("Hi").until_done()
+    finally:
+        await server.stop()
+    assert len(posts) == 2  # the message, then one re-attach
+    assert (get_status, "GET") == (info.value.status, info.value.method)
+    (get,) = [s for s in spans.get_finished_spans() if s.name.startswith("GET ")]
+    assert get_status == _attrs(get)["http.response.status_code"]  # the GET's own span
+    (span,) = _named(spans, STREAM)
+    attributes = _attrs(span)
+    assert StatusCode.ERROR == span.status.status_code
+    assert get_status != attributes.get("http.response.status_code"), attributes
+    assert str(get_status) != attributes.get("error.type"), attributes
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="a stream recovered from its conversation claims a 200 no POST was answered with",
+)
+async def test_a_stream_recovered_by_its_catch_up_get_claims_no_200_it_was_not_answered(
+    spans: InMemorySpanExporter,
+) -> None:
+    """
+    The conversation's POST is dropped after it was sent, the re-attach is PostHog's 400
+    "idle" (the run ended meanwhile), and the GET of the conversation recovers the run's
+    final messages: the stream is `done`. Its span is the POST's, whose answers were none
+    and a 400; yet `StreamEngine._end(None)` reports 200 for any stream that ended
+    without an error, answered or not. OpenTelemetry's HTTP client spans carry
+    `http.response.status_code` only when a response had it.
+    """
+    import json
+
+    from aposthog.testing import LoopbackServer, ServerReply, ServerRequest
+
+    idle = {
+        "type": "validation_error",
+        "code": "invalid_input",
+        "detail": "Cannot continue streaming from an idle conversation",
+        "attr": None,
+    }
+    posts: list[dict[str, Any]] = []
+
+    async def handler(request: ServerRequest) -> ServerReply:
+        json_type = {"Content-Type": "application/json"}
+        if request.method == "GET":  # the run's end, as the conversation shows it
+            sent = posts[0]
+            messages = [
+                {"type": "human", "content": "Hi", "id": "0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a51"},
+                {"type": "ai", "content": "Hello!", "id": "0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a52"},
+            ]
+            for message in messages:
+                message["trace_id"] = sent["trace_id"]
+            conversation = {"id": sent["conversation"], "status": "idle", "messages": messages}
+            return ServerReply(body=json.dumps(conversation).encode(), headers=json_type)
+        posts.append(json.loads(request.body))
+        if len(posts) == 1:
+            return ServerReply(drop=True)  # the message was sent; no answer came
+        return ServerReply(status=400, body=json.dumps(idle).encode(), headers=json_type)
+
+    quick = aposthog.RetryPolicy(max_retries=1, initial_backoff=0.01, max_backoff=0.02)
+    server = LoopbackServer(handler)
+    await server.start()
+    try:
+        async with aposthog.Client(api_key="phx_k", host=server.url, retry=quick) as ph:
+            with anyio.fail_after(5):
+                result = await ph.conversations.create("Hi").until_done()
+    finally:
+        await server.stop()
+    assert "Hello!" == result.text
+    assert len(posts) == 2  # the message, then one re-attach
+    (span,) = _named(spans, STREAM)
+    assert "done" == _attrs(span)["aposthog.stream.outcome"]
+    assert 200 != _attrs(span).get("http.response.status_code")

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import copy
 import itertools
+import pickle
 import re
 import tracemalloc
 from collections.abc import Sequence
@@ -762,3 +764,26 @@ def test_random_cuts_with_empty_chunks_match_the_whole(data: st.DataObject) -> N
         assert whole == reference(stream)
     assert outcome(chunks, max_event_size=limit) == whole
     assert wire_outcome(chunks, max_event_size=limit) == as_wire(whole)
+
+
+@pytest.mark.xfail(
+    strict=True, reason="EventTooLargeError(size, limit) cannot be unpickled or copied"
+)
+def test_event_too_large_error_crosses_a_process_boundary() -> None:
+    """
+    `aposthog.sse` is public, and its errors travel as every exception does from a worker
+    process (`concurrent.futures.ProcessPoolExecutor`, multiprocessing pools): pickled
+    there, unpickled here. `EventTooLargeError` pickles, but unpickling calls
+    `EventTooLargeError(message)`, which its `(size, limit)` constructor refuses: the pool's
+    result thread fails on it and the pool is broken (`BrokenProcessPool`) instead of the
+    caller getting the error. `copy.copy()` fails the same way. aposthog's own errors
+    (`PostHogError.__reduce__`) were made to survive this.
+    """
+    decoder = SSEDecoder(max_event_size=10)
+    with pytest.raises(EventTooLargeError) as info:
+        decoder.feed(b"data: 01234567890\n")
+    error = info.value
+    for clone in (pickle.loads(pickle.dumps(error)), copy.copy(error)):
+        assert type(clone) is EventTooLargeError
+        assert (error.size, error.limit) == (clone.size, clone.limit)
+        assert str(error) == str(clone)
