@@ -92,7 +92,9 @@ def resolve_host(host: object, *, allow_insecure_http: bool = False, source: str
     alias = HOST_ALIASES.get(value.lower())
     if alias is not None:
         return alias
-    shown = _shown(redact(value))  # refused URLs are quoted: never their credentials
+    # Refused URLs are quoted without their credentials, query or fragment (a token may
+    # ride in either).
+    shown = _shown(redact(value).partition("?")[0].partition("#")[0])
     if "://" not in value:
         raise ConfigurationError(f"{source} {shown} is not accepted: {ACCEPTED_HOSTS}")
     try:
@@ -158,8 +160,18 @@ def _host_problem(netloc: str, hostname: str, port: int | None) -> str | None:
     return None
 
 
+#: What a PostHog key or token looks like (`phx_…` personal API keys, `phc_…` project
+#: tokens, and their kin): a value a message quotes shows none of it.
+_KEY_SHAPED = re.compile(r"ph[a-z]_[A-Za-z0-9_-]{6,}")
+
+
 def _shown(value: str) -> str:
-    # Enough to recognise the value in a message, never a whole pasted document.
+    """
+    A refused value as a message quotes it: enough to recognise it, never a whole pasted
+    document, and never a key pasted into the wrong setting (a swapped `.env` line):
+    anything shaped as a PostHog key is `<redacted>`.
+    """
+    value = _KEY_SHAPED.sub("<redacted>", value)
     return repr(value if len(value) <= 200 else value[:200] + "…")
 
 

@@ -78,6 +78,11 @@ class EventTooLargeError(SSEError):
         #: The ``max_event_size`` in force.
         self.limit = limit
 
+    def __reduce__(self) -> tuple[type[EventTooLargeError], tuple[int, int], dict[str, Any]]:
+        # Made again from its two numbers (its `args` is the message): pickled to another
+        # process (a worker pool's) or copied, it is the same error.
+        return type(self), (self.size, self.limit), self.__dict__
+
 
 @attrs.frozen
 class ServerSentEvent:

@@ -766,9 +766,6 @@ def test_random_cuts_with_empty_chunks_match_the_whole(data: st.DataObject) -> N
     assert wire_outcome(chunks, max_event_size=limit) == as_wire(whole)
 
 
-@pytest.mark.xfail(
-    strict=True, reason="EventTooLargeError(size, limit) cannot be unpickled or copied"
-)
 def test_event_too_large_error_crosses_a_process_boundary() -> None:
     """
     `aposthog.sse` is public, and its errors travel as every exception does from a worker
