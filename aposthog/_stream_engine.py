@@ -154,6 +154,7 @@ class StreamEngine:
         "_other_run",
         "_path",
         "_pending",
+        "_post_status",
         "_queued_met",
         "_reattached",
         "_response",
@@ -223,6 +224,7 @@ class StreamEngine:
         self._observer: StreamObserver | None = None
         self._first_token = False
         self._answered = False  # PostHog answered an attempt with its 200 stream
+        self._post_status: int | None = None  # the status of the last POST PostHog refused
         # The error of an attempt answered with something that is no event stream (a
         # proxy's login page): its status is the stream's, on its span.
         self._not_a_stream: ResponseDecodeError | None = None
@@ -583,8 +585,11 @@ class StreamEngine:
             awaited, self._awaited = self._awaited, None
             if awaited is not None:
                 awaited.set()
-        if isinstance(result, Failure) and nothing_started(result):
-            self.run_may_exist = before
+        if isinstance(result, Failure):
+            if isinstance(result.error, APIStatusError):
+                self._post_status = result.error.status
+            if nothing_started(result):
+                self.run_may_exist = before
         return result
 
     def _adopt(self, response: StreamResponse) -> None:
@@ -743,17 +748,25 @@ class StreamEngine:
             return
         self._ended = True
         if self._call is not None and self._call.observed:
-            if isinstance(error, APIStatusError):
+            # The span is the conversation POST's: only a POST's answer is its status
+            # (the GET of a catch-up has a span of its own).
+            if (
+                isinstance(error, APIStatusError)
+                and error.method == "POST"
+                and error.path == self._path
+            ):
                 status: int | None = error.status
             elif self._not_a_stream is not None and error is self._not_a_stream:
                 status = self._not_a_stream.status  # an answer that was no event stream
-            elif error is None or self._answered:
-                # Ended on a stream PostHog answered (a timeout's cancellation, a body
-                # over max_response_size, a re-attach that failed to connect): the 200
-                # it was last answered with is kept.
+            elif self._answered:
+                # Ended on a stream PostHog answered (done, a timeout's cancellation, a
+                # body over max_response_size, a re-attach that failed to connect, a
+                # catch-up's failure): the 200 it was answered with is kept.
                 status = 200
+            elif error is not None:
+                status = self._post_status  # the last answer a POST had (a 400), if any
             else:
-                status = None
+                status = None  # done from the conversation alone: no POST was answered
             self._call.end(status, error)
 
     def _report_outcome(self) -> None:

@@ -863,10 +863,6 @@ async def test_a_call_held_back_in_its_rate_limit_line_counts_that_wait(
     ], [_attrs(s)["aposthog.rate_limit.wait_seconds"] for s in held_back]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a stream failing with its catch-up GET's status error takes the GET's status",
-)
 @pytest.mark.parametrize("get_status", [500, 403])
 async def test_a_stream_failing_with_its_catch_up_gets_status_error_keeps_the_posts_status(
     spans: InMemorySpanExporter, get_status: int
@@ -924,10 +920,6 @@ async def test_a_stream_failing_with_its_catch_up_gets_status_error_keeps_the_po
     assert str(get_status) != attributes.get("error.type"), attributes
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a stream recovered from its conversation claims a 200 no POST was answered with",
-)
 async def test_a_stream_recovered_by_its_catch_up_get_claims_no_200_it_was_not_answered(
     spans: InMemorySpanExporter,
 ) -> None:
