@@ -38,7 +38,7 @@ import anyio
 import anyio.lowlevel
 
 from ._errors import APIConnectionError, ClientStateError, ConfigurationError, RateLimitError
-from ._pipeline import Sleeps, announce_wait, closable
+from ._pipeline import Sleeps, announce_wait, closable, wait_listener
 from ._ratelimit import BucketLog, Rate, RateLimits, resolve_rate_limits
 from ._slots import Slots
 
@@ -221,6 +221,8 @@ class _Turn:
         "gone",
         "joined",
         "latest",
+        "listener",
+        "raised",
         "refused",
         "slot_time",
         "ticket",
@@ -251,6 +253,11 @@ class _Turn:
         #: When the head sleeps until after `latest`: the time it wakes. The request is
         #: refused at once, that wait in its `retry_after` (see `_refuse_hopeless`).
         self.refused: float | None = None
+        #: Who hears of this request's wait (its call's observers, `on_wait` among
+        #: them), until it has: the head tells it when it sleeps on a window (see
+        #: `_tell_waiting`). What that raised, if anything: the request leaves with it.
+        self.listener: Callable[[float], None] | None = None
+        self.raised: Exception | None = None
 
 
 class _Line:
@@ -426,6 +433,7 @@ class RateLimiter:
                 logger.debug("rate limits: %s request waits %.3f s for its window", bucket, wait)
                 line.wakes = time.monotonic() + wait
                 _refuse_hopeless(line, bucket, self._left)
+                self._tell_waiting(line, bucket, wait)
                 try:
                     await self._sleeps.sleep(wait)
                 finally:
@@ -453,6 +461,28 @@ class RateLimiter:
             return 0.0
         now = time.monotonic()
         return max(0.0, now - started - (line.held_back(now) - slot_time))
+
+    def _tell_waiting(self, line: _Line, bucket: str, wait: float) -> None:
+        """
+        The head is about to sleep `wait` seconds on a window: each request behind it that
+        has not heard of its wait hears now, before it is taken (an estimate: at least
+        the head's), in its call's observers (`on_wait` among them) as its own waits are.
+        One whose listener raises leaves the line and raises that when it wakes.
+        """
+        for turn in line.queue:
+            listener = turn.listener
+            if listener is None or turn.gone or turn.event.is_set():
+                continue
+            turn.listener = None
+            try:
+                listener(wait)
+            except Exception as exc:  # a user's on_wait: its own call raises it
+                turn.raised = exc
+                line.leave(turn)
+                self._left(bucket, turn)
+                turn.event.set()
+                if not line.live:
+                    return  # (the queue was cleared)
 
     def _admit_ahead(
         self, line: _Line, bucket: str, windows: tuple[Rate, ...], slots: Slots
@@ -493,10 +523,18 @@ class RateLimiter:
         the request before (`_Turn.admitted`); raise if the line failed.
         """
         joined = time.monotonic()
+        listener = wait_listener()
+        if listener is not None and line.wakes is not None:
+            # Behind a head asleep on a window: held back at least that long, heard of
+            # before the wait, as the head's own. (A line whose head only asks the store
+            # is no wait yet: the head tells those behind it if it comes to sleep.)
+            announce_wait(max(0.0, line.wakes - joined))
+            listener = None
         slot_time = line.held_back(joined)
         ticket = self.store._ticket() if self._lined else ""
         latest = math.inf if max_wait is None else joined + max_wait
         turn = _Turn(latest, slot_time, joined, ticket)
+        turn.listener = listener
         line.queue.append(turn)
         line.live += 1
         try:
@@ -526,7 +564,7 @@ class RateLimiter:
                 if turn.admitted:
                     assert slots is not None
                     slots.release()  # counted, never sent: over-counted only
-                elif turn.failure is None and turn.refused is None:
+                elif turn.failure is None and turn.refused is None and turn.raised is None:
                     self._pass_turn(line)  # it was handed over just as the wait ended
             else:
                 line.leave(turn)
@@ -534,6 +572,8 @@ class RateLimiter:
             raise
         if turn.failure is not None:
             raise RateLimitStoreError(turn.failure)
+        if turn.raised is not None:  # its `on_wait` (or observer) raised: it left the line
+            raise turn.raised
         if turn.refused is not None:  # left the line already (`_refuse_hopeless`)
             raise _refusal(bucket, max(0.0, turn.refused - time.monotonic()))
         if not turn.event.is_set():  # out of time, or the client closed

@@ -58,7 +58,7 @@ from ._retry import ConnectionOutcome, Outcome, RetryPolicy, may_have_acted, ret
 from ._slots import Slots
 from ._transport import AIOHTTP_VERSION, Transport, fixed_headers
 
-__all__ = ["Call", "Failure", "Pipeline", "Throttle", "announce_wait"]
+__all__ = ["Call", "Failure", "Pipeline", "Throttle", "announce_wait", "wait_listener"]
 
 T = TypeVar("T")
 logger = logging.getLogger("aposthog")
@@ -184,6 +184,11 @@ class Sleeps:
 def _wake(woken: asyncio.Future[None]) -> None:
     if not woken.done():
         woken.set_result(None)
+
+
+def wait_listener() -> Callable[[float], None] | None:
+    """Who hears of the current call's waits (`announce_wait`), if anyone."""
+    return _WAIT_LISTENER.get()
 
 
 def announce_wait(seconds: float) -> None:

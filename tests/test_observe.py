@@ -402,10 +402,6 @@ async def test_an_on_wait_that_returns_the_task_it_started_is_accepted(fake: Fak
     assert [("retry", 2)] == [(w.reason, w.attempt) for w in heard]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a request the head of its rate-limit line admits along with itself waited, unheard",
-)
 async def test_every_request_the_rate_limiter_holds_back_hears_of_its_wait(
     fake: FakePostHog,
 ) -> None:
@@ -432,3 +428,39 @@ async def test_every_request_the_rate_limiter_holds_back_hears_of_its_wait(
     held_back = [t for t in took if t > 0.2]
     assert 2 == len(held_back), took  # the two the limiter held back for their window
     assert ["rate_limit", "rate_limit"] == [w.reason for w in heard]
+
+
+@pytest.mark.parametrize("queued", [1, 3])
+async def test_an_on_wait_raising_for_a_request_in_the_line_ends_that_call_alone(
+    fake: FakePostHog, queued: int
+) -> None:
+    """
+    A request queued behind a head asleep on its window hears of its wait before it is
+    taken, told by the head (or on joining, behind a head already asleep). An `on_wait`
+    that raises for it ends that call with its exception: not the head's call (in whose
+    task it ran), nor the calls behind it, and the line goes on.
+    """
+
+    class Refused(Exception):
+        pass
+
+    heard: list[float] = []
+
+    def on_wait(wait: aposthog.Wait) -> None:
+        heard.append(wait.seconds)
+        if len(heard) == 2:  # the first request queued behind the head
+            raise Refused
+
+    limits = aposthog.RateLimits(api=(aposthog.Rate(2, per=0.3),), margin=0)
+    async with fake.client(retry=FAST, on_wait=on_wait, rate_limits=limits) as ph:
+        with anyio.fail_after(5):
+            results = await asyncio.gather(
+                *(ph.customer_profile_configs.list() for _ in range(3 + queued)),
+                return_exceptions=True,
+            )
+            assert 1 == sum(isinstance(r, Refused) for r in results), results
+            assert 2 + queued == sum(isinstance(r, aposthog.Page) for r in results), results
+            # Every held-back request heard (one that waits on at the head again, again).
+            assert len(heard) >= 1 + queued
+            assert all(0.0 < seconds <= 0.3 for seconds in heard), heard
+            await ph.customer_profile_configs.list()  # the line is whole

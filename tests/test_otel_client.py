@@ -829,10 +829,6 @@ async def test_a_stream_failing_on_its_catch_up_get_does_not_take_the_gets_statu
     assert 200 != _attrs(span).get("http.response.status_code")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="time a call waits in its rate-limit line is not in aposthog.rate_limit.wait_seconds",
-)
 async def test_a_call_held_back_in_its_rate_limit_line_counts_that_wait(
     fake: FakePostHog, spans: InMemorySpanExporter
 ) -> None:
