@@ -2,6 +2,10 @@
 
 import sys
 
-from ._cli import main
+try:
+    from ._cli import main
+except KeyboardInterrupt:
+    # Ctrl-C while the command line loads (its imports take a moment): quiet, as in it.
+    sys.exit(130)
 
 sys.exit(main())

@@ -36,6 +36,7 @@ __all__ = [
     "ENV_PROJECT_ID",
     "HOST_ALIASES",
     "ClientConfig",
+    "hide_keys",
     "is_loopback",
     "resolve_config",
     "resolve_host",
@@ -165,13 +166,17 @@ def _host_problem(netloc: str, hostname: str, port: int | None) -> str | None:
 _KEY_SHAPED = re.compile(r"ph[a-z]_[A-Za-z0-9_-]{6,}")
 
 
+def hide_keys(text: str) -> str:
+    """`text` with anything shaped as a PostHog key (`phx_…`, `phc_…`) as `<redacted>`."""
+    return _KEY_SHAPED.sub("<redacted>", text)
+
+
 def _shown(value: str) -> str:
     """
     A refused value as a message quotes it: enough to recognise it, never a whole pasted
-    document, and never a key pasted into the wrong setting (a swapped `.env` line):
-    anything shaped as a PostHog key is `<redacted>`.
+    document, and never a key pasted into the wrong setting (a swapped `.env` line).
     """
-    value = _KEY_SHAPED.sub("<redacted>", value)
+    value = hide_keys(value)
     return repr(value if len(value) <= 200 else value[:200] + "…")
 
 

@@ -13,11 +13,13 @@ import argparse
 import asyncio
 import contextlib
 import os
+import re
 import signal
 import sys
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, TextIO
+from typing import Any, NoReturn, TextIO
 
+from .._config import ENV_API_KEY, hide_keys
 from .._errors import ConfigurationError, PostHogError
 from .._version import __version__
 from . import _args
@@ -36,9 +38,36 @@ connection (also from the environment):
 """
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse's parser, whose usage errors never quote an API key (see `_hide_keys`)."""
+
+    def error(self, message: str) -> NoReturn:
+        super().error(_hide_keys(message))
+
+
+#: A secret's value after its option (`--apikey phx_…`, `--token=…`), in a usage error.
+_AFTER_SECRET_OPTION = re.compile(
+    r"(--?[\w-]*(?:key|token|secret|password)[\w-]*)(=|\s+)(?!-)(\S+)", re.IGNORECASE
+)
+
+
+def _hide_keys(message: str) -> str:
+    """
+    A usage error's line without a key: "unrecognized arguments: --api_key phx_…" (a slip
+    in the option's name, or a key given to a command that takes none) would put the key
+    in a CI log. Key-shaped values, the key in POSTHOG_PERSONAL_API_KEY, and the value
+    after any option named like a secret are `<redacted>`.
+    """
+    message = hide_keys(message)
+    key = os.environ.get(ENV_API_KEY, "").strip()
+    if len(key) >= 8:
+        message = message.replace(key, "<redacted>")
+    return _AFTER_SECRET_OPTION.sub(r"\1\2<redacted>", message)
+
+
 def _common() -> argparse.ArgumentParser:
     # SUPPRESS: an option given before the command is not reset by the subcommand's parser.
-    common = argparse.ArgumentParser(add_help=False)
+    common = _Parser(add_help=False)
     common.add_argument("--api-key", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     common.add_argument("--host", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     common.add_argument("--project-id", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
@@ -67,7 +96,7 @@ def _common() -> argparse.ArgumentParser:
 def build_parser() -> argparse.ArgumentParser:
     """The whole command line."""
     common = _common()
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="aposthog",
         description="PostHog's API from the command line: batch exports, PostHog AI "
         "conversations and customer profile configs.",
@@ -92,7 +121,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--project-id",
         dest="fake_project_id",
-        type=_args.positive(),
+        type=_args.positive(2**63 - 1),  # an id a client takes
         default=1,
         help="environment id",
     )
@@ -141,6 +170,8 @@ def _main(argv: Sequence[str] | None, out: TextIO | None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     stdout = out if out is not None else sys.stdout
+    if out is None:
+        _escape_what_stdout_cannot_encode()
     if getattr(args, "verbose", False):
         _log_to_stderr()
     try:
@@ -164,9 +195,23 @@ def _main(argv: Sequence[str] | None, out: TextIO | None) -> int:
         parser.exit(2, f"aposthog: error: {_one_line(message)}\n")
     except (PostHogError, OutputError) as exc:
         parser.exit(1, f"aposthog: error: {_one_line(exc)}\n")
+    except UnicodeEncodeError as exc:  # an output given by a caller, in its encoding
+        parser.exit(1, f"aposthog: error: cannot write the output: {_one_line(exc)}\n")
     except (TypeError, ValueError) as exc:
         # A value the parser let through but a resource refused before sending anything.
         parser.exit(2, f"aposthog: error: {_one_line(exc)}\n")
+
+
+def _escape_what_stdout_cannot_encode() -> None:
+    """
+    Text stdout's encoding cannot hold (a "Zoë" in an `ascii` or Latin-1 locale, CJK
+    in a Windows redirect) is written escaped (`\\xeb`), not a failure halfway through
+    a listing. (JSON lines are written in ASCII there: see `Output`.)
+    """
+    encoding = (getattr(sys.stdout, "encoding", None) or "utf-8").lower().replace("-", "")
+    if not encoding.startswith("utf"):
+        with contextlib.suppress(AttributeError, ValueError, OSError):
+            sys.stdout.reconfigure(errors="backslashreplace")  # type: ignore[union-attr]
 
 
 def _log_to_stderr() -> None:

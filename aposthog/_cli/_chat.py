@@ -46,7 +46,7 @@ async def chat(ph: Client, args: argparse.Namespace, out: Output) -> int:
         async with stream:
             if out.as_json:
                 async for event in stream:
-                    out.line(json_line(event))
+                    out.line(json_line(event, ascii_only=out.ascii_only))
             else:
                 async for delta in stream.text_deltas():
                     out.out.write(terminal_text(delta))
@@ -85,7 +85,7 @@ async def _list(ph: Client, args: argparse.Namespace, out: Output) -> None:
 async def _get(ph: Client, args: argparse.Namespace, out: Output) -> None:
     conversation = await ph.conversations.get(args.id)
     if out.as_json:
-        out.line(json_line(conversation))
+        out.line(json_line(conversation, ascii_only=out.ascii_only))
         return
     out.record(conversation, _CONVERSATION_FIELDS)
     for message in conversation.messages:
@@ -139,7 +139,7 @@ COMMANDS[("conversations", "delete")] = _delete
 
 
 def add_chat_commands(
-    commands: argparse._SubParsersAction[argparse.ArgumentParser],
+    commands: argparse._SubParsersAction[Any],
     common: argparse.ArgumentParser,
 ) -> None:
     """Add `chat` and the `conversations` group."""

@@ -24,6 +24,10 @@ class Output:
     def __init__(self, out: TextIO, *, as_json: bool) -> None:
         self.out = out
         self.as_json = as_json
+        # JSON in ASCII where the output's encoding is not UTF-8 (an `ascii` or Latin-1
+        # locale, a redirect on Windows): the same values, written in any encoding.
+        encoding = (getattr(out, "encoding", None) or "utf-8").lower().replace("-", "")
+        self.ascii_only = not encoding.startswith("utf")
 
     def line(self, text: str) -> None:
         """Write one line and flush (output may be piped into something waiting for it)."""
@@ -33,7 +37,7 @@ class Output:
     def record(self, record: Any, fields: Sequence[tuple[str, str]]) -> None:
         """One record: a JSON object, or `label  value` lines."""
         if self.as_json:
-            self.line(json_line(record))
+            self.line(json_line(record, ascii_only=self.ascii_only))
             return
         width = max(len(label) for label, _ in fields)
         for label, attribute in fields:
@@ -69,18 +73,22 @@ class Output:
                 self.line(format_row(row, widths))
             chunk.clear()
 
-        if limit is None or limit > 0:
-            async for item in items:
-                count += 1
-                if self.as_json:
-                    self.line(json_line(item))
-                else:
-                    chunk.append([cell(_get(item, attribute)) for _, attribute in columns])
-                    if len(chunk) >= page_rows:
-                        flush()
-                if count == limit:
-                    break  # before asking for more: that could read another page
-        flush()
+        try:
+            if limit is None or limit > 0:
+                async for item in items:
+                    count += 1
+                    if self.as_json:
+                        self.line(json_line(item, ascii_only=self.ascii_only))
+                    else:
+                        chunk.append([cell(_get(item, attribute)) for _, attribute in columns])
+                        if len(chunk) >= page_rows:
+                            flush()
+                    if count == limit:
+                        break  # before asking for more: that could read another page
+        finally:
+            # Printed as they came, also when a later page fails (or Ctrl-C): the rows
+            # held for the table's widths are not lost with the error.
+            flush()
         if not self.as_json and count == 0:
             self.line("(none)")
         return count
@@ -272,13 +280,13 @@ def _done(out: Output, result: dict[str, Any]) -> None:
 
 
 def add_resource_commands(
-    commands: argparse._SubParsersAction[argparse.ArgumentParser],
+    commands: argparse._SubParsersAction[Any],
     common: argparse.ArgumentParser,
 ) -> None:
     """Add the resource command groups to the top-level parser."""
 
     def group(name: str, help: str) -> argparse._SubParsersAction[argparse.ArgumentParser]:
-        parser = commands.add_parser(name, help=help, parents=[common])
+        parser: argparse.ArgumentParser = commands.add_parser(name, help=help, parents=[common])
         return parser.add_subparsers(dest="action", metavar="ACTION", required=True)
 
     def action(

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import math
 import re
 import sys
+import uuid
 from collections.abc import Iterable, Sequence
 from typing import Any, TextIO
 
@@ -33,6 +35,11 @@ _ONE_LINE.update({0x09: "\\t", 0x0A: "\\n", 0x0D: "\\r"})
 _ONE_LINE.update(_SURROGATES)
 # Flowing text keeps its line breaks and tabs.
 _FLOWING = {c: v for c, v in _ONE_LINE.items() if c not in (0x09, 0x0A)}
+# In a JSON line: what json.dumps leaves raw (it escapes C0 only) as JSON's own escapes,
+# the same values: DEL, C1, the line and paragraph separators, and lone surrogates.
+_JSON_ESCAPES = {c: f"\\u{c:04x}" for c in (0x7F, *range(0x80, 0xA0), 0x2028, 0x2029)}
+_JSON_ESCAPES.update(_SURROGATES)
+_JSON_RAW = re.compile("[\x7f-\x9f\u2028\u2029\ud800-\udfff]")
 
 
 class OutputError(Exception):
@@ -94,17 +101,47 @@ def format_table(rows: Iterable[Sequence[Any]], headers: Sequence[str]) -> list[
     ]
 
 
-def json_line(record: Any) -> str:
-    """One record as one line of JSON (the wire format, unknown fields included)."""
+def json_line(record: Any, *, ascii_only: bool = False) -> str:
+    """
+    One record as one line of JSON (the wire format, unknown fields included), inert in
+    a terminal (controls escaped as JSON escapes), and JSON for every reader: a number
+    too big for a float (`1e999`, read as infinity) is written back as `1e999`, not as
+    Python's `Infinity`. `ascii_only`: every non-ASCII character escaped (an output
+    whose encoding is not UTF-8).
+    """
     try:
         data = record if isinstance(record, (dict, list)) else unstructure(record)
-        text = json.dumps(data, ensure_ascii=False, separators=(",", ":"))
-        if not text.isascii() and _SURROGATE.search(text):
-            # A surrogate is only ever inside a JSON string, where its escape means it.
-            text = text.translate(_SURROGATES)
-        return text
+        try:
+            text = json.dumps(data, ensure_ascii=ascii_only, separators=(",", ":"), allow_nan=False)
+        except ValueError:  # a float that is not finite
+            text = _with_huge_numbers(data, ascii_only)
     except RecursionError:
         raise OutputError(_TOO_DEEP) from None
+    if "\x7f" in text or not text.isascii():
+        # Only ever inside a JSON string, where its escape means it.
+        text = _JSON_RAW.sub(lambda m: _JSON_ESCAPES[ord(m.group())], text)
+    return text
+
+
+def _with_huge_numbers(data: Any, ascii_only: bool) -> str:
+    """`json.dumps(data)` where an infinite float is `1e999` (or `-1e999`), a NaN `null`."""
+    marker = f"\ue000aposthog-{uuid.uuid4().hex}"
+    marks = {math.inf: f"{marker}+", -math.inf: f"{marker}-"}
+
+    def finite(value: Any) -> Any:
+        if value.__class__ is float and not math.isfinite(value):
+            return None if math.isnan(value) else marks[value]
+        if isinstance(value, dict):
+            return {key: finite(item) for key, item in value.items()}
+        if isinstance(value, list):
+            return [finite(item) for item in value]
+        return value
+
+    text = json.dumps(finite(data), ensure_ascii=ascii_only, separators=(",", ":"))
+    for value, mark in marks.items():
+        shown = json.dumps(mark, ensure_ascii=ascii_only)
+        text = text.replace(shown, "1e999" if value > 0 else "-1e999")
+    return text
 
 
 class Styler:

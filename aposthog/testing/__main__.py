@@ -9,7 +9,7 @@ import signal
 import sys
 from collections.abc import Sequence
 
-from .._config import unsendable_key
+from .._config import _LARGEST_ID, unsendable_key
 from ._batch_export_integrations import INTEGRATION_KINDS
 from ._fake import FakePostHog
 
@@ -115,8 +115,11 @@ def parse_arguments(
     if not 0 <= args.port <= 65535:
         parser.error(f"argument --port: must be between 0 and 65535, got {args.port}")
     # Values every client would refuse: a usage error, before serving.
-    if args.project_id < 1:
-        parser.error(f"argument --project-id: must be a positive int, got {args.project_id}")
+    if not 1 <= args.project_id <= _LARGEST_ID:  # an id a client takes
+        parser.error(
+            f"argument --project-id: must be a positive int of at most {_LARGEST_ID},"
+            f" got {args.project_id}"
+        )
     if args.api_key is not None and (not args.api_key or unsendable_key(args.api_key)):
         parser.error(
             "argument --api-key: must be a non-empty key without whitespace, control or "
