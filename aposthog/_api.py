@@ -38,6 +38,7 @@ from ._observe import IGNORED, CallObserver, Observer
 from ._pagination import (
     AsyncPaginator,
     Page,
+    Unbuilt,
     new_page,
     new_raw_page,
     parse_page,
@@ -621,8 +622,6 @@ class _PageSource(Generic[T]):
         """`first()`, for a loop over records: see `_decode_unbuilt`."""
         api = self._api
         request = api.pipeline.request(self._route, self._parts, params=self._params)
-        if self._on_results is not None:
-            return api.send(self._route, request, self._decode, timeout=self._timeout)
         return api.send(
             self._route,
             request,
@@ -680,8 +679,6 @@ class _PageSource(Generic[T]):
 
     def fetch_unbuilt(self, url: str) -> Awaitable[Page[T]]:
         """`fetch()`, for a loop over records: see `_decode_unbuilt`."""
-        if self._on_results is not None:
-            return self._fetch(url, self._decode)
         return self._fetch(url, self._decode_unbuilt, self._decode)
 
     async def _fetch(
@@ -719,11 +716,16 @@ class _PageSource(Generic[T]):
         """
         How a records loop decodes a page: its records built one by one as the loop takes
         them (`Page._records`), so that each can go before the next is built. A record
-        that does not fit then raises when the loop reaches it, after those before it.
-        Not for an observed call (its span or log reports a body that does not fit as
-        the call's error), nor when `on_results` must see the records: `_decode` then.
+        that does not fit then raises the page's error when the loop reaches it, after
+        those before it (`on_results` hears of each as it is built). Not for an observed
+        call (its span or log reports a body that does not fit as the call's error), nor
+        for a body that quotes the key: built whole by `_decode`, within the call, whose
+        errors never hold the key.
         """
+        if self._api.pipeline.redactor.scrub(response.body) is not response.body:
+            return self._decode(response, request)
         body = decode_json(response, request)
         path = request.path
         results, count, next_url, previous = parse_raw_page(body, request_path=path)
-        return new_raw_page(results, self._item_type, path, count, next_url, previous, self.fetch)
+        unbuilt = Unbuilt(results, self._item_type, path, response.status, self._on_results)
+        return new_raw_page(unbuilt, count, next_url, previous, self.fetch)

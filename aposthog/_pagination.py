@@ -31,6 +31,7 @@ __all__ = [
     "AsyncPaginator",
     "Page",
     "PageSource",
+    "Unbuilt",
     "new_page",
     "new_raw_page",
     "parse_page",
@@ -154,17 +155,7 @@ class Page(Generic[T]):
         ```
     """
 
-    __slots__ = (
-        "_empty_run",
-        "_fetch",
-        "_item_type",
-        "_raw",
-        "_request_path",
-        "_results",
-        "count",
-        "next",
-        "previous",
-    )
+    __slots__ = ("_empty_run", "_fetch", "_results", "_unbuilt", "count", "next", "previous")
 
     def __init__(
         self,
@@ -176,10 +167,7 @@ class Page(Generic[T]):
         fetch: Callable[[str], Awaitable[Page[T]]],
     ) -> None:
         self._results: list[T] | None = results
-        # A page that came unbuilt (`new_raw_page`): its JSON records and their type.
-        self._raw: list[Any] | None = None
-        self._item_type: Any = None
-        self._request_path = ""
+        self._unbuilt: Unbuilt | None = None  # a page that came unbuilt: `new_raw_page`
         self._empty_run = 0  # pages in a row, up to this one, with no records and a `next`
         self.count = count
         self.next = next
@@ -192,18 +180,19 @@ class Page(Generic[T]):
         results = self._results
         if results is None:
             # A page read by a records loop, built record by record as handed out (see
-            # `_records`); here all at once, with the error of the first that does not fit.
-            assert _structure_records is not None  # loaded with the page's body
-            results = self._results = _structure_records(
-                self._raw, self._item_type, path="$.results", request_path=self._request_path
-            )
-            self._raw = None
+            # `_records`); here all at once, with the error of a page built whole.
+            unbuilt = self._unbuilt
+            assert unbuilt is not None
+            results = self._results = unbuilt.build()
+            self._unbuilt = None
+            if unbuilt.on_results is not None:
+                unbuilt.on_results(results)
         return results
 
     @results.setter
     def results(self, results: list[T]) -> None:
         self._results = results
-        self._raw = None
+        self._unbuilt = None
 
     def _records(self) -> Iterator[T]:
         """
@@ -211,24 +200,36 @@ class Page(Generic[T]):
         `new_raw_page`): a loop that lets each go before the next is built keeps few
         alive, so the cyclic collector has little to scan and the records die young.
         """
-        raw = self._raw
-        if raw is None:
+        unbuilt = self._unbuilt
+        if unbuilt is None:
             return iter(self.results)
-        return self._build(raw)
+        return self._build(unbuilt)
 
-    def _build(self, raw: list[Any]) -> Iterator[T]:
-        item_type = self._item_type
+    def _build(self, unbuilt: Unbuilt) -> Iterator[T]:
+        item_type = unbuilt.item_type
         assert _item_hook is not None  # loaded with the page's body
         hook = _item_hook(item_type)
-        for built, item in enumerate(raw):
+        on_results = unbuilt.on_results
+        built = 0
+        for item in unbuilt.raw:
             try:
                 record = hook(item, item_type)
             except Exception:
-                # The page's own structuring names every record that does not fit (or
-                # builds what the direct hook refused, as a whole page does).
-                yield from self.results[built:]
-                return
+                break
+            if on_results is not None:
+                on_results([record])
+            built += 1
             yield record
+        else:
+            return
+        # A record the direct hook refused: the page's own structuring, outside the
+        # `except` (no chain), names every record that does not fit (or builds what the
+        # hook refused, as a whole page does, and the loop goes on with it).
+        results = unbuilt.build()
+        self._results, self._unbuilt = results, None
+        if on_results is not None:
+            on_results(results[built:])
+        yield from results[built:]
 
     def has_next_page(self) -> bool:
         """Whether there is a page after this one."""
@@ -247,7 +248,8 @@ class Page(Generic[T]):
         if page.next is not None and not len(page):
             # Pages that hold nothing and each name another `next` (a broken proxy): a
             # walk by hand ends as a paginator's read does, not after thousands of pages.
-            page._empty_run = (0 if len(self) else self._empty_run) + 1
+            # (This page is one of them too, the first page of a walk included.)
+            page._empty_run = (self._empty_run or (0 if len(self) else 1)) + 1
             if page._empty_run > MAX_EMPTY_PAGES:
                 raise endless_pages(page.next)
         return page
@@ -256,11 +258,43 @@ class Page(Generic[T]):
         return iter(self.results)
 
     def __len__(self) -> int:
-        raw = self._raw
-        return len(self.results if raw is None else raw)
+        unbuilt = self._unbuilt
+        return len(self.results if unbuilt is None else unbuilt.raw)
 
     def __repr__(self) -> str:
         return f"Page(results=<{len(self)} records>, count={self.count!r}, next={self.next!r})"
+
+
+class Unbuilt:
+    """A page's records as their JSON came, and what building them takes."""
+
+    __slots__ = ("item_type", "on_results", "raw", "request_path", "status")
+
+    def __init__(
+        self,
+        raw: list[Any],
+        item_type: Any,
+        request_path: str,
+        status: int,
+        on_results: Callable[[list[Any]], None] | None,
+    ) -> None:
+        self.raw = raw
+        self.item_type = item_type
+        self.request_path = request_path
+        self.status = status
+        self.on_results = on_results
+
+    def build(self) -> list[Any]:
+        """Every record, or the `ResponseDecodeError` a page built whole raises."""
+        assert _structure_records is not None  # loaded with the page's body
+        try:
+            return _structure_records(
+                self.raw, self.item_type, path="$.results", request_path=self.request_path
+            )
+        except ResponseDecodeError as exc:
+            if exc.status is None:
+                exc.status = self.status  # the answer's, as for a page built whole
+            raise
 
 
 def new_page(
@@ -277,7 +311,7 @@ def new_page(
     """
     page: Page[T] = _new_object(Page)
     page._results = results
-    page._raw = None
+    page._unbuilt = None
     page._empty_run = 0
     page.count = count
     page.next = next
@@ -287,23 +321,20 @@ def new_page(
 
 
 def new_raw_page(
-    raw: list[Any],
-    item_type: Any,
-    request_path: str,
+    unbuilt: Unbuilt,
     count: int | None,
     next: str | None,
     previous: str | None,
     fetch: Callable[[str], Awaitable[Page[T]]],
 ) -> Page[T]:
     """
-    A page whose records are built when taken: by a records loop one by one (`_records`),
-    else all at once when `results` is first read, with the error `parse_page` raises.
+    A page whose records are built when taken (`unbuilt`): by a records
+    loop one by one (`Page._records`), else all at once when `results` is first read,
+    with the error of a page built whole.
     """
     page: Page[T] = _new_object(Page)
     page._results = None
-    page._raw = raw
-    page._item_type = item_type
-    page._request_path = request_path
+    page._unbuilt = unbuilt
     page._empty_run = 0
     page.count = count
     page.next = next

@@ -579,5 +579,10 @@ class RecordReader(Generic[T]):
             raise
 
     async def aclose(self) -> None:
-        """Stop: cancel every page fetch in flight."""
+        """
+        Stop: hand out nothing more (nor the rest of the page in hand), and cancel every
+        page fetch in flight. A read resumes at the record in hand.
+        """
+        self._items = iter(())
+        self._point = None
         await self._pages.aclose()

@@ -69,9 +69,13 @@ class Output:
             if widths is None:
                 widths = column_widths(chunk, headers)
                 self.line(format_row([h.upper() for h in headers], widths))
-            for row in chunk:
-                self.line(format_row(row, widths))
-            chunk.clear()
+            written = 0
+            try:
+                for row in chunk:
+                    self.line(format_row(row, widths))
+                    written += 1
+            finally:
+                del chunk[:written]  # a write that fails leaves no row to print twice
 
         try:
             if limit is None or limit > 0:

@@ -243,10 +243,6 @@ def test_a_time_shows_its_offset_and_z_only_for_utc() -> None:
 
 
 @pytest.mark.anyio
-@pytest.mark.xfail(
-    strict=True,
-    reason="the table's flush in `finally` writes again the rows a failed flush already wrote",
-)
 async def test_a_table_whose_write_fails_prints_no_row_twice() -> None:
     """
     A row the output cannot take (here "Zoë" on an `ascii` output given to `main()`,
