@@ -328,18 +328,12 @@ def new_raw_page(
     fetch: Callable[[str], Awaitable[Page[T]]],
 ) -> Page[T]:
     """
-    A page whose records are built when taken (`unbuilt`): by a records
-    loop one by one (`Page._records`), else all at once when `results` is first read,
-    with the error of a page built whole.
+    A page whose records are built when taken (`unbuilt`): by a records loop one by one
+    (`Page._records`), else all at once when `results` is first read, with the error of
+    a page built whole.
     """
-    page: Page[T] = _new_object(Page)
-    page._results = None
+    page: Page[T] = new_page(None, count, next, previous, fetch)  # type: ignore[arg-type]
     page._unbuilt = unbuilt
-    page._empty_run = 0
-    page.count = count
-    page.next = next
-    page.previous = previous
-    page._fetch = fetch
     return page
 
 

@@ -14,7 +14,7 @@ import os
 import subprocess
 import sys
 import textwrap
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import anyio
@@ -859,6 +859,53 @@ async def test_a_call_held_back_in_its_rate_limit_line_counts_that_wait(
     ], [_attrs(s)["aposthog.rate_limit.wait_seconds"] for s in held_back]
 
 
+_IDLE = {
+    "type": "validation_error",
+    "code": "invalid_input",
+    "detail": "Cannot continue streaming from an idle conversation",
+    "attr": None,
+}
+
+
+def _dropped_then_idle(on_get: Callable[[list[dict[str, Any]]], Any]) -> tuple[Any, list[Any]]:
+    """
+    A server whose first POST (the message) is dropped once it arrived, whose re-attach
+    is PostHog's 400 "idle", and whose GET of the conversation `on_get(posts)` answers.
+    """
+    import json
+
+    from aposthog.testing import ServerReply, ServerRequest
+
+    posts: list[dict[str, Any]] = []
+
+    async def handler(request: ServerRequest) -> ServerReply:
+        if request.method == "GET":
+            reply: ServerReply = on_get(posts)
+            return reply
+        posts.append(json.loads(request.body))
+        if len(posts) == 1:
+            return ServerReply(drop=True)  # the message was sent; no answer came
+        body = json.dumps(_IDLE).encode()
+        return ServerReply(status=400, body=body, headers={"Content-Type": "application/json"})
+
+    return handler, posts
+
+
+async def _until_done_against(handler: Any) -> Any:
+    """`conversations.create("Hi").until_done()` against `handler`, one re-attach allowed."""
+    from aposthog.testing import LoopbackServer
+
+    quick = aposthog.RetryPolicy(max_retries=1, initial_backoff=0.01, max_backoff=0.02)
+    server = LoopbackServer(handler)
+    await server.start()
+    try:
+        async with aposthog.Client(api_key="phx_k", host=server.url, retry=quick) as ph:
+            with anyio.fail_after(5):
+                return await ph.conversations.create("Hi").until_done()
+    finally:
+        await server.stop()
+
+
 @pytest.mark.parametrize("get_status", [500, 403])
 async def test_a_stream_failing_with_its_catch_up_gets_status_error_keeps_the_posts_status(
     spans: InMemorySpanExporter, get_status: int
@@ -869,42 +916,23 @@ async def test_a_stream_failing_with_its_catch_up_gets_status_error_keeps_the_po
     answered (dropped after it was sent), the re-attach is PostHog's 400 "idle", and the
     GET of the conversation that should recover the run answers 500 (or 403). That GET
     has its own span, with its status. The stream's span is the POST's, and no POST was
-    answered 500: yet it says `http.response.status_code` 500 and `error.type` "500",
-    so a dashboard of the conversation endpoint's answers counts a 500 it never gave.
+    answered 500: yet it said `http.response.status_code` 500 and `error.type` "500",
+    so a dashboard of the conversation endpoint's answers counted a 500 it never gave.
     """
     import json
 
-    from aposthog.testing import LoopbackServer, ServerReply, ServerRequest
+    from aposthog.testing import ServerReply
 
-    idle = {
-        "type": "validation_error",
-        "code": "invalid_input",
-        "detail": "Cannot continue streaming from an idle conversation",
-        "attr": None,
-    }
     refused = {"type": "server_error", "code": "error", "detail": "refused", "attr": None}
-    posts: list[dict[str, Any]] = []
-
-    async def handler(request: ServerRequest) -> ServerReply:
-        json_type = {"Content-Type": "application/json"}
-        if request.method == "GET":
-            return ServerReply(
-                status=get_status, body=json.dumps(refused).encode(), headers=json_type
-            )
-        posts.append(json.loads(request.body))
-        if len(posts) == 1:
-            return ServerReply(drop=True)  # the message was sent; no answer came
-        return ServerReply(status=400, body=json.dumps(idle).encode(), headers=json_type)
-
-    quick = aposthog.RetryPolicy(max_retries=1, initial_backoff=0.01, max_backoff=0.02)
-    server = LoopbackServer(handler)
-    await server.start()
-    try:
-        async with aposthog.Client(api_key="phx_k", host=server.url, retry=quick) as ph:
-            with anyio.fail_after(5), pytest.raises(aposthog.APIStatusError) as info:
-                await ph.conversations.create("Hi").until_done()
-    finally:
-        await server.stop()
+    handler, posts = _dropped_then_idle(
+        lambda _: ServerReply(
+            status=get_status,
+            body=json.dumps(refused).encode(),
+            headers={"Content-Type": "application/json"},
+        )
+    )
+    with pytest.raises(aposthog.APIStatusError) as info:
+        await _until_done_against(handler)
     assert len(posts) == 2  # the message, then one re-attach
     assert (get_status, "GET") == (info.value.status, info.value.method)
     (get,) = [s for s in spans.get_finished_spans() if s.name.startswith("GET ")]
@@ -923,48 +951,29 @@ async def test_a_stream_recovered_by_its_catch_up_get_claims_no_200_it_was_not_a
     The conversation's POST is dropped after it was sent, the re-attach is PostHog's 400
     "idle" (the run ended meanwhile), and the GET of the conversation recovers the run's
     final messages: the stream is `done`. Its span is the POST's, whose answers were none
-    and a 400; yet `StreamEngine._end(None)` reports 200 for any stream that ended
+    and a 400; yet `StreamEngine._end(None)` reported 200 for any stream that ended
     without an error, answered or not. OpenTelemetry's HTTP client spans carry
     `http.response.status_code` only when a response had it.
     """
     import json
 
-    from aposthog.testing import LoopbackServer, ServerReply, ServerRequest
+    from aposthog.testing import ServerReply
 
-    idle = {
-        "type": "validation_error",
-        "code": "invalid_input",
-        "detail": "Cannot continue streaming from an idle conversation",
-        "attr": None,
-    }
-    posts: list[dict[str, Any]] = []
+    def conversation(posts: list[dict[str, Any]]) -> ServerReply:
+        sent = posts[0]  # the run's end, as the conversation shows it
+        messages = [
+            {"type": "human", "content": "Hi", "id": "0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a51"},
+            {"type": "ai", "content": "Hello!", "id": "0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a52"},
+        ]
+        for message in messages:
+            message["trace_id"] = sent["trace_id"]
+        body = {"id": sent["conversation"], "status": "idle", "messages": messages}
+        return ServerReply(
+            body=json.dumps(body).encode(), headers={"Content-Type": "application/json"}
+        )
 
-    async def handler(request: ServerRequest) -> ServerReply:
-        json_type = {"Content-Type": "application/json"}
-        if request.method == "GET":  # the run's end, as the conversation shows it
-            sent = posts[0]
-            messages = [
-                {"type": "human", "content": "Hi", "id": "0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a51"},
-                {"type": "ai", "content": "Hello!", "id": "0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a52"},
-            ]
-            for message in messages:
-                message["trace_id"] = sent["trace_id"]
-            conversation = {"id": sent["conversation"], "status": "idle", "messages": messages}
-            return ServerReply(body=json.dumps(conversation).encode(), headers=json_type)
-        posts.append(json.loads(request.body))
-        if len(posts) == 1:
-            return ServerReply(drop=True)  # the message was sent; no answer came
-        return ServerReply(status=400, body=json.dumps(idle).encode(), headers=json_type)
-
-    quick = aposthog.RetryPolicy(max_retries=1, initial_backoff=0.01, max_backoff=0.02)
-    server = LoopbackServer(handler)
-    await server.start()
-    try:
-        async with aposthog.Client(api_key="phx_k", host=server.url, retry=quick) as ph:
-            with anyio.fail_after(5):
-                result = await ph.conversations.create("Hi").until_done()
-    finally:
-        await server.stop()
+    handler, posts = _dropped_then_idle(conversation)
+    result = await _until_done_against(handler)
     assert "Hello!" == result.text
     assert len(posts) == 2  # the message, then one re-attach
     (span,) = _named(spans, STREAM)

@@ -29,6 +29,7 @@ from aposthog._pagination import Page, new_page
 from aposthog._prefetch import MAX_EMPTY_PAGES, PageReader, ResumePoint, planned_urls, record_url
 from aposthog.testing import FakePostHog
 
+from .test_json import _EXPORT
 from .web_server import serve
 
 pytestmark = pytest.mark.anyio
@@ -1147,23 +1148,7 @@ def test_every_way_of_reading_a_server_that_does_not_change_gives_the_same_recor
 
 # ------------------------------------------ records loops fuzzed over loopback (Hypothesis)
 
-_FUZZ_EXPORT: dict[str, Any] = {
-    "team_id": 1,
-    "name": "S3 export",
-    "model": "events",
-    "destination": {"type": "S3", "config": {"bucket_name": "b", "region": "eu-west-1"}},
-    "interval": "hour",
-    "paused": False,
-    "created_at": "2025-03-01T00:00:00.123456Z",
-    "latest_runs": [
-        {
-            "id": "7f1c0c4e-0000-4000-8000-000000000002",
-            "status": "Completed",
-            "records_completed": 12,
-            "data_interval_end": "2025-03-01T01:00:00Z",
-        }
-    ],
-}
+_FUZZ_EXPORT: dict[str, Any] = {key: value for key, value in _EXPORT.items() if key != "id"}
 
 
 def _fuzz_record(kind: str, i: int) -> dict[str, Any]:
