@@ -7,7 +7,10 @@ shared with its `with_options()` views, and hands each resource the view's `Api`
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
+import warnings
+import weakref
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
@@ -152,6 +155,11 @@ class Client:
             max_concurrency=config.max_concurrency,
             throttle=throttle,
         )
+        # Dropped unclosed (no `async with`, no `aclose()`): said so, naming the fix, and
+        # the session it made closed without awaiting (see `_dropped_unclosed`).
+        pipeline.finalizer.detach()
+        pipeline.finalizer = weakref.finalize(pipeline, _dropped_unclosed, transport)
+        pipeline.finalizer.atexit = False  # the interpreter's end closes everything anyway
         self._bind(Api(pipeline, config, observer))
 
     def _view(self: _C, api: Api) -> _C:
@@ -294,6 +302,11 @@ class Client:
         if pipeline.close_finished:
             return
         if pipeline.loop is not None and pipeline.loop is not asyncio.get_running_loop():
+            if pipeline.loop.is_closed():
+                # Its loop has ended (a test's loop, an `asyncio.run()` before this one):
+                # nothing can run there, so nothing of it is awaited. Closed for good.
+                _abandon(pipeline)
+                return
             # Its session and streams belong to that loop: closed there, or not at all.
             raise ClientStateError(
                 "this aposthog.Client belongs to another event loop: close it from there"
@@ -316,6 +329,7 @@ class Client:
             if isinstance(throttle, RateLimiter):
                 await throttle.aclose()
         pipeline.close_finished = True
+        pipeline.finalizer.detach()
 
     @property
     def closed(self) -> bool:
@@ -343,3 +357,35 @@ class Client:
             ```
         """
         return len(self._api.pipeline.streams)
+
+
+def _abandon(pipeline: Pipeline) -> None:
+    """
+    Close a client whose event loop has ended: nothing of it can be awaited, and nothing
+    can run there. Its streams and waits are marked closed, its session's connections
+    dropped (see `Transport.abandon`); the client is closed for good.
+    """
+    pipeline.closed = True
+    for stream in list(pipeline.streams):
+        with contextlib.suppress(Exception):  # its response belongs to the ended loop
+            stream.close("its aposthog.Client was closed")
+    throttle = pipeline.throttle
+    if isinstance(throttle, RateLimiter):
+        with contextlib.suppress(Exception):
+            throttle.close()
+    pipeline.transport.abandon()
+    pipeline.close_finished = True
+    pipeline.finalizer.detach()
+
+
+def _dropped_unclosed(transport: Transport) -> None:
+    """A client's pipeline was collected before `aclose()`: warn, and close its session."""
+    if not transport.holds_session():
+        return  # never sent anything: it held nothing
+    warnings.warn(
+        "an aposthog.Client was garbage-collected unclosed: use 'async with "
+        "aposthog.Client(...) as ph:' or 'await ph.aclose()'",
+        ResourceWarning,
+        stacklevel=2,
+    )
+    transport.abandon()

@@ -191,6 +191,10 @@ def wait_listener() -> Callable[[float], None] | None:
     return _WAIT_LISTENER.get()
 
 
+def _nothing() -> None:
+    pass
+
+
 def announce_wait(seconds: float) -> None:
     """Called by a `Throttle` about to wait inside `acquire`: tells the call's observers."""
     listener = _WAIT_LISTENER.get()
@@ -234,6 +238,8 @@ class Pipeline:
         self.redactor = Redactor(api_key)
         #: The event loop the client is bound to (by its first use).
         self.loop: asyncio.AbstractEventLoop | None = None
+        #: What tells of a client dropped unclosed (set by `Client`, detached once closed).
+        self.finalizer: weakref.finalize[Any, Any] = weakref.finalize(self, _nothing)
         base = urllib.parse.urlsplit(base_url)
         # The origin and the path prefix, worked out (and percent-encoded) once.
         self._origin = f"{base.scheme}://{base.netloc}"

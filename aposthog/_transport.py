@@ -12,6 +12,7 @@ socket-read idle timeout instead, which PostHog's 15-second keepalive comments r
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import math
 import sys
@@ -781,6 +782,30 @@ class Transport:
         # error the request's headers.
         del failure, proxy
         raise error
+
+    def holds_session(self) -> bool:
+        """Whether this transport made a session that is still open."""
+        session = self._session
+        return self._owns_session and session is not None and not session.closed
+
+    def abandon(self) -> None:
+        """
+        Close, without awaiting, the session this transport created: its event loop has
+        ended (nothing can run there), or its client was dropped unclosed (a finalizer
+        cannot await). Its connections are closed at once where their loop still runs;
+        on a loop that has ended they are only dropped (asyncio closes their sockets as
+        they are collected). A borrowed session is left alone.
+        """
+        self._ready = None
+        self._deadlines.close()
+        session = self._session
+        if not self._owns_session or session is None or session.closed:
+            return
+        connector = session.connector
+        close = getattr(connector, "_close", None)  # aiohttp's close, before its awaitable
+        if close is not None:
+            with contextlib.suppress(Exception):
+                close()
 
     async def aclose(self) -> None:
         """Close the session if this transport created it."""
