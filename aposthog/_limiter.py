@@ -447,6 +447,7 @@ class RateLimiter:
             for turn in line.queue:
                 if not turn.gone:
                     turn.failure = str(exc)
+                    self._left(bucket, turn)  # out of the fleet's line too
                     turn.event.set()
             line.queue.clear()
             line.live = 0

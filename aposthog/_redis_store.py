@@ -57,6 +57,15 @@ local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local line, asks = KEYS[#KEYS - 1], KEYS[#KEYS]
 local member = ARGV[1]
+-- Counted already by an earlier run for this request, whose answer never came (a
+-- client that sends the script again after a timeout or a lost connection): it goes,
+-- counted once, and leaves the line. (A request asks again only after a wait > 0,
+-- when it was not counted: its member is in the bucket's history only once counted.)
+if redis.call('ZSCORE', string.sub(KEYS[1], 1, -6) .. 'history', member) then
+  redis.call('ZREM', line, member)
+  redis.call('ZREM', asks, member)
+  return 0
+end
 local windows = (#KEYS - 3) / 2
 local base = 2 * windows + 2
 local late = tonumber(ARGV[base])
@@ -348,9 +357,19 @@ class RedisRateLimitStore(RateLimitStore):
         if isinstance(redis, str):
             url = redis
 
+            retry = importlib.import_module("redis.asyncio.retry").Retry
+            no_backoff = importlib.import_module("redis.backoff").NoBackoff
+
             def connect() -> AsyncRedis:
+                # A pooled connection the server closed (Redis restarted, failed over)
+                # is found out on use: the command is sent once more, on a new one. The
+                # script counts a request once, run again or not (see `_ACQUIRE`).
                 client: AsyncRedis = module.asyncio.Redis.from_url(
-                    url, socket_timeout=timeout, socket_connect_timeout=timeout
+                    url,
+                    socket_timeout=timeout,
+                    socket_connect_timeout=timeout,
+                    retry=retry(no_backoff(), 1, supported_errors=(module.ConnectionError,)),
+                    retry_on_error=[module.ConnectionError],  # (redis-py 5 reads this)
                 )
                 return client
 
