@@ -525,11 +525,11 @@ class RateLimiter:
         """
         joined = time.monotonic()
         listener = wait_listener()
-        if listener is not None and line.wakes is not None:
+        if listener is not None and line.wakes is not None and line.wakes > joined:
             # Behind a head asleep on a window: held back at least that long, heard of
-            # before the wait, as the head's own. (A line whose head only asks the store
-            # is no wait yet: the head tells those behind it if it comes to sleep.)
-            announce_wait(max(0.0, line.wakes - joined))
+            # before the wait, as the head's own. (A line whose head only asks the store,
+            # or wakes now, is no wait yet: the head tells those behind it if it sleeps.)
+            announce_wait(line.wakes - joined)
             listener = None
         slot_time = line.held_back(joined)
         ticket = self.store._ticket() if self._lined else ""

@@ -427,7 +427,10 @@ async def test_every_request_the_rate_limiter_holds_back_hears_of_its_wait(
             took = sorted(await asyncio.gather(*(one() for _ in range(4))))
     held_back = [t for t in took if t > 0.2]
     assert 2 == len(held_back), took  # the two the limiter held back for their window
-    assert ["rate_limit", "rate_limit"] == [w.reason for w in heard]
+    # Each heard (before the fix, one did): one that, at the head, waits on a moment more
+    # for a window place freeing just after the one before (timing) hears that too.
+    assert len(heard) >= 2, heard
+    assert {"rate_limit"} == {w.reason for w in heard}
 
 
 @pytest.mark.parametrize("queued", [1, 3])
