@@ -226,6 +226,44 @@ async def test_tasks_on_several_stores_never_exceed_a_window(
     assert max(moments) - min(moments) >= 9 * rate.per  # 96 grants, 10 per window
 
 
+class _SlowProxy:
+    """
+    A proxy on 127.0.0.1 between a store and the Redis at `port` (serve `relay`). While
+    `slow` (True: every answer; a number: that many more), each answer from Redis is held
+    back by 0.3 s; with `late_connections`, a connection opened while slow is held back
+    as a whole instead (its answers then pass at once).
+    """
+
+    def __init__(self, port: int, *, late_connections: bool = False) -> None:
+        self.port = port
+        self.late_connections = late_connections
+        self.slow: bool | int = False
+
+    async def _pump(
+        self, source: anyio.abc.SocketStream, sink: anyio.abc.SocketStream, answers: bool
+    ) -> None:
+        async for chunk in source:
+            if answers and self.slow:
+                if self.slow is not True:
+                    self.slow -= 1
+                await anyio.sleep(0.3)
+            await sink.send(chunk)
+
+    async def relay(self, client: anyio.abc.SocketStream) -> None:
+        late = self.late_connections and bool(self.slow)
+        if late:
+            await anyio.sleep(0.3)
+        with contextlib.suppress(anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
+            async with (
+                client,
+                await anyio.connect_tcp("127.0.0.1", self.port) as server,
+                anyio.create_task_group() as tg,
+            ):
+                tg.start_soon(self._pump, client, server, False)
+                await self._pump(server, client, not late)
+                tg.cancel_scope.cancel()
+
+
 async def test_a_request_cancelled_mid_script_is_not_counted(
     store: RedisRateLimitStore, redis_url: str
 ) -> None:
@@ -260,41 +298,18 @@ def test_a_request_counted_before_its_cancellation_is_taken_back(redis_url: str)
     port = int(redis_url.rsplit(":", 1)[1].split("/")[0])
     prefix = f"test:{secrets.token_hex(4)}"
     windows = (Rate(5, per=30),)
-    slow = False
-
-    async def pump(
-        source: anyio.abc.SocketStream, sink: anyio.abc.SocketStream, answers: bool
-    ) -> None:
-        async for chunk in source:
-            if answers and slow:
-                await anyio.sleep(0.3)
-            await sink.send(chunk)
-
-    async def relay(client: anyio.abc.SocketStream) -> None:
-        late = slow
-        if late:
-            await anyio.sleep(0.3)
-        with contextlib.suppress(anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
-            async with (
-                client,
-                await anyio.connect_tcp("127.0.0.1", port) as server,
-                anyio.create_task_group() as tg,
-            ):
-                tg.start_soon(pump, client, server, False)
-                await pump(server, client, not late)
-                tg.cancel_scope.cancel()
+    proxy = _SlowProxy(port, late_connections=True)
 
     async def program() -> None:
-        nonlocal slow
         listener = await anyio.create_tcp_listener(local_host="127.0.0.1")
         proxy_port = listener.extra(anyio.abc.SocketAttribute.local_port)
         async with listener, anyio.create_task_group() as tg:
-            tg.start_soon(listener.serve, relay)
+            tg.start_soon(listener.serve, proxy.relay)
             store = RedisRateLimitStore(f"redis://127.0.0.1:{proxy_port}/0", prefix=prefix)
             assert 0.0 == await store.try_acquire("s", "other", windows, 0.0)  # script loaded
             await store.penalize("s", "api", 0.01)  # a pause that ends; its key lives on
             await anyio.sleep(0.05)
-            slow = True
+            proxy.slow = True
             with anyio.move_on_after(0.1) as scope:
                 await store.try_acquire("s", "api", windows, 0.0)
             assert scope.cancelled_caught
@@ -1161,42 +1176,22 @@ def test_a_request_counted_before_its_answer_timed_out_is_taken_back(redis_url: 
     port = int(redis_url.rsplit(":", 1)[1].split("/")[0])
     prefix = f"test:{secrets.token_hex(4)}"
     windows = (Rate(5, per=30),)
-    slow = False
-
-    async def pump(
-        source: anyio.abc.SocketStream, sink: anyio.abc.SocketStream, answers: bool
-    ) -> None:
-        async for chunk in source:
-            if answers and slow:
-                await anyio.sleep(0.3)
-            await sink.send(chunk)
-
-    async def relay(client: anyio.abc.SocketStream) -> None:
-        with contextlib.suppress(anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
-            async with (
-                client,
-                await anyio.connect_tcp("127.0.0.1", port) as server,
-                anyio.create_task_group() as tg,
-            ):
-                tg.start_soon(pump, client, server, False)
-                await pump(server, client, True)
-                tg.cancel_scope.cancel()
+    proxy = _SlowProxy(port)
 
     async def program() -> None:
-        nonlocal slow
         listener = await anyio.create_tcp_listener(local_host="127.0.0.1")
         proxy_port = listener.extra(anyio.abc.SocketAttribute.local_port)
         async with listener, anyio.create_task_group() as tg:
-            tg.start_soon(listener.serve, relay)
+            tg.start_soon(listener.serve, proxy.relay)
             store = RedisRateLimitStore(
                 f"redis://127.0.0.1:{proxy_port}/0", prefix=prefix, timeout=0.1
             )
             assert 0.0 == await store.try_acquire("s", "other", windows, 0.0)  # script loaded
-            slow = True
+            proxy.slow = True
             with pytest.raises(RateLimitStoreError, match="the request was not sent"):
                 await store.try_acquire("s", "api", windows, 0.0)
             await anyio.sleep(0.35)  # the late answer has come and gone
-            slow = False
+            proxy.slow = False
             await store.aclose()  # waits for any background clean-up
             tg.cancel_scope.cancel()
 
@@ -1235,35 +1230,13 @@ def test_a_script_retried_by_a_borrowed_client_does_not_wait_on_its_own_count(
     port = int(redis_url.rsplit(":", 1)[1].split("/")[0])
     prefix = f"test:{secrets.token_hex(4)}"
     windows = (Rate(1, per=30),)
-    slow = 0  # answers still to hold back
-
-    async def relay(client: anyio.abc.SocketStream) -> None:
-        nonlocal slow
-        with contextlib.suppress(anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
-            async with (
-                client,
-                await anyio.connect_tcp("127.0.0.1", port) as server,
-                anyio.create_task_group() as tg,
-            ):
-
-                async def up() -> None:
-                    async for chunk in client:
-                        await server.send(chunk)
-
-                tg.start_soon(up)
-                async for chunk in server:
-                    if slow:
-                        slow -= 1
-                        await anyio.sleep(0.3)
-                    await client.send(chunk)
-                tg.cancel_scope.cancel()
+    proxy = _SlowProxy(port)
 
     async def program() -> tuple[float, int]:
-        nonlocal slow
         listener = await anyio.create_tcp_listener(local_host="127.0.0.1")
         proxy_port = listener.extra(anyio.abc.SocketAttribute.local_port)
         async with listener, anyio.create_task_group() as tg:
-            tg.start_soon(listener.serve, relay)
+            tg.start_soon(listener.serve, proxy.relay)
             # Retrying a command that timed out: redis-py 6+ does by default; set here
             # as every version reads it.
             borrowed = redis.asyncio.Redis(
@@ -1277,7 +1250,7 @@ def test_a_script_retried_by_a_borrowed_client_does_not_wait_on_its_own_count(
             try:
                 store = RedisRateLimitStore(borrowed, prefix=prefix)
                 assert 0.0 == await store.try_acquire("s", "other", windows, 0.0)  # loaded
-                slow = 1
+                proxy.slow = 1
                 wait = await store.try_acquire("s", "api", windows, 0.0)
                 counted = int(await admin.zcard(f"{prefix}:{{s}}:api:30000ms"))
             finally:
@@ -1308,34 +1281,14 @@ def test_requests_failed_with_the_store_leave_the_fleets_line(redis_url: str) ->
     prefix = f"test:{secrets.token_hex(4)}"
     limits = RateLimits(api=Rate(1, per=0.3), margin=0.0)
     scope = rate_limit_scope("https://us.posthog.com", "phx_fleet")
-    slow = False
-
-    async def pump(
-        source: anyio.abc.SocketStream, sink: anyio.abc.SocketStream, answers: bool
-    ) -> None:
-        async for chunk in source:
-            if answers and slow:
-                await anyio.sleep(0.3)
-            await sink.send(chunk)
-
-    async def relay(client: anyio.abc.SocketStream) -> None:
-        with contextlib.suppress(anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
-            async with (
-                client,
-                await anyio.connect_tcp("127.0.0.1", port) as server,
-                anyio.create_task_group() as tg,
-            ):
-                tg.start_soon(pump, client, server, False)
-                await pump(server, client, True)
-                tg.cancel_scope.cancel()
+    proxy = _SlowProxy(port)
 
     async def program() -> tuple[list[str], int, float | None]:
-        nonlocal slow
         listener = await anyio.create_tcp_listener(local_host="127.0.0.1")
         proxy_port = listener.extra(anyio.abc.SocketAttribute.local_port)
         outcomes: list[str] = []
         async with listener, anyio.create_task_group() as tg:
-            tg.start_soon(listener.serve, relay)
+            tg.start_soon(listener.serve, proxy.relay)
             far = RedisRateLimitStore(
                 f"redis://127.0.0.1:{proxy_port}/0", prefix=prefix, timeout=0.1
             )
@@ -1357,8 +1310,8 @@ def test_requests_failed_with_the_store_leave_the_fleets_line(redis_url: str) ->
                     for _ in range(3):
                         requests.start_soon(b_request)
                     await anyio.sleep(0.15)  # the head sleeps, two wait behind it
-                    slow = True  # its next question is answered too late
-                slow = False
+                    proxy.slow = True  # its next question is answered too late
+                proxy.slow = False
                 await anyio.sleep(0.1)  # the failures' clean-up reaches Redis
                 in_line = int(await admin.zcard(f"{prefix}:{{{scope}}}:api:line"))
                 waited: float | None = None
