@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import math
 import urllib.parse
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from typing import Any
 
 import pytest
 import yarl
@@ -670,3 +673,143 @@ def test_a_personal_api_key_in_the_wrong_variable_is_not_echoed(environ: dict[st
     assert name in str(info.value)
     assert _PASTED_KEY not in str(info.value)
     assert _PASTED_KEY not in repr(info.value)
+
+
+# ------------------------------------------------------------------ what goes on the wire
+
+_EMPTY_PAGE = b'{"count":0,"next":null,"previous":null,"results":[]}'
+
+
+@contextlib.asynccontextmanager
+async def _raw_server() -> AsyncIterator[tuple[int, list[bytes]]]:
+    """
+    A raw loopback HTTP server (or HTTP proxy: it answers absolute-form requests alike):
+    its port, and the head (request line and headers) of every request, as received.
+    """
+    heads: list[bytes] = []
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        data = b""
+        with contextlib.suppress(OSError, asyncio.IncompleteReadError):
+            data = await reader.readuntil(b"\r\n\r\n")
+        heads.append(data)
+        writer.write(
+            b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+            b"Content-Length: %d\r\nConnection: close\r\n\r\n%s" % (len(_EMPTY_PAGE), _EMPTY_PAGE)
+        )
+        with contextlib.suppress(OSError):
+            await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    try:
+        yield server.sockets[0].getsockname()[1], heads
+    finally:
+        server.close()
+        await server.wait_closed()
+
+
+async def _head_of_first_request(host: str, heads: list[bytes], **kwargs: Any) -> bytes:
+    """What the server got for a client of `host` listing profile configs; b"" if refused."""
+    try:
+        client = aposthog.Client(
+            api_key="phx_wire_test_key",
+            host=host,
+            project_id=1,
+            max_retries=0,
+            rate_limits=None,
+            **kwargs,
+        )
+    except aposthog.ConfigurationError as exc:
+        refusal: str | None = str(exc)
+    else:
+        refusal = None
+    if refusal is not None:
+        assert "host" in refusal
+        return b""
+    async with client:
+        await client.customer_profile_configs.list()
+    assert heads, "no request reached the server"
+    return heads[0]
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="a non-ASCII host is accepted but its Host header goes out as raw UTF-8, not IDNA",
+)
+@pytest.mark.anyio
+async def test_a_non_ascii_host_is_sent_as_its_idna_name_or_refused(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """
+    `resolve_host` checks that a non-ASCII host name can be IDNA-encoded, then accepts it
+    and keeps it in Unicode; the transport parses the request URL with
+    `URL(..., encoded=True)`, which skips IDNA, so the `Host` header (and an HTTP proxy's
+    request line) carries raw UTF-8 bytes: not valid HTTP (a server or proxy answers 400
+    or routes by a name other than the one DNS and TLS used; for `faß.de`, Python's
+    IDNA 2003 connects to `fass.de`, another domain, while the header says `faß.de`).
+    Either the client refuses such a host at construction, or it sends the A-label.
+    An HTTP proxy on loopback receives the request: nothing is looked up or leaves the
+    machine.
+    """
+    for name in ("HTTPS_PROXY", "NO_PROXY", "https_proxy", "http_proxy", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    async with _raw_server() as (port, heads):
+        monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{port}")  # read at construction
+        head = await _head_of_first_request(
+            "http://pöst.example:8000", heads, allow_insecure_http=True
+        )
+    if head:  # accepted: then the request's head is ASCII, the host its IDNA name
+        assert head.isascii(), head
+        assert b"\r\nHost: xn--pst-sna.example:8000\r\n" in head
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="a host's non-ASCII path prefix goes out raw in the request line, not percent-encoded",
+)
+@pytest.mark.anyio
+async def test_a_path_prefix_of_the_host_is_sent_percent_encoded_or_refused() -> None:
+    """
+    A path prefix (a self-hosted PostHog behind `https://host/pöst`) is kept in the base
+    URL as typed (`Pipeline` says it is "percent-encoded once"; it is not), and the
+    transport sends `origin + prefix + /api/…` with `URL(..., encoded=True)`: the request
+    line carries raw UTF-8 bytes (RFC 9112's request-target is ASCII; a server or proxy
+    answers 400), and PostHog's `next` link, percent-encoded (`/p%C3%B6st/api/…`), no
+    longer starts with the prefix, so a second page is refused as "not a page of the
+    list". The prefix must go out as `/p%C3%B6st/`, or be refused at construction.
+    """
+    async with _raw_server() as (port, heads):
+        head = await _head_of_first_request(f"http://127.0.0.1:{port}/pöst", heads)
+    if head:
+        request_line = head.split(b"\r\n", 1)[0]
+        assert request_line.startswith(b"GET /p%C3%B6st/api/environments/1/"), request_line
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="an all-numeric host that is no canonical IPv4 address passes construction; aiohttp "
+    "refuses it on every call, which is retried",
+)
+@pytest.mark.parametrize(
+    "host",
+    [
+        "https://999.1.1.1",  # an octet over 255
+        "https://1.2.3.4.5",  # five parts
+        "https://127.1",  # a legacy short form
+        "https://01.2.3.4",  # a leading zero (octal to some parsers)
+        "http://127.0.0.1.:8000",  # the root's dot: taken for loopback, so plain http too
+    ],
+)
+def test_a_numeric_host_aiohttp_refuses_is_refused_at_construction(host: str) -> None:
+    """
+    aiohttp reads a host of digits and dots as an IPv4 address and refuses every one that
+    is not a canonical dotted quad (`InvalidUrlClientError`, before connecting). The
+    configuration lets these through, so the client is built and each call ends in an
+    `APIConnectionError` "the URL is not one aiohttp can use" only after `max_retries`
+    backoffs (three `on_wait` "retry" waits, 1-3 s, for a URL that can never work).
+    As for the hosts of `test_a_host_no_request_can_be_sent_to_is_refused_at_construction`,
+    the `ConfigurationError` belongs at construction, naming `host`.
+    """
+    with pytest.raises(aposthog.ConfigurationError, match="host"):
+        resolve_host(host)

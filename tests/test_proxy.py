@@ -181,3 +181,52 @@ def test_a_password_with_an_at_sign_and_a_url_delimiter_is_redacted_whole(delimi
     shown = redact(proxy)
     assert "SECRET" not in shown, shown
     assert "proxy.internal" in shown
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="a proxy URL aiohttp refuses before sending is retried with backoff, as if the "
+    "network had failed",
+)
+@pytest.mark.parametrize("proxy", ["http://127.0.0.1:notaport", "http://[::1:3128"])
+@pytest.mark.anyio
+async def test_a_proxy_aiohttp_cannot_use_is_not_retried(
+    monkeypatch: pytest.MonkeyPatch, proxy: str
+) -> None:
+    """
+    A malformed `HTTPS_PROXY` can never work: aiohttp refuses it (`InvalidURL`) before
+    any connection. The client reports it as an `APIConnectionError` with
+    `reached_server=False`, which the retry policy takes for a failed connection: every
+    call makes `max_retries` more attempts, sleeping the backoff between them and telling
+    `on_wait` "retry" each time (about 2 s per call with the defaults) before the same
+    error. It should fail at once (or the client refuse the variable at construction,
+    naming it). Nothing leaves the machine: aiohttp refuses the proxy URL first.
+    """
+    import aposthog
+
+    for name in ("http_proxy", "https_proxy", "no_proxy", "all_proxy"):
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.upper(), raising=False)
+    monkeypatch.setenv("HTTPS_PROXY", proxy)
+    waits: list[aposthog.Wait] = []
+    policy = aposthog.RetryPolicy(max_retries=3, initial_backoff=0.01, max_backoff=0.02)
+    try:
+        client = aposthog.Client(
+            api_key="phx_key_of_the_test",
+            host="https://posthog.invalid",
+            project_id=1,
+            retry=policy,
+            rate_limits=None,
+            on_wait=waits.append,
+        )
+    except aposthog.ConfigurationError as exc:
+        refusal: str | None = str(exc)
+    else:
+        refusal = None
+    if refusal is not None:
+        assert "HTTPS_PROXY" in refusal
+        return
+    async with client:
+        with pytest.raises(aposthog.PostHogError):
+            await client.customer_profile_configs.list()
+    assert [] == [(wait.reason, wait.attempt) for wait in waits]

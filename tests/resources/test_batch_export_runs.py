@@ -776,3 +776,31 @@ async def test_run_filters_posthog_ignores_for_the_ordering_are_not_sent_silentl
         assert len(fake.requests) == sent
     else:
         assert [r.id for r in runs] == [wanted["id"]]
+
+
+@pytest.mark.xfail(
+    strict=True, reason="list_runs with a reversed window is sent and silently lists nothing"
+)
+@pytest.mark.parametrize("pair", ["after_before", "start_end"])
+async def test_a_reversed_run_window_is_refused_before_sending(
+    fake: FakePostHog, ph: aposthog.Client, pair: str
+) -> None:
+    """
+    PostHog filters runs with `created_at__range=(after, before)` (or
+    `data_interval_start >= start, data_interval_end <= end`) and never compares the
+    bounds: swapped ones are an empty list, which reads as "no runs (no failures)". Given
+    as two aware datetimes the client can see it: a `ValueError` naming the later
+    argument (`before` / `end`), nothing sent.
+    """
+    export = await make(ph)
+    fake.add_batch_export_run(export.id, created_at=hours_ago(2), status="Failed")
+    if pair == "after_before":
+        arguments: dict[str, Any] = {"after": hours_ago(1), "before": hours_ago(3)}
+        name = "before"
+    else:
+        arguments = {"ordering": "data_interval_start", "start": hours_ago(1), "end": hours_ago(5)}
+        name = "end"
+    sent = len(fake.requests)
+    with pytest.raises(ValueError, match=name):
+        await ph.batch_exports.list_runs(export.id, **arguments).to_list()
+    assert len(fake.requests) == sent

@@ -1038,3 +1038,124 @@ async def test_unpause_with_backfill_never_backfills_intervals_the_export_ran(
     else:
         backfills = await ph.batch_exports.list_backfills(export.id).to_list()
         assert all(b.start_at is not None and b.start_at >= last_exported for b in backfills)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="create() sends model='hogql' without hogql_query (refused by PostHog after counting)",
+)
+@pytest.mark.parametrize("query", ["left out", None])
+async def test_a_hogql_export_without_its_query_is_refused_before_sending(
+    fake: FakePostHog, ph: aposthog.Client, query: str | None
+) -> None:
+    """
+    PostHog's `BatchExportSerializer._validate_hogql_query` refuses a new `hogql` export
+    without its query ("'hogql_query' is required when 'model' is 'hogql'"; a 403 first
+    without the team's flag). `create()`'s docstring says the query is required with that
+    model, `run_test_step_new()` refuses the very same body with a `ValueError` unsent, and
+    `create()` refuses MERGE without `primary_key` unsent: it should refuse this too,
+    naming `hogql_query`, rather than spend a non-repeatable POST on a certain refusal.
+    """
+    fake.batch_export_flags.add("hogql-batch-exports")
+    extra: dict[str, Any] = {} if query == "left out" else {"hogql_query": None}
+    sent = len(fake.requests)
+    with pytest.raises(ValueError, match="hogql_query"):
+        await make(ph, model=BatchExportModel.HOGQL, **extra)
+    assert len(fake.requests) == sent
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="start_at after end_at is sent: PostHog stores an export whose schedule never fires",
+)
+@pytest.mark.parametrize("method", ["create", "replace", "update"])
+async def test_an_export_ending_before_it_starts_is_refused_before_sending(
+    fake: FakePostHog, ph: aposthog.Client, method: str
+) -> None:
+    """
+    `start_at` is the time before which PostHog triggers no run, `end_at` the time after
+    which it triggers none (the model's help texts); PostHog's serializer never compares
+    them, so an export given `end_at` before `start_at` is stored (201/200) with a Temporal
+    schedule that never fires: it silently exports nothing. Both bounds are given in one
+    call, so the client can see it: a `ValueError` naming `end_at`, nothing sent.
+    """
+    start, end = dt.datetime(2030, 1, 1, tzinfo=UTC), dt.datetime(2029, 1, 1, tzinfo=UTC)
+    export = await make(ph)
+    sent = len(fake.requests)
+    with pytest.raises(ValueError, match="end_at"):
+        if method == "create":
+            await make(ph, start_at=start, end_at=end)
+        elif method == "replace":
+            await ph.batch_exports.replace(
+                export.id,
+                name="Events to S3",
+                destination=s3(),
+                interval="hour",
+                start_at=start,
+                end_at="2029-01-01T00:00:00Z",
+            )
+        else:
+            await ph.batch_exports.update(export.id, start_at=start, end_at=end)
+    assert len(fake.requests) == sent
+
+
+@pytest.mark.xfail(
+    strict=True, reason="logs(after=, before=) with an empty window is sent and reads as no logs"
+)
+async def test_logs_with_after_not_before_before_are_refused_before_sending(
+    fake: FakePostHog, ph: aposthog.Client
+) -> None:
+    """
+    PostHog keeps entries with `timestamp > after AND timestamp < before` (both exclusive,
+    `fetch_log_entries`): with `after` at or past `before` the answer is always an empty
+    page, indistinguishable from "no errors logged". Swapped bounds are a caller's bug the
+    client can see (two aware datetimes): a `ValueError` naming `before`, nothing sent.
+    """
+    export = await make(ph)
+    now = dt.datetime.now(UTC)
+    fake.add_batch_export_log(export.id, "boom", level="ERROR", timestamp=now)
+    sent = len(fake.requests)
+    with pytest.raises(ValueError, match="before"):
+        await ph.batch_exports.logs(
+            export.id, after=now + dt.timedelta(hours=1), before=now - dt.timedelta(hours=1)
+        ).to_list()
+    assert len(fake.requests) == sent
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="unpause(backfill=True)'s guard misses a run whose interval straddles last_paused_at",
+)
+async def test_unpause_with_backfill_never_backfills_an_interval_that_straddled_the_pause(
+    fake: FakePostHog, ph: aposthog.Client
+) -> None:
+    """
+    A daily export paused by `pause()` yesterday at 10:00, unpaused at 11:00 (PostHog keeps
+    `last_paused_at`), ran at midnight (the run of yesterday: 00:00 to 00:00), and was then
+    paused by `update(paused=True)`. `unpause(backfill=True)` makes PostHog backfill from
+    yesterday 10:00: its backfill workflow aligns that start to the interval (yesterday
+    00:00) and exports yesterday again, duplicating what the midnight run wrote. The
+    client's guard is meant to stop exactly this (a run after the pause time), but it
+    only counts runs whose *start* is at or after `last_paused_at`; a run whose interval
+    ends after it also ran after the pause (no run's interval ends after the pause time
+    unless the export was resumed). It must refuse (nothing changed) or backfill only
+    from the end of what was exported.
+    """
+    now = dt.datetime.now(dt.timezone.utc)
+    today = now.replace(hour=0, minute=0, second=0, microsecond=0)
+    export = await make(ph, interval="day")
+    await ph.batch_exports.pause(export.id)
+    await ph.batch_exports.unpause(export.id)
+    fake.batch_exports[export.id]["last_paused_at"] = today - dt.timedelta(hours=14)
+    ran = fake.add_batch_export_run(export.id, created_at=today, data_interval_end=today)
+    assert ran["data_interval_start"] == today - dt.timedelta(days=1)
+    await ph.batch_exports.update(export.id, paused=True)
+
+    try:
+        await ph.batch_exports.unpause(export.id, backfill=True)
+    except ValueError:
+        assert (await ph.batch_exports.get(export.id)).paused  # nothing changed
+        assert fake.batch_export_backfills == {}
+    else:
+        backfills = await ph.batch_exports.list_backfills(export.id).to_list()
+        assert all(b.start_at is not None and b.start_at >= today for b in backfills)
