@@ -137,6 +137,43 @@ def timestamp(name: str, value: dt.datetime | str | None, *, relative: bool = Fa
     return text
 
 
+def instant(text: str | None) -> dt.datetime | None:
+    """
+    The moment a timestamp as `timestamp()` returns it names wherever it is read: one
+    with `Z` or an offset. None for anything else (a relative time, a date, a time PostHog
+    reads in the project's timezone, or a form this Python's `fromisoformat` does not read).
+    """
+    if text is None or not text[:1].isdigit():
+        return None
+    try:
+        moment = dt.datetime.fromisoformat(text[:-1] + "+00:00" if text[-1] == "Z" else text)
+    except ValueError:
+        return None
+    return None if moment.tzinfo is None else moment
+
+
+def check_window(
+    low_name: str,
+    low: str | None,
+    high_name: str,
+    high: str | None,
+    *,
+    empty: str,
+    inclusive: bool = False,
+) -> None:
+    """
+    Refuse bounds (as `timestamp()` returns them) whose window holds no moment: `high`
+    before `low`, or at it unless the window is `inclusive` (`ValueError` naming
+    `high_name`, `empty` saying what PostHog would do with them). Bounds without a fixed
+    moment (relative, or read in the project's timezone) are left to PostHog.
+    """
+    start, end = instant(low), instant(high)
+    if start is None or end is None or end > start or (inclusive and end == start):
+        return
+    after = "at or after" if inclusive else "after"
+    raise ValueError(f"{high_name} ({high}) must be {after} {low_name} ({low}): {empty}")
+
+
 def relative_time(name: str, value: str) -> str:
     """
     A string for PostHog's `relative_date_parse`, stripped as PostHog strips it.
@@ -388,6 +425,15 @@ def body(**fields: Any) -> dict[str, Any]:
         if isinstance(value, NotGiven):
             continue
         out[name] = _FIELDS[name](name, value)
+    # PostHog's serializer never compares them: an export given both this way is kept,
+    # with a schedule that never triggers a run.
+    check_window(
+        "start_at",
+        out.get("start_at"),
+        "end_at",
+        out.get("end_at"),
+        empty="PostHog would keep an export that never runs",
+    )
     return out
 
 
@@ -401,6 +447,10 @@ def create_body(**fields: Any) -> dict[str, Any]:
     ):
         # PostHog: "'primary_key' is required when 'incremental_mode' is 'MERGE'".
         raise ValueError("primary_key is required when incremental_mode is MERGE")
+    if out.get("model") == "hogql" and not out.get("hogql_query"):
+        # PostHog: "'hogql_query' is required when 'model' is 'hogql'" (a 400, or a 403
+        # first for a team without the feature).
+        raise ValueError("hogql_query is required when model is 'hogql'")
     return out
 
 

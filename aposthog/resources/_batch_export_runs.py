@@ -14,7 +14,7 @@ from .._errors import ResponseDecodeError
 from .._pagination import AsyncPaginator
 from ..models.batch_exports import BatchExportBackfill, BatchExportRun, BatchExportRunStatus
 from ._base import Resource
-from ._batch_export_args import backfill_bound, check_ordering, timestamp
+from ._batch_export_args import backfill_bound, check_ordering, check_window, timestamp
 from ._checks import choice, uuid_segment
 
 __all__ = ["BatchExportRuns"]
@@ -69,7 +69,8 @@ class BatchExportRuns(Resource):
             status: keep runs in this status, or in any of these statuses.
             after: keep runs created after this (with `before`: PostHog's
                 default is the last 7 days).
-            before: keep runs created before this.
+            before: keep runs created before this (before a fixed `after`: a
+                `ValueError`, as is an `end` before a fixed `start`).
             start: with `ordering="data_interval_start"` (or its `-` form), keep runs
                 whose data interval lies in `start`..`end` instead (PostHog's default
                 start: 7 days ago).
@@ -101,6 +102,15 @@ class BatchExportRuns(Resource):
             "end": timestamp("end", end, relative=True),
             "ordering": order,
         }
+        for low, high in (("after", "before"), ("start", "end")):
+            check_window(
+                low,
+                params[low],
+                high,
+                params[high],
+                empty="PostHog would answer no runs, as if none had run",
+                inclusive=True,
+            )
         by_interval = order in ("data_interval_start", "-data_interval_start")
         for name in ("after", "before") if by_interval else ("start", "end"):
             if params[name] is not None:

@@ -28,6 +28,7 @@ from ._batch_export_args import (
     DestinationArg,
     body,
     check_step,
+    check_window,
     create_body,
     enum_value,
     log_levels,
@@ -127,7 +128,8 @@ class BatchExports(BatchExportRuns):
             paused: create it paused.
             start_at: where the exported data starts (a timezone-aware datetime or an
                 ISO 8601 string).
-            end_at: where it ends (likewise).
+            end_at: where it ends (likewise); with both given, one at or before
+                `start_at` is a `ValueError` (PostHog would keep an export that never runs).
             hogql_query: the HogQL SELECT whose results a `hogql` export exports
                 (required with that model; PostHog refuses it for other models, but
                 for teams that already have an `events` export with a custom schema).
@@ -362,12 +364,19 @@ class BatchExports(BatchExportRuns):
                     "pause()), so PostHog would backfill its whole history; unpause it "
                     "without backfill, then create_backfill() the interval you need"
                 )
+            # A run whose interval ends after the pause time ran after it: while paused no
+            # interval that holds that time is exported. PostHog's backfill starts at the
+            # interval holding the pause time, so one such run is enough to export again.
             ran = [
                 run.data_interval_end or run.data_interval_start
                 for run in export.latest_runs
-                if run.data_interval_start is not None
-                and paused_at is not None
-                and run.data_interval_start >= paused_at
+                if paused_at is not None
+                and (
+                    (run.data_interval_end is not None and run.data_interval_end > paused_at)
+                    or (
+                        run.data_interval_start is not None and run.data_interval_start >= paused_at
+                    )
+                )
             ]
             if export.paused and ran and paused_at is not None:
                 raise ValueError(
@@ -411,7 +420,8 @@ class BatchExports(BatchExportRuns):
                 it as itself (`r"50\\%"`). PostHog trims blanks around it, so a value
                 with any is refused (`ValueError`) rather than matching more.
             after: keep entries strictly after this moment.
-            before: keep entries strictly before this moment.
+            before: keep entries strictly before this moment (at or before a fixed
+                `after`: a `ValueError`, as no entry could be kept).
             instance_id: keep entries of this run.
             limit: how many entries to fetch (1-500).
 
@@ -440,6 +450,14 @@ class BatchExports(BatchExportRuns):
             "instance_id": instance_id,
             "limit": limit,
         }
+        # Both bounds are exclusive: a window without a moment in it is always empty.
+        check_window(
+            "after",
+            params["after"],
+            "before",
+            params["before"],
+            empty="PostHog keeps entries strictly between them, so there would be none",
+        )
         return self._api.paginate(
             BatchExportLogEntry,
             routes.EXPORT_LOGS,
@@ -567,10 +585,6 @@ class BatchExports(BatchExportRuns):
             incremental_mode=incremental_mode,
             filters=filters,
         )
-        if payload.get("model") == "hogql" and not payload.get("hogql_query"):
-            # PostHog: "'hogql_query' is required when 'model' is 'hogql'" (a 400 after the
-            # request was counted), whatever the step.
-            raise ValueError("hogql_query is required when model is 'hogql'")
         payload["step"] = step
         return await self._api.fetch(
             BatchExportTestStep, routes.EXPORT_TEST_STEP_NEW, json=payload, timeout=timeout

@@ -45,7 +45,7 @@ METHODS: dict[str, Spec] = {
         "model": ("events", "open_enum"),
         "paused": (False, "bool"),
         "start_at": (WHEN, "timestamp"),
-        "end_at": (WHEN, "timestamp"),
+        "end_at": (WHEN + dt.timedelta(days=1), "timestamp"),
         "hogql_query": ("select 1", "query"),
         "hogql_modifiers": (None, "modifiers"),
         "primary_key": (None, "columns"),
