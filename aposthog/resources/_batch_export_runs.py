@@ -94,23 +94,22 @@ class BatchExportRuns(Resource):
                     "status must name at least one status (None for runs of any status)"
                 )
         order = check_ordering(ordering, _RUN_ORDERINGS)
-        params = {
-            "status": statuses,
+        bounds = {
             "after": timestamp("after", after, relative=True),
             "before": timestamp("before", before, relative=True),
             "start": timestamp("start", start, relative=True),
             "end": timestamp("end", end, relative=True),
-            "ordering": order,
         }
         for low, high in (("after", "before"), ("start", "end")):
             check_window(
                 low,
-                params[low],
+                bounds[low],
                 high,
-                params[high],
+                bounds[high],
                 empty="PostHog would answer no runs, as if none had run",
                 inclusive=True,
             )
+        params = {"status": statuses, **bounds, "ordering": order}
         by_interval = order in ("data_interval_start", "-data_interval_start")
         for name in ("after", "before") if by_interval else ("start", "end"):
             if params[name] is not None:

@@ -367,17 +367,15 @@ class BatchExports(BatchExportRuns):
             # A run whose interval ends after the pause time ran after it: while paused no
             # interval that holds that time is exported. PostHog's backfill starts at the
             # interval holding the pause time, so one such run is enough to export again.
-            ran = [
-                run.data_interval_end or run.data_interval_start
-                for run in export.latest_runs
-                if paused_at is not None
-                and (
-                    (run.data_interval_end is not None and run.data_interval_end > paused_at)
-                    or (
-                        run.data_interval_start is not None and run.data_interval_start >= paused_at
-                    )
-                )
-            ]
+            ran: builtins.list[dt.datetime] = []
+            for run in export.latest_runs:
+                start, end = run.data_interval_start, run.data_interval_end
+                if paused_at is None:
+                    break
+                if end is not None and end > paused_at:
+                    ran.append(end)
+                elif start is not None and start >= paused_at:
+                    ran.append(start)
             if export.paused and ran and paused_at is not None:
                 raise ValueError(
                     "backfill=True: this export ran after its pause time "
@@ -442,22 +440,23 @@ class BatchExports(BatchExportRuns):
                     f"{name} must not begin or end with blanks: PostHog trims them, and "
                     f"would match more than {text!r}"
                 )
-        params = {
-            "level": log_levels(level),
-            "search": search,
-            "after": timestamp("after", after),
-            "before": timestamp("before", before),
-            "instance_id": instance_id,
-            "limit": limit,
-        }
+        since, until = timestamp("after", after), timestamp("before", before)
         # Both bounds are exclusive: a window without a moment in it is always empty.
         check_window(
             "after",
-            params["after"],
+            since,
             "before",
-            params["before"],
+            until,
             empty="PostHog keeps entries strictly between them, so there would be none",
         )
+        params = {
+            "level": log_levels(level),
+            "search": search,
+            "after": since,
+            "before": until,
+            "instance_id": instance_id,
+            "limit": limit,
+        }
         return self._api.paginate(
             BatchExportLogEntry,
             routes.EXPORT_LOGS,
