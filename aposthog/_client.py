@@ -139,6 +139,9 @@ class Client:
             connect_timeout=config.connect_timeout,
             max_response_size=config.max_response_size,
         )
+        proxy_problem = transport.proxy_problem(config.base_url)
+        if proxy_problem is not None:
+            raise ConfigurationError(proxy_problem)
         # DEBUG lines around OpenTelemetry spans (`aposthog[otel]`): a call is handed no
         # observer at all unless the `aposthog` logger is at DEBUG or a tracer records.
         observer = wait_hook(on_wait, DebugLog(default_observer()))

@@ -8,6 +8,7 @@ request handler.
 
 from __future__ import annotations
 
+import ipaddress
 import math
 import os
 import re
@@ -128,7 +129,23 @@ def resolve_host(host: object, *, allow_insecure_http: bool = False, source: str
             "allow_insecure_http=True for a self-hosted PostHog on a private network"
         )
     path = parts.path.rstrip("/")
+    if _BAD_ESCAPE.search(path):
+        raise ConfigurationError(
+            f"{source} {shown} has a '%' in its path that is not an escape such as '%20': "
+            "write a '%' itself as '%25'"
+        )
+    # Sent as written (a request line is ASCII): what is not ASCII or not allowed in a
+    # path is escaped once, and escapes already there are kept, so PostHog's `next`
+    # links, which name the same path, start with it.
+    path = urllib.parse.quote(path, safe=_PATH_SAFE)
     return urllib.parse.urlunsplit((scheme, parts.netloc, path, "", ""))
+
+
+#: A `%` that does not start an escape.
+_BAD_ESCAPE: Final = re.compile("%(?![0-9A-Fa-f]{2})")
+#: What a URL's path holds as itself (RFC 3986: unreserved, sub-delims, ':', '@', '/'),
+#: and '%', whose escapes are checked above.
+_PATH_SAFE: Final = "/%:@!$&'()*+,;=-._~"
 
 
 def _host_problem(netloc: str, hostname: str, port: int | None) -> str | None:
@@ -143,6 +160,23 @@ def _host_problem(netloc: str, hostname: str, port: int | None) -> str | None:
         return "its host and port are not where a URL has them"
     if ":" in hostname:
         return None  # an IPv6 address (the parser checked it)
+    if not hostname.isascii():
+        # Sent as it is written (aiohttp does not encode it), so the `Host` header would
+        # carry raw UTF-8; and which ASCII name it stands for depends on the IDNA
+        # edition (`faß.de` is `fass.de` to Python's codec, another domain today).
+        return "its host name is not ASCII: write it in its ASCII (IDNA, 'xn--…') form"
+    if _DIGITS_AND_DOTS.fullmatch(hostname):
+        # aiohttp reads such a host as an IPv4 address, and refuses every form but the
+        # canonical one (`127.1`, `01.2.3.4`, `1.2.3.4.` ...) when a request is made.
+        try:
+            canonical = str(ipaddress.IPv4Address(hostname)) == hostname
+        except ValueError:
+            canonical = False
+        if not canonical:
+            return (
+                "a host of digits and dots must be an IPv4 address as four numbers from "
+                "0 to 255, without leading zeros or a final dot"
+            )
     # IDNA's label separators: the full stop and its ideographic and fullwidth forms.
     labels = re.split("[.\u3002\uff0e\uff61]", hostname)
     if len(labels) > 1 and not labels[-1]:
@@ -160,6 +194,8 @@ def _host_problem(netloc: str, hostname: str, port: int | None) -> str | None:
         return "its host name is not one DNS can carry"
     return None
 
+
+_DIGITS_AND_DOTS: Final = re.compile("[0-9.]+")
 
 #: What a PostHog key or token looks like (`phx_…` personal API keys, `phc_…` project
 #: tokens, and their kin): a value a message quotes shows none of it.

@@ -91,3 +91,25 @@ class Proxies:
                 proxy = "http://" + proxy
             self._cache[key] = proxy
         return self._cache[key]
+
+    def problem(self, url: str) -> str | None:
+        """
+        Why the proxy the environment names for `url` can never carry a request (its
+        variable named, the URL without credentials), or None. aiohttp refuses such a
+        URL before connecting, on every request alike.
+        """
+        proxy = self.for_url(url)
+        if proxy is None:
+            return None
+        variable = f"{urllib.parse.urlsplit(url).scheme.upper()}_PROXY"
+        try:
+            parts = urllib.parse.urlsplit(proxy)
+            parts.port  # noqa: B018 (read for its ValueError: a port that is no number)
+        except ValueError:
+            return f"{variable} ({redact(proxy)}) is not a URL a request can go through"
+        if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
+            return (
+                f"{variable} ({redact(proxy)}) is not an http:// or https:// proxy URL: "
+                "aiohttp speaks HTTP to a proxy"
+            )
+        return None

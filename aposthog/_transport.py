@@ -561,6 +561,10 @@ class Transport:
                 )
         return session
 
+    def proxy_problem(self, url: str) -> str | None:
+        """Why the environment's proxy for `url` can never be used (see `Proxies.problem`)."""
+        return self._proxies.problem(url) if self._owns_session else None
+
     def _proxy_for(self, url: str) -> str | None:
         """The proxy the environment names for `url` (never for loopback), if any."""
         if not self._owns_session:

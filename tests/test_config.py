@@ -733,10 +733,6 @@ async def _head_of_first_request(host: str, heads: list[bytes], **kwargs: Any) -
     return heads[0]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a non-ASCII host is accepted but its Host header goes out as raw UTF-8, not IDNA",
-)
 @pytest.mark.anyio
 async def test_a_non_ascii_host_is_sent_as_its_idna_name_or_refused(
     monkeypatch: pytest.MonkeyPatch,
@@ -764,10 +760,6 @@ async def test_a_non_ascii_host_is_sent_as_its_idna_name_or_refused(
         assert b"\r\nHost: xn--pst-sna.example:8000\r\n" in head
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a host's non-ASCII path prefix goes out raw in the request line, not percent-encoded",
-)
 @pytest.mark.anyio
 async def test_a_path_prefix_of_the_host_is_sent_percent_encoded_or_refused() -> None:
     """
@@ -786,11 +778,6 @@ async def test_a_path_prefix_of_the_host_is_sent_percent_encoded_or_refused() ->
         assert request_line.startswith(b"GET /p%C3%B6st/api/environments/1/"), request_line
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="an all-numeric host that is no canonical IPv4 address passes construction; aiohttp "
-    "refuses it on every call, which is retried",
-)
 @pytest.mark.parametrize(
     "host",
     [

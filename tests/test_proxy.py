@@ -183,11 +183,6 @@ def test_a_password_with_an_at_sign_and_a_url_delimiter_is_redacted_whole(delimi
     assert "proxy.internal" in shown
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a proxy URL aiohttp refuses before sending is retried with backoff, as if the "
-    "network had failed",
-)
 @pytest.mark.parametrize("proxy", ["http://127.0.0.1:notaport", "http://[::1:3128"])
 @pytest.mark.anyio
 async def test_a_proxy_aiohttp_cannot_use_is_not_retried(
