@@ -183,7 +183,9 @@ def test_a_password_with_an_at_sign_and_a_url_delimiter_is_redacted_whole(delimi
     assert "proxy.internal" in shown
 
 
-@pytest.mark.parametrize("proxy", ["http://127.0.0.1:notaport", "http://[::1:3128"])
+@pytest.mark.parametrize(
+    "proxy", ["http://127.0.0.1:notaport", "http://[::1:3128", "socks5://127.0.0.1:1080"]
+)
 @pytest.mark.anyio
 async def test_a_proxy_aiohttp_cannot_use_is_not_retried(
     monkeypatch: pytest.MonkeyPatch, proxy: str

@@ -1748,3 +1748,22 @@ async def test_last_paused_at_is_a_writable_datetime_field(ph: aposthog.Client) 
     assert error.detail.startswith("Datetime has wrong format.")
     created = await create(ph, last_paused_at="2024-01-02T03:04:05Z")
     assert created["last_paused_at"] == "2024-01-02T03:04:05Z"
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="add_batch_export_logs(id, 'text') adds one log entry per character",
+)
+async def test_log_entries_given_as_one_str_are_refused_not_split_into_letters(
+    fake: FakePostHog, ph: aposthog.Client
+) -> None:
+    """
+    `entries` is typed `Iterable[str | Mapping]`, which a plain str satisfies. The fake
+    added one entry per character ("e", "x", "p", …: 13 for "export failed"), so a test
+    asserting on its code's handling of that log saw thirteen one-letter logs instead.
+    `script_answer(updates="text")` is refused for the same reason; this knob should be too.
+    """
+    created = await create(ph)
+    with pytest.raises(TypeError, match="entries"):
+        fake.add_batch_export_logs(created["id"], "export failed")
+    assert [] == fake.batch_export_logs
