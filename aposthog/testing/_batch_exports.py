@@ -189,6 +189,10 @@ class BatchExportsKnobs:
         Add several log entries: messages, or mappings of `add_batch_export_log` arguments
         (a naive `timestamp` is read as UTC).
         """
+        if isinstance(entries, str):
+            raise TypeError(
+                f"entries must be an iterable of entries, such as [{entries!r}], not one str"
+            )
         added = []
         for entry in entries:
             if isinstance(entry, str):

@@ -14,6 +14,7 @@ from __future__ import annotations
 import collections
 import json
 import logging
+import math
 import re
 import secrets
 import urllib.parse
@@ -204,6 +205,20 @@ class FakePostHog:
         self.conversations_list_includes_messages = False
 
     @property
+    def latency(self) -> float:
+        """Seconds every request waits before it is handled (0: none)."""
+        return self._latency
+
+    @latency.setter
+    def latency(self, seconds: float) -> None:
+        value: object = seconds  # typed a number, checked for callers who are not
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise TypeError(f"latency must be a number of seconds, got {type(value).__name__}")
+        if not 0 <= value < math.inf:  # NaN too
+            raise ValueError(f"latency must be a finite number of seconds >= 0, got {value!r}")
+        self._latency = float(value)
+
+    @property
     def keepalive_interval(self) -> float | None:
         """Seconds of silence before a stream's `: keepalive` comment (None: never)."""
         return self._keepalive_interval
@@ -297,6 +312,10 @@ class FakePostHog:
                 unscoped key, which may do anything.
             user: whose key it is (conversations are private to their user).
         """
+        if isinstance(scopes, str):
+            raise TypeError(
+                f"scopes must be a sequence of scopes, such as [{scopes!r}], not one str"
+            )
         key = f"phx_fake_{secrets.token_hex(16)}"
         self._keys[key] = _Key(scopes=tuple(scopes) if scopes else None, user=user)
         return key

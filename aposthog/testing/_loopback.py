@@ -10,6 +10,7 @@ import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 
 import aiohttp
+import anyio
 import attrs
 from aiohttp import web
 
@@ -53,6 +54,7 @@ class LoopbackServer:
         self._handler = handler
         self._port = port
         self._runner: web.AppRunner | None = None
+        self._stopping: asyncio.Future[None] | None = None
         self.url = ""
 
     async def start(self) -> str:
@@ -88,9 +90,22 @@ class LoopbackServer:
 
     async def stop(self) -> None:
         """Stop listening and close every connection."""
-        if self._runner is not None:
-            runner, self._runner = self._runner, None
-            await runner.cleanup()
+        runner = self._runner
+        if runner is None:
+            return
+        if self._stopping is None:
+            # One cleanup, which every caller awaits: a second `stop()` while the first
+            # runs waits for it rather than cleaning up twice.
+            self._stopping = asyncio.ensure_future(runner.cleanup())
+        stopping = self._stopping
+        try:
+            # Shielded: a stop cut short (the `async with` left under a cancellation)
+            # would leave the connections it had taken on served, with no way to end them.
+            with anyio.CancelScope(shield=True):
+                await stopping
+        finally:
+            if self._runner is runner and stopping.done():
+                self._runner = self._stopping = None
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         body = await request.read()

@@ -1029,11 +1029,6 @@ def test_the_kits_command_refuses_a_project_id_or_key_no_client_accepts(
     assert "error" in capsys.readouterr().err
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="aclose() cut short by cancellation drops the runner first: open connections "
-    "stay served and a second aclose() does nothing",
-)
 async def test_an_aclose_cut_short_by_cancellation_still_drops_every_connection() -> None:
     """
     `async with FakePostHog()` left under cancellation (a sibling task failed, a deadline
@@ -1060,10 +1055,6 @@ async def test_an_aclose_cut_short_by_cancellation_still_drops_every_connection(
     assert served_after is None
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="add_key(scopes='x:write') takes the str as a sequence of one-letter scopes",
-)
 def test_a_single_scope_given_as_a_str_is_refused_not_split_into_letters() -> None:
     """
     `scopes` is typed `Sequence[str] | None`, which a plain str satisfies (mypy accepts
@@ -1077,11 +1068,6 @@ def test_a_single_scope_given_as_a_str_is_refused_not_split_into_letters() -> No
         fake.add_key(scopes="customer_profile_config:write")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="latency is never checked: a negative, NaN or str latency makes every answer "
-    "aiohttp's text/plain 500",
-)
 @pytest.mark.parametrize("latency", [-0.001, float("nan"), "0.01"])
 def test_a_latency_that_is_no_delay_is_refused_where_it_is_given(latency: Any) -> None:
     """

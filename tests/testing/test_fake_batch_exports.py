@@ -1750,10 +1750,6 @@ async def test_last_paused_at_is_a_writable_datetime_field(ph: aposthog.Client) 
     assert created["last_paused_at"] == "2024-01-02T03:04:05Z"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="add_batch_export_logs(id, 'text') adds one log entry per character",
-)
 async def test_log_entries_given_as_one_str_are_refused_not_split_into_letters(
     fake: FakePostHog, ph: aposthog.Client
 ) -> None:
