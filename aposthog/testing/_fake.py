@@ -26,6 +26,7 @@ import attrs
 
 from .. import _config
 from .._client import NOT_GIVEN, Client, NotGiven
+from .._config import _LARGEST_ID, unsendable_key
 from .._http import Secret
 from .._limiter import RateLimitStore
 from .._observe import WaitCallback
@@ -148,6 +149,20 @@ class FakePostHog:
         latency: float = 0.0,
         record_requests: bool = True,
     ) -> None:
+        given_key: object = api_key  # typed, checked for callers who are not
+        if given_key is not None and (
+            not isinstance(given_key, str) or not given_key or unsendable_key(given_key)
+        ):
+            # An empty key would silently be a random one; blanks, controls or non-ASCII,
+            # a key no client sends (it refuses it where it is made).
+            raise ValueError(
+                "api_key must be None (a random key) or a non-empty str without blanks, "
+                f"control or non-ASCII characters, got {type(given_key).__name__}"
+            )
+        ident: object = project_id
+        if isinstance(ident, bool) or not isinstance(ident, int) or not 0 < ident <= _LARGEST_ID:
+            # What every client refuses to address: a fake no client could reach.
+            raise ValueError(f"project_id must be an int from 1 to 2**63 - 1, got {project_id!r}")
         self.api_key = api_key or f"phx_fake_{secrets.token_hex(16)}"
         self.project_id = str(project_id)
         size: object = page_size  # typed an int, checked for callers who are not

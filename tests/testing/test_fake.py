@@ -1082,3 +1082,17 @@ def test_a_latency_that_is_no_delay_is_refused_where_it_is_given(latency: Any) -
     fake = FakePostHog()
     with pytest.raises((TypeError, ValueError), match="latency"):
         fake.latency = latency
+
+
+@pytest.mark.parametrize("project_id", [0, -1, 2**63, True, "1"])
+def test_a_project_id_no_client_can_address_is_refused(project_id: Any) -> None:
+    """Every client refuses these ids, so a fake serving one could never be reached."""
+    with pytest.raises(ValueError, match="project_id"):
+        FakePostHog(project_id=project_id)
+
+
+@pytest.mark.parametrize("api_key", ["", "phx key", "phx_\n", b"phx_x"])
+def test_an_api_key_no_request_can_carry_is_refused(api_key: Any) -> None:
+    """An empty key was silently replaced by a random one; one with blanks matches no header."""
+    with pytest.raises(ValueError, match="api_key"):
+        FakePostHog(api_key=api_key)
