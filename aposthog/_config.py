@@ -96,7 +96,7 @@ def resolve_host(host: object, *, allow_insecure_http: bool = False, source: str
         return alias
     # Refused URLs are quoted without their credentials, query or fragment (a token may
     # ride in either).
-    shown = _shown(redact(value).partition("?")[0].partition("#")[0])
+    shown = shown_value(redact(value).partition("?")[0].partition("#")[0])
     if "://" not in value:
         raise ConfigurationError(f"{source} {shown} is not accepted: {ACCEPTED_HOSTS}")
     try:
@@ -207,7 +207,7 @@ def hide_keys(text: str) -> str:
     return _KEY_SHAPED.sub("<redacted>", text)
 
 
-def _shown(value: str) -> str:
+def shown_value(value: str) -> str:
     """
     A refused value as a message quotes it: enough to recognise it, never a whole pasted
     document, and never a key pasted into the wrong setting (a swapped `.env` line).
@@ -314,7 +314,8 @@ def _project_id(value: object, source: str) -> str:
         return text
     # "." or ".." would climb out of /api/environments/ once a proxy normalises the path.
     raise ConfigurationError(
-        f"{source} must be a positive int, a string of digits or '@current', got {_shown(text)}"
+        f"{source} must be a positive int, a string of digits or '@current', "
+        f"got {shown_value(text)}"
     )
 
 

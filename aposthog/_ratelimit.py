@@ -22,6 +22,7 @@ from collections.abc import Iterable, Sequence
 
 import attrs
 
+from ._config import shown_value
 from ._errors import ConfigurationError
 from ._retry import as_seconds
 
@@ -186,8 +187,10 @@ def resolve_rate_limits(
         if urllib.parse.urlsplit(base_url).hostname in POSTHOG_CLOUD_HOSTS:
             return RateLimits.posthog_cloud()
         return RateLimits() if store_given else None
+    # A str is shown without anything shaped as a key (the key passed in the wrong place).
+    shown = shown_value(value) if isinstance(value, str) else type(value).__name__
     raise ConfigurationError(
-        f"rate_limits must be 'auto', None or an aposthog.RateLimits, got {value!r}"
+        f"rate_limits must be 'auto', None or an aposthog.RateLimits, got {shown}"
     )
 
 
