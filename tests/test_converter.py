@@ -454,3 +454,45 @@ def test_records_of_hashable_values_hash() -> None:
         {"id": "r1", "status": "Completed", "created_at": "2024-05-01T00:05:00Z"}, BatchExportRun
     )
     assert {run: 1}[run] == 1
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="a page of N bad records builds N cattrs errors and paths: ~1,400 bytes of memory "
+    "per 3-byte item (a 32 MiB hostile page needs tens of GB)",
+)
+@pytest.mark.anyio
+async def test_a_page_of_bad_records_costs_memory_bounded_by_its_size() -> None:
+    """
+    A hostile page whose results are all `{}` is a `ResponseDecodeError` at a cost of the
+    order of the body's size (a valid page of the same size costs ~20x its bytes), not
+    one explained error per bad item: at 3 bytes an item, `max_response_size`'s 32 MiB
+    would be 11 million cattrs errors.
+    """
+    import tracemalloc
+
+    from aiohttp import web
+
+    from .web_server import serve
+
+    body = json.dumps(
+        {"count": 4000, "next": None, "previous": None, "results": [{}] * 4000}
+    ).encode()
+
+    async def handler(_: web.Request) -> web.Response:
+        return web.Response(body=body, content_type="application/json")
+
+    async with (
+        serve(handler) as url,
+        aposthog.Client(api_key="phx_k", host=url, project_id=1) as ph,
+    ):
+        tracemalloc.start()
+        try:
+            with pytest.raises(aposthog.ResponseDecodeError) as info:
+                _ = [config async for config in ph.customer_profile_configs.list()]
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+    assert "$.results[0].id" in str(info.value)
+    # The request itself costs about 1 MB here (aiohttp's buffers, the client's state).
+    assert peak < 2 * 2**20 + 50 * len(body), f"{peak:,} bytes to refuse a {len(body):,}-byte page"

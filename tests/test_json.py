@@ -241,3 +241,61 @@ def test_the_installed_orjson_is_used_when_recent_enough() -> None:
     orjson = pytest.importorskip("orjson")
     recent = _json.usable_orjson(orjson) is not None
     assert (_json.orjson_parse is orjson.loads) is recent
+
+
+#: A profile config whose `content` nests 1,000 levels deep: within orjson's 1,024 levels,
+#: beyond what the standard library parses (its limit is the recursion limit, 1,000).
+_DEEP_CONFIG = (
+    b'{"id": "7b0c", "scope": "person", "created_at": "2025-03-01T00:00:00Z", "content": '
+    + b"[" * 1000
+    + b"]" * 1000
+    + b"}"
+)
+
+
+@pytest.mark.skipif(_json.orjson_loads is None, reason="the speedups extra is not installed")
+@pytest.mark.xfail(
+    strict=True,
+    reason="a body nested 1,000 deep is a record with orjson and 'not JSON' without it "
+    "(README: every record and every error is the same with or without it)",
+)
+def test_a_body_nested_a_thousand_deep_parses_alike_with_either_parser() -> None:
+    def outcome(parse: Callable[[Any], Any]) -> str:
+        try:
+            parse(_DEEP_CONFIG)
+        except ValueError:
+            return "not JSON"
+        return "parsed"
+
+    assert outcome(_json.stdlib_loads) == outcome(_json.loads)
+
+
+@pytest.mark.skipif(_json.orjson_loads is None, reason="the speedups extra is not installed")
+@pytest.mark.xfail(
+    strict=True,
+    reason="get() returns a record nested 1,000 deep (orjson), whose repr() raises "
+    "RecursionError; stream events are capped at 500 levels, responses are not",
+)
+@pytest.mark.anyio
+async def test_a_record_the_client_returns_can_be_printed_and_compared() -> None:
+    from aiohttp import web
+
+    import aposthog
+
+    from .web_server import serve
+
+    async def handler(_: web.Request) -> web.Response:
+        return web.Response(body=_DEEP_CONFIG, content_type="application/json")
+
+    async with (
+        serve(handler) as url,
+        aposthog.Client(api_key="phx_k", host=url, project_id=1) as ph,
+    ):
+        config_id = "7b0c0000-0000-4000-8000-000000000000"
+        try:
+            config = await ph.customer_profile_configs.get(config_id)
+            again = await ph.customer_profile_configs.get(config_id)
+        except aposthog.ResponseDecodeError:
+            return  # refused, as the standard library refuses it: fine
+    assert repr(config).startswith("CustomerProfileConfig(")
+    assert config == again
