@@ -28,6 +28,7 @@ import attrs
 import cattrs
 from cattrs.cols import list_structure_factory
 from cattrs.errors import ClassValidationError, IterableValidationError
+from cattrs.v import format_exception
 
 from ._errors import ResponseDecodeError
 
@@ -509,22 +510,124 @@ def structure(data: Any, cl: type[T] | Any, *, path: str = "$", request_path: st
         error: Exception = fast_error
     where = f" from {request_path}" if request_path else ""
     try:
-        _detailed.structure(data, cl)
-    except (ClassValidationError, IterableValidationError) as exc:
-        messages = cattrs.transform_error(exc, path=path)
-        paths = tuple(m.rsplit(" @ ", 1)[-1] for m in messages)
-        summary = "; ".join(messages[:5]) + ("; …" if len(messages) > 5 else "")
-        raise ResponseDecodeError(
-            f"unexpected response body{where}: {summary}", paths=paths, body=data, path=request_path
-        ) from None
+        messages, more = _explain(data, cl, path)
     except Exception as exc:  # a hook's own error, at the top level
         error = exc
+    else:
+        if messages:
+            paths = tuple(m.rsplit(" @ ", 1)[-1] for m in messages)
+            summary = "; ".join(messages[:5]) + ("; …" if len(messages) > 5 else "")
+            if more:
+                summary += f" (and {more} more items that do not fit)"
+            raise ResponseDecodeError(
+                f"unexpected response body{where}: {summary}",
+                paths=paths,
+                body=data,
+                path=request_path,
+            )
     raise ResponseDecodeError(
         f"unexpected response body{where}: {error} @ {path}",
         paths=(path,),
         body=data,
         path=request_path,
     ) from None
+
+
+#: How many of a long list's items that do not fit an error explains (each explained item
+#: costs cattrs' detailed errors, a few kilobytes; the rest are counted).
+EXPLAINED_ITEMS: Final = 10
+
+
+def _explain(data: Any, cl: Any, path: str, *, top: bool = True) -> tuple[list[str], int]:
+    """
+    Why `data` does not fit `cl`: cattrs' detailed messages (`... @ $.path`), empty if it
+    fits, and how many items of long lists were left unexplained. Of a list (the page's
+    results, or a record's list field) longer than `EXPLAINED_ITEMS`, only the first
+    items that do not fit are explained, so that a hostile body of a million bad items
+    costs about its size, not a million detailed errors.
+    """
+    if isinstance(data, list) and typing.get_origin(cl) is list and len(data) > EXPLAINED_ITEMS:
+        bad, more = _misfits(data, typing.get_args(cl)[0])
+        messages: list[str] = []
+        for i in bad:
+            found, unexplained = _explain(
+                data[i], typing.get_args(cl)[0], f"{path}[{i}]", top=False
+            )
+            messages += found
+            more += unexplained
+        return messages, more
+    more = 0
+    kept: dict[str, list[int]] = {}
+    if isinstance(data, dict) and attrs.has(cl):
+        hints = _hints(cl)
+        for field in attrs.fields(cl):
+            value = data.get(field.name)
+            item_type = _list_item(hints.get(field.name))
+            if item_type is None or not isinstance(value, list) or len(value) <= EXPLAINED_ITEMS:
+                continue
+            bad, unexplained = _misfits(value, item_type)
+            more += unexplained
+            if not kept:
+                data = dict(data)
+            data[field.name] = [value[i] for i in bad]
+            kept[field.name] = bad
+    try:
+        _detailed.structure(data, cl)
+    except (ClassValidationError, IterableValidationError) as exc:
+        messages = cattrs.transform_error(exc, path=path)
+    except Exception as exc:  # a hook's own error, for `data` as a whole
+        if top:
+            raise
+        # Worded as cattrs words it inside a list (`transform_error`), as on a short page.
+        messages = [f"{format_exception(exc, cl)} @ {path}"]
+    else:
+        return [], more
+    for name, bad in kept.items():
+        messages = _reindexed(messages, f"{path}.{name}", bad)
+    return messages, more
+
+
+def _reindexed(messages: list[str], at: str, indexes: list[int]) -> list[str]:
+    """`messages` with the list at `at` (cut to its `indexes`) indexed as PostHog sent it."""
+    pattern = re.compile(re.escape(f"{at}[") + r"(\d+)\]")
+
+    def original(match: re.Match[str]) -> str:
+        return f"{at}[{indexes[int(match[1])]}]"
+
+    return [pattern.sub(original, message) for message in messages]
+
+
+def _misfits(items: list[Any], item_type: Any) -> tuple[list[int], int]:
+    """The indexes of the first `EXPLAINED_ITEMS` items that do not fit, and how many more."""
+    hook = converter.get_structure_hook(item_type)
+    bad = [i for i, item in enumerate(items) if not _fits(hook, item, item_type)]
+    return bad[:EXPLAINED_ITEMS], max(0, len(bad) - EXPLAINED_ITEMS)
+
+
+def _fits(hook: Callable[[Any, Any], Any], item: Any, item_type: Any) -> bool:
+    try:
+        hook(item, item_type)
+    except Exception:
+        return False
+    return True
+
+
+def _list_item(hint: Any) -> Any:
+    """`X` of a `list[X]` or `list[X] | None` hint, else None."""
+    args = _union_args(hint)
+    if args is not None and len(args) == 2 and type(None) in args:
+        hint = args[0] if args[1] is type(None) else args[1]
+    return typing.get_args(hint)[0] if typing.get_origin(hint) is list else None
+
+
+_HINTS: dict[type, dict[str, Any]] = {}
+
+
+def _hints(cl: type) -> dict[str, Any]:
+    hints = _HINTS.get(cl)
+    if hints is None:
+        hints = _HINTS[cl] = typing.get_type_hints(cl)
+    return hints
 
 
 #: The hook of each record type a page has held (a dict lookup instead of cattrs' dispatch,

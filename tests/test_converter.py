@@ -456,11 +456,6 @@ def test_records_of_hashable_values_hash() -> None:
     assert {run: 1}[run] == 1
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a page of N bad records builds N cattrs errors and paths: ~1,400 bytes of memory "
-    "per 3-byte item (a 32 MiB hostile page needs tens of GB)",
-)
 @pytest.mark.anyio
 async def test_a_page_of_bad_records_costs_memory_bounded_by_its_size() -> None:
     """
