@@ -312,8 +312,10 @@ class ConversationState:
         if isinstance(event, ConversationEvent):
             self.conversation = event.conversation
         elif isinstance(event, StatusEvent) and event.is_error:
+            # Not the run's end: PostHog sends it when an insight it generated failed its
+            # schema check, and generates it again (an `ai/failure` ends a run whose
+            # retries failed too).
             self.generation_error = True
-            self._failed_at = self._humans
             if turn not in self._errored_turns:
                 self._errored_turns.append(turn)
         return Delivery(event)

@@ -114,7 +114,7 @@ async def reply(stream: aposthog.ConversationStream, send: Send) -> None:
         await stop_generation(stream)
         raise
     else:
-        # An in-band `ai/failure` or `generation_error` is a result, not an exception.
+        # An in-band `ai/failure` is a result, not an exception.
         apology = SORRY if stream.result().failed else ""
     if apology:
         await send(f"\n{apology}" if streamed else apology)

@@ -174,7 +174,7 @@ async def relay(
             result = stream.result()
             if result.cancelled:  # by stop_relays(): the server is shutting down
                 end = sse("error", {"message": STOPPING, "conversation": stream.conversation_id})
-            elif result.failed:  # an in-band ai/failure or generation_error: not raised
+            elif result.failed:  # an in-band ai/failure: not raised
                 logger.warning("conversation %s: PostHog AI failed", stream.conversation_id)
                 end = sse("error", {"message": FAILED, "conversation": stream.conversation_id})
             else:

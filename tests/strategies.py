@@ -126,8 +126,9 @@ def posthog_runs(
     per turn (the message sent, then up to two queued ones) the human echo, tool steps
     (the `ai` message calling a tool, its `update`, a subagent's snapshots and final
     message, the `tool` result), and an end: the answer's growing snapshots and final
-    message, or a failure (`ai/failure` with an id, PostHog's bare one, `generation_error`,
-    or a failure mid-answer). Returns the wire events and the run's messages in order.
+    message (some after a `generation_error` PostHog recovered from), or a failure
+    (`ai/failure` with an id, PostHog's bare one, or a failure mid-answer). Returns the
+    wire events and the run's messages in order.
     """
     wire: list[Wire] = []
     finals: list[dict[str, Any]] = []
@@ -183,21 +184,20 @@ def posthog_runs(
             if new and draw(st.booleans()):
                 conv = {"id": "c1", "status": "in_progress", "title": "Title"}
                 wire.append(("conversation", json.dumps(conv)))
-        end = draw(st.sampled_from(["answer"] * 3 + ["failure", "bare", "status", "mid"]))
+        end = draw(st.sampled_from(["answer"] * 3 + ["failure", "bare", "retried", "mid"]))
         text = draw(_answer_text(1))
-        if end in ("answer", "mid"):
+        if end == "retried":
+            # An insight that failed its schema check, generated again: the run goes on.
+            wire.append(("status", '{"type":"generation_error"}'))
+        if end in ("answer", "mid", "retried"):
             wire += draw(_snapshots(text))
-        last: dict[str, Any] | None = None
-        if end == "answer":
+        if end in ("answer", "retried"):
             last = {"type": "ai", "content": text, "id": f"a{next(ids)}"}
         elif end in ("failure", "mid"):
             oops = "Oops! Something went wrong. Please try again."
             last = {"type": "ai/failure", "content": oops, "id": f"f{next(ids)}"}
-        elif end == "bare":
-            last = {"type": "ai/failure"}
         else:
-            wire.append(("status", '{"type":"generation_error"}'))
-        if last is not None:
-            wire.append(wire_message(**last))
-            finals.append(last)
+            last = {"type": "ai/failure"}
+        wire.append(wire_message(**last))
+        finals.append(last)
     return wire, finals

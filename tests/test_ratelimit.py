@@ -386,6 +386,10 @@ def test_a_request_of_a_client_without_the_hour_window_counts_in_it() -> None:
 def test_a_key_given_as_rate_limits_is_not_quoted() -> None:
     """The key pasted into the wrong argument: the refusal names its type, never the key."""
     with pytest.raises(aposthog.ConfigurationError) as caught:
-        aposthog.Client(api_key="phx_x", host="http://127.0.0.1:1", rate_limits="phx_abcdefghij")
+        aposthog.Client(
+            api_key="phx_x",
+            host="http://127.0.0.1:1",
+            rate_limits="phx_abcdefghij",  # type: ignore[arg-type]
+        )
     assert "abcdefghij" not in str(caught.value)
     assert "rate_limits" in str(caught.value)

@@ -1616,7 +1616,8 @@ async def test_a_resume_attached_to_another_run_past_the_stream_cap_is_a_conflic
     "failure",
     [
         _sse({"type": "ai/failure"}),  # PostHog's bare failure (unhandled error)
-        b'event: status\ndata: {"type":"generation_error"}\n\n',
+        # An insight generated again after its schema check failed, failing again.
+        b'event: status\ndata: {"type":"generation_error"}\n\n' + _sse({"type": "ai/failure"}),
     ],
     ids=["bare-ai-failure", "generation-error"],
 )

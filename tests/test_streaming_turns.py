@@ -241,11 +241,13 @@ async def test_batches_hand_out_what_arrived_when_the_client_closes_under_them()
 async def test_a_queued_turn_after_a_generation_error_keeps_each_turns_outcome(
     fake: FakePostHog,
 ) -> None:
-    """The first run ends with `status: generation_error` (PostHog's other in-band
-    failure), the queued one answers. Each turn says how it ended: the first failed (it
-    holds only a partial, unfinished answer), the second did not; nothing on the first
-    had said so."""
-    fake.script_answer("the first answer, cut", token_size=2, delay=0.01, generation_error=True)
+    """The first run fails after `status: generation_error` (its insight generated again,
+    and failing again: PostHog's bare `ai/failure`), the queued one answers. Each turn
+    says how it ended: the first failed (it holds only a partial, unfinished answer), the
+    second did not; nothing on the first had said so."""
+    fake.script_answer(
+        "the first answer, cut", token_size=2, delay=0.01, generation_error=True, fail=True
+    )
     fake.script_answer("The queued answer.", token_size=2, delay=0.01)
     async with fake.client(retry=FAST) as ph, ph.conversations.create("first") as stream:
         await anext(stream)  # the first run has begun
@@ -256,8 +258,7 @@ async def test_a_queued_turn_after_a_generation_error_keeps_each_turns_outcome(
     first, second = result.turns
     assert second.text == "The queued answer."
     assert second.failure is None
-    # The first turn failed by its status (it has no `ai/failure`): it says so; the
-    # second, which answered, does not.
+    # The first turn failed: it says so; the second, which answered, does not.
     assert first.generation_error
     assert first.failed
     assert not second.generation_error
@@ -300,7 +301,7 @@ async def test_a_turn_answered_after_its_subagent_failed_did_not_fail(fake: Fake
     assert not turn.failed  # the same run's outcome, for a bot replying per turn
 
 
-@pytest.mark.parametrize("failing", [{"generation_error": True}, {"fail": True}])
+@pytest.mark.parametrize("failing", [{"generation_error": True, "fail": True}, {"fail": True}])
 async def test_an_attached_streams_queued_turn_that_fails_like_the_first_is_reported(
     fake: FakePostHog, failing: dict[str, Any]
 ) -> None:

@@ -282,8 +282,11 @@ class ConversationTurn:
 
     @property
     def failed(self) -> bool:
-        """Whether PostHog reported this turn failed (`ai/failure` or `generation_error`)."""
-        return self.failure is not None or self.generation_error
+        """
+        Whether PostHog reported this turn failed: an `ai/failure`, or a
+        `generation_error` (PostHog generating an insight again) with no answer after it.
+        """
+        return self.failure is not None or (self.generation_error and not self.text)
 
 
 @attrs.frozen(kw_only=True)
@@ -334,8 +337,19 @@ class ConversationResult:
 
     @property
     def failed(self) -> bool:
-        """Whether PostHog reported a failure in the stream (`ai/failure` or `generation_error`)."""
-        return self.failure is not None or self.generation_error
+        """
+        Whether PostHog reported a failure in the stream: an `ai/failure`, or a
+        `generation_error` in a turn that has no answer. PostHog sends `generation_error`
+        when an insight it generated failed its schema check, and generates it again: a
+        turn answered after it did not fail.
+        """
+        if self.failure is not None:
+            return True
+        if not self.generation_error:
+            return False
+        errored = [turn for turn in self.turns if turn.generation_error]
+        # (None: a result made by hand, its turns not named.)
+        return not errored or any(turn.failed for turn in errored)
 
     @property
     def text(self) -> str:

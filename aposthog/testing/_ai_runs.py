@@ -106,7 +106,10 @@ class AIScript:
         fail: end with an in-band `ai/failure` instead of the final answer: its text, or
             True for PostHog's bare failure (no content, no id).
         fail_after: snapshots streamed before the failure (default: half of them).
-        generation_error: send `status: generation_error` after the partial answer and end.
+        generation_error: send `status: generation_error` before the answer, as PostHog
+            does when an insight it generated fails its schema check and it generates it
+            again; the run then goes on (with `fail`, to its failure, as PostHog ends a
+            run whose retries failed too).
         drop_after: cut the connection after this many events (the run goes on
             server-side); a sequence cuts the first connections one after another.
         raw_events: `(name, data)` events sent as they are after the echo of the
@@ -451,8 +454,9 @@ def build_run(
     if script.approval is not None:
         _awaiting_approval(script, add, maybe_title, cuts)
         return Run(script, events)
-    failing = script.fail is not None or script.generation_error
-    if failing:
+    if script.generation_error:
+        add("status", message_json({"type": "generation_error"}))
+    if script.fail is not None:
         keep = script.fail_after if script.fail_after is not None else len(cuts) // 2
         cuts = cuts[:keep]
     for n, cut in enumerate(cuts):
@@ -460,14 +464,12 @@ def build_run(
         if n == 0:
             maybe_title()
     maybe_title()
-    if script.generation_error:
-        add("status", message_json({"type": "generation_error"}))
     if script.fail is not None:
         failure: dict[str, Any] = {"type": "ai/failure"}
         if isinstance(script.fail, str):
             failure.update(content=script.fail, id=str(uuid.uuid4()))
         add("message", message_json(failure), final=failure)
-    elif not script.generation_error:
+    else:
         ai = {"type": "ai", "content": text, "id": str(uuid.uuid4())}
         add("message", message_json(ai), final=ai)
     return Run(script, events)

@@ -133,7 +133,7 @@ async def test_the_message_calling_a_tool_streams_its_text_first(fake: FakePostH
     [
         ({"fail": "Oops! Something went wrong."}, '"content":"Oops! Something went wrong."'),
         ({"fail": True}, '{"type":"ai/failure"}'),
-        ({"generation_error": True}, '{"type":"generation_error"}'),
+        ({"fail": True, "generation_error": True}, '{"type":"ai/failure"}'),
     ],
 )
 async def test_in_band_failures_arrive_inside_a_200(
@@ -150,6 +150,19 @@ async def test_in_band_failures_arrive_inside_a_200(
     assert final_answers == []  # no final answer after a failure
     snapshots = [d for n, d in events if d.startswith('{"content"') and '"ai"' in d]
     assert len(snapshots) == 4  # half of the eight snapshots
+    statuses = [d for n, d in events if n == "status"]
+    assert statuses == (['{"type":"generation_error"}'] if options.get("generation_error") else [])
+
+
+async def test_a_generation_error_is_followed_by_the_answer(fake: FakePostHog) -> None:
+    """PostHog sends it when an insight fails its schema check, and generates it again."""
+    fake.script_answer("a b c d", token_size=2, generation_error=True)
+    _, _, raw = await _post(fake, _body("q"))
+    events = _events(raw)
+    after = events[[n for n, _ in events].index("status") + 1 :]
+    answers = [json.loads(d) for n, d in after if n == "message"]
+    assert [a["content"] for a in answers] == ["a ", "a b ", "a b c ", "a b c d", "a b c d"]
+    assert "id" in answers[-1]  # the final answer ends the run
 
 
 async def test_an_empty_answer_streams_no_snapshot(fake: FakePostHog) -> None:
