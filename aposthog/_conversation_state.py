@@ -67,6 +67,7 @@ from .models.messages import (
     FailureMessage,
     HumanMessage,
     Message,
+    NotebookUpdateMessage,
     ReasoningMessage,
     TaskExecutionMessage,
     ToolCallMessage,
@@ -145,6 +146,7 @@ class ConversationState:
         "_latest_human",
         "_messages",
         "_nested",
+        "_notebooks",
         "_own_seen",
         "_queued",
         "_replaying",
@@ -176,6 +178,9 @@ class ConversationState:
         self._replaying = False
         self._snapshot: AssistantMessage | None = None  # last top-level snapshot delivered
         self._nested: dict[str, AssistantMessage] = {}  # subagent snapshots, by parent call
+        # Notebooks PostHog is writing (`ai/notebook` without an id: the whole notebook so
+        # far), the latest of each, by notebook id, since the last final message.
+        self._notebooks: dict[str, NotebookUpdateMessage] = {}
         # The current assistant message's text given out so far: _shown[:_done].
         self._shown = ""
         self._done = 0
@@ -498,8 +503,8 @@ class ConversationState:
         """
         if self._failed_at == self._humans:  # a failure in the latest run
             return True
-        if self._snapshot is not None:
-            return False
+        if self._snapshot is not None or self._notebooks:
+            return False  # an answer, or a notebook, still being written
         message = self._last_top_level()
         if message is None:
             return False
@@ -630,8 +635,11 @@ class ConversationState:
             if message.parent_tool_call_id is not None:
                 return self._nested_snapshot(event, message)
             return self._top_snapshot(event, message)
+        if message.__class__ is NotebookUpdateMessage and message.id is None:
+            return self._notebook_snapshot(event, message)
         if message.id is None:
             return self._idless_final(event, message)
+        self._notebooks.clear()  # a final message: what was being written is done with
         position = self._index.get(message.id)
         if message.__class__ is HumanMessage:
             self._turn = message.id  # what follows is this turn's, replayed or new
@@ -718,6 +726,18 @@ class ConversationState:
         if self._replaying or self._nested.get(parent) == message:
             return None
         self._nested[parent] = message
+        return Delivery(event)
+
+    def _notebook_snapshot(
+        self, event: MessageEvent, message: NotebookUpdateMessage
+    ) -> Delivery | None:
+        # A notebook being written: each holds the whole notebook so far, and its final
+        # message (with an id) follows (PostHog's `_stream_notebook_content`: "not
+        # providing id to count it as a partial message"). Passed on live, never kept:
+        # as a subagent's snapshots, a replayed one cannot be placed.
+        if self._replaying or self._notebooks.get(message.notebook_id) == message:
+            return None
+        self._notebooks[message.notebook_id] = message
         return Delivery(event)
 
     def _idless_final(self, event: MessageEvent, message: Message) -> Delivery | None:

@@ -102,7 +102,7 @@ from ._stream_failures import dropped_failure, nothing_started
 from ._transport import StreamResponse
 from .models.conversations import Conversation, ConversationStatus, PendingApproval
 from .models.events import MessageEvent, decode_event
-from .models.messages import AssistantMessage, HumanMessage
+from .models.messages import AssistantMessage, HumanMessage, NotebookUpdateMessage
 from .sse import SSEDecoder, SSEError
 
 if TYPE_CHECKING:
@@ -683,6 +683,13 @@ class StreamEngine:
                             kept += len(delivery.text) + _PIECE
                         else:
                             kept += self._subagent_growth(parent, len(data))
+                    elif (
+                        event.__class__ is MessageEvent
+                        and (message := event.message).__class__ is NotebookUpdateMessage
+                        and message.id is None
+                    ):  # a notebook being written: it replaces the one before
+                        notebook = "notebook " + message.notebook_id
+                        kept += self._subagent_growth(notebook, len(data))
                     else:  # a message, or an event kept in its wire form, name included
                         kept += len(data) + _PIECE + (0 if name == "message" else len(name))
                     deliveries.append(delivery)
@@ -719,7 +726,10 @@ class StreamEngine:
                 self._call.progress()
 
     def _subagent_growth(self, parent: str, size: int) -> int:
-        """Bytes a subagent's snapshot adds to what is kept: its growth over the last one."""
+        """
+        Bytes a subagent's snapshot (or a notebook's being written) adds to what is kept:
+        its growth over the last one.
+        """
         sizes = self._nested_sizes
         if sizes is None:
             sizes = self._nested_sizes = {}

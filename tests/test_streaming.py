@@ -1199,9 +1199,6 @@ _SUMMARY_CALL: dict[str, Any] = {
 }
 
 
-@pytest.mark.xfail(
-    strict=True, reason="id-less (partial) ai/notebook updates are kept as final messages"
-)
 async def test_qa_partial_notebook_updates_are_not_final_messages() -> None:
     messages: list[dict[str, Any]] = [
         {"type": "human", "content": "Summarise my sessions", "id": "h1"},
@@ -1221,9 +1218,6 @@ async def test_qa_partial_notebook_updates_are_not_final_messages() -> None:
     assert [m.id for m in result.messages] == ["h1", "a1", "n1", "tm1", "a2"]
 
 
-@pytest.mark.xfail(
-    strict=True, reason="a body cut after a partial ai/notebook update is taken as a whole run"
-)
 async def test_qa_a_stream_cut_while_a_notebook_streams_is_incomplete() -> None:
     # A research run writing its report notebook (a top-level node): the body is cut
     # after two partial updates, long before the final notebook and the answer.
@@ -1242,9 +1236,6 @@ async def test_qa_a_stream_cut_while_a_notebook_streams_is_incomplete() -> None:
     assert not stream.result().complete
 
 
-@pytest.mark.xfail(
-    strict=True, reason="each partial ai/notebook update is counted whole against max_response_size"
-)
 async def test_qa_partial_notebook_updates_count_only_their_growth() -> None:
     # A 20 KB notebook written in 200 partial updates: 2 MB on the wire, but a snapshot
     # replaces the one before, so what the stream keeps stays near the final notebook's
