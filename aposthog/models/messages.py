@@ -192,6 +192,10 @@ class NotebookUpdateMessage(_BaseMessage):
     """
     A notebook the assistant is writing (`ai/notebook`).
 
+    While it writes one, PostHog sends it again and again without an `id`, each time the
+    whole notebook so far; the final message has an `id`. A stream passes those on as
+    they come, and keeps only the final one among its messages.
+
     Attributes:
         notebook_id: the notebook's short id.
         content: the notebook as ProseMirror JSON.
