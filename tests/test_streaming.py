@@ -1153,7 +1153,7 @@ async def test_a_readers_cancel_landing_as_the_stream_closes_stays_a_cancellatio
     assert isinstance(outcome, asyncio.CancelledError), repr(outcome)
 
 
-# ------------------------------------------------------------ QA: partial notebook updates
+# ------------------------------------------------------------ partial notebook updates
 #
 # PostHog streams a notebook it is writing (session summaries, deep research) as
 # `ai/notebook` messages WITHOUT an id, each holding the whole notebook so far, then one
@@ -1199,15 +1199,20 @@ _SUMMARY_CALL: dict[str, Any] = {
 }
 
 
-async def test_qa_partial_notebook_updates_are_not_final_messages() -> None:
-    messages: list[dict[str, Any]] = [
+def _summary_run(partial: list[dict[str, Any]], size: int) -> list[dict[str, Any]]:
+    """A run that writes a session summary's notebook: `partial` updates, then its final."""
+    return [
         {"type": "human", "content": "Summarise my sessions", "id": "h1"},
         _SUMMARY_CALL,
-        *(_notebook(size) for size in (10, 20, 30)),
-        _notebook(40, "n1"),
+        *partial,
+        _notebook(size, "n1"),
         {"type": "tool", "content": "Summary written.", "tool_call_id": "t1", "id": "tm1"},
         {"type": "ai", "content": "Here is the summary.", "id": "a2"},
     ]
+
+
+async def test_partial_notebook_updates_are_not_final_messages() -> None:
+    messages = _summary_run([_notebook(size) for size in (10, 20, 30)], 40)
     async with (
         serve(_answering(messages)) as url,
         aposthog.Client(api_key="phx_k", host=url, project_id=1, retry=FAST) as ph,
@@ -1218,7 +1223,7 @@ async def test_qa_partial_notebook_updates_are_not_final_messages() -> None:
     assert [m.id for m in result.messages] == ["h1", "a1", "n1", "tm1", "a2"]
 
 
-async def test_qa_a_stream_cut_while_a_notebook_streams_is_incomplete() -> None:
+async def test_a_stream_cut_while_a_notebook_streams_is_incomplete() -> None:
     # A research run writing its report notebook (a top-level node): the body is cut
     # after two partial updates, long before the final notebook and the answer.
     messages: list[dict[str, Any]] = [
@@ -1236,18 +1241,11 @@ async def test_qa_a_stream_cut_while_a_notebook_streams_is_incomplete() -> None:
     assert not stream.result().complete
 
 
-async def test_qa_partial_notebook_updates_count_only_their_growth() -> None:
+async def test_partial_notebook_updates_count_only_their_growth() -> None:
     # A 20 KB notebook written in 200 partial updates: 2 MB on the wire, but a snapshot
     # replaces the one before, so what the stream keeps stays near the final notebook's
     # size ("A snapshot counts only for the text it adds").
-    messages: list[dict[str, Any]] = [
-        {"type": "human", "content": "Summarise", "id": "h1"},
-        _SUMMARY_CALL,
-        *(_notebook(100 * step) for step in range(1, 201)),
-        _notebook(20000, "n1"),
-        {"type": "tool", "content": "Summary written.", "tool_call_id": "t1", "id": "tm1"},
-        {"type": "ai", "content": "Done.", "id": "a2"},
-    ]
+    messages = _summary_run([_notebook(100 * step) for step in range(1, 201)], 20000)
     async with (
         serve(_answering(messages)) as url,
         aposthog.Client(
@@ -1255,10 +1253,10 @@ async def test_qa_partial_notebook_updates_count_only_their_growth() -> None:
         ) as ph,
     ):
         result = await ph.conversations.create("Summarise").until_done()
-    assert result.text == "Done."
+    assert result.text == "Here is the summary."
 
 
-# ------------------------------------------------------------ QA: generation_error is a retry
+# ------------------------------------------------------------ generation_error is a retry
 #
 # PostHog sends `status: generation_error` when an insight generator's output fails its
 # schema validation (`SchemaGeneratorNode` returns `intermediate_steps`, which
@@ -1280,7 +1278,7 @@ _AFTER_THE_RETRY: list[dict[str, Any]] = [
 ]
 
 
-async def test_qa_a_generation_error_the_run_recovers_from_is_no_failure() -> None:
+async def test_a_generation_error_the_run_recovers_from_is_no_failure() -> None:
     messages: list[dict[str, Any]] = [
         {"type": "human", "content": "Signups?", "id": "h1"},
         _INSIGHT_CALL,
@@ -1309,7 +1307,7 @@ async def test_qa_a_generation_error_the_run_recovers_from_is_no_failure() -> No
     assert not result.failed
 
 
-async def test_qa_a_stream_cut_after_a_generation_error_is_reattached() -> None:
+async def test_a_stream_cut_after_a_generation_error_is_reattached() -> None:
     human = {"type": "human", "content": "Signups?", "id": "h1"}
     posted: list[Any] = []
 
