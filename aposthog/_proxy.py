@@ -23,9 +23,10 @@ def is_loopback(host: str) -> bool:
     Whether `host` (a name or an address, IPv6 with or without brackets) is this machine.
 
     Only `localhost` itself counts among names: a name under `.localhost` is resolved
-    like any other by most systems' resolvers, so it may lead off the machine.
+    like any other by most systems' resolvers, so it may lead off the machine, and so is
+    `localhost.` (glibc looks the name with the root's dot up in DNS, not /etc/hosts).
     """
-    name = host.strip("[]").lower().rstrip(".")
+    name = host.strip("[]").lower()
     if name == "localhost":
         return True
     try:
