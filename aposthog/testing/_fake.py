@@ -73,6 +73,7 @@ class _Fault:
     body: Any = None
     method: str | None = None
     path: str | None = None
+    after: bool = False  # a drop after the request was carried out
 
     def matches(self, raw: ServerRequest) -> bool:
         if self.method is not None and raw.method != self.method.upper():
@@ -363,9 +364,23 @@ class FakePostHog:
             json.dumps(body, allow_nan=False)
         self._faults.append(_Fault("fail", n, status=status, body=body, method=method, path=path))
 
-    def drop_next(self, n: int = 1, *, method: str | None = None, path: str | None = None) -> None:
-        """Close the connection of the next `n` matching requests without answering."""
-        self._faults.append(_Fault("drop", n, method=method, path=path))
+    def drop_next(
+        self,
+        n: int = 1,
+        *,
+        method: str | None = None,
+        path: str | None = None,
+        after: bool = False,
+    ) -> None:
+        """
+        Close the connection of the next `n` matching requests without answering.
+
+        Args:
+            after: carry each request out first (its export or config made, changed or
+                deleted; a conversation's run begun), as when PostHog acted and the
+                answer was lost on the way back; by default nothing is done.
+        """
+        self._faults.append(_Fault("drop", n, method=method, path=path, after=after))
 
     def reset_stats(self) -> None:
         """
@@ -450,6 +465,8 @@ class FakePostHog:
     async def _dispatch(self, raw: ServerRequest) -> ServerReply:
         fault = self._take_fault(raw, ("drop", "fail"))
         if fault is not None and fault.kind == "drop":
+            if fault.after:
+                await self._carried_out(raw)
             return ServerReply(drop=True)
         if fault is not None:
             if fault.body is None and fault.status == 503:
@@ -461,6 +478,20 @@ class FakePostHog:
                 return ServerReply(status=fault.status, body=fault.body, headers=headers)
             return json_reply(fault.status, fault.body)
 
+        return await self._route(raw)
+
+    async def _carried_out(self, raw: ServerRequest) -> None:
+        """Handle `raw` for its effects alone: its answer is never sent."""
+        try:
+            reply = await self._route(raw)
+        except HTTPError:
+            return
+        stream = reply.stream
+        closing = getattr(stream, "aclose", None)
+        if closing is not None:
+            await closing()  # a stream's reader left at once: its run goes on
+
+    async def _route(self, raw: ServerRequest) -> ServerReply:
         routes, segments, project = self._resolve(raw)
         if not routes:
             raise HTTPError(error(404, "invalid_request", "not_found", "Not found."))

@@ -1096,3 +1096,26 @@ def test_an_api_key_no_request_can_carry_is_refused(api_key: Any) -> None:
     """An empty key was silently replaced by a random one; one with blanks matches no header."""
     with pytest.raises(ValueError, match="api_key"):
         FakePostHog(api_key=api_key)
+
+
+async def test_a_request_dropped_after_it_was_carried_out_took_effect(fake: FakePostHog) -> None:
+    """`drop_next(after=True)`: PostHog acted, and the answer was lost on the way back."""
+    fake.drop_next(method="POST", path="customer_profile_configs", after=True)
+    async with fake.client(max_retries=3) as ph:
+        with pytest.raises(aposthog.APIConnectionError) as caught:
+            await ph.customer_profile_configs.create(scope="person")
+        assert caught.value.reached_server  # a create is never sent twice
+        assert len(fake.customer_profile_configs) == 1  # yet it was made
+        assert fake.status_counts[0] == 1
+        # The next request is answered.
+        assert len((await ph.customer_profile_configs.list()).results) == 1
+
+
+async def test_a_request_dropped_before_it_was_carried_out_took_no_effect(
+    fake: FakePostHog,
+) -> None:
+    fake.drop_next(method="POST", path="customer_profile_configs")
+    async with fake.client(max_retries=0) as ph:
+        with pytest.raises(aposthog.APIConnectionError):
+            await ph.customer_profile_configs.create(scope="person")
+    assert fake.customer_profile_configs == {}

@@ -926,3 +926,17 @@ def test_an_approval_script_cannot_also_fail() -> None:
         AIScript(approval="create_feature_flag", fail=True)
     with pytest.raises(ValueError, match="approval"):
         AIScript(approval="create_feature_flag", generation_error=True)
+
+
+async def test_a_conversation_post_dropped_after_it_was_carried_out_runs_on(
+    fake: FakePostHog,
+) -> None:
+    """The run began and the answer was lost: the client re-attaches (`content=None`)."""
+    fake.script_answer("Hello there, friend.")
+    fake.drop_next(method="POST", path="conversations", after=True)
+    async with fake.client() as ph:
+        result = await ph.conversations.create("hi").until_done()
+    assert result.complete
+    assert result.text == "Hello there, friend."
+    posted = [r.json().get("content") for r in fake.requests if r.method == "POST"]
+    assert posted == ["hi", None]
