@@ -328,7 +328,8 @@ class ClientConfig:
         api_key: the personal API key (sent as `Authorization: Bearer …`).
         base_url: scheme and host (and a path prefix, for self-hosted installs behind one).
         project_id: the environment (project) id (digits), or `@current`.
-        max_concurrency: in-flight requests across every task sharing the client.
+        max_concurrency: in-flight requests across every task sharing the client (a
+            conversation stream holds a place only while it opens or re-attaches).
         timeout: seconds for one attempt (connecting, sending, reading the answer); None = none.
         connect_timeout: seconds to open a connection.
         stream_idle_timeout: seconds a conversation stream may stay silent (keepalives count).

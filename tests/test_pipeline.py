@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import subprocess
 import sys
 import time
 from collections.abc import Awaitable, Callable
 
 import aiohttp
+import anyio
 import pytest
 
 import aposthog
@@ -696,3 +698,62 @@ async def test_the_deadline_counts_from_the_first_attempt_not_from_the_wait_for_
     finally:
         await server.stop()
     assert 2 == sum(queued_id in path for path in seen)
+
+
+async def test_a_json_call_inside_a_stream_loop_at_max_concurrency_1_does_not_wait_for_it(
+    fake: FakePostHog,
+) -> None:
+    """
+    A stream holds its `max_concurrency` slot only while it opens: a chat-bot backend at
+    `max_concurrency=1` that looks something up inside its relay loop is not deadlocked
+    by the stream it reads (the open stream and the call are two requests in flight).
+    """
+    fake.script_answer("one two three four", chunk_size=4, delay=0.01)
+    async with fake.client(max_concurrency=1, timeout=1) as ph:
+        looked_up = 0
+        with anyio.fail_after(1.5):
+            async with ph.conversations.create("q") as stream:
+                async for _ in stream.text_deltas():
+                    await ph.customer_profile_configs.list()
+                    looked_up += 1
+        assert looked_up > 0
+        assert ph.open_streams == 0
+        assert ph._api.pipeline.slots.free == 1
+
+
+@pytest.mark.parametrize("limited", [False, True], ids=["no-limiter", "limiter"])
+async def test_a_cancellation_at_every_await_leaves_every_slot_and_line_free(
+    fake: FakePostHog, limited: bool
+) -> None:
+    """
+    A worker pool cancelling calls at any moment (waiting for the rate limiter, for a
+    slot, mid-exchange, in a 503's backoff): afterwards `max_concurrency` calls still run
+    at once and nothing is left waiting in the slots' line or the limiter's.
+    """
+    limits = aposthog.RateLimits(api=aposthog.Rate(3, per=0.02), margin=0) if limited else None
+    async with fake.client(max_concurrency=2, rate_limits=limits, retry=FAST) as ph:
+        pipeline = ph._api.pipeline
+        injected = 0
+        for turns in range(60):
+            if turns % 6 == 0 and fake.status_counts[503] == injected:  # none pending
+                fake.fail_next(1, status=503)
+                injected += 1
+            task = asyncio.gather(*(ph.customer_profile_configs.list() for _ in range(3)))
+            # Loop turns first (the waits before sending), then time (the exchange).
+            for _ in range(turns % 8):
+                await asyncio.sleep(0)
+            await asyncio.sleep((turns % 12) * 0.0004)
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, aposthog.PostHogError):
+                await task
+        await asyncio.sleep(0.03)  # the windows' last requests age out
+        assert (pipeline.slots.free, pipeline.slots.waiting) == (2, 0)
+        limiter = ph.rate_limiter
+        lines = limiter._lines.values() if limiter is not None else ()
+        assert all(not line.busy and not line.live for line in lines)
+        await ph.customer_profile_configs.list()  # takes a 503 still pending, if any
+        fake.latency = 0.1
+        fake.max_in_flight = 0
+        with anyio.fail_after(1):
+            await asyncio.gather(*(ph.customer_profile_configs.list() for _ in range(2)))
+        assert fake.max_in_flight == 2

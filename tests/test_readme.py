@@ -298,3 +298,30 @@ def _client_error(kwargs: dict[str, object]) -> BaseException:
     with pytest.raises(Exception) as caught:  # noqa: PT011 - which class is the finding
         aposthog.Client(api_key="phx_readme_contract", **kwargs)  # type: ignore[arg-type]
     return caught.value
+
+
+async def test_readme_max_concurrency_row_says_what_open_streams_hold(fake: FakePostHog) -> None:
+    """
+    A conversation stream holds its `max_concurrency` slot only while it opens (by design:
+    a call inside a stream's loop must not wait for that stream): at `max_concurrency=1`
+    several answers stream at once, each a request in flight on its own connection. The
+    configuration table's "requests in flight at once" promises a bound they escape, so
+    the row must say that a stream is bounded only while it opens.
+    """
+    for _ in range(3):
+        fake.script_answer("one two three", chunk_size=2, delay=0.02)
+    async with fake.client(max_concurrency=1) as ph:
+        streams = [ph.conversations.create("q") for _ in range(3)]
+        for stream in streams:
+            await stream.__aenter__()
+            await anext(stream)  # its answer has begun
+        in_flight = fake.in_flight
+        for stream in streams:
+            await stream.__aexit__(None, None, None)
+    assert in_flight == 3  # three requests in flight at max_concurrency=1
+    row = next(
+        line
+        for line in README.read_text(encoding="utf-8").splitlines()
+        if line.startswith("| `max_concurrency`")
+    )
+    assert "stream" in row, row
