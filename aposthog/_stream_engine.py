@@ -834,7 +834,7 @@ class StreamEngine:
         A run that failed is its own answer; a conversation that cannot be fetched leaves
         the run as received.
         """
-        if self.state.failure is None and not self.state.generation_error:
+        if self.state.failure is None:
             try:
                 conversation: Conversation = await self.api.fetch(
                     Conversation, routes.CONVERSATION_GET, segment(self.conversation_id)

@@ -229,10 +229,11 @@ class ConversationStream:
         """
         Consume the rest of the stream; return the run's final messages and outcome.
 
-        An in-band failure (`ai/failure`, `status: generation_error`) is reported in the
-        result (`.failed`, `.failure`), not raised; transport errors raise, and so does a
-        stream that ended before its run did (`IncompleteStreamError`): an incomplete
-        answer is never returned as a finished one.
+        An in-band failure (`ai/failure`) is reported in the result (`.failed`,
+        `.failure`), not raised, as is a `status: generation_error` (`.generation_error`);
+        transport errors raise, and so does a stream that ended before its run did
+        (`IncompleteStreamError`): an incomplete answer is never returned as a finished
+        one.
 
         Example:
             ```python

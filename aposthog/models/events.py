@@ -56,15 +56,16 @@ class MessageEvent:
 @attrs.frozen
 class StatusEvent:
     """
-    A generation status: `generation_error` means the answer failed (the stream
-    continues or ends; it is not an exception). `until_done()` reports it.
+    A generation status: `generation_error` means an insight PostHog generated failed its
+    schema check, and PostHog generates it again (the run goes on, to its answer or to an
+    `ai/failure`; it is not an exception). `until_done()` reports it.
     """
 
     type: str
 
     @property
     def is_error(self) -> bool:
-        """Whether this reports a failed generation."""
+        """Whether this reports a failed generation (which PostHog tries again)."""
         return self.type == "generation_error"
 
 
