@@ -229,3 +229,52 @@ async def test_a_proxy_aiohttp_cannot_use_is_not_retried(
         with pytest.raises(aposthog.PostHogError):
             await client.customer_profile_configs.list()
     assert [] == [(wait.reason, wait.attempt) for wait in waits]
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="a proxy host aiohttp refuses (non-canonical IPv4) passes Proxies.problem",
+)
+@pytest.mark.parametrize(
+    "proxy", ["http://10.1:3128", "http://010.0.0.1:3128", "http://1.2.3.4.5:3128"]
+)
+@pytest.mark.anyio
+async def test_a_proxy_with_a_non_canonical_ipv4_host_is_not_retried(
+    monkeypatch: pytest.MonkeyPatch, proxy: str
+) -> None:
+    """
+    As above, for a proxy whose host is digits and dots but no canonical IPv4 address:
+    aiohttp refuses it before connecting (`InvalidUrlClientError: 10.1 - is not a
+    canonical IPv4 address`), on every request alike, as it does such a `host`, which the
+    configuration now refuses. `Proxies.problem` checks only the scheme, the port and
+    that a host is there, so the client is made and every call is retried with backoff
+    (`on_wait` hears "retry") before the same error.
+    """
+    import aposthog
+
+    for name in ("http_proxy", "https_proxy", "no_proxy", "all_proxy"):
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.upper(), raising=False)
+    monkeypatch.setenv("HTTPS_PROXY", proxy)
+    waits: list[aposthog.Wait] = []
+    policy = aposthog.RetryPolicy(max_retries=3, initial_backoff=0.01, max_backoff=0.02)
+    try:
+        client = aposthog.Client(
+            api_key="phx_key_of_the_test",
+            host="https://posthog.invalid",
+            project_id=1,
+            retry=policy,
+            rate_limits=None,
+            on_wait=waits.append,
+        )
+    except aposthog.ConfigurationError as exc:
+        refusal: str | None = str(exc)
+    else:
+        refusal = None
+    if refusal is not None:
+        assert "HTTPS_PROXY" in refusal
+        return
+    async with client:
+        with pytest.raises(aposthog.PostHogError):
+            await client.customer_profile_configs.list()
+    assert [] == [(wait.reason, wait.attempt) for wait in waits]

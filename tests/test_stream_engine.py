@@ -860,6 +860,61 @@ async def test_a_failure_a_reattach_reports_while_the_run_goes_on_is_not_its_end
     assert ["human", "ai", "tool", "ai"] == [m.type for m in result.messages]  # no "Oops"
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason="after a generation_error, a re-attach's own failure is taken for the run's end",
+)
+async def test_a_reattachs_failure_after_a_generation_error_is_not_the_runs_end() -> None:
+    """As above, but the run met a `generation_error` before the drop (an insight that
+    failed its schema check, which PostHog generates again: no end of the run). The
+    re-attach's failure, which the conversation (still `in_progress`) does not hold, is
+    PostHog's giving up on the stream, as without the status: the answer still comes.
+    `unsaved_failure` still excludes any stream that met a `generation_error`, from when
+    that status ended the run, so the stream ends failed with "Oops" and the answer is
+    lost."""
+    posts: list[dict[str, Any]] = []
+
+    async def handler(request: ServerRequest) -> ServerReply:
+        first = posts[0] if posts else {}
+        human = {"type": "human", "content": "q", "id": "h1", "trace_id": first.get("trace_id")}
+        ai = {"type": "ai", "content": "Let me check.", "id": "a0", "tool_calls": [_CALL]}
+        tool = {"type": "tool", "content": "done", "tool_call_id": "call_1", "id": "t1"}
+        answer = {"type": "ai", "content": "The answer.", "id": "a1"}
+        if request.method == "GET":
+            running = len(posts) < 3  # until the re-attach that streams the rest
+            conversation = {
+                "id": first["conversation"],
+                "status": "in_progress" if running else "idle",
+                "title": "q",
+                "messages": [human, ai] if running else [human, ai, tool, answer],
+            }
+            return _json_reply(conversation)
+        posts.append(json.loads(request.body))
+        if len(posts) == 1:
+            human["trace_id"] = posts[0]["trace_id"]
+            status = b'event: status\ndata: {"type": "generation_error"}\n\n'
+            return _event_stream(_sse(human) + _sse(ai) + status, drop=True)
+        if len(posts) == 2:  # the stream is gone and the run is quiet: PostHog gives up
+            oops = "Oops! Something went wrong. Please try again."
+            return _event_stream(_sse({"type": "ai/failure", "content": oops, "id": "f-1"}))
+        return _event_stream(_sse(tool) + _sse(answer))
+
+    server = LoopbackServer(handler)
+    await server.start()
+    try:
+        async with aposthog.Client(api_key="phx_k", host=server.url, retry=FAST) as ph:
+            stream = ph.conversations.create("q")
+            with anyio.fail_after(5), contextlib.suppress(aposthog.PostHogError):
+                await stream.until_done()
+            result = stream.result()
+    finally:
+        await server.stop()
+    assert "The answer." in result.text
+    assert ["human", "ai", "tool", "ai"] == [m.type for m in result.messages]  # no "Oops"
+    assert result.failure is None
+    assert not result.failed
+
+
 async def test_event_names_count_against_max_response_size() -> None:
     """What a stream keeps is bounded by `max_response_size` (the module's docstring): the
     wire form of every non-message event is kept to recognise its replay, name included,
@@ -1653,6 +1708,102 @@ async def test_a_run_that_fails_after_its_lost_echo_is_a_complete_failed_run(
     assert result.complete
     assert result.failed
     assert result.messages[0].type == "human"
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="a generation_error before the lost echo is caught up counts for no turn: failed",
+)
+async def test_a_run_that_recovers_from_a_generation_error_after_its_lost_echo_did_not_fail() -> (
+    None
+):
+    """As above, but the run recovers: the re-attach replays only what came after the
+    echo (PostHog deleted the run's stream), the insight call, `status: generation_error`
+    (PostHog generates the insight again), the tool's result and the answer. The status
+    came before any human message, so the state files it under the turn None; the echo,
+    caught up from the conversation, makes the only turn `h1`'s, which no
+    `generation_error` names, and `ConversationResult.failed` takes "no errored turn" for
+    a result made by hand: `failed` is True for a run that answered (the chat-bot
+    example apologises after a good answer, the web relay sends `error`)."""
+    posts: list[dict[str, Any]] = []
+    call = {
+        "type": "ai",
+        "content": "",
+        "id": "a1",
+        "tool_calls": [{"id": "t1", "name": "create_insight", "args": {}, "type": "tool_call"}],
+    }
+    tool = {"type": "tool", "content": "Insight created.", "tool_call_id": "t1", "id": "tm1"}
+    answer = {"type": "ai", "content": "Signups rose 12%.", "id": "a2"}
+
+    async def handler(request: ServerRequest) -> ServerReply:
+        first = posts[0] if posts else {}
+        human = {"type": "human", "content": "q", "id": "h1", "trace_id": first.get("trace_id")}
+        if request.method == "GET":
+            conversation = {
+                "id": first["conversation"],
+                "status": "idle",
+                "title": "q",
+                "messages": [human, call, tool, answer],
+            }
+            return _json_reply(conversation)
+        posts.append(json.loads(request.body))
+        if len(posts) == 1:
+            return _event_stream(b": keepalive\n\n", drop=True)  # cut before the echo
+        status = b'event: status\ndata: {"type":"generation_error"}\n\n'
+        return _event_stream(_sse(call) + status + _sse(tool) + _sse(answer))
+
+    result = await _ask(handler)
+    assert result.complete
+    assert [m.type for m in result.messages] == ["human", "ai", "tool", "ai"]
+    assert result.text == "Signups rose 12%."
+    assert result.generation_error
+    assert not result.turns[0].failed
+    assert not result.failed
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="text before a generation_error counts as the answer after it: failed is False",
+)
+async def test_a_run_left_without_an_answer_after_a_generation_error_failed() -> None:
+    """The run's assistant says what it will do and calls the insight tool ("Let me chart
+    signups."), PostHog sends `status: generation_error`, and the run ends there: no
+    insight, no answer (the conversation is idle and shows nothing more; the retries'
+    failure never reached the stream). `failed` is documented to count a
+    `generation_error` "with no answer after it"; `ConversationTurn.failed` tests
+    `not self.text`, and the turn's text is the sentence said before the error, so the
+    run reads complete and not failed, its "answer" the announcement. Before the status
+    stopped ending the run, this result was failed."""
+    posts: list[dict[str, Any]] = []
+    call = {
+        "type": "ai",
+        "content": "Let me chart signups.",
+        "id": "a1",
+        "tool_calls": [{"id": "t1", "name": "create_insight", "args": {}, "type": "tool_call"}],
+    }
+
+    async def handler(request: ServerRequest) -> ServerReply:
+        first = posts[0] if posts else {}
+        human = {"type": "human", "content": "q", "id": "h1", "trace_id": first.get("trace_id")}
+        if request.method == "GET":
+            conversation = {
+                "id": first["conversation"],
+                "status": "idle",
+                "title": "q",
+                "messages": [human, call],
+            }
+            return _json_reply(conversation)
+        posts.append(json.loads(request.body))
+        if len(posts) == 1:
+            status = b'event: status\ndata: {"type":"generation_error"}\n\n'
+            return _event_stream(_sse(human) + _sse(call) + status)
+        return _json_reply(_IDLE, status=400)
+
+    result = await _ask(handler)
+    assert result.complete
+    assert result.generation_error
+    assert result.turns[0].failed
+    assert result.failed
 
 
 async def test_a_queued_turn_after_a_lost_echo_is_not_taken_for_another_run() -> None:
