@@ -8,7 +8,6 @@ request handler.
 
 from __future__ import annotations
 
-import ipaddress
 import math
 import os
 import re
@@ -20,7 +19,7 @@ import attrs
 
 from ._errors import ConfigurationError
 from ._http import Secret
-from ._proxy import is_loopback, redact
+from ._proxy import is_loopback, non_canonical_ipv4, redact
 from ._retry import RetryPolicy, as_seconds
 
 __all__ = [
@@ -165,18 +164,13 @@ def _host_problem(netloc: str, hostname: str, port: int | None) -> str | None:
         # carry raw UTF-8; and which ASCII name it stands for depends on the IDNA
         # edition (`faß.de` is `fass.de` to Python's codec, another domain today).
         return "its host name is not ASCII: write it in its ASCII (IDNA, 'xn--…') form"
-    if _DIGITS_AND_DOTS.fullmatch(hostname):
+    if non_canonical_ipv4(hostname):
         # aiohttp reads such a host as an IPv4 address, and refuses every form but the
         # canonical one (`127.1`, `01.2.3.4`, `1.2.3.4.` ...) when a request is made.
-        try:
-            canonical = str(ipaddress.IPv4Address(hostname)) == hostname
-        except ValueError:
-            canonical = False
-        if not canonical:
-            return (
-                "a host of digits and dots must be an IPv4 address as four numbers from "
-                "0 to 255, without leading zeros or a final dot"
-            )
+        return (
+            "a host of digits and dots must be an IPv4 address as four numbers from "
+            "0 to 255, without leading zeros or a final dot"
+        )
     # IDNA's label separators: the full stop and its ideographic and fullwidth forms.
     labels = re.split("[.\u3002\uff0e\uff61]", hostname)
     if len(labels) > 1 and not labels[-1]:
@@ -194,8 +188,6 @@ def _host_problem(netloc: str, hostname: str, port: int | None) -> str | None:
         return "its host name is not one DNS can carry"
     return None
 
-
-_DIGITS_AND_DOTS: Final = re.compile("[0-9.]+")
 
 #: What a PostHog key or token looks like (`phx_…` personal API keys, `phc_…` project
 #: tokens, and their kin): a value a message quotes shows none of it.

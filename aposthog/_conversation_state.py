@@ -525,7 +525,7 @@ class ConversationState:
         conversation still in progress says the run did not end with it.
         """
         failure = self.failure
-        if failure is None or self.generation_error or self._failed_at != self._humans:
+        if failure is None or self._failed_at != self._humans:
             return False
         humans = [m.id for m in stored if isinstance(m, HumanMessage)]
         if humans and humans[-1] != self._latest_human:
@@ -807,6 +807,9 @@ class ConversationState:
                 self._echo = None  # found by its trace id and text: this run's
                 if self._failed_at == self._humans:
                     self._failed_at += 1  # a failure received before it is this run's
+                errored = self._errored_turns
+                if None in errored:  # so is a generation_error received before it
+                    errored[errored.index(None)] = message.id
             self._note(message)
             out.append(Delivery(MessageEvent(message)))
         return out

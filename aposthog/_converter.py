@@ -541,60 +541,52 @@ EXPLAINED_ITEMS: Final = 10
 def _explain(data: Any, cl: Any, path: str, *, top: bool = True) -> tuple[list[str], int]:
     """
     Why `data` does not fit `cl`: cattrs' detailed messages (`... @ $.path`), empty if it
-    fits, and how many items of long lists were left unexplained. Of a list (the page's
-    results, or a record's list field) longer than `EXPLAINED_ITEMS`, only the first
-    items that do not fit are explained, so that a hostile body of a million bad items
-    costs about its size, not a million detailed errors.
+    fits, and how many items of lists were left unexplained. Of any list (the page's
+    results, or a record's list field, at any depth) only the first `EXPLAINED_ITEMS`
+    items that do not fit are explained, each in the same way, so that a hostile body of
+    a million bad items costs about its size, not a million detailed errors.
     """
-    if isinstance(data, list) and typing.get_origin(cl) is list and len(data) > EXPLAINED_ITEMS:
-        bad, more = _misfits(data, typing.get_args(cl)[0])
-        messages: list[str] = []
-        for i in bad:
-            found, unexplained = _explain(
-                data[i], typing.get_args(cl)[0], f"{path}[{i}]", top=False
-            )
-            messages += found
-            more += unexplained
-        return messages, more
+    if isinstance(data, list) and typing.get_origin(cl) is list:
+        return _explain_items(data, typing.get_args(cl)[0], path)
+    messages: list[str] = []
     more = 0
-    kept: dict[str, list[int]] = {}
     if isinstance(data, dict) and attrs.has(cl):
         hints = _hints(cl)
+        trimmed: dict[str, Any] | None = None
         for field in attrs.fields(cl):
             value = data.get(field.name)
             item_type = _list_item(hints.get(field.name))
-            if item_type is None or not isinstance(value, list) or len(value) <= EXPLAINED_ITEMS:
+            if item_type is None or not isinstance(value, list):
                 continue
-            bad, unexplained = _misfits(value, item_type)
+            found, unexplained = _explain_items(value, item_type, f"{path}.{field.name}")
+            messages += found
             more += unexplained
-            if not kept:
-                data = dict(data)
-            data[field.name] = [value[i] for i in bad]
-            kept[field.name] = bad
+            if trimmed is None:
+                trimmed = dict(data)
+            trimmed[field.name] = []  # explained above: the rest of the record is checked
+        if trimmed is not None:
+            data = trimmed
     try:
         _detailed.structure(data, cl)
     except (ClassValidationError, IterableValidationError) as exc:
-        messages = cattrs.transform_error(exc, path=path)
+        messages = cattrs.transform_error(exc, path=path) + messages
     except Exception as exc:  # a hook's own error, for `data` as a whole
-        if top:
+        if top and not messages:
             raise
-        # Worded as cattrs words it inside a list (`transform_error`), as on a short page.
-        messages = [f"{format_exception(exc, cl)} @ {path}"]
-    else:
-        return [], more
-    for name, bad in kept.items():
-        messages = _reindexed(messages, f"{path}.{name}", bad)
+        # Worded as cattrs words it inside a list (`transform_error`).
+        messages = [f"{format_exception(exc, cl)} @ {path}", *messages]
     return messages, more
 
 
-def _reindexed(messages: list[str], at: str, indexes: list[int]) -> list[str]:
-    """`messages` with the list at `at` (cut to its `indexes`) indexed as PostHog sent it."""
-    pattern = re.compile(re.escape(f"{at}[") + r"(\d+)\]")
-
-    def original(match: re.Match[str]) -> str:
-        return f"{at}[{indexes[int(match[1])]}]"
-
-    return [pattern.sub(original, message) for message in messages]
+def _explain_items(items: list[Any], item_type: Any, path: str) -> tuple[list[str], int]:
+    """`_explain()` of a list: its first items that do not fit, and how many more."""
+    bad, more = _misfits(items, item_type)
+    messages: list[str] = []
+    for i in bad:
+        found, unexplained = _explain(items[i], item_type, f"{path}[{i}]", top=False)
+        messages += found
+        more += unexplained
+    return messages, more
 
 
 def _misfits(items: list[Any], item_type: Any) -> tuple[list[int], int]:

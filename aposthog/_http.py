@@ -147,7 +147,11 @@ def same_origin_url(base_url: str, url: str) -> str:
     # Behind a prefix (`https://host/posthog`), PostHog's own paths (`/api/…`) are under
     # it once it is there: `/posthog/api/…`. (A prefix of `/api` is no exception:
     # `/api/environments/…` from a proxy that strips it still needs it.)
-    if base.path and not path.startswith(base.path + "/api/"):
+    # Compared decoded: PostHog writes the path as Django escapes it (upper-case escapes,
+    # `;` and `=` escaped), which may not be how the prefix was written.
+    if base.path and not urllib.parse.unquote(path).startswith(
+        urllib.parse.unquote(base.path) + "/api/"
+    ):
         path = base.path + path
     return urllib.parse.urlunsplit((base.scheme, base.netloc, path, parts.query, ""))
 

@@ -8,11 +8,12 @@ must not break an embedded FakePostHog. Pure: no I/O.
 from __future__ import annotations
 
 import ipaddress
+import re
 import urllib.parse
 import urllib.request
 from collections.abc import Callable, Mapping
 
-__all__ = ["Proxies", "is_loopback", "redact"]
+__all__ = ["Proxies", "is_loopback", "non_canonical_ipv4", "redact"]
 
 # NO_PROXY matching, from the standard library (not in its type stubs).
 _proxy_bypass: Callable[[str, Mapping[str, str]], bool] = urllib.request.proxy_bypass_environment  # type: ignore[attr-defined]
@@ -33,6 +34,23 @@ def is_loopback(host: str) -> bool:
         return ipaddress.ip_address(name).is_loopback
     except ValueError:
         return False
+
+
+def non_canonical_ipv4(host: str) -> bool:
+    """
+    Whether `host` is digits and dots that are not an IPv4 address as aiohttp takes one
+    (four numbers from 0 to 255, no leading zeros, no final dot): aiohttp refuses such a
+    host when a request is made (`127.1`, `01.2.3.4`, `1.2.3.4.5`).
+    """
+    if not _DIGITS_AND_DOTS.fullmatch(host):
+        return False
+    try:
+        return str(ipaddress.IPv4Address(host)) != host
+    except ValueError:
+        return True
+
+
+_DIGITS_AND_DOTS = re.compile("[0-9.]+")
 
 
 def redact(proxy: str) -> str:
@@ -112,5 +130,11 @@ class Proxies:
             return (
                 f"{variable} ({redact(proxy)}) is not an http:// or https:// proxy URL: "
                 "aiohttp speaks HTTP to a proxy"
+            )
+        if non_canonical_ipv4(parts.hostname):
+            return (
+                f"{variable} ({redact(proxy)}) names its host as digits and dots that are "
+                "not an IPv4 address as four numbers from 0 to 255, without leading zeros "
+                "or a final dot"
             )
         return None

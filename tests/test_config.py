@@ -803,10 +803,6 @@ def test_a_numeric_host_aiohttp_refuses_is_refused_at_construction(host: str) ->
 
 
 @pytest.mark.anyio
-@pytest.mark.xfail(
-    strict=True,
-    reason="a prefix's own escapes (lower case, or ones PostHog writes otherwise) break next",
-)
 @pytest.mark.parametrize(
     "prefix",
     [

@@ -494,10 +494,6 @@ async def test_a_page_of_bad_records_costs_memory_bounded_by_its_size() -> None:
 
 
 @pytest.mark.anyio
-@pytest.mark.xfail(
-    strict=True,
-    reason="a short page's record with a long list of bad items is explained item by item",
-)
 async def test_a_short_page_of_a_record_with_many_bad_runs_costs_memory_bounded_by_its_size() -> (
     None
 ):

@@ -231,10 +231,6 @@ async def test_a_proxy_aiohttp_cannot_use_is_not_retried(
     assert [] == [(wait.reason, wait.attempt) for wait in waits]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a proxy host aiohttp refuses (non-canonical IPv4) passes Proxies.problem",
-)
 @pytest.mark.parametrize(
     "proxy", ["http://10.1:3128", "http://010.0.0.1:3128", "http://1.2.3.4.5:3128"]
 )

@@ -860,10 +860,6 @@ async def test_a_failure_a_reattach_reports_while_the_run_goes_on_is_not_its_end
     assert ["human", "ai", "tool", "ai"] == [m.type for m in result.messages]  # no "Oops"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="after a generation_error, a re-attach's own failure is taken for the run's end",
-)
 async def test_a_reattachs_failure_after_a_generation_error_is_not_the_runs_end() -> None:
     """As above, but the run met a `generation_error` before the drop (an insight that
     failed its schema check, which PostHog generates again: no end of the run). The
@@ -1710,10 +1706,6 @@ async def test_a_run_that_fails_after_its_lost_echo_is_a_complete_failed_run(
     assert result.messages[0].type == "human"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a generation_error before the lost echo is caught up counts for no turn: failed",
-)
 async def test_a_run_that_recovers_from_a_generation_error_after_its_lost_echo_did_not_fail() -> (
     None
 ):
@@ -1761,10 +1753,6 @@ async def test_a_run_that_recovers_from_a_generation_error_after_its_lost_echo_d
     assert not result.failed
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="text before a generation_error counts as the answer after it: failed is False",
-)
 async def test_a_run_left_without_an_answer_after_a_generation_error_failed() -> None:
     """The run's assistant says what it will do and calls the insight tool ("Let me chart
     signups."), PostHog sends `status: generation_error`, and the run ends there: no

@@ -286,7 +286,21 @@ class ConversationTurn:
         Whether PostHog reported this turn failed: an `ai/failure`, or a
         `generation_error` (PostHog generating an insight again) with no answer after it.
         """
-        return self.failure is not None or (self.generation_error and not self.text)
+        if self.failure is not None:
+            return True
+        if not self.generation_error:
+            return False
+        # Answered when the turn's last top-level assistant message calls no tool: an
+        # answer, not text said before an insight PostHog was still generating.
+        last = next(
+            (
+                m
+                for m in reversed(self.messages)
+                if isinstance(m, AssistantMessage) and m.parent_tool_call_id is None
+            ),
+            None,
+        )
+        return last is None or bool(last.tool_calls)
 
 
 @attrs.frozen(kw_only=True)
@@ -348,8 +362,9 @@ class ConversationResult:
         if not self.generation_error:
             return False
         errored = [turn for turn in self.turns if turn.generation_error]
-        # (None: a result made by hand, its turns not named.)
-        return not errored or any(turn.failed for turn in errored)
+        if not errored:  # its turns not named (a result made by hand): is there an answer?
+            return not self.text
+        return any(turn.failed for turn in errored)
 
     @property
     def text(self) -> str:

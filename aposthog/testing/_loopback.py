@@ -101,8 +101,10 @@ class LoopbackServer:
         try:
             # Shielded: a stop cut short (the `async with` left under a cancellation)
             # would leave the connections it had taken on served, with no way to end them.
+            # (asyncio.shield too: anyio's shield does not hold against a plain
+            # `task.cancel()`, an asyncio TaskGroup's or `wait_for`'s.)
             with anyio.CancelScope(shield=True):
-                await stopping
+                await asyncio.shield(stopping)
         finally:
             if self._runner is runner and stopping.done():
                 self._runner = self._stopping = None

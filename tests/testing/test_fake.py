@@ -1121,10 +1121,6 @@ async def test_a_request_dropped_before_it_was_carried_out_took_no_effect(
     assert fake.customer_profile_configs == {}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the stop's anyio shield does not hold against asyncio's own task.cancel()",
-)
 async def test_an_aclose_cancelled_by_asyncio_itself_still_drops_every_connection() -> None:
     """
     As above, with asyncio's own cancellation (`task.cancel()`: an asyncio `TaskGroup`
