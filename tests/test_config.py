@@ -826,7 +826,7 @@ async def test_a_second_page_behind_a_prefix_with_its_own_escapes_is_followed(
 
     from .web_server import serve
 
-    config = {
+    config: dict[str, Any] = {
         "id": "7b0c",
         "scope": "person",
         "content": {},
