@@ -12,7 +12,10 @@ import re
 from pathlib import Path
 from types import ModuleType
 
+import pytest
+
 import aposthog
+from aposthog.testing import FakePostHog
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
 _DIRECTIVE = re.compile(r"^::: (\S+)\s*$", re.MULTILINE)
@@ -78,3 +81,76 @@ def test_the_check_notices_a_missing_name() -> None:
     assert id(aposthog.Client) in documented
     assert id(_resolve("aposthog.sse.SSEDecoder")) in documented
     assert id(_public_modules) not in documented
+
+
+@pytest.mark.anyio
+@pytest.mark.xfail(
+    strict=True,
+    reason="ResponseDecodeError's docstring says the message names every bad field and "
+    "`paths` holds the fields that did not fit; both are bounded",
+)
+async def test_response_decode_error_docstring_says_what_it_names() -> None:
+    """
+    `ResponseDecodeError`: "The message names the path of every bad field" and "paths: the
+    JSON paths of the fields that did not fit". The message quotes 5 paths then "…", and
+    `paths` holds only the first 10 items of a list (the rest counted, not named): a page
+    of 12 `{}` batch exports has 48 missing fields, of which `paths` names 40 and the
+    message 5.
+    """
+    from aiohttp import web
+
+    from .web_server import serve
+
+    async def page(request: web.Request) -> web.Response:
+        del request
+        results = [{} for _ in range(12)]
+        return web.json_response({"count": 12, "next": None, "previous": None, "results": results})
+
+    doc = " ".join((aposthog.ResponseDecodeError.__doc__ or "").split())
+    assert "names the path of every bad field" in doc
+    async with (
+        serve(page) as url,
+        aposthog.Client(api_key="phx_docs_contract", host=url, project_id=1, max_retries=0) as ph,
+    ):
+        with pytest.raises(aposthog.ResponseDecodeError) as caught:
+            await ph.batch_exports.list()
+    err = caught.value
+    missing = [
+        f"$.results[{i}].{field}"
+        for i in range(12)
+        for field in ("id", "name", "destination", "interval")
+    ]
+    assert [p for p in missing if p not in err.paths] == []
+    assert [p for p in err.paths if p not in str(err)] == []
+
+
+@pytest.mark.anyio
+@pytest.mark.xfail(
+    strict=True,
+    reason="Client's docstring says max_concurrency bounds requests in flight; open "
+    "conversation streams are not bounded by it",
+)
+async def test_client_docstring_max_concurrency_says_what_open_streams_hold(
+    fake: FakePostHog,
+) -> None:
+    """
+    `Client` (rendered in docs/reference/client.md): "max_concurrency: requests in flight at
+    once across every task using this client." A stream holds its slot only while it opens
+    (CHANGELOG; the README row and `ClientConfig`'s docstring were fixed to say so): at
+    `max_concurrency=1` three answers stream at once, three requests in flight. The
+    `Client` docstring, the one users read in the API reference, still promises the bound.
+    """
+    for _ in range(3):
+        fake.script_answer("one two three", chunk_size=2, delay=0.02)
+    async with fake.client(max_concurrency=1) as ph:
+        streams = [ph.conversations.create("q") for _ in range(3)]
+        for stream in streams:
+            await stream.__aenter__()
+            await anext(stream)  # its answer has begun
+        in_flight = fake.in_flight
+        for stream in streams:
+            await stream.__aexit__(None, None, None)
+    assert in_flight == 3  # three requests in flight at max_concurrency=1
+    doc = aposthog.Client.__doc__ or ""
+    entry = doc.split("max_concurrency:", 1)[1].split("timeout:", 1)[0]
+    assert "stream" in entry, entry
