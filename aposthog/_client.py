@@ -52,7 +52,9 @@ class Client:
         api_key: a personal API key; else `POSTHOG_PERSONAL_API_KEY`.
         host: `"us"`, `"eu"` or a URL; else `POSTHOG_HOST`; default `https://us.posthog.com`.
         project_id: the environment's id; else `POSTHOG_PROJECT_ID`; default `"@current"`.
-        max_concurrency: requests in flight at once across every task using this client.
+        max_concurrency: requests in flight at once across every task using this client
+            (a conversation stream holds a place only while it opens or re-attaches: open
+            streams are not bounded by it).
         timeout: seconds for one attempt of a call: connecting, sending, and reading the
             whole answer (for a stream: until PostHog starts answering). None: no limit.
             Per call: `timeout=`. Retries add attempts: `RetryPolicy.deadline` bounds

@@ -486,11 +486,11 @@ class ConversationState:
     def run_ended(self) -> bool:
         """
         Whether what arrived is a whole run, as PostHog ends one: an in-band failure
-        (`ai/failure`, `generation_error`) in the latest run on the stream (PostHog goes
-        on with the messages queued behind a failed run), or a final message (one with
-        an `id`) after the run's human message with no answer still in progress. PostHog
-        sends no end event, so a body that ends short of this was cut, however cleanly
-        it ended.
+        (`ai/failure`; a `generation_error` is none) in the latest run on the stream
+        (PostHog goes on with the messages queued behind a failed run), or a final
+        message (one with an `id`) after the run's human message with no answer still in
+        progress. PostHog sends no end event, so a body that ends short of this was cut,
+        however cleanly it ended.
 
         A run never ends on a progress step (`ai/reasoning`, `ai/task_execution`), nor
         on a step of a tool call (reference §3.5, point 5): an `ai`

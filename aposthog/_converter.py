@@ -404,7 +404,7 @@ def make_converter(*, detailed_validation: bool = False) -> cattrs.Converter:
 
     It structures without cattrs' detailed validation, which costs a third of the time
     of every page; `structure()` re-runs a failed body through a detailed copy to name
-    the paths of the bad fields.
+    the paths of the bad fields (of the first items that do not fit, in any list).
     """
     conv = cattrs.Converter(detailed_validation=detailed_validation, forbid_extra_keys=False)
     # Strict scalars: cattrs' defaults call str()/int()/bool(), which would turn a null

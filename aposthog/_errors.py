@@ -326,10 +326,13 @@ class ResponseDecodeError(PostHogError):
     """
     A successful response whose body does not fit the record it should become.
 
-    The message names the path of every bad field, e.g. `$.results[3].created_at`.
+    The message quotes the first paths of bad fields, e.g. `$.results[3].created_at`,
+    and counts the items of lists it does not explain: of any list (a page's results, a
+    record's `latest_runs`), only the first 10 items that do not fit are explained, so
+    that a hostile body of a million bad items costs about its size.
 
     Attributes:
-        paths: the JSON paths of the fields that did not fit.
+        paths: the JSON paths of the bad fields it explains.
         body: the decoded JSON body (or the raw text when it was not JSON).
         status: the HTTP status of the answer whose body this is (200, say, for a
             proxy's login page), or None for a stream's event read after its start.

@@ -8,6 +8,7 @@ must not break an embedded FakePostHog. Pure: no I/O.
 from __future__ import annotations
 
 import ipaddress
+import os
 import re
 import urllib.parse
 import urllib.request
@@ -78,6 +79,7 @@ class Proxies:
     """The proxy for each origin, read from the environment once (at construction)."""
 
     def __init__(self, environ: Mapping[str, str] | None = None) -> None:
+        self._names = os.environ if environ is None else environ  # for messages
         if environ is None:
             self._env = urllib.request.getproxies_environment()
         else:
@@ -120,7 +122,10 @@ class Proxies:
         proxy = self.for_url(url)
         if proxy is None:
             return None
-        variable = f"{urllib.parse.urlsplit(url).scheme.upper()}_PROXY"
+        # The variable as it is set (the standard library reads the lower-case one first).
+        variable = f"{urllib.parse.urlsplit(url).scheme.lower()}_proxy"
+        if variable not in self._names:
+            variable = variable.upper()
         try:
             parts = urllib.parse.urlsplit(proxy)
             parts.port  # noqa: B018 (read for its ValueError: a port that is no number)

@@ -274,3 +274,14 @@ async def test_a_proxy_with_a_non_canonical_ipv4_host_is_not_retried(
         with pytest.raises(aposthog.PostHogError):
             await client.customer_profile_configs.list()
     assert [] == [(wait.reason, wait.attempt) for wait in waits]
+
+
+def test_an_unusable_proxy_is_named_by_the_variable_that_was_set() -> None:
+    """Only `https_proxy` set (lower case, as many shells do): the refusal names it so."""
+    proxies = Proxies({"https_proxy": "http://[::1"})
+    problem = proxies.problem("https://us.posthog.com")
+    assert problem is not None
+    assert problem.startswith("https_proxy ("), problem
+    upper = Proxies({"HTTPS_PROXY": "http://[::1"}).problem("https://us.posthog.com")
+    assert upper is not None
+    assert upper.startswith("HTTPS_PROXY ("), upper
