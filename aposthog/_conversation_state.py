@@ -57,6 +57,7 @@ given out (nor replays it) begins the next message, given out after a blank line
 from __future__ import annotations
 
 import collections
+import contextlib
 from collections.abc import Iterator, Sequence
 from typing import NamedTuple
 
@@ -158,6 +159,7 @@ class ConversationState:
         "_streamed",
         "_turn",
         "_turnless",
+        "_unanswered",
         "_unechoed",
         "_unfinished",
         "conversation",
@@ -194,6 +196,8 @@ class ConversationState:
         self._idless_forms: set[str] = set()
         #: The turns (their human message's id) in which PostHog sent `generation_error`.
         self._errored_turns: list[str | None] = []
+        #: Those of them in which no new final message of the run followed it (yet).
+        self._unanswered: list[str | None] = []
         # The human message (id) of the turn the stream is in: the latest one taken, new
         # or replayed (a re-attach keeps it: PostHog's replay after a deleted stream holds
         # no human message; a whole run's replay places itself by each one it repeats).
@@ -323,6 +327,8 @@ class ConversationState:
             self.generation_error = True
             if turn not in self._errored_turns:
                 self._errored_turns.append(turn)
+            if turn not in self._unanswered:
+                self._unanswered.append(turn)  # until a message of the run follows it
         return Delivery(event)
 
     def catch_up(
@@ -610,6 +616,7 @@ class ConversationState:
             failure=self.failure,
             generation_error=self.generation_error,
             generation_error_turns=tuple(self._errored_turns),
+            generation_error_unanswered=tuple(self._unanswered),
             in_progress=self._snapshot,
             streamed_text=self.streamed_text,
             complete=complete,
@@ -659,6 +666,10 @@ class ConversationState:
         self._index[message.id] = len(self._messages)
         self._messages.append(message)
         self._note(message)
+        if self._unanswered and getattr(message, "parent_tool_call_id", None) is None:
+            # The run went on after its generation_error (PostHog generated it again).
+            with contextlib.suppress(ValueError):
+                self._unanswered.remove(self._turn)
         text = ""
         # A new final message: whatever the replay held before it is behind us.
         self._cursor = len(self._assistant_ids)
@@ -804,12 +815,16 @@ class ConversationState:
         out: list[Delivery] = []
         for message in missed:
             if isinstance(message, HumanMessage) and self.human_id is None:
+                own = self._echo is not None and not self._resume_stream
                 self._echo = None  # found by its trace id and text: this run's
                 if self._failed_at == self._humans:
                     self._failed_at += 1  # a failure received before it is this run's
-                errored = self._errored_turns
-                if None in errored:  # so is a generation_error received before it
-                    errored[errored.index(None)] = message.id
+                if own:
+                    # So is a generation_error received before it: this stream's own echo,
+                    # never a queued message's (a resume's first turn has no question).
+                    for turns in (self._errored_turns, self._unanswered):
+                        if None in turns:
+                            turns[turns.index(None)] = message.id
             self._note(message)
             out.append(Delivery(MessageEvent(message)))
         return out

@@ -149,11 +149,27 @@ def same_origin_url(base_url: str, url: str) -> str:
     # `/api/environments/…` from a proxy that strips it still needs it.)
     # Compared decoded: PostHog writes the path as Django escapes it (upper-case escapes,
     # `;` and `=` escaped), which may not be how the prefix was written.
-    if base.path and not urllib.parse.unquote(path).startswith(
-        urllib.parse.unquote(base.path) + "/api/"
-    ):
-        path = base.path + path
+    if base.path:
+        prefix = urllib.parse.unquote(base.path)
+        decoded = urllib.parse.unquote(path)
+        if decoded.startswith(prefix + "/api/"):
+            # Under the prefix: sent with the prefix as configured (a `%2F` in it is no
+            # `/` to the gateway in front), and the rest as PostHog wrote it.
+            path = base.path + _after_prefix(path, prefix)
+        else:
+            path = base.path + path
     return urllib.parse.urlunsplit((base.scheme, base.netloc, path, parts.query, ""))
+
+
+def _after_prefix(path: str, prefix: str) -> str:
+    """What follows `prefix` (decoded) in `path` (as written), from a `/` on."""
+    cut = path.find("/", 1)
+    while cut != -1:
+        if urllib.parse.unquote(path[:cut]) == prefix:
+            return path[cut:]
+        cut = path.find("/", cut + 1)
+    # No `/` as written where the prefix ends (an escaped one): the rest, escaped anew.
+    return urllib.parse.quote(urllib.parse.unquote(path)[len(prefix) :], safe="/:@!$&'()*+,;=-._~")
 
 
 class Secret(str):

@@ -2582,10 +2582,6 @@ def test_a_realistic_run_whose_echo_is_lost_is_delivered_once_over_loopback(
     assert tasks == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a turn that ends awaiting approval after a recovered generation_error reads failed",
-)
 async def test_a_run_awaiting_approval_after_a_recovered_generation_error_did_not_fail() -> None:
     """The run charts signups (its insight fails the schema check: `status:
     generation_error`, and PostHog generates it again, the tool returns), then asks to
@@ -2623,7 +2619,8 @@ async def test_a_run_awaiting_approval_after_a_recovered_generation_error_did_no
 
 @pytest.mark.xfail(
     strict=True,
-    reason="a queued echo caught up after a resume takes the resumed turn's generation_error",
+    reason="the queued answer taken before its echo was caught up counts for the resumed "
+    "turn: that turn's generation_error reads answered",
 )
 async def test_a_queued_echo_caught_up_after_a_resume_leaves_its_generation_error() -> None:
     """A resume (no human message: its run is the turn None) goes on from the approved

@@ -253,11 +253,14 @@ class ConversationTurn:
         messages: the turn's final messages, oldest first, `question` first when there
             is one.
         generation_error: whether PostHog sent `status: generation_error` in this turn.
+        generation_error_unanswered: whether no message of the run followed it (the run
+            neither generated the insight again nor went on).
     """
 
     question: HumanMessage | None
     messages: tuple[Message, ...]
     generation_error: bool = False
+    generation_error_unanswered: bool = False
 
     @property
     def text(self) -> str:
@@ -284,23 +287,10 @@ class ConversationTurn:
     def failed(self) -> bool:
         """
         Whether PostHog reported this turn failed: an `ai/failure`, or a
-        `generation_error` (PostHog generating an insight again) with no answer after it.
+        `generation_error` (PostHog generating an insight again) that no message of the
+        run followed.
         """
-        if self.failure is not None:
-            return True
-        if not self.generation_error:
-            return False
-        # Answered when the turn's last top-level assistant message calls no tool: an
-        # answer, not text said before an insight PostHog was still generating.
-        last = next(
-            (
-                m
-                for m in reversed(self.messages)
-                if isinstance(m, AssistantMessage) and m.parent_tool_call_id is None
-            ),
-            None,
-        )
-        return last is None or bool(last.tool_calls)
+        return self.failure is not None or self.generation_error_unanswered
 
 
 @attrs.frozen(kw_only=True)
@@ -330,6 +320,8 @@ class ConversationResult:
         generation_error: whether PostHog sent `status: generation_error`.
         generation_error_turns: the turns it was sent in, by the id of their question
             (None: the turn without one); `turns` gives each its `generation_error`.
+        generation_error_unanswered: those of them in which no message of the run
+            followed it: the run ended there (`failed`).
         in_progress: the last in-progress snapshot, when the stream ended before its final
             message (after a cancel, say); else None.
         streamed_text: exactly the text `text_deltas()` gave out (`"".join(deltas)`).
@@ -344,6 +336,7 @@ class ConversationResult:
     failure: FailureMessage | None = None
     generation_error: bool = False
     generation_error_turns: tuple[str | None, ...] = ()
+    generation_error_unanswered: tuple[str | None, ...] = ()
     in_progress: AssistantMessage | None = None
     streamed_text: str = ""
     complete: bool = False
@@ -361,10 +354,9 @@ class ConversationResult:
             return True
         if not self.generation_error:
             return False
-        errored = [turn for turn in self.turns if turn.generation_error]
-        if not errored:  # its turns not named (a result made by hand): is there an answer?
+        if not self.generation_error_turns:  # a result made by hand: is there an answer?
             return not self.text
-        return any(turn.failed for turn in errored)
+        return bool(self.generation_error_unanswered)
 
     @property
     def text(self) -> str:
@@ -392,10 +384,16 @@ class ConversationResult:
         start = 0
         messages = self.messages
         errors = self.generation_error_turns
+        unanswered = self.generation_error_unanswered
 
         def turn(question: HumanMessage | None, part: tuple[Message, ...]) -> ConversationTurn:
-            errored = (question.id if question is not None else None) in errors
-            return ConversationTurn(question=question, messages=part, generation_error=errored)
+            ident = question.id if question is not None else None
+            return ConversationTurn(
+                question=question,
+                messages=part,
+                generation_error=ident in errors,
+                generation_error_unanswered=ident in unanswered,
+            )
 
         for position, message in enumerate(messages):
             if isinstance(message, HumanMessage):
