@@ -11,6 +11,7 @@ import pkgutil
 import re
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 import pytest
 
@@ -97,7 +98,7 @@ async def test_response_decode_error_docstring_says_what_it_names() -> None:
 
     async def page(request: web.Request) -> web.Response:
         del request
-        results = [{} for _ in range(12)]
+        results: list[dict[str, Any]] = [{} for _ in range(12)]
         return web.json_response({"count": 12, "next": None, "previous": None, "results": results})
 
     doc = " ".join((aposthog.ResponseDecodeError.__doc__ or "").split())

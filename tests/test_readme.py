@@ -339,7 +339,7 @@ async def test_readme_decode_error_names_the_first_bad_records_of_the_page() -> 
 
     async def page(request: web.Request) -> web.Response:
         del request
-        results = [{} for _ in range(12)]
+        results: list[dict[str, Any]] = [{} for _ in range(12)]
         return web.json_response({"count": 12, "next": None, "previous": None, "results": results})
 
     text = " ".join(README.read_text(encoding="utf-8").split())
