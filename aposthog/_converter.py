@@ -591,7 +591,7 @@ def _explain_items(items: list[Any], item_type: Any, path: str) -> tuple[list[st
 
 def _misfits(items: list[Any], item_type: Any) -> tuple[list[int], int]:
     """The indexes of the first `EXPLAINED_ITEMS` items that do not fit, and how many more."""
-    hook = converter.get_structure_hook(item_type)
+    hook = item_hook(item_type)
     bad = [i for i, item in enumerate(items) if not _fits(hook, item, item_type)]
     return bad[:EXPLAINED_ITEMS], max(0, len(bad) - EXPLAINED_ITEMS)
 
