@@ -18,7 +18,7 @@ from typing import Final
 import attrs
 
 from ._errors import ConfigurationError
-from ._http import Secret
+from ._http import PATH_CHARS, Secret
 from ._proxy import is_loopback, non_canonical_ipv4, redact
 from ._retry import RetryPolicy, as_seconds
 
@@ -142,9 +142,9 @@ def resolve_host(host: object, *, allow_insecure_http: bool = False, source: str
 
 #: A `%` that does not start an escape.
 _BAD_ESCAPE: Final = re.compile("%(?![0-9A-Fa-f]{2})")
-#: What a URL's path holds as itself (RFC 3986: unreserved, sub-delims, ':', '@', '/'),
-#: and '%', whose escapes are checked above.
-_PATH_SAFE: Final = "/%:@!$&'()*+,;=-._~"
+#: What a path keeps as it is written: its own characters, and '%', whose escapes are
+#: checked above.
+_PATH_SAFE: Final = PATH_CHARS + "%"
 
 
 def _host_problem(netloc: str, hostname: str, port: int | None) -> str | None:

@@ -169,7 +169,11 @@ def _after_prefix(path: str, prefix: str) -> str:
             return path[cut:]
         cut = path.find("/", cut + 1)
     # No `/` as written where the prefix ends (an escaped one): the rest, escaped anew.
-    return urllib.parse.quote(urllib.parse.unquote(path)[len(prefix) :], safe="/:@!$&'()*+,;=-._~")
+    return urllib.parse.quote(urllib.parse.unquote(path)[len(prefix) :], safe=PATH_CHARS)
+
+
+#: What a URL's path holds as itself (RFC 3986: unreserved, sub-delims, ':', '@', '/').
+PATH_CHARS: Final = "/:@!$&'()*+,;=-._~"
 
 
 class Secret(str):
