@@ -28,6 +28,8 @@ import weakref
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
+import anyio
+
 from ._limiter import RateLimitStore, RateLimitStoreError
 from ._proxy import redact
 from ._ratelimit import Rate
@@ -322,7 +324,8 @@ class RedisRateLimitStore(RateLimitStore):
             client passed in is borrowed, never closed, and works on one event loop at a
             time (another loop's request fails with `RateLimitStoreError`).
         prefix: the start of every Redis key the store writes.
-        timeout: seconds to connect to Redis and to wait for an answer (URL only).
+        timeout: seconds a request waits for Redis's answer, connecting included, with
+            a client passed in too (whose own `socket_timeout` is None unless set).
 
     If Redis cannot be reached, requests fail with `aposthog.RateLimitStoreError` (an
     `APIConnectionError`): they are never sent past the limits silently.
@@ -409,6 +412,7 @@ class RedisRateLimitStore(RateLimitStore):
             weakref.WeakKeyDictionary()
         )
         self._prefix = prefix
+        self._timeout = timeout
         # Members of a sorted set must be unique: this store's id and a counter, the id
         # drawn again in a process forked from this one (which copies both).
         self._member_prefix = secrets.token_hex(6)
@@ -488,7 +492,11 @@ class RedisRateLimitStore(RateLimitStore):
         outside = sys.exc_info()[1]  # the caller's, chained to any error of redis-py's
         pool = self._pool(_NOT_SENT)
         try:
-            wait = await pool.acquire(keys=keys, args=args)
+            # The store's own bound, for a borrowed client too (redis-py waits for an
+            # answer without end by default): a Redis that stopped answering fails the
+            # request here, not a call's whole deadline later, or never.
+            with anyio.fail_after(self._timeout):
+                wait = await pool.acquire(keys=keys, args=args)
         except Exception as exc:
             # Redis's errors, and redis-py's own on a server that answers as Redis does
             # not (the wrong service on the port, a proxy in a bad state). An answer that
@@ -567,14 +575,18 @@ class RedisRateLimitStore(RateLimitStore):
         outside = sys.exc_info()[1]
         pool = self._pool(_NOT_STORED)
         try:
-            await pool.penalize(keys=[self._key(scope, bucket, "pause")], args=[micros])
+            with anyio.fail_after(self._timeout):
+                await pool.penalize(keys=[self._key(scope, bucket, "pause")], args=[micros])
         except Exception as exc:  # (as in `try_acquire`)
             raise self._failure(exc, _NOT_STORED) from _without_frames(exc, outside)
 
     def _failure(self, exc: BaseException, outcome: str) -> RateLimitStoreError:
+        if isinstance(exc, TimeoutError) and not str(exc):  # the store's own bound
+            what = f"no answer within {self._timeout:g} s"
+        else:
+            what = f"{type(exc).__name__}: {exc}"
         return RateLimitStoreError(
-            f"the rate-limit store (Redis at {self._location}) failed: "
-            f"{type(exc).__name__}: {exc}; {outcome}"
+            f"the rate-limit store (Redis at {self._location}) failed: {what}; {outcome}"
         )
 
     def _attach(self) -> None:

@@ -352,6 +352,42 @@ async def test_an_unreachable_redis_is_a_typed_error() -> None:
     await store.aclose()
 
 
+async def test_a_borrowed_client_waits_for_a_silent_redis_no_longer_than_the_timeout() -> None:
+    """
+    A `redis.asyncio.Redis` passed in has no `socket_timeout` unless its owner set one,
+    and redis-py then waits for an answer without end. Redis (or a proxy before it)
+    that took the connection and stopped answering held every call there: past its own
+    `timeout`, which does not cover the limiter, for as long as the connection stayed
+    up. The store's `timeout` bounds each request to Redis, the script and the pause.
+    """
+    require_redis_py()
+    import redis.asyncio
+
+    async def silent(stream: anyio.abc.SocketStream) -> None:
+        async with stream:
+            await anyio.sleep_forever()
+
+    listener = await anyio.create_tcp_listener(local_host="127.0.0.1")
+    port = listener.extra(anyio.abc.SocketAttribute.local_port)
+    borrowed = redis.asyncio.Redis(host="127.0.0.1", port=port)
+    async with listener, anyio.create_task_group() as tg:
+        tg.start_soon(listener.serve, silent)
+        store = RedisRateLimitStore(borrowed, timeout=0.2)
+        began = time.monotonic()
+        for outcome, call in (
+            ("the request was not sent", store.try_acquire("s", "api", (Rate(1, per=1),), 0.0)),
+            ("the pause was not stored", store.penalize("s", "api", 1.0)),
+        ):
+            with anyio.fail_after(5):  # (the test's own bound, far above the store's)
+                with pytest.raises(RateLimitStoreError) as caught:
+                    await call
+            assert f"failed: no answer within 0.2 s; {outcome}" in str(caught.value)
+        assert time.monotonic() - began < 2
+        await store.aclose()
+        await borrowed.aclose()
+        tg.cancel_scope.cancel()
+
+
 async def test_a_borrowed_client_is_never_closed(redis_url: str) -> None:
     import redis.asyncio
 
