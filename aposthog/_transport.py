@@ -223,7 +223,9 @@ def _plain_length(headers: Mapping[str, str]) -> int | None:
 
 async def _read_body(response: aiohttp.ClientResponse, request: Request, limit: int) -> bytes:
     """
-    The decoded body, or `ResponseTooLargeError` once it passes `limit` bytes.
+    The decoded body, or `ResponseTooLargeError` once it passes `limit` bytes; an error's
+    (status 400 and up) body that does not decode is empty, a success's a
+    `ResponseDecodeError`.
 
     A compressed body is inflated here, a bounded piece at a time (see `_inflate`), so a
     gzip bomb costs about `limit` bytes of memory, not what it would inflate to.
@@ -250,6 +252,18 @@ async def _read_body(response: aiohttp.ClientResponse, request: Request, limit: 
     response.close()
     if isinstance(problem, BodyTooLarge):
         raise _too_large(request, limit, response.status)
+    if response.status >= 400:
+        # A refusal (a proxy's 502, a 429) whose body does not inflate: its status and
+        # headers came, so the answer is known, as for an error whose body was cut off.
+        # What the body said is lost; that PostHog refused, and the retry, are not.
+        logger.debug(
+            "PostHog's %d to %s %s had an unreadable body: %s",
+            response.status,
+            request.method,
+            request.path,
+            problem,
+        )
+        return b""
     raise ResponseDecodeError(
         f"PostHog answered {request.method} {request.path} with an unreadable body: {problem}",
         path=request.path,

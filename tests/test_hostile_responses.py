@@ -713,6 +713,61 @@ async def test_a_post_refused_with_a_cut_off_503_is_retried() -> None:
     assert created.scope == aposthog.ProfileScope.PERSON
 
 
+@pytest.mark.parametrize(
+    ("status", "error"),
+    [
+        (404, aposthog.NotFoundError),
+        (429, aposthog.RateLimitError),
+        (502, aposthog.InternalServerError),
+    ],
+)
+async def test_an_error_whose_compressed_body_is_unreadable_keeps_its_status(
+    status: int, error: type[aposthog.APIStatusError]
+) -> None:
+    """
+    A proxy's 502 (or any refusal) whose gzip body does not inflate: the status line and
+    headers came, so the answer is known, as for a body cut off. It was a
+    `ResponseDecodeError`, for a JSON call and a stream alike: a 502 or a 429 was never
+    retried (a read of a page failed at once), and the caller could not tell a refusal
+    from a garbled success. The second answer, a whole one, is what the retry gets.
+    """
+    sent: list[str] = []
+    whole_after = [100]  # answers before whole ones
+
+    async def handler(request: ServerRequest) -> ServerReply:
+        sent.append(request.method)
+        if len(sent) <= whole_after[0]:
+            return ServerReply(
+                status=status,
+                body=b"not gzip at all",
+                headers={"Content-Encoding": "gzip", "Retry-After": "0"},
+            )
+        return ServerReply(
+            status=status, body=b'{"detail": "refused"}', headers={"Retry-After": "0"}
+        )
+
+    server = LoopbackServer(handler)
+    await server.start()
+    try:
+        async with _client(server.url) as ph:
+            with pytest.raises(error) as info:
+                await ph.customer_profile_configs.get("00000000-0000-0000-0000-000000000001")
+            assert (info.value.status, info.value.body) == (status, None)
+            with pytest.raises(error) as info:
+                await ph.conversations.create("Why did signups drop?").until_done()
+            assert info.value.status == status
+        if status != 404:
+            sent.clear()
+            whole_after[0] = 1
+            async with _client(server.url, max_retries=1) as ph:
+                with pytest.raises(error) as info:
+                    await ph.customer_profile_configs.get("00000000-0000-0000-0000-000000000001")
+            assert ["GET", "GET"] == sent  # retried; the whole answer's body read
+            assert info.value.body == {"detail": "refused"}
+    finally:
+        await server.stop()
+
+
 @pytest.mark.parametrize("status", [429, 503])
 async def test_a_post_refused_with_an_error_whose_body_stalls_is_retried(status: int) -> None:
     """
