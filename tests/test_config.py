@@ -802,6 +802,58 @@ def test_a_numeric_host_aiohttp_refuses_is_refused_at_construction(host: str) ->
         resolve_host(host)
 
 
+async def _list_two_pages_behind(
+    prefix: str, *, routed: bool, error: type[aposthog.PostHogError]
+) -> tuple[list[str], list[str]]:
+    """
+    Profile configs listed one a page from a loopback PostHog behind the host prefix
+    `prefix`, whose `next` link is built as Django builds it (the decoded path, escaped
+    again); when `routed`, a gateway answers 404 to any path not under `prefix + /api/`.
+    The raw paths requested, and the ids listed before any `error`.
+    """
+    from aiohttp import web
+
+    from .web_server import serve
+
+    config: dict[str, Any] = {
+        "id": "7b0c",
+        "scope": "person",
+        "content": {},
+        "sidebar": [],
+        "created_at": "2024-05-01T12:00:00Z",
+        "updated_at": None,
+    }
+    seen: list[str] = []
+
+    async def handler(request: web.Request) -> web.Response:
+        seen.append(request.raw_path)
+        if routed and not request.raw_path.startswith(prefix + "/api/"):  # the gateway's route
+            return web.json_response({"detail": "Not found."}, status=404)
+        offset = int(request.query.get("offset", "0"))
+        # Django's `request.build_absolute_uri()`: the decoded path, escaped again.
+        path = urllib.parse.quote(urllib.parse.unquote(request.path), safe="/:@&+$,-_.!~*'()")
+        nxt = f"http://{request.host}{path}?limit=1&offset=1" if offset == 0 else None
+        body = {
+            "count": 2,
+            "next": nxt,
+            "previous": None,
+            "results": [dict(config, id=f"c{offset}")],
+        }
+        return web.json_response(body)
+
+    ids: list[str] = []
+    async with (
+        serve(handler) as url,
+        aposthog.Client(
+            api_key="phx_k", host=url + prefix, project_id=1, allow_insecure_http=True
+        ) as ph,
+    ):
+        with contextlib.suppress(error):
+            async for c in ph.customer_profile_configs.list(limit=1):
+                ids.append(c.id)  # noqa: PERF401 (what came before the error is kept)
+    return seen, ids
+
+
 @pytest.mark.anyio
 @pytest.mark.parametrize(
     "prefix",
@@ -822,42 +874,9 @@ async def test_a_second_page_behind_a_prefix_with_its_own_escapes_is_followed(
     ("'next' names '/pöst/pöst/api/…', not a page of the list"), as the CHANGELOG says
     `/pöst` was before it was encoded.
     """
-    from aiohttp import web
-
-    from .web_server import serve
-
-    config: dict[str, Any] = {
-        "id": "7b0c",
-        "scope": "person",
-        "content": {},
-        "sidebar": [],
-        "created_at": "2024-05-01T12:00:00Z",
-        "updated_at": None,
-    }
-    seen: list[str] = []
-
-    async def handler(request: web.Request) -> web.Response:
-        seen.append(request.raw_path)
-        offset = int(request.query.get("offset", "0"))
-        # Django's `request.build_absolute_uri()`: the decoded path, escaped again.
-        path = urllib.parse.quote(urllib.parse.unquote(request.path), safe="/:@&+$,-_.!~*'()")
-        nxt = f"http://{request.host}{path}?limit=1&offset=1" if offset == 0 else None
-        body = {
-            "count": 2,
-            "next": nxt,
-            "previous": None,
-            "results": [dict(config, id=f"c{offset}")],
-        }
-        return web.json_response(body)
-
-    async with (
-        serve(handler) as url,
-        aposthog.Client(
-            api_key="phx_k", host=url + prefix, project_id=1, allow_insecure_http=True
-        ) as ph,
-    ):
-        with contextlib.suppress(aposthog.ResponseDecodeError):
-            ids = [c.id async for c in ph.customer_profile_configs.list(limit=1)]
+    seen, ids = await _list_two_pages_behind(
+        prefix, routed=False, error=aposthog.ResponseDecodeError
+    )
     assert len(seen) == 2, seen
     assert urllib.parse.unquote(seen[1]).startswith(
         urllib.parse.unquote(prefix) + "/api/environments/1/"
@@ -875,47 +894,9 @@ async def test_a_second_page_behind_a_prefix_with_an_escaped_slash_stays_under_i
     it: the second page goes to `/a/b/api/…`, a path the gateway does not route to
     PostHog (404). The configured prefix must stay as configured.
     """
-    from aiohttp import web
-
-    from .web_server import serve
-
     prefix = "/a%2Fb"
-    config: dict[str, Any] = {
-        "id": "7b0c",
-        "scope": "person",
-        "content": {},
-        "sidebar": [],
-        "created_at": "2024-05-01T12:00:00Z",
-        "updated_at": None,
-    }
-    seen: list[str] = []
-
-    async def handler(request: web.Request) -> web.Response:
-        seen.append(request.raw_path)
-        if not request.raw_path.startswith(prefix + "/api/"):  # the gateway's route
-            return web.json_response({"detail": "Not found."}, status=404)
-        offset = int(request.query.get("offset", "0"))
-        # Django's `request.build_absolute_uri()`: the decoded path, escaped again.
-        path = urllib.parse.quote(urllib.parse.unquote(request.path), safe="/:@&+$,-_.!~*'()")
-        nxt = f"http://{request.host}{path}?limit=1&offset=1" if offset == 0 else None
-        body = {
-            "count": 2,
-            "next": nxt,
-            "previous": None,
-            "results": [dict(config, id=f"c{offset}")],
-        }
-        return web.json_response(body)
-
-    async with (
-        serve(handler) as url,
-        aposthog.Client(
-            api_key="phx_k", host=url + prefix, project_id=1, allow_insecure_http=True
-        ) as ph,
-    ):
-        ids: list[str] = []
-        with contextlib.suppress(aposthog.NotFoundError):  # the symptom: page 2 is a 404
-            async for c in ph.customer_profile_configs.list(limit=1):
-                ids.append(c.id)  # noqa: PERF401 (what came before the error is kept)
+    # The symptom: page 2 is a 404.
+    seen, ids = await _list_two_pages_behind(prefix, routed=True, error=aposthog.NotFoundError)
     assert len(seen) == 2, seen
     assert seen[1].startswith(prefix + "/api/environments/1/"), seen
     assert ids == ["c0", "c1"]

@@ -18,6 +18,8 @@ import pytest
 import aposthog
 from aposthog.testing import FakePostHog
 
+from .stream_helpers import in_flight_with_three_streams_at_one_slot
+
 DOCS = Path(__file__).resolve().parent.parent / "docs"
 _DIRECTIVE = re.compile(r"^::: (\S+)\s*$", re.MULTILINE)
 
@@ -128,17 +130,8 @@ async def test_client_docstring_max_concurrency_says_what_open_streams_hold(
     `max_concurrency=1` three answers stream at once, three requests in flight. The
     `Client` docstring, the one users read in the API reference, still promises the bound.
     """
-    for _ in range(3):
-        fake.script_answer("one two three", chunk_size=2, delay=0.02)
-    async with fake.client(max_concurrency=1) as ph:
-        streams = [ph.conversations.create("q") for _ in range(3)]
-        for stream in streams:
-            await stream.__aenter__()
-            await anext(stream)  # its answer has begun
-        in_flight = fake.in_flight
-        for stream in streams:
-            await stream.__aexit__(None, None, None)
-    assert in_flight == 3  # three requests in flight at max_concurrency=1
+    # three requests in flight at max_concurrency=1
+    assert await in_flight_with_three_streams_at_one_slot(fake) == 3
     doc = aposthog.Client.__doc__ or ""
     entry = doc.split("max_concurrency:", 1)[1].split("timeout:", 1)[0]
     assert "stream" in entry, entry

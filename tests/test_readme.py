@@ -13,6 +13,8 @@ import pytest
 import aposthog
 from aposthog.testing import FakePostHog
 
+from .stream_helpers import in_flight_with_three_streams_at_one_slot
+
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover - Python 3.10
@@ -308,17 +310,8 @@ async def test_readme_max_concurrency_row_says_what_open_streams_hold(fake: Fake
     configuration table's "requests in flight at once" promises a bound they escape, so
     the row must say that a stream is bounded only while it opens.
     """
-    for _ in range(3):
-        fake.script_answer("one two three", chunk_size=2, delay=0.02)
-    async with fake.client(max_concurrency=1) as ph:
-        streams = [ph.conversations.create("q") for _ in range(3)]
-        for stream in streams:
-            await stream.__aenter__()
-            await anext(stream)  # its answer has begun
-        in_flight = fake.in_flight
-        for stream in streams:
-            await stream.__aexit__(None, None, None)
-    assert in_flight == 3  # three requests in flight at max_concurrency=1
+    # three requests in flight at max_concurrency=1
+    assert await in_flight_with_three_streams_at_one_slot(fake) == 3
     row = next(
         line
         for line in README.read_text(encoding="utf-8").splitlines()

@@ -810,64 +810,14 @@ async def test_a_run_that_ends_awaiting_approval_is_complete() -> None:
     assert "I'll create it." == result.text
 
 
-async def test_a_failure_a_reattach_reports_while_the_run_goes_on_is_not_its_end() -> None:
-    """After a drop PostHog deletes the run's Redis stream; a re-attach waits 60 s for it
-    (`ConversationRedisStream.wait_for_stream`) and, when the run writes nothing meanwhile
-    (a long tool call), sends `AgentExecutor._failure_message()` and ends, while the run
-    goes on. The conversation the stream then fetches says so (`status: in_progress`, no
-    failure in it): the run has not ended, and its answer still comes."""
-    posts: list[dict[str, Any]] = []
-    gets = 0
-
-    async def handler(request: ServerRequest) -> ServerReply:
-        nonlocal gets
-        first = posts[0] if posts else {}
-        human = {"type": "human", "content": "q", "id": "h1", "trace_id": first.get("trace_id")}
-        ai = {"type": "ai", "content": "Let me check.", "id": "a0", "tool_calls": [_CALL]}
-        tool = {"type": "tool", "content": "done", "tool_call_id": "call_1", "id": "t1"}
-        answer = {"type": "ai", "content": "The answer.", "id": "a1"}
-        if request.method == "GET":
-            gets += 1
-            running = len(posts) < 3  # until the re-attach that streams the rest
-            conversation = {
-                "id": first["conversation"],
-                "status": "in_progress" if running else "idle",
-                "title": "q",
-                "messages": [human, ai] if running else [human, ai, tool, answer],
-            }
-            return _json_reply(conversation)
-        posts.append(json.loads(request.body))
-        if len(posts) == 1:
-            human["trace_id"] = posts[0]["trace_id"]
-            return _event_stream(_sse(human) + _sse(ai), drop=True)
-        if len(posts) == 2:  # the stream is gone and the run is quiet: PostHog gives up
-            oops = "Oops! Something went wrong. Please try again."
-            return _event_stream(_sse({"type": "ai/failure", "content": oops, "id": "f-1"}))
-        return _event_stream(_sse(tool) + _sse(answer))
-
-    server = LoopbackServer(handler)
-    await server.start()
-    try:
-        async with aposthog.Client(api_key="phx_k", host=server.url, retry=FAST) as ph:
-            stream = ph.conversations.create("q")
-            with anyio.fail_after(5), contextlib.suppress(aposthog.PostHogError):
-                await stream.until_done()
-            result = stream.result()
-    finally:
-        await server.stop()
-    assert not result.failed
-    assert "The answer." in result.text
-    assert ["human", "ai", "tool", "ai"] == [m.type for m in result.messages]  # no "Oops"
-
-
-async def test_a_reattachs_failure_after_a_generation_error_is_not_the_runs_end() -> None:
-    """As above, but the run met a `generation_error` before the drop (an insight that
-    failed its schema check, which PostHog generates again: no end of the run). The
-    re-attach's failure, which the conversation (still `in_progress`) does not hold, is
-    PostHog's giving up on the stream, as without the status: the answer still comes.
-    `unsaved_failure` still excludes any stream that met a `generation_error`, from when
-    that status ended the run, so the stream ends failed with "Oops" and the answer is
-    lost."""
+async def _reattach_fails_while_the_run_goes_on(
+    *, generation_error: bool
+) -> aposthog.ConversationResult:
+    """A run that calls a tool, then drops (after `status: generation_error` if
+    `generation_error`); the first re-attach gets PostHog's "Oops" failure while the
+    conversation, fetched, is still `in_progress` with no failure in it; the next
+    re-attach streams the tool's result and the answer. The stream's result, read within
+    5 s, whatever error ended it."""
     posts: list[dict[str, Any]] = []
 
     async def handler(request: ServerRequest) -> ServerReply:
@@ -889,7 +839,9 @@ async def test_a_reattachs_failure_after_a_generation_error_is_not_the_runs_end(
         if len(posts) == 1:
             human["trace_id"] = posts[0]["trace_id"]
             status = b'event: status\ndata: {"type": "generation_error"}\n\n'
-            return _event_stream(_sse(human) + _sse(ai) + status, drop=True)
+            return _event_stream(
+                _sse(human) + _sse(ai) + (status if generation_error else b""), drop=True
+            )
         if len(posts) == 2:  # the stream is gone and the run is quiet: PostHog gives up
             oops = "Oops! Something went wrong. Please try again."
             return _event_stream(_sse({"type": "ai/failure", "content": oops, "id": "f-1"}))
@@ -902,9 +854,32 @@ async def test_a_reattachs_failure_after_a_generation_error_is_not_the_runs_end(
             stream = ph.conversations.create("q")
             with anyio.fail_after(5), contextlib.suppress(aposthog.PostHogError):
                 await stream.until_done()
-            result = stream.result()
+            return stream.result()
     finally:
         await server.stop()
+
+
+async def test_a_failure_a_reattach_reports_while_the_run_goes_on_is_not_its_end() -> None:
+    """After a drop PostHog deletes the run's Redis stream; a re-attach waits 60 s for it
+    (`ConversationRedisStream.wait_for_stream`) and, when the run writes nothing meanwhile
+    (a long tool call), sends `AgentExecutor._failure_message()` and ends, while the run
+    goes on. The conversation the stream then fetches says so (`status: in_progress`, no
+    failure in it): the run has not ended, and its answer still comes."""
+    result = await _reattach_fails_while_the_run_goes_on(generation_error=False)
+    assert not result.failed
+    assert "The answer." in result.text
+    assert ["human", "ai", "tool", "ai"] == [m.type for m in result.messages]  # no "Oops"
+
+
+async def test_a_reattachs_failure_after_a_generation_error_is_not_the_runs_end() -> None:
+    """As above, but the run met a `generation_error` before the drop (an insight that
+    failed its schema check, which PostHog generates again: no end of the run). The
+    re-attach's failure, which the conversation (still `in_progress`) does not hold, is
+    PostHog's giving up on the stream, as without the status: the answer still comes.
+    `unsaved_failure` still excludes any stream that met a `generation_error`, from when
+    that status ended the run, so the stream ends failed with "Oops" and the answer is
+    lost."""
+    result = await _reattach_fails_while_the_run_goes_on(generation_error=True)
     assert "The answer." in result.text
     assert ["human", "ai", "tool", "ai"] == [m.type for m in result.messages]  # no "Oops"
     assert result.failure is None
@@ -1663,6 +1638,33 @@ async def test_a_resume_attached_to_another_run_past_the_stream_cap_is_a_conflic
                 )
 
 
+def _echo_lost(
+    stored: list[dict[str, Any]], replay: bytes
+) -> Callable[[ServerRequest], Awaitable[ServerReply]]:
+    """A server whose first stream is cut before PostHog's echo (`h1`) arrives, and whose
+    every re-attach streams `replay` (PostHog deleted the run's stream: only what came
+    after the echo); the conversation is idle, holding the echo, then `stored`."""
+    posts: list[dict[str, Any]] = []
+
+    async def handler(request: ServerRequest) -> ServerReply:
+        first = posts[0] if posts else {}
+        human = {"type": "human", "content": "q", "id": "h1", "trace_id": first.get("trace_id")}
+        if request.method == "GET":
+            conversation = {
+                "id": first["conversation"],
+                "status": "idle",
+                "title": "q",
+                "messages": [human, *stored],
+            }
+            return _json_reply(conversation)
+        posts.append(json.loads(request.body))
+        if len(posts) == 1:
+            return _event_stream(b": keepalive\n\n", drop=True)  # cut before the echo
+        return _event_stream(replay)
+
+    return handler
+
+
 @pytest.mark.parametrize(
     "failure",
     [
@@ -1682,25 +1684,7 @@ async def test_a_run_that_fails_after_its_lost_echo_is_a_complete_failed_run(
     first. Before the fix, the catch-up counts the echo after the failure, so the failure looks
     like a previous run's, `run_ended` turns False, and the stream raises
     `IncompleteStreamError` (with `messages` = failure, then human)."""
-    posts: list[dict[str, Any]] = []
-
-    async def handler(request: ServerRequest) -> ServerReply:
-        first = posts[0] if posts else {}
-        human = {"type": "human", "content": "q", "id": "h1", "trace_id": first.get("trace_id")}
-        if request.method == "GET":
-            conversation = {
-                "id": first["conversation"],
-                "status": "idle",
-                "title": "q",
-                "messages": [human],
-            }
-            return _json_reply(conversation)
-        posts.append(json.loads(request.body))
-        if len(posts) == 1:
-            return _event_stream(b": keepalive\n\n", drop=True)  # cut before the echo
-        return _event_stream(_sse({"type": "ai", "content": "The answ"}) + failure)
-
-    result = await _ask(handler)
+    result = await _ask(_echo_lost([], _sse({"type": "ai", "content": "The answ"}) + failure))
     assert result.complete
     assert result.failed
     assert result.messages[0].type == "human"
@@ -1717,7 +1701,6 @@ async def test_a_run_that_recovers_from_a_generation_error_after_its_lost_echo_d
     `generation_error` names, and `ConversationResult.failed` takes "no errored turn" for
     a result made by hand: `failed` is True for a run that answered (the chat-bot
     example apologises after a good answer, the web relay sends `error`)."""
-    posts: list[dict[str, Any]] = []
     call = {
         "type": "ai",
         "content": "",
@@ -1726,25 +1709,9 @@ async def test_a_run_that_recovers_from_a_generation_error_after_its_lost_echo_d
     }
     tool = {"type": "tool", "content": "Insight created.", "tool_call_id": "t1", "id": "tm1"}
     answer = {"type": "ai", "content": "Signups rose 12%.", "id": "a2"}
-
-    async def handler(request: ServerRequest) -> ServerReply:
-        first = posts[0] if posts else {}
-        human = {"type": "human", "content": "q", "id": "h1", "trace_id": first.get("trace_id")}
-        if request.method == "GET":
-            conversation = {
-                "id": first["conversation"],
-                "status": "idle",
-                "title": "q",
-                "messages": [human, call, tool, answer],
-            }
-            return _json_reply(conversation)
-        posts.append(json.loads(request.body))
-        if len(posts) == 1:
-            return _event_stream(b": keepalive\n\n", drop=True)  # cut before the echo
-        status = b'event: status\ndata: {"type":"generation_error"}\n\n'
-        return _event_stream(_sse(call) + status + _sse(tool) + _sse(answer))
-
-    result = await _ask(handler)
+    status = b'event: status\ndata: {"type":"generation_error"}\n\n'
+    replay = _sse(call) + status + _sse(tool) + _sse(answer)
+    result = await _ask(_echo_lost([call, tool, answer], replay))
     assert result.complete
     assert [m.type for m in result.messages] == ["human", "ai", "tool", "ai"]
     assert result.text == "Signups rose 12%."

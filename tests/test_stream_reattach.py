@@ -21,7 +21,7 @@ from aposthog.models.messages import HumanMessage
 from aposthog.testing import AIScript, FakePostHog, StreamStats
 from aposthog.testing._ai_runs import build_run
 
-from .stream_helpers import FAST, collect, posts
+from .stream_helpers import FAST, collect, posts, stream_served_by
 
 pytestmark = pytest.mark.anyio
 
@@ -406,8 +406,6 @@ async def test_an_answer_streamed_after_a_lossy_reattach_reaches_text_deltas() -
 
     from aiohttp import web
 
-    from .web_server import serve
-
     def event(data: dict[str, object]) -> bytes:
         return b"event: message\ndata: " + json.dumps(data).encode() + b"\n\n"
 
@@ -441,13 +439,7 @@ async def test_an_answer_streamed_after_a_lossy_reattach_reaches_text_deltas() -
         await response.write(event(stored[2]))
         return response
 
-    async with (
-        serve(handler) as url,
-        aposthog.Client(api_key="phx_k", host=url, project_id=1, retry=FAST) as ph,
-    ):
-        stream = ph.conversations.create("q")
-        with anyio.fail_after(2):
-            deltas = await collect(stream)
+    stream, deltas = await stream_served_by(handler, "q")
     result = stream.result()
     assert posted == ["q", None]  # one re-attach
     assert result.complete

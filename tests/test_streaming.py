@@ -29,7 +29,7 @@ from aposthog.models.events import (
 from aposthog.models.messages import AssistantMessage, FailureMessage, HumanMessage
 from aposthog.testing import FakePostHog
 
-from .stream_helpers import ANSWER, FAST, Replay, posts
+from .stream_helpers import ANSWER, FAST, Replay, posts, stream_served_by
 from .web_server import serve
 
 pytestmark = pytest.mark.anyio
@@ -1295,12 +1295,7 @@ async def test_a_generation_error_the_run_recovers_from_is_no_failure() -> None:
         await response.write_eof()
         return response
 
-    async with (
-        serve(handler) as url,
-        aposthog.Client(api_key="phx_k", host=url, project_id=1, retry=FAST) as ph,
-    ):
-        stream = ph.conversations.create("Signups?")
-        deltas = [text async for text in stream.text_deltas()]
+    stream, deltas = await stream_served_by(handler, "Signups?", within=None)
     result = stream.result()
     assert "".join(deltas) == result.text == "Signups rose 12%."
     # The relays in examples/ apologise instead of answering when `failed` is set.
@@ -1334,12 +1329,6 @@ async def test_a_stream_cut_after_a_generation_error_is_reattached() -> None:
         await response.write_eof()
         return response
 
-    async with (
-        serve(handler) as url,
-        aposthog.Client(api_key="phx_k", host=url, project_id=1, retry=FAST) as ph,
-    ):
-        stream = ph.conversations.create("Signups?")
-        with anyio.fail_after(2):
-            deltas = [text async for text in stream.text_deltas()]
+    stream, deltas = await stream_served_by(handler, "Signups?")
     assert posted == ["Signups?", None]  # re-attached: the run was still going
     assert "".join(deltas) == stream.result().text == "Signups rose 12%."
