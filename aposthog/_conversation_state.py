@@ -138,6 +138,7 @@ class ConversationState:
         "_cursor",
         "_done",
         "_echo",
+        "_error_after",
         "_errored_turns",
         "_failed_at",
         "_gap",
@@ -198,6 +199,10 @@ class ConversationState:
         self._errored_turns: list[str | None] = []
         #: Those of them in which no new final message of the run followed it (yet).
         self._unanswered: list[str | None] = []
+        # Each of those turns' latest generation_error came after this final message (None:
+        # before any): where a catch-up that puts missed messages in their places
+        # (`_insert_missed`) looks for what followed it.
+        self._error_after: dict[str | None, Message | None] = {}
         # The human message (id) of the turn the stream is in: the latest one taken, new
         # or replayed (a re-attach keeps it: PostHog's replay after a deleted stream holds
         # no human message; a whole run's replay places itself by each one it repeats).
@@ -329,6 +334,7 @@ class ConversationState:
                 self._errored_turns.append(turn)
             if turn not in self._unanswered:
                 self._unanswered.append(turn)  # until a message of the run follows it
+            self._error_after[turn] = self._messages[-1] if self._messages else None
         return Delivery(event)
 
     def catch_up(
@@ -825,9 +831,48 @@ class ConversationState:
                     for turns in (self._errored_turns, self._unanswered):
                         if None in turns:
                             turns[turns.index(None)] = message.id
+                    if None in self._error_after:
+                        self._error_after[message.id] = self._error_after.pop(None)
             self._note(message)
             out.append(Delivery(MessageEvent(message)))
+        if self._errored_turns:
+            self._recount_unanswered()
         return out
+
+    def _recount_unanswered(self) -> None:
+        """
+        Which turns' generation_error no message of theirs followed, in the messages'
+        order as the conversation shows it: a missed message put in its place may be the
+        answer that followed it (lost in a gap), or the question of a queued run whose
+        answer, received while its question was missing, had counted for the turn before.
+        """
+        messages = self._messages
+        unanswered: list[str | None] = []
+        for turn in self._errored_turns:
+            after = self._error_after.get(turn)
+            start = 0
+            if after is not None:
+                ident = after.id  # (a final message replaced since is the same one)
+                start = next(
+                    (
+                        n + 1
+                        for n, m in enumerate(messages)
+                        if m is after or (ident is not None and m.id == ident)
+                    ),
+                    0,
+                )
+            answered = False
+            for message in messages[start:]:
+                if message.__class__ is HumanMessage:
+                    if message.id == turn:
+                        continue  # its own question, put before what came after the error
+                    break  # the next run's
+                if getattr(message, "parent_tool_call_id", None) is None:
+                    answered = True
+                    break
+            if not answered:
+                unanswered.append(turn)
+        self._unanswered = unanswered
 
     def _replays_unfinished(self, message: AssistantMessage) -> bool:
         """

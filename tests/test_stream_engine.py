@@ -2584,11 +2584,6 @@ async def test_a_run_awaiting_approval_after_a_recovered_generation_error_did_no
     assert not result.failed
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the queued answer taken before its echo was caught up counts for the resumed "
-    "turn: that turn's generation_error reads answered",
-)
 async def test_a_queued_echo_caught_up_after_a_resume_leaves_its_generation_error() -> None:
     """A resume (no human message: its run is the turn None) goes on from the approved
     call, charts signups, and ends there: `status: generation_error` and no answer. The
@@ -2635,6 +2630,55 @@ async def test_a_queued_echo_caught_up_after_a_resume_leaves_its_generation_erro
     assert result.turns[0].question is None
     assert result.turns[0].failed
     assert result.failed
+
+
+async def test_an_answer_after_a_generation_error_caught_up_from_a_gap_answers_its_turn() -> None:
+    """`create("q")`: PostHog echoes the question, sends `status: generation_error`, and
+    the connection drops. Meanwhile PostHog generated the insight again and answered
+    (`a1`), then ran the message queued behind it (`h2`). The re-attach brings only what
+    came after (PostHog deleted the run's stream): `h2` and its answer. The catch-up puts
+    `a1` in its place, after the error: the first turn recovered, and neither it nor the
+    result reads failed (no message of the turn had followed the error as it streamed)."""
+    conversation_id = "5f0c6a1e-7a55-4c53-8d1e-0d7e2f9d3b11"
+    status = b'event: status\ndata: {"type":"generation_error"}\n\n'
+    a1 = {"type": "ai", "content": "Signups fell 12% last week.", "id": "a1"}
+    h2 = {"type": "human", "content": "second", "id": "h2"}
+    a2 = {"type": "ai", "content": "Answer two.", "id": "a2"}
+    posts: list[dict[str, Any]] = []
+
+    async def handler(request: ServerRequest) -> ServerReply:
+        first = posts[0] if posts else {}
+        h1 = {"type": "human", "content": "q", "id": "h1", "trace_id": first.get("trace_id")}
+        if request.method == "GET":
+            if len(posts) < 2:  # at the drop: the queued message's run goes on
+                running = [h1, a1, h2]
+                return _json_reply(
+                    {"id": conversation_id, "status": "in_progress", "messages": running}
+                )
+            return _idle(conversation_id, [h1, a1, h2, a2])
+        posts.append(json.loads(request.body))
+        if len(posts) == 1:
+            started = {"type": "conversation", "id": conversation_id}
+            return _event_stream(
+                b"event: conversation\ndata: "
+                + json.dumps(started).encode()
+                + b"\n\n"
+                + _sse(h1)
+                + status,
+                drop=True,
+            )
+        if len(posts) == 2:  # the re-attach: only what came after
+            return _event_stream(_sse(h2) + _sse(a2))
+        return _json_reply(_IDLE, status=400)
+
+    result = await _ask(handler)
+    assert len(posts) == 2
+    assert result.complete
+    assert [m.id for m in result.messages] == ["h1", "a1", "h2", "a2"]
+    assert result.generation_error_turns == ("h1",)
+    assert result.generation_error_unanswered == ()
+    assert not result.turns[0].failed
+    assert not result.failed
 
 
 @pytest.mark.xfail(
