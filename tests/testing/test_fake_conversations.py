@@ -940,3 +940,54 @@ async def test_a_conversation_post_dropped_after_it_was_carried_out_runs_on(
     assert result.text == "Hello there, friend."
     posted = [r.json().get("content") for r in fake.requests if r.method == "POST"]
     assert posted == ["hi", None]
+
+
+@pytest.mark.xfail(
+    strict=True, reason="AIScript takes wrong-typed options: a 500 or a cut stream later"
+)
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"token_size": 1.5},
+        {"chunk_size": 2.5},
+        {"fail": "Oops", "fail_after": 2.5},
+        {"fail": "Oops", "fail_after": "2"},
+        {"end_after_connections": "2"},
+        {"drop_after": "3"},
+        {"text": None},
+        {"text": 5},
+        {"approval": "create_feature_flag", "approval_payload": 5},
+    ],
+    ids=[
+        "token_size",
+        "chunk_size",
+        "fail_after-float",
+        "fail_after-str",
+        "end_after_connections",
+        "drop_after",
+        "text-None",
+        "text-int",
+        "approval_payload",
+    ],
+)
+async def test_a_script_option_of_the_wrong_type_is_refused_when_the_script_is_made(
+    fake: FakePostHog, options: dict[str, Any]
+) -> None:
+    """
+    `script_answer` refuses a non-str text because, "queued, a non-str text failed only at
+    the next message, as a 500"; a script built beforehand (`fake.ai_scripts.append`, as
+    the docstrings advise) is not checked at all, and `_at_least` checks `token_size` and
+    `chunk_size` for "a number" but takes a float. Each of these is queued, then breaks
+    at the next message: `token_size=1.5`, `fail_after=2.5` or `"2"`,
+    `end_after_connections="2"`, `text=None` or `5`, a non-mapping `approval_payload` make
+    the create the fake's JSON 500 (the script spent); `chunk_size=2.5` and
+    `drop_after="3"` raise inside the stream, which aiohttp cuts ("Error handling
+    request"), so the client re-attaches from a cut the script never asked for.
+    """
+    try:
+        script = AIScript(**options)
+    except (TypeError, ValueError):
+        return  # refused where it was made: what this test wants
+    fake.ai_scripts.append(script)
+    status, _, _ = await _post(fake, _body("Hi"))
+    pytest.fail(f"AIScript(**{options!r}) was made; the create then got {status}")
