@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
@@ -65,11 +66,48 @@ def conversation_json(conversation: dict[str, Any]) -> str:
 
 
 def _at_least(low: int) -> Callable[[Any, attrs.Attribute[Any], Any], None]:
-    """An attrs validator: a number (not a bool) of at least `low`."""
+    """An attrs validator: a finite number (not a bool) of at least `low`."""
 
     def check(_: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= low:
-            raise ValueError(f"{attribute.name} must be a number >= {low}, got {value!r}")
+        # (Not infinite: a run whose events never come holds its stream open for good.)
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise TypeError(f"{attribute.name} must be a number >= {low}, got {value!r}")
+        if not low <= value < math.inf:  # NaN too
+            raise ValueError(f"{attribute.name} must be a finite number >= {low}, got {value!r}")
+
+    return check
+
+
+def _count(low: int) -> Callable[[Any, attrs.Attribute[Any], Any], None]:
+    """An attrs validator: an int (not a bool) of at least `low`."""
+
+    def check(_: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise TypeError(f"{attribute.name} must be an int >= {low}, got {value!r}")
+        if value < low:
+            raise ValueError(f"{attribute.name} must be an int >= {low}, got {value!r}")
+
+    return check
+
+
+def _drop_points(_: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+    """`drop_after`: None, a count of events, or a sequence of them (one per connection)."""
+    if value is None:
+        return
+    points = value if isinstance(value, Sequence) and not isinstance(value, str) else (value,)
+    for point in points:
+        if isinstance(point, bool) or not isinstance(point, int) or point < 0:
+            raise TypeError(
+                f"{attribute.name} must be None, an int >= 0 or a sequence of them, got {value!r}"
+            )
+
+
+def _instance(kind: type, name: str) -> Callable[[Any, attrs.Attribute[Any], Any], None]:
+    """An attrs validator: an instance of `kind` (named `name` in the error)."""
+
+    def check(_: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+        if not isinstance(value, kind):
+            raise TypeError(f"{attribute.name} must be {name}, got {type(value).__name__}")
 
     return check
 
@@ -147,11 +185,13 @@ class AIScript:
             behaviour, where a re-attach replays only what was produced after the drop.
     """
 
-    text: str = "This is the fake PostHog AI's answer."
-    token_size: int = attrs.field(default=4, validator=_at_least(1))
+    text: str = attrs.field(
+        default="This is the fake PostHog AI's answer.", validator=_instance(str, "a str")
+    )
+    token_size: int = attrs.field(default=4, validator=_count(1))
     delay: float = attrs.field(default=0.0, validator=_at_least(0))
     chunk_size: int | None = attrs.field(
-        default=None, validator=attrs.validators.optional(_at_least(1))
+        default=None, validator=attrs.validators.optional(_count(1))
     )
     chunk_delay: float = attrs.field(default=0.0, validator=_at_least(0))
     title: str | None = ""
@@ -160,16 +200,20 @@ class AIScript:
     updates: Sequence[str] = attrs.field(default=(), validator=_texts)
     # `fail=False` is no failure, as None is (a test parametrized over True and False).
     fail: str | bool | None = attrs.field(default=None, converter=_no_false)
-    fail_after: int | None = None
+    fail_after: int | None = attrs.field(
+        default=None, validator=attrs.validators.optional(_count(0))
+    )
     generation_error: bool = False
-    drop_after: int | Sequence[int] | None = None
+    drop_after: int | Sequence[int] | None = attrs.field(default=None, validator=_drop_points)
     raw_events: Sequence[tuple[str, str]] = ()
-    end_after_connections: int = 0
+    end_after_connections: int = attrs.field(default=0, validator=_count(0))
     stream_max_length: int | None = STREAM_MAX_LENGTH
     keep_stream_on_disconnect: bool = False
     approval: str | None = None
     approval_preview: str = ""
-    approval_payload: Mapping[str, Any] = attrs.field(factory=dict)
+    approval_payload: Mapping[str, Any] = attrs.field(
+        factory=dict, validator=_instance(Mapping, "a mapping")
+    )
 
     def __attrs_post_init__(self) -> None:
         if self.approval is not None and (self.fail is not None or self.generation_error):

@@ -44,6 +44,7 @@ __all__ = ["FakePostHog", "RecordedRequest"]
 _log = logging.getLogger("aposthog.testing")
 _BEARER = re.compile(r"^Bearer\s+(\S.+)$")
 _READ_ACTIONS = frozenset({"GET", "HEAD", "OPTIONS"})
+_SCOPE = re.compile(r"\*|[a-z][a-z_]*:(?:read|write)")
 _WWW_AUTHENTICATE = 'Bearer resource_metadata="{base}/.well-known/oauth-protected-resource"'
 
 
@@ -69,7 +70,7 @@ class _Fault:
     kind: str  # "throttle" | "fail" | "drop"
     remaining: int
     status: int = 500
-    wait: int = 1
+    wait: float | None = 1
     body: Any = None
     method: str | None = None
     path: str | None = None
@@ -166,11 +167,13 @@ class FakePostHog:
             raise ValueError(f"project_id must be an int from 1 to 2**63 - 1, got {project_id!r}")
         self.api_key = api_key or f"phx_fake_{secrets.token_hex(16)}"
         self.project_id = str(project_id)
-        size: object = page_size  # typed an int, checked for callers who are not
-        if isinstance(size, bool) or not isinstance(size, int) or size < 1:
-            # 0 would serve empty pages whose `next` names the same page, without end.
-            raise ValueError(f"page_size must be an int >= 1, got {page_size!r}")
         self.page_size = page_size
+        given_port: object = port  # (the same)
+        if isinstance(given_port, bool) or not isinstance(given_port, int):
+            # (None would be aiohttp's default, 8080: not a free port.)
+            raise TypeError(f"port must be an int from 0 (any free port) to 65535, got {port!r}")
+        if not 0 <= given_port <= 65535:
+            raise ValueError(f"port must be an int from 0 (any free port) to 65535, got {port!r}")
         self.latency = latency
         self.requests: list[RecordedRequest] = []
         #: Whether `requests` keeps each request (off: a server left running for others).
@@ -219,6 +222,19 @@ class FakePostHog:
         self._keepalive_interval: float | None = 15.0
         self.ai_quota_exceeded = False
         self.conversations_list_includes_messages = False
+
+    @property
+    def page_size(self) -> int:
+        """The most records a list's page holds (PostHog's default limit)."""
+        return self._page_size
+
+    @page_size.setter
+    def page_size(self, size: int) -> None:
+        value: object = size  # typed an int, checked for callers who are not
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            # 0 would serve empty pages whose `next` names the same page, without end.
+            raise ValueError(f"page_size must be an int >= 1, got {size!r}")
+        self._page_size = value
 
     @property
     def latency(self) -> float:
@@ -332,15 +348,42 @@ class FakePostHog:
             raise TypeError(
                 f"scopes must be a sequence of scopes, such as [{scopes!r}], not one str"
             )
+        given: object = scopes  # typed a sequence of str, checked for callers who are not
+        if given is not None:
+            if isinstance(given, (bytes, bytearray)) or not isinstance(given, Sequence):
+                raise TypeError(f"scopes must be a sequence of str, got {type(given).__name__}")
+            for scope in given:
+                # PostHog's key serializer refuses any other ("Invalid scope"): a typo
+                # would make a key refused everywhere, for the wrong reason.
+                if not isinstance(scope, str) or not _SCOPE.fullmatch(scope):
+                    raise ValueError(
+                        "each scope must be '*' or '<object>:read' or '<object>:write' "
+                        f"(such as 'batch_export:read'), got {scope!r}"
+                    )
         key = f"phx_fake_{secrets.token_hex(16)}"
         self._keys[key] = _Key(scopes=tuple(scopes) if scopes else None, user=user)
         return key
 
     def throttle_next(
-        self, n: int = 1, *, wait: int = 1, method: str | None = None, path: str | None = None
+        self,
+        n: int = 1,
+        *,
+        wait: float | None = 1,
+        method: str | None = None,
+        path: str | None = None,
     ) -> None:
-        """Answer the next `n` matching requests with PostHog's 429 (no Retry-After header)."""
-        self._faults.append(_Fault("throttle", n, wait=wait, method=method, path=path))
+        """
+        Answer the next `n` matching requests with PostHog's 429 (no Retry-After header),
+        whose text names `wait` seconds (None: no time).
+        """
+        seconds: object = wait  # typed a number, checked for callers who are not
+        if seconds is not None and (
+            isinstance(seconds, bool)
+            or not isinstance(seconds, (int, float))
+            or not 0 <= seconds < math.inf
+        ):
+            raise ValueError(f"wait must be None or a finite number of seconds >= 0, got {wait!r}")
+        self._add_fault(_Fault("throttle", n, wait=wait, method=method, path=path))
 
     def fail_next(
         self,
@@ -359,10 +402,14 @@ class FakePostHog:
         retries any request), and any other status has an empty body; a proxy's 503, which
         may follow a request PostHog received, is `body=b"..."`.
         """
+        code: object = status  # typed an int, checked for callers who are not
+        if isinstance(code, bool) or not isinstance(code, int) or not 200 <= code <= 599:
+            # (Another number makes no status line a client reads as an answer.)
+            raise ValueError(f"status must be an int from 200 to 599, got {status!r}")
         if not isinstance(body, (bytes, type(None))):
             # A TypeError or ValueError now, not a 500 at the next request.
             json.dumps(body, allow_nan=False)
-        self._faults.append(_Fault("fail", n, status=status, body=body, method=method, path=path))
+        self._add_fault(_Fault("fail", n, status=status, body=body, method=method, path=path))
 
     def drop_next(
         self,
@@ -380,7 +427,19 @@ class FakePostHog:
                 deleted; a conversation's run begun), as when PostHog acted and the
                 answer was lost on the way back; by default nothing is done.
         """
-        self._faults.append(_Fault("drop", n, method=method, path=path, after=after))
+        self._add_fault(_Fault("drop", n, method=method, path=path, after=after))
+
+    def _add_fault(self, fault: _Fault) -> None:
+        """Queue `fault`, its count and filters checked first (not at every request)."""
+        count: object = fault.remaining
+        if isinstance(count, bool) or not isinstance(count, int) or count < 0:
+            raise ValueError(f"n must be an int >= 0 (how many requests), got {count!r}")
+        for name in ("method", "path"):
+            value: object = getattr(fault, name)
+            if value is not None and not isinstance(value, str):
+                raise TypeError(f"{name} must be a str or None, got {type(value).__name__}")
+        if count:
+            self._faults.append(fault)
 
     def reset_stats(self) -> None:
         """
@@ -496,12 +555,25 @@ class FakePostHog:
         if not routes:
             raise HTTPError(error(404, "invalid_request", "not_found", "Not found."))
         route = next((r for r in routes if r.method == raw.method), None)
+        head = route is None and raw.method == "HEAD"
+        if head:
+            # DRF's viewsets answer HEAD with the GET action (aiohttp sends no body).
+            route = next((r for r in routes if r.method == "GET"), None)
         request = FakeRequest(raw=raw, method=raw.method, segments=segments)
         # DRF authenticates before any permission check: no or a bad key is 401 for any project.
         key = self._authenticate(request)
         if project not in (self.project_id, "@current"):
             raise _forbidden("You don't have access to the project.")
+        if route is not None:
+            self._authorize(key, route, raw.method)
+        throttle = self._take_fault(raw, ("throttle",))
+        if throttle is not None:
+            raise throttled(throttle.wait)  # DRF's Throttled, as `throttle_next` promises
+        if (route or routes[0]).key_throttled:
+            self.throttles.check_api(key)
         if route is None:
+            # DRF finds no handler only after `initial()`: a method the view does not take
+            # was authenticated and throttled (and counted) first.
             raise HTTPError(
                 error(
                     405,
@@ -510,15 +582,12 @@ class FakePostHog:
                     f'Method "{raw.method}" not allowed.',
                 )
             )
-        self._authorize(key, route, raw.method)
-        throttle = self._take_fault(raw, ("throttle",))
-        if throttle is not None:
-            raise throttled(throttle.wait)  # DRF's Throttled, as `throttle_next` promises
-        if route.key_throttled:
-            self.throttles.check_api(key)
         request.params = _match(route.pattern, segments) or {}
         request.user_key = self._keys[key].user
-        return await route.handler(self, request)
+        reply = await route.handler(self, request)
+        if head and reply.stream is None and not reply.drop:
+            return attrs.evolve(reply, body=b"")
+        return reply
 
     def _authenticate(self, request: FakeRequest) -> str:
         """

@@ -942,9 +942,6 @@ async def test_a_conversation_post_dropped_after_it_was_carried_out_runs_on(
     assert posted == ["hi", None]
 
 
-@pytest.mark.xfail(
-    strict=True, reason="AIScript takes wrong-typed options: a 500 or a cut stream later"
-)
 @pytest.mark.parametrize(
     "options",
     [
