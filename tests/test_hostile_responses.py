@@ -816,3 +816,69 @@ async def test_a_post_refused_with_an_error_whose_body_stalls_is_retried(status:
         await server.wait_closed()
     assert [b"POST", b"POST"] == sent
     assert created.scope == aposthog.ProfileScope.PERSON
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="a redirect whose body is cut off, garbled or stalls is a connection error "
+    "or timeout (retried) for a JSON call, not the redirect's APIStatusError",
+)
+@pytest.mark.parametrize(
+    ("body", "stalls"),
+    [
+        (b"Content-Length: 100\r\n\r\n<html>", False),  # cut off: the connection closes
+        (b"Content-Encoding: gzip\r\nContent-Length: 8\r\n\r\nnot gzip", False),  # no gzip
+        (b"Content-Length: 100\r\n\r\n<html>", True),  # stalls: the connection stays open
+    ],
+    ids=["cut-off", "bad-gzip", "stalls"],
+)
+async def test_a_redirect_whose_body_is_not_read_whole_is_still_the_redirect(
+    body: bytes, stalls: bool
+) -> None:
+    """
+    A 3xx's status line and headers came: the answer (a redirect, never followed) is
+    known whatever its body does, as for an error (>= 400) whose body is cut off, garbled
+    or stalls (`test_an_error_whose_body_is_cut_off_keeps_its_status`, ...). A JSON call
+    only keeps the status from 400 up: its 302 became "the response from PostHog was cut
+    off" (or an `APITimeoutError`, or a `ResponseDecodeError`), retried for a GET, so the
+    key went to the redirecting host again, and the "check `host`" advice was lost. A
+    conversation stream's opening raises the redirect for the cut and the stall, but a
+    `ResponseDecodeError` for the body that does not inflate (`_read_body`).
+    """
+    # Connection: close, so that each call has a connection of its own.
+    answer = b"HTTP/1.1 302 Found\r\nLocation: https://elsewhere.example/\r\nConnection: close\r\n"
+    answer += body
+    asked: list[bytes] = []
+    release = asyncio.Event()
+
+    async def reply(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head = await reader.readuntil(b"\r\n\r\n")
+        asked.append(head.split(b" ", 1)[0])
+        if b"content-length: " in head.lower():  # the POST's body, read before answering
+            length = head.lower().split(b"content-length: ", 1)[1].split(b"\r\n", 1)[0]
+            await reader.readexactly(int(length))
+        writer.write(answer)
+        await writer.drain()
+        if stalls:
+            await release.wait()
+        writer.close()
+
+    server = await asyncio.start_server(reply, "127.0.0.1", 0)
+    url = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
+    try:
+        async with _client(url, max_retries=1, timeout=0.3) as ph:
+            with pytest.raises(aposthog.PostHogError) as getting:
+                await ph.customer_profile_configs.get(ANY_ID)
+            with pytest.raises(aposthog.PostHogError) as creating:
+                await ph.customer_profile_configs.create(scope="person")
+            with pytest.raises(aposthog.PostHogError) as streaming:
+                await ph.conversations.create("q", max_reattach_attempts=0).until_done()
+    finally:
+        release.set()
+        server.close()
+        await server.wait_closed()
+    for info in (getting, creating, streaming):
+        assert type(info.value) is aposthog.APIStatusError, repr(info.value)
+        assert 302 == info.value.status
+        assert "redirected to https://elsewhere.example/" in str(info.value)
+    assert [b"GET", b"POST", b"POST"] == asked  # a redirect is final: nothing sent again
