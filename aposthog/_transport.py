@@ -15,9 +15,10 @@ import asyncio
 import contextlib
 import logging
 import math
+import select
 import sys
 from collections.abc import AsyncIterator, Awaitable, Iterator, Mapping
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import aiohttp
 from multidict import CIMultiDict, CIMultiDictProxy
@@ -223,9 +224,9 @@ def _plain_length(headers: Mapping[str, str]) -> int | None:
 
 async def _read_body(response: aiohttp.ClientResponse, request: Request, limit: int) -> bytes:
     """
-    The decoded body, or `ResponseTooLargeError` once it passes `limit` bytes; an error's
-    (status 400 and up) body that does not decode is empty, a success's a
-    `ResponseDecodeError`.
+    The decoded body, or `ResponseTooLargeError` once it passes `limit` bytes; the body of
+    an answer that is no success (a 3xx, an error) is empty when it does not decode, a
+    success's is a `ResponseDecodeError`.
 
     A compressed body is inflated here, a bounded piece at a time (see `_inflate`), so a
     gzip bomb costs about `limit` bytes of memory, not what it would inflate to.
@@ -252,10 +253,10 @@ async def _read_body(response: aiohttp.ClientResponse, request: Request, limit: 
     response.close()
     if isinstance(problem, BodyTooLarge):
         raise _too_large(request, limit, response.status)
-    if response.status >= 400:
-        # A refusal (a proxy's 502, a 429) whose body does not inflate: its status and
-        # headers came, so the answer is known, as for an error whose body was cut off.
-        # What the body said is lost; that PostHog refused, and the retry, are not.
+    if not 200 <= response.status < 300:
+        # A refusal (a proxy's 502, a 429) or a redirect whose body does not inflate: its
+        # status and headers came, so the answer is known, as for one whose body was cut
+        # off. What the body said is lost; the status, and the retry it calls for, are not.
         logger.debug(
             "PostHog's %d to %s %s had an unreadable body: %s",
             response.status,
@@ -469,6 +470,57 @@ class StreamResponse:
         self._response.close()
 
 
+def _idle_and_clean(protocol: object) -> bool:
+    """
+    Whether a pooled connection's protocol has nothing waiting: no answer already read
+    from it (aiohttp queues what arrives on an idle connection as the next request's
+    answer) and nothing in its socket not read yet (the server's FIN, or bytes, that
+    came since the event loop's last turn).
+    """
+    try:
+        if len(protocol):  # type: ignore[arg-type]  # (aiohttp's protocol: a queue)
+            return False
+    except TypeError:  # (an aiohttp whose protocol is no queue)
+        pass
+    transport = getattr(protocol, "transport", None)
+    sock = transport.get_extra_info("socket") if transport is not None else None
+    if sock is None:
+        return True
+    try:
+        fd = sock.fileno()
+        if hasattr(select, "poll"):
+            poller = select.poll()
+            poller.register(fd, select.POLLIN)
+            return not poller.poll(0)
+        readable, _, _ = select.select([fd], [], [], 0)  # (Windows: no poll)
+    except (OSError, ValueError):
+        return False  # a socket that cannot be asked: not one to send on
+    return not readable
+
+
+class _Connector(aiohttp.TCPConnector):
+    """
+    aiohttp's connector, which never hands out a pooled connection with something
+    waiting on it (`_idle_and_clean`). A server that closed the connection right after
+    its answer, without `Connection: close`: the next call made straight away (before
+    the event loop saw the FIN) was written to a closed connection and failed unsent, a
+    create as "it may have reached PostHog", never sent again. A server or proxy that
+    wrote an answer nobody asked for on an idle connection (a `408`): the next call read
+    it as its own, and each later call on it the answer to the call before. Such a
+    connection is closed and the next one (or a new one) taken.
+
+    `_get` is aiohttp's (private) pool lookup, the same from 3.12 on; its arguments are
+    passed through as they are.
+    """
+
+    async def _get(self, *args: Any, **kwargs: Any) -> Any:
+        while True:
+            connection = await super()._get(*args, **kwargs)
+            if connection is None or _idle_and_clean(connection.protocol):
+                return connection
+            connection.close()  # (taken out of the pool: closed, the next one tried)
+
+
 class Transport:
     """
     Sends `Request`s over an aiohttp `ClientSession`, owned or borrowed.
@@ -537,7 +589,7 @@ class Transport:
         if session is None:
             # limit=0: concurrency is bounded by the client's limiter, not the pool; a pool
             # limit would make long-lived streams starve ordinary calls.
-            connector = aiohttp.TCPConnector(limit=0)
+            connector = _Connector(limit=0)
             common = self._common_headers if self._proxies.none else None
             # Proxies come from the environment (see _proxy_for), read once per host here
             # rather than by aiohttp's trust_env, which hops to a thread on every request.
@@ -710,15 +762,16 @@ class Transport:
                     else:
                         body = await _read_body(resp, request, self._max_response_size)
                 except _CLIENT_FAILURES as exc:
-                    if resp.status >= 400:
-                        # An error whose body was cut off: its status (and headers, a
-                        # Retry-After among them) came, so the answer is known. What the
-                        # body said is lost; that PostHog refused the request is not.
+                    if not 200 <= resp.status < 300:
+                        # An error (or a redirect) whose body was cut off: its status (and
+                        # headers, a Retry-After or a Location among them) came, so the
+                        # answer is known. What the body said is lost; that PostHog refused
+                        # the request (or sent it elsewhere) is not.
                         await _release(resp)
                         return _new_response(Response, (resp.status, resp.headers, b""))
                     failure = exc
                 except BaseException:
-                    if resp.status >= 400:
+                    if not 200 <= resp.status < 300:
                         refused = resp.status, resp.headers
                     await _release(resp)
                     raise

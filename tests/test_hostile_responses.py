@@ -818,11 +818,6 @@ async def test_a_post_refused_with_an_error_whose_body_stalls_is_retried(status:
     assert created.scope == aposthog.ProfileScope.PERSON
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a redirect whose body is cut off, garbled or stalls is a connection error "
-    "or timeout (retried) for a JSON call, not the redirect's APIStatusError",
-)
 @pytest.mark.parametrize(
     ("body", "stalls"),
     [
