@@ -877,3 +877,35 @@ async def test_a_redirect_whose_body_is_not_read_whole_is_still_the_redirect(
         assert 302 == info.value.status
         assert "redirected to https://elsewhere.example/" in str(info.value)
     assert [b"GET", b"POST", b"POST"] == asked  # a redirect is final: nothing sent again
+
+
+async def test_a_redirect_whose_compressed_body_is_unreadable_is_still_the_redirect() -> None:
+    """
+    A proxy or load balancer in front of PostHog that redirects (`http://` to `https://`,
+    a moved host) answers 302 with its `Location`, and a small gzip page as the body. A
+    redirect's answer is its status and `Location` alone (`status_failure` never reads
+    its body): with a body that inflates, the call fails with `APIStatusError` 302,
+    "PostHog redirected to ...: check `host`". The change that lets an error's (400 and
+    up) unreadable body go empty left 3xx out: the same redirect with a corrupt gzip body
+    is a `ResponseDecodeError` ("unreadable body"), as if PostHog had sent a garbled
+    success, and the hint to fix `host` is lost.
+    """
+
+    async def handler(request: ServerRequest) -> ServerReply:
+        return ServerReply(
+            status=302,
+            body=b"not gzip at all",
+            headers={"Content-Encoding": "gzip", "Location": "https://eu.posthog.example/"},
+        )
+
+    server = LoopbackServer(handler)
+    await server.start()
+    try:
+        async with _client(server.url) as ph:
+            with pytest.raises(aposthog.PostHogError) as info:
+                await ph.customer_profile_configs.get("00000000-0000-0000-0000-000000000001")
+    finally:
+        await server.stop()
+    assert isinstance(info.value, aposthog.APIStatusError), repr(info.value)
+    assert info.value.status == 302
+    assert "redirected to https://eu.posthog.example/" in str(info.value)

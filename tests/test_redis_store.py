@@ -1424,3 +1424,56 @@ def test_the_first_request_after_redis_restarted_is_not_failed(tmp_path: Any) ->
     finally:
         for process in servers:
             stop(process)
+
+
+@pytest.mark.xfail(
+    sys.version_info < (3, 11),
+    strict=True,
+    reason="3.10: a cancellation in the step the store's timeout passes becomes its error",
+)
+def test_a_cancellation_as_the_store_times_out_stays_a_cancellation() -> None:
+    """
+    The store's `timeout` is kept with `anyio.fail_after` around the script, in the
+    caller's own task. Python 3.10 tasks count no cancellations, so a cancellation from
+    outside (a caller's deadline, a task group's, a shutdown) that lands in the loop step
+    where the store's time runs out is taken for the scope's own: swallowed, and turned
+    into `RateLimitStoreError` ("no answer within 0.2 s"); the task is not cancelled. The
+    transport and the stream opens run such attempts `apart` on 3.10 for this very race.
+    Here the loop is busy past both deadlines (the store's, then the caller's cancel),
+    which then come in one step, in that order.
+    """
+    require_redis_py()
+    import asyncio
+
+    import redis.asyncio
+
+    async def program() -> str:
+        async def silent(stream: anyio.abc.SocketStream) -> None:
+            async with stream:
+                await anyio.sleep_forever()
+
+        listener = await anyio.create_tcp_listener(local_host="127.0.0.1")
+        port = listener.extra(anyio.abc.SocketAttribute.local_port)
+        borrowed = redis.asyncio.Redis(host="127.0.0.1", port=port)
+        async with listener, anyio.create_task_group() as tg:
+            tg.start_soon(listener.serve, silent)
+            store = RedisRateLimitStore(borrowed, timeout=0.2)
+            loop = asyncio.get_running_loop()
+            # (No windows: nothing for the store to take back in the background afterwards.)
+            task = asyncio.ensure_future(store.try_acquire("s", "api", (), 0.0))
+            await asyncio.sleep(0.05)  # waiting for Redis: the store's deadline in ~0.15 s
+            loop.call_soon(time.sleep, 0.3)  # the loop busy past it (a slow callback)
+            loop.call_at(loop.time() + 0.2, task.cancel)  # the caller's, just after it
+            try:
+                await task
+                outcome = "returned"
+            except asyncio.CancelledError:
+                outcome = "cancelled"
+            except RateLimitStoreError as exc:
+                outcome = f"RateLimitStoreError: {exc}"
+            await store.aclose()
+            await borrowed.aclose()
+            tg.cancel_scope.cancel()
+        return outcome
+
+    assert "cancelled" == asyncio.run(program())

@@ -988,3 +988,35 @@ async def test_a_script_option_of_the_wrong_type_is_refused_when_the_script_is_m
     fake.ai_scripts.append(script)
     status, _, _ = await _post(fake, _body("Hi"))
     pytest.fail(f"AIScript(**{options!r}) was made; the create then got {status}")
+
+
+@pytest.mark.xfail(
+    strict=True, reason="AIScript still takes unchecked options that break the next message"
+)
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"tool": "search", "tool_text": None},
+        {"raw_events": "ab"},
+        {"raw_events": [("message",)]},
+    ],
+    ids=["tool_text-None", "raw_events-str", "raw_events-pair-short"],
+)
+async def test_every_script_option_is_checked_when_the_script_is_made(
+    fake: FakePostHog, options: dict[str, Any]
+) -> None:
+    """
+    The testing kit's change says "every knob checks its arguments where they are given",
+    and `AIScript` now checks `text`, the counts, the delays, `drop_after` and
+    `approval_payload`; `tool_text` and `raw_events` are still taken as they come. Each
+    of these is made and queued, and the next message's create is the fake's JSON 500
+    (the script spent), the very failure the checks were added to move to where the
+    script is made.
+    """
+    try:
+        script = AIScript(**options)
+    except (TypeError, ValueError):
+        return  # refused where it was made: what this test wants
+    fake.ai_scripts.append(script)
+    status, _, _ = await _post(fake, _body("Hi"))
+    assert status == 200, f"AIScript(**{options!r}) was made; the create then got {status}"
