@@ -138,6 +138,8 @@ class ConversationState:
         "_cursor",
         "_done",
         "_echo",
+        "_arrived",
+        "_attempt",
         "_error_after",
         "_errored_turns",
         "_failed_at",
@@ -202,7 +204,12 @@ class ConversationState:
         # Each of those turns' latest generation_error came after this final message (None:
         # before any): where a catch-up that puts missed messages in their places
         # (`_insert_missed`) looks for what followed it.
-        self._error_after: dict[str | None, Message | None] = {}
+        self._error_after: dict[str | None, tuple[Message | None, int]] = {}
+        # The connection (0: the first) each final message with an id came on; one a
+        # catch-up put in its place came on none (it was lost in the gap before the
+        # connection of the next message that came).
+        self._attempt = 0
+        self._arrived: dict[str, int] = {}
         # The human message (id) of the turn the stream is in: the latest one taken, new
         # or replayed (a re-attach keeps it: PostHog's replay after a deleted stream holds
         # no human message; a whole run's replay places itself by each one it repeats).
@@ -251,6 +258,7 @@ class ConversationState:
         from after it (PostHog deleted the stream when the last reader went away).
         """
         self._cursor = _UNPLACED
+        self._attempt += 1
         self._replaying = True
         self._turnless = True
         self._gap = True
@@ -334,7 +342,8 @@ class ConversationState:
                 self._errored_turns.append(turn)
             if turn not in self._unanswered:
                 self._unanswered.append(turn)  # until a message of the run follows it
-            self._error_after[turn] = self._messages[-1] if self._messages else None
+            anchor = self._messages[-1] if self._messages else None
+            self._error_after[turn] = (anchor, self._attempt)
         return Delivery(event)
 
     def catch_up(
@@ -671,6 +680,7 @@ class ConversationState:
         self._replaying = False
         self._index[message.id] = len(self._messages)
         self._messages.append(message)
+        self._arrived[message.id] = self._attempt
         self._note(message)
         if self._unanswered and getattr(message, "parent_tool_call_id", None) is None:
             # The run went on after its generation_error (PostHog generated it again).
@@ -843,13 +853,16 @@ class ConversationState:
         """
         Which turns' generation_error no message of theirs followed, in the messages'
         order as the conversation shows it: a missed message put in its place may be the
-        answer that followed it (lost in a gap), or the question of a queued run whose
-        answer, received while its question was missing, had counted for the turn before.
+        answer that followed it (lost in a gap after the connection the error came on),
+        or the question of a queued run whose answer, received while its question was
+        missing, had counted for the turn before. A missed message lost in a gap before
+        that connection came before the error, whatever its place: no answer to it.
         """
         messages = self._messages
+        arrived = self._arrived
         unanswered: list[str | None] = []
         for turn in self._errored_turns:
-            after = self._error_after.get(turn)
+            after, attempt = self._error_after.get(turn, (None, 0))
             start = 0
             if after is not None:
                 ident = after.id  # (a final message replaced since is the same one)
@@ -862,17 +875,36 @@ class ConversationState:
                     0,
                 )
             answered = False
-            for message in messages[start:]:
+            for n in range(start, len(messages)):
+                message = messages[n]
+                if message.id is None:
+                    continue  # (an id-less final, a bare failure, answers nothing)
                 if message.__class__ is HumanMessage:
                     if message.id == turn:
                         continue  # its own question, put before what came after the error
                     break  # the next run's
-                if getattr(message, "parent_tool_call_id", None) is None:
-                    answered = True
-                    break
+                if getattr(message, "parent_tool_call_id", None) is not None:
+                    continue
+                if message.id not in arrived and self._missed_before(n, attempt):
+                    continue
+                answered = True
+                break
             if not answered:
                 unanswered.append(turn)
         self._unanswered = unanswered
+
+    def _missed_before(self, position: int, attempt: int) -> bool:
+        """
+        Whether the missed message at `position` was lost before connection `attempt`
+        began: the next message that came (in the conversation's order) came on it or
+        before, and a message is lost only between connections.
+        """
+        arrived = self._arrived
+        for message in self._messages[position + 1 :]:
+            came = arrived.get(message.id) if message.id is not None else None
+            if came is not None:
+                return came <= attempt
+        return False
 
     def _replays_unfinished(self, message: AssistantMessage) -> bool:
         """

@@ -30,6 +30,7 @@ from typing import Any, Protocol
 
 import anyio
 
+from ._deadlines import apart
 from ._limiter import RateLimitStore, RateLimitStoreError
 from ._proxy import redact
 from ._ratelimit import Rate
@@ -232,6 +233,9 @@ _MISSING_EXTRA = (
 
 #: How long a request counted but never sent is tried to be taken back (seconds).
 _FORGET_WITHIN = 3.0
+#: Python 3.11+ tasks count cancellations: anyio's time limits tell their own from one
+#: that came from outside in the same loop step (`_bounded`).
+_COUNTS_CANCELLATIONS = sys.version_info >= (3, 11)
 
 
 class AsyncRedis(Protocol):
@@ -495,8 +499,7 @@ class RedisRateLimitStore(RateLimitStore):
             # The store's own bound, for a borrowed client too (redis-py waits for an
             # answer without end by default): a Redis that stopped answering fails the
             # request here, not a call's whole deadline later, or never.
-            with anyio.fail_after(self._timeout):
-                wait = await pool.acquire(keys=keys, args=args)
+            wait = await self._bounded(pool.acquire(keys=keys, args=args))
         except Exception as exc:
             # Redis's errors, and redis-py's own on a server that answers as Redis does
             # not (the wrong service on the port, a proxy in a bad state). An answer that
@@ -575,10 +578,26 @@ class RedisRateLimitStore(RateLimitStore):
         outside = sys.exc_info()[1]
         pool = self._pool(_NOT_STORED)
         try:
-            with anyio.fail_after(self._timeout):
-                await pool.penalize(keys=[self._key(scope, bucket, "pause")], args=[micros])
+            await self._bounded(
+                pool.penalize(keys=[self._key(scope, bucket, "pause")], args=[micros])
+            )
         except Exception as exc:  # (as in `try_acquire`)
             raise self._failure(exc, _NOT_STORED) from _without_frames(exc, outside)
+
+    async def _bounded(self, command: Awaitable[Any]) -> Any:
+        """
+        `command` (a request to Redis), within the store's `timeout`: `TimeoutError` when
+        no answer came. On Python 3.10, whose tasks count no cancellations, in a task of
+        its own (`apart`): a cancellation of the caller landing in the loop step where
+        the time runs out would be taken for the timeout's, and lost.
+        """
+        if _COUNTS_CANCELLATIONS:
+            return await self._within(command)
+        return await apart(self._within(command))
+
+    async def _within(self, command: Awaitable[Any]) -> Any:
+        with anyio.fail_after(self._timeout):
+            return await command
 
     def _failure(self, exc: BaseException, outcome: str) -> RateLimitStoreError:
         if isinstance(exc, TimeoutError) and not str(exc):  # the store's own bound

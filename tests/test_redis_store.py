@@ -1426,11 +1426,6 @@ def test_the_first_request_after_redis_restarted_is_not_failed(tmp_path: Any) ->
             stop(process)
 
 
-@pytest.mark.xfail(
-    sys.version_info < (3, 11),
-    strict=True,
-    reason="3.10: a cancellation in the step the store's timeout passes becomes its error",
-)
 def test_a_cancellation_as_the_store_times_out_stays_a_cancellation() -> None:
     """
     The store's `timeout` is kept with `anyio.fail_after` around the script, in the

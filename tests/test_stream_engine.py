@@ -2729,10 +2729,6 @@ async def test_a_queued_turns_generation_error_after_a_reattach_is_not_taken_for
     assert result.failed
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a message lost in the gap before a re-attach's generation_error is taken as its answer",
-)
 async def test_a_message_lost_before_a_reattachs_generation_error_does_not_answer_it() -> None:
     """`create("q")`: PostHog echoes the question and the connection drops. In the gap
     (PostHog deleted the run's stream) the assistant calls the insight tool ("Let me chart
@@ -2782,10 +2778,6 @@ async def test_a_message_lost_before_a_reattachs_generation_error_does_not_answe
     assert result.failed
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the recount takes a bare ai/failure after a generation_error for its answer",
-)
 async def test_a_bare_failure_after_a_generation_error_leaves_it_unanswered_after_a_catch_up() -> (
     None
 ):

@@ -112,6 +112,38 @@ def _instance(kind: type, name: str) -> Callable[[Any, attrs.Attribute[Any], Any
     return check
 
 
+def _raw_events(_: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+    """`raw_events`: a sequence of `(name, data)` pairs of str."""
+    if isinstance(value, str) or not isinstance(value, Sequence):
+        raise TypeError(f"{attribute.name} must be a sequence of (name, data) pairs, got {value!r}")
+    for event in value:
+        if (
+            isinstance(event, str)
+            or not isinstance(event, Sequence)
+            or len(event) != 2
+            or not all(isinstance(part, str) for part in event)
+        ):
+            raise TypeError(
+                f"{attribute.name} must be a sequence of (name, data) pairs of str, "
+                f"got {event!r} in it"
+            )
+
+
+_TEXT = _instance(str, "a str")
+
+
+def _name(_: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+    """A str or None."""
+    if value is not None and not isinstance(value, str):
+        raise TypeError(f"{attribute.name} must be a str or None, got {type(value).__name__}")
+
+
+def _cap(_: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+    """`stream_max_length`: None (no cap) or a count of at least 1."""
+    if value is not None:
+        _count(1)(_, attribute, value)
+
+
 def _texts(_: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
     if isinstance(value, str) or not all(isinstance(text, str) for text in value):
         raise TypeError(f"{attribute.name} must be a sequence of str, got {value!r}")
@@ -185,18 +217,16 @@ class AIScript:
             behaviour, where a re-attach replays only what was produced after the drop.
     """
 
-    text: str = attrs.field(
-        default="This is the fake PostHog AI's answer.", validator=_instance(str, "a str")
-    )
+    text: str = attrs.field(default="This is the fake PostHog AI's answer.", validator=_TEXT)
     token_size: int = attrs.field(default=4, validator=_count(1))
     delay: float = attrs.field(default=0.0, validator=_at_least(0))
     chunk_size: int | None = attrs.field(
         default=None, validator=attrs.validators.optional(_count(1))
     )
     chunk_delay: float = attrs.field(default=0.0, validator=_at_least(0))
-    title: str | None = ""
-    tool: str | None = None
-    tool_text: str = ""
+    title: str | None = attrs.field(default="", validator=_name)
+    tool: str | None = attrs.field(default=None, validator=_name)
+    tool_text: str = attrs.field(default="", validator=_TEXT)
     updates: Sequence[str] = attrs.field(default=(), validator=_texts)
     # `fail=False` is no failure, as None is (a test parametrized over True and False).
     fail: str | bool | None = attrs.field(default=None, converter=_no_false)
@@ -205,12 +235,12 @@ class AIScript:
     )
     generation_error: bool = False
     drop_after: int | Sequence[int] | None = attrs.field(default=None, validator=_drop_points)
-    raw_events: Sequence[tuple[str, str]] = ()
+    raw_events: Sequence[tuple[str, str]] = attrs.field(default=(), validator=_raw_events)
     end_after_connections: int = attrs.field(default=0, validator=_count(0))
-    stream_max_length: int | None = STREAM_MAX_LENGTH
+    stream_max_length: int | None = attrs.field(default=STREAM_MAX_LENGTH, validator=_cap)
     keep_stream_on_disconnect: bool = False
-    approval: str | None = None
-    approval_preview: str = ""
+    approval: str | None = attrs.field(default=None, validator=_name)
+    approval_preview: str = attrs.field(default="", validator=_TEXT)
     approval_payload: Mapping[str, Any] = attrs.field(
         factory=dict, validator=_instance(Mapping, "a mapping")
     )

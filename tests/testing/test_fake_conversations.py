@@ -990,9 +990,6 @@ async def test_a_script_option_of_the_wrong_type_is_refused_when_the_script_is_m
     pytest.fail(f"AIScript(**{options!r}) was made; the create then got {status}")
 
 
-@pytest.mark.xfail(
-    strict=True, reason="AIScript still takes unchecked options that break the next message"
-)
 @pytest.mark.parametrize(
     "options",
     [
