@@ -360,18 +360,7 @@ async def test_a_borrowed_client_waits_for_a_silent_redis_no_longer_than_the_tim
     `timeout`, which does not cover the limiter, for as long as the connection stayed
     up. The store's `timeout` bounds each request to Redis, the script and the pause.
     """
-    require_redis_py()
-    import redis.asyncio
-
-    async def silent(stream: anyio.abc.SocketStream) -> None:
-        async with stream:
-            await anyio.sleep_forever()
-
-    listener = await anyio.create_tcp_listener(local_host="127.0.0.1")
-    port = listener.extra(anyio.abc.SocketAttribute.local_port)
-    borrowed = redis.asyncio.Redis(host="127.0.0.1", port=port)
-    async with listener, anyio.create_task_group() as tg:
-        tg.start_soon(listener.serve, silent)
+    async with _silent_redis() as borrowed:
         store = RedisRateLimitStore(borrowed, timeout=0.2)
         began = time.monotonic()
         for outcome, call in (
@@ -384,8 +373,29 @@ async def test_a_borrowed_client_waits_for_a_silent_redis_no_longer_than_the_tim
             assert f"failed: no answer within 0.2 s; {outcome}" in str(caught.value)
         assert time.monotonic() - began < 2
         await store.aclose()
-        await borrowed.aclose()
-        tg.cancel_scope.cancel()
+
+
+@contextlib.asynccontextmanager
+async def _silent_redis() -> AsyncIterator[Any]:
+    """A `redis.asyncio.Redis` (closed after) of a server that takes connections and never
+    answers: Redis hung, or a proxy before it."""
+    require_redis_py()
+    import redis.asyncio
+
+    async def silent(stream: anyio.abc.SocketStream) -> None:
+        async with stream:
+            await anyio.sleep_forever()
+
+    listener = await anyio.create_tcp_listener(local_host="127.0.0.1")
+    port = listener.extra(anyio.abc.SocketAttribute.local_port)
+    client = redis.asyncio.Redis(host="127.0.0.1", port=port)
+    async with listener, anyio.create_task_group() as tg:
+        tg.start_soon(listener.serve, silent)
+        try:
+            yield client
+        finally:
+            await client.aclose()
+            tg.cancel_scope.cancel()
 
 
 async def test_a_borrowed_client_is_never_closed(redis_url: str) -> None:
@@ -1437,21 +1447,10 @@ def test_a_cancellation_as_the_store_times_out_stays_a_cancellation() -> None:
     Here the loop is busy past both deadlines (the store's, then the caller's cancel),
     which then come in one step, in that order.
     """
-    require_redis_py()
     import asyncio
 
-    import redis.asyncio
-
     async def program() -> str:
-        async def silent(stream: anyio.abc.SocketStream) -> None:
-            async with stream:
-                await anyio.sleep_forever()
-
-        listener = await anyio.create_tcp_listener(local_host="127.0.0.1")
-        port = listener.extra(anyio.abc.SocketAttribute.local_port)
-        borrowed = redis.asyncio.Redis(host="127.0.0.1", port=port)
-        async with listener, anyio.create_task_group() as tg:
-            tg.start_soon(listener.serve, silent)
+        async with _silent_redis() as borrowed:
             store = RedisRateLimitStore(borrowed, timeout=0.2)
             loop = asyncio.get_running_loop()
             # (No windows: nothing for the store to take back in the background afterwards.)
@@ -1467,8 +1466,6 @@ def test_a_cancellation_as_the_store_times_out_stays_a_cancellation() -> None:
             except RateLimitStoreError as exc:
                 outcome = f"RateLimitStoreError: {exc}"
             await store.aclose()
-            await borrowed.aclose()
-            tg.cancel_scope.cancel()
         return outcome
 
     assert "cancelled" == asyncio.run(program())
