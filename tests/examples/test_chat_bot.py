@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import importlib.util
+import io
 import os
 import re
 import signal
@@ -263,3 +264,46 @@ async def test_an_answer_that_fails_mid_stream_stops_its_own_generation(
     assert chat_bot.SORRY in chat.replies[0]  # the first answer failed: a polite reply
     assert "still answering" not in chat.replies[1]
     assert "The next answer." == chat.replies[1]
+
+
+# ------------------------------------------------------------------ QA: what users type
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="stdin_lines(): a line stdin cannot decode kills the reader thread before it "
+    "queues the end, so the bot waits for input forever (a hang, a thread traceback)",
+)
+async def test_undecodable_input_never_hangs_the_terminal_bot(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A stray byte on stdin (a UTF-8 locale reads it strictly) must not freeze the bot."""
+    typed = io.TextIOWrapper(io.BytesIO(b"hi\n\xff\xfe oops\nmore\n"), encoding="utf-8")
+    monkeypatch.setattr(sys, "stdin", typed)
+    died: list[BaseException | None] = []  # the reader thread's exception, if it dies
+    monkeypatch.setattr(threading, "excepthook", lambda args: died.append(args.exc_value))
+    lines: list[str] = []
+    with anyio.move_on_after(0.5) as scope:
+        async for line in chat_bot.stdin_lines():
+            lines.append(line)  # noqa: PERF401 (the list must survive the cancel)
+    assert not scope.cancelled_caught, f"stdin_lines() hung after {lines!r}: {died!r}"
+    assert [] == died
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="chat_bot() answers every ValueError of create() with 'too long', also a short "
+    "message create() refused for a lone surrogate (what stdin's surrogateescape yields)",
+)
+async def test_a_short_message_that_cannot_be_sent_is_not_called_too_long(
+    fake: FakePostHog, ph: aposthog.Client
+) -> None:
+    chat = Chat()
+
+    async def messages() -> AsyncIterator[str]:
+        yield "\udcff oops"  # `printf '\xff oops' | python examples/chat_bot.py` in C.UTF-8
+
+    assert await chat_bot.chat_bot(ph, messages(), chat.send) is None
+    assert [] == fake.requests
+    assert 1 == len(chat.replies)
+    assert "too long" not in chat.replies[0]
