@@ -22,11 +22,12 @@ import argparse
 import asyncio
 import contextlib
 import logging
+import math
 import os
 import signal
 import sys
 import threading
-from collections.abc import AsyncIterable, AsyncIterator
+from collections.abc import AsyncIterable, AsyncIterator, Iterator
 from typing import Protocol
 
 import anyio
@@ -38,6 +39,7 @@ logger = logging.getLogger("chat_bot")
 
 SORRY = "Sorry, I couldn't answer that just now — please try again."
 CANCEL_TIMEOUT = 10.0
+MAX_MESSAGE = 40_000  # PostHog's limit on a message's length, in characters
 """How long the shielded cleanup may spend telling PostHog to stop generating."""
 
 
@@ -82,8 +84,11 @@ async def chat_bot(ph: aposthog.Client, messages: AsyncIterable[str], send: Send
             # The first message starts the conversation (the client mints its id, and
             # PostHog creates it on first use); every later one continues it.
             stream = ph.conversations.create(message, conversation=conversation)
-        except ValueError:  # too long for PostHog (blank ones were skipped above)
-            await send("That message is too long for me — could you shorten it?", end=True)
+        except ValueError:  # refused before sending (blank ones were skipped above)
+            if len(message) > MAX_MESSAGE:
+                await send("That message is too long for me — could you shorten it?", end=True)
+            else:  # text no request can carry (a lone surrogate from a stray byte, say)
+                await send("I couldn't read that message — could you type it again?", end=True)
             continue
         conversation = stream.conversation_id
         await reply(stream, send)
@@ -141,13 +146,27 @@ async def stdin_lines() -> AsyncIterator[str]:
     loop = asyncio.get_running_loop()
     queue: asyncio.Queue[str | None] = asyncio.Queue()
 
+    # A byte the locale's encoding cannot decode becomes U+FFFD, not an error that ends
+    # the reading thread (and leaves the bot waiting for a line that never comes).
+    buffer = getattr(sys.stdin, "buffer", None)
+    encoding = getattr(sys.stdin, "encoding", None) or "utf-8"
+
+    def lines() -> Iterator[str]:
+        if buffer is None:  # (a stdin replaced by a text stream)
+            yield from sys.stdin
+            return
+        for raw in buffer:
+            yield raw.decode(encoding, errors="replace")
+
     def read() -> None:
         try:
-            for line in sys.stdin:
+            for line in lines():
                 loop.call_soon_threadsafe(queue.put_nowait, line)
-            loop.call_soon_threadsafe(queue.put_nowait, None)
-        except RuntimeError:  # the loop closed first: nobody is listening any more
-            pass
+        except (OSError, ValueError) as exc:  # stdin unreadable: the end of the input
+            logger.warning("stdin: %s", exc)
+        finally:
+            with contextlib.suppress(RuntimeError):  # the loop closed: nobody listens
+                loop.call_soon_threadsafe(queue.put_nowait, None)
 
     threading.Thread(target=read, name="stdin", daemon=True).start()
     while (line := await queue.get()) is not None:
@@ -191,10 +210,21 @@ async def posthog(
         yield ph, fake
 
 
+def _seconds(text: str) -> float:
+    """An argparse type: a finite number of seconds, 0 or more (else a usage error)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not 0 <= value < math.inf:
+        raise argparse.ArgumentTypeError(f"must be a finite number >= 0, got {text}")
+    return value
+
+
 async def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.strip().splitlines()[0])
     parser.add_argument("--scripted", action="store_true", help="use a FakePostHog anyway")
-    parser.add_argument("--delay", type=float, default=0.03, help="FakePostHog's token delay")
+    parser.add_argument("--delay", type=_seconds, default=0.03, help="FakePostHog's token delay")
     args = parser.parse_args(argv)
     scripted = args.scripted or not os.environ.get("POSTHOG_PERSONAL_API_KEY")
     logging.basicConfig(level=logging.WARNING, format="%(name)s: %(message)s")

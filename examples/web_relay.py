@@ -270,11 +270,33 @@ async def posthog(scripted: bool, delay: float) -> AsyncIterator[tuple[ClientFac
         yield fake.client, f"an embedded FakePostHog at {fake.url}"
 
 
+def _seconds(text: str) -> float:
+    """An argparse type: a finite number of seconds, 0 or more (else a usage error)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not 0 <= value < math.inf:
+        raise argparse.ArgumentTypeError(f"must be a finite number >= 0, got {text}")
+    return value
+
+
+def _port(text: str) -> int:
+    """An argparse type: a TCP port, 0 to 65535 (else a usage error)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a port number: {text!r}") from None
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"must be from 0 to 65535, got {value}")
+    return value
+
+
 async def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.strip().splitlines()[0])
-    parser.add_argument("--port", type=int, default=8080, help="0 picks a free port")
+    parser.add_argument("--port", type=_port, default=8080, help="0 picks a free port")
     parser.add_argument("--scripted", action="store_true", help="use a FakePostHog anyway")
-    parser.add_argument("--delay", type=float, default=0.05, help="FakePostHog's token delay")
+    parser.add_argument("--delay", type=_seconds, default=0.05, help="FakePostHog's token delay")
     args = parser.parse_args(argv)
     scripted = args.scripted or not os.environ.get("POSTHOG_PERSONAL_API_KEY")
     logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")

@@ -24,9 +24,10 @@ import argparse
 import asyncio
 import collections
 import contextlib
+import signal
 import sys
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 import anyio
 
@@ -34,6 +35,8 @@ import aposthog
 from aposthog.testing import FakePostHog
 
 WORKERS = 20
+# How long a stop (Ctrl-C, SIGTERM) waits for an export's pause and unpause to end.
+CYCLE_WITHIN = 30.0
 # The fake's budget in the fleet case: PostHog's sliding window, scaled down.
 FLEET_RATE = aposthog.Rate(40, per=4)
 
@@ -84,9 +87,16 @@ async def work(
                 errors = await ph.batch_exports.logs(export.id, level="ERROR", limit=50)
                 report["error log lines"] += len(errors.results)
                 if cycle:
-                    await ph.batch_exports.pause(export.id)
-                    await ph.batch_exports.unpause(export.id)
-                    report["paused and unpaused"] += 1
+                    # One step: a stop waits for the pair (a while at most), so that no
+                    # export is left switched off on PostHog.
+                    with anyio.CancelScope(shield=True) as pair:
+                        pair.deadline = anyio.current_time() + CYCLE_WITHIN
+                        await ph.batch_exports.pause(export.id)
+                        await ph.batch_exports.unpause(export.id)
+                    if pair.cancelled_caught:
+                        report["failed: pause and unpause took too long"] += 1
+                    else:
+                        report["paused and unpaused"] += 1
             except aposthog.PostHogError as err:
                 report[f"failed: {type(err).__name__}"] += 1
 
@@ -129,14 +139,25 @@ async def run_fleet(args: argparse.Namespace, real: bool) -> collections.Counter
         command += ["--processes", str(args.processes)] + (["--cycle"] if args.cycle else [])
         if fake is not None:
             command += ["--url", fake.url, "--key", fake.api_key]
+        # Cancelled (Ctrl-C, SIGTERM), each `run_process` stops its member.
         results = await asyncio.gather(
             *(
-                anyio.run_process([*command, "--member", str(n)], check=True)
+                anyio.run_process([*command, "--member", str(n)], check=False)
                 for n in range(args.processes)
             )
         )
-        for result in results:
-            for line in result.stdout.decode().splitlines():
+        for n, result in enumerate(results):
+            # A member with a failed export reports it and exits 1; one that stopped
+            # short (Redis unreachable, a crash) reports nothing: its error is shown.
+            lines = result.stdout.decode().splitlines()
+            if not any(line.strip().startswith("seconds:") for line in lines):
+                report["failed: fleet member stopped"] += 1
+                shown = result.stderr.decode(errors="replace").strip().splitlines()[-5:]
+                print(f"fleet member {n} exited {result.returncode}:", file=sys.stderr)
+                for line in shown:
+                    print(f"  {line}", file=sys.stderr)
+                continue
+            for line in lines:
                 name, value = line.rsplit(":", 1)
                 if name.strip() != "seconds":
                     report[name.strip()] += int(value)
@@ -147,14 +168,31 @@ async def run_fleet(args: argparse.Namespace, real: bool) -> collections.Counter
     return report
 
 
+def _count(least: int) -> Callable[[str], int]:
+    """An argparse type: a whole number of at least `least` (else a usage error)."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+        if value < least:
+            raise argparse.ArgumentTypeError(f"must be {least} or more, got {value}")
+        return value
+
+    return parse
+
+
 async def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[1])
     parser.add_argument("--real", action="store_true", help="use the PostHog of POSTHOG_*")
     parser.add_argument(
         "--cycle", action="store_true", help="pause and unpause (always on the fake)"
     )
-    parser.add_argument("--exports", type=int, default=40, help="exports the fake starts with")
-    parser.add_argument("--processes", type=int, default=1, help="processes sharing the key")
+    parser.add_argument(
+        "--exports", type=_count(0), default=40, help="exports the fake starts with"
+    )
+    parser.add_argument("--processes", type=_count(1), default=1, help="processes sharing the key")
     parser.add_argument("--redis", help="the Redis URL the processes share (with --processes)")
     for hidden in ("--url", "--key"):  # what the fleet's parent tells each member
         parser.add_argument(hidden, default="", help=argparse.SUPPRESS)
@@ -182,5 +220,21 @@ async def main(argv: list[str] | None = None) -> int:
     return 1 if any(name.startswith("failed") for name in report) else 0
 
 
+async def run() -> int:
+    """`main()`, with Ctrl-C (and SIGTERM) cancelling it so that its cleanup runs: each
+    export's pause and unpause end, a fleet's members are stopped, the fake is closed."""
+    task = asyncio.current_task()
+    assert task is not None
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError):  # not on Windows
+            loop.add_signal_handler(sig, task.cancel)
+    try:
+        return await main()
+    except asyncio.CancelledError:
+        print("\nworker_pool: interrupted", file=sys.stderr)
+        return 130
+
+
 if __name__ == "__main__":
-    sys.exit(asyncio.run(main()))
+    sys.exit(asyncio.run(run()))

@@ -269,11 +269,6 @@ async def test_an_answer_that_fails_mid_stream_stops_its_own_generation(
 # ------------------------------------------------------------------ QA: what users type
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="stdin_lines(): a line stdin cannot decode kills the reader thread before it "
-    "queues the end, so the bot waits for input forever (a hang, a thread traceback)",
-)
 async def test_undecodable_input_never_hangs_the_terminal_bot(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -290,11 +285,6 @@ async def test_undecodable_input_never_hangs_the_terminal_bot(
     assert [] == died
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="chat_bot() answers every ValueError of create() with 'too long', also a short "
-    "message create() refused for a lone surrogate (what stdin's surrogateescape yields)",
-)
 async def test_a_short_message_that_cannot_be_sent_is_not_called_too_long(
     fake: FakePostHog, ph: aposthog.Client
 ) -> None:

@@ -434,11 +434,6 @@ async def test_an_answer_that_fails_mid_stream_stops_its_own_generation(
 # ------------------------------------------------------------------ QA: wrong arguments
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="main() passes --port and --delay on unchecked: a port out of range or a "
-    "negative delay is a traceback from deep inside (OverflowError, ValueError), not a usage error",
-)
 @pytest.mark.parametrize("args", [("--port", "70000"), ("--delay", "-1")])
 def test_a_wrong_argument_is_a_usage_error_not_a_traceback(args: tuple[str, str]) -> None:
     result = run_example("web_relay.py", *args)
