@@ -134,12 +134,12 @@ class ConversationState:
 
     # Slots: a thousand open streams hold a thousand of these.
     __slots__ = (
+        "_arrived",
         "_assistant_ids",
+        "_attempt",
         "_cursor",
         "_done",
         "_echo",
-        "_arrived",
-        "_attempt",
         "_error_after",
         "_errored_turns",
         "_failed_at",
