@@ -62,6 +62,10 @@ RELAYS = web.AppKey("relays", set[aposthog.ConversationStream])
 """The streams being relayed now (what is left open, for tests and for shutdown)."""
 CANCEL_TIMEOUT = 10.0
 """How long the shielded cleanup may spend telling PostHog to stop generating."""
+KEEPALIVE = 15.0
+"""Seconds between SSE comments to the browser: while PostHog AI works without a word (a
+long tool run, a wait for a rate limit), a proxy or load balancer before this server
+would cut a connection idle for its timeout (often 60 s). Browsers ignore comments."""
 SSE_HEADERS = {
     "Content-Type": "text/event-stream",
     "Cache-Control": "no-cache",
@@ -139,10 +143,20 @@ async def ask(request: web.Request) -> web.StreamResponse:
         # task group then cancels relay(), whose cleanup stops the generation on PostHog.
         async with anyio.create_task_group() as tg:
             tg.start_soon(relay, request.app[RELAYS], stream, events)
+            tg.start_soon(keep_alive, events)
             async for event in outbox:
                 await response.write(event)
+            tg.cancel_scope.cancel()  # the answer is over (relay closed `events`): the ticks too
     await response.write_eof()
     return response
+
+
+async def keep_alive(events: MemoryObjectSendStream[bytes]) -> None:
+    """An SSE comment to the browser every `KEEPALIVE` seconds, until cancelled."""
+    while True:
+        await anyio.sleep(KEEPALIVE)
+        with contextlib.suppress(anyio.ClosedResourceError, anyio.BrokenResourceError):
+            events.send_nowait(b": keepalive\n\n")
 
 
 async def relay(

@@ -102,6 +102,26 @@ class ConversationsKnobs:
         `ValueError`. `id` is any spelling of a UUID, kept in its canonical form (as
         PostHog's `UUIDField` stores it); a `ValueError` if it is none.
         """
+        # Checked here: a value PostHog's model cannot hold would be served as a body
+        # PostHog never sends, and read by the client as its error, not the test's.
+        given: dict[str, object] = {"title": title, "user": user, "type": type}
+        for name, value in given.items():
+            if value is None and name == "title":
+                continue
+            if not isinstance(value, str) or (name != "title" and not value):
+                wanted = "a str or None" if name == "title" else "a non-empty str"
+                raise TypeError(f"{name} must be {wanted}, got {value!r}")
+        internal: object = is_internal
+        if not isinstance(internal, bool):
+            raise TypeError(f"is_internal must be a bool, got {is_internal!r}")
+        messages = list(messages)
+        pending_approvals = list(pending_approvals)
+        for name, records in (("messages", messages), ("pending_approvals", pending_approvals)):
+            for record in records:
+                if not isinstance(record, Mapping):
+                    raise TypeError(f"{name} must hold mappings (dicts), got {record!r}")
+        if any("type" not in message for message in messages):
+            raise ValueError("each of messages must have a 'type' (such as 'human' or 'ai')")
         conversation = FakeConversation(
             id=str(uuid.uuid4()) if id is None else _canonical_id(id),
             user=user,

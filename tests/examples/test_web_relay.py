@@ -111,6 +111,29 @@ async def test_relays_the_whole_answer_then_done_with_the_conversation_id(
     assert 2 == fake.ai_streams.completed
 
 
+async def test_a_quiet_answer_keeps_the_browsers_connection_alive(
+    fake: FakePostHog, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """While PostHog AI works without a word (a long tool run, a wait for a rate limit),
+    nothing went to the browser: a proxy before the relay (often 60 s) cut the idle
+    connection mid-answer. The relay writes an SSE comment every `KEEPALIVE` seconds,
+    which browsers ignore: the answer and its `done` arrive as before."""
+    monkeypatch.setattr(web_relay, "KEEPALIVE", 0.05)
+    answer = "Signups rose 12% after the pricing change."
+    fake.script_answer(answer, delay=0.12, token_size=20)  # quiet gaps past KEEPALIVE
+    async with (
+        relay(fake) as (url, _, _),
+        aiohttp.ClientSession() as browser,
+        browser.get(url + "ask", params={"q": "Why?"}) as response,
+    ):
+        raw = await response.read()
+    decoder = SSEDecoder()
+    relayed = [(e.event, json.loads(e.data)) for e in [*decoder.feed(raw), *decoder.close()]]
+    assert raw.count(b": keepalive\n\n") >= 2
+    assert answer == _text(relayed)
+    assert "done" == relayed[-1][0]
+
+
 async def test_two_browsers_at_once_share_the_one_client(fake: FakePostHog) -> None:
     answers = {"The first answer, streamed slowly.", "The second answer, streamed slowly."}
     for answer in sorted(answers):

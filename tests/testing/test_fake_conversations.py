@@ -983,3 +983,39 @@ def test_a_script_option_of_the_wrong_type_is_refused_when_the_script_is_made(
     """
     with pytest.raises((TypeError, ValueError)):
         AIScript(**options)
+
+
+@pytest.mark.parametrize(
+    ("options", "error"),
+    [
+        ({"title": 5}, TypeError),
+        ({"user": 5}, TypeError),
+        ({"user": ""}, TypeError),
+        ({"type": None}, TypeError),
+        ({"is_internal": "no"}, TypeError),
+        ({"messages": ["hi"]}, TypeError),
+        ({"messages": [{"content": "hi"}]}, ValueError),
+        ({"pending_approvals": [5]}, TypeError),
+    ],
+    ids=[
+        "title",
+        "user",
+        "user-empty",
+        "type",
+        "is_internal",
+        "message-str",
+        "message-untyped",
+        "approval",
+    ],
+)
+def test_a_seeded_conversation_refuses_what_posthog_could_not_hold(
+    options: dict[str, Any], error: type[Exception]
+) -> None:
+    """`seed_conversation(title=5)`, `user=5` or `is_internal="no"` were kept and served
+    as bodies PostHog never sends (the client's `ResponseDecodeError`, not the test's
+    subject), and a message without its `type` broke the next read with the fake's 500:
+    each is refused where it is given, and nothing is seeded."""
+    fake = FakePostHog()
+    with pytest.raises(error):
+        fake.seed_conversation(**options)
+    assert {} == fake.conversations
