@@ -566,6 +566,10 @@ class FakePostHog:
             raise _forbidden("You don't have access to the project.")
         if route is not None:
             self._authorize(key, route, raw.method)
+        elif self._keys[key].scopes is not None:
+            # No action for the method: no scope to require (`_get_required_scopes`
+            # finds none), which PostHog refuses to a scoped key before its 405.
+            raise _forbidden("This action does not support Personal API Key access")
         throttle = self._take_fault(raw, ("throttle",))
         if throttle is not None:
             raise throttled(throttle.wait)  # DRF's Throttled, as `throttle_next` promises

@@ -1295,6 +1295,19 @@ async def test_a_method_not_allowed_comes_after_the_throttles(fake: FakePostHog)
     assert 429 == (await _raw(fake, "GET", path, headers=auth))[0]
 
 
+async def test_a_method_not_allowed_is_refused_to_a_scoped_key_first(fake: FakePostHog) -> None:
+    """A method the path takes no action for has no scope to require: PostHog's
+    `APIScopePermission` refuses it to a scoped key (403, "This action does not support
+    Personal API Key access") before the view's 405, which a legacy key still gets."""
+    scoped = fake.add_key(scopes=["*"])
+    path = "/api/environments/1/customer_profile_configs/"
+    status, _, body = await _raw(fake, "PUT", path, headers={"Authorization": f"Bearer {scoped}"})
+    assert 403 == status
+    assert b"does not support Personal API Key access" in body
+    legacy = {"Authorization": f"Bearer {fake.api_key}"}
+    assert 405 == (await _raw(fake, "PUT", path, headers=legacy))[0]
+
+
 # ---------------------------------------------------------------- QA: the port
 
 
