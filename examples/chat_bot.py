@@ -10,7 +10,9 @@ the answer is relayed as it streams, and a failure becomes a polite reply, never
 Messages arrive one per line on stdin, as a chat platform's webhook would deliver them;
 replies go to stdout as they stream ("bot> …"). `chat_bot(ph, messages, send)` is the
 part a real platform adapter plugs into: an async iterator of the user's messages in,
-a `send` callback out. With no POSTHOG_* variables (or with `--scripted`) it embeds a
+a `send` callback out. When PostHog AI asks for approval of a tool call (creating a
+feature flag, say), the bot says so, and the user's yes or no decides it. With no
+POSTHOG_* variables (or with `--scripted`) it embeds a
 FakePostHog whose answers are scripted, the second one failing (`--delay` seconds
 between tokens); at EOF it prints the conversation id on stderr, to continue it with
 `aposthog chat --conversation ID`. Ctrl-C cancels the answer being generated, exits 130.
@@ -39,8 +41,13 @@ logger = logging.getLogger("chat_bot")
 
 SORRY = "Sorry, I couldn't answer that just now — please try again."
 CANCEL_TIMEOUT = 10.0
-MAX_MESSAGE = 40_000  # PostHog's limit on a message's length, in characters
 """How long the shielded cleanup may spend telling PostHog to stop generating."""
+MAX_MESSAGE = 40_000
+"""PostHog's limit on a message's length, in characters."""
+YES = frozenset({"yes", "y", "ok", "approve", "go ahead", "sure"})
+NO = frozenset({"no", "n", "reject", "don't", "cancel"})
+"""The replies that decide an approval PostHog AI asked for (any other message is a new
+question, which PostHog takes as a rejection)."""
 
 
 class Send(Protocol):
@@ -77,13 +84,22 @@ async def chat_bot(ph: aposthog.Client, messages: AsyncIterable[str], send: Send
         ```
     """
     conversation: str | None = None
+    pending: aposthog.PendingApproval | None = None  # what PostHog AI asked us to approve
     async for message in messages:
         if not message.strip():
             continue
+        decision = _decision(message) if pending is not None else None
         try:
-            # The first message starts the conversation (the client mints its id, and
-            # PostHog creates it on first use); every later one continues it.
-            stream = ph.conversations.create(message, conversation=conversation)
+            if pending is not None and decision is not None:
+                # The user decided: the run goes on from the tool call (or drops it).
+                payload = {"action": decision, "proposal_id": pending.proposal_id}
+                stream = ph.conversations.create(
+                    None, conversation=conversation, resume_payload=payload
+                )
+            else:
+                # The first message starts the conversation (the client mints its id,
+                # and PostHog creates it on first use); every later one continues it.
+                stream = ph.conversations.create(message, conversation=conversation)
         except ValueError:  # refused before sending (blank ones were skipped above)
             if len(message) > MAX_MESSAGE:
                 await send("That message is too long for me — could you shorten it?", end=True)
@@ -92,7 +108,45 @@ async def chat_bot(ph: aposthog.Client, messages: AsyncIterable[str], send: Send
             continue
         conversation = stream.conversation_id
         await reply(stream, send)
+        pending = await awaiting_approval(ph, stream)
+        if pending is not None:
+            await send(
+                f"PostHog AI asks to run {pending.tool_name or 'a tool'}"
+                f"{': ' + str(pending.preview) if pending.preview else ''}. "
+                "Reply yes to approve it, or no.",
+                end=True,
+            )
     return conversation
+
+
+def _decision(message: str) -> str | None:
+    """`approve` or `reject` for a yes or a no, else None (a new question)."""
+    said = message.strip().lower().rstrip(".!")
+    if said in YES:
+        return "approve"
+    if said in NO:
+        return "reject"
+    return None
+
+
+async def awaiting_approval(
+    ph: aposthog.Client, stream: aposthog.ConversationStream
+) -> aposthog.PendingApproval | None:
+    """
+    The tool call the answer ended waiting for the user's approval of, if any: a run
+    that asks for one ends at the `ai` message calling the tool (PostHog sends nothing
+    more), and the conversation shows the pending card.
+    """
+    result = stream.result()
+    calls = [m for m in result.messages if isinstance(m, aposthog.AssistantMessage)]
+    if not result.complete or result.failed or not calls or not calls[-1].tool_calls:
+        return None
+    try:
+        shown = await ph.conversations.get(stream.conversation_id)
+    except aposthog.PostHogError as err:
+        logger.warning("conversation %s: %s", stream.conversation_id, err)
+        return None
+    return next((a for a in shown.pending_approvals if a.decision_status == "pending"), None)
 
 
 async def reply(stream: aposthog.ConversationStream, send: Send) -> None:

@@ -138,6 +138,50 @@ async def test_every_message_continues_the_first_conversation(
     assert 4 == len(chat.replies)
 
 
+@pytest.mark.parametrize(("said", "action"), [("Yes.", "approve"), ("no", "reject")])
+async def test_an_approval_posthog_asks_for_is_decided_by_the_users_reply(
+    fake: FakePostHog, ph: aposthog.Client, said: str, action: str
+) -> None:
+    """A run that needs the user's approval ends at the tool call (the conversation idle,
+    a card pending). The bot relayed the question and then took the user's "yes" for a
+    new message, which PostHog answers by auto-rejecting the card: nobody could ever
+    approve. Now it says what PostHog asks, and a yes or a no resumes the run with that
+    decision; anything else is a new question, as before."""
+    fake.script_answer(
+        "Shall I create the flag?",
+        approval="create_feature_flag",
+        approval_preview="Create the flag new-onboarding",
+    )
+    fake.script_answer("Done.")
+    fake.script_answer("Another answer.")
+    chat = Chat()
+
+    async def messages() -> AsyncIterator[str]:
+        for text in ("Create a flag for the new onboarding", said, "And signups?"):
+            yield text
+
+    conversation = await chat_bot.chat_bot(ph, messages(), chat.send)
+    assert [
+        "Shall I create the flag?",
+        "PostHog AI asks to run create_feature_flag: Create the flag new-onboarding. "
+        "Reply yes to approve it, or no.",
+        "Done.",
+        "Another answer.",
+    ] == chat.replies
+    posts = [r.json() for r in fake.requests if r.method == "POST"]
+    assert [p["content"] for p in posts] == [
+        "Create a flag for the new onboarding",
+        None,
+        "And signups?",
+    ]
+    assert action == posts[1]["resume_payload"]["action"]
+    assert conversation is not None
+    cards = fake.conversations[conversation].pending_approvals
+    assert [action + ("d" if action == "approve" else "ed")] == [
+        card["decision_status"] for card in cards
+    ]
+
+
 async def test_refusals_become_polite_replies(fake: FakePostHog, ph: aposthog.Client) -> None:
     ph = ph.with_options(max_retries=0)  # a 429 reaches the bot at once
     chat = Chat()
