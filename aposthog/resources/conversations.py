@@ -11,7 +11,7 @@ from .._client import NOT_GIVEN, NotGiven
 from .._errors import ResponseDecodeError
 from .._http import segment
 from .._pagination import AsyncPaginator
-from .._streaming import ConversationStream
+from .._streaming import _LONGEST_SEND, ConversationStream
 from ..models.conversations import AgentMode, Conversation, ConversationSummary, ConversationType
 from ._base import Resource, check_paging
 from ._checks import check_bool, header_value, int_in_range, uuid_id, uuid_segment
@@ -284,10 +284,33 @@ class Conversations(Resource):
 
         PostHog refuses this action to scoped personal API keys (`PermissionDeniedError`),
         and answers `UnprocessableEntityError` (422) when it fails to stop the run.
+
+        This client's own streams of the conversation end as after `stream.cancel()`
+        (quietly, `cancelled`): PostHog ends their body, which is no cut to re-attach
+        after. As `stream.cancel()` does, it first waits for a POST of theirs on its way
+        (at most the client's `timeout`): the run starts only as PostHog answers it.
         """
-        await self._api.request_json(
-            routes.CONVERSATION_CANCEL, uuid_segment("id", id), timeout=timeout
-        )
+        conversation_id = uuid_id("id", id)
+        api = self._api
+        mine = [
+            stream
+            for stream in list(api.pipeline.streams)
+            if stream.conversation_id == conversation_id and not stream.cancelled
+        ]
+        for stream in mine:
+            stream.cancelled = True
+        try:
+            for stream in mine:
+                await stream.answered(api.config.timeout or _LONGEST_SEND)
+            await api.request_json(
+                routes.CONVERSATION_CANCEL, segment(conversation_id, name="id"), timeout=timeout
+            )
+        except BaseException:
+            for stream in mine:  # not stopped: they read on, and re-attach if cut
+                stream.cancelled = False
+            raise
+        for stream in mine:
+            await stream.aclose()
 
     async def delete(self, id: ConversationId, *, timeout: Timeout = NOT_GIVEN) -> None:
         """

@@ -541,10 +541,6 @@ async def test_a_refused_research_create_spends_no_research_window(fake: FakePos
         await ph.conversations.create("dig", agent_mode="research").until_done()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="conversations.cancel(id) makes this client's open stream re-attach and raise",
-)
 async def test_cancel_by_id_ends_this_clients_open_stream_quietly(
     fake: FakePostHog, ph: aposthog.Client
 ) -> None:
@@ -561,5 +557,7 @@ async def test_cancel_by_id_ends_this_clients_open_stream_quietly(
         await ph.conversations.cancel(stream.conversation_id)
         result = await stream.until_done()  # raised IncompleteStreamError
     assert not result.complete
+    assert result.cancelled
+    assert 0 == ph.open_streams
     posts = [r for r in fake.requests if r.method == "POST" and r.path.endswith("/conversations/")]
     assert len(posts) == 1  # no re-attach after the cancel
