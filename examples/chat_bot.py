@@ -29,7 +29,7 @@ import os
 import signal
 import sys
 import threading
-from collections.abc import AsyncIterable, AsyncIterator, Iterator
+from collections.abc import AsyncIterable, AsyncIterator
 from typing import Protocol
 
 import anyio
@@ -202,19 +202,14 @@ async def stdin_lines() -> AsyncIterator[str]:
 
     # A byte the locale's encoding cannot decode becomes U+FFFD, not an error that ends
     # the reading thread (and leaves the bot waiting for a line that never comes).
-    buffer = getattr(sys.stdin, "buffer", None)
-    encoding = getattr(sys.stdin, "encoding", None) or "utf-8"
-
-    def lines() -> Iterator[str]:
-        if buffer is None:  # (a stdin replaced by a text stream)
-            yield from sys.stdin
-            return
-        for raw in buffer:
-            yield raw.decode(encoding, errors="replace")
+    reconfigure = getattr(sys.stdin, "reconfigure", None)
+    if reconfigure is not None:
+        with contextlib.suppress(ValueError, OSError):  # (a stream that cannot)
+            reconfigure(errors="replace")
 
     def read() -> None:
         try:
-            for line in lines():
+            for line in sys.stdin:
                 loop.call_soon_threadsafe(queue.put_nowait, line)
         except (OSError, ValueError) as exc:  # stdin unreadable: the end of the input
             logger.warning("stdin: %s", exc)
