@@ -300,10 +300,13 @@ def _project_id(value: object, source: str) -> str:
             )
         return str(value)
     text = value.strip()
-    if text == DEFAULT_PROJECT_ID or (
-        text.isascii() and text.isdigit() and len(text) <= 19 and 0 < int(text) <= _LARGEST_ID
-    ):
+    if text == DEFAULT_PROJECT_ID:
         return text
+    # Without leading zeros: PostHog reads the id as a number ("007" is project 7), and
+    # one form keeps what is keyed by it (rate-limit windows, paths matched) the same.
+    digits = text.lstrip("0") if text.isascii() and text.isdigit() else ""
+    if digits and len(digits) <= 19 and int(digits) <= _LARGEST_ID:
+        return digits
     # "." or ".." would climb out of /api/environments/ once a proxy normalises the path.
     raise ConfigurationError(
         f"{source} must be a positive int, a string of digits or '@current', "

@@ -900,3 +900,16 @@ async def test_a_second_page_behind_a_prefix_with_an_escaped_slash_stays_under_i
     assert len(seen) == 2, seen
     assert seen[1].startswith(prefix + "/api/environments/1/"), seen
     assert ids == ["c0", "c1"]
+
+
+@pytest.mark.anyio
+async def test_a_project_id_with_leading_zeros_names_the_same_project() -> None:
+    """README: project_id is "an int, a string of digits, or '@current'". A string of digits
+    with leading zeros is accepted at construction (`" 7"` is even canonicalised to `"7"`),
+    but `"007"` goes on the wire as `/api/environments/007/` and every call is refused."""
+    from aposthog.testing import FakePostHog
+
+    async with FakePostHog(project_id=7) as fake, fake.client(project_id="007") as ph:
+        assert ph.project_id == "7"
+        await ph.customer_profile_configs.create(scope="person")
+    assert len(fake.customer_profile_configs) == 1

@@ -1332,3 +1332,39 @@ async def test_a_stream_cut_after_a_generation_error_is_reattached() -> None:
     stream, deltas = await stream_served_by(handler, "Signups?")
     assert posted == ["Signups?", None]  # re-attached: the run was still going
     assert "".join(deltas) == stream.result().text == "Signups rose 12%."
+
+
+async def test_cancel_by_id_from_another_task_ends_the_same_clients_reader_quietly(
+    fake: FakePostHog,
+) -> None:
+    """A web app streams an answer in one request handler; the user's Stop button is
+    another request, whose handler knows only the conversation id and calls
+    `ph.conversations.cancel(id)` on the shared client. The client itself asked PostHog to
+    stop that run: its reader should end as a stream cancelled by `stream.cancel()` does
+    (`result().cancelled`), not raise `IncompleteStreamError` ("PostHog ended the stream
+    before the run's final message"), which the relay shows its user as a failure."""
+    fake.script_answer("c " * 100, token_size=2, delay=0.03)
+    async with fake.client(retry=FAST) as ph:
+        stream = ph.conversations.create("A long analysis, please")
+        deltas: list[str] = []
+        errors: list[BaseException] = []
+        relayed = anyio.Event()
+
+        async def relay() -> None:
+            try:
+                async with stream:
+                    async for text in stream.text_deltas():
+                        deltas.append(text)
+                        relayed.set()
+            except aposthog.PostHogError as exc:
+                errors.append(exc)
+
+        with anyio.fail_after(2):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(relay)
+                await relayed.wait()
+                await ph.conversations.cancel(stream.conversation_id)  # the Stop button
+        assert ph.open_streams == 0
+    assert deltas
+    assert errors == []
+    assert stream.result().cancelled
