@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import sys
 import time
 import urllib.parse
 from collections.abc import Awaitable, Callable, Mapping
@@ -20,7 +19,7 @@ import attrs
 
 from . import _config, _json
 from ._config import ClientConfig
-from ._deadlines import apart
+from ._deadlines import COUNTS_CANCELLATIONS, apart
 from ._errors import (
     APIConnectionError,
     APIStatusError,
@@ -306,7 +305,7 @@ class Api:
         runs out would be taken for the time limit's own: there the attempt runs as a
         task of its own (`apart`), and a stream it opened all the same is closed.
         """
-        if _COUNTS_CANCELLATIONS:
+        if COUNTS_CANCELLATIONS:
             return await self._open_attempt(request)
         return await apart(self._open_attempt(request), _close_opened)
 
@@ -356,11 +355,6 @@ class Api:
         finally:
             stream.close()
         return status_failure(stream.status, stream.headers, body, request, pipeline.redactor)
-
-
-#: Python 3.11+ tasks count cancellations (`Task.cancelling()`), so anyio's time limits
-#: tell their own cancellation from one that came from outside in the same loop step.
-_COUNTS_CANCELLATIONS: Final = sys.version_info >= (3, 11)
 
 
 def _close_opened(opened: StreamResponse | Failure) -> None:

@@ -23,11 +23,16 @@ import math
 import operator
 import sys
 from collections.abc import Callable, Coroutine
-from typing import Any, TypeVar
+from typing import Any, Final, TypeVar
 
-__all__ = ["Deadlines", "apart"]
+__all__ = ["COUNTS_CANCELLATIONS", "Deadlines", "apart"]
 
 T = TypeVar("T")
+
+#: Python 3.11+ tasks count cancellations (`Task.cancelling()`), so anyio's time limits
+#: tell their own cancellation from one that came from outside in the same loop step;
+#: on 3.10 an attempt under such a limit runs `apart`.
+COUNTS_CANCELLATIONS: Final = sys.version_info >= (3, 11)
 
 
 # Task.cancelling() and Task.uncancel(), Python 3.11+: the cancellations asked of a task

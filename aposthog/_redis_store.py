@@ -30,7 +30,7 @@ from typing import Any, Protocol
 
 import anyio
 
-from ._deadlines import apart
+from ._deadlines import COUNTS_CANCELLATIONS, apart
 from ._limiter import RateLimitStore, RateLimitStoreError
 from ._proxy import redact
 from ._ratelimit import Rate
@@ -233,9 +233,6 @@ _MISSING_EXTRA = (
 
 #: How long a request counted but never sent is tried to be taken back (seconds).
 _FORGET_WITHIN = 3.0
-#: Python 3.11+ tasks count cancellations: anyio's time limits tell their own from one
-#: that came from outside in the same loop step (`_bounded`).
-_COUNTS_CANCELLATIONS = sys.version_info >= (3, 11)
 
 
 class AsyncRedis(Protocol):
@@ -591,7 +588,7 @@ class RedisRateLimitStore(RateLimitStore):
         its own (`apart`): a cancellation of the caller landing in the loop step where
         the time runs out would be taken for the timeout's, and lost.
         """
-        if _COUNTS_CANCELLATIONS:
+        if COUNTS_CANCELLATIONS:
             return await self._within(command)
         return await apart(self._within(command))
 

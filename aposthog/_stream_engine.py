@@ -68,7 +68,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import sys
 import uuid
 import warnings
 from collections.abc import Iterator
@@ -80,7 +79,7 @@ import attrs
 
 from . import _routes as routes
 from ._conversation_state import ConversationState, Delivery, OtherRunError
-from ._deadlines import apart
+from ._deadlines import COUNTS_CANCELLATIONS, apart
 from ._errors import (
     APIConnectionError,
     APIStatusError,
@@ -109,8 +108,6 @@ if TYPE_CHECKING:
     from ._api import Api
 
 __all__ = ["StreamEngine"]
-
-_COUNTS_CANCELLATIONS = sys.version_info >= (3, 11)
 
 _PIECE = 64
 logger = logging.getLogger("aposthog")
@@ -464,7 +461,7 @@ class StreamEngine:
         step, would be one to that scope, which would swallow both (the reader's loop
         ending quietly, its task going on). There the work runs as a task of its own.
         """
-        if _COUNTS_CANCELLATIONS:
+        if COUNTS_CANCELLATIONS:
             await self._pump(failure, reconcile, confirm)
         else:
             await apart(self._pump(failure, reconcile, confirm))
