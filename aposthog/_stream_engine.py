@@ -109,6 +109,10 @@ if TYPE_CHECKING:
 
 __all__ = ["StreamEngine"]
 
+#: The longest a cancel waits for the answer to a POST on its way when the client has no
+#: `timeout` (which bounds that wait otherwise): `answered()`.
+_LONGEST_SEND = 30.0
+
 _PIECE = 64
 logger = logging.getLogger("aposthog")
 
@@ -253,16 +257,17 @@ class StreamEngine:
         # of the run is checked against the conversation (see the module's docstring).
         self._reattached = False
 
-    async def answered(self, limit: float) -> None:
+    async def answered(self) -> None:
         """
-        Wait (at most `limit` seconds) until the POST on its way, if any, is answered or
-        fails: only then has PostHog created what it starts (`cancel()` waits for it).
+        Wait until the POST on its way, if any, is answered or fails: only then has
+        PostHog created what it starts (a cancel waits for it). At most the client's
+        `timeout` (an attempt's longest), or `_LONGEST_SEND` without one.
         """
         if not self.sending:
             return
         if self._awaited is None:
             self._awaited = anyio.Event()
-        with anyio.move_on_after(limit):
+        with anyio.move_on_after(self.api.config.timeout or _LONGEST_SEND):
             await self._awaited.wait()
 
     async def aclose(self) -> None:

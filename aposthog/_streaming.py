@@ -29,10 +29,6 @@ __all__ = ["BatchLoop", "ConversationStream", "StreamLoop"]
 
 T = TypeVar("T", StreamEvent, str)
 
-#: The longest `cancel()` waits for the answer to a POST on its way when the client has
-#: no `timeout` (which bounds that wait otherwise).
-_LONGEST_SEND = 30.0
-
 
 class ConversationStream:
     """
@@ -275,7 +271,7 @@ class ConversationStream:
             # creates the conversation and starts the run only as it answers, so a PATCH
             # now would overtake it (a 404, or nothing to stop) and the run would go on
             # unread. Wait for the answer first, as long as the attempt may take.
-            await engine.answered(engine.api.config.timeout or _LONGEST_SEND)
+            await engine.answered()
             if engine.run_may_exist and not engine.complete:
                 await engine.api.request_json(
                     routes.CONVERSATION_CANCEL, segment(engine.conversation_id)

@@ -11,7 +11,7 @@ from .._client import NOT_GIVEN, NotGiven
 from .._errors import ResponseDecodeError
 from .._http import segment
 from .._pagination import AsyncPaginator
-from .._streaming import _LONGEST_SEND, ConversationStream
+from .._streaming import ConversationStream
 from ..models.conversations import AgentMode, Conversation, ConversationSummary, ConversationType
 from ._base import Resource, check_paging
 from ._checks import check_bool, header_value, int_in_range, uuid_id, uuid_segment
@@ -301,7 +301,7 @@ class Conversations(Resource):
             stream.cancelled = True
         try:
             for stream in mine:
-                await stream.answered(api.config.timeout or _LONGEST_SEND)
+                await stream.answered()
             await api.request_json(
                 routes.CONVERSATION_CANCEL, segment(conversation_id, name="id"), timeout=timeout
             )
