@@ -1368,3 +1368,5 @@ async def test_cancel_by_id_from_another_task_ends_the_same_clients_reader_quiet
     assert deltas
     assert errors == []
     assert stream.result().cancelled
+    posts = [r for r in fake.requests if r.method == "POST" and r.path.endswith("/conversations/")]
+    assert len(posts) == 1  # no re-attach (PostHog AI's 10-a-minute window counts it)
