@@ -353,12 +353,18 @@ _DELTA_SECONDS = re.compile(r"[0-9]+(?:\.[0-9]+)?")
 """A Retry-After delta-seconds value: digits, optionally with a decimal part."""
 
 
-def _finite_non_negative(text: str) -> float | None:
-    """``float(text)`` if finite and non-negative (a huge digit string becomes inf), else None."""
-    value = float(text)
-    if not math.isfinite(value) or value < 0:
-        return None
-    return value
+_LONGEST_DELTA = 2147483648.0
+"""What a delta-seconds value too large to represent reads as (RFC 9111, section 1.2.2)."""
+
+
+def _seconds(digits: str) -> float:
+    """
+    ``float(digits)`` for a string of digits with an optional decimal part, at most 2**31
+    seconds. One too long for a float (over 308 digits) is that longest wait, as HTTP
+    caches read it, not no wait at all: the caller raises at once instead of retrying
+    into the same 429 after a backoff of its own.
+    """
+    return min(float(digits), _LONGEST_DELTA)
 
 
 def parse_retry_after(value: str | None, *, now: datetime.datetime | None = None) -> float | None:
@@ -368,7 +374,8 @@ def parse_retry_after(value: str | None, *, now: datetime.datetime | None = None
     an HTTP-date, which becomes the seconds from ``now`` (default: the current UTC
     time; a naive ``now`` or date is taken as UTC), clamped at 0 for a date in the past.
     Returns None for None, empty, negative, non-finite or unparseable values; it never
-    raises on any string.
+    raises on any string. A number of seconds too large for a float is capped at 2**31
+    seconds, as RFC 9111 has caches read it.
     """
     if value is None:
         return None
@@ -376,7 +383,7 @@ def parse_retry_after(value: str | None, *, now: datetime.datetime | None = None
     if not text:
         return None
     if _DELTA_SECONDS.fullmatch(text):
-        return _finite_non_negative(text)
+        return _seconds(text)
     try:
         when = email.utils.parsedate_to_datetime(text)
     except (TypeError, ValueError, IndexError, OverflowError):
@@ -420,5 +427,5 @@ def parse_throttle_detail(detail: str | None) -> float | None:
     for pattern in (_EXPECTED_AVAILABLE, _TRY_AGAIN):
         matches = pattern.findall(detail)
         if matches:
-            return _finite_non_negative(matches[-1])
+            return _seconds(matches[-1])
     return None

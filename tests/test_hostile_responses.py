@@ -909,3 +909,40 @@ async def test_a_redirect_whose_compressed_body_is_unreadable_is_still_the_redir
     assert isinstance(info.value, aposthog.APIStatusError), repr(info.value)
     assert info.value.status == 302
     assert "redirected to https://eu.posthog.example/" in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        {"headers": {"Retry-After": "9" * 400}, "body": b'{"detail": "Slow down."}'},
+        {"body": json.dumps({"detail": "Expected available in " + "9" * 400 + " seconds."})},
+    ],
+    ids=["header", "detail"],
+)
+async def test_a_wait_too_long_for_a_float_is_the_longest_wait_not_none(
+    answer: dict[str, Any],
+) -> None:
+    """A 429 naming more seconds than a float holds asks for a very long wait (2**31 s, as
+    RFC 9111 reads it): raised at once. It read as no hint at all, and the client retried
+    after a backoff of its own, into the same refusal."""
+    sent: list[str] = []
+
+    async def handler(request: ServerRequest) -> ServerReply:
+        sent.append(request.method)
+        body = answer["body"]
+        return ServerReply(
+            status=429,
+            body=body if isinstance(body, bytes) else body.encode(),
+            headers=answer.get("headers", {}),
+        )
+
+    server = LoopbackServer(handler)
+    await server.start()
+    try:
+        async with _client(server.url, max_retries=3) as ph:
+            with pytest.raises(aposthog.RateLimitError) as info:
+                await ph.customer_profile_configs.get("00000000-0000-0000-0000-000000000001")
+    finally:
+        await server.stop()
+    assert sent == ["GET"]
+    assert info.value.retry_after == 2.0**31
