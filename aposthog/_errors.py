@@ -496,7 +496,9 @@ def error_from_response(
     elif isinstance(decoded, str):
         detail = decoded[:500]
 
-    if status >= 500:
+    if 500 <= status < 600:
+        # Not past 599: a status HTTP does not define (aiohttp reads any three digits) is
+        # no server error, and its Retry-After is no server's either.
         cls: type[APIStatusError] = InternalServerError
     else:
         cls = _BY_STATUS.get(status, APIStatusError)

@@ -32,6 +32,9 @@ def _envelope(type_: str, code: str, detail: str, attr: str | None = None) -> by
         (502, aposthog.InternalServerError),
         (503, aposthog.InternalServerError),
         (418, aposthog.APIStatusError),
+        (599, aposthog.InternalServerError),
+        (600, aposthog.APIStatusError),  # no status HTTP defines: not a server error
+        (999, aposthog.APIStatusError),
     ],
 )
 def test_status_picks_the_class(status: int, cls: type[aposthog.APIStatusError]) -> None:
