@@ -168,6 +168,7 @@ class StreamEngine:
         "closed",
         "complete",
         "conversation_id",
+        "ended_with",
         "finished",
         "run_may_exist",
         "sending",
@@ -248,6 +249,9 @@ class StreamEngine:
         self.finished = False
         self.complete = False
         self.closed = False
+        # The conversation as fetched to confirm the run's end, if it was (a run that ended
+        # at a tool call, a resume): it shows what the run ended waiting for.
+        self.ended_with: Conversation | None = None
         # Why the stream was closed, when its reader did not close it (the client was
         # closed, a read was cancelled or failed): a later read raises, as the run may
         # not have ended. None for a close the reader made (`aclose()`, a loop left).
@@ -851,6 +855,7 @@ class StreamEngine:
                 error = self._not_applied(conversation, self._decided(conversation), other_run=True)
                 if error is not None:
                     raise error
+                self.ended_with = conversation
         self._finish()
 
     def _not_applied(
@@ -1021,6 +1026,7 @@ class StreamEngine:
             # begins with this run's messages), or another client's (`ended_meanwhile`).
             self.state.ended_meanwhile()
             return False
+        self.ended_with = conversation
         self._finish()
         return True
 

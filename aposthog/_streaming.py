@@ -18,9 +18,14 @@ from . import _routes as routes
 from ._errors import ClientStateError
 from ._http import segment
 from ._stream_engine import StreamEngine
-from .models.conversations import ConversationResult, ConversationSummary
+from .models.conversations import (
+    Conversation,
+    ConversationResult,
+    ConversationSummary,
+    PendingApproval,
+)
 from .models.events import StreamEvent
-from .models.messages import HumanMessage, Message
+from .models.messages import AssistantMessage, HumanMessage, Message
 
 if TYPE_CHECKING:
     from ._api import Api
@@ -249,6 +254,72 @@ class ConversationStream:
         engine = self._engine
         return engine.state.result(
             engine.conversation_id, complete=engine.complete, cancelled=engine.cancelled
+        )
+
+    async def pending_approval(self) -> PendingApproval | None:
+        """
+        The approval PostHog AI's run ended waiting for, once the stream has ended; else None.
+
+        A run whose tool call needs the user's approval (creating a feature flag, say)
+        ends at the message calling the tool, and PostHog streams nothing about it: the
+        card is kept with the conversation (`Conversation.pending_approvals`). When, and
+        only when, the run ended at a tool call, this returns the card of that call still
+        `pending`, as the conversation showed it when the stream confirmed that end (it
+        fetches the conversation to tell such an end from a cut connection; else once
+        here). Resume the run with the user's decision; a new message instead makes
+        PostHog reject the card.
+
+        None, with no request, for a run that ended any other way (an answer, a failure,
+        a cancel) or a stream closed before its end. `ClientStateError` while the stream
+        is open or not yet read: its end decides.
+
+        Example:
+            ```python
+            print((await stream.until_done()).text)
+            approval = await stream.pending_approval()
+            if approval is not None and await ask_user(approval.tool_name, approval.preview):
+                stream = ph.conversations.create(
+                    None,
+                    conversation=stream.conversation_id,
+                    resume_payload={"action": "approve", "proposal_id": approval.proposal_id},
+                )
+            ```
+        """
+        engine = self._engine
+        if not engine.finished:
+            raise ClientStateError(
+                "pending_approval() reads how the run ended: read the stream to its end first"
+                " (until_done())"
+            )
+        result = self.result()
+        if not result.complete or result.cancelled or result.failed:
+            return None
+        if not engine.state.awaits_user:
+            return None
+        conversation = engine.ended_with
+        if conversation is None:
+            fetched: Conversation = await engine.api.fetch(
+                Conversation, routes.CONVERSATION_GET, segment(engine.conversation_id)
+            )
+            conversation = fetched
+        # The card of a call of this run: one left from an earlier run is not this one's.
+        calls = {
+            call.id
+            for message in result.messages
+            if isinstance(message, AssistantMessage)
+            for call in message.tool_calls or ()
+        }
+        return next(
+            (
+                approval
+                for approval in conversation.pending_approvals
+                if approval.decision_status == "pending"
+                and (
+                    approval.original_tool_call_id is None
+                    or approval.original_tool_call_id in calls
+                )
+            ),
+            None,
         )
 
     async def cancel(self) -> None:

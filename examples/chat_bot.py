@@ -108,7 +108,13 @@ async def chat_bot(ph: aposthog.Client, messages: AsyncIterable[str], send: Send
             continue
         conversation = stream.conversation_id
         await reply(stream, send)
-        pending = await awaiting_approval(ph, stream)
+        try:
+            # A run that needs the user's approval ends at the tool call; PostHog keeps
+            # the question with the conversation, not in the stream.
+            pending = await stream.pending_approval()
+        except aposthog.PostHogError as err:
+            logger.warning("conversation %s: %s", stream.conversation_id, err)
+            pending = None
         if pending is not None:
             await send(
                 f"PostHog AI asks to run {pending.tool_name or 'a tool'}"
@@ -127,26 +133,6 @@ def _decision(message: str) -> str | None:
     if said in NO:
         return "reject"
     return None
-
-
-async def awaiting_approval(
-    ph: aposthog.Client, stream: aposthog.ConversationStream
-) -> aposthog.PendingApproval | None:
-    """
-    The tool call the answer ended waiting for the user's approval of, if any: a run
-    that asks for one ends at the `ai` message calling the tool (PostHog sends nothing
-    more), and the conversation shows the pending card.
-    """
-    result = stream.result()
-    calls = [m for m in result.messages if isinstance(m, aposthog.AssistantMessage)]
-    if not result.complete or result.failed or not calls or not calls[-1].tool_calls:
-        return None
-    try:
-        shown = await ph.conversations.get(stream.conversation_id)
-    except aposthog.PostHogError as err:
-        logger.warning("conversation %s: %s", stream.conversation_id, err)
-        return None
-    return next((a for a in shown.pending_approvals if a.decision_status == "pending"), None)
 
 
 async def reply(stream: aposthog.ConversationStream, send: Send) -> None:

@@ -1370,3 +1370,119 @@ async def test_cancel_by_id_from_another_task_ends_the_same_clients_reader_quiet
     assert stream.result().cancelled
     posts = [r for r in fake.requests if r.method == "POST" and r.path.endswith("/conversations/")]
     assert len(posts) == 1  # no re-attach (PostHog AI's 10-a-minute window counts it)
+
+
+# ------------------------------------------------------------------ pending_approval
+
+
+async def test_pending_approval_gives_the_card_a_run_ended_waiting_for(
+    fake: FakePostHog, ph: aposthog.Client
+) -> None:
+    """PostHog streams nothing about an approval: the run ends at the message calling the
+    tool, and the card is the conversation's. `pending_approval()` fetches it then, and
+    a resume with its `proposal_id` decides it."""
+    fake.script_answer(
+        "Shall I create the flag?",
+        approval="create_feature_flag",
+        approval_preview="Create the flag new-onboarding",
+        approval_payload={"key": "new-onboarding"},
+    )
+    fake.script_answer("Done.")
+    stream = ph.conversations.create("Create a flag for the new onboarding")
+    with pytest.raises(aposthog.ClientStateError, match="to its end"):
+        await stream.pending_approval()  # not read yet: its end decides
+    assert (await stream.until_done()).text == "Shall I create the flag?"
+    fetched = len(fake.requests)  # the stream fetched the conversation to confirm its end
+    approval = await stream.pending_approval()
+    assert len(fake.requests) == fetched  # so the card is known: no request
+    assert approval is not None
+    assert (approval.tool_name, approval.preview, approval.payload) == (
+        "create_feature_flag",
+        "Create the flag new-onboarding",
+        {"key": "new-onboarding"},
+    )
+    assert approval.decision_status == "pending"
+    card = fake.conversations[stream.conversation_id].pending_approvals[0]
+    assert approval.proposal_id == card["proposal_id"]
+    resumed = ph.conversations.create(
+        None,
+        conversation=stream.conversation_id,
+        resume_payload={"action": "approve", "proposal_id": approval.proposal_id},
+    )
+    assert (await resumed.until_done()).text == "Done."
+    fetched = len(fake.requests)
+    assert await resumed.pending_approval() is None  # answered
+    assert len(fake.requests) == fetched
+    assert card["decision_status"] == "approved"
+
+
+async def test_pending_approval_asks_nothing_of_a_run_that_ended_otherwise(
+    fake: FakePostHog, ph: aposthog.Client
+) -> None:
+    """An answer, an in-band failure, a cancel and a stream closed before its end wait for
+    no approval: None, and no request."""
+    fake.script_answer("An answer.")
+    fake.script_answer("Never", fail=True)
+    fake.script_answer("A long answer " * 50, delay=0.01)
+    answered = ph.conversations.create("q1")
+    await answered.until_done()
+    failed = ph.conversations.create("q2")
+    assert (await failed.until_done()).failed
+    cancelled = ph.conversations.create("q3")
+    async for _ in cancelled.text_deltas():
+        await cancelled.cancel()
+        break
+    left = ph.conversations.create("q4")
+    await left.aclose()  # never sent: closed before its end
+    before = len(fake.requests)
+    for stream in (answered, failed, cancelled, left):
+        assert await stream.pending_approval() is None
+    assert len(fake.requests) == before
+
+
+async def test_pending_approval_is_only_a_card_of_this_runs_call() -> None:
+    """A run that ends at a tool call whose card was decided meanwhile (in PostHog's app,
+    say) waits for nothing: a card still pending for another call is not this run's. One
+    with no call named is taken (PostHog's older cards)."""
+    call = {"id": "call_1", "name": "create_feature_flag", "args": {}, "type": "tool_call"}
+    asked = {"type": "ai", "content": "Shall I?", "id": "a1", "tool_calls": [call]}
+    cards: list[list[dict[str, Any]]] = [
+        [_card("p1", "call_1", "rejected"), _card("p2", "elsewhere")],
+        [_card("p1", "call_1", "rejected"), _card("p3", None)],
+    ]
+    for pending, expected in zip(cards, (None, "p3"), strict=True):
+
+        async def handler(request: web.Request, pending: Any = pending) -> web.StreamResponse:
+            human = {"type": "human", "content": "q", "id": "h1"}
+            if request.method == "GET":
+                return web.json_response(
+                    {
+                        "id": request.match_info.get("id", "c"),
+                        "status": "idle",
+                        "messages": [human, asked],
+                        "pending_approvals": pending,
+                    }
+                )
+            response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+            await response.prepare(request)
+            for message in (human, asked):
+                await response.write(f"event: message\ndata: {json.dumps(message)}\n\n".encode())
+            return response
+
+        async with (
+            serve(handler) as url,
+            aposthog.Client(api_key="phx_k", host=url, project_id=1, retry=FAST) as ph,
+        ):
+            stream = ph.conversations.create("q")
+            await stream.until_done()
+            approval = await stream.pending_approval()
+        assert (approval and approval.proposal_id) == expected
+
+
+def _card(proposal: str, call: str | None, status: str = "pending") -> dict[str, Any]:
+    return {
+        "proposal_id": proposal,
+        "decision_status": status,
+        "tool_name": "create_feature_flag",
+        "original_tool_call_id": call,
+    }
