@@ -12,11 +12,17 @@ web_relay.html, beside this file), or:
 
 `GET /ask?q=…[&conversation=…]` answers `text/event-stream`:
 
-    event: delta   data: {"text": "…"}            the answer's new text, as it arrives
-    event: wait    data: {"reason": "rate_limit", "seconds": 12.0, "attempt": 2}
-                   the client waits before trying again ("rate_limit" or "retry")
-    event: done    data: {"conversation": "…"}    pass it back as `conversation=` to continue
-    event: error   data: {"message": "…", "conversation": "…"}   a polite apology
+    event: delta     data: {"text": "…"}            the answer's new text, as it arrives
+    event: wait      data: {"reason": "rate_limit", "seconds": 12.0, "attempt": 2}
+                     the client waits before trying again ("rate_limit" or "retry")
+    event: approval  data: {"proposal": "…", "tool": "…", "preview": "…", "conversation": "…"}
+                     the answer ended asking the user to approve a tool call (before `done`)
+    event: done      data: {"conversation": "…"}    pass it back as `conversation=` to continue
+    event: error     data: {"message": "…", "conversation": "…"}   a polite apology
+
+`GET /ask?conversation=…&proposal=…&decision=approve|reject` sends the user's decision
+instead of a question, and relays the rest of the run the same way. (A new question
+instead makes PostHog reject what it asked.)
 
 A browser that goes away mid-answer cancels the generation on PostHog (PATCH
 …/cancel/): the server runs with `handler_cancellation=True`, so aiohttp cancels the
@@ -73,6 +79,8 @@ SSE_HEADERS = {
 }
 PAGE = pathlib.Path(__file__).with_name("web_relay.html")
 """The chat page, a static file beside this one."""
+DECISIONS = frozenset({"approve", "reject"})
+"""What `/ask?decision=` takes: PostHog's `resume_payload` actions."""
 FAILED = "Sorry, PostHog AI couldn't answer that just now — please try again."
 STOPPING = "Sorry, this server is restarting — please ask again in a moment."
 
@@ -132,9 +140,7 @@ async def ask(request: web.Request) -> web.StreamResponse:
     client = request.app[CLIENT].with_options(on_wait=waiting)
     with events, outbox:
         try:
-            stream = client.conversations.create(
-                request.query.get("q", ""), conversation=request.query.get("conversation") or None
-            )
+            stream = start(client, request.query)
         except ValueError as err:  # a blank question, a conversation id that is not a UUID
             raise web.HTTPBadRequest(text=f"{err}\n") from None
         response = web.StreamResponse(headers=SSE_HEADERS)
@@ -149,6 +155,27 @@ async def ask(request: web.Request) -> web.StreamResponse:
             tg.cancel_scope.cancel()  # the answer is over (relay closed `events`): the ticks too
     await response.write_eof()
     return response
+
+
+def start(client: aposthog.Client, query: Mapping[str, str]) -> aposthog.ConversationStream:
+    """
+    The stream `/ask` relays: a question (`q`), or a decision on what PostHog AI asked
+    (`decision` and `proposal`, in the `conversation`). `ValueError` for anything else.
+    """
+    conversation = query.get("conversation") or None
+    if "decision" not in query and "proposal" not in query:
+        return client.conversations.create(query.get("q", ""), conversation=conversation)
+    decision = query.get("decision")
+    if decision not in DECISIONS:
+        raise ValueError(f"decision must be one of {', '.join(sorted(DECISIONS))}")
+    proposal = query.get("proposal", "").strip()
+    if not proposal or "q" in query or conversation is None:
+        raise ValueError("a decision takes a proposal and a conversation, and no question")
+    return client.conversations.create(
+        None,
+        conversation=conversation,
+        resume_payload={"action": decision, "proposal_id": proposal},
+    )
 
 
 async def keep_alive(events: MemoryObjectSendStream[bytes]) -> None:
@@ -192,10 +219,37 @@ async def relay(
                 logger.warning("conversation %s: PostHog AI failed", stream.conversation_id)
                 end = sse("error", {"message": FAILED, "conversation": stream.conversation_id})
             else:
+                await ask_approval(stream, events)
                 end = sse("done", {"conversation": stream.conversation_id})
         finally:
             relays.discard(stream)
         events.send_nowait(end)
+
+
+async def ask_approval(
+    stream: aposthog.ConversationStream, events: MemoryObjectSendStream[bytes]
+) -> None:
+    """An `approval` event if the answer ended waiting for the user to approve a tool call."""
+    try:
+        approval = await stream.pending_approval()
+    except aposthog.PostHogError as err:  # the card could not be read: an answer as it is
+        logger.warning("conversation %s: %s", stream.conversation_id, err)
+        return
+    if approval is not None:
+        preview = approval.preview
+        card = {
+            "proposal": approval.proposal_id,
+            "tool": approval.tool_name,
+            "preview": (
+                ""
+                if preview is None
+                else preview
+                if isinstance(preview, str)
+                else json.dumps(preview)
+            ),
+            "conversation": stream.conversation_id,
+        }
+        events.send_nowait(sse("approval", card))
 
 
 async def stop_generation(stream: aposthog.ConversationStream) -> None:

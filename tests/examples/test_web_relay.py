@@ -71,11 +71,12 @@ async def events(response: aiohttp.ClientResponse) -> AsyncGenerator[ServerSentE
         yield event
 
 
-async def ask(url: str, question: str, **params: str) -> list[tuple[str, Any]]:
-    """One browser: the relayed events as (name, data) pairs."""
+async def ask(url: str, question: str | None, **params: str) -> list[tuple[str, Any]]:
+    """One browser: the relayed events as (name, data) pairs (no `q` for None)."""
+    query = params if question is None else {"q": question, **params}
     async with (
         aiohttp.ClientSession() as browser,
-        browser.get(url + "ask", params={"q": question, **params}) as response,
+        browser.get(url + "ask", params=query) as response,
     ):
         assert 200 == response.status
         assert "text/event-stream" == response.content_type
@@ -291,6 +292,67 @@ async def test_a_blank_question_or_a_bad_conversation_id_is_a_400(fake: FakePost
         async with browser.get(url) as response:
             assert "text/html" == response.content_type
             assert "EventSource" in await response.text()
+    assert [] == fake.requests
+
+
+@pytest.mark.parametrize(("decision", "status"), [("approve", "approved"), ("reject", "rejected")])
+async def test_an_approval_posthog_asks_for_goes_to_the_browser_and_its_decision_back(
+    fake: FakePostHog, decision: str, status: str
+) -> None:
+    """A run that needs the user's approval ends at the tool call, and PostHog streams
+    nothing about it: the relay sent the question's text and `done`, and the user's "yes"
+    could only be a new question, which PostHog answers by rejecting the card. Now an
+    `approval` event comes before `done`, and the decision goes back as one."""
+    fake.script_answer(
+        "Shall I create the flag?",
+        approval="create_feature_flag",
+        approval_preview="Create the flag new-onboarding",
+    )
+    fake.script_answer("Done: the flag is live.")
+    async with relay(fake) as (url, _, _):
+        relayed = await ask(url, "Create a flag for the new onboarding")
+        assert "Shall I create the flag?" == _text(relayed)
+        conversation = relayed[-1][1]["conversation"]
+        card = fake.conversations[conversation].pending_approvals[0]
+        assert [
+            (
+                "approval",
+                {
+                    "proposal": card["proposal_id"],
+                    "tool": "create_feature_flag",
+                    "preview": "Create the flag new-onboarding",
+                    "conversation": conversation,
+                },
+            ),
+            ("done", {"conversation": conversation}),
+        ] == relayed[-2:]
+        decided = await ask(
+            url, None, conversation=conversation, proposal=card["proposal_id"], decision=decision
+        )
+        assert "Done: the flag is live." == _text(decided)
+        assert ("done", {"conversation": conversation}) == decided[-1]
+        assert "approval" not in [name for name, _ in decided]
+    assert status == card["decision_status"]
+    posts = [r.json() for r in fake.requests if r.method == "POST"]
+    assert [None, {"action": decision, "proposal_id": card["proposal_id"]}] == [
+        p.get("resume_payload") for p in posts
+    ]
+    assert [] == _cancels(fake)
+
+
+async def test_a_decision_that_is_not_one_is_a_400(fake: FakePostHog) -> None:
+    conversation = "5f0c6a1e-7a55-4c53-8d1e-0d7e2f9d3b11"
+    async with relay(fake) as (url, _, _), aiohttp.ClientSession() as browser:
+        for params in (
+            {"conversation": conversation, "proposal": "p1", "decision": "maybe"},
+            {"conversation": conversation, "proposal": " ", "decision": "approve"},
+            {"conversation": conversation, "decision": "approve"},
+            {"proposal": "p1", "decision": "approve"},
+            {"conversation": conversation, "proposal": "p1"},
+            {"q": "Hi", "conversation": conversation, "proposal": "p1", "decision": "reject"},
+        ):
+            async with browser.get(url + "ask", params=params) as response:
+                assert 400 == response.status, params
     assert [] == fake.requests
 
 

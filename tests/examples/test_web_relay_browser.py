@@ -552,3 +552,46 @@ def test_two_tabs_each_get_their_own_answer_and_conversation(
     wait_until(browser, lambda: site.cancels(), "the cancel")
     assert [f"/api/environments/1/conversations/{one['conversation']}/cancel/"] == site.cancels()
     assert "Stopped." == turns(browser)[-1]["note"]
+
+
+def test_an_approval_is_asked_with_buttons_and_a_new_question_sets_it_aside(
+    browser: Any, site: Site, request: pytest.FixtureRequest
+) -> None:
+    approval = {"approval": "create_feature_flag", "approval_preview": "Create new-onboarding"}
+    site.script("Shall I create the flag?", **approval)
+    site.script("Done: the flag is live.")
+    site.script("Shall I create it again?", **approval)
+    site.script("Signups came mostly from organic search.")
+    open_page(browser, site)
+    ask(browser, "Create a flag for the new onboarding")
+    answering(browser, site)
+    assert "Shall I create the flag?" == answered(browser)["answer"]
+    card = the(browser, "#log .turn:last-child .approval")
+    assert "PostHog AI asks to run create_feature_flag: Create new-onboarding" in card.text
+    assert "PostHog AI asks for your approval." == status(browser)
+    shot(browser, request, "1-asked")
+    card.find_element(By.XPATH, ".//button[text()='Approve']").click()
+    wait_until(browser, lambda: len(turns(browser)) == 2 and not busy(browser), "the run to go on")
+    assert {
+        "question": "Approved: create_feature_flag.",
+        "answer": "Done: the flag is live.",
+        "note": "",
+    } == turns(browser)[-1]
+    assert [] == card.find_elements(By.TAG_NAME, "button")  # decided: no second decision
+    assert "question" == focused(browser)
+    posts = site.posts()
+    assert [None, "approve"] == [(p.get("resume_payload") or {}).get("action") for p in posts]
+    assert posts[0]["conversation"] == posts[1]["conversation"]
+
+    ask(browser, "Create it again")
+    answering(browser, site, turn=3)
+    answered(browser)
+    assert 2 == len(
+        the(browser, "#log .turn:last-child .approval").find_elements(By.TAG_NAME, "button")
+    )
+    ask(browser, "Signups by source?")  # instead of a decision: PostHog rejects the card
+    answering(browser, site, turn=4)
+    assert "Signups came mostly from organic search." == answered(browser)["answer"]
+    assert "Not run: you asked something else instead." == turns(browser)[2]["note"]
+    shot(browser, request, "2-set-aside")
+    assert "Signups by source?" == site.posts()[-1]["content"]
