@@ -268,8 +268,8 @@ async def _api_command(args: argparse.Namespace, out: Output) -> int:
 
             return await chat(ph, args, out)
         handler = COMMANDS[(args.command, args.action)]
-        await handler(ph, args, out)
-    return 0
+        status = await handler(ph, args, out)  # an exit status, or None for success
+    return 0 if status is None else int(status)
 
 
 def _run(make: Callable[[], Awaitable[int]]) -> int:

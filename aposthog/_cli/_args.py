@@ -156,6 +156,14 @@ def content(limit: int) -> Callable[[str], str]:
     return _type("message", check)
 
 
+def _proposal(text: str) -> str:
+    if not text.strip() or text != text.strip():
+        raise ValueError("name the proposal_id PostHog AI gave (not blank, no spaces around it)")
+    return text
+
+
+proposal = _type("proposal", _proposal)
+"""An approval's `proposal_id`, as `chat` printed it."""
 log_levels = _type("levels", _log_levels)
 """`ERROR` or `info,warning`: known levels only, in any case."""
 json_container = _type("JSON", _json_container)

@@ -12,6 +12,7 @@ import anyio
 
 from .._client import Client
 from .._errors import PostHogError
+from .._streaming import ConversationStream
 from ..models.conversations import AgentMode
 from ..resources.conversations import MAX_CONTENT_LENGTH
 from . import _args
@@ -41,6 +42,21 @@ async def chat(ph: Client, args: argparse.Namespace, out: Output) -> int:
     stream = ph.conversations.create(
         args.question, conversation=args.conversation, agent_mode=args.agent_mode
     )
+    return await _relay(stream, out)
+
+
+async def _decide(ph: Client, args: argparse.Namespace, out: Output) -> int:
+    """`conversations approve|reject ID PROPOSAL`: decide, and stream the run that goes on."""
+    stream = ph.conversations.create(
+        None,
+        conversation=args.id,
+        resume_payload={"action": args.action, "proposal_id": args.proposal},
+    )
+    return await _relay(stream, out)
+
+
+async def _relay(stream: ConversationStream, out: Output) -> int:
+    """Print `stream`'s answer as it arrives; then what PostHog AI asks approval for, if any."""
     wrote_text = False
     try:
         async with stream:
@@ -75,6 +91,23 @@ async def chat(ph: Client, args: argparse.Namespace, out: Output) -> int:
             file=sys.stderr,
         )
         return 1
+    try:
+        approval = await stream.pending_approval()
+    except PostHogError as exc:
+        print(f"aposthog: could not read what PostHog AI asks: {cell(str(exc))}", file=sys.stderr)
+        return 1
+    if approval is not None:
+        # PostHog AI waits for the user: what it asks, and the commands that decide it.
+        preview = approval.preview if isinstance(approval.preview, str) else None
+        asked = f"PostHog AI asks to run {cell(approval.tool_name or 'a tool')}"
+        if preview:
+            asked += f": {cell(preview)}"
+        ids = f"{stream.conversation_id} {approval.proposal_id}"
+        print(
+            f"{asked}\n  approve: aposthog conversations approve {ids}"
+            f"\n  reject:  aposthog conversations reject {ids}",
+            file=sys.stderr,
+        )
     return 0
 
 
@@ -91,6 +124,12 @@ async def _get(ph: Client, args: argparse.Namespace, out: Output) -> None:
     for message in conversation.messages:
         text = _message_text(message)
         out.line(f"  [{cell(getattr(message, 'type', '?'))}] {text}")
+    for approval in conversation.pending_approvals:
+        preview = approval.preview if isinstance(approval.preview, str) and approval.preview else ""
+        out.line(
+            f"  [approval {cell(approval.decision_status)}] {cell(approval.tool_name or 'a tool')}"
+            f"{': ' + cell(preview) if preview else ''} (proposal {cell(approval.proposal_id)})"
+        )
 
 
 def _message_text(message: Any) -> str:
@@ -136,6 +175,8 @@ COMMANDS[("conversations", "queue")] = _queue
 COMMANDS[("conversations", "get")] = _get
 COMMANDS[("conversations", "cancel")] = _cancel
 COMMANDS[("conversations", "delete")] = _delete
+COMMANDS[("conversations", "approve")] = _decide
+COMMANDS[("conversations", "reject")] = _decide
 
 
 def add_chat_commands(
@@ -171,6 +212,15 @@ def add_chat_commands(
     ):
         actions.add_parser(name, help=help, parents=[common]).add_argument(
             "id", type=_args.uuid("id"), help="the conversation's id (a UUID)"
+        )
+    for name, help in (
+        ("approve", "approve the tool call PostHog AI asks to run, and stream the rest"),
+        ("reject", "reject the tool call PostHog AI asks to run, and stream the rest"),
+    ):
+        decide = actions.add_parser(name, help=help, parents=[common])
+        decide.add_argument("id", type=_args.uuid("id"), help="the conversation's id (a UUID)")
+        decide.add_argument(
+            "proposal", type=_args.proposal, help="the proposal id `chat` printed for the ask"
         )
     queue = actions.add_parser(
         "queue",

@@ -236,3 +236,72 @@ async def test_conversations_list_limit(fake: FakePostHog, run_cli: RunCli) -> N
     listed = await run_cli("conversations", "list", "--limit", "2", "--json")
     assert 0 == listed.returncode, listed.stderr
     assert 2 == len(listed.stdout.splitlines())
+
+
+@pytest.mark.parametrize(("action", "status"), [("approve", "approved"), ("reject", "rejected")])
+async def test_chat_shows_what_posthog_ai_asks_approval_for_and_a_command_decides_it(
+    fake: FakePostHog, run_cli: RunCli, action: str, status: str
+) -> None:
+    """A run that needs the user's approval ends at the tool call, and PostHog streams
+    nothing about it: `chat` printed the question's text and exited as if answered, and no
+    command could decide it. Now it says what PostHog AI asks and how to decide; `get`
+    lists the card, and `conversations approve|reject` sends the decision and streams the
+    rest of the run."""
+    fake.script_answer(
+        "Shall I create the flag?",
+        approval="create_feature_flag",
+        approval_preview="Create the flag new-onboarding",
+    )
+    fake.script_answer("Done: the flag is live.")
+    asked = await run_cli("chat", "Create a flag for the new onboarding")
+    assert (0, "Shall I create the flag?\n") == (asked.returncode, asked.stdout), asked.stderr
+    conversation = _conversation_of(asked.stderr)
+    card = fake.conversations[conversation].pending_approvals[0]
+    ids = f"{conversation} {card['proposal_id']}"
+    assert (
+        "PostHog AI asks to run create_feature_flag: Create the flag new-onboarding\n"
+        f"  approve: aposthog conversations approve {ids}\n"
+        f"  reject:  aposthog conversations reject {ids}\n"
+    ) in asked.stderr
+
+    shown = await run_cli("conversations", "get", conversation)
+    assert (
+        "  [approval pending] create_feature_flag: Create the flag new-onboarding"
+        f" (proposal {card['proposal_id']})"
+    ) in shown.stdout.splitlines()
+
+    decided = await run_cli("conversations", action, conversation, card["proposal_id"])
+    assert (0, "Done: the flag is live.\n") == (decided.returncode, decided.stdout), decided.stderr
+    assert "asks to run" not in decided.stderr
+    assert status == card["decision_status"]
+    resumed = [r.json() for r in fake.requests if r.method == "POST"][-1]
+    assert (None, {"action": action, "proposal_id": card["proposal_id"]}) == (
+        resumed["content"],
+        resumed["resume_payload"],
+    )
+
+
+async def test_a_decision_without_a_proposal_is_a_usage_error(
+    fake: FakePostHog, run_cli: RunCli
+) -> None:
+    conversation = "5f0c6a1e-7a55-4c53-8d1e-0d7e2f9d3b11"
+    for args in ((conversation,), (conversation, " "), ("not-a-uuid", "p1")):
+        refused = await run_cli("conversations", "approve", *args)
+        assert 2 == refused.returncode, args
+    assert [] == fake.requests
+
+
+async def test_a_decision_posthog_refuses_is_an_error_exit(
+    fake: FakePostHog, run_cli: RunCli
+) -> None:
+    """An idle conversation with no such card: PostHog's resumed run fails at once (exit
+    1, one line), and a conversation that does not exist is PostHog's 404 (exit 1)."""
+    seeded = fake.seed_conversation()
+    failed = await run_cli("conversations", "reject", seeded.id, "no-such-proposal")
+    assert 1 == failed.returncode
+    assert "aposthog: PostHog AI could not answer: " in failed.stderr
+    missing = "5f0c6a1e-7a55-4c53-8d1e-0d7e2f9d3b11"
+    refused = await run_cli("conversations", "approve", missing, "p1")
+    assert 1 == refused.returncode
+    assert refused.stderr.startswith("aposthog: error:"), refused.stderr
+    assert "Traceback" not in failed.stderr + refused.stderr
