@@ -139,6 +139,7 @@ class StreamEngine:
         "_bucket",
         "_busy",
         "_call",
+        "_cancel_pending",
         "_closed_why",
         "_decoder",
         "_echo_lost",
@@ -257,6 +258,9 @@ class StreamEngine:
         # not have ended. None for a close the reader made (`aclose()`, a loop left).
         self._closed_why: str | None = None
         self.cancelled = False
+        # Set while `conversations.cancel(id)` waits for PostHog's answer (`begin_cancel`):
+        # a cut meanwhile, or an attempt withheld, waits for it to tell stopped from refused.
+        self._cancel_pending: anyio.Event | None = None
         # A re-attach replayed the run: events may have been lost in its gap, so the end
         # of the run is checked against the conversation (see the module's docstring).
         self._reattached = False
@@ -277,6 +281,41 @@ class StreamEngine:
     async def aclose(self) -> None:
         """Close the response now. Idempotent; safe from any task and from a finalizer."""
         self.close()
+
+    def begin_cancel(self) -> None:
+        """
+        `conversations.cancel(id)` asks PostHog to stop this stream's run: until
+        `settle_cancel()`, the stream reads as cancelled (PostHog ending its body is the
+        cancel's end), and a cut, or a message's attempt, waits for the answer.
+        """
+        self.cancelled = True
+        self._cancel_pending = anyio.Event()
+
+    def settle_cancel(self, *, stopped: bool) -> None:
+        """
+        The answer to `begin_cancel()`'s request: `stopped`, the stream is closed as
+        cancelled; else (refused, failed, or the caller cancelled) it reads on, and a
+        read or an attempt waiting for this goes on as if no cancel had been asked.
+        """
+        pending, self._cancel_pending = self._cancel_pending, None
+        if stopped:
+            self.close()
+        elif not self.closed:  # closed meanwhile (`stream.cancel()`): cancelled it stays
+            self.cancelled = False
+        if pending is not None:
+            pending.set()
+
+    async def _cancel_refused(self) -> bool:
+        """
+        Whether the cancel that marked this stream cancelled was refused, once PostHog
+        answered it: only `conversations.cancel(id)` can be (`stream.cancel()` closes the
+        stream, refused or not, which ends any wait here).
+        """
+        pending = self._cancel_pending
+        if pending is None:
+            return False
+        await pending.wait()
+        return not self.cancelled
 
     def close(self, why: str | None = None) -> None:
         """
@@ -372,7 +411,7 @@ class StreamEngine:
                 if self._closed_meanwhile():
                     continue  # closed by another task, whose close woke this read
                 if chunk is None:
-                    if self.cancelled:
+                    if self.cancelled and not await self._cancel_refused():
                         self.close()  # `cancel()` from another task: PostHog ends the body
                         continue
                     await self.pump(dropped_failure(dropped, self.api.config.stream_idle_timeout))
@@ -381,7 +420,7 @@ class StreamEngine:
                 else:
                     self._decode(None)
                     if not self.state.run_ended:
-                        if self.cancelled:
+                        if self.cancelled and not await self._cancel_refused():
                             # `cancel()` from another task: PostHog ends the run's body
                             # before it answers the cancel, which then closes the stream.
                             self.close()
@@ -522,12 +561,16 @@ class StreamEngine:
             return await self._attempt(first, starts_work=starts_work)
 
         try:
-            response = await call.run(first_attempt, repeatable=route.repeatable)
-        except _Withheld:
-            # `cancel()` closes the stream when it is done (in its `finally`), which
-            # cancels this wait (`_io_scope`).
-            await anyio.sleep_forever()
-            raise
+            while True:
+                try:
+                    response = await call.run(first_attempt, repeatable=route.repeatable)
+                    break
+                except _Withheld:
+                    # A cancel is under way. Stopped, it closes the stream, which cancels
+                    # this wait (`_io_scope`); refused (`conversations.cancel(id)` only),
+                    # the message, never sent, is sent now.
+                    if not await self._cancel_refused():
+                        await anyio.sleep_forever()
         except RateLimitError as exc:
             if self._bucket == "ai" and is_research_429(exc):
                 # A research conversation this client did not know as one: its next

@@ -298,7 +298,7 @@ class Conversations(Resource):
             if stream.conversation_id == conversation_id and not stream.cancelled
         ]
         for stream in mine:
-            stream.cancelled = True
+            stream.begin_cancel()
         try:
             for stream in mine:
                 await stream.answered()
@@ -307,10 +307,10 @@ class Conversations(Resource):
             )
         except BaseException:
             for stream in mine:  # not stopped: they read on, and re-attach if cut
-                stream.cancelled = False
+                stream.settle_cancel(stopped=False)
             raise
         for stream in mine:
-            await stream.aclose()
+            stream.settle_cancel(stopped=True)
 
     async def delete(self, id: ConversationId, *, timeout: Timeout = NOT_GIVEN) -> None:
         """

@@ -259,10 +259,6 @@ async def test_cancel_is_idempotent(fake: FakePostHog, ph: aposthog.Client) -> N
         await ph.conversations.cancel(str(uuid.uuid4()))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a refused conversations.cancel(id) leaves a reader whose retry was withheld asleep forever",
-)
 async def test_a_refused_cancel_leaves_no_reader_asleep_forever(fake: FakePostHog) -> None:
     # A scoped key (the README: PostHog refuses `cancel/` to every one of them) and a
     # message whose POST met a 503: the reader backs off to retry it. The bot's /stop
@@ -301,10 +297,6 @@ async def test_a_refused_cancel_leaves_no_reader_asleep_forever(fake: FakePostHo
             await asyncio.gather(reader, return_exceptions=True)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="cancel(id) of a message still queued for a slot: 404, and its reader sleeps forever",
-)
 async def test_a_stop_before_the_message_went_out_leaves_no_reader_asleep_forever(
     fake: FakePostHog,
 ) -> None:
@@ -334,10 +326,6 @@ async def test_a_stop_before_the_message_went_out_leaves_no_reader_asleep_foreve
             await asyncio.gather(reader, busy, return_exceptions=True)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a cut during a refused conversations.cancel(id) ends the reader's loop quietly, cut short",
-)
 async def test_a_cut_during_a_refused_cancel_is_no_quiet_end(fake: FakePostHog) -> None:
     # While `conversations.cancel(id)` waits for PostHog's answer its streams are marked
     # cancelled, so that PostHog ending their body reads as the cancel's end, not a cut.
