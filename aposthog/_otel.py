@@ -92,8 +92,12 @@ def error_type(error: BaseException, *, answered: int | None = -1) -> str:
     return cls.__qualname__ if module == "builtins" else f"{module}.{cls.__qualname__}"
 
 
+_SERVERS_KEPT = 64
+"""How many base URLs' parsed `server.*` attributes the shared observer keeps (oldest go)."""
+
+
 class _Server:
-    """`server.address` and `server.port` of a base URL, parsed once per client."""
+    """`server.address` and `server.port` of a base URL, parsed once (for the last 64)."""
 
     __slots__ = ("address", "port")
 
@@ -265,9 +269,14 @@ class TracingObserver:
         return False
 
     def _server(self, base_url: str) -> _Server:
-        server = self._servers.get(base_url)
+        servers = self._servers
+        server = servers.get(base_url)
         if server is None:
-            server = self._servers[base_url] = _Server(base_url)
+            if len(servers) >= _SERVERS_KEPT:
+                # One observer serves every client of the process: a worker that makes a
+                # client per tenant's PostHog would keep each host it ever met.
+                del servers[next(iter(servers))]
+            server = servers[base_url] = _Server(base_url)
         return server
 
     def _start(self, method: str, route: str, base_url: str) -> Span:

@@ -349,10 +349,6 @@ def test_a_span_nobody_records_costs_one_shared_observer() -> None:
     stream.outcome("done")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the process-wide tracing observer keeps an entry per base URL for good",
-)
 def test_the_servers_of_clients_gone_are_not_kept_for_good(
     observer: TracingObserver, exporter: InMemorySpanExporter
 ) -> None:
