@@ -163,10 +163,27 @@ class Sleeps:
         self._sleeping: set[asyncio.Future[None]] = set()
 
     async def sleep(self, seconds: float) -> None:
-        """Sleep `seconds`, or until `wake_all()`."""
+        """
+        Sleep `seconds` as `time.monotonic()` counts them (the rate limiter's clock), or
+        until `wake_all()`. A loop whose timers count whole milliseconds (uvloop's) may
+        ring a fraction of one early: the rest is slept here, so the limiter, asking
+        again too soon, does not begin (and announce) one tiny wait after another.
+        """
         loop = asyncio.get_running_loop()
         woken: asyncio.Future[None] = loop.create_future()
-        timer = loop.call_later(seconds, _wake, woken) if seconds < math.inf else None
+        timer: asyncio.TimerHandle | None = None
+        if seconds < math.inf:
+            end = time.monotonic() + seconds
+
+            def ring() -> None:
+                nonlocal timer
+                left = end - time.monotonic()
+                if left > 0:
+                    timer = loop.call_later(math.ceil(left * 1000) / 1000, ring)
+                else:
+                    _wake(woken)
+
+            timer = loop.call_later(seconds, ring)
         self._sleeping.add(woken)
         try:
             await woken

@@ -269,6 +269,7 @@ async def test_a_refused_cancel_leaves_no_reader_asleep_forever(fake: FakePostHo
     # `open_streams`, for as long as the process lives.
     key = fake.add_key(scopes=["conversation:write", "conversation:read"])
     stopping: list[asyncio.Task[None]] = []
+    pressed = asyncio.Event()
 
     def on_wait(wait: aposthog.Wait) -> None:
         # The reader is about to back off (at most 0.05 s): the user presses Stop now,
@@ -276,6 +277,7 @@ async def test_a_refused_cancel_leaves_no_reader_asleep_forever(fake: FakePostHo
         if not stopping:
             fake.latency = 0.3
             stopping.append(asyncio.ensure_future(ph.conversations.cancel(stream.conversation_id)))
+            pressed.set()
 
     policy = aposthog.RetryPolicy(initial_backoff=0.05, max_backoff=0.05)
     async with fake.client(api_key=key, retry=policy, on_wait=on_wait) as ph:
@@ -283,8 +285,7 @@ async def test_a_refused_cancel_leaves_no_reader_asleep_forever(fake: FakePostHo
         stream = ph.conversations.create("q")
         reader = asyncio.ensure_future(stream.until_done())
         try:
-            while not stopping:
-                await asyncio.sleep(0.005)
+            await pressed.wait()
             with pytest.raises(aposthog.PermissionDeniedError):
                 await stopping[0]
             fake.latency = 0
@@ -339,15 +340,16 @@ async def test_a_cut_during_a_refused_cancel_is_no_quiet_end(fake: FakePostHog) 
     async with fake.client(api_key=key) as ph:
         stream = ph.conversations.create("q")
         deltas: list[str] = []
+        begun = asyncio.Event()
 
         async def read() -> None:
             async for text in stream.text_deltas():
                 deltas.append(text)
+                begun.set()
 
         reader = asyncio.ensure_future(read())
         try:
-            while not deltas:
-                await asyncio.sleep(0.005)
+            await begun.wait()
             fake.latency = 0.5  # PostHog is slow to refuse; the connection is cut meanwhile
             with pytest.raises(aposthog.PermissionDeniedError):
                 await ph.conversations.cancel(stream.conversation_id)
