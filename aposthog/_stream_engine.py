@@ -66,6 +66,7 @@ comes near, delivers what it decoded and then raises `ResponseTooLargeError`.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import uuid
@@ -279,8 +280,32 @@ class StreamEngine:
             await self._awaited.wait()
 
     async def aclose(self) -> None:
-        """Close the response now. Idempotent; safe from any task and from a finalizer."""
+        """
+        Close the response now. Idempotent; safe from any task of the client's event
+        loop (`ClientStateError` from another, as `Client.aclose()` says; from a loop
+        that has ended, the stream is closed without touching its connection, which went
+        with it). A finalizer calls `close()`.
+        """
+        home = self.api.pipeline.loop
+        if home is not None and home is not asyncio.get_running_loop():
+            if not home.is_closed():
+                self.check_loop()  # raises
+            with contextlib.suppress(Exception):  # its response belongs to the ended loop
+                self.close()
+            return
         self.close()
+
+    def check_loop(self) -> None:
+        """
+        `ClientStateError` when the stream is used from an event loop its client does not
+        belong to: its connection is that loop's (asyncio's own `RuntimeError` escaped).
+        """
+        home = self.api.pipeline.loop
+        if home is not None and home is not asyncio.get_running_loop():
+            raise ClientStateError(
+                "this ConversationStream belongs to another event loop (its client's):"
+                " read, cancel and close it there"
+            )
 
     def begin_cancel(self) -> None:
         """
@@ -367,6 +392,7 @@ class StreamEngine:
         """
         if self._busy:
             raise ClientStateError("this ConversationStream is being read by another task")
+        self.check_loop()
         if self.closed:
             return self._after_close()
         delivery = next(self._pending, None)
@@ -384,6 +410,7 @@ class StreamEngine:
         if self._busy:
             # Outside the try: the stream belongs to the task already reading it.
             raise ClientStateError("this ConversationStream is being read by another task")
+        self.check_loop()  # outside too: nothing of the stream is touched from there
         try:
             while True:
                 if self.closed:

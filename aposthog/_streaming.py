@@ -336,6 +336,7 @@ class ConversationStream:
         PostHog's answer (at most the client's `timeout`), which is when the run starts.
         """
         engine = self._engine
+        engine.check_loop()  # before anything changes: a stream of another loop is left as it is
         engine.cancelled = True
         try:
             # Called from another task while the message's POST is on its way: PostHog
