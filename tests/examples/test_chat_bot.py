@@ -341,3 +341,34 @@ async def test_a_short_message_that_cannot_be_sent_is_not_called_too_long(
     assert [] == fake.requests
     assert 1 == len(chat.replies)
     assert "too long" not in chat.replies[0]
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="a refused resume makes the bot forget the approval: the retried yes auto-rejects it",
+)
+async def test_a_yes_retried_after_a_refused_decision_still_decides_the_approval(
+    fake: FakePostHog, ph: aposthog.Client
+) -> None:
+    """PostHog AI asks for approval; the user's "yes" is refused by a 429 (PostHog's AI
+    throttle, nothing sent on): the bot says to try again in a moment, and the card is
+    still pending on PostHog. The user tries again with "yes": the bot forgot the
+    approval (`pending_approval()` of the refused stream is None), sends "yes" as a new
+    message, and PostHog answers that by auto-rejecting the card. Nothing approves it."""
+    ph = ph.with_options(max_retries=0)  # the 429 reaches the bot at once
+    fake.script_answer("Shall I create the flag?", approval="create_feature_flag")
+    fake.script_answer("Done.")
+    chat = Chat()
+
+    async def messages() -> AsyncIterator[str]:
+        yield "Create a flag for the new onboarding"
+        fake.throttle_next(1, wait=30, path="/conversations")
+        yield "yes"
+        yield "yes"  # as the bot asked: try again
+
+    with anyio.fail_after(5):
+        conversation = await chat_bot.chat_bot(ph, messages(), chat.send)
+    assert conversation is not None
+    posts = [r.json() for r in fake.requests if r.method == "POST"]
+    assert [p["content"] for p in posts][-1] is None  # the retried yes is a decision
+    assert ["approved"] == [c["decision_status"] for c in fake.conversations[conversation].pending_approvals]
