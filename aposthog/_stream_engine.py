@@ -118,6 +118,10 @@ _PIECE = 64
 logger = logging.getLogger("aposthog")
 
 
+_CONTRADICTED = frozenset({("approved", "reject"), ("rejected", "approve")})
+"""An approval's status, and a resume's action, that tell another decision was applied."""
+
+
 class _Withheld(Exception):
     """A message's attempt found its stream cancelled: nothing was sent."""
 
@@ -941,7 +945,12 @@ class StreamEngine:
         """
         if not self._resume or decided is None:
             return None
-        if decided.decision_status not in ("pending", "auto_rejected"):
+        payload = self.body.get("resume_payload")
+        action = payload.get("action") if isinstance(payload, dict) else None
+        # Decided the other way: another client's decision (the user's, in PostHog's app)
+        # came first, and this resume was attached to its run.
+        contradicted = (decided.decision_status, action) in _CONTRADICTED
+        if decided.decision_status not in ("pending", "auto_rejected") and not contradicted:
             return None
         if (
             decided.decision_status == "pending"
@@ -949,6 +958,8 @@ class StreamEngine:
             and not other_run
         ):
             return None
+        # The run met is another's: nothing of this stream's to stop (`cancel()`).
+        self.run_may_exist = False
         return ConflictError(
             status=409,
             code="conflict",
@@ -987,6 +998,21 @@ class StreamEngine:
         if not isinstance(proposal, str):
             return None
         return next((a for a in conversation.pending_approvals if a.proposal_id == proposal), None)
+
+    def resumed_calls(self, conversation: Conversation) -> set[str]:
+        """
+        For a resume, the ids of the tool calls of the message it continued (the run
+        starts at the decided call: the message calling it came before the stream), as
+        the conversation shows it; else none.
+        """
+        decided = self._decided(conversation)
+        message_id = None if decided is None else self._decided_message(conversation, decided)
+        if message_id is None:
+            return set()
+        for message in conversation.messages:
+            if message.id == message_id and isinstance(message, AssistantMessage):
+                return {call.id for call in message.tool_calls or ()}
+        return set()
 
     @staticmethod
     def _decided_message(conversation: Conversation, approval: PendingApproval) -> str | None:

@@ -302,13 +302,14 @@ class ConversationStream:
                 Conversation, routes.CONVERSATION_GET, segment(engine.conversation_id)
             )
             conversation = fetched
-        # The card of a call of this run: one left from an earlier run is not this one's.
+        # The card of a call of this run (or, for a resume, of the message it continued:
+        # its next call may wait too): one left from an earlier run is not this one's.
         calls = {
             call.id
             for message in result.messages
             if isinstance(message, AssistantMessage)
             for call in message.tool_calls or ()
-        }
+        } | engine.resumed_calls(conversation)
         return next(
             (
                 approval

@@ -88,6 +88,7 @@ async def chat_bot(ph: aposthog.Client, messages: AsyncIterable[str], send: Send
     async for message in messages:
         if not message.strip():
             continue
+        asked = pending  # the approval on offer as this message came
         decision = _decision(message) if pending is not None else None
         try:
             if pending is not None and decision is not None:
@@ -108,14 +109,8 @@ async def chat_bot(ph: aposthog.Client, messages: AsyncIterable[str], send: Send
             continue
         conversation = stream.conversation_id
         await reply(stream, send)
-        try:
-            # A run that needs the user's approval ends at the tool call; PostHog keeps
-            # the question with the conversation, not in the stream.
-            pending = await stream.pending_approval()
-        except aposthog.PostHogError as err:
-            logger.warning("conversation %s: %s", stream.conversation_id, err)
-            pending = None
-        if pending is not None:
+        pending = await on_offer(ph, stream, asked)
+        if pending is not None and (asked is None or pending.proposal_id != asked.proposal_id):
             await send(
                 f"PostHog AI asks to run {pending.tool_name or 'a tool'}"
                 f"{': ' + str(pending.preview) if pending.preview else ''}. "
@@ -123,6 +118,33 @@ async def chat_bot(ph: aposthog.Client, messages: AsyncIterable[str], send: Send
                 end=True,
             )
     return conversation
+
+
+async def on_offer(
+    ph: aposthog.Client, stream: aposthog.ConversationStream, asked: aposthog.PendingApproval | None
+) -> aposthog.PendingApproval | None:
+    """
+    The approval on offer after `stream`'s answer: the one its run ended waiting for (a
+    run that needs the user's approval ends at the tool call; PostHog keeps the question
+    with the conversation, not in the stream). When the stream did not reach its end (a
+    refused or failed decision, say), `asked`, the one on offer before, if PostHog still
+    shows it pending: the user may try again.
+    """
+    try:
+        if asked is None or stream.result().complete:
+            return await stream.pending_approval()
+        shown = await ph.conversations.get(stream.conversation_id)
+    except aposthog.PostHogError as err:
+        logger.warning("conversation %s: %s", stream.conversation_id, err)
+        return asked  # not known: a yes tries it again (PostHog refuses what it cannot take)
+    return next(
+        (
+            a
+            for a in shown.pending_approvals
+            if a.proposal_id == asked.proposal_id and a.decision_status == "pending"
+        ),
+        None,
+    )
 
 
 def _decision(message: str) -> str | None:

@@ -1488,10 +1488,6 @@ def _card(proposal: str, call: str | None, status: str = "pending") -> dict[str,
     }
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="pending_approval() drops the card of a second call of the message the resume continued",
-)
 async def test_pending_approval_after_a_resume_gives_the_same_message_s_next_card() -> None:
     """One `ai` message calls two tools that each need approval. Approving `p1` runs
     `call_1` (its `tool` result streams) and the run stops again at `call_2`'s card, `p2`
@@ -1537,14 +1533,10 @@ async def test_pending_approval_after_a_resume_gives_the_same_message_s_next_car
             result = await stream.until_done()
             assert result.complete
             approval = await stream.pending_approval()
-    assert approval is not None and approval.proposal_id == "p2"
+    assert approval is not None
+    assert approval.proposal_id == "p2"
 
 
-
-@pytest.mark.xfail(
-    strict=True,
-    reason="a resume's ConflictError told by the conversation leaves cancel() to PATCH the other run",
-)
 async def test_cancel_after_a_resume_found_not_applied_spares_the_run_going_on() -> None:
     """A resume PostHog attached to another message's run in progress (the user's other
     device), replayed from its middle (no human message tells it), whose connection
@@ -1593,10 +1585,6 @@ async def test_cancel_after_a_resume_found_not_applied_spares_the_run_going_on()
     assert "PATCH" not in requests
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="an approve attached to another client's reject run of the same card reads as applied",
-)
 async def test_an_approve_attached_to_a_reject_of_the_same_card_is_a_conflict(
     fake: FakePostHog, ph: aposthog.Client
 ) -> None:

@@ -343,10 +343,6 @@ async def test_a_short_message_that_cannot_be_sent_is_not_called_too_long(
     assert "too long" not in chat.replies[0]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a refused resume makes the bot forget the approval: the retried yes auto-rejects it",
-)
 async def test_a_yes_retried_after_a_refused_decision_still_decides_the_approval(
     fake: FakePostHog, ph: aposthog.Client
 ) -> None:
@@ -371,4 +367,6 @@ async def test_a_yes_retried_after_a_refused_decision_still_decides_the_approval
     assert conversation is not None
     posts = [r.json() for r in fake.requests if r.method == "POST"]
     assert [p["content"] for p in posts][-1] is None  # the retried yes is a decision
-    assert ["approved"] == [c["decision_status"] for c in fake.conversations[conversation].pending_approvals]
+    assert ["approved"] == [
+        c["decision_status"] for c in fake.conversations[conversation].pending_approvals
+    ]

@@ -595,3 +595,38 @@ def test_an_approval_is_asked_with_buttons_and_a_new_question_sets_it_aside(
     assert "Not run: you asked something else instead." == turns(browser)[2]["note"]
     shot(browser, request, "2-set-aside")
     assert "Signups by source?" == site.posts()[-1]["content"]
+
+
+def test_a_decision_refused_can_be_made_again(
+    browser: Any, site: Site, request: pytest.FixtureRequest
+) -> None:
+    """Approve meets PostHog AI's rate limit (a wait longer than the client takes): the
+    page says so, and the card's buttons come back, since the tool call still waits (a new
+    question would reject it). Approve again: the run goes on."""
+    site.script("Shall I create the flag?", approval="create_feature_flag")
+    site.script("Done: the flag is live.")
+    open_page(browser, site)
+    ask(browser, "Create a flag for the new onboarding")
+    answering(browser, site)
+    answered(browser)
+    site.call(lambda: site.fake.throttle_next(1, wait=3600, path="/conversations"))
+    card = the(browser, "#log .turn:last-child .approval")
+    card.find_element(By.XPATH, ".//button[text()='Approve']").click()
+    wait_until(browser, lambda: len(turns(browser)) == 2 and turns(browser)[-1]["note"], "a note")
+    assert "usage limit" in turns(browser)[-1]["note"]
+    approve = card.find_element(By.XPATH, ".//button[text()='Approve']")
+    wait_until(browser, lambda: approve.is_enabled(), "the decision to be offered again")
+    shot(browser, request, "refused")
+    approve.click()
+    wait_until(browser, lambda: len(turns(browser)) == 3 and not busy(browser), "the run to go on")
+    assert "Done: the flag is live." == turns(browser)[-1]["answer"]
+    assert [] == card.find_elements(By.TAG_NAME, "button")
+    decisions = [p["resume_payload"]["action"] for p in site.posts() if p.get("resume_payload")]
+    assert ["approve", "approve"] == decisions  # the one refused, the one taken
+    conversation = site.posts()[0]["conversation"]
+    statuses = site.call(
+        lambda: [
+            c["decision_status"] for c in site.fake.conversations[conversation].pending_approvals
+        ]
+    )
+    assert ["approved"] == statuses
