@@ -305,3 +305,54 @@ async def test_a_decision_posthog_refuses_is_an_error_exit(
     assert 1 == refused.returncode
     assert refused.stderr.startswith("aposthog: error:"), refused.stderr
     assert "Traceback" not in failed.stderr + refused.stderr
+
+
+@pytest.mark.xfail(
+    strict=True, reason="chat prints the approval's proposal_id raw: terminal escapes pass"
+)
+async def test_chat_prints_a_hostile_proposal_id_escaped(
+    fake: FakePostHog, run_cli: RunCli
+) -> None:
+    """Every text of the server's the command line prints goes through `cell()`
+    (`conversations get` shows this very proposal escaped), but `chat`'s "approve:" and
+    "reject:" lines put `approval.proposal_id` on stderr as it came: a server's (or a
+    proxy's) ESC sequences retitle or clear the user's terminal."""
+    from aiohttp import web
+
+    from ..web_server import serve
+
+    conversation = "6f1d0c4e-0a55-4c53-8d1e-0d7e2f9d3b11"
+    proposal = "p1\x1b]0;pwned\x07\x1b[2J"
+    call = {"id": "call_1", "name": "create_feature_flag", "args": {}, "type": "tool_call"}
+    human = {"type": "human", "content": "q", "id": "h1"}
+    asked = {"type": "ai", "content": "Shall I?", "id": "a1", "tool_calls": [call]}
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        if request.method == "GET":
+            card = {
+                "proposal_id": proposal,
+                "decision_status": "pending",
+                "tool_name": "create_feature_flag",
+                "original_tool_call_id": "call_1",
+            }
+            return web.json_response(
+                {
+                    "id": conversation,
+                    "status": "idle",
+                    "messages": [human, asked],
+                    "pending_approvals": [card],
+                }
+            )
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await response.prepare(request)
+        for message in (human, asked):
+            await response.write(f"event: message\ndata: {json.dumps(message)}\n\n".encode())
+        return response
+
+    async with serve(handler) as url:
+        asked_run = await run_cli(
+            "chat", "q", "--conversation", conversation, env={"POSTHOG_HOST": url}
+        )
+    assert 0 == asked_run.returncode, asked_run.stderr
+    assert "PostHog AI asks to run create_feature_flag" in asked_run.stderr
+    assert "\x1b" not in asked_run.stderr
