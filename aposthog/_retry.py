@@ -374,8 +374,8 @@ def parse_retry_after(value: str | None, *, now: datetime.datetime | None = None
     an HTTP-date, which becomes the seconds from ``now`` (default: the current UTC
     time; a naive ``now`` or date is taken as UTC), clamped at 0 for a date in the past.
     Returns None for None, empty, negative, non-finite or unparseable values; it never
-    raises on any string. A number of seconds too large for a float is capped at 2**31
-    seconds, as RFC 9111 has caches read it.
+    raises on any string. A wait past 2**31 seconds (a number, even one too large for a
+    float, or a date) reads as 2**31 seconds, as RFC 9111 has caches read it.
     """
     if value is None:
         return None
@@ -400,7 +400,7 @@ def parse_retry_after(value: str | None, *, now: datetime.datetime | None = None
         return None
     if not math.isfinite(seconds):
         return None
-    return max(0.0, seconds)
+    return min(max(0.0, seconds), _LONGEST_DELTA)  # as far as delta-seconds may say
 
 
 _NUMBER = r"([0-9]+(?:\.[0-9]+)?)"

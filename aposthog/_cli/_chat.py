@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import shlex
 import sys
 from collections.abc import AsyncIterator
 from typing import Any
@@ -102,7 +103,8 @@ async def _relay(stream: ConversationStream, out: Output) -> int:
         asked = f"PostHog AI asks to run {cell(approval.tool_name or 'a tool')}"
         if preview:
             asked += f": {cell(preview)}"
-        ids = f"{stream.conversation_id} {approval.proposal_id}"
+        # Shown escaped as all the server's text is, and quoted for a shell to paste.
+        ids = f"{stream.conversation_id} {shlex.quote(cell(approval.proposal_id))}"
         print(
             f"{asked}\n  approve: aposthog conversations approve {ids}"
             f"\n  reject:  aposthog conversations reject {ids}",

@@ -307,9 +307,6 @@ async def test_a_decision_posthog_refuses_is_an_error_exit(
     assert "Traceback" not in failed.stderr + refused.stderr
 
 
-@pytest.mark.xfail(
-    strict=True, reason="chat prints the approval's proposal_id raw: terminal escapes pass"
-)
 async def test_chat_prints_a_hostile_proposal_id_escaped(
     fake: FakePostHog, run_cli: RunCli
 ) -> None:
