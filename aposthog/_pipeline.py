@@ -470,14 +470,21 @@ class Call:
         self._retries = 0
 
     async def run(
-        self, attempt: Attempt[T], *, repeatable: bool, after: Failure | None = None
+        self,
+        attempt: Attempt[T],
+        *,
+        repeatable: bool,
+        after: Failure | None = None,
+        counted: bool = False,
     ) -> T:
         """
         Attempt until success (returned), or a failure that is final (raised).
 
         `Api.send` makes the first attempt of an unobserved JSON call itself, with these
         same steps, and hands its failure here as `after`: a change to the steps of an
-        attempt belongs in both places.
+        attempt belongs in both places. `counted`: the rate limiter counted the first
+        attempt already (one made before, which sent nothing and is made again now): it
+        takes only a slot.
         """
         failure = after
         while True:
@@ -493,7 +500,7 @@ class Call:
             # async context manager: this runs on every request. The common case, a free
             # slot, costs no trip through the event loop.
             slots = pipeline.slots
-            if pipeline.throttle is not None:
+            if pipeline.throttle is not None and not counted:
                 await self._acquire(pipeline.throttle, slots)
                 if pipeline.closed:  # closed while it waited: nothing is sent
                     slots.release()
@@ -503,6 +510,7 @@ class Call:
                 if pipeline.closed:
                     slots.release()
                     pipeline.check_usable()
+            counted = False
             if not self.attempts:
                 # The deadline counts from the first attempt's start, not from the wait
                 # for a slot or the rate limit before it.

@@ -145,6 +145,7 @@ class StreamEngine:
         "_busy",
         "_call",
         "_cancel_pending",
+        "_cancels",
         "_closed_why",
         "_decoder",
         "_echo_lost",
@@ -170,6 +171,7 @@ class StreamEngine:
         "_too_large",
         "api",
         "body",
+        "cancel_called",
         "cancelled",
         "closed",
         "complete",
@@ -266,6 +268,8 @@ class StreamEngine:
         # Set while `conversations.cancel(id)` waits for PostHog's answer (`begin_cancel`):
         # a cut meanwhile, or an attempt withheld, waits for it to tell stopped from refused.
         self._cancel_pending: anyio.Event | None = None
+        self._cancels = 0  # how many `conversations.cancel(id)` are under way for it
+        self.cancel_called = False  # `stream.cancel()` was called: cancelled for good
         # A re-attach replayed the run: events may have been lost in its gap, so the end
         # of the run is checked against the conversation (see the module's docstring).
         self._reattached = False
@@ -315,22 +319,30 @@ class StreamEngine:
         """
         `conversations.cancel(id)` asks PostHog to stop this stream's run: until
         `settle_cancel()`, the stream reads as cancelled (PostHog ending its body is the
-        cancel's end), and a cut, or a message's attempt, waits for the answer.
+        cancel's end), and a cut, or a message's attempt, waits for the answer. Several
+        may be under way at once (a user's /stop pressed twice).
         """
+        self._cancels += 1
         self.cancelled = True
-        self._cancel_pending = anyio.Event()
+        if self._cancel_pending is None:
+            self._cancel_pending = anyio.Event()
 
     def settle_cancel(self, *, stopped: bool) -> None:
         """
-        The answer to `begin_cancel()`'s request: `stopped`, the stream is closed as
-        cancelled; else (refused, failed, or the caller cancelled) it reads on, and a
-        read or an attempt waiting for this goes on as if no cancel had been asked.
+        The answer to a `begin_cancel()`'s request: `stopped`, the stream is closed as
+        cancelled. Else (refused, failed, or its caller cancelled) it is one cancel fewer
+        under way; when none is left, the stream reads on, as if no cancel had been asked
+        (unless `stream.cancel()` was called), and a read or an attempt waiting for this
+        goes on.
         """
-        pending, self._cancel_pending = self._cancel_pending, None
+        self._cancels -= 1
         if stopped:
             self.close()
-        elif not self.closed:  # closed meanwhile (`stream.cancel()`): cancelled it stays
+        elif self._cancels:
+            return  # another cancel(id) is under way: its answer decides
+        elif not self.cancel_called and not self.closed:
             self.cancelled = False
+        pending, self._cancel_pending = self._cancel_pending, None
         if pending is not None:
             pending.set()
 
@@ -591,17 +603,22 @@ class StreamEngine:
         async def first_attempt() -> StreamResponse | Failure:
             return await self._attempt(first, starts_work=starts_work)
 
+        withheld = False
         try:
             while True:
                 try:
-                    response = await call.run(first_attempt, repeatable=route.repeatable)
+                    response = await call.run(
+                        first_attempt, repeatable=route.repeatable, counted=withheld
+                    )
                     break
                 except _Withheld:
                     # A cancel is under way. Stopped, it closes the stream, which cancels
                     # this wait (`_io_scope`); refused (`conversations.cancel(id)` only),
-                    # the message, never sent, is sent now.
+                    # the message, never sent, is sent now, as the rate limiter counted
+                    # it already.
                     if not await self._cancel_refused():
                         await anyio.sleep_forever()
+                    withheld = True
         except RateLimitError as exc:
             if self._bucket == "ai" and is_research_429(exc):
                 # A research conversation this client did not know as one: its next

@@ -295,7 +295,7 @@ class Conversations(Resource):
         mine = [
             stream
             for stream in list(api.pipeline.streams)
-            if stream.conversation_id == conversation_id and not stream.cancelled
+            if stream.conversation_id == conversation_id and not stream.closed
         ]
         for stream in mine:
             stream.begin_cancel()
