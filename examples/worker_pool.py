@@ -25,11 +25,13 @@ import asyncio
 import collections
 import contextlib
 import signal
+import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator, Callable
 
 import anyio
+import anyio.abc
 
 import aposthog
 from aposthog.testing import FakePostHog
@@ -139,12 +141,9 @@ async def run_fleet(args: argparse.Namespace, real: bool) -> collections.Counter
         command += ["--processes", str(args.processes)] + (["--cycle"] if args.cycle else [])
         if fake is not None:
             command += ["--url", fake.url, "--key", fake.api_key]
-        # Cancelled (Ctrl-C, SIGTERM), each `run_process` stops its member.
+        # Cancelled (Ctrl-C, SIGTERM), each `run_member` stops its member.
         results = await asyncio.gather(
-            *(
-                anyio.run_process([*command, "--member", str(n)], check=False)
-                for n in range(args.processes)
-            )
+            *(run_member([*command, "--member", str(n)]) for n in range(args.processes))
         )
         for n, result in enumerate(results):
             # A member with a failed export reports it and exits 1; one that stopped
@@ -166,6 +165,40 @@ async def run_fleet(args: argparse.Namespace, real: bool) -> collections.Counter
             report["429s absorbed"] = fake.status_counts[429]
             report["most in flight at once"] = fake.max_in_flight
     return report
+
+
+async def run_member(command: list[str]) -> subprocess.CompletedProcess[bytes]:
+    """
+    One member process, to its end, with what it printed. Cancelled (the parent stops),
+    it is stopped as the parent is, by SIGTERM: it ends the pause and unpause it is in,
+    and exits; one that has not within `CYCLE_WITHIN` (and a little) is killed. (A
+    SIGTERM reaches the parent alone, where Ctrl-C in a terminal reaches every member
+    too: they were left working, to their end.)
+    """
+    process = await anyio.open_process(command)
+    printed: tuple[bytearray, bytearray] = (bytearray(), bytearray())
+
+    async def drain(stream: anyio.abc.ByteReceiveStream, into: bytearray) -> None:
+        async for chunk in stream:
+            into += chunk
+
+    try:
+        async with anyio.create_task_group() as tg:
+            assert process.stdout is not None
+            assert process.stderr is not None
+            tg.start_soon(drain, process.stdout, printed[0])
+            tg.start_soon(drain, process.stderr, printed[1])
+            await process.wait()
+    except BaseException:
+        with anyio.CancelScope(shield=True):
+            with contextlib.suppress(ProcessLookupError):  # it had just ended
+                process.terminate()
+            with anyio.move_on_after(CYCLE_WITHIN + 5):  # then `aclose()` kills it
+                await process.aclose()
+        raise
+    await process.aclose()
+    assert process.returncode is not None
+    return subprocess.CompletedProcess(command, process.returncode, *map(bytes, printed))
 
 
 def _count(least: int) -> Callable[[str], int]:

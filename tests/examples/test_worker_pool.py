@@ -146,11 +146,13 @@ def _alive(pid: int) -> bool:
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
 def test_sigterm_to_a_fleet_stops_its_member_processes(redis_url: str) -> None:
-    """A service manager's stop must stop the whole fleet, not only its parent."""
+    """A service manager's stop must stop the whole fleet, not only its parent. (A fleet
+    at work for a minute and more: its members, never told, worked on to their end, and
+    the parent waited for them.)"""
     env = {k: v for k, v in os.environ.items() if not k.startswith("POSTHOG_")}
     parent = subprocess.Popen(
         [sys.executable, str(EXAMPLES / "worker_pool.py"), "--processes", "2",
-         "--redis", redis_url, "--exports", "40"],
+         "--redis", redis_url, "--exports", "400"],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env,
     )  # fmt: skip
     members: list[int] = []
