@@ -171,7 +171,6 @@ class StreamEngine:
         "_too_large",
         "api",
         "body",
-        "cancel_called",
         "cancelled",
         "closed",
         "complete",
@@ -269,7 +268,6 @@ class StreamEngine:
         # a cut meanwhile, or an attempt withheld, waits for it to tell stopped from refused.
         self._cancel_pending: anyio.Event | None = None
         self._cancels = 0  # how many `conversations.cancel(id)` are under way for it
-        self.cancel_called = False  # `stream.cancel()` was called: cancelled for good
         # A re-attach replayed the run: events may have been lost in its gap, so the end
         # of the run is checked against the conversation (see the module's docstring).
         self._reattached = False
@@ -318,12 +316,11 @@ class StreamEngine:
     def begin_cancel(self) -> None:
         """
         `conversations.cancel(id)` asks PostHog to stop this stream's run: until
-        `settle_cancel()`, the stream reads as cancelled (PostHog ending its body is the
-        cancel's end), and a cut, or a message's attempt, waits for the answer. Several
-        may be under way at once (a user's /stop pressed twice).
+        `settle_cancel()`, PostHog ending the body may be the cancel's end, so a cut, or a
+        message's attempt, waits for the answer (`_cancel_refused`). Several may be under
+        way at once (a user's /stop pressed twice, a cancel retried).
         """
         self._cancels += 1
-        self.cancelled = True
         if self._cancel_pending is None:
             self._cancel_pending = anyio.Event()
 
@@ -331,32 +328,37 @@ class StreamEngine:
         """
         The answer to a `begin_cancel()`'s request: `stopped`, the stream is closed as
         cancelled. Else (refused, failed, or its caller cancelled) it is one cancel fewer
-        under way; when none is left, the stream reads on, as if no cancel had been asked
-        (unless `stream.cancel()` was called), and a read or an attempt waiting for this
-        goes on.
+        under way; when none is left, a read or an attempt waiting for this goes on, as
+        if no cancel had been asked.
         """
         self._cancels -= 1
         if stopped:
-            self.close()
-        elif self._cancels:
-            return  # another cancel(id) is under way: its answer decides
-        elif not self.cancel_called and not self.closed:
-            self.cancelled = False
+            self.cancelled = True
+            self.close()  # wakes what waits
+        elif not self._cancels:
+            self._wake_cancel_waiters()
+
+    def _wake_cancel_waiters(self) -> None:
         pending, self._cancel_pending = self._cancel_pending, None
         if pending is not None:
             pending.set()
 
+    @property
+    def _cancelling(self) -> bool:
+        """Whether the stream is cancelled, or a `conversations.cancel(id)` of it under way."""
+        return self.cancelled or self._cancels > 0
+
     async def _cancel_refused(self) -> bool:
         """
-        Whether the cancel that marked this stream cancelled was refused, once PostHog
-        answered it: only `conversations.cancel(id)` can be (`stream.cancel()` closes the
-        stream, refused or not, which ends any wait here).
+        Once every `conversations.cancel(id)` under way is answered: whether they were
+        all refused (the stream reads on). False for a stream cancelled (`stream.cancel()`
+        closes it, refused or not) or closed meanwhile.
         """
-        pending = self._cancel_pending
-        if pending is None:
-            return False
-        await pending.wait()
-        return not self.cancelled
+        while self._cancels and not self.closed:
+            pending = self._cancel_pending
+            assert pending is not None  # set while a cancel is under way, until a close
+            await pending.wait()
+        return not (self.cancelled or self.closed)
 
     def close(self, why: str | None = None) -> None:
         """
@@ -369,6 +371,7 @@ class StreamEngine:
             self._closed_why = why
         self.closed = True
         self.finished = True
+        self._wake_cancel_waiters()  # a read waiting for a cancel's answer: closed, it ends
         if self._io_scope is not None:
             # Another task is connecting or waiting to re-attach: cancelling its scope
             # wakes it, and it stops. One waiting for a chunk is woken by the close below.
@@ -454,7 +457,7 @@ class StreamEngine:
                 if self._closed_meanwhile():
                     continue  # closed by another task, whose close woke this read
                 if chunk is None:
-                    if self.cancelled and not await self._cancel_refused():
+                    if self._cancelling and not await self._cancel_refused():
                         self.close()  # `cancel()` from another task: PostHog ends the body
                         continue
                     await self.pump(dropped_failure(dropped, self.api.config.stream_idle_timeout))
@@ -463,7 +466,7 @@ class StreamEngine:
                 else:
                     self._decode(None)
                     if not self.state.run_ended:
-                        if self.cancelled and not await self._cancel_refused():
+                        if self._cancelling and not await self._cancel_refused():
                             # `cancel()` from another task: PostHog ends the run's body
                             # before it answers the cancel, which then closes the stream.
                             self.close()
@@ -661,7 +664,7 @@ class StreamEngine:
             # Closed while the attempt waited (for a slot, say): the close cancelled its
             # scope. Nothing is sent, and a closed stream is not counted open again.
             await anyio.lowlevel.checkpoint_if_cancelled()
-        if starts_work and self.cancelled:
+        if starts_work and self._cancelling:
             # `cancel()` from another task while this attempt waited (to retry a 503,
             # say): sent now, the message would start the very run it stops, after its
             # PATCH, with nobody to read it. Nothing is sent, and the slot this attempt

@@ -338,7 +338,7 @@ class ConversationStream:
         """
         engine = self._engine
         engine.check_loop()  # before anything changes: a stream of another loop is left as it is
-        engine.cancel_called = engine.cancelled = True
+        engine.cancelled = True
         try:
             # Called from another task while the message's POST is on its way: PostHog
             # creates the conversation and starts the run only as it answers, so a PATCH

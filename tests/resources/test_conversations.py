@@ -474,10 +474,6 @@ async def test_a_message_withheld_during_a_refused_cancel_is_counted_once(
             await asyncio.gather(reader, busy, return_exceptions=True)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="aclose() leaves a reader asleep on a pending cancel(id)'s answer (_cancel_refused)",
-)
 async def test_aclose_wakes_a_reader_waiting_for_a_cancel_by_ids_answer(fake: FakePostHog) -> None:
     # The module's promise: "`aclose()` from another task (or `Client.aclose()`) wakes a
     # reader at once, whatever it waits for". A connection cut while `conversations.
@@ -541,10 +537,6 @@ async def test_a_message_withheld_by_a_successful_cancel_is_not_counted(
             await asyncio.gather(reader, busy, return_exceptions=True)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a run that ends while a refused cancel(id) is under way reads cancelled for good",
-)
 async def test_a_run_ending_during_a_refused_cancel_by_id_is_not_cancelled(
     fake: FakePostHog,
 ) -> None:
@@ -569,10 +561,6 @@ async def test_a_run_ending_during_a_refused_cancel_by_id_is_not_cancelled(
         assert not result.cancelled, "a refused cancel(id) left the complete run cancelled"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a cancel(id) retried at once after a refusal leaves the withheld message asleep for ever",
-)
 async def test_a_refused_cancel_retried_at_once_leaves_no_reader_asleep_forever(
     fake: FakePostHog,
 ) -> None:
@@ -605,10 +593,6 @@ async def test_a_refused_cancel_retried_at_once_leaves_no_reader_asleep_forever(
             await asyncio.gather(reader, busy, return_exceptions=True)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a cut during a cancel(id) retried at once after a refusal ends the loop quietly",
-)
 async def test_a_cut_during_a_refused_cancel_retried_at_once_is_no_quiet_end(
     fake: FakePostHog,
 ) -> None:
