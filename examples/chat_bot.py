@@ -127,24 +127,27 @@ async def on_offer(
     The approval on offer after `stream`'s answer: the one its run ended waiting for (a
     run that needs the user's approval ends at the tool call; PostHog keeps the question
     with the conversation, not in the stream). When the stream did not reach its end (a
-    refused or failed decision, say), `asked`, the one on offer before, if PostHog still
-    shows it pending: the user may try again.
+    refused decision, a cut), what the conversation shows pending: `asked`, the one on
+    offer before, if PostHog did not take it; else the one the run, gone on without a
+    reader, stopped at.
     """
+    result = stream.result()
+    if not result.complete and asked is None and not result.messages and not result.in_progress:
+        return None  # refused before anything streamed (a 429, say): nothing was asked
     try:
-        if asked is None or stream.result().complete:
+        if result.complete:
             return await stream.pending_approval()
         shown = await ph.conversations.get(stream.conversation_id)
+    except aposthog.NotFoundError:
+        return None  # a conversation PostHog has not created (or titled) yet: nothing asked
     except aposthog.PostHogError as err:
         logger.warning("conversation %s: %s", stream.conversation_id, err)
         return asked  # not known: a yes tries it again (PostHog refuses what it cannot take)
-    return next(
-        (
-            a
-            for a in shown.pending_approvals
-            if a.proposal_id == asked.proposal_id and a.decision_status == "pending"
-        ),
-        None,
-    )
+    pending = [a for a in shown.pending_approvals if a.decision_status == "pending"]
+    again = [a for a in pending if asked is not None and a.proposal_id == asked.proposal_id]
+    if shown.status != aposthog.ConversationStatus.IDLE:
+        pending = again  # a run goes on: where it stops is not known yet
+    return next(iter(again or pending), None)
 
 
 def _decision(message: str) -> str | None:

@@ -19,6 +19,8 @@ web_relay.html, beside this file), or:
                      the answer ended asking the user to approve a tool call (before `done`)
     event: done      data: {"conversation": "…"}    pass it back as `conversation=` to continue
     event: error     data: {"message": "…", "conversation": "…"}   a polite apology
+                     (with "refused": true when PostHog refused the request before any
+                     answer: a decision refused so may be made again)
 
 `GET /ask?conversation=…&proposal=…&decision=approve|reject` sends the user's decision
 instead of a question, and relays the rest of the run the same way. (A new question
@@ -193,9 +195,11 @@ async def relay(
 ) -> None:
     """Send the answer's text to `events` as it arrives, then one `done` or `error`."""
     relays.add(stream)
+    opened = False
     with events:
         try:
             async with stream, contextlib.aclosing(stream.text_deltas()) as deltas:
+                opened = True
                 async for text in deltas:
                     events.send_nowait(sse("delta", {"text": text}))
         except aposthog.PostHogError as err:
@@ -205,7 +209,14 @@ async def relay(
             # request, so after a 409 the generation running (another request's) is spared.
             logger.warning("conversation %s: %s", stream.conversation_id, err)
             await stop_generation(stream)
-            end = sse("error", {"message": polite(err), "conversation": stream.conversation_id})
+            apology: dict[str, object] = {
+                "message": polite(err),
+                "conversation": stream.conversation_id,
+            }
+            if not opened:
+                # Nothing reached PostHog's run: a decision refused may be made again.
+                apology["refused"] = True
+            end = sse("error", apology)
         except BaseException:
             # The browser went away. Stop the generation on PostHog too; the exception is
             # re-raised, never swallowed.

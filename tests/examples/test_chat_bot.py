@@ -372,10 +372,6 @@ async def test_a_yes_retried_after_a_refused_decision_still_decides_the_approval
     ]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="on_offer after a decision's run cut midway never offers the run's next card",
-)
 async def test_a_decisions_run_cut_midway_still_offers_the_card_it_reached(
     fake: FakePostHog, ph: aposthog.Client
 ) -> None:

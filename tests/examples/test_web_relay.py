@@ -281,6 +281,7 @@ async def test_a_refusal_before_the_stream_becomes_a_polite_error_event(
         relayed = await ask(url, "Anything?")
     assert [("error", relayed[0][1])] == relayed
     assert "usage limit" in relayed[0][1]["message"]
+    assert relayed[0][1]["refused"]  # before any answer: a decision so refused stays open
     assert [402] == list(fake.status_counts)
 
 
@@ -436,7 +437,8 @@ async def test_a_wait_longer_than_the_policy_allows_is_an_apology_at_once(
         with anyio.fail_after(10):  # not a minute later
             relayed = await ask(url, "Top pages?")
     conversation = fake.requests[0].json()["conversation"]
-    assert [("error", {"message": message, "conversation": conversation})] == relayed
+    refused = {"message": message, "conversation": conversation, "refused": True}
+    assert [("error", refused)] == relayed
     assert 1 == len(fake.requests)
 
 

@@ -632,10 +632,6 @@ def test_a_decision_refused_can_be_made_again(
     assert ["approved"] == statuses
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Stop during a decision's run gives back the buttons of a card PostHog decided",
-)
 def test_stop_during_a_decisions_run_does_not_offer_the_decision_again(
     browser: Any, site: Site, request: pytest.FixtureRequest
 ) -> None:
