@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import enum
 import time
 import types
 import uuid
+from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 
@@ -298,43 +301,77 @@ async def test_a_refused_cancel_leaves_no_reader_asleep_forever(fake: FakePostHo
             await asyncio.gather(reader, return_exceptions=True)
 
 
+async def _reading(stream: aposthog.ConversationStream) -> asyncio.Future[None]:
+    """A task reading `stream`'s text, once its first text has come."""
+    begun = asyncio.Event()
+
+    async def read() -> None:
+        async for _ in stream.text_deltas():
+            begun.set()
+
+    reader = asyncio.ensure_future(read())
+    await begun.wait()
+    return reader
+
+
+@contextlib.asynccontextmanager
+async def _waiting_for_the_only_slot(
+    ph: aposthog.Client, fake: FakePostHog, conversation: str | None = None
+) -> AsyncIterator[tuple[aposthog.ConversationStream, asyncio.Future[Any]]]:
+    """
+    A message whose stream waits for the client's only concurrency slot (a slow call
+    holds it for a moment, `max_concurrency=1`): the stream, and its reader
+    (`until_done()`), cancelled at the end. The slow call is over before the body ends.
+    """
+    fake.latency = 0.15
+    busy = asyncio.ensure_future(ph.conversations.list().to_list())
+    await asyncio.sleep(0.02)
+    stream = ph.conversations.create("q", conversation=conversation)
+    reader: asyncio.Future[Any] = asyncio.ensure_future(stream.until_done())
+    await asyncio.sleep(0.02)  # the reader waits for the slot
+    try:
+        yield stream, reader
+        await busy
+    finally:
+        fake.latency = 0
+        reader.cancel()
+        await asyncio.gather(reader, busy, return_exceptions=True)
+
+
+@pytest.mark.parametrize("tries", [1, 2])
 async def test_a_stop_before_the_message_went_out_leaves_no_reader_asleep_forever(
-    fake: FakePostHog,
+    fake: FakePostHog, tries: int
 ) -> None:
     # The user presses Stop right after asking, while the message still waits for the
-    # client's only concurrency slot. `conversations.cancel(id)` marks the stream
-    # cancelled and sends its PATCH; the message's attempt, finding the stream cancelled,
-    # is withheld and sleeps until the stream is closed. PostHog answers the PATCH 404
-    # (the conversation does not exist yet): cancel() raises, marks the stream not
-    # cancelled again ("they read on") and closes nothing. The reader never wakes.
-    async with fake.client(max_concurrency=1) as ph:
-        fake.latency = 0.15  # a slow call holds the only slot for a moment
-        busy = asyncio.ensure_future(ph.conversations.list().to_list())
-        await asyncio.sleep(0.02)
-        stream = ph.conversations.create("q")
-        reader = asyncio.ensure_future(stream.until_done())
-        await asyncio.sleep(0.02)  # the reader waits for the slot
-        try:
+    # client's only concurrency slot: `conversations.cancel(id)`, then (`tries=2`) again
+    # as soon as it is refused (a retry loop, a second /stop). The message's attempt,
+    # finding a cancel under way, is withheld. PostHog answers each PATCH 404 (the
+    # conversation does not exist yet): the message is sent then. It slept until the
+    # client was closed; with the second cancel, it took the second's mark for the
+    # first's success, and slept on.
+    async with (
+        fake.client(max_concurrency=1) as ph,
+        _waiting_for_the_only_slot(ph, fake) as (stream, reader),
+    ):
+        for _ in range(tries):
             with pytest.raises(aposthog.NotFoundError):
                 await ph.conversations.cancel(stream.conversation_id)
-            await busy
-            fake.latency = 0
-            done, _ = await asyncio.wait([reader], timeout=0.6)
-            assert done, "the reader still sleeps, its stream open"
-            assert ph.open_streams == 0
-        finally:
-            reader.cancel()
-            await asyncio.gather(reader, busy, return_exceptions=True)
+        fake.latency = 0
+        done, _ = await asyncio.wait([reader], timeout=0.8)
+        assert done, "the reader still sleeps, its stream open"
+        assert reader.result().complete
+        assert ph.open_streams == 0
 
 
-async def test_a_cut_during_a_refused_cancel_is_no_quiet_end(fake: FakePostHog) -> None:
-    # While `conversations.cancel(id)` waits for PostHog's answer its streams are marked
-    # cancelled, so that PostHog ending their body reads as the cancel's end, not a cut.
-    # A real cut in that time (a proxy, the network) closes the stream the same way;
-    # PostHog then refuses the cancel (a scoped key: 403), the mark is taken back, and
-    # the reader's loop has ended without an exception on half an answer: `text_deltas()`
-    # promises that such an end means the run is complete, and a run that goes on is
-    # re-attached after a cut ("not stopped: they read on, and re-attach if cut").
+@pytest.mark.parametrize("tries", [1, 2])
+async def test_a_cut_during_a_refused_cancel_is_no_quiet_end(fake: FakePostHog, tries: int) -> None:
+    # While `conversations.cancel(id)` waits for PostHog's answer, PostHog ending the
+    # body may be the cancel's end. A real cut in that time (a proxy, the network) was
+    # taken for it; PostHog then refuses the cancel (a scoped key: 403), and the reader's
+    # loop had ended without an exception on half an answer: `text_deltas()` promises
+    # that such an end means the run is complete, and a run that goes on is re-attached
+    # after a cut. With the cancel tried again at once (`tries=2`), the reader took the
+    # second's mark for the first's success.
     key = fake.add_key(scopes=["conversation:write", "conversation:read"])
     fake.script_answer("one two three four five six seven", token_size=5, delay=0.04, drop_after=4)
     async with fake.client(api_key=key) as ph:
@@ -350,10 +387,11 @@ async def test_a_cut_during_a_refused_cancel_is_no_quiet_end(fake: FakePostHog) 
         reader = asyncio.ensure_future(read())
         try:
             await begun.wait()
-            fake.latency = 0.5  # PostHog is slow to refuse; the connection is cut meanwhile
-            with pytest.raises(aposthog.PermissionDeniedError):
-                await ph.conversations.cancel(stream.conversation_id)
-            fake.latency = 0
+            fake.latency = 0.5 if tries == 1 else 0.4  # slow to refuse; the cut comes meanwhile
+            for _ in range(tries):
+                with pytest.raises(aposthog.PermissionDeniedError):
+                    await ph.conversations.cancel(stream.conversation_id)
+                fake.latency = 0
             try:
                 await asyncio.wait_for(asyncio.shield(reader), 1.2)
             except aposthog.IncompleteStreamError:
@@ -362,22 +400,10 @@ async def test_a_cut_during_a_refused_cancel_is_no_quiet_end(fake: FakePostHog) 
                 result = stream.result()
                 assert result.complete, f"the loop ended quietly on {''.join(deltas)!r}"
                 assert "".join(deltas) == result.text
+                assert not result.cancelled
         finally:
             reader.cancel()
             await asyncio.gather(reader, return_exceptions=True)
-
-
-async def _reading(stream: aposthog.ConversationStream) -> asyncio.Future[None]:
-    """A task reading `stream`'s text, once its first text has come."""
-    begun = asyncio.Event()
-
-    async def read() -> None:
-        async for _ in stream.text_deltas():
-            begun.set()
-
-    reader = asyncio.ensure_future(read())
-    await begun.wait()
-    return reader
 
 
 async def test_stream_cancel_during_an_interrupted_cancel_by_id_stays_cancelled(
@@ -445,33 +471,24 @@ async def test_a_second_cancel_by_id_ends_the_reader_quietly_when_the_first_is_i
 async def test_a_message_withheld_during_a_refused_cancel_is_counted_once(
     fake: FakePostHog,
 ) -> None:
-    # The message waits for the client's only slot; `conversations.cancel(id)` marks its
-    # stream, so the attempt, given the slot, is withheld (`_Withheld`): nothing sent. But
-    # the rate limiter counted it when it gave the slot. The cancel is refused (404: no
-    # such conversation yet) and the message is tried again (`call.run` once more),
-    # counted a second time. With PostHog AI's one-a-minute window (a free organization
-    # in research mode has 3), the message that was never sent is refused by the
-    # client's own limiter: RateLimitError, "allows no request for 60 s", nothing sent.
+    # The message waits for the client's only slot; `conversations.cancel(id)` is under
+    # way, so the attempt, given the slot (and counted by the rate limiter), is withheld:
+    # nothing sent. The cancel is refused (404: no such conversation yet) and the message
+    # is sent: it was counted a second time, and with PostHog AI's one-a-minute window (a
+    # free organization in research mode has 3), refused by the client's own limiter
+    # (RateLimitError, "allows no request for 60 s"), never sent.
     limits = aposthog.RateLimits(ai=(aposthog.Rate(1, per=60),))
-    async with fake.client(max_concurrency=1, rate_limits=limits) as ph:
-        fake.latency = 0.15  # a slow call holds the only slot for a moment
-        busy = asyncio.ensure_future(ph.conversations.list().to_list())
-        await asyncio.sleep(0.02)
-        stream = ph.conversations.create("q")
-        reader = asyncio.ensure_future(stream.until_done())
-        await asyncio.sleep(0.02)  # the reader waits for the slot
-        try:
-            with pytest.raises(aposthog.NotFoundError):
-                await ph.conversations.cancel(stream.conversation_id)
-            await busy
-            fake.latency = 0
-            (outcome,) = await asyncio.wait_for(asyncio.gather(reader, return_exceptions=True), 1.5)
-            assert not isinstance(outcome, BaseException), repr(outcome)
-            assert outcome.complete
-            assert len([r for r in fake.requests if r.method == "POST"]) == 1
-        finally:
-            reader.cancel()
-            await asyncio.gather(reader, busy, return_exceptions=True)
+    async with (
+        fake.client(max_concurrency=1, rate_limits=limits) as ph,
+        _waiting_for_the_only_slot(ph, fake) as (stream, reader),
+    ):
+        with pytest.raises(aposthog.NotFoundError):
+            await ph.conversations.cancel(stream.conversation_id)
+        fake.latency = 0
+        (outcome,) = await asyncio.wait_for(asyncio.gather(reader, return_exceptions=True), 1.5)
+        assert not isinstance(outcome, BaseException), repr(outcome)
+        assert outcome.complete
+        assert len([r for r in fake.requests if r.method == "POST"]) == 1
 
 
 async def test_aclose_wakes_a_reader_waiting_for_a_cancel_by_ids_answer(fake: FakePostHog) -> None:
@@ -506,35 +523,26 @@ async def test_aclose_wakes_a_reader_waiting_for_a_cancel_by_ids_answer(fake: Fa
 async def test_a_message_withheld_by_a_successful_cancel_is_not_counted(
     fake: FakePostHog,
 ) -> None:
-    # The message waits for the client's only slot; `conversations.cancel(id)` marks its
-    # stream, so the attempt, given the slot (and counted by the rate limiter), is
-    # withheld: nothing sent. The PATCH succeeds (the conversation exists, idle), and the
-    # stream ends cancelled, its message never sent. The limiter still counts it: with
-    # PostHog AI's one-a-minute window (a free organization's research mode has 3), the
-    # user's next message, the first one actually sent, is refused by the client itself.
+    # The message waits for the client's only slot; `conversations.cancel(id)` is under
+    # way, so the attempt, given the slot (and counted by the rate limiter), is withheld:
+    # nothing sent. The PATCH succeeds (the conversation exists, idle), and the stream
+    # ends cancelled, its message never sent. The limiter still counts it: with PostHog
+    # AI's one-a-minute window (a free organization's research mode has 3), the user's
+    # next message, the first one actually sent, is refused by the client itself.
     seeded = fake.seed_conversation()
     limits = aposthog.RateLimits(ai=(aposthog.Rate(1, per=60),))
     policy = aposthog.RetryPolicy(max_retry_after=0.5)
-    async with fake.client(max_concurrency=1, rate_limits=limits, retry=policy) as ph:
-        fake.latency = 0.15  # a slow call holds the only slot for a moment
-        busy = asyncio.ensure_future(ph.conversations.list().to_list())
-        await asyncio.sleep(0.02)
-        stream = ph.conversations.create("q", conversation=seeded.id)
-        reader = asyncio.ensure_future(stream.until_done())
-        await asyncio.sleep(0.02)  # the reader waits for the slot
-        try:
-            await ph.conversations.cancel(seeded.id)  # 200: stopped (nothing was running)
-            await busy
-            fake.latency = 0
-            first = await asyncio.wait_for(reader, 1)
-            assert first.cancelled
-            assert [r.method for r in fake.requests if r.method == "POST"] == []  # never sent
-            result = await ph.conversations.create("next", conversation=seeded.id).until_done()
-            assert result.complete
-        finally:
-            fake.latency = 0
-            reader.cancel()
-            await asyncio.gather(reader, busy, return_exceptions=True)
+    async with (
+        fake.client(max_concurrency=1, rate_limits=limits, retry=policy) as ph,
+        _waiting_for_the_only_slot(ph, fake, seeded.id) as (_, reader),
+    ):
+        await ph.conversations.cancel(seeded.id)  # 200: stopped (nothing was running)
+        fake.latency = 0
+        first = await asyncio.wait_for(reader, 1)
+        assert first.cancelled
+        assert [r.method for r in fake.requests if r.method == "POST"] == []  # never sent
+        result = await ph.conversations.create("next", conversation=seeded.id).until_done()
+        assert result.complete
 
 
 async def test_a_run_ending_during_a_refused_cancel_by_id_is_not_cancelled(
@@ -559,80 +567,6 @@ async def test_a_run_ending_during_a_refused_cancel_by_id_is_not_cancelled(
         result = stream.result()
         assert result.complete
         assert not result.cancelled, "a refused cancel(id) left the complete run cancelled"
-
-
-async def test_a_refused_cancel_retried_at_once_leaves_no_reader_asleep_forever(
-    fake: FakePostHog,
-) -> None:
-    # As `test_a_stop_before_the_message_went_out_leaves_no_reader_asleep_forever`, but
-    # the caller tries the cancel again as soon as it is refused (a retry loop, or the
-    # user's second /stop). The refusal sets the event the withheld attempt waits on;
-    # before the reader runs, the second cancel(id) marks the stream cancelled again.
-    # The reader wakes, reads `cancelled` (the second's mark, not the first's answer),
-    # takes the first cancel as a stop, and sleeps for ever (`_start`'s
-    # `sleep_forever()`); the second refusal wakes nobody. The message is never sent.
-    async with fake.client(max_concurrency=1) as ph:
-        fake.latency = 0.15  # a slow call holds the only slot for a moment
-        busy = asyncio.ensure_future(ph.conversations.list().to_list())
-        await asyncio.sleep(0.02)
-        stream = ph.conversations.create("q")
-        reader = asyncio.ensure_future(stream.until_done())
-        await asyncio.sleep(0.02)  # the reader waits for the slot
-        try:
-            for _ in range(2):  # refused (404: no such conversation yet), tried again at once
-                with pytest.raises(aposthog.NotFoundError):
-                    await ph.conversations.cancel(stream.conversation_id)
-            await busy
-            fake.latency = 0
-            done, _ = await asyncio.wait([reader], timeout=0.8)
-            assert done, "the reader still sleeps, its stream open"
-            assert reader.result().complete
-            assert ph.open_streams == 0
-        finally:
-            reader.cancel()
-            await asyncio.gather(reader, busy, return_exceptions=True)
-
-
-async def test_a_cut_during_a_refused_cancel_retried_at_once_is_no_quiet_end(
-    fake: FakePostHog,
-) -> None:
-    # As `test_a_cut_during_a_refused_cancel_is_no_quiet_end`, with the cancel tried
-    # again as soon as it is refused. The reader, waiting at the cut for the first
-    # cancel's answer, wakes after the second cancel(id) has marked the stream, reads
-    # that mark as the first cancel's success and closes the stream quietly. PostHog
-    # refuses the second too: the loop has ended without an exception on part of the
-    # answer, `complete=False`, `cancelled=True`, though nothing was cancelled.
-    key = fake.add_key(scopes=["conversation:write", "conversation:read"])
-    fake.script_answer("one two three four five six seven", token_size=5, delay=0.04, drop_after=4)
-    async with fake.client(api_key=key) as ph:
-        stream = ph.conversations.create("q")
-        deltas: list[str] = []
-        begun = asyncio.Event()
-
-        async def read() -> None:
-            async for text in stream.text_deltas():
-                deltas.append(text)
-                begun.set()
-
-        reader = asyncio.ensure_future(read())
-        try:
-            await begun.wait()
-            fake.latency = 0.4  # PostHog is slow to refuse; the connection is cut meanwhile
-            for _ in range(2):
-                with pytest.raises(aposthog.PermissionDeniedError):
-                    await ph.conversations.cancel(stream.conversation_id)
-                fake.latency = 0
-            try:
-                await asyncio.wait_for(asyncio.shield(reader), 1.2)
-            except aposthog.IncompleteStreamError:
-                pass  # an honest end
-            else:
-                result = stream.result()
-                assert result.complete, f"the loop ended quietly on {''.join(deltas)!r}"
-                assert not result.cancelled
-        finally:
-            reader.cancel()
-            await asyncio.gather(reader, return_exceptions=True)
 
 
 async def test_delete(fake: FakePostHog, ph: aposthog.Client) -> None:
