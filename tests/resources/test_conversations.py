@@ -406,45 +406,18 @@ async def test_a_cut_during_a_refused_cancel_is_no_quiet_end(fake: FakePostHog, 
             await asyncio.gather(reader, return_exceptions=True)
 
 
-async def test_stream_cancel_during_an_interrupted_cancel_by_id_stays_cancelled(
-    fake: FakePostHog, ph: aposthog.Client
+@pytest.mark.parametrize("then", ["stream.cancel()", "conversations.cancel(id)"])
+async def test_a_cancel_that_stops_the_run_while_an_interrupted_one_was_under_way_counts(
+    fake: FakePostHog, ph: aposthog.Client, then: str
 ) -> None:
     # A bot's /stop handler calls `conversations.cancel(id)`; its caller gives up (a
     # timeout, the handler cancelled), while the relay's own clean-up called
-    # `stream.cancel()` meanwhile. That PATCH is answered 204: PostHog stopped the run.
-    # But the interrupted cancel(id) ran `settle_cancel(stopped=False)`, which set
-    # `cancelled = False` on a stream `stream.cancel()` was cancelling: the stream
-    # ends neither complete nor cancelled, its reader takes PostHog's end of the body
-    # for a cut.
-    fake.script_answer("word " * 200, token_size=5, delay=0.02)
-    stream = ph.conversations.create("q")
-    reader = await _reading(stream)
-    try:
-        fake.latency = 0.3
-        by_id = asyncio.ensure_future(ph.conversations.cancel(stream.conversation_id))
-        await asyncio.sleep(0.05)
-        own = asyncio.ensure_future(stream.cancel())
-        await asyncio.sleep(0.05)
-        by_id.cancel()  # its caller gave up
-        await asyncio.gather(by_id, return_exceptions=True)
-        await own  # PostHog stopped the run: 204
-        fake.latency = 0
-        await asyncio.wait_for(asyncio.gather(reader, return_exceptions=True), 2)
-        assert stream.result().cancelled, "stream.cancel() succeeded, yet not cancelled"
-    finally:
-        reader.cancel()
-        await asyncio.gather(reader, return_exceptions=True)
-
-
-async def test_a_second_cancel_by_id_ends_the_reader_quietly_when_the_first_is_interrupted(
-    fake: FakePostHog, ph: aposthog.Client
-) -> None:
-    # The user presses /stop twice. The first handler's `conversations.cancel(id)` marks
-    # the stream; the second finds it marked (`not stream.cancelled`) and takes it as
-    # none of its own. The first caller is cancelled (a timeout); the stream is un-marked
-    # ("they read on"). The second PATCH stops the run: PostHog ends the body, the
-    # reader takes it for a cut, re-attaches (a POST PostHog AI's window counts) and
-    # raises IncompleteStreamError: what the changelog says cancel(id) no longer does.
+    # `stream.cancel()`, or the user pressed /stop again (a second `cancel(id)`). That
+    # PATCH is answered 204: PostHog stopped the run. The interrupted cancel(id) un-marked
+    # the stream: it ended neither complete nor cancelled, and (the second cancel(id),
+    # which took the stream for none of its own) its reader took PostHog's end of the
+    # body for a cut, re-attached (a POST PostHog AI's window counts) and raised
+    # IncompleteStreamError.
     fake.script_answer("word " * 200, token_size=5, delay=0.02)
     stream = ph.conversations.create("q")
     reader = await _reading(stream)
@@ -452,17 +425,20 @@ async def test_a_second_cancel_by_id_ends_the_reader_quietly_when_the_first_is_i
         fake.latency = 0.3
         first = asyncio.ensure_future(ph.conversations.cancel(stream.conversation_id))
         await asyncio.sleep(0.05)
-        second = asyncio.ensure_future(ph.conversations.cancel(stream.conversation_id))
+        second = asyncio.ensure_future(
+            stream.cancel()
+            if then == "stream.cancel()"
+            else ph.conversations.cancel(stream.conversation_id)
+        )
         await asyncio.sleep(0.05)
-        first.cancel()
+        first.cancel()  # its caller gave up
         await asyncio.gather(first, return_exceptions=True)
         await second  # 204: PostHog stopped the run
         fake.latency = 0
         (outcome,) = await asyncio.wait_for(asyncio.gather(reader, return_exceptions=True), 2)
         assert outcome is None, repr(outcome)
         assert stream.result().cancelled
-        posts = [r for r in fake.requests if r.method == "POST"]
-        assert len(posts) == 1  # no re-attach
+        assert len([r for r in fake.requests if r.method == "POST"]) == 1  # no re-attach
     finally:
         reader.cancel()
         await asyncio.gather(reader, return_exceptions=True)
