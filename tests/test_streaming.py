@@ -9,6 +9,7 @@ import json
 import socket
 import textwrap
 import warnings
+from collections.abc import AsyncIterator
 from typing import Any, cast
 
 import anyio
@@ -1445,34 +1446,15 @@ async def test_pending_approval_is_only_a_card_of_this_runs_call() -> None:
     say) waits for nothing: a card still pending for another call is not this run's. One
     with no call named is taken (PostHog's older cards)."""
     call = {"id": "call_1", "name": "create_feature_flag", "args": {}, "type": "tool_call"}
+    human = {"type": "human", "content": "q", "id": "h1"}
     asked = {"type": "ai", "content": "Shall I?", "id": "a1", "tool_calls": [call]}
     cards: list[list[dict[str, Any]]] = [
         [_card("p1", "call_1", "rejected"), _card("p2", "elsewhere")],
         [_card("p1", "call_1", "rejected"), _card("p3", None)],
     ]
     for pending, expected in zip(cards, (None, "p3"), strict=True):
-
-        async def handler(request: web.Request, pending: Any = pending) -> web.StreamResponse:
-            human = {"type": "human", "content": "q", "id": "h1"}
-            if request.method == "GET":
-                return web.json_response(
-                    {
-                        "id": request.match_info.get("id", "c"),
-                        "status": "idle",
-                        "messages": [human, asked],
-                        "pending_approvals": pending,
-                    }
-                )
-            response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
-            await response.prepare(request)
-            for message in (human, asked):
-                await response.write(f"event: message\ndata: {json.dumps(message)}\n\n".encode())
-            return response
-
-        async with (
-            serve(handler) as url,
-            aposthog.Client(api_key="phx_k", host=url, project_id=1, retry=FAST) as ph,
-        ):
+        shown = {"status": "idle", "messages": [human, asked], "pending_approvals": pending}
+        async with _posthog_showing(shown, [human, asked]) as ph:
             stream = ph.conversations.create("q")
             await stream.until_done()
             approval = await stream.pending_approval()
@@ -1488,47 +1470,65 @@ def _card(proposal: str, call: str | None, status: str = "pending") -> dict[str,
     }
 
 
-async def test_pending_approval_after_a_resume_gives_the_same_message_s_next_card() -> None:
-    """One `ai` message calls two tools that each need approval. Approving `p1` runs
-    `call_1` (its `tool` result streams) and the run stops again at `call_2`'s card, `p2`
-    pending: the stream is complete (as tested in test_stream_engine), but
-    `pending_approval()` only takes cards of calls in this run's own messages, and the
-    resumed run holds only the tool result: None, so chat_bot.py and `conversations
-    approve` never ask for `p2`."""
-    call_1 = {"id": "call_1", "name": "create_feature_flag", "args": {}, "type": "tool_call"}
-    call_2 = {"id": "call_2", "name": "delete_feature_flag", "args": {}, "type": "tool_call"}
-    human = {"type": "human", "content": "q", "id": "h1"}
-    ai0 = {"type": "ai", "content": "I'll do both.", "id": "a0", "tool_calls": [call_1, call_2]}
-    t1 = {"type": "tool", "content": "created", "tool_call_id": "call_1", "id": "t1"}
+@contextlib.asynccontextmanager
+async def _posthog_showing(
+    conversation: dict[str, Any], streamed: list[dict[str, Any]], methods: list[str] | None = None
+) -> AsyncIterator[aposthog.Client]:
+    """
+    A client of a PostHog on loopback whose conversations GET shows `conversation`, whose
+    PATCH answers 204, and whose message POST streams `streamed`, then ends; `methods`
+    records each request's method.
+    """
 
     async def handler(request: web.Request) -> web.StreamResponse:
+        if methods is not None:
+            methods.append(request.method)
         if request.method == "GET":
-            return web.json_response(
-                {
-                    "id": request.match_info.get("id", "c"),
-                    "status": "idle",
-                    "title": "q",
-                    "messages": [human, ai0, t1],
-                    "pending_approvals": [
-                        _card("p1", "call_1", "approved"),
-                        _card("p2", "call_2"),
-                    ],
-                }
-            )
+            return web.json_response({"id": request.match_info.get("id", "c"), **conversation})
+        if request.method == "PATCH":
+            return web.Response(status=204)
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
         await response.prepare(request)
-        await response.write(f"event: message\ndata: {json.dumps(t1)}\n\n".encode())
+        for message in streamed:
+            await response.write(f"event: message\ndata: {json.dumps(message)}\n\n".encode())
         return response
 
     async with (
         serve(handler) as url,
         aposthog.Client(api_key="phx_k", host=url, project_id=1, retry=FAST) as ph,
     ):
-        stream = ph.conversations.create(
-            None,
-            conversation="5f0c6a1e-7a55-4c53-8d1e-0d7e2f9d3b11",
-            resume_payload={"action": "approve", "proposal_id": "p1"},
-        )
+        yield ph
+
+
+def _approve_p1(ph: aposthog.Client) -> aposthog.ConversationStream:
+    """A resume approving the card `p1` of a conversation."""
+    return ph.conversations.create(
+        None,
+        conversation="5f0c6a1e-7a55-4c53-8d1e-0d7e2f9d3b11",
+        resume_payload={"action": "approve", "proposal_id": "p1"},
+    )
+
+
+async def test_pending_approval_after_a_resume_gives_the_same_message_s_next_card() -> None:
+    """One `ai` message calls two tools that each need approval. Approving `p1` runs
+    `call_1` (its `tool` result streams) and the run stops again at `call_2`'s card, `p2`
+    pending: the stream is complete (as tested in test_stream_engine), but
+    `pending_approval()` only took cards of calls in this run's own messages, and the
+    resumed run holds only the tool result: None, so chat_bot.py and `conversations
+    approve` never asked for `p2`."""
+    call_1 = {"id": "call_1", "name": "create_feature_flag", "args": {}, "type": "tool_call"}
+    call_2 = {"id": "call_2", "name": "delete_feature_flag", "args": {}, "type": "tool_call"}
+    human = {"type": "human", "content": "q", "id": "h1"}
+    ai0 = {"type": "ai", "content": "I'll do both.", "id": "a0", "tool_calls": [call_1, call_2]}
+    t1 = {"type": "tool", "content": "created", "tool_call_id": "call_1", "id": "t1"}
+    shown = {
+        "status": "idle",
+        "title": "q",
+        "messages": [human, ai0, t1],
+        "pending_approvals": [_card("p1", "call_1", "approved"), _card("p2", "call_2")],
+    }
+    async with _posthog_showing(shown, [t1]) as ph:
+        stream = _approve_p1(ph)
         with anyio.fail_after(5):
             result = await stream.until_done()
             assert result.complete
@@ -1544,45 +1544,23 @@ async def test_cancel_after_a_resume_found_not_applied_spares_the_run_going_on()
     `auto_rejected` and raises `ConflictError`. No run of this stream exists (as after a
     409, or when the other run's human message tells it), so `cancel()` (which
     chat_bot.py, web_relay.py and `conversations approve` call on any error) must send
-    nothing; it PATCHes `cancel/`, stopping the other device's answer."""
-    conversation_id = "5f0c6a1e-7a55-4c53-8d1e-0d7e2f9d3b11"
-    requests: list[str] = []
+    nothing; it PATCHed `cancel/`, stopping the other device's answer."""
+    methods: list[str] = []
     call = {"id": "call_9", "name": "read_data", "args": {}, "type": "tool_call"}
     theirs = {"type": "ai", "content": "Let me look.", "id": "a9", "tool_calls": [call]}
-
-    async def handler(request: web.Request) -> web.StreamResponse:
-        requests.append(request.method)
-        if request.method == "GET":
-            return web.json_response(
-                {
-                    "id": conversation_id,
-                    "status": "in_progress",
-                    "title": "q",
-                    "messages": [{"type": "human", "content": "elsewhere", "id": "h2"}],
-                    "pending_approvals": [_card("p1", "call_1", "auto_rejected")],
-                }
-            )
-        if request.method == "PATCH":
-            return web.Response(status=204)
-        response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
-        await response.prepare(request)
-        await response.write(f"event: message\ndata: {json.dumps(theirs)}\n\n".encode())
-        return response
-
-    async with (
-        serve(handler) as url,
-        aposthog.Client(api_key="phx_k", host=url, project_id=1, retry=FAST) as ph,
-    ):
-        stream = ph.conversations.create(
-            None,
-            conversation=conversation_id,
-            resume_payload={"action": "approve", "proposal_id": "p1"},
-        )
+    shown = {
+        "status": "in_progress",
+        "title": "q",
+        "messages": [{"type": "human", "content": "elsewhere", "id": "h2"}],
+        "pending_approvals": [_card("p1", "call_1", "auto_rejected")],
+    }
+    async with _posthog_showing(shown, [theirs], methods) as ph:
+        stream = _approve_p1(ph)
         with anyio.fail_after(5), pytest.raises(aposthog.ConflictError):
             await stream.until_done()
         with anyio.fail_after(5):
             await stream.cancel()
-    assert "PATCH" not in requests
+    assert "PATCH" not in methods
 
 
 async def test_an_approve_attached_to_a_reject_of_the_same_card_is_a_conflict(
