@@ -980,14 +980,23 @@ class StreamEngine:
             return None
         # The run met is another's: nothing of this stream's to stop (`cancel()`).
         self.run_may_exist = False
+        if contradicted:
+            why = (
+                "another decision of it came first (from PostHog's app, say), whose run the "
+                "stream met instead of the resumed one"
+            )
+        else:
+            why = (
+                "the conversation was answering another message, whose run the stream met "
+                "instead of the resumed one (a pending approval can be decided again once "
+                "the conversation is idle)"
+            )
         return ConflictError(
             status=409,
             code="conflict",
             detail=(
                 f"PostHog did not apply the decision (its approval is "
-                f"{decided.decision_status}): the conversation was answering another "
-                "message, whose run the stream met instead of the resumed one (a pending "
-                "approval can be decided again once the conversation is idle)"
+                f"{decided.decision_status}): {why}"
             ),
             method="POST",
             path=self._path,

@@ -1591,7 +1591,7 @@ async def test_an_approve_attached_to_a_reject_of_the_same_card_is_a_conflict(
             conversation=asked.conversation_id,
             resume_payload={"action": "approve", "proposal_id": approval.proposal_id},
         )
-        with anyio.fail_after(5), pytest.raises(aposthog.ConflictError):
+        with anyio.fail_after(5), pytest.raises(aposthog.ConflictError, match="came first"):
             await approved.until_done()
     card = fake.conversations[asked.conversation_id].pending_approvals[0]
     assert card["decision_status"] == "rejected"
