@@ -9,7 +9,7 @@ import json
 import socket
 import textwrap
 import warnings
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, cast
 
 import anyio
@@ -533,23 +533,7 @@ async def test_cancel_from_another_task_ends_the_readers_loop_quietly() -> None:
         aposthog.Client(api_key="phx_k", host=url, project_id=1, retry=FAST) as ph,
     ):
         stream = ph.conversations.create("q")
-        deltas: list[str] = []
-        errors: list[BaseException] = []
-        relayed = anyio.Event()
-
-        async def relay() -> None:
-            try:
-                async for text in stream.text_deltas():
-                    deltas.append(text)
-                    relayed.set()
-            except aposthog.PostHogError as exc:
-                errors.append(exc)
-
-        with anyio.fail_after(2):
-            async with anyio.create_task_group() as tg:
-                tg.start_soon(relay)
-                await relayed.wait()
-                await stream.cancel()  # the user went away
+        deltas, errors = await _relayed_until(stream, stream.cancel)  # the user went away
     assert deltas == ["Partial"]
     assert errors == []
     assert [method for method, _ in seen] == ["POST", "PATCH"]  # no re-attach, no GET
@@ -1335,6 +1319,35 @@ async def test_a_stream_cut_after_a_generation_error_is_reattached() -> None:
     assert "".join(deltas) == stream.result().text == "Signups rose 12%."
 
 
+async def _relayed_until(
+    stream: ConversationStream, stop: Callable[[], Awaitable[None]]
+) -> tuple[list[str], list[BaseException]]:
+    """
+    Relay `stream`'s text in a task of its own, as a chat backend does, and call `stop`
+    once the first text came (within 2 s in all): the text relayed, and the aposthog
+    errors the relay met.
+    """
+    deltas: list[str] = []
+    errors: list[BaseException] = []
+    relayed = anyio.Event()
+
+    async def relay() -> None:
+        try:
+            async with stream:
+                async for text in stream.text_deltas():
+                    deltas.append(text)
+                    relayed.set()
+        except aposthog.PostHogError as exc:
+            errors.append(exc)
+
+    with anyio.fail_after(2):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(relay)
+            await relayed.wait()
+            await stop()
+    return deltas, errors
+
+
 async def test_cancel_by_id_from_another_task_ends_the_same_clients_reader_quietly(
     fake: FakePostHog,
 ) -> None:
@@ -1347,24 +1360,10 @@ async def test_cancel_by_id_from_another_task_ends_the_same_clients_reader_quiet
     fake.script_answer("c " * 100, token_size=2, delay=0.03)
     async with fake.client(retry=FAST) as ph:
         stream = ph.conversations.create("A long analysis, please")
-        deltas: list[str] = []
-        errors: list[BaseException] = []
-        relayed = anyio.Event()
-
-        async def relay() -> None:
-            try:
-                async with stream:
-                    async for text in stream.text_deltas():
-                        deltas.append(text)
-                        relayed.set()
-            except aposthog.PostHogError as exc:
-                errors.append(exc)
-
-        with anyio.fail_after(2):
-            async with anyio.create_task_group() as tg:
-                tg.start_soon(relay)
-                await relayed.wait()
-                await ph.conversations.cancel(stream.conversation_id)  # the Stop button
+        deltas, errors = await _relayed_until(
+            stream,
+            lambda: ph.conversations.cancel(stream.conversation_id),  # the Stop button
+        )
         assert ph.open_streams == 0
     assert deltas
     assert errors == []
