@@ -589,7 +589,9 @@ async def test_a_call_waiting_for_a_slot_when_the_client_closes_says_the_client_
         async with anyio.create_task_group() as tg:
             tg.start_soon(call)
             tg.start_soon(call)
-            await anyio.sleep(0.1)  # one call in flight, the other waits for the slot
+            with anyio.fail_after(5):  # one call in flight at PostHog, the other waits
+                while fake.in_flight < 1:  # noqa: ASYNC110 (the fake signals no event)
+                    await anyio.sleep(0.005)
             await ph.aclose()
     assert [
         "this aposthog.Client was closed while the request was in flight",
