@@ -27,6 +27,12 @@ frozen class's instance, as its `__init__` would build it. That cut the structur
 the page above from 10.1 to 6.8 million instructions; what remains is reading the keys
 (PostHog's key strings are not the code's own, so each lookup compares the text),
 `fromisoformat` (about 120 ns per timestamp) and the interpreter itself.
+
+A JSON array of records (a page's results, a nested list such as `latest_runs`) is
+built by a second generated function, the same steps in one loop, with no call per
+record: under callgrind a page of 10 profile configs takes 79,900 instructions instead
+of 86,500 (timed: 8.0 µs instead of 8.6), a page of 100 batch exports 6.34 million
+instead of 6.44.
 """
 
 from __future__ import annotations
@@ -166,8 +172,19 @@ def compile_record_structure(cls: type, conv: cattrs.Converter) -> Callable[[Any
         lines.append(f"return __cl({', '.join(arguments)}, {EXTRA_FIELDS}={extra})")
     body = "\n    ".join(lines)
     source = f"def structure_{cls.__name__}(o, _):\n    {body}\n"
+    # The same steps for every object of a JSON array, in one loop: no call per record.
+    *steps, last = lines
+    assert last.startswith("return ")
+    assert not any(step.lstrip().startswith("return") for step in steps)
+    loop = "\n        ".join([*steps, f"append({last.removeprefix('return ')})"])
+    source += (
+        f"def structure_{cls.__name__}_array(a):\n"
+        "    out = []\n    append = out.append\n"
+        f"    for o in a:\n        {loop}\n    return out\n"
+    )
     exec(compile(source, f"<aposthog structure {cls.__qualname__}>", "exec"), namespace)
     function: Callable[[Any, Any], Any] = namespace[f"structure_{cls.__name__}"]
+    function.array = namespace[f"structure_{cls.__name__}_array"]  # type: ignore[attr-defined]
     return function
 
 
@@ -313,7 +330,12 @@ def _inline_value(
     if typing.get_origin(hint) is list and _is_record(typing.get_args(hint)[0]):
         # A list of records (`latest_runs`): one comprehension, no generic list hook.
         item = typing.get_args(hint)[0]
-        namespace[f"r{i}"] = conv.get_structure_hook(item)
+        hook = conv.get_structure_hook(item)
+        array = getattr(hook, "array", None)
+        if array is not None:  # the item's generated array function: no call per item
+            namespace[f"a{i}"] = array
+            return f"(a{i}({v}) if {v}.__class__ is list else {fallback})"
+        namespace[f"r{i}"] = hook
         namespace[f"c{i}"] = item
         return f"([r{i}(x, c{i}) for x in {v}] if {v}.__class__ is list else {fallback})"
     parts = _open_enum_parts(hint)

@@ -14,7 +14,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from aposthog._converter import _detailed, converter, parse_datetime
+from aposthog._converter import _detailed, converter, parse_datetime, structure_records
+from aposthog._errors import ResponseDecodeError
 from aposthog.models import (
     BatchExport,
     BatchExportBackfill,
@@ -152,6 +153,37 @@ VALID: dict[type, dict[str, Any]] = {
     },
     Conversation: {"id": "c1", "status": "idle", "title": "t", "messages": []},
 }
+
+
+@pytest.mark.parametrize("cls", RECORDS, ids=lambda c: c.__name__)
+@given(data=st.data())
+def test_the_array_function_builds_what_the_item_function_builds(
+    cls: type, data: st.DataObject
+) -> None:
+    """
+    A page's results go through the generated array function, one loop for them all:
+    the same records as the item function, in order, and an error where it raises one.
+    """
+    items = data.draw(st.lists(st.one_of(st.just(VALID[cls]), bodies(cls)), max_size=4))
+    item = converter.get_structure_hook(cls)
+    array = item.array  # type: ignore[attr-defined]
+    try:
+        expected: Any = ("records", [item(body, cls) for body in items])
+    except Exception as exc:
+        expected = ("error", type(exc))
+    try:
+        built: Any = ("records", array(items))
+    except Exception as exc:
+        built = ("error", type(exc))
+    assert built == expected
+    if built[0] == "records":
+        assert [type(record) for record in built[1]] == [cls] * len(items)
+        assert structure_records(items, cls) == built[1]
+    else:  # the page's error names the bad record, as `structure()` of the list does
+        with pytest.raises(ResponseDecodeError) as caught:
+            structure_records(items, cls)
+        assert caught.value.paths
+        assert caught.value.paths[0].startswith("$[")
 
 
 @pytest.mark.parametrize("cls", RECORDS, ids=lambda c: c.__name__)
