@@ -38,7 +38,7 @@ import anyio
 import anyio.lowlevel
 
 from ._errors import APIConnectionError, ClientStateError, ConfigurationError, RateLimitError
-from ._pipeline import Sleeps, announce_wait, closable, wait_listener
+from ._pipeline import Sleeps, Unwanted, announce_wait, closable, wait_listener
 from ._ratelimit import BucketLog, Rate, RateLimits, resolve_rate_limits
 from ._slots import Slots
 
@@ -226,6 +226,7 @@ class _Turn:
         "refused",
         "slot_time",
         "ticket",
+        "wanted",
     )
 
     def __init__(
@@ -258,6 +259,9 @@ class _Turn:
         #: `_tell_waiting`). What that raised, if anything: the request leaves with it.
         self.listener: Callable[[float], None] | None = None
         self.raised: Exception | None = None
+        #: Whether the request is still wanted (see `RateLimiter.acquire`): one that is
+        #: not is never counted by the request before it.
+        self.wanted: Callable[[], bool] | None = None
 
 
 class _Line:
@@ -322,7 +326,12 @@ class RateLimiter:
         return f"<RateLimiter {self.limits!r} store={self.store!r}>"
 
     async def acquire(
-        self, bucket: str, *, max_wait: float | None = None, slots: Slots | None = None
+        self,
+        bucket: str,
+        *,
+        max_wait: float | None = None,
+        slots: Slots | None = None,
+        wanted: Callable[[], bool] | None = None,
     ) -> float:
         """
         Wait until a request of `bucket` may go, count it, and return the seconds waited.
@@ -342,6 +351,12 @@ class RateLimiter:
         limit): as the call that got the 429 did. Cancelling the wait leaves the line;
         the request is then not counted. When the store fails (`RateLimitStoreError`),
         every request waiting in the line fails with it, at once.
+
+        `wanted`, when given, is asked once the request holds its slot, just before the
+        store counts it: a request that is no longer wanted (a message whose stream a
+        cancel stops meanwhile) raises `Unwanted`, not counted and holding no slot, and
+        the turn passes on. A request counted by the one before it (`_admit_ahead`) is
+        asked there.
         """
         windows = self.limits.windows(bucket)
         line = self._lines.get(bucket)
@@ -359,7 +374,7 @@ class RateLimiter:
             if max_wait is not None and line.wakes is not None:
                 _refuse_past(bucket, line.wakes - started, max_wait)
             slot_time = line.held_back(started)
-            turn = await self._wait_in_line(line, bucket, max_wait, slots)
+            turn = await self._wait_in_line(line, bucket, max_wait, slots, wanted)
             ticket = turn.ticket or None
             now = time.monotonic()
             spent = now - started - (line.held_back(now) - slot_time)
@@ -392,6 +407,10 @@ class RateLimiter:
                     if self._closed:
                         slots.release()
                         self._check_open()
+                if wanted is not None and not wanted():
+                    if slots is not None:
+                        slots.release()
+                    raise Unwanted
                 try:
                     if self._lined:
                         if ticket is None:
@@ -506,6 +525,8 @@ class RateLimiter:
             if turn.gone:
                 queue.popleft()
                 continue
+            if turn.wanted is not None and not turn.wanted():
+                return  # handed the turn, it leaves the line uncounted
             wait = store.try_acquire_now(self._scope, bucket, windows, self.limits.margin)
             if wait > 0:
                 return
@@ -517,7 +538,12 @@ class RateLimiter:
             turn.event.set()
 
     async def _wait_in_line(
-        self, line: _Line, bucket: str, max_wait: float | None, slots: Slots | None
+        self,
+        line: _Line,
+        bucket: str,
+        max_wait: float | None,
+        slots: Slots | None,
+        wanted: Callable[[], bool] | None = None,
     ) -> _Turn:
         """
         Wait for the turn (at most `max_wait` seconds), or to be admitted with a slot by
@@ -536,6 +562,7 @@ class RateLimiter:
         latest = math.inf if max_wait is None else joined + max_wait
         turn = _Turn(latest, slot_time, joined, ticket)
         turn.listener = listener
+        turn.wanted = wanted
         line.queue.append(turn)
         line.live += 1
         try:

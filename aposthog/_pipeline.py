@@ -58,7 +58,7 @@ from ._retry import ConnectionOutcome, Outcome, RetryPolicy, may_have_acted, ret
 from ._slots import Slots
 from ._transport import AIOHTTP_VERSION, Transport, fixed_headers
 
-__all__ = ["Call", "Failure", "Pipeline", "Throttle", "announce_wait", "wait_listener"]
+__all__ = ["Call", "Failure", "Pipeline", "Throttle", "Unwanted", "announce_wait", "wait_listener"]
 
 T = TypeVar("T")
 logger = logging.getLogger("aposthog")
@@ -79,16 +79,30 @@ class Throttle(Protocol):
     """
 
     async def acquire(
-        self, bucket: str, *, max_wait: float | None = None, slots: Slots | None = None
+        self,
+        bucket: str,
+        *,
+        max_wait: float | None = None,
+        slots: Slots | None = None,
+        wanted: Callable[[], bool] | None = None,
     ) -> float:
         """
         Wait for room in `bucket`'s windows and take a slot from `slots`; return the
         seconds waited for room. A wait longer than `max_wait` is not begun:
-        `RateLimitError` (its `retry_after` the wait), holding no slot.
+        `RateLimitError` (its `retry_after` the wait), holding no slot. `wanted`, if
+        given, is asked just before the request would be counted: False, and it is not
+        counted and holds no slot (`Unwanted`).
         """
 
     async def penalize(self, bucket: str, seconds: float | None) -> None:
         """PostHog answered 429 for `bucket`: block it for `seconds` (if named)."""
+
+
+class Unwanted(Exception):
+    """
+    Raised by `Throttle.acquire`: when its turn came, the request was no longer wanted
+    (its `wanted()` said so). It was not counted, and holds no slot.
+    """
 
 
 _WAIT_LISTENER: contextvars.ContextVar[Callable[[float], None] | None] = contextvars.ContextVar(
@@ -476,6 +490,7 @@ class Call:
         repeatable: bool,
         after: Failure | None = None,
         counted: bool = False,
+        wanted: Callable[[], bool] | None = None,
     ) -> T:
         """
         Attempt until success (returned), or a failure that is final (raised).
@@ -484,7 +499,8 @@ class Call:
         same steps, and hands its failure here as `after`: a change to the steps of an
         attempt belongs in both places. `counted`: the rate limiter counted the first
         attempt already (one made before, which sent nothing and is made again now): it
-        takes only a slot.
+        takes only a slot. `wanted`: asked by the rate limiter just before it counts an
+        attempt; False, and `Unwanted` is raised, nothing counted nor sent.
         """
         failure = after
         while True:
@@ -501,7 +517,7 @@ class Call:
             # slot, costs no trip through the event loop.
             slots = pipeline.slots
             if pipeline.throttle is not None and not counted:
-                await self._acquire(pipeline.throttle, slots)
+                await self._acquire(pipeline.throttle, slots, wanted)
                 if pipeline.closed:  # closed while it waited: nothing is sent
                     slots.release()
                     pipeline.check_usable()
@@ -533,12 +549,14 @@ class Call:
                 bucket = paused_bucket(self._bucket, failure.error)
                 await throttle.penalize(bucket, failure.error.retry_after)
 
-    async def _acquire(self, throttle: Throttle, slots: Slots) -> None:
+    async def _acquire(
+        self, throttle: Throttle, slots: Slots, wanted: Callable[[], bool] | None
+    ) -> None:
         """Room in the bucket, and a slot (held on return)."""
         max_wait = longest_wait(self._policy, time.monotonic() - self._started)
         token = None if self._observer is None else _WAIT_LISTENER.set(self._announce)
         try:
-            await throttle.acquire(self._bucket, max_wait=max_wait, slots=slots)
+            await throttle.acquire(self._bucket, max_wait=max_wait, slots=slots, wanted=wanted)
         except RateLimitError as exc:
             name_request(exc, self._method, self._target or self._pipeline.path_of(self._path))
             self._refusal = exc

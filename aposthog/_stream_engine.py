@@ -96,7 +96,7 @@ from ._errors import (
 )
 from ._http import Request, segment
 from ._observe import IGNORED, StreamObserver
-from ._pipeline import Call, Failure, is_research_429
+from ._pipeline import Call, Failure, Unwanted, is_research_429
 from ._stream_events import wire_message
 from ._stream_failures import dropped_failure, nothing_started
 from ._transport import StreamResponse
@@ -347,6 +347,9 @@ class StreamEngine:
     def _cancelling(self) -> bool:
         """Whether the stream is cancelled, or a `conversations.cancel(id)` of it under way."""
         return self.cancelled or self._cancels > 0
+
+    def _not_cancelling(self) -> bool:
+        return not self._cancelling
 
     async def _cancel_refused(self) -> bool:
         """
@@ -606,22 +609,26 @@ class StreamEngine:
         async def first_attempt() -> StreamResponse | Failure:
             return await self._attempt(first, starts_work=starts_work)
 
+        # A message is not counted by the rate limiter while a cancel of its stream is
+        # under way (nor once it is cancelled): the turn it waited for passes on.
+        wanted = self._not_cancelling if starts_work else None
         withheld = False
         try:
             while True:
                 try:
                     response = await call.run(
-                        first_attempt, repeatable=route.repeatable, counted=withheld
+                        first_attempt, repeatable=route.repeatable, counted=withheld, wanted=wanted
                     )
                     break
-                except _Withheld:
+                except (_Withheld, Unwanted) as exc:
                     # A cancel is under way. Stopped, it closes the stream, which cancels
                     # this wait (`_io_scope`); refused (`conversations.cancel(id)` only),
-                    # the message, never sent, is sent now, as the rate limiter counted
-                    # it already.
+                    # the message, never sent, is sent now: withheld once the rate limiter
+                    # had counted it (a cancel begun in the same moment), it is not
+                    # counted again.
                     if not await self._cancel_refused():
                         await anyio.sleep_forever()
-                    withheld = True
+                    withheld = isinstance(exc, _Withheld)
         except RateLimitError as exc:
             if self._bucket == "ai" and is_research_429(exc):
                 # A research conversation this client did not know as one: its next

@@ -21,6 +21,7 @@ from aposthog._limiter import (
     RateLimitStoreError,
     rate_limit_scope,
 )
+from aposthog._pipeline import Unwanted
 from aposthog._ratelimit import Rate, RateLimits
 from aposthog._slots import Slots
 
@@ -781,6 +782,73 @@ async def test_requests_admitted_together_stop_at_the_window_and_keep_their_orde
     assert all(isinstance(r, RateLimitError) for r in results[5:])
     assert 5 == store.counted
     assert 3 == slots.free  # the five admitted hold theirs; the refused hold none
+
+
+async def test_a_request_no_longer_wanted_when_its_slot_comes_is_not_counted() -> None:
+    """
+    A message waits for the only slot while a cancel of its stream is under way: when the
+    slot comes, `wanted()` says no. It raises `Unwanted`, counted by nobody and holding
+    no slot, and the turn passes to the request behind it, which is counted and goes.
+    """
+    slots = Slots(1)
+    assert slots.take_nowait()  # the cancel's PATCH in flight
+    store = CountingStore()
+    limiter = RateLimiter(RateLimits(api=Rate(1, per=60), margin=0), store, "s")
+    wanted = True
+    asked: list[bool] = []
+
+    def still_wanted() -> bool:
+        asked.append(wanted)
+        return wanted
+
+    message = asyncio.create_task(limiter.acquire("api", slots=slots, wanted=still_wanted))
+    await asyncio.sleep(0.01)
+    behind = asyncio.create_task(limiter.acquire("api", slots=slots))
+    await asyncio.sleep(0.01)
+    assert [] == asked  # not asked while it waits for the slot
+    wanted = False  # the cancel stopped the run
+    slots.release()
+    with pytest.raises(Unwanted):
+        await asyncio.wait_for(message, 1)
+    assert [False] == asked
+    assert await asyncio.wait_for(behind, 1) < 1  # the window's one request: no wait for it
+    assert 1 == store.counted
+    assert 0 == slots.free  # the one behind holds it; the unwanted one holds none
+    slots.release()
+
+
+async def test_a_request_no_longer_wanted_is_not_counted_by_the_one_before_it() -> None:
+    """
+    Slots freed together: the head counts the requests behind it while the window has
+    room (`_admit_ahead`), but not one that is no longer wanted. That one is handed the
+    turn, leaves uncounted, and the next is counted: the window of two holds the two
+    requests that went.
+    """
+    slots = Slots(3)
+    for _ in range(3):
+        assert slots.take_nowait()
+    limiter = _limiter(Rate(2, per=60))
+    went: list[int] = []
+
+    async def request(i: int, wanted: Callable[[], bool] | None = None) -> None:
+        await limiter.acquire("api", max_wait=0.05, slots=slots, wanted=wanted)
+        went.append(i)
+
+    waiting = [
+        asyncio.create_task(request(0)),
+        asyncio.create_task(request(1, lambda: False)),
+        asyncio.create_task(request(2)),
+    ]
+    for _ in range(5):
+        await asyncio.sleep(0)
+    for _ in range(3):
+        slots.release()
+    results = await asyncio.gather(*waiting, return_exceptions=True)
+    assert [0, 2] == went
+    assert isinstance(results[1], Unwanted)
+    assert 1 == slots.free  # the two that went hold theirs
+    with pytest.raises(RateLimitError):  # and the window counts those two alone
+        await limiter.acquire("api", max_wait=0)
 
 
 async def test_a_request_admitted_with_a_slot_and_cancelled_at_once_gives_the_slot_back() -> None:

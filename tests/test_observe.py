@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from typing import Any, get_type_hints
 
 import anyio
@@ -36,7 +36,12 @@ class GateThrottle:
         self.waiting = anyio.Event()
 
     async def acquire(
-        self, bucket: str, *, max_wait: float | None = None, slots: Slots | None = None
+        self,
+        bucket: str,
+        *,
+        max_wait: float | None = None,
+        slots: Slots | None = None,
+        wanted: Callable[[], bool] | None = None,
     ) -> float:
         self.acquired.append(bucket)
         waited = 0.0

@@ -21,9 +21,12 @@ import anyio.to_thread
 import pytest
 
 import aposthog
+from aposthog._errors import RateLimitError
 from aposthog._limiter import RateLimiter, RateLimitStoreError, rate_limit_scope
+from aposthog._pipeline import Unwanted
 from aposthog._ratelimit import Rate, RateLimits
 from aposthog._redis_store import RedisRateLimitStore
+from aposthog._slots import Slots
 
 from .redis_server import _answers_ping, _free_port, _unavailable, require_redis_py
 
@@ -283,6 +286,24 @@ async def test_a_request_cancelled_mid_script_is_not_counted(
         assert [0.0] * 5 == [await store.try_acquire("s", "api", windows, 0.0) for _ in range(5)]
     finally:
         await admin.aclose()
+
+
+async def test_a_request_no_longer_wanted_is_not_counted_nor_kept_in_the_fleets_line(
+    store: RedisRateLimitStore,
+) -> None:
+    # A message whose stream a cancel stops while it waits for a slot: asked before the
+    # script counts it, it is not counted, and it leaves the fleet's line at once.
+    limiter = RateLimiter(RateLimits(api=Rate(1, per=30), margin=0), store, "s")
+    slots = Slots(1)
+    with pytest.raises(Unwanted):
+        await limiter.acquire("api", slots=slots, wanted=lambda: False)
+    assert 1 == slots.free
+    started = time.monotonic()
+    assert 0.0 == await limiter.acquire("api", slots=slots)  # the window's one request
+    assert time.monotonic() - started < 1  # nobody ahead of it in the line
+    slots.release()
+    with pytest.raises(RateLimitError):  # and that one alone is counted
+        await limiter.acquire("api", max_wait=0)
 
 
 def test_a_request_counted_before_its_cancellation_is_taken_back(redis_url: str) -> None:

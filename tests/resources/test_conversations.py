@@ -492,10 +492,6 @@ async def test_aclose_wakes_a_reader_waiting_for_a_cancel_by_ids_answer(fake: Fa
             await asyncio.gather(reader, stop, return_exceptions=True)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a message withheld by a cancel that then stopped it stays counted by the rate limiter",
-)
 async def test_a_message_withheld_by_a_successful_cancel_is_not_counted(
     fake: FakePostHog,
 ) -> None:
