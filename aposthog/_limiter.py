@@ -38,7 +38,7 @@ import anyio
 import anyio.lowlevel
 
 from ._errors import APIConnectionError, ClientStateError, ConfigurationError, RateLimitError
-from ._pipeline import Sleeps, Unwanted, announce_wait, closable, wait_listener
+from ._pipeline import Sleeps, Unwanted, Wanted, announce_wait, closable, wait_listener
 from ._ratelimit import BucketLog, Rate, RateLimits, resolve_rate_limits
 from ._slots import Slots
 
@@ -260,8 +260,8 @@ class _Turn:
         self.listener: Callable[[float], None] | None = None
         self.raised: Exception | None = None
         #: Whether the request is still wanted (see `RateLimiter.acquire`): one that is
-        #: not is never counted by the request before it.
-        self.wanted: Callable[[], bool] | None = None
+        #: not, or not known to be, is never counted by the request before it.
+        self.wanted: Wanted | None = None
 
 
 class _Line:
@@ -291,6 +291,9 @@ class _Line:
 
     def leave(self, turn: _Turn) -> None:
         turn.gone = True
+        # Skipped when its turn comes, not searched for: until then the place holds
+        # nothing of the request (`wanted` is its stream's).
+        turn.wanted = turn.listener = None
         self.live -= 1
         if not self.live:
             self.queue.clear()  # only departed ones were left
@@ -331,7 +334,7 @@ class RateLimiter:
         *,
         max_wait: float | None = None,
         slots: Slots | None = None,
-        wanted: Callable[[], bool] | None = None,
+        wanted: Wanted | None = None,
     ) -> float:
         """
         Wait until a request of `bucket` may go, count it, and return the seconds waited.
@@ -354,9 +357,12 @@ class RateLimiter:
 
         `wanted`, when given, is asked once the request holds its slot, just before the
         store counts it: a request that is no longer wanted (a message whose stream a
-        cancel stops meanwhile) raises `Unwanted`, not counted and holding no slot, and
-        the turn passes on. A request counted by the one before it (`_admit_ahead`) is
-        asked there.
+        cancel stopped meanwhile) raises `Unwanted`, not counted and holding no slot, and
+        the turn passes on. One not known to be (the cancel is under way) gives its slot
+        back and keeps the turn until it is known, as the head keeps it while it waits
+        for a slot: refused, the cancel leaves the message first in line, as if none had
+        been asked. A request counted by the one before it (`_admit_ahead`) is asked
+        there.
         """
         windows = self.limits.windows(bucket)
         line = self._lines.get(bucket)
@@ -407,10 +413,15 @@ class RateLimiter:
                     if self._closed:
                         slots.release()
                         self._check_open()
-                if wanted is not None and not wanted():
-                    if slots is not None:
-                        slots.release()
-                    raise Unwanted
+                if wanted is not None:
+                    answer = wanted.now()
+                    if answer is not True:
+                        if slots is not None:
+                            slots.release()
+                        if answer is False:
+                            raise Unwanted
+                        await self._until_decided(line, wanted)
+                        continue  # known now: a slot again, and the question again
                 try:
                     if self._lined:
                         if ticket is None:
@@ -482,6 +493,21 @@ class RateLimiter:
         now = time.monotonic()
         return max(0.0, now - started - (line.held_back(now) - slot_time))
 
+    async def _until_decided(self, line: _Line, wanted: Wanted) -> None:
+        """
+        The head, holding the turn, waits until it is known whether its request is still
+        wanted: no rate-limit wait (as a wait for a slot, it is not part of the
+        `max_wait` of the requests behind it). Closing the client ends it.
+        """
+        began = line.slot_since = time.monotonic()
+        try:
+            with closable(self._waits):
+                await wanted.decided()
+        finally:
+            line.slot_seconds += time.monotonic() - began
+            line.slot_since = None
+        self._check_open()
+
     def _tell_waiting(self, line: _Line, bucket: str, wait: float) -> None:
         """
         The head is about to sleep `wait` seconds on a window: each request behind it that
@@ -525,8 +551,8 @@ class RateLimiter:
             if turn.gone:
                 queue.popleft()
                 continue
-            if turn.wanted is not None and not turn.wanted():
-                return  # handed the turn, it leaves the line uncounted
+            if turn.wanted is not None and turn.wanted.now() is not True:
+                return  # handed the turn, it asks (and waits) itself
             wait = store.try_acquire_now(self._scope, bucket, windows, self.limits.margin)
             if wait > 0:
                 return
@@ -543,7 +569,7 @@ class RateLimiter:
         bucket: str,
         max_wait: float | None,
         slots: Slots | None,
-        wanted: Callable[[], bool] | None = None,
+        wanted: Wanted | None = None,
     ) -> _Turn:
         """
         Wait for the turn (at most `max_wait` seconds), or to be admitted with a slot by

@@ -58,7 +58,16 @@ from ._retry import ConnectionOutcome, Outcome, RetryPolicy, may_have_acted, ret
 from ._slots import Slots
 from ._transport import AIOHTTP_VERSION, Transport, fixed_headers
 
-__all__ = ["Call", "Failure", "Pipeline", "Throttle", "Unwanted", "announce_wait", "wait_listener"]
+__all__ = [
+    "Call",
+    "Failure",
+    "Pipeline",
+    "Throttle",
+    "Unwanted",
+    "Wanted",
+    "announce_wait",
+    "wait_listener",
+]
 
 T = TypeVar("T")
 logger = logging.getLogger("aposthog")
@@ -84,24 +93,35 @@ class Throttle(Protocol):
         *,
         max_wait: float | None = None,
         slots: Slots | None = None,
-        wanted: Callable[[], bool] | None = None,
+        wanted: Wanted | None = None,
     ) -> float:
         """
         Wait for room in `bucket`'s windows and take a slot from `slots`; return the
         seconds waited for room. A wait longer than `max_wait` is not begun:
         `RateLimitError` (its `retry_after` the wait), holding no slot. `wanted`, if
-        given, is asked just before the request would be counted: False, and it is not
-        counted and holds no slot (`Unwanted`).
+        given, is asked just before the request would be counted: no longer wanted, it
+        is not counted and holds no slot (`Unwanted`); not known yet, it keeps its turn
+        until it is.
         """
 
     async def penalize(self, bucket: str, seconds: float | None) -> None:
         """PostHog answered 429 for `bucket`: block it for `seconds` (if named)."""
 
 
+class Wanted(Protocol):
+    """Whether a request the rate limiter is about to count is still wanted."""
+
+    def now(self) -> bool | None:
+        """True: it is; False: no longer (it is never sent); None: not known yet."""
+
+    async def decided(self) -> None:
+        """Return once `now()` is True or False."""
+
+
 class Unwanted(Exception):
     """
     Raised by `Throttle.acquire`: when its turn came, the request was no longer wanted
-    (its `wanted()` said so). It was not counted, and holds no slot.
+    (see `Wanted`). It was not counted, and holds no slot.
     """
 
 
@@ -490,7 +510,7 @@ class Call:
         repeatable: bool,
         after: Failure | None = None,
         counted: bool = False,
-        wanted: Callable[[], bool] | None = None,
+        wanted: Wanted | None = None,
     ) -> T:
         """
         Attempt until success (returned), or a failure that is final (raised).
@@ -500,7 +520,7 @@ class Call:
         attempt belongs in both places. `counted`: the rate limiter counted the first
         attempt already (one made before, which sent nothing and is made again now): it
         takes only a slot. `wanted`: asked by the rate limiter just before it counts an
-        attempt; False, and `Unwanted` is raised, nothing counted nor sent.
+        attempt; no longer wanted, `Unwanted` is raised, nothing counted nor sent.
         """
         failure = after
         while True:
@@ -549,9 +569,7 @@ class Call:
                 bucket = paused_bucket(self._bucket, failure.error)
                 await throttle.penalize(bucket, failure.error.retry_after)
 
-    async def _acquire(
-        self, throttle: Throttle, slots: Slots, wanted: Callable[[], bool] | None
-    ) -> None:
+    async def _acquire(self, throttle: Throttle, slots: Slots, wanted: Wanted | None) -> None:
         """Room in the bucket, and a slot (held on return)."""
         max_wait = longest_wait(self._policy, time.monotonic() - self._started)
         token = None if self._observer is None else _WAIT_LISTENER.set(self._announce)

@@ -126,6 +126,30 @@ class _Withheld(Exception):
     """A message's attempt found its stream cancelled: nothing was sent."""
 
 
+class _MessageWanted:
+    """
+    Whether a stream's message is still wanted when the rate limiter is about to count
+    it: not once the stream is cancelled or closed; not known while a
+    `conversations.cancel(id)` of it is under way (until its answer).
+    """
+
+    __slots__ = ("_engine",)
+
+    def __init__(self, engine: StreamEngine) -> None:
+        self._engine = engine
+
+    def now(self) -> bool | None:
+        engine = self._engine
+        if not engine._cancelling:
+            return True
+        if engine.cancelled or engine.closed:
+            return False
+        return None
+
+    async def decided(self) -> None:
+        await self._engine._cancel_refused()
+
+
 class _RunGoesOn(Exception):
     """A re-attached stream ended, but its run goes on: re-attach again."""
 
@@ -347,9 +371,6 @@ class StreamEngine:
     def _cancelling(self) -> bool:
         """Whether the stream is cancelled, or a `conversations.cancel(id)` of it under way."""
         return self.cancelled or self._cancels > 0
-
-    def _not_cancelling(self) -> bool:
-        return not self._cancelling
 
     async def _cancel_refused(self) -> bool:
         """
@@ -611,7 +632,7 @@ class StreamEngine:
 
         # A message is not counted by the rate limiter while a cancel of its stream is
         # under way (nor once it is cancelled): the turn it waited for passes on.
-        wanted = self._not_cancelling if starts_work else None
+        wanted = _MessageWanted(self) if starts_work else None
         withheld = False
         try:
             while True:

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import re
 import time
+import weakref
 from collections.abc import Callable
 from types import SimpleNamespace
 
@@ -784,37 +786,99 @@ async def test_requests_admitted_together_stop_at_the_window_and_keep_their_orde
     assert 3 == slots.free  # the five admitted hold theirs; the refused hold none
 
 
+class Asked:
+    """
+    A `Wanted` whose answer the test sets: True, False, or None (not known yet, until
+    `decide()`); remembers each answer given.
+    """
+
+    def __init__(self, answer: bool | None = True) -> None:
+        self.answer = answer
+        self.given: list[bool | None] = []
+        self._decided = anyio.Event()
+
+    def now(self) -> bool | None:
+        self.given.append(self.answer)
+        return self.answer
+
+    async def decided(self) -> None:
+        await self._decided.wait()
+
+    def decide(self, answer: bool) -> None:
+        self.answer = answer
+        self._decided.set()
+
+
 async def test_a_request_no_longer_wanted_when_its_slot_comes_is_not_counted() -> None:
     """
     A message waits for the only slot while a cancel of its stream is under way: when the
-    slot comes, `wanted()` says no. It raises `Unwanted`, counted by nobody and holding
-    no slot, and the turn passes to the request behind it, which is counted and goes.
+    slot comes, the cancel has stopped the run (`wanted` says no). It raises `Unwanted`,
+    counted by nobody and holding no slot, and the turn passes to the request behind it,
+    which is counted and goes.
     """
     slots = Slots(1)
     assert slots.take_nowait()  # the cancel's PATCH in flight
     store = CountingStore()
     limiter = RateLimiter(RateLimits(api=Rate(1, per=60), margin=0), store, "s")
-    wanted = True
-    asked: list[bool] = []
-
-    def still_wanted() -> bool:
-        asked.append(wanted)
-        return wanted
-
-    message = asyncio.create_task(limiter.acquire("api", slots=slots, wanted=still_wanted))
+    wanted = Asked()
+    message = asyncio.create_task(limiter.acquire("api", slots=slots, wanted=wanted))
     await asyncio.sleep(0.01)
     behind = asyncio.create_task(limiter.acquire("api", slots=slots))
     await asyncio.sleep(0.01)
-    assert [] == asked  # not asked while it waits for the slot
-    wanted = False  # the cancel stopped the run
+    assert [] == wanted.given  # not asked while it waits for the slot
+    wanted.answer = False  # the cancel stopped the run
     slots.release()
     with pytest.raises(Unwanted):
         await asyncio.wait_for(message, 1)
-    assert [False] == asked
+    assert [False] == wanted.given
     assert await asyncio.wait_for(behind, 1) < 1  # the window's one request: no wait for it
     assert 1 == store.counted
     assert 0 == slots.free  # the one behind holds it; the unwanted one holds none
     slots.release()
+
+
+@pytest.mark.parametrize("decision", [True, False])
+async def test_a_request_not_known_to_be_wanted_keeps_its_turn_until_it_is(decision: bool) -> None:
+    """
+    The slot comes while the cancel is still under way (`wanted` does not know yet): the
+    request gives its slot back and keeps the turn, and the one behind it waits, counted
+    by nobody. The cancel refused, the request is counted first and goes; the cancel
+    succeeded, it leaves uncounted and the one behind goes.
+    """
+    slots = Slots(1)
+    assert slots.take_nowait()
+    store = CountingStore()
+    limiter = RateLimiter(RateLimits(api=Rate(1, per=60), margin=0), store, "s")
+    wanted = Asked(None)
+    message = asyncio.create_task(limiter.acquire("api", max_wait=0, slots=slots, wanted=wanted))
+    await asyncio.sleep(0.01)
+    behind = asyncio.create_task(limiter.acquire("api", max_wait=0, slots=slots))
+    await asyncio.sleep(0.01)
+    slots.release()
+    with anyio.fail_after(1):
+        while not wanted.given:  # noqa: ASYNC110 (asked once its slot came)
+            await asyncio.sleep(0)
+    for _ in range(5):
+        await asyncio.sleep(0)
+    assert [None] == wanted.given
+    assert 1 == slots.free  # given back while it waits for the answer
+    assert not message.done()
+    assert not behind.done()  # the turn is the message's still
+    assert 0 == store.counted
+    wanted.decide(decision)
+    if decision:  # refused: the message goes first, and takes the window
+        assert isinstance(await asyncio.wait_for(message, 1), float)
+        slots.release()  # its answer came
+        with pytest.raises(RateLimitError):  # `max_wait=0`: refused at once
+            await asyncio.wait_for(behind, 1)
+        assert 1 == slots.free
+    else:
+        with pytest.raises(Unwanted):
+            await asyncio.wait_for(message, 1)
+        assert isinstance(await asyncio.wait_for(behind, 1), float)
+        assert 0 == slots.free
+        slots.release()
+    assert 1 == store.counted
 
 
 async def test_a_request_no_longer_wanted_is_not_counted_by_the_one_before_it() -> None:
@@ -830,13 +894,13 @@ async def test_a_request_no_longer_wanted_is_not_counted_by_the_one_before_it() 
     limiter = _limiter(Rate(2, per=60))
     went: list[int] = []
 
-    async def request(i: int, wanted: Callable[[], bool] | None = None) -> None:
+    async def request(i: int, wanted: Asked | None = None) -> None:
         await limiter.acquire("api", max_wait=0.05, slots=slots, wanted=wanted)
         went.append(i)
 
     waiting = [
         asyncio.create_task(request(0)),
-        asyncio.create_task(request(1, lambda: False)),
+        asyncio.create_task(request(1, Asked(False))),
         asyncio.create_task(request(2)),
     ]
     for _ in range(5):
@@ -849,6 +913,45 @@ async def test_a_request_no_longer_wanted_is_not_counted_by_the_one_before_it() 
     assert 1 == slots.free  # the two that went hold theirs
     with pytest.raises(RateLimitError):  # and the window counts those two alone
         await limiter.acquire("api", max_wait=0)
+
+
+async def test_a_request_that_left_the_line_keeps_nothing_of_its_wanted() -> None:
+    """
+    A place left in the line is skipped when its turn comes, not searched for: until the
+    head wakes (a minute here) it is still in the queue. It must hold nothing of the
+    request that left it, in particular not `wanted`, a method of the message's stream.
+    """
+    limiter = _limiter(Rate(1, per=60))
+    await limiter.acquire("api")  # the window's one request
+    head = asyncio.create_task(limiter.acquire("api"))  # asleep on the window
+
+    stream = Asked()  # (what a message's `wanted` holds: its stream)
+    gone = weakref.ref(stream)
+    left = anyio.Event()
+
+    async def request(wanted: Asked) -> None:
+        with anyio.CancelScope() as scope:
+            leave.append(scope)
+            await limiter.acquire("api", wanted=wanted)
+        left.set()
+
+    leave: list[anyio.CancelScope] = []
+    leaving = asyncio.create_task(request(stream))
+    behind = asyncio.create_task(limiter.acquire("api"))
+    try:
+        with anyio.fail_after(1):
+            while limiter._lines["api"].live < 2:  # noqa: ASYNC110 (both behind the head)
+                await asyncio.sleep(0)
+        leave.pop().cancel()  # its caller gives up: the place is left
+        await left.wait()
+        await leaving
+        del stream, leaving
+        gc.collect()
+        assert gone() is None, "the place left in the line holds the request's `wanted`"
+    finally:
+        head.cancel()
+        behind.cancel()
+        await asyncio.gather(head, behind, return_exceptions=True)
 
 
 async def test_a_request_admitted_with_a_slot_and_cancelled_at_once_gives_the_slot_back() -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Coroutine
+from collections.abc import Coroutine
 from typing import Any, get_type_hints
 
 import anyio
@@ -14,7 +14,7 @@ from aiohttp import web
 import aposthog
 from aposthog._errors import PostHogError
 from aposthog._observe import StreamOutcome, WaitReason, wait_hook
-from aposthog._pipeline import announce_wait
+from aposthog._pipeline import Wanted, announce_wait
 from aposthog._slots import Slots
 from aposthog.testing import FakePostHog
 
@@ -41,7 +41,7 @@ class GateThrottle:
         *,
         max_wait: float | None = None,
         slots: Slots | None = None,
-        wanted: Callable[[], bool] | None = None,
+        wanted: Wanted | None = None,
     ) -> float:
         self.acquired.append(bucket)
         waited = 0.0

@@ -288,6 +288,16 @@ async def test_a_request_cancelled_mid_script_is_not_counted(
         await admin.aclose()
 
 
+class _Unwanted:
+    """A `Wanted` that says no: the message's stream was cancelled."""
+
+    def now(self) -> bool:
+        return False
+
+    async def decided(self) -> None:
+        pass
+
+
 async def test_a_request_no_longer_wanted_is_not_counted_nor_kept_in_the_fleets_line(
     store: RedisRateLimitStore,
 ) -> None:
@@ -296,7 +306,7 @@ async def test_a_request_no_longer_wanted_is_not_counted_nor_kept_in_the_fleets_
     limiter = RateLimiter(RateLimits(api=Rate(1, per=30), margin=0), store, "s")
     slots = Slots(1)
     with pytest.raises(Unwanted):
-        await limiter.acquire("api", slots=slots, wanted=lambda: False)
+        await limiter.acquire("api", slots=slots, wanted=_Unwanted())
     assert 1 == slots.free
     started = time.monotonic()
     assert 0.0 == await limiter.acquire("api", slots=slots)  # the window's one request

@@ -5,12 +5,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import enum
+import gc
 import time
 import types
 import uuid
+import weakref
 from collections.abc import AsyncIterator
 from typing import Any
 
+import anyio
 import pytest
 
 import aposthog
@@ -465,6 +468,88 @@ async def test_a_message_withheld_during_a_refused_cancel_is_counted_once(
         assert not isinstance(outcome, BaseException), repr(outcome)
         assert outcome.complete
         assert len([r for r in fake.requests if r.method == "POST"]) == 1
+
+
+async def test_a_refused_cancel_keeps_the_waiting_messages_place_in_the_line(
+    fake: FakePostHog,
+) -> None:
+    # The message waits for the client's only slot, first in PostHog AI's line; a second
+    # conversation's message waits behind it. `conversations.cancel(id)` of the first is
+    # under way when the slot comes, so the first message, no longer wanted, is not
+    # counted and the turn passes on (`Unwanted`). PostHog refuses the cancel (404: no
+    # such conversation yet): the first stream reads on "as if no cancel had been
+    # asked", and its message, never sent, should go as it would have, first. It joins
+    # the line again at its end instead: the message behind it takes the one-a-minute
+    # window, and the first is refused by the client's own limiter (before this change
+    # it was sent, the second refused).
+    limits = aposthog.RateLimits(ai=(aposthog.Rate(1, per=60),))
+    policy = aposthog.RetryPolicy(max_retry_after=0.5)
+    async with (
+        fake.client(max_concurrency=1, rate_limits=limits, retry=policy) as ph,
+        _waiting_for_the_only_slot(ph, fake) as (stream, reader),
+    ):
+        second = ph.conversations.create("behind")
+        behind: asyncio.Future[Any] = asyncio.ensure_future(second.until_done())
+        try:
+            with anyio.fail_after(1):
+                # The second message waits behind the first.
+                while ph.open_streams < 2:  # noqa: ASYNC110
+                    await asyncio.sleep(0)
+            with pytest.raises(aposthog.NotFoundError):
+                await ph.conversations.cancel(stream.conversation_id)
+            fake.latency = 0
+            first, _ = await asyncio.wait_for(
+                asyncio.gather(reader, behind, return_exceptions=True), 1.5
+            )
+            sent_first = [r.json()["content"] for r in fake.requests if r.method == "POST"][:1]
+            assert ["q"] == sent_first, "the message behind the refused cancel's went first"
+            assert not isinstance(first, BaseException), repr(first)
+            assert first.complete
+        finally:
+            behind.cancel()
+            await asyncio.gather(behind, return_exceptions=True)
+
+
+async def test_a_stream_closed_while_its_message_waits_in_line_is_not_kept(
+    fake: FakePostHog,
+) -> None:
+    # PostHog AI's one-a-minute window is used: a message sleeps on it at the head of the
+    # line (for up to its `max_retry_after`), two more wait behind it. The user closes
+    # the first of those two: its place is left, skipped when its turn comes (not
+    # searched for), and the request it was holds nothing of the stream any more.
+    # The place keeps the limiter's `wanted` question, a method of the stream's engine:
+    # the closed stream, its body and everything it holds stay in memory until the head
+    # wakes, a minute here, hours behind PostHog AI's daily limit.
+    limits = aposthog.RateLimits(ai=(aposthog.Rate(1, per=60),))
+    waits: list[aposthog.Wait] = []
+    all_wait = asyncio.Event()
+
+    def on_wait(wait: aposthog.Wait) -> None:
+        waits.append(wait)
+        if len(waits) == 3:
+            all_wait.set()
+
+    policy = aposthog.RetryPolicy(max_retry_after=120)
+    async with fake.client(rate_limits=limits, retry=policy, on_wait=on_wait) as ph:
+        assert (await ph.conversations.create("first").until_done()).complete
+        head = ph.conversations.create("asleep at the head of the line")
+        readers = [asyncio.ensure_future(head.until_done())]
+        closed = ph.conversations.create("closed while it waits")
+        closed_reader = asyncio.ensure_future(closed.until_done())
+        last = ph.conversations.create("waiting behind it")
+        readers.append(asyncio.ensure_future(last.until_done()))
+        try:
+            await asyncio.wait_for(all_wait.wait(), 1)  # all three wait for the window
+            engine = weakref.ref(closed._engine)
+            await closed.aclose()
+            await asyncio.gather(closed_reader, return_exceptions=True)
+            del closed, closed_reader
+            gc.collect()
+            assert engine() is None, "the stream closed while it waited is kept by the line"
+        finally:
+            for reader in readers:
+                reader.cancel()
+            await asyncio.gather(*readers, return_exceptions=True)
 
 
 async def test_aclose_wakes_a_reader_waiting_for_a_cancel_by_ids_answer(fake: FakePostHog) -> None:
