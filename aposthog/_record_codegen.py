@@ -169,7 +169,7 @@ def compile_record_structure(cls: type, conv: cattrs.Converter) -> Callable[[Any
         lines += ["i = __builder()", *arguments, f"i.{EXTRA_FIELDS} = {extra}"]
         lines += ["i.__class__ = __cl", "return i"]
     else:
-        lines.append(f"return __cl({', '.join(arguments)}, {EXTRA_FIELDS}={extra})")
+        lines.append(f"return __cl({', '.join([*arguments, f'{EXTRA_FIELDS}={extra}'])})")
     body = "\n    ".join(lines)
     source = f"def structure_{cls.__name__}(o, _):\n    {body}\n"
     # The same steps for every object of a JSON array, in one loop: no call per record.

@@ -258,6 +258,24 @@ def test_a_record_with_a_validator_is_built_by_its_init() -> None:
         structure({"id": "a"}, Checked)
 
 
+def test_a_record_built_by_its_init_with_no_field_but_its_extra_fields() -> None:
+    """Nothing but unknown keys: its `__init__` takes `extra_fields` alone."""
+    from aposthog._converter import extra_fields_field
+    from aposthog._record_codegen import compile_record_structure
+
+    @attrs.frozen(kw_only=True)
+    class Bare:
+        extra_fields: Any = extra_fields_field()
+
+        def __attrs_post_init__(self) -> None:  # built by its `__init__`, not filled
+            pass
+
+    structure = compile_record_structure(Bare, converter)
+    assert structure({}, Bare) == Bare()
+    assert structure({"new": 1}, Bare).extra_fields == {"new": 1}
+    assert structure.array([{}, {"new": 1}]) == [Bare(), Bare(extra_fields={"new": 1})]  # type: ignore[attr-defined]
+
+
 def test_records_with_converters_or_post_init_are_built_by_their_init() -> None:
     """A field converter and `__attrs_post_init__` run; a private field is passed by alias."""
     from aposthog._converter import extra_fields_field
