@@ -140,11 +140,9 @@ class _MessageWanted:
 
     def now(self) -> bool | None:
         engine = self._engine
-        if not engine._cancelling:
-            return True
         if engine.cancelled or engine.closed:
             return False
-        return None
+        return None if engine._cancels else True
 
     async def decided(self) -> None:
         await self._engine._cancel_refused()

@@ -316,6 +316,83 @@ async def test_a_request_no_longer_wanted_is_not_counted_nor_kept_in_the_fleets_
         await limiter.acquire("api", max_wait=0)
 
 
+class _Pending:
+    """A `Wanted` not known until `decide()`: a cancel of the message's stream under way."""
+
+    def __init__(self) -> None:
+        self.answer: bool | None = None
+        self._decided = anyio.Event()
+
+    def now(self) -> bool | None:
+        return self.answer
+
+    async def decided(self) -> None:
+        await self._decided.wait()
+
+    def decide(self, answer: bool) -> None:
+        self.answer = answer
+        self._decided.set()
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="the head waiting for decided() keeps its turn only in its process: its ticket is"
+    " not heard of again, the fleet's line drops it `_LATE` later, and another process's"
+    " later request takes the window first",
+)
+async def test_a_message_waiting_for_a_cancels_answer_keeps_its_place_in_the_fleets_line(
+    redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """
+    The CHANGELOG: "while a `conversations.cancel(id)` of its stream is under way the
+    message keeps its place at the head of the line until the answer (refused, it goes
+    first, as if no cancel had been asked)". With a Redis store the line is the fleet's:
+    a message waits behind a request asleep on the window (1 per 0.4 s), and a request of
+    another process comes after it. When its turn comes a cancel is under way; PostHog
+    answers it (refused) later than `_LATE` (2 s in production, 0.1 s here) after the
+    message was last heard of in the fleet's line. Meanwhile its place there is
+    dropped, as a dead process's would be, and the other process's request takes the
+    window: the message, refused its cancel, waits a whole window more (a minute with
+    PostHog AI's) behind a request that came after it.
+    """
+    from aposthog import _redis_store
+
+    monkeypatch.setattr(_redis_store, "_LATE", 0.1)
+    prefix = f"test:{secrets.token_hex(4)}"
+    limits = RateLimits(api=Rate(1, per=0.4), margin=0)
+    mine = RateLimiter(limits, RedisRateLimitStore(redis_url, prefix=prefix), "k")
+    other = RateLimiter(limits, RedisRateLimitStore(redis_url, prefix=prefix), "k")
+    went: list[str] = []
+    cancel = _Pending()
+
+    async def request(name: str, limiter: RateLimiter, wanted: _Pending | None = None) -> None:
+        await limiter.acquire("api", slots=Slots(1), wanted=wanted)
+        went.append(name)
+
+    try:
+        assert 0.0 == await other.acquire("api")  # the window's place, until 0.4 s
+        with anyio.fail_after(5):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(request, "first", mine)  # asleep on the window
+                while "api" not in mine._lines or mine._lines["api"].wakes is None:  # noqa: ASYNC110
+                    await anyio.sleep(0.001)
+                tg.start_soon(request, "message", mine, cancel)  # behind it
+                while mine._lines["api"].live < 1:  # noqa: ASYNC110
+                    await anyio.sleep(0.001)
+                tg.start_soon(request, "later", other)  # another process's, after it
+                # The first goes; the message's turn comes with the cancel under way.
+                while mine._lines["api"].slot_since is None:  # noqa: ASYNC110
+                    await anyio.sleep(0.001)
+                # The cancel's answer takes a while: long past the other process's turn
+                # (at 0.8 s), so that only a message that kept its place goes first.
+                await anyio.sleep(1.5)
+                cancel.decide(True)  # refused: the message is still wanted
+    finally:
+        await mine.aclose()
+        await other.aclose()
+    assert ["first", "message", "later"] == went
+
+
 def test_a_request_counted_before_its_cancellation_is_taken_back(redis_url: str) -> None:
     """
     Redis counted the request, but its answer came after the call was cancelled: the

@@ -552,6 +552,55 @@ async def test_a_stream_closed_while_its_message_waits_in_line_is_not_kept(
             await asyncio.gather(*readers, return_exceptions=True)
 
 
+async def test_a_message_whose_stream_is_closed_as_its_turn_comes_is_not_counted(
+    fake: FakePostHog,
+) -> None:
+    # Two messages wait for the client's two slots (held here, as two slow calls would):
+    # the first heads PostHog AI's line, the second waits behind it. Both slots free
+    # at once, and in that same moment the user closes the second stream (`aclose()`,
+    # its reader gone). The head, counted, counts the requests next in line while slots
+    # are free (`_admit_ahead`), asking each whether it is still wanted: the closed
+    # stream's message is not ("not once the stream is cancelled or closed",
+    # `_MessageWanted`), yet it is counted, and never sent. The window (2 a minute)
+    # then refuses the user's next message, with one request sent in it. A stream
+    # stopped by `stream.cancel()` in the same moment is not counted.
+    limits = aposthog.RateLimits(ai=(aposthog.Rate(2, per=60),))
+    policy = aposthog.RetryPolicy(max_retry_after=0)
+    async with fake.client(max_concurrency=2, rate_limits=limits, retry=policy) as ph:
+        slots = ph._api.pipeline.slots
+        assert slots.take_nowait()
+        assert slots.take_nowait()
+        head = ph.conversations.create("first in line")
+        head_reader = asyncio.ensure_future(head.until_done())
+        closed = ph.conversations.create("closed as its turn comes")
+        closed_reader = asyncio.ensure_future(closed.until_done())
+        throttle: Any = ph._api.pipeline.throttle
+        try:
+
+            def both_wait() -> bool:
+                # The head waits for a slot, the second message in the line behind it.
+                line = throttle._lines.get("ai")
+                return bool(slots.waiting and line is not None and line.live)
+
+            with anyio.fail_after(1):
+                while not both_wait():  # noqa: ASYNC110
+                    await asyncio.sleep(0)
+            slots.release()
+            slots.release()
+            await closed.aclose()  # in the same moment: nothing awaited in between
+            assert (await asyncio.wait_for(head_reader, 2)).complete
+            await asyncio.gather(closed_reader, return_exceptions=True)
+            assert [m["content"] for m in sent(fake)] == ["first in line"]
+            # One request sent in the window of two: the next message goes.
+            assert (
+                await asyncio.wait_for(ph.conversations.create("next").until_done(), 2)
+            ).complete
+        finally:
+            head_reader.cancel()
+            closed_reader.cancel()
+            await asyncio.gather(head_reader, closed_reader, return_exceptions=True)
+
+
 async def test_aclose_wakes_a_reader_waiting_for_a_cancel_by_ids_answer(fake: FakePostHog) -> None:
     # The module's promise: "`aclose()` from another task (or `Client.aclose()`) wakes a
     # reader at once, whatever it waits for". A connection cut while `conversations.
