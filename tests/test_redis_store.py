@@ -29,6 +29,7 @@ from aposthog._redis_store import RedisRateLimitStore
 from aposthog._slots import Slots
 
 from .redis_server import _answers_ping, _free_port, _unavailable, require_redis_py
+from .test_limiter import Asked
 
 pytestmark = pytest.mark.anyio
 
@@ -288,16 +289,6 @@ async def test_a_request_cancelled_mid_script_is_not_counted(
         await admin.aclose()
 
 
-class _Unwanted:
-    """A `Wanted` that says no: the message's stream was cancelled."""
-
-    def now(self) -> bool:
-        return False
-
-    async def decided(self) -> None:
-        pass
-
-
 async def test_a_request_no_longer_wanted_is_not_counted_nor_kept_in_the_fleets_line(
     store: RedisRateLimitStore,
 ) -> None:
@@ -306,7 +297,7 @@ async def test_a_request_no_longer_wanted_is_not_counted_nor_kept_in_the_fleets_
     limiter = RateLimiter(RateLimits(api=Rate(1, per=30), margin=0), store, "s")
     slots = Slots(1)
     with pytest.raises(Unwanted):
-        await limiter.acquire("api", slots=slots, wanted=_Unwanted())
+        await limiter.acquire("api", slots=slots, wanted=Asked(False))
     assert 1 == slots.free
     started = time.monotonic()
     assert 0.0 == await limiter.acquire("api", slots=slots)  # the window's one request
@@ -314,24 +305,6 @@ async def test_a_request_no_longer_wanted_is_not_counted_nor_kept_in_the_fleets_
     slots.release()
     with pytest.raises(RateLimitError):  # and that one alone is counted
         await limiter.acquire("api", max_wait=0)
-
-
-class _Pending:
-    """A `Wanted` not known until `decide()`: a cancel of the message's stream under way."""
-
-    def __init__(self) -> None:
-        self.answer: bool | None = None
-        self._decided = anyio.Event()
-
-    def now(self) -> bool | None:
-        return self.answer
-
-    async def decided(self) -> None:
-        await self._decided.wait()
-
-    def decide(self, answer: bool) -> None:
-        self.answer = answer
-        self._decided.set()
 
 
 @pytest.mark.xfail(
@@ -363,9 +336,9 @@ async def test_a_message_waiting_for_a_cancels_answer_keeps_its_place_in_the_fle
     mine = RateLimiter(limits, RedisRateLimitStore(redis_url, prefix=prefix), "k")
     other = RateLimiter(limits, RedisRateLimitStore(redis_url, prefix=prefix), "k")
     went: list[str] = []
-    cancel = _Pending()
+    cancel = Asked(None)
 
-    async def request(name: str, limiter: RateLimiter, wanted: _Pending | None = None) -> None:
+    async def request(name: str, limiter: RateLimiter, wanted: Asked | None = None) -> None:
         await limiter.acquire("api", slots=Slots(1), wanted=wanted)
         went.append(name)
 
