@@ -671,12 +671,12 @@ def _records_array(item_type: Any) -> Callable[[list[Any]], list[Any]]:
     `_record_codegen`), else a comprehension over its item hook.
     """
     hook = item_hook(item_type)
-    generated: Callable[[list[Any]], list[Any]] | None = getattr(hook, "array", None)
+    array: Callable[[list[Any]], list[Any]] | None = getattr(hook, "array", None)
+    if array is None:
 
-    def each(items: list[Any]) -> list[Any]:
-        return [hook(item, item_type) for item in items]
+        def array(items: list[Any]) -> list[Any]:
+            return [hook(item, item_type) for item in items]
 
-    array = each if generated is None else generated
     _ARRAYS[item_type] = array
     return array
 

@@ -328,7 +328,8 @@ def _inline_value(
         namespace[f"c{i}"] = hint
         return f"r{i}({v}, c{i})"
     if typing.get_origin(hint) is list and _is_record(typing.get_args(hint)[0]):
-        # A list of records (`latest_runs`): one comprehension, no generic list hook.
+        # A list of records (`latest_runs`): the item's generated array function, else
+        # one comprehension; no generic list hook either way.
         item = typing.get_args(hint)[0]
         hook = conv.get_structure_hook(item)
         array = getattr(hook, "array", None)

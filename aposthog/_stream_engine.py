@@ -628,8 +628,9 @@ class StreamEngine:
         async def first_attempt() -> StreamResponse | Failure:
             return await self._attempt(first, starts_work=starts_work)
 
-        # A message is not counted by the rate limiter while a cancel of its stream is
-        # under way (nor once it is cancelled): the turn it waited for passes on.
+        # The rate limiter asks before it counts the message: while a cancel of its stream
+        # is under way the message keeps its turn until the answer; once the stream is
+        # cancelled or closed it leaves the line uncounted (`_MessageWanted`).
         wanted = _MessageWanted(self) if starts_work else None
         withheld = False
         try:
