@@ -450,12 +450,11 @@ async def test_a_cancel_that_stops_the_run_while_an_interrupted_one_was_under_wa
 async def test_a_message_withheld_during_a_refused_cancel_is_counted_once(
     fake: FakePostHog,
 ) -> None:
-    # The message waits for the client's only slot; `conversations.cancel(id)` is under
-    # way, so the attempt, given the slot (and counted by the rate limiter), is withheld:
-    # nothing sent. The cancel is refused (404: no such conversation yet) and the message
-    # is sent: it was counted a second time, and with PostHog AI's one-a-minute window (a
-    # free organization in research mode has 3), refused by the client's own limiter
-    # (RateLimitError, "allows no request for 60 s"), never sent.
+    # The message waits for the client's only slot while `conversations.cancel(id)` is
+    # under way: nothing is sent meanwhile. The cancel is refused (404: no such
+    # conversation yet) and the message is sent, counted once: counted twice, it was
+    # refused by the client's own limiter under PostHog AI's one-a-minute window (a free
+    # organization in research mode has 3), "allows no request for 60 s", never sent.
     limits = aposthog.RateLimits(ai=(aposthog.Rate(1, per=60),))
     async with (
         fake.client(max_concurrency=1, rate_limits=limits) as ph,
@@ -475,13 +474,12 @@ async def test_a_refused_cancel_keeps_the_waiting_messages_place_in_the_line(
 ) -> None:
     # The message waits for the client's only slot, first in PostHog AI's line; a second
     # conversation's message waits behind it. `conversations.cancel(id)` of the first is
-    # under way when the slot comes, so the first message, no longer wanted, is not
-    # counted and the turn passes on (`Unwanted`). PostHog refuses the cancel (404: no
-    # such conversation yet): the first stream reads on "as if no cancel had been
-    # asked", and its message, never sent, should go as it would have, first. It joins
-    # the line again at its end instead: the message behind it takes the one-a-minute
-    # window, and the first is refused by the client's own limiter (before this change
-    # it was sent, the second refused).
+    # under way when the slot comes: the first message, not known to be wanted, keeps
+    # its turn, uncounted, until the answer. PostHog refuses the cancel (404: no such
+    # conversation yet): the first stream reads on "as if no cancel had been asked", and
+    # its message goes first. (Had it passed the turn on and joined the line again at
+    # its end, the message behind it would take the one-a-minute window and the first
+    # be refused by the client's own limiter.)
     limits = aposthog.RateLimits(ai=(aposthog.Rate(1, per=60),))
     policy = aposthog.RetryPolicy(max_retry_after=0.5)
     async with (
@@ -516,10 +514,10 @@ async def test_a_stream_closed_while_its_message_waits_in_line_is_not_kept(
     # PostHog AI's one-a-minute window is used: a message sleeps on it at the head of the
     # line (for up to its `max_retry_after`), two more wait behind it. The user closes
     # the first of those two: its place is left, skipped when its turn comes (not
-    # searched for), and the request it was holds nothing of the stream any more.
-    # The place keeps the limiter's `wanted` question, a method of the stream's engine:
-    # the closed stream, its body and everything it holds stay in memory until the head
-    # wakes, a minute here, hours behind PostHog AI's daily limit.
+    # searched for), and holds nothing of the stream any more. Were the place to keep
+    # the limiter's `wanted` question (its stream's), the closed stream, its body and
+    # everything it holds would stay in memory until the head wakes: a minute here,
+    # hours behind PostHog AI's daily limit.
     limits = aposthog.RateLimits(ai=(aposthog.Rate(1, per=60),))
     waits: list[aposthog.Wait] = []
     all_wait = asyncio.Event()
@@ -561,9 +559,10 @@ async def test_a_message_whose_stream_is_closed_as_its_turn_comes_is_not_counted
     # its reader gone). The head, counted, counts the requests next in line while slots
     # are free (`_admit_ahead`), asking each whether it is still wanted: the closed
     # stream's message is not ("not once the stream is cancelled or closed",
-    # `_MessageWanted`), yet it is counted, and never sent. The window (2 a minute)
-    # then refuses the user's next message, with one request sent in it. A stream
-    # stopped by `stream.cancel()` in the same moment is not counted.
+    # `_MessageWanted`), and is not counted. Counted (and never sent), it left the
+    # window of 2 a minute full with one request sent, and the user's next message was
+    # refused. A stream stopped by `stream.cancel()` in the same moment is not counted
+    # either.
     limits = aposthog.RateLimits(ai=(aposthog.Rate(2, per=60),))
     policy = aposthog.RetryPolicy(max_retry_after=0)
     async with fake.client(max_concurrency=2, rate_limits=limits, retry=policy) as ph:
@@ -629,12 +628,12 @@ async def test_aclose_wakes_a_reader_waiting_for_a_cancel_by_ids_answer(fake: Fa
 async def test_a_message_withheld_by_a_successful_cancel_is_not_counted(
     fake: FakePostHog,
 ) -> None:
-    # The message waits for the client's only slot; `conversations.cancel(id)` is under
-    # way, so the attempt, given the slot (and counted by the rate limiter), is withheld:
-    # nothing sent. The PATCH succeeds (the conversation exists, idle), and the stream
-    # ends cancelled, its message never sent. The limiter still counts it: with PostHog
-    # AI's one-a-minute window (a free organization's research mode has 3), the user's
-    # next message, the first one actually sent, is refused by the client itself.
+    # The message waits for the client's only slot while `conversations.cancel(id)` is
+    # under way: nothing is sent meanwhile. The PATCH succeeds (the conversation exists,
+    # idle), and the stream ends cancelled, its message never sent, and not counted by
+    # the rate limiter: counted, with PostHog AI's one-a-minute window (a free
+    # organization's research mode has 3), the user's next message, the first one
+    # actually sent, was refused by the client itself.
     seeded = fake.seed_conversation()
     limits = aposthog.RateLimits(ai=(aposthog.Rate(1, per=60),))
     policy = aposthog.RetryPolicy(max_retry_after=0.5)
