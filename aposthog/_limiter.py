@@ -31,7 +31,7 @@ import logging
 import math
 import time
 import urllib.parse
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Final
 
 import anyio
@@ -146,6 +146,21 @@ class RateLimitStore:
 
     def _leave(self, scope: str, bucket: str, ticket: str) -> None:
         """The request named `ticket` stopped waiting (refused, cancelled): out of the line."""
+
+    def _keep_every(self) -> float | None:
+        """
+        How often (seconds) the head of a process's line that waits without asking the
+        store (for a slot, or for a cancel's answer) renews its process's places in the
+        store's line (`_keep`); None: a store whose line is its process's never does.
+        """
+        return None
+
+    def _keep(self, scope: str, bucket: str, tickets: tuple[str, ...]) -> None:
+        """
+        The requests named `tickets` still wait, in the background: their places in the
+        store's line are kept (a request not heard of in time is dropped from it, as a
+        dead process's). A place the line no longer holds is not taken again here.
+        """
 
     def _attach(self) -> None:
         """A client starts using the store."""
@@ -406,7 +421,7 @@ class RateLimiter:
                 if slots is not None and not slots.take_nowait():
                     began = line.slot_since = time.monotonic()
                     try:
-                        await slots.take()
+                        await self._keeping_places(line, bucket, ticket, slots.take)
                     finally:
                         line.slot_seconds += time.monotonic() - began
                         line.slot_since = None
@@ -420,7 +435,7 @@ class RateLimiter:
                             slots.release()
                         if answer is False:
                             raise Unwanted
-                        await self._until_decided(line, wanted)
+                        await self._until_decided(line, bucket, ticket, wanted)
                         continue  # known now: a slot again, and the question again
                 try:
                     if self._lined:
@@ -493,7 +508,9 @@ class RateLimiter:
         now = time.monotonic()
         return max(0.0, now - started - (line.held_back(now) - slot_time))
 
-    async def _until_decided(self, line: _Line, wanted: Wanted) -> None:
+    async def _until_decided(
+        self, line: _Line, bucket: str, ticket: str | None, wanted: Wanted
+    ) -> None:
         """
         The head, holding the turn, waits until it is known whether its request is still
         wanted: no rate-limit wait (as a wait for a slot, it is not part of the
@@ -502,11 +519,49 @@ class RateLimiter:
         began = line.slot_since = time.monotonic()
         try:
             with closable(self._waits):
-                await wanted.decided()
+                await self._keeping_places(line, bucket, ticket, wanted.decided)
         finally:
             line.slot_seconds += time.monotonic() - began
             line.slot_since = None
         self._check_open()
+
+    async def _keeping_places(
+        self,
+        line: _Line,
+        bucket: str,
+        ticket: str | None,
+        wait: Callable[[], Awaitable[object]],
+    ) -> None:
+        """
+        The head (named `ticket` in the store's line, if it asked already) holds the turn
+        and waits (`wait`: for a slot, or for a cancel's answer) without asking the
+        store. A store whose line is the fleet's drops a request not heard of for a
+        while, as it would a dead process's, and a later request of another process
+        would go first: meanwhile the store hears that the head and the requests behind
+        it still wait, every `_keep_every()` seconds.
+        """
+        every = self.store._keep_every() if self._lined else None
+        if every is None:
+            await wait()
+            return
+        keeper = asyncio.get_running_loop().create_task(
+            self._keep_places(line, bucket, ticket, every)
+        )
+        try:
+            await wait()
+        finally:
+            keeper.cancel()
+
+    async def _keep_places(
+        self, line: _Line, bucket: str, ticket: str | None, every: float
+    ) -> None:
+        while True:
+            await asyncio.sleep(every)
+            tickets = [name for name, _ in _waiting(line, time.monotonic())]
+            if ticket is not None:
+                tickets.insert(0, ticket)
+            if tickets:  # (a head that never asked, with nobody behind it: none)
+                self.store._keep(self._scope, bucket, tuple(tickets))
 
     def _tell_waiting(self, line: _Line, bucket: str, wait: float) -> None:
         """

@@ -17,6 +17,7 @@ redis-py (`pip install 'aposthog[redis]'`) is imported only when a store is made
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import importlib
 import itertools
 import math
@@ -25,7 +26,7 @@ import secrets
 import sys
 import urllib.parse
 import weakref
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, Protocol
 
 import anyio
@@ -202,6 +203,33 @@ end
 return 0
 """
 
+# KEYS: the bucket's line, by the time each request came and by the time each must be
+# heard of again by. ARGV: how late (µs) a request may be heard of again, then the
+# tickets of requests that still wait. Each one still in the line is to be heard of
+# again no earlier than that late from now; one the line dropped (or that left it) is
+# not placed again: it takes its place again when it asks (see `_ACQUIRE`).
+_KEEP = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local line, asks = KEYS[1], KEYS[2]
+local due = now + tonumber(ARGV[1])
+local kept = 0
+for i = 2, #ARGV do
+  if redis.call('ZSCORE', line, ARGV[i]) then
+    local was = redis.call('ZSCORE', asks, ARGV[i])
+    if not was or tonumber(was) < due then redis.call('ZADD', asks, due, ARGV[i]) end
+    kept = kept + 1
+  end
+end
+if kept > 0 then
+  local expiry = math.ceil(tonumber(ARGV[1]) / 1000) + 1000
+  for _, key in ipairs({line, asks}) do
+    if redis.call('PTTL', key) < expiry then redis.call('PEXPIRE', key, expiry) end
+  end
+end
+return kept
+"""
+
 #: How late a request in the fleet's line may ask again (after the wait it was told)
 #: before the line forgets it: its process ended, or its event loop is that busy. Such a
 #: request, when it asks again, takes its place again (by when it came).
@@ -305,12 +333,13 @@ def _micros(seconds: float) -> int:
 class _Pool:
     """A redis-py client and the store's scripts on it: one event loop's connections."""
 
-    __slots__ = ("acquire", "penalize", "redis")
+    __slots__ = ("acquire", "keep", "penalize", "redis")
 
     def __init__(self, redis: AsyncRedis) -> None:
         self.redis = redis
         self.acquire = redis.register_script(_ACQUIRE)
         self.penalize = redis.register_script(_PENALIZE)
+        self.keep = redis.register_script(_KEEP)
 
 
 class RedisRateLimitStore(RateLimitStore):
@@ -420,7 +449,9 @@ class RedisRateLimitStore(RateLimitStore):
         self._pid = os.getpid()
         self._counter = itertools.count()
         self._users = 0
-        self._forgetting: set[asyncio.Task[None]] = set()
+        # Its tasks in the background (requests forgotten, places in a line kept):
+        # `aclose()` waits for them.
+        self._background: set[asyncio.Task[None]] = set()
 
     def __repr__(self) -> str:
         # `getattr`: a store refused by `__init__` is shown too (a traceback's locals).
@@ -520,9 +551,7 @@ class RedisRateLimitStore(RateLimitStore):
             stem = keys[0][: -len("pause")]  # the bucket's: its history, and the windows
             keys = [*keys[1:-2:2], *keys[-2:], f"{stem}history"]  # others named
             forget = self._forget(pool, keys, member, registry=f"{stem}windows")
-            task = asyncio.get_running_loop().create_task(forget)
-            self._forgetting.add(task)
-            task.add_done_callback(self._forgetting.discard)
+            self._in_background(forget)
 
     def _leave(self, scope: str, bucket: str, ticket: str) -> None:
         # In the background (the request is refused, or cancelled): the line's next
@@ -534,9 +563,34 @@ class RedisRateLimitStore(RateLimitStore):
         if pool is None:
             return
         keys = [self._key(scope, bucket, "line"), self._key(scope, bucket, "line-asks")]
-        task = asyncio.get_running_loop().create_task(self._forget(pool, keys, ticket))
-        self._forgetting.add(task)
-        task.add_done_callback(self._forgetting.discard)
+        self._in_background(self._forget(pool, keys, ticket))
+
+    def _keep_every(self) -> float:
+        # Four times in each `_LATE`: a renewal delayed by a busy event loop, or lost
+        # with a connection, still comes in time.
+        return _LATE / 4
+
+    def _keep(self, scope: str, bucket: str, tickets: tuple[str, ...]) -> None:
+        # In the background, as `_leave`: the head's wait goes on meanwhile, and a
+        # renewal that fails leaves the next question to the store to find that out.
+        try:
+            pool = self._pools.get(asyncio.get_running_loop())
+        except RuntimeError:
+            return
+        if pool is None or not tickets:
+            return
+        keys = [self._key(scope, bucket, "line"), self._key(scope, bucket, "line-asks")]
+        args: list[str | int] = [math.ceil(_LATE * 1_000_000), *tickets]
+        self._in_background(self._renew(pool, keys, args))
+
+    def _in_background(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(work)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _renew(self, pool: _Pool, keys: list[str], args: list[str | int]) -> None:
+        with contextlib.suppress(Exception):  # a task of its own: its failure has no reader
+            await self._bounded(pool.keep(keys=keys, args=args))
 
     async def _forget(
         self, pool: _Pool, keys: list[str], member: str, *, registry: str | None = None
@@ -638,8 +692,8 @@ class RedisRateLimitStore(RateLimitStore):
         Close the connections of a store made from a URL on this event loop, and forget
         those of loops that have ended (it reconnects if used again).
         """
-        if self._forgetting:
-            await asyncio.wait(list(self._forgetting), timeout=_FORGET_WITHIN + 1)
+        if self._background:
+            await asyncio.wait(list(self._background), timeout=_FORGET_WITHIN + 1)
         if self._connect is None:  # a borrowed client: never closed here
             return
         self._forget_ended_loops()

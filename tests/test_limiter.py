@@ -837,6 +837,80 @@ async def test_a_request_no_longer_wanted_when_its_slot_comes_is_not_counted() -
     slots.release()
 
 
+class KeepingStore(InProcessRateLimitStore):
+    """A store with a line of its own (as a fleet's), which remembers each renewal."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.kept: list[tuple[str, ...]] = []
+        self.tickets = iter(f"t{i}" for i in range(100))
+
+    def _ticket(self) -> str:
+        return next(self.tickets)
+
+    async def _ask(
+        self,
+        scope: str,
+        bucket: str,
+        windows: tuple[Rate, ...],
+        margin: float,
+        ticket: str,
+        age: float = 0.0,
+        waiting: tuple[tuple[str, float], ...] = (),
+    ) -> float:
+        return await self.try_acquire(scope, bucket, windows, margin)
+
+    def _keep_every(self) -> float:
+        return 0.01
+
+    def _keep(self, scope: str, bucket: str, tickets: tuple[str, ...]) -> None:
+        self.kept.append(tickets)
+
+
+@pytest.mark.parametrize("waits_for", ["a slot", "a cancel's answer"])
+async def test_a_head_waiting_without_asking_keeps_its_processs_places_in_the_stores_line(
+    waits_for: str,
+) -> None:
+    """
+    The head holds the turn and waits for a slot, or for a cancel's answer: it asks the
+    store nothing meanwhile, so a store whose line is the fleet's hears every
+    `_keep_every()` that it and the requests behind it still wait (by their tickets, the
+    head first). Once its wait ends, nobody renews anything any more.
+    """
+    slots = Slots(1)
+    store = KeepingStore()
+    limiter = RateLimiter(RateLimits(api=Rate(1, per=0.1), margin=0), store, "s")
+    assert 0.0 == await limiter.acquire("api")  # t0: the window's place, for 0.1 s
+    wanted = Asked()
+    head = asyncio.create_task(limiter.acquire("api", slots=slots, wanted=wanted))
+    await asyncio.sleep(0.02)  # it asked (as t1) and sleeps on the window, holding no slot
+    assert 1 == slots.free
+    behind = asyncio.create_task(limiter.acquire("api", slots=slots))
+    if waits_for == "a slot":
+        assert slots.take_nowait()  # a long call: no slot when the head wakes
+    else:
+        wanted.answer = None  # a cancel of its stream is under way when it wakes
+    with anyio.fail_after(2):
+        while len(store.kept) < 3:  # noqa: ASYNC110 (renewed while it waits)
+            await asyncio.sleep(0.005)
+    assert {("t1", "t2")} == set(store.kept)  # the head's first question named it t1
+    if waits_for == "a slot":
+        slots.release()
+    else:
+        wanted.decide(True)
+    assert await asyncio.wait_for(head, 1) >= 0  # it goes, holding the slot
+    with anyio.fail_after(2):
+        while store.kept[-1] != ("t2",):  # noqa: ASYNC110 (the next head waits for it)
+            await asyncio.sleep(0.005)
+    slots.release()  # the head's call ends
+    await asyncio.wait_for(behind, 1)
+    renewals = len(store.kept)
+    await asyncio.sleep(0.05)
+    assert renewals == len(store.kept)
+    slots.release()
+    assert not [t for t in asyncio.all_tasks() if "_keep_places" in repr(t)]
+
+
 @pytest.mark.parametrize("decision", [True, False])
 async def test_a_request_not_known_to_be_wanted_keeps_its_turn_until_it_is(decision: bool) -> None:
     """

@@ -307,12 +307,6 @@ async def test_a_request_no_longer_wanted_is_not_counted_nor_kept_in_the_fleets_
         await limiter.acquire("api", max_wait=0)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the head waiting for decided() keeps its turn only in its process: its ticket is"
-    " not heard of again, the fleet's line drops it `_LATE` later, and another process's"
-    " later request takes the window first",
-)
 async def test_a_message_waiting_for_a_cancels_answer_keeps_its_place_in_the_fleets_line(
     redis_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -364,6 +358,92 @@ async def test_a_message_waiting_for_a_cancels_answer_keeps_its_place_in_the_fle
         await mine.aclose()
         await other.aclose()
     assert ["first", "message", "later"] == went
+
+
+async def test_a_request_waiting_long_for_a_slot_keeps_its_place_in_the_fleets_line(
+    redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """
+    The same with a wait for a slot (every `max_concurrency` slot held by a long call): a
+    request waits behind one asleep on the window, and a request of another process
+    comes after it. When its turn comes, no slot is free for longer than `_LATE` (2 s in
+    production, 0.1 s here): its place in the fleet's line is kept meanwhile, and once a
+    slot frees it goes before the other process's request.
+    """
+    from aposthog import _redis_store
+
+    monkeypatch.setattr(_redis_store, "_LATE", 0.1)
+    prefix = f"test:{secrets.token_hex(4)}"
+    limits = RateLimits(api=Rate(1, per=0.4), margin=0)
+    mine = RateLimiter(limits, RedisRateLimitStore(redis_url, prefix=prefix), "k")
+    other = RateLimiter(limits, RedisRateLimitStore(redis_url, prefix=prefix), "k")
+    slots = Slots(1)
+    went: list[str] = []
+
+    async def request(name: str, limiter: RateLimiter, held: Slots | None = None) -> None:
+        await limiter.acquire("api", slots=held)
+        went.append(name)
+        if held is not None and name == "first":
+            return  # it keeps the slot: a long call
+        if held is not None:
+            held.release()
+
+    try:
+        assert 0.0 == await other.acquire("api")  # the window's place, until 0.4 s
+        with anyio.fail_after(5):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(request, "first", mine, slots)  # asleep on the window
+                while "api" not in mine._lines or mine._lines["api"].wakes is None:  # noqa: ASYNC110
+                    await anyio.sleep(0.001)
+                tg.start_soon(request, "second", mine, slots)  # behind it
+                while mine._lines["api"].live < 1:  # noqa: ASYNC110
+                    await anyio.sleep(0.001)
+                tg.start_soon(request, "later", other)  # another process's, after it
+                # The first goes, holding the only slot; the second waits for it.
+                while mine._lines["api"].slot_since is None:  # noqa: ASYNC110
+                    await anyio.sleep(0.001)
+                # Long past the other process's turn (at 0.8 s): only a request that
+                # kept its place goes first.
+                await anyio.sleep(1.5)
+                assert ["first"] == went
+                slots.release()
+    finally:
+        await mine.aclose()
+        await other.aclose()
+    assert ["first", "second", "later"] == went
+
+
+async def test_a_waiting_requests_place_the_fleets_line_dropped_is_not_taken_again_by_keeping_it(
+    store: RedisRateLimitStore, redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """
+    Keeping places renews those the line still holds, and only those: a request that
+    left it (its `_leave` ran before a renewal in flight) is not placed back, where it
+    would hold back the fleet's requests until it is dropped again.
+    """
+    import redis.asyncio
+
+    from aposthog import _redis_store
+
+    windows = (Rate(1, per=30),)
+    admin = redis.asyncio.Redis.from_url(redis_url, decode_responses=True)
+    line, asks = store._key("s", "api", "line"), store._key("s", "api", "line-asks")
+    try:
+        assert 0.0 == await store._ask("s", "api", windows, 0.0, "a", 0.0, (("b", 0.0),))
+        assert 0 < await store._ask("s", "api", windows, 0.0, "c", 0.0)  # waits behind "b"
+        due = await admin.zscore(asks, "c")  # heard of again within its wait + `_LATE`
+        store._leave("s", "api", "b")
+        await anyio.sleep(0.05)
+        monkeypatch.setattr(_redis_store, "_LATE", 100.0)  # past the 30 s wait it was told
+        store._keep("s", "api", ("b", "c"))
+        await store.aclose()  # waits for what runs in the background
+        assert ["c"] == await admin.zrange(line, 0, -1)
+        assert ["c"] == await admin.zrange(asks, 0, -1)
+        assert due is not None
+        assert due + 60_000_000 < (await admin.zscore(asks, "c") or 0)
+        assert 100_000 < await admin.pttl(asks)
+    finally:
+        await admin.aclose()
 
 
 def test_a_request_counted_before_its_cancellation_is_taken_back(redis_url: str) -> None:
