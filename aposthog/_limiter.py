@@ -282,7 +282,7 @@ class _Turn:
 class _Line:
     """The requests of one bucket waiting their turn, in arrival order."""
 
-    __slots__ = ("busy", "live", "queue", "slot_seconds", "slot_since", "wakes")
+    __slots__ = ("busy", "frozen", "live", "queue", "slot_seconds", "slot_since", "wakes")
 
     def __init__(self) -> None:
         self.busy = False  # someone holds the turn (asks the store, or sleeps on its answer)
@@ -295,6 +295,10 @@ class _Line:
         # part of the `max_wait` of the requests behind them either.
         self.slot_seconds = 0.0
         self.slot_since: float | None = None
+        #: The requests whose time ran while the head waited for a slot: they wait
+        #: without a time limit, given back what is left of theirs when that wait ends
+        #: (`slot_wait_ended`), not woken again and again meanwhile to find it unspent.
+        self.frozen: dict[_Turn, anyio.CancelScope] = {}
         #: When the head, asleep on the store's answer, asks again (None: it is not
         #: asleep). No request behind it goes before then.
         self.wakes: float | None = None
@@ -303,6 +307,23 @@ class _Line:
         """`slot_seconds`, the current slot wait included."""
         since = self.slot_since
         return self.slot_seconds if since is None else self.slot_seconds + now - since
+
+    def slot_wait_ended(self) -> None:
+        """
+        The head's wait for a slot (`slot_since`) ends: counted in `slot_seconds`, and
+        each frozen request's time runs again, from what it had left (one with none left
+        waits on for its turn, as it did: see `RateLimiter._wait_in_line`).
+        """
+        now = time.monotonic()
+        assert self.slot_since is not None
+        self.slot_seconds += now - self.slot_since
+        self.slot_since = None
+        if self.frozen:
+            clock = anyio.current_time()
+            for turn, scope in self.frozen.items():
+                left = turn.latest + (self.slot_seconds - turn.slot_time) - now
+                if left > 0:
+                    scope.deadline = clock + left
 
     def leave(self, turn: _Turn) -> None:
         turn.gone = True
@@ -419,12 +440,11 @@ class RateLimiter:
                 await anyio.lowlevel.checkpoint_if_cancelled()
             while True:
                 if slots is not None and not slots.take_nowait():
-                    began = line.slot_since = time.monotonic()
+                    line.slot_since = time.monotonic()
                     try:
                         await self._keeping_places(line, bucket, ticket, slots.take)
                     finally:
-                        line.slot_seconds += time.monotonic() - began
-                        line.slot_since = None
+                        line.slot_wait_ended()
                     if self._closed:
                         slots.release()
                         self._check_open()
@@ -516,13 +536,12 @@ class RateLimiter:
         wanted: no rate-limit wait (as a wait for a slot, it is not part of the
         `max_wait` of the requests behind it). Closing the client ends it.
         """
-        began = line.slot_since = time.monotonic()
+        line.slot_since = time.monotonic()
         try:
             with closable(self._waits):
                 await self._keeping_places(line, bucket, ticket, wanted.decided)
         finally:
-            line.slot_seconds += time.monotonic() - began
-            line.slot_since = None
+            line.slot_wait_ended()
         self._check_open()
 
     async def _keeping_places(
@@ -648,9 +667,16 @@ class RateLimiter:
         line.live += 1
         try:
             limit = math.inf if max_wait is None else max_wait  # 0: a deadline used up
+            frozen = False
             while True:
                 with closable(self._waits, anyio.move_on_after(limit)) as scope:
-                    await turn.event.wait()
+                    if frozen:
+                        line.frozen[turn] = scope
+                    try:
+                        await turn.event.wait()
+                    finally:
+                        if frozen:
+                            del line.frozen[turn]
                 if not scope.cancelled_caught or self._closed:
                     break
                 # Out of time, unless part of that time the heads waited for a slot
@@ -658,14 +684,17 @@ class RateLimiter:
                 # request waits on for as long.
                 now = time.monotonic()
                 left = (max_wait or 0.0) - (now - joined - (line.held_back(now) - slot_time))
-                if left > 0:
-                    limit = left
-                elif line.slot_since is not None:
-                    # All of the time left went to the head's wait for a slot, which goes
-                    # on (with no time to spare, `max_wait=0`, the two are equal): wait
-                    # on with it. Should the head then sleep on a window, a request
-                    # whose time that wait exceeds is refused (`_refuse_hopeless`).
+                frozen = line.slot_since is not None
+                if frozen:
+                    # The head waits for a slot: the request's time stands still until
+                    # that wait ends, and then runs on from what is left of it
+                    # (`_Line.slot_wait_ended`). With none left (with no time to spare,
+                    # `max_wait=0`, all of it went to the head's wait) it waits on for
+                    # its turn; should a head then sleep on a window, a request whose
+                    # time that wait exceeds is refused (`_refuse_hopeless`).
                     limit = math.inf
+                elif left > 0:
+                    limit = left
                 else:
                     break
         except BaseException:

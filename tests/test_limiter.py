@@ -837,6 +837,57 @@ async def test_a_request_no_longer_wanted_when_its_slot_comes_is_not_counted() -
     slots.release()
 
 
+async def test_a_request_whose_time_stands_still_behind_a_slot_wait_is_not_woken_meanwhile(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """
+    A request with little time (`max_wait`) waits behind a head that waits for a slot:
+    that is no rate-limit wait, so its time stands still. It is not woken every
+    `max_wait` to find that out (at 1 ms, a thousand wakes a second for each such
+    request): it waits until the head's wait ends, and then its time runs on from what
+    it had left. Here the head, once it has its slot, asks a store that does not answer:
+    the request's 0.1 s run out meanwhile, and it is refused.
+    """
+    from aposthog import _limiter
+
+    looked = 0
+
+    def monotonic() -> float:  # every wake of a request in line reads the clock
+        nonlocal looked
+        looked += 1
+        return time.monotonic()
+
+    monkeypatch.setattr(_limiter, "time", SimpleNamespace(monotonic=monotonic))
+    slots = Slots(1)
+    assert slots.take_nowait()  # a long call
+    store = GatedStore()
+    limiter = RateLimiter(RateLimits(api=Rate(10, per=60), margin=0), store, "s")
+    head = asyncio.create_task(limiter.acquire("api", slots=slots))
+    await asyncio.sleep(0.01)
+    assert limiter._lines["api"].slot_since is not None  # it waits for the slot
+    behind = asyncio.create_task(limiter.acquire("api", max_wait=0.1, slots=slots))
+    await _until_queued(limiter, 1)
+    line = limiter._lines["api"]
+    queued = looked
+    with anyio.fail_after(2):
+        while looked == queued:  # noqa: ASYNC110 (its 0.1 s passed: it woke once)
+            await asyncio.sleep(0.01)
+    before = looked
+    await asyncio.sleep(0.5)
+    assert before == looked  # nobody woke again
+    assert not behind.done()
+    assert list(line.frozen) == [line.queue[0]]  # it waits for the head's wait to end
+    slots.release()  # the head takes it, and asks the store (which holds it)
+    started = time.monotonic()
+    with pytest.raises(RateLimitError):
+        await asyncio.wait_for(behind, 2)
+    assert 0.08 < time.monotonic() - started  # what it had left: 0.1 s (less a wake's lag)
+    assert not line.frozen
+    store.gate.set()
+    assert 0 == await asyncio.wait_for(head, 1)
+    slots.release()
+
+
 class KeepingStore(InProcessRateLimitStore):
     """A store with a line of its own (as a fleet's), which remembers each renewal."""
 
