@@ -307,68 +307,21 @@ async def test_a_request_no_longer_wanted_is_not_counted_nor_kept_in_the_fleets_
         await limiter.acquire("api", max_wait=0)
 
 
-async def test_a_message_waiting_for_a_cancels_answer_keeps_its_place_in_the_fleets_line(
-    redis_url: str, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize("waits_for", ["a cancel's answer", "a slot"])
+async def test_a_request_waiting_long_at_the_head_keeps_its_place_in_the_fleets_line(
+    redis_url: str, monkeypatch: pytest.MonkeyPatch, waits_for: str
 ) -> None:
     """
-    The CHANGELOG: "while a `conversations.cancel(id)` of its stream is under way the
-    message keeps its place at the head of the line until the answer (refused, it goes
-    first, as if no cancel had been asked)". With a Redis store the line is the fleet's:
-    a message waits behind a request asleep on the window (1 per 0.4 s), and a request of
-    another process comes after it. When its turn comes a cancel is under way; PostHog
-    answers it (refused) later than `_LATE` (2 s in production, 0.1 s here) after the
-    message was last heard of in the fleet's line. Meanwhile its place there is
-    dropped, as a dead process's would be, and the other process's request takes the
-    window: the message, refused its cancel, waits a whole window more (a minute with
-    PostHog AI's) behind a request that came after it.
-    """
-    from aposthog import _redis_store
-
-    monkeypatch.setattr(_redis_store, "_LATE", 0.1)
-    prefix = f"test:{secrets.token_hex(4)}"
-    limits = RateLimits(api=Rate(1, per=0.4), margin=0)
-    mine = RateLimiter(limits, RedisRateLimitStore(redis_url, prefix=prefix), "k")
-    other = RateLimiter(limits, RedisRateLimitStore(redis_url, prefix=prefix), "k")
-    went: list[str] = []
-    cancel = Asked(None)
-
-    async def request(name: str, limiter: RateLimiter, wanted: Asked | None = None) -> None:
-        await limiter.acquire("api", slots=Slots(1), wanted=wanted)
-        went.append(name)
-
-    try:
-        assert 0.0 == await other.acquire("api")  # the window's place, until 0.4 s
-        with anyio.fail_after(5):
-            async with anyio.create_task_group() as tg:
-                tg.start_soon(request, "first", mine)  # asleep on the window
-                while "api" not in mine._lines or mine._lines["api"].wakes is None:  # noqa: ASYNC110
-                    await anyio.sleep(0.001)
-                tg.start_soon(request, "message", mine, cancel)  # behind it
-                while mine._lines["api"].live < 1:  # noqa: ASYNC110
-                    await anyio.sleep(0.001)
-                tg.start_soon(request, "later", other)  # another process's, after it
-                # The first goes; the message's turn comes with the cancel under way.
-                while mine._lines["api"].slot_since is None:  # noqa: ASYNC110
-                    await anyio.sleep(0.001)
-                # The cancel's answer takes a while: long past the other process's turn
-                # (at 0.8 s), so that only a message that kept its place goes first.
-                await anyio.sleep(1.5)
-                cancel.decide(True)  # refused: the message is still wanted
-    finally:
-        await mine.aclose()
-        await other.aclose()
-    assert ["first", "message", "later"] == went
-
-
-async def test_a_request_waiting_long_for_a_slot_keeps_its_place_in_the_fleets_line(
-    redis_url: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """
-    The same with a wait for a slot (every `max_concurrency` slot held by a long call): a
-    request waits behind one asleep on the window, and a request of another process
-    comes after it. When its turn comes, no slot is free for longer than `_LATE` (2 s in
-    production, 0.1 s here): its place in the fleet's line is kept meanwhile, and once a
-    slot frees it goes before the other process's request.
+    With a Redis store the line is the fleet's. A request waits behind one asleep on the
+    window (1 per 0.4 s), and a request of another process comes after it. When its turn
+    comes it waits without asking Redis, longer than `_LATE` (2 s in production, 0.1 s
+    here): for the answer to a `conversations.cancel(id)` of its stream (the CHANGELOG:
+    "the message keeps its place at the head of the line until the answer (refused, it
+    goes first, as if no cancel had been asked)"), or for a slot (every
+    `max_concurrency` slot held by a long call). Its place in the fleet's line is kept
+    meanwhile, and it goes before the other process's request. (Its place was dropped,
+    as a dead process's is, and the other process's request took the window: the
+    message waited a whole window more, a minute with PostHog AI's.)
     """
     from aposthog import _redis_store
 
@@ -378,35 +331,37 @@ async def test_a_request_waiting_long_for_a_slot_keeps_its_place_in_the_fleets_l
     mine = RateLimiter(limits, RedisRateLimitStore(redis_url, prefix=prefix), "k")
     other = RateLimiter(limits, RedisRateLimitStore(redis_url, prefix=prefix), "k")
     slots = Slots(1)
+    cancel = Asked(None if waits_for == "a cancel's answer" else True)
     went: list[str] = []
 
-    async def request(name: str, limiter: RateLimiter, held: Slots | None = None) -> None:
-        await limiter.acquire("api", slots=held)
+    async def request(name: str, limiter: RateLimiter, wanted: Asked | None = None) -> None:
+        await limiter.acquire("api", slots=slots, wanted=wanted)
         went.append(name)
-        if held is not None and name == "first":
-            return  # it keeps the slot: a long call
-        if held is not None:
-            held.release()
+        if name != "first" or waits_for != "a slot":
+            slots.release()  # else the first keeps its slot: a long call
 
     try:
         assert 0.0 == await other.acquire("api")  # the window's place, until 0.4 s
         with anyio.fail_after(5):
             async with anyio.create_task_group() as tg:
-                tg.start_soon(request, "first", mine, slots)  # asleep on the window
+                tg.start_soon(request, "first", mine)  # asleep on the window
                 while "api" not in mine._lines or mine._lines["api"].wakes is None:  # noqa: ASYNC110
                     await anyio.sleep(0.001)
-                tg.start_soon(request, "second", mine, slots)  # behind it
+                tg.start_soon(request, "second", mine, cancel)  # behind it
                 while mine._lines["api"].live < 1:  # noqa: ASYNC110
                     await anyio.sleep(0.001)
                 tg.start_soon(request, "later", other)  # another process's, after it
-                # The first goes, holding the only slot; the second waits for it.
+                # The first goes; the second's turn comes, and it waits.
                 while mine._lines["api"].slot_since is None:  # noqa: ASYNC110
                     await anyio.sleep(0.001)
-                # Long past the other process's turn (at 0.8 s): only a request that
-                # kept its place goes first.
+                # Long past the other process's turn (at 0.8 s), so that only a request
+                # that kept its place goes first.
                 await anyio.sleep(1.5)
                 assert ["first"] == went
-                slots.release()
+                if waits_for == "a slot":
+                    slots.release()
+                else:
+                    cancel.decide(True)  # refused: the message is still wanted
     finally:
         await mine.aclose()
         await other.aclose()
