@@ -335,6 +335,10 @@ async def test_a_request_waiting_long_at_the_head_keeps_its_place_in_the_fleets_
     went: list[str] = []
 
     async def request(name: str, limiter: RateLimiter, wanted: Asked | None = None) -> None:
+        if limiter is other:  # (its process's slots are its own)
+            await limiter.acquire("api")
+            went.append(name)
+            return
         await limiter.acquire("api", slots=slots, wanted=wanted)
         went.append(name)
         if name != "first" or waits_for != "a slot":
