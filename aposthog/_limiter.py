@@ -282,7 +282,16 @@ class _Turn:
 class _Line:
     """The requests of one bucket waiting their turn, in arrival order."""
 
-    __slots__ = ("busy", "frozen", "live", "queue", "slot_seconds", "slot_since", "wakes")
+    __slots__ = (
+        "busy",
+        "frozen",
+        "heard",
+        "live",
+        "queue",
+        "slot_seconds",
+        "slot_since",
+        "wakes",
+    )
 
     def __init__(self) -> None:
         self.busy = False  # someone holds the turn (asks the store, or sleeps on its answer)
@@ -299,6 +308,10 @@ class _Line:
         #: without a time limit, given back what is left of theirs when that wait ends
         #: (`slot_wait_ended`), not woken again and again meanwhile to find it unspent.
         self.frozen: dict[_Turn, anyio.CancelScope] = {}
+        #: From when a store with a line of its own may drop those it heard of last
+        #: (`_LATE` later, for the Redis store): the end of the wait it told the last
+        #: head that asked, or its last renewal (`RateLimiter._keep_places`).
+        self.heard = 0.0
         #: When the head, asleep on the store's answer, asks again (None: it is not
         #: asleep). No request behind it goes before then.
         self.wakes: float | None = None
@@ -357,6 +370,9 @@ class RateLimiter:
         # closing the client cancels them, and each waiter raises `ClientStateError` then.
         self._waits: set[anyio.CancelScope] = set()
         self._sleeps = Sleeps()  # the head's sleeps on the store's answer
+        # The tasks keeping places in a fleet's line (`_keeping_places`): closing the
+        # client ends them (a wait for a slot goes on, for a request never to be sent).
+        self._keepers: set[asyncio.Task[None]] = set()
         #: Whether the store keeps a line of its own across processes (`_ask`).
         self._lined = type(store)._ask is not RateLimitStore._ask
         store._attach()
@@ -473,6 +489,7 @@ class RateLimiter:
                             now - came,
                             _waiting(line, now),
                         )
+                        line.heard = time.monotonic() + wait
                     else:
                         wait = await self.store.try_acquire(
                             self._scope, bucket, windows, self.limits.margin
@@ -559,13 +576,15 @@ class RateLimiter:
         would go first: meanwhile the store hears that the head and the requests behind
         it still wait, every `_keep_every()` seconds.
         """
-        every = self.store._keep_every() if self._lined else None
+        every = self.store._keep_every() if self._lined and not self._closed else None
         if every is None:
             await wait()
             return
         keeper = asyncio.get_running_loop().create_task(
             self._keep_places(line, bucket, ticket, every)
         )
+        self._keepers.add(keeper)
+        keeper.add_done_callback(self._keepers.discard)
         try:
             await wait()
         finally:
@@ -575,8 +594,13 @@ class RateLimiter:
         self, line: _Line, bucket: str, ticket: str | None, every: float
     ) -> None:
         while True:
-            await asyncio.sleep(every)
-            tickets = [name for name, _ in _waiting(line, time.monotonic())]
+            # Counted from when the store last heard of them: a head that waits for a
+            # slot, then for a cancel's answer, then for a slot again renews in time.
+            await asyncio.sleep(max(0.0, line.heard + every - time.monotonic()))
+            if self._closed:
+                return  # (`close()` cancels it too): its requests are never sent
+            now = line.heard = time.monotonic()
+            tickets = [name for name, _ in _waiting(line, now)]
             if ticket is not None:
                 tickets.insert(0, ticket)
             if tickets:  # (a head that never asked, with nobody behind it: none)
@@ -760,6 +784,8 @@ class RateLimiter:
         self._sleeps.wake_all()
         for scope in list(self._waits):
             scope.cancel()
+        for keeper in self._keepers:
+            keeper.cancel()
 
     async def aclose(self) -> None:
         """

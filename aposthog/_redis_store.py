@@ -449,9 +449,11 @@ class RedisRateLimitStore(RateLimitStore):
         self._pid = os.getpid()
         self._counter = itertools.count()
         self._users = 0
-        # Its tasks in the background (requests forgotten, places in a line kept):
-        # `aclose()` waits for them.
+        # Its tasks in the background: requests forgotten, which `aclose()` waits for,
+        # and places in a line kept, which it ends (the closing clients' requests leave
+        # their places anyway).
         self._background: set[asyncio.Task[None]] = set()
+        self._renewing: set[asyncio.Task[None]] = set()
 
     def __repr__(self) -> str:
         # `getattr`: a store refused by `__init__` is shown too (a traceback's locals).
@@ -572,21 +574,27 @@ class RedisRateLimitStore(RateLimitStore):
 
     def _keep(self, scope: str, bucket: str, tickets: tuple[str, ...]) -> None:
         # In the background, as `_leave`: the head's wait goes on meanwhile, and a
-        # renewal that fails leaves the next question to the store to find that out.
-        try:
-            pool = self._pools.get(asyncio.get_running_loop())
-        except RuntimeError:
+        # renewal that fails leaves the next question to the store to find that out. On
+        # the loop's connections, made again if they were closed (by a client of the
+        # loop that closed while another, made outside any loop, still waits), as a
+        # question to the store makes them.
+        if not tickets:
             return
-        if pool is None or not tickets:
+        try:
+            pool = self._pool(_NOT_SENT)
+        except (RuntimeError, RateLimitStoreError):  # no loop; a borrowed client's other loop
             return
         keys = [self._key(scope, bucket, "line"), self._key(scope, bucket, "line-asks")]
         args: list[str | int] = [math.ceil(_LATE * 1_000_000), *tickets]
-        self._in_background(self._renew(pool, keys, args))
+        self._in_background(self._renew(pool, keys, args), self._renewing)
 
-    def _in_background(self, work: Coroutine[Any, Any, None]) -> None:
+    def _in_background(
+        self, work: Coroutine[Any, Any, None], tasks: set[asyncio.Task[None]] | None = None
+    ) -> None:
+        tasks = self._background if tasks is None else tasks
         task = asyncio.get_running_loop().create_task(work)
-        self._background.add(task)
-        task.add_done_callback(self._background.discard)
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
 
     async def _renew(self, pool: _Pool, keys: list[str], args: list[str | int]) -> None:
         with contextlib.suppress(Exception):  # a task of its own: its failure has no reader
@@ -692,6 +700,11 @@ class RedisRateLimitStore(RateLimitStore):
         Close the connections of a store made from a URL on this event loop, and forget
         those of loops that have ended (it reconnects if used again).
         """
+        if self._renewing:
+            renewals = list(self._renewing)
+            for task in renewals:
+                task.cancel()
+            await asyncio.wait(renewals)  # (a cancelled command closes its connection)
         if self._background:
             await asyncio.wait(list(self._background), timeout=_FORGET_WITHIN + 1)
         if self._connect is None:  # a borrowed client: never closed here

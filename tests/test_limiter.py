@@ -903,8 +903,10 @@ class KeepingStore(InProcessRateLimitStore):
     async def _ask(self, *args: Any, **kwargs: Any) -> float:  # (its own: a line)
         return await super()._ask(*args, **kwargs)
 
+    every = 0.01
+
     def _keep_every(self) -> float:
-        return 0.01
+        return self.every
 
     def _keep(self, scope: str, bucket: str, tickets: tuple[str, ...]) -> None:
         self.kept.append(tickets)
@@ -952,6 +954,37 @@ async def test_a_head_waiting_without_asking_keeps_its_processs_places_in_the_st
     assert renewals == len(store.kept)
     slots.release()
     assert not [t for t in asyncio.all_tasks() if "_keep_places" in repr(t)]
+
+
+async def test_a_head_whose_waits_follow_each_other_renews_from_when_it_was_last_heard_of() -> None:
+    """
+    The head waits for a cancel's answer, then (refused) for a slot, each shorter than
+    `_keep_every()` and together longer: the store hears of its places in time all the
+    same, counted from when it last heard of them (each wait's keeper counted from its
+    own start, and renewed nothing).
+    """
+    slots = Slots(1)
+    store = KeepingStore()
+    store.every = 0.3
+    limiter = RateLimiter(RateLimits(api=Rate(1, per=0.1), margin=0), store, "s")
+    assert 0.0 == await limiter.acquire("api")  # the window's place, for 0.1 s
+    wanted = Asked()
+    head = asyncio.create_task(limiter.acquire("api", slots=slots, wanted=wanted))
+    await asyncio.sleep(0.02)  # it asked (as t1), and sleeps on the window
+    wanted.answer = None  # a cancel of its stream is under way when it wakes
+    line = limiter._lines["api"]
+    with anyio.fail_after(2):
+        while line.slot_since is None:  # noqa: ASYNC110 (it waits for the answer)
+            await asyncio.sleep(0.005)
+    await asyncio.sleep(0.2)
+    assert slots.take_nowait()  # a long call: no slot when the answer comes
+    wanted.decide(True)  # refused
+    await asyncio.sleep(0.2)  # meanwhile, 0.3 s after it was last heard of: renewed
+    assert not head.done()  # still waiting for the slot
+    slots.release()
+    await asyncio.wait_for(head, 1)
+    slots.release()
+    assert [("t1",)] == store.kept
 
 
 @pytest.mark.parametrize("decision", [True, False])

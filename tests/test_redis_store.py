@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import gc
 import multiprocessing
@@ -21,7 +22,7 @@ import anyio.to_thread
 import pytest
 
 import aposthog
-from aposthog._errors import RateLimitError
+from aposthog._errors import ClientStateError, RateLimitError
 from aposthog._limiter import RateLimiter, RateLimitStoreError, rate_limit_scope
 from aposthog._pipeline import Unwanted
 from aposthog._ratelimit import Rate, RateLimits
@@ -392,17 +393,264 @@ async def test_a_waiting_requests_place_the_fleets_line_dropped_is_not_taken_aga
         assert 0 < await store._ask("s", "api", windows, 0.0, "c", 0.0)  # waits behind "b"
         due = await admin.zscore(asks, "c")  # heard of again within its wait + `_LATE`
         store._leave("s", "api", "b")
-        await anyio.sleep(0.05)
+        with anyio.fail_after(5):
+            while await admin.zscore(line, "b") is not None:  # noqa: ASYNC110
+                await anyio.sleep(0.01)
         monkeypatch.setattr(_redis_store, "_LATE", 100.0)  # past the 30 s wait it was told
         store._keep("s", "api", ("b", "c"))
-        await store.aclose()  # waits for what runs in the background
+        assert due is not None
+        with anyio.fail_after(5):  # renewed, in the background
+            while (await admin.zscore(asks, "c") or 0) < due + 60_000_000:  # noqa: ASYNC110
+                await anyio.sleep(0.01)
         assert ["c"] == await admin.zrange(line, 0, -1)
         assert ["c"] == await admin.zrange(asks, 0, -1)
-        assert due is not None
-        assert due + 60_000_000 < (await admin.zscore(asks, "c") or 0)
         assert 100_000 < await admin.pttl(asks)
     finally:
         await admin.aclose()
+
+
+async def test_a_closed_clients_request_waiting_for_a_slot_keeps_no_place_in_the_fleets_line(
+    redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """
+    A request asleep on the window wakes to find every slot held by a long call, and
+    its client closes meanwhile: it is never sent (`ClientStateError` once a slot
+    frees), so the fleet's line forgets it as it would a dead process's, at most
+    `_LATE` (2 s in production, 1 s here) after it was last heard of. The request of
+    another client sharing the store goes then, not once the closed client's long call
+    ends.
+    """
+    from aposthog import _redis_store
+
+    monkeypatch.setattr(_redis_store, "_LATE", 1.0)
+    limits = RateLimits(api=Rate(1, per=0.3), margin=0)
+    store = RedisRateLimitStore(redis_url, prefix=f"test:{secrets.token_hex(4)}")
+    closing = RateLimiter(limits, store, "k")
+    staying = RateLimiter(limits, store, "k")  # another client sharing the store
+    slots = Slots(1)
+    assert 0.0 == await staying.acquire("api")  # the window's place, for 0.3 s
+    head = asyncio.create_task(closing.acquire("api", slots=slots))
+    try:
+        with anyio.fail_after(5):
+            while "api" not in closing._lines or closing._lines["api"].wakes is None:  # noqa: ASYNC110
+                await anyio.sleep(0.001)
+            assert slots.take_nowait()  # a long call: no slot when the head wakes
+            while closing._lines["api"].slot_since is None:  # noqa: ASYNC110
+                await anyio.sleep(0.001)
+        await closing.aclose()
+        # A kept place would hold it back for as long as the slot stays busy: here, ever.
+        with anyio.fail_after(4):
+            assert 0 <= await staying.acquire("api")
+        assert not head.done()  # (still waiting for the slot)
+    finally:
+        slots.release()
+        with pytest.raises(ClientStateError):
+            await asyncio.wait_for(head, 1)
+        await staying.aclose()
+
+
+async def test_a_request_waiting_for_a_slot_keeps_its_place_after_another_client_closes(
+    redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """
+    As `test_a_request_waiting_long_for_a_slot_keeps_its_place_in_the_fleets_line`, with
+    the client made outside any event loop (at import, say) and a client of another key
+    sharing its store, made in the loop, closed while the request waits for its slot:
+    the store's connections on that loop are still the first client's, and its request
+    still keeps its place, before the other process's.
+    """
+    from aposthog import _redis_store
+
+    monkeypatch.setattr(_redis_store, "_LATE", 0.1)
+    prefix = f"test:{secrets.token_hex(4)}"
+    limits = RateLimits(api=Rate(1, per=0.4), margin=0)
+    store = RedisRateLimitStore(redis_url, prefix=prefix)
+    mine = await anyio.to_thread.run_sync(RateLimiter, limits, store, "k")  # no loop
+    tenant = RateLimiter(limits, store, "another key's")
+    other = RateLimiter(limits, RedisRateLimitStore(redis_url, prefix=prefix), "k")
+    slots = Slots(1)
+    went: list[str] = []
+
+    async def request(name: str, limiter: RateLimiter, held: Slots | None = None) -> None:
+        await limiter.acquire("api", slots=held)
+        went.append(name)
+        if held is not None and name != "first":  # (the first keeps it: a long call)
+            held.release()
+
+    try:
+        assert 0.0 == await other.acquire("api")  # the window's place, until 0.4 s
+        with anyio.fail_after(5):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(request, "first", mine, slots)  # asleep on the window
+                while "api" not in mine._lines or mine._lines["api"].wakes is None:  # noqa: ASYNC110
+                    await anyio.sleep(0.001)
+                tg.start_soon(request, "second", mine, slots)  # behind it
+                while mine._lines["api"].live < 1:  # noqa: ASYNC110
+                    await anyio.sleep(0.001)
+                tg.start_soon(request, "later", other)  # another process's, after it
+                while mine._lines["api"].slot_since is None:  # noqa: ASYNC110
+                    await anyio.sleep(0.001)
+                await tenant.aclose()  # the other key's client is done
+                await anyio.sleep(1.5)  # long past the other process's turn (at 0.8 s)
+                assert ["first"] == went
+                slots.release()
+    finally:
+        await mine.aclose()
+        await other.aclose()
+    assert ["first", "second", "later"] == went
+
+
+class _CountingProxy(_SlowProxy):
+    """
+    A `_SlowProxy` that counts the connections its clients hold open to it, and the
+    requests that passed while it was `slow`.
+    """
+
+    def __init__(self, port: int) -> None:
+        super().__init__(port)
+        self.open = 0
+        self.asked_slow = 0
+
+    async def _pump(
+        self, source: anyio.abc.SocketStream, sink: anyio.abc.SocketStream, answers: bool
+    ) -> None:
+        if answers:
+            return await super()._pump(source, sink, answers)
+        self.open += 1  # the client's requests: they end when it closes the connection
+        try:
+            async for chunk in source:
+                await sink.send(chunk)
+                self.asked_slow += bool(self.slow)
+        finally:
+            self.open -= 1
+
+
+async def test_closing_a_client_whose_request_waits_for_a_slot_leaves_no_connection_open(
+    redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """
+    A request waits for a slot (every slot held by a long call), its place in the
+    fleet's line kept, when its client closes; Redis answers slowly (0.3 s, through a
+    proxy), so `aclose()` waits for the renewals under way. The store, made from a URL
+    and used by that client alone, then closes its connections: all of them. One left
+    open is a socket (and a Redis client) held until the garbage collector finds it
+    (`ResourceWarning: unclosed Connection`).
+    """
+    from aposthog import _redis_store
+
+    monkeypatch.setattr(_redis_store, "_LATE", 0.2)  # renewed every 0.05 s
+    proxy = _CountingProxy(int(redis_url.rsplit(":", 1)[1].split("/")[0]))
+    pool: Any = None
+    try:
+        listener = await anyio.create_tcp_listener(local_host="127.0.0.1")
+        port = listener.extra(anyio.abc.SocketAttribute.local_port)
+        async with listener, anyio.create_task_group() as tg:
+            tg.start_soon(listener.serve, proxy.relay)
+            store = RedisRateLimitStore(
+                f"redis://127.0.0.1:{port}/0", prefix=f"test:{secrets.token_hex(4)}"
+            )
+            limiter = RateLimiter(RateLimits(api=Rate(1, per=0.1), margin=0), store, "k")
+            slots = Slots(1)
+            assert 0.0 == await limiter.acquire("api")  # the window's place, for 0.1 s
+            pool = store._pools[asyncio.get_running_loop()].redis.connection_pool
+            head = asyncio.create_task(limiter.acquire("api", slots=slots))
+            with anyio.fail_after(5):
+                while "api" not in limiter._lines or limiter._lines["api"].wakes is None:  # noqa: ASYNC110
+                    await anyio.sleep(0.001)
+                assert slots.take_nowait()  # a long call: no slot when the head wakes
+                while limiter._lines["api"].slot_since is None:  # noqa: ASYNC110
+                    await anyio.sleep(0.001)
+                proxy.slow = True
+                while proxy.asked_slow < 2:  # noqa: ASYNC110 (renewals under way)
+                    await anyio.sleep(0.01)
+            await limiter.aclose()  # the store's only client: its connections close
+            slots.release()  # the long call ends; the closed client's request never goes
+            with pytest.raises(ClientStateError):
+                await asyncio.wait_for(head, 1)
+            proxy.slow = False
+            with anyio.fail_after(5):
+                while [t for t in asyncio.all_tasks() if "RedisRateLimitStore" in repr(t)]:  # noqa: ASYNC110
+                    await anyio.sleep(0.01)  # (whatever the store still ran, ended)
+            with anyio.fail_after(3):
+                while proxy.open:  # noqa: ASYNC110 (each closes as the store's pool closes)
+                    await anyio.sleep(0.01)
+            tg.cancel_scope.cancel()
+    finally:
+        if pool is not None:  # (closed here: one left open warns when collected)
+            await pool.disconnect()
+
+
+class _StallingProxy(_SlowProxy):
+    """
+    A `_SlowProxy` whose answers, once `slow`, never come (Redis hung); `asked` is set
+    when a request passes meanwhile.
+    """
+
+    def __init__(self, port: int) -> None:
+        super().__init__(port)
+        self.asked = anyio.Event()
+
+    async def _pump(
+        self, source: anyio.abc.SocketStream, sink: anyio.abc.SocketStream, answers: bool
+    ) -> None:
+        async for chunk in source:
+            if answers and self.slow:
+                await anyio.sleep_forever()
+            await sink.send(chunk)
+            if self.slow and not answers:
+                self.asked.set()
+
+
+async def test_a_renewal_under_way_does_not_hold_up_the_close_while_redis_hangs(
+    redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """
+    A request waits for a slot (every slot held by a long call), its place in the
+    fleet's line kept, when Redis stops answering, and its client closes: nothing the
+    client still has to do needs Redis (the request leaves the line when it fails, and a
+    place not heard of is dropped), so the close does not wait for a renewal of those
+    places to get its answer, or to give up on it.
+    """
+    from aposthog import _redis_store
+
+    monkeypatch.setattr(_redis_store, "_LATE", 0.4)  # renewed every 0.1 s
+    proxy = _StallingProxy(int(redis_url.rsplit(":", 1)[1].split("/")[0]))
+    pool: Any = None
+    try:
+        listener = await anyio.create_tcp_listener(local_host="127.0.0.1")
+        port = listener.extra(anyio.abc.SocketAttribute.local_port)
+        async with listener, anyio.create_task_group() as tg:
+            tg.start_soon(listener.serve, proxy.relay)
+            store = RedisRateLimitStore(
+                f"redis://127.0.0.1:{port}/0", prefix=f"test:{secrets.token_hex(4)}"
+            )
+            limiter = RateLimiter(RateLimits(api=Rate(1, per=0.1), margin=0), store, "k")
+            slots = Slots(1)
+            assert 0.0 == await limiter.acquire("api")  # the window's place, for 0.1 s
+            pool = store._pools[asyncio.get_running_loop()].redis.connection_pool
+            head = asyncio.create_task(limiter.acquire("api", slots=slots))
+            with anyio.fail_after(5):
+                while "api" not in limiter._lines or limiter._lines["api"].wakes is None:  # noqa: ASYNC110
+                    await anyio.sleep(0.001)
+                assert slots.take_nowait()  # a long call: no slot when the head wakes
+                while limiter._lines["api"].slot_since is None:  # noqa: ASYNC110
+                    await anyio.sleep(0.001)
+                proxy.slow = True  # Redis hangs
+                await proxy.asked.wait()  # a renewal under way
+            began = time.monotonic()
+            await limiter.aclose()
+            closed_in = time.monotonic() - began
+            slots.release()
+            with pytest.raises(ClientStateError):
+                await asyncio.wait_for(head, 1)
+            tg.cancel_scope.cancel()  # (the proxy goes: what still waits on it fails)
+        with anyio.fail_after(10):
+            while [t for t in asyncio.all_tasks() if "RedisRateLimitStore" in repr(t)]:  # noqa: ASYNC110
+                await anyio.sleep(0.01)  # (whatever the store still ran, ended)
+    finally:
+        if pool is not None:  # (a connection reopened meanwhile warns when collected)
+            await pool.disconnect()
+    assert closed_in < 1
 
 
 def test_a_request_counted_before_its_cancellation_is_taken_back(redis_url: str) -> None:
