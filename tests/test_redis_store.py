@@ -540,6 +540,31 @@ async def test_closing_a_client_whose_request_waits_for_a_slot_leaves_no_connect
 
     monkeypatch.setattr(_redis_store, "_LATE", 0.2)  # renewed every 0.05 s
     proxy = _CountingProxy(int(redis_url.rsplit(":", 1)[1].split("/")[0]))
+    async with _a_head_waiting_for_a_slot(proxy) as (limiter, slots, head):
+        proxy.slow = True
+        with anyio.fail_after(5):
+            while proxy.asked_slow < 2:  # noqa: ASYNC110 (renewals under way)
+                await anyio.sleep(0.01)
+        await limiter.aclose()  # the store's only client: its connections close
+        slots.release()  # the long call ends; the closed client's request never goes
+        with pytest.raises(ClientStateError):
+            await asyncio.wait_for(head, 1)
+        proxy.slow = False
+        await _until_the_stores_tasks_end()
+        with anyio.fail_after(3):
+            while proxy.open:  # noqa: ASYNC110 (each closes as the store's pool closes)
+                await anyio.sleep(0.01)
+
+
+@contextlib.asynccontextmanager
+async def _a_head_waiting_for_a_slot(
+    proxy: _SlowProxy,
+) -> AsyncIterator[tuple[RateLimiter, Slots, asyncio.Task[float]]]:
+    """
+    A client whose store (made from a URL) reaches Redis through `proxy`, and its `head`
+    request, which waits for a slot (every slot held by a long call) with its places in
+    the fleet's line kept; the store's connections are closed at the end.
+    """
     pool: Any = None
     try:
         listener = await anyio.create_tcp_listener(local_host="127.0.0.1")
@@ -560,24 +585,17 @@ async def test_closing_a_client_whose_request_waits_for_a_slot_leaves_no_connect
                 assert slots.take_nowait()  # a long call: no slot when the head wakes
                 while limiter._lines["api"].slot_since is None:  # noqa: ASYNC110
                     await anyio.sleep(0.001)
-                proxy.slow = True
-                while proxy.asked_slow < 2:  # noqa: ASYNC110 (renewals under way)
-                    await anyio.sleep(0.01)
-            await limiter.aclose()  # the store's only client: its connections close
-            slots.release()  # the long call ends; the closed client's request never goes
-            with pytest.raises(ClientStateError):
-                await asyncio.wait_for(head, 1)
-            proxy.slow = False
-            with anyio.fail_after(5):
-                while [t for t in asyncio.all_tasks() if "RedisRateLimitStore" in repr(t)]:  # noqa: ASYNC110
-                    await anyio.sleep(0.01)  # (whatever the store still ran, ended)
-            with anyio.fail_after(3):
-                while proxy.open:  # noqa: ASYNC110 (each closes as the store's pool closes)
-                    await anyio.sleep(0.01)
-            tg.cancel_scope.cancel()
+            yield limiter, slots, head
+            tg.cancel_scope.cancel()  # (the proxy goes: what still waits on it fails)
     finally:
         if pool is not None:  # (closed here: one left open warns when collected)
             await pool.disconnect()
+
+
+async def _until_the_stores_tasks_end() -> None:
+    with anyio.fail_after(10):
+        while [t for t in asyncio.all_tasks() if "RedisRateLimitStore" in repr(t)]:  # noqa: ASYNC110
+            await anyio.sleep(0.01)
 
 
 class _StallingProxy(_SlowProxy):
@@ -615,41 +633,17 @@ async def test_a_renewal_under_way_does_not_hold_up_the_close_while_redis_hangs(
 
     monkeypatch.setattr(_redis_store, "_LATE", 0.4)  # renewed every 0.1 s
     proxy = _StallingProxy(int(redis_url.rsplit(":", 1)[1].split("/")[0]))
-    pool: Any = None
-    try:
-        listener = await anyio.create_tcp_listener(local_host="127.0.0.1")
-        port = listener.extra(anyio.abc.SocketAttribute.local_port)
-        async with listener, anyio.create_task_group() as tg:
-            tg.start_soon(listener.serve, proxy.relay)
-            store = RedisRateLimitStore(
-                f"redis://127.0.0.1:{port}/0", prefix=f"test:{secrets.token_hex(4)}"
-            )
-            limiter = RateLimiter(RateLimits(api=Rate(1, per=0.1), margin=0), store, "k")
-            slots = Slots(1)
-            assert 0.0 == await limiter.acquire("api")  # the window's place, for 0.1 s
-            pool = store._pools[asyncio.get_running_loop()].redis.connection_pool
-            head = asyncio.create_task(limiter.acquire("api", slots=slots))
-            with anyio.fail_after(5):
-                while "api" not in limiter._lines or limiter._lines["api"].wakes is None:  # noqa: ASYNC110
-                    await anyio.sleep(0.001)
-                assert slots.take_nowait()  # a long call: no slot when the head wakes
-                while limiter._lines["api"].slot_since is None:  # noqa: ASYNC110
-                    await anyio.sleep(0.001)
-                proxy.slow = True  # Redis hangs
-                await proxy.asked.wait()  # a renewal under way
-            began = time.monotonic()
-            await limiter.aclose()
-            closed_in = time.monotonic() - began
-            slots.release()
-            with pytest.raises(ClientStateError):
-                await asyncio.wait_for(head, 1)
-            tg.cancel_scope.cancel()  # (the proxy goes: what still waits on it fails)
-        with anyio.fail_after(10):
-            while [t for t in asyncio.all_tasks() if "RedisRateLimitStore" in repr(t)]:  # noqa: ASYNC110
-                await anyio.sleep(0.01)  # (whatever the store still ran, ended)
-    finally:
-        if pool is not None:  # (a connection reopened meanwhile warns when collected)
-            await pool.disconnect()
+    async with _a_head_waiting_for_a_slot(proxy) as (limiter, slots, head):
+        proxy.slow = True  # Redis hangs
+        with anyio.fail_after(5):
+            await proxy.asked.wait()  # a renewal under way
+        began = time.monotonic()
+        await limiter.aclose()
+        closed_in = time.monotonic() - began
+        slots.release()
+        with pytest.raises(ClientStateError):
+            await asyncio.wait_for(head, 1)
+    await _until_the_stores_tasks_end()  # (whatever the store still ran, ended)
     assert closed_in < 1
 
 
