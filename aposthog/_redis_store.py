@@ -449,9 +449,8 @@ class RedisRateLimitStore(RateLimitStore):
         self._pid = os.getpid()
         self._counter = itertools.count()
         self._users = 0
-        # Its tasks in the background: requests forgotten, which `aclose()` waits for,
-        # and places in a line kept, which it ends (the closing clients' requests leave
-        # their places anyway).
+        # Its tasks in the background: requests forgotten, and places in a line kept
+        # (see `_settle`).
         self._background: set[asyncio.Task[None]] = set()
         self._renewing: set[asyncio.Task[None]] = set()
 
@@ -687,9 +686,25 @@ class RedisRateLimitStore(RateLimitStore):
             # Clients of other loops still use the store, none made in this one: this
             # loop's connections close with its client, and the store lets the loop go
             # (a thread's `asyncio.run()` per request ends it next).
+            await self._settle(loop)  # (nothing of the loop's left on the connections)
             pool = self._pools.pop(loop, None)
             if pool is not None:
                 await pool.redis.connection_pool.disconnect(inuse_connections=False)
+
+    async def _settle(self, loop: asyncio.AbstractEventLoop) -> None:
+        """
+        Before this loop's connections close: its renewals end now (the closing clients'
+        requests leave their places anyway), and its requests being forgotten are waited
+        for, a while. Another loop's tasks are that loop's to end.
+        """
+        renewals = [task for task in self._renewing if task.get_loop() is loop]
+        if renewals:
+            for task in renewals:
+                task.cancel()
+            await asyncio.wait(renewals)  # (a cancelled command closes its connection)
+        forgetting = [task for task in self._background if task.get_loop() is loop]
+        if forgetting:
+            await asyncio.wait(forgetting, timeout=_FORGET_WITHIN + 1)
 
     def _forget_ended_loops(self) -> None:
         for loop in [loop for loop in self._pools if loop.is_closed()]:
@@ -700,13 +715,7 @@ class RedisRateLimitStore(RateLimitStore):
         Close the connections of a store made from a URL on this event loop, and forget
         those of loops that have ended (it reconnects if used again).
         """
-        if self._renewing:
-            renewals = list(self._renewing)
-            for task in renewals:
-                task.cancel()
-            await asyncio.wait(renewals)  # (a cancelled command closes its connection)
-        if self._background:
-            await asyncio.wait(list(self._background), timeout=_FORGET_WITHIN + 1)
+        await self._settle(asyncio.get_running_loop())
         if self._connect is None:  # a borrowed client: never closed here
             return
         self._forget_ended_loops()

@@ -308,7 +308,9 @@ async def test_a_request_no_longer_wanted_is_not_counted_nor_kept_in_the_fleets_
         await limiter.acquire("api", max_wait=0)
 
 
-@pytest.mark.parametrize("waits_for", ["a cancel's answer", "a slot"])
+@pytest.mark.parametrize(
+    "waits_for", ["a cancel's answer", "a slot", "a slot, as another client of the loop closes"]
+)
 async def test_a_request_waiting_long_at_the_head_keeps_its_place_in_the_fleets_line(
     redis_url: str, monkeypatch: pytest.MonkeyPatch, waits_for: str
 ) -> None:
@@ -323,13 +325,24 @@ async def test_a_request_waiting_long_at_the_head_keeps_its_place_in_the_fleets_
     meanwhile, and it goes before the other process's request. (Its place was dropped,
     as a dead process's is, and the other process's request took the window: the
     message waited a whole window more, a minute with PostHog AI's.)
+
+    The third case makes the client outside any event loop (at import, say), and a
+    client of another key shares its store, made in the loop and closed while the
+    request waits: the store's connections on that loop are still the first client's
+    (its renewals stopped, quietly).
     """
     from aposthog import _redis_store
 
     monkeypatch.setattr(_redis_store, "_LATE", 0.1)
     prefix = f"test:{secrets.token_hex(4)}"
     limits = RateLimits(api=Rate(1, per=0.4), margin=0)
-    mine = RateLimiter(limits, RedisRateLimitStore(redis_url, prefix=prefix), "k")
+    store = RedisRateLimitStore(redis_url, prefix=prefix)
+    tenant: RateLimiter | None = None
+    if waits_for == "a slot, as another client of the loop closes":
+        mine = await anyio.to_thread.run_sync(RateLimiter, limits, store, "k")  # no loop
+        tenant = RateLimiter(limits, store, "another key's")
+    else:
+        mine = RateLimiter(limits, store, "k")
     other = RateLimiter(limits, RedisRateLimitStore(redis_url, prefix=prefix), "k")
     slots = Slots(1)
     cancel = Asked(None if waits_for == "a cancel's answer" else True)
@@ -342,7 +355,7 @@ async def test_a_request_waiting_long_at_the_head_keeps_its_place_in_the_fleets_
             return
         await limiter.acquire("api", slots=slots, wanted=wanted)
         went.append(name)
-        if name != "first" or waits_for != "a slot":
+        if name != "first" or waits_for == "a cancel's answer":
             slots.release()  # else the first keeps its slot: a long call
 
     try:
@@ -359,14 +372,16 @@ async def test_a_request_waiting_long_at_the_head_keeps_its_place_in_the_fleets_
                 # The first goes; the second's turn comes, and it waits.
                 while mine._lines["api"].slot_since is None:  # noqa: ASYNC110
                     await anyio.sleep(0.001)
+                if tenant is not None:
+                    await tenant.aclose()  # the other key's client is done
                 # Long past the other process's turn (at 0.8 s), so that only a request
                 # that kept its place goes first.
                 await anyio.sleep(1.5)
                 assert ["first"] == went
-                if waits_for == "a slot":
-                    slots.release()
-                else:
+                if waits_for == "a cancel's answer":
                     cancel.decide(True)  # refused: the message is still wanted
+                else:
+                    slots.release()
     finally:
         await mine.aclose()
         await other.aclose()
@@ -447,57 +462,6 @@ async def test_a_closed_clients_request_waiting_for_a_slot_keeps_no_place_in_the
         with pytest.raises(ClientStateError):
             await asyncio.wait_for(head, 1)
         await staying.aclose()
-
-
-async def test_a_request_waiting_for_a_slot_keeps_its_place_after_another_client_closes(
-    redis_url: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """
-    As `test_a_request_waiting_long_for_a_slot_keeps_its_place_in_the_fleets_line`, with
-    the client made outside any event loop (at import, say) and a client of another key
-    sharing its store, made in the loop, closed while the request waits for its slot:
-    the store's connections on that loop are still the first client's, and its request
-    still keeps its place, before the other process's.
-    """
-    from aposthog import _redis_store
-
-    monkeypatch.setattr(_redis_store, "_LATE", 0.1)
-    prefix = f"test:{secrets.token_hex(4)}"
-    limits = RateLimits(api=Rate(1, per=0.4), margin=0)
-    store = RedisRateLimitStore(redis_url, prefix=prefix)
-    mine = await anyio.to_thread.run_sync(RateLimiter, limits, store, "k")  # no loop
-    tenant = RateLimiter(limits, store, "another key's")
-    other = RateLimiter(limits, RedisRateLimitStore(redis_url, prefix=prefix), "k")
-    slots = Slots(1)
-    went: list[str] = []
-
-    async def request(name: str, limiter: RateLimiter, held: Slots | None = None) -> None:
-        await limiter.acquire("api", slots=held)
-        went.append(name)
-        if held is not None and name != "first":  # (the first keeps it: a long call)
-            held.release()
-
-    try:
-        assert 0.0 == await other.acquire("api")  # the window's place, until 0.4 s
-        with anyio.fail_after(5):
-            async with anyio.create_task_group() as tg:
-                tg.start_soon(request, "first", mine, slots)  # asleep on the window
-                while "api" not in mine._lines or mine._lines["api"].wakes is None:  # noqa: ASYNC110
-                    await anyio.sleep(0.001)
-                tg.start_soon(request, "second", mine, slots)  # behind it
-                while mine._lines["api"].live < 1:  # noqa: ASYNC110
-                    await anyio.sleep(0.001)
-                tg.start_soon(request, "later", other)  # another process's, after it
-                while mine._lines["api"].slot_since is None:  # noqa: ASYNC110
-                    await anyio.sleep(0.001)
-                await tenant.aclose()  # the other key's client is done
-                await anyio.sleep(1.5)  # long past the other process's turn (at 0.8 s)
-                assert ["first"] == went
-                slots.release()
-    finally:
-        await mine.aclose()
-        await other.aclose()
-    assert ["first", "second", "later"] == went
 
 
 class _CountingProxy(_SlowProxy):
@@ -596,6 +560,95 @@ async def _until_the_stores_tasks_end() -> None:
     with anyio.fail_after(10):
         while [t for t in asyncio.all_tasks() if "RedisRateLimitStore" in repr(t)]:  # noqa: ASYNC110
             await anyio.sleep(0.01)
+
+
+class _GatedProxy(_CountingProxy):
+    """A `_CountingProxy` whose answers, while `slow`, wait until `opened` is set."""
+
+    def __init__(self, port: int) -> None:
+        super().__init__(port)
+        self.opened = anyio.Event()
+
+    async def _pump(
+        self, source: anyio.abc.SocketStream, sink: anyio.abc.SocketStream, answers: bool
+    ) -> None:
+        # (a connection its client closed, or reset, meanwhile ends the relay: no error)
+        with contextlib.suppress(anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
+            if not answers:
+                return await super()._pump(source, sink, answers)
+            async for chunk in source:
+                if self.slow:
+                    await self.opened.wait()
+                await sink.send(chunk)
+
+
+async def test_a_renewal_under_way_as_another_client_of_the_loop_closes_leaves_no_connection_open(
+    redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """
+    A client made outside any event loop waits for a slot at the head of its line, its
+    places in the fleet's line renewed (Redis answers slowly, through a proxy: renewals
+    are under way), when a client of another key sharing its store, made in the loop,
+    closes: the loop's connections close with that client (see
+    `test_a_request_waiting_for_a_slot_keeps_its_place_after_another_client_closes`), and
+    the renewals go on with connections made again. Once the first client closes too,
+    no connection of the store is left open (one left is a socket held until the garbage
+    collector finds it: `ResourceWarning: unclosed Connection`).
+    """
+    from aposthog import _redis_store
+
+    monkeypatch.setattr(_redis_store, "_LATE", 0.2)  # renewed every 0.05 s
+    proxy = _GatedProxy(int(redis_url.rsplit(":", 1)[1].split("/")[0]))
+    pools: list[Any] = []
+    try:
+        listener = await anyio.create_tcp_listener(local_host="127.0.0.1")
+        port = listener.extra(anyio.abc.SocketAttribute.local_port)
+        async with listener, anyio.create_task_group() as tg:
+            tg.start_soon(listener.serve, proxy.relay)
+            store = RedisRateLimitStore(
+                f"redis://127.0.0.1:{port}/0", prefix=f"test:{secrets.token_hex(4)}"
+            )
+            limits = RateLimits(api=Rate(1, per=0.1), margin=0)
+            mine = await anyio.to_thread.run_sync(RateLimiter, limits, store, "k")  # no loop
+            tenant = RateLimiter(limits, store, "another key's")
+            slots = Slots(1)
+            assert 0.0 == await mine.acquire("api")  # the window's place, for 0.1 s
+            loop = asyncio.get_running_loop()
+            pools.append(store._pools[loop].redis.connection_pool)
+            head = asyncio.create_task(mine.acquire("api", slots=slots))
+            with anyio.fail_after(5):
+                while "api" not in mine._lines or mine._lines["api"].wakes is None:  # noqa: ASYNC110
+                    await anyio.sleep(0.001)
+                assert slots.take_nowait()  # a long call: no slot when the head wakes
+                while mine._lines["api"].slot_since is None:  # noqa: ASYNC110
+                    await anyio.sleep(0.001)
+                proxy.slow = True  # Redis's answers wait
+                while not proxy.asked_slow:  # noqa: ASYNC110 (a renewal under way)
+                    await anyio.sleep(0.001)
+            await tenant.aclose()  # the loop's connections close with it
+            with anyio.fail_after(5):  # renewals go on, on connections made again
+                while store._pools.get(loop) is None:  # noqa: ASYNC110
+                    await anyio.sleep(0.01)
+            pools.append(store._pools[loop].redis.connection_pool)
+            proxy.opened.set()
+            with anyio.fail_after(5):  # the renewal that was under way got its answer
+                while pools[0]._in_use_connections:  # noqa: ASYNC110
+                    await anyio.sleep(0.01)
+            proxy.slow = False
+            await mine.aclose()  # the store's last client: its connections close
+            slots.release()
+            with pytest.raises(ClientStateError):
+                await asyncio.wait_for(head, 1)
+            await _until_the_stores_tasks_end()
+            with anyio.move_on_after(3):
+                while proxy.open:  # noqa: ASYNC110 (each closes as its pool closes)
+                    await anyio.sleep(0.01)
+            left = proxy.open
+            tg.cancel_scope.cancel()
+    finally:
+        for pool in pools:  # (closed here: one left open warns when collected)
+            await pool.disconnect()
+    assert not left, f"{left} connection(s) of the store left open once its clients closed"
 
 
 class _StallingProxy(_SlowProxy):
@@ -1145,6 +1198,91 @@ def test_a_loops_connections_close_with_its_client_while_another_client_is_open(
         anyio.run(close_the_other)  # which forgets the pools of ended loops
         gc.collect()
     assert not left, f"{len(left)} Redis connection(s) of an ended event loop still open"
+
+
+def test_the_last_client_closing_does_not_wait_for_another_loops_renewal(
+    redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """
+    A store made from a URL is shared by clients on event loops of their own (threads).
+    A thread's client closes while a renewal of its places in the fleet's line is under
+    way, Redis slow to answer (paused, 3 s); its loop runs on. The last client, on the
+    main loop, then closes: nothing of that loop needs Redis, and it closes at once, not
+    once the other loop's renewal ended (nor does it cancel another loop's task from
+    its own thread, which that loop does not hear of until something wakes it).
+    """
+    import redis
+
+    from aposthog import _redis_store
+
+    monkeypatch.setattr(_redis_store, "_LATE", 0.2)  # renewed every 0.05 s
+    store = RedisRateLimitStore(redis_url, prefix=f"test:{secrets.token_hex(4)}")
+    limits = RateLimits(api=Rate(1, per=0.3), margin=0)
+    admin = redis.Redis.from_url(redis_url)
+    ready, close, closed = threading.Event(), threading.Event(), threading.Event()
+    stop = threading.Event()
+    failures: list[BaseException] = []
+
+    async def other_loop() -> None:
+        limiter = RateLimiter(limits, store, "k")
+        slots = Slots(1)
+        assert 0.0 == await limiter.acquire("api")  # the window's place, for 0.3 s
+        pool = store._pools[asyncio.get_running_loop()].redis.connection_pool
+        head = asyncio.create_task(limiter.acquire("api", slots=slots))
+        try:
+            while "api" not in limiter._lines or limiter._lines["api"].wakes is None:  # noqa: ASYNC110
+                await asyncio.sleep(0.001)
+            assert slots.take_nowait()  # a long call: no slot when the head wakes
+            while limiter._lines["api"].slot_since is None:  # noqa: ASYNC110
+                await asyncio.sleep(0.001)
+            ready.set()  # the head's place is renewed while it waits for its slot
+            await asyncio.get_running_loop().run_in_executor(None, close.wait)
+            await limiter.aclose()  # a renewal under way: Redis is paused
+            closed.set()
+            await asyncio.get_running_loop().run_in_executor(None, stop.wait)
+        except BaseException as exc:
+            failures.append(exc)
+            raise
+        finally:
+            closed.set()
+            slots.release()  # the head, of a closed client, never goes
+            with contextlib.suppress(ClientStateError):
+                await asyncio.wait_for(head, 5)
+            await pool.disconnect()  # (closed here: one left open warns when collected)
+
+    async def main_loop() -> float:
+        limiter = RateLimiter(limits, store, "another key's")  # of the main loop
+        assert 0.0 == await limiter.acquire("api")
+        pool = store._pools[asyncio.get_running_loop()].redis.connection_pool
+        try:
+            await anyio.to_thread.run_sync(ready.wait, 5)
+            cast(Any, admin).execute_command("CLIENT", "PAUSE", "3000", "ALL")
+            before = set(store._renewing)  # (a copy made in one step: the other thread's)
+            with anyio.fail_after(2):
+                while not store._renewing - before:  # noqa: ASYNC110 (one sent while paused)
+                    await anyio.sleep(0.01)
+            close.set()  # the thread's client closes; its loop runs on
+            await anyio.to_thread.run_sync(closed.wait, 5)
+        finally:
+            began = time.monotonic()
+            with anyio.move_on_after(5):
+                await limiter.aclose()  # the store's last client
+            closed_in = time.monotonic() - began
+            await pool.disconnect()  # (once the close gave up)
+        return closed_in
+
+    worker = threading.Thread(target=asyncio.run, args=(other_loop(),))
+    worker.start()
+    try:
+        closed_in = anyio.run(main_loop)
+    finally:
+        close.set()
+        stop.set()
+        worker.join(10)
+        cast(Any, admin).execute_command("CLIENT", "UNPAUSE")
+        admin.close()
+    assert not failures
+    assert closed_in < 1
 
 
 def test_a_pause_refused_on_a_second_loop_says_the_pause_was_not_stored(redis_url: str) -> None:
