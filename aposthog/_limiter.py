@@ -370,7 +370,7 @@ class RateLimiter:
         # closing the client cancels them, and each waiter raises `ClientStateError` then.
         self._waits: set[anyio.CancelScope] = set()
         self._sleeps = Sleeps()  # the head's sleeps on the store's answer
-        # The tasks keeping places in a fleet's line (`_keeping_places`): closing the
+        # The tasks keeping places in a fleet's line (`_holding_turn`): closing the
         # client ends them (a wait for a slot goes on, for a request never to be sent).
         self._keepers: set[asyncio.Task[None]] = set()
         #: Whether the store keeps a line of its own across processes (`_ask`).
@@ -456,11 +456,7 @@ class RateLimiter:
                 await anyio.lowlevel.checkpoint_if_cancelled()
             while True:
                 if slots is not None and not slots.take_nowait():
-                    line.slot_since = time.monotonic()
-                    try:
-                        await self._keeping_places(line, bucket, ticket, slots.take)
-                    finally:
-                        line.slot_wait_ended()
+                    await self._holding_turn(line, bucket, ticket, slots.take)
                     if self._closed:
                         slots.release()
                         self._check_open()
@@ -553,15 +549,11 @@ class RateLimiter:
         wanted: no rate-limit wait (as a wait for a slot, it is not part of the
         `max_wait` of the requests behind it). Closing the client ends it.
         """
-        line.slot_since = time.monotonic()
-        try:
-            with closable(self._waits):
-                await self._keeping_places(line, bucket, ticket, wanted.decided)
-        finally:
-            line.slot_wait_ended()
+        with closable(self._waits):
+            await self._holding_turn(line, bucket, ticket, wanted.decided)
         self._check_open()
 
-    async def _keeping_places(
+    async def _holding_turn(
         self,
         line: _Line,
         bucket: str,
@@ -571,24 +563,27 @@ class RateLimiter:
         """
         The head (named `ticket` in the store's line, if it asked already) holds the turn
         and waits (`wait`: for a slot, or for a cancel's answer) without asking the
-        store. A store whose line is the fleet's drops a request not heard of for a
-        while, as it would a dead process's, and a later request of another process
-        would go first: meanwhile the store hears that the head and the requests behind
-        it still wait, every `_keep_every()` seconds.
+        store: no rate-limit wait, so counted in `line.slot_seconds` (see
+        `_Line.slot_wait_ended`). A store whose line is the fleet's drops a request not
+        heard of for a while, as it would a dead process's, and a later request of
+        another process would go first: meanwhile the store hears that the head and the
+        requests behind it still wait, every `_keep_every()` seconds.
         """
         every = self.store._keep_every() if self._lined and not self._closed else None
-        if every is None:
-            await wait()
-            return
-        keeper = asyncio.get_running_loop().create_task(
-            self._keep_places(line, bucket, ticket, every)
-        )
-        self._keepers.add(keeper)
-        keeper.add_done_callback(self._keepers.discard)
+        keeper = None
+        if every is not None:
+            keeper = asyncio.get_running_loop().create_task(
+                self._keep_places(line, bucket, ticket, every)
+            )
+            self._keepers.add(keeper)
+            keeper.add_done_callback(self._keepers.discard)
+        line.slot_since = time.monotonic()
         try:
             await wait()
         finally:
-            keeper.cancel()
+            line.slot_wait_ended()
+            if keeper is not None:
+                keeper.cancel()
 
     async def _keep_places(
         self, line: _Line, bucket: str, ticket: str | None, every: float
