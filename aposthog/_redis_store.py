@@ -449,9 +449,9 @@ class RedisRateLimitStore(RateLimitStore):
         self._pid = os.getpid()
         self._counter = itertools.count()
         self._users = 0
-        # Its tasks in the background: requests forgotten, and places in a line kept
-        # (see `_settle`).
-        self._background: set[asyncio.Task[None]] = set()
+        # Its tasks in the background, by what they do: requests forgotten, and places
+        # in a line kept (see `_settle`).
+        self._forgetting: set[asyncio.Task[None]] = set()
         self._renewing: set[asyncio.Task[None]] = set()
 
     def __repr__(self) -> str:
@@ -552,7 +552,7 @@ class RedisRateLimitStore(RateLimitStore):
             stem = keys[0][: -len("pause")]  # the bucket's: its history, and the windows
             keys = [*keys[1:-2:2], *keys[-2:], f"{stem}history"]  # others named
             forget = self._forget(pool, keys, member, registry=f"{stem}windows")
-            self._in_background(forget)
+            self._in_background(forget, self._forgetting)
 
     def _leave(self, scope: str, bucket: str, ticket: str) -> None:
         # In the background (the request is refused, or cancelled): the line's next
@@ -564,7 +564,7 @@ class RedisRateLimitStore(RateLimitStore):
         if pool is None:
             return
         keys = [self._key(scope, bucket, "line"), self._key(scope, bucket, "line-asks")]
-        self._in_background(self._forget(pool, keys, ticket))
+        self._in_background(self._forget(pool, keys, ticket), self._forgetting)
 
     def _keep_every(self) -> float:
         # Four times in each `_LATE`: a renewal delayed by a busy event loop, or lost
@@ -581,16 +581,14 @@ class RedisRateLimitStore(RateLimitStore):
             return
         try:
             pool = self._pool(_NOT_SENT)
-        except (RuntimeError, RateLimitStoreError):  # no loop; a borrowed client's other loop
+        except RateLimitStoreError:  # a borrowed client another running loop uses
             return
         keys = [self._key(scope, bucket, "line"), self._key(scope, bucket, "line-asks")]
         args: list[str | int] = [math.ceil(_LATE * 1_000_000), *tickets]
         self._in_background(self._renew(pool, keys, args), self._renewing)
 
-    def _in_background(
-        self, work: Coroutine[Any, Any, None], tasks: set[asyncio.Task[None]] | None = None
-    ) -> None:
-        tasks = self._background if tasks is None else tasks
+    @staticmethod
+    def _in_background(work: Coroutine[Any, Any, None], tasks: set[asyncio.Task[None]]) -> None:
         task = asyncio.get_running_loop().create_task(work)
         tasks.add(task)
         task.add_done_callback(tasks.discard)
@@ -702,7 +700,7 @@ class RedisRateLimitStore(RateLimitStore):
             for task in renewals:
                 task.cancel()
             await asyncio.wait(renewals)  # (a cancelled command closes its connection)
-        forgetting = [task for task in self._background if task.get_loop() is loop]
+        forgetting = [task for task in self._forgetting if task.get_loop() is loop]
         if forgetting:
             await asyncio.wait(forgetting, timeout=_FORGET_WITHIN + 1)
 
