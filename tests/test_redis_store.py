@@ -504,7 +504,7 @@ async def test_closing_a_client_whose_request_waits_for_a_slot_leaves_no_connect
 
     monkeypatch.setattr(_redis_store, "_LATE", 0.2)  # renewed every 0.05 s
     proxy = _CountingProxy(int(redis_url.rsplit(":", 1)[1].split("/")[0]))
-    async with _a_head_waiting_for_a_slot(proxy) as (limiter, slots, head):
+    async with _a_head_waiting_for_a_slot(proxy) as (limiter, slots, head, _):
         proxy.slow = True
         with anyio.fail_after(5):
             while proxy.asked_slow < 2:  # noqa: ASYNC110 (renewals under way)
@@ -522,12 +522,13 @@ async def test_closing_a_client_whose_request_waits_for_a_slot_leaves_no_connect
 
 @contextlib.asynccontextmanager
 async def _a_head_waiting_for_a_slot(
-    proxy: _SlowProxy,
-) -> AsyncIterator[tuple[RateLimiter, Slots, asyncio.Task[float]]]:
+    proxy: _SlowProxy, *, made_outside_the_loop: bool = False
+) -> AsyncIterator[tuple[RateLimiter, Slots, asyncio.Task[float], RedisRateLimitStore]]:
     """
     A client whose store (made from a URL) reaches Redis through `proxy`, and its `head`
     request, which waits for a slot (every slot held by a long call) with its places in
-    the fleet's line kept; the store's connections are closed at the end.
+    the fleet's line kept; the store's first connections are closed at the end.
+    `made_outside_the_loop`: the client is made in a thread, as at import.
     """
     pool: Any = None
     try:
@@ -538,7 +539,11 @@ async def _a_head_waiting_for_a_slot(
             store = RedisRateLimitStore(
                 f"redis://127.0.0.1:{port}/0", prefix=f"test:{secrets.token_hex(4)}"
             )
-            limiter = RateLimiter(RateLimits(api=Rate(1, per=0.1), margin=0), store, "k")
+            limits = RateLimits(api=Rate(1, per=0.1), margin=0)
+            if made_outside_the_loop:
+                limiter = await anyio.to_thread.run_sync(RateLimiter, limits, store, "k")
+            else:
+                limiter = RateLimiter(limits, store, "k")
             slots = Slots(1)
             assert 0.0 == await limiter.acquire("api")  # the window's place, for 0.1 s
             pool = store._pools[asyncio.get_running_loop()].redis.connection_pool
@@ -549,7 +554,7 @@ async def _a_head_waiting_for_a_slot(
                 assert slots.take_nowait()  # a long call: no slot when the head wakes
                 while limiter._lines["api"].slot_since is None:  # noqa: ASYNC110
                     await anyio.sleep(0.001)
-            yield limiter, slots, head
+            yield limiter, slots, head, store
             tg.cancel_scope.cancel()  # (the proxy goes: what still waits on it fails)
     finally:
         if pool is not None:  # (closed here: one left open warns when collected)
@@ -590,7 +595,7 @@ async def test_a_renewal_under_way_as_another_client_of_the_loop_closes_leaves_n
     places in the fleet's line renewed (Redis answers slowly, through a proxy: renewals
     are under way), when a client of another key sharing its store, made in the loop,
     closes: the loop's connections close with that client (see
-    `test_a_request_waiting_for_a_slot_keeps_its_place_after_another_client_closes`), and
+    `test_a_request_waiting_long_at_the_head_keeps_its_place_in_the_fleets_line`), and
     the renewals go on with connections made again. Once the first client closes too,
     no connection of the store is left open (one left is a socket held until the garbage
     collector finds it: `ResourceWarning: unclosed Connection`).
@@ -599,40 +604,29 @@ async def test_a_renewal_under_way_as_another_client_of_the_loop_closes_leaves_n
 
     monkeypatch.setattr(_redis_store, "_LATE", 0.2)  # renewed every 0.05 s
     proxy = _GatedProxy(int(redis_url.rsplit(":", 1)[1].split("/")[0]))
-    pools: list[Any] = []
+    again: Any = None
     try:
-        listener = await anyio.create_tcp_listener(local_host="127.0.0.1")
-        port = listener.extra(anyio.abc.SocketAttribute.local_port)
-        async with listener, anyio.create_task_group() as tg:
-            tg.start_soon(listener.serve, proxy.relay)
-            store = RedisRateLimitStore(
-                f"redis://127.0.0.1:{port}/0", prefix=f"test:{secrets.token_hex(4)}"
-            )
-            limits = RateLimits(api=Rate(1, per=0.1), margin=0)
-            mine = await anyio.to_thread.run_sync(RateLimiter, limits, store, "k")  # no loop
-            tenant = RateLimiter(limits, store, "another key's")
-            slots = Slots(1)
-            assert 0.0 == await mine.acquire("api")  # the window's place, for 0.1 s
+        async with _a_head_waiting_for_a_slot(proxy, made_outside_the_loop=True) as (
+            mine,
+            slots,
+            head,
+            store,
+        ):
+            tenant = RateLimiter(mine.limits, store, "another key's")
             loop = asyncio.get_running_loop()
-            pools.append(store._pools[loop].redis.connection_pool)
-            head = asyncio.create_task(mine.acquire("api", slots=slots))
+            first = store._pools[loop].redis.connection_pool
+            proxy.slow = True  # Redis's answers wait
             with anyio.fail_after(5):
-                while "api" not in mine._lines or mine._lines["api"].wakes is None:  # noqa: ASYNC110
-                    await anyio.sleep(0.001)
-                assert slots.take_nowait()  # a long call: no slot when the head wakes
-                while mine._lines["api"].slot_since is None:  # noqa: ASYNC110
-                    await anyio.sleep(0.001)
-                proxy.slow = True  # Redis's answers wait
                 while not proxy.asked_slow:  # noqa: ASYNC110 (a renewal under way)
                     await anyio.sleep(0.001)
             await tenant.aclose()  # the loop's connections close with it
             with anyio.fail_after(5):  # renewals go on, on connections made again
                 while store._pools.get(loop) is None:  # noqa: ASYNC110
                     await anyio.sleep(0.01)
-            pools.append(store._pools[loop].redis.connection_pool)
+            again = store._pools[loop].redis.connection_pool
             proxy.opened.set()
             with anyio.fail_after(5):  # the renewal that was under way got its answer
-                while pools[0]._in_use_connections:  # noqa: ASYNC110
+                while first._in_use_connections:  # noqa: ASYNC110
                     await anyio.sleep(0.01)
             proxy.slow = False
             await mine.aclose()  # the store's last client: its connections close
@@ -644,10 +638,9 @@ async def test_a_renewal_under_way_as_another_client_of_the_loop_closes_leaves_n
                 while proxy.open:  # noqa: ASYNC110 (each closes as its pool closes)
                     await anyio.sleep(0.01)
             left = proxy.open
-            tg.cancel_scope.cancel()
     finally:
-        for pool in pools:  # (closed here: one left open warns when collected)
-            await pool.disconnect()
+        if again is not None:  # (closed here: one left open warns when collected)
+            await again.disconnect()
     assert not left, f"{left} connection(s) of the store left open once its clients closed"
 
 
@@ -686,7 +679,7 @@ async def test_a_renewal_under_way_does_not_hold_up_the_close_while_redis_hangs(
 
     monkeypatch.setattr(_redis_store, "_LATE", 0.4)  # renewed every 0.1 s
     proxy = _StallingProxy(int(redis_url.rsplit(":", 1)[1].split("/")[0]))
-    async with _a_head_waiting_for_a_slot(proxy) as (limiter, slots, head):
+    async with _a_head_waiting_for_a_slot(proxy) as (limiter, slots, head, _):
         proxy.slow = True  # Redis hangs
         with anyio.fail_after(5):
             await proxy.asked.wait()  # a renewal under way
