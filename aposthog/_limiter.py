@@ -309,8 +309,9 @@ class _Line:
         #: (`slot_wait_ended`), not woken again and again meanwhile to find it unspent.
         self.frozen: dict[_Turn, anyio.CancelScope] = {}
         #: From when a store with a line of its own may drop those it heard of last
-        #: (`_LATE` later, for the Redis store): the end of the wait it told the last
-        #: head that asked, or its last renewal (`RateLimiter._keep_places`).
+        #: (`_LATE` later, for the Redis store), at the latest: the end of the wait it
+        #: told the last head that asked, counted from when that head asked, or when
+        #: its last renewal was sent (`RateLimiter._keep_places`).
         self.heard = 0.0
         #: When the head, asleep on the store's answer, asks again (None: it is not
         #: asleep). No request behind it goes before then.
@@ -485,7 +486,11 @@ class RateLimiter:
                             now - came,
                             _waiting(line, now),
                         )
-                        line.heard = time.monotonic() + wait
+                        # Counted from when it was asked, not from when the answer came:
+                        # the script ran in between, and its clock counts from then. (An
+                        # answer that came late would move the renewals past the time
+                        # the store drops the places.)
+                        line.heard = now + wait
                     else:
                         wait = await self.store.try_acquire(
                             self._scope, bucket, windows, self.limits.margin

@@ -987,6 +987,61 @@ async def test_a_head_whose_waits_follow_each_other_renews_from_when_it_was_last
     assert [("t1",)] == store.kept
 
 
+class SlowlyAnsweringStore(KeepingStore):
+    """A `KeepingStore` whose answer that a request must wait comes `late` seconds after
+    its line counted the wait (a slow network, a busy Redis); each renewal's time kept."""
+
+    late = 0.6
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.kept_at: list[float] = []
+
+    async def _ask(self, *args: Any, **kwargs: Any) -> float:
+        wait = await super()._ask(*args, **kwargs)
+        if wait > 0:
+            await asyncio.sleep(self.late)
+        return wait
+
+    def _keep(self, scope: str, bucket: str, tickets: tuple[str, ...]) -> None:
+        super()._keep(scope, bucket, tickets)
+        self.kept_at.append(time.monotonic())
+
+
+async def test_a_head_counts_its_renewals_from_when_it_asked_not_from_a_late_answer() -> None:
+    """
+    The store's answer comes 0.6 s after its line counted the wait it tells: the line
+    drops a place `_LATE` after the end of that wait, counted from when it counted it.
+    So the head counts its renewals from when it asked: waking from the window to find
+    every slot held, heard of longer ago than `_keep_every()` (0.5 s), it renews at once
+    (counted from the answer, it renewed 0.5 s later, past the line's time).
+    """
+    slots = Slots(1)
+    store = SlowlyAnsweringStore()
+    store.every = 0.5
+    limiter = RateLimiter(RateLimits(api=Rate(1, per=0.2), margin=0), store, "s")
+    assert 0.0 == await limiter.acquire("api")  # the window's place, for 0.2 s
+    head = asyncio.create_task(limiter.acquire("api", slots=slots))
+    with anyio.fail_after(2):
+        while "api" not in limiter._lines:  # noqa: ASYNC110
+            await asyncio.sleep(0.005)
+    line = limiter._lines["api"]
+    with anyio.fail_after(2):
+        while line.wakes is None:  # noqa: ASYNC110 (the answer came: it sleeps on the window)
+            await asyncio.sleep(0.005)
+    assert slots.take_nowait()  # a long call: no slot when the head wakes
+    with anyio.fail_after(3):
+        while line.slot_since is None:  # noqa: ASYNC110
+            await asyncio.sleep(0.005)
+        while not store.kept_at:  # noqa: ASYNC110
+            await asyncio.sleep(0.005)
+    assert store.kept_at[0] - line.slot_since < 0.25
+    assert [("t1",)] == store.kept[:1]
+    slots.release()
+    assert await asyncio.wait_for(head, 1) > 0
+    slots.release()
+
+
 @pytest.mark.parametrize("decision", [True, False])
 async def test_a_request_not_known_to_be_wanted_keeps_its_turn_until_it_is(decision: bool) -> None:
     """

@@ -316,15 +316,16 @@ async def test_a_request_waiting_long_at_the_head_keeps_its_place_in_the_fleets_
 ) -> None:
     """
     With a Redis store the line is the fleet's. A request waits behind one asleep on the
-    window (1 per 0.4 s), and a request of another process comes after it. When its turn
-    comes it waits without asking Redis, longer than `_LATE` (2 s in production, 0.1 s
-    here): for the answer to a `conversations.cancel(id)` of its stream (the CHANGELOG:
-    "the message keeps its place at the head of the line until the answer (refused, it
-    goes first, as if no cancel had been asked)"), or for a slot (every
-    `max_concurrency` slot held by a long call). Its place in the fleet's line is kept
-    meanwhile, and it goes before the other process's request. (Its place was dropped,
-    as a dead process's is, and the other process's request took the window: the
-    message waited a whole window more, a minute with PostHog AI's.)
+    window (1 per 0.4 s), and a request of another process comes 50 ms after it. When
+    its turn comes it waits without asking Redis, longer than `_LATE` (2 s in
+    production, 0.5 s here: renewed every 0.125 s, so a renewal may come 0.375 s late
+    on a busy machine): for the answer to a `conversations.cancel(id)` of its stream
+    (the CHANGELOG: "the message keeps its place at the head of the line until the
+    answer (refused, it goes first, as if no cancel had been asked)"), or for a slot
+    (every `max_concurrency` slot held by a long call). Its place in the fleet's line
+    is kept meanwhile, and it goes before the other process's request. (Its place was
+    dropped, as a dead process's is, and the other process's request took the window:
+    the message waited a whole window more, a minute with PostHog AI's.)
 
     The third case makes the client outside any event loop (at import, say), and a
     client of another key shares its store, made in the loop and closed while the
@@ -333,7 +334,7 @@ async def test_a_request_waiting_long_at_the_head_keeps_its_place_in_the_fleets_
     """
     from aposthog import _redis_store
 
-    monkeypatch.setattr(_redis_store, "_LATE", 0.1)
+    monkeypatch.setattr(_redis_store, "_LATE", 0.5)
     prefix = f"test:{secrets.token_hex(4)}"
     limits = RateLimits(api=Rate(1, per=0.4), margin=0)
     store = RedisRateLimitStore(redis_url, prefix=prefix)
@@ -360,7 +361,7 @@ async def test_a_request_waiting_long_at_the_head_keeps_its_place_in_the_fleets_
 
     try:
         assert 0.0 == await other.acquire("api")  # the window's place, until 0.4 s
-        with anyio.fail_after(5):
+        with anyio.fail_after(8):
             async with anyio.create_task_group() as tg:
                 tg.start_soon(request, "first", mine)  # asleep on the window
                 while "api" not in mine._lines or mine._lines["api"].wakes is None:  # noqa: ASYNC110
@@ -368,15 +369,21 @@ async def test_a_request_waiting_long_at_the_head_keeps_its_place_in_the_fleets_
                 tg.start_soon(request, "second", mine, cancel)  # behind it
                 while mine._lines["api"].live < 1:  # noqa: ASYNC110
                     await anyio.sleep(0.001)
+                # The fleet's line orders requests by when they came, as closely as
+                # Redis's latency allows (each process's clock counts from when it
+                # asks, Redis's from when the script runs): a request that came 1 ms
+                # later could be taken for an earlier one.
+                await anyio.sleep(0.05)
                 tg.start_soon(request, "later", other)  # another process's, after it
                 # The first goes; the second's turn comes, and it waits.
                 while mine._lines["api"].slot_since is None:  # noqa: ASYNC110
                     await anyio.sleep(0.001)
                 if tenant is not None:
                     await tenant.aclose()  # the other key's client is done
-                # Long past the other process's turn (at 0.8 s), so that only a request
-                # that kept its place goes first.
-                await anyio.sleep(1.5)
+                # Long past the other process's turn (at 0.8 s), and past the time its
+                # place would be dropped (0.5 s after its wait began), so that only a
+                # request that kept its place goes first.
+                await anyio.sleep(2.0)
                 assert ["first"] == went
                 if waits_for == "a cancel's answer":
                     cancel.decide(True)  # refused: the message is still wanted
