@@ -727,7 +727,11 @@ class RateLimiter:
                     assert slots is not None
                     slots.release()  # counted, never sent: over-counted only
                 elif turn.failure is None and turn.refused is None and turn.raised is None:
-                    self._pass_turn(line)  # it was handed over just as the wait ended
+                    # It was handed over just as the wait ended: the turn goes on, and
+                    # the request leaves the store's line, where the fleet's requests
+                    # (the next of this process too) would count it as ahead of them.
+                    self._left(bucket, turn)  # (first: the store hears of it first)
+                    self._pass_turn(line)
             else:
                 line.leave(turn)
                 self._left(bucket, turn)

@@ -1042,6 +1042,38 @@ async def test_a_head_counts_its_renewals_from_when_it_asked_not_from_a_late_ans
     slots.release()
 
 
+async def test_a_request_cancelled_as_its_turn_comes_leaves_the_stores_line() -> None:
+    """
+    A request waiting in its process's line is handed the turn and cancelled in the same
+    step (its caller gave up just then): it passes the turn on, and leaves the store's
+    line too, as one cancelled earlier does. (It stayed there until the fleet's line
+    dropped it, 2 s after its wait: meanwhile every request of the fleet, the next of
+    its own process included, counted it as ahead of it, a whole window more with
+    PostHog AI's one a minute.)
+    """
+
+    class LeavingStore(KeepingStore):
+        def __init__(self) -> None:
+            super().__init__()
+            self.left: list[str] = []
+
+        def _leave(self, scope: str, bucket: str, ticket: str) -> None:
+            self.left.append(ticket)
+
+    store = LeavingStore()
+    limiter = RateLimiter(RateLimits(api=Rate(1, per=0.1), margin=0), store, "s")
+    assert 0.0 == await limiter.acquire("api")  # t0: the window's place, for 0.1 s
+    waiter = asyncio.create_task(limiter.acquire("api"))  # t2, behind the head
+    behind = asyncio.create_task(limiter.acquire("api"))  # t3, behind it
+    assert await limiter.acquire("api") > 0  # the head (t1): asleep on the window, counted
+    waiter.cancel()  # in the step the head handed it the turn
+    with pytest.raises(asyncio.CancelledError):
+        await waiter
+    assert ["t2"] == store.left
+    assert await asyncio.wait_for(behind, 1) > 0  # the turn went on to the next
+    assert ["t2"] == store.left
+
+
 @pytest.mark.parametrize("decision", [True, False])
 async def test_a_request_not_known_to_be_wanted_keeps_its_turn_until_it_is(decision: bool) -> None:
     """

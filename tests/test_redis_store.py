@@ -395,6 +395,37 @@ async def test_a_request_waiting_long_at_the_head_keeps_its_place_in_the_fleets_
     assert ["first", "second", "later"] == went
 
 
+async def test_a_request_cancelled_as_its_turn_comes_does_not_hold_back_the_next(
+    redis_url: str,
+) -> None:
+    """
+    Three requests of a process wait on the window (1 per 0.5 s); the second is handed
+    the turn and cancelled in the same step (its caller gave up just then). The third
+    goes with the next window, at 1 s. (The second stayed in the fleet's line until it
+    was dropped, `_LATE` after its wait, and the third, counting it as ahead of it, went
+    at 2.5 s: with PostHog AI's one a minute, a minute late.)
+    """
+    limiter = RateLimiter(
+        RateLimits(api=Rate(1, per=0.5), margin=0),
+        RedisRateLimitStore(redis_url, prefix=f"test:{secrets.token_hex(4)}"),
+        "k",
+    )
+    try:
+        assert 0.0 == await limiter.acquire("api")  # the window's place, for 0.5 s
+        started = time.monotonic()
+        waiter = asyncio.create_task(limiter.acquire("api"))
+        behind = asyncio.create_task(limiter.acquire("api"))
+        assert await limiter.acquire("api") > 0  # the head: asleep on the window
+        waiter.cancel()  # in the step the head handed it the turn
+        with pytest.raises(asyncio.CancelledError):
+            await waiter
+        await asyncio.wait_for(behind, 3)
+        went = time.monotonic() - started
+    finally:
+        await limiter.aclose()
+    assert 0.9 < went < 1.3, went
+
+
 async def test_a_waiting_requests_place_the_fleets_line_dropped_is_not_taken_again_by_keeping_it(
     store: RedisRateLimitStore, redis_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
