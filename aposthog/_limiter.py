@@ -134,11 +134,14 @@ class RateLimitStore:
         ticket: str,
         age: float = 0.0,
         waiting: tuple[tuple[str, float], ...] = (),
+        left: tuple[str, ...] = (),
     ) -> float:
         """
         `try_acquire` for the request named `ticket`, which came `age` seconds ago and
         asks again after each wait; `waiting`: the requests of this process waiting behind
-        it (each one's ticket and age), the first in line first. A store shared across
+        it (each one's ticket and age), the first in line first; `left`: requests of this
+        process that left the line ahead of it since (`_leave` told already, in the
+        background), out of the line before this one is reckoned. A store shared across
         processes serves their requests in the order they came (a line of its own); this
         one's windows are its process's, whose line is this process's.
         """
@@ -168,6 +171,10 @@ class RateLimitStore:
     async def _detach(self) -> None:
         """A client that used the store closed."""
 
+
+_GONE_AHEAD = 32
+"""The most departed tickets a line's next question names (`_Line.gone_ahead`); any
+more (a burst of cancellations with no question between) leave by `_leave` alone."""
 
 _FIRST_SWEEP = 64
 """Buckets an in-process store holds before it first looks for ones it may forget."""
@@ -285,6 +292,7 @@ class _Line:
     __slots__ = (
         "busy",
         "frozen",
+        "gone_ahead",
         "heard",
         "live",
         "queue",
@@ -313,6 +321,11 @@ class _Line:
         #: told the last head that asked, counted from when that head asked, or when
         #: its last renewal was sent (`RateLimiter._keep_places`).
         self.heard = 0.0
+        #: The tickets of requests that left the store's line holding the turn (or just
+        #: handed it), since the last question to the store: the next question names
+        #: them, so they are out of the line before its asker is reckoned (the removal
+        #: `_leave` sends may come after it, and the asker would count them as ahead).
+        self.gone_ahead: list[str] = []
         #: When the head, asleep on the store's answer, asks again (None: it is not
         #: asleep). No request behind it goes before then.
         self.wakes: float | None = None
@@ -477,6 +490,8 @@ class RateLimiter:
                         now = time.monotonic()
                         if came is None:
                             came = now
+                        left = tuple(line.gone_ahead)
+                        line.gone_ahead.clear()
                         wait = await self.store._ask(
                             self._scope,
                             bucket,
@@ -485,6 +500,7 @@ class RateLimiter:
                             ticket,
                             now - came,
                             _waiting(line, now),
+                            left=left,
                         )
                         # Counted from when it was asked, not from when the answer came:
                         # the script ran in between, and its clock counts from then. (An
@@ -538,7 +554,7 @@ class RateLimiter:
             raise
         finally:
             if not counted and ticket is not None:
-                self.store._leave(self._scope, bucket, ticket)  # refused, cancelled, failed
+                self._left_ahead(line, bucket, ticket)  # refused, cancelled, failed
             if not failed:
                 self._pass_turn(line)
         if started is None:
@@ -730,7 +746,8 @@ class RateLimiter:
                     # It was handed over just as the wait ended: the turn goes on, and
                     # the request leaves the store's line, where the fleet's requests
                     # (the next of this process too) would count it as ahead of them.
-                    self._left(bucket, turn)  # (first: the store hears of it first)
+                    if turn.ticket:
+                        self._left_ahead(line, bucket, turn.ticket)
                     self._pass_turn(line)
             else:
                 line.leave(turn)
@@ -808,6 +825,16 @@ class RateLimiter:
         """A request left the line before its turn: out of the store's line too."""
         if turn.ticket:
             self.store._leave(self._scope, bucket, turn.ticket)
+
+    def _left_ahead(self, line: _Line, bucket: str, ticket: str) -> None:
+        """
+        A request that held the turn, or was just handed it, left uncounted: out of the
+        store's line, and named in the line's next question (`_Line.gone_ahead`), which
+        may reach the store before the removal does.
+        """
+        self.store._leave(self._scope, bucket, ticket)
+        if self._lined and len(line.gone_ahead) < _GONE_AHEAD:
+            line.gone_ahead.append(ticket)
 
     @staticmethod
     def _pass_turn(line: _Line) -> None:

@@ -45,8 +45,11 @@ __all__ = ["RedisRateLimitStore"]
 # ARGV: the request's unique member (its ticket), then a limit and a span (µs) per window,
 # then how late (µs) a request in the line may be heard of again before it is dropped
 # from it, the µs since the request came (-1: it asks once, and does not join the line),
-# and the number of requests waiting behind it in its process followed by each one's
-# ticket and µs since it came.
+# the number of requests waiting behind it in its process followed by each one's
+# ticket and µs since it came, then the number of its process's requests that left the
+# line since its last question followed by their tickets (out of the line first: one
+# that left as its turn came was ahead of the asker, and the removal sent on its own
+# may reach Redis after this question).
 # Returns 0 once the request is counted, else the µs to wait before asking again.
 # Clients sharing a key may count with margins of their own: each counts the entries of
 # its own span, and the set keeps them for the widest span asked with lately (its key
@@ -86,11 +89,17 @@ if age >= 0 then  -- may have been slow, a connection opened, and placed it late
   waiting[1] = member
   first = tonumber(redis.call('ZSCORE', line, member))
 end
-for i = 1, tonumber(ARGV[base + 2]) do
+local behind = tonumber(ARGV[base + 2])
+for i = 1, behind do
   local other = ARGV[base + 1 + 2 * i]
   local came = math.max(now - tonumber(ARGV[base + 2 + 2 * i]), first)
   redis.call('ZADD', line, 'NX', came, other)
   waiting[#waiting + 1] = other
+end
+local left = base + 3 + 2 * behind
+for i = left + 1, left + tonumber(ARGV[left] or '0') do
+  redis.call('ZREM', line, ARGV[i])
+  redis.call('ZREM', asks, ARGV[i])
 end
 local ahead
 if age >= 0 then
@@ -510,6 +519,7 @@ class RedisRateLimitStore(RateLimitStore):
         ticket: str,
         age: float = 0.0,
         waiting: tuple[tuple[str, float], ...] = (),
+        left: tuple[str, ...] = (),
     ) -> float:
         keys = [self._key(scope, bucket, "pause")]
         member = ticket
@@ -522,6 +532,7 @@ class RedisRateLimitStore(RateLimitStore):
         args += [math.ceil(_LATE * 1_000_000), _micros(age) if age >= 0 else -1, len(waiting)]
         for other, since in waiting:
             args += [other, _micros(since)]
+        args += [len(left), *left]
         outside = sys.exc_info()[1]  # the caller's, chained to any error of redis-py's
         pool = self._pool(_NOT_SENT)
         try:

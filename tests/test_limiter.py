@@ -1049,16 +1049,22 @@ async def test_a_request_cancelled_as_its_turn_comes_leaves_the_stores_line() ->
     line too, as one cancelled earlier does. (It stayed there until the fleet's line
     dropped it, 2 s after its wait: meanwhile every request of the fleet, the next of
     its own process included, counted it as ahead of it, a whole window more with
-    PostHog AI's one a minute.)
+    PostHog AI's one a minute.) The next request's question names it as gone too: the
+    removal, sent on its own, may reach the store after that question.
     """
 
     class LeavingStore(KeepingStore):
         def __init__(self) -> None:
             super().__init__()
             self.left: list[str] = []
+            self.asked: list[tuple[str, tuple[str, ...]]] = []
 
         def _leave(self, scope: str, bucket: str, ticket: str) -> None:
             self.left.append(ticket)
+
+        async def _ask(self, *args: Any, **kwargs: Any) -> float:
+            self.asked.append((args[4], kwargs["left"]))
+            return await super()._ask(*args, **kwargs)
 
     store = LeavingStore()
     limiter = RateLimiter(RateLimits(api=Rate(1, per=0.1), margin=0), store, "s")
@@ -1072,6 +1078,8 @@ async def test_a_request_cancelled_as_its_turn_comes_leaves_the_stores_line() ->
     assert ["t2"] == store.left
     assert await asyncio.wait_for(behind, 1) > 0  # the turn went on to the next
     assert ["t2"] == store.left
+    assert ("t2",) == next(left for ticket, left in store.asked if ticket == "t3")
+    assert [("t3", ("t2",))] == [(t, left) for t, left in store.asked if left]  # that one only
 
 
 @pytest.mark.parametrize("decision", [True, False])

@@ -1571,6 +1571,25 @@ async def test_the_fleets_line_serves_the_request_that_came_first(
     assert 0.0 == await store._ask("s", "api", windows, 0.0, early, 0.0)
 
 
+async def test_a_question_naming_requests_gone_reckons_the_asker_without_them(
+    store: RedisRateLimitStore,
+) -> None:
+    """
+    A request of the process left the line as its turn came; its removal, sent on its
+    own, has not reached Redis yet. The next request's question names it: it is out of
+    the line before the asker is reckoned, and the asker takes the place that freed,
+    not the one after.
+    """
+    windows = (Rate(1, per=0.3),)
+    assert 0.0 == await store.try_acquire("s", "api", windows, 0.0)
+    gone, asker = store._ticket(), store._ticket()
+    first = await store._ask("s", "api", windows, 0.0, gone, 0.1)
+    second = await store._ask("s", "api", windows, 0.0, asker, 0.0)
+    await anyio.sleep(max(first, second) + 0.01)  # the place has freed
+    assert await store._ask("s", "api", windows, 0.0, asker, 0.0) > 0.2  # the one gone's
+    assert 0.0 == await store._ask("s", "api", windows, 0.0, asker, 0.0, left=(gone,))
+
+
 async def test_a_request_that_leaves_the_line_holds_nobody_back(store: RedisRateLimitStore) -> None:
     """Refused or cancelled, a request leaves the fleet's line: the next one goes."""
     windows = (Rate(1, per=0.2),)
