@@ -98,6 +98,26 @@ class Api:
             return self.config.timeout
         return _config._positive("timeout", timeout)
 
+    def with_timeouts(
+        self,
+        timeout: float | NotGiven | None = NOT_GIVEN,
+        stream_idle_timeout: float | NotGiven | None = NOT_GIVEN,
+    ) -> Api:
+        """
+        This view with other timeouts (each checked, `ValueError` naming it), or this view
+        itself when neither is given.
+        """
+        changes: dict[str, Any] = {}
+        if not isinstance(timeout, NotGiven):
+            changes["timeout"] = _config._positive("timeout", timeout)
+        if not isinstance(stream_idle_timeout, NotGiven):
+            changes["stream_idle_timeout"] = _config._positive(
+                "stream_idle_timeout", stream_idle_timeout
+            )
+        if not changes:
+            return self
+        return Api(self.pipeline, attrs.evolve(self.config, **changes), self.observer)
+
     def call(
         self, route: Route, *, bucket: str | None = None, observer: CallObserver | None = None
     ) -> Call:

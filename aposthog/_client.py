@@ -12,7 +12,7 @@ import functools
 import warnings
 import weakref
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Literal, TypeVar
 
 import anyio
 import attrs
@@ -252,15 +252,8 @@ class Client:
             export = await fast.batch_exports.get(export_id)
             ```
         """
-        changes: dict[str, Any] = {}
-        if not isinstance(timeout, NotGiven):
-            changes["timeout"] = _config._positive("timeout", timeout)
-        if not isinstance(stream_idle_timeout, NotGiven):
-            changes["stream_idle_timeout"] = _config._positive(
-                "stream_idle_timeout", stream_idle_timeout
-            )
-        api = self._api
-        changes["retry"] = _config.retry_policy(
+        api = self._api.with_timeouts(timeout, stream_idle_timeout)
+        policy = _config.retry_policy(
             api.config.retry if isinstance(retry, NotGiven) else retry,
             None if isinstance(max_retries, NotGiven) else max_retries,
         )
@@ -269,7 +262,7 @@ class Client:
             if isinstance(on_wait, NotGiven)
             else wait_hook(on_wait, DebugLog(default_observer()))
         )
-        return self._view(Api(api.pipeline, attrs.evolve(api.config, **changes), observer))
+        return self._view(Api(api.pipeline, attrs.evolve(api.config, retry=policy), observer))
 
     def __repr__(self) -> str:
         api: Api | None = getattr(self, "_api", None)

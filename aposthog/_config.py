@@ -17,7 +17,7 @@ from typing import Final
 
 import attrs
 
-from ._errors import ConfigurationError
+from ._errors import ConfigurationError, ConfigurationTypeError
 from ._http import PATH_CHARS, Secret
 from ._proxy import is_loopback, non_canonical_ipv4, redact
 from ._retry import RetryPolicy, as_seconds
@@ -220,7 +220,7 @@ def _seconds(name: str, value: object, *, allow_none: bool = True) -> float | No
             return None
         raise ConfigurationError(f"{name} must be a number of seconds, not None")
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ConfigurationError(
+        raise ConfigurationTypeError(
             f"{name} must be a number of seconds or None, got {type(value).__name__}"
         )
     value = as_seconds(value)

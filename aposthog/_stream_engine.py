@@ -297,7 +297,7 @@ class StreamEngine:
     async def answered(self) -> None:
         """
         Wait until the POST on its way, if any, is answered or fails: only then has
-        PostHog created what it starts (a cancel waits for it). At most the client's
+        PostHog created what it starts (a cancel waits for it). At most the stream's
         `timeout` (an attempt's longest), or `_LONGEST_SEND` without one.
         """
         if not self.sending:

@@ -334,7 +334,7 @@ class ConversationStream:
         connection that never reached PostHog. PostHog's cancel action refuses scoped
         personal API keys (`PermissionDeniedError`); the stream is closed all the same.
         Called from another task while the message is being sent, it first waits for
-        PostHog's answer (at most the client's `timeout`), which is when the run starts.
+        PostHog's answer (at most the stream's `timeout`), which is when the run starts.
         """
         engine = self._engine
         engine.check_loop()  # before anything changes: a stream of another loop is left as it is

@@ -126,6 +126,8 @@ class Conversations(Resource):
         deep_research_mode: bool = False,
         resume_payload: Mapping[str, Any] | None = None,
         max_reattach_attempts: int | None = None,
+        timeout: Timeout = NOT_GIVEN,
+        stream_idle_timeout: Timeout = NOT_GIVEN,
     ) -> ConversationStream:
         """
         Send a message and stream PostHog AI's answer. Returns at once; the request goes
@@ -167,6 +169,14 @@ class Conversations(Resource):
             max_reattach_attempts: how many times in a row a dropped (or silent)
                 connection is re-attached before the error is raised (0: never; None:
                 the client's `RetryPolicy.max_reattaches`).
+            timeout: this stream's `timeout` (None: no limit), in place of the client's:
+                each attempt to open the stream, until PostHog starts answering, and each
+                request the stream makes (to catch up with a run that ended while it was
+                away, and `stream.cancel()`'s, which also waits at most this long for
+                PostHog to answer a message on its way).
+            stream_idle_timeout: this stream's `stream_idle_timeout` (None: no limit), in
+                place of the client's: how long it may go silent before it is treated
+                like a dropped connection (PostHog sends a keepalive every 15 s).
 
         Example:
             ```python
@@ -200,6 +210,7 @@ class Conversations(Resource):
         # refused here leaves it as it was.
         checked_trace_id = _uuid("trace_id", trace_id)
         reattaches = _reattaches(max_reattach_attempts)
+        api = self._api.with_timeouts(timeout, stream_idle_timeout)
         # PostHog AI counts research runs in windows of their own (reference §1.6): a
         # message in research mode, or any request to a `deep_research` conversation.
         requested = body.get("agent_mode") == "research"
@@ -213,7 +224,7 @@ class Conversations(Resource):
             # still counts as research).
             self._note_research(conversation_id, False)
         return ConversationStream(
-            self._api,
+            api,
             conversation_id=conversation_id,
             body=body,
             trace_id=checked_trace_id,
@@ -228,6 +239,8 @@ class Conversations(Resource):
         *,
         session_id: str | None = None,
         max_reattach_attempts: int | None = None,
+        timeout: Timeout = NOT_GIVEN,
+        stream_idle_timeout: Timeout = NOT_GIVEN,
     ) -> ConversationStream:
         """
         Re-attach to the answer PostHog is generating now (`content: null`).
@@ -236,7 +249,8 @@ class Conversations(Resource):
         produced since its last reader left), then streams it live; the stream
         de-duplicates as usual, and a run whose start it did not see is checked against
         the conversation when it ends. `BadRequestError` (on iteration) if the conversation is
-        idle: use `get()` for a finished one.
+        idle: use `get()` for a finished one. `max_reattach_attempts`, `timeout` and
+        `stream_idle_timeout` are as for `create()`.
 
         Example:
             ```python
@@ -250,7 +264,7 @@ class Conversations(Resource):
         if session_id is not None:
             header_value("session_id", session_id)
         return ConversationStream(
-            self._api,
+            self._api.with_timeouts(timeout, stream_idle_timeout),
             conversation_id=conversation_id,
             body={"content": None, "conversation": conversation_id},
             trace_id=str(uuid.uuid4()),
@@ -288,7 +302,7 @@ class Conversations(Resource):
         This client's own streams of the conversation end as after `stream.cancel()`
         (quietly, `cancelled`): PostHog ends their body, which is no cut to re-attach
         after. As `stream.cancel()` does, it first waits for a POST of theirs on its way
-        (at most the client's `timeout`): the run starts only as PostHog answers it.
+        (at most that stream's `timeout`): the run starts only as PostHog answers it.
         """
         conversation_id = uuid_id("id", id)
         api = self._api

@@ -19,7 +19,7 @@ import pytest
 import aposthog
 from aposthog._pipeline import RESEARCH_CONVERSATIONS_KEPT
 from aposthog.resources._checks import MAX_JSON_DEPTH
-from aposthog.testing import FakePostHog
+from aposthog.testing import FakePostHog, LoopbackServer, ServerReply, ServerRequest
 
 pytestmark = pytest.mark.anyio
 
@@ -81,6 +81,10 @@ async def test_the_longest_message_is_accepted(fake: FakePostHog, ph: aposthog.C
         ({"content": "q", "session_id": "  "}, ValueError),  # PostHog's 400: blank
         ({"content": "q", "max_reattach_attempts": -1}, ValueError),
         ({"content": "q", "max_reattach_attempts": True}, TypeError),
+        ({"content": "q", "timeout": 0}, ValueError),
+        ({"content": "q", "timeout": "5"}, TypeError),
+        ({"content": "q", "stream_idle_timeout": -1.0}, ValueError),
+        ({"content": "q", "stream_idle_timeout": float("nan")}, ValueError),
     ],
 )
 async def test_create_rejects_bad_arguments(
@@ -89,6 +93,83 @@ async def test_create_rejects_bad_arguments(
     with pytest.raises(error):
         ph.conversations.create(**kwargs)  # type: ignore[arg-type]
     assert fake.requests == []
+
+
+@pytest.mark.parametrize("name", ["timeout", "stream_idle_timeout"])
+async def test_a_bad_timeout_is_refused_before_anything_changes(
+    fake: FakePostHog, ph: aposthog.Client, name: str
+) -> None:
+    """Refused with an error naming it, before the research tracking notes the message."""
+    conversation = str(uuid.uuid4())
+    negative: dict[str, Any] = {name: -1}
+    with pytest.raises(ValueError, match=name):
+        ph.conversations.create("q", conversation=conversation, agent_mode="research", **negative)
+    zero: dict[str, Any] = {name: 0}
+    with pytest.raises(ValueError, match=name):
+        ph.conversations.stream(conversation, **zero)
+    assert fake.requests == []
+    assert ph.conversations._bucket(conversation, requested=False) == "ai"  # not research
+
+
+async def test_a_stream_idle_timeout_given_to_create_is_that_streams_alone(
+    fake: FakePostHog,
+) -> None:
+    """
+    `create(..., stream_idle_timeout=)` times out that stream's silence; the client's
+    setting, and its other streams, are unchanged.
+    """
+    fake.keepalive_interval = None
+    fake.script_answer("slow", token_size=1, delay=0.4)
+    fake.script_answer("also slow", token_size=4, delay=0.4)
+    async with fake.client() as ph:
+        stream = ph.conversations.create("q", stream_idle_timeout=0.05, max_reattach_attempts=0)
+        with anyio.fail_after(5), pytest.raises(aposthog.APITimeoutError) as info:
+            await stream.until_done()
+        assert "stream_idle_timeout" in str(info.value)
+        assert ph.config.stream_idle_timeout == 60
+        with anyio.fail_after(10):
+            result = await ph.conversations.create("q", max_reattach_attempts=0).until_done()
+    assert result.text == "also slow"
+
+
+async def test_a_timeout_given_to_create_bounds_its_start() -> None:
+    """`create(..., timeout=)` bounds the wait for PostHog to start answering."""
+
+    async def silent(request: ServerRequest) -> ServerReply:
+        await anyio.sleep(3600)
+        raise AssertionError("unreachable")
+
+    server = LoopbackServer(silent)
+    await server.start()
+    try:
+        client = aposthog.Client(api_key="phx_k", host=server.url, project_id=1, max_retries=0)
+        async with client as ph:
+            assert ph.config.timeout == 60
+            stream = ph.conversations.create("q", timeout=0.1, max_reattach_attempts=0)
+            with anyio.fail_after(2), pytest.raises(aposthog.APITimeoutError) as info:
+                await stream.until_done()
+    finally:
+        await server.stop()
+    assert "did not start answering in time" in str(info.value)
+
+
+async def test_a_stream_idle_timeout_given_to_stream_is_that_streams_alone(
+    fake: FakePostHog, ph: aposthog.Client
+) -> None:
+    """`stream(id, stream_idle_timeout=)`: a re-attached reader with its own limit."""
+    fake.keepalive_interval = None
+    fake.script_answer("a slow answer", token_size=2, delay=0.3, end_after_connections=2)
+    first = ph.conversations.create("q")
+    async with first:
+        await anext(first)
+        again = ph.conversations.stream(
+            first.conversation_id, stream_idle_timeout=0.05, max_reattach_attempts=0
+        )
+        with anyio.fail_after(5), pytest.raises(aposthog.APITimeoutError) as info:
+            await again.until_done()
+        assert "stream_idle_timeout" in str(info.value)
+        with anyio.fail_after(10):
+            assert (await first.until_done()).text == "a slow answer"
 
 
 async def test_ids_may_be_uuid_objects(fake: FakePostHog, ph: aposthog.Client) -> None:

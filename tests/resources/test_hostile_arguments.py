@@ -202,11 +202,15 @@ METHODS: dict[str, Spec] = {
         "deep_research_mode": (False, "bool"),
         "resume_payload": (None, "mapping"),
         "max_reattach_attempts": (2, "reattach"),
+        "timeout": (5, "timeout"),
+        "stream_idle_timeout": (5, "timeout"),
     },
     "conversations.stream": {
         "id": (ID, "uuid"),
         "session_id": ("s-1", "session_id"),
         "max_reattach_attempts": (0, "reattach"),
+        "timeout": (5, "timeout"),
+        "stream_idle_timeout": (5, "timeout"),
     },
     "conversations.append_message": {
         "id": (ID, "uuid"),
