@@ -586,9 +586,13 @@ async def test_a_response_that_arrives_after_aclose_is_closed_at_once() -> None:
     assert closes == ["closed"]
 
 
-async def test_headers_that_never_come_are_an_api_timeout_error_after_timeout() -> None:
-    """A server that takes the request but never answers: after `timeout` the attempt is
-    an `APITimeoutError` naming the request (not a bare `TimeoutError`)."""
+@pytest.mark.parametrize("given_to", ["client", "create"])
+async def test_headers_that_never_come_are_an_api_timeout_error_after_timeout(
+    given_to: str,
+) -> None:
+    """A server that takes the request but never answers: after `timeout` (the client's,
+    or one given to `create()` alone) the attempt is an `APITimeoutError` naming the
+    request (not a bare `TimeoutError`)."""
 
     async def silent(request: ServerRequest) -> ServerReply:
         await anyio.sleep(3600)
@@ -596,13 +600,19 @@ async def test_headers_that_never_come_are_an_api_timeout_error_after_timeout() 
 
     server = LoopbackServer(silent)
     await server.start()
+    per_call: dict[str, Any] = {"timeout": 0.1} if given_to == "create" else {}
     try:
         client = aposthog.Client(
-            api_key="phx_k", host=server.url, project_id=1, timeout=0.1, max_retries=0
+            api_key="phx_k",
+            host=server.url,
+            project_id=1,
+            timeout=60 if per_call else 0.1,
+            max_retries=0,
         )
         async with client as ph:
+            stream = ph.conversations.create("q", max_reattach_attempts=0, **per_call)
             with anyio.fail_after(2), pytest.raises(aposthog.APITimeoutError) as info:
-                await ph.conversations.create("q", max_reattach_attempts=0).until_done()
+                await stream.until_done()
     finally:
         await server.stop()
     assert "did not start answering in time" in str(info.value)
