@@ -113,7 +113,7 @@ async def chat_bot(ph: aposthog.Client, messages: AsyncIterable[str], send: Send
         if pending is not None and (asked is None or pending.proposal_id != asked.proposal_id):
             await send(
                 f"PostHog AI asks to run {pending.tool_name or 'a tool'}"
-                f"{': ' + str(pending.preview) if pending.preview else ''}. "
+                f"{': ' + pending.preview_text if pending.preview_text else ''}. "
                 "Reply yes to approve it, or no.",
                 end=True,
             )

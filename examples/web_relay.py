@@ -247,17 +247,10 @@ async def ask_approval(
         logger.warning("conversation %s: %s", stream.conversation_id, err)
         return
     if approval is not None:
-        preview = approval.preview
         card = {
             "proposal": approval.proposal_id,
             "tool": approval.tool_name,
-            "preview": (
-                ""
-                if preview is None
-                else preview
-                if isinstance(preview, str)
-                else json.dumps(preview)
-            ),
+            "preview": approval.preview_text,
             "conversation": stream.conversation_id,
         }
         events.send_nowait(sse("approval", card))

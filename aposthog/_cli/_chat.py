@@ -99,10 +99,9 @@ async def _relay(stream: ConversationStream, out: Output) -> int:
         return 1
     if approval is not None:
         # PostHog AI waits for the user: what it asks, and the commands that decide it.
-        preview = approval.preview if isinstance(approval.preview, str) else None
         asked = f"PostHog AI asks to run {cell(approval.tool_name or 'a tool')}"
-        if preview:
-            asked += f": {cell(preview)}"
+        if approval.preview_text:
+            asked += f": {cell(approval.preview_text)}"
         # Shown escaped as all the server's text is, and quoted for a shell to paste.
         ids = f"{stream.conversation_id} {shlex.quote(cell(approval.proposal_id))}"
         print(
@@ -127,7 +126,7 @@ async def _get(ph: Client, args: argparse.Namespace, out: Output) -> None:
         text = _message_text(message)
         out.line(f"  [{cell(getattr(message, 'type', '?'))}] {text}")
     for approval in conversation.pending_approvals:
-        preview = approval.preview if isinstance(approval.preview, str) and approval.preview else ""
+        preview = approval.preview_text
         out.line(
             f"  [approval {cell(approval.decision_status)}] {cell(approval.tool_name or 'a tool')}"
             f"{': ' + cell(preview) if preview else ''} (proposal {cell(approval.proposal_id)})"

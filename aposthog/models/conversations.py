@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
+import json
 from collections.abc import Mapping
 from typing import Any
 
 import attrs
 
+from .._json import too_deep
 from ._common import extra_fields_field
 from .messages import AssistantMessage, FailureMessage, HumanMessage, Message
 
@@ -157,6 +159,30 @@ class PendingApproval:
     original_tool_call_id: str | None = None
     message_id: str | None = None
     extra_fields: Mapping[str, Any] = extra_fields_field()
+
+    @property
+    def preview_text(self) -> str:
+        """
+        `preview` as text to show the user: PostHog's string as it came, any other JSON
+        value (a structured preview) as compact JSON (non-ASCII kept), and "" when there
+        is none (None). Not escaped for any medium: a terminal, HTML or a chat service's
+        markup is the caller's to escape.
+        """
+        preview = self.preview
+        if preview is None:
+            return ""
+        if isinstance(preview, str):
+            return str(preview)  # a str subclass (an enum's member) as its plain text
+        if too_deep(preview):
+            return _TOO_DEEP
+        try:
+            return json.dumps(preview, ensure_ascii=False, separators=(", ", ": "))
+        except (TypeError, ValueError, RecursionError):
+            # Not JSON (a record built by hand around another object): its text.
+            return str(preview)
+
+
+_TOO_DEEP = "(a preview nested too deeply to show)"
 
 
 @attrs.frozen(kw_only=True)

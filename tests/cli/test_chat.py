@@ -281,6 +281,28 @@ async def test_chat_shows_what_posthog_ai_asks_approval_for_and_a_command_decide
     )
 
 
+async def test_conversations_get_shows_a_structured_preview_as_json_escaped(
+    fake: FakePostHog, run_cli: RunCli
+) -> None:
+    """An approval card whose `preview` is a JSON object was listed with no preview at
+    all: it is shown as its JSON now, whose escapes keep a control character off the
+    terminal."""
+    card = {
+        "proposal_id": "p1",
+        "decision_status": "pending",
+        "tool_name": "create_feature_flag",
+        "preview": {"key": "beta\x1b[2J", "rollout": 50},
+        "payload": {"key": "beta"},
+    }
+    seeded = fake.seed_conversation(pending_approvals=[card])
+    shown = await run_cli("conversations", "get", seeded.id)
+    assert 0 == shown.returncode, shown.stderr
+    assert (
+        '  [approval pending] create_feature_flag: {"key": "beta\\u001b[2J", "rollout": 50}'
+        " (proposal p1)"
+    ) in shown.stdout.splitlines(), shown.stdout
+
+
 async def test_a_decision_without_a_proposal_is_a_usage_error(
     fake: FakePostHog, run_cli: RunCli
 ) -> None:

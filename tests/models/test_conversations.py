@@ -170,6 +170,46 @@ def test_a_retrieved_conversation_decodes_with_every_message_typed() -> None:
     ]
 
 
+_json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(), inner, max_size=3),
+    max_leaves=12,
+)
+
+
+@given(st.text())
+def test_a_text_preview_is_shown_as_it_came(preview: str) -> None:
+    approval: PendingApproval = structure({"proposal_id": "p", "preview": preview}, PendingApproval)
+    assert preview == approval.preview_text
+
+
+@given(_json_values.filter(lambda v: v is not None and not isinstance(v, str)))
+def test_a_structured_preview_is_shown_as_its_json(preview: Any) -> None:
+    """A chat-bot put `str(preview)` (Python's repr of a dict) before its users, the web
+    relay JSON and the command line nothing at all: one text now, the JSON PostHog sent,
+    non-ASCII kept, which reads back as the same value."""
+    approval: PendingApproval = structure({"proposal_id": "p", "preview": preview}, PendingApproval)
+    text = approval.preview_text
+    assert (str, preview) == (type(text), json.loads(text))
+
+
+def test_no_preview_is_no_text_and_a_hostile_one_is_bounded() -> None:
+    assert "" == PendingApproval(proposal_id="p").preview_text
+    deep: Any = []
+    for _ in range(5000):  # deeper than the JSON encoder could recurse
+        deep = [deep]
+    assert (
+        "(a preview nested too deeply to show)"
+        == PendingApproval(proposal_id="p", preview=deep).preview_text
+    )
+    assert (
+        '{"flag": "café", "rollout": [50]}'
+        == PendingApproval(proposal_id="p", preview={"flag": "café", "rollout": [50]}).preview_text
+    )
+    member = PendingApproval(proposal_id="p", preview=AgentMode.SQL).preview_text
+    assert (str, "sql") == (type(member), member)  # a str subclass as its plain text
+
+
 def test_a_newer_server_adds_fields_modes_and_statuses_without_failing() -> None:
     body = {**RETRIEVED, "status": "paused", "agent_mode": "warp", "colour": "teal"}
     conversation: Conversation = structure(body, Conversation)
