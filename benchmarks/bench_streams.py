@@ -210,16 +210,20 @@ def _replay_floor(chunks: list[bytes], events: int, parse: Any) -> float:
     return (time.process_time() - cpu) / events * 1e6
 
 
+async def record_answer(url: str, shape: tuple[int, int]) -> list[bytes]:
+    """The server's answer of `shape`, read whole and cut into `REPLAY_CHUNK` chunks."""
+    body = {"content": f"burst {shape[0]} {shape[1]}", "conversation": None}
+    async with (
+        aiohttp.ClientSession(headers={"Authorization": f"Bearer {KEY}"}) as session,
+        session.post(f"{url}/api/environments/1/conversations/", json=body) as resp,
+    ):
+        raw = await resp.read()
+    return [raw[i : i + REPLAY_CHUNK] for i in range(0, len(raw), REPLAY_CHUNK)]
+
+
 async def replayed_flatness(url: str, rounds: int) -> None:
     """The client's own CPU per event over the floor, on identical chunks, no socket."""
-    stream_url = f"{url}/api/environments/1/conversations/"
-    recorded: dict[tuple[int, int], list[bytes]] = {}
-    async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {KEY}"}) as session:
-        for shape in (SHORT, LONG):
-            body = {"content": f"burst {shape[0]} {shape[1]}", "conversation": None}
-            async with session.post(stream_url, json=body) as resp:
-                raw = await resp.read()
-            recorded[shape] = [raw[i : i + REPLAY_CHUNK] for i in range(0, len(raw), REPLAY_CHUNK)]
+    recorded = {shape: await record_answer(url, shape) for shape in (SHORT, LONG)}
     replaying: list[list[bytes]] = []
 
     # The tests' stand-in for a response (imported here: the many-streams processes
