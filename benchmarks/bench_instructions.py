@@ -9,9 +9,11 @@ which counts only the measured part (the process calls `os.getppid()` just befor
 just after it, and callgrind dumps its counts at each call: `--dump-before=os_getppid`).
 Each side warms up first (connections, generated record code, caches) outside that part.
 The server is `_server.py` in another process, not counted. Instructions are not time
-(a cache miss costs no instruction, and the cyclic collector's work is counted, as it
-happens, in whichever variant it falls), but the same variant counts the same from run
-to run, within a fraction of a percent.
+(a cache miss costs no instruction), but the same variant counts the same from run to
+run, within a fraction of a percent. Beside each count, the cyclic garbage collector's
+share of it: the calls of CPython's `gc_collect_main`, all they called included (the
+collections are part of each variant's cost; where one falls depends on how many objects
+a variant made before, so each variant starts its count just after a `gc.collect()`).
 
 * profile configs: `await ph.customer_profile_configs.list()`, one page of 10 records,
   two requests at a time, against `session.get` + `json.loads` (the alternative), the
@@ -47,7 +49,7 @@ import sys
 import tempfile
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import aiohttp
 
@@ -221,20 +223,58 @@ def _count(job: tuple[str, str, str, int], url: str, folder: str) -> subprocess.
     )
 
 
-def _measured(job: tuple[str, str, str, int], folder: str) -> int:
+class Count(NamedTuple):
+    """A variant's instructions in its measured part, and the cyclic collector's share."""
+
+    total: int
+    collector: int
+
+
+def _measured(job: tuple[str, str, str, int], folder: str) -> Count:
     """The instructions between the two checkpoints: the second of callgrind's dumps."""
     kind, variant, size, _ = job
     name = "-".join((kind, variant.replace(" ", "_"), size))
+    (before,) = glob.glob(f"{folder}/{name}.*.1")
     (part,) = glob.glob(f"{folder}/{name}.*.2")
     with open(part) as dump:
-        for line in dump:
-            if line.startswith("summary:"):
-                return int(line.split()[1])
-    raise RuntimeError(f"no summary in {part}")
+        total = next((int(line.split()[1]) for line in dump if line.startswith("summary:")), None)
+    if total is None:
+        raise RuntimeError(f"no summary in {part}")
+    return Count(total, _collector(before, part))
 
 
-def _run_all(jobs: list[tuple[str, str, str, int]], url: str) -> dict[tuple[str, str, str], int]:
-    counts: dict[tuple[str, str, str], int] = {}
+def _collector(before: str, part: str) -> int:
+    """
+    The instructions of the cyclic collector's collections in dump `part`: what the calls
+    of CPython's `gc_collect_main` cost, all they called included. Callgrind names a
+    function once, where it first appears (`cfn=(12) name`, then `cfn=(12)`), so the
+    dump before `part` is read for the names too.
+    """
+    names: dict[str, str] = {}
+    collector = 0
+    for path in (before, part):
+        callee = ""
+        inclusive = False  # the next cost line is a call's, callee included
+        with open(path) as dump:
+            for line in dump:
+                key, _, value = line.partition("=")
+                if key in ("fn", "cfn"):
+                    ref, _, text = value.strip().partition(" ")
+                    if text:
+                        names[ref] = text
+                    callee = names.get(ref, "").split("'")[0] if key == "cfn" else ""
+                elif key == "calls":
+                    inclusive = True
+                elif inclusive and line[:1] and line[0] in "0123456789+-*":
+                    inclusive = False
+                    fields = line.split()
+                    if path == part and callee == "gc_collect_main" and len(fields) > 1:
+                        collector += int(fields[1])
+    return collector
+
+
+def _run_all(jobs: list[tuple[str, str, str, int]], url: str) -> dict[tuple[str, str, str], Count]:
+    counts: dict[tuple[str, str, str], Count] = {}
     with tempfile.TemporaryDirectory() as folder:
         pending = list(jobs)
         running: list[tuple[tuple[str, str, str, int], subprocess.Popen[str]]] = []
@@ -253,7 +293,6 @@ def _run_all(jobs: list[tuple[str, str, str, int]], url: str) -> dict[tuple[str,
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[1])
     parser.add_argument("--quick", action="store_true", help="fewer units (CI)")
-    parser.add_argument("--rounds", type=int, default=None, help="ignored (nox passes it)")
     parser.add_argument("--child", nargs=5, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -296,31 +335,36 @@ _LABELS = {
 
 
 def _report(
-    counts: dict[tuple[str, str, str], int], requests: int, pages: int, passes: int
+    counts: dict[tuple[str, str, str], Count], requests: int, pages: int, passes: int
 ) -> None:
     targets = {"configs": 0.90, "exports": 0.65}
     for kind, title, units, unit in (
         ("configs", "profile configs, one page of 10 records", requests, "request"),
         ("exports", "batch exports, pages of 100", pages, "page"),
     ):
-        alternative = counts[(kind, "alternative", "page")] / units
-        floor = counts[(kind, "floor", "page")] / units
-        print(f"  {title}: instructions per {unit} (ratio: the alternative's over each)")
-        for (k, variant, _), total in counts.items():
+        alternative = counts[(kind, "alternative", "page")].total / units
+        floor = counts[(kind, "floor", "page")].total / units
+        print(
+            f"  {title}: instructions per {unit} (ratio: the alternative's over each;"
+            " collector: the cyclic garbage collector's share)"
+        )
+        for (k, variant, _), count in counts.items():
             if k != kind:
                 continue
-            each = total / units
+            each = count.total / units
             label = _LABELS[variant]
             note = f"  target >= {targets[kind]:.2f}" if variant.endswith(" json") else ""
             mine = f"  own {each - floor:+,.0f}" if variant not in ("alternative", "floor") else ""
-            print(f"    {label:34s} {each:12,.0f}   ratio {alternative / each:.3f}{mine}{note}")
+            print(
+                f"    {label:34s} {each:12,.0f}   ratio {alternative / each:.3f}"
+                f"  collector {count.collector / count.total:5.1%}{mine}{note}"
+            )
     own: dict[str, float] = {}
     for size, shape in (("short", SHORT), ("long", LONG)):
         events = answer_events(*shape) * passes
-        own[size] = (
-            counts[("replay", "aposthog", size)] - counts[("replay", "floor", size)]
-        ) / events
-        floor = counts[("replay", "floor", size)] / events
+        ours, floor_count = counts[("replay", "aposthog", size)], counts[("replay", "floor", size)]
+        own[size] = (ours.total - floor_count.total) / events
+        floor = floor_count.total / events
         print(
             f"  text_deltas(), {size} {'answers' if size == 'short' else 'answer'} replayed:"
             f" reading each event once {floor:,.0f} per event, the client's own {own[size]:,.0f}"
