@@ -111,9 +111,10 @@ async def chat_bot(ph: aposthog.Client, messages: AsyncIterable[str], send: Send
         await reply(stream, send)
         pending = await on_offer(ph, stream, asked)
         if pending is not None and (asked is None or pending.proposal_id != asked.proposal_id):
+            preview = pending.preview_text
             await send(
                 f"PostHog AI asks to run {pending.tool_name or 'a tool'}"
-                f"{': ' + pending.preview_text if pending.preview_text else ''}. "
+                f"{': ' + preview if preview else ''}. "
                 "Reply yes to approve it, or no.",
                 end=True,
             )

@@ -100,8 +100,9 @@ async def _relay(stream: ConversationStream, out: Output) -> int:
     if approval is not None:
         # PostHog AI waits for the user: what it asks, and the commands that decide it.
         asked = f"PostHog AI asks to run {cell(approval.tool_name or 'a tool')}"
-        if approval.preview_text:
-            asked += f": {cell(approval.preview_text)}"
+        preview = approval.preview_text  # encoded on each read: read once
+        if preview:
+            asked += f": {cell(preview)}"
         # Shown escaped as all the server's text is, and quoted for a shell to paste.
         ids = f"{stream.conversation_id} {shlex.quote(cell(approval.proposal_id))}"
         print(

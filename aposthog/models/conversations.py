@@ -165,8 +165,8 @@ class PendingApproval:
         """
         `preview` as text to show the user: PostHog's string as it came, any other JSON
         value (a structured preview) as compact JSON (non-ASCII kept), and "" when there
-        is none (None). Not escaped for any medium: a terminal, HTML or a chat service's
-        markup is the caller's to escape.
+        is none (None), encoded anew on each read. Not escaped for any medium: a
+        terminal, HTML or a chat service's markup is the caller's to escape.
         """
         preview = self.preview
         if preview is None:
