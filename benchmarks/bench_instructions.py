@@ -77,9 +77,9 @@ def _checkpoint() -> None:
 
 async def _measure(warm: Callable[[], Awaitable[None]], run: Callable[[], Awaitable[None]]) -> None:
     await warm()
-    # Every side starts its count with the collector's counters at zero: a full collection
-    # (some millions of instructions) then falls at the same point of each side's work,
-    # not in one side's count and past the end of another's.
+    # Every side starts its count with the collector's counters at zero, so the
+    # collections its count holds (a full one is some millions of instructions) follow
+    # from its own work, not from what its warm-up happened to leave.
     gc.collect()
     _checkpoint()
     await run()
@@ -199,9 +199,15 @@ def _child(args: list[str]) -> None:
 # ------------------------------------------------------------------------- parent
 
 
+def _dump_name(job: tuple[str, str, str, int]) -> str:
+    """The start of the name of `job`'s callgrind dumps (the process id and part follow)."""
+    kind, variant, size, _ = job
+    return "-".join((kind, variant.replace(" ", "_"), size))
+
+
 def _count(job: tuple[str, str, str, int], url: str, folder: str) -> subprocess.Popen[str]:
     kind, variant, size, units = job
-    name = "-".join((kind, variant.replace(" ", "_"), size))
+    name = _dump_name(job)
     return subprocess.Popen(
         [
             "valgrind",
@@ -232,8 +238,7 @@ class Count(NamedTuple):
 
 def _measured(job: tuple[str, str, str, int], folder: str) -> Count:
     """The instructions between the two checkpoints: the second of callgrind's dumps."""
-    kind, variant, size, _ = job
-    name = "-".join((kind, variant.replace(" ", "_"), size))
+    name = _dump_name(job)
     (before,) = glob.glob(f"{folder}/{name}.*.1")
     (part,) = glob.glob(f"{folder}/{name}.*.2")
     with open(part) as dump:
