@@ -81,7 +81,7 @@ def test_concatenated_gzip_members_are_one_body() -> None:
     ("encoding", "body"),
     [
         ("gzip", b"not gzip at all"),
-        ("gzip", gzip.compress(b"cut short")[:-12]),
+        ("gzip", gzip.compress(b"cut short", mtime=0)[:-12]),
         ("deflate", b"\x78\x9c garbage"),
     ],
 )
