@@ -9,11 +9,11 @@ which counts only the measured part (the process calls `os.getppid()` just befor
 just after it, and callgrind dumps its counts at each call: `--dump-before=os_getppid`).
 Each side warms up first (connections, generated record code, caches) outside that part,
 with callgrind's instrumentation off until then (`--instr-atstart=no`, turned on by
-`callgrind_control`): start-up and warm-up run about six times faster, and a part
-counts what it counts with instrumentation on throughout, within a hundred or so
-instructions. The server is `_server.py` in another process, not counted. Instructions are not time
-(a cache miss costs no instruction), but the same variant counts the same from run to
-run, within a fraction of a percent. Beside each count, the cyclic garbage collector's
+`callgrind_control`): start-up and warm-up run about six times faster, and the measured
+part counts within a hundred or so instructions of a run instrumented throughout. The
+server is `_server.py` in another process, not counted. Instructions are not time (a
+cache miss costs no instruction), but the same variant counts the same from run to run,
+within a fraction of a percent. Beside each count, the cyclic garbage collector's
 share of it: the calls of CPython's `gc_collect_main`, all they called included (the
 collections are part of each variant's cost; where one falls depends on how many objects
 a variant made before, so each variant starts its count just after a `gc.collect()`).
