@@ -578,6 +578,9 @@ def decode_json(response: Response, request: Request) -> Any:
         ) from None
 
 
+_ENVIRONMENTS: Final = "/api/environments/"
+_PROJECTS: Final = "/api/projects/"
+
 #: `list[item_type]` per record type, made once (cattrs looks its hooks up by it).
 _LIST_TYPES: dict[Any, Any] = {}
 
@@ -624,7 +627,7 @@ class _PageSource(Generic[T]):
         self._parts = route.fill(*values)
         self._params = params
         self._timeout = timeout
-        self._own_path: str | None = None
+        self._own_path: tuple[str, str] | None = None
 
     def first(self) -> Awaitable[Page[T]]:
         """The first page (a plain function returning the coroutine: one frame less)."""
@@ -653,16 +656,29 @@ class _PageSource(Generic[T]):
 
     def _path(self) -> str:
         """This list's path (percent-decoded), where every page of it is."""
+        return self._paths()[0]
+
+    def _paths(self) -> tuple[str, str]:
+        """
+        This list's path (percent-decoded) and the same list's path under `/api/projects/`.
+
+        PostHog serves `/api/environments/<id>/…` through the `/api/projects/<id>/…`
+        viewset of the same id: its `EnvironmentsRewriteMiddleware` rewrites the path
+        before the view sees it, and DRF builds `next` (and `previous`) from the path the
+        view saw. So a current PostHog's `next` names `/api/projects/<id>/<list>/`, an
+        older one's `/api/environments/<id>/<list>/`: both are this list's pages.
+        """
         own = self._own_path
         if own is None:
             request = self._api.pipeline.request(self._route, self._parts)
-            own = self._own_path = urllib.parse.unquote(urllib.parse.urlsplit(request.url).path)
+            path = urllib.parse.unquote(urllib.parse.urlsplit(request.url).path)
+            own = self._own_path = (path, path.replace(_ENVIRONMENTS, _PROJECTS, 1))
         return own
 
     def _other_path(self, target: str) -> str | None:
         """The path `target` (on the configured host) names, when not this list's."""
         path = urllib.parse.unquote(urllib.parse.urlsplit(target).path)
-        return None if path == self._path() else path
+        return None if path in self._paths() else path
 
     def foreign(self, url: str) -> str | None:
         """Why `url` is no page of this list (None: it is one)."""

@@ -1130,3 +1130,65 @@ async def test_a_conversations_loop_hands_out_the_records_before_one_that_does_n
     assert [summary(0)["id"], summary(1)["id"]] == seen
     assert paginator.next_url is not None
     assert "offset=2" in paginator.next_url
+
+
+@pytest.mark.parametrize("rewritten", [True, False], ids=["projects links", "environments links"])
+async def test_every_read_follows_next_links_at_api_projects_and_api_environments(
+    fake: FakePostHog, rewritten: bool
+) -> None:
+    """
+    A current PostHog serves `/api/environments/<id>/…` through its `/api/projects/<id>/…`
+    viewset (its `EnvironmentsRewriteMiddleware` rewrites the path first), so DRF's `next`
+    names `/api/projects/1/customer_profile_configs/`; older versions named the path
+    asked. Both are this list's pages: every way of reading follows them to the end (the
+    client stopped at the first page of every list, a `ResponseDecodeError`).
+    """
+    fake.environments_rewritten = rewritten
+    _seed(fake, 7)
+    expected = [f"id-{i:03d}" for i in range(7)]
+    prefix = "/api/projects/1/" if rewritten else "/api/environments/1/"
+    async with fake.client() as ph:
+        configs = ph.customer_profile_configs
+        with anyio.fail_after(10):
+            assert expected == [c.id async for c in configs.list(limit=2)]
+            assert expected == [c.id for c in await configs.list(limit=2).to_list()]
+            assert expected == [c.id async for c in configs.list(limit=2).prefetch(2)]
+            pages = [page async for page in configs.list(limit=2).pages()]
+            assert expected == [c.id for page in pages for c in page]
+            page = await configs.list(limit=3)
+            by_hand = [c.id for c in page]
+            while page.has_next_page():
+                assert page.next is not None
+                assert prefix in page.next
+                page = await page.next_page()
+                by_hand += [c.id for c in page]
+            assert expected == by_hand
+            saved = (await configs.list(limit=3)).next
+            assert saved is not None
+            resumed = [c.id async for c in configs.list().resume_from(saved)]
+            assert expected[3:] == resumed
+    followed = [r.path for r in fake.requests if any(k == "offset" for k, _ in r.query)]
+    assert followed
+    assert all(path.startswith(prefix) for path in followed)
+
+
+async def test_a_next_at_api_projects_of_another_list_is_not_followed() -> None:
+    """Only this list's own path has a twin under `/api/projects/`: another list's (or
+    another project's) path there is refused as any other is, unsent."""
+    hits: list[str] = []
+    for other in ("/api/projects/1/batch_exports/", "/api/projects/2/customer_profile_configs/"):
+
+        async def handler(request: web.Request, other: str = other) -> web.Response:
+            hits.append(request.path)
+            next_url = f"http://{request.host}{other}?offset=1"
+            return web.json_response({"next": next_url, "results": [_config(0)]})
+
+        async with (
+            serve(handler) as url,
+            aposthog.Client(api_key="phx_k", host=url, project_id=1) as ph,
+        ):
+            with pytest.raises(aposthog.ResponseDecodeError, match="not a page of the list"):
+                await ph.customer_profile_configs.list().to_list()
+            with pytest.raises(ValueError, match="next_url is no page of this list"):
+                ph.customer_profile_configs.list().resume_from(f"{url}{other}")
+    assert ["/api/environments/1/customer_profile_configs/"] * 2 == hits

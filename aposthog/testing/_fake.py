@@ -120,6 +120,9 @@ class FakePostHog:
             ends).
         max_in_flight: the most requests it has been handling at once.
         latency: seconds every request waits before it is handled.
+        environments_rewritten: whether a page's `next` and `previous` name
+            `/api/projects/<id>/…`, as a current PostHog writes them (the default), or
+            the `/api/environments/<id>/…` path asked, as older versions did.
 
     Batch exports: `batch_exports`, `batch_export_runs`, `batch_export_backfills`,
     `batch_export_logs`, `batch_export_flags`, `integrations`, `add_integration()`,
@@ -175,6 +178,11 @@ class FakePostHog:
         if not 0 <= given_port <= 65535:
             raise ValueError(f"port must be an int from 0 (any free port) to 65535, got {port!r}")
         self.latency = latency
+        #: Links as a current PostHog writes them: it serves `/api/environments/<id>/…`
+        #: through the `/api/projects/<id>/…` viewset, rewriting the path first, so a
+        #: page's `next` and `previous` name `/api/projects/…`. False: as older versions,
+        #: the path the request named.
+        self.environments_rewritten = True
         self.requests: list[RecordedRequest] = []
         #: Whether `requests` keeps each request (off: a server left running for others).
         self.record_requests = record_requests
@@ -559,7 +567,12 @@ class FakePostHog:
         if head:
             # DRF's viewsets answer HEAD with the GET action (aiohttp sends no body).
             route = next((r for r in routes if r.method == "GET"), None)
-        request = FakeRequest(raw=raw, method=raw.method, segments=segments)
+        request = FakeRequest(
+            raw=raw,
+            method=raw.method,
+            segments=segments,
+            links_rewritten=self.environments_rewritten,
+        )
         # DRF authenticates before any permission check: no or a bad key is 401 for any project.
         key = self._authenticate(request)
         if project not in (self.project_id, "@current"):

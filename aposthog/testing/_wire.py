@@ -15,7 +15,7 @@ import json
 import re
 import urllib.parse
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 import attrs
 
@@ -299,6 +299,10 @@ def parse_body(raw: ServerRequest) -> Any:
         raise _parse_error(f"JSON parse error - {exc}") from None
 
 
+_ENVIRONMENTS: Final = "/api/environments/"
+_PROJECTS: Final = "/api/projects/"
+
+
 @attrs.define
 class FakeRequest:
     """A parsed API request: path parameters decoded, JSON body parsed."""
@@ -308,6 +312,9 @@ class FakeRequest:
     segments: tuple[str, ...]  # decoded segments after /api/environments/<project>/
     params: dict[str, str] = attrs.field(factory=dict)  # path parameters by name
     user_key: str = ""
+    #: Whether links name `/api/projects/` for a path asked at `/api/environments/` (see
+    #: `FakePostHog.environments_rewritten`).
+    links_rewritten: bool = False
     _json: Any = _MISSING
 
     @property
@@ -354,7 +361,10 @@ class FakeRequest:
         items = [(k, v) for k, v in self.raw.query if k not in changes]
         items.extend((k, v) for k, v in changes.items() if v is not None)
         query = urllib.parse.urlencode(items)
-        return f"{self.raw.base_url}{self.raw.raw_path}" + (f"?{query}" if query else "")
+        path = self.raw.raw_path
+        if self.links_rewritten and path.startswith(_ENVIRONMENTS):
+            path = _PROJECTS + path.removeprefix(_ENVIRONMENTS)
+        return f"{self.raw.base_url}{path}" + (f"?{query}" if query else "")
 
 
 def _positive_int(value: str | None, default: int, *, cutoff: int | None = None) -> int:

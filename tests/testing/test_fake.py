@@ -515,11 +515,12 @@ async def test_offset_pages_are_drfs_limit_offset_pagination(
     """
     `count` is the whole list; `next` and `previous` are absolute and keep `limit`
     (`previous` drops an offset reaching the start); a limit or offset DRF cannot use
-    (not a number, below 1, negative) is its default.
+    (not a number, below 1, negative) is its default. Asked at `/api/environments/`, the
+    links name `/api/projects/`, as a current PostHog's rewrite makes them.
     """
     for _ in range(3):
         await ph.customer_profile_configs.create(scope="person")
-    base = f"{fake.url}/api/environments/1/customer_profile_configs/"
+    base = f"{fake.url}/api/projects/1/customer_profile_configs/"
 
     async def page(query: str) -> tuple[int, str | None, str | None, int]:
         status, _, body = await _raw(
@@ -541,6 +542,10 @@ async def test_offset_pages_are_drfs_limit_offset_pagination(
     fake.page_size = 1
     assert (3, f"{base}?limit=1&offset=1", None, 1) == await page("offset=0")
     assert (3, None, f"{base}?limit=1&offset=1", 1) == await page("offset=2")
+    # As older versions wrote them: the path asked.
+    fake.environments_rewritten = False
+    asked = f"{fake.url}/api/environments/1/customer_profile_configs/"
+    assert (3, f"{asked}?limit=1&offset=2", f"{asked}?limit=1", 1) == await page("limit=1&offset=1")
 
 
 async def test_a_body_over_a_mebibyte_is_read_whole(fake: FakePostHog) -> None:

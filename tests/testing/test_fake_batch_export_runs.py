@@ -383,11 +383,11 @@ async def test_cursor_pages_are_drfs_cursor_pagination(
 
     first = await raw(ph, "GET", path)
     assert (len(first["results"]), first["previous"]) == (50, None)
-    assert first["next"].startswith(f"{fake.url}/api/environments/1/{path}/?cursor=")
+    assert first["next"].startswith(f"{fake.url}/api/projects/1/{path}/?cursor=")
     cursor = urllib.parse.parse_qs(urllib.parse.urlsplit(first["next"]).query)["cursor"][0]
     second = await raw(ph, "GET", path, params={"cursor": cursor})
     assert (len(second["results"]), second["next"]) == (1, None)
-    assert second["previous"].startswith(f"{fake.url}/api/environments/1/{path}/?cursor=")
+    assert second["previous"].startswith(f"{fake.url}/api/projects/1/{path}/?cursor=")
     back = urllib.parse.parse_qs(urllib.parse.urlsplit(second["previous"]).query)["cursor"][0]
     assert await raw(ph, "GET", path, params={"cursor": back}) == first
 
