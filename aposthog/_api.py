@@ -738,9 +738,26 @@ class _PageSource(Generic[T]):
         results, count, next_url, previous = parse_page(
             body, self._list_type, request_path=request.path
         )
+        if next_url is not None or previous is not None:
+            self._check_links(next_url, previous, request.path)
         if self._on_results is not None:
             self._on_results(results)
         return new_page(results, count, next_url, previous, self.fetch)
+
+    def _check_links(self, next_url: str | None, previous: str | None, path: str) -> None:
+        """
+        Refuse a page whose `next` or `previous` quotes the API key (a proxy that echoes
+        the request into its links): kept, it would show in the page's and the
+        paginator's repr and `next_url`, and following it would send the key in a URL.
+        """
+        scrub = self._api.pipeline.redactor.scrub_text
+        for name, link in (("next", next_url), ("previous", previous)):
+            if link is not None and scrub(link) is not link:
+                raise ResponseDecodeError(
+                    f"'{name}' in the page from {path} quotes the API key: not followed",
+                    paths=(f"$.{name}",),
+                    path=path,
+                )
 
     def _decode_unbuilt(self, response: Response, request: Request) -> Page[T]:
         """

@@ -1192,3 +1192,49 @@ async def test_a_next_at_api_projects_of_another_list_is_not_followed() -> None:
             with pytest.raises(ValueError, match="next_url is no page of this list"):
                 ph.customer_profile_configs.list().resume_from(f"{url}{other}")
     assert ["/api/environments/1/customer_profile_configs/"] * 2 == hits
+
+
+@pytest.mark.parametrize("link", ["next", "previous"])
+async def test_a_page_whose_link_quotes_the_key_is_refused_and_never_followed(link: str) -> None:
+    """
+    A proxy that echoes the request's key into a page's link (`?personal_api_key=…`):
+    kept, the key showed in `repr(page)`, in the paginator's `next_url` and repr, and the
+    next request sent it in its URL. Every read raises `ResponseDecodeError` naming the
+    link, no error or repr holds the key, and nothing more is sent.
+    """
+    key = "phx_" + "s3cret" * 6
+    paths: list[str] = []
+
+    async def handler(request: web.Request) -> web.Response:
+        paths.append(request.path_qs)
+        quoting = str(request.url.with_query(offset=1, personal_api_key=key))
+        other = str(request.url.with_query(offset=1))
+        links = {"next": other, "previous": None, link: quoting}
+        return web.json_response({"count": 9, **links, "results": [_config(0)]})
+
+    async with serve(handler) as url, aposthog.Client(api_key=key, host=url, project_id=1) as ph:
+        configs = ph.customer_profile_configs
+        reads = {
+            "first page": lambda: configs.list(),
+            "async for": lambda: _drain(configs.list()),
+            "to_list": lambda: configs.list().to_list(),
+            "prefetch": lambda: _drain(configs.list().prefetch(2)),
+        }
+        for name, read in reads.items():
+            with pytest.raises(aposthog.ResponseDecodeError) as caught:
+                await read()
+            error = caught.value
+            assert f"'{link}' in the page from" in str(error), name
+            assert "quotes the API key" in str(error), name
+            assert key not in f"{error!s} {error!r} {vars(error)!r}", name
+        paginator = configs.list()
+        with pytest.raises(aposthog.ResponseDecodeError):
+            await _drain(paginator)
+        assert key not in f"{paginator!r} {paginator.next_url}"
+    assert all(key not in path for path in paths)
+    assert all("offset" not in path for path in paths)
+
+
+async def _drain(items: Any) -> None:
+    async for _ in items:
+        pass
