@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import anyio
@@ -1214,7 +1215,7 @@ async def test_a_page_whose_link_quotes_the_key_is_refused_and_never_followed(li
 
     async with serve(handler) as url, aposthog.Client(api_key=key, host=url, project_id=1) as ph:
         configs = ph.customer_profile_configs
-        reads = {
+        reads: dict[str, Callable[[], Awaitable[Any]]] = {
             "first page": lambda: configs.list(),
             "async for": lambda: _drain(configs.list()),
             "to_list": lambda: configs.list().to_list(),
