@@ -25,7 +25,15 @@ from typing import Any, Generic, Protocol, TypeVar
 
 from ._errors import ResponseDecodeError
 from ._http import is_request_url
-from ._prefetch import MAX_EMPTY_PAGES, PageReader, RecordReader, ResumePoint, endless_pages
+from ._prefetch import (
+    MAX_EMPTY_PAGES,
+    PageReader,
+    RecordReader,
+    ResumePoint,
+    endless_pages,
+    looping_pages,
+    url_key,
+)
 
 __all__ = [
     "AsyncPaginator",
@@ -155,7 +163,17 @@ class Page(Generic[T]):
         ```
     """
 
-    __slots__ = ("_empty_run", "_fetch", "_results", "_unbuilt", "count", "next", "previous")
+    __slots__ = (
+        "_depth",
+        "_empty_run",
+        "_fetch",
+        "_results",
+        "_unbuilt",
+        "_walk",
+        "count",
+        "next",
+        "previous",
+    )
 
     def __init__(
         self,
@@ -169,6 +187,8 @@ class Page(Generic[T]):
         self._results: list[T] | None = results
         self._unbuilt: Unbuilt | None = None  # a page that came unbuilt: `new_raw_page`
         self._empty_run = 0  # pages in a row, up to this one, with no records and a `next`
+        self._walk: dict[Any, int] | None = None  # see `next_page`
+        self._depth = 0
         self.count = count
         self.next = next
         self.previous = previous
@@ -242,9 +262,22 @@ class Page(Generic[T]):
         Raises:
             LookupError: this is the last page (check `has_next_page()` first).
         """
-        if self.next is None:
+        next_url = self.next
+        if next_url is None:
             raise LookupError("this is the last page: check page.has_next_page() first")
-        page = await self._fetch(self.next)
+        # A walk by hand ends on a `next` loop as a paginator's read does, unsent: the pages
+        # fetched along it, each at its depth (a page's next fetched again, a retry after
+        # an error, is no loop; a `next` naming this page or one before it is).
+        key = url_key(next_url)
+        walk = self._walk
+        if walk is None:
+            walk = self._walk = {}
+        elif walk.get(key, self._depth + 1) <= self._depth:
+            raise looping_pages(key)
+        page = await self._fetch(next_url)
+        depth = self._depth + 1
+        walk[key] = min(walk.get(key, depth), depth)
+        page._walk, page._depth = walk, depth
         if page.next is not None and not len(page):
             # Pages that hold nothing and each name another `next` (a broken proxy): a
             # walk by hand ends as a paginator's read does, not after thousands of pages.
@@ -313,6 +346,8 @@ def new_page(
     page._results = results
     page._unbuilt = None
     page._empty_run = 0
+    page._walk = None
+    page._depth = 0
     page.count = count
     page.next = next
     page.previous = previous

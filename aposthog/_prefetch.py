@@ -121,7 +121,7 @@ def planned_urls(next_url: str, count: int, wanted: int | None = None) -> Planne
     return PlannedUrls(parts, before, after, range(offset, stop, limit))
 
 
-def _url_key(url: str) -> tuple[str, str] | str:
+def url_key(url: str) -> tuple[str, str] | str:
     """What a URL requests once `same_origin_url()` has put it on the configured host."""
     try:
         parts = urllib.parse.urlsplit(url)
@@ -134,16 +134,21 @@ async def _fetch_once(
     fetch_url: Callable[[str], Awaitable[Page[T]]], fetched: set[Any], url: str
 ) -> Page[T]:
     """The page at `url`, unless this iteration has fetched it already (a `next` loop)."""
-    key = _url_key(url)
+    key = url_key(url)
     if key in fetched:
-        path = _where(key)
-        raise ResponseDecodeError(
-            f"'next' names a page already fetched from {path}: the list would never end",
-            paths=("$.next",),
-            path=path,
-        )
+        raise looping_pages(key)
     fetched.add(key)
     return await fetch_url(url)
+
+
+def looping_pages(key: tuple[str, str] | str) -> ResponseDecodeError:
+    """The error of a `next` naming a page (its `url_key`) that the read fetched already."""
+    path = _where(key)
+    return ResponseDecodeError(
+        f"'next' names a page already fetched from {path}: the list would never end",
+        paths=("$.next",),
+        path=path,
+    )
 
 
 #: Pages in a row with no records, each naming a `next`, that a read follows. DRF's
@@ -154,13 +159,13 @@ MAX_EMPTY_PAGES: Final = 3
 
 
 def _where(key: tuple[str, str] | str) -> str:
-    """The path a `_url_key` names, for an error's message (its host left out)."""
+    """The path a `url_key` names, for an error's message (its host left out)."""
     return key[0] if isinstance(key, tuple) else "PostHog"
 
 
 def endless_pages(next_url: str) -> ResponseDecodeError:
     """The error of a read that met `MAX_EMPTY_PAGES` + 1 empty pages in a row, each with a next."""
-    path = _where(_url_key(next_url))
+    path = _where(url_key(next_url))
     return ResponseDecodeError(
         f"{MAX_EMPTY_PAGES + 1} pages in a row from {path} held no records, each naming "
         "another 'next': the list would never end",
@@ -276,7 +281,7 @@ class PageReader(Generic[T]):
         self._stopping: list[asyncio.Task[Page[T] | None]] = []
         self._plan: PlannedUrls | None = None
         #: What every URL fetched in this iteration requests: a `next` seen before is a loop.
-        self._fetched: set[Any] = set() if first_url is None else {_url_key(first_url)}
+        self._fetched: set[Any] = set() if first_url is None else {url_key(first_url)}
         self._chain_from: str | None = None  # the next URL of the last page handed out
         self._count: int | None = None  # the `count` of the last page handed out
         self._started = False
@@ -354,7 +359,7 @@ class PageReader(Generic[T]):
             planned = self._plan.peek()
         else:
             return  # the plan's end: `__anext__` follows `next` from here if needed
-        if planned is not None and _url_key(planned) == _url_key(next_url):
+        if planned is not None and url_key(planned) == url_key(next_url):
             return
         self._drop_plan()
 
@@ -364,7 +369,7 @@ class PageReader(Generic[T]):
         for task, url in zip(self._tasks, self._urls, strict=True):
             task.cancel()
             if url is not None:
-                self._fetched.discard(_url_key(url))
+                self._fetched.discard(url_key(url))
         self._stopping.extend(self._tasks)
         self._tasks.clear()
         self._urls.clear()

@@ -1239,3 +1239,69 @@ async def test_a_page_whose_link_quotes_the_key_is_refused_and_never_followed(li
 async def _drain(items: Any) -> None:
     async for _ in items:
         pass
+
+
+@pytest.mark.parametrize(
+    ("links", "more"),
+    [
+        ({"": "a", "a": "a"}, 0),
+        ({"": "a", "a": "b", "b": "a"}, 0),
+        ({"": "a", "a": "b", "b": ""}, 1),
+    ],
+    ids=["a page naming itself", "two pages naming each other", "back to the first page"],
+)
+async def test_a_walk_by_hand_ends_on_a_next_loop_as_a_paginators_read_does(
+    links: dict[str, str], more: int
+) -> None:
+    """
+    `while page.has_next_page(): page = await page.next_page()` (the walk `Page` and
+    DESIGN.md show) over pages with records whose `next` comes back to a page the walk
+    fetched: it walked on forever, thousands of requests a second. It raises the
+    `ResponseDecodeError` a paginator's read raises, before sending the page again. (A
+    page does not know its own URL: a `next` back to the first page is caught once that
+    page has come a second time, one request more than the paginator's read.)
+    """
+    hits: list[str] = []
+
+    async def handler(request: web.Request) -> web.Response:
+        cursor = request.query.get("cursor", "")
+        hits.append(cursor)
+        next_url = str(
+            request.url.with_query(cursor=links[cursor])
+            if links[cursor]
+            else request.url.with_query({})
+        )
+        return web.json_response({"next": next_url, "results": [_config(len(hits))]})
+
+    async with (
+        serve(handler) as url,
+        aposthog.Client(api_key="phx_k", host=url, project_id=1) as ph,
+    ):
+        with anyio.fail_after(5):
+            with pytest.raises(
+                aposthog.ResponseDecodeError, match="already fetched"
+            ) as by_paginator:
+                await ph.customer_profile_configs.list().to_list()
+            sent = len(hits)
+            hits.clear()
+            page = await ph.customer_profile_configs.list()
+            with pytest.raises(aposthog.ResponseDecodeError, match="already fetched") as by_hand:
+                while page.has_next_page():
+                    page = await page.next_page()
+    assert str(by_paginator.value) == str(by_hand.value)
+    assert by_hand.value.paths == ("$.next",)
+    assert sent + more == len(hits)
+
+
+async def test_a_page_fetched_again_by_hand_is_no_loop(fake: FakePostHog) -> None:
+    """`next_page()` called twice on the same page (a retry after an error, a second look)
+    fetches the same next page twice: that is no `next` loop."""
+    _seed(fake, 5)
+    async with fake.client() as ph:
+        first = await ph.customer_profile_configs.list(limit=2)
+        second = await first.next_page()
+        again = await first.next_page()
+        third = await again.next_page()
+        fourth = await second.next_page()
+    assert [c.id for c in second] == [c.id for c in again] == ["id-002", "id-003"]
+    assert [c.id for c in third] == [c.id for c in fourth] == ["id-004"]
