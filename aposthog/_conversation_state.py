@@ -74,7 +74,7 @@ from .models.messages import (
     ToolCallMessage,
 )
 
-__all__ = ["SEPARATOR", "ConversationState", "Delivery", "OtherRunError"]
+__all__ = ["SEPARATOR", "ConversationState", "Delivery", "OtherRunError", "made_key"]
 
 SEPARATOR = "\n\n"
 """What `text_deltas()` puts between two assistant messages of one run."""
@@ -109,6 +109,28 @@ def _sent_as(sent: str) -> str:
 
 
 _new_delivery = tuple.__new__
+
+
+def made_key(message: Message) -> str | None:
+    """
+    The key of a message still being made, sent again and again with the whole of it so
+    far until its final message (with its own id) comes, each snapshot replacing the one
+    before; None for any other message. Such are a notebook being written without an id
+    (PostHog's `_stream_notebook_content`: "not providing id to count it as a partial
+    message"), and any message but the user's or the assistant's text under a `temp-` id
+    (PostHog's notebook artifact being written, `temp-notebook`: "consistent temp ID so
+    frontend replaces instead of adds"). The assistant's text has its own path (deltas).
+    """
+    ident = message.id
+    if ident is None:
+        if message.__class__ is NotebookUpdateMessage:
+            return "notebook " + message.notebook_id
+        return None
+    if ident.startswith("temp-") and message.__class__ not in (AssistantMessage, HumanMessage):
+        return f"{message.type} {ident}"
+    return None
+
+
 _UNPLACED = -1  # `_cursor` after a re-attach, before the replay is placed
 #: How many answers left unfinished by a later turn are remembered (each a text).
 _UNFINISHED_KEPT = 8
@@ -185,7 +207,8 @@ class ConversationState:
         self._nested: dict[str, AssistantMessage] = {}  # subagent snapshots, by parent call
         # Notebooks PostHog is writing (`ai/notebook` without an id: the whole notebook so
         # far), the latest of each, by notebook id, since the last final message.
-        self._notebooks: dict[str, NotebookUpdateMessage] = {}
+        # The messages being made (see `made_key`), by their key: the last snapshot of each.
+        self._notebooks: dict[str, Message] = {}
         # The current assistant message's text given out so far: _shown[:_done].
         self._shown = ""
         self._done = 0
@@ -657,8 +680,9 @@ class ConversationState:
             if message.parent_tool_call_id is not None:
                 return self._nested_snapshot(event, message)
             return self._top_snapshot(event, message)
-        if message.__class__ is NotebookUpdateMessage and message.id is None:
-            return self._notebook_snapshot(event, message)
+        being_made = made_key(message)
+        if being_made is not None:
+            return self._made_snapshot(event, message, being_made)
         if message.id is None:
             return self._idless_final(event, message)
         self._notebooks.clear()  # a final message: what was being written is done with
@@ -755,16 +779,14 @@ class ConversationState:
         self._nested[parent] = message
         return Delivery(event)
 
-    def _notebook_snapshot(
-        self, event: MessageEvent, message: NotebookUpdateMessage
-    ) -> Delivery | None:
-        # A notebook being written: each holds the whole notebook so far, and its final
-        # message (with an id) follows (PostHog's `_stream_notebook_content`: "not
-        # providing id to count it as a partial message"). Passed on live, never kept:
+    def _made_snapshot(self, event: MessageEvent, message: Message, key: str) -> Delivery | None:
+        # A message being made (see `made_key`): each holds the whole of it so far, and
+        # its final message (with its own id) follows. Passed on live, never kept among
+        # the messages (nor taken for a final one, whose place a replay moves back to):
         # as a subagent's snapshots, a replayed one cannot be placed.
-        if self._replaying or self._notebooks.get(message.notebook_id) == message:
+        if self._replaying or self._notebooks.get(key) == message:
             return None
-        self._notebooks[message.notebook_id] = message
+        self._notebooks[key] = message
         return Delivery(event)
 
     def _idless_final(self, event: MessageEvent, message: Message) -> Delivery | None:

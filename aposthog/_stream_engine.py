@@ -79,7 +79,7 @@ import anyio.lowlevel
 import attrs
 
 from . import _routes as routes
-from ._conversation_state import ConversationState, Delivery, OtherRunError
+from ._conversation_state import ConversationState, Delivery, OtherRunError, made_key
 from ._deadlines import COUNTS_CANCELLATIONS, apart
 from ._errors import (
     APIConnectionError,
@@ -102,7 +102,7 @@ from ._stream_failures import dropped_failure, nothing_started
 from ._transport import StreamResponse
 from .models.conversations import Conversation, ConversationStatus, PendingApproval
 from .models.events import MessageEvent, decode_event
-from .models.messages import AssistantMessage, HumanMessage, NotebookUpdateMessage
+from .models.messages import AssistantMessage, HumanMessage
 from .sse import SSEDecoder, SSEError
 
 if TYPE_CHECKING:
@@ -812,11 +812,9 @@ class StreamEngine:
                             kept += self._subagent_growth(parent, len(data))
                     elif (
                         event.__class__ is MessageEvent
-                        and (message := event.message).__class__ is NotebookUpdateMessage
-                        and message.id is None
-                    ):  # a notebook being written: it replaces the one before
-                        notebook = "notebook " + message.notebook_id
-                        kept += self._subagent_growth(notebook, len(data))
+                        and (being_made := made_key(event.message)) is not None
+                    ):  # a notebook being written (say): it replaces the one before
+                        kept += self._subagent_growth(being_made, len(data))
                     else:  # a message, or an event kept in its wire form, name included
                         kept += len(data) + _PIECE + (0 if name == "message" else len(name))
                     deliveries.append(delivery)

@@ -1241,6 +1241,104 @@ async def test_partial_notebook_updates_count_only_their_growth() -> None:
     assert result.text == "Here is the summary."
 
 
+def _notebook_artifact(size: int, ident: str = "temp-notebook") -> dict[str, Any]:
+    """PostHog's notebook artifact (`ai/artifact`): being written under `temp-notebook`
+    (the `NotebookStreamingMixin` of its stream processor), or final under its own id."""
+    blocks = [{"type": "markdown", "content": "y" * size}]
+    return {
+        "type": "ai/artifact",
+        "id": ident,
+        "artifact_id": "" if ident.startswith("temp-") else "nb1",
+        "source": "artifact",
+        "content": {"content_type": "notebook", "title": "Weekly", "blocks": blocks},
+    }
+
+
+_NOTEBOOK_CALL: dict[str, Any] = {
+    "type": "ai",
+    "content": "Writing it.",
+    "id": "a1",
+    "tool_calls": [{"id": "c1", "name": "create_notebook", "args": {}, "type": "tool_call"}],
+}
+
+
+async def test_a_notebook_artifact_written_under_a_temp_id_is_passed_on_live_not_kept() -> None:
+    """
+    A current PostHog streams a notebook being written as an `ai/artifact` with the id
+    `temp-notebook`, once per model chunk, each with the whole notebook so far; its
+    final artifact (its own id) follows. Each was taken for a final message: replaced in
+    place, kept in `result.messages` under `temp-notebook`, and counted whole, so a 20
+    KB notebook in 200 snapshots (4 MB on the wire) broke a 1 MiB `max_response_size`
+    with `ResponseTooLargeError`. They are passed on live (`in_progress`), each once,
+    counted by their growth, and only the final artifact is kept.
+    """
+    written = [_notebook_artifact(100 * step) for step in range(1, 201)]
+    messages = [
+        {"type": "human", "content": "Write a report", "id": "h1"},
+        _NOTEBOOK_CALL,
+        *written,
+        written[-1],  # sent again unchanged: passed on once
+        {"type": "tool", "content": "Notebook created.", "tool_call_id": "c1", "id": "t1"},
+        _notebook_artifact(20000, "art-1"),
+        {"type": "ai", "content": "Here it is."},
+        {"type": "ai", "content": "Here it is.", "id": "a2"},
+    ]
+    async with (
+        serve(_answering(messages)) as url,
+        aposthog.Client(
+            api_key="phx_k", host=url, project_id=1, retry=FAST, max_response_size=1 << 20
+        ) as ph,
+    ):
+        stream = ph.conversations.create("Write a report")
+        live = [
+            event.message
+            async for event in stream
+            if isinstance(event, aposthog.MessageEvent) and event.message.in_progress
+        ]
+        result = stream.result()
+    assert result.complete
+    assert [m.id for m in result.messages] == ["h1", "a1", "t1", "art-1", "a2"]
+    notebooks = [m for m in live if isinstance(m, aposthog.ArtifactMessage)]
+    assert [len(m.content["blocks"][0]["content"]) for m in notebooks] == [
+        100 * step for step in range(1, 201)
+    ]
+    assert result.text == "Writing it.\n\nHere it is."
+
+
+async def test_an_answer_streams_live_while_a_notebook_is_written_under_a_temp_id() -> None:
+    """
+    The next answer's text streams while a second notebook is written (its snapshots
+    between the text's): each repeated `temp-notebook` moved the read position back, as
+    a replayed final message does, and the text's snapshots after it were dropped as
+    replays: the answer came in one piece with its final message.
+    """
+    pieces = ["Here", " is", " the", " second", " report."]
+    answer = [
+        {"type": "ai", "content": "".join(pieces[: i + 1]), "tool_calls": None}
+        for i in range(len(pieces))
+    ]
+    interleaved: list[dict[str, Any]] = []
+    for i, snapshot in enumerate(answer):
+        interleaved += [snapshot, _notebook_artifact(10 * (i + 1))]
+    messages = [
+        {"type": "human", "content": "Two reports", "id": "h1"},
+        _NOTEBOOK_CALL,
+        _notebook_artifact(10),
+        {"type": "tool", "content": "Notebook created.", "tool_call_id": "c1", "id": "t1"},
+        _notebook_artifact(10, "art-1"),
+        *interleaved,
+        {"type": "ai", "content": "".join(pieces), "id": "a2"},
+    ]
+    async with (
+        serve(_answering(messages)) as url,
+        aposthog.Client(api_key="phx_k", host=url, project_id=1, retry=FAST) as ph,
+    ):
+        stream = ph.conversations.create("Two reports")
+        deltas = [delta async for delta in stream.text_deltas()]
+    assert deltas == ["Writing it.", "\n\n" + pieces[0], *pieces[1:]]
+    assert [m.id for m in stream.result().messages] == ["h1", "a1", "t1", "art-1", "a2"]
+
+
 # ------------------------------------------------------------ generation_error is a retry
 #
 # PostHog sends `status: generation_error` when an insight generator's output fails its

@@ -82,6 +82,18 @@ class _BaseMessage:
     parent_tool_call_id: str | None = None
     extra_fields: Mapping[str, Any] = extra_fields_field()
 
+    @property
+    def in_progress(self) -> bool:
+        """
+        Whether this is a snapshot of a message still being made rather than final: a
+        `temp-` id, as PostHog's notebook being written (an `ai/artifact` with the id
+        `temp-notebook`, sent again and again with the whole notebook so far, then the
+        final artifact with its own id). An `ai` or `ai/notebook` message without an id
+        is one too.
+        """
+        ident = self.id
+        return ident is not None and ident.startswith("temp-")
+
 
 @attrs.frozen(kw_only=True)
 class HumanMessage(_BaseMessage):
@@ -209,6 +221,11 @@ class NotebookUpdateMessage(_BaseMessage):
     current_run_notebooks: list[Any] | None = None
     tool_calls: list[ToolCall] | None = None
 
+    @property
+    def in_progress(self) -> bool:
+        """Whether this is a snapshot of the notebook being written (no id, or a `temp-` id)."""
+        return self.id is None or self.id.startswith("temp-")
+
 
 @attrs.frozen(kw_only=True)
 class PlanningMessage(_BaseMessage):
@@ -266,6 +283,12 @@ class UnknownMessage:
     type: str
     id: str | None = None
     data: dict[str, Any] = attrs.field(factory=dict)
+
+    @property
+    def in_progress(self) -> bool:
+        """Whether this is a snapshot of a message still being made (a `temp-` id)."""
+        ident = self.id
+        return ident is not None and ident.startswith("temp-")
 
 
 Message = Union[  # noqa: UP007 (a runtime alias: cattrs dispatches on this exact object)
