@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
-from collections.abc import Awaitable, Callable, Generator, Iterator
+from collections.abc import Awaitable, Callable, Coroutine, Generator, Iterator
 from typing import Any, Generic, Protocol, TypeVar
 
 from ._errors import ResponseDecodeError
@@ -32,6 +32,8 @@ from ._prefetch import (
     ResumePoint,
     endless_pages,
     looping_pages,
+    skipped,
+    skipping,
     url_key,
 )
 
@@ -375,6 +377,29 @@ def new_raw_page(
 _new_object = object.__new__
 
 
+def _skipping(
+    fetch: Callable[[str], Awaitable[Page[T]]], url: str
+) -> Callable[[], Coroutine[Any, Any, Page[T]]]:
+    """The first page of a read resumed at `url`, without the records its `#skip=N` skips."""
+
+    async def first() -> Page[T]:
+        page = await fetch(url)
+        skip = skipped(url)
+        unbuilt = page._unbuilt
+        if unbuilt is None:
+            return new_page(page.results[skip:], page.count, page.next, page.previous, page._fetch)
+        rest = Unbuilt(
+            unbuilt.raw[skip:],
+            unbuilt.item_type,
+            unbuilt.request_path,
+            unbuilt.status,
+            unbuilt.on_results,
+        )
+        return new_raw_page(rest, page.count, page.next, page.previous, page._fetch)
+
+    return first
+
+
 class AsyncPaginator(Generic[T]):
     """
     A lazy list: await it for the first page, iterate it for every record.
@@ -422,8 +447,9 @@ class AsyncPaginator(Generic[T]):
           page's, whose records before it come again too.
         * `pages()`: the `next` of the last page handed out.
         * `to_list()`: after the last record returned (an exact offset on a limit/offset
-          list; on a cursor list, the page `limit` fell in, repeated); the start of the
-          list when `to_list()` fails, since it then returns none of what it collected.
+          list; on a cursor list, the URL of the page `limit` fell in with `#skip=N`, the
+          records of it to skip, a fragment that is never sent); the start of the list
+          when `to_list()` fails, since it then returns none of what it collected.
 
         Before any read, and from the start of each read until it hands something out,
         the first page's URL (the one given to `resume_from()`, if any): a read that
@@ -442,8 +468,11 @@ class AsyncPaginator(Generic[T]):
         return await self._source.first()
 
     def __await__(self) -> Generator[Any, None, Page[T]]:
-        if self._start_url is not None:
-            return self._source.fetch(self._start_url).__await__()
+        start = self._start_url
+        if start is not None:
+            if skipped(start):
+                return _skipping(self._source.fetch, start)().__await__()
+            return self._source.fetch(start).__await__()
         return self._source.first().__await__()
 
     def _reader(
@@ -458,6 +487,8 @@ class AsyncPaginator(Generic[T]):
         if first_unbuilt is not None:
             fetch = source.fetch_unbuilt  # type: ignore[attr-defined]
             first = first_unbuilt if start is None else functools.partial(fetch, start)
+        if start is not None and skipped(start):
+            first = _skipping(fetch, start)
         return PageReader(
             first,
             fetch,
@@ -597,7 +628,14 @@ class AsyncPaginator(Generic[T]):
                     break
         # Only now, with every record returned: a to_list() that failed returned none.
         if last is not None:
-            self._mark(ResumePoint(reader.url, last, taken))
+            url = reader.url
+            if last.count is None and 0 < taken < len(last) and url is not None:
+                # A cursor page's records have no URL of their own: its URL, with how
+                # many of its records to skip (batches smaller than a page would
+                # otherwise begin again at the same page, and never end).
+                self._mark(ResumePoint(skipping(url, taken)))
+            else:
+                self._mark(ResumePoint(url, last, taken))
         return items
 
     def __repr__(self) -> str:

@@ -502,6 +502,29 @@ def record_url(url: str, page: Page[Any], index: int) -> str:
     return urllib.parse.urlunsplit(parts._replace(query=query))
 
 
+_SKIP = re.compile(r"skip=([0-9]{1,9})")
+
+
+def skipped(url: str) -> int:
+    """
+    How many records of its page a resume URL skips: its `#skip=N` (see `skipping`), else
+    0 (any other fragment, or none).
+    """
+    _, hash_, fragment = url.partition("#")
+    found = _SKIP.fullmatch(fragment) if hash_ else None
+    return int(found.group(1)) if found is not None else 0
+
+
+def skipping(url: str, records: int) -> str:
+    """
+    `url` (a cursor page's, whose records have no URL of their own) resuming after its
+    first `records`, more than it skips already: `#skip=N`, a fragment, which is never
+    sent (`same_origin_url()` leaves it out), and which a paginator started there with
+    `resume_from()` takes off that page before handing it out.
+    """
+    return f"{url.partition('#')[0]}#skip={skipped(url) + records}"
+
+
 class ResumePoint:
     """
     Where a read of a list stopped: the URL the records it did not finish start at.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import gc
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -1305,3 +1306,83 @@ async def test_a_page_fetched_again_by_hand_is_no_loop(fake: FakePostHog) -> Non
         fourth = await second.next_page()
     assert [c.id for c in second] == [c.id for c in again] == ["id-002", "id-003"]
     assert [c.id for c in third] == [c.id for c in fourth] == ["id-004"]
+
+
+@pytest.mark.parametrize("batch", [1, 30, 99, 100, 130])
+async def test_batches_of_to_list_on_a_cursor_list_read_every_record_once(
+    fake: FakePostHog, batch: int
+) -> None:
+    """
+    The README's batching (`to_list(limit=n)`, then `resume_from(next_url)`) on runs, a
+    cursor list of pages of 100: `next_url` was the URL of the page `limit` fell in, so
+    batches smaller than a page began again at the same page, the same records batch
+    after batch, and never ended. It names that page with the records to skip
+    (`#skip=N`, a fragment, never sent): each run once, in order, and the read ends.
+    """
+    now = datetime.datetime.now(datetime.timezone.utc)
+    async with fake.client() as ph:
+        export = await ph.batch_exports.create(
+            name="n", destination={"type": "NoOp", "config": {}}, interval="hour"
+        )
+        runs = [
+            fake.add_batch_export_run(export.id, created_at=now - datetime.timedelta(minutes=i))
+            for i in range(250)
+        ]
+        fake.requests.clear()
+        paginator = ph.batch_exports.list_runs(export.id)
+        got = await paginator.to_list(limit=batch)
+        with anyio.fail_after(20):
+            while paginator.next_url is not None:
+                # Mid-page: the page's URL and the records to skip; else the next page's.
+                assert ("#skip=" in paginator.next_url) == bool(len(got) % 100)
+                paginator = ph.batch_exports.list_runs(export.id).resume_from(paginator.next_url)
+                got += await paginator.to_list(limit=batch)
+    assert [r["id"] for r in runs] == [r.id for r in got]
+    assert all("#" not in r.path and "skip" not in dict(r.query) for r in fake.requests)
+
+
+async def test_a_read_resumed_at_a_cursor_pages_record_skips_the_records_before_it(
+    fake: FakePostHog,
+) -> None:
+    """Every read resumed at a `#skip=N` URL starts at that record of its page: the first
+    page awaited, a records loop, `pages()` and `prefetch()`; a fragment that is no
+    `skip=N` (or an unusable one) skips nothing."""
+    now = datetime.datetime.now(datetime.timezone.utc)
+    async with fake.client() as ph:
+        export = await ph.batch_exports.create(
+            name="n", destination={"type": "NoOp", "config": {}}, interval="hour"
+        )
+        ids = [
+            fake.add_batch_export_run(export.id, created_at=now - datetime.timedelta(minutes=i))[
+                "id"
+            ]
+            for i in range(120)
+        ]
+        first = ph.batch_exports.list_runs(export.id)
+        assert [r.id for r in await first.to_list(limit=3)] == ids[:3]
+        saved = first.next_url
+        assert saved is not None
+        assert saved.endswith("#skip=3")
+
+        def resumed(url: str = saved) -> aposthog.AsyncPaginator[Any]:
+            return ph.batch_exports.list_runs(export.id).resume_from(url)
+
+        assert [r.id for r in await resumed()] == ids[3:100]
+        assert [r.id async for r in resumed()] == ids[3:]
+        assert [r.id async for page in resumed().pages() for r in page] == ids[3:]
+        assert [r.id async for r in resumed().prefetch(2)] == ids[3:]
+        again = resumed()
+        assert [r.id for r in await again.to_list(limit=4)] == ids[3:7]
+        assert again.next_url is not None
+        assert again.next_url.endswith("#skip=7")
+        page_url = saved.partition("#")[0]
+        for fragment in (
+            "",
+            "#",
+            "#skip=",
+            "#skip=x",
+            "#skip=-1",
+            "#other=3",
+            "#skip=1" + "0" * 12,
+        ):
+            assert [r.id for r in await resumed(page_url + fragment)] == ids[:100], fragment

@@ -26,7 +26,15 @@ from hypothesis import strategies as st
 
 import aposthog
 from aposthog._pagination import Page, new_page
-from aposthog._prefetch import MAX_EMPTY_PAGES, PageReader, ResumePoint, planned_urls, record_url
+from aposthog._prefetch import (
+    MAX_EMPTY_PAGES,
+    PageReader,
+    ResumePoint,
+    planned_urls,
+    record_url,
+    skipped,
+    skipping,
+)
 from aposthog.testing import FakePostHog
 
 from .test_json import _EXPORT
@@ -1529,3 +1537,26 @@ def test_a_records_loop_over_hostile_pages_matches_a_page_by_page_read(
     the record in hand (its page, on a cursor list), and no task is left behind.
     """
     asyncio.run(_fuzz_records(shape))
+
+
+@given(
+    url=st.sampled_from(["https://h/l/?cursor=abc", "https://h/l/", "https://h/l/?cursor=a#x"]),
+    first=st.integers(1, 10**6),
+    then=st.integers(1, 10**6),
+)
+def test_a_resume_url_s_skip_adds_up_and_replaces_any_other_fragment(
+    url: str, first: int, then: int
+) -> None:
+    once = skipping(url, first)
+    assert once == f"{url.partition('#')[0]}#skip={first}"
+    assert skipped(once) == first
+    assert skipped(skipping(once, then)) == first + then
+    assert skipped(url) == 0
+
+
+@given(st.text())
+def test_any_fragment_but_a_skip_skips_nothing(fragment: str) -> None:
+    count = skipped(f"https://h/l/?cursor=abc#{fragment}")
+    digits = fragment.removeprefix("skip=")
+    usable = fragment.startswith("skip=") and digits.isascii() and digits.isdigit()
+    assert count == (int(digits) if usable and len(digits) <= 9 else 0)
