@@ -437,9 +437,26 @@ def body(**fields: Any) -> dict[str, Any]:
     return out
 
 
+#: Fields PostHog takes (not None) for one model only (`BatchExportSerializer.validate`).
+_MODEL_ONLY: Final = (
+    ("filters", "events"),
+    ("hogql_modifiers", "hogql"),
+    ("primary_key", "hogql"),
+    ("version_key", "hogql"),
+)
+
+
 def create_body(**fields: Any) -> dict[str, Any]:
-    """`body()` for a new export, with the rule PostHog applies to a new `hogql` one."""
+    """`body()` for a new export, with the rules PostHog applies to a new export's model."""
     out = body(**fields)
+    model = out.get("model", "events")  # PostHog's default
+    for name, only in _MODEL_ONLY:
+        if out.get(name) is not None and model != only:
+            # PostHog: "'filters' is only supported for 'events' not 'persons' model".
+            raise ValueError(
+                f"{name} is only for an export of model {only!r}, not {model!r} (PostHog "
+                "refuses it)"
+            )
     if (
         out.get("model") == "hogql"
         and out.get("incremental_mode") == "MERGE"

@@ -1144,3 +1144,55 @@ async def test_unpause_with_backfill_never_backfills_an_interval_that_straddled_
     else:
         backfills = await ph.batch_exports.list_backfills(export.id).to_list()
         assert all(b.start_at is not None and b.start_at >= today for b in backfills)
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "model"),
+    [
+        ("filters", [], "persons"),
+        ("filters", [{"key": "$browser", "type": "event", "value": ["Chrome"]}], "sessions"),
+        ("hogql_modifiers", {}, None),  # PostHog's default model: events
+        ("primary_key", ["id"], "persons"),
+        ("version_key", ["version"], "sessions"),
+    ],
+)
+@pytest.mark.parametrize("call", ["create", "run_test_step_new"])
+async def test_a_field_of_another_model_is_refused_before_sending(
+    fake: FakePostHog, ph: aposthog.Client, field: str, value: Any, model: str | None, call: str
+) -> None:
+    """
+    PostHog's `BatchExportSerializer.validate` takes `filters` for an `events` export
+    only, and `hogql_modifiers`, `primary_key` and `version_key` for a `hogql` one ("'filters'
+    is only supported for 'events' not 'persons' model", a 400): a new export's model is
+    known (given, else `events`), so the client refuses the mix unsent, naming the field
+    (the fake's 400 for it sent as it is: `test_fake_batch_export_fields.py`).
+    """
+    fields: dict[str, Any] = {field: value}
+    if model is not None:
+        fields["model"] = model
+    with pytest.raises(ValueError, match=rf"^{field} is only for an export of model"):
+        if call == "create":
+            await ph.batch_exports.create(name="n", destination=s3(), interval="hour", **fields)
+        else:
+            await ph.batch_exports.run_test_step_new(step=0, destination=s3(), **fields)
+    assert [] == fake.requests
+
+
+async def test_a_field_of_its_own_model_is_sent(fake: FakePostHog, ph: aposthog.Client) -> None:
+    fake.batch_export_flags.add("hogql-batch-exports")
+    chrome = [{"key": "$browser", "type": "event", "value": ["Chrome"], "operator": "exact"}]
+    events = await ph.batch_exports.create(
+        name="e", destination=s3(), interval="hour", filters=chrome
+    )
+    hogql = await ph.batch_exports.create(
+        name="h",
+        destination=s3(),
+        interval="hour",
+        model="hogql",
+        hogql_query="SELECT event AS event FROM events",
+        primary_key=["event"],
+        version_key=["event"],
+        hogql_modifiers={},
+    )
+    assert events.filters is not None
+    assert (hogql.primary_key, hogql.version_key) == (["event"], ["event"])
