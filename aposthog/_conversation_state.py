@@ -111,6 +111,17 @@ def _sent_as(sent: str) -> str:
 _new_delivery = tuple.__new__
 
 
+def _split_off(last: AssistantMessage, message: AssistantMessage) -> bool:
+    """
+    Whether `message` begins the next part of an answer PostHog split at a server tool:
+    the snapshot before it called one (`server_tool_calls`, which a part ends with) and
+    this one's text does not go on from it.
+    """
+    return bool(last.extra_fields.get("server_tool_calls")) and not (
+        message.content.startswith(last.content)
+    )
+
+
 def made_key(message: Message) -> str | None:
     """
     The key of a message still being made, sent again and again with the whole of it so
@@ -174,6 +185,7 @@ class ConversationState:
         "_nested",
         "_notebooks",
         "_own_seen",
+        "_parked",
         "_queued",
         "_replaying",
         "_resume_stream",
@@ -243,6 +255,10 @@ class ConversationState:
         # The texts of answers a later turn left unfinished (a run that failed mid-answer),
         # the latest few: a whole replay repeats their snapshots, which never became final.
         self._unfinished: collections.deque[str] = collections.deque(maxlen=_UNFINISHED_KEPT)
+        # The texts of the parts before the one streaming now of an answer PostHog split
+        # at a server tool (a web search), given out, whose finals are still to come (see
+        # `_top_snapshot`).
+        self._parked: list[str] = []
         # This run's message (as PostHog stores it) and trace id, while its echo is awaited
         # on a re-attach: the first human message must be it (see `expect_echo`).
         self._echo: tuple[str, str] | None = None
@@ -716,12 +732,13 @@ class ConversationState:
         if isinstance(message, AssistantMessage) and message.parent_tool_call_id is None:
             self._assistant_ids[message.id] = len(self._assistant_ids)
             self._cursor = len(self._assistant_ids)
-            if self._gap and message.content:
-                self._after_gap(message.content)
-            text = self._advance(message.content, len(message.content))
-            self._snapshot = None
-            self._shown = ""
-            self._done = 0
+            if not self._earlier_part(message):
+                if self._gap and message.content:
+                    self._after_gap(message.content)
+                text = self._advance(message.content, len(message.content))
+                self._snapshot = None
+                self._shown = ""
+                self._done = 0
         elif isinstance(message, AssistantMessage) and message.parent_tool_call_id:
             self._nested.pop(message.parent_tool_call_id, None)
         elif message.__class__ is HumanMessage:
@@ -732,6 +749,7 @@ class ConversationState:
             self._snapshot = None
             self._shown = ""
             self._done = 0
+            self._parked.clear()
         return Delivery(event, text)
 
     def _top_snapshot(self, event: MessageEvent, message: AssistantMessage) -> Delivery | None:
@@ -756,6 +774,16 @@ class ConversationState:
                     self._gap = False  # the replay of this message: it goes on
                 return None
         self._replaying = False
+        if last is not None and not self._attempt and _split_off(last, message):
+            # PostHog splits an answer at a server tool (a web search) into messages, and
+            # streams only the last part (its `normalize_ai_message(...)[-1]`): the text
+            # starts again, for a new message, with no final between (the parts' finals
+            # come when the node ends). The part before is over: this one's text follows
+            # it as the next message's would. (Only on the first connection: a replay
+            # placed wrongly must not read as a new message and give its text again.)
+            self._parked.append(self._shown[: self._done])
+            self._shown = ""
+            self._done = 0
         self._snapshot = message
         content = message.content
         if self._gap and content:
@@ -768,6 +796,22 @@ class ConversationState:
         # The hot path (one per streamed token): the tuple made without NamedTuple's
         # keyword-handling constructor.
         return _new_delivery(Delivery, (event, self._advance(content, end)))
+
+    def _earlier_part(self, message: AssistantMessage) -> bool:
+        """
+        Whether a final is a part of a split answer (see `_top_snapshot`) before the part
+        streaming now: one with server tool calls, its text given out when the next part
+        began (parked), or none. Its text is not given out again, and the part streaming
+        goes on (its own final follows).
+        """
+        if self._snapshot is None or not message.extra_fields.get("server_tool_calls"):
+            return False
+        parked = self._parked
+        content = message.content.rstrip()
+        if parked and parked[0].rstrip() == content:
+            del parked[0]
+            return True
+        return not content
 
     def _nested_snapshot(self, event: MessageEvent, message: AssistantMessage) -> Delivery | None:
         # A subagent's text is not the reply: no deltas, and no way to place its replayed

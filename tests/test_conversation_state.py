@@ -1574,3 +1574,70 @@ def test_a_realistic_run_replayed_or_resumed_after_drops_is_delivered_once(
     assert _finals(got) == _finals(expected)
     assert texts(got) == texts(expected) == state.streamed_text
     assert [m.id for m in state.messages] == [f.get("id") for f in finals]
+
+
+# ------------------------------------------------- an answer split at a server tool
+#
+# PostHog's `normalize_ai_message` splits an answer at a server tool's use (Anthropic's
+# web search) into messages, the part before ending with its `server_tool_calls`, and
+# its stream processor streams only the last part (`[messages[-1]]`): the text starts
+# again, for a new message, with no final between. The parts' finals come when the node
+# ends, the earlier ones after the last part's text streamed.
+
+_SEARCH = [{"id": "srvtoolu_1", "name": "web_search", "args": {"query": "flags"}}]
+
+
+def _split_answer(before: str, after: str, *, searches: int = 1) -> list[Wire]:
+    human = msg(type="human", content="What are flags?", id="h1")
+    wire = [human, *snapshots(before, [3, len(before)])]
+    wire.append(msg(type="ai", content=before, server_tool_calls=_SEARCH))
+    parts = [before]
+    for n in range(1, searches):
+        middle = f"Searched {n}."
+        wire += [msg(type="ai", content=""), msg(type="ai", content=middle)]
+        wire.append(msg(type="ai", content=middle, server_tool_calls=_SEARCH))
+        parts.append(middle)
+    wire += [msg(type="ai", content=""), *snapshots(after, [4, 9, len(after)])]
+    finals = [
+        msg(type="ai", content=part, id=f"u{i}", server_tool_calls=_SEARCH)
+        for i, part in enumerate(parts)
+    ]
+    return [*wire, *finals, msg(type="ai", content=after, id="u9")]
+
+
+@pytest.mark.parametrize(
+    ("before", "searches"),
+    [("Let me search the web.", 1), ("", 1), ("Let me look.", 2), ("", 3)],
+    ids=["text before", "search first", "two searches", "three, search first"],
+)
+def test_an_answer_split_at_a_server_tool_streams_each_part_once_as_it_comes(
+    before: str, searches: int
+) -> None:
+    """
+    The part after the search streams live, as the next message's text (after the
+    separator), not held back until the finals as a rewrite; and the finals of the
+    parts before it, coming after its text, neither give their text again nor restart
+    it: with the search first, the answer was given out twice (the live text, then all
+    of it again at its final).
+    """
+    after = "According to the docs, flags are evaluated server side."
+    state = ConversationState()
+    got = feed_all(state, _split_answer(before, after, searches=searches))
+    streamed = texts(got)
+    assert streamed == state.streamed_text == result(state).text
+    assert streamed.count(after) == 1
+    assert streamed.endswith(after)
+    # Live: the part after the search was given out before any final came.
+    live = [d.text for d in got if isinstance(d.event, MessageEvent) and d.event.message.id is None]
+    assert "".join(live).endswith(after)
+
+
+def test_an_answer_split_at_a_server_tool_after_a_reattach_comes_once() -> None:
+    """On a re-attached connection (a replay could be mistaken for the next part), the
+    part after the search is given out with the finals: late, but once, and all of it."""
+    after = "According to the docs, flags are evaluated server side."
+    state = ConversationState()
+    state.begin_attempt()
+    got = feed_all(state, _split_answer("Let me search the web.", after))
+    assert texts(got) == state.streamed_text == result(state).text
+    assert texts(got).count(after) == 1

@@ -1339,6 +1339,37 @@ async def test_an_answer_streams_live_while_a_notebook_is_written_under_a_temp_i
     assert [m.id for m in stream.result().messages] == ["h1", "a1", "t1", "art-1", "a2"]
 
 
+async def test_an_answer_after_a_web_search_is_relayed_once_and_live() -> None:
+    """
+    PostHog splits an answer at Anthropic's web search and streams only its last part;
+    with the search first, `text_deltas()` gave the answer twice (live, then all of it
+    again when the finals came), and with text before the search, the answer after it
+    came in one piece with the finals.
+    """
+    search = [{"id": "srvtoolu_1", "name": "web_search", "args": {}}]
+    answer = ["According", " to the docs,", " flags are evaluated server side."]
+    for before in ("", "Let me search."):
+        messages: list[dict[str, Any]] = [{"type": "human", "content": "Flags?", "id": "h1"}]
+        if before:
+            messages.append({"type": "ai", "content": before})
+        messages += [
+            {"type": "ai", "content": before, "server_tool_calls": search},
+            {"type": "ai", "content": ""},
+            *({"type": "ai", "content": "".join(answer[: i + 1])} for i in range(len(answer))),
+            {"type": "ai", "content": before, "id": "u1", "server_tool_calls": search},
+            {"type": "ai", "content": "".join(answer), "id": "u2"},
+        ]
+        async with (
+            serve(_answering(messages)) as url,
+            aposthog.Client(api_key="phx_k", host=url, project_id=1, retry=FAST) as ph,
+        ):
+            stream = ph.conversations.create("Flags?")
+            deltas = [delta async for delta in stream.text_deltas()]
+        separator = "\n\n" if before else ""
+        assert deltas == [*([before] if before else []), separator + answer[0], *answer[1:]]
+        assert "".join(deltas) == stream.result().text
+
+
 # ------------------------------------------------------------ generation_error is a retry
 #
 # PostHog sends `status: generation_error` when an insight generator's output fails its
