@@ -61,6 +61,7 @@ import contextlib
 from collections.abc import Iterator, Sequence
 from typing import NamedTuple
 
+from ._converter import _NO_EXTRA_FIELDS
 from .models.conversations import ConversationResult, ConversationSummary
 from .models.events import ConversationEvent, MessageEvent, StatusEvent, StreamEvent
 from .models.messages import (
@@ -109,17 +110,6 @@ def _sent_as(sent: str) -> str:
 
 
 _new_delivery = tuple.__new__
-
-
-def _split_off(last: AssistantMessage, message: AssistantMessage) -> bool:
-    """
-    Whether `message` begins the next part of an answer PostHog split at a server tool:
-    the snapshot before it called one (`server_tool_calls`, which a part ends with) and
-    this one's text does not go on from it.
-    """
-    return bool(last.extra_fields.get("server_tool_calls")) and not (
-        message.content.startswith(last.content)
-    )
 
 
 def made_key(message: Message) -> str | None:
@@ -774,16 +764,6 @@ class ConversationState:
                     self._gap = False  # the replay of this message: it goes on
                 return None
         self._replaying = False
-        if last is not None and not self._attempt and _split_off(last, message):
-            # PostHog splits an answer at a server tool (a web search) into messages, and
-            # streams only the last part (its `normalize_ai_message(...)[-1]`): the text
-            # starts again, for a new message, with no final between (the parts' finals
-            # come when the node ends). The part before is over: this one's text follows
-            # it as the next message's would. (Only on the first connection: a replay
-            # placed wrongly must not read as a new message and give its text again.)
-            self._parked.append(self._shown[: self._done])
-            self._shown = ""
-            self._done = 0
         self._snapshot = message
         content = message.content
         if self._gap and content:
@@ -793,9 +773,36 @@ class ConversationState:
             tail = content[-64:]
             kept = len(tail.rstrip())
             end = end - len(tail) + kept if kept else len(content.rstrip())
+        text = self._advance(content, end)
+        if not text and last is not None and self._split_off(last, content):
+            text = self._advance(content, end)
         # The hot path (one per streamed token): the tuple made without NamedTuple's
         # keyword-handling constructor.
-        return _new_delivery(Delivery, (event, self._advance(content, end)))
+        return _new_delivery(Delivery, (event, text))
+
+    def _split_off(self, last: AssistantMessage, content: str) -> bool:
+        """
+        Whether a snapshot that gave out nothing begins the next part of an answer
+        PostHog split at a server tool (a web search), and if so, begin it.
+
+        PostHog splits such an answer into messages, the part before ending with its
+        `server_tool_calls`, and streams only the last part (its
+        `normalize_ai_message(...)[-1]`): the text starts again, for a new message, with
+        no final between (the parts' finals come when the node ends). The part before is
+        over (its text given out is parked until its final comes): this one's text
+        follows it as the next message's would. Only on the first connection: a replay
+        placed wrongly must not read as a new message and give its text again.
+        """
+        if (
+            self._attempt
+            or not last.extra_fields.get("server_tool_calls")
+            or content.startswith(last.content)
+        ):
+            return False
+        self._parked.append(self._shown[: self._done])
+        self._shown = ""
+        self._done = 0
+        return True
 
     def _earlier_part(self, message: AssistantMessage) -> bool:
         """
@@ -804,7 +811,10 @@ class ConversationState:
         began (parked), or none. Its text is not given out again, and the part streaming
         goes on (its own final follows).
         """
-        if self._snapshot is None or not message.extra_fields.get("server_tool_calls"):
+        extra = message.extra_fields
+        if extra is _NO_EXTRA_FIELDS or self._snapshot is None:
+            return False  # (most finals: no field more)
+        if not extra.get("server_tool_calls"):
             return False
         parked = self._parked
         content = message.content.rstrip()

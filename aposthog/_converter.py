@@ -356,6 +356,10 @@ class ReadOnlyFields(Mapping[str, Any]):
     def __contains__(self, key: object) -> bool:
         return key in self._data
 
+    def get(self, key: str, default: Any = None) -> Any:
+        # (`Mapping.get` goes through `__getitem__` and a `KeyError` for a missing key.)
+        return self._data.get(key, default)
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self._data!r})"
 
