@@ -1329,14 +1329,23 @@ async def test_an_answer_streams_live_while_a_notebook_is_written_under_a_temp_i
         *interleaved,
         {"type": "ai", "content": "".join(pieces), "id": "a2"},
     ]
+    deltas, result = await _relayed(messages, "Two reports")
+    assert deltas == ["Writing it.", "\n\n" + pieces[0], *pieces[1:]]
+    assert [m.id for m in result.messages] == ["h1", "a1", "t1", "art-1", "a2"]
+
+
+async def _relayed(
+    messages: list[dict[str, Any]], question: str
+) -> tuple[list[str], aposthog.ConversationResult]:
+    """`text_deltas()` of `create(question)` from a PostHog streaming `messages`, and the
+    stream's result."""
     async with (
         serve(_answering(messages)) as url,
         aposthog.Client(api_key="phx_k", host=url, project_id=1, retry=FAST) as ph,
     ):
-        stream = ph.conversations.create("Two reports")
+        stream = ph.conversations.create(question)
         deltas = [delta async for delta in stream.text_deltas()]
-    assert deltas == ["Writing it.", "\n\n" + pieces[0], *pieces[1:]]
-    assert [m.id for m in stream.result().messages] == ["h1", "a1", "t1", "art-1", "a2"]
+    return deltas, stream.result()
 
 
 async def test_an_answer_after_a_web_search_is_relayed_once_and_live() -> None:
@@ -1359,15 +1368,10 @@ async def test_an_answer_after_a_web_search_is_relayed_once_and_live() -> None:
             {"type": "ai", "content": before, "id": "u1", "server_tool_calls": search},
             {"type": "ai", "content": "".join(answer), "id": "u2"},
         ]
-        async with (
-            serve(_answering(messages)) as url,
-            aposthog.Client(api_key="phx_k", host=url, project_id=1, retry=FAST) as ph,
-        ):
-            stream = ph.conversations.create("Flags?")
-            deltas = [delta async for delta in stream.text_deltas()]
+        deltas, result = await _relayed(messages, "Flags?")
         separator = "\n\n" if before else ""
         assert deltas == [*([before] if before else []), separator + answer[0], *answer[1:]]
-        assert "".join(deltas) == stream.result().text
+        assert "".join(deltas) == result.text
 
 
 # ------------------------------------------------------------ generation_error is a retry
