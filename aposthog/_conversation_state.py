@@ -247,7 +247,7 @@ class ConversationState:
         self._unfinished: collections.deque[str] = collections.deque(maxlen=_UNFINISHED_KEPT)
         # The texts of the parts before the one streaming now of an answer PostHog split
         # at a server tool (a web search), given out, whose finals are still to come (see
-        # `_top_snapshot`).
+        # `_split_off`).
         self._parked: list[str] = []
         # This run's message (as PostHog stores it) and trace id, while its echo is awaited
         # on a re-attach: the first human message must be it (see `expect_echo`).
@@ -806,7 +806,7 @@ class ConversationState:
 
     def _earlier_part(self, message: AssistantMessage) -> bool:
         """
-        Whether a final is a part of a split answer (see `_top_snapshot`) before the part
+        Whether a final is a part of a split answer (see `_split_off`) before the part
         streaming now: one with server tool calls, its text given out when the next part
         began (parked), or none. Its text is not given out again, and the part streaming
         goes on (its own final follows).
