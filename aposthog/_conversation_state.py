@@ -160,6 +160,7 @@ class ConversationState:
         "_arrived",
         "_assistant_ids",
         "_attempt",
+        "_being_made",
         "_cursor",
         "_done",
         "_echo",
@@ -173,7 +174,6 @@ class ConversationState:
         "_latest_human",
         "_messages",
         "_nested",
-        "_notebooks",
         "_own_seen",
         "_parked",
         "_queued",
@@ -207,10 +207,9 @@ class ConversationState:
         self._replaying = False
         self._snapshot: AssistantMessage | None = None  # last top-level snapshot delivered
         self._nested: dict[str, AssistantMessage] = {}  # subagent snapshots, by parent call
-        # Notebooks PostHog is writing (`ai/notebook` without an id: the whole notebook so
-        # far), the latest of each, by notebook id, since the last final message.
-        # The messages being made (see `made_key`), by their key: the last snapshot of each.
-        self._notebooks: dict[str, Message] = {}
+        # The messages PostHog is making (see `made_key`: a notebook being written, say),
+        # the last snapshot of each, by its key, since the last final message.
+        self._being_made: dict[str, Message] = {}
         # The current assistant message's text given out so far: _shown[:_done].
         self._shown = ""
         self._done = 0
@@ -553,7 +552,7 @@ class ConversationState:
         """
         if self._failed_at == self._humans:  # a failure in the latest run
             return True
-        if self._snapshot is not None or self._notebooks:
+        if self._snapshot is not None or self._being_made:
             return False  # an answer, or a notebook, still being written
         message = self._last_top_level()
         if message is None:
@@ -691,7 +690,7 @@ class ConversationState:
             return self._made_snapshot(event, message, being_made)
         if message.id is None:
             return self._idless_final(event, message)
-        self._notebooks.clear()  # a final message: what was being written is done with
+        self._being_made.clear()  # a final message: what was being made is done with
         position = self._index.get(message.id)
         if message.__class__ is HumanMessage:
             self._turn = message.id  # what follows is this turn's, replayed or new
@@ -838,9 +837,9 @@ class ConversationState:
         # its final message (with its own id) follows. Passed on live, never kept among
         # the messages (nor taken for a final one, whose place a replay moves back to):
         # as a subagent's snapshots, a replayed one cannot be placed.
-        if self._replaying or self._notebooks.get(key) == message:
+        if self._replaying or self._being_made.get(key) == message:
             return None
-        self._notebooks[key] = message
+        self._being_made[key] = message
         return Delivery(event)
 
     def _idless_final(self, event: MessageEvent, message: Message) -> Delivery | None:
