@@ -15,6 +15,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any, Final
 
 from .._client import NotGiven
+from .._posthog_dates import iso_date
 from ..models.batch_exports import (
     BatchExportDestination,
     BatchExportDestinationType,
@@ -180,8 +181,9 @@ def relative_time(name: str, value: str) -> str:
 
     That parser reads what it can and answers "now" for the rest, without an error: a
     typo would silently become "now". So only what it reads as meant is let through:
-    an ISO 8601 date or timestamp with real values (without an offset PostHog reads it
-    in the project's timezone), or a relative time `[-]<count><unit>[Start|End]`, units
+    an ISO 8601 date or timestamp with real values, in any form PostHog reads (basic or
+    extended, the hour alone, a year and month; without an offset PostHog reads it in
+    the project's timezone), or a relative time `[-]<count><unit>[Start|End]`, units
     `s` seconds, `M` minutes, `h` hours, `d` days, `w` weeks, `m` months, `q` quarters
     (13 weeks), `y` years, counted back from now (`-` or not); after `h`, `d`, `m` or
     `y`, `Start`/`End` snap as PostHog does and the count may be left out (`dStart` is
@@ -195,6 +197,10 @@ def relative_time(name: str, value: str) -> str:
             raise ValueError(
                 f"{name} is not a real date or time: {value!r} (PostHog would read it as now)"
             )
+        return text
+    if iso_date(text) is not None:
+        # The other forms dateutil's `isoparse` reads (`20240301T1000Z`, `2024-03-01T10Z`,
+        # `2024-03`), and `strptime`'s unpadded `2024-3-1`: each is the date it names.
         return text
     match = _RELATIVE.fullmatch(text)
     if match is None:

@@ -13,8 +13,10 @@ from hypothesis import strategies as st
 
 import aposthog
 from aposthog._http import encode_json
+from aposthog._posthog_dates import iso_date
 from aposthog.models import BatchExportDestination, BatchExportLogLevel
 from aposthog.resources._batch_export_args import (
+    _RELATIVE,
     backfill_bound,
     body,
     destination_body,
@@ -197,6 +199,36 @@ def test_run_filters_keep_what_dateutil_reads(value: str) -> None:
     and a lower-case `z` (UTC): they are sent as given.
     """
     assert timestamp("after", value, relative=True) == value
+
+
+#: Characters of dates, times, offsets and relative times, so that most draws are near misses.
+_DATEISH = st.text(alphabet="0123456789-:T .,Zz+_Wdhmsy", max_size=26)
+
+
+@given(_DATEISH)
+@example("20240301T100000Z")
+@example("2024-03-01T10Z")
+@example("2024-3-1")
+@example("2024-03")
+@example("2024-02-30")
+@example("2024-01-01T24:30")
+@settings(max_examples=500)
+def test_run_filters_let_through_exactly_the_dates_posthog_reads(value: str) -> None:
+    """
+    A run filter that is no relative time is sent exactly when PostHog's
+    `relative_date_parse` reads a date from it (`iso_date`, which FakePostHog reads the
+    filters with too); anything else is a ValueError naming the argument, never a date
+    PostHog would silently read as "now".
+    """
+    text = value.strip()
+    if text and not _RELATIVE.fullmatch(text) and iso_date(text) is None:
+        with pytest.raises(ValueError, match="after"):
+            timestamp("after", value, relative=True)
+        return
+    if not text or _RELATIVE.fullmatch(text):
+        return  # blank, or relative: checked by the tests of relative times
+    sent = timestamp("after", value, relative=True)
+    assert sent == text
 
 
 _WRONG_DESTINATION_FIELDS = [

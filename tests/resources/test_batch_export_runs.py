@@ -277,6 +277,13 @@ async def test_run_actions_check_after_before_sending(
         ("2024-01-01", "2024-01-01"),
         ("2024-01-01T10:00", "2024-01-01T10:00"),
         ("2024-01-01 10:00:00.5+05:30", "2024-01-01 10:00:00.5+05:30"),
+        # The other forms dateutil's isoparse reads, and strptime's unpadded date.
+        ("20240301T100000Z", "20240301T100000Z"),
+        ("2024-03-01T10Z", "2024-03-01T10Z"),
+        ("2024-03-01T1000+0100", "2024-03-01T1000+0100"),
+        ("20240301", "20240301"),
+        ("2024-03", "2024-03"),
+        ("2024-3-1", "2024-3-1"),
     ],
 )
 async def test_run_filters_take_posthogs_relative_times(
@@ -295,6 +302,24 @@ async def test_run_filters_take_posthogs_relative_times(
     # A name of its own: mypy would keep `fake.requests[-1].query` narrowed to the tuple above.
     cancelled = fake.requests[-1]
     assert cancelled.query == (("after", sent),)
+
+
+async def test_a_basic_format_run_filter_selects_the_runs_it_names(
+    fake: FakePostHog, ph: aposthog.Client
+) -> None:
+    """
+    `after` in ISO 8601's basic format (as `strftime("%Y%m%dT%H%M%SZ")` writes it) is
+    the moment it names for PostHog: the older run is left out, not every run since
+    "now" (what PostHog would make of a form it cannot read).
+    """
+    export = await make(ph)
+    older = fake.add_batch_export_run(export.id, created_at=hours_ago(5))
+    newer = fake.add_batch_export_run(export.id, created_at=hours_ago(1))
+    after = hours_ago(3).strftime("%Y%m%dT%H%M%SZ")
+    runs = await ph.batch_exports.list_runs(export.id, after=after).to_list()
+    assert [run.id for run in runs] == [newer["id"]]
+    assert older["id"] not in {run.id for run in runs}
+    assert fake.requests[-1].query == (("after", after),)
 
 
 @pytest.mark.parametrize(
