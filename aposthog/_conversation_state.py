@@ -135,6 +135,9 @@ def made_key(message: Message) -> str | None:
 _UNPLACED = -1  # `_cursor` after a re-attach, before the replay is placed
 #: How many answers left unfinished by a later turn are remembered (each a text).
 _UNFINISHED_KEPT = 8
+#: How many snapshots of the answer streaming now that a later one did not extend (a
+#: rewrite, or an answer split at a web search) are remembered (each a text).
+_SUPERSEDED_KEPT = 8
 
 
 class ConversationState:
@@ -157,6 +160,7 @@ class ConversationState:
 
     # Slots: a thousand open streams hold a thousand of these.
     __slots__ = (
+        "_answer_snapshots",
         "_arrived",
         "_assistant_ids",
         "_attempt",
@@ -177,6 +181,7 @@ class ConversationState:
         "_own_seen",
         "_parked",
         "_queued",
+        "_replay_count",
         "_replaying",
         "_resume_stream",
         "_resumes",
@@ -184,6 +189,7 @@ class ConversationState:
         "_shown",
         "_snapshot",
         "_streamed",
+        "_superseded",
         "_turn",
         "_turnless",
         "_unanswered",
@@ -244,6 +250,11 @@ class ConversationState:
         # The texts of answers a later turn left unfinished (a run that failed mid-answer),
         # the latest few: a whole replay repeats their snapshots, which never became final.
         self._unfinished: collections.deque[str] = collections.deque(maxlen=_UNFINISHED_KEPT)
+        # The texts of the answer streaming now that a later snapshot did not extend (it
+        # rewrote them, or began the next part of an answer split at a web search), the
+        # latest few: a replay from the start repeats their snapshots, which the last
+        # snapshot does not begin with.
+        self._superseded: collections.deque[str] = collections.deque(maxlen=_SUPERSEDED_KEPT)
         # The texts of the parts before the one streaming now of an answer PostHog split
         # at a server tool (a web search), given out, whose finals are still to come (see
         # `_split_off`).
@@ -264,6 +275,13 @@ class ConversationState:
         self.ended = False
         self._own_seen = False  # a message of this stream's runs came on this connection
         self._gap = False  # re-attached, and no new assistant text taken since (`_after_gap`)
+        # Top-level snapshots that came (new ones, each once) since the last final message
+        # with an id: a replay from that message on repeats exactly these, in order,
+        # however they read (a rewrite, an empty snapshot before and after a web search).
+        self._answer_snapshots = 0
+        # On a re-attach whose replay brought that final message: the snapshots it has
+        # brought since (the first `_answer_snapshots` are replays); else None.
+        self._replay_count: int | None = None
         self.human_id: str | None = None
         #: Final messages whose content a later one of the same id replaced, so far.
         self.replaced = 0
@@ -288,6 +306,7 @@ class ConversationState:
         self._cursor = _UNPLACED
         self._attempt += 1
         self._replaying = True
+        self._replay_count = None
         self._turnless = True
         self._gap = True
         self._unechoed = False  # (of this connection: see `OtherRunError.after_own`)
@@ -699,6 +718,11 @@ class ConversationState:
             # A replayed final message: the snapshots after it belong to the next one.
             ordinal = self._assistant_ids.get(message.id)
             self._cursor = ordinal + 1 if ordinal is not None else self._answers_through(position)
+            if self._replaying and position == len(self._messages) - 1:
+                # The replay is where the snapshots of the answer under way began: it
+                # repeats them all, counted, and nothing was lost before them.
+                self._replay_count = 0
+                self._gap = False
             if self._messages[position] == message:
                 return None
             self._messages[position] = message  # same id, new content: the newer wins
@@ -707,6 +731,8 @@ class ConversationState:
         if self._echo is not None and isinstance(message, HumanMessage):
             self._check_echo(message)  # only while this run's message is awaited
         self._replaying = False
+        self._replay_count = None
+        self._answer_snapshots = 0
         self._index[message.id] = len(self._messages)
         self._messages.append(message)
         self._arrived[message.id] = self._attempt
@@ -726,6 +752,7 @@ class ConversationState:
                     self._after_gap(message.content)
                 text = self._advance(message.content, len(message.content))
                 self._snapshot = None
+                self._superseded.clear()
                 self._shown = ""
                 self._done = 0
         elif isinstance(message, AssistantMessage) and message.parent_tool_call_id:
@@ -736,6 +763,7 @@ class ConversationState:
             if self._snapshot is not None:
                 self._unfinished.append(self._snapshot.content)
             self._snapshot = None
+            self._superseded.clear()
             self._shown = ""
             self._done = 0
             self._parked.clear()
@@ -748,21 +776,33 @@ class ConversationState:
             if self._cursor != _UNPLACED or self._replays_a_final(message.content):
                 return None
             self._cursor = len(self._assistant_ids)
+        if self._replay_count is not None:
+            self._replay_count += 1
+            if self._replay_count <= self._answer_snapshots:
+                return None  # one that came before, in its place
+            self._replay_count = None  # the first new one
+            self._replaying = False
         if self._replaying and self._unfinished and self._replays_unfinished(message):
             return None
         last = self._snapshot
         if last is not None:
             # The texts first: they almost always differ (by length, at once).
             if message.content == last.content and message == last:
+                if not self._replaying:
+                    self._answer_snapshots += 1  # the same one again, on the same connection
                 # Where the previous connection left off: what follows is new.
                 self._replaying = False
                 self._gap = False  # and no gap: the message goes on
                 return None
-            if self._replaying and last.content.startswith(message.content):
+            if self._replaying and (
+                last.content.startswith(message.content)
+                or (self._superseded and self._replays_superseded(message.content))
+            ):
                 if message.content:  # (an empty one, thinking or a tool call, tells nothing)
                     self._gap = False  # the replay of this message: it goes on
                 return None
         self._replaying = False
+        self._answer_snapshots += 1
         self._snapshot = message
         content = message.content
         if self._gap and content:
@@ -772,7 +812,14 @@ class ConversationState:
             tail = content[-64:]
             kept = len(tail.rstrip())
             end = end - len(tail) + kept if kept else len(content.rstrip())
+        shown, done = self._shown, self._done
         text = self._advance(content, end)
+        if last is not None and (
+            self._shown is not content or shown is not last.content or done != len(shown)
+        ):
+            # Not the hot path (where `_advance` found this snapshot extends the last one,
+            # all of whose text was given out): whether it did is checked here.
+            self._supersedes(last.content, content)
         if not text and last is not None and self._split_off(last, content):
             text = self._advance(content, end)
         # The hot path (one per streamed token): the tuple made without NamedTuple's
@@ -980,6 +1027,19 @@ class ConversationState:
             if came is not None:
                 return came <= attempt
         return False
+
+    def _supersedes(self, last: str, content: str) -> None:
+        """Remember the last snapshot's text `last` if `content`, the next's, rewrote it."""
+        if not content.startswith(last) and not (self._superseded and self._superseded[-1] is last):
+            self._superseded.append(last)
+
+    def _replays_superseded(self, content: str) -> bool:
+        """
+        Whether a snapshot of a replay is one of the answer streaming now that a later
+        one did not extend: its text begins a text such a snapshot had. A new snapshot
+        dropped here by mistake loses nothing: the next one holds its text too.
+        """
+        return any(text.startswith(content) for text in self._superseded)
 
     def _replays_unfinished(self, message: AssistantMessage) -> bool:
         """

@@ -1641,3 +1641,57 @@ def test_an_answer_split_at_a_server_tool_after_a_reattach_comes_once() -> None:
     got = feed_all(state, _split_answer("Let me search the web.", after))
     assert texts(got) == state.streamed_text == result(state).text
     assert texts(got).count(after) == 1
+
+
+_REWRITTEN_RUNS = {
+    # PostHog's split at a web search: the part after it starts the text again.
+    "split at a search": _split_answer("Let me search the web.", "Flags are evaluated."),
+    "split, search first": _split_answer("", "Flags are evaluated."),
+    "two searches": _split_answer("Let me look.", "Flags are evaluated.", searches=2),
+    "three, search first": _split_answer("", "Flags are evaluated.", searches=3),
+    # A snapshot that rewrites the text streamed so far, or takes some of it back.
+    "rewritten": [
+        msg(type="human", content="q", id="h1"),
+        msg(type="ai", content="Hello wor"),
+        msg(type="ai", content="Hi world"),
+        msg(type="ai", content="Hi world!", id="a1"),
+    ],
+    "shortened": [
+        msg(type="human", content="q", id="h1"),
+        msg(type="ai", content="Hello world"),
+        msg(type="ai", content="Hello"),
+        msg(type="ai", content="Hello there"),
+        msg(type="ai", content="Hello there.", id="a1"),
+    ],
+    "held-back whitespace rewritten": [
+        msg(type="human", content="q", id="h1"),
+        msg(type="ai", content="Hello "),
+        msg(type="ai", content="Hello, world"),
+        msg(type="ai", content="Hello, world.", id="a1"),
+    ],
+}
+
+
+@pytest.mark.parametrize("wire", list(_REWRITTEN_RUNS.values()), ids=list(_REWRITTEN_RUNS))
+def test_a_replay_of_snapshots_a_later_one_rewrote_delivers_none_of_them_again(
+    wire: list[Wire],
+) -> None:
+    """
+    PostHog's re-attach replays the run from its start. A snapshot that the ones after it
+    did not extend (a rewrite, or an answer split at a web search) was taken for a new
+    one: every event from it on was delivered a second time, and each counted as progress
+    (a body cut on every re-attach was re-attached for ever). Cut anywhere and replayed,
+    the run delivers each event once, and its text once.
+    """
+    once = ConversationState()
+    one_connection = feed_all(once, wire)
+    expected = [d.event for d in one_connection]
+    for cut in range(len(wire) + 1):
+        state = ConversationState()
+        got = feed_all(state, wire[:cut])
+        state.begin_attempt()
+        got += feed_all(state, wire)
+        events = [d.event for d in got]
+        assert events == expected, cut
+        assert texts(got) == texts(one_connection) == state.streamed_text, cut
+        assert state.messages == once.messages

@@ -212,3 +212,56 @@ async def test_a_stream_cut_after_a_progress_message_is_not_a_finished_run(progr
     assert ["q", None] == [p["content"] for p in posthog.posts]  # re-attached
     assert result.complete
     assert result.text == "Hello there"
+
+
+def _sse(message: dict[str, object]) -> bytes:
+    return b"event: message\ndata: " + json.dumps(message).encode() + b"\n\n"
+
+
+_SEARCH = [{"id": "srvtoolu_1", "name": "web_search", "args": {"query": "flags"}}]
+#: An answer PostHog split at two web searches, as it streams it: each part's text starts
+#: again after an empty snapshot, and the parts' finals come at the end.
+_SPLIT_RUN = [
+    HUMAN,
+    _sse({"type": "ai", "content": "Let me look."}),
+    _sse({"type": "ai", "content": "Let me look.", "server_tool_calls": _SEARCH}),
+    _sse({"type": "ai", "content": ""}),
+    _sse({"type": "ai", "content": "Searched."}),
+    _sse({"type": "ai", "content": "Searched.", "server_tool_calls": _SEARCH}),
+    _sse({"type": "ai", "content": ""}),
+    _sse({"type": "ai", "content": "Flags are"}),
+    _sse({"type": "ai", "content": "Flags are evaluated."}),
+    _sse({"type": "ai", "content": "Let me look.", "id": "u0", "server_tool_calls": _SEARCH}),
+    _sse({"type": "ai", "content": "Searched.", "id": "u1", "server_tool_calls": _SEARCH}),
+    _sse({"type": "ai", "content": "Flags are evaluated.", "id": "u2"}),
+]
+
+
+@pytest.mark.parametrize("cut", range(2, 9))
+async def test_a_replayed_split_answer_is_handed_out_once_and_reattached_a_bounded_number_of_times(
+    cut: int,
+) -> None:
+    """
+    A re-attach replays the run from its start. The parts of an answer split at a web
+    search do not extend one another, so their replayed snapshots were taken for new
+    ones: handed out again (the text of a part too), each counted as progress, so a body
+    cut at the same place on every re-attach was re-attached for ever.
+    """
+    whole = b"".join(_SPLIT_RUN)
+    one = b"".join(_SPLIT_RUN[:cut])
+    async with ScriptedPostHog(whole) as posthog, _client(posthog) as ph:
+        expected = [event async for event in ph.conversations.create("q")]
+    async with ScriptedPostHog(one, whole, conversation=whole) as posthog, _client(posthog) as ph:
+        stream = ph.conversations.create("q")
+        events = [event async for event in stream]
+    assert events == expected
+    assert stream.result().complete
+
+    policy = aposthog.RetryPolicy(initial_backoff=0.001, max_backoff=0.01, max_reattaches=2)
+    async with ScriptedPostHog(one) as posthog:
+        client = aposthog.Client(api_key="phx_x", host=posthog.server.url, retry=policy)
+        async with client as ph:
+            stream = ph.conversations.create("q")
+            with anyio.fail_after(5), pytest.raises(aposthog.IncompleteStreamError):
+                await stream.until_done()
+    assert len(posthog.posts) == 3  # the run, and its two re-attaches
