@@ -290,6 +290,7 @@ class _Line:
     """The requests of one bucket waiting their turn, in arrival order."""
 
     __slots__ = (
+        "asking_since",
         "busy",
         "frozen",
         "gone_ahead",
@@ -307,11 +308,13 @@ class _Line:
         # How many in the queue still wait: one that leaves is skipped when its turn
         # comes, not searched for (a pool cancelling thousands of requests stays linear).
         self.live = 0
-        # The seconds the turn's holders spent waiting for a concurrency slot, and since
-        # when the current one waits (None: it does not): no rate-limit wait, so not
-        # part of the `max_wait` of the requests behind them either.
+        # The seconds the turn's holders spent waiting for a concurrency slot (or for the
+        # answer of a store with a line of its own), and since when the current one
+        # waits for a slot (None: it does not), or asks the store: no rate-limit wait,
+        # so not part of the `max_wait` of the requests behind them either.
         self.slot_seconds = 0.0
         self.slot_since: float | None = None
+        self.asking_since: float | None = None
         #: The requests whose time ran while the head waited for a slot: they wait
         #: without a time limit, given back what is left of theirs when that wait ends
         #: (`slot_wait_ended`), not woken again and again meanwhile to find it unspent.
@@ -331,8 +334,8 @@ class _Line:
         self.wakes: float | None = None
 
     def held_back(self, now: float) -> float:
-        """`slot_seconds`, the current slot wait included."""
-        since = self.slot_since
+        """`slot_seconds`, the current slot wait (or question to the store) included."""
+        since = self.slot_since if self.asking_since is None else self.asking_since
         return self.slot_seconds if since is None else self.slot_seconds + now - since
 
     def slot_wait_ended(self) -> None:
@@ -341,10 +344,19 @@ class _Line:
         each frozen request's time runs again, from what it had left (one with none left
         waits on for its turn, as it did: see `RateLimiter._wait_in_line`).
         """
-        now = time.monotonic()
         assert self.slot_since is not None
-        self.slot_seconds += now - self.slot_since
+        self._thaw(self.slot_since)
         self.slot_since = None
+
+    def asked(self) -> None:
+        """The head's question to the store (`asking_since`) is answered: as a slot's wait."""
+        assert self.asking_since is not None
+        self._thaw(self.asking_since)
+        self.asking_since = None
+
+    def _thaw(self, since: float) -> None:
+        now = time.monotonic()
+        self.slot_seconds += now - since
         if self.frozen:
             clock = anyio.current_time()
             for turn, scope in self.frozen.items():
@@ -492,16 +504,22 @@ class RateLimiter:
                             came = now
                         left = tuple(line.gone_ahead)
                         line.gone_ahead.clear()
-                        wait = await self.store._ask(
-                            self._scope,
-                            bucket,
-                            windows,
-                            self.limits.margin,
-                            ticket,
-                            now - came,
-                            _waiting(line, now),
-                            left=left,
-                        )
+                        # The question's round trip is no rate-limit wait either: the
+                        # requests behind it do not spend their `max_wait` on it.
+                        line.asking_since = now
+                        try:
+                            wait = await self.store._ask(
+                                self._scope,
+                                bucket,
+                                windows,
+                                self.limits.margin,
+                                ticket,
+                                now - came,
+                                _waiting(line, now),
+                                left=left,
+                            )
+                        finally:
+                            line.asked()
                         # Counted from when it was asked, not from when the answer came:
                         # the script ran in between, and its clock counts from then. (An
                         # answer that came late would move the renewals past the time
@@ -724,7 +742,7 @@ class RateLimiter:
                 # request waits on for as long.
                 now = time.monotonic()
                 left = (max_wait or 0.0) - (now - joined - (line.held_back(now) - slot_time))
-                frozen = line.slot_since is not None
+                frozen = line.slot_since is not None or line.asking_since is not None
                 if frozen:
                     # The head waits for a slot: the request's time stands still until
                     # that wait ends, and then runs on from what is left of it

@@ -58,12 +58,21 @@ def _limit(_: object, attribute: attrs.Attribute[int], value: int) -> None:
         raise ValueError(f"Rate {attribute.name} must be at least 1, got {value!r}")
 
 
+#: The longest window (and margin) a rate limit takes: ten years. A store counts windows
+#: in whole microseconds (Redis's integers); a longer one could not be counted there.
+_LONGEST_WINDOW = 10 * 365.25 * 86400
+
+
 def _seconds(value: float) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise TypeError(f"Rate per must be a number of seconds, got {value!r}")
     value = as_seconds(value)
     if not math.isfinite(value) or value <= 0:
         raise ValueError(f"Rate per must be a positive number of seconds, got {value!r}")
+    if value > _LONGEST_WINDOW:
+        raise ValueError(
+            f"Rate per must be at most ten years ({_LONGEST_WINDOW:.0f} seconds), got {value!r}"
+        )
     return float(value)
 
 
@@ -102,6 +111,11 @@ def _margin(value: float) -> float:
     value = as_seconds(value)
     if not math.isfinite(value) or value < 0:
         raise ValueError(f"RateLimits margin must be >= 0 seconds, got {value!r}")
+    if value > _LONGEST_WINDOW:
+        raise ValueError(
+            f"RateLimits margin must be at most ten years ({_LONGEST_WINDOW:.0f} seconds), "
+            f"got {value!r}"
+        )
     return float(value)
 
 

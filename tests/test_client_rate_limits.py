@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import secrets
@@ -404,6 +405,24 @@ async def test_an_unreachable_store_fails_the_request_unsent(fake: FakePostHog) 
     assert isinstance(caught.value, aposthog.APIConnectionError)
     assert fake.api_key not in str(caught.value)
     assert [] == fake.requests
+
+
+async def test_a_caller_that_never_waits_is_not_refused_for_the_stores_round_trips(
+    fake: FakePostHog, redis_url: str
+) -> None:
+    """
+    `max_retry_after=0`: never wait for a rate limit. With windows nearly empty, the
+    requests queued behind one asking Redis spent their time on its round trip and were
+    refused by the client itself (a `RateLimitError` no window and no 429 caused): 19 of
+    20 concurrent calls. Asking the store is no rate-limit wait.
+    """
+    store = aposthog.RedisRateLimitStore(redis_url, prefix=f"test:{secrets.token_hex(4)}")
+    limits = RateLimits(api=Rate(1000, per=60))
+    policy = aposthog.RetryPolicy(max_retry_after=0)
+    async with fake.client(rate_limits=limits, rate_limit_store=store, retry=policy) as ph:
+        pages = await asyncio.gather(*(ph.customer_profile_configs.list() for _ in range(20)))
+    assert len(pages) == 20 == len(fake.requests)
+    assert 429 not in fake.status_counts
 
 
 async def test_a_429_pauses_every_process_sharing_the_store(

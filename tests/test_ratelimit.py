@@ -57,6 +57,9 @@ def test_rate_is_a_limit_per_seconds() -> None:
         (10, math.nan, ValueError, "per"),
         (10, "60", TypeError, "per"),
         (10, True, TypeError, "per"),
+        # Past ten years: no store could count it (Redis's microseconds overflowed).
+        (10, 10 * 365.25 * 86400 + 1, ValueError, "per"),
+        (10, 1e303, ValueError, "per"),
     ],
 )
 def test_rate_refuses_what_is_not_a_window(
@@ -65,6 +68,11 @@ def test_rate_refuses_what_is_not_a_window(
     """The error names the argument at fault (a bool is neither a count nor seconds)."""
     with pytest.raises(error, match=f"Rate {name} must"):
         Rate(limit, per=per)  # type: ignore[arg-type]
+
+
+def test_a_window_of_ten_years_is_the_longest() -> None:
+    assert 10 * 365.25 * 86400 == Rate(1, per=10 * 365.25 * 86400).per
+    assert 10 * 365.25 * 86400 == RateLimits(margin=10 * 365.25 * 86400).margin
 
 
 def test_seconds_are_floats() -> None:
@@ -106,6 +114,7 @@ def test_rate_limits_take_one_rate_several_or_none() -> None:
         ({"margin": math.nan}, ValueError),
         ({"margin": "1"}, TypeError),
         ({"margin": True}, TypeError),
+        ({"margin": 1e303}, ValueError),
     ],
 )
 def test_rate_limits_refuse_bad_arguments(kwargs: dict[str, object], error: type) -> None:
