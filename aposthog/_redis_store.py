@@ -342,10 +342,12 @@ def _micros(seconds: float) -> int:
 class _Pool:
     """A redis-py client and the store's scripts on it: one event loop's connections."""
 
-    __slots__ = ("acquire", "keep", "penalize", "redis")
+    __slots__ = ("acquire", "asking", "keep", "penalize", "redis")
 
     def __init__(self, redis: AsyncRedis) -> None:
         self.redis = redis
+        #: Questions to Redis under way on these connections (a request's, a pause's).
+        self.asking = 0
         self.acquire = redis.register_script(_ACQUIRE)
         self.penalize = redis.register_script(_PENALIZE)
         self.keep = redis.register_script(_KEEP)
@@ -535,6 +537,7 @@ class RedisRateLimitStore(RateLimitStore):
         args += [len(left), *left]
         outside = sys.exc_info()[1]  # the caller's, chained to any error of redis-py's
         pool = self._pool(_NOT_SENT)
+        pool.asking += 1
         try:
             # The store's own bound, for a borrowed client too (redis-py waits for an
             # answer without end by default): a Redis that stopped answering fails the
@@ -552,6 +555,8 @@ class RedisRateLimitStore(RateLimitStore):
             # never be sent. Take it back, in the background (this task is cancelled).
             self._take_back(pool, keys, member)
             raise
+        finally:
+            pool.asking -= 1
         if wait.__class__ is not int or wait < 0:  # the script answers microseconds, >= 0
             problem = ValueError(f"its answer is no wait in microseconds: {wait!r:.60}")
             raise self._failure(problem, _NOT_SENT) from None
@@ -644,12 +649,15 @@ class RedisRateLimitStore(RateLimitStore):
         micros = math.ceil(min(seconds, _LONGEST_PAUSE) * 1_000_000)
         outside = sys.exc_info()[1]
         pool = self._pool(_NOT_STORED)
+        pool.asking += 1
         try:
             await self._bounded(
                 pool.penalize(keys=[self._key(scope, bucket, "pause")], args=[micros])
             )
         except Exception as exc:  # (as in `try_acquire`)
             raise self._failure(exc, _NOT_STORED) from _without_frames(exc, outside)
+        finally:
+            pool.asking -= 1
 
     async def _bounded(self, command: Awaitable[Any]) -> Any:
         """
@@ -696,8 +704,13 @@ class RedisRateLimitStore(RateLimitStore):
             # loop's connections close with its client, and the store lets the loop go
             # (a thread's `asyncio.run()` per request ends it next).
             await self._settle(loop)  # (nothing of the loop's left on the connections)
-            pool = self._pools.pop(loop, None)
+            pool = self._pools.get(loop)
             if pool is not None:
+                if not pool.asking:
+                    del self._pools[loop]
+                # Else a client made outside any event loop asks Redis on them now: the
+                # connection it holds is the loop's still, closed with that client (a
+                # pool let go then would never close it: `ResourceWarning`).
                 await pool.redis.connection_pool.disconnect(inuse_connections=False)
 
     async def _settle(self, loop: asyncio.AbstractEventLoop) -> None:

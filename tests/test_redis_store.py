@@ -2019,3 +2019,36 @@ def test_a_cancellation_as_the_store_times_out_stays_a_cancellation() -> None:
         return outcome
 
     assert "cancelled" == asyncio.run(program())
+
+
+async def test_a_client_closing_while_one_made_outside_any_loop_asks_redis_leaves_nothing_open(
+    redis_url: str,
+) -> None:
+    """
+    A client made outside any event loop (at import) and a client made in the loop share
+    a store. The second closes while the first's question to Redis is under way (Redis
+    paused for writes, as in a slow failover): the loop's connections were let go with
+    the one in use still open, and nobody closed it (`ResourceWarning: unclosed
+    Connection`, an error here). It is closed with the first client now.
+    """
+    import redis.asyncio
+
+    admin = redis.asyncio.Redis.from_url(redis_url)
+    store = RedisRateLimitStore(redis_url, prefix=f"test:{secrets.token_hex(4)}")
+    limits = RateLimits(api=Rate(100, per=30), margin=0)
+    early = await anyio.to_thread.run_sync(RateLimiter, limits, store, "k")  # no loop
+    tenant = RateLimiter(limits, store, "another key's")
+    try:
+        assert 0.0 == await early.acquire("api")  # the loop's connections are made
+        await cast(Any, admin).execute_command("CLIENT", "PAUSE", "300", "WRITE")
+        with anyio.fail_after(5):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(early.acquire, "api")  # under way until Redis resumes
+                await anyio.sleep(0.1)
+                await tenant.aclose()
+        assert 0.0 == await early.acquire("api")  # and it goes on
+    finally:
+        await early.aclose()
+        await cast(Any, admin).execute_command("CLIENT", "UNPAUSE")
+        await admin.aclose()
+    gc.collect()  # a connection left open would warn now
