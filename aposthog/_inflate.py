@@ -40,7 +40,7 @@ class Inflater:
         b'hello'
     """
 
-    __slots__ = ("_decompressor", "_encoding", "_limit", "_size", "_started")
+    __slots__ = ("_decompressor", "_encoding", "_limit", "_member_ended", "_size")
 
     def __init__(self, encoding: str, *, limit: int | None) -> None:
         encoding = encoding.strip().lower()
@@ -49,7 +49,7 @@ class Inflater:
         self._encoding = encoding
         self._limit = limit
         self._size = 0
-        self._started = False
+        self._member_ended = False  # a gzip member ended: zero bytes after it are padding
         self._decompressor: zlib._Decompress | None = None
 
     def _count(self, piece: bytes) -> bytes:
@@ -73,6 +73,12 @@ class Inflater:
             return
         while data:
             if self._decompressor is None:
+                if self._member_ended:
+                    # Zero bytes after a gzip member pad it (a tape block's, a server's
+                    # buffer): skipped, as Python's `gzip` and gzip itself skip them.
+                    data = data.lstrip(b"\0")
+                    if not data:
+                        return
                 self._decompressor = self._new(data)
             decompressor = self._decompressor
             try:
@@ -85,6 +91,7 @@ class Inflater:
                 # Another gzip member may follow (concatenated gzip streams are valid).
                 data = decompressor.unused_data
                 self._decompressor = None
+                self._member_ended = self._encoding in ("gzip", "x-gzip")
             else:
                 data = decompressor.unconsumed_tail
 

@@ -77,6 +77,20 @@ def test_concatenated_gzip_members_are_one_body() -> None:
     assert b"one two" == b"".join(_inflate(body, "gzip", [5, 30], limit=None))
 
 
+@pytest.mark.parametrize("cut", range(0, 40, 3))
+def test_zero_bytes_padding_a_gzip_member_are_skipped(cut: int) -> None:
+    """
+    Zeros after a gzip member pad it (gzip and Python's `gzip` skip them): a complete
+    body with them failed with "incorrect header check", however it was chunked.
+    """
+    member = gzip.compress(b"one ", mtime=0)
+    body = member + bytes(16) + gzip.compress(b"two", mtime=0) + bytes(7)
+    assert b"one two" == b"".join(_inflate(body, "gzip", [cut, len(member) + 3], limit=None))
+    # Anything else after a member is still no gzip.
+    with pytest.raises(UnreadableBody):
+        _inflate(member + bytes(3) + b"junk", "gzip", [cut], limit=None)
+
+
 @pytest.mark.parametrize(
     ("encoding", "body"),
     [
