@@ -141,7 +141,9 @@ class Conversations(Resource):
                 a conversation without a new message: with `resume_payload`, or see `stream()`.
             conversation: the id of a conversation to continue; None starts a new one (its
                 UUID is minted here: `stream.conversation_id`).
-            agent_mode: an `AgentMode` or any mode string PostHog knows. PostHog counts a
+            agent_mode: an `AgentMode` or any mode string PostHog knows (but `sandbox`:
+                PostHog opens those conversations elsewhere, and refuses it here, so it is
+                a `ValueError` before sending). PostHog counts a
                 message in research mode, or to a `deep_research` conversation (one this
                 client created in research mode, or fetched or listed), in its research rate
                 windows; the client waits for those.
@@ -156,7 +158,8 @@ class Conversations(Resource):
             trace_id: the request's trace id (a UUID); minted when None.
             session_id: a PostHog session id, sent as the `X-POSTHOG-SESSION-ID` header.
             deep_research_mode: the research flag of older PostHog versions; newer ones
-                use `agent_mode="research"`.
+                use `agent_mode="research"` (and ignore the flag). A message with it counts
+                in PostHog's chat rate windows, not the research ones, in every version.
             resume_payload: an approval decision, e.g. `{"action": "approve",
                 "proposal_id": ...}` (see `Conversation.pending_approvals`). While the
                 conversation answers another message (sent from elsewhere), PostHog
@@ -200,6 +203,14 @@ class Conversations(Resource):
                 billing_context=billing_context,
             )
         )
+        if body.get("agent_mode") == AgentMode.SANDBOX.value:
+            # PostHog's `create()` refuses it in every version (its 400 "Sandbox
+            # conversations must be opened via the open endpoint.", after the AI throttle
+            # counted the message; or, before sandboxes, an unknown mode).
+            raise ValueError(
+                "agent_mode 'sandbox' is not one create() can send: PostHog opens sandbox "
+                "conversations through their own endpoint, and refuses it here"
+            )
         if session_id is not None:
             body["session_id"] = header_value("session_id", session_id)
         if check_bool("deep_research_mode", deep_research_mode):
@@ -214,7 +225,9 @@ class Conversations(Resource):
         # PostHog AI counts research runs in windows of their own (reference §1.6): a
         # message in research mode, or any request to a `deep_research` conversation.
         requested = body.get("agent_mode") == "research"
-        bucket = self._bucket(conversation_id, requested=requested or deep_research_mode)
+        # (The older research flag never counted in those windows: PostHog applies its
+        # chat throttles to such a message, in every version.)
+        bucket = self._bucket(conversation_id, requested=requested)
         if requested:
             # A new conversation is created `deep_research` (an existing one keeps its type:
             # counting it as research errs toward the stricter windows).

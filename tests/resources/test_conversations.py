@@ -950,14 +950,37 @@ async def test_the_research_conversations_kept_are_the_most_recently_seen(
     assert list(known)[-2:] == [ids[0], newest]
 
 
-async def test_the_old_research_flag_counts_in_the_research_windows(fake: FakePostHog) -> None:
-    fake.throttles.ai_research_burst = aposthog.Rate(1, per=0.5)
+async def test_the_old_research_flag_counts_in_the_chat_windows(fake: FakePostHog) -> None:
+    """
+    PostHog applies its chat throttles to a message with `deep_research_mode` (the
+    newest versions ignore the flag; none counts it as research). The client counted it
+    in the research windows: it held back the fourth such message of a minute, which
+    PostHog would take, and never charged the chat window PostHog does count.
+    """
+    fake.throttles.ai_research_burst = aposthog.Rate(1, per=30)
+    fake.throttles.ai_burst = aposthog.Rate(1, per=0.5)
     limits = fake.throttles.rate_limits(margin=0.05)
     async with fake.client(rate_limits=limits, max_retries=0) as ph:
         started = time.monotonic()
         for _ in range(2):
             await ph.conversations.create("dig", deep_research_mode=True).until_done()
-        assert time.monotonic() - started >= 0.4  # waited for the research window
+        waited = time.monotonic() - started
+    assert 0.4 <= waited < 10  # the chat window's wait, not the research window's 30 s
+    assert 429 not in fake.status_counts
+    assert [True, True] == [r.json().get("deep_research_mode") for r in fake.requests]
+
+
+@pytest.mark.parametrize("mode", [aposthog.AgentMode.SANDBOX, "sandbox", "Sandbox"])
+async def test_the_sandbox_mode_is_refused_before_sending(
+    fake: FakePostHog, ph: aposthog.Client, mode: Any
+) -> None:
+    """
+    PostHog's `create()` refuses `agent_mode: "sandbox"` in every version (a 400, "must
+    be opened via the open endpoint", after its AI throttle counted the message).
+    """
+    with pytest.raises(ValueError, match="agent_mode 'sandbox'"):
+        ph.conversations.create("hi", agent_mode=mode)
+    assert [] == fake.requests
 
 
 @pytest.mark.parametrize("content", ["top\x00pages", "top pages \ud83d"])
