@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
 import shlex
 import sys
 from collections.abc import AsyncIterator
@@ -72,13 +71,27 @@ async def _relay(stream: ConversationStream, out: Output) -> int:
             result = await stream.until_done()
     except BaseException as exc:
         # Interrupted (Ctrl-C cancels this task) or failed: stop the server's work too.
-        with anyio.move_on_after(10, shield=True), contextlib.suppress(PostHogError):
-            await stream.cancel()
+        refused: str | None = "no answer within 10 s"
+        with anyio.move_on_after(10, shield=True):
+            try:
+                await stream.cancel()
+            except PostHogError as error:
+                refused = str(error)
+            else:
+                refused = None
         if wrote_text:
             out.out.write("\n")
             out.out.flush()
         if isinstance(exc, anyio.get_cancelled_exc_class()):
-            print(f"aposthog: cancelled conversation {stream.conversation_id}", file=sys.stderr)
+            if refused is None:
+                print(f"aposthog: cancelled conversation {stream.conversation_id}", file=sys.stderr)
+            else:
+                # (A scoped key's cancel is PostHog's 403.) The answer goes on there.
+                print(
+                    f"aposthog: stopped reading conversation {stream.conversation_id}, but "
+                    f"PostHog AI may still be answering: the cancel failed: {cell(refused)}",
+                    file=sys.stderr,
+                )
         raise
     if wrote_text:
         out.out.write("\n")

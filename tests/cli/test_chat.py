@@ -83,13 +83,14 @@ async def test_chat_prints_the_answers_lines_and_escapes_its_control_characters(
     assert "\x1b" not in result.stderr + failed.stdout + failed.stderr
 
 
-async def test_ctrl_c_cancels_the_generation_on_the_server(fake: FakePostHog) -> None:
-    """SIGINT mid-answer: PATCH …/cancel/ reaches PostHog, the stream closes, exit 130."""
+async def _interrupted_chat(fake: FakePostHog, key: str) -> tuple[bytes, int, bytes]:
+    """`aposthog chat` with `key`, sent SIGINT once the answer has started: its first
+    output, exit code and stderr."""
     fake.script_answer("word " * 400, delay=0.02)
     env = {
         **os.environ,
         "POSTHOG_HOST": fake.url,
-        "POSTHOG_PERSONAL_API_KEY": fake.api_key,
+        "POSTHOG_PERSONAL_API_KEY": key,
         "POSTHOG_PROJECT_ID": fake.project_id,
         "PYTHONWARNINGS": "error",
     }
@@ -105,6 +106,12 @@ async def test_ctrl_c_cancels_the_generation_on_the_server(fake: FakePostHog) ->
             stderr = b""
             async for chunk in process.stderr:
                 stderr += chunk
+    return first, code, stderr
+
+
+async def test_ctrl_c_cancels_the_generation_on_the_server(fake: FakePostHog) -> None:
+    """SIGINT mid-answer: PATCH …/cancel/ reaches PostHog, the stream closes, exit 130."""
+    first, code, stderr = await _interrupted_chat(fake, fake.api_key)
     assert first.startswith(b"word")
     assert 130 == code
     cancels = [r for r in fake.requests if r.method == "PATCH" and r.path.endswith("/cancel/")]
@@ -113,6 +120,22 @@ async def test_ctrl_c_cancels_the_generation_on_the_server(fake: FakePostHog) ->
     assert "idle" == conversation.status
     await fake.wait_for_streams_closed()
     assert b"aposthog: cancelled conversation" in stderr
+
+
+async def test_ctrl_c_with_a_key_posthog_refuses_the_cancel_says_so(fake: FakePostHog) -> None:
+    """
+    PostHog refuses the cancel to every scoped key (a 403): the answer goes on there.
+    `chat` said "cancelled conversation" all the same; it says the cancel failed now.
+    """
+    key = fake.add_key(scopes=["conversation:write"])
+    first, code, stderr = await _interrupted_chat(fake, key)
+    assert first.startswith(b"word")
+    assert 130 == code
+    assert 403 in fake.status_counts
+    (conversation,) = fake.conversations.values()
+    assert "in_progress" == conversation.status  # still answering
+    assert b"cancelled conversation" not in stderr
+    assert b"PostHog AI may still be answering: the cancel failed: 403" in stderr
 
 
 async def test_conversations_commands(fake: FakePostHog, run_cli: RunCli) -> None:
