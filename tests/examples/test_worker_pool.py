@@ -127,6 +127,47 @@ async def test_a_cancelled_pool_leaves_no_export_paused() -> None:
         assert [] == paused
 
 
+@pytest.mark.anyio
+@pytest.mark.parametrize("failures", [1, 100])
+async def test_an_unpause_that_fails_is_tried_again_then_reported_by_name(failures: int) -> None:
+    """
+    PostHog fails an unpause (a 500 is never retried for a POST): the export stayed
+    paused, and the report said only `failed: InternalServerError`. It is tried again;
+    one that still fails is reported by name as left paused, and the pool exits 1.
+    """
+    async with worker_pool.posthog(False, 4) as (ph, fake):
+        fake.fail_next(failures, status=500, path="/unpause")
+        report: Counter[str] = Counter()
+        with anyio.fail_after(30):
+            await worker_pool.work(ph, cycle=True, report=report)
+        paused = [e.name async for e in ph.batch_exports.list() if e.paused]
+    if failures == 1:
+        assert "4" == str(report["paused and unpaused"])
+        assert [] == paused
+    else:
+        assert 4 == len(paused)
+        left = [name for name in report if name.startswith("LEFT PAUSED")]
+        assert sorted(f"LEFT PAUSED: {name} (" for name in paused) == sorted(
+            line.split("(")[0] + "(" for line in left
+        )
+        assert all(line.endswith("InternalServerError") for line in left)
+    assert not any(name.startswith("failed") for name in report)
+
+
+@pytest.mark.anyio
+async def test_a_scoped_key_cycles_the_exports_without_their_logs() -> None:
+    """PostHog refuses logs to every scoped key: the pool did nothing else with one (each
+    export `failed: PermissionDeniedError`, no pause or unpause sent)."""
+    async with worker_pool.posthog(False, 3) as (_, fake):
+        key = fake.add_key(scopes=["batch_export:read", "batch_export:write"])
+        async with fake.client(api_key=key) as scoped:
+            report: Counter[str] = Counter()
+            await worker_pool.work(scoped, cycle=True, report=report)
+    assert 3 == report["logs not readable with this key (a scoped one)"]
+    assert 3 == report["paused and unpaused"]
+    assert not any(name.startswith("failed") for name in report)
+
+
 def _children(pid: int) -> list[int]:
     """The processes whose parent is `pid` (Linux /proc)."""
     found: list[int] = []
