@@ -152,8 +152,14 @@ async def ask(request: web.Request) -> web.StreamResponse:
         async with anyio.create_task_group() as tg:
             tg.start_soon(relay, request.app[RELAYS], stream, events)
             tg.start_soon(keep_alive, events)
-            async for event in outbox:
-                await response.write(event)
+            try:
+                async for event in outbox:
+                    await response.write(event)
+            except ConnectionResetError:
+                # The browser left between two writes (before aiohttp noticed): as when it
+                # cancels the handler, relay()'s cleanup stops the generation. No error.
+                tg.cancel_scope.cancel()
+                return response
             tg.cancel_scope.cancel()  # the answer is over (relay closed `events`): the ticks too
     await response.write_eof()
     return response
@@ -312,6 +318,10 @@ def make_app(client_factory: ClientFactory = aposthog.Client) -> web.Application
     return app
 
 
+class CannotServe(Exception):
+    """The relay could not listen where it was asked to."""
+
+
 @contextlib.asynccontextmanager
 async def serve(app: web.Application, port: int = 0) -> AsyncIterator[str]:
     """Serve `app` on 127.0.0.1 (port 0: any free port); yields its URL."""
@@ -320,7 +330,10 @@ async def serve(app: web.Application, port: int = 0) -> AsyncIterator[str]:
     runner = web.AppRunner(app, handler_cancellation=True, shutdown_timeout=2.0)
     await runner.setup()
     try:
-        await web.TCPSite(runner, "127.0.0.1", port).start()
+        try:
+            await web.TCPSite(runner, "127.0.0.1", port).start()
+        except OSError as err:  # the port is taken, or not ours to bind
+            raise CannotServe(f"cannot serve on 127.0.0.1:{port}: {err.strerror or err}") from None
         host, bound = runner.addresses[0][:2]
         yield f"http://{host}:{bound}/"
     finally:
@@ -372,9 +385,17 @@ async def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     scripted = args.scripted or not os.environ.get("POSTHOG_PERSONAL_API_KEY")
     logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
+    try:
+        return await _serve_until_stopped(scripted, args.delay, args.port)
+    except CannotServe as err:  # a one-line error, not a traceback
+        print(f"web_relay: {err}", file=sys.stderr)
+        return 1
+
+
+async def _serve_until_stopped(scripted: bool, delay: float, port: int) -> int:
     async with (
-        posthog(scripted, args.delay) as (factory, where),
-        serve(make_app(factory), args.port) as url,
+        posthog(scripted, delay) as (factory, where),
+        serve(make_app(factory), port) as url,
     ):
         banner = f"web_relay: serving {url} against {where}; Ctrl-C stops"
         try:

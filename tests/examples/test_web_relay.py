@@ -6,12 +6,15 @@ import asyncio
 import contextlib
 import importlib.util
 import json
+import logging
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import threading
+import time
 import urllib.parse
 import urllib.request
 from collections.abc import AsyncGenerator, AsyncIterator
@@ -21,6 +24,7 @@ from unittest import mock
 
 import aiohttp
 import anyio
+import anyio.to_thread
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import make_mocked_request
@@ -527,3 +531,54 @@ def test_a_wrong_argument_is_a_usage_error_not_a_traceback(args: tuple[str, str]
     assert 2 == result.returncode, result.stderr
     assert "usage:" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def _leave_early(host: str, port: int, question: str, after: float) -> None:
+    with socket.create_connection((host, port)) as browser:
+        browser.sendall(f"GET /ask?q={question} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+        browser.recv(200)
+        time.sleep(after)  # its buffers fill: the relay waits to write more
+
+
+async def test_browsers_that_leave_between_two_writes_log_no_error(
+    fake: FakePostHog, caplog: pytest.LogCaptureFixture
+) -> None:
+    """
+    A browser that leaves while the answer streams fast makes a write fail before
+    aiohttp cancels the handler: the task group's ExceptionGroup reached aiohttp, which
+    logged "Error handling request" with a traceback for a routine disconnect. The
+    generation is stopped, and nothing is logged as an error.
+    """
+    caplog.set_level(logging.INFO)
+    for _ in range(10):
+        fake.script_answer("word " * 3000, delay=0.0002, token_size=3)
+    async with relay(fake) as (url, app, _):
+        host, port = urllib.parse.urlsplit(url).netloc.split(":")
+        for n in range(10):
+            # As `curl … | head -c 200` does: the first bytes read, then the socket closed
+            # with more of the answer arrived unread (a reset) while the relay writes on.
+            await anyio.to_thread.run_sync(_leave_early, host, int(port), f"q{n}", 0.05 * n)
+            with anyio.fail_after(5):
+                while app[web_relay.RELAYS]:  # noqa: ASYNC110
+                    await anyio.sleep(0.005)
+    errors = [r for r in caplog.records if r.levelname in ("ERROR", "CRITICAL")]
+    assert [] == [r.getMessage() for r in errors]
+    # Each answer begun was stopped, or was over (a browser that left at once, with the
+    # relay's headers alone read, may have left before its answer began: a cancel is
+    # sent all the same once its message may have reached PostHog).
+    assert fake.ai_streams.opened >= 8
+    assert len(_cancels(fake)) + fake.ai_streams.completed >= fake.ai_streams.opened
+
+
+async def test_a_port_in_use_is_a_one_line_error(capsys: pytest.CaptureFixture[str]) -> None:
+    """Its default port (8080) taken: a traceback (`OSError: address already in use`)."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with mock.patch.dict(os.environ, {"POSTHOG_PERSONAL_API_KEY": ""}):
+            code = await web_relay.main(["--port", str(port)])
+    assert 1 == code
+    err = capsys.readouterr().err
+    assert err.startswith(f"web_relay: cannot serve on 127.0.0.1:{port}: ")
+    assert "Traceback" not in err
