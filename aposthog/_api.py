@@ -359,9 +359,11 @@ class Api:
                 return stream
             # A proxy's login page, say: its start for the message, however slowly it comes.
             shown = await snippet(stream, pipeline.redactor, timeout=left)
+            # (A proxy may have copied anything there, the key too; aiohttp lower-cases it.)
+            kind = pipeline.redactor.scrub_folded(header_text(stream.content_type))
             raise ResponseDecodeError(
                 f"PostHog answered {request.method} {request.path} with {stream.status} "
-                f"{header_text(stream.content_type) or 'no content type'}, not {EVENT_STREAM}",
+                f"{kind or 'no content type'}, not {EVENT_STREAM}",
                 body=shown,
                 path=request.path,
                 status=stream.status,

@@ -9,6 +9,7 @@ segment and can never climb out of the resource it names.
 
 from __future__ import annotations
 
+import html
 import json
 import platform
 import re
@@ -211,24 +212,41 @@ class Redactor:
     page that lists the request's headers) would otherwise carry the key into the
     exception, its message and any log line or terminal that shows it.
 
-    Every form a server may quote is replaced by `<redacted>`: the key as sent, as a
-    JSON string spells it (`\\/` for `/`), and percent-encoded (a `Location` that
-    quotes it). A key shorter than 8 characters (a placeholder in a test, never a
-    PostHog key) is left alone: replacing it would garble every message it occurs in.
+    Every form a server may quote is replaced by `<redacted>`: the key as sent; as a
+    JSON string spells it (`\\/` for `/`, `\\"` and `\\\\` escaped, `<`, `>` and `&` as
+    `\\u003c` as some encoders write them); as HTML escapes it; percent-encoded (a
+    `Location` that quotes it), in upper or lower case; and in a header's value, any of
+    these in any case (`scrub_folded`: parsers fold some). A key shorter than 8 characters (a
+    placeholder in a test, never a PostHog key) is left alone: replacing it would garble
+    every message it occurs in.
     """
 
-    __slots__ = ("_forms",)
+    __slots__ = ("_folded", "_forms")
 
     def __init__(self, api_key: str) -> None:
         forms: dict[bytes, None] = {}
         if len(api_key) >= 8:
-            for form in (
+            in_json = json.dumps(api_key)[1:-1]
+            quoted = urllib.parse.quote(api_key, safe="")
+            spelled = (
                 api_key,
-                api_key.replace("/", "\\/"),
-                urllib.parse.quote(api_key, safe=""),
-            ):
-                forms[_SecretBytes(form.encode())] = None
+                in_json,
+                in_json.replace("/", "\\/"),
+                json.dumps(api_key, ensure_ascii=False)[1:-1],
+                in_json.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026"),
+                html.escape(api_key),
+                html.escape(api_key, quote=False),
+                quoted,
+                re.sub("%[0-9A-F]{2}", lambda m: m[0].lower(), quoted),
+            )
+            for form in spelled:
+                forms[_SecretBytes(form.encode("utf-8", "surrogatepass"))] = None
         self._forms = tuple(forms)
+        # For `scrub_folded` alone (a body is never case-folded: no search more on it).
+        self._folded = tuple(
+            re.compile(re.escape(form.decode("utf-8", "surrogatepass")), re.IGNORECASE)
+            for form in forms
+        )
 
     def __repr__(self) -> str:
         return "<Redactor>"
@@ -253,6 +271,12 @@ class Redactor:
             return None  # kept nowhere rather than with the key
         clean = self.scrub(data)
         return value if clean is data else json.loads(clean)
+
+    def scrub_folded(self, text: str) -> str:
+        """A header's value (a Content-Type a parser lower-cased) without the key, in any case."""
+        for form in self._folded:
+            text = form.sub("<redacted>", text)
+        return text
 
     def scrub_text(self, text: str) -> str:
         """`text` without the key."""

@@ -45,7 +45,10 @@ class Inflater:
     def __init__(self, encoding: str, *, limit: int | None) -> None:
         encoding = encoding.strip().lower()
         if encoding not in ("gzip", "x-gzip", "deflate", "identity", ""):
-            raise UnreadableBody(f"PostHog answered with an unknown Content-Encoding {encoding!r}")
+            # Quoted only when short, as encodings are (`br`, `zstd`): a longer value may
+            # be anything a proxy copied there, the request's key among them.
+            shown = repr(encoding) if len(encoding) <= 12 else f"of {len(encoding)} characters"
+            raise UnreadableBody(f"PostHog answered with an unknown Content-Encoding {shown}")
         self._encoding = encoding
         self._limit = limit
         self._size = 0

@@ -233,13 +233,19 @@ async def _read_body(response: aiohttp.ClientResponse, request: Request, limit: 
     """
     encoding = response.headers.get("Content-Encoding", "identity")
     length = _plain_length(response.headers)
+    status = response.status
     if length is not None:
         if length > limit:
             response.close()
-            raise _too_large(request, limit, response.status)
+            # Not left in this frame for a traceback printed with its locals (pytest's
+            # `--showlocals`, rich, Sentry): a response's headers may quote the key (a
+            # proxy that echoes the request's), and so may its body.
+            del response, encoding
+            raise _too_large(request, limit, status)
         return await response.read()  # the common case: one read of a known length
     parts: list[bytes] = []
     problem: Exception | None = None
+    chunk = b""
     try:
         inflater = Inflater(encoding, limit=limit)
         async for chunk in response.content.iter_any():
@@ -251,15 +257,16 @@ async def _read_body(response: aiohttp.ClientResponse, request: Request, limit: 
         return b"".join(parts)
     parts.clear()
     response.close()
+    del response, chunk, encoding  # (as above)
     if isinstance(problem, BodyTooLarge):
-        raise _too_large(request, limit, response.status)
-    if not 200 <= response.status < 300:
+        raise _too_large(request, limit, status)
+    if not 200 <= status < 300:
         # A refusal (a proxy's 502, a 429) or a redirect whose body does not inflate: its
         # status and headers came, so the answer is known, as for one whose body was cut
         # off. What the body said is lost; the status, and the retry it calls for, are not.
         logger.debug(
             "PostHog's %d to %s %s had an unreadable body: %s",
-            response.status,
+            status,
             request.method,
             request.path,
             problem,
@@ -268,7 +275,7 @@ async def _read_body(response: aiohttp.ClientResponse, request: Request, limit: 
     raise ResponseDecodeError(
         f"PostHog answered {request.method} {request.path} with an unreadable body: {problem}",
         path=request.path,
-        status=response.status,
+        status=status,
     )
 
 
@@ -417,6 +424,9 @@ class StreamResponse:
             inflater = self._inflater or self._new_inflater()
             self._inflating = inflater.feed(raw) if raw else inflater.finish()
             self._raw_ended = not raw
+            # Not left in this frame for a traceback printed with its locals (the next
+            # piece's failure is raised here): a body may quote the key.
+            del raw
 
     async def chunks(self) -> AsyncIterator[bytes]:
         """Yield the decoded body as it arrives (see `read_chunk`)."""
@@ -770,10 +780,15 @@ class Transport:
                         await _release(resp)
                         return _new_response(Response, (resp.status, resp.headers, b""))
                     failure = exc
-                except BaseException:
+                except BaseException as exc:
                     if not 200 <= resp.status < 300:
                         refused = resp.status, resp.headers
                     await _release(resp)
+                    if not isinstance(exc, asyncio.CancelledError):
+                        # Not left for a traceback printed with its locals (see below):
+                        # the response's headers may quote the key (a proxy echoing it).
+                        del resp
+                        refused = None
                     raise
                 else:
                     # Read to the end: the connection goes back to the pool at once.
@@ -794,8 +809,11 @@ class Transport:
         error = _connection_error(failure, request, proxy)
         # Not left in this frame for a traceback printed with its locals (pytest's
         # `--showlocals`, rich, Sentry): the proxy URL holds its password, and aiohttp's
-        # error the request's headers.
+        # error the request's headers, and a response's headers may quote the key.
         del failure, proxy
+        refused = None
+        with contextlib.suppress(UnboundLocalError):
+            del resp
         raise error
 
     if sys.version_info >= (3, 11):

@@ -6,7 +6,9 @@ traceback printed with every frame's local variables.
 from __future__ import annotations
 
 import asyncio
+import html
 import json
+import re
 import socket
 import struct
 import traceback
@@ -19,6 +21,7 @@ from aiohttp import web
 
 import aposthog
 from aposthog._http import Redactor, Secret
+from aposthog._inflate import Inflater, UnreadableBody
 from aposthog.testing import FakePostHog
 
 from .web_server import serve
@@ -317,6 +320,45 @@ def test_the_redactor_takes_out_every_form_of_the_key() -> None:
     assert Redactor("short").scrub(b"a short b") == b"a short b"
 
 
+@pytest.mark.parametrize(
+    "key", ['phx_SECRET"KEY\\123abc', "phx_SECRET<KEY>&123", "phx_SECRÉT/KEY+1 2"]
+)
+def test_the_redactor_takes_out_the_key_however_an_encoder_escaped_it(key: str) -> None:
+    """
+    A key with a quote, a backslash, `<>&` or non-ASCII, as JSON encoders write it (an
+    echo server's `\\"`, `\\\\`, `\\u003c`), as HTML escapes it, percent-encoded in
+    lower case: each went through (the plain key in `.detail` once decoded).
+    """
+    redactor = Redactor(key)
+    forms = [
+        json.dumps(key)[1:-1],
+        json.dumps(key, ensure_ascii=False)[1:-1],
+        json.dumps(key)[1:-1]
+        .replace("<", "\\u003c")
+        .replace(">", "\\u003e")
+        .replace("&", "\\u0026"),
+        html.escape(key),
+        html.escape(key, quote=False),
+        re.sub("%[0-9A-F]{2}", lambda m: m[0].lower(), urllib.parse.quote(key, safe="")),
+    ]
+    for form in forms:
+        scrubbed = redactor.scrub_text(f"a {form} b")
+        assert "a <redacted> b" == scrubbed, form
+        decoded = json.loads('"' + scrubbed + '"') if form.startswith("phx") else scrubbed
+        assert key not in decoded
+    # A header's value a parser lower-cased (a Content-Type): in any case.
+    assert "<redacted>/x" == redactor.scrub_folded(f"{key.lower()}/x")
+    assert "<redacted>/x" == redactor.scrub_folded(f"{key.upper()}/x")
+
+
+def test_an_unknown_long_content_encoding_is_not_quoted() -> None:
+    """A proxy may copy anything into the header, the request's key too."""
+    with pytest.raises(UnreadableBody) as info:
+        Inflater(SENTINEL, limit=None)
+    assert SENTINEL.lower() not in str(info.value)
+    assert f"of {len(SENTINEL)} characters" in str(info.value)
+
+
 @pytest.mark.parametrize("kind", ["append_message", "create_backfill", "test"])
 async def test_an_echoed_200_a_resource_rejects_leaves_the_key_nowhere(kind: str) -> None:
     """
@@ -372,3 +414,89 @@ async def test_a_records_loop_over_a_page_that_quotes_the_key_leaves_it_nowhere(
         everything += repr(item) + str(item)
     assert QUOTED not in everything, "the key is reachable from the records loop's error"
     assert "<redacted>" in repr(error.body)
+
+
+def _echoing(shape: str) -> Callable[[bytes], bytes]:
+    """A raw answer (a misbehaving proxy) quoting the request's Authorization header."""
+
+    def answer(authorization: bytes) -> bytes:
+        page = b"<html><pre>Authorization: " + authorization + b"</pre></html>"
+        if shape == "gzip label, plain body":
+            return (
+                b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Encoding: gzip\r\n"
+                b"Content-Length: " + str(len(page)).encode() + b"\r\n\r\n" + page
+            )
+        if shape == "key as content type and encoding":
+            key = authorization.split(b" ")[-1]
+            return (
+                b"HTTP/1.1 200 OK\r\nContent-Type: " + key + b"/x\r\nContent-Encoding: " + key
+                + b"\r\nContent-Length: 2\r\n\r\n{}"
+            )  # fmt: skip
+        status = b"401 Unauthorized" if shape.startswith("401") else b"200 OK"
+        head = b"HTTP/1.1 " + status + b"\r\nX-Echo-Authorization: " + authorization + b"\r\n"
+        if shape.endswith("too large"):
+            return head + b"Content-Type: application/json\r\nContent-Length: 99999999\r\n\r\n"
+        if shape.endswith("cut off"):
+            return head + b"Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{"
+        return head + b"Content-Type: application/json\r\nContent-Length: 100\r\n\r\n"  # stalls
+
+    return answer
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["call", "stream"])
+@pytest.mark.parametrize(
+    "shape",
+    [
+        "gzip label, plain body",
+        "200, too large",
+        "401, too large",
+        "200, stalls",
+        "200, cut off",
+        "key as content type and encoding",
+    ],
+)
+async def test_an_answer_quoting_the_key_leaves_it_in_no_frame_of_the_traceback(
+    shape: str, stream: bool
+) -> None:
+    """
+    A proxy that echoes the request's headers into its answer's body or headers: the
+    frames the error passed through held the body's bytes (`chunk`, `raw`) or the
+    response (`resp`, `response`, `refused`, whose repr shows every header), and so the
+    key, printed with the traceback's locals (pytest's --showlocals, rich, Sentry).
+    """
+    answer = _echoing(shape)
+    handlers: list[asyncio.StreamWriter] = []
+
+    async def serve_one(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        handlers.append(writer)
+        head = await reader.readuntil(b"\r\n\r\n")
+        (authorization,) = [
+            line.split(b":", 1)[1].strip()
+            for line in head.split(b"\r\n")
+            if line.lower().startswith(b"authorization:")
+        ]
+        writer.write(answer(authorization))
+        await writer.drain()
+        if not shape.endswith("stalls"):
+            writer.close()
+            return
+        await asyncio.sleep(3600)
+
+    server = await asyncio.start_server(serve_one, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        client = aposthog.Client(
+            api_key=SENTINEL, host=f"http://127.0.0.1:{port}", max_retries=0, timeout=0.5
+        )
+        async with client as ph:
+            with pytest.raises(aposthog.PostHogError) as info:
+                if stream:
+                    await ph.conversations.create("q", max_reattach_attempts=0).until_done()
+                else:
+                    await ph.customer_profile_configs.get(ANY_ID)
+    finally:
+        server.close()
+        for writer in handlers:
+            writer.close()
+        await server.wait_closed()
+    _assert_no_key(info.value)
