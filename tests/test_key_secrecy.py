@@ -109,6 +109,20 @@ def _assert_no_key_in_locals(error: BaseException) -> None:
     assert not lines, f"the key is printed with the traceback's locals: {lines[0][:300]}"
 
 
+async def _raised(port: int, *, stream: bool, expected: type[BaseException]) -> BaseException:
+    """What a call (or a stream) of a client with the key, to 127.0.0.1:`port`, raises."""
+    client = aposthog.Client(
+        api_key=SENTINEL, host=f"http://127.0.0.1:{port}", max_retries=0, timeout=0.3
+    )
+    async with client as ph:
+        with pytest.raises(expected) as info:
+            if stream:
+                await ph.conversations.create("q", max_reattach_attempts=0).until_done()
+            else:
+                await ph.customer_profile_configs.get(ANY_ID)
+    return info.value
+
+
 async def _failure(answer: Answer | None, *, stream: bool) -> BaseException:
     if answer is None:  # refused: a port nothing listens on
         with socket.socket() as sock:
@@ -127,16 +141,7 @@ async def _failure(answer: Answer | None, *, stream: bool) -> BaseException:
         server = await asyncio.start_server(serve, "127.0.0.1", 0)
         port = server.sockets[0].getsockname()[1]
     try:
-        client = aposthog.Client(
-            api_key=SENTINEL, host=f"http://127.0.0.1:{port}", max_retries=0, timeout=0.3
-        )
-        async with client as ph:
-            with pytest.raises(aposthog.APIConnectionError) as info:
-                if stream:
-                    await ph.conversations.create("q", max_reattach_attempts=0).until_done()
-                else:
-                    await ph.customer_profile_configs.get(ANY_ID)
-        return info.value
+        return await _raised(port, stream=stream, expected=aposthog.APIConnectionError)
     finally:
         if server is not None:
             server.close()
@@ -485,18 +490,10 @@ async def test_an_answer_quoting_the_key_leaves_it_in_no_frame_of_the_traceback(
     server = await asyncio.start_server(serve_one, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
     try:
-        client = aposthog.Client(
-            api_key=SENTINEL, host=f"http://127.0.0.1:{port}", max_retries=0, timeout=0.5
-        )
-        async with client as ph:
-            with pytest.raises(aposthog.PostHogError) as info:
-                if stream:
-                    await ph.conversations.create("q", max_reattach_attempts=0).until_done()
-                else:
-                    await ph.customer_profile_configs.get(ANY_ID)
+        error = await _raised(port, stream=stream, expected=aposthog.PostHogError)
     finally:
         server.close()
         for writer in handlers:
             writer.close()
         await server.wait_closed()
-    _assert_no_key(info.value)
+    _assert_no_key(error)
