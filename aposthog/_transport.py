@@ -29,6 +29,7 @@ from ._errors import (
     APIConnectionError,
     APITimeoutError,
     ClientStateError,
+    ConfigurationError,
     ConfigurationTypeError,
     ResponseDecodeError,
     ResponseTooLargeError,
@@ -559,6 +560,14 @@ class Transport:
                 shown = f"the class {given.__name__}"
             raise ConfigurationTypeError(
                 f"session must be an aiohttp.ClientSession (an instance) or None, got {shown}"
+            )
+        if given is not None and getattr(given, "auth", None) is not None:
+            # aiohttp refuses to combine a session's `auth=` with the Authorization header
+            # the key goes in (a ValueError on every request, before sending).
+            raise ConfigurationError(
+                "session carries auth= (an Authorization of its own), which aiohttp does "
+                "not combine with the Authorization header PostHog's key is sent in: "
+                "borrow a session made without auth="
             )
         self._session = session
         self._owns_session = session is None

@@ -1176,3 +1176,18 @@ async def test_a_client_dropped_without_aclose_warns_naming_the_fix(fake: FakePo
     messages = [str(w.message) for w in caught if issubclass(w.category, ResourceWarning)]
     assert any("aposthog.Client" in m and "aclose" in m for m in messages), messages
     assert not any("Unclosed client session" in m for m in messages + told), messages + told
+
+
+async def test_a_borrowed_session_with_auth_of_its_own_is_refused_at_once() -> None:
+    """
+    aiohttp refuses to combine a session's `auth=` with the Authorization header the key
+    goes in: every request failed before sending with a ValueError, reported as "the URL
+    is not one aiohttp can use" and retried with backoff. It is a ConfigurationError when
+    the client is made, saying why.
+    """
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # aiohttp 3.14 deprecates auth=
+        session = aiohttp.ClientSession(auth=aiohttp.BasicAuth("user", "password"))
+    async with session:
+        with pytest.raises(aposthog.ConfigurationError, match="auth="):
+            aposthog.Client(api_key="phx_k", host="http://127.0.0.1:9", session=session)
