@@ -190,6 +190,7 @@ def _main(argv: Sequence[str] | None, out: TextIO | None) -> int:
         message = (
             str(exc)
             .replace("pass api_key=...", "use --api-key")
+            .replace("pass api_key instead", "use --api-key instead")
             .replace("pass allow_insecure_http=True", "use --allow-insecure-http")
         )
         parser.exit(2, f"aposthog: error: {_one_line(message)}\n")

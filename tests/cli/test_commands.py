@@ -468,3 +468,14 @@ async def test_a_name_with_terminal_escapes_is_printed_inert(
     assert "nightly\\x1b]8;;https://evil.example/\\x07docs" in listed.stdout
     assert "\x1b" not in listed.stdout
     assert "\x07" not in listed.stdout
+
+
+async def test_a_host_with_credentials_is_told_to_use_the_flag(run_cli: RunCli) -> None:
+    """The command line's advice names its flag, not the Python argument (`api_key`)."""
+    result = await run_cli(
+        "--host", "https://user:secret@eu.posthog.com", "profile-configs", "list"
+    )
+    assert 2 == result.returncode
+    assert "must not carry credentials: use --api-key instead" in result.stderr
+    assert "pass api_key" not in result.stderr
+    assert "secret" not in result.stderr
