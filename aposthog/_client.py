@@ -21,7 +21,7 @@ from . import _config
 from ._api import NOT_GIVEN, Api, NotGiven
 from ._config import ClientConfig, resolve_config
 from ._debug_log import DebugLog
-from ._errors import ClientStateError, ConfigurationError
+from ._errors import ClientStateError, ConfigurationError, ConfigurationTypeError
 from ._http import Secret
 from ._limiter import RateLimiter, RateLimitStore, make_rate_limiter
 from ._observe import WaitCallback, wait_hook
@@ -122,7 +122,7 @@ class Client:
             # Refused here, not left in this frame (bytes read from a file are the key too).
             kind = type(given).__name__
             api_key = given = None
-            raise ConfigurationError(f"api_key must be a str, got {kind}")
+            raise ConfigurationTypeError(f"api_key must be a str, got {kind}")
         config = resolve_config(
             api_key=api_key,
             host=host,

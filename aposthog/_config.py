@@ -83,7 +83,7 @@ def resolve_host(host: object, *, allow_insecure_http: bool = False, source: str
         'http://127.0.0.1:8000'
     """
     if not isinstance(host, str):
-        raise ConfigurationError(f"{source} must be a str, got {type(host).__name__}")
+        raise ConfigurationTypeError(f"{source} must be a str, got {type(host).__name__}")
     value = host.strip()
     if not value:
         raise ConfigurationError(f"{source} must not be empty: {ACCEPTED_HOSTS}")
@@ -128,6 +128,12 @@ def resolve_host(host: object, *, allow_insecure_http: bool = False, source: str
             "allow_insecure_http=True for a self-hosted PostHog on a private network"
         )
     path = parts.path.rstrip("/")
+    if any(urllib.parse.unquote(part) in (".", "..") for part in path.split("/")):
+        # Sent as written, and read by a server or proxy that tidies paths as another
+        # path: PostHog's `next` links then name the tidied one, which is not the list.
+        raise ConfigurationError(
+            f"{source} {shown} has a '.' or '..' segment in its path: write the path it stands for"
+        )
     if _BAD_ESCAPE.search(path):
         raise ConfigurationError(
             f"{source} {shown} has a '%' in its path that is not an escape such as '%20': "
@@ -158,6 +164,10 @@ def _host_problem(netloc: str, hostname: str, port: int | None) -> str | None:
     if netloc.lower() != expected.lower():
         return "its host and port are not where a URL has them"
     if ":" in hostname:
+        if "%" in hostname:
+            # A zone (`[fe80::1%25eth0]`): no request can name one (aiohttp looks the
+            # text up as a host name).
+            return "an IPv6 address with a zone ('%') is not one a request can reach"
         return None  # an IPv6 address (the parser checked it)
     if not hostname.isascii():
         # Sent as it is written (aiohttp does not encode it), so the `Host` header would
@@ -239,7 +249,7 @@ _positive = _seconds
 
 def _count(name: str, value: object, *, low: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
-        raise ConfigurationError(f"{name} must be an int, got {type(value).__name__}")
+        raise ConfigurationTypeError(f"{name} must be an int, got {type(value).__name__}")
     if value < low:
         raise ConfigurationError(f"{name} must be >= {low}, got {value!r}")
     return value
@@ -252,7 +262,7 @@ def retry_policy(retry: object = None, max_retries: object = None) -> RetryPolic
     elif isinstance(retry, RetryPolicy):
         policy = retry
     else:
-        raise ConfigurationError(
+        raise ConfigurationTypeError(
             f"retry must be an aposthog.RetryPolicy or None, got {type(retry).__name__}"
         )
     if max_retries is None:
@@ -263,7 +273,7 @@ def retry_policy(retry: object = None, max_retries: object = None) -> RetryPolic
 def _api_key(value: object, source: str) -> str:
     # Never echo the value: it is (or was meant to be) the secret.
     if not isinstance(value, str):
-        raise ConfigurationError(f"{source} must be a str, got {type(value).__name__}")
+        raise ConfigurationTypeError(f"{source} must be a str, got {type(value).__name__}")
     key = Secret(value.strip())  # '<redacted>' in any repr: this frame's locals included
     if not key:
         raise ConfigurationError(f"{source} is empty: {_NO_KEY}")
@@ -286,7 +296,7 @@ _LARGEST_ID: Final = 2**63 - 1
 
 def _project_id(value: object, source: str) -> str:
     if isinstance(value, bool) or not isinstance(value, (str, int)):
-        raise ConfigurationError(
+        raise ConfigurationTypeError(
             f"{source} must be an int, a string of digits or '@current', got {type(value).__name__}"
         )
     if isinstance(value, int):
@@ -298,7 +308,7 @@ def _project_id(value: object, source: str) -> str:
                 f"{source} must be a project's id, at most {_LARGEST_ID}: got an int of "
                 f"{value.bit_length()} bits"
             )
-        return str(value)
+        return str(int(value))  # (an IntEnum's str() is its name before Python 3.11)
     text = value.strip()
     if text == DEFAULT_PROJECT_ID:
         return text
@@ -391,7 +401,7 @@ def resolve_config(
         raise ConfigurationError(f"no PostHog personal API key: {_NO_KEY}")
 
     if not isinstance(allow_insecure_http, bool):
-        raise ConfigurationError(
+        raise ConfigurationTypeError(
             f"allow_insecure_http must be a bool, got {type(allow_insecure_http).__name__}"
         )
     if host is not None:

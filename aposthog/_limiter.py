@@ -80,7 +80,7 @@ def _instance(base_url: str) -> str:
         port = parts.port
     except ValueError:  # (not a port: left as it is)
         return base_url
-    host = (parts.hostname or "").lower()
+    host = (parts.hostname or "").lower().rstrip(".")  # (a final dot: the same host)
     if ":" in host:
         host = f"[{host}]"  # an IPv6 address
     scheme = parts.scheme.lower()

@@ -131,6 +131,9 @@ class Proxies:
             parts.port  # noqa: B018 (read for its ValueError: a port that is no number)
         except ValueError:
             return f"{variable} ({redact(proxy)}) is not a URL a request can go through"
+        if not proxy.partition("://")[2].strip():
+            # Set to blanks: most often a deployment's template whose value did not expand.
+            return f"{variable} is set but blank: unset it, or name the proxy"
         if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
             return (
                 f"{variable} ({redact(proxy)}) is not an http:// or https:// proxy URL: "

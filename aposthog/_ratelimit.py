@@ -23,7 +23,7 @@ from collections.abc import Iterable, Sequence
 import attrs
 
 from ._config import shown_value
-from ._errors import ConfigurationError
+from ._errors import ConfigurationError, ConfigurationTypeError
 from ._retry import as_seconds
 
 __all__ = [
@@ -198,14 +198,14 @@ def resolve_rate_limits(
     if value is None or isinstance(value, RateLimits):
         return value
     if value == "auto":
-        if urllib.parse.urlsplit(base_url).hostname in POSTHOG_CLOUD_HOSTS:
+        # (A fully qualified name's final dot names the same host.)
+        if (urllib.parse.urlsplit(base_url).hostname or "").rstrip(".") in POSTHOG_CLOUD_HOSTS:
             return RateLimits.posthog_cloud()
         return RateLimits() if store_given else None
     # A str is shown without anything shaped as a key (the key passed in the wrong place).
     shown = shown_value(value) if isinstance(value, str) else type(value).__name__
-    raise ConfigurationError(
-        f"rate_limits must be 'auto', None or an aposthog.RateLimits, got {shown}"
-    )
+    error = ConfigurationError if isinstance(value, str) else ConfigurationTypeError
+    raise error(f"rate_limits must be 'auto', None or an aposthog.RateLimits, got {shown}")
 
 
 class WindowLog:

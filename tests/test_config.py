@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import math
+import re
 import urllib.parse
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -294,6 +295,8 @@ def test_any_url_like_host_is_a_base_url_or_a_configuration_error(text: str) -> 
         "http://[::1]]:8000",
         "https://posthog..example.com",  # an empty label: IDNA refuses it
         "https://" + "a" * 64 + ".example.com",  # a label over 63 characters
+        "http://[::1%25lo]:8000",  # a zone: looked up as a name, never reached
+        "http://[fe80::1%25eth0]:8000",
     ],
 )
 def test_a_host_no_request_can_be_sent_to_is_refused_at_construction(host: str) -> None:
@@ -913,3 +916,80 @@ async def test_a_project_id_with_leading_zeros_names_the_same_project() -> None:
         assert ph.project_id == "7"
         await ph.customer_profile_configs.create(scope="person")
     assert len(fake.customer_profile_configs) == 1
+
+
+@pytest.mark.parametrize(
+    "host",
+    [
+        "https://posthog.example.com/a/../posthog",
+        "https://posthog.example.com/./posthog",
+        "https://posthog.example.com/posthog/%2e%2e/x",
+        "https://posthog.example.com/posthog/%2E",
+    ],
+)
+def test_a_path_prefix_with_dot_segments_is_refused(host: str) -> None:
+    """
+    Sent as written, such a prefix is read by a server or proxy that tidies paths as
+    another path: PostHog's `next` links then name the tidied one, and every list failed
+    after its first page (`'next' names ..., not a page of the list`).
+    """
+    with pytest.raises(aposthog.ConfigurationError, match=re.escape("'.' or '..' segment")):
+        resolve_host(host)
+    assert (
+        resolve_host("https://posthog.example.com/a.b/..c") == "https://posthog.example.com/a.b/..c"
+    )
+
+
+def test_an_int_enum_project_id_is_its_number() -> None:
+    """Before Python 3.11 an IntEnum's str() is its name: the prefix was `.../Projects.MAIN`."""
+    import enum
+
+    class Projects(enum.IntEnum):
+        MAIN = 12345
+
+    config = resolve_config(api_key="phx_k", project_id=Projects.MAIN, environ={})
+    assert "/api/environments/12345" == config.api_prefix
+
+
+def test_a_cloud_host_with_a_final_dot_is_still_posthog_cloud() -> None:
+    """`eu.posthog.com.` names the same host: `rate_limits="auto"` knows its throttles, and
+    it shares a store's budget with clients of `eu.posthog.com`."""
+    from aposthog._limiter import _instance
+    from aposthog._ratelimit import RateLimits, resolve_rate_limits
+
+    dotted = resolve_host("https://eu.posthog.com.")
+    assert RateLimits.posthog_cloud() == resolve_rate_limits("auto", dotted, store_given=False)
+    assert _instance(dotted) == _instance("https://eu.posthog.com")
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"host": 42},
+        {"api_key": 42},
+        {"project_id": 1.5},
+        {"max_concurrency": "4"},
+        {"max_retries": "3"},
+        {"max_response_size": "1"},
+        {"allow_insecure_http": "yes"},
+        {"retry": "x"},
+        {"rate_limits": 5},
+    ],
+)
+def test_an_argument_of_the_wrong_type_is_a_type_error_too(kwargs: dict[str, Any]) -> None:
+    """As `timeout="5"` or `session="s"` are: `except TypeError` catches each."""
+    kwargs.setdefault("api_key", "phx_k")
+    with pytest.raises(aposthog.ConfigurationError) as info:
+        aposthog.Client(**kwargs)
+    assert isinstance(info.value, TypeError)
+    assert next(iter(kwargs)) in str(info.value).replace("the PostHog API key", "api_key")
+
+
+def test_a_blank_proxy_variable_is_refused_naming_it() -> None:
+    """A template that did not expand: every call failed after its retries, through the
+    proxy `http://  `."""
+    from aposthog._proxy import Proxies
+
+    for value in ("  ", "http://  "):
+        problem = Proxies({"HTTPS_PROXY": value}).problem("https://eu.posthog.com")
+        assert problem == "HTTPS_PROXY is set but blank: unset it, or name the proxy"
