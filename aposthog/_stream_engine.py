@@ -401,7 +401,12 @@ class StreamEngine:
         self._drop_connection()
         self.api.pipeline.streams.discard(self)
         if self._answered:
-            self._end(None)  # left early: the call ended with the 200 it was answered
+            if why is not None and not self.complete:
+                # Closed under its reader (the client closed): as a call the close cuts
+                # short, the span's error is the ClientStateError its reader meets.
+                self._end(ClientStateError(f"the stream was closed before its end: {why}"))
+            else:
+                self._end(None)  # left early: the call ended with the 200 it was answered
         self._report_outcome()
 
     def __del__(self) -> None:
@@ -908,10 +913,12 @@ class StreamEngine:
         observer, self._observer = self._observer, None
         if observer is None:
             return
-        if self.cancelled or isinstance(self._failure, anyio.get_cancelled_exc_class()):
+        # (`asyncio`'s class, not anyio's lookup: a stream the collector closes may be
+        # closed outside any task, or after its loop ended; aiohttp runs on asyncio.)
+        if self.cancelled or isinstance(self._failure, asyncio.CancelledError):
             observer.outcome("cancelled")
-        elif self._failure is not None:
-            observer.outcome("failed")
+        elif self._failure is not None or (self._closed_why is not None and not self.complete):
+            observer.outcome("failed")  # (closed under its reader: by the client's close)
         elif not self.complete:
             observer.outcome("incomplete")
         elif self.state.result(self.conversation_id, complete=True, cancelled=False).failed:

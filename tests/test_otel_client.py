@@ -9,6 +9,9 @@ always run; a checkout without the SDK skips them only outside CI.
 
 from __future__ import annotations
 
+import asyncio
+import contextvars
+import gc
 import logging
 import os
 import subprocess
@@ -262,6 +265,66 @@ async def test_a_stream_left_early_is_incomplete(
     assert "incomplete" == _attrs(span)["aposthog.stream.outcome"]
     assert "error.type" not in _attrs(span)
     assert StatusCode.UNSET == span.status.status_code
+
+
+async def test_a_stream_the_client_closes_under_its_reader_is_an_error_span(
+    fake: FakePostHog, spans: InMemorySpanExporter
+) -> None:
+    """
+    `Client.aclose()` mid-answer: the reader's next read raises `ClientStateError`, as a
+    call the close cuts short does, and the span says so. It said `incomplete` ("the
+    caller stopped reading"), with no error.
+    """
+    fake.script_answer("A long answer that will not be read to its end.", delay=0.05)
+    async with fake.client() as ph:
+        stream = ph.conversations.create("Hi")
+        deltas = stream.text_deltas()
+        await anext(deltas)
+        await ph.aclose()
+        with pytest.raises(aposthog.ClientStateError):
+            await anext(deltas)
+    (span,) = _named(spans, STREAM)
+    attributes = _attrs(span)
+    assert "failed" == attributes["aposthog.stream.outcome"]
+    assert "aposthog.ClientStateError" == attributes["error.type"]
+    assert 200 == attributes["http.response.status_code"]
+
+
+async def test_a_stream_the_collector_closes_outside_any_task_still_ends_its_span(
+    fake: FakePostHog, spans: InMemorySpanExporter
+) -> None:
+    """
+    A stream dropped in a reference cycle, collected in a plain callback of the loop (no
+    task runs there): its outcome needed a task to be told (anyio's lookup of the
+    cancellation class), so the span never ended and no debug line was written.
+    """
+    fake.script_answer("A long answer that will not be read to its end.", delay=0.05)
+    async with fake.client() as ph:
+        stream = ph.conversations.create("Hi")
+        deltas = stream.text_deltas()
+        await anext(deltas)
+        cycle: list[Any] = [stream, deltas]
+        cycle.append(cycle)
+        del stream, deltas, cycle
+        loop = asyncio.get_running_loop()
+        collected: asyncio.Future[None] = loop.create_future()
+
+        def collect() -> None:  # a plain callback of the loop: no task runs
+            gc.collect()
+            collected.set_result(None)
+
+        gc.disable()
+        try:
+            # A fresh context: none of the test task's (anyio's runner marks it as anyio's).
+            loop.call_soon(collect, context=contextvars.Context())
+            # (The warning a stream dropped open gives, pointing at the leak.)
+            with pytest.warns(ResourceWarning, match="unclosed conversation stream"):
+                await collected
+        finally:
+            gc.enable()
+        assert 0 == ph.open_streams
+    (span,) = _named(spans, STREAM)
+    assert "incomplete" == _attrs(span)["aposthog.stream.outcome"]
 
 
 async def test_a_stream_left_early_still_has_the_status_it_was_answered_with(
