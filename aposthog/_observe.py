@@ -73,6 +73,9 @@ class CallObserver(Protocol):
     def attempt(self, number: int) -> None:
         """Attempt `number` (1-based) is about to be sent."""
 
+    def unsent(self) -> None:
+        """The attempt last begun sent nothing after all: it is no attempt."""
+
     def wait(
         self, reason: WaitReason, seconds: float, attempt: int, error: PostHogError | None
     ) -> None:
@@ -123,6 +126,9 @@ class _Ignored:
     def attempt(self, number: int) -> None:
         pass
 
+    def unsent(self) -> None:
+        pass
+
     def wait(
         self, reason: WaitReason, seconds: float, attempt: int, error: PostHogError | None
     ) -> None:
@@ -159,6 +165,10 @@ class ForwardingCall:
     def attempt(self, number: int) -> None:
         if self._inner is not None:
             self._inner.attempt(number)
+
+    def unsent(self) -> None:
+        if self._inner is not None:
+            self._inner.unsent()
 
     def wait(
         self, reason: WaitReason, seconds: float, attempt: int, error: PostHogError | None

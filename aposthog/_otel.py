@@ -130,6 +130,9 @@ class _CallSpan:
         self._close_wait()
         self.attempts += 1
 
+    def unsent(self) -> None:
+        self.attempts -= 1
+
     def wait(
         self, reason: WaitReason, seconds: float, attempt: int, error: BaseException | None
     ) -> None:

@@ -63,6 +63,7 @@ __all__ = [
     "Failure",
     "Pipeline",
     "Throttle",
+    "Unsent",
     "Unwanted",
     "Wanted",
     "announce_wait",
@@ -116,6 +117,13 @@ class Wanted(Protocol):
 
     async def decided(self) -> None:
         """Return once `now()` is True or False."""
+
+
+class Unsent(Exception):
+    """
+    Raised by an attempt that found it must not be sent, before sending anything: the
+    call's count (and its observer's) takes it back.
+    """
 
 
 class Unwanted(Exception):
@@ -556,6 +564,12 @@ class Call:
                 self._observer.attempt(self.attempts)
             try:
                 result = await attempt()
+            except Unsent:
+                # Nothing was sent after all: no attempt (the retries' count, the span's).
+                self.attempts -= 1
+                if self._observer is not None:
+                    self._observer.unsent()
+                raise
             except APIConnectionError as exc:
                 pipeline.check_open(exc)
                 result = Failure.connection(exc)

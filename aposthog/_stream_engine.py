@@ -96,7 +96,7 @@ from ._errors import (
 )
 from ._http import Request, segment
 from ._observe import IGNORED, StreamObserver
-from ._pipeline import Call, Failure, Unwanted, is_research_429
+from ._pipeline import Call, Failure, Unsent, Unwanted, is_research_429
 from ._stream_events import wire_message
 from ._stream_failures import dropped_failure, nothing_started
 from ._transport import StreamResponse
@@ -122,8 +122,8 @@ _CONTRADICTED = frozenset({("approved", "reject"), ("rejected", "approve")})
 """An approval's status, and a resume's action, that tell another decision was applied."""
 
 
-class _Withheld(Exception):
-    """A message's attempt found its stream cancelled: nothing was sent."""
+class _Withheld(Unsent):
+    """A message's attempt found its stream cancelled: nothing was sent (nor counted)."""
 
 
 class _MessageWanted:

@@ -235,6 +235,9 @@ class Recorder:
     def attempt(self, number: int) -> None:
         self.log.append(("attempt", number))
 
+    def unsent(self) -> None:
+        self.log.append(("unsent",))
+
     def wait(
         self, reason: WaitReason, seconds: float, attempt: int, error: PostHogError | None
     ) -> None:

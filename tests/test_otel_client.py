@@ -327,6 +327,38 @@ async def test_a_stream_the_collector_closes_outside_any_task_still_ends_its_spa
     assert "incomplete" == _attrs(span)["aposthog.stream.outcome"]
 
 
+async def test_a_message_held_back_while_a_cancel_is_under_way_is_no_attempt(
+    fake: FakePostHog, spans: InMemorySpanExporter
+) -> None:
+    """
+    The retry of a message (after PostHog's 503) comes due while a `conversations.cancel`
+    of its stream is under way: it is held back, unsent, and sent once the cancel is
+    refused. The span counted it as an attempt: 3 attempts for 2 POSTs.
+    """
+    waited = anyio.Event()
+    policy = aposthog.RetryPolicy(initial_backoff=0.2, max_backoff=0.2)
+    async with fake.client(retry=policy, on_wait=lambda _: waited.set()) as ph:
+        fake.fail_next(1, status=503, method="POST")
+        fake.script_answer("Short answer.")
+        stream = ph.conversations.create("hi")
+
+        async def cancel() -> None:
+            await waited.wait()
+            fake.latency = 0.8  # under way when the retry comes due
+            with pytest.raises(aposthog.NotFoundError):  # refused: nothing to stop yet
+                await ph.conversations.cancel(stream.conversation_id)
+            fake.latency = 0
+
+        with anyio.fail_after(8):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(cancel)
+                text = "".join([delta async for delta in stream.text_deltas()])
+    assert "Short answer." == text
+    posts = [r for r in fake.requests if r.method == "POST"]
+    (span,) = _named(spans, STREAM)
+    assert 2 == len(posts) == _attrs(span)["aposthog.attempts"]
+
+
 async def test_a_stream_left_early_still_has_the_status_it_was_answered_with(
     fake: FakePostHog, spans: InMemorySpanExporter
 ) -> None:
