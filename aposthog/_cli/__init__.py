@@ -229,12 +229,16 @@ def _log_to_stderr() -> None:
 def _serve_fake(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     from ..testing.__main__ import serve
 
+    key = args.fake_api_key
+    if key is None and getattr(args, "api_key", None) is not None:
+        # `aposthog --api-key K serve-fake`: the key given is the one to accept (it was
+        # passed over for a random one), checked as `serve-fake --api-key K` checks it.
+        try:
+            key = _args.fake_key(args.api_key)
+        except argparse.ArgumentTypeError as exc:
+            parser.error(f"argument --api-key: {exc}")
     try:
-        return _run(
-            lambda: _served(
-                serve(args.port, args.fake_api_key, args.fake_project_id, args.integrations)
-            )
-        )
+        return _run(lambda: _served(serve(args.port, key, args.fake_project_id, args.integrations)))
     except OSError as exc:
         reason = exc.strerror or str(exc)
         parser.exit(1, f"aposthog: error: cannot serve on 127.0.0.1:{args.port}: {reason}\n")

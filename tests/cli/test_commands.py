@@ -263,7 +263,16 @@ async def test_batch_export_logs_with_a_scoped_key_exit_1(
     assert "This action does not support Personal API Key access" in result.stderr
 
 
-def test_serve_fake_serves_until_interrupted() -> None:
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["serve-fake", "--api-key", "phx_cli_key"],
+        # The key given before the command is the one to accept too (a random one was).
+        ["--api-key", "phx_cli_key", "serve-fake"],
+    ],
+    ids=["after", "before"],
+)
+def test_serve_fake_serves_until_interrupted(command: list[str]) -> None:
     """`aposthog serve-fake --api-key K` prints where it serves, with that key; SIGINT stops it."""
     import signal
     import subprocess
@@ -271,16 +280,7 @@ def test_serve_fake_serves_until_interrupted() -> None:
     import urllib.request
 
     with subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "aposthog",
-            "serve-fake",
-            "--api-key",
-            "phx_cli_key",
-            "--integration",
-            "s3-compatible",
-        ],
+        [sys.executable, "-m", "aposthog", *command, "--integration", "s3-compatible"],
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
         text=True,
