@@ -232,7 +232,6 @@ class Redactor:
                 api_key,
                 in_json,
                 in_json.replace("/", "\\/"),
-                json.dumps(api_key, ensure_ascii=False)[1:-1],
                 in_json.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026"),
                 html.escape(api_key),
                 html.escape(api_key, quote=False),
@@ -242,11 +241,8 @@ class Redactor:
             for form in spelled:
                 forms[_SecretBytes(form.encode("utf-8", "surrogatepass"))] = None
         self._forms = tuple(forms)
-        # For `scrub_folded` alone (a body is never case-folded: no search more on it).
-        self._folded = tuple(
-            re.compile(re.escape(form.decode("utf-8", "surrogatepass")), re.IGNORECASE)
-            for form in forms
-        )
+        # For `scrub_folded` alone, made on its first use (an error's, if ever).
+        self._folded: tuple[re.Pattern[str], ...] | None = None
 
     def __repr__(self) -> str:
         return "<Redactor>"
@@ -274,7 +270,13 @@ class Redactor:
 
     def scrub_folded(self, text: str) -> str:
         """A header's value (a Content-Type a parser lower-cased) without the key, in any case."""
-        for form in self._folded:
+        folded = self._folded
+        if folded is None:
+            folded = self._folded = tuple(
+                re.compile(re.escape(form.decode("utf-8", "surrogatepass")), re.IGNORECASE)
+                for form in self._forms
+            )
+        for form in folded:
             text = form.sub("<redacted>", text)
         return text
 
