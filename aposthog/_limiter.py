@@ -744,7 +744,8 @@ class RateLimiter:
                 left = (max_wait or 0.0) - (now - joined - (line.held_back(now) - slot_time))
                 frozen = line.slot_since is not None or line.asking_since is not None
                 if frozen:
-                    # The head waits for a slot: the request's time stands still until
+                    # The head waits for a slot (or for the store's answer to its
+                    # question): the request's time stands still until
                     # that wait ends, and then runs on from what is left of it
                     # (`_Line.slot_wait_ended`). With none left (with no time to spare,
                     # `max_wait=0`, all of it went to the head's wait) it waits on for

@@ -19,6 +19,7 @@ import collections
 import math
 import urllib.parse
 from collections.abc import Iterable, Sequence
+from typing import Final
 
 import attrs
 
@@ -29,6 +30,7 @@ from ._retry import as_seconds
 __all__ = [
     "BUCKETS",
     "DEFAULT_MARGIN",
+    "LONGEST_WINDOW",
     "POSTHOG_CLOUD_HOSTS",
     "BucketLog",
     "Rate",
@@ -58,9 +60,10 @@ def _limit(_: object, attribute: attrs.Attribute[int], value: int) -> None:
         raise ValueError(f"Rate {attribute.name} must be at least 1, got {value!r}")
 
 
-#: The longest window (and margin) a rate limit takes: ten years. A store counts windows
-#: in whole microseconds (Redis's integers); a longer one could not be counted there.
-_LONGEST_WINDOW = 10 * 365.25 * 86400
+#: The longest window (and margin) a rate limit takes, and the longest pause a store
+#: writes: ten years. A store counts in whole microseconds (Redis's integers, exact in
+#: Lua's numbers); a longer time could not be counted there.
+LONGEST_WINDOW: Final = 10 * 365.25 * 86400
 
 
 def _seconds(value: float) -> float:
@@ -69,9 +72,9 @@ def _seconds(value: float) -> float:
     value = as_seconds(value)
     if not math.isfinite(value) or value <= 0:
         raise ValueError(f"Rate per must be a positive number of seconds, got {value!r}")
-    if value > _LONGEST_WINDOW:
+    if value > LONGEST_WINDOW:
         raise ValueError(
-            f"Rate per must be at most ten years ({_LONGEST_WINDOW:.0f} seconds), got {value!r}"
+            f"Rate per must be at most ten years ({LONGEST_WINDOW:.0f} seconds), got {value!r}"
         )
     return float(value)
 
@@ -111,9 +114,9 @@ def _margin(value: float) -> float:
     value = as_seconds(value)
     if not math.isfinite(value) or value < 0:
         raise ValueError(f"RateLimits margin must be >= 0 seconds, got {value!r}")
-    if value > _LONGEST_WINDOW:
+    if value > LONGEST_WINDOW:
         raise ValueError(
-            f"RateLimits margin must be at most ten years ({_LONGEST_WINDOW:.0f} seconds), "
+            f"RateLimits margin must be at most ten years ({LONGEST_WINDOW:.0f} seconds), "
             f"got {value!r}"
         )
     return float(value)

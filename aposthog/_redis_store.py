@@ -34,7 +34,7 @@ import anyio
 from ._deadlines import COUNTS_CANCELLATIONS, apart
 from ._limiter import RateLimitStore, RateLimitStoreError
 from ._proxy import redact
-from ._ratelimit import Rate
+from ._ratelimit import LONGEST_WINDOW, Rate
 from ._retry import as_seconds
 
 __all__ = ["RedisRateLimitStore"]
@@ -260,8 +260,8 @@ return 0
 _NOT_SENT = "the request was not sent"
 _NOT_STORED = "the pause was not stored"
 
-#: The longest pause the store writes: ten years, in seconds.
-_LONGEST_PAUSE = 10 * 365.25 * 86400
+#: The longest pause the store writes: ten years, in seconds, as a window's longest.
+_LONGEST_PAUSE = LONGEST_WINDOW
 
 _MISSING_EXTRA = (
     "RedisRateLimitStore needs redis-py: install the extra with `pip install 'aposthog[redis]'`"
