@@ -9,7 +9,6 @@ segment and can never climb out of the resource it names.
 
 from __future__ import annotations
 
-import html
 import json
 import platform
 import re
@@ -228,13 +227,14 @@ class Redactor:
         if len(api_key) >= 8:
             in_json = json.dumps(api_key)[1:-1]
             quoted = urllib.parse.quote(api_key, safe="")
+            escaped = api_key.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
             spelled = (
                 api_key,
                 in_json,
                 in_json.replace("/", "\\/"),
                 in_json.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026"),
-                html.escape(api_key),
-                html.escape(api_key, quote=False),
+                escaped,  # as HTML escapes it (`html.escape`, without its import's cost)
+                escaped.replace('"', "&quot;").replace("'", "&#x27;"),
                 quoted,
                 re.sub("%[0-9A-F]{2}", lambda m: m[0].lower(), quoted),
             )
