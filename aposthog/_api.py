@@ -174,7 +174,8 @@ class Api:
             if observed_decode is not None:
                 decode = observed_decode
             return await _observed(call, exchange, route, decode, request, pipeline.redactor)
-        if pipeline.closed or pipeline.loop is not asyncio.get_running_loop():
+        loop = pipeline.loop
+        if pipeline.closed or loop is None or loop is not asyncio._get_running_loop():
             pipeline.check_usable()  # raises (or binds the client to its first loop)
         throttle = pipeline.throttle
         slots = pipeline.slots

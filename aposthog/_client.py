@@ -6,7 +6,6 @@ shared with its `with_options()` views, and hands each resource the view's `Api`
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import functools
 import warnings
@@ -25,7 +24,7 @@ from ._errors import ClientStateError, ConfigurationError, ConfigurationTypeErro
 from ._http import Secret
 from ._limiter import RateLimiter, RateLimitStore, make_rate_limiter
 from ._observe import WaitCallback, wait_hook
-from ._pipeline import Pipeline
+from ._pipeline import Pipeline, running_loop
 from ._ratelimit import RateLimits
 from ._retry import RetryPolicy
 from ._tracing import default_observer
@@ -299,7 +298,7 @@ class Client:
         pipeline = self._api.pipeline
         if pipeline.close_finished:
             return
-        if pipeline.loop is not None and pipeline.loop is not asyncio.get_running_loop():
+        if pipeline.loop is not None and pipeline.loop is not running_loop():
             if pipeline.loop.is_closed():
                 # Its loop has ended (a test's loop, an `asyncio.run()` before this one):
                 # nothing can run there, so nothing of it is awaited. Closed for good.

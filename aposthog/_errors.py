@@ -150,7 +150,10 @@ class ConfigurationTypeError(ConfigurationError, TypeError):
 
 
 class ClientStateError(PostHogError, RuntimeError):
-    """The client was used after `aclose()`, or from an event loop other than its own."""
+    """
+    The client was used after `aclose()`, from an event loop other than its own, or where
+    no asyncio event loop runs (under trio: aposthog runs on asyncio).
+    """
 
 
 class APIConnectionError(PostHogError):

@@ -67,6 +67,7 @@ __all__ = [
     "Unwanted",
     "Wanted",
     "announce_wait",
+    "running_loop",
     "wait_listener",
 ]
 
@@ -254,6 +255,24 @@ def _nothing() -> None:
     pass
 
 
+_NO_LOOP: Final = (
+    "aposthog runs on asyncio (its HTTP client is aiohttp), and no asyncio event loop "
+    "runs here: await it under asyncio.run(), or anyio.run() with the asyncio backend "
+    "(not trio)"
+)
+
+
+def running_loop() -> asyncio.AbstractEventLoop:
+    """
+    The running asyncio event loop; `ClientStateError` where none runs (under trio, say),
+    instead of asyncio's bare `RuntimeError`.
+    """
+    loop = asyncio._get_running_loop()
+    if loop is None:
+        raise ClientStateError(_NO_LOOP)
+    return loop
+
+
 def announce_wait(seconds: float) -> None:
     """Called by a `Throttle` about to wait inside `acquire`: tells the call's observers."""
     listener = _WAIT_LISTENER.get()
@@ -315,7 +334,7 @@ class Pipeline:
         """Raise `ClientStateError` if closed or used from another event loop."""
         if self.closed:
             raise ClientStateError("this aposthog.Client is closed; create a new one")
-        loop = asyncio.get_running_loop()
+        loop = running_loop()
         if self.loop is None:
             self.loop = loop
         elif self.loop is not loop:

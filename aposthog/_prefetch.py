@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any, Final, Generic, TypeVar
 import anyio
 
 from ._errors import ResponseDecodeError
+from ._pipeline import running_loop
 
 if TYPE_CHECKING:
     from ._pagination import Page
@@ -385,6 +386,7 @@ class PageReader(Generic[T]):
 
     async def _read_ahead(self) -> tuple[Page[T] | None, str | None]:
         if not self._started:
+            running_loop()  # ClientStateError where no asyncio loop runs: tasks need one
             self._started = True
             self._spawn(self._first(), self._first_url)
         self._fill()

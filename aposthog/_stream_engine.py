@@ -96,7 +96,7 @@ from ._errors import (
 )
 from ._http import Request, segment
 from ._observe import IGNORED, StreamObserver
-from ._pipeline import Call, Failure, Unsent, Unwanted, is_research_429
+from ._pipeline import Call, Failure, Unsent, Unwanted, is_research_429, running_loop
 from ._stream_events import wire_message
 from ._stream_failures import dropped_failure, nothing_started
 from ._transport import StreamResponse
@@ -315,7 +315,7 @@ class StreamEngine:
         with it). A finalizer calls `close()`.
         """
         home = self.api.pipeline.loop
-        if home is not None and home is not asyncio.get_running_loop():
+        if home is not None and home is not running_loop():
             if not home.is_closed():
                 self.check_loop()  # raises
             with contextlib.suppress(Exception):  # its response belongs to the ended loop
@@ -329,7 +329,7 @@ class StreamEngine:
         belong to: its connection is that loop's (asyncio's own `RuntimeError` escaped).
         """
         home = self.api.pipeline.loop
-        if home is not None and home is not asyncio.get_running_loop():
+        if home is not None and home is not running_loop():
             raise ClientStateError(
                 "this ConversationStream belongs to another event loop (its client's):"
                 " read, cancel and close it there"

@@ -475,6 +475,70 @@ async def test_a_stream_read_from_another_event_loop_is_a_client_state_error(
     assert "another event loop" in str(raised[0])
 
 
+async def test_under_trio_every_entry_point_is_a_client_state_error(fake: FakePostHog) -> None:
+    """
+    aposthog runs on asyncio (aiohttp). Under trio (or anyio's trio backend), a call, a
+    list, a prefetching list and a stream each raised asyncio's bare `RuntimeError` ("no
+    running event loop") from deep inside aiohttp or asyncio, which no aposthog handler
+    catches; now each is a `ClientStateError` that says what to run instead, raised
+    before anything is sent. `aclose()` has nothing to close and returns.
+    """
+    import trio
+
+    raised: dict[str, BaseException | None] = {}
+
+    async def under_trio() -> None:
+        ph = fake.client(max_retries=0)
+
+        async def enter() -> None:
+            async with fake.client():
+                pass
+
+        async def paginate() -> None:
+            async for _ in ph.batch_exports.list():
+                pass
+
+        async def prefetch() -> None:
+            async for _ in ph.batch_exports.list().prefetch(2):
+                pass
+
+        async def stream() -> None:
+            async with ph.conversations.create("q") as opened:
+                await anext(opened)
+
+        async def deltas() -> None:
+            async for _ in ph.conversations.create("q").text_deltas():
+                pass
+
+        entries: dict[str, Callable[[], Awaitable[object]]] = {
+            "async with": enter,
+            "call": ph.customer_profile_configs.list,
+            "list": paginate,
+            "to_list": lambda: ph.batch_exports.list().to_list(),
+            "prefetch": prefetch,
+            "stream": stream,
+            "text_deltas": deltas,
+        }
+        for name, entry in entries.items():
+            try:
+                await entry()
+            except BaseException as exc:  # the assertion is on the type
+                raised[name] = exc
+            else:
+                raised[name] = None
+        await ph.aclose()
+
+    await anyio.to_thread.run_sync(trio.run, under_trio)
+    assert {name: aposthog.ClientStateError for name in raised} == {
+        name: type(exc) for name, exc in raised.items()
+    }, raised
+    for exc in raised.values():
+        assert "no asyncio event loop runs here" in str(exc)
+        assert "not trio" in str(exc)
+    assert 7 == len(raised)
+    assert [] == fake.requests
+
+
 async def test_closing_a_stream_from_another_event_loop_is_a_client_state_error(
     fake: FakePostHog,
 ) -> None:
