@@ -2,7 +2,8 @@
 The `aposthog` command (also `python -m aposthog`). Standard library only.
 
 Exit status: 0 on success, 1 for an API or network error, 2 for a usage or
-configuration error, 130 when interrupted (Ctrl-C), 141 when the reader of its output
+configuration error, 130 when interrupted (Ctrl-C), 143 when stopped by SIGTERM (after
+the same cleanup: a `chat` cancels its answer), 141 when the reader of its output
 went away (a closed pipe, as in `aposthog batch-exports list | head -1`). Errors are one
 line on stderr, never a traceback; the API key is never printed.
 """
@@ -284,21 +285,22 @@ def _run(make: Callable[[], Awaitable[int]]) -> int:
         loop = asyncio.get_running_loop()
         task = asyncio.current_task()
         assert task is not None
-        interrupted = False
+        interrupted: signal.Signals | None = None
 
-        def interrupt() -> None:
+        def interrupt(sig: signal.Signals) -> None:
             nonlocal interrupted
-            interrupted = True
+            if interrupted is None:
+                interrupted = sig
             task.cancel()
 
         for sig in (signal.SIGINT, signal.SIGTERM):
             with contextlib.suppress(NotImplementedError, RuntimeError):
-                loop.add_signal_handler(sig, interrupt)
+                loop.add_signal_handler(sig, interrupt, sig)
         try:
             return await make()
         except asyncio.CancelledError:
-            if interrupted:
-                return 130
+            if interrupted is not None:
+                return 128 + interrupted  # 130 for Ctrl-C, 143 for SIGTERM, as a shell says
             raise
 
     return asyncio.run(runner())

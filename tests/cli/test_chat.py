@@ -83,8 +83,10 @@ async def test_chat_prints_the_answers_lines_and_escapes_its_control_characters(
     assert "\x1b" not in result.stderr + failed.stdout + failed.stderr
 
 
-async def _interrupted_chat(fake: FakePostHog, key: str) -> tuple[bytes, int, bytes]:
-    """`aposthog chat` with `key`, sent SIGINT once the answer has started: its first
+async def _interrupted_chat(
+    fake: FakePostHog, key: str, stop: signal.Signals = signal.SIGINT
+) -> tuple[bytes, int, bytes]:
+    """`aposthog chat` with `key`, sent `stop` once the answer has started: its first
     output, exit code and stderr."""
     fake.script_answer("word " * 400, delay=0.02)
     env = {
@@ -101,7 +103,7 @@ async def _interrupted_chat(fake: FakePostHog, key: str) -> tuple[bytes, int, by
         assert process.stderr is not None
         with anyio.fail_after(20):
             first = await process.stdout.receive()  # the answer has started
-            process.send_signal(signal.SIGINT)
+            process.send_signal(stop)
             code = await process.wait()
             stderr = b""
             async for chunk in process.stderr:
@@ -114,6 +116,23 @@ async def test_ctrl_c_cancels_the_generation_on_the_server(fake: FakePostHog) ->
     first, code, stderr = await _interrupted_chat(fake, fake.api_key)
     assert first.startswith(b"word")
     assert 130 == code
+    cancels = [r for r in fake.requests if r.method == "PATCH" and r.path.endswith("/cancel/")]
+    assert 1 == len(cancels)
+    (conversation,) = fake.conversations.values()
+    assert "idle" == conversation.status
+    await fake.wait_for_streams_closed()
+    assert b"aposthog: cancelled conversation" in stderr
+
+
+async def test_sigterm_cancels_the_generation_and_exits_143(fake: FakePostHog) -> None:
+    """
+    SIGTERM (a container or service manager stopping `chat`) cleans up as Ctrl-C does,
+    the generation cancelled on PostHog, and exits 143 as a shell reports it (128 + 15):
+    it exited 130, the status of a Ctrl-C.
+    """
+    first, code, stderr = await _interrupted_chat(fake, fake.api_key, signal.SIGTERM)
+    assert first.startswith(b"word")
+    assert 143 == code
     cancels = [r for r in fake.requests if r.method == "PATCH" and r.path.endswith("/cancel/")]
     assert 1 == len(cancels)
     (conversation,) = fake.conversations.values()
