@@ -224,7 +224,9 @@ class _WaitHook(ForwardingStream):
     def wait(
         self, reason: WaitReason, seconds: float, attempt: int, error: PostHogError | None
     ) -> None:
-        super().wait(reason, seconds, attempt, error)
+        # The hook first: one that raises ends the call there, and the wait it would have
+        # heard of is never taken, so the observers behind it (a span, the debug log)
+        # never hear of it either.
         result = self._callback(Wait(reason=reason, seconds=seconds, attempt=attempt, error=error))
         if inspect.isawaitable(result) and not asyncio.isfuture(result):
             # A plain function returning a coroutine (`lambda w: notify(w)`): it would
@@ -234,6 +236,7 @@ class _WaitHook(ForwardingStream):
             if callable(close):
                 close()
             raise ConfigurationTypeError(_ASYNC_ON_WAIT)
+        super().wait(reason, seconds, attempt, error)
 
 
 class _WaitHookObserver:

@@ -615,6 +615,37 @@ async def test_on_wait_and_spans_together(
     assert [2, 2] == [_attrs(s)["aposthog.attempts"] for s in _named(spans, LIST)]
 
 
+async def test_an_on_wait_that_raises_leaves_no_wait_in_the_span(
+    fake: FakePostHog, spans: InMemorySpanExporter, fast: aposthog.RetryPolicy
+) -> None:
+    """
+    An `on_wait` that raises ends its call with that exception: the wait is never taken
+    and no later attempt is made. The span recorded the wait all the same (an
+    `aposthog.wait` event, its seconds in `aposthog.rate_limit.wait_seconds`), as if the
+    call had waited; it records only what happened now, and ends failed with the hook's
+    exception.
+    """
+
+    class GiveUp(Exception):
+        pass
+
+    def refuse(wait: aposthog.Wait) -> None:
+        raise GiveUp
+
+    fake.throttle_next(1, wait=0)
+    async with fake.client(retry=fast, on_wait=refuse) as ph:
+        with pytest.raises(GiveUp):
+            await ph.batch_exports.list()
+    (span,) = _named(spans, LIST)
+    attributes = _attrs(span)
+    assert [] == [e.name for e in span.events if e.name == "aposthog.wait"]
+    assert 0 == attributes["aposthog.rate_limit.wait_seconds"]
+    assert 1 == attributes["aposthog.attempts"]
+    assert StatusCode.ERROR == span.status.status_code
+    assert attributes["error.type"].endswith("GiveUp")
+    assert 1 == len(fake.requests)
+
+
 async def test_the_clients_own_rate_limiter_wait_is_measured(
     fake: FakePostHog, spans: InMemorySpanExporter
 ) -> None:
