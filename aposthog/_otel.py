@@ -12,6 +12,11 @@ included, named and attributed after OpenTelemetry's HTTP client conventions
 waiting to retry and for rate limits. A conversation stream is one span from opening to
 its outcome, with events for the first token and for each re-attach.
 
+Tracing never breaks a call: an exception from OpenTelemetry itself (a span processor,
+sampler or exporter of the application's that raises) is logged on the `aposthog` logger
+(the first at WARNING, the rest at DEBUG, by class name only) and the call goes on as if
+it were not traced, its result or error unchanged. A span it could not end is dropped.
+
 What goes on a span is chosen so that neither the API key nor anything a caller or
 PostHog wrote (message content, error details, query parameters) is ever recorded: only
 the method, the route template, the server, status codes, exception class names, counts
@@ -21,6 +26,7 @@ and durations.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 import urllib.parse
 from typing import TYPE_CHECKING, Any
@@ -36,6 +42,8 @@ if TYPE_CHECKING:
     from ._observe import CallObserver, StreamObserver, StreamOutcome, WaitReason
 
 __all__ = ["TracingObserver", "error_type", "url_template"]
+
+logger = logging.getLogger("aposthog")
 
 # Span and attribute names. The HTTP ones are OpenTelemetry's (stable) conventions.
 METHOD = "http.request.method"
@@ -92,6 +100,24 @@ def error_type(error: BaseException, *, answered: int | None = -1) -> str:
     return cls.__qualname__ if module == "builtins" else f"{module}.{cls.__qualname__}"
 
 
+_warned = False
+
+
+def _tracing_failed(error: Exception, doing: str) -> None:
+    """OpenTelemetry raised while `doing`: said once at WARNING, then at DEBUG."""
+    global _warned
+    level = logging.DEBUG if _warned else logging.WARNING
+    _warned = True
+    # The class alone, as on a span: the message is the application's or its SDK's.
+    logger.log(
+        level,
+        "tracing failed: %s raised while %s (a span processor, sampler or exporter of "
+        "OpenTelemetry); the call itself is unaffected",
+        error_type(error),
+        doing,
+    )
+
+
 _SERVERS_KEPT = 64
 """How many base URLs' parsed `server.*` attributes the shared observer keeps (oldest go)."""
 
@@ -146,10 +172,16 @@ class _CallSpan:
         }
         if error is not None:
             attributes[ERROR_TYPE] = error_type(error)
-        self._span.add_event(WAIT_EVENT, attributes)
+        try:
+            self._span.add_event(WAIT_EVENT, attributes)
+        except Exception as exc:  # tracing never breaks a call (see the module's docstring)
+            _tracing_failed(exc, "recording a wait")
 
     def end(self, status: int | None, error: BaseException | None, attempts: int) -> None:
-        self._record(status, error)
+        try:
+            self._record(status, error)
+        except Exception as exc:
+            _tracing_failed(exc, "recording a call's end")
         self._finish()
 
     def _record(self, status: int | None, error: BaseException | None) -> None:
@@ -168,14 +200,21 @@ class _CallSpan:
 
     def _finish(self) -> None:
         self._close_wait()
-        self._span.set_attributes(
-            {
-                ATTEMPTS: self.attempts,
-                RETRY_WAIT: self.waited["retry"],
-                RATE_LIMIT_WAIT: self.waited["rate_limit"],
-            }
-        )
-        self._span.end()
+        span = self._span
+        try:
+            span.set_attributes(
+                {
+                    ATTEMPTS: self.attempts,
+                    RETRY_WAIT: self.waited["retry"],
+                    RATE_LIMIT_WAIT: self.waited["rate_limit"],
+                }
+            )
+        except Exception as exc:
+            _tracing_failed(exc, "recording a span's counts")
+        try:
+            span.end()
+        except Exception as exc:
+            _tracing_failed(exc, "ending a span")
 
 
 class _StreamSpan(_CallSpan):
@@ -202,18 +241,31 @@ class _StreamSpan(_CallSpan):
 
     def first_token(self) -> None:
         seconds = time.monotonic() - self._opened
-        self._span.set_attribute(FIRST_TOKEN_SECONDS, seconds)
-        self._span.add_event(FIRST_TOKEN_EVENT)
+        try:
+            self._span.set_attribute(FIRST_TOKEN_SECONDS, seconds)
+            self._span.add_event(FIRST_TOKEN_EVENT)
+        except Exception as exc:
+            _tracing_failed(exc, "recording a stream's first token")
 
     def reattach(self, number: int) -> None:
         self.reattaches += 1
-        self._span.add_event(REATTACH_EVENT, {"aposthog.reattach.number": number})
+        try:
+            self._span.add_event(REATTACH_EVENT, {"aposthog.reattach.number": number})
+        except Exception as exc:
+            _tracing_failed(exc, "recording a re-attach")
 
     def received(self, events: int, size: int) -> None:
         self.events += events
         self.bytes += size
 
     def outcome(self, outcome: StreamOutcome) -> None:
+        try:
+            self._record_outcome(outcome)
+        except Exception as exc:
+            _tracing_failed(exc, "recording a stream's outcome")
+        self._finish()
+
+    def _record_outcome(self, outcome: StreamOutcome) -> None:
         span = self._span
         span.set_attributes(
             {
@@ -235,7 +287,6 @@ class _StreamSpan(_CallSpan):
                 kind = error_type(error, answered=self._status)
             span.set_attribute(ERROR_TYPE, kind)
             span.set_status(Status(StatusCode.ERROR, kind))
-        self._finish()
 
 
 class TracingObserver:
@@ -299,18 +350,26 @@ class TracingObserver:
     def call(self, method: str, route: str, server: str, target: str = "") -> CallObserver:
         if self._silent():
             return IGNORED
-        span = self._start(method, route, server)
-        if not span.is_recording():  # a no-op provider, or not sampled: nothing to record
-            span.end()
+        try:
+            span = self._start(method, route, server)
+            if not span.is_recording():  # a no-op provider, or not sampled: nothing to record
+                span.end()
+                return IGNORED
+        except Exception as exc:  # tracing never breaks a call: this one goes untraced
+            _tracing_failed(exc, "starting a span")
             return IGNORED
         return _CallSpan(span)
 
     def stream(self, conversation_id: str, server: str) -> StreamObserver:
         if self._silent():
             return IGNORED
-        span = self._start("POST", _STREAM_ROUTE, server)
-        if not span.is_recording():
-            span.end()
+        try:
+            span = self._start("POST", _STREAM_ROUTE, server)
+            if not span.is_recording():
+                span.end()
+                return IGNORED
+            span.set_attribute(CONVERSATION_ID, conversation_id)
+        except Exception as exc:
+            _tracing_failed(exc, "starting a span")
             return IGNORED
-        span.set_attribute(CONVERSATION_ID, conversation_id)
         return _StreamSpan(span)

@@ -29,7 +29,7 @@ else:
     pytest.importorskip("opentelemetry.sdk")
 
 from opentelemetry import trace
-from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.sdk.trace.sampling import Decision, Sampler, SamplingResult
@@ -70,8 +70,23 @@ class _Switch(Sampler):
         return "aposthog-tests"
 
 
+class _Breaker(SpanProcessor):
+    """A span processor of the application's that raises, when a test says where."""
+
+    where: str | None = None
+
+    def on_start(self, span: Any, parent_context: Any = None) -> None:
+        if self.where == "start":
+            raise RuntimeError("SENTINEL-PROCESSOR broke on start")
+
+    def on_end(self, span: Any) -> None:
+        if self.where == "end":
+            raise RuntimeError("SENTINEL-PROCESSOR broke on end")
+
+
 _SWITCH = _Switch()
 _EXPORTER = InMemorySpanExporter()
+_BREAKER = _Breaker()
 
 
 def _install() -> None:
@@ -82,6 +97,7 @@ def _install() -> None:
     provider = trace.get_tracer_provider()
     assert isinstance(provider, TracerProvider)
     provider.add_span_processor(SimpleSpanProcessor(_EXPORTER))
+    provider.add_span_processor(_BREAKER)
 
 
 _install()
@@ -644,6 +660,43 @@ async def test_an_on_wait_that_raises_leaves_no_wait_in_the_span(
     assert StatusCode.ERROR == span.status.status_code
     assert attributes["error.type"].endswith("GiveUp")
     assert 1 == len(fake.requests)
+
+
+@pytest.mark.parametrize("where", ["start", "end"])
+async def test_a_span_processor_that_raises_never_breaks_a_call_or_a_stream(
+    fake: FakePostHog,
+    spans: InMemorySpanExporter,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+    where: str,
+) -> None:
+    """
+    An application's span processor that raises (on a span's start or end) made every
+    traced call raise its exception: a create PostHog had made came back as a
+    `RuntimeError`, its record lost, and a stream failed before its first event. Tracing
+    never breaks a call now: the calls return what PostHog answered, the stream its whole
+    answer, and the failure is logged once at WARNING by class name (not its message).
+    """
+    monkeypatch.setattr(_BREAKER, "where", where)
+    monkeypatch.setattr("aposthog._otel._warned", False)
+    fake.script_answer("all is well")
+    caplog.set_level(logging.DEBUG, logger="aposthog")
+    async with fake.client() as ph:
+        created = await ph.customer_profile_configs.create(scope="person")
+        listed = await ph.customer_profile_configs.list()
+        async with ph.conversations.create("q") as stream:
+            result = await stream.until_done()
+    assert [created.id] == [c.id for c in listed.results]
+    assert "all is well" == result.text
+    failures = [r for r in caplog.records if r.getMessage().startswith("tracing failed")]
+    assert failures
+    assert logging.WARNING == failures[0].levelno
+    assert {logging.DEBUG} >= {r.levelno for r in failures[1:]}
+    doing = "starting a span" if where == "start" else "ending a span"
+    assert f"tracing failed: RuntimeError raised while {doing}" in failures[0].getMessage()
+    assert "SENTINEL-PROCESSOR" not in caplog.text
+    if where == "end":  # started and recorded: the exporter before the breaker has them
+        assert 3 == len(spans.get_finished_spans())
 
 
 async def test_the_clients_own_rate_limiter_wait_is_measured(
