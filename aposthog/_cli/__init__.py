@@ -52,6 +52,20 @@ _AFTER_SECRET_OPTION = re.compile(
 )
 
 
+class _CommandParser(_Parser):
+    """
+    A command's parser. One that takes the connection options (given the common parser as
+    a parent) lists them in its help, as the top-level help does: they are accepted after
+    the command too, where its own `--help` is what a user reads.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        if kwargs.get("parents"):
+            kwargs.setdefault("epilog", _CONNECTION_HELP)
+            kwargs.setdefault("formatter_class", argparse.RawDescriptionHelpFormatter)
+        super().__init__(*args, **kwargs)
+
+
 def _hide_keys(message: str) -> str:
     """
     A usage error's line without a key: "unrecognized arguments: --api_key phx_…" (a slip
@@ -106,7 +120,9 @@ def build_parser() -> argparse.ArgumentParser:
         parents=[common],
     )
     parser.add_argument("--version", action="version", version=f"aposthog {__version__}")
-    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    commands = parser.add_subparsers(
+        dest="command", metavar="COMMAND", required=True, parser_class=_CommandParser
+    )
     commands.add_parser(
         "demo", help="the main job against an embedded fake PostHog (no credentials needed)"
     )

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import re
+from collections.abc import Iterator
 
 import pytest
 
@@ -181,6 +183,44 @@ async def test_serve_fake_is_listed_in_help(run_cli: RunCli) -> None:
         "profile-configs",
     ):
         assert command in result.stdout
+
+
+def _commands(parser: argparse.ArgumentParser) -> Iterator[argparse.ArgumentParser]:
+    """Every command's parser under `parser`, groups (`batch-exports`) included."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for child in dict.fromkeys(action.choices.values()):
+                yield child
+                yield from _commands(child)
+
+
+def test_every_command_s_help_lists_the_connection_options_it_takes() -> None:
+    """
+    The connection options are taken after the command too (`aposthog batch-exports list
+    --host eu`), but only `aposthog --help` listed them: `aposthog chat --help`, what a
+    user of that command reads, named none of them, not even `--api-key`. Every command
+    that takes them lists them now; `demo` and `serve-fake`, which take none, do not.
+    """
+    from aposthog._cli import build_parser
+
+    takes, other = [], []
+    for command in _commands(build_parser()):
+        takes_them = any(a.dest == "api_key" for a in command._actions)
+        (takes if takes_them else other).append(command.prog)
+        text = command.format_help()
+        for option in ("--api-key KEY", "--host HOST", "--project-id ID", "--allow-insecure"):
+            assert (option in text) == takes_them, (command.prog, option)
+    assert {"aposthog chat", "aposthog batch-exports list"} <= set(takes)
+    assert {"aposthog demo", "aposthog serve-fake"} == set(other)
+    assert len(takes) > 15
+
+
+async def test_a_command_s_help_is_printed_with_its_connection_options(run_cli: RunCli) -> None:
+    """`aposthog profile-configs create --help`, as a user runs it."""
+    result = await run_cli("profile-configs", "create", "--help")
+    assert 0 == result.returncode
+    assert "connection (also from the environment):" in result.stdout
+    assert "--api-key KEY" in result.stdout
 
 
 def test_version() -> None:
