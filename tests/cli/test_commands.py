@@ -203,7 +203,8 @@ def test_every_command_s_help_lists_the_connection_options_it_takes() -> None:
     """
     from aposthog._cli import build_parser
 
-    takes, other = [], []
+    takes: list[str] = []
+    other: list[str] = []
     for command in _commands(build_parser()):
         takes_them = any(a.dest == "api_key" for a in command._actions)
         (takes if takes_them else other).append(command.prog)
