@@ -72,7 +72,7 @@ import logging
 import uuid
 import warnings
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 import anyio
 import anyio.lowlevel
@@ -155,6 +155,14 @@ class _RunGoesOn(Exception):
 """Bytes counted for each piece a stream keeps, beyond its own size: the objects' cost."""
 
 
+_LEFT_EARLY: Final = (
+    "this ConversationStream was closed before PostHog ended it, when a loop over it was "
+    "left early (a break, or anext(aiter(stream)), whose loop is dropped at once; "
+    "anext(stream) reads one event and leaves the stream open); result() holds what "
+    "arrived"
+)
+
+
 class StreamEngine:
     """The connection, reading and re-attach machinery of one `ConversationStream`."""
 
@@ -199,6 +207,7 @@ class StreamEngine:
         "conversation_id",
         "ended_with",
         "finished",
+        "left_early",
         "run_may_exist",
         "sending",
         "started",
@@ -285,6 +294,8 @@ class StreamEngine:
         # closed, a read was cancelled or failed): a later read raises, as the run may
         # not have ended. None for a close the reader made (`aclose()`, a loop left).
         self._closed_why: str | None = None
+        # Whether a loop left early closed it (`StreamLoop`, dropped), not `aclose()`.
+        self.left_early = False
         self.cancelled = False
         # Set while `conversations.cancel(id)` waits for PostHog's answer (`begin_cancel`):
         # a cut meanwhile, or an attempt withheld, waits for it to tell stopped from refused.
@@ -536,13 +547,18 @@ class StreamEngine:
 
     def _after_close(self) -> Delivery | None:
         """
-        A read of the closed stream. Closed by its reader, the loop just ends (None).
-        Closed under it (`_closed_why`), what was already received is still handed out,
-        and then the end is None only for a run that ended: for any other a read raises,
-        so that no reader takes an answer cut short for a finished one.
+        A read of the closed stream. Closed by `aclose()`, the loop just ends (None): its
+        reader chose to stop. Closed under it (`_closed_why`), what was already received
+        is still handed out, and then the end is None only for a run that ended: for any
+        other a read raises, so that no reader takes an answer cut short for a finished
+        one. So does a read after a loop over the stream was left early (`left_early`)
+        and closed it before its end, which no `aclose()` said: `until_done()` or a new
+        loop would take what came before for the whole answer.
         """
         why = self._closed_why
         if why is None:
+            if self.left_early and not (self.complete or self.cancelled):
+                raise ClientStateError(_LEFT_EARLY)
             return None
         delivery = next(self._pending, None)
         if delivery is not None:

@@ -190,7 +190,8 @@ class ConversationStream:
         closed under its reader (the client closed, a read cancelled or failed) raises
         `ClientStateError` at the next read.
         Snapshots PostHog replays after a re-attach, and final messages that replace
-        snapshots, never repeat text. Leaving the loop early closes the stream.
+        snapshots, never repeat text. Leaving the loop early closes the stream (a later
+        read raises `ClientStateError`).
 
         Example:
             ```python
@@ -365,6 +366,8 @@ class StreamLoop(AsyncIterator[T], Generic[T]):
     The loop owns the stream's end: when it finishes, raises, or is left by `break` (the
     iterator is dropped, and its `__del__` closes the response there and then, with no
     event-loop turn in between), the stream is closed. `aclose()` closes it explicitly.
+    After a loop left early, a read of a run that had not ended raises `ClientStateError`
+    (the stream's end was not its reader's explicit choice, as `aclose()` is).
     """
 
     __slots__ = ("_engine", "_take", "_text", "_wait")
@@ -403,9 +406,11 @@ class StreamLoop(AsyncIterator[T], Generic[T]):
             self._engine.close()
 
     def __del__(self) -> None:
-        # `break` drops the loop's iterator: close the response now, not turns later.
+        # `break` drops the loop's iterator: close the response now, not turns later. A
+        # later read raises if the run had not ended (see `StreamEngine._after_close`).
         engine = getattr(self, "_engine", None)
-        if engine is not None:
+        if engine is not None and not engine.closed:
+            engine.left_early = True
             engine.close()
 
 

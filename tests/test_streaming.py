@@ -199,7 +199,53 @@ async def test_break_closes_the_response_at_once(fake: FakePostHog, ph: aposthog
     assert ph.open_streams == 0
     await fake.wait_for_streams_closed(timeout=0.5)
     assert fake.ai_streams.disconnected == 1
-    assert [e async for e in stream] == []
+    # A loop after it would take nothing for the whole answer: it says what happened.
+    with pytest.raises(aposthog.ClientStateError, match="a loop over it was left early"):
+        [e async for e in stream]
+
+
+async def test_a_read_after_a_loop_left_early_raises_instead_of_ending_quietly(
+    fake: FakePostHog, ph: aposthog.Client
+) -> None:
+    """
+    `anext(aiter(stream))` (the idiom for the first item of any async iterable) makes a
+    loop and drops it at once, which closes the stream; a `break` does too. Then
+    `until_done()` returned an empty result, as if PostHog had answered nothing, and a
+    new loop ended at once: the answer lost with no error. Such a read now raises
+    `ClientStateError` saying why; `anext(stream)` reads one event and leaves the stream
+    open, and `aclose()`, the reader's own choice to stop, still ends reads quietly.
+    """
+    answer = "one two three four five six seven eight"
+    fake.script_answer(answer, token_size=2, delay=0.01)
+    stream = ph.conversations.create("q")
+    async with stream:
+        first = await anext(aiter(stream))
+        assert isinstance(first, ConversationEvent)
+        assert stream.closed
+        with pytest.raises(aposthog.ClientStateError, match=r"anext\(aiter\(stream\)\)"):
+            await stream.until_done()
+        with pytest.raises(aposthog.ClientStateError, match="left early"):
+            await anext(stream)
+        assert not stream.result().complete
+
+    fake.script_answer(answer, token_size=2, delay=0.01)
+    async with ph.conversations.create("q") as stream:
+        async for _ in stream.text_deltas():
+            break
+        with pytest.raises(aposthog.ClientStateError, match="left early"):
+            await stream.until_done()
+
+    fake.script_answer(answer, token_size=2, delay=0.01)
+    async with ph.conversations.create("q") as stream:
+        await anext(stream)
+        assert answer == (await stream.until_done()).text
+
+    fake.script_answer(answer, token_size=2, delay=0.01)
+    async with ph.conversations.create("q") as stream:
+        await anext(stream)
+        await stream.aclose()
+        assert not (await stream.until_done()).complete  # closed by its reader: no error
+        assert [] == [e async for e in stream]
 
 
 async def test_break_out_of_text_deltas_closes_too(fake: FakePostHog, ph: aposthog.Client) -> None:
