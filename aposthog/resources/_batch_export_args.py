@@ -381,7 +381,10 @@ def destination_body(value: Any) -> dict[str, Any]:
         integration: Any = value.integration
         _check_integration("destination.integration", integration)
         out: dict[str, Any] = {
-            "type": choice("destination.type", value.type, _DESTINATIONS, open_enum=True),
+            "type": _writable(
+                "destination.type",
+                choice("destination.type", value.type, _DESTINATIONS, open_enum=True),
+            ),
             "config": dict(config),
         }
         check_json("destination.config", out["config"])
@@ -398,7 +401,10 @@ def destination_body(value: Any) -> dict[str, Any]:
         # PostHog needs the type even when only config changes, and fails with a 500.
         raise ValueError("destination must include its 'type' (it cannot change on update)")
     out = dict(value)
-    out["type"] = choice("destination['type']", value["type"], _DESTINATIONS, open_enum=True)
+    out["type"] = _writable(
+        "destination['type']",
+        choice("destination['type']", value["type"], _DESTINATIONS, open_enum=True),
+    )
     config = value.get("config", {})
     if not isinstance(config, Mapping):
         raise TypeError(f"destination['config'] must be a mapping, got {type(config).__name__}")
@@ -410,6 +416,16 @@ def destination_body(value: Any) -> dict[str, Any]:
     # Always sent: PostHog's destination validation fails with a 500 without it.
     out["config"] = dict(config)
     return out
+
+
+def _writable(name: str, kind: str) -> str:
+    if kind == "S3":
+        # PostHog: "The 'S3' destination type is deprecated and can no longer be used."
+        raise ValueError(
+            f"{name} 'S3' is the legacy type PostHog no longer takes: use 'AwsS3' for AWS S3, "
+            "or 'S3Compatible' for S3-compatible storage"
+        )
+    return kind
 
 
 def _check_integration(name: str, value: Any) -> None:
@@ -440,7 +456,32 @@ def body(**fields: Any) -> dict[str, Any]:
         out.get("end_at"),
         empty="PostHog would keep an export that never runs",
     )
+    _check_offsets(out)
+    destination = out.get("destination")
+    model = out.get("model")
+    if destination is not None and destination["type"] == "HTTP" and model not in (None, "events"):
+        # PostHog: "HTTP batch exports only support the events model".
+        raise ValueError(f"an HTTP destination takes only model 'events', not {model!r}")
     return out
+
+
+def _check_offsets(out: dict[str, Any]) -> None:
+    """
+    An offset PostHog refuses for the interval beside it (`validate_offset_day`,
+    `validate_offset_hour`): a weekday only for `week`, an hour only for `day` and `week`.
+    """
+    interval = out.get("interval")
+    if interval is None:
+        return
+    if out.get("offset_day") is not None and interval != "week":
+        raise ValueError(
+            f"offset_day is only for interval 'week', not {interval!r} (PostHog refuses it)"
+        )
+    if out.get("offset_hour") is not None and interval not in ("day", "week"):
+        raise ValueError(
+            f"offset_hour is only for interval 'day' or 'week', not {interval!r} "
+            "(PostHog refuses it)"
+        )
 
 
 #: Fields PostHog takes (not None) for one model only (`BatchExportSerializer.validate`).

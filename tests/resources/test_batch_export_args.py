@@ -14,11 +14,12 @@ from hypothesis import strategies as st
 import aposthog
 from aposthog._http import encode_json
 from aposthog._posthog_dates import iso_date
-from aposthog.models import BatchExportDestination, BatchExportLogLevel
+from aposthog.models import BatchExportDestination, BatchExportDestinationType, BatchExportLogLevel
 from aposthog.resources._batch_export_args import (
     _RELATIVE,
     backfill_bound,
     body,
+    create_body,
     destination_body,
     log_levels,
     timestamp,
@@ -286,10 +287,81 @@ def test_a_destination_mappings_integration_id_is_checked_as_its_integration(val
         destination_body({"type": "NoOp", "integration_id": value})
 
 
+@pytest.mark.parametrize(
+    "destination",
+    [
+        BatchExportDestination(type=BatchExportDestinationType.S3, config={"prefix": "p"}),
+        {"type": "S3", "config": {"prefix": "p"}},
+    ],
+)
+def test_the_legacy_s3_type_is_refused_on_every_write(destination: Any) -> None:
+    """
+    PostHog refuses every write of the retired `S3` type ("The 'S3' destination type is
+    deprecated and can no longer be used", a 400): it was sent. A `ValueError` now names
+    the field and the types to use; reading such an export still works (PostHog keeps
+    some).
+    """
+    with pytest.raises(ValueError, match=r"'S3' is the legacy type .* 'AwsS3' .* 'S3Compatible'"):
+        destination_body(destination)
+    with pytest.raises(ValueError, match="'S3' is the legacy type"):
+        create_body(name="x", destination=destination, interval="hour")
+
+
+@pytest.mark.parametrize(
+    ("interval", "offsets", "named"),
+    [
+        ("day", {"offset_day": 2}, "offset_day"),
+        ("hour", {"offset_day": 1}, "offset_day"),
+        ("hour", {"offset_hour": 3}, "offset_hour"),
+        ("every 5 minutes", {"offset_hour": 0}, "offset_hour"),
+        ("hour", {"offset_day": 0, "offset_hour": 0}, "offset_day"),
+    ],
+)
+def test_an_offset_the_interval_does_not_take_is_refused(
+    interval: str, offsets: dict[str, int], named: str
+) -> None:
+    """
+    PostHog takes a weekday offset for `week` only and an hour for `day` and `week`
+    (`validate_offset_day`, `validate_offset_hour`: a 400). Such bodies were sent; the
+    range of each offset was the only check.
+    """
+    with pytest.raises(ValueError, match=f"^{named} is only for interval"):
+        body(interval=interval, **offsets)
+    with pytest.raises(ValueError, match=f"^{named} is only for interval"):
+        create_body(name="x", destination={"type": "NoOp"}, interval=interval, **offsets)
+
+
+def test_offsets_the_interval_takes_and_cleared_ones_are_sent() -> None:
+    """A weekly export takes both, a daily one its hour; None (clearing one) is sent as is."""
+    assert body(interval="week", offset_day=6, offset_hour=23) == {
+        "interval": "week",
+        "offset_day": 6,
+        "offset_hour": 23,
+    }
+    assert body(interval="day", offset_hour=0)["offset_hour"] == 0
+    assert body(interval="hour", offset_day=None, offset_hour=None) == {
+        "interval": "hour",
+        "offset_day": None,
+        "offset_hour": None,
+    }
+
+
+def test_an_http_destination_takes_only_the_events_model() -> None:
+    """PostHog: "HTTP batch exports only support the events model" (a 400), on any write."""
+    http = {"type": "HTTP", "config": {"url": "https://us.i.posthog.com/batch/", "token": "t"}}
+    for model in ("persons", "sessions"):
+        with pytest.raises(
+            ValueError, match=f"HTTP destination takes only model 'events', not '{model}'"
+        ):
+            body(destination=http, model=model)
+    assert body(destination=http, model="events")["model"] == "events"
+    assert "model" not in body(destination=http)
+
+
 def test_destination_bodies() -> None:
     """Records and mappings become {type, config[, integration]}; integration None is left out."""
-    record = BatchExportDestination(type="S3", config={"a": 1}, integration=None)
-    assert destination_body(record) == {"type": "S3", "config": {"a": 1}}
+    record = BatchExportDestination(type="AwsS3", config={"a": 1}, integration=None)
+    assert destination_body(record) == {"type": "AwsS3", "config": {"a": 1}}
     assert destination_body(BatchExportDestination(type="BigQuery", integration=4)) == {
         "type": "BigQuery",
         "config": {},
@@ -303,7 +375,7 @@ def test_destination_bodies() -> None:
     with pytest.raises(ValueError, match="type"):
         destination_body({"config": {"prefix": "x"}})
     with pytest.raises(TypeError, match="config"):
-        destination_body({"type": "S3", "config": [1]})
+        destination_body({"type": "AwsS3", "config": [1]})
     with pytest.raises(TypeError, match="type"):
         destination_body({"type": 3, "config": {}})
     with pytest.raises(TypeError, match="destination"):

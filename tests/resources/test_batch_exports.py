@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 import aposthog
+from aposthog._http import Route
 from aposthog.models import (
     BatchExport,
     BatchExportDestination,
@@ -22,6 +23,7 @@ from aposthog.models import (
     BatchExportTestStepStatus,
 )
 from aposthog.resources import BatchExports
+from aposthog.resources._batch_export_args import destination_body
 from aposthog.testing import FakePostHog
 
 pytestmark = pytest.mark.anyio
@@ -177,11 +179,19 @@ async def test_create_validation_errors_are_bad_requests(ph: aposthog.Client) ->
     ],
 )
 async def test_offsets_that_do_not_suit_the_interval_are_rejected(
-    ph: aposthog.Client, interval: str, field: str, detail: str
+    fake: FakePostHog, ph: aposthog.Client, interval: str, field: str, detail: str
 ) -> None:
-    """offset_day needs a weekly export, offset_hour a daily or weekly one (400)."""
-    with pytest.raises(aposthog.BadRequestError) as info:
+    """
+    offset_day needs a weekly export, offset_hour a daily or weekly one: PostHog answers
+    400 (`detail`, which FakePostHog gives a body sent as is); the client refuses it,
+    unsent, with a `ValueError` naming the field.
+    """
+    with pytest.raises(ValueError, match=f"^{field} is only for interval"):
         await make(ph, interval=interval, **{field: 1})
+    assert [] == fake.requests
+    body = {"name": "x", "destination": destination_body(s3()), "interval": interval, field: 1}
+    with pytest.raises(aposthog.BadRequestError) as info:
+        await ph._api.request_json(Route("POST", "batch_exports", repeatable=False), json=body)
     assert (info.value.attr, info.value.detail) == (field, detail)
 
 
@@ -355,7 +365,7 @@ async def test_update_interval_and_offsets(ph: aposthog.Client) -> None:
     assert (weekly.interval, weekly.offset_day, weekly.offset_hour) == ("week", 6, 0)
 
     daily = await make(ph, interval="day")
-    with pytest.raises(aposthog.BadRequestError):
+    with pytest.raises(ValueError, match=r"^offset_day is only for interval 'week', not 'day'"):
         await ph.batch_exports.update(daily.id, interval="day", offset_day=1)
 
 

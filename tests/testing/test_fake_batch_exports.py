@@ -1175,9 +1175,14 @@ async def test_legacy_s3_writes_are_refused_but_reads_work(
         "destination",
         refused,
     )
-    with pytest.raises(aposthog.BadRequestError) as info:
+    step = {"step": 0, "name": "x", "interval": "hour", "destination": legacy}
+    error = await bad_request(ph, "POST", "run_test_step_new", json=step)
+    assert error.detail == refused
+    # The client refuses it unsent, naming the types to use.
+    sent = len(fake.requests)
+    with pytest.raises(ValueError, match="'S3' is the legacy type"):
         await ph.batch_exports.run_test_step_new(step=0, destination=legacy)
-    assert info.value.detail == refused
+    assert len(fake.requests) == sent
 
     export_id = await legacy_s3_export(fake, ph)
     error = await bad_request(
