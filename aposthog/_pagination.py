@@ -445,7 +445,8 @@ class AsyncPaginator(Generic[T]):
           finished when the loop asks for the next one). On a limit/offset list the URL
           names that record's offset; on a cursor list (runs, backfills) it is its
           page's, whose records before it come again too.
-        * `pages()`: the `next` of the last page handed out.
+        * `pages()`: the page in hand when it stopped comes again (it is finished when
+          the loop asks for the next one).
         * `to_list()`: after the last record returned (an exact offset on a limit/offset
           list; on a cursor list, the URL of the page `limit` fell in with `#skip=N`, the
           records of it to skip, a fragment that is never sent); the start of the list
@@ -476,7 +477,11 @@ class AsyncPaginator(Generic[T]):
         return self._source.first().__await__()
 
     def _reader(
-        self, on_page: Callable[[Page[T]], None] | None, *, unbuilt: bool = False, **plan: Any
+        self,
+        on_page: Callable[[ResumePoint], None] | None,
+        *,
+        unbuilt: bool = False,
+        **plan: Any,
     ) -> PageReader[T]:
         source = self._source
         start = self._start_url
@@ -501,7 +506,7 @@ class AsyncPaginator(Generic[T]):
     def pages(self) -> PageReader[T]:
         """Every page, in order (read ahead as set by `prefetch()`)."""
         self._begin()
-        return self._reader(self._seen, ahead=self._ahead)
+        return self._reader(self._mark, ahead=self._ahead)
 
     def __aiter__(self) -> RecordReader[T]:
         self._begin()
@@ -516,9 +521,6 @@ class AsyncPaginator(Generic[T]):
         while paginator is not None:
             paginator._resume = None
             paginator = paginator._origin
-
-    def _seen(self, page: Page[T]) -> None:
-        self._mark(ResumePoint(page.next))
 
     def _mark(self, point: ResumePoint) -> None:
         paginator: AsyncPaginator[T] | None = self

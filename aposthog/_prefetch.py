@@ -220,11 +220,12 @@ class PageReader(Generic[T]):
     `plan_ahead` is the read-ahead once the remaining pages' URLs are known (a limit/offset
     list): they are independent requests. `wanted` bounds the records a caller needs.
     `first_url`: the URL `first` fetches, when known (a `next` naming it is then a loop
-    too). `on_page` hears of each page as it is handed out; `url` is that page's URL (None
-    for a first page whose URL was not given). `sending`: the most planned fetches in
-    flight at once (the client's `max_concurrency`: more would only wait for a slot), so
-    a read far ahead on a list whose `count` is overstated makes a few tasks, not one
-    per page it claims.
+    too). `on_page` hears where a read that stops now resumes: at the page handed out (it
+    is finished only once the next is asked for), then after it. `url` is the URL of the
+    page handed out (None for a first page whose URL was not given). `sending`: the most
+    planned fetches in flight at once (the client's `max_concurrency`: more would only
+    wait for a slot), so a read far ahead on a list whose `count` is overstated makes a
+    few tasks, not one per page it claims.
     """
 
     __slots__ = (
@@ -257,7 +258,7 @@ class PageReader(Generic[T]):
         self,
         first: Callable[[], Awaitable[Page[T]]],
         fetch_url: Callable[[str], Awaitable[Page[T]]],
-        on_page: Callable[[Page[T]], None] | None,
+        on_page: Callable[[ResumePoint], None] | None,
         *,
         ahead: int = 0,
         plan_ahead: int | None = None,
@@ -295,6 +296,9 @@ class PageReader(Generic[T]):
         return self
 
     async def __anext__(self) -> Page[T]:
+        if self._on_page is not None and self._seen_first:
+            # The page handed out before is finished: the loop asks for the next.
+            self._on_page(ResumePoint(self._chain_from))
         if self._done:
             raise StopAsyncIteration
         try:
@@ -317,7 +321,9 @@ class PageReader(Generic[T]):
                 self._close()
                 raise endless_pages(page.next)
         if self._on_page is not None:
-            self._on_page(page)
+            # The page in hand comes again if the read stops now (its URL unknown: after it).
+            url = self.url
+            self._on_page(ResumePoint(page.next) if url is None else ResumePoint(url, page, 0))
         self._chain_from = page.next
         self._delivered += len(page)
         changed = page.count != self._count

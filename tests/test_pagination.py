@@ -124,6 +124,48 @@ async def test_resume_from_a_saved_next_url(fake: FakePostHog) -> None:
     assert [f"id-{i:03d}" for i in range(6)] == seen + rest
 
 
+@pytest.mark.parametrize("ahead", [0, 2])
+async def test_a_pages_loop_that_fails_on_a_page_resumes_at_that_page(
+    fake: FakePostHog, ahead: int
+) -> None:
+    """
+    A batch job handles a page and fails partway through it. `next_url` named the page
+    after it, so resuming from it dropped the rest of the page in hand, though the
+    README promises "skipping nothing". As for a records loop, the page in hand comes
+    again; once the loop asks for the next page, it is done, and a fetch that fails
+    then resumes after it.
+    """
+    _seed(fake, 7)
+    async with fake.client(max_retries=0) as ph:
+        paginator = ph.customer_profile_configs.list(limit=2).prefetch(ahead)
+        handled: list[str] = []
+        with pytest.raises(RuntimeError):
+            async for page in paginator.pages():
+                for config in page:
+                    if config.id == "id-003":
+                        raise RuntimeError("the handler failed")
+                    handled.append(config.id)
+        saved = paginator.next_url
+        assert saved is not None
+        assert saved.endswith("offset=2")  # the page in hand: id-002, id-003
+        resumed = ph.customer_profile_configs.list().resume_from(saved)
+        rest = [c.id async for page in resumed.pages() for c in page]
+        assert ["id-000", "id-001", "id-002"] == handled
+        assert [f"id-{i:03d}" for i in range(2, 7)] == rest
+
+        # Asked for the next page, the one in hand is done: a throttled fetch then
+        # resumes after it.
+        paginator = ph.customer_profile_configs.list(limit=2)
+        pages = 0
+        with pytest.raises(aposthog.RateLimitError):
+            async for _ in paginator.pages():
+                pages += 1
+                if pages == 2:
+                    fake.throttle_next(1)
+        assert 2 == pages
+        assert (paginator.next_url or "").endswith("offset=4")
+
+
 async def _read_until_throttled(
     fake: FakePostHog, ph: aposthog.Client, *, after: int
 ) -> tuple[list[str], str]:
