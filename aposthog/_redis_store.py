@@ -171,11 +171,18 @@ if wait > 0 and ahead > 0 then
   local before = '+inf'
   if first > 0 then before = string.format('(%d', first) end
   local others = redis.call('ZRANGEBYSCORE', line, '-inf', before, 'LIMIT', 0, 64)
+  local placed = {}
+  for i = 1, #waiting do placed[waiting[i]] = true end
   for i = 1, #others do
     local due = redis.call('ZSCORE', asks, others[i])
     if due then
       local dropped = tonumber(due) - now + 1000
       if dropped > 0 and dropped < wait then wait = dropped end
+    elseif not placed[others[i]] then
+      -- In the line with no time to be heard of by (this run's own get theirs below):
+      -- left by a store of an earlier version, which forgot a request in two steps. No
+      -- sweep would ever drop it: it goes now (the next question counts without it).
+      redis.call('ZREM', line, others[i])
     end
   end
 end
@@ -243,6 +250,16 @@ return kept
 #: before the line forgets it: its process ended, or its event loop is that busy. Such a
 #: request, when it asks again, takes its place again (by when it came).
 _LATE = 2.0
+
+# KEYS: the sorted sets a request is to leave (its windows, the bucket's history, the
+# line and its times to be heard of by). ARGV: its ticket. In one step: removed from the
+# line and its times apart, a question of the line's head arriving between the two (one
+# that named it, sent before it left) would place it again in the line without a time,
+# where no sweep finds it, and every request of the fleet would count it ahead for good.
+_FORGET = """
+for i = 1, #KEYS do redis.call('ZREM', KEYS[i], ARGV[1]) end
+return 0
+"""
 
 # KEYS: the pause. ARGV: its length in µs. Extends the pause, never shortens it.
 _PENALIZE = """
@@ -342,7 +359,7 @@ def _micros(seconds: float) -> int:
 class _Pool:
     """A redis-py client and the store's scripts on it: one event loop's connections."""
 
-    __slots__ = ("acquire", "asking", "keep", "penalize", "redis")
+    __slots__ = ("acquire", "asking", "forget", "keep", "penalize", "redis")
 
     def __init__(self, redis: AsyncRedis) -> None:
         self.redis = redis
@@ -351,6 +368,7 @@ class _Pool:
         self.acquire = redis.register_script(_ACQUIRE)
         self.penalize = redis.register_script(_PENALIZE)
         self.keep = redis.register_script(_KEEP)
+        self.forget = redis.register_script(_FORGET)
 
 
 class RedisRateLimitStore(RateLimitStore):
@@ -639,8 +657,7 @@ class RedisRateLimitStore(RateLimitStore):
         if registry is not None:  # the windows other clients named count it too
             named = await pool.redis.hkeys(registry)
             keys = [*keys, *(k.decode() if isinstance(k, bytes) else str(k) for k in named)]
-        for key in keys:
-            await pool.redis.zrem(key, member)
+        await pool.forget(keys=keys, args=[member])  # in one step (see `_FORGET`)
 
     async def penalize(self, scope: str, bucket: str, seconds: float) -> None:
         # At most ten years: the script's microseconds stay exact in Lua's numbers (a

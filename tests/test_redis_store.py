@@ -290,6 +290,65 @@ async def test_a_request_cancelled_mid_script_is_not_counted(
         await admin.aclose()
 
 
+async def test_a_place_in_the_line_with_no_time_to_be_heard_of_by_is_dropped(
+    store: RedisRateLimitStore, redis_url: str
+) -> None:
+    """
+    A request the store forgot in two steps (the line, then its time to be heard of by)
+    could be placed again in the line between them, by a question of the head that
+    named it and reached Redis just then: a place with no time, which no sweep drops.
+    Every request of the fleet counted it ahead of itself for as long as the fleet
+    stayed busy: with as many such places as the limit, none went again. The store now
+    forgets a request in one step, and a question that meets such a place (left by an
+    earlier version) drops it: the limit's requests go, one window after another.
+    """
+    import redis.asyncio
+
+    admin = redis.asyncio.Redis.from_url(redis_url)
+    line = store._key("s", "api", "line")
+    try:
+        seconds, micros = await admin.time()
+        await admin.zadd(line, {"ghost:1": seconds * 1_000_000 + micros - 1_000})
+        limiter = RateLimiter(RateLimits(api=Rate(1, per=0.3), margin=0), store, "s")
+        slots = Slots(2)
+        with anyio.fail_after(5):
+            for _ in range(3):
+                await limiter.acquire("api", max_wait=2.0, slots=slots)
+                slots.release()
+        assert 0 == await admin.zcard(line)
+    finally:
+        await admin.aclose()
+
+
+async def test_a_request_forgotten_leaves_the_line_and_its_time_in_one_step(
+    store: RedisRateLimitStore, redis_url: str
+) -> None:
+    """`_forget` removes the ticket from every set it names with one command to Redis."""
+    import redis.asyncio
+
+    admin = redis.asyncio.Redis.from_url(redis_url)
+    line, asks = store._key("s", "api", "line"), store._key("s", "api", "line-asks")
+    try:
+        await admin.zadd(line, {"t:1": 1, "t:2": 2})
+        await admin.zadd(asks, {"t:1": 9e15, "t:2": 9e15})
+        await store.try_acquire("s", "api", (Rate(5, per=30),), 0.0)  # makes the pool
+        pool = store._pools[asyncio.get_running_loop()]
+        sent: list[str] = []
+        zrem = pool.redis.zrem
+
+        def counted_zrem(name: str, *values: str) -> Any:
+            sent.append(name)
+            return zrem(name, *values)
+
+        pool.redis.zrem = counted_zrem  # type: ignore[method-assign]
+        await store._forget(pool, [asks, line], "t:1")
+        assert [] == sent  # no removal of its own per key: the script's one step
+        assert [b"t:2"] == await admin.zrange(line, 0, -1)
+        assert [b"t:2"] == await admin.zrange(asks, 0, -1)
+    finally:
+        await admin.aclose()
+
+
 async def test_a_request_no_longer_wanted_is_not_counted_nor_kept_in_the_fleets_line(
     store: RedisRateLimitStore,
 ) -> None:
