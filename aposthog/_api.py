@@ -745,7 +745,9 @@ class _PageSource(Generic[T]):
             self._check_links(next_url, previous, request.path)
         if self._on_results is not None:
             self._on_results(results)
-        return new_page(results, count, next_url, previous, self.fetch)
+        page = new_page(results, count, next_url, previous, self.fetch)
+        page._request = request  # where a walk by hand from it starts (`next_page`)
+        return page
 
     def _check_links(self, next_url: str | None, previous: str | None, path: str) -> None:
         """
@@ -778,4 +780,6 @@ class _PageSource(Generic[T]):
         path = request.path
         results, count, next_url, previous = parse_raw_page(body, request_path=path)
         unbuilt = Unbuilt(results, self._item_type, path, response.status, self._on_results)
-        return new_raw_page(unbuilt, count, next_url, previous, self.fetch)
+        page = new_raw_page(unbuilt, count, next_url, previous, self.fetch)
+        page._request = request
+        return page

@@ -20,11 +20,12 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import urllib.parse
 from collections.abc import Awaitable, Callable, Coroutine, Generator, Iterator
 from typing import Any, Generic, Protocol, TypeVar
 
 from ._errors import ResponseDecodeError
-from ._http import is_request_url
+from ._http import Request, is_request_url
 from ._prefetch import (
     MAX_EMPTY_PAGES,
     PageReader,
@@ -50,8 +51,8 @@ __all__ = [
 
 T = TypeVar("T")
 
-#: Pages `to_list()` keeps in flight on a limit/offset list; the client's
-#: `max_concurrency` is what bounds the requests actually sent at once.
+#: Pages `to_list()` plans ahead on a limit/offset list, at least (more with a larger
+#: `max_concurrency`, which is what bounds the requests actually sent at once).
 _TO_LIST_AHEAD = 64
 
 
@@ -111,6 +112,10 @@ def parse_raw_page(
     ):
         # Checked before it is followed: nothing is sent for a `next` that is not a URL.
         raise _not_a_url("next", request_path)
+    if next_url and "#" in next_url:
+        # A fragment is never sent: it means nothing to the list, and a resume point's
+        # fragment is the client's own (`#skip=N`), which a server's must not imitate.
+        next_url = next_url.partition("#")[0]
     if previous is not None and not isinstance(previous, str):
         raise _not_a_url("previous", request_path)
     if _structure_records is None:
@@ -169,6 +174,7 @@ class Page(Generic[T]):
         "_depth",
         "_empty_run",
         "_fetch",
+        "_request",
         "_results",
         "_unbuilt",
         "_walk",
@@ -191,6 +197,7 @@ class Page(Generic[T]):
         self._empty_run = 0  # pages in a row, up to this one, with no records and a `next`
         self._walk: dict[Any, int] | None = None  # see `next_page`
         self._depth = 0
+        self._request: Request | None = None  # the request it answered, if known
         self.count = count
         self.next = next
         self.previous = previous
@@ -273,8 +280,12 @@ class Page(Generic[T]):
         key = url_key(next_url)
         walk = self._walk
         if walk is None:
+            # The walk starts here: a `next` naming this very page is a loop too.
             walk = self._walk = {}
-        elif walk.get(key, self._depth + 1) <= self._depth:
+            own = self._own_key()
+            if own is not None:
+                walk[own] = self._depth
+        if walk.get(key, self._depth + 1) <= self._depth:
             raise looping_pages(key)
         page = await self._fetch(next_url)
         depth = self._depth + 1
@@ -288,6 +299,16 @@ class Page(Generic[T]):
             if page._empty_run > MAX_EMPTY_PAGES:
                 raise endless_pages(page.next)
         return page
+
+    def _own_key(self) -> tuple[str, str] | str | None:
+        """What this page's request asked for (`url_key`), if the page knows it."""
+        request = self._request
+        if request is None:
+            return None
+        url = request.url
+        if request.params:
+            url = f"{url}?{urllib.parse.urlencode(request.params)}"
+        return url_key(url)
 
     def __iter__(self) -> Iterator[T]:
         return iter(self.results)
@@ -350,6 +371,7 @@ def new_page(
     page._empty_run = 0
     page._walk = None
     page._depth = 0
+    page._request = None
     page.count = count
     page.next = next
     page.previous = previous
@@ -615,7 +637,7 @@ class AsyncPaginator(Generic[T]):
         reader = self._reader(
             None,
             ahead=max(self._ahead, 1),
-            plan_ahead=max(self._ahead, _TO_LIST_AHEAD),
+            plan_ahead=max(self._ahead, _TO_LIST_AHEAD, self._source.sending()),
             wanted=limit,
         )
         last: Page[T] | None = None
