@@ -246,41 +246,6 @@ async def test_a_next_that_repeats_a_fetched_page_is_a_decode_error(how: str, st
     assert len(hits) <= (50 if stuck == "offset stops" else 4)
 
 
-@pytest.mark.parametrize("back_to", ["the first page", "itself"])
-async def test_a_walk_by_hand_stops_at_a_next_naming_the_page_it_started_from(
-    back_to: str,
-) -> None:
-    """
-    `Page`'s own loop (`while page.has_next_page(): page = await page.next_page()`) did
-    not know the URL of the page it started from: a `next` naming it fetched it again
-    and handed its records out twice before the loop was seen. It knows it now, as a
-    paginator's read does: nothing is fetched or handed out twice.
-    """
-    hits: list[str] = []
-
-    async def handler(request: web.Request) -> web.Response:
-        hits.append(request.path_qs)
-        first = str(request.url.with_query(limit=2))
-        if "cursor" in request.query or back_to == "itself":
-            return web.json_response({"next": first, "results": [_config(len(hits))]})
-        second = str(request.url.with_query(limit=2, cursor="b"))
-        return web.json_response({"next": second, "results": [_config(0)]})
-
-    async with (
-        serve(handler) as url,
-        aposthog.Client(api_key="phx_k", host=url, project_id=1) as ph,
-    ):
-        paginator = ph.customer_profile_configs.list(limit=2)
-        page = await paginator
-        seen = [c.id for c in page]
-        with anyio.fail_after(5), pytest.raises(aposthog.ResponseDecodeError, match="already"):
-            while page.has_next_page():
-                page = await page.next_page()
-                seen += [c.id for c in page]
-    assert len(seen) == len(set(seen)), seen
-    assert len(hits) == len(set(hits)) == (1 if back_to == "itself" else 2), hits
-
-
 async def test_to_list_fetches_as_many_pages_at_once_as_max_concurrency_allows() -> None:
     """
     `to_list()` on a limit/offset list fetches the remaining pages "as many at once as
@@ -1386,24 +1351,20 @@ async def _drain(items: Any) -> None:
 
 
 @pytest.mark.parametrize(
-    ("links", "more"),
-    [
-        ({"": "a", "a": "a"}, 0),
-        ({"": "a", "a": "b", "b": "a"}, 0),
-        ({"": "a", "a": "b", "b": ""}, 1),
-    ],
+    "links",
+    [{"": "a", "a": "a"}, {"": "a", "a": "b", "b": "a"}, {"": "a", "a": "b", "b": ""}],
     ids=["a page naming itself", "two pages naming each other", "back to the first page"],
 )
 async def test_a_walk_by_hand_ends_on_a_next_loop_as_a_paginators_read_does(
-    links: dict[str, str], more: int
+    links: dict[str, str],
 ) -> None:
     """
     `while page.has_next_page(): page = await page.next_page()` (the walk `Page` and
     DESIGN.md show) over pages with records whose `next` comes back to a page the walk
     fetched: it walked on forever, thousands of requests a second. It raises the
-    `ResponseDecodeError` a paginator's read raises, before sending the page again. (A
-    page does not know its own URL: a `next` back to the first page is caught once that
-    page has come a second time, one request more than the paginator's read.)
+    `ResponseDecodeError` a paginator's read raises, before sending the page again,
+    after as many requests (a `next` back to the first page included: the first page
+    knows the request it answered).
     """
     hits: list[str] = []
 
@@ -1434,7 +1395,7 @@ async def test_a_walk_by_hand_ends_on_a_next_loop_as_a_paginators_read_does(
                     page = await page.next_page()
     assert str(by_paginator.value) == str(by_hand.value)
     assert by_hand.value.paths == ("$.next",)
-    assert sent + more == len(hits)
+    assert sent == len(hits)
 
 
 async def test_a_page_fetched_again_by_hand_is_no_loop(fake: FakePostHog) -> None:
