@@ -227,25 +227,51 @@ def _json_hook(tp: Any) -> Callable[[Any, Any], Any]:
     return _JSON_HOOKS[tp]
 
 
+#: The most values `unstructure()` copies out of one JSON value: a value made of shared
+#: parts (`[x, x]` nested) doubles at each level, and would fill the memory.
+_MAX_COPIED = 10_000_000
+
+
 def _copy_json(value: Any) -> Any:
-    """A copy of a JSON value (any mapping as a dict, tuples as lists), level by level."""
+    """
+    A copy of a JSON value (any mapping as a dict, tuples as lists), level by level.
+    `ValueError` for a value that contains itself (a record built by hand: the copy would
+    never end) or holds more than `_MAX_COPIED` values.
+    """
     if not isinstance(value, (Mapping, list, tuple)):
         return value
     root: list[Any] = [None]
-    # (a value to copy, the container its copy goes into, the key or index there)
+    # (a value to copy, the container its copy goes into, the key or index there); a
+    # container's copy done pops `_DONE` and its id, which leaves the containers above.
     stack: list[tuple[Any, Any, Any]] = [(value, root, 0)]
+    above: set[int] = set()  # the containers being copied, each inside the one before
+    copied_values = 0
     while stack:
         item, into, at = stack.pop()
-        if isinstance(item, Mapping):
-            copied: Any = dict.fromkeys(item)  # the keys in their order, filled below
-            stack.extend((child, copied, key) for key, child in item.items())
-        elif isinstance(item, (list, tuple)):
-            copied = [None] * len(item)
-            stack.extend((child, copied, index) for index, child in enumerate(item))
+        if item is _DONE:
+            above.discard(into)
+            continue
+        copied_values += 1
+        if copied_values > _MAX_COPIED:
+            raise ValueError(f"a JSON value of more than {_MAX_COPIED:,} values: not copied")
+        if isinstance(item, (Mapping, list, tuple)):
+            if id(item) in above:
+                raise ValueError("a JSON value that contains itself cannot be unstructured")
+            above.add(id(item))
+            stack.append((_DONE, id(item), None))
+            if isinstance(item, Mapping):
+                copied: Any = dict.fromkeys(item)  # the keys in their order, filled below
+                stack.extend((child, copied, key) for key, child in item.items())
+            else:
+                copied = [None] * len(item)
+                stack.extend((child, copied, index) for index, child in enumerate(item))
         else:
             copied = item
         into[at] = copied
     return root[0]
+
+
+_DONE: Final = object()
 
 
 _SCALARS: Final = (str, int, float, bool, type(None))

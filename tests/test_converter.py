@@ -21,7 +21,7 @@ from aposthog._converter import (
     structure_records,
     unstructure,
 )
-from aposthog.models import CustomerProfileConfig, ProfileScope
+from aposthog.models import BatchExportDestination, CustomerProfileConfig, ProfileScope
 
 from .strategies import records
 
@@ -370,6 +370,42 @@ def test_extra_fields_still_copy_merge_and_reverse_as_a_mapping_proxy_did() -> N
     assert {"pinned_properties": ["email"], "color": "blue"} == fields | {"color": "blue"}
     assert {"pinned_properties": ["email"], "color": "red"} == {"color": "x"} | fields
     assert ["color", "pinned_properties"] == list(reversed(fields))
+
+
+@pytest.mark.parametrize("shape", ["dict in itself", "list in itself", "two in each other"])
+def test_unstructuring_a_value_that_contains_itself_is_a_value_error(shape: str) -> None:
+    """
+    A record built by hand whose JSON field contains itself: `unstructure()` copied level
+    after level for ever, filling the memory (`json.dumps` says "Circular reference
+    detected"). It is a `ValueError` at once now; the record is left as it was.
+    """
+    config: dict[str, Any] = {"bucket_name": "b"}
+    if shape == "dict in itself":
+        config["self"] = config
+    elif shape == "list in itself":
+        items: list[Any] = [1]
+        items.append(items)
+        config["items"] = items
+    else:
+        inner: dict[str, Any] = {}
+        config["inner"] = inner
+        inner["outer"] = config
+    destination = BatchExportDestination(type="AwsS3", config=config)
+    with pytest.raises(ValueError, match="contains itself"):
+        unstructure(destination)
+
+
+def test_a_value_whose_parts_are_shared_or_deep_is_copied() -> None:
+    """Shared parts are no cycle (each is copied where it is), and PostHog's depth copies."""
+    shared = {"k": [1, 2]}
+    value = {"a": shared, "b": [shared, shared]}
+    copied = unstructure(BatchExportDestination(type="AwsS3", config=value)).get("config")
+    assert value == copied
+    assert copied["a"] is not copied["b"][0]
+    deep: Any = "leaf"
+    for _ in range(900):
+        deep = {"d": deep}
+    assert deep == unstructure(BatchExportDestination(type="AwsS3", config=deep))["config"]
 
 
 @given(
