@@ -111,28 +111,18 @@ async def _interrupted_chat(
     return first, code, stderr
 
 
-async def test_ctrl_c_cancels_the_generation_on_the_server(fake: FakePostHog) -> None:
-    """SIGINT mid-answer: PATCH …/cancel/ reaches PostHog, the stream closes, exit 130."""
-    first, code, stderr = await _interrupted_chat(fake, fake.api_key)
-    assert first.startswith(b"word")
-    assert 130 == code
-    cancels = [r for r in fake.requests if r.method == "PATCH" and r.path.endswith("/cancel/")]
-    assert 1 == len(cancels)
-    (conversation,) = fake.conversations.values()
-    assert "idle" == conversation.status
-    await fake.wait_for_streams_closed()
-    assert b"aposthog: cancelled conversation" in stderr
-
-
-async def test_sigterm_cancels_the_generation_and_exits_143(fake: FakePostHog) -> None:
+@pytest.mark.parametrize(("stop", "status"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+async def test_an_interrupt_cancels_the_generation_on_the_server(
+    fake: FakePostHog, stop: signal.Signals, status: int
+) -> None:
     """
-    SIGTERM (a container or service manager stopping `chat`) cleans up as Ctrl-C does,
-    the generation cancelled on PostHog, and exits 143 as a shell reports it (128 + 15):
-    it exited 130, the status of a Ctrl-C.
+    SIGINT mid-answer (Ctrl-C): PATCH …/cancel/ reaches PostHog, the stream closes, exit
+    130. SIGTERM (a container or service manager stopping `chat`) cleans up the same way
+    and exits 143, as a shell reports it (128 + 15): it exited 130, Ctrl-C's status.
     """
-    first, code, stderr = await _interrupted_chat(fake, fake.api_key, signal.SIGTERM)
+    first, code, stderr = await _interrupted_chat(fake, fake.api_key, stop)
     assert first.startswith(b"word")
-    assert 143 == code
+    assert status == code
     cancels = [r for r in fake.requests if r.method == "PATCH" and r.path.endswith("/cancel/")]
     assert 1 == len(cancels)
     (conversation,) = fake.conversations.values()
