@@ -54,8 +54,10 @@ def message_options(
                 # the AI throttle counted the message.
                 raise ValueError(f"contextual_tools[{key!r}] must not be None")
     if ui_context is not None:
-        check_json("ui_context", ui_context)
-        body["ui_context"] = ui_context
+        # PostHog reads it as its `MaxUIContext` model, in every version: anything but an
+        # object is a 400 ("Invalid message content."), after the AI throttle counted the
+        # message. Its keys are passed on as given (PostHog versions differ in them).
+        body["ui_context"] = json_object("ui_context", ui_context)
     if billing_context is not None:
         check_json("billing_context", billing_context)
         body["billing_context"] = billing_context

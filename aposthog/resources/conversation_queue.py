@@ -75,7 +75,7 @@ class ConversationQueue(Resource):
         *,
         agent_mode: AgentMode | str | None = None,
         contextual_tools: Mapping[str, Any] | None = None,
-        ui_context: Any = None,
+        ui_context: Mapping[str, Any] | None = None,
         billing_context: Any = None,
         session_id: str | None = None,
         timeout: Timeout = NOT_GIVEN,

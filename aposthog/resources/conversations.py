@@ -119,7 +119,7 @@ class Conversations(Resource):
         conversation: ConversationId | None = None,
         agent_mode: AgentMode | str | None = None,
         contextual_tools: Mapping[str, Any] | None = None,
-        ui_context: Any = None,
+        ui_context: Mapping[str, Any] | None = None,
         billing_context: Any = None,
         trace_id: ConversationId | None = None,
         session_id: str | None = None,

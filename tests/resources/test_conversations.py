@@ -806,6 +806,23 @@ async def test_agent_mode_may_be_any_enum_member(fake: FakePostHog, ph: aposthog
     assert sent(fake)[0]["agent_mode"] == "sql"
 
 
+@pytest.mark.parametrize("context", ["dashboards", ["dashboards"], 42, True])
+async def test_a_ui_context_that_is_no_object_is_refused_unsent(
+    fake: FakePostHog, ph: aposthog.Client, context: Any
+) -> None:
+    """
+    PostHog reads `ui_context` as its `MaxUIContext` model in every version: a string, a
+    list or a number is a 400 "Invalid message content." naming no field, after the AI
+    throttle has counted the message. It was sent; it is a `TypeError` naming the
+    argument now, for a new conversation and a queued message alike.
+    """
+    with pytest.raises(TypeError, match="ui_context must be a mapping"):
+        await ph.conversations.create("q", ui_context=context).until_done()
+    with pytest.raises(TypeError, match="ui_context must be a mapping"):
+        await ph.conversations.queue.add(str(uuid.uuid4()), "next", ui_context=context)
+    assert [] == fake.requests
+
+
 async def test_json_arguments_may_be_any_mapping_and_hold_tuples(
     fake: FakePostHog, ph: aposthog.Client
 ) -> None:
