@@ -20,9 +20,42 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_pyproject_registers_the_plugin_module() -> None:
-    """Installing aposthog registers the plugin under the name `aposthog`."""
-    project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
-    assert {"aposthog": "aposthog.testing.pytest_plugin"} == project["entry-points"]["pytest11"]
+    """Installing aposthog registers the plugin under the name `aposthog`, wheel included."""
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+    project = pyproject["project"]
+    assert {"aposthog": "_aposthog_pytest_plugin"} == project["entry-points"]["pytest11"]
+    build = pyproject["tool"]["hatch"]["build"]["targets"]
+    assert "_aposthog_pytest_plugin.py" in build["wheel"]["force-include"]
+    assert "_aposthog_pytest_plugin.py" in build["sdist"]["include"]
+
+
+def test_loading_the_plugin_imports_neither_aposthog_nor_aiohttp(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """
+    pytest loads every installed plugin in every run. The plugin's module was inside
+    the package: loading it imported aposthog, aiohttp, aiohttp.web and the fake (some
+    180 modules, about 0.3 s) in each pytest run of any project where aposthog is
+    installed, its fixture used or not. Loading it imports pytest alone now; the
+    fixture imports the kit when a test asks for it.
+    """
+    monkeypatch.setenv("PYTEST_DISABLE_PLUGIN_AUTOLOAD", "1")
+    pytester.makepyfile(
+        """
+        import sys
+
+        HEAVY = ("aposthog", "aiohttp", "cattrs", "attrs", "anyio")
+
+        def test_untouched():
+            assert [] == sorted(m for m in sys.modules if m.split(".")[0] in HEAVY)
+
+        def test_the_fixture_still_serves(fake_posthog):
+            assert fake_posthog.url.startswith("http://127.0.0.1:")
+            assert "aposthog.testing" in sys.modules
+        """
+    )
+    result = pytester.runpytest_subprocess("-p", "_aposthog_pytest_plugin", "-W", "error")
+    result.assert_outcomes(passed=2)
 
 
 def test_fixture_in_a_synchronous_test(fake_posthog: FakePostHog) -> None:
