@@ -256,6 +256,8 @@ def _serve_fake(parser: argparse.ArgumentParser, args: argparse.Namespace) -> in
             parser.error(f"argument --api-key: {exc}")
     try:
         return _run(lambda: _served(serve(args.port, key, args.fake_project_id, args.integrations)))
+    except BrokenPipeError:
+        raise  # the reader of its lines went away: 141, as for any command (`main`)
     except OSError as exc:
         reason = exc.strerror or str(exc)
         parser.exit(1, f"aposthog: error: cannot serve on 127.0.0.1:{args.port}: {reason}\n")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import os
 import signal
 import sys
 from collections.abc import Sequence
@@ -90,6 +91,13 @@ def main(argv: list[str] | None = None) -> int:
     parser, args = parse_arguments(argv)
     try:
         asyncio.run(serve(args.port, args.api_key, args.project_id, args.integrations))
+    except BrokenPipeError:
+        # The reader of its lines went away (a closed pipe): quiet, as other Unix tools.
+        with contextlib.suppress(OSError, ValueError):  # no "Exception ignored" at exit
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            os.close(devnull)
+        return 141
     except OSError as exc:
         # A port in use (or not ours to take): one line, not a traceback.
         reason = exc.strerror or str(exc)

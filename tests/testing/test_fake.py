@@ -261,6 +261,30 @@ def _standalone(
             assert 0 == proc.wait(timeout=10)
 
 
+@pytest.mark.parametrize("command", ["python -m aposthog.testing", "aposthog serve-fake"])
+def test_standalone_server_whose_reader_went_away_exits_141_quietly(command: str) -> None:
+    """
+    Its stdout a pipe nobody reads any more: the first line it prints fails. It said
+    "error: cannot serve on 127.0.0.1:0: Broken pipe" and exited 1, as for a port in
+    use; it exits 141 with nothing on stderr now, as the command line's other commands.
+    """
+    argv = [sys.executable, "-m", "aposthog.testing"]
+    if command == "aposthog serve-fake":
+        argv = [sys.executable, "-m", "aposthog", "serve-fake"]
+    read, write = os.pipe()
+    os.close(read)  # the reader went away before anything was printed
+    with subprocess.Popen(
+        argv,
+        stdout=write,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONWARNINGS": "error"},
+    ) as proc:
+        os.close(write)
+        _, stderr = proc.communicate(timeout=30)
+    assert (141, "") == (proc.returncode, stderr)
+
+
 def test_standalone_server_prints_its_url_and_key() -> None:
     """`python -m aposthog.testing` serves on 127.0.0.1 and prints how to connect."""
     with _standalone(lines=3) as values:
