@@ -1,8 +1,9 @@
 """
 Which proxy a request goes through: the environment's `HTTP_PROXY`, `HTTPS_PROXY` and
-`NO_PROXY`, except that a loopback host (127.0.0.0/8, ::1, `localhost`) never goes
-through one — a proxy cannot reach the caller's own machine, and a dead proxy setting
-must not break an embedded FakePostHog. Pure: no I/O.
+`NO_PROXY` (names, domains, and as curl and requests read it, IP ranges such as
+`10.0.0.0/8` and IPv6 addresses in brackets), except that a loopback host (127.0.0.0/8,
+::1, `localhost`) never goes through one — a proxy cannot reach the caller's own
+machine, and a dead proxy setting must not break an embedded FakePostHog. Pure: no I/O.
 """
 
 from __future__ import annotations
@@ -75,6 +76,36 @@ def redact(proxy: str) -> str:
     return urllib.parse.urlunsplit((scheme, after.netloc, after.path, "", ""))
 
 
+def _networks(no_proxy: str) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+    """
+    The IP ranges and addresses a `NO_PROXY` value names (`10.0.0.0/8`, `[2001:db8::1]`,
+    `2001:db8::/32`), which the standard library's matching, by name, does not read.
+    """
+    found = []
+    for entry in no_proxy.split(","):
+        entry = entry.strip().strip("[]")
+        if not entry or not (entry[0].isdigit() or ":" in entry):
+            continue  # a name or a domain: the standard library's
+        try:
+            found.append(ipaddress.ip_network(entry, strict=False))
+        except ValueError:
+            continue  # `host:port`, or not an address: the standard library's too
+    return tuple(found)
+
+
+def _in_networks(
+    host: str, networks: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]
+) -> bool:
+    """Whether `host`, an IP address, lies in one of `networks` (False for a name)."""
+    if not networks or not host or not (host[0].isdigit() or ":" in host):
+        return False
+    try:
+        address = ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return False
+    return any(address.version == net.version and address in net for net in networks)
+
+
 class Proxies:
     """The proxy for each origin, read from the environment once (at construction)."""
 
@@ -91,6 +122,7 @@ class Proxies:
         self._cache: dict[tuple[str, str], str | None] = {}
         #: Whether the environment names no proxy at all (every request goes direct).
         self.none = not self._env
+        self._networks = _networks(self._env.get("no", ""))
 
     def for_url(self, url: str) -> str | None:
         """The proxy URL for `url`, or None to connect directly."""
@@ -104,7 +136,11 @@ class Proxies:
             # (as in the standard library and requests); an IPv6 address goes without it.
             target = host if parts.port is None or ":" in host else f"{host}:{parts.port}"
             proxy = self._env.get(parts.scheme)
-            if proxy and (is_loopback(host) or _proxy_bypass(target, self._env)):
+            if proxy and (
+                is_loopback(host)
+                or _in_networks(host, self._networks)
+                or _proxy_bypass(target, self._env)
+            ):
                 proxy = None
             elif proxy and "://" not in proxy:
                 # `HTTPS_PROXY=proxy.corp:3128` (or `user:pass@proxy.corp:3128`): an

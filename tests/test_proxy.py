@@ -34,6 +34,48 @@ def test_a_no_proxy_entry_may_name_a_port() -> None:
     assert "http://proxy:3129" == ipv6.for_url("https://[fd00::2]:8443/x/")
 
 
+@pytest.mark.parametrize(
+    ("no_proxy", "direct", "proxied"),
+    [
+        ("10.0.0.0/8", "http://10.1.2.3:8000/x/", "http://11.1.2.3:8000/x/"),
+        ("192.168.0.0/16, .svc", "http://192.168.5.7/x/", "http://192.169.0.1/x/"),
+        ("2001:db8::/32", "http://[2001:db8::1]:8000/x/", "http://[2001:db9::1]:8000/x/"),
+        ("[2001:db8::1]", "http://[2001:db8::1]/x/", "http://[2001:db8::2]/x/"),
+        ("10.0.0.0/8", "http://10.0.0.9/x/", "http://10.example/x/"),
+    ],
+)
+def test_a_no_proxy_range_exempts_the_addresses_in_it(
+    no_proxy: str, direct: str, proxied: str
+) -> None:
+    """
+    `NO_PROXY=10.0.0.0/8,.svc,.cluster.local`, as curl, requests and Go read it (what
+    Kubernetes and corporate setups write): the standard library's matching reads no
+    range, so a self-hosted PostHog at 10.x went through the proxy, its key in cleartext
+    over `http://`. An address in a range, or an IPv6 one in brackets, goes direct.
+    """
+    proxies = Proxies({**ENV, "NO_PROXY": no_proxy})
+    assert proxies.for_url(direct) is None
+    assert proxies.for_url(proxied) is not None
+
+
+@given(st.ip_addresses(), st.integers(min_value=0, max_value=128))
+def test_a_no_proxy_range_matches_as_ipaddress_says(
+    address: ipaddress.IPv4Address | ipaddress.IPv6Address, prefix: int
+) -> None:
+    network = ipaddress.ip_network(f"{address}/{min(prefix, address.max_prefixlen)}", strict=False)
+    proxies = Proxies({**ENV, "NO_PROXY": f"a.b, {network}"})
+    probes = [address, network.network_address, network.broadcast_address]
+    after = int(network.broadcast_address) + 1  # the first address past the range
+    if after < 2**address.max_prefixlen:
+        probes.append(
+            ipaddress.ip_address(after) if address.version == 4 else ipaddress.IPv6Address(after)
+        )
+    for probe in probes:
+        host = f"[{probe}]" if probe.version == 6 else str(probe)
+        expected = None if probe in network or probe.is_loopback else "http://proxy:3128"
+        assert expected == proxies.for_url(f"http://{host}:8000/x/"), probe
+
+
 def test_loopback_is_never_proxied() -> None:
     proxies = Proxies(ENV)
     for url in ("http://127.0.0.1:1/", "http://127.9.9.9/", "http://[::1]:8/", "http://localhost/"):
