@@ -293,7 +293,9 @@ class RateLimitError(APIStatusError):
 
     Attributes:
         retry_after: seconds PostHog asked to wait, from a `Retry-After` header or from
-            the "Expected available in N seconds." text of the detail; None if it said neither.
+            the "Expected available in N seconds." text of the detail (the longer, where
+            both say one: a proxy's `Retry-After: 0` does not cut PostHog's wait); None
+            if it said neither.
     """
 
     def __init__(self, *, retry_after: float | None = None, **kwargs: Any) -> None:
@@ -517,10 +519,13 @@ def error_from_response(
         "path": path,
     }
     if cls is RateLimitError:
-        retry_after = _header(headers, "retry-after")
-        wait = parse_retry_after(retry_after)
-        if wait is None:
-            wait = parse_throttle_detail(detail)
+        wait = parse_retry_after(_header(headers, "retry-after"))
+        told = parse_throttle_detail(detail)
+        if wait is None or (told is not None and told > wait):
+            # PostHog's own 429 names its wait in the detail alone. A header beside it
+            # that says less (`0`, a date already past: a proxy's, or a skewed clock)
+            # would send every retry into the same throttle at once, with no jitter.
+            wait = told
         return RateLimitError(retry_after=wait, **kwargs)
     if cls is InternalServerError:
         return InternalServerError(

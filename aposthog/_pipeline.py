@@ -523,6 +523,10 @@ class Call:
         re-attach budget), and the deadline counts from now, not from the first attempt
         (an answer can stream for half an hour before it drops).
         """
+        if self._limit is None:
+            # The first drop of a stream that opened: the retries that opening took (a
+            # 429 of PostHog's AI throttle, say) are no re-attaches.
+            self._retries = 0
         self._limit = limit
         self._started = time.monotonic()
 
@@ -574,6 +578,11 @@ class Call:
                     slots.release()
                     pipeline.check_usable()
             counted = False
+            if failure is not None and self._past_deadline():
+                # The wait for a slot (all of them busy with other calls) ran past the
+                # deadline: no attempt starts after it, as the policy says.
+                slots.release()
+                raise failure.error
             if not self.attempts:
                 # The deadline counts from the first attempt's start, not from the wait
                 # for a slot or the rate limit before it.
@@ -601,6 +610,10 @@ class Call:
             if throttle is not None and isinstance(failure.error, RateLimitError):
                 bucket = paused_bucket(self._bucket, failure.error)
                 await throttle.penalize(bucket, failure.error.retry_after)
+
+    def _past_deadline(self) -> bool:
+        deadline = self._policy.deadline
+        return deadline is not None and time.monotonic() - self._started > deadline
 
     async def _acquire(self, throttle: Throttle, slots: Slots, wanted: Wanted | None) -> None:
         """Room in the bucket, and a slot (held on return)."""

@@ -115,20 +115,29 @@ def test_plain_serializer_error_map() -> None:
     assert ("name", "This field is required.") == (err.attr, err.detail)
 
 
-def test_rate_limit_wait_from_header_then_detail() -> None:
-    """Retry-After wins when present; otherwise the detail text gives the wait."""
-    detail = _envelope("throttled_error", "throttled", "Expected available in 12 seconds.")
-    from_text = error_from_response(429, {}, detail)
-    from_header = error_from_response(429, {"Retry-After": "3"}, detail)
-    neither = error_from_response(429, {}, _envelope("throttled_error", "throttled", "Slow down."))
-    assert isinstance(from_text, aposthog.RateLimitError)
-    assert isinstance(from_header, aposthog.RateLimitError)
-    assert isinstance(neither, aposthog.RateLimitError)
-    assert (12.0, 3.0, None) == (
-        from_text.retry_after,
-        from_header.retry_after,
-        neither.retry_after,
-    )
+@pytest.mark.parametrize(
+    ("header", "detail", "wait"),
+    [
+        (None, "Expected available in 12 seconds.", 12.0),  # PostHog's own 429
+        ("20", "Expected available in 12 seconds.", 20.0),
+        ("3", "Slow down.", 3.0),
+        (None, "Slow down.", None),
+        # A header that says less than the detail (a proxy's, a skewed clock's date): the
+        # retries went at once into the same throttle, with no jitter, and the error's
+        # `retry_after` told the caller to come back now.
+        ("0", "Expected available in 3 seconds.", 3.0),
+        ("Wed, 21 Oct 2015 07:28:00 GMT", "Expected available in 3 seconds.", 3.0),
+        ("0.001", "Expected available in 3 seconds.", 3.0),
+    ],
+)
+def test_rate_limit_wait_is_the_longer_of_header_and_detail(
+    header: str | None, detail: str, wait: float | None
+) -> None:
+    """A 429's wait: its Retry-After or its detail's, the longer where both say one."""
+    headers = {} if header is None else {"Retry-After": header}
+    err = error_from_response(429, headers, _envelope("throttled_error", "throttled", detail))
+    assert isinstance(err, aposthog.RateLimitError)
+    assert wait == err.retry_after
 
 
 def test_errors_pickle() -> None:
@@ -282,7 +291,7 @@ def test_a_pickled_error_keeps_every_field() -> None:
     copy = pickle.loads(pickle.dumps(err))
     assert isinstance(copy, aposthog.RateLimitError)
     assert vars(err) == vars(copy)
-    assert 3.0 == copy.retry_after
+    assert 7.0 == copy.retry_after  # the longer of header and detail
     assert json.loads(body) == copy.body
     assert ("POST", "/api/environments/1/x/") == (copy.method, copy.path)
 

@@ -700,6 +700,49 @@ async def test_the_deadline_counts_from_the_first_attempt_not_from_the_wait_for_
     assert 2 == sum(queued_id in path for path in seen)
 
 
+async def test_a_retry_whose_wait_for_a_slot_ends_past_the_deadline_is_not_made() -> None:
+    """
+    `RetryPolicy.deadline`: "no attempt starts later than this". A call met a 502 (retried
+    for a GET); while it backed off, a slow call took the one slot and held it 0.5 s. The
+    retry then waited for the slot, and started at 0.5 s, past a 0.2 s deadline (a web
+    handler's latency budget gone under load, when `max_concurrency` is full). The 502 is
+    raised once the slot comes past the deadline, and nothing more is sent for the call.
+    """
+    policy = aposthog.RetryPolicy(initial_backoff=0.01, max_backoff=0.01, deadline=0.2)
+    flaky_id, slow_id = (
+        "0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b",
+        "0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5c",
+    )
+    seen: list[str] = []
+    failing = asyncio.Event()
+
+    async def handler(request: ServerRequest) -> ServerReply:
+        seen.append(request.raw_path)
+        if slow_id in request.raw_path:
+            await asyncio.sleep(0.5)  # the slow answer holding the one slot
+        elif 1 == sum(flaky_id in path for path in seen):
+            failing.set()
+            await asyncio.sleep(0.05)  # the slow call queues for the slot meanwhile
+            return ServerReply(status=502, body=b"bad gateway")
+        return ServerReply(status=200, body=_CONFIG, headers={"Content-Type": "application/json"})
+
+    server = LoopbackServer(handler)
+    await server.start()
+    try:
+        async with _client(server.url, max_concurrency=1, retry=policy, rate_limits=None) as ph:
+            configs = ph.customer_profile_configs
+            flaky = asyncio.ensure_future(configs.get(flaky_id))
+            await failing.wait()
+            slow = asyncio.ensure_future(configs.get(slow_id))
+            with pytest.raises(aposthog.InternalServerError) as info:
+                await flaky
+            assert 502 == info.value.status
+            await slow
+    finally:
+        await server.stop()
+    assert 1 == sum(flaky_id in path for path in seen)
+
+
 async def test_a_json_call_inside_a_stream_loop_at_max_concurrency_1_does_not_wait_for_it(
     fake: FakePostHog,
 ) -> None:

@@ -772,6 +772,45 @@ async def _ask(
         await server.stop()
 
 
+@pytest.mark.parametrize("throttled", [0, 1, 2])
+async def test_retries_that_opened_a_stream_are_no_re_attaches(throttled: int) -> None:
+    """
+    PostHog's AI throttle (10 messages a minute) makes a 429 on `create()` likely; the
+    stream then opens, and its connection drops before the first event. The retries
+    the opening took were counted as re-attaches: with `max_reattaches=2`, one 429 left
+    one re-attach, two left none (`IncompleteStreamError` at once), though the message
+    may be generating. The budget starts when the stream has opened.
+    """
+    policy = aposthog.RetryPolicy(
+        max_retries=3, max_reattaches=2, initial_backoff=0.01, max_backoff=0.02
+    )
+    posts: list[Any] = []
+    throttle = {
+        "type": "throttled_error",
+        "code": "throttled",
+        "detail": "Request was throttled. Expected available in 0 seconds.",
+        "attr": None,
+    }
+
+    async def handler(request: ServerRequest) -> ServerReply:
+        if request.method != "POST":
+            return _json_reply({"detail": "Not found."}, status=404)
+        posts.append(json.loads(request.body)["content"])
+        if len(posts) <= throttled:
+            return _json_reply(throttle, status=429)
+        return _event_stream(b": opened\n\n")  # then the body ends: no event came
+
+    server = LoopbackServer(handler)
+    await server.start()
+    try:
+        async with aposthog.Client(api_key="phx_k", host=server.url, retry=policy) as ph:
+            with anyio.fail_after(5), pytest.raises(aposthog.IncompleteStreamError):
+                await ph.conversations.create("q").until_done()
+    finally:
+        await server.stop()
+    assert ["q"] * (throttled + 1) + [None, None] == posts
+
+
 def _ends_awaiting_approval() -> Callable[[ServerRequest], Awaitable[ServerReply]]:
     """A server whose run ends at a tool call awaiting approval: the conversation is idle
     (a re-attach is a 400) and shows the call in `pending_approvals`."""
