@@ -724,7 +724,16 @@ class StreamEngine:
         before, self.run_may_exist = self.run_may_exist, True
         self.sending = True
         try:
-            result = await self.api.open_attempt(request)
+            with self.api.pipeline.transport.writing() as began:
+                try:
+                    result = await self.api.open_attempt(request)
+                except BaseException:
+                    if not began[0]:
+                        # Cut off (cancelled) before a byte of it was written, while it
+                        # connected: it started nothing, and `cancel()` must not stop a
+                        # run it did not start (another device's, on this conversation).
+                        self.run_may_exist = before
+                    raise
         except ResponseDecodeError as exc:
             self._not_a_stream = exc
             raise

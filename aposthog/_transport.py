@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import logging
 import math
 import select
@@ -51,6 +52,23 @@ AIOHTTP_VERSION = aiohttp.__version__
 ClientSession = aiohttp.ClientSession
 
 logger = logging.getLogger("aposthog")
+
+
+#: Set around an attempt that must know whether its request began to be written (see
+#: `Transport.writing`): a cell the client's own request class sets as aiohttp sends it.
+_WRITING: contextvars.ContextVar[list[bool] | None] = contextvars.ContextVar(
+    "aposthog_writing", default=None
+)
+
+
+class _Request(aiohttp.ClientRequest):
+    """aiohttp's request, telling `writing()` when it starts to be sent."""
+
+    def send(self, conn: Any) -> Any:  # a plain function: no coroutine frame of its own
+        began = _WRITING.get()
+        if began is not None:
+            began[0] = True
+        return super().send(conn)
 
 
 def fixed_headers(headers: Mapping[str, str]) -> Mapping[str, str]:
@@ -621,6 +639,7 @@ class Transport:
                 headers=common,
                 auto_decompress=False,
                 cookie_jar=aiohttp.DummyCookieJar(),
+                request_class=_Request,
             )
             self._session_has_common = common is not None
             if isinstance(getattr(session, "_retry_connection", None), bool):
@@ -880,6 +899,21 @@ class Transport:
         # error the request's headers.
         del failure, proxy
         raise error
+
+    @contextlib.contextmanager
+    def writing(self) -> Iterator[list[bool]]:
+        """
+        `with transport.writing() as began:` around an attempt: `began[0]` turns True
+        once its request begins to be written (aiohttp connected, and sends it); while it
+        is False nothing was sent. With a borrowed `session=` (whose request class is its
+        own) it is True from the start: whether anything was sent is not known.
+        """
+        began = [not self._owns_session]
+        token = _WRITING.set(began)
+        try:
+            yield began
+        finally:
+            _WRITING.reset(token)
 
     def holds_session(self) -> bool:
         """Whether this transport made a session that is still open."""

@@ -248,6 +248,40 @@ async def test_a_read_after_a_loop_left_early_raises_instead_of_ending_quietly(
         assert [] == [e async for e in stream]
 
 
+async def test_cancel_sends_nothing_for_a_message_cut_off_while_connecting(
+    fake: FakePostHog, ph: aposthog.Client
+) -> None:
+    """
+    A chat relay's handler is cancelled (its user left) while the follow-up's POST is
+    still connecting, and cleans up with `stream.cancel()`, as the README shows. The
+    stream took the POST for sent from before it connected, so `cancel()` sent a PATCH
+    …/cancel/ for a message PostHog never received: it stopped whatever ran in that
+    conversation (another device's answer), or met a 404. It sends nothing now.
+    """
+    connecting = asyncio.Event()
+
+    async def never_connects(*_: Any, **__: Any) -> Any:
+        connecting.set()
+        await asyncio.Event().wait()  # aiohttp still connecting: nothing written yet
+
+    ph._api.pipeline.transport.open_stream = never_connects  # type: ignore[method-assign]
+    conversation = fake.seed_conversation()
+    stream = ph.conversations.create("follow-up", conversation=conversation.id)
+
+    async def relay() -> None:
+        async with stream:
+            async for _ in stream.text_deltas():
+                pass
+
+    task = asyncio.ensure_future(relay())
+    await connecting.wait()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    await stream.cancel()
+    assert [] == fake.requests
+
+
 async def test_break_out_of_text_deltas_closes_too(fake: FakePostHog, ph: aposthog.Client) -> None:
     fake.script_answer("slow answer", token_size=1, delay=0.02)
     stream = ph.conversations.create("q")

@@ -90,6 +90,32 @@ async def test_a_refused_connection_never_reached_it() -> None:
     assert not info.value.reached_server
 
 
+async def test_writing_tells_whether_a_request_began_to_be_sent(server: LoopbackServer) -> None:
+    """
+    `transport.writing()` marks an attempt whose request began to be written: not one
+    refused while connecting (nothing sent), a sent one once aiohttp sends it, and one on
+    a borrowed session from the start (its request class is not the client's: unknown).
+    """
+    listener = await anyio.create_tcp_listener(local_host="127.0.0.1")
+    port = listener.extra(anyio.abc.SocketAttribute.local_port)
+    await listener.aclose()
+    transport = Transport()
+    try:
+        with transport.writing() as refused, pytest.raises(aposthog.APIConnectionError):
+            await transport.send(Request(method="POST", url=f"http://127.0.0.1:{port}/"), {})
+        with transport.writing() as sent:
+            stream = await transport.open_stream(
+                Request(method="POST", url=f"{server.url}/stream/"), {}, idle_timeout=5
+            )
+            stream.close()
+    finally:
+        await transport.aclose()
+    assert (False, True) == (refused[0], sent[0])
+    async with aiohttp.ClientSession() as session:
+        with Transport(session=session).writing() as borrowed:
+            assert borrowed[0]
+
+
 async def test_stream_chunks_then_a_mid_stream_drop(server: LoopbackServer) -> None:
     """Chunks arrive as written; a cut mid-stream is an APIConnectionError, not aiohttp's."""
     transport = Transport()
