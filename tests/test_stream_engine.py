@@ -759,13 +759,14 @@ async def _ask(
     handler: Callable[[ServerRequest], Awaitable[ServerReply]],
     *,
     rate_limits: aposthog.RateLimits | None = None,
+    retry: aposthog.RetryPolicy = FAST,
 ) -> aposthog.ConversationResult:
     """`create("q").until_done()` against `handler`, served on loopback."""
     server = LoopbackServer(handler)
     await server.start()
     options: dict[str, Any] = {} if rate_limits is None else {"rate_limits": rate_limits}
     try:
-        async with aposthog.Client(api_key="phx_k", host=server.url, retry=FAST, **options) as ph:
+        async with aposthog.Client(api_key="phx_k", host=server.url, retry=retry, **options) as ph:
             with anyio.fail_after(5):
                 return await ph.conversations.create("q").until_done()
     finally:
@@ -800,14 +801,8 @@ async def test_retries_that_opened_a_stream_are_no_re_attaches(throttled: int) -
             return _json_reply(throttle, status=429)
         return _event_stream(b": opened\n\n")  # then the body ends: no event came
 
-    server = LoopbackServer(handler)
-    await server.start()
-    try:
-        async with aposthog.Client(api_key="phx_k", host=server.url, retry=policy) as ph:
-            with anyio.fail_after(5), pytest.raises(aposthog.IncompleteStreamError):
-                await ph.conversations.create("q").until_done()
-    finally:
-        await server.stop()
+    with pytest.raises(aposthog.IncompleteStreamError):
+        await _ask(handler, retry=policy)
     assert ["q"] * (throttled + 1) + [None, None] == posts
 
 
