@@ -111,16 +111,18 @@ def as_seconds(value: float) -> float:
         return math.inf
 
 
-def _check_seconds(name: str, value: object, *, allow_none: bool = False) -> None:
+def _check_seconds(
+    name: str, value: object, *, allow_none: bool = False, noun: str = "number of seconds"
+) -> None:
     """Raise TypeError/ValueError unless ``value`` is a finite, non-negative number of seconds."""
     if value is None and allow_none:
         return
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        expected = "a number of seconds or None" if allow_none else "a number of seconds"
+        expected = f"a {noun} or None" if allow_none else f"a {noun}"
         raise TypeError(f"{name} must be {expected}, got {type(value).__name__}: {value!r}")
     value = as_seconds(value)
     if not math.isfinite(value) or value < 0:
-        raise ValueError(f"{name} must be a finite number of seconds >= 0, got {value!r}")
+        raise ValueError(f"{name} must be a finite {noun} >= 0, got {value!r}")
 
 
 @attrs.frozen(kw_only=True)
@@ -172,7 +174,8 @@ class RetryPolicy:
             )
         if reattaches < 0:
             raise ValueError(f"max_reattaches must be >= 0, got {reattaches!r}")
-        _check_seconds("retry_after_jitter", self.retry_after_jitter)
+        # A fraction of the wait, not seconds: 0.2 spreads a 1 s wait over 1 to 1.2 s.
+        _check_seconds("retry_after_jitter", self.retry_after_jitter, noun="fraction of the wait")
         _check_seconds("initial_backoff", self.initial_backoff)
         _check_seconds("max_backoff", self.max_backoff)
         _check_seconds("max_retry_after", self.max_retry_after)

@@ -516,6 +516,15 @@ def test_retry_policy_rejects_bad_arguments(
         RetryPolicy(**kwargs)  # type: ignore[arg-type]
 
 
+def test_a_bad_retry_after_jitter_is_named_as_a_fraction_not_seconds() -> None:
+    """`retry_after_jitter` is a fraction of the wait: its errors said "number of seconds"."""
+    with pytest.raises(ValueError, match="finite fraction of the wait >= 0") as negative:
+        RetryPolicy(retry_after_jitter=-0.1)
+    with pytest.raises(TypeError, match="must be a fraction of the wait, got str") as text:
+        RetryPolicy(retry_after_jitter="0.2")  # type: ignore[arg-type]
+    assert "seconds" not in str(negative.value) + str(text.value)
+
+
 @pytest.mark.parametrize("value", [True, False, 1.5, 5.0, "5", None])
 def test_retry_policy_rejects_a_non_int_max_reattaches(value: object) -> None:
     """max_reattaches must be a real int: a bool, float, string or None is rejected."""
