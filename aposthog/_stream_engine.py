@@ -601,6 +601,7 @@ class StreamEngine:
         if COUNTS_CANCELLATIONS:
             await self._pump(failure, reconcile, confirm)
         else:
+            running_loop()  # before the coroutine is made: no asyncio loop, no task for it
             await apart(self._pump(failure, reconcile, confirm))
 
     async def _pump(self, failure: Failure | None, reconcile: bool, confirm: bool) -> None:
