@@ -409,15 +409,18 @@ def _skipping(
         skip = skipped(url)
         unbuilt = page._unbuilt
         if unbuilt is None:
-            return new_page(page.results[skip:], page.count, page.next, page.previous, page._fetch)
-        rest = Unbuilt(
-            unbuilt.raw[skip:],
-            unbuilt.item_type,
-            unbuilt.request_path,
-            unbuilt.status,
-            unbuilt.on_results,
-        )
-        return new_raw_page(rest, page.count, page.next, page.previous, page._fetch)
+            kept = new_page(page.results[skip:], page.count, page.next, page.previous, page._fetch)
+        else:
+            rest = Unbuilt(
+                unbuilt.raw[skip:],
+                unbuilt.item_type,
+                unbuilt.request_path,
+                unbuilt.status,
+                unbuilt.on_results,
+            )
+            kept = new_raw_page(rest, page.count, page.next, page.previous, page._fetch)
+        kept._request = page._request  # where a walk by hand from it starts
+        return kept
 
     return first
 

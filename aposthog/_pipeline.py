@@ -120,6 +120,25 @@ class Wanted(Protocol):
         """Return once `now()` is True or False."""
 
 
+class _BeforeDeadline:
+    """A retry's `Wanted`: the caller's, and no longer once the call's deadline passed."""
+
+    __slots__ = ("_call", "_inner")
+
+    def __init__(self, call: Call, inner: Wanted | None) -> None:
+        self._call = call
+        self._inner = inner
+
+    def now(self) -> bool | None:
+        if self._call._past_deadline():
+            return False
+        return True if self._inner is None else self._inner.now()
+
+    async def decided(self) -> None:
+        if self._inner is not None:
+            await self._inner.decided()
+
+
 class Unsent(Exception):
     """
     Raised by an attempt that found it must not be sent, before sending anything: the
@@ -568,21 +587,36 @@ class Call:
             # slot, costs no trip through the event loop.
             slots = pipeline.slots
             if pipeline.throttle is not None and not counted:
-                await self._acquire(pipeline.throttle, slots, wanted)
+                # A retry is asked about the deadline as it is about to be counted (after
+                # its wait for a slot): past it, it is neither counted nor sent.
+                ask = wanted
+                if failure is not None and self._policy.deadline is not None:
+                    ask = _BeforeDeadline(self, wanted)
+                past = False
+                try:
+                    await self._acquire(pipeline.throttle, slots, ask)
+                except Unwanted:
+                    if ask is wanted or not self._past_deadline():
+                        raise
+                    past = True
+                if past:
+                    assert failure is not None
+                    raise failure.error
                 if pipeline.closed:  # closed while it waited: nothing is sent
                     slots.release()
                     pipeline.check_usable()
-            elif not slots.take_nowait():
-                await slots.take()
-                if pipeline.closed:
+            else:
+                if not slots.take_nowait():
+                    await slots.take()
+                    if pipeline.closed:
+                        slots.release()
+                        pipeline.check_usable()
+                if failure is not None and self._past_deadline():
+                    # The wait for a slot (all of them busy with other calls) ran past the
+                    # deadline: no attempt starts after it, as the policy says.
                     slots.release()
-                    pipeline.check_usable()
+                    raise failure.error
             counted = False
-            if failure is not None and self._past_deadline():
-                # The wait for a slot (all of them busy with other calls) ran past the
-                # deadline: no attempt starts after it, as the policy says.
-                slots.release()
-                raise failure.error
             if not self.attempts:
                 # The deadline counts from the first attempt's start, not from the wait
                 # for a slot or the rate limit before it.

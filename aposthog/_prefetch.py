@@ -123,12 +123,19 @@ def planned_urls(next_url: str, count: int, wanted: int | None = None) -> Planne
 
 
 def url_key(url: str) -> tuple[str, str] | str:
-    """What a URL requests once `same_origin_url()` has put it on the configured host."""
+    """
+    What a URL requests once `same_origin_url()` has put it on the configured host. A
+    project's path and its environment's are one list (PostHog writes `next` under
+    `/api/projects/` for a list asked for under `/api/environments/`).
+    """
     try:
         parts = urllib.parse.urlsplit(url)
     except ValueError:
         return url
-    return parts.path or "/", parts.query
+    path = parts.path or "/"
+    if "/api/projects/" in path:
+        path = path.replace("/api/projects/", "/api/environments/", 1)
+    return path, parts.query
 
 
 async def _fetch_once(

@@ -246,6 +246,39 @@ async def test_a_next_that_repeats_a_fetched_page_is_a_decode_error(how: str, st
     assert len(hits) <= (50 if stuck == "offset stops" else 4)
 
 
+@pytest.mark.parametrize("how", ["next_page", "async for"])
+@pytest.mark.parametrize("start", ["first page", "resumed with #skip"])
+async def test_a_next_naming_the_first_page_as_a_project_list_is_a_loop_too(
+    how: str, start: str
+) -> None:
+    """
+    PostHog writes `next` under `/api/projects/<id>/` for a list asked for under
+    `/api/environments/<id>/`: one list. A `next` naming the first page that way was not
+    taken for the page already fetched: it came again, its records handed out twice. So
+    was one naming a page resumed at `…#skip=N` (rebuilt without its request). Both are
+    refused at once now.
+    """
+    hits: list[str] = []
+
+    async def handler(request: web.Request) -> web.Response:
+        hits.append(request.path_qs)
+        path = request.path.replace("/api/environments/", "/api/projects/")
+        follow = str(request.url.with_path(path).with_query(request.url.query))
+        return web.json_response({"next": follow, "results": [_config(i) for i in range(3)]})
+
+    async with (
+        serve(handler) as url,
+        aposthog.Client(api_key="phx_k", host=url, project_id=1, max_retries=0) as ph,
+    ):
+        paginator = ph.customer_profile_configs.list()
+        if start == "resumed with #skip":
+            first = f"{url}/api/environments/1/customer_profile_configs/?cursor=1#skip=1"
+            paginator = paginator.resume_from(first)
+        with pytest.raises(aposthog.ResponseDecodeError, match="already fetched"):
+            await _collect(paginator, how)
+    assert 1 == len(hits), hits
+
+
 async def test_to_list_fetches_as_many_pages_at_once_as_max_concurrency_allows() -> None:
     """
     `to_list()` on a limit/offset list fetches the remaining pages "as many at once as

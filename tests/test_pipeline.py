@@ -700,13 +700,18 @@ async def test_the_deadline_counts_from_the_first_attempt_not_from_the_wait_for_
     assert 2 == sum(queued_id in path for path in seen)
 
 
-async def test_a_retry_whose_wait_for_a_slot_ends_past_the_deadline_is_not_made() -> None:
+@pytest.mark.parametrize("limited", [False, True])
+async def test_a_retry_whose_wait_for_a_slot_ends_past_the_deadline_is_not_made(
+    limited: bool,
+) -> None:
     """
     `RetryPolicy.deadline`: "no attempt starts later than this". A call met a 502 (retried
     for a GET); while it backed off, a slow call took the one slot and held it 0.5 s. The
     retry then waited for the slot, and started at 0.5 s, past a 0.2 s deadline (a web
     handler's latency budget gone under load, when `max_concurrency` is full). The 502 is
     raised once the slot comes past the deadline, and nothing more is sent for the call.
+    With a rate limiter, the retry is not counted either (it is asked about the deadline
+    as it is about to be counted): the window's third request is the next call's.
     """
     policy = aposthog.RetryPolicy(initial_backoff=0.01, max_backoff=0.01, deadline=0.2)
     flaky_id, slow_id = (
@@ -720,7 +725,7 @@ async def test_a_retry_whose_wait_for_a_slot_ends_past_the_deadline_is_not_made(
         seen.append(request.raw_path)
         if slow_id in request.raw_path:
             await asyncio.sleep(0.5)  # the slow answer holding the one slot
-        elif 1 == sum(flaky_id in path for path in seen):
+        elif flaky_id in request.raw_path and 1 == sum(flaky_id in path for path in seen):
             failing.set()
             await asyncio.sleep(0.05)  # the slow call queues for the slot meanwhile
             return ServerReply(status=502, body=b"bad gateway")
@@ -729,7 +734,10 @@ async def test_a_retry_whose_wait_for_a_slot_ends_past_the_deadline_is_not_made(
     server = LoopbackServer(handler)
     await server.start()
     try:
-        async with _client(server.url, max_concurrency=1, retry=policy, rate_limits=None) as ph:
+        limits = aposthog.RateLimits(api=(aposthog.Rate(3, per=60),), margin=0)
+        async with _client(
+            server.url, max_concurrency=1, retry=policy, rate_limits=limits if limited else None
+        ) as ph:
             configs = ph.customer_profile_configs
             flaky = asyncio.ensure_future(configs.get(flaky_id))
             await failing.wait()
@@ -738,6 +746,7 @@ async def test_a_retry_whose_wait_for_a_slot_ends_past_the_deadline_is_not_made(
                 await flaky
             assert 502 == info.value.status
             await slow
+            await configs.get(slow_id.replace("5c", "5d"))  # the window's third request
     finally:
         await server.stop()
     assert 1 == sum(flaky_id in path for path in seen)
