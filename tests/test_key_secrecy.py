@@ -112,7 +112,7 @@ def _assert_no_key_in_locals(error: BaseException) -> None:
 async def _raised(port: int, *, stream: bool, expected: type[BaseException]) -> BaseException:
     """What a call (or a stream) of a client with the key, to 127.0.0.1:`port`, raises."""
     client = aposthog.Client(
-        api_key=SENTINEL, host=f"http://127.0.0.1:{port}", max_retries=0, timeout=0.3
+        api_key=SENTINEL, host=f"http://127.0.0.1:{port}", max_retries=0, timeout=1.0
     )
     async with client as ph:
         with pytest.raises(expected) as info:
@@ -474,7 +474,10 @@ async def test_an_answer_quoting_the_key_leaves_it_in_no_frame_of_the_traceback(
 
     async def serve_one(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         handlers.append(writer)
-        head = await reader.readuntil(b"\r\n\r\n")
+        try:
+            head = await reader.readuntil(b"\r\n\r\n")
+        except (asyncio.IncompleteReadError, ConnectionError):
+            return  # a connection the client gave up on before its request (a loaded machine)
         (authorization,) = [
             line.split(b":", 1)[1].strip()
             for line in head.split(b"\r\n")
