@@ -652,10 +652,7 @@ class _PageSource(Generic[T]):
 
     def first_url(self) -> str:
         """The first page's URL, its query included (where a read that failed resumes)."""
-        request = self._api.pipeline.request(self._route, self._parts, params=self._params)
-        if not request.params:
-            return request.url
-        return f"{request.url}?{urllib.parse.urlencode(request.params)}"
+        return self._api.pipeline.request(self._route, self._parts, params=self._params).full_url()
 
     def _path(self) -> str:
         """This list's path (percent-decoded), where every page of it is."""

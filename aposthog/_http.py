@@ -309,6 +309,12 @@ class Request:
         default=attrs.Factory(lambda self: urllib.parse.urlsplit(self.url).path, takes_self=True)
     )
 
+    def full_url(self) -> str:
+        """`url` with the query `params` make: the address a page's `next` would give."""
+        if not self.params:
+            return self.url
+        return f"{self.url}?{urllib.parse.urlencode(self.params)}"
+
 
 @attrs.frozen
 class Route:

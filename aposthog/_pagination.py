@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import urllib.parse
 from collections.abc import Awaitable, Callable, Coroutine, Generator, Iterator
 from typing import Any, Generic, Protocol, TypeVar
 
@@ -303,12 +302,7 @@ class Page(Generic[T]):
     def _own_key(self) -> tuple[str, str] | str | None:
         """What this page's request asked for (`url_key`), if the page knows it."""
         request = self._request
-        if request is None:
-            return None
-        url = request.url
-        if request.params:
-            url = f"{url}?{urllib.parse.urlencode(request.params)}"
-        return url_key(url)
+        return None if request is None else url_key(request.full_url())
 
     def __iter__(self) -> Iterator[T]:
         return iter(self.results)

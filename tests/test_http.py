@@ -197,6 +197,16 @@ def test_request_repr_has_no_headers_secret() -> None:
     assert "/api/x/" == request.path
 
 
+def test_a_requests_full_url_is_its_url_with_its_query_encoded() -> None:
+    """What a page's `next` would name: the query built from `params`, percent-encoded."""
+    bare = Request(method="GET", url="https://us.posthog.com/api/x/")
+    assert "https://us.posthog.com/api/x/" == bare.full_url()
+    request = Request(
+        method="GET", url="https://us.posthog.com/api/x/", params=(("limit", "10"), ("q", "a b&c"))
+    )
+    assert "https://us.posthog.com/api/x/?limit=10&q=a+b%26c" == request.full_url()
+
+
 def test_secret_is_its_text_but_never_its_repr() -> None:
     """The key goes on the wire as itself; any repr (and so any container's) hides it."""
     secret = Secret("phx_secret_key")
