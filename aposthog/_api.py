@@ -45,7 +45,7 @@ from ._pagination import (
 )
 from ._pipeline import Call, Failure, Pipeline, longest_wait, paused_bucket
 from ._retry import StatusOutcome
-from ._stream_failures import EVENT_STREAM, snippet
+from ._stream_failures import EVENT_STREAM, STREAM_ACCEPT, snippet
 from ._transport import Response, StreamResponse
 
 __all__ = ["NOT_GIVEN", "Api", "NotGiven", "decode_json"]
@@ -332,7 +332,7 @@ class Api:
 
     async def _open_attempt(self, request: Request) -> StreamResponse | Failure:
         pipeline = self.pipeline
-        headers = pipeline.headers(request, accept=EVENT_STREAM)
+        headers = pipeline.headers(request, accept=STREAM_ACCEPT)
         timeout = self.config.timeout
         # One time limit for the whole attempt: the headers, then what is read of an
         # error body or of a page that is not a stream, in what is left of it.

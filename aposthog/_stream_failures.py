@@ -9,10 +9,17 @@ from ._http import Redactor
 from ._pipeline import Failure
 from ._transport import StreamResponse
 
-__all__ = ["EVENT_STREAM", "dropped_failure", "nothing_started", "snippet"]
+__all__ = ["EVENT_STREAM", "STREAM_ACCEPT", "dropped_failure", "nothing_started", "snippet"]
 
 #: The content type of an event stream, as PostHog answers a conversation's messages.
 EVENT_STREAM = "text/event-stream"
+#: The `Accept` of a conversation's request. The event stream alone is not enough: DRF
+#: negotiates the content type before the view runs, against the view's renderers, and
+#: PostHog's `ConversationViewSet` has only its default JSON one (its own
+#: `ServerSentEventRenderer` is gone), so `text/event-stream` alone is a 406 "Could not
+#: satisfy the request Accept header." The view answers with the stream all the same,
+#: and its errors in JSON.
+STREAM_ACCEPT = f"{EVENT_STREAM}, application/json"
 
 
 def nothing_started(failure: Failure) -> bool:

@@ -99,7 +99,8 @@ async def test_the_request_carries_what_posthog_needs(
     }
     request = next(r for r in fake.requests if r.method == "POST")
     assert request.headers["x-posthog-session-id"] == "sess-1"
-    assert request.headers["accept"] == "text/event-stream"
+    # PostHog's view renders JSON only: the stream alone would be a 406 (see the fake's test).
+    assert request.headers["accept"] == "text/event-stream, application/json"
 
 
 async def test_pre_stream_errors_raise_on_entry(fake: FakePostHog, ph: aposthog.Client) -> None:

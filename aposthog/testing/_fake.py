@@ -2,11 +2,11 @@
 `FakePostHog`: a real HTTP server on 127.0.0.1 that behaves like PostHog's
 environment-scoped API, with in-memory state and knobs for tests.
 
-The order of checks follows Django and DRF: the URL must resolve (404), then the key
-must be valid (401, with `WWW-Authenticate`), then the key's scopes must allow the
-action (403), then throttles apply (429), and only then does the view run. Faults a
-test injects with `fail_next()` and `drop_next()` act before all of that, like a load
-balancer would.
+The order of checks follows Django and DRF: the URL must resolve (404), then the
+`Accept` header must let PostHog answer in JSON (406), then the key must be valid (401,
+with `WWW-Authenticate`), then the key's scopes must allow the action (403), then
+throttles apply (429), and only then does the view run. Faults a test injects with
+`fail_next()` and `drop_next()` act before all of that, like a load balancer would.
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ from . import _batch_exports, _conversations, _profile_configs
 from ._conversation_knobs import ConversationsKnobs
 from ._loopback import LoopbackServer, ServerReply, ServerRequest
 from ._throttle import FakeThrottles, ThrottleLimit, throttled
-from ._wire import FakeRequest, HTTPError, Route, error, json_reply, server_error
+from ._wire import FakeRequest, HTTPError, Route, accepts_json, error, json_reply, server_error
 
 __all__ = ["FakePostHog", "RecordedRequest"]
 
@@ -573,6 +573,16 @@ class FakePostHog:
             segments=segments,
             links_rewritten=self.environments_rewritten,
         )
+        if not accepts_json(raw.headers.get("accept")):
+            # DRF negotiates the answer's content type first, in `initial()`: before the key.
+            raise HTTPError(
+                error(
+                    406,
+                    "invalid_request",
+                    "not_acceptable",
+                    "Could not satisfy the request Accept header.",
+                )
+            )
         # DRF authenticates before any permission check: no or a bad key is 401 for any project.
         key = self._authenticate(request)
         if project not in (self.project_id, "@current"):

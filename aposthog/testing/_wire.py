@@ -98,6 +98,23 @@ def empty(status: int = 204) -> ServerReply:
     return ServerReply(status=status, body=b"")
 
 
+def accepts_json(accept: str | None) -> bool:
+    """
+    Whether DRF's content negotiation finds PostHog's one renderer (`SafeJSONRenderer`,
+    `application/json`) for a request's `Accept` header: some media type in it (its
+    parameters, `q` included, ignored) is `application/json`, `application/*` or `*/*`.
+    No header at all is `*/*`. PostHog's `ConversationViewSet` has that renderer alone
+    too, its answer's event stream being a Django response DRF does not render.
+    """
+    if accept is None:
+        return True
+    for token in accept.split(","):
+        main, _, sub = token.partition(";")[0].strip().lower().partition("/")
+        if main in ("application", "*") and sub.strip() in ("json", "*"):
+            return True
+    return False
+
+
 def error(
     status: int,
     type: str,

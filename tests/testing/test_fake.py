@@ -1364,3 +1364,40 @@ async def test_two_fakes_made_with_port_none_serve_side_by_side() -> None:
         return
     async with first, second:
         assert first.url != second.url
+
+
+@pytest.mark.parametrize(
+    ("accept", "status"),
+    [
+        ("text/event-stream", 406),
+        ("text/html, text/plain", 406),
+        ("application/xml", 406),
+        ("text/event-stream, application/json", 200),
+        ("application/json; charset=utf-8", 200),
+        ("application/*", 200),
+        ("*/*;q=0.1", 200),
+        ("TEXT/EVENT-STREAM, Application/JSON", 200),
+    ],
+)
+async def test_an_accept_header_without_json_is_406_before_the_key_is_read(
+    fake: FakePostHog, accept: str, status: int
+) -> None:
+    """
+    DRF negotiates the answer's content type in `initial()`, before authentication, with
+    PostHog's one renderer (JSON), for a conversation's stream too: an `Accept` of the
+    event stream alone is PostHog's 406, whatever the key (here none).
+    """
+    path = "/api/environments/1/conversations/"
+    got, _, body = await _raw(fake, "POST", path, headers={"Accept": accept}, json={})
+    if status == 406:
+        assert (
+            406,
+            {
+                "type": "invalid_request",
+                "code": "not_acceptable",
+                "detail": "Could not satisfy the request Accept header.",
+                "attr": None,
+            },
+        ) == (got, json.loads(body))
+    else:
+        assert 401 == got  # negotiated: then the missing key
