@@ -89,11 +89,27 @@ if age >= 0 then  -- may have been slow, a connection opened, and placed it late
   waiting[1] = member
   first = tonumber(redis.call('ZSCORE', line, member))
 end
+-- Those behind it, in the order they came in its process, where none can go before the
+-- one ahead of it: each no earlier than the one before. Placed by earlier questions,
+-- whose round trips took longer or shorter, one may sit before a request that came
+-- before it there (or before the asker): it moves up to it, or the asker would count
+-- as ahead of itself a request that waits for it, and wait for good.
 local behind = tonumber(ARGV[base + 2])
+local floor = first
 for i = 1, behind do
   local other = ARGV[base + 1 + 2 * i]
-  local came = math.max(now - tonumber(ARGV[base + 2 + 2 * i]), first)
-  redis.call('ZADD', line, 'NX', came, other)
+  local placed = redis.call('ZSCORE', line, other)
+  if placed then
+    placed = tonumber(placed)
+    if placed < floor then
+      redis.call('ZADD', line, 'XX', floor, other)
+      placed = floor
+    end
+  else
+    placed = math.max(now - tonumber(ARGV[base + 2 + 2 * i]), floor)
+    redis.call('ZADD', line, placed, other)
+  end
+  floor = placed
   waiting[#waiting + 1] = other
 end
 local left = base + 3 + 2 * behind

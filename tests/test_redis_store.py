@@ -1630,6 +1630,28 @@ async def test_the_fleets_line_serves_the_request_that_came_first(
     assert 0.0 == await store._ask("s", "api", windows, 0.0, early, 0.0)
 
 
+async def test_a_request_placed_before_one_it_came_after_in_its_process_holds_nobody_back(
+    store: RedisRateLimitStore,
+) -> None:
+    """
+    A process's requests are placed in the fleet's line by its head's questions, each
+    from when it came, reckoned against Redis's clock as of that question: questions
+    whose round trips differ (a first one that opened a connection) can place a request
+    before one that came before it in the process. That one, at the head, counted it as
+    ahead of itself, though it waits behind it and never asks: a full window held it
+    for good (a burst of calls in one process stalled the fleet). It moves up now.
+    """
+    windows = (Rate(1, per=0.3),)
+    assert 0.0 == await store.try_acquire("s", "api", windows, 0.0)  # the window is full
+    head, second, third = store._ticket(), store._ticket(), store._ticket()
+    assert 0 < await store._ask("s", "api", windows, 0.0, head, 0.010, ((second, 0.006),))
+    # A question whose reckoning places the third (which came after the second) earlier.
+    assert 0 < await store._ask("s", "api", windows, 0.0, head, 0.5, ((second, 0.5), (third, 0.5)))
+    store._leave("s", "api", head)  # gone (cancelled, say): the second is the head
+    await anyio.sleep(0.32)  # the window has room again
+    assert 0.0 == await store._ask("s", "api", windows, 0.0, second, 0.0, ((third, 0.0),))
+
+
 async def test_a_question_naming_requests_gone_reckons_the_asker_without_them(
     store: RedisRateLimitStore,
 ) -> None:
