@@ -776,7 +776,9 @@ class _PageSource(Generic[T]):
         body = decode_json(response, request)
         path = request.path
         results, count, next_url, previous = parse_raw_page(body, request_path=path)
-        unbuilt = Unbuilt(results, self._item_type, path, response.status, self._on_results)
+        unbuilt = Unbuilt(
+            results, self._item_type, path, response.status, self._on_results, page=body
+        )
         page = new_raw_page(unbuilt, count, next_url, previous, self.fetch)
         page._request = request
         return page

@@ -197,7 +197,8 @@ class IncompleteStreamError(APIConnectionError):
 
 class APIStatusError(PostHogError):
     """
-    PostHog answered with an error status.
+    PostHog answered with an error status (or, for a `RateLimitError`, this client's rate
+    limiter refused the call before sending it).
 
     Attributes:
         status: the HTTP status code.
@@ -289,7 +290,11 @@ class UnprocessableEntityError(APIStatusError):
 
 class RateLimitError(APIStatusError):
     """
-    429: throttled.
+    429: throttled, by PostHog, or by this client's rate limiter before sending.
+
+    The client's own refusal (a wait the call may not take: see `RetryPolicy.deadline`
+    and `max_retry_after`) sends nothing: its `body`, `type` and `code` are None and
+    `retry_after` is the wait it refused.
 
     Attributes:
         retry_after: seconds PostHog asked to wait, from a `Retry-After` header or from

@@ -37,7 +37,7 @@ from typing import Final
 import anyio
 import anyio.lowlevel
 
-from ._errors import APIConnectionError, ClientStateError, ConfigurationError, RateLimitError
+from ._errors import APIConnectionError, ClientStateError, ConfigurationTypeError, RateLimitError
 from ._pipeline import Sleeps, Unwanted, Wanted, announce_wait, closable, wait_listener
 from ._ratelimit import BucketLog, Rate, RateLimits, resolve_rate_limits
 from ._slots import Slots
@@ -931,7 +931,7 @@ def make_rate_limiter(
     """The limiter of a new client (`Client(rate_limits=..., rate_limit_store=...)`), or None."""
     given: object = store  # typed for callers, checked as anything
     if given is not None and not isinstance(given, RateLimitStore):
-        raise ConfigurationError(
+        raise ConfigurationTypeError(
             "rate_limit_store must be None, an aposthog.InProcessRateLimitStore or an "
             f"aposthog.RedisRateLimitStore, got {type(given).__name__}"
         )

@@ -81,9 +81,13 @@ def parse_page(
     """
     results, count, next_url, previous = parse_raw_page(body, request_path=request_path)
     assert _structure_records is not None  # loaded by `parse_raw_page`
-    records = _structure_records(
-        results, list_type.__args__[0], path="$.results", request_path=request_path
-    )
+    try:
+        records = _structure_records(
+            results, list_type.__args__[0], path="$.results", request_path=request_path
+        )
+    except ResponseDecodeError as exc:
+        _whole_page(exc, body)
+        raise
     return records, count, next_url, previous
 
 
@@ -318,7 +322,7 @@ class Page(Generic[T]):
 class Unbuilt:
     """A page's records as their JSON came, and what building them takes."""
 
-    __slots__ = ("item_type", "on_results", "raw", "request_path", "status")
+    __slots__ = ("first", "item_type", "on_results", "page", "raw", "request_path", "status")
 
     def __init__(
         self,
@@ -327,12 +331,18 @@ class Unbuilt:
         request_path: str,
         status: int,
         on_results: Callable[[list[Any]], None] | None,
+        *,
+        page: Any = None,
+        first: int = 0,
     ) -> None:
         self.raw = raw
         self.item_type = item_type
         self.request_path = request_path
         self.status = status
         self.on_results = on_results
+        #: The page's whole body (`raw` is its `results`, from index `first` on).
+        self.page = page
+        self.first = first
 
     def build(self) -> list[Any]:
         """Every record, or the `ResponseDecodeError` a page built whole raises."""
@@ -342,9 +352,29 @@ class Unbuilt:
                 self.raw, self.item_type, path="$.results", request_path=self.request_path
             )
         except ResponseDecodeError as exc:
-            if exc.status is None:
-                exc.status = self.status  # the answer's, as for a page built whole
-            raise
+            error = exc
+        if self.first:
+            # The rest of a page resumed at `#skip=N`: the error names the page's own
+            # indexes, as its paths go in its body (the error path alone pays for this).
+            try:
+                _structure_records(
+                    self.page["results"],
+                    self.item_type,
+                    path="$.results",
+                    request_path=self.request_path,
+                )
+            except ResponseDecodeError as exc:
+                error = exc
+        _whole_page(error, self.page)
+        if error.status is None:
+            error.status = self.status  # the answer's, as for a page built whole
+        raise error
+
+
+def _whole_page(error: ResponseDecodeError, body: Any) -> None:
+    """Give `error` the whole page's body, where its paths (`$.results[3].id`) lead."""
+    if body is not None:
+        error.body = body
 
 
 def new_page(
@@ -411,6 +441,8 @@ def _skipping(
                 unbuilt.request_path,
                 unbuilt.status,
                 unbuilt.on_results,
+                page=unbuilt.page,
+                first=unbuilt.first + skip,
             )
             kept = new_raw_page(rest, page.count, page.next, page.previous, page._fetch)
         kept._request = page._request  # where a walk by hand from it starts

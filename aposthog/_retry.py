@@ -149,8 +149,10 @@ class RetryPolicy:
 
     No attempt starts later than this, and no wait is begun that would end after it;
     the last attempt then has its own `timeout`. So a call takes at most about
-    `deadline + timeout` once first sent (its wait for a concurrency slot, or for the
-    rate limit, before the first attempt is not part of it)."""
+    `deadline + timeout` once first sent. Its wait for a concurrency slot before the
+    first attempt is not part of it; a wait for the rate limit before it is bounded as
+    a retry's is: one longer than `max_retry_after` or than `deadline` is not begun
+    (`RateLimitError`, unsent)."""
 
     retry_after_jitter: float = 0.2
     """Spread added to a wait the server named: uniform in `[0, retry_after_jitter * wait]`."""

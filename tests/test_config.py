@@ -974,6 +974,7 @@ def test_a_cloud_host_with_a_final_dot_is_still_posthog_cloud() -> None:
         {"allow_insecure_http": "yes"},
         {"retry": "x"},
         {"rate_limits": 5},
+        {"rate_limit_store": "redis://localhost"},
     ],
 )
 def test_an_argument_of_the_wrong_type_is_a_type_error_too(kwargs: dict[str, Any]) -> None:

@@ -1523,3 +1523,50 @@ async def test_a_read_resumed_at_a_cursor_pages_record_skips_the_records_before_
             "#skip=1" + "0" * 12,
         ):
             assert [r.id for r in await resumed(page_url + fragment)] == ids[:100], fragment
+
+
+def _at(body: Any, path: str) -> Any:
+    """The value at a JSON path such as `$.results[3].created_at` (KeyError: none)."""
+    value = body
+    for part in path.removeprefix("$").replace("[", ".[").split("."):
+        if not part:
+            continue
+        value = value[int(part[1:-1])] if part.startswith("[") else value[part]
+    return value
+
+
+@pytest.mark.parametrize("how", ["next_page", "async for", "prefetch", "to_list", "pages"])
+@pytest.mark.parametrize("start", ["first page", "resumed with #skip"])
+async def test_a_page_that_does_not_fit_gives_its_whole_body_where_the_paths_lead(
+    how: str, start: str
+) -> None:
+    """
+    `ResponseDecodeError.body` is "the decoded JSON body", where its `paths` lead
+    (`$.results[3].created_at`): for a page it held the `results` array alone, so no
+    path led anywhere and `count` and `next` were lost. A page resumed at `#skip=N`
+    names its own indexes too.
+    """
+    records = [_config(i) for i in range(4)]
+    records[3]["created_at"] = "yesterday"
+    page = {"count": 4, "next": None, "previous": None, "results": records}
+
+    async def handler(request: web.Request) -> web.Response:
+        return web.json_response(page)
+
+    async with (
+        serve(handler) as url,
+        aposthog.Client(api_key="phx_k", host=url, project_id=1, max_retries=0) as ph,
+    ):
+        paginator = ph.customer_profile_configs.list()
+        if start == "resumed with #skip":
+            first = f"{url}/api/environments/1/customer_profile_configs/?limit=4#skip=2"
+            paginator = paginator.resume_from(first)
+        with pytest.raises(aposthog.ResponseDecodeError) as info:
+            if how == "pages":
+                async for whole in paginator.pages():
+                    list(whole)
+            else:
+                await _collect(paginator, how)
+    assert page == info.value.body
+    assert ("$.results[3].created_at",) == info.value.paths
+    assert "yesterday" == _at(info.value.body, info.value.paths[0])

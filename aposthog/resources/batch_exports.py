@@ -77,7 +77,8 @@ class BatchExports(BatchExportRuns):
         self, *, limit: int | None = None, offset: int | None = None, timeout: Timeout = NOT_GIVEN
     ) -> AsyncPaginator[BatchExport]:
         """
-        Every batch export of the environment, newest first (deleted ones are left out).
+        Every batch export of the environment, newest first. Deleted ones are left out,
+        and so are `Workflows` ones, as PostHog lists them (`get()` finds those).
 
         Example:
             ```python
