@@ -8,6 +8,7 @@ import gc
 import json
 import socket
 import textwrap
+import uuid
 import warnings
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, cast
@@ -762,6 +763,82 @@ async def test_cancel_while_waiting_after_a_429_sends_nothing(fake: FakePostHog)
     assert stream.conversation_id not in fake.conversations
 
 
+async def test_cancel_while_waiting_after_posthogs_own_503_spares_another_devices_run(
+    fake: FakePostHog,
+) -> None:
+    """
+    Another device's answer streams in the conversation; this device's follow-up got
+    PostHog's own 503 (its JSON error, before the view ran: retried for that reason).
+    The user leaves during the backoff: cancel() sent the PATCH, which stopped the other
+    device's answer. It sends nothing now, as after a 429.
+    """
+    fake.script_answer("the other device's answer " * 20, delay=0.05)
+    async with fake.client(retry=SLOW_RETRY) as client:
+        other = client.conversations.create("from the other device")
+        async with other:
+            await anext(other)  # its answer has begun
+            fake.fail_next(1, status=503, method="POST")
+            waiting = anyio.Event()
+
+            def on_wait(wait: aposthog.Wait) -> None:
+                waiting.set()
+
+            follow_up = client.with_options(on_wait=on_wait).conversations.create(
+                "a follow-up", conversation=other.conversation_id
+            )
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(follow_up.until_done)
+                with anyio.fail_after(10):
+                    await waiting.wait()
+                    await follow_up.cancel()
+            assert follow_up.result().cancelled
+            assert [] == _patches(fake)
+            result = await other.until_done()
+    assert result.complete
+    assert not result.cancelled
+
+
+@pytest.mark.parametrize("refusal", ["429", "503"])
+async def test_conversations_cancel_while_a_new_conversations_message_waits_stops_it(
+    fake: FakePostHog, refusal: str
+) -> None:
+    """
+    The Stop button (`ph.conversations.cancel(id)`) while a new conversation's first
+    message waits out PostHog's 429 (or its 503): PostHog knows no such conversation and
+    answers the PATCH 404. That was a `NotFoundError`, and the stream, released as not
+    stopped, then sent the message and streamed the whole answer. It is stopped now:
+    cancelled, unsent, and the Stop raises nothing.
+    """
+    if refusal == "429":
+        fake.throttle_next(1, method="POST")
+    else:
+        fake.fail_next(1, status=503, method="POST")
+    async with fake.client(retry=SLOW_RETRY) as client:
+        waiting = anyio.Event()
+
+        def on_wait(wait: aposthog.Wait) -> None:
+            waiting.set()
+
+        stream = client.with_options(on_wait=on_wait).conversations.create("q")
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(stream.until_done)
+            with anyio.fail_after(10):
+                await waiting.wait()
+                await client.conversations.cancel(stream.conversation_id)
+    assert stream.closed
+    assert stream.result().cancelled
+    assert ["POST", "PATCH"] == [r.method for r in fake.requests]
+    assert stream.conversation_id not in fake.conversations
+
+
+async def test_conversations_cancel_of_a_conversation_no_stream_knows_is_not_found(
+    fake: FakePostHog, ph: aposthog.Client
+) -> None:
+    """Without a stream of it on this client, an unknown conversation stays an error."""
+    with pytest.raises(aposthog.NotFoundError):
+        await ph.conversations.cancel(uuid.uuid4())
+
+
 async def test_cancel_while_waiting_after_a_failed_connection_sends_nothing() -> None:
     """The POST never reached a server: there is nothing to stop, and nobody to tell."""
     with socket.socket() as sock:
@@ -855,25 +932,30 @@ async def test_cancel_while_waiting_to_retry_a_503_sends_the_message_no_more() -
 async def test_cancel_while_the_retry_waits_for_the_only_slot_does_not_hang() -> None:
     """
     A worker pool at `max_concurrency=1` (or with every slot busy): the message's POST
-    got PostHog's 503, its backoff ended, and it waits in line for a slot behind a slow
-    call. The user goes away: cancel() sends its PATCH, which joins the line behind the
-    retry. The slot frees, the retry takes it, sees the cancel and sends nothing, but
-    then sleeps (until cancel() closes the stream) still holding the slot, which cancel()'s
-    own PATCH waits for: neither ever ends.
+    lost its answer (PostHog may have started the run), its backoff ended, and its
+    re-attach waits in line for a slot behind a slow call. The user goes away: cancel()
+    sends its PATCH, which joins the line behind the re-attach. Neither may hold the
+    slot the other waits for (a retry that saw the cancel and slept holding it hung both
+    for good); nor is the message sent again.
     """
     seen: list[str] = []
+    contents: list[str | None] = []
     holding = asyncio.Event()
     release = asyncio.Event()
 
     async def posthog(request: web.Request) -> web.StreamResponse:
         seen.append(request.method)
+        if request.method == "POST":
+            contents.append((await request.json())["content"])
         if request.method == "GET":  # a slow call of another task, holding the one slot
             holding.set()
             await release.wait()
         if request.method in ("GET", "PATCH"):
             return web.json_response({"detail": "Not found."}, status=404)
-        body = {"type": "server_error", "code": "error", "detail": "busy", "attr": None}
-        return web.json_response(body, status=503)
+        # Lost once sent: PostHog may have started the run, which cancel() must stop.
+        assert request.transport is not None
+        request.transport.close()
+        return web.Response()
 
     retrying = asyncio.Event()
 
@@ -895,7 +977,7 @@ async def test_cancel_while_the_retry_waits_for_the_only_slot_does_not_hang() ->
             stream = ph.conversations.create("q")
             async with anyio.create_task_group() as tg:
                 tg.start_soon(stream.until_done)  # woken by the cancel
-                await retrying.wait()  # PostHog's 503: the retry waits 0.02 s
+                await retrying.wait()  # the POST's answer was lost: the retry waits 0.02 s
                 other = ph.batch_exports.get("018f0000-0000-0000-0000-000000000000")
                 tg.start_soon(_ignore, other)
                 await holding.wait()  # that GET holds the only slot
@@ -909,7 +991,9 @@ async def test_cancel_while_the_retry_waits_for_the_only_slot_does_not_hang() ->
                     hung = False
                 tg.cancel_scope.cancel()  # (when it hung: let the test end)
     assert not hung, f"cancel() never ended: the requests sent were {seen}"
-    assert seen == ["POST", "GET", "PATCH"]
+    assert ["POST", "GET"] == seen[:2]
+    assert "PATCH" == seen[-1]
+    assert ["q"] == [c for c in contents if c is not None]  # after it, re-attaches alone
     assert stream.closed
 
 

@@ -8,7 +8,7 @@ from typing import Any
 
 from .. import _routes as routes
 from .._client import NOT_GIVEN, NotGiven
-from .._errors import ResponseDecodeError
+from .._errors import NotFoundError, ResponseDecodeError
 from .._http import segment
 from .._pagination import AsyncPaginator
 from .._streaming import ConversationStream
@@ -316,6 +316,10 @@ class Conversations(Resource):
         (quietly, `cancelled`): PostHog ends their body, which is no cut to re-attach
         after. As `stream.cancel()` does, it first waits for a POST of theirs on its way
         (at most that stream's `timeout`): the run starts only as PostHog answers it.
+
+        A conversation PostHog does not know is a `NotFoundError`, unless this client has
+        streams of it: then their first message is still to be sent (it waits out a 429,
+        say), nothing runs, and they end `cancelled`, the message unsent.
         """
         conversation_id = uuid_id("id", id)
         api = self._api
@@ -332,6 +336,11 @@ class Conversations(Resource):
             await api.request_json(
                 routes.CONVERSATION_CANCEL, segment(conversation_id, name="id"), timeout=timeout
             )
+        except NotFoundError:
+            if not mine:
+                raise
+            # PostHog has no such conversation yet: this client's streams of it started
+            # nothing (their message waits to be sent again). Stopped: it never is.
         except BaseException:
             for stream in mine:  # not stopped: they read on, and re-attach if cut
                 stream.settle_cancel(stopped=False)
