@@ -125,6 +125,10 @@ class ConversationStream:
                     text = text.removeprefix("\\n\\n")  # joined it to the answer before
                 replies[turn] = replies.get(turn, "") + text
             ```
+
+        An answer that ended while the connection was down (a queued message's run began
+        before the re-attach) gave out only the text streamed before the drop: its whole
+        text is in `result().turns` once the loop ends, to complete that reply from.
         """
         return self._engine.turn
 

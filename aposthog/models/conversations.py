@@ -391,7 +391,9 @@ class ConversationResult:
         blank line (those of every turn, when queued messages ran on the stream: see
         `turns` for each answer apart). Equals `streamed_text` unless PostHog rewrote
         text it had already streamed, the run failed after streaming part of an answer,
-        or the stream was left before the run's final message (`cancel()`, `aclose()`,
+        an answer ended while the connection was down (its final message recovered
+        after the re-attach is here, the text it added is not in `text_deltas()`), or
+        the stream was left before the run's final message (`cancel()`, `aclose()`,
         a `break`: `complete` is then False, and the text streamed so far is only in
         `streamed_text`).
         """
