@@ -302,7 +302,8 @@ class Request:
     method: str
     url: str
     params: tuple[tuple[str, str], ...] = ()
-    body: bytes | None = None
+    #: Its repr gives the size alone: a body may hold a destination's secrets.
+    body: bytes | None = attrs.field(default=None, repr=lambda body: _sized(body))
     headers: tuple[tuple[str, str], ...] = ()
     #: The path alone: what messages and logs show (derived from `url` when not given).
     path: str = attrs.field(
@@ -314,6 +315,10 @@ class Request:
         if not self.params:
             return self.url
         return f"{self.url}?{urllib.parse.urlencode(self.params)}"
+
+
+def _sized(body: bytes | None) -> str:
+    return "None" if body is None else f"<{len(body)} bytes>"
 
 
 @attrs.frozen

@@ -207,6 +207,13 @@ def test_a_requests_full_url_is_its_url_with_its_query_encoded() -> None:
     assert "https://us.posthog.com/api/x/?limit=10&q=a+b%26c" == request.full_url()
 
 
+def test_a_requests_repr_gives_its_bodys_size_alone() -> None:
+    """A body may hold a destination's secrets: a traceback's locals show its size."""
+    request = Request(method="POST", url="https://us.posthog.com/api/x/", body=b'{"token":"t"}')
+    assert "body=<13 bytes>" in repr(request)
+    assert "token" not in repr(request)
+
+
 def test_secret_is_its_text_but_never_its_repr() -> None:
     """The key goes on the wire as itself; any repr (and so any container's) hides it."""
     secret = Secret("phx_secret_key")

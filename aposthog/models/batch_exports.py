@@ -190,6 +190,19 @@ SECRET_CONFIG_FIELDS: Final = frozenset(
 )
 
 
+class RedactedBody(dict[str, Any]):
+    """
+    A request body that may hold a destination's secrets: a plain JSON object on the
+    wire, and in its repr (a traceback's locals, a log line) each secret config field
+    is `'<redacted>'`, as in a destination's.
+    """
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return _shown_config(self)
+
+
 def _shown_config(config: Any, depth: int = 0) -> str:
     """
     `repr(config)`, each secret field's value shown as `'<redacted>'`, at any depth: in

@@ -23,6 +23,7 @@ from ..models.batch_exports import (
     BatchExportInterval,
     BatchExportLogLevel,
     BatchExportModel,
+    RedactedBody,
 )
 from ._checks import (
     check_bool,
@@ -441,8 +442,11 @@ def _offset(name: str, value: Any, high: int) -> int | None:
 
 
 def body(**fields: Any) -> dict[str, Any]:
-    """A create, update or test request body from keyword arguments (NOT_GIVEN: left out)."""
-    out: dict[str, Any] = {}
+    """
+    A create, update or test request body from keyword arguments (NOT_GIVEN: left out),
+    its destination's secrets hidden from its repr.
+    """
+    out: dict[str, Any] = RedactedBody()
     for name, value in fields.items():
         if isinstance(value, NotGiven):
             continue

@@ -22,6 +22,7 @@ from ..models.batch_exports import (
     BatchExportLogLevel,
     BatchExportModel,
     BatchExportTestStep,
+    RedactedBody,
 )
 from ._base import check_paging
 from ._batch_export_args import (
@@ -168,6 +169,7 @@ class BatchExports(BatchExportRuns):
             offset_day=offset_day,
             offset_hour=offset_hour,
         )
+        del destination  # the caller's, maybe with secrets in clear: see RedactedBody
         return await self._api.fetch(
             BatchExport, routes.EXPORT_CREATE, json=payload, timeout=timeout
         )
@@ -233,6 +235,7 @@ class BatchExports(BatchExportRuns):
             offset_day=offset_day,
             offset_hour=offset_hour,
         )
+        del destination  # the caller's, maybe with secrets in clear: see RedactedBody
         return await self._api.fetch(
             BatchExport, routes.EXPORT_UPDATE, uuid_segment("id", id), json=payload, timeout=timeout
         )
@@ -264,10 +267,13 @@ class BatchExports(BatchExportRuns):
 
         `name`, `destination` and `interval` are required, and PostHog refuses a
         `destination.config` that lacks a key its type requires (a `BadRequestError`),
-        where `update()` sends only what changes. The rest is PostHog's update: the
-        config is merged into the stored one key by key (so credentials PostHog keeps
-        need not be sent again), a field left out keeps its value, and neither the
-        destination's `type` nor `model` can change. The arguments are `create()`'s.
+        where `update()` sends only what changes. That check reads the config sent,
+        before the merge: a secret the type requires (an HTTP export's `token`, an inline
+        `user` and `password`), which PostHog never sends back, must be sent again, or
+        use `update()`. The rest is PostHog's update: the config is merged into the
+        stored one key by key (so a secret it does not require need not be sent again),
+        a field left out keeps its value, and neither the destination's `type` nor
+        `model` can change. The arguments are `create()`'s.
 
         Except the schedule's offsets: a PUT always carries `interval`, and PostHog then
         sets `offset_day` and `offset_hour` back to none (midnight; Sunday for a weekly
@@ -310,6 +316,7 @@ class BatchExports(BatchExportRuns):
             offset_day=offset_day,
             offset_hour=offset_hour,
         )
+        del destination  # the caller's, maybe with secrets in clear: see RedactedBody
         return await self._api.fetch(
             BatchExport,
             routes.EXPORT_REPLACE,
@@ -522,19 +529,20 @@ class BatchExports(BatchExportRuns):
             raise TypeError(f"config must be a mapping or None, got {type(config).__name__}")
         check_json("config", config)
         uuid_id("id", id)
+        # The caller's, maybe with secrets in clear: kept from here on only in a body
+        # whose repr hides them (a traceback's locals show none of them).
+        sent = RedactedBody(config or {})
+        del config
         export = await self.get(id, timeout=timeout)
-        destination: dict[str, Any] = {
-            "type": enum_value(export.destination.type),
-            "config": dict(config or {}),
-        }
+        destination = RedactedBody(type=enum_value(export.destination.type), config=sent)
         if export.destination.integration is not None:
             destination["integration"] = export.destination.integration
-        payload = {
-            "step": step,
-            "name": export.name,
-            "interval": enum_value(export.interval),
-            "destination": destination,
-        }
+        payload = RedactedBody(
+            step=step,
+            name=export.name,
+            interval=enum_value(export.interval),
+            destination=destination,
+        )
         return await self._api.fetch(
             BatchExportTestStep,
             routes.EXPORT_TEST_STEP,
@@ -585,6 +593,7 @@ class BatchExports(BatchExportRuns):
             incremental_mode=incremental_mode,
             filters=filters,
         )
+        del destination  # the caller's, maybe with secrets in clear: see RedactedBody
         payload["step"] = step
         return await self._api.fetch(
             BatchExportTestStep, routes.EXPORT_TEST_STEP_NEW, json=payload, timeout=timeout

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import datetime as dt
 import inspect
+import os
 import textwrap
+import traceback
 from types import MappingProxyType
 from typing import Any
 
@@ -1206,3 +1208,57 @@ async def test_a_field_of_its_own_model_is_sent(fake: FakePostHog, ph: aposthog.
     )
     assert events.filters is not None
     assert (hogql.primary_key, hogql.version_key) == (["event"], ["event"])
+
+
+_SECRET = "HTTP-TOKEN-never-printed-7f3a"
+
+
+@pytest.mark.parametrize("given", ["a destination", "a dict"])
+@pytest.mark.parametrize(
+    "call", ["create", "update", "replace", "run_test_step", "run_test_step_new"]
+)
+async def test_a_failed_call_leaves_a_destinations_secret_in_no_local_of_its_traceback(
+    fake: FakePostHog, ph: aposthog.Client, given: str, call: str
+) -> None:
+    """
+    The request bodies that carry a destination (and so its `token` or `password`) were
+    plain dicts and bytes in the frames of a call that failed: a traceback printed with
+    its locals (pytest's --showlocals, rich, an error tracker) showed the secret, which
+    a destination's own repr hides. They hide it too now, and a dict the caller passed
+    leaves those frames once the body is made.
+    """
+    config = {"url": "https://us.i.posthog.com/batch/", "token": _SECRET}
+    destination: Any = (
+        BatchExportDestination(type="HTTP", config=config)
+        if given == "a destination"
+        else {"type": "HTTP", "config": config}
+    )
+    export = await ph.batch_exports.create(name="e", destination=destination, interval="hour")
+    fake.fail_next(1, status=500)
+    with pytest.raises(aposthog.InternalServerError) as info:
+        if call == "create":
+            await ph.batch_exports.create(name="e", destination=destination, interval="hour")
+        elif call == "update":
+            await ph.batch_exports.update(export.id, destination=destination)
+        elif call == "replace":
+            await ph.batch_exports.replace(
+                export.id, name="e", destination=destination, interval="hour"
+            )
+        elif call == "run_test_step":
+            fake.fail_next(1, status=500)  # the export's GET goes first
+            await ph.batch_exports.run_test_step(export.id, step=0, config=dict(config))
+        else:
+            await ph.batch_exports.run_test_step_new(
+                step=0, name="e", destination=destination, interval="hour"
+            )
+    # aposthog's frames (this test's own holds the secret it passed, as a caller's would).
+    frames = traceback.TracebackException.from_exception(info.value, capture_locals=True).stack
+    ours = [
+        f"{frame.filename}:{frame.lineno} {name}"
+        for frame in frames
+        if f"{os.sep}aposthog{os.sep}" in frame.filename
+        for name, value in (frame.locals or {}).items()
+        if _SECRET in value
+    ]
+    assert frames
+    assert not ours
