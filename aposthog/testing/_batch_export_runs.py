@@ -286,6 +286,15 @@ async def _retry_run(fake: FakePostHog, request: FakeRequest) -> ServerReply:
     run = _run(fake, request)
     export = fake.batch_exports[run["batch_export"]]
     start, end = run["data_interval_start"], run["data_interval_end"]
+    if any(
+        b["batch_export"] == export["id"]
+        and (b["start_at"], b["end_at"]) == (start, end)
+        and b["status"] in _CANCELLABLE
+        for b in fake.batch_export_backfills.values()
+    ):
+        # The workflow's id is made of the bounds alone, and Temporal runs one workflow
+        # of an id at a time: `start_workflow` raises, which the view does not catch.
+        raise server_error()
     new_backfill(fake, export, start, end)
     workflow_id = f"{export['id']}-Backfill-{_utc(start, 'START')}-{_utc(end, 'END')}"
     return json_reply(201, {"backfill_id": workflow_id})

@@ -141,6 +141,26 @@ async def test_get_run(fake: FakePostHog, ph: aposthog.Client) -> None:
         await ph.batch_exports.get_run(other.id, stored["id"])
 
 
+async def test_a_second_retry_while_the_first_runs_is_posthogs_500(
+    fake: FakePostHog, ph: aposthog.Client
+) -> None:
+    """
+    PostHog names a retry's backfill workflow by the run's bounds alone, and Temporal
+    runs one workflow of an id at a time: a retry of a run whose retry still runs fails
+    in `start_workflow`, uncaught, a 500, and starts nothing. The fake started a second
+    backfill. Once the first has ended, a retry goes again.
+    """
+    export = await make(ph)
+    run = fake.add_batch_export_run(export.id, status="Failed")
+    await ph.batch_exports.retry_run(export.id, run["id"])
+    with pytest.raises(aposthog.InternalServerError):
+        await ph.batch_exports.retry_run(export.id, run["id"])
+    (backfill,) = fake.batch_export_backfills.values()
+    backfill["status"] = "Completed"
+    await ph.batch_exports.retry_run(export.id, run["id"])
+    assert 2 == len(fake.batch_export_backfills)
+
+
 async def test_retry_run_returns_posthogs_workflow_id(
     fake: FakePostHog, ph: aposthog.Client
 ) -> None:
