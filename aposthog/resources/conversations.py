@@ -265,6 +265,10 @@ class Conversations(Resource):
         idle: use `get()` for a finished one. `max_reattach_attempts`, `timeout` and
         `stream_idle_timeout` are as for `create()`.
 
+        The run is the conversation's, not this reader's: `stream.cancel()` stops it for
+        every reader (another device's, which then meets the end of an answer cut short).
+        A reader that only watched, whose user goes away, closes its stream (`aclose()`).
+
         Example:
             ```python
             conversation = await ph.conversations.get(conversation_id)
