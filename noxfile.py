@@ -114,10 +114,21 @@ def lowest(session: nox.Session) -> None:
     exact = [f"{name}=={version}" for name, version in pins.items()]
     # The SDK that reads spans back in the tests, at the API's version.
     sdk = f"opentelemetry-sdk=={pins['opentelemetry-api']}"
-    session.install(".[otel,redis,speedups]", *_group("tests"), sdk, *exact)
+    tests = _group("tests")
+    skipped: list[str] = []
+    python = next(v for v, path in PYTHONS.items() if path == session.python)
+    if tuple(map(int, python.split("."))) >= (3, 13):
+        # trio runs on Python 3.13 from 0.27 on, which needs attrs 23.2: beside attrs at
+        # its minimum, its one test (aposthog refuses trio) runs on the oldest Python.
+        tests = [t for t in tests if not re.match(r"trio\b", t)]
+        skipped = ["--deselect", f"tests/test_client.py::{_TRIO_TEST}"]
+    session.install(".[otel,redis,speedups]", *tests, sdk, *exact)
     # pip must not have resolved anything higher: then this session would test the wrong thing.
     session.run("python", "-c", _CHECK_INSTALLED, *exact)
-    session.run(*PYTEST, *session.posargs)
+    session.run(*PYTEST, *skipped, *session.posargs)
+
+
+_TRIO_TEST = "test_under_trio_every_entry_point_is_a_client_state_error"
 
 
 _CHECK_INSTALLED = """

@@ -108,27 +108,29 @@ def parse_raw_page(
     previous = body.get("previous")
     if count is not None and (count.__class__ is bool or not isinstance(count, int)):
         raise ResponseDecodeError(
-            f"'count' is not an integer in the page from {request_path}", paths=("$.count",)
+            f"'count' is not an integer in the page from {request_path}",
+            paths=("$.count",),
+            body=body,
         )
     if next_url is not None and (
         not isinstance(next_url, str) or (next_url and not is_request_url(next_url))
     ):
         # Checked before it is followed: nothing is sent for a `next` that is not a URL.
-        raise _not_a_url("next", request_path)
+        raise _not_a_url("next", request_path, body)
     if next_url and "#" in next_url:
         # A fragment is never sent: it means nothing to the list, and a resume point's
         # fragment is the client's own (`#skip=N`), which a server's must not imitate.
         next_url = next_url.partition("#")[0]
     if previous is not None and not isinstance(previous, str):
-        raise _not_a_url("previous", request_path)
+        raise _not_a_url("previous", request_path, body)
     if _structure_records is None:
         _load_converter()
     return results, count, next_url or None, previous or None
 
 
-def _not_a_url(key: str, request_path: str) -> ResponseDecodeError:
+def _not_a_url(key: str, request_path: str, body: Any) -> ResponseDecodeError:
     return ResponseDecodeError(
-        f"'{key}' is not a URL in the page from {request_path}", paths=(f"$.{key}",)
+        f"'{key}' is not a URL in the page from {request_path}", paths=(f"$.{key}",), body=body
     )
 
 

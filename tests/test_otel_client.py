@@ -353,7 +353,9 @@ async def test_a_message_held_back_while_a_cancel_is_under_way_is_no_attempt(
     """
     waited = anyio.Event()
     policy = aposthog.RetryPolicy(initial_backoff=0.2, max_backoff=0.2)
-    async with fake.client(retry=policy, on_wait=lambda _: waited.set()) as ph:
+    # A scoped key: PostHog refuses it the cancel (403).
+    key = fake.add_key(scopes=["conversation:write", "conversation:read"])
+    async with fake.client(api_key=key, retry=policy, on_wait=lambda _: waited.set()) as ph:
         fake.fail_next(1, status=503, method="POST")
         fake.script_answer("Short answer.")
         stream = ph.conversations.create("hi")
@@ -361,7 +363,7 @@ async def test_a_message_held_back_while_a_cancel_is_under_way_is_no_attempt(
         async def cancel() -> None:
             await waited.wait()
             fake.latency = 0.8  # under way when the retry comes due
-            with pytest.raises(aposthog.NotFoundError):  # refused: nothing to stop yet
+            with pytest.raises(aposthog.PermissionDeniedError):  # refused
                 await ph.conversations.cancel(stream.conversation_id)
             fake.latency = 0
 

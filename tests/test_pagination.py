@@ -1570,3 +1570,26 @@ async def test_a_page_that_does_not_fit_gives_its_whole_body_where_the_paths_lea
     assert page == info.value.body
     assert ("$.results[3].created_at",) == info.value.paths
     assert "yesterday" == _at(info.value.body, info.value.paths[0])
+
+
+@pytest.mark.parametrize(
+    ("bad", "path"),
+    [({"count": "4"}, "$.count"), ({"next": 5}, "$.next"), ({"previous": 5}, "$.previous")],
+)
+async def test_a_page_whose_links_or_count_do_not_fit_gives_its_body(
+    bad: dict[str, Any], path: str
+) -> None:
+    """As for a record that does not fit: the error's `body` is the page its path is in."""
+    page = {"count": 1, "next": None, "previous": None, "results": [_config(0)], **bad}
+
+    async def handler(request: web.Request) -> web.Response:
+        return web.json_response(page)
+
+    async with (
+        serve(handler) as url,
+        aposthog.Client(api_key="phx_k", host=url, project_id=1, max_retries=0) as ph,
+    ):
+        with pytest.raises(aposthog.ResponseDecodeError) as info:
+            await ph.customer_profile_configs.list()
+    assert (path,) == info.value.paths
+    assert page == info.value.body

@@ -831,6 +831,26 @@ async def test_conversations_cancel_while_a_new_conversations_message_waits_stop
     assert stream.conversation_id not in fake.conversations
 
 
+async def test_conversations_cancel_of_a_conversation_deleted_under_its_run_is_not_found(
+    fake: FakePostHog,
+) -> None:
+    """
+    Another device deleted the conversation while this client's stream reads its answer:
+    PostHog answers the cancel 404 (deleted ones are not found), and the run goes on.
+    The stream, whose message was sent, is not ended as cancelled: the 404 is raised.
+    """
+    fake.script_answer("word " * 200, delay=0.02)
+    async with fake.client() as client, fake.client() as other_device:
+        stream = client.conversations.create("q")
+        async with stream:
+            await anext(stream)  # the answer has begun
+            await other_device.conversations.delete(stream.conversation_id)
+            with pytest.raises(aposthog.NotFoundError):
+                await client.conversations.cancel(stream.conversation_id)
+            assert not stream.closed
+            assert not stream.result().cancelled
+
+
 async def test_conversations_cancel_of_a_conversation_no_stream_knows_is_not_found(
     fake: FakePostHog, ph: aposthog.Client
 ) -> None:

@@ -321,9 +321,10 @@ class Conversations(Resource):
         after. As `stream.cancel()` does, it first waits for a POST of theirs on its way
         (at most that stream's `timeout`): the run starts only as PostHog answers it.
 
-        A conversation PostHog does not know is a `NotFoundError`, unless this client has
-        streams of it: then their first message is still to be sent (it waits out a 429,
-        say), nothing runs, and they end `cancelled`, the message unsent.
+        A conversation PostHog does not know (or deleted) is a `NotFoundError`, unless
+        this client's streams of it have sent nothing that may have started a run (their
+        first message waits to be sent again, after a 429, say): then nothing runs, and
+        they end `cancelled`, the message unsent.
         """
         conversation_id = uuid_id("id", id)
         api = self._api
@@ -341,10 +342,13 @@ class Conversations(Resource):
                 routes.CONVERSATION_CANCEL, segment(conversation_id, name="id"), timeout=timeout
             )
         except NotFoundError:
-            if not mine:
+            if not mine or any(stream.run_may_exist for stream in mine):
+                for stream in mine:  # (a conversation deleted under a run that goes on)
+                    stream.settle_cancel(stopped=False)
                 raise
-            # PostHog has no such conversation yet: this client's streams of it started
-            # nothing (their message waits to be sent again). Stopped: it never is.
+            # PostHog has no such conversation yet, and this client's streams of it sent
+            # nothing that may have started a run (their message waits to be sent again,
+            # after a 429, say). Stopped: it never is.
         except BaseException:
             for stream in mine:  # not stopped: they read on, and re-attach if cut
                 stream.settle_cancel(stopped=False)

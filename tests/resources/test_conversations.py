@@ -401,6 +401,11 @@ async def _waiting_for_the_only_slot(
         await asyncio.gather(reader, busy, return_exceptions=True)
 
 
+def _scoped(fake: FakePostHog) -> str:
+    """A key with scopes: PostHog refuses it the cancel action (403), whatever runs."""
+    return fake.add_key(scopes=["conversation:write", "conversation:read"])
+
+
 @pytest.mark.parametrize("tries", [1, 2])
 async def test_a_stop_before_the_message_went_out_leaves_no_reader_asleep_forever(
     fake: FakePostHog, tries: int
@@ -408,16 +413,15 @@ async def test_a_stop_before_the_message_went_out_leaves_no_reader_asleep_foreve
     # The user presses Stop right after asking, while the message still waits for the
     # client's only concurrency slot: `conversations.cancel(id)`, then (`tries=2`) again
     # as soon as it is refused (a retry loop, a second /stop). The message's attempt,
-    # finding a cancel under way, is withheld. PostHog answers each PATCH 404 (the
-    # conversation does not exist yet): the message is sent then. It slept until the
-    # client was closed; with the second cancel, it took the second's mark for the
-    # first's success, and slept on.
+    # finding a cancel under way, is withheld. PostHog refuses each PATCH (a scoped key:
+    # 403): the message is sent then. It slept until the client was closed; with the
+    # second cancel, it took the second's mark for the first's success, and slept on.
     async with (
-        fake.client(max_concurrency=1) as ph,
+        fake.client(api_key=_scoped(fake), max_concurrency=1) as ph,
         _waiting_for_the_only_slot(ph, fake) as (stream, reader),
     ):
         for _ in range(tries):
-            with pytest.raises(aposthog.NotFoundError):
+            with pytest.raises(aposthog.PermissionDeniedError):
                 await ph.conversations.cancel(stream.conversation_id)
         fake.latency = 0
         done, _ = await asyncio.wait([reader], timeout=0.8)
@@ -511,16 +515,16 @@ async def test_a_message_withheld_during_a_refused_cancel_is_counted_once(
     fake: FakePostHog,
 ) -> None:
     # The message waits for the client's only slot while `conversations.cancel(id)` is
-    # under way: nothing is sent meanwhile. The cancel is refused (404: no such
-    # conversation yet) and the message is sent, counted once: counted twice, it was
+    # under way: nothing is sent meanwhile. The cancel is refused (a scoped key: 403)
+    # and the message is sent, counted once: counted twice, it was
     # refused by the client's own limiter under PostHog AI's one-a-minute window (a free
     # organization in research mode has 3), "allows no request for 60 s", never sent.
     limits = aposthog.RateLimits(ai=(aposthog.Rate(1, per=60),))
     async with (
-        fake.client(max_concurrency=1, rate_limits=limits) as ph,
+        fake.client(api_key=_scoped(fake), max_concurrency=1, rate_limits=limits) as ph,
         _waiting_for_the_only_slot(ph, fake) as (stream, reader),
     ):
-        with pytest.raises(aposthog.NotFoundError):
+        with pytest.raises(aposthog.PermissionDeniedError):
             await ph.conversations.cancel(stream.conversation_id)
         fake.latency = 0
         (outcome,) = await asyncio.wait_for(asyncio.gather(reader, return_exceptions=True), 1.5)
@@ -535,15 +539,17 @@ async def test_a_refused_cancel_keeps_the_waiting_messages_place_in_the_line(
     # The message waits for the client's only slot, first in PostHog AI's line; a second
     # conversation's message waits behind it. `conversations.cancel(id)` of the first is
     # under way when the slot comes: the first message, not known to be wanted, keeps
-    # its turn, uncounted, until the answer. PostHog refuses the cancel (404: no such
-    # conversation yet): the first stream reads on "as if no cancel had been asked", and
+    # its turn, uncounted, until the answer. PostHog refuses the cancel (a scoped key:
+    # 403): the first stream reads on "as if no cancel had been asked", and
     # its message goes first. (Had it passed the turn on and joined the line again at
     # its end, the message behind it would take the one-a-minute window and the first
     # be refused by the client's own limiter.)
     limits = aposthog.RateLimits(ai=(aposthog.Rate(1, per=60),))
     policy = aposthog.RetryPolicy(max_retry_after=0.5)
     async with (
-        fake.client(max_concurrency=1, rate_limits=limits, retry=policy) as ph,
+        fake.client(
+            api_key=_scoped(fake), max_concurrency=1, rate_limits=limits, retry=policy
+        ) as ph,
         _waiting_for_the_only_slot(ph, fake) as (stream, reader),
     ):
         second = ph.conversations.create("behind")
@@ -553,7 +559,7 @@ async def test_a_refused_cancel_keeps_the_waiting_messages_place_in_the_line(
                 # The second message waits behind the first.
                 while ph.open_streams < 2:  # noqa: ASYNC110
                     await asyncio.sleep(0)
-            with pytest.raises(aposthog.NotFoundError):
+            with pytest.raises(aposthog.PermissionDeniedError):
                 await ph.conversations.cancel(stream.conversation_id)
             fake.latency = 0
             first, _ = await asyncio.wait_for(
