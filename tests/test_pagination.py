@@ -211,6 +211,18 @@ async def _collect(paginator: Any, how: str) -> list[Any]:
     return [record async for record in paginator]
 
 
+def _configs(
+    ph: aposthog.Client, url: str, start: str, *, resumed_at: str
+) -> aposthog.AsyncPaginator[CustomerProfileConfig]:
+    """The profile configs' list, from its first page or (`start`) resumed at a saved URL."""
+    paginator = ph.customer_profile_configs.list()
+    if start == "resumed with #skip":
+        paginator = paginator.resume_from(
+            f"{url}/api/environments/1/customer_profile_configs/{resumed_at}"
+        )
+    return paginator
+
+
 @pytest.mark.parametrize("how", ["async for", "prefetch", "to_list"])
 @pytest.mark.parametrize("stuck", ["own url", "cursor stops", "other host", "offset stops"])
 async def test_a_next_that_repeats_a_fetched_page_is_a_decode_error(how: str, stuck: str) -> None:
@@ -270,10 +282,7 @@ async def test_a_next_naming_the_first_page_as_a_project_list_is_a_loop_too(
         serve(handler) as url,
         aposthog.Client(api_key="phx_k", host=url, project_id=1, max_retries=0) as ph,
     ):
-        paginator = ph.customer_profile_configs.list()
-        if start == "resumed with #skip":
-            first = f"{url}/api/environments/1/customer_profile_configs/?cursor=1#skip=1"
-            paginator = paginator.resume_from(first)
+        paginator = _configs(ph, url, start, resumed_at="?cursor=1#skip=1")
         with pytest.raises(aposthog.ResponseDecodeError, match="already fetched"):
             await _collect(paginator, how)
     assert 1 == len(hits), hits
@@ -1557,10 +1566,7 @@ async def test_a_page_that_does_not_fit_gives_its_whole_body_where_the_paths_lea
         serve(handler) as url,
         aposthog.Client(api_key="phx_k", host=url, project_id=1, max_retries=0) as ph,
     ):
-        paginator = ph.customer_profile_configs.list()
-        if start == "resumed with #skip":
-            first = f"{url}/api/environments/1/customer_profile_configs/?limit=4#skip=2"
-            paginator = paginator.resume_from(first)
+        paginator = _configs(ph, url, start, resumed_at="?limit=4#skip=2")
         with pytest.raises(aposthog.ResponseDecodeError) as info:
             if how == "pages":
                 async for whole in paginator.pages():
