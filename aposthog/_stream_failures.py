@@ -7,7 +7,7 @@ import anyio
 from ._errors import APIConnectionError, APIStatusError, APITimeoutError
 from ._http import Redactor
 from ._pipeline import Failure
-from ._retry import StatusOutcome
+from ._retry import may_have_acted
 from ._transport import StreamResponse
 
 __all__ = ["EVENT_STREAM", "STREAM_ACCEPT", "dropped_failure", "nothing_started", "snippet"]
@@ -25,19 +25,16 @@ STREAM_ACCEPT = f"{EVENT_STREAM}, application/json"
 
 def nothing_started(failure: Failure) -> bool:
     """
-    Whether a failed attempt proves it started nothing on PostHog: it never reached the
-    server, or PostHog refused it with a status below 500 (a 429 while throttled, a 409
-    while another run is going) or with its own 503 (its JSON error: a database that is
-    unavailable, before the view starts anything; retried for that reason). Any other
-    5xx, a proxy's 503 among them, or a connection lost after sending proves nothing.
+    Whether a failed attempt proves it started nothing on PostHog: what the retry rules
+    take for a refusal before any work (`may_have_acted`): it never reached the server,
+    or PostHog refused it with a status below 500 (a 429 while throttled, a 409 while
+    another run is going) or with its own 503. Stricter than those rules, a 500 proves
+    nothing here either: the view may have begun the run before it failed.
     """
     error = failure.error
-    if isinstance(error, APIStatusError):
-        outcome = failure.outcome
-        if error.status == 503 and isinstance(outcome, StatusOutcome) and not outcome.proxy:
-            return True
-        return error.status < 500
-    return not error.reached_server
+    if isinstance(error, APIStatusError) and error.status >= 500 and error.status != 503:
+        return False
+    return not may_have_acted(failure.outcome)
 
 
 def dropped_failure(error: APIConnectionError, idle: float | None) -> Failure:
